@@ -1,0 +1,166 @@
+// Command hearth is the Hearth daemon and its command line: flags and
+// subcommands only; everything else lives in package daemon.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hearth-chat/hearth/daemon"
+)
+
+const usage = `Hearth — a personal Matrix homeserver.
+
+Usage:
+  hearth run [flags]                    run the daemon in the foreground
+  hearth config defaults                print the default config, commented
+  hearth account add NAME [--password P]
+  hearth account passwd NAME [--password P]
+  hearth account list
+  hearth version
+
+Every subcommand takes --data-dir and --config, and every config key as a
+flag (see 'hearth config defaults').
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// Exit codes: 0 ok, 1 runtime failure, 2 bad usage or config.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "run":
+		cfg, code := loadConfig("run", rest, stderr, nil)
+		if code != 0 {
+			return code
+		}
+		return runDaemon(cfg, stdout, stderr)
+	case "config":
+		if len(rest) == 1 && rest[0] == "defaults" {
+			daemon.WriteDefaults(bufio.NewWriter(stdout))
+			return 0
+		}
+	case "account":
+		return accountCmd(rest, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "hearth", daemon.Version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprint(stderr, usage)
+	return 2
+}
+
+// loadConfig parses flags for a subcommand; extra registers its own flags.
+func loadConfig(name string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (daemon.Config, int) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", "", "config file (default: <data dir>/hearth.conf if present)")
+	daemon.RegisterFlags(fs)
+	if extra != nil {
+		extra(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return daemon.Config{}, 2
+	}
+	cfg, err := daemon.Load(fs, *configFile, os.Getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, "hearth: bad config:", err)
+		return cfg, 2
+	}
+	return cfg, 0
+}
+
+func runDaemon(cfg daemon.Config, stdout, stderr io.Writer) int {
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.LogLevel))
+	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})))
+	d, err := daemon.Start(cfg, stdout)
+	if err != nil {
+		fmt.Fprintln(stderr, "hearth:", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	slog.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := d.Stop(sctx); err != nil {
+		fmt.Fprintln(stderr, "hearth: shutdown:", err)
+		return 1
+	}
+	return 0
+}
+
+func accountCmd(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	sub, rest := args[0], args[1:]
+	var name string
+	if sub != "list" {
+		if len(rest) == 0 || strings.HasPrefix(rest[0], "-") {
+			fmt.Fprintf(stderr, "hearth account %s: NAME is required\n", sub)
+			return 2
+		}
+		name, rest = rest[0], rest[1:]
+	}
+	var password *string
+	cfg, code := loadConfig("account "+sub, rest, stderr, func(fs *flag.FlagSet) {
+		password = fs.String("password", "", "the password (default: a random one, printed)")
+	})
+	if code != 0 {
+		return code
+	}
+	var err error
+	var pw string
+	switch sub {
+	case "add":
+		pw, err = daemon.AddAccount(cfg, name, *password)
+	case "passwd":
+		pw, err = daemon.SetPassword(cfg, name, *password)
+	case "list":
+		var ids []string
+		ids, err = daemon.ListAccounts(cfg)
+		for _, id := range ids {
+			fmt.Fprintln(stdout, id)
+		}
+	default:
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "hearth:", err)
+		if errors.Is(err, daemon.ErrRunning) {
+			return 3
+		}
+		return 1
+	}
+	if sub != "list" {
+		fmt.Fprintf(stdout, "@%s:%s\n", name, cfg.ServerName)
+		if *password == "" {
+			fmt.Fprintf(stdout, "password: %s\n", pw)
+		}
+	}
+	return 0
+}

@@ -1,0 +1,227 @@
+package daemon
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"strconv"
+	"strings"
+)
+
+// Config is every setting of the daemon. Each field has a config-file key
+// (the `key` tag), a flag (--key with _ as -) and an environment variable
+// (HEARTH_KEY), with precedence flag > environment > file > default.
+type Config struct {
+	ServerName         string `key:"server_name" help:"The Matrix server name: the part after ':' in user IDs. Default: this machine's name. Cannot change once users exist."`
+	DataDir            string `key:"data_dir" help:"Where the bbolt file and keys live. Default: the OS user data dir (XDG_DATA_HOME/hearth, ~/Library/Application Support/Hearth, %AppData%\\Hearth)."`
+	ClientListen       string `key:"client_listen" help:"Address of the Client-Server API. Keep it on loopback: it is for clients on this computer."`
+	FederationListen   string `key:"federation_listen" help:"Address of the Server-Server API (TLS). Empty keeps federation off."`
+	TLSCert            string `key:"tls_cert" help:"PEM certificate chain for the federation listener."`
+	TLSKey             string `key:"tls_key" help:"PEM private key for the federation listener."`
+	CAFile             string `key:"ca_file" help:"Extra PEM CA certificates trusted for outbound federation, besides the system roots."`
+	Registration       string `key:"registration" help:"Who may create accounts: closed (only 'hearth account add'), token (with a registration token) or open."`
+	RegistrationTokens string `key:"registration_tokens" help:"Comma-separated registration tokens accepted when registration = token."`
+	RoomVersion        string `key:"room_version" help:"Room version for new rooms when the client names none."`
+	MaxRequestBytes    int64  `key:"max_request_bytes" help:"Largest request body the client API reads; larger ones get M_TOO_LARGE."`
+	LogLevel           string `key:"log_level" help:"debug, info, warn or error."`
+}
+
+// Defaults returns the built-in configuration.
+func Defaults() Config {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return Config{
+		ServerName:      strings.ToLower(strings.SplitN(host, ".", 2)[0]),
+		DataDir:         defaultDataDir(),
+		ClientListen:    "127.0.0.1:8008",
+		Registration:    "closed",
+		RoomVersion:     "10",
+		MaxRequestBytes: 1 << 20,
+		LogLevel:        "info",
+	}
+}
+
+// defaultDataDir is the OS's per-user data directory plus Hearth.
+func defaultDataDir() string {
+	home, _ := os.UserHomeDir()
+	switch runtime.GOOS {
+	case "windows":
+		if app := os.Getenv("AppData"); app != "" {
+			return filepath.Join(app, "Hearth")
+		}
+	case "darwin":
+		return filepath.Join(home, "Library", "Application Support", "Hearth")
+	default:
+		if xdg := os.Getenv("XDG_DATA_HOME"); xdg != "" {
+			return filepath.Join(xdg, "hearth")
+		}
+	}
+	return filepath.Join(home, ".local", "share", "hearth")
+}
+
+// fields lists the config's settable fields in declaration order.
+func fields(c *Config) []struct {
+	key, help string
+	v         reflect.Value
+} {
+	var out []struct {
+		key, help string
+		v         reflect.Value
+	}
+	rv := reflect.ValueOf(c).Elem()
+	for i := 0; i < rv.NumField(); i++ {
+		f := rv.Type().Field(i)
+		out = append(out, struct {
+			key, help string
+			v         reflect.Value
+		}{f.Tag.Get("key"), f.Tag.Get("help"), rv.Field(i)})
+	}
+	return out
+}
+
+func setField(v reflect.Value, s string) error {
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(s)
+	case reflect.Int64:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return fmt.Errorf("not a whole number: %q", s)
+		}
+		v.SetInt(n)
+	}
+	return nil
+}
+
+// Load builds the config from defaults, the file, the environment and the
+// flags already parsed into fs (only flags set on the command line count).
+// configFile may be empty: then <data dir>/hearth.conf is read if present.
+func Load(fs *flag.FlagSet, configFile string, getenv func(string) string) (Config, error) {
+	c := Defaults()
+	flagVal := func(key string) (string, bool) {
+		set := false
+		val := ""
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == strings.ReplaceAll(key, "_", "-") {
+				set, val = true, f.Value.String()
+			}
+		})
+		return val, set
+	}
+	// The data dir decides where the default config file is, so resolve it first.
+	if v := getenv("HEARTH_DATA_DIR"); v != "" {
+		c.DataDir = v
+	}
+	if v, ok := flagVal("data_dir"); ok {
+		c.DataDir = v
+	}
+	explicit := configFile != ""
+	if !explicit {
+		configFile = filepath.Join(c.DataDir, "hearth.conf")
+	}
+	if err := c.readFile(configFile, explicit); err != nil {
+		return c, err
+	}
+	for _, f := range fields(&c) {
+		if v := getenv("HEARTH_" + strings.ToUpper(f.key)); v != "" {
+			if err := setField(f.v, v); err != nil {
+				return c, fmt.Errorf("HEARTH_%s: %w", strings.ToUpper(f.key), err)
+			}
+		}
+		if v, ok := flagVal(f.key); ok {
+			if err := setField(f.v, v); err != nil {
+				return c, fmt.Errorf("--%s: %w", strings.ReplaceAll(f.key, "_", "-"), err)
+			}
+		}
+	}
+	return c, c.Validate()
+}
+
+// RegisterFlags adds a flag for every config key to fs.
+func RegisterFlags(fs *flag.FlagSet) {
+	d := Defaults()
+	for _, f := range fields(&d) {
+		fs.String(strings.ReplaceAll(f.key, "_", "-"), fmt.Sprint(f.v.Interface()), f.help)
+	}
+}
+
+// readFile reads "key = value" lines; # starts a comment.
+func (c *Config) readFile(path string, mustExist bool) error {
+	f, err := os.Open(path)
+	if os.IsNotExist(err) && !mustExist {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	byKey := map[string]reflect.Value{}
+	for _, fl := range fields(c) {
+		byKey[fl.key] = fl.v
+	}
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			return fmt.Errorf("config %s:%d: expected key = value", path, n)
+		}
+		k, v = strings.TrimSpace(k), strings.Trim(strings.TrimSpace(v), `"`)
+		fv, known := byKey[k]
+		if !known {
+			return fmt.Errorf("config %s:%d: unknown key %q", path, n, k)
+		}
+		if err := setField(fv, v); err != nil {
+			return fmt.Errorf("config %s:%d: %s: %w", path, n, k, err)
+		}
+	}
+	return sc.Err()
+}
+
+// Validate checks values that would otherwise fail later and less clearly.
+func (c *Config) Validate() error {
+	switch c.Registration {
+	case "closed", "token", "open":
+	default:
+		return fmt.Errorf("registration must be closed, token or open, not %q", c.Registration)
+	}
+	if c.Registration == "token" && strings.TrimSpace(c.RegistrationTokens) == "" {
+		return fmt.Errorf("registration = token needs registration_tokens")
+	}
+	if c.ServerName == "" || strings.ContainsAny(c.ServerName, "/@ ") {
+		return fmt.Errorf("server_name %q is not a valid server name", c.ServerName)
+	}
+	if c.ClientListen == "" {
+		return fmt.Errorf("client_listen must be set")
+	}
+	if c.MaxRequestBytes < 65536 {
+		return fmt.Errorf("max_request_bytes must be at least 65536 (one event)")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log_level must be debug, info, warn or error")
+	}
+	return nil
+}
+
+// WriteDefaults prints the default config as a commented file.
+func WriteDefaults(w *bufio.Writer) {
+	d := Defaults()
+	fmt.Fprintln(w, "# Hearth configuration. Every key can also be given as a flag (--server-name)")
+	fmt.Fprintln(w, "# or an environment variable (HEARTH_SERVER_NAME); flags win over the")
+	fmt.Fprintln(w, "# environment, which wins over this file. Values below are the defaults.")
+	for _, f := range fields(&d) {
+		fmt.Fprintf(w, "\n# %s\n%s = %v\n", f.help, f.key, f.v.Interface())
+	}
+	w.Flush()
+}

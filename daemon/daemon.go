@@ -1,0 +1,155 @@
+// Package daemon wires Hearth together: it loads the config, opens the
+// store, loads the signing key, builds the services and listeners, and
+// starts and stops them in order. It owns nothing a request touches; those
+// are the services it builds.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/hearth-chat/hearth/internal/account"
+	"github.com/hearth-chat/hearth/internal/store"
+	"github.com/hearth-chat/hearth/internal/stream"
+	"github.com/hearth-chat/hearth/internal/room"
+	"github.com/hearth-chat/hearth/localapi/matrix"
+)
+
+// Version is set at build time with -ldflags "-X ...daemon.Version=...".
+var Version = "dev"
+
+// dbFile is the one bbolt file under the data dir.
+const dbFile = "hearth.db"
+
+// Daemon is a running Hearth.
+type Daemon struct {
+	cfg      Config
+	db       *store.DB
+	accounts *account.Accounts
+	rooms    *room.Engine
+	server   *http.Server
+	listener net.Listener
+}
+
+// Start opens everything and begins serving; it returns once the client
+// API accepts connections. out receives the one-time welcome message.
+func Start(cfg Config, out io.Writer) (*Daemon, error) {
+	key, _, err := loadOrCreateSigningKey(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	var notifier *stream.Notifier
+	db, err := store.Open(filepath.Join(cfg.DataDir, dbFile), store.Options{
+		OnCommit: func(pos uint64) { notifier.Advance(pos) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	var pos uint64
+	db.View(func(tx *store.Tx) error { pos = tx.Pos(); return nil })
+	notifier = stream.New(pos)
+
+	d := &Daemon{cfg: cfg, db: db}
+	d.accounts = account.New(db, cfg.ServerName)
+	d.rooms = room.New(db, notifier, room.Config{ServerName: cfg.ServerName, KeyID: key.ID,
+		PrivateKey: key.Key, DefaultVersion: cfg.RoomVersion})
+	if err := d.firstStart(out); err != nil {
+		db.Close()
+		return nil, err
+	}
+	api := matrix.New(d.accounts, d.rooms, matrix.Config{
+		MaxBodyBytes: cfg.MaxRequestBytes, Registration: cfg.Registration,
+		RegistrationTokens: splitList(cfg.RegistrationTokens), Version: Version,
+	})
+	ln, err := net.Listen("tcp", cfg.ClientListen)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("client listener: %w", err)
+	}
+	d.listener = ln
+	d.server = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn)}
+	go func() {
+		if err := d.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			slog.Error("client listener stopped", "err", err)
+		}
+	}()
+	slog.Info("hearth is ready", "server_name", cfg.ServerName, "client_api", "http://"+ln.Addr().String(),
+		"data_dir", cfg.DataDir, "key_id", key.ID)
+	return d, nil
+}
+
+// Addr is the client listener's address.
+func (d *Daemon) Addr() string { return d.listener.Addr().String() }
+
+// Stop stops accepting, lets requests finish (long polls are cut off),
+// and closes the store after its queued writes.
+func (d *Daemon) Stop(ctx context.Context) error {
+	d.server.Shutdown(ctx)
+	d.server.Close()
+	return d.db.Close()
+}
+
+// firstStart creates the owner's account when the server has none and
+// tells the person how to log in, once.
+func (d *Daemon) firstStart(out io.Writer) error {
+	users, err := d.accounts.List()
+	if err != nil || len(users) > 0 {
+		return err
+	}
+	name := ownerName()
+	password := account.RandomString(12)
+	if err := d.accounts.Create(context.Background(), name, password, true); err != nil {
+		return fmt.Errorf("create owner account: %w", err)
+	}
+	fmt.Fprintf(out, `
+  Welcome to Hearth. Your Matrix account is ready:
+
+      homeserver  http://%s
+      user        %s
+      password    %s
+
+  This password is shown only once. Change it with 'hearth account passwd %s'.
+
+`, d.cfg.ClientListen, d.accounts.UserID(name), password, name)
+	return nil
+}
+
+var notLocalpart = regexp.MustCompile(`[^a-z0-9._=\-/+]`)
+
+// ownerName derives the owner's localpart from the OS account name.
+func ownerName() string {
+	u, err := user.Current()
+	if err != nil {
+		return "me"
+	}
+	name := u.Username
+	if i := strings.LastIndexAny(name, `\`); i >= 0 {
+		name = name[i+1:] // DOMAIN\user on Windows
+	}
+	name = notLocalpart.ReplaceAllString(strings.ToLower(name), "")
+	if name == "" {
+		return "me"
+	}
+	return name
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

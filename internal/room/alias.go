@@ -1,0 +1,232 @@
+package room
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"sort"
+	"strings"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
+	"github.com/hearth-chat/hearth/internal/store"
+)
+
+const randomChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+func randomID(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	for i := range b {
+		b[i] = randomChars[int(b[i])%len(randomChars)]
+	}
+	return string(b)
+}
+
+type aliasRecord struct {
+	RoomID  string `json:"room_id"`
+	Creator string `json:"creator"`
+}
+
+// validateAlias checks the grammar of a local alias (Appendices §"Room Aliases").
+func validateAlias(alias, serverName string) error {
+	local, server, ok := strings.Cut(strings.TrimPrefix(alias, "#"), ":")
+	if !strings.HasPrefix(alias, "#") || !ok || local == "" || len(alias) > 255 || strings.ContainsAny(local, ": \x00") {
+		return matrixerr.InvalidParam("invalid room alias " + alias)
+	}
+	if server != serverName {
+		return matrixerr.InvalidParam("room aliases must be on this server (" + serverName + ")")
+	}
+	return nil
+}
+
+func putAlias(tx *store.Tx, alias, roomID, creator string) error {
+	b, _ := json.Marshal(aliasRecord{RoomID: roomID, Creator: creator})
+	return tx.Put(store.Aliases, []byte(alias), b)
+}
+
+// SetAlias maps a local alias to a room (PUT /directory/room/{alias}).
+func (e *Engine) SetAlias(ctx context.Context, userID, alias, roomID string) error {
+	if err := validateAlias(alias, string(e.serverName)); err != nil {
+		return err
+	}
+	return e.db.Update(ctx, func(tx *store.Tx) error {
+		if _, err := roomInfo(tx, roomID); err != nil {
+			return err
+		}
+		if tx.Get(store.Aliases, []byte(alias)) != nil {
+			return matrixerr.Exclusive("room alias " + alias + " already exists")
+		}
+		return putAlias(tx, alias, roomID, userID)
+	})
+}
+
+// ResolveAlias returns the room an alias points to, and the servers to
+// join it through (GET /directory/room/{alias}).
+func (e *Engine) ResolveAlias(alias string) (string, []string, error) {
+	var rec aliasRecord
+	err := e.db.View(func(tx *store.Tx) error {
+		b := tx.Get(store.Aliases, []byte(alias))
+		if b == nil {
+			return matrixerr.NotFound("room alias " + alias + " not found")
+		}
+		return json.Unmarshal(b, &rec)
+	})
+	return rec.RoomID, []string{string(e.serverName)}, err
+}
+
+// DeleteAlias removes an alias; its creator or a room moderator may do so.
+func (e *Engine) DeleteAlias(ctx context.Context, userID, alias string) error {
+	return e.db.Update(ctx, func(tx *store.Tx) error {
+		b := tx.Get(store.Aliases, []byte(alias))
+		if b == nil {
+			return matrixerr.NotFound("room alias " + alias + " not found")
+		}
+		var rec aliasRecord
+		if err := json.Unmarshal(b, &rec); err != nil {
+			return err
+		}
+		if rec.Creator != userID {
+			info, err := roomInfo(tx, rec.RoomID)
+			if err != nil {
+				return err
+			}
+			pl, err := e.powerLevels(tx, info)
+			if err != nil {
+				return err
+			}
+			if pl.level(userID) < pl.StateDefault {
+				return matrixerr.Forbidden("only the alias creator or a room moderator may delete it")
+			}
+		}
+		return tx.Delete(store.Aliases, []byte(alias))
+	})
+}
+
+// LocalAliases lists the aliases pointing at a room.
+func (e *Engine) LocalAliases(userID, roomID string) ([]string, error) {
+	out := []string{}
+	err := e.db.View(func(tx *store.Tx) error {
+		if _, err := e.visibleRoom(tx, userID, roomID); err != nil {
+			return err
+		}
+		c := tx.Cursor(store.Aliases)
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			var rec aliasRecord
+			if json.Unmarshal(v, &rec) == nil && rec.RoomID == roomID {
+				out = append(out, string(k))
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// SetPublished adds or removes a room from the local room directory
+// (PUT /directory/list/room/{roomId}); moderators only.
+func (e *Engine) SetPublished(ctx context.Context, userID, roomID string, public bool) error {
+	return e.db.Update(ctx, func(tx *store.Tx) error {
+		info, err := roomInfo(tx, roomID)
+		if err != nil {
+			return err
+		}
+		pl, err := e.powerLevels(tx, info)
+		if err != nil {
+			return err
+		}
+		if pl.level(userID) < pl.StateDefault {
+			return matrixerr.Forbidden("only room moderators may publish the room")
+		}
+		if public {
+			return tx.Put(store.Directory, store.PutU64(info.NID), nil)
+		}
+		return tx.Delete(store.Directory, store.PutU64(info.NID))
+	})
+}
+
+// Published reports whether a room is in the local directory.
+func (e *Engine) Published(roomID string) (bool, error) {
+	pub := false
+	err := e.db.View(func(tx *store.Tx) error {
+		info, err := roomInfo(tx, roomID)
+		if err != nil {
+			return err
+		}
+		pub = tx.Get(store.Directory, store.PutU64(info.NID)) != nil
+		return nil
+	})
+	return pub, err
+}
+
+// PublicRoom is one entry of /publicRooms (Client-Server API §"Listing rooms").
+type PublicRoom struct {
+	RoomID           string `json:"room_id"`
+	Name             string `json:"name,omitempty"`
+	Topic            string `json:"topic,omitempty"`
+	CanonicalAlias   string `json:"canonical_alias,omitempty"`
+	AvatarURL        string `json:"avatar_url,omitempty"`
+	NumJoinedMembers int    `json:"num_joined_members"`
+	WorldReadable    bool   `json:"world_readable"`
+	GuestCanJoin     bool   `json:"guest_can_join"`
+	JoinRule         string `json:"join_rule,omitempty"`
+	RoomType         string `json:"room_type,omitempty"`
+}
+
+// PublicRooms lists the local directory, largest rooms first, with an
+// optional case-insensitive filter on name, topic and alias.
+func (e *Engine) PublicRooms(filter string) ([]PublicRoom, error) {
+	var out []PublicRoom
+	filter = strings.ToLower(filter)
+	err := e.db.View(func(tx *store.Tx) error {
+		c := tx.Cursor(store.Directory)
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			info, err := roomInfoByNID(tx, store.U64(k))
+			if err != nil {
+				return err
+			}
+			pr, err := publicRoom(tx, info)
+			if err != nil {
+				return err
+			}
+			hay := strings.ToLower(pr.Name + " " + pr.Topic + " " + pr.CanonicalAlias)
+			if filter == "" || strings.Contains(hay, filter) {
+				out = append(out, pr)
+			}
+		}
+		return nil
+	})
+	sort.SliceStable(out, func(i, j int) bool { return out[i].NumJoinedMembers > out[j].NumJoinedMembers })
+	return out, err
+}
+
+func publicRoom(tx *store.Tx, info *Info) (PublicRoom, error) {
+	pr := PublicRoom{RoomID: info.ID}
+	field := func(typ, path string) string {
+		ev, err := currentStateEvent(tx, info.NID, typ, "")
+		if err != nil || ev == nil {
+			return ""
+		}
+		var m map[string]any
+		json.Unmarshal(ev.PDU.Content(), &m)
+		s, _ := m[path].(string)
+		return s
+	}
+	pr.Name = field("m.room.name", "name")
+	pr.Topic = field("m.room.topic", "topic")
+	pr.CanonicalAlias = field("m.room.canonical_alias", "alias")
+	pr.AvatarURL = field("m.room.avatar", "url")
+	pr.JoinRule = field("m.room.join_rules", "join_rule")
+	pr.WorldReadable = field("m.room.history_visibility", "history_visibility") == "world_readable"
+	pr.GuestCanJoin = field("m.room.guest_access", "guest_access") == "can_join"
+	pr.RoomType = field("m.room.create", "type")
+	err := eachCurrentState(tx, info.NID, "m.room.member\x00", func(_, _ string, nid uint64) error {
+		ev, err := loadEvent(tx, nid)
+		if err != nil {
+			return err
+		}
+		if m, _ := ev.PDU.Membership(); m == "join" {
+			pr.NumJoinedMembers++
+		}
+		return nil
+	})
+	return pr, err
+}

@@ -1,0 +1,175 @@
+package room
+
+import (
+	"context"
+	"encoding/json"
+	"sort"
+	"time"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
+	"github.com/hearth-chat/hearth/internal/store"
+)
+
+// ChangeReceipt is the change-log kind for receipts.
+const ChangeReceipt = "receipt"
+
+// typingRoom is the in-memory typing state of one room. Typing is never
+// stored: it is worthless after a restart (Client-Server API §"Typing
+// Notifications").
+type typingRoom struct {
+	users     map[string]*time.Timer
+	changedAt uint64 // ephemeral counter of the last change
+}
+
+// SetTyping starts or stops a user's typing notification; a start expires
+// on its own after timeout. Expiry uses a timer, so nothing polls.
+func (e *Engine) SetTyping(userID, roomID string, typing bool, timeout time.Duration) error {
+	ok := false
+	e.db.View(func(tx *store.Tx) error {
+		if info, err := roomInfo(tx, roomID); err == nil {
+			ok = membershipIn(tx, userID, info.NID).Membership == "join"
+		}
+		return nil
+	})
+	if !ok {
+		return matrixerr.Forbidden("you are not joined to this room")
+	}
+	e.setTyping(userID, roomID, typing, timeout)
+	return nil
+}
+
+func (e *Engine) setTyping(userID, roomID string, typing bool, timeout time.Duration) {
+	e.typingMu.Lock()
+	defer e.typingMu.Unlock()
+	r := e.typingRooms[roomID]
+	if r == nil {
+		r = &typingRoom{users: map[string]*time.Timer{}}
+		e.typingRooms[roomID] = r
+	}
+	t, was := r.users[userID]
+	if was {
+		t.Stop()
+		delete(r.users, userID)
+	}
+	if typing {
+		if timeout <= 0 || timeout > 2*time.Minute {
+			timeout = 30 * time.Second
+		}
+		r.users[userID] = time.AfterFunc(timeout, func() { e.setTyping(userID, roomID, false, 0) })
+	}
+	if was != typing {
+		r.changedAt = e.notifier.Bump()
+	}
+}
+
+// typingSince returns the users typing in a room if that changed after the
+// ephemeral counter since (or always when since is 0).
+func (e *Engine) typingSince(roomID string, since uint64) ([]string, bool) {
+	e.typingMu.Lock()
+	defer e.typingMu.Unlock()
+	r := e.typingRooms[roomID]
+	if r == nil || (since != 0 && r.changedAt <= since) {
+		return nil, false
+	}
+	if since == 0 && len(r.users) == 0 {
+		return nil, false
+	}
+	users := make([]string, 0, len(r.users))
+	for u := range r.users {
+		users = append(users, u)
+	}
+	sort.Strings(users)
+	return users, true
+}
+
+// Receipt is a stored read receipt.
+type receipt struct {
+	EventID  string `json:"event_id"`
+	TS       int64  `json:"ts"`
+	ThreadID string `json:"thread_id,omitempty"`
+}
+
+func receiptKey(roomNID uint64, typ, threadID, userID string) []byte {
+	return store.NIDKey(roomNID, store.Key(typ, threadID, userID))
+}
+
+// SetReceipt records a receipt (Client-Server API §"Receipts"): m.read and
+// m.read.private, optionally for a thread ("main" or a thread root).
+func (e *Engine) SetReceipt(ctx context.Context, userID, roomID, typ, eventID, threadID string) error {
+	if typ != "m.read" && typ != "m.read.private" && typ != "m.fully_read" {
+		return matrixerr.InvalidParam("unknown receipt type " + typ)
+	}
+	return e.db.Update(ctx, func(tx *store.Tx) error {
+		info, err := roomInfo(tx, roomID)
+		if err != nil {
+			return err
+		}
+		if membershipIn(tx, userID, info.NID).Membership != "join" {
+			return matrixerr.Forbidden("you are not joined to this room")
+		}
+		nid := eventNID(tx, eventID)
+		if nid == 0 {
+			return matrixerr.NotFound("event not found")
+		}
+		if ev, err := loadEvent(tx, nid); err != nil || ev.RoomNID != info.NID {
+			return matrixerr.NotFound("event not found")
+		}
+		b, _ := json.Marshal(receipt{EventID: eventID, TS: time.Now().UnixMilli(), ThreadID: threadID})
+		if err := tx.Put(store.Receipts, receiptKey(info.NID, typ, threadID, userID), b); err != nil {
+			return err
+		}
+		c := store.Change{Kind: ChangeReceipt, RoomID: roomID, Key: userID}
+		if typ == "m.read.private" {
+			c.Localpart = userID // only its owner sees it
+		}
+		_, err = tx.AppendChange(c)
+		return err
+	})
+}
+
+// receiptContent builds an m.receipt EDU content for the room: all
+// receipts when users is nil, else only those users'. Private receipts are
+// shown to their owner alone.
+func receiptContent(tx *store.Tx, roomNID uint64, viewer string, users map[string]bool) map[string]map[string]map[string]any {
+	out := map[string]map[string]map[string]any{}
+	c := tx.Cursor(store.Receipts)
+	prefix := store.PutU64(roomNID)
+	for k, v := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, v = c.Next() {
+		parts := splitKey(string(k[8:]))
+		if len(parts) != 3 {
+			continue
+		}
+		typ, user := parts[0], parts[2]
+		if typ == "m.fully_read" || (users != nil && !users[user]) || (typ == "m.read.private" && user != viewer) {
+			continue
+		}
+		var r receipt
+		if json.Unmarshal(v, &r) != nil {
+			continue
+		}
+		if out[r.EventID] == nil {
+			out[r.EventID] = map[string]map[string]any{}
+		}
+		if out[r.EventID][typ] == nil {
+			out[r.EventID][typ] = map[string]any{}
+		}
+		entry := map[string]any{"ts": r.TS}
+		if r.ThreadID != "" {
+			entry["thread_id"] = r.ThreadID
+		}
+		out[r.EventID][typ][user] = entry
+	}
+	return out
+}
+
+func splitKey(k string) []string {
+	var out []string
+	start := 0
+	for i := 0; i < len(k); i++ {
+		if k[i] == 0 {
+			out = append(out, k[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, k[start:])
+}

@@ -1,0 +1,190 @@
+package room
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/hearth-chat/hearth/internal/store"
+)
+
+// Event flags kept beside the JSON.
+const (
+	flagRedacted byte = 1 << iota // JSON is the redacted form
+	flagRejected                  // failed auth; kept for the DAG, never served
+	flagOutlier                   // not part of the timeline (federation)
+)
+
+// Event is a stored room event. Its NID is the stream position at which it
+// was appended, so stream order and NID order are the same thing.
+type Event struct {
+	NID         uint64
+	RoomNID     uint64
+	Version     gomatrixserverlib.RoomVersion // kept per event so it parses alone
+	Flags       byte
+	StateBefore uint64 // snapshot NID of the room state before this event
+	RedactedBy  uint64 // NID of the redaction that redacted it, if any
+	Replaces    uint64 // for state events: the NID of the state it replaced
+	TxnDevice   string // the sending device and its txn ID, for unsigned.transaction_id
+	TxnID       string
+	JSON        []byte
+	PDU         gomatrixserverlib.PDU
+}
+
+// Record layout: flags(1) stateBefore(8) redactedBy(8) roomNID(8)
+// replaces(8) verLen(1) version txnDevLen(1) txnDev txnIDLen(2) txnID json.
+func (e *Event) encode() []byte {
+	b := make([]byte, 0, 38+len(e.Version)+len(e.TxnDevice)+len(e.TxnID)+len(e.JSON))
+	b = append(b, e.Flags)
+	b = binary.BigEndian.AppendUint64(b, e.StateBefore)
+	b = binary.BigEndian.AppendUint64(b, e.RedactedBy)
+	b = binary.BigEndian.AppendUint64(b, e.RoomNID)
+	b = binary.BigEndian.AppendUint64(b, e.Replaces)
+	b = append(b, byte(len(e.Version)))
+	b = append(b, e.Version...)
+	b = append(b, byte(len(e.TxnDevice)))
+	b = append(b, e.TxnDevice...)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(e.TxnID)))
+	b = append(b, e.TxnID...)
+	return append(b, e.JSON...)
+}
+
+var errCorrupt = errors.New("room: corrupt event record")
+
+func decodeEvent(nid uint64, b []byte) (*Event, error) {
+	if len(b) < 33 {
+		return nil, errCorrupt
+	}
+	e := &Event{NID: nid, Flags: b[0]}
+	e.StateBefore = binary.BigEndian.Uint64(b[1:])
+	e.RedactedBy = binary.BigEndian.Uint64(b[9:])
+	e.RoomNID = binary.BigEndian.Uint64(b[17:])
+	e.Replaces = binary.BigEndian.Uint64(b[25:])
+	rest := b[33:]
+	for _, field := range []*string{(*string)(&e.Version), &e.TxnDevice} {
+		if len(rest) < 1 || len(rest) < 1+int(rest[0]) {
+			return nil, errCorrupt
+		}
+		n := int(rest[0])
+		*field, rest = string(rest[1:1+n]), rest[1+n:]
+	}
+	if len(rest) < 2 {
+		return nil, errCorrupt
+	}
+	n := int(binary.BigEndian.Uint16(rest))
+	rest = rest[2:]
+	if len(rest) < n {
+		return nil, errCorrupt
+	}
+	e.TxnID = string(rest[:n])
+	e.JSON = append([]byte(nil), rest[n:]...)
+	return e, nil
+}
+
+// loadEvent reads and parses one stored event.
+func loadEvent(tx *store.Tx, nid uint64) (*Event, error) {
+	b := tx.Get(store.Events, store.PutU64(nid))
+	if b == nil {
+		return nil, fmt.Errorf("room: event %d missing", nid)
+	}
+	e, err := decodeEvent(nid, b)
+	if err != nil {
+		return nil, err
+	}
+	ver, err := gomatrixserverlib.GetRoomVersion(e.Version)
+	if err != nil {
+		return nil, err
+	}
+	e.PDU, err = ver.NewEventFromTrustedJSON(e.JSON, e.Flags&flagRedacted != 0)
+	if err != nil {
+		return nil, fmt.Errorf("room: parse stored event %d: %w", nid, err)
+	}
+	return e, nil
+}
+
+// eventNID resolves an event ID to its NID; 0 if unknown.
+func eventNID(tx *store.Tx, eventID string) uint64 {
+	return store.U64(tx.Get(store.EventIDs, []byte(eventID)))
+}
+
+// ClientEvent is the client-facing event format (Client-Server API
+// §"Room Event Format" / ClientEvent).
+type ClientEvent struct {
+	Content        json.RawMessage `json:"content"`
+	EventID        string          `json:"event_id"`
+	OriginServerTS int64           `json:"origin_server_ts"`
+	RoomID         string          `json:"room_id,omitempty"`
+	Sender         string          `json:"sender"`
+	StateKey       *string         `json:"state_key,omitempty"`
+	Type           string          `json:"type"`
+	Redacts        string          `json:"redacts,omitempty"`
+	Unsigned       map[string]any  `json:"unsigned,omitempty"`
+}
+
+// ClientView says how an event is shown to one viewer.
+type ClientView struct {
+	// Viewer is the user ID and device the event is served to; the sending
+	// device alone sees unsigned.transaction_id.
+	Viewer, ViewerDevice string
+	// OmitRoomID drops room_id, as /sync does inside a room's section.
+	OmitRoomID bool
+	// Now is for unsigned.age.
+	NowMs int64
+}
+
+// clientEvent converts a stored event for a client.
+func (e *Event) clientEvent(tx *store.Tx, v ClientView) ClientEvent {
+	p := e.PDU
+	ce := ClientEvent{
+		Content:        json.RawMessage(p.Content()),
+		EventID:        p.EventID(),
+		OriginServerTS: int64(p.OriginServerTS()),
+		Sender:         string(p.SenderID()),
+		StateKey:       p.StateKey(),
+		Type:           p.Type(),
+		Unsigned:       map[string]any{},
+	}
+	if len(ce.Content) == 0 {
+		ce.Content = json.RawMessage("{}")
+	}
+	if !v.OmitRoomID {
+		ce.RoomID = p.RoomID().String()
+	}
+	if r := p.Redacts(); r != "" {
+		ce.Redacts = r
+		// Room v11 moved redacts into content; clients read either.
+	}
+	if v.NowMs > 0 {
+		ce.Unsigned["age"] = v.NowMs - ce.OriginServerTS
+	}
+	if e.TxnID != "" && v.ViewerDevice == e.TxnDevice && v.Viewer == ce.Sender {
+		ce.Unsigned["transaction_id"] = e.TxnID
+	}
+	if e.Replaces != 0 && tx != nil {
+		// unsigned.prev_content lets clients show "changed their name from…".
+		{
+			if pe, err := loadEvent(tx, e.Replaces); err == nil {
+				ce.Unsigned["prev_content"] = json.RawMessage(pe.PDU.Content())
+				ce.Unsigned["replaces_state"] = pe.PDU.EventID()
+				ce.Unsigned["prev_sender"] = string(pe.PDU.SenderID())
+			}
+		}
+	}
+	if e.RedactedBy != 0 && tx != nil {
+		if re, err := loadEvent(tx, e.RedactedBy); err == nil {
+			ce.Unsigned["redacted_because"] = re.clientEvent(nil, ClientView{OmitRoomID: v.OmitRoomID})
+		}
+	}
+	if len(ce.Unsigned) == 0 {
+		ce.Unsigned = nil
+	}
+	return ce
+}
+
+func userIDForSender(_ spec.RoomID, s spec.SenderID) (*spec.UserID, error) {
+	return spec.NewUserID(string(s), true)
+}

@@ -1,0 +1,189 @@
+package room
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
+	"github.com/hearth-chat/hearth/internal/store"
+)
+
+// Membership of a user in a room as kept in the members index: the
+// membership string and the stream position of the change, so /sync can
+// tell which rooms a user joined, left or was invited to since a token.
+type Membership struct {
+	RoomID     string
+	RoomNID    uint64
+	Membership string // join, invite, leave, ban, knock
+	Pos        uint64
+	Forgotten  bool
+}
+
+// members index value: pos(8) forgotten(1) membership.
+// A member event that keeps the membership (a profile change) keeps the
+// position of the original change.
+func setMembership(tx *store.Tx, userID string, roomNID uint64, membership string, pos uint64) error {
+	if old := tx.Get(store.Members, memberKey(userID, roomNID)); len(old) >= 9 && string(old[9:]) == membership {
+		return nil
+	}
+	v := append(store.PutU64(pos), 0)
+	v = append(v, membership...)
+	return tx.Put(store.Members, memberKey(userID, roomNID), v)
+}
+
+func memberKey(userID string, roomNID uint64) []byte {
+	return append(store.Key(userID, ""), store.PutU64(roomNID)...)
+}
+
+func decodeMembership(tx *store.Tx, roomNID uint64, v []byte) Membership {
+	m := Membership{RoomNID: roomNID}
+	if len(v) >= 9 {
+		m.Pos, m.Forgotten, m.Membership = store.U64(v), v[8] == 1, string(v[9:])
+	}
+	if info, err := roomInfoByNID(tx, roomNID); err == nil {
+		m.RoomID = info.ID
+	}
+	return m
+}
+
+// Memberships lists every room the user has a membership in.
+func (e *Engine) Memberships(userID string) ([]Membership, error) {
+	var out []Membership
+	err := e.db.View(func(tx *store.Tx) error {
+		out = memberships(tx, userID)
+		return nil
+	})
+	return out, err
+}
+
+func memberships(tx *store.Tx, userID string) []Membership {
+	var out []Membership
+	prefix := store.Key(userID, "")
+	c := tx.Cursor(store.Members)
+	for k, v := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, v = c.Next() {
+		out = append(out, decodeMembership(tx, store.U64(k[len(prefix):]), v))
+	}
+	return out
+}
+
+// membershipIn returns the user's membership in a room ("" if none).
+func membershipIn(tx *store.Tx, userID string, roomNID uint64) Membership {
+	v := tx.Get(store.Members, memberKey(userID, roomNID))
+	if v == nil {
+		return Membership{RoomNID: roomNID}
+	}
+	return decodeMembership(tx, roomNID, v)
+}
+
+// JoinedRooms returns the IDs of the rooms the user is joined to.
+func (e *Engine) JoinedRooms(userID string) ([]string, error) {
+	ms, err := e.Memberships(userID)
+	out := []string{}
+	for _, m := range ms {
+		if m.Membership == "join" {
+			out = append(out, m.RoomID)
+		}
+	}
+	return out, err
+}
+
+// Forget hides a room the user has left from their future syncs
+// (Client-Server API §"Leaving rooms": /forget).
+func (e *Engine) Forget(ctx context.Context, userID, roomID string) error {
+	return e.db.Update(ctx, func(tx *store.Tx) error {
+		info, err := roomInfo(tx, roomID)
+		if err != nil {
+			return err
+		}
+		key := memberKey(userID, info.NID)
+		v := tx.Get(store.Members, key)
+		if v == nil {
+			return matrixerr.NotFound("you have never been in this room")
+		}
+		m := decodeMembership(tx, info.NID, v)
+		if m.Membership == "join" || m.Membership == "invite" || m.Membership == "knock" {
+			return matrixerr.Unknown("leave the room before forgetting it")
+		}
+		nv := append([]byte(nil), v...)
+		nv[8] = 1
+		return tx.Put(store.Members, key, nv)
+	})
+}
+
+// MemberEvents returns the room's current m.room.member events, filtered
+// by membership (empty matches all) — the source of /members.
+func (e *Engine) MemberEvents(userID, roomID, membership, notMembership string) ([]ClientEvent, error) {
+	var out []ClientEvent
+	err := e.db.View(func(tx *store.Tx) error {
+		info, err := e.visibleRoom(tx, userID, roomID)
+		if err != nil {
+			return err
+		}
+		return eachCurrentState(tx, info.NID, "m.room.member\x00", func(_, _ string, nid uint64) error {
+			ev, err := loadEvent(tx, nid)
+			if err != nil {
+				return err
+			}
+			m, _ := ev.PDU.Membership()
+			if (membership != "" && m != membership) || (notMembership != "" && m == notMembership) {
+				return nil
+			}
+			out = append(out, ev.clientEvent(tx, ClientView{}))
+			return nil
+		})
+	})
+	return out, err
+}
+
+// JoinedMember is one entry of /joined_members.
+type JoinedMember struct {
+	DisplayName string `json:"display_name,omitempty"`
+	AvatarURL   string `json:"avatar_url,omitempty"`
+}
+
+// JoinedMembers returns the joined members and their room profiles.
+func (e *Engine) JoinedMembers(userID, roomID string) (map[string]JoinedMember, error) {
+	out := map[string]JoinedMember{}
+	err := e.db.View(func(tx *store.Tx) error {
+		info, err := roomInfo(tx, roomID)
+		if err != nil {
+			return err
+		}
+		if membershipIn(tx, userID, info.NID).Membership != "join" {
+			return matrixerr.Forbidden("you are not joined to this room")
+		}
+		return eachCurrentState(tx, info.NID, "m.room.member\x00", func(_, sk string, nid uint64) error {
+			ev, err := loadEvent(tx, nid)
+			if err != nil {
+				return err
+			}
+			var c struct {
+				Membership  string `json:"membership"`
+				DisplayName string `json:"displayname"`
+				AvatarURL   string `json:"avatar_url"`
+			}
+			json.Unmarshal(ev.PDU.Content(), &c)
+			if c.Membership == "join" {
+				out[sk] = JoinedMember{DisplayName: c.DisplayName, AvatarURL: c.AvatarURL}
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// SharesRoom reports whether two users are joined to at least one common
+// room (used by the user directory and presence).
+func (e *Engine) SharesRoom(a, b string) bool {
+	shared := false
+	e.db.View(func(tx *store.Tx) error {
+		for _, m := range memberships(tx, a) {
+			if m.Membership == "join" && membershipIn(tx, b, m.RoomNID).Membership == "join" {
+				shared = true
+				return nil
+			}
+		}
+		return nil
+	})
+	return shared
+}

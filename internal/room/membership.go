@@ -1,0 +1,113 @@
+package room
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
+	"github.com/hearth-chat/hearth/internal/store"
+)
+
+// MembershipRequest changes a member of a room (Client-Server API
+// §"Room membership": join, leave, invite, kick, ban, unban).
+type MembershipRequest struct {
+	Sender     string
+	RoomID     string
+	Target     string // the user whose membership changes; Sender for join/leave
+	Membership string // join, leave, invite, ban
+	Reason     string
+	Profile    Profile // for joins: the sender's displayname and avatar
+	IsDirect   bool    // for invites
+	// Extra is additional content from the client (e.g. third-party fields).
+	Extra map[string]json.RawMessage
+	// OnlyIfBanned makes a leave fail unless the target is banned (unban).
+	OnlyIfBanned bool
+	// OnlyIfMember makes a leave of someone else fail unless they are
+	// joined or invited (kick), as the spec's /kick requires.
+	OnlyIfMember bool
+}
+
+// ChangeMembership sends the member event. Joining a room one is already
+// joined to with the same profile sends nothing, like leaving one has left.
+func (e *Engine) ChangeMembership(ctx context.Context, req MembershipRequest) (string, error) {
+	var eventID string
+	err := e.db.Update(ctx, func(tx *store.Tx) error {
+		info, err := roomInfo(tx, req.RoomID)
+		if err != nil {
+			return err
+		}
+		current, err := currentStateEvent(tx, info.NID, "m.room.member", req.Target)
+		if err != nil {
+			return err
+		}
+		cur := ""
+		if current != nil {
+			cur, _ = current.PDU.Membership()
+		}
+		if req.OnlyIfBanned && cur != "ban" {
+			return matrixerr.Forbidden("the user is not banned")
+		}
+		if req.OnlyIfMember && cur != "join" && cur != "invite" && cur != "knock" {
+			return matrixerr.Forbidden("the user is not in the room")
+		}
+		content := map[string]any{"membership": req.Membership}
+		for k, v := range req.Extra {
+			content[k] = v
+		}
+		if req.Reason != "" {
+			content["reason"] = req.Reason
+		}
+		if req.Membership == "join" {
+			if req.Profile.DisplayName != "" {
+				content["displayname"] = req.Profile.DisplayName
+			}
+			if req.Profile.AvatarURL != "" {
+				content["avatar_url"] = req.Profile.AvatarURL
+			}
+		}
+		if req.IsDirect {
+			content["is_direct"] = true
+		}
+		b, err := json.Marshal(content)
+		if err != nil {
+			return matrixerr.BadJSON("bad membership content")
+		}
+		if current != nil && cur == req.Membership && (cur == "join" || cur == "leave") &&
+			jsonEqual(current.PDU.Content(), b) {
+			eventID = current.PDU.EventID()
+			return nil
+		}
+		if req.Membership == "invite" && cur == "join" {
+			return matrixerr.Forbidden(req.Target + " is already in the room")
+		}
+		target := req.Target
+		ev, err := e.buildAndAppend(tx, info, SendRequest{Sender: req.Sender, RoomID: info.ID,
+			Type: "m.room.member", StateKey: &target, Content: b})
+		if err != nil {
+			return err
+		}
+		eventID = ev.PDU.EventID()
+		return putRoomInfo(tx, info)
+	})
+	return eventID, err
+}
+
+func jsonEqual(a, b []byte) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	xb, _ := json.Marshal(x)
+	yb, _ := json.Marshal(y)
+	return string(xb) == string(yb)
+}
+
+// RoomExists reports whether the server knows the room.
+func (e *Engine) RoomExists(roomID string) bool {
+	ok := false
+	e.db.View(func(tx *store.Tx) error {
+		ok = tx.Get(store.Rooms, []byte(roomID)) != nil
+		return nil
+	})
+	return ok
+}

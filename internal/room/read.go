@@ -1,0 +1,313 @@
+package room
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
+	"github.com/hearth-chat/hearth/internal/store"
+)
+
+// Event returns one event the user may see (GET /rooms/{id}/event/{eventId}).
+func (e *Engine) Event(userID, roomID, eventID string) (*ClientEvent, error) {
+	var out *ClientEvent
+	err := e.db.View(func(tx *store.Tx) error {
+		info, err := roomInfo(tx, roomID)
+		if err != nil {
+			return matrixerr.NotFound("event not found")
+		}
+		w, err := e.visibility(tx, userID, info)
+		if err != nil {
+			return err
+		}
+		nid := eventNID(tx, eventID)
+		if nid == 0 || !w.contains(nid) {
+			return matrixerr.NotFound("event not found")
+		}
+		ev, err := loadEvent(tx, nid)
+		if err != nil {
+			return err
+		}
+		if ev.RoomNID != info.NID || ev.Flags&flagRejected != 0 {
+			return matrixerr.NotFound("event not found")
+		}
+		ce := ev.clientEvent(tx, ClientView{Viewer: userID, NowMs: nowMs()})
+		out = &ce
+		return nil
+	})
+	return out, err
+}
+
+// State returns the current state events of a room the user can see. A user
+// who has left sees the state as of their leave.
+func (e *Engine) State(userID, roomID string) ([]ClientEvent, error) {
+	out := []ClientEvent{}
+	err := e.db.View(func(tx *store.Tx) error {
+		info, err := roomInfo(tx, roomID)
+		if err != nil {
+			return matrixerr.Forbidden("you are not a member of this room")
+		}
+		w, err := e.visibility(tx, userID, info)
+		if err != nil {
+			return err
+		}
+		nids, err := e.stateNIDsAt(tx, info, w.to)
+		if err != nil {
+			return err
+		}
+		for _, nid := range nids {
+			ev, err := loadEvent(tx, nid)
+			if err != nil {
+				return err
+			}
+			out = append(out, ev.clientEvent(tx, ClientView{Viewer: userID}))
+		}
+		return nil
+	})
+	return out, err
+}
+
+// StateEvent returns the content of one piece of state.
+func (e *Engine) StateEvent(userID, roomID, typ, sk string) (*ClientEvent, error) {
+	var out *ClientEvent
+	err := e.db.View(func(tx *store.Tx) error {
+		info, err := roomInfo(tx, roomID)
+		if err != nil {
+			return matrixerr.Forbidden("you are not a member of this room")
+		}
+		w, err := e.visibility(tx, userID, info)
+		if err != nil {
+			return err
+		}
+		nids, err := e.stateNIDsAt(tx, info, w.to)
+		if err != nil {
+			return err
+		}
+		for _, nid := range nids {
+			ev, err := loadEvent(tx, nid)
+			if err != nil {
+				return err
+			}
+			if ev.PDU.Type() == typ && ev.PDU.StateKeyEquals(sk) {
+				ce := ev.clientEvent(tx, ClientView{Viewer: userID})
+				out = &ce
+				return nil
+			}
+		}
+		return matrixerr.NotFound("state event not found")
+	})
+	return out, err
+}
+
+// stateNIDsAt returns the NIDs of the room state after position pos: the
+// current state when pos is at or past the room's last event, otherwise the
+// snapshot after the last event at or before pos.
+func (e *Engine) stateNIDsAt(tx *store.Tx, info *Info, pos uint64) ([]uint64, error) {
+	var out []uint64
+	if pos >= info.LastPos {
+		err := eachCurrentState(tx, info.NID, "", func(_, _ string, nid uint64) error {
+			out = append(out, nid)
+			return nil
+		})
+		return out, err
+	}
+	c := tx.Cursor(store.Timeline)
+	prefix := store.PutU64(info.NID)
+	k, _ := c.Seek(store.NIDKey(info.NID, store.PutU64(pos+1)))
+	if k == nil || !hasPrefix(k, prefix) {
+		k, _ = c.Last()
+	} else {
+		k, _ = c.Prev()
+	}
+	if k == nil || !hasPrefix(k, prefix) {
+		return nil, nil
+	}
+	last, err := loadEvent(tx, store.U64(k[8:]))
+	if err != nil {
+		return nil, err
+	}
+	state, err := stateAt(tx, last.StateBefore)
+	if err != nil {
+		return nil, err
+	}
+	if sk := last.PDU.StateKey(); sk != nil {
+		state[stateKey(last.PDU.Type(), *sk)] = last.NID
+	}
+	for _, nid := range state {
+		out = append(out, nid)
+	}
+	return out, nil
+}
+
+// Direction of pagination.
+type Direction byte
+
+const (
+	Backward Direction = 'b'
+	Forward  Direction = 'f'
+)
+
+// Page is a page of /messages (Client-Server API §"Syncing": /messages).
+type Page struct {
+	Chunk []ClientEvent
+	State []ClientEvent // member events of the chunk's senders (lazy loading)
+	// End is the position to continue from; 0 with More false means the
+	// edge of the room was reached.
+	End  uint64
+	More bool
+}
+
+// EventFilter selects events by type and sender; empty lists match all.
+type EventFilter struct {
+	Types, NotTypes     []string
+	Senders, NotSenders []string
+	Limit               int
+	LazyLoadMembers     bool
+	ContainsURL         *bool
+}
+
+// Messages pages through a room's timeline from position from. Backward
+// pages cover positions ≤ from, newest first; forward pages cover
+// positions > from, oldest first. A to position of 0 means unbounded.
+func (e *Engine) Messages(userID, device, roomID string, from, to uint64, dir Direction, f EventFilter) (*Page, error) {
+	page := &Page{Chunk: []ClientEvent{}, State: []ClientEvent{}}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 10
+	}
+	if limit > 1000 {
+		limit = 1000
+	}
+	err := e.db.View(func(tx *store.Tx) error {
+		info, err := roomInfo(tx, roomID)
+		if err != nil {
+			return matrixerr.Forbidden("you are not a member of this room")
+		}
+		w, err := e.visibility(tx, userID, info)
+		if err != nil {
+			return err
+		}
+		senders := map[string]bool{}
+		view := ClientView{Viewer: userID, ViewerDevice: device, NowMs: nowMs()}
+		err = scanTimeline(tx, info.NID, from, dir, func(nid uint64) (bool, error) {
+			if to != 0 && ((dir == Backward && nid <= to) || (dir == Forward && nid > to)) {
+				return false, nil
+			}
+			if !w.contains(nid) {
+				// Outside what the user may see: stop at the window's edge.
+				return (dir == Backward && nid > w.to) || (dir == Forward && nid < w.from), nil
+			}
+			if len(page.Chunk) >= limit {
+				page.More = true
+				return false, nil
+			}
+			ev, err := loadEvent(tx, nid)
+			if err != nil {
+				return false, err
+			}
+			page.End = nid
+			if dir == Backward {
+				page.End = nid - 1
+			}
+			if ev.Flags&flagRejected != 0 || !f.matches(ev) {
+				return true, nil
+			}
+			page.Chunk = append(page.Chunk, ev.clientEvent(tx, view))
+			senders[string(ev.PDU.SenderID())] = true
+			return true, nil
+		})
+		if err != nil {
+			return err
+		}
+		if f.LazyLoadMembers {
+			for s := range senders {
+				if nid := currentStateNID(tx, info.NID, "m.room.member", s); nid != 0 {
+					ev, err := loadEvent(tx, nid)
+					if err != nil {
+						return err
+					}
+					page.State = append(page.State, ev.clientEvent(tx, view))
+				}
+			}
+		}
+		return nil
+	})
+	return page, err
+}
+
+// scanTimeline walks a room's timeline from a position in a direction,
+// calling fn with each event NID until fn returns false.
+func scanTimeline(tx *store.Tx, roomNID, from uint64, dir Direction, fn func(nid uint64) (bool, error)) error {
+	c := tx.Cursor(store.Timeline)
+	prefix := store.PutU64(roomNID)
+	var k []byte
+	if dir == Forward {
+		k, _ = c.Seek(store.NIDKey(roomNID, store.PutU64(from+1)))
+	} else {
+		k, _ = c.Seek(store.NIDKey(roomNID, store.PutU64(from+1)))
+		if k == nil {
+			k, _ = c.Last()
+		} else {
+			k, _ = c.Prev()
+		}
+	}
+	for k != nil && hasPrefix(k, prefix) {
+		more, err := fn(store.U64(k[8:]))
+		if err != nil || !more {
+			return err
+		}
+		if dir == Forward {
+			k, _ = c.Next()
+		} else {
+			k, _ = c.Prev()
+		}
+	}
+	return nil
+}
+
+func (f *EventFilter) matches(ev *Event) bool {
+	typ, sender := ev.PDU.Type(), string(ev.PDU.SenderID())
+	if len(f.Types) > 0 && !matchAny(f.Types, typ) {
+		return false
+	}
+	if matchAny(f.NotTypes, typ) {
+		return false
+	}
+	if len(f.Senders) > 0 && !contains(f.Senders, sender) {
+		return false
+	}
+	if contains(f.NotSenders, sender) {
+		return false
+	}
+	if f.ContainsURL != nil {
+		var c struct {
+			URL *string `json:"url"`
+		}
+		json.Unmarshal(ev.PDU.Content(), &c)
+		if (c.URL != nil) != *f.ContainsURL {
+			return false
+		}
+	}
+	return true
+}
+
+// matchAny matches event types with the spec's trailing '*' wildcard.
+func matchAny(patterns []string, s string) bool {
+	for _, p := range patterns {
+		if p == s || (len(p) > 0 && p[len(p)-1] == '*' && len(s) >= len(p)-1 && s[:len(p)-1] == p[:len(p)-1]) {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func nowMs() int64 { return time.Now().UnixMilli() }

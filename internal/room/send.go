@@ -1,0 +1,258 @@
+package room
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+	"github.com/tidwall/gjson"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
+	"github.com/hearth-chat/hearth/internal/store"
+)
+
+// SendRequest is one event a local user asks to send (Client-Server API
+// §"Sending events to a room": PUT /send and PUT /state).
+type SendRequest struct {
+	Sender   string // full user ID
+	Device   string // the sending device, for transaction-ID idempotency
+	RoomID   string
+	Type     string
+	StateKey *string // nil for message events
+	Content  json.RawMessage
+	TxnID    string // empty for state events, which have no txn
+	Redacts  string // for m.room.redaction
+}
+
+// Send builds, authorises, signs and appends an event, returning its ID once
+// it is durable. A repeated (sender, device, txn) returns the first event's
+// ID without sending again.
+func (e *Engine) Send(ctx context.Context, req SendRequest) (string, error) {
+	var eventID string
+	err := e.db.Update(ctx, func(tx *store.Tx) error {
+		if req.TxnID != "" {
+			if nid := store.U64(tx.Get(store.Txns, txnKey(req))); nid != 0 {
+				ev, err := loadEvent(tx, nid)
+				if err != nil {
+					return err
+				}
+				eventID = ev.PDU.EventID()
+				return nil
+			}
+		}
+		info, err := roomInfo(tx, req.RoomID)
+		if err != nil {
+			return err
+		}
+		ev, err := e.buildAndAppend(tx, info, req)
+		if err != nil {
+			return err
+		}
+		eventID = ev.PDU.EventID()
+		return putRoomInfo(tx, info)
+	})
+	return eventID, err
+}
+
+func txnKey(req SendRequest) []byte { return store.Key(req.Sender, req.Device, req.TxnID) }
+
+// buildAndAppend runs inside the write transaction, so the prev_events,
+// depth and auth state it reads cannot change under it: local events in a
+// room form a single chain with no forks.
+func (e *Engine) buildAndAppend(tx *store.Tx, info *Info, req SendRequest) (*Event, error) {
+	ver, err := gomatrixserverlib.GetRoomVersion(info.Version)
+	if err != nil {
+		return nil, err
+	}
+	content := req.Content
+	if len(content) == 0 {
+		content = json.RawMessage("{}")
+	}
+	proto := gomatrixserverlib.ProtoEvent{
+		SenderID:   req.Sender,
+		RoomID:     info.ID,
+		Type:       req.Type,
+		StateKey:   req.StateKey,
+		PrevEvents: info.Extremities,
+		Depth:      info.Depth + 1,
+		Content:    spec.RawJSON(content),
+	}
+	if req.Type == "m.room.redaction" {
+		if err := e.checkRedaction(tx, info, ver, req); err != nil {
+			return nil, err
+		}
+		proto.Redacts = req.Redacts
+		if ver.Version() == gomatrixserverlib.RoomVersionV11 || ver.DomainlessRoomIDs() {
+			// Room v11 moved redacts into content (MSC2174); keep both so
+			// older clients that read the top level still see it.
+			c, err := setJSONField(content, "redacts", req.Redacts)
+			if err != nil {
+				return nil, err
+			}
+			proto.Content = spec.RawJSON(c)
+		}
+	}
+	provider, err := authProvider(tx, info.NID, &proto)
+	if err != nil {
+		return nil, err
+	}
+	eb := ver.NewEventBuilderFromProtoEvent(&proto)
+	if err := eb.AddAuthEvents(provider); err != nil {
+		return nil, badEvent(err)
+	}
+	pdu, err := eb.Build(e.now(), e.serverName, e.keyID, e.key)
+	if err != nil {
+		return nil, badEvent(err)
+	}
+	if err := gomatrixserverlib.Allowed(pdu, provider, userIDForSender); err != nil {
+		return nil, forbidden(err)
+	}
+	return e.append(tx, info, pdu, req.Device, req.TxnID)
+}
+
+// append stores an authorised event and every index that depends on it.
+func (e *Engine) append(tx *store.Tx, info *Info, pdu gomatrixserverlib.PDU, device, txnID string) (*Event, error) {
+	nid, err := tx.NextPos()
+	if err != nil {
+		return nil, err
+	}
+	ev := &Event{NID: nid, RoomNID: info.NID, Version: info.Version, StateBefore: info.Snapshot, JSON: pdu.JSON(), PDU: pdu}
+	if txnID != "" {
+		ev.TxnDevice, ev.TxnID = device, txnID
+		if err := tx.Put(store.Txns, store.Key(string(pdu.SenderID()), device, txnID), store.PutU64(nid)); err != nil {
+			return nil, err
+		}
+	}
+	if sk := pdu.StateKey(); sk != nil {
+		key := stateKey(pdu.Type(), *sk)
+		ev.Replaces = currentStateNID(tx, info.NID, pdu.Type(), *sk)
+		if err := tx.Put(store.State, store.NIDKey(info.NID, []byte(key)), store.PutU64(nid)); err != nil {
+			return nil, err
+		}
+		if info.Snapshot, err = addSnapshot(tx, info.Snapshot, key, nid); err != nil {
+			return nil, err
+		}
+		if pdu.Type() == "m.room.member" {
+			m, _ := pdu.Membership()
+			if err := setMembership(tx, *sk, info.NID, m, nid); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := tx.Put(store.Events, store.PutU64(nid), ev.encode()); err != nil {
+		return nil, err
+	}
+	if err := tx.Put(store.EventIDs, []byte(pdu.EventID()), store.PutU64(nid)); err != nil {
+		return nil, err
+	}
+	if err := tx.Put(store.Timeline, store.NIDKey(info.NID, store.PutU64(nid)), nil); err != nil {
+		return nil, err
+	}
+	if err := indexRelation(tx, info.NID, nid, pdu.Content()); err != nil {
+		return nil, err
+	}
+	info.Extremities = []string{pdu.EventID()}
+	info.Depth = pdu.Depth()
+	info.LastPos = nid
+	if pdu.Type() == "m.room.redaction" {
+		if err := applyRedaction(tx, pdu, nid); err != nil {
+			return nil, err
+		}
+	}
+	return ev, nil
+}
+
+// redactsTarget returns the event a redaction targets, wherever the room
+// version keeps it.
+func redactsTarget(pdu gomatrixserverlib.PDU) string {
+	if r := pdu.Redacts(); r != "" {
+		return r
+	}
+	return gjson.GetBytes(pdu.Content(), "redacts").String()
+}
+
+// checkRedaction applies the spec's rule that auth rules leave to servers:
+// a redaction may be applied if the sender sent the original event or has
+// the "redact" power level (Client-Server API §"Redactions", room v3+).
+func (e *Engine) checkRedaction(tx *store.Tx, info *Info, ver gomatrixserverlib.IRoomVersion, req SendRequest) error {
+	nid := eventNID(tx, req.Redacts)
+	if nid == 0 {
+		return matrixerr.NotFound("event to redact not found")
+	}
+	target, err := loadEvent(tx, nid)
+	if err != nil {
+		return err
+	}
+	if target.RoomNID != info.NID {
+		return matrixerr.NotFound("event to redact not found")
+	}
+	if string(target.PDU.SenderID()) == req.Sender {
+		return nil
+	}
+	pl, err := e.powerLevels(tx, info)
+	if err != nil {
+		return err
+	}
+	if pl.level(req.Sender) < pl.Redact {
+		return matrixerr.Forbidden("you may not redact other users' events")
+	}
+	return nil
+}
+
+// applyRedaction replaces the stored target with its redacted form.
+func applyRedaction(tx *store.Tx, redaction gomatrixserverlib.PDU, redactionNID uint64) error {
+	nid := eventNID(tx, redactsTarget(redaction))
+	if nid == 0 {
+		return nil // unknown target: nothing to redact yet
+	}
+	target, err := loadEvent(tx, nid)
+	if err != nil {
+		return err
+	}
+	if target.Flags&flagRedacted != 0 {
+		return nil
+	}
+	target.PDU.Redact()
+	target.JSON = target.PDU.JSON()
+	target.Flags |= flagRedacted
+	target.RedactedBy = redactionNID
+	return tx.Put(store.Events, store.PutU64(nid), target.encode())
+}
+
+// indexRelation records m.relates_to so /relations is a range scan.
+func indexRelation(tx *store.Tx, roomNID, nid uint64, content []byte) error {
+	rel := gjson.GetBytes(content, "m\\.relates_to")
+	parent := rel.Get("event_id").String()
+	relType := rel.Get("rel_type").String()
+	if parent == "" || relType == "" {
+		return nil
+	}
+	pnid := eventNID(tx, parent)
+	if pnid == 0 {
+		return nil
+	}
+	key := store.NIDKey(roomNID, store.NIDKey(pnid, store.PutU64(nid)))
+	return tx.Put(store.Relations, key, []byte(relType))
+}
+
+func setJSONField(obj json.RawMessage, key string, value any) (json.RawMessage, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(obj, &m); err != nil || m == nil {
+		m = map[string]json.RawMessage{}
+	}
+	v, err := json.Marshal(value)
+	if err != nil {
+		return nil, fmt.Errorf("room: encode %s: %w", key, err)
+	}
+	m[key] = v
+	return json.Marshal(m)
+}
+
+// serverOf returns the server name of a user ID.
+func serverOf(userID string) string {
+	_, s, _ := strings.Cut(userID, ":")
+	return s
+}

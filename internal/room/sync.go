@@ -1,0 +1,351 @@
+package room
+
+import (
+	"encoding/json"
+	"sort"
+
+	"github.com/hearth-chat/hearth/internal/store"
+)
+
+// SyncRequest asks for the room part of a /sync between two stream
+// positions (Client-Server API §"Syncing").
+type SyncRequest struct {
+	UserID, Device    string
+	Since, Now        uint64 // stream positions; Since 0 is an initial sync
+	SinceEph, NowEph  uint64 // typing counters
+	FullState         bool
+	IncludeLeave      bool
+	Timeline          EventFilter // Limit is the timeline limit
+	State             EventFilter
+	LazyLoadMembers   bool
+	Rooms, NotRooms   []string
+	EphemeralDisabled bool
+}
+
+// Timeline is a room's timeline section.
+type Timeline struct {
+	Events    []ClientEvent `json:"events"`
+	Limited   bool          `json:"limited"`
+	PrevBatch uint64        `json:"-"`
+}
+
+// JoinedRoom is one entry of rooms.join.
+type JoinedRoom struct {
+	Timeline  Timeline
+	State     []ClientEvent
+	Ephemeral []json.RawMessage
+	Summary   map[string]any
+}
+
+// InvitedRoom is one entry of rooms.invite.
+type InvitedRoom struct {
+	InviteState []json.RawMessage
+}
+
+// LeftRoom is one entry of rooms.leave.
+type LeftRoom struct {
+	Timeline Timeline
+	State    []ClientEvent
+}
+
+// SyncRooms is the rooms section of a /sync.
+type SyncRooms struct {
+	Join   map[string]*JoinedRoom
+	Invite map[string]*InvitedRoom
+	Leave  map[string]*LeftRoom
+}
+
+// Sync assembles the rooms section for the positions in req, reading one
+// consistent snapshot of the store; events past req.Now are ignored even if
+// they were committed meanwhile, so the next_batch token stays exact.
+func (e *Engine) Sync(req SyncRequest) (*SyncRooms, error) {
+	out := &SyncRooms{Join: map[string]*JoinedRoom{}, Invite: map[string]*InvitedRoom{}, Leave: map[string]*LeftRoom{}}
+	err := e.db.View(func(tx *store.Tx) error {
+		receiptRooms := e.receiptChanges(tx, req)
+		for _, m := range memberships(tx, req.UserID) {
+			if m.Forgotten || m.Pos > req.Now || !roomWanted(req, m.RoomID) {
+				continue
+			}
+			info, err := roomInfoByNID(tx, m.RoomNID)
+			if err != nil {
+				return err
+			}
+			switch m.Membership {
+			case "join":
+				jr, err := e.syncJoined(tx, req, info, m, receiptRooms[m.RoomID])
+				if err != nil {
+					return err
+				}
+				if jr != nil {
+					out.Join[info.ID] = jr
+				}
+			case "invite":
+				if req.Since == 0 || m.Pos > req.Since {
+					ir, err := e.syncInvite(tx, req, info)
+					if err != nil {
+						return err
+					}
+					out.Invite[info.ID] = ir
+				}
+			case "leave", "ban":
+				if (req.Since == 0 && req.IncludeLeave) || (req.Since != 0 && m.Pos > req.Since) {
+					lr, err := e.syncLeft(tx, req, info, m)
+					if err != nil {
+						return err
+					}
+					out.Leave[info.ID] = lr
+				}
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+func roomWanted(req SyncRequest, roomID string) bool {
+	if len(req.Rooms) > 0 && !contains(req.Rooms, roomID) {
+		return false
+	}
+	return !contains(req.NotRooms, roomID)
+}
+
+// receiptChanges finds, per room, the users whose receipts changed since
+// the token (nil map value means "all": an initial sync).
+func (e *Engine) receiptChanges(tx *store.Tx, req SyncRequest) map[string]map[string]bool {
+	out := map[string]map[string]bool{}
+	if req.Since == 0 {
+		return out
+	}
+	tx.ChangesSince(req.Since, req.Now, func(_ uint64, c store.Change) error {
+		if c.Kind != ChangeReceipt || (c.Localpart != "" && c.Localpart != req.UserID) {
+			return nil
+		}
+		if out[c.RoomID] == nil {
+			out[c.RoomID] = map[string]bool{}
+		}
+		out[c.RoomID][c.Key] = true
+		return nil
+	})
+	return out
+}
+
+func (e *Engine) syncJoined(tx *store.Tx, req SyncRequest, info *Info, m Membership, receiptUsers map[string]bool) (*JoinedRoom, error) {
+	initial := req.Since == 0 || m.Pos > req.Since || req.FullState
+	jr := &JoinedRoom{}
+	from := req.Since
+	if initial && req.Since != 0 && m.Pos > req.Since && !req.FullState {
+		from = req.Since // newly joined: the timeline still starts after since
+	}
+	if req.Since == 0 {
+		from = 0
+	}
+	tl, err := e.syncTimeline(tx, req, info, from, req.Now)
+	if err != nil {
+		return nil, err
+	}
+	jr.Timeline = tl
+
+	// Ephemeral: typing and receipts.
+	if !req.EphemeralDisabled {
+		since := req.SinceEph
+		if req.Since == 0 {
+			since = 0
+		}
+		if users, changed := e.typingSince(info.ID, since); changed && (req.Since == 0 || since < req.NowEph) {
+			if users == nil {
+				users = []string{}
+			}
+			b, _ := json.Marshal(map[string]any{"type": "m.typing", "content": map[string]any{"user_ids": users}})
+			jr.Ephemeral = append(jr.Ephemeral, b)
+		}
+		if req.Since == 0 || receiptUsers != nil {
+			var who map[string]bool
+			if req.Since != 0 {
+				who = receiptUsers
+			}
+			if rc := receiptContent(tx, info.NID, req.UserID, who); len(rc) > 0 {
+				b, _ := json.Marshal(map[string]any{"type": "m.receipt", "content": rc})
+				jr.Ephemeral = append(jr.Ephemeral, b)
+			}
+		}
+	}
+
+	if !initial && len(tl.Events) == 0 && len(jr.Ephemeral) == 0 {
+		return nil, nil
+	}
+	// State: the state at the start of the timeline. On an incremental sync
+	// only what changed in a gap the timeline skipped (limited).
+	if initial || tl.Limited {
+		start := req.Now
+		if len(tl.Events) > 0 {
+			start = tl.PrevBatch
+		}
+		nids, err := e.stateNIDsAt(tx, info, start)
+		if err != nil {
+			return nil, err
+		}
+		senders := map[string]bool{req.UserID: true}
+		for _, ev := range tl.Events {
+			senders[ev.Sender] = true
+		}
+		for _, nid := range nids {
+			if !initial && nid <= req.Since {
+				continue
+			}
+			ev, err := loadEvent(tx, nid)
+			if err != nil {
+				return nil, err
+			}
+			if req.LazyLoadMembers && ev.PDU.Type() == "m.room.member" && !senders[*ev.PDU.StateKey()] {
+				continue
+			}
+			if !req.State.matches(ev) {
+				continue
+			}
+			jr.State = append(jr.State, ev.clientEvent(tx, ClientView{Viewer: req.UserID, OmitRoomID: true}))
+		}
+		sort.Slice(jr.State, func(i, j int) bool { return jr.State[i].Type < jr.State[j].Type })
+	}
+	if initial || hasMemberEvent(tl.Events) {
+		jr.Summary = summary(tx, info, req.UserID)
+	}
+	return jr, nil
+}
+
+func hasMemberEvent(evs []ClientEvent) bool {
+	for _, ev := range evs {
+		if ev.Type == "m.room.member" {
+			return true
+		}
+	}
+	return false
+}
+
+// syncTimeline returns the newest events with from < pos ≤ to, at most the
+// filter's limit, oldest first.
+func (e *Engine) syncTimeline(tx *store.Tx, req SyncRequest, info *Info, from, to uint64) (Timeline, error) {
+	limit := req.Timeline.Limit
+	if limit <= 0 {
+		limit = 10
+	}
+	tl := Timeline{Events: []ClientEvent{}, PrevBatch: to}
+	var nids []uint64
+	err := scanTimeline(tx, info.NID, to, Backward, func(nid uint64) (bool, error) {
+		if nid <= from {
+			return false, nil
+		}
+		if len(nids) >= limit {
+			tl.Limited = true
+			return false, nil
+		}
+		nids = append(nids, nid)
+		return true, nil
+	})
+	if err != nil {
+		return tl, err
+	}
+	view := ClientView{Viewer: req.UserID, ViewerDevice: req.Device, OmitRoomID: true, NowMs: nowMs()}
+	for i := len(nids) - 1; i >= 0; i-- {
+		ev, err := loadEvent(tx, nids[i])
+		if err != nil {
+			return tl, err
+		}
+		if ev.Flags&flagRejected != 0 || !req.Timeline.matches(ev) {
+			continue
+		}
+		tl.Events = append(tl.Events, ev.clientEvent(tx, view))
+	}
+	if len(nids) > 0 {
+		tl.PrevBatch = nids[len(nids)-1] - 1
+	}
+	return tl, nil
+}
+
+func (e *Engine) syncInvite(tx *store.Tx, req SyncRequest, info *Info) (*InvitedRoom, error) {
+	ir := &InvitedRoom{}
+	for _, typ := range []string{"m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar",
+		"m.room.canonical_alias", "m.room.encryption", "m.room.topic"} {
+		ev, err := currentStateEvent(tx, info.NID, typ, "")
+		if err != nil {
+			return nil, err
+		}
+		if ev != nil {
+			ir.InviteState = append(ir.InviteState, strippedState(ev))
+		}
+	}
+	// The invite itself and its sender's membership tell the client who
+	// invited them.
+	inv, err := currentStateEvent(tx, info.NID, "m.room.member", req.UserID)
+	if err != nil {
+		return nil, err
+	}
+	if inv != nil {
+		if sender, err := currentStateEvent(tx, info.NID, "m.room.member", string(inv.PDU.SenderID())); err == nil && sender != nil {
+			ir.InviteState = append(ir.InviteState, strippedState(sender))
+		}
+		b, _ := json.Marshal(inv.clientEvent(tx, ClientView{Viewer: req.UserID, OmitRoomID: true}))
+		ir.InviteState = append(ir.InviteState, b)
+	}
+	return ir, nil
+}
+
+// strippedState is the StrippedStateEvent shape (Client-Server API
+// §"Stripped state").
+func strippedState(ev *Event) json.RawMessage {
+	b, _ := json.Marshal(map[string]any{
+		"type": ev.PDU.Type(), "state_key": *ev.PDU.StateKey(),
+		"sender": string(ev.PDU.SenderID()), "content": json.RawMessage(ev.PDU.Content()),
+	})
+	return b
+}
+
+func (e *Engine) syncLeft(tx *store.Tx, req SyncRequest, info *Info, m Membership) (*LeftRoom, error) {
+	tl, err := e.syncTimeline(tx, req, info, req.Since, m.Pos)
+	if err != nil {
+		return nil, err
+	}
+	lr := &LeftRoom{Timeline: tl}
+	if tl.Limited || req.Since == 0 {
+		nids, err := e.stateNIDsAt(tx, info, tl.PrevBatch)
+		if err != nil {
+			return nil, err
+		}
+		for _, nid := range nids {
+			ev, err := loadEvent(tx, nid)
+			if err != nil {
+				return nil, err
+			}
+			lr.State = append(lr.State, ev.clientEvent(tx, ClientView{Viewer: req.UserID, OmitRoomID: true}))
+		}
+	}
+	return lr, nil
+}
+
+// summary is the room summary of a joined room (m.heroes and counts).
+func summary(tx *store.Tx, info *Info, viewer string) map[string]any {
+	joined, invited := 0, 0
+	var heroes []string
+	eachCurrentState(tx, info.NID, "m.room.member\x00", func(_, sk string, nid uint64) error {
+		ev, err := loadEvent(tx, nid)
+		if err != nil {
+			return nil
+		}
+		m, _ := ev.PDU.Membership()
+		switch m {
+		case "join":
+			joined++
+		case "invite":
+			invited++
+		default:
+			return nil
+		}
+		if sk != viewer && len(heroes) < 5 {
+			heroes = append(heroes, sk)
+		}
+		return nil
+	})
+	if heroes == nil {
+		heroes = []string{}
+	}
+	return map[string]any{"m.heroes": heroes, "m.joined_member_count": joined, "m.invited_member_count": invited}
+}

@@ -1,0 +1,60 @@
+package store
+
+import (
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Bucket names; the package doc describes each key and value.
+var (
+	Meta        = []byte("meta")
+	Users       = []byte("users")
+	Devices     = []byte("devices")
+	Tokens      = []byte("tokens")
+	AccountData = []byte("accountdata")
+	Filters     = []byte("filters")
+	Rooms       = []byte("rooms")
+	RoomInfo    = []byte("roominfo")
+	Events      = []byte("events")
+	EventIDs    = []byte("eventids")
+	Txns        = []byte("txns")
+	Timeline    = []byte("timeline")
+	State       = []byte("state")
+	Snapshots   = []byte("snapshots")
+	Members     = []byte("members")
+	Changes     = []byte("changes")
+	Receipts    = []byte("receipts")
+	Aliases     = []byte("aliases")
+	Directory   = []byte("directory")
+	Relations   = []byte("relations")
+
+	buckets = [][]byte{Meta, Users, Devices, Tokens, AccountData, Filters, Rooms, RoomInfo,
+		Events, EventIDs, Txns, Timeline, State, Snapshots, Members, Changes, Receipts,
+		Aliases, Directory, Relations}
+
+	keyPos    = []byte("pos")
+	keySchema = []byte("schema")
+)
+
+// schemaVersion is the layout this code writes. A file with a newer version
+// is refused rather than misread.
+const schemaVersion = 1
+
+func migrate(btx *bolt.Tx) error {
+	for _, name := range buckets {
+		if _, err := btx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	meta := btx.Bucket(Meta)
+	have := U64(meta.Get(keySchema))
+	switch {
+	case have > schemaVersion:
+		return fmt.Errorf("file has schema %d, this Hearth understands up to %d", have, schemaVersion)
+	case have < schemaVersion:
+		// Version 0 is a new file; later versions add their steps here.
+		return meta.Put(keySchema, PutU64(schemaVersion))
+	}
+	return nil
+}

@@ -1,0 +1,197 @@
+// Package store owns Hearth's single bbolt file: the bucket layout, key
+// encodings, transactions and group commit. It knows nothing of Matrix; the
+// packages above it (room, account) decide what the values mean.
+//
+// # Layout
+//
+// Top-level buckets (names in keys.go):
+//
+//	meta          "pos" → u64 last stream position; "schema" → u64 schema version
+//	users         localpart → account.User (JSON)
+//	devices       localpart 0x00 deviceID → account.Device (JSON)
+//	tokens        sha256(access or refresh token) → account.Token (JSON)
+//	accountdata   localpart 0x00 roomID 0x00 type → content (JSON); roomID empty for global data
+//	filters       localpart 0x00 filterID → filter JSON
+//	rooms         roomID → roomNID (u64)
+//	roominfo      roomNID → room.Info (JSON)
+//	events        eventNID (u64) → room.storedEvent (binary header + event JSON)
+//	eventids      eventID → eventNID
+//	txns          localpart 0x00 deviceID 0x00 txnID → eventNID
+//	timeline      roomNID ‖ streamPos → eventNID   (stream order of a room)
+//	state         roomNID ‖ type 0x00 stateKey → eventNID   (current state)
+//	snapshots     snapshotNID → room.snapshot (parent + delta)
+//	members       localpart 0x00 roomNID → membership ‖ streamPos of that change
+//	changes       streamPos → change record (account data, receipts, profile changes, …)
+//	receipts      roomNID ‖ type 0x00 threadID 0x00 userID → receipt (JSON)
+//	aliases       #alias:server → roomID
+//	directory     roomNID → nil (rooms published in the local directory)
+//	relations     roomNID ‖ parentEventNID ‖ eventNID → rel_type
+//
+// Integers are big-endian so that bbolt's byte order is numeric order. The
+// stream position is one global counter: every event and every change a
+// /sync must see takes the next position, so "what changed since token T"
+// is a range scan starting after T.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// ErrLocked is returned by Open when another process holds the file.
+var ErrLocked = errors.New("the data file is in use by another Hearth process")
+
+// DB is the open bbolt file plus the goroutine that commits writes in groups.
+type DB struct {
+	bolt     *bolt.DB
+	writes   chan *write
+	done     chan struct{}
+	onCommit func(pos uint64)
+}
+
+type write struct {
+	fn  func(*Tx) error
+	err chan error
+}
+
+// Options tune Open. OnCommit, when set, is called after every durable commit
+// with the highest stream position now on disk; it is how the stream package
+// learns about new data without the store importing it.
+type Options struct {
+	OnCommit func(pos uint64)
+	// LockTimeout bounds the wait for the file lock held by another process.
+	LockTimeout time.Duration
+}
+
+// Open opens (creating if needed) the bbolt file at path and starts the writer.
+func Open(path string, opts Options) (*DB, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("store: create data dir: %w", err)
+	}
+	if opts.LockTimeout == 0 {
+		opts.LockTimeout = 500 * time.Millisecond
+	}
+	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, FreelistType: bolt.FreelistMapType})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("store: %s: %w", path, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	db := &DB{bolt: b, writes: make(chan *write, 1024), done: make(chan struct{}), onCommit: opts.OnCommit}
+	if err := b.Update(migrate); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("store: migrate %s: %w", path, err)
+	}
+	go db.writer()
+	return db, nil
+}
+
+// Close stops the writer after the writes already queued and closes the file.
+func (db *DB) Close() error {
+	close(db.writes)
+	<-db.done
+	return db.bolt.Close()
+}
+
+// Size is the file's size in bytes.
+func (db *DB) Size() int64 {
+	var n int64
+	db.bolt.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
+	return n
+}
+
+// View runs fn in a read-only transaction. Readers never wait for writers.
+func (db *DB) View(fn func(*Tx) error) error {
+	return db.bolt.View(func(btx *bolt.Tx) error { return fn(&Tx{btx: btx}) })
+}
+
+// Update runs fn in a read-write transaction and returns once it is fsynced.
+//
+// Concurrent callers share one transaction and one fsync (group commit). fn
+// may therefore run more than once: when another fn in the same group fails,
+// the group is rolled back and the others are re-run on their own. fn must
+// touch nothing but the transaction, and report its results through
+// variables it assigns on every run.
+func (db *DB) Update(ctx context.Context, fn func(*Tx) error) error {
+	w := &write{fn: fn, err: make(chan error, 1)}
+	select {
+	case db.writes <- w:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once queued the write will happen; waiting for it keeps "acknowledged
+	// means durable" true even if the caller's context ends meanwhile.
+	return <-w.err
+}
+
+// writer drains every queued write into one transaction, commits, and
+// repeats. A lone writer pays one fsync and no added delay; under load the
+// queue fills during each fsync and the next commit takes all of it.
+func (db *DB) writer() {
+	defer close(db.done)
+	for w := range db.writes {
+		group := []*write{w}
+	drain:
+		for len(group) < 1000 {
+			select {
+			case w, ok := <-db.writes:
+				if !ok {
+					break drain
+				}
+				group = append(group, w)
+			default:
+				break drain
+			}
+		}
+		db.commit(group)
+	}
+}
+
+func (db *DB) commit(group []*write) {
+	var failed *write
+	var failErr error
+	var pos uint64
+	err := db.bolt.Update(func(btx *bolt.Tx) error {
+		tx := &Tx{btx: btx}
+		for _, w := range group {
+			if err := w.fn(tx); err != nil {
+				failed, failErr = w, err
+				return err
+			}
+		}
+		pos = tx.lastPos()
+		return nil
+	})
+	switch {
+	case failed != nil:
+		failed.err <- failErr
+		rest := make([]*write, 0, len(group)-1)
+		for _, w := range group {
+			if w != failed {
+				rest = append(rest, w)
+			}
+		}
+		if len(rest) > 0 {
+			db.commit(rest)
+		}
+		return
+	case err != nil:
+		for _, w := range group {
+			w.err <- fmt.Errorf("store: commit: %w", err)
+		}
+		return
+	}
+	if db.onCommit != nil {
+		db.onCommit(pos)
+	}
+	for _, w := range group {
+		w.err <- nil
+	}
+}

@@ -1,0 +1,108 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Tx is one bbolt transaction with Hearth's bucket names and the stream
+// position counter.
+type Tx struct {
+	btx *bolt.Tx
+	pos uint64 // cached stream position once read in this transaction
+}
+
+// Bucket returns a top-level bucket; every bucket exists after Open.
+func (tx *Tx) Bucket(name []byte) *bolt.Bucket { return tx.btx.Bucket(name) }
+
+// Writable reports whether tx may write.
+func (tx *Tx) Writable() bool { return tx.btx.Writable() }
+
+// Get returns the value at key in bucket, or nil. The slice is only valid
+// for the life of the transaction.
+func (tx *Tx) Get(bucket, key []byte) []byte { return tx.btx.Bucket(bucket).Get(key) }
+
+// Put stores value at key in bucket.
+func (tx *Tx) Put(bucket, key, value []byte) error {
+	if err := tx.btx.Bucket(bucket).Put(key, value); err != nil {
+		return fmt.Errorf("store: put %s: %w", bucket, err)
+	}
+	return nil
+}
+
+// Delete removes key from bucket.
+func (tx *Tx) Delete(bucket, key []byte) error {
+	if err := tx.btx.Bucket(bucket).Delete(key); err != nil {
+		return fmt.Errorf("store: delete %s: %w", bucket, err)
+	}
+	return nil
+}
+
+// Cursor opens a cursor on bucket.
+func (tx *Tx) Cursor(bucket []byte) *bolt.Cursor { return tx.btx.Bucket(bucket).Cursor() }
+
+// Pos is the highest stream position in this transaction's view.
+func (tx *Tx) Pos() uint64 {
+	if tx.pos == 0 {
+		tx.pos = U64(tx.Get(Meta, keyPos))
+	}
+	return tx.pos
+}
+
+// NextPos takes the next stream position. Every event and every change a
+// /sync must see takes one.
+func (tx *Tx) NextPos() (uint64, error) {
+	p := tx.Pos() + 1
+	if err := tx.Put(Meta, keyPos, PutU64(p)); err != nil {
+		return 0, err
+	}
+	tx.pos = p
+	return p, nil
+}
+
+// NextID takes the next value of a bucket's own sequence (NIDs that are not
+// stream positions: rooms, snapshots).
+func (tx *Tx) NextID(bucket []byte) (uint64, error) {
+	id, err := tx.btx.Bucket(bucket).NextSequence()
+	if err != nil {
+		return 0, fmt.Errorf("store: sequence %s: %w", bucket, err)
+	}
+	return id, nil
+}
+
+func (tx *Tx) lastPos() uint64 { return U64(tx.btx.Bucket(Meta).Get(keyPos)) }
+
+// U64 decodes a big-endian uint64; a nil or short slice is 0.
+func U64(b []byte) uint64 {
+	if len(b) < 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}
+
+// PutU64 encodes v big-endian so byte order is numeric order.
+func PutU64(v uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), v) }
+
+// Key joins parts with 0x00 separators; Matrix identifiers never contain NUL.
+func Key(parts ...string) []byte {
+	n := len(parts)
+	for _, p := range parts {
+		n += len(p)
+	}
+	k := make([]byte, 0, n)
+	for i, p := range parts {
+		if i > 0 {
+			k = append(k, 0)
+		}
+		k = append(k, p...)
+	}
+	return k
+}
+
+// NIDKey is nid followed by the given suffix: the key of a per-room range.
+func NIDKey(nid uint64, suffix []byte) []byte {
+	k := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(suffix)), nid)
+	return append(k, suffix...)
+}

@@ -1,0 +1,75 @@
+// Package stream owns the global stream position and the wake-ups that long
+// polls and queues wait on. Nothing here polls: a waiter blocks on a channel
+// that is closed when the position moves.
+package stream
+
+import (
+	"context"
+	"sync"
+)
+
+// Notifier tracks two counters: Pos, the durable stream position (events,
+// account data, receipts: everything in the bbolt file), and Ephemeral, an
+// in-memory counter for typing notifications that are never stored.
+type Notifier struct {
+	mu        sync.Mutex
+	pos       uint64
+	ephemeral uint64
+	wake      chan struct{}
+}
+
+// New returns a notifier starting at the stored position pos.
+func New(pos uint64) *Notifier {
+	return &Notifier{pos: pos, wake: make(chan struct{})}
+}
+
+// Pos returns the current durable position and ephemeral counter.
+func (n *Notifier) Pos() (pos, ephemeral uint64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.pos, n.ephemeral
+}
+
+// Advance records that everything up to pos is durable and wakes waiters.
+// Positions only move forward.
+func (n *Notifier) Advance(pos uint64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if pos <= n.pos {
+		return
+	}
+	n.pos = pos
+	n.broadcast()
+}
+
+// Bump moves the ephemeral counter and wakes waiters; it returns the new value.
+func (n *Notifier) Bump() uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.ephemeral++
+	n.broadcast()
+	return n.ephemeral
+}
+
+func (n *Notifier) broadcast() {
+	close(n.wake)
+	n.wake = make(chan struct{})
+}
+
+// Wait blocks until either counter differs from (pos, ephemeral) or ctx ends.
+func (n *Notifier) Wait(ctx context.Context, pos, ephemeral uint64) error {
+	for {
+		n.mu.Lock()
+		if n.pos != pos || n.ephemeral != ephemeral {
+			n.mu.Unlock()
+			return nil
+		}
+		ch := n.wake
+		n.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

@@ -1,0 +1,206 @@
+package matrix
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hearth-chat/hearth/internal/account"
+	"github.com/hearth-chat/hearth/internal/matrixerr"
+)
+
+// caller is the authenticated user of a request.
+type caller struct {
+	Localpart string
+	UserID    string
+	DeviceID  string
+}
+
+type callerKey struct{}
+
+// authed wraps a handler that needs an access token (Client-Server API
+// §"Using access tokens": the Authorization header, or the deprecated
+// access_token query parameter).
+func (s *Server) authed(h func(w http.ResponseWriter, r *http.Request, c *caller)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		token := ""
+		if auth := r.Header.Get("Authorization"); auth != "" {
+			t, ok := strings.CutPrefix(auth, "Bearer ")
+			if !ok {
+				matrixerr.Write(w, matrixerr.MissingToken("Authorization header must be Bearer"))
+				return
+			}
+			token = t
+		} else {
+			token = r.URL.Query().Get("access_token")
+		}
+		if token == "" {
+			matrixerr.Write(w, matrixerr.MissingToken("missing access token"))
+			return
+		}
+		t, err := s.accounts.Authenticate(token)
+		if err != nil {
+			matrixerr.Write(w, err)
+			return
+		}
+		h(w, r, &caller{Localpart: t.Localpart, UserID: s.accounts.UserID(t.Localpart), DeviceID: t.DeviceID})
+	}
+}
+
+type loginRequest struct {
+	Type       string `json:"type"`
+	Identifier struct {
+		Type string `json:"type"`
+		User string `json:"user"`
+	} `json:"identifier"`
+	User                     string `json:"user"` // deprecated form
+	Password                 string `json:"password"`
+	Token                    string `json:"token"`
+	DeviceID                 string `json:"device_id"`
+	InitialDeviceDisplayName string `json:"initial_device_display_name"`
+	RefreshToken             bool   `json:"refresh_token"`
+}
+
+func (s *Server) loginFlows(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, map[string]any{"flows": []map[string]any{
+		{"type": "m.login.password"}, {"type": "m.login.token"},
+	}})
+}
+
+// userLocalpart accepts a bare localpart or a full local user ID.
+func (s *Server) userLocalpart(user string) string {
+	if strings.HasPrefix(user, "@") {
+		return s.accounts.Localpart(user)
+	}
+	return strings.ToLower(user)
+}
+
+// login implements POST /login for m.login.password and m.login.token.
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	var req loginRequest
+	if err := readJSON(r, &req); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	var localpart string
+	switch req.Type {
+	case "m.login.password":
+		user := req.Identifier.User
+		if user == "" {
+			user = req.User
+		}
+		if req.Identifier.Type != "" && req.Identifier.Type != "m.id.user" {
+			matrixerr.Write(w, matrixerr.Unknown("only m.id.user identifiers are supported").WithStatus(http.StatusBadRequest))
+			return
+		}
+		localpart = s.userLocalpart(user)
+		if ok, retry := s.limiter.allow("login:" + localpart); !ok {
+			matrixerr.Write(w, matrixerr.LimitExceeded(retry))
+			return
+		}
+		if _, err := s.accounts.CheckPassword(localpart, req.Password); err != nil {
+			s.limiter.fail("login:" + localpart)
+			matrixerr.Write(w, err)
+			return
+		}
+	case "m.login.token":
+		lp, err := s.accounts.RedeemLoginToken(r.Context(), req.Token)
+		if err != nil {
+			matrixerr.Write(w, err)
+			return
+		}
+		localpart = lp
+	default:
+		matrixerr.Write(w, matrixerr.Unknown("unsupported login type").WithStatus(http.StatusBadRequest))
+		return
+	}
+	sess, err := s.accounts.Login(r.Context(), localpart, req.DeviceID, req.InitialDeviceDisplayName, req.RefreshToken)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeSession(w, sess, s.accounts.ServerName())
+}
+
+func writeSession(w http.ResponseWriter, sess *account.Session, serverName string) {
+	resp := map[string]any{"user_id": sess.UserID, "access_token": sess.AccessToken,
+		"device_id": sess.DeviceID, "home_server": serverName}
+	if sess.RefreshToken != "" {
+		resp["refresh_token"] = sess.RefreshToken
+		resp["expires_in_ms"] = sess.ExpiresInMs
+	}
+	writeJSON(w, resp)
+}
+
+func (s *Server) refresh(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		RefreshToken string `json:"refresh_token"`
+	}
+	if err := readJSON(r, &req); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	sess, err := s.accounts.Refresh(r.Context(), req.RefreshToken)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, map[string]any{"access_token": sess.AccessToken, "refresh_token": sess.RefreshToken,
+		"expires_in_ms": sess.ExpiresInMs})
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request, c *caller) {
+	if err := s.accounts.Logout(r.Context(), c.Localpart, c.DeviceID); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, struct{}{})
+}
+
+func (s *Server) logoutAll(w http.ResponseWriter, r *http.Request, c *caller) {
+	if err := s.accounts.LogoutAll(r.Context(), c.Localpart); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, struct{}{})
+}
+
+func (s *Server) whoami(w http.ResponseWriter, r *http.Request, c *caller) {
+	writeJSON(w, map[string]any{"user_id": c.UserID, "device_id": c.DeviceID, "is_guest": false})
+}
+
+// getLoginToken implements POST /login/get_token (spec v1.7), behind UIA.
+func (s *Server) getLoginToken(w http.ResponseWriter, r *http.Request, c *caller) {
+	body, err := readBody(r)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	if err := s.passwordUIA(r, body, c); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	const ttl = 2 * time.Minute
+	tok, err := s.accounts.CreateLoginToken(r.Context(), c.Localpart, ttl)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, map[string]any{"login_token": tok, "expires_in_ms": ttl.Milliseconds()})
+}
+
+// passwordUIA demands the user's password through UIA (Client-Server API
+// §"User-Interactive Authentication API").
+func (s *Server) passwordUIA(r *http.Request, body []byte, c *caller) error {
+	return s.uia.require(body, [][]string{{"m.login.password"}}, func(stage string, auth uiaAuth) error {
+		user := auth.Identifier.User
+		if user == "" {
+			user = auth.User
+		}
+		if lp := s.userLocalpart(user); lp != c.Localpart {
+			return matrixerr.Forbidden("authenticate as yourself")
+		}
+		_, err := s.accounts.CheckPassword(c.Localpart, auth.Password)
+		return err
+	})
+}

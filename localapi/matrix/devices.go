@@ -1,0 +1,120 @@
+package matrix
+
+import (
+	"net/http"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
+)
+
+func (s *Server) listDevices(w http.ResponseWriter, r *http.Request, c *caller) {
+	devs, err := s.accounts.Devices(c.Localpart)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, map[string]any{"devices": devs})
+}
+
+func (s *Server) getDevice(w http.ResponseWriter, r *http.Request, c *caller) {
+	d, err := s.accounts.Device(c.Localpart, r.PathValue("deviceId"))
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, d)
+}
+
+func (s *Server) putDevice(w http.ResponseWriter, r *http.Request, c *caller) {
+	var req struct {
+		DisplayName *string `json:"display_name"`
+	}
+	if err := readJSON(r, &req); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	if req.DisplayName != nil {
+		if err := s.accounts.RenameDevice(r.Context(), c.Localpart, r.PathValue("deviceId"), *req.DisplayName); err != nil {
+			matrixerr.Write(w, err)
+			return
+		}
+	} else if _, err := s.accounts.Device(c.Localpart, r.PathValue("deviceId")); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, struct{}{})
+}
+
+// deleteDevice and deleteDevices need UIA with the user's password, as the
+// spec demands for device deletion.
+func (s *Server) deleteDevice(w http.ResponseWriter, r *http.Request, c *caller) {
+	s.deleteDevicesUIA(w, r, c, []string{r.PathValue("deviceId")})
+}
+
+func (s *Server) deleteDevices(w http.ResponseWriter, r *http.Request, c *caller) {
+	s.deleteDevicesUIA(w, r, c, nil)
+}
+
+func (s *Server) deleteDevicesUIA(w http.ResponseWriter, r *http.Request, c *caller, ids []string) {
+	body, err := readBody(r)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	if ids == nil {
+		var req struct {
+			Devices []string `json:"devices"`
+		}
+		if err := decode(body, &req); err != nil {
+			matrixerr.Write(w, err)
+			return
+		}
+		if req.Devices == nil {
+			matrixerr.Write(w, matrixerr.MissingParam("devices is required"))
+			return
+		}
+		ids = req.Devices
+	} else if _, err := s.accounts.Device(c.Localpart, ids[0]); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	if err := s.passwordUIA(r, body, c); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	if err := s.accounts.DeleteDevices(r.Context(), c.Localpart, ids); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, struct{}{})
+}
+
+// changePassword implements POST /account/password, behind UIA.
+func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, c *caller) {
+	body, err := readBody(r)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	var req struct {
+		NewPassword   string `json:"new_password"`
+		LogoutDevices *bool  `json:"logout_devices"`
+	}
+	if err := decode(body, &req); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	if err := s.passwordUIA(r, body, c); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	if req.NewPassword == "" {
+		matrixerr.Write(w, matrixerr.MissingParam("new_password is required"))
+		return
+	}
+	logout := req.LogoutDevices == nil || *req.LogoutDevices
+	if err := s.accounts.SetPassword(r.Context(), c.Localpart, req.NewPassword, logout, c.DeviceID); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, struct{}{})
+}

@@ -1,0 +1,119 @@
+package matrix
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/hearth-chat/hearth/internal/account"
+	"github.com/hearth-chat/hearth/internal/matrixerr"
+)
+
+type registerRequest struct {
+	Username                 string `json:"username"`
+	Password                 string `json:"password"`
+	DeviceID                 string `json:"device_id"`
+	InitialDeviceDisplayName string `json:"initial_device_display_name"`
+	InhibitLogin             bool   `json:"inhibit_login"`
+	RefreshToken             bool   `json:"refresh_token"`
+}
+
+// register implements POST /register (Client-Server API §"Account
+// registration"). Hearth is single-user by default: registration is closed
+// unless the owner opens it or hands out registration tokens.
+func (s *Server) register(w http.ResponseWriter, r *http.Request) {
+	if kind := r.URL.Query().Get("kind"); kind == "guest" {
+		matrixerr.Write(w, matrixerr.GuestAccessForbidden("guest access is not enabled"))
+		return
+	}
+	if s.cfg.Registration != RegistrationOpen && s.cfg.Registration != RegistrationToken {
+		matrixerr.Write(w, matrixerr.Forbidden("registration is disabled on this server"))
+		return
+	}
+	body, err := readBody(r)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	var req registerRequest
+	if err := decode(body, &req); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	localpart := strings.ToLower(req.Username)
+	if localpart == "" {
+		localpart = strings.ToLower(account.RandomString(9))
+		localpart = strings.NewReplacer("_", "x", "-", "y").Replace(localpart)
+	}
+	if err := s.accounts.ValidateLocalpart(localpart); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	if u, err := s.accounts.Get(localpart); err != nil {
+		matrixerr.Write(w, err)
+		return
+	} else if u != nil {
+		matrixerr.Write(w, matrixerr.UserInUse("that user ID is taken"))
+		return
+	}
+	flow := "m.login.dummy"
+	if s.cfg.Registration == RegistrationToken {
+		flow = "m.login.registration_token"
+	}
+	err = s.uia.require(body, [][]string{{flow}}, func(stage string, auth uiaAuth) error {
+		if stage == "m.login.registration_token" && !slices.Contains(s.cfg.RegistrationTokens, auth.Token) {
+			return matrixerr.Unauthorized("invalid registration token")
+		}
+		return nil
+	})
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	if req.Password == "" {
+		matrixerr.Write(w, matrixerr.MissingParam("a password is required"))
+		return
+	}
+	if err := s.accounts.Create(r.Context(), localpart, req.Password, false); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	if req.InhibitLogin {
+		writeJSON(w, map[string]any{"user_id": s.accounts.UserID(localpart)})
+		return
+	}
+	sess, err := s.accounts.Login(r.Context(), localpart, req.DeviceID, req.InitialDeviceDisplayName, req.RefreshToken)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeSession(w, sess, s.accounts.ServerName())
+}
+
+func (s *Server) registerAvailable(w http.ResponseWriter, r *http.Request) {
+	lp := strings.ToLower(r.URL.Query().Get("username"))
+	if err := s.accounts.ValidateLocalpart(lp); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	u, err := s.accounts.Get(lp)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	if u != nil {
+		matrixerr.Write(w, matrixerr.UserInUse("that user ID is taken"))
+		return
+	}
+	writeJSON(w, map[string]any{"available": true})
+}
+
+// tokenValidity implements GET /register/m.login.registration_token/validity.
+func (s *Server) tokenValidity(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Registration != RegistrationToken {
+		matrixerr.Write(w, matrixerr.Forbidden("registration tokens are not in use"))
+		return
+	}
+	valid := slices.Contains(s.cfg.RegistrationTokens, r.URL.Query().Get("token"))
+	writeJSON(w, map[string]any{"valid": valid})
+}

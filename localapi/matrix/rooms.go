@@ -1,0 +1,427 @@
+package matrix
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
+	"github.com/hearth-chat/hearth/internal/room"
+)
+
+func (s *Server) profileOf(c *caller) room.Profile {
+	u, err := s.accounts.Get(c.Localpart)
+	if err != nil || u == nil {
+		return room.Profile{}
+	}
+	return room.Profile{DisplayName: u.DisplayName, AvatarURL: u.AvatarURL}
+}
+
+func (s *Server) createRoom(w http.ResponseWriter, r *http.Request, c *caller) {
+	var req room.CreateRequest
+	if err := readJSON(r, &req); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	id, err := s.rooms.CreateRoom(r.Context(), c.UserID, s.profileOf(c), req)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, map[string]any{"room_id": id})
+}
+
+// joinRoom serves both POST /join/{roomIdOrAlias} and /rooms/{roomId}/join.
+func (s *Server) joinRoom(w http.ResponseWriter, r *http.Request, c *caller) {
+	target := r.PathValue("roomIdOrAlias")
+	if target == "" {
+		target = r.PathValue("roomId")
+	}
+	var req struct {
+		Reason string `json:"reason"`
+	}
+	if err := readJSON(r, &req); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	roomID := target
+	if strings.HasPrefix(target, "#") {
+		id, _, err := s.rooms.ResolveAlias(target)
+		if err != nil {
+			matrixerr.Write(w, err)
+			return
+		}
+		roomID = id
+	} else if !strings.HasPrefix(target, "!") {
+		matrixerr.Write(w, matrixerr.InvalidParam("expected a room ID or alias"))
+		return
+	}
+	if !s.rooms.RoomExists(roomID) {
+		matrixerr.Write(w, matrixerr.NotFound("no known server can join that room"))
+		return
+	}
+	if _, err := s.rooms.ChangeMembership(r.Context(), room.MembershipRequest{Sender: c.UserID, RoomID: roomID,
+		Target: c.UserID, Membership: "join", Reason: req.Reason, Profile: s.profileOf(c)}); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, map[string]any{"room_id": roomID})
+}
+
+// membership serves leave, invite, kick, ban and unban.
+func (s *Server) membership(op string) func(http.ResponseWriter, *http.Request, *caller) {
+	return func(w http.ResponseWriter, r *http.Request, c *caller) {
+		var req struct {
+			UserID string `json:"user_id"`
+			Reason string `json:"reason"`
+		}
+		if err := readJSON(r, &req); err != nil {
+			matrixerr.Write(w, err)
+			return
+		}
+		mr := room.MembershipRequest{Sender: c.UserID, RoomID: r.PathValue("roomId"), Target: req.UserID, Reason: req.Reason}
+		switch op {
+		case "leave":
+			mr.Target, mr.Membership = c.UserID, "leave"
+		case "invite":
+			mr.Membership = "invite"
+		case "kick":
+			mr.Membership, mr.OnlyIfMember = "leave", true
+		case "ban":
+			mr.Membership = "ban"
+		case "unban":
+			mr.Membership, mr.OnlyIfBanned = "leave", true
+		}
+		if op != "leave" {
+			if mr.Target == "" {
+				matrixerr.Write(w, matrixerr.MissingParam("user_id is required"))
+				return
+			}
+			if !validUserID(mr.Target) {
+				matrixerr.Write(w, matrixerr.InvalidParam("invalid user_id"))
+				return
+			}
+		}
+		if op == "invite" && serverOf(mr.Target) != s.accounts.ServerName() {
+			matrixerr.Write(w, matrixerr.Forbidden("inviting users on other servers needs federation, which is not enabled"))
+			return
+		}
+		if !s.rooms.RoomExists(mr.RoomID) {
+			if op == "leave" {
+				matrixerr.Write(w, matrixerr.NotFound("unknown room"))
+			} else {
+				matrixerr.Write(w, matrixerr.Forbidden("unknown room"))
+			}
+			return
+		}
+		if _, err := s.rooms.ChangeMembership(r.Context(), mr); err != nil {
+			matrixerr.Write(w, err)
+			return
+		}
+		writeJSON(w, struct{}{})
+	}
+}
+
+func (s *Server) forget(w http.ResponseWriter, r *http.Request, c *caller) {
+	if err := s.rooms.Forget(r.Context(), c.UserID, r.PathValue("roomId")); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, struct{}{})
+}
+
+func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request, c *caller) {
+	content, err := readBody(r)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	id, err := s.rooms.Send(r.Context(), room.SendRequest{Sender: c.UserID, Device: c.DeviceID,
+		RoomID: r.PathValue("roomId"), Type: r.PathValue("eventType"), Content: content, TxnID: r.PathValue("txnId")})
+	if err != nil {
+		matrixerr.Write(w, roomErr(err))
+		return
+	}
+	writeJSON(w, map[string]any{"event_id": id})
+}
+
+func (s *Server) redact(w http.ResponseWriter, r *http.Request, c *caller) {
+	var req struct {
+		Reason string `json:"reason,omitempty"`
+	}
+	if err := readJSON(r, &req); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	content, _ := json.Marshal(req)
+	id, err := s.rooms.Send(r.Context(), room.SendRequest{Sender: c.UserID, Device: c.DeviceID,
+		RoomID: r.PathValue("roomId"), Type: "m.room.redaction", Content: content,
+		TxnID: r.PathValue("txnId"), Redacts: r.PathValue("eventId")})
+	if err != nil {
+		matrixerr.Write(w, roomErr(err))
+		return
+	}
+	writeJSON(w, map[string]any{"event_id": id})
+}
+
+// roomErr hides whether a room exists from non-members: sending into an
+// unknown room is M_FORBIDDEN, as for a room one is not in.
+func roomErr(err error) error {
+	if me, ok := err.(*matrixerr.Error); ok && me.Code == "M_NOT_FOUND" && strings.HasPrefix(me.Message, "unknown room") {
+		return matrixerr.Forbidden("you are not joined to this room")
+	}
+	return err
+}
+
+func (s *Server) putState(w http.ResponseWriter, r *http.Request, c *caller) {
+	content, err := readBody(r)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	sk := r.PathValue("stateKey")
+	typ := r.PathValue("eventType")
+	if typ == "m.room.member" {
+		// Membership goes through its own endpoints, whose checks apply.
+		var m struct {
+			Membership string `json:"membership"`
+		}
+		json.Unmarshal(content, &m)
+		if m.Membership != "join" && m.Membership != "leave" && m.Membership != "invite" && m.Membership != "ban" && m.Membership != "knock" {
+			matrixerr.Write(w, matrixerr.BadJSON("invalid membership"))
+			return
+		}
+	}
+	id, err := s.rooms.Send(r.Context(), room.SendRequest{Sender: c.UserID, Device: c.DeviceID,
+		RoomID: r.PathValue("roomId"), Type: typ, StateKey: &sk, Content: content})
+	if err != nil {
+		matrixerr.Write(w, roomErr(err))
+		return
+	}
+	writeJSON(w, map[string]any{"event_id": id})
+}
+
+func (s *Server) getState(w http.ResponseWriter, r *http.Request, c *caller) {
+	evs, err := s.rooms.State(c.UserID, r.PathValue("roomId"))
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, evs)
+}
+
+// getStateEvent serves GET /state/{type}/{stateKey}: the content, or with
+// ?format=event the whole event (spec v1.16).
+func (s *Server) getStateEvent(w http.ResponseWriter, r *http.Request, c *caller) {
+	ev, err := s.rooms.StateEvent(c.UserID, r.PathValue("roomId"), r.PathValue("eventType"), r.PathValue("stateKey"))
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	if r.URL.Query().Get("format") == "event" {
+		writeJSON(w, ev)
+		return
+	}
+	writeJSON(w, ev.Content)
+}
+
+func (s *Server) members(w http.ResponseWriter, r *http.Request, c *caller) {
+	q := r.URL.Query()
+	evs, err := s.rooms.MemberEvents(c.UserID, r.PathValue("roomId"), q.Get("membership"), q.Get("not_membership"))
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	if evs == nil {
+		evs = []room.ClientEvent{}
+	}
+	writeJSON(w, map[string]any{"chunk": evs})
+}
+
+func (s *Server) joinedMembers(w http.ResponseWriter, r *http.Request, c *caller) {
+	m, err := s.rooms.JoinedMembers(c.UserID, r.PathValue("roomId"))
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, map[string]any{"joined": m})
+}
+
+func (s *Server) joinedRooms(w http.ResponseWriter, r *http.Request, c *caller) {
+	ids, err := s.rooms.JoinedRooms(c.UserID)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, map[string]any{"joined_rooms": ids})
+}
+
+func (s *Server) getEvent(w http.ResponseWriter, r *http.Request, c *caller) {
+	ev, err := s.rooms.Event(c.UserID, r.PathValue("roomId"), r.PathValue("eventId"))
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, ev)
+}
+
+// messages implements GET /rooms/{roomId}/messages.
+func (s *Server) messages(w http.ResponseWriter, r *http.Request, c *caller) {
+	q := r.URL.Query()
+	dir := room.Backward
+	switch q.Get("dir") {
+	case "b", "":
+	case "f":
+		dir = room.Forward
+	default:
+		matrixerr.Write(w, matrixerr.InvalidParam("dir must be b or f"))
+		return
+	}
+	pos, _ := s.rooms.Pos()
+	from := pos
+	if dir == room.Forward {
+		from = 0
+	}
+	if f := q.Get("from"); f != "" {
+		p, err := parsePageToken(f)
+		if err != nil {
+			matrixerr.Write(w, err)
+			return
+		}
+		from = p
+	}
+	var to uint64
+	if t := q.Get("to"); t != "" {
+		p, err := parsePageToken(t)
+		if err != nil {
+			matrixerr.Write(w, err)
+			return
+		}
+		to = p
+	}
+	filter, err := parseRoomEventFilter(q.Get("filter"))
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	filter.Limit = 10
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 0 {
+			matrixerr.Write(w, matrixerr.InvalidParam("limit must be a non-negative integer"))
+			return
+		}
+		filter.Limit = n
+	}
+	page, err := s.rooms.Messages(c.UserID, c.DeviceID, r.PathValue("roomId"), from, to, dir, filter)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	resp := map[string]any{"chunk": page.Chunk, "start": pageToken(from)}
+	if page.More {
+		resp["end"] = pageToken(page.End)
+	}
+	if len(page.State) > 0 {
+		resp["state"] = page.State
+	}
+	writeJSON(w, resp)
+}
+
+func (s *Server) typing(w http.ResponseWriter, r *http.Request, c *caller) {
+	if r.PathValue("userId") != c.UserID {
+		matrixerr.Write(w, matrixerr.Forbidden("you may only set your own typing state"))
+		return
+	}
+	var req struct {
+		Typing  *bool `json:"typing"`
+		Timeout int64 `json:"timeout"`
+	}
+	if err := readJSON(r, &req); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	if req.Typing == nil {
+		matrixerr.Write(w, matrixerr.MissingParam("typing is required"))
+		return
+	}
+	if err := s.rooms.SetTyping(c.UserID, r.PathValue("roomId"), *req.Typing, time.Duration(req.Timeout)*time.Millisecond); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, struct{}{})
+}
+
+func (s *Server) receipt(w http.ResponseWriter, r *http.Request, c *caller) {
+	var req struct {
+		ThreadID string `json:"thread_id"`
+	}
+	if err := readJSON(r, &req); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	roomID, typ, eventID := r.PathValue("roomId"), r.PathValue("receiptType"), r.PathValue("eventId")
+	var err error
+	if typ == "m.fully_read" {
+		err = s.setFullyRead(r, c, roomID, eventID)
+	} else {
+		err = s.rooms.SetReceipt(r.Context(), c.UserID, roomID, typ, eventID, req.ThreadID)
+	}
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, struct{}{})
+}
+
+// readMarkers implements POST /rooms/{roomId}/read_markers.
+func (s *Server) readMarkers(w http.ResponseWriter, r *http.Request, c *caller) {
+	var req struct {
+		FullyRead   string `json:"m.fully_read"`
+		Read        string `json:"m.read"`
+		ReadPrivate string `json:"m.read.private"`
+	}
+	if err := readJSON(r, &req); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	roomID := r.PathValue("roomId")
+	if req.FullyRead != "" {
+		if err := s.setFullyRead(r, c, roomID, req.FullyRead); err != nil {
+			matrixerr.Write(w, err)
+			return
+		}
+	}
+	for typ, id := range map[string]string{"m.read": req.Read, "m.read.private": req.ReadPrivate} {
+		if id == "" {
+			continue
+		}
+		if err := s.rooms.SetReceipt(r.Context(), c.UserID, roomID, typ, id, ""); err != nil {
+			matrixerr.Write(w, err)
+			return
+		}
+	}
+	writeJSON(w, struct{}{})
+}
+
+// setFullyRead stores the fully-read marker, which the spec keeps as room
+// account data of type m.fully_read.
+func (s *Server) setFullyRead(r *http.Request, c *caller, roomID, eventID string) error {
+	if _, err := s.rooms.Event(c.UserID, roomID, eventID); err != nil {
+		return err
+	}
+	b, _ := json.Marshal(map[string]string{"event_id": eventID})
+	return s.accounts.PutAccountData(r.Context(), c.Localpart, roomID, "m.fully_read", b)
+}
+
+func validUserID(id string) bool {
+	local, server, ok := strings.Cut(id, ":")
+	return ok && strings.HasPrefix(local, "@") && len(local) > 1 && server != "" && len(id) <= 255
+}
+
+func serverOf(userID string) string {
+	_, s, _ := strings.Cut(userID, ":")
+	return s
+}

@@ -1,0 +1,154 @@
+// Package matrix serves the Matrix Client-Server API on the localhost
+// listener. It authenticates requests, decodes them with size limits, calls
+// the room engine and the account service, and writes spec responses. It
+// holds no state of its own beyond short-lived UIA sessions.
+package matrix
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/hearth-chat/hearth/internal/account"
+	"github.com/hearth-chat/hearth/internal/matrixerr"
+	"github.com/hearth-chat/hearth/internal/room"
+)
+
+// Registration modes (config key registration).
+const (
+	RegistrationClosed = "closed"
+	RegistrationToken  = "token"
+	RegistrationOpen   = "open"
+)
+
+// Config is what the API needs beyond its services.
+type Config struct {
+	// MaxBodyBytes bounds every request body; larger ones get M_TOO_LARGE
+	// before they are read.
+	MaxBodyBytes int64
+	// Registration is closed, token or open.
+	Registration string
+	// RegistrationTokens are accepted in token mode (spec v1.2).
+	RegistrationTokens []string
+	// Version is reported in /_matrix/client/versions' server info.
+	Version string
+}
+
+// Server is the Client-Server API handler.
+type Server struct {
+	accounts *account.Accounts
+	rooms    *room.Engine
+	cfg      Config
+	mux      *http.ServeMux
+	uia      *uiaSessions
+	limiter  *limiter
+	presence *presence
+}
+
+// New builds the handler.
+func New(accounts *account.Accounts, rooms *room.Engine, cfg Config) *Server {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	s := &Server{accounts: accounts, rooms: rooms, cfg: cfg, mux: http.NewServeMux(),
+		uia: newUIASessions(), limiter: newLimiter(), presence: newPresence(accounts, rooms)}
+	s.routes()
+	return s
+}
+
+// ServeHTTP applies CORS (Client-Server API §"Web Browser Clients") and the
+// body limit, then routes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
+	h.Set("Access-Control-Allow-Headers", "X-Requested-With, Content-Type, Authorization")
+	if r.Method == http.MethodOptions {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	if r.ContentLength > s.cfg.MaxBodyBytes {
+		matrixerr.Write(w, matrixerr.TooLarge("request body is too large"))
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	s.mux.ServeHTTP(w, r)
+}
+
+// unrecognized answers paths no route matches: 405 if another method would
+// match, else 404, both M_UNRECOGNIZED as the spec asks.
+func (s *Server) unrecognized(w http.ResponseWriter, r *http.Request) {
+	for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete} {
+		if m == r.Method {
+			continue
+		}
+		r2 := r.Clone(r.Context())
+		r2.Method = m
+		if _, pattern := s.mux.Handler(r2); pattern != "" && pattern != "/" {
+			e := matrixerr.Unrecognized("method not allowed on this endpoint")
+			e.Status = http.StatusMethodNotAllowed
+			matrixerr.Write(w, e)
+			return
+		}
+	}
+	matrixerr.Write(w, matrixerr.Unrecognized("unrecognized request"))
+}
+
+// writeJSON sends a 200 with v as JSON.
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		slog.Debug("write response", "err", err)
+	}
+}
+
+// readBody reads a body that must be a JSON object. Syntax errors and
+// invalid UTF-8 are M_NOT_JSON, anything but an object is M_BAD_JSON, and an
+// empty body reads as {} because several endpoints allow one.
+func readBody(r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(r.Body)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, matrixerr.TooLarge("request body is too large")
+	}
+	if err != nil {
+		return nil, matrixerr.NotJSON("could not read body")
+	}
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return []byte("{}"), nil
+	}
+	if !utf8.Valid(body) {
+		return nil, matrixerr.NotJSON("body is not valid UTF-8")
+	}
+	if !json.Valid(body) {
+		return nil, matrixerr.NotJSON("body is not valid JSON")
+	}
+	if body[0] != '{' {
+		return nil, matrixerr.BadJSON("body must be a JSON object")
+	}
+	return body, nil
+}
+
+// readJSON decodes the body into v; valid JSON of the wrong shape is
+// M_BAD_JSON.
+func readJSON(r *http.Request, v any) error {
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	return decode(body, v)
+}
+
+// decode unmarshals a body already checked by readBody.
+func decode(body []byte, v any) error {
+	if err := json.Unmarshal(body, v); err != nil {
+		return matrixerr.BadJSON(strings.TrimPrefix(err.Error(), "json: "))
+	}
+	return nil
+}

@@ -1,0 +1,230 @@
+package matrix
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
+	"github.com/hearth-chat/hearth/internal/room"
+)
+
+// maxSyncTimeout caps the long poll so proxies and clients do not give up
+// on a silent connection.
+const maxSyncTimeout = 5 * time.Minute
+
+type syncResponse struct {
+	NextBatch   string         `json:"next_batch"`
+	Rooms       syncRooms      `json:"rooms"`
+	Presence    eventList      `json:"presence"`
+	AccountData eventList      `json:"account_data"`
+	ToDevice    eventList      `json:"to_device"`
+	DeviceLists map[string]any `json:"device_lists"`
+	OTKCounts   map[string]int `json:"device_one_time_keys_count"`
+}
+
+type eventList struct {
+	Events []json.RawMessage `json:"events"`
+}
+
+type syncRooms struct {
+	Join   map[string]joinedRoom  `json:"join"`
+	Invite map[string]invitedRoom `json:"invite"`
+	Leave  map[string]leftRoom    `json:"leave"`
+	Knock  map[string]any         `json:"knock"`
+}
+
+type timeline struct {
+	Events    []room.ClientEvent `json:"events"`
+	Limited   bool               `json:"limited"`
+	PrevBatch string             `json:"prev_batch,omitempty"`
+}
+
+type stateList struct {
+	Events []room.ClientEvent `json:"events"`
+}
+
+type joinedRoom struct {
+	Timeline            timeline       `json:"timeline"`
+	State               stateList      `json:"state"`
+	AccountData         eventList      `json:"account_data"`
+	Ephemeral           eventList      `json:"ephemeral"`
+	Summary             map[string]any `json:"summary"`
+	UnreadNotifications map[string]int `json:"unread_notifications"`
+}
+
+type invitedRoom struct {
+	InviteState eventList `json:"invite_state"`
+}
+
+type leftRoom struct {
+	Timeline    timeline  `json:"timeline"`
+	State       stateList `json:"state"`
+	AccountData eventList `json:"account_data"`
+}
+
+// sync implements GET /sync (Client-Server API §"Syncing"): an initial
+// sync without since, else the changes after since, waiting up to timeout
+// for something to happen. The wait is a channel receive, not a poll.
+func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *caller) {
+	q := r.URL.Query()
+	var since syncToken
+	if v := q.Get("since"); v != "" {
+		t, err := parseSyncToken(v)
+		if err != nil {
+			matrixerr.Write(w, err)
+			return
+		}
+		since = t
+	}
+	timeout := time.Duration(0)
+	if v := q.Get("timeout"); v != "" {
+		ms, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || ms < 0 {
+			matrixerr.Write(w, matrixerr.InvalidParam("timeout must be a non-negative integer"))
+			return
+		}
+		timeout = min(time.Duration(ms)*time.Millisecond, maxSyncTimeout)
+	}
+	f, err := s.syncFilter(c, q.Get("filter"))
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	if p := q.Get("set_presence"); p != "" {
+		if p != "online" && p != "offline" && p != "unavailable" {
+			matrixerr.Write(w, matrixerr.InvalidParam("set_presence must be online, offline or unavailable"))
+			return
+		}
+		s.presence.touch(r.Context(), c, p)
+	} else {
+		s.presence.touch(r.Context(), c, "online")
+	}
+	fullState := q.Get("full_state") == "true"
+	pos, eph := s.rooms.Pos()
+	if since.pos > pos {
+		matrixerr.Write(w, matrixerr.InvalidParam("since token is from the future"))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	for {
+		resp, empty, err := s.buildSync(c, since, syncToken{pos, eph}, f, fullState)
+		if err != nil {
+			matrixerr.Write(w, err)
+			return
+		}
+		if !empty || since.pos == 0 || fullState || timeout == 0 {
+			writeJSON(w, resp)
+			return
+		}
+		if err := s.rooms.Wait(ctx, pos, eph); err != nil {
+			if r.Context().Err() != nil {
+				return // the client went away
+			}
+			writeJSON(w, resp) // timed out: an empty response with the same token
+			return
+		}
+		pos, eph = s.rooms.Pos()
+	}
+}
+
+func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState bool) (*syncResponse, bool, error) {
+	req := room.SyncRequest{UserID: c.UserID, Device: c.DeviceID, Since: since.pos, Now: now.pos,
+		SinceEph: since.eph, NowEph: now.eph, FullState: fullState}
+	if f.Room != nil {
+		req.Rooms, req.NotRooms, req.IncludeLeave = f.Room.Rooms, f.Room.NotRooms, f.Room.IncludeLeave
+		req.Timeline = f.Room.Timeline.engine()
+		req.State = f.Room.State.engine()
+		req.LazyLoadMembers = f.Room.State != nil && f.Room.State.LazyLoadMembers
+		req.EphemeralDisabled = f.Room.Ephemeral != nil && f.Room.Ephemeral.Limit != nil && *f.Room.Ephemeral.Limit == 0
+	}
+	rooms, err := s.rooms.Sync(req)
+	if err != nil {
+		return nil, false, err
+	}
+	resp := &syncResponse{NextBatch: now.String(),
+		Rooms: syncRooms{Join: map[string]joinedRoom{}, Invite: map[string]invitedRoom{},
+			Leave: map[string]leftRoom{}, Knock: map[string]any{}},
+		Presence: eventList{Events: []json.RawMessage{}}, ToDevice: eventList{Events: []json.RawMessage{}},
+		DeviceLists: map[string]any{"changed": []string{}, "left": []string{}}, OTKCounts: map[string]int{}}
+	global, perRoom, err := s.accounts.AccountDataSince(c.Localpart, since.pos, now.pos)
+	if err != nil {
+		return nil, false, err
+	}
+	resp.AccountData.Events = global
+	empty := len(global) == 0
+	for id, jr := range rooms.Join {
+		out := joinedRoom{
+			Timeline:            timeline{Events: jr.Timeline.Events, Limited: jr.Timeline.Limited, PrevBatch: pageToken(jr.Timeline.PrevBatch)},
+			State:               stateList{Events: nonNil(jr.State)},
+			AccountData:         eventList{Events: nonNilRaw(perRoom[id])},
+			Ephemeral:           eventList{Events: nonNilRaw(jr.Ephemeral)},
+			Summary:             jr.Summary,
+			UnreadNotifications: map[string]int{"highlight_count": 0, "notification_count": 0},
+		}
+		delete(perRoom, id)
+		if out.Summary == nil {
+			out.Summary = map[string]any{}
+		}
+		resp.Rooms.Join[id] = out
+		empty = false
+	}
+	for id, evs := range perRoom {
+		// Room account data changed in a room with no other news.
+		if _, joined := rooms.Join[id]; !joined && len(evs) > 0 && s.isJoined(c, id) {
+			resp.Rooms.Join[id] = joinedRoom{Timeline: timeline{Events: []room.ClientEvent{}},
+				State: stateList{Events: []room.ClientEvent{}}, AccountData: eventList{Events: evs},
+				Ephemeral: eventList{Events: []json.RawMessage{}}, Summary: map[string]any{},
+				UnreadNotifications: map[string]int{"highlight_count": 0, "notification_count": 0}}
+			empty = false
+		}
+	}
+	for id, ir := range rooms.Invite {
+		resp.Rooms.Invite[id] = invitedRoom{InviteState: eventList{Events: nonNilRaw(ir.InviteState)}}
+		empty = false
+	}
+	for id, lr := range rooms.Leave {
+		resp.Rooms.Leave[id] = leftRoom{
+			Timeline:    timeline{Events: lr.Timeline.Events, Limited: lr.Timeline.Limited, PrevBatch: pageToken(lr.Timeline.PrevBatch)},
+			State:       stateList{Events: nonNil(lr.State)},
+			AccountData: eventList{Events: []json.RawMessage{}},
+		}
+		empty = false
+	}
+	pres, err := s.presence.since(c, since.pos, now.pos)
+	if err != nil {
+		return nil, false, err
+	}
+	resp.Presence.Events = pres
+	if len(pres) > 0 {
+		empty = false
+	}
+	return resp, empty, nil
+}
+
+func (s *Server) isJoined(c *caller, roomID string) bool {
+	ids, _ := s.rooms.JoinedRooms(c.UserID)
+	for _, id := range ids {
+		if id == roomID {
+			return true
+		}
+	}
+	return false
+}
+
+func nonNil(evs []room.ClientEvent) []room.ClientEvent {
+	if evs == nil {
+		return []room.ClientEvent{}
+	}
+	return evs
+}
+
+func nonNilRaw(evs []json.RawMessage) []json.RawMessage {
+	if evs == nil {
+		return []json.RawMessage{}
+	}
+	return evs
+}
