@@ -19,9 +19,9 @@ import (
 	"time"
 
 	"github.com/hearth-chat/hearth/internal/account"
+	"github.com/hearth-chat/hearth/internal/room"
 	"github.com/hearth-chat/hearth/internal/store"
 	"github.com/hearth-chat/hearth/internal/stream"
-	"github.com/hearth-chat/hearth/internal/room"
 	"github.com/hearth-chat/hearth/localapi/matrix"
 )
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -49,7 +50,7 @@ func (e *Engine) CreateRoom(ctx context.Context, creator string, profile Profile
 		verName = e.DefaultVersion
 	}
 	ver, err := gomatrixserverlib.GetRoomVersion(verName)
-	if err != nil || !ver.Stable() {
+	if err != nil || !slices.Contains(SupportedVersions(), verName) {
 		return "", matrixerr.UnsupportedRoomVersion(fmt.Sprintf("room version %q is not supported", verName))
 	}
 	preset := req.Preset

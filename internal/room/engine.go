@@ -138,3 +138,10 @@ func (e *Engine) Wait(ctx context.Context, pos, ephemeral uint64) error {
 
 // Pos returns the stream position and ephemeral counter.
 func (e *Engine) Pos() (uint64, uint64) { return e.notifier.Pos() }
+
+// SupportedVersions are the spec's stable room versions, 1 to 12. The
+// gomatrixserverlib registry also holds MSC versions it marks stable; they
+// are neither created nor advertised.
+func SupportedVersions() []gomatrixserverlib.RoomVersion {
+	return []gomatrixserverlib.RoomVersion{"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"}
+}

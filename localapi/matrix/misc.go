@@ -4,8 +4,6 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/matrix-org/gomatrixserverlib"
-
 	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/hearth-chat/hearth/internal/room"
 )
@@ -20,10 +18,8 @@ func (s *Server) versions(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) capabilities(w http.ResponseWriter, r *http.Request, c *caller) {
 	available := map[string]string{}
-	for v, impl := range gomatrixserverlib.StableRoomVersions() {
-		if impl.Stable() && !impl.StateDAGs() {
-			available[string(v)] = "stable"
-		}
+	for _, v := range room.SupportedVersions() {
+		available[string(v)] = "stable"
 	}
 	writeJSON(w, map[string]any{"capabilities": map[string]any{
 		"m.room_versions":   map[string]any{"default": string(s.rooms.DefaultVersion), "available": available},

@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// bench is the state shared by all sections: the config, one HTTP client,
+// the temp root and every daemon started so far.
+type bench struct {
+	cfg  *config
+	hc   *http.Client
+	root string // temp dir holding each daemon's data dir and log
+
+	mu      sync.Mutex
+	daemons []*daemon
+	n       int
+}
+
+// daemon is one running `hearth run` child process.
+type daemon struct {
+	cmd     *exec.Cmd
+	pid     int
+	base    string // http://127.0.0.1:PORT
+	dataDir string
+	logPath string
+	exited  chan struct{} // closed when the process has been reaped
+	waitErr error
+	stopped bool
+}
+
+func newBench(cfg *config) (*bench, error) {
+	root, err := os.MkdirTemp("", "hearth-bench-")
+	if err != nil {
+		return nil, err
+	}
+	return &bench{cfg: cfg, hc: newHTTPClient(), root: root}, nil
+}
+
+func (b *bench) logf(format string, args ...any) {
+	if b.cfg.verbose {
+		fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05.000")}, args...)...)
+	}
+}
+
+func (b *bench) describe() string {
+	return fmt.Sprintf("%d daemons started", b.n)
+}
+
+// freePort asks the kernel for an unused loopback port. Another process
+// could take it before hearth binds it; start fails loudly if so.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// start execs a fresh daemon and waits until /versions answers 200. It
+// returns the daemon and the time from exec to that first 200.
+func (b *bench) start(ctx context.Context) (*daemon, time.Duration, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, 0, err
+	}
+	b.mu.Lock()
+	b.n++
+	dir := filepath.Join(b.root, fmt.Sprintf("d%02d", b.n))
+	b.mu.Unlock()
+	d := &daemon{base: fmt.Sprintf("http://127.0.0.1:%d", port), dataDir: filepath.Join(dir, "data"),
+		logPath: filepath.Join(dir, "hearth.log"), exited: make(chan struct{})}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, 0, err
+	}
+	logf, err := os.Create(d.logPath)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer logf.Close() // the child keeps its own descriptor
+	d.cmd = exec.Command(b.cfg.hearth, "run", "--data-dir", d.dataDir,
+		"--client-listen", fmt.Sprintf("127.0.0.1:%d", port), "--registration", "open", "--server-name", "bench.local")
+	d.cmd.Env = childEnv()
+	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	d.cmd.SysProcAttr = childSysProcAttr()
+
+	t0 := time.Now()
+	if err := d.cmd.Start(); err != nil {
+		return nil, 0, err
+	}
+	d.pid = d.cmd.Process.Pid
+	go func() { d.waitErr = d.cmd.Wait(); close(d.exited) }()
+	b.mu.Lock()
+	b.daemons = append(b.daemons, d)
+	b.mu.Unlock()
+	b.logf("started hearth pid %d on %s", d.pid, d.base)
+
+	ready, err := d.waitReady(ctx, b.hc, t0, 10*time.Second)
+	if err != nil {
+		b.stop(d)
+		return nil, 0, fmt.Errorf("%w\n%s", err, d.logTail())
+	}
+	return d, ready, nil
+}
+
+// waitReady polls GET /versions every 0.5 ms until it returns 200; the
+// poll interval bounds the cold-start measurement's resolution.
+func (d *daemon) waitReady(ctx context.Context, hc *http.Client, t0 time.Time, limit time.Duration) (time.Duration, error) {
+	deadline := t0.Add(limit)
+	for time.Now().Before(deadline) {
+		select {
+		case <-d.exited:
+			return 0, fmt.Errorf("hearth exited before ready: %v", d.waitErr)
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		default:
+		}
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		req, _ := http.NewRequestWithContext(rctx, "GET", d.base+"/_matrix/client/versions", nil)
+		resp, err := hc.Do(req)
+		if err == nil {
+			drain(resp)
+			if resp.StatusCode == 200 {
+				cancel()
+				return time.Since(t0), nil
+			}
+		}
+		cancel()
+		time.Sleep(500 * time.Microsecond)
+	}
+	return 0, fmt.Errorf("hearth not ready after %s", limit)
+}
+
+// stop sends SIGTERM, waits up to 10 s, then SIGKILL; it is idempotent.
+func (b *bench) stop(d *daemon) {
+	b.mu.Lock()
+	if d.stopped {
+		b.mu.Unlock()
+		return
+	}
+	d.stopped = true
+	b.mu.Unlock()
+	b.hc.CloseIdleConnections()
+	select {
+	case <-d.exited:
+		return
+	default:
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+		if d.waitErr != nil {
+			b.logf("hearth pid %d: exit after SIGTERM: %v", d.pid, d.waitErr)
+		}
+		return
+	case <-time.After(10 * time.Second):
+	}
+	fmt.Fprintf(os.Stderr, "hearth-bench: pid %d ignored SIGTERM for 10 s, killing\n", d.pid)
+	d.cmd.Process.Kill()
+	select {
+	case <-d.exited:
+	case <-time.After(5 * time.Second):
+		fmt.Fprintf(os.Stderr, "hearth-bench: pid %d not reaped after SIGKILL\n", d.pid)
+	}
+}
+
+// stopAll stops every daemon this run started, concurrently.
+func (b *bench) stopAll() {
+	b.mu.Lock()
+	ds := append([]*daemon(nil), b.daemons...)
+	b.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, d := range ds {
+		wg.Add(1)
+		go func() { defer wg.Done(); b.stop(d) }()
+	}
+	wg.Wait()
+}
+
+// cleanup stops all daemons and removes the temp root. Safe to call twice.
+func (b *bench) cleanup() {
+	b.stopAll()
+	if b.root != "" {
+		os.RemoveAll(b.root)
+	}
+}
+
+// alive reports an error if the daemon has exited (e.g. crashed mid-run).
+func (d *daemon) alive() error {
+	select {
+	case <-d.exited:
+		return fmt.Errorf("hearth pid %d exited: %v\n%s", d.pid, d.waitErr, d.logTail())
+	default:
+		return nil
+	}
+}
+
+// logTail returns the last lines of the daemon's log, for error reports.
+func (d *daemon) logTail() string {
+	data, err := os.ReadFile(d.logPath)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > 15 {
+		lines = lines[len(lines)-15:]
+	}
+	return "  hearth log: " + strings.Join(lines, "\n  hearth log: ")
+}
+
+// dbSize is the size of the daemon's bbolt file, 0 if unknown.
+func (d *daemon) dbSize() int64 {
+	fi, err := os.Stat(filepath.Join(d.dataDir, "hearth.db"))
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// childEnv is our environment minus HEARTH_* so that nothing but the
+// flags configures the daemon.
+func childEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "HEARTH_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+var errDaemonGone = errors.New("daemon gone")

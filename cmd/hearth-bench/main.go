@@ -1,0 +1,192 @@
+// Command hearth-bench measures a built Hearth binary from the outside: it
+// starts real daemons as child processes (fresh temp data dir, free
+// loopback port each), drives them over the Client-Server API and reads
+// their memory and CPU use from /proc. It prints one table of
+// metric | value | target. `make bench` runs it.
+//
+// Sections (select with -sections, default all):
+//
+//	start       cold start: exec to first 200 on /versions
+//	idle        RSS and CPU of an idle daemon
+//	send        PUT /send latency, one sequential client
+//	throughput  events/s with many concurrent senders
+//	sync        send-to-/sync delivery latency with many long pollers
+//	volume      RSS after many messages in many rooms
+//	history     /messages and initial /sync in a room with many events
+//
+// Linux only for the /proc figures; traffic goes only to 127.0.0.1.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// config holds every knob; -quick changes the defaults of the slow ones.
+type config struct {
+	hearth        string
+	sections      map[string]bool
+	verbose       bool
+	starts        int           // cold starts to take the median of
+	idleRSSAfter  time.Duration // when to read idle RSS
+	idleCPUWindow time.Duration // how long to sum idle CPU over
+	sends         int           // sequential sends for the latency section
+	senders       int           // concurrent senders for the throughput section
+	duration      time.Duration // throughput run length
+	syncers       int           // long-polling clients in the sync section
+	syncMsgs      int           // messages sent in the sync section
+	syncInterval  time.Duration // pause between those messages
+	volumeMsgs    int           // messages for the volume section
+	volumeRooms   int           // rooms they are spread over
+	historyMsgs   int           // events in the history section's room
+	workers       int           // concurrency used to fill rooms
+	timeout       time.Duration // hard limit on the whole run
+}
+
+var allSections = []string{"start", "idle", "send", "throughput", "sync", "volume", "history"}
+
+func parseFlags() (*config, error) {
+	c := &config{}
+	quick := flag.Bool("quick", false, "short run: 3 s idle windows, 10k volume messages, 3 s throughput, fewer sends")
+	secs := flag.String("sections", strings.Join(allSections, ","), "comma-separated sections to run: "+strings.Join(allSections, ","))
+	flag.StringVar(&c.hearth, "hearth", "bin/hearth", "path to the hearth binary")
+	flag.BoolVar(&c.verbose, "v", false, "log progress to stderr")
+	flag.IntVar(&c.starts, "starts", 5, "cold starts (median reported)")
+	flag.DurationVar(&c.idleRSSAfter, "idle-rss-after", 30*time.Second, "read idle RSS this long after ready")
+	flag.DurationVar(&c.idleCPUWindow, "idle-cpu-window", 60*time.Second, "sum idle CPU over this window")
+	flag.IntVar(&c.sends, "sends", 2000, "sequential sends for /send latency")
+	flag.IntVar(&c.senders, "senders", 32, "concurrent senders (one user and one room each)")
+	flag.DurationVar(&c.duration, "duration", 10*time.Second, "throughput run length")
+	flag.IntVar(&c.syncers, "syncers", 50, "long-polling /sync clients in one room")
+	flag.IntVar(&c.syncMsgs, "sync-msgs", 500, "messages sent while the syncers listen")
+	flag.DurationVar(&c.syncInterval, "sync-interval", 10*time.Millisecond, "pause between those messages")
+	flag.IntVar(&c.volumeMsgs, "volume-msgs", 100000, "messages for the RSS-after-volume section")
+	flag.IntVar(&c.volumeRooms, "volume-rooms", 100, "rooms the volume messages are spread over")
+	flag.IntVar(&c.historyMsgs, "history-msgs", 10000, "events in the room for /messages and initial /sync")
+	flag.IntVar(&c.workers, "workers", 32, "concurrent senders used to fill rooms")
+	flag.DurationVar(&c.timeout, "timeout", 15*time.Minute, "kill everything and fail after this long")
+	flag.Parse()
+
+	if *quick {
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		quickDefault := func(name string, apply func()) {
+			if !set[name] {
+				apply()
+			}
+		}
+		quickDefault("idle-rss-after", func() { c.idleRSSAfter = 3 * time.Second })
+		quickDefault("idle-cpu-window", func() { c.idleCPUWindow = 3 * time.Second })
+		quickDefault("sends", func() { c.sends = 500 })
+		quickDefault("duration", func() { c.duration = 3 * time.Second })
+		quickDefault("sync-msgs", func() { c.syncMsgs = 200 })
+		quickDefault("volume-msgs", func() { c.volumeMsgs = 10000 })
+		quickDefault("history-msgs", func() { c.historyMsgs = 2000 })
+	}
+	c.sections = map[string]bool{}
+	for _, s := range strings.Split(*secs, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if !contains(allSections, s) {
+			return nil, fmt.Errorf("unknown section %q (have %s)", s, strings.Join(allSections, ","))
+		}
+		c.sections[s] = true
+	}
+	if c.starts < 1 || c.sends < 1 || c.senders < 1 || c.syncers < 1 || c.syncMsgs < 1 ||
+		c.volumeMsgs < 1 || c.volumeRooms < 1 || c.historyMsgs < 1 || c.workers < 1 {
+		return nil, fmt.Errorf("counts must be at least 1")
+	}
+	return c, nil
+}
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	cfg, err := parseFlags()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hearth-bench:", err)
+		return 2
+	}
+	if _, err := os.Stat(cfg.hearth); err != nil {
+		fmt.Fprintln(os.Stderr, "hearth-bench: no hearth binary:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	defer cancel()
+
+	b, err := newBench(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hearth-bench:", err)
+		return 1
+	}
+	defer b.cleanup() // stops every daemon still running and removes temp dirs
+	// Last resort if something ignores ctx: stop daemons and exit anyway.
+	watchdog := time.AfterFunc(cfg.timeout+30*time.Second, func() {
+		fmt.Fprintln(os.Stderr, "hearth-bench: watchdog: run exceeded -timeout, killing daemons")
+		b.cleanup()
+		os.Exit(1)
+	})
+	defer watchdog.Stop()
+
+	sections := []struct {
+		name string
+		fn   func(context.Context, *bench) []row
+	}{
+		{"start", benchColdStart},
+		{"idle", benchIdle},
+		{"send", benchSendLatency},
+		{"throughput", benchThroughput},
+		{"sync", benchSyncDelivery},
+		{"volume", benchVolume},
+		{"history", benchHistory},
+	}
+	start := time.Now()
+	var rows []row
+	failed := false
+	for _, s := range sections {
+		if !cfg.sections[s.name] {
+			continue
+		}
+		if ctx.Err() != nil {
+			rows = append(rows, row{metric: s.name, value: "skipped: " + context.Cause(ctx).Error()})
+			failed = true
+			continue
+		}
+		b.logf("section %s", s.name)
+		t := time.Now()
+		out := s.fn(ctx, b)
+		b.logf("section %s done in %s", s.name, time.Since(t).Round(time.Millisecond))
+		for _, r := range out {
+			failed = failed || r.failed
+		}
+		rows = append(rows, out...)
+		b.stopAll() // no section leaves a daemon behind
+	}
+	printTable(os.Stdout, rows)
+	fmt.Printf("\n(total %s; hearth %s; %s)\n", time.Since(start).Round(time.Second), cfg.hearth, b.describe())
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if x == y {
+			return true
+		}
+	}
+	return false
+}
