@@ -218,15 +218,6 @@ func publicRoom(tx *store.Tx, info *Info) (PublicRoom, error) {
 	pr.WorldReadable = field("m.room.history_visibility", "history_visibility") == "world_readable"
 	pr.GuestCanJoin = field("m.room.guest_access", "guest_access") == "can_join"
 	pr.RoomType = field("m.room.create", "type")
-	err := eachCurrentState(tx, info.NID, "m.room.member\x00", func(_, _ string, nid uint64) error {
-		ev, err := loadEvent(tx, nid)
-		if err != nil {
-			return err
-		}
-		if m, _ := ev.PDU.Membership(); m == "join" {
-			pr.NumJoinedMembers++
-		}
-		return nil
-	})
-	return pr, err
+	pr.NumJoinedMembers = info.Joined
+	return pr, nil
 }

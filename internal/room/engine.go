@@ -73,6 +73,9 @@ type Info struct {
 	Snapshot uint64 `json:"snapshot"`
 	// LastPos is the stream position of the room's newest timeline event.
 	LastPos uint64 `json:"last_pos"`
+	// Joined and Invited count members, for summaries and the directory.
+	Joined  int `json:"joined"`
+	Invited int `json:"invited"`
 }
 
 func roomInfoByNID(tx *store.Tx, nid uint64) (*Info, error) {

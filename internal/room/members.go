@@ -75,6 +75,16 @@ func membershipIn(tx *store.Tx, userID string, roomNID uint64) Membership {
 	return decodeMembership(tx, roomNID, v)
 }
 
+// count adjusts the member counters for one membership.
+func (info *Info) count(membership string, delta int) {
+	switch membership {
+	case "join":
+		info.Joined += delta
+	case "invite":
+		info.Invited += delta
+	}
+}
+
 // JoinedRooms returns the IDs of the rooms the user is joined to.
 func (e *Engine) JoinedRooms(userID string) ([]string, error) {
 	ms, err := e.Memberships(userID)

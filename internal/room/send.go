@@ -137,6 +137,8 @@ func (e *Engine) append(tx *store.Tx, info *Info, pdu gomatrixserverlib.PDU, dev
 		}
 		if pdu.Type() == "m.room.member" {
 			m, _ := pdu.Membership()
+			info.count(membershipIn(tx, *sk, info.NID).Membership, -1)
+			info.count(m, +1)
 			if err := setMembership(tx, *sk, info.NID, m, nid); err != nil {
 				return nil, err
 			}

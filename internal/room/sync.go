@@ -2,6 +2,7 @@ package room
 
 import (
 	"encoding/json"
+	"errors"
 	"sort"
 
 	"github.com/hearth-chat/hearth/internal/store"
@@ -322,30 +323,25 @@ func (e *Engine) syncLeft(tx *store.Tx, req SyncRequest, info *Info, m Membershi
 }
 
 // summary is the room summary of a joined room (m.heroes and counts).
+// Heroes are the first five other joined or invited members in state order.
 func summary(tx *store.Tx, info *Info, viewer string) map[string]any {
-	joined, invited := 0, 0
-	var heroes []string
+	heroes := []string{}
+	errEnough := errors.New("enough heroes")
 	eachCurrentState(tx, info.NID, "m.room.member\x00", func(_, sk string, nid uint64) error {
+		if sk == viewer {
+			return nil
+		}
 		ev, err := loadEvent(tx, nid)
 		if err != nil {
 			return nil
 		}
-		m, _ := ev.PDU.Membership()
-		switch m {
-		case "join":
-			joined++
-		case "invite":
-			invited++
-		default:
-			return nil
-		}
-		if sk != viewer && len(heroes) < 5 {
+		if m, _ := ev.PDU.Membership(); m == "join" || m == "invite" {
 			heroes = append(heroes, sk)
+		}
+		if len(heroes) == 5 {
+			return errEnough
 		}
 		return nil
 	})
-	if heroes == nil {
-		heroes = []string{}
-	}
-	return map[string]any{"m.heroes": heroes, "m.joined_member_count": joined, "m.invited_member_count": invited}
+	return map[string]any{"m.heroes": heroes, "m.joined_member_count": info.Joined, "m.invited_member_count": info.Invited}
 }
