@@ -106,7 +106,7 @@ func (e *Engine) DeleteAlias(ctx context.Context, userID, alias string) error {
 func (e *Engine) LocalAliases(userID, roomID string) ([]string, error) {
 	out := []string{}
 	err := e.db.View(func(tx *store.Tx) error {
-		if _, err := e.visibleRoom(tx, userID, roomID); err != nil {
+		if _, _, err := e.readable(tx, userID, roomID); err != nil {
 			return err
 		}
 		c := tx.Cursor(store.Aliases)

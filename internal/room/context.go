@@ -20,11 +20,7 @@ func (e *Engine) Context(userID, device, roomID, eventID string, limit int, f Ev
 	var nid uint64
 	var target *Event
 	err := e.db.View(func(tx *store.Tx) error {
-		info, err := roomInfo(tx, roomID)
-		if err != nil {
-			return matrixerr.Forbidden("you are not a member of this room")
-		}
-		w, err := e.visibility(tx, userID, info)
+		info, w, err := e.readable(tx, userID, roomID)
 		if err != nil {
 			return err
 		}
@@ -103,11 +99,7 @@ func (e *Engine) Relations(userID, roomID, parentID, relType, eventType string, 
 		limit = 50
 	}
 	err := e.db.View(func(tx *store.Tx) error {
-		info, err := roomInfo(tx, roomID)
-		if err != nil {
-			return matrixerr.Forbidden("you are not a member of this room")
-		}
-		w, err := e.visibility(tx, userID, info)
+		info, w, err := e.readable(tx, userID, roomID)
 		if err != nil {
 			return err
 		}

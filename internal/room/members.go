@@ -125,7 +125,7 @@ func (e *Engine) Forget(ctx context.Context, userID, roomID string) error {
 func (e *Engine) MemberEvents(userID, roomID, membership, notMembership string) ([]ClientEvent, error) {
 	var out []ClientEvent
 	err := e.db.View(func(tx *store.Tx) error {
-		info, err := e.visibleRoom(tx, userID, roomID)
+		info, _, err := e.readable(tx, userID, roomID)
 		if err != nil {
 			return err
 		}

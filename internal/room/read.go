@@ -8,15 +8,22 @@ import (
 	"github.com/hearth-chat/hearth/internal/store"
 )
 
+// readable returns a room and the part of it the user may read. An unknown
+// room answers like a room the user is not in, so IDs cannot be probed.
+func (e *Engine) readable(tx *store.Tx, userID, roomID string) (*Info, window, error) {
+	info, err := roomInfo(tx, roomID)
+	if err != nil {
+		return nil, window{}, matrixerr.Forbidden("you are not a member of this room")
+	}
+	w, err := e.visibility(tx, userID, info)
+	return info, w, err
+}
+
 // Event returns one event the user may see (GET /rooms/{id}/event/{eventId}).
 func (e *Engine) Event(userID, roomID, eventID string) (*ClientEvent, error) {
 	var out *ClientEvent
 	err := e.db.View(func(tx *store.Tx) error {
-		info, err := roomInfo(tx, roomID)
-		if err != nil {
-			return matrixerr.NotFound("event not found")
-		}
-		w, err := e.visibility(tx, userID, info)
+		info, w, err := e.readable(tx, userID, roomID)
 		if err != nil {
 			return err
 		}
@@ -42,40 +49,35 @@ func (e *Engine) Event(userID, roomID, eventID string) (*ClientEvent, error) {
 // who has left sees the state as of their leave.
 func (e *Engine) State(userID, roomID string) ([]ClientEvent, error) {
 	out := []ClientEvent{}
-	err := e.db.View(func(tx *store.Tx) error {
-		info, err := roomInfo(tx, roomID)
-		if err != nil {
-			return matrixerr.Forbidden("you are not a member of this room")
-		}
-		w, err := e.visibility(tx, userID, info)
-		if err != nil {
-			return err
-		}
-		nids, err := e.stateNIDsAt(tx, info, w.to)
-		if err != nil {
-			return err
-		}
-		for _, nid := range nids {
-			ev, err := loadEvent(tx, nid)
-			if err != nil {
-				return err
-			}
-			out = append(out, ev.clientEvent(tx, ClientView{Viewer: userID}))
-		}
-		return nil
+	err := e.eachVisibleState(userID, roomID, func(tx *store.Tx, ev *Event) bool {
+		out = append(out, ev.clientEvent(tx, ClientView{Viewer: userID}))
+		return true
 	})
 	return out, err
 }
 
-// StateEvent returns the content of one piece of state.
+// StateEvent returns one piece of the state State would return.
 func (e *Engine) StateEvent(userID, roomID, typ, sk string) (*ClientEvent, error) {
 	var out *ClientEvent
-	err := e.db.View(func(tx *store.Tx) error {
-		info, err := roomInfo(tx, roomID)
-		if err != nil {
-			return matrixerr.Forbidden("you are not a member of this room")
+	err := e.eachVisibleState(userID, roomID, func(tx *store.Tx, ev *Event) bool {
+		if ev.PDU.Type() == typ && ev.PDU.StateKeyEquals(sk) {
+			ce := ev.clientEvent(tx, ClientView{Viewer: userID})
+			out = &ce
+			return false
 		}
-		w, err := e.visibility(tx, userID, info)
+		return true
+	})
+	if err == nil && out == nil {
+		err = matrixerr.NotFound("state event not found")
+	}
+	return out, err
+}
+
+// eachVisibleState calls fn with each state event of the room as the user
+// may see it, until fn returns false.
+func (e *Engine) eachVisibleState(userID, roomID string, fn func(*store.Tx, *Event) bool) error {
+	return e.db.View(func(tx *store.Tx) error {
+		info, w, err := e.readable(tx, userID, roomID)
 		if err != nil {
 			return err
 		}
@@ -88,15 +90,12 @@ func (e *Engine) StateEvent(userID, roomID, typ, sk string) (*ClientEvent, error
 			if err != nil {
 				return err
 			}
-			if ev.PDU.Type() == typ && ev.PDU.StateKeyEquals(sk) {
-				ce := ev.clientEvent(tx, ClientView{Viewer: userID})
-				out = &ce
+			if !fn(tx, ev) {
 				return nil
 			}
 		}
-		return matrixerr.NotFound("state event not found")
+		return nil
 	})
-	return out, err
 }
 
 // stateNIDsAt returns the NIDs of the room state after position pos: the
@@ -179,11 +178,7 @@ func (e *Engine) Messages(userID, device, roomID string, from, to uint64, dir Di
 		limit = 1000
 	}
 	err := e.db.View(func(tx *store.Tx) error {
-		info, err := roomInfo(tx, roomID)
-		if err != nil {
-			return matrixerr.Forbidden("you are not a member of this room")
-		}
-		w, err := e.visibility(tx, userID, info)
+		info, w, err := e.readable(tx, userID, roomID)
 		if err != nil {
 			return err
 		}

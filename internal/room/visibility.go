@@ -44,15 +44,3 @@ func (e *Engine) visibility(tx *store.Tx, userID string, info *Info) (window, er
 	}
 	return window{}, matrixerr.Forbidden("you are not a member of this room")
 }
-
-// visibleRoom returns the room if the user may read it at all.
-func (e *Engine) visibleRoom(tx *store.Tx, userID, roomID string) (*Info, error) {
-	info, err := roomInfo(tx, roomID)
-	if err != nil {
-		return nil, matrixerr.Forbidden("you are not a member of this room")
-	}
-	if _, err := e.visibility(tx, userID, info); err != nil {
-		return nil, err
-	}
-	return info, nil
-}

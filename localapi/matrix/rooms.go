@@ -3,7 +3,6 @@ package matrix
 import (
 	"encoding/json"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -256,78 +255,6 @@ func (s *Server) joinedRooms(w http.ResponseWriter, r *http.Request, c *caller) 
 		return
 	}
 	writeJSON(w, map[string]any{"joined_rooms": ids})
-}
-
-func (s *Server) getEvent(w http.ResponseWriter, r *http.Request, c *caller) {
-	ev, err := s.rooms.Event(c.UserID, r.PathValue("roomId"), r.PathValue("eventId"))
-	if err != nil {
-		matrixerr.Write(w, err)
-		return
-	}
-	writeJSON(w, ev)
-}
-
-// messages implements GET /rooms/{roomId}/messages.
-func (s *Server) messages(w http.ResponseWriter, r *http.Request, c *caller) {
-	q := r.URL.Query()
-	dir := room.Backward
-	switch q.Get("dir") {
-	case "b", "":
-	case "f":
-		dir = room.Forward
-	default:
-		matrixerr.Write(w, matrixerr.InvalidParam("dir must be b or f"))
-		return
-	}
-	pos, _ := s.rooms.Pos()
-	from := pos
-	if dir == room.Forward {
-		from = 0
-	}
-	if f := q.Get("from"); f != "" {
-		p, err := parsePageToken(f)
-		if err != nil {
-			matrixerr.Write(w, err)
-			return
-		}
-		from = p
-	}
-	var to uint64
-	if t := q.Get("to"); t != "" {
-		p, err := parsePageToken(t)
-		if err != nil {
-			matrixerr.Write(w, err)
-			return
-		}
-		to = p
-	}
-	filter, err := parseRoomEventFilter(q.Get("filter"))
-	if err != nil {
-		matrixerr.Write(w, err)
-		return
-	}
-	filter.Limit = 10
-	if l := q.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 0 {
-			matrixerr.Write(w, matrixerr.InvalidParam("limit must be a non-negative integer"))
-			return
-		}
-		filter.Limit = n
-	}
-	page, err := s.rooms.Messages(c.UserID, c.DeviceID, r.PathValue("roomId"), from, to, dir, filter)
-	if err != nil {
-		matrixerr.Write(w, err)
-		return
-	}
-	resp := map[string]any{"chunk": page.Chunk, "start": pageToken(from)}
-	if page.More {
-		resp["end"] = pageToken(page.End)
-	}
-	if len(page.State) > 0 {
-		resp["state"] = page.State
-	}
-	writeJSON(w, resp)
 }
 
 func (s *Server) typing(w http.ResponseWriter, r *http.Request, c *caller) {

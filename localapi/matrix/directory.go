@@ -1,0 +1,147 @@
+package matrix
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
+	"github.com/hearth-chat/hearth/internal/room"
+)
+
+func (s *Server) getAlias(w http.ResponseWriter, r *http.Request) {
+	id, servers, err := s.rooms.ResolveAlias(r.PathValue("alias"))
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, map[string]any{"room_id": id, "servers": servers})
+}
+
+func (s *Server) putAlias(w http.ResponseWriter, r *http.Request, c *caller) {
+	var req struct {
+		RoomID string `json:"room_id"`
+	}
+	if err := readJSON(r, &req); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	if req.RoomID == "" {
+		matrixerr.Write(w, matrixerr.MissingParam("room_id is required"))
+		return
+	}
+	if err := s.rooms.SetAlias(r.Context(), c.UserID, r.PathValue("alias"), req.RoomID); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, struct{}{})
+}
+
+func (s *Server) deleteAlias(w http.ResponseWriter, r *http.Request, c *caller) {
+	if err := s.rooms.DeleteAlias(r.Context(), c.UserID, r.PathValue("alias")); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, struct{}{})
+}
+
+func (s *Server) roomAliases(w http.ResponseWriter, r *http.Request, c *caller) {
+	aliases, err := s.rooms.LocalAliases(c.UserID, r.PathValue("roomId"))
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, map[string]any{"aliases": aliases})
+}
+
+func (s *Server) getVisibility(w http.ResponseWriter, r *http.Request) {
+	pub, err := s.rooms.Published(r.PathValue("roomId"))
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	vis := "private"
+	if pub {
+		vis = "public"
+	}
+	writeJSON(w, map[string]any{"visibility": vis})
+}
+
+func (s *Server) putVisibility(w http.ResponseWriter, r *http.Request, c *caller) {
+	var req struct {
+		Visibility string `json:"visibility"`
+	}
+	if err := readJSON(r, &req); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	if req.Visibility != "public" && req.Visibility != "private" {
+		matrixerr.Write(w, matrixerr.InvalidParam("visibility must be public or private"))
+		return
+	}
+	if err := s.rooms.SetPublished(r.Context(), c.UserID, r.PathValue("roomId"), req.Visibility == "public"); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, struct{}{})
+}
+
+// publicRooms serves GET and POST /publicRooms for the local directory;
+// since tokens are offsets into the sorted list.
+func (s *Server) publicRooms(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Limit  int    `json:"limit"`
+		Since  string `json:"since"`
+		Server string `json:"server"`
+		Filter struct {
+			GenericSearchTerm string `json:"generic_search_term"`
+		} `json:"filter"`
+	}
+	q := r.URL.Query()
+	if r.Method == http.MethodPost {
+		if err := readJSON(r, &req); err != nil {
+			matrixerr.Write(w, err)
+			return
+		}
+	} else {
+		req.Since, req.Server = q.Get("since"), q.Get("server")
+		n, err := queryInt(q, "limit", 0)
+		if err != nil {
+			matrixerr.Write(w, err)
+			return
+		}
+		req.Limit = n
+	}
+	if req.Server != "" && req.Server != s.accounts.ServerName() {
+		matrixerr.Write(w, matrixerr.Forbidden("other servers' directories need federation, which is not enabled"))
+		return
+	}
+	rooms, err := s.rooms.PublicRooms(req.Filter.GenericSearchTerm)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	offset := 0
+	if req.Since != "" {
+		n, err := strconv.Atoi(req.Since)
+		if err != nil || n < 0 {
+			matrixerr.Write(w, matrixerr.InvalidParam("bad since token"))
+			return
+		}
+		offset = min(n, len(rooms))
+	}
+	total := len(rooms)
+	rooms = rooms[offset:]
+	resp := map[string]any{"total_room_count_estimate": total}
+	if req.Limit > 0 && len(rooms) > req.Limit {
+		rooms = rooms[:req.Limit]
+		resp["next_batch"] = strconv.Itoa(offset + req.Limit)
+	}
+	if offset > 0 {
+		resp["prev_batch"] = strconv.Itoa(max(0, offset-max(req.Limit, 1)))
+	}
+	if rooms == nil {
+		rooms = []room.PublicRoom{}
+	}
+	resp["chunk"] = rooms
+	writeJSON(w, resp)
+}

@@ -1,0 +1,152 @@
+package matrix
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
+	"github.com/hearth-chat/hearth/internal/room"
+)
+
+// queryInt reads a non-negative integer query parameter.
+func queryInt(q url.Values, name string, def int) (int, error) {
+	v := q.Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, matrixerr.InvalidParam(name + " must be a non-negative integer")
+	}
+	return n, nil
+}
+
+// queryToken reads a pagination token query parameter.
+func queryToken(q url.Values, name string, def uint64) (uint64, error) {
+	if v := q.Get(name); v != "" {
+		return parsePageToken(v)
+	}
+	return def, nil
+}
+
+// queryDir reads dir, which defaults to backwards.
+func queryDir(q url.Values) (room.Direction, error) {
+	switch q.Get("dir") {
+	case "b", "":
+		return room.Backward, nil
+	case "f":
+		return room.Forward, nil
+	}
+	return 0, matrixerr.InvalidParam("dir must be b or f")
+}
+
+func (s *Server) getEvent(w http.ResponseWriter, r *http.Request, c *caller) {
+	ev, err := s.rooms.Event(c.UserID, r.PathValue("roomId"), r.PathValue("eventId"))
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, ev)
+}
+
+// messages implements GET /rooms/{roomId}/messages. Without from, a
+// backward page starts at the newest event and a forward page at the oldest.
+func (s *Server) messages(w http.ResponseWriter, r *http.Request, c *caller) {
+	q := r.URL.Query()
+	dir, err := queryDir(q)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	pos, _ := s.rooms.Pos()
+	if dir == room.Forward {
+		pos = 0
+	}
+	from, err := queryToken(q, "from", pos)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	to, err := queryToken(q, "to", 0)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	filter, err := parseRoomEventFilter(q.Get("filter"))
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	if filter.Limit, err = queryInt(q, "limit", 10); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	page, err := s.rooms.Messages(c.UserID, c.DeviceID, r.PathValue("roomId"), from, to, dir, filter)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	resp := map[string]any{"chunk": page.Chunk, "start": pageToken(from)}
+	if page.More {
+		resp["end"] = pageToken(page.End)
+	}
+	if len(page.State) > 0 {
+		resp["state"] = page.State
+	}
+	writeJSON(w, resp)
+}
+
+// eventContext implements GET /rooms/{roomId}/context/{eventId}.
+func (s *Server) eventContext(w http.ResponseWriter, r *http.Request, c *caller) {
+	q := r.URL.Query()
+	limit, err := queryInt(q, "limit", 10)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	f, err := parseRoomEventFilter(q.Get("filter"))
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	ctx, err := s.rooms.Context(c.UserID, c.DeviceID, r.PathValue("roomId"), r.PathValue("eventId"), min(limit, 100), f)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, map[string]any{"event": ctx.Event, "events_before": nonNil(ctx.Before),
+		"events_after": nonNil(ctx.After), "start": pageToken(ctx.Start), "end": pageToken(ctx.End),
+		"state": nonNil(ctx.State)})
+}
+
+// relations implements GET /rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]].
+func (s *Server) relations(w http.ResponseWriter, r *http.Request, c *caller) {
+	q := r.URL.Query()
+	dir, err := queryDir(q)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	from, err := queryToken(q, "from", 0)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	limit, err := queryInt(q, "limit", 0)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	evs, next, err := s.rooms.Relations(c.UserID, r.PathValue("roomId"), r.PathValue("eventId"),
+		r.PathValue("relType"), r.PathValue("eventType"), from, dir, limit)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	resp := map[string]any{"chunk": evs}
+	if next != 0 {
+		resp["next_batch"] = pageToken(next)
+	}
+	writeJSON(w, resp)
+}
