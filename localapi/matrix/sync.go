@@ -108,6 +108,10 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *caller) {
 		matrixerr.Write(w, matrixerr.InvalidParam("since token is from the future"))
 		return
 	}
+	if since.eph > eph {
+		// The typing counter restarted with the daemon: resend typing state.
+		since.eph = 0
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	for {
