@@ -25,6 +25,7 @@ type Event struct {
 	NID         uint64
 	RoomNID     uint64
 	Version     gomatrixserverlib.RoomVersion // kept per event so it parses alone
+	ID          string                        // kept because computing it means redacting and hashing
 	Flags       byte
 	StateBefore uint64 // snapshot NID of the room state before this event
 	RedactedBy  uint64 // NID of the redaction that redacted it, if any
@@ -36,9 +37,10 @@ type Event struct {
 }
 
 // Record layout: flags(1) stateBefore(8) redactedBy(8) roomNID(8)
-// replaces(8) verLen(1) version txnDevLen(1) txnDev txnIDLen(2) txnID json.
+// replaces(8) verLen(1) version idLen(1) eventID txnDevLen(1) txnDev
+// txnIDLen(2) txnID json.
 func (e *Event) encode() []byte {
-	b := make([]byte, 0, 38+len(e.Version)+len(e.TxnDevice)+len(e.TxnID)+len(e.JSON))
+	b := make([]byte, 0, 39+len(e.Version)+len(e.ID)+len(e.TxnDevice)+len(e.TxnID)+len(e.JSON))
 	b = append(b, e.Flags)
 	b = binary.BigEndian.AppendUint64(b, e.StateBefore)
 	b = binary.BigEndian.AppendUint64(b, e.RedactedBy)
@@ -46,6 +48,8 @@ func (e *Event) encode() []byte {
 	b = binary.BigEndian.AppendUint64(b, e.Replaces)
 	b = append(b, byte(len(e.Version)))
 	b = append(b, e.Version...)
+	b = append(b, byte(len(e.ID)))
+	b = append(b, e.ID...)
 	b = append(b, byte(len(e.TxnDevice)))
 	b = append(b, e.TxnDevice...)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(e.TxnID)))
@@ -65,7 +69,7 @@ func decodeEvent(nid uint64, b []byte) (*Event, error) {
 	e.RoomNID = binary.BigEndian.Uint64(b[17:])
 	e.Replaces = binary.BigEndian.Uint64(b[25:])
 	rest := b[33:]
-	for _, field := range []*string{(*string)(&e.Version), &e.TxnDevice} {
+	for _, field := range []*string{(*string)(&e.Version), &e.ID, &e.TxnDevice} {
 		if len(rest) < 1 || len(rest) < 1+int(rest[0]) {
 			return nil, errCorrupt
 		}
@@ -99,7 +103,7 @@ func loadEvent(tx *store.Tx, nid uint64) (*Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.PDU, err = ver.NewEventFromTrustedJSON(e.JSON, e.Flags&flagRedacted != 0)
+	e.PDU, err = ver.NewEventFromTrustedJSONWithEventID(e.ID, e.JSON, e.Flags&flagRedacted != 0)
 	if err != nil {
 		return nil, fmt.Errorf("room: parse stored event %d: %w", nid, err)
 	}

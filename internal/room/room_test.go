@@ -12,7 +12,7 @@ import (
 	"github.com/hearth-chat/hearth/internal/stream"
 )
 
-func newEngine(t *testing.T) (*Engine, *store.DB) {
+func newEngine(t testing.TB) (*Engine, *store.DB) {
 	t.Helper()
 	var n *stream.Notifier
 	db, err := store.Open(filepath.Join(t.TempDir(), "h.db"), store.Options{OnCommit: func(p uint64) { n.Advance(p) }})
@@ -132,7 +132,7 @@ func TestStateAtPastPositions(t *testing.T) {
 }
 
 func TestEventRecordRoundTrip(t *testing.T) {
-	in := &Event{NID: 7, RoomNID: 3, Version: "10", Flags: flagRedacted, StateBefore: 9, RedactedBy: 11,
+	in := &Event{NID: 7, RoomNID: 3, Version: "10", ID: "$abc", Flags: flagRedacted, StateBefore: 9, RedactedBy: 11,
 		Replaces: 5, TxnDevice: "DEV", TxnID: "txn/1", JSON: []byte(`{"a":1}`)}
 	out, err := decodeEvent(7, in.encode())
 	if err != nil {

@@ -119,7 +119,7 @@ func (e *Engine) append(tx *store.Tx, info *Info, pdu gomatrixserverlib.PDU, dev
 	if err != nil {
 		return nil, err
 	}
-	ev := &Event{NID: nid, RoomNID: info.NID, Version: info.Version, StateBefore: info.Snapshot, JSON: pdu.JSON(), PDU: pdu}
+	ev := &Event{NID: nid, RoomNID: info.NID, Version: info.Version, ID: pdu.EventID(), StateBefore: info.Snapshot, JSON: pdu.JSON(), PDU: pdu}
 	if txnID != "" {
 		ev.TxnDevice, ev.TxnID = device, txnID
 		if err := tx.Put(store.Txns, store.Key(string(pdu.SenderID()), device, txnID), store.PutU64(nid)); err != nil {
