@@ -48,10 +48,11 @@ var (
 	RoomInUse              = newErr(http.StatusBadRequest, "M_ROOM_IN_USE")
 	Unknown                = newErr(http.StatusInternalServerError, "M_UNKNOWN")
 	UserDeactivated        = newErr(http.StatusForbidden, "M_USER_DEACTIVATED")
-	Exclusive              = newErr(http.StatusBadRequest, "M_EXCLUSIVE")
 	WeakPassword           = newErr(http.StatusBadRequest, "M_WEAK_PASSWORD")
 	InvalidRoomState       = newErr(http.StatusBadRequest, "M_INVALID_ROOM_STATE")
 	Unauthorized           = newErr(http.StatusUnauthorized, "M_UNAUTHORIZED")
+	// Conflict is the spec's 409 for a room alias that already exists.
+	Conflict = newErr(http.StatusConflict, "M_UNKNOWN")
 )
 
 // LimitExceeded is M_LIMIT_EXCEEDED with the wait the client should honour.

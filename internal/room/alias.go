@@ -54,7 +54,7 @@ func (e *Engine) SetAlias(ctx context.Context, userID, alias, roomID string) err
 			return err
 		}
 		if tx.Get(store.Aliases, []byte(alias)) != nil {
-			return matrixerr.Exclusive("room alias " + alias + " already exists")
+			return matrixerr.Conflict("room alias " + alias + " already exists")
 		}
 		return putAlias(tx, alias, roomID, userID)
 	})
