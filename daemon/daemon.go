@@ -39,6 +39,10 @@ type Daemon struct {
 	rooms    *room.Engine
 	server   *http.Server
 	listener net.Listener
+	// stopRequests ends the base context of every request, which is what
+	// cuts /sync long polls short at shutdown; http.Server.Shutdown alone
+	// would wait for them.
+	stopRequests context.CancelFunc
 }
 
 // Start opens everything and begins serving; it returns once the client
@@ -77,8 +81,11 @@ func Start(cfg Config, out io.Writer) (*Daemon, error) {
 		return nil, fmt.Errorf("client listener: %w", err)
 	}
 	d.listener = ln
+	base, cancel := context.WithCancel(context.Background())
+	d.stopRequests = cancel
 	d.server = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn)}
+		BaseContext: func(net.Listener) context.Context { return base },
+		ErrorLog:    slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn)}
 	go func() {
 		if err := d.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			slog.Error("client listener stopped", "err", err)
@@ -92,9 +99,10 @@ func Start(cfg Config, out io.Writer) (*Daemon, error) {
 // Addr is the client listener's address.
 func (d *Daemon) Addr() string { return d.listener.Addr().String() }
 
-// Stop stops accepting, lets requests finish (long polls are cut off),
-// and closes the store after its queued writes.
+// Stop stops accepting, answers pending long polls at once, lets other
+// requests finish, and closes the store after its queued writes.
 func (d *Daemon) Stop(ctx context.Context) error {
+	d.stopRequests()
 	d.server.Shutdown(ctx)
 	d.server.Close()
 	return d.db.Close()

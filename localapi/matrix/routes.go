@@ -87,5 +87,8 @@ func (s *Server) routes() {
 	m.HandleFunc("GET "+v3+"/publicRooms", s.publicRooms)
 	m.HandleFunc("POST "+v3+"/publicRooms", a(func(w http.ResponseWriter, r *http.Request, _ *caller) { s.publicRooms(w, r) }))
 
+	m.HandleFunc("GET "+v3+"/pushrules/{$}", a(s.pushRules))
+	m.HandleFunc("GET "+v3+"/pushrules/global/{$}", a(s.pushRules))
+
 	m.HandleFunc("GET "+v3+"/sync", a(s.sync))
 }

@@ -125,10 +125,10 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *caller) {
 			return
 		}
 		if err := s.rooms.Wait(ctx, pos, eph); err != nil {
-			if r.Context().Err() != nil {
-				return // the client went away
-			}
-			writeJSON(w, resp) // timed out: an empty response with the same token
+			// Timed out, or the daemon is stopping: an empty response that
+			// keeps the client's place. If the client went away instead,
+			// the write fails harmlessly.
+			writeJSON(w, resp)
 			return
 		}
 		pos, eph = s.rooms.Pos()
