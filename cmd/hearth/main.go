@@ -93,13 +93,15 @@ func runDaemon(cfg daemon.Config, stdout, stderr io.Writer) int {
 	var level slog.Level
 	level.UnmarshalText([]byte(cfg.LogLevel))
 	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})))
+	// Catch signals before Start: once it logs that it is ready a SIGTERM
+	// must mean a clean stop, not the default kill.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	d, err := daemon.Start(cfg, stdout)
 	if err != nil {
 		fmt.Fprintln(stderr, "hearth:", err)
 		return 1
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	<-ctx.Done()
 	slog.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -3,6 +3,7 @@ package room
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 
 	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/hearth-chat/hearth/internal/store"
@@ -112,7 +113,8 @@ func (e *Engine) Forget(ctx context.Context, userID, roomID string) error {
 		}
 		m := decodeMembership(tx, info.NID, v)
 		if m.Membership == "join" || m.Membership == "invite" || m.Membership == "knock" {
-			return matrixerr.Unknown("leave the room before forgetting it")
+			// The spec's 400 for "the user has not left the room".
+			return matrixerr.Unknown("leave the room before forgetting it").WithStatus(http.StatusBadRequest)
 		}
 		nv := append([]byte(nil), v...)
 		nv[8] = 1

@@ -25,7 +25,9 @@ func (e *Engine) Event(userID, roomID, eventID string) (*ClientEvent, error) {
 	err := e.db.View(func(tx *store.Tx) error {
 		info, w, err := e.readable(tx, userID, roomID)
 		if err != nil {
-			return err
+			// The spec answers 404 both for an unknown event and for one
+			// the user may not read.
+			return matrixerr.NotFound("event not found")
 		}
 		nid := eventNID(tx, eventID)
 		if nid == 0 || !w.contains(nid) {

@@ -31,6 +31,11 @@ type SendRequest struct {
 // it is durable. A repeated (sender, device, txn) returns the first event's
 // ID without sending again.
 func (e *Engine) Send(ctx context.Context, req SendRequest) (string, error) {
+	if len(req.Content) > maxEventBytes {
+		// Refused before building: content this size can never make an
+		// event within the limit, and canonicalising it costs the writer.
+		return "", matrixerr.TooLarge("event content is larger than an event may be")
+	}
 	var eventID string
 	err := e.db.Update(ctx, func(tx *store.Tx) error {
 		if req.TxnID != "" {
@@ -56,6 +61,10 @@ func (e *Engine) Send(ctx context.Context, req SendRequest) (string, error) {
 	})
 	return eventID, err
 }
+
+// maxEventBytes is the spec's limit on a whole event's canonical JSON
+// (Client-Server API §"Size limits").
+const maxEventBytes = 65536
 
 func txnKey(req SendRequest) []byte { return store.Key(req.Sender, req.Device, req.TxnID) }
 

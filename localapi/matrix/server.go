@@ -132,7 +132,39 @@ func readBody(r *http.Request) ([]byte, error) {
 	if body[0] != '{' {
 		return nil, matrixerr.BadJSON("body must be a JSON object")
 	}
+	if jsonDepth(body) > maxJSONDepth {
+		return nil, matrixerr.BadJSON("JSON is nested too deeply")
+	}
 	return body, nil
+}
+
+// maxJSONDepth bounds nesting in request bodies. Real Matrix content is a
+// few levels deep; thousands of levels only make canonicalisation slow.
+const maxJSONDepth = 128
+
+// jsonDepth returns the deepest nesting of objects and arrays in valid JSON.
+func jsonDepth(b []byte) int {
+	depth, deepest, inString, escaped := 0, 0, false, false
+	for _, c := range b {
+		switch {
+		case inString:
+			if escaped {
+				escaped = false
+			} else if c == '\\' {
+				escaped = true
+			} else if c == '"' {
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+			deepest = max(deepest, depth)
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return deepest
 }
 
 // readJSON decodes the body into v; valid JSON of the wrong shape is
