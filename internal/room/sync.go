@@ -205,12 +205,47 @@ func (e *Engine) syncJoined(tx *store.Tx, req SyncRequest, info *Info, m Members
 			}
 			jr.State = append(jr.State, ev.clientEvent(tx, ClientView{Viewer: req.UserID, OmitRoomID: true}))
 		}
-		sort.Slice(jr.State, func(i, j int) bool { return jr.State[i].Type < jr.State[j].Type })
 	}
+	if req.LazyLoadMembers && !initial {
+		if err := e.lazyMembers(tx, req, info, jr); err != nil {
+			return nil, err
+		}
+	}
+	sort.SliceStable(jr.State, func(i, j int) bool { return jr.State[i].Type < jr.State[j].Type })
 	if initial || hasMemberEvent(tl.Events) {
 		jr.Summary = summary(tx, info, req.UserID)
 	}
 	return jr, nil
+}
+
+// lazyMembers adds, on an incremental lazy-loading sync, the member event
+// of every timeline sender whose membership the timeline and state do not
+// already carry: the client may never have seen it (Client-Server API
+// §"Lazy-loading room members"). Hearth does not track which members each
+// device was sent, so these may be redundant, which the spec allows.
+func (e *Engine) lazyMembers(tx *store.Tx, req SyncRequest, info *Info, jr *JoinedRoom) error {
+	have := map[string]bool{}
+	for _, l := range [][]ClientEvent{jr.Timeline.Events, jr.State} {
+		for _, ev := range l {
+			if ev.Type == "m.room.member" && ev.StateKey != nil {
+				have[*ev.StateKey] = true
+			}
+		}
+	}
+	for _, tev := range jr.Timeline.Events {
+		if have[tev.Sender] {
+			continue
+		}
+		have[tev.Sender] = true
+		ev, err := currentStateEvent(tx, info.NID, "m.room.member", tev.Sender)
+		if err != nil {
+			return err
+		}
+		if ev != nil && ev.NID <= req.Now {
+			jr.State = append(jr.State, ev.clientEvent(tx, ClientView{Viewer: req.UserID, OmitRoomID: true}))
+		}
+	}
+	return nil
 }
 
 func hasMemberEvent(evs []ClientEvent) bool {
