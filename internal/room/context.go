@@ -51,7 +51,7 @@ func (e *Engine) Context(userID, device, roomID, eventID string, limit int, f Ev
 	if err != nil {
 		return nil, err
 	}
-	out := &EventContext{Before: bp.Chunk, After: ap.Chunk, Start: bp.End, End: ap.End}
+	out := &EventContext{Before: bp.Chunk, After: ap.Chunk, Start: bp.End, End: ap.End, State: []ClientEvent{}}
 	if len(bp.Chunk) == 0 {
 		out.Start = nid - 1
 	}

@@ -262,8 +262,10 @@ func scanTimeline(tx *store.Tx, roomNID, from uint64, dir Direction, fn func(nid
 	return nil
 }
 
-func (f *EventFilter) matches(ev *Event) bool {
-	typ, sender := ev.PDU.Type(), string(ev.PDU.SenderID())
+// Allows reports whether the filter admits an event of this type and
+// sender (Client-Server API §"Filtering": types and not_types with '*'
+// wildcards, senders and not_senders; the not_ lists win).
+func (f *EventFilter) Allows(typ, sender string) bool {
 	if len(f.Types) > 0 && !matchAny(f.Types, typ) {
 		return false
 	}
@@ -273,7 +275,11 @@ func (f *EventFilter) matches(ev *Event) bool {
 	if len(f.Senders) > 0 && !contains(f.Senders, sender) {
 		return false
 	}
-	if contains(f.NotSenders, sender) {
+	return !contains(f.NotSenders, sender)
+}
+
+func (f *EventFilter) matches(ev *Event) bool {
+	if !f.Allows(ev.PDU.Type(), string(ev.PDU.SenderID())) {
 		return false
 	}
 	if f.ContainsURL != nil {

@@ -11,16 +11,17 @@ import (
 // SyncRequest asks for the room part of a /sync between two stream
 // positions (Client-Server API §"Syncing").
 type SyncRequest struct {
-	UserID, Device    string
-	Since, Now        uint64 // stream positions; Since 0 is an initial sync
-	SinceEph, NowEph  uint64 // typing counters
-	FullState         bool
-	IncludeLeave      bool
-	Timeline          EventFilter // Limit is the timeline limit
-	State             EventFilter
-	LazyLoadMembers   bool
-	Rooms, NotRooms   []string
-	EphemeralDisabled bool
+	UserID, Device   string
+	Since, Now       uint64 // stream positions; Since 0 is an initial sync
+	SinceEph, NowEph uint64 // typing counters
+	FullState        bool
+	IncludeLeave     bool
+	Timeline         EventFilter // Limit is the timeline limit
+	State            EventFilter
+	// Ephemeral filters typing and receipts; a negative Limit turns them off.
+	Ephemeral       EventFilter
+	LazyLoadMembers bool
+	Rooms, NotRooms []string
 }
 
 // Timeline is a room's timeline section.
@@ -147,19 +148,20 @@ func (e *Engine) syncJoined(tx *store.Tx, req SyncRequest, info *Info, m Members
 	jr.Timeline = tl
 
 	// Ephemeral: typing and receipts.
-	if !req.EphemeralDisabled {
+	if req.Ephemeral.Limit >= 0 {
 		since := req.SinceEph
 		if req.Since == 0 {
 			since = 0
 		}
-		if users, changed := e.typingSince(info.ID, since); changed && (req.Since == 0 || since < req.NowEph) {
+		if users, changed := e.typingSince(info.ID, since); changed && req.Ephemeral.Allows("m.typing", "") &&
+			(req.Since == 0 || since < req.NowEph) {
 			if users == nil {
 				users = []string{}
 			}
 			b, _ := json.Marshal(map[string]any{"type": "m.typing", "content": map[string]any{"user_ids": users}})
 			jr.Ephemeral = append(jr.Ephemeral, b)
 		}
-		if req.Since == 0 || receiptUsers != nil {
+		if (req.Since == 0 || receiptUsers != nil) && req.Ephemeral.Allows("m.receipt", "") {
 			var who map[string]bool
 			if req.Since != 0 {
 				who = receiptUsers
@@ -171,6 +173,9 @@ func (e *Engine) syncJoined(tx *store.Tx, req SyncRequest, info *Info, m Members
 		}
 	}
 
+	if l := req.Ephemeral.Limit; l > 0 && len(jr.Ephemeral) > l {
+		jr.Ephemeral = jr.Ephemeral[:l]
+	}
 	if !initial && len(tl.Events) == 0 && len(jr.Ephemeral) == 0 {
 		return nil, nil
 	}

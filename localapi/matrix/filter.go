@@ -10,7 +10,8 @@ import (
 )
 
 // roomEventFilter is the spec's RoomEventFilter (Client-Server API
-// §"Filtering").
+// §"Filtering"); the plain EventFilter of account_data and presence is the
+// same minus the room fields, so it shares the type.
 type roomEventFilter struct {
 	Limit                   *int     `json:"limit,omitempty"`
 	Types                   []string `json:"types,omitempty"`
@@ -39,19 +40,11 @@ func (f *roomEventFilter) engine() room.EventFilter {
 
 // filter is the spec's Filter, the body of POST /user/{userId}/filter.
 type filter struct {
-	EventFields []string `json:"event_fields,omitempty"`
-	EventFormat string   `json:"event_format,omitempty"`
-	AccountData *struct {
-		Types    []string `json:"types,omitempty"`
-		NotTypes []string `json:"not_types,omitempty"`
-		Limit    *int     `json:"limit,omitempty"`
-	} `json:"account_data,omitempty"`
-	Presence *struct {
-		Types    []string `json:"types,omitempty"`
-		NotTypes []string `json:"not_types,omitempty"`
-		Limit    *int     `json:"limit,omitempty"`
-	} `json:"presence,omitempty"`
-	Room *struct {
+	EventFields []string         `json:"event_fields,omitempty"`
+	EventFormat string           `json:"event_format,omitempty"`
+	AccountData *roomEventFilter `json:"account_data,omitempty"`
+	Presence    *roomEventFilter `json:"presence,omitempty"`
+	Room        *struct {
 		Rooms        []string         `json:"rooms,omitempty"`
 		NotRooms     []string         `json:"not_rooms,omitempty"`
 		IncludeLeave bool             `json:"include_leave,omitempty"`
@@ -74,6 +67,80 @@ func (f *filter) validate() error {
 		}
 	}
 	return nil
+}
+
+// applyRaw keeps the events (JSON with type and sender) the filter admits,
+// up to its limit. A nil filter admits everything.
+func (f *roomEventFilter) applyRaw(evs []json.RawMessage) []json.RawMessage {
+	if f == nil {
+		return evs
+	}
+	ef := f.engine()
+	out := []json.RawMessage{}
+	for _, ev := range evs {
+		var head struct{ Type, Sender string }
+		json.Unmarshal(ev, &head)
+		if ef.Allows(head.Type, head.Sender) {
+			out = append(out, ev)
+		}
+	}
+	if f.Limit != nil && len(out) > *f.Limit {
+		out = out[:*f.Limit]
+	}
+	return out
+}
+
+// project keeps only the listed fields of an event (the filter's
+// event_fields: dotted paths, with '\.' for a literal dot).
+func project(ev any, fields []string) any {
+	if len(fields) == 0 {
+		return ev
+	}
+	b, _ := json.Marshal(ev)
+	var full map[string]any
+	json.Unmarshal(b, &full)
+	out := map[string]any{}
+	for _, f := range fields {
+		path := splitEscaped(f)
+		src, dst := full, out
+		for i, k := range path {
+			v, ok := src[k]
+			if !ok {
+				break
+			}
+			if i == len(path)-1 {
+				dst[k] = v
+				break
+			}
+			next, ok := v.(map[string]any)
+			if !ok {
+				break
+			}
+			if _, ok := dst[k].(map[string]any); !ok {
+				dst[k] = map[string]any{}
+			}
+			src, dst = next, dst[k].(map[string]any)
+		}
+	}
+	return out
+}
+
+func splitEscaped(path string) []string {
+	var parts []string
+	var cur strings.Builder
+	for i := 0; i < len(path); i++ {
+		switch {
+		case path[i] == '\\' && i+1 < len(path):
+			i++
+			cur.WriteByte(path[i])
+		case path[i] == '.':
+			parts = append(parts, cur.String())
+			cur.Reset()
+		default:
+			cur.WriteByte(path[i])
+		}
+	}
+	return append(parts, cur.String())
 }
 
 // parseRoomEventFilter parses the JSON filter parameter of /messages and

@@ -115,9 +115,9 @@ func (s *Server) eventContext(w http.ResponseWriter, r *http.Request, c *caller)
 		matrixerr.Write(w, err)
 		return
 	}
-	writeJSON(w, map[string]any{"event": ctx.Event, "events_before": nonNil(ctx.Before),
-		"events_after": nonNil(ctx.After), "start": pageToken(ctx.Start), "end": pageToken(ctx.End),
-		"state": nonNil(ctx.State)})
+	writeJSON(w, map[string]any{"event": ctx.Event, "events_before": ctx.Before,
+		"events_after": ctx.After, "start": pageToken(ctx.Start), "end": pageToken(ctx.End),
+		"state": ctx.State})
 }
 
 // relations implements GET /rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]].

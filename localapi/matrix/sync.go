@@ -37,13 +37,13 @@ type syncRooms struct {
 }
 
 type timeline struct {
-	Events    []room.ClientEvent `json:"events"`
-	Limited   bool               `json:"limited"`
-	PrevBatch string             `json:"prev_batch,omitempty"`
+	Events    []any  `json:"events"`
+	Limited   bool   `json:"limited"`
+	PrevBatch string `json:"prev_batch,omitempty"`
 }
 
 type stateList struct {
-	Events []room.ClientEvent `json:"events"`
+	Events []any `json:"events"`
 }
 
 type joinedRoom struct {
@@ -138,12 +138,17 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *caller) {
 func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState bool) (*syncResponse, bool, error) {
 	req := room.SyncRequest{UserID: c.UserID, Device: c.DeviceID, Since: since.pos, Now: now.pos,
 		SinceEph: since.eph, NowEph: now.eph, FullState: fullState}
+	var roomData *roomEventFilter
 	if f.Room != nil {
 		req.Rooms, req.NotRooms, req.IncludeLeave = f.Room.Rooms, f.Room.NotRooms, f.Room.IncludeLeave
 		req.Timeline = f.Room.Timeline.engine()
 		req.State = f.Room.State.engine()
 		req.LazyLoadMembers = f.Room.State != nil && f.Room.State.LazyLoadMembers
-		req.EphemeralDisabled = f.Room.Ephemeral != nil && f.Room.Ephemeral.Limit != nil && *f.Room.Ephemeral.Limit == 0
+		req.Ephemeral = f.Room.Ephemeral.engine()
+		if f.Room.Ephemeral != nil && f.Room.Ephemeral.Limit != nil && *f.Room.Ephemeral.Limit == 0 {
+			req.Ephemeral.Limit = -1
+		}
+		roomData = f.Room.AccountData
 	}
 	rooms, err := s.rooms.Sync(req)
 	if err != nil {
@@ -152,35 +157,37 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 	resp := &syncResponse{NextBatch: now.String(),
 		Rooms: syncRooms{Join: map[string]joinedRoom{}, Invite: map[string]invitedRoom{},
 			Leave: map[string]leftRoom{}, Knock: map[string]any{}},
-		Presence: eventList{Events: []json.RawMessage{}}, ToDevice: eventList{Events: []json.RawMessage{}},
+		ToDevice:    eventList{Events: []json.RawMessage{}},
 		DeviceLists: map[string]any{"changed": []string{}, "left": []string{}}, OTKCounts: map[string]int{}}
 	global, perRoom, err := s.accounts.AccountDataSince(c.Localpart, since.pos, now.pos)
 	if err != nil {
 		return nil, false, err
 	}
-	resp.AccountData.Events = global
-	empty := len(global) == 0
+	resp.AccountData.Events = f.AccountData.applyRaw(global)
+	pres, err := s.presence.since(c, since.pos, now.pos)
+	if err != nil {
+		return nil, false, err
+	}
+	resp.Presence.Events = f.Presence.applyRaw(pres)
+	empty := len(resp.AccountData.Events) == 0 && len(resp.Presence.Events) == 0
+
 	for id, jr := range rooms.Join {
-		out := joinedRoom{
-			Timeline:            timeline{Events: jr.Timeline.Events, Limited: jr.Timeline.Limited, PrevBatch: pageToken(jr.Timeline.PrevBatch)},
-			State:               stateList{Events: nonNil(jr.State)},
-			AccountData:         eventList{Events: nonNilRaw(perRoom[id])},
+		resp.Rooms.Join[id] = joinedRoom{
+			Timeline:            f.timeline(jr.Timeline),
+			State:               stateList{Events: f.events(jr.State)},
+			AccountData:         eventList{Events: roomData.applyRaw(nonNilRaw(perRoom[id]))},
 			Ephemeral:           eventList{Events: nonNilRaw(jr.Ephemeral)},
-			Summary:             jr.Summary,
+			Summary:             nonNilMap(jr.Summary),
 			UnreadNotifications: map[string]int{"highlight_count": 0, "notification_count": 0},
 		}
 		delete(perRoom, id)
-		if out.Summary == nil {
-			out.Summary = map[string]any{}
-		}
-		resp.Rooms.Join[id] = out
 		empty = false
 	}
 	for id, evs := range perRoom {
 		// Room account data changed in a room with no other news.
-		if _, joined := rooms.Join[id]; !joined && len(evs) > 0 && s.isJoined(c, id) {
-			resp.Rooms.Join[id] = joinedRoom{Timeline: timeline{Events: []room.ClientEvent{}},
-				State: stateList{Events: []room.ClientEvent{}}, AccountData: eventList{Events: evs},
+		if evs = roomData.applyRaw(evs); len(evs) > 0 && s.isJoined(c, id) {
+			resp.Rooms.Join[id] = joinedRoom{Timeline: timeline{Events: []any{}},
+				State: stateList{Events: []any{}}, AccountData: eventList{Events: evs},
 				Ephemeral: eventList{Events: []json.RawMessage{}}, Summary: map[string]any{},
 				UnreadNotifications: map[string]int{"highlight_count": 0, "notification_count": 0}}
 			empty = false
@@ -191,22 +198,32 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 		empty = false
 	}
 	for id, lr := range rooms.Leave {
-		resp.Rooms.Leave[id] = leftRoom{
-			Timeline:    timeline{Events: lr.Timeline.Events, Limited: lr.Timeline.Limited, PrevBatch: pageToken(lr.Timeline.PrevBatch)},
-			State:       stateList{Events: nonNil(lr.State)},
-			AccountData: eventList{Events: []json.RawMessage{}},
-		}
-		empty = false
-	}
-	pres, err := s.presence.since(c, since.pos, now.pos)
-	if err != nil {
-		return nil, false, err
-	}
-	resp.Presence.Events = pres
-	if len(pres) > 0 {
+		resp.Rooms.Leave[id] = leftRoom{Timeline: f.timeline(lr.Timeline),
+			State: stateList{Events: f.events(lr.State)}, AccountData: eventList{Events: []json.RawMessage{}}}
 		empty = false
 	}
 	return resp, empty, nil
+}
+
+// timeline shapes a room timeline for the response.
+func (f *filter) timeline(tl room.Timeline) timeline {
+	return timeline{Events: f.events(tl.Events), Limited: tl.Limited, PrevBatch: pageToken(tl.PrevBatch)}
+}
+
+// events applies event_fields to events, and never returns nil.
+func (f *filter) events(evs []room.ClientEvent) []any {
+	out := make([]any, len(evs))
+	for i, ev := range evs {
+		out[i] = project(ev, f.EventFields)
+	}
+	return out
+}
+
+func nonNilMap(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return m
 }
 
 func (s *Server) isJoined(c *caller, roomID string) bool {
@@ -217,13 +234,6 @@ func (s *Server) isJoined(c *caller, roomID string) bool {
 		}
 	}
 	return false
-}
-
-func nonNil(evs []room.ClientEvent) []room.ClientEvent {
-	if evs == nil {
-		return []room.ClientEvent{}
-	}
-	return evs
 }
 
 func nonNilRaw(evs []json.RawMessage) []json.RawMessage {
