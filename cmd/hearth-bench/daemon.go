@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -51,10 +50,6 @@ func (b *bench) logf(format string, args ...any) {
 	if b.cfg.verbose {
 		fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05.000")}, args...)...)
 	}
-}
-
-func (b *bench) describe() string {
-	return fmt.Sprintf("%d daemons started", b.n)
 }
 
 // freePort asks the kernel for an unused loopback port. Another process
@@ -157,12 +152,15 @@ func (b *bench) stop(d *daemon) {
 		return
 	default:
 	}
+	defer d.reportLog()
+	t := time.Now()
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-d.exited:
 		if d.waitErr != nil {
-			b.logf("hearth pid %d: exit after SIGTERM: %v", d.pid, d.waitErr)
+			fmt.Fprintf(os.Stderr, "hearth-bench: pid %d: bad exit after SIGTERM: %v\n", d.pid, d.waitErr)
 		}
+		b.logf("hearth pid %d stopped in %s", d.pid, time.Since(t).Round(time.Millisecond))
 		return
 	case <-time.After(10 * time.Second):
 	}
@@ -219,6 +217,26 @@ func (d *daemon) logTail() string {
 	return "  hearth log: " + strings.Join(lines, "\n  hearth log: ")
 }
 
+// reportLog prints the daemon's warning and error log lines to stderr:
+// a healthy run under this load should have none.
+func (d *daemon) reportLog() {
+	data, err := os.ReadFile(d.logPath)
+	if err != nil {
+		return
+	}
+	n := 0
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") || strings.HasPrefix(l, "panic") {
+			if n++; n <= 5 {
+				fmt.Fprintf(os.Stderr, "hearth-bench: pid %d log: %s\n", d.pid, l)
+			}
+		}
+	}
+	if n > 5 {
+		fmt.Fprintf(os.Stderr, "hearth-bench: pid %d log: … %d warnings/errors in all (%s)\n", d.pid, n, d.logPath)
+	}
+}
+
 // dbSize is the size of the daemon's bbolt file, 0 if unknown.
 func (d *daemon) dbSize() int64 {
 	fi, err := os.Stat(filepath.Join(d.dataDir, "hearth.db"))
@@ -239,5 +257,3 @@ func childEnv() []string {
 	}
 	return env
 }
-
-var errDaemonGone = errors.New("daemon gone")

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -53,7 +54,7 @@ var allSections = []string{"start", "idle", "send", "throughput", "sync", "volum
 
 func parseFlags() (*config, error) {
 	c := &config{}
-	quick := flag.Bool("quick", false, "short run: 3 s idle windows, 10k volume messages, 3 s throughput, fewer sends")
+	quick := flag.Bool("quick", false, "short run: 3 s idle windows, 10k volume messages, 3 s throughput, 500 sends, 200 sync messages")
 	secs := flag.String("sections", strings.Join(allSections, ","), "comma-separated sections to run: "+strings.Join(allSections, ","))
 	flag.StringVar(&c.hearth, "hearth", "bin/hearth", "path to the hearth binary")
 	flag.BoolVar(&c.verbose, "v", false, "log progress to stderr")
@@ -87,7 +88,6 @@ func parseFlags() (*config, error) {
 		quickDefault("duration", func() { c.duration = 3 * time.Second })
 		quickDefault("sync-msgs", func() { c.syncMsgs = 200 })
 		quickDefault("volume-msgs", func() { c.volumeMsgs = 10000 })
-		quickDefault("history-msgs", func() { c.historyMsgs = 2000 })
 	}
 	c.sections = map[string]bool{}
 	for _, s := range strings.Split(*secs, ",") {
@@ -95,7 +95,7 @@ func parseFlags() (*config, error) {
 		if s == "" {
 			continue
 		}
-		if !contains(allSections, s) {
+		if !slices.Contains(allSections, s) {
 			return nil, fmt.Errorf("unknown section %q (have %s)", s, strings.Join(allSections, ","))
 		}
 		c.sections[s] = true
@@ -152,6 +152,8 @@ func run() int {
 		{"volume", benchVolume},
 		{"history", benchHistory},
 	}
+	machine := b.machineLine()
+	load0 := loadAvg()
 	start := time.Now()
 	var rows []row
 	failed := false
@@ -175,18 +177,11 @@ func run() int {
 		b.stopAll() // no section leaves a daemon behind
 	}
 	printTable(os.Stdout, rows)
-	fmt.Printf("\n(total %s; hearth %s; %s)\n", time.Since(start).Round(time.Second), cfg.hearth, b.describe())
+	fmt.Printf("\nmachine: %s\n", machine)
+	fmt.Printf("run: %s total, %d daemons of %s, 1-min load average %s at start, %s at end\n",
+		time.Since(start).Round(time.Second), b.n, cfg.hearth, load0, loadAvg())
 	if failed {
 		return 1
 	}
 	return 0
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if x == y {
-			return true
-		}
-	}
-	return false
 }

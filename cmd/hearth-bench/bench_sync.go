@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// syncFilter raises the timeline limit so a poller that falls behind gets
+// every message instead of a "limited" gap.
+const syncFilter = `{"room":{"timeline":{"limit":100}}}`
+
+// benchSyncDelivery measures how long a message takes to reach clients
+// that are waiting in /sync. -syncers users join one room and each runs a
+// /sync?since=…&timeout=30000 loop. Once they are all parked, one more
+// user sends -sync-msgs messages sequentially, -sync-interval apart, each
+// with its sequence number in the body. Latency is, per (client, message),
+// the time from just before the sender's PUT /send to the moment that
+// client's /sync response containing it has been read and decoded. All
+// clocks are this process's monotonic clock.
+func benchSyncDelivery(ctx context.Context, b *bench) []row {
+	n, msgs := b.cfg.syncers, b.cfg.syncMsgs
+	metric := fmt.Sprintf("send → /sync delivery, %d long-polling clients in 1 room, %d msgs %s apart: p50 / p99", n, msgs, b.cfg.syncInterval)
+	const target = "p50 ≤ 5 ms"
+	fail := func(err error) []row { return []row{errRow(metric, target, err)} }
+
+	d, _, err := b.start(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	defer b.stop(d)
+	sender, err := b.register(ctx, d, "sync-sender")
+	if err != nil {
+		return fail(err)
+	}
+	users, err := b.registerMany(ctx, d, "sync", n)
+	if err != nil {
+		return fail(err)
+	}
+	roomID, err := b.createRoom(ctx, sender)
+	if err != nil {
+		return fail(err)
+	}
+	if err := parallel(n, 8, func(i int) error { return b.join(ctx, users[i], roomID) }); err != nil {
+		return fail(err)
+	}
+	tokens := make([]string, n)
+	if err := parallel(n, 8, func(i int) error {
+		r, err := b.sync(ctx, users[i], "", syncFilter, 0)
+		tokens[i] = r.NextBatch
+		return err
+	}); err != nil {
+		return fail(err)
+	}
+
+	// Receivers: recv[i][seq] is when client i got message seq.
+	recv := make([][]time.Time, n)
+	var dups, limited atomic.Int64
+	var recvErr error
+	var errOnce sync.Once
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range n {
+		recv[i] = make([]time.Time, msgs)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			since, got := tokens[i], 0
+			for iter := 0; got < msgs && iter < 10*msgs+100 && pctx.Err() == nil; iter++ {
+				r, err := b.sync(pctx, users[i], since, syncFilter, 30*time.Second)
+				if err != nil {
+					if pctx.Err() == nil {
+						errOnce.Do(func() { recvErr = err })
+					}
+					return
+				}
+				now := time.Now()
+				since = r.NextBatch
+				jr, ok := r.Rooms.Join[roomID]
+				if !ok {
+					continue
+				}
+				if jr.Timeline.Limited {
+					limited.Add(1)
+				}
+				for _, ev := range jr.Timeline.Events {
+					rest, ok := strings.CutPrefix(ev.Content.Body, "sync ")
+					seq, err := strconv.Atoi(rest)
+					if ev.Type != "m.room.message" || !ok || err != nil || seq < 0 || seq >= msgs {
+						continue
+					}
+					if !recv[i][seq].IsZero() {
+						dups.Add(1)
+						continue
+					}
+					recv[i][seq] = now
+					got++
+				}
+			}
+		}()
+	}
+	if err := sleep(ctx, time.Second); err != nil { // let every poller park
+		return fail(err)
+	}
+
+	cpu := startCPU(d.pid)
+	sent := make([]time.Time, msgs)
+	var sendLat []time.Duration
+	for seq := range msgs {
+		sent[seq] = time.Now()
+		if _, err := b.send(ctx, sender, roomID, fmt.Sprintf("sync %d", seq)); err != nil {
+			cancel()
+			wg.Wait()
+			return fail(err)
+		}
+		sendLat = append(sendLat, time.Since(sent[seq]))
+		if err := sleep(ctx, b.cfg.syncInterval); err != nil {
+			return fail(err)
+		}
+	}
+	cpuUse := cpu.String()
+	// Give stragglers up to 30 s, then stop the pollers.
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+	case <-ctx.Done():
+	}
+	cancel()
+	<-done
+	if recvErr != nil {
+		return fail(recvErr)
+	}
+
+	var lat []time.Duration
+	missing := 0
+	for i := range n {
+		for seq := range msgs {
+			if recv[i][seq].IsZero() {
+				missing++
+				continue
+			}
+			lat = append(lat, recv[i][seq].Sub(sent[seq]))
+		}
+	}
+	if len(lat) == 0 {
+		return fail(fmt.Errorf("no message was delivered (%d missing)", missing))
+	}
+	v := fmt.Sprintf("%s / %s (%d deliveries, max %s; sender's PUT p50 %s; %s)",
+		msNum(pct(lat, 50)), ms(pct(lat, 99)), len(lat), msNum(lat[len(lat)-1]), ms(pct(sendLat, 50)), cpuUse)
+	r := row{metric: metric, value: v, target: target}
+	if missing > 0 || dups.Load() > 0 || limited.Load() > 0 {
+		r.value += fmt.Sprintf("; PROBLEM: %d missing, %d duplicate, %d limited timelines", missing, dups.Load(), limited.Load())
+		r.failed = missing > 0 || dups.Load() > 0
+	}
+	return []row{r}
+}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// row is one line of the result table. failed marks an error in place of
+// a measurement.
+type row struct {
+	metric, value, target string
+	failed                bool
+}
+
+func errRow(metric, target string, err error) row {
+	msg := strings.ReplaceAll(err.Error(), "\n", " ")
+	if len(msg) > 300 {
+		msg = msg[:300] + "…"
+	}
+	return row{metric: metric, value: "ERROR: " + msg, target: target, failed: true}
+}
+
+// printTable prints the rows as a Markdown table, so it pastes into docs.
+func printTable(w io.Writer, rows []row) {
+	wm, wv, wt := len("metric"), len("value"), len("target")
+	for _, r := range rows {
+		wm, wv, wt = max(wm, width(r.metric)), max(wv, width(r.value)), max(wt, width(r.target))
+	}
+	line := func(a, b, c string) {
+		fmt.Fprintf(w, "| %s | %s | %s |\n", pad(a, wm), pad(b, wv), pad(c, wt))
+	}
+	line("metric", "value", "target")
+	fmt.Fprintf(w, "|%s|%s|%s|\n", strings.Repeat("-", wm+2), strings.Repeat("-", wv+2), strings.Repeat("-", wt+2))
+	for _, r := range rows {
+		line(r.metric, r.value, r.target)
+	}
+}
+
+func width(s string) int           { return len([]rune(s)) }
+func pad(s string, n int) string   { return s + strings.Repeat(" ", max(0, n-width(s))) }
+func ms(d time.Duration) string    { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
+func msNum(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d.Microseconds())/1000) }
+
+// count writes 100000 as "100k" and other numbers as they are.
+func count(n int) string {
+	if n >= 1000 && n%1000 == 0 {
+		return fmt.Sprintf("%dk", n/1000)
+	}
+	return fmt.Sprint(n)
+}
+
+// pct returns the p-th percentile (0–100) of ds by nearest rank; ds is
+// sorted in place.
+func pct(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	i := int(float64(len(ds))*p/100+0.5) - 1
+	return ds[min(max(i, 0), len(ds)-1)]
+}
+
+// parallel runs fn(0..n-1) with at most width calls in flight and returns
+// the first error; after an error it starts no more calls.
+func parallel(n, width int, fn func(i int) error) error {
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	var failed atomic.Bool
+	sem := make(chan struct{}, width)
+	for i := 0; i < n && !failed.Load(); i++ {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := fn(i); err != nil {
+				once.Do(func() { first = err })
+				failed.Store(true)
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
