@@ -183,7 +183,7 @@ func (e *Engine) PublicRooms(filter string) ([]PublicRoom, error) {
 			if err != nil {
 				return err
 			}
-			pr, err := publicRoom(tx, info)
+			pr, err := e.publicRoom(tx, info)
 			if err != nil {
 				return err
 			}
@@ -198,10 +198,10 @@ func (e *Engine) PublicRooms(filter string) ([]PublicRoom, error) {
 	return out, err
 }
 
-func publicRoom(tx *store.Tx, info *Info) (PublicRoom, error) {
+func (e *Engine) publicRoom(tx *store.Tx, info *Info) (PublicRoom, error) {
 	pr := PublicRoom{RoomID: info.ID}
 	field := func(typ, path string) string {
-		ev, err := currentStateEvent(tx, info.NID, typ, "")
+		ev, err := e.currentStateEvent(tx, info.NID, typ, "")
 		if err != nil || ev == nil {
 			return ""
 		}

@@ -28,7 +28,7 @@ func (e *Engine) Context(userID, device, roomID, eventID string, limit int, f Ev
 		if nid == 0 || !w.contains(nid) {
 			return matrixerr.NotFound("event not found")
 		}
-		target, err = loadEvent(tx, nid)
+		target, err = e.loadEvent(tx, nid)
 		if err != nil {
 			return err
 		}
@@ -59,7 +59,7 @@ func (e *Engine) Context(userID, device, roomID, eventID string, limit int, f Ev
 		out.End = nid
 	}
 	err = e.db.View(func(tx *store.Tx) error {
-		out.Event = target.clientEvent(tx, ClientView{Viewer: userID, ViewerDevice: device, NowMs: nowMs()})
+		out.Event = e.clientEvent(tx, target, ClientView{Viewer: userID, ViewerDevice: device, NowMs: nowMs()})
 		info, err := roomInfoByNID(tx, target.RoomNID)
 		if err != nil {
 			return err
@@ -75,14 +75,14 @@ func (e *Engine) Context(userID, device, roomID, eventID string, limit int, f Ev
 			}
 		}
 		for _, n := range nids {
-			ev, err := loadEvent(tx, n)
+			ev, err := e.loadEvent(tx, n)
 			if err != nil {
 				return err
 			}
 			if f.LazyLoadMembers && ev.PDU.Type() == "m.room.member" && !senders[*ev.PDU.StateKey()] {
 				continue
 			}
-			out.State = append(out.State, ev.clientEvent(tx, ClientView{Viewer: userID}))
+			out.State = append(out.State, e.clientEvent(tx, ev, ClientView{Viewer: userID}))
 		}
 		return nil
 	})
@@ -136,12 +136,12 @@ func (e *Engine) Relations(userID, roomID, parentID, relType, eventType string, 
 				break
 			}
 			if (relType == "" || string(v) == relType) && w.contains(nid) {
-				ev, err := loadEvent(tx, nid)
+				ev, err := e.loadEvent(tx, nid)
 				if err != nil {
 					return err
 				}
 				if eventType == "" || ev.PDU.Type() == eventType {
-					out = append(out, ev.clientEvent(tx, ClientView{Viewer: userID, NowMs: nowMs()}))
+					out = append(out, e.clientEvent(tx, ev, ClientView{Viewer: userID, NowMs: nowMs()}))
 				}
 			}
 			if dir == Forward {

@@ -34,6 +34,7 @@ type Engine struct {
 
 	typingMu    sync.Mutex
 	typingRooms map[string]*typingRoom // roomID → who is typing
+	pdus        *pduCache
 	now         func() time.Time
 }
 
@@ -54,7 +55,7 @@ func New(db *store.DB, notifier *stream.Notifier, cfg Config) *Engine {
 	}
 	return &Engine{db: db, notifier: notifier, serverName: spec.ServerName(cfg.ServerName),
 		keyID: gomatrixserverlib.KeyID(cfg.KeyID), key: cfg.PrivateKey, DefaultVersion: v,
-		typingRooms: map[string]*typingRoom{}, now: time.Now}
+		typingRooms: map[string]*typingRoom{}, now: time.Now, pdus: newPDUCache(4096)}
 }
 
 // ServerName is the homeserver's name.

@@ -111,7 +111,7 @@ func (e *Engine) SetReceipt(ctx context.Context, userID, roomID, typ, eventID, t
 		if nid == 0 {
 			return matrixerr.NotFound("event not found")
 		}
-		if ev, err := loadEvent(tx, nid); err != nil || ev.RoomNID != info.NID {
+		if ev, err := e.loadEvent(tx, nid); err != nil || ev.RoomNID != info.NID {
 			return matrixerr.NotFound("event not found")
 		}
 		b, _ := json.Marshal(receipt{EventID: eventID, TS: time.Now().UnixMilli(), ThreadID: threadID})

@@ -89,25 +89,31 @@ func decodeEvent(nid uint64, b []byte) (*Event, error) {
 	return e, nil
 }
 
-// loadEvent reads and parses one stored event.
-func loadEvent(tx *store.Tx, nid uint64) (*Event, error) {
+// loadEvent reads one stored event and parses it, or takes the parsed
+// form from the cache when the record still holds the same event.
+func (e *Engine) loadEvent(tx *store.Tx, nid uint64) (*Event, error) {
 	b := tx.Get(store.Events, store.PutU64(nid))
 	if b == nil {
 		return nil, fmt.Errorf("room: event %d missing", nid)
 	}
-	e, err := decodeEvent(nid, b)
+	ev, err := decodeEvent(nid, b)
 	if err != nil {
 		return nil, err
 	}
-	ver, err := gomatrixserverlib.GetRoomVersion(e.Version)
+	redacted := ev.Flags&flagRedacted != 0
+	if ev.PDU = e.pdus.get(nid, ev.ID, redacted); ev.PDU != nil {
+		return ev, nil
+	}
+	ver, err := gomatrixserverlib.GetRoomVersion(ev.Version)
 	if err != nil {
 		return nil, err
 	}
-	e.PDU, err = ver.NewEventFromTrustedJSONWithEventID(e.ID, e.JSON, e.Flags&flagRedacted != 0)
+	ev.PDU, err = ver.NewEventFromTrustedJSONWithEventID(ev.ID, ev.JSON, redacted)
 	if err != nil {
 		return nil, fmt.Errorf("room: parse stored event %d: %w", nid, err)
 	}
-	return e, nil
+	e.pdus.put(nid, ev.ID, redacted, ev.PDU)
+	return ev, nil
 }
 
 // eventNID resolves an event ID to its NID; 0 if unknown.
@@ -141,8 +147,8 @@ type ClientView struct {
 }
 
 // clientEvent converts a stored event for a client.
-func (e *Event) clientEvent(tx *store.Tx, v ClientView) ClientEvent {
-	p := e.PDU
+func (e *Engine) clientEvent(tx *store.Tx, ev *Event, v ClientView) ClientEvent {
+	p := ev.PDU
 	ce := ClientEvent{
 		Content:        json.RawMessage(p.Content()),
 		EventID:        p.EventID(),
@@ -165,22 +171,20 @@ func (e *Event) clientEvent(tx *store.Tx, v ClientView) ClientEvent {
 	if v.NowMs > 0 {
 		ce.Unsigned["age"] = v.NowMs - ce.OriginServerTS
 	}
-	if e.TxnID != "" && v.ViewerDevice == e.TxnDevice && v.Viewer == ce.Sender {
-		ce.Unsigned["transaction_id"] = e.TxnID
+	if ev.TxnID != "" && v.ViewerDevice == ev.TxnDevice && v.Viewer == ce.Sender {
+		ce.Unsigned["transaction_id"] = ev.TxnID
 	}
-	if e.Replaces != 0 && tx != nil {
+	if ev.Replaces != 0 && tx != nil {
 		// unsigned.prev_content lets clients show "changed their name from…".
-		{
-			if pe, err := loadEvent(tx, e.Replaces); err == nil {
-				ce.Unsigned["prev_content"] = json.RawMessage(pe.PDU.Content())
-				ce.Unsigned["replaces_state"] = pe.PDU.EventID()
-				ce.Unsigned["prev_sender"] = string(pe.PDU.SenderID())
-			}
+		if pe, err := e.loadEvent(tx, ev.Replaces); err == nil {
+			ce.Unsigned["prev_content"] = json.RawMessage(pe.PDU.Content())
+			ce.Unsigned["replaces_state"] = pe.PDU.EventID()
+			ce.Unsigned["prev_sender"] = string(pe.PDU.SenderID())
 		}
 	}
-	if e.RedactedBy != 0 && tx != nil {
-		if re, err := loadEvent(tx, e.RedactedBy); err == nil {
-			ce.Unsigned["redacted_because"] = re.clientEvent(nil, ClientView{OmitRoomID: v.OmitRoomID})
+	if ev.RedactedBy != 0 && tx != nil {
+		if re, err := e.loadEvent(tx, ev.RedactedBy); err == nil {
+			ce.Unsigned["redacted_because"] = e.clientEvent(nil, re, ClientView{OmitRoomID: v.OmitRoomID})
 		}
 	}
 	if len(ce.Unsigned) == 0 {

@@ -132,7 +132,7 @@ func (e *Engine) MemberEvents(userID, roomID, membership, notMembership string) 
 			return err
 		}
 		return eachCurrentState(tx, info.NID, "m.room.member\x00", func(_, _ string, nid uint64) error {
-			ev, err := loadEvent(tx, nid)
+			ev, err := e.loadEvent(tx, nid)
 			if err != nil {
 				return err
 			}
@@ -140,7 +140,7 @@ func (e *Engine) MemberEvents(userID, roomID, membership, notMembership string) 
 			if (membership != "" && m != membership) || (notMembership != "" && m == notMembership) {
 				return nil
 			}
-			out = append(out, ev.clientEvent(tx, ClientView{}))
+			out = append(out, e.clientEvent(tx, ev, ClientView{}))
 			return nil
 		})
 	})
@@ -165,7 +165,7 @@ func (e *Engine) JoinedMembers(userID, roomID string) (map[string]JoinedMember, 
 			return matrixerr.Forbidden("you are not joined to this room")
 		}
 		return eachCurrentState(tx, info.NID, "m.room.member\x00", func(_, sk string, nid uint64) error {
-			ev, err := loadEvent(tx, nid)
+			ev, err := e.loadEvent(tx, nid)
 			if err != nil {
 				return err
 			}

@@ -36,7 +36,7 @@ func (e *Engine) ChangeMembership(ctx context.Context, req MembershipRequest) (s
 		if err != nil {
 			return err
 		}
-		current, err := currentStateEvent(tx, info.NID, "m.room.member", req.Target)
+		current, err := e.currentStateEvent(tx, info.NID, "m.room.member", req.Target)
 		if err != nil {
 			return err
 		}

@@ -24,7 +24,7 @@ func (p *powerLevels) level(userID string) int64 {
 // powerLevels reads the current power levels, or the defaults the auth
 // rules assume when there is no power_levels event.
 func (e *Engine) powerLevels(tx *store.Tx, info *Info) (*powerLevels, error) {
-	create, err := currentStateEvent(tx, info.NID, "m.room.create", "")
+	create, err := e.currentStateEvent(tx, info.NID, "m.room.create", "")
 	if err != nil || create == nil {
 		return nil, err
 	}
@@ -38,7 +38,7 @@ func (e *Engine) powerLevels(tx *store.Tx, info *Info) (*powerLevels, error) {
 			out.creators[c] = true
 		}
 	}
-	plEv, err := currentStateEvent(tx, info.NID, "m.room.power_levels", "")
+	plEv, err := e.currentStateEvent(tx, info.NID, "m.room.power_levels", "")
 	if err != nil {
 		return nil, err
 	}

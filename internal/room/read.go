@@ -33,14 +33,14 @@ func (e *Engine) Event(userID, roomID, eventID string) (*ClientEvent, error) {
 		if nid == 0 || !w.contains(nid) {
 			return matrixerr.NotFound("event not found")
 		}
-		ev, err := loadEvent(tx, nid)
+		ev, err := e.loadEvent(tx, nid)
 		if err != nil {
 			return err
 		}
 		if ev.RoomNID != info.NID || ev.Flags&flagRejected != 0 {
 			return matrixerr.NotFound("event not found")
 		}
-		ce := ev.clientEvent(tx, ClientView{Viewer: userID, NowMs: nowMs()})
+		ce := e.clientEvent(tx, ev, ClientView{Viewer: userID, NowMs: nowMs()})
 		out = &ce
 		return nil
 	})
@@ -52,7 +52,7 @@ func (e *Engine) Event(userID, roomID, eventID string) (*ClientEvent, error) {
 func (e *Engine) State(userID, roomID string) ([]ClientEvent, error) {
 	out := []ClientEvent{}
 	err := e.eachVisibleState(userID, roomID, func(tx *store.Tx, ev *Event) bool {
-		out = append(out, ev.clientEvent(tx, ClientView{Viewer: userID}))
+		out = append(out, e.clientEvent(tx, ev, ClientView{Viewer: userID}))
 		return true
 	})
 	return out, err
@@ -63,7 +63,7 @@ func (e *Engine) StateEvent(userID, roomID, typ, sk string) (*ClientEvent, error
 	var out *ClientEvent
 	err := e.eachVisibleState(userID, roomID, func(tx *store.Tx, ev *Event) bool {
 		if ev.PDU.Type() == typ && ev.PDU.StateKeyEquals(sk) {
-			ce := ev.clientEvent(tx, ClientView{Viewer: userID})
+			ce := e.clientEvent(tx, ev, ClientView{Viewer: userID})
 			out = &ce
 			return false
 		}
@@ -88,7 +88,7 @@ func (e *Engine) eachVisibleState(userID, roomID string, fn func(*store.Tx, *Eve
 			return err
 		}
 		for _, nid := range nids {
-			ev, err := loadEvent(tx, nid)
+			ev, err := e.loadEvent(tx, nid)
 			if err != nil {
 				return err
 			}
@@ -123,7 +123,7 @@ func (e *Engine) stateNIDsAt(tx *store.Tx, info *Info, pos uint64) ([]uint64, er
 	if k == nil || !hasPrefix(k, prefix) {
 		return nil, nil
 	}
-	last, err := loadEvent(tx, store.U64(k[8:]))
+	last, err := e.loadEvent(tx, store.U64(k[8:]))
 	if err != nil {
 		return nil, err
 	}
@@ -198,7 +198,7 @@ func (e *Engine) Messages(userID, device, roomID string, from, to uint64, dir Di
 				page.More = true
 				return false, nil
 			}
-			ev, err := loadEvent(tx, nid)
+			ev, err := e.loadEvent(tx, nid)
 			if err != nil {
 				return false, err
 			}
@@ -209,7 +209,7 @@ func (e *Engine) Messages(userID, device, roomID string, from, to uint64, dir Di
 			if ev.Flags&flagRejected != 0 || !f.matches(ev) {
 				return true, nil
 			}
-			page.Chunk = append(page.Chunk, ev.clientEvent(tx, view))
+			page.Chunk = append(page.Chunk, e.clientEvent(tx, ev, view))
 			senders[string(ev.PDU.SenderID())] = true
 			return true, nil
 		})
@@ -219,11 +219,11 @@ func (e *Engine) Messages(userID, device, roomID string, from, to uint64, dir Di
 		if f.LazyLoadMembers {
 			for s := range senders {
 				if nid := currentStateNID(tx, info.NID, "m.room.member", s); nid != 0 {
-					ev, err := loadEvent(tx, nid)
+					ev, err := e.loadEvent(tx, nid)
 					if err != nil {
 						return err
 					}
-					page.State = append(page.State, ev.clientEvent(tx, view))
+					page.State = append(page.State, e.clientEvent(tx, ev, view))
 				}
 			}
 		}

@@ -116,7 +116,7 @@ func TestStateAtPastPositions(t *testing.T) {
 			}
 			got := ""
 			for _, nid := range nids {
-				ev, _ := loadEvent(tx, nid)
+				ev, _ := e.loadEvent(tx, nid)
 				if ev.PDU.Type() == "m.room.topic" {
 					var c struct{ Topic string }
 					json.Unmarshal(ev.PDU.Content(), &c)

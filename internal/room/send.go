@@ -30,6 +30,12 @@ type SendRequest struct {
 // Send builds, authorises, signs and appends an event, returning its ID once
 // it is durable. A repeated (sender, device, txn) returns the first event's
 // ID without sending again.
+//
+// The event is built and signed on the caller's goroutine against the
+// room's head as a read transaction sees it, so the store's single writer
+// only has to append it. If another event reached the room in between, the
+// head moved and the writer builds the event again on the new head: local
+// events of a room always form one chain.
 func (e *Engine) Send(ctx context.Context, req SendRequest) (string, error) {
 	if len(req.Content) > maxEventBytes {
 		// Refused before building: content this size can never make an
@@ -37,29 +43,62 @@ func (e *Engine) Send(ctx context.Context, req SendRequest) (string, error) {
 		return "", matrixerr.TooLarge("event content is larger than an event may be")
 	}
 	var eventID string
-	err := e.db.Update(ctx, func(tx *store.Tx) error {
-		if req.TxnID != "" {
-			if nid := store.U64(tx.Get(store.Txns, txnKey(req))); nid != 0 {
-				ev, err := loadEvent(tx, nid)
-				if err != nil {
-					return err
-				}
-				eventID = ev.PDU.EventID()
-				return nil
-			}
+	var head uint64 // the room's LastPos: every appended event moves it
+	var pre gomatrixserverlib.PDU
+	err := e.db.View(func(tx *store.Tx) error {
+		var err error
+		if eventID, err = e.sentBefore(tx, req); err != nil || eventID != "" {
+			return err
 		}
 		info, err := roomInfo(tx, req.RoomID)
 		if err != nil {
 			return err
 		}
-		ev, err := e.buildAndAppend(tx, info, req)
+		head = info.LastPos
+		pre, err = e.build(tx, info, req)
+		return err
+	})
+	if err != nil || eventID != "" {
+		return eventID, err
+	}
+	err = e.db.Update(ctx, func(tx *store.Tx) error {
+		var err error
+		if eventID, err = e.sentBefore(tx, req); err != nil || eventID != "" {
+			return err
+		}
+		info, err := roomInfo(tx, req.RoomID)
 		if err != nil {
 			return err
 		}
-		eventID = ev.PDU.EventID()
+		pdu := pre
+		if info.LastPos != head {
+			if pdu, err = e.build(tx, info, req); err != nil {
+				return err
+			}
+		}
+		if _, err := e.append(tx, info, pdu, req.Device, req.TxnID); err != nil {
+			return err
+		}
+		eventID = pdu.EventID()
 		return putRoomInfo(tx, info)
 	})
 	return eventID, err
+}
+
+// sentBefore returns the event a repeated transaction ID already sent.
+func (e *Engine) sentBefore(tx *store.Tx, req SendRequest) (string, error) {
+	if req.TxnID == "" {
+		return "", nil
+	}
+	nid := store.U64(tx.Get(store.Txns, txnKey(req)))
+	if nid == 0 {
+		return "", nil
+	}
+	ev, err := e.loadEvent(tx, nid)
+	if err != nil {
+		return "", err
+	}
+	return ev.ID, nil
 }
 
 // maxEventBytes is the spec's limit on a whole event's canonical JSON
@@ -68,10 +107,19 @@ const maxEventBytes = 65536
 
 func txnKey(req SendRequest) []byte { return store.Key(req.Sender, req.Device, req.TxnID) }
 
-// buildAndAppend runs inside the write transaction, so the prev_events,
-// depth and auth state it reads cannot change under it: local events in a
-// room form a single chain with no forks.
+// buildAndAppend builds and appends in one write transaction, so the
+// prev_events, depth and auth state it reads cannot change under it.
 func (e *Engine) buildAndAppend(tx *store.Tx, info *Info, req SendRequest) (*Event, error) {
+	pdu, err := e.build(tx, info, req)
+	if err != nil {
+		return nil, err
+	}
+	return e.append(tx, info, pdu, req.Device, req.TxnID)
+}
+
+// build makes the signed event for req on the room head in info and checks
+// it against the room's current state.
+func (e *Engine) build(tx *store.Tx, info *Info, req SendRequest) (gomatrixserverlib.PDU, error) {
 	ver, err := gomatrixserverlib.GetRoomVersion(info.Version)
 	if err != nil {
 		return nil, err
@@ -104,7 +152,7 @@ func (e *Engine) buildAndAppend(tx *store.Tx, info *Info, req SendRequest) (*Eve
 			proto.Content = spec.RawJSON(c)
 		}
 	}
-	provider, err := authProvider(tx, info.NID, &proto)
+	provider, err := e.authProvider(tx, info.NID, &proto)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +167,8 @@ func (e *Engine) buildAndAppend(tx *store.Tx, info *Info, req SendRequest) (*Eve
 	if err := gomatrixserverlib.Allowed(pdu, provider, userIDForSender); err != nil {
 		return nil, forbidden(err)
 	}
-	return e.append(tx, info, pdu, req.Device, req.TxnID)
+	pdu.EventID() // computed lazily and cached in the PDU: do it before sharing
+	return pdu, nil
 }
 
 // append stores an authorised event and every index that depends on it.
@@ -169,7 +218,7 @@ func (e *Engine) append(tx *store.Tx, info *Info, pdu gomatrixserverlib.PDU, dev
 	info.Depth = pdu.Depth()
 	info.LastPos = nid
 	if pdu.Type() == "m.room.redaction" {
-		if err := applyRedaction(tx, pdu, nid); err != nil {
+		if err := e.applyRedaction(tx, pdu, nid); err != nil {
 			return nil, err
 		}
 	}
@@ -193,7 +242,7 @@ func (e *Engine) checkRedaction(tx *store.Tx, info *Info, ver gomatrixserverlib.
 	if nid == 0 {
 		return matrixerr.NotFound("event to redact not found")
 	}
-	target, err := loadEvent(tx, nid)
+	target, err := e.loadEvent(tx, nid)
 	if err != nil {
 		return err
 	}
@@ -214,20 +263,30 @@ func (e *Engine) checkRedaction(tx *store.Tx, info *Info, ver gomatrixserverlib.
 }
 
 // applyRedaction replaces the stored target with its redacted form.
-func applyRedaction(tx *store.Tx, redaction gomatrixserverlib.PDU, redactionNID uint64) error {
+func (e *Engine) applyRedaction(tx *store.Tx, redaction gomatrixserverlib.PDU, redactionNID uint64) error {
 	nid := eventNID(tx, redactsTarget(redaction))
 	if nid == 0 {
 		return nil // unknown target: nothing to redact yet
 	}
-	target, err := loadEvent(tx, nid)
+	target, err := e.loadEvent(tx, nid)
 	if err != nil {
 		return err
 	}
 	if target.Flags&flagRedacted != 0 {
 		return nil
 	}
-	target.PDU.Redact()
-	target.JSON = target.PDU.JSON()
+	// Redact a copy: Redact works in place, and target.PDU may be the
+	// parsed event that the cache shares with readers.
+	ver, err := gomatrixserverlib.GetRoomVersion(target.Version)
+	if err != nil {
+		return err
+	}
+	pdu, err := ver.NewEventFromTrustedJSONWithEventID(target.ID, target.JSON, false)
+	if err != nil {
+		return fmt.Errorf("room: parse event to redact: %w", err)
+	}
+	pdu.Redact()
+	target.JSON = pdu.JSON()
 	target.Flags |= flagRedacted
 	target.RedactedBy = redactionNID
 	return tx.Put(store.Events, store.PutU64(nid), target.encode())

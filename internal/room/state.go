@@ -18,12 +18,12 @@ func currentStateNID(tx *store.Tx, roomNID uint64, typ, sk string) uint64 {
 }
 
 // currentStateEvent loads one piece of current state; nil if unset.
-func currentStateEvent(tx *store.Tx, roomNID uint64, typ, sk string) (*Event, error) {
+func (e *Engine) currentStateEvent(tx *store.Tx, roomNID uint64, typ, sk string) (*Event, error) {
 	nid := currentStateNID(tx, roomNID, typ, sk)
 	if nid == 0 {
 		return nil, nil
 	}
-	return loadEvent(tx, nid)
+	return e.loadEvent(tx, nid)
 }
 
 // eachCurrentState calls fn for every current state entry of the room whose
@@ -51,14 +51,14 @@ func splitStateKey(k string) (typ, sk string) {
 
 // authProvider loads the current state events gomatrixserverlib needs to
 // authorise proto (create, power levels, join rules, the members involved).
-func authProvider(tx *store.Tx, roomNID uint64, proto *gomatrixserverlib.ProtoEvent) (*gomatrixserverlib.AuthEvents, error) {
+func (e *Engine) authProvider(tx *store.Tx, roomNID uint64, proto *gomatrixserverlib.ProtoEvent) (*gomatrixserverlib.AuthEvents, error) {
 	needed, err := gomatrixserverlib.StateNeededForProtoEvent(proto)
 	if err != nil {
 		return nil, badEvent(err)
 	}
 	var pdus []gomatrixserverlib.PDU
 	for _, t := range needed.Tuples() {
-		ev, err := currentStateEvent(tx, roomNID, t.EventType, t.StateKey)
+		ev, err := e.currentStateEvent(tx, roomNID, t.EventType, t.StateKey)
 		if err != nil {
 			return nil, err
 		}

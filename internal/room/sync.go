@@ -198,7 +198,7 @@ func (e *Engine) syncJoined(tx *store.Tx, req SyncRequest, info *Info, m Members
 			if !initial && nid <= req.Since {
 				continue
 			}
-			ev, err := loadEvent(tx, nid)
+			ev, err := e.loadEvent(tx, nid)
 			if err != nil {
 				return nil, err
 			}
@@ -208,7 +208,7 @@ func (e *Engine) syncJoined(tx *store.Tx, req SyncRequest, info *Info, m Members
 			if !req.State.matches(ev) {
 				continue
 			}
-			jr.State = append(jr.State, ev.clientEvent(tx, ClientView{Viewer: req.UserID, OmitRoomID: true}))
+			jr.State = append(jr.State, e.clientEvent(tx, ev, ClientView{Viewer: req.UserID, OmitRoomID: true}))
 		}
 	}
 	if req.LazyLoadMembers && !initial {
@@ -218,7 +218,7 @@ func (e *Engine) syncJoined(tx *store.Tx, req SyncRequest, info *Info, m Members
 	}
 	sort.SliceStable(jr.State, func(i, j int) bool { return jr.State[i].Type < jr.State[j].Type })
 	if initial || hasMemberEvent(tl.Events) {
-		jr.Summary = summary(tx, info, req.UserID)
+		jr.Summary = e.summary(tx, info, req.UserID)
 	}
 	return jr, nil
 }
@@ -242,12 +242,12 @@ func (e *Engine) lazyMembers(tx *store.Tx, req SyncRequest, info *Info, jr *Join
 			continue
 		}
 		have[tev.Sender] = true
-		ev, err := currentStateEvent(tx, info.NID, "m.room.member", tev.Sender)
+		ev, err := e.currentStateEvent(tx, info.NID, "m.room.member", tev.Sender)
 		if err != nil {
 			return err
 		}
 		if ev != nil && ev.NID <= req.Now {
-			jr.State = append(jr.State, ev.clientEvent(tx, ClientView{Viewer: req.UserID, OmitRoomID: true}))
+			jr.State = append(jr.State, e.clientEvent(tx, ev, ClientView{Viewer: req.UserID, OmitRoomID: true}))
 		}
 	}
 	return nil
@@ -287,14 +287,14 @@ func (e *Engine) syncTimeline(tx *store.Tx, req SyncRequest, info *Info, from, t
 	}
 	view := ClientView{Viewer: req.UserID, ViewerDevice: req.Device, OmitRoomID: true, NowMs: nowMs()}
 	for i := len(nids) - 1; i >= 0; i-- {
-		ev, err := loadEvent(tx, nids[i])
+		ev, err := e.loadEvent(tx, nids[i])
 		if err != nil {
 			return tl, err
 		}
 		if ev.Flags&flagRejected != 0 || !req.Timeline.matches(ev) {
 			continue
 		}
-		tl.Events = append(tl.Events, ev.clientEvent(tx, view))
+		tl.Events = append(tl.Events, e.clientEvent(tx, ev, view))
 	}
 	if len(nids) > 0 {
 		tl.PrevBatch = nids[len(nids)-1] - 1
@@ -306,7 +306,7 @@ func (e *Engine) syncInvite(tx *store.Tx, req SyncRequest, info *Info) (*Invited
 	ir := &InvitedRoom{}
 	for _, typ := range []string{"m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar",
 		"m.room.canonical_alias", "m.room.encryption", "m.room.topic"} {
-		ev, err := currentStateEvent(tx, info.NID, typ, "")
+		ev, err := e.currentStateEvent(tx, info.NID, typ, "")
 		if err != nil {
 			return nil, err
 		}
@@ -316,15 +316,15 @@ func (e *Engine) syncInvite(tx *store.Tx, req SyncRequest, info *Info) (*Invited
 	}
 	// The invite itself and its sender's membership tell the client who
 	// invited them.
-	inv, err := currentStateEvent(tx, info.NID, "m.room.member", req.UserID)
+	inv, err := e.currentStateEvent(tx, info.NID, "m.room.member", req.UserID)
 	if err != nil {
 		return nil, err
 	}
 	if inv != nil {
-		if sender, err := currentStateEvent(tx, info.NID, "m.room.member", string(inv.PDU.SenderID())); err == nil && sender != nil {
+		if sender, err := e.currentStateEvent(tx, info.NID, "m.room.member", string(inv.PDU.SenderID())); err == nil && sender != nil {
 			ir.InviteState = append(ir.InviteState, strippedState(sender))
 		}
-		b, _ := json.Marshal(inv.clientEvent(tx, ClientView{Viewer: req.UserID, OmitRoomID: true}))
+		b, _ := json.Marshal(e.clientEvent(tx, inv, ClientView{Viewer: req.UserID, OmitRoomID: true}))
 		ir.InviteState = append(ir.InviteState, b)
 	}
 	return ir, nil
@@ -352,11 +352,11 @@ func (e *Engine) syncLeft(tx *store.Tx, req SyncRequest, info *Info, m Membershi
 			return nil, err
 		}
 		for _, nid := range nids {
-			ev, err := loadEvent(tx, nid)
+			ev, err := e.loadEvent(tx, nid)
 			if err != nil {
 				return nil, err
 			}
-			lr.State = append(lr.State, ev.clientEvent(tx, ClientView{Viewer: req.UserID, OmitRoomID: true}))
+			lr.State = append(lr.State, e.clientEvent(tx, ev, ClientView{Viewer: req.UserID, OmitRoomID: true}))
 		}
 	}
 	return lr, nil
@@ -364,14 +364,14 @@ func (e *Engine) syncLeft(tx *store.Tx, req SyncRequest, info *Info, m Membershi
 
 // summary is the room summary of a joined room (m.heroes and counts).
 // Heroes are the first five other joined or invited members in state order.
-func summary(tx *store.Tx, info *Info, viewer string) map[string]any {
+func (e *Engine) summary(tx *store.Tx, info *Info, viewer string) map[string]any {
 	heroes := []string{}
 	errEnough := errors.New("enough heroes")
 	eachCurrentState(tx, info.NID, "m.room.member\x00", func(_, sk string, nid uint64) error {
 		if sk == viewer {
 			return nil
 		}
-		ev, err := loadEvent(tx, nid)
+		ev, err := e.loadEvent(tx, nid)
 		if err != nil {
 			return nil
 		}

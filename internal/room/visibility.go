@@ -19,7 +19,7 @@ func (w window) contains(pos uint64) bool { return pos >= w.from && pos <= w.to 
 // per-event rule that matter only when visibility changes over time.
 func (e *Engine) visibility(tx *store.Tx, userID string, info *Info) (window, error) {
 	hv := "shared"
-	if ev, err := currentStateEvent(tx, info.NID, "m.room.history_visibility", ""); err != nil {
+	if ev, err := e.currentStateEvent(tx, info.NID, "m.room.history_visibility", ""); err != nil {
 		return window{}, err
 	} else if ev != nil {
 		if v, err := ev.PDU.HistoryVisibility(); err == nil {
