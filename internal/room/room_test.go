@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/hearth-chat/hearth/internal/store"
@@ -147,4 +148,54 @@ func TestEventRecordRoundTrip(t *testing.T) {
 			t.Fatalf("truncated record of %d bytes decoded", i)
 		}
 	}
+}
+
+// Concurrent sends into one room, built optimistically outside the write
+// transaction, still form a single chain: each event's only prev_event is
+// the event before it, and depths count up by one.
+func TestConcurrentSendsFormOneChain(t *testing.T) {
+	ctx := context.Background()
+	e, db := newEngine(t)
+	roomID, err := e.CreateRoom(ctx, alice, Profile{}, CreateRequest{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 20 {
+				if _, err := e.Send(ctx, SendRequest{Sender: alice, Device: fmt.Sprint("D", g), RoomID: roomID,
+					Type: "m.room.message", Content: json.RawMessage(`{"body":"x"}`), TxnID: fmt.Sprint(i)}); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	db.View(func(tx *store.Tx) error {
+		info, _ := roomInfo(tx, roomID)
+		var prevID string
+		var prevDepth int64
+		n := 0
+		scanTimeline(tx, info.NID, 0, Forward, func(nid uint64) (bool, error) {
+			ev, err := e.loadEvent(tx, nid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if prevID != "" {
+				if p := ev.PDU.PrevEventIDs(); len(p) != 1 || p[0] != prevID || ev.PDU.Depth() != prevDepth+1 {
+					t.Fatalf("event %d: prev %v depth %d, want [%s] %d", nid, p, ev.PDU.Depth(), prevID, prevDepth+1)
+				}
+			}
+			prevID, prevDepth = ev.ID, ev.PDU.Depth()
+			n++
+			return true, nil
+		})
+		if n < 16*20 {
+			t.Fatalf("%d events in the timeline", n)
+		}
+		return nil
+	})
 }
