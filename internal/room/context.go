@@ -20,12 +20,12 @@ func (e *Engine) Context(userID, device, roomID, eventID string, limit int, f Ev
 	var nid uint64
 	var target *Event
 	err := e.db.View(func(tx *store.Tx) error {
-		info, w, err := e.readable(tx, userID, roomID)
+		info, h, err := e.readable(tx, userID, roomID)
 		if err != nil {
 			return err
 		}
 		nid = eventNID(tx, eventID)
-		if nid == 0 || !w.contains(nid) {
+		if nid == 0 || !h.canSee(nid) {
 			return matrixerr.NotFound("event not found")
 		}
 		target, err = e.loadEvent(tx, nid)
@@ -99,12 +99,12 @@ func (e *Engine) Relations(userID, roomID, parentID, relType, eventType string, 
 		limit = 50
 	}
 	err := e.db.View(func(tx *store.Tx) error {
-		info, w, err := e.readable(tx, userID, roomID)
+		info, h, err := e.readable(tx, userID, roomID)
 		if err != nil {
 			return err
 		}
 		pnid := eventNID(tx, parentID)
-		if pnid == 0 || !w.contains(pnid) {
+		if pnid == 0 || !h.canSee(pnid) {
 			return matrixerr.NotFound("event not found")
 		}
 		prefix := store.NIDKey(info.NID, store.PutU64(pnid))
@@ -135,7 +135,7 @@ func (e *Engine) Relations(userID, roomID, parentID, relType, eventType string, 
 				}
 				break
 			}
-			if (relType == "" || string(v) == relType) && w.contains(nid) {
+			if (relType == "" || string(v) == relType) && h.canSee(nid) {
 				ev, err := e.loadEvent(tx, nid)
 				if err != nil {
 					return err

@@ -8,29 +8,18 @@ import (
 	"github.com/hearth-chat/hearth/internal/store"
 )
 
-// readable returns a room and the part of it the user may read. An unknown
-// room answers like a room the user is not in, so IDs cannot be probed.
-func (e *Engine) readable(tx *store.Tx, userID, roomID string) (*Info, window, error) {
-	info, err := roomInfo(tx, roomID)
-	if err != nil {
-		return nil, window{}, matrixerr.Forbidden("you are not a member of this room")
-	}
-	w, err := e.visibility(tx, userID, info)
-	return info, w, err
-}
-
 // Event returns one event the user may see (GET /rooms/{id}/event/{eventId}).
 func (e *Engine) Event(userID, roomID, eventID string) (*ClientEvent, error) {
 	var out *ClientEvent
 	err := e.db.View(func(tx *store.Tx) error {
-		info, w, err := e.readable(tx, userID, roomID)
+		info, h, err := e.readable(tx, userID, roomID)
 		if err != nil {
 			// The spec answers 404 both for an unknown event and for one
 			// the user may not read.
 			return matrixerr.NotFound("event not found")
 		}
 		nid := eventNID(tx, eventID)
-		if nid == 0 || !w.contains(nid) {
+		if nid == 0 || !h.canSee(nid) {
 			return matrixerr.NotFound("event not found")
 		}
 		ev, err := e.loadEvent(tx, nid)
@@ -79,11 +68,12 @@ func (e *Engine) StateEvent(userID, roomID, typ, sk string) (*ClientEvent, error
 // may see it, until fn returns false.
 func (e *Engine) eachVisibleState(userID, roomID string, fn func(*store.Tx, *Event) bool) error {
 	return e.db.View(func(tx *store.Tx) error {
-		info, w, err := e.readable(tx, userID, roomID)
+		info, h, err := e.readable(tx, userID, roomID)
 		if err != nil {
 			return err
 		}
-		nids, err := e.stateNIDsAt(tx, info, w.to)
+		_, hi := h.bounds()
+		nids, err := e.stateNIDsAt(tx, info, hi)
 		if err != nil {
 			return err
 		}
@@ -180,19 +170,22 @@ func (e *Engine) Messages(userID, device, roomID string, from, to uint64, dir Di
 		limit = 1000
 	}
 	err := e.db.View(func(tx *store.Tx) error {
-		info, w, err := e.readable(tx, userID, roomID)
+		info, h, err := e.readable(tx, userID, roomID)
 		if err != nil {
 			return err
 		}
+		lo, hi := h.bounds()
 		senders := map[string]bool{}
 		view := ClientView{Viewer: userID, ViewerDevice: device, NowMs: nowMs()}
 		err = scanTimeline(tx, info.NID, from, dir, func(nid uint64) (bool, error) {
 			if to != 0 && ((dir == Backward && nid <= to) || (dir == Forward && nid > to)) {
 				return false, nil
 			}
-			if !w.contains(nid) {
-				// Outside what the user may see: stop at the window's edge.
-				return (dir == Backward && nid > w.to) || (dir == Forward && nid < w.from), nil
+			if (dir == Backward && nid < lo) || (dir == Forward && nid > hi) {
+				return false, nil // nothing further is visible
+			}
+			if !h.canSee(nid) {
+				return true, nil
 			}
 			if len(page.Chunk) >= limit {
 				page.More = true

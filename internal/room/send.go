@@ -193,11 +193,23 @@ func (e *Engine) append(tx *store.Tx, info *Info, pdu gomatrixserverlib.PDU, dev
 		if info.Snapshot, err = addSnapshot(tx, info.Snapshot, key, nid); err != nil {
 			return nil, err
 		}
-		if pdu.Type() == "m.room.member" {
+		switch pdu.Type() {
+		case "m.room.member":
 			m, _ := pdu.Membership()
 			info.count(membershipIn(tx, *sk, info.NID).Membership, -1)
 			info.count(m, +1)
 			if err := setMembership(tx, *sk, info.NID, m, nid); err != nil {
+				return nil, err
+			}
+			if err := logVisibility(tx, info.NID, pdu.Type(), *sk, m, nid); err != nil {
+				return nil, err
+			}
+		case "m.room.history_visibility":
+			hv, err := pdu.HistoryVisibility()
+			if err != nil {
+				hv = "shared" // unparseable content leaves the default in force
+			}
+			if err := logVisibility(tx, info.NID, pdu.Type(), *sk, string(hv), nid); err != nil {
 				return nil, err
 			}
 		}

@@ -286,7 +286,11 @@ func (e *Engine) syncTimeline(tx *store.Tx, req SyncRequest, info *Info, from, t
 		return tl, err
 	}
 	view := ClientView{Viewer: req.UserID, ViewerDevice: req.Device, OmitRoomID: true, NowMs: nowMs()}
+	h := e.history(tx, req.UserID, info.NID)
 	for i := len(nids) - 1; i >= 0; i-- {
+		if !h.canSee(nids[i]) {
+			continue
+		}
 		ev, err := e.loadEvent(tx, nids[i])
 		if err != nil {
 			return tl, err

@@ -28,10 +28,12 @@ var (
 	Aliases     = []byte("aliases")
 	Directory   = []byte("directory")
 	Relations   = []byte("relations")
+	MemberLog   = []byte("memberlog")
+	HistoryLog  = []byte("historylog")
 
 	buckets = [][]byte{Meta, Users, Devices, Tokens, AccountData, Filters, Rooms, RoomInfo,
 		Events, EventIDs, Txns, Timeline, State, Snapshots, Members, Changes, Receipts,
-		Aliases, Directory, Relations}
+		Aliases, Directory, Relations, MemberLog, HistoryLog}
 
 	keyPos    = []byte("pos")
 	keySchema = []byte("schema")

@@ -26,6 +26,8 @@
 //	aliases       #alias:server → roomID
 //	directory     roomNID → nil (rooms published in the local directory)
 //	relations     roomNID ‖ parentEventNID ‖ eventNID → rel_type
+//	memberlog     roomNID ‖ userID 0x00 ‖ streamPos → membership (every change, for history visibility)
+//	historylog    roomNID ‖ streamPos → history_visibility (every change)
 //
 // Integers are big-endian so that bbolt's byte order is numeric order. The
 // stream position is one global counter: every event and every change a
