@@ -56,8 +56,8 @@ type Token struct {
 	Login     bool   `json:"login,omitempty"` // a single-use m.login.token
 	// ExpiresTS is 0 for tokens that never expire.
 	ExpiresTS int64 `json:"expires_ts,omitempty"`
-	// Pair is the hash of the matching access token (on a refresh token) so
-	// that refreshing revokes the old access token.
+	// Pair is the hex SHA-256 of the matching access token (on a refresh
+	// token) so that refreshing revokes the old access token.
 	Pair string `json:"pair,omitempty"`
 }
 

@@ -2,6 +2,7 @@ package account
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -70,7 +71,7 @@ func (a *Accounts) putTokens(tx *store.Tx, localpart, deviceID string, s *Sessio
 	access := Token{Localpart: localpart, DeviceID: deviceID}
 	if s.RefreshToken != "" {
 		access.ExpiresTS = time.Now().Add(a.AccessTokenLifetime).UnixMilli()
-		rt := Token{Localpart: localpart, DeviceID: deviceID, Refresh: true, Pair: string(tokenKey(s.AccessToken))}
+		rt := Token{Localpart: localpart, DeviceID: deviceID, Refresh: true, Pair: hex.EncodeToString(tokenKey(s.AccessToken))}
 		if err := putJSON(tx, store.Tokens, tokenKey(s.RefreshToken), rt); err != nil {
 			return err
 		}
@@ -119,7 +120,11 @@ func (a *Accounts) Refresh(ctx context.Context, refreshToken string) (*Session, 
 		if err := tx.Delete(store.Tokens, key); err != nil {
 			return err
 		}
-		if err := tx.Delete(store.Tokens, []byte(t.Pair)); err != nil {
+		pair, err := hex.DecodeString(t.Pair)
+		if err != nil {
+			return fmt.Errorf("account: refresh token's pair: %w", err)
+		}
+		if err := tx.Delete(store.Tokens, pair); err != nil {
 			return err
 		}
 		s = &Session{UserID: a.UserID(t.Localpart), DeviceID: t.DeviceID,

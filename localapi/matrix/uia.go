@@ -70,7 +70,7 @@ func (u *uiaSessions) require(body []byte, flows [][]string, check func(stage st
 	var stageErr error
 	if req.Auth != nil && req.Auth.Type != "" {
 		if !allowedStage(flows, req.Auth.Type) {
-			stageErr = matrixerr.Unknown("unsupported auth type " + req.Auth.Type).WithStatus(http.StatusBadRequest)
+			stageErr = matrixerr.Unknown("unsupported auth type " + req.Auth.Type)
 		} else if err := check(req.Auth.Type, *req.Auth); err != nil {
 			stageErr = err
 		} else if !slices.Contains(sess.completed, req.Auth.Type) {
