@@ -8,7 +8,6 @@ package room
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -61,22 +60,22 @@ func New(db *store.DB, notifier *stream.Notifier, cfg Config) *Engine {
 // ServerName is the homeserver's name.
 func (e *Engine) ServerName() string { return string(e.serverName) }
 
-// Info is the per-room record.
+// Info is the per-room record, stored in binary (see putRoomInfo).
 type Info struct {
-	NID     uint64                        `json:"nid"`
-	ID      string                        `json:"id"`
-	Version gomatrixserverlib.RoomVersion `json:"version"`
+	NID     uint64
+	ID      string
+	Version gomatrixserverlib.RoomVersion
 	// Extremities are the forward extremities: the events new local events
 	// point at as prev_events.
-	Extremities []string `json:"extremities"`
-	Depth       int64    `json:"depth"`
+	Extremities []string
+	Depth       int64
 	// Snapshot is the NID of the current state's snapshot.
-	Snapshot uint64 `json:"snapshot"`
+	Snapshot uint64
 	// LastPos is the stream position of the room's newest timeline event.
-	LastPos uint64 `json:"last_pos"`
+	LastPos uint64
 	// Joined and Invited count members, for summaries and the directory.
-	Joined  int `json:"joined"`
-	Invited int `json:"invited"`
+	Joined  int
+	Invited int
 }
 
 func roomInfoByNID(tx *store.Tx, nid uint64) (*Info, error) {
@@ -84,11 +83,16 @@ func roomInfoByNID(tx *store.Tx, nid uint64) (*Info, error) {
 	if b == nil {
 		return nil, fmt.Errorf("room: info %d missing", nid)
 	}
-	var info Info
-	if err := json.Unmarshal(b, &info); err != nil {
+	r := recordReader{b: b}
+	info := &Info{NID: r.u64(), ID: r.str(), Version: gomatrixserverlib.RoomVersion(r.str()),
+		Depth: int64(r.u64()), Snapshot: r.u64(), LastPos: r.u64(), Joined: int(r.u32()), Invited: int(r.u32())}
+	for n := r.u32(); n > 0 && !r.bad; n-- {
+		info.Extremities = append(info.Extremities, r.str())
+	}
+	if err := r.err(); err != nil {
 		return nil, fmt.Errorf("room: decode info %d: %w", nid, err)
 	}
-	return &info, nil
+	return info, nil
 }
 
 // roomInfo returns the info of a known room, or M_NOT_FOUND.
@@ -101,11 +105,20 @@ func roomInfo(tx *store.Tx, roomID string) (*Info, error) {
 }
 
 func putRoomInfo(tx *store.Tx, info *Info) error {
-	b, err := json.Marshal(info)
-	if err != nil {
-		return fmt.Errorf("room: encode info: %w", err)
+	w := recordWriter{b: make([]byte, 0, 128)}
+	w.u64(info.NID)
+	w.str(info.ID)
+	w.str(string(info.Version))
+	w.u64(uint64(info.Depth))
+	w.u64(info.Snapshot)
+	w.u64(info.LastPos)
+	w.u32(uint32(info.Joined))
+	w.u32(uint32(info.Invited))
+	w.u32(uint32(len(info.Extremities)))
+	for _, x := range info.Extremities {
+		w.str(x)
 	}
-	return tx.Put(store.RoomInfo, store.PutU64(info.NID), b)
+	return tx.Put(store.RoomInfo, store.PutU64(info.NID), w.b)
 }
 
 // badEvent turns a gomatrixserverlib build or validation failure into the

@@ -1,9 +1,7 @@
 package room
 
 import (
-	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"github.com/matrix-org/gomatrixserverlib"
@@ -36,57 +34,29 @@ type Event struct {
 	PDU         gomatrixserverlib.PDU
 }
 
-// Record layout: flags(1) stateBefore(8) redactedBy(8) roomNID(8)
-// replaces(8) verLen(1) version idLen(1) eventID txnDevLen(1) txnDev
-// txnIDLen(2) txnID json.
+// Record layout: flags, stateBefore, redactedBy, roomNID, replaces,
+// version, eventID, txnDevice, txnID, then the event JSON to the end.
 func (e *Event) encode() []byte {
-	b := make([]byte, 0, 39+len(e.Version)+len(e.ID)+len(e.TxnDevice)+len(e.TxnID)+len(e.JSON))
-	b = append(b, e.Flags)
-	b = binary.BigEndian.AppendUint64(b, e.StateBefore)
-	b = binary.BigEndian.AppendUint64(b, e.RedactedBy)
-	b = binary.BigEndian.AppendUint64(b, e.RoomNID)
-	b = binary.BigEndian.AppendUint64(b, e.Replaces)
-	b = append(b, byte(len(e.Version)))
-	b = append(b, e.Version...)
-	b = append(b, byte(len(e.ID)))
-	b = append(b, e.ID...)
-	b = append(b, byte(len(e.TxnDevice)))
-	b = append(b, e.TxnDevice...)
-	b = binary.BigEndian.AppendUint16(b, uint16(len(e.TxnID)))
-	b = append(b, e.TxnID...)
-	return append(b, e.JSON...)
+	w := recordWriter{b: make([]byte, 0, 48+len(e.Version)+len(e.ID)+len(e.TxnDevice)+len(e.TxnID)+len(e.JSON))}
+	w.byte(e.Flags)
+	w.u64(e.StateBefore)
+	w.u64(e.RedactedBy)
+	w.u64(e.RoomNID)
+	w.u64(e.Replaces)
+	w.str(string(e.Version))
+	w.str(e.ID)
+	w.str(e.TxnDevice)
+	w.str(e.TxnID)
+	return append(w.b, e.JSON...)
 }
 
-var errCorrupt = errors.New("room: corrupt event record")
-
 func decodeEvent(nid uint64, b []byte) (*Event, error) {
-	if len(b) < 33 {
-		return nil, errCorrupt
-	}
-	e := &Event{NID: nid, Flags: b[0]}
-	e.StateBefore = binary.BigEndian.Uint64(b[1:])
-	e.RedactedBy = binary.BigEndian.Uint64(b[9:])
-	e.RoomNID = binary.BigEndian.Uint64(b[17:])
-	e.Replaces = binary.BigEndian.Uint64(b[25:])
-	rest := b[33:]
-	for _, field := range []*string{(*string)(&e.Version), &e.ID, &e.TxnDevice} {
-		if len(rest) < 1 || len(rest) < 1+int(rest[0]) {
-			return nil, errCorrupt
-		}
-		n := int(rest[0])
-		*field, rest = string(rest[1:1+n]), rest[1+n:]
-	}
-	if len(rest) < 2 {
-		return nil, errCorrupt
-	}
-	n := int(binary.BigEndian.Uint16(rest))
-	rest = rest[2:]
-	if len(rest) < n {
-		return nil, errCorrupt
-	}
-	e.TxnID = string(rest[:n])
-	e.JSON = append([]byte(nil), rest[n:]...)
-	return e, nil
+	r := recordReader{b: b}
+	e := &Event{NID: nid, Flags: r.byte(), StateBefore: r.u64(), RedactedBy: r.u64(), RoomNID: r.u64(),
+		Replaces: r.u64(), Version: gomatrixserverlib.RoomVersion(r.str()), ID: r.str(),
+		TxnDevice: r.str(), TxnID: r.str()}
+	e.JSON = r.rest()
+	return e, r.err()
 }
 
 // loadEvent reads one stored event and parses it, or takes the parsed

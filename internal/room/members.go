@@ -36,13 +36,12 @@ func memberKey(userID string, roomNID uint64) []byte {
 	return append(store.Key(userID, ""), store.PutU64(roomNID)...)
 }
 
-func decodeMembership(tx *store.Tx, roomNID uint64, v []byte) Membership {
+// decodeMembership decodes a members index value. RoomID is left empty:
+// resolving it costs a room record read that most callers do not need.
+func decodeMembership(roomNID uint64, v []byte) Membership {
 	m := Membership{RoomNID: roomNID}
 	if len(v) >= 9 {
 		m.Pos, m.Forgotten, m.Membership = store.U64(v), v[8] == 1, string(v[9:])
-	}
-	if info, err := roomInfoByNID(tx, roomNID); err == nil {
-		m.RoomID = info.ID
 	}
 	return m
 }
@@ -52,6 +51,13 @@ func (e *Engine) Memberships(userID string) ([]Membership, error) {
 	var out []Membership
 	err := e.db.View(func(tx *store.Tx) error {
 		out = memberships(tx, userID)
+		for i := range out {
+			info, err := roomInfoByNID(tx, out[i].RoomNID)
+			if err != nil {
+				return err
+			}
+			out[i].RoomID = info.ID
+		}
 		return nil
 	})
 	return out, err
@@ -62,7 +68,7 @@ func memberships(tx *store.Tx, userID string) []Membership {
 	prefix := store.Key(userID, "")
 	c := tx.Cursor(store.Members)
 	for k, v := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, v = c.Next() {
-		out = append(out, decodeMembership(tx, store.U64(k[len(prefix):]), v))
+		out = append(out, decodeMembership(store.U64(k[len(prefix):]), v))
 	}
 	return out
 }
@@ -73,7 +79,7 @@ func membershipIn(tx *store.Tx, userID string, roomNID uint64) Membership {
 	if v == nil {
 		return Membership{RoomNID: roomNID}
 	}
-	return decodeMembership(tx, roomNID, v)
+	return decodeMembership(roomNID, v)
 }
 
 // count adjusts the member counters for one membership.
@@ -111,7 +117,7 @@ func (e *Engine) Forget(ctx context.Context, userID, roomID string) error {
 		if v == nil {
 			return matrixerr.NotFound("you have never been in this room")
 		}
-		m := decodeMembership(tx, info.NID, v)
+		m := decodeMembership(info.NID, v)
 		if m.Membership == "join" || m.Membership == "invite" || m.Membership == "knock" {
 			// The spec's 400 for "the user has not left the room".
 			return matrixerr.Unknown("leave the room before forgetting it").WithStatus(http.StatusBadRequest)

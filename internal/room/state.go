@@ -1,7 +1,6 @@
 package room
 
 import (
-	"encoding/binary"
 	"fmt"
 
 	"github.com/matrix-org/gomatrixserverlib"
@@ -75,7 +74,7 @@ func (e *Engine) authProvider(tx *store.Tx, roomNID uint64, proto *gomatrixserve
 // which keeps both the write cost per state event and the read cost of a
 // historical state linear in the state size, amortised.
 //
-// Encoding: parent(8) chainLen(4) size(4) then entries of keyLen(2) key nid(8).
+// Encoding: parent, chainLen, size, entry count, then (key, nid) pairs.
 type snapshot struct {
 	parent   uint64
 	chainLen uint32
@@ -84,36 +83,26 @@ type snapshot struct {
 }
 
 func (s *snapshot) encode() []byte {
-	b := make([]byte, 0, 16+len(s.entries)*40)
-	b = binary.BigEndian.AppendUint64(b, s.parent)
-	b = binary.BigEndian.AppendUint32(b, s.chainLen)
-	b = binary.BigEndian.AppendUint32(b, s.size)
+	w := recordWriter{b: make([]byte, 0, 20+len(s.entries)*48)}
+	w.u64(s.parent)
+	w.u32(s.chainLen)
+	w.u32(s.size)
+	w.u32(uint32(len(s.entries)))
 	for k, nid := range s.entries {
-		b = binary.BigEndian.AppendUint16(b, uint16(len(k)))
-		b = append(b, k...)
-		b = binary.BigEndian.AppendUint64(b, nid)
+		w.str(k)
+		w.u64(nid)
 	}
-	return b
+	return w.b
 }
 
 func decodeSnapshot(b []byte) (*snapshot, error) {
-	if len(b) < 16 {
-		return nil, errCorrupt
+	r := recordReader{b: b}
+	s := &snapshot{parent: r.u64(), chainLen: r.u32(), size: r.u32(), entries: map[string]uint64{}}
+	for n := r.u32(); n > 0 && !r.bad; n-- {
+		k := r.str()
+		s.entries[k] = r.u64()
 	}
-	s := &snapshot{parent: binary.BigEndian.Uint64(b), chainLen: binary.BigEndian.Uint32(b[8:]),
-		size: binary.BigEndian.Uint32(b[12:]), entries: map[string]uint64{}}
-	for rest := b[16:]; len(rest) > 0; {
-		if len(rest) < 2 {
-			return nil, errCorrupt
-		}
-		n := int(binary.BigEndian.Uint16(rest))
-		if len(rest) < 2+n+8 {
-			return nil, errCorrupt
-		}
-		s.entries[string(rest[2:2+n])] = binary.BigEndian.Uint64(rest[2+n:])
-		rest = rest[2+n+8:]
-	}
-	return s, nil
+	return s, r.err()
 }
 
 func getSnapshot(tx *store.Tx, nid uint64) (*snapshot, error) {

@@ -65,16 +65,19 @@ func (e *Engine) Sync(req SyncRequest) (*SyncRooms, error) {
 	err := e.db.View(func(tx *store.Tx) error {
 		receiptRooms := e.receiptChanges(tx, req)
 		for _, m := range memberships(tx, req.UserID) {
-			if m.Forgotten || m.Pos > req.Now || !roomWanted(req, m.RoomID) {
+			if m.Forgotten || m.Pos > req.Now {
 				continue
 			}
 			info, err := roomInfoByNID(tx, m.RoomNID)
 			if err != nil {
 				return err
 			}
+			if !roomWanted(req, info.ID) {
+				continue
+			}
 			switch m.Membership {
 			case "join":
-				jr, err := e.syncJoined(tx, req, info, m, receiptRooms[m.RoomID])
+				jr, err := e.syncJoined(tx, req, info, m, receiptRooms[info.ID])
 				if err != nil {
 					return err
 				}
