@@ -168,40 +168,30 @@ func (a *Accounts) List() ([]User, error) {
 	return out, err
 }
 
-// Modify applies fn to a stored user in one transaction.
-func (a *Accounts) Modify(ctx context.Context, localpart string, fn func(*User) error) error {
-	return a.db.Update(ctx, func(tx *store.Tx) error {
-		u, err := GetUser(tx, localpart)
-		if err != nil {
-			return err
-		}
-		if u == nil {
-			return matrixerr.NotFound("no such user")
-		}
-		if err := fn(u); err != nil {
-			return err
-		}
-		return putJSON(tx, store.Users, []byte(localpart), u)
-	})
+// modifyUser applies fn to a stored user inside tx and stores the result.
+func modifyUser(tx *store.Tx, localpart string, fn func(*User) error) error {
+	u, err := GetUser(tx, localpart)
+	if err != nil {
+		return err
+	}
+	if u == nil {
+		return matrixerr.NotFound("no such user")
+	}
+	if err := fn(u); err != nil {
+		return err
+	}
+	return putJSON(tx, store.Users, []byte(localpart), u)
 }
 
-// SetPassword replaces the password; when keepDevice is non-empty every other
-// device is logged out, as the spec's logout_devices asks.
+// SetPassword replaces the password; with logoutOthers every device but
+// keepDevice is logged out, as the spec's logout_devices asks.
 func (a *Accounts) SetPassword(ctx context.Context, localpart, password string, logoutOthers bool, keepDevice string) error {
 	hash, err := hashPassword(password)
 	if err != nil {
 		return err
 	}
 	return a.db.Update(ctx, func(tx *store.Tx) error {
-		u, err := GetUser(tx, localpart)
-		if err != nil {
-			return err
-		}
-		if u == nil {
-			return matrixerr.NotFound("no such user")
-		}
-		u.PasswordHash = hash
-		if err := putJSON(tx, store.Users, []byte(localpart), u); err != nil {
+		if err := modifyUser(tx, localpart, func(u *User) error { u.PasswordHash = hash; return nil }); err != nil {
 			return err
 		}
 		if !logoutOthers {

@@ -13,41 +13,30 @@ const (
 
 // SetPresence stores the presence a user chose and logs the change.
 func (a *Accounts) SetPresence(ctx context.Context, localpart, state, statusMsg string) error {
-	return a.db.Update(ctx, func(tx *store.Tx) error {
-		u, err := GetUser(tx, localpart)
-		if err != nil || u == nil {
-			return err
-		}
-		u.Presence, u.StatusMsg = state, statusMsg
-		if err := putJSON(tx, store.Users, []byte(localpart), u); err != nil {
-			return err
-		}
-		_, err = tx.AppendChange(store.Change{Kind: ChangePresence, Key: localpart})
-		return err
-	})
+	return a.changeAnnounced(ctx, localpart, func(u *User) { u.Presence, u.StatusMsg = state, statusMsg })
 }
 
 // SetProfile changes displayname and/or avatar_url (nil leaves a field as
 // it is) and logs the change, which presence and the directory read.
 func (a *Accounts) SetProfile(ctx context.Context, localpart string, displayName, avatarURL *string) error {
-	return a.db.Update(ctx, func(tx *store.Tx) error {
-		u, err := GetUser(tx, localpart)
-		if err != nil {
-			return err
-		}
-		if u == nil {
-			return nil
-		}
+	return a.changeAnnounced(ctx, localpart, func(u *User) {
 		if displayName != nil {
 			u.DisplayName = *displayName
 		}
 		if avatarURL != nil {
 			u.AvatarURL = *avatarURL
 		}
-		if err := putJSON(tx, store.Users, []byte(localpart), u); err != nil {
+	})
+}
+
+// changeAnnounced modifies a user and logs it as a presence change, since
+// m.presence events carry the profile too.
+func (a *Accounts) changeAnnounced(ctx context.Context, localpart string, fn func(*User)) error {
+	return a.db.Update(ctx, func(tx *store.Tx) error {
+		if err := modifyUser(tx, localpart, func(u *User) error { fn(u); return nil }); err != nil {
 			return err
 		}
-		_, err = tx.AppendChange(store.Change{Kind: ChangePresence, Key: localpart})
+		_, err := tx.AppendChange(store.Change{Kind: ChangePresence, Key: localpart})
 		return err
 	})
 }

@@ -90,12 +90,8 @@ func (e *Engine) DeleteAlias(ctx context.Context, userID, alias string) error {
 			if err != nil {
 				return err
 			}
-			pl, err := e.powerLevels(tx, info)
-			if err != nil {
+			if err := e.requireModerator(tx, info, userID, "only the alias creator or a room moderator may delete it"); err != nil {
 				return err
-			}
-			if pl.level(userID) < pl.StateDefault {
-				return matrixerr.Forbidden("only the alias creator or a room moderator may delete it")
 			}
 		}
 		return tx.Delete(store.Aliases, []byte(alias))
@@ -129,12 +125,8 @@ func (e *Engine) SetPublished(ctx context.Context, userID, roomID string, public
 		if err != nil {
 			return err
 		}
-		pl, err := e.powerLevels(tx, info)
-		if err != nil {
+		if err := e.requireModerator(tx, info, userID, "only room moderators may publish the room"); err != nil {
 			return err
-		}
-		if pl.level(userID) < pl.StateDefault {
-			return matrixerr.Forbidden("only room moderators may publish the room")
 		}
 		if public {
 			return tx.Put(store.Directory, store.PutU64(info.NID), nil)

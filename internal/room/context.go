@@ -41,15 +41,20 @@ func (e *Engine) Context(userID, device, roomID, eventID string, limit int, f Ev
 		return nil, err
 	}
 	before, after := limit/2, limit-limit/2
-	f.Limit = before
-	bp, err := e.Messages(userID, device, roomID, nid-1, 0, Backward, f)
-	if err != nil {
-		return nil, err
+	// Messages reads a limit of 0 as its default, but /context's limit is
+	// the sum of both sides and 0 means none (event_context.yaml).
+	bp, ap := &Page{Chunk: []ClientEvent{}}, &Page{Chunk: []ClientEvent{}}
+	if before > 0 {
+		f.Limit = before
+		if bp, err = e.Messages(userID, device, roomID, nid-1, 0, Backward, f); err != nil {
+			return nil, err
+		}
 	}
-	f.Limit = after
-	ap, err := e.Messages(userID, device, roomID, nid, 0, Forward, f)
-	if err != nil {
-		return nil, err
+	if after > 0 {
+		f.Limit = after
+		if ap, err = e.Messages(userID, device, roomID, nid, 0, Forward, f); err != nil {
+			return nil, err
+		}
 	}
 	out := &EventContext{Before: bp.Chunk, After: ap.Chunk, Start: bp.End, End: ap.End, State: []ClientEvent{}}
 	if len(bp.Chunk) == 0 {
@@ -101,7 +106,9 @@ func (e *Engine) Relations(userID, roomID, parentID, relType, eventType string, 
 	err := e.db.View(func(tx *store.Tx) error {
 		info, h, err := e.readable(tx, userID, roomID)
 		if err != nil {
-			return err
+			// relations.yaml answers 404 also when the user may not read
+			// the parent event.
+			return matrixerr.NotFound("event not found")
 		}
 		pnid := eventNID(tx, parentID)
 		if pnid == 0 || !h.canSee(pnid) {

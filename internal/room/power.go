@@ -4,6 +4,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/hearth-chat/hearth/internal/store"
 )
 
@@ -53,4 +54,17 @@ func (e *Engine) powerLevels(tx *store.Tx, info *Info) (*powerLevels, error) {
 	}
 	out.PowerLevelContent = *pl
 	return out, nil
+}
+
+// requireModerator refuses users below the room's state_default power
+// level, the bar the spec sets for managing a room's aliases and listing.
+func (e *Engine) requireModerator(tx *store.Tx, info *Info, userID, why string) error {
+	pl, err := e.powerLevels(tx, info)
+	if err != nil {
+		return err
+	}
+	if pl.level(userID) < pl.StateDefault {
+		return matrixerr.Forbidden(why)
+	}
+	return nil
 }
