@@ -6,6 +6,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/hearth-chat/hearth/internal/store"
 )
@@ -111,8 +113,12 @@ func (e *Engine) SetReceipt(ctx context.Context, userID, roomID, typ, eventID, t
 		if nid == 0 {
 			return matrixerr.NotFound("event not found")
 		}
-		if ev, err := e.loadEvent(tx, nid); err != nil || ev.RoomNID != info.NID {
+		ev, err := e.loadEvent(tx, nid)
+		if err != nil || ev.RoomNID != info.NID {
 			return matrixerr.NotFound("event not found")
+		}
+		if threadID != "" && threadID != threadOf(ev) && threadID != eventID {
+			return matrixerr.InvalidParam("the event is not in thread " + threadID)
 		}
 		b, _ := json.Marshal(receipt{EventID: eventID, TS: time.Now().UnixMilli(), ThreadID: threadID})
 		if err := tx.Put(store.Receipts, receiptKey(info.NID, typ, threadID, userID), b); err != nil {
@@ -125,6 +131,18 @@ func (e *Engine) SetReceipt(ctx context.Context, userID, roomID, typ, eventID, t
 		_, err = tx.AppendChange(c)
 		return err
 	})
+}
+
+// threadOf is the thread an event belongs to for receipts: its thread
+// root, or "main" (Client-Server API §"Threaded read receipts").
+func threadOf(ev *Event) string {
+	rel := gjson.GetBytes(ev.PDU.Content(), "m\\.relates_to")
+	if rel.Get("rel_type").String() == "m.thread" {
+		if root := rel.Get("event_id").String(); root != "" {
+			return root
+		}
+	}
+	return "main"
 }
 
 // receiptContent builds an m.receipt EDU content for the room: all

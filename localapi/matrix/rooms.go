@@ -283,18 +283,28 @@ func (s *Server) typing(w http.ResponseWriter, r *http.Request, c *caller) {
 
 func (s *Server) receipt(w http.ResponseWriter, r *http.Request, c *caller) {
 	var req struct {
-		ThreadID string `json:"thread_id"`
+		ThreadID *string `json:"thread_id"`
 	}
 	if err := readJSON(r, &req); err != nil {
 		matrixerr.Write(w, err)
 		return
 	}
 	roomID, typ, eventID := r.PathValue("roomId"), r.PathValue("receiptType"), r.PathValue("eventId")
+	threadID := ""
+	if req.ThreadID != nil {
+		// receipts.yaml: 400 for an empty thread_id, or one given for a
+		// receipt type that has no threads.
+		if *req.ThreadID == "" || typ == "m.fully_read" {
+			matrixerr.Write(w, matrixerr.InvalidParam("thread_id must be a non-empty string on m.read or m.read.private"))
+			return
+		}
+		threadID = *req.ThreadID
+	}
 	var err error
 	if typ == "m.fully_read" {
 		err = s.setFullyRead(r, c, roomID, eventID)
 	} else {
-		err = s.rooms.SetReceipt(r.Context(), c.UserID, roomID, typ, eventID, req.ThreadID)
+		err = s.rooms.SetReceipt(r.Context(), c.UserID, roomID, typ, eventID, threadID)
 	}
 	if err != nil {
 		matrixerr.Write(w, err)
