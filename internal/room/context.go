@@ -1,6 +1,8 @@
 package room
 
 import (
+	"math"
+
 	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/hearth-chat/hearth/internal/store"
 )
@@ -94,70 +96,68 @@ func (e *Engine) Context(userID, device, roomID, eventID string, limit int, f Ev
 	return out, err
 }
 
-// Relations returns events relating to parent (GET /relations), newest
-// first for dir b, optionally of one rel_type and event type, paginated by
-// position.
-func (e *Engine) Relations(userID, roomID, parentID, relType, eventType string, from uint64, dir Direction, limit int) ([]ClientEvent, uint64, error) {
+// RelationsRequest asks for the events relating to one event
+// (Client-Server API §"Relationships": GET /relations).
+type RelationsRequest struct {
+	UserID, RoomID, ParentID string
+	RelType, EventType       string // empty matches any
+	// From and To are pagination positions; From 0 starts at the newest
+	// (dir b) or oldest (dir f) relation, To 0 is unbounded.
+	From, To uint64
+	Dir      Direction
+	Limit    int
+}
+
+// Relations returns one page of relations and the position to continue
+// from (0 when there is no more).
+func (e *Engine) Relations(req RelationsRequest) ([]ClientEvent, uint64, error) {
 	out := []ClientEvent{}
 	var next uint64
+	limit := req.Limit
 	if limit <= 0 || limit > 1000 {
 		limit = 50
 	}
+	from := req.From
+	if from == 0 && req.Dir == Backward {
+		from = math.MaxUint64 - 1 // past every position
+	}
 	err := e.db.View(func(tx *store.Tx) error {
-		info, h, err := e.readable(tx, userID, roomID)
+		info, h, err := e.readable(tx, req.UserID, req.RoomID)
 		if err != nil {
 			// relations.yaml answers 404 also when the user may not read
 			// the parent event.
 			return matrixerr.NotFound("event not found")
 		}
-		pnid := eventNID(tx, parentID)
+		pnid := eventNID(tx, req.ParentID)
 		if pnid == 0 || !h.canSee(pnid) {
 			return matrixerr.NotFound("event not found")
 		}
 		prefix := store.NIDKey(info.NID, store.PutU64(pnid))
-		c := tx.Cursor(store.Relations)
-		var k, v []byte
-		if dir == Forward {
-			k, v = c.Seek(append(append([]byte(nil), prefix...), store.PutU64(from+1)...))
-		} else {
-			start := from
-			if start == 0 {
-				start = ^uint64(0) - 1
+		return scan(tx, store.Relations, prefix, from, req.Dir, func(nid uint64, relType []byte) (bool, error) {
+			if req.To != 0 && ((req.Dir == Backward && nid <= req.To) || (req.Dir == Forward && nid > req.To)) {
+				return false, nil
 			}
-			k, v = c.Seek(append(append([]byte(nil), prefix...), store.PutU64(start+1)...))
-			if k == nil {
-				k, v = c.Last()
-			} else {
-				k, v = c.Prev()
-			}
-		}
-		for k != nil && hasPrefix(k, prefix) {
-			nid := store.U64(k[16:])
 			if len(out) >= limit {
 				// The token is a point: backward pages include it, forward
 				// pages start after it.
 				next = nid
-				if dir == Forward {
+				if req.Dir == Forward {
 					next = nid - 1
 				}
-				break
+				return false, nil
 			}
-			if (relType == "" || string(v) == relType) && h.canSee(nid) {
-				ev, err := e.loadEvent(tx, nid)
-				if err != nil {
-					return err
-				}
-				if eventType == "" || ev.PDU.Type() == eventType {
-					out = append(out, e.clientEvent(tx, ev, ClientView{Viewer: userID, NowMs: nowMs()}))
-				}
+			if (req.RelType != "" && string(relType) != req.RelType) || !h.canSee(nid) {
+				return true, nil
 			}
-			if dir == Forward {
-				k, v = c.Next()
-			} else {
-				k, v = c.Prev()
+			ev, err := e.loadEvent(tx, nid)
+			if err != nil {
+				return false, err
 			}
-		}
-		return nil
+			if req.EventType == "" || ev.PDU.Type() == req.EventType {
+				out = append(out, e.clientEvent(tx, ev, ClientView{Viewer: req.UserID, NowMs: nowMs()}))
+			}
+			return true, nil
+		})
 	})
 	return out, next, err
 }

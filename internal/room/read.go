@@ -228,28 +228,34 @@ func (e *Engine) Messages(userID, device, roomID string, from, to uint64, dir Di
 // scanTimeline walks a room's timeline from a position in a direction,
 // calling fn with each event NID until fn returns false.
 func scanTimeline(tx *store.Tx, roomNID, from uint64, dir Direction, fn func(nid uint64) (bool, error)) error {
-	c := tx.Cursor(store.Timeline)
-	prefix := store.PutU64(roomNID)
-	var k []byte
-	if dir == Forward {
-		k, _ = c.Seek(store.NIDKey(roomNID, store.PutU64(from+1)))
-	} else {
-		k, _ = c.Seek(store.NIDKey(roomNID, store.PutU64(from+1)))
+	return scan(tx, store.Timeline, store.PutU64(roomNID), from, dir, func(pos uint64, _ []byte) (bool, error) {
+		return fn(pos)
+	})
+}
+
+// scan walks the keys prefix ‖ pos of a bucket from the point after
+// position from: forward over pos > from, oldest first; backward over
+// pos ≤ from, newest first. fn returns false to stop.
+func scan(tx *store.Tx, bucket, prefix []byte, from uint64, dir Direction, fn func(pos uint64, v []byte) (bool, error)) error {
+	c := tx.Cursor(bucket)
+	start := append(append(make([]byte, 0, len(prefix)+8), prefix...), store.PutU64(from+1)...)
+	k, v := c.Seek(start)
+	if dir == Backward {
 		if k == nil {
-			k, _ = c.Last()
+			k, v = c.Last()
 		} else {
-			k, _ = c.Prev()
+			k, v = c.Prev()
 		}
 	}
 	for k != nil && hasPrefix(k, prefix) {
-		more, err := fn(store.U64(k[8:]))
+		more, err := fn(store.U64(k[len(prefix):]), v)
 		if err != nil || !more {
 			return err
 		}
 		if dir == Forward {
-			k, _ = c.Next()
+			k, v = c.Next()
 		} else {
-			k, _ = c.Prev()
+			k, v = c.Prev()
 		}
 	}
 	return nil

@@ -128,18 +128,18 @@ func (s *Server) relations(w http.ResponseWriter, r *http.Request, c *caller) {
 		matrixerr.Write(w, err)
 		return
 	}
-	from, err := queryToken(q, "from", 0)
+	req := room.RelationsRequest{UserID: c.UserID, RoomID: r.PathValue("roomId"), ParentID: r.PathValue("eventId"),
+		RelType: r.PathValue("relType"), EventType: r.PathValue("eventType"), Dir: dir}
+	if req.From, err = queryToken(q, "from", 0); err == nil {
+		if req.To, err = queryToken(q, "to", 0); err == nil {
+			req.Limit, err = queryInt(q, "limit", 0)
+		}
+	}
 	if err != nil {
 		matrixerr.Write(w, err)
 		return
 	}
-	limit, err := queryInt(q, "limit", 0)
-	if err != nil {
-		matrixerr.Write(w, err)
-		return
-	}
-	evs, next, err := s.rooms.Relations(c.UserID, r.PathValue("roomId"), r.PathValue("eventId"),
-		r.PathValue("relType"), r.PathValue("eventType"), from, dir, limit)
+	evs, next, err := s.rooms.Relations(req)
 	if err != nil {
 		matrixerr.Write(w, err)
 		return
