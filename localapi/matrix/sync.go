@@ -23,6 +23,8 @@ type syncResponse struct {
 	ToDevice    eventList      `json:"to_device"`
 	DeviceLists map[string]any `json:"device_lists"`
 	OTKCounts   map[string]int `json:"device_one_time_keys_count"`
+	// FallbackKeyTypes is device_unused_fallback_key_types.
+	FallbackKeyTypes []string `json:"device_unused_fallback_key_types"`
 }
 
 type eventList struct {
@@ -47,12 +49,13 @@ type stateList struct {
 }
 
 type joinedRoom struct {
-	Timeline            timeline       `json:"timeline"`
-	State               stateList      `json:"state"`
-	AccountData         eventList      `json:"account_data"`
-	Ephemeral           eventList      `json:"ephemeral"`
-	Summary             map[string]any `json:"summary"`
-	UnreadNotifications map[string]int `json:"unread_notifications"`
+	Timeline                  timeline                  `json:"timeline"`
+	State                     stateList                 `json:"state"`
+	AccountData               eventList                 `json:"account_data"`
+	Ephemeral                 eventList                 `json:"ephemeral"`
+	Summary                   map[string]any            `json:"summary"`
+	UnreadNotifications       map[string]int            `json:"unread_notifications"`
+	UnreadThreadNotifications map[string]map[string]int `json:"unread_thread_notifications,omitempty"`
 }
 
 type invitedRoom struct {
@@ -158,7 +161,8 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 		Rooms: syncRooms{Join: map[string]joinedRoom{}, Invite: map[string]invitedRoom{},
 			Leave: map[string]leftRoom{}, Knock: map[string]any{}},
 		ToDevice:    eventList{Events: []json.RawMessage{}},
-		DeviceLists: map[string]any{"changed": []string{}, "left": []string{}}, OTKCounts: map[string]int{}}
+		DeviceLists: map[string]any{"changed": []string{}, "left": []string{}}, OTKCounts: map[string]int{},
+		FallbackKeyTypes: []string{}}
 	global, perRoom, err := s.accounts.AccountDataSince(c.Localpart, since.pos, now.pos)
 	if err != nil {
 		return nil, false, err
@@ -192,6 +196,14 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 				UnreadNotifications: map[string]int{"highlight_count": 0, "notification_count": 0}}
 			empty = false
 		}
+	}
+	if news, err := s.syncE2EE(c, since, now, resp); err != nil {
+		return nil, false, err
+	} else if news {
+		empty = false
+	}
+	if err := s.syncUnread(c, resp); err != nil {
+		return nil, false, err
 	}
 	for id, ir := range rooms.Invite {
 		resp.Rooms.Invite[id] = invitedRoom{InviteState: eventList{Events: nonNilRaw(ir.InviteState)}}
