@@ -2,7 +2,10 @@
 GO ?= go
 NPM ?= npm
 
-.PHONY: run test test-go test-interop bench build fuzz
+.PHONY: run test test-go test-interop test-deps bench build
+
+# Root installs packages directly; anyone else through sudo.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 build:
 	$(GO) build -o bin/hearth ./cmd/hearth
@@ -12,7 +15,13 @@ run:
 
 test: test-go test-interop
 
-test-go:
+# Debian packages the tests need: a private D-Bus session and GNOME
+# Keyring's Secret Service for the OS keyring test.
+test-deps:
+	@command -v dbus-daemon >/dev/null && command -v gnome-keyring-daemon >/dev/null && command -v secret-tool >/dev/null || \
+	  { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q dbus gnome-keyring libsecret-tools; }
+
+test-go: test-deps
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
 

@@ -2,9 +2,12 @@ package daemon
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"github.com/hearth-chat/hearth/internal/account"
 	"github.com/hearth-chat/hearth/internal/store"
@@ -12,19 +15,11 @@ import (
 
 // ErrRunning is returned by offline account commands while the daemon has
 // the data file open.
-var ErrRunning = errors.New("Hearth is running; stop it first (account commands through the running daemon arrive with the control API)")
+var ErrRunning = errors.New("Hearth is running; stop it first (commands through the running daemon arrive with the control API)")
 
 // withAccounts opens the store of a stopped daemon for an account command.
 func withAccounts(cfg Config, fn func(*account.Accounts) error) error {
-	db, err := store.Open(filepath.Join(cfg.DataDir, dbFile), store.Options{})
-	if errors.Is(err, store.ErrLocked) {
-		return ErrRunning
-	}
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	return fn(account.New(db, cfg.ServerName))
+	return whileStopped(cfg, func(db *store.DB) error { return fn(account.New(db, cfg.ServerName)) })
 }
 
 // AddAccount creates a local account (hearth account add). An empty
@@ -68,4 +63,114 @@ func ListAccounts(cfg Config) ([]string, error) {
 		return err
 	})
 	return out, err
+}
+
+// KeyStatus describes where the keys are, for 'hearth keys status'.
+type KeyStatus struct {
+	Mode      string   `json:"mode"`
+	Where     string   `json:"where"`
+	KeyID     string   `json:"key_id"`
+	PublicKey string   `json:"public_key"`
+	OldKeys   []string `json:"old_key_ids"`
+	Warning   string   `json:"warning,omitempty"`
+}
+
+// KeysStatus reads the signing key without changing anything.
+func KeysStatus(cfg Config) (*KeyStatus, error) {
+	store, warning, err := openSecrets(cfg, probeKeyring)
+	if err != nil {
+		return nil, err
+	}
+	s, err := store.get(signingKeyName)
+	if errors.Is(err, errNoSecret) {
+		return &KeyStatus{Mode: cfg.KeyStore, Where: store.where(), Warning: "no signing key yet: 'hearth run' makes one"}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	key, err := decodeSigningKey(s)
+	if err != nil {
+		return nil, err
+	}
+	st := &KeyStatus{Mode: cfg.KeyStore, Where: store.where(), KeyID: key.ID, Warning: warning, OldKeys: []string{},
+		PublicKey: base64.RawStdEncoding.EncodeToString(key.Key.Public().(ed25519.PublicKey))}
+	for _, o := range key.Old {
+		st.OldKeys = append(st.OldKeys, o.ID)
+	}
+	return st, nil
+}
+
+// MigrateKeys moves the secrets to the keyring or to a file ('hearth keys
+// migrate'). The daemon must be stopped: its lock on the data file is held
+// for the move. The copy is read back before the original is removed.
+func MigrateKeys(cfg Config, to string) (string, error) {
+	if to != KeyStoreKeyring && to != KeyStoreFile {
+		return "", fmt.Errorf("migrate to keyring or file, not %q", to)
+	}
+	var where string
+	err := whileStopped(cfg, func(*store.DB) error {
+		from, _, err := openSecrets(cfg, probeKeyring)
+		if err != nil {
+			return err
+		}
+		target := cfg
+		target.KeyStore = to
+		dest, _, err := openSecrets(target, probeKeyring)
+		if err != nil {
+			return err
+		}
+		where = dest.where()
+		if from.where() == dest.where() {
+			return nil
+		}
+		s, err := from.get(signingKeyName)
+		if err != nil {
+			return fmt.Errorf("read signing key from %s: %w", from.where(), err)
+		}
+		if err := dest.set(signingKeyName, s); err != nil {
+			return err
+		}
+		if back, err := dest.get(signingKeyName); err != nil || back != s {
+			return fmt.Errorf("signing key did not read back from %s: %v", dest.where(), err)
+		}
+		return from.remove(signingKeyName)
+	})
+	return where, err
+}
+
+// RotateKeys makes a new signing key and keeps the old one as an old
+// verify key ('hearth keys rotate'); it returns the new key ID.
+func RotateKeys(cfg Config) (string, error) {
+	var id string
+	err := whileStopped(cfg, func(*store.DB) error {
+		store, _, err := openSecrets(cfg, probeKeyring)
+		if err != nil {
+			return err
+		}
+		key, _, err := loadOrCreateSigningKey(store)
+		if err != nil {
+			return err
+		}
+		if err := key.rotate(time.Now()); err != nil {
+			return err
+		}
+		id = key.ID
+		return store.set(signingKeyName, key.encode())
+	})
+	return id, err
+}
+
+// whileStopped runs fn with the data file open, which holds its lock: no
+// daemon can run meanwhile, and a running one makes this fail with
+// ErrRunning.
+func whileStopped(cfg Config, fn func(*store.DB) error) error {
+	db, err := store.Open(filepath.Join(cfg.DataDir, dbFile), store.Options{})
+	if errors.Is(err, store.ErrLocked) {
+		return ErrRunning
+	}
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return fn(db)
 }

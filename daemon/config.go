@@ -25,6 +25,7 @@ type Config struct {
 	CAFile             string `key:"ca_file" help:"Extra PEM CA certificates trusted for outbound federation, besides the system roots."`
 	Registration       string `key:"registration" help:"Who may create accounts: closed (only 'hearth account add'), token (with a registration token) or open."`
 	RegistrationTokens string `key:"registration_tokens" help:"Comma-separated registration tokens accepted when registration = token."`
+	KeyStore           string `key:"key_store" help:"Where secrets (the signing key) live: auto (the OS keyring if one answers, else a 0600 file in the data dir), keyring (refuse to start without one) or file."`
 	RoomVersion        string `key:"room_version" help:"Room version for new rooms when the client names none."`
 	MaxRequestBytes    int64  `key:"max_request_bytes" help:"Largest request body the client API reads; larger ones get M_TOO_LARGE."`
 	LogLevel           string `key:"log_level" help:"debug, info, warn or error."`
@@ -41,6 +42,7 @@ func Defaults() Config {
 		DataDir:         defaultDataDir(),
 		ClientListen:    "127.0.0.1:8008",
 		Registration:    "closed",
+		KeyStore:        KeyStoreAuto,
 		RoomVersion:     "10",
 		MaxRequestBytes: 1 << 20,
 		LogLevel:        "info",
@@ -196,6 +198,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Registration == "token" && strings.TrimSpace(c.RegistrationTokens) == "" {
 		return fmt.Errorf("registration = token needs registration_tokens")
+	}
+	switch c.KeyStore {
+	case KeyStoreAuto, KeyStoreKeyring, KeyStoreFile:
+	default:
+		return fmt.Errorf("key_store must be auto, keyring or file, not %q", c.KeyStore)
 	}
 	if c.ServerName == "" || strings.ContainsAny(c.ServerName, "/@ ") {
 		return fmt.Errorf("server_name %q is not a valid server name", c.ServerName)

@@ -48,7 +48,14 @@ type Daemon struct {
 // Start opens everything and begins serving; it returns once the client
 // API accepts connections. out receives the one-time welcome message.
 func Start(cfg Config, out io.Writer) (*Daemon, error) {
-	key, _, err := loadOrCreateSigningKey(cfg.DataDir)
+	secrets, warning, err := openSecrets(cfg, probeKeyring)
+	if err != nil {
+		return nil, err
+	}
+	if warning != "" {
+		slog.Warn(warning)
+	}
+	key, _, err := loadOrCreateSigningKey(secrets)
 	if err != nil {
 		return nil, err
 	}

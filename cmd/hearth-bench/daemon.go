@@ -85,7 +85,8 @@ func (b *bench) start(ctx context.Context) (*daemon, time.Duration, error) {
 	}
 	defer logf.Close() // the child keeps its own descriptor
 	d.cmd = exec.Command(b.cfg.hearth, "run", "--data-dir", d.dataDir,
-		"--client-listen", fmt.Sprintf("127.0.0.1:%d", port), "--registration", "open", "--server-name", "bench.local")
+		"--client-listen", fmt.Sprintf("127.0.0.1:%d", port), "--registration", "open", "--server-name", "bench.local",
+		"--key-store", "file") // never the machine's OS keyring
 	d.cmd.Env = childEnv()
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	d.cmd.SysProcAttr = childSysProcAttr()

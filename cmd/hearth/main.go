@@ -5,6 +5,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,6 +28,9 @@ Usage:
   hearth account add NAME [--password P]
   hearth account passwd NAME [--password P]
   hearth account list
+  hearth keys status [--json]           where the signing key is, and its ID
+  hearth keys migrate --to keyring|file move secrets between OS keyring and file
+  hearth keys rotate                    new signing key; the old one is kept as old_verify_keys
   hearth version
 
 Every subcommand takes --data-dir and --config, and every config key as a
@@ -58,6 +62,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	case "account":
 		return accountCmd(rest, stdout, stderr)
+	case "keys":
+		return keysCmd(rest, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "hearth", daemon.Version)
 		return 0
@@ -163,6 +169,60 @@ func accountCmd(args []string, stdout, stderr io.Writer) int {
 		if *password == "" {
 			fmt.Fprintf(stdout, "password: %s\n", pw)
 		}
+	}
+	return 0
+}
+
+func keysCmd(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	sub, rest := args[0], args[1:]
+	var to *string
+	var asJSON *bool
+	cfg, code := loadConfig("keys "+sub, rest, stderr, func(fs *flag.FlagSet) {
+		to = fs.String("to", "", "keyring or file (migrate)")
+		asJSON = fs.Bool("json", false, "print JSON (status)")
+	})
+	if code != 0 {
+		return code
+	}
+	var err error
+	switch sub {
+	case "status":
+		var st *daemon.KeyStatus
+		if st, err = daemon.KeysStatus(cfg); err == nil {
+			if *asJSON {
+				json.NewEncoder(stdout).Encode(st)
+			} else {
+				fmt.Fprintf(stdout, "key store:  %s\nkeys are in %s\nsigning key %s (%s)\nold keys:   %d\n",
+					st.Mode, st.Where, st.KeyID, st.PublicKey, len(st.OldKeys))
+				if st.Warning != "" {
+					fmt.Fprintln(stdout, "warning:   ", st.Warning)
+				}
+			}
+		}
+	case "migrate":
+		var where string
+		if where, err = daemon.MigrateKeys(cfg, *to); err == nil {
+			fmt.Fprintln(stdout, "keys are now in", where)
+		}
+	case "rotate":
+		var id string
+		if id, err = daemon.RotateKeys(cfg); err == nil {
+			fmt.Fprintln(stdout, "new signing key", id, "(the old one stays valid for verification)")
+		}
+	default:
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "hearth:", err)
+		if errors.Is(err, daemon.ErrRunning) {
+			return 3
+		}
+		return 1
 	}
 	return 0
 }

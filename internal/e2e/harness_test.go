@@ -203,7 +203,10 @@ func (d *Daemon) launch() error {
 	d.runs++
 	run := d.runs
 	args := []string{"run", "--data-dir", d.DataDir, "--client-listen", d.Addr,
-		"--registration", "open", "--server-name", serverName}
+		"--registration", "open", "--server-name", serverName,
+		// Test daemons keep their keys in their temp dir, never in the
+		// developer's OS keyring.
+		"--key-store", "file"}
 	args = append(args, d.Extra...)
 	cmd := exec.Command(hearthBin, args...)
 	fmt.Fprintf(d.logs, "---- run %d: hearth %s\n", run, strings.Join(args, " "))

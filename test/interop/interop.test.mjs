@@ -144,6 +144,9 @@ class Hearth {
             "open",
             "--server-name",
             SERVER_NAME,
+            // Keys stay in the temp data dir, never in the developer's OS keyring.
+            "--key-store",
+            "file",
         ];
         this.proc = spawn(HEARTH_BIN, args, { stdio: ["ignore", "pipe", "pipe"] });
         const keep = (chunk) => {

@@ -1,0 +1,112 @@
+package daemon
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// secretService starts a private D-Bus session bus and gnome-keyring's
+// Secret Service on it, unlocked with a throwaway password, and points
+// this process (go-keyring, through godbus) and its children at it.
+// make test installs the Debian packages dbus and gnome-keyring.
+func secretService(t *testing.T) {
+	t.Helper()
+	for _, bin := range []string{"dbus-daemon", "gnome-keyring-daemon", "secret-tool"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Fatalf("%s is not installed (make test installs dbus, gnome-keyring and libsecret-tools)", bin)
+		}
+	}
+	dir := t.TempDir()
+	bus := exec.Command("dbus-daemon", "--session", "--nofork", "--print-address=1", "--address=unix:path="+filepath.Join(dir, "bus"))
+	out, err := bus.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bus.Process.Kill(); bus.Wait() })
+	addr, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("dbus-daemon address: %v", err)
+	}
+	t.Setenv("DBUS_SESSION_BUS_ADDRESS", strings.TrimSpace(addr))
+	t.Setenv("HOME", dir)
+	t.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
+	t.Setenv("XDG_RUNTIME_DIR", dir)
+	ring := exec.Command("gnome-keyring-daemon", "--unlock", "--components=secrets", "--foreground")
+	ring.Stdin = strings.NewReader("throwaway")
+	if err := ring.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ring.Process.Kill(); ring.Wait() })
+	// The daemon creates and unlocks the login keyring from the password
+	// shortly after starting; asking before that fails to unlock the
+	// default collection, so wait for the keyring file, then for an answer.
+	login := filepath.Join(dir, "data", "keyrings", "login.keyring")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(login); err == nil && probeKeyring(dir) == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Secret Service did not come up: %v", probeKeyring(dir))
+		}
+	}
+}
+
+// TestKeysInSecretService checks the signing key round-trips through a real
+// Secret Service, is readable there by another client (secret-tool), and
+// moves to a file and back with 'hearth keys migrate'.
+func TestKeysInSecretService(t *testing.T) {
+	secretService(t)
+	cfg := Defaults()
+	cfg.DataDir = t.TempDir()
+	cfg.KeyStore = KeyStoreAuto
+
+	st, warn, err := openSecrets(cfg, probeKeyring)
+	if _, ok := st.(keyringStore); err != nil || !ok || warn != "" {
+		t.Fatalf("auto mode with a keyring chose %T (%q, %v)", st, warn, err)
+	}
+	key, created, err := loadOrCreateSigningKey(st)
+	if err != nil || !created {
+		t.Fatalf("create in keyring: %v", err)
+	}
+	// Another Secret Service client sees the same secret.
+	out, err := exec.Command("secret-tool", "lookup", "service", keyringService,
+		"username", keyringStore{cfg.DataDir}.account(signingKeyName)).Output()
+	if err != nil || !strings.HasPrefix(string(out), "ed25519 "+strings.TrimPrefix(key.ID, "ed25519:")) {
+		t.Fatalf("secret-tool lookup: %q %v", out, err)
+	}
+	if _, err := (fileStore{cfg.DataDir}).get(signingKeyName); err == nil {
+		t.Fatal("key also written to a file")
+	}
+
+	if _, err := MigrateKeys(cfg, KeyStoreFile); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (keyringStore{cfg.DataDir}).get(signingKeyName); err != errNoSecret {
+		t.Fatalf("keyring still holds the key after migrating to a file: %v", err)
+	}
+	st, _, _ = openSecrets(cfg, probeKeyring)
+	if k, _, err := loadOrCreateSigningKey(st); err != nil || k.ID != key.ID {
+		t.Fatalf("key after migrating to a file: %v", err)
+	}
+	if _, err := MigrateKeys(cfg, KeyStoreKeyring); err != nil {
+		t.Fatal(err)
+	}
+	cfg.KeyStore = KeyStoreKeyring
+	newID, err := RotateKeys(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, err := KeysStatus(cfg)
+	if err != nil || status.KeyID != newID || len(status.OldKeys) != 1 || status.OldKeys[0] != key.ID ||
+		!strings.Contains(status.Where, "OS keyring") {
+		t.Fatalf("status after migrate back and rotate: %+v %v", status, err)
+	}
+}
