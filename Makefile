@@ -16,16 +16,23 @@ run:
 test: test-go test-interop
 
 # Debian packages the tests need: a private D-Bus session and GNOME
-# Keyring's Secret Service for the OS keyring test.
+# Keyring's Secret Service for the OS keyring test, systemd-analyze to
+# check the service unit, Chromium for the web console test.
+TEST_TOOLS := dbus-daemon gnome-keyring-daemon secret-tool systemd-analyze chromium
 test-deps:
-	@command -v dbus-daemon >/dev/null && command -v gnome-keyring-daemon >/dev/null && command -v secret-tool >/dev/null || \
-	  { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q dbus gnome-keyring libsecret-tools; }
+	@for t in $(TEST_TOOLS); do command -v $$t >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  $(SUDO) apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q dbus gnome-keyring libsecret-tools systemd chromium; \
+	fi
 
+# goolm selects mautrix's pure-Go Olm, so the E2EE test
+# (internal/e2e/crypto_test.go) builds without cgo or libolm.
 test-go: test-deps
-	$(GO) vet ./...
-	$(GO) test -count=1 ./...
+	$(GO) vet -tags goolm ./...
+	$(GO) test -tags goolm -count=1 ./...
 
-test-interop: build
+test-interop: build test-deps
 	cd test/interop && $(NPM) ci --no-audit --no-fund --loglevel=error
 	cd test/interop && HEARTH_BIN=$(CURDIR)/bin/hearth node --test --test-reporter=spec
 

@@ -29,6 +29,10 @@ type Config struct {
 	RoomVersion        string `key:"room_version" help:"Room version for new rooms when the client names none."`
 	MaxRequestBytes    int64  `key:"max_request_bytes" help:"Largest request body the client API reads; larger ones get M_TOO_LARGE."`
 	LogLevel           string `key:"log_level" help:"debug, info, warn or error."`
+
+	// File is the config file that was read (or would be): where the
+	// control API writes settings. It is not itself a setting.
+	File string
 }
 
 // Defaults returns the built-in configuration.
@@ -67,22 +71,22 @@ func defaultDataDir() string {
 	return filepath.Join(home, ".local", "share", "hearth")
 }
 
-// fields lists the config's settable fields in declaration order.
-func fields(c *Config) []struct {
+// field is one settable config key.
+type field struct {
 	key, help string
 	v         reflect.Value
-} {
-	var out []struct {
-		key, help string
-		v         reflect.Value
-	}
+}
+
+// fields lists the config's settable fields in declaration order; fields
+// without a key tag (like File) are not settings.
+func fields(c *Config) []field {
+	var out []field
 	rv := reflect.ValueOf(c).Elem()
 	for i := 0; i < rv.NumField(); i++ {
 		f := rv.Type().Field(i)
-		out = append(out, struct {
-			key, help string
-			v         reflect.Value
-		}{f.Tag.Get("key"), f.Tag.Get("help"), rv.Field(i)})
+		if key := f.Tag.Get("key"); key != "" {
+			out = append(out, field{key, f.Tag.Get("help"), rv.Field(i)})
+		}
 	}
 	return out
 }
@@ -127,6 +131,7 @@ func Load(fs *flag.FlagSet, configFile string, getenv func(string) string) (Conf
 	if !explicit {
 		configFile = filepath.Join(c.DataDir, "hearth.conf")
 	}
+	c.File = configFile
 	if err := c.readFile(configFile, explicit); err != nil {
 		return c, err
 	}

@@ -85,7 +85,9 @@ func TestDefaultsRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c != Defaults() {
+	want := Defaults()
+	want.File = file
+	if c != want {
 		t.Fatalf("defaults file reads back as %+v", c)
 	}
 }

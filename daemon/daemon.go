@@ -39,6 +39,8 @@ type Daemon struct {
 	rooms    *room.Engine
 	server   *http.Server
 	listener net.Listener
+	logs     *LogRing     // recent log lines for the control API
+	control  *http.Server // the control API on the unix socket, if any
 	// stopRequests ends the base context of every request, which is what
 	// cuts /sync long polls short at shutdown; http.Server.Shutdown alone
 	// would wait for them.
@@ -46,8 +48,12 @@ type Daemon struct {
 }
 
 // Start opens everything and begins serving; it returns once the client
-// API accepts connections. out receives the one-time welcome message.
-func Start(cfg Config, out io.Writer) (*Daemon, error) {
+// API accepts connections. out receives the one-time welcome message;
+// logs, if not nil, is the ring the log output is also written to.
+func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
+	if logs == nil {
+		logs = NewLogRing(1000)
+	}
 	secrets, warning, err := openSecrets(cfg, probeKeyring)
 	if err != nil {
 		return nil, err
@@ -70,7 +76,7 @@ func Start(cfg Config, out io.Writer) (*Daemon, error) {
 	db.View(func(tx *store.Tx) error { pos = tx.Pos(); return nil })
 	notifier = stream.New(pos)
 
-	d := &Daemon{cfg: cfg, db: db}
+	d := &Daemon{cfg: cfg, db: db, logs: logs}
 	d.accounts = account.New(db, cfg.ServerName)
 	d.rooms = room.New(db, notifier, room.Config{ServerName: cfg.ServerName, KeyID: key.ID,
 		PrivateKey: key.Key, DefaultVersion: cfg.RoomVersion})
@@ -82,15 +88,26 @@ func Start(cfg Config, out io.Writer) (*Daemon, error) {
 		MaxBodyBytes: cfg.MaxRequestBytes, Registration: cfg.Registration,
 		RegistrationTokens: splitList(cfg.RegistrationTokens), Version: Version,
 	})
+	ctl, err := d.startControl(secrets, secrets.where(), warning)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	root := http.NewServeMux()
+	root.Handle("/_hearth/", ctl)
+	root.Handle("/", api)
 	ln, err := net.Listen("tcp", cfg.ClientListen)
 	if err != nil {
+		if d.control != nil {
+			d.control.Close()
+		}
 		db.Close()
 		return nil, fmt.Errorf("client listener: %w", err)
 	}
 	d.listener = ln
 	base, cancel := context.WithCancel(context.Background())
 	d.stopRequests = cancel
-	d.server = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second,
+	d.server = &http.Server{Handler: root, ReadHeaderTimeout: 10 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return base },
 		ErrorLog:    slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn)}
 	go func() {
@@ -112,6 +129,9 @@ func (d *Daemon) Stop(ctx context.Context) error {
 	d.stopRequests()
 	d.server.Shutdown(ctx)
 	d.server.Close()
+	if d.control != nil {
+		d.control.Close()
+	}
 	return d.db.Close()
 }
 

@@ -6,14 +6,12 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -25,23 +23,31 @@ const usage = `Hearth — a personal Matrix homeserver.
 Usage:
   hearth run [flags]                    run the daemon in the foreground
   hearth config defaults                print the default config, commented
+  hearth status [--json]                the running daemon's state
+  hearth logs [--lines N]               its recent log lines
+  hearth open [console] [--print]       open the web console, logged in
+  hearth config get [KEY] [--json]      settings of the running daemon
+  hearth config set KEY VALUE           store a setting (applies on restart)
   hearth account add NAME [--password P]
   hearth account passwd NAME [--password P]
   hearth account list
   hearth keys status [--json]           where the signing key is, and its ID
   hearth keys migrate --to keyring|file move secrets between OS keyring and file
   hearth keys rotate                    new signing key; the old one is kept as old_verify_keys
+  hearth service install|uninstall|start|stop   run Hearth at login (systemd user unit, LaunchAgent)
   hearth version
 
 Every subcommand takes --data-dir and --config, and every config key as a
-flag (see 'hearth config defaults').
+flag (see 'hearth config defaults'). Exit codes: 0 success, 1 failure,
+2 bad usage or config, 3 Hearth is running (stop it first), 4 Hearth is not
+running (start it first).
 `
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// Exit codes: 0 ok, 1 runtime failure, 2 bad usage or config.
+// Exit codes: see usage.
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
@@ -60,10 +66,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 			daemon.WriteDefaults(bufio.NewWriter(stdout))
 			return 0
 		}
+		return configCmd(rest, stdout, stderr)
+	case "status":
+		return statusCmd(rest, stdout, stderr)
+	case "logs":
+		return logsCmd(rest, stdout, stderr)
+	case "open":
+		return openCmd(rest, stdout, stderr)
 	case "account":
 		return accountCmd(rest, stdout, stderr)
 	case "keys":
 		return keysCmd(rest, stdout, stderr)
+	case "service":
+		return serviceCmd(rest, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "hearth", daemon.Version)
 		return 0
@@ -98,12 +113,13 @@ func loadConfig(name string, args []string, stderr io.Writer, extra func(*flag.F
 func runDaemon(cfg daemon.Config, stdout, stderr io.Writer) int {
 	var level slog.Level
 	level.UnmarshalText([]byte(cfg.LogLevel))
-	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})))
+	logs := daemon.NewLogRing(1000)
+	slog.SetDefault(slog.New(slog.NewTextHandler(io.MultiWriter(stderr, logs), &slog.HandlerOptions{Level: level})))
 	// Catch signals before Start: once it logs that it is ready a SIGTERM
 	// must mean a clean stop, not the default kill.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	d, err := daemon.Start(cfg, stdout)
+	d, err := daemon.Start(cfg, stdout, logs)
 	if err != nil {
 		fmt.Fprintln(stderr, "hearth:", err)
 		return 1
@@ -115,60 +131,6 @@ func runDaemon(cfg daemon.Config, stdout, stderr io.Writer) int {
 	if err := d.Stop(sctx); err != nil {
 		fmt.Fprintln(stderr, "hearth: shutdown:", err)
 		return 1
-	}
-	return 0
-}
-
-func accountCmd(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	sub, rest := args[0], args[1:]
-	var name string
-	if sub != "list" {
-		if len(rest) == 0 || strings.HasPrefix(rest[0], "-") {
-			fmt.Fprintf(stderr, "hearth account %s: NAME is required\n", sub)
-			return 2
-		}
-		name, rest = rest[0], rest[1:]
-	}
-	var password *string
-	cfg, code := loadConfig("account "+sub, rest, stderr, func(fs *flag.FlagSet) {
-		password = fs.String("password", "", "the password (default: a random one, printed)")
-	})
-	if code != 0 {
-		return code
-	}
-	var err error
-	var pw string
-	switch sub {
-	case "add":
-		pw, err = daemon.AddAccount(cfg, name, *password)
-	case "passwd":
-		pw, err = daemon.SetPassword(cfg, name, *password)
-	case "list":
-		var ids []string
-		ids, err = daemon.ListAccounts(cfg)
-		for _, id := range ids {
-			fmt.Fprintln(stdout, id)
-		}
-	default:
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	if err != nil {
-		fmt.Fprintln(stderr, "hearth:", err)
-		if errors.Is(err, daemon.ErrRunning) {
-			return 3
-		}
-		return 1
-	}
-	if sub != "list" {
-		fmt.Fprintf(stdout, "@%s:%s\n", name, cfg.ServerName)
-		if *password == "" {
-			fmt.Fprintf(stdout, "password: %s\n", pw)
-		}
 	}
 	return 0
 }
@@ -218,11 +180,7 @@ func keysCmd(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "hearth:", err)
-		if errors.Is(err, daemon.ErrRunning) {
-			return 3
-		}
-		return 1
+		return fail(stderr, err)
 	}
 	return 0
 }

@@ -1,0 +1,241 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os/exec"
+	"runtime"
+	"sort"
+	"time"
+
+	"github.com/hearth-chat/hearth/daemon"
+	"github.com/hearth-chat/hearth/localapi/controlclient"
+)
+
+type ctlClient = *controlclient.Client
+
+// withControl runs fn against the running daemon's control API.
+func withControl(cfg daemon.Config, fn func(ctlClient) error) error {
+	ep, err := daemon.Control(cfg)
+	if err != nil {
+		return err
+	}
+	return fn(controlclient.New(ep.Addr, ep.Socket, ep.Secret))
+}
+
+// fail prints err and returns the exit code that says what kind it is.
+func fail(stderr io.Writer, err error) int {
+	fmt.Fprintln(stderr, "hearth:", err)
+	switch {
+	case errors.Is(err, daemon.ErrRunning):
+		return 3
+	case errors.Is(err, controlclient.ErrNotRunning):
+		return 4
+	}
+	return 1
+}
+
+func printJSON(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func statusCmd(args []string, stdout, stderr io.Writer) int {
+	var asJSON *bool
+	cfg, code := loadConfig("status", args, stderr, func(fs *flag.FlagSet) {
+		asJSON = fs.Bool("json", false, "print JSON")
+	})
+	if code != 0 {
+		return code
+	}
+	err := withControl(cfg, func(c ctlClient) error {
+		st, err := c.Status(context.Background())
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			printJSON(stdout, st)
+			return nil
+		}
+		fmt.Fprintf(stdout, "Hearth %s, up %s\nserver name  %s\nclient API   %s\naccounts     %d\nstorage      %.1f MiB\nfederation   %s\nkeys         %s\n",
+			st.Version, (time.Duration(st.UptimeSeconds) * time.Second).String(), st.ServerName, st.Listeners["client"],
+			st.Accounts, float64(st.StorageBytes)/(1<<20), onOff(st.Federation), st.KeyStore)
+		if st.KeyStoreWarning != "" {
+			fmt.Fprintln(stdout, "warning      "+st.KeyStoreWarning)
+		}
+		return nil
+	})
+	if err != nil {
+		return fail(stderr, err)
+	}
+	return 0
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+func logsCmd(args []string, stdout, stderr io.Writer) int {
+	var lines *int
+	cfg, code := loadConfig("logs", args, stderr, func(fs *flag.FlagSet) {
+		lines = fs.Int("lines", 100, "how many recent lines")
+	})
+	if code != 0 {
+		return code
+	}
+	err := withControl(cfg, func(c ctlClient) error {
+		out, err := c.Logs(context.Background(), *lines)
+		for _, l := range out {
+			fmt.Fprintln(stdout, l)
+		}
+		return err
+	})
+	if err != nil {
+		return fail(stderr, err)
+	}
+	return 0
+}
+
+// configCmd reads and writes the running daemon's settings.
+func configCmd(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] != "get" && args[0] != "set") {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	sub, rest := args[0], args[1:]
+	var pos []string
+	for len(rest) > 0 && len(rest[0]) > 0 && rest[0][0] != '-' {
+		pos, rest = append(pos, rest[0]), rest[1:]
+	}
+	var asJSON *bool
+	cfg, code := loadConfig("config "+sub, rest, stderr, func(fs *flag.FlagSet) {
+		asJSON = fs.Bool("json", false, "print JSON")
+	})
+	if code != 0 {
+		return code
+	}
+	if (sub == "set" && len(pos) != 2) || (sub == "get" && len(pos) > 1) {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	err := withControl(cfg, func(c ctlClient) error {
+		if sub == "set" {
+			if err := c.SetConfig(context.Background(), pos[0], pos[1]); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%s = %s (restart Hearth to apply)\n", pos[0], pos[1])
+			return nil
+		}
+		all, err := c.Config(context.Background())
+		if err != nil {
+			return err
+		}
+		if len(pos) == 1 {
+			v, ok := all[pos[0]]
+			if !ok {
+				return fmt.Errorf("unknown config key %s", pos[0])
+			}
+			all = map[string]string{pos[0]: v}
+		}
+		if *asJSON {
+			printJSON(stdout, all)
+			return nil
+		}
+		keys := make([]string, 0, len(all))
+		for k := range all {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(stdout, "%s = %s\n", k, all[k])
+		}
+		return nil
+	})
+	if err != nil {
+		return fail(stderr, err)
+	}
+	return 0
+}
+
+func serviceCmd(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	action := daemon.ServiceAction(args[0])
+	switch action {
+	case daemon.ServiceInstall, daemon.ServiceUninstall, daemon.ServiceStart, daemon.ServiceStop:
+	default:
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var noManage *bool
+	cfg, code := loadConfig("service "+args[0], args[1:], stderr, func(fs *flag.FlagSet) {
+		noManage = fs.Bool("files-only", false, "only write or remove the service file; do not call the service manager")
+	})
+	if code != 0 {
+		return code
+	}
+	path, err := daemon.Service(cfg, action, !*noManage)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	fmt.Fprintf(stdout, "%s: done (%s)\n", action, path)
+	return 0
+}
+
+// openCmd opens the web console in the browser, logged in through a
+// one-time link; with --print it only prints the link.
+func openCmd(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "console" {
+		args = args[1:]
+	}
+	var printOnly *bool
+	cfg, code := loadConfig("open", args, stderr, func(fs *flag.FlagSet) {
+		printOnly = fs.Bool("print", false, "print the link instead of opening a browser")
+	})
+	if code != 0 {
+		return code
+	}
+	err := withControl(cfg, func(c ctlClient) error {
+		path, err := c.ConsoleLink(context.Background())
+		if err != nil {
+			return err
+		}
+		link := "http://" + cfg.ClientListen + path
+		fmt.Fprintln(stdout, link)
+		if !*printOnly {
+			openBrowser(link)
+		}
+		return nil
+	})
+	if err != nil {
+		return fail(stderr, err)
+	}
+	return 0
+}
+
+// openBrowser asks the desktop to open url; failing quietly is fine, the
+// link is printed.
+func openBrowser(url string) {
+	var cmd *exec.Cmd
+	switch runtime.GOOS {
+	case "darwin":
+		cmd = exec.Command("open", url)
+	case "windows":
+		cmd = exec.Command("rundll32", "url.dll,FileProtocolHandler", url)
+	default:
+		cmd = exec.Command("xdg-open", url)
+	}
+	if cmd.Start() == nil {
+		go cmd.Wait()
+	}
+}

@@ -1,0 +1,238 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hearth-chat/hearth/internal/account"
+	"github.com/hearth-chat/hearth/internal/matrixerr"
+	"github.com/hearth-chat/hearth/localapi/control"
+)
+
+// controlSecretName is the secret the CLI and tray present to the control
+// API. It lives in the same store as the signing key.
+const controlSecretName = "control.secret"
+
+// controlSocket is the control API's unix socket in the data dir.
+const controlSocket = "control.sock"
+
+// ControlEndpoint is how a client on this machine reaches a daemon's
+// control API: its loopback address, its socket and the credential.
+type ControlEndpoint struct {
+	Addr, Socket, Secret string
+}
+
+// Control returns the control endpoint of the daemon configured by cfg
+// (running or not). A daemon that has never started has no secret yet.
+func Control(cfg Config) (ControlEndpoint, error) {
+	store, _, err := openSecrets(cfg, probeKeyring)
+	if err != nil {
+		return ControlEndpoint{}, err
+	}
+	secret, err := store.get(controlSecretName)
+	if errors.Is(err, errNoSecret) {
+		err = fmt.Errorf("no control credential yet: start Hearth once with 'hearth run'")
+	}
+	return ControlEndpoint{Addr: cfg.ClientListen, Socket: filepath.Join(cfg.DataDir, controlSocket), Secret: secret}, err
+}
+
+// LogRing keeps the last lines the daemon logged, for 'hearth logs' and
+// the console. It is an io.Writer placed beside the log output.
+type LogRing struct {
+	mu    sync.Mutex
+	lines []string
+	next  int
+	full  bool
+}
+
+// NewLogRing keeps up to n lines.
+func NewLogRing(n int) *LogRing { return &LogRing{lines: make([]string, n)} }
+
+func (l *LogRing) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		l.lines[l.next] = line
+		l.next = (l.next + 1) % len(l.lines)
+		l.full = l.full || l.next == 0
+	}
+	return len(p), nil
+}
+
+// Tail returns the last n lines, oldest first.
+func (l *LogRing) Tail(n int) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	all := append([]string(nil), l.lines[:l.next]...)
+	if l.full {
+		all = append(append([]string(nil), l.lines[l.next:]...), all...)
+	}
+	if n < len(all) {
+		all = all[len(all)-n:]
+	}
+	return all
+}
+
+// controlBackend answers the control API from the running daemon.
+type controlBackend struct {
+	d       *Daemon
+	started time.Time
+	keys    string // where the secrets are, for status
+	warning string
+}
+
+func (b *controlBackend) Status() control.Status {
+	users, _ := b.d.accounts.List()
+	return control.Status{
+		Version: Version, UptimeSeconds: int64(time.Since(b.started).Seconds()), ServerName: b.d.cfg.ServerName,
+		Listeners:   map[string]string{"client": "http://" + b.d.Addr(), "control_socket": filepath.Join(b.d.cfg.DataDir, controlSocket)},
+		QueueDepths: map[string]int{}, StorageBytes: b.d.db.Size(), Accounts: len(users),
+		KeyStore: b.keys, KeyStoreWarning: b.warning,
+	}
+}
+
+func (b *controlBackend) Accounts() ([]string, error) {
+	users, err := b.d.accounts.List()
+	ids := make([]string, len(users))
+	for i, u := range users {
+		ids[i] = b.d.accounts.UserID(u.Localpart)
+	}
+	return ids, err
+}
+
+func (b *controlBackend) AddAccount(name, password string) (string, string, error) {
+	if password == "" {
+		password = account.RandomString(12)
+	}
+	if err := b.d.accounts.Create(context.Background(), name, password, false); err != nil {
+		return "", "", controlError("name", err)
+	}
+	return b.d.accounts.UserID(name), password, nil
+}
+
+func (b *controlBackend) SetPassword(name, password string) (string, error) {
+	if password == "" {
+		password = account.RandomString(12)
+	}
+	if err := b.d.accounts.SetPassword(context.Background(), name, password, true, ""); err != nil {
+		return "", controlError("name", err)
+	}
+	return password, nil
+}
+
+// controlError turns a Matrix error from a service into a control error
+// that names the field at fault.
+func controlError(field string, err error) error {
+	var me *matrixerr.Error
+	if errors.As(err, &me) {
+		return &control.Error{Status: me.Status, Code: strings.ToLower(strings.TrimPrefix(me.Code, "M_")), Message: me.Message, Field: field}
+	}
+	return err
+}
+
+func (b *controlBackend) Config() map[string]string {
+	out := map[string]string{}
+	cfg := b.d.cfg
+	for _, f := range fields(&cfg) {
+		out[f.key] = fmt.Sprint(f.v.Interface())
+	}
+	return out
+}
+
+// SetConfig checks the new value as a whole config would be checked at
+// start, then writes it to the config file, keeping the file's comments
+// and other lines. The running daemon keeps its config until restarted.
+func (b *controlBackend) SetConfig(key, value string) error {
+	next := b.d.cfg
+	var target *field
+	for _, f := range fields(&next) {
+		if f.key == key {
+			target = &f
+		}
+	}
+	if target == nil {
+		return control.BadRequest(key, "unknown config key "+key)
+	}
+	if err := setField(target.v, value); err != nil {
+		return control.BadRequest(key, err.Error())
+	}
+	if err := next.Validate(); err != nil {
+		return control.BadRequest(key, err.Error())
+	}
+	return writeConfigValue(b.d.cfg.File, key, value)
+}
+
+func (b *controlBackend) Logs(n int) []string { return b.d.logs.Tail(n) }
+
+func (b *controlBackend) LoginToken(name string) (string, error) {
+	lp := name
+	if strings.HasPrefix(name, "@") {
+		lp = b.d.accounts.Localpart(name)
+	}
+	if u, err := b.d.accounts.Get(lp); err != nil || u == nil {
+		return "", control.BadRequest("user", "no local user "+name)
+	}
+	return b.d.accounts.CreateLoginToken(context.Background(), lp, 2*time.Minute)
+}
+
+// writeConfigValue sets key = value in the config file, replacing the
+// key's line or appending one; the file is replaced atomically.
+func writeConfigValue(path, key, value string) error {
+	old, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("read config: %w", err)
+	}
+	var out []string
+	done := false
+	for _, line := range strings.Split(strings.TrimRight(string(old), "\n"), "\n") {
+		if k, _, ok := strings.Cut(line, "="); ok && strings.TrimSpace(k) == key && !strings.HasPrefix(strings.TrimSpace(line), "#") {
+			line, done = key+" = "+value, true
+		}
+		if line != "" || len(out) > 0 {
+			out = append(out, line)
+		}
+	}
+	if !done {
+		out = append(out, key+" = "+value)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strings.Join(out, "\n")+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write config: %w", err)
+	}
+	return os.Rename(tmp, path)
+}
+
+// startControl makes the control credential if needed, serves the control
+// API on the unix socket, and returns the handler to mount at /_hearth/ on
+// the loopback listener.
+func (d *Daemon) startControl(secrets secretStore, keysWhere, warning string) (http.Handler, error) {
+	secret, err := secrets.get(controlSecretName)
+	if errors.Is(err, errNoSecret) {
+		secret = account.RandomString(32)
+		err = secrets.set(controlSecretName, secret)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("control credential: %w", err)
+	}
+	ctl := control.New(&controlBackend{d: d, started: time.Now(), keys: keysWhere, warning: warning}, secret)
+	sock := filepath.Join(d.cfg.DataDir, controlSocket)
+	os.Remove(sock) // a stale socket from a crash; the data file lock says we are the only daemon
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		slog.Warn("control socket unavailable; the control API is on the loopback listener only", "err", err)
+		return ctl, nil
+	}
+	os.Chmod(sock, 0o600)
+	d.control = &http.Server{Handler: ctl.OverSocket(), ReadHeaderTimeout: 10 * time.Second}
+	go d.control.Serve(ln)
+	return ctl, nil
+}

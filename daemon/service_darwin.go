@@ -1,0 +1,55 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/hearth-chat/hearth/packaging"
+)
+
+// Service installs, removes, starts or stops Hearth as a LaunchAgent in
+// ~/Library/LaunchAgents. With manage false launchctl is not called.
+func Service(cfg Config, action ServiceAction, manage bool) (string, error) {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(home, "Library", "LaunchAgents", "org.hearth.daemon.plist")
+	ctl := func(args ...string) error {
+		if !manage {
+			return nil
+		}
+		return runTool("launchctl", args...)
+	}
+	switch action {
+	case ServiceInstall:
+		args, err := serviceArgs(cfg)
+		if err != nil {
+			return "", err
+		}
+		plist, err := packaging.LaunchAgent(packaging.Service{Args: args, Log: filepath.Join(cfg.DataDir, "hearth.log")})
+		if err != nil {
+			return "", err
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(path, plist, 0o644); err != nil {
+			return "", fmt.Errorf("write %s: %w", path, err)
+		}
+		return path, ctl("load", "-w", path)
+	case ServiceUninstall:
+		ctl("unload", "-w", path)
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return path, err
+		}
+		return path, nil
+	case ServiceStart:
+		return path, ctl("start", "org.hearth.daemon")
+	case ServiceStop:
+		return path, ctl("stop", "org.hearth.daemon")
+	}
+	return "", fmt.Errorf("unknown service action %q", action)
+}

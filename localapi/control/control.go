@@ -1,0 +1,291 @@
+// Package control serves Hearth's control API, /_hearth/v1, which the CLI,
+// the tray and the web console use to manage the daemon. It lives on the
+// loopback listener beside the Matrix API and on a unix socket in the data
+// dir. Every request needs the per-install secret, and browser requests
+// must come from the daemon's own origin, so neither other local users nor
+// web pages (including through DNS rebinding) can drive it.
+package control
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// Status is the daemon's state as the CLI and tray show it.
+type Status struct {
+	Version         string            `json:"version"`
+	UptimeSeconds   int64             `json:"uptime_seconds"`
+	ServerName      string            `json:"server_name"`
+	Listeners       map[string]string `json:"listeners"`
+	Federation      bool              `json:"federation"`
+	Peers           int               `json:"peers"`
+	QueueDepths     map[string]int    `json:"queue_depths"`
+	StorageBytes    int64             `json:"storage_bytes"`
+	Accounts        int               `json:"accounts"`
+	KeyStore        string            `json:"key_store"`
+	KeyStoreWarning string            `json:"key_store_warning,omitempty"`
+}
+
+// Backend is what the control API asks of the daemon.
+type Backend interface {
+	Status() Status
+	Accounts() ([]string, error)
+	AddAccount(name, password string) (userID, usedPassword string, err error)
+	SetPassword(name, password string) (usedPassword string, err error)
+	Config() map[string]string
+	// SetConfig validates and stores one setting; it applies on restart.
+	SetConfig(key, value string) error
+	Logs(n int) []string
+	// LoginToken makes a single-use m.login.token for a local user.
+	LoginToken(name string) (string, error)
+}
+
+// Error is the control API's error body.
+type Error struct {
+	Status  int    `json:"-"`
+	Code    string `json:"code"`
+	Message string `json:"error"`
+	Field   string `json:"field,omitempty"` // the config key or body field at fault
+}
+
+func (e *Error) Error() string {
+	if e.Field != "" {
+		return e.Field + ": " + e.Message
+	}
+	return e.Message
+}
+
+// Server is the control API handler.
+type Server struct {
+	backend  Backend
+	secret   string
+	mux      *http.ServeMux
+	sessions *sessions
+}
+
+// New returns the handler; secret is the per-install credential.
+func New(b Backend, secret string) *Server {
+	s := &Server{backend: b, secret: secret, mux: http.NewServeMux(), sessions: newSessions()}
+	s.mux.HandleFunc("GET /_hearth/v1/status", s.status)
+	s.mux.HandleFunc("GET /_hearth/v1/accounts", s.accounts)
+	s.mux.HandleFunc("POST /_hearth/v1/accounts", s.addAccount)
+	s.mux.HandleFunc("POST /_hearth/v1/accounts/{name}/password", s.setPassword)
+	s.mux.HandleFunc("GET /_hearth/v1/config", s.config)
+	s.mux.HandleFunc("PUT /_hearth/v1/config/{key}", s.setConfig)
+	s.mux.HandleFunc("GET /_hearth/v1/logs", s.logs)
+	s.mux.HandleFunc("POST /_hearth/v1/open", s.open)
+	s.mux.HandleFunc("POST /_hearth/v1/console", s.consoleLink)
+	s.mux.HandleFunc("GET /_hearth/{$}", s.consolePage)
+	s.mux.HandleFunc("GET /_hearth/qr.png", s.qrCode)
+	s.mux.HandleFunc("/_hearth/v1/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such control endpoint"})
+	})
+	return s
+}
+
+// ServeHTTP checks where the request comes from and its credential.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := checkOrigin(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	if r.URL.Path == "/_hearth/login" && r.Method == http.MethodGet {
+		s.consoleLogin(w, r)
+		return
+	}
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	authed := ok && subtle.ConstantTimeCompare([]byte(token), []byte(s.secret)) == 1
+	// The console's session may read and act, but not mint more links.
+	if !authed && !(s.sessions.valid(r) && r.URL.Path != "/_hearth/v1/console") {
+		if r.URL.Path == "/_hearth/" {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte("Open the console with 'hearth open console'.\n"))
+			return
+		}
+		writeError(w, &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "missing or wrong control credential"})
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	s.mux.ServeHTTP(w, r)
+}
+
+type socketKey struct{}
+
+// OverSocket is the handler for the unix socket. The socket file's 0600
+// mode already keeps other users out, and no browser can reach it, so the
+// host and origin checks do not apply; the credential still does.
+func (s *Server) OverSocket() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), socketKey{}, true)))
+	})
+}
+
+// checkOrigin refuses requests whose Host is not a loopback name — a DNS
+// rebinding page reaches 127.0.0.1 under its own host name — and browser
+// requests from any origin but the daemon's own.
+func checkOrigin(r *http.Request) *Error {
+	if r.Context().Value(socketKey{}) != nil {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		host = r.Host
+	}
+	if !isLoopbackName(host) {
+		return &Error{Status: http.StatusForbidden, Code: "bad_host", Message: "the control API only answers to localhost"}
+	}
+	if origin := r.Header.Get("Origin"); origin != "" && origin != "http://"+r.Host {
+		return &Error{Status: http.StatusForbidden, Code: "bad_origin", Message: "cross-origin requests are refused"}
+	}
+	return nil
+}
+
+func isLoopbackName(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	var ce *Error
+	if !errors.As(err, &ce) {
+		slog.Error("control API", "err", err)
+		ce = &Error{Status: http.StatusInternalServerError, Code: "internal", Message: err.Error()}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(ce.Status)
+	json.NewEncoder(w).Encode(ce)
+}
+
+// BadRequest is a control error for invalid input, naming the field.
+func BadRequest(field, message string) *Error {
+	return &Error{Status: http.StatusBadRequest, Code: "bad_request", Message: message, Field: field}
+}
+
+func readBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return BadRequest("", "body is not the expected JSON object: "+err.Error())
+	}
+	return nil
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.backend.Status()) }
+
+func (s *Server) accounts(w http.ResponseWriter, r *http.Request) {
+	ids, err := s.backend.Accounts()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, map[string]any{"accounts": ids})
+}
+
+func (s *Server) addAccount(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Name     string `json:"name"`
+		Password string `json:"password"`
+	}
+	if err := readBody(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if req.Name == "" {
+		writeError(w, BadRequest("name", "name is required"))
+		return
+	}
+	id, pw, err := s.backend.AddAccount(req.Name, req.Password)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	resp := map[string]any{"user_id": id}
+	if req.Password == "" {
+		resp["password"] = pw
+	}
+	writeJSON(w, resp)
+}
+
+func (s *Server) setPassword(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Password string `json:"password"`
+	}
+	if err := readBody(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	pw, err := s.backend.SetPassword(r.PathValue("name"), req.Password)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	resp := map[string]any{}
+	if req.Password == "" {
+		resp["password"] = pw
+	}
+	writeJSON(w, resp)
+}
+
+func (s *Server) config(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.backend.Config()) }
+
+func (s *Server) setConfig(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Value string `json:"value"`
+	}
+	if err := readBody(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := s.backend.SetConfig(r.PathValue("key"), req.Value); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, map[string]any{"restart_required": true})
+}
+
+func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
+	n := 100
+	if v := r.URL.Query().Get("lines"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			writeError(w, BadRequest("lines", "lines must be a positive integer"))
+			return
+		}
+	}
+	writeJSON(w, map[string]any{"lines": s.backend.Logs(n)})
+}
+
+// open makes a one-time login token so the CLI or tray can open a client
+// already logged in.
+func (s *Server) open(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		User string `json:"user"`
+	}
+	if err := readBody(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	tok, err := s.backend.LoginToken(req.User)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, map[string]any{"login_token": tok})
+}

@@ -1,0 +1,151 @@
+// Package controlclient is the Go client of Hearth's control API, used by
+// the CLI and the tray. It talks over the daemon's unix socket when there
+// is one and over loopback HTTP otherwise.
+package controlclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/hearth-chat/hearth/localapi/control"
+)
+
+// ErrNotRunning means no daemon answered.
+var ErrNotRunning = errors.New("Hearth is not running")
+
+// Client calls one daemon's control API.
+type Client struct {
+	base   string
+	secret string
+	http   *http.Client
+}
+
+// New returns a client for the daemon at addr (host:port), preferring the
+// unix socket at socketPath when it exists.
+func New(addr, socketPath, secret string) *Client {
+	c := &Client{base: "http://" + addr, secret: secret, http: &http.Client{Timeout: 30 * time.Second}}
+	if socketPath != "" {
+		if _, err := os.Stat(socketPath); err == nil {
+			c.base = "http://hearth"
+			c.http.Transport = &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", socketPath)
+			}}
+		}
+	}
+	return c
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.secret)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
+			return ErrNotRunning
+		}
+		return fmt.Errorf("control API: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		ce := &control.Error{Status: resp.StatusCode}
+		if json.NewDecoder(resp.Body).Decode(ce) != nil || ce.Code == "" {
+			return fmt.Errorf("control API: HTTP %d", resp.StatusCode)
+		}
+		return ce
+	}
+	if out == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// Status returns the daemon's status.
+func (c *Client) Status(ctx context.Context) (*control.Status, error) {
+	var st control.Status
+	return &st, c.do(ctx, http.MethodGet, "/_hearth/v1/status", nil, &st)
+}
+
+// Accounts lists local user IDs.
+func (c *Client) Accounts(ctx context.Context) ([]string, error) {
+	var out struct{ Accounts []string }
+	err := c.do(ctx, http.MethodGet, "/_hearth/v1/accounts", nil, &out)
+	return out.Accounts, err
+}
+
+// AddAccount creates an account; an empty password makes a random one,
+// which is returned.
+func (c *Client) AddAccount(ctx context.Context, name, password string) (userID, usedPassword string, err error) {
+	var out struct {
+		UserID   string `json:"user_id"`
+		Password string `json:"password"`
+	}
+	err = c.do(ctx, http.MethodPost, "/_hearth/v1/accounts", map[string]string{"name": name, "password": password}, &out)
+	return out.UserID, out.Password, err
+}
+
+// SetPassword changes a password; an empty one makes a random one.
+func (c *Client) SetPassword(ctx context.Context, name, password string) (string, error) {
+	var out struct{ Password string }
+	err := c.do(ctx, http.MethodPost, "/_hearth/v1/accounts/"+url.PathEscape(name)+"/password",
+		map[string]string{"password": password}, &out)
+	return out.Password, err
+}
+
+// Config returns every setting as the daemon runs with it.
+func (c *Client) Config(ctx context.Context) (map[string]string, error) {
+	out := map[string]string{}
+	return out, c.do(ctx, http.MethodGet, "/_hearth/v1/config", nil, &out)
+}
+
+// SetConfig stores one setting; it applies when the daemon restarts.
+func (c *Client) SetConfig(ctx context.Context, key, value string) error {
+	return c.do(ctx, http.MethodPut, "/_hearth/v1/config/"+url.PathEscape(key), map[string]string{"value": value}, nil)
+}
+
+// Logs returns the last n log lines.
+func (c *Client) Logs(ctx context.Context, n int) ([]string, error) {
+	var out struct{ Lines []string }
+	err := c.do(ctx, http.MethodGet, fmt.Sprintf("/_hearth/v1/logs?lines=%d", n), nil, &out)
+	return out.Lines, err
+}
+
+// LoginToken makes a single-use login token for a local user.
+func (c *Client) LoginToken(ctx context.Context, user string) (string, error) {
+	var out struct {
+		LoginToken string `json:"login_token"`
+	}
+	err := c.do(ctx, http.MethodPost, "/_hearth/v1/open", map[string]string{"user": user}, &out)
+	return out.LoginToken, err
+}
+
+// ConsoleLink returns the path of a one-time login link for the web
+// console, relative to the daemon's address.
+func (c *Client) ConsoleLink(ctx context.Context) (string, error) {
+	var out struct {
+		Path string `json:"path"`
+	}
+	err := c.do(ctx, http.MethodPost, "/_hearth/v1/console", map[string]string{}, &out)
+	return out.Path, err
+}

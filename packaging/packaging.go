@@ -1,0 +1,60 @@
+// Package packaging holds the files that install Hearth as a per-user
+// service — a systemd user unit on Linux, a LaunchAgent on macOS — and
+// renders them for one binary and data dir. The Windows autostart entry is
+// a registry value and needs no template.
+package packaging
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	"html"
+	"strings"
+	"text/template"
+)
+
+//go:embed systemd/hearth.service launchd/org.hearth.plist
+var files embed.FS
+
+// Service describes what the service runs.
+type Service struct {
+	Args []string // the binary and its arguments: [/path/hearth run --data-dir …]
+	Log  string   // where launchd writes standard error
+}
+
+// SystemdUnit renders the systemd user unit.
+func SystemdUnit(s Service) ([]byte, error) {
+	quoted := make([]string, len(s.Args))
+	for i, a := range s.Args {
+		quoted[i] = systemdQuote(a)
+	}
+	return render("systemd/hearth.service", map[string]any{"Exec": strings.Join(quoted, " ")})
+}
+
+// LaunchAgent renders the macOS LaunchAgent property list.
+func LaunchAgent(s Service) ([]byte, error) {
+	args := make([]string, len(s.Args))
+	for i, a := range s.Args {
+		args[i] = html.EscapeString(a)
+	}
+	return render("launchd/org.hearth.plist", map[string]any{"Args": args, "Log": html.EscapeString(s.Log)})
+}
+
+func render(name string, data any) ([]byte, error) {
+	t, err := template.ParseFS(files, name)
+	if err != nil {
+		return nil, fmt.Errorf("packaging: %s: %w", name, err)
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, data); err != nil {
+		return nil, fmt.Errorf("packaging: %s: %w", name, err)
+	}
+	return b.Bytes(), nil
+}
+
+// systemdQuote quotes one ExecStart word (systemd.syntax(7)): double
+// quotes, with backslash, quote and the specifier character escaped.
+func systemdQuote(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `%`, `%%`, "$", "$$")
+	return `"` + r.Replace(s) + `"`
+}
