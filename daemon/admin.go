@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hearth-chat/hearth/internal/account"
+	"github.com/hearth-chat/hearth/internal/keys"
 	"github.com/hearth-chat/hearth/internal/store"
 )
 
@@ -43,13 +44,27 @@ func SetPassword(cfg Config, name, password string) (string, error) {
 	if password == "" {
 		password = account.RandomString(12)
 	}
-	err := withAccounts(cfg, func(a *account.Accounts) error {
-		return a.SetPassword(context.Background(), name, password, true, "")
+	err := whileStopped(cfg, func(db *store.DB) error {
+		a := account.New(db, cfg.ServerName)
+		dropped, err := a.SetPassword(context.Background(), name, password, true, "")
+		if err != nil {
+			return err
+		}
+		return dropKeys(keys.New(db, cfg.ServerName), a.UserID(name), dropped)
 	})
 	if err != nil {
 		return "", fmt.Errorf("set password of %s: %w", name, err)
 	}
 	return password, nil
+}
+
+// dropKeys deletes the E2EE keys and to-device queues of logged-out
+// devices.
+func dropKeys(k *keys.Service, userID string, devices []string) error {
+	if len(devices) == 0 {
+		return nil // an empty list would mean every device to DeleteDevices
+	}
+	return k.DeleteDevices(context.Background(), userID, devices)
 }
 
 // ListAccounts returns the user IDs of every local account.

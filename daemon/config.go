@@ -28,6 +28,9 @@ type Config struct {
 	KeyStore           string `key:"key_store" help:"Where secrets (the signing key) live: auto (the OS keyring if one answers, else a 0600 file in the data dir), keyring (refuse to start without one) or file."`
 	RoomVersion        string `key:"room_version" help:"Room version for new rooms when the client names none."`
 	MaxRequestBytes    int64  `key:"max_request_bytes" help:"Largest request body the client API reads; larger ones get M_TOO_LARGE."`
+	MaxUploadBytes     int64  `key:"max_upload_bytes" help:"Largest media upload in bytes; larger ones get M_TOO_LARGE (checked from Content-Length and while reading)."`
+	MediaQuotaBytes    int64  `key:"media_quota_bytes" help:"Total bytes of media one user may upload; 0 means no quota. Over it, uploads get 403 M_FORBIDDEN."`
+	URLPreviews        string `key:"url_previews" help:"on or off: whether the server fetches web pages for link previews. Private and loopback addresses are always refused."`
 	LogLevel           string `key:"log_level" help:"debug, info, warn or error."`
 
 	// File is the config file that was read (or would be): where the
@@ -49,6 +52,8 @@ func Defaults() Config {
 		KeyStore:        KeyStoreAuto,
 		RoomVersion:     "10",
 		MaxRequestBytes: 1 << 20,
+		MaxUploadBytes:  50 << 20,
+		URLPreviews:     "off",
 		LogLevel:        "info",
 	}
 }
@@ -217,6 +222,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxRequestBytes < 65536 {
 		return fmt.Errorf("max_request_bytes must be at least 65536 (one event)")
+	}
+	if c.MaxUploadBytes < 1 || c.MediaQuotaBytes < 0 {
+		return fmt.Errorf("max_upload_bytes must be positive and media_quota_bytes not negative")
+	}
+	if c.URLPreviews != "on" && c.URLPreviews != "off" {
+		return fmt.Errorf("url_previews must be on or off, not %q", c.URLPreviews)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -123,8 +123,12 @@ func (b *controlBackend) SetPassword(name, password string) (string, error) {
 	if password == "" {
 		password = account.RandomString(12)
 	}
-	if err := b.d.accounts.SetPassword(context.Background(), name, password, true, ""); err != nil {
+	dropped, err := b.d.accounts.SetPassword(context.Background(), name, password, true, "")
+	if err != nil {
 		return "", controlError("name", err)
+	}
+	if err := dropKeys(b.d.keys, b.d.accounts.UserID(name), dropped); err != nil {
+		return "", err
 	}
 	return password, nil
 }

@@ -19,10 +19,14 @@ import (
 	"time"
 
 	"github.com/hearth-chat/hearth/internal/account"
+	"github.com/hearth-chat/hearth/internal/keys"
+	"github.com/hearth-chat/hearth/internal/media"
 	"github.com/hearth-chat/hearth/internal/room"
+	"github.com/hearth-chat/hearth/internal/search"
 	"github.com/hearth-chat/hearth/internal/store"
 	"github.com/hearth-chat/hearth/internal/stream"
 	"github.com/hearth-chat/hearth/localapi/matrix"
+	"github.com/hearth-chat/hearth/push"
 )
 
 // Version is set at build time with -ldflags "-X ...daemon.Version=...".
@@ -37,6 +41,9 @@ type Daemon struct {
 	db       *store.DB
 	accounts *account.Accounts
 	rooms    *room.Engine
+	keys     *keys.Service // device keys, to-device queues, backups
+	search   *search.Index // full-text index for /search; follows the stream
+	push     *push.Service // rule evaluation and pushers; follows the stream
 	server   *http.Server
 	listener net.Listener
 	logs     *LogRing     // recent log lines for the control API
@@ -88,8 +95,25 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 		MaxBodyBytes: cfg.MaxRequestBytes, Registration: cfg.Registration,
 		RegistrationTokens: splitList(cfg.RegistrationTokens), Version: Version,
 	})
+	mediaRepo, err := media.New(db, media.Config{Dir: filepath.Join(cfg.DataDir, "media"), ServerName: cfg.ServerName,
+		MaxUploadBytes: cfg.MaxUploadBytes, QuotaBytes: cfg.MediaQuotaBytes, Previews: cfg.URLPreviews == "on"})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	api.SetMedia(mediaRepo)
+	d.keys = keys.New(db, cfg.ServerName)
+	api.SetKeys(d.keys)
+	d.push = push.New(db, d.rooms, push.Options{})
+	d.push.Start()
+	api.SetPush(d.push)
+	d.search = search.New(db, d.rooms, notifier)
+	d.search.Start()
+	api.SetSearch(d.search)
 	ctl, err := d.startControl(secrets, secrets.where(), warning)
 	if err != nil {
+		d.push.Stop()
+		d.search.Stop()
 		db.Close()
 		return nil, err
 	}
@@ -101,6 +125,8 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 		if d.control != nil {
 			d.control.Close()
 		}
+		d.push.Stop()
+		d.search.Stop()
 		db.Close()
 		return nil, fmt.Errorf("client listener: %w", err)
 	}
@@ -132,6 +158,8 @@ func (d *Daemon) Stop(ctx context.Context) error {
 	if d.control != nil {
 		d.control.Close()
 	}
+	d.push.Stop()
+	d.search.Stop()
 	return d.db.Close()
 }
 

@@ -1,6 +1,10 @@
-// Package push owns push rules: the spec's predefined rules today; rule
-// evaluation, notification counts and pushers build on it. It reads no
-// HTTP and writes no room data.
+// Package push owns push (Client-Server API §"Push Notifications", Push
+// Gateway API): the spec's predefined rules and each user's own rules,
+// the evaluator that follows the stream and runs every local recipient's
+// rules over each new event (with mautrix's pushrules), the notification
+// log behind unread counts and /notifications, and pushers with their
+// persistent delivery queues. It reads no HTTP and writes no room data:
+// room facts come from the room engine's read API (internal/room/push.go).
 package push
 
 import (

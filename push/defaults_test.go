@@ -9,11 +9,11 @@ import (
 	"maunium.net/go/mautrix/pushrules"
 )
 
-type room struct{ members int }
+type fakeRoom struct{ members int }
 
-func (r room) GetOwnDisplayname() string        { return "Alice" }
-func (r room) GetMemberCount() int              { return r.members }
-func (r room) GetEvent(id.EventID) *event.Event { return nil }
+func (r fakeRoom) GetOwnDisplayname() string        { return "Alice" }
+func (r fakeRoom) GetMemberCount() int              { return r.members }
+func (r fakeRoom) GetEvent(id.EventID) *event.Event { return nil }
 
 func ev(t *testing.T, typ, content string) *event.Event {
 	t.Helper()
@@ -45,11 +45,11 @@ func TestDefaultsEvaluate(t *testing.T) {
 		{"reaction", "m.reaction", `{}`, 5, ".m.rule.reaction"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rule := rs.GetMatchingRule(room{tc.members}, ev(t, tc.typ, tc.content))
+			rule := rs.GetMatchingRule(fakeRoom{tc.members}, ev(t, tc.typ, tc.content))
 			if rule == nil || rule.RuleID != tc.want {
 				t.Fatalf("matched %v, want %s", rule, tc.want)
 			}
 		})
 	}
-	var _ pushrules.Room = room{}
+	var _ pushrules.Room = fakeRoom{}
 }

@@ -13,6 +13,10 @@
 //	sync        send-to-/sync delivery latency with many long pollers
 //	volume      RSS after many messages in many rooms
 //	history     /messages and initial /sync in a room with many events
+//	search      POST /search over -volume-msgs messages
+//	media       thumbnail of a 12 MP JPEG, media upload/download throughput
+//	keys        POST /keys/query and /keys/claim with 50 devices
+//	push        push evaluation per event in a room of 1,000 members (a Go benchmark in package push)
 //
 // Linux only for the /proc figures; traffic goes only to 127.0.0.1.
 package main
@@ -50,7 +54,7 @@ type config struct {
 	timeout       time.Duration // hard limit on the whole run
 }
 
-var allSections = []string{"start", "idle", "send", "throughput", "sync", "volume", "history"}
+var allSections = []string{"start", "idle", "send", "throughput", "sync", "volume", "history", "search", "media", "keys", "push"}
 
 func parseFlags() (*config, error) {
 	c := &config{}
@@ -151,6 +155,10 @@ func run() int {
 		{"sync", benchSyncDelivery},
 		{"volume", benchVolume},
 		{"history", benchHistory},
+		{"search", benchSearch},
+		{"media", benchMedia},
+		{"keys", benchKeys},
+		{"push", benchPush},
 	}
 	machine := b.machineLine()
 	load0 := loadAvg()

@@ -183,22 +183,38 @@ func modifyUser(tx *store.Tx, localpart string, fn func(*User) error) error {
 	return putJSON(tx, store.Users, []byte(localpart), u)
 }
 
-// SetPassword replaces the password; with logoutOthers every device but
-// keepDevice is logged out, as the spec's logout_devices asks.
-func (a *Accounts) SetPassword(ctx context.Context, localpart, password string, logoutOthers bool, keepDevice string) error {
+// SetPassword replaces the password. With logoutOthers every device but
+// keepDevice is logged out and deleted, as the spec's logout_devices asks;
+// their IDs are returned so the caller can drop what else they own (keys).
+func (a *Accounts) SetPassword(ctx context.Context, localpart, password string, logoutOthers bool, keepDevice string) ([]string, error) {
 	hash, err := hashPassword(password)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return a.db.Update(ctx, func(tx *store.Tx) error {
+	var dropped []string
+	err = a.db.Update(ctx, func(tx *store.Tx) error {
+		dropped = nil
 		if err := modifyUser(tx, localpart, func(u *User) error { u.PasswordHash = hash; return nil }); err != nil {
 			return err
 		}
 		if !logoutOthers {
 			return nil
 		}
+		prefix := store.Key(localpart, "")
+		c := tx.Cursor(store.Devices)
+		for k, _ := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, _ = c.Next() {
+			if id := string(k[len(prefix):]); id != keepDevice {
+				dropped = append(dropped, id)
+			}
+		}
+		for _, id := range dropped {
+			if err := tx.Delete(store.Devices, store.Key(localpart, id)); err != nil {
+				return err
+			}
+		}
 		return deleteTokensWhere(tx, func(t Token) bool { return t.Localpart == localpart && t.DeviceID != keepDevice })
 	})
+	return dropped, err
 }
 
 // CheckPassword returns the user if the password matches. A wrong password

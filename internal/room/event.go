@@ -114,6 +114,9 @@ type ClientView struct {
 	OmitRoomID bool
 	// Now is for unsigned.age.
 	NowMs int64
+	// depth counts how deep inside another event's bundled aggregations
+	// this event is served; bundling stops at maxBundleDepth.
+	depth int
 }
 
 // clientEvent converts a stored event for a client.
@@ -156,6 +159,9 @@ func (e *Engine) clientEvent(tx *store.Tx, ev *Event, v ClientView) ClientEvent 
 		if re, err := e.loadEvent(tx, ev.RedactedBy); err == nil {
 			ce.Unsigned["redacted_because"] = e.clientEvent(nil, re, ClientView{OmitRoomID: v.OmitRoomID})
 		}
+	}
+	if tx != nil && v.Viewer != "" && v.depth < maxBundleDepth {
+		e.bundle(tx, ev, v, &ce) // unsigned["m.relations"], see aggregations.go
 	}
 	if len(ce.Unsigned) == 0 {
 		ce.Unsigned = nil

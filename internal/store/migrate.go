@@ -30,10 +30,40 @@ var (
 	Relations   = []byte("relations")
 	MemberLog   = []byte("memberlog")
 	HistoryLog  = []byte("historylog")
+	// Media buckets (internal/media).
+	Media        = []byte("media")
+	MediaPending = []byte("mediapending")
+	MediaUsage   = []byte("mediausage")
+	// End-to-end encryption buckets (internal/keys).
+	DeviceKeys     = []byte("devicekeys")
+	OneTimeKeys    = []byte("otks")
+	FallbackKeys   = []byte("fallbackkeys")
+	CrossSigning   = []byte("crosssigning")
+	KeySignatures  = []byte("keysigs")
+	ToDevice       = []byte("todevice")
+	ToDeviceTxns   = []byte("todevicetxns")
+	BackupVersions = []byte("backupversions")
+	BackupKeys     = []byte("backupkeys")
+	// Push buckets (push).
+	PushRules = []byte("pushrules")
+	PushLog   = []byte("pushlog")
+	PushFeed  = []byte("pushfeed")
+	Pushers   = []byte("pushers")
+	PushQueue = []byte("pushqueue")
+	PushMeta  = []byte("pushmeta")
+	// Search buckets (internal/search).
+	SearchTerms = []byte("searchterms")
+	SearchDocs  = []byte("searchdocs")
+	SearchMeta  = []byte("searchmeta")
 
 	buckets = [][]byte{Meta, Users, Devices, Tokens, AccountData, Filters, Rooms, RoomInfo,
 		Events, EventIDs, Txns, Timeline, State, Snapshots, Members, Changes, Receipts,
-		Aliases, Directory, Relations, MemberLog, HistoryLog}
+		Aliases, Directory, Relations, MemberLog, HistoryLog,
+		Media, MediaPending, MediaUsage,
+		DeviceKeys, OneTimeKeys, FallbackKeys, CrossSigning, KeySignatures, ToDevice, ToDeviceTxns,
+		BackupVersions, BackupKeys,
+		PushRules, PushLog, PushFeed, Pushers, PushQueue, PushMeta,
+		SearchTerms, SearchDocs, SearchMeta}
 
 	keyPos    = []byte("pos")
 	keySchema = []byte("schema")

@@ -28,6 +28,27 @@
 //	relations     roomNID ‖ parentEventNID ‖ eventNID → rel_type
 //	memberlog     roomNID ‖ userID 0x00 ‖ streamPos → membership (every change, for history visibility)
 //	historylog    roomNID ‖ streamPos → history_visibility (every change)
+//	media         mediaID → media.Record (JSON: sha256, content type, filename, size, uploader, created; no hash while an async upload is pending)
+//	mediapending  userID 0x00 mediaID → u64 unused_expires_at (ms) of a created, not yet uploaded mxc URI
+//	mediausage    userID → u64 bytes of media the user uploaded (for media_quota_bytes)
+//	devicekeys    userID 0x00 deviceID → device keys JSON as uploaded (internal/keys)
+//	otks          userID 0x00 deviceID 0x00 algorithm 0x00 keyID → one-time key JSON
+//	fallbackkeys  userID 0x00 deviceID 0x00 algorithm → keys.fallback (JSON: key ID, key, used)
+//	crosssigning  userID 0x00 master|self_signing|user_signing → cross-signing key JSON
+//	keysigs       targetUserID 0x00 targetKeyID 0x00 signerUserID 0x00 signerKeyID → signature (targetKeyID: device ID or cross-signing public key)
+//	todevice      userID 0x00 deviceID 0x00 streamPos → queued to-device message (JSON)
+//	todevicetxns  userID 0x00 deviceID 0x00 txnID → streamPos (sender's txn, for idempotency)
+//	backupversions userID 0x00 version (u64) → keys.backupVersion (JSON); the highest is current
+//	backupkeys    userID 0x00 version (u64) 0x00 roomID 0x00 sessionID → KeyBackupData (JSON)
+//	pushrules     userID → push.stored (JSON: the user's own rules, changes to server-default rules)
+//	pushlog       userID 0x00 roomID 0x00 streamPos → push notification record (JSON: actions, highlight, thread)
+//	pushfeed      userID 0x00 streamPos → roomID (the same notifications in stream order, for /notifications)
+//	pushers       userID 0x00 appID 0x00 pushkey → push.Pusher (JSON)
+//	pushqueue     userID 0x00 appID 0x00 pushkey 0x00 ‖ seq (u64) → push.queued (JSON: notification, attempts, next try)
+//	pushmeta      "pos" → u64 stream position the push evaluator has processed
+//	searchterms   term 0x00 ‖ eventNID → posting (uvarint roomNID, field, uvarint tf, uvarint terms in field)
+//	searchdocs    eventNID → indexed event (uvarint roomNID, field, sender, type, its distinct terms), to unindex on redaction
+//	searchmeta    "pos" → u64 stream position the search index has consumed
 //
 // Integers are big-endian so that bbolt's byte order is numeric order. The
 // stream position is one global counter: every event and every change a

@@ -154,11 +154,19 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, c *caller) {
 		matrixerr.Write(w, err)
 		return
 	}
+	if err := s.dropDeviceKeys(r, c, []string{c.DeviceID}); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
 	writeJSON(w, struct{}{})
 }
 
 func (s *Server) logoutAll(w http.ResponseWriter, r *http.Request, c *caller) {
 	if err := s.accounts.LogoutAll(r.Context(), c.Localpart); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	if err := s.dropDeviceKeys(r, c, nil); err != nil {
 		matrixerr.Write(w, err)
 		return
 	}

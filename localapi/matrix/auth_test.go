@@ -116,6 +116,11 @@ func TestChangePassword(t *testing.T) {
 		wantStatus(t, 200)
 	ts.do(t, "GET", v3path+"/account/whoami", u.Token, nil).wantStatus(t, 200)
 	ts.do(t, "GET", v3path+"/account/whoami", other.str(t, "access_token"), nil).wantError(t, 401, "M_UNKNOWN_TOKEN")
+	// logout_devices deletes the other devices, not just their tokens.
+	devs := ts.do(t, "GET", v3path+"/devices", u.Token, nil).json(t)["devices"].([]any)
+	if len(devs) != 1 || devs[0].(map[string]any)["device_id"] != u.DeviceID {
+		t.Fatalf("devices after the password change: %v", devs)
+	}
 	login(t, ts, "alice", u.Password, nil).wantError(t, 403, "M_FORBIDDEN")
 	login(t, ts, "alice", "new", nil).wantStatus(t, 200)
 }

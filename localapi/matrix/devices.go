@@ -85,6 +85,10 @@ func (s *Server) deleteDevicesUIA(w http.ResponseWriter, r *http.Request, c *cal
 		matrixerr.Write(w, err)
 		return
 	}
+	if err := s.dropDeviceKeys(r, c, ids); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
 	writeJSON(w, struct{}{})
 }
 
@@ -112,9 +116,16 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, c *calle
 		return
 	}
 	logout := req.LogoutDevices == nil || *req.LogoutDevices
-	if err := s.accounts.SetPassword(r.Context(), c.Localpart, req.NewPassword, logout, c.DeviceID); err != nil {
+	dropped, err := s.accounts.SetPassword(r.Context(), c.Localpart, req.NewPassword, logout, c.DeviceID)
+	if err != nil {
 		matrixerr.Write(w, err)
 		return
+	}
+	if len(dropped) > 0 {
+		if err := s.dropDeviceKeys(r, c, dropped); err != nil {
+			matrixerr.Write(w, err)
+			return
+		}
 	}
 	writeJSON(w, struct{}{})
 }

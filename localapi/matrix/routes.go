@@ -91,4 +91,8 @@ func (s *Server) routes() {
 	m.HandleFunc("GET "+v3+"/pushrules/global/{$}", a(s.pushRules))
 
 	m.HandleFunc("GET "+v3+"/sync", a(s.sync))
+	s.mediaRoutes()
+	s.searchRoutes()
+	s.pushRoutes()
+	s.keysRoutes()
 }

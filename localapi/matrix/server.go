@@ -15,8 +15,11 @@ import (
 	"unicode/utf8"
 
 	"github.com/hearth-chat/hearth/internal/account"
+	"github.com/hearth-chat/hearth/internal/keys"
 	"github.com/hearth-chat/hearth/internal/matrixerr"
+	"github.com/hearth-chat/hearth/internal/media"
 	"github.com/hearth-chat/hearth/internal/room"
+	"github.com/hearth-chat/hearth/push"
 )
 
 // Registration modes (config key registration).
@@ -48,6 +51,10 @@ type Server struct {
 	uia      *uiaSessions
 	limiter  *limiter
 	presence *presence
+	media    *media.Repo   // set by SetMedia (media.go)
+	search   searchIndex   // set by SetSearch (search.go)
+	push     *push.Service // set by SetPush (pushrules.go)
+	keys     *keys.Service // set by SetKeys (keys.go)
 }
 
 // New builds the handler.
@@ -70,6 +77,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Access-Control-Allow-Headers", "X-Requested-With, Content-Type, Authorization")
 	if r.Method == http.MethodOptions {
 		w.WriteHeader(http.StatusOK)
+		return
+	}
+	if s.isMediaUpload(r) {
+		s.mux.ServeHTTP(w, r) // uploads have their own limit, max_upload_bytes
 		return
 	}
 	if r.ContentLength > s.cfg.MaxBodyBytes {

@@ -202,8 +202,10 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 	} else if news {
 		empty = false
 	}
-	if err := s.syncUnread(c, resp); err != nil {
+	if news, err := s.syncUnread(c, since, now, f, resp); err != nil {
 		return nil, false, err
+	} else if news {
+		empty = false
 	}
 	for id, ir := range rooms.Invite {
 		resp.Rooms.Invite[id] = invitedRoom{InviteState: eventList{Events: nonNilRaw(ir.InviteState)}}

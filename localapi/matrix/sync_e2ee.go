@@ -1,10 +1,142 @@
 package matrix
 
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/hearth-chat/hearth/internal/room"
+)
+
 // syncE2EE fills the end-to-end encryption parts of a /sync response
 // (Client-Server API §"End-to-end encryption": to_device, device_lists,
 // device_one_time_keys_count, device_unused_fallback_key_types) for the
 // caller's device between two tokens, and reports whether any of it is
 // news that should end a long poll.
+//
+// device_lists.changed holds users sharing a room with the caller (and the
+// caller) whose devices or keys changed, plus users who started sharing a
+// room: members who joined a room the caller is in, and everyone in a room
+// the caller joined. device_lists.left holds users who left, or were in a
+// room the caller left, and now share no room with the caller. Membership
+// changes are read from the rooms section just built, so they follow the
+// same positions as the timelines.
 func (s *Server) syncE2EE(c *caller, since, now syncToken, resp *syncResponse) (bool, error) {
-	return false, nil
+	if s.keys == nil {
+		return false, nil
+	}
+	// The sync's own context is not passed down; deleting acknowledged
+	// to-device messages should finish even if the client went away.
+	msgs, news, err := s.keys.ToDevice(context.Background(), c.UserID, c.DeviceID, since.pos, now.pos)
+	if err != nil {
+		return false, err
+	}
+	resp.ToDevice.Events = msgs
+	counts, fallback, err := s.keys.Counts(c.UserID, c.DeviceID)
+	if err != nil {
+		return false, err
+	}
+	resp.OTKCounts, resp.FallbackKeyTypes = counts, fallback
+	if since.pos == 0 {
+		return news, nil // an initial sync has no device-list changes
+	}
+	joined, left := map[string][]any{}, [][]any{}
+	for roomID, jr := range resp.Rooms.Join {
+		joined[roomID] = append(append([]any{}, jr.State.Events...), jr.Timeline.Events...)
+	}
+	for _, lr := range resp.Rooms.Leave {
+		left = append(left, append(append([]any{}, lr.State.Events...), lr.Timeline.Events...))
+	}
+	changed, gone, err := s.deviceListChanges(c, since.pos, now.pos, joined, left)
+	if err != nil {
+		return false, err
+	}
+	resp.DeviceLists = map[string]any{"changed": changed, "left": gone}
+	return news || len(changed) > 0 || len(gone) > 0, nil
+}
+
+// deviceListChanges works out device_lists between two positions: users
+// sharing a room with the caller (and the caller) whose devices or keys
+// changed, and, from the member events of the rooms section (joined: room
+// ID → state and timeline events; left: the same for rooms the caller
+// left), users who started or stopped sharing a room.
+func (s *Server) deviceListChanges(c *caller, since, now uint64, joined map[string][]any, left [][]any) ([]string, []string, error) {
+	changedSet, leftSet := map[string]bool{}, map[string]bool{}
+	users, err := s.keys.ChangedUsers(since, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, u := range users {
+		if u == c.UserID || s.rooms.SharesRoom(c.UserID, u) {
+			changedSet[u] = true
+		}
+	}
+	for roomID, evs := range joined {
+		for _, ev := range evs {
+			userID, membership := memberChange(ev)
+			switch {
+			case userID == "":
+			case userID == c.UserID && membership == "join":
+				// The caller joined: everyone already there is new to them.
+				members, err := s.rooms.JoinedMembers(c.UserID, roomID)
+				if err == nil {
+					for u := range members {
+						changedSet[u] = true
+					}
+				}
+			case membership == "join":
+				changedSet[userID] = true
+			case membership == "leave" || membership == "ban":
+				leftSet[userID] = true
+			}
+		}
+	}
+	for _, evs := range left {
+		for _, ev := range evs {
+			if userID, membership := memberChange(ev); userID != "" && membership == "join" {
+				leftSet[userID] = true
+			}
+		}
+	}
+	changed, gone := []string{}, []string{}
+	for u := range leftSet {
+		if u != c.UserID && !s.rooms.SharesRoom(c.UserID, u) {
+			gone = append(gone, u)
+			delete(changedSet, u)
+		}
+	}
+	delete(changedSet, "")
+	for u := range changedSet {
+		changed = append(changed, u)
+	}
+	return changed, gone, nil
+}
+
+// memberChange returns the state key and membership of an m.room.member
+// event as it appears in a sync response (a room.ClientEvent, or a map
+// when event_fields projected it), or "" for any other event.
+func memberChange(ev any) (string, string) {
+	var typ string
+	var stateKey *string
+	var content json.RawMessage
+	switch e := ev.(type) {
+	case room.ClientEvent:
+		typ, stateKey, content = e.Type, e.StateKey, e.Content
+	case *room.ClientEvent:
+		typ, stateKey, content = e.Type, e.StateKey, e.Content
+	default:
+		b, _ := json.Marshal(ev)
+		var e2 room.ClientEvent
+		if json.Unmarshal(b, &e2) != nil {
+			return "", ""
+		}
+		typ, stateKey, content = e2.Type, e2.StateKey, e2.Content
+	}
+	if typ != "m.room.member" || stateKey == nil {
+		return "", ""
+	}
+	var c struct {
+		Membership string `json:"membership"`
+	}
+	json.Unmarshal(content, &c)
+	return *stateKey, c.Membership
 }

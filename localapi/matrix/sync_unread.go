@@ -1,8 +1,99 @@
 package matrix
 
+import (
+	"context"
+	"encoding/json"
+	"slices"
+)
+
 // syncUnread fills unread_notifications (and unread_thread_notifications)
 // of every joined room in a /sync response (Client-Server API §"Receiving
-// notifications").
-func (s *Server) syncUnread(c *caller, resp *syncResponse) error {
+// notifications"). Counts cover exactly the events up to the response's
+// position: what the push evaluator has stored, plus the events it has
+// not reached yet evaluated here for this user alone, so they never trail
+// the timeline and no second wake-up is needed to correct them. Rooms
+// with new notifications are added even when nothing else of theirs is in
+// the response (e.g. a filter hid the event); it reports whether it added
+// any.
+func (s *Server) syncUnread(c *caller, since, now syncToken, f *filter, resp *syncResponse) (bool, error) {
+	if s.push == nil {
+		return false, nil
+	}
+	if since.pos == 0 {
+		if err := s.syncDefaultPushRules(c, f, resp); err != nil {
+			return false, err
+		}
+	}
+	live, err := s.push.Live(context.Background(), c.UserID, now.pos)
+	if err != nil {
+		return false, err
+	}
+	news := false
+	if since.pos != 0 {
+		notified, err := s.push.RoomsNotified(c.UserID, since.pos, live)
+		if err != nil {
+			return false, err
+		}
+		for _, id := range notified {
+			if _, ok := resp.Rooms.Join[id]; ok || !s.isJoined(c, id) {
+				continue
+			}
+			if f.Room != nil && ((len(f.Room.Rooms) > 0 && !slices.Contains(f.Room.Rooms, id)) ||
+				slices.Contains(f.Room.NotRooms, id)) {
+				continue
+			}
+			resp.Rooms.Join[id] = joinedRoom{Timeline: timeline{Events: []any{}},
+				State: stateList{Events: []any{}}, AccountData: eventList{Events: []json.RawMessage{}},
+				Ephemeral: eventList{Events: []json.RawMessage{}}, Summary: map[string]any{}}
+			news = true
+		}
+	}
+	threaded := f.Room != nil && f.Room.Timeline != nil && f.Room.Timeline.UnreadThreadNotifs
+	for id, jr := range resp.Rooms.Join {
+		counts, err := s.push.Counts(c.UserID, id, live)
+		if err != nil {
+			return false, err
+		}
+		total := counts.All
+		if threaded {
+			// With threaded counts, the room's own counts are the main
+			// timeline's; each thread is reported under its root.
+			total = counts.Main
+			if len(counts.Threads) > 0 {
+				jr.UnreadThreadNotifications = map[string]map[string]int{}
+				for root, tc := range counts.Threads {
+					jr.UnreadThreadNotifications[root] = map[string]int{
+						"notification_count": tc.Notifications, "highlight_count": tc.Highlights}
+				}
+			}
+		}
+		jr.UnreadNotifications = map[string]int{"notification_count": total.Notifications,
+			"highlight_count": total.Highlights}
+		resp.Rooms.Join[id] = jr
+	}
+	return news, nil
+}
+
+// syncDefaultPushRules adds the m.push_rules account data to an initial
+// sync when the user never changed a rule (the push service writes it on
+// every change): clients such as matrix-js-sdk read their rules from it.
+func (s *Server) syncDefaultPushRules(c *caller, f *filter, resp *syncResponse) error {
+	for _, ev := range resp.AccountData.Events {
+		var head struct {
+			Type string `json:"type"`
+		}
+		if json.Unmarshal(ev, &head) == nil && head.Type == "m.push_rules" {
+			return nil
+		}
+	}
+	g, err := s.push.Rules.Global(c.UserID)
+	if err != nil {
+		return err
+	}
+	ev, err := json.Marshal(map[string]any{"type": "m.push_rules", "content": map[string]any{"global": g}})
+	if err != nil {
+		return err
+	}
+	resp.AccountData.Events = append(resp.AccountData.Events, f.AccountData.applyRaw([]json.RawMessage{ev})...)
 	return nil
 }

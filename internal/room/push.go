@@ -1,0 +1,277 @@
+package room
+
+import (
+	"encoding/json"
+	"strings"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/hearth-chat/hearth/internal/store"
+)
+
+// This file is the room engine's read API for push (package push): what
+// rule evaluation needs to know about each new event and the room it is
+// in, and the read receipts that end a user's unread notifications. It
+// reads only; nothing here writes room data.
+
+// PushMember is a local member who may be notified of an event.
+type PushMember struct {
+	UserID      string
+	DisplayName string // their m.room.member displayname, "" if none
+}
+
+// PushEvent is one new room event with the room facts push rules read
+// (Client-Server API §"Push Rules": room_member_count,
+// contains_display_name, sender_notification_permission).
+type PushEvent struct {
+	Pos        uint64
+	RoomID     string
+	Event      ClientEvent // with room_id, as push gateways and /notifications show it
+	ThreadRoot string      // "main" or the thread root's event ID
+	RoomName   string
+	// SenderName is the sender's display name in the room.
+	SenderName string
+	// Members is the joined member count; Local the joined local members
+	// other than the sender.
+	Members int
+	Local   []PushMember
+	// SenderLevel and RoomNotifLevel are the sender's power level and the
+	// level notifications.room requires.
+	SenderLevel, RoomNotifLevel int64
+}
+
+// PushEventsAfter calls fn for each timeline event with from < pos ≤ to in
+// stream order, skipping rejected events and outliers. Membership and
+// names are the room's current ones, which is what they were at the event
+// for a consumer that follows the stream closely.
+func (e *Engine) PushEventsAfter(from, to uint64, fn func(*PushEvent) error) error {
+	return e.db.View(func(tx *store.Tx) error {
+		type roomFacts struct {
+			info    *Info
+			members []PushMember
+			names   map[string]string
+			name    string
+			pl      *powerLevels
+		}
+		rooms := map[uint64]*roomFacts{}
+		c := tx.Cursor(store.Events)
+		for k, v := c.Seek(store.PutU64(from + 1)); k != nil; k, v = c.Next() {
+			pos := store.U64(k)
+			if pos > to {
+				break
+			}
+			if len(v) == 0 || v[0]&(flagRejected|flagOutlier) != 0 {
+				continue
+			}
+			ev, err := e.loadEvent(tx, pos)
+			if err != nil {
+				return err
+			}
+			rf := rooms[ev.RoomNID]
+			if rf == nil || ev.PDU.StateKey() != nil {
+				// State events can change members, names and power: re-read.
+				info, err := roomInfoByNID(tx, ev.RoomNID)
+				if err != nil {
+					return err
+				}
+				rf = &roomFacts{info: info, names: map[string]string{}}
+				rf.members, rf.names = e.localMembers(tx, info)
+				if n, _ := e.currentStateEvent(tx, info.NID, "m.room.name", ""); n != nil {
+					rf.name = gjson.GetBytes(n.PDU.Content(), "name").String()
+				}
+				if rf.pl, err = e.powerLevels(tx, info); err != nil {
+					return err
+				}
+				rooms[ev.RoomNID] = rf
+			}
+			sender := string(ev.PDU.SenderID())
+			pe := &PushEvent{Pos: pos, RoomID: rf.info.ID, Event: e.clientEvent(tx, ev, ClientView{}),
+				ThreadRoot: threadOf(ev), RoomName: rf.name, Members: rf.info.Joined}
+			pe.SenderName = rf.names[sender]
+			if pe.SenderName == "" {
+				pe.SenderName = senderDisplayName(tx, rf.info.NID, sender)
+			}
+			for _, m := range rf.members {
+				if m.UserID != sender {
+					pe.Local = append(pe.Local, m)
+				}
+			}
+			if rf.pl != nil {
+				pe.SenderLevel = rf.pl.level(sender)
+				pe.RoomNotifLevel = 50
+				if l, ok := rf.pl.Notifications["room"]; ok {
+					pe.RoomNotifLevel = l
+				}
+			}
+			if err := fn(pe); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// localMembers lists the room's joined local members with their display
+// names. The members index says who is joined; the member event (read raw,
+// without parsing the whole event) gives the name.
+func (e *Engine) localMembers(tx *store.Tx, info *Info) ([]PushMember, map[string]string) {
+	var out []PushMember
+	names := map[string]string{}
+	eachCurrentState(tx, info.NID, "m.room.member", func(_, sk string, nid uint64) error {
+		if serverOf(sk) != string(e.serverName) || membershipIn(tx, sk, info.NID).Membership != "join" {
+			return nil
+		}
+		m := PushMember{UserID: sk}
+		if b := tx.Get(store.Events, store.PutU64(nid)); b != nil {
+			if ev, err := decodeEvent(nid, b); err == nil {
+				m.DisplayName = gjson.GetBytes(ev.JSON, "content.displayname").String()
+			}
+		}
+		names[sk] = m.DisplayName
+		out = append(out, m)
+		return nil
+	})
+	return out, names
+}
+
+func senderDisplayName(tx *store.Tx, roomNID uint64, userID string) string {
+	nid := currentStateNID(tx, roomNID, "m.room.member", userID)
+	if b := tx.Get(store.Events, store.PutU64(nid)); nid != 0 && b != nil {
+		if ev, err := decodeEvent(nid, b); err == nil {
+			return gjson.GetBytes(ev.JSON, "content.displayname").String()
+		}
+	}
+	return ""
+}
+
+// ReadUpTo returns, for one user in one room, the stream position of the
+// newest event their m.read or m.read.private receipts cover, per thread:
+// "" for unthreaded receipts (which cover every thread), "main" and thread
+// root IDs for threaded ones (Client-Server API §"Threaded read receipts").
+func (e *Engine) ReadUpTo(userID, roomID string) (map[string]uint64, error) {
+	out := map[string]uint64{}
+	err := e.db.View(func(tx *store.Tx) error {
+		nid := store.U64(tx.Get(store.Rooms, []byte(roomID)))
+		if nid == 0 {
+			return nil
+		}
+		for _, typ := range []string{"m.read", "m.read.private"} {
+			prefix := store.NIDKey(nid, store.Key(typ, ""))
+			c := tx.Cursor(store.Receipts)
+			for k, v := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, v = c.Next() {
+				parts := splitKey(string(k[8:]))
+				if len(parts) != 3 || parts[2] != userID {
+					continue
+				}
+				var r receipt
+				if json.Unmarshal(v, &r) != nil {
+					continue
+				}
+				if pos := eventNID(tx, r.EventID); pos > out[parts[1]] {
+					out[parts[1]] = pos
+				}
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// PushEventAt returns the event at a stream position as a client event
+// with its room ID, for /notifications.
+func (e *Engine) PushEventAt(pos uint64) (*ClientEvent, error) {
+	var out *ClientEvent
+	err := e.db.View(func(tx *store.Tx) error {
+		ev, err := e.loadEvent(tx, pos)
+		if err != nil {
+			return err
+		}
+		ce := e.clientEvent(tx, ev, ClientView{})
+		out = &ce
+		return nil
+	})
+	return out, err
+}
+
+// PushEventsFor is PushEventsAfter for one local user: the events with
+// from < pos ≤ to in rooms the user is joined to and that others sent,
+// with Local holding only that user. /sync uses it to count events the
+// push evaluator has not reached yet, so counts never trail the timeline;
+// it runs for every woken long poll, so it skips what counting does not
+// need: RoomName and SenderName stay empty, and power levels are read
+// only for events that mention the room.
+func (e *Engine) PushEventsFor(userID string, from, to uint64, fn func(*PushEvent) error) error {
+	return e.db.View(func(tx *store.Tx) error {
+		type roomFacts struct {
+			info   *Info
+			joined bool
+			me     PushMember
+			pl     *powerLevels
+		}
+		rooms := map[uint64]*roomFacts{}
+		c := tx.Cursor(store.Events)
+		for k, v := c.Seek(store.PutU64(from + 1)); k != nil; k, v = c.Next() {
+			pos := store.U64(k)
+			if pos > to {
+				break
+			}
+			if len(v) == 0 || v[0]&(flagRejected|flagOutlier) != 0 {
+				continue
+			}
+			ev, err := decodeEvent(pos, v)
+			if err != nil {
+				return err
+			}
+			rf := rooms[ev.RoomNID]
+			if rf == nil {
+				rf = &roomFacts{joined: membershipIn(tx, userID, ev.RoomNID).Membership == "join"}
+				rooms[ev.RoomNID] = rf
+				if rf.joined {
+					if rf.info, err = roomInfoByNID(tx, ev.RoomNID); err != nil {
+						return err
+					}
+					rf.me = PushMember{UserID: userID, DisplayName: senderDisplayName(tx, ev.RoomNID, userID)}
+				}
+			}
+			if !rf.joined {
+				continue
+			}
+			full, err := e.loadEvent(tx, pos)
+			if err != nil {
+				return err
+			}
+			sender := string(full.PDU.SenderID())
+			if sender == userID {
+				continue
+			}
+			pe := &PushEvent{Pos: pos, RoomID: rf.info.ID, Event: e.clientEvent(tx, full, ClientView{}),
+				ThreadRoot: threadOf(full), Members: rf.info.Joined, Local: []PushMember{rf.me}}
+			// Power levels take a parse; only room mentions need them (the
+			// sender_notification_permission of the predefined rules).
+			if rf.pl == nil && mentionsRoom(full.PDU.Content()) {
+				if rf.pl, err = e.powerLevels(tx, rf.info); err != nil {
+					return err
+				}
+			}
+			pe.RoomNotifLevel = 50
+			if rf.pl != nil {
+				pe.SenderLevel = rf.pl.level(sender)
+				pe.RoomNotifLevel = 50
+				if l, ok := rf.pl.Notifications["room"]; ok {
+					pe.RoomNotifLevel = l
+				}
+			}
+			if err := fn(pe); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// mentionsRoom says whether content mentions the whole room, the only
+// case in which the predefined rules read power levels.
+func mentionsRoom(content []byte) bool {
+	return gjson.GetBytes(content, "m\\.mentions.room").Bool() ||
+		strings.Contains(gjson.GetBytes(content, "body").String(), "@room")
+}

@@ -1,0 +1,234 @@
+package matrix
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
+	"github.com/hearth-chat/hearth/internal/media"
+)
+
+// SetMedia connects the content repository; without it the media
+// endpoints answer M_UNRECOGNIZED.
+func (s *Server) SetMedia(m *media.Repo) { s.media = m }
+
+// mediaCSP is the Content-Security-Policy the spec recommends for served
+// media (Client-Server API §"Content repository", security considerations):
+// nothing served here may run script or load anything.
+const mediaCSP = "sandbox; default-src 'none'; script-src 'none'; plugin-types application/pdf; style-src 'unsafe-inline'; object-src 'self';"
+
+// mediaRoutes registers the content repository (Client-Server API
+// §"Content repository", authenticated media of v1.11). Uploads stay under
+// /_matrix/media as the spec has them.
+func (s *Server) mediaRoutes() {
+	m, a := s.mux, s.authed
+	const v1 = "/_matrix/client/v1/media"
+	const legacy = "/_matrix/media/v3"
+	m.HandleFunc("GET "+v1+"/config", a(s.mediaConfig))
+	m.HandleFunc("GET "+v1+"/download/{serverName}/{mediaId}", a(s.mediaDownload))
+	m.HandleFunc("GET "+v1+"/download/{serverName}/{mediaId}/{fileName}", a(s.mediaDownload))
+	m.HandleFunc("GET "+v1+"/thumbnail/{serverName}/{mediaId}", a(s.mediaThumbnail))
+	m.HandleFunc("GET "+v1+"/preview_url", a(s.mediaPreview))
+	m.HandleFunc("POST "+legacy+"/upload", a(s.mediaUpload))
+	m.HandleFunc("PUT "+legacy+"/upload/{serverName}/{mediaId}", a(s.mediaUploadTo))
+	m.HandleFunc("POST /_matrix/media/v1/create", a(s.mediaCreate))
+
+	// The deprecated unauthenticated endpoints. config and preview_url
+	// always required a token and still work; download and thumbnail are
+	// frozen as the v1.11 deprecation describes: media that arrived after
+	// the freeze is 404 M_NOT_FOUND there, and this server has served none
+	// from before it, so every request gets that answer.
+	m.HandleFunc("GET "+legacy+"/config", a(s.mediaConfig))
+	m.HandleFunc("GET "+legacy+"/preview_url", a(s.mediaPreview))
+	m.HandleFunc("GET "+legacy+"/download/{serverName}/{mediaId}", s.mediaFrozen)
+	m.HandleFunc("GET "+legacy+"/download/{serverName}/{mediaId}/{fileName}", s.mediaFrozen)
+	m.HandleFunc("GET "+legacy+"/thumbnail/{serverName}/{mediaId}", s.mediaFrozen)
+}
+
+// isMediaUpload reports whether r is an upload, which has its own size
+// limit (max_upload_bytes) instead of the API's request body limit.
+func (s *Server) isMediaUpload(r *http.Request) bool {
+	if s.media == nil {
+		return false
+	}
+	p := r.URL.Path
+	return (r.Method == http.MethodPost && p == "/_matrix/media/v3/upload") ||
+		(r.Method == http.MethodPut && strings.HasPrefix(p, "/_matrix/media/v3/upload/"))
+}
+
+// mediaReady checks that the repository is on; handlers return when it is not.
+func (s *Server) mediaReady(w http.ResponseWriter) bool {
+	if s.media == nil {
+		matrixerr.Write(w, matrixerr.Unrecognized("the content repository is not enabled"))
+		return false
+	}
+	return true
+}
+
+func (s *Server) mediaFrozen(w http.ResponseWriter, r *http.Request) {
+	matrixerr.Write(w, matrixerr.NotFound("unauthenticated media is frozen: use /_matrix/client/v1/media"))
+}
+
+func (s *Server) mediaConfig(w http.ResponseWriter, r *http.Request, c *caller) {
+	if !s.mediaReady(w) {
+		return
+	}
+	writeJSON(w, map[string]any{"m.upload.size": s.media.MaxUploadBytes()})
+}
+
+// upload reads what POST and PUT /upload share.
+func (s *Server) upload(w http.ResponseWriter, r *http.Request) media.Upload {
+	return media.Upload{
+		Body:          http.MaxBytesReader(w, r.Body, s.media.MaxUploadBytes()),
+		ContentLength: r.ContentLength,
+		ContentType:   r.Header.Get("Content-Type"),
+		Filename:      r.URL.Query().Get("filename"),
+	}
+}
+
+func (s *Server) mediaUpload(w http.ResponseWriter, r *http.Request, c *caller) {
+	if !s.mediaReady(w) {
+		return
+	}
+	id, err := s.media.Store(r.Context(), c.UserID, s.upload(w, r))
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, map[string]any{"content_uri": s.media.MXC(id)})
+}
+
+func (s *Server) mediaCreate(w http.ResponseWriter, r *http.Request, c *caller) {
+	if !s.mediaReady(w) {
+		return
+	}
+	id, expires, err := s.media.Create(r.Context(), c.UserID)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, map[string]any{"content_uri": s.media.MXC(id), "unused_expires_at": expires})
+}
+
+func (s *Server) mediaUploadTo(w http.ResponseWriter, r *http.Request, c *caller) {
+	if !s.mediaReady(w) {
+		return
+	}
+	if r.PathValue("serverName") != s.media.ServerName() {
+		matrixerr.Write(w, matrixerr.NotFound("this media ID was not created here"))
+		return
+	}
+	if err := s.media.StoreTo(r.Context(), c.UserID, r.PathValue("mediaId"), s.upload(w, r)); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, map[string]any{})
+}
+
+// localMedia resolves {serverName}/{mediaId} to an uploaded local record,
+// waiting up to timeout_ms for a pending async upload. Media of other
+// servers needs federation, which is not built: it is 404 M_NOT_FOUND
+// without any network access.
+func (s *Server) localMedia(r *http.Request) (*media.Record, error) {
+	if r.PathValue("serverName") != s.media.ServerName() {
+		return nil, matrixerr.NotFound("media on other servers cannot be fetched by this server")
+	}
+	wait, err := queryInt(r.URL.Query(), "timeout_ms", 20000)
+	if err != nil {
+		return nil, err
+	}
+	return s.media.Ready(r.Context(), r.PathValue("mediaId"), time.Duration(wait)*time.Millisecond)
+}
+
+// setMediaHeaders adds the headers every served file carries.
+func setMediaHeaders(h http.Header, contentType, disposition string) {
+	h.Set("Content-Type", contentType)
+	h.Set("Content-Disposition", disposition)
+	h.Set("Content-Security-Policy", mediaCSP)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cross-Origin-Resource-Policy", "cross-origin")
+	h.Set("Cache-Control", "private, max-age=31536000, immutable")
+}
+
+func (s *Server) mediaDownload(w http.ResponseWriter, r *http.Request, c *caller) {
+	if !s.mediaReady(w) {
+		return
+	}
+	rec, err := s.localMedia(r)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	f, err := s.media.Open(rec)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	defer f.Close()
+	name := rec.Filename
+	if n := r.PathValue("fileName"); n != "" {
+		name = n
+	}
+	setMediaHeaders(w.Header(), rec.ContentType, media.Disposition(rec.ContentType, name))
+	// ServeContent streams the file and answers Range requests; with the
+	// type set it does not sniff.
+	http.ServeContent(w, r, "", time.UnixMilli(rec.Created), f)
+}
+
+func (s *Server) mediaThumbnail(w http.ResponseWriter, r *http.Request, c *caller) {
+	if !s.mediaReady(w) {
+		return
+	}
+	q := r.URL.Query()
+	width, err1 := strconv.Atoi(q.Get("width"))
+	height, err2 := strconv.Atoi(q.Get("height"))
+	if q.Get("width") == "" || q.Get("height") == "" {
+		matrixerr.Write(w, matrixerr.MissingParam("width and height are required"))
+		return
+	}
+	if err1 != nil || err2 != nil {
+		matrixerr.Write(w, matrixerr.InvalidParam("width and height must be integers"))
+		return
+	}
+	if a := q.Get("animated"); a != "" && a != "true" && a != "false" {
+		matrixerr.Write(w, matrixerr.InvalidParam("animated must be true or false"))
+		return
+	}
+	method := q.Get("method")
+	if method == "" {
+		method = media.MethodScale
+	}
+	rec, err := s.localMedia(r)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	th, err := s.media.Thumbnail(r.Context(), rec, width, height, method)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	defer th.File.Close()
+	ext := strings.TrimPrefix(th.ContentType, "image/")
+	setMediaHeaders(w.Header(), th.ContentType, media.Disposition(th.ContentType, "thumbnail."+ext))
+	http.ServeContent(w, r, "", time.UnixMilli(rec.Created), th.File)
+}
+
+func (s *Server) mediaPreview(w http.ResponseWriter, r *http.Request, c *caller) {
+	if !s.mediaReady(w) {
+		return
+	}
+	u := r.URL.Query().Get("url")
+	if u == "" {
+		matrixerr.Write(w, matrixerr.MissingParam("url is required"))
+		return
+	}
+	og, err := s.media.Preview(r.Context(), u)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, og)
+}

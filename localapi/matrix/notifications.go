@@ -1,0 +1,61 @@
+package matrix
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
+)
+
+// notifications serves GET /notifications (Client-Server API
+// §"GET /notifications"): the events that notified the user, newest
+// first, paginated by stream position.
+func (s *Server) notifications(w http.ResponseWriter, r *http.Request, c *caller) {
+	p := s.pushService(w)
+	if p == nil {
+		return
+	}
+	q := r.URL.Query()
+	var from uint64
+	if v := q.Get("from"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			matrixerr.Write(w, matrixerr.InvalidParam("from is not a token from this server"))
+			return
+		}
+		from = n
+	}
+	limit := 20
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			matrixerr.Write(w, matrixerr.InvalidParam("limit must be a positive integer"))
+			return
+		}
+		limit = min(n, 100)
+	}
+	only := q.Get("only")
+	if only != "" && only != "highlight" {
+		matrixerr.Write(w, matrixerr.InvalidParam("only may be highlight"))
+		return
+	}
+	list, next, err := p.Notifications(c.UserID, from, limit, only == "highlight")
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	out := []map[string]any{}
+	for _, n := range list {
+		ev, err := s.rooms.PushEventAt(n.Pos)
+		if err != nil {
+			continue
+		}
+		out = append(out, map[string]any{"actions": n.Actions, "event": ev, "read": n.Read,
+			"room_id": n.RoomID, "ts": n.TS})
+	}
+	resp := map[string]any{"notifications": out}
+	if next != 0 {
+		resp["next_token"] = strconv.FormatUint(next, 10)
+	}
+	writeJSON(w, resp)
+}

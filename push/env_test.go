@@ -1,0 +1,106 @@
+package push
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/hearth-chat/hearth/internal/room"
+	"github.com/hearth-chat/hearth/internal/store"
+	"github.com/hearth-chat/hearth/internal/stream"
+)
+
+const testServer = "push.test"
+
+// env is a real bbolt file with the room engine over it, wired as the
+// daemon wires them (the commit hook advances the notifier).
+type env struct {
+	db    *store.DB
+	rooms *room.Engine
+}
+
+var testKey = func() ed25519.PrivateKey { _, k, _ := ed25519.GenerateKey(rand.Reader); return k }()
+
+func openEnv(tb testing.TB, dir string) *env {
+	tb.Helper()
+	var notifier *stream.Notifier
+	db, err := store.Open(filepath.Join(dir, "hearth.db"), store.Options{OnCommit: func(pos uint64) { notifier.Advance(pos) }})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var pos uint64
+	db.View(func(tx *store.Tx) error { pos = tx.Pos(); return nil })
+	notifier = stream.New(pos)
+	return &env{db: db, rooms: room.New(db, notifier, room.Config{ServerName: testServer, KeyID: "ed25519:t", PrivateKey: testKey})}
+}
+
+func user(name string) string { return "@" + name + ":" + testServer }
+
+// publicRoom creates a public room owned by creator and joins members to
+// it, concurrently so that joins share commits.
+func (e *env) publicRoom(tb testing.TB, creator string, members []string) string {
+	tb.Helper()
+	ctx := context.Background()
+	roomID, err := e.rooms.CreateRoom(ctx, creator, room.Profile{}, room.CreateRequest{Preset: "public_chat"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(members))
+	work := make(chan string)
+	for range 32 {
+		wg.Go(func() {
+			for m := range work {
+				_, err := e.rooms.ChangeMembership(ctx, room.MembershipRequest{Sender: m, Target: m, RoomID: roomID,
+					Membership: "join", Profile: room.Profile{DisplayName: "Dr " + m[1:4] + "ington"}})
+				if err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	for _, m := range members {
+		work <- m
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		tb.Fatal(err)
+	}
+	return roomID
+}
+
+func (e *env) say(tb testing.TB, sender, roomID, txn string, content map[string]any) string {
+	tb.Helper()
+	b, _ := json.Marshal(content)
+	id, err := e.rooms.Send(context.Background(), room.SendRequest{Sender: sender, Device: "D", RoomID: roomID,
+		Type: "m.room.message", Content: b, TxnID: txn})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return id
+}
+
+func text(body string) map[string]any { return map[string]any{"msgtype": "m.text", "body": body} }
+
+func (e *env) settle(tb testing.TB, s *Service) {
+	tb.Helper()
+	pos, _ := e.rooms.Pos()
+	if err := s.WaitEvaluated(context.Background(), pos); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func names(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = user(fmt.Sprintf("%s%04d", prefix, i))
+	}
+	return out
+}

@@ -1,0 +1,347 @@
+package push
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"sync"
+	"time"
+
+	"maunium.net/go/mautrix/pushrules"
+
+	"github.com/hearth-chat/hearth/internal/room"
+	"github.com/hearth-chat/hearth/internal/store"
+)
+
+// record is one entry of the notification log (bucket pushlog).
+type record struct {
+	EventID   string                    `json:"e"`
+	Actions   pushrules.PushActionArray `json:"a"`
+	Highlight bool                      `json:"h,omitempty"`
+	Thread    string                    `json:"t"`
+	TS        int64                     `json:"ts"`
+}
+
+func logKey(userID, roomID string, pos uint64) []byte {
+	return append(store.Key(userID, roomID, ""), store.PutU64(pos)...)
+}
+
+func feedKey(userID string, pos uint64) []byte {
+	return append(store.Key(userID, ""), store.PutU64(pos)...)
+}
+
+func hasPrefix(b, p []byte) bool { return len(b) >= len(p) && string(b[:len(p)]) == string(p) }
+
+// Count is a pair of unread counts.
+type Count struct {
+	Notifications int `json:"notification_count"`
+	Highlights    int `json:"highlight_count"`
+}
+
+// Counts are one user's unread counts in one room: All over every
+// notification, Main over the main timeline, Threads per thread root.
+type Counts struct {
+	All, Main Count
+	Threads   map[string]Count
+}
+
+// countsTx reads the counts of the notifications after the user's read
+// receipts: an unthreaded receipt covers every thread, a threaded one its
+// thread (Client-Server API §"Receiving notifications").
+// It continues from out, which covers the entries up to after, and
+// returns the position of the last entry it read.
+func countsTx(tx *store.Tx, userID, roomID string, read map[string]uint64, out Counts, after, limit uint64) (Counts, uint64, error) {
+	prefix := store.Key(userID, roomID, "")
+	c := tx.Cursor(store.PushLog)
+	last := max(after, read[""])
+	for k, v := c.Seek(append(prefix, store.PutU64(last+1)...)); k != nil && hasPrefix(k, prefix); k, v = c.Next() {
+		pos := store.U64(k[len(prefix):])
+		if pos > limit {
+			break // written after the caller's snapshot of the evaluator
+		}
+		last = pos
+		var r record
+		if err := json.Unmarshal(v, &r); err != nil {
+			return out, last, fmt.Errorf("push: decode notification: %w", err)
+		}
+		if pos <= read[r.Thread] {
+			continue
+		}
+		out.add(r.Thread, r.Highlight)
+	}
+	return out, last, nil
+}
+
+// add counts one notification in thread ("main" or a root).
+func (c *Counts) add(thread string, highlight bool) {
+	one := func(n *Count) {
+		n.Notifications++
+		if highlight {
+			n.Highlights++
+		}
+	}
+	one(&c.All)
+	if thread == "main" {
+		one(&c.Main)
+		return
+	}
+	t := c.Threads[thread]
+	one(&t)
+	c.Threads[thread] = t
+}
+
+// countCache keeps each (user, room)'s counts with the receipts they were
+// counted against and how far the log was read, so a /sync only reads the
+// notifications that arrived since the last one; without it every sync of
+// a room nobody reads would re-read its whole log.
+type countCache struct {
+	mu      sync.Mutex
+	entries map[[2]string]*cachedCounts
+}
+
+type cachedCounts struct {
+	read   map[string]uint64
+	upTo   uint64
+	counts Counts
+}
+
+// maxCachedCounts bounds the cache; past it the cache starts over.
+const maxCachedCounts = 4096
+
+func (c Counts) clone() Counts {
+	c.Threads = maps.Clone(c.Threads)
+	if c.Threads == nil {
+		c.Threads = map[string]Count{}
+	}
+	return c
+}
+
+// Live holds the notifications of events the evaluator had not stored
+// yet when a /sync looked (see Service.Live).
+type Live struct {
+	// Evaluated is the position up to which the log is complete; the
+	// hits cover (Evaluated, the sync's position].
+	Evaluated uint64
+	Hits      map[string][]Hit // room ID → hits in stream order
+}
+
+// Hit is one live notification.
+type Hit struct {
+	Pos       uint64
+	Thread    string
+	Highlight bool
+}
+
+// liveLimit is how far the evaluator may trail before /sync waits for it
+// rather than evaluating the gap itself (after a restart with a backlog).
+const liveLimit = 512
+
+// liveWait is how long /sync waits for the evaluator to store the counts
+// of the events it is about to return before computing them itself.
+const liveWait = 20 * time.Millisecond
+
+// Live returns the log's completeness point and, for the events after it
+// up to pos, userID's notifications computed on the spot with the same
+// rules. With it /sync counts exactly the events its timeline shows
+// without waiting for the evaluator's commit, and needs no change record
+// of its own: the event's commit is what wakes the long poll.
+func (s *Service) Live(ctx context.Context, userID string, pos uint64) (*Live, error) {
+	if !s.running.Load() {
+		return &Live{Evaluated: pos}, nil
+	}
+	done := s.evaluated()
+	if pos > done+liveLimit {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		s.WaitEvaluated(ctx, pos)
+		cancel()
+		done = s.evaluated()
+	}
+	if done < pos {
+		// The evaluator is usually a moment behind the commit that woke
+		// this /sync, and evaluates each event once for every member;
+		// waiting briefly for its results (published before they are
+		// stored) is far cheaper than every woken /sync evaluating the
+		// same events again for its own user.
+		wctx, cancel := context.WithTimeout(ctx, liveWait)
+		s.waitInMemory(wctx, pos)
+		cancel()
+	}
+	s.doneMu.Lock()
+	done, mem, pending := s.donePos, s.memPos, s.pending
+	s.doneMu.Unlock()
+	live := &Live{Evaluated: min(done, pos), Hits: map[string][]Hit{}}
+	if done >= pos {
+		return live, nil
+	}
+	if mem >= pos {
+		for _, e := range pending {
+			if e.pe.Pos <= done || e.pe.Pos > pos {
+				continue
+			}
+			for _, r := range e.results {
+				if r.UserID == userID {
+					live.Hits[e.pe.RoomID] = append(live.Hits[e.pe.RoomID], Hit{Pos: e.pe.Pos, Thread: e.pe.ThreadRoot, Highlight: r.Highlight})
+				}
+			}
+		}
+		return live, nil
+	}
+	err := s.rooms.PushEventsFor(userID, done, pos, func(pe *room.PushEvent) error {
+		res, err := s.eval.Evaluate(pe)
+		if err != nil {
+			return err
+		}
+		for _, r := range res {
+			if r.UserID == userID {
+				live.Hits[pe.RoomID] = append(live.Hits[pe.RoomID], Hit{Pos: pe.Pos, Thread: pe.ThreadRoot, Highlight: r.Highlight})
+			}
+		}
+		return nil
+	})
+	return live, err
+}
+
+// RoomsNotified lists the rooms in which userID got notifications from
+// events in (from, live's position]: from the log, and from live's hits.
+func (s *Service) RoomsNotified(userID string, from uint64, live *Live) ([]string, error) {
+	seen := map[string]bool{}
+	var out []string
+	addRoom := func(id string) {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	err := s.db.View(func(tx *store.Tx) error {
+		prefix := store.Key(userID, "")
+		c := tx.Cursor(store.PushFeed)
+		for k, v := c.Seek(feedKey(userID, from+1)); k != nil && hasPrefix(k, prefix); k, v = c.Next() {
+			if store.U64(k[len(prefix):]) > live.Evaluated {
+				break
+			}
+			addRoom(string(v))
+		}
+		return nil
+	})
+	for id, hits := range live.Hits {
+		if len(hits) > 0 && hits[len(hits)-1].Pos > from {
+			addRoom(id)
+		}
+	}
+	return out, err
+}
+
+// Counts returns the user's unread counts in a room: the log up to
+// live.Evaluated plus live's hits (nil live: the log as it stands).
+func (s *Service) Counts(userID, roomID string, live *Live) (Counts, error) {
+	read, err := s.rooms.ReadUpTo(userID, roomID)
+	if err != nil {
+		return Counts{}, err
+	}
+	limit := uint64(1<<64 - 1)
+	if live != nil {
+		limit = live.Evaluated
+	}
+	key := [2]string{userID, roomID}
+	start, after := Counts{Threads: map[string]Count{}}, uint64(0)
+	s.counts.mu.Lock()
+	if c := s.counts.entries[key]; c != nil && maps.Equal(c.read, read) && c.upTo <= limit {
+		start, after = c.counts.clone(), c.upTo
+	}
+	s.counts.mu.Unlock()
+	var out Counts
+	var upTo uint64
+	err = s.db.View(func(tx *store.Tx) error {
+		out, upTo, err = countsTx(tx, userID, roomID, read, start, after, limit)
+		return err
+	})
+	if err != nil {
+		return Counts{}, err
+	}
+	s.counts.mu.Lock()
+	if s.counts.entries == nil || len(s.counts.entries) >= maxCachedCounts {
+		s.counts.entries = map[[2]string]*cachedCounts{}
+	}
+	s.counts.entries[key] = &cachedCounts{read: read, upTo: upTo, counts: out.clone()}
+	s.counts.mu.Unlock()
+	if live != nil {
+		for _, h := range live.Hits[roomID] {
+			if h.Pos > read[""] && h.Pos > read[h.Thread] {
+				out.add(h.Thread, h.Highlight)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Notification is one entry of GET /notifications.
+type Notification struct {
+	Pos     uint64
+	RoomID  string
+	Actions pushrules.PushActionArray
+	Read    bool
+	TS      int64
+	thread  string
+}
+
+// Notifications lists the user's notifications newest first, starting
+// below position from (0: the newest), at most limit, only highlights if
+// asked (Client-Server API §"GET /notifications"). next is the position to
+// pass as from for the following page, 0 at the end.
+func (s *Service) Notifications(userID string, from uint64, limit int, onlyHighlight bool) ([]Notification, uint64, error) {
+	var out []Notification
+	var next uint64
+	reads := map[string]map[string]uint64{}
+	err := s.db.View(func(tx *store.Tx) error {
+		prefix := store.Key(userID, "")
+		c := tx.Cursor(store.PushFeed)
+		// Seek lands at or past the start point; the entries wanted are
+		// the ones before it.
+		target := append(store.Key(userID, ""), 0xff)
+		if from != 0 {
+			target = feedKey(userID, from)
+		}
+		k, v := c.Seek(target)
+		if k == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev()
+		}
+		for ; k != nil && hasPrefix(k, prefix); k, v = c.Prev() {
+			pos := store.U64(k[len(prefix):])
+			if from != 0 && pos >= from {
+				continue
+			}
+			if len(out) == limit {
+				next = out[len(out)-1].Pos
+				break
+			}
+			roomID := string(v)
+			var r record
+			if b := tx.Get(store.PushLog, logKey(userID, roomID, pos)); b == nil || json.Unmarshal(b, &r) != nil {
+				continue
+			}
+			if onlyHighlight && !r.Highlight {
+				continue
+			}
+			out = append(out, Notification{Pos: pos, RoomID: roomID, Actions: r.Actions, TS: r.TS, thread: r.Thread})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	// Receipts are read after the log, not inside its transaction: nested
+	// bbolt read transactions can deadlock against a waiting writer.
+	for i := range out {
+		n := &out[i]
+		if reads[n.RoomID] == nil {
+			if reads[n.RoomID], err = s.rooms.ReadUpTo(userID, n.RoomID); err != nil {
+				return nil, 0, err
+			}
+		}
+		n.Read = n.Pos <= reads[n.RoomID][""] || n.Pos <= reads[n.RoomID][n.thread]
+	}
+	return out, next, nil
+}

@@ -1,0 +1,136 @@
+// The hearth daemon under test, and small helpers shared by the Node tests.
+// HEARTH_BIN names the binary (default: ../../bin/hearth, as make builds it).
+
+import { spawn } from "node:child_process";
+import { createWriteStream } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import net from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+// Captured before any test file patches the global setTimeout.
+const realSetTimeout = globalThis.setTimeout;
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const HEARTH_BIN = path.resolve(process.env.HEARTH_BIN ?? path.join(here, "../../bin/hearth"));
+export const SERVER_NAME = "localhost";
+
+export /** Rejects with a descriptive error if `promise` does not settle within `ms`. */
+function withTimeout(promise, ms, what) {
+    let timer;
+    const timeout = new Promise((_, reject) => {
+        timer = realSetTimeout(() => reject(new Error(`timed out after ${ms}ms: ${what}`)), ms);
+        // A deadline alone must not keep the process alive once the tests are
+        // over (e.g. the other client's wait when Promise.all rejected early).
+        timer.unref();
+    });
+    return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Binds port 0 on loopback to let the kernel pick a free port, then frees it. */
+export function freePort() {
+    return new Promise((resolve, reject) => {
+        const srv = net.createServer();
+        srv.unref();
+        srv.on("error", reject);
+        srv.listen(0, "127.0.0.1", () => {
+            const { port } = srv.address();
+            srv.close(() => resolve(port));
+        });
+    });
+}
+
+export const sleep = (ms) => new Promise((r) => realSetTimeout(r, ms));
+
+// ---------------------------------------------------------------------------
+// The daemon.
+
+let runCounter = 0;
+
+export class Hearth {
+    constructor(dataDir, port) {
+        this.dataDir = dataDir;
+        this.port = port;
+        this.baseUrl = `http://127.0.0.1:${port}`;
+        this.proc = null;
+        this.exit = null; // Promise<{code, signal}>
+        this.logTail = "";
+    }
+
+    async start() {
+        const n = ++runCounter;
+        const artifacts = path.join(here, "artifacts");
+        await mkdir(artifacts, { recursive: true });
+        this.logPath = path.join(artifacts, `hearth-${process.pid}-${n}.log`);
+        const log = createWriteStream(this.logPath);
+        const args = [
+            "run",
+            "--data-dir",
+            this.dataDir,
+            "--client-listen",
+            `127.0.0.1:${this.port}`,
+            "--registration",
+            "open",
+            "--server-name",
+            SERVER_NAME,
+            // Keys stay in the temp data dir, never in the developer's OS keyring.
+            "--key-store",
+            "file",
+        ];
+        this.proc = spawn(HEARTH_BIN, args, { stdio: ["ignore", "pipe", "pipe"] });
+        const keep = (chunk) => {
+            log.write(chunk);
+            this.logTail = (this.logTail + chunk.toString()).slice(-4000);
+        };
+        this.proc.stdout.on("data", keep);
+        this.proc.stderr.on("data", keep);
+        this.exit = new Promise((resolve) => {
+            this.proc.on("exit", (code, signal) => {
+                log.end();
+                resolve({ code, signal });
+            });
+        });
+        this.proc.on("error", (err) => {
+            this.logTail += `\nspawn error: ${err.message}`;
+        });
+
+        // Wait for GET /versions to answer 200.
+        const deadline = Date.now() + 15_000;
+        let exited = null;
+        this.exit.then((e) => (exited = e));
+        for (;;) {
+            if (exited) {
+                throw new Error(`hearth exited early (${JSON.stringify(exited)}):\n${this.logTail}`);
+            }
+            try {
+                const res = await fetch(`${this.baseUrl}/_matrix/client/versions`, {
+                    signal: AbortSignal.timeout(1000),
+                });
+                if (res.status === 200) return;
+            } catch {
+                // not listening yet
+            }
+            if (Date.now() > deadline) {
+                throw new Error(`hearth did not answer /versions within 15s:\n${this.logTail}`);
+            }
+            await sleep(50);
+        }
+    }
+
+    /** SIGTERM, wait up to `ms` for a clean exit; SIGKILL as a last resort. */
+    async stop(ms = 10_000) {
+        if (!this.proc || this.proc.exitCode !== null || this.proc.signalCode !== null) {
+            return this.exit ? await this.exit : null;
+        }
+        const started = Date.now();
+        this.proc.kill("SIGTERM");
+        try {
+            const res = await withTimeout(this.exit, ms, "hearth to exit after SIGTERM");
+            return { ...res, ms: Date.now() - started };
+        } catch (err) {
+            this.proc.kill("SIGKILL");
+            await withTimeout(this.exit, 5000, "hearth to exit after SIGKILL").catch(() => {});
+            throw err;
+        }
+    }
+}
