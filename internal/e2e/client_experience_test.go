@@ -52,8 +52,8 @@ func TestClientExperience(t *testing.T) {
 	noErr(t, alice.mach.ShareGroupSession(ctx(t), secret, []id.UserID{ac.UserID, bc.UserID}), "share session")
 	content, err := alice.mach.EncryptMegolmEvent(ctx(t), secret, event.EventMessage, &event.MessageEventContent{
 		MsgType: event.MsgImage, Body: "owl.png",
-		File:    &event.EncryptedFileInfo{EncryptedFile: *file, URL: upload.ContentURI.CUString()},
-		Info:    &event.FileInfo{MimeType: "image/png", Width: 32, Height: 32, Size: plain.Len()},
+		File: &event.EncryptedFileInfo{EncryptedFile: *file, URL: upload.ContentURI.CUString()},
+		Info: &event.FileInfo{MimeType: "image/png", Width: 32, Height: 32, Size: plain.Len()},
 	})
 	noErr(t, err, "encrypt image event")
 	imageEvent := must(ac.SendMessageEvent(ctx(t), secret, event.EventEncrypted, content)).get(t).EventID
