@@ -113,27 +113,3 @@ func TestClientExperience(t *testing.T) {
 		t.Fatalf("search for lighthouse: %+v", res)
 	}
 }
-
-// receiveMessage is receive for any message type: it returns the whole
-// decrypted content.
-func (u *cryptoUser) receiveMessage(t *testing.T, room id.RoomID, eventID id.EventID) *event.MessageEventContent {
-	t.Helper()
-	for range 30 {
-		resp := u.sync(t, 2e9)
-		for _, evt := range resp.Rooms.Join[room].Timeline.Events {
-			if evt.ID != eventID {
-				continue
-			}
-			evt.RoomID = room
-			noErr(t, evt.Content.ParseRaw(evt.Type), "parse encrypted event")
-			dec, err := u.mach.DecryptMegolmEvent(ctx(t), evt)
-			noErr(t, err, "%s decrypting %s", u.client.UserID, eventID)
-			if err := dec.Content.ParseRaw(dec.Type); err != nil && dec.Content.Parsed == nil {
-				t.Fatalf("parse decrypted event: %v", err)
-			}
-			return dec.Content.AsMessage()
-		}
-	}
-	t.Fatalf("%s never received %s", u.client.UserID, eventID)
-	return nil
-}

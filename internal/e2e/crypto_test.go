@@ -85,27 +85,36 @@ func (u *cryptoUser) send(t *testing.T, room id.RoomID, members []id.UserID, tex
 // decrypted body.
 func (u *cryptoUser) receive(t *testing.T, room id.RoomID, eventID id.EventID) string {
 	t.Helper()
+	return u.receiveMessage(t, room, eventID).Body
+}
+
+// receiveMessage syncs until the encrypted event arrives and returns its
+// decrypted content.
+func (u *cryptoUser) receiveMessage(t *testing.T, room id.RoomID, eventID id.EventID) *event.MessageEventContent {
+	t.Helper()
 	deadline := time.Now().Add(waitDeadline)
 	for time.Now().Before(deadline) {
 		resp := u.sync(t, 2*time.Second)
-		for _, evt := range resp.Rooms.Join[room].Timeline.Events {
+		joined := resp.Rooms.Join[room]
+		if joined == nil {
+			continue // this sync carried other news (keys, to-device)
+		}
+		for _, evt := range joined.Timeline.Events {
 			if evt.ID != eventID {
 				continue
 			}
 			evt.RoomID = room
-			if err := evt.Content.ParseRaw(evt.Type); err != nil {
-				t.Fatalf("parse encrypted event: %v", err)
-			}
+			noErr(t, evt.Content.ParseRaw(evt.Type), "parse encrypted event")
 			dec, err := u.mach.DecryptMegolmEvent(ctx(t), evt)
 			noErr(t, err, "%s decrypting %s", u.client.UserID, eventID)
 			if err := dec.Content.ParseRaw(dec.Type); err != nil && dec.Content.Parsed == nil {
 				t.Fatalf("parse decrypted event: %v", err)
 			}
-			return dec.Content.AsMessage().Body
+			return dec.Content.AsMessage()
 		}
 	}
 	t.Fatalf("%s never received %s", u.client.UserID, eventID)
-	return ""
+	return nil
 }
 
 // TestEncryptedMessages: two mautrix-go clients with its crypto package
