@@ -177,6 +177,8 @@ func (b *controlBackend) SetConfig(key, value string) error {
 
 func (b *controlBackend) Logs(n int) []string { return b.d.logs.Tail(n) }
 
+func (b *controlBackend) Shutdown() { b.d.requestStop() }
+
 func (b *controlBackend) LoginToken(name string) (string, error) {
 	lp := name
 	if strings.HasPrefix(name, "@") {

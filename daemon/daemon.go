@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hearth-chat/hearth/internal/account"
@@ -48,6 +49,8 @@ type Daemon struct {
 	listener net.Listener
 	logs     *LogRing     // recent log lines for the control API
 	control  *http.Server // the control API on the unix socket, if any
+	stopOnce sync.Once
+	stopped  chan struct{} // closed when the control API asks to stop
 	// stopRequests ends the base context of every request, which is what
 	// cuts /sync long polls short at shutdown; http.Server.Shutdown alone
 	// would wait for them.
@@ -83,7 +86,7 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	db.View(func(tx *store.Tx) error { pos = tx.Pos(); return nil })
 	notifier = stream.New(pos)
 
-	d := &Daemon{cfg: cfg, db: db, logs: logs}
+	d := &Daemon{cfg: cfg, db: db, logs: logs, stopped: make(chan struct{})}
 	d.accounts = account.New(db, cfg.ServerName)
 	d.rooms = room.New(db, notifier, room.Config{ServerName: cfg.ServerName, KeyID: key.ID,
 		PrivateKey: key.Key, DefaultVersion: cfg.RoomVersion})
@@ -145,6 +148,12 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 		"data_dir", cfg.DataDir, "key_id", key.ID)
 	return d, nil
 }
+
+// StopRequested is closed when someone asked the daemon to stop through the
+// control API; the command running the daemon then stops it as on SIGTERM.
+func (d *Daemon) StopRequested() <-chan struct{} { return d.stopped }
+
+func (d *Daemon) requestStop() { d.stopOnce.Do(func() { close(d.stopped) }) }
 
 // Addr is the client listener's address.
 func (d *Daemon) Addr() string { return d.listener.Addr().String() }

@@ -26,6 +26,7 @@ Usage:
   hearth status [--json]                the running daemon's state
   hearth logs [--lines N]               its recent log lines
   hearth open [console] [--print]       open the web console, logged in
+  hearth tray                           the system-tray icon (a client of the running daemon)
   hearth config get [KEY] [--json]      settings of the running daemon
   hearth config set KEY VALUE           store a setting (applies on restart)
   hearth account add NAME [--password P]
@@ -73,6 +74,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return logsCmd(rest, stdout, stderr)
 	case "open":
 		return openCmd(rest, stdout, stderr)
+	case "tray":
+		return trayCmd(rest, stdout, stderr)
 	case "account":
 		return accountCmd(rest, stdout, stderr)
 	case "keys":
@@ -124,7 +127,10 @@ func runDaemon(cfg daemon.Config, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "hearth:", err)
 		return 1
 	}
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-d.StopRequested():
+	}
 	slog.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -45,6 +45,8 @@ type Backend interface {
 	Logs(n int) []string
 	// LoginToken makes a single-use m.login.token for a local user.
 	LoginToken(name string) (string, error)
+	// Shutdown asks the daemon to stop cleanly, after answering.
+	Shutdown()
 }
 
 // Error is the control API's error body.
@@ -82,6 +84,7 @@ func New(b Backend, secret string) *Server {
 	s.mux.HandleFunc("GET /_hearth/v1/logs", s.logs)
 	s.mux.HandleFunc("POST /_hearth/v1/open", s.open)
 	s.mux.HandleFunc("POST /_hearth/v1/console", s.consoleLink)
+	s.mux.HandleFunc("POST /_hearth/v1/shutdown", s.shutdown)
 	s.mux.HandleFunc("GET /_hearth/{$}", s.consolePage)
 	s.mux.HandleFunc("GET /_hearth/qr.png", s.qrCode)
 	s.mux.HandleFunc("/_hearth/v1/", func(w http.ResponseWriter, r *http.Request) {
@@ -288,4 +291,11 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, map[string]any{"login_token": tok})
+}
+
+// shutdown stops the daemon (the tray's "Stop Hearth", and the stop path
+// where the OS has no signals to send).
+func (s *Server) shutdown(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, map[string]any{"stopping": true})
+	s.backend.Shutdown()
 }

@@ -149,3 +149,8 @@ func (c *Client) ConsoleLink(ctx context.Context) (string, error) {
 	err := c.do(ctx, http.MethodPost, "/_hearth/v1/console", map[string]string{}, &out)
 	return out.Path, err
 }
+
+// Shutdown asks the daemon to stop cleanly.
+func (c *Client) Shutdown(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/_hearth/v1/shutdown", map[string]string{}, nil)
+}

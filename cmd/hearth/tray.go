@@ -1,0 +1,53 @@
+package main
+
+import (
+	"context"
+	"io"
+
+	"github.com/hearth-chat/hearth/daemon"
+	"github.com/hearth-chat/hearth/localapi/control"
+	"github.com/hearth-chat/hearth/localapi/controlclient"
+	"github.com/hearth-chat/hearth/tray"
+)
+
+// trayCmd runs the system-tray icon until its Quit item is chosen.
+func trayCmd(args []string, stdout, stderr io.Writer) int {
+	cfg, code := loadConfig("tray", args, stderr, nil)
+	if code != 0 {
+		return code
+	}
+	tray.New(tray.Systray{}, endpointControl{cfg}, tray.SystemDesktop{}, cfg.ClientListen).Run()
+	return 0
+}
+
+// endpointControl looks the control endpoint up on every call: the daemon
+// makes its credential on first start and may be restarted while the tray
+// runs, so nothing about it is kept.
+type endpointControl struct{ cfg daemon.Config }
+
+// call runs f against the daemon's current endpoint.
+func call[T any](e endpointControl, f func(*controlclient.Client) (T, error)) (T, error) {
+	ep, err := daemon.Control(e.cfg)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return f(controlclient.New(ep.Addr, ep.Socket, ep.Secret))
+}
+
+func (e endpointControl) Status(ctx context.Context) (*control.Status, error) {
+	return call(e, func(c *controlclient.Client) (*control.Status, error) { return c.Status(ctx) })
+}
+
+func (e endpointControl) Accounts(ctx context.Context) ([]string, error) {
+	return call(e, func(c *controlclient.Client) ([]string, error) { return c.Accounts(ctx) })
+}
+
+func (e endpointControl) ConsoleLink(ctx context.Context) (string, error) {
+	return call(e, func(c *controlclient.Client) (string, error) { return c.ConsoleLink(ctx) })
+}
+
+func (e endpointControl) Shutdown(ctx context.Context) error {
+	_, err := call(e, func(c *controlclient.Client) (struct{}, error) { return struct{}{}, c.Shutdown(ctx) })
+	return err
+}

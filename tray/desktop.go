@@ -1,0 +1,46 @@
+package tray
+
+import (
+	"errors"
+	"os/exec"
+	"runtime"
+	"strings"
+)
+
+// SystemDesktop opens links and copies text with the tools each desktop
+// provides.
+type SystemDesktop struct{}
+
+// OpenURL opens url in the default browser.
+func (SystemDesktop) OpenURL(url string) error {
+	switch runtime.GOOS {
+	case "darwin":
+		return exec.Command("open", url).Start()
+	case "windows":
+		return exec.Command("rundll32", "url.dll,FileProtocolHandler", url).Start()
+	}
+	return exec.Command("xdg-open", url).Start()
+}
+
+// CopyText puts text on the clipboard: pbcopy on macOS, clip on Windows,
+// and on Linux wl-copy (Wayland) or xclip (X11), whichever is there.
+func (SystemDesktop) CopyText(text string) error {
+	var candidates [][]string
+	switch runtime.GOOS {
+	case "darwin":
+		candidates = [][]string{{"pbcopy"}}
+	case "windows":
+		candidates = [][]string{{"clip"}}
+	default:
+		candidates = [][]string{{"wl-copy"}, {"xclip", "-selection", "clipboard"}, {"xsel", "--clipboard", "--input"}}
+	}
+	for _, c := range candidates {
+		if _, err := exec.LookPath(c[0]); err != nil {
+			continue
+		}
+		cmd := exec.Command(c[0], c[1:]...)
+		cmd.Stdin = strings.NewReader(text)
+		return cmd.Run()
+	}
+	return errors.New("no clipboard tool found (wl-copy, xclip or xsel)")
+}

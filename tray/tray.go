@@ -1,0 +1,151 @@
+// Package tray is Hearth's system-tray icon: a thin client of the daemon's
+// control API that shows its state and offers the everyday actions. It
+// holds no state of its own, and reaches the toolkit through the small
+// Toolkit interface, so the library underneath could be swapped.
+package tray
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hearth-chat/hearth/localapi/control"
+	"github.com/hearth-chat/hearth/localapi/controlclient"
+)
+
+// Toolkit is what the tray needs from a system tray library.
+type Toolkit interface {
+	// Run shows the icon, calls onReady, and returns when Quit is called.
+	Run(onReady func())
+	Quit()
+	SetTooltip(text string)
+	// AddItem adds a menu entry; onClick runs on each click.
+	AddItem(title string, onClick func()) Item
+	AddSeparator()
+}
+
+// Item is one menu entry.
+type Item interface {
+	SetTitle(title string)
+	Enable()
+	Disable()
+}
+
+// Control is what the tray asks of the daemon (controlclient.Client).
+type Control interface {
+	Status(ctx context.Context) (*control.Status, error)
+	Accounts(ctx context.Context) ([]string, error)
+	ConsoleLink(ctx context.Context) (string, error)
+	Shutdown(ctx context.Context) error
+}
+
+// Desktop is what the tray asks of the desktop session.
+type Desktop interface {
+	OpenURL(url string) error
+	CopyText(text string) error
+}
+
+// Tray is the running tray.
+type Tray struct {
+	ui      Toolkit
+	ctl     Control
+	desktop Desktop
+	addr    string // the daemon's loopback address, for links
+	refresh time.Duration
+	status  Item
+	stop    Item
+	log     *slog.Logger
+}
+
+// New returns a tray for the daemon at addr.
+func New(ui Toolkit, ctl Control, desktop Desktop, addr string) *Tray {
+	return &Tray{ui: ui, ctl: ctl, desktop: desktop, addr: addr, refresh: 5 * time.Second, log: slog.Default()}
+}
+
+// Run shows the tray until Quit is chosen.
+func (t *Tray) Run() {
+	t.ui.Run(t.ready)
+}
+
+func (t *Tray) ready() {
+	t.status = t.ui.AddItem("Hearth: …", nil)
+	t.status.Disable()
+	t.ui.AddSeparator()
+	t.ui.AddItem("Open Hearth", t.openConsole)
+	t.ui.AddItem("Copy my Matrix ID", t.copyID)
+	t.ui.AddSeparator()
+	t.stop = t.ui.AddItem("Stop Hearth", t.stopDaemon)
+	t.ui.AddItem("Quit", t.ui.Quit)
+	t.update()
+	// The daemon may restart or stop at any time; the tray asks again
+	// every few seconds rather than keeping anything of its own.
+	go func() {
+		for range time.Tick(t.refresh) {
+			t.update()
+		}
+	}()
+}
+
+func (t *Tray) update() {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	st, err := t.ctl.Status(ctx)
+	if err != nil {
+		text := "Hearth is not running"
+		if !errors.Is(err, controlclient.ErrNotRunning) {
+			text = "Hearth: " + err.Error()
+		}
+		t.status.SetTitle(text)
+		t.ui.SetTooltip(text)
+		t.stop.Disable()
+		return
+	}
+	federation := "federation off"
+	if st.Federation {
+		federation = "federation on"
+	}
+	text := fmt.Sprintf("Hearth on %s · %s · %d nearby", st.ServerName, federation, st.Peers)
+	t.status.SetTitle(text)
+	t.ui.SetTooltip(text)
+	t.stop.Enable()
+}
+
+func (t *Tray) openConsole() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	path, err := t.ctl.ConsoleLink(ctx)
+	if err == nil {
+		err = t.desktop.OpenURL("http://" + t.addr + path)
+	}
+	if err != nil {
+		t.log.Warn("tray: open console", "err", err)
+	}
+}
+
+// copyID copies the owner's Matrix ID: the first account is the one made
+// at first start.
+func (t *Tray) copyID() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ids, err := t.ctl.Accounts(ctx)
+	if err == nil && len(ids) == 0 {
+		err = errors.New("no accounts")
+	}
+	if err == nil {
+		err = t.desktop.CopyText(ids[0])
+	}
+	if err != nil {
+		t.log.Warn("tray: copy Matrix ID", "err", err)
+	}
+}
+
+func (t *Tray) stopDaemon() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := t.ctl.Shutdown(ctx); err != nil {
+		t.log.Warn("tray: stop Hearth", "err", err)
+	}
+	time.AfterFunc(time.Second, t.update)
+}
