@@ -31,6 +31,7 @@ type Config struct {
 	MaxUploadBytes     int64  `key:"max_upload_bytes" help:"Largest media upload in bytes; larger ones get M_TOO_LARGE (checked from Content-Length and while reading)."`
 	MediaQuotaBytes    int64  `key:"media_quota_bytes" help:"Total bytes of media one user may upload; 0 means no quota. Over it, uploads get 403 M_FORBIDDEN."`
 	URLPreviews        string `key:"url_previews" help:"on or off: whether the server fetches web pages for link previews. Private and loopback addresses are always refused."`
+	DesktopNotify      string `key:"desktop_notifications" help:"Desktop notifications for the owner's account: on, highlights (mentions only) or off (do not disturb). None are shown while one of the owner's Matrix clients is active."`
 	LogLevel           string `key:"log_level" help:"debug, info, warn or error."`
 
 	// File is the config file that was read (or would be): where the
@@ -54,6 +55,7 @@ func Defaults() Config {
 		MaxRequestBytes: 1 << 20,
 		MaxUploadBytes:  50 << 20,
 		URLPreviews:     "off",
+		DesktopNotify:   "on",
 		LogLevel:        "info",
 	}
 }
@@ -228,6 +230,11 @@ func (c *Config) Validate() error {
 	}
 	if c.URLPreviews != "on" && c.URLPreviews != "off" {
 		return fmt.Errorf("url_previews must be on or off, not %q", c.URLPreviews)
+	}
+	switch c.DesktopNotify {
+	case "on", "highlights", "off":
+	default:
+		return fmt.Errorf("desktop_notifications must be on, highlights or off, not %q", c.DesktopNotify)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

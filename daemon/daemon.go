@@ -108,6 +108,8 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	d.keys = keys.New(db, cfg.ServerName)
 	api.SetKeys(d.keys)
 	d.push = push.New(db, d.rooms, push.Options{})
+	d.push.SetDesktop(desktop{}, push.DesktopOptions{Owner: d.isOwner, Active: api.ClientActive,
+		Mode: func() string { return cfg.DesktopNotify }})
 	d.push.Start()
 	api.SetPush(d.push)
 	d.search = search.New(db, d.rooms, notifier)

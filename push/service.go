@@ -51,9 +51,13 @@ type Service struct {
 	// (donePos, memPos]: /sync reads them instead of evaluating again.
 	pending []evaluated
 	memPos  uint64
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	now     func() time.Time
+
+	deskMu   sync.Mutex
+	desktop  Desktop
+	deskOpts DesktopOptions
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	now      func() time.Time
 }
 
 // New returns the push service; Start runs its background work.
@@ -284,6 +288,7 @@ func (s *Service) processBatch(ctx context.Context, from, to uint64) (uint64, er
 	if err != nil {
 		return from, fmt.Errorf("push: store notifications: %w", err)
 	}
+	s.toDesktop(batch)
 	select {
 	case s.wake <- struct{}{}:
 	default:

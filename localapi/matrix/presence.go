@@ -126,3 +126,17 @@ func (s *Server) putPresence(w http.ResponseWriter, r *http.Request, c *caller) 
 	}
 	writeJSON(w, struct{}{})
 }
+
+// clientActiveFor is how recently a client must have synced for the user
+// to count as at a client.
+const clientActiveFor = 60 * time.Second
+
+// ClientActive reports whether one of the user's clients synced within the
+// last minute: a client in use shows its own notifications, so the daemon's
+// desktop notifications stay quiet (and so do phones' through pushers).
+func (s *Server) ClientActive(userID string) bool {
+	s.presence.mu.Lock()
+	defer s.presence.mu.Unlock()
+	last, ok := s.presence.active[s.accounts.Localpart(userID)]
+	return ok && time.Since(last) < clientActiveFor
+}

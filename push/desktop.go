@@ -1,0 +1,101 @@
+package push
+
+import (
+	"encoding/json"
+	"log/slog"
+)
+
+// Desktop shows a notification on this computer's desktop. On Linux that
+// is org.freedesktop.Notifications over the session bus; the daemon uses
+// gen2brain/beeep, which also speaks to macOS and Windows.
+type Desktop interface {
+	Notify(title, body string) error
+}
+
+// DesktopOptions say whose notifications reach the desktop, and when not.
+type DesktopOptions struct {
+	// Owner reports whether a user is the person at this computer (the
+	// desktop is theirs; household accounts are not).
+	Owner func(userID string) bool
+	// Active reports whether one of the user's clients is in use right
+	// now: it shows its own notification, so the desktop stays quiet.
+	Active func(userID string) bool
+	// Mode is "on", "highlights" (mentions and keywords only) or "off"
+	// (do not disturb).
+	Mode func() string
+}
+
+// SetDesktop turns on desktop notifications for what the push rules mark
+// notify (or, in highlights mode, highlight).
+func (s *Service) SetDesktop(d Desktop, opts DesktopOptions) {
+	s.deskMu.Lock()
+	defer s.deskMu.Unlock()
+	s.desktop, s.deskOpts = d, opts
+}
+
+// toDesktop hands the stored results of a batch to the desktop, off the
+// evaluator's goroutine: a slow notification daemon must not delay counts.
+func (s *Service) toDesktop(batch []evaluated) {
+	s.deskMu.Lock()
+	d, opts := s.desktop, s.deskOpts
+	s.deskMu.Unlock()
+	if d == nil {
+		return
+	}
+	mode := opts.Mode()
+	if mode == "off" {
+		return
+	}
+	type note struct{ title, body string }
+	var notes []note
+	for _, e := range batch {
+		for _, r := range e.results {
+			if !r.Notify || (mode == "highlights" && !r.Highlight) || !opts.Owner(r.UserID) || opts.Active(r.UserID) {
+				continue
+			}
+			notes = append(notes, note{desktopTitle(e.pe.SenderName, e.pe.Event.Sender, e.pe.RoomName), desktopBody(e.pe.Event.Type, e.pe.Event.Content)})
+		}
+	}
+	if len(notes) == 0 {
+		return
+	}
+	go func() {
+		for _, n := range notes {
+			if err := d.Notify(n.title, n.body); err != nil {
+				slog.Debug("push: desktop notification", "err", err)
+			}
+		}
+	}()
+}
+
+func desktopTitle(senderName, sender, roomName string) string {
+	who := senderName
+	if who == "" {
+		who = sender
+	}
+	if roomName == "" {
+		return who
+	}
+	return who + " in " + roomName
+}
+
+// desktopBody is what a notification says: the message text, or what kind
+// of thing arrived when there is no text to show.
+func desktopBody(typ string, content json.RawMessage) string {
+	switch typ {
+	case "m.room.encrypted":
+		return "Encrypted message"
+	case "m.room.member":
+		return "Invitation"
+	case "m.call.invite":
+		return "Incoming call"
+	}
+	var c struct {
+		Body string `json:"body"`
+	}
+	json.Unmarshal(content, &c)
+	if len(c.Body) > 200 {
+		c.Body = c.Body[:200] + "…"
+	}
+	return c.Body
+}
