@@ -1,11 +1,10 @@
-//go:build !linux && !darwin
+//go:build !linux && !darwin && !windows
 
 package daemon
 
 import "fmt"
 
-// Service is not built for this OS yet: Windows autostart (a Run-key entry)
-// and its stop path arrive with the Windows packaging.
+// Service has no implementation on this OS.
 func Service(cfg Config, action ServiceAction, manage bool) (string, error) {
-	return "", fmt.Errorf("hearth service is not supported on this OS yet")
+	return "", fmt.Errorf("hearth service is not supported on this OS")
 }

@@ -35,7 +35,7 @@ Usage:
   hearth keys status [--json]           where the signing key is, and its ID
   hearth keys migrate --to keyring|file move secrets between OS keyring and file
   hearth keys rotate                    new signing key; the old one is kept as old_verify_keys
-  hearth service install|uninstall|start|stop   run Hearth at login (systemd user unit, LaunchAgent)
+  hearth service install|uninstall|start|stop   run Hearth at login (systemd user unit, LaunchAgent, Run key)
   hearth version
 
 Every subcommand takes --data-dir and --config, and every config key as a

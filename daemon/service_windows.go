@@ -1,0 +1,91 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/windows/registry"
+
+	"github.com/hearth-chat/hearth/localapi/controlclient"
+)
+
+// runKey is where per-user programs that start at login are listed.
+const runKey = `Software\Microsoft\Windows\CurrentVersion\Run`
+
+// Service installs Hearth as a per-user autostart entry in the registry's
+// Run key, removes it, starts Hearth in the background, or stops it
+// through the control API (Windows has no SIGTERM to send). With manage
+// false only the Run-key entry is written or removed.
+func Service(cfg Config, action ServiceAction, manage bool) (string, error) {
+	where := `HKCU\` + runKey + `\Hearth`
+	args, err := serviceArgs(cfg)
+	if err != nil {
+		return "", err
+	}
+	switch action {
+	case ServiceInstall:
+		k, _, err := registry.CreateKey(registry.CURRENT_USER, runKey, registry.SET_VALUE)
+		if err != nil {
+			return where, fmt.Errorf("open the Run key: %w", err)
+		}
+		defer k.Close()
+		if err := k.SetStringValue("Hearth", commandLine(args)); err != nil {
+			return where, fmt.Errorf("write the Run entry: %w", err)
+		}
+		if !manage {
+			return where, nil
+		}
+		return where, startDetached(args)
+	case ServiceUninstall:
+		if manage {
+			stopThroughControl(cfg)
+		}
+		k, err := registry.OpenKey(registry.CURRENT_USER, runKey, registry.SET_VALUE)
+		if err != nil {
+			return where, fmt.Errorf("open the Run key: %w", err)
+		}
+		defer k.Close()
+		if err := k.DeleteValue("Hearth"); err != nil && !errors.Is(err, registry.ErrNotExist) {
+			return where, err
+		}
+		return where, nil
+	case ServiceStart:
+		return where, startDetached(args)
+	case ServiceStop:
+		return where, stopThroughControl(cfg)
+	}
+	return "", fmt.Errorf("unknown service action %q", action)
+}
+
+// commandLine quotes each argument for the Run key.
+func commandLine(args []string) string {
+	quoted := make([]string, len(args))
+	for i, a := range args {
+		quoted[i] = `"` + strings.ReplaceAll(a, `"`, `\"`) + `"`
+	}
+	return strings.Join(quoted, " ")
+}
+
+// startDetached runs Hearth without a console window, outliving this
+// command.
+func startDetached(args []string) error {
+	cmd := exec.Command(args[0], args[1:]...)
+	const detachedProcess, createNoWindow = 0x00000008, 0x08000000
+	cmd.SysProcAttr = &syscall.SysProcAttr{CreationFlags: detachedProcess | createNoWindow}
+	return cmd.Start()
+}
+
+func stopThroughControl(cfg Config) error {
+	ep, err := Control(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return controlclient.New(ep.Addr, ep.Socket, ep.Secret).Shutdown(ctx)
+}
