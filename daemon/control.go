@@ -96,8 +96,27 @@ func (b *controlBackend) Status() control.Status {
 		Version: Version, UptimeSeconds: int64(time.Since(b.started).Seconds()), ServerName: b.d.cfg.ServerName,
 		Listeners:   map[string]string{"client": "http://" + b.d.Addr(), "control_socket": filepath.Join(b.d.cfg.DataDir, controlSocket)},
 		QueueDepths: map[string]int{}, StorageBytes: b.d.db.Size(), Accounts: len(users),
-		KeyStore: b.keys, KeyStoreWarning: b.warning,
+		KeyStore: b.keys, KeyStoreWarning: b.warning, UnreadHighlights: b.ownerHighlights(users),
 	}
+}
+
+// ownerHighlights counts the unread mentions of the admin accounts: what
+// the tray shows the person at this computer.
+func (b *controlBackend) ownerHighlights(users []account.User) int {
+	n := 0
+	for _, u := range users {
+		if !u.Admin {
+			continue
+		}
+		id := b.d.accounts.UserID(u.Localpart)
+		rooms, _ := b.d.rooms.JoinedRooms(id)
+		for _, r := range rooms {
+			if c, err := b.d.push.Counts(id, r, nil); err == nil {
+				n += c.All.Highlights
+			}
+		}
+	}
+	return n
 }
 
 func (b *controlBackend) Accounts() ([]string, error) {

@@ -1,7 +1,9 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -184,4 +186,71 @@ func TestConsoleSession(t *testing.T) {
 			t.Errorf("%s %s (cookie %v): %d, want %d", tc.method, tc.path, tc.cookie, got, tc.want)
 		}
 	}
+}
+
+// TestStatusCountsOwnerMentions: the tray's unread-mention count is the
+// owner's (admin's) unread highlights, and a read receipt clears it.
+func TestStatusCountsOwnerMentions(t *testing.T) {
+	cfg := Defaults()
+	cfg.DataDir = t.TempDir()
+	cfg.File = filepath.Join(cfg.DataDir, "hearth.conf")
+	cfg.ClientListen = "127.0.0.1:0"
+	cfg.KeyStore = KeyStoreFile
+	cfg.Registration = "open"
+	var welcome strings.Builder
+	d, err := Start(cfg, &welcome, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop(context.Background())
+	cfg.ClientListen = d.Addr()
+	base := "http://" + d.Addr() + "/_matrix/client/v3"
+	call := func(method, path, token string, body any) map[string]any {
+		t.Helper()
+		b, _ := json.Marshal(body)
+		req, _ := http.NewRequest(method, base+path, bytes.NewReader(b))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out := map[string]any{}
+		json.NewDecoder(resp.Body).Decode(&out)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s %s: %d %v", method, path, resp.StatusCode, out)
+		}
+		return out
+	}
+	owner := ownerName()
+	pw := strings.Fields(welcome.String()[strings.Index(welcome.String(), "password"):])[1]
+	ownerTok := call("POST", "/login", "", map[string]any{"type": "m.login.password",
+		"identifier": map[string]any{"type": "m.id.user", "user": owner}, "password": pw})["access_token"].(string)
+	bobTok := call("POST", "/register", "", map[string]any{"username": "bob", "password": "pw",
+		"auth": map[string]any{"type": "m.login.dummy"}})["access_token"].(string)
+	roomID := call("POST", "/createRoom", bobTok, map[string]any{"preset": "public_chat"})["room_id"].(string)
+	call("POST", "/join/"+roomID, ownerTok, map[string]any{})
+	ownerID := "@" + owner + ":" + cfg.ServerName
+	ev := call("PUT", "/rooms/"+roomID+"/send/m.room.message/1", bobTok, map[string]any{"msgtype": "m.text",
+		"body": "hi", "m.mentions": map[string]any{"user_ids": []string{ownerID}}})["event_id"].(string)
+
+	ep, _ := Control(cfg)
+	c := controlclient.New(ep.Addr, ep.Socket, ep.Secret)
+	highlights := func(want int) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			st, err := c.Status(context.Background())
+			if err == nil && st.UnreadHighlights == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("unread highlights %v (%v), want %d", st, err, want)
+			}
+		}
+	}
+	highlights(1)
+	call("POST", "/rooms/"+roomID+"/receipt/m.read/"+ev, ownerTok, map[string]any{})
+	highlights(0)
 }

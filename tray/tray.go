@@ -73,7 +73,8 @@ func (t *Tray) ready() {
 	t.status = t.ui.AddItem("Hearth: …", nil)
 	t.status.Disable()
 	t.ui.AddSeparator()
-	t.ui.AddItem("Open Hearth", t.openConsole)
+	t.ui.AddItem("Open Hearth", func() { t.openConsole("") })
+	t.ui.AddItem("Open logs", func() { t.openConsole("#logs") })
 	t.ui.AddItem("Copy my Matrix ID", t.copyID)
 	t.ui.AddSeparator()
 	t.stop = t.ui.AddItem("Stop Hearth", t.stopDaemon)
@@ -107,17 +108,21 @@ func (t *Tray) update() {
 		federation = "federation on"
 	}
 	text := fmt.Sprintf("Hearth on %s · %s · %d nearby", st.ServerName, federation, st.Peers)
+	if st.UnreadHighlights > 0 {
+		text += fmt.Sprintf(" · %d unread mentions", st.UnreadHighlights)
+	}
 	t.status.SetTitle(text)
 	t.ui.SetTooltip(text)
 	t.stop.Enable()
 }
 
-func (t *Tray) openConsole() {
+// openConsole opens the web console, logged in, at an optional anchor.
+func (t *Tray) openConsole(anchor string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	path, err := t.ctl.ConsoleLink(ctx)
 	if err == nil {
-		err = t.desktop.OpenURL("http://" + t.addr + path)
+		err = t.desktop.OpenURL("http://" + t.addr + path + anchor)
 	}
 	if err != nil {
 		t.log.Warn("tray: open console", "err", err)

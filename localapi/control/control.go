@@ -20,17 +20,19 @@ import (
 
 // Status is the daemon's state as the CLI and tray show it.
 type Status struct {
-	Version         string            `json:"version"`
-	UptimeSeconds   int64             `json:"uptime_seconds"`
-	ServerName      string            `json:"server_name"`
-	Listeners       map[string]string `json:"listeners"`
-	Federation      bool              `json:"federation"`
-	Peers           int               `json:"peers"`
-	QueueDepths     map[string]int    `json:"queue_depths"`
-	StorageBytes    int64             `json:"storage_bytes"`
-	Accounts        int               `json:"accounts"`
-	KeyStore        string            `json:"key_store"`
-	KeyStoreWarning string            `json:"key_store_warning,omitempty"`
+	Version       string            `json:"version"`
+	UptimeSeconds int64             `json:"uptime_seconds"`
+	ServerName    string            `json:"server_name"`
+	Listeners     map[string]string `json:"listeners"`
+	Federation    bool              `json:"federation"`
+	Peers         int               `json:"peers"`
+	QueueDepths   map[string]int    `json:"queue_depths"`
+	StorageBytes  int64             `json:"storage_bytes"`
+	Accounts      int               `json:"accounts"`
+	// UnreadHighlights counts the owner's unread mentions in every room.
+	UnreadHighlights int    `json:"unread_highlights"`
+	KeyStore         string `json:"key_store"`
+	KeyStoreWarning  string `json:"key_store_warning,omitempty"`
 }
 
 // Backend is what the control API asks of the daemon.

@@ -54,6 +54,7 @@ test("the one-time link opens the console, which shows the server and how to con
     assert.match(await page.textContent("#server"), new RegExp(SERVER_NAME));
     assert.equal(await page.textContent("#homeserver"), hearth.baseUrl);
     assert.match(await page.textContent("#accounts"), new RegExp(`@[a-z0-9._=/+-]+:${SERVER_NAME}`));
+    assert.match(await page.textContent("#log-lines"), /hearth is ready/);
     const qrWidth = await page.$eval("img.qr", (img) => img.naturalWidth);
     assert.ok(qrWidth > 0, "the QR code image did not load");
     await mkdir(artifacts, { recursive: true });
