@@ -96,7 +96,7 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	}
 	api := matrix.New(d.accounts, d.rooms, matrix.Config{
 		MaxBodyBytes: cfg.MaxRequestBytes, Registration: cfg.Registration,
-		RegistrationTokens: splitList(cfg.RegistrationTokens), Version: Version,
+		RegistrationTokens: splitList(cfg.RegistrationTokens),
 	})
 	mediaRepo, err := media.New(db, media.Config{Dir: filepath.Join(cfg.DataDir, "media"), ServerName: cfg.ServerName,
 		MaxUploadBytes: cfg.MaxUploadBytes, QuotaBytes: cfg.MediaQuotaBytes, Previews: cfg.URLPreviews == "on"})

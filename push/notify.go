@@ -302,7 +302,8 @@ func (s *Service) Notifications(userID string, from uint64, limit int, onlyHighl
 		if from != 0 {
 			target = feedKey(userID, from)
 		}
-		k, v := c.Seek(target)
+		var v []byte
+		k, _ := c.Seek(target)
 		if k == nil {
 			k, v = c.Last()
 		} else {

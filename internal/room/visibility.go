@@ -107,14 +107,6 @@ func (h *history) canSee(pos uint64) bool {
 	return false
 }
 
-// current is the user's membership now.
-func (h *history) current() string {
-	if len(h.members) == 0 {
-		return ""
-	}
-	return h.members[len(h.members)-1].value
-}
-
 // bounds are the lowest and highest positions that can hold an event the
 // user may see, so scans can stop early: before the user's first
 // membership only shared or world-readable history is visible, and after

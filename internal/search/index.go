@@ -137,7 +137,7 @@ func (ix *Index) run(ctx context.Context) error {
 			case <-wctx.Done():
 			}
 		}()
-		err = ix.waiter.Wait(wctx, pos, eph)
+		ix.waiter.Wait(wctx, pos, eph) // a flush request or the deadline ends it too
 		cancel()
 		if ctx.Err() != nil {
 			return ctx.Err()

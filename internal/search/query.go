@@ -209,7 +209,7 @@ func postings(tx *store.Tx, term string, prefix bool, upTo uint64, fields byte, 
 	sorted := true
 	var lastMatched []byte
 	c := tx.Cursor(store.SearchTerms)
-	for k, v := c.Seek(seek); k != nil && len(k) > 9 && bytes.HasPrefix(k, seek); k, v = c.Next() {
+	for k, v := c.Seek(seek); len(k) > 9 && bytes.HasPrefix(k, seek); k, v = c.Next() {
 		nid := store.U64(k[len(k)-8:])
 		if nid > upTo {
 			continue

@@ -16,8 +16,6 @@ type caller struct {
 	DeviceID  string
 }
 
-type callerKey struct{}
-
 // authed wraps a handler that needs an access token (Client-Server API
 // §"Using access tokens": the Authorization header, or the deprecated
 // access_token query parameter).

@@ -38,8 +38,6 @@ type Config struct {
 	Registration string
 	// RegistrationTokens are accepted in token mode (spec v1.2).
 	RegistrationTokens []string
-	// Version is reported in /_matrix/client/versions' server info.
-	Version string
 }
 
 // Server is the Client-Server API handler.
