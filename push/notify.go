@@ -202,6 +202,17 @@ func (s *Service) Live(ctx context.Context, userID string, pos uint64) (*Live, e
 	return live, err
 }
 
+// AwaitCounts waits, briefly, until the evaluator has published the
+// results of every event up to pos.
+func (s *Service) AwaitCounts(ctx context.Context, pos uint64) {
+	if !s.running.Load() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, liveWait)
+	defer cancel()
+	s.waitInMemory(ctx, pos)
+}
+
 // RoomsNotified lists the rooms in which userID got notifications from
 // events in (from, live's position]: from the log, and from live's hits.
 func (s *Service) RoomsNotified(userID string, from uint64, live *Live) ([]string, error) {

@@ -135,6 +135,12 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *caller) {
 			return
 		}
 		pos, eph = s.rooms.Pos()
+		if s.push != nil {
+			// Let the push evaluator publish the new events' counts before
+			// this /sync (one of many woken at once) takes the CPU to build
+			// a response that would then wait for them anyway.
+			s.push.AwaitCounts(ctx, pos)
+		}
 	}
 }
 
