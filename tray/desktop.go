@@ -8,8 +8,25 @@ import (
 )
 
 // SystemDesktop opens links and copies text with the tools each desktop
-// provides.
-type SystemDesktop struct{}
+// provides, and starts the daemon by running Args detached.
+type SystemDesktop struct {
+	// Args is the daemon's command line: this binary, "run" and the flags
+	// the tray was given, so it starts the same Hearth.
+	Args []string
+}
+
+// StartDaemon runs Args as a new process that outlives the tray.
+func (d SystemDesktop) StartDaemon() error {
+	if len(d.Args) == 0 {
+		return errors.New("no command to start Hearth with")
+	}
+	cmd := exec.Command(d.Args[0], d.Args[1:]...)
+	detach(cmd)
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	return cmd.Process.Release()
+}
 
 // OpenURL opens url in the default browser.
 func (SystemDesktop) OpenURL(url string) error {

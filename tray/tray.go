@@ -45,6 +45,8 @@ type Control interface {
 type Desktop interface {
 	OpenURL(url string) error
 	CopyText(text string) error
+	// StartDaemon starts Hearth in the background.
+	StartDaemon() error
 }
 
 // Tray is the running tray.
@@ -55,6 +57,7 @@ type Tray struct {
 	addr    string // the daemon's loopback address, for links
 	refresh time.Duration
 	status  Item
+	start   Item
 	stop    Item
 	log     *slog.Logger
 }
@@ -77,6 +80,7 @@ func (t *Tray) ready() {
 	t.ui.AddItem("Open logs", func() { t.openConsole("#logs") })
 	t.ui.AddItem("Copy my Matrix ID", t.copyID)
 	t.ui.AddSeparator()
+	t.start = t.ui.AddItem("Start Hearth", t.startDaemon)
 	t.stop = t.ui.AddItem("Stop Hearth", t.stopDaemon)
 	t.ui.AddItem("Quit", t.ui.Quit)
 	t.update()
@@ -101,6 +105,7 @@ func (t *Tray) update() {
 		t.status.SetTitle(text)
 		t.ui.SetTooltip(text)
 		t.stop.Disable()
+		t.start.Enable()
 		return
 	}
 	federation := "federation off"
@@ -114,6 +119,7 @@ func (t *Tray) update() {
 	t.status.SetTitle(text)
 	t.ui.SetTooltip(text)
 	t.stop.Enable()
+	t.start.Disable()
 }
 
 // openConsole opens the web console, logged in, at an optional anchor.
@@ -144,6 +150,13 @@ func (t *Tray) copyID() {
 	if err != nil {
 		t.log.Warn("tray: copy Matrix ID", "err", err)
 	}
+}
+
+func (t *Tray) startDaemon() {
+	if err := t.desktop.StartDaemon(); err != nil {
+		t.log.Warn("tray: start Hearth", "err", err)
+	}
+	time.AfterFunc(time.Second, t.update)
 }
 
 func (t *Tray) stopDaemon() {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"os"
 
 	"github.com/hearth-chat/hearth/daemon"
 	"github.com/hearth-chat/hearth/localapi/control"
@@ -16,7 +17,12 @@ func trayCmd(args []string, stdout, stderr io.Writer) int {
 	if code != 0 {
 		return code
 	}
-	tray.New(tray.Systray{}, endpointControl{cfg}, tray.SystemDesktop{}, cfg.ClientListen).Run()
+	self, err := os.Executable()
+	if err != nil {
+		return fail(stderr, err)
+	}
+	desktop := tray.SystemDesktop{Args: append([]string{self, "run"}, args...)}
+	tray.New(tray.Systray{}, endpointControl{cfg}, desktop, cfg.ClientListen).Run()
 	return 0
 }
 

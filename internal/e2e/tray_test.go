@@ -71,15 +71,15 @@ func trayMenu(t *testing.T, obj dbus.BusObject) []menuItem {
 // D-Bus session and drives its StatusNotifierItem menu the way a panel
 // does: the status line shows the daemon, "Copy my Matrix ID" copies the
 // owner's ID (through a stand-in clipboard tool, since there is no display
-// here), and "Stop Hearth" stops the daemon, which the control API then
-// reports as not running.
+// here), "Stop Hearth" stops the daemon, which the control API then
+// reports as not running, and "Start Hearth" brings it back.
 func TestTrayOverDBus(t *testing.T) {
 	d := StartDaemon(t)
 	conn, addr := privateBus(t)
 	bin := t.TempDir()
 	clip := filepath.Join(t.TempDir(), "clipboard")
 	noErr(t, os.WriteFile(filepath.Join(bin, "wl-copy"), []byte("#!/bin/sh\ncat > \"$CLIP_FILE\"\n"), 0o755), "fake wl-copy")
-	tray := exec.Command(hearthBin, "tray", "--data-dir", d.DataDir, "--client-listen", d.Addr)
+	tray := exec.Command(hearthBin, "tray", "--data-dir", d.DataDir, "--client-listen", d.Addr, "--server-name", serverName, "--key-store", "file")
 	tray.Env = append(childEnv(), "DBUS_SESSION_BUS_ADDRESS="+addr, "CLIP_FILE="+clip,
 		"PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"))
 	noErr(t, tray.Start(), "start hearth tray")
@@ -124,9 +124,27 @@ func TestTrayOverDBus(t *testing.T) {
 
 	click("Stop Hearth")
 	waitFor(t, "the daemon to stop", func() (bool, bool) { return true, !d.Running() })
-	if code, _, _ := runHearth(t, "status", "--data-dir", d.DataDir, "--client-listen", d.Addr); code != 4 {
+	status := func() int {
+		code, _, _ := runHearth(t, "status", "--data-dir", d.DataDir, "--client-listen", d.Addr)
+		return code
+	}
+	if code := status(); code != 4 {
 		t.Fatalf("status after Stop Hearth: exit %d, want 4 (not running)", code)
 	}
+
+	// The tray notices, and starts it again on request.
+	waitFor(t, "the tray to show Hearth as not running", func() (bool, bool) {
+		items := trayMenu(t, menu)
+		return true, len(items) > 0 && items[0].label == "Hearth is not running"
+	})
+	click("Start Hearth")
+	waitFor(t, "Hearth started from the tray", func() (int, bool) { c := status(); return c, c == 0 })
+	waitFor(t, "the tray to show Hearth running again", func() (bool, bool) {
+		items := trayMenu(t, menu)
+		return true, len(items) > 0 && strings.Contains(items[0].label, "Hearth on "+serverName)
+	})
+	click("Stop Hearth")
+	waitFor(t, "the tray-started daemon to stop", func() (int, bool) { c := status(); return c, c == 4 })
 }
 
 // waitFor polls check until it reports done, failing the test after the
