@@ -22,19 +22,10 @@ import (
 // count until he reads it, and a search that finds an old message.
 // Cross-signing a second device is TestCrossSigningTrust.
 func TestClientExperience(t *testing.T) {
-	d := StartDaemon(t)
-	ac, bc := d.Register("alice"), d.Register("bob")
-
 	// An encrypted room: alice sends bob an image, encrypted as an
 	// attachment (AES-CTR, the key inside the Megolm-encrypted event).
-	secret := must(ac.CreateRoom(ctx(t), &mautrix.ReqCreateRoom{
-		Preset: "private_chat", Invite: []id.UserID{bc.UserID},
-		InitialState: []*event.Event{{Type: event.StateEncryption, Content: event.Content{
-			Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}}}},
-	})).get(t).RoomID
-	must(bc.JoinRoomByID(ctx(t), secret)).get(t)
-	state := &roomState{room: secret}
-	alice, bob := newCryptoUser(t, ac, state), newCryptoUser(t, bc, state)
+	_, secret, alice, bob := encryptedRoom(t)
+	ac, bc := alice.client, bob.client
 
 	img := image.NewRGBA(image.Rect(0, 0, 32, 32))
 	for i := range img.Pix {

@@ -117,11 +117,10 @@ func (u *cryptoUser) receiveMessage(t *testing.T, room id.RoomID, eventID id.Eve
 	return nil
 }
 
-// TestEncryptedMessages: two mautrix-go clients with its crypto package
-// (pure-Go Olm) upload keys, claim each other's one-time keys, exchange
-// Megolm sessions over to-device messages and send encrypted messages
-// both ways through a real Hearth; each decrypts what the other sent.
-func TestEncryptedMessages(t *testing.T) {
+// encryptedRoom starts a daemon where alice and bob, each with an Olm
+// machine and keys uploaded, share a Megolm-encrypted room.
+func encryptedRoom(t *testing.T) (*Daemon, id.RoomID, *cryptoUser, *cryptoUser) {
+	t.Helper()
 	d := StartDaemon(t)
 	ac, bc := d.Register("alice"), d.Register("bob")
 	room := must(ac.CreateRoom(ctx(t), &mautrix.ReqCreateRoom{
@@ -131,7 +130,16 @@ func TestEncryptedMessages(t *testing.T) {
 	})).get(t).RoomID
 	must(bc.JoinRoomByID(ctx(t), room)).get(t)
 	state := &roomState{room: room}
-	alice, bob := newCryptoUser(t, ac, state), newCryptoUser(t, bc, state)
+	return d, room, newCryptoUser(t, ac, state), newCryptoUser(t, bc, state)
+}
+
+// TestEncryptedMessages: two mautrix-go clients with its crypto package
+// (pure-Go Olm) upload keys, claim each other's one-time keys, exchange
+// Megolm sessions over to-device messages and send encrypted messages
+// both ways through a real Hearth; each decrypts what the other sent.
+func TestEncryptedMessages(t *testing.T) {
+	_, room, alice, bob := encryptedRoom(t)
+	ac, bc := alice.client, bob.client
 	members := []id.UserID{ac.UserID, bc.UserID}
 
 	for i := range 2 {

@@ -54,15 +54,7 @@ func (e *Engine) PushEventsAfter(from, to uint64, fn func(*PushEvent) error) err
 			pl      *powerLevels
 		}
 		rooms := map[uint64]*roomFacts{}
-		c := tx.Cursor(store.Events)
-		for k, v := c.Seek(store.PutU64(from + 1)); k != nil; k, v = c.Next() {
-			pos := store.U64(k)
-			if pos > to {
-				break
-			}
-			if len(v) == 0 || v[0]&(flagRejected|flagOutlier) != 0 {
-				continue
-			}
+		return eachPushable(tx, from, to, func(pos uint64, _ []byte) error {
 			ev, err := e.loadEvent(tx, pos)
 			if err != nil {
 				return err
@@ -96,18 +88,9 @@ func (e *Engine) PushEventsAfter(from, to uint64, fn func(*PushEvent) error) err
 					pe.Local = append(pe.Local, m)
 				}
 			}
-			if rf.pl != nil {
-				pe.SenderLevel = rf.pl.level(sender)
-				pe.RoomNotifLevel = 50
-				if l, ok := rf.pl.Notifications["room"]; ok {
-					pe.RoomNotifLevel = l
-				}
-			}
-			if err := fn(pe); err != nil {
-				return err
-			}
-		}
-		return nil
+			pe.setLevels(rf.pl, sender)
+			return fn(pe)
+		})
 	})
 }
 
@@ -209,15 +192,7 @@ func (e *Engine) PushEventsFor(userID string, from, to uint64, fn func(*PushEven
 			pl     *powerLevels
 		}
 		rooms := map[uint64]*roomFacts{}
-		c := tx.Cursor(store.Events)
-		for k, v := c.Seek(store.PutU64(from + 1)); k != nil; k, v = c.Next() {
-			pos := store.U64(k)
-			if pos > to {
-				break
-			}
-			if len(v) == 0 || v[0]&(flagRejected|flagOutlier) != 0 {
-				continue
-			}
+		return eachPushable(tx, from, to, func(pos uint64, v []byte) error {
 			ev, err := decodeEvent(pos, v)
 			if err != nil {
 				return err
@@ -234,7 +209,7 @@ func (e *Engine) PushEventsFor(userID string, from, to uint64, fn func(*PushEven
 				}
 			}
 			if !rf.joined {
-				continue
+				return nil
 			}
 			full, err := e.loadEvent(tx, pos)
 			if err != nil {
@@ -242,7 +217,7 @@ func (e *Engine) PushEventsFor(userID string, from, to uint64, fn func(*PushEven
 			}
 			sender := string(full.PDU.SenderID())
 			if sender == userID {
-				continue
+				return nil
 			}
 			pe := &PushEvent{Pos: pos, RoomID: rf.info.ID, Event: e.clientEvent(tx, full, ClientView{}),
 				ThreadRoot: threadOf(full), Members: rf.info.Joined, Local: []PushMember{rf.me}}
@@ -253,20 +228,42 @@ func (e *Engine) PushEventsFor(userID string, from, to uint64, fn func(*PushEven
 					return err
 				}
 			}
-			pe.RoomNotifLevel = 50
-			if rf.pl != nil {
-				pe.SenderLevel = rf.pl.level(sender)
-				pe.RoomNotifLevel = 50
-				if l, ok := rf.pl.Notifications["room"]; ok {
-					pe.RoomNotifLevel = l
-				}
-			}
-			if err := fn(pe); err != nil {
-				return err
-			}
-		}
-		return nil
+			pe.setLevels(rf.pl, sender)
+			return fn(pe)
+		})
 	})
+}
+
+// eachPushable calls fn with the position and record of each event in
+// (from, to] that push considers: not rejected, not an outlier.
+func eachPushable(tx *store.Tx, from, to uint64, fn func(pos uint64, record []byte) error) error {
+	c := tx.Cursor(store.Events)
+	for k, v := c.Seek(store.PutU64(from + 1)); k != nil; k, v = c.Next() {
+		pos := store.U64(k)
+		if pos > to {
+			break
+		}
+		if len(v) == 0 || v[0]&(flagRejected|flagOutlier) != 0 {
+			continue
+		}
+		if err := fn(pos, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setLevels records the sender's power level and the level @room needs
+// (notifications.room, 50 by default) for sender_notification_permission.
+func (pe *PushEvent) setLevels(pl *powerLevels, sender string) {
+	pe.RoomNotifLevel = 50
+	if pl == nil {
+		return
+	}
+	pe.SenderLevel = pl.level(sender)
+	if l, ok := pl.Notifications["room"]; ok {
+		pe.RoomNotifLevel = l
+	}
 }
 
 // mentionsRoom says whether content mentions the whole room, the only

@@ -140,6 +140,12 @@ func (s *Server) relations(w http.ResponseWriter, r *http.Request, c *caller) {
 		return
 	}
 	evs, next, err := s.rooms.Relations(req)
+	writeChunk(w, evs, next, err)
+}
+
+// writeChunk answers a paginated list (/relations, /threads): the chunk
+// and, if there is more, next_batch.
+func writeChunk(w http.ResponseWriter, evs []room.ClientEvent, next uint64, err error) {
 	if err != nil {
 		matrixerr.Write(w, err)
 		return

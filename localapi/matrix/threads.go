@@ -32,13 +32,5 @@ func (s *Server) threads(w http.ResponseWriter, r *http.Request, c *caller) {
 		return
 	}
 	evs, next, err := s.rooms.Threads(req)
-	if err != nil {
-		matrixerr.Write(w, err)
-		return
-	}
-	resp := map[string]any{"chunk": evs}
-	if next != 0 {
-		resp["next_batch"] = pageToken(next)
-	}
-	writeJSON(w, resp)
+	writeChunk(w, evs, next, err)
 }
