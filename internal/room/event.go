@@ -15,6 +15,7 @@ const (
 	flagRedacted byte = 1 << iota // JSON is the redacted form
 	flagRejected                  // failed auth; kept for the DAG, never served
 	flagOutlier                   // not part of the timeline (federation)
+	flagRelay                     // another server's event this server relays (send_join/leave/knock)
 )
 
 // Event is a stored room event. Its NID is the stream position at which it

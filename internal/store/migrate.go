@@ -55,6 +55,11 @@ var (
 	SearchTerms = []byte("searchterms")
 	SearchDocs  = []byte("searchdocs")
 	SearchMeta  = []byte("searchmeta")
+	// Federation buckets (federation/...).
+	ServerKeys = []byte("serverkeys")
+	FedQueue   = []byte("fedqueue")
+	FedMeta    = []byte("fedmeta")
+	FedTxns    = []byte("fedtxns")
 
 	buckets = [][]byte{Meta, Users, Devices, Tokens, AccountData, Filters, Rooms, RoomInfo,
 		Events, EventIDs, Txns, Timeline, State, Snapshots, Members, Changes, Receipts,
@@ -63,7 +68,8 @@ var (
 		DeviceKeys, OneTimeKeys, FallbackKeys, CrossSigning, KeySignatures, ToDevice, ToDeviceTxns,
 		BackupVersions, BackupKeys,
 		PushRules, PushLog, PushFeed, Pushers, PushQueue, PushMeta,
-		SearchTerms, SearchDocs, SearchMeta}
+		SearchTerms, SearchDocs, SearchMeta,
+		ServerKeys, FedQueue, FedMeta, FedTxns}
 
 	keyPos    = []byte("pos")
 	keySchema = []byte("schema")

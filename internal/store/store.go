@@ -49,6 +49,10 @@
 //	searchterms   term 0x00 ‖ eventNID → posting (uvarint roomNID, field, uvarint tf, uvarint terms in field)
 //	searchdocs    eventNID → indexed event (uvarint roomNID, field, sender, type, its distinct terms), to unindex on redaction
 //	searchmeta    "pos" → u64 stream position the search index has consumed
+//	serverkeys    serverName 0x00 keyID → a remote server's verify key with its validity (federation/serverkeys)
+//	fedqueue      destination 0x00 ‖ seq (u64) → one queued outbound PDU or EDU (federation/queue)
+//	fedmeta       "pos" → u64 stream position the outbound queue has consumed; destination-keyed queue state
+//	fedtxns       origin 0x00 txnID → the /send response already given (inbound transaction idempotency)
 //
 // Integers are big-endian so that bbolt's byte order is numeric order. The
 // stream position is one global counter: every event and every change a

@@ -1,0 +1,108 @@
+package room
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/hearth-chat/hearth/internal/store"
+)
+
+// Outbound is one event the federation queue must send, and where
+// (Server-Server API §"Transactions": a server sends the events it
+// originates to every other server in the room).
+type Outbound struct {
+	NID    uint64
+	RoomID string
+	// Destinations are the other servers with joined members in the room,
+	// plus, for a member event, the target's server (so a remote user
+	// learns of their own kick or ban).
+	Destinations []string
+}
+
+// OutboundEvents calls fn for each timeline event with after < NID ≤ upTo,
+// in stream order, that this server must send over federation: the ones
+// it created, and the ones it accepted for another server through a
+// membership handshake (send_join, send_leave, send_knock), which the
+// resident server relays to the rest of the room. Rooms without other
+// servers yield nothing.
+func (e *Engine) OutboundEvents(tx *store.Tx, after, upTo uint64, fn func(Outbound) error) error {
+	servers := map[uint64][]string{} // roomNID → joined servers, re-read after member events
+	c := tx.Cursor(store.Events)
+	for k, v := c.Seek(store.PutU64(after + 1)); k != nil; k, v = c.Next() {
+		nid := store.U64(k)
+		if nid > upTo {
+			break
+		}
+		ev, err := decodeEvent(nid, v)
+		if err != nil {
+			return err
+		}
+		if ev.Flags&(flagRejected|flagOutlier) != 0 {
+			continue
+		}
+		r := gjson.GetManyBytes(ev.JSON, "sender", "type", "state_key")
+		if serverOf(r[0].String()) != string(e.serverName) && ev.Flags&flagRelay == 0 {
+			continue
+		}
+		if r[1].String() == "m.room.member" {
+			delete(servers, ev.RoomNID)
+		}
+		joined, ok := servers[ev.RoomNID]
+		if !ok {
+			joined = e.joinedServers(tx, ev.RoomNID)
+			servers[ev.RoomNID] = joined
+		}
+		dests := append([]string(nil), joined...)
+		if r[1].String() == "m.room.member" {
+			if s := serverOf(r[2].String()); s != string(e.serverName) && !slices.Contains(dests, s) {
+				dests = append(dests, s)
+			}
+		}
+		if len(dests) == 0 {
+			continue
+		}
+		info, err := roomInfoByNID(tx, ev.RoomNID)
+		if err != nil {
+			return err
+		}
+		if err := fn(Outbound{NID: nid, RoomID: info.ID, Destinations: dests}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// joinedServers lists the servers other than this one with a joined
+// member in the room's current state.
+func (e *Engine) joinedServers(tx *store.Tx, roomNID uint64) []string {
+	seen := map[string]bool{string(e.serverName): true}
+	var out []string
+	eachCurrentState(tx, roomNID, "m.room.member\x00", func(_, sk string, nid uint64) error {
+		s := serverOf(sk)
+		if seen[s] {
+			return nil
+		}
+		if membershipIn(tx, sk, roomNID).Membership == "join" {
+			seen[s] = true
+			out = append(out, s)
+		}
+		return nil
+	})
+	return out
+}
+
+// EventJSON returns the stored JSON of an event by NID, as it is sent over
+// federation (redacted if it was redacted since).
+func (e *Engine) EventJSON(tx *store.Tx, nid uint64) ([]byte, error) {
+	b := tx.Get(store.Events, store.PutU64(nid))
+	if b == nil {
+		return nil, fmt.Errorf("room: event %d missing", nid)
+	}
+	ev, err := decodeEvent(nid, b)
+	if err != nil {
+		return nil, err
+	}
+	return ev.JSON, nil
+}
