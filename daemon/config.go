@@ -23,6 +23,8 @@ type Config struct {
 	TLSCert            string `key:"tls_cert" help:"PEM certificate chain for the federation listener."`
 	TLSKey             string `key:"tls_key" help:"PEM private key for the federation listener."`
 	CAFile             string `key:"ca_file" help:"Extra PEM CA certificates trusted for outbound federation, besides the system roots."`
+	FederationServers  string `key:"federation_servers" help:"Fixed addresses of other servers, as name=host:port pairs separated by commas; consulted before DNS and .well-known."`
+	TrustedNotaries    string `key:"trusted_notaries" help:"Servers trusted to vouch for other servers' keys (/key/v2/query), comma-separated, each as name or name=ed25519:keyid:base64key to pin its key."`
 	Registration       string `key:"registration" help:"Who may create accounts: closed (only 'hearth account add'), token (with a registration token) or open."`
 	RegistrationTokens string `key:"registration_tokens" help:"Comma-separated registration tokens accepted when registration = token."`
 	KeyStore           string `key:"key_store" help:"Where secrets (the signing key) live: auto (the OS keyring if one answers, else a 0600 file in the data dir), keyring (refuse to start without one) or file."`
@@ -235,6 +237,15 @@ func (c *Config) Validate() error {
 	case "on", "highlights", "off":
 	default:
 		return fmt.Errorf("desktop_notifications must be on, highlights or off, not %q", c.DesktopNotify)
+	}
+	if c.FederationListen != "" && (c.TLSCert == "" || c.TLSKey == "") {
+		return fmt.Errorf("federation_listen needs tls_cert and tls_key (federation is TLS only)")
+	}
+	if _, err := parseServerTable(c.FederationServers); err != nil {
+		return err
+	}
+	if _, err := parseNotaries(c.TrustedNotaries); err != nil {
+		return err
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

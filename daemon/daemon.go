@@ -49,6 +49,7 @@ type Daemon struct {
 	listener net.Listener
 	logs     *LogRing     // recent log lines for the control API
 	control  *http.Server // the control API on the unix socket, if any
+	fed      *fed         // the Server-Server API, when federation is on
 	stopOnce sync.Once
 	stopped  chan struct{} // closed when the control API asks to stop
 	// stopRequests ends the base context of every request, which is what
@@ -115,8 +116,15 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	d.search = search.New(db, d.rooms, notifier)
 	d.search.Start()
 	api.SetSearch(d.search)
+	if err := d.startFederation(key, notifier, api); err != nil {
+		d.push.Stop()
+		d.search.Stop()
+		db.Close()
+		return nil, err
+	}
 	ctl, err := d.startControl(secrets, secrets.where(), warning)
 	if err != nil {
+		d.fed.stop(context.Background())
 		d.push.Stop()
 		d.search.Stop()
 		db.Close()
@@ -130,6 +138,7 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 		if d.control != nil {
 			d.control.Close()
 		}
+		d.fed.stop(context.Background())
 		d.push.Stop()
 		d.search.Stop()
 		db.Close()
@@ -169,6 +178,7 @@ func (d *Daemon) Stop(ctx context.Context) error {
 	if d.control != nil {
 		d.control.Close()
 	}
+	d.fed.stop(ctx)
 	d.push.Stop()
 	d.search.Stop()
 	return d.db.Close()

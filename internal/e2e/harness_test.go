@@ -114,6 +114,8 @@ type Daemon struct {
 	DataDir string
 	Addr    string   // host:port of the client API
 	Extra   []string // extra flags for hearth run
+	// Name is the server name; serverName when empty.
+	Name string
 
 	logs    *logBuffer
 	runs    int
@@ -150,6 +152,17 @@ func NewDaemon(t testing.TB, dataDir string) *Daemon {
 	})
 	return d
 }
+
+// ServerName is the daemon's Matrix server name.
+func (d *Daemon) ServerName() string {
+	if d.Name != "" {
+		return d.Name
+	}
+	return serverName
+}
+
+// UserID is the full user ID of a user of this daemon.
+func (d *Daemon) UserID(name string) id.UserID { return id.NewUserID(name, d.ServerName()) }
 
 // URL is the client API's base URL.
 func (d *Daemon) URL() string { return "http://" + d.Addr }
@@ -203,7 +216,7 @@ func (d *Daemon) launch() error {
 	d.runs++
 	run := d.runs
 	args := []string{"run", "--data-dir", d.DataDir, "--client-listen", d.Addr,
-		"--registration", "open", "--server-name", serverName,
+		"--registration", "open", "--server-name", d.ServerName(),
 		// Test daemons keep their keys in their temp dir, never in the
 		// developer's OS keyring.
 		"--key-store", "file"}
@@ -357,7 +370,7 @@ func (d *Daemon) Register(name string) *mautrix.Client {
 	if err != nil {
 		d.t.Fatalf("register %s: %v", name, err)
 	}
-	if resp.UserID != UserID(name) {
+	if resp.UserID != d.UserID(name) {
 		d.t.Fatalf("register %s: got user ID %s", name, resp.UserID)
 	}
 	c.SetCredentials(resp.UserID, resp.AccessToken)

@@ -16,6 +16,7 @@ const (
 	flagRejected                  // failed auth; kept for the DAG, never served
 	flagOutlier                   // not part of the timeline (federation)
 	flagRelay                     // another server's event this server relays (send_join/leave/knock)
+	flagStateless                 // an outlier whose state before is unknown (StateBefore unset)
 )
 
 // Event is a stored room event. Its NID is the stream position at which it

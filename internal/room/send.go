@@ -187,31 +187,11 @@ func (e *Engine) append(tx *store.Tx, info *Info, pdu gomatrixserverlib.PDU, dev
 	if sk := pdu.StateKey(); sk != nil {
 		key := stateKey(pdu.Type(), *sk)
 		ev.Replaces = currentStateNID(tx, info.NID, pdu.Type(), *sk)
-		if err := tx.Put(store.State, store.NIDKey(info.NID, []byte(key)), store.PutU64(nid)); err != nil {
+		if err := setCurrent(tx, info, pdu, nid); err != nil {
 			return nil, err
 		}
 		if info.Snapshot, err = addSnapshot(tx, info.Snapshot, key, nid); err != nil {
 			return nil, err
-		}
-		switch pdu.Type() {
-		case "m.room.member":
-			m, _ := pdu.Membership()
-			info.count(membershipIn(tx, *sk, info.NID).Membership, -1)
-			info.count(m, +1)
-			if err := setMembership(tx, *sk, info.NID, m, nid); err != nil {
-				return nil, err
-			}
-			if err := logVisibility(tx, info.NID, pdu.Type(), *sk, m, nid); err != nil {
-				return nil, err
-			}
-		case "m.room.history_visibility":
-			hv, err := pdu.HistoryVisibility()
-			if err != nil {
-				hv = "shared" // unparseable content leaves the default in force
-			}
-			if err := logVisibility(tx, info.NID, pdu.Type(), *sk, string(hv), nid); err != nil {
-				return nil, err
-			}
 		}
 	}
 	if err := tx.Put(store.Events, store.PutU64(nid), ev.encode()); err != nil {
@@ -235,6 +215,33 @@ func (e *Engine) append(tx *store.Tx, info *Info, pdu gomatrixserverlib.PDU, dev
 		}
 	}
 	return ev, nil
+}
+
+// setCurrent makes the state event pdu (stored at nid) the room's current
+// state for its (type, state_key), with the member counts, membership
+// index and visibility logs that follow from it.
+func setCurrent(tx *store.Tx, info *Info, pdu gomatrixserverlib.PDU, nid uint64) error {
+	sk := *pdu.StateKey()
+	if err := tx.Put(store.State, store.NIDKey(info.NID, []byte(stateKey(pdu.Type(), sk))), store.PutU64(nid)); err != nil {
+		return err
+	}
+	switch pdu.Type() {
+	case "m.room.member":
+		m, _ := pdu.Membership()
+		info.count(membershipIn(tx, sk, info.NID).Membership, -1)
+		info.count(m, +1)
+		if err := setMembership(tx, sk, info.NID, m, nid); err != nil {
+			return err
+		}
+		return logVisibility(tx, info.NID, pdu.Type(), sk, m, nid)
+	case "m.room.history_visibility":
+		hv, err := pdu.HistoryVisibility()
+		if err != nil {
+			hv = "shared" // unparseable content leaves the default in force
+		}
+		return logVisibility(tx, info.NID, pdu.Type(), sk, string(hv), nid)
+	}
+	return nil
 }
 
 // redactsTarget returns the event a redaction targets, wherever the room

@@ -49,7 +49,8 @@
 //	searchterms   term 0x00 ‖ eventNID → posting (uvarint roomNID, field, uvarint tf, uvarint terms in field)
 //	searchdocs    eventNID → indexed event (uvarint roomNID, field, sender, type, its distinct terms), to unindex on redaction
 //	searchmeta    "pos" → u64 stream position the search index has consumed
-//	serverkeys    serverName 0x00 keyID → a remote server's verify key with its validity (federation/serverkeys)
+//	serverkeys    serverName 0x00 keyID → a remote server's ed25519 verify key: 0x01 ‖ u64 valid_until_ts ‖ u64 expired_ts ‖ key (federation/serverkeys);
+//	              serverName 0x00 → that server's last self-signed key response: 0x01 ‖ u64 fetched_at ‖ JSON (served again as a notary)
 //	fedqueue      destination 0x00 ‖ seq (u64) → one queued outbound PDU or EDU (federation/queue)
 //	fedmeta       "pos" → u64 stream position the outbound queue has consumed; destination-keyed queue state
 //	fedtxns       origin 0x00 txnID → the /send response already given (inbound transaction idempotency)

@@ -9,7 +9,7 @@ import (
 )
 
 func (s *Server) getAlias(w http.ResponseWriter, r *http.Request) {
-	id, servers, err := s.rooms.ResolveAlias(r.PathValue("alias"))
+	id, servers, err := s.resolveAlias(r.Context(), r.PathValue("alias"))
 	if err != nil {
 		matrixerr.Write(w, err)
 		return

@@ -45,16 +45,18 @@ func (s *Server) joinRoom(w http.ResponseWriter, r *http.Request, c *caller) {
 		matrixerr.Write(w, err)
 		return
 	}
-	roomID := target
-	if strings.HasPrefix(target, "#") {
-		id, _, err := s.rooms.ResolveAlias(target)
-		if err != nil {
+	roomID, via, err := s.roomAndServers(r, target)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	if s.fed != nil && !s.rooms.HasLocalJoined(roomID) && s.hasOtherServer(via) {
+		// No one here is in the room: join through another server.
+		if err := s.joinRemote(r, c, roomID, via, req.Reason); err != nil {
 			matrixerr.Write(w, err)
 			return
 		}
-		roomID = id
-	} else if !strings.HasPrefix(target, "!") {
-		matrixerr.Write(w, matrixerr.InvalidParam("expected a room ID or alias"))
+		writeJSON(w, map[string]any{"room_id": roomID})
 		return
 	}
 	if !s.rooms.RoomExists(roomID) {

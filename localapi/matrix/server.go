@@ -53,6 +53,7 @@ type Server struct {
 	search   searchIndex   // set by SetSearch (search.go)
 	push     *push.Service // set by SetPush (pushrules.go)
 	keys     *keys.Service // set by SetKeys (keys.go)
+	fed      Federation    // set by SetFederation (federation.go); nil while federation is off
 }
 
 // New builds the handler.

@@ -1,0 +1,148 @@
+package daemon
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/fclient"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/hearth-chat/hearth/federation"
+	"github.com/hearth-chat/hearth/federation/queue"
+	"github.com/hearth-chat/hearth/federation/resolve"
+	"github.com/hearth-chat/hearth/federation/serverkeys"
+	"github.com/hearth-chat/hearth/internal/stream"
+	"github.com/hearth-chat/hearth/localapi/matrix"
+)
+
+// fed is the running federation side: the TLS listener of the
+// Server-Server API and the outbound queue.
+type fed struct {
+	service  *federation.Service
+	queue    *queue.Queue
+	resolver *resolve.Resolver
+	server   *http.Server
+	listener net.Listener
+}
+
+// startFederation starts the Server-Server API when federation_listen is
+// set: keys, discovery, the outbound queue and the TLS listener. Other
+// servers this one shares rooms with are then nudged, so anything they
+// queued for it while it was away arrives now rather than after their
+// back-off.
+func (d *Daemon) startFederation(key *SigningKey, notifier *stream.Notifier, api *matrix.Server) error {
+	cfg := d.cfg
+	if cfg.FederationListen == "" {
+		return nil
+	}
+	static, err := parseServerTable(cfg.FederationServers)
+	if err != nil {
+		return err
+	}
+	notaries, err := parseNotaries(cfg.TrustedNotaries)
+	if err != nil {
+		return err
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return fmt.Errorf("federation TLS certificate: %w", err)
+	}
+	res, err := resolve.New(resolve.Config{Static: static, CAFile: cfg.CAFile})
+	if err != nil {
+		return err
+	}
+	name := spec.ServerName(cfg.ServerName)
+	keyID := gomatrixserverlib.KeyID(key.ID)
+	client := fclient.NewFederationClient([]*fclient.SigningIdentity{{ServerName: name, KeyID: keyID, PrivateKey: key.Key}},
+		fclient.WithTransport(res.Transport()))
+	id := serverkeys.Identity{ServerName: name, KeyID: keyID, Key: key.Key}
+	for _, o := range key.Old {
+		id.Old = append(id.Old, serverkeys.OldKey{KeyID: gomatrixserverlib.KeyID(o.ID), Public: o.Public,
+			ExpiredTS: spec.Timestamp(o.ExpiredTS)})
+	}
+	keys := serverkeys.New(d.db, id, fclient.NewClient(fclient.WithTransport(res.Transport())), notaries)
+	q := queue.New(d.db, d.rooms, notifier, client, name)
+	svc := federation.New(federation.Config{ServerName: name, KeyID: keyID, Key: key.Key, DB: d.db, Rooms: d.rooms,
+		Accounts: d.accounts, KeyRing: keys.KeyRing(), Client: client, Queue: q})
+	keys.Register(svc.Mux())
+
+	ln, err := net.Listen("tcp", cfg.FederationListen)
+	if err != nil {
+		return fmt.Errorf("federation listener: %w", err)
+	}
+	srv := &http.Server{Handler: svc.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		ErrorLog:  slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn)}
+	go func() {
+		if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			slog.Error("federation listener stopped", "err", err)
+		}
+	}()
+	q.Start()
+	api.SetFederation(svc)
+	d.fed = &fed{service: svc, queue: q, resolver: res, server: srv, listener: ln}
+	if peers := d.rooms.ServersSharingRooms(); len(peers) > 0 {
+		q.Nudge(peers)
+	}
+	slog.Info("federation is on", "listen", ln.Addr().String(), "server_name", cfg.ServerName)
+	return nil
+}
+
+// stopFederation stops accepting, then stops the queue; what it had not
+// sent stays queued in the store for the next start.
+func (f *fed) stop(ctx context.Context) {
+	if f == nil {
+		return
+	}
+	f.server.Shutdown(ctx)
+	f.server.Close()
+	f.queue.Stop()
+}
+
+// parseServerTable reads federation_servers: name=host:port, ...
+func parseServerTable(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, item := range splitList(s) {
+		name, addr, ok := strings.Cut(item, "=")
+		if !ok {
+			return nil, fmt.Errorf("federation_servers: %q is not name=host:port", item)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("federation_servers: %q: %w", item, err)
+		}
+		out[strings.TrimSpace(name)] = strings.TrimSpace(addr)
+	}
+	return out, nil
+}
+
+// parseNotaries reads trusted_notaries: name or name=ed25519:id:base64key.
+func parseNotaries(s string) ([]serverkeys.Notary, error) {
+	var out []serverkeys.Notary
+	for _, item := range splitList(s) {
+		name, pin, _ := strings.Cut(item, "=")
+		n := serverkeys.Notary{ServerName: spec.ServerName(strings.TrimSpace(name)), Keys: map[gomatrixserverlib.KeyID]ed25519.PublicKey{}}
+		if pin != "" {
+			i := strings.LastIndex(pin, ":")
+			if i < 0 || !strings.HasPrefix(pin, "ed25519:") {
+				return nil, fmt.Errorf("trusted_notaries: %q: the key is ed25519:<id>:<base64 public key>", item)
+			}
+			pub, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(pin[i+1:], "="))
+			if err != nil || len(pub) != ed25519.PublicKeySize {
+				return nil, fmt.Errorf("trusted_notaries: %q: bad public key", item)
+			}
+			n.Keys[gomatrixserverlib.KeyID(pin[:i])] = pub
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}

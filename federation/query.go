@@ -1,0 +1,64 @@
+package federation
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/matrix-org/gomatrixserverlib/fclient"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
+)
+
+// Queries other servers make of this one (Server-Server API §"Querying
+// for information").
+
+// queryDirectory resolves one of this server's aliases.
+func (s *Service) queryDirectory(w http.ResponseWriter, r *request) {
+	alias := r.URL.Query().Get("room_alias")
+	if !strings.HasPrefix(alias, "#") || serverOf(alias) != string(s.cfg.ServerName) {
+		matrixerr.Write(w, matrixerr.NotFound("not an alias of this server"))
+		return
+	}
+	roomID, _, err := s.cfg.Rooms.ResolveAlias(alias)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	servers, err := s.cfg.Rooms.JoinedServers(roomID)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	res := fclient.RespDirectory{RoomID: roomID}
+	for _, srv := range servers {
+		res.Servers = append(res.Servers, spec.ServerName(srv))
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// queryProfile returns a local user's display name and avatar.
+func (s *Service) queryProfile(w http.ResponseWriter, r *request) {
+	userID := r.URL.Query().Get("user_id")
+	if serverOf(userID) != string(s.cfg.ServerName) {
+		matrixerr.Write(w, matrixerr.NotFound("not a user of this server"))
+		return
+	}
+	u, err := s.cfg.Accounts.Get(s.cfg.Accounts.Localpart(userID))
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	if u == nil || u.Deactivated {
+		matrixerr.Write(w, matrixerr.NotFound("profile not found"))
+		return
+	}
+	res := fclient.RespProfile{DisplayName: u.DisplayName, AvatarURL: u.AvatarURL}
+	switch r.URL.Query().Get("field") {
+	case "displayname":
+		res.AvatarURL = ""
+	case "avatar_url":
+		res.DisplayName = ""
+	}
+	writeJSON(w, http.StatusOK, res)
+}

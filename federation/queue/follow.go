@@ -1,0 +1,118 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hearth-chat/hearth/internal/room"
+	"github.com/hearth-chat/hearth/internal/store"
+)
+
+// followBatch bounds the events queued in one write transaction, so that
+// catching up after a restart never holds the store's writer for long.
+const followBatch = 1000
+
+var errBatchFull = errors.New("batch full")
+
+// follow queues new outbound events until ctx ends: it waits on the
+// notifier (no polling) and, for each commit, queues the events after its
+// position and moves the position in the same write, so a crash neither
+// loses nor duplicates an entry.
+//
+// An error (a store failure, an event it cannot read) is logged and the
+// step retried after followRetry: the consumer must not die silently, and
+// the failed write changed nothing.
+func (q *Queue) follow(ctx context.Context) error {
+	for {
+		pos, eph := q.waiter.Pos()
+		done, err := q.step(ctx, pos)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			slog.Error("federation queue: queueing events", "err", err)
+			t := time.NewTimer(followRetry)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+			}
+			continue
+		}
+		if done {
+			if err := q.waiter.Wait(ctx, pos, eph); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+const followRetry = 5 * time.Second
+
+// step queues what lies between the stored position and pos; done means
+// there was nothing left (time to wait for the next commit).
+func (q *Queue) step(ctx context.Context, pos uint64) (done bool, err error) {
+	var have []byte
+	if err := q.db.View(func(tx *store.Tx) error {
+		have = bytes.Clone(tx.Get(store.FedMeta, keyPos))
+		return nil
+	}); err != nil {
+		return false, err
+	}
+	if have == nil { // Start could not write it: never start from 0
+		return false, q.db.Update(ctx, ensureMeta)
+	}
+	if store.U64(have) >= pos {
+		return true, nil
+	}
+	dests, err := q.queueEvents(ctx, pos)
+	if err != nil {
+		return false, err
+	}
+	for _, d := range dests {
+		q.kick(d)
+	}
+	return false, nil
+}
+
+// queueEvents queues up to followBatch outbound events after the stored
+// position and not past upTo, and returns the destinations that got any.
+// The write may run more than once, so it starts from the transaction's
+// own position and rebuilds its result on every run.
+func (q *Queue) queueEvents(ctx context.Context, upTo uint64) ([]string, error) {
+	var dests []string
+	err := q.db.Update(ctx, func(tx *store.Tx) error {
+		dests = dests[:0]
+		seen := map[string]bool{}
+		from := store.U64(tx.Get(store.FedMeta, keyPos))
+		last, n := upTo, 0
+		err := q.events.OutboundEvents(tx, from, upTo, func(o room.Outbound) error {
+			if n == followBatch {
+				last = o.NID - 1 // event NIDs are stream positions
+				return errBatchFull
+			}
+			n++
+			v := pduValue(o.NID)
+			for _, d := range q.remote(o.Destinations) {
+				if err := putEntry(tx, d, v); err != nil {
+					return err
+				}
+				if !seen[d] {
+					seen[d] = true
+					dests = append(dests, d)
+				}
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errBatchFull) {
+			return fmt.Errorf("queue: outbound events after %d: %w", from, err)
+		}
+		return tx.Put(store.FedMeta, keyPos, store.PutU64(max(last, from)))
+	})
+	return dests, err
+}

@@ -1,0 +1,231 @@
+package federation
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sort"
+
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/fclient"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+	"github.com/tidwall/gjson"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
+	"github.com/hearth-chat/hearth/internal/room"
+	"github.com/hearth-chat/hearth/internal/store"
+)
+
+// The spec's limits on one transaction (Server-Server API §"Transactions").
+const (
+	maxPDUs = 50
+	maxEDUs = 100
+)
+
+type transaction struct {
+	Origin string                  `json:"origin"`
+	PDUs   []json.RawMessage       `json:"pdus"`
+	EDUs   []gomatrixserverlib.EDU `json:"edus"`
+}
+
+// send is PUT /_matrix/federation/v1/send/{txnId}. A transaction ID seen
+// before from the same origin gets the first answer again and changes
+// nothing; each PDU is checked and stored on its own, so one bad event
+// does not cost the others.
+func (s *Service) send(w http.ResponseWriter, r *request) {
+	key := store.Key(string(r.origin), r.PathValue("txnID"))
+	var prior []byte
+	s.cfg.DB.View(func(tx *store.Tx) error {
+		prior = append(prior, tx.Get(store.FedTxns, key)...)
+		return nil
+	})
+	if prior != nil {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(prior)
+		return
+	}
+	var txn transaction
+	if err := json.Unmarshal(r.body, &txn); err != nil {
+		matrixerr.Write(w, matrixerr.NotJSON("transaction is not valid JSON"))
+		return
+	}
+	if len(txn.PDUs) > maxPDUs || len(txn.EDUs) > maxEDUs {
+		matrixerr.Write(w, matrixerr.BadJSON(fmt.Sprintf("a transaction holds at most %d PDUs and %d EDUs", maxPDUs, maxEDUs)))
+		return
+	}
+	if txn.Origin != "" && txn.Origin != string(r.origin) {
+		matrixerr.Write(w, matrixerr.Forbidden("transaction origin does not match the request's signer"))
+		return
+	}
+	resp := fclient.RespSend{PDUs: map[string]fclient.PDUResult{}}
+	for _, raw := range txn.PDUs {
+		id, err := s.receivePDU(r.Context(), r.origin, raw)
+		if id == "" {
+			continue // not even an event ID: nothing to answer about
+		}
+		res := fclient.PDUResult{}
+		if err != nil {
+			res.Error = err.Error()
+			slog.Info("federation: PDU refused", "origin", r.origin, "event_id", id, "err", err)
+		}
+		resp.PDUs[id] = res
+	}
+	for _, edu := range txn.EDUs {
+		s.receiveEDU(r.Context(), r.origin, edu)
+	}
+	body, _ := json.Marshal(resp)
+	if err := s.cfg.DB.Update(r.Context(), func(tx *store.Tx) error {
+		return tx.Put(store.FedTxns, key, body)
+	}); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(body)
+}
+
+// receivePDU runs the spec's checks on receipt of a PDU (§"Checks
+// performed on receipt of a PDU") that need no room state: a valid event
+// of the room's version, sent by its sender's server (or relayed by the
+// resident server of a membership handshake), signed by the servers that
+// must sign it; a hash mismatch leaves the event redacted. The room
+// engine does the rest.
+func (s *Service) receivePDU(ctx context.Context, origin spec.ServerName, raw json.RawMessage) (string, error) {
+	pdu, err := s.parsePDU(ctx, raw)
+	if pdu == nil {
+		return "", err
+	}
+	id := pdu.EventID()
+	if err != nil {
+		return id, err
+	}
+	sender := string(pdu.SenderID())
+	if serverOf(sender) != string(origin) && pdu.Type() != spec.MRoomMember {
+		return id, errors.New("event was not sent by its sender's server")
+	}
+	return id, s.ingest(ctx, origin, pdu, 0)
+}
+
+// parsePDU parses and signature-checks an event for a room this server is
+// in. It returns the event with an error when only the checks failed.
+func (s *Service) parsePDU(ctx context.Context, raw json.RawMessage) (gomatrixserverlib.PDU, error) {
+	roomID := gjson.GetBytes(raw, "room_id").String()
+	version, err := s.cfg.Rooms.RoomVersion(roomID)
+	if err != nil {
+		return nil, fmt.Errorf("room %q is not known here", roomID)
+	}
+	pdu, err := parseUntrusted(version, roomID, raw)
+	if pdu == nil || err != nil {
+		return pdu, err
+	}
+	if err := gomatrixserverlib.VerifyEventSignatures(ctx, pdu, s.cfg.KeyRing, userIDForSender); err != nil {
+		return pdu, fmt.Errorf("bad signature: %w", err)
+	}
+	return pdu, nil
+}
+
+// parseUntrusted parses an event of a known room. gomatrixserverlib
+// returns an event failing its content hash already redacted, as the spec
+// requires, and panics later on a room ID it parsed but cannot use; both
+// are handled here.
+func parseUntrusted(version gomatrixserverlib.RoomVersion, roomID string, raw []byte) (pdu gomatrixserverlib.PDU, err error) {
+	ver, err := gomatrixserverlib.GetRoomVersion(version)
+	if err != nil {
+		return nil, err
+	}
+	pdu, err = ver.NewEventFromUntrustedJSON(raw)
+	if err != nil {
+		if pdu != nil {
+			pdu.EventID()
+		}
+		return pdu, fmt.Errorf("invalid event: %w", err)
+	}
+	if _, err := spec.NewRoomID(roomID); err != nil {
+		return nil, fmt.Errorf("invalid room ID: %w", err)
+	}
+	if pdu.RoomID().String() != roomID {
+		return nil, errors.New("room ID mismatch")
+	}
+	if pdu.Depth() < 0 || pdu.Depth() > maxDepth {
+		return pdu, errors.New("depth out of range")
+	}
+	pdu.EventID()
+	return pdu, nil
+}
+
+// maxDepth is the largest depth the spec's canonical JSON allows.
+const maxDepth = 1<<53 - 1
+
+// maxGap bounds the events fetched to fill one gap before this server
+// asks for the state instead (§"Retrieving missing events").
+const maxGap = 20
+
+// ingest hands a checked event to the room engine, first fetching what
+// it refers to and this server lacks (depth counts nested fetches).
+func (s *Service) ingest(ctx context.Context, origin spec.ServerName, pdu gomatrixserverlib.PDU, depth int) error {
+	err := s.cfg.Rooms.Ingest(ctx, pdu, room.IngestOptions{})
+	missing, ok := room.IsMissing(err)
+	if !ok || depth > 0 {
+		return err
+	}
+	roomID := pdu.RoomID().String()
+	if len(missing.Auth) > 0 {
+		if err := s.fetchAuthChain(ctx, origin, roomID, pdu.EventID()); err != nil {
+			return fmt.Errorf("fetch auth events: %w", err)
+		}
+	}
+	if len(missing.Prev) > 0 {
+		s.fetchMissingPrevs(ctx, origin, pdu)
+		if err := s.cfg.Rooms.Ingest(ctx, pdu, room.IngestOptions{}); !isMissing(err) {
+			return err
+		}
+		// Still a gap: take the state at each missing prev event from
+		// the origin instead of its history.
+		for _, prev := range pdu.PrevEventIDs() {
+			if err := s.fetchStateAt(ctx, origin, roomID, prev); err != nil {
+				return fmt.Errorf("fetch state at %s: %w", prev, err)
+			}
+		}
+	}
+	return s.cfg.Rooms.Ingest(ctx, pdu, room.IngestOptions{})
+}
+
+func isMissing(err error) bool {
+	_, ok := room.IsMissing(err)
+	return ok
+}
+
+// fetchMissingPrevs asks the origin for the events between what this
+// server has and pdu (POST get_missing_events) and ingests them oldest
+// first. Failures leave the gap for fetchStateAt.
+func (s *Service) fetchMissingPrevs(ctx context.Context, origin spec.ServerName, pdu gomatrixserverlib.PDU) {
+	roomID := pdu.RoomID().String()
+	extremities, err := s.cfg.Rooms.Extremities(roomID)
+	if err != nil {
+		return
+	}
+	res, err := s.cfg.Client.LookupMissingEvents(ctx, s.cfg.ServerName, origin, roomID, fclient.MissingEvents{
+		Limit: maxGap, EarliestEvents: extremities, LatestEvents: []string{pdu.EventID()},
+		MinDepth: int(max(0, pdu.Depth()-maxGap*5)),
+	}, pdu.Version())
+	if err != nil {
+		slog.Info("federation: get_missing_events failed", "origin", origin, "room", roomID, "err", err)
+		return
+	}
+	var events []gomatrixserverlib.PDU
+	for _, raw := range res.Events {
+		p, err := s.parsePDU(ctx, json.RawMessage(raw))
+		if err == nil && p != nil && p.RoomID().String() == roomID {
+			events = append(events, p)
+		}
+	}
+	sort.SliceStable(events, func(i, j int) bool { return events[i].Depth() < events[j].Depth() })
+	for _, p := range events {
+		if err := s.ingest(ctx, origin, p, 1); err != nil && !isMissing(err) {
+			slog.Info("federation: missing event refused", "event_id", p.EventID(), "err", err)
+		}
+	}
+}

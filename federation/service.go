@@ -1,0 +1,142 @@
+// Package federation is Hearth's Server-Server API: the handlers other
+// homeservers call (authenticated with X-Matrix signatures), the checks an
+// inbound event passes before the room engine sees it, and the outbound
+// calls a local user's actions need (joining a room on another server,
+// resolving a remote alias). Key serving and caching live in
+// federation/serverkeys, server discovery and TLS in federation/resolve,
+// and the persistent per-destination queues in federation/queue.
+package federation
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/fclient"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/hearth-chat/hearth/internal/account"
+	"github.com/hearth-chat/hearth/internal/matrixerr"
+	"github.com/hearth-chat/hearth/internal/room"
+	"github.com/hearth-chat/hearth/internal/store"
+)
+
+// Queue is the outbound side as the handlers use it (federation/queue).
+type Queue interface {
+	// Wake says a destination is up: it just sent us a request.
+	Wake(destination string)
+}
+
+// Config is what the service needs from the daemon.
+type Config struct {
+	ServerName spec.ServerName
+	KeyID      gomatrixserverlib.KeyID
+	Key        ed25519.PrivateKey
+	DB         *store.DB
+	Rooms      *room.Engine
+	Accounts   *account.Accounts
+	KeyRing    *gomatrixserverlib.KeyRing
+	Client     fclient.FederationClient
+	Queue      Queue
+	// MaxBodyBytes caps request bodies (a transaction of 50 PDUs of 64 KiB
+	// plus 100 EDUs fits in the default).
+	MaxBodyBytes int64
+}
+
+// Service serves the Server-Server API and makes the outbound calls.
+type Service struct {
+	cfg Config
+	mux *http.ServeMux
+	now func() time.Time
+}
+
+// New returns the service; Handler serves it.
+func New(cfg Config) *Service {
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = 8 << 20
+	}
+	s := &Service{cfg: cfg, mux: http.NewServeMux(), now: time.Now}
+	s.routes()
+	return s
+}
+
+// Handler serves /_matrix/federation/... and /_matrix/key/...
+func (s *Service) Handler() http.Handler { return s.mux }
+
+// Mux lets other federation packages (serverkeys) register their routes.
+func (s *Service) Mux() *http.ServeMux { return s.mux }
+
+func (s *Service) routes() {
+	s.mux.HandleFunc("GET /_matrix/federation/v1/version", s.version)
+	s.handle("PUT /_matrix/federation/v1/send/{txnID}", s.send)
+	s.handle("GET /_matrix/federation/v1/make_join/{roomID}/{userID}", s.makeJoin)
+	s.handle("PUT /_matrix/federation/v2/send_join/{roomID}/{eventID}", s.sendJoin)
+	s.handle("PUT /_matrix/federation/v1/send_join/{roomID}/{eventID}", s.sendJoinV1)
+	s.handle("GET /_matrix/federation/v1/make_leave/{roomID}/{userID}", s.makeLeave)
+	s.handle("PUT /_matrix/federation/v2/send_leave/{roomID}/{eventID}", s.sendLeave)
+	s.handle("PUT /_matrix/federation/v1/send_leave/{roomID}/{eventID}", s.sendLeaveV1)
+	s.handle("GET /_matrix/federation/v1/event/{eventID}", s.event)
+	s.handle("GET /_matrix/federation/v1/state/{roomID}", s.state)
+	s.handle("GET /_matrix/federation/v1/state_ids/{roomID}", s.stateIDs)
+	s.handle("GET /_matrix/federation/v1/event_auth/{roomID}/{eventID}", s.eventAuth)
+	s.handle("GET /_matrix/federation/v1/backfill/{roomID}", s.backfill)
+	s.handle("POST /_matrix/federation/v1/get_missing_events/{roomID}", s.missingEvents)
+	s.handle("GET /_matrix/federation/v1/query/directory", s.queryDirectory)
+	s.handle("GET /_matrix/federation/v1/query/profile", s.queryProfile)
+	s.mux.HandleFunc("/_matrix/federation/", func(w http.ResponseWriter, r *http.Request) {
+		matrixerr.Write(w, matrixerr.Unrecognized("unknown federation endpoint"))
+	})
+}
+
+// request is an authenticated inbound request.
+type request struct {
+	*http.Request
+	origin spec.ServerName
+	body   []byte
+}
+
+// handle registers a handler behind X-Matrix request authentication
+// (Server-Server API §"Request Authentication"): a request that is not
+// signed by its origin's current key gets 401 and reaches no handler.
+func (s *Service) handle(pattern string, h func(http.ResponseWriter, *request)) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+		fr, resp := fclient.VerifyHTTPRequest(r, s.now(), s.cfg.ServerName, nil, s.cfg.KeyRing)
+		if fr == nil {
+			writeJSON(w, resp.Code, resp.JSON)
+			return
+		}
+		if s.cfg.Queue != nil {
+			s.cfg.Queue.Wake(string(fr.Origin()))
+		}
+		h(w, &request{Request: r, origin: fr.Origin(), body: fr.Content()})
+	})
+}
+
+func (s *Service) version(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"server": map[string]string{"name": "Hearth", "version": "dev"}})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		slog.Debug("federation: write response", "err", err)
+	}
+}
+
+// userIDForSender maps a sender to its user ID; Hearth has no pseudonymous
+// IDs, so it is the sender itself, and never (nil, nil), which would skip
+// signature checks (gomatrixserverlib notes §6).
+func userIDForSender(_ spec.RoomID, s spec.SenderID) (*spec.UserID, error) {
+	return spec.NewUserID(string(s), true)
+}
+
+// ctx bounds the outbound calls a handler makes.
+func (s *Service) ctx(r *request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), 30*time.Second)
+}

@@ -1,0 +1,104 @@
+package e2e
+
+import (
+	"fmt"
+	"testing"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+)
+
+// collectTexts returns a SyncUntil predicate that gathers the bodies of
+// m.room.message events in roomID, in timeline order, into *got, and is
+// satisfied once it has want of them.
+func collectTexts(roomID id.RoomID, got *[]string, want int) func(*mautrix.RespSync) bool {
+	return func(r *mautrix.RespSync) bool {
+		if jr := r.Rooms.Join[roomID]; jr != nil {
+			for _, ev := range jr.Timeline.Events {
+				if ev.Type == event.EventMessage {
+					body, _ := ev.Content.Raw["body"].(string)
+					*got = append(*got, body)
+				}
+			}
+		}
+		return len(*got) >= want
+	}
+}
+
+// TestFederationJoinAndChat is the issue's main story over real TLS
+// between two daemons: alice@hs1 makes a room, bob@hs2 joins it by alias,
+// they chat both ways; hs2 is stopped while alice sends 200 messages, and
+// after its restart bob receives every one of them, in order.
+func TestFederationJoinAndChat(t *testing.T) {
+	t.Parallel()
+	net := startFedNet(t, "hs1.test", "hs2.test")
+	hs1, hs2 := net.Daemons["hs1.test"], net.Daemons["hs2.test"]
+	alice := hs1.Register("alice")
+	bob := hs2.Register("bob")
+
+	roomID := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Name: "Across servers", RoomAliasName: "lobby", Preset: "public_chat"})
+	aliceTok := Quiesce(t, alice, Sync(t, alice, "", "", 0).NextBatch)
+
+	joined, err := bob.JoinRoom(ctx(t), "#lobby:hs1.test", nil)
+	noErr(t, err, "bob@hs2 joins #lobby:hs1.test")
+	if joined.RoomID != roomID {
+		t.Fatalf("join by alias gave %s, want %s", joined.RoomID, roomID)
+	}
+	// hs2 has the room's state from the join: its name and both members.
+	var name struct {
+		Name string `json:"name"`
+	}
+	noErr(t, bob.StateEvent(ctx(t), roomID, event.StateRoomName, "", &name), "bob reads the room name on hs2")
+	if name.Name != "Across servers" {
+		t.Errorf("room name on hs2 = %q", name.Name)
+	}
+	// hs1 sees bob join.
+	SyncUntil(t, alice, aliceTok, "", "bob's join on hs1", func(r *mautrix.RespSync) bool {
+		for _, ev := range r.Rooms.Join[roomID].Timeline.Events {
+			if ev.Type == event.StateMember && ev.GetStateKey() == bob.UserID.String() {
+				return true
+			}
+		}
+		return false
+	})
+	aliceTok = Quiesce(t, alice, aliceTok)
+	bobTok := Quiesce(t, bob, Sync(t, bob, "", "", 0).NextBatch)
+
+	SendText(t, alice, roomID, "hello bob")
+	aliceTok = Quiesce(t, alice, aliceTok)
+	var got []string
+	SyncUntil(t, bob, bobTok, "", "alice's message on hs2", collectTexts(roomID, &got, 1))
+	if got[0] != "hello bob" {
+		t.Fatalf("bob got %q", got)
+	}
+	bobTok = Quiesce(t, bob, bobTok)
+	SendText(t, bob, roomID, "hello alice")
+	got = nil
+	SyncUntil(t, alice, aliceTok, "", "bob's message on hs1", collectTexts(roomID, &got, 1))
+	if got[0] != "hello alice" {
+		t.Fatalf("alice got %q", got)
+	}
+
+	// hs2 goes away; hs1 queues what alice sends and delivers it when
+	// hs2 is back.
+	bobTok = Quiesce(t, bob, bobTok)
+	noErr(t, hs2.Stop(), "stop hs2")
+	var want []string
+	for i := range 200 {
+		msg := fmt.Sprintf("while you were out %03d", i)
+		want = append(want, msg)
+		SendText(t, alice, roomID, msg)
+	}
+	hs2.Start()
+	got = nil
+	SyncUntil(t, bob, bobTok, "", "the 200 messages on hs2", collectTexts(roomID, &got, 200))
+	if len(got) != 200 {
+		t.Fatalf("bob got %d messages, want 200", len(got))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("message %d on hs2 is %q, want %q (order or loss)", i, got[i], want[i])
+		}
+	}
+}

@@ -1,0 +1,485 @@
+package room
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/tidwall/gjson"
+
+	"github.com/hearth-chat/hearth/internal/store"
+)
+
+// Ingest stores an event another server sent, after the checks of
+// Server-Server API §"Checks performed on receipt of a PDU" that need the
+// room: auth against the event's auth_events, auth against the state
+// before it, and soft-fail against the current state. The caller (the
+// federation package) has done the first three checks: format,
+// signatures, and hashes (an event failing its hash arrives redacted).
+//
+// It returns nil for an event already known, *MissingError when prev or
+// auth events are unknown (fetch them and try again), and *RejectedError
+// when the event fails auth: it is then stored as rejected, so it is never
+// served and never asked for again, and nothing else changes.
+func (e *Engine) Ingest(ctx context.Context, pdu gomatrixserverlib.PDU, opts IngestOptions) error {
+	pdu.EventID()
+	var rejected error
+	err := e.db.Update(ctx, func(tx *store.Tx) error {
+		rejected = nil
+		info, err := roomInfo(tx, pdu.RoomID().String())
+		if err != nil {
+			return err
+		}
+		if eventNID(tx, pdu.EventID()) != 0 {
+			return nil
+		}
+		if rejected, err = e.ingest(tx, info, pdu, opts); err != nil {
+			return err
+		}
+		return putRoomInfo(tx, info)
+	})
+	if err != nil {
+		return err
+	}
+	return rejected
+}
+
+// IngestOptions says how an inbound event reached this server.
+type IngestOptions struct {
+	// Relay marks an event accepted through send_join, send_leave or
+	// send_knock: this server sends it on to the rest of the room.
+	Relay bool
+}
+
+// MissingError lists events an inbound event refers to that this server
+// does not have (or has without the state at them).
+type MissingError struct {
+	Prev []string // prev_events unknown, or known only as outliers
+	Auth []string // auth_events unknown
+}
+
+func (m *MissingError) Error() string {
+	return fmt.Sprintf("room: missing prev events %v, auth events %v", m.Prev, m.Auth)
+}
+
+// RejectedError is an event that failed the auth rules.
+type RejectedError struct{ Reason string }
+
+func (r *RejectedError) Error() string { return "event rejected: " + r.Reason }
+
+// ingest runs the checks and appends; a rejection is returned as the
+// first result, with the event stored as rejected.
+func (e *Engine) ingest(tx *store.Tx, info *Info, pdu gomatrixserverlib.PDU, opts IngestOptions) (error, error) {
+	if pdu.Version() != info.Version {
+		return &RejectedError{"room version does not match the room"}, nil
+	}
+	missing := &MissingError{}
+	authPDUs, reason, err := e.authEventsOf(tx, pdu, missing)
+	if err != nil {
+		return nil, err
+	}
+	var prevs []*Event
+	for _, id := range pdu.PrevEventIDs() {
+		nid := eventNID(tx, id)
+		if nid == 0 {
+			missing.Prev = append(missing.Prev, id)
+			continue
+		}
+		ev, err := e.loadEvent(tx, nid)
+		if err != nil {
+			return nil, err
+		}
+		if ev.Flags&flagStateless != 0 {
+			missing.Prev = append(missing.Prev, id)
+			continue
+		}
+		prevs = append(prevs, ev)
+	}
+	if len(missing.Prev)+len(missing.Auth) > 0 {
+		return nil, missing
+	}
+	ev := &Event{RoomNID: info.NID, Version: info.Version, ID: pdu.EventID(), JSON: pdu.JSON(), PDU: pdu}
+	if opts.Relay {
+		ev.Flags |= flagRelay
+	}
+	if pdu.Redacted() {
+		ev.Flags |= flagRedacted
+	}
+	if reason == "" {
+		// Check 4: the event is allowed by its own auth events.
+		if err := e.allowedBy(pdu, authPDUs); err != nil {
+			reason = err.Error()
+		}
+	}
+	current := &roomState{snapshot: info.Snapshot, roomNID: info.NID, current: true}
+	before := current
+	if len(prevs) != 1 || len(info.Extremities) != 1 || prevs[0].ID != info.Extremities[0] || prevs[0].NID != info.LastPos {
+		// Not the common case of an event on the room's only head, whose
+		// state before is the current state: compute it.
+		if before, err = e.stateBeforePrevs(tx, info, pdu, prevs); err != nil {
+			return nil, err
+		}
+	}
+	if reason == "" {
+		// Check 5: the event is allowed by the state before it.
+		if err := e.allowedAt(tx, pdu, before); err != nil {
+			reason = err.Error()
+		}
+	}
+	if ev.StateBefore, err = e.snapshotOf(tx, info, before); err != nil {
+		return nil, err
+	}
+	if reason != "" {
+		ev.Flags |= flagRejected | flagOutlier
+		return &RejectedError{reason}, e.storeEvent(tx, ev)
+	}
+	if sk := pdu.StateKey(); sk != nil {
+		if ev.Replaces, err = before.lookup(tx, stateKey(pdu.Type(), *sk)); err != nil {
+			return nil, err
+		}
+	}
+	// Check 6: soft-fail. An event the current state would not allow is
+	// kept (later events may build on it) but not shown to clients or made
+	// a forward extremity (§"Soft failure").
+	if before != current {
+		if err := e.allowedAt(tx, pdu, current); err != nil {
+			ev.Flags |= flagOutlier
+			return nil, e.storeEvent(tx, ev)
+		}
+	}
+	return nil, e.appendRemote(tx, info, ev, before == current)
+}
+
+// authEventsOf loads the event's auth events; unknown ones are added to
+// missing, and a reason is returned if the list itself breaks the rules.
+func (e *Engine) authEventsOf(tx *store.Tx, pdu gomatrixserverlib.PDU, missing *MissingError) ([]gomatrixserverlib.PDU, string, error) {
+	ver, err := gomatrixserverlib.GetRoomVersion(pdu.Version())
+	if err != nil {
+		return nil, "", err
+	}
+	if ver.DomainlessRoomIDs() {
+		// Room v12: the create event is implied and must not be listed
+		// (gomatrixserverlib does not enforce this).
+		create := "$" + strings.TrimPrefix(pdu.RoomID().String(), "!")
+		for _, id := range gjson.GetBytes(pdu.JSON(), "auth_events").Array() {
+			if id.String() == create {
+				return nil, "auth_events lists the create event", nil
+			}
+		}
+	}
+	var out []gomatrixserverlib.PDU
+	seen := map[string]bool{}
+	reason := ""
+	for _, id := range pdu.AuthEventIDs() {
+		nid := eventNID(tx, id)
+		if nid == 0 {
+			missing.Auth = append(missing.Auth, id)
+			continue
+		}
+		ev, err := e.loadEvent(tx, nid)
+		if err != nil {
+			return nil, "", err
+		}
+		if ev.Flags&flagRejected != 0 {
+			reason = "an auth event was rejected: " + id
+		}
+		k := stateKeyOf(ev.PDU)
+		if seen[k] {
+			reason = "auth_events lists two events for " + k
+		}
+		seen[k] = true
+		out = append(out, ev.PDU)
+	}
+	return out, reason, nil
+}
+
+func stateKeyOf(pdu gomatrixserverlib.PDU) string {
+	if sk := pdu.StateKey(); sk != nil {
+		return stateKey(pdu.Type(), *sk)
+	}
+	return pdu.Type()
+}
+
+func (e *Engine) allowedBy(pdu gomatrixserverlib.PDU, auth []gomatrixserverlib.PDU) error {
+	provider, err := gomatrixserverlib.NewAuthEvents(auth)
+	if err != nil {
+		return err
+	}
+	return allowed(pdu, provider)
+}
+
+// allowed is gomatrixserverlib.Allowed that survives its panics on
+// malformed events (a room ID that does not parse, for one): an event
+// that crashes the auth rules is not allowed.
+func allowed(pdu gomatrixserverlib.PDU, provider gomatrixserverlib.AuthEventProvider) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("auth rules failed: %v", r)
+		}
+	}()
+	return gomatrixserverlib.Allowed(pdu, provider, userIDForSender)
+}
+
+// allowedAt checks pdu against the state s, loading only the entries the
+// auth rules look at.
+func (e *Engine) allowedAt(tx *store.Tx, pdu gomatrixserverlib.PDU, s *roomState) error {
+	needed := gomatrixserverlib.StateNeededForAuth([]gomatrixserverlib.PDU{pdu})
+	var auth []gomatrixserverlib.PDU
+	for _, t := range needed.Tuples() {
+		nid, err := s.lookup(tx, stateKey(t.EventType, t.StateKey))
+		if err != nil {
+			return err
+		}
+		if nid != 0 {
+			ev, err := e.loadEvent(tx, nid)
+			if err != nil {
+				return err
+			}
+			auth = append(auth, ev.PDU)
+		}
+	}
+	return e.allowedBy(pdu, auth)
+}
+
+// roomState is a room state, by (type, state_key) → event NID. It is
+// read lazily: the room's current state from the state bucket, a stored
+// snapshot when first needed in full.
+type roomState struct {
+	nids     map[string]uint64 // nil until loaded
+	snapshot uint64            // the stored snapshot, 0 when not stored yet
+	roomNID  uint64
+	current  bool // the room's current state (info.Snapshot)
+	// parent, key and nid describe a state not stored yet as one entry
+	// over a stored snapshot, so it is written as a delta.
+	parent uint64
+	key    string
+	nid    uint64
+}
+
+func (s *roomState) lookup(tx *store.Tx, key string) (uint64, error) {
+	if s.nids == nil && s.current {
+		return store.U64(tx.Get(store.State, store.NIDKey(s.roomNID, []byte(key)))), nil
+	}
+	if err := s.load(tx); err != nil {
+		return 0, err
+	}
+	return s.nids[key], nil
+}
+
+func (s *roomState) load(tx *store.Tx) error {
+	if s.nids != nil {
+		return nil
+	}
+	nids, err := stateAt(tx, s.snapshot)
+	s.nids = nids
+	return err
+}
+
+func (s *roomState) same(tx *store.Tx, o *roomState) (bool, error) {
+	if s == o || (s.snapshot != 0 && s.snapshot == o.snapshot) {
+		return true, nil
+	}
+	if err := s.load(tx); err != nil {
+		return false, err
+	}
+	if err := o.load(tx); err != nil {
+		return false, err
+	}
+	return maps.Equal(s.nids, o.nids), nil
+}
+
+// stateAfter is the state after a stored event: the state before it plus
+// the event itself if it is an accepted state event.
+func (e *Engine) stateAfter(tx *store.Tx, ev *Event) (*roomState, error) {
+	if sk := ev.PDU.StateKey(); sk != nil && ev.Flags&flagRejected == 0 {
+		nids, err := stateAt(tx, ev.StateBefore)
+		if err != nil {
+			return nil, err
+		}
+		key := stateKey(ev.PDU.Type(), *sk)
+		nids[key] = ev.NID
+		return &roomState{nids: nids, parent: ev.StateBefore, key: key, nid: ev.NID}, nil
+	}
+	return &roomState{snapshot: ev.StateBefore}, nil
+}
+
+// stateBeforePrevs is the state before an event with the given prev
+// events: the state after the only one, or the resolution of the states
+// after each (§"Room State Resolution").
+func (e *Engine) stateBeforePrevs(tx *store.Tx, info *Info, pdu gomatrixserverlib.PDU, prevs []*Event) (*roomState, error) {
+	if len(prevs) == 0 {
+		return &roomState{nids: map[string]uint64{}}, nil
+	}
+	var sets []*roomState
+	for _, p := range prevs {
+		s, err := e.stateAfter(tx, p)
+		if err != nil {
+			return nil, err
+		}
+		sets = append(sets, s)
+	}
+	return e.resolve(tx, info, sets)
+}
+
+// snapshotOf returns the snapshot NID holding s, writing one if needed.
+func (e *Engine) snapshotOf(tx *store.Tx, info *Info, s *roomState) (uint64, error) {
+	if s.snapshot != 0 || (s.nids != nil && len(s.nids) == 0) {
+		return s.snapshot, nil
+	}
+	var err error
+	if s.key != "" {
+		s.snapshot, err = addSnapshot(tx, s.parent, s.key, s.nid)
+	} else {
+		s.snapshot, err = putFullSnapshot(tx, s.nids)
+	}
+	return s.snapshot, err
+}
+
+// storeEvent writes the event record and its ID index, nothing else.
+func (e *Engine) storeEvent(tx *store.Tx, ev *Event) error {
+	nid, err := tx.NextPos()
+	if err != nil {
+		return err
+	}
+	ev.NID = nid
+	if err := tx.Put(store.Events, store.PutU64(nid), ev.encode()); err != nil {
+		return err
+	}
+	return tx.Put(store.EventIDs, []byte(ev.ID), store.PutU64(nid))
+}
+
+// appendRemote adds an accepted event to the timeline and moves the
+// room's forward extremities and current state. An event on the room's
+// only head changes the current state as a local event does; one that
+// builds on every extremity makes its state after the current state;
+// otherwise the current state and the state after it are resolved.
+func (e *Engine) appendRemote(tx *store.Tx, info *Info, ev *Event, onHead bool) error {
+	if err := e.storeEvent(tx, ev); err != nil {
+		return err
+	}
+	if err := tx.Put(store.Timeline, store.NIDKey(info.NID, store.PutU64(ev.NID)), nil); err != nil {
+		return err
+	}
+	if err := indexRelation(tx, info.NID, ev.NID, ev.PDU.Content()); err != nil {
+		return err
+	}
+	prevs := ev.PDU.PrevEventIDs()
+	coversAll := true
+	var extremities []string
+	for _, x := range info.Extremities {
+		if slices.Contains(prevs, x) {
+			continue
+		}
+		coversAll = false
+		extremities = append(extremities, x)
+	}
+	info.Extremities = append(extremities, ev.ID)
+	info.Depth = max(info.Depth, ev.PDU.Depth())
+	info.LastPos = ev.NID
+	if err := e.moveState(tx, info, ev, onHead, coversAll); err != nil {
+		return err
+	}
+	if ev.PDU.Type() == "m.room.redaction" && ev.Flags&flagRedacted == 0 {
+		return e.applyRemoteRedaction(tx, info, ev)
+	}
+	return nil
+}
+
+func (e *Engine) moveState(tx *store.Tx, info *Info, ev *Event, onHead, coversAll bool) error {
+	sk := ev.PDU.StateKey()
+	if onHead {
+		if sk == nil {
+			return nil
+		}
+		if err := setCurrent(tx, info, ev.PDU, ev.NID); err != nil {
+			return err
+		}
+		var err error
+		info.Snapshot, err = addSnapshot(tx, info.Snapshot, stateKey(ev.PDU.Type(), *sk), ev.NID)
+		return err
+	}
+	current := &roomState{snapshot: info.Snapshot}
+	next, err := e.stateAfter(tx, ev)
+	if err != nil {
+		return err
+	}
+	if !coversAll {
+		if next, err = e.resolve(tx, info, []*roomState{current, next}); err != nil {
+			return err
+		}
+	}
+	return e.setCurrentState(tx, info, current, next)
+}
+
+// setCurrentState moves the room's current state from old to next.
+func (e *Engine) setCurrentState(tx *store.Tx, info *Info, old, next *roomState) error {
+	if same, err := old.same(tx, next); err != nil || same {
+		return err
+	}
+	if err := old.load(tx); err != nil {
+		return err
+	}
+	keys := slices.Sorted(maps.Keys(next.nids))
+	for _, k := range keys {
+		nid := next.nids[k]
+		if old.nids[k] == nid {
+			continue
+		}
+		ev, err := e.loadEvent(tx, nid)
+		if err != nil {
+			return err
+		}
+		if err := setCurrent(tx, info, ev.PDU, nid); err != nil {
+			return err
+		}
+	}
+	for k := range old.nids {
+		if _, ok := next.nids[k]; !ok {
+			if err := tx.Delete(store.State, store.NIDKey(info.NID, []byte(k))); err != nil {
+				return err
+			}
+		}
+	}
+	snap, err := e.snapshotOf(tx, info, next)
+	if err != nil {
+		return err
+	}
+	info.Snapshot = snap
+	return nil
+}
+
+// applyRemoteRedaction applies a redaction the auth rules let through if
+// the spec's further check passes: the redacter's server sent the target,
+// or the redacter has the redact power level (§"Redactions", v3+).
+func (e *Engine) applyRemoteRedaction(tx *store.Tx, info *Info, ev *Event) error {
+	nid := eventNID(tx, redactsTarget(ev.PDU))
+	if nid == 0 {
+		return nil
+	}
+	target, err := e.loadEvent(tx, nid)
+	if err != nil || target.RoomNID != info.NID {
+		return err
+	}
+	sender := string(ev.PDU.SenderID())
+	if serverOf(sender) != serverOf(string(target.PDU.SenderID())) {
+		pl, err := e.powerLevels(tx, info)
+		if err != nil {
+			return err
+		}
+		if pl.level(sender) < pl.Redact {
+			return nil
+		}
+	}
+	return e.applyRedaction(tx, ev.PDU, ev.NID)
+}
+
+// IsMissing reports whether err asks the caller to fetch events first.
+func IsMissing(err error) (*MissingError, bool) {
+	var m *MissingError
+	ok := errors.As(err, &m)
+	return m, ok
+}

@@ -1,0 +1,93 @@
+package matrix
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
+)
+
+// Federation is what the client API needs of the federation service
+// (package federation) for rooms and aliases on other servers.
+type Federation interface {
+	ResolveAlias(ctx context.Context, alias string) (roomID string, servers []string, err error)
+	JoinRoom(ctx context.Context, userID, roomID string, via []string, content map[string]any) error
+}
+
+// SetFederation enables the parts of the client API that reach other
+// servers; without it they answer as a server with no federation does.
+func (s *Server) SetFederation(f Federation) { s.fed = f }
+
+// roomAndServers resolves a room ID or alias to a room ID and the servers
+// to join it through: those an alias lookup names, then ?via= (and the
+// deprecated ?server_name=) of POST /join (Client-Server API §"Joining
+// rooms"), then the room ID's own server for versions that have one.
+func (s *Server) roomAndServers(r *http.Request, target string) (string, []string, error) {
+	var roomID string
+	var servers []string
+	switch {
+	case strings.HasPrefix(target, "#"):
+		id, via, err := s.resolveAlias(r.Context(), target)
+		if err != nil {
+			return "", nil, err
+		}
+		roomID, servers = id, via
+	case strings.HasPrefix(target, "!"):
+		roomID = target
+	default:
+		return "", nil, matrixerr.InvalidParam("expected a room ID or alias")
+	}
+	q := r.URL.Query()
+	servers = append(servers, q["via"]...)
+	servers = append(servers, q["server_name"]...)
+	if srv := serverOf(roomID); srv != "" {
+		servers = append(servers, srv)
+	}
+	return roomID, dedupe(servers), nil
+}
+
+// resolveAlias answers for local aliases and asks the alias's server for
+// others.
+func (s *Server) resolveAlias(ctx context.Context, alias string) (string, []string, error) {
+	if serverOf(alias) == s.accounts.ServerName() || s.fed == nil {
+		return s.rooms.ResolveAlias(alias)
+	}
+	return s.fed.ResolveAlias(ctx, alias)
+}
+
+func (s *Server) joinRemote(r *http.Request, c *caller, roomID string, via []string, reason string) error {
+	content := map[string]any{"membership": "join"}
+	p := s.profileOf(c)
+	if p.DisplayName != "" {
+		content["displayname"] = p.DisplayName
+	}
+	if p.AvatarURL != "" {
+		content["avatar_url"] = p.AvatarURL
+	}
+	if reason != "" {
+		content["reason"] = reason
+	}
+	return s.fed.JoinRoom(r.Context(), c.UserID, roomID, via, content)
+}
+
+func (s *Server) hasOtherServer(servers []string) bool {
+	for _, srv := range servers {
+		if srv != s.accounts.ServerName() {
+			return true
+		}
+	}
+	return false
+}
+
+func dedupe(list []string) []string {
+	seen := map[string]bool{}
+	out := list[:0]
+	for _, x := range list {
+		if x != "" && !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	return out
+}
