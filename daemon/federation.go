@@ -89,6 +89,7 @@ func (d *Daemon) startFederation(key *SigningKey, notifier *stream.Notifier, api
 		}
 	}()
 	q.Start()
+	q.WakeAll() // back-offs stored before a restart end: the network may differ now
 	api.SetFederation(svc)
 	d.fed = &fed{service: svc, queue: q, resolver: res, server: srv, listener: ln}
 	if peers := d.rooms.ServersSharingRooms(); len(peers) > 0 {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/hearth-chat/hearth/internal/account"
 	"github.com/hearth-chat/hearth/internal/matrixerr"
+	"github.com/hearth-chat/hearth/internal/media"
 	"github.com/hearth-chat/hearth/internal/room"
 	"github.com/hearth-chat/hearth/internal/store"
 )
@@ -29,6 +30,8 @@ import (
 type Queue interface {
 	// Wake says a destination is up: it just sent us a request.
 	Wake(destination string)
+	// SendEDU queues an ephemeral event for each destination.
+	SendEDU(ctx context.Context, destinations []string, edu gomatrixserverlib.EDU) error
 }
 
 // Config is what the service needs from the daemon.
@@ -45,6 +48,9 @@ type Config struct {
 	// MaxBodyBytes caps request bodies (a transaction of 50 PDUs of 64 KiB
 	// plus 100 EDUs fits in the default).
 	MaxBodyBytes int64
+	// Media is the content repository other servers download from; nil
+	// answers their media requests with 404.
+	Media *media.Repo
 }
 
 // Service serves the Server-Server API and makes the outbound calls.
@@ -79,6 +85,7 @@ func (s *Service) routes() {
 	s.handle("GET /_matrix/federation/v1/make_leave/{roomID}/{userID}", s.makeLeave)
 	s.handle("PUT /_matrix/federation/v2/send_leave/{roomID}/{eventID}", s.sendLeave)
 	s.handle("PUT /_matrix/federation/v1/send_leave/{roomID}/{eventID}", s.sendLeaveV1)
+	s.handle("PUT /_matrix/federation/v2/invite/{roomID}/{eventID}", s.invite)
 	s.handle("GET /_matrix/federation/v1/event/{eventID}", s.event)
 	s.handle("GET /_matrix/federation/v1/state/{roomID}", s.state)
 	s.handle("GET /_matrix/federation/v1/state_ids/{roomID}", s.stateIDs)

@@ -102,3 +102,58 @@ func TestFederationJoinAndChat(t *testing.T) {
 		}
 	}
 }
+
+// TestFederationInviteAndBan: alice@hs1 invites users of hs2 into a
+// private room; bob accepts and carol declines, both through federation;
+// then alice bans bob, and the ban holds on hs2 too: bob can neither send
+// there nor join again.
+func TestFederationInviteAndBan(t *testing.T) {
+	t.Parallel()
+	net := startFedNet(t, "hs1.test", "hs2.test")
+	hs1, hs2 := net.Daemons["hs1.test"], net.Daemons["hs2.test"]
+	alice := hs1.Register("alice")
+	bob := hs2.Register("bob")
+	carol := hs2.Register("carol")
+	roomID := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Name: "Private", Preset: "private_chat"})
+	bobTok := Quiesce(t, bob, Sync(t, bob, "", "", 0).NextBatch)
+	carolTok := Quiesce(t, carol, Sync(t, carol, "", "", 0).NextBatch)
+
+	for _, u := range []id.UserID{bob.UserID, carol.UserID} {
+		_, err := alice.InviteUser(ctx(t), roomID, &mautrix.ReqInviteUser{UserID: u})
+		noErr(t, err, "alice invites %s", u)
+	}
+	resp := SyncUntil(t, bob, bobTok, "", "bob's invite on hs2", func(r *mautrix.RespSync) bool { return r.Rooms.Invite[roomID] != nil })
+	name := ""
+	for _, ev := range resp.Rooms.Invite[roomID].State.Events {
+		if ev.Type == event.StateRoomName {
+			name, _ = ev.Content.Raw["name"].(string)
+		}
+	}
+	if name != "Private" {
+		t.Errorf("bob's invite_state has room name %q, want Private", name)
+	}
+	SyncUntil(t, carol, carolTok, "", "carol's invite on hs2", func(r *mautrix.RespSync) bool { return r.Rooms.Invite[roomID] != nil })
+
+	_, err := bob.JoinRoomByID(ctx(t), roomID)
+	noErr(t, err, "bob accepts the invite")
+	_, err = carol.LeaveRoom(ctx(t), roomID)
+	noErr(t, err, "carol declines the invite")
+	waitFor(t, "bob joined and carol gone, as hs1 sees it", func() (map[id.UserID]string, bool) {
+		m := memberships(t, alice, roomID)
+		return m, m[bob.UserID] == "join" && m[carol.UserID] == "leave"
+	})
+	SendText(t, bob, roomID, "thanks for having me")
+
+	_, err = alice.BanUser(ctx(t), roomID, &mautrix.ReqBanUser{UserID: bob.UserID, Reason: "test"})
+	noErr(t, err, "alice bans bob")
+	waitFor(t, "bob banned on hs2", func() (string, bool) {
+		m := memberships(t, bob, roomID)[bob.UserID]
+		return m, m == "ban"
+	})
+	_, err = bob.SendText(ctx(t), roomID, "am I still here?")
+	wantMatrixErr(t, err, 403, "M_FORBIDDEN", "a banned bob sends on hs2")
+	_, err = bob.JoinRoomByID(ctx(t), roomID)
+	if err == nil {
+		t.Fatal("a banned bob joined again through hs2")
+	}
+}

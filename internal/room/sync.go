@@ -328,7 +328,11 @@ func (e *Engine) syncInvite(tx *store.Tx, req SyncRequest, info *Info) (*Invited
 		return nil, err
 	}
 	if inv != nil {
-		if sender, err := e.currentStateEvent(tx, info.NID, "m.room.member", string(inv.PDU.SenderID())); err == nil && sender != nil {
+		if len(ir.InviteState) == 0 {
+			// A room known only by its invite: the inviting server's
+			// stripped state stands in for the state.
+			ir.InviteState = inviteRoomState(inv)
+		} else if sender, err := e.currentStateEvent(tx, info.NID, "m.room.member", string(inv.PDU.SenderID())); err == nil && sender != nil {
 			ir.InviteState = append(ir.InviteState, strippedState(sender))
 		}
 		b, _ := json.Marshal(e.clientEvent(tx, inv, ClientView{Viewer: req.UserID, OmitRoomID: true}))

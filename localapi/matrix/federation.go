@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/hearth-chat/hearth/internal/matrixerr"
+	"github.com/hearth-chat/hearth/internal/room"
 )
 
 // Federation is what the client API needs of the federation service
@@ -13,6 +14,8 @@ import (
 type Federation interface {
 	ResolveAlias(ctx context.Context, alias string) (roomID string, servers []string, err error)
 	JoinRoom(ctx context.Context, userID, roomID string, via []string, content map[string]any) error
+	Invite(ctx context.Context, req room.MembershipRequest) (eventID string, err error)
+	LeaveRoom(ctx context.Context, userID, roomID string, via []string) error
 }
 
 // SetFederation enables the parts of the client API that reach other
@@ -69,6 +72,39 @@ func (s *Server) joinRemote(r *http.Request, c *caller, roomID string, via []str
 		content["reason"] = reason
 	}
 	return s.fed.JoinRoom(r.Context(), c.UserID, roomID, via, content)
+}
+
+// remoteMembership handles the membership changes that go through another
+// server: inviting a remote user, and declining an invite to a room no
+// local user is in (through the inviting server). It reports whether it
+// handled the request.
+func (s *Server) remoteMembership(w http.ResponseWriter, r *http.Request, op string, mr room.MembershipRequest) bool {
+	if s.fed == nil {
+		return false
+	}
+	switch {
+	case op == "invite" && serverOf(mr.Target) != s.accounts.ServerName():
+		if _, err := s.fed.Invite(r.Context(), mr); err != nil {
+			matrixerr.Write(w, err)
+			return true
+		}
+	case op == "leave" && !s.rooms.HasLocalJoined(mr.RoomID):
+		inv := s.rooms.CurrentStatePDU(mr.RoomID, "m.room.member", mr.Sender)
+		if inv == nil {
+			return false
+		}
+		if m, _ := inv.Membership(); m != "invite" {
+			return false
+		}
+		if err := s.fed.LeaveRoom(r.Context(), mr.Sender, mr.RoomID, []string{serverOf(string(inv.SenderID()))}); err != nil {
+			matrixerr.Write(w, err)
+			return true
+		}
+	default:
+		return false
+	}
+	writeJSON(w, struct{}{})
+	return true
 }
 
 func (s *Server) hasOtherServer(servers []string) bool {

@@ -105,6 +105,9 @@ func (s *Server) membership(op string) func(http.ResponseWriter, *http.Request, 
 				return
 			}
 		}
+		if s.remoteMembership(w, r, op, mr) {
+			return
+		}
 		if op == "invite" && serverOf(mr.Target) != s.accounts.ServerName() {
 			matrixerr.Write(w, matrixerr.Forbidden("inviting users on other servers needs federation, which is not enabled"))
 			return

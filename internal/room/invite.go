@@ -1,0 +1,99 @@
+package room
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/tidwall/gjson"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
+	"github.com/hearth-chat/hearth/internal/store"
+)
+
+// Invites across servers (Server-Server API §"Inviting to a room"). An
+// invite of a remote user is built here, countersigned by the invitee's
+// server (PUT /invite), and then appended like any event. An invite of a
+// local user to a room this server is not in arrives alone: it is kept as
+// the user's membership in a room known only by its invite, with the
+// stripped state the inviting server sent, until the user joins or
+// declines through a server in the room.
+
+// PrepareInvite builds and signs, without storing, the invite of a user
+// on another server, with the stripped state that goes with it.
+func (e *Engine) PrepareInvite(req MembershipRequest) (gomatrixserverlib.PDU, []gomatrixserverlib.InviteStrippedState, error) {
+	var pdu gomatrixserverlib.PDU
+	var stripped []gomatrixserverlib.InviteStrippedState
+	err := e.db.View(func(tx *store.Tx) error {
+		info, err := roomInfo(tx, req.RoomID)
+		if err != nil {
+			return err
+		}
+		if cur, _ := e.currentStateEvent(tx, info.NID, "m.room.member", req.Target); cur != nil {
+			if m, _ := cur.PDU.Membership(); m == "join" {
+				return matrixerr.Forbidden(req.Target + " is already in the room")
+			}
+		}
+		content := map[string]any{"membership": "invite"}
+		if req.Reason != "" {
+			content["reason"] = req.Reason
+		}
+		if req.IsDirect {
+			content["is_direct"] = true
+		}
+		b, _ := json.Marshal(content)
+		target := req.Target
+		if pdu, err = e.build(tx, info, SendRequest{Sender: req.Sender, RoomID: info.ID, Type: "m.room.member",
+			StateKey: &target, Content: b}); err != nil {
+			return err
+		}
+		for _, typ := range []string{"m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar",
+			"m.room.canonical_alias", "m.room.encryption", "m.room.topic"} {
+			if ev, _ := e.currentStateEvent(tx, info.NID, typ, ""); ev != nil {
+				stripped = append(stripped, gomatrixserverlib.NewInviteStrippedState(ev.PDU))
+			}
+		}
+		if ev, _ := e.currentStateEvent(tx, info.NID, "m.room.member", req.Sender); ev != nil {
+			stripped = append(stripped, gomatrixserverlib.NewInviteStrippedState(ev.PDU))
+		}
+		return nil
+	})
+	return pdu, stripped, err
+}
+
+// StoreMembershipOutlier keeps a member event of a local user for a room
+// this server is not in (an invite from another server, or the user's
+// rejection of one made through the inviting server) as that user's
+// current membership, without any other room state.
+func (e *Engine) StoreMembershipOutlier(ctx context.Context, pdu gomatrixserverlib.PDU) error {
+	pdu.EventID()
+	return e.db.Update(ctx, func(tx *store.Tx) error {
+		info, err := e.roomForRemote(tx, pdu.RoomID().String(), pdu.Version())
+		if err != nil {
+			return err
+		}
+		if eventNID(tx, pdu.EventID()) != 0 {
+			return nil
+		}
+		ev := &Event{RoomNID: info.NID, Version: info.Version, ID: pdu.EventID(), JSON: pdu.JSON(), PDU: pdu,
+			Flags: flagOutlier | flagStateless}
+		if err := e.storeEvent(tx, ev); err != nil {
+			return err
+		}
+		if err := setCurrent(tx, info, pdu, ev.NID); err != nil {
+			return err
+		}
+		return putRoomInfo(tx, info)
+	})
+}
+
+// inviteRoomState returns the stripped state the inviting server sent
+// with an invite (unsigned.invite_room_state), for rooms known only by
+// the invite.
+func inviteRoomState(ev *Event) []json.RawMessage {
+	var out []json.RawMessage
+	for _, s := range gjson.GetBytes(ev.JSON, "unsigned.invite_room_state").Array() {
+		out = append(out, json.RawMessage(s.Raw))
+	}
+	return out
+}
