@@ -91,8 +91,8 @@ type remote struct {
 	pub ed25519.PublicKey
 
 	mu       sync.Mutex
-	attempts []got         // every request that verified
-	accepted []got         // those answered 200
+	attempts []got           // every request that verified
+	accepted []got           // those answered 200
 	reply    func(g got) int // status for a request; nil: 200
 	hang     chan struct{}   // while non-nil, requests block until it closes
 	arrived  chan struct{}   // signalled on every request

@@ -105,64 +105,60 @@ func New(db *store.DB, events Events, waiter Waiter, sender Sender, origin spec.
 
 // Start loads the stored queues and starts the consumer and a worker for
 // every destination with something queued. The store must stay open
-// until Stop returns.
+// until Stop returns. A stored backoff is honoured (WakeAll ends it).
 func (q *Queue) Start() {
 	q.mu.Lock()
+	defer q.mu.Unlock()
 	if q.running {
-		q.mu.Unlock()
 		return
 	}
-	q.ctx, q.cancel = context.WithCancel(context.Background())
-	q.running = true
-	q.mu.Unlock()
-
+	// Destination state is installed before any worker can run, so no
+	// worker hands out a txn counter the stored state has already used.
 	var epoch string
 	var states map[string]destState
-	queued := map[string]bool{}
-	err := q.db.Update(q.ctx, func(tx *store.Tx) error {
+	err := q.db.Update(context.Background(), func(tx *store.Tx) error {
 		if err := ensureMeta(tx); err != nil {
 			return err
 		}
 		epoch = string(tx.Get(store.FedMeta, keyEpoch))
 		var err error
-		if states, err = loadStates(tx); err != nil {
-			return err
-		}
-		clear(queued)
-		c := tx.Cursor(store.FedQueue)
-		for k, _ := c.First(); k != nil; {
-			d := destOfKey(k)
-			queued[d] = true
-			k, _ = c.Seek(append([]byte(d), 1)) // past this destination's entries
-		}
-		return nil
+		states, err = loadStates(tx)
+		return err
 	})
 	if err != nil {
 		slog.Error("federation queue: load", "err", err)
 	}
-	q.mu.Lock()
 	q.epoch = epoch
 	for name, st := range states {
 		d := q.destLocked(name)
-		d.st = st
-		d.txnNext = st.TxnReserved
+		d.st, d.txnNext = st, st.TxnReserved
+		if d.nudge {
+			d.st.NextTry = 0
+		}
 	}
-	q.mu.Unlock()
-	for name := range queued {
-		q.kick(name)
-	}
-	q.mu.Lock()
+	q.ctx, q.cancel = context.WithCancel(context.Background())
+	q.running = true
+
+	// Entries queued from here on kick their destination themselves.
+	q.db.View(func(tx *store.Tx) error {
+		c := tx.Cursor(store.FedQueue)
+		for k, _ := c.First(); k != nil; {
+			d := destOfKey(k)
+			q.kickLocked(d)
+			k, _ = c.Seek(append([]byte(d), 1)) // past this destination's entries
+		}
+		return nil
+	})
 	for name, d := range q.dests {
 		if d.nudge {
 			q.kickLocked(name)
 		}
 	}
-	q.mu.Unlock()
-
+	ctx := q.ctx
 	q.wg.Add(1)
 	go func() {
 		defer q.wg.Done()
-		if err := q.follow(q.ctx); err != nil && q.ctx.Err() == nil {
+		if err := q.follow(ctx); err != nil && ctx.Err() == nil {
 			slog.Error("federation queue: consumer stopped", "err", err)
 		}
 	}()

@@ -157,3 +157,95 @@ func TestFederationInviteAndBan(t *testing.T) {
 		t.Fatal("a banned bob joined again through hs2")
 	}
 }
+
+// TestFederationLateJoinBackfill: a third server joins a room after two
+// others have talked in it; its user pages back through the whole
+// history, which hs3 fetches from the others (/backfill), and everyone
+// hears what she says.
+func TestFederationLateJoinBackfill(t *testing.T) {
+	t.Parallel()
+	net := startFedNet(t, "hs1.test", "hs2.test", "hs3.test")
+	alice := net.Daemons["hs1.test"].Register("alice")
+	bob := net.Daemons["hs2.test"].Register("bob")
+	carol := net.Daemons["hs3.test"].Register("carol")
+	roomID := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Name: "History", RoomAliasName: "history", Preset: "public_chat"})
+	_, err := bob.JoinRoom(ctx(t), "#history:hs1.test", nil)
+	noErr(t, err, "bob joins")
+	// Alice says 15 things, then bob answers with 15 once he has them, so
+	// the history is one chain and its order is well defined.
+	var want []string
+	for i := range 30 {
+		c := alice
+		if i >= 15 {
+			c = bob
+		}
+		if i == 15 {
+			waitMessages(t, bob, roomID, 15)
+		}
+		msg := fmt.Sprintf("before carol %02d", i)
+		want = append(want, msg)
+		SendText(t, c, roomID, msg)
+	}
+	waitMessages(t, alice, roomID, 30) // everything reached hs1 before carol joins through it
+	aliceTok := Quiesce(t, alice, Sync(t, alice, "", "", 0).NextBatch)
+	bobTok := Quiesce(t, bob, Sync(t, bob, "", "", 0).NextBatch)
+
+	_, err = carol.JoinRoom(ctx(t), "#history:hs1.test", nil)
+	noErr(t, err, "carol@hs3 joins late")
+	var got []string
+	from := ""
+	sawCreate := false
+	for page := 0; page < 20 && !sawCreate; page++ {
+		resp, err := carol.Messages(ctx(t), roomID, from, "", mautrix.DirectionBackward, nil, 10)
+		noErr(t, err, "carol pages back")
+		t.Logf("page %d from %q: %d events, end %q", page, from, len(resp.Chunk), resp.End)
+		for _, ev := range resp.Chunk {
+			switch ev.Type {
+			case event.EventMessage:
+				body, _ := ev.Content.Raw["body"].(string)
+				got = append([]string{body}, got...)
+			case event.StateCreate:
+				sawCreate = true
+			}
+		}
+		if resp.End == "" {
+			break
+		}
+		from = resp.End
+	}
+	if !sawCreate {
+		t.Errorf("carol's back-pagination never reached the create event")
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("carol's history:\n got %q\nwant %q", got, want)
+	}
+
+	SendText(t, carol, roomID, "hello from hs3")
+	for _, c := range []struct {
+		cl  *mautrix.Client
+		tok string
+	}{{alice, aliceTok}, {bob, bobTok}} {
+		var texts []string
+		SyncUntil(t, c.cl, c.tok, "", "carol's message", func(r *mautrix.RespSync) bool {
+			collectTexts(roomID, &texts, 1)(r)
+			return len(texts) > 0 && texts[len(texts)-1] == "hello from hs3"
+		})
+	}
+}
+
+// waitMessages waits until c's server has n m.room.message events in the
+// room.
+func waitMessages(t *testing.T, c *mautrix.Client, roomID id.RoomID, n int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d messages on %s's server", n, c.UserID), func() (int, bool) {
+		resp, err := c.Messages(ctx(t), roomID, "", "", mautrix.DirectionBackward, nil, 100)
+		noErr(t, err, "read the room")
+		got := 0
+		for _, ev := range resp.Chunk {
+			if ev.Type == event.EventMessage {
+				got++
+			}
+		}
+		return got, got >= n
+	})
+}

@@ -12,11 +12,12 @@ import (
 
 // Event flags kept beside the JSON.
 const (
-	flagRedacted byte = 1 << iota // JSON is the redacted form
-	flagRejected                  // failed auth; kept for the DAG, never served
-	flagOutlier                   // not part of the timeline (federation)
-	flagRelay                     // another server's event this server relays (send_join/leave/knock)
-	flagStateless                 // an outlier whose state before is unknown (StateBefore unset)
+	flagRedacted   byte = 1 << iota // JSON is the redacted form
+	flagRejected                    // failed auth; kept for the DAG, never served
+	flagOutlier                     // not part of the timeline (federation)
+	flagRelay                       // another server's event this server relays (send_join/leave/knock)
+	flagStateless                   // an outlier whose state before is unknown (StateBefore unset)
+	flagHistorical                  // backfilled: placed before the room's first event (backfill.go)
 )
 
 // Event is a stored room event. Its NID is the stream position at which it

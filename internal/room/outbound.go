@@ -39,7 +39,7 @@ func (e *Engine) OutboundEvents(tx *store.Tx, after, upTo uint64, fn func(Outbou
 		if err != nil {
 			return err
 		}
-		if ev.Flags&(flagRejected|flagOutlier) != 0 {
+		if ev.Flags&(flagRejected|flagOutlier|flagHistorical) != 0 {
 			continue
 		}
 		r := gjson.GetManyBytes(ev.JSON, "sender", "type", "state_key")

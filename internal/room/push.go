@@ -243,7 +243,7 @@ func eachPushable(tx *store.Tx, from, to uint64, fn func(pos uint64, record []by
 		if pos > to {
 			break
 		}
-		if len(v) == 0 || v[0]&(flagRejected|flagOutlier) != 0 {
+		if len(v) == 0 || v[0]&(flagRejected|flagOutlier|flagHistorical) != 0 {
 			continue
 		}
 		if err := fn(pos, v); err != nil {

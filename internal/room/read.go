@@ -104,16 +104,16 @@ func (e *Engine) stateNIDsAt(tx *store.Tx, info *Info, pos uint64) ([]uint64, er
 	}
 	c := tx.Cursor(store.Timeline)
 	prefix := store.PutU64(info.NID)
-	k, _ := c.Seek(store.NIDKey(info.NID, store.PutU64(pos+1)))
+	k, v := c.Seek(store.NIDKey(info.NID, store.PutU64(pos+1)))
 	if k == nil || !hasPrefix(k, prefix) {
-		k, _ = c.Last()
+		k, v = c.Last()
 	} else {
-		k, _ = c.Prev()
+		k, v = c.Prev()
 	}
 	if k == nil || !hasPrefix(k, prefix) {
 		return nil, nil
 	}
-	last, err := e.loadEvent(tx, store.U64(k[8:]))
+	last, err := e.loadEvent(tx, timelineNID(store.U64(k[8:]), v))
 	if err != nil {
 		return nil, err
 	}
@@ -177,14 +177,14 @@ func (e *Engine) Messages(userID, device, roomID string, from, to uint64, dir Di
 		lo, hi := h.bounds()
 		senders := map[string]bool{}
 		view := ClientView{Viewer: userID, ViewerDevice: device, NowMs: nowMs()}
-		err = scanTimeline(tx, info.NID, from, dir, func(nid uint64) (bool, error) {
-			if to != 0 && ((dir == Backward && nid <= to) || (dir == Forward && nid > to)) {
+		err = scanTimeline(tx, info.NID, from, dir, func(pos, nid uint64) (bool, error) {
+			if to != 0 && ((dir == Backward && pos <= to) || (dir == Forward && pos > to)) {
 				return false, nil
 			}
-			if (dir == Backward && nid < lo) || (dir == Forward && nid > hi) {
+			if (dir == Backward && pos < lo) || (dir == Forward && pos > hi) {
 				return false, nil // nothing further is visible
 			}
-			if !h.canSee(nid) {
+			if !h.canSee(pos) {
 				return true, nil
 			}
 			if len(page.Chunk) >= limit {
@@ -195,9 +195,9 @@ func (e *Engine) Messages(userID, device, roomID string, from, to uint64, dir Di
 			if err != nil {
 				return false, err
 			}
-			page.End = nid
+			page.End = pos
 			if dir == Backward {
-				page.End = nid - 1
+				page.End = pos - 1
 			}
 			if ev.Flags&flagRejected != 0 || !f.matches(ev) {
 				return true, nil
@@ -226,11 +226,22 @@ func (e *Engine) Messages(userID, device, roomID string, from, to uint64, dir Di
 }
 
 // scanTimeline walks a room's timeline from a position in a direction,
-// calling fn with each event NID until fn returns false.
-func scanTimeline(tx *store.Tx, roomNID, from uint64, dir Direction, fn func(nid uint64) (bool, error)) error {
-	return scan(tx, store.Timeline, store.PutU64(roomNID), from, dir, func(pos uint64, _ []byte) (bool, error) {
-		return fn(pos)
+// calling fn with each entry's position and event NID until fn returns
+// false. The two are the same except for backfilled history, which is
+// placed before the room's first event here (see backfill.go).
+func scanTimeline(tx *store.Tx, roomNID, from uint64, dir Direction, fn func(pos, nid uint64) (bool, error)) error {
+	return scan(tx, store.Timeline, store.PutU64(roomNID), from, dir, func(pos uint64, v []byte) (bool, error) {
+		return fn(pos, timelineNID(pos, v))
 	})
+}
+
+// timelineNID is the event NID of a timeline entry: its value if it has
+// one, else its position.
+func timelineNID(pos uint64, v []byte) uint64 {
+	if len(v) == 8 {
+		return store.U64(v)
+	}
+	return pos
 }
 
 // scan walks the keys prefix ‖ pos of a bucket from the point after

@@ -42,6 +42,13 @@ func (e *Engine) JoinRemote(ctx context.Context, join gomatrixserverlib.PDU, sta
 		if ev.StateBefore, err = e.snapshotOf(tx, info, before); err != nil {
 			return err
 		}
+		if info.LastPos == 0 {
+			// The room's history from before the join can only be placed
+			// below its first timeline entry (backfill.go): leave room.
+			if err := tx.SkipPos(historyGap); err != nil {
+				return err
+			}
+		}
 		ev.Replaces = before.nids[stateKey("m.room.member", *join.StateKey())]
 		info.Extremities = nil // the join builds on the resident server's extremities
 		if err := e.appendRemote(tx, info, ev, false); err != nil {

@@ -179,7 +179,7 @@ func TestConcurrentSendsFormOneChain(t *testing.T) {
 		var prevID string
 		var prevDepth int64
 		n := 0
-		scanTimeline(tx, info.NID, 0, Forward, func(nid uint64) (bool, error) {
+		scanTimeline(tx, info.NID, 0, Forward, func(_, nid uint64) (bool, error) {
 			ev, err := e.loadEvent(tx, nid)
 			if err != nil {
 				t.Fatal(err)

@@ -130,14 +130,14 @@ func (s *Scope) Context(roomNID, nid uint64, before, after int) (evBefore, evAft
 		if n <= 0 {
 			return
 		}
-		scanTimeline(s.tx, roomNID, from, dir, func(pos uint64) (bool, error) {
+		scanTimeline(s.tx, roomNID, from, dir, func(pos, nid uint64) (bool, error) {
 			if len(*out) >= n {
 				return false, nil
 			}
 			if !s.CanSee(roomNID, pos) {
 				return true, nil
 			}
-			ev, err := s.e.loadEvent(s.tx, pos)
+			ev, err := s.e.loadEvent(s.tx, nid)
 			if err != nil {
 				return false, err
 			}

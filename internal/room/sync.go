@@ -273,16 +273,16 @@ func (e *Engine) syncTimeline(tx *store.Tx, req SyncRequest, info *Info, from, t
 		limit = 10
 	}
 	tl := Timeline{Events: []ClientEvent{}, PrevBatch: to}
-	var nids []uint64
-	err := scanTimeline(tx, info.NID, to, Backward, func(nid uint64) (bool, error) {
-		if nid <= from {
+	var poss, nids []uint64
+	err := scanTimeline(tx, info.NID, to, Backward, func(pos, nid uint64) (bool, error) {
+		if pos <= from {
 			return false, nil
 		}
 		if len(nids) >= limit {
 			tl.Limited = true
 			return false, nil
 		}
-		nids = append(nids, nid)
+		poss, nids = append(poss, pos), append(nids, nid)
 		return true, nil
 	})
 	if err != nil {
@@ -291,7 +291,7 @@ func (e *Engine) syncTimeline(tx *store.Tx, req SyncRequest, info *Info, from, t
 	view := ClientView{Viewer: req.UserID, ViewerDevice: req.Device, OmitRoomID: true, NowMs: nowMs()}
 	h := e.history(tx, req.UserID, info.NID)
 	for i := len(nids) - 1; i >= 0; i-- {
-		if !h.canSee(nids[i]) {
+		if !h.canSee(poss[i]) {
 			continue
 		}
 		ev, err := e.loadEvent(tx, nids[i])
@@ -304,7 +304,7 @@ func (e *Engine) syncTimeline(tx *store.Tx, req SyncRequest, info *Info, from, t
 		tl.Events = append(tl.Events, e.clientEvent(tx, ev, view))
 	}
 	if len(nids) > 0 {
-		tl.PrevBatch = nids[len(nids)-1] - 1
+		tl.PrevBatch = poss[len(poss)-1] - 1
 	}
 	return tl, nil
 }

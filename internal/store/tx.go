@@ -62,6 +62,18 @@ func (tx *Tx) NextPos() (uint64, error) {
 	return p, nil
 }
 
+// SkipPos moves the stream position n ahead without using the positions
+// between, leaving a gap below the next one (the room engine places
+// backfilled history of a room there).
+func (tx *Tx) SkipPos(n uint64) error {
+	p := tx.Pos() + n
+	if err := tx.Put(Meta, keyPos, PutU64(p)); err != nil {
+		return err
+	}
+	tx.pos = p
+	return nil
+}
+
 // NextID takes the next value of a bucket's own sequence (NIDs that are not
 // stream positions: rooms, snapshots).
 func (tx *Tx) NextID(bucket []byte) (uint64, error) {

@@ -16,6 +16,7 @@ type Federation interface {
 	JoinRoom(ctx context.Context, userID, roomID string, via []string, content map[string]any) error
 	Invite(ctx context.Context, req room.MembershipRequest) (eventID string, err error)
 	LeaveRoom(ctx context.Context, userID, roomID string, via []string) error
+	Backfill(ctx context.Context, roomID string, limit int) (int, error)
 }
 
 // SetFederation enables the parts of the client API that reach other

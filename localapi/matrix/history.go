@@ -82,13 +82,28 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request, c *caller) {
 		matrixerr.Write(w, err)
 		return
 	}
-	page, err := s.rooms.Messages(c.UserID, c.DeviceID, r.PathValue("roomId"), from, to, dir, filter)
+	roomID := r.PathValue("roomId")
+	page, err := s.rooms.Messages(c.UserID, c.DeviceID, roomID, from, to, dir, filter)
 	if err != nil {
 		matrixerr.Write(w, err)
 		return
 	}
+	more := page.More
+	if dir == room.Backward && !page.More && to == 0 && s.fed != nil {
+		// Past the start of what this server has: fetch older history
+		// from another server in the room, and keep the client paging
+		// while some may remain.
+		if n, _ := s.fed.Backfill(r.Context(), roomID, filter.Limit); n > 0 {
+			if page, err = s.rooms.Messages(c.UserID, c.DeviceID, roomID, from, to, dir, filter); err != nil {
+				matrixerr.Write(w, err)
+				return
+			}
+		}
+		_, older := s.rooms.BackfillPoint(roomID)
+		more = page.More || (older && len(page.Chunk) > 0)
+	}
 	resp := map[string]any{"chunk": page.Chunk, "start": pageToken(from)}
-	if page.More {
+	if more {
 		resp["end"] = pageToken(page.End)
 	}
 	if len(page.State) > 0 {
