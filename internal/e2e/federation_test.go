@@ -249,3 +249,122 @@ func waitMessages(t *testing.T, c *mautrix.Client, roomID id.RoomID, n int) {
 		return got, got >= n
 	})
 }
+
+// TestFederationStateConverges: alice@hs1 and bob@hs2 (both room admins)
+// change the room's name and topic at the same time, so each server's
+// events fork from what the other has not seen yet. Once both have sent a
+// message after all of it, both servers hold the same room state: state
+// resolution gave the same answer on each.
+func TestFederationStateConverges(t *testing.T) {
+	t.Parallel()
+	net := startFedNet(t, "hs1.test", "hs2.test")
+	alice := net.Daemons["hs1.test"].Register("alice")
+	bob := net.Daemons["hs2.test"].Register("bob")
+	roomID := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "race",
+		PowerLevelOverride: &event.PowerLevelsEventContent{Users: map[id.UserID]int{alice.UserID: 100, bob.UserID: 100}}})
+	_, err := bob.JoinRoom(ctx(t), "#race:hs1.test", nil)
+	noErr(t, err, "bob joins")
+	waitFor(t, "bob joined as hs1 sees it", func() (string, bool) {
+		m := memberships(t, alice, roomID)[bob.UserID]
+		return m, m == "join"
+	})
+
+	done := make(chan error, 2)
+	for _, c := range []*mautrix.Client{alice, bob} {
+		go func() {
+			for i := range 10 {
+				who := c.UserID.Localpart()
+				if _, err := c.SendStateEvent(ctx(t), roomID, event.StateRoomName, "", map[string]any{"name": fmt.Sprintf("%s %d", who, i)}); err != nil {
+					done <- err
+					return
+				}
+				if _, err := c.SendStateEvent(ctx(t), roomID, event.StateTopic, "", map[string]any{"topic": fmt.Sprintf("%s %d", who, i)}); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 2 {
+		noErr(t, <-done, "concurrent state changes")
+	}
+	// Each side sends after seeing everything, so both heads merge.
+	SendText(t, alice, roomID, "after the race (alice)")
+	waitMessages(t, bob, roomID, 1)
+	SendText(t, bob, roomID, "after the race (bob)")
+	waitMessages(t, alice, roomID, 2)
+	waitMessages(t, bob, roomID, 2)
+
+	state := func(c *mautrix.Client) map[string]string {
+		st, err := c.State(ctx(t), roomID)
+		noErr(t, err, "%s reads the state", c.UserID)
+		out := map[string]string{}
+		for typ, byKey := range st {
+			for sk, ev := range byKey {
+				out[typ.Type+"|"+sk] = ev.ID.String()
+			}
+		}
+		return out
+	}
+	s1, s2 := state(alice), state(bob)
+	if fmt.Sprint(s1) != fmt.Sprint(s2) {
+		t.Fatalf("the servers disagree on the room state:\nhs1 %v\nhs2 %v", s1, s2)
+	}
+}
+
+// TestFederationConflictResolution forks a room across a network split
+// with a known right answer: while hs1 is down, bob@hs2 renames the room;
+// while hs2 is down, alice@hs1 bans bob. When both are back, state
+// resolution must put the ban first and then refuse the rename it makes
+// unauthorised, on both servers.
+func TestFederationConflictResolution(t *testing.T) {
+	t.Parallel()
+	net := startFedNet(t, "hs1.test", "hs2.test")
+	hs1, hs2 := net.Daemons["hs1.test"], net.Daemons["hs2.test"]
+	alice := hs1.Register("alice")
+	bob := hs2.Register("bob")
+	dave := hs2.Register("dave")
+	roomID := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Name: "Before the split", Preset: "public_chat", RoomAliasName: "split",
+		PowerLevelOverride: &event.PowerLevelsEventContent{Users: map[id.UserID]int{alice.UserID: 100, bob.UserID: 50}}})
+	for _, c := range []*mautrix.Client{bob, dave} {
+		_, err := c.JoinRoom(ctx(t), "#split:hs1.test", nil)
+		noErr(t, err, "%s joins", c.UserID)
+	}
+	waitFor(t, "both hs2 users joined, as hs1 sees it", func() (map[id.UserID]string, bool) {
+		m := memberships(t, alice, roomID)
+		return m, m[bob.UserID] == "join" && m[dave.UserID] == "join"
+	})
+	SendText(t, alice, roomID, "everyone is here")
+	waitMessages(t, dave, roomID, 1)
+
+	noErr(t, hs1.Stop(), "stop hs1")
+	_, err := bob.SendStateEvent(ctx(t), roomID, event.StateRoomName, "", map[string]any{"name": "Bob's room now"})
+	noErr(t, err, "bob renames the room while hs1 is away")
+	noErr(t, hs2.Stop(), "stop hs2")
+	hs1.Start()
+	_, err = alice.BanUser(ctx(t), roomID, &mautrix.ReqBanUser{UserID: bob.UserID})
+	noErr(t, err, "alice bans bob while hs2 is away")
+	hs2.Start()
+
+	for _, c := range []*mautrix.Client{alice, dave} {
+		waitFor(t, "the ban on "+c.UserID.Homeserver(), func() (string, bool) {
+			m := memberships(t, c, roomID)[bob.UserID]
+			return m, m == "ban"
+		})
+	}
+	// Both servers now have both branches: let each send once on top.
+	SendText(t, alice, roomID, "after the split (alice)")
+	waitMessages(t, dave, roomID, 2)
+	SendText(t, dave, roomID, "after the split (dave)")
+	waitMessages(t, alice, roomID, 3)
+	for _, c := range []*mautrix.Client{alice, dave} {
+		var name struct {
+			Name string `json:"name"`
+		}
+		noErr(t, c.StateEvent(ctx(t), roomID, event.StateRoomName, "", &name), "read the name on %s", c.UserID.Homeserver())
+		if name.Name != "Before the split" {
+			t.Errorf("room name on %s is %q: the rename by a user banned in the other branch survived", c.UserID.Homeserver(), name.Name)
+		}
+	}
+}
