@@ -92,12 +92,52 @@ type controlBackend struct {
 
 func (b *controlBackend) Status() control.Status {
 	users, _ := b.d.accounts.List()
-	return control.Status{
+	st := control.Status{
 		Version: Version, UptimeSeconds: int64(time.Since(b.started).Seconds()), ServerName: b.d.cfg.ServerName,
 		Listeners:   map[string]string{"client": "http://" + b.d.Addr(), "control_socket": filepath.Join(b.d.cfg.DataDir, controlSocket)},
 		QueueDepths: map[string]int{}, StorageBytes: b.d.db.Size(), Accounts: len(users),
 		KeyStore: b.keys, KeyStoreWarning: b.warning, UnreadHighlights: b.ownerHighlights(users),
 	}
+	if f := b.d.fed; f != nil {
+		st.FederationPaused = f.Paused()
+		st.Federation = !st.FederationPaused
+		st.Listeners["federation"] = "https://" + f.addr
+		for _, q := range f.queue.Status() {
+			if q.Queued > 0 {
+				st.QueueDepths[q.Name] = q.Queued
+			}
+		}
+		st.Reachable = f.service.LastReachability().Reachable
+	}
+	return st
+}
+
+func (b *controlBackend) Federation() control.FederationStatus {
+	f := b.d.fed
+	if f == nil {
+		return control.FederationStatus{Destinations: []control.Destination{}}
+	}
+	st := control.FederationStatus{Enabled: true, Paused: f.Paused(), Listen: f.addr, Destinations: []control.Destination{}}
+	if r := f.service.LastReachability(); !r.Checked.IsZero() {
+		st.Reachability = r
+	}
+	for _, q := range f.queue.Status() {
+		st.Destinations = append(st.Destinations, control.Destination{Name: q.Name, Queued: q.Queued, Failures: q.Failures,
+			LastError: q.LastError, NextTry: q.NextTry, LastSent: q.LastSent})
+	}
+	return st
+}
+
+func (b *controlBackend) FederationPause(paused bool) error {
+	f := b.d.fed
+	if f == nil {
+		return errors.New("federation is not configured: set federation_listen, tls_cert and tls_key")
+	}
+	if paused {
+		f.Pause()
+		return nil
+	}
+	return f.Resume()
 }
 
 // ownerHighlights counts the unread mentions of the admin accounts: what

@@ -1,17 +1,13 @@
 package daemon
 
 import (
-	"context"
 	"crypto/ed25519"
 	"crypto/tls"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"strings"
-	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/fclient"
@@ -24,16 +20,6 @@ import (
 	"github.com/hearth-chat/hearth/internal/stream"
 	"github.com/hearth-chat/hearth/localapi/matrix"
 )
-
-// fed is the running federation side: the TLS listener of the
-// Server-Server API and the outbound queue.
-type fed struct {
-	service  *federation.Service
-	queue    *queue.Queue
-	resolver *resolve.Resolver
-	server   *http.Server
-	listener net.Listener
-}
 
 // startFederation starts the Server-Server API when federation_listen is
 // set: keys, discovery, the outbound queue and the TLS listener. Other
@@ -70,44 +56,22 @@ func (d *Daemon) startFederation(key *SigningKey, notifier *stream.Notifier, api
 		id.Old = append(id.Old, serverkeys.OldKey{KeyID: gomatrixserverlib.KeyID(o.ID), Public: o.Public,
 			ExpiredTS: spec.Timestamp(o.ExpiredTS)})
 	}
-	keys := serverkeys.New(d.db, id, fclient.NewClient(fclient.WithTransport(res.Transport())), notaries)
+	keyClient := fclient.NewClient(fclient.WithTransport(res.Transport()))
+	keys := serverkeys.New(d.db, id, keyClient, notaries)
 	q := queue.New(d.db, d.rooms, notifier, client, name)
 	svc := federation.New(federation.Config{ServerName: name, KeyID: keyID, Key: key.Key, DB: d.db, Rooms: d.rooms,
 		Accounts: d.accounts, KeyRing: keys.KeyRing(), Client: client, Queue: q})
 	keys.Register(svc.Mux())
 
-	ln, err := net.Listen("tcp", cfg.FederationListen)
-	if err != nil {
-		return fmt.Errorf("federation listener: %w", err)
-	}
-	srv := &http.Server{Handler: svc.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
-		ErrorLog:  slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn)}
-	go func() {
-		if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			slog.Error("federation listener stopped", "err", err)
-		}
-	}()
-	q.Start()
-	q.WakeAll() // back-offs stored before a restart end: the network may differ now
 	api.SetFederation(svc)
-	d.fed = &fed{service: svc, queue: q, resolver: res, server: srv, listener: ln}
-	if peers := d.rooms.ServersSharingRooms(); len(peers) > 0 {
-		q.Nudge(peers)
+	d.fed = &fed{service: svc, queue: q, resolver: res, rooms: d.rooms, keyClient: keyClient, notaries: notaries,
+		addr: cfg.FederationListen, tlsConf: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}
+	if err := d.fed.start(); err != nil {
+		d.fed = nil
+		return err
 	}
-	slog.Info("federation is on", "listen", ln.Addr().String(), "server_name", cfg.ServerName)
+	slog.Info("federation is on", "listen", d.fed.listener.Addr().String(), "server_name", cfg.ServerName)
 	return nil
-}
-
-// stopFederation stops accepting, then stops the queue; what it had not
-// sent stays queued in the store for the next start.
-func (f *fed) stop(ctx context.Context) {
-	if f == nil {
-		return
-	}
-	f.server.Shutdown(ctx)
-	f.server.Close()
-	f.queue.Stop()
 }
 
 // parseServerTable reads federation_servers: name=host:port, ...

@@ -58,6 +58,7 @@ type Service struct {
 	cfg Config
 	mux *http.ServeMux
 	now func() time.Time
+	reach reachability // the last self-check (reachability.go)
 }
 
 // New returns the service; Handler serves it.

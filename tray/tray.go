@@ -39,6 +39,7 @@ type Control interface {
 	Accounts(ctx context.Context) ([]string, error)
 	ConsoleLink(ctx context.Context) (string, error)
 	Shutdown(ctx context.Context) error
+	PauseFederation(ctx context.Context, paused bool) (*control.FederationStatus, error)
 }
 
 // Desktop is what the tray asks of the desktop session.
@@ -59,6 +60,8 @@ type Tray struct {
 	status  Item
 	start   Item
 	stop    Item
+	pause   Item // Pause federation / Resume federation
+	paused  bool // what the last status said, for the pause item's click
 	log     *slog.Logger
 }
 
@@ -79,6 +82,7 @@ func (t *Tray) ready() {
 	t.ui.AddItem("Open Hearth", func() { t.openConsole("") })
 	t.ui.AddItem("Open logs", func() { t.openConsole("#logs") })
 	t.ui.AddItem("Copy my Matrix ID", t.copyID)
+	t.pause = t.ui.AddItem("Pause federation", t.togglePause)
 	t.ui.AddSeparator()
 	t.start = t.ui.AddItem("Start Hearth", t.startDaemon)
 	t.stop = t.ui.AddItem("Stop Hearth", t.stopDaemon)
@@ -106,12 +110,27 @@ func (t *Tray) update() {
 		t.ui.SetTooltip(text)
 		t.stop.Disable()
 		t.start.Enable()
+		t.pause.Disable()
 		return
 	}
 	federation := "federation off"
-	if st.Federation {
+	switch {
+	case st.FederationPaused:
+		federation = "federation paused"
+		t.pause.SetTitle("Resume federation")
+		t.pause.Enable()
+	case st.Federation:
 		federation = "federation on"
+		if st.Reachable != nil && !*st.Reachable {
+			federation = "federation on, not reachable"
+		}
+		t.pause.SetTitle("Pause federation")
+		t.pause.Enable()
+	default:
+		t.pause.SetTitle("Pause federation")
+		t.pause.Disable()
 	}
+	t.paused = st.FederationPaused
 	text := fmt.Sprintf("Hearth on %s · %s · %d nearby", st.ServerName, federation, st.Peers)
 	if st.UnreadHighlights > 0 {
 		text += fmt.Sprintf(" · %d unread mentions", st.UnreadHighlights)
@@ -150,6 +169,16 @@ func (t *Tray) copyID() {
 	if err != nil {
 		t.log.Warn("tray: copy Matrix ID", "err", err)
 	}
+}
+
+// togglePause pauses or resumes federation, whichever the menu offered.
+func (t *Tray) togglePause() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := t.ctl.PauseFederation(ctx, !t.paused); err != nil {
+		t.log.Warn("tray: pause federation", "err", err)
+	}
+	t.update()
 }
 
 func (t *Tray) startDaemon() {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hearth-chat/hearth/daemon"
+	"github.com/hearth-chat/hearth/localapi/control"
 	"github.com/hearth-chat/hearth/localapi/controlclient"
 )
 
@@ -64,9 +65,12 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "Hearth %s, up %s\nserver name  %s\nclient API   %s\naccounts     %d\nstorage      %.1f MiB\nfederation   %s\nkeys         %s\n",
 			st.Version, (time.Duration(st.UptimeSeconds) * time.Second).String(), st.ServerName, st.Listeners["client"],
-			st.Accounts, float64(st.StorageBytes)/(1<<20), onOff(st.Federation), st.KeyStore)
+			st.Accounts, float64(st.StorageBytes)/(1<<20), federationState(st), st.KeyStore)
 		if st.KeyStoreWarning != "" {
 			fmt.Fprintln(stdout, "warning      "+st.KeyStoreWarning)
+		}
+		if st.Reachable != nil {
+			fmt.Fprintln(stdout, "reachable    "+map[bool]string{true: "yes, other servers can reach this one", false: "no: other servers cannot reach this one (see docs/federation.md)"}[*st.Reachable])
 		}
 		return nil
 	})
@@ -74,6 +78,13 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, err)
 	}
 	return 0
+}
+
+func federationState(st *control.Status) string {
+	if st.FederationPaused {
+		return "paused"
+	}
+	return onOff(st.Federation)
 }
 
 func onOff(b bool) string {

@@ -57,3 +57,7 @@ func (e endpointControl) Shutdown(ctx context.Context) error {
 	_, err := call(e, func(c *controlclient.Client) (struct{}, error) { return struct{}{}, c.Shutdown(ctx) })
 	return err
 }
+
+func (e endpointControl) PauseFederation(ctx context.Context, paused bool) (*control.FederationStatus, error) {
+	return call(e, func(c *controlclient.Client) (*control.FederationStatus, error) { return c.PauseFederation(ctx, paused) })
+}

@@ -67,26 +67,24 @@ func trayMenu(t *testing.T, obj dbus.BusObject) []menuItem {
 	return items
 }
 
-// TestTrayOverDBus runs `hearth tray` against a real daemon on a private
-// D-Bus session and drives its StatusNotifierItem menu the way a panel
-// does: the status line shows the daemon, "Copy my Matrix ID" copies the
-// owner's ID (through a stand-in clipboard tool, since there is no display
-// here), "Stop Hearth" stops the daemon, which the control API then
-// reports as not running, and "Start Hearth" brings it back.
-func TestTrayOverDBus(t *testing.T) {
-	d := StartDaemon(t)
+// trayUI is a running `hearth tray` on a private D-Bus session, driven
+// through its StatusNotifierItem menu the way a desktop panel does.
+type trayUI struct {
+	t    *testing.T
+	menu dbus.BusObject
+}
+
+// startTray starts the tray for daemon d with extra environment and waits
+// for its menu to show the daemon's status.
+func startTray(t *testing.T, d *Daemon, env ...string) *trayUI {
+	t.Helper()
 	conn, addr := privateBus(t)
-	bin := t.TempDir()
-	clip := filepath.Join(t.TempDir(), "clipboard")
-	noErr(t, os.WriteFile(filepath.Join(bin, "wl-copy"), []byte("#!/bin/sh\ncat > \"$CLIP_FILE\"\n"), 0o755), "fake wl-copy")
-	tray := exec.Command(hearthBin, "tray", "--data-dir", d.DataDir, "--client-listen", d.Addr, "--server-name", serverName, "--key-store", "file")
-	tray.Env = append(childEnv(), "DBUS_SESSION_BUS_ADDRESS="+addr, "CLIP_FILE="+clip,
-		"PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	tray := exec.Command(hearthBin, "tray", "--data-dir", d.DataDir, "--client-listen", d.Addr, "--server-name", d.ServerName(), "--key-store", "file")
+	tray.Env = append(append(childEnv(), "DBUS_SESSION_BUS_ADDRESS="+addr), env...)
 	noErr(t, tray.Start(), "start hearth tray")
 	t.Cleanup(func() { tray.Process.Kill(); tray.Wait() })
-
 	name := ""
-	items := waitFor(t, "the tray's menu with the daemon's status", func() ([]menuItem, bool) {
+	waitFor(t, "the tray's menu with the daemon's status", func() ([]menuItem, bool) {
 		var names []string
 		if conn.BusObject().Call("org.freedesktop.DBus.ListNames", 0).Store(&names) != nil {
 			return nil, false
@@ -100,21 +98,36 @@ func TestTrayOverDBus(t *testing.T) {
 			return nil, false
 		}
 		items := trayMenu(t, conn.Object(name, "/StatusNotifierItem/menu"))
-		return items, len(items) > 0 && strings.Contains(items[0].label, "Hearth on "+serverName)
+		return items, len(items) > 0 && strings.Contains(items[0].label, "Hearth on "+d.ServerName())
 	})
-	find := func(label string) int32 {
-		for _, it := range items {
-			if it.label == label {
-				return it.id
-			}
+	return &trayUI{t: t, menu: conn.Object(name, "/StatusNotifierItem/menu")}
+}
+
+// click clicks the menu entry with this label.
+func (u *trayUI) click(label string) {
+	u.t.Helper()
+	for _, it := range trayMenu(u.t, u.menu) {
+		if it.label == label {
+			noErr(u.t, u.menu.Call("com.canonical.dbusmenu.Event", 0, it.id, "clicked", dbus.MakeVariant(""), uint32(0)).Err, "click %s", label)
+			return
 		}
-		t.Fatalf("no %q in the tray menu %+v", label, items)
-		return 0
 	}
-	menu := conn.Object(name, "/StatusNotifierItem/menu")
-	click := func(label string) {
-		noErr(t, menu.Call("com.canonical.dbusmenu.Event", 0, find(label), "clicked", dbus.MakeVariant(""), uint32(0)).Err, "click %s", label)
-	}
+	u.t.Fatalf("no %q in the tray menu %+v", label, trayMenu(u.t, u.menu))
+}
+
+// TestTrayOverDBus runs `hearth tray` against a real daemon on a private
+// D-Bus session and drives its StatusNotifierItem menu the way a panel
+// does: the status line shows the daemon, "Copy my Matrix ID" copies the
+// owner's ID (through a stand-in clipboard tool, since there is no display
+// here), "Stop Hearth" stops the daemon, which the control API then
+// reports as not running, and "Start Hearth" brings it back.
+func TestTrayOverDBus(t *testing.T) {
+	d := StartDaemon(t)
+	bin := t.TempDir()
+	clip := filepath.Join(t.TempDir(), "clipboard")
+	noErr(t, os.WriteFile(filepath.Join(bin, "wl-copy"), []byte("#!/bin/sh\ncat > \"$CLIP_FILE\"\n"), 0o755), "fake wl-copy")
+	ui := startTray(t, d, "CLIP_FILE="+clip, "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	click, menu := ui.click, ui.menu
 
 	click("Copy my Matrix ID")
 	waitFor(t, "the owner's Matrix ID on the clipboard", func() (string, bool) {

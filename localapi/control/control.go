@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Status is the daemon's state as the CLI and tray show it.
@@ -25,6 +26,10 @@ type Status struct {
 	ServerName    string            `json:"server_name"`
 	Listeners     map[string]string `json:"listeners"`
 	Federation    bool              `json:"federation"`
+	// FederationPaused: federation is configured but paused (tray, CLI).
+	FederationPaused bool `json:"federation_paused,omitempty"`
+	// Reachable is the last reachability self-check: nil when none ran.
+	Reachable *bool `json:"reachable,omitempty"`
 	Peers         int               `json:"peers"`
 	QueueDepths   map[string]int    `json:"queue_depths"`
 	StorageBytes  int64             `json:"storage_bytes"`
@@ -49,6 +54,31 @@ type Backend interface {
 	LoginToken(name string) (string, error)
 	// Shutdown asks the daemon to stop cleanly, after answering.
 	Shutdown()
+	// Federation reports the federation side; FederationPause pauses or
+	// resumes it (an error when federation is not configured).
+	Federation() FederationStatus
+	FederationPause(paused bool) error
+}
+
+// FederationStatus is GET /_hearth/v1/federation.
+type FederationStatus struct {
+	Enabled bool   `json:"enabled"` // federation_listen is set
+	Paused  bool   `json:"paused"`
+	Listen  string `json:"listen,omitempty"`
+	// Reachability is the last self-check through a trusted notary.
+	Reachability any `json:"reachability,omitempty"`
+	// Destinations are the other servers with an outbound queue.
+	Destinations []Destination `json:"destinations"`
+}
+
+// Destination is one remote server as the outbound queue sees it.
+type Destination struct {
+	Name      string    `json:"name"`
+	Queued    int       `json:"queued"`
+	Failures  int       `json:"failures"`
+	LastError string    `json:"last_error,omitempty"`
+	NextTry   time.Time `json:"next_try,omitzero"`
+	LastSent  time.Time `json:"last_sent,omitzero"`
 }
 
 // Error is the control API's error body.
@@ -87,6 +117,9 @@ func New(b Backend, secret string) *Server {
 	s.mux.HandleFunc("POST /_hearth/v1/open", s.open)
 	s.mux.HandleFunc("POST /_hearth/v1/console", s.consoleLink)
 	s.mux.HandleFunc("POST /_hearth/v1/shutdown", s.shutdown)
+	s.mux.HandleFunc("GET /_hearth/v1/federation", s.federation)
+	s.mux.HandleFunc("POST /_hearth/v1/federation/pause", s.federationPause(true))
+	s.mux.HandleFunc("POST /_hearth/v1/federation/resume", s.federationPause(false))
 	s.mux.HandleFunc("GET /_hearth/{$}", s.consolePage)
 	s.mux.HandleFunc("GET /_hearth/qr.png", s.qrCode)
 	s.mux.HandleFunc("/_hearth/v1/", func(w http.ResponseWriter, r *http.Request) {
@@ -300,4 +333,18 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request) {
 func (s *Server) shutdown(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, map[string]any{"stopping": true})
 	s.backend.Shutdown()
+}
+
+func (s *Server) federation(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, s.backend.Federation())
+}
+
+func (s *Server) federationPause(paused bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := s.backend.FederationPause(paused); err != nil {
+			writeError(w, &Error{Status: http.StatusConflict, Code: "federation_off", Message: err.Error()})
+			return
+		}
+		writeJSON(w, s.backend.Federation())
+	}
 }

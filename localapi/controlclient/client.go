@@ -154,3 +154,19 @@ func (c *Client) ConsoleLink(ctx context.Context) (string, error) {
 func (c *Client) Shutdown(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/_hearth/v1/shutdown", map[string]string{}, nil)
 }
+
+// Federation returns the federation side's state and destinations.
+func (c *Client) Federation(ctx context.Context) (*control.FederationStatus, error) {
+	var out control.FederationStatus
+	return &out, c.do(ctx, http.MethodGet, "/_hearth/v1/federation", nil, &out)
+}
+
+// PauseFederation pauses (true) or resumes (false) federation.
+func (c *Client) PauseFederation(ctx context.Context, paused bool) (*control.FederationStatus, error) {
+	path := "/_hearth/v1/federation/resume"
+	if paused {
+		path = "/_hearth/v1/federation/pause"
+	}
+	var out control.FederationStatus
+	return &out, c.do(ctx, http.MethodPost, path, nil, &out)
+}

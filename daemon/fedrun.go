@@ -1,0 +1,228 @@
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/matrix-org/gomatrixserverlib"
+
+	"github.com/hearth-chat/hearth/federation"
+	"github.com/hearth-chat/hearth/federation/queue"
+	"github.com/hearth-chat/hearth/federation/resolve"
+	"github.com/hearth-chat/hearth/federation/serverkeys"
+	"github.com/hearth-chat/hearth/internal/room"
+)
+
+// fed is the running federation side: the TLS listener of the
+// Server-Server API, the outbound queue, and the watch on the network
+// that a laptop's federation needs (sleep, new networks, reachability).
+type fed struct {
+	service   *federation.Service
+	queue     *queue.Queue
+	resolver  *resolve.Resolver
+	rooms     *room.Engine
+	keyClient gomatrixserverlib.KeyClient
+	notaries  []serverkeys.Notary
+	addr      string
+	tlsConf   *tls.Config
+
+	mu       sync.Mutex
+	server   *http.Server
+	listener net.Listener
+	paused   bool
+	cancel   context.CancelFunc // ends the watcher
+	done     chan struct{}
+}
+
+// start opens the listener, starts the queue and the watcher.
+func (f *fed) start() error {
+	if err := f.listen(); err != nil {
+		return err
+	}
+	f.queue.Start()
+	f.wake("start")
+	ctx, cancel := context.WithCancel(context.Background())
+	f.cancel, f.done = cancel, make(chan struct{})
+	go func() {
+		defer close(f.done)
+		f.watch(ctx)
+	}()
+	return nil
+}
+
+func (f *fed) listen() error {
+	ln, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		return fmt.Errorf("federation listener: %w", err)
+	}
+	srv := &http.Server{Handler: f.service.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		TLSConfig: f.tlsConf, ErrorLog: slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn)}
+	go func() {
+		if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			slog.Error("federation listener stopped", "err", err)
+		}
+	}()
+	f.mu.Lock()
+	f.server, f.listener = srv, ln
+	f.mu.Unlock()
+	return nil
+}
+
+// stop stops accepting, then the queue; what it had not sent stays queued
+// in the store for the next start.
+func (f *fed) stop(ctx context.Context) {
+	if f == nil {
+		return
+	}
+	f.cancel()
+	<-f.done
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.paused {
+		f.server.Shutdown(ctx)
+		f.server.Close()
+		f.queue.Stop()
+	}
+}
+
+// Pause closes the listener and stops sending until Resume; nothing is
+// lost: the queue keeps filling in the store.
+func (f *fed) Pause() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.paused {
+		return
+	}
+	f.server.Close()
+	f.queue.Stop()
+	f.paused = true
+	slog.Info("federation paused")
+}
+
+// Resume undoes Pause and tells the other servers this one is back.
+func (f *fed) Resume() error {
+	f.mu.Lock()
+	if !f.paused {
+		f.mu.Unlock()
+		return nil
+	}
+	f.mu.Unlock()
+	if err := f.listen(); err != nil {
+		return err
+	}
+	f.queue.Start()
+	f.mu.Lock()
+	f.paused = false
+	f.mu.Unlock()
+	f.wake("resume")
+	slog.Info("federation resumed")
+	return nil
+}
+
+// Paused reports whether federation is paused.
+func (f *fed) Paused() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.paused
+}
+
+// wake ends every back-off and sends a transaction to each server this
+// one shares a room with, so that their back-off towards this server ends
+// too and what they queued arrives within seconds (the receiving side
+// wakes its queue for any server that sends it a request).
+func (f *fed) wake(reason string) {
+	if f.Paused() {
+		return
+	}
+	f.resolver.Forget()
+	f.queue.WakeAll()
+	if peers := f.rooms.ServersSharingRooms(); len(peers) > 0 {
+		f.queue.Nudge(peers)
+		slog.Info("federation: nudged the servers this one shares rooms with", "reason", reason, "servers", len(peers))
+	}
+}
+
+// Intervals of the network watch. Go has no portable notification of
+// sleep or network changes, so the watcher compares clocks and interface
+// addresses on a slow tick: cheap, and within a minute of a change.
+const (
+	watchInterval = 30 * time.Second
+	recheckEvery  = 6 * time.Hour
+)
+
+// watch nudges on wake-up and network changes, and re-runs the
+// reachability self-check after those and every few hours.
+func (f *fed) watch(ctx context.Context) {
+	f.checkReachability(ctx)
+	addrs := interfaceAddrs()
+	lastCheck := time.Now()
+	tick := time.NewTicker(watchInterval)
+	defer tick.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			reason := changed(last, now, addrs, interfaceAddrs())
+			last, addrs = time.Now(), interfaceAddrs()
+			if reason != "" {
+				f.wake(reason)
+			}
+			if reason != "" || time.Since(lastCheck) > recheckEvery {
+				f.checkReachability(ctx)
+				lastCheck = time.Now()
+			}
+		}
+	}
+}
+
+// changed says why the network may differ between two ticks: the wall
+// clock moved much further than the monotonic one (the machine slept), or
+// the interface addresses changed. Empty means no change.
+func changed(prev, now time.Time, prevAddrs, addrs []string) string {
+	slept := now.Round(0).Sub(prev.Round(0)) - now.Sub(prev)
+	switch {
+	case slept > watchInterval/2:
+		return "woke from sleep"
+	case !slices.Equal(prevAddrs, addrs):
+		return "network changed"
+	}
+	return ""
+}
+
+func interfaceAddrs() []string {
+	as, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	out := make([]string, 0, len(as))
+	for _, a := range as {
+		out = append(out, a.String())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// checkReachability runs the self-check through the first trusted notary
+// and logs the answer; without a notary there is nothing to ask.
+func (f *fed) checkReachability(ctx context.Context) {
+	if len(f.notaries) == 0 || f.Paused() {
+		return
+	}
+	r := f.service.CheckReachable(ctx, f.keyClient, f.notaries[0].ServerName)
+	if r.Reachable != nil && *r.Reachable {
+		slog.Info("federation: reachable from other servers", "checked_via", r.Via)
+		return
+	}
+	slog.Warn("federation: other servers cannot reach this one; see docs/federation.md for ways to become reachable",
+		"checked_via", r.Via, "err", r.Error)
+}
