@@ -59,5 +59,7 @@ func (e endpointControl) Shutdown(ctx context.Context) error {
 }
 
 func (e endpointControl) PauseFederation(ctx context.Context, paused bool) (*control.FederationStatus, error) {
-	return call(e, func(c *controlclient.Client) (*control.FederationStatus, error) { return c.PauseFederation(ctx, paused) })
+	return call(e, func(c *controlclient.Client) (*control.FederationStatus, error) {
+		return c.PauseFederation(ctx, paused)
+	})
 }

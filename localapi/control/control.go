@@ -29,11 +29,11 @@ type Status struct {
 	// FederationPaused: federation is configured but paused (tray, CLI).
 	FederationPaused bool `json:"federation_paused,omitempty"`
 	// Reachable is the last reachability self-check: nil when none ran.
-	Reachable *bool `json:"reachable,omitempty"`
-	Peers         int               `json:"peers"`
-	QueueDepths   map[string]int    `json:"queue_depths"`
-	StorageBytes  int64             `json:"storage_bytes"`
-	Accounts      int               `json:"accounts"`
+	Reachable    *bool          `json:"reachable,omitempty"`
+	Peers        int            `json:"peers"`
+	QueueDepths  map[string]int `json:"queue_depths"`
+	StorageBytes int64          `json:"storage_bytes"`
+	Accounts     int            `json:"accounts"`
 	// UnreadHighlights counts the owner's unread mentions in every room.
 	UnreadHighlights int    `json:"unread_highlights"`
 	KeyStore         string `json:"key_store"`
