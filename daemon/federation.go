@@ -60,7 +60,7 @@ func (d *Daemon) startFederation(key *SigningKey, notifier *stream.Notifier, api
 	keys := serverkeys.New(d.db, id, keyClient, notaries)
 	q := queue.New(d.db, d.rooms, notifier, client, name)
 	svc := federation.New(federation.Config{ServerName: name, KeyID: keyID, Key: key.Key, DB: d.db, Rooms: d.rooms,
-		Accounts: d.accounts, KeyRing: keys.KeyRing(), Client: client, Queue: q})
+		Accounts: d.accounts, KeyRing: keys.KeyRing(), Client: client, Queue: q, WellKnownServer: cfg.WellKnownServer})
 	keys.Register(svc.Mux())
 
 	api.SetFederation(svc)

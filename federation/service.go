@@ -45,6 +45,9 @@ type Config struct {
 	KeyRing    *gomatrixserverlib.KeyRing
 	Client     fclient.FederationClient
 	Queue      Queue
+	// WellKnownServer, when set, is served as /.well-known/matrix/server's
+	// m.server (wellknown.go).
+	WellKnownServer string
 	// MaxBodyBytes caps request bodies (a transaction of 50 PDUs of 64 KiB
 	// plus 100 EDUs fits in the default).
 	MaxBodyBytes int64
@@ -79,6 +82,8 @@ func (s *Service) Mux() *http.ServeMux { return s.mux }
 
 func (s *Service) routes() {
 	s.mux.HandleFunc("GET /_matrix/federation/v1/version", s.version)
+	s.wellKnownRoutes()
+	s.knockRoutes()
 	s.handle("PUT /_matrix/federation/v1/send/{txnID}", s.send)
 	s.handle("GET /_matrix/federation/v1/make_join/{roomID}/{userID}", s.makeJoin)
 	s.handle("PUT /_matrix/federation/v2/send_join/{roomID}/{eventID}", s.sendJoin)

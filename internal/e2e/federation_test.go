@@ -368,3 +368,43 @@ func TestFederationConflictResolution(t *testing.T) {
 		}
 	}
 }
+
+// TestFederationKnock: bob@hs2 knocks on alice's knock-only room on hs1;
+// his server shows the room in rooms.knock with the state hs1 sent, hs1
+// shows the knock, and alice lets him in with an invite he accepts.
+func TestFederationKnock(t *testing.T) {
+	t.Parallel()
+	net := startFedNet(t, "hs1.test", "hs2.test")
+	alice := net.Daemons["hs1.test"].Register("alice")
+	bob := net.Daemons["hs2.test"].Register("bob")
+	roomID := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Name: "Knock first", Preset: "private_chat", RoomAliasName: "door",
+		InitialState: []*event.Event{{Type: event.StateJoinRules, Content: event.Content{Parsed: &event.JoinRulesEventContent{JoinRule: event.JoinRuleKnock}}}}})
+	bobTok := Quiesce(t, bob, Sync(t, bob, "", "", 0).NextBatch)
+
+	_, err := bob.KnockRoom(ctx(t), "#door:hs1.test", &mautrix.ReqKnockRoom{Reason: "let me in"})
+	noErr(t, err, "bob knocks through hs2")
+	resp := SyncUntil(t, bob, bobTok, "", "the knock on hs2", func(r *mautrix.RespSync) bool { return r.Rooms.Knock[roomID] != nil })
+	name := ""
+	for _, ev := range resp.Rooms.Knock[roomID].State.Events {
+		if ev.Type == event.StateRoomName {
+			name, _ = ev.Content.Raw["name"].(string)
+		}
+	}
+	if name != "Knock first" {
+		t.Errorf("knock_state on hs2 has room name %q", name)
+	}
+	waitFor(t, "the knock on hs1", func() (string, bool) {
+		m := memberships(t, alice, roomID)[bob.UserID]
+		return m, m == "knock"
+	})
+	_, err = alice.InviteUser(ctx(t), roomID, &mautrix.ReqInviteUser{UserID: bob.UserID})
+	noErr(t, err, "alice invites the knocker")
+	waitFor(t, "the invite on hs2", func() (bool, bool) {
+		_, err := bob.JoinRoomByID(ctx(t), roomID)
+		return err == nil, err == nil
+	})
+	waitFor(t, "bob joined, as hs1 sees it", func() (string, bool) {
+		m := memberships(t, alice, roomID)[bob.UserID]
+		return m, m == "join"
+	})
+}

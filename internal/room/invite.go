@@ -47,19 +47,45 @@ func (e *Engine) PrepareInvite(req MembershipRequest) (gomatrixserverlib.PDU, []
 			StateKey: &target, Content: b}); err != nil {
 			return err
 		}
-		for _, typ := range []string{"m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar",
-			"m.room.canonical_alias", "m.room.encryption", "m.room.topic"} {
-			if ev, _ := e.currentStateEvent(tx, info.NID, typ, ""); ev != nil {
-				stripped = append(stripped, gomatrixserverlib.NewInviteStrippedState(ev.PDU))
-			}
-		}
-		if ev, _ := e.currentStateEvent(tx, info.NID, "m.room.member", req.Sender); ev != nil {
-			stripped = append(stripped, gomatrixserverlib.NewInviteStrippedState(ev.PDU))
-		}
+		stripped = e.strippedState(tx, info, req.Sender)
 		return nil
 	})
 	return pdu, stripped, err
 }
+
+// StrippedState is what an invitee or a knocker is shown of a room
+// (Client-Server API §"Stripped state"), plus member's member event if
+// member is not empty.
+func (e *Engine) StrippedState(roomID, member string) ([]gomatrixserverlib.InviteStrippedState, error) {
+	var out []gomatrixserverlib.InviteStrippedState
+	err := e.db.View(func(tx *store.Tx) error {
+		info, err := roomInfo(tx, roomID)
+		if err == nil {
+			out = e.strippedState(tx, info, member)
+		}
+		return err
+	})
+	return out, err
+}
+
+func (e *Engine) strippedState(tx *store.Tx, info *Info, member string) []gomatrixserverlib.InviteStrippedState {
+	var out []gomatrixserverlib.InviteStrippedState
+	for _, typ := range strippedTypes {
+		if ev, _ := e.currentStateEvent(tx, info.NID, typ, ""); ev != nil {
+			out = append(out, gomatrixserverlib.NewInviteStrippedState(ev.PDU))
+		}
+	}
+	if member != "" {
+		if ev, _ := e.currentStateEvent(tx, info.NID, "m.room.member", member); ev != nil {
+			out = append(out, gomatrixserverlib.NewInviteStrippedState(ev.PDU))
+		}
+	}
+	return out
+}
+
+// strippedTypes are the state events stripped state carries.
+var strippedTypes = []string{"m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar",
+	"m.room.canonical_alias", "m.room.encryption", "m.room.topic"}
 
 // StoreMembershipOutlier keeps a member event of a local user for a room
 // this server is not in (an invite from another server, or the user's
@@ -87,12 +113,16 @@ func (e *Engine) StoreMembershipOutlier(ctx context.Context, pdu gomatrixserverl
 	})
 }
 
-// inviteRoomState returns the stripped state the inviting server sent
-// with an invite (unsigned.invite_room_state), for rooms known only by
-// the invite.
-func inviteRoomState(ev *Event) []json.RawMessage {
+// remoteRoomState returns the stripped state another server sent with an
+// invite (unsigned.invite_room_state) or in answer to a knock
+// (unsigned.knock_room_state), for rooms known only by that event.
+func remoteRoomState(ev *Event) []json.RawMessage {
 	var out []json.RawMessage
-	for _, s := range gjson.GetBytes(ev.JSON, "unsigned.invite_room_state").Array() {
+	field := "unsigned.invite_room_state"
+	if m, _ := ev.PDU.Membership(); m == "knock" {
+		field = "unsigned.knock_room_state"
+	}
+	for _, s := range gjson.GetBytes(ev.JSON, field).Array() {
 		out = append(out, json.RawMessage(s.Raw))
 	}
 	return out

@@ -55,13 +55,15 @@ type SyncRooms struct {
 	Join   map[string]*JoinedRoom
 	Invite map[string]*InvitedRoom
 	Leave  map[string]*LeftRoom
+	Knock  map[string]*InvitedRoom // knock_state has invite_state's shape
 }
 
 // Sync assembles the rooms section for the positions in req, reading one
 // consistent snapshot of the store; events past req.Now are ignored even if
 // they were committed meanwhile, so the next_batch token stays exact.
 func (e *Engine) Sync(req SyncRequest) (*SyncRooms, error) {
-	out := &SyncRooms{Join: map[string]*JoinedRoom{}, Invite: map[string]*InvitedRoom{}, Leave: map[string]*LeftRoom{}}
+	out := &SyncRooms{Join: map[string]*JoinedRoom{}, Invite: map[string]*InvitedRoom{}, Leave: map[string]*LeftRoom{},
+		Knock: map[string]*InvitedRoom{}}
 	err := e.db.View(func(tx *store.Tx) error {
 		receiptRooms := e.receiptChanges(tx, req)
 		for _, m := range memberships(tx, req.UserID) {
@@ -84,13 +86,17 @@ func (e *Engine) Sync(req SyncRequest) (*SyncRooms, error) {
 				if jr != nil {
 					out.Join[info.ID] = jr
 				}
-			case "invite":
+			case "invite", "knock":
 				if req.Since == 0 || m.Pos > req.Since {
 					ir, err := e.syncInvite(tx, req, info)
 					if err != nil {
 						return err
 					}
-					out.Invite[info.ID] = ir
+					if m.Membership == "knock" {
+						out.Knock[info.ID] = ir
+					} else {
+						out.Invite[info.ID] = ir
+					}
 				}
 			case "leave", "ban":
 				if (req.Since == 0 && req.IncludeLeave) || (req.Since != 0 && m.Pos > req.Since) {
@@ -309,10 +315,10 @@ func (e *Engine) syncTimeline(tx *store.Tx, req SyncRequest, info *Info, from, t
 	return tl, nil
 }
 
+// syncInvite is a room in rooms.invite, or (the same shape) rooms.knock.
 func (e *Engine) syncInvite(tx *store.Tx, req SyncRequest, info *Info) (*InvitedRoom, error) {
 	ir := &InvitedRoom{}
-	for _, typ := range []string{"m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar",
-		"m.room.canonical_alias", "m.room.encryption", "m.room.topic"} {
+	for _, typ := range strippedTypes {
 		ev, err := e.currentStateEvent(tx, info.NID, typ, "")
 		if err != nil {
 			return nil, err
@@ -331,7 +337,7 @@ func (e *Engine) syncInvite(tx *store.Tx, req SyncRequest, info *Info) (*Invited
 		if len(ir.InviteState) == 0 {
 			// A room known only by its invite: the inviting server's
 			// stripped state stands in for the state.
-			ir.InviteState = inviteRoomState(inv)
+			ir.InviteState = remoteRoomState(inv)
 		} else if sender, err := e.currentStateEvent(tx, info.NID, "m.room.member", string(inv.PDU.SenderID())); err == nil && sender != nil {
 			ir.InviteState = append(ir.InviteState, strippedState(sender))
 		}

@@ -17,6 +17,7 @@ type Federation interface {
 	Invite(ctx context.Context, req room.MembershipRequest) (eventID string, err error)
 	LeaveRoom(ctx context.Context, userID, roomID string, via []string) error
 	Backfill(ctx context.Context, roomID string, limit int) (int, error)
+	Knock(ctx context.Context, userID, roomID string, via []string, reason string) error
 }
 
 // SetFederation enables the parts of the client API that reach other

@@ -95,4 +95,5 @@ func (s *Server) routes() {
 	s.searchRoutes()
 	s.pushRoutes()
 	s.keysRoutes()
+	s.knockRoutes()
 }

@@ -217,6 +217,10 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 		resp.Rooms.Invite[id] = invitedRoom{InviteState: eventList{Events: nonNilRaw(ir.InviteState)}}
 		empty = false
 	}
+	for id, kr := range rooms.Knock {
+		resp.Rooms.Knock[id] = map[string]any{"knock_state": eventList{Events: nonNilRaw(kr.InviteState)}}
+		empty = false
+	}
 	for id, lr := range rooms.Leave {
 		resp.Rooms.Leave[id] = leftRoom{Timeline: f.timeline(lr.Timeline),
 			State: stateList{Events: f.events(lr.State)}, AccountData: eventList{Events: []json.RawMessage{}}}

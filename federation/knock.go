@@ -1,0 +1,160 @@
+package federation
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/fclient"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
+	"github.com/hearth-chat/hearth/internal/room"
+)
+
+// Knocking (Server-Server API §"Knocking upon a room", room versions 7+):
+// like joining, a template from make_knock, the signed event back through
+// send_knock. gomatrixserverlib has only the client calls, so both
+// handlers are here.
+
+func (s *Service) knockRoutes() {
+	s.handle("GET /_matrix/federation/v1/make_knock/{roomID}/{userID}", s.makeKnock)
+	s.handle("PUT /_matrix/federation/v1/send_knock/{roomID}/{eventID}", s.sendKnock)
+}
+
+func (s *Service) makeKnock(w http.ResponseWriter, r *request) {
+	roomID, userID, version, ok := s.membershipPath(w, r)
+	if !ok {
+		return
+	}
+	if !slices.Contains(r.URL.Query()["ver"], string(version)) {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"errcode": "M_INCOMPATIBLE_ROOM_VERSION",
+			"error": "your server does not support this room's version", "room_version": version})
+		return
+	}
+	if !knockable(version) {
+		matrixerr.Write(w, matrixerr.Forbidden("this room's version does not allow knocking"))
+		return
+	}
+	if serverOf(userID.String()) != string(r.origin) {
+		matrixerr.Write(w, matrixerr.Forbidden("you may only knock for your own users"))
+		return
+	}
+	sk := userID.String()
+	proto := &gomatrixserverlib.ProtoEvent{SenderID: sk, RoomID: roomID.String(), Type: spec.MRoomMember, StateKey: &sk}
+	if err := proto.SetContent(map[string]any{"membership": spec.Knock}); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	pdu, auth, err := s.cfg.Rooms.Template(proto)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	provider, err := gomatrixserverlib.NewAuthEvents(auth)
+	if err == nil {
+		err = gomatrixserverlib.Allowed(pdu, provider, userIDForSender)
+	}
+	if err != nil {
+		writeGMSLError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, fclient.RespMakeKnock{KnockEvent: *proto, RoomVersion: version})
+}
+
+func knockable(v gomatrixserverlib.RoomVersion) bool {
+	switch v {
+	case "1", "2", "3", "4", "5", "6":
+		return false
+	}
+	return true
+}
+
+func (s *Service) sendKnock(w http.ResponseWriter, r *request) {
+	roomID := r.PathValue("roomID")
+	version, err := s.cfg.Rooms.RoomVersion(roomID)
+	if err != nil {
+		matrixerr.Write(w, matrixerr.NotFound("this server is not in the room"))
+		return
+	}
+	pdu, err := parseUntrusted(version, roomID, r.body)
+	if err != nil || pdu == nil || pdu.EventID() != r.PathValue("eventID") {
+		matrixerr.Write(w, matrixerr.BadJSON("invalid knock event"))
+		return
+	}
+	m, _ := pdu.Membership()
+	if pdu.Type() != spec.MRoomMember || m != spec.Knock || !pdu.StateKeyEquals(string(pdu.SenderID())) {
+		matrixerr.Write(w, matrixerr.BadJSON("not a knock of its sender"))
+		return
+	}
+	if serverOf(string(pdu.SenderID())) != string(r.origin) {
+		matrixerr.Write(w, matrixerr.Forbidden("the knock was not sent by its sender's server"))
+		return
+	}
+	if err := gomatrixserverlib.VerifyEventSignatures(r.Context(), pdu, s.cfg.KeyRing, userIDForSender); err != nil {
+		matrixerr.Write(w, matrixerr.Forbidden("bad signature: "+err.Error()))
+		return
+	}
+	if err := s.cfg.Rooms.Ingest(r.Context(), pdu, room.IngestOptions{Relay: true}); err != nil {
+		writeGMSLError(w, forbiddenIfRejected(err))
+		return
+	}
+	stripped, err := s.cfg.Rooms.StrippedState(roomID, "")
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, fclient.RespSendKnock{KnockRoomState: stripped})
+}
+
+// Knock knocks on a room this server is not in, through the via servers,
+// and keeps the knock (with the room's stripped state the resident server
+// answered with) as the user's membership.
+func (s *Service) Knock(ctx context.Context, userID, roomID string, via []string, reason string) error {
+	var last error = matrixerr.NotFound("no server to knock through")
+	for _, server := range via {
+		if server == "" || server == string(s.cfg.ServerName) {
+			continue
+		}
+		if last = s.knockVia(ctx, userID, roomID, spec.ServerName(server), reason); last == nil {
+			return nil
+		}
+	}
+	return last
+}
+
+func (s *Service) knockVia(ctx context.Context, userID, roomID string, server spec.ServerName, reason string) error {
+	res, err := s.cfg.Client.MakeKnock(ctx, s.cfg.ServerName, server, roomID, userID, room.SupportedVersions())
+	if err != nil {
+		return remoteError(string(server), err)
+	}
+	ver, err := gomatrixserverlib.GetRoomVersion(res.RoomVersion)
+	if err != nil {
+		return err
+	}
+	proto := res.KnockEvent
+	if proto.SenderID != userID || proto.Type != spec.MRoomMember || proto.StateKey == nil || *proto.StateKey != userID {
+		return errors.New("make_knock answered with a template for another event")
+	}
+	content := map[string]any{"membership": spec.Knock}
+	if reason != "" {
+		content["reason"] = reason
+	}
+	if err := proto.SetContent(content); err != nil {
+		return err
+	}
+	pdu, err := ver.NewEventBuilderFromProtoEvent(&proto).Build(s.now(), s.cfg.ServerName, s.cfg.KeyID, s.cfg.Key)
+	if err != nil {
+		return err
+	}
+	sent, err := s.cfg.Client.SendKnock(ctx, s.cfg.ServerName, server, pdu)
+	if err != nil {
+		return remoteError(string(server), err)
+	}
+	if err := pdu.SetUnsignedField("knock_room_state", sent.KnockRoomState); err != nil {
+		return err
+	}
+	return s.cfg.Rooms.StoreMembershipOutlier(ctx, pdu)
+}
