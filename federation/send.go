@@ -61,7 +61,19 @@ func (s *Service) send(w http.ResponseWriter, r *request) {
 		return
 	}
 	resp := fclient.RespSend{PDUs: map[string]fclient.PDUResult{}}
+	inRoom := map[string]bool{} // rooms a local user is joined to, asked once per transaction
 	for _, raw := range txn.PDUs {
+		roomID := gjson.GetBytes(raw, "room_id").String()
+		joined, seen := inRoom[roomID]
+		if !seen {
+			joined = s.cfg.Rooms.HasLocalJoined(roomID)
+			inRoom[roomID] = joined
+		}
+		if !joined {
+			// Not a room this server is in (perhaps one a local user is
+			// only invited to): nothing here may take its events.
+			continue
+		}
 		id, err := s.receivePDU(r.Context(), r.origin, raw)
 		if id == "" {
 			continue // not even an event ID: nothing to answer about

@@ -309,7 +309,21 @@ func (e *Engine) RoomOfEvent(eventID string) (string, error) {
 // HasLocalJoined reports whether a user of this server is joined to the
 // room (false for rooms this server does not know).
 func (e *Engine) HasLocalJoined(roomID string) bool {
-	return len(e.LocalJoinedMembers(roomID)) > 0
+	found := false
+	e.db.View(func(tx *store.Tx) error {
+		info, err := roomInfo(tx, roomID)
+		if err != nil {
+			return nil
+		}
+		return eachCurrentState(tx, info.NID, "m.room.member\x00", func(_, sk string, _ uint64) error {
+			if serverOf(sk) == string(e.serverName) && membershipIn(tx, sk, info.NID).Membership == "join" {
+				found = true
+				return errStop
+			}
+			return nil
+		})
+	})
+	return found
 }
 
 // ServersSharingRooms lists the other servers with joined members in any
