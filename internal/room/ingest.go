@@ -27,7 +27,7 @@ import (
 // served and never asked for again, and nothing else changes.
 func (e *Engine) Ingest(ctx context.Context, pdu gomatrixserverlib.PDU, opts IngestOptions) error {
 	pdu.EventID()
-	var rejected error
+	var rejected *RejectedError
 	err := e.db.Update(ctx, func(tx *store.Tx) error {
 		rejected = nil
 		info, err := roomInfo(tx, pdu.RoomID().String())
@@ -45,7 +45,10 @@ func (e *Engine) Ingest(ctx context.Context, pdu gomatrixserverlib.PDU, opts Ing
 	if err != nil {
 		return err
 	}
-	return rejected
+	if rejected != nil {
+		return rejected
+	}
+	return nil
 }
 
 // IngestOptions says how an inbound event reached this server.
@@ -73,7 +76,7 @@ func (r *RejectedError) Error() string { return "event rejected: " + r.Reason }
 
 // ingest runs the checks and appends; a rejection is returned as the
 // first result, with the event stored as rejected.
-func (e *Engine) ingest(tx *store.Tx, info *Info, pdu gomatrixserverlib.PDU, opts IngestOptions) (error, error) {
+func (e *Engine) ingest(tx *store.Tx, info *Info, pdu gomatrixserverlib.PDU, opts IngestOptions) (*RejectedError, error) {
 	if pdu.Version() != info.Version {
 		return &RejectedError{"room version does not match the room"}, nil
 	}
