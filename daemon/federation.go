@@ -60,8 +60,12 @@ func (d *Daemon) startFederation(key *SigningKey, notifier *stream.Notifier, api
 	keys := serverkeys.New(d.db, id, keyClient, notaries)
 	q := queue.New(d.db, d.rooms, notifier, client, name)
 	svc := federation.New(federation.Config{ServerName: name, KeyID: keyID, Key: key.Key, DB: d.db, Rooms: d.rooms,
-		Accounts: d.accounts, KeyRing: keys.KeyRing(), Client: client, Queue: q, WellKnownServer: cfg.WellKnownServer})
+		Accounts: d.accounts, KeyRing: keys.KeyRing(), Client: client, Queue: q, WellKnownServer: cfg.WellKnownServer, Media: api.Media(), Keys: d.keys})
+	d.keys.SetRemote(svc) // remote users' keys and to-device messages (federation/userkeys.go)
 	keys.Register(svc.Mux())
+	if m := api.Media(); m != nil {
+		m.SetFetcher(svc) // remote mxc:// downloads go through federation
+	}
 
 	api.SetFederation(svc)
 	d.fed = &fed{service: svc, queue: q, resolver: res, rooms: d.rooms, keyClient: keyClient, notaries: notaries,

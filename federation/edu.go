@@ -12,7 +12,8 @@ import (
 
 // receiveEDU applies an ephemeral event from origin (Server-Server API
 // §"EDUs"). EDUs are best effort: one that does not apply is dropped.
-// Each may only speak for users of the origin server.
+// Each may only speak for users of the origin server, and typing and
+// receipts only in rooms whose server ACL allows the origin.
 func (s *Service) receiveEDU(ctx context.Context, origin spec.ServerName, edu gomatrixserverlib.EDU) {
 	var err error
 	switch edu.Type {
@@ -20,6 +21,12 @@ func (s *Service) receiveEDU(ctx context.Context, origin spec.ServerName, edu go
 		err = s.receiveTyping(origin, edu.Content)
 	case spec.MReceipt:
 		err = s.receiveReceipts(ctx, origin, edu.Content)
+	case spec.MPresence:
+		err = s.receivePresence(ctx, origin, edu.Content)
+	case spec.MDirectToDevice:
+		err = s.receiveDirectToDevice(ctx, origin, edu.Content)
+	case spec.MDeviceListUpdate, mSigningKeyUpdate:
+		err = s.receiveDeviceListNews(ctx, origin, edu.Content)
 	default:
 		slog.Debug("federation: EDU type not handled", "type", edu.Type, "origin", origin)
 		return
@@ -45,6 +52,9 @@ func (s *Service) receiveTyping(origin spec.ServerName, content []byte) error {
 	if serverOf(t.UserID) != string(origin) {
 		return errNotOrigin
 	}
+	if err := s.checkACL(t.RoomID, origin); err != nil {
+		return err
+	}
 	return s.cfg.Rooms.SetTyping(t.UserID, t.RoomID, t.Typing, typingTimeout)
 }
 
@@ -59,6 +69,9 @@ func (s *Service) receiveReceipts(ctx context.Context, origin spec.ServerName, c
 		return err
 	}
 	for roomID, types := range rooms {
+		if !s.aclAllows(roomID, origin) {
+			continue // Server ACLs apply to a room's EDUs too
+		}
 		for typ, users := range types {
 			if typ != "m.read" {
 				continue // private receipts never leave their server

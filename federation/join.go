@@ -117,7 +117,7 @@ func (s *Service) acceptJoin(r *request) (*fclient.RespSendJoin, error) {
 		Context: r.Context(), RoomID: *roomID, EventID: r.PathValue("eventID"), JoinEvent: r.body,
 		RoomVersion: version, RequestOrigin: r.origin, LocalServerName: s.cfg.ServerName,
 		KeyID: s.cfg.KeyID, PrivateKey: s.cfg.Key, Verifier: s.cfg.KeyRing, MembershipQuerier: querier{s},
-		UserIDQuerier: userIDForSender,
+		UserIDQuerier:             userIDForSender,
 		StoreSenderIDFromPublicID: func(context.Context, spec.SenderID, string, spec.RoomID) error { return nil },
 	})
 	if err != nil {

@@ -1,6 +1,7 @@
 package federation
 
 import (
+	"context"
 	"net/http"
 	"strings"
 
@@ -10,8 +11,9 @@ import (
 	"github.com/hearth-chat/hearth/internal/matrixerr"
 )
 
-// Queries other servers make of this one (Server-Server API §"Querying
-// for information").
+// Queries between servers (Server-Server API §"Querying for
+// information"): those other servers make of this one, and the profile
+// query a local client's GET /profile makes of another server.
 
 // queryDirectory resolves one of this server's aliases.
 func (s *Service) queryDirectory(w http.ResponseWriter, r *request) {
@@ -61,4 +63,18 @@ func (s *Service) queryProfile(w http.ResponseWriter, r *request) {
 		res.DisplayName = ""
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// QueryProfile asks a remote user's server for their profile (GET
+// /query/profile); field is "", "displayname" or "avatar_url".
+func (s *Service) QueryProfile(ctx context.Context, userID, field string) (displayName, avatarURL string, err error) {
+	server := serverOf(userID)
+	if server == "" {
+		return "", "", matrixerr.InvalidParam("invalid user ID")
+	}
+	res, err := s.cfg.Client.LookupProfile(ctx, s.cfg.ServerName, spec.ServerName(server), userID, field)
+	if err != nil {
+		return "", "", remoteError(server, err)
+	}
+	return res.DisplayName, res.AvatarURL, nil
 }

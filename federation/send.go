@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/fclient"
@@ -61,23 +62,7 @@ func (s *Service) send(w http.ResponseWriter, r *request) {
 		return
 	}
 	resp := fclient.RespSend{PDUs: map[string]fclient.PDUResult{}}
-	inRoom := map[string]bool{} // rooms a local user is joined to, asked once per transaction
-	for _, raw := range txn.PDUs {
-		roomID := gjson.GetBytes(raw, "room_id").String()
-		joined, seen := inRoom[roomID]
-		if !seen {
-			joined = s.cfg.Rooms.HasLocalJoined(roomID)
-			inRoom[roomID] = joined
-		}
-		if !joined {
-			// Not a room this server is in (perhaps one a local user is
-			// only invited to): nothing here may take its events.
-			continue
-		}
-		id, err := s.receivePDU(r.Context(), r.origin, raw)
-		if id == "" {
-			continue // not even an event ID: nothing to answer about
-		}
+	for id, err := range s.receivePDUs(r.Context(), r.origin, txn.PDUs) {
 		res := fclient.PDUResult{}
 		if err != nil {
 			res.Error = err.Error()
@@ -99,37 +84,91 @@ func (s *Service) send(w http.ResponseWriter, r *request) {
 	w.Write(body)
 }
 
-// receivePDU runs the spec's checks on receipt of a PDU (§"Checks
-// performed on receipt of a PDU") that need no room state: a valid event
-// of the room's version, sent by its sender's server (or relayed by the
-// resident server of a membership handshake), signed by the servers that
-// must sign it; a hash mismatch leaves the event redacted. The room
-// engine does the rest.
-func (s *Service) receivePDU(ctx context.Context, origin spec.ServerName, raw json.RawMessage) (string, error) {
-	pdu, err := s.parsePDU(ctx, raw)
-	if pdu == nil {
-		return "", err
+// receivePDUs runs the spec's checks on receipt of a PDU (§"Checks
+// performed on receipt of a PDU") on a transaction's events and stores
+// those that pass, returning a result per event ID. The checks that need
+// no room state come first: an event of a room a local user is in, valid
+// for the room's version, sent by its sender's server (or relayed by the
+// resident server of a membership handshake), allowed by the room's
+// server ACL, signed by the servers that must sign it (all signatures in
+// one key-ring call); a hash mismatch leaves the event redacted. The room
+// engine then checks and stores them all in one store transaction; an
+// event that refers to events this server lacks is retried on its own
+// after fetching them.
+func (s *Service) receivePDUs(ctx context.Context, origin spec.ServerName, raws []json.RawMessage) map[string]error {
+	results := map[string]error{}
+	inRoom := map[string]bool{} // rooms a local user is joined to, asked once per transaction
+	var pdus []gomatrixserverlib.PDU
+	for _, raw := range raws {
+		roomID := gjson.GetBytes(raw, "room_id").String()
+		joined, seen := inRoom[roomID]
+		if !seen {
+			joined = s.cfg.Rooms.HasLocalJoined(roomID)
+			inRoom[roomID] = joined
+		}
+		if !joined {
+			// Not a room this server is in (perhaps one a local user is
+			// only invited to): nothing here may take its events.
+			continue
+		}
+		pdu, err := s.parseForRoom(raw)
+		if pdu == nil {
+			continue // not even an event ID: nothing to answer about
+		}
+		if err == nil {
+			err = s.checkOrigin(pdu, origin)
+		}
+		if err != nil {
+			results[pdu.EventID()] = err
+			continue
+		}
+		pdus = append(pdus, pdu)
 	}
-	id := pdu.EventID()
-	if err != nil {
-		return id, err
+	if len(pdus) == 0 {
+		return results
 	}
-	sender := string(pdu.SenderID())
-	if serverOf(sender) != string(origin) && pdu.Type() != spec.MRoomMember {
-		return id, errors.New("event was not sent by its sender's server")
+	var signed []gomatrixserverlib.PDU
+	for i, err := range gomatrixserverlib.VerifyAllEventSignatures(ctx, pdus, s.cfg.KeyRing, userIDForSender) {
+		if err != nil {
+			results[pdus[i].EventID()] = fmt.Errorf("bad signature: %w", err)
+			continue
+		}
+		signed = append(signed, pdus[i])
 	}
-	return id, s.ingest(ctx, origin, pdu, 0)
+	for i, err := range s.cfg.Rooms.IngestBatch(ctx, signed) {
+		if isMissing(err) {
+			err = s.ingest(ctx, origin, signed[i], 0)
+		}
+		results[signed[i].EventID()] = err
+	}
+	return results
 }
 
-// parsePDU parses and signature-checks an event for a room this server is
-// in. It returns the event with an error when only the checks failed.
-func (s *Service) parsePDU(ctx context.Context, raw json.RawMessage) (gomatrixserverlib.PDU, error) {
+// checkOrigin checks that origin may send pdu: its sender is a user of
+// origin (or it is a member event the resident server relays), and the
+// room's server ACL lets origin in.
+func (s *Service) checkOrigin(pdu gomatrixserverlib.PDU, origin spec.ServerName) error {
+	if serverOf(string(pdu.SenderID())) != string(origin) && pdu.Type() != spec.MRoomMember {
+		return errors.New("event was not sent by its sender's server")
+	}
+	return s.checkACL(pdu.RoomID().String(), origin) // Server ACLs (acl.go)
+}
+
+// parseForRoom parses an event of a room this server knows, for that
+// room's version.
+func (s *Service) parseForRoom(raw json.RawMessage) (gomatrixserverlib.PDU, error) {
 	roomID := gjson.GetBytes(raw, "room_id").String()
 	version, err := s.cfg.Rooms.RoomVersion(roomID)
 	if err != nil {
 		return nil, fmt.Errorf("room %q is not known here", roomID)
 	}
-	pdu, err := parseUntrusted(version, roomID, raw)
+	return parseUntrusted(version, roomID, raw)
+}
+
+// parsePDU parses and signature-checks an event for a room this server is
+// in. It returns the event with an error when only the checks failed.
+func (s *Service) parsePDU(ctx context.Context, raw json.RawMessage) (gomatrixserverlib.PDU, error) {
+	pdu, err := s.parseForRoom(raw)
 	if pdu == nil || err != nil {
 		return pdu, err
 	}
@@ -171,6 +210,10 @@ func parseUntrusted(version gomatrixserverlib.RoomVersion, roomID string, raw []
 // maxDepth is the largest depth the spec's canonical JSON allows.
 const maxDepth = 1<<53 - 1
 
+// fetchTimeout bounds the time one inbound event may spend fetching the
+// events it refers to from other servers.
+const fetchTimeout = 20 * time.Second
+
 // maxGap bounds the events fetched to fill one gap before this server
 // asks for the state instead (§"Retrieving missing events").
 const maxGap = 20
@@ -184,20 +227,24 @@ func (s *Service) ingest(ctx context.Context, origin spec.ServerName, pdu gomatr
 		return err
 	}
 	roomID := pdu.RoomID().String()
+	// The fetches below wait on another server; bound them together so a
+	// peer that never answers cannot hold a transaction for long.
+	fetchCtx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
 	if len(missing.Auth) > 0 {
-		if err := s.fetchAuthChain(ctx, origin, roomID, pdu.EventID()); err != nil {
+		if err := s.fetchAuthChain(fetchCtx, origin, roomID, pdu.EventID()); err != nil {
 			return fmt.Errorf("fetch auth events: %w", err)
 		}
 	}
 	if len(missing.Prev) > 0 {
-		s.fetchMissingPrevs(ctx, origin, pdu)
+		s.fetchMissingPrevs(fetchCtx, origin, pdu)
 		if err := s.cfg.Rooms.Ingest(ctx, pdu, room.IngestOptions{}); !isMissing(err) {
 			return err
 		}
 		// Still a gap: take the state at each missing prev event from
 		// the origin instead of its history.
 		for _, prev := range pdu.PrevEventIDs() {
-			if err := s.fetchStateAt(ctx, origin, roomID, prev); err != nil {
+			if err := s.fetchStateAt(fetchCtx, origin, roomID, prev); err != nil {
 				return fmt.Errorf("fetch state at %s: %w", prev, err)
 			}
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/hearth-chat/hearth/internal/account"
+	"github.com/hearth-chat/hearth/internal/keys"
 	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/hearth-chat/hearth/internal/media"
 	"github.com/hearth-chat/hearth/internal/room"
@@ -45,6 +46,8 @@ type Config struct {
 	KeyRing    *gomatrixserverlib.KeyRing
 	Client     fclient.FederationClient
 	Queue      Queue
+	// Keys is the end-to-end encryption key store (userkeys.go); nil: off.
+	Keys *keys.Service
 	// WellKnownServer, when set, is served as /.well-known/matrix/server's
 	// m.server (wellknown.go).
 	WellKnownServer string
@@ -61,7 +64,9 @@ type Service struct {
 	cfg Config
 	mux *http.ServeMux
 	now func() time.Time
-	reach reachability // the last self-check (reachability.go)
+	// presence holds other servers' users' presence (ephemeral.go).
+	presence remotePresence
+	reach    reachability // the last self-check (reachability.go)
 }
 
 // New returns the service; Handler serves it.
@@ -103,6 +108,10 @@ func (s *Service) routes() {
 	s.mux.HandleFunc("/_matrix/federation/", func(w http.ResponseWriter, r *http.Request) {
 		matrixerr.Write(w, matrixerr.Unrecognized("unknown federation endpoint"))
 	})
+	s.mediaRoutes()
+	s.directoryRoutes()
+	s.hierarchyRoutes()
+	s.userKeysRoutes()
 }
 
 // request is an authenticated inbound request.
@@ -125,6 +134,9 @@ func (s *Service) handle(pattern string, h func(http.ResponseWriter, *request)) 
 		}
 		if s.cfg.Queue != nil {
 			s.cfg.Queue.Wake(string(fr.Origin()))
+		}
+		if s.deniedByACL(w, r, fr.Origin()) {
+			return // Server ACLs (acl.go)
 		}
 		h(w, &request{Request: r, origin: fr.Origin(), body: fr.Content()})
 	})

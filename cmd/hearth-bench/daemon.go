@@ -64,8 +64,10 @@ func freePort() (int, error) {
 }
 
 // start execs a fresh daemon and waits until /versions answers 200. It
-// returns the daemon and the time from exec to that first 200.
-func (b *bench) start(ctx context.Context) (*daemon, time.Duration, error) {
+// returns the daemon and the time from exec to that first 200. extra
+// flags go after the defaults, so they can override them (the last
+// --server-name wins).
+func (b *bench) start(ctx context.Context, extra ...string) (*daemon, time.Duration, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, 0, err
@@ -84,9 +86,10 @@ func (b *bench) start(ctx context.Context) (*daemon, time.Duration, error) {
 		return nil, 0, err
 	}
 	defer logf.Close() // the child keeps its own descriptor
-	d.cmd = exec.Command(b.cfg.hearth, "run", "--data-dir", d.dataDir,
+	args := []string{"run", "--data-dir", d.dataDir,
 		"--client-listen", fmt.Sprintf("127.0.0.1:%d", port), "--registration", "open", "--server-name", "bench.local",
-		"--key-store", "file") // never the machine's OS keyring
+		"--key-store", "file"} // never the machine's OS keyring
+	d.cmd = exec.Command(b.cfg.hearth, append(args, extra...)...)
 	d.cmd.Env = childEnv()
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	d.cmd.SysProcAttr = childSysProcAttr()

@@ -17,6 +17,7 @@
 //	media       thumbnail of a 12 MP JPEG, media upload/download throughput
 //	keys        POST /keys/query and /keys/claim with 50 devices
 //	push        push evaluation per event in a room of 1,000 members (a Go benchmark in package push)
+//	federation  message latency between two daemons, PDU ingest from a peer, joining a 10k-member remote room
 //
 // Linux only for the /proc figures; traffic goes only to 127.0.0.1.
 package main
@@ -51,10 +52,14 @@ type config struct {
 	volumeRooms   int           // rooms they are spread over
 	historyMsgs   int           // events in the history section's room
 	workers       int           // concurrency used to fill rooms
+	fedMsgs       int           // messages timed from hs1 to hs2 (federation section)
+	fedInterval   time.Duration // pause between those messages
+	fedPDUs       int           // PDUs the peer sends hs1
+	fedMembers    int           // members of the remote room hs3 joins
 	timeout       time.Duration // hard limit on the whole run
 }
 
-var allSections = []string{"start", "idle", "send", "throughput", "sync", "volume", "history", "search", "media", "keys", "push"}
+var allSections = []string{"start", "idle", "send", "throughput", "sync", "volume", "history", "search", "media", "keys", "push", "federation"}
 
 func parseFlags() (*config, error) {
 	c := &config{}
@@ -75,6 +80,10 @@ func parseFlags() (*config, error) {
 	flag.IntVar(&c.volumeRooms, "volume-rooms", 100, "rooms the volume messages are spread over")
 	flag.IntVar(&c.historyMsgs, "history-msgs", 10000, "events in the room for /messages and initial /sync")
 	flag.IntVar(&c.workers, "workers", 32, "concurrent senders used to fill rooms")
+	flag.IntVar(&c.fedMsgs, "fed-msgs", 200, "federation: messages timed from hs1 to a /sync on hs2")
+	flag.DurationVar(&c.fedInterval, "fed-interval", 20*time.Millisecond, "federation: pause between those messages")
+	flag.IntVar(&c.fedPDUs, "fed-pdus", 5000, "federation: PDUs the peer sends hs1 in transactions of 50")
+	flag.IntVar(&c.fedMembers, "fed-members", 10000, "federation: members of the remote room hs3 joins")
 	flag.DurationVar(&c.timeout, "timeout", 15*time.Minute, "kill everything and fail after this long")
 	flag.Parse()
 
@@ -92,6 +101,9 @@ func parseFlags() (*config, error) {
 		quickDefault("duration", func() { c.duration = 3 * time.Second })
 		quickDefault("sync-msgs", func() { c.syncMsgs = 200 })
 		quickDefault("volume-msgs", func() { c.volumeMsgs = 10000 })
+		quickDefault("fed-msgs", func() { c.fedMsgs = 100 })
+		quickDefault("fed-pdus", func() { c.fedPDUs = 1000 })
+		quickDefault("fed-members", func() { c.fedMembers = 2000 })
 	}
 	c.sections = map[string]bool{}
 	for _, s := range strings.Split(*secs, ",") {
@@ -105,7 +117,8 @@ func parseFlags() (*config, error) {
 		c.sections[s] = true
 	}
 	if c.starts < 1 || c.sends < 1 || c.senders < 1 || c.syncers < 1 || c.syncMsgs < 1 ||
-		c.volumeMsgs < 1 || c.volumeRooms < 1 || c.historyMsgs < 1 || c.workers < 1 {
+		c.volumeMsgs < 1 || c.volumeRooms < 1 || c.historyMsgs < 1 || c.workers < 1 ||
+		c.fedMsgs < 1 || c.fedPDUs < 1 || c.fedMembers < 2 {
 		return nil, fmt.Errorf("counts must be at least 1")
 	}
 	return c, nil
@@ -159,6 +172,7 @@ func run() int {
 		{"media", benchMedia},
 		{"keys", benchKeys},
 		{"push", benchPush},
+		{"federation", benchFederation},
 	}
 	machine := b.machineLine()
 	load0 := loadAvg()

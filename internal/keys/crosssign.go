@@ -100,7 +100,9 @@ func checkCrossKey(raw json.RawMessage, kind, userID, masterPub string) (string,
 // inside the write so that a concurrent upload cannot slip past it.
 func (s *Service) UploadCrossSigning(ctx context.Context, userID string, up CrossSigningUpload, authenticated bool) error {
 	keys := up.byKind()
-	return s.db.Update(ctx, func(tx *store.Tx) error {
+	changed := false
+	err := s.db.Update(ctx, func(tx *store.Tx) error {
+		changed = false // the store may re-run this function
 		stored := map[string][]byte{}
 		for _, kind := range []string{master, selfSigning, userSigning} {
 			stored[kind] = tx.Get(store.CrossSigning, store.Key(userID, kind))
@@ -137,8 +139,13 @@ func (s *Service) UploadCrossSigning(ctx context.Context, userID string, up Cros
 				return err
 			}
 		}
+		changed = true
 		return markChanged(tx, userID)
 	})
+	if err == nil && changed {
+		s.announce(ctx, DeviceListChange{UserID: userID, CrossSigning: true})
+	}
+	return err
 }
 
 // UploadSignatures stores signatures the signer made over device keys or
@@ -147,12 +154,15 @@ func (s *Service) UploadCrossSigning(ctx context.Context, userID string, up Cros
 // signatures are taken, and each must verify against one of the signer's
 // device or cross-signing keys (M_INVALID_SIGNATURE otherwise). A user
 // signs their own devices and master key, and other users' master keys
-// (with their user-signing key). Problems with one object are reported in
-// failures and do not stop the others.
+// (with their user-signing key), also of users of other servers
+// (remotesign.go). Problems with one object are reported in failures and
+// do not stop the others.
 func (s *Service) UploadSignatures(ctx context.Context, signer string, body map[string]map[string]json.RawMessage) (map[string]map[string]any, error) {
 	var failures map[string]map[string]any
+	var own DeviceListChange // what the signer signed of their own keys
 	err := s.db.Update(ctx, func(tx *store.Tx) error {
 		failures = map[string]map[string]any{}
+		own = DeviceListChange{UserID: signer}
 		fail := func(user, keyID string, e *matrixerr.Error) {
 			if failures[user] == nil {
 				failures[user] = map[string]any{}
@@ -161,6 +171,9 @@ func (s *Service) UploadSignatures(ctx context.Context, signer string, body map[
 		}
 		for user, objs := range body {
 			for keyID, raw := range objs {
+				if s.isRemote(user) {
+					continue // remoteSignatures, below
+				}
 				if !s.IsLocal(user) || validID("key ID", keyID) != nil || strings.IndexByte(user, 0) >= 0 {
 					fail(user, keyID, matrixerr.NotFound("unknown user or key"))
 					continue
@@ -204,10 +217,23 @@ func (s *Service) UploadSignatures(ctx context.Context, signer string, body map[
 				if err := markChanged(tx, user); err != nil {
 					return err
 				}
+				switch {
+				case user != signer:
+				case tx.Get(store.DeviceKeys, store.Key(user, keyID)) != nil:
+					own.Devices = append(own.Devices, keyID)
+				default:
+					own.CrossSigning = true
+				}
 			}
 		}
 		return nil
 	})
+	if err == nil && (len(own.Devices) > 0 || own.CrossSigning) {
+		s.announce(ctx, own)
+	}
+	if err == nil {
+		err = s.remoteSignatures(ctx, signer, body, failures)
+	}
 	return failures, err
 }
 

@@ -33,6 +33,7 @@ const ChangeDeviceList = "keys.devicelist"
 type Service struct {
 	db         *store.DB
 	serverName string
+	remote     Remote // set by SetRemote (remote.go); nil while federation is off
 }
 
 // New returns the key service for users of serverName.
@@ -127,8 +128,9 @@ func putJSON(tx *store.Tx, bucket, key []byte, v any) error {
 //
 // A nil deviceIDs means every device of the user (logout/all).
 func (s *Service) DeleteDevices(ctx context.Context, userID string, deviceIDs []string) error {
-	return s.db.Update(ctx, func(tx *store.Tx) error {
-		ids := deviceIDs
+	var ids []string
+	err := s.db.Update(ctx, func(tx *store.Tx) error {
+		ids = deviceIDs
 		if ids == nil {
 			ids = storedDevices(tx, userID)
 		}
@@ -153,6 +155,10 @@ func (s *Service) DeleteDevices(ctx context.Context, userID string, deviceIDs []
 		}
 		return markChanged(tx, userID)
 	})
+	if err == nil && len(ids) > 0 {
+		s.announce(ctx, DeviceListChange{UserID: userID, Deleted: ids})
+	}
+	return err
 }
 
 // storedDevices lists the devices of userID that have keys or queued

@@ -18,26 +18,19 @@ type QueryResult struct {
 	UserSigningKeys map[string]map[string]any            `json:"user_signing_keys"`
 }
 
-// federationFailure is what failures holds for a remote server while
-// federation is not built.
-var federationFailure = map[string]any{"errcode": "M_UNRECOGNIZED", "error": "federation is not available on this server"}
-
 // Query returns the device keys (all devices when the list is empty) and
 // cross-signing keys of the wanted users, with every signature stored for
 // them merged in. The user-signing key is only ever shown to its owner.
-// Remote users' servers are listed in failures. displayName, called after
-// the read, fills unsigned.device_display_name.
+// Remote users' keys are asked of their servers (remote.go), whose
+// failures are listed in failures. displayName, called after the read,
+// fills unsigned.device_display_name of local devices.
 func (s *Service) Query(requester string, want map[string][]string, displayName func(userID, deviceID string) string) (*QueryResult, error) {
 	res := &QueryResult{DeviceKeys: map[string]map[string]map[string]any{}, Failures: map[string]any{},
 		MasterKeys: map[string]map[string]any{}, SelfSigningKeys: map[string]map[string]any{},
 		UserSigningKeys: map[string]map[string]any{}}
 	err := s.db.View(func(tx *store.Tx) error {
 		for user, devices := range want {
-			if !s.IsLocal(user) {
-				res.Failures[serverOf(user)] = federationFailure
-				continue
-			}
-			if strings.IndexByte(user, 0) >= 0 {
+			if !s.IsLocal(user) || strings.IndexByte(user, 0) >= 0 {
 				continue
 			}
 			devs := map[string]map[string]any{}
@@ -96,6 +89,7 @@ func (s *Service) Query(requester string, want map[string][]string, displayName 
 			}
 		}
 	}
+	s.queryRemote(requester, want, res)
 	return res, nil
 }
 
@@ -134,7 +128,8 @@ func withSignatures(tx *store.Tx, raw []byte, user, keyID string) (map[string]an
 // deleting it, or else hands out the device's fallback key for the
 // algorithm and marks it used (Client-Server API POST /keys/claim). Claims
 // run inside the store's single writer, so concurrent claims can never get
-// the same one-time key.
+// the same one-time key. Remote users' keys are claimed from their servers
+// afterwards (remote.go).
 func (s *Service) Claim(ctx context.Context, want map[string]map[string]string) (map[string]map[string]map[string]json.RawMessage, map[string]any, error) {
 	var keys map[string]map[string]map[string]json.RawMessage
 	var failures map[string]any
@@ -143,8 +138,7 @@ func (s *Service) Claim(ctx context.Context, want map[string]map[string]string) 
 		keys, failures = map[string]map[string]map[string]json.RawMessage{}, map[string]any{}
 		for user, devices := range want {
 			if !s.IsLocal(user) {
-				failures[serverOf(user)] = federationFailure
-				continue
+				continue // claimRemote, below
 			}
 			for dev, alg := range devices {
 				if validID("device", dev) != nil || validID("algorithm", alg) != nil || strings.IndexByte(user, 0) >= 0 {
@@ -165,7 +159,11 @@ func (s *Service) Claim(ctx context.Context, want map[string]map[string]string) 
 		}
 		return nil
 	})
-	return keys, failures, err
+	if err != nil {
+		return nil, nil, err
+	}
+	s.claimRemote(want, keys, failures)
+	return keys, failures, nil
 }
 
 func claimOne(tx *store.Tx, user, dev, alg string) (string, json.RawMessage, error) {

@@ -18,16 +18,49 @@ type toDeviceMessage struct {
 // SendToDevice queues one message per target device (Client-Server API
 // §"Send-to-Device messaging"). messages maps user → device (or "*" for
 // all of them) → content. devices lists a local user's devices; it is
-// called before the write, and messages to devices that do not exist, or
-// to remote users (no federation yet), are dropped as the spec allows. A
-// repeated (sender, device, txnID) queues nothing. All messages of one
-// request share one stream position; that commit wakes the targets' syncs.
+// called before the write, and messages to devices that do not exist are
+// dropped as the spec allows. Messages to remote users go to their servers
+// (remote.go) once the local ones are committed, or are dropped while
+// federation is off. A repeated (sender, device, txnID) queues nothing,
+// here or remotely. All messages of one request share one stream
+// position; that commit wakes the targets' syncs.
 func (s *Service) SendToDevice(ctx context.Context, sender, senderDevice, txnID, evType string,
 	messages map[string]map[string]json.RawMessage, devices func(userID string) ([]string, error)) error {
-	type target struct {
-		user, device string
-		content      json.RawMessage
+	targets, err := s.localTargets(messages, devices)
+	if err != nil {
+		return err
 	}
+	txnKey := store.Key(sender, senderDevice, txnID)
+	fresh := false
+	err = s.db.Update(ctx, func(tx *store.Tx) error {
+		fresh = false // the store may re-run this function
+		if tx.Get(store.ToDeviceTxns, txnKey) != nil {
+			return nil
+		}
+		fresh = true
+		pos, err := tx.NextPos()
+		if err != nil {
+			return err
+		}
+		if err := tx.Put(store.ToDeviceTxns, txnKey, store.PutU64(pos)); err != nil {
+			return err
+		}
+		return putTargets(tx, sender, evType, pos, targets)
+	})
+	if err != nil || !fresh {
+		return err
+	}
+	return s.sendRemote(context.WithoutCancel(ctx), sender, senderDevice, txnID, evType, messages)
+}
+
+// target is one device a to-device message is queued for.
+type target struct {
+	user, device string
+	content      json.RawMessage
+}
+
+// localTargets expands messages to the local users' existing devices.
+func (s *Service) localTargets(messages map[string]map[string]json.RawMessage, devices func(userID string) ([]string, error)) ([]target, error) {
 	var targets []target
 	for user, byDevice := range messages {
 		if !s.IsLocal(user) || strings.IndexByte(user, 0) >= 0 {
@@ -35,7 +68,7 @@ func (s *Service) SendToDevice(ctx context.Context, sender, senderDevice, txnID,
 		}
 		have, err := devices(user)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for dev, content := range byDevice {
 			for _, d := range have {
@@ -45,26 +78,18 @@ func (s *Service) SendToDevice(ctx context.Context, sender, senderDevice, txnID,
 			}
 		}
 	}
-	txnKey := store.Key(sender, senderDevice, txnID)
-	return s.db.Update(ctx, func(tx *store.Tx) error {
-		if tx.Get(store.ToDeviceTxns, txnKey) != nil {
-			return nil
-		}
-		pos, err := tx.NextPos()
-		if err != nil {
+	return targets, nil
+}
+
+// putTargets queues the messages at stream position pos.
+func putTargets(tx *store.Tx, sender, evType string, pos uint64, targets []target) error {
+	for _, t := range targets {
+		msg := toDeviceMessage{Sender: sender, Type: evType, Content: t.content}
+		if err := putJSON(tx, store.ToDevice, queueKey(t.user, t.device, pos), msg); err != nil {
 			return err
 		}
-		if err := tx.Put(store.ToDeviceTxns, txnKey, store.PutU64(pos)); err != nil {
-			return err
-		}
-		for _, t := range targets {
-			msg := toDeviceMessage{Sender: sender, Type: evType, Content: t.content}
-			if err := putJSON(tx, store.ToDevice, queueKey(t.user, t.device, pos), msg); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
 func queueKey(user, device string, pos uint64) []byte {

@@ -163,7 +163,9 @@ type fallback struct {
 // previous one of its algorithm and counts as unused.
 func (s *Service) Store(ctx context.Context, userID, deviceID string, up *Upload) (map[string]int, error) {
 	var counts map[string]int
+	newKeys := false
 	err := s.db.Update(ctx, func(tx *store.Tx) error {
+		newKeys = false // the store may re-run this function
 		if up.DeviceKeys != nil {
 			key := store.Key(userID, deviceID)
 			old := tx.Get(store.DeviceKeys, key)
@@ -175,6 +177,7 @@ func (s *Service) Store(ctx context.Context, userID, deviceID string, up *Upload
 				if err := markChanged(tx, userID); err != nil {
 					return err
 				}
+				newKeys = true
 			case !jsonEqual(old, up.DeviceKeys):
 				return matrixerr.InvalidParam("this device already has different device keys")
 			}
@@ -197,6 +200,9 @@ func (s *Service) Store(ctx context.Context, userID, deviceID string, up *Upload
 		counts = otkCounts(tx, userID, deviceID)
 		return nil
 	})
+	if err == nil && newKeys {
+		s.announce(ctx, DeviceListChange{UserID: userID, Devices: []string{deviceID}})
+	}
 	return counts, err
 }
 

@@ -52,6 +52,9 @@ type Record struct {
 	Uploader    string `json:"uploader"`
 	Created     int64  `json:"created"`           // ms since the epoch
 	ExpiresAt   int64  `json:"expires,omitempty"` // unused_expires_at of a pending ID
+	// Origin is the server a cached copy of remote media came from; empty
+	// for media uploaded here (see remote.go).
+	Origin string `json:"origin,omitempty"`
 }
 
 // Pending reports whether the ID was created but nothing was uploaded yet.
@@ -92,6 +95,8 @@ type Repo struct {
 
 	thumbSem chan struct{} // bounds concurrent image decodes (memory)
 	previews *previewer
+	fetcher  Fetcher                  // guarded by mu; nil while federation is off
+	fetching map[string]chan struct{} // guarded by mu; remote fetches under way (remote.go)
 }
 
 // New opens the repository, creating its folders.
@@ -171,6 +176,11 @@ func getRecord(tx *store.Tx, mediaID string) (*Record, error) {
 	var rec Record
 	if err := json.Unmarshal(v, &rec); err != nil {
 		return nil, fmt.Errorf("media: record %s: %w", mediaID, err)
+	}
+	if rec.Origin != "" {
+		// A cached copy of another server's media is never local media,
+		// whatever ID a request made up to reach its key.
+		return nil, matrixerr.NotFound("media not found")
 	}
 	return &rec, nil
 }

@@ -51,6 +51,58 @@ func (e *Engine) Ingest(ctx context.Context, pdu gomatrixserverlib.PDU, opts Ing
 	return nil
 }
 
+// IngestBatch is Ingest for the events of one inbound transaction, in
+// order, in one store transaction (one commit instead of one per event):
+// a result per event, as Ingest would return it. If storing fails for
+// any of them, each is ingested on its own instead.
+func (e *Engine) IngestBatch(ctx context.Context, pdus []gomatrixserverlib.PDU) []error {
+	for _, p := range pdus {
+		p.EventID()
+	}
+	results := make([]error, len(pdus))
+	err := e.db.Update(ctx, func(tx *store.Tx) error {
+		clear(results)
+		infos := map[string]*Info{}
+		for i, pdu := range pdus {
+			roomID := pdu.RoomID().String()
+			info := infos[roomID]
+			if info == nil {
+				var err error
+				if info, err = roomInfo(tx, roomID); err != nil {
+					results[i] = err
+					continue
+				}
+				infos[roomID] = info
+			}
+			if eventNID(tx, pdu.EventID()) != 0 {
+				continue
+			}
+			rejected, err := e.ingest(tx, info, pdu, IngestOptions{})
+			var missing *MissingError
+			switch {
+			case errors.As(err, &missing):
+				results[i] = err
+			case err != nil:
+				return err
+			case rejected != nil:
+				results[i] = rejected
+			}
+		}
+		for _, info := range infos {
+			if err := putRoomInfo(tx, info); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		for i, p := range pdus {
+			results[i] = e.Ingest(ctx, p, IngestOptions{})
+		}
+	}
+	return results
+}
+
 // IngestOptions says how an inbound event reached this server.
 type IngestOptions struct {
 	// Relay marks an event accepted through send_join, send_leave or

@@ -60,6 +60,7 @@ func (e *Engine) OutboundEvents(tx *store.Tx, after, upTo uint64, fn func(Outbou
 				dests = append(dests, s)
 			}
 		}
+		dests = e.aclFilter(tx, ev.RoomNID, dests) // Server ACLs: never send to a denied server (acl.go)
 		if len(dests) == 0 {
 			continue
 		}

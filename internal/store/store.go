@@ -28,7 +28,8 @@
 //	relations     roomNID ‖ parentEventNID ‖ eventNID → rel_type
 //	memberlog     roomNID ‖ userID 0x00 ‖ streamPos → membership (every change, for history visibility)
 //	historylog    roomNID ‖ streamPos → history_visibility (every change)
-//	media         mediaID → media.Record (JSON: sha256, content type, filename, size, uploader, created; no hash while an async upload is pending)
+//	media         mediaID → media.Record (JSON: sha256, content type, filename, size, uploader, created; no hash while an async upload is pending);
+//	              serverName "/" mediaID → media.Record with origin set: the cached copy of another server's media (no uploader, no quota)
 //	mediapending  userID 0x00 mediaID → u64 unused_expires_at (ms) of a created, not yet uploaded mxc URI
 //	mediausage    userID → u64 bytes of media the user uploaded (for media_quota_bytes)
 //	devicekeys    userID 0x00 deviceID → device keys JSON as uploaded (internal/keys)
@@ -51,8 +52,8 @@
 //	searchmeta    "pos" → u64 stream position the search index has consumed
 //	serverkeys    serverName 0x00 keyID → a remote server's ed25519 verify key: 0x01 ‖ u64 valid_until_ts ‖ u64 expired_ts ‖ key (federation/serverkeys);
 //	              serverName 0x00 → that server's last self-signed key response: 0x01 ‖ u64 fetched_at ‖ JSON (served again as a notary)
-//	fedqueue      destination 0x00 ‖ seq (u64) → one queued outbound PDU or EDU (federation/queue)
-//	fedmeta       "pos" → u64 stream position the outbound queue has consumed; destination-keyed queue state
+//	fedqueue      destination 0x00 ‖ seq (u64, the bucket's sequence) → 0x01 ‖ eventNID (u64): a PDU, or 0x02 ‖ {"t": edu_type, "c": content}: an EDU (federation/queue)
+//	fedmeta       "pos" → u64 stream position the outbound queue has consumed; "epoch" → random hex, the txn ID prefix; "d" 0x00 destination → queue.destState (JSON: txn counters reserved, failures, last error, next try, last sent, failing since)
 //	fedtxns       origin 0x00 txnID → the /send response already given (inbound transaction idempotency)
 //
 // Integers are big-endian so that bbolt's byte order is numeric order. The

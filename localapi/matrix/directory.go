@@ -111,8 +111,11 @@ func (s *Server) publicRooms(w http.ResponseWriter, r *http.Request) {
 		}
 		req.Limit = n
 	}
+	if srv := q.Get("server"); srv != "" {
+		req.Server = srv // the spec's place for it on POST too
+	}
 	if req.Server != "" && req.Server != s.accounts.ServerName() {
-		matrixerr.Write(w, matrixerr.Forbidden("other servers' directories need federation, which is not enabled"))
+		s.remotePublicRooms(w, r, req.Server, req.Limit, req.Since, req.Filter.GenericSearchTerm)
 		return
 	}
 	rooms, err := s.rooms.PublicRooms(req.Filter.GenericSearchTerm)
@@ -144,4 +147,19 @@ func (s *Server) publicRooms(w http.ResponseWriter, r *http.Request) {
 	}
 	resp["chunk"] = rooms
 	writeJSON(w, resp)
+}
+
+// remotePublicRooms answers ?server=other with that server's directory,
+// asked over federation (Server-Server API §"Public Room Directory").
+func (s *Server) remotePublicRooms(w http.ResponseWriter, r *http.Request, server string, limit int, since, filter string) {
+	if s.fed == nil {
+		matrixerr.Write(w, matrixerr.Forbidden("other servers' directories need federation, which is not enabled"))
+		return
+	}
+	page, err := s.fed.PublicRooms(r.Context(), server, limit, since, filter)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, page)
 }

@@ -2,6 +2,7 @@ package matrix
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 
@@ -18,11 +19,18 @@ type Federation interface {
 	LeaveRoom(ctx context.Context, userID, roomID string, via []string) error
 	Backfill(ctx context.Context, roomID string, limit int) (int, error)
 	Knock(ctx context.Context, userID, roomID string, via []string, reason string) error
+	// Ephemeral events and queries (federation/ephemeral.go, directory.go).
+	SendTyping(ctx context.Context, userID, roomID string, typing bool) error
+	SendReceipt(ctx context.Context, userID, roomID, eventID, threadID string) error
+	SendPresence(ctx context.Context, userID, presence, statusMsg string, lastActiveAgo int64, currentlyActive bool) error
+	RemotePresence(from, to uint64) (map[string]json.RawMessage, error)
+	QueryProfile(ctx context.Context, userID, field string) (displayName, avatarURL string, err error)
+	PublicRooms(ctx context.Context, server string, limit int, since, filter string) (json.RawMessage, error)
 }
 
 // SetFederation enables the parts of the client API that reach other
 // servers; without it they answer as a server with no federation does.
-func (s *Server) SetFederation(f Federation) { s.fed = f }
+func (s *Server) SetFederation(f Federation) { s.fed, s.presence.fed = f, f }
 
 // roomAndServers resolves a room ID or alias to a room ID and the servers
 // to join it through: those an alias lookup names, then ?via= (and the

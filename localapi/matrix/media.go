@@ -14,6 +14,10 @@ import (
 // endpoints answer M_UNRECOGNIZED.
 func (s *Server) SetMedia(m *media.Repo) { s.media = m }
 
+// Media is the content repository set by SetMedia (nil when off), for the
+// daemon to share with the federation service.
+func (s *Server) Media() *media.Repo { return s.media }
+
 // mediaCSP is the Content-Security-Policy the spec recommends for served
 // media (Client-Server API §"Content repository", security considerations):
 // nothing served here may run script or load anything.
@@ -127,13 +131,13 @@ func (s *Server) mediaUploadTo(w http.ResponseWriter, r *http.Request, c *caller
 	writeJSON(w, map[string]any{})
 }
 
-// localMedia resolves {serverName}/{mediaId} to an uploaded local record,
+// mediaRecord resolves {serverName}/{mediaId} to an uploaded record,
 // waiting up to timeout_ms for a pending async upload. Media of other
-// servers needs federation, which is not built: it is 404 M_NOT_FOUND
-// without any network access.
-func (s *Server) localMedia(r *http.Request) (*media.Record, error) {
-	if r.PathValue("serverName") != s.media.ServerName() {
-		return nil, matrixerr.NotFound("media on other servers cannot be fetched by this server")
+// servers comes from the repository's cache, fetched over federation on
+// first use (media.Repo.Remote; 404 M_NOT_FOUND while federation is off).
+func (s *Server) mediaRecord(r *http.Request) (*media.Record, error) {
+	if server := r.PathValue("serverName"); server != s.media.ServerName() {
+		return s.media.Remote(r.Context(), server, r.PathValue("mediaId"))
 	}
 	wait, err := queryInt(r.URL.Query(), "timeout_ms", 20000)
 	if err != nil {
@@ -156,7 +160,7 @@ func (s *Server) mediaDownload(w http.ResponseWriter, r *http.Request, c *caller
 	if !s.mediaReady(w) {
 		return
 	}
-	rec, err := s.localMedia(r)
+	rec, err := s.mediaRecord(r)
 	if err != nil {
 		matrixerr.Write(w, err)
 		return
@@ -200,7 +204,7 @@ func (s *Server) mediaThumbnail(w http.ResponseWriter, r *http.Request, c *calle
 	if method == "" {
 		method = media.MethodScale
 	}
-	rec, err := s.localMedia(r)
+	rec, err := s.mediaRecord(r)
 	if err != nil {
 		matrixerr.Write(w, err)
 		return

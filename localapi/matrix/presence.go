@@ -3,7 +3,9 @@ package matrix
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
+	"sort"
 	"sync"
 	"time"
 
@@ -21,6 +23,9 @@ type presence struct {
 	rooms    *room.Engine
 	mu       sync.Mutex
 	active   map[string]time.Time // localpart → last request
+	// fed announces local users' presence to other servers and knows
+	// theirs; nil while federation is off (set by SetFederation).
+	fed Federation
 }
 
 func newPresence(a *account.Accounts, r *room.Engine) *presence {
@@ -36,7 +41,20 @@ func (p *presence) touch(ctx context.Context, c *caller, state string) {
 	if err != nil || u == nil || u.Presence == state {
 		return
 	}
-	p.accounts.SetPresence(ctx, c.Localpart, state, u.StatusMsg)
+	if p.accounts.SetPresence(ctx, c.Localpart, state, u.StatusMsg) == nil {
+		p.announce(ctx, c.UserID, state, u.StatusMsg)
+	}
+}
+
+// announce sends a local user's new presence over federation
+// (Server-Server API §"Presence"); a failure costs only the update.
+func (p *presence) announce(ctx context.Context, userID, state, statusMsg string) {
+	if p.fed == nil {
+		return
+	}
+	if err := p.fed.SendPresence(context.WithoutCancel(ctx), userID, state, statusMsg, 0, state == "online"); err != nil {
+		slog.Info("presence: federation send failed", "user", userID, "err", err)
+	}
 }
 
 func (p *presence) content(u *account.User) map[string]any {
@@ -85,6 +103,31 @@ func (p *presence) since(c *caller, from, to uint64) ([]json.RawMessage, error) 
 		b, _ := json.Marshal(map[string]any{"type": "m.presence", "sender": uid, "content": p.content(u)})
 		out = append(out, b)
 	}
+	return p.remoteSince(c, from, to, out)
+}
+
+// remoteSince adds the presence of other servers' users who share a room
+// with the caller and whose presence arrived in (from, to].
+func (p *presence) remoteSince(c *caller, from, to uint64, out []json.RawMessage) ([]json.RawMessage, error) {
+	if p.fed == nil {
+		return out, nil
+	}
+	remote, err := p.fed.RemotePresence(from, to)
+	if err != nil {
+		return nil, err
+	}
+	users := make([]string, 0, len(remote))
+	for uid := range remote {
+		users = append(users, uid)
+	}
+	sort.Strings(users)
+	for _, uid := range users {
+		if !p.rooms.SharesRoom(c.UserID, uid) {
+			continue
+		}
+		b, _ := json.Marshal(map[string]any{"type": "m.presence", "sender": uid, "content": remote[uid]})
+		out = append(out, b)
+	}
 	return out, nil
 }
 
@@ -93,6 +136,16 @@ func (s *Server) getPresence(w http.ResponseWriter, r *http.Request, c *caller) 
 	lp := s.accounts.Localpart(uid)
 	if lp != c.Localpart && !s.rooms.SharesRoom(c.UserID, uid) {
 		matrixerr.Write(w, matrixerr.Forbidden("you do not share a room with this user"))
+		return
+	}
+	if s.fed != nil && serverOf(uid) != "" && serverOf(uid) != s.accounts.ServerName() {
+		// Another server's user: what their server last sent.
+		remote, err := s.fed.RemotePresence(0, 0)
+		if err != nil || remote[uid] == nil {
+			matrixerr.Write(w, matrixerr.NotFound("no presence known for this user"))
+			return
+		}
+		writeJSON(w, remote[uid])
 		return
 	}
 	u, err := s.accounts.Get(lp)
@@ -124,6 +177,7 @@ func (s *Server) putPresence(w http.ResponseWriter, r *http.Request, c *caller) 
 		matrixerr.Write(w, err)
 		return
 	}
+	s.presence.announce(r.Context(), c.UserID, req.Presence, req.StatusMsg)
 	writeJSON(w, struct{}{})
 }
 

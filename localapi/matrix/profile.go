@@ -12,6 +12,10 @@ import (
 
 // getProfile serves GET /profile/{userId} and /profile/{userId}/{field}.
 func (s *Server) getProfile(w http.ResponseWriter, r *http.Request) {
+	if uid := r.PathValue("userId"); s.fed != nil && serverOf(uid) != "" && serverOf(uid) != s.accounts.ServerName() {
+		s.remoteProfile(w, r, uid)
+		return
+	}
 	lp := s.accounts.Localpart(r.PathValue("userId"))
 	u, err := s.accounts.Get(lp)
 	if err != nil {
@@ -22,12 +26,33 @@ func (s *Server) getProfile(w http.ResponseWriter, r *http.Request) {
 		matrixerr.Write(w, matrixerr.NotFound("profile not found"))
 		return
 	}
-	p := map[string]any{}
-	if u.DisplayName != "" {
-		p["displayname"] = u.DisplayName
+	writeProfile(w, r, u.DisplayName, u.AvatarURL)
+}
+
+// remoteProfile asks another server for its user's profile
+// (Server-Server API §"Querying for information").
+func (s *Server) remoteProfile(w http.ResponseWriter, r *http.Request, userID string) {
+	field := r.PathValue("field")
+	if field != "" && field != "displayname" && field != "avatar_url" {
+		matrixerr.Write(w, matrixerr.NotFound("profile field not set"))
+		return
 	}
-	if u.AvatarURL != "" {
-		p["avatar_url"] = u.AvatarURL
+	dn, av, err := s.fed.QueryProfile(r.Context(), userID, field)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeProfile(w, r, dn, av)
+}
+
+// writeProfile answers GET /profile/{userId} or one {field} of it.
+func writeProfile(w http.ResponseWriter, r *http.Request, displayName, avatarURL string) {
+	p := map[string]any{}
+	if displayName != "" {
+		p["displayname"] = displayName
+	}
+	if avatarURL != "" {
+		p["avatar_url"] = avatarURL
 	}
 	if field := r.PathValue("field"); field != "" {
 		v, ok := p[field]

@@ -283,6 +283,7 @@ func (s *Server) typing(w http.ResponseWriter, r *http.Request, c *caller) {
 		matrixerr.Write(w, err)
 		return
 	}
+	s.federateTyping(r, c, r.PathValue("roomId"), *req.Typing)
 	writeJSON(w, struct{}{})
 }
 
@@ -315,6 +316,9 @@ func (s *Server) receipt(w http.ResponseWriter, r *http.Request, c *caller) {
 		matrixerr.Write(w, err)
 		return
 	}
+	if typ == "m.read" {
+		s.federateReceipt(r, c, roomID, eventID, threadID)
+	}
 	writeJSON(w, struct{}{})
 }
 
@@ -343,6 +347,9 @@ func (s *Server) readMarkers(w http.ResponseWriter, r *http.Request, c *caller) 
 		if err := s.rooms.SetReceipt(r.Context(), c.UserID, roomID, typ, id, ""); err != nil {
 			matrixerr.Write(w, err)
 			return
+		}
+		if typ == "m.read" {
+			s.federateReceipt(r, c, roomID, id, "")
 		}
 	}
 	writeJSON(w, struct{}{})

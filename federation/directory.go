@@ -1,0 +1,99 @@
+package federation
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	"github.com/matrix-org/gomatrixserverlib/fclient"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
+	"github.com/hearth-chat/hearth/internal/room"
+)
+
+// The public room directory over federation (Server-Server API §"Public
+// Room Directory"). Hearth has no third-party networks, so
+// include_all_networks and third_party_instance_id change nothing.
+
+func (s *Service) directoryRoutes() {
+	s.handle("GET /_matrix/federation/v1/publicRooms", s.publicRooms)
+	s.handle("POST /_matrix/federation/v1/publicRooms", s.publicRooms)
+}
+
+// publicRooms serves this server's directory; since tokens are offsets
+// into the sorted list, as on the client API.
+func (s *Service) publicRooms(w http.ResponseWriter, r *request) {
+	var req struct {
+		Limit  int    `json:"limit"`
+		Since  string `json:"since"`
+		Filter struct {
+			GenericSearchTerm string `json:"generic_search_term"`
+		} `json:"filter"`
+	}
+	if r.Method == http.MethodPost {
+		if err := json.Unmarshal(r.body, &req); err != nil {
+			matrixerr.Write(w, matrixerr.BadJSON("body must be a publicRooms request"))
+			return
+		}
+	} else {
+		q := r.URL.Query()
+		req.Since = q.Get("since")
+		if v := q.Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				matrixerr.Write(w, matrixerr.InvalidParam("limit must be an integer"))
+				return
+			}
+			req.Limit = n
+		}
+	}
+	rooms, err := s.cfg.Rooms.PublicRooms(req.Filter.GenericSearchTerm)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	offset := 0
+	if req.Since != "" {
+		n, err := strconv.Atoi(req.Since)
+		if err != nil || n < 0 {
+			matrixerr.Write(w, matrixerr.InvalidParam("bad since token"))
+			return
+		}
+		offset = min(n, len(rooms))
+	}
+	resp := publicRoomsPage{Total: len(rooms), Chunk: rooms[offset:]}
+	if req.Limit > 0 && len(resp.Chunk) > req.Limit {
+		resp.Chunk = resp.Chunk[:req.Limit]
+		resp.NextBatch = strconv.Itoa(offset + req.Limit)
+	}
+	if offset > 0 {
+		resp.PrevBatch = strconv.Itoa(max(0, offset-max(req.Limit, 1)))
+	}
+	if resp.Chunk == nil {
+		resp.Chunk = []room.PublicRoom{}
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+type publicRoomsPage struct {
+	Chunk     []room.PublicRoom `json:"chunk"`
+	NextBatch string            `json:"next_batch,omitempty"`
+	PrevBatch string            `json:"prev_batch,omitempty"`
+	Total     int               `json:"total_room_count_estimate"`
+}
+
+// PublicRooms fetches a page of another server's directory for a local
+// client (Client-Server API §"Listing rooms", ?server=). The answer is
+// the remote's page re-encoded, so only the spec's fields pass through.
+func (s *Service) PublicRooms(ctx context.Context, server string, limit int, since, filter string) (json.RawMessage, error) {
+	res, err := s.cfg.Client.GetPublicRoomsFiltered(ctx, s.cfg.ServerName, spec.ServerName(server), limit, since, filter, false, "")
+	if err != nil {
+		return nil, remoteError(server, err)
+	}
+	if res.Chunk == nil {
+		res.Chunk = []fclient.PublicRoom{}
+	}
+	return json.Marshal(res)
+}
