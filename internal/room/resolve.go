@@ -5,6 +5,7 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib"
 
+	"github.com/hearth-chat/hearth/internal/stateres"
 	"github.com/hearth-chat/hearth/internal/store"
 )
 
@@ -13,8 +14,8 @@ import (
 // Resolution"), through gomatrixserverlib. Identical states need no work.
 //
 // Room version 12 specifies state resolution v2.1, which this
-// gomatrixserverlib cannot run (it panics on conflicted power levels);
-// v12 rooms are resolved with v2 until v2.1 is written here.
+// gomatrixserverlib cannot run (it panics on conflicted power levels):
+// package stateres implements it.
 func (e *Engine) resolve(tx *store.Tx, info *Info, sets []*roomState) (*roomState, error) {
 	if len(sets) == 1 {
 		return sets[0], nil
@@ -90,7 +91,7 @@ func resolveWith(version gomatrixserverlib.RoomVersion, sets [][]gomatrixserverl
 		return nil, err
 	}
 	if ver.StateResAlgorithm() == gomatrixserverlib.StateResV2_1 {
-		return gomatrixserverlib.ResolveStateConflictsV2New(gomatrixserverlib.StateResV2, sets, auth, userIDForSender, isRejected), nil
+		return stateres.Resolve(version, sets, auth, isRejected)
 	}
 	return gomatrixserverlib.ResolveConflictsNew(version, sets, auth, userIDForSender, isRejected)
 }
