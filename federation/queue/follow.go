@@ -67,8 +67,14 @@ func (q *Queue) step(ctx context.Context, pos uint64) (done bool, err error) {
 	if have == nil { // Start could not write it: never start from 0
 		return false, q.db.Update(ctx, ensureMeta)
 	}
-	if store.U64(have) >= pos {
+	if max(store.U64(have), q.scanned) >= pos {
 		return true, nil
+	}
+	if nothing, err := q.nothingToQueue(store.U64(have), pos); err != nil || nothing {
+		if nothing {
+			q.scanned = pos
+		}
+		return false, err
 	}
 	dests, err := q.queueEvents(ctx, pos)
 	if err != nil {
@@ -78,6 +84,26 @@ func (q *Queue) step(ctx context.Context, pos uint64) (done bool, err error) {
 		q.kick(d)
 	}
 	return false, nil
+}
+
+// nothingToQueue reports whether no event after from and up to upTo goes
+// to another server, looking without writing.
+func (q *Queue) nothingToQueue(from, upTo uint64) (bool, error) {
+	found := false
+	err := q.db.View(func(tx *store.Tx) error {
+		err := q.events.OutboundEvents(tx, max(from, q.scanned), upTo, func(o room.Outbound) error {
+			found = len(q.remote(o.Destinations)) > 0
+			if found {
+				return errBatchFull
+			}
+			return nil
+		})
+		if errors.Is(err, errBatchFull) {
+			return nil
+		}
+		return err
+	})
+	return !found, err
 }
 
 // queueEvents queues up to followBatch outbound events after the stored

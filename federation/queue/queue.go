@@ -80,6 +80,12 @@ type Queue struct {
 	wg      sync.WaitGroup
 	epoch   string
 	dests   map[string]*dest
+	// scanned is how far the follower has looked without finding
+	// anything to queue; only the follower touches it. The stored
+	// position lags behind it until there is something to write, which
+	// spares a commit per commit when nothing goes to other servers (a
+	// restart merely looks at those events again).
+	scanned uint64
 }
 
 // dest is one destination's in-memory state; fields are guarded by
