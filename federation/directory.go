@@ -10,7 +10,6 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/hearth-chat/hearth/internal/matrixerr"
-	"github.com/hearth-chat/hearth/internal/room"
 )
 
 // The public room directory over federation (Server-Server API §"Public
@@ -49,40 +48,14 @@ func (s *Service) publicRooms(w http.ResponseWriter, r *request) {
 			req.Limit = n
 		}
 	}
-	rooms, err := s.cfg.Rooms.PublicRooms(req.Filter.GenericSearchTerm)
+	page, err := s.cfg.Rooms.PublicRoomsPage(req.Filter.GenericSearchTerm, req.Since, req.Limit)
 	if err != nil {
 		matrixerr.Write(w, err)
 		return
 	}
-	offset := 0
-	if req.Since != "" {
-		n, err := strconv.Atoi(req.Since)
-		if err != nil || n < 0 {
-			matrixerr.Write(w, matrixerr.InvalidParam("bad since token"))
-			return
-		}
-		offset = min(n, len(rooms))
-	}
-	resp := publicRoomsPage{Total: len(rooms), Chunk: rooms[offset:]}
-	if req.Limit > 0 && len(resp.Chunk) > req.Limit {
-		resp.Chunk = resp.Chunk[:req.Limit]
-		resp.NextBatch = strconv.Itoa(offset + req.Limit)
-	}
-	if offset > 0 {
-		resp.PrevBatch = strconv.Itoa(max(0, offset-max(req.Limit, 1)))
-	}
-	if resp.Chunk == nil {
-		resp.Chunk = []room.PublicRoom{}
-	}
-	writeJSON(w, http.StatusOK, resp)
+	writeJSON(w, http.StatusOK, page)
 }
 
-type publicRoomsPage struct {
-	Chunk     []room.PublicRoom `json:"chunk"`
-	NextBatch string            `json:"next_batch,omitempty"`
-	PrevBatch string            `json:"prev_batch,omitempty"`
-	Total     int               `json:"total_room_count_estimate"`
-}
 
 // PublicRooms fetches a page of another server's directory for a local
 // client (Client-Server API §"Listing rooms", ?server=). The answer is

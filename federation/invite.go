@@ -55,8 +55,8 @@ func (s *Service) invite(w http.ResponseWriter, r *request) {
 		matrixerr.Write(w, matrixerr.Forbidden("the invite was not sent by the inviter's server"))
 		return
 	}
-	if u, err := s.cfg.Accounts.Get(s.cfg.Accounts.Localpart(*invitee)); err != nil || u == nil || u.Deactivated {
-		matrixerr.Write(w, matrixerr.NotFound("no such user"))
+	if _, err := s.localUser(*invitee); err != nil {
+		matrixerr.Write(w, err)
 		return
 	}
 	user, _ := spec.NewUserID(*invitee, true)

@@ -65,24 +65,10 @@ func (s *Service) mediaDownload(w http.ResponseWriter, r *request) {
 }
 
 func (s *Service) mediaThumbnail(w http.ResponseWriter, r *request) {
-	q := r.URL.Query()
-	if q.Get("width") == "" || q.Get("height") == "" {
-		matrixerr.Write(w, matrixerr.MissingParam("width and height are required"))
+	width, height, method, err := media.ThumbnailParams(r.URL.Query())
+	if err != nil {
+		matrixerr.Write(w, err)
 		return
-	}
-	width, err1 := strconv.Atoi(q.Get("width"))
-	height, err2 := strconv.Atoi(q.Get("height"))
-	if err1 != nil || err2 != nil {
-		matrixerr.Write(w, matrixerr.InvalidParam("width and height must be integers"))
-		return
-	}
-	if a := q.Get("animated"); a != "" && a != "true" && a != "false" {
-		matrixerr.Write(w, matrixerr.InvalidParam("animated must be true or false"))
-		return
-	}
-	method := q.Get("method")
-	if method == "" {
-		method = media.MethodScale
 	}
 	rec, err := s.localMedia(r)
 	if err != nil {

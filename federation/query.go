@@ -8,6 +8,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/fclient"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/hearth-chat/hearth/internal/account"
 	"github.com/hearth-chat/hearth/internal/matrixerr"
 )
 
@@ -39,20 +40,26 @@ func (s *Service) queryDirectory(w http.ResponseWriter, r *request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
-// queryProfile returns a local user's display name and avatar.
-func (s *Service) queryProfile(w http.ResponseWriter, r *request) {
-	userID := r.URL.Query().Get("user_id")
-	if serverOf(userID) != string(s.cfg.ServerName) {
-		matrixerr.Write(w, matrixerr.NotFound("not a user of this server"))
-		return
+// localUser returns an active user of this server, or M_NOT_FOUND.
+func (s *Service) localUser(userID string) (*account.User, error) {
+	if !s.isLocalUser(userID) {
+		return nil, matrixerr.NotFound("not a user of this server")
 	}
 	u, err := s.cfg.Accounts.Get(s.cfg.Accounts.Localpart(userID))
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return nil, err
 	}
 	if u == nil || u.Deactivated {
-		matrixerr.Write(w, matrixerr.NotFound("profile not found"))
+		return nil, matrixerr.NotFound("no such user")
+	}
+	return u, nil
+}
+
+// queryProfile returns a local user's display name and avatar.
+func (s *Service) queryProfile(w http.ResponseWriter, r *request) {
+	u, err := s.localUser(r.URL.Query().Get("user_id"))
+	if err != nil {
+		matrixerr.Write(w, err)
 		return
 	}
 	res := fclient.RespProfile{DisplayName: u.DisplayName, AvatarURL: u.AvatarURL}

@@ -152,17 +152,8 @@ func (s *Service) userDevices(w http.ResponseWriter, r *request) {
 		return
 	}
 	userID := r.PathValue("userID")
-	if !s.isLocalUser(userID) {
-		matrixerr.Write(w, matrixerr.NotFound("not a user of this server"))
-		return
-	}
-	u, err := s.cfg.Accounts.Get(s.cfg.Accounts.Localpart(userID))
-	if err != nil {
+	if _, err := s.localUser(userID); err != nil {
 		matrixerr.Write(w, err)
-		return
-	}
-	if u == nil || u.Deactivated {
-		matrixerr.Write(w, matrixerr.NotFound("unknown user"))
 		return
 	}
 	streamID := s.deviceListStreamID()

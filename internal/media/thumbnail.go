@@ -11,8 +11,10 @@ import (
 	"image/png"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/image/draw"
@@ -246,4 +248,27 @@ func writeFileAtomic(path string, b []byte) error {
 		return fmt.Errorf("media: write thumbnail: %w", err)
 	}
 	return nil
+}
+
+// ThumbnailParams reads the query of a thumbnail request (Client-Server
+// API §"Thumbnails"; the federation endpoint takes the same): width and
+// height are required integers, animated is true or false, and method
+// defaults to scale.
+func ThumbnailParams(q url.Values) (width, height int, method string, err error) {
+	if q.Get("width") == "" || q.Get("height") == "" {
+		return 0, 0, "", matrixerr.MissingParam("width and height are required")
+	}
+	width, err1 := strconv.Atoi(q.Get("width"))
+	height, err2 := strconv.Atoi(q.Get("height"))
+	if err1 != nil || err2 != nil {
+		return 0, 0, "", matrixerr.InvalidParam("width and height must be integers")
+	}
+	if a := q.Get("animated"); a != "" && a != "true" && a != "false" {
+		return 0, 0, "", matrixerr.InvalidParam("animated must be true or false")
+	}
+	method = q.Get("method")
+	if method == "" {
+		method = MethodScale
+	}
+	return width, height, method, nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/hearth-chat/hearth/internal/matrixerr"
@@ -188,6 +189,44 @@ func (e *Engine) PublicRooms(filter string) ([]PublicRoom, error) {
 	})
 	sort.SliceStable(out, func(i, j int) bool { return out[i].NumJoinedMembers > out[j].NumJoinedMembers })
 	return out, err
+}
+
+// PublicRoomsPage is one page of the local directory, as both the client
+// API and other servers are given it (GET/POST /publicRooms).
+type PublicRoomsPage struct {
+	Chunk     []PublicRoom `json:"chunk"`
+	NextBatch string       `json:"next_batch,omitempty"`
+	PrevBatch string       `json:"prev_batch,omitempty"`
+	Total     int          `json:"total_room_count_estimate"`
+}
+
+// PublicRoomsPage pages through PublicRooms: since tokens are offsets
+// into the sorted list, and limit 0 means all.
+func (e *Engine) PublicRoomsPage(filter, since string, limit int) (*PublicRoomsPage, error) {
+	rooms, err := e.PublicRooms(filter)
+	if err != nil {
+		return nil, err
+	}
+	offset := 0
+	if since != "" {
+		n, err := strconv.Atoi(since)
+		if err != nil || n < 0 {
+			return nil, matrixerr.InvalidParam("bad since token")
+		}
+		offset = min(n, len(rooms))
+	}
+	page := &PublicRoomsPage{Total: len(rooms), Chunk: rooms[offset:]}
+	if limit > 0 && len(page.Chunk) > limit {
+		page.Chunk = page.Chunk[:limit]
+		page.NextBatch = strconv.Itoa(offset + limit)
+	}
+	if offset > 0 {
+		page.PrevBatch = strconv.Itoa(max(0, offset-max(limit, 1)))
+	}
+	if page.Chunk == nil {
+		page.Chunk = []PublicRoom{}
+	}
+	return page, nil
 }
 
 func (e *Engine) publicRoom(tx *store.Tx, info *Info) (PublicRoom, error) {

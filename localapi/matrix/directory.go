@@ -2,10 +2,8 @@ package matrix
 
 import (
 	"net/http"
-	"strconv"
 
 	"github.com/hearth-chat/hearth/internal/matrixerr"
-	"github.com/hearth-chat/hearth/internal/room"
 )
 
 func (s *Server) getAlias(w http.ResponseWriter, r *http.Request) {
@@ -118,35 +116,12 @@ func (s *Server) publicRooms(w http.ResponseWriter, r *http.Request) {
 		s.remotePublicRooms(w, r, req.Server, req.Limit, req.Since, req.Filter.GenericSearchTerm)
 		return
 	}
-	rooms, err := s.rooms.PublicRooms(req.Filter.GenericSearchTerm)
+	page, err := s.rooms.PublicRoomsPage(req.Filter.GenericSearchTerm, req.Since, req.Limit)
 	if err != nil {
 		matrixerr.Write(w, err)
 		return
 	}
-	offset := 0
-	if req.Since != "" {
-		n, err := strconv.Atoi(req.Since)
-		if err != nil || n < 0 {
-			matrixerr.Write(w, matrixerr.InvalidParam("bad since token"))
-			return
-		}
-		offset = min(n, len(rooms))
-	}
-	total := len(rooms)
-	rooms = rooms[offset:]
-	resp := map[string]any{"total_room_count_estimate": total}
-	if req.Limit > 0 && len(rooms) > req.Limit {
-		rooms = rooms[:req.Limit]
-		resp["next_batch"] = strconv.Itoa(offset + req.Limit)
-	}
-	if offset > 0 {
-		resp["prev_batch"] = strconv.Itoa(max(0, offset-max(req.Limit, 1)))
-	}
-	if rooms == nil {
-		rooms = []room.PublicRoom{}
-	}
-	resp["chunk"] = rooms
-	writeJSON(w, resp)
+	writeJSON(w, page)
 }
 
 // remotePublicRooms answers ?server=other with that server's directory,

@@ -2,7 +2,6 @@ package matrix
 
 import (
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -185,24 +184,10 @@ func (s *Server) mediaThumbnail(w http.ResponseWriter, r *http.Request, c *calle
 	if !s.mediaReady(w) {
 		return
 	}
-	q := r.URL.Query()
-	width, err1 := strconv.Atoi(q.Get("width"))
-	height, err2 := strconv.Atoi(q.Get("height"))
-	if q.Get("width") == "" || q.Get("height") == "" {
-		matrixerr.Write(w, matrixerr.MissingParam("width and height are required"))
+	width, height, method, err := media.ThumbnailParams(r.URL.Query())
+	if err != nil {
+		matrixerr.Write(w, err)
 		return
-	}
-	if err1 != nil || err2 != nil {
-		matrixerr.Write(w, matrixerr.InvalidParam("width and height must be integers"))
-		return
-	}
-	if a := q.Get("animated"); a != "" && a != "true" && a != "false" {
-		matrixerr.Write(w, matrixerr.InvalidParam("animated must be true or false"))
-		return
-	}
-	method := q.Get("method")
-	if method == "" {
-		method = media.MethodScale
 	}
 	rec, err := s.mediaRecord(r)
 	if err != nil {
