@@ -56,7 +56,6 @@ func (s *Service) publicRooms(w http.ResponseWriter, r *request) {
 	writeJSON(w, http.StatusOK, page)
 }
 
-
 // PublicRooms fetches a page of another server's directory for a local
 // client (Client-Server API §"Listing rooms", ?server=). The answer is
 // the remote's page re-encoded, so only the spec's fields pass through.
