@@ -137,9 +137,13 @@ func (s *Service) receivePDUs(ctx context.Context, origin spec.ServerName, raws 
 		}
 		signed = append(signed, pdus[i])
 	}
+	// Events with gaps share one deadline for fetching what they miss, so
+	// a peer that never answers cannot hold the transaction for long.
+	fetchCtx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
 	for i, err := range s.cfg.Rooms.IngestBatch(ctx, signed) {
 		if isMissing(err) {
-			err = s.ingest(ctx, origin, signed[i], 0)
+			err = s.ingest(fetchCtx, origin, signed[i], 0)
 		}
 		results[signed[i].EventID()] = err
 	}
@@ -229,8 +233,8 @@ func parseUntrusted(version gomatrixserverlib.RoomVersion, roomID string, raw []
 // maxDepth is the largest depth the spec's canonical JSON allows.
 const maxDepth = 1<<53 - 1
 
-// fetchTimeout bounds the time one inbound event may spend fetching the
-// events it refers to from other servers.
+// fetchTimeout bounds the time the events of one inbound transaction may
+// spend fetching the events they refer to from other servers.
 const fetchTimeout = 20 * time.Second
 
 // maxGap bounds the events fetched to fill one gap before this server

@@ -13,11 +13,13 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/fclient"
 	"github.com/matrix-org/gomatrixserverlib/spec"
+	"github.com/tidwall/gjson"
 
 	"github.com/hearth-chat/hearth/internal/account"
 	"github.com/hearth-chat/hearth/internal/keys"
@@ -129,7 +131,7 @@ func (s *Service) handle(pattern string, h func(http.ResponseWriter, *request)) 
 		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
 		fr, resp := fclient.VerifyHTTPRequest(r, s.now(), s.cfg.ServerName, nil, s.cfg.KeyRing)
 		if fr == nil {
-			writeJSON(w, resp.Code, resp.JSON)
+			matrixerr.Write(w, authError(resp.Code, resp.JSON))
 			return
 		}
 		if s.cfg.Queue != nil {
@@ -140,6 +142,22 @@ func (s *Service) handle(pattern string, h func(http.ResponseWriter, *request)) 
 		}
 		h(w, &request{Request: r, origin: fr.Origin(), body: fr.Content()})
 	})
+}
+
+// authError turns gomatrixserverlib's refusal of a request (a status and
+// a {"message"} body) into the spec's error: 401 M_UNAUTHORIZED for
+// anything about the signature, its origin or its destination, and
+// M_NOT_JSON for a body it could not read.
+func authError(code int, body any) error {
+	b, _ := json.Marshal(body)
+	msg := gjson.GetBytes(b, "message").String()
+	switch {
+	case code == http.StatusUnauthorized, strings.Contains(msg, "Destination"), strings.Contains(msg, "Origin"):
+		return matrixerr.Unauthorized(msg)
+	case code == http.StatusBadRequest:
+		return matrixerr.NotJSON("the request could not be read: " + msg)
+	}
+	return matrixerr.Unknown(msg)
 }
 
 func (s *Service) version(w http.ResponseWriter, r *http.Request) {

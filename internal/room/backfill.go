@@ -106,7 +106,7 @@ func (e *Engine) historicalEvent(tx *store.Tx, info *Info, p gomatrixserverlib.P
 		return ev, tx.Put(store.Events, store.PutU64(nid), ev.encode())
 	}
 	missing := &MissingError{}
-	auth, reason, err := e.authEventsOf(tx, p, missing)
+	auth, reason, err := e.authEventsOf(tx, info.NID, p, missing)
 	if err != nil || reason != "" {
 		return nil, err
 	}

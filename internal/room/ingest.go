@@ -133,9 +133,15 @@ func (e *Engine) ingest(tx *store.Tx, info *Info, pdu gomatrixserverlib.PDU, opt
 		return &RejectedError{"room version does not match the room"}, nil
 	}
 	missing := &MissingError{}
-	authPDUs, reason, err := e.authEventsOf(tx, pdu, missing)
+	authPDUs, reason, err := e.authEventsOf(tx, info.NID, pdu, missing)
 	if err != nil {
 		return nil, err
+	}
+	foreign := "" // set when a prev or auth event belongs to another room
+	for _, a := range authPDUs {
+		if a.RoomID().String() != info.ID {
+			foreign = "an auth event is in another room: " + a.EventID()
+		}
 	}
 	var prevs []*Event
 	for _, id := range pdu.PrevEventIDs() {
@@ -148,16 +154,27 @@ func (e *Engine) ingest(tx *store.Tx, info *Info, pdu gomatrixserverlib.PDU, opt
 		if err != nil {
 			return nil, err
 		}
+		if ev.RoomNID != info.NID {
+			// An event of another room as a prev event would carry that
+			// room's state into this one.
+			foreign = "a prev event is in another room: " + id
+			continue
+		}
 		if ev.Flags&flagStateless != 0 {
 			missing.Prev = append(missing.Prev, id)
 			continue
 		}
 		prevs = append(prevs, ev)
 	}
+	ev := &Event{RoomNID: info.NID, Version: info.Version, ID: pdu.EventID(), JSON: pdu.JSON(), PDU: pdu}
+	if foreign != "" {
+		// Refused before any state is worked out from those events.
+		ev.Flags |= flagRejected | flagOutlier | flagStateless
+		return &RejectedError{foreign}, e.storeEvent(tx, ev)
+	}
 	if len(missing.Prev)+len(missing.Auth) > 0 {
 		return nil, missing
 	}
-	ev := &Event{RoomNID: info.NID, Version: info.Version, ID: pdu.EventID(), JSON: pdu.JSON(), PDU: pdu}
 	if opts.Relay {
 		ev.Flags |= flagRelay
 	}
@@ -211,7 +228,7 @@ func (e *Engine) ingest(tx *store.Tx, info *Info, pdu gomatrixserverlib.PDU, opt
 
 // authEventsOf loads the event's auth events; unknown ones are added to
 // missing, and a reason is returned if the list itself breaks the rules.
-func (e *Engine) authEventsOf(tx *store.Tx, pdu gomatrixserverlib.PDU, missing *MissingError) ([]gomatrixserverlib.PDU, string, error) {
+func (e *Engine) authEventsOf(tx *store.Tx, roomNID uint64, pdu gomatrixserverlib.PDU, missing *MissingError) ([]gomatrixserverlib.PDU, string, error) {
 	ver, err := gomatrixserverlib.GetRoomVersion(pdu.Version())
 	if err != nil {
 		return nil, "", err
@@ -241,6 +258,9 @@ func (e *Engine) authEventsOf(tx *store.Tx, pdu gomatrixserverlib.PDU, missing *
 		}
 		if ev.Flags&flagRejected != 0 {
 			reason = "an auth event was rejected: " + id
+		}
+		if ev.RoomNID != roomNID {
+			reason = "an auth event is in another room: " + id
 		}
 		k := stateKeyOf(ev.PDU)
 		if seen[k] {

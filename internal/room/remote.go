@@ -145,7 +145,7 @@ func (e *Engine) StoreOutliers(ctx context.Context, roomID string, pdus []gomatr
 				ev.Flags |= flagRedacted
 			}
 			missing := &MissingError{}
-			auth, reason, err := e.authEventsOf(tx, p, missing)
+			auth, reason, err := e.authEventsOf(tx, info.NID, p, missing)
 			if err != nil {
 				return err
 			}
