@@ -13,9 +13,10 @@ import (
 // version's state resolution algorithm (Server-Server API §"Room State
 // Resolution"), through gomatrixserverlib. Identical states need no work.
 //
-// Room version 12 specifies state resolution v2.1, which this
-// gomatrixserverlib cannot run (it panics on conflicted power levels):
-// package stateres implements it.
+// Package stateres runs v2 (room versions 2–11) and v2.1 (room version 12):
+// this gomatrixserverlib panics on v2.1 with conflicted power levels and its
+// v2 can authorise an event against itself. Version 1 stays with
+// gomatrixserverlib.
 func (e *Engine) resolve(tx *store.Tx, info *Info, sets []*roomState) (*roomState, error) {
 	if len(sets) == 1 {
 		return sets[0], nil
@@ -90,7 +91,7 @@ func resolveWith(version gomatrixserverlib.RoomVersion, sets [][]gomatrixserverl
 	if err != nil {
 		return nil, err
 	}
-	if ver.StateResAlgorithm() == gomatrixserverlib.StateResV2_1 {
+	if alg := ver.StateResAlgorithm(); alg == gomatrixserverlib.StateResV2 || alg == gomatrixserverlib.StateResV2_1 {
 		return stateres.Resolve(version, sets, auth, isRejected)
 	}
 	return gomatrixserverlib.ResolveConflictsNew(version, sets, auth, userIDForSender, isRejected)

@@ -12,7 +12,9 @@ import (
 // key the rules need that state lacks is taken from the event's own
 // auth_events, unless that auth event was rejected. With v2.1's empty start
 // this is how the create event (implied in v12 auth_events) and the senders'
-// memberships come in.
+// memberships come in; in v2 it fills in the conflicted keys not yet
+// replayed. It is always the auth event that is added, never ev itself
+// (gomatrixserverlib's v2 adds ev, which lets ev authorise itself).
 //
 // Events in the list are re-checked whether or not they were rejected
 // before (§"Rejected events": they are handled as usual); only rejected auth
@@ -41,7 +43,11 @@ func (r *resolver) allowed(ev gomatrixserverlib.PDU, state map[stateKey]gomatrix
 		k := stateKey{t.EventType, t.StateKey}
 		p, ok := state[k]
 		if !ok {
-			p = r.fromAuthEvents(ev.EventID(), k)
+			if r.fallback != nil {
+				p = r.fallback(ev, k)
+			} else {
+				p = r.fromAuthEvents(ev.EventID(), k)
+			}
 		}
 		if p != nil {
 			if err := provider.AddEvent(p); err != nil {

@@ -21,7 +21,7 @@ const (
 	carol   = "@carol:a.test" // an additional creator where a test says so
 )
 
-// room builds real, signed room version 12 events with a throwaway key.
+// room builds real, signed events of one room version with a throwaway key.
 type room struct {
 	t      testing.TB
 	ver    gomatrixserverlib.IRoomVersion
@@ -32,16 +32,27 @@ type room struct {
 	all    []gomatrixserverlib.PDU
 }
 
+// newRoom is a room version 12 room.
 func newRoom(t testing.TB, additionalCreators ...string) *room {
+	t.Helper()
+	return newRoomOf(t, gomatrixserverlib.RoomVersionV12, additionalCreators...)
+}
+
+// newRoomOf is a room of the given version created by alice. Before v11 the
+// create event names its creator in content (the sender all the same).
+func newRoomOf(t testing.TB, version gomatrixserverlib.RoomVersion, additionalCreators ...string) *room {
 	t.Helper()
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &room{t: t, ver: gomatrixserverlib.MustGetRoomVersion(gomatrixserverlib.RoomVersionV12), key: key, ts: 1_000_000}
-	content := map[string]any{"room_version": "12"}
+	r := &room{t: t, ver: gomatrixserverlib.MustGetRoomVersion(version), key: key, ts: 1_000_000}
+	content := map[string]any{"room_version": string(version)}
 	if len(additionalCreators) > 0 {
 		content["additional_creators"] = additionalCreators
+	}
+	if r.ver.CreatorInCreateEvent() {
+		content["creator"] = alice
 	}
 	r.create = r.build(alice, spec.MRoomCreate, "", content, nil, true)
 	return r
@@ -56,8 +67,8 @@ func mustJSON(t testing.TB, v any) spec.RawJSON {
 	return b
 }
 
-// state builds a state event of sender, citing auth (the create event is
-// implied in v12 and must not be listed). The event must pass the
+// state builds a state event of sender, citing auth and the create event
+// (which v12 implies and must not list; earlier versions list it). The event must pass the
 // authorization rules against its auth events: that catches mistakes in the
 // test rooms themselves.
 func (r *room) state(sender, typ, key string, content any, auth ...gomatrixserverlib.PDU) gomatrixserverlib.PDU {
@@ -75,10 +86,16 @@ func (r *room) build(sender, typ, key string, content any, auth []gomatrixserver
 	if len(ids) == 0 && r.create != nil {
 		prev = []string{r.create.EventID()} // the creator's join follows the create event
 	}
+	if r.create != nil && !r.ver.DomainlessRoomIDs() {
+		ids = append([]string{r.create.EventID()}, ids...)
+	}
 	proto := gomatrixserverlib.ProtoEvent{SenderID: sender, Type: typ, StateKey: &key,
 		PrevEvents: prev, AuthEvents: ids, Depth: r.depth + 1, Content: mustJSON(r.t, content)}
-	if r.create != nil {
+	switch {
+	case r.create != nil:
 		proto.RoomID = r.create.RoomID().String()
+	case !r.ver.DomainlessRoomIDs():
+		proto.RoomID = "!room:a.test"
 	}
 	r.depth++
 	eb := r.ver.NewEventBuilderFromProtoEvent(&proto)
@@ -116,7 +133,8 @@ func (r *room) member(sender, target, membership string, auth ...gomatrixserverl
 }
 
 // base is the usual start of a test room: alice (the creator) joined, power
-// levels giving users, public join rules, and users joined.
+// levels giving users (and, before v12, alice 100), public join rules, and
+// users joined.
 type base struct {
 	joinA, pl, jr gomatrixserverlib.PDU
 	joins         map[string]gomatrixserverlib.PDU
@@ -125,6 +143,10 @@ type base struct {
 func (r *room) base(users map[string]int64, joiners ...string) base {
 	r.t.Helper()
 	b := base{joins: map[string]gomatrixserverlib.PDU{}}
+	if !r.ver.PrivilegedCreators() { // alice keeps her creator's 100 explicitly
+		users = maps.Clone(users)
+		users[alice] = max(users[alice], 100)
+	}
 	b.joinA = r.member(alice, alice, "join")
 	b.pl = r.state(alice, spec.MRoomPowerLevels, "", map[string]any{"users": users}, b.joinA)
 	b.jr = r.state(alice, spec.MRoomJoinRules, "", map[string]any{"join_rule": "public"}, b.joinA, b.pl)
@@ -163,7 +185,7 @@ func withOverrides(set []gomatrixserverlib.PDU, extra ...gomatrixserverlib.PDU) 
 // state events).
 func (r *room) resolveAll(rl rules, sets ...[]gomatrixserverlib.PDU) map[stateKey]string {
 	r.t.Helper()
-	out, err := resolve(gomatrixserverlib.RoomVersionV12, rl, sets, r.all, nil)
+	out, err := resolve(r.ver.Version(), rl, sets, r.all, nil, nil)
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -12,8 +12,8 @@ import (
 )
 
 // authOfType is the event of the given type (empty state key) among id's
-// auth events, or nil. For v12 the create event is among them: the PDU
-// implies it (AuthEventIDs prepends it).
+// auth events, or nil. The create event is among them: listed before v12,
+// implied in v12 (AuthEventIDs prepends it).
 func (r *resolver) authOfType(id, typ string) gomatrixserverlib.PDU {
 	for _, a := range r.authIDs[id] {
 		if p, ok := r.events[a]; ok && p.Type() == typ && p.StateKeyEquals("") {

@@ -1,23 +1,35 @@
-// Package stateres implements state resolution v2.1, the algorithm of room
-// version 12 (Server-Server API §"Room State Resolution", room version 12
-// §"State resolution"; MSC4297). gomatrixserverlib's own v2.1 path cannot be
-// used: it panics as soon as a control event is conflicted and writes to
-// stdout. This package reuses only its primitives: Allowed for the
-// authorization rules, PowerLevelContent and CreatorsFromCreateEvent.
+// Package stateres implements state resolution v2 (room versions 2–11) and
+// v2.1 (room version 12), Server-Server API §"Room State Resolution", room
+// version 2 §"State resolution" and room version 12 §"State resolution"
+// (MSC4297). gomatrixserverlib's own v2.1 path cannot be used: it panics as
+// soon as a control event is conflicted and writes to stdout. Its v2 path
+// adds the event being checked instead of the auth event when the partial
+// state lacks a key the rules need (stateresolutionv2.go, authAndApplyEvents,
+// at our pin), so an event can be authorised against itself. This package
+// reuses only its primitives: Allowed for the authorization rules,
+// PowerLevelContent and CreatorsFromCreateEvent.
 //
 // The algorithm, given state sets S1…Sn:
 //
 //  1. split the states into the unconflicted state map and the conflicted
 //     state set;
 //  2. the full conflicted set is the conflicted state set, the auth
-//     difference and (new in v2.1) the conflicted state subgraph;
+//     difference and (v2.1 only) the conflicted state subgraph;
 //  3. the power events of the full conflicted set, with the events of their
 //     auth chains that are also in it, are sorted by the reverse topological
 //     power ordering and replayed with the iterative auth checks starting
-//     (new in v2.1) from an empty state map;
+//     from the unconflicted state map (v2) or from an empty state map (v2.1);
 //  4. the other events of the full conflicted set are sorted by the mainline
 //     ordering of the resulting power levels and replayed on top;
 //  5. the unconflicted state map is applied over the result.
+//
+// Nothing else differs between the two: the definitions of power events, the
+// auth difference, both orderings and the iterative auth checks are the same
+// text. What differs between room versions is left to the events and to
+// gomatrixserverlib's authorization rules: before v12 the create event is
+// listed in auth_events and its sender is the only creator (as in
+// gomatrixserverlib's rules, which ignore v1–v10's content.creator), with
+// level 100 while the room has no power levels.
 package stateres
 
 import (
@@ -29,15 +41,27 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 )
 
-// rules are the two switches that separate v2.1 from v2 (MSC4297). Resolve
-// always uses v21; the v2 setting exists so tests can show where the two
-// algorithms part.
+// rules are the two switches that separate v2.1 from v2 (MSC4297).
 type rules struct {
 	emptyStart bool // phase 1 starts from an empty state, not the unconflicted map
 	subgraph   bool // the conflicted state subgraph joins the full conflicted set
 }
 
-var v21 = rules{emptyStart: true, subgraph: true}
+var (
+	v2  = rules{}
+	v21 = rules{emptyStart: true, subgraph: true}
+)
+
+// rulesFor picks the variant of the room version's algorithm.
+func rulesFor(ver gomatrixserverlib.IRoomVersion) (rules, error) {
+	switch ver.StateResAlgorithm() {
+	case gomatrixserverlib.StateResV2:
+		return v2, nil
+	case gomatrixserverlib.StateResV2_1:
+		return v21, nil
+	}
+	return rules{}, fmt.Errorf("stateres: room version %s uses neither state resolution v2 nor v2.1", ver.Version())
+}
 
 type stateKey struct{ typ, key string }
 
@@ -55,31 +79,48 @@ type resolver struct {
 	senderPL   map[string]int64 // event ID → power level of its sender at the event
 	plContent  map[string]*gomatrixserverlib.PowerLevelContent
 	creators   map[string][]string // create event ID → creators
+	// fallback, when set, replaces fromAuthEvents in the iterative auth
+	// checks. Only tests set it, to replay gomatrixserverlib's v2 bug and
+	// tell forks it affects from those it does not.
+	fallback func(ev gomatrixserverlib.PDU, k stateKey) gomatrixserverlib.PDU
 }
 
 // Resolve resolves the state sets of a room whose version uses state
-// resolution v2.1. authEvents must hold the full auth chains of every event of
-// every set (their union); the state events themselves may be among them.
+// resolution v2 or v2.1 (room versions 2–12). authEvents must hold the full
+// auth chains of every event of every set (their union); the state events
+// themselves may be among them.
 // isRejected reports events that were rejected; nil means none was. The
 // result is the full resolved state, sorted by (type, state_key).
 func Resolve(version gomatrixserverlib.RoomVersion, stateSets [][]gomatrixserverlib.PDU,
 	authEvents []gomatrixserverlib.PDU, isRejected func(eventID string) bool) ([]gomatrixserverlib.PDU, error) {
-	return resolve(version, v21, stateSets, authEvents, isRejected)
-}
-
-func resolve(version gomatrixserverlib.RoomVersion, r rules, stateSets [][]gomatrixserverlib.PDU,
-	authEvents []gomatrixserverlib.PDU, isRejected func(string) bool) ([]gomatrixserverlib.PDU, error) {
 	ver, err := gomatrixserverlib.GetRoomVersion(version)
 	if err != nil {
 		return nil, err
 	}
-	if ver.StateResAlgorithm() != gomatrixserverlib.StateResV2_1 {
-		return nil, fmt.Errorf("stateres: room version %s does not use state resolution v2.1", version)
+	r, err := rulesFor(ver)
+	if err != nil {
+		return nil, err
+	}
+	return resolve(version, r, stateSets, authEvents, isRejected, nil)
+}
+
+// resolve runs the algorithm with the given rules; fallback is nil but in
+// tests (see resolver.fallback).
+func resolve(version gomatrixserverlib.RoomVersion, r rules, stateSets [][]gomatrixserverlib.PDU,
+	authEvents []gomatrixserverlib.PDU, isRejected func(string) bool,
+	fallback func(gomatrixserverlib.PDU, stateKey) gomatrixserverlib.PDU) ([]gomatrixserverlib.PDU, error) {
+	ver, err := gomatrixserverlib.GetRoomVersion(version)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := rulesFor(ver); err != nil {
+		return nil, err
 	}
 	if isRejected == nil {
 		isRejected = func(string) bool { return false }
 	}
 	res := newResolver(ver, r, isRejected, authEvents)
+	res.fallback = fallback
 	maps := make([]map[stateKey]string, len(stateSets))
 	for i, set := range stateSets {
 		m := make(map[stateKey]string, len(set))

@@ -9,8 +9,6 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 )
 
-var v2 = rules{} // state resolution v2, for contrast
-
 // MSC4297 problem B: Alice promotes Bob (pl1), Bob promotes Charlie (pl2).
 // One state set is stale (partial sync) and still names the original power
 // levels pl0, although the topic in it was authorised by pl2. Only pl0 and
@@ -100,23 +98,26 @@ func TestRejectedAuthEventIsNotUsed(t *testing.T) {
 
 // A ban races a state change by the banned user: the ban is a power event,
 // replayed before any ordinary state, so the topic Bob set concurrently
-// fails, although by origin_server_ts it came first.
+// fails, although by origin_server_ts it came first. The same holds in v2
+// (room version 10) and v2.1 (room version 12).
 func TestBanBeatsConcurrentStateChangeByBannedUser(t *testing.T) {
-	r := newRoom(t)
-	b := r.base(map[string]int64{bob: 50}, bob)
-	t0 := r.state(alice, "m.room.topic", "", map[string]any{"topic": "alice's"}, b.joinA, b.pl)
-	tb := r.state(bob, "m.room.topic", "", map[string]any{"topic": "bob's"}, b.joins[bob], b.pl)
-	ban := r.member(alice, bob, "ban", b.joinA, b.pl, b.joins[bob]) // after tb, by the clock
+	for _, v := range []gomatrixserverlib.RoomVersion{gomatrixserverlib.RoomVersionV10, gomatrixserverlib.RoomVersionV12} {
+		r := newRoomOf(t, v)
+		b := r.base(map[string]int64{bob: 50}, bob)
+		t0 := r.state(alice, "m.room.topic", "", map[string]any{"topic": "alice's"}, b.joinA, b.pl)
+		tb := r.state(bob, "m.room.topic", "", map[string]any{"topic": "bob's"}, b.joins[bob], b.pl)
+		ban := r.member(alice, bob, "ban", b.joinA, b.pl, b.joins[bob]) // after tb, by the clock
 
-	s1 := b.stateOf(r, t0, ban)
-	s2 := b.stateOf(r, tb)
-	for _, sets := range [][][]gomatrixserverlib.PDU{{s1, s2}, {s2, s1}} {
-		got := r.resolveAll(v21, sets...)
-		if got[memberKey(bob)] != ban.EventID() {
-			t.Fatalf("bob's membership %s, want the ban", got[memberKey(bob)])
-		}
-		if got[stateKey{"m.room.topic", ""}] != t0.EventID() {
-			t.Fatalf("topic %s, want alice's %s: the banned user's change must lose", got[stateKey{"m.room.topic", ""}], t0.EventID())
+		s1 := b.stateOf(r, t0, ban)
+		s2 := b.stateOf(r, tb)
+		for _, sets := range [][][]gomatrixserverlib.PDU{{s1, s2}, {s2, s1}} {
+			got := r.resolved(sets...)
+			if got[memberKey(bob)] != ban.EventID() {
+				t.Fatalf("v%s: bob's membership %s, want the ban", v, got[memberKey(bob)])
+			}
+			if got[stateKey{"m.room.topic", ""}] != t0.EventID() {
+				t.Fatalf("v%s: topic %s, want alice's %s: the banned user's change must lose", v, got[stateKey{"m.room.topic", ""}], t0.EventID())
+			}
 		}
 	}
 }
@@ -125,7 +126,13 @@ func TestBanBeatsConcurrentStateChangeByBannedUser(t *testing.T) {
 // positions tie, so origin_server_ts decides, then the event ID; the answer
 // must not depend on the order of the state sets or of the events in them.
 func TestEqualPowerTieBreakIsOrderIndependent(t *testing.T) {
-	r := newRoom(t)
+	for _, v := range []gomatrixserverlib.RoomVersion{gomatrixserverlib.RoomVersionV10, gomatrixserverlib.RoomVersionV12} {
+		t.Run("v"+string(v), func(t *testing.T) { testTieBreakOrderIndependent(t, v) })
+	}
+}
+
+func testTieBreakOrderIndependent(t *testing.T, v gomatrixserverlib.RoomVersion) {
+	r := newRoomOf(t, v)
 	b := r.base(map[string]int64{bob: 50, charlie: 50}, bob, charlie)
 	name := func(sender, n string, ts int64) gomatrixserverlib.PDU {
 		return r.at(ts).state(sender, "m.room.name", "", map[string]any{"name": n}, b.joins[sender], b.pl)
@@ -151,7 +158,7 @@ func TestEqualPowerTieBreakIsOrderIndependent(t *testing.T) {
 			}
 			all := slices.Clone(r.all)
 			rnd.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
-			out, err := Resolve(gomatrixserverlib.RoomVersionV12, sets, all, nil)
+			out, err := Resolve(v, sets, all, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -241,8 +248,8 @@ func TestCreatorsOutrankAnyPowerLevel(t *testing.T) {
 func TestResolveEdgeCases(t *testing.T) {
 	r := newRoom(t)
 	b := r.base(map[string]int64{}, bob)
-	if _, err := Resolve(gomatrixserverlib.RoomVersionV11, nil, nil, nil); err == nil {
-		t.Fatal("v11 accepted")
+	if _, err := Resolve(gomatrixserverlib.RoomVersionV1, nil, nil, nil); err == nil {
+		t.Fatal("v1 (state resolution v1) accepted")
 	}
 	one := b.stateOf(r)
 	got := r.resolveAll(v21, one)
