@@ -172,7 +172,8 @@ func (f *fed) watch(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
-			reason := changed(last, now, addrs, interfaceAddrs())
+			// Round(0) drops the monotonic reading, leaving wall time.
+			reason := changed(now.Round(0).Sub(last.Round(0)), now.Sub(last), addrs, interfaceAddrs())
 			last, addrs = time.Now(), interfaceAddrs()
 			if reason != "" {
 				f.wake(reason)
@@ -186,12 +187,12 @@ func (f *fed) watch(ctx context.Context) {
 }
 
 // changed says why the network may differ between two ticks: the wall
-// clock moved much further than the monotonic one (the machine slept), or
-// the interface addresses changed. Empty means no change.
-func changed(prev, now time.Time, prevAddrs, addrs []string) string {
-	slept := now.Round(0).Sub(prev.Round(0)) - now.Sub(prev)
+// clock moved much further than the monotonic one, which stops while the
+// machine sleeps, or the interface addresses changed. Empty means no
+// change.
+func changed(wall, monotonic time.Duration, prevAddrs, addrs []string) string {
 	switch {
-	case slept > watchInterval/2:
+	case wall-monotonic > watchInterval/2:
 		return "woke from sleep"
 	case !slices.Equal(prevAddrs, addrs):
 		return "network changed"

@@ -435,3 +435,31 @@ func TestFederationKnock(t *testing.T) {
 		return m, m == "join"
 	})
 }
+
+// TestFederationRoomVersions joins and chats across servers in rooms of
+// the versions whose event and ID formats differ: v1 (event IDs with a
+// server part, references with hashes), v3 (hash IDs), v6 (strict
+// canonical JSON), v11 and v12 (room IDs without a server part, creators
+// outrank everyone, state resolution v2.1).
+func TestFederationRoomVersions(t *testing.T) {
+	t.Parallel()
+	net := startFedNet(t, "hs1.test", "hs2.test")
+	alice := net.Daemons["hs1.test"].Register("alice")
+	bob := net.Daemons["hs2.test"].Register("bob")
+	for _, v := range []string{"1", "3", "6", "11", "12"} {
+		alias := "v" + v
+		roomID := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: alias, RoomVersion: id.RoomVersion(v)})
+		joined, err := bob.JoinRoom(ctx(t), "#"+alias+":hs1.test", nil)
+		noErr(t, err, "bob joins a v%s room", v)
+		if joined.RoomID != roomID {
+			t.Fatalf("v%s: joined %s, want %s", v, joined.RoomID, roomID)
+		}
+		SendText(t, alice, roomID, "from alice in v"+v)
+		waitMessages(t, bob, roomID, 1)
+		SendText(t, bob, roomID, "from bob in v"+v)
+		waitMessages(t, alice, roomID, 2)
+		if texts := roomTexts(t, bob, roomID); fmt.Sprint(texts) != fmt.Sprintf("[from alice in v%s from bob in v%s]", v, v) {
+			t.Errorf("v%s room on hs2: %q", v, texts)
+		}
+	}
+}
