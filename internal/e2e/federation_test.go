@@ -463,3 +463,40 @@ func TestFederationRoomVersions(t *testing.T) {
 		}
 	}
 }
+
+// TestFederationRestrictedJoin: bob@hs2 may join a restricted room on hs1
+// because he is in the room its rule names; hs1 authorises the join
+// through one of its users (join_authorised_via_users_server). carol, in
+// no such room, may not.
+func TestFederationRestrictedJoin(t *testing.T) {
+	t.Parallel()
+	net := startFedNet(t, "hs1.test", "hs2.test")
+	alice := net.Daemons["hs1.test"].Register("alice")
+	bob := net.Daemons["hs2.test"].Register("bob")
+	carol := net.Daemons["hs2.test"].Register("carol")
+	club := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "club"})
+	lounge := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "private_chat", RoomAliasName: "lounge",
+		InitialState: []*event.Event{{Type: event.StateJoinRules, Content: event.Content{Parsed: &event.JoinRulesEventContent{
+			JoinRule: event.JoinRuleRestricted,
+			Allow:    []event.JoinRuleAllow{{Type: event.JoinRuleAllowRoomMembership, RoomID: club}},
+		}}}}})
+	_, err := bob.JoinRoom(ctx(t), "#club:hs1.test", nil)
+	noErr(t, err, "bob joins the club")
+	waitFor(t, "bob in the club, as hs1 sees it", func() (string, bool) {
+		m := memberships(t, alice, club)[bob.UserID]
+		return m, m == "join"
+	})
+	_, err = bob.JoinRoom(ctx(t), "#lounge:hs1.test", nil)
+	noErr(t, err, "bob joins the restricted lounge")
+	var member struct {
+		Via string `json:"join_authorised_via_users_server"`
+	}
+	noErr(t, alice.StateEvent(ctx(t), lounge, event.StateMember, bob.UserID.String(), &member), "read bob's join on hs1")
+	if member.Via != alice.UserID.String() {
+		t.Errorf("bob's join was authorised via %q, want %s", member.Via, alice.UserID)
+	}
+	_, err = carol.JoinRoom(ctx(t), "#lounge:hs1.test", nil)
+	if err == nil {
+		t.Fatal("carol, in no room the rule names, joined the restricted lounge")
+	}
+}
