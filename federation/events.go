@@ -35,7 +35,7 @@ func (s *Service) event(w http.ResponseWriter, r *request) {
 	if !s.inRoom(w, r, roomID) {
 		return
 	}
-	pdu, err := s.cfg.Rooms.PDU(roomID, id)
+	pdu, err := s.cfg.Rooms.PDU(string(r.origin), roomID, id)
 	if err != nil {
 		matrixerr.Write(w, err)
 		return
@@ -117,7 +117,7 @@ func (s *Service) backfill(w http.ResponseWriter, r *request) {
 		matrixerr.Write(w, matrixerr.MissingParam("v names the events to backfill from"))
 		return
 	}
-	pdus, err := s.cfg.Rooms.WalkBack(roomID, q["v"], nil, min(limit, maxBackfill), 0, true)
+	pdus, err := s.cfg.Rooms.WalkBack(string(r.origin), roomID, q["v"], nil, min(limit, maxBackfill), 0, true)
 	if err != nil {
 		matrixerr.Write(w, err)
 		return
@@ -139,7 +139,7 @@ func (s *Service) missingEvents(w http.ResponseWriter, r *request) {
 	if limit <= 0 || limit > maxBackfill {
 		limit = 10 // the spec's default
 	}
-	pdus, err := s.cfg.Rooms.WalkBack(roomID, req.LatestEvents, req.EarliestEvents, limit, int64(req.MinDepth), false)
+	pdus, err := s.cfg.Rooms.WalkBack(string(r.origin), roomID, req.LatestEvents, req.EarliestEvents, limit, int64(req.MinDepth), false)
 	if err != nil {
 		matrixerr.Write(w, err)
 		return

@@ -63,16 +63,21 @@ func (e *Engine) JoinedServers(roomID string) ([]string, error) {
 	return out, err
 }
 
-// PDU returns a stored event of the room, or M_NOT_FOUND (also for
-// rejected events, which are never served).
-func (e *Engine) PDU(roomID, eventID string) (gomatrixserverlib.PDU, error) {
+// PDU returns a stored event of the room for server, or M_NOT_FOUND (also
+// for rejected events, which are never served, and events the room's
+// history visibility keeps from server).
+func (e *Engine) PDU(server, roomID, eventID string) (gomatrixserverlib.PDU, error) {
 	var out gomatrixserverlib.PDU
 	err := e.db.View(func(tx *store.Tx) error {
 		ev, err := e.servable(tx, roomID, eventID)
-		if err == nil {
-			out = ev.PDU
+		if err != nil {
+			return err
 		}
-		return err
+		if !e.serverCanSee(tx, ev.RoomNID, server, ev.NID) {
+			return matrixerr.NotFound("unknown event")
+		}
+		out = ev.PDU
+		return nil
 	})
 	return out, err
 }
@@ -166,8 +171,9 @@ func (e *Engine) authChainOf(tx *store.Tx, pdus []gomatrixserverlib.PDU) ([]goma
 // WalkBack returns up to limit events reached by following prev_events
 // back from the given events, breadth first, newest first: /backfill
 // (from included) and /get_missing_events (latest excluded, stopping at
-// earliest and below minDepth).
-func (e *Engine) WalkBack(roomID string, from, stopAt []string, limit int, minDepth int64, includeFrom bool) ([]gomatrixserverlib.PDU, error) {
+// earliest and below minDepth). Events the room's history visibility
+// keeps from server are left out; the walk goes on past them.
+func (e *Engine) WalkBack(server, roomID string, from, stopAt []string, limit int, minDepth int64, includeFrom bool) ([]gomatrixserverlib.PDU, error) {
 	var out []gomatrixserverlib.PDU
 	err := e.db.View(func(tx *store.Tx) error {
 		seen := map[string]bool{}
@@ -193,7 +199,7 @@ func (e *Engine) WalkBack(roomID string, from, stopAt []string, limit int, minDe
 			if ev.PDU.Depth() < minDepth {
 				continue
 			}
-			if !first[id] || includeFrom {
+			if (!first[id] || includeFrom) && e.serverCanSee(tx, ev.RoomNID, server, ev.NID) {
 				out = append(out, ev.PDU)
 			}
 			queue = append(queue, ev.PDU.PrevEventIDs()...)
