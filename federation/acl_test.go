@@ -73,7 +73,7 @@ func TestServerACLOnTransactions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pdu, err := hs2.rooms.PDU(roomID, msgID)
+	pdu, err := hs2.rooms.PDU("hs2.test", roomID, msgID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestServerACLOnTransactions(t *testing.T) {
 	if errText, _ := result["error"].(string); errText == "" {
 		t.Errorf("PDU result from a denied server: %v, want an error", res)
 	}
-	if _, err := hs1.rooms.PDU(roomID, msgID); err == nil {
+	if _, err := hs1.rooms.PDU("hs1.test", roomID, msgID); err == nil {
 		t.Error("hs1 stored a PDU from a server its ACL denies")
 	}
 	if bobTyping() {
