@@ -181,8 +181,3 @@ func userIDForSender(_ spec.RoomID, s spec.SenderID) (*spec.UserID, error) {
 
 // backfillTimeout bounds a client's wait for history from other servers.
 const backfillTimeout = 15 * time.Second
-
-// ctx bounds the outbound calls a handler makes.
-func (s *Service) ctx(r *request) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(r.Context(), 30*time.Second)
-}
