@@ -25,6 +25,7 @@ type Config struct {
 	CAFile             string `key:"ca_file" help:"Extra PEM CA certificates trusted for outbound federation, besides the system roots."`
 	FederationServers  string `key:"federation_servers" help:"Fixed addresses of other servers, as name=host:port pairs separated by commas; consulted before DNS and .well-known."`
 	WellKnownServer    string `key:"well_known_server" help:"If set (host or host:port), served as /.well-known/matrix/server on the federation listener, delegating this server name to that address."`
+	LANDiscovery       string `key:"lan_discovery" help:"on or off: find other Hearth daemons on the local network over mDNS ('hearth peers') and, while federation is on, announce this one to them."`
 	TrustedNotaries    string `key:"trusted_notaries" help:"Servers trusted to vouch for other servers' keys (/key/v2/query), comma-separated, each as name or name=ed25519:keyid:base64key to pin its key."`
 	Registration       string `key:"registration" help:"Who may create accounts: closed (only 'hearth account add'), token (with a registration token) or open."`
 	RegistrationTokens string `key:"registration_tokens" help:"Comma-separated registration tokens accepted when registration = token."`
@@ -58,6 +59,7 @@ func Defaults() Config {
 		MaxRequestBytes: 1 << 20,
 		MaxUploadBytes:  50 << 20,
 		URLPreviews:     "off",
+		LANDiscovery:    "on",
 		DesktopNotify:   "on",
 		LogLevel:        "info",
 	}
@@ -233,6 +235,9 @@ func (c *Config) Validate() error {
 	}
 	if c.URLPreviews != "on" && c.URLPreviews != "off" {
 		return fmt.Errorf("url_previews must be on or off, not %q", c.URLPreviews)
+	}
+	if c.LANDiscovery != "on" && c.LANDiscovery != "off" {
+		return fmt.Errorf("lan_discovery must be on or off, not %q", c.LANDiscovery)
 	}
 	switch c.DesktopNotify {
 	case "on", "highlights", "off":

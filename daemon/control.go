@@ -109,6 +109,9 @@ func (b *controlBackend) Status() control.Status {
 		}
 		st.Reachable = f.service.LastReachability().Reachable
 	}
+	if b.d.lan != nil {
+		st.Peers = len(b.d.lan.Peers())
+	}
 	return st
 }
 

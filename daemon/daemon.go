@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hearth-chat/hearth/discovery"
 	"github.com/hearth-chat/hearth/internal/account"
 	"github.com/hearth-chat/hearth/internal/keys"
 	"github.com/hearth-chat/hearth/internal/media"
@@ -56,6 +57,8 @@ type Daemon struct {
 	// cuts /sync long polls short at shutdown; http.Server.Shutdown alone
 	// would wait for them.
 	stopRequests context.CancelFunc
+
+	lan *discovery.Service // LAN discovery, when lan_discovery is on (daemon/discovery.go)
 }
 
 // Start opens everything and begins serving; it returns once the client
@@ -155,6 +158,7 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 			slog.Error("client listener stopped", "err", err)
 		}
 	}()
+	d.startDiscovery(key)
 	slog.Info("hearth is ready", "server_name", cfg.ServerName, "client_api", "http://"+ln.Addr().String(),
 		"data_dir", cfg.DataDir, "key_id", key.ID)
 	return d, nil
@@ -172,6 +176,7 @@ func (d *Daemon) Addr() string { return d.listener.Addr().String() }
 // Stop stops accepting, answers pending long polls at once, lets other
 // requests finish, and closes the store after its queued writes.
 func (d *Daemon) Stop(ctx context.Context) error {
+	d.stopDiscovery() // withdraw the LAN announcement before the listeners close
 	d.stopRequests()
 	d.server.Shutdown(ctx)
 	d.server.Close()

@@ -58,6 +58,7 @@ type Tray struct {
 	addr    string // the daemon's loopback address, for links
 	refresh time.Duration
 	status  Item
+	nearby  Item // "People nearby: N", a label: LAN peers from the status
 	start   Item
 	stop    Item
 	pause   Item // Pause federation / Resume federation
@@ -78,6 +79,8 @@ func (t *Tray) Run() {
 func (t *Tray) ready() {
 	t.status = t.ui.AddItem("Hearth: …", nil)
 	t.status.Disable()
+	t.nearby = t.ui.AddItem("People nearby: 0", nil)
+	t.nearby.Disable()
 	t.ui.AddSeparator()
 	t.ui.AddItem("Open Hearth", func() { t.openConsole("") })
 	t.ui.AddItem("Open logs", func() { t.openConsole("#logs") })
@@ -131,6 +134,7 @@ func (t *Tray) update() {
 		t.pause.Disable()
 	}
 	t.paused = st.FederationPaused
+	t.nearby.SetTitle(fmt.Sprintf("People nearby: %d", st.Peers))
 	text := fmt.Sprintf("Hearth on %s · %s · %d nearby", st.ServerName, federation, st.Peers)
 	if st.UnreadHighlights > 0 {
 		text += fmt.Sprintf(" · %d unread mentions", st.UnreadHighlights)

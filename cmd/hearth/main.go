@@ -26,6 +26,7 @@ Usage:
   hearth status [--json]                the running daemon's state
   hearth logs [--lines N]               its recent log lines
   hearth federation [pause|resume] [--json]   other servers this one sends to; pause or resume federation
+  hearth peers [--json]                 other Hearth daemons on the local network (people nearby)
   hearth open [console] [--print]       open the web console, logged in
   hearth tray                           the system-tray icon (a client of the running daemon)
   hearth config get [KEY] [--json]      settings of the running daemon
@@ -75,6 +76,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return logsCmd(rest, stdout, stderr)
 	case "federation":
 		return federationCmd(rest, stdout, stderr)
+	case "peers":
+		return peersCmd(rest, stdout, stderr)
 	case "open":
 		return openCmd(rest, stdout, stderr)
 	case "tray":

@@ -60,6 +60,8 @@ var (
 	FedQueue   = []byte("fedqueue")
 	FedMeta    = []byte("fedmeta")
 	FedTxns    = []byte("fedtxns")
+	// LAN discovery (discovery).
+	LANPins = []byte("lanpins")
 
 	buckets = [][]byte{Meta, Users, Devices, Tokens, AccountData, Filters, Rooms, RoomInfo,
 		Events, EventIDs, Txns, Timeline, State, Snapshots, Members, Changes, Receipts,
@@ -69,7 +71,8 @@ var (
 		BackupVersions, BackupKeys,
 		PushRules, PushLog, PushFeed, Pushers, PushQueue, PushMeta,
 		SearchTerms, SearchDocs, SearchMeta,
-		ServerKeys, FedQueue, FedMeta, FedTxns}
+		ServerKeys, FedQueue, FedMeta, FedTxns,
+		LANPins}
 
 	keyPos    = []byte("pos")
 	keySchema = []byte("schema")

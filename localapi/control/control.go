@@ -58,6 +58,30 @@ type Backend interface {
 	// resumes it (an error when federation is not configured).
 	Federation() FederationStatus
 	FederationPause(paused bool) error
+	// Peers lists the Hearth daemons found on the local network.
+	Peers() PeersStatus
+}
+
+// PeersStatus is GET /_hearth/v1/peers: LAN discovery's peer table.
+type PeersStatus struct {
+	Enabled bool   `json:"enabled"` // lan_discovery is on and running
+	Peers   []Peer `json:"peers"`
+}
+
+// Peer is one Hearth daemon seen on the local network over mDNS.
+type Peer struct {
+	ServerName string    `json:"server_name"`
+	Addrs      []string  `json:"addresses"`
+	Port       int       `json:"port"`
+	KeyID      string    `json:"key_id"`
+	Key        string    `json:"key"` // unpadded base64 ed25519 public key
+	FirstSeen  time.Time `json:"first_seen"`
+	LastSeen   time.Time `json:"last_seen"`
+	// KeyChanged: it announced another key than the one pinned on first
+	// sight; federation is not routed to it.
+	KeyChanged bool `json:"key_changed,omitempty"`
+	// Route is the ip:port federation to it uses, when it does.
+	Route string `json:"route,omitempty"`
 }
 
 // FederationStatus is GET /_hearth/v1/federation.
@@ -120,6 +144,7 @@ func New(b Backend, secret string) *Server {
 	s.mux.HandleFunc("GET /_hearth/v1/federation", s.federation)
 	s.mux.HandleFunc("POST /_hearth/v1/federation/pause", s.federationPause(true))
 	s.mux.HandleFunc("POST /_hearth/v1/federation/resume", s.federationPause(false))
+	s.mux.HandleFunc("GET /_hearth/v1/peers", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.backend.Peers()) })
 	s.mux.HandleFunc("GET /_hearth/{$}", s.consolePage)
 	s.mux.HandleFunc("GET /_hearth/qr.png", s.qrCode)
 	s.mux.HandleFunc("/_hearth/v1/", func(w http.ResponseWriter, r *http.Request) {

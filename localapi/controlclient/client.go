@@ -170,3 +170,9 @@ func (c *Client) PauseFederation(ctx context.Context, paused bool) (*control.Fed
 	var out control.FederationStatus
 	return &out, c.do(ctx, http.MethodPost, path, nil, &out)
 }
+
+// Peers lists the Hearth daemons found on the local network.
+func (c *Client) Peers(ctx context.Context) (*control.PeersStatus, error) {
+	var out control.PeersStatus
+	return &out, c.do(ctx, http.MethodGet, "/_hearth/v1/peers", nil, &out)
+}

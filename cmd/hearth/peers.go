@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/hearth-chat/hearth/localapi/control"
+)
+
+// peersCmd is `hearth peers [--json]`: the other Hearth daemons LAN
+// discovery found on the local network ("people nearby").
+func peersCmd(args []string, stdout, stderr io.Writer) int {
+	var asJSON *bool
+	cfg, code := loadConfig("peers", args, stderr, func(fs *flag.FlagSet) {
+		asJSON = fs.Bool("json", false, "print JSON")
+	})
+	if code != 0 {
+		return code
+	}
+	err := withControl(cfg, func(c ctlClient) error {
+		st, err := c.Peers(context.Background())
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			printJSON(stdout, st)
+			return nil
+		}
+		printPeers(stdout, st)
+		return nil
+	})
+	if err != nil {
+		return fail(stderr, err)
+	}
+	return 0
+}
+
+func printPeers(w io.Writer, st *control.PeersStatus) {
+	switch {
+	case !st.Enabled:
+		fmt.Fprintln(w, "LAN discovery is off (lan_discovery = off)")
+		return
+	case len(st.Peers) == 0:
+		fmt.Fprintln(w, "no other Hearth on the local network")
+		return
+	}
+	fmt.Fprintf(w, "%-30s %-28s %-9s %s\n", "SERVER", "ADDRESS", "SEEN", "STATE")
+	for _, p := range st.Peers {
+		state := "not routed"
+		switch {
+		case p.KeyChanged:
+			state = "KEY CHANGED: announces " + p.KeyID + " but another key was pinned; not routed"
+		case p.Route != "":
+			state = "federation goes to " + p.Route
+		}
+		fmt.Fprintf(w, "%-30s %-28s %-9s %s\n", p.ServerName, strings.Join(p.Addrs, ","),
+			time.Since(p.LastSeen).Round(time.Second).String()+" ago", state)
+	}
+}

@@ -1,0 +1,86 @@
+package daemon
+
+import (
+	"crypto/ed25519"
+	"log/slog"
+
+	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/hearth-chat/hearth/discovery"
+	"github.com/hearth-chat/hearth/localapi/control"
+)
+
+// startDiscovery starts LAN discovery when lan_discovery is on: it always
+// browses for other Hearth daemons, and announces this one only while
+// federation is on, since otherwise there is nothing to connect to. A
+// verified peer (its key is the one pinned on first sight) gets a route in
+// the federation resolver, unless federation_servers names it already.
+// Discovery failing is logged, never fatal: it is a convenience.
+func (d *Daemon) startDiscovery(key *SigningKey) {
+	if d.cfg.LANDiscovery != "on" {
+		return
+	}
+	cfg := discovery.Config{ServerName: d.cfg.ServerName, KeyID: key.ID,
+		Key: key.Key.Public().(ed25519.PublicKey), DB: d.db}
+	if f := d.fed; f != nil {
+		f.mu.Lock()
+		cfg.Advertise = f.listener.Addr().String()
+		f.mu.Unlock()
+	}
+	svc := discovery.New(cfg)
+	if d.fed != nil {
+		svc.OnChange(d.routeLANPeer(svc))
+	}
+	if err := svc.Start(); err != nil {
+		slog.Warn("LAN discovery is off", "err", err)
+		return
+	}
+	d.lan = svc
+}
+
+// routeLANPeer adds and removes resolver routes as verified peers come and go.
+func (d *Daemon) routeLANPeer(svc *discovery.Service) func(discovery.Peer, bool) {
+	fixed, _ := parseServerTable(d.cfg.FederationServers)
+	return func(p discovery.Peer, gone bool) {
+		if _, ok := fixed[p.ServerName]; ok {
+			return
+		}
+		addr := ""
+		if !gone {
+			addr = svc.Route(p)
+		}
+		if err := d.fed.resolver.SetStatic(spec.ServerName(p.ServerName), addr); err != nil {
+			slog.Warn("LAN discovery: cannot route to a peer", "server_name", p.ServerName, "err", err)
+			return
+		}
+		if gone {
+			slog.Info("LAN discovery: peer gone", "server_name", p.ServerName)
+		} else {
+			slog.Info("LAN discovery: peer found; federation to it goes over the LAN", "server_name", p.ServerName, "addr", addr)
+		}
+	}
+}
+
+func (d *Daemon) stopDiscovery() {
+	if d.lan != nil {
+		d.lan.Stop()
+	}
+}
+
+// Peers answers GET /_hearth/v1/peers.
+func (b *controlBackend) Peers() control.PeersStatus {
+	st := control.PeersStatus{Enabled: b.d.lan != nil, Peers: []control.Peer{}}
+	if b.d.lan == nil {
+		return st
+	}
+	fixed, _ := parseServerTable(b.d.cfg.FederationServers)
+	for _, p := range b.d.lan.Peers() {
+		cp := control.Peer{ServerName: p.ServerName, Addrs: p.Addrs, Port: p.Port, KeyID: p.KeyID, Key: p.Key,
+			FirstSeen: p.FirstSeen, LastSeen: p.LastSeen, KeyChanged: p.KeyChanged}
+		if _, ok := fixed[p.ServerName]; !ok && b.d.fed != nil && p.Routable() {
+			cp.Route = b.d.lan.Route(p)
+		}
+		st.Peers = append(st.Peers, cp)
+	}
+	return st
+}
