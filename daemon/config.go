@@ -36,6 +36,7 @@ type Config struct {
 	MediaQuotaBytes    int64  `key:"media_quota_bytes" help:"Total bytes of media one user may upload; 0 means no quota. Over it, uploads get 403 M_FORBIDDEN."`
 	URLPreviews        string `key:"url_previews" help:"on or off: whether the server fetches web pages for link previews. Private and loopback addresses are always refused."`
 	DesktopNotify      string `key:"desktop_notifications" help:"Desktop notifications for the owner's account: on, highlights (mentions only) or off (do not disturb). None are shown while one of the owner's Matrix clients is active."`
+	ChatClientURL      string `key:"chat_client_url" help:"A web Matrix client for 'hearth open chat' and the tray's Open chat, as a URL template: {homeserver}, {user} and {login_token} (a single-use login token for the owner, valid two minutes) are filled in."`
 	LogLevel           string `key:"log_level" help:"debug, info, warn or error."`
 
 	// File is the config file that was read (or would be): where the

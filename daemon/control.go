@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -143,6 +144,35 @@ func (b *controlBackend) FederationPause(paused bool) error {
 	return f.Resume()
 }
 
+// owner is the person at this computer: the first admin account (the one
+// made at first start).
+func (b *controlBackend) owner() string {
+	users, _ := b.d.accounts.List()
+	for _, u := range users {
+		if u.Admin {
+			return u.Localpart
+		}
+	}
+	return ""
+}
+
+// ChatClientURL fills the chat_client_url template for user with a login
+// token; empty when no chat client is configured.
+func (b *controlBackend) ChatClientURL(user, loginToken string) string {
+	tmpl := b.d.cfg.ChatClientURL
+	if tmpl == "" {
+		return ""
+	}
+	if user == "" {
+		user = b.owner()
+	}
+	if !strings.HasPrefix(user, "@") {
+		user = b.d.accounts.UserID(user)
+	}
+	return strings.NewReplacer("{homeserver}", url.QueryEscape("http://"+b.d.Addr()), "{user}", url.QueryEscape(user),
+		"{login_token}", url.QueryEscape(loginToken)).Replace(tmpl)
+}
+
 // ownerHighlights counts the unread mentions of the admin accounts: what
 // the tray shows the person at this computer.
 func (b *controlBackend) ownerHighlights(users []account.User) int {
@@ -245,6 +275,9 @@ func (b *controlBackend) LoginToken(name string) (string, error) {
 	lp := name
 	if strings.HasPrefix(name, "@") {
 		lp = b.d.accounts.Localpart(name)
+	}
+	if name == "" {
+		lp = b.owner()
 	}
 	if u, err := b.d.accounts.Get(lp); err != nil || u == nil {
 		return "", control.BadRequest("user", "no local user "+name)

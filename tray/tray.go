@@ -40,6 +40,7 @@ type Control interface {
 	ConsoleLink(ctx context.Context) (string, error)
 	Shutdown(ctx context.Context) error
 	PauseFederation(ctx context.Context, paused bool) (*control.FederationStatus, error)
+	OpenChat(ctx context.Context) (string, error)
 }
 
 // Desktop is what the tray asks of the desktop session.
@@ -82,6 +83,7 @@ func (t *Tray) ready() {
 	t.nearby = t.ui.AddItem("People nearby: 0", nil)
 	t.nearby.Disable()
 	t.ui.AddSeparator()
+	t.ui.AddItem("Open chat", t.openChat)
 	t.ui.AddItem("Open Hearth", func() { t.openConsole("") })
 	t.ui.AddItem("Open logs", func() { t.openConsole("#logs") })
 	t.ui.AddItem("Copy my Matrix ID", t.copyID)
@@ -155,6 +157,24 @@ func (t *Tray) openConsole(anchor string) {
 	}
 	if err != nil {
 		t.log.Warn("tray: open console", "err", err)
+	}
+}
+
+// openChat opens the configured chat client logged in as the owner, or,
+// with none configured, the console's page on connecting a client.
+func (t *Tray) openChat() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	link, err := t.ctl.OpenChat(ctx)
+	if err == nil && link == "" {
+		t.openConsole("#connect")
+		return
+	}
+	if err == nil {
+		err = t.desktop.OpenURL(link)
+	}
+	if err != nil {
+		t.log.Warn("tray: open chat", "err", err)
 	}
 }
 

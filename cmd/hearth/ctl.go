@@ -206,8 +206,9 @@ func serviceCmd(args []string, stdout, stderr io.Writer) int {
 // openCmd opens the web console in the browser, logged in through a
 // one-time link; with --print it only prints the link.
 func openCmd(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "console" {
-		args = args[1:]
+	what := "console"
+	if len(args) > 0 && (args[0] == "console" || args[0] == "chat") {
+		what, args = args[0], args[1:]
 	}
 	var printOnly *bool
 	cfg, code := loadConfig("open", args, stderr, func(fs *flag.FlagSet) {
@@ -217,11 +218,10 @@ func openCmd(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	err := withControl(cfg, func(c ctlClient) error {
-		path, err := c.ConsoleLink(context.Background())
+		link, err := openLink(c, cfg, what)
 		if err != nil {
 			return err
 		}
-		link := "http://" + cfg.ClientListen + path
 		fmt.Fprintln(stdout, link)
 		if !*printOnly {
 			openBrowser(link)
@@ -232,6 +232,20 @@ func openCmd(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, err)
 	}
 	return 0
+}
+
+// openLink is the console's one-time login link, or the configured chat
+// client logged in as the owner.
+func openLink(c ctlClient, cfg daemon.Config, what string) (string, error) {
+	if what == "chat" {
+		link, err := c.OpenChat(context.Background())
+		if err == nil && link == "" {
+			err = errors.New("no chat client is configured: set chat_client_url (see 'hearth config defaults'), or connect one by hand from 'hearth open'")
+		}
+		return link, err
+	}
+	path, err := c.ConsoleLink(context.Background())
+	return "http://" + cfg.ClientListen + path, err
 }
 
 // openBrowser asks the desktop to open url; failing quietly is fine, the

@@ -63,3 +63,7 @@ func (e endpointControl) PauseFederation(ctx context.Context, paused bool) (*con
 		return c.PauseFederation(ctx, paused)
 	})
 }
+
+func (e endpointControl) OpenChat(ctx context.Context) (string, error) {
+	return call(e, func(c *controlclient.Client) (string, error) { return c.OpenChat(ctx) })
+}

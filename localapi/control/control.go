@@ -50,8 +50,12 @@ type Backend interface {
 	// SetConfig validates and stores one setting; it applies on restart.
 	SetConfig(key, value string) error
 	Logs(n int) []string
-	// LoginToken makes a single-use m.login.token for a local user.
+	// LoginToken makes a single-use m.login.token for a local user (the
+	// owner when name is empty).
 	LoginToken(name string) (string, error)
+	// ChatClientURL is the configured chat client's address, logged in
+	// with loginToken; empty when none is configured.
+	ChatClientURL(user, loginToken string) string
 	// Shutdown asks the daemon to stop cleanly, after answering.
 	Shutdown()
 	// Federation reports the federation side; FederationPause pauses or
@@ -350,7 +354,11 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, map[string]any{"login_token": tok})
+	out := map[string]any{"login_token": tok}
+	if u := s.backend.ChatClientURL(req.User, tok); u != "" {
+		out["client_url"] = u
+	}
+	writeJSON(w, out)
 }
 
 // shutdown stops the daemon (the tray's "Stop Hearth", and the stop path

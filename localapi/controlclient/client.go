@@ -140,6 +140,16 @@ func (c *Client) LoginToken(ctx context.Context, user string) (string, error) {
 	return out.LoginToken, err
 }
 
+// OpenChat returns the configured chat client's address with a fresh
+// login token for the owner; empty when no chat client is configured.
+func (c *Client) OpenChat(ctx context.Context) (string, error) {
+	var out struct {
+		ClientURL string `json:"client_url"`
+	}
+	err := c.do(ctx, http.MethodPost, "/_hearth/v1/open", map[string]string{}, &out)
+	return out.ClientURL, err
+}
+
 // ConsoleLink returns the path of a one-time login link for the web
 // console, relative to the daemon's address.
 func (c *Client) ConsoleLink(ctx context.Context) (string, error) {

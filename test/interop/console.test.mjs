@@ -55,6 +55,8 @@ test("the one-time link opens the console, which shows the server and how to con
     assert.equal(await page.textContent("#homeserver"), hearth.baseUrl);
     assert.match(await page.textContent("#accounts"), new RegExp(`@[a-z0-9._=/+-]+:${SERVER_NAME}`));
     assert.match(await page.textContent("#log-lines"), /hearth is ready/);
+    assert.match(await page.textContent("#federation-state"), /^Off: /);
+    assert.match(await page.textContent("#peers"), /No other Hearth on this network|LAN discovery is off/);
     const qrWidth = await page.$eval("img.qr", (img) => img.naturalWidth);
     assert.ok(qrWidth > 0, "the QR code image did not load");
     await mkdir(artifacts, { recursive: true });
