@@ -173,8 +173,9 @@ func (f *fed) watch(ctx context.Context) {
 			return
 		case now := <-tick.C:
 			// Round(0) drops the monotonic reading, leaving wall time.
-			reason := changed(now.Round(0).Sub(last.Round(0)), now.Sub(last), addrs, interfaceAddrs())
-			last, addrs = time.Now(), interfaceAddrs()
+			current := interfaceAddrs()
+			reason := changed(now.Round(0).Sub(last.Round(0)), now.Sub(last), addrs, current)
+			last, addrs = now, current
 			if reason != "" {
 				f.wake(reason)
 			}

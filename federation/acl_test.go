@@ -56,17 +56,8 @@ func TestServerACLOnRequests(t *testing.T) {
 // before the ACL the same EDU applies.
 func TestServerACLOnTransactions(t *testing.T) {
 	n := newUKNet()
-	hs1, hs2 := newUKServer(t, n, "hs1.test", false), newUKServer(t, n, "hs2.test", false)
-	alice := hs1.addUser(t, "alice", "ADEV", false)
-	bob := hs2.addUser(t, "bob", "BDEV", false)
+	hs1, hs2, alice, bob, roomID := sharedRoom(t, n, false)
 	ctx := context.Background()
-	roomID, err := hs1.rooms.CreateRoom(ctx, alice, room.Profile{}, room.CreateRequest{Preset: "public_chat"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := hs2.svc.JoinRoom(ctx, bob, roomID, []string{"hs1.test"}, map[string]any{"membership": "join"}); err != nil {
-		t.Fatal(err)
-	}
 	// A message of bob's, signed by hs2, for hs1's inbox.
 	msgID, err := hs2.rooms.Send(ctx, room.SendRequest{Sender: bob, Device: "BDEV", RoomID: roomID, Type: "m.room.message",
 		Content: json.RawMessage(`{"msgtype":"m.text","body":"let me in"}`), TxnID: "t1"})

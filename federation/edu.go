@@ -3,6 +3,7 @@ package federation
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -89,8 +90,4 @@ func (s *Service) receiveReceipts(ctx context.Context, origin spec.ServerName, c
 	return nil
 }
 
-type eduError string
-
-func (e eduError) Error() string { return string(e) }
-
-const errNotOrigin = eduError("the EDU speaks for a user of another server")
+var errNotOrigin = errors.New("the EDU speaks for a user of another server")

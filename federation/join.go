@@ -2,7 +2,6 @@ package federation
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 
@@ -266,5 +265,3 @@ func (q querier) RestrictedRoomJoinInfo(ctx context.Context, roomID spec.RoomID,
 	return &gomatrixserverlib.RestrictedRoomJoinInfo{LocalServerInRoom: len(joined) > 0,
 		UserJoinedToRoom: m == spec.Join, JoinedUsers: joined}, nil
 }
-
-var _ = json.Marshal

@@ -297,13 +297,7 @@ func (s *Service) fetchMissingPrevs(ctx context.Context, origin spec.ServerName,
 		slog.Info("federation: get_missing_events failed", "origin", origin, "room", roomID, "err", err)
 		return
 	}
-	var events []gomatrixserverlib.PDU
-	for _, raw := range res.Events {
-		p, err := s.parsePDU(ctx, json.RawMessage(raw))
-		if err == nil && p != nil && p.RoomID().String() == roomID {
-			events = append(events, p)
-		}
-	}
+	events := s.checkedEvents(ctx, roomID, res.Events)
 	sort.SliceStable(events, func(i, j int) bool { return events[i].Depth() < events[j].Depth() })
 	for _, p := range events {
 		if err := s.ingest(ctx, origin, p, 1); err != nil && !isMissing(err) {

@@ -312,12 +312,12 @@ func (s *Service) receiveDirectToDevice(ctx context.Context, origin spec.ServerN
 		return errNotOrigin
 	}
 	if m.Type == "" {
-		return eduError("to-device message without a type")
+		return errors.New("to-device message without a type")
 	}
 	for _, byDevice := range m.Messages {
 		for _, c := range byDevice {
 			if len(c) == 0 || c[0] != '{' {
-				return eduError("each to-device message must be an object")
+				return errors.New("each to-device message must be an object")
 			}
 		}
 	}

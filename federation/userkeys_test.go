@@ -361,17 +361,8 @@ func ukWaitFor(t *testing.T, what string, cond func() bool) {
 // or for users no local user shares a room with, change nothing.
 func TestKeyEDUsAcrossServers(t *testing.T) {
 	n := newUKNet()
-	hs1, hs2 := newUKServer(t, n, "hs1.test", true), newUKServer(t, n, "hs2.test", true)
-	alice := hs1.addUser(t, "alice", "ADEV", false)
-	bob := hs2.addUser(t, "bob", "BDEV", false)
+	hs1, hs2, alice, bob, _ := sharedRoom(t, n, true)
 	ctx := context.Background()
-	roomID, err := hs1.rooms.CreateRoom(ctx, alice, room.Profile{}, room.CreateRequest{Preset: "public_chat"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := hs2.svc.JoinRoom(ctx, bob, roomID, []string{"hs1.test"}, map[string]any{"membership": "join"}); err != nil {
-		t.Fatal(err)
-	}
 	if got := hs1.rooms.ServersSharingRoomsWith(alice); len(got) != 1 || got[0] != "hs2.test" {
 		t.Fatalf("servers sharing a room with alice: %v", got)
 	}
@@ -397,7 +388,7 @@ func TestKeyEDUsAcrossServers(t *testing.T) {
 		}
 		return out
 	}
-	err = hs1.keys.SendToDevice(ctx, alice, "ADEV", "txn1", "m.test", map[string]map[string]json.RawMessage{
+	err := hs1.keys.SendToDevice(ctx, alice, "ADEV", "txn1", "m.test", map[string]map[string]json.RawMessage{
 		bob: {"*": json.RawMessage(`{"hello":"bob"}`)}}, devicesOf(hs1))
 	if err != nil {
 		t.Fatal(err)
@@ -457,4 +448,22 @@ func TestKeyEDUsAcrossServers(t *testing.T) {
 	if !changed(hs1, bob) {
 		t.Fatal("bob's m.signing_key_update from hs2 was not recorded")
 	}
+}
+
+// sharedRoom is hs1 and hs2 with alice@hs1's public room, which bob@hs2
+// joined over federation.
+func sharedRoom(t *testing.T, n *ukNet, withKeys bool) (hs1, hs2 *ukServer, alice, bob, roomID string) {
+	t.Helper()
+	hs1, hs2 = newUKServer(t, n, "hs1.test", withKeys), newUKServer(t, n, "hs2.test", withKeys)
+	alice = hs1.addUser(t, "alice", "ADEV", false)
+	bob = hs2.addUser(t, "bob", "BDEV", false)
+	ctx := context.Background()
+	roomID, err := hs1.rooms.CreateRoom(ctx, alice, room.Profile{}, room.CreateRequest{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hs2.svc.JoinRoom(ctx, bob, roomID, []string{"hs1.test"}, map[string]any{"membership": "join"}); err != nil {
+		t.Fatal(err)
+	}
+	return hs1, hs2, alice, bob, roomID
 }

@@ -40,11 +40,7 @@ func TestFederationJoinAndChat(t *testing.T) {
 	roomID := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Name: "Across servers", RoomAliasName: "lobby", Preset: "public_chat"})
 	aliceTok := Quiesce(t, alice, Sync(t, alice, "", "", 0).NextBatch)
 
-	joined, err := bob.JoinRoom(ctx(t), "#lobby:hs1.test", nil)
-	noErr(t, err, "bob@hs2 joins #lobby:hs1.test")
-	if joined.RoomID != roomID {
-		t.Fatalf("join by alias gave %s, want %s", joined.RoomID, roomID)
-	}
+	aliceTok = joinOverFederation(t, alice, bob, "#lobby:hs1.test", roomID, aliceTok)
 	// hs2 has the room's state from the join: its name and both members.
 	var name struct {
 		Name string `json:"name"`
@@ -53,16 +49,6 @@ func TestFederationJoinAndChat(t *testing.T) {
 	if name.Name != "Across servers" {
 		t.Errorf("room name on hs2 = %q", name.Name)
 	}
-	// hs1 sees bob join.
-	SyncUntil(t, alice, aliceTok, "", "bob's join on hs1", func(r *mautrix.RespSync) bool {
-		for _, ev := range r.Rooms.Join[roomID].Timeline.Events {
-			if ev.Type == event.StateMember && ev.GetStateKey() == bob.UserID.String() {
-				return true
-			}
-		}
-		return false
-	})
-	aliceTok = Quiesce(t, alice, aliceTok)
 	bobTok := Quiesce(t, bob, Sync(t, bob, "", "", 0).NextBatch)
 
 	SendText(t, alice, roomID, "hello bob")
@@ -127,12 +113,7 @@ func TestFederationInviteAndBan(t *testing.T) {
 		noErr(t, err, "alice invites %s", u)
 	}
 	resp := SyncUntil(t, bob, bobTok, "", "bob's invite on hs2", func(r *mautrix.RespSync) bool { return r.Rooms.Invite[roomID] != nil })
-	name := ""
-	for _, ev := range resp.Rooms.Invite[roomID].State.Events {
-		if ev.Type == event.StateRoomName {
-			name, _ = ev.Content.Raw["name"].(string)
-		}
-	}
+	name := strippedName(resp.Rooms.Invite[roomID].State.Events)
 	if name != "Private" {
 		t.Errorf("bob's invite_state has room name %q, want Private", name)
 	}
@@ -150,10 +131,7 @@ func TestFederationInviteAndBan(t *testing.T) {
 
 	_, err = alice.BanUser(ctx(t), roomID, &mautrix.ReqBanUser{UserID: bob.UserID, Reason: "test"})
 	noErr(t, err, "alice bans bob")
-	waitFor(t, "bob banned on hs2", func() (string, bool) {
-		m := memberships(t, bob, roomID)[bob.UserID]
-		return m, m == "ban"
-	})
+	waitMembership(t, bob, roomID, bob.UserID, "bob banned on hs2", "ban")
 	_, err = bob.SendText(ctx(t), roomID, "am I still here?")
 	wantMatrixErr(t, err, 403, "M_FORBIDDEN", "a banned bob sends on hs2")
 	_, err = bob.JoinRoomByID(ctx(t), roomID)
@@ -291,10 +269,7 @@ func TestFederationStateConverges(t *testing.T) {
 		PowerLevelOverride: &event.PowerLevelsEventContent{Users: map[id.UserID]int{alice.UserID: 100, bob.UserID: 100}}})
 	_, err := bob.JoinRoom(ctx(t), "#race:hs1.test", nil)
 	noErr(t, err, "bob joins")
-	waitFor(t, "bob joined as hs1 sees it", func() (string, bool) {
-		m := memberships(t, alice, roomID)[bob.UserID]
-		return m, m == "join"
-	})
+	waitMembership(t, alice, roomID, bob.UserID, "bob joined as hs1 sees it", "join")
 
 	done := make(chan error, 2)
 	for _, c := range []*mautrix.Client{alice, bob} {
@@ -375,10 +350,7 @@ func TestFederationConflictResolution(t *testing.T) {
 	hs2.Start()
 
 	for _, c := range []*mautrix.Client{alice, dave} {
-		waitFor(t, "the ban on "+c.UserID.Homeserver(), func() (string, bool) {
-			m := memberships(t, c, roomID)[bob.UserID]
-			return m, m == "ban"
-		})
+		waitMembership(t, c, roomID, bob.UserID, "the ban on "+c.UserID.Homeserver(), "ban")
 	}
 	// Both servers now have both branches: let each send once on top.
 	SendText(t, alice, roomID, "after the split (alice)")
@@ -411,29 +383,18 @@ func TestFederationKnock(t *testing.T) {
 	_, err := bob.KnockRoom(ctx(t), "#door:hs1.test", &mautrix.ReqKnockRoom{Reason: "let me in"})
 	noErr(t, err, "bob knocks through hs2")
 	resp := SyncUntil(t, bob, bobTok, "", "the knock on hs2", func(r *mautrix.RespSync) bool { return r.Rooms.Knock[roomID] != nil })
-	name := ""
-	for _, ev := range resp.Rooms.Knock[roomID].State.Events {
-		if ev.Type == event.StateRoomName {
-			name, _ = ev.Content.Raw["name"].(string)
-		}
-	}
+	name := strippedName(resp.Rooms.Knock[roomID].State.Events)
 	if name != "Knock first" {
 		t.Errorf("knock_state on hs2 has room name %q", name)
 	}
-	waitFor(t, "the knock on hs1", func() (string, bool) {
-		m := memberships(t, alice, roomID)[bob.UserID]
-		return m, m == "knock"
-	})
+	waitMembership(t, alice, roomID, bob.UserID, "the knock on hs1", "knock")
 	_, err = alice.InviteUser(ctx(t), roomID, &mautrix.ReqInviteUser{UserID: bob.UserID})
 	noErr(t, err, "alice invites the knocker")
 	waitFor(t, "the invite on hs2", func() (bool, bool) {
 		_, err := bob.JoinRoomByID(ctx(t), roomID)
 		return err == nil, err == nil
 	})
-	waitFor(t, "bob joined, as hs1 sees it", func() (string, bool) {
-		m := memberships(t, alice, roomID)[bob.UserID]
-		return m, m == "join"
-	})
+	waitMembership(t, alice, roomID, bob.UserID, "bob joined, as hs1 sees it", "join")
 }
 
 // TestFederationRoomVersions joins and chats across servers in rooms of
@@ -482,10 +443,7 @@ func TestFederationRestrictedJoin(t *testing.T) {
 		}}}}})
 	_, err := bob.JoinRoom(ctx(t), "#club:hs1.test", nil)
 	noErr(t, err, "bob joins the club")
-	waitFor(t, "bob in the club, as hs1 sees it", func() (string, bool) {
-		m := memberships(t, alice, club)[bob.UserID]
-		return m, m == "join"
-	})
+	waitMembership(t, alice, club, bob.UserID, "bob in the club, as hs1 sees it", "join")
 	_, err = bob.JoinRoom(ctx(t), "#lounge:hs1.test", nil)
 	noErr(t, err, "bob joins the restricted lounge")
 	var member struct {
@@ -499,4 +457,26 @@ func TestFederationRestrictedJoin(t *testing.T) {
 	if err == nil {
 		t.Fatal("carol, in no room the rule names, joined the restricted lounge")
 	}
+}
+
+// strippedName is the room name among stripped state events (invite_state,
+// knock_state).
+func strippedName(evs []*event.Event) string {
+	for _, ev := range evs {
+		if ev.Type == event.StateRoomName {
+			name, _ := ev.Content.Raw["name"].(string)
+			return name
+		}
+	}
+	return ""
+}
+
+// waitMembership waits until c's server shows user with membership want
+// in the room.
+func waitMembership(t *testing.T, c *mautrix.Client, roomID id.RoomID, user id.UserID, what, want string) {
+	t.Helper()
+	waitFor(t, what, func() (string, bool) {
+		m := memberships(t, c, roomID)[user]
+		return m, m == want
+	})
 }

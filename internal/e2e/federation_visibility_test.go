@@ -26,10 +26,7 @@ func TestFederationServerHistoryVisibility(t *testing.T) {
 			Content: event.Content{Parsed: &event.HistoryVisibilityEventContent{HistoryVisibility: event.HistoryVisibilityJoined}}}}})
 	secret := SendText(t, alice, roomID, "said before the peer came")
 	peer.join("mallory", string(roomID))
-	waitFor(t, "mallory joined, as hs1 sees it", func() (string, bool) {
-		m := memberships(t, alice, roomID)[id.UserID(peer.mallory())]
-		return m, m == "join"
-	})
+	waitMembership(t, alice, roomID, id.UserID(peer.mallory()), "mallory joined, as hs1 sees it", "join")
 	later := SendText(t, alice, roomID, "said after")
 
 	code, body := peer.do("GET", "hs1.test", "/_matrix/federation/v1/backfill/"+url.PathEscape(string(roomID))+

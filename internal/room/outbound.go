@@ -29,6 +29,7 @@ type Outbound struct {
 // servers yield nothing.
 func (e *Engine) OutboundEvents(tx *store.Tx, after, upTo uint64, fn func(Outbound) error) error {
 	servers := map[uint64][]string{} // roomNID → joined servers, re-read after member events
+	roomIDs := map[uint64]string{}
 	c := tx.Cursor(store.Events)
 	for k, v := c.Seek(store.PutU64(after + 1)); k != nil; k, v = c.Next() {
 		nid := store.U64(k)
@@ -64,11 +65,15 @@ func (e *Engine) OutboundEvents(tx *store.Tx, after, upTo uint64, fn func(Outbou
 		if len(dests) == 0 {
 			continue
 		}
-		info, err := roomInfoByNID(tx, ev.RoomNID)
-		if err != nil {
-			return err
+		roomID, ok := roomIDs[ev.RoomNID]
+		if !ok {
+			info, err := roomInfoByNID(tx, ev.RoomNID)
+			if err != nil {
+				return err
+			}
+			roomID, roomIDs[ev.RoomNID] = info.ID, info.ID
 		}
-		if err := fn(Outbound{NID: nid, RoomID: info.ID, Destinations: dests}); err != nil {
+		if err := fn(Outbound{NID: nid, RoomID: roomID, Destinations: dests}); err != nil {
 			return err
 		}
 	}

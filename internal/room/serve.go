@@ -317,17 +317,24 @@ func (e *Engine) RoomOfEvent(eventID string) (string, error) {
 func (e *Engine) HasLocalJoined(roomID string) bool {
 	found := false
 	e.db.View(func(tx *store.Tx) error {
-		info, err := roomInfo(tx, roomID)
-		if err != nil {
-			return nil
+		if info, err := roomInfo(tx, roomID); err == nil {
+			found = e.localJoined(tx, info.NID)
 		}
-		return eachCurrentState(tx, info.NID, "m.room.member\x00", func(_, sk string, _ uint64) error {
-			if serverOf(sk) == string(e.serverName) && membershipIn(tx, sk, info.NID).Membership == "join" {
-				found = true
-				return errStop
-			}
-			return nil
-		})
+		return nil
+	})
+	return found
+}
+
+// localJoined reports whether a user of this server is joined to the
+// room, stopping at the first.
+func (e *Engine) localJoined(tx *store.Tx, roomNID uint64) bool {
+	found := false
+	eachCurrentState(tx, roomNID, "m.room.member\x00", func(_, sk string, _ uint64) error {
+		if serverOf(sk) == string(e.serverName) && membershipIn(tx, sk, roomNID).Membership == "join" {
+			found = true
+			return errStop
+		}
+		return nil
 	})
 	return found
 }
@@ -335,20 +342,32 @@ func (e *Engine) HasLocalJoined(roomID string) bool {
 // ServersSharingRooms lists the other servers with joined members in any
 // room a local user is joined to.
 func (e *Engine) ServersSharingRooms() []string {
-	seen := map[string]bool{}
 	var out []string
 	e.db.View(func(tx *store.Tx) error {
+		var rooms []uint64
 		c := tx.Cursor(store.RoomInfo)
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
-			nid := store.U64(k)
-			for _, s := range e.joinedServers(tx, nid) {
-				if !seen[s] {
-					seen[s] = true
-					out = append(out, s)
-				}
+			if nid := store.U64(k); e.localJoined(tx, nid) {
+				rooms = append(rooms, nid)
 			}
 		}
+		out = e.serversIn(tx, rooms)
 		return nil
 	})
+	return out
+}
+
+// serversIn is the union of the other servers joined to the rooms.
+func (e *Engine) serversIn(tx *store.Tx, roomNIDs []uint64) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, nid := range roomNIDs {
+		for _, s := range e.joinedServers(tx, nid) {
+			if !seen[s] {
+				seen[s] = true
+				out = append(out, s)
+			}
+		}
+	}
 	return out
 }

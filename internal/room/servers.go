@@ -6,20 +6,9 @@ import "github.com/hearth-chat/hearth/internal/store"
 // a room userID is joined to: where an update about userID's devices must
 // go (Server-Server API §"Device Management").
 func (e *Engine) ServersSharingRoomsWith(userID string) []string {
-	seen := map[string]bool{}
 	var out []string
 	e.db.View(func(tx *store.Tx) error {
-		for _, m := range memberships(tx, userID) {
-			if m.Membership != "join" {
-				continue
-			}
-			for _, s := range e.joinedServers(tx, m.RoomNID) {
-				if !seen[s] {
-					seen[s] = true
-					out = append(out, s)
-				}
-			}
-		}
+		out = e.serversIn(tx, e.joinedRooms(tx, userID))
 		return nil
 	})
 	return out
@@ -30,20 +19,10 @@ func (e *Engine) ServersSharingRoomsWith(userID string) []string {
 // about (and record) news of userID's devices.
 func (e *Engine) SharesRoomWithLocalUser(userID string) bool {
 	shared := false
-	own := string(e.serverName)
 	e.db.View(func(tx *store.Tx) error {
-		for _, m := range memberships(tx, userID) {
-			if m.Membership != "join" {
-				continue
-			}
-			eachCurrentState(tx, m.RoomNID, "m.room.member\x00", func(_, sk string, _ uint64) error {
-				if serverOf(sk) == own && membershipIn(tx, sk, m.RoomNID).Membership == "join" {
-					shared = true
-					return errStopScan
-				}
-				return nil
-			})
-			if shared {
+		for _, nid := range e.joinedRooms(tx, userID) {
+			if e.localJoined(tx, nid) {
+				shared = true
 				return nil
 			}
 		}
@@ -52,9 +31,13 @@ func (e *Engine) SharesRoomWithLocalUser(userID string) bool {
 	return shared
 }
 
-// errStopScan ends a state scan early.
-var errStopScan = stopScan{}
-
-type stopScan struct{}
-
-func (stopScan) Error() string { return "stop" }
+// joinedRooms lists the rooms userID is joined to, by NID.
+func (e *Engine) joinedRooms(tx *store.Tx, userID string) []uint64 {
+	var out []uint64
+	for _, m := range memberships(tx, userID) {
+		if m.Membership == "join" {
+			out = append(out, m.RoomNID)
+		}
+	}
+	return out
+}
