@@ -2,6 +2,7 @@ package matrix
 
 import (
 	"encoding/json"
+	"math"
 	"net/http"
 	"strings"
 	"time"
@@ -231,9 +232,17 @@ func (s *Server) getStateEvent(w http.ResponseWriter, r *http.Request, c *caller
 	writeJSON(w, ev.Content)
 }
 
+// members implements GET /rooms/{roomId}/members: at (a sync or
+// pagination token) asks for the members as at that point, membership and
+// not_membership filter them.
 func (s *Server) members(w http.ResponseWriter, r *http.Request, c *caller) {
 	q := r.URL.Query()
-	evs, err := s.rooms.MemberEvents(c.UserID, r.PathValue("roomId"), q.Get("membership"), q.Get("not_membership"))
+	at, err := queryToken(q, "at", math.MaxUint64)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	evs, err := s.rooms.MemberEvents(c.UserID, r.PathValue("roomId"), q.Get("membership"), q.Get("not_membership"), at)
 	if err != nil {
 		matrixerr.Write(w, err)
 		return
