@@ -103,12 +103,20 @@ func (s *Server) remoteMembership(w http.ResponseWriter, r *http.Request, op str
 		if inv == nil {
 			return false
 		}
-		if m, _ := inv.Membership(); m != "invite" {
+		if m, _ := inv.Membership(); m != "invite" || serverOf(string(inv.SenderID())) == s.accounts.ServerName() {
+			// Not an invite, or one made here: this server holds the
+			// room's state, so the leave is built locally even when no
+			// one is joined any more.
 			return false
 		}
 		if err := s.fed.LeaveRoom(r.Context(), mr.Sender, mr.RoomID, []string{serverOf(string(inv.SenderID()))}); err != nil {
-			matrixerr.Write(w, err)
-			return true
+			// The inviting server cannot take the leave (gone,
+			// unreachable, or no longer in the room): decline here, so
+			// the invite stops showing and the room moves to leave.
+			if _, lerr := s.rooms.RejectInviteLocally(r.Context(), mr.Sender, mr.RoomID); lerr != nil {
+				matrixerr.Write(w, err)
+				return true
+			}
 		}
 	default:
 		return false

@@ -136,3 +136,43 @@ func TestForgottenRoomReadsForbidden(t *testing.T) {
 	covJoin(t, ts, bob, rid)
 	ts.do(t, "GET", covRoomPath(rid)+"/messages?dir=b", bob.Token, nil).wantStatus(t, 200)
 }
+
+// TestJoinCustomContent: the body of POST /join/{roomIdOrAlias} and
+// /rooms/{roomId}/join goes into the member event, except that membership
+// is always join (Complement "POST /join/:room_id can join a room with
+// custom content").
+func TestJoinCustomContent(t *testing.T) {
+	ts := newTestServer(t)
+	alice, bob, carol := ts.register(t, "alice"), ts.register(t, "bob"), ts.register(t, "carol")
+	rid := ts.createRoom(t, alice, map[string]any{"preset": "public_chat"})
+	for _, j := range []struct {
+		u    *testUser
+		path string
+	}{{bob, covV3 + "/join/" + url.PathEscape(rid)}, {carol, covRoomPath(rid) + "/join"}} {
+		ts.do(t, "POST", j.path, j.u.Token, map[string]any{"foo": "bar", "membership": "leave", "reason": "hi"}).wantStatus(t, 200)
+		r := ts.do(t, "GET", covRoomPath(rid)+"/state/m.room.member/"+url.PathEscape(j.u.ID), alice.Token, nil)
+		r.wantStatus(t, 200)
+		c := r.json(t)
+		if c["foo"] != "bar" || c["membership"] != "join" || c["reason"] != "hi" {
+			t.Errorf("%s's member event after %s = %v", j.u.ID, j.path, c)
+		}
+	}
+	ts.do(t, "POST", covRoomPath(rid)+"/join", bob.Token, map[string]any{"reason": 5}).wantError(t, 400, "M_BAD_JSON")
+}
+
+// TestInviteCarriesInviteeProfile: an invite's member event names the
+// invitee's displayname and avatar_url, so clients show "invited Bobby"
+// rather than a bare user ID.
+func TestInviteCarriesInviteeProfile(t *testing.T) {
+	ts := newTestServer(t)
+	alice, bob := ts.register(t, "alice"), ts.register(t, "bob")
+	ts.do(t, "PUT", covV3+"/profile/"+url.PathEscape(bob.ID)+"/displayname", bob.Token, map[string]any{"displayname": "Bobby"}).wantStatus(t, 200)
+	ts.do(t, "PUT", covV3+"/profile/"+url.PathEscape(bob.ID)+"/avatar_url", bob.Token, map[string]any{"avatar_url": "mxc://test.local/bob"}).wantStatus(t, 200)
+	rid := ts.createRoom(t, alice, nil)
+	ts.do(t, "POST", covRoomPath(rid)+"/invite", alice.Token, map[string]any{"user_id": bob.ID}).wantStatus(t, 200)
+	r := ts.do(t, "GET", covRoomPath(rid)+"/state/m.room.member/"+url.PathEscape(bob.ID), alice.Token, nil)
+	r.wantStatus(t, 200)
+	if c := r.json(t); c["membership"] != "invite" || c["displayname"] != "Bobby" || c["avatar_url"] != "mxc://test.local/bob" {
+		t.Errorf("bob's invite event content = %v", c)
+	}
+}

@@ -1,0 +1,57 @@
+package e2e
+
+import (
+	"testing"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
+)
+
+// TestRejectInviteNoServerLeft: declining an invite works even when no
+// server in the room can take the leave, with federation on. A local
+// room everyone left is declined here (Complement TestRoomsInvite "Invited
+// user can reject invite for empty room"); a remote room whose inviting
+// server is down is declined with an out-of-band leave. Either way the
+// invite leaves /sync and the room shows in its leave section.
+func TestRejectInviteNoServerLeft(t *testing.T) {
+	t.Parallel()
+	net := startFedNet(t, "hs1.test", "hs2.test")
+	hs1, hs2 := net.Daemons["hs1.test"], net.Daemons["hs2.test"]
+	alice, carol := hs1.Register("alice"), hs1.Register("carol")
+	bob := hs2.Register("bob")
+
+	declined := func(c *mautrix.Client, since string, roomID id.RoomID, what string) {
+		t.Helper()
+		_, err := c.LeaveRoom(ctx(t), roomID)
+		noErr(t, err, "%s declines the invite", what)
+		SyncUntil(t, c, since, "", what+": the room in rooms.leave", func(r *mautrix.RespSync) bool {
+			return r.Rooms.Leave[roomID] != nil
+		})
+		if r := Sync(t, c, "", "", 0); r.Rooms.Invite[roomID] != nil {
+			t.Errorf("%s: the declined invite is still in an initial sync", what)
+		}
+	}
+
+	// A local room that everyone has left.
+	local := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "private_chat"})
+	carolTok := Quiesce(t, carol, Sync(t, carol, "", "", 0).NextBatch)
+	_, err := alice.InviteUser(ctx(t), local, &mautrix.ReqInviteUser{UserID: carol.UserID})
+	noErr(t, err, "alice invites carol")
+	carolTok = SyncUntil(t, carol, carolTok, "", "carol's invite", func(r *mautrix.RespSync) bool {
+		return r.Rooms.Invite[local] != nil
+	}).NextBatch
+	_, err = alice.LeaveRoom(ctx(t), local)
+	noErr(t, err, "alice leaves")
+	declined(carol, carolTok, local, "carol (local room, no one joined)")
+
+	// A room on hs1, which then goes away.
+	remote := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "private_chat"})
+	bobTok := Quiesce(t, bob, Sync(t, bob, "", "", 0).NextBatch)
+	_, err = alice.InviteUser(ctx(t), remote, &mautrix.ReqInviteUser{UserID: bob.UserID})
+	noErr(t, err, "alice invites bob")
+	bobTok = SyncUntil(t, bob, bobTok, "", "bob's invite on hs2", func(r *mautrix.RespSync) bool {
+		return r.Rooms.Invite[remote] != nil
+	}).NextBatch
+	noErr(t, hs1.Stop(), "stop hs1")
+	declined(bob, bobTok, remote, "bob (inviting server down)")
+}
