@@ -16,7 +16,9 @@
 //	roominfo      roomNID → room.Info (JSON)
 //	events        eventNID (u64) → room.storedEvent (binary header + event JSON)
 //	eventids      eventID → eventNID
-//	txns          localpart 0x00 deviceID 0x00 txnID → eventNID
+//	txns          userID 0x00 session 0x00 txnID 0x00 roomID 0x00 (eventType | "redact " redactedID) → eventNID
+//	              (keys written before client sessions were localpart 0x00 deviceID 0x00 txnID; they are
+//	              never read again, which only forgets retries in flight across the upgrade)
 //	timeline      roomNID ‖ streamPos → eventNID   (stream order of a room)
 //	state         roomNID ‖ type 0x00 stateKey → eventNID   (current state)
 //	snapshots     snapshotNID → room.snapshot (parent + delta)

@@ -14,6 +14,11 @@ type caller struct {
 	Localpart string
 	UserID    string
 	DeviceID  string
+	// Session is the client session of the access token: what
+	// transaction IDs are scoped to, and who sees
+	// unsigned.transaction_id (Client-Server API §"Transaction
+	// identifiers").
+	Session string
 }
 
 // authed wraps a handler that needs an access token (Client-Server API
@@ -41,7 +46,7 @@ func (s *Server) authed(h func(w http.ResponseWriter, r *http.Request, c *caller
 			matrixerr.Write(w, err)
 			return
 		}
-		h(w, r, &caller{Localpart: t.Localpart, UserID: s.accounts.UserID(t.Localpart), DeviceID: t.DeviceID})
+		h(w, r, &caller{Localpart: t.Localpart, UserID: s.accounts.UserID(t.Localpart), DeviceID: t.DeviceID, Session: t.TxnScope()})
 	}
 }
 

@@ -42,7 +42,7 @@ func queryDir(q url.Values) (room.Direction, error) {
 }
 
 func (s *Server) getEvent(w http.ResponseWriter, r *http.Request, c *caller) {
-	ev, err := s.rooms.Event(c.UserID, r.PathValue("roomId"), r.PathValue("eventId"))
+	ev, err := s.rooms.EventForSession(c.UserID, c.Session, r.PathValue("roomId"), r.PathValue("eventId"))
 	if err != nil {
 		matrixerr.Write(w, err)
 		return
@@ -83,7 +83,7 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request, c *caller) {
 		return
 	}
 	roomID := r.PathValue("roomId")
-	page, err := s.rooms.Messages(c.UserID, c.DeviceID, roomID, from, to, dir, filter)
+	page, err := s.rooms.Messages(c.UserID, c.Session, roomID, from, to, dir, filter)
 	if err != nil {
 		matrixerr.Write(w, err)
 		return
@@ -94,7 +94,7 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request, c *caller) {
 		// from another server in the room, and keep the client paging
 		// while some may remain.
 		if n, _ := s.fed.Backfill(r.Context(), roomID, filter.Limit); n > 0 {
-			if page, err = s.rooms.Messages(c.UserID, c.DeviceID, roomID, from, to, dir, filter); err != nil {
+			if page, err = s.rooms.Messages(c.UserID, c.Session, roomID, from, to, dir, filter); err != nil {
 				matrixerr.Write(w, err)
 				return
 			}
@@ -125,7 +125,7 @@ func (s *Server) eventContext(w http.ResponseWriter, r *http.Request, c *caller)
 		matrixerr.Write(w, err)
 		return
 	}
-	ctx, err := s.rooms.Context(c.UserID, c.DeviceID, r.PathValue("roomId"), r.PathValue("eventId"), min(limit, 100), f)
+	ctx, err := s.rooms.Context(c.UserID, c.Session, r.PathValue("roomId"), r.PathValue("eventId"), min(limit, 100), f)
 	if err != nil {
 		matrixerr.Write(w, err)
 		return

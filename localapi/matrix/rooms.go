@@ -202,7 +202,7 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request, c *caller) 
 		matrixerr.Write(w, err)
 		return
 	}
-	id, err := s.rooms.Send(r.Context(), room.SendRequest{Sender: c.UserID, Device: c.DeviceID,
+	id, err := s.rooms.Send(r.Context(), room.SendRequest{Sender: c.UserID, Device: c.Session,
 		RoomID: r.PathValue("roomId"), Type: r.PathValue("eventType"), Content: content, TxnID: r.PathValue("txnId")})
 	if err != nil {
 		matrixerr.Write(w, roomErr(err))
@@ -220,7 +220,7 @@ func (s *Server) redact(w http.ResponseWriter, r *http.Request, c *caller) {
 		return
 	}
 	content, _ := json.Marshal(req)
-	id, err := s.rooms.Send(r.Context(), room.SendRequest{Sender: c.UserID, Device: c.DeviceID,
+	id, err := s.rooms.Send(r.Context(), room.SendRequest{Sender: c.UserID, Device: c.Session,
 		RoomID: r.PathValue("roomId"), Type: "m.room.redaction", Content: content,
 		TxnID: r.PathValue("txnId"), Redacts: r.PathValue("eventId")})
 	if err != nil {
@@ -258,7 +258,7 @@ func (s *Server) putState(w http.ResponseWriter, r *http.Request, c *caller) {
 			return
 		}
 	}
-	id, err := s.rooms.Send(r.Context(), room.SendRequest{Sender: c.UserID, Device: c.DeviceID,
+	id, err := s.rooms.Send(r.Context(), room.SendRequest{Sender: c.UserID, Device: c.Session,
 		RoomID: r.PathValue("roomId"), Type: typ, StateKey: &sk, Content: content})
 	if err != nil {
 		matrixerr.Write(w, roomErr(err))
