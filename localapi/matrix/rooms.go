@@ -258,6 +258,12 @@ func (s *Server) putState(w http.ResponseWriter, r *http.Request, c *caller) {
 			return
 		}
 	}
+	if typ == "m.room.canonical_alias" && sk == "" {
+		if err := s.rooms.CheckCanonicalAlias(r.PathValue("roomId"), content); err != nil {
+			matrixerr.Write(w, err)
+			return
+		}
+	}
 	id, err := s.rooms.Send(r.Context(), room.SendRequest{Sender: c.UserID, Device: c.Session,
 		RoomID: r.PathValue("roomId"), Type: typ, StateKey: &sk, Content: content})
 	if err != nil {
