@@ -70,10 +70,13 @@ func (s *Server) loginFlows(w http.ResponseWriter, r *http.Request) {
 	}})
 }
 
-// userLocalpart accepts a bare localpart or a full local user ID.
+// userLocalpart accepts a bare localpart or a full local user ID, in any
+// case: user IDs are registered lowercase, and Synapse logs "@Alice:server"
+// or "ALICE" in as alice, which clients and Complement ("Login with
+// uppercase username works") rely on.
 func (s *Server) userLocalpart(user string) string {
 	if strings.HasPrefix(user, "@") {
-		return s.accounts.Localpart(user)
+		return strings.ToLower(s.accounts.Localpart(user))
 	}
 	return strings.ToLower(user)
 }
