@@ -211,8 +211,11 @@ func (s *Server) passwordUIA(r *http.Request, body []byte, c *caller) error {
 		if user == "" {
 			user = auth.User
 		}
-		if lp := s.userLocalpart(user); lp != c.Localpart {
+		if user == "" {
 			return matrixerr.Forbidden("authenticate as yourself")
+		}
+		if s.userLocalpart(user) != c.Localpart {
+			return uiaFatal{matrixerr.Forbidden("authenticate as yourself")}
 		}
 		_, err := s.accounts.CheckPassword(c.Localpart, auth.Password)
 		return err
