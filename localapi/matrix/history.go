@@ -103,7 +103,11 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request, c *caller) {
 		more = page.More || (older && len(page.Chunk) > 0)
 	}
 	resp := map[string]any{"chunk": page.Chunk, "start": pageToken(from)}
-	if more {
+	// end goes with every page that has events, as Synapse's do: forward,
+	// more may arrive after it; backward, the client learns it reached the
+	// start from the empty page that follows. Only an empty page, with
+	// nothing more, omits it (Client-Server API GET /messages).
+	if more || len(page.Chunk) > 0 {
 		resp["end"] = pageToken(page.End)
 	}
 	if len(page.State) > 0 {
