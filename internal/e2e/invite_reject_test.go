@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 )
 
@@ -52,6 +53,15 @@ func TestRejectInviteNoServerLeft(t *testing.T) {
 	bobTok = SyncUntil(t, bob, bobTok, "", "bob's invite on hs2", func(r *mautrix.RespSync) bool {
 		return r.Rooms.Invite[remote] != nil
 	}).NextBatch
+	// The invite names bob as his server knows him (profile query over
+	// federation), so timelines read "invited bob", not an ID.
+	var inv struct {
+		DisplayName string `json:"displayname"`
+	}
+	noErr(t, alice.StateEvent(ctx(t), remote, event.StateMember, bob.UserID.String(), &inv), "bob's invite event on hs1")
+	if inv.DisplayName != "bob" {
+		t.Errorf("the invite of bob@hs2 has displayname %q, want bob", inv.DisplayName)
+	}
 	noErr(t, hs1.Stop(), "stop hs1")
 	declined(bob, bobTok, remote, "bob (inviting server down)")
 }
