@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"net/url"
 	"testing"
 
 	"maunium.net/go/mautrix"
@@ -64,4 +65,27 @@ func TestRejectInviteNoServerLeft(t *testing.T) {
 	}
 	noErr(t, hs1.Stop(), "stop hs1")
 	declined(bob, bobTok, remote, "bob (inviting server down)")
+}
+
+// TestRemoteJoinCustomContent: custom content in a join body reaches the
+// member event also when the join goes through another server.
+func TestRemoteJoinCustomContent(t *testing.T) {
+	t.Parallel()
+	net := startFedNet(t, "hs1.test", "hs2.test")
+	alice, bob := net.Daemons["hs1.test"].Register("alice"), net.Daemons["hs2.test"].Register("bob")
+	roomID := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	status, body := Raw(t, bob, "POST", "/_matrix/client/v3/join/"+url.PathEscape(roomID.String())+"?via=hs1.test",
+		map[string]any{"foo": "bar", "membership": "leave"})
+	if status != 200 {
+		t.Fatalf("bob joins through hs1: %d %s", status, body)
+	}
+	var c map[string]any
+	waitFor(t, "bob's join on hs1", func() (map[string]any, bool) {
+		c = nil
+		err := alice.StateEvent(ctx(t), roomID, event.StateMember, bob.UserID.String(), &c)
+		return c, err == nil && c["membership"] == "join"
+	})
+	if c["foo"] != "bar" {
+		t.Errorf("bob's member event on hs1 = %v, want foo=bar", c)
+	}
 }

@@ -69,8 +69,12 @@ func (s *Server) resolveAlias(ctx context.Context, alias string) (string, []stri
 	return s.fed.ResolveAlias(ctx, alias)
 }
 
-func (s *Server) joinRemote(r *http.Request, c *caller, roomID string, via []string, reason string) error {
-	content := map[string]any{"membership": "join"}
+func (s *Server) joinRemote(r *http.Request, c *caller, roomID string, via []string, reason string, extra map[string]json.RawMessage) error {
+	content := map[string]any{}
+	for k, v := range extra {
+		content[k] = v
+	}
+	content["membership"] = "join"
 	p := s.profileOf(c)
 	if p.DisplayName != "" {
 		content["displayname"] = p.DisplayName

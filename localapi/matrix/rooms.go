@@ -61,7 +61,7 @@ func (s *Server) joinRoom(w http.ResponseWriter, r *http.Request, c *caller) {
 	}
 	if s.fed != nil && !s.rooms.HasLocalJoined(roomID) && s.hasOtherServer(via) {
 		// No one here is in the room: join through another server.
-		if err := s.joinRemote(r, c, roomID, via, req.Reason); err != nil {
+		if err := s.joinRemote(r, c, roomID, via, req.Reason, joinExtra(body)); err != nil {
 			matrixerr.Write(w, err)
 			return
 		}
