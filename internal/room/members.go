@@ -183,12 +183,12 @@ type JoinedMember struct {
 }
 
 // Name is the member's display name, "" if unset.
-func (m JoinedMember) Name() string { return deref(m.DisplayName) }
+func (m JoinedMember) Name() string { return unsetAsEmpty(m.DisplayName) }
 
 // Avatar is the member's avatar URL, "" if unset.
-func (m JoinedMember) Avatar() string { return deref(m.AvatarURL) }
+func (m JoinedMember) Avatar() string { return unsetAsEmpty(m.AvatarURL) }
 
-func deref(s *string) string {
+func unsetAsEmpty(s *string) string {
 	if s == nil {
 		return ""
 	}
