@@ -35,6 +35,16 @@ type SetRequest struct {
 	Pusher
 	Kind   *string `json:"kind"`
 	Append bool    `json:"append"`
+	// Device is the device whose access token set the pusher (not from
+	// the body): a password change keeps that device's pushers only.
+	Device string `json:"-"`
+}
+
+// storedPusher is a pusher as kept in the store: the client's fields and
+// the device that set it, which clients never see.
+type storedPusher struct {
+	Pusher
+	Device string `json:"hearth_device,omitempty"`
 }
 
 func pusherKey(userID, appID, pushkey string) []byte { return store.Key(userID, appID, pushkey) }
@@ -90,7 +100,7 @@ func (s *Service) SetPusher(ctx context.Context, userID string, req SetRequest) 
 	if f, ok := req.Data["format"]; ok && f != "event_id_only" {
 		return matrixerr.InvalidParam("data.format may only be event_id_only")
 	}
-	p := req.Pusher
+	p := storedPusher{Pusher: req.Pusher, Device: req.Device}
 	p.Kind = "http"
 	p.PushkeyTS = s.now().UnixMilli()
 	b, err := json.Marshal(p)
@@ -116,6 +126,31 @@ func (s *Service) SetPusher(ctx context.Context, userID string, req SetRequest) 
 			}
 		}
 		return tx.Put(store.Pushers, pusherKey(userID, req.AppID, req.Pushkey), b)
+	})
+}
+
+// RemovePushersExcept deletes the user's pushers but those set by the
+// device keepDevice, as a password change that logs out the other devices
+// does (Synapse removes the pushers of every revoked access token;
+// Complement TestChangePasswordPushers). Pushers from before devices were
+// recorded count as another device's.
+func (s *Service) RemovePushersExcept(ctx context.Context, userID, keepDevice string) error {
+	return s.db.Update(ctx, func(tx *store.Tx) error {
+		var doomed [][]byte
+		prefix := store.Key(userID, "")
+		c := tx.Cursor(store.Pushers)
+		for k, v := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, v = c.Next() {
+			var p storedPusher
+			if json.Unmarshal(v, &p) != nil || p.Device != keepDevice {
+				doomed = append(doomed, append([]byte(nil), k...))
+			}
+		}
+		for _, k := range doomed {
+			if err := deletePusherTx(tx, k); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

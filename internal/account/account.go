@@ -59,6 +59,21 @@ type Token struct {
 	// Pair is the hex SHA-256 of the matching access token (on a refresh
 	// token) so that refreshing revokes the old access token.
 	Pair string `json:"pair,omitempty"`
+	// Session names the client session the token belongs to: one per
+	// login, kept across refreshes. Transaction IDs are scoped to it
+	// (Client-Server API §"Transaction identifiers"), so two logins on
+	// one device ID do not share them. Empty on tokens issued before
+	// sessions existed; TxnScope then falls back to the device.
+	Session string `json:"session,omitempty"`
+}
+
+// TxnScope is what the token's transaction IDs are scoped to: its client
+// session, or for older tokens its device.
+func (t *Token) TxnScope() string {
+	if t.Session != "" {
+		return t.Session
+	}
+	return t.DeviceID
 }
 
 // Accounts is the account service over the store.

@@ -18,6 +18,8 @@ type Session struct {
 	AccessToken  string
 	RefreshToken string // empty unless the client asked for one
 	ExpiresInMs  int64
+	// SessionID is the client session the tokens belong to (Token.Session).
+	SessionID string
 }
 
 // Login creates (or reuses, if deviceID names an existing device of the
@@ -27,7 +29,8 @@ func (a *Accounts) Login(ctx context.Context, localpart, deviceID, displayName s
 	if deviceID == "" {
 		deviceID = RandomString(8)
 	}
-	s := &Session{UserID: a.UserID(localpart), DeviceID: deviceID, AccessToken: "hat_" + RandomString(24)}
+	s := &Session{UserID: a.UserID(localpart), DeviceID: deviceID, AccessToken: "hat_" + RandomString(24),
+		SessionID: "ses_" + RandomString(16)}
 	if refresh {
 		s.RefreshToken = "hrt_" + RandomString(24)
 		s.ExpiresInMs = a.AccessTokenLifetime.Milliseconds()
@@ -68,10 +71,11 @@ func (a *Accounts) Login(ctx context.Context, localpart, deviceID, displayName s
 }
 
 func (a *Accounts) putTokens(tx *store.Tx, localpart, deviceID string, s *Session) error {
-	access := Token{Localpart: localpart, DeviceID: deviceID}
+	access := Token{Localpart: localpart, DeviceID: deviceID, Session: s.SessionID}
 	if s.RefreshToken != "" {
 		access.ExpiresTS = time.Now().Add(a.AccessTokenLifetime).UnixMilli()
-		rt := Token{Localpart: localpart, DeviceID: deviceID, Refresh: true, Pair: hex.EncodeToString(tokenKey(s.AccessToken))}
+		rt := Token{Localpart: localpart, DeviceID: deviceID, Refresh: true, Pair: hex.EncodeToString(tokenKey(s.AccessToken)),
+			Session: s.SessionID}
 		if err := putJSON(tx, store.Tokens, tokenKey(s.RefreshToken), rt); err != nil {
 			return err
 		}
@@ -129,7 +133,7 @@ func (a *Accounts) Refresh(ctx context.Context, refreshToken string) (*Session, 
 		}
 		s = &Session{UserID: a.UserID(t.Localpart), DeviceID: t.DeviceID,
 			AccessToken: "hat_" + RandomString(24), RefreshToken: "hrt_" + RandomString(24),
-			ExpiresInMs: a.AccessTokenLifetime.Milliseconds()}
+			ExpiresInMs: a.AccessTokenLifetime.Milliseconds(), SessionID: t.Session}
 		return a.putTokens(tx, t.Localpart, t.DeviceID, s)
 	})
 	return s, err

@@ -73,6 +73,73 @@ func TestConcurrentClaims(t *testing.T) {
 	}
 }
 
+// TestClaimOldestFirst: one-time keys are claimed in upload order, not by
+// key ID (MSC4225; Complement TestKeyClaimOrdering); a key stored before
+// upload order was recorded is the oldest; uploading a key again keeps its
+// place.
+func TestClaimOldestFirst(t *testing.T) {
+	s := newService(t)
+	ctx := context.Background()
+	const alg = "signed_curve25519"
+	upload := func(id string) {
+		t.Helper()
+		if _, err := s.Store(ctx, alice, aliceDevice, &Upload{OneTimeKeys: []Key{{Algorithm: alg, ID: id, JSON: signedKey(id)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	upload("B")
+	upload("A")
+	upload("B") // again: still older than A
+	// A key as an older version stored it: the bare JSON.
+	if err := s.db.Update(ctx, func(tx *store.Tx) error {
+		return tx.Put(store.OneTimeKeys, store.Key(alice, aliceDevice, alg, "Z"), signedKey("Z"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for range 4 {
+		res, _, err := s.Claim(ctx, map[string]map[string]string{alice: {aliceDevice: alg}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, v := range res[alice][aliceDevice] {
+			if string(v) != string(signedKey(name[len(alg)+1:])) {
+				t.Errorf("claimed %s with value %s", name, v)
+			}
+			order = append(order, name[len(alg)+1:])
+		}
+	}
+	if fmt.Sprint(order) != "[Z B A]" {
+		t.Fatalf("claim order %v, want [Z B A] (oldest upload first)", order)
+	}
+}
+
+// TestDecodeUploadMissingFields: device keys without algorithms, keys or
+// signatures are M_BAD_JSON (Complement TestUploadKey "Rejects invalid
+// device keys").
+func TestDecodeUploadMissingFields(t *testing.T) {
+	full := map[string]any{"user_id": alice, "device_id": aliceDevice, "algorithms": []string{"m.olm.v1.curve25519-aes-sha2"},
+		"keys":       map[string]string{"curve25519:" + aliceDevice: "c", "ed25519:" + aliceDevice: "e"},
+		"signatures": map[string]any{alice: map[string]string{"ed25519:" + aliceDevice: "sig"}}}
+	for _, field := range []string{"algorithms", "keys", "signatures"} {
+		dk := map[string]any{}
+		for k, v := range full {
+			if k != field {
+				dk[k] = v
+			}
+		}
+		body, _ := json.Marshal(map[string]any{"device_keys": dk})
+		_, err := DecodeUpload(body, alice, aliceDevice)
+		if me, ok := err.(*matrixerr.Error); !ok || me.Code != "M_BAD_JSON" {
+			t.Errorf("device_keys without %s: %v, want M_BAD_JSON", field, err)
+		}
+	}
+	body, _ := json.Marshal(map[string]any{"device_keys": full})
+	if _, err := DecodeUpload(body, alice, aliceDevice); err != nil {
+		t.Fatalf("complete device keys refused: %v", err)
+	}
+}
+
 // TestBackupReplacement follows the spec's rules for a better session.
 func TestBackupReplacement(t *testing.T) {
 	s := newService(t)

@@ -167,15 +167,25 @@ func (s *Service) Claim(ctx context.Context, want map[string]map[string]string) 
 }
 
 func claimOne(tx *store.Tx, user, dev, alg string) (string, json.RawMessage, error) {
+	// The oldest upload first: a device holds at most a few hundred keys,
+	// so the scan is short.
 	prefix := store.Key(user, dev, alg, "")
+	var oldestKey []byte
+	var oldestJSON json.RawMessage
+	var oldestSeq uint64
 	c := tx.Cursor(store.OneTimeKeys)
-	if k, v := c.Seek(prefix); k != nil && strings.HasPrefix(string(k), string(prefix)) {
-		id := string(k[len(prefix):])
-		key := append(json.RawMessage(nil), v...)
-		if err := tx.Delete(store.OneTimeKeys, append([]byte(nil), k...)); err != nil {
+	for k, v := c.Seek(prefix); k != nil && strings.HasPrefix(string(k), string(prefix)); k, v = c.Next() {
+		seq, keyJSON := decodeOTK(v)
+		if oldestKey == nil || seq < oldestSeq {
+			oldestKey, oldestSeq = append([]byte(nil), k...), seq
+			oldestJSON = append(json.RawMessage(nil), keyJSON...)
+		}
+	}
+	if oldestKey != nil {
+		if err := tx.Delete(store.OneTimeKeys, oldestKey); err != nil {
 			return "", nil, err
 		}
-		return id, key, nil
+		return string(oldestKey[len(prefix):]), oldestJSON, nil
 	}
 	fbKey := store.Key(user, dev, alg)
 	v := tx.Get(store.FallbackKeys, fbKey)

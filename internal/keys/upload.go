@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/hearth-chat/hearth/internal/matrixerr"
@@ -84,9 +85,13 @@ func checkDeviceKeys(dk *deviceKeys, userID, deviceID string) error {
 	case dk.DeviceID != deviceID:
 		return matrixerr.InvalidParam("device_keys.device_id does not match the access token's device")
 	case len(dk.Algorithms) == 0:
-		return matrixerr.InvalidParam("device_keys.algorithms is empty")
+		// A required field missing is malformed JSON for the spec's shape
+		// (Complement TestUploadKey "Rejects invalid device keys").
+		return matrixerr.BadJSON("device_keys.algorithms is required")
 	case len(dk.Keys) == 0:
-		return matrixerr.InvalidParam("device_keys.keys is empty")
+		return matrixerr.BadJSON("device_keys.keys is required")
+	case len(dk.Signatures) == 0:
+		return matrixerr.BadJSON("device_keys.signatures is required")
 	}
 	for id, k := range dk.Keys {
 		alg, kid, ok := strings.Cut(id, ":")
@@ -119,6 +124,9 @@ func decodeKeys(in map[string]json.RawMessage, fallback bool) ([]Key, error) {
 		}
 		out = append(out, Key{Algorithm: alg, ID: id, JSON: v})
 	}
+	// One upload's keys are queued in key ID order: the JSON object gives
+	// them none, and a fixed one keeps claims predictable.
+	slices.SortFunc(out, func(a, b Key) int { return strings.Compare(a.Algorithm+"\x00"+a.ID, b.Algorithm+"\x00"+b.ID) })
 	return out, nil
 }
 
@@ -184,10 +192,17 @@ func (s *Service) Store(ctx context.Context, userID, deviceID string, up *Upload
 		}
 		for _, k := range up.OneTimeKeys {
 			key := store.Key(userID, deviceID, k.Algorithm, k.ID)
-			if old := tx.Get(store.OneTimeKeys, key); old != nil && !jsonEqual(old, k.JSON) {
-				return matrixerr.InvalidParam("one-time key " + truncate(k.Algorithm+":"+k.ID) + " already exists with another value")
+			if old := tx.Get(store.OneTimeKeys, key); old != nil {
+				if _, oldJSON := decodeOTK(old); !jsonEqual(oldJSON, k.JSON) {
+					return matrixerr.InvalidParam("one-time key " + truncate(k.Algorithm+":"+k.ID) + " already exists with another value")
+				}
+				continue // the same key again keeps its place in the queue
 			}
-			if err := tx.Put(store.OneTimeKeys, key, k.JSON); err != nil {
+			seq, err := tx.NextID(store.OneTimeKeys)
+			if err != nil {
+				return err
+			}
+			if err := tx.Put(store.OneTimeKeys, key, encodeOTK(seq, k.JSON)); err != nil {
 				return err
 			}
 		}
@@ -204,6 +219,22 @@ func (s *Service) Store(ctx context.Context, userID, deviceID string, up *Upload
 		s.announce(ctx, DeviceListChange{UserID: userID, Devices: []string{deviceID}})
 	}
 	return counts, err
+}
+
+// A stored one-time key is 0x00, its upload sequence number (8 bytes)
+// and its JSON, so that claims hand keys out oldest first (MSC4225,
+// Complement TestKeyClaimOrdering). Keys stored before the sequence
+// existed are their bare JSON (never starting with 0x00) and count as
+// older than any other.
+func encodeOTK(seq uint64, keyJSON []byte) []byte {
+	return append(append([]byte{0}, store.PutU64(seq)...), keyJSON...)
+}
+
+func decodeOTK(v []byte) (seq uint64, keyJSON []byte) {
+	if len(v) >= 9 && v[0] == 0 {
+		return store.U64(v[1:9]), v[9:]
+	}
+	return 0, v
 }
 
 // jsonEqual compares two JSON values by meaning, not bytes.

@@ -50,6 +50,7 @@ var (
 	UserDeactivated        = newErr(http.StatusForbidden, "M_USER_DEACTIVATED")
 	WeakPassword           = newErr(http.StatusBadRequest, "M_WEAK_PASSWORD")
 	InvalidRoomState       = newErr(http.StatusBadRequest, "M_INVALID_ROOM_STATE")
+	BadAlias               = newErr(http.StatusBadRequest, "M_BAD_ALIAS")
 	Unauthorized           = newErr(http.StatusUnauthorized, "M_UNAUTHORIZED")
 	// Conflict is the spec's 409 for a room alias that already exists.
 	Conflict = newErr(http.StatusConflict, "M_UNKNOWN")

@@ -95,8 +95,69 @@ func (e *Engine) DeleteAlias(ctx context.Context, userID, alias string) error {
 				return err
 			}
 		}
-		return tx.Delete(store.Aliases, []byte(alias))
+		if err := tx.Delete(store.Aliases, []byte(alias)); err != nil {
+			return err
+		}
+		return e.dropCanonicalAlias(tx, rec.RoomID, userID, alias)
 	})
+}
+
+// dropCanonicalAlias takes a deleted alias out of the room's
+// m.room.canonical_alias, as the deleting user, so that the room no longer
+// advertises it (Synapse does the same). If the user may not change that
+// state, the event stays as it is: the alias is gone all the same.
+func (e *Engine) dropCanonicalAlias(tx *store.Tx, roomID, userID, alias string) error {
+	info, err := roomInfo(tx, roomID)
+	if err != nil {
+		return nil // a room this server no longer knows: nothing to update
+	}
+	cur, err := e.currentStateEvent(tx, info.NID, "m.room.canonical_alias", "")
+	if err != nil || cur == nil {
+		return err
+	}
+	var c map[string]json.RawMessage
+	if json.Unmarshal(cur.PDU.Content(), &c) != nil {
+		return nil
+	}
+	changed := false
+	var main string
+	if json.Unmarshal(c["alias"], &main) == nil && main == alias {
+		delete(c, "alias")
+		changed = true
+	}
+	var alt []string
+	if json.Unmarshal(c["alt_aliases"], &alt) == nil {
+		kept := alt[:0]
+		for _, a := range alt {
+			if a != alias {
+				kept = append(kept, a)
+			}
+		}
+		if len(kept) != len(alt) {
+			changed = true
+			if len(kept) == 0 {
+				delete(c, "alt_aliases")
+			} else {
+				c["alt_aliases"], _ = json.Marshal(kept)
+			}
+		}
+	}
+	if !changed {
+		return nil
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	sk := ""
+	pdu, err := e.build(tx, info, SendRequest{Sender: userID, RoomID: roomID, Type: "m.room.canonical_alias", StateKey: &sk, Content: b})
+	if err != nil {
+		return nil // not allowed to change it
+	}
+	if _, err := e.append(tx, info, pdu, "", ""); err != nil {
+		return err
+	}
+	return putRoomInfo(tx, info)
 }
 
 // LocalAliases lists the aliases pointing at a room.
@@ -251,4 +312,60 @@ func (e *Engine) publicRoom(tx *store.Tx, info *Info) (PublicRoom, error) {
 	pr.RoomType = field("m.room.create", "type")
 	pr.NumJoinedMembers = info.Joined
 	return pr, nil
+}
+
+// CheckCanonicalAlias validates the content of an m.room.canonical_alias
+// a local user sets (Client-Server API, PUT /state: "M_BAD_ALIAS"): alias
+// and every alt_aliases entry must be room aliases (else M_INVALID_PARAM),
+// and the local ones must exist and point to this room (else M_BAD_ALIAS).
+// Aliases on other servers are taken as given: asking their servers would
+// make setting room state wait on the network.
+func (e *Engine) CheckCanonicalAlias(roomID string, content []byte) error {
+	var c struct {
+		Alias      *json.RawMessage   `json:"alias"`
+		AltAliases *[]json.RawMessage `json:"alt_aliases"`
+	}
+	if err := json.Unmarshal(content, &c); err != nil {
+		return matrixerr.InvalidParam("alias must be a string and alt_aliases a list of strings")
+	}
+	var aliases []string
+	add := func(raw json.RawMessage, emptyOK bool) error {
+		var a *string
+		if err := json.Unmarshal(raw, &a); err != nil {
+			return matrixerr.InvalidParam("aliases must be strings")
+		}
+		if a == nil || (*a == "" && emptyOK) {
+			return nil // null or "": no canonical alias
+		}
+		aliases = append(aliases, *a)
+		return nil
+	}
+	if c.Alias != nil {
+		if err := add(*c.Alias, true); err != nil {
+			return err
+		}
+	}
+	if c.AltAliases != nil {
+		for _, raw := range *c.AltAliases {
+			if err := add(raw, false); err != nil {
+				return err
+			}
+		}
+	}
+	return e.db.View(func(tx *store.Tx) error {
+		for _, a := range aliases {
+			_, server, _ := strings.Cut(a, ":")
+			if err := validateAlias(a, server); err != nil {
+				return err
+			}
+			if server != string(e.serverName) {
+				continue
+			}
+			var rec aliasRecord
+			if b := tx.Get(store.Aliases, []byte(a)); b == nil || json.Unmarshal(b, &rec) != nil || rec.RoomID != roomID {
+				return matrixerr.BadAlias("room alias " + a + " does not point to this room")
+			}
+		}
+		return nil
+	})
 }

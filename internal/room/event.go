@@ -31,7 +31,7 @@ type Event struct {
 	StateBefore uint64 // snapshot NID of the room state before this event
 	RedactedBy  uint64 // NID of the redaction that redacted it, if any
 	Replaces    uint64 // for state events: the NID of the state it replaced
-	TxnDevice   string // the sending device and its txn ID, for unsigned.transaction_id
+	TxnDevice   string // the sending client session (once the device) and its txn ID, for unsigned.transaction_id
 	TxnID       string
 	JSON        []byte
 	PDU         gomatrixserverlib.PDU
@@ -110,8 +110,8 @@ type ClientEvent struct {
 
 // ClientView says how an event is shown to one viewer.
 type ClientView struct {
-	// Viewer is the user ID and device the event is served to; the sending
-	// device alone sees unsigned.transaction_id.
+	// Viewer is the user ID and client session the event is served to;
+	// the sending session alone sees unsigned.transaction_id.
 	Viewer, ViewerDevice string
 	// OmitRoomID drops room_id, as /sync does inside a room's section.
 	OmitRoomID bool

@@ -35,6 +35,9 @@ func (e *Engine) PrepareInvite(req MembershipRequest) (gomatrixserverlib.PDU, []
 			}
 		}
 		content := map[string]any{"membership": "invite"}
+		for k, v := range req.Extra {
+			content[k] = v
+		}
 		if req.Reason != "" {
 			content["reason"] = req.Reason
 		}
@@ -126,4 +129,55 @@ func remoteRoomState(ev *Event) []json.RawMessage {
 		out = append(out, json.RawMessage(s.Raw))
 	}
 	return out
+}
+
+// RejectInviteLocally declines an invite to a room this server is not in
+// when no server in the room can be reached to leave through (the
+// inviting server is gone, or no one is left in the room): an out-of-band
+// leave, built and signed here on top of the invite alone, becomes the
+// user's membership. It is never sent anywhere; the room's servers still
+// see the invite until one of them hears otherwise, which is all that can
+// be done without them (Client-Server API §"Leaving rooms": rejecting an
+// invite always succeeds for the invitee).
+func (e *Engine) RejectInviteLocally(ctx context.Context, userID, roomID string) (string, error) {
+	var eventID string
+	err := e.db.Update(ctx, func(tx *store.Tx) error {
+		info, err := roomInfo(tx, roomID)
+		if err != nil {
+			return err
+		}
+		inv, err := e.currentStateEvent(tx, info.NID, "m.room.member", userID)
+		if err != nil {
+			return err
+		}
+		if inv == nil || inv.Flags&flagStateless == 0 {
+			return matrixerr.Forbidden("no invite to reject here")
+		}
+		if m, _ := inv.PDU.Membership(); m != "invite" {
+			return matrixerr.Forbidden("no invite to reject here")
+		}
+		ver, err := gomatrixserverlib.GetRoomVersion(inv.PDU.Version())
+		if err != nil {
+			return err
+		}
+		sk := userID
+		proto := gomatrixserverlib.ProtoEvent{SenderID: userID, RoomID: roomID, Type: "m.room.member", StateKey: &sk,
+			PrevEvents: []string{inv.ID}, AuthEvents: []string{inv.ID}, Depth: inv.PDU.Depth() + 1,
+			Content: []byte(`{"membership":"leave"}`)}
+		pdu, err := ver.NewEventBuilderFromProtoEvent(&proto).Build(e.now(), e.serverName, e.keyID, e.key)
+		if err != nil {
+			return badEvent(err)
+		}
+		eventID = pdu.EventID()
+		ev := &Event{RoomNID: info.NID, Version: info.Version, ID: eventID, JSON: pdu.JSON(), PDU: pdu,
+			Flags: flagOutlier | flagStateless}
+		if err := e.storeEvent(tx, ev); err != nil {
+			return err
+		}
+		if err := setCurrent(tx, info, pdu, ev.NID); err != nil {
+			return err
+		}
+		return putRoomInfo(tx, info)
+	})
+	return eventID, err
 }

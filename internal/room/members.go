@@ -128,35 +128,71 @@ func (e *Engine) Forget(ctx context.Context, userID, roomID string) error {
 	})
 }
 
-// MemberEvents returns the room's current m.room.member events, filtered
-// by membership (empty matches all) — the source of /members.
-func (e *Engine) MemberEvents(userID, roomID, membership, notMembership string) ([]ClientEvent, error) {
+// MemberEvents returns the room's m.room.member events, filtered by
+// membership and not_membership (empty matches all) — the source of
+// /members. The list is the state at position at (math.MaxUint64: now;
+// 0, before the first event, is a valid position), and never later
+// than the user's leave: a user who left sees the members as they were
+// when they left. A position before the user's first membership counts as
+// that membership's position, so a token from the start of their
+// timeline (an initial sync's prev_batch) names the room as they found it.
+func (e *Engine) MemberEvents(userID, roomID, membership, notMembership string, at uint64) ([]ClientEvent, error) {
 	var out []ClientEvent
 	err := e.db.View(func(tx *store.Tx) error {
-		info, _, err := e.readable(tx, userID, roomID)
+		info, h, err := e.readable(tx, userID, roomID)
 		if err != nil {
 			return err
 		}
-		return eachCurrentState(tx, info.NID, "m.room.member\x00", func(_, _ string, nid uint64) error {
+		_, pos := h.bounds()
+		if at < pos {
+			pos = at
+			if len(h.members) > 0 && pos < h.members[0].pos {
+				pos = h.members[0].pos
+			}
+		}
+		nids, err := e.stateNIDsAt(tx, info, pos)
+		if err != nil {
+			return err
+		}
+		for _, nid := range nids {
 			ev, err := e.loadEvent(tx, nid)
 			if err != nil {
 				return err
 			}
+			if ev.PDU.Type() != "m.room.member" {
+				continue
+			}
 			m, _ := ev.PDU.Membership()
 			if (membership != "" && m != membership) || (notMembership != "" && m == notMembership) {
-				return nil
+				continue
 			}
 			out = append(out, e.clientEvent(tx, ev, ClientView{}))
-			return nil
-		})
+		}
+		return nil
 	})
 	return out, err
 }
 
-// JoinedMember is one entry of /joined_members.
+// JoinedMember is one entry of /joined_members. Both fields are always
+// present, null when unset, as Synapse answers and Complement ("joined_members
+// fetches my membership") expects; the spec's schema has no null for them,
+// but absent fields fail that test.
 type JoinedMember struct {
-	DisplayName string `json:"display_name,omitempty"`
-	AvatarURL   string `json:"avatar_url,omitempty"`
+	DisplayName *string `json:"display_name"`
+	AvatarURL   *string `json:"avatar_url"`
+}
+
+// Name is the member's display name, "" if unset.
+func (m JoinedMember) Name() string { return unsetAsEmpty(m.DisplayName) }
+
+// Avatar is the member's avatar URL, "" if unset.
+func (m JoinedMember) Avatar() string { return unsetAsEmpty(m.AvatarURL) }
+
+func unsetAsEmpty(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 // JoinedMembers returns the joined members and their room profiles.
@@ -176,9 +212,9 @@ func (e *Engine) JoinedMembers(userID, roomID string) (map[string]JoinedMember, 
 				return err
 			}
 			var c struct {
-				Membership  string `json:"membership"`
-				DisplayName string `json:"displayname"`
-				AvatarURL   string `json:"avatar_url"`
+				Membership  string  `json:"membership"`
+				DisplayName *string `json:"displayname"`
+				AvatarURL   *string `json:"avatar_url"`
 			}
 			json.Unmarshal(ev.PDU.Content(), &c)
 			if c.Membership == "join" {

@@ -10,6 +10,12 @@ import (
 
 // Event returns one event the user may see (GET /rooms/{id}/event/{eventId}).
 func (e *Engine) Event(userID, roomID, eventID string) (*ClientEvent, error) {
+	return e.EventForSession(userID, "", roomID, eventID)
+}
+
+// EventForSession is Event as served to one client session of the user,
+// which sees unsigned.transaction_id on the events it sent.
+func (e *Engine) EventForSession(userID, session, roomID, eventID string) (*ClientEvent, error) {
 	var out *ClientEvent
 	err := e.db.View(func(tx *store.Tx) error {
 		info, h, err := e.readable(tx, userID, roomID)
@@ -29,7 +35,7 @@ func (e *Engine) Event(userID, roomID, eventID string) (*ClientEvent, error) {
 		if ev.RoomNID != info.NID || ev.Flags&flagRejected != 0 {
 			return matrixerr.NotFound("event not found")
 		}
-		ce := e.clientEvent(tx, ev, ClientView{Viewer: userID, NowMs: nowMs()})
+		ce := e.clientEvent(tx, ev, ClientView{Viewer: userID, ViewerDevice: session, NowMs: nowMs()})
 		out = &ce
 		return nil
 	})

@@ -18,7 +18,7 @@ import (
 // §"Sending events to a room": PUT /send and PUT /state).
 type SendRequest struct {
 	Sender   string // full user ID
-	Device   string // the sending device, for transaction-ID idempotency
+	Device   string // the sending client session (see TxnKey), for transaction-ID idempotency
 	RoomID   string
 	Type     string
 	StateKey *string // nil for message events
@@ -28,8 +28,9 @@ type SendRequest struct {
 }
 
 // Send builds, authorises, signs and appends an event, returning its ID once
-// it is durable. A repeated (sender, device, txn) returns the first event's
-// ID without sending again.
+// it is durable. A repeated transaction (same sender, client session,
+// room, request path and txn ID) returns the first event's ID without
+// sending again; so does a state event identical to the current one.
 //
 // The event is built and signed on the caller's goroutine against the
 // room's head as a read transaction sees it, so the store's single writer
@@ -54,6 +55,9 @@ func (e *Engine) Send(ctx context.Context, req SendRequest) (string, error) {
 		if err != nil {
 			return err
 		}
+		if eventID, err = e.unchangedState(tx, info, req); err != nil || eventID != "" {
+			return err
+		}
 		head = info.LastPos
 		pre, err = e.build(tx, info, req)
 		return err
@@ -68,6 +72,9 @@ func (e *Engine) Send(ctx context.Context, req SendRequest) (string, error) {
 		}
 		info, err := roomInfo(tx, req.RoomID)
 		if err != nil {
+			return err
+		}
+		if eventID, err = e.unchangedState(tx, info, req); err != nil || eventID != "" {
 			return err
 		}
 		pdu := pre
@@ -105,7 +112,44 @@ func (e *Engine) sentBefore(tx *store.Tx, req SendRequest) (string, error) {
 // (Client-Server API §"Size limits").
 const maxEventBytes = 65536
 
-func txnKey(req SendRequest) []byte { return store.Key(req.Sender, req.Device, req.TxnID) }
+// txnKey scopes a transaction ID to the sender's client session and the
+// request path — the room, and the event type or the redacted event
+// (Client-Server API §"Transaction identifiers"): the same ID in another
+// room, or from another login, is another event.
+func txnKey(req SendRequest) []byte {
+	path := req.Type
+	if req.Redacts != "" {
+		path = "redact " + req.Redacts
+	}
+	return store.Key(req.Sender, req.Device, req.TxnID, req.RoomID, path)
+}
+
+// unchangedState returns the current state event that req would only
+// repeat — same type, state key, sender and content — so that setting the
+// same state twice makes no second event (as Synapse does; Complement
+// "Setting state twice is idempotent"). A sender no longer joined gets no
+// such answer: their request goes through the auth rules.
+func (e *Engine) unchangedState(tx *store.Tx, info *Info, req SendRequest) (string, error) {
+	if req.StateKey == nil || req.Type == "m.room.redaction" {
+		return "", nil
+	}
+	nid := currentStateNID(tx, info.NID, req.Type, *req.StateKey)
+	if nid == 0 || membershipIn(tx, req.Sender, info.NID).Membership != "join" {
+		return "", nil
+	}
+	ev, err := e.loadEvent(tx, nid)
+	if err != nil {
+		return "", err
+	}
+	content := req.Content
+	if len(content) == 0 {
+		content = json.RawMessage("{}")
+	}
+	if string(ev.PDU.SenderID()) != req.Sender || ev.Flags&flagRedacted != 0 || !jsonEqual(ev.PDU.Content(), content) {
+		return "", nil
+	}
+	return ev.ID, nil
+}
 
 // buildAndAppend builds and appends in one write transaction, so the
 // prev_events, depth and auth state it reads cannot change under it.
@@ -180,7 +224,12 @@ func (e *Engine) append(tx *store.Tx, info *Info, pdu gomatrixserverlib.PDU, dev
 	ev := &Event{NID: nid, RoomNID: info.NID, Version: info.Version, ID: pdu.EventID(), StateBefore: info.Snapshot, JSON: pdu.JSON(), PDU: pdu}
 	if txnID != "" {
 		ev.TxnDevice, ev.TxnID = device, txnID
-		if err := tx.Put(store.Txns, store.Key(string(pdu.SenderID()), device, txnID), store.PutU64(nid)); err != nil {
+		req := SendRequest{Sender: string(pdu.SenderID()), Device: device, TxnID: txnID, RoomID: info.ID,
+			Type: pdu.Type(), Redacts: redactsTarget(pdu)}
+		if pdu.Type() != "m.room.redaction" {
+			req.Redacts = ""
+		}
+		if err := tx.Put(store.Txns, txnKey(req), store.PutU64(nid)); err != nil {
 			return nil, err
 		}
 	}

@@ -142,12 +142,17 @@ func (h *history) anyVisibility(from, to uint64, values ...string) bool {
 
 // readable returns a room and what the user may see of it. Users who were
 // never in the room, and are not offered world-readable history, are
-// refused; an unknown room answers the same way, so room IDs cannot be
+// refused, as are users who forgot it; an unknown room answers the same way, so room IDs cannot be
 // probed.
 func (e *Engine) readable(tx *store.Tx, userID, roomID string) (*Info, *history, error) {
 	info, err := roomInfo(tx, roomID)
 	if err != nil {
 		return nil, nil, matrixerr.Forbidden("you are not a member of this room")
+	}
+	if membershipIn(tx, userID, info.NID).Forgotten {
+		// Client-Server API §"Leaving rooms": a forgotten room's history
+		// is no longer served to the user.
+		return nil, nil, matrixerr.Forbidden("you have forgotten this room")
 	}
 	h := e.history(tx, userID, info.NID)
 	if len(h.members) == 0 && h.visibilityAt(math.MaxUint64) != "world_readable" {

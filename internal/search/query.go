@@ -62,7 +62,7 @@ type Results struct {
 	Count      int
 	Highlights []string
 	Hits       []Hit
-	NextBatch  string // empty when there are no more
+	NextBatch  string // set on every full page; empty on a short one
 }
 
 // candidate is an event that matched every term so far.
@@ -161,15 +161,9 @@ func (ix *Index) Search(q Query) (*Results, error) {
 				return cmpDesc(a.nid, b.nid)
 			})
 		}
-		var lastNID uint64
-		var lastScore float64
 		for _, c := range cands {
 			if !cur.before(c, q.Recent) {
 				continue
-			}
-			if len(res.Hits) == limit {
-				res.NextBatch = cursor{upTo: cur.upTo, score: lastScore, nid: lastNID}.String()
-				break
 			}
 			ev, ok := s.Event(c.nid)
 			if !ok {
@@ -180,7 +174,13 @@ func (ix *Index) Search(q Query) (*Results, error) {
 				h.Context = hitContext(s, c, q)
 			}
 			res.Hits = append(res.Hits, h)
-			lastNID, lastScore = c.nid, c.score
+			if len(res.Hits) == limit {
+				// A full page always carries next_batch, as Synapse's
+				// does and Complement expects: the page after the last
+				// result is empty and has none.
+				res.NextBatch = cursor{upTo: cur.upTo, score: c.score, nid: c.nid}.String()
+				break
+			}
 		}
 		return nil
 	})

@@ -306,3 +306,26 @@ func TestCatchUpAfterRestart(t *testing.T) {
 		t.Fatalf("the earlier message was indexed twice or lost: %v", hitIDs(res))
 	}
 }
+
+// A full page carries next_batch even when nothing follows, and the page
+// after it is empty and has none (Complement's "Can back-paginate search
+// results": 20 hits in pages of 10, then an empty third page).
+func TestFullPageHasNextBatch(t *testing.T) {
+	en := newEnv(t)
+	r := en.createRoom(alice)
+	for i := range 4 {
+		en.send(alice, r, fmt.Sprintf("needle %d", i))
+	}
+	res := en.search(Query{UserID: alice, Term: "needle", Recent: true, Limit: 2})
+	if len(res.Hits) != 2 || res.NextBatch == "" {
+		t.Fatalf("first page: %d hits, next_batch %q", len(res.Hits), res.NextBatch)
+	}
+	res = en.search(Query{UserID: alice, Term: "needle", Recent: true, Limit: 2, Token: res.NextBatch})
+	if len(res.Hits) != 2 || res.NextBatch == "" {
+		t.Fatalf("second (last full) page: %d hits, next_batch %q", len(res.Hits), res.NextBatch)
+	}
+	res = en.search(Query{UserID: alice, Term: "needle", Recent: true, Limit: 2, Token: res.NextBatch})
+	if len(res.Hits) != 0 || res.NextBatch != "" || res.Count != 4 {
+		t.Fatalf("third page: %d hits, count %d, next_batch %q", len(res.Hits), res.Count, res.NextBatch)
+	}
+}

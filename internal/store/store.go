@@ -16,7 +16,9 @@
 //	roominfo      roomNID → room.Info (JSON)
 //	events        eventNID (u64) → room.storedEvent (binary header + event JSON)
 //	eventids      eventID → eventNID
-//	txns          localpart 0x00 deviceID 0x00 txnID → eventNID
+//	txns          userID 0x00 session 0x00 txnID 0x00 roomID 0x00 (eventType | "redact " redactedID) → eventNID
+//	              (keys written before client sessions were localpart 0x00 deviceID 0x00 txnID; they are
+//	              never read again, which only forgets retries in flight across the upgrade)
 //	timeline      roomNID ‖ streamPos → eventNID   (stream order of a room)
 //	state         roomNID ‖ type 0x00 stateKey → eventNID   (current state)
 //	snapshots     snapshotNID → room.snapshot (parent + delta)
@@ -33,7 +35,8 @@
 //	mediapending  userID 0x00 mediaID → u64 unused_expires_at (ms) of a created, not yet uploaded mxc URI
 //	mediausage    userID → u64 bytes of media the user uploaded (for media_quota_bytes)
 //	devicekeys    userID 0x00 deviceID → device keys JSON as uploaded (internal/keys)
-//	otks          userID 0x00 deviceID 0x00 algorithm 0x00 keyID → one-time key JSON
+//	otks          userID 0x00 deviceID 0x00 algorithm 0x00 keyID → 0x00 uploadSeq(8) one-time key JSON
+//	              (uploadSeq from the bucket's sequence; values from before it are the bare JSON)
 //	fallbackkeys  userID 0x00 deviceID 0x00 algorithm → keys.fallback (JSON: key ID, key, used)
 //	crosssigning  userID 0x00 master|self_signing|user_signing → cross-signing key JSON
 //	keysigs       targetUserID 0x00 targetKeyID 0x00 signerUserID 0x00 signerKeyID → signature (targetKeyID: device ID or cross-signing public key)

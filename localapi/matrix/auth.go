@@ -14,6 +14,11 @@ type caller struct {
 	Localpart string
 	UserID    string
 	DeviceID  string
+	// Session is the client session of the access token: what
+	// transaction IDs are scoped to, and who sees
+	// unsigned.transaction_id (Client-Server API §"Transaction
+	// identifiers").
+	Session string
 }
 
 // authed wraps a handler that needs an access token (Client-Server API
@@ -41,7 +46,7 @@ func (s *Server) authed(h func(w http.ResponseWriter, r *http.Request, c *caller
 			matrixerr.Write(w, err)
 			return
 		}
-		h(w, r, &caller{Localpart: t.Localpart, UserID: s.accounts.UserID(t.Localpart), DeviceID: t.DeviceID})
+		h(w, r, &caller{Localpart: t.Localpart, UserID: s.accounts.UserID(t.Localpart), DeviceID: t.DeviceID, Session: t.TxnScope()})
 	}
 }
 
@@ -65,10 +70,13 @@ func (s *Server) loginFlows(w http.ResponseWriter, r *http.Request) {
 	}})
 }
 
-// userLocalpart accepts a bare localpart or a full local user ID.
+// userLocalpart accepts a bare localpart or a full local user ID, in any
+// case: user IDs are registered lowercase, and Synapse logs "@Alice:server"
+// or "ALICE" in as alice, which clients and Complement ("Login with
+// uppercase username works") rely on.
 func (s *Server) userLocalpart(user string) string {
 	if strings.HasPrefix(user, "@") {
-		return s.accounts.Localpart(user)
+		return strings.ToLower(s.accounts.Localpart(user))
 	}
 	return strings.ToLower(user)
 }
@@ -203,8 +211,11 @@ func (s *Server) passwordUIA(r *http.Request, body []byte, c *caller) error {
 		if user == "" {
 			user = auth.User
 		}
-		if lp := s.userLocalpart(user); lp != c.Localpart {
+		if user == "" {
 			return matrixerr.Forbidden("authenticate as yourself")
+		}
+		if s.userLocalpart(user) != c.Localpart {
+			return uiaFatal{matrixerr.Forbidden("authenticate as yourself")}
 		}
 		_, err := s.accounts.CheckPassword(c.Localpart, auth.Password)
 		return err

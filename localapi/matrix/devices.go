@@ -127,5 +127,12 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, c *calle
 			return
 		}
 	}
+	if logout && s.push != nil {
+		// The revoked devices' pushers go with them.
+		if err := s.push.RemovePushersExcept(r.Context(), c.UserID, c.DeviceID); err != nil {
+			matrixerr.Write(w, err)
+			return
+		}
+	}
 	writeJSON(w, struct{}{})
 }

@@ -69,8 +69,12 @@ func (s *Server) resolveAlias(ctx context.Context, alias string) (string, []stri
 	return s.fed.ResolveAlias(ctx, alias)
 }
 
-func (s *Server) joinRemote(r *http.Request, c *caller, roomID string, via []string, reason string) error {
-	content := map[string]any{"membership": "join"}
+func (s *Server) joinRemote(r *http.Request, c *caller, roomID string, via []string, reason string, extra map[string]json.RawMessage) error {
+	content := map[string]any{}
+	for k, v := range extra {
+		content[k] = v
+	}
+	content["membership"] = "join"
 	p := s.profileOf(c)
 	if p.DisplayName != "" {
 		content["displayname"] = p.DisplayName
@@ -103,12 +107,20 @@ func (s *Server) remoteMembership(w http.ResponseWriter, r *http.Request, op str
 		if inv == nil {
 			return false
 		}
-		if m, _ := inv.Membership(); m != "invite" {
+		if m, _ := inv.Membership(); m != "invite" || serverOf(string(inv.SenderID())) == s.accounts.ServerName() {
+			// Not an invite, or one made here: this server holds the
+			// room's state, so the leave is built locally even when no
+			// one is joined any more.
 			return false
 		}
 		if err := s.fed.LeaveRoom(r.Context(), mr.Sender, mr.RoomID, []string{serverOf(string(inv.SenderID()))}); err != nil {
-			matrixerr.Write(w, err)
-			return true
+			// The inviting server cannot take the leave (gone,
+			// unreachable, or no longer in the room): decline here, so
+			// the invite stops showing and the room moves to leave.
+			if _, lerr := s.rooms.RejectInviteLocally(r.Context(), mr.Sender, mr.RoomID); lerr != nil {
+				matrixerr.Write(w, err)
+				return true
+			}
 		}
 	default:
 		return false

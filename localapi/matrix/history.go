@@ -42,7 +42,7 @@ func queryDir(q url.Values) (room.Direction, error) {
 }
 
 func (s *Server) getEvent(w http.ResponseWriter, r *http.Request, c *caller) {
-	ev, err := s.rooms.Event(c.UserID, r.PathValue("roomId"), r.PathValue("eventId"))
+	ev, err := s.rooms.EventForSession(c.UserID, c.Session, r.PathValue("roomId"), r.PathValue("eventId"))
 	if err != nil {
 		matrixerr.Write(w, err)
 		return
@@ -83,7 +83,7 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request, c *caller) {
 		return
 	}
 	roomID := r.PathValue("roomId")
-	page, err := s.rooms.Messages(c.UserID, c.DeviceID, roomID, from, to, dir, filter)
+	page, err := s.rooms.Messages(c.UserID, c.Session, roomID, from, to, dir, filter)
 	if err != nil {
 		matrixerr.Write(w, err)
 		return
@@ -94,7 +94,7 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request, c *caller) {
 		// from another server in the room, and keep the client paging
 		// while some may remain.
 		if n, _ := s.fed.Backfill(r.Context(), roomID, filter.Limit); n > 0 {
-			if page, err = s.rooms.Messages(c.UserID, c.DeviceID, roomID, from, to, dir, filter); err != nil {
+			if page, err = s.rooms.Messages(c.UserID, c.Session, roomID, from, to, dir, filter); err != nil {
 				matrixerr.Write(w, err)
 				return
 			}
@@ -103,7 +103,11 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request, c *caller) {
 		more = page.More || (older && len(page.Chunk) > 0)
 	}
 	resp := map[string]any{"chunk": page.Chunk, "start": pageToken(from)}
-	if more {
+	// end goes with every page that has events, as Synapse's do: forward,
+	// more may arrive after it; backward, the client learns it reached the
+	// start from the empty page that follows. Only an empty page, with
+	// nothing more, omits it (Client-Server API GET /messages).
+	if more || len(page.Chunk) > 0 {
 		resp["end"] = pageToken(page.End)
 	}
 	if len(page.State) > 0 {
@@ -125,7 +129,7 @@ func (s *Server) eventContext(w http.ResponseWriter, r *http.Request, c *caller)
 		matrixerr.Write(w, err)
 		return
 	}
-	ctx, err := s.rooms.Context(c.UserID, c.DeviceID, r.PathValue("roomId"), r.PathValue("eventId"), min(limit, 100), f)
+	ctx, err := s.rooms.Context(c.UserID, c.Session, r.PathValue("roomId"), r.PathValue("eventId"), min(limit, 100), f)
 	if err != nil {
 		matrixerr.Write(w, err)
 		return

@@ -127,7 +127,7 @@ func (s *Server) keysChanges(w http.ResponseWriter, r *http.Request, c *caller) 
 	}
 	// The member events between the tokens, as a sync would return them,
 	// tell who started or stopped sharing a room with the caller.
-	rooms, err := s.rooms.Sync(room.SyncRequest{UserID: c.UserID, Device: c.DeviceID, Since: from.pos, Now: to.pos,
+	rooms, err := s.rooms.Sync(room.SyncRequest{UserID: c.UserID, Device: c.Session, Since: from.pos, Now: to.pos,
 		Timeline: room.EventFilter{Types: []string{"m.room.member"}}, Ephemeral: room.EventFilter{Limit: -1}})
 	if err != nil {
 		matrixerr.Write(w, err)

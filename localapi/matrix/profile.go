@@ -200,7 +200,7 @@ func (s *Server) userDirectory(w http.ResponseWriter, r *http.Request, c *caller
 	for _, id := range rooms {
 		members, _ := s.rooms.JoinedMembers(c.UserID, id)
 		for uid, m := range members {
-			consider(uid, m.DisplayName, m.AvatarURL)
+			consider(uid, m.Name(), m.Avatar())
 		}
 	}
 	sort.Slice(results, func(i, j int) bool { return results[i].UserID < results[j].UserID })

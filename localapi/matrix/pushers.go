@@ -38,6 +38,7 @@ func (s *Server) setPusher(w http.ResponseWriter, r *http.Request, c *caller) {
 		matrixerr.Write(w, err)
 		return
 	}
+	req.Device = c.DeviceID
 	if err := p.SetPusher(r.Context(), c.UserID, req); err != nil {
 		matrixerr.Write(w, err)
 		return

@@ -1,7 +1,9 @@
 package matrix
 
 import (
+	"context"
 	"encoding/json"
+	"math"
 	"net/http"
 	"strings"
 	"time"
@@ -41,9 +43,16 @@ func (s *Server) joinRoom(w http.ResponseWriter, r *http.Request, c *caller) {
 	var req struct {
 		Reason string `json:"reason"`
 	}
-	if err := readJSON(r, &req); err != nil {
+	var body map[string]json.RawMessage
+	if err := readJSON(r, &body); err != nil {
 		matrixerr.Write(w, err)
 		return
+	}
+	if raw, ok := body["reason"]; ok {
+		if err := json.Unmarshal(raw, &req.Reason); err != nil {
+			matrixerr.Write(w, matrixerr.BadJSON("reason must be a string"))
+			return
+		}
 	}
 	roomID, via, err := s.roomAndServers(r, target)
 	if err != nil {
@@ -52,7 +61,7 @@ func (s *Server) joinRoom(w http.ResponseWriter, r *http.Request, c *caller) {
 	}
 	if s.fed != nil && !s.rooms.HasLocalJoined(roomID) && s.hasOtherServer(via) {
 		// No one here is in the room: join through another server.
-		if err := s.joinRemote(r, c, roomID, via, req.Reason); err != nil {
+		if err := s.joinRemote(r, c, roomID, via, req.Reason, joinExtra(body)); err != nil {
 			matrixerr.Write(w, err)
 			return
 		}
@@ -64,12 +73,60 @@ func (s *Server) joinRoom(w http.ResponseWriter, r *http.Request, c *caller) {
 		return
 	}
 	if _, err := s.rooms.ChangeMembership(r.Context(), room.MembershipRequest{Sender: c.UserID, RoomID: roomID,
-		Target: c.UserID, Membership: "join", Reason: req.Reason, Profile: s.profileOf(c)}); err != nil {
+		Target: c.UserID, Membership: "join", Reason: req.Reason, Profile: s.profileOf(c),
+		Extra: joinExtra(body)}); err != nil {
 		matrixerr.Write(w, err)
 		return
 	}
 	writeJSON(w, map[string]any{"room_id": roomID})
 }
+
+// joinExtra is the custom content of a join request's body that goes into
+// the member event (Complement "POST /join/:room_id can join a room with
+// custom content"): everything but the fields the spec gives a meaning
+// to. membership is always set by the server.
+func joinExtra(body map[string]json.RawMessage) map[string]json.RawMessage {
+	extra := map[string]json.RawMessage{}
+	for k, v := range body {
+		switch k {
+		case "membership", "reason", "third_party_signed":
+			continue
+		}
+		extra[k] = v
+	}
+	return extra
+}
+
+// inviteeProfile is the invitee's displayname and avatar_url, put into the
+// invite event so that clients can show who was invited before they join
+// (as Synapse does): read locally for local users, asked of the user's
+// server for remote ones, briefly and best effort.
+func (s *Server) inviteeProfile(r *http.Request, userID string) map[string]json.RawMessage {
+	var name, avatar string
+	if serverOf(userID) == s.accounts.ServerName() {
+		u, err := s.accounts.Get(s.accounts.Localpart(userID))
+		if err != nil || u == nil {
+			return nil
+		}
+		name, avatar = u.DisplayName, u.AvatarURL
+	} else if s.fed != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), inviteProfileTimeout)
+		defer cancel()
+		name, avatar, _ = s.fed.QueryProfile(ctx, userID, "")
+	}
+	out := map[string]json.RawMessage{}
+	if name != "" {
+		out["displayname"], _ = json.Marshal(name)
+	}
+	if avatar != "" {
+		out["avatar_url"], _ = json.Marshal(avatar)
+	}
+	return out
+}
+
+// inviteProfileTimeout bounds the profile query an invite of a remote user
+// makes: the invite must not wait on a slow server for a nicety.
+const inviteProfileTimeout = 2 * time.Second
 
 // membership serves leave, invite, kick, ban and unban.
 func (s *Server) membership(op string) func(http.ResponseWriter, *http.Request, *caller) {
@@ -104,6 +161,9 @@ func (s *Server) membership(op string) func(http.ResponseWriter, *http.Request, 
 				matrixerr.Write(w, matrixerr.InvalidParam("invalid user_id"))
 				return
 			}
+		}
+		if op == "invite" {
+			mr.Extra = s.inviteeProfile(r, mr.Target)
 		}
 		if s.remoteMembership(w, r, op, mr) {
 			return
@@ -142,7 +202,7 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request, c *caller) 
 		matrixerr.Write(w, err)
 		return
 	}
-	id, err := s.rooms.Send(r.Context(), room.SendRequest{Sender: c.UserID, Device: c.DeviceID,
+	id, err := s.rooms.Send(r.Context(), room.SendRequest{Sender: c.UserID, Device: c.Session,
 		RoomID: r.PathValue("roomId"), Type: r.PathValue("eventType"), Content: content, TxnID: r.PathValue("txnId")})
 	if err != nil {
 		matrixerr.Write(w, roomErr(err))
@@ -160,7 +220,7 @@ func (s *Server) redact(w http.ResponseWriter, r *http.Request, c *caller) {
 		return
 	}
 	content, _ := json.Marshal(req)
-	id, err := s.rooms.Send(r.Context(), room.SendRequest{Sender: c.UserID, Device: c.DeviceID,
+	id, err := s.rooms.Send(r.Context(), room.SendRequest{Sender: c.UserID, Device: c.Session,
 		RoomID: r.PathValue("roomId"), Type: "m.room.redaction", Content: content,
 		TxnID: r.PathValue("txnId"), Redacts: r.PathValue("eventId")})
 	if err != nil {
@@ -198,7 +258,13 @@ func (s *Server) putState(w http.ResponseWriter, r *http.Request, c *caller) {
 			return
 		}
 	}
-	id, err := s.rooms.Send(r.Context(), room.SendRequest{Sender: c.UserID, Device: c.DeviceID,
+	if typ == "m.room.canonical_alias" && sk == "" {
+		if err := s.rooms.CheckCanonicalAlias(r.PathValue("roomId"), content); err != nil {
+			matrixerr.Write(w, err)
+			return
+		}
+	}
+	id, err := s.rooms.Send(r.Context(), room.SendRequest{Sender: c.UserID, Device: c.Session,
 		RoomID: r.PathValue("roomId"), Type: typ, StateKey: &sk, Content: content})
 	if err != nil {
 		matrixerr.Write(w, roomErr(err))
@@ -231,9 +297,17 @@ func (s *Server) getStateEvent(w http.ResponseWriter, r *http.Request, c *caller
 	writeJSON(w, ev.Content)
 }
 
+// members implements GET /rooms/{roomId}/members: at (a sync or
+// pagination token) asks for the members as at that point, membership and
+// not_membership filter them.
 func (s *Server) members(w http.ResponseWriter, r *http.Request, c *caller) {
 	q := r.URL.Query()
-	evs, err := s.rooms.MemberEvents(c.UserID, r.PathValue("roomId"), q.Get("membership"), q.Get("not_membership"))
+	at, err := queryToken(q, "at", math.MaxUint64)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	evs, err := s.rooms.MemberEvents(c.UserID, r.PathValue("roomId"), q.Get("membership"), q.Get("not_membership"), at)
 	if err != nil {
 		matrixerr.Write(w, err)
 		return

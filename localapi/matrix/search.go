@@ -70,7 +70,7 @@ func (s *Server) searchEvents(w http.ResponseWriter, r *http.Request, c *caller)
 		matrixerr.Write(w, matrixerr.Unrecognized("search is not enabled on this server"))
 		return
 	}
-	q := search.Query{UserID: c.UserID, Device: c.DeviceID, Term: *re.SearchTerm, Token: r.URL.Query().Get("next_batch")}
+	q := search.Query{UserID: c.UserID, Device: c.Session, Term: *re.SearchTerm, Token: r.URL.Query().Get("next_batch")}
 	for _, k := range re.Keys {
 		switch k {
 		case "content.body":

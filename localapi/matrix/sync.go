@@ -145,7 +145,7 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *caller) {
 }
 
 func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState bool) (*syncResponse, bool, error) {
-	req := room.SyncRequest{UserID: c.UserID, Device: c.DeviceID, Since: since.pos, Now: now.pos,
+	req := room.SyncRequest{UserID: c.UserID, Device: c.Session, Since: since.pos, Now: now.pos,
 		SinceEph: since.eph, NowEph: now.eph, FullState: fullState}
 	var roomData *roomEventFilter
 	if f.Room != nil {

@@ -11,7 +11,7 @@ import (
 // (Client-Server API §"Threading", threads_list.yaml).
 func (s *Server) threads(w http.ResponseWriter, r *http.Request, c *caller) {
 	q := r.URL.Query()
-	req := room.ThreadsRequest{UserID: c.UserID, Device: c.DeviceID, RoomID: r.PathValue("roomId")}
+	req := room.ThreadsRequest{UserID: c.UserID, Device: c.Session, RoomID: r.PathValue("roomId")}
 	switch q.Get("include") {
 	case "", "all":
 	case "participated":

@@ -2,6 +2,7 @@ package matrix
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"slices"
 	"sync"
@@ -90,6 +91,10 @@ func (u *uiaSessions) require(body []byte, flows [][]string, check func(stage st
 		}
 	}
 	challenge := &matrixerr.Error{Status: http.StatusUnauthorized}
+	var fatal uiaFatal
+	if errors.As(stageErr, &fatal) {
+		return fatal.err
+	}
 	if me, ok := stageErr.(*matrixerr.Error); ok {
 		challenge.Code, challenge.Message = me.Code, me.Message
 	} else if stageErr != nil {
@@ -103,6 +108,14 @@ func (u *uiaSessions) require(body []byte, flows [][]string, check func(stage st
 		"completed": append([]string{}, sess.completed...)}
 	return challenge
 }
+
+// uiaFatal is a stage failure that ends the request instead of asking
+// again: authenticating as another user is 403, not a 401 challenge
+// (Synapse answers the same; Complement "DELETE /device/{deviceId}
+// requires UI auth user to match device owner").
+type uiaFatal struct{ err error }
+
+func (f uiaFatal) Error() string { return f.err.Error() }
 
 func allowedStage(flows [][]string, stage string) bool {
 	for _, f := range flows {
