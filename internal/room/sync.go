@@ -142,12 +142,8 @@ func (e *Engine) syncJoined(tx *store.Tx, req SyncRequest, info *Info, m Members
 
 	// Ephemeral: typing and receipts.
 	if req.Ephemeral.Limit >= 0 {
-		since := req.SinceEph
-		if req.Since == 0 {
-			since = 0
-		}
-		if users, changed := e.typingSince(info.ID, since); changed && req.Ephemeral.Allows("m.typing", "") &&
-			(req.Since == 0 || since < req.NowEph) {
+		if users, changed := e.typingSince(info.ID, req.SinceEph, req.Since == 0); changed && req.Ephemeral.Allows("m.typing", "") &&
+			(req.Since == 0 || req.SinceEph < req.NowEph) {
 			if users == nil {
 				users = []string{}
 			}
