@@ -129,3 +129,53 @@ func TestSyncNewlyJoinedRoomTimeline(t *testing.T) {
 		t.Errorf("a timeline holding the whole room: limited %v, first event %s", jr.Timeline.Limited, jr.Timeline.Events[0].Type)
 	}
 }
+
+// sytest "We should see our own leave event when rejecting an invite, even
+// if history_visibility is restricted": bob declines an invite to a room
+// whose history is for members only; the room moves to rooms.leave of his
+// incremental sync, of a full-state one and of an initial one that includes
+// left rooms, each with his leave in its timeline.
+func TestSyncRejectedInviteInLeave(t *testing.T) {
+	e, _ := newEngine(t)
+	ctx := context.Background()
+	roomID, err := e.CreateRoom(ctx, alice, Profile{DisplayName: "Alice"}, CreateRequest{Preset: "private_chat",
+		InitialState: []StateEvent{{Type: "m.room.history_visibility", Content: json.RawMessage(`{"history_visibility":"joined"}`)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ChangeMembership(ctx, MembershipRequest{Sender: alice, RoomID: roomID, Target: bob, Membership: "invite"}); err != nil {
+		t.Fatalf("invite: %v", err)
+	}
+	since, _ := e.Pos()
+	if syncFrom(t, e, bob, 0, 0, EventFilter{}).Invite[roomID] == nil {
+		t.Fatal("bob's invite is not in his sync")
+	}
+	if _, err := e.ChangeMembership(ctx, MembershipRequest{Sender: bob, RoomID: roomID, Target: bob, Membership: "leave"}); err != nil {
+		t.Fatalf("bob declines: %v", err)
+	}
+	now, _ := e.Pos()
+	for _, req := range []SyncRequest{
+		{Since: since},
+		{Since: since, FullState: true},
+		{IncludeLeave: true},
+	} {
+		req.UserID, req.Now = bob, now
+		rooms, err := e.Sync(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lr := rooms.Leave[roomID]
+		if lr == nil {
+			t.Errorf("since %d full_state %v: the declined room is not in rooms.leave", req.Since, req.FullState)
+			continue
+		}
+		var own bool
+		for _, ev := range lr.Timeline.Events {
+			own = own || (ev.Type == "m.room.member" && *ev.StateKey == bob && ev.Sender == bob)
+		}
+		if !own {
+			t.Errorf("since %d full_state %v: bob's leave is not in the timeline of rooms.leave (%d events)",
+				req.Since, req.FullState, len(lr.Timeline.Events))
+		}
+	}
+}
