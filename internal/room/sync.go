@@ -22,6 +22,9 @@ type SyncRequest struct {
 	Ephemeral       EventFilter
 	LazyLoadMembers bool
 	Rooms, NotRooms []string
+	// Ignored are the users in the user's m.ignored_user_list: their
+	// invites are not shown (Client-Server API §"Ignoring Users").
+	Ignored map[string]bool
 }
 
 // Timeline is a room's timeline section.
@@ -95,6 +98,9 @@ func (e *Engine) Sync(req SyncRequest) (*SyncRooms, error) {
 					ir, err := e.syncInvite(tx, req, info)
 					if err != nil {
 						return err
+					}
+					if ir == nil {
+						continue // an invite from an ignored user
 					}
 					if m.Membership == "knock" {
 						out.Knock[info.ID] = ir
@@ -303,7 +309,8 @@ func (e *Engine) syncTimeline(tx *store.Tx, req SyncRequest, info *Info, from, t
 	return tl, nil
 }
 
-// syncInvite is a room in rooms.invite, or (the same shape) rooms.knock.
+// syncInvite is a room in rooms.invite, or (the same shape) rooms.knock;
+// nil for an invite from an ignored user.
 func (e *Engine) syncInvite(tx *store.Tx, req SyncRequest, info *Info) (*InvitedRoom, error) {
 	ir := &InvitedRoom{}
 	for _, typ := range strippedTypes {
@@ -320,6 +327,9 @@ func (e *Engine) syncInvite(tx *store.Tx, req SyncRequest, info *Info) (*Invited
 	inv, err := e.currentStateEvent(tx, info.NID, "m.room.member", req.UserID)
 	if err != nil {
 		return nil, err
+	}
+	if inv != nil && req.Ignored[string(inv.PDU.SenderID())] {
+		return nil, nil
 	}
 	if inv != nil {
 		if len(ir.InviteState) == 0 {

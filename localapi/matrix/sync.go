@@ -146,7 +146,7 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *caller) {
 
 func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState bool) (*syncResponse, bool, error) {
 	req := room.SyncRequest{UserID: c.UserID, Device: c.DeviceID, Since: since.pos, Now: now.pos,
-		SinceEph: since.eph, NowEph: now.eph, FullState: fullState}
+		SinceEph: since.eph, NowEph: now.eph, FullState: fullState, Ignored: s.ignoredUsers(c.Localpart)}
 	var roomData *roomEventFilter
 	if f.Room != nil {
 		req.Rooms, req.NotRooms, req.IncludeLeave = f.Room.Rooms, f.Room.NotRooms, f.Room.IncludeLeave
