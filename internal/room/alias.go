@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"log/slog"
 	"sort"
 	"strconv"
 	"strings"
@@ -77,7 +78,8 @@ func (e *Engine) ResolveAlias(alias string) (string, []string, error) {
 
 // DeleteAlias removes an alias; its creator or a room moderator may do so.
 func (e *Engine) DeleteAlias(ctx context.Context, userID, alias string) error {
-	return e.db.Update(ctx, func(tx *store.Tx) error {
+	var roomID string
+	err := e.db.Update(ctx, func(tx *store.Tx) error {
 		b := tx.Get(store.Aliases, []byte(alias))
 		if b == nil {
 			return matrixerr.NotFound("room alias " + alias + " not found")
@@ -86,6 +88,7 @@ func (e *Engine) DeleteAlias(ctx context.Context, userID, alias string) error {
 		if err := json.Unmarshal(b, &rec); err != nil {
 			return err
 		}
+		roomID = rec.RoomID
 		if rec.Creator != userID {
 			info, err := roomInfo(tx, rec.RoomID)
 			if err != nil {
@@ -97,6 +100,68 @@ func (e *Engine) DeleteAlias(ctx context.Context, userID, alias string) error {
 		}
 		return tx.Delete(store.Aliases, []byte(alias))
 	})
+	if err != nil {
+		return err
+	}
+	e.dropCanonicalAlias(ctx, userID, roomID, alias)
+	return nil
+}
+
+// dropCanonicalAlias sends, as the deleter, a new m.room.canonical_alias
+// without a deleted alias when the room's current one names it, so the
+// room stops advertising an address that leads nowhere (sytest "Can
+// delete canonical alias" waits for that event). Best effort: a deleter
+// who may delete the alias (its creator) but not send the state event
+// leaves the event as it was.
+func (e *Engine) dropCanonicalAlias(ctx context.Context, userID, roomID, alias string) {
+	var content map[string]any
+	e.db.View(func(tx *store.Tx) error {
+		info, err := roomInfo(tx, roomID)
+		if err != nil {
+			return nil
+		}
+		ev, err := e.currentStateEvent(tx, info.NID, "m.room.canonical_alias", "")
+		if err == nil && ev != nil {
+			json.Unmarshal(ev.PDU.Content(), &content)
+		}
+		return nil
+	})
+	if content == nil {
+		return
+	}
+	changed := false
+	if content["alias"] == alias {
+		delete(content, "alias")
+		changed = true
+	}
+	if alt, ok := content["alt_aliases"].([]any); ok {
+		kept := make([]any, 0, len(alt))
+		for _, a := range alt {
+			if a != alias {
+				kept = append(kept, a)
+			}
+		}
+		if len(kept) != len(alt) {
+			changed = true
+			if len(kept) == 0 {
+				delete(content, "alt_aliases")
+			} else {
+				content["alt_aliases"] = kept
+			}
+		}
+	}
+	if !changed {
+		return
+	}
+	b, err := json.Marshal(content)
+	if err != nil {
+		return
+	}
+	empty := ""
+	if _, err := e.Send(ctx, SendRequest{Sender: userID, RoomID: roomID, Type: "m.room.canonical_alias", StateKey: &empty,
+		Content: b}); err != nil {
+		slog.Info("room: deleted alias left in m.room.canonical_alias", "room", roomID, "alias", alias, "err", err)
+	}
 }
 
 // LocalAliases lists the aliases pointing at a room.
