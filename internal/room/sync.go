@@ -41,6 +41,11 @@ type JoinedRoom struct {
 	State     []ClientEvent
 	Ephemeral []json.RawMessage
 	Summary   map[string]any
+	// NewMembers are the users who share this room with the syncing user
+	// now but did not at the token (incremental syncs only): every other
+	// joined member of a room joined since, else those whose joins are
+	// in the timeline. /sync sends their presence.
+	NewMembers []string
 }
 
 // InvitedRoom is one entry of rooms.invite.
@@ -209,6 +214,11 @@ func (e *Engine) syncJoined(tx *store.Tx, req SyncRequest, info *Info, m Members
 	})
 	if initial || hasMemberEvent(tl.Events) {
 		jr.Summary = e.summary(tx, info, req.UserID)
+	}
+	if req.Since != 0 {
+		if jr.NewMembers, err = e.newMembers(tx, req, info, m, tl); err != nil {
+			return nil, err
+		}
 	}
 	return jr, nil
 }

@@ -1,6 +1,8 @@
 package room
 
 import (
+	"encoding/json"
+
 	"github.com/hearth-chat/hearth/internal/store"
 )
 
@@ -111,4 +113,42 @@ func roomChangesSince(tx *store.Tx, req SyncRequest) (roomChanges, error) {
 		return nil
 	})
 	return rc, err
+}
+
+// newMembers lists the users who newly share a joined room with the
+// syncing user (JoinedRoom.NewMembers).
+func (e *Engine) newMembers(tx *store.Tx, req SyncRequest, info *Info, m Membership, tl Timeline) ([]string, error) {
+	var out []string
+	if m.Pos > req.Since {
+		err := eachCurrentState(tx, info.NID, "m.room.member\x00", func(_, sk string, nid uint64) error {
+			if sk == req.UserID || nid > req.Now {
+				return nil
+			}
+			ev, err := e.loadEvent(tx, nid)
+			if err != nil {
+				return err
+			}
+			if ms, _ := ev.PDU.Membership(); ms == "join" {
+				out = append(out, sk)
+			}
+			return nil
+		})
+		return out, err
+	}
+	for _, ev := range tl.Events {
+		if ev.Type != "m.room.member" || ev.StateKey == nil || *ev.StateKey == req.UserID {
+			continue
+		}
+		var now, before struct {
+			Membership string `json:"membership"`
+		}
+		json.Unmarshal(ev.Content, &now)
+		if prev, ok := ev.Unsigned["prev_content"].(json.RawMessage); ok {
+			json.Unmarshal(prev, &before)
+		}
+		if now.Membership == "join" && before.Membership != "join" {
+			out = append(out, *ev.StateKey)
+		}
+	}
+	return out, nil
 }

@@ -178,6 +178,9 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 	if err != nil {
 		return nil, false, err
 	}
+	if since.pos != 0 {
+		pres = s.presence.newlySharedPresence(rooms, pres)
+	}
 	resp.Presence.Events = f.Presence.applyRaw(pres)
 	empty := len(resp.AccountData.Events) == 0 && len(resp.Presence.Events) == 0
 
