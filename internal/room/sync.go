@@ -33,6 +33,7 @@ type Timeline struct {
 	Limited   bool            `json:"limited"`
 	PrevBatch uint64          `json:"-"`
 	nids      map[uint64]bool // the events shown, by NID
+	filtered  bool            // some events of its span are not shown
 }
 
 // JoinedRoom is one entry of rooms.join.
@@ -301,6 +302,7 @@ func (e *Engine) syncTimeline(tx *store.Tx, req SyncRequest, info *Info, from, t
 	}
 	for i := len(nids) - 1; i >= 0; i-- {
 		if !h.canSee(poss[i]) {
+			tl.filtered = true
 			continue
 		}
 		ev, err := e.loadEvent(tx, nids[i])
@@ -308,6 +310,7 @@ func (e *Engine) syncTimeline(tx *store.Tx, req SyncRequest, info *Info, from, t
 			return tl, err
 		}
 		if ev.Flags&flagRejected != 0 || !req.Timeline.matches(ev) {
+			tl.filtered = true
 			continue
 		}
 		tl.Events = append(tl.Events, e.clientEvent(tx, ev, view))

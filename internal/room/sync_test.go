@@ -179,3 +179,30 @@ func TestSyncRejectedInviteInLeave(t *testing.T) {
 		}
 	}
 }
+
+// A state change the timeline filter leaves out still reaches the client,
+// in the state section of its incremental sync: the client must know the
+// room's state whatever it asked to see in its timeline.
+func TestSyncStateChangeHiddenByTimelineFilter(t *testing.T) {
+	e, _ := newEngine(t)
+	roomID := publicRoom(t, e)
+	join(t, e, bob, roomID)
+	since, _ := e.Pos()
+	empty := ""
+	if _, err := e.Send(context.Background(), SendRequest{Sender: alice, RoomID: roomID, Type: "m.room.topic", StateKey: &empty,
+		Content: json.RawMessage(`{"topic":"hidden from the timeline"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	say(t, e, alice, roomID, "after the topic")
+	jr := syncFrom(t, e, bob, since, 0, EventFilter{Types: []string{"m.room.message"}, Limit: 10}).Join[roomID]
+	if jr == nil || len(jr.Timeline.Events) != 1 {
+		t.Fatalf("bob's filtered sync: %+v", jr)
+	}
+	var topic bool
+	for _, ev := range jr.State {
+		topic = topic || ev.Type == "m.room.topic"
+	}
+	if !topic {
+		t.Errorf("the topic change the timeline filter left out is not in the state section")
+	}
+}
