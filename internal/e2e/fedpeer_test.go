@@ -47,6 +47,9 @@ type fedPeer struct {
 	answer peerAnswer
 	calls  map[string]int // callback name → requests the daemon made
 	rooms  map[string]*peerRoom
+	// offered are events /event and /state answer for (offerStateAt):
+	// the event, and the state before it.
+	offered map[string]offeredEvent
 }
 
 // peerAnswer is how the peer answers the daemon's callbacks.
@@ -79,7 +82,8 @@ func (n *fedNet) addPeer(name, hs string) *fedPeer {
 	_, key, err := ed25519.GenerateKey(nil)
 	noErr(t, err, "peer key")
 	p := &fedPeer{t: t, Name: spec.ServerName(name), keyID: "ed25519:peer", key: key, hs: spec.ServerName(hs),
-		stop: make(chan struct{}), calls: map[string]int{}, rooms: map[string]*peerRoom{}}
+		stop: make(chan struct{}), calls: map[string]int{}, rooms: map[string]*peerRoom{},
+		offered: map[string]offeredEvent{}}
 	p.srv = httptest.NewUnstartedServer(p.routes())
 	p.srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	p.srv.StartTLS()
@@ -139,9 +143,9 @@ func (p *fedPeer) routes() http.Handler {
 	mux.HandleFunc("GET /_matrix/key/v2/server/{keyID}", p.serveKeys)
 	mux.HandleFunc("PUT /_matrix/federation/v1/send/{txnID}", p.receive)
 	mux.HandleFunc("POST /_matrix/federation/v1/get_missing_events/{roomID}", p.callback("get_missing_events", p.missingEvents))
-	mux.HandleFunc("GET /_matrix/federation/v1/state/{roomID}", p.callback("state", notFound))
+	mux.HandleFunc("GET /_matrix/federation/v1/state/{roomID}", p.callback("state", p.serveState))
 	mux.HandleFunc("GET /_matrix/federation/v1/state_ids/{roomID}", p.callback("state_ids", notFound))
-	mux.HandleFunc("GET /_matrix/federation/v1/event/{eventID}", p.callback("event", notFound))
+	mux.HandleFunc("GET /_matrix/federation/v1/event/{eventID}", p.callback("event", p.serveEvent))
 	mux.HandleFunc("GET /_matrix/federation/v1/event_auth/{roomID}/{eventID}", p.callback("event_auth", notFound))
 	mux.HandleFunc("/", notFound)
 	return mux

@@ -65,15 +65,18 @@ func (e *Engine) setTyping(userID, roomID string, typing bool, timeout time.Dura
 }
 
 // typingSince returns the users typing in a room if that changed after the
-// ephemeral counter since (or always when since is 0).
-func (e *Engine) typingSince(roomID string, since uint64) ([]string, bool) {
+// ephemeral counter since. An initial sync gets the list only when someone
+// is typing; an incremental one whenever it changed, so a stop (an empty
+// list) reaches the others even from a token taken before anyone had typed
+// (counter 0; Client-Server API §"Typing Notifications").
+func (e *Engine) typingSince(roomID string, since uint64, initial bool) ([]string, bool) {
 	e.typingMu.Lock()
 	defer e.typingMu.Unlock()
 	r := e.typingRooms[roomID]
-	if r == nil || (since != 0 && r.changedAt <= since) {
+	if r == nil || (!initial && r.changedAt <= since) {
 		return nil, false
 	}
-	if since == 0 && len(r.users) == 0 {
+	if initial && len(r.users) == 0 {
 		return nil, false
 	}
 	users := make([]string, 0, len(r.users))

@@ -392,7 +392,10 @@ func (e *Engine) moveState(tx *store.Tx, info *Info, ev *Event, onHead, coversAl
 			return err
 		}
 	}
-	return e.setCurrentState(tx, info, current, next)
+	if err := e.setCurrentState(tx, info, current, next); err != nil {
+		return err
+	}
+	return noteStateMoved(tx, info, current, next, ev.NID)
 }
 
 // applyRemoteRedaction applies a redaction the auth rules let through if

@@ -96,44 +96,66 @@ func (e *Engine) eachVisibleState(userID, roomID string, fn func(*store.Tx, *Eve
 	})
 }
 
-// stateNIDsAt returns the NIDs of the room state after position pos: the
-// current state when pos is at or past the room's last event, otherwise the
-// snapshot after the last event at or before pos.
+// stateNIDsAt returns the NIDs of the room state after position pos (see
+// stateMapAt).
 func (e *Engine) stateNIDsAt(tx *store.Tx, info *Info, pos uint64) ([]uint64, error) {
-	var out []uint64
-	if pos >= info.LastPos {
-		err := eachCurrentState(tx, info.NID, "", func(_, _ string, nid uint64) error {
-			out = append(out, nid)
-			return nil
-		})
-		return out, err
-	}
-	c := tx.Cursor(store.Timeline)
-	prefix := store.PutU64(info.NID)
-	k, v := c.Seek(store.NIDKey(info.NID, store.PutU64(pos+1)))
-	if k == nil || !hasPrefix(k, prefix) {
-		k, v = c.Last()
-	} else {
-		k, v = c.Prev()
-	}
-	if k == nil || !hasPrefix(k, prefix) {
-		return nil, nil
-	}
-	last, err := e.loadEvent(tx, timelineNID(store.U64(k[8:]), v))
+	state, err := e.stateMapAt(tx, info, pos)
 	if err != nil {
 		return nil, err
 	}
-	state, err := stateAt(tx, last.StateBefore)
-	if err != nil {
-		return nil, err
-	}
-	if sk := last.PDU.StateKey(); sk != nil {
-		state[stateKey(last.PDU.Type(), *sk)] = last.NID
-	}
+	out := make([]uint64, 0, len(state))
 	for _, nid := range state {
 		out = append(out, nid)
 	}
 	return out, nil
+}
+
+// stateMapAt returns the room state after position pos, by (type,
+// state_key): the current state when pos is at or past the room's last
+// event, otherwise the snapshot after the last timeline event at or before
+// pos whose state is known. Backfilled history has no state here, and a
+// room joined through another server has nothing before its join but the
+// state the join brought (§"Joining Rooms"): when no earlier event has
+// state, it is the state before the first later event that has.
+func (e *Engine) stateMapAt(tx *store.Tx, info *Info, pos uint64) (map[string]uint64, error) {
+	if pos >= info.LastPos {
+		out := map[string]uint64{}
+		err := eachCurrentState(tx, info.NID, "", func(typ, sk string, nid uint64) error {
+			out[stateKey(typ, sk)] = nid
+			return nil
+		})
+		return out, err
+	}
+	var found *Event
+	after := false // found is the first event after pos: take the state before it
+	stateful := func(_, nid uint64) (bool, error) {
+		if b := tx.Get(store.Events, store.PutU64(nid)); len(b) == 0 || b[0]&flagStateless != 0 {
+			return true, nil
+		}
+		ev, err := e.loadEvent(tx, nid)
+		found = ev
+		return false, err
+	}
+	if err := scanTimeline(tx, info.NID, pos, Backward, stateful); err != nil {
+		return nil, err
+	}
+	if found == nil {
+		after = true
+		if err := scanTimeline(tx, info.NID, pos, Forward, stateful); err != nil {
+			return nil, err
+		}
+	}
+	if found == nil {
+		return map[string]uint64{}, nil
+	}
+	state, err := stateAt(tx, found.StateBefore)
+	if err != nil {
+		return nil, err
+	}
+	if sk := found.PDU.StateKey(); sk != nil && !after && found.Flags&flagRejected == 0 {
+		state[stateKey(found.PDU.Type(), *sk)] = found.NID
+	}
+	return state, nil
 }
 
 // Direction of pagination.

@@ -22,13 +22,18 @@ type SyncRequest struct {
 	Ephemeral       EventFilter
 	LazyLoadMembers bool
 	Rooms, NotRooms []string
+	// Ignored are the users in the user's m.ignored_user_list: their
+	// invites are not shown (Client-Server API §"Ignoring Users").
+	Ignored map[string]bool
 }
 
 // Timeline is a room's timeline section.
 type Timeline struct {
-	Events    []ClientEvent `json:"events"`
-	Limited   bool          `json:"limited"`
-	PrevBatch uint64        `json:"-"`
+	Events    []ClientEvent   `json:"events"`
+	Limited   bool            `json:"limited"`
+	PrevBatch uint64          `json:"-"`
+	nids      map[uint64]bool // the events shown, by NID
+	filtered  bool            // some events of its span are not shown
 }
 
 // JoinedRoom is one entry of rooms.join.
@@ -37,6 +42,11 @@ type JoinedRoom struct {
 	State     []ClientEvent
 	Ephemeral []json.RawMessage
 	Summary   map[string]any
+	// NewMembers are the users who share this room with the syncing user
+	// now but did not at the token (incremental syncs only): every other
+	// joined member of a room joined since, else those whose joins are
+	// in the timeline. /sync sends their presence.
+	NewMembers []string
 }
 
 // InvitedRoom is one entry of rooms.invite.
@@ -65,7 +75,10 @@ func (e *Engine) Sync(req SyncRequest) (*SyncRooms, error) {
 	out := &SyncRooms{Join: map[string]*JoinedRoom{}, Invite: map[string]*InvitedRoom{}, Leave: map[string]*LeftRoom{},
 		Knock: map[string]*InvitedRoom{}}
 	err := e.db.View(func(tx *store.Tx) error {
-		receiptRooms := e.receiptChanges(tx, req)
+		changes, err := roomChangesSince(tx, req)
+		if err != nil {
+			return err
+		}
 		for _, m := range memberships(tx, req.UserID) {
 			if m.Forgotten || m.Pos > req.Now {
 				continue
@@ -79,7 +92,7 @@ func (e *Engine) Sync(req SyncRequest) (*SyncRooms, error) {
 			}
 			switch m.Membership {
 			case "join":
-				jr, err := e.syncJoined(tx, req, info, m, receiptRooms[info.ID])
+				jr, err := e.syncJoined(tx, req, info, m, changes.receipts[info.ID], changes.stateMoved[info.ID])
 				if err != nil {
 					return err
 				}
@@ -91,6 +104,9 @@ func (e *Engine) Sync(req SyncRequest) (*SyncRooms, error) {
 					ir, err := e.syncInvite(tx, req, info)
 					if err != nil {
 						return err
+					}
+					if ir == nil {
+						continue // an invite from an ignored user
 					}
 					if m.Membership == "knock" {
 						out.Knock[info.ID] = ir
@@ -120,34 +136,14 @@ func roomWanted(req SyncRequest, roomID string) bool {
 	return !contains(req.NotRooms, roomID)
 }
 
-// receiptChanges finds, per room, the users whose receipts changed since
-// the token (nil map value means "all": an initial sync).
-func (e *Engine) receiptChanges(tx *store.Tx, req SyncRequest) map[string]map[string]bool {
-	out := map[string]map[string]bool{}
-	if req.Since == 0 {
-		return out
-	}
-	tx.ChangesSince(req.Since, req.Now, func(_ uint64, c store.Change) error {
-		if c.Kind != ChangeReceipt || (c.Localpart != "" && c.Localpart != req.UserID) {
-			return nil
-		}
-		if out[c.RoomID] == nil {
-			out[c.RoomID] = map[string]bool{}
-		}
-		out[c.RoomID][c.Key] = true
-		return nil
-	})
-	return out
-}
-
-func (e *Engine) syncJoined(tx *store.Tx, req SyncRequest, info *Info, m Membership, receiptUsers map[string]bool) (*JoinedRoom, error) {
+func (e *Engine) syncJoined(tx *store.Tx, req SyncRequest, info *Info, m Membership, receiptUsers map[string]bool, stateMoved bool) (*JoinedRoom, error) {
 	initial := req.Since == 0 || m.Pos > req.Since || req.FullState
 	jr := &JoinedRoom{}
 	from := req.Since
-	if initial && req.Since != 0 && m.Pos > req.Since && !req.FullState {
-		from = req.Since // newly joined: the timeline still starts after since
-	}
-	if req.Since == 0 {
+	if req.Since == 0 || m.Pos > req.Since {
+		// A room joined since the token is new to the client: its
+		// timeline is the room's latest events as in an initial sync,
+		// not only those after the token.
 		from = 0
 	}
 	tl, err := e.syncTimeline(tx, req, info, from, req.Now)
@@ -158,12 +154,8 @@ func (e *Engine) syncJoined(tx *store.Tx, req SyncRequest, info *Info, m Members
 
 	// Ephemeral: typing and receipts.
 	if req.Ephemeral.Limit >= 0 {
-		since := req.SinceEph
-		if req.Since == 0 {
-			since = 0
-		}
-		if users, changed := e.typingSince(info.ID, since); changed && req.Ephemeral.Allows("m.typing", "") &&
-			(req.Since == 0 || since < req.NowEph) {
+		if users, changed := e.typingSince(info.ID, req.SinceEph, req.Since == 0); changed && req.Ephemeral.Allows("m.typing", "") &&
+			(req.Since == 0 || req.SinceEph < req.NowEph) {
 			if users == nil {
 				users = []string{}
 			}
@@ -185,49 +177,49 @@ func (e *Engine) syncJoined(tx *store.Tx, req SyncRequest, info *Info, m Members
 	if l := req.Ephemeral.Limit; l > 0 && len(jr.Ephemeral) > l {
 		jr.Ephemeral = jr.Ephemeral[:l]
 	}
-	if !initial && len(tl.Events) == 0 && len(jr.Ephemeral) == 0 {
-		return nil, nil
+	// State: the state at the start of the timeline (syncState).
+	state, err := e.syncState(tx, req, info, tl, initial, stateMoved)
+	if err != nil {
+		return nil, err
 	}
-	// State: the state at the start of the timeline. On an incremental sync
-	// only what changed in a gap the timeline skipped (limited).
-	if initial || tl.Limited {
-		start := req.Now
-		if len(tl.Events) > 0 {
-			start = tl.PrevBatch
-		}
-		nids, err := e.stateNIDsAt(tx, info, start)
+	senders := map[string]bool{req.UserID: true}
+	for _, ev := range tl.Events {
+		senders[ev.Sender] = true
+	}
+	for _, nid := range state {
+		ev, err := e.loadEvent(tx, nid)
 		if err != nil {
 			return nil, err
 		}
-		senders := map[string]bool{req.UserID: true}
-		for _, ev := range tl.Events {
-			senders[ev.Sender] = true
+		if req.LazyLoadMembers && ev.PDU.Type() == "m.room.member" && !senders[*ev.PDU.StateKey()] {
+			continue
 		}
-		for _, nid := range nids {
-			if !initial && nid <= req.Since {
-				continue
-			}
-			ev, err := e.loadEvent(tx, nid)
-			if err != nil {
-				return nil, err
-			}
-			if req.LazyLoadMembers && ev.PDU.Type() == "m.room.member" && !senders[*ev.PDU.StateKey()] {
-				continue
-			}
-			if !req.State.matches(ev) {
-				continue
-			}
-			jr.State = append(jr.State, e.clientEvent(tx, ev, ClientView{Viewer: req.UserID, OmitRoomID: true}))
+		if !req.State.matches(ev) {
+			continue
 		}
+		jr.State = append(jr.State, e.clientEvent(tx, ev, ClientView{Viewer: req.UserID, OmitRoomID: true}))
+	}
+	if !initial && len(tl.Events) == 0 && len(jr.Ephemeral) == 0 && len(jr.State) == 0 {
+		return nil, nil
 	}
 	if req.LazyLoadMembers && !initial {
 		if err := e.lazyMembers(tx, req, info, jr); err != nil {
 			return nil, err
 		}
 	}
-	sort.SliceStable(jr.State, func(i, j int) bool { return jr.State[i].Type < jr.State[j].Type })
+	sort.SliceStable(jr.State, func(i, j int) bool {
+		if jr.State[i].Type != jr.State[j].Type {
+			return jr.State[i].Type < jr.State[j].Type
+		}
+		return *jr.State[i].StateKey < *jr.State[j].StateKey
+	})
 	if initial || hasMemberEvent(tl.Events) {
 		jr.Summary = e.summary(tx, info, req.UserID)
+	}
+	if req.Since != 0 {
+		if jr.NewMembers, err = e.newMembers(tx, req, info, m, tl); err != nil {
+			return nil, err
+		}
 	}
 	return jr, nil
 }
@@ -272,16 +264,21 @@ func hasMemberEvent(evs []ClientEvent) bool {
 }
 
 // syncTimeline returns the newest events with from < pos ≤ to, at most the
-// filter's limit, oldest first.
+// filter's limit, oldest first. It is limited when the limit cut it short,
+// and also when it reaches back to the room's first event here and that is
+// not the room's creation: a room joined through another server, whose
+// earlier history the client can page back into (/messages backfills it).
 func (e *Engine) syncTimeline(tx *store.Tx, req SyncRequest, info *Info, from, to uint64) (Timeline, error) {
 	limit := req.Timeline.Limit
 	if limit <= 0 {
 		limit = 10
 	}
-	tl := Timeline{Events: []ClientEvent{}, PrevBatch: to}
+	tl := Timeline{Events: []ClientEvent{}, PrevBatch: to, nids: map[uint64]bool{}}
 	var poss, nids []uint64
+	reachedFirst := true
 	err := scanTimeline(tx, info.NID, to, Backward, func(pos, nid uint64) (bool, error) {
 		if pos <= from {
+			reachedFirst = false
 			return false, nil
 		}
 		if len(nids) >= limit {
@@ -296,8 +293,16 @@ func (e *Engine) syncTimeline(tx *store.Tx, req SyncRequest, info *Info, from, t
 	}
 	view := ClientView{Viewer: req.UserID, ViewerDevice: req.Device, OmitRoomID: true, NowMs: nowMs()}
 	h := e.history(tx, req.UserID, info.NID)
+	if reachedFirst && !tl.Limited && len(nids) > 0 {
+		first, err := e.loadEvent(tx, nids[len(nids)-1])
+		if err != nil {
+			return tl, err
+		}
+		tl.Limited = first.PDU.Type() != "m.room.create" && len(first.PDU.PrevEventIDs()) > 0
+	}
 	for i := len(nids) - 1; i >= 0; i-- {
 		if !h.canSee(poss[i]) {
+			tl.filtered = true
 			continue
 		}
 		ev, err := e.loadEvent(tx, nids[i])
@@ -305,9 +310,11 @@ func (e *Engine) syncTimeline(tx *store.Tx, req SyncRequest, info *Info, from, t
 			return tl, err
 		}
 		if ev.Flags&flagRejected != 0 || !req.Timeline.matches(ev) {
+			tl.filtered = true
 			continue
 		}
 		tl.Events = append(tl.Events, e.clientEvent(tx, ev, view))
+		tl.nids[ev.NID] = true
 	}
 	if len(nids) > 0 {
 		tl.PrevBatch = poss[len(poss)-1] - 1
@@ -315,7 +322,8 @@ func (e *Engine) syncTimeline(tx *store.Tx, req SyncRequest, info *Info, from, t
 	return tl, nil
 }
 
-// syncInvite is a room in rooms.invite, or (the same shape) rooms.knock.
+// syncInvite is a room in rooms.invite, or (the same shape) rooms.knock;
+// nil for an invite from an ignored user.
 func (e *Engine) syncInvite(tx *store.Tx, req SyncRequest, info *Info) (*InvitedRoom, error) {
 	ir := &InvitedRoom{}
 	for _, typ := range strippedTypes {
@@ -332,6 +340,9 @@ func (e *Engine) syncInvite(tx *store.Tx, req SyncRequest, info *Info) (*Invited
 	inv, err := e.currentStateEvent(tx, info.NID, "m.room.member", req.UserID)
 	if err != nil {
 		return nil, err
+	}
+	if inv != nil && req.Ignored[string(inv.PDU.SenderID())] {
+		return nil, nil
 	}
 	if inv != nil {
 		if len(ir.InviteState) == 0 {

@@ -90,6 +90,14 @@ func (h *history) membershipAt(pos uint64) string {
 
 // canSee applies the spec's rules to an event at pos.
 func (h *history) canSee(pos uint64) bool {
+	if i := at(h.members, pos); i >= 0 && h.members[i].pos == pos {
+		// An event changing the user's own membership is always theirs to
+		// see: one who declines an invite to a room whose history is for
+		// members only still sees the leave that moves the room to
+		// rooms.leave (sytest "We should see our own leave event when
+		// rejecting an invite").
+		return true
+	}
 	hv := h.visibilityAt(pos)
 	switch m := h.membershipAt(pos); {
 	case hv == "world_readable", m == "join":

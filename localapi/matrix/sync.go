@@ -146,7 +146,7 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *caller) {
 
 func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState bool) (*syncResponse, bool, error) {
 	req := room.SyncRequest{UserID: c.UserID, Device: c.Session, Since: since.pos, Now: now.pos,
-		SinceEph: since.eph, NowEph: now.eph, FullState: fullState}
+		SinceEph: since.eph, NowEph: now.eph, FullState: fullState, Ignored: s.ignoredUsers(c.Localpart)}
 	var roomData *roomEventFilter
 	if f.Room != nil {
 		req.Rooms, req.NotRooms, req.IncludeLeave = f.Room.Rooms, f.Room.NotRooms, f.Room.IncludeLeave
@@ -177,6 +177,9 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 	pres, err := s.presence.since(c, since.pos, now.pos)
 	if err != nil {
 		return nil, false, err
+	}
+	if since.pos != 0 {
+		pres = s.presence.newlySharedPresence(rooms, pres)
 	}
 	resp.Presence.Events = f.Presence.applyRaw(pres)
 	empty := len(resp.AccountData.Events) == 0 && len(resp.Presence.Events) == 0

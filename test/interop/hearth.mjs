@@ -1,12 +1,14 @@
 // The hearth daemon under test, and small helpers shared by the Node tests.
 // HEARTH_BIN names the binary (default: ../../bin/hearth, as make builds it).
 
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { createWriteStream } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 
 // Captured before any test file patches the global setTimeout.
 const realSetTimeout = globalThis.setTimeout;
@@ -48,9 +50,15 @@ export const sleep = (ms) => new Promise((r) => realSetTimeout(r, ms));
 let runCounter = 0;
 
 export class Hearth {
-    constructor(dataDir, port) {
+    /**
+     * `serverName` defaults to SERVER_NAME; `extraArgs` are added to
+     * `hearth run` (federation listener, certificates: see startFederation).
+     */
+    constructor(dataDir, port, { serverName = SERVER_NAME, extraArgs = [] } = {}) {
         this.dataDir = dataDir;
         this.port = port;
+        this.serverName = serverName;
+        this.extraArgs = extraArgs;
         this.baseUrl = `http://127.0.0.1:${port}`;
         this.proc = null;
         this.exit = null; // Promise<{code, signal}>
@@ -72,10 +80,11 @@ export class Hearth {
             "--registration",
             "open",
             "--server-name",
-            SERVER_NAME,
+            this.serverName,
             // Keys stay in the temp data dir, never in the developer's OS keyring.
             "--key-store",
             "file",
+            ...this.extraArgs,
         ];
         this.proc = spawn(HEARTH_BIN, args, { stdio: ["ignore", "pipe", "pipe"] });
         const keep = (chunk) => {
@@ -133,4 +142,65 @@ export class Hearth {
             throw err;
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Federation between daemons.
+
+const run = promisify(execFile);
+
+/**
+ * Starts one daemon per server name, federating with each other over TLS on
+ * loopback, as the Go e2e harness does (internal/e2e/fednet_test.go): a CA
+ * made for the test (openssl) that every daemon trusts through `--ca-file`,
+ * a certificate per server name signed by it, and a static server table
+ * (`--federation-servers name=addr,...`) mapping each name to its federation
+ * listener, so no DNS or .well-known is involved. LAN discovery stays off:
+ * the listeners are on loopback, where Hearth only browses.
+ *
+ * Returns `{ servers: {name: Hearth}, stop() }`; stop() ends the daemons
+ * and removes their files.
+ */
+export async function startFederation(names) {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "hearth-interop-fed-"));
+    const openssl = (...args) => run("openssl", args, { cwd: dir });
+    const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    await openssl("req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1",
+        "-subj", "/CN=Hearth interop test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign");
+    const addrs = {};
+    for (const name of names) addrs[name] = `127.0.0.1:${await freePort()}`;
+    const table = names.map((n) => `${n}=${addrs[n]}`).join(",");
+    const servers = {};
+    for (const name of names) {
+        await openssl("req", ...ec, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${name}`);
+        await writeFile(path.join(dir, `${name}.ext`),
+            `subjectAltName=DNS:${name}\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n`);
+        await openssl("x509", "-req", "-in", `${name}.csr`, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "1", "-extfile", `${name}.ext`, "-out", `${name}.pem`);
+        const dataDir = path.join(dir, name);
+        await mkdir(dataDir);
+        servers[name] = new Hearth(dataDir, await freePort(), {
+            serverName: name,
+            extraArgs: [
+                "--federation-listen", addrs[name],
+                "--tls-cert", path.join(dir, `${name}.pem`),
+                "--tls-key", path.join(dir, `${name}.key`),
+                "--ca-file", path.join(dir, "ca.pem"),
+                "--federation-servers", table,
+            ],
+        });
+    }
+    const all = Object.values(servers);
+    const stop = async () => {
+        await Promise.allSettled(all.map((h) => h.stop()));
+        if (!process.env.HEARTH_INTEROP_KEEP) await rm(dir, { recursive: true, force: true });
+    };
+    try {
+        await Promise.all(all.map((h) => h.start()));
+    } catch (err) {
+        await stop();
+        throw err;
+    }
+    return { servers, stop };
 }
