@@ -189,3 +189,65 @@ func TestRestrictedJoinNeedsAuthoriserSignature(t *testing.T) {
 		t.Errorf("hs2 stored bob's join anyway: %s", p.JSON())
 	}
 }
+
+// TestRestrictedJoinOfLocalUserThroughResident: hs2 is in the restricted
+// room, but its only member there may not invite, so a local user who
+// qualifies joins through hs1, whose user vouches for him; hs2 takes the
+// join into the room it already has.
+func TestRestrictedJoinOfLocalUserThroughResident(t *testing.T) {
+	ctx := context.Background()
+	n := newUKNet()
+	hs1, hs2 := newUKServer(t, n, "hs1.test", true), newUKServer(t, n, "hs2.test", true)
+	charlie := hs1.addUser(t, "charlie", "C", false)
+	alice, bob := hs2.addUser(t, "alice", "A", false), hs2.addUser(t, "bob", "B", false)
+	club, err := hs1.rooms.CreateRoom(ctx, charlie, room.Profile{}, room.CreateRequest{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jr := fmt.Sprintf(`{"join_rule":"restricted","allow":[{"type":"m.room_membership","room_id":%q}]}`, club)
+	lounge, err := hs1.rooms.CreateRoom(ctx, charlie, room.Profile{}, room.CreateRequest{Preset: "public_chat", RoomVersion: "8",
+		PowerLevelContentOverride: json.RawMessage(fmt.Sprintf(`{"invite":50,"users":{%q:100}}`, charlie)),
+		InitialState:              []room.StateEvent{{Type: "m.room.join_rules", Content: json.RawMessage(jr)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hs1.svc.Invite(ctx, room.MembershipRequest{Sender: charlie, RoomID: lounge, Target: alice, Membership: "invite"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range []struct{ user, room string }{{alice, lounge}, {bob, club}} {
+		if err := hs2.svc.JoinRoom(ctx, j.user, j.room, []string{"hs1.test"}, map[string]any{"membership": "join"}); err != nil {
+			t.Fatalf("%s joins %s: %v", j.user, j.room, err)
+		}
+	}
+	if _, err := hs2.rooms.JoinAuthoriser(lounge, bob); errCode(err) != "M_UNABLE_TO_GRANT_JOIN" {
+		t.Fatalf("hs2 on its own: %v, want M_UNABLE_TO_GRANT_JOIN", err)
+	}
+	if err := hs2.svc.JoinRoom(ctx, bob, lounge, []string{"hs1.test"}, map[string]any{"membership": "join"}); err != nil {
+		t.Fatalf("bob joins through hs1: %v", err)
+	}
+	var c struct {
+		Membership string `json:"membership"`
+		Via        string `json:"join_authorised_via_users_server"`
+	}
+	json.Unmarshal(hs2.rooms.CurrentStatePDU(lounge, "m.room.member", bob).Content(), &c)
+	if c.Membership != "join" || c.Via != charlie {
+		t.Fatalf("bob's join on hs2: %+v, want authorised via %s", c, charlie)
+	}
+	// The room goes on as one room on hs2: alice can still speak in it.
+	if _, err := hs2.rooms.Send(ctx, room.SendRequest{Sender: alice, RoomID: lounge, Type: "m.room.message",
+		Content: json.RawMessage(`{"body":"hi"}`), TxnID: "1", Device: "A"}); err != nil {
+		t.Fatal(err)
+	}
+	ukWaitFor(t, "hs1 sees bob joined", func() bool {
+		m, _ := membershipOf(hs1.rooms.CurrentStatePDU(lounge, "m.room.member", bob))
+		return m == "join"
+	})
+}
+
+func errCode(err error) string {
+	var me *matrixerr.Error
+	if errors.As(err, &me) {
+		return me.Code
+	}
+	return ""
+}
