@@ -106,7 +106,8 @@ func (s *Service) sendKnock(w http.ResponseWriter, r *request) {
 		matrixerr.Write(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, fclient.RespSendKnock{KnockRoomState: stripped})
+	// Whole events, not fclient's stripped form (invite_state.go).
+	writeJSON(w, http.StatusOK, map[string]any{"knock_room_state": stripped})
 }
 
 // Knock knocks on a room this server is not in, through the via servers,

@@ -251,3 +251,50 @@ func errCode(err error) string {
 	}
 	return ""
 }
+
+// TestInviteRoomStateIsWholeEvents: an invite over federation carries the
+// room's state as whole events, the create event first among them (spec
+// v1.16, MSC4311), and the invitee's server keeps them as sent, so its
+// client sees the create event with origin_server_ts and signatures.
+func TestInviteRoomStateIsWholeEvents(t *testing.T) {
+	ctx := context.Background()
+	n := newUKNet()
+	hs1, hs2 := newUKServer(t, n, "hs1.test", false), newUKServer(t, n, "hs2.test", false)
+	alice := hs1.addUser(t, "alice", "A", false)
+	bob := hs2.addUser(t, "bob", "B", false)
+	name := "Tea"
+	roomID, err := hs1.rooms.CreateRoom(ctx, alice, room.Profile{}, room.CreateRequest{RoomVersion: "12", Name: &name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hs1.svc.Invite(ctx, room.MembershipRequest{Sender: alice, RoomID: roomID, Target: bob, Membership: "invite"}); err != nil {
+		t.Fatal(err)
+	}
+	inv := hs2.rooms.CurrentStatePDU(roomID, "m.room.member", bob)
+	if inv == nil {
+		t.Fatal("hs2 kept no invite")
+	}
+	var unsigned struct {
+		State []map[string]any `json:"invite_room_state"`
+	}
+	var whole struct {
+		Unsigned json.RawMessage `json:"unsigned"`
+	}
+	json.Unmarshal(inv.JSON(), &whole)
+	json.Unmarshal(whole.Unsigned, &unsigned)
+	var create map[string]any
+	for _, ev := range unsigned.State {
+		if ev["type"] == "m.room.create" {
+			create = ev
+		}
+	}
+	if create == nil || create["origin_server_ts"] == nil || create["signatures"] == nil || create["hashes"] == nil {
+		t.Fatalf("create event in hs2's invite_room_state: %v", create)
+	}
+	// Whole means whole: hashing it gives the room's ID (MSC4291).
+	raw, _ := json.Marshal(create)
+	pdu, err := gomatrixserverlib.MustGetRoomVersion("12").NewEventFromUntrustedJSON(raw)
+	if err != nil || "!"+pdu.EventID()[1:] != roomID {
+		t.Errorf("the create event hs2 kept does not hash to the room ID %s: %v", roomID, err)
+	}
+}

@@ -81,3 +81,40 @@ func TestRoomV12CreationRules(t *testing.T) {
 		t.Errorf("trusted_private_chat power levels list users %v, want none (they are creators)", users)
 	}
 }
+
+// TestInviteStateHasWholeCreateEvent: an invitee's /sync shows the room's
+// create event whole in invite_state (spec v1.16, MSC4311), so the client
+// can check the room ID against it; the other entries stay stripped.
+func TestInviteStateHasWholeCreateEvent(t *testing.T) {
+	ts := newTestServer(t)
+	alice, bob := ts.register(t, "alice"), ts.register(t, "bob")
+	roomID := ts.createRoom(t, alice, map[string]any{"room_version": "12", "preset": "public_chat", "name": "Tea"})
+	ts.do(t, "POST", "/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/invite", alice.Token, map[string]any{"user_id": bob.ID}).wantStatus(t, 200)
+	r := ts.do(t, "GET", "/_matrix/client/v3/sync", bob.Token, nil)
+	r.wantStatus(t, 200)
+	var body struct {
+		Rooms struct {
+			Invite map[string]struct {
+				InviteState struct {
+					Events []map[string]any `json:"events"`
+				} `json:"invite_state"`
+			} `json:"invite"`
+		} `json:"rooms"`
+	}
+	json.Unmarshal(r.Body, &body)
+	var create, name map[string]any
+	for _, ev := range body.Rooms.Invite[roomID].InviteState.Events {
+		switch ev["type"] {
+		case "m.room.create":
+			create = ev
+		case "m.room.name":
+			name = ev
+		}
+	}
+	if create == nil || create["origin_server_ts"] == nil || create["sender"] != alice.ID {
+		t.Errorf("create event in invite_state: %v", create)
+	}
+	if name == nil || name["origin_server_ts"] != nil {
+		t.Errorf("name event in invite_state: %v, want stripped", name)
+	}
+}
