@@ -49,4 +49,3 @@ func TestFederationRestrictedJoinFailover(t *testing.T) {
 		t.Errorf("charlie's join was authorised via %q, want %s", member.Via, alice.UserID)
 	}
 }
-
