@@ -2,8 +2,10 @@ package federation
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"slices"
 
 	"github.com/matrix-org/gomatrixserverlib"
@@ -150,9 +152,18 @@ func (s *Service) knockVia(ctx context.Context, userID, roomID string, server sp
 	if err != nil {
 		return err
 	}
-	sent, err := s.cfg.Client.SendKnock(ctx, s.cfg.ServerName, server, pdu)
-	if err != nil {
+	// send_knock by hand: fclient's answer type keeps only the stripped
+	// fields of knock_room_state, whose events are whole since spec v1.16
+	// (invite_state.go).
+	var sent struct {
+		KnockRoomState []json.RawMessage `json:"knock_room_state"`
+	}
+	path := "/_matrix/federation/v1/send_knock/" + url.PathEscape(roomID) + "/" + url.PathEscape(pdu.EventID())
+	if err := s.signedRequest(ctx, "PUT", string(server), path, json.RawMessage(pdu.JSON()), &sent); err != nil {
 		return remoteError(string(server), err)
+	}
+	if sent.KnockRoomState == nil {
+		sent.KnockRoomState = []json.RawMessage{}
 	}
 	if err := pdu.SetUnsignedField("knock_room_state", sent.KnockRoomState); err != nil {
 		return err
