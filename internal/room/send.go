@@ -134,6 +134,14 @@ func (e *Engine) build(tx *store.Tx, info *Info, req SendRequest) (gomatrixserve
 	if len(content) == 0 {
 		content = json.RawMessage("{}")
 	}
+	if req.Type == "m.room.power_levels" && req.StateKey != nil && *req.StateKey == "" {
+		// Levels the room version cannot parse are a bad request, not a
+		// forbidden one (creators named in v12 are caught by the auth
+		// rules below).
+		if err := checkPowerLevels(ver, content, nil); err != nil {
+			return nil, err
+		}
+	}
 	proto := gomatrixserverlib.ProtoEvent{
 		SenderID:   req.Sender,
 		RoomID:     info.ID,

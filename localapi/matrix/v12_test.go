@@ -57,6 +57,9 @@ func TestRoomV12CreationRules(t *testing.T) {
 	if r := put("m.room.power_levels", map[string]any{"users": map[string]any{alice.ID: 100}}); r.Status != 400 {
 		t.Errorf("PUT power levels naming the creator: %d %s, want 400", r.Status, r.Body)
 	}
+	if r := put("m.room.power_levels", map[string]any{"ban": "50"}); r.Status != 400 {
+		t.Errorf("PUT power levels with a string level: %d %s, want 400", r.Status, r.Body)
+	}
 	if r := put("m.room.create", map[string]any{"room_version": "12", "entropy": 100}); r.Status != 400 {
 		t.Errorf("PUT m.room.create: %d %s, want 400", r.Status, r.Body)
 	}
