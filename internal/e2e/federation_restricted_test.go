@@ -49,3 +49,41 @@ func TestFederationRestrictedJoinFailover(t *testing.T) {
 		t.Errorf("charlie's join was authorised via %q, want %s", member.Via, alice.UserID)
 	}
 }
+
+// TestFederationRestrictedJoinOfLocalUser: hs1 is in charlie@hs2's
+// restricted room, but alice, its only member there, may not invite, so
+// bob@hs1, who is in the allowed room, cannot be let in by hs1 itself; his
+// join through his own server goes on through hs2, where charlie vouches
+// for it (Complement's TestRestrictedRoomsRemoteJoinLocalUser).
+func TestFederationRestrictedJoinOfLocalUser(t *testing.T) {
+	t.Parallel()
+	net := startFedNet(t, "hs1.test", "hs2.test")
+	alice := net.Daemons["hs1.test"].Register("alice")
+	bob := net.Daemons["hs1.test"].Register("bob")
+	charlie := net.Daemons["hs2.test"].Register("charlie")
+	club := CreateRoom(t, charlie, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "club"})
+	lounge := CreateRoom(t, charlie, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "lounge", RoomVersion: "8",
+		PowerLevelOverride: &event.PowerLevelsEventContent{InvitePtr: ptr(50), Users: map[id.UserID]int{charlie.UserID: 100}},
+		InitialState: []*event.Event{{Type: event.StateJoinRules, Content: event.Content{Parsed: &event.JoinRulesEventContent{
+			JoinRule: event.JoinRuleRestricted,
+			Allow:    []event.JoinRuleAllow{{Type: event.JoinRuleAllowRoomMembership, RoomID: club}},
+		}}}}})
+	_, err := charlie.InviteUser(ctx(t), lounge, &mautrix.ReqInviteUser{UserID: alice.UserID})
+	noErr(t, err, "charlie invites alice")
+	waitFor(t, "alice's invite on hs1", func() (bool, bool) {
+		_, err := alice.JoinRoom(ctx(t), lounge.String(), &mautrix.ReqJoinRoom{Via: []string{"hs2.test"}})
+		return err == nil, err == nil
+	})
+	_, err = bob.JoinRoom(ctx(t), "#club:hs2.test", nil)
+	noErr(t, err, "bob joins the club")
+	_, err = bob.JoinRoom(ctx(t), lounge.String(), &mautrix.ReqJoinRoom{Via: []string{"hs1.test"}})
+	noErr(t, err, "bob joins the lounge through his own server")
+	waitMembership(t, charlie, lounge, bob.UserID, "bob in the lounge, as hs2 sees it", "join")
+	var member struct {
+		Via string `json:"join_authorised_via_users_server"`
+	}
+	noErr(t, alice.StateEvent(ctx(t), lounge, event.StateMember, bob.UserID.String(), &member), "read bob's join on hs1")
+	if member.Via != charlie.UserID.String() {
+		t.Errorf("bob's join was authorised via %q, want %s", member.Via, charlie.UserID)
+	}
+}
