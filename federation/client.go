@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 
 	"github.com/matrix-org/gomatrix"
 	"github.com/matrix-org/gomatrixserverlib"
@@ -61,6 +62,13 @@ func (s *Service) JoinRoom(ctx context.Context, userID, roomID string, via []str
 	if last == nil {
 		last = matrixerr.NotFound("no other server to join the room through")
 	}
+	var me *matrixerr.Error
+	if errors.As(last, &me) && (me.Code == "M_UNABLE_TO_AUTHORISE_JOIN" || me.Code == "M_UNABLE_TO_GRANT_JOIN") {
+		// No resident server could vouch for a restricted join: for the
+		// client that is a refused join (Client-Server API /join: 403),
+		// with the resident server's errcode passed through.
+		return &matrixerr.Error{Status: http.StatusForbidden, Code: me.Code, Message: me.Message}
+	}
 	return last
 }
 
@@ -84,6 +92,13 @@ func (s *Service) joinVia(ctx context.Context, uid *spec.UserID, rid *spec.RoomI
 	join, err := gomatrixserverlib.MustGetRoomVersion(ver).NewEventFromTrustedJSON(res.JoinEvent.JSON(), false)
 	if err != nil {
 		return err
+	}
+	// gomatrixserverlib takes the resident server's copy of the join as
+	// it is. A restricted join must carry the signature of the server of
+	// the user who authorised it (Server-Server API §"Restricted rooms"),
+	// and ours must still cover what it returned.
+	if err := gomatrixserverlib.VerifyEventSignatures(ctx, join, s.cfg.KeyRing, userIDForSender); err != nil {
+		return matrixerr.Unknown(fmt.Sprintf("%s returned a join without the signatures it needs: %v", server, err)).WithStatus(http.StatusBadGateway)
 	}
 	state := res.StateSnapshot.GetStateEvents().UntrustedEvents(ver)
 	auth := res.StateSnapshot.GetAuthEvents().UntrustedEvents(ver)

@@ -80,6 +80,9 @@ func (s *Service) invite(w http.ResponseWriter, r *request) {
 	// Sign returned the embedded v2 event (gomatrixserverlib notes §2).
 	signed, err = ver.NewEventFromTrustedJSON(signed.JSON(), false)
 	if err == nil {
+		err = keepRoomState(signed, body.InviteRoomState)
+	}
+	if err == nil {
 		err = s.storeInvite(r.Context(), signed)
 	}
 	if err != nil {
@@ -108,12 +111,8 @@ func (s *Service) Invite(ctx context.Context, req room.MembershipRequest) (strin
 	if err != nil {
 		return "", err
 	}
-	inviteReq, err := fclient.NewInviteV2Request(pdu, stripped)
-	if err != nil {
-		return "", err
-	}
 	server := serverOf(req.Target)
-	res, err := s.cfg.Client.SendInviteV2(ctx, s.cfg.ServerName, spec.ServerName(server), inviteReq)
+	res, err := s.sendInviteV2(ctx, server, pdu, stripped)
 	if err != nil {
 		return "", remoteError(server, err)
 	}

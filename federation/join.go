@@ -2,6 +2,7 @@ package federation
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 
@@ -33,8 +34,23 @@ func (s *Service) makeJoin(w http.ResponseWriter, r *request) {
 	res, err := gomatrixserverlib.HandleMakeJoin(gomatrixserverlib.HandleMakeJoinInput{
 		Context: r.Context(), UserID: *userID, SenderID: spec.SenderID(userID.String()), RoomID: *roomID,
 		RoomVersion: version, RemoteVersions: remote, RequestOrigin: r.origin, LocalServerName: s.cfg.ServerName,
-		LocalServerInRoom: len(s.cfg.Rooms.LocalJoinedMembers(roomID.String())) > 0, RoomQuerier: querier{s}, UserIDQuerier: userIDForSender,
-		BuildEventTemplate: s.cfg.Rooms.Template,
+		LocalServerInRoom: len(s.cfg.Rooms.LocalJoinedMembers(roomID.String())) > 0,
+		RoomQuerier:       restrictedDecidedHere{}, UserIDQuerier: userIDForSender,
+		BuildEventTemplate: func(proto *gomatrixserverlib.ProtoEvent) (gomatrixserverlib.PDU, []gomatrixserverlib.PDU, error) {
+			// Restricted rooms: the room engine decides (its errors tell
+			// the joining server whether to try another resident server)
+			// and names the authorising user in the template's content.
+			via, err := s.cfg.Rooms.JoinAuthoriser(roomID.String(), userID.String())
+			if err != nil {
+				return nil, nil, err
+			}
+			if via != "" {
+				if err := proto.SetContent(gomatrixserverlib.MemberContent{Membership: spec.Join, AuthorisedVia: via}); err != nil {
+					return nil, nil, err
+				}
+			}
+			return s.cfg.Rooms.Template(proto)
+		},
 	})
 	if err != nil {
 		writeGMSLError(w, err)
@@ -128,6 +144,9 @@ func (s *Service) acceptJoin(r *request) (*fclient.RespSendJoin, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkAuthorisedJoin(roomID.String(), join); err != nil {
+		return nil, err
+	}
 	if !res.AlreadyJoined {
 		if err := s.cfg.Rooms.Ingest(r.Context(), join, room.IngestOptions{Relay: true}); err != nil {
 			return nil, forbiddenIfRejected(err)
@@ -144,6 +163,42 @@ func (s *Service) acceptJoin(r *request) (*fclient.RespSendJoin, error) {
 		resp.ServersInRoom = append(resp.ServersInRoom, srv)
 	}
 	return resp, nil
+}
+
+// checkAuthorisedJoin refuses a join that names one of this server's
+// users as its authoriser (join_authorised_via_users_server) when the
+// joining user does not meet the room's allow conditions as this server
+// sees them: the countersignature would otherwise vouch for a join that
+// make_join would have refused (Server-Server API §"Restricted rooms").
+func (s *Service) checkAuthorisedJoin(roomID string, join gomatrixserverlib.PDU) error {
+	var c struct {
+		Via string `json:"join_authorised_via_users_server"`
+	}
+	if json.Unmarshal(join.Content(), &c) != nil || c.Via == "" {
+		return nil
+	}
+	_, err := s.cfg.Rooms.JoinAuthoriser(roomID, string(join.SenderID()))
+	return err
+}
+
+// restrictedDecidedHere stands in for gomatrixserverlib's restricted-join
+// check in HandleMakeJoin, which would pick the authoriser among the
+// members of the allowed room rather than of the room being joined and
+// answers M_FORBIDDEN where the spec wants M_UNABLE_TO_GRANT_JOIN: with no
+// join rule to read, that check passes, and the template callback asks the
+// room engine instead.
+type restrictedDecidedHere struct{}
+
+func (restrictedDecidedHere) CurrentStateEvent(context.Context, spec.RoomID, string, string) (gomatrixserverlib.PDU, error) {
+	return nil, nil
+}
+
+func (restrictedDecidedHere) InvitePending(context.Context, spec.RoomID, spec.SenderID) (bool, error) {
+	return false, nil
+}
+
+func (restrictedDecidedHere) RestrictedRoomJoinInfo(context.Context, spec.RoomID, spec.SenderID, spec.ServerName) (*gomatrixserverlib.RestrictedRoomJoinInfo, error) {
+	return nil, nil
 }
 
 // sendLeave is send_leave v2. gomatrixserverlib has no handler for it
@@ -252,16 +307,4 @@ func (q querier) CurrentMembership(_ context.Context, roomID spec.RoomID, sender
 
 func (q querier) CurrentStateEvent(_ context.Context, roomID spec.RoomID, typ, sk string) (gomatrixserverlib.PDU, error) {
 	return q.s.cfg.Rooms.CurrentStatePDU(roomID.String(), typ, sk), nil
-}
-
-func (q querier) InvitePending(ctx context.Context, roomID spec.RoomID, sender spec.SenderID) (bool, error) {
-	m, err := q.CurrentMembership(ctx, roomID, sender)
-	return m == spec.Invite, err
-}
-
-func (q querier) RestrictedRoomJoinInfo(ctx context.Context, roomID spec.RoomID, sender spec.SenderID, _ spec.ServerName) (*gomatrixserverlib.RestrictedRoomJoinInfo, error) {
-	m, _ := q.CurrentMembership(ctx, roomID, sender)
-	joined := q.s.cfg.Rooms.LocalJoinedMembers(roomID.String())
-	return &gomatrixserverlib.RestrictedRoomJoinInfo{LocalServerInRoom: len(joined) > 0,
-		UserJoinedToRoom: m == spec.Join, JoinedUsers: joined}, nil
 }

@@ -2,8 +2,10 @@ package federation
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"slices"
 
 	"github.com/matrix-org/gomatrixserverlib"
@@ -106,7 +108,8 @@ func (s *Service) sendKnock(w http.ResponseWriter, r *request) {
 		matrixerr.Write(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, fclient.RespSendKnock{KnockRoomState: stripped})
+	// Whole events, not fclient's stripped form (invite_state.go).
+	writeJSON(w, http.StatusOK, map[string]any{"knock_room_state": stripped})
 }
 
 // Knock knocks on a room this server is not in, through the via servers,
@@ -149,9 +152,18 @@ func (s *Service) knockVia(ctx context.Context, userID, roomID string, server sp
 	if err != nil {
 		return err
 	}
-	sent, err := s.cfg.Client.SendKnock(ctx, s.cfg.ServerName, server, pdu)
-	if err != nil {
+	// send_knock by hand: fclient's answer type keeps only the stripped
+	// fields of knock_room_state, whose events are whole since spec v1.16
+	// (invite_state.go).
+	var sent struct {
+		KnockRoomState []json.RawMessage `json:"knock_room_state"`
+	}
+	path := "/_matrix/federation/v1/send_knock/" + url.PathEscape(roomID) + "/" + url.PathEscape(pdu.EventID())
+	if err := s.signedRequest(ctx, "PUT", string(server), path, json.RawMessage(pdu.JSON()), &sent); err != nil {
 		return remoteError(string(server), err)
+	}
+	if sent.KnockRoomState == nil {
+		sent.KnockRoomState = []json.RawMessage{}
 	}
 	if err := pdu.SetUnsignedField("knock_room_state", sent.KnockRoomState); err != nil {
 		return err

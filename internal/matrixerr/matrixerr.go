@@ -52,6 +52,12 @@ var (
 	InvalidRoomState       = newErr(http.StatusBadRequest, "M_INVALID_ROOM_STATE")
 	BadAlias               = newErr(http.StatusBadRequest, "M_BAD_ALIAS")
 	Unauthorized           = newErr(http.StatusUnauthorized, "M_UNAUTHORIZED")
+	// UnableToAuthoriseJoin and UnableToGrantJoin are a resident server's
+	// answers to a restricted join it cannot decide or cannot vouch for
+	// (Server-Server API §"Restricted rooms"): the joining server tries
+	// another resident server.
+	UnableToAuthoriseJoin = newErr(http.StatusBadRequest, "M_UNABLE_TO_AUTHORISE_JOIN")
+	UnableToGrantJoin     = newErr(http.StatusBadRequest, "M_UNABLE_TO_GRANT_JOIN")
 	// Conflict is the spec's 409 for a room alias that already exists.
 	Conflict = newErr(http.StatusConflict, "M_UNKNOWN")
 )

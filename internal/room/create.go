@@ -75,7 +75,11 @@ func (e *Engine) CreateRoom(ctx context.Context, creator string, profile Profile
 			return "", err
 		}
 	}
-	events, err := e.initialEvents(creator, profile, ver, preset, alias, req)
+	creation, creators, err := creationContent(creator, ver, preset, req)
+	if err != nil {
+		return "", err
+	}
+	events, err := e.initialEvents(creator, profile, ver, preset, alias, creators, req)
 	if err != nil {
 		return "", err
 	}
@@ -84,7 +88,7 @@ func (e *Engine) CreateRoom(ctx context.Context, creator string, profile Profile
 		if alias != "" && tx.Get(store.Aliases, []byte(alias)) != nil {
 			return matrixerr.RoomInUse("room alias already taken")
 		}
-		info, err := e.newRoom(tx, creator, ver, req.CreationContent)
+		info, err := e.newRoom(tx, creator, ver, creation)
 		if err != nil {
 			return err
 		}
@@ -111,18 +115,58 @@ func (e *Engine) CreateRoom(ctx context.Context, creator string, profile Profile
 	return roomID, err
 }
 
-// newRoom allocates the room and appends its create event.
-func (e *Engine) newRoom(tx *store.Tx, creator string, ver gomatrixserverlib.IRoomVersion, creation json.RawMessage) (*Info, error) {
+// creationContent is the create event's content: the client's
+// creation_content with the room version (and, before room v11, the
+// creator). In room versions with privileged creators (v12, MSC4289) it
+// also returns every creator: the sender, additional_creators, which must
+// be a list of user IDs, and with trusted_private_chat the invitees.
+func creationContent(creator string, ver gomatrixserverlib.IRoomVersion, preset string, req CreateRequest) (map[string]any, []string, error) {
 	content := map[string]any{}
-	if len(creation) > 0 {
-		if err := json.Unmarshal(creation, &content); err != nil {
-			return nil, matrixerr.BadJSON("creation_content must be an object")
+	if len(req.CreationContent) > 0 {
+		if err := json.Unmarshal(req.CreationContent, &content); err != nil || content == nil {
+			return nil, nil, matrixerr.BadJSON("creation_content must be an object")
 		}
 	}
 	content["room_version"] = string(ver.Version())
-	if !ver.PrivilegedCreators() && ver.Version() != gomatrixserverlib.RoomVersionV11 {
-		content["creator"] = creator // required before room v11
+	if !ver.PrivilegedCreators() {
+		if ver.Version() != gomatrixserverlib.RoomVersionV11 {
+			content["creator"] = creator // required before room v11
+		}
+		return content, []string{creator}, nil
 	}
+	creators := []string{creator}
+	var extra []string
+	if raw, ok := content["additional_creators"]; ok {
+		list, ok := raw.([]any)
+		if !ok {
+			return nil, nil, matrixerr.BadJSON("additional_creators must be a list of user IDs")
+		}
+		for _, v := range list {
+			id, ok := v.(string)
+			if _, err := spec.NewUserID(id, true); !ok || err != nil {
+				return nil, nil, matrixerr.BadJSON(fmt.Sprintf("additional_creators: %v is not a user ID", v))
+			}
+			extra = append(extra, id)
+		}
+	}
+	if preset == "trusted_private_chat" {
+		// Client-Server API §"Creation": in v12 the invitees of a trusted
+		// private chat become creators rather than admins.
+		extra = append(extra, req.Invite...)
+	}
+	for _, id := range extra {
+		if !slices.Contains(creators, id) {
+			creators = append(creators, id)
+		}
+	}
+	if len(creators) > 1 {
+		content["additional_creators"] = creators[1:]
+	}
+	return content, creators, nil
+}
+
+// newRoom allocates the room and appends its create event.
+func (e *Engine) newRoom(tx *store.Tx, creator string, ver gomatrixserverlib.IRoomVersion, content map[string]any) (*Info, error) {
 	raw, err := json.Marshal(content)
 	if err != nil {
 		return nil, matrixerr.BadJSON("bad creation_content")
@@ -159,7 +203,7 @@ func (e *Engine) newRoom(tx *store.Tx, creator string, ver gomatrixserverlib.IRo
 // initialEvents lists the state events after the create event, in the
 // spec's order: creator's join, power levels, alias, preset state,
 // initial_state, name, topic, then invites.
-func (e *Engine) initialEvents(creator string, profile Profile, ver gomatrixserverlib.IRoomVersion, preset, alias string, req CreateRequest) ([]StateEvent, error) {
+func (e *Engine) initialEvents(creator string, profile Profile, ver gomatrixserverlib.IRoomVersion, preset, alias string, creators []string, req CreateRequest) ([]StateEvent, error) {
 	var out []StateEvent
 	add := func(typ, sk string, content any) error {
 		b, err := json.Marshal(content)
@@ -179,12 +223,18 @@ func (e *Engine) initialEvents(creator string, profile Profile, ver gomatrixserv
 	add("m.room.member", creator, member)
 
 	users := map[string]any{}
-	if !ver.PrivilegedCreators() {
-		users[creator] = 100 // v12 creators outrank everyone and must not be listed
-	}
-	if preset == "trusted_private_chat" {
-		for _, u := range req.Invite {
-			users[u] = 100
+	tombstone := 100
+	if ver.PrivilegedCreators() {
+		// v12 creators outrank everyone and must not be listed; upgrading
+		// the room stays theirs unless a level above admins is given out
+		// (MSC4289, Client-Server API §"Creation").
+		tombstone = 150
+	} else {
+		users[creator] = 100
+		if preset == "trusted_private_chat" {
+			for _, u := range req.Invite {
+				users[u] = 100
+			}
 		}
 	}
 	pl := map[string]any{
@@ -192,19 +242,22 @@ func (e *Engine) initialEvents(creator string, profile Profile, ver gomatrixserv
 		"ban": 50, "kick": 50, "redact": 50, "invite": 0,
 		"events": map[string]any{
 			"m.room.name": 50, "m.room.power_levels": 100, "m.room.history_visibility": 100,
-			"m.room.canonical_alias": 50, "m.room.avatar": 50, "m.room.tombstone": 100,
+			"m.room.canonical_alias": 50, "m.room.avatar": 50, "m.room.tombstone": tombstone,
 			"m.room.server_acl": 100, "m.room.encryption": 100,
 		},
 		"notifications": map[string]any{"room": 50},
 	}
 	if len(req.PowerLevelContentOverride) > 0 {
 		var override map[string]any
-		if err := json.Unmarshal(req.PowerLevelContentOverride, &override); err != nil {
+		if err := json.Unmarshal(req.PowerLevelContentOverride, &override); err != nil || override == nil {
 			return nil, matrixerr.BadJSON("power_level_content_override must be an object")
 		}
 		maps.Copy(pl, override)
 	}
 	if err := add("m.room.power_levels", "", pl); err != nil {
+		return nil, err
+	}
+	if err := checkPowerLevels(ver, out[len(out)-1].Content, creators); err != nil {
 		return nil, err
 	}
 	if alias != "" {
@@ -223,6 +276,14 @@ func (e *Engine) initialEvents(creator string, profile Profile, ver gomatrixserv
 		if s.Type == "" || len(s.Content) == 0 {
 			return nil, matrixerr.BadJSON("initial_state events need type and content")
 		}
+		if s.Type == "m.room.create" {
+			return nil, matrixerr.BadJSON("initial_state cannot hold m.room.create: use creation_content")
+		}
+		if s.Type == "m.room.power_levels" && s.StateKey == "" {
+			if err := checkPowerLevels(ver, s.Content, creators); err != nil {
+				return nil, err
+			}
+		}
 		out = append(out, s)
 	}
 	if req.Name != nil {
@@ -239,4 +300,23 @@ func (e *Engine) initialEvents(creator string, profile Profile, ver gomatrixserv
 		add("m.room.member", u, c)
 	}
 	return out, nil
+}
+
+// checkPowerLevels refuses power levels the room version's auth rules
+// would reject for their content, as a bad request rather than a
+// forbidden one: values that are not integers (strict from room v10), and
+// in v12 a users map that names a creator (MSC4289).
+func checkPowerLevels(ver gomatrixserverlib.IRoomVersion, content json.RawMessage, creators []string) error {
+	var pl gomatrixserverlib.PowerLevelContent
+	if err := ver.ParsePowerLevels(content, &pl); err != nil {
+		return matrixerr.BadJSON("invalid power levels: " + err.Error())
+	}
+	if ver.PrivilegedCreators() {
+		for _, c := range creators {
+			if _, ok := pl.Users[c]; ok {
+				return matrixerr.BadJSON(c + " is a creator of the room and cannot be given a power level")
+			}
+		}
+	}
+	return nil
 }

@@ -20,10 +20,11 @@ import (
 // declines through a server in the room.
 
 // PrepareInvite builds and signs, without storing, the invite of a user
-// on another server, with the stripped state that goes with it.
-func (e *Engine) PrepareInvite(req MembershipRequest) (gomatrixserverlib.PDU, []gomatrixserverlib.InviteStrippedState, error) {
+// on another server, with the room state that goes with it
+// (invite_room_state).
+func (e *Engine) PrepareInvite(req MembershipRequest) (gomatrixserverlib.PDU, []json.RawMessage, error) {
 	var pdu gomatrixserverlib.PDU
-	var stripped []gomatrixserverlib.InviteStrippedState
+	var state []json.RawMessage
 	err := e.db.View(func(tx *store.Tx) error {
 		info, err := roomInfo(tx, req.RoomID)
 		if err != nil {
@@ -50,38 +51,44 @@ func (e *Engine) PrepareInvite(req MembershipRequest) (gomatrixserverlib.PDU, []
 			StateKey: &target, Content: b}); err != nil {
 			return err
 		}
-		stripped = e.strippedState(tx, info, req.Sender)
+		state = e.roomStateForRemote(tx, info, req.Sender)
 		return nil
 	})
-	return pdu, stripped, err
+	return pdu, state, err
 }
 
-// StrippedState is what an invitee or a knocker is shown of a room
-// (Client-Server API §"Stripped state"), plus member's member event if
-// member is not empty.
-func (e *Engine) StrippedState(roomID, member string) ([]gomatrixserverlib.InviteStrippedState, error) {
-	var out []gomatrixserverlib.InviteStrippedState
+// StrippedState is the room state another server's invitee or knocker is
+// shown (invite_room_state, knock_room_state), plus member's member event
+// if member is not empty.
+func (e *Engine) StrippedState(roomID, member string) ([]json.RawMessage, error) {
+	var out []json.RawMessage
 	err := e.db.View(func(tx *store.Tx) error {
 		info, err := roomInfo(tx, roomID)
 		if err == nil {
-			out = e.strippedState(tx, info, member)
+			out = e.roomStateForRemote(tx, info, member)
 		}
 		return err
 	})
 	return out, err
 }
 
-func (e *Engine) strippedState(tx *store.Tx, info *Info, member string) []gomatrixserverlib.InviteStrippedState {
-	var out []gomatrixserverlib.InviteStrippedState
-	for _, typ := range strippedTypes {
-		if ev, _ := e.currentStateEvent(tx, info.NID, typ, ""); ev != nil {
-			out = append(out, gomatrixserverlib.NewInviteStrippedState(ev.PDU))
+// roomStateForRemote lists the state events of strippedTypes (and
+// member's member event) as whole events: since spec v1.16 (MSC4311) the
+// state that goes with an invite or a knock over federation must hold the
+// create event, and every entry must be an event in the room version's
+// format, so the receiving server can check it.
+func (e *Engine) roomStateForRemote(tx *store.Tx, info *Info, member string) []json.RawMessage {
+	var out []json.RawMessage
+	add := func(typ, sk string) {
+		if ev, _ := e.currentStateEvent(tx, info.NID, typ, sk); ev != nil {
+			out = append(out, json.RawMessage(ev.PDU.JSON()))
 		}
 	}
+	for _, typ := range strippedTypes {
+		add(typ, "")
+	}
 	if member != "" {
-		if ev, _ := e.currentStateEvent(tx, info.NID, "m.room.member", member); ev != nil {
-			out = append(out, gomatrixserverlib.NewInviteStrippedState(ev.PDU))
-		}
+		add("m.room.member", member)
 	}
 	return out
 }

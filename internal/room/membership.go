@@ -68,6 +68,18 @@ func (e *Engine) ChangeMembership(ctx context.Context, req MembershipRequest) (s
 		if req.IsDirect {
 			content["is_direct"] = true
 		}
+		if req.Membership == "join" && req.Target == req.Sender {
+			// Who vouches for a join to a restricted room is this server's
+			// decision, never the client's (restricted.go).
+			delete(content, "join_authorised_via_users_server")
+			via, err := e.joinAuthoriser(tx, info, req.Sender)
+			if err != nil {
+				return err
+			}
+			if via != "" {
+				content["join_authorised_via_users_server"] = via
+			}
+		}
 		b, err := json.Marshal(content)
 		if err != nil {
 			return matrixerr.BadJSON("bad membership content")

@@ -3,6 +3,7 @@ package room
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -168,9 +169,22 @@ func (e *Engine) build(tx *store.Tx, info *Info, req SendRequest) (gomatrixserve
 	if err != nil {
 		return nil, err
 	}
+	if req.Type == "m.room.create" {
+		// A room has one create event, made with the room (and in v12 its
+		// ID is that event's hash, MSC4291): a second is a bad request.
+		return nil, matrixerr.BadJSON("a room's m.room.create event cannot be sent again")
+	}
 	content := req.Content
 	if len(content) == 0 {
 		content = json.RawMessage("{}")
+	}
+	if req.Type == "m.room.power_levels" && req.StateKey != nil && *req.StateKey == "" {
+		// Levels the room version cannot parse are a bad request, not a
+		// forbidden one (creators named in v12 are caught by the auth
+		// rules below).
+		if err := checkPowerLevels(ver, content, nil); err != nil {
+			return nil, err
+		}
 	}
 	proto := gomatrixserverlib.ProtoEvent{
 		SenderID:   req.Sender,
@@ -209,6 +223,12 @@ func (e *Engine) build(tx *store.Tx, info *Info, req SendRequest) (gomatrixserve
 		return nil, badEvent(err)
 	}
 	if err := gomatrixserverlib.Allowed(pdu, provider, userIDForSender); err != nil {
+		var invalid *gomatrixserverlib.EventValidationError
+		if errors.As(err, &invalid) {
+			// Content the room version forbids whoever sends it, such as
+			// v12 power levels that name a creator: a bad request.
+			return nil, matrixerr.BadJSON(invalid.Error())
+		}
 		return nil, forbidden(err)
 	}
 	pdu.EventID() // computed lazily and cached in the PDU: do it before sharing

@@ -359,8 +359,12 @@ func (e *Engine) syncInvite(tx *store.Tx, req SyncRequest, info *Info) (*Invited
 }
 
 // strippedState is the StrippedStateEvent shape (Client-Server API
-// §"Stripped state").
+// §"Stripped state"), except for the create event, which is given whole
+// (MSC4311, spec v1.16) so a client can check the room it describes.
 func strippedState(ev *Event) json.RawMessage {
+	if ev.PDU.Type() == "m.room.create" {
+		return json.RawMessage(ev.PDU.JSON())
+	}
 	b, _ := json.Marshal(map[string]any{
 		"type": ev.PDU.Type(), "state_key": *ev.PDU.StateKey(),
 		"sender": string(ev.PDU.SenderID()), "content": json.RawMessage(ev.PDU.Content()),

@@ -18,9 +18,9 @@ func publicRoom(t *testing.T, e *Engine) string {
 	return roomID
 }
 
-func join(t *testing.T, e *Engine, user, roomID string) {
+func mustJoin(t *testing.T, e *Engine, user, roomID string) {
 	t.Helper()
-	if _, err := e.ChangeMembership(context.Background(), MembershipRequest{Sender: user, RoomID: roomID, Target: user, Membership: "join"}); err != nil {
+	if err := join(e, user, roomID); err != nil {
 		t.Fatalf("%s joins: %v", user, err)
 	}
 }
@@ -51,7 +51,7 @@ func syncFrom(t *testing.T, e *Engine, user string, since, sinceEph uint64, time
 func TestSyncTypingStopFromFirstToken(t *testing.T) {
 	e, _ := newEngine(t)
 	roomID := publicRoom(t, e)
-	join(t, e, bob, roomID)
+	mustJoin(t, e, bob, roomID)
 	since, sinceEph := e.Pos()
 	if sinceEph != 0 {
 		t.Fatalf("typing counter %d before anyone typed", sinceEph)
@@ -101,7 +101,7 @@ func TestSyncNewlyJoinedRoomTimeline(t *testing.T) {
 	for i := range 4 {
 		say(t, e, alice, roomID, fmt.Sprintf("alice message 2-%d", i))
 	}
-	join(t, e, bob, roomID)
+	mustJoin(t, e, bob, roomID)
 	jr := syncFrom(t, e, bob, since, 0, EventFilter{Types: []string{"m.room.message"}, Limit: 10}).Join[roomID]
 	if jr == nil {
 		t.Fatal("the newly joined room is not in bob's sync")
@@ -186,7 +186,7 @@ func TestSyncRejectedInviteInLeave(t *testing.T) {
 func TestSyncStateChangeHiddenByTimelineFilter(t *testing.T) {
 	e, _ := newEngine(t)
 	roomID := publicRoom(t, e)
-	join(t, e, bob, roomID)
+	mustJoin(t, e, bob, roomID)
 	since, _ := e.Pos()
 	empty := ""
 	if _, err := e.Send(context.Background(), SendRequest{Sender: alice, RoomID: roomID, Type: "m.room.topic", StateKey: &empty,

@@ -54,7 +54,9 @@ func (s *Server) roomAndServers(r *http.Request, target string) (string, []strin
 	q := r.URL.Query()
 	servers = append(servers, q["via"]...)
 	servers = append(servers, q["server_name"]...)
-	if srv := serverOf(roomID); srv != "" {
+	if srv := serverOf(roomID); srv != "" && len(servers) == 0 {
+		// Only as a last resort: servers the client named are the ones it
+		// asked for (a restricted join through them alone may fail).
 		servers = append(servers, srv)
 	}
 	return roomID, dedupe(servers), nil

@@ -75,8 +75,10 @@ func (s *Server) joinRoom(w http.ResponseWriter, r *http.Request, c *caller) {
 	if _, err := s.rooms.ChangeMembership(r.Context(), room.MembershipRequest{Sender: c.UserID, RoomID: roomID,
 		Target: c.UserID, Membership: "join", Reason: req.Reason, Profile: s.profileOf(c),
 		Extra: joinExtra(body)}); err != nil {
-		matrixerr.Write(w, err)
-		return
+		if err = s.joinElsewhere(r, c, roomID, via, req.Reason, joinExtra(body), err); err != nil {
+			matrixerr.Write(w, err)
+			return
+		}
 	}
 	writeJSON(w, map[string]any{"room_id": roomID})
 }

@@ -1,0 +1,89 @@
+package e2e
+
+import (
+	"testing"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+)
+
+// TestFederationRestrictedJoinFailover runs Complement's restricted-room
+// failover with three daemons (Server-Server API §"Restricted rooms"):
+// alice@hs1's lounge admits members of her club, and only she may invite.
+// bob@hs2 is in both, so hs2 is resident but may not vouch for anyone:
+// charlie@hs3, a club member, joining through hs2 alone is refused (403),
+// and through hs2 then hs1 gets in, authorised by alice, as hs2 sees it.
+func TestFederationRestrictedJoinFailover(t *testing.T) {
+	t.Parallel()
+	net := startFedNet(t, "hs1.test", "hs2.test", "hs3.test")
+	alice := net.Daemons["hs1.test"].Register("alice")
+	bob := net.Daemons["hs2.test"].Register("bob")
+	charlie := net.Daemons["hs3.test"].Register("charlie")
+	club := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "club"})
+	lounge := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "lounge", RoomVersion: "10",
+		PowerLevelOverride: &event.PowerLevelsEventContent{InvitePtr: ptr(100), Users: map[id.UserID]int{alice.UserID: 100}},
+		InitialState: []*event.Event{{Type: event.StateJoinRules, Content: event.Content{Parsed: &event.JoinRulesEventContent{
+			JoinRule: event.JoinRuleKnockRestricted,
+			Allow:    []event.JoinRuleAllow{{Type: event.JoinRuleAllowRoomMembership, RoomID: club}},
+		}}}}})
+	for _, step := range []struct {
+		c    *mautrix.Client
+		room string
+	}{{bob, "#club:hs1.test"}, {bob, "#lounge:hs1.test"}, {charlie, "#club:hs1.test"}} {
+		_, err := step.c.JoinRoom(ctx(t), step.room, nil)
+		noErr(t, err, "%s joins %s", step.c.UserID, step.room)
+	}
+	waitMembership(t, bob, club, charlie.UserID, "charlie in the club, as hs2 sees it", "join")
+
+	_, err := charlie.JoinRoom(ctx(t), lounge.String(), &mautrix.ReqJoinRoom{Via: []string{"hs2.test"}})
+	wantMatrixErr(t, err, 403, "M_UNABLE_TO_GRANT_JOIN", "charlie joins the lounge through hs2 alone")
+	_, err = charlie.JoinRoom(ctx(t), lounge.String(), &mautrix.ReqJoinRoom{Via: []string{"hs2.test", "hs1.test"}})
+	noErr(t, err, "charlie joins the lounge through hs2, then hs1")
+	waitMembership(t, bob, lounge, charlie.UserID, "charlie in the lounge, as hs2 sees it", "join")
+	var member struct {
+		Via string `json:"join_authorised_via_users_server"`
+	}
+	noErr(t, bob.StateEvent(ctx(t), lounge, event.StateMember, charlie.UserID.String(), &member), "read charlie's join on hs2")
+	if member.Via != alice.UserID.String() {
+		t.Errorf("charlie's join was authorised via %q, want %s", member.Via, alice.UserID)
+	}
+}
+
+// TestFederationRestrictedJoinOfLocalUser: hs1 is in charlie@hs2's
+// restricted room, but alice, its only member there, may not invite, so
+// bob@hs1, who is in the allowed room, cannot be let in by hs1 itself; his
+// join through his own server goes on through hs2, where charlie vouches
+// for it (Complement's TestRestrictedRoomsRemoteJoinLocalUser).
+func TestFederationRestrictedJoinOfLocalUser(t *testing.T) {
+	t.Parallel()
+	net := startFedNet(t, "hs1.test", "hs2.test")
+	alice := net.Daemons["hs1.test"].Register("alice")
+	bob := net.Daemons["hs1.test"].Register("bob")
+	charlie := net.Daemons["hs2.test"].Register("charlie")
+	club := CreateRoom(t, charlie, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "club"})
+	lounge := CreateRoom(t, charlie, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "lounge", RoomVersion: "8",
+		PowerLevelOverride: &event.PowerLevelsEventContent{InvitePtr: ptr(50), Users: map[id.UserID]int{charlie.UserID: 100}},
+		InitialState: []*event.Event{{Type: event.StateJoinRules, Content: event.Content{Parsed: &event.JoinRulesEventContent{
+			JoinRule: event.JoinRuleRestricted,
+			Allow:    []event.JoinRuleAllow{{Type: event.JoinRuleAllowRoomMembership, RoomID: club}},
+		}}}}})
+	_, err := charlie.InviteUser(ctx(t), lounge, &mautrix.ReqInviteUser{UserID: alice.UserID})
+	noErr(t, err, "charlie invites alice")
+	waitFor(t, "alice's invite on hs1", func() (bool, bool) {
+		_, err := alice.JoinRoom(ctx(t), lounge.String(), &mautrix.ReqJoinRoom{Via: []string{"hs2.test"}})
+		return err == nil, err == nil
+	})
+	_, err = bob.JoinRoom(ctx(t), "#club:hs2.test", nil)
+	noErr(t, err, "bob joins the club")
+	_, err = bob.JoinRoom(ctx(t), lounge.String(), &mautrix.ReqJoinRoom{Via: []string{"hs1.test"}})
+	noErr(t, err, "bob joins the lounge through his own server")
+	waitMembership(t, charlie, lounge, bob.UserID, "bob in the lounge, as hs2 sees it", "join")
+	var member struct {
+		Via string `json:"join_authorised_via_users_server"`
+	}
+	noErr(t, alice.StateEvent(ctx(t), lounge, event.StateMember, bob.UserID.String(), &member), "read bob's join on hs1")
+	if member.Via != charlie.UserID.String() {
+		t.Errorf("bob's join was authorised via %q, want %s", member.Via, charlie.UserID)
+	}
+}
