@@ -78,6 +78,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
+	r = withR0Alias(r)
 	if s.isMediaUpload(r) {
 		s.mux.ServeHTTP(w, r) // uploads have their own limit, max_upload_bytes
 		return
