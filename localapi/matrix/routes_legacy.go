@@ -99,6 +99,9 @@ func (s *Server) legacyRoutes() {
 	const unstable = "/_matrix/client/unstable"
 	m.HandleFunc("POST "+unstable+"/keys/device_signing/upload", a(s.crossSigningUpload))
 	m.HandleFunc("POST "+unstable+"/keys/signatures/upload", a(s.signaturesUpload))
+	// Deprecated since r0, still called by Element (initialsync.go).
+	m.HandleFunc("GET /_matrix/client/v3/rooms/{roomId}/initialSync", a(s.roomInitialSync))
+	s.thirdPartyRoutes()
 	for _, p := range federationPaths {
 		m.HandleFunc(p, otherListener)
 	}

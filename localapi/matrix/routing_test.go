@@ -134,3 +134,19 @@ func hasErrcode(r *response, code string) bool {
 	}
 	return json.Unmarshal(r.Body, &e) == nil && e.Errcode == code
 }
+
+// TestUnstableCrossSigningUpload: Element uploads cross-signing keys
+// through the unstable prefix of MSC1756; it reaches the v3 handler.
+func TestUnstableCrossSigningUpload(t *testing.T) {
+	ts, c := newKeysServer(t)
+	alice := ts.register(t, "alice")
+	msk, ssk, usk := newEdKey(t), newEdKey(t), newEdKey(t)
+	keysA := map[string]any{"master_key": crossKey(t, alice, "master", msk, nil),
+		"self_signing_key": crossKey(t, alice, "self_signing", ssk, &msk), "user_signing_key": crossKey(t, alice, "user_signing", usk, &msk)}
+	ts.do(t, "POST", "/_matrix/client/unstable/keys/device_signing/upload", alice.Token, keysA).wantStatus(t, 200)
+	r := c.call(t, "POST", kv3+"/keys/query", alice.Token, map[string]any{"device_keys": map[string]any{alice.ID: []string{}}})
+	r.wantStatus(t, 200)
+	if mk, _ := r.json(t)["master_keys"].(map[string]any); mk[alice.ID] == nil {
+		t.Errorf("the master key uploaded through the unstable path is not served: %s", r.Body)
+	}
+}
