@@ -43,7 +43,11 @@ func TestPresenceTwoDevicesNoStorm(t *testing.T) {
 		since := bobTok
 		for ctx(t).Err() == nil {
 			resp, err := bob.FullSyncRequest(ctx(t), mautrix.ReqSync{Since: since, Timeout: 60000})
-			responses <- polled{resp, err}
+			select {
+			case responses <- polled{resp, err}:
+			case <-ctx(t).Done():
+				return
+			}
 			if err != nil {
 				return
 			}
