@@ -94,3 +94,45 @@ func TestPresenceTwoDevicesNoStorm(t *testing.T) {
 		t.Errorf("alice's presence as bob reads it: %d %s, want online", code, b)
 	}
 }
+
+// TestPresenceTwoDevicesFederation: the same two sessions of alice send
+// another server no m.presence EDU per sync, only when her presence (the
+// most present of her sessions) changes.
+func TestPresenceTwoDevicesFederation(t *testing.T) {
+	t.Parallel()
+	net := newFedNet(t, "hs1.test")
+	peer := net.addPeer(peerName, "hs1.test")
+	hs1 := net.Daemons["hs1.test"]
+	hs1.Start()
+	alice := hs1.Register("alice")
+	alice2 := hs1.Login("alice")
+	roomID := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
+	peer.join("mallory", string(roomID))
+	syncAs := func(c *mautrix.Client, since string, state event.Presence) string {
+		t.Helper()
+		resp, err := c.FullSyncRequest(ctx(t), mautrix.ReqSync{Since: since, SetPresence: state})
+		noErr(t, err, "sync as %s with set_presence=%s", c.DeviceID, state)
+		return resp.NextBatch
+	}
+	tok1 := syncAs(alice, "", event.PresenceOnline)
+	tok2 := syncAs(alice2, "", event.PresenceUnavailable)
+	const rounds = 20
+	for range rounds {
+		tok1 = syncAs(alice, tok1, event.PresenceOnline)
+		tok2 = syncAs(alice2, tok2, event.PresenceUnavailable)
+	}
+	// hs1 sends a destination's EDUs and PDUs in order: once the peer has
+	// this message, it has every presence EDU sent before it.
+	marker := SendText(t, alice, roomID, "that is all")
+	waitFor(t, "the peer receives alice's message", func() (bool, bool) {
+		peer.mu.Lock()
+		defer peer.mu.Unlock()
+		rm := peer.rooms[string(roomID)]
+		return true, rm != nil && rm.latest != nil && rm.latest.EventID() == string(marker)
+	})
+	edus := peer.called("edu m.presence")
+	t.Logf("the peer got %d m.presence EDUs for %d syncs of each of alice's sessions", edus, rounds+1)
+	if edus > 2 {
+		t.Errorf("the peer got %d m.presence EDUs while alice's presence stayed online; want one per change", edus)
+	}
+}
