@@ -28,6 +28,7 @@ type presence struct {
 	rooms    *room.Engine
 	mu       sync.Mutex
 	users    map[string]*userPresence // localpart → its devices
+	timeout  time.Duration            // deviceTimeout, or the configured one
 	// fed announces local users' presence to other servers and knows
 	// theirs; nil while federation is off (set by SetFederation).
 	fed Federation
@@ -39,9 +40,10 @@ type presence struct {
 }
 
 // deviceTimeout is how long a device keeps counting after its last request
-// ended: long enough to cover the gap between one /sync and the next, short
-// enough that a closed client stops holding its user online (Synapse's
-// SYNC_ONLINE_TIMEOUT is the same 30 s).
+// ended, unless Config.PresenceTimeout says otherwise: long enough to cover
+// the gap between one /sync and the next, short enough that a closed
+// client stops holding its user online (Synapse's SYNC_ONLINE_TIMEOUT is
+// the same 30 s).
 const deviceTimeout = 30 * time.Second
 
 // userPresence is the in-memory presence of one local user.
@@ -75,13 +77,13 @@ func presenceRank(state string) int {
 
 // aggregatePresence returns the most present state among the devices that
 // still count at now (a request in flight, or one that ended less than
-// deviceTimeout ago), forgets the others, and says when the next counting
-// device will stop counting (zero if none will without a new request).
-func aggregatePresence(devices map[string]*devicePresence, now time.Time) (state string, next time.Time) {
+// timeout ago), forgets the others, and says when the next counting device
+// will stop counting (zero if none will without a new request).
+func aggregatePresence(devices map[string]*devicePresence, now time.Time, timeout time.Duration) (state string, next time.Time) {
 	state = "offline"
 	for id, d := range devices {
 		if d.inFlight == 0 {
-			until := d.seen.Add(deviceTimeout)
+			until := d.seen.Add(timeout)
 			if !now.Before(until) {
 				delete(devices, id)
 				continue
@@ -97,8 +99,33 @@ func aggregatePresence(devices map[string]*devicePresence, now time.Time) (state
 	return state, next
 }
 
-func newPresence(a *account.Accounts, r *room.Engine) *presence {
-	return &presence{accounts: a, rooms: r, users: map[string]*userPresence{}}
+func newPresence(a *account.Accounts, r *room.Engine, timeout time.Duration) *presence {
+	if timeout <= 0 {
+		timeout = deviceTimeout
+	}
+	p := &presence{accounts: a, rooms: r, users: map[string]*userPresence{}, timeout: timeout}
+	p.expireStored()
+	return p
+}
+
+// expireStored gives every user the stored state says is present one
+// timeout to come back: after a restart no device of theirs is known, and
+// without a request from one they would stay online for good.
+func (p *presence) expireStored() {
+	users, err := p.accounts.List()
+	if err != nil {
+		slog.Warn("presence: list users", "err", err)
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, u := range users {
+		if u.Presence == "" || u.Presence == "offline" {
+			continue
+		}
+		lp := u.Localpart
+		p.user(lp).expiry = time.AfterFunc(p.timeout, func() { p.settleLater(lp) })
+	}
 }
 
 // user returns the in-memory presence of a local user; p.mu must be held.
@@ -184,7 +211,7 @@ func (p *presence) settle(ctx context.Context, localpart string, statusMsg *stri
 	defer up.store.Unlock()
 
 	p.mu.Lock()
-	state, next := aggregatePresence(up.devices, time.Now())
+	state, next := aggregatePresence(up.devices, time.Now(), p.timeout)
 	if up.expiry != nil {
 		up.expiry.Stop()
 		up.expiry = nil

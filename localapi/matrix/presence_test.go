@@ -41,7 +41,7 @@ func TestAggregatePresence(t *testing.T) {
 		}, "offline", time.Time{}, 0},
 	}
 	for _, tc := range cases {
-		state, next := aggregatePresence(tc.devices, now)
+		state, next := aggregatePresence(tc.devices, now, deviceTimeout)
 		if state != tc.want || !next.Equal(tc.wantNext) || len(tc.devices) != tc.left {
 			t.Errorf("%s: got %s, next %v, %d devices left; want %s, next %v, %d left",
 				tc.name, state, next, len(tc.devices), tc.want, tc.wantNext, tc.left)
