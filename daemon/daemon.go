@@ -47,6 +47,7 @@ type Daemon struct {
 	search   *search.Index // full-text index for /search; follows the stream
 	push     *push.Service // rule evaluation and pushers; follows the stream
 	server   *http.Server
+	api      *matrix.Server // closed before the store: presence writes from timers
 	listener net.Listener
 	logs     *LogRing     // recent log lines for the control API
 	control  *http.Server // the control API on the unix socket, if any
@@ -119,6 +120,7 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	d.search = search.New(db, d.rooms, notifier)
 	d.search.Start()
 	api.SetSearch(d.search)
+	d.api = api
 	if err := d.startFederation(key, notifier, api); err != nil {
 		d.push.Stop()
 		d.search.Stop()
@@ -180,6 +182,7 @@ func (d *Daemon) Stop(ctx context.Context) error {
 	d.stopRequests()
 	d.server.Shutdown(ctx)
 	d.server.Close()
+	d.api.Close()
 	if d.control != nil {
 		d.control.Close()
 	}

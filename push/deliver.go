@@ -63,7 +63,13 @@ func notification(pe *room.PushEvent, r Result, p Pusher, unread int) map[string
 	prio := "low"
 	for _, a := range r.Actions {
 		if a.Action == pushrules.ActionSetTweak {
-			tweaks[string(a.Tweak)] = a.Value
+			v := a.Value
+			if v == nil && a.Tweak == pushrules.TweakHighlight {
+				v = true // a highlight tweak without a value means true (§"Actions")
+			}
+			if v != nil {
+				tweaks[string(a.Tweak)] = v
+			}
 			prio = "high"
 		}
 	}

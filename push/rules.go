@@ -153,8 +153,8 @@ func ordered(rs *pushrules.PushRuleset, st *stored, kind string) pushrules.PushR
 
 // Global returns the ruleset as the spec's JSON shape: an object of kind →
 // array of rules, every array present.
-func (r *Rules) Global(userID string) (map[string]pushrules.PushRuleArray, error) {
-	out := map[string]pushrules.PushRuleArray{}
+func (r *Rules) Global(userID string) (map[string]RuleArray, error) {
+	out := map[string]RuleArray{}
 	err := r.db.View(func(tx *store.Tx) error {
 		st, err := loadStored(tx, userID)
 		if err != nil {
@@ -165,7 +165,7 @@ func (r *Rules) Global(userID string) (map[string]pushrules.PushRuleArray, error
 			return err
 		}
 		for _, k := range Kinds {
-			out[k] = ordered(rs, st, k)
+			out[k] = RuleArray(ordered(rs, st, k))
 		}
 		return nil
 	})
@@ -215,9 +215,9 @@ func (r *Rules) update(ctx context.Context, userID string, fn func(st *stored, r
 		if rs, err = merge(userID, st); err != nil {
 			return err
 		}
-		global := map[string]pushrules.PushRuleArray{}
+		global := map[string]RuleArray{}
 		for _, k := range Kinds {
-			global[k] = ordered(rs, st, k)
+			global[k] = RuleArray(ordered(rs, st, k))
 		}
 		ad, err := json.Marshal(map[string]any{"global": global})
 		if err != nil {

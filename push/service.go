@@ -85,6 +85,9 @@ func New(db *store.DB, rooms *room.Engine, opts Options) *Service {
 func (s *Service) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
+	if err := s.Rules.repairStoredJSON(ctx); err != nil {
+		s.log.Warn("push: repair stored rules", "err", err)
+	}
 	s.running.Store(true)
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); s.follow(ctx) }()

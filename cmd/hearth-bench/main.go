@@ -11,6 +11,7 @@
 //	send        PUT /send latency, one sequential client
 //	throughput  events/s with many concurrent senders
 //	sync        send-to-/sync delivery latency with many long pollers
+//	presence    idle long-poll wake-ups while one user has two sessions (online + unavailable)
 //	volume      RSS after many messages in many rooms
 //	history     /messages and initial /sync in a room with many events
 //	search      POST /search over -volume-msgs messages
@@ -59,7 +60,7 @@ type config struct {
 	timeout       time.Duration // hard limit on the whole run
 }
 
-var allSections = []string{"start", "idle", "send", "throughput", "sync", "volume", "history", "search", "media", "keys", "push", "federation"}
+var allSections = []string{"start", "idle", "send", "throughput", "sync", "presence", "volume", "history", "search", "media", "keys", "push", "federation"}
 
 func parseFlags() (*config, error) {
 	c := &config{}
@@ -166,6 +167,7 @@ func run() int {
 		{"send", benchSendLatency},
 		{"throughput", benchThroughput},
 		{"sync", benchSyncDelivery},
+		{"presence", benchPresence},
 		{"volume", benchVolume},
 		{"history", benchHistory},
 		{"search", benchSearch},

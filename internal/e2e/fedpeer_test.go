@@ -182,9 +182,15 @@ func (p *fedPeer) serveKeys(w http.ResponseWriter, r *http.Request) {
 func (p *fedPeer) receive(w http.ResponseWriter, r *http.Request) {
 	var txn struct {
 		PDUs []json.RawMessage `json:"pdus"`
+		EDUs []struct {
+			Type string `json:"edu_type"`
+		} `json:"edus"`
 	}
 	json.NewDecoder(r.Body).Decode(&txn)
 	p.mu.Lock()
+	for _, edu := range txn.EDUs {
+		p.calls["edu "+edu.Type]++ // read with p.called("edu m.presence")
+	}
 	for _, raw := range txn.PDUs {
 		rm := p.rooms[gjson.GetBytes(raw, "room_id").String()]
 		if rm == nil {

@@ -385,7 +385,7 @@ func TestRoutingErrors(t *testing.T) {
 	b := newBadInputServer(t)
 	before := b.snapshot(t, b.alice, b.roomID)
 	defer func() { before.wantSame(t, b.snapshot(t, b.alice, b.roomID)) }()
-	for _, p := range []string{v3 + "/no_such_endpoint", "/_matrix/client/v3", "/_matrix/client/r0/sync", "/_matrix/nope",
+	for _, p := range []string{v3 + "/no_such_endpoint", "/_matrix/client/v3", "/_matrix/client/r0/room_keys/version", "/_matrix/nope",
 		v3 + "/rooms/" + b.rid + "/no_such_thing", "/"} {
 		b.do(t, "GET", p, b.alice.Token, nil).wantError(t, 404, "M_UNRECOGNIZED")
 	}

@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/hearth-chat/hearth/internal/matrixerr"
+	"github.com/hearth-chat/hearth/push"
 )
 
 // notifications serves GET /notifications (Client-Server API
@@ -50,7 +51,7 @@ func (s *Server) notifications(w http.ResponseWriter, r *http.Request, c *caller
 		if err != nil {
 			continue
 		}
-		out = append(out, map[string]any{"actions": n.Actions, "event": ev, "read": n.Read,
+		out = append(out, map[string]any{"actions": push.Actions(n.Actions), "event": ev, "read": n.Read,
 			"room_id": n.RoomID, "ts": n.TS})
 	}
 	resp := map[string]any{"notifications": out}

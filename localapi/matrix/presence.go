@@ -14,36 +14,256 @@ import (
 	"github.com/hearth-chat/hearth/internal/room"
 )
 
-// presence is basic presence (Client-Server API §"Presence"): the state a
-// user sets is stored and announced through the change log; when they were
-// last active is kept in memory, since writing it on every request would
-// cost an fsync each.
+// presence is basic presence (Client-Server API §"Presence"). Each device
+// says what it wants through /sync's set_presence (or PUT /presence); the
+// user's presence is the most present state among the devices still
+// syncing (online > unavailable > offline), as Synapse aggregates it, and
+// only a change of that aggregate is stored, announced over federation and
+// so wakes other users' long polls. An idle second device syncing with
+// set_presence=unavailable therefore costs nothing while the first is
+// online. When the user was last active is kept in memory and only read
+// when an m.presence event is built, so refreshing it never wakes anyone.
 type presence struct {
 	accounts *account.Accounts
 	rooms    *room.Engine
 	mu       sync.Mutex
-	active   map[string]time.Time // localpart → last request
+	users    map[string]*userPresence // localpart → its devices
+	timeout  time.Duration            // deviceTimeout, or the configured one
 	// fed announces local users' presence to other servers and knows
 	// theirs; nil while federation is off (set by SetFederation).
 	fed Federation
+	// closed stops the settling that runs outside requests (a request's
+	// end, a device's expiry) once the store is about to close; background
+	// counts those running.
+	closed     bool
+	background sync.WaitGroup
 }
 
-func newPresence(a *account.Accounts, r *room.Engine) *presence {
-	return &presence{accounts: a, rooms: r, active: map[string]time.Time{}}
+// deviceTimeout is how long a device keeps counting after its last request
+// ended, unless Config.PresenceTimeout says otherwise: long enough to cover
+// the gap between one /sync and the next, short enough that a closed
+// client stops holding its user online (Synapse's SYNC_ONLINE_TIMEOUT is
+// the same 30 s).
+const deviceTimeout = 30 * time.Second
+
+// userPresence is the in-memory presence of one local user.
+type userPresence struct {
+	devices    map[string]*devicePresence // device ID → what it last asked for
+	lastActive time.Time                  // last request of a device asking to be online
+	synced     time.Time                  // last request of any device
+	expiry     *time.Timer                // re-aggregates when the next device stops counting
+	// store serialises reading and writing the stored state, so two
+	// devices' requests cannot both store (and announce) the same change.
+	store sync.Mutex
 }
 
-// touch records activity and, if the state differs, stores the new state.
-func (p *presence) touch(ctx context.Context, c *caller, state string) {
-	p.mu.Lock()
-	p.active[c.Localpart] = time.Now()
-	p.mu.Unlock()
-	u, err := p.accounts.Get(c.Localpart)
-	if err != nil || u == nil || u.Presence == state {
+// devicePresence is what one device last asked for.
+type devicePresence struct {
+	state    string
+	inFlight int       // its requests still running (a /sync long poll counts while it waits)
+	seen     time.Time // when its last request started or ended
+}
+
+// presenceRank orders states by how present they are.
+func presenceRank(state string) int {
+	switch state {
+	case "online":
+		return 2
+	case "unavailable":
+		return 1
+	}
+	return 0
+}
+
+// aggregatePresence returns the most present state among the devices that
+// still count at now (a request in flight, or one that ended less than
+// timeout ago), forgets the others, and says when the next counting device
+// will stop counting (zero if none will without a new request).
+func aggregatePresence(devices map[string]*devicePresence, now time.Time, timeout time.Duration) (state string, next time.Time) {
+	state = "offline"
+	for id, d := range devices {
+		if d.inFlight == 0 {
+			until := d.seen.Add(timeout)
+			if !now.Before(until) {
+				delete(devices, id)
+				continue
+			}
+			if next.IsZero() || until.Before(next) {
+				next = until
+			}
+		}
+		if presenceRank(d.state) > presenceRank(state) {
+			state = d.state
+		}
+	}
+	return state, next
+}
+
+func newPresence(a *account.Accounts, r *room.Engine, timeout time.Duration) *presence {
+	if timeout <= 0 {
+		timeout = deviceTimeout
+	}
+	p := &presence{accounts: a, rooms: r, users: map[string]*userPresence{}, timeout: timeout}
+	p.expireStored()
+	return p
+}
+
+// expireStored gives every user the stored state says is present one
+// timeout to come back: after a restart no device of theirs is known, and
+// without a request from one they would stay online for good.
+func (p *presence) expireStored() {
+	users, err := p.accounts.List()
+	if err != nil {
+		slog.Warn("presence: list users", "err", err)
 		return
 	}
-	if p.accounts.SetPresence(ctx, c.Localpart, state, u.StatusMsg) == nil {
-		p.announce(ctx, c.UserID, state, u.StatusMsg)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, u := range users {
+		if u.Presence == "" || u.Presence == "offline" {
+			continue
+		}
+		lp := u.Localpart
+		p.user(lp).expiry = time.AfterFunc(p.timeout, func() { p.settleLater(lp) })
 	}
+}
+
+// user returns the in-memory presence of a local user; p.mu must be held.
+func (p *presence) user(localpart string) *userPresence {
+	up := p.users[localpart]
+	if up == nil {
+		up = &userPresence{devices: map[string]*devicePresence{}}
+		p.users[localpart] = up
+	}
+	return up
+}
+
+// touch records that a device is making a request (a /sync) that asks for
+// state, for as long as ctx lives, and stores the user's presence if the
+// aggregate over their devices changed. ctx is the request's context, which
+// ends when the handler returns: that is when the device's 30 s begin.
+func (p *presence) touch(ctx context.Context, c *caller, state string) {
+	now := time.Now()
+	p.mu.Lock()
+	up := p.user(c.Localpart)
+	d := up.devices[c.DeviceID]
+	if d == nil {
+		d = &devicePresence{}
+		up.devices[c.DeviceID] = d
+	}
+	d.state, d.seen = state, now
+	d.inFlight++
+	up.synced = now
+	if state == "online" {
+		up.lastActive = now
+	}
+	p.mu.Unlock()
+	context.AfterFunc(ctx, func() {
+		p.mu.Lock()
+		d.inFlight--
+		d.seen = time.Now()
+		p.mu.Unlock()
+		p.settleLater(c.Localpart)
+	})
+	if err := p.settle(ctx, c.Localpart, nil); err != nil {
+		slog.Debug("presence: store", "user", c.Localpart, "err", err)
+	}
+}
+
+// settleLater settles outside any request, unless the API is closing.
+func (p *presence) settleLater(localpart string) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.background.Add(1)
+	p.mu.Unlock()
+	defer p.background.Done()
+	if err := p.settle(context.Background(), localpart, nil); err != nil {
+		slog.Debug("presence: store", "user", localpart, "err", err)
+	}
+}
+
+// close stops the expiry timers and waits for background settling, so
+// nothing writes after the daemon closes the store.
+func (p *presence) close() {
+	p.mu.Lock()
+	p.closed = true
+	for _, up := range p.users {
+		if up.expiry != nil {
+			up.expiry.Stop()
+		}
+	}
+	p.mu.Unlock()
+	p.background.Wait()
+}
+
+// settle stores and announces the user's aggregate presence if it differs
+// from the stored one (or statusMsg, when not nil, from the stored status
+// message), and arms the timer that settles again when the next device
+// stops counting.
+func (p *presence) settle(ctx context.Context, localpart string, statusMsg *string) error {
+	p.mu.Lock()
+	up := p.user(localpart)
+	p.mu.Unlock()
+	up.store.Lock()
+	defer up.store.Unlock()
+
+	p.mu.Lock()
+	state, next := aggregatePresence(up.devices, time.Now(), p.timeout)
+	if up.expiry != nil {
+		up.expiry.Stop()
+		up.expiry = nil
+	}
+	if !next.IsZero() && !p.closed {
+		up.expiry = time.AfterFunc(time.Until(next), func() { p.settleLater(localpart) })
+	}
+	p.mu.Unlock()
+
+	u, err := p.accounts.Get(localpart)
+	if err != nil {
+		return err
+	}
+	if u == nil {
+		return matrixerr.NotFound("unknown user")
+	}
+	msg := u.StatusMsg
+	if statusMsg != nil {
+		msg = *statusMsg
+	}
+	stored := u.Presence
+	if stored == "" {
+		stored = "offline"
+	}
+	if stored == state && msg == u.StatusMsg {
+		return nil
+	}
+	if err := p.accounts.SetPresence(ctx, localpart, state, msg); err != nil {
+		return err
+	}
+	p.announce(ctx, p.accounts.UserID(localpart), state, msg)
+	return nil
+}
+
+// set is PUT /presence: the device's state is what it asks for (it counts
+// like a /sync that just ended) and the status message is the user's.
+func (p *presence) set(ctx context.Context, c *caller, state, statusMsg string) error {
+	now := time.Now()
+	p.mu.Lock()
+	up := p.user(c.Localpart)
+	d := up.devices[c.DeviceID]
+	if d == nil {
+		d = &devicePresence{}
+		up.devices[c.DeviceID] = d
+	}
+	d.state, d.seen = state, now
+	up.synced = now
+	if state == "online" {
+		up.lastActive = now
+	}
+	p.mu.Unlock()
+	return p.settle(ctx, c.Localpart, &statusMsg)
 }
 
 // announce sends a local user's new presence over federation
@@ -64,9 +284,12 @@ func (p *presence) content(u *account.User) map[string]any {
 	}
 	c := map[string]any{"presence": state, "currently_active": false}
 	p.mu.Lock()
-	last, ok := p.active[u.Localpart]
+	var last time.Time
+	if up := p.users[u.Localpart]; up != nil {
+		last = up.lastActive
+	}
 	p.mu.Unlock()
-	if ok {
+	if !last.IsZero() {
 		ago := time.Since(last)
 		c["last_active_ago"] = ago.Milliseconds()
 		c["currently_active"] = state == "online" && ago < 5*time.Minute
@@ -173,13 +396,16 @@ func (s *Server) putPresence(w http.ResponseWriter, r *http.Request, c *caller) 
 		matrixerr.Write(w, matrixerr.InvalidParam("presence must be online, offline or unavailable"))
 		return
 	}
-	if err := s.accounts.SetPresence(r.Context(), c.Localpart, req.Presence, req.StatusMsg); err != nil {
+	if err := s.presence.set(r.Context(), c, req.Presence, req.StatusMsg); err != nil {
 		matrixerr.Write(w, err)
 		return
 	}
-	s.presence.announce(r.Context(), c.UserID, req.Presence, req.StatusMsg)
 	writeJSON(w, struct{}{})
 }
+
+// Close stops presence's timers and waits for its background writes; the
+// daemon calls it after the listener stops and before the store closes.
+func (s *Server) Close() { s.presence.close() }
 
 // clientActiveFor is how recently a client must have synced for the user
 // to count as at a client.
@@ -191,6 +417,6 @@ const clientActiveFor = 60 * time.Second
 func (s *Server) ClientActive(userID string) bool {
 	s.presence.mu.Lock()
 	defer s.presence.mu.Unlock()
-	last, ok := s.presence.active[s.accounts.Localpart(userID)]
-	return ok && time.Since(last) < clientActiveFor
+	up := s.presence.users[s.accounts.Localpart(userID)]
+	return up != nil && time.Since(up.synced) < clientActiveFor
 }

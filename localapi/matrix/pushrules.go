@@ -45,7 +45,7 @@ func (s *Server) pushRules(w http.ResponseWriter, r *http.Request, c *caller) {
 			matrixerr.Write(w, err)
 			return
 		}
-		global = rs
+		global = push.GlobalOf(rs)
 	}
 	if strings.HasSuffix(r.URL.Path, "/global/") {
 		writeJSON(w, global)
@@ -91,7 +91,7 @@ func (s *Server) getPushRule(w http.ResponseWriter, r *http.Request, c *caller) 
 		matrixerr.Write(w, err)
 		return
 	}
-	writeJSON(w, rule)
+	writeJSON(w, (*push.Rule)(rule))
 }
 
 // putPushRule adds or replaces a user-defined rule (§"PUT
@@ -151,7 +151,7 @@ func (s *Server) getPushRuleAttr(w http.ResponseWriter, r *http.Request, c *call
 		writeJSON(w, map[string]any{"enabled": rule.Enabled})
 		return
 	}
-	writeJSON(w, map[string]any{"actions": rule.Actions})
+	writeJSON(w, map[string]any{"actions": push.Actions(rule.Actions)})
 }
 
 // putPushRuleAttr sets .../enabled ({"enabled": bool}) or .../actions

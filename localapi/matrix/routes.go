@@ -3,8 +3,8 @@ package matrix
 import "net/http"
 
 // routes registers every Client-Server API endpoint. Paths follow the spec
-// (v3 unless the spec puts an endpoint elsewhere); r0 aliases are not
-// served, as no current client needs them.
+// (v3 unless the spec puts an endpoint elsewhere); the r0 aliases are
+// mapped onto them in ServeHTTP (routes_legacy.go).
 func (s *Server) routes() {
 	m := s.mux
 	const v3 = "/_matrix/client/v3"
@@ -96,4 +96,5 @@ func (s *Server) routes() {
 	s.pushRoutes()
 	s.keysRoutes()
 	s.knockRoutes()
+	s.legacyRoutes()
 }

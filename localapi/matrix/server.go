@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/hearth-chat/hearth/internal/account"
@@ -38,6 +39,9 @@ type Config struct {
 	Registration string
 	// RegistrationTokens are accepted in token mode (spec v1.2).
 	RegistrationTokens []string
+	// PresenceTimeout is how long a device keeps its user present after
+	// its last request ended; 30 s when zero (presence.go).
+	PresenceTimeout time.Duration
 }
 
 // Server is the Client-Server API handler.
@@ -62,7 +66,7 @@ func New(accounts *account.Accounts, rooms *room.Engine, cfg Config) *Server {
 		cfg.MaxBodyBytes = 1 << 20
 	}
 	s := &Server{accounts: accounts, rooms: rooms, cfg: cfg, mux: http.NewServeMux(),
-		uia: newUIASessions(), limiter: newLimiter(), presence: newPresence(accounts, rooms)}
+		uia: newUIASessions(), limiter: newLimiter(), presence: newPresence(accounts, rooms, cfg.PresenceTimeout)}
 	s.routes()
 	return s
 }
@@ -78,6 +82,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
+	r = withR0Alias(r)
 	if s.isMediaUpload(r) {
 		s.mux.ServeHTTP(w, r) // uploads have their own limit, max_upload_bytes
 		return

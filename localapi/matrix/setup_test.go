@@ -65,6 +65,7 @@ func newTestServer(t testing.TB, cfg ...matrix.Config) *testServer {
 	ts.URL = ts.http.URL
 	t.Cleanup(func() {
 		ts.http.Close()
+		ts.API.Close()
 		db.Close()
 	})
 	return ts

@@ -1,0 +1,102 @@
+package push
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"maunium.net/go/mautrix/pushrules"
+
+	"github.com/hearth-chat/hearth/internal/store"
+)
+
+// mautrix writes a set_tweak action without a value as
+// {"set_tweak": "highlight", "value": null}. The spec (Client-Server API
+// §"Actions") writes it {"set_tweak": "highlight"}, meaning true, and
+// clients read the null as false: mentions were not highlighted. The types
+// here are what every push rule and action leaving the server goes
+// through: /pushrules, the m.push_rules account data and /notifications.
+
+// Actions is a list of actions in the spec's JSON form.
+type Actions pushrules.PushActionArray
+
+// MarshalJSON writes each action as a string or a set_tweak object whose
+// value is there only when it has one.
+func (a Actions) MarshalJSON() ([]byte, error) {
+	out := make([]any, len(a))
+	for i, act := range a {
+		if act.Action != pushrules.ActionSetTweak {
+			out[i] = act.Action
+			continue
+		}
+		t := map[string]any{"set_tweak": act.Tweak}
+		if act.Value != nil {
+			t["value"] = act.Value
+		}
+		out[i] = t
+	}
+	return json.Marshal(out)
+}
+
+// Rule is a push rule in the spec's JSON form.
+type Rule pushrules.PushRule
+
+// MarshalJSON writes the rule as mautrix does, with the actions as Actions.
+func (r *Rule) MarshalJSON() ([]byte, error) {
+	type plain pushrules.PushRule // without this method
+	return json.Marshal(struct {
+		*plain
+		Actions Actions `json:"actions"`
+	}{(*plain)(r), Actions(r.Actions)})
+}
+
+// RuleArray is a list of push rules in the spec's JSON form.
+type RuleArray pushrules.PushRuleArray
+
+// MarshalJSON writes every rule as Rule does, and [] for none.
+func (a RuleArray) MarshalJSON() ([]byte, error) {
+	out := make([]*Rule, len(a))
+	for i, r := range a {
+		out[i] = (*Rule)(r)
+	}
+	return json.Marshal(out)
+}
+
+// GlobalOf is a ruleset in the spec's shape: kind → its rules in
+// evaluation order, every kind present.
+func GlobalOf(rs *pushrules.PushRuleset) map[string]RuleArray {
+	out := map[string]RuleArray{}
+	for _, k := range Kinds {
+		out[k] = RuleArray(ordered(rs, nil, k))
+	}
+	return out
+}
+
+// repairStoredJSON rewrites the m.push_rules account data that servers
+// before the fix above stored with "value": null tweaks, once, at start:
+// clients read account data as stored, so without this a user who changed
+// a rule then would never see highlights until they changed another.
+func (r *Rules) repairStoredJSON(ctx context.Context) error {
+	var users []string
+	err := r.db.View(func(tx *store.Tx) error {
+		c := tx.Cursor(store.PushRules)
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			userID := string(k)
+			ad := tx.Get(store.AccountData, store.Key(localpart(userID), "", "m.push_rules"))
+			if bytes.Contains(ad, []byte(`"value":null`)) {
+				users = append(users, userID)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, u := range users {
+		if err := r.update(ctx, u, func(*stored, *pushrules.PushRuleset) error { return nil }); err != nil {
+			return fmt.Errorf("push: rewrite m.push_rules of %s: %w", u, err)
+		}
+	}
+	return nil
+}
