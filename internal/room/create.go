@@ -237,9 +237,15 @@ func (e *Engine) initialEvents(creator string, profile Profile, ver gomatrixserv
 			}
 		}
 	}
+	// Anyone in a private chat may invite; in a public room, moderators
+	// (Synapse's presets do the same, and clients expect it).
+	invite := 0
+	if preset == "public_chat" {
+		invite = 50
+	}
 	pl := map[string]any{
 		"users": users, "users_default": 0, "events_default": 0, "state_default": 50,
-		"ban": 50, "kick": 50, "redact": 50, "invite": 0,
+		"ban": 50, "kick": 50, "redact": 50, "invite": invite,
 		"events": map[string]any{
 			"m.room.name": 50, "m.room.power_levels": 100, "m.room.history_visibility": 100,
 			"m.room.canonical_alias": 50, "m.room.avatar": 50, "m.room.tombstone": tombstone,
