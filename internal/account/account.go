@@ -32,7 +32,9 @@ type User struct {
 	AvatarURL    string `json:"avatar_url,omitempty"`
 	Admin        bool   `json:"admin,omitempty"`
 	Deactivated  bool   `json:"deactivated,omitempty"`
-	CreatedTS    int64  `json:"created_ts"`
+	// Erased is set when the user deactivated with erase: true.
+	Erased    bool  `json:"erased,omitempty"`
+	CreatedTS int64 `json:"created_ts"`
 	// Presence is the last state the user set (online, unavailable, offline).
 	Presence     string `json:"presence,omitempty"`
 	StatusMsg    string `json:"status_msg,omitempty"`
@@ -227,13 +229,18 @@ func (a *Accounts) CheckPassword(localpart, password string) (*User, error) {
 	if u == nil || u.PasswordHash == "" {
 		// Spend the same time as a real check.
 		bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
+		if u != nil && u.Deactivated {
+			// The hash went with the account; that the name is taken is
+			// public anyway (register/available).
+			return nil, errDeactivated()
+		}
 		return nil, matrixerr.Forbidden("invalid username or password")
 	}
 	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(password)) != nil {
 		return nil, matrixerr.Forbidden("invalid username or password")
 	}
 	if u.Deactivated {
-		return nil, matrixerr.UserDeactivated("this account has been deactivated")
+		return nil, errDeactivated()
 	}
 	return u, nil
 }

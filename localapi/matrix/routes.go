@@ -96,4 +96,5 @@ func (s *Server) routes() {
 	s.pushRoutes()
 	s.keysRoutes()
 	s.knockRoutes()
+	s.deactivateRoutes()
 }

@@ -1,0 +1,81 @@
+package matrix_test
+
+import (
+	"net/url"
+	"testing"
+)
+
+// TestDeactivateAccount: a wrong password is a 401 UIA challenge carrying
+// M_FORBIDDEN and changes nothing; the right one deactivates: the user has
+// left the room and declined the invite, every token is dead, the password
+// gets M_USER_DEACTIVATED, the profile is gone, the user is out of the
+// directory, and the name stays taken. The response matches the spec.
+func TestDeactivateAccount(t *testing.T) {
+	sp := loadSpec(t)
+	ts := newTestServer(t)
+	c := specChecker{ts, sp}
+	alice := ts.register(t, "alice")
+	bob := ts.register(t, "bob")
+	shared := ts.createRoom(t, bob, map[string]any{"preset": "public_chat"})
+	ts.do(t, "POST", v3path+"/join/"+url.PathEscape(shared), alice.Token, map[string]any{}).wantStatus(t, 200)
+	invited := ts.createRoom(t, bob, map[string]any{"invite": []string{alice.ID}})
+	second := login(t, ts, "alice", alice.Password, nil)
+	second.wantStatus(t, 200)
+	secondToken := second.str(t, "access_token")
+
+	deactivate := func(password string) *response {
+		return c.call(t, "POST", v3path+"/account/deactivate", alice.Token, map[string]any{
+			"auth": map[string]any{"type": "m.login.password", "user": alice.ID, "password": password},
+		})
+	}
+	r := deactivate("wrong password")
+	r.wantStatus(t, 401)
+	if m := r.json(t); m["errcode"] != "M_FORBIDDEN" || m["flows"] == nil {
+		t.Fatalf("wrong password: %s, want a UIA challenge with M_FORBIDDEN", r.Body)
+	}
+	ts.do(t, "GET", v3path+"/account/whoami", alice.Token, nil).wantStatus(t, 200)
+
+	r = deactivate(alice.Password)
+	r.wantStatus(t, 200)
+	if got := r.str(t, "id_server_unbind_result"); got != "no-support" {
+		t.Errorf("id_server_unbind_result %q, want no-support", got)
+	}
+
+	for _, tok := range []string{alice.Token, secondToken} {
+		ts.do(t, "GET", v3path+"/account/whoami", tok, nil).wantError(t, 401, "M_UNKNOWN_TOKEN")
+	}
+	login(t, ts, "alice", alice.Password, nil).wantError(t, 403, "M_USER_DEACTIVATED")
+	login(t, ts, "alice", "guess", nil).wantError(t, 403, "M_USER_DEACTIVATED")
+	ts.do(t, "GET", v3path+"/register/available?username=alice", "", nil).wantError(t, 400, "M_USER_IN_USE")
+	ts.do(t, "POST", v3path+"/register", "", map[string]any{"username": "alice", "password": "another one",
+		"auth": map[string]any{"type": "m.login.dummy"}}).wantError(t, 400, "M_USER_IN_USE")
+	ts.do(t, "GET", v3path+"/profile/"+url.PathEscape(alice.ID), "", nil).wantError(t, 404, "M_NOT_FOUND")
+
+	for _, roomID := range []string{shared, invited} {
+		r := ts.do(t, "GET", v3path+"/rooms/"+url.PathEscape(roomID)+"/state/m.room.member/"+url.PathEscape(alice.ID), bob.Token, nil)
+		r.wantStatus(t, 200)
+		if m := r.str(t, "membership"); m != "leave" {
+			t.Errorf("alice's membership in %s is %q after deactivation, want leave", roomID, m)
+		}
+	}
+	r = ts.do(t, "POST", v3path+"/user_directory/search", bob.Token, map[string]any{"search_term": "alice"})
+	r.wantStatus(t, 200)
+	if res := r.json(t)["results"].([]any); len(res) != 0 {
+		t.Errorf("user directory still finds alice: %v", res)
+	}
+}
+
+// TestDeactivateNeedsAuth: without an auth object the answer is the UIA
+// challenge and the account stays as it was.
+func TestDeactivateNeedsAuth(t *testing.T) {
+	ts := newTestServer(t)
+	alice := ts.register(t, "alice")
+	r := ts.do(t, "POST", v3path+"/account/deactivate", alice.Token, map[string]any{"erase": true})
+	r.wantStatus(t, 401)
+	if r.json(t)["session"] == nil {
+		t.Fatalf("no UIA session in %s", r.Body)
+	}
+	ts.do(t, "GET", v3path+"/account/whoami", alice.Token, nil).wantStatus(t, 200)
+	login(t, ts, "alice", alice.Password, nil).wantStatus(t, 200)
+	ts.do(t, "POST", v3path+"/account/deactivate", alice.Token, `{"erase": "yes"}`).wantError(t, 400, "M_BAD_JSON")
+}
