@@ -97,4 +97,5 @@ func (s *Server) routes() {
 	s.keysRoutes()
 	s.knockRoutes()
 	s.deactivateRoutes()
+	s.upgradeRoutes()
 }
