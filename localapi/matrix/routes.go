@@ -98,4 +98,5 @@ func (s *Server) routes() {
 	s.knockRoutes()
 	s.deactivateRoutes()
 	s.upgradeRoutes()
+	s.hierarchyRoutes()
 }
