@@ -32,13 +32,16 @@ type User struct {
 	AvatarURL    string `json:"avatar_url,omitempty"`
 	Admin        bool   `json:"admin,omitempty"`
 	Deactivated  bool   `json:"deactivated,omitempty"`
-	// Erased is set when the user deactivated with erase: true.
-	Erased    bool  `json:"erased,omitempty"`
-	CreatedTS int64 `json:"created_ts"`
+	CreatedTS    int64  `json:"created_ts"`
 	// Presence is the last state the user set (online, unavailable, offline).
 	Presence     string `json:"presence,omitempty"`
 	StatusMsg    string `json:"status_msg,omitempty"`
 	LastActiveTS int64  `json:"last_active_ts,omitempty"`
+
+	// Erased is set when the user deactivated with erase: true, at stream
+	// position ErasedPos.
+	Erased    bool   `json:"erased,omitempty"`
+	ErasedPos uint64 `json:"erased_pos,omitempty"`
 }
 
 // Device is one login session of a user.

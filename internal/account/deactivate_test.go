@@ -23,7 +23,9 @@ func errcode(err error) string {
 // TestDeactivateClosesEveryWayIn: after Deactivate the devices are gone, a
 // login token minted before it cannot start a session, no new one can be
 // minted, and the record stays (deactivated, profile cleared, erase
-// remembered) so the name cannot be created again.
+// remembered with its position, account data gone) so the name cannot be
+// created again. Without erase, nothing is recorded and the account data
+// stays.
 func TestDeactivateClosesEveryWayIn(t *testing.T) {
 	db, err := store.Open(filepath.Join(t.TempDir(), "hearth.db"), store.Options{})
 	if err != nil {
@@ -47,6 +49,25 @@ func TestDeactivateClosesEveryWayIn(t *testing.T) {
 		t.Fatalf("redeem before deactivation: %q %v", lp, err)
 	}
 
+	if err := a.PutAccountData(ctx, "owner", "", "m.secret", []byte(`{"a":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Create(ctx, "keeper", "pw", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.PutAccountData(ctx, "keeper", "", "m.kept", []byte(`{"a":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Deactivate(ctx, "keeper", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, erased := a.ErasedAt("@keeper:test.local"); erased {
+		t.Error("deactivation without erase recorded an erasure")
+	}
+	if _, err := a.AccountData("keeper", "", "m.kept"); err != nil {
+		t.Errorf("account data of a user who did not ask for erasure: %v", err)
+	}
+
 	devices, err := a.Deactivate(ctx, "owner", true)
 	if err != nil || len(devices) != 1 || devices[0] != "DEV1" {
 		t.Fatalf("Deactivate: %v %v, want [DEV1]", devices, err)
@@ -67,6 +88,12 @@ func TestDeactivateClosesEveryWayIn(t *testing.T) {
 	u, _ := a.Get("owner")
 	if u == nil || !u.Deactivated || !u.Erased || u.PasswordHash != "" || u.DisplayName != "" {
 		t.Errorf("record after deactivation: %+v", u)
+	}
+	if pos, erased := a.ErasedAt("@owner:test.local"); !erased || pos == 0 {
+		t.Errorf("ErasedAt: %d %v", pos, erased)
+	}
+	if _, err := a.AccountData("owner", "", "m.secret"); errcode(err) != "M_NOT_FOUND" {
+		t.Errorf("account data after erasure: %v, want it gone", err)
 	}
 	if err := a.Create(ctx, "owner", "pw2", false); errcode(err) != "M_USER_IN_USE" {
 		t.Errorf("re-create: %v, want M_USER_IN_USE", err)

@@ -13,6 +13,9 @@ import (
 
 func (s *Server) deactivateRoutes() {
 	s.mux.HandleFunc("POST /_matrix/client/v3/account/deactivate", s.authed(s.deactivate))
+	// The room engine serves erased users' events redacted; which users
+	// asked for that is the account service's to say.
+	s.rooms.SetErased(s.accounts.ErasedIn)
 }
 
 // deactivate implements POST /account/deactivate (Client-Server API
@@ -21,7 +24,9 @@ func (s *Server) deactivateRoutes() {
 // and tokens gone, profile cleared, the localpart kept reserved), so a
 // failure later on cannot leave a half-closed account someone can still
 // log into; then the device keys and pushers go, and the user leaves
-// every room and declines every invite.
+// every room and declines every invite. With erase, the user's events are
+// from then on served redacted to anyone who could not see them at that
+// moment (room.Engine.MarkErased), and their account data is deleted.
 //
 // The owner account (the first admin, made at first start) may be
 // deactivated like any other: the CLI and tray talk to the control API
@@ -53,6 +58,9 @@ func (s *Server) deactivate(w http.ResponseWriter, r *http.Request, c *caller) {
 	if err != nil {
 		matrixerr.Write(w, err)
 		return
+	}
+	if pos, erased := s.accounts.ErasedAt(c.UserID); erased {
+		s.rooms.MarkErased(c.UserID, pos)
 	}
 	// The account is closed; what follows cleans up after it and must run
 	// to the end even if the client hangs up.

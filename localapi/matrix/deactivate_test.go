@@ -79,3 +79,53 @@ func TestDeactivateNeedsAuth(t *testing.T) {
 	login(t, ts, "alice", alice.Password, nil).wantStatus(t, 200)
 	ts.do(t, "POST", v3path+"/account/deactivate", alice.Token, `{"erase": "yes"}`).wantError(t, 400, "M_BAD_JSON")
 }
+
+// messagesOf returns the content of each event of typ from sender in the
+// room's history as u reads it.
+func (ts *testServer) contentsFrom(t testing.TB, u *testUser, roomID, sender, typ string) []map[string]any {
+	t.Helper()
+	r := ts.do(t, "GET", v3path+"/rooms/"+url.PathEscape(roomID)+"/messages?dir=b&limit=100", u.Token, nil)
+	r.wantStatus(t, 200)
+	var out []map[string]any
+	for _, x := range r.json(t)["chunk"].([]any) {
+		ev := x.(map[string]any)
+		if ev["sender"] == sender && ev["type"] == typ {
+			out = append(out, ev["content"].(map[string]any))
+		}
+	}
+	return out
+}
+
+// TestDeactivateErase: after alice deactivates with erase, bob, who was in
+// the room, still reads her message; carol, who joins afterwards, gets it
+// redacted, through /messages and /event. Without erase (dave), a late
+// joiner reads everything.
+func TestDeactivateErase(t *testing.T) {
+	ts := newTestServer(t)
+	alice, bob, carol, dave := ts.register(t, "alice"), ts.register(t, "bob"), ts.register(t, "carol"), ts.register(t, "dave")
+	roomID := ts.createRoom(t, bob, map[string]any{"preset": "public_chat"})
+	ts.join(t, alice, roomID)
+	ts.join(t, dave, roomID)
+	secret := ts.send(t, alice, roomID, "a1", "alice's secret")
+	ts.send(t, dave, roomID, "d1", "dave's words")
+	for _, u := range []*testUser{alice, dave} {
+		ts.do(t, "POST", v3path+"/account/deactivate", u.Token, map[string]any{"erase": u == alice,
+			"auth": map[string]any{"type": "m.login.password", "user": u.ID, "password": u.Password}}).wantStatus(t, 200)
+	}
+	ts.join(t, carol, roomID)
+
+	if got := ts.contentsFrom(t, bob, roomID, alice.ID, "m.room.message"); len(got) != 1 || got[0]["body"] != "alice's secret" {
+		t.Errorf("bob, in the room before the erasure, reads %v", got)
+	}
+	if got := ts.contentsFrom(t, carol, roomID, alice.ID, "m.room.message"); len(got) != 1 || len(got[0]) != 0 {
+		t.Errorf("carol, who joined after the erasure, reads %v, want empty content", got)
+	}
+	r := ts.do(t, "GET", v3path+"/rooms/"+url.PathEscape(roomID)+"/event/"+url.PathEscape(secret), carol.Token, nil)
+	r.wantStatus(t, 200)
+	if c := r.json(t)["content"].(map[string]any); len(c) != 0 {
+		t.Errorf("/event serves carol %v", c)
+	}
+	if got := ts.contentsFrom(t, carol, roomID, dave.ID, "m.room.message"); len(got) != 1 || got[0]["body"] != "dave's words" {
+		t.Errorf("carol reads dave (no erase) as %v", got)
+	}
+}
