@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
@@ -49,10 +50,12 @@ func (s *Service) hierarchy(w http.ResponseWriter, r *request) {
 }
 
 // summarise describes a room this server is in, and says whether origin
-// could peek or join it: public, knockable or world-readable rooms,
-// restricted rooms (the requester checks allowed_room_ids), and rooms
-// origin is already in, unless the room's ACL denies origin. nil means
-// this server cannot describe the room.
+// could peek or join it: public, knockable or world-readable rooms, rooms
+// origin is already in, and restricted rooms when origin has a member in
+// one of the allowed rooms as far as this server knows (the requester
+// then checks its own user against allowed_room_ids); never when the
+// room's ACL denies origin. nil means this server cannot describe the
+// room.
 func (s *Service) summarise(roomID string, origin spec.ServerName, suggestedOnly bool) (*room.SpaceRoom, bool) {
 	sr, err := s.cfg.Rooms.SpaceSummary(roomID, suggestedOnly)
 	if err != nil || sr == nil {
@@ -60,11 +63,22 @@ func (s *Service) summarise(roomID string, origin spec.ServerName, suggestedOnly
 	}
 	open := false
 	switch sr.JoinRule {
-	case "public", "knock", "restricted", "knock_restricted":
+	case "public", "knock", "knock_restricted":
 		open = true
+	case "restricted":
+		for _, id := range sr.AllowedRoomIDs {
+			open = open || s.serverJoined(id, origin)
+		}
 	}
-	accessible := (open || sr.WorldReadable || s.cfg.Rooms.ServerInRoom(roomID, string(origin))) && s.aclAllows(roomID, origin)
+	accessible := (open || sr.WorldReadable || s.serverJoined(roomID, origin)) && s.aclAllows(roomID, origin)
 	return sr, accessible
+}
+
+// serverJoined reports whether origin has a joined member in a room this
+// server knows.
+func (s *Service) serverJoined(roomID string, origin spec.ServerName) bool {
+	servers, err := s.cfg.Rooms.JoinedServers(roomID)
+	return err == nil && slices.Contains(servers, string(origin))
 }
 
 // Hierarchy asks the via servers, in turn, for a space this server is not
