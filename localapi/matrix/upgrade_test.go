@@ -3,6 +3,7 @@ package matrix_test
 import (
 	"fmt"
 	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -202,5 +203,52 @@ func TestUpgradeByModerator(t *testing.T) {
 	}
 	if ev := pl["events"].(map[string]any); ev["m.room.tombstone"] != 50.0 {
 		t.Errorf("events levels not carried: %v", ev)
+	}
+}
+
+// TestUpgradeCarriesPushRules: both local members' room rule for the old
+// room, and bob's mute (an override rule named after the room matching
+// its room_id), reappear for the new room; an unrelated rule does not.
+func TestUpgradeCarriesPushRules(t *testing.T) {
+	ps := newPushServer(t)
+	ts := ps.testServer
+	alice, bob := ts.register(t, "alice"), ts.register(t, "bob")
+	old := ts.createRoom(t, alice, map[string]any{"preset": "public_chat", "room_version": "10"})
+	ts.join(t, bob, old)
+	rule := func(u *testUser, kind, id string, body map[string]any) *response {
+		return ts.do(t, "PUT", pushV3+"/pushrules/global/"+kind+"/"+url.PathEscape(id), u.Token, body)
+	}
+	for _, u := range []*testUser{alice, bob} {
+		rule(u, "room", old, map[string]any{"actions": []string{"dont_notify"}}).wantStatus(t, 200)
+	}
+	rule(bob, "override", old, map[string]any{"actions": []any{},
+		"conditions": []map[string]any{{"kind": "event_match", "key": "room_id", "pattern": old}}}).wantStatus(t, 200)
+	rule(bob, "override", "unrelated", map[string]any{"actions": []any{},
+		"conditions": []map[string]any{{"kind": "event_match", "key": "content.body", "pattern": "spoiler"}}}).wantStatus(t, 200)
+
+	r := ts.upgrade(t, alice, old, map[string]any{"new_version": "11"})
+	r.wantStatus(t, 200)
+	newID := r.str(t, "replacement_room")
+	for _, u := range []*testUser{alice, bob} {
+		r := ts.do(t, "GET", pushV3+"/pushrules/global/room/"+url.PathEscape(newID), u.Token, nil)
+		r.wantStatus(t, 200)
+		if a := fmt.Sprint(r.json(t)["actions"]); a != "[dont_notify]" {
+			t.Errorf("%s's room rule for the new room: actions %s", u.ID, a)
+		}
+	}
+	r = ts.do(t, "GET", pushV3+"/pushrules/global/override/"+url.PathEscape(newID), bob.Token, nil)
+	r.wantStatus(t, 200)
+	conds := r.json(t)["conditions"].([]any)
+	if len(conds) != 1 || conds[0].(map[string]any)["pattern"] != newID {
+		t.Errorf("bob's mute for the new room: %s", r.Body)
+	}
+	n := 0
+	for _, id := range ruleIDs(t, ps, bob, "override") {
+		if strings.Contains(id, "unrelated") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("the unrelated override rule is there %d times, want once", n)
 	}
 }
