@@ -3,6 +3,7 @@ package matrix
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -151,7 +152,9 @@ func (s *Server) spaceHierarchy(w http.ResponseWriter, r *http.Request, c *calle
 			continue
 		}
 		out := *sr
-		if e.depth >= walk.maxDepth {
+		if e.depth >= walk.maxDepth || out.RoomType != "m.space" {
+			// Past max_depth the walk stops; and only a space has
+			// children, whatever another server may say.
 			out.ChildrenState = []room.SpaceChild{}
 		}
 		rooms = append(rooms, &out)
@@ -163,7 +166,7 @@ func (s *Server) spaceHierarchy(w http.ResponseWriter, r *http.Request, c *calle
 		}
 	}
 	res := map[string]any{"rooms": rooms}
-	if len(walk.stack) > 0 {
+	if slices.ContainsFunc(walk.stack, func(e hierarchyEntry) bool { return !walk.seen[e.roomID] }) {
 		res["next_batch"] = s.spaces.put(walk)
 	}
 	writeJSON(w, res)

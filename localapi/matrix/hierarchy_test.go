@@ -69,6 +69,7 @@ func TestSpaceHierarchyWalk(t *testing.T) {
 	link(ss2, r4, "b", false)
 	link(ss2, r3, "a", false)
 	link(r2, r5, "a", false)
+	link(ss1, r2, "z", false) // R2 twice in the tree: listed once
 	ts.putState(t, alice, root, "m.space.child", "!gone:test.local", map[string]any{})
 
 	r := c.hierarchy(t, alice, root, "")
@@ -85,6 +86,11 @@ func TestSpaceHierarchyWalk(t *testing.T) {
 	}
 	if cs := first["children_state"].([]any); len(cs) != 3 || cs[0].(map[string]any)["state_key"] != r1 || cs[0].(map[string]any)["origin_server_ts"] == nil {
 		t.Errorf("root children_state: %v", cs)
+	}
+
+	r = c.hierarchy(t, alice, root, "?limit=7")
+	if _, ok := r.json(t)["next_batch"]; ok || len(roomIDs(t, r)) != 7 {
+		t.Errorf("a page holding the whole tree: %s", r.Body)
 	}
 
 	r = c.hierarchy(t, alice, root, "?limit=4")
