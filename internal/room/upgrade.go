@@ -112,10 +112,13 @@ func (e *Engine) UpgradeRoom(ctx context.Context, req UpgradeRequest) (string, e
 			return err
 		}
 		newID = info.ID
-		send := func(r *Info, typ string, content any) (bool, error) {
+		// send builds and appends one state event of the sender. A piece
+		// the auth rules refuse, or that is not valid in the new version,
+		// is left out unless the upgrade cannot do without it.
+		send := func(r *Info, typ string, content any, required bool) error {
 			b, err := json.Marshal(content)
 			if err != nil {
-				return false, fmt.Errorf("room: encode %s: %w", typ, err)
+				return fmt.Errorf("room: encode %s: %w", typ, err)
 			}
 			sk := ""
 			if typ == "m.room.member" {
@@ -123,13 +126,14 @@ func (e *Engine) UpgradeRoom(ctx context.Context, req UpgradeRequest) (string, e
 			}
 			pdu, err := e.build(tx, r, SendRequest{Sender: req.Sender, RoomID: r.ID, Type: typ, StateKey: &sk, Content: b})
 			if err != nil {
-				// Refused by the auth rules or not valid in this version:
-				// the upgrade goes on without this piece.
+				if required {
+					return err
+				}
 				slog.Info("room upgrade: state not carried", "room", r.ID, "type", typ, "err", err)
-				return false, nil
+				return nil
 			}
 			_, err = e.append(tx, r, pdu, "", "")
-			return err == nil, err
+			return err
 		}
 		member := map[string]any{"membership": "join"}
 		if req.Profile.DisplayName != "" {
@@ -138,8 +142,8 @@ func (e *Engine) UpgradeRoom(ctx context.Context, req UpgradeRequest) (string, e
 		if req.Profile.AvatarURL != "" {
 			member["avatar_url"] = req.Profile.AvatarURL
 		}
-		if ok, err := send(info, "m.room.member", member); err != nil || !ok {
-			return fmt.Errorf("room: upgrade: join the new room: %w", err)
+		if err := send(info, "m.room.member", member, true); err != nil {
+			return err
 		}
 
 		final, err := upgradedPowerLevels(tx, e, old, oldPL, ver, creators)
@@ -152,8 +156,8 @@ func (e *Engine) UpgradeRoom(ctx context.Context, req UpgradeRequest) (string, e
 				first = withUserLevel(final, req.Sender, need)
 			}
 		}
-		if ok, err := send(info, "m.room.power_levels", first); err != nil || !ok {
-			return fmt.Errorf("room: upgrade: power levels: %w", err)
+		if err := send(info, "m.room.power_levels", first, true); err != nil {
+			return err
 		}
 		for _, typ := range transferable {
 			ev, err := e.currentStateEvent(tx, old.NID, typ, "")
@@ -163,7 +167,7 @@ func (e *Engine) UpgradeRoom(ctx context.Context, req UpgradeRequest) (string, e
 			if ev == nil {
 				continue
 			}
-			if _, err := send(info, typ, json.RawMessage(ev.PDU.Content())); err != nil {
+			if err := send(info, typ, json.RawMessage(ev.PDU.Content()), false); err != nil {
 				return err
 			}
 		}
@@ -173,8 +177,9 @@ func (e *Engine) UpgradeRoom(ctx context.Context, req UpgradeRequest) (string, e
 				return err
 			}
 		}
-		if first != nil && !jsonSame(first, final) {
-			if _, err := send(info, "m.room.power_levels", final); err != nil {
+		if !jsonSame(first, final) {
+			// Back to the old levels: the sender must not keep the raise.
+			if err := send(info, "m.room.power_levels", final, true); err != nil {
 				return err
 			}
 		}
@@ -182,20 +187,18 @@ func (e *Engine) UpgradeRoom(ctx context.Context, req UpgradeRequest) (string, e
 			return err
 		}
 
-		if ok, err := send(old, "m.room.tombstone", map[string]any{
+		if err := send(old, "m.room.tombstone", map[string]any{
 			"body": "This room has been replaced", "replacement_room": info.ID,
-		}); err != nil {
+		}, true); err != nil {
 			return err
-		} else if !ok {
-			return matrixerr.Forbidden("you may not send m.room.tombstone, so you cannot upgrade this room")
 		}
 		if alias, _ := e.currentStateEvent(tx, old.NID, "m.room.canonical_alias", ""); alias != nil && len(alias.PDU.Content()) > 2 {
-			if _, err := send(old, "m.room.canonical_alias", map[string]any{}); err != nil {
+			if err := send(old, "m.room.canonical_alias", map[string]any{}, false); err != nil {
 				return err
 			}
 		}
 		if restricted := restrictedLevels(tx, e, old); restricted != nil {
-			if _, err := send(old, "m.room.power_levels", restricted); err != nil {
+			if err := send(old, "m.room.power_levels", restricted, false); err != nil {
 				return err
 			}
 		}
