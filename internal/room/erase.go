@@ -14,7 +14,9 @@ import (
 // user who deactivated with erase are served redacted to every user who
 // could not see them at the moment of erasure; those who could still see
 // them whole. Nothing is redacted in storage and nothing is sent, as the
-// spec asks. Other servers are served the events as before: the erasure
+// spec asks. State events are exempt: they are the room's configuration
+// (its name, its rules, who is in it) that everyone joining later needs,
+// not what the user said. Other servers are served the events as before: the erasure
 // is not shared over federation.
 
 // ErasedFunc reports whether a user asked for erasure, and the stream
@@ -84,7 +86,7 @@ func (x *erasures) of(tx *store.Tx, userID string) (uint64, bool) {
 // membership as it stood at the erasure, under the history visibility at
 // the event.
 func (e *Engine) eraseFor(tx *store.Tx, ev *Event, v ClientView, ce *ClientEvent) {
-	if tx == nil || v.Viewer == "" || v.Viewer == ce.Sender || ev.Flags&flagRedacted != 0 {
+	if tx == nil || v.Viewer == "" || v.Viewer == ce.Sender || ev.Flags&flagRedacted != 0 || ce.StateKey != nil {
 		return
 	}
 	pos, erased := e.erased.of(tx, ce.Sender)
