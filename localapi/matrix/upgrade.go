@@ -50,7 +50,9 @@ func (s *Server) upgradeRoom(w http.ResponseWriter, r *http.Request, c *caller) 
 		matrixerr.Write(w, err)
 		return
 	}
-	s.carryPushRules(context.WithoutCancel(r.Context()), r.PathValue("roomId"), id)
+	ctx := context.WithoutCancel(r.Context())
+	s.carryPushRules(ctx, r.PathValue("roomId"), id)
+	s.carryTags(ctx, r.PathValue("roomId"), id)
 	writeJSON(w, map[string]any{"replacement_room": id})
 }
 
@@ -81,6 +83,22 @@ func (s *Server) carryPushRules(ctx context.Context, oldID, newID string) {
 					slog.Info("room upgrade: copy push rule", "user", user, "rule", rule.RuleID, "err", err)
 				}
 			}
+		}
+	}
+}
+
+// carryTags gives every local member of the old room the tags they put
+// on it (m.tag room account data) on the new room too, so the room stays
+// in their favourites or low priority.
+func (s *Server) carryTags(ctx context.Context, oldID, newID string) {
+	for _, m := range s.rooms.LocalJoinedMembers(oldID) {
+		lp := s.accounts.Localpart(*m.StateKey())
+		tags, err := s.accounts.AccountData(lp, oldID, "m.tag")
+		if err != nil {
+			continue // none
+		}
+		if err := s.accounts.PutAccountData(ctx, lp, newID, "m.tag", tags); err != nil {
+			slog.Info("room upgrade: copy tags", "user", lp, "err", err)
 		}
 	}
 }

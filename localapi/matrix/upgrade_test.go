@@ -209,6 +209,7 @@ func TestUpgradeByModerator(t *testing.T) {
 // TestUpgradeCarriesPushRules: both local members' room rule for the old
 // room, and bob's mute (an override rule named after the room matching
 // its room_id), reappear for the new room; an unrelated rule does not.
+// Bob's tags on the old room are on the new one too.
 func TestUpgradeCarriesPushRules(t *testing.T) {
 	ps := newPushServer(t)
 	ts := ps.testServer
@@ -226,9 +227,19 @@ func TestUpgradeCarriesPushRules(t *testing.T) {
 	rule(bob, "override", "unrelated", map[string]any{"actions": []any{},
 		"conditions": []map[string]any{{"kind": "event_match", "key": "content.body", "pattern": "spoiler"}}}).wantStatus(t, 200)
 
+	tagPath := func(u *testUser, roomID string) string {
+		return pushV3 + "/user/" + url.PathEscape(u.ID) + "/rooms/" + url.PathEscape(roomID) + "/account_data/m.tag"
+	}
+	ts.do(t, "PUT", tagPath(bob, old), bob.Token, map[string]any{"tags": map[string]any{"m.favourite": map[string]any{}}}).wantStatus(t, 200)
+
 	r := ts.upgrade(t, alice, old, map[string]any{"new_version": "11"})
 	r.wantStatus(t, 200)
 	newID := r.str(t, "replacement_room")
+	r = ts.do(t, "GET", tagPath(bob, newID), bob.Token, nil)
+	r.wantStatus(t, 200)
+	if _, ok := r.json(t)["tags"].(map[string]any)["m.favourite"]; !ok {
+		t.Errorf("bob's tags on the new room: %s", r.Body)
+	}
 	for _, u := range []*testUser{alice, bob} {
 		r := ts.do(t, "GET", pushV3+"/pushrules/global/room/"+url.PathEscape(newID), u.Token, nil)
 		r.wantStatus(t, 200)
