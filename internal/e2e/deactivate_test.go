@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 )
 
@@ -40,4 +41,48 @@ func TestFederatedDeactivation(t *testing.T) {
 	_, err = hs2.Client("", "").Login(ctx(t), &mautrix.ReqLogin{Type: mautrix.AuthTypePassword,
 		Identifier: mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: bob.UserID.String()}, Password: Password("bob")})
 	wantMatrixErr(t, err, 403, "M_USER_DEACTIVATED", "bob logs in after deactivating")
+}
+
+// TestFederatedErasure: alice of hs1 deactivates with erase; bob of hs2,
+// whose server was not in the room then, joins afterwards and pages back:
+// hs1 serves hs2 alice's message redacted, while dave, on hs1 and in the
+// room all along, still reads it.
+func TestFederatedErasure(t *testing.T) {
+	t.Parallel()
+	net := startFedNet(t, "hs1.test", "hs2.test")
+	hs1, hs2 := net.Daemons["hs1.test"], net.Daemons["hs2.test"]
+	alice, dave := hs1.Register("alice"), hs1.Register("dave")
+	bob := hs2.Register("bob")
+	roomID := CreateRoom(t, dave, &mautrix.ReqCreateRoom{Name: "Erasure", RoomAliasName: "erasure", Preset: "public_chat"})
+	Join(t, alice, roomID)
+	secret := SendText(t, alice, roomID, "alice's secret")
+	for range 3 {
+		SendText(t, dave, roomID, "dave talks on")
+	}
+	code, resp := Raw(t, alice, "POST", "/_matrix/client/v3/account/deactivate", map[string]any{"erase": true,
+		"auth": map[string]any{"type": "m.login.password", "user": alice.UserID.String(), "password": Password("alice")}})
+	if code != 200 {
+		t.Fatalf("deactivate: %d %s", code, resp)
+	}
+	_, err := bob.JoinRoom(ctx(t), "#erasure:hs1.test", nil)
+	noErr(t, err, "bob joins over federation")
+
+	find := func(c *mautrix.Client) *event.Event {
+		for _, ev := range History(t, c, roomID, "", 10) {
+			if ev.ID == secret {
+				return ev
+			}
+		}
+		return nil
+	}
+	if ev := find(dave); body(ev) != "alice's secret" {
+		t.Errorf("dave, in the room at the erasure, reads %v", ev)
+	}
+	ev := find(bob)
+	if ev == nil {
+		t.Fatal("bob's history on hs2 lacks alice's message altogether")
+	}
+	if len(ev.Content.Raw) != 0 {
+		t.Errorf("bob, whose server joined after the erasure, reads %v", ev.Content.Raw)
+	}
 }

@@ -13,10 +13,12 @@ import (
 // Erasure (Client-Server API §"Account deactivation", erase): events of a
 // user who deactivated with erase are served redacted to every user who
 // could not see them at the moment of erasure; those who could still see
-// them whole. Nothing is redacted in storage and nothing is sent, as the
-// spec asks. State events are exempt: they are the room's configuration
-// (its name, its rules, who is in it) that everyone joining later needs,
-// not what the user said. Other servers are served the events as before: the erasure
+// them whole; likewise other servers that had no user in the room then
+// are served redacted copies (/event, /backfill, /get_missing_events).
+// Nothing is redacted in storage and nothing is sent, as the spec asks.
+// State events are exempt: they are the room's configuration (its name,
+// its rules, who is in it) that everyone joining later needs, not what
+// the user said. Other servers are served the events as before: the erasure
 // is not shared over federation.
 
 // ErasedFunc reports whether a user asked for erasure, and the stream
@@ -112,4 +114,30 @@ func (e *Engine) eraseFor(tx *store.Tx, ev *Event, v ClientView, ce *ClientEvent
 	} else {
 		ce.Content = json.RawMessage("{}")
 	}
+}
+
+// servedPDU is ev as server gets it: redacted when its sender asked for
+// erasure and server had no user joined to the room at that moment. The
+// copy is new; the stored event and its cached PDU stay whole.
+func (e *Engine) servedPDU(tx *store.Tx, ev *Event, server string) gomatrixserverlib.PDU {
+	if ev.Flags&flagRedacted != 0 || ev.PDU.StateKey() != nil {
+		return ev.PDU
+	}
+	pos, erased := e.erased.of(tx, string(ev.PDU.SenderID()))
+	if !erased || e.serverMembership(tx, ev.RoomNID, server, pos, "join") {
+		return ev.PDU
+	}
+	ver, err := gomatrixserverlib.GetRoomVersion(ev.Version)
+	if err != nil {
+		return ev.PDU
+	}
+	redacted, err := ver.RedactEventJSON(ev.JSON)
+	if err != nil {
+		return ev.PDU
+	}
+	pdu, err := ver.NewEventFromTrustedJSONWithEventID(ev.ID, redacted, true)
+	if err != nil {
+		return ev.PDU
+	}
+	return pdu
 }
