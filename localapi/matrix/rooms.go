@@ -56,6 +56,7 @@ func (s *Server) joinRoom(w http.ResponseWriter, r *http.Request, c *caller) {
 			matrixerr.Write(w, err)
 			return
 		}
+		s.carryToUpgraded(r.Context(), c.UserID, roomID) // upgrade.go
 		writeJSON(w, map[string]any{"room_id": roomID})
 		return
 	}
@@ -68,6 +69,7 @@ func (s *Server) joinRoom(w http.ResponseWriter, r *http.Request, c *caller) {
 		matrixerr.Write(w, err)
 		return
 	}
+	s.carryToUpgraded(r.Context(), c.UserID, roomID) // upgrade.go
 	writeJSON(w, map[string]any{"room_id": roomID})
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 
 	"maunium.net/go/mautrix/pushrules"
@@ -50,55 +51,73 @@ func (s *Server) upgradeRoom(w http.ResponseWriter, r *http.Request, c *caller) 
 		matrixerr.Write(w, err)
 		return
 	}
-	ctx := context.WithoutCancel(r.Context())
-	s.carryPushRules(ctx, r.PathValue("roomId"), id)
-	s.carryTags(ctx, r.PathValue("roomId"), id)
+	s.carryPushRules(context.WithoutCancel(r.Context()), r.PathValue("roomId"), id)
 	writeJSON(w, map[string]any{"replacement_room": id})
 }
 
 // carryPushRules gives every local member of the old room the push rules
-// they had for it in the new room too (Client-Server API §"Room
-// Upgrades": the server should transfer users' notification settings).
-// A rule is the old room's if it is its room rule, or an override or
-// underride rule named after it that matches its room_id (how clients
-// mute a room). Failures are logged: the upgrade itself stands.
+// and tags they had for it in the new room too (Client-Server API §"Room
+// Upgrades": the server should transfer users' notification settings and
+// tags). Members who join the new room later get theirs then
+// (carryToUpgraded).
 func (s *Server) carryPushRules(ctx context.Context, oldID, newID string) {
-	if s.push == nil || s.push.Rules == nil {
-		return
-	}
 	for _, m := range s.rooms.LocalJoinedMembers(oldID) {
-		user := *m.StateKey()
-		global, err := s.push.Rules.Global(user)
-		if err != nil {
-			slog.Info("room upgrade: read push rules", "user", user, "err", err)
-			continue
-		}
-		for _, kind := range []string{"override", "room", "underride"} {
-			for _, rule := range global[kind] {
-				c := ruleForRoom(rule, kind, oldID, newID)
-				if c == nil {
-					continue
-				}
-				if err := s.push.Rules.Put(ctx, user, c, "", ""); err != nil {
-					slog.Info("room upgrade: copy push rule", "user", user, "rule", rule.RuleID, "err", err)
-				}
-			}
-		}
+		s.carryUserState(ctx, *m.StateKey(), oldID, newID)
 	}
 }
 
-// carryTags gives every local member of the old room the tags they put
-// on it (m.tag room account data) on the new room too, so the room stays
-// in their favourites or low priority.
-func (s *Server) carryTags(ctx context.Context, oldID, newID string) {
-	for _, m := range s.rooms.LocalJoinedMembers(oldID) {
-		lp := s.accounts.Localpart(*m.StateKey())
-		tags, err := s.accounts.AccountData(lp, oldID, "m.tag")
-		if err != nil {
-			continue // none
+// carryToUpgraded runs after a local user joined roomID: if the room
+// replaces another (its create event names a predecessor), the user's
+// push rules and tags for the old room are copied to it, whichever server
+// did the upgrade.
+func (s *Server) carryToUpgraded(ctx context.Context, userID, roomID string) {
+	create := s.rooms.CurrentStatePDU(roomID, "m.room.create", "")
+	if create == nil {
+		return
+	}
+	var c struct {
+		Predecessor struct {
+			RoomID string `json:"room_id"`
+		} `json:"predecessor"`
+	}
+	if json.Unmarshal(create.Content(), &c) != nil || c.Predecessor.RoomID == "" || c.Predecessor.RoomID == roomID {
+		return
+	}
+	s.carryUserState(context.WithoutCancel(ctx), userID, c.Predecessor.RoomID, roomID)
+}
+
+// carryUserState copies one user's push rules for oldID (its room rule,
+// and override or underride rules named after it that match its room_id,
+// which is how clients mute a room) and their tags on it (m.tag) to
+// newID, unless the user already has the rule or tags there (their choice
+// for the new room wins); failures are logged, as the upgrade or join
+// itself stands.
+func (s *Server) carryUserState(ctx context.Context, userID, oldID, newID string) {
+	lp := s.accounts.Localpart(userID)
+	if _, err := s.accounts.AccountData(lp, newID, "m.tag"); err != nil {
+		if tags, err := s.accounts.AccountData(lp, oldID, "m.tag"); err == nil {
+			if err := s.accounts.PutAccountData(ctx, lp, newID, "m.tag", tags); err != nil {
+				slog.Info("room upgrade: copy tags", "user", userID, "err", err)
+			}
 		}
-		if err := s.accounts.PutAccountData(ctx, lp, newID, "m.tag", tags); err != nil {
-			slog.Info("room upgrade: copy tags", "user", lp, "err", err)
+	}
+	if s.push == nil || s.push.Rules == nil {
+		return
+	}
+	global, err := s.push.Rules.Global(userID)
+	if err != nil {
+		slog.Info("room upgrade: read push rules", "user", userID, "err", err)
+		return
+	}
+	for _, kind := range []string{"override", "room", "underride"} {
+		for _, rule := range global[kind] {
+			c := ruleForRoom(rule, kind, oldID, newID)
+			if c == nil || slices.ContainsFunc(global[kind], func(r *pushrules.PushRule) bool { return r.RuleID == c.RuleID }) {
+				continue // not the old room's, or already set for the new one
+			}
+			if err := s.push.Rules.Put(ctx, userID, c, "", ""); err != nil {
+				slog.Info("room upgrade: copy push rule", "user", userID, "rule", rule.RuleID, "err", err)
+			}
 		}
 	}
 }

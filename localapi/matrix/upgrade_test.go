@@ -263,3 +263,47 @@ func TestUpgradeCarriesPushRules(t *testing.T) {
 		t.Errorf("the unrelated override rule is there %d times, want once", n)
 	}
 }
+
+// TestJoinUpgradedRoomCarriesPushRules: carol, who left the old room
+// before the upgrade, gets her room rule and tags for it when she joins
+// the new room; a rule she already set for the new room is kept.
+func TestJoinUpgradedRoomCarriesPushRules(t *testing.T) {
+	ps := newPushServer(t)
+	ts := ps.testServer
+	alice, carol, dan := ts.register(t, "alice"), ts.register(t, "carol"), ts.register(t, "dan")
+	old := ts.createRoom(t, alice, map[string]any{"preset": "public_chat", "room_version": "10"})
+	for _, u := range []*testUser{carol, dan} {
+		ts.join(t, u, old)
+		ts.do(t, "PUT", pushV3+"/pushrules/global/room/"+url.PathEscape(old), u.Token,
+			map[string]any{"actions": []string{"dont_notify"}}).wantStatus(t, 200)
+		ts.do(t, "POST", v3path+"/rooms/"+url.PathEscape(old)+"/leave", u.Token, map[string]any{}).wantStatus(t, 200)
+	}
+	ts.do(t, "PUT", pushV3+"/user/"+url.PathEscape(carol.ID)+"/rooms/"+url.PathEscape(old)+"/account_data/m.tag", carol.Token,
+		map[string]any{"tags": map[string]any{"u.work": map[string]any{}}}).wantStatus(t, 200)
+	r := ts.upgrade(t, alice, old, map[string]any{"new_version": "11"})
+	r.wantStatus(t, 200)
+	newID := r.str(t, "replacement_room")
+	ts.do(t, "GET", pushV3+"/pushrules/global/room/"+url.PathEscape(newID), carol.Token, nil).wantError(t, 404, "M_NOT_FOUND")
+	// dan chose already, before joining.
+	ts.do(t, "PUT", pushV3+"/pushrules/global/room/"+url.PathEscape(newID), dan.Token,
+		map[string]any{"actions": []string{"notify"}}).wantStatus(t, 200)
+
+	for _, u := range []*testUser{carol, dan} {
+		ts.join(t, u, newID)
+	}
+	r = ts.do(t, "GET", pushV3+"/pushrules/global/room/"+url.PathEscape(newID), carol.Token, nil)
+	r.wantStatus(t, 200)
+	if a := fmt.Sprint(r.json(t)["actions"]); a != "[dont_notify]" {
+		t.Errorf("carol's rule for the new room after joining: %s", r.Body)
+	}
+	r = ts.do(t, "GET", pushV3+"/user/"+url.PathEscape(carol.ID)+"/rooms/"+url.PathEscape(newID)+"/account_data/m.tag", carol.Token, nil)
+	r.wantStatus(t, 200)
+	if _, ok := r.json(t)["tags"].(map[string]any)["u.work"]; !ok {
+		t.Errorf("carol's tags on the new room: %s", r.Body)
+	}
+	r = ts.do(t, "GET", pushV3+"/pushrules/global/room/"+url.PathEscape(newID), dan.Token, nil)
+	r.wantStatus(t, 200)
+	if a := fmt.Sprint(r.json(t)["actions"]); a != "[notify]" {
+		t.Errorf("dan's own rule for the new room was overwritten: %s", r.Body)
+	}
+}
