@@ -129,3 +129,23 @@ func TestDeactivateErase(t *testing.T) {
 		t.Errorf("carol reads dave (no erase) as %v", got)
 	}
 }
+
+// TestDeactivateRemovesPushers: a deactivated user's pushers are gone, so
+// nothing is pushed to their phone any more.
+func TestDeactivateRemovesPushers(t *testing.T) {
+	ps := newPushServer(t)
+	ts := ps.testServer
+	alice := ts.register(t, "alice")
+	ts.do(t, "POST", pushV3+"/pushers/set", alice.Token, map[string]any{
+		"kind": "http", "app_id": "org.example.app", "pushkey": "key1", "app_display_name": "App",
+		"device_display_name": "Phone", "lang": "en", "data": map[string]any{"url": "http://127.0.0.1:9/_matrix/push/v1/notify"},
+	}).wantStatus(t, 200)
+	if list, _ := ps.Push.Pushers(alice.ID); len(list) != 1 {
+		t.Fatalf("pushers before: %v", list)
+	}
+	ts.do(t, "POST", v3path+"/account/deactivate", alice.Token, map[string]any{
+		"auth": map[string]any{"type": "m.login.password", "user": alice.ID, "password": alice.Password}}).wantStatus(t, 200)
+	if list, err := ps.Push.Pushers(alice.ID); err != nil || len(list) != 0 {
+		t.Errorf("pushers after deactivation: %v %v", list, err)
+	}
+}
