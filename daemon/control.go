@@ -282,7 +282,11 @@ func (b *controlBackend) LoginToken(name string) (string, error) {
 	if u, err := b.d.accounts.Get(lp); err != nil || u == nil {
 		return "", control.BadRequest("user", "no local user "+name)
 	}
-	return b.d.accounts.CreateLoginToken(context.Background(), lp, 2*time.Minute)
+	tok, err := b.d.accounts.CreateLoginToken(context.Background(), lp, 2*time.Minute)
+	if err != nil {
+		return "", controlError("user", err) // e.g. a deactivated account
+	}
+	return tok, nil
 }
 
 // writeConfigValue sets key = value in the config file, replacing the

@@ -80,7 +80,8 @@ func TestPublicRoomsOverFederation(t *testing.T) {
 
 // TestSpaceHierarchy: hs2 asks hs1 for a space: its summary and
 // m.space.child events (a child without via is none), the public child
-// summarised, the invite-only child listed as inaccessible; suggested_only
+// summarised, the invite-only child and a child restricted to a room hs2
+// is not in listed as inaccessible; suggested_only
 // narrows it; an invite-only space itself is 404.
 func TestSpaceHierarchy(t *testing.T) {
 	n := newUKNet()
@@ -102,6 +103,13 @@ func TestSpaceHierarchy(t *testing.T) {
 	garden := create("Garden", "public_chat", false)
 	cottage := create("Cottage", "private_chat", false)
 	hidden := create("Hidden space", "private_chat", true)
+	// Restricted to members of the space, which hs2 has none in.
+	gateReq := room.CreateRequest{Preset: "private_chat", RoomVersion: "10", InitialState: []room.StateEvent{{Type: "m.room.join_rules",
+		Content: json.RawMessage(`{"join_rule":"restricted","allow":[{"type":"m.room_membership","room_id":"` + space + `"}]}`)}}}
+	gate, err := hs1.rooms.CreateRoom(ctx, alice, room.Profile{}, gateReq)
+	if err != nil {
+		t.Fatal(err)
+	}
 	addChild := func(child, content string) {
 		if _, err := hs1.rooms.Send(ctx, room.SendRequest{Sender: alice, RoomID: space, Type: "m.space.child", StateKey: &child,
 			Content: json.RawMessage(content)}); err != nil {
@@ -110,6 +118,7 @@ func TestSpaceHierarchy(t *testing.T) {
 	}
 	addChild(garden, `{"via":["hs1.test"],"suggested":true}`)
 	addChild(cottage, `{"via":["hs1.test"]}`)
+	addChild(gate, `{"via":["hs1.test"]}`)
 	addChild("!elsewhere:hs9.test", `{"via":["hs9.test"]}`)
 	addChild("!gone:hs1.test", `{}`)
 
@@ -128,15 +137,16 @@ func TestSpaceHierarchy(t *testing.T) {
 	for _, c := range root["children_state"].([]any) {
 		childIDs = append(childIDs, c.(map[string]any)["state_key"].(string))
 	}
-	if len(childIDs) != 3 || slices.Contains(childIDs, "!gone:hs1.test") {
-		t.Errorf("children_state names %v, want garden, cottage and the remote room", childIDs)
+	if len(childIDs) != 4 || slices.Contains(childIDs, "!gone:hs1.test") {
+		t.Errorf("children_state names %v, want garden, cottage, gate and the remote room", childIDs)
 	}
 	children := res["children"].([]any)
 	if len(children) != 1 || children[0].(map[string]any)["room_id"] != garden || children[0].(map[string]any)["name"] != "Garden" {
 		t.Errorf("children: %v, want the garden", children)
 	}
-	if fmt.Sprint(res["inaccessible_children"]) != fmt.Sprint([]any{cottage}) {
-		t.Errorf("inaccessible_children: %v, want the cottage", res["inaccessible_children"])
+	inaccessible := fmt.Sprint(res["inaccessible_children"])
+	if inaccessible != fmt.Sprint([]any{cottage, gate}) && inaccessible != fmt.Sprint([]any{gate, cottage}) {
+		t.Errorf("inaccessible_children: %v, want the cottage and the gate", res["inaccessible_children"])
 	}
 
 	_, _, res = get(space, "?suggested_only=true")

@@ -1,8 +1,12 @@
 package federation
 
 import (
-	"encoding/json"
+	"context"
+	"fmt"
+	"log/slog"
 	"net/http"
+	"net/url"
+	"slices"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
@@ -16,27 +20,11 @@ import (
 // requesting server could peek or join them. It does not paginate and
 // does not recurse past the first level; the requesting server asks again
 // for deeper spaces. Only rooms with a local member are described: their
-// current state is what this server knows to be true.
+// current state is what this server knows to be true. The summary itself
+// is the room engine's (room.SpaceSummary), shared with the client API.
 
 func (s *Service) hierarchyRoutes() {
 	s.handle("GET /_matrix/federation/v1/hierarchy/{roomID}", s.hierarchy)
-}
-
-// spaceRoom is a room summary (room_summary.yaml) with the space fields.
-type spaceRoom struct {
-	room.PublicRoom
-	ChildrenState  []strippedChild `json:"children_state"`
-	AllowedRoomIDs []string        `json:"allowed_room_ids,omitempty"`
-	Encryption     string          `json:"encryption,omitempty"`
-	RoomVersion    string          `json:"room_version,omitempty"`
-}
-
-type strippedChild struct {
-	Type           string          `json:"type"`
-	StateKey       string          `json:"state_key"`
-	Content        json.RawMessage `json:"content"`
-	Sender         string          `json:"sender"`
-	OriginServerTS int64           `json:"origin_server_ts"`
 }
 
 func (s *Service) hierarchy(w http.ResponseWriter, r *request) {
@@ -46,11 +34,7 @@ func (s *Service) hierarchy(w http.ResponseWriter, r *request) {
 		matrixerr.Write(w, matrixerr.NotFound("room not known here, or not open to your server"))
 		return
 	}
-	res := struct {
-		Room                 *spaceRoom   `json:"room"`
-		Children             []*spaceRoom `json:"children"`
-		InaccessibleChildren []string     `json:"inaccessible_children"`
-	}{Room: root, Children: []*spaceRoom{}, InaccessibleChildren: []string{}}
+	res := room.SpaceHierarchy{Room: root, Children: []*room.SpaceRoom{}, InaccessibleChildren: []string{}}
 	for _, c := range root.ChildrenState {
 		child, ok := s.summarise(c.StateKey, r.origin, suggestedOnly)
 		switch {
@@ -66,84 +50,65 @@ func (s *Service) hierarchy(w http.ResponseWriter, r *request) {
 }
 
 // summarise describes a room this server is in, and says whether origin
-// could peek or join it: public, knockable or world-readable rooms,
-// restricted rooms (the requester checks allowed_room_ids), and rooms
-// origin is already in, unless the room's ACL denies origin. nil means
-// this server cannot describe the room.
-func (s *Service) summarise(roomID string, origin spec.ServerName, suggestedOnly bool) (*spaceRoom, bool) {
-	locals := s.cfg.Rooms.LocalJoinedMembers(roomID)
-	if len(locals) == 0 {
+// could peek or join it: public, knockable or world-readable rooms, rooms
+// origin is already in, and restricted rooms when origin has a member in
+// one of the allowed rooms as far as this server knows (the requester
+// then checks its own user against allowed_room_ids); never when the
+// room's ACL denies origin. nil means this server cannot describe the
+// room.
+func (s *Service) summarise(roomID string, origin spec.ServerName, suggestedOnly bool) (*room.SpaceRoom, bool) {
+	sr, err := s.cfg.Rooms.SpaceSummary(roomID, suggestedOnly)
+	if err != nil || sr == nil {
 		return nil, false
-	}
-	state, err := s.cfg.Rooms.State(*locals[0].StateKey(), roomID)
-	if err != nil {
-		return nil, false
-	}
-	sr := &spaceRoom{PublicRoom: room.PublicRoom{RoomID: roomID}, ChildrenState: []strippedChild{}}
-	if v, err := s.cfg.Rooms.RoomVersion(roomID); err == nil {
-		sr.RoomVersion = string(v)
-	}
-	originIn := false
-	for _, ev := range state {
-		var c map[string]any
-		if json.Unmarshal(ev.Content, &c) != nil || ev.StateKey == nil {
-			continue
-		}
-		str := func(k string) string { v, _ := c[k].(string); return v }
-		switch ev.Type {
-		case "m.room.name":
-			sr.Name = str("name")
-		case "m.room.topic":
-			sr.Topic = str("topic")
-		case "m.room.canonical_alias":
-			sr.CanonicalAlias = str("alias")
-		case "m.room.avatar":
-			sr.AvatarURL = str("url")
-		case "m.room.history_visibility":
-			sr.WorldReadable = str("history_visibility") == "world_readable"
-		case "m.room.guest_access":
-			sr.GuestCanJoin = str("guest_access") == "can_join"
-		case "m.room.create":
-			sr.RoomType = str("type")
-		case "m.room.encryption":
-			sr.Encryption = str("algorithm")
-		case "m.room.join_rules":
-			sr.JoinRule = str("join_rule")
-			sr.AllowedRoomIDs = allowedRooms(c)
-		case "m.room.member":
-			if str("membership") == "join" {
-				sr.NumJoinedMembers++
-				originIn = originIn || serverOf(*ev.StateKey) == string(origin)
-			}
-		case "m.space.child":
-			// A child without via servers is no child (Client-Server API
-			// §"Spaces").
-			via, _ := c["via"].([]any)
-			suggested, _ := c["suggested"].(bool)
-			if len(via) > 0 && (!suggestedOnly || suggested) {
-				sr.ChildrenState = append(sr.ChildrenState, strippedChild{Type: ev.Type, StateKey: *ev.StateKey,
-					Content: ev.Content, Sender: ev.Sender, OriginServerTS: ev.OriginServerTS})
-			}
-		}
 	}
 	open := false
 	switch sr.JoinRule {
-	case "public", "knock", "restricted", "knock_restricted":
+	case "public", "knock", "knock_restricted":
 		open = true
+	case "restricted":
+		for _, id := range sr.AllowedRoomIDs {
+			open = open || s.serverJoined(id, origin)
+		}
 	}
-	accessible := (open || sr.WorldReadable || originIn) && s.aclAllows(roomID, origin)
+	accessible := (open || sr.WorldReadable || s.serverJoined(roomID, origin)) && s.aclAllows(roomID, origin)
 	return sr, accessible
 }
 
-// allowedRooms lists the rooms whose members may join a restricted room.
-func allowedRooms(joinRules map[string]any) []string {
-	allow, _ := joinRules["allow"].([]any)
-	var out []string
-	for _, a := range allow {
-		m, _ := a.(map[string]any)
-		if id, _ := m["room_id"].(string); m["type"] == "m.room_membership" && id != "" {
-			out = append(out, id)
-		}
+// serverJoined reports whether origin has a joined member in a room this
+// server knows.
+func (s *Service) serverJoined(roomID string, origin spec.ServerName) bool {
+	servers, err := s.cfg.Rooms.JoinedServers(roomID)
+	return err == nil && slices.Contains(servers, string(origin))
+}
+
+// Hierarchy asks the via servers, in turn, for a space this server is not
+// in, for a local user's GET /hierarchy (Client-Server API §"Spaces").
+// The first answer that describes the room asked for is returned.
+func (s *Service) Hierarchy(ctx context.Context, roomID string, via []string, suggestedOnly bool) (*room.SpaceHierarchy, error) {
+	path := "/_matrix/federation/v1/hierarchy/" + url.PathEscape(roomID)
+	if suggestedOnly {
+		path += "?suggested_only=true"
 	}
-	return out
+	var last error = matrixerr.NotFound("no server to ask about " + roomID)
+	for _, server := range via {
+		if server == string(s.cfg.ServerName) || server == "" {
+			continue
+		}
+		var res room.SpaceHierarchy
+		if err := s.signedRequest(ctx, "GET", server, path, nil, &res); err != nil {
+			slog.Info("federation: hierarchy failed", "room", roomID, "via", server, "err", err)
+			last = remoteError(server, err)
+			continue
+		}
+		if res.Room == nil || res.Room.RoomID != roomID {
+			last = fmt.Errorf("federation: %s answered /hierarchy for another room", server)
+			continue
+		}
+		if res.Room.ChildrenState == nil {
+			res.Room.ChildrenState = []room.SpaceChild{}
+		}
+		room.SortChildren(res.Room.ChildrenState)
+		return &res, nil
+	}
+	return nil, last
 }

@@ -37,6 +37,11 @@ type User struct {
 	Presence     string `json:"presence,omitempty"`
 	StatusMsg    string `json:"status_msg,omitempty"`
 	LastActiveTS int64  `json:"last_active_ts,omitempty"`
+
+	// Erased is set when the user deactivated with erase: true, at stream
+	// position ErasedPos.
+	Erased    bool   `json:"erased,omitempty"`
+	ErasedPos uint64 `json:"erased_pos,omitempty"`
 }
 
 // Device is one login session of a user.
@@ -242,13 +247,18 @@ func (a *Accounts) CheckPassword(localpart, password string) (*User, error) {
 	if u == nil || u.PasswordHash == "" {
 		// Spend the same time as a real check.
 		bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
+		if u != nil && u.Deactivated {
+			// The hash went with the account; that the name is taken is
+			// public anyway (register/available).
+			return nil, errDeactivated()
+		}
 		return nil, matrixerr.Forbidden("invalid username or password")
 	}
 	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(password)) != nil {
 		return nil, matrixerr.Forbidden("invalid username or password")
 	}
 	if u.Deactivated {
-		return nil, matrixerr.UserDeactivated("this account has been deactivated")
+		return nil, errDeactivated()
 	}
 	return u, nil
 }

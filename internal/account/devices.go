@@ -43,6 +43,9 @@ func (a *Accounts) Login(ctx context.Context, localpart, deviceID, displayName s
 		if u == nil {
 			return matrixerr.Forbidden("invalid username or password")
 		}
+		if u.Deactivated {
+			return errDeactivated() // e.g. a login token minted before deactivation
+		}
 		key := store.Key(localpart, deviceID)
 		var dev Device
 		if b := tx.Get(store.Devices, key); b != nil {
@@ -251,7 +254,14 @@ func hasPrefix(b, prefix []byte) bool {
 func (a *Accounts) CreateLoginToken(ctx context.Context, localpart string, ttl time.Duration) (string, error) {
 	tok := "hlt_" + RandomString(24)
 	t := Token{Localpart: localpart, Login: true, ExpiresTS: time.Now().Add(ttl).UnixMilli()}
-	err := a.db.Update(ctx, func(tx *store.Tx) error { return putJSON(tx, store.Tokens, tokenKey(tok), t) })
+	err := a.db.Update(ctx, func(tx *store.Tx) error {
+		if u, err := GetUser(tx, localpart); err != nil {
+			return err
+		} else if u != nil && u.Deactivated {
+			return errDeactivated()
+		}
+		return putJSON(tx, store.Tokens, tokenKey(tok), t)
+	})
 	return tok, err
 }
 

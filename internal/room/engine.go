@@ -35,6 +35,8 @@ type Engine struct {
 	typingRooms map[string]*typingRoom // roomID → who is typing
 	pdus        *pduCache
 	now         func() time.Time
+
+	erased erasures // senders who asked for erasure (erase.go)
 }
 
 // Config is what the engine needs from the daemon.

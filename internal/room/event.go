@@ -163,6 +163,7 @@ func (e *Engine) clientEvent(tx *store.Tx, ev *Event, v ClientView) ClientEvent 
 			ce.Unsigned["redacted_because"] = e.clientEvent(nil, re, ClientView{OmitRoomID: v.OmitRoomID})
 		}
 	}
+	e.eraseFor(tx, ev, v, &ce)
 	if tx != nil && v.Viewer != "" && v.depth < maxBundleDepth {
 		e.bundle(tx, ev, v, &ce) // unsigned["m.relations"], see aggregations.go
 	}

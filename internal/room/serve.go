@@ -76,7 +76,7 @@ func (e *Engine) PDU(server, roomID, eventID string) (gomatrixserverlib.PDU, err
 		if !e.serverCanSee(tx, ev.RoomNID, server, ev.NID) {
 			return matrixerr.NotFound("unknown event")
 		}
-		out = ev.PDU
+		out = e.servedPDU(tx, ev, server)
 		return nil
 	})
 	return out, err
@@ -200,7 +200,7 @@ func (e *Engine) WalkBack(server, roomID string, from, stopAt []string, limit in
 				continue
 			}
 			if (!first[id] || includeFrom) && e.serverCanSee(tx, ev.RoomNID, server, ev.NID) {
-				out = append(out, ev.PDU)
+				out = append(out, e.servedPDU(tx, ev, server))
 			}
 			queue = append(queue, ev.PDU.PrevEventIDs()...)
 		}

@@ -26,6 +26,7 @@ type Federation interface {
 	RemotePresence(from, to uint64) (map[string]json.RawMessage, error)
 	QueryProfile(ctx context.Context, userID, field string) (displayName, avatarURL string, err error)
 	PublicRooms(ctx context.Context, server string, limit int, since, filter string) (json.RawMessage, error)
+	Hierarchy(ctx context.Context, roomID string, via []string, suggestedOnly bool) (*room.SpaceHierarchy, error)
 }
 
 // SetFederation enables the parts of the client API that reach other

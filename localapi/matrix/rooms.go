@@ -65,6 +65,7 @@ func (s *Server) joinRoom(w http.ResponseWriter, r *http.Request, c *caller) {
 			matrixerr.Write(w, err)
 			return
 		}
+		s.carryToUpgraded(r.Context(), c.UserID, roomID) // upgrade.go
 		writeJSON(w, map[string]any{"room_id": roomID})
 		return
 	}
@@ -80,6 +81,7 @@ func (s *Server) joinRoom(w http.ResponseWriter, r *http.Request, c *caller) {
 			return
 		}
 	}
+	s.carryToUpgraded(r.Context(), c.UserID, roomID) // upgrade.go
 	writeJSON(w, map[string]any{"room_id": roomID})
 }
 

@@ -96,5 +96,8 @@ func (s *Server) routes() {
 	s.pushRoutes()
 	s.keysRoutes()
 	s.knockRoutes()
+	s.deactivateRoutes()
+	s.upgradeRoutes()
+	s.hierarchyRoutes()
 	s.legacyRoutes()
 }

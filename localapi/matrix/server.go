@@ -58,6 +58,8 @@ type Server struct {
 	push     *push.Service // set by SetPush (pushrules.go)
 	keys     *keys.Service // set by SetKeys (keys.go)
 	fed      Federation    // set by SetFederation (federation.go); nil while federation is off
+
+	spaces hierarchyPages // GET /hierarchy walks between pages (hierarchy.go)
 }
 
 // New builds the handler.

@@ -1,0 +1,104 @@
+package account
+
+import (
+	"context"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
+	"github.com/hearth-chat/hearth/internal/store"
+)
+
+// Deactivate makes an account permanently unusable (Client-Server API
+// §"Account deactivation"): the password hash, every device and every
+// token (access, refresh, login) go, and the profile is cleared, in one
+// transaction. The user record itself stays, marked deactivated, so the
+// localpart can never be registered again (M_USER_IN_USE) and a login
+// attempt is told M_USER_DEACTIVATED. With erase the record also keeps
+// when the user asked for their messages to be erased (ErasedAt). It returns the IDs of the
+// devices it deleted, so the caller can drop what else they own (keys).
+// Leaving rooms is the caller's job: this package never touches room data.
+func (a *Accounts) Deactivate(ctx context.Context, localpart string, erase bool) ([]string, error) {
+	var devices []string
+	err := a.db.Update(ctx, func(tx *store.Tx) error {
+		devices = nil
+		// Presence and the directory read the profile through this log;
+		// its position is also the moment of erasure.
+		pos, err := tx.AppendChange(store.Change{Kind: ChangePresence, Key: localpart})
+		if err != nil {
+			return err
+		}
+		if err := modifyUser(tx, localpart, func(u *User) error {
+			u.Deactivated = true
+			if erase && !u.Erased {
+				u.Erased, u.ErasedPos = true, pos
+			}
+			u.PasswordHash = ""
+			u.DisplayName, u.AvatarURL = "", ""
+			u.Presence, u.StatusMsg = "offline", ""
+			return nil
+		}); err != nil {
+			return err
+		}
+		prefix := store.Key(localpart, "")
+		c := tx.Cursor(store.Devices)
+		for k, _ := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, _ = c.Next() {
+			devices = append(devices, string(k[len(prefix):]))
+		}
+		for _, id := range devices {
+			if err := tx.Delete(store.Devices, store.Key(localpart, id)); err != nil {
+				return err
+			}
+		}
+		if err := deleteTokensWhere(tx, func(t Token) bool { return t.Localpart == localpart }); err != nil {
+			return err
+		}
+		if !erase {
+			return nil
+		}
+		// Erasure covers data beyond events too: the account data goes.
+		var doomed [][]byte
+		c = tx.Cursor(store.AccountData)
+		for k, _ := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, _ = c.Next() {
+			doomed = append(doomed, append([]byte(nil), k...))
+		}
+		for _, k := range doomed {
+			if err := tx.Delete(store.AccountData, k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return devices, err
+}
+
+// ErasedAt reports whether a local user asked for erasure when
+// deactivating, and the stream position of that request: events they
+// sent are served redacted to whoever could not see them then.
+func (a *Accounts) ErasedAt(userID string) (uint64, bool) {
+	var pos uint64
+	var erased bool
+	a.db.View(func(tx *store.Tx) error {
+		pos, erased = a.ErasedIn(tx, userID)
+		return nil
+	})
+	return pos, erased
+}
+
+// ErasedIn is ErasedAt inside a transaction the caller holds (the room
+// engine asks while it reads events: a second transaction there could
+// wait on the writer forever).
+func (a *Accounts) ErasedIn(tx *store.Tx, userID string) (uint64, bool) {
+	lp := a.Localpart(userID)
+	if lp == "" {
+		return 0, false
+	}
+	u, err := GetUser(tx, lp)
+	if err != nil || u == nil || !u.Erased {
+		return 0, false
+	}
+	return u.ErasedPos, true
+}
+
+// errDeactivated is what every way in answers for a deactivated account.
+func errDeactivated() error {
+	return matrixerr.UserDeactivated("this account has been deactivated")
+}

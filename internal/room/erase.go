@@ -1,0 +1,143 @@
+package room
+
+import (
+	"encoding/json"
+	"sync"
+
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/tidwall/gjson"
+
+	"github.com/hearth-chat/hearth/internal/store"
+)
+
+// Erasure (Client-Server API §"Account deactivation", erase): events of a
+// user who deactivated with erase are served redacted to every user who
+// could not see them at the moment of erasure; those who could still see
+// them whole; likewise other servers that had no user in the room then
+// are served redacted copies (/event, /backfill, /get_missing_events).
+// Nothing is redacted in storage and nothing is sent, as the spec asks.
+// State events are exempt: they are the room's configuration (its name,
+// its rules, who is in it) that everyone joining later needs, not what
+// the user said. Other servers are served the events as before: the erasure
+// is not shared over federation.
+
+// ErasedFunc reports whether a user asked for erasure, and the stream
+// position of the request, reading inside tx. The account service answers
+// it; the room engine never reads account records itself.
+type ErasedFunc func(tx *store.Tx, userID string) (pos uint64, erased bool)
+
+// erasures caches the answers of ErasedFunc per sender, since every event
+// served asks. A user's answer only ever changes from "not erased" to
+// "erased", which MarkErased records. The zero value is ready to use.
+type erasures struct {
+	mu     sync.RWMutex
+	lookup ErasedFunc
+	known  map[string]erasure
+}
+
+type erasure struct {
+	pos    uint64
+	erased bool
+}
+
+// SetErased tells the engine where to learn which users asked for
+// erasure.
+func (e *Engine) SetErased(f ErasedFunc) {
+	e.erased.mu.Lock()
+	defer e.erased.mu.Unlock()
+	e.erased.lookup, e.erased.known = f, nil
+}
+
+// MarkErased records that userID asked for erasure at pos; events served
+// from now on follow it.
+func (e *Engine) MarkErased(userID string, pos uint64) {
+	e.erased.mu.Lock()
+	defer e.erased.mu.Unlock()
+	if e.erased.known == nil {
+		e.erased.known = map[string]erasure{}
+	}
+	e.erased.known[userID] = erasure{pos: pos, erased: true}
+}
+
+func (x *erasures) of(tx *store.Tx, userID string) (uint64, bool) {
+	x.mu.RLock()
+	er, ok := x.known[userID]
+	lookup := x.lookup
+	x.mu.RUnlock()
+	if ok {
+		return er.pos, er.erased
+	}
+	if lookup == nil {
+		return 0, false
+	}
+	pos, erased := lookup(tx, userID)
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.known == nil {
+		x.known = map[string]erasure{}
+	}
+	if cur, ok := x.known[userID]; ok {
+		return cur.pos, cur.erased // MarkErased won the race
+	}
+	x.known[userID] = erasure{pos: pos, erased: erased}
+	return pos, erased
+}
+
+// eraseFor replaces ce's content with the redacted form when ev's sender
+// asked for erasure and the viewer could not see ev at the time: their
+// membership as it stood at the erasure, under the history visibility at
+// the event.
+func (e *Engine) eraseFor(tx *store.Tx, ev *Event, v ClientView, ce *ClientEvent) {
+	if tx == nil || v.Viewer == "" || v.Viewer == ce.Sender || ev.Flags&flagRedacted != 0 || ce.StateKey != nil {
+		return
+	}
+	pos, erased := e.erased.of(tx, ce.Sender)
+	if !erased {
+		return
+	}
+	h := e.history(tx, v.Viewer, ev.RoomNID)
+	h.members = h.members[:at(h.members, pos)+1]
+	if h.canSee(ev.NID) {
+		return
+	}
+	ver, err := gomatrixserverlib.GetRoomVersion(ev.Version)
+	if err != nil {
+		return
+	}
+	redacted, err := ver.RedactEventJSON(ev.JSON)
+	if err != nil {
+		ce.Content = json.RawMessage("{}")
+		return
+	}
+	if c := gjson.GetBytes(redacted, "content"); c.Exists() {
+		ce.Content = json.RawMessage(c.Raw)
+	} else {
+		ce.Content = json.RawMessage("{}")
+	}
+}
+
+// servedPDU is ev as server gets it: redacted when its sender asked for
+// erasure and server had no user joined to the room at that moment. The
+// copy is new; the stored event and its cached PDU stay whole.
+func (e *Engine) servedPDU(tx *store.Tx, ev *Event, server string) gomatrixserverlib.PDU {
+	if ev.Flags&flagRedacted != 0 || ev.PDU.StateKey() != nil {
+		return ev.PDU
+	}
+	pos, erased := e.erased.of(tx, string(ev.PDU.SenderID()))
+	if !erased || e.serverMembership(tx, ev.RoomNID, server, pos, "join") {
+		return ev.PDU
+	}
+	ver, err := gomatrixserverlib.GetRoomVersion(ev.Version)
+	if err != nil {
+		return ev.PDU
+	}
+	redacted, err := ver.RedactEventJSON(ev.JSON)
+	if err != nil {
+		return ev.PDU
+	}
+	pdu, err := ver.NewEventFromTrustedJSONWithEventID(ev.ID, redacted, true)
+	if err != nil {
+		return ev.PDU
+	}
+	return pdu
+}

@@ -1,0 +1,141 @@
+package matrix
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
+	"github.com/hearth-chat/hearth/internal/room"
+	"github.com/hearth-chat/hearth/push"
+)
+
+func (s *Server) deactivateRoutes() {
+	s.mux.HandleFunc("POST /_matrix/client/v3/account/deactivate", s.authed(s.deactivate))
+	// The room engine serves erased users' events redacted; which users
+	// asked for that is the account service's to say.
+	s.rooms.SetErased(s.accounts.ErasedIn)
+}
+
+// deactivate implements POST /account/deactivate (Client-Server API
+// §"Account deactivation"), behind UIA with the user's password. The
+// account service makes the account unusable first (password, devices
+// and tokens gone, profile cleared, the localpart kept reserved), so a
+// failure later on cannot leave a half-closed account someone can still
+// log into; then the device keys and pushers go, and the user leaves
+// every room and declines every invite. With erase, the user's events are
+// from then on served redacted to anyone who could not see them at that
+// moment (room.Engine.MarkErased), and their account data is deleted.
+//
+// The owner account (the first admin, made at first start) may be
+// deactivated like any other: the CLI and tray talk to the control API
+// with the per-install secret, not with the owner's Matrix login, so they
+// keep working; only "open chat" for that account stops, with
+// M_USER_DEACTIVATED, and `hearth account add` makes a new one.
+//
+// Hearth keeps no third-party identifiers, so there is nothing to unbind
+// on an identity server: id_server_unbind_result is "no-support".
+func (s *Server) deactivate(w http.ResponseWriter, r *http.Request, c *caller) {
+	body, err := readBody(r)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	var req struct {
+		Erase    bool   `json:"erase"`
+		IDServer string `json:"id_server"`
+	}
+	if err := decode(body, &req); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	if err := s.passwordUIA(r, body, c); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	devices, err := s.accounts.Deactivate(r.Context(), c.Localpart, req.Erase)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	if pos, erased := s.accounts.ErasedAt(c.UserID); erased {
+		s.rooms.MarkErased(c.UserID, pos)
+	}
+	// The account is closed; what follows cleans up after it and must run
+	// to the end even if the client hangs up.
+	ctx := context.WithoutCancel(r.Context())
+	if err := s.dropDeviceKeys(r.WithContext(ctx), c, devices); err != nil {
+		slog.Warn("deactivate: drop device keys", "user", c.UserID, "err", err)
+	}
+	if err := s.dropPushers(ctx, c.UserID); err != nil {
+		slog.Warn("deactivate: drop pushers", "user", c.UserID, "err", err)
+	}
+	if err := s.leaveAll(ctx, c.UserID); err != nil {
+		slog.Warn("deactivate: leave rooms", "user", c.UserID, "err", err)
+	}
+	writeJSON(w, map[string]any{"id_server_unbind_result": "no-support"})
+}
+
+// dropPushers deletes every pusher of the user, with what is queued for it.
+func (s *Server) dropPushers(ctx context.Context, userID string) error {
+	if s.push == nil {
+		return nil
+	}
+	list, err := s.push.Pushers(userID)
+	if err != nil {
+		return err
+	}
+	for _, p := range list {
+		if err := s.push.SetPusher(ctx, userID, push.SetRequest{Pusher: push.Pusher{AppID: p.AppID, Pushkey: p.Pushkey}}); err != nil {
+			return fmt.Errorf("pusher %s: %w", p.AppID, err)
+		}
+	}
+	return nil
+}
+
+// leaveAll leaves every room the user is joined to, declines every invite
+// and withdraws every knock. A room no local user is joined to is left
+// through the server the invite came from or the knock went to, as
+// POST /leave does; a room that fails is logged and the rest still go.
+func (s *Server) leaveAll(ctx context.Context, userID string) error {
+	list, err := s.rooms.Memberships(userID)
+	if err != nil {
+		return err
+	}
+	var last error
+	for _, m := range list {
+		if m.Membership != "join" && m.Membership != "invite" && m.Membership != "knock" {
+			continue
+		}
+		mr := room.MembershipRequest{Sender: userID, RoomID: m.RoomID, Target: userID, Membership: "leave"}
+		if m.Membership != "join" && !s.rooms.HasLocalJoined(m.RoomID) {
+			if err := s.leaveRemote(ctx, mr); err != nil {
+				slog.Info("deactivate: leave remote room", "room", m.RoomID, "err", err)
+				last = err
+			}
+			continue
+		}
+		if _, err := s.rooms.ChangeMembership(ctx, mr); err != nil {
+			slog.Info("deactivate: leave room", "room", m.RoomID, "err", err)
+			last = err
+		}
+	}
+	return last
+}
+
+// leaveRemote declines an invite or withdraws a knock in a room this
+// server is not in, through the server that sent the member event.
+func (s *Server) leaveRemote(ctx context.Context, mr room.MembershipRequest) error {
+	ev := s.rooms.CurrentStatePDU(mr.RoomID, "m.room.member", mr.Sender)
+	if s.fed == nil || ev == nil {
+		// Nobody to tell: record the leave locally so /sync drops the room.
+		_, err := s.rooms.ChangeMembership(ctx, mr)
+		return err
+	}
+	via := []string{serverOf(string(ev.SenderID()))}
+	if srv := serverOf(mr.RoomID); srv != "" {
+		via = append(via, srv)
+	}
+	return s.fed.LeaveRoom(ctx, mr.Sender, mr.RoomID, dedupe(via))
+}
