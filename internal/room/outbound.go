@@ -15,9 +15,13 @@ import (
 type Outbound struct {
 	NID    uint64
 	RoomID string
-	// Destinations are the other servers with joined members in the room,
-	// plus, for a member event, the target's server (so a remote user
-	// learns of their own kick or ban).
+	// Destinations are the other servers in the room at the event (Server-
+	// Server API §"Room state resolution": the servers with a joined member
+	// before or after it): the servers joined now, plus, for a member event
+	// that ends a join (leave, kick, ban), the target's server, so a remote
+	// user learns of their own departure. An invited server is not in the
+	// room: it learns of its invite through /invite alone, and a strict
+	// server refuses room events for rooms it has no member in.
 	Destinations []string
 }
 
@@ -57,11 +61,18 @@ func (e *Engine) OutboundEvents(tx *store.Tx, after, upTo uint64, fn func(Outbou
 		}
 		dests := append([]string(nil), joined...)
 		if r[1].String() == "m.room.member" {
-			if s := serverOf(r[2].String()); s != string(e.serverName) && !slices.Contains(dests, s) {
+			if s := serverOf(r[2].String()); s != string(e.serverName) && !slices.Contains(dests, s) && e.wasJoined(tx, ev) {
 				dests = append(dests, s)
 			}
 		}
-		dests = e.aclFilter(tx, ev.RoomNID, dests) // Server ACLs: never send to a denied server (acl.go)
+		// Server ACLs: never send to a denied server (acl.go), except the
+		// ACL event itself, which goes by the ACL before it so that the
+		// servers it newly denies learn that they are denied.
+		if r[1].String() == "m.room.server_acl" && r[2].String() == "" {
+			dests = e.aclFilterBefore(tx, ev, dests)
+		} else {
+			dests = e.aclFilter(tx, ev.RoomNID, dests)
+		}
 		if len(dests) == 0 {
 			continue
 		}
@@ -78,6 +89,46 @@ func (e *Engine) OutboundEvents(tx *store.Tx, after, upTo uint64, fn func(Outbou
 		}
 	}
 	return nil
+}
+
+// wasJoined reports whether the state a member event replaced was a join
+// of its target: the target's server was in the room before the event.
+func (e *Engine) wasJoined(tx *store.Tx, ev *Event) bool {
+	prev := e.replaced(tx, ev)
+	return prev != nil && gjson.GetBytes(prev.JSON, "content.membership").String() == "join"
+}
+
+// aclFilterBefore filters servers by the server ACL in force before ev
+// (none: every server is allowed).
+func (e *Engine) aclFilterBefore(tx *store.Tx, ev *Event, servers []string) []string {
+	prev := e.replaced(tx, ev)
+	if prev == nil {
+		return servers
+	}
+	acl := parseACL([]byte(gjson.GetBytes(prev.JSON, "content").Raw))
+	out := servers[:0]
+	for _, s := range servers {
+		if acl.allows(s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// replaced is the state event ev replaced, or nil.
+func (e *Engine) replaced(tx *store.Tx, ev *Event) *Event {
+	if ev.Replaces == 0 {
+		return nil
+	}
+	b := tx.Get(store.Events, store.PutU64(ev.Replaces))
+	if b == nil {
+		return nil
+	}
+	prev, err := decodeEvent(ev.Replaces, b)
+	if err != nil {
+		return nil
+	}
+	return prev
 }
 
 // joinedServers lists the servers other than this one with a joined
