@@ -78,7 +78,16 @@ func New(cfg Config) *Service {
 	}
 	s := &Service{cfg: cfg, mux: http.NewServeMux(), now: time.Now}
 	s.routes()
+	if j, ok := cfg.Queue.(joinAnnouncer); ok {
+		j.OnLocalJoin(s.announceDevices) // userkeys.go
+	}
 	return s
+}
+
+// joinAnnouncer is the queue's hook for local users' joins
+// (federation/queue): their devices are announced to the room's servers.
+type joinAnnouncer interface {
+	OnLocalJoin(func(ctx context.Context, userID string, destinations []string))
 }
 
 // Handler serves /_matrix/federation/... and /_matrix/key/...

@@ -23,6 +23,10 @@ type Outbound struct {
 	// room: it learns of its invite through /invite alone, and a strict
 	// server refuses room events for rooms it has no member in.
 	Destinations []string
+	// Joined is set for a local user's join (not a profile change): the
+	// user whose device list the destinations must now hear of
+	// (Server-Server API §"Device Management").
+	Joined string
 }
 
 // OutboundEvents calls fn for each timeline event with after < NID ≤ upTo,
@@ -32,7 +36,7 @@ type Outbound struct {
 // resident server relays to the rest of the room. Rooms without other
 // servers yield nothing.
 func (e *Engine) OutboundEvents(tx *store.Tx, after, upTo uint64, fn func(Outbound) error) error {
-	servers := map[uint64][]string{} // roomNID → joined servers, re-read after member events
+	servers := map[uint64]map[string]uint64{} // roomNID → joined server → since when, re-read after member events
 	roomIDs := map[uint64]string{}
 	c := tx.Cursor(store.Events)
 	for k, v := c.Seek(store.PutU64(after + 1)); k != nil; k, v = c.Next() {
@@ -56,10 +60,21 @@ func (e *Engine) OutboundEvents(tx *store.Tx, after, upTo uint64, fn func(Outbou
 		}
 		joined, ok := servers[ev.RoomNID]
 		if !ok {
-			joined = e.joinedServers(tx, ev.RoomNID)
+			joined = e.joinedSince(tx, ev.RoomNID)
 			servers[ev.RoomNID] = joined
 		}
-		dests := append([]string(nil), joined...)
+		// A server that joined after the event was not in the room at it:
+		// it gets the room from its join on (send_join's state, then
+		// backfill), not a replay of older events, which a listing that
+		// runs late (after a restart, or after events that went nowhere)
+		// would otherwise send it.
+		var dests []string
+		for s, since := range joined {
+			if since <= nid {
+				dests = append(dests, s)
+			}
+		}
+		slices.Sort(dests)
 		if r[1].String() == "m.room.member" {
 			if s := serverOf(r[2].String()); s != string(e.serverName) && !slices.Contains(dests, s) && e.wasJoined(tx, ev) {
 				dests = append(dests, s)
@@ -84,7 +99,12 @@ func (e *Engine) OutboundEvents(tx *store.Tx, after, upTo uint64, fn func(Outbou
 			}
 			roomID, roomIDs[ev.RoomNID] = info.ID, info.ID
 		}
-		if err := fn(Outbound{NID: nid, RoomID: roomID, Destinations: dests}); err != nil {
+		o := Outbound{NID: nid, RoomID: roomID, Destinations: dests}
+		if r[1].String() == "m.room.member" && r[2].String() == r[0].String() && serverOf(r[0].String()) == string(e.serverName) &&
+			gjson.GetBytes(ev.JSON, "content.membership").String() == "join" && !e.wasJoined(tx, ev) {
+			o.Joined = r[0].String()
+		}
+		if err := fn(o); err != nil {
 			return err
 		}
 	}
@@ -129,6 +149,26 @@ func (e *Engine) replaced(tx *store.Tx, ev *Event) *Event {
 		return nil
 	}
 	return prev
+}
+
+// joinedSince maps each server other than this one with a joined member
+// in the room's current state to the stream position since which it has
+// had one: the earliest join among its joined members.
+func (e *Engine) joinedSince(tx *store.Tx, roomNID uint64) map[string]uint64 {
+	out := map[string]uint64{}
+	eachCurrentState(tx, roomNID, "m.room.member\x00", func(_, sk string, nid uint64) error {
+		s := serverOf(sk)
+		if s == string(e.serverName) {
+			return nil
+		}
+		if m := membershipIn(tx, sk, roomNID); m.Membership == "join" {
+			if since, ok := out[s]; !ok || m.Pos < since {
+				out[s] = m.Pos
+			}
+		}
+		return nil
+	})
+	return out
 }
 
 // joinedServers lists the servers other than this one with a joined

@@ -84,14 +84,23 @@ func TestOutboundGoesToServersInTheRoom(t *testing.T) {
 	}
 	const bob2, carol3, dan4 = "@bob:hs2.test", "@carol:hs3.test", "@dan:hs4.test"
 	remoteMember(t, e, roomID, bob2, bob2, "join")
+	mustSend(t, e, message(roomID, alice, "before dan"))
 	remoteMember(t, e, roomID, dan4, dan4, "join")
-	pos := streamPos(e)
+	// Listed late, each event still goes only to the servers that were
+	// in the room at it.
+	got, pos := outboundAfter(t, e, 0)
+	if d, ok := got["m.room.create"]; ok {
+		t.Errorf("the create event went to %v, which joined after it", d)
+	}
+	if d := got["m.room.message"]; !slices.Equal(d, []string{"hs2.test"}) {
+		t.Errorf("a message sent before dan joined went to %v, want hs2 only", d)
+	}
 
 	if _, err := e.ChangeMembership(ctx, MembershipRequest{Sender: alice, RoomID: roomID, Target: carol3, Membership: "invite"}); err != nil {
 		t.Fatal(err)
 	}
 	mustSend(t, e, message(roomID, alice, "hello"))
-	got, pos := outboundAfter(t, e, pos)
+	got, pos = outboundAfter(t, e, pos)
 	if d := got["m.room.member "+carol3]; !slices.Equal(d, []string{"hs2.test", "hs4.test"}) {
 		t.Errorf("carol's invite went to %v, want the joined servers only", d)
 	}
