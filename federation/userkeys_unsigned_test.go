@@ -23,24 +23,7 @@ func TestDeviceKeysCarryUnsignedObject(t *testing.T) {
 	n := newUKNet()
 	hs1, hs2, alice, _, _ := sharedRoom(t, n, true)
 
-	// Record the transactions hs1 sends to hs2, then pass them on.
-	var mu sync.Mutex
-	var txns [][]byte
-	inner := hs2.svc.Handler()
-	rec := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPut && bytes.Contains([]byte(r.URL.Path), []byte("/federation/v1/send/")) {
-			b, _ := io.ReadAll(r.Body)
-			mu.Lock()
-			txns = append(txns, b)
-			mu.Unlock()
-			r.Body = io.NopCloser(bytes.NewReader(b))
-		}
-		inner.ServeHTTP(w, r)
-	}))
-	t.Cleanup(rec.Close)
-	n.mu.Lock()
-	n.servers["hs2.test"] = rec
-	n.mu.Unlock()
+	sent := recordSends(t, n, hs2)
 
 	isObject := func(what string, keys gjson.Result) {
 		t.Helper()
@@ -67,9 +50,7 @@ func TestDeviceKeysCarryUnsignedObject(t *testing.T) {
 	hs1.uploadDevice(t, alice, "ADEV2")
 	var edu gjson.Result
 	ukWaitFor(t, "the device list update at hs2", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, txn := range txns {
+		for _, txn := range sent() {
 			for _, e := range gjson.GetBytes(txn, "edus").Array() {
 				if e.Get("edu_type").String() == "m.device_list_update" && e.Get("content.device_id").String() == "ADEV2" {
 					edu = e
@@ -80,4 +61,32 @@ func TestDeviceKeysCarryUnsignedObject(t *testing.T) {
 		return false
 	})
 	isObject("m.device_list_update", edu.Get("content.keys"))
+}
+
+// recordSends routes n's requests for s through a recorder that keeps the
+// body of every /send transaction s receives; the returned function
+// lists them so far.
+func recordSends(t *testing.T, n *ukNet, s *ukServer) func() [][]byte {
+	var mu sync.Mutex
+	var txns [][]byte
+	inner := s.svc.Handler()
+	rec := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && bytes.Contains([]byte(r.URL.Path), []byte("/federation/v1/send/")) {
+			b, _ := io.ReadAll(r.Body)
+			mu.Lock()
+			txns = append(txns, b)
+			mu.Unlock()
+			r.Body = io.NopCloser(bytes.NewReader(b))
+		}
+		inner.ServeHTTP(w, r)
+	}))
+	t.Cleanup(rec.Close)
+	n.mu.Lock()
+	n.servers[s.name] = rec
+	n.mu.Unlock()
+	return func() [][]byte {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([][]byte(nil), txns...)
+	}
 }

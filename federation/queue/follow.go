@@ -135,6 +135,9 @@ func (q *Queue) queueEvents(ctx context.Context, upTo uint64) ([]string, []room.
 			if o.Joined != "" && len(q.remote(o.Destinations)) > 0 {
 				joins = append(joins, room.Outbound{Joined: o.Joined, RoomID: o.RoomID, Destinations: q.remote(o.Destinations)})
 			}
+			if o.Delivered {
+				return nil // the servers have it already (room.Outbound)
+			}
 			v := pduValue(o.NID)
 			for _, d := range q.remote(o.Destinations) {
 				if err := putEntry(tx, d, v); err != nil {

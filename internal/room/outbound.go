@@ -27,6 +27,10 @@ type Outbound struct {
 	// user whose device list the destinations must now hear of
 	// (Server-Server API §"Device Management").
 	Joined string
+	// Delivered marks an event the room's servers have already (our join
+	// through send_join, which the resident server relays): it is listed
+	// for Joined alone and must not be sent.
+	Delivered bool
 }
 
 // OutboundEvents calls fn for each timeline event with after < NID ≤ upTo,
@@ -99,7 +103,7 @@ func (e *Engine) OutboundEvents(tx *store.Tx, after, upTo uint64, fn func(Outbou
 			}
 			roomID, roomIDs[ev.RoomNID] = info.ID, info.ID
 		}
-		o := Outbound{NID: nid, RoomID: roomID, Destinations: dests}
+		o := Outbound{NID: nid, RoomID: roomID, Destinations: dests, Delivered: ev.Flags&flagDelivered != 0}
 		if r[1].String() == "m.room.member" && r[2].String() == r[0].String() && serverOf(r[0].String()) == string(e.serverName) &&
 			gjson.GetBytes(ev.JSON, "content.membership").String() == "join" && !e.wasJoined(tx, ev) {
 			o.Joined = r[0].String()
