@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/tidwall/gjson"
+	"maunium.net/go/mautrix/id"
 )
 
 // TestInteropGapFilledWithoutState: the strict peer pushes one event
@@ -53,5 +54,48 @@ func TestInteropGapFilledWithoutState(t *testing.T) {
 	}
 	if l := body.Get("latest_events").Array(); len(l) != 1 || l[0].String() != evs[5].EventID() {
 		t.Errorf("latest_events %s, want [%s]", body.Get("latest_events").Raw, evs[5].EventID())
+	}
+}
+
+// TestInteropRejectedAuthEventsReject: an event is rejected when one of
+// its auth events is, even one the daemon first hears of while fetching
+// an auth chain (Complement's
+// TestInboundFederationRejectsEventsWithRejectedAuthEvents). The peer's
+// mallory sends a power-levels change she may not make (R, rejected);
+// O is a member event of hers citing R, never sent; X and Y cite O. For X
+// the peer's /event_auth answers with the chain holding O; for Y it
+// answers 404, but O is known (rejected) by then. O, X and Y all stay
+// out of alice's reach; a plain message after them is accepted.
+func TestInteropRejectedAuthEventsReject(t *testing.T) {
+	t.Parallel()
+	s := startPeerScene(t)
+	p := s.peer
+	p.setStrict(true)
+	room := string(s.roomID)
+	mallory := p.mallory()
+	create, jr := p.stateEvent(room, "m.room.create", ""), p.stateEvent(room, "m.room.join_rules", "")
+	pl, member := p.stateEvent(room, "m.room.power_levels", ""), p.stateEvent(room, "m.room.member", mallory)
+	empty := ""
+	r := p.build(room, evSpec{Type: "m.room.power_levels", StateKey: &empty, Content: map[string]any{"users": map[string]any{}}})
+	s.refused(t, "a power-levels change mallory may not make", r.JSON(), r.EventID())
+
+	o := p.build(room, evSpec{Type: "m.room.member", StateKey: &mallory, Content: map[string]any{"membership": "join", "test": 1},
+		Auth: []string{create.EventID(), jr.EventID(), r.EventID(), member.EventID()}})
+	auth := []string{create.EventID(), pl.EventID(), o.EventID()}
+	x := p.build(room, evSpec{Type: "m.room.message", Auth: auth, Content: map[string]any{"msgtype": "m.text", "body": "X cites O"}})
+	y := p.build(room, evSpec{Type: "m.room.message", Auth: auth, Prevs: []string{x.EventID()}, Depth: x.Depth() + 1,
+		Content: map[string]any{"msgtype": "m.text", "body": "Y cites O"}})
+	p.serveAuthChain(x.EventID(), create, jr, pl, member, r, o)
+	s.refused(t, "X, whose auth event O cites the rejected R", x.JSON(), x.EventID())
+	s.refused(t, "Y, the same with no auth chain served", y.JSON(), y.EventID())
+
+	s.judge(t, "rejected auth events", []string{r.EventID(), o.EventID(), x.EventID(), y.EventID()}, "X cites O", "Y cites O")
+	for _, eid := range []string{o.EventID(), x.EventID(), y.EventID()} {
+		if _, err := s.alice.GetEvent(ctx(t), s.roomID, id.EventID(eid)); err == nil {
+			t.Errorf("alice can read %s, which should be rejected", eid)
+		}
+	}
+	if r := p.refusals(); len(r) != 0 {
+		t.Errorf("the strict peer refused PDUs: %+v", r)
 	}
 }

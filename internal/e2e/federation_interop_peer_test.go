@@ -26,6 +26,7 @@ type strict struct {
 	requests     []peerRequest
 	refused      []peerRefusal
 	invites      map[string]gomatrixserverlib.PDU // room ID → the invite it countersigned
+	authChains   map[string][]gomatrixserverlib.PDU // event ID → what /event_auth answers
 }
 
 // peerRequest is one request the daemon made to the peer.
@@ -218,4 +219,28 @@ func (p *fedPeer) invited(roomID string) gomatrixserverlib.PDU {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.invites[roomID]
+}
+
+// serveAuthChain makes /event_auth answer for eventID with pdus (answerReal);
+// events without one get 404.
+func (p *fedPeer) serveAuthChain(eventID string, pdus ...gomatrixserverlib.PDU) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.authChains == nil {
+		p.authChains = map[string][]gomatrixserverlib.PDU{}
+	}
+	p.authChains[eventID] = pdus
+}
+
+// eventAuth is GET /event_auth/{roomID}/{eventID}, as serveAuthChain set it.
+func (p *fedPeer) eventAuth(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	chain, ok := p.authChains[r.PathValue("eventID")]
+	p.mu.Unlock()
+	if !ok {
+		notFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(fclient.RespEventAuth{AuthEvents: gomatrixserverlib.NewEventJSONsFromEvents(chain)})
 }

@@ -151,7 +151,7 @@ func (p *fedPeer) routes() http.Handler {
 	mux.HandleFunc("GET /_matrix/federation/v1/state/{roomID}", p.callback("state", notFound))
 	mux.HandleFunc("GET /_matrix/federation/v1/state_ids/{roomID}", p.callback("state_ids", notFound))
 	mux.HandleFunc("GET /_matrix/federation/v1/event/{eventID}", p.callback("event", notFound))
-	mux.HandleFunc("GET /_matrix/federation/v1/event_auth/{roomID}/{eventID}", p.callback("event_auth", notFound))
+	mux.HandleFunc("GET /_matrix/federation/v1/event_auth/{roomID}/{eventID}", p.callback("event_auth", p.eventAuth))
 	mux.HandleFunc("/", notFound)
 	return mux
 }
