@@ -25,7 +25,7 @@ type strict struct {
 	serverAnswer peerAnswer // how /send and /invite answer
 	requests     []peerRequest
 	refused      []peerRefusal
-	invites      map[string]gomatrixserverlib.PDU // room ID → the invite it countersigned
+	invites      map[string]gomatrixserverlib.PDU   // room ID → the invite it countersigned
 	authChains   map[string][]gomatrixserverlib.PDU // event ID → what /event_auth answers
 }
 
