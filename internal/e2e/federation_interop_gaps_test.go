@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/tidwall/gjson"
 	"maunium.net/go/mautrix/id"
 )
@@ -98,4 +99,50 @@ func TestInteropRejectedAuthEventsReject(t *testing.T) {
 	if r := p.refusals(); len(r) != 0 {
 		t.Errorf("the strict peer refused PDUs: %+v", r)
 	}
+}
+
+// TestInteropMissingEventWithBadJSONIgnored: get_missing_events answers
+// with an event a room version 6+ room cannot hold (a float in its
+// content, signed and hashed as a version 5 event would be). The daemon
+// drops it, so the event built on it stays out; a later event on that
+// one makes it ask for the gap again from the same earliest event
+// (Complement's TestOutboundFederationIgnoresMissingEventWithBadJSONForRoomVersion6).
+func TestInteropMissingEventWithBadJSONIgnored(t *testing.T) {
+	t.Parallel()
+	s := startPeerScene(t)
+	p := s.peer
+	p.setStrict(true)
+	room := string(s.roomID)
+	lastShared := p.latest(room)
+	version := lastShared.Version()
+
+	plain := p.message(room, "bad (withheld)")
+	raw := p.reforge(version, plain.JSON(), func(m map[string]any) {
+		m["content"].(map[string]any)["bad_val"] = 1.1
+	})
+	bad, err := gomatrixserverlib.MustGetRoomVersion(gomatrixserverlib.RoomVersionV5).NewEventFromUntrustedJSON(raw)
+	noErr(t, err, "the bad event as version 5 reads it")
+	if _, err := gomatrixserverlib.MustGetRoomVersion(version).NewEventFromUntrustedJSON(raw); err == nil {
+		t.Fatalf("room version %s takes a float; the test needs one that does not", version)
+	}
+	p.withhold(room, bad)
+	good := p.build(room, evSpec{Type: "m.room.message", Prevs: []string{bad.EventID()}, Depth: bad.Depth() + 1,
+		Content: map[string]any{"msgtype": "m.text", "body": "good on bad"}})
+	s.refused(t, "an event whose missing prev event has bad JSON", good.JSON(), good.EventID())
+
+	third := p.build(room, evSpec{Type: "m.room.message", Prevs: []string{good.EventID()}, Depth: good.Depth() + 1,
+		Content: map[string]any{"msgtype": "m.text", "body": "third on good"}})
+	p.sendTxn(p.txnID(), third.JSON())
+	reqs := p.requestsTo("/_matrix/federation/v1/get_missing_events/")
+	if len(reqs) < 2 {
+		t.Fatalf("%d get_missing_events requests, want one per event with a gap", len(reqs))
+	}
+	last := gjson.ParseBytes(reqs[len(reqs)-1].Raw)
+	if e := last.Get("earliest_events").Array(); len(e) != 1 || e[0].String() != lastShared.EventID() {
+		t.Errorf("earliest_events %s, want [%s]: the good event must not have been kept", last.Get("earliest_events").Raw, lastShared.EventID())
+	}
+	if l := last.Get("latest_events").Array(); len(l) != 1 || l[0].String() != third.EventID() {
+		t.Errorf("latest_events %s, want [%s]", last.Get("latest_events").Raw, third.EventID())
+	}
+	s.judge(t, "bad JSON in a missing event", []string{bad.EventID(), good.EventID()}, "bad (withheld)", "good on bad")
 }
