@@ -74,7 +74,9 @@ func (e *Engine) OutboundEvents(tx *store.Tx, after, upTo uint64, fn func(Outbou
 		// would otherwise send it.
 		var dests []string
 		for s, since := range joined {
-			if since <= nid {
+			// A relayed membership event goes to the rest of the room,
+			// not back to the server that made it.
+			if since <= nid && (ev.Flags&flagRelay == 0 || s != serverOf(r[0].String())) {
 				dests = append(dests, s)
 			}
 		}

@@ -16,6 +16,13 @@ import (
 // signatures, which federation checks before it).
 func remoteMember(t *testing.T, e *Engine, roomID, sender, target, membership string) {
 	t.Helper()
+	remoteMemberOpts(t, e, roomID, sender, target, membership, IngestOptions{})
+}
+
+// remoteMemberOpts is remoteMember with ingest options (Relay: accepted
+// through send_join).
+func remoteMemberOpts(t *testing.T, e *Engine, roomID, sender, target, membership string, opts IngestOptions) {
+	t.Helper()
 	var pdu gomatrixserverlib.PDU
 	err := e.db.View(func(tx *store.Tx) error {
 		info, err := roomInfo(tx, roomID)
@@ -29,7 +36,7 @@ func remoteMember(t *testing.T, e *Engine, roomID, sender, target, membership st
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Ingest(context.Background(), pdu, IngestOptions{}); err != nil {
+	if err := e.Ingest(context.Background(), pdu, opts); err != nil {
 		t.Fatalf("%s %s: %v", target, membership, err)
 	}
 }
@@ -132,5 +139,16 @@ func TestOutboundGoesToServersInTheRoom(t *testing.T) {
 	}
 	if d, ok := got["m.room.message"]; ok {
 		t.Errorf("a message after the ACL went to %v", d)
+	}
+
+	// A join this server accepted through send_join goes to the rest of
+	// the room, not back to the joiner's server.
+	const erin5, fay6 = "@erin:hs5.test", "@fay:hs6.test"
+	remoteMember(t, e, roomID, fay6, fay6, "join")
+	pos = streamPos(e)
+	remoteMemberOpts(t, e, roomID, erin5, erin5, "join", IngestOptions{Relay: true})
+	got, _ = outboundAfter(t, e, pos)
+	if d := got["m.room.member "+erin5]; !slices.Equal(d, []string{"hs6.test"}) {
+		t.Errorf("erin's relayed join went to %v, want hs6 only", d)
 	}
 }
