@@ -77,3 +77,45 @@ func eventJSON(t *testing.T, s *ukServer, eventID string) []byte {
 	b, _ := json.Marshal(out)
 	return []byte(gjson.GetBytes(b, "pdus.0").Raw)
 }
+
+// TestGetMissingEventsRedactsWhatServerMayNotSee: in a room whose
+// history is for joined members only, a server that joined later asks
+// get_missing_events across what was said before it came: those events
+// come as redacted copies (type and place in the DAG, no content), not
+// as holes, nor in full.
+func TestGetMissingEventsRedactsWhatServerMayNotSee(t *testing.T) {
+	n := newUKNet()
+	hs1, hs2 := newUKServer(t, n, "hs1.test", false), newUKServer(t, n, "hs2.test", false)
+	alice := hs1.addUser(t, "alice", "ADEV", false)
+	bob := hs2.addUser(t, "bob", "BDEV", false)
+	ctx := context.Background()
+	roomID, err := hs1.rooms.CreateRoom(ctx, alice, room.Profile{}, room.CreateRequest{Preset: "public_chat",
+		InitialState: []room.StateEvent{{Type: "m.room.history_visibility", Content: json.RawMessage(`{"history_visibility":"joined"}`)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hs1.rooms.Send(ctx, room.SendRequest{Sender: alice, RoomID: roomID, Type: "m.room.message", Device: "ADEV",
+		TxnID: "s", Content: json.RawMessage(`{"msgtype":"m.text","body":"before bob"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := hs2.svc.JoinRoom(ctx, bob, roomID, []string{"hs1.test"}, map[string]any{"membership": "join"}); err != nil {
+		t.Fatal(err)
+	}
+	create := hs1.rooms.CurrentStatePDU(roomID, "m.room.create", "").EventID()
+	join := hs1.rooms.CurrentStatePDU(roomID, "m.room.member", bob).EventID()
+	_, _, out := hs2.call(t, "POST", "hs1.test", "/_matrix/federation/v1/get_missing_events/"+roomID,
+		map[string]any{"earliest_events": []string{create}, "latest_events": []string{join}, "limit": 20})
+	b, _ := json.Marshal(out)
+	var found gjson.Result
+	for _, ev := range gjson.GetBytes(b, "events").Array() {
+		if ev.Get("type").String() == "m.room.message" {
+			found = ev
+		}
+	}
+	if !found.Exists() {
+		t.Fatalf("the message from before bob joined is missing from get_missing_events: %s", b)
+	}
+	if found.Get("content.body").Exists() {
+		t.Errorf("hs2 was given what was said before it joined a joined-only room: %s", found.Raw)
+	}
+}
