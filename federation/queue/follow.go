@@ -87,7 +87,7 @@ func (q *Queue) step(ctx context.Context, pos uint64) (done bool, err error) {
 	onJoin := q.onJoin
 	q.mu.Unlock()
 	for _, j := range joins {
-		if onJoin != nil {
+		if onJoin != nil { // set once at start-up (OnLocalJoin)
 			onJoin(ctx, j.Joined, j.Destinations)
 		}
 	}

@@ -15,11 +15,12 @@ import (
 type Outbound struct {
 	NID    uint64
 	RoomID string
-	// Destinations are the other servers in the room at the event (Server-
-	// Server API §"Room state resolution": the servers with a joined member
-	// before or after it): the servers joined now, plus, for a member event
-	// that ends a join (leave, kick, ban), the target's server, so a remote
-	// user learns of their own departure. An invited server is not in the
+	// Destinations are the other servers in the room at the event (the
+	// servers with a joined member before or after it, to which Server-
+	// Server API §"Transactions" sends a room's PDUs): the servers joined
+	// since before it, plus, for a member event that ends a join (leave,
+	// kick, ban), the target's server, so a remote user learns of their
+	// own departure. An invited server is not in the
 	// room: it learns of its invite through /invite alone, and a strict
 	// server refuses room events for rooms it has no member in.
 	Destinations []string

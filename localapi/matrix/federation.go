@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -54,7 +55,7 @@ func (s *Server) roomAndServers(r *http.Request, target string) (string, []strin
 		return "", nil, matrixerr.InvalidParam("expected a room ID or alias")
 	}
 	q := r.URL.Query()
-	for _, srv := range append(q["via"], q["server_name"]...) {
+	for _, srv := range slices.Concat(q["via"], q["server_name"]) {
 		// A server name with a non-numeric port (or any other malformed
 		// one) is a bad request, not a server to try (Appendices §"Server
 		// Name").
