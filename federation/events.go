@@ -1,8 +1,10 @@
 package federation
 
 import (
+	"cmp"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/matrix-org/gomatrixserverlib"
@@ -136,17 +138,23 @@ func (s *Service) missingEvents(w http.ResponseWriter, r *request) {
 		return
 	}
 	limit := req.Limit
-	if limit <= 0 || limit > maxBackfill {
+	if limit <= 0 {
 		limit = 10 // the spec's default
 	}
+	limit = min(limit, maxBackfill)
+	// The walk goes breadth first from latest_events, so the events kept
+	// under the limit are the ones nearest to them: the requester can
+	// then ask again from the oldest it got.
 	pdus, err := s.cfg.Rooms.WalkBack(string(r.origin), roomID, req.LatestEvents, req.EarliestEvents, limit, int64(req.MinDepth), false)
 	if err != nil {
 		matrixerr.Write(w, err)
 		return
 	}
-	// Oldest first, as the spec's example and most servers expect.
-	for i, j := 0, len(pdus)-1; i < j; i, j = i+1, j-1 {
-		pdus[i], pdus[j] = pdus[j], pdus[i]
-	}
+	// Oldest first, as the spec's example and every server expects: each
+	// event after the events it points at (a reversed breadth-first walk
+	// is not that once the DAG forks), by depth, ties in reverse walk
+	// order.
+	slices.Reverse(pdus)
+	slices.SortStableFunc(pdus, func(a, b gomatrixserverlib.PDU) int { return cmp.Compare(a.Depth(), b.Depth()) })
 	writeJSON(w, http.StatusOK, fclient.RespMissingEvents{Events: gomatrixserverlib.NewEventJSONsFromEvents(pdus)})
 }

@@ -41,7 +41,14 @@ func (s *Service) queryDirectory(w http.ResponseWriter, r *request) {
 }
 
 // localUser returns an active user of this server, or M_NOT_FOUND.
+//
+// A user ID that is not one at all (a server name with a non-numeric
+// port, say) is a bad request, 400 M_INVALID_PARAM, rather than an
+// unknown user.
 func (s *Service) localUser(userID string) (*account.User, error) {
+	if _, err := spec.NewUserID(userID, true); err != nil {
+		return nil, matrixerr.InvalidParam("invalid user ID: " + err.Error())
+	}
 	if !s.isLocalUser(userID) {
 		return nil, matrixerr.NotFound("not a user of this server")
 	}

@@ -268,6 +268,37 @@ func (s *Service) DeviceListChanged(ctx context.Context, c keys.DeviceListChange
 		slog.Warn("federation: device list update not sent", "user", c.UserID, "err", err)
 		return
 	}
+	s.sendDeviceList(ctx, c, res, dests)
+}
+
+// announceDevices tells the servers of a room a local user just joined
+// about all of the user's devices and cross-signing keys: the spec sends
+// m.device_list_update "when that user joins a room which contains
+// servers which are not already receiving updates for that user's device
+// list" (Server-Server API §"Device Management"), so that a server that
+// caches device lists learns this one. Servers already receiving them get
+// the same news again, which costs them nothing. The outbound queue calls
+// it after queueing the join (federation/queue OnLocalJoin).
+func (s *Service) announceDevices(ctx context.Context, userID string, dests []string) {
+	if s.cfg.Keys == nil || len(dests) == 0 {
+		return
+	}
+	res, err := s.localKeys(map[string][]string{userID: {}})
+	if err != nil {
+		slog.Warn("federation: devices not announced after a join", "user", userID, "err", err)
+		return
+	}
+	c := keys.DeviceListChange{UserID: userID, CrossSigning: res.MasterKeys[userID] != nil}
+	for dev := range res.DeviceKeys[userID] {
+		c.Devices = append(c.Devices, dev)
+	}
+	sort.Strings(c.Devices)
+	s.sendDeviceList(ctx, c, res, dests)
+}
+
+// sendDeviceList queues the EDUs of a device-list change for dests, from
+// the keys read in res.
+func (s *Service) sendDeviceList(ctx context.Context, c keys.DeviceListChange, res *keys.QueryResult, dests []string) {
 	streamID := s.deviceListStreamID()
 	var errs []error
 	for _, dev := range c.Devices {

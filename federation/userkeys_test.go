@@ -403,8 +403,11 @@ func TestKeyEDUsAcrossServers(t *testing.T) {
 		t.Fatalf("bob got %+v", msg)
 	}
 
+	// bob's join announced his devices to hs1 (devicelist_join_test.go):
+	// the checks below look at what came after that.
+	var since uint64
 	changed := func(s *ukServer, user string) bool {
-		users, err := s.keys.ChangedUsers(0, 1<<62)
+		users, err := s.keys.ChangedUsers(since, 1<<62)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -425,6 +428,8 @@ func TestKeyEDUsAcrossServers(t *testing.T) {
 	ukWaitFor(t, "alice's new device announced to hs2", func() bool { return changed(hs2, alice) })
 
 	// Inbound EDUs that must change nothing on hs1.
+	ukWaitFor(t, "bob's devices announced to hs1 on his join", func() bool { return changed(hs1, bob) })
+	hs1.db.View(func(tx *store.Tx) error { since = tx.Pos(); return nil })
 	edu := func(origin, typ, content string) {
 		hs1.svc.receiveEDU(ctx, spec.ServerName(origin), gomatrixserverlib.EDU{Type: typ, Content: spec.RawJSON(content)})
 	}

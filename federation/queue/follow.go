@@ -76,12 +76,20 @@ func (q *Queue) step(ctx context.Context, pos uint64) (done bool, err error) {
 		}
 		return false, err
 	}
-	dests, err := q.queueEvents(ctx, pos)
+	dests, joins, err := q.queueEvents(ctx, pos)
 	if err != nil {
 		return false, err
 	}
 	for _, d := range dests {
 		q.kick(d)
+	}
+	q.mu.Lock()
+	onJoin := q.onJoin
+	q.mu.Unlock()
+	for _, j := range joins {
+		if onJoin != nil { // set once at start-up (OnLocalJoin)
+			onJoin(ctx, j.Joined, j.Destinations)
+		}
 	}
 	return false, nil
 }
@@ -110,10 +118,11 @@ func (q *Queue) nothingToQueue(from, upTo uint64) (bool, error) {
 // position and not past upTo, and returns the destinations that got any.
 // The write may run more than once, so it starts from the transaction's
 // own position and rebuilds its result on every run.
-func (q *Queue) queueEvents(ctx context.Context, upTo uint64) ([]string, error) {
+func (q *Queue) queueEvents(ctx context.Context, upTo uint64) ([]string, []room.Outbound, error) {
 	var dests []string
+	var joins []room.Outbound
 	err := q.db.Update(ctx, func(tx *store.Tx) error {
-		dests = dests[:0]
+		dests, joins = dests[:0], joins[:0]
 		seen := map[string]bool{}
 		from := store.U64(tx.Get(store.FedMeta, keyPos))
 		last, n := upTo, 0
@@ -123,6 +132,12 @@ func (q *Queue) queueEvents(ctx context.Context, upTo uint64) ([]string, error) 
 				return errBatchFull
 			}
 			n++
+			if o.Joined != "" && len(q.remote(o.Destinations)) > 0 {
+				joins = append(joins, room.Outbound{Joined: o.Joined, RoomID: o.RoomID, Destinations: q.remote(o.Destinations)})
+			}
+			if o.Delivered {
+				return nil // the servers have it already (room.Outbound)
+			}
 			v := pduValue(o.NID)
 			for _, d := range q.remote(o.Destinations) {
 				if err := putEntry(tx, d, v); err != nil {
@@ -140,5 +155,16 @@ func (q *Queue) queueEvents(ctx context.Context, upTo uint64) ([]string, error) 
 		}
 		return tx.Put(store.FedMeta, keyPos, store.PutU64(max(last, from)))
 	})
-	return dests, err
+	return dests, joins, err
+}
+
+// OnLocalJoin sets what to do, after it is queued, about a local user's
+// join of a room with other servers: announce the user's devices to them
+// (federation does, with m.device_list_update EDUs). It runs on the
+// follower's goroutine; a crash between the queueing and the call loses
+// the announcement, which, like every EDU, is best effort.
+func (q *Queue) OnLocalJoin(fn func(ctx context.Context, userID string, destinations []string)) {
+	q.mu.Lock()
+	q.onJoin = fn
+	q.mu.Unlock()
 }

@@ -86,6 +86,8 @@ type Queue struct {
 	// spares a commit per commit when nothing goes to other servers (a
 	// restart merely looks at those events again).
 	scanned uint64
+	// onJoin announces a local user's devices after their join (follow.go).
+	onJoin func(ctx context.Context, userID string, destinations []string)
 }
 
 // dest is one destination's in-memory state; fields are guarded by

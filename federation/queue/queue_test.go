@@ -29,12 +29,24 @@ func newRoom(t *testing.T, e *room.Engine) string {
 	if _, err := e.ChangeMembership(ctx, room.MembershipRequest{Sender: bob, RoomID: roomID, Target: bob, Membership: "join"}); err != nil {
 		t.Fatal(err)
 	}
+	// A user of the remote server joins, as if over federation (the room
+	// engine checks auth, not signatures): the room's next events go to
+	// the remote server.
+	sk := "@rem:" + remoteHS
+	join, _, err := e.Template(&gomatrixserverlib.ProtoEvent{SenderID: sk, RoomID: roomID, Type: "m.room.member",
+		StateKey: &sk, Content: []byte(`{"membership":"join"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Ingest(ctx, join, room.IngestOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	return roomID
 }
 
-// invite invites a user of the remote server: the engine lists the
-// invite for that server (the target's), which is how these tests get
-// real PDUs into the queue.
+// invite invites another user of the remote server, which is in the
+// room: the engine lists the invite for that server, which is how these
+// tests get real PDUs into the queue.
 func invite(t *testing.T, e *room.Engine, roomID, user string) {
 	t.Helper()
 	if _, err := e.ChangeMembership(context.Background(), room.MembershipRequest{Sender: alice, RoomID: roomID,

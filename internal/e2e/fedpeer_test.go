@@ -31,6 +31,12 @@ import (
 // daemon and sends it transactions of events it builds, signs (or
 // forges) itself. It is what a hostile or broken server looks like from
 // the daemon's side, over the same TLS and X-Matrix paths as a real one.
+//
+// It is also the strict other implementation of the interop tests
+// (federation_interop_peer_test.go): it records every request the daemon makes
+// (requests), countersigns invites of its users, and with setStrict
+// refuses, as a strict server does, the PDUs of rooms it has no joined
+// member in; setServerAnswer makes /send and /invite refuse or hang.
 type fedPeer struct {
 	t      *testing.T
 	Name   spec.ServerName
@@ -50,6 +56,7 @@ type fedPeer struct {
 	// offered are events /event and /state answer for (offerStateAt):
 	// the event, and the state before it.
 	offered map[string]offeredEvent
+	strict  // the strict foreign server's state (federation_interop_peer_test.go)
 }
 
 // peerAnswer is how the peer answers the daemon's callbacks.
@@ -59,6 +66,7 @@ const (
 	answerReal    peerAnswer = iota // the events it has, or 404
 	answerGarbage                   // 200 with JSON that is not what was asked
 	answerHang                      // never, until the request ends
+	answerRefuse                    // 403 M_FORBIDDEN
 )
 
 // peerRoom is what the peer knows of a room it joined.
@@ -84,7 +92,7 @@ func (n *fedNet) addPeer(name, hs string) *fedPeer {
 	p := &fedPeer{t: t, Name: spec.ServerName(name), keyID: "ed25519:peer", key: key, hs: spec.ServerName(hs),
 		stop: make(chan struct{}), calls: map[string]int{}, rooms: map[string]*peerRoom{},
 		offered: map[string]offeredEvent{}}
-	p.srv = httptest.NewUnstartedServer(p.routes())
+	p.srv = httptest.NewUnstartedServer(p.record(p.routes()))
 	p.srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	p.srv.StartTLS()
 	t.Cleanup(func() { close(p.stop); p.srv.Close() })
@@ -141,12 +149,13 @@ func (p *fedPeer) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /_matrix/key/v2/server", p.serveKeys)
 	mux.HandleFunc("GET /_matrix/key/v2/server/{keyID}", p.serveKeys)
-	mux.HandleFunc("PUT /_matrix/federation/v1/send/{txnID}", p.receive)
+	mux.HandleFunc("PUT /_matrix/federation/v1/send/{txnID}", p.serverCall(p.receive))
+	mux.HandleFunc("PUT /_matrix/federation/v2/invite/{roomID}/{eventID}", p.serverCall(p.invite))
 	mux.HandleFunc("POST /_matrix/federation/v1/get_missing_events/{roomID}", p.callback("get_missing_events", p.missingEvents))
 	mux.HandleFunc("GET /_matrix/federation/v1/state/{roomID}", p.callback("state", p.serveState))
 	mux.HandleFunc("GET /_matrix/federation/v1/state_ids/{roomID}", p.callback("state_ids", notFound))
 	mux.HandleFunc("GET /_matrix/federation/v1/event/{eventID}", p.callback("event", p.serveEvent))
-	mux.HandleFunc("GET /_matrix/federation/v1/event_auth/{roomID}/{eventID}", p.callback("event_auth", notFound))
+	mux.HandleFunc("GET /_matrix/federation/v1/event_auth/{roomID}/{eventID}", p.callback("event_auth", p.eventAuth))
 	mux.HandleFunc("/", notFound)
 	return mux
 }
@@ -179,6 +188,10 @@ func (p *fedPeer) serveKeys(w http.ResponseWriter, r *http.Request) {
 // receive is PUT /send from the daemon: the peer learns the room's new
 // events (alice's messages), so its next event builds on them. It checks
 // no signatures: the daemon is not what is under test here.
+//
+// In strict mode a PDU of a room the peer has no joined member in is
+// refused in the answer's pdus map and recorded (refusedPDUs), as a
+// strict implementation does instead of storing events it cannot place.
 func (p *fedPeer) receive(w http.ResponseWriter, r *http.Request) {
 	var txn struct {
 		PDUs []json.RawMessage `json:"pdus"`
@@ -187,12 +200,19 @@ func (p *fedPeer) receive(w http.ResponseWriter, r *http.Request) {
 		} `json:"edus"`
 	}
 	json.NewDecoder(r.Body).Decode(&txn)
+	results := map[string]fclient.PDUResult{}
 	p.mu.Lock()
 	for _, edu := range txn.EDUs {
 		p.calls["edu "+edu.Type]++ // read with p.called("edu m.presence")
 	}
 	for _, raw := range txn.PDUs {
-		rm := p.rooms[gjson.GetBytes(raw, "room_id").String()]
+		roomID := gjson.GetBytes(raw, "room_id").String()
+		rm := p.rooms[roomID]
+		if p.isStrict && (rm == nil || !rm.joined(p.Name)) {
+			id := p.refuse(roomID, raw)
+			results[id] = fclient.PDUResult{Error: "test peer: no joined member in " + roomID}
+			continue
+		}
 		if rm == nil {
 			continue
 		}
@@ -202,7 +222,7 @@ func (p *fedPeer) receive(w http.ResponseWriter, r *http.Request) {
 	}
 	p.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
-	io.WriteString(w, `{"pdus":{}}`)
+	json.NewEncoder(w).Encode(fclient.RespSend{PDUs: results})
 }
 
 // callback answers a daemon's request as p.answer says, counting it.
@@ -219,14 +239,26 @@ func (p *fedPeer) callback(name string, real http.HandlerFunc) http.HandlerFunc 
 			w.Header().Set("Content-Type", "application/json")
 			io.WriteString(w, `{"events":[{"type":"m.room.message","room_id":"!x:peer.test","depth":-1,"prev_events":"loop"},7,null,"$x"],`+
 				`"pdus":[[]],"auth_chain":[{"hashes":{}}],"origin":"peer.test","origin_server_ts":"never"}`)
-		case answerHang:
-			select {
-			case <-r.Context().Done():
-			case <-p.stop:
-			}
 		default:
-			real(w, r)
+			p.misbehave(w, r, answer, real)
 		}
+	}
+}
+
+// misbehave answers as a says: hang, refuse, or really.
+func (p *fedPeer) misbehave(w http.ResponseWriter, r *http.Request, a peerAnswer, real http.HandlerFunc) {
+	switch a {
+	case answerHang:
+		select {
+		case <-r.Context().Done():
+		case <-p.stop:
+		}
+	case answerRefuse:
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		io.WriteString(w, `{"errcode":"M_FORBIDDEN","error":"test peer: refused"}`)
+	default:
+		real(w, r)
 	}
 }
 
@@ -281,18 +313,30 @@ func (p *fedPeer) join(user, roomID string) {
 	mj.JoinEvent.SenderID = userID
 	joinEv, err := ver.NewEventBuilderFromProtoEvent(&mj.JoinEvent).Build(time.Now(), p.Name, p.keyID, p.key)
 	noErr(t, err, "build the join")
+	// The peer counts itself in the room from send_join on, as a real
+	// server does: the daemon may send it the room's next events before
+	// send_join's answer is read here.
+	rm := &peerRoom{version: mj.RoomVersion, state: map[string]gomatrixserverlib.PDU{}}
+	rm.add(joinEv)
+	p.mu.Lock()
+	p.rooms[roomID] = rm
+	p.mu.Unlock()
 	sj, err := p.client.SendJoin(ctx(t), p.Name, p.hs, joinEv)
 	noErr(t, err, "send_join %s", roomID)
-	rm := &peerRoom{version: mj.RoomVersion, state: map[string]gomatrixserverlib.PDU{}}
+	var state []gomatrixserverlib.PDU
 	for _, raw := range sj.StateEvents {
 		pdu, err := ver.NewEventFromUntrustedJSON(raw)
 		noErr(t, err, "state event from send_join")
+		state = append(state, pdu)
+	}
+	p.mu.Lock()
+	for _, pdu := range state {
+		if sk := pdu.StateKey(); sk != nil && pdu.Type() == spec.MRoomMember && *sk == userID {
+			continue // the peer's own join stays
+		}
 		rm.add(pdu)
 	}
-	rm.add(joinEv)
-	rm.latest = joinEv
-	p.mu.Lock()
-	p.rooms[roomID] = rm
+	rm.add(joinEv) // the newest event unless the daemon sent newer ones meanwhile
 	p.mu.Unlock()
 }
 

@@ -82,11 +82,16 @@ func (s *Service) Query(requester string, want map[string][]string, displayName 
 	if err != nil {
 		return nil, err
 	}
+	// unsigned is always an object, even an empty one: servers relay the
+	// device keys as given, and a relayed "unsigned": null makes the Rust
+	// crypto SDK drop the device as invalid.
 	for user, devs := range res.DeviceKeys {
 		for dev, obj := range devs {
+			unsigned := map[string]any{}
 			if name := displayName(user, dev); name != "" {
-				obj["unsigned"] = map[string]any{"device_display_name": name}
+				unsigned["device_display_name"] = name
 			}
+			obj["unsigned"] = unsigned
 		}
 	}
 	s.queryRemote(requester, want, res)

@@ -154,6 +154,9 @@ func acceptQuery(want map[string][]string, answer, res *QueryResult) {
 		devs := map[string]map[string]any{}
 		for dev, obj := range answer.DeviceKeys[user] {
 			if obj["user_id"] == user && obj["device_id"] == dev && (len(devices) == 0 || contains(devices, dev)) {
+				if u, ok := obj["unsigned"].(map[string]any); !ok || u == nil {
+					obj["unsigned"] = map[string]any{} // a missing or null unsigned: see Query
+				}
 				devs[dev] = obj
 			}
 		}

@@ -34,6 +34,11 @@ type CreateRequest struct {
 	Preset                    string          `json:"preset"`
 	IsDirect                  bool            `json:"is_direct"`
 	PowerLevelContentOverride json.RawMessage `json:"power_level_content_override"`
+	// RemoteInvitesApart leaves the invites of users on other servers out
+	// of the room's first events: the caller sends them through federation
+	// once the room exists, since the invitee's server must countersign
+	// each (Server-Server API §"Inviting to a room").
+	RemoteInvitesApart bool `json:"-"`
 }
 
 // Profile is the displayname and avatar a user's member events carry.
@@ -299,6 +304,9 @@ func (e *Engine) initialEvents(creator string, profile Profile, ver gomatrixserv
 		add("m.room.topic", "", map[string]any{"topic": *req.Topic})
 	}
 	for _, u := range req.Invite {
+		if req.RemoteInvitesApart && serverOf(u) != string(e.serverName) {
+			continue
+		}
 		c := map[string]any{"membership": "invite"}
 		if req.IsDirect {
 			c["is_direct"] = true

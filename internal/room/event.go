@@ -18,6 +18,7 @@ const (
 	flagRelay                       // another server's event this server relays (send_join/leave/knock)
 	flagStateless                   // an outlier whose state before is unknown (StateBefore unset)
 	flagHistorical                  // backfilled: placed before the room's first event (backfill.go)
+	flagDelivered                   // a local event the resident server already has (our send_join): never sent again
 )
 
 // Event is a stored room event. Its NID is the stream position at which it

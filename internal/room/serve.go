@@ -1,6 +1,7 @@
 package room
 
 import (
+	"bytes"
 	"errors"
 	"slices"
 
@@ -172,7 +173,10 @@ func (e *Engine) authChainOf(tx *store.Tx, pdus []gomatrixserverlib.PDU) ([]goma
 // back from the given events, breadth first, newest first: /backfill
 // (from included) and /get_missing_events (latest excluded, stopping at
 // earliest and below minDepth). Events the room's history visibility
-// keeps from server are left out; the walk goes on past them.
+// keeps from server come as redacted copies: the server learns that they
+// are there (without them its copy of the DAG would keep a hole it asks
+// about again) but not what they say, as Synapse serves them and
+// Complement's TestInboundCanReturnMissingEvents expects.
 func (e *Engine) WalkBack(server, roomID string, from, stopAt []string, limit int, minDepth int64, includeFrom bool) ([]gomatrixserverlib.PDU, error) {
 	var out []gomatrixserverlib.PDU
 	err := e.db.View(func(tx *store.Tx) error {
@@ -199,8 +203,12 @@ func (e *Engine) WalkBack(server, roomID string, from, stopAt []string, limit in
 			if ev.PDU.Depth() < minDepth {
 				continue
 			}
-			if (!first[id] || includeFrom) && e.serverCanSee(tx, ev.RoomNID, server, ev.NID) {
-				out = append(out, e.servedPDU(tx, ev, server))
+			if !first[id] || includeFrom {
+				if e.serverCanSee(tx, ev.RoomNID, server, ev.NID) {
+					out = append(out, e.servedPDU(tx, ev, server))
+				} else if red := redactedCopy(ev.PDU); red != nil {
+					out = append(out, red)
+				}
 			}
 			queue = append(queue, ev.PDU.PrevEventIDs()...)
 		}
@@ -370,4 +378,25 @@ func (e *Engine) serversIn(tx *store.Tx, roomNIDs []uint64) []string {
 		}
 	}
 	return out
+}
+
+// redactedCopy is a redacted copy of pdu, leaving pdu (which the event
+// cache may share) untouched; nil if it cannot be made.
+func redactedCopy(pdu gomatrixserverlib.PDU) gomatrixserverlib.PDU {
+	if pdu.Redacted() {
+		return pdu
+	}
+	ver, err := gomatrixserverlib.GetRoomVersion(pdu.Version())
+	if err != nil {
+		return nil
+	}
+	b, err := ver.RedactEventJSON(bytes.Clone(pdu.JSON()))
+	if err != nil {
+		return nil
+	}
+	red, err := ver.NewEventFromTrustedJSONWithEventID(pdu.EventID(), b, true)
+	if err != nil {
+		return nil
+	}
+	return red
 }

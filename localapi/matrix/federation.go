@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
+
+	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/hearth-chat/hearth/internal/room"
@@ -53,6 +56,14 @@ func (s *Server) roomAndServers(r *http.Request, target string) (string, []strin
 		return "", nil, matrixerr.InvalidParam("expected a room ID or alias")
 	}
 	q := r.URL.Query()
+	for _, srv := range slices.Concat(q["via"], q["server_name"]) {
+		// A server name with a non-numeric port (or any other malformed
+		// one) is a bad request, not a server to try (Appendices §"Server
+		// Name").
+		if _, _, ok := spec.ParseAndValidateServerName(spec.ServerName(srv)); !ok {
+			return "", nil, matrixerr.InvalidParam("invalid server name in via: " + srv)
+		}
+	}
 	servers = append(servers, q["via"]...)
 	servers = append(servers, q["server_name"]...)
 	if srv := serverOf(roomID); srv != "" && len(servers) == 0 {

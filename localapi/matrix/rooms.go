@@ -26,11 +26,13 @@ func (s *Server) createRoom(w http.ResponseWriter, r *http.Request, c *caller) {
 		matrixerr.Write(w, err)
 		return
 	}
+	req.RemoteInvitesApart = s.fed != nil
 	id, err := s.rooms.CreateRoom(r.Context(), c.UserID, s.profileOf(c), req)
 	if err != nil {
 		matrixerr.Write(w, err)
 		return
 	}
+	s.inviteRemote(r.Context(), c.UserID, id, req)
 	writeJSON(w, map[string]any{"room_id": id})
 }
 
