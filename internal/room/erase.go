@@ -18,17 +18,20 @@ import (
 // Nothing is redacted in storage and nothing is sent, as the spec asks.
 // State events are exempt: they are the room's configuration (its name,
 // its rules, who is in it) that everyone joining later needs, not what
-// the user said. Other servers are served the events as before: the erasure
-// is not shared over federation.
+// the user said. No redaction is sent over federation: servers that were
+// in the room keep what they had.
 
 // ErasedFunc reports whether a user asked for erasure, and the stream
 // position of the request, reading inside tx. The account service answers
 // it; the room engine never reads account records itself.
 type ErasedFunc func(tx *store.Tx, userID string) (pos uint64, erased bool)
 
-// erasures caches the answers of ErasedFunc per sender, since every event
-// served asks. A user's answer only ever changes from "not erased" to
-// "erased", which MarkErased records. The zero value is ready to use.
+// erasures caches the answers of ErasedFunc per local sender, since every
+// event served asks. A user's answer only ever changes from "not erased"
+// to "erased", which MarkErased records. Only users of this server are
+// asked (erasure is a local account's request), so the cache holds at
+// most one entry per local account, however many senders the rooms have.
+// The zero value is ready to use.
 type erasures struct {
 	mu     sync.RWMutex
 	lookup ErasedFunc
@@ -57,6 +60,15 @@ func (e *Engine) MarkErased(userID string, pos uint64) {
 		e.erased.known = map[string]erasure{}
 	}
 	e.erased.known[userID] = erasure{pos: pos, erased: true}
+}
+
+// erasedAt reports whether sender asked for erasure, and when. Users of
+// other servers never have: their server erases for them.
+func (e *Engine) erasedAt(tx *store.Tx, sender string) (uint64, bool) {
+	if serverOf(sender) != string(e.serverName) {
+		return 0, false
+	}
+	return e.erased.of(tx, sender)
 }
 
 func (x *erasures) of(tx *store.Tx, userID string) (uint64, bool) {
@@ -91,7 +103,7 @@ func (e *Engine) eraseFor(tx *store.Tx, ev *Event, v ClientView, ce *ClientEvent
 	if tx == nil || v.Viewer == "" || v.Viewer == ce.Sender || ev.Flags&flagRedacted != 0 || ce.StateKey != nil {
 		return
 	}
-	pos, erased := e.erased.of(tx, ce.Sender)
+	pos, erased := e.erasedAt(tx, ce.Sender)
 	if !erased {
 		return
 	}
@@ -123,7 +135,7 @@ func (e *Engine) servedPDU(tx *store.Tx, ev *Event, server string) gomatrixserve
 	if ev.Flags&flagRedacted != 0 || ev.PDU.StateKey() != nil {
 		return ev.PDU
 	}
-	pos, erased := e.erased.of(tx, string(ev.PDU.SenderID()))
+	pos, erased := e.erasedAt(tx, string(ev.PDU.SenderID()))
 	if !erased || e.serverMembership(tx, ev.RoomNID, server, pos, "join") {
 		return ev.PDU
 	}
