@@ -199,7 +199,7 @@ func (e *Engine) newRoom(tx *store.Tx, creator string, ver gomatrixserverlib.IRo
 	if err := tx.Put(store.Rooms, []byte(info.ID), store.PutU64(nid)); err != nil {
 		return nil, err
 	}
-	if _, err := e.append(tx, info, pdu, "", ""); err != nil {
+	if _, err := e.append(tx, info, pdu, nil); err != nil {
 		return nil, err
 	}
 	return info, nil

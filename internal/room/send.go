@@ -84,7 +84,7 @@ func (e *Engine) Send(ctx context.Context, req SendRequest) (string, error) {
 				return err
 			}
 		}
-		if _, err := e.append(tx, info, pdu, req.Device, req.TxnID); err != nil {
+		if _, err := e.append(tx, info, pdu, &req); err != nil {
 			return err
 		}
 		eventID = pdu.EventID()
@@ -159,7 +159,7 @@ func (e *Engine) buildAndAppend(tx *store.Tx, info *Info, req SendRequest) (*Eve
 	if err != nil {
 		return nil, err
 	}
-	return e.append(tx, info, pdu, req.Device, req.TxnID)
+	return e.append(tx, info, pdu, &req)
 }
 
 // build makes the signed event for req on the room head in info and checks
@@ -236,20 +236,18 @@ func (e *Engine) build(tx *store.Tx, info *Info, req SendRequest) (gomatrixserve
 }
 
 // append stores an authorised event and every index that depends on it.
-func (e *Engine) append(tx *store.Tx, info *Info, pdu gomatrixserverlib.PDU, device, txnID string) (*Event, error) {
+// sent is the client request that made it, whose transaction ID (if any)
+// is recorded under the same key sentBefore looks up; nil for events the
+// server makes itself.
+func (e *Engine) append(tx *store.Tx, info *Info, pdu gomatrixserverlib.PDU, sent *SendRequest) (*Event, error) {
 	nid, err := tx.NextPos()
 	if err != nil {
 		return nil, err
 	}
 	ev := &Event{NID: nid, RoomNID: info.NID, Version: info.Version, ID: pdu.EventID(), StateBefore: info.Snapshot, JSON: pdu.JSON(), PDU: pdu}
-	if txnID != "" {
-		ev.TxnDevice, ev.TxnID = device, txnID
-		req := SendRequest{Sender: string(pdu.SenderID()), Device: device, TxnID: txnID, RoomID: info.ID,
-			Type: pdu.Type(), Redacts: redactsTarget(pdu)}
-		if pdu.Type() != "m.room.redaction" {
-			req.Redacts = ""
-		}
-		if err := tx.Put(store.Txns, txnKey(req), store.PutU64(nid)); err != nil {
+	if sent != nil && sent.TxnID != "" {
+		ev.TxnDevice, ev.TxnID = sent.Device, sent.TxnID
+		if err := tx.Put(store.Txns, txnKey(*sent), store.PutU64(nid)); err != nil {
 			return nil, err
 		}
 	}

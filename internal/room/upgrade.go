@@ -132,7 +132,7 @@ func (e *Engine) UpgradeRoom(ctx context.Context, req UpgradeRequest) (string, e
 				slog.Info("room upgrade: state not carried", "room", r.ID, "type", typ, "err", err)
 				return nil
 			}
-			_, err = e.append(tx, r, pdu, "", "")
+			_, err = e.append(tx, r, pdu, nil)
 			return err
 		}
 		member := map[string]any{"membership": "join"}
@@ -371,7 +371,7 @@ func (e *Engine) copySpaceChildren(tx *store.Tx, old, info *Info, sender string)
 		if err != nil {
 			continue
 		}
-		if _, err := e.append(tx, info, pdu, "", ""); err != nil {
+		if _, err := e.append(tx, info, pdu, nil); err != nil {
 			return err
 		}
 	}
