@@ -1,6 +1,7 @@
 package room
 
 import (
+	"bytes"
 	"encoding/json"
 	"sync"
 
@@ -143,4 +144,25 @@ func (e *Engine) servedPDU(tx *store.Tx, ev *Event, server string) gomatrixserve
 		return red
 	}
 	return ev.PDU
+}
+
+// redactedCopy is a redacted copy of pdu, leaving pdu (which the event
+// cache may share) untouched; nil if it cannot be made.
+func redactedCopy(pdu gomatrixserverlib.PDU) gomatrixserverlib.PDU {
+	if pdu.Redacted() {
+		return pdu
+	}
+	ver, err := gomatrixserverlib.GetRoomVersion(pdu.Version())
+	if err != nil {
+		return nil
+	}
+	b, err := ver.RedactEventJSON(bytes.Clone(pdu.JSON()))
+	if err != nil {
+		return nil
+	}
+	red, err := ver.NewEventFromTrustedJSONWithEventID(pdu.EventID(), b, true)
+	if err != nil {
+		return nil
+	}
+	return red
 }
