@@ -36,16 +36,7 @@ func (e *Engine) PrepareInvite(req MembershipRequest) (gomatrixserverlib.PDU, []
 				return matrixerr.Forbidden(req.Target + " is already in the room")
 			}
 		}
-		content := map[string]any{"membership": "invite"}
-		for k, v := range req.Extra {
-			content[k] = v
-		}
-		if req.Reason != "" {
-			content["reason"] = req.Reason
-		}
-		if req.IsDirect {
-			content["is_direct"] = true
-		}
+		content := memberContent(req, "invite")
 		b, _ := json.Marshal(content)
 		target := req.Target
 		if pdu, err = e.build(tx, info, SendRequest{Sender: req.Sender, RoomID: info.ID, Type: "m.room.member",
