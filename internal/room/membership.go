@@ -52,12 +52,7 @@ func (e *Engine) ChangeMembership(ctx context.Context, req MembershipRequest) (s
 		}
 		content := memberContent(req, req.Membership)
 		if req.Membership == "join" {
-			if req.Profile.DisplayName != "" {
-				content["displayname"] = req.Profile.DisplayName
-			}
-			if req.Profile.AvatarURL != "" {
-				content["avatar_url"] = req.Profile.AvatarURL
-			}
+			req.Profile.setOn(content)
 		}
 		if req.Membership == "join" && req.Target == req.Sender {
 			// Who vouches for a join to a restricted room is this server's

@@ -135,14 +135,7 @@ func (e *Engine) UpgradeRoom(ctx context.Context, req UpgradeRequest) (string, e
 			_, err = e.append(tx, r, pdu, nil)
 			return err
 		}
-		member := map[string]any{"membership": "join"}
-		if req.Profile.DisplayName != "" {
-			member["displayname"] = req.Profile.DisplayName
-		}
-		if req.Profile.AvatarURL != "" {
-			member["avatar_url"] = req.Profile.AvatarURL
-		}
-		if err := send(info, "m.room.member", member, true); err != nil {
+		if err := send(info, "m.room.member", req.Profile.joinContent(), true); err != nil {
 			return err
 		}
 
@@ -252,10 +245,7 @@ func (e *Engine) copySpaceChildren(tx *store.Tx, old, info *Info, sender string)
 		content []byte
 	}
 	var children []child
-	err := eachCurrentState(tx, old.NID, "m.space.child", func(typ, sk string, nid uint64) error {
-		if typ != "m.space.child" {
-			return nil
-		}
+	err := eachCurrentState(tx, old.NID, "m.space.child\x00", func(_, sk string, nid uint64) error {
 		ev, err := e.loadEvent(tx, nid)
 		if err != nil {
 			return err
