@@ -100,8 +100,11 @@ func (e *Engine) UpgradeRoom(ctx context.Context, req UpgradeRequest) (string, e
 			return matrixerr.Forbidden("you may not send m.room.tombstone, so you cannot upgrade this room")
 		}
 		oldCreate, err := e.currentStateEvent(tx, old.NID, "m.room.create", "")
-		if err != nil || oldCreate == nil {
-			return fmt.Errorf("room: upgrade %s: no create event: %w", req.RoomID, err)
+		if err != nil {
+			return fmt.Errorf("room: upgrade %s: read create event: %w", req.RoomID, err)
+		}
+		if oldCreate == nil {
+			return fmt.Errorf("room: upgrade %s: no create event", req.RoomID)
 		}
 		creation, err := upgradeCreation(oldCreate.PDU, old, ver, req.Sender, creators)
 		if err != nil {
