@@ -11,6 +11,8 @@ import (
 // SyncRequest asks for the room part of a /sync between two stream
 // positions (Client-Server API §"Syncing").
 type SyncRequest struct {
+	// Device is the client session syncing (account.Token.TxnScope),
+	// which alone sees unsigned.transaction_id on the events it sent.
 	UserID, Device   string
 	Since, Now       uint64 // stream positions; Since 0 is an initial sync
 	SinceEph, NowEph uint64 // typing counters
