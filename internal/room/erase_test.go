@@ -17,7 +17,7 @@ func TestErasureAsksOnlyAboutLocalSenders(t *testing.T) {
 	e, _ := newEngine(t)
 	roomID := publicRoom(t, e)
 	mustJoin(t, e, bob, roomID)
-	say(t, e, alice, roomID, "local")
+	mustSend(t, e, message(roomID, alice, "local"))
 	for i := range 20 {
 		u := fmt.Sprintf("@u%d:remote.example", i)
 		remoteMember(t, e, roomID, u, u, "join")

@@ -25,15 +25,6 @@ func mustJoin(t *testing.T, e *Engine, user, roomID string) {
 	}
 }
 
-func say(t *testing.T, e *Engine, user, roomID, body string) {
-	t.Helper()
-	content, _ := json.Marshal(map[string]string{"msgtype": "m.text", "body": body})
-	if _, err := e.Send(context.Background(), SendRequest{Sender: user, Device: "D", RoomID: roomID, Type: "m.room.message",
-		Content: content, TxnID: body}); err != nil {
-		t.Fatalf("send %q: %v", body, err)
-	}
-}
-
 // syncFrom is bob's sync from the given token to now.
 func syncFrom(t *testing.T, e *Engine, user string, since, sinceEph uint64, timeline EventFilter) *SyncRooms {
 	t.Helper()
@@ -95,11 +86,11 @@ func TestSyncNewlyJoinedRoomTimeline(t *testing.T) {
 	e, _ := newEngine(t)
 	roomID := publicRoom(t, e)
 	for i := range 4 {
-		say(t, e, alice, roomID, fmt.Sprintf("alice message 1-%d", i))
+		mustSend(t, e, message(roomID, alice, fmt.Sprintf("alice message 1-%d", i)))
 	}
 	since, _ := e.Pos()
 	for i := range 4 {
-		say(t, e, alice, roomID, fmt.Sprintf("alice message 2-%d", i))
+		mustSend(t, e, message(roomID, alice, fmt.Sprintf("alice message 2-%d", i)))
 	}
 	mustJoin(t, e, bob, roomID)
 	jr := syncFrom(t, e, bob, since, 0, EventFilter{Types: []string{"m.room.message"}, Limit: 10}).Join[roomID]
@@ -193,7 +184,7 @@ func TestSyncStateChangeHiddenByTimelineFilter(t *testing.T) {
 		Content: json.RawMessage(`{"topic":"hidden from the timeline"}`)}); err != nil {
 		t.Fatal(err)
 	}
-	say(t, e, alice, roomID, "after the topic")
+	mustSend(t, e, message(roomID, alice, "after the topic"))
 	jr := syncFrom(t, e, bob, since, 0, EventFilter{Types: []string{"m.room.message"}, Limit: 10}).Join[roomID]
 	if jr == nil || len(jr.Timeline.Events) != 1 {
 		t.Fatalf("bob's filtered sync: %+v", jr)
