@@ -96,21 +96,10 @@ func (x *erasures) of(tx *store.Tx, userID string) (uint64, bool) {
 	return pos, erased
 }
 
-// eraseFor replaces ce's content with the redacted form when ev's sender
-// asked for erasure and the viewer could not see ev at the time: their
-// membership as it stood at the erasure, under the history visibility at
-// the event.
+// eraseFor replaces ce's content with the redacted form when it is
+// erased for the viewer (erasedFor).
 func (e *Engine) eraseFor(tx *store.Tx, ev *Event, v ClientView, ce *ClientEvent) {
-	if tx == nil || v.Viewer == "" || v.Viewer == ce.Sender || ev.Flags&flagRedacted != 0 || ce.StateKey != nil {
-		return
-	}
-	pos, erased := e.erasedAt(tx, ce.Sender)
-	if !erased {
-		return
-	}
-	h := e.history(tx, v.Viewer, ev.RoomNID)
-	h.members = h.members[:at(h.members, pos)+1]
-	if h.canSee(ev.NID) {
+	if tx == nil || !e.erasedFor(tx, ev, v.Viewer, ce.Sender, ce.StateKey != nil) {
 		return
 	}
 	ver, err := gomatrixserverlib.GetRoomVersion(ev.Version)
@@ -127,6 +116,24 @@ func (e *Engine) eraseFor(tx *store.Tx, ev *Event, v ClientView, ce *ClientEvent
 	} else {
 		ce.Content = json.RawMessage("{}")
 	}
+}
+
+// erasedFor reports whether ev, sent by sender, is served to viewer with
+// its content erased: the sender asked for erasure and the viewer could
+// not see ev at the time (their membership as it stood at the erasure,
+// under the history visibility at the event). A user's own events, state
+// events and events already redacted are never erased.
+func (e *Engine) erasedFor(tx *store.Tx, ev *Event, viewer, sender string, state bool) bool {
+	if viewer == "" || viewer == sender || state || ev.Flags&flagRedacted != 0 {
+		return false
+	}
+	pos, erased := e.erasedAt(tx, sender)
+	if !erased {
+		return false
+	}
+	h := e.history(tx, viewer, ev.RoomNID)
+	h.members = h.members[:at(h.members, pos)+1]
+	return !h.canSee(ev.NID)
 }
 
 // servedPDU is ev as server gets it: redacted when its sender asked for

@@ -106,12 +106,32 @@ func (s *Scope) CanSee(roomNID, nid uint64) bool {
 	return h.canSee(nid)
 }
 
+// CanMatch reports whether a search may match the event at nid for the
+// user: they may see it, and its content is not erased for them
+// (erase.go), since a match would tell them what it said.
+func (s *Scope) CanMatch(roomNID, nid uint64) bool {
+	if !s.CanSee(roomNID, nid) {
+		return false
+	}
+	b := s.tx.Get(store.Events, store.PutU64(nid))
+	if b == nil {
+		return false
+	}
+	ev, err := decodeEvent(nid, b)
+	if err != nil {
+		return false
+	}
+	r := gjson.GetManyBytes(ev.JSON, "sender", "state_key")
+	return !s.e.erasedFor(s.tx, ev, s.user, r[0].String(), r[1].Exists())
+}
+
 // Event returns the event at nid as the user is served it, or false when
-// it is gone, rejected, redacted or not visible: a hit the index has not
-// yet dropped must still not be shown.
+// it is gone, rejected, redacted, not visible or erased for the user: a
+// hit the index has not yet dropped must still not be shown.
 func (s *Scope) Event(nid uint64) (*ClientEvent, bool) {
 	ev, err := s.e.loadEvent(s.tx, nid)
-	if err != nil || ev.Flags&(flagRedacted|flagRejected|flagOutlier) != 0 || !s.CanSee(ev.RoomNID, nid) {
+	if err != nil || ev.Flags&(flagRedacted|flagRejected|flagOutlier) != 0 || !s.CanSee(ev.RoomNID, nid) ||
+		s.e.erasedFor(s.tx, ev, s.user, string(ev.PDU.SenderID()), ev.PDU.StateKey() != nil) {
 		return nil, false
 	}
 	ce := s.e.clientEvent(s.tx, ev, ClientView{Viewer: s.user, ViewerDevice: s.session, NowMs: nowMs()})

@@ -134,7 +134,7 @@ func (ix *Index) Search(q Query) (*Results, error) {
 		filtered := cands[:0]
 		needDoc := len(q.Senders)+len(q.NotSenders)+len(q.Types)+len(q.NotTypes) > 0
 		for _, c := range cands {
-			if !s.CanSee(c.roomNID, c.nid) {
+			if !s.CanMatch(c.roomNID, c.nid) {
 				continue
 			}
 			if needDoc && !docAllowed(tx, c.nid, q) {
