@@ -1,8 +1,12 @@
 package search
 
 import (
+	"context"
+	"encoding/json"
 	"slices"
 	"testing"
+
+	"github.com/hearth-chat/hearth/internal/room"
 )
 
 // TestErasedMessagesAreNotFound: a message whose sender deactivated with
@@ -23,5 +27,36 @@ func TestErasedMessagesAreNotFound(t *testing.T) {
 	}
 	if res := en.search(Query{UserID: bob, Term: "rendezvous"}); !slices.Equal(hitIDs(res), []string{said}) || res.Count != 1 {
 		t.Errorf("bob, in the room at the erasure, found %v (count %d), want the message", hitIDs(res), res.Count)
+	}
+}
+
+// TestHighlightsOnlyFromVisibleHits: the last term also matches as a
+// prefix, and the whole words it matched come back as highlights; only
+// words of events the user is shown may, or a prefix query would spell
+// out messages they may not read (sent after they left a members-only
+// room, or erased for them).
+func TestHighlightsOnlyFromVisibleHits(t *testing.T) {
+	ctx := context.Background()
+	en := newEnv(t)
+	r := en.createRoom(alice, bob)
+	sk := ""
+	if _, err := en.rooms.Send(ctx, room.SendRequest{Sender: alice, RoomID: r, Type: "m.room.history_visibility", StateKey: &sk,
+		Content: json.RawMessage(`{"history_visibility":"joined"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	seen := en.send(alice, r, "password hint")
+	en.membership(r, bob, "leave")
+	en.send(alice, r, "password swordfish")
+
+	res := en.search(Query{UserID: bob, Term: "password swo"})
+	if len(res.Hits) != 0 || res.Count != 0 || len(res.Highlights) != 0 {
+		t.Errorf("bob, gone before the second message, got hits %v and highlights %v", hitIDs(res), res.Highlights)
+	}
+	res = en.search(Query{UserID: bob, Term: "pass"})
+	if !slices.Equal(hitIDs(res), []string{seen}) || !slices.Equal(res.Highlights, []string{"password"}) {
+		t.Errorf("bob's prefix search: hits %v, highlights %v", hitIDs(res), res.Highlights)
+	}
+	if res := en.search(Query{UserID: alice, Term: "password swo"}); res.Count != 1 || !slices.Equal(res.Highlights, []string{"password", "swordfish"}) {
+		t.Errorf("alice: count %d, highlights %v", res.Count, res.Highlights)
 	}
 }

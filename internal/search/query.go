@@ -69,6 +69,7 @@ type Results struct {
 type candidate struct {
 	nid, roomNID uint64
 	score        float64
+	words        []string // the indexed words the prefix term matched in it
 }
 
 // maxLimit caps a page; the spec leaves it to the server.
@@ -113,16 +114,16 @@ func (ix *Index) Search(q Query) (*Results, error) {
 		if len(allowed) == 0 {
 			return nil
 		}
-		highlights := map[string]bool{}
 		var cands []candidate
+		prefix := false
 		for i, t := range terms {
-			prefix := i == len(terms)-1 && utf8.RuneCountInString(t) >= 3
-			ps := postings(tx, t, prefix, cur.upTo, fields, allowed, highlights)
+			prefix = i == len(terms)-1 && utf8.RuneCountInString(t) >= 3
+			ps := postings(tx, t, prefix, cur.upTo, fields, allowed)
 			idf := math.Log(1 + corpusDocs/float64(len(ps)+1))
 			if i == 0 {
 				cands = make([]candidate, len(ps))
 				for j, p := range ps {
-					cands[j] = candidate{nid: p.nid, roomNID: p.roomNID, score: idf * p.weight}
+					cands[j] = candidate{nid: p.nid, roomNID: p.roomNID, score: idf * p.weight, words: p.words}
 				}
 			} else {
 				cands = intersect(cands, ps, idf)
@@ -144,10 +145,7 @@ func (ix *Index) Search(q Query) (*Results, error) {
 		}
 		cands = filtered
 		res.Count = len(cands)
-		for t := range highlights {
-			res.Highlights = append(res.Highlights, t)
-		}
-		slices.Sort(res.Highlights)
+		res.Highlights = highlights(terms, prefix, cands)
 		if q.Recent {
 			slices.SortFunc(cands, func(a, b candidate) int { return cmpDesc(a.nid, b.nid) })
 		} else {
@@ -191,16 +189,45 @@ func (ix *Index) Search(q Query) (*Results, error) {
 // constant keeps scores independent of messages that arrive between pages.
 const corpusDocs = 1e6
 
+// highlights are the words to highlight in the results: the query's
+// terms, and the words the prefix term (the last, if prefix) matched, in
+// cands alone: words of events the user may not be shown would spell
+// them out.
+func highlights(terms []string, prefix bool, cands []candidate) []string {
+	out := []string{}
+	if len(cands) == 0 {
+		return out
+	}
+	seen := map[string]bool{}
+	for _, t := range terms[:len(terms)-1] {
+		seen[t] = true
+	}
+	if !prefix {
+		seen[terms[len(terms)-1]] = true
+	}
+	for _, c := range cands {
+		for _, w := range c.words {
+			seen[w] = true
+		}
+	}
+	for w := range seen {
+		out = append(out, w)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // posting is one event's match for one term.
 type posting struct {
 	nid, roomNID uint64
 	weight       float64
+	words        []string // with a prefix term: the indexed words it matched
 }
 
 // postings reads the events that contain term (or, with prefix, any term
 // that starts with it), in NID order, keeping those at or before upTo in
 // the allowed rooms and fields. Exact matches weigh double prefix ones.
-func postings(tx *store.Tx, term string, prefix bool, upTo uint64, fields byte, allowed map[uint64]bool, highlights map[string]bool) []posting {
+func postings(tx *store.Tx, term string, prefix bool, upTo uint64, fields byte, allowed map[uint64]bool) []posting {
 	seek := []byte(term + "\x00")
 	if prefix {
 		seek = []byte(term)
@@ -208,6 +235,7 @@ func postings(tx *store.Tx, term string, prefix bool, upTo uint64, fields byte, 
 	var out []posting
 	sorted := true
 	var lastMatched []byte
+	var word string
 	c := tx.Cursor(store.SearchTerms)
 	for k, v := c.Seek(seek); len(k) > 9 && bytes.HasPrefix(k, seek); k, v = c.Next() {
 		nid := store.U64(k[len(k)-8:])
@@ -226,14 +254,17 @@ func postings(tx *store.Tx, term string, prefix bool, upTo uint64, fields byte, 
 			w /= 2
 		}
 		if !bytes.Equal(matched, lastMatched) {
-			// Keys are grouped by term: one map write per distinct term.
-			lastMatched = matched
-			highlights[string(matched)] = true
+			// Keys are grouped by term: one string per distinct term.
+			lastMatched, word = matched, string(matched)
 		}
 		if len(out) > 0 && out[len(out)-1].nid >= nid {
 			sorted = false
 		}
-		out = append(out, posting{nid: nid, roomNID: roomNID, weight: w})
+		p := posting{nid: nid, roomNID: roomNID, weight: w}
+		if prefix {
+			p.words = []string{word}
+		}
+		out = append(out, p)
 	}
 	if !sorted {
 		// Several terms matched the prefix: merge them, keeping each
@@ -241,8 +272,9 @@ func postings(tx *store.Tx, term string, prefix bool, upTo uint64, fields byte, 
 		slices.SortFunc(out, func(a, b posting) int { return -cmpDesc(a.nid, b.nid) })
 		merged := out[:0]
 		for _, p := range out {
-			if len(merged) > 0 && merged[len(merged)-1].nid == p.nid {
-				merged[len(merged)-1].weight = max(merged[len(merged)-1].weight, p.weight)
+			if last := len(merged) - 1; last >= 0 && merged[last].nid == p.nid {
+				merged[last].weight = max(merged[last].weight, p.weight)
+				merged[last].words = append(merged[last].words, p.words...)
 				continue
 			}
 			merged = append(merged, p)
@@ -272,6 +304,7 @@ func intersect(cands []candidate, ps []posting, idf float64) []candidate {
 		default:
 			c := cands[i]
 			c.score += idf * ps[j].weight
+			c.words = ps[j].words
 			out = append(out, c)
 			i++
 			j++
