@@ -3,6 +3,7 @@ package room
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/hearth-chat/hearth/internal/store"
@@ -44,5 +45,32 @@ func TestErasureAsksOnlyAboutLocalSenders(t *testing.T) {
 	}
 	if n := len(e.erased.known); n != 1 {
 		t.Errorf("%d senders cached, want 1 (alice)", n)
+	}
+}
+
+// TestErasedRedactionReason: the reason of a redaction by a user who then
+// asked for erasure is erased where the redaction is shown inside the
+// event it redacted (unsigned.redacted_because), as where it is served
+// itself.
+func TestErasedRedactionReason(t *testing.T) {
+	e, _ := newEngine(t)
+	roomID := publicRoom(t, e)
+	msg := mustSend(t, e, message(roomID, alice, "oops"))
+	mustSend(t, e, SendRequest{Sender: alice, RoomID: roomID, Type: "m.room.redaction", Redacts: msg,
+		Content: json.RawMessage(`{"reason":"my private reason"}`)})
+	pos, _ := e.Pos()
+	e.MarkErased(alice, pos)
+	mustJoin(t, e, bob, roomID) // after the erasure; the history is shared
+
+	ev, err := e.Event(bob, roomID, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, ok := ev.Unsigned["redacted_because"].(ClientEvent)
+	if !ok {
+		t.Fatalf("no redacted_because: %v", ev.Unsigned)
+	}
+	if strings.Contains(string(rb.Content), "private") {
+		t.Errorf("redacted_because shows the erased reason: %s", rb.Content)
 	}
 }
