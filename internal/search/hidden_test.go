@@ -1,12 +1,8 @@
 package search
 
 import (
-	"context"
-	"encoding/json"
 	"slices"
 	"testing"
-
-	"github.com/hearth-chat/hearth/internal/room"
 )
 
 // TestErasedMessagesAreNotFound: a message whose sender deactivated with
@@ -36,14 +32,8 @@ func TestErasedMessagesAreNotFound(t *testing.T) {
 // out messages they may not read (sent after they left a members-only
 // room, or erased for them).
 func TestHighlightsOnlyFromVisibleHits(t *testing.T) {
-	ctx := context.Background()
 	en := newEnv(t)
-	r := en.createRoom(alice, bob)
-	sk := ""
-	if _, err := en.rooms.Send(ctx, room.SendRequest{Sender: alice, RoomID: r, Type: "m.room.history_visibility", StateKey: &sk,
-		Content: json.RawMessage(`{"history_visibility":"joined"}`)}); err != nil {
-		t.Fatal(err)
-	}
+	r := en.membersOnlyRoom()
 	seen := en.send(alice, r, "password hint")
 	en.membership(r, bob, "leave")
 	en.send(alice, r, "password swordfish")
