@@ -25,7 +25,8 @@ type SyncRequest struct {
 	LazyLoadMembers bool
 	Rooms, NotRooms []string
 	// Ignored are the users in the user's m.ignored_user_list: their
-	// invites are not shown (Client-Server API §"Ignoring Users").
+	// invites and their timeline events other than state are not shown
+	// (Client-Server API §"Ignoring Users").
 	Ignored map[string]bool
 }
 
@@ -311,7 +312,10 @@ func (e *Engine) syncTimeline(tx *store.Tx, req SyncRequest, info *Info, from, t
 		if err != nil {
 			return tl, err
 		}
-		if ev.Flags&flagRejected != 0 || !req.Timeline.matches(ev) {
+		// Client-Server API §"Ignoring Users": an ignored user's events
+		// stay out, but for state events, which the room's state needs.
+		ignored := ev.PDU.StateKey() == nil && req.Ignored[string(ev.PDU.SenderID())]
+		if ev.Flags&flagRejected != 0 || ignored || !req.Timeline.matches(ev) {
 			tl.filtered = true
 			continue
 		}

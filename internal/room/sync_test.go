@@ -197,3 +197,35 @@ func TestSyncStateChangeHiddenByTimelineFilter(t *testing.T) {
 		t.Errorf("the topic change the timeline filter left out is not in the state section")
 	}
 }
+
+// TestSyncLeavesOutIgnoredSenders: Client-Server API §"Ignoring Users":
+// once ignored, a user's events no longer reach the client's sync, except
+// state events, which the room's state needs.
+func TestSyncLeavesOutIgnoredSenders(t *testing.T) {
+	e, _ := newEngine(t)
+	roomID := publicRoom(t, e)
+	mustJoin(t, e, bob, roomID)
+	since, sinceEph := e.Pos()
+	mustSend(t, e, message(roomID, alice, "ignored"))
+	sk := ""
+	mustSend(t, e, SendRequest{Sender: alice, RoomID: roomID, Type: "m.room.topic", StateKey: &sk,
+		Content: json.RawMessage(`{"topic":"still shown"}`)})
+
+	now, nowEph := e.Pos()
+	rooms, err := e.Sync(SyncRequest{UserID: bob, Since: since, Now: now, SinceEph: sinceEph, NowEph: nowEph,
+		Ignored: map[string]bool{alice: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jr := rooms.Join[roomID]
+	if jr == nil {
+		t.Fatal("the room is missing from bob's sync")
+	}
+	var types []string
+	for _, ev := range jr.Timeline.Events {
+		types = append(types, ev.Type)
+	}
+	if fmt.Sprint(types) != "[m.room.topic]" {
+		t.Errorf("bob's timeline holds %v, want alice's topic change alone", types)
+	}
+}
