@@ -13,13 +13,13 @@ import (
 // transaction. The user record itself stays, marked deactivated, so the
 // localpart can never be registered again (M_USER_IN_USE) and a login
 // attempt is told M_USER_DEACTIVATED. With erase the record also keeps
-// when the user asked for their messages to be erased (ErasedAt). It returns the IDs of the
-// devices it deleted, so the caller can drop what else they own (keys).
+// when the user asked for their messages to be erased (ErasedAt), and
+// their account data goes. It returns the IDs of the devices it deleted,
+// so the caller can drop what else they own (keys).
 // Leaving rooms is the caller's job: this package never touches room data.
 func (a *Accounts) Deactivate(ctx context.Context, localpart string, erase bool) ([]string, error) {
 	var devices []string
 	err := a.db.Update(ctx, func(tx *store.Tx) error {
-		devices = nil
 		// Presence and the directory read the profile through this log;
 		// its position is also the moment of erasure.
 		pos, err := tx.AppendChange(store.Change{Kind: ChangePresence, Key: localpart})
@@ -39,14 +39,8 @@ func (a *Accounts) Deactivate(ctx context.Context, localpart string, erase bool)
 			return err
 		}
 		prefix := store.Key(localpart, "")
-		c := tx.Cursor(store.Devices)
-		for k, _ := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, _ = c.Next() {
-			devices = append(devices, string(k[len(prefix):]))
-		}
-		for _, id := range devices {
-			if err := tx.Delete(store.Devices, store.Key(localpart, id)); err != nil {
-				return err
-			}
+		if devices, err = deletePrefix(tx, store.Devices, prefix); err != nil {
+			return err
 		}
 		if err := deleteTokensWhere(tx, func(t Token) bool { return t.Localpart == localpart }); err != nil {
 			return err
@@ -55,19 +49,28 @@ func (a *Accounts) Deactivate(ctx context.Context, localpart string, erase bool)
 			return nil
 		}
 		// Erasure covers data beyond events too: the account data goes.
-		var doomed [][]byte
-		c = tx.Cursor(store.AccountData)
-		for k, _ := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, _ = c.Next() {
-			doomed = append(doomed, append([]byte(nil), k...))
-		}
-		for _, k := range doomed {
-			if err := tx.Delete(store.AccountData, k); err != nil {
-				return err
-			}
-		}
-		return nil
+		_, err = deletePrefix(tx, store.AccountData, prefix)
+		return err
 	})
 	return devices, err
+}
+
+// deletePrefix deletes every key of bucket that starts with prefix and
+// returns what followed the prefix in each.
+func deletePrefix(tx *store.Tx, bucket []byte, prefix []byte) ([]string, error) {
+	var doomed [][]byte
+	c := tx.Cursor(bucket)
+	for k, _ := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, _ = c.Next() {
+		doomed = append(doomed, append([]byte(nil), k...))
+	}
+	rest := make([]string, 0, len(doomed))
+	for _, k := range doomed {
+		if err := tx.Delete(bucket, k); err != nil {
+			return nil, err
+		}
+		rest = append(rest, string(k[len(prefix):]))
+	}
+	return rest, nil
 }
 
 // ErasedAt reports whether a local user asked for erasure when

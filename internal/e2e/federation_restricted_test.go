@@ -23,10 +23,7 @@ func TestFederationRestrictedJoinFailover(t *testing.T) {
 	club := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "club"})
 	lounge := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "lounge", RoomVersion: "10",
 		PowerLevelOverride: &event.PowerLevelsEventContent{InvitePtr: ptr(100), Users: map[id.UserID]int{alice.UserID: 100}},
-		InitialState: []*event.Event{{Type: event.StateJoinRules, Content: event.Content{Parsed: &event.JoinRulesEventContent{
-			JoinRule: event.JoinRuleKnockRestricted,
-			Allow:    []event.JoinRuleAllow{{Type: event.JoinRuleAllowRoomMembership, RoomID: club}},
-		}}}}})
+		InitialState:       allowMembersOf(event.JoinRuleKnockRestricted, club)})
 	for _, step := range []struct {
 		c    *mautrix.Client
 		room string
@@ -64,10 +61,7 @@ func TestFederationRestrictedJoinOfLocalUser(t *testing.T) {
 	club := CreateRoom(t, charlie, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "club"})
 	lounge := CreateRoom(t, charlie, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "lounge", RoomVersion: "8",
 		PowerLevelOverride: &event.PowerLevelsEventContent{InvitePtr: ptr(50), Users: map[id.UserID]int{charlie.UserID: 100}},
-		InitialState: []*event.Event{{Type: event.StateJoinRules, Content: event.Content{Parsed: &event.JoinRulesEventContent{
-			JoinRule: event.JoinRuleRestricted,
-			Allow:    []event.JoinRuleAllow{{Type: event.JoinRuleAllowRoomMembership, RoomID: club}},
-		}}}}})
+		InitialState:       allowMembersOf(event.JoinRuleRestricted, club)})
 	_, err := charlie.InviteUser(ctx(t), lounge, &mautrix.ReqInviteUser{UserID: alice.UserID})
 	noErr(t, err, "charlie invites alice")
 	waitFor(t, "alice's invite on hs1", func() (bool, bool) {
@@ -86,4 +80,13 @@ func TestFederationRestrictedJoinOfLocalUser(t *testing.T) {
 	if member.Via != charlie.UserID.String() {
 		t.Errorf("bob's join was authorised via %q, want %s", member.Via, charlie.UserID)
 	}
+}
+
+// allowMembersOf is the initial state of a room whose join rule (restricted
+// or knock_restricted) lets the members of club in.
+func allowMembersOf(rule event.JoinRule, club id.RoomID) []*event.Event {
+	return []*event.Event{{Type: event.StateJoinRules, Content: event.Content{Parsed: &event.JoinRulesEventContent{
+		JoinRule: rule,
+		Allow:    []event.JoinRuleAllow{{Type: event.JoinRuleAllowRoomMembership, RoomID: club}},
+	}}}}
 }

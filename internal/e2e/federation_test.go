@@ -437,10 +437,7 @@ func TestFederationRestrictedJoin(t *testing.T) {
 	carol := net.Daemons["hs2.test"].Register("carol")
 	club := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "club"})
 	lounge := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "private_chat", RoomAliasName: "lounge",
-		InitialState: []*event.Event{{Type: event.StateJoinRules, Content: event.Content{Parsed: &event.JoinRulesEventContent{
-			JoinRule: event.JoinRuleRestricted,
-			Allow:    []event.JoinRuleAllow{{Type: event.JoinRuleAllowRoomMembership, RoomID: club}},
-		}}}}})
+		InitialState: allowMembersOf(event.JoinRuleRestricted, club)})
 	_, err := bob.JoinRoom(ctx(t), "#club:hs1.test", nil)
 	noErr(t, err, "bob joins the club")
 	waitMembership(t, alice, club, bob.UserID, "bob in the club, as hs1 sees it", "join")

@@ -31,7 +31,12 @@ func (e *Engine) ServerAllowed(roomID, server string) bool {
 
 // aclFilter drops the servers the room's ACL denies from servers.
 func (e *Engine) aclFilter(tx *store.Tx, roomNID uint64, servers []string) []string {
-	acl := e.aclOf(tx, roomNID)
+	return e.aclOf(tx, roomNID).filter(servers)
+}
+
+// filter drops the servers acl denies from servers, in place; a nil acl
+// (the room has none) denies nobody.
+func (acl *serverACL) filter(servers []string) []string {
 	if acl == nil {
 		return servers
 	}

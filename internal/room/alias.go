@@ -154,7 +154,7 @@ func (e *Engine) dropCanonicalAlias(tx *store.Tx, roomID, userID, alias string) 
 	if err != nil {
 		return nil // not allowed to change it
 	}
-	if _, err := e.append(tx, info, pdu, "", ""); err != nil {
+	if _, err := e.append(tx, info, pdu, nil); err != nil {
 		return err
 	}
 	return putRoomInfo(tx, info)

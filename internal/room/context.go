@@ -17,8 +17,9 @@ type EventContext struct {
 }
 
 // Context returns up to limit events around eventID, half before and half
-// after, with the state at the last returned event.
-func (e *Engine) Context(userID, device, roomID, eventID string, limit int, f EventFilter) (*EventContext, error) {
+// after, with the state at the last returned event, as served to the
+// client session session (see Messages).
+func (e *Engine) Context(userID, session, roomID, eventID string, limit int, f EventFilter) (*EventContext, error) {
 	var nid uint64
 	var target *Event
 	err := e.db.View(func(tx *store.Tx) error {
@@ -48,13 +49,13 @@ func (e *Engine) Context(userID, device, roomID, eventID string, limit int, f Ev
 	bp, ap := &Page{Chunk: []ClientEvent{}}, &Page{Chunk: []ClientEvent{}}
 	if before > 0 {
 		f.Limit = before
-		if bp, err = e.Messages(userID, device, roomID, nid-1, 0, Backward, f); err != nil {
+		if bp, err = e.Messages(userID, session, roomID, nid-1, 0, Backward, f); err != nil {
 			return nil, err
 		}
 	}
 	if after > 0 {
 		f.Limit = after
-		if ap, err = e.Messages(userID, device, roomID, nid, 0, Forward, f); err != nil {
+		if ap, err = e.Messages(userID, session, roomID, nid, 0, Forward, f); err != nil {
 			return nil, err
 		}
 	}
@@ -66,7 +67,7 @@ func (e *Engine) Context(userID, device, roomID, eventID string, limit int, f Ev
 		out.End = nid
 	}
 	err = e.db.View(func(tx *store.Tx) error {
-		out.Event = e.clientEvent(tx, target, ClientView{Viewer: userID, ViewerDevice: device, NowMs: nowMs()})
+		out.Event = e.clientEvent(tx, target, ClientView{Viewer: userID, ViewerDevice: session, NowMs: nowMs()})
 		info, err := roomInfoByNID(tx, target.RoomNID)
 		if err != nil {
 			return err

@@ -47,6 +47,24 @@ type Profile struct {
 	AvatarURL   string `json:"avatar_url,omitempty"`
 }
 
+// joinContent is the content of a join carrying the profile.
+func (p Profile) joinContent() map[string]any {
+	content := map[string]any{"membership": "join"}
+	p.setOn(content)
+	return content
+}
+
+// setOn puts the profile's fields that are set into a member event's
+// content.
+func (p Profile) setOn(content map[string]any) {
+	if p.DisplayName != "" {
+		content["displayname"] = p.DisplayName
+	}
+	if p.AvatarURL != "" {
+		content["avatar_url"] = p.AvatarURL
+	}
+}
+
 // CreateRoom creates a room with the events the preset and request ask for,
 // all in one transaction: either the whole room exists or none of it.
 func (e *Engine) CreateRoom(ctx context.Context, creator string, profile Profile, req CreateRequest) (string, error) {
@@ -199,7 +217,7 @@ func (e *Engine) newRoom(tx *store.Tx, creator string, ver gomatrixserverlib.IRo
 	if err := tx.Put(store.Rooms, []byte(info.ID), store.PutU64(nid)); err != nil {
 		return nil, err
 	}
-	if _, err := e.append(tx, info, pdu, "", ""); err != nil {
+	if _, err := e.append(tx, info, pdu, nil); err != nil {
 		return nil, err
 	}
 	return info, nil
@@ -218,14 +236,7 @@ func (e *Engine) initialEvents(creator string, profile Profile, ver gomatrixserv
 		out = append(out, StateEvent{Type: typ, StateKey: sk, Content: b})
 		return nil
 	}
-	member := map[string]any{"membership": "join"}
-	if profile.DisplayName != "" {
-		member["displayname"] = profile.DisplayName
-	}
-	if profile.AvatarURL != "" {
-		member["avatar_url"] = profile.AvatarURL
-	}
-	add("m.room.member", creator, member)
+	add("m.room.member", creator, profile.joinContent())
 
 	users := map[string]any{}
 	tombstone := 100

@@ -1,6 +1,7 @@
 package room
 
 import (
+	"bytes"
 	"encoding/json"
 	"sync"
 
@@ -18,17 +19,20 @@ import (
 // Nothing is redacted in storage and nothing is sent, as the spec asks.
 // State events are exempt: they are the room's configuration (its name,
 // its rules, who is in it) that everyone joining later needs, not what
-// the user said. Other servers are served the events as before: the erasure
-// is not shared over federation.
+// the user said. No redaction is sent over federation: servers that were
+// in the room keep what they had.
 
 // ErasedFunc reports whether a user asked for erasure, and the stream
 // position of the request, reading inside tx. The account service answers
 // it; the room engine never reads account records itself.
 type ErasedFunc func(tx *store.Tx, userID string) (pos uint64, erased bool)
 
-// erasures caches the answers of ErasedFunc per sender, since every event
-// served asks. A user's answer only ever changes from "not erased" to
-// "erased", which MarkErased records. The zero value is ready to use.
+// erasures caches the answers of ErasedFunc per local sender, since every
+// event served asks. A user's answer only ever changes from "not erased"
+// to "erased", which MarkErased records. Only users of this server are
+// asked (erasure is a local account's request), so the cache holds at
+// most one entry per local account, however many senders the rooms have.
+// The zero value is ready to use.
 type erasures struct {
 	mu     sync.RWMutex
 	lookup ErasedFunc
@@ -59,6 +63,15 @@ func (e *Engine) MarkErased(userID string, pos uint64) {
 	e.erased.known[userID] = erasure{pos: pos, erased: true}
 }
 
+// erasedAt reports whether sender asked for erasure, and when. Users of
+// other servers never have: their server erases for them.
+func (e *Engine) erasedAt(tx *store.Tx, sender string) (uint64, bool) {
+	if serverOf(sender) != string(e.serverName) {
+		return 0, false
+	}
+	return e.erased.of(tx, sender)
+}
+
 func (x *erasures) of(tx *store.Tx, userID string) (uint64, bool) {
 	x.mu.RLock()
 	er, ok := x.known[userID]
@@ -83,21 +96,10 @@ func (x *erasures) of(tx *store.Tx, userID string) (uint64, bool) {
 	return pos, erased
 }
 
-// eraseFor replaces ce's content with the redacted form when ev's sender
-// asked for erasure and the viewer could not see ev at the time: their
-// membership as it stood at the erasure, under the history visibility at
-// the event.
+// eraseFor replaces ce's content with the redacted form when it is
+// erased for the viewer (erasedFor).
 func (e *Engine) eraseFor(tx *store.Tx, ev *Event, v ClientView, ce *ClientEvent) {
-	if tx == nil || v.Viewer == "" || v.Viewer == ce.Sender || ev.Flags&flagRedacted != 0 || ce.StateKey != nil {
-		return
-	}
-	pos, erased := e.erased.of(tx, ce.Sender)
-	if !erased {
-		return
-	}
-	h := e.history(tx, v.Viewer, ev.RoomNID)
-	h.members = h.members[:at(h.members, pos)+1]
-	if h.canSee(ev.NID) {
+	if tx == nil || !e.erasedFor(tx, ev, v.Viewer, ce.Sender, ce.StateKey != nil) {
 		return
 	}
 	ver, err := gomatrixserverlib.GetRoomVersion(ev.Version)
@@ -116,6 +118,24 @@ func (e *Engine) eraseFor(tx *store.Tx, ev *Event, v ClientView, ce *ClientEvent
 	}
 }
 
+// erasedFor reports whether ev, sent by sender, is served to viewer with
+// its content erased: the sender asked for erasure and the viewer could
+// not see ev at the time (their membership as it stood at the erasure,
+// under the history visibility at the event). A user's own events, state
+// events and events already redacted are never erased.
+func (e *Engine) erasedFor(tx *store.Tx, ev *Event, viewer, sender string, state bool) bool {
+	if viewer == "" || viewer == sender || state || ev.Flags&flagRedacted != 0 {
+		return false
+	}
+	pos, erased := e.erasedAt(tx, sender)
+	if !erased {
+		return false
+	}
+	h := e.history(tx, viewer, ev.RoomNID)
+	h.members = h.members[:at(h.members, pos)+1]
+	return !h.canSee(ev.NID)
+}
+
 // servedPDU is ev as server gets it: redacted when its sender asked for
 // erasure and server had no user joined to the room at that moment. The
 // copy is new; the stored event and its cached PDU stay whole.
@@ -123,7 +143,7 @@ func (e *Engine) servedPDU(tx *store.Tx, ev *Event, server string) gomatrixserve
 	if ev.Flags&flagRedacted != 0 || ev.PDU.StateKey() != nil {
 		return ev.PDU
 	}
-	pos, erased := e.erased.of(tx, string(ev.PDU.SenderID()))
+	pos, erased := e.erasedAt(tx, string(ev.PDU.SenderID()))
 	if !erased || e.serverMembership(tx, ev.RoomNID, server, pos, "join") {
 		return ev.PDU
 	}
@@ -131,4 +151,25 @@ func (e *Engine) servedPDU(tx *store.Tx, ev *Event, server string) gomatrixserve
 		return red
 	}
 	return ev.PDU
+}
+
+// redactedCopy is a redacted copy of pdu, leaving pdu (which the event
+// cache may share) untouched; nil if it cannot be made.
+func redactedCopy(pdu gomatrixserverlib.PDU) gomatrixserverlib.PDU {
+	if pdu.Redacted() {
+		return pdu
+	}
+	ver, err := gomatrixserverlib.GetRoomVersion(pdu.Version())
+	if err != nil {
+		return nil
+	}
+	b, err := ver.RedactEventJSON(bytes.Clone(pdu.JSON()))
+	if err != nil {
+		return nil
+	}
+	red, err := ver.NewEventFromTrustedJSONWithEventID(pdu.EventID(), b, true)
+	if err != nil {
+		return nil
+	}
+	return red
 }

@@ -161,7 +161,11 @@ func (e *Engine) clientEvent(tx *store.Tx, ev *Event, v ClientView) ClientEvent 
 	}
 	if ev.RedactedBy != 0 && tx != nil {
 		if re, err := e.loadEvent(tx, ev.RedactedBy); err == nil {
-			ce.Unsigned["redacted_because"] = e.clientEvent(nil, re, ClientView{OmitRoomID: v.OmitRoomID})
+			because := e.clientEvent(nil, re, ClientView{OmitRoomID: v.OmitRoomID})
+			// Served without bundling (no tx), but its reason is erased
+			// for the viewer like any event of an erased sender.
+			e.eraseFor(tx, re, v, &because)
+			ce.Unsigned["redacted_because"] = because
 		}
 	}
 	e.eraseFor(tx, ev, v, &ce)

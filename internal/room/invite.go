@@ -3,6 +3,7 @@ package room
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/tidwall/gjson"
@@ -35,16 +36,7 @@ func (e *Engine) PrepareInvite(req MembershipRequest) (gomatrixserverlib.PDU, []
 				return matrixerr.Forbidden(req.Target + " is already in the room")
 			}
 		}
-		content := map[string]any{"membership": "invite"}
-		for k, v := range req.Extra {
-			content[k] = v
-		}
-		if req.Reason != "" {
-			content["reason"] = req.Reason
-		}
-		if req.IsDirect {
-			content["is_direct"] = true
-		}
+		content := memberContent(req, "invite")
 		b, _ := json.Marshal(content)
 		target := req.Target
 		if pdu, err = e.build(tx, info, SendRequest{Sender: req.Sender, RoomID: info.ID, Type: "m.room.member",
@@ -111,16 +103,23 @@ func (e *Engine) StoreMembershipOutlier(ctx context.Context, pdu gomatrixserverl
 		if eventNID(tx, pdu.EventID()) != 0 {
 			return nil
 		}
-		ev := &Event{RoomNID: info.NID, Version: info.Version, ID: pdu.EventID(), JSON: pdu.JSON(), PDU: pdu,
-			Flags: flagOutlier | flagStateless}
-		if err := e.storeEvent(tx, ev); err != nil {
-			return err
-		}
-		if err := setCurrent(tx, info, pdu, ev.NID); err != nil {
-			return err
-		}
-		return putRoomInfo(tx, info)
+		return e.putMembershipOutlier(tx, info, pdu)
 	})
+}
+
+// putMembershipOutlier stores pdu, a local user's member event in a room
+// this server is not in, as a stateless outlier and makes it the user's
+// current membership there.
+func (e *Engine) putMembershipOutlier(tx *store.Tx, info *Info, pdu gomatrixserverlib.PDU) error {
+	ev := &Event{RoomNID: info.NID, Version: info.Version, ID: pdu.EventID(), JSON: pdu.JSON(), PDU: pdu,
+		Flags: flagOutlier | flagStateless}
+	if err := e.storeEvent(tx, ev); err != nil {
+		return err
+	}
+	if err := setCurrent(tx, info, pdu, ev.NID); err != nil {
+		return err
+	}
+	return putRoomInfo(tx, info)
 }
 
 // remoteRoomState returns the stripped state another server sent with an
@@ -165,7 +164,7 @@ func (e *Engine) RejectInviteLocally(ctx context.Context, userID, roomID string)
 		}
 		ver, err := gomatrixserverlib.GetRoomVersion(inv.PDU.Version())
 		if err != nil {
-			return err
+			return fmt.Errorf("room: reject invite to %s: %w", roomID, err)
 		}
 		sk := userID
 		proto := gomatrixserverlib.ProtoEvent{SenderID: userID, RoomID: roomID, Type: "m.room.member", StateKey: &sk,
@@ -176,15 +175,7 @@ func (e *Engine) RejectInviteLocally(ctx context.Context, userID, roomID string)
 			return badEvent(err)
 		}
 		eventID = pdu.EventID()
-		ev := &Event{RoomNID: info.NID, Version: info.Version, ID: eventID, JSON: pdu.JSON(), PDU: pdu,
-			Flags: flagOutlier | flagStateless}
-		if err := e.storeEvent(tx, ev); err != nil {
-			return err
-		}
-		if err := setCurrent(tx, info, pdu, ev.NID); err != nil {
-			return err
-		}
-		return putRoomInfo(tx, info)
+		return e.putMembershipOutlier(tx, info, pdu)
 	})
 	return eventID, err
 }

@@ -50,23 +50,9 @@ func (e *Engine) ChangeMembership(ctx context.Context, req MembershipRequest) (s
 		if req.OnlyIfMember && cur != "join" && cur != "invite" && cur != "knock" {
 			return matrixerr.Forbidden("the user is not in the room")
 		}
-		content := map[string]any{"membership": req.Membership}
-		for k, v := range req.Extra {
-			content[k] = v
-		}
-		if req.Reason != "" {
-			content["reason"] = req.Reason
-		}
+		content := memberContent(req, req.Membership)
 		if req.Membership == "join" {
-			if req.Profile.DisplayName != "" {
-				content["displayname"] = req.Profile.DisplayName
-			}
-			if req.Profile.AvatarURL != "" {
-				content["avatar_url"] = req.Profile.AvatarURL
-			}
-		}
-		if req.IsDirect {
-			content["is_direct"] = true
+			req.Profile.setOn(content)
 		}
 		if req.Membership == "join" && req.Target == req.Sender {
 			// Who vouches for a join to a restricted room is this server's
@@ -122,4 +108,23 @@ func (e *Engine) RoomExists(roomID string) bool {
 		return nil
 	})
 	return ok
+}
+
+// memberContent is the content of the member event req makes: the
+// client's extra fields first, then what the server sets itself, which
+// they can never replace (membership; reason and is_direct when given).
+func memberContent(req MembershipRequest, membership string) map[string]any {
+	content := map[string]any{}
+	for k, v := range req.Extra {
+		content[k] = v
+	}
+	delete(content, "reason")
+	content["membership"] = membership
+	if req.Reason != "" {
+		content["reason"] = req.Reason
+	}
+	if req.IsDirect {
+		content["is_direct"] = true
+	}
+	return content
 }

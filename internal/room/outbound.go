@@ -133,13 +133,7 @@ func (e *Engine) aclFilterBefore(tx *store.Tx, ev *Event, servers []string) []st
 		return servers
 	}
 	acl := parseACL([]byte(gjson.GetBytes(prev.JSON, "content").Raw))
-	out := servers[:0]
-	for _, s := range servers {
-		if acl.allows(s) {
-			out = append(out, s)
-		}
-	}
-	return out
+	return acl.filter(servers)
 }
 
 // replaced is the state event ev replaced, or nil.

@@ -23,22 +23,30 @@ func remoteMember(t *testing.T, e *Engine, roomID, sender, target, membership st
 // through send_join).
 func remoteMemberOpts(t *testing.T, e *Engine, roomID, sender, target, membership string, opts IngestOptions) {
 	t.Helper()
+	content, _ := json.Marshal(map[string]string{"membership": membership})
+	req := SendRequest{Sender: sender, RoomID: roomID, Type: "m.room.member", StateKey: &target, Content: content}
+	if err := remoteEvent(t, e, req, opts); err != nil {
+		t.Fatalf("%s %s: %v", target, membership, err)
+	}
+}
+
+// remoteEvent builds req on the room's head and ingests it, as if it had
+// come from the sender's server.
+func remoteEvent(t *testing.T, e *Engine, req SendRequest, opts IngestOptions) error {
+	t.Helper()
 	var pdu gomatrixserverlib.PDU
 	err := e.db.View(func(tx *store.Tx) error {
-		info, err := roomInfo(tx, roomID)
+		info, err := roomInfo(tx, req.RoomID)
 		if err != nil {
 			return err
 		}
-		content, _ := json.Marshal(map[string]string{"membership": membership})
-		pdu, err = e.build(tx, info, SendRequest{Sender: sender, RoomID: roomID, Type: "m.room.member", StateKey: &target, Content: content})
+		pdu, err = e.build(tx, info, req)
 		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Ingest(context.Background(), pdu, opts); err != nil {
-		t.Fatalf("%s %s: %v", target, membership, err)
-	}
+	return e.Ingest(context.Background(), pdu, opts)
 }
 
 // outboundAfter lists the destinations of each outbound event after pos,

@@ -188,7 +188,9 @@ type EventFilter struct {
 // Messages pages through a room's timeline from position from. Backward
 // pages cover positions ≤ from, newest first; forward pages cover
 // positions > from, oldest first. A to position of 0 means unbounded.
-func (e *Engine) Messages(userID, device, roomID string, from, to uint64, dir Direction, f EventFilter) (*Page, error) {
+// session is the viewer's client session (account.Token.TxnScope), which
+// alone sees unsigned.transaction_id on the events it sent.
+func (e *Engine) Messages(userID, session, roomID string, from, to uint64, dir Direction, f EventFilter) (*Page, error) {
 	page := &Page{Chunk: []ClientEvent{}, State: []ClientEvent{}}
 	limit := f.Limit
 	if limit <= 0 {
@@ -204,7 +206,7 @@ func (e *Engine) Messages(userID, device, roomID string, from, to uint64, dir Di
 		}
 		lo, hi := h.bounds()
 		senders := map[string]bool{}
-		view := ClientView{Viewer: userID, ViewerDevice: device, NowMs: nowMs()}
+		view := ClientView{Viewer: userID, ViewerDevice: session, NowMs: nowMs()}
 		err = scanTimeline(tx, info.NID, from, dir, func(pos, nid uint64) (bool, error) {
 			if to != 0 && ((dir == Backward && pos <= to) || (dir == Forward && pos > to)) {
 				return false, nil

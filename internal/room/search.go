@@ -69,16 +69,16 @@ type Scope struct {
 	e       *Engine
 	tx      *store.Tx
 	user    string
-	device  string
+	session string
 	rooms   map[uint64]string // roomNID → room ID
 	history map[uint64]*history
 }
 
 // SearchScope runs fn with the user's scope in one read transaction; fn
 // may read other buckets (the search index) through the same tx.
-func (e *Engine) SearchScope(userID, device string, fn func(tx *store.Tx, s *Scope) error) error {
+func (e *Engine) SearchScope(userID, session string, fn func(tx *store.Tx, s *Scope) error) error {
 	return e.db.View(func(tx *store.Tx) error {
-		s := &Scope{e: e, tx: tx, user: userID, device: device, rooms: map[uint64]string{}, history: map[uint64]*history{}}
+		s := &Scope{e: e, tx: tx, user: userID, session: session, rooms: map[uint64]string{}, history: map[uint64]*history{}}
 		for _, m := range memberships(tx, userID) {
 			info, err := roomInfoByNID(tx, m.RoomNID)
 			if err != nil {
@@ -106,15 +106,35 @@ func (s *Scope) CanSee(roomNID, nid uint64) bool {
 	return h.canSee(nid)
 }
 
+// CanMatch reports whether a search may match the event at nid for the
+// user: they may see it, and its content is not erased for them
+// (erase.go), since a match would tell them what it said.
+func (s *Scope) CanMatch(roomNID, nid uint64) bool {
+	if !s.CanSee(roomNID, nid) {
+		return false
+	}
+	b := s.tx.Get(store.Events, store.PutU64(nid))
+	if b == nil {
+		return false
+	}
+	ev, err := decodeEvent(nid, b)
+	if err != nil {
+		return false
+	}
+	r := gjson.GetManyBytes(ev.JSON, "sender", "state_key")
+	return !s.e.erasedFor(s.tx, ev, s.user, r[0].String(), r[1].Exists())
+}
+
 // Event returns the event at nid as the user is served it, or false when
-// it is gone, rejected, redacted or not visible: a hit the index has not
-// yet dropped must still not be shown.
+// it is gone, rejected, redacted, not visible or erased for the user: a
+// hit the index has not yet dropped must still not be shown.
 func (s *Scope) Event(nid uint64) (*ClientEvent, bool) {
 	ev, err := s.e.loadEvent(s.tx, nid)
-	if err != nil || ev.Flags&(flagRedacted|flagRejected|flagOutlier) != 0 || !s.CanSee(ev.RoomNID, nid) {
+	if err != nil || ev.Flags&(flagRedacted|flagRejected|flagOutlier) != 0 || !s.CanSee(ev.RoomNID, nid) ||
+		s.e.erasedFor(s.tx, ev, s.user, string(ev.PDU.SenderID()), ev.PDU.StateKey() != nil) {
 		return nil, false
 	}
-	ce := s.e.clientEvent(s.tx, ev, ClientView{Viewer: s.user, ViewerDevice: s.device, NowMs: nowMs()})
+	ce := s.e.clientEvent(s.tx, ev, ClientView{Viewer: s.user, ViewerDevice: s.session, NowMs: nowMs()})
 	return &ce, true
 }
 
@@ -125,7 +145,7 @@ func (s *Scope) Event(nid uint64) (*ClientEvent, bool) {
 func (s *Scope) Context(roomNID, nid uint64, before, after int) (evBefore, evAfter []ClientEvent, start, end uint64) {
 	evBefore, evAfter = []ClientEvent{}, []ClientEvent{}
 	start, end = nid-1, nid
-	view := ClientView{Viewer: s.user, ViewerDevice: s.device, NowMs: nowMs()}
+	view := ClientView{Viewer: s.user, ViewerDevice: s.session, NowMs: nowMs()}
 	collect := func(from uint64, dir Direction, n int, out *[]ClientEvent, edge *uint64) {
 		if n <= 0 {
 			return

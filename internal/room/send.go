@@ -84,7 +84,7 @@ func (e *Engine) Send(ctx context.Context, req SendRequest) (string, error) {
 				return err
 			}
 		}
-		if _, err := e.append(tx, info, pdu, req.Device, req.TxnID); err != nil {
+		if _, err := e.append(tx, info, pdu, &req); err != nil {
 			return err
 		}
 		eventID = pdu.EventID()
@@ -159,7 +159,7 @@ func (e *Engine) buildAndAppend(tx *store.Tx, info *Info, req SendRequest) (*Eve
 	if err != nil {
 		return nil, err
 	}
-	return e.append(tx, info, pdu, req.Device, req.TxnID)
+	return e.append(tx, info, pdu, &req)
 }
 
 // build makes the signed event for req on the room head in info and checks
@@ -236,20 +236,18 @@ func (e *Engine) build(tx *store.Tx, info *Info, req SendRequest) (gomatrixserve
 }
 
 // append stores an authorised event and every index that depends on it.
-func (e *Engine) append(tx *store.Tx, info *Info, pdu gomatrixserverlib.PDU, device, txnID string) (*Event, error) {
+// sent is the client request that made it, whose transaction ID (if any)
+// is recorded under the same key sentBefore looks up; nil for events the
+// server makes itself.
+func (e *Engine) append(tx *store.Tx, info *Info, pdu gomatrixserverlib.PDU, sent *SendRequest) (*Event, error) {
 	nid, err := tx.NextPos()
 	if err != nil {
 		return nil, err
 	}
 	ev := &Event{NID: nid, RoomNID: info.NID, Version: info.Version, ID: pdu.EventID(), StateBefore: info.Snapshot, JSON: pdu.JSON(), PDU: pdu}
-	if txnID != "" {
-		ev.TxnDevice, ev.TxnID = device, txnID
-		req := SendRequest{Sender: string(pdu.SenderID()), Device: device, TxnID: txnID, RoomID: info.ID,
-			Type: pdu.Type(), Redacts: redactsTarget(pdu)}
-		if pdu.Type() != "m.room.redaction" {
-			req.Redacts = ""
-		}
-		if err := tx.Put(store.Txns, txnKey(req), store.PutU64(nid)); err != nil {
+	if sent != nil && sent.TxnID != "" {
+		ev.TxnDevice, ev.TxnID = sent.Device, sent.TxnID
+		if err := tx.Put(store.Txns, txnKey(*sent), store.PutU64(nid)); err != nil {
 			return nil, err
 		}
 	}
@@ -311,73 +309,6 @@ func setCurrent(tx *store.Tx, info *Info, pdu gomatrixserverlib.PDU, nid uint64)
 		return logVisibility(tx, info.NID, pdu.Type(), sk, string(hv), nid)
 	}
 	return nil
-}
-
-// redactsTarget returns the event a redaction targets, wherever the room
-// version keeps it.
-func redactsTarget(pdu gomatrixserverlib.PDU) string {
-	if r := pdu.Redacts(); r != "" {
-		return r
-	}
-	return gjson.GetBytes(pdu.Content(), "redacts").String()
-}
-
-// checkRedaction applies the spec's rule that auth rules leave to servers:
-// a redaction may be applied if the sender sent the original event or has
-// the "redact" power level (Client-Server API §"Redactions", room v3+).
-func (e *Engine) checkRedaction(tx *store.Tx, info *Info, ver gomatrixserverlib.IRoomVersion, req SendRequest) error {
-	nid := eventNID(tx, req.Redacts)
-	if nid == 0 {
-		return matrixerr.NotFound("event to redact not found")
-	}
-	target, err := e.loadEvent(tx, nid)
-	if err != nil {
-		return err
-	}
-	if target.RoomNID != info.NID {
-		return matrixerr.NotFound("event to redact not found")
-	}
-	if string(target.PDU.SenderID()) == req.Sender {
-		return nil
-	}
-	pl, err := e.powerLevels(tx, info)
-	if err != nil {
-		return err
-	}
-	if pl.level(req.Sender) < pl.Redact {
-		return matrixerr.Forbidden("you may not redact other users' events")
-	}
-	return nil
-}
-
-// applyRedaction replaces the stored target with its redacted form.
-func (e *Engine) applyRedaction(tx *store.Tx, redaction gomatrixserverlib.PDU, redactionNID uint64) error {
-	nid := eventNID(tx, redactsTarget(redaction))
-	if nid == 0 {
-		return nil // unknown target: nothing to redact yet
-	}
-	target, err := e.loadEvent(tx, nid)
-	if err != nil {
-		return err
-	}
-	if target.Flags&flagRedacted != 0 {
-		return nil
-	}
-	// Redact a copy: Redact works in place, and target.PDU may be the
-	// parsed event that the cache shares with readers.
-	ver, err := gomatrixserverlib.GetRoomVersion(target.Version)
-	if err != nil {
-		return err
-	}
-	pdu, err := ver.NewEventFromTrustedJSONWithEventID(target.ID, target.JSON, false)
-	if err != nil {
-		return fmt.Errorf("room: parse event to redact: %w", err)
-	}
-	pdu.Redact()
-	target.JSON = pdu.JSON()
-	target.Flags |= flagRedacted
-	target.RedactedBy = redactionNID
-	return tx.Put(store.Events, store.PutU64(nid), target.encode())
 }
 
 // indexRelation records m.relates_to so /relations is a range scan.

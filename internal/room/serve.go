@@ -1,7 +1,6 @@
 package room
 
 import (
-	"bytes"
 	"errors"
 	"slices"
 
@@ -378,25 +377,4 @@ func (e *Engine) serversIn(tx *store.Tx, roomNIDs []uint64) []string {
 		}
 	}
 	return out
-}
-
-// redactedCopy is a redacted copy of pdu, leaving pdu (which the event
-// cache may share) untouched; nil if it cannot be made.
-func redactedCopy(pdu gomatrixserverlib.PDU) gomatrixserverlib.PDU {
-	if pdu.Redacted() {
-		return pdu
-	}
-	ver, err := gomatrixserverlib.GetRoomVersion(pdu.Version())
-	if err != nil {
-		return nil
-	}
-	b, err := ver.RedactEventJSON(bytes.Clone(pdu.JSON()))
-	if err != nil {
-		return nil
-	}
-	red, err := ver.NewEventFromTrustedJSONWithEventID(pdu.EventID(), b, true)
-	if err != nil {
-		return nil
-	}
-	return red
 }

@@ -117,7 +117,7 @@ func (e *Engine) SpaceSummary(roomID string, suggestedOnly bool) (*SpaceRoom, er
 			sr.Encryption = c.Algorithm
 		}
 		if ev, err := e.currentStateEvent(tx, info.NID, "m.room.join_rules", ""); err == nil && ev != nil {
-			sr.AllowedRoomIDs = allowedRoomIDs(ev.PDU.Content())
+			_, sr.AllowedRoomIDs = parseJoinRule(ev.PDU.Content())
 		}
 		if sr.RoomType != "m.space" {
 			return nil
@@ -139,25 +139,6 @@ func (e *Engine) SpaceSummary(roomID string, suggestedOnly bool) (*SpaceRoom, er
 		SortChildren(sr.ChildrenState)
 	}
 	return sr, err
-}
-
-// allowedRoomIDs lists the rooms whose members may join a restricted room
-// (m.room.join_rules allow entries of type m.room_membership).
-func allowedRoomIDs(joinRules []byte) []string {
-	var c struct {
-		Allow []struct {
-			Type   string `json:"type"`
-			RoomID string `json:"room_id"`
-		} `json:"allow"`
-	}
-	json.Unmarshal(joinRules, &c)
-	var out []string
-	for _, a := range c.Allow {
-		if a.Type == "m.room_membership" && a.RoomID != "" {
-			out = append(out, a.RoomID)
-		}
-	}
-	return out
 }
 
 // SpaceAccessible reports whether a local user may see a room in a space

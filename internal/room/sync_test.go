@@ -25,15 +25,6 @@ func mustJoin(t *testing.T, e *Engine, user, roomID string) {
 	}
 }
 
-func say(t *testing.T, e *Engine, user, roomID, body string) {
-	t.Helper()
-	content, _ := json.Marshal(map[string]string{"msgtype": "m.text", "body": body})
-	if _, err := e.Send(context.Background(), SendRequest{Sender: user, Device: "D", RoomID: roomID, Type: "m.room.message",
-		Content: content, TxnID: body}); err != nil {
-		t.Fatalf("send %q: %v", body, err)
-	}
-}
-
 // syncFrom is bob's sync from the given token to now.
 func syncFrom(t *testing.T, e *Engine, user string, since, sinceEph uint64, timeline EventFilter) *SyncRooms {
 	t.Helper()
@@ -95,11 +86,11 @@ func TestSyncNewlyJoinedRoomTimeline(t *testing.T) {
 	e, _ := newEngine(t)
 	roomID := publicRoom(t, e)
 	for i := range 4 {
-		say(t, e, alice, roomID, fmt.Sprintf("alice message 1-%d", i))
+		mustSend(t, e, message(roomID, alice, fmt.Sprintf("alice message 1-%d", i)))
 	}
 	since, _ := e.Pos()
 	for i := range 4 {
-		say(t, e, alice, roomID, fmt.Sprintf("alice message 2-%d", i))
+		mustSend(t, e, message(roomID, alice, fmt.Sprintf("alice message 2-%d", i)))
 	}
 	mustJoin(t, e, bob, roomID)
 	jr := syncFrom(t, e, bob, since, 0, EventFilter{Types: []string{"m.room.message"}, Limit: 10}).Join[roomID]
@@ -193,7 +184,7 @@ func TestSyncStateChangeHiddenByTimelineFilter(t *testing.T) {
 		Content: json.RawMessage(`{"topic":"hidden from the timeline"}`)}); err != nil {
 		t.Fatal(err)
 	}
-	say(t, e, alice, roomID, "after the topic")
+	mustSend(t, e, message(roomID, alice, "after the topic"))
 	jr := syncFrom(t, e, bob, since, 0, EventFilter{Types: []string{"m.room.message"}, Limit: 10}).Join[roomID]
 	if jr == nil || len(jr.Timeline.Events) != 1 {
 		t.Fatalf("bob's filtered sync: %+v", jr)
@@ -204,5 +195,37 @@ func TestSyncStateChangeHiddenByTimelineFilter(t *testing.T) {
 	}
 	if !topic {
 		t.Errorf("the topic change the timeline filter left out is not in the state section")
+	}
+}
+
+// TestSyncLeavesOutIgnoredSenders: Client-Server API §"Ignoring Users":
+// once ignored, a user's events no longer reach the client's sync, except
+// state events, which the room's state needs.
+func TestSyncLeavesOutIgnoredSenders(t *testing.T) {
+	e, _ := newEngine(t)
+	roomID := publicRoom(t, e)
+	mustJoin(t, e, bob, roomID)
+	since, sinceEph := e.Pos()
+	mustSend(t, e, message(roomID, alice, "ignored"))
+	sk := ""
+	mustSend(t, e, SendRequest{Sender: alice, RoomID: roomID, Type: "m.room.topic", StateKey: &sk,
+		Content: json.RawMessage(`{"topic":"still shown"}`)})
+
+	now, nowEph := e.Pos()
+	rooms, err := e.Sync(SyncRequest{UserID: bob, Since: since, Now: now, SinceEph: sinceEph, NowEph: nowEph,
+		Ignored: map[string]bool{alice: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jr := rooms.Join[roomID]
+	if jr == nil {
+		t.Fatal("the room is missing from bob's sync")
+	}
+	var types []string
+	for _, ev := range jr.Timeline.Events {
+		types = append(types, ev.Type)
+	}
+	if fmt.Sprint(types) != "[m.room.topic]" {
+		t.Errorf("bob's timeline holds %v, want alice's topic change alone", types)
 	}
 }

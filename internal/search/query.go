@@ -1,9 +1,7 @@
 package search
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"math"
 	"slices"
@@ -69,6 +67,7 @@ type Results struct {
 type candidate struct {
 	nid, roomNID uint64
 	score        float64
+	words        []string // the indexed words the prefix term matched in it
 }
 
 // maxLimit caps a page; the spec leaves it to the server.
@@ -113,16 +112,16 @@ func (ix *Index) Search(q Query) (*Results, error) {
 		if len(allowed) == 0 {
 			return nil
 		}
-		highlights := map[string]bool{}
 		var cands []candidate
+		prefix := false
 		for i, t := range terms {
-			prefix := i == len(terms)-1 && utf8.RuneCountInString(t) >= 3
-			ps := postings(tx, t, prefix, cur.upTo, fields, allowed, highlights)
+			prefix = i == len(terms)-1 && utf8.RuneCountInString(t) >= 3
+			ps := postings(tx, t, prefix, cur.upTo, fields, allowed)
 			idf := math.Log(1 + corpusDocs/float64(len(ps)+1))
 			if i == 0 {
 				cands = make([]candidate, len(ps))
 				for j, p := range ps {
-					cands[j] = candidate{nid: p.nid, roomNID: p.roomNID, score: idf * p.weight}
+					cands[j] = candidate{nid: p.nid, roomNID: p.roomNID, score: idf * p.weight, words: p.words}
 				}
 			} else {
 				cands = intersect(cands, ps, idf)
@@ -134,7 +133,7 @@ func (ix *Index) Search(q Query) (*Results, error) {
 		filtered := cands[:0]
 		needDoc := len(q.Senders)+len(q.NotSenders)+len(q.Types)+len(q.NotTypes) > 0
 		for _, c := range cands {
-			if !s.CanSee(c.roomNID, c.nid) {
+			if !s.CanMatch(c.roomNID, c.nid) {
 				continue
 			}
 			if needDoc && !docAllowed(tx, c.nid, q) {
@@ -144,10 +143,7 @@ func (ix *Index) Search(q Query) (*Results, error) {
 		}
 		cands = filtered
 		res.Count = len(cands)
-		for t := range highlights {
-			res.Highlights = append(res.Highlights, t)
-		}
-		slices.Sort(res.Highlights)
+		res.Highlights = highlights(terms, prefix, cands)
 		if q.Recent {
 			slices.SortFunc(cands, func(a, b candidate) int { return cmpDesc(a.nid, b.nid) })
 		} else {
@@ -185,99 +181,6 @@ func (ix *Index) Search(q Query) (*Results, error) {
 		return nil
 	})
 	return res, err
-}
-
-// corpusDocs stands in for the number of indexed events in the IDF: a
-// constant keeps scores independent of messages that arrive between pages.
-const corpusDocs = 1e6
-
-// posting is one event's match for one term.
-type posting struct {
-	nid, roomNID uint64
-	weight       float64
-}
-
-// postings reads the events that contain term (or, with prefix, any term
-// that starts with it), in NID order, keeping those at or before upTo in
-// the allowed rooms and fields. Exact matches weigh double prefix ones.
-func postings(tx *store.Tx, term string, prefix bool, upTo uint64, fields byte, allowed map[uint64]bool, highlights map[string]bool) []posting {
-	seek := []byte(term + "\x00")
-	if prefix {
-		seek = []byte(term)
-	}
-	var out []posting
-	sorted := true
-	var lastMatched []byte
-	c := tx.Cursor(store.SearchTerms)
-	for k, v := c.Seek(seek); len(k) > 9 && bytes.HasPrefix(k, seek); k, v = c.Next() {
-		nid := store.U64(k[len(k)-8:])
-		if nid > upTo {
-			continue
-		}
-		roomNID, n := binary.Uvarint(v)
-		if n <= 0 || len(v) <= n || !allowed[roomNID] || v[n]&fields == 0 {
-			continue
-		}
-		tf, m := binary.Uvarint(v[n+1:])
-		length, _ := binary.Uvarint(v[n+1+m:])
-		w := bm25(float64(tf), float64(length))
-		matched := k[:len(k)-9]
-		if string(matched) != term {
-			w /= 2
-		}
-		if !bytes.Equal(matched, lastMatched) {
-			// Keys are grouped by term: one map write per distinct term.
-			lastMatched = matched
-			highlights[string(matched)] = true
-		}
-		if len(out) > 0 && out[len(out)-1].nid >= nid {
-			sorted = false
-		}
-		out = append(out, posting{nid: nid, roomNID: roomNID, weight: w})
-	}
-	if !sorted {
-		// Several terms matched the prefix: merge them, keeping each
-		// event's best weight.
-		slices.SortFunc(out, func(a, b posting) int { return -cmpDesc(a.nid, b.nid) })
-		merged := out[:0]
-		for _, p := range out {
-			if len(merged) > 0 && merged[len(merged)-1].nid == p.nid {
-				merged[len(merged)-1].weight = max(merged[len(merged)-1].weight, p.weight)
-				continue
-			}
-			merged = append(merged, p)
-		}
-		out = merged
-	}
-	return out
-}
-
-// bm25 is the term-frequency part of BM25 (k1 1.2, b 0.75) with a fixed
-// average length of a chat message.
-func bm25(tf, length float64) float64 {
-	const k1, b, avgLen = 1.2, 0.75, 12.0
-	return tf * (k1 + 1) / (tf + k1*(1-b+b*length/avgLen))
-}
-
-// intersect keeps the candidates that also have a posting, adding its score.
-func intersect(cands []candidate, ps []posting, idf float64) []candidate {
-	out := cands[:0]
-	i, j := 0, 0
-	for i < len(cands) && j < len(ps) {
-		switch {
-		case cands[i].nid < ps[j].nid:
-			i++
-		case cands[i].nid > ps[j].nid:
-			j++
-		default:
-			c := cands[i]
-			c.score += idf * ps[j].weight
-			out = append(out, c)
-			i++
-			j++
-		}
-	}
-	return out
 }
 
 func allowedRooms(mine map[uint64]string, rooms, notRooms []string) map[uint64]bool {

@@ -248,15 +248,23 @@ func TestContextAndRoomFilter(t *testing.T) {
 	}
 }
 
+// membersOnlyRoom is a room of alice and bob whose history is for its
+// joined members only (history_visibility joined).
+func (en *env) membersOnlyRoom() string {
+	en.t.Helper()
+	r := en.createRoom(alice, bob)
+	sk := ""
+	if _, err := en.rooms.Send(context.Background(), room.SendRequest{Sender: alice, RoomID: r, Type: "m.room.history_visibility", StateKey: &sk,
+		Content: json.RawMessage(`{"history_visibility":"joined"}`)}); err != nil {
+		en.t.Fatal(err)
+	}
+	return r
+}
+
 func TestVisibilityAndRedaction(t *testing.T) {
 	ctx := context.Background()
 	en := newEnv(t)
-	r := en.createRoom(alice, bob)
-	sk := ""
-	if _, err := en.rooms.Send(ctx, room.SendRequest{Sender: alice, RoomID: r, Type: "m.room.history_visibility", StateKey: &sk,
-		Content: json.RawMessage(`{"history_visibility":"joined"}`)}); err != nil {
-		t.Fatal(err)
-	}
+	r := en.membersOnlyRoom()
 	early := en.send(alice, r, "secret plan alpha")
 	en.membership(r, bob, "leave")
 	en.send(alice, r, "secret plan beta")
