@@ -37,7 +37,7 @@ func (s *Server) roomInitialSync(w http.ResponseWriter, r *http.Request, c *call
 		return
 	}
 	now, _ := s.rooms.Pos()
-	page, err := s.rooms.Messages(c.UserID, c.DeviceID, roomID, now, 0, room.Backward, room.EventFilter{Limit: limit})
+	page, err := s.rooms.Messages(c.UserID, c.Session, roomID, now, 0, room.Backward, room.EventFilter{Limit: limit})
 	if err != nil {
 		matrixerr.Write(w, err)
 		return
