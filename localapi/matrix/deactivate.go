@@ -2,13 +2,11 @@ package matrix
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/http"
 
 	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/hearth-chat/hearth/internal/room"
-	"github.com/hearth-chat/hearth/push"
 )
 
 func (s *Server) deactivateRoutes() {
@@ -68,30 +66,15 @@ func (s *Server) deactivate(w http.ResponseWriter, r *http.Request, c *caller) {
 	if err := s.dropDeviceKeys(r.WithContext(ctx), c, devices); err != nil {
 		slog.Warn("deactivate: drop device keys", "user", c.UserID, "err", err)
 	}
-	if err := s.dropPushers(ctx, c.UserID); err != nil {
-		slog.Warn("deactivate: drop pushers", "user", c.UserID, "err", err)
+	if s.push != nil {
+		if err := s.push.RemovePushers(ctx, c.UserID); err != nil {
+			slog.Warn("deactivate: drop pushers", "user", c.UserID, "err", err)
+		}
 	}
 	if err := s.leaveAll(ctx, c.UserID); err != nil {
 		slog.Warn("deactivate: leave rooms", "user", c.UserID, "err", err)
 	}
 	writeJSON(w, map[string]any{"id_server_unbind_result": "no-support"})
-}
-
-// dropPushers deletes every pusher of the user, with what is queued for it.
-func (s *Server) dropPushers(ctx context.Context, userID string) error {
-	if s.push == nil {
-		return nil
-	}
-	list, err := s.push.Pushers(userID)
-	if err != nil {
-		return err
-	}
-	for _, p := range list {
-		if err := s.push.SetPusher(ctx, userID, push.SetRequest{Pusher: push.Pusher{AppID: p.AppID, Pushkey: p.Pushkey}}); err != nil {
-			return fmt.Errorf("pusher %s: %w", p.AppID, err)
-		}
-	}
-	return nil
 }
 
 // leaveAll leaves every room the user is joined to, declines every invite
