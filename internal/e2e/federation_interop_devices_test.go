@@ -21,11 +21,7 @@ import (
 // relays as null, and the Rust crypto SDK then drops the device).
 func TestInteropDeviceListOnJoinReachesStrictServer(t *testing.T) {
 	t.Parallel()
-	net := newFedNet(t, "hs1.test")
-	peer := net.addPeer(peerName, "hs1.test")
-	peer.setStrict(true)
-	hs1 := net.Daemons["hs1.test"]
-	hs1.Start()
+	peer, hs1 := startWithPeer(t, true)
 	alice := hs1.Register("alice")
 	dave := hs1.Register("dave")
 	room := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})

@@ -118,6 +118,18 @@ func (n *fedNet) addPeer(name, hs string) *fedPeer {
 	return p
 }
 
+// startWithPeer starts one daemon, hs1.test, with the test peer beside
+// it; a strict peer refuses what a strict server refuses (setStrict).
+func startWithPeer(t *testing.T, strict bool) (*fedPeer, *Daemon) {
+	t.Helper()
+	net := newFedNet(t, "hs1.test")
+	peer := net.addPeer(peerName, "hs1.test")
+	peer.setStrict(strict)
+	hs1 := net.Daemons["hs1.test"]
+	hs1.Start()
+	return peer, hs1
+}
+
 // peerTransport sends matrix://name/... to the daemon called name, over
 // TLS checked against the test CA.
 type peerTransport struct {

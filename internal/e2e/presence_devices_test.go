@@ -100,10 +100,7 @@ func TestPresenceTwoDevicesNoStorm(t *testing.T) {
 // most present of her sessions) changes.
 func TestPresenceTwoDevicesFederation(t *testing.T) {
 	t.Parallel()
-	net := newFedNet(t, "hs1.test")
-	peer := net.addPeer(peerName, "hs1.test")
-	hs1 := net.Daemons["hs1.test"]
-	hs1.Start()
+	peer, hs1 := startWithPeer(t, false)
 	alice := hs1.Register("alice")
 	alice2 := hs1.Login("alice")
 	roomID := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
