@@ -8,6 +8,19 @@ import (
 	"maunium.net/go/mautrix/id"
 )
 
+// loungeOf creates c's room #lounge (room version version) that members
+// of club may join (rule: restricted or knock_restricted), where c has
+// power 100 and inviting takes invite.
+func loungeOf(t *testing.T, c *mautrix.Client, version id.RoomVersion, invite int, rule event.JoinRule, club id.RoomID) id.RoomID {
+	t.Helper()
+	return CreateRoom(t, c, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "lounge", RoomVersion: version,
+		PowerLevelOverride: &event.PowerLevelsEventContent{InvitePtr: ptr(invite), Users: map[id.UserID]int{c.UserID: 100}},
+		InitialState: []*event.Event{{Type: event.StateJoinRules, Content: event.Content{Parsed: &event.JoinRulesEventContent{
+			JoinRule: rule,
+			Allow:    []event.JoinRuleAllow{{Type: event.JoinRuleAllowRoomMembership, RoomID: club}},
+		}}}}})
+}
+
 // TestFederationRestrictedJoinFailover runs Complement's restricted-room
 // failover with three daemons (Server-Server API §"Restricted rooms"):
 // alice@hs1's lounge admits members of her club, and only she may invite.
@@ -21,12 +34,7 @@ func TestFederationRestrictedJoinFailover(t *testing.T) {
 	bob := net.Daemons["hs2.test"].Register("bob")
 	charlie := net.Daemons["hs3.test"].Register("charlie")
 	club := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "club"})
-	lounge := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "lounge", RoomVersion: "10",
-		PowerLevelOverride: &event.PowerLevelsEventContent{InvitePtr: ptr(100), Users: map[id.UserID]int{alice.UserID: 100}},
-		InitialState: []*event.Event{{Type: event.StateJoinRules, Content: event.Content{Parsed: &event.JoinRulesEventContent{
-			JoinRule: event.JoinRuleKnockRestricted,
-			Allow:    []event.JoinRuleAllow{{Type: event.JoinRuleAllowRoomMembership, RoomID: club}},
-		}}}}})
+	lounge := loungeOf(t, alice, "10", 100, event.JoinRuleKnockRestricted, club)
 	for _, step := range []struct {
 		c    *mautrix.Client
 		room string
@@ -62,12 +70,7 @@ func TestFederationRestrictedJoinOfLocalUser(t *testing.T) {
 	bob := net.Daemons["hs1.test"].Register("bob")
 	charlie := net.Daemons["hs2.test"].Register("charlie")
 	club := CreateRoom(t, charlie, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "club"})
-	lounge := CreateRoom(t, charlie, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "lounge", RoomVersion: "8",
-		PowerLevelOverride: &event.PowerLevelsEventContent{InvitePtr: ptr(50), Users: map[id.UserID]int{charlie.UserID: 100}},
-		InitialState: []*event.Event{{Type: event.StateJoinRules, Content: event.Content{Parsed: &event.JoinRulesEventContent{
-			JoinRule: event.JoinRuleRestricted,
-			Allow:    []event.JoinRuleAllow{{Type: event.JoinRuleAllowRoomMembership, RoomID: club}},
-		}}}}})
+	lounge := loungeOf(t, charlie, "8", 50, event.JoinRuleRestricted, club)
 	_, err := charlie.InviteUser(ctx(t), lounge, &mautrix.ReqInviteUser{UserID: alice.UserID})
 	noErr(t, err, "charlie invites alice")
 	waitFor(t, "alice's invite on hs1", func() (bool, bool) {
