@@ -35,20 +35,11 @@ func (s *Server) deactivateRoutes() {
 // Hearth keeps no third-party identifiers, so there is nothing to unbind
 // on an identity server: id_server_unbind_result is "no-support".
 func (s *Server) deactivate(w http.ResponseWriter, r *http.Request, c *caller) {
-	body, err := readBody(r)
-	if err != nil {
-		matrixerr.Write(w, err)
-		return
-	}
 	var req struct {
 		Erase    bool   `json:"erase"`
 		IDServer string `json:"id_server"`
 	}
-	if err := decode(body, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
-	}
-	if err := s.passwordUIA(r, body, c); err != nil {
+	if err := s.readWithUIA(r, c, &req); err != nil {
 		matrixerr.Write(w, err)
 		return
 	}

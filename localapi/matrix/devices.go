@@ -94,20 +94,11 @@ func (s *Server) deleteDevicesUIA(w http.ResponseWriter, r *http.Request, c *cal
 
 // changePassword implements POST /account/password, behind UIA.
 func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, c *caller) {
-	body, err := readBody(r)
-	if err != nil {
-		matrixerr.Write(w, err)
-		return
-	}
 	var req struct {
 		NewPassword   string `json:"new_password"`
 		LogoutDevices *bool  `json:"logout_devices"`
 	}
-	if err := decode(body, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
-	}
-	if err := s.passwordUIA(r, body, c); err != nil {
+	if err := s.readWithUIA(r, c, &req); err != nil {
 		matrixerr.Write(w, err)
 		return
 	}
