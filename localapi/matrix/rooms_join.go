@@ -64,12 +64,16 @@ func (s *Server) joinRoom(w http.ResponseWriter, r *http.Request, c *caller) {
 // joinExtra is the custom content of a join request's body that goes into
 // the member event (Complement "POST /join/:room_id can join a room with
 // custom content"): everything but the fields the spec gives a meaning
-// to. membership is always set by the server.
+// to. membership is always set by the server, and so is
+// join_authorised_via_users_server, by the server that vouches for a
+// restricted join (Server-Server API §"Restricted rooms"): the room engine
+// drops a client's for a local join, but a remote join's make_join
+// template keeps it whenever it names no authoriser itself.
 func joinExtra(body map[string]json.RawMessage) map[string]json.RawMessage {
 	extra := map[string]json.RawMessage{}
 	for k, v := range body {
 		switch k {
-		case "membership", "reason", "third_party_signed":
+		case "membership", "reason", "third_party_signed", "join_authorised_via_users_server":
 			continue
 		}
 		extra[k] = v
