@@ -69,9 +69,8 @@ func (s *Server) deactivate(w http.ResponseWriter, r *http.Request, c *caller) {
 }
 
 // leaveAll leaves every room the user is joined to, declines every invite
-// and withdraws every knock. A room no local user is joined to is left
-// through the server the invite came from or the knock went to, as
-// POST /leave does; a room that fails is logged and the rest still go.
+// and withdraws every knock, as POST /leave does (leaveRemote for rooms no
+// local user is in); a room that fails is logged and the rest still go.
 func (s *Server) leaveAll(ctx context.Context, userID string) error {
 	list, err := s.rooms.Memberships(userID)
 	if err != nil {
@@ -82,34 +81,15 @@ func (s *Server) leaveAll(ctx context.Context, userID string) error {
 		if m.Membership != "join" && m.Membership != "invite" && m.Membership != "knock" {
 			continue
 		}
-		mr := room.MembershipRequest{Sender: userID, RoomID: m.RoomID, Target: userID, Membership: "leave"}
-		if m.Membership != "join" && !s.rooms.HasLocalJoined(m.RoomID) {
-			if err := s.leaveRemote(ctx, mr); err != nil {
-				slog.Info("deactivate: leave remote room", "room", m.RoomID, "err", err)
-				last = err
-			}
-			continue
+		handled, err := s.leaveRemote(ctx, userID, m.RoomID)
+		if !handled {
+			_, err = s.rooms.ChangeMembership(ctx, room.MembershipRequest{Sender: userID, RoomID: m.RoomID,
+				Target: userID, Membership: "leave"})
 		}
-		if _, err := s.rooms.ChangeMembership(ctx, mr); err != nil {
+		if err != nil {
 			slog.Info("deactivate: leave room", "room", m.RoomID, "err", err)
 			last = err
 		}
 	}
 	return last
-}
-
-// leaveRemote declines an invite or withdraws a knock in a room this
-// server is not in, through the server that sent the member event.
-func (s *Server) leaveRemote(ctx context.Context, mr room.MembershipRequest) error {
-	ev := s.rooms.CurrentStatePDU(mr.RoomID, "m.room.member", mr.Sender)
-	if s.fed == nil || ev == nil {
-		// Nobody to tell: record the leave locally so /sync drops the room.
-		_, err := s.rooms.ChangeMembership(ctx, mr)
-		return err
-	}
-	via := []string{serverOf(string(ev.SenderID()))}
-	if srv := serverOf(mr.RoomID); srv != "" {
-		via = append(via, srv)
-	}
-	return s.fed.LeaveRoom(ctx, mr.Sender, mr.RoomID, dedupe(via))
 }
