@@ -181,26 +181,26 @@ func (p *fedPeer) requestsTo(prefix string) []peerRequest {
 // sentPDUs lists the PDUs of roomID the daemon sent in /send, refused or
 // not, in the order they came.
 func (p *fedPeer) sentPDUs(roomID string) []gjson.Result {
-	var out []gjson.Result
-	for _, r := range p.requestsTo("/_matrix/federation/v1/send/") {
-		for _, pdu := range gjson.GetBytes(r.Raw, "pdus").Array() {
-			if pdu.Get("room_id").String() == roomID {
-				out = append(out, pdu)
-			}
-		}
-	}
-	return out
+	return p.sent("pdus", func(pdu gjson.Result) bool { return pdu.Get("room_id").String() == roomID })
 }
 
 // sentEDUs lists the EDUs about roomID the daemon sent in /send: typing
 // (content.room_id) and receipts (keyed by room ID).
 func (p *fedPeer) sentEDUs(roomID string) []gjson.Result {
+	return p.sent("edus", func(edu gjson.Result) bool {
+		c := edu.Get("content")
+		return c.Get("room_id").String() == roomID || c.Get(gjson.Escape(roomID)).Exists()
+	})
+}
+
+// sent lists the entries of field (pdus or edus) of the daemon's /send
+// requests that match, in the order they came.
+func (p *fedPeer) sent(field string, match func(gjson.Result) bool) []gjson.Result {
 	var out []gjson.Result
 	for _, r := range p.requestsTo("/_matrix/federation/v1/send/") {
-		for _, edu := range gjson.GetBytes(r.Raw, "edus").Array() {
-			c := edu.Get("content")
-			if c.Get("room_id").String() == roomID || c.Get(gjson.Escape(roomID)).Exists() {
-				out = append(out, edu)
+		for _, e := range gjson.GetBytes(r.Raw, field).Array() {
+			if match(e) {
+				out = append(out, e)
 			}
 		}
 	}
