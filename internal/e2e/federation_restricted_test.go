@@ -49,13 +49,7 @@ func TestFederationRestrictedJoinFailover(t *testing.T) {
 	_, err = charlie.JoinRoom(ctx(t), lounge.String(), &mautrix.ReqJoinRoom{Via: []string{"hs2.test", "hs1.test"}})
 	noErr(t, err, "charlie joins the lounge through hs2, then hs1")
 	waitMembership(t, bob, lounge, charlie.UserID, "charlie in the lounge, as hs2 sees it", "join")
-	var member struct {
-		Via string `json:"join_authorised_via_users_server"`
-	}
-	noErr(t, bob.StateEvent(ctx(t), lounge, event.StateMember, charlie.UserID.String(), &member), "read charlie's join on hs2")
-	if member.Via != alice.UserID.String() {
-		t.Errorf("charlie's join was authorised via %q, want %s", member.Via, alice.UserID)
-	}
+	wantAuthorisedVia(t, bob, lounge, charlie.UserID, alice.UserID)
 }
 
 // TestFederationRestrictedJoinOfLocalUser: hs1 is in charlie@hs2's
@@ -82,11 +76,18 @@ func TestFederationRestrictedJoinOfLocalUser(t *testing.T) {
 	_, err = bob.JoinRoom(ctx(t), lounge.String(), &mautrix.ReqJoinRoom{Via: []string{"hs1.test"}})
 	noErr(t, err, "bob joins the lounge through his own server")
 	waitMembership(t, charlie, lounge, bob.UserID, "bob in the lounge, as hs2 sees it", "join")
+	wantAuthorisedVia(t, alice, lounge, bob.UserID, charlie.UserID)
+}
+
+// wantAuthorisedVia checks, as reader's server has it, that joiner's join
+// of roomID names authoriser as join_authorised_via_users_server.
+func wantAuthorisedVia(t *testing.T, reader *mautrix.Client, roomID id.RoomID, joiner, authoriser id.UserID) {
+	t.Helper()
 	var member struct {
 		Via string `json:"join_authorised_via_users_server"`
 	}
-	noErr(t, alice.StateEvent(ctx(t), lounge, event.StateMember, bob.UserID.String(), &member), "read bob's join on hs1")
-	if member.Via != charlie.UserID.String() {
-		t.Errorf("bob's join was authorised via %q, want %s", member.Via, charlie.UserID)
+	noErr(t, reader.StateEvent(ctx(t), roomID, event.StateMember, joiner.String(), &member), "read %s's join as %s", joiner, reader.UserID)
+	if member.Via != authoriser.String() {
+		t.Errorf("%s's join was authorised via %q, want %s", joiner, member.Via, authoriser)
 	}
 }
