@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -136,6 +137,12 @@ func (s *Service) SetPusher(ctx context.Context, userID string, req SetRequest) 
 // recorded count as another device's.
 func (s *Service) RemovePushersExcept(ctx context.Context, userID, keepDevice string) error {
 	return s.removePushers(ctx, userID, func(p *storedPusher) bool { return p.Device != keepDevice })
+}
+
+// RemovePushersOf deletes the pushers that the given devices set, as
+// they are deleted (log out, device deletion).
+func (s *Service) RemovePushersOf(ctx context.Context, userID string, devices []string) error {
+	return s.removePushers(ctx, userID, func(p *storedPusher) bool { return slices.Contains(devices, p.Device) })
 }
 
 // RemovePushers deletes every pusher of the user, with what is queued for

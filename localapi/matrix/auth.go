@@ -160,7 +160,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, c *caller) {
 		matrixerr.Write(w, err)
 		return
 	}
-	if err := s.dropDeviceKeys(r, c, []string{c.DeviceID}); err != nil {
+	if err := s.dropDevices(r.Context(), c, []string{c.DeviceID}); err != nil {
 		matrixerr.Write(w, err)
 		return
 	}
@@ -172,7 +172,7 @@ func (s *Server) logoutAll(w http.ResponseWriter, r *http.Request, c *caller) {
 		matrixerr.Write(w, err)
 		return
 	}
-	if err := s.dropDeviceKeys(r, c, nil); err != nil {
+	if err := s.dropDevices(r.Context(), c, nil); err != nil {
 		matrixerr.Write(w, err)
 		return
 	}

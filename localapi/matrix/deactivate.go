@@ -54,10 +54,11 @@ func (s *Server) deactivate(w http.ResponseWriter, r *http.Request, c *caller) {
 	// The account is closed; what follows cleans up after it and must run
 	// to the end even if the client hangs up.
 	ctx := context.WithoutCancel(r.Context())
-	if err := s.dropDeviceKeys(r.WithContext(ctx), c, devices); err != nil {
-		slog.Warn("deactivate: drop device keys", "user", c.UserID, "err", err)
+	if err := s.dropDevices(ctx, c, devices); err != nil {
+		slog.Warn("deactivate: drop devices' keys and pushers", "user", c.UserID, "err", err)
 	}
 	if s.push != nil {
+		// Pushers set before their device was recorded belong to none.
 		if err := s.push.RemovePushers(ctx, c.UserID); err != nil {
 			slog.Warn("deactivate: drop pushers", "user", c.UserID, "err", err)
 		}
