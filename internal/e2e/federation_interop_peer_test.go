@@ -110,9 +110,7 @@ func (p *fedPeer) invite(w http.ResponseWriter, r *http.Request) {
 		Event       json.RawMessage               `json:"event"`
 	}
 	fail := func(code int, errcode, msg string) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		json.NewEncoder(w).Encode(map[string]string{"errcode": errcode, "error": msg})
+		writePeerJSON(w, code, map[string]string{"errcode": errcode, "error": msg})
 	}
 	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
 		fail(http.StatusBadRequest, "M_NOT_JSON", err.Error())
@@ -146,8 +144,7 @@ func (p *fedPeer) invite(w http.ResponseWriter, r *http.Request) {
 	}
 	p.invites[pdu.RoomID().String()] = signed
 	p.mu.Unlock()
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(fclient.RespInviteV2{Event: signed.JSON()})
+	writePeerJSON(w, http.StatusOK, fclient.RespInviteV2{Event: signed.JSON()})
 }
 
 // joined reports whether a user of server is joined in the peer's copy of
@@ -241,6 +238,5 @@ func (p *fedPeer) eventAuth(w http.ResponseWriter, r *http.Request) {
 		notFound(w, r)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(fclient.RespEventAuth{AuthEvents: gomatrixserverlib.NewEventJSONsFromEvents(chain)})
+	writePeerJSON(w, http.StatusOK, fclient.RespEventAuth{AuthEvents: gomatrixserverlib.NewEventJSONsFromEvents(chain)})
 }
