@@ -103,10 +103,11 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 		MaxBodyBytes: cfg.MaxRequestBytes, Registration: cfg.Registration,
 		RegistrationTokens: splitList(cfg.RegistrationTokens),
 	})
+	d.api = api
 	mediaRepo, err := media.New(db, media.Config{Dir: filepath.Join(cfg.DataDir, "media"), ServerName: cfg.ServerName,
 		MaxUploadBytes: cfg.MaxUploadBytes, QuotaBytes: cfg.MediaQuotaBytes, Previews: cfg.URLPreviews == "on"})
 	if err != nil {
-		db.Close()
+		d.abortStart(db)
 		return nil, err
 	}
 	api.SetMedia(mediaRepo)
@@ -120,19 +121,13 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	d.search = search.New(db, d.rooms, notifier)
 	d.search.Start()
 	api.SetSearch(d.search)
-	d.api = api
 	if err := d.startFederation(key, notifier, api); err != nil {
-		d.push.Stop()
-		d.search.Stop()
-		db.Close()
+		d.abortStart(db)
 		return nil, err
 	}
 	ctl, err := d.startControl(secrets, secrets.where(), warning)
 	if err != nil {
-		d.fed.stop(context.Background())
-		d.push.Stop()
-		d.search.Stop()
-		db.Close()
+		d.abortStart(db)
 		return nil, err
 	}
 	root := http.NewServeMux()
@@ -140,13 +135,7 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	root.Handle("/", api)
 	ln, err := net.Listen("tcp", cfg.ClientListen)
 	if err != nil {
-		if d.control != nil {
-			d.control.Close()
-		}
-		d.fed.stop(context.Background())
-		d.push.Stop()
-		d.search.Stop()
-		db.Close()
+		d.abortStart(db)
 		return nil, fmt.Errorf("client listener: %w", err)
 	}
 	d.listener = ln
@@ -164,6 +153,25 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	slog.Info("hearth is ready", "server_name", cfg.ServerName, "client_api", "http://"+ln.Addr().String(),
 		"data_dir", cfg.DataDir, "key_id", key.ID)
 	return d, nil
+}
+
+// abortStart undoes a Start that failed once the client API was built:
+// what has started stops, in Stop's order, the client API's presence
+// timers included (they would otherwise fire on the closed store), and
+// the store closes.
+func (d *Daemon) abortStart(db *store.DB) {
+	d.api.Close()
+	if d.control != nil {
+		d.control.Close()
+	}
+	d.fed.stop(context.Background())
+	if d.push != nil {
+		d.push.Stop()
+	}
+	if d.search != nil {
+		d.search.Stop()
+	}
+	db.Close()
 }
 
 // StopRequested is closed when someone asked the daemon to stop through the

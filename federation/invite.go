@@ -80,7 +80,7 @@ func (s *Service) invite(w http.ResponseWriter, r *request) {
 	// Sign returned the embedded v2 event (gomatrixserverlib notes §2).
 	signed, err = ver.NewEventFromTrustedJSON(signed.JSON(), false)
 	if err == nil {
-		err = keepRoomState(signed, body.InviteRoomState)
+		err = keepRoomState(signed, "invite_room_state", body.InviteRoomState)
 	}
 	if err == nil {
 		err = s.storeInvite(r.Context(), signed)

@@ -32,14 +32,24 @@ func (s *Service) sendInviteV2(ctx context.Context, server string, pdu gomatrixs
 	return res, err
 }
 
-// keepRoomState sets unsigned.invite_room_state of an invite this server
-// countersigned to the state the inviting server sent, as it sent it:
-// gomatrixserverlib's HandleInvite keeps only the stripped fields, which
-// would drop the create event's origin_server_ts, hashes and signatures
-// that clients and later checks rely on.
-func keepRoomState(pdu gomatrixserverlib.PDU, state []json.RawMessage) error {
-	if len(state) == 0 {
-		return nil
+// keepRoomState sets unsigned.<field> (invite_room_state on an invite this
+// server countersigned, knock_room_state on a knock it sent) to the state
+// events the room's server sent, as it sent them: gomatrixserverlib keeps
+// only the stripped fields, which would drop the create event's
+// origin_server_ts, hashes and signatures that clients and later checks
+// rely on. Entries that are no state event (not an object with a type and
+// a state key) are another server's garbage and left out, so that clients
+// get events only in their stripped state.
+func keepRoomState(pdu gomatrixserverlib.PDU, field string, state []json.RawMessage) error {
+	kept := []json.RawMessage{}
+	for _, raw := range state {
+		var ev struct {
+			Type     string  `json:"type"`
+			StateKey *string `json:"state_key"`
+		}
+		if json.Unmarshal(raw, &ev) == nil && ev.Type != "" && ev.StateKey != nil {
+			kept = append(kept, raw)
+		}
 	}
-	return pdu.SetUnsignedField("invite_room_state", state)
+	return pdu.SetUnsignedField(field, kept)
 }

@@ -304,7 +304,3 @@ func (q querier) CurrentMembership(_ context.Context, roomID spec.RoomID, sender
 	}
 	return p.Membership()
 }
-
-func (q querier) CurrentStateEvent(_ context.Context, roomID spec.RoomID, typ, sk string) (gomatrixserverlib.PDU, error) {
-	return q.s.cfg.Rooms.CurrentStatePDU(roomID.String(), typ, sk), nil
-}

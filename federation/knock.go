@@ -162,10 +162,7 @@ func (s *Service) knockVia(ctx context.Context, userID, roomID string, server sp
 	if err := s.signedRequest(ctx, "PUT", string(server), path, json.RawMessage(pdu.JSON()), &sent); err != nil {
 		return remoteError(string(server), err)
 	}
-	if sent.KnockRoomState == nil {
-		sent.KnockRoomState = []json.RawMessage{}
-	}
-	if err := pdu.SetUnsignedField("knock_room_state", sent.KnockRoomState); err != nil {
+	if err := keepRoomState(pdu, "knock_room_state", sent.KnockRoomState); err != nil {
 		return err
 	}
 	return s.cfg.Rooms.StoreMembershipOutlier(ctx, pdu)

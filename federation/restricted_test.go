@@ -84,13 +84,8 @@ func TestRestrictedJoinFailover(t *testing.T) {
 	if err := joinVia(hs3, charlie, lounge, "hs2.test", "hs1.test"); err != nil {
 		t.Fatalf("charlie joining through hs2 then hs1: %v", err)
 	}
-	var c struct {
-		Membership string `json:"membership"`
-		Via        string `json:"join_authorised_via_users_server"`
-	}
-	json.Unmarshal(hs3.rooms.CurrentStatePDU(lounge, "m.room.member", charlie).Content(), &c)
-	if c.Membership != "join" || c.Via != alice {
-		t.Errorf("charlie's join on hs3: %+v, want authorised via %s", c, alice)
+	if m, via := authorisedVia(hs3.rooms, lounge, charlie); m != "join" || via != alice {
+		t.Errorf("charlie's join on hs3: %s via %q, want join authorised via %s", m, via, alice)
 	}
 
 	// send_join: hs1 countersigns no join that names alice for a user who
@@ -225,13 +220,8 @@ func TestRestrictedJoinOfLocalUserThroughResident(t *testing.T) {
 	if err := hs2.svc.JoinRoom(ctx, bob, lounge, []string{"hs1.test"}, map[string]any{"membership": "join"}); err != nil {
 		t.Fatalf("bob joins through hs1: %v", err)
 	}
-	var c struct {
-		Membership string `json:"membership"`
-		Via        string `json:"join_authorised_via_users_server"`
-	}
-	json.Unmarshal(hs2.rooms.CurrentStatePDU(lounge, "m.room.member", bob).Content(), &c)
-	if c.Membership != "join" || c.Via != charlie {
-		t.Fatalf("bob's join on hs2: %+v, want authorised via %s", c, charlie)
+	if m, via := authorisedVia(hs2.rooms, lounge, bob); m != "join" || via != charlie {
+		t.Fatalf("bob's join on hs2: %s via %q, want join authorised via %s", m, via, charlie)
 	}
 	// The room goes on as one room on hs2: alice can still speak in it.
 	if _, err := hs2.rooms.Send(ctx, room.SendRequest{Sender: alice, RoomID: lounge, Type: "m.room.message",
@@ -250,4 +240,17 @@ func errCode(err error) string {
 		return me.Code
 	}
 	return ""
+}
+
+// authorisedVia reads user's member event in roomID as rooms has it: the
+// membership and who authorised the join (join_authorised_via_users_server).
+func authorisedVia(rooms *room.Engine, roomID, user string) (membership, via string) {
+	var c struct {
+		Membership string `json:"membership"`
+		Via        string `json:"join_authorised_via_users_server"`
+	}
+	if ev := rooms.CurrentStatePDU(roomID, "m.room.member", user); ev != nil {
+		json.Unmarshal(ev.Content(), &c)
+	}
+	return c.Membership, c.Via
 }

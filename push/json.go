@@ -65,10 +65,14 @@ func (a RuleArray) MarshalJSON() ([]byte, error) {
 
 // GlobalOf is a ruleset in the spec's shape: kind → its rules in
 // evaluation order, every kind present.
-func GlobalOf(rs *pushrules.PushRuleset) map[string]RuleArray {
+func GlobalOf(rs *pushrules.PushRuleset) map[string]RuleArray { return globalOf(rs, nil) }
+
+// globalOf is GlobalOf with the user's stored room and sender rules (st,
+// nil for none), which mautrix's ruleset keeps unordered.
+func globalOf(rs *pushrules.PushRuleset, st *stored) map[string]RuleArray {
 	out := map[string]RuleArray{}
 	for _, k := range Kinds {
-		out[k] = RuleArray(ordered(rs, nil, k))
+		out[k] = RuleArray(ordered(rs, st, k))
 	}
 	return out
 }

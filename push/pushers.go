@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -135,19 +136,37 @@ func (s *Service) SetPusher(ctx context.Context, userID string, req SetRequest) 
 // Complement TestChangePasswordPushers). Pushers from before devices were
 // recorded count as another device's.
 func (s *Service) RemovePushersExcept(ctx context.Context, userID, keepDevice string) error {
+	return s.removePushers(ctx, userID, func(p *storedPusher) bool { return p.Device != keepDevice })
+}
+
+// RemovePushersOf deletes the pushers that the given devices set, as
+// they are deleted (log out, device deletion).
+func (s *Service) RemovePushersOf(ctx context.Context, userID string, devices []string) error {
+	return s.removePushers(ctx, userID, func(p *storedPusher) bool { return slices.Contains(devices, p.Device) })
+}
+
+// RemovePushers deletes every pusher of the user, with what is queued for
+// them, in one transaction (account deactivation).
+func (s *Service) RemovePushers(ctx context.Context, userID string) error {
+	return s.removePushers(ctx, userID, func(*storedPusher) bool { return true })
+}
+
+// removePushers deletes the user's pushers that doomed picks (and any it
+// cannot read).
+func (s *Service) removePushers(ctx context.Context, userID string, doomed func(*storedPusher) bool) error {
 	return s.db.Update(ctx, func(tx *store.Tx) error {
-		var doomed [][]byte
+		var keys [][]byte
 		prefix := store.Key(userID, "")
 		c := tx.Cursor(store.Pushers)
 		for k, v := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, v = c.Next() {
 			var p storedPusher
-			if json.Unmarshal(v, &p) != nil || p.Device != keepDevice {
-				doomed = append(doomed, append([]byte(nil), k...))
+			if json.Unmarshal(v, &p) != nil || doomed(&p) {
+				keys = append(keys, append([]byte(nil), k...))
 			}
 		}
-		for _, k := range doomed {
+		for _, k := range keys {
 			if err := deletePusherTx(tx, k); err != nil {
-				return err
+				return fmt.Errorf("push: remove pusher of %s: %w", userID, err)
 			}
 		}
 		return nil

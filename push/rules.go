@@ -154,7 +154,7 @@ func ordered(rs *pushrules.PushRuleset, st *stored, kind string) pushrules.PushR
 // Global returns the ruleset as the spec's JSON shape: an object of kind →
 // array of rules, every array present.
 func (r *Rules) Global(userID string) (map[string]RuleArray, error) {
-	out := map[string]RuleArray{}
+	var out map[string]RuleArray
 	err := r.db.View(func(tx *store.Tx) error {
 		st, err := loadStored(tx, userID)
 		if err != nil {
@@ -164,9 +164,7 @@ func (r *Rules) Global(userID string) (map[string]RuleArray, error) {
 		if err != nil {
 			return err
 		}
-		for _, k := range Kinds {
-			out[k] = RuleArray(ordered(rs, st, k))
-		}
+		out = globalOf(rs, st)
 		return nil
 	})
 	return out, err
@@ -215,11 +213,7 @@ func (r *Rules) update(ctx context.Context, userID string, fn func(st *stored, r
 		if rs, err = merge(userID, st); err != nil {
 			return err
 		}
-		global := map[string]RuleArray{}
-		for _, k := range Kinds {
-			global[k] = RuleArray(ordered(rs, st, k))
-		}
-		ad, err := json.Marshal(map[string]any{"global": global})
+		ad, err := json.Marshal(map[string]any{"global": globalOf(rs, st)})
 		if err != nil {
 			return fmt.Errorf("push: encode rules: %w", err)
 		}

@@ -132,14 +132,15 @@ func (q *Queue) queueEvents(ctx context.Context, upTo uint64) ([]string, []room.
 				return errBatchFull
 			}
 			n++
-			if o.Joined != "" && len(q.remote(o.Destinations)) > 0 {
-				joins = append(joins, room.Outbound{Joined: o.Joined, RoomID: o.RoomID, Destinations: q.remote(o.Destinations)})
+			remote := q.remote(o.Destinations)
+			if o.Joined != "" && len(remote) > 0 {
+				joins = append(joins, room.Outbound{Joined: o.Joined, RoomID: o.RoomID, Destinations: remote})
 			}
 			if o.Delivered {
 				return nil // the servers have it already (room.Outbound)
 			}
 			v := pduValue(o.NID)
-			for _, d := range q.remote(o.Destinations) {
+			for _, d := range remote {
 				if err := putEntry(tx, d, v); err != nil {
 					return err
 				}

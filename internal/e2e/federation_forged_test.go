@@ -31,10 +31,7 @@ type peerScene struct {
 
 func startPeerScene(t *testing.T) *peerScene {
 	t.Helper()
-	net := newFedNet(t, "hs1.test")
-	peer := net.addPeer(peerName, "hs1.test")
-	hs1 := net.Daemons["hs1.test"]
-	hs1.Start()
+	peer, hs1 := startWithPeer(t, false)
 	s := &peerScene{hs1: hs1, peer: peer, alice: hs1.Register("alice")}
 	s.roomID = CreateRoom(t, s.alice, &mautrix.ReqCreateRoom{Name: "Forgeries", Preset: "public_chat"})
 	s.since = Quiesce(t, s.alice, Sync(t, s.alice, "", "", 0).NextBatch)

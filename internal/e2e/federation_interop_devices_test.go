@@ -21,11 +21,7 @@ import (
 // relays as null, and the Rust crypto SDK then drops the device).
 func TestInteropDeviceListOnJoinReachesStrictServer(t *testing.T) {
 	t.Parallel()
-	net := newFedNet(t, "hs1.test")
-	peer := net.addPeer(peerName, "hs1.test")
-	peer.setStrict(true)
-	hs1 := net.Daemons["hs1.test"]
-	hs1.Start()
+	peer, hs1 := startWithPeer(t, true)
 	alice := hs1.Register("alice")
 	dave := hs1.Register("dave")
 	room := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
@@ -35,16 +31,15 @@ func TestInteropDeviceListOnJoinReachesStrictServer(t *testing.T) {
 	_, err := dave.JoinRoomByID(ctx(t), room)
 	noErr(t, err, "dave joins")
 	edu := waitFor(t, "dave's device announced to the peer", func() (gjson.Result, bool) {
-		for _, r := range peer.requestsTo("/_matrix/federation/v1/send/") {
-			for _, e := range gjson.GetBytes(r.Raw, "edus").Array() {
-				c := e.Get("content")
-				if e.Get("edu_type").String() == "m.device_list_update" && c.Get("user_id").String() == dave.UserID.String() &&
-					c.Get("device_id").String() == dave.DeviceID.String() {
-					return e, true
-				}
-			}
+		edus := peer.sent("edus", func(e gjson.Result) bool {
+			c := e.Get("content")
+			return e.Get("edu_type").String() == "m.device_list_update" && c.Get("user_id").String() == dave.UserID.String() &&
+				c.Get("device_id").String() == dave.DeviceID.String()
+		})
+		if len(edus) == 0 {
+			return gjson.Result{}, false
 		}
-		return gjson.Result{}, false
+		return edus[0], true
 	})
 	keys := edu.Get("content.keys")
 	if keys.Get("device_id").String() != dave.DeviceID.String() || !keys.Get("unsigned").IsObject() {

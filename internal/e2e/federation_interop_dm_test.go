@@ -21,11 +21,7 @@ import (
 // messages through /send.
 func TestInteropDirectMessageToStrictServer(t *testing.T) {
 	t.Parallel()
-	net := newFedNet(t, "hs1.test")
-	peer := net.addPeer(peerName, "hs1.test")
-	peer.setStrict(true)
-	hs1 := net.Daemons["hs1.test"]
-	hs1.Start()
+	peer, hs1 := startWithPeer(t, true)
 	alice := hs1.Register("alice")
 	carol := id.UserID("@carol:" + peerName)
 
@@ -158,12 +154,8 @@ func paths(reqs []peerRequest) string {
 // the invite, and the local invitees of the same request are invited.
 func TestInteropDirectMessageInviteRefused(t *testing.T) {
 	t.Parallel()
-	net := newFedNet(t, "hs1.test")
-	peer := net.addPeer(peerName, "hs1.test")
-	peer.setStrict(true)
+	peer, hs1 := startWithPeer(t, true)
 	peer.setServerAnswer(answerRefuse)
-	hs1 := net.Daemons["hs1.test"]
-	hs1.Start()
 	alice := hs1.Register("alice")
 	dave := hs1.Register("dave")
 	carol := id.UserID("@carol:" + peerName)

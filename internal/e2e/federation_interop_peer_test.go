@@ -110,9 +110,7 @@ func (p *fedPeer) invite(w http.ResponseWriter, r *http.Request) {
 		Event       json.RawMessage               `json:"event"`
 	}
 	fail := func(code int, errcode, msg string) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		json.NewEncoder(w).Encode(map[string]string{"errcode": errcode, "error": msg})
+		writePeerJSON(w, code, map[string]string{"errcode": errcode, "error": msg})
 	}
 	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
 		fail(http.StatusBadRequest, "M_NOT_JSON", err.Error())
@@ -146,8 +144,7 @@ func (p *fedPeer) invite(w http.ResponseWriter, r *http.Request) {
 	}
 	p.invites[pdu.RoomID().String()] = signed
 	p.mu.Unlock()
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(fclient.RespInviteV2{Event: signed.JSON()})
+	writePeerJSON(w, http.StatusOK, fclient.RespInviteV2{Event: signed.JSON()})
 }
 
 // joined reports whether a user of server is joined in the peer's copy of
@@ -181,26 +178,26 @@ func (p *fedPeer) requestsTo(prefix string) []peerRequest {
 // sentPDUs lists the PDUs of roomID the daemon sent in /send, refused or
 // not, in the order they came.
 func (p *fedPeer) sentPDUs(roomID string) []gjson.Result {
-	var out []gjson.Result
-	for _, r := range p.requestsTo("/_matrix/federation/v1/send/") {
-		for _, pdu := range gjson.GetBytes(r.Raw, "pdus").Array() {
-			if pdu.Get("room_id").String() == roomID {
-				out = append(out, pdu)
-			}
-		}
-	}
-	return out
+	return p.sent("pdus", func(pdu gjson.Result) bool { return pdu.Get("room_id").String() == roomID })
 }
 
 // sentEDUs lists the EDUs about roomID the daemon sent in /send: typing
 // (content.room_id) and receipts (keyed by room ID).
 func (p *fedPeer) sentEDUs(roomID string) []gjson.Result {
+	return p.sent("edus", func(edu gjson.Result) bool {
+		c := edu.Get("content")
+		return c.Get("room_id").String() == roomID || c.Get(gjson.Escape(roomID)).Exists()
+	})
+}
+
+// sent lists the entries of field (pdus or edus) of the daemon's /send
+// requests that match, in the order they came.
+func (p *fedPeer) sent(field string, match func(gjson.Result) bool) []gjson.Result {
 	var out []gjson.Result
 	for _, r := range p.requestsTo("/_matrix/federation/v1/send/") {
-		for _, edu := range gjson.GetBytes(r.Raw, "edus").Array() {
-			c := edu.Get("content")
-			if c.Get("room_id").String() == roomID || c.Get(gjson.Escape(roomID)).Exists() {
-				out = append(out, edu)
+		for _, e := range gjson.GetBytes(r.Raw, field).Array() {
+			if match(e) {
+				out = append(out, e)
 			}
 		}
 	}
@@ -241,6 +238,5 @@ func (p *fedPeer) eventAuth(w http.ResponseWriter, r *http.Request) {
 		notFound(w, r)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(fclient.RespEventAuth{AuthEvents: gomatrixserverlib.NewEventJSONsFromEvents(chain)})
+	writePeerJSON(w, http.StatusOK, fclient.RespEventAuth{AuthEvents: gomatrixserverlib.NewEventJSONsFromEvents(chain)})
 }

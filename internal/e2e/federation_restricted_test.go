@@ -8,6 +8,16 @@ import (
 	"maunium.net/go/mautrix/id"
 )
 
+// loungeOf creates c's room #lounge (room version version) that members
+// of club may join (rule: restricted or knock_restricted), where c has
+// power 100 and inviting takes invite.
+func loungeOf(t *testing.T, c *mautrix.Client, version id.RoomVersion, invite int, rule event.JoinRule, club id.RoomID) id.RoomID {
+	t.Helper()
+	return CreateRoom(t, c, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "lounge", RoomVersion: version,
+		PowerLevelOverride: &event.PowerLevelsEventContent{InvitePtr: ptr(invite), Users: map[id.UserID]int{c.UserID: 100}},
+		InitialState:       allowMembersOf(rule, club)})
+}
+
 // TestFederationRestrictedJoinFailover runs Complement's restricted-room
 // failover with three daemons (Server-Server API §"Restricted rooms"):
 // alice@hs1's lounge admits members of her club, and only she may invite.
@@ -21,9 +31,7 @@ func TestFederationRestrictedJoinFailover(t *testing.T) {
 	bob := net.Daemons["hs2.test"].Register("bob")
 	charlie := net.Daemons["hs3.test"].Register("charlie")
 	club := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "club"})
-	lounge := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "lounge", RoomVersion: "10",
-		PowerLevelOverride: &event.PowerLevelsEventContent{InvitePtr: ptr(100), Users: map[id.UserID]int{alice.UserID: 100}},
-		InitialState:       allowMembersOf(event.JoinRuleKnockRestricted, club)})
+	lounge := loungeOf(t, alice, "10", 100, event.JoinRuleKnockRestricted, club)
 	for _, step := range []struct {
 		c    *mautrix.Client
 		room string
@@ -38,13 +46,7 @@ func TestFederationRestrictedJoinFailover(t *testing.T) {
 	_, err = charlie.JoinRoom(ctx(t), lounge.String(), &mautrix.ReqJoinRoom{Via: []string{"hs2.test", "hs1.test"}})
 	noErr(t, err, "charlie joins the lounge through hs2, then hs1")
 	waitMembership(t, bob, lounge, charlie.UserID, "charlie in the lounge, as hs2 sees it", "join")
-	var member struct {
-		Via string `json:"join_authorised_via_users_server"`
-	}
-	noErr(t, bob.StateEvent(ctx(t), lounge, event.StateMember, charlie.UserID.String(), &member), "read charlie's join on hs2")
-	if member.Via != alice.UserID.String() {
-		t.Errorf("charlie's join was authorised via %q, want %s", member.Via, alice.UserID)
-	}
+	wantAuthorisedVia(t, bob, lounge, charlie.UserID, alice.UserID)
 }
 
 // TestFederationRestrictedJoinOfLocalUser: hs1 is in charlie@hs2's
@@ -59,9 +61,7 @@ func TestFederationRestrictedJoinOfLocalUser(t *testing.T) {
 	bob := net.Daemons["hs1.test"].Register("bob")
 	charlie := net.Daemons["hs2.test"].Register("charlie")
 	club := CreateRoom(t, charlie, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "club"})
-	lounge := CreateRoom(t, charlie, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "lounge", RoomVersion: "8",
-		PowerLevelOverride: &event.PowerLevelsEventContent{InvitePtr: ptr(50), Users: map[id.UserID]int{charlie.UserID: 100}},
-		InitialState:       allowMembersOf(event.JoinRuleRestricted, club)})
+	lounge := loungeOf(t, charlie, "8", 50, event.JoinRuleRestricted, club)
 	_, err := charlie.InviteUser(ctx(t), lounge, &mautrix.ReqInviteUser{UserID: alice.UserID})
 	noErr(t, err, "charlie invites alice")
 	waitFor(t, "alice's invite on hs1", func() (bool, bool) {
@@ -73,12 +73,19 @@ func TestFederationRestrictedJoinOfLocalUser(t *testing.T) {
 	_, err = bob.JoinRoom(ctx(t), lounge.String(), &mautrix.ReqJoinRoom{Via: []string{"hs1.test"}})
 	noErr(t, err, "bob joins the lounge through his own server")
 	waitMembership(t, charlie, lounge, bob.UserID, "bob in the lounge, as hs2 sees it", "join")
+	wantAuthorisedVia(t, alice, lounge, bob.UserID, charlie.UserID)
+}
+
+// wantAuthorisedVia checks, as reader's server has it, that joiner's join
+// of roomID names authoriser as join_authorised_via_users_server.
+func wantAuthorisedVia(t *testing.T, reader *mautrix.Client, roomID id.RoomID, joiner, authoriser id.UserID) {
+	t.Helper()
 	var member struct {
 		Via string `json:"join_authorised_via_users_server"`
 	}
-	noErr(t, alice.StateEvent(ctx(t), lounge, event.StateMember, bob.UserID.String(), &member), "read bob's join on hs1")
-	if member.Via != charlie.UserID.String() {
-		t.Errorf("bob's join was authorised via %q, want %s", member.Via, charlie.UserID)
+	noErr(t, reader.StateEvent(ctx(t), roomID, event.StateMember, joiner.String(), &member), "read %s's join as %s", joiner, reader.UserID)
+	if member.Via != authoriser.String() {
+		t.Errorf("%s's join was authorised via %q, want %s", joiner, member.Via, authoriser)
 	}
 }
 

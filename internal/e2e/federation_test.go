@@ -376,8 +376,7 @@ func TestFederationKnock(t *testing.T) {
 	net := startFedNet(t, "hs1.test", "hs2.test")
 	alice := net.Daemons["hs1.test"].Register("alice")
 	bob := net.Daemons["hs2.test"].Register("bob")
-	roomID := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Name: "Knock first", Preset: "private_chat", RoomAliasName: "door",
-		InitialState: []*event.Event{{Type: event.StateJoinRules, Content: event.Content{Parsed: &event.JoinRulesEventContent{JoinRule: event.JoinRuleKnock}}}}})
+	roomID := knockOnlyRoom(t, alice, "Knock first", "")
 	bobTok := Quiesce(t, bob, Sync(t, bob, "", "", 0).NextBatch)
 
 	_, err := bob.KnockRoom(ctx(t), "#door:hs1.test", &mautrix.ReqKnockRoom{Reason: "let me in"})
@@ -476,4 +475,36 @@ func waitMembership(t *testing.T, c *mautrix.Client, roomID id.RoomID, user id.U
 		m := memberships(t, c, roomID)[user]
 		return m, m == want
 	})
+}
+
+// knockOnlyRoom creates c's room #door, which one enters by knocking
+// (room version version, or the server's default when empty).
+func knockOnlyRoom(t *testing.T, c *mautrix.Client, name string, version id.RoomVersion) id.RoomID {
+	t.Helper()
+	return CreateRoom(t, c, &mautrix.ReqCreateRoom{Name: name, Preset: "private_chat", RoomAliasName: "door", RoomVersion: version,
+		InitialState: []*event.Event{{Type: event.StateJoinRules, Content: event.Content{Parsed: &event.JoinRulesEventContent{JoinRule: event.JoinRuleKnock}}}}})
+}
+
+// TestFederationKnockRescinded: bob@hs2 withdraws his knock on alice's
+// room on hs1 with POST /leave. hs2 is not in the room, so the leave goes
+// through a resident server (make_leave, send_leave; Client-Server API
+// §"Knocking on rooms"): hs1 sees bob's membership become leave, and bob's
+// /sync moves the room from knock to leave.
+func TestFederationKnockRescinded(t *testing.T) {
+	t.Parallel()
+	net := startFedNet(t, "hs1.test", "hs2.test")
+	alice := net.Daemons["hs1.test"].Register("alice")
+	bob := net.Daemons["hs2.test"].Register("bob")
+	// Version 12: the room ID names no server to leave through.
+	roomID := knockOnlyRoom(t, alice, "", "12")
+	bobTok := Quiesce(t, bob, Sync(t, bob, "", "", 0).NextBatch)
+	_, err := bob.KnockRoom(ctx(t), "#door:hs1.test", &mautrix.ReqKnockRoom{})
+	noErr(t, err, "bob knocks through hs2")
+	bobTok = SyncUntil(t, bob, bobTok, "", "the knock on hs2", func(r *mautrix.RespSync) bool { return r.Rooms.Knock[roomID] != nil }).NextBatch
+	waitMembership(t, alice, roomID, bob.UserID, "the knock on hs1", "knock")
+
+	_, err = bob.LeaveRoom(ctx(t), roomID)
+	noErr(t, err, "bob withdraws his knock")
+	waitMembership(t, alice, roomID, bob.UserID, "the withdrawn knock on hs1", "leave")
+	SyncUntil(t, bob, bobTok, "", "the room in bob's rooms.leave", func(r *mautrix.RespSync) bool { return r.Rooms.Leave[roomID] != nil })
 }

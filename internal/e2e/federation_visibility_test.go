@@ -16,10 +16,7 @@ import (
 // through /backfill nor /event, while a later message is served.
 func TestFederationServerHistoryVisibility(t *testing.T) {
 	t.Parallel()
-	net := newFedNet(t, "hs1.test")
-	peer := net.addPeer(peerName, "hs1.test")
-	hs1 := net.Daemons["hs1.test"]
-	hs1.Start()
+	peer, hs1 := startWithPeer(t, false)
 	alice := hs1.Register("alice")
 	roomID := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat",
 		InitialState: []*event.Event{{Type: event.StateHistoryVisibility,

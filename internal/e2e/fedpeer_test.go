@@ -118,6 +118,25 @@ func (n *fedNet) addPeer(name, hs string) *fedPeer {
 	return p
 }
 
+// startWithPeer starts one daemon, hs1.test, with the test peer beside
+// it; a strict peer refuses what a strict server refuses (setStrict).
+func startWithPeer(t *testing.T, strict bool) (*fedPeer, *Daemon) {
+	t.Helper()
+	net := newFedNet(t, "hs1.test")
+	peer := net.addPeer(peerName, "hs1.test")
+	peer.setStrict(strict)
+	hs1 := net.Daemons["hs1.test"]
+	hs1.Start()
+	return peer, hs1
+}
+
+// writePeerJSON writes v as the peer's JSON answer, with status code.
+func writePeerJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
 // peerTransport sends matrix://name/... to the daemon called name, over
 // TLS checked against the test CA.
 type peerTransport struct {
@@ -161,9 +180,7 @@ func (p *fedPeer) routes() http.Handler {
 }
 
 func notFound(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusNotFound)
-	io.WriteString(w, `{"errcode":"M_UNRECOGNIZED","error":"test peer: not here"}`)
+	writePeerJSON(w, http.StatusNotFound, map[string]string{"errcode": "M_UNRECOGNIZED", "error": "test peer: not here"})
 }
 
 // serveKeys is GET /_matrix/key/v2/server: the peer's one key, self-signed
@@ -221,8 +238,7 @@ func (p *fedPeer) receive(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	p.mu.Unlock()
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(fclient.RespSend{PDUs: results})
+	writePeerJSON(w, http.StatusOK, fclient.RespSend{PDUs: results})
 }
 
 // callback answers a daemon's request as p.answer says, counting it.
@@ -254,9 +270,7 @@ func (p *fedPeer) misbehave(w http.ResponseWriter, r *http.Request, a peerAnswer
 		case <-p.stop:
 		}
 	case answerRefuse:
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusForbidden)
-		io.WriteString(w, `{"errcode":"M_FORBIDDEN","error":"test peer: refused"}`)
+		writePeerJSON(w, http.StatusForbidden, map[string]string{"errcode": "M_FORBIDDEN", "error": "test peer: refused"})
 	default:
 		real(w, r)
 	}
@@ -273,8 +287,7 @@ func (p *fedPeer) missingEvents(w http.ResponseWriter, r *http.Request) {
 	if res.Events == nil {
 		res.Events = gomatrixserverlib.EventJSONs{}
 	}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(res)
+	writePeerJSON(w, http.StatusOK, res)
 }
 
 // setAnswer sets how the callbacks answer from now on.

@@ -8,6 +8,15 @@ import (
 	"maunium.net/go/mautrix/event"
 )
 
+// syncAs makes one /sync of c's with set_presence=state and returns its
+// next_batch.
+func syncAs(t *testing.T, c *mautrix.Client, since string, state event.Presence) string {
+	t.Helper()
+	resp, err := c.FullSyncRequest(ctx(t), mautrix.ReqSync{Since: since, SetPresence: state})
+	noErr(t, err, "sync as %s with set_presence=%s", c.DeviceID, state)
+	return resp.NextBatch
+}
+
 // TestPresenceTwoDevicesNoStorm: one user with two sessions, one syncing
 // with set_presence=online and the other idle (set_presence=unavailable),
 // must not wake another user's long poll on every sync. The user's
@@ -23,14 +32,8 @@ func TestPresenceTwoDevicesNoStorm(t *testing.T) {
 	roomID := PublicRoom(t, alice, bob)
 
 	// Each of alice's sessions syncs once, so her presence is settled.
-	syncAs := func(c *mautrix.Client, since string, state event.Presence) string {
-		t.Helper()
-		resp, err := c.FullSyncRequest(ctx(t), mautrix.ReqSync{Since: since, SetPresence: state})
-		noErr(t, err, "sync as %s with set_presence=%s", c.DeviceID, state)
-		return resp.NextBatch
-	}
-	tok1 := syncAs(alice, "", event.PresenceOnline)
-	tok2 := syncAs(alice2, "", event.PresenceUnavailable)
+	tok1 := syncAs(t, alice, "", event.PresenceOnline)
+	tok2 := syncAs(t, alice2, "", event.PresenceUnavailable)
 	bobTok := Quiesce(t, bob, Sync(t, bob, "", "", 0).NextBatch)
 
 	// bob long-polls in a loop and reports every response.
@@ -57,8 +60,8 @@ func TestPresenceTwoDevicesNoStorm(t *testing.T) {
 
 	const rounds = 40
 	for range rounds {
-		tok1 = syncAs(alice, tok1, event.PresenceOnline)
-		tok2 = syncAs(alice2, tok2, event.PresenceUnavailable)
+		tok1 = syncAs(t, alice, tok1, event.PresenceOnline)
+		tok2 = syncAs(t, alice2, tok2, event.PresenceUnavailable)
 	}
 	// A message marks the end: every response before it came from alice's
 	// syncs alone.
@@ -100,26 +103,17 @@ func TestPresenceTwoDevicesNoStorm(t *testing.T) {
 // most present of her sessions) changes.
 func TestPresenceTwoDevicesFederation(t *testing.T) {
 	t.Parallel()
-	net := newFedNet(t, "hs1.test")
-	peer := net.addPeer(peerName, "hs1.test")
-	hs1 := net.Daemons["hs1.test"]
-	hs1.Start()
+	peer, hs1 := startWithPeer(t, false)
 	alice := hs1.Register("alice")
 	alice2 := hs1.Login("alice")
 	roomID := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat"})
 	peer.join("mallory", string(roomID))
-	syncAs := func(c *mautrix.Client, since string, state event.Presence) string {
-		t.Helper()
-		resp, err := c.FullSyncRequest(ctx(t), mautrix.ReqSync{Since: since, SetPresence: state})
-		noErr(t, err, "sync as %s with set_presence=%s", c.DeviceID, state)
-		return resp.NextBatch
-	}
-	tok1 := syncAs(alice, "", event.PresenceOnline)
-	tok2 := syncAs(alice2, "", event.PresenceUnavailable)
+	tok1 := syncAs(t, alice, "", event.PresenceOnline)
+	tok2 := syncAs(t, alice2, "", event.PresenceUnavailable)
 	const rounds = 20
 	for range rounds {
-		tok1 = syncAs(alice, tok1, event.PresenceOnline)
-		tok2 = syncAs(alice2, tok2, event.PresenceUnavailable)
+		tok1 = syncAs(t, alice, tok1, event.PresenceOnline)
+		tok2 = syncAs(t, alice2, tok2, event.PresenceUnavailable)
 	}
 	// hs1 sends a destination's EDUs and PDUs in order: once the peer has
 	// this message, it has every presence EDU sent before it.

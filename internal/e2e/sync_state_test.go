@@ -45,8 +45,7 @@ func (p *fedPeer) serveState(w http.ResponseWriter, r *http.Request) {
 	}
 	res := fclient.RespState{StateEvents: gomatrixserverlib.NewEventJSONsFromEvents(o.state),
 		AuthEvents: gomatrixserverlib.NewEventJSONsFromEvents(o.state)}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(res)
+	writePeerJSON(w, http.StatusOK, res)
 }
 
 // serveEvent is GET /event/{eventID} for an offered event.
@@ -60,8 +59,7 @@ func (p *fedPeer) serveEvent(w http.ResponseWriter, r *http.Request) {
 	}
 	txn := gomatrixserverlib.Transaction{Origin: p.Name, OriginServerTS: spec.AsTimestamp(time.Now()),
 		PDUs: []json.RawMessage{o.pdu.JSON()}}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(txn)
+	writePeerJSON(w, http.StatusOK, txn)
 }
 
 // TestSyncStateLearnedWithoutItsEvent: mallory@peer renames himself in an

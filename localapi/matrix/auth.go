@@ -160,7 +160,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, c *caller) {
 		matrixerr.Write(w, err)
 		return
 	}
-	if err := s.dropDeviceKeys(r, c, []string{c.DeviceID}); err != nil {
+	if err := s.dropDevices(r.Context(), c, []string{c.DeviceID}); err != nil {
 		matrixerr.Write(w, err)
 		return
 	}
@@ -172,7 +172,7 @@ func (s *Server) logoutAll(w http.ResponseWriter, r *http.Request, c *caller) {
 		matrixerr.Write(w, err)
 		return
 	}
-	if err := s.dropDeviceKeys(r, c, nil); err != nil {
+	if err := s.dropDevices(r.Context(), c, nil); err != nil {
 		matrixerr.Write(w, err)
 		return
 	}
@@ -185,12 +185,7 @@ func (s *Server) whoami(w http.ResponseWriter, r *http.Request, c *caller) {
 
 // getLoginToken implements POST /login/get_token (spec v1.7), behind UIA.
 func (s *Server) getLoginToken(w http.ResponseWriter, r *http.Request, c *caller) {
-	body, err := readBody(r)
-	if err != nil {
-		matrixerr.Write(w, err)
-		return
-	}
-	if err := s.passwordUIA(r, body, c); err != nil {
+	if err := s.readWithUIA(r, c, nil); err != nil {
 		matrixerr.Write(w, err)
 		return
 	}
@@ -201,6 +196,22 @@ func (s *Server) getLoginToken(w http.ResponseWriter, r *http.Request, c *caller
 		return
 	}
 	writeJSON(w, map[string]any{"login_token": tok, "expires_in_ms": ttl.Milliseconds()})
+}
+
+// readWithUIA reads the body of a request behind password UIA: into req
+// (unless nil), then the auth dict, so that a malformed body is
+// M_BAD_JSON or M_NOT_JSON before any UIA challenge.
+func (s *Server) readWithUIA(r *http.Request, c *caller, req any) error {
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	if req != nil {
+		if err := decode(body, req); err != nil {
+			return err
+		}
+	}
+	return s.passwordUIA(r, body, c)
 }
 
 // passwordUIA demands the user's password through UIA (Client-Server API

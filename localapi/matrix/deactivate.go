@@ -2,13 +2,11 @@ package matrix
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/http"
 
 	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/hearth-chat/hearth/internal/room"
-	"github.com/hearth-chat/hearth/push"
 )
 
 func (s *Server) deactivateRoutes() {
@@ -37,20 +35,11 @@ func (s *Server) deactivateRoutes() {
 // Hearth keeps no third-party identifiers, so there is nothing to unbind
 // on an identity server: id_server_unbind_result is "no-support".
 func (s *Server) deactivate(w http.ResponseWriter, r *http.Request, c *caller) {
-	body, err := readBody(r)
-	if err != nil {
-		matrixerr.Write(w, err)
-		return
-	}
 	var req struct {
 		Erase    bool   `json:"erase"`
 		IDServer string `json:"id_server"`
 	}
-	if err := decode(body, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
-	}
-	if err := s.passwordUIA(r, body, c); err != nil {
+	if err := s.readWithUIA(r, c, &req); err != nil {
 		matrixerr.Write(w, err)
 		return
 	}
@@ -65,11 +54,14 @@ func (s *Server) deactivate(w http.ResponseWriter, r *http.Request, c *caller) {
 	// The account is closed; what follows cleans up after it and must run
 	// to the end even if the client hangs up.
 	ctx := context.WithoutCancel(r.Context())
-	if err := s.dropDeviceKeys(r.WithContext(ctx), c, devices); err != nil {
-		slog.Warn("deactivate: drop device keys", "user", c.UserID, "err", err)
+	if err := s.dropDevices(ctx, c, devices); err != nil {
+		slog.Warn("deactivate: drop devices' keys and pushers", "user", c.UserID, "err", err)
 	}
-	if err := s.dropPushers(ctx, c.UserID); err != nil {
-		slog.Warn("deactivate: drop pushers", "user", c.UserID, "err", err)
+	if s.push != nil {
+		// Pushers set before their device was recorded belong to none.
+		if err := s.push.RemovePushers(ctx, c.UserID); err != nil {
+			slog.Warn("deactivate: drop pushers", "user", c.UserID, "err", err)
+		}
 	}
 	if err := s.leaveAll(ctx, c.UserID); err != nil {
 		slog.Warn("deactivate: leave rooms", "user", c.UserID, "err", err)
@@ -77,27 +69,9 @@ func (s *Server) deactivate(w http.ResponseWriter, r *http.Request, c *caller) {
 	writeJSON(w, map[string]any{"id_server_unbind_result": "no-support"})
 }
 
-// dropPushers deletes every pusher of the user, with what is queued for it.
-func (s *Server) dropPushers(ctx context.Context, userID string) error {
-	if s.push == nil {
-		return nil
-	}
-	list, err := s.push.Pushers(userID)
-	if err != nil {
-		return err
-	}
-	for _, p := range list {
-		if err := s.push.SetPusher(ctx, userID, push.SetRequest{Pusher: push.Pusher{AppID: p.AppID, Pushkey: p.Pushkey}}); err != nil {
-			return fmt.Errorf("pusher %s: %w", p.AppID, err)
-		}
-	}
-	return nil
-}
-
 // leaveAll leaves every room the user is joined to, declines every invite
-// and withdraws every knock. A room no local user is joined to is left
-// through the server the invite came from or the knock went to, as
-// POST /leave does; a room that fails is logged and the rest still go.
+// and withdraws every knock, as POST /leave does (leaveRemote for rooms no
+// local user is in); a room that fails is logged and the rest still go.
 func (s *Server) leaveAll(ctx context.Context, userID string) error {
 	list, err := s.rooms.Memberships(userID)
 	if err != nil {
@@ -108,34 +82,15 @@ func (s *Server) leaveAll(ctx context.Context, userID string) error {
 		if m.Membership != "join" && m.Membership != "invite" && m.Membership != "knock" {
 			continue
 		}
-		mr := room.MembershipRequest{Sender: userID, RoomID: m.RoomID, Target: userID, Membership: "leave"}
-		if m.Membership != "join" && !s.rooms.HasLocalJoined(m.RoomID) {
-			if err := s.leaveRemote(ctx, mr); err != nil {
-				slog.Info("deactivate: leave remote room", "room", m.RoomID, "err", err)
-				last = err
-			}
-			continue
+		handled, err := s.leaveRemote(ctx, userID, m.RoomID)
+		if !handled {
+			_, err = s.rooms.ChangeMembership(ctx, room.MembershipRequest{Sender: userID, RoomID: m.RoomID,
+				Target: userID, Membership: "leave"})
 		}
-		if _, err := s.rooms.ChangeMembership(ctx, mr); err != nil {
+		if err != nil {
 			slog.Info("deactivate: leave room", "room", m.RoomID, "err", err)
 			last = err
 		}
 	}
 	return last
-}
-
-// leaveRemote declines an invite or withdraws a knock in a room this
-// server is not in, through the server that sent the member event.
-func (s *Server) leaveRemote(ctx context.Context, mr room.MembershipRequest) error {
-	ev := s.rooms.CurrentStatePDU(mr.RoomID, "m.room.member", mr.Sender)
-	if s.fed == nil || ev == nil {
-		// Nobody to tell: record the leave locally so /sync drops the room.
-		_, err := s.rooms.ChangeMembership(ctx, mr)
-		return err
-	}
-	via := []string{serverOf(string(ev.SenderID()))}
-	if srv := serverOf(mr.RoomID); srv != "" {
-		via = append(via, srv)
-	}
-	return s.fed.LeaveRoom(ctx, mr.Sender, mr.RoomID, dedupe(via))
 }

@@ -1,6 +1,7 @@
 package matrix
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/hearth-chat/hearth/internal/matrixerr"
@@ -85,7 +86,7 @@ func (s *Server) deleteDevicesUIA(w http.ResponseWriter, r *http.Request, c *cal
 		matrixerr.Write(w, err)
 		return
 	}
-	if err := s.dropDeviceKeys(r, c, ids); err != nil {
+	if err := s.dropDevices(r.Context(), c, ids); err != nil {
 		matrixerr.Write(w, err)
 		return
 	}
@@ -94,20 +95,11 @@ func (s *Server) deleteDevicesUIA(w http.ResponseWriter, r *http.Request, c *cal
 
 // changePassword implements POST /account/password, behind UIA.
 func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, c *caller) {
-	body, err := readBody(r)
-	if err != nil {
-		matrixerr.Write(w, err)
-		return
-	}
 	var req struct {
 		NewPassword   string `json:"new_password"`
 		LogoutDevices *bool  `json:"logout_devices"`
 	}
-	if err := decode(body, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
-	}
-	if err := s.passwordUIA(r, body, c); err != nil {
+	if err := s.readWithUIA(r, c, &req); err != nil {
 		matrixerr.Write(w, err)
 		return
 	}
@@ -122,7 +114,7 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, c *calle
 		return
 	}
 	if len(dropped) > 0 {
-		if err := s.dropDeviceKeys(r, c, dropped); err != nil {
+		if err := s.dropDevices(r.Context(), c, dropped); err != nil {
 			matrixerr.Write(w, err)
 			return
 		}
@@ -135,4 +127,23 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, c *calle
 		}
 	}
 	writeJSON(w, struct{}{})
+}
+
+// dropDevices forgets what belonged to deleted devices (ids; nil for all
+// of the user's), called after the account service deleted them: their
+// E2EE state, and the pushers their access tokens set, so that a device
+// that logged out is pushed nothing more (Synapse removes them alike).
+func (s *Server) dropDevices(ctx context.Context, c *caller, ids []string) error {
+	if s.keys != nil {
+		if err := s.keys.DeleteDevices(ctx, c.UserID, ids); err != nil {
+			return err
+		}
+	}
+	if s.push == nil {
+		return nil
+	}
+	if ids == nil {
+		return s.push.RemovePushers(ctx, c.UserID)
+	}
+	return s.push.RemovePushersOf(ctx, c.UserID, ids)
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/hearth-chat/hearth/internal/matrixerr"
@@ -103,9 +104,9 @@ func (s *Server) joinRemote(r *http.Request, c *caller, roomID string, via []str
 }
 
 // remoteMembership handles the membership changes that go through another
-// server: inviting a remote user, and declining an invite to a room no
-// local user is in (through the inviting server). It reports whether it
-// handled the request.
+// server: inviting a remote user, and declining an invite to or
+// withdrawing a knock on a room no local user is in (leaveRemote). It
+// reports whether it handled the request.
 func (s *Server) remoteMembership(w http.ResponseWriter, r *http.Request, op string, mr room.MembershipRequest) bool {
 	if s.fed == nil {
 		return false
@@ -116,31 +117,74 @@ func (s *Server) remoteMembership(w http.ResponseWriter, r *http.Request, op str
 			matrixerr.Write(w, err)
 			return true
 		}
-	case op == "leave" && !s.rooms.HasLocalJoined(mr.RoomID):
-		inv := s.rooms.CurrentStatePDU(mr.RoomID, "m.room.member", mr.Sender)
-		if inv == nil {
+	case op == "leave":
+		handled, err := s.leaveRemote(r.Context(), mr.Sender, mr.RoomID)
+		if !handled {
 			return false
 		}
-		if m, _ := inv.Membership(); m != "invite" || serverOf(string(inv.SenderID())) == s.accounts.ServerName() {
-			// Not an invite, or one made here: this server holds the
-			// room's state, so the leave is built locally even when no
-			// one is joined any more.
-			return false
-		}
-		if err := s.fed.LeaveRoom(r.Context(), mr.Sender, mr.RoomID, []string{serverOf(string(inv.SenderID()))}); err != nil {
-			// The inviting server cannot take the leave (gone,
-			// unreachable, or no longer in the room): decline here, so
-			// the invite stops showing and the room moves to leave.
-			if _, lerr := s.rooms.RejectInviteLocally(r.Context(), mr.Sender, mr.RoomID); lerr != nil {
-				matrixerr.Write(w, err)
-				return true
-			}
+		if err != nil {
+			matrixerr.Write(w, err)
+			return true
 		}
 	default:
 		return false
 	}
 	writeJSON(w, struct{}{})
 	return true
+}
+
+// leaveRemote declines an invite to, or withdraws a knock on, a room no
+// local user is joined to: this server holds no state of the room to
+// build the leave on, so it goes through a resident server (make_leave,
+// send_leave): the inviting server, else the room's own. An invite whose
+// servers cannot take the leave (gone, unreachable, no longer in the
+// room) is declined here with an out-of-band leave, as rejecting an
+// invite always succeeds for the invitee (Client-Server API §"Leaving
+// rooms"). handled is false when the room engine builds the leave: no
+// federation, a room a local user is in, no invite or knock, or an
+// invite made here.
+func (s *Server) leaveRemote(ctx context.Context, userID, roomID string) (handled bool, err error) {
+	if s.fed == nil || s.rooms.HasLocalJoined(roomID) {
+		return false, nil
+	}
+	ev := s.rooms.CurrentStatePDU(roomID, "m.room.member", userID)
+	if ev == nil {
+		return false, nil
+	}
+	sender := serverOf(string(ev.SenderID()))
+	switch m, _ := ev.Membership(); {
+	case m == "invite" && sender != s.accounts.ServerName():
+		err := s.fed.LeaveRoom(ctx, userID, roomID, dedupe([]string{sender, serverOf(roomID)}))
+		if err != nil {
+			if _, lerr := s.rooms.RejectInviteLocally(ctx, userID, roomID); lerr == nil {
+				return true, nil
+			}
+		}
+		return true, err
+	case m == "knock":
+		return true, s.fed.LeaveRoom(ctx, userID, roomID, s.knockServers(roomID, ev))
+	}
+	return false, nil
+}
+
+// knockServers are the servers a knock can be withdrawn through: the
+// room's own, and those of the room's joined members that the knock's
+// knock_room_state names (the server knocked through is among them).
+func (s *Server) knockServers(roomID string, knock gomatrixserverlib.PDU) []string {
+	servers := []string{serverOf(roomID)}
+	var u struct {
+		State []struct {
+			Type     string `json:"type"`
+			StateKey string `json:"state_key"`
+			Sender   string `json:"sender"`
+		} `json:"knock_room_state"`
+	}
+	if json.Unmarshal(knock.Unsigned(), &u) == nil {
+		for _, ev := range u.State {
+			servers = append(servers, serverOf(ev.Sender))
+		}
+	}
+	return dedupe(servers)
 }
 
 func (s *Server) hasOtherServer(servers []string) bool {

@@ -24,6 +24,10 @@ const (
 	hierarchyMaxLimit     = 100
 	hierarchyMaxDepth     = 50
 	hierarchyPageTTL      = 10 * time.Minute
+	// hierarchyMaxWalks bounds the walks kept between pages: each holds
+	// a stack and the summaries other servers sent, and a client may
+	// start walks it never finishes.
+	hierarchyMaxWalks = 256
 )
 
 // hierarchyWalk is the state of one paginated walk: the rooms still to
@@ -39,6 +43,7 @@ type hierarchyWalk struct {
 	remote        map[string]*room.SpaceRoom
 	denied        map[string]bool // children their server called inaccessible
 	expires       time.Time
+	seq           uint64 // order of put, to evict the oldest
 }
 
 type hierarchyEntry struct {
@@ -52,6 +57,7 @@ type hierarchyEntry struct {
 type hierarchyPages struct {
 	mu    sync.Mutex
 	walks map[string]*hierarchyWalk
+	seq   uint64
 }
 
 func (p *hierarchyPages) put(w *hierarchyWalk) string {
@@ -61,13 +67,20 @@ func (p *hierarchyPages) put(w *hierarchyWalk) string {
 	if p.walks == nil {
 		p.walks = map[string]*hierarchyWalk{}
 	}
+	oldest := ""
 	for k, old := range p.walks {
 		if now.After(old.expires) {
 			delete(p.walks, k)
+		} else if oldest == "" || old.seq < p.walks[oldest].seq {
+			oldest = k
 		}
 	}
+	if len(p.walks) >= hierarchyMaxWalks {
+		delete(p.walks, oldest) // its client has to start over
+	}
 	token := account.RandomString(16)
-	w.expires = now.Add(hierarchyPageTTL)
+	p.seq++
+	w.expires, w.seq = now.Add(hierarchyPageTTL), p.seq
 	p.walks[token] = w
 	return token
 }

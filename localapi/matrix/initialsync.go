@@ -37,7 +37,7 @@ func (s *Server) roomInitialSync(w http.ResponseWriter, r *http.Request, c *call
 		return
 	}
 	now, _ := s.rooms.Pos()
-	page, err := s.rooms.Messages(c.UserID, c.DeviceID, roomID, now, 0, room.Backward, room.EventFilter{Limit: limit})
+	page, err := s.rooms.Messages(c.UserID, c.Session, roomID, now, 0, room.Backward, room.EventFilter{Limit: limit})
 	if err != nil {
 		matrixerr.Write(w, err)
 		return
@@ -104,32 +104,21 @@ func (s *Server) roomAccountData(c *caller, roomID string) []json.RawMessage {
 // roomPresence is the presence of the room's joined members, as far as
 // it is known: local users always, other servers' users once their server
 // has sent it.
-func (s *Server) roomPresence(c *caller, roomID string) []any {
-	out := []any{}
+func (s *Server) roomPresence(c *caller, roomID string) []json.RawMessage {
+	out := []json.RawMessage{}
 	members, err := s.rooms.JoinedMembers(c.UserID, roomID)
 	if err != nil {
 		return out
-	}
-	var remote map[string]json.RawMessage
-	if s.fed != nil {
-		remote, _ = s.fed.RemotePresence(0, 0)
 	}
 	users := make([]string, 0, len(members))
 	for uid := range members {
 		users = append(users, uid)
 	}
 	sort.Strings(users)
+	var remote map[string]json.RawMessage
 	for _, uid := range users {
-		var content any
-		if serverOf(uid) == s.accounts.ServerName() {
-			if u, err := s.accounts.Get(s.accounts.Localpart(uid)); err == nil && u != nil {
-				content = s.presence.content(u)
-			}
-		} else if remote[uid] != nil {
-			content = remote[uid]
-		}
-		if content != nil {
-			out = append(out, map[string]any{"type": "m.presence", "sender": uid, "content": content})
+		if content := s.presence.userContent(uid, &remote); content != nil {
+			out = append(out, presenceEvent(uid, content))
 		}
 	}
 	return out

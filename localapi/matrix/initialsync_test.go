@@ -140,3 +140,34 @@ func TestThirdPartyLookups(t *testing.T) {
 	}
 	c.call(t, "GET", v3+"/thirdparty/protocols", "", nil).wantError(t, 401, "M_MISSING_TOKEN")
 }
+
+// TestRoomInitialSyncTxnID: the messages of GET /initialSync show the
+// sending session its unsigned.transaction_id, as every other read of the
+// timeline does (Client-Server API §"Transaction identifiers"): the
+// transaction scope is the login session, not the device ID.
+func TestRoomInitialSyncTxnID(t *testing.T) {
+	ts := newTestServer(t)
+	alice := ts.register(t, "alice")
+	roomID := ts.createRoom(t, alice, nil)
+	covSend(t, ts, alice, roomID, "m.room.message", "txn1", map[string]any{"msgtype": "m.text", "body": "hi"})
+	r := ts.do(t, "GET", v3+"/rooms/"+url.PathEscape(roomID)+"/initialSync", alice.Token, nil)
+	r.wantStatus(t, 200)
+	var got struct {
+		Messages struct {
+			Chunk []struct {
+				Type     string         `json:"type"`
+				Unsigned map[string]any `json:"unsigned"`
+			} `json:"chunk"`
+		} `json:"messages"`
+	}
+	if err := json.Unmarshal(r.Body, &got); err != nil {
+		t.Fatal(err)
+	}
+	chunk := got.Messages.Chunk
+	if len(chunk) == 0 || chunk[len(chunk)-1].Type != "m.room.message" {
+		t.Fatalf("last message is not the one sent: %+v", chunk)
+	}
+	if txn := chunk[len(chunk)-1].Unsigned["transaction_id"]; txn != "txn1" {
+		t.Errorf("sender's initialSync: transaction_id %v, want txn1", txn)
+	}
+}

@@ -198,12 +198,3 @@ func (s *Server) signaturesUpload(w http.ResponseWriter, r *http.Request, c *cal
 	}
 	writeJSON(w, map[string]any{"failures": failures})
 }
-
-// dropDeviceKeys forgets the E2EE state of deleted devices; called after
-// the account service deleted them.
-func (s *Server) dropDeviceKeys(r *http.Request, c *caller, ids []string) error {
-	if s.keys == nil {
-		return nil
-	}
-	return s.keys.DeleteDevices(r.Context(), c.UserID, ids)
-}

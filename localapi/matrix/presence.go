@@ -2,10 +2,8 @@ package matrix
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"net/http"
-	"sort"
 	"sync"
 	"time"
 
@@ -138,13 +136,11 @@ func (p *presence) user(localpart string) *userPresence {
 	return up
 }
 
-// touch records that a device is making a request (a /sync) that asks for
-// state, for as long as ctx lives, and stores the user's presence if the
-// aggregate over their devices changed. ctx is the request's context, which
-// ends when the handler returns: that is when the device's 30 s begin.
-func (p *presence) touch(ctx context.Context, c *caller, state string) {
+// device records that the caller's device asks for state now (a request
+// of the user's, and an active one if online) and returns its entry;
+// p.mu must be held.
+func (p *presence) device(c *caller, state string) *devicePresence {
 	now := time.Now()
-	p.mu.Lock()
 	up := p.user(c.Localpart)
 	d := up.devices[c.DeviceID]
 	if d == nil {
@@ -152,11 +148,21 @@ func (p *presence) touch(ctx context.Context, c *caller, state string) {
 		up.devices[c.DeviceID] = d
 	}
 	d.state, d.seen = state, now
-	d.inFlight++
 	up.synced = now
 	if state == "online" {
 		up.lastActive = now
 	}
+	return d
+}
+
+// touch records that a device is making a request (a /sync) that asks for
+// state, for as long as ctx lives, and stores the user's presence if the
+// aggregate over their devices changed. ctx is the request's context, which
+// ends when the handler returns: that is when the device's 30 s begin.
+func (p *presence) touch(ctx context.Context, c *caller, state string) {
+	p.mu.Lock()
+	d := p.device(c, state)
+	d.inFlight++
 	p.mu.Unlock()
 	context.AfterFunc(ctx, func() {
 		p.mu.Lock()
@@ -249,19 +255,8 @@ func (p *presence) settle(ctx context.Context, localpart string, statusMsg *stri
 // set is PUT /presence: the device's state is what it asks for (it counts
 // like a /sync that just ended) and the status message is the user's.
 func (p *presence) set(ctx context.Context, c *caller, state, statusMsg string) error {
-	now := time.Now()
 	p.mu.Lock()
-	up := p.user(c.Localpart)
-	d := up.devices[c.DeviceID]
-	if d == nil {
-		d = &devicePresence{}
-		up.devices[c.DeviceID] = d
-	}
-	d.state, d.seen = state, now
-	up.synced = now
-	if state == "online" {
-		up.lastActive = now
-	}
+	p.device(c, state)
 	p.mu.Unlock()
 	return p.settle(ctx, c.Localpart, &statusMsg)
 }
@@ -275,83 +270,6 @@ func (p *presence) announce(ctx context.Context, userID, state, statusMsg string
 	if err := p.fed.SendPresence(context.WithoutCancel(ctx), userID, state, statusMsg, 0, state == "online"); err != nil {
 		slog.Info("presence: federation send failed", "user", userID, "err", err)
 	}
-}
-
-func (p *presence) content(u *account.User) map[string]any {
-	state := u.Presence
-	if state == "" {
-		state = "offline"
-	}
-	c := map[string]any{"presence": state, "currently_active": false}
-	p.mu.Lock()
-	var last time.Time
-	if up := p.users[u.Localpart]; up != nil {
-		last = up.lastActive
-	}
-	p.mu.Unlock()
-	if !last.IsZero() {
-		ago := time.Since(last)
-		c["last_active_ago"] = ago.Milliseconds()
-		c["currently_active"] = state == "online" && ago < 5*time.Minute
-	}
-	if u.StatusMsg != "" {
-		c["status_msg"] = u.StatusMsg
-	}
-	if u.DisplayName != "" {
-		c["displayname"] = u.DisplayName
-	}
-	if u.AvatarURL != "" {
-		c["avatar_url"] = u.AvatarURL
-	}
-	return c
-}
-
-// since returns m.presence events for users who share a room with the
-// caller (and the caller) whose presence changed in (from, to].
-func (p *presence) since(c *caller, from, to uint64) ([]json.RawMessage, error) {
-	users, err := p.accounts.PresenceChanges(from, to)
-	if err != nil {
-		return nil, err
-	}
-	out := []json.RawMessage{}
-	for _, lp := range users {
-		uid := p.accounts.UserID(lp)
-		if lp != c.Localpart && !p.rooms.SharesRoom(c.UserID, uid) {
-			continue
-		}
-		u, err := p.accounts.Get(lp)
-		if err != nil || u == nil {
-			continue
-		}
-		b, _ := json.Marshal(map[string]any{"type": "m.presence", "sender": uid, "content": p.content(u)})
-		out = append(out, b)
-	}
-	return p.remoteSince(c, from, to, out)
-}
-
-// remoteSince adds the presence of other servers' users who share a room
-// with the caller and whose presence arrived in (from, to].
-func (p *presence) remoteSince(c *caller, from, to uint64, out []json.RawMessage) ([]json.RawMessage, error) {
-	if p.fed == nil {
-		return out, nil
-	}
-	remote, err := p.fed.RemotePresence(from, to)
-	if err != nil {
-		return nil, err
-	}
-	users := make([]string, 0, len(remote))
-	for uid := range remote {
-		users = append(users, uid)
-	}
-	sort.Strings(users)
-	for _, uid := range users {
-		if !p.rooms.SharesRoom(c.UserID, uid) {
-			continue
-		}
-		b, _ := json.Marshal(map[string]any{"type": "m.presence", "sender": uid, "content": remote[uid]})
-		out = append(out, b)
-	}
-	return out, nil
 }
 
 func (s *Server) getPresence(w http.ResponseWriter, r *http.Request, c *caller) {

@@ -1,12 +1,10 @@
 package matrix
 
 import (
-	"context"
 	"encoding/json"
 	"math"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/hearth-chat/hearth/internal/room"
@@ -35,104 +33,6 @@ func (s *Server) createRoom(w http.ResponseWriter, r *http.Request, c *caller) {
 	s.inviteRemote(r.Context(), c.UserID, id, req)
 	writeJSON(w, map[string]any{"room_id": id})
 }
-
-// joinRoom serves both POST /join/{roomIdOrAlias} and /rooms/{roomId}/join.
-func (s *Server) joinRoom(w http.ResponseWriter, r *http.Request, c *caller) {
-	target := r.PathValue("roomIdOrAlias")
-	if target == "" {
-		target = r.PathValue("roomId")
-	}
-	var req struct {
-		Reason string `json:"reason"`
-	}
-	var body map[string]json.RawMessage
-	if err := readJSON(r, &body); err != nil {
-		matrixerr.Write(w, err)
-		return
-	}
-	if raw, ok := body["reason"]; ok {
-		if err := json.Unmarshal(raw, &req.Reason); err != nil {
-			matrixerr.Write(w, matrixerr.BadJSON("reason must be a string"))
-			return
-		}
-	}
-	roomID, via, err := s.roomAndServers(r, target)
-	if err != nil {
-		matrixerr.Write(w, err)
-		return
-	}
-	if s.fed != nil && !s.rooms.HasLocalJoined(roomID) && s.hasOtherServer(via) {
-		// No one here is in the room: join through another server.
-		if err := s.joinRemote(r, c, roomID, via, req.Reason, joinExtra(body)); err != nil {
-			matrixerr.Write(w, err)
-			return
-		}
-		s.carryToUpgraded(r.Context(), c.UserID, roomID) // upgrade.go
-		writeJSON(w, map[string]any{"room_id": roomID})
-		return
-	}
-	if !s.rooms.RoomExists(roomID) {
-		matrixerr.Write(w, matrixerr.NotFound("no known server can join that room"))
-		return
-	}
-	if _, err := s.rooms.ChangeMembership(r.Context(), room.MembershipRequest{Sender: c.UserID, RoomID: roomID,
-		Target: c.UserID, Membership: "join", Reason: req.Reason, Profile: s.profileOf(c),
-		Extra: joinExtra(body)}); err != nil {
-		if err = s.joinElsewhere(r, c, roomID, via, req.Reason, joinExtra(body), err); err != nil {
-			matrixerr.Write(w, err)
-			return
-		}
-	}
-	s.carryToUpgraded(r.Context(), c.UserID, roomID) // upgrade.go
-	writeJSON(w, map[string]any{"room_id": roomID})
-}
-
-// joinExtra is the custom content of a join request's body that goes into
-// the member event (Complement "POST /join/:room_id can join a room with
-// custom content"): everything but the fields the spec gives a meaning
-// to. membership is always set by the server.
-func joinExtra(body map[string]json.RawMessage) map[string]json.RawMessage {
-	extra := map[string]json.RawMessage{}
-	for k, v := range body {
-		switch k {
-		case "membership", "reason", "third_party_signed":
-			continue
-		}
-		extra[k] = v
-	}
-	return extra
-}
-
-// inviteeProfile is the invitee's displayname and avatar_url, put into the
-// invite event so that clients can show who was invited before they join
-// (as Synapse does): read locally for local users, asked of the user's
-// server for remote ones, briefly and best effort.
-func (s *Server) inviteeProfile(r *http.Request, userID string) map[string]json.RawMessage {
-	var name, avatar string
-	if serverOf(userID) == s.accounts.ServerName() {
-		u, err := s.accounts.Get(s.accounts.Localpart(userID))
-		if err != nil || u == nil {
-			return nil
-		}
-		name, avatar = u.DisplayName, u.AvatarURL
-	} else if s.fed != nil {
-		ctx, cancel := context.WithTimeout(r.Context(), inviteProfileTimeout)
-		defer cancel()
-		name, avatar, _ = s.fed.QueryProfile(ctx, userID, "")
-	}
-	out := map[string]json.RawMessage{}
-	if name != "" {
-		out["displayname"], _ = json.Marshal(name)
-	}
-	if avatar != "" {
-		out["avatar_url"], _ = json.Marshal(avatar)
-	}
-	return out
-}
-
-// inviteProfileTimeout bounds the profile query an invite of a remote user
-// makes: the invite must not wait on a slow server for a nicety.
-const inviteProfileTimeout = 2 * time.Second
 
 // membership serves leave, invite, kick, ban and unban.
 func (s *Server) membership(op string) func(http.ResponseWriter, *http.Request, *caller) {
@@ -340,109 +240,6 @@ func (s *Server) joinedRooms(w http.ResponseWriter, r *http.Request, c *caller) 
 		return
 	}
 	writeJSON(w, map[string]any{"joined_rooms": ids})
-}
-
-func (s *Server) typing(w http.ResponseWriter, r *http.Request, c *caller) {
-	if r.PathValue("userId") != c.UserID {
-		matrixerr.Write(w, matrixerr.Forbidden("you may only set your own typing state"))
-		return
-	}
-	var req struct {
-		Typing  *bool `json:"typing"`
-		Timeout int64 `json:"timeout"`
-	}
-	if err := readJSON(r, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
-	}
-	if req.Typing == nil {
-		matrixerr.Write(w, matrixerr.MissingParam("typing is required"))
-		return
-	}
-	if err := s.rooms.SetTyping(c.UserID, r.PathValue("roomId"), *req.Typing, time.Duration(req.Timeout)*time.Millisecond); err != nil {
-		matrixerr.Write(w, err)
-		return
-	}
-	s.federateTyping(r, c, r.PathValue("roomId"), *req.Typing)
-	writeJSON(w, struct{}{})
-}
-
-func (s *Server) receipt(w http.ResponseWriter, r *http.Request, c *caller) {
-	var req struct {
-		ThreadID *string `json:"thread_id"`
-	}
-	if err := readJSON(r, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
-	}
-	roomID, typ, eventID := r.PathValue("roomId"), r.PathValue("receiptType"), r.PathValue("eventId")
-	threadID := ""
-	if req.ThreadID != nil {
-		// receipts.yaml: 400 for an empty thread_id, or one given for a
-		// receipt type that has no threads.
-		if *req.ThreadID == "" || typ == "m.fully_read" {
-			matrixerr.Write(w, matrixerr.InvalidParam("thread_id must be a non-empty string on m.read or m.read.private"))
-			return
-		}
-		threadID = *req.ThreadID
-	}
-	var err error
-	if typ == "m.fully_read" {
-		err = s.setFullyRead(r, c, roomID, eventID)
-	} else {
-		err = s.rooms.SetReceipt(r.Context(), c.UserID, roomID, typ, eventID, threadID)
-	}
-	if err != nil {
-		matrixerr.Write(w, err)
-		return
-	}
-	if typ == "m.read" {
-		s.federateReceipt(r, c, roomID, eventID, threadID)
-	}
-	writeJSON(w, struct{}{})
-}
-
-// readMarkers implements POST /rooms/{roomId}/read_markers.
-func (s *Server) readMarkers(w http.ResponseWriter, r *http.Request, c *caller) {
-	var req struct {
-		FullyRead   string `json:"m.fully_read"`
-		Read        string `json:"m.read"`
-		ReadPrivate string `json:"m.read.private"`
-	}
-	if err := readJSON(r, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
-	}
-	roomID := r.PathValue("roomId")
-	if req.FullyRead != "" {
-		if err := s.setFullyRead(r, c, roomID, req.FullyRead); err != nil {
-			matrixerr.Write(w, err)
-			return
-		}
-	}
-	for typ, id := range map[string]string{"m.read": req.Read, "m.read.private": req.ReadPrivate} {
-		if id == "" {
-			continue
-		}
-		if err := s.rooms.SetReceipt(r.Context(), c.UserID, roomID, typ, id, ""); err != nil {
-			matrixerr.Write(w, err)
-			return
-		}
-		if typ == "m.read" {
-			s.federateReceipt(r, c, roomID, id, "")
-		}
-	}
-	writeJSON(w, struct{}{})
-}
-
-// setFullyRead stores the fully-read marker, which the spec keeps as room
-// account data of type m.fully_read.
-func (s *Server) setFullyRead(r *http.Request, c *caller, roomID, eventID string) error {
-	if _, err := s.rooms.Event(c.UserID, roomID, eventID); err != nil {
-		return err
-	}
-	b, _ := json.Marshal(map[string]string{"event_id": eventID})
-	return s.accounts.PutAccountData(r.Context(), c.Localpart, roomID, "m.fully_read", b)
 }
 
 func validUserID(id string) bool {

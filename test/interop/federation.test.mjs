@@ -11,34 +11,9 @@
 
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { createRequire } from "node:module";
-import { fileURLToPath } from "node:url";
-import * as RustCrypto from "@matrix-org/matrix-sdk-crypto-wasm";
-import { ClientEvent, MatrixEventEvent, SyncState, createClient } from "matrix-js-sdk";
-import { logger as sdkLogger } from "matrix-js-sdk/lib/logger.js";
+import { MatrixEventEvent } from "matrix-js-sdk";
 import { startFederation, withTimeout } from "./hearth.mjs";
-
-const SDK_LOG_LEVEL = process.env.HEARTH_INTEROP_SDK_LOG ?? "error";
-sdkLogger.setLevel(SDK_LOG_LEVEL, false);
-{
-    const sdkRequire = createRequire(fileURLToPath(import.meta.resolve("matrix-js-sdk/package.json")));
-    for (const l of Object.values(sdkRequire("loglevel").getLoggers())) l.setLevel(SDK_LOG_LEVEL, false);
-}
-if (!process.env.HEARTH_INTEROP_SDK_LOG) sdkLogger.getChild("MatrixRTCSessionManager").setLevel("silent", false);
-
-// Errors only from the SDK's per-client loggers (see crypto.test.mjs).
-const quietLogger = {
-    trace() {}, debug() {}, info() {}, warn() {},
-    error: (...msg) => console.error(...msg),
-    getChild: () => quietLogger,
-};
-
-// The SDK leaves timers behind (see interop.test.mjs); unref them so the
-// runner can report once the tests are over.
-const realSetTimeout = globalThis.setTimeout;
-globalThis.setTimeout = function setTimeout(fn, ms, ...args) {
-    return realSetTimeout(fn, ms, ...args).unref();
-};
+import { cryptoClient, until } from "./sdk.mjs";
 
 let federation;
 const clients = [];
@@ -48,67 +23,11 @@ after(async () => {
     await federation?.stop();
 });
 
-/** Polls `cond` until it is true. */
-async function until(cond, ms, what) {
-    await withTimeout(
-        (async () => {
-            while (!cond()) await new Promise((r) => realSetTimeout(r, 50));
-        })(),
-        ms,
-        what,
-    );
-}
-
-/**
- * Registers a user on `hearth` and returns a started client with Rust
- * crypto, and the bodies of the /sync responses it received, in order.
- */
-async function cryptoClient(hearth, name) {
-    const res = await fetch(`${hearth.baseUrl}/_matrix/client/v3/register`, {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ username: name, password: `${name}-pw-123456`, auth: { type: "m.login.dummy" } }),
-    });
-    assert.equal(res.status, 200, `register ${name}`);
-    const creds = await res.json();
-    const syncs = [];
-    // What the server answered to /sync, as the SDK received it.
-    const fetchFn = async (url, init) => {
-        const r = await fetch(url, init);
-        if (new URL(url).pathname.endsWith("/sync") && r.ok) syncs.push(await r.clone().json());
-        return r;
-    };
-    const client = createClient({
-        baseUrl: hearth.baseUrl,
-        userId: creds.user_id,
-        accessToken: creds.access_token,
-        deviceId: creds.device_id,
-        fetchFn,
-        ...(process.env.HEARTH_INTEROP_SDK_LOG ? {} : { logger: quietLogger }),
-    });
-    clients.push(client);
-    await withTimeout(client.initRustCrypto({ useIndexedDB: false }), 20_000, `${name}: initRustCrypto`);
-    if (!process.env.HEARTH_INTEROP_SDK_LOG) new RustCrypto.Tracing(RustCrypto.LoggerLevel.Error).turnOff();
-    const ready = new Promise((resolve) => {
-        const onSync = (state, _prev, data) => {
-            if (state === SyncState.Prepared || state === SyncState.Error) {
-                client.off(ClientEvent.Sync, onSync);
-                resolve([state, data]);
-            }
-        };
-        client.on(ClientEvent.Sync, onSync);
-    });
-    await client.startClient({ initialSyncLimit: 10 });
-    const [state, data] = await withTimeout(ready, 15_000, `${name}: initial sync`);
-    assert.equal(state, SyncState.Prepared, `${name}: sync failed: ${data?.error}`);
-    return { client, syncs };
-}
-
 test("matrix-js-sdk over federation: a user of another server joins an encrypted room and talks in it without a reload", { timeout: 120_000 }, async () => {
     federation = await startFederation(["hs1.test", "hs2.test"]);
     const { servers } = federation;
-    const { client: alice } = await cryptoClient(servers["hs1.test"], "alice");
-    const { client: bob, syncs: bobSyncs } = await cryptoClient(servers["hs2.test"], "bob");
+    const { client: alice } = await cryptoClient(servers["hs1.test"].baseUrl, "alice", clients);
+    const { client: bob, syncs: bobSyncs } = await cryptoClient(servers["hs2.test"].baseUrl, "bob", clients);
     const aliceId = alice.getUserId();
     const bobId = bob.getUserId();
 

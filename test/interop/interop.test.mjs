@@ -10,11 +10,8 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { access, constants, mkdtemp, rm } from "node:fs/promises";
-import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import {
     ClientEvent,
     Direction,
@@ -27,38 +24,8 @@ import {
     SyncState,
     createClient,
 } from "matrix-js-sdk";
-import { logger as sdkLogger } from "matrix-js-sdk/lib/logger.js";
 import { HEARTH_BIN, Hearth, SERVER_NAME, freePort, sleep, withTimeout } from "./hearth.mjs";
-
-// Quiet the SDK (HEARTH_INTEROP_SDK_LOG=debug to see everything). Its root
-// logger honours setLevel, but its child loggers (getChild) are pinned to
-// DEBUG when created, so set every logger registered with the SDK's loglevel.
-const SDK_LOG_LEVEL = process.env.HEARTH_INTEROP_SDK_LOG ?? "error";
-sdkLogger.setLevel(SDK_LOG_LEVEL, false);
-{
-    const sdkRequire = createRequire(fileURLToPath(import.meta.resolve("matrix-js-sdk/package.json")));
-    for (const l of Object.values(sdkRequire("loglevel").getLoggers())) l.setLevel(SDK_LOG_LEVEL, false);
-}
-// SDK quirk: MatrixRTCSessionManager logs "Got room state event for unknown
-// room" at ERROR for every state event of a brand-new room, because the SDK
-// emits room state before storing the room (matrix-js-sdk#3781, #4808).
-if (!process.env.HEARTH_INTEROP_SDK_LOG) sdkLogger.getChild("MatrixRTCSessionManager").setLevel("silent", false);
-
-// SDK quirk: the SDK leaves timers behind that nothing clears. Its
-// FetchHttpApi timeoutSignal() ponyfill arms a setTimeout for every request
-// (30 s + 80 s = 110 s for each /sync long-poll) and never clears it;
-// ServerCapabilities re-arms a ~30 s retry when stopClient() aborts its
-// request; the keepalive can re-arm after stopClient() in the start-up error
-// path. Once the tests are over these would keep Node idle for up to two
-// minutes before the runner can report, so timers created through the global
-// setTimeout (the SDK's, and undici's) are unref'd: they still fire while the
-// process is alive (the hearth child process keeps it alive during the tests).
-// The test's own timers use realSetTimeout and are unaffected.
-const realSetTimeout = globalThis.setTimeout;
-globalThis.setTimeout = function setTimeout(fn, ms, ...args) {
-    return realSetTimeout(fn, ms, ...args).unref();
-};
-globalThis.setTimeout[promisify.custom] = realSetTimeout[promisify.custom];
+import "./sdk.mjs"; // quiets the SDK and unrefs its timers
 
 const PASSWORD = { alice: "alice-correct-horse-1", bob: "bob-battery-staple-2" };
 const HISTORY = 30;

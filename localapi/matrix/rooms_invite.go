@@ -2,7 +2,10 @@ package matrix
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
+	"net/http"
+	"time"
 
 	"github.com/hearth-chat/hearth/internal/room"
 )
@@ -36,3 +39,34 @@ func (s *Server) inviteRemote(ctx context.Context, sender, roomID string, req ro
 		}
 	}
 }
+
+// inviteeProfile is the invitee's displayname and avatar_url, put into the
+// invite event so that clients can show who was invited before they join
+// (as Synapse does): read locally for local users, asked of the user's
+// server for remote ones, briefly and best effort.
+func (s *Server) inviteeProfile(r *http.Request, userID string) map[string]json.RawMessage {
+	var name, avatar string
+	if serverOf(userID) == s.accounts.ServerName() {
+		u, err := s.accounts.Get(s.accounts.Localpart(userID))
+		if err != nil || u == nil {
+			return nil
+		}
+		name, avatar = u.DisplayName, u.AvatarURL
+	} else if s.fed != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), inviteProfileTimeout)
+		defer cancel()
+		name, avatar, _ = s.fed.QueryProfile(ctx, userID, "")
+	}
+	out := map[string]json.RawMessage{}
+	if name != "" {
+		out["displayname"], _ = json.Marshal(name)
+	}
+	if avatar != "" {
+		out["avatar_url"], _ = json.Marshal(avatar)
+	}
+	return out
+}
+
+// inviteProfileTimeout bounds the profile query an invite of a remote user
+// makes: the invite must not wait on a slow server for a nicety.
+const inviteProfileTimeout = 2 * time.Second
