@@ -101,6 +101,17 @@ func (a *Accounts) ErasedIn(tx *store.Tx, userID string) (uint64, bool) {
 	return u.ErasedPos, true
 }
 
+// AnyErased reports whether any user has asked for erasure.
+func (a *Accounts) AnyErased() (bool, error) {
+	users, err := a.List()
+	for _, u := range users {
+		if u.Erased {
+			return true, nil
+		}
+	}
+	return false, err
+}
+
 // errDeactivated is what every way in answers for a deactivated account.
 func errDeactivated() error {
 	return matrixerr.UserDeactivated("this account has been deactivated")

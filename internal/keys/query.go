@@ -172,25 +172,29 @@ func (s *Service) Claim(ctx context.Context, want map[string]map[string]string) 
 }
 
 func claimOne(tx *store.Tx, user, dev, alg string) (string, json.RawMessage, error) {
-	// The oldest upload first: a device holds at most a few hundred keys,
-	// so the scan is short.
+	// The oldest upload first: the first otkorder entry of the device.
 	prefix := store.Key(user, dev, alg, "")
-	var oldestKey []byte
-	var oldestJSON json.RawMessage
-	var oldestSeq uint64
-	c := tx.Cursor(store.OneTimeKeys)
-	for k, v := c.Seek(prefix); k != nil && strings.HasPrefix(string(k), string(prefix)); k, v = c.Next() {
-		seq, keyJSON := decodeOTK(v)
-		if oldestKey == nil || seq < oldestSeq {
-			oldestKey, oldestSeq = append([]byte(nil), k...), seq
-			oldestJSON = append(json.RawMessage(nil), keyJSON...)
+	for {
+		k, _ := tx.Cursor(store.OTKOrder).Seek(prefix)
+		if k == nil || len(k) <= len(prefix)+8 || !strings.HasPrefix(string(k), string(prefix)) {
+			break
 		}
-	}
-	if oldestKey != nil {
-		if err := tx.Delete(store.OneTimeKeys, oldestKey); err != nil {
+		order := append([]byte(nil), k...)
+		id := string(order[len(prefix)+8:])
+		key := store.Key(user, dev, alg, id)
+		v := tx.Get(store.OneTimeKeys, key)
+		if err := tx.Delete(store.OTKOrder, order); err != nil {
 			return "", nil, err
 		}
-		return string(oldestKey[len(prefix):]), oldestJSON, nil
+		if v == nil {
+			continue // an entry whose key went another way
+		}
+		_, keyJSON := decodeOTK(v)
+		keyJSON = append(json.RawMessage(nil), keyJSON...)
+		if err := tx.Delete(store.OneTimeKeys, key); err != nil {
+			return "", nil, err
+		}
+		return id, keyJSON, nil
 	}
 	fbKey := store.Key(user, dev, alg)
 	v := tx.Get(store.FallbackKeys, fbKey)

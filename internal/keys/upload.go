@@ -205,6 +205,10 @@ func (s *Service) Store(ctx context.Context, userID, deviceID string, up *Upload
 			if err := tx.Put(store.OneTimeKeys, key, encodeOTK(seq, k.JSON)); err != nil {
 				return err
 			}
+			order := store.OTKOrderKey(store.Key(userID, deviceID, k.Algorithm, ""), seq, []byte(k.ID))
+			if err := tx.Put(store.OTKOrder, order, nil); err != nil {
+				return err
+			}
 		}
 		for _, k := range up.FallbackKeys {
 			if err := putJSON(tx, store.FallbackKeys, store.Key(userID, deviceID, k.Algorithm),
@@ -222,10 +226,9 @@ func (s *Service) Store(ctx context.Context, userID, deviceID string, up *Upload
 }
 
 // A stored one-time key is 0x00, its upload sequence number (8 bytes)
-// and its JSON, so that claims hand keys out oldest first (MSC4225,
-// Complement TestKeyClaimOrdering). Keys stored before the sequence
-// existed are their bare JSON (never starting with 0x00) and count as
-// older than any other.
+// and its JSON; the otkorder bucket lists the keys by that number, so
+// that claims hand keys out oldest first (MSC4225, Complement
+// TestKeyClaimOrdering) with one seek.
 func encodeOTK(seq uint64, keyJSON []byte) []byte {
 	return append(append([]byte{0}, store.PutU64(seq)...), keyJSON...)
 }
@@ -234,7 +237,7 @@ func decodeOTK(v []byte) (seq uint64, keyJSON []byte) {
 	if len(v) >= 9 && v[0] == 0 {
 		return store.U64(v[1:9]), v[9:]
 	}
-	return 0, v
+	return 0, v // schema 2 rewrote bare values; read one as the oldest
 }
 
 // jsonEqual compares two JSON values by meaning, not bytes.

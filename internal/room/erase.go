@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"sync"
+	"sync/atomic"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/tidwall/gjson"
@@ -37,6 +38,10 @@ type erasures struct {
 	mu     sync.RWMutex
 	lookup ErasedFunc
 	known  map[string]erasure
+	// some is set once any user has asked for erasure. Until then nobody
+	// is looked up, so a search matching 80,000 messages need not read
+	// each one's sender (Scope.CanMatch).
+	some atomic.Bool
 }
 
 type erasure struct {
@@ -45,11 +50,12 @@ type erasure struct {
 }
 
 // SetErased tells the engine where to learn which users asked for
-// erasure.
-func (e *Engine) SetErased(f ErasedFunc) {
+// erasure, and whether any has yet (MarkErased records the next ones).
+func (e *Engine) SetErased(f ErasedFunc, some bool) {
 	e.erased.mu.Lock()
 	defer e.erased.mu.Unlock()
 	e.erased.lookup, e.erased.known = f, nil
+	e.erased.some.Store(some)
 }
 
 // MarkErased records that userID asked for erasure at pos; events served
@@ -61,6 +67,7 @@ func (e *Engine) MarkErased(userID string, pos uint64) {
 		e.erased.known = map[string]erasure{}
 	}
 	e.erased.known[userID] = erasure{pos: pos, erased: true}
+	e.erased.some.Store(true)
 }
 
 // erasedAt reports whether sender asked for erasure, and when. Users of
@@ -73,6 +80,9 @@ func (e *Engine) erasedAt(tx *store.Tx, sender string) (uint64, bool) {
 }
 
 func (x *erasures) of(tx *store.Tx, userID string) (uint64, bool) {
+	if !x.some.Load() {
+		return 0, false
+	}
 	x.mu.RLock()
 	er, ok := x.known[userID]
 	lookup := x.lookup

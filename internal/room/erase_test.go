@@ -31,7 +31,7 @@ func TestErasureAsksOnlyAboutLocalSenders(t *testing.T) {
 	e.SetErased(func(_ *store.Tx, userID string) (uint64, bool) {
 		asked = append(asked, userID)
 		return 0, false
-	})
+	}, true)
 	now, _ := e.Pos()
 	page, err := e.Messages(bob, "", roomID, now, 0, Backward, EventFilter{Limit: 100})
 	if err != nil {
@@ -45,6 +45,37 @@ func TestErasureAsksOnlyAboutLocalSenders(t *testing.T) {
 	}
 	if n := len(e.erased.known); n != 1 {
 		t.Errorf("%d senders cached, want 1 (alice)", n)
+	}
+}
+
+// TestNoErasureNoLookups: while nobody has asked for erasure, serving
+// events asks about no sender (a search matching most of a big room would
+// otherwise read every hit); once someone has, their events are asked
+// about again.
+func TestNoErasureNoLookups(t *testing.T) {
+	e, _ := newEngine(t)
+	roomID := publicRoom(t, e)
+	mustJoin(t, e, bob, roomID)
+	mustSend(t, e, message(roomID, alice, "hello"))
+	var asked []string
+	e.SetErased(func(_ *store.Tx, userID string) (uint64, bool) {
+		asked = append(asked, userID)
+		return 0, false
+	}, false)
+	serve := func() {
+		now, _ := e.Pos()
+		if _, err := e.Messages(bob, "", roomID, now, 0, Backward, EventFilter{Limit: 100}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	serve()
+	if len(asked) != 0 {
+		t.Fatalf("asked about %v while nobody asked for erasure", asked)
+	}
+	e.MarkErased("@carol:test.local", 1)
+	serve()
+	if len(asked) == 0 {
+		t.Fatal("asked about nobody after an erasure")
 	}
 }
 

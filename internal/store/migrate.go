@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -37,6 +38,7 @@ var (
 	// End-to-end encryption buckets (internal/keys).
 	DeviceKeys     = []byte("devicekeys")
 	OneTimeKeys    = []byte("otks")
+	OTKOrder       = []byte("otkorder")
 	FallbackKeys   = []byte("fallbackkeys")
 	CrossSigning   = []byte("crosssigning")
 	KeySignatures  = []byte("keysigs")
@@ -67,7 +69,7 @@ var (
 		Events, EventIDs, Txns, Timeline, State, Snapshots, Members, Changes, Receipts,
 		Aliases, Directory, Relations, MemberLog, HistoryLog,
 		Media, MediaPending, MediaUsage,
-		DeviceKeys, OneTimeKeys, FallbackKeys, CrossSigning, KeySignatures, ToDevice, ToDeviceTxns,
+		DeviceKeys, OneTimeKeys, OTKOrder, FallbackKeys, CrossSigning, KeySignatures, ToDevice, ToDeviceTxns,
 		BackupVersions, BackupKeys,
 		PushRules, PushLog, PushFeed, Pushers, PushQueue, PushMeta,
 		SearchTerms, SearchDocs, SearchMeta,
@@ -80,7 +82,7 @@ var (
 
 // schemaVersion is the layout this code writes. A file with a newer version
 // is refused rather than misread.
-const schemaVersion = 1
+const schemaVersion = 2
 
 func migrate(btx *bolt.Tx) error {
 	for _, name := range buckets {
@@ -95,7 +97,53 @@ func migrate(btx *bolt.Tx) error {
 		return fmt.Errorf("file has schema %d, this Hearth understands up to %d", have, schemaVersion)
 	case have < schemaVersion:
 		// Version 0 is a new file; later versions add their steps here.
+		if have == 1 {
+			if err := orderOneTimeKeys(btx); err != nil {
+				return fmt.Errorf("migrate to schema 2: %w", err)
+			}
+		}
 		return meta.Put(keySchema, PutU64(schemaVersion))
 	}
 	return nil
+}
+
+// orderOneTimeKeys is the step from schema 1 to 2: one-time keys get
+// their otkorder entries, so a claim takes the oldest with one seek
+// instead of a scan of the device's keys. Keys stored before upload order
+// was recorded (a bare JSON value) are rewritten with sequence 0: they
+// are the oldest.
+func orderOneTimeKeys(btx *bolt.Tx) error {
+	otks, order := btx.Bucket(OneTimeKeys), btx.Bucket(OTKOrder)
+	type rewrite struct{ k, v []byte }
+	var legacy []rewrite
+	err := otks.ForEach(func(k, v []byte) error {
+		cut := bytes.LastIndexByte(k, 0)
+		if cut < 0 {
+			return fmt.Errorf("one-time key %q: no key ID", k)
+		}
+		seq := []byte{0, 0, 0, 0, 0, 0, 0, 0}
+		if len(v) >= 9 && v[0] == 0 {
+			seq = v[1:9]
+		} else {
+			legacy = append(legacy, rewrite{bytes.Clone(k), append(append([]byte{0}, seq...), v...)})
+		}
+		return order.Put(OTKOrderKey(k[:cut+1], U64(seq), k[cut+1:]), nil)
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range legacy {
+		if err := otks.Put(r.k, r.v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// OTKOrderKey is a one-time key's otkorder key: its otks key's
+// user 0x00 device 0x00 algorithm 0x00 prefix, its upload sequence
+// number, then its key ID.
+func OTKOrderKey(prefix []byte, seq uint64, keyID []byte) []byte {
+	k := make([]byte, 0, len(prefix)+8+len(keyID))
+	return append(append(append(k, prefix...), PutU64(seq)...), keyID...)
 }

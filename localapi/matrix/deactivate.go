@@ -13,7 +13,12 @@ func (s *Server) deactivateRoutes() {
 	s.mux.HandleFunc("POST /_matrix/client/v3/account/deactivate", s.authed(s.deactivate))
 	// The room engine serves erased users' events redacted; which users
 	// asked for that is the account service's to say.
-	s.rooms.SetErased(s.accounts.ErasedIn)
+	some, err := s.accounts.AnyErased()
+	if err != nil {
+		slog.Warn("deactivate: list erased users", "err", err)
+		some = true // ask about each sender rather than serve erased events whole
+	}
+	s.rooms.SetErased(s.accounts.ErasedIn, some)
 }
 
 // deactivate implements POST /account/deactivate (Client-Server API
@@ -48,6 +53,7 @@ func (s *Server) deactivate(w http.ResponseWriter, r *http.Request, c *caller) {
 		matrixerr.Write(w, err)
 		return
 	}
+	s.presence.reread(c.Localpart) // deactivation stored "offline"
 	if pos, erased := s.accounts.ErasedAt(c.UserID); erased {
 		s.rooms.MarkErased(c.UserID, pos)
 	}
