@@ -174,3 +174,47 @@ func TestInteropDirectMessageInviteRefused(t *testing.T) {
 		t.Errorf("carol has membership %q although her server refused the invite", m[carol])
 	}
 }
+
+// TestDirectMessageInRoomV12AcrossServers: a DM in room version 12, whose
+// room IDs name no server, started with createRoom as Element does. The
+// invite names bob as his server knows him (a profile query to hs2),
+// like an invite through POST /invite, so alice's timeline reads "invited
+// Bobby". bob accepts by room ID alone, as clients do for an invite: his
+// server must join through the inviter's, the only server it knows in the
+// room.
+func TestDirectMessageInRoomV12AcrossServers(t *testing.T) {
+	t.Parallel()
+	net := startFedNet(t, "hs1.test", "hs2.test")
+	alice := net.Daemons["hs1.test"].Register("alice")
+	bob := net.Daemons["hs2.test"].Register("bob")
+	noErr(t, bob.SetDisplayName(ctx(t), "Bobby"), "bob sets his display name")
+	bobTok := Quiesce(t, bob, Sync(t, bob, "", "", 0).NextBatch)
+
+	resp, err := alice.CreateRoom(ctx(t), &mautrix.ReqCreateRoom{Preset: "trusted_private_chat", IsDirect: true,
+		Invite: []id.UserID{bob.UserID}, RoomVersion: "12"})
+	noErr(t, err, "alice creates a v12 DM with bob@hs2")
+	roomID := resp.RoomID
+	if strings.Contains(roomID.String(), ":") {
+		t.Fatalf("room v12 ID %s names a server", roomID)
+	}
+	var inv struct {
+		Membership  string `json:"membership"`
+		DisplayName string `json:"displayname"`
+	}
+	noErr(t, alice.StateEvent(ctx(t), roomID, event.StateMember, bob.UserID.String(), &inv), "bob's invite on hs1")
+	if inv.Membership != "invite" || inv.DisplayName != "Bobby" {
+		t.Errorf("bob's invite on hs1 = %+v, want membership invite and displayname Bobby", inv)
+	}
+
+	SyncUntil(t, bob, bobTok, "", "bob's DM invite on hs2", func(r *mautrix.RespSync) bool { return r.Rooms.Invite[roomID] != nil })
+	_, err = bob.JoinRoomByID(ctx(t), roomID)
+	noErr(t, err, "bob accepts the DM by room ID")
+	waitMembership(t, alice, roomID, bob.UserID, "bob joined, as hs1 sees it", "join")
+	aliceTok := Quiesce(t, alice, Sync(t, alice, "", "", 0).NextBatch)
+	SendText(t, bob, roomID, "hi alice")
+	var got []string
+	SyncUntil(t, alice, aliceTok, "", "bob's message on hs1", collectTexts(roomID, &got, 1))
+	if got[0] != "hi alice" {
+		t.Fatalf("alice got %q", got)
+	}
+}

@@ -39,6 +39,9 @@ type CreateRequest struct {
 	// once the room exists, since the invitee's server must countersign
 	// each (Server-Server API §"Inviting to a room").
 	RemoteInvitesApart bool `json:"-"`
+	// InviteeProfiles are the invitees' displayname and avatar_url, for
+	// their invite events, as the caller found them.
+	InviteeProfiles map[string]Profile `json:"-"`
 }
 
 // Profile is the displayname and avatar a user's member events carry.
@@ -322,6 +325,7 @@ func (e *Engine) initialEvents(creator string, profile Profile, ver gomatrixserv
 		if req.IsDirect {
 			c["is_direct"] = true
 		}
+		req.InviteeProfiles[u].setOn(c)
 		add("m.room.member", u, c)
 	}
 	return out, nil

@@ -176,3 +176,19 @@ func TestInviteCarriesInviteeProfile(t *testing.T) {
 		t.Errorf("bob's invite event content = %v", c)
 	}
 }
+
+// TestCreateRoomInviteCarriesInviteeProfile: the invites createRoom makes
+// name the invitee as POST /invite does, so a DM started with createRoom
+// reads "invited Bobby" before bob joins.
+func TestCreateRoomInviteCarriesInviteeProfile(t *testing.T) {
+	ts := newTestServer(t)
+	alice, bob := ts.register(t, "alice"), ts.register(t, "bob")
+	ts.do(t, "PUT", covV3+"/profile/"+url.PathEscape(bob.ID)+"/displayname", bob.Token, map[string]any{"displayname": "Bobby"}).wantStatus(t, 200)
+	ts.do(t, "PUT", covV3+"/profile/"+url.PathEscape(bob.ID)+"/avatar_url", bob.Token, map[string]any{"avatar_url": "mxc://test.local/bob"}).wantStatus(t, 200)
+	rid := ts.createRoom(t, alice, map[string]any{"preset": "trusted_private_chat", "is_direct": true, "invite": []string{bob.ID}})
+	r := ts.do(t, "GET", covRoomPath(rid)+"/state/m.room.member/"+url.PathEscape(bob.ID), alice.Token, nil)
+	r.wantStatus(t, 200)
+	if c := r.json(t); c["membership"] != "invite" || c["is_direct"] != true || c["displayname"] != "Bobby" || c["avatar_url"] != "mxc://test.local/bob" {
+		t.Errorf("bob's invite event content = %v", c)
+	}
+}

@@ -25,6 +25,7 @@ func (s *Server) createRoom(w http.ResponseWriter, r *http.Request, c *caller) {
 		return
 	}
 	req.RemoteInvitesApart = s.fed != nil
+	req.InviteeProfiles = s.inviteeProfiles(r.Context(), req.Invite)
 	id, err := s.rooms.CreateRoom(r.Context(), c.UserID, s.profileOf(c), req)
 	if err != nil {
 		matrixerr.Write(w, err)
@@ -69,7 +70,7 @@ func (s *Server) membership(op string) func(http.ResponseWriter, *http.Request, 
 			}
 		}
 		if op == "invite" {
-			mr.Extra = s.inviteeProfile(r, mr.Target)
+			mr.Extra = profileContent(s.inviteeProfile(r.Context(), mr.Target))
 		}
 		if s.remoteMembership(w, r, op, mr) {
 			return

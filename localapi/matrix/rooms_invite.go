@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/hearth-chat/hearth/internal/room"
@@ -33,36 +32,56 @@ func (s *Server) inviteRemote(ctx context.Context, sender, roomID string, req ro
 		}
 		seen[u] = true
 		_, err := s.fed.Invite(ctx, room.MembershipRequest{Sender: sender, RoomID: roomID, Target: u,
-			Membership: "invite", IsDirect: req.IsDirect})
+			Membership: "invite", IsDirect: req.IsDirect, Extra: profileContent(s.inviteeProfile(ctx, u))})
 		if err != nil {
 			slog.Warn("createRoom: invite of a user on another server failed", "room", roomID, "invitee", u, "err", err)
 		}
 	}
 }
 
+// inviteeProfiles are the profiles of a new room's local invitees, for
+// the invites createRoom puts among the room's first events; remote
+// invitees get theirs in inviteRemote.
+func (s *Server) inviteeProfiles(ctx context.Context, invite []string) map[string]room.Profile {
+	out := map[string]room.Profile{}
+	for _, u := range invite {
+		if serverOf(u) == s.accounts.ServerName() {
+			out[u] = s.inviteeProfile(ctx, u)
+		}
+	}
+	return out
+}
+
 // inviteeProfile is the invitee's displayname and avatar_url, put into the
 // invite event so that clients can show who was invited before they join
 // (as Synapse does): read locally for local users, asked of the user's
-// server for remote ones, briefly and best effort.
-func (s *Server) inviteeProfile(r *http.Request, userID string) map[string]json.RawMessage {
-	var name, avatar string
+// server for remote ones, briefly and best effort. Every invite carries
+// it, whether made by POST /invite or by createRoom.
+func (s *Server) inviteeProfile(ctx context.Context, userID string) room.Profile {
 	if serverOf(userID) == s.accounts.ServerName() {
 		u, err := s.accounts.Get(s.accounts.Localpart(userID))
 		if err != nil || u == nil {
-			return nil
+			return room.Profile{}
 		}
-		name, avatar = u.DisplayName, u.AvatarURL
-	} else if s.fed != nil {
-		ctx, cancel := context.WithTimeout(r.Context(), inviteProfileTimeout)
-		defer cancel()
-		name, avatar, _ = s.fed.QueryProfile(ctx, userID, "")
+		return room.Profile{DisplayName: u.DisplayName, AvatarURL: u.AvatarURL}
 	}
+	if s.fed == nil {
+		return room.Profile{}
+	}
+	ctx, cancel := context.WithTimeout(ctx, inviteProfileTimeout)
+	defer cancel()
+	name, avatar, _ := s.fed.QueryProfile(ctx, userID, "")
+	return room.Profile{DisplayName: name, AvatarURL: avatar}
+}
+
+// profileContent is p as member event content (MembershipRequest.Extra).
+func profileContent(p room.Profile) map[string]json.RawMessage {
 	out := map[string]json.RawMessage{}
-	if name != "" {
-		out["displayname"], _ = json.Marshal(name)
+	if p.DisplayName != "" {
+		out["displayname"], _ = json.Marshal(p.DisplayName)
 	}
-	if avatar != "" {
-		out["avatar_url"], _ = json.Marshal(avatar)
+	if p.AvatarURL != "" {
+		out["avatar_url"], _ = json.Marshal(p.AvatarURL)
 	}
 	return out
 }

@@ -35,6 +35,7 @@ func (s *Server) joinRoom(w http.ResponseWriter, r *http.Request, c *caller) {
 		matrixerr.Write(w, err)
 		return
 	}
+	via = s.withInviter(c.UserID, roomID, via)
 	if s.fed != nil && !s.rooms.HasLocalJoined(roomID) && s.hasOtherServer(via) {
 		// No one here is in the room: join through another server.
 		if err := s.joinRemote(r, c, roomID, via, req.Reason, joinExtra(body)); err != nil {
@@ -59,6 +60,31 @@ func (s *Server) joinRoom(w http.ResponseWriter, r *http.Request, c *caller) {
 	}
 	s.carryToUpgraded(r.Context(), c.UserID, roomID) // upgrade.go
 	writeJSON(w, map[string]any{"room_id": roomID})
+}
+
+// withInviter adds to via, for a user invited by another server to a room
+// no local user is in, the inviting server: it was in the room when it
+// sent the invite, and it may be the only server this one knows there. A
+// client accepts an invite by room ID alone (Element gives no via), and
+// from room version 12 on the room ID names no server to fall back on
+// (MSC4291), so without it the join would be tried here, on the invite
+// alone, and fail.
+func (s *Server) withInviter(userID, roomID string, via []string) []string {
+	if s.fed == nil || s.rooms.HasLocalJoined(roomID) {
+		return via
+	}
+	inv := s.rooms.CurrentStatePDU(roomID, "m.room.member", userID)
+	if inv == nil {
+		return via
+	}
+	if m, _ := inv.Membership(); m != "invite" {
+		return via
+	}
+	inviter := serverOf(string(inv.SenderID()))
+	if inviter == "" || inviter == s.accounts.ServerName() {
+		return via
+	}
+	return dedupe(append(via, inviter))
 }
 
 // joinExtra is the custom content of a join request's body that goes into
