@@ -141,7 +141,7 @@ func (s *Service) DeleteDevices(ctx context.Context, userID string, deviceIDs []
 			if err := tx.Delete(store.DeviceKeys, store.Key(userID, d)); err != nil {
 				return err
 			}
-			for _, b := range [][]byte{store.OneTimeKeys, store.OTKOrder, store.FallbackKeys, store.ToDevice, store.ToDeviceTxns} {
+			for _, b := range [][]byte{store.OneTimeKeys, store.FallbackKeys, store.ToDevice, store.ToDeviceTxns} {
 				if err := deletePrefix(tx, b, store.Key(userID, d, "")); err != nil {
 					return err
 				}

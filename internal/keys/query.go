@@ -172,26 +172,11 @@ func (s *Service) Claim(ctx context.Context, want map[string]map[string]string) 
 }
 
 func claimOne(tx *store.Tx, user, dev, alg string) (string, json.RawMessage, error) {
-	// The oldest upload first: the first otkorder entry of the device.
+	// The oldest upload first: the device's first key (store.OTKKey).
 	prefix := store.Key(user, dev, alg, "")
-	for {
-		k, _ := tx.Cursor(store.OTKOrder).Seek(prefix)
-		if k == nil || len(k) <= len(prefix)+8 || !strings.HasPrefix(string(k), string(prefix)) {
-			break
-		}
-		order := append([]byte(nil), k...)
-		id := string(order[len(prefix)+8:])
-		key := store.Key(user, dev, alg, id)
-		v := tx.Get(store.OneTimeKeys, key)
-		if err := tx.Delete(store.OTKOrder, order); err != nil {
-			return "", nil, err
-		}
-		if v == nil {
-			continue // an entry whose key went another way
-		}
-		_, keyJSON := decodeOTK(v)
-		keyJSON = append(json.RawMessage(nil), keyJSON...)
-		if err := tx.Delete(store.OneTimeKeys, key); err != nil {
+	if k, v := tx.Cursor(store.OneTimeKeys).Seek(prefix); k != nil && len(k) > len(prefix)+8 && strings.HasPrefix(string(k), string(prefix)) {
+		id, keyJSON := string(k[len(prefix)+8:]), append(json.RawMessage(nil), v...)
+		if err := tx.Delete(store.OneTimeKeys, append([]byte(nil), k...)); err != nil {
 			return "", nil, err
 		}
 		return id, keyJSON, nil

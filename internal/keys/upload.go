@@ -190,10 +190,15 @@ func (s *Service) Store(ctx context.Context, userID, deviceID string, up *Upload
 				return matrixerr.InvalidParam("this device already has different device keys")
 			}
 		}
+		stored := map[string]json.RawMessage{} // algorithm 0x00 key ID → JSON, of this device
+		for _, alg := range otkAlgorithms(up.OneTimeKeys) {
+			eachOTK(tx, userID, deviceID, alg, func(id string, v []byte) {
+				stored[alg+"\x00"+id] = append(json.RawMessage(nil), v...)
+			})
+		}
 		for _, k := range up.OneTimeKeys {
-			key := store.Key(userID, deviceID, k.Algorithm, k.ID)
-			if old := tx.Get(store.OneTimeKeys, key); old != nil {
-				if _, oldJSON := decodeOTK(old); !jsonEqual(oldJSON, k.JSON) {
+			if old, ok := stored[k.Algorithm+"\x00"+k.ID]; ok {
+				if !jsonEqual(old, k.JSON) {
 					return matrixerr.InvalidParam("one-time key " + truncate(k.Algorithm+":"+k.ID) + " already exists with another value")
 				}
 				continue // the same key again keeps its place in the queue
@@ -202,11 +207,7 @@ func (s *Service) Store(ctx context.Context, userID, deviceID string, up *Upload
 			if err != nil {
 				return err
 			}
-			if err := tx.Put(store.OneTimeKeys, key, encodeOTK(seq, k.JSON)); err != nil {
-				return err
-			}
-			order := store.OTKOrderKey(store.Key(userID, deviceID, k.Algorithm, ""), seq, []byte(k.ID))
-			if err := tx.Put(store.OTKOrder, order, nil); err != nil {
+			if err := tx.Put(store.OneTimeKeys, store.OTKKey(store.Key(userID, deviceID, k.Algorithm, ""), seq, []byte(k.ID)), k.JSON); err != nil {
 				return err
 			}
 		}
@@ -225,19 +226,32 @@ func (s *Service) Store(ctx context.Context, userID, deviceID string, up *Upload
 	return counts, err
 }
 
-// A stored one-time key is 0x00, its upload sequence number (8 bytes)
-// and its JSON; the otkorder bucket lists the keys by that number, so
-// that claims hand keys out oldest first (MSC4225, Complement
-// TestKeyClaimOrdering) with one seek.
-func encodeOTK(seq uint64, keyJSON []byte) []byte {
-	return append(append([]byte{0}, store.PutU64(seq)...), keyJSON...)
+// One-time keys are stored under their upload sequence number before
+// their key ID (store.OTKKey), so that claims hand keys out oldest first
+// (MSC4225, Complement TestKeyClaimOrdering) with one seek; a key ID's
+// uniqueness is checked against the device's keys when it is uploaded.
+
+// otkAlgorithms lists the algorithms of keys, once each.
+func otkAlgorithms(keys []Key) []string {
+	var out []string
+	for _, k := range keys {
+		if !slices.Contains(out, k.Algorithm) {
+			out = append(out, k.Algorithm)
+		}
+	}
+	return out
 }
 
-func decodeOTK(v []byte) (seq uint64, keyJSON []byte) {
-	if len(v) >= 9 && v[0] == 0 {
-		return store.U64(v[1:9]), v[9:]
-	}
-	return 0, v // schema 2 rewrote bare values; read one as the oldest
+// eachOTK calls fn with the key ID and JSON of each one-time key the device
+// holds for alg, oldest first. The JSON is valid only during the call.
+func eachOTK(tx *store.Tx, userID, deviceID, alg string, fn func(id string, keyJSON []byte)) {
+	prefix := store.Key(userID, deviceID, alg, "")
+	prefixEach(tx, store.OneTimeKeys, prefix, func(k, v []byte) error {
+		if len(k) > len(prefix)+8 {
+			fn(string(k[len(prefix)+8:]), v)
+		}
+		return nil
+	})
 }
 
 // jsonEqual compares two JSON values by meaning, not bytes.

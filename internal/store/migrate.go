@@ -38,7 +38,6 @@ var (
 	// End-to-end encryption buckets (internal/keys).
 	DeviceKeys     = []byte("devicekeys")
 	OneTimeKeys    = []byte("otks")
-	OTKOrder       = []byte("otkorder")
 	FallbackKeys   = []byte("fallbackkeys")
 	CrossSigning   = []byte("crosssigning")
 	KeySignatures  = []byte("keysigs")
@@ -69,7 +68,7 @@ var (
 		Events, EventIDs, Txns, Timeline, State, Snapshots, Members, Changes, Receipts,
 		Aliases, Directory, Relations, MemberLog, HistoryLog,
 		Media, MediaPending, MediaUsage,
-		DeviceKeys, OneTimeKeys, OTKOrder, FallbackKeys, CrossSigning, KeySignatures, ToDevice, ToDeviceTxns,
+		DeviceKeys, OneTimeKeys, FallbackKeys, CrossSigning, KeySignatures, ToDevice, ToDeviceTxns,
 		BackupVersions, BackupKeys,
 		PushRules, PushLog, PushFeed, Pushers, PushQueue, PushMeta,
 		SearchTerms, SearchDocs, SearchMeta,
@@ -107,43 +106,47 @@ func migrate(btx *bolt.Tx) error {
 	return nil
 }
 
-// orderOneTimeKeys is the step from schema 1 to 2: one-time keys get
-// their otkorder entries, so a claim takes the oldest with one seek
-// instead of a scan of the device's keys. Keys stored before upload order
-// was recorded (a bare JSON value) are rewritten with sequence 0: they
-// are the oldest.
+// orderOneTimeKeys is the step from schema 1 to 2: one-time keys are
+// keyed by their upload sequence number before their key ID (OTKKey), so
+// a claim takes the oldest with one seek instead of a scan of the
+// device's keys. Schema 1 keyed them by key ID, with the value 0x00,
+// the sequence number (8 bytes) and the JSON, or (before upload order
+// was recorded) the bare JSON: those become sequence 0, the oldest.
 func orderOneTimeKeys(btx *bolt.Tx) error {
-	otks, order := btx.Bucket(OneTimeKeys), btx.Bucket(OTKOrder)
-	type rewrite struct{ k, v []byte }
-	var legacy []rewrite
+	otks := btx.Bucket(OneTimeKeys)
+	type entry struct{ old, key, value []byte }
+	var all []entry
 	err := otks.ForEach(func(k, v []byte) error {
 		cut := bytes.LastIndexByte(k, 0)
 		if cut < 0 {
 			return fmt.Errorf("one-time key %q: no key ID", k)
 		}
-		seq := []byte{0, 0, 0, 0, 0, 0, 0, 0}
+		seq, value := uint64(0), v
 		if len(v) >= 9 && v[0] == 0 {
-			seq = v[1:9]
-		} else {
-			legacy = append(legacy, rewrite{bytes.Clone(k), append(append([]byte{0}, seq...), v...)})
+			seq, value = U64(v[1:9]), v[9:]
 		}
-		return order.Put(OTKOrderKey(k[:cut+1], U64(seq), k[cut+1:]), nil)
+		all = append(all, entry{bytes.Clone(k), OTKKey(k[:cut+1], seq, k[cut+1:]), bytes.Clone(value)})
+		return nil
 	})
 	if err != nil {
 		return err
 	}
-	for _, r := range legacy {
-		if err := otks.Put(r.k, r.v); err != nil {
+	for _, e := range all {
+		if err := otks.Delete(e.old); err != nil {
+			return err
+		}
+	}
+	for _, e := range all {
+		if err := otks.Put(e.key, e.value); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// OTKOrderKey is a one-time key's otkorder key: its otks key's
-// user 0x00 device 0x00 algorithm 0x00 prefix, its upload sequence
-// number, then its key ID.
-func OTKOrderKey(prefix []byte, seq uint64, keyID []byte) []byte {
+// OTKKey is a one-time key's key in otks: the user 0x00 device 0x00
+// algorithm 0x00 prefix, its upload sequence number, then its key ID.
+func OTKKey(prefix []byte, seq uint64, keyID []byte) []byte {
 	k := make([]byte, 0, len(prefix)+8+len(keyID))
 	return append(append(append(k, prefix...), PutU64(seq)...), keyID...)
 }

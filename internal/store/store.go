@@ -35,9 +35,9 @@
 //	mediapending  userID 0x00 mediaID → u64 unused_expires_at (ms) of a created, not yet uploaded mxc URI
 //	mediausage    userID → u64 bytes of media the user uploaded (for media_quota_bytes)
 //	devicekeys    userID 0x00 deviceID → device keys JSON as uploaded (internal/keys)
-//	otks          userID 0x00 deviceID 0x00 algorithm 0x00 keyID → 0x00 uploadSeq(8) one-time key JSON
-//	              (uploadSeq from the bucket's sequence; schema 2 rewrote older bare-JSON values with sequence 0)
-//	otkorder      userID 0x00 deviceID 0x00 algorithm 0x00 uploadSeq(8) keyID → empty (claims take the first: the oldest)
+//	otks          userID 0x00 deviceID 0x00 algorithm 0x00 uploadSeq(8) keyID → one-time key JSON
+//	              (uploadSeq from the bucket's sequence, so a claim takes the first: the oldest; schema 1
+//	              keyed by key ID, see migrate.go)
 //	fallbackkeys  userID 0x00 deviceID 0x00 algorithm → keys.fallback (JSON: key ID, key, used)
 //	crosssigning  userID 0x00 master|self_signing|user_signing → cross-signing key JSON
 //	keysigs       targetUserID 0x00 targetKeyID 0x00 signerUserID 0x00 signerKeyID → signature (targetKeyID: device ID or cross-signing public key)
