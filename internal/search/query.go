@@ -67,7 +67,6 @@ type Results struct {
 type candidate struct {
 	nid, roomNID uint64
 	score        float64
-	words        []string // the indexed words the prefix term matched in it
 }
 
 // maxLimit caps a page; the spec leaves it to the server.
@@ -113,15 +112,18 @@ func (ix *Index) Search(q Query) (*Results, error) {
 			return nil
 		}
 		var cands []candidate
+		var lastPs []posting // the last term's, for the words it matched
+		var words []string
 		prefix := false
 		for i, t := range terms {
 			prefix = i == len(terms)-1 && utf8.RuneCountInString(t) >= 3
-			ps := postings(tx, t, prefix, cur.upTo, fields, allowed)
+			ps, ws := postings(tx, t, prefix, cur.upTo, fields, allowed)
+			lastPs, words = ps, ws
 			idf := math.Log(1 + corpusDocs/float64(len(ps)+1))
 			if i == 0 {
 				cands = make([]candidate, len(ps))
 				for j, p := range ps {
-					cands[j] = candidate{nid: p.nid, roomNID: p.roomNID, score: idf * p.weight, words: p.words}
+					cands[j] = candidate{nid: p.nid, roomNID: p.roomNID, score: idf * p.weight}
 				}
 			} else {
 				cands = intersect(cands, ps, idf)
@@ -143,7 +145,7 @@ func (ix *Index) Search(q Query) (*Results, error) {
 		}
 		cands = filtered
 		res.Count = len(cands)
-		res.Highlights = highlights(terms, prefix, cands)
+		res.Highlights = highlights(terms, prefix, cands, lastPs, words)
 		if q.Recent {
 			slices.SortFunc(cands, func(a, b candidate) int { return cmpDesc(a.nid, b.nid) })
 		} else {

@@ -17,10 +17,10 @@ import (
 const corpusDocs = 1e6
 
 // highlights are the words to highlight in the results: the query's
-// terms, and the words the prefix term (the last, if prefix) matched, in
-// cands alone: words of events the user may not be shown would spell
-// them out.
-func highlights(terms []string, prefix bool, cands []candidate) []string {
+// terms, and the words the prefix term (the last, if prefix) matched in
+// cands alone, read from its postings lastPs: words of events the user may
+// not be shown would spell them out. cands and lastPs are in NID order.
+func highlights(terms []string, prefix bool, cands []candidate, lastPs []posting, words []string) []string {
 	out := []string{}
 	if len(cands) == 0 {
 		return out
@@ -32,8 +32,21 @@ func highlights(terms []string, prefix bool, cands []candidate) []string {
 	if !prefix {
 		seen[terms[len(terms)-1]] = true
 	}
-	for _, c := range cands {
-		for _, w := range c.words {
+	matched := make([]bool, len(words))
+	for i, j := 0, 0; prefix && i < len(cands) && j < len(lastPs); {
+		switch p := lastPs[j]; {
+		case p.nid < cands[i].nid:
+			j++
+		case p.nid > cands[i].nid:
+			i++
+		default:
+			matched[p.word] = true
+			i++
+			j++
+		}
+	}
+	for k, w := range words {
+		if matched[k] {
 			seen[w] = true
 		}
 	}
@@ -48,13 +61,16 @@ func highlights(terms []string, prefix bool, cands []candidate) []string {
 type posting struct {
 	nid, roomNID uint64
 	weight       float64
-	words        []string // with a prefix term: the indexed words it matched
+	// word is the indexed word it matched, as an index into the words
+	// postings returns; an event matching several words of a prefix keeps
+	// its first (the others are highlighted only if another hit has them).
+	word int32
 }
 
 // postings reads the events that contain term (or, with prefix, any term
 // that starts with it), in NID order, keeping those at or before upTo in
 // the allowed rooms and fields. Exact matches weigh double prefix ones.
-func postings(tx *store.Tx, term string, prefix bool, upTo uint64, fields byte, allowed map[uint64]bool) []posting {
+func postings(tx *store.Tx, term string, prefix bool, upTo uint64, fields byte, allowed map[uint64]bool) ([]posting, []string) {
 	seek := []byte(term + "\x00")
 	if prefix {
 		seek = []byte(term)
@@ -62,7 +78,7 @@ func postings(tx *store.Tx, term string, prefix bool, upTo uint64, fields byte, 
 	var out []posting
 	sorted := true
 	var lastMatched []byte
-	var word string
+	var words []string // the distinct indexed words matched, in key order
 	c := tx.Cursor(store.SearchTerms)
 	for k, v := c.Seek(seek); len(k) > 9 && bytes.HasPrefix(k, seek); k, v = c.Next() {
 		nid := store.U64(k[len(k)-8:])
@@ -82,16 +98,12 @@ func postings(tx *store.Tx, term string, prefix bool, upTo uint64, fields byte, 
 		}
 		if !bytes.Equal(matched, lastMatched) {
 			// Keys are grouped by term: one string per distinct term.
-			lastMatched, word = matched, string(matched)
+			lastMatched, words = matched, append(words, string(matched))
 		}
 		if len(out) > 0 && out[len(out)-1].nid >= nid {
 			sorted = false
 		}
-		p := posting{nid: nid, roomNID: roomNID, weight: w}
-		if prefix {
-			p.words = []string{word}
-		}
-		out = append(out, p)
+		out = append(out, posting{nid: nid, roomNID: roomNID, weight: w, word: int32(len(words) - 1)})
 	}
 	if !sorted {
 		// Several terms matched the prefix: merge them, keeping each
@@ -101,14 +113,13 @@ func postings(tx *store.Tx, term string, prefix bool, upTo uint64, fields byte, 
 		for _, p := range out {
 			if last := len(merged) - 1; last >= 0 && merged[last].nid == p.nid {
 				merged[last].weight = max(merged[last].weight, p.weight)
-				merged[last].words = append(merged[last].words, p.words...)
 				continue
 			}
 			merged = append(merged, p)
 		}
 		out = merged
 	}
-	return out
+	return out, words
 }
 
 // bm25 is the term-frequency part of BM25 (k1 1.2, b 0.75) with a fixed
@@ -131,7 +142,6 @@ func intersect(cands []candidate, ps []posting, idf float64) []candidate {
 		default:
 			c := cands[i]
 			c.score += idf * ps[j].weight
-			c.words = ps[j].words
 			out = append(out, c)
 			i++
 			j++
