@@ -321,15 +321,26 @@ func childEnv() []string {
 	return env
 }
 
-// freeAddr picks a free loopback port.
+// freeAddr picks a free loopback port, never one it picked before: the
+// kernel may hand a just-closed port out again, and two daemons of
+// parallel tests were given the same one (one's client API, the other's
+// federation listener).
 func freeAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("free port: %v", err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if _, taken := pickedAddrs.LoadOrStore(addr, true); !taken {
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
+
+// pickedAddrs are the addresses freeAddr has handed out in this process.
+var pickedAddrs sync.Map
 
 func (d *Daemon) moveClients() {
 	d.mu.Lock()

@@ -29,18 +29,29 @@ function withTimeout(promise, ms, what) {
     return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-/** Binds port 0 on loopback to let the kernel pick a free port, then frees it. */
-export function freePort() {
-    return new Promise((resolve, reject) => {
-        const srv = net.createServer();
-        srv.unref();
-        srv.on("error", reject);
-        srv.listen(0, "127.0.0.1", () => {
-            const { port } = srv.address();
-            srv.close(() => resolve(port));
+/**
+ * Binds port 0 on loopback to let the kernel pick a free port, then frees
+ * it; never a port it picked before (the kernel may hand a freed port out
+ * again, to the next daemon of the same test).
+ */
+export async function freePort() {
+    for (;;) {
+        const port = await new Promise((resolve, reject) => {
+            const srv = net.createServer();
+            srv.unref();
+            srv.on("error", reject);
+            srv.listen(0, "127.0.0.1", () => {
+                const { port } = srv.address();
+                srv.close(() => resolve(port));
+            });
         });
-    });
+        if (!pickedPorts.has(port)) {
+            pickedPorts.add(port);
+            return port;
+        }
+    }
 }
+const pickedPorts = new Set();
 
 export const sleep = (ms) => new Promise((r) => realSetTimeout(r, ms));
 
