@@ -442,13 +442,7 @@ func TestFederationRestrictedJoin(t *testing.T) {
 	waitMembership(t, alice, club, bob.UserID, "bob in the club, as hs1 sees it", "join")
 	_, err = bob.JoinRoom(ctx(t), "#lounge:hs1.test", nil)
 	noErr(t, err, "bob joins the restricted lounge")
-	var member struct {
-		Via string `json:"join_authorised_via_users_server"`
-	}
-	noErr(t, alice.StateEvent(ctx(t), lounge, event.StateMember, bob.UserID.String(), &member), "read bob's join on hs1")
-	if member.Via != alice.UserID.String() {
-		t.Errorf("bob's join was authorised via %q, want %s", member.Via, alice.UserID)
-	}
+	wantAuthorisedVia(t, alice, lounge, bob.UserID, alice.UserID)
 	_, err = carol.JoinRoom(ctx(t), "#lounge:hs1.test", nil)
 	if err == nil {
 		t.Fatal("carol, in no room the rule names, joined the restricted lounge")

@@ -53,13 +53,13 @@ type Profile struct {
 // joinContent is the content of a join carrying the profile.
 func (p Profile) joinContent() map[string]any {
 	content := map[string]any{"membership": "join"}
-	p.setOn(content)
+	p.SetOn(content)
 	return content
 }
 
-// setOn puts the profile's fields that are set into a member event's
+// SetOn puts the profile's fields that are set into a member event's
 // content.
-func (p Profile) setOn(content map[string]any) {
+func (p Profile) SetOn(content map[string]any) {
 	if p.DisplayName != "" {
 		content["displayname"] = p.DisplayName
 	}
@@ -325,7 +325,7 @@ func (e *Engine) initialEvents(creator string, profile Profile, ver gomatrixserv
 		if req.IsDirect {
 			c["is_direct"] = true
 		}
-		req.InviteeProfiles[u].setOn(c)
+		req.InviteeProfiles[u].SetOn(c)
 		add("m.room.member", u, c)
 	}
 	return out, nil

@@ -52,7 +52,7 @@ func (e *Engine) ChangeMembership(ctx context.Context, req MembershipRequest) (s
 		}
 		content := memberContent(req, req.Membership)
 		if req.Membership == "join" {
-			req.Profile.setOn(content)
+			req.Profile.SetOn(content)
 		}
 		if req.Membership == "join" && req.Target == req.Sender {
 			// Who vouches for a join to a restricted room is this server's

@@ -36,7 +36,10 @@ type Timeline struct {
 	Limited   bool            `json:"limited"`
 	PrevBatch uint64          `json:"-"`
 	nids      map[uint64]bool // the events shown, by NID
-	filtered  bool            // some events of its span are not shown
+	// skippedState is set when a state event of its span is not shown
+	// (not visible, ignored sender's or filtered out): then the state at
+	// its end may hold an event the client would otherwise never see.
+	skippedState bool
 }
 
 // JoinedRoom is one entry of rooms.join.
@@ -304,19 +307,19 @@ func (e *Engine) syncTimeline(tx *store.Tx, req SyncRequest, info *Info, from, t
 		tl.Limited = first.PDU.Type() != "m.room.create" && len(first.PDU.PrevEventIDs()) > 0
 	}
 	for i := len(nids) - 1; i >= 0; i-- {
-		if !h.canSee(poss[i]) {
-			tl.filtered = true
-			continue
-		}
 		ev, err := e.loadEvent(tx, nids[i])
 		if err != nil {
 			return tl, err
+		}
+		if !h.canSee(poss[i]) {
+			tl.skippedState = tl.skippedState || ev.PDU.StateKey() != nil
+			continue
 		}
 		// Client-Server API §"Ignoring Users": an ignored user's events
 		// stay out, but for state events, which the room's state needs.
 		ignored := ev.PDU.StateKey() == nil && req.Ignored[string(ev.PDU.SenderID())]
 		if ev.Flags&flagRejected != 0 || ignored || !req.Timeline.matches(ev) {
-			tl.filtered = true
+			tl.skippedState = tl.skippedState || (ev.Flags&flagRejected == 0 && ev.PDU.StateKey() != nil)
 			continue
 		}
 		tl.Events = append(tl.Events, e.clientEvent(tx, ev, view))

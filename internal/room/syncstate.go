@@ -55,7 +55,8 @@ func noteStateMoved(tx *store.Tx, info *Info, old, next *roomState, nid uint64) 
 //
 // end is read only when it may differ from what start and the timeline
 // give: on an initial sync, when the change log says the state moved
-// (stateMoved), and when the timeline leaves out events of its span.
+// (stateMoved), and when the timeline leaves out state events of its span
+// (a filter that hides messages costs nothing here).
 func (e *Engine) syncState(tx *store.Tx, req SyncRequest, info *Info, tl Timeline, initial, stateMoved bool) (map[string]uint64, error) {
 	out := map[string]uint64{}
 	var start map[string]uint64
@@ -70,7 +71,7 @@ func (e *Engine) syncState(tx *store.Tx, req SyncRequest, info *Info, tl Timelin
 			}
 		}
 	}
-	if !initial && !stateMoved && !tl.filtered {
+	if !initial && !stateMoved && !tl.skippedState {
 		return out, nil
 	}
 	end, err := e.stateMapAt(tx, info, req.Now)

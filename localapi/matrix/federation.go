@@ -90,13 +90,7 @@ func (s *Server) joinRemote(r *http.Request, c *caller, roomID string, via []str
 		content[k] = v
 	}
 	content["membership"] = "join"
-	p := s.profileOf(c)
-	if p.DisplayName != "" {
-		content["displayname"] = p.DisplayName
-	}
-	if p.AvatarURL != "" {
-		content["avatar_url"] = p.AvatarURL
-	}
+	s.profileOf(c).SetOn(content)
 	if reason != "" {
 		content["reason"] = reason
 	}

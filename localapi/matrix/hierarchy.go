@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -114,13 +113,16 @@ func (s *Server) spaceHierarchy(w http.ResponseWriter, r *http.Request, c *calle
 	q := r.URL.Query()
 	root := r.PathValue("roomId")
 	suggestedOnly := q.Get("suggested_only") == "true"
-	limit, err := intParam(q.Get("limit"), hierarchyDefaultLimit, 1)
+	limit, err := queryInt(q, "limit", hierarchyDefaultLimit)
+	if err == nil && limit < 1 {
+		err = matrixerr.InvalidParam("limit must be at least 1")
+	}
 	if err != nil {
 		matrixerr.Write(w, err)
 		return
 	}
 	limit = min(limit, hierarchyMaxLimit)
-	maxDepth, err := intParam(q.Get("max_depth"), hierarchyMaxDepth, 0)
+	maxDepth, err := queryInt(q, "max_depth", hierarchyMaxDepth)
 	if err != nil {
 		matrixerr.Write(w, err)
 		return
@@ -220,17 +222,4 @@ func (s *Server) describeRoom(ctx context.Context, walk *hierarchyWalk, e hierar
 		walk.denied[id] = true
 	}
 	return h.Room
-}
-
-// intParam parses an optional non-negative integer query parameter of at
-// least lowest; bad values are M_INVALID_PARAM.
-func intParam(v string, def, lowest int) (int, error) {
-	if v == "" {
-		return def, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < lowest {
-		return 0, matrixerr.InvalidParam("expected an integer of at least " + strconv.Itoa(lowest) + ", got " + v)
-	}
-	return n, nil
 }

@@ -2,6 +2,7 @@ package matrix
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -302,22 +303,15 @@ func (s *Server) getPresence(w http.ResponseWriter, r *http.Request, c *caller) 
 		matrixerr.Write(w, matrixerr.Forbidden("you do not share a room with this user"))
 		return
 	}
-	if s.fed != nil && serverOf(uid) != "" && serverOf(uid) != s.accounts.ServerName() {
-		// Another server's user: what their server last sent.
-		remote, err := s.fed.RemotePresence(0, 0)
-		if err != nil || remote[uid] == nil {
-			matrixerr.Write(w, matrixerr.NotFound("no presence known for this user"))
-			return
-		}
-		writeJSON(w, remote[uid])
+	// A local user's from the account, another server's user's from what
+	// their server last sent.
+	var remote map[string]json.RawMessage
+	content := s.presence.userContent(uid, &remote)
+	if content == nil {
+		matrixerr.Write(w, matrixerr.NotFound("no presence known for this user"))
 		return
 	}
-	u, err := s.accounts.Get(lp)
-	if err != nil || u == nil {
-		matrixerr.Write(w, matrixerr.NotFound("unknown user"))
-		return
-	}
-	writeJSON(w, s.presence.content(u))
+	writeJSON(w, content)
 }
 
 func (s *Server) putPresence(w http.ResponseWriter, r *http.Request, c *caller) {

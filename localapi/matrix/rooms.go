@@ -10,8 +10,12 @@ import (
 	"github.com/hearth-chat/hearth/internal/room"
 )
 
-func (s *Server) profileOf(c *caller) room.Profile {
-	u, err := s.accounts.Get(c.Localpart)
+func (s *Server) profileOf(c *caller) room.Profile { return s.localProfile(c.Localpart) }
+
+// localProfile is a local user's displayname and avatar_url, for the
+// member events that carry them.
+func (s *Server) localProfile(localpart string) room.Profile {
+	u, err := s.accounts.Get(localpart)
 	if err != nil || u == nil {
 		return room.Profile{}
 	}

@@ -59,11 +59,7 @@ func (s *Server) inviteeProfiles(ctx context.Context, invite []string) map[strin
 // it, whether made by POST /invite or by createRoom.
 func (s *Server) inviteeProfile(ctx context.Context, userID string) room.Profile {
 	if serverOf(userID) == s.accounts.ServerName() {
-		u, err := s.accounts.Get(s.accounts.Localpart(userID))
-		if err != nil || u == nil {
-			return room.Profile{}
-		}
-		return room.Profile{DisplayName: u.DisplayName, AvatarURL: u.AvatarURL}
+		return s.localProfile(s.accounts.Localpart(userID))
 	}
 	if s.fed == nil {
 		return room.Profile{}
