@@ -15,7 +15,7 @@ import (
 // line per request, while another peer's failure is news. Other attributes
 // (errors, paths, IDs) vary between repeats and are not part of the key.
 var repeatKeyAttrs = map[string]bool{"origin": true, "destination": true, "server": true,
-	"server_name": true, "peer": true, "room_id": true}
+	"server_name": true, "peer": true, "via": true, "room": true, "room_id": true, "user": true}
 
 // repeatLimiter is a slog.Handler that logs the first of identical records
 // below error level and swallows the rest for a window, then logs one
