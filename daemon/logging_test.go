@@ -80,6 +80,21 @@ func TestRepeatLimiter(t *testing.T) {
 	if got := lines(buf.String()); len(got) != 2 {
 		t.Fatalf("With(destination): %d lines, want 2: %q", len(got), got)
 	}
+	// net/http's lines name the client's port: a flood of bad TLS
+	// connections is still one line and a summary.
+	clock.t = clock.t.Add(time.Minute)
+	lim.sweep()
+	buf.Reset()
+	errLog := slog.NewLogLogger(lim, slog.LevelWarn) // as the listeners' ErrorLog
+	for port := 40000; port < 40500; port++ {
+		errLog.Printf("http: TLS handshake error from 203.0.113.7:%d: EOF", port)
+	}
+	clock.t = clock.t.Add(time.Minute)
+	lim.sweep()
+	got = lines(buf.String())
+	if len(got) != 2 || !strings.Contains(got[0], "203.0.113.7:40000") || !strings.Contains(got[1], "http: TLS handshake error (repeated 499 times)") {
+		t.Fatalf("500 TLS handshake errors: %d lines: %q", len(got), got)
+	}
 }
 
 // gomatrixserverlib's logrus output follows log_level and lands in the

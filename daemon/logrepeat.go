@@ -86,8 +86,9 @@ func (l *repeatLimiter) Handle(ctx context.Context, r slog.Record) error {
 	if r.Level >= slog.LevelError {
 		return l.next.Handle(ctx, r)
 	}
+	msg := repeatKeyMessage(r.Message)
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d\x00%s%s", r.Level, r.Message, l.preset)
+	fmt.Fprintf(&b, "%d\x00%s%s", r.Level, msg, l.preset)
 	var keyAttrs []slog.Attr
 	if l.group == "" {
 		r.Attrs(func(a slog.Attr) bool {
@@ -113,10 +114,24 @@ func (l *repeatLimiter) Handle(ctx context.Context, r slog.Record) error {
 		summaries = append(summaries, st.removeLocked(st.order.Front())...)
 	}
 	st.entries[key] = st.order.PushBack(&repeatEntry{key: key, start: now, h: l.next,
-		level: r.Level, msg: r.Message, attrs: keyAttrs})
+		level: r.Level, msg: msg, attrs: keyAttrs})
 	st.mu.Unlock()
 	emit(summaries)
 	return l.next.Handle(ctx, r)
+}
+
+// repeatKeyMessage is the part of a message that identifies it. net/http's
+// server log lines (through the listeners' ErrorLog) name the client's
+// address and port, so a network peer that opens a thousand bad TLS
+// connections would make a thousand distinct lines: for those the key is
+// the text before " from ".
+func repeatKeyMessage(msg string) string {
+	if strings.HasPrefix(msg, "http: ") || strings.HasPrefix(msg, "http2: ") {
+		if i := strings.Index(msg, " from "); i > 0 {
+			return msg[:i]
+		}
+	}
+	return msg
 }
 
 // expireLocked forgets the keys whose window ended, returning their
@@ -135,7 +150,11 @@ func (st *repeatState) removeLocked(el *list.Element) []summary {
 	if e.suppressed == 0 {
 		return nil
 	}
-	r := slog.NewRecord(st.now(), e.level, fmt.Sprintf("%s (repeated %d times)", e.msg, e.suppressed), 0)
+	times := "times"
+	if e.suppressed == 1 {
+		times = "time"
+	}
+	r := slog.NewRecord(st.now(), e.level, fmt.Sprintf("%s (repeated %d %s)", e.msg, e.suppressed, times), 0)
 	r.AddAttrs(e.attrs...)
 	r.AddAttrs(slog.Int("repeated", e.suppressed), slog.Duration("within", st.window))
 	return []summary{{e.h, r}}
