@@ -34,10 +34,13 @@ type Config struct {
 	MaxRequestBytes    int64  `key:"max_request_bytes" help:"Largest request body the client API reads; larger ones get M_TOO_LARGE."`
 	MaxUploadBytes     int64  `key:"max_upload_bytes" help:"Largest media upload in bytes; larger ones get M_TOO_LARGE (checked from Content-Length and while reading)."`
 	MediaQuotaBytes    int64  `key:"media_quota_bytes" help:"Total bytes of media one user may upload; 0 means no quota. Over it, uploads get 403 M_FORBIDDEN."`
+	MaxImagePixels     int64  `key:"max_image_pixels" help:"Largest image (width × height, read from its header) that thumbnails are made from; larger ones get M_TOO_LARGE without being decoded."`
+	ThumbnailMemory    int64  `key:"thumbnail_memory_bytes" help:"Memory the image decodes for thumbnails may take together (estimated at 4 bytes a pixel, 8 for 16-bit images); more waits, and one image over it alone gets M_TOO_LARGE."`
 	URLPreviews        string `key:"url_previews" help:"on or off: whether the server fetches web pages for link previews. Private and loopback addresses are always refused."`
 	DesktopNotify      string `key:"desktop_notifications" help:"Desktop notifications for the owner's account: on, highlights (mentions only) or off (do not disturb). None are shown while one of the owner's Matrix clients is active."`
 	ChatClientURL      string `key:"chat_client_url" help:"A web Matrix client for 'hearth open chat' and the tray's Open chat, as a URL template: {homeserver}, {user} and {login_token} (a single-use login token for the owner, valid two minutes) are filled in."`
 	LogLevel           string `key:"log_level" help:"debug, info, warn or error."`
+	LogFile            string `key:"log_file" help:"If set, logs go to this file instead of standard error, rotated at 10 MiB with 3 old files kept (file.1 newest). Empty: standard error, for systemd's journal or a terminal."`
 
 	// File is the config file that was read (or would be): where the
 	// control API writes settings. It is not itself a setting.
@@ -59,6 +62,8 @@ func Defaults() Config {
 		RoomVersion:     "10",
 		MaxRequestBytes: 1 << 20,
 		MaxUploadBytes:  50 << 20,
+		MaxImagePixels:  32_000_000,
+		ThumbnailMemory: 256 << 20,
 		URLPreviews:     "off",
 		LANDiscovery:    "on",
 		DesktopNotify:   "on",
@@ -233,6 +238,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxUploadBytes < 1 || c.MediaQuotaBytes < 0 {
 		return fmt.Errorf("max_upload_bytes must be positive and media_quota_bytes not negative")
+	}
+	if c.MaxImagePixels < 1 || c.ThumbnailMemory < 1<<20 {
+		return fmt.Errorf("max_image_pixels must be positive and thumbnail_memory_bytes at least 1048576")
 	}
 	if c.URLPreviews != "on" && c.URLPreviews != "off" {
 		return fmt.Errorf("url_previews must be on or off, not %q", c.URLPreviews)

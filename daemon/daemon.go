@@ -105,7 +105,8 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	})
 	d.api = api
 	mediaRepo, err := media.New(db, media.Config{Dir: filepath.Join(cfg.DataDir, "media"), ServerName: cfg.ServerName,
-		MaxUploadBytes: cfg.MaxUploadBytes, QuotaBytes: cfg.MediaQuotaBytes, Previews: cfg.URLPreviews == "on"})
+		MaxUploadBytes: cfg.MaxUploadBytes, QuotaBytes: cfg.MediaQuotaBytes, Previews: cfg.URLPreviews == "on",
+		MaxPixels: cfg.MaxImagePixels, DecodeBudgetBytes: cfg.ThumbnailMemory})
 	if err != nil {
 		d.abortStart(db)
 		return nil, err

@@ -43,6 +43,20 @@ func serviceArgs(cfg Config) ([]string, error) {
 	return args, nil
 }
 
+// serviceLogFile is the log_file a service without a log collector
+// (launchd, the Windows Run key) runs with: the configured one, else
+// <data dir>/hearth.log, as an absolute path.
+func serviceLogFile(cfg Config) (string, error) {
+	if cfg.LogFile != "" {
+		return filepath.Abs(cfg.LogFile)
+	}
+	dir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "hearth.log"), nil
+}
+
 // runTool runs a service manager command, folding its output into the
 // error so the person sees why it failed.
 func runTool(name string, args ...string) error {

@@ -29,7 +29,12 @@ func Service(cfg Config, action ServiceAction, manage bool) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		plist, err := packaging.LaunchAgent(packaging.Service{Args: args, Log: filepath.Join(cfg.DataDir, "hearth.log")})
+		logFile, err := serviceLogFile(cfg)
+		if err != nil {
+			return "", err
+		}
+		plist, err := packaging.LaunchAgent(packaging.Service{Args: args, LogFile: logFile,
+			Stderr: filepath.Join(filepath.Dir(logFile), "hearth.stderr.log")})
 		if err != nil {
 			return "", err
 		}

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/windows/registry"
 
 	"github.com/hearth-chat/hearth/localapi/controlclient"
+	"github.com/hearth-chat/hearth/packaging"
 )
 
 // runKey is where per-user programs that start at login are listed.
@@ -27,6 +28,13 @@ func Service(cfg Config, action ServiceAction, manage bool) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// A Run-key process's standard error goes nowhere: the daemon writes
+	// and rotates its own log file.
+	logFile, err := serviceLogFile(cfg)
+	if err != nil {
+		return "", err
+	}
+	args = packaging.Service{Args: args, LogFile: logFile}.Command()
 	switch action {
 	case ServiceInstall:
 		k, _, err := registry.CreateKey(registry.CURRENT_USER, runKey, registry.SET_VALUE)

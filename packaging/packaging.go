@@ -19,13 +19,31 @@ var files embed.FS
 // Service describes what the service runs.
 type Service struct {
 	Args []string // the binary and its arguments: [/path/hearth run --data-dir …]
-	Log  string   // where launchd writes standard error
+	// LogFile, if set, is passed as --log-file: the daemon writes its log
+	// there and rotates it, since neither launchd nor a Windows Run key
+	// rotates anything (systemd's journal does, so the unit leaves it
+	// empty).
+	LogFile string
+	// Stderr is where launchd writes standard error: with LogFile set,
+	// only what the daemon cannot log itself (a crash trace, the reason it
+	// refused to start), so it stays small.
+	Stderr string
+}
+
+// Command is the command line the service runs.
+func (s Service) Command() []string {
+	args := append([]string(nil), s.Args...)
+	if s.LogFile != "" {
+		args = append(args, "--log-file", s.LogFile)
+	}
+	return args
 }
 
 // SystemdUnit renders the systemd user unit.
 func SystemdUnit(s Service) ([]byte, error) {
-	quoted := make([]string, len(s.Args))
-	for i, a := range s.Args {
+	cmd := s.Command()
+	quoted := make([]string, len(cmd))
+	for i, a := range cmd {
 		quoted[i] = systemdQuote(a)
 	}
 	return render("systemd/hearth.service", map[string]any{"Exec": strings.Join(quoted, " ")})
@@ -33,11 +51,12 @@ func SystemdUnit(s Service) ([]byte, error) {
 
 // LaunchAgent renders the macOS LaunchAgent property list.
 func LaunchAgent(s Service) ([]byte, error) {
-	args := make([]string, len(s.Args))
-	for i, a := range s.Args {
+	cmd := s.Command()
+	args := make([]string, len(cmd))
+	for i, a := range cmd {
 		args[i] = html.EscapeString(a)
 	}
-	return render("launchd/org.hearth.plist", map[string]any{"Args": args, "Log": html.EscapeString(s.Log)})
+	return render("launchd/org.hearth.plist", map[string]any{"Args": args, "Stderr": html.EscapeString(s.Stderr)})
 }
 
 func render(name string, data any) ([]byte, error) {

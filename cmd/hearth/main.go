@@ -120,10 +120,12 @@ func loadConfig(name string, args []string, stderr io.Writer, extra func(*flag.F
 }
 
 func runDaemon(cfg daemon.Config, stdout, stderr io.Writer) int {
-	var level slog.Level
-	level.UnmarshalText([]byte(cfg.LogLevel))
-	logs := daemon.NewLogRing(1000)
-	slog.SetDefault(slog.New(slog.NewTextHandler(io.MultiWriter(stderr, logs), &slog.HandlerOptions{Level: level})))
+	logs, stopLogging, err := daemon.SetupLogging(cfg, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "hearth:", err)
+		return 1
+	}
+	defer stopLogging()
 	// Catch signals before Start: once it logs that it is ready a SIGTERM
 	// must mean a clean stop, not the default kill.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -36,6 +36,10 @@ type Config struct {
 	QuotaBytes int64
 	// MaxPixels bounds the images thumbnails are made from; 0 is DefaultMaxPixels.
 	MaxPixels int64
+	// DecodeBudgetBytes bounds the memory of the thumbnail decodes under
+	// way together (estimated from each image's header); 0 is
+	// DefaultDecodeBudget.
+	DecodeBudgetBytes int64
 	// Previews enables GET /preview_url.
 	Previews bool
 	// PreviewPolicy decides which addresses previews may connect to; nil
@@ -69,8 +73,12 @@ const (
 	MaxPendingPerUser = 32
 	// MaxWait caps timeout_ms on downloads of pending media.
 	MaxWait = 60 * time.Second
-	// DefaultMaxPixels admits a 48 MP photo and refuses decompression bombs.
-	DefaultMaxPixels = 48_000_000
+	// DefaultMaxPixels admits a 32 MP photo and refuses decompression
+	// bombs (Synapse's max_image_pixels default).
+	DefaultMaxPixels = 32_000_000
+	// DefaultDecodeBudget holds one 32 MP decode at 8 bytes a pixel, or
+	// two at 4.
+	DefaultDecodeBudget = 256 << 20
 )
 
 // Errors with codes matrixerr has no constructor for.
@@ -93,7 +101,9 @@ type Repo struct {
 	mu       sync.Mutex
 	uploaded chan struct{} // closed (and replaced) when an async upload lands
 
-	thumbSem chan struct{} // bounds concurrent image decodes (memory)
+	thumbSem chan struct{}                  // bounds concurrent image decodes (CPU)
+	budget   *decodeBudget                  // bounds their memory (thumbnail.go)
+	onDecode func(cost int64) (done func()) // test hook around each decode
 	previews *previewer
 	fetcher  Fetcher                  // guarded by mu; nil while federation is off
 	fetching map[string]chan struct{} // guarded by mu; remote fetches under way (remote.go)
@@ -104,6 +114,9 @@ func New(db *store.DB, cfg Config) (*Repo, error) {
 	if cfg.MaxPixels <= 0 {
 		cfg.MaxPixels = DefaultMaxPixels
 	}
+	if cfg.DecodeBudgetBytes <= 0 {
+		cfg.DecodeBudgetBytes = DefaultDecodeBudget
+	}
 	if cfg.MaxUploadBytes <= 0 {
 		cfg.MaxUploadBytes = 50 << 20
 	}
@@ -112,7 +125,8 @@ func New(db *store.DB, cfg Config) (*Repo, error) {
 			return nil, fmt.Errorf("media: %w", err)
 		}
 	}
-	r := &Repo{db: db, cfg: cfg, uploaded: make(chan struct{}), thumbSem: make(chan struct{}, 2)}
+	r := &Repo{db: db, cfg: cfg, uploaded: make(chan struct{}), thumbSem: make(chan struct{}, 2),
+		budget: newDecodeBudget(cfg.DecodeBudgetBytes)}
 	policy := cfg.PreviewPolicy
 	if policy == nil {
 		policy = PublicOnly

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"image"
+	"image/color"
 	"image/gif"
 	"image/jpeg"
 	"image/png"
@@ -97,19 +98,37 @@ func (r *Repo) Thumbnail(ctx context.Context, rec *Record, w, h int, method stri
 	if f, err := os.Open(cache); err == nil {
 		return &Thumb{File: f, ContentType: outType}, nil
 	}
+	src, err := r.Open(rec)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	info, err := readHeader(src, r.cfg.MaxPixels)
+	if err != nil {
+		return nil, err
+	}
+	// The decode's memory is reserved before it starts: over the budget a
+	// request waits for others to finish, and an image that alone would
+	// exceed it is refused like one over the pixel limit.
+	if info.cost > r.cfg.DecodeBudgetBytes {
+		return nil, matrixerr.TooLarge(fmt.Sprintf("decoding the %d×%d image would take about %d bytes, over the %d byte thumbnail memory budget",
+			info.width, info.height, info.cost, r.cfg.DecodeBudgetBytes))
+	}
+	if err := r.budget.acquire(ctx, info.cost); err != nil {
+		return nil, err
+	}
+	defer r.budget.release(info.cost)
 	select {
 	case r.thumbSem <- struct{}{}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 	defer func() { <-r.thumbSem }()
-	src, err := r.Open(rec)
-	if err != nil {
-		return nil, err
+	if r.onDecode != nil {
+		defer r.onDecode(info.cost)()
 	}
-	defer src.Close()
 	var buf bytes.Buffer
-	if err := MakeThumbnail(src, &buf, size.w, size.h, size.method, outType, r.cfg.MaxPixels); err != nil {
+	if err := decodeThumbnail(src, &buf, size.w, size.h, size.method, outType, info.format); err != nil {
 		return nil, err
 	}
 	if err := writeFileAtomic(cache, buf.Bytes()); err != nil {
@@ -141,8 +160,27 @@ func thumbnailable(ct string) bool {
 // as outType. Images over maxPixels are refused before they are decoded,
 // so a small file that declares huge dimensions (a decompression bomb)
 // costs nothing; truncated or foreign data is an error, and a panic inside
-// a decoder is turned into one.
-func MakeThumbnail(src io.ReadSeeker, dst io.Writer, w, h int, method, outType string, maxPixels int64) (err error) {
+// a decoder is turned into one. It has no memory budget: Repo.Thumbnail
+// adds one.
+func MakeThumbnail(src io.ReadSeeker, dst io.Writer, w, h int, method, outType string, maxPixels int64) error {
+	info, err := readHeader(src, maxPixels)
+	if err != nil {
+		return err
+	}
+	return decodeThumbnail(src, dst, w, h, method, outType, info.format)
+}
+
+// imageInfo is what an image's header declares.
+type imageInfo struct {
+	width, height int
+	format        string
+	cost          int64 // estimated bytes of memory its decode takes
+}
+
+// readHeader reads the image's header only, refuses it if it declares
+// more than maxPixels, estimates the memory decoding it takes, and rewinds
+// src for the decode.
+func readHeader(src io.ReadSeeker, maxPixels int64) (info imageInfo, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = errCannotThumbnail(fmt.Sprintf("the image decoder failed: %v", p))
@@ -150,17 +188,87 @@ func MakeThumbnail(src io.ReadSeeker, dst io.Writer, w, h int, method, outType s
 	}()
 	cfg, format, err := image.DecodeConfig(bufio.NewReader(src)) // reads the header only
 	if err != nil {
-		return errCannotThumbnail("not a readable image")
+		return info, errCannotThumbnail("not a readable image")
 	}
 	if cfg.Width <= 0 || cfg.Height <= 0 {
-		return errCannotThumbnail("the image has no pixels")
+		return info, errCannotThumbnail("the image has no pixels")
 	}
-	if int64(cfg.Width)*int64(cfg.Height) > maxPixels {
-		return matrixerr.TooLarge(fmt.Sprintf("the image is %d×%d pixels, over the %d pixel limit", cfg.Width, cfg.Height, maxPixels))
+	pixels := int64(cfg.Width) * int64(cfg.Height)
+	if pixels > maxPixels {
+		return info, matrixerr.TooLarge(fmt.Sprintf("the image is %d×%d pixels, over the %d pixel limit", cfg.Width, cfg.Height, maxPixels))
+	}
+	info = imageInfo{width: cfg.Width, height: cfg.Height, format: format, cost: decodeCost(pixels, cfg.ColorModel)}
+	if format == "jpeg" {
+		info.cost += jpegCoeffBytes(src, pixels)
 	}
 	if _, err := src.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("media: rewind image: %w", err)
+		return info, fmt.Errorf("media: rewind image: %w", err)
 	}
+	return info, nil
+}
+
+// decodeCost estimates the bytes of the decoded image and the thumbnail
+// work on it: 4 per pixel (RGBA, or less for gray, paletted and YCbCr
+// images), 8 for 16-bit-per-channel ones.
+func decodeCost(pixels int64, m color.Model) int64 {
+	switch m {
+	case color.RGBA64Model, color.NRGBA64Model, color.Gray16Model:
+		return 8 * pixels
+	}
+	return 4 * pixels
+}
+
+// jpegCoeffBytes is the extra memory of a progressive JPEG, whose decoder
+// keeps every DCT coefficient (64 int32 per 8×8 block and component, so 4
+// bytes per pixel of each component, less for subsampled ones) until the
+// last scan. It walks the segments from the start of src to the frame
+// header (SOF2) that DecodeConfig accepted; baseline JPEGs cost nothing
+// extra.
+func jpegCoeffBytes(src io.ReadSeeker, pixels int64) int64 {
+	if _, err := src.Seek(2, io.SeekStart); err != nil { // after SOI
+		return 0
+	}
+	var hdr [4]byte
+	for range 1000 {
+		if _, err := io.ReadFull(src, hdr[:]); err != nil || hdr[0] != 0xff {
+			return 0
+		}
+		m, n := hdr[1], int64(hdr[2])<<8|int64(hdr[3])
+		if m == 0xc2 {
+			seg := make([]byte, min(n-2, 6+3*255))
+			if len(seg) < 6 {
+				return 0
+			}
+			if _, err := io.ReadFull(src, seg); err != nil {
+				return 0
+			}
+			comps := seg[6:] // after precision, height, width and the count
+			var hmax, vmax, units int64 = 1, 1, 0
+			for c := 0; c < int(seg[5]) && 3*c+1 < len(comps); c++ {
+				hv := comps[3*c+1]
+				hmax, vmax = max(hmax, int64(hv>>4)), max(vmax, int64(hv&0x0f))
+				units += int64(hv>>4) * int64(hv&0x0f)
+			}
+			return 4 * pixels * units / (hmax * vmax)
+		}
+		if m >= 0xc0 && m <= 0xcf && m != 0xc4 && m != 0xc8 && m != 0xcc {
+			return 0 // another frame type: baseline
+		}
+		if _, err := src.Seek(n-2, io.SeekCurrent); err != nil {
+			return 0
+		}
+	}
+	return 0
+}
+
+// decodeThumbnail decodes src (already checked by readHeader) and writes
+// the thumbnail; a panic inside a decoder becomes an error.
+func decodeThumbnail(src io.Reader, dst io.Writer, w, h int, method, outType, format string) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = errCannotThumbnail(fmt.Sprintf("the image decoder failed: %v", p))
+		}
+	}()
 	br := bufio.NewReader(src)
 	var img image.Image
 	if format == "gif" {
