@@ -51,7 +51,7 @@ type Server struct {
 	cfg      Config
 	mux      *http.ServeMux
 	uia      *uiaSessions
-	limiter  *limiter
+	guard    *passwordGuard // password guessing limits (ratelimit.go)
 	presence *presence
 	media    *media.Repo   // set by SetMedia (media.go)
 	search   searchIndex   // set by SetSearch (search.go)
@@ -68,7 +68,7 @@ func New(accounts *account.Accounts, rooms *room.Engine, cfg Config) *Server {
 		cfg.MaxBodyBytes = 1 << 20
 	}
 	s := &Server{accounts: accounts, rooms: rooms, cfg: cfg, mux: http.NewServeMux(),
-		uia: newUIASessions(), limiter: newLimiter(), presence: newPresence(accounts, rooms, cfg.PresenceTimeout)}
+		uia: newUIASessions(), guard: newPasswordGuard(), presence: newPresence(accounts, rooms, cfg.PresenceTimeout)}
 	s.routes()
 	return s
 }
