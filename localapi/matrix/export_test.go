@@ -41,6 +41,11 @@ func (s *Server) SetClock(now func() time.Time) {
 	s.uia.mu.Unlock()
 }
 
+// SetHashSlotWait sets how long a password check waits for a hashing
+// slot, so that tests of the guessing limits are not decided by the
+// machine's speed.
+func (s *Server) SetHashSlotWait(wait time.Duration) { s.guard.slotWait = wait }
+
 // HoldHashSlots takes every password-hashing slot, and makes a check that
 // finds none free wait only wait; release gives the slots back.
 func (s *Server) HoldHashSlots(wait time.Duration) (release func()) {

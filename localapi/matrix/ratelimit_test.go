@@ -22,6 +22,8 @@ type fakeClock struct {
 func newFakeClock(ts *testServer) *fakeClock {
 	c := &fakeClock{now: time.Now()}
 	ts.API.SetClock(c.Now)
+	// Only the limits decide here, however slow the machine hashes.
+	ts.API.SetHashSlotWait(time.Minute)
 	return c
 }
 
