@@ -189,6 +189,18 @@ func (g *passwordGuard) hashSlot(ctx context.Context) (release func(), err error
 	}
 }
 
+// hashing runs fn, which hashes a new password, in a hashing slot: the
+// same cap as password checks, so that a flood of registrations cannot
+// take every CPU either.
+func (g *passwordGuard) hashing(ctx context.Context, fn func() error) error {
+	release, err := g.hashSlot(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return fn()
+}
+
 // guarded runs check, a secret check for account (empty: none, the
 // address alone counts) by the client of r, under the guard: it is
 // refused with 429 while either bucket is full, and counted as a failure

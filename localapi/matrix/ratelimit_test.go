@@ -188,9 +188,18 @@ func TestPasswordHashingSlotsCapped(t *testing.T) {
 			t.Errorf("retry_after_ms = %v, want a positive number", m["retry_after_ms"])
 		}
 	}
+	// Hashing a new password takes a slot too: a registration waits, is
+	// refused, and creates nobody.
+	register := func() *response {
+		return ts.serveFrom(t, "192.0.2.66:4000", "POST", v3path+"/register", "", map[string]any{
+			"username": "bob", "password": "pw", "auth": map[string]any{"type": "m.login.dummy"}})
+	}
+	register().wantError(t, 429, "M_LIMIT_EXCEEDED")
+	ts.serveFrom(t, "192.0.2.66:4000", "GET", v3path+"/register/available?username=bob", "", nil).wantStatus(t, 200)
 	release()
 	ts.serveFrom(t, "192.0.2.66:4000", "POST", v3path+"/login", "", passwordLogin("alice", alice.Password)).
 		wantStatus(t, 200)
+	register().wantStatus(t, 200)
 }
 
 // A flood of distinct addresses leaves at most MaxLimiterKeys remembered,

@@ -75,7 +75,9 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		matrixerr.Write(w, matrixerr.MissingParam("a password is required"))
 		return
 	}
-	if err := s.accounts.Create(r.Context(), localpart, req.Password, false); err != nil {
+	if err := s.guard.hashing(r.Context(), func() error {
+		return s.accounts.Create(r.Context(), localpart, req.Password, false)
+	}); err != nil {
 		matrixerr.Write(w, err)
 		return
 	}
