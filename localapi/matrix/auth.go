@@ -100,12 +100,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		localpart = s.userLocalpart(user)
-		if ok, retry := s.limiter.allow("login:" + localpart); !ok {
-			matrixerr.Write(w, matrixerr.LimitExceeded(retry))
-			return
-		}
-		if _, err := s.accounts.CheckPassword(localpart, req.Password); err != nil {
-			s.limiter.fail("login:" + localpart)
+		if err := s.checkPassword(r, localpart, req.Password); err != nil {
 			matrixerr.Write(w, err)
 			return
 		}
@@ -228,7 +223,6 @@ func (s *Server) passwordUIA(r *http.Request, body []byte, c *caller) error {
 		if s.userLocalpart(user) != c.Localpart {
 			return uiaFatal{matrixerr.Forbidden("authenticate as yourself")}
 		}
-		_, err := s.accounts.CheckPassword(c.Localpart, auth.Password)
-		return err
+		return s.checkPassword(r, c.Localpart, auth.Password)
 	})
 }

@@ -108,7 +108,11 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, c *calle
 		return
 	}
 	logout := req.LogoutDevices == nil || *req.LogoutDevices
-	dropped, err := s.accounts.SetPassword(r.Context(), c.Localpart, req.NewPassword, logout, c.DeviceID)
+	var dropped []string
+	err := s.guard.hashing(r.Context(), func() (err error) {
+		dropped, err = s.accounts.SetPassword(r.Context(), c.Localpart, req.NewPassword, logout, c.DeviceID)
+		return err
+	})
 	if err != nil {
 		matrixerr.Write(w, err)
 		return

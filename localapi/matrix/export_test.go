@@ -1,5 +1,7 @@
 package matrix
 
+import "time"
+
 // Exports for the external tests (package matrix_test) of unexported
 // token code.
 
@@ -17,3 +19,55 @@ var ParsePageToken = parsePageToken
 
 // PageToken is the pagination token the server hands out for pos.
 var PageToken = pageToken
+
+// Guessing limits and UIA bounds (ratelimit.go, uia.go).
+const (
+	AddrBurst      = addrBurst
+	AccountBurst   = accountBurst
+	GuessLeak      = guessLeak
+	MaxLimiterKeys = maxLimiterKeys
+	MaxUIASessions = maxUIASessions
+	UIAIdle        = uiaIdle
+)
+
+// SetClock makes the guessing limits and UIA sessions read the time from
+// now, so tests can move past a window without sleeping.
+func (s *Server) SetClock(now func() time.Time) {
+	s.guard.mu.Lock()
+	s.guard.now = now
+	s.guard.mu.Unlock()
+	s.uia.mu.Lock()
+	s.uia.now = now
+	s.uia.mu.Unlock()
+}
+
+// SetHashSlotWait sets how long a password check waits for a hashing
+// slot, so that tests of the guessing limits are not decided by the
+// machine's speed.
+func (s *Server) SetHashSlotWait(wait time.Duration) { s.guard.slotWait = wait }
+
+// HoldHashSlots takes every password-hashing slot, and makes a check that
+// finds none free wait only wait; release gives the slots back.
+func (s *Server) HoldHashSlots(wait time.Duration) (release func()) {
+	s.guard.slotWait = wait
+	n := cap(s.guard.slots)
+	for range n {
+		s.guard.slots <- struct{}{}
+	}
+	return func() {
+		for range n {
+			<-s.guard.slots
+		}
+	}
+}
+
+// LimiterKeys is how many client addresses and accounts the guessing
+// limits remember.
+func (s *Server) LimiterKeys() (addrs, accounts int) {
+	s.guard.mu.Lock()
+	defer s.guard.mu.Unlock()
+	return s.guard.addrs.size(), s.guard.accounts.size()
+}
+
+// UIASessions is how many UIA sessions are held.
+func (s *Server) UIASessions() int { return s.uia.size() }

@@ -26,6 +26,16 @@ type roomEventFilter struct {
 	UnreadThreadNotifs      bool     `json:"unread_thread_notifications,omitempty"`
 }
 
+// maxFilterLimit is the most events a filter's limit may ask for (per room
+// timeline in /sync); a larger limit is clamped, not refused. Without it a
+// limit of 1e9 made each /sync answer every event of every room (issue 10:
+// 165 MB per response). 100 is Synapse's default filter_timeline_limit,
+// and what /context and /search already allow.
+const maxFilterLimit = 100
+
+// engine is the filter as the room engine reads it. The limit is clamped
+// here, where it is read, so that filters stored before the clamp existed
+// are clamped too.
 func (f *roomEventFilter) engine() room.EventFilter {
 	if f == nil {
 		return room.EventFilter{}
@@ -33,7 +43,7 @@ func (f *roomEventFilter) engine() room.EventFilter {
 	ef := room.EventFilter{Types: f.Types, NotTypes: f.NotTypes, Senders: f.Senders, NotSenders: f.NotSenders,
 		LazyLoadMembers: f.LazyLoadMembers, ContainsURL: f.ContainsURL}
 	if f.Limit != nil {
-		ef.Limit = *f.Limit
+		ef.Limit = min(*f.Limit, maxFilterLimit)
 	}
 	return ef
 }

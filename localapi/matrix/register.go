@@ -1,8 +1,9 @@
 package matrix
 
 import (
+	"crypto/subtle"
+	"errors"
 	"net/http"
-	"slices"
 	"strings"
 
 	"github.com/hearth-chat/hearth/internal/account"
@@ -61,8 +62,8 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		flow = "m.login.registration_token"
 	}
 	err = s.uia.require(body, [][]string{{flow}}, func(stage string, auth uiaAuth) error {
-		if stage == "m.login.registration_token" && !slices.Contains(s.cfg.RegistrationTokens, auth.Token) {
-			return matrixerr.Unauthorized("invalid registration token")
+		if stage == "m.login.registration_token" {
+			return s.checkRegistrationToken(r, auth.Token)
 		}
 		return nil
 	})
@@ -74,7 +75,9 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		matrixerr.Write(w, matrixerr.MissingParam("a password is required"))
 		return
 	}
-	if err := s.accounts.Create(r.Context(), localpart, req.Password, false); err != nil {
+	if err := s.guard.hashing(r.Context(), func() error {
+		return s.accounts.Create(r.Context(), localpart, req.Password, false)
+	}); err != nil {
 		matrixerr.Write(w, err)
 		return
 	}
@@ -114,6 +117,30 @@ func (s *Server) tokenValidity(w http.ResponseWriter, r *http.Request) {
 		matrixerr.Write(w, matrixerr.Forbidden("registration tokens are not in use"))
 		return
 	}
-	valid := slices.Contains(s.cfg.RegistrationTokens, r.URL.Query().Get("token"))
-	writeJSON(w, map[string]any{"valid": valid})
+	err := s.checkRegistrationToken(r, r.URL.Query().Get("token"))
+	var me *matrixerr.Error
+	if errors.As(err, &me) && me.Status == http.StatusTooManyRequests {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeJSON(w, map[string]any{"valid": err == nil})
+}
+
+// checkRegistrationToken checks a registration token under the client
+// address's guessing limit (ratelimit.go): tokens are secrets, and this
+// endpoint and the UIA stage would otherwise answer guesses as fast as
+// they come (the spec marks both rate-limited).
+func (s *Server) checkRegistrationToken(r *http.Request, token string) error {
+	return s.guard.guarded(r, "", false, func() error {
+		ok := false
+		for _, t := range s.cfg.RegistrationTokens {
+			if subtle.ConstantTimeCompare([]byte(t), []byte(token)) == 1 {
+				ok = true
+			}
+		}
+		if !ok {
+			return matrixerr.Unauthorized("invalid registration token")
+		}
+		return nil
+	})
 }

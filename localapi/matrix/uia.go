@@ -1,6 +1,7 @@
 package matrix
 
 import (
+	"container/list"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -26,22 +27,76 @@ type uiaAuth struct {
 }
 
 // uiaSessions holds User-Interactive Authentication sessions in memory:
-// they last minutes and are worthless after a restart.
+// they last minutes and are worthless after a restart. A session expires
+// uiaIdle after it was last used, and there are at most maxUIASessions
+// (the least recently used goes first), so that clients which start
+// sessions and never finish them cannot grow memory. Sessions are kept in
+// last-used order: expired ones are at the front, and dropping them costs
+// O(1) each.
 type uiaSessions struct {
 	mu       sync.Mutex
-	sessions map[string]*uiaSession
+	sessions map[string]*list.Element // of *uiaSession
+	order    *list.List               // least recently used first
+	max      int
+	idle     time.Duration
+	now      func() time.Time
 }
 
 type uiaSession struct {
+	id        string
 	completed []string
-	expires   time.Time
+	used      time.Time
 }
 
-func newUIASessions() *uiaSessions { return &uiaSessions{sessions: map[string]*uiaSession{}} }
+const (
+	maxUIASessions = 10000
+	uiaIdle        = 15 * time.Minute
+)
+
+func newUIASessions() *uiaSessions {
+	return &uiaSessions{sessions: map[string]*list.Element{}, order: list.New(),
+		max: maxUIASessions, idle: uiaIdle, now: time.Now}
+}
+
+// session returns the live session id (or a new one if id is empty or
+// unknown), marked as used now. Call with u.mu held.
+func (u *uiaSessions) session(id string) *uiaSession {
+	now := u.now()
+	for e := u.order.Front(); e != nil && now.Sub(e.Value.(*uiaSession).used) > u.idle; e = u.order.Front() {
+		u.drop(e.Value.(*uiaSession))
+	}
+	if e := u.sessions[id]; id != "" && e != nil {
+		s := e.Value.(*uiaSession)
+		s.used = now
+		u.order.MoveToBack(e)
+		return s
+	}
+	for u.order.Len() >= u.max {
+		u.drop(u.order.Front().Value.(*uiaSession))
+	}
+	s := &uiaSession{id: account.RandomString(16), used: now}
+	u.sessions[s.id] = u.order.PushBack(s)
+	return s
+}
+
+func (u *uiaSessions) drop(s *uiaSession) {
+	if e := u.sessions[s.id]; e != nil {
+		u.order.Remove(e)
+		delete(u.sessions, s.id)
+	}
+}
+
+func (u *uiaSessions) size() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.sessions)
+}
 
 // require runs one step of UIA for the request body. It returns nil once
 // some flow is complete, and otherwise the 401 challenge to send: the
-// flows, the session and, if a stage just failed, its error.
+// flows, the session and, if a stage just failed, its error. The stage is
+// checked without the sessions' lock held: a password check takes a
+// bcrypt hash's time, and must not hold up every other UIA request.
 func (u *uiaSessions) require(body []byte, flows [][]string, check func(stage string, auth uiaAuth) error) error {
 	var req struct {
 		Auth *uiaAuth `json:"auth"`
@@ -49,34 +104,30 @@ func (u *uiaSessions) require(body []byte, flows [][]string, check func(stage st
 	if err := json.Unmarshal(body, &req); err != nil {
 		return matrixerr.BadJSON("auth must be an object")
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	now := time.Now()
-	for id, s := range u.sessions {
-		if now.After(s.expires) {
-			delete(u.sessions, id)
-		}
-	}
-	var sess *uiaSession
 	id := ""
-	if req.Auth != nil && req.Auth.Session != "" {
+	if req.Auth != nil {
 		id = req.Auth.Session
-		sess = u.sessions[id]
 	}
-	if sess == nil {
-		id = account.RandomString(16)
-		sess = &uiaSession{expires: now.Add(10 * time.Minute)}
-		u.sessions[id] = sess
-	}
+	u.mu.Lock()
+	sess := u.session(id)
+	u.mu.Unlock()
+
 	var stageErr error
+	passed := ""
 	if req.Auth != nil && req.Auth.Type != "" {
 		if !allowedStage(flows, req.Auth.Type) {
 			stageErr = matrixerr.Unknown("unsupported auth type " + req.Auth.Type)
 		} else if err := check(req.Auth.Type, *req.Auth); err != nil {
 			stageErr = err
-		} else if !slices.Contains(sess.completed, req.Auth.Type) {
-			sess.completed = append(sess.completed, req.Auth.Type)
+		} else {
+			passed = req.Auth.Type
 		}
+	}
+
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if passed != "" && !slices.Contains(sess.completed, passed) {
+		sess.completed = append(sess.completed, passed)
 	}
 	for _, f := range flows {
 		done := true
@@ -86,7 +137,7 @@ func (u *uiaSessions) require(body []byte, flows [][]string, check func(stage st
 			}
 		}
 		if done {
-			delete(u.sessions, id)
+			u.drop(sess)
 			return nil
 		}
 	}
@@ -95,7 +146,10 @@ func (u *uiaSessions) require(body []byte, flows [][]string, check func(stage st
 	if errors.As(stageErr, &fatal) {
 		return fatal.err
 	}
-	if me, ok := stageErr.(*matrixerr.Error); ok {
+	if me, ok := stageErr.(*matrixerr.Error); ok && me.Status == http.StatusTooManyRequests {
+		// Guessing limits answer as themselves, with retry_after_ms.
+		return me
+	} else if ok {
 		challenge.Code, challenge.Message = me.Code, me.Message
 	} else if stageErr != nil {
 		return stageErr
@@ -104,7 +158,7 @@ func (u *uiaSessions) require(body []byte, flows [][]string, check func(stage st
 	for i, f := range flows {
 		fl[i] = map[string]any{"stages": f}
 	}
-	challenge.Extra = map[string]any{"flows": fl, "params": map[string]any{}, "session": id,
+	challenge.Extra = map[string]any{"flows": fl, "params": map[string]any{}, "session": sess.id,
 		"completed": append([]string{}, sess.completed...)}
 	return challenge
 }
@@ -124,65 +178,4 @@ func allowedStage(flows [][]string, stage string) bool {
 		}
 	}
 	return false
-}
-
-// limiter counts failures per key in a leaky bucket: 5 failures in a burst,
-// then one more allowed every 10 s. It guards password guessing; successful
-// requests cost nothing.
-type limiter struct {
-	mu      sync.Mutex
-	buckets map[string]*bucket
-}
-
-type bucket struct {
-	level float64
-	at    time.Time
-}
-
-const (
-	limitBurst = 5
-	limitLeak  = 10 * time.Second // one failure forgiven per interval
-)
-
-func newLimiter() *limiter { return &limiter{buckets: map[string]*bucket{}} }
-
-func (l *limiter) drain(key string, now time.Time) *bucket {
-	b := l.buckets[key]
-	if b == nil {
-		b = &bucket{at: now}
-		l.buckets[key] = b
-	}
-	b.level -= float64(now.Sub(b.at)) / float64(limitLeak)
-	if b.level < 0 {
-		b.level = 0
-	}
-	b.at = now
-	return b
-}
-
-// allow reports whether key may try again, and if not how long to wait.
-func (l *limiter) allow(key string) (bool, int64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b := l.drain(key, time.Now())
-	if b.level < limitBurst {
-		return true, 0
-	}
-	wait := time.Duration((b.level - limitBurst + 1) * float64(limitLeak))
-	return false, wait.Milliseconds()
-}
-
-// fail records one failure for key.
-func (l *limiter) fail(key string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.drain(key, time.Now()).level++
-	if len(l.buckets) > 10000 {
-		// Bound memory under a flood of distinct keys.
-		for k, b := range l.buckets {
-			if b.level == 0 {
-				delete(l.buckets, k)
-			}
-		}
-	}
 }
