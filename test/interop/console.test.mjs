@@ -1,19 +1,21 @@
 // The web console at /_hearth/, in a real headless Chromium (the Debian
 // chromium package, driven by playwright-core): the CLI's one-time link
 // logs the browser in, the page shows the daemon's state and how to connect
-// a client, and a screenshot is kept in artifacts/console.png.
+// a client, and a screenshot is kept in artifacts/console.png. A console
+// session is a header the page's own script sends, never a cookie, so
+// another local user's server on 127.0.0.1 gets nothing it can replay.
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import http from "node:http";
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { chromium } from "playwright-core";
-import { HEARTH_BIN, Hearth, SERVER_NAME, freePort } from "./hearth.mjs";
+import { HEARTH_BIN, Hearth, SERVER_NAME, freePort, sleep } from "./hearth.mjs";
 
 const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
 const artifacts = path.join(path.dirname(fileURLToPath(import.meta.url)), "artifacts");
@@ -168,5 +170,39 @@ test("a page on another port of 127.0.0.1 gets nothing that opens the control AP
     } finally {
         evil.close();
         await context.close();
+    }
+});
+
+test("'hearth open' hands the browser a private launch page, which leads to the console signed in", async () => {
+    // A stand-in xdg-open that only records what it was given.
+    const spyDir = await mkdtemp(path.join(os.tmpdir(), "hearth-spy-"));
+    const runtimeDir = await mkdtemp(path.join(os.tmpdir(), "hearth-runtime-"));
+    try {
+        await writeFile(path.join(spyDir, "xdg-open"), `#!/bin/sh\nprintf '%s\\n' "$@" > ${spyDir}/argv\n`);
+        await chmod(path.join(spyDir, "xdg-open"), 0o755);
+        const { stdout } = await run(HEARTH_BIN, ["open", "--data-dir", dataDir,
+            "--client-listen", `127.0.0.1:${hearth.port}`, "--key-store", "file"],
+        { env: { ...process.env, PATH: `${spyDir}:${process.env.PATH}`, XDG_RUNTIME_DIR: runtimeDir } });
+        assert.doesNotMatch(stdout, /code=/);
+        let argv;
+        for (let i = 0; i < 200 && argv === undefined; i++) {
+            argv = await readFile(path.join(spyDir, "argv"), "utf8").catch(() => undefined);
+            if (argv === undefined) await sleep(25);
+        }
+        assert.match(argv, /^file:\/\/\/.*\.html\n$/);
+        assert.doesNotMatch(argv, /code=/);
+        const launch = new URL(argv.trim());
+        assert.equal((await stat(launch.pathname)).mode & 0o777, 0o600);
+
+        const context = await browser.newContext();
+        const page = await context.newPage();
+        await page.goto(launch.href);
+        await page.waitForSelector("body[data-loaded=true]", { timeout: 10_000 });
+        assert.equal(new URL(page.url()).origin, hearth.baseUrl);
+        assert.match(await page.textContent("#server"), new RegExp(SERVER_NAME));
+        await context.close();
+    } finally {
+        await rm(spyDir, { recursive: true, force: true });
+        await rm(runtimeDir, { recursive: true, force: true });
     }
 });
