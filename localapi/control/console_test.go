@@ -63,7 +63,7 @@ func login(t *testing.T, srv *Server) string {
 
 func asSession(tok string) http.Header { return http.Header{SessionHeader: {tok}} }
 
-// TestConsoleSessionScope: a session reads, but cannot mint login tokens
+// TestConsoleSessionScope: a session reads what the page shows, but cannot mint login tokens
 // or console links, change settings or stop the daemon, and only the
 // header carries it.
 func TestConsoleSessionScope(t *testing.T) {
@@ -83,6 +83,8 @@ func TestConsoleSessionScope(t *testing.T) {
 		{"POST", "/_hearth/v1/console", asSession(tok), 401},
 		{"POST", "/_hearth/v1/shutdown", asSession(tok), 401},
 		{"PUT", "/_hearth/v1/config/registration", asSession(tok), 401},
+		{"GET", "/_hearth/v1/config", asSession(tok), 401}, // registration tokens
+		{"POST", "/_hearth/v1/accounts", asSession(tok), 401},
 		{"GET", "/_hearth/", nil, 200}, // the page holds nothing secret
 	} {
 		if got := call(t, srv, tc.method, tc.path, "{}", tc.header).Code; got != tc.want {

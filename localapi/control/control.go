@@ -176,9 +176,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	authed := ok && subtle.ConstantTimeCompare([]byte(token), []byte(s.secret)) == 1
-	// A console session may read and log out, nothing more (console.go).
-	consoleCall := r.Method == http.MethodGet || (r.Method == http.MethodPost && r.URL.Path == "/_hearth/v1/logout")
-	if !authed && !(consoleCall && s.sessions.valid(r.Header.Get(SessionHeader))) {
+	// A console session may read what the page shows and log out, nothing
+	// more (console.go).
+	if !authed && !(consoleCalls[r.Method+" "+r.URL.Path] && s.sessions.valid(r.Header.Get(SessionHeader))) {
 		writeError(w, &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "missing or wrong control credential"})
 		return
 	}
