@@ -214,6 +214,9 @@ func (c *Config) readFile(path string, mustExist bool) error {
 
 // Validate checks values that would otherwise fail later and less clearly.
 func (c *Config) Validate() error {
+	if err := checkShapes(c); err != nil {
+		return err
+	}
 	switch c.Registration {
 	case "closed", "token", "open":
 	default:

@@ -58,6 +58,8 @@ func TestBadConfig(t *testing.T) {
 		{"not key=value", "just words\n", nil, "key = value"},
 		{"number", "max_request_bytes = lots\n", nil, "whole number"},
 		{"missing file", "-", nil, "no such file"},
+		{"control character", "", []string{"--chat-client-url", "https://chat.example/\nregistration = open"}, "chat_client_url: control characters"},
+		{"listen address", "", []string{"--client-listen", "localhost"}, "client_listen"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			file := ""

@@ -258,6 +258,9 @@ func (b *controlBackend) SetConfig(key, value string) error {
 	if target == nil {
 		return control.BadRequest(key, "unknown config key "+key)
 	}
+	if err := checkStorable(value); err != nil {
+		return control.BadRequest(key, err.Error())
+	}
 	if err := setField(target.v, value); err != nil {
 		return control.BadRequest(key, err.Error())
 	}
@@ -290,11 +293,21 @@ func (b *controlBackend) LoginToken(name string) (string, error) {
 }
 
 // writeConfigValue sets key = value in the config file, replacing the
-// key's line or appending one; the file is replaced atomically.
+// key's line or appending one. The file is replaced atomically: a new file
+// in the same directory, synced, given the old file's mode (0600 for a new
+// one), then renamed over it and the directory synced, so a crash leaves
+// the old file or the new one, never half of one.
 func writeConfigValue(path, key, value string) error {
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real // replace the file a symlink points at, not the link
+	}
 	old, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("read config: %w", err)
+	}
+	mode := os.FileMode(0o600)
+	if fi, err := os.Stat(path); err == nil {
+		mode = fi.Mode().Perm()
 	}
 	var out []string
 	done := false
@@ -309,11 +322,44 @@ func writeConfigValue(path, key, value string) error {
 	if !done {
 		out = append(out, key+" = "+value)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strings.Join(out, "\n")+"\n"), 0o600); err != nil {
+	return replaceFile(path, []byte(strings.Join(out, "\n")+"\n"), mode)
+}
+
+// replaceFile atomically replaces path with data.
+func replaceFile(path string, data []byte, mode os.FileMode) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
 		return fmt.Errorf("write config: %w", err)
 	}
-	return os.Rename(tmp, path)
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return fmt.Errorf("write config: %w", err)
+	}
+	if err = f.Chmod(mode); err != nil {
+		return fmt.Errorf("write config: %w", err)
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("write config: %w", err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("write config: %w", err)
+	}
+	if err = os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("write config: %w", err)
+	}
+	// The rename is durable once the directory is synced; Windows cannot
+	// open a directory for that, and there the rename is what we have.
+	if d, derr := os.Open(dir); derr == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
 }
 
 // startControl makes the control credential if needed, serves the control

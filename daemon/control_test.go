@@ -136,9 +136,10 @@ func TestControlAPIRefusesStrangers(t *testing.T) {
 	}
 }
 
-// TestConsoleSession checks the console's login link: it works once, the
-// session it makes can read the control API but cannot mint more links,
-// and the page says how to get in without one.
+// TestConsoleSession checks the console's sign-in against the real daemon:
+// the code (in the link's fragment) works once, the session it makes is a
+// header, never a cookie, and can read the control API but not mint more
+// links or login tokens.
 func TestConsoleSession(t *testing.T) {
 	_, cfg := startTestDaemon(t)
 	ep, _ := Control(cfg)
@@ -147,22 +148,29 @@ func TestConsoleSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := noRedirect.Get("http://" + ep.Addr + link)
-	if err != nil || resp.StatusCode != http.StatusSeeOther || len(resp.Cookies()) != 1 {
-		t.Fatalf("login link: %v %v", resp.StatusCode, err)
+	code, ok := strings.CutPrefix(link, "/_hearth/#code=")
+	if !ok {
+		t.Fatalf("link %q", link)
 	}
-	cookie := resp.Cookies()[0]
-	if !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode {
-		t.Fatalf("session cookie %+v", cookie)
+	redeem := func() *http.Response {
+		resp, err := http.Post("http://"+ep.Addr+"/_hearth/v1/session", "application/json", strings.NewReader(`{"code":"`+code+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
 	}
-	if again, _ := noRedirect.Get("http://" + ep.Addr + link); again.StatusCode != http.StatusUnauthorized {
+	resp := redeem()
+	var sess struct{ Session string }
+	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&sess) != nil || len(resp.Cookies()) != 0 {
+		t.Fatalf("redeem: %d %+v cookies %v", resp.StatusCode, sess, resp.Cookies())
+	}
+	if again := redeem(); again.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("link reused: %d", again.StatusCode)
 	}
-	call := func(method, path string, withCookie bool) int {
+	call := func(method, path string, withSession bool) int {
 		req, _ := http.NewRequest(method, "http://"+ep.Addr+path, strings.NewReader("{}"))
-		if withCookie {
-			req.AddCookie(cookie)
+		if withSession {
+			req.Header.Set(control.SessionHeader, sess.Session)
 		}
 		r, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -173,17 +181,18 @@ func TestConsoleSession(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		method, path string
-		cookie       bool
+		session      bool
 		want         int
 	}{
-		{"GET", "/_hearth/", true, 200},
-		{"GET", "/_hearth/", false, 401},
+		{"GET", "/_hearth/", false, 200},
 		{"GET", "/_hearth/v1/status", true, 200},
+		{"GET", "/_hearth/v1/status", false, 401},
 		{"GET", "/_hearth/qr.png", true, 200},
 		{"POST", "/_hearth/v1/console", true, 401},
+		{"POST", "/_hearth/v1/open", true, 401},
 	} {
-		if got := call(tc.method, tc.path, tc.cookie); got != tc.want {
-			t.Errorf("%s %s (cookie %v): %d, want %d", tc.method, tc.path, tc.cookie, got, tc.want)
+		if got := call(tc.method, tc.path, tc.session); got != tc.want {
+			t.Errorf("%s %s (session %v): %d, want %d", tc.method, tc.path, tc.session, got, tc.want)
 		}
 	}
 }

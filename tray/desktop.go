@@ -5,6 +5,8 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+
+	"github.com/hearth-chat/hearth/localapi/controlclient"
 )
 
 // SystemDesktop opens links and copies text with the tools each desktop
@@ -28,16 +30,10 @@ func (d SystemDesktop) StartDaemon() error {
 	return cmd.Process.Release()
 }
 
-// OpenURL opens url in the default browser.
-func (SystemDesktop) OpenURL(url string) error {
-	switch runtime.GOOS {
-	case "darwin":
-		return exec.Command("open", url).Start()
-	case "windows":
-		return exec.Command("rundll32", "url.dll,FileProtocolHandler", url).Start()
-	}
-	return exec.Command("xdg-open", url).Start()
-}
+// OpenURL opens url in the default browser. The links the tray opens
+// carry one-time secrets, so it goes through a private launch page rather
+// than the browser's command line (controlclient.OpenInBrowser).
+func (SystemDesktop) OpenURL(url string) error { return controlclient.OpenInBrowser(url) }
 
 // CopyText puts text on the clipboard: pbcopy on macOS, clip on Windows,
 // and on Linux wl-copy (Wayland) or xclip (X11), whichever is there.

@@ -7,8 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os/exec"
-	"runtime"
 	"sort"
 	"time"
 
@@ -204,7 +202,9 @@ func serviceCmd(args []string, stdout, stderr io.Writer) int {
 }
 
 // openCmd opens the web console in the browser, logged in through a
-// one-time link; with --print it only prints the link.
+// one-time link; with --print it prints the link instead (to the owner's
+// own terminal, which unlike a browser's command line other users cannot
+// read) and opens nothing.
 func openCmd(args []string, stdout, stderr io.Writer) int {
 	what := "console"
 	if len(args) > 0 && (args[0] == "console" || args[0] == "chat") {
@@ -222,10 +222,14 @@ func openCmd(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintln(stdout, link)
-		if !*printOnly {
-			openBrowser(link)
+		if *printOnly {
+			fmt.Fprintln(stdout, link)
+			return nil
 		}
+		if err := controlclient.OpenInBrowser(link); err != nil {
+			return fmt.Errorf("%w ('hearth open --print' prints the link instead)", err)
+		}
+		fmt.Fprintf(stdout, "Opened the %s in your browser.\n", what)
 		return nil
 	})
 	if err != nil {
@@ -246,21 +250,4 @@ func openLink(c ctlClient, cfg daemon.Config, what string) (string, error) {
 	}
 	path, err := c.ConsoleLink(context.Background())
 	return "http://" + cfg.ClientListen + path, err
-}
-
-// openBrowser asks the desktop to open url; failing quietly is fine, the
-// link is printed.
-func openBrowser(url string) {
-	var cmd *exec.Cmd
-	switch runtime.GOOS {
-	case "darwin":
-		cmd = exec.Command("open", url)
-	case "windows":
-		cmd = exec.Command("rundll32", "url.dll,FileProtocolHandler", url)
-	default:
-		cmd = exec.Command("xdg-open", url)
-	}
-	if cmd.Start() == nil {
-		go cmd.Wait()
-	}
 }

@@ -2,7 +2,7 @@ package control
 
 import (
 	"crypto/rand"
-	"crypto/subtle"
+	"crypto/sha256"
 	_ "embed"
 	"encoding/base64"
 	"net/http"
@@ -14,108 +14,228 @@ import (
 
 // The web console is a page at /_hearth/ that shows the daemon's state and
 // how to connect a client. A browser cannot hold the control secret, so
-// 'hearth open console' asks the control API for a one-time login link;
-// following it sets a session cookie (HttpOnly, SameSite=Strict) that the
-// page's requests carry instead. The Host and Origin checks of ServeHTTP
-// apply to it as to everything else.
+// 'hearth open console' asks the control API for a one-time code and opens
+// /_hearth/#code=…: the code travels in the URL fragment, which the browser
+// never sends to any server, and the page's own script trades it
+// (POST /_hearth/v1/session) for a session token that it keeps in
+// sessionStorage and sends as the X-Hearth-Session header.
+//
+// There is deliberately no cookie: cookies ignore ports, so a cookie for
+// 127.0.0.1 reaches every other local user's server on 127.0.0.1:<port>,
+// which could replay it here. sessionStorage belongs to this origin (and
+// tab) alone, and a header is only sent by the page's own script. The Host
+// and Origin checks of ServeHTTP apply to the session as to everything else.
+//
+// Sessions live in memory only, so a daemon restart ends them all; they
+// end after sessionIdle without use, after sessionMax in any case, and on
+// POST /_hearth/v1/logout. A session may only read what the page shows
+// and log out (consoleCalls): it cannot read the settings, mint login
+// tokens or console codes, change settings or accounts, or stop the daemon.
+
+// consoleCalls are the requests a console session may make: what the page
+// shows, and logging out. Not the settings (registration tokens are
+// there), login tokens, console links, accounts or shutdown.
+var consoleCalls = map[string]bool{
+	"GET /_hearth/v1/status":     true,
+	"GET /_hearth/v1/accounts":   true,
+	"GET /_hearth/v1/peers":      true,
+	"GET /_hearth/v1/federation": true,
+	"GET /_hearth/v1/logs":       true,
+	"GET /_hearth/qr.png":        true,
+	"POST /_hearth/v1/logout":    true,
+}
 
 //go:embed console/index.html
 var consolePage []byte
 
 const (
-	sessionCookie = "hearth_console"
-	sessionTTL    = 12 * time.Hour
+	// SessionHeader carries the console's session token.
+	SessionHeader = "X-Hearth-Session"
+	sessionIdle   = time.Hour
+	sessionMax    = 8 * time.Hour
 	linkTTL       = 2 * time.Minute
+	// maxCodes and maxSessions bound the maps; past them the oldest entry
+	// goes. Only the owner (with the secret) can make codes, so this is
+	// about a runaway script, not an attacker.
+	maxCodes    = 16
+	maxSessions = 8
 )
 
-// sessions holds console login codes and sessions in memory: both are
+// tokenKey is what the maps are keyed by: the SHA-256 of a token, so a
+// lookup is one map access and the map never holds a usable token.
+type tokenKey [sha256.Size]byte
+
+func keyOf(tok string) tokenKey { return sha256.Sum256([]byte(tok)) }
+
+type session struct {
+	created, lastUsed time.Time
+}
+
+// sessions holds console codes and sessions in memory: both are
 // short-lived and a restart simply asks for a new link.
 type sessions struct {
 	mu    sync.Mutex
-	codes map[string]time.Time // one-time login codes → expiry
-	live  map[string]time.Time // session tokens → expiry
+	now   func() time.Time
+	codes map[tokenKey]time.Time // one-time codes → expiry
+	live  map[tokenKey]*session
 }
 
 func newSessions() *sessions {
-	return &sessions{codes: map[string]time.Time{}, live: map[string]time.Time{}}
+	return &sessions{now: time.Now, codes: map[tokenKey]time.Time{}, live: map[tokenKey]*session{}}
 }
 
 func randomToken() string {
-	b := make([]byte, 24)
+	b := make([]byte, 32)
 	rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// take consumes a code from m if it is there and unexpired.
-func take(m map[string]time.Time, code string, consume bool) bool {
-	for k, exp := range m {
-		if time.Now().After(exp) {
-			delete(m, k)
-			continue
-		}
-		if subtle.ConstantTimeCompare([]byte(k), []byte(code)) == 1 {
-			if consume {
-				delete(m, k)
-			}
-			return true
+func (s *session) expired(now time.Time) bool {
+	return now.Sub(s.lastUsed) > sessionIdle || now.Sub(s.created) > sessionMax
+}
+
+// prune drops expired entries, then the oldest ones while a map is full.
+// The maps are small (bounded above), so a pass over them is cheap.
+func (s *sessions) prune(now time.Time) {
+	for k, exp := range s.codes {
+		if now.After(exp) {
+			delete(s.codes, k)
 		}
 	}
-	return false
+	for len(s.codes) >= maxCodes {
+		var oldest tokenKey
+		first := true
+		for k, exp := range s.codes {
+			if first || exp.Before(s.codes[oldest]) {
+				oldest, first = k, false
+			}
+		}
+		delete(s.codes, oldest)
+	}
+	for k, se := range s.live {
+		if se.expired(now) {
+			delete(s.live, k)
+		}
+	}
+	for len(s.live) >= maxSessions {
+		var oldest tokenKey
+		first := true
+		for k, se := range s.live {
+			if first || se.lastUsed.Before(s.live[oldest].lastUsed) {
+				oldest, first = k, false
+			}
+		}
+		delete(s.live, oldest)
+	}
 }
 
 func (s *sessions) newCode() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := s.now()
+	s.prune(now)
 	code := randomToken()
-	s.codes[code] = time.Now().Add(linkTTL)
+	s.codes[keyOf(code)] = now.Add(linkTTL)
 	return code
 }
 
-// redeem trades a login code for a new session token.
+// redeem trades a one-time code for a new session token.
 func (s *sessions) redeem(code string) (string, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if code == "" || !take(s.codes, code, true) {
+	if code == "" {
 		return "", false
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	k := keyOf(code)
+	exp, ok := s.codes[k]
+	delete(s.codes, k)
+	if !ok || now.After(exp) {
+		return "", false
+	}
+	s.prune(now)
 	tok := randomToken()
-	s.live[tok] = time.Now().Add(sessionTTL)
+	s.live[keyOf(tok)] = &session{created: now, lastUsed: now}
 	return tok, true
 }
 
-func (s *sessions) valid(r *http.Request) bool {
-	c, err := r.Cookie(sessionCookie)
-	if err != nil {
+// valid reports whether tok is a live session, and counts it as used.
+func (s *sessions) valid(tok string) bool {
+	if tok == "" {
 		return false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return take(s.live, c.Value, false)
+	now := s.now()
+	k := keyOf(tok)
+	se, ok := s.live[k]
+	if !ok {
+		return false
+	}
+	if se.expired(now) {
+		delete(s.live, k)
+		return false
+	}
+	se.lastUsed = now
+	return true
 }
 
-// consoleLink makes a one-time login link for the console.
+// end logs a session out; endAll logs every console session out.
+func (s *sessions) end(tok string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.live, keyOf(tok))
+}
+
+func (s *sessions) endAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.live)
+}
+
+// consoleLink makes a one-time login link for the console. The code is in
+// the fragment: it never reaches a server or its logs.
 func (s *Server) consoleLink(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, map[string]any{"path": "/_hearth/login?code=" + s.sessions.newCode(), "expires_in_ms": linkTTL.Milliseconds()})
+	writeJSON(w, map[string]any{"path": "/_hearth/#code=" + s.sessions.newCode(), "expires_in_ms": linkTTL.Milliseconds()})
 }
 
-// consoleLogin redeems a link and sets the session cookie.
-func (s *Server) consoleLogin(w http.ResponseWriter, r *http.Request) {
-	tok, ok := s.sessions.redeem(r.URL.Query().Get("code"))
+// consoleSession is POST /_hearth/v1/session: the page trades the code
+// from its fragment for a session token.
+func (s *Server) consoleSession(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Code string `json:"code"`
+	}
+	if err := readBody(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	tok, ok := s.sessions.redeem(req.Code)
 	if !ok {
 		writeError(w, &Error{Status: http.StatusUnauthorized, Code: "unauthorized",
 			Message: "this console link is used or expired; run 'hearth open console' for a new one"})
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: tok, Path: "/_hearth/", HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, MaxAge: int(sessionTTL.Seconds())})
-	http.Redirect(w, r, "/_hearth/", http.StatusSeeOther)
+	writeJSON(w, map[string]any{"session": tok, "idle_timeout_ms": sessionIdle.Milliseconds(),
+		"expires_in_ms": sessionMax.Milliseconds()})
+}
+
+// logout ends the caller's console session; with the control secret it
+// ends every console session.
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	if tok := r.Header.Get(SessionHeader); tok != "" {
+		s.sessions.end(tok)
+	} else {
+		s.sessions.endAll()
+	}
+	writeJSON(w, map[string]any{})
 }
 
 func (s *Server) consolePage(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline'; img-src 'self'; frame-ancestors 'none'")
+	h.Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline'; img-src 'self' blob:; frame-ancestors 'none'")
 	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cache-Control", "no-store")
 	w.Write(consolePage)
 }

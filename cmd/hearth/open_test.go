@@ -1,0 +1,100 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hearth-chat/hearth/daemon"
+)
+
+// spyBrowser puts a fake xdg-open first on PATH that records its argv and
+// environment; the returned function waits for that record.
+func spyBrowser(t *testing.T) func() (argv, env string) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		t.Skip("the spy is an xdg-open script")
+	}
+	bin, rec := t.TempDir(), t.TempDir()
+	script := "#!/bin/sh\nprintf '%s\\n' \"$@\" > " + rec + "/argv.tmp\nenv > " + rec + "/env\nmv " + rec + "/argv.tmp " + rec + "/argv\n"
+	if err := os.WriteFile(filepath.Join(bin, "xdg-open"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
+	return func() (string, string) {
+		defer os.Remove(filepath.Join(rec, "argv"))
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if argv, err := os.ReadFile(filepath.Join(rec, "argv")); err == nil {
+				env, _ := os.ReadFile(filepath.Join(rec, "env"))
+				return string(argv), string(env)
+			}
+		}
+		t.Fatal("the browser was never started")
+		return "", ""
+	}
+}
+
+// TestOpenKeepsSecretsOffCommandLine runs 'hearth open console' and
+// 'hearth open chat' against a real daemon with a spy for xdg-open: the
+// console's one-time code and the owner's login token reach the browser
+// only through a 0600 launch page, never its argv or environment.
+func TestOpenKeepsSecretsOffCommandLine(t *testing.T) {
+	record := spyBrowser(t)
+	cfg := daemon.Defaults()
+	cfg.DataDir = t.TempDir()
+	cfg.File = filepath.Join(cfg.DataDir, "hearth.conf")
+	cfg.ClientListen = "127.0.0.1:0"
+	cfg.KeyStore = daemon.KeyStoreFile
+	cfg.LANDiscovery = "off"
+	cfg.ChatClientURL = "http://chat.invalid/#/login?hs={homeserver}&loginToken={login_token}"
+	d, err := daemon.Start(cfg, io.Discard, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		d.Stop(ctx)
+	})
+	flags := []string{"--data-dir", cfg.DataDir, "--client-listen", d.Addr(), "--key-store", "file"}
+	for what, secretRE := range map[string]*regexp.Regexp{
+		"console": regexp.MustCompile(`#code=([A-Za-z0-9_-]+)`),
+		"chat":    regexp.MustCompile(`loginToken=([A-Za-z0-9_%-]+)`),
+	} {
+		t.Run(what, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := openCmd(append([]string{what}, flags...), &stdout, &stderr); code != 0 {
+				t.Fatalf("hearth open %s: %d %s", what, code, stderr.String())
+			}
+			argv, env := record()
+			u, err := url.Parse(strings.TrimSpace(argv))
+			if err != nil || u.Scheme != "file" {
+				t.Fatalf("the browser got %q, not a launch page", argv)
+			}
+			fi, err := os.Stat(u.Path)
+			if err != nil || fi.Mode().Perm() != 0o600 {
+				t.Fatalf("launch page: %v %v", fi, err)
+			}
+			page, _ := os.ReadFile(u.Path)
+			m := secretRE.FindStringSubmatch(string(page))
+			if m == nil {
+				t.Fatalf("launch page does not lead to the %s:\n%s", what, page)
+			}
+			secret, _ := url.QueryUnescape(m[1])
+			for where, s := range map[string]string{"argv": argv, "env": env, "stdout": stdout.String(), "stderr": stderr.String()} {
+				if strings.Contains(s, m[1]) || strings.Contains(s, secret) {
+					t.Errorf("the %s secret is in the browser's %s: %s", what, where, s)
+				}
+			}
+		})
+	}
+}
