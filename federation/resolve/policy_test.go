@@ -94,3 +94,33 @@ func TestParseNetworks(t *testing.T) {
 		t.Error("a malformed network was accepted")
 	}
 }
+
+// TestPolicyChecksResolvedAddress: a host name that resolves to loopback
+// is refused on the address dialled, not on the name.
+func TestPolicyChecksResolvedAddress(t *testing.T) {
+	if _, err := net.LookupHost("localhost"); err != nil {
+		t.Skip("no localhost in this resolver")
+	}
+	ca := newTestCA(t)
+	var conns atomic.Int32
+	srv := newTLSServer(t, ca.issue(t, "localhost"), http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	r, err := New(Config{CAFile: ca.pemFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Forget()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "matrix://localhost:"+port+"/_matrix/key/v2/server", nil)
+	resp, err := r.Transport().RoundTrip(req)
+	if err == nil {
+		resp.Body.Close()
+	}
+	if !errors.Is(err, ErrAddressRefused) || conns.Load() != 0 {
+		t.Fatalf("localhost:%s: err %v, %d connections; want ErrAddressRefused and none", port, err, conns.Load())
+	}
+}

@@ -5,7 +5,10 @@
 // cache, and carries fclient's matrix:// requests over verified TLS.
 //
 // It never decides whether a server may be contacted (that is the caller's
-// policy) and never skips certificate verification.
+// policy) and never skips certificate verification; what it does decide is
+// which addresses may be dialled (policy.go): public ones, the configured
+// AllowNetworks and static routes, so a server name someone else chose
+// cannot point federation at this computer or its LAN.
 //
 // Testing without DNS: Config.Static answers whole server names (used by
 // tests and LAN discovery); Config.LookupSRV replaces SRV queries; and
