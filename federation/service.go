@@ -153,9 +153,13 @@ func (s *Service) handle(pattern string, h func(http.ResponseWriter, *request)) 
 			}
 		}
 		if err != nil {
-			// The body is never read: closing the connection after the
-			// answer keeps net/http from draining it first.
-			w.Header().Set("Connection", "close")
+			// The body is never read: closing an HTTP/1 connection after
+			// the answer keeps net/http from draining it first. (HTTP/2
+			// just resets the stream; there "close" would end the
+			// peer's other streams too.)
+			if r.ProtoMajor == 1 {
+				w.Header().Set("Connection", "close")
+			}
 			matrixerr.Write(w, err)
 			return
 		}
