@@ -24,6 +24,7 @@ type Config struct {
 	TLSKey             string `key:"tls_key" help:"PEM private key for the federation listener."`
 	CAFile             string `key:"ca_file" help:"Extra PEM CA certificates trusted for outbound federation, besides the system roots."`
 	FederationServers  string `key:"federation_servers" help:"Fixed addresses of other servers, as name=host:port pairs separated by commas; consulted before DNS and .well-known."`
+	FedAllowNetworks   string `key:"federation_allow_networks" help:"Non-public networks outbound federation may connect to, as CIDR prefixes separated by commas (e.g. 10.0.0.0/8). Loopback, private, link-local and CGNAT addresses are refused otherwise, except federation_servers entries and verified LAN peers."`
 	WellKnownServer    string `key:"well_known_server" help:"If set (host or host:port), served as /.well-known/matrix/server on the federation listener, delegating this server name to that address."`
 	LANDiscovery       string `key:"lan_discovery" help:"on or off: find other Hearth daemons on the local network over mDNS ('hearth peers') and, while federation is on, announce this one to them."`
 	TrustedNotaries    string `key:"trusted_notaries" help:"Servers trusted to vouch for other servers' keys (/key/v2/query), comma-separated, each as name or name=ed25519:keyid:base64key to pin its key."`
@@ -260,6 +261,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("federation_listen needs tls_cert and tls_key (federation is TLS only)")
 	}
 	if _, err := parseServerTable(c.FederationServers); err != nil {
+		return err
+	}
+	if _, err := parseAllowNetworks(c.FedAllowNetworks); err != nil {
 		return err
 	}
 	if _, err := parseNotaries(c.TrustedNotaries); err != nil {

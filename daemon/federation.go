@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib"
@@ -39,11 +40,15 @@ func (d *Daemon) startFederation(key *SigningKey, notifier *stream.Notifier, api
 	if err != nil {
 		return err
 	}
+	allow, err := parseAllowNetworks(cfg.FedAllowNetworks)
+	if err != nil {
+		return err
+	}
 	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 	if err != nil {
 		return fmt.Errorf("federation TLS certificate: %w", err)
 	}
-	res, err := resolve.New(resolve.Config{Static: static, CAFile: cfg.CAFile})
+	res, err := resolve.New(resolve.Config{Static: static, CAFile: cfg.CAFile, AllowNetworks: allow})
 	if err != nil {
 		return err
 	}
@@ -92,6 +97,15 @@ func parseServerTable(s string) (map[string]string, error) {
 		out[strings.TrimSpace(name)] = strings.TrimSpace(addr)
 	}
 	return out, nil
+}
+
+// parseAllowNetworks reads federation_allow_networks: CIDR, CIDR, ...
+func parseAllowNetworks(s string) ([]netip.Prefix, error) {
+	nets, err := resolve.ParseNetworks(splitList(s))
+	if err != nil {
+		return nil, fmt.Errorf("federation_allow_networks: %w", err)
+	}
+	return nets, nil
 }
 
 // parseNotaries reads trusted_notaries: name or name=ed25519:id:base64key.

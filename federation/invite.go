@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/fclient"
@@ -59,6 +60,10 @@ func (s *Service) invite(w http.ResponseWriter, r *request) {
 		matrixerr.Write(w, err)
 		return
 	}
+	if s.strangerInvitesFull(r.origin, roomID.String(), *invitee) {
+		matrixerr.Write(w, matrixerr.Forbidden("too many unanswered invites from a server that shares no room with this one"))
+		return
+	}
 	user, _ := spec.NewUserID(*invitee, true)
 	var stripped []gomatrixserverlib.InviteStrippedState
 	for _, raw := range body.InviteRoomState {
@@ -90,6 +95,46 @@ func (s *Service) invite(w http.ResponseWriter, r *request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, fclient.RespInviteV2{Event: signed.JSON()})
+}
+
+// strangerPendingInvites caps the unanswered invites a server that shares
+// no room with this one can leave with its users (issue 10): invites are
+// stored and shown to the owner, so a stranger must not be able to pile
+// them up. A server sharing a room is not capped; a stranger can invite
+// again once its invites were answered.
+const strangerPendingInvites = 10
+
+// strangerInvitesFull reports whether origin shares no room with this
+// server and already has strangerPendingInvites invites of local users
+// pending (not counting one for the same room and invitee, which a retry
+// replaces).
+func (s *Service) strangerInvitesFull(origin spec.ServerName, roomID, invitee string) bool {
+	if slices.Contains(s.cfg.Rooms.ServersSharingRooms(), string(origin)) {
+		return false
+	}
+	users, err := s.cfg.Accounts.List()
+	if err != nil {
+		return false // cannot count: the cap is a guard, not an access check
+	}
+	pending := 0
+	for _, u := range users {
+		userID := "@" + u.Localpart + ":" + string(s.cfg.ServerName)
+		ms, err := s.cfg.Rooms.Memberships(userID)
+		if err != nil {
+			continue
+		}
+		for _, m := range ms {
+			if m.Membership != spec.Invite || (m.RoomID == roomID && userID == invitee) {
+				continue
+			}
+			if ev := s.cfg.Rooms.CurrentStatePDU(m.RoomID, spec.MRoomMember, userID); ev != nil && serverOf(string(ev.SenderID())) == string(origin) {
+				if pending++; pending >= strangerPendingInvites {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // storeInvite appends the invite to a room a local user is in, or keeps

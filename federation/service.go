@@ -59,6 +59,9 @@ type Config struct {
 	// Media is the content repository other servers download from; nil
 	// answers their media requests with 404.
 	Media *media.Repo
+	// OriginRate and OriginBurst are the per-origin request limit
+	// (ratelimit.go); zero takes the defaults, 50/s with bursts of 200.
+	OriginRate, OriginBurst float64
 }
 
 // Service serves the Server-Server API and makes the outbound calls.
@@ -69,6 +72,7 @@ type Service struct {
 	// presence holds other servers' users' presence (ephemeral.go).
 	presence remotePresence
 	reach    reachability // the last self-check (reachability.go)
+	limits   *originLimiter
 }
 
 // New returns the service; Handler serves it.
@@ -76,7 +80,7 @@ func New(cfg Config) *Service {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 8 << 20
 	}
-	s := &Service{cfg: cfg, mux: http.NewServeMux(), now: time.Now}
+	s := &Service{cfg: cfg, mux: http.NewServeMux(), now: time.Now, limits: newOriginLimiter(cfg.OriginRate, cfg.OriginBurst)}
 	s.routes()
 	if j, ok := cfg.Queue.(joinAnnouncer); ok {
 		j.OnLocalJoin(s.announceDevices) // userkeys.go
@@ -135,18 +139,37 @@ type request struct {
 // handle registers a handler behind X-Matrix request authentication
 // (Server-Server API §"Request Authentication"): a request that is not
 // signed by its origin's current key gets 401 and reaches no handler.
+// Everything that can be refused from the headers alone is refused before
+// a byte of the body is read (issue 10): a missing or malformed X-Matrix
+// header, a destination that is not this server, an origin over its rate
+// limit. Only then is the body read, within MaxBodyBytes, and the
+// signature checked (which may fetch the origin's keys).
 func (s *Service) handle(pattern string, h func(http.ResponseWriter, *request)) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
-		if err := checkAuthServerNames(r); err != nil {
+		origin, err := s.checkAuthHeader(r)
+		if err == nil {
+			if wait := s.limits.check(origin, s.now()); wait > 0 {
+				err = matrixerr.LimitExceeded(wait.Milliseconds() + 1)
+			}
+		}
+		if err != nil {
+			// The body is never read: closing an HTTP/1 connection after
+			// the answer keeps net/http from draining it first. (HTTP/2
+			// just resets the stream; there "close" would end the
+			// peer's other streams too.)
+			if r.ProtoMajor == 1 {
+				w.Header().Set("Connection", "close")
+			}
 			matrixerr.Write(w, err)
 			return
 		}
+		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
 		fr, resp := fclient.VerifyHTTPRequest(r, s.now(), s.cfg.ServerName, nil, s.cfg.KeyRing)
 		if fr == nil {
 			matrixerr.Write(w, authError(resp.Code, resp.JSON))
 			return
 		}
+		s.limits.take(fr.Origin(), s.now())
 		if s.cfg.Queue != nil {
 			s.cfg.Queue.Wake(string(fr.Origin()))
 		}
@@ -157,23 +180,40 @@ func (s *Service) handle(pattern string, h func(http.ResponseWriter, *request)) 
 	})
 }
 
-// checkAuthServerNames refuses, with 400 M_INVALID_PARAM, an X-Matrix
-// header whose origin or destination is not a server name at all (the
-// appendix's grammar: a host, then optionally ":" and a numeric port):
-// such a request is malformed, not merely unauthenticated, and no key
-// lookup should be made for the name (Synapse answers the same; sytest's
-// "Non-numeric ports in server names are rejected").
-func checkAuthServerNames(r *http.Request) error {
+// checkAuthHeader reads the X-Matrix Authorization headers without the
+// body and returns their origin. It refuses, with 400 M_INVALID_PARAM, an
+// origin or destination that is not a server name at all (the appendix's
+// grammar: a host, then optionally ":" and a numeric port): such a
+// request is malformed, not merely unauthenticated, and no key lookup
+// should be made for the name (Synapse answers the same; sytest's
+// "Non-numeric ports in server names are rejected"); and with 401
+// M_UNAUTHORIZED no X-Matrix header, one without origin, key or
+// signature, several naming different origins, or a destination other
+// than this server.
+func (s *Service) checkAuthHeader(r *http.Request) (spec.ServerName, error) {
+	var origin spec.ServerName
 	for _, h := range r.Header.Values("Authorization") {
-		scheme, origin, destination, _, _ := fclient.ParseAuthorization(h)
+		scheme, o, destination, key, sig := fclient.ParseAuthorization(h)
 		if scheme != "X-Matrix" {
 			continue
 		}
-		if (origin != "" && !validServerName(origin)) || (destination != "" && !validServerName(destination)) {
-			return matrixerr.InvalidParam("invalid server name in the X-Matrix authorization")
+		if (o != "" && !validServerName(o)) || (destination != "" && !validServerName(destination)) {
+			return "", matrixerr.InvalidParam("invalid server name in the X-Matrix authorization")
 		}
+		switch {
+		case o == "" || key == "" || sig == "":
+			return "", matrixerr.Unauthorized("the X-Matrix authorization needs origin, key and sig")
+		case origin != "" && o != origin:
+			return "", matrixerr.Unauthorized("X-Matrix authorizations of different origins")
+		case destination != "" && destination != s.cfg.ServerName:
+			return "", matrixerr.Unauthorized("the X-Matrix destination is not this server")
+		}
+		origin = o
 	}
-	return nil
+	if origin == "" {
+		return "", matrixerr.Unauthorized(`missing "Authorization: X-Matrix ..." header`)
+	}
+	return origin, nil
 }
 
 // validServerName reports whether name is a server name by the spec's

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sort"
 
 	"github.com/matrix-org/gomatrixserverlib"
@@ -352,15 +353,33 @@ func (s *Service) receiveDirectToDevice(ctx context.Context, origin spec.ServerN
 			}
 		}
 	}
-	return s.cfg.Keys.DeliverRemote(ctx, m.Sender, m.Type, m.Messages, func(userID string) ([]string, error) {
+	skipped, err := s.cfg.Keys.DeliverRemote(ctx, m.Sender, m.Type, m.Messages, func(userID string) ([]string, error) {
 		devs, err := s.cfg.Accounts.Devices(s.cfg.Accounts.Localpart(userID))
 		ids := make([]string, len(devs))
 		for i, d := range devs {
 			ids[i] = d.ID
 		}
 		return ids, err
+	}, func(userID string) int {
+		if slices.Contains(s.cfg.Rooms.ServersSharingRoomsWith(userID), string(origin)) {
+			return 0
+		}
+		return strangerToDevicePending
 	})
+	if skipped > 0 {
+		slog.Debug("federation: to-device messages from a server sharing no room with the target dropped",
+			"origin", origin, "type", m.Type, "devices", skipped, "cap", strangerToDevicePending)
+	}
+	return err
 }
+
+// strangerToDevicePending caps the to-device messages a server that
+// shares no room with a local user may leave waiting for each of that
+// user's devices (issue 10). The spec lets anyone send to-device messages
+// (an invitee gets room keys before joining), so they are not refused
+// outright, but a stranger cannot fill the store: past the cap, its new
+// messages are dropped until the device has synced the waiting ones.
+const strangerToDevicePending = 100
 
 // receiveDeviceListNews handles m.device_list_update and
 // m.signing_key_update: nothing of the remote keys is stored (clients'

@@ -79,7 +79,8 @@ func (b *bench) startFedNet(ctx context.Context, names ...string) (*fedNet, erro
 		cert, key, err := ca.issue(name)
 		if err == nil {
 			net.hs[name], _, err = b.start(ctx, "--server-name", name, "--federation-listen", addrs[name],
-				"--tls-cert", cert, "--tls-key", key, "--ca-file", ca.file, "--federation-servers", strings.Join(table, ","))
+				"--tls-cert", cert, "--tls-key", key, "--ca-file", ca.file, "--federation-servers", strings.Join(table, ","),
+				"--federation-allow-networks", "127.0.0.0/8,::1/128")
 		}
 		if err != nil {
 			peer.close()

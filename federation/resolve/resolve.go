@@ -5,7 +5,10 @@
 // cache, and carries fclient's matrix:// requests over verified TLS.
 //
 // It never decides whether a server may be contacted (that is the caller's
-// policy) and never skips certificate verification.
+// policy) and never skips certificate verification; what it does decide is
+// which addresses may be dialled (policy.go): public ones, the configured
+// AllowNetworks and static routes, so a server name someone else chose
+// cannot point federation at this computer or its LAN.
 //
 // Testing without DNS: Config.Static answers whole server names (used by
 // tests and LAN discovery); Config.LookupSRV replaces SRV queries; and
@@ -23,6 +26,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strconv"
 	"sync"
@@ -50,8 +54,13 @@ type Config struct {
 	// LookupSRV replaces net.DefaultResolver.LookupSRV (tests).
 	LookupSRV func(ctx context.Context, service, proto, name string) (string, []*net.SRV, error)
 	// DialContext replaces the TCP dial of every connection, well-known
-	// fetches included (tests map "name:443" to a loopback listener).
+	// fetches included (tests map "name:443" to a loopback listener). It
+	// replaces the network, and so the address policy, too.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// AllowNetworks are the non-public networks federation may dial
+	// (federation_allow_networks); public addresses and Static routes are
+	// always allowed, everything else is refused (policy.go).
+	AllowNetworks []netip.Prefix
 	// Now replaces time.Now for cache expiry (tests).
 	Now func() time.Time
 }
@@ -61,13 +70,18 @@ type Target struct {
 	Addr          string // host:port to dial
 	Host          string // Host header
 	TLSServerName string // SNI and the name the certificate must match
+	// Static is true for a route of the static table: the owner or LAN
+	// discovery chose the address, so the address policy does not apply.
+	Static bool
 }
 
 // Resolver resolves server names and holds their caches. Use New.
 type Resolver struct {
 	timeout   time.Duration
 	lookupSRV func(ctx context.Context, service, proto, name string) (string, []*net.SRV, error)
-	dial      func(ctx context.Context, network, addr string) (net.Conn, error)
+	dial      func(ctx context.Context, network, addr string) (net.Conn, error) // address policy checked
+	policy    addrPolicy
+	dialAny   func(ctx context.Context, network, addr string) (net.Conn, error) // static routes only
 	now       func() time.Time
 	tlsConfig *tls.Config
 	wkClient  *http.Client
@@ -101,6 +115,7 @@ func New(cfg Config) (*Resolver, error) {
 		timeout:    cfg.Timeout,
 		lookupSRV:  cfg.LookupSRV,
 		dial:       cfg.DialContext,
+		policy:     addrPolicy(cfg.AllowNetworks),
 		now:        cfg.Now,
 		tlsConfig:  &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 		static:     make(map[string]string, len(cfg.Static)),
@@ -115,7 +130,9 @@ func New(cfg Config) (*Resolver, error) {
 		r.lookupSRV = net.DefaultResolver.LookupSRV
 	}
 	if r.dial == nil {
-		r.dial = (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext
+		r.dial, r.dialAny = newDialers(cfg.AllowNetworks)
+	} else {
+		r.dialAny = r.dial
 	}
 	if r.now == nil {
 		r.now = time.Now
@@ -184,7 +201,7 @@ func (r *Resolver) Resolve(ctx context.Context, server spec.ServerName) (Target,
 		if !valid {
 			host = string(server)
 		}
-		return Target{Addr: addr, Host: string(server), TLSServerName: tlsName(host)}, nil
+		return Target{Addr: addr, Host: string(server), TLSServerName: tlsName(host), Static: true}, nil
 	}
 	host, port, err := parseServerName(server)
 	if err != nil {

@@ -17,10 +17,10 @@ import (
 func TestResolveStatic(t *testing.T) {
 	e := newEnv(t, map[string]string{"origin.test": "127.0.0.1:1234", "[::1]:99": "[::1]:5"})
 	e.wk.handle("origin.test", serveJSON(`{"m.server":"deleg.test:1"}`))
-	if got, want := e.resolve(t, "origin.test"), (Target{"127.0.0.1:1234", "origin.test", "origin.test"}); got != want {
+	if got, want := e.resolve(t, "origin.test"), (Target{"127.0.0.1:1234", "origin.test", "origin.test", true}); got != want {
 		t.Errorf("static: got %+v, want %+v", got, want)
 	}
-	if got, want := e.resolve(t, "[::1]:99"), (Target{"[::1]:5", "[::1]:99", "::1"}); got != want {
+	if got, want := e.resolve(t, "[::1]:99"), (Target{"[::1]:5", "[::1]:99", "::1", true}); got != want {
 		t.Errorf("static IPv6: got %+v, want %+v", got, want)
 	}
 	if e.wk.count("origin.test") != 0 {
@@ -48,12 +48,12 @@ func TestResolveStatic(t *testing.T) {
 func TestResolveDirect(t *testing.T) {
 	e := newEnv(t, nil)
 	for name, want := range map[string]Target{
-		"1.2.3.4":              {"1.2.3.4:8448", "1.2.3.4", "1.2.3.4"},
-		"1.2.3.4:99":           {"1.2.3.4:99", "1.2.3.4:99", "1.2.3.4"},
-		"[::1]":                {"[::1]:8448", "[::1]", "::1"},
-		"[2001:db8::1]:8080":   {"[2001:db8::1]:8080", "[2001:db8::1]:8080", "2001:db8::1"},
-		"origin.test:1234":     {"origin.test:1234", "origin.test:1234", "origin.test"},
-		"matrix.example.org:8": {"matrix.example.org:8", "matrix.example.org:8", "matrix.example.org"},
+		"1.2.3.4":              {"1.2.3.4:8448", "1.2.3.4", "1.2.3.4", false},
+		"1.2.3.4:99":           {"1.2.3.4:99", "1.2.3.4:99", "1.2.3.4", false},
+		"[::1]":                {"[::1]:8448", "[::1]", "::1", false},
+		"[2001:db8::1]:8080":   {"[2001:db8::1]:8080", "[2001:db8::1]:8080", "2001:db8::1", false},
+		"origin.test:1234":     {"origin.test:1234", "origin.test:1234", "origin.test", false},
+		"matrix.example.org:8": {"matrix.example.org:8", "matrix.example.org:8", "matrix.example.org", false},
 	} {
 		if got := e.resolve(t, name); got != want {
 			t.Errorf("%s: got %+v, want %+v", name, got, want)
@@ -85,15 +85,15 @@ func TestResolveWellKnownDelegation(t *testing.T) {
 		srv     map[string]*net.SRV
 		want    Target
 	}{
-		{"name with port", "deleg.test:9000", nil, Target{"deleg.test:9000", "deleg.test:9000", "deleg.test"}},
+		{"name with port", "deleg.test:9000", nil, Target{"deleg.test:9000", "deleg.test:9000", "deleg.test", false}},
 		{"name via _matrix-fed", "deleg.test", map[string]*net.SRV{"_matrix-fed._tcp.deleg.test": fed, "_matrix._tcp.deleg.test": old},
-			Target{"fed.host.test:7000", "deleg.test", "deleg.test"}},
+			Target{"fed.host.test:7000", "deleg.test", "deleg.test", false}},
 		{"name via _matrix", "deleg.test", map[string]*net.SRV{"_matrix._tcp.deleg.test": old},
-			Target{"old.host.test:7001", "deleg.test", "deleg.test"}},
-		{"name without SRV", "deleg.test", nil, Target{"deleg.test:8448", "deleg.test", "deleg.test"}},
-		{"IPv4", "10.1.2.3", nil, Target{"10.1.2.3:8448", "10.1.2.3", "10.1.2.3"}},
-		{"IPv4 with port", "10.1.2.3:4443", nil, Target{"10.1.2.3:4443", "10.1.2.3:4443", "10.1.2.3"}},
-		{"IPv6 with port", "[fd00::2]:4443", nil, Target{"[fd00::2]:4443", "[fd00::2]:4443", "fd00::2"}},
+			Target{"old.host.test:7001", "deleg.test", "deleg.test", false}},
+		{"name without SRV", "deleg.test", nil, Target{"deleg.test:8448", "deleg.test", "deleg.test", false}},
+		{"IPv4", "10.1.2.3", nil, Target{"10.1.2.3:8448", "10.1.2.3", "10.1.2.3", false}},
+		{"IPv4 with port", "10.1.2.3:4443", nil, Target{"10.1.2.3:4443", "10.1.2.3:4443", "10.1.2.3", false}},
+		{"IPv6 with port", "[fd00::2]:4443", nil, Target{"[fd00::2]:4443", "[fd00::2]:4443", "fd00::2", false}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, nil)
@@ -128,15 +128,15 @@ func TestResolveWithoutWellKnown(t *testing.T) {
 		{"_matrix-fed", map[string]*net.SRV{
 			"_matrix-fed._tcp.origin.test": {Target: "fed.host.test.", Port: 7000},
 			"_matrix._tcp.origin.test":     {Target: "old.host.test.", Port: 7001},
-		}, true, Target{"fed.host.test:7000", "origin.test", "origin.test"}},
+		}, true, Target{"fed.host.test:7000", "origin.test", "origin.test", false}},
 		{"_matrix", map[string]*net.SRV{
 			"_matrix._tcp.origin.test": {Target: "old.host.test.", Port: 7001},
-		}, true, Target{"old.host.test:7001", "origin.test", "origin.test"}},
+		}, true, Target{"old.host.test:7001", "origin.test", "origin.test", false}},
 		{"SRV target dot skipped", map[string]*net.SRV{
 			"_matrix-fed._tcp.origin.test": {Target: ".", Port: 7000},
-		}, true, Target{"origin.test:8448", "origin.test", "origin.test"}},
-		{"fallback 8448", nil, true, Target{"origin.test:8448", "origin.test", "origin.test"}},
-		{"port 443 refused", nil, false, Target{"origin.test:8448", "origin.test", "origin.test"}},
+		}, true, Target{"origin.test:8448", "origin.test", "origin.test", false}},
+		{"fallback 8448", nil, true, Target{"origin.test:8448", "origin.test", "origin.test", false}},
+		{"port 443 refused", nil, false, Target{"origin.test:8448", "origin.test", "origin.test", false}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, nil)
@@ -187,7 +187,7 @@ func TestResolveBadWellKnownFallsThrough(t *testing.T) {
 			plain := httptest.NewServer(serveJSON(`{"m.server":"deleg.test:9000"}`))
 			defer plain.Close()
 			e.net.route("deleg.test:80", plain.Listener.Addr().String())
-			want := Target{"fed.host.test:7000", "origin.test", "origin.test"}
+			want := Target{"fed.host.test:7000", "origin.test", "origin.test", false}
 			if got := e.resolve(t, "origin.test"); got != want {
 				t.Errorf("got %+v, want %+v", got, want)
 			}
@@ -221,7 +221,7 @@ func TestResolveWellKnownAccepted(t *testing.T) {
 			e := newEnv(t, nil)
 			e.wk.handle("origin.test", tc.h)
 			e.wk.handle("deleg.test", serveJSON(`{"m.server":"deleg.test:9000"}`))
-			want := Target{"deleg.test:9000", "deleg.test:9000", "deleg.test"}
+			want := Target{"deleg.test:9000", "deleg.test:9000", "deleg.test", false}
 			if got := e.resolve(t, "origin.test"); got != want {
 				t.Errorf("got %+v, want %+v", got, want)
 			}

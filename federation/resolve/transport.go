@@ -30,11 +30,20 @@ func (r *Resolver) Transport() http.RoundTripper {
 }
 
 // dialContext is the one dialer of the package: Config.DialContext (or the
-// system's) with a 5 s bound.
+// system's, refusing addresses the policy does not allow: policy.go) with
+// a 5 s bound.
 func (r *Resolver) dialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
 	return r.dial(ctx, network, addr)
+}
+
+// dialStatic dials a static route's address, which the owner or LAN
+// discovery chose: the address policy does not apply.
+func (r *Resolver) dialStatic(ctx context.Context, network, addr string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	return r.dialAny(ctx, network, addr)
 }
 
 type transport struct {
@@ -44,7 +53,12 @@ type transport struct {
 	pools map[poolKey]*pool
 }
 
-type poolKey struct{ addr, tlsName string }
+// poolKey separates static routes' connections (dialled without the
+// address policy) from those to the same address found another way.
+type poolKey struct {
+	addr, tlsName string
+	static        bool
+}
 
 type pool struct {
 	rt       *http.Transport
@@ -84,7 +98,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // poolFor returns the http.Transport for target, creating it on first use
 // and dropping transports nobody used for poolUnusedAfter.
 func (t *transport) poolFor(target Target) *http.Transport {
-	key := poolKey{addr: target.Addr, tlsName: target.TLSServerName}
+	key := poolKey{addr: target.Addr, tlsName: target.TLSServerName, static: target.Static}
 	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -98,8 +112,12 @@ func (t *transport) poolFor(target Target) *http.Transport {
 		}
 		tlsConfig := t.r.TLSConfig()
 		tlsConfig.ServerName = target.TLSServerName
+		dial := t.r.dialContext
+		if target.Static {
+			dial = t.r.dialStatic
+		}
 		p = &pool{rt: &http.Transport{
-			DialContext:           t.r.dialContext,
+			DialContext:           dial,
 			TLSClientConfig:       tlsConfig,
 			TLSHandshakeTimeout:   10 * time.Second,
 			ResponseHeaderTimeout: t.r.timeout,

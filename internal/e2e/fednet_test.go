@@ -30,6 +30,11 @@ type fedNet struct {
 	Daemons map[string]*Daemon
 }
 
+// loopbackNetworks lets test daemons federate over loopback by any name,
+// not only through the static table: the default address policy refuses
+// loopback (federation/resolve/policy.go).
+const loopbackNetworks = "127.0.0.0/8,::1/128"
+
 // newFedNet prepares daemons for names without starting them.
 func newFedNet(t *testing.T, names ...string) *fedNet {
 	t.Helper()
@@ -47,7 +52,8 @@ func newFedNet(t *testing.T, names ...string) *fedNet {
 		d := NewDaemon(t, t.TempDir())
 		d.Name = name
 		d.Extra = []string{"--federation-listen", n.addrs[name], "--tls-cert", cert, "--tls-key", key,
-			"--ca-file", n.caFile, "--federation-servers", strings.Join(table, ",")}
+			"--ca-file", n.caFile, "--federation-servers", strings.Join(table, ","),
+			"--federation-allow-networks", loopbackNetworks}
 		n.Daemons[name] = d
 	}
 	return n

@@ -235,20 +235,64 @@ func (s *Service) sendRemote(ctx context.Context, sender, senderDevice, txnID, e
 // DeliverRemote queues to-device messages another server sent on behalf
 // of its user sender (the m.direct_to_device EDU), for local users only:
 // a server cannot make this one relay to a third. The caller has checked
-// that sender belongs to the sending server.
+// that sender belongs to the sending server. limit, when not nil, caps
+// what that server may leave waiting: a device already holding
+// limit(userID) or more undelivered messages from users of the sender's
+// server (0: no cap) is skipped. It returns how many devices were skipped.
 func (s *Service) DeliverRemote(ctx context.Context, sender, evType string, messages map[string]map[string]json.RawMessage,
-	devices func(userID string) ([]string, error)) error {
+	devices func(userID string) ([]string, error), limit func(userID string) int) (int, error) {
 	targets, err := s.localTargets(messages, devices)
 	if err != nil || len(targets) == 0 {
-		return err
+		return 0, err
 	}
-	return s.db.Update(ctx, func(tx *store.Tx) error {
+	caps := map[string]int{}
+	if limit != nil {
+		for _, t := range targets {
+			if _, ok := caps[t.user]; !ok {
+				caps[t.user] = limit(t.user)
+			}
+		}
+	}
+	server := sender[strings.IndexByte(sender, ':')+1:]
+	skipped := 0
+	err = s.db.Update(ctx, func(tx *store.Tx) error {
+		skipped = 0 // the store may re-run this function
+		kept := targets[:0:0]
+		for _, t := range targets {
+			if n := caps[t.user]; n > 0 && pendingFrom(tx, t.user, t.device, server, n) >= n {
+				skipped++
+				continue
+			}
+			kept = append(kept, t)
+		}
+		if len(kept) == 0 {
+			return nil
+		}
 		pos, err := tx.NextPos()
 		if err != nil {
 			return err
 		}
-		return putTargets(tx, sender, evType, pos, targets)
+		return putTargets(tx, sender, evType, pos, kept)
 	})
+	return skipped, err
+}
+
+// pendingFrom counts, up to max, the messages queued for a device whose
+// sender is a user of server.
+func pendingFrom(tx *store.Tx, user, device, server string, max int) int {
+	n := 0
+	prefixEach(tx, store.ToDevice, store.Key(user, device, ""), func(_, v []byte) error {
+		var m struct {
+			Sender string `json:"sender"`
+		}
+		if json.Unmarshal(v, &m) == nil && m.Sender[strings.IndexByte(m.Sender, ':')+1:] == server {
+			if n++; n >= max {
+				return errStop
+			}
+		}
+		return nil
+	})
+	return n
 }
 
 // RemoteDeviceListChanged records that a remote user's devices or
