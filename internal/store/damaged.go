@@ -48,7 +48,7 @@ func precheck(path string, lockTimeout time.Duration) error {
 		return fmt.Errorf("store: %w", err)
 	}
 	if fi.Size() == 0 {
-		return &DamagedError{Path: path, Reason: "the file is empty"}
+		return &DamagedError{Path: path, Reason: "the file is empty; if nothing was ever stored in it, delete it"}
 	}
 	b, err := openReadOnly(path, lockTimeout)
 	if err != nil {
