@@ -27,6 +27,9 @@ func Check(path string, lockTimeout time.Duration) (*CheckReport, error) {
 	if lockTimeout <= 0 {
 		lockTimeout = 500 * time.Millisecond
 	}
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("store: nothing to check: %w", err)
+	}
 	if err := precheck(path, lockTimeout); err != nil {
 		return nil, err
 	}

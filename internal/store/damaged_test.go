@@ -53,7 +53,9 @@ func TestOpenDamaged(t *testing.T) {
 			_, err = f.WriteAt([]byte(strings.Repeat("garbage!", 2*4096/8)), 0)
 			return err
 		},
-		"empty": func(path string, _ int64) error { return os.Truncate(path, 0) },
+		"empty":               func(path string, _ int64) error { return os.Truncate(path, 0) },
+		"shorter than a page": func(path string, _ int64) error { return os.Truncate(path, 100) },
+		"one meta page only":  func(path string, _ int64) error { return os.Truncate(path, 4096) },
 	}
 	for name, damage := range cases {
 		t.Run(name, func(t *testing.T) {
