@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/hearth-chat/hearth/internal/account"
@@ -20,7 +19,7 @@ var ErrRunning = errors.New("Hearth is running; stop it first (commands through 
 
 // withAccounts opens the store of a stopped daemon for an account command.
 func withAccounts(cfg Config, fn func(*account.Accounts) error) error {
-	return whileStopped(cfg, func(db *store.DB) error { return fn(account.New(db, cfg.ServerName)) })
+	return whileStopped(&cfg, func(db *store.DB) error { return fn(account.New(db, cfg.ServerName)) })
 }
 
 // AddAccount creates a local account (hearth account add). An empty
@@ -44,7 +43,7 @@ func SetPassword(cfg Config, name, password string) (string, error) {
 	if password == "" {
 		password = account.RandomString(12)
 	}
-	err := whileStopped(cfg, func(db *store.DB) error {
+	err := whileStopped(&cfg, func(db *store.DB) error {
 		a := account.New(db, cfg.ServerName)
 		dropped, err := a.SetPassword(context.Background(), name, password, true, "")
 		if err != nil {
@@ -123,7 +122,7 @@ func MigrateKeys(cfg Config, to string) (string, error) {
 		return "", fmt.Errorf("migrate to keyring or file, not %q", to)
 	}
 	var where string
-	err := whileStopped(cfg, func(*store.DB) error {
+	err := whileStopped(&cfg, func(*store.DB) error {
 		from, _, err := openSecrets(cfg, probeKeyring)
 		if err != nil {
 			return err
@@ -157,7 +156,7 @@ func MigrateKeys(cfg Config, to string) (string, error) {
 // verify key ('hearth keys rotate'); it returns the new key ID.
 func RotateKeys(cfg Config) (string, error) {
 	var id string
-	err := whileStopped(cfg, func(*store.DB) error {
+	err := whileStopped(&cfg, func(*store.DB) error {
 		store, _, err := openSecrets(cfg, probeKeyring)
 		if err != nil {
 			return err
@@ -178,8 +177,11 @@ func RotateKeys(cfg Config) (string, error) {
 // whileStopped runs fn with the data file open, which holds its lock: no
 // daemon can run meanwhile, and a running one makes this fail with
 // ErrRunning.
-func whileStopped(cfg Config, fn func(*store.DB) error) error {
-	db, err := store.Open(filepath.Join(cfg.DataDir, dbFile), store.Options{})
+//
+// It settles cfg's server name as a start does (openStore), so fn must read
+// the name from cfg after the call begins.
+func whileStopped(cfg *Config, fn func(*store.DB) error) error {
+	db, err := openStore(cfg, store.Options{})
 	if errors.Is(err, store.ErrLocked) {
 		return ErrRunning
 	}

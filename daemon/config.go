@@ -16,7 +16,7 @@ import (
 // (the `key` tag), a flag (--key with _ as -) and an environment variable
 // (HEARTH_KEY), with precedence flag > environment > file > default.
 type Config struct {
-	ServerName         string `key:"server_name" help:"The Matrix server name: the part after ':' in user IDs. Default: this machine's name. Cannot change once users exist."`
+	ServerName         string `key:"server_name" help:"The Matrix server name: the part after ':' in user IDs. Default: this machine's name for a new data dir; the name recorded in an existing one. Recorded at first start: the data dir then refuses to start under another name."`
 	DataDir            string `key:"data_dir" help:"Where the bbolt file and keys live. Default: the OS user data dir (XDG_DATA_HOME/hearth, ~/Library/Application Support/Hearth, %AppData%\\Hearth)."`
 	ClientListen       string `key:"client_listen" help:"Address of the Client-Server API. Keep it on loopback: it is for clients on this computer."`
 	FederationListen   string `key:"federation_listen" help:"Address of the Server-Server API (TLS). Empty keeps federation off."`
@@ -46,6 +46,10 @@ type Config struct {
 	// File is the config file that was read (or would be): where the
 	// control API writes settings. It is not itself a setting.
 	File string
+	// serverNameDefault is set by Load when no file, variable or flag
+	// named the server: the machine name stands in, and a data dir that
+	// recorded another name keeps its own (daemon/datadir.go).
+	serverNameDefault bool
 }
 
 // Defaults returns the built-in configuration.
@@ -151,6 +155,8 @@ func Load(fs *flag.FlagSet, configFile string, getenv func(string) string) (Conf
 		configFile = filepath.Join(c.DataDir, "hearth.conf")
 	}
 	c.File = configFile
+	machineName := c.ServerName
+	c.ServerName = ""
 	if err := c.readFile(configFile, explicit); err != nil {
 		return c, err
 	}
@@ -165,6 +171,9 @@ func Load(fs *flag.FlagSet, configFile string, getenv func(string) string) (Conf
 				return c, fmt.Errorf("--%s: %w", strings.ReplaceAll(f.key, "_", "-"), err)
 			}
 		}
+	}
+	if c.ServerName == "" {
+		c.ServerName, c.serverNameDefault = machineName, true
 	}
 	return c, c.Validate()
 }

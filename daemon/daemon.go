@@ -81,8 +81,15 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 		return nil, err
 	}
 	var notifier *stream.Notifier
-	db, err := store.Open(filepath.Join(cfg.DataDir, dbFile), store.Options{
-		OnCommit: func(pos uint64) { notifier.Advance(pos) },
+	// openStore may replace a machine-name default with the recorded name,
+	// so nothing reads cfg.ServerName before it. Its one write (recording
+	// the name) commits before the notifier exists and moves no position.
+	db, err := openStore(&cfg, store.Options{
+		OnCommit: func(pos uint64) {
+			if notifier != nil {
+				notifier.Advance(pos)
+			}
+		},
 	})
 	if err != nil {
 		return nil, err

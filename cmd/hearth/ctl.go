@@ -34,6 +34,8 @@ func fail(stderr io.Writer, err error) int {
 		return 3
 	case errors.Is(err, controlclient.ErrNotRunning):
 		return 4
+	case errors.Is(err, daemon.ErrDataDir):
+		return exitDataDir
 	}
 	return 1
 }

@@ -38,12 +38,14 @@ Usage:
   hearth keys migrate --to keyring|file move secrets between OS keyring and file
   hearth keys rotate                    new signing key; the old one is kept as old_verify_keys
   hearth service install|uninstall|start|stop   run Hearth at login (systemd user unit, LaunchAgent, Run key)
+  hearth check                          verify hearth.db page by page (stop Hearth first)
   hearth version
 
 Every subcommand takes --data-dir and --config, and every config key as a
 flag (see 'hearth config defaults'). Exit codes: 0 success, 1 failure,
 2 bad usage or config, 3 Hearth is running (stop it first), 4 Hearth is not
-running (start it first).
+running (start it first), 5 the data dir cannot be used as it is (hearth.db
+damaged, or recorded under another server_name; the message says what to do).
 `
 
 func main() {
@@ -88,6 +90,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return keysCmd(rest, stdout, stderr)
 	case "service":
 		return serviceCmd(rest, stdout, stderr)
+	case "check":
+		return checkCmd(rest, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "hearth", daemon.Version)
 		return 0
@@ -132,8 +136,7 @@ func runDaemon(cfg daemon.Config, stdout, stderr io.Writer) int {
 	defer stop()
 	d, err := daemon.Start(cfg, stdout, logs)
 	if err != nil {
-		fmt.Fprintln(stderr, "hearth:", err)
-		return 1
+		return fail(stderr, err)
 	}
 	select {
 	case <-ctx.Done():

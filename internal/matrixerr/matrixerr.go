@@ -70,10 +70,16 @@ func LimitExceeded(retryAfterMs int64) *Error {
 
 // Write sends err as a Matrix error body. Errors that are not *Error are
 // logged and sent as a 500 M_UNKNOWN without their text, which may hold
-// internal detail.
+// internal detail; but a write the disk had no room for, from the store's
+// commit or a media file, is DiskFull wherever it came from.
 func Write(w http.ResponseWriter, err error) {
 	var me *Error
-	if !errors.As(err, &me) {
+	switch {
+	case errors.As(err, &me):
+	case IsDiskFull(err):
+		slog.Error("the disk holding the data is full", "err", err)
+		me = DiskFull()
+	default:
 		slog.Error("internal error", "err", err)
 		me = Unknown("internal server error")
 	}

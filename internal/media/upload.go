@@ -173,6 +173,8 @@ func (r *Repo) writeBlob(body io.Reader) (tmpPath, sum string, size int64, err e
 	switch {
 	case errors.As(err, &mbe):
 		return "", "", 0, tooLarge(r.cfg.MaxUploadBytes)
+	case matrixerr.IsDiskFull(err):
+		return "", "", 0, fmt.Errorf("media: write upload: %w", err) // DiskFull once written
 	case err != nil:
 		return "", "", 0, &matrixerr.Error{Status: http.StatusBadRequest, Code: "M_UNKNOWN",
 			Message: "could not read the upload"}

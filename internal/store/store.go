@@ -6,7 +6,10 @@
 //
 // Top-level buckets (names in keys.go):
 //
-//	meta          "pos" → u64 last stream position; "schema" → u64 schema version
+//	meta          "pos" → u64 last stream position; "schema" → u64 schema version;
+//	              "server_name" → the Matrix server name the data was written under (recorded
+//	              by the daemon at the first start that finds none; files from before have none
+//	              until then, so no schema step is needed)
 //	users         localpart → account.User (JSON)
 //	devices       localpart 0x00 deviceID → account.Device (JSON)
 //	tokens        sha256(access or refresh token) → account.Token (JSON)
@@ -61,6 +64,12 @@
 //	fedtxns       origin 0x00 txnID → the /send response already given (inbound transaction idempotency)
 //	lanpins       serverName → the signing key first announced for it on the LAN, JSON {"key": "ed25519:id:base64", "pinned_ts"} (discovery, TOFU)
 //
+// # Damage
+//
+// Open refuses, with ErrDamaged, a file that is empty, shorter than the
+// pages its meta page counts, or whose meta pages bbolt cannot read (see
+// precheck); Check is the full page-by-page verification for 'hearth check'.
+//
 // Integers are big-endian so that bbolt's byte order is numeric order. The
 // stream position is one global counter: every event and every change a
 // /sync must see takes the next position, so "what changed since token T"
@@ -104,13 +113,18 @@ type Options struct {
 	LockTimeout time.Duration
 }
 
-// Open opens (creating if needed) the bbolt file at path and starts the writer.
+// Open opens (creating if needed) the bbolt file at path and starts the
+// writer. A damaged file gives an error matching ErrDamaged, a file held by
+// another process one matching ErrLocked.
 func Open(path string, opts Options) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("store: create data dir: %w", err)
 	}
 	if opts.LockTimeout == 0 {
 		opts.LockTimeout = 500 * time.Millisecond
+	}
+	if err := precheck(path, opts.LockTimeout); err != nil {
+		return nil, err
 	}
 	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, FreelistType: bolt.FreelistMapType,
 		InitialMmapSize: initialMmapSize()})

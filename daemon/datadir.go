@@ -1,0 +1,84 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/hearth-chat/hearth/internal/store"
+)
+
+// ErrDataDir matches (errors.Is) the errors that mean the data dir cannot
+// be served as it is: its hearth.db is damaged, or it belongs to another
+// server name. The error's text is one line saying what to do; cmd/hearth
+// exits with its own code for these.
+var ErrDataDir = errors.New("the data dir cannot be used as it is")
+
+type dataDirError struct{ err error }
+
+func (e *dataDirError) Error() string        { return e.err.Error() }
+func (e *dataDirError) Unwrap() error        { return e.err }
+func (e *dataDirError) Is(target error) bool { return target == ErrDataDir }
+
+// openStore opens the data dir's file and settles the server name with
+// it: every start, and every offline command, goes through here.
+func openStore(cfg *Config, opts store.Options) (*store.DB, error) {
+	db, err := store.Open(filepath.Join(cfg.DataDir, dbFile), opts)
+	if errors.Is(err, store.ErrDamaged) {
+		return nil, &dataDirError{err}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := settleServerName(db, cfg); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// settleServerName records the server name at the first start of a data
+// dir (or the first start after an upgrade from a Hearth that did not
+// record it: those files hold data signed under the configured name, so
+// recording that name is right). Later, a configured name that differs is
+// refused: user IDs, room state and signatures in the file all carry the
+// recorded one, and serving them under another would break every room.
+// When no name was configured the machine name only stood in, so the
+// recorded one wins: renaming the machine does not break the install.
+func settleServerName(db *store.DB, cfg *Config) error {
+	recorded, err := db.ServerName()
+	if err != nil {
+		return fmt.Errorf("read the recorded server name: %w", err)
+	}
+	switch {
+	case recorded == "":
+		if _, err := db.RecordServerName(context.Background(), cfg.ServerName); err != nil {
+			return fmt.Errorf("record the server name: %w", err)
+		}
+	case recorded == cfg.ServerName:
+	case cfg.serverNameDefault:
+		slog.Debug("using the server name recorded in the data dir", "server_name", recorded, "machine_name", cfg.ServerName)
+		cfg.ServerName = recorded
+	default:
+		return &dataDirError{fmt.Errorf("the data dir %s belongs to server %q, not %q: set server_name = %s in %s "+
+			"(and drop any --server-name or HEARTH_SERVER_NAME override), or use a new data dir for a new server",
+			cfg.DataDir, recorded, cfg.ServerName, recorded, cfg.File)}
+	}
+	return nil
+}
+
+// CheckData verifies the data dir's hearth.db page by page ('hearth
+// check'). The daemon must be stopped: a file it holds gives ErrRunning.
+// A file too damaged to open gives an ErrDataDir error.
+func CheckData(cfg Config) (*store.CheckReport, error) {
+	rep, err := store.Check(filepath.Join(cfg.DataDir, dbFile), 0)
+	switch {
+	case errors.Is(err, store.ErrLocked):
+		return nil, ErrRunning
+	case errors.Is(err, store.ErrDamaged):
+		return nil, &dataDirError{err}
+	}
+	return rep, err
+}
