@@ -42,6 +42,10 @@ type Config struct {
 	// File is the config file that was read (or would be): where the
 	// control API writes settings. It is not itself a setting.
 	File string
+
+	// net overrides the listeners' deadlines and caps; only tests set it
+	// (zero fields mean the defaults of listen.go).
+	net netLimits
 }
 
 // Defaults returns the built-in configuration.
