@@ -2,12 +2,15 @@ package daemon
 
 import (
 	"container/list"
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -25,9 +28,10 @@ import (
 type netLimits struct {
 	// header bounds reading a request's headers (and the TLS handshake).
 	header time.Duration
-	// body bounds reading a request body: it must arrive within body plus
-	// one second per minRate bytes, so that a large upload over a slow but
-	// honest link keeps going while a trickle is cut off.
+	// body bounds reading a request body: it must keep arriving (no pause
+	// of body or longer) and arrive within body plus one second per
+	// minRate bytes, so that a large upload over a slow but honest link
+	// keeps going while a stall or a trickle is cut off.
 	body time.Duration
 	// write bounds sending a response the same way, from its first byte:
 	// time a handler spends thinking (a /sync long poll, a remote join)
@@ -97,11 +101,26 @@ func connBudget(nofile int) (client, fed, perAddr int) {
 // connection-state hook its idle shedding needs.
 func (n netLimits) server(h http.Handler, ln *limitListener) *http.Server {
 	s := &http.Server{Handler: n.handler(h), ReadHeaderTimeout: n.header, IdleTimeout: n.idle,
-		ErrorLog: slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn)}
+		ErrorLog: log.New(serverLog{}, "", 0)}
 	if ln != nil {
 		s.ConnState = ln.connState
 	}
 	return s
+}
+
+// serverLog carries http.Server's own messages into slog: failed TLS
+// handshakes at debug, since every port scan and every connection a cap
+// closed makes one, the rest (accept errors, a handler's panic) at warn.
+type serverLog struct{}
+
+func (serverLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	level := slog.LevelWarn
+	if strings.Contains(msg, "TLS handshake error") {
+		level = slog.LevelDebug
+	}
+	slog.Log(context.Background(), level, msg)
+	return len(p), nil
 }
 
 // handler applies the body and write deadlines to every request through
@@ -130,10 +149,19 @@ func (n netLimits) handler(h http.Handler) http.Handler {
 	})
 }
 
-// transferDeadline is start + base + n/minRate: the time by which n bytes
-// should have moved.
+// transferDeadline is when a transfer that started at start and has
+// moved n bytes must have moved its next ones: no later than base from
+// now (it has stalled) and than start + base + n/minRate (it trickles).
+// The second alone would not do for responses: bytes handed to the
+// kernel count as moved, and its buffers hold megabytes for a client
+// that stopped reading.
 func (n netLimits) transferDeadline(start time.Time, base time.Duration, bytes int64) time.Time {
-	return start.Add(base + time.Duration(bytes)*time.Second/time.Duration(n.minRate))
+	trickle := start.Add(base + time.Duration(bytes)*time.Second/time.Duration(n.minRate))
+	stall := time.Now().Add(base)
+	if stall.Before(trickle) {
+		return stall
+	}
+	return trickle
 }
 
 // deadlineBody moves the read deadline on as the body arrives and drops

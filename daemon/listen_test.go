@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -90,7 +91,7 @@ func writeTestCert(t *testing.T, dir string) (certFile, keyFile string) {
 
 // owner logs alice in with mautrix and checks she can sync; a long poll
 // longer than every deadline of the test must come back normally.
-func owner(t *testing.T, d *Daemon, longPoll time.Duration) {
+func owner(t *testing.T, d *Daemon, longPoll time.Duration) *mautrix.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -100,7 +101,6 @@ func owner(t *testing.T, d *Daemon, longPoll time.Duration) {
 	}
 	// A client of its own, so that its connections are new ones.
 	c.Client = &http.Client{Transport: &http.Transport{}}
-	defer c.Client.CloseIdleConnections()
 	if _, err := c.Login(ctx, &mautrix.ReqLogin{Type: mautrix.AuthTypePassword,
 		Identifier: mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: "alice"},
 		Password:   "correct horse", StoreCredentials: true}); err != nil {
@@ -115,6 +115,8 @@ func owner(t *testing.T, d *Daemon, longPoll time.Duration) {
 			t.Fatalf("owner's %s long poll under abuse: %v", longPoll, err)
 		}
 	}
+	c.Client.CloseIdleConnections()
+	return c
 }
 
 // dialer opens raw connections to one listener, TLS or not.
@@ -333,4 +335,74 @@ func TestClientCapShedsIdle(t *testing.T) {
 		t.Errorf("%d connections open, cap %d", open, capacity)
 	}
 	owner(t, d, time.Second)
+}
+
+// TestSlowReaderCut: a client that stops reading a large response is cut
+// off once the write deadline passes: the response's transfer is bounded,
+// not only the handler.
+func TestSlowReaderCut(t *testing.T) {
+	d, _ := startNetDaemon(t, netLimits{write: time.Second, idle: time.Hour})
+	c := owner(t, d, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	up, err := c.UploadBytes(ctx, bytes.Repeat([]byte("hearth "), 16<<20/7), "application/octet-stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Client.CloseIdleConnections()
+	ll := d.listener.(*limitListener)
+	waitOpen(t, ll, 0, "the owner's client hung up")
+
+	conn := dialer{d.Addr(), false}.dial(t)
+	defer conn.Close()
+	conn.(*net.TCPConn).SetReadBuffer(4096) // and never read: far less than the file
+	fmt.Fprintf(conn, "GET /_matrix/client/v1/media/download/%s/%s HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer %s\r\n\r\n",
+		up.ContentURI.Homeserver, up.ContentURI.FileID, c.AccessToken)
+	waitOpen(t, ll, 1, "the download began")
+	waitOpen(t, ll, 0, "the server gave up on a client that stopped reading")
+}
+
+// waitOpen waits until the listener has n connections open; it fails the
+// test if that takes more than 20 s.
+func waitOpen(t *testing.T, ll *limitListener, n int, what string) {
+	t.Helper()
+	for give := time.Now().Add(20 * time.Second); time.Now().Before(give); time.Sleep(20 * time.Millisecond) {
+		if open, _ := ll.counts(); open == n {
+			return
+		}
+	}
+	open, _ := ll.counts()
+	t.Fatalf("waiting for %s: %d connections open, want %d", what, open, n)
+}
+
+// TestSlowHonestUpload: a body that keeps arriving faster than the
+// minimum rate is read to the end even when it takes several times the
+// body deadline.
+func TestSlowHonestUpload(t *testing.T) {
+	d, _ := startNetDaemon(t, netLimits{body: 2 * time.Second, minRate: 1 << 10})
+	c := owner(t, d, 0)
+	const chunks, size = 30, 4 << 10 // 120 KiB at 20 KiB/s: 6 s, three body deadlines
+	pr, pw := io.Pipe()
+	go func() {
+		for range chunks {
+			time.Sleep(200 * time.Millisecond)
+			if _, err := pw.Write(bytes.Repeat([]byte("s"), size)); err != nil {
+				return
+			}
+		}
+		pw.Close()
+	}()
+	req, _ := http.NewRequest("POST", "http://"+d.Addr()+"/_matrix/media/v3/upload", pr)
+	req.ContentLength = chunks * size
+	req.Header.Set("Authorization", "Bearer "+c.AccessToken)
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := c.Client.Do(req)
+	if err != nil {
+		t.Fatalf("slow upload: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("slow upload: %d %s", resp.StatusCode, body)
+	}
 }
