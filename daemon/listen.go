@@ -87,13 +87,14 @@ func (n netLimits) withDefaults(nofile int) netLimits {
 // listener and a quarter for the federation listener, so that neither
 // can starve the other nor the store, media files and outbound
 // federation of the rest. Absolute ceilings keep memory bounded where the
-// limit is huge: one person's clients never need thousands of
-// connections, and a server that shares rooms with us needs a handful.
+// limit is huge (an idle HTTP/1 connection costs about 20 KiB): one
+// person's clients need a few dozen connections, a server that shares
+// rooms with us a handful.
 func connBudget(nofile int) (client, fed, perAddr int) {
 	if nofile <= 0 {
 		nofile = 8192
 	}
-	return max(min(nofile/2, 4096), 16), max(min(nofile/4, 2048), 8), 64
+	return max(min(nofile/2, 1024), 16), max(min(nofile/4, 1024), 8), 64
 }
 
 // server builds an http.Server for h with the header and idle deadlines,
