@@ -94,6 +94,8 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 
 	d := &Daemon{cfg: cfg, db: db, logs: logs, stopped: make(chan struct{}),
 		limits: cfg.net.withDefaults(raiseFileLimit())}
+	slog.Debug("listener limits", "client_conns", d.limits.clientConns, "federation_conns", d.limits.fedConns,
+		"federation_conns_per_address", d.limits.fedPerAddr, "idle", d.limits.idle, "body", d.limits.body, "write", d.limits.write)
 	d.accounts = account.New(db, cfg.ServerName)
 	d.rooms = room.New(db, notifier, room.Config{ServerName: cfg.ServerName, KeyID: key.ID,
 		PrivateKey: key.Key, DefaultVersion: cfg.RoomVersion})

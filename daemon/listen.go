@@ -195,7 +195,10 @@ func (b *deadlineBody) extend(read int64) {
 }
 
 // deadlineWriter sets the write deadline at the response's first byte and
-// moves it on as the response is written.
+// moves it on as the response is written. (It hides net/http's unexported
+// hook through which http.MaxBytesReader marks an oversized body's
+// connection for closing; the server then discards at most 256 KiB of the
+// rest, under the read deadline, before closing it anyway.)
 type deadlineWriter struct {
 	http.ResponseWriter
 	rc      *http.ResponseController

@@ -406,3 +406,23 @@ func TestSlowHonestUpload(t *testing.T) {
 		t.Fatalf("slow upload: %d %s", resp.StatusCode, body)
 	}
 }
+
+// TestFederationHTTP2: the deadlines reach HTTP/2 streams through
+// http.ResponseController without breaking them.
+func TestFederationHTTP2(t *testing.T) {
+	_, fedAddr := startNetDaemon(t, netLimits{body: time.Second, write: time.Second})
+	hc := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{ForceAttemptHTTP2: true,
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	defer hc.CloseIdleConnections()
+	for range 3 { // one connection, several streams
+		resp, err := hc.Get("https://" + fedAddr + "/_matrix/federation/v1/version")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.ProtoMajor != 2 {
+			t.Fatalf("GET /version over %s: %d %s", resp.Proto, resp.StatusCode, body)
+		}
+	}
+}
