@@ -99,15 +99,25 @@ func connBudget(nofile int) (client, fed, perAddr int) {
 
 // server builds an http.Server for h with the header and idle deadlines,
 // the per-request body and write deadlines, and, if ln is not nil, the
-// connection-state hook its idle shedding needs.
+// hooks through which ln learns which connections it may shed.
 func (n netLimits) server(h http.Handler, ln *limitListener) *http.Server {
 	s := &http.Server{Handler: n.handler(h), ReadHeaderTimeout: n.header, IdleTimeout: n.idle,
 		ErrorLog: log.New(serverLog{}, "", 0)}
 	if ln != nil {
 		s.ConnState = ln.connState
+		s.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+			if lc := asLimitConn(c); lc != nil {
+				return context.WithValue(ctx, limitConnKey{}, lc)
+			}
+			return ctx
+		}
 	}
 	return s
 }
+
+// limitConnKey carries a request's *limitConn in its context, so the
+// deadline middleware can tell the listener while a body is being read.
+type limitConnKey struct{}
 
 // serverLog carries http.Server's own messages into slog: failed TLS
 // handshakes at debug, since every port scan and every connection a cap
@@ -137,6 +147,11 @@ func (n netLimits) handler(h http.Handler) http.Handler {
 		rc.SetWriteDeadline(time.Time{})
 		if r.Body != nil && r.Body != http.NoBody {
 			b := &deadlineBody{ReadCloser: r.Body, rc: rc, limits: n, start: time.Now()}
+			if lc, ok := r.Context().Value(limitConnKey{}).(*limitConn); ok {
+				b.conn = lc
+				lc.l.bodyStarted(lc)
+				defer b.finished()
+			}
 			b.extend(0)
 			r.Body = b
 		}
@@ -171,6 +186,7 @@ type deadlineBody struct {
 	io.ReadCloser
 	rc     *http.ResponseController
 	limits netLimits
+	conn   *limitConn // told when the body is done, if the listener is capped
 	start  time.Time
 	read   int64
 	done   bool
@@ -182,12 +198,23 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 	switch {
 	case b.done:
 	case errors.Is(err, io.EOF):
-		b.done = true
+		b.finished()
 		b.rc.SetReadDeadline(time.Time{})
 	case n > 0:
 		b.extend(b.read)
 	}
 	return n, err
+}
+
+// finished marks the body read (or abandoned by the handler); once.
+func (b *deadlineBody) finished() {
+	if b.done {
+		return
+	}
+	b.done = true
+	if b.conn != nil {
+		b.conn.l.bodyEnded(b.conn)
+	}
 }
 
 func (b *deadlineBody) extend(read int64) {
@@ -233,8 +260,10 @@ func (w *deadlineWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter 
 // limitListener caps the connections a listener keeps open, in total and
 // per remote address. At the total cap the connection idle longest (a
 // keep-alive between requests, or one that has not sent a byte yet) is
-// closed to make room; if none is idle, the new connection is closed at
-// once. Over the per-address cap a new connection is closed at once.
+// closed to make room; if none is idle, the one that has been reading a
+// request body longest (a slowloris flood fills the cap with those); if
+// there is none of either, the new connection is closed at once. Over
+// the per-address cap a new connection is closed at once.
 type limitListener struct {
 	net.Listener
 	name    string // for logs: "client", "federation"
@@ -245,12 +274,13 @@ type limitListener struct {
 	open   int
 	byAddr map[string]int
 	idle   *list.List // of *limitConn, longest idle first
+	slow   *list.List // of *limitConn reading a request body, longest first
 	shed   int        // connections closed by a cap, for the log
 }
 
 func newLimitListener(ln net.Listener, name string, total, perAddr int) *limitListener {
 	return &limitListener{Listener: ln, name: name, total: total, perAddr: perAddr,
-		byAddr: map[string]int{}, idle: list.New()}
+		byAddr: map[string]int{}, idle: list.New(), slow: list.New()}
 }
 
 // Accept returns the next connection within the caps. Its errors are the
@@ -281,16 +311,20 @@ func (l *limitListener) admit(c net.Conn) *limitConn {
 	}
 	var victim *limitConn
 	if l.open >= l.total {
+		why := "connection cap, closed the longest idle"
 		front := l.idle.Front()
 		if front == nil {
-			l.refused("connection cap, none idle", addr)
+			why, front = "connection cap, none idle: closed the slowest body", l.slow.Front()
+		}
+		if front == nil {
+			l.refused("connection cap, none idle or reading a body", addr)
 			l.mu.Unlock()
 			return nil
 		}
 		victim = front.Value.(*limitConn)
-		l.idle.Remove(front)
-		victim.idleAt = nil
+		l.unlist(victim)
 		l.forget(victim) // counted out now, so the new one fits
+		l.refused(why, victim.addr)
 	}
 	lc := &limitConn{Conn: c, l: l, addr: addr}
 	l.open++
@@ -299,9 +333,39 @@ func (l *limitListener) admit(c net.Conn) *limitConn {
 	l.mu.Unlock()
 	if victim != nil {
 		victim.Conn.Close()
-		l.refused("connection cap, closed the longest idle", victim.addr)
 	}
 	return lc
+}
+
+// unlist takes lc off the idle and slow lists; the caller holds l.mu.
+func (l *limitListener) unlist(lc *limitConn) {
+	if lc.idleAt != nil {
+		l.idle.Remove(lc.idleAt)
+		lc.idleAt = nil
+	}
+	if lc.slowAt != nil {
+		l.slow.Remove(lc.slowAt)
+		lc.slowAt = nil
+	}
+}
+
+// bodyStarted and bodyEnded bracket the reading of a request body on lc
+// (HTTP/2 may read several at once).
+func (l *limitListener) bodyStarted(lc *limitConn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if lc.bodies++; lc.bodies == 1 && !lc.gone {
+		lc.slowAt = l.slow.PushBack(lc)
+	}
+}
+
+func (l *limitListener) bodyEnded(lc *limitConn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if lc.bodies--; lc.bodies == 0 && lc.slowAt != nil {
+		l.slow.Remove(lc.slowAt)
+		lc.slowAt = nil
+	}
 }
 
 // refused counts a connection closed by a cap and logs the first of a
@@ -329,11 +393,8 @@ func (l *limitListener) forget(lc *limitConn) {
 // connState is the http.Server hook that tells the listener which
 // connections are idle and may be shed.
 func (l *limitListener) connState(c net.Conn, s http.ConnState) {
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
-	}
-	lc, ok := c.(*limitConn)
-	if !ok {
+	lc := asLimitConn(c)
+	if lc == nil {
 		return
 	}
 	l.mu.Lock()
@@ -348,8 +409,19 @@ func (l *limitListener) connState(c net.Conn, s http.ConnState) {
 			lc.idleAt = l.idle.PushBack(lc)
 		}
 	case http.StateClosed, http.StateHijacked:
+		l.unlist(lc)
 		l.forget(lc)
 	}
+}
+
+// asLimitConn finds the *limitConn under what http.Server holds (a
+// *tls.Conn on the federation listener); nil if there is none.
+func asLimitConn(c net.Conn) *limitConn {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	lc, _ := c.(*limitConn)
+	return lc
 }
 
 // counts returns the open connections and how many of them are idle.
@@ -366,15 +438,14 @@ type limitConn struct {
 	addr string
 	// Guarded by l.mu:
 	idleAt *list.Element // its place in l.idle while idle
+	slowAt *list.Element // its place in l.slow while reading a body
+	bodies int           // request bodies being read (HTTP/2: several)
 	gone   bool          // already counted out
 }
 
 func (c *limitConn) Close() error {
 	c.l.mu.Lock()
-	if c.idleAt != nil {
-		c.l.idle.Remove(c.idleAt)
-		c.idleAt = nil
-	}
+	c.l.unlist(c)
 	c.l.forget(c)
 	c.l.mu.Unlock()
 	return c.Conn.Close()

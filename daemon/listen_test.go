@@ -426,3 +426,30 @@ func TestFederationHTTP2(t *testing.T) {
 		}
 	}
 }
+
+// TestClientCapShedsSlowBodies: a cap filled with requests whose bodies
+// never come does not lock the owner out: with nothing idle, the
+// connection that has been reading its body longest makes room.
+func TestClientCapShedsSlowBodies(t *testing.T) {
+	const capacity = 30
+	d, _ := startNetDaemon(t, netLimits{clientConns: capacity, body: time.Hour, idle: time.Hour, header: time.Hour})
+	dl := dialer{d.Addr(), false}
+	var slow []net.Conn
+	defer func() {
+		for _, c := range slow {
+			c.Close()
+		}
+	}()
+	for range capacity + 10 {
+		c := dl.dial(t)
+		fmt.Fprintf(c, "POST /_matrix/client/v3/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+		slow = append(slow, c)
+	}
+	if err := closedWithin(slow[0], 10*time.Second); err != nil {
+		t.Errorf("the oldest stalled body beyond the cap: %v", err)
+	}
+	owner(t, d, time.Second)
+	if open, _ := d.listener.(*limitListener).counts(); open > capacity {
+		t.Errorf("%d connections open, cap %d", open, capacity)
+	}
+}
