@@ -169,7 +169,9 @@ func stillOpen(c net.Conn) bool {
 // poll longer than every deadline returns normally.
 func TestListenerDeadlines(t *testing.T) {
 	second := time.Second
-	d, fedAddr := startNetDaemon(t, netLimits{header: second, body: second, write: second, idle: second})
+	// Caps high enough that only the deadlines close anything here.
+	d, fedAddr := startNetDaemon(t, netLimits{header: second, body: second, write: second, idle: second,
+		clientConns: 4096, fedPerAddr: 4096})
 	const wait = 20 * time.Second // far beyond the 1 s deadlines; today these stay open for good
 	listeners := map[string]struct {
 		dl         dialer
@@ -178,8 +180,7 @@ func TestListenerDeadlines(t *testing.T) {
 		slowConns  int
 		headerOnly int
 	}{
-		"client": {dialer{d.Addr(), false}, "/_matrix/client/versions", "/_matrix/client/v3/login", 1000, 100, 100},
-		// Under the default 64 per address: all from 127.0.0.1.
+		"client":     {dialer{d.Addr(), false}, "/_matrix/client/versions", "/_matrix/client/v3/login", 1000, 100, 100},
 		"federation": {dialer{fedAddr, true}, "/_matrix/federation/v1/version", "/_matrix/federation/v1/send/1", 30, 15, 15},
 	}
 	for name, l := range listeners {
@@ -440,16 +441,36 @@ func TestClientCapShedsSlowBodies(t *testing.T) {
 			c.Close()
 		}
 	}()
-	for range capacity + 10 {
+	ll := d.listener.(*limitListener)
+	stall := func() {
 		c := dl.dial(t)
 		fmt.Fprintf(c, "POST /_matrix/client/v3/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
 		slow = append(slow, c)
 	}
+	for range capacity {
+		stall()
+	}
+	// Every slot holds a request waiting for its body, nothing is idle.
+	for give := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		ll.mu.Lock()
+		reading := ll.slow.Len()
+		ll.mu.Unlock()
+		if reading == capacity {
+			break
+		}
+		if time.Now().After(give) {
+			t.Fatalf("%d of %d stalled requests reached their handler", reading, capacity)
+		}
+	}
+	stall()
 	if err := closedWithin(slow[0], 10*time.Second); err != nil {
-		t.Errorf("the oldest stalled body beyond the cap: %v", err)
+		t.Errorf("the oldest stalled body, one beyond the cap: %v", err)
+	}
+	for range 10 {
+		stall()
 	}
 	owner(t, d, time.Second)
-	if open, _ := d.listener.(*limitListener).counts(); open > capacity {
+	if open, _ := ll.counts(); open > capacity {
 		t.Errorf("%d connections open, cap %d", open, capacity)
 	}
 }
