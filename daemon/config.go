@@ -50,6 +50,10 @@ type Config struct {
 	// named the server: the machine name stands in, and a data dir that
 	// recorded another name keeps its own (daemon/datadir.go).
 	serverNameDefault bool
+
+	// net overrides the listeners' deadlines and caps; only tests set it
+	// (zero fields mean the defaults of listen.go).
+	net netLimits
 }
 
 // Defaults returns the built-in configuration.

@@ -383,7 +383,7 @@ func (d *Daemon) startControl(secrets secretStore, keysWhere, warning string) (h
 		return ctl, nil
 	}
 	os.Chmod(sock, 0o600)
-	d.control = &http.Server{Handler: ctl.OverSocket(), ReadHeaderTimeout: 10 * time.Second}
+	d.control = d.limits.server(ctl.OverSocket(), nil) // only the owner can reach the socket: deadlines, no cap
 	go d.control.Serve(ln)
 	return ctl, nil
 }

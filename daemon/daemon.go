@@ -17,7 +17,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/hearth-chat/hearth/discovery"
 	"github.com/hearth-chat/hearth/internal/account"
@@ -60,6 +59,8 @@ type Daemon struct {
 	stopRequests context.CancelFunc
 
 	lan *discovery.Service // LAN discovery, when lan_discovery is on (daemon/discovery.go)
+
+	limits netLimits // deadlines and connection caps of every listener (listen.go)
 }
 
 // Start opens everything and begins serving; it returns once the client
@@ -98,7 +99,10 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	db.View(func(tx *store.Tx) error { pos = tx.Pos(); return nil })
 	notifier = stream.New(pos)
 
-	d := &Daemon{cfg: cfg, db: db, logs: logs, stopped: make(chan struct{})}
+	d := &Daemon{cfg: cfg, db: db, logs: logs, stopped: make(chan struct{}),
+		limits: cfg.net.withDefaults(raiseFileLimit())}
+	slog.Debug("listener limits", "client_conns", d.limits.clientConns, "federation_conns", d.limits.fedConns,
+		"federation_conns_per_address", d.limits.fedPerAddr, "idle", d.limits.idle, "body", d.limits.body, "write", d.limits.write)
 	d.accounts = account.New(db, cfg.ServerName)
 	d.rooms = room.New(db, notifier, room.Config{ServerName: cfg.ServerName, KeyID: key.ID,
 		PrivateKey: key.Key, DefaultVersion: cfg.RoomVersion})
@@ -146,14 +150,16 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 		d.abortStart(db)
 		return nil, fmt.Errorf("client listener: %w", err)
 	}
-	d.listener = ln
+	// Every client is on this computer, so one address: a total cap is
+	// the only one that means anything here.
+	limited := newLimitListener(ln, "client", d.limits.clientConns, 0)
+	d.listener = limited
 	base, cancel := context.WithCancel(context.Background())
 	d.stopRequests = cancel
-	d.server = &http.Server{Handler: root, ReadHeaderTimeout: 10 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return base },
-		ErrorLog:    slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn)}
+	d.server = d.limits.server(root, limited)
+	d.server.BaseContext = func(net.Listener) context.Context { return base }
 	go func() {
-		if err := d.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := d.server.Serve(limited); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			slog.Error("client listener stopped", "err", err)
 		}
 	}()

@@ -74,7 +74,7 @@ func (d *Daemon) startFederation(key *SigningKey, notifier *stream.Notifier, api
 
 	api.SetFederation(svc)
 	d.fed = &fed{service: svc, queue: q, resolver: res, rooms: d.rooms, keyClient: keyClient, notaries: notaries,
-		addr: cfg.FederationListen, tlsConf: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}
+		addr: cfg.FederationListen, limits: d.limits, tlsConf: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}
 	if err := d.fed.start(); err != nil {
 		d.fed = nil
 		return err

@@ -33,6 +33,7 @@ type fed struct {
 	notaries  []serverkeys.Notary
 	addr      string
 	tlsConf   *tls.Config
+	limits    netLimits // deadlines and connection caps (listen.go)
 
 	mu       sync.Mutex
 	server   *http.Server
@@ -63,15 +64,19 @@ func (f *fed) listen() error {
 	if err != nil {
 		return fmt.Errorf("federation listener: %w", err)
 	}
-	srv := &http.Server{Handler: f.service.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		TLSConfig: f.tlsConf, ErrorLog: slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn)}
+	// Anyone on the network can connect here: cap connections per
+	// address and in total, so no one server (or one attacker) holds the
+	// descriptors the client listener needs.
+	limited := newLimitListener(ln, "federation", f.limits.fedConns, f.limits.fedPerAddr)
+	srv := f.limits.server(f.service.Handler(), limited)
+	srv.TLSConfig = f.tlsConf
 	go func() {
-		if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.ServeTLS(limited, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			slog.Error("federation listener stopped", "err", err)
 		}
 	}()
 	f.mu.Lock()
-	f.server, f.listener = srv, ln
+	f.server, f.listener = srv, limited
 	f.mu.Unlock()
 	return nil
 }

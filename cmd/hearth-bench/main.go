@@ -19,6 +19,7 @@
 //	keys        POST /keys/query and /keys/claim with 50 devices
 //	push        push evaluation per event in a room of 1,000 members (a Go benchmark in package push)
 //	federation  message latency between two daemons, PDU ingest from a peer, joining a 10k-member remote room
+//	abuse       descriptors, RSS and the owner's latency while idle, slowloris and half-open connections flood the listeners
 //
 // Linux only for the /proc figures; traffic goes only to 127.0.0.1.
 package main
@@ -57,10 +58,15 @@ type config struct {
 	fedInterval   time.Duration // pause between those messages
 	fedPDUs       int           // PDUs the peer sends hs1
 	fedMembers    int           // members of the remote room hs3 joins
+	abuseIdle     int           // idle keep-alives to the client API (abuse section)
+	abuseSlow     int           // slowloris requests to the client API
+	abuseFed      int           // half-open connections to the federation listener
+	abuseReqs     int           // the owner's timed requests, idle and under abuse
+	abuseHold     time.Duration // how long the abuse is held before counting what the daemon closed
 	timeout       time.Duration // hard limit on the whole run
 }
 
-var allSections = []string{"start", "idle", "send", "throughput", "sync", "presence", "volume", "history", "search", "media", "keys", "push", "federation"}
+var allSections = []string{"start", "idle", "send", "throughput", "sync", "presence", "volume", "history", "search", "media", "keys", "push", "federation", "abuse"}
 
 func parseFlags() (*config, error) {
 	c := &config{}
@@ -85,6 +91,11 @@ func parseFlags() (*config, error) {
 	flag.DurationVar(&c.fedInterval, "fed-interval", 20*time.Millisecond, "federation: pause between those messages")
 	flag.IntVar(&c.fedPDUs, "fed-pdus", 5000, "federation: PDUs the peer sends hs1 in transactions of 50")
 	flag.IntVar(&c.fedMembers, "fed-members", 10000, "federation: members of the remote room hs3 joins")
+	flag.IntVar(&c.abuseIdle, "abuse-idle", 5000, "abuse: idle keep-alive connections to the client API")
+	flag.IntVar(&c.abuseSlow, "abuse-slow", 500, "abuse: slowloris requests (body never sent) to the client API")
+	flag.IntVar(&c.abuseFed, "abuse-fed", 2000, "abuse: half-open connections to the federation listener")
+	flag.IntVar(&c.abuseReqs, "abuse-reqs", 200, "abuse: the owner's timed requests, idle and under abuse")
+	flag.DurationVar(&c.abuseHold, "abuse-hold", 35*time.Second, "abuse: hold the flood this long (past the 30 s body deadline) before counting what the daemon closed")
 	flag.DurationVar(&c.timeout, "timeout", 15*time.Minute, "kill everything and fail after this long")
 	flag.Parse()
 
@@ -119,7 +130,7 @@ func parseFlags() (*config, error) {
 	}
 	if c.starts < 1 || c.sends < 1 || c.senders < 1 || c.syncers < 1 || c.syncMsgs < 1 ||
 		c.volumeMsgs < 1 || c.volumeRooms < 1 || c.historyMsgs < 1 || c.workers < 1 ||
-		c.fedMsgs < 1 || c.fedPDUs < 1 || c.fedMembers < 2 {
+		c.fedMsgs < 1 || c.fedPDUs < 1 || c.fedMembers < 2 || c.abuseReqs < 1 {
 		return nil, fmt.Errorf("counts must be at least 1")
 	}
 	return c, nil
@@ -175,6 +186,7 @@ func run() int {
 		{"keys", benchKeys},
 		{"push", benchPush},
 		{"federation", benchFederation},
+		{"abuse", benchAbuse},
 	}
 	machine := b.machineLine()
 	load0 := loadAvg()

@@ -1,0 +1,462 @@
+package daemon
+
+import (
+	"container/list"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// This file holds what every listener of the daemon shares against
+// connections that cost the daemon without doing anything (issue 10):
+// deadlines per request and caps on open connections. Idle keep-alives,
+// half-sent headers and trickled bodies otherwise hold a goroutine, its
+// buffers and a descriptor for ever, and once the process runs out of
+// descriptors accept fails for everyone, the owner's clients included.
+
+// netLimits are the deadlines and caps of the listeners. The zero value
+// means the defaults (defaultNetLimits); tests set short ones through
+// Config.net.
+type netLimits struct {
+	// header bounds reading a request's headers (and the TLS handshake).
+	header time.Duration
+	// body bounds reading a request body: it must keep arriving (no pause
+	// of body or longer) and arrive within body plus one second per
+	// minRate bytes, so that a large upload over a slow but honest link
+	// keeps going while a stall or a trickle is cut off.
+	body time.Duration
+	// write bounds sending a response the same way, from its first byte:
+	// time a handler spends thinking (a /sync long poll, a remote join)
+	// is not counted, a client that stops reading is.
+	write time.Duration
+	// minRate is the slowest transfer, in bytes per second, that keeps
+	// extending the body and write deadlines.
+	minRate int64
+	// idle closes a keep-alive connection with no request for this long.
+	idle time.Duration
+	// clientConns caps open connections to the client listener; fedConns
+	// and fedPerAddr cap the federation listener's in total and per
+	// remote address. Zero means derived from the descriptor limit.
+	clientConns, fedConns, fedPerAddr int
+}
+
+// defaultNetLimits: 10 s for headers as before; 30 s for a body or a
+// response to start flowing, then at least 4 KiB/s (a 100 MB upload may
+// take seven hours); idle keep-alives closed after 90 s (browsers and
+// Matrix clients reconnect without a sound).
+func defaultNetLimits() netLimits {
+	return netLimits{header: 10 * time.Second, body: 30 * time.Second, write: 30 * time.Second,
+		minRate: 4 << 10, idle: 90 * time.Second}
+}
+
+// withDefaults fills zero fields from the defaults and the caps from the
+// process's descriptor limit.
+func (n netLimits) withDefaults(nofile int) netLimits {
+	d := defaultNetLimits()
+	for _, p := range []struct{ v, def *time.Duration }{{&n.header, &d.header}, {&n.body, &d.body},
+		{&n.write, &d.write}, {&n.idle, &d.idle}} {
+		if *p.v <= 0 {
+			*p.v = *p.def
+		}
+	}
+	if n.minRate <= 0 {
+		n.minRate = d.minRate
+	}
+	client, fed, perAddr := connBudget(nofile)
+	if n.clientConns <= 0 {
+		n.clientConns = client
+	}
+	if n.fedConns <= 0 {
+		n.fedConns = fed
+	}
+	if n.fedPerAddr <= 0 {
+		n.fedPerAddr = perAddr
+	}
+	return n
+}
+
+// connBudget splits the descriptor limit: at most half for the client
+// listener and a quarter for the federation listener, so that neither
+// can starve the other nor the store, media files and outbound
+// federation of the rest. Absolute ceilings keep memory bounded where the
+// limit is huge (an idle HTTP/1 connection costs about 20 KiB): one
+// person's clients need a few dozen connections, a server that shares
+// rooms with us a handful.
+func connBudget(nofile int) (client, fed, perAddr int) {
+	if nofile <= 0 {
+		nofile = 8192
+	}
+	return max(min(nofile/2, 1024), 16), max(min(nofile/4, 1024), 8), 64
+}
+
+// server builds an http.Server for h with the header and idle deadlines,
+// the per-request body and write deadlines, and, if ln is not nil, the
+// hooks through which ln learns which connections it may shed.
+func (n netLimits) server(h http.Handler, ln *limitListener) *http.Server {
+	s := &http.Server{Handler: n.handler(h), ReadHeaderTimeout: n.header, IdleTimeout: n.idle,
+		ErrorLog: log.New(serverLog{}, "", 0)}
+	if ln != nil {
+		s.ConnState = ln.connState
+		s.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+			if lc := asLimitConn(c); lc != nil {
+				return context.WithValue(ctx, limitConnKey{}, lc)
+			}
+			return ctx
+		}
+	}
+	return s
+}
+
+// limitConnKey carries a request's *limitConn in its context, so the
+// deadline middleware can tell the listener while a body is being read.
+type limitConnKey struct{}
+
+// serverLog carries http.Server's own messages into slog: failed TLS
+// handshakes at debug, since every port scan and every connection a cap
+// closed makes one, the rest (accept errors, a handler's panic) at warn.
+type serverLog struct{}
+
+func (serverLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	level := slog.LevelWarn
+	if strings.Contains(msg, "TLS handshake error") {
+		level = slog.LevelDebug
+	}
+	slog.Log(context.Background(), level, msg)
+	return len(p), nil
+}
+
+// handler applies the body and write deadlines to every request through
+// http.ResponseController, which reaches the connection (HTTP/1) or the
+// stream (HTTP/2). A request without a body gets no read deadline: the
+// server's own reads while a handler runs only watch for the client going
+// away, and a deadline there would cancel a long /sync.
+func (n netLimits) handler(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		// A keep-alive connection keeps the previous response's write
+		// deadline, which may have passed by now.
+		rc.SetWriteDeadline(time.Time{})
+		if r.Body != nil && r.Body != http.NoBody {
+			b := &deadlineBody{ReadCloser: r.Body, rc: rc, limits: n, start: time.Now()}
+			if lc, ok := r.Context().Value(limitConnKey{}).(*limitConn); ok {
+				b.conn = lc
+				lc.l.bodyStarted(lc)
+				defer b.finished()
+			}
+			b.extend(0)
+			r.Body = b
+		}
+		dw := &deadlineWriter{ResponseWriter: w, rc: rc, limits: n}
+		h.ServeHTTP(dw, r)
+		if dw.start.IsZero() {
+			// Nothing written yet: the server writes the response after
+			// this returns, under this deadline.
+			rc.SetWriteDeadline(time.Now().Add(n.write))
+		}
+	})
+}
+
+// transferDeadline is when a transfer that started at start and has
+// moved n bytes must have moved its next ones: no later than base from
+// now (it has stalled) and than start + base + n/minRate (it trickles).
+// The second alone would not do for responses: bytes handed to the
+// kernel count as moved, and its buffers hold megabytes for a client
+// that stopped reading.
+func (n netLimits) transferDeadline(start time.Time, base time.Duration, bytes int64) time.Time {
+	trickle := start.Add(base + time.Duration(bytes)*time.Second/time.Duration(n.minRate))
+	stall := time.Now().Add(base)
+	if stall.Before(trickle) {
+		return stall
+	}
+	return trickle
+}
+
+// deadlineBody moves the read deadline on as the body arrives and drops
+// it once the body has been read to the end.
+type deadlineBody struct {
+	io.ReadCloser
+	rc     *http.ResponseController
+	limits netLimits
+	conn   *limitConn // told when the body is done, if the listener is capped
+	start  time.Time
+	read   int64
+	done   bool
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.read += int64(n)
+	switch {
+	case b.done:
+	case errors.Is(err, io.EOF):
+		b.finished()
+		b.rc.SetReadDeadline(time.Time{})
+	case n > 0:
+		b.extend(b.read)
+	}
+	return n, err
+}
+
+// finished marks the body read (or abandoned by the handler); once.
+func (b *deadlineBody) finished() {
+	if b.done {
+		return
+	}
+	b.done = true
+	if b.conn != nil {
+		b.conn.l.bodyEnded(b.conn)
+	}
+}
+
+func (b *deadlineBody) extend(read int64) {
+	b.rc.SetReadDeadline(b.limits.transferDeadline(b.start, b.limits.body, read))
+}
+
+// deadlineWriter sets the write deadline at the response's first byte and
+// moves it on as the response is written. (It hides net/http's unexported
+// hook through which http.MaxBytesReader marks an oversized body's
+// connection for closing; the server then discards at most 256 KiB of the
+// rest, under the read deadline, before closing it anyway.)
+type deadlineWriter struct {
+	http.ResponseWriter
+	rc      *http.ResponseController
+	limits  netLimits
+	start   time.Time
+	written int64
+}
+
+func (w *deadlineWriter) begin() {
+	if w.start.IsZero() {
+		w.start = time.Now()
+		w.rc.SetWriteDeadline(w.limits.transferDeadline(w.start, w.limits.write, 0))
+	}
+}
+
+func (w *deadlineWriter) WriteHeader(code int) {
+	w.begin()
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *deadlineWriter) Write(p []byte) (int, error) {
+	w.begin()
+	w.rc.SetWriteDeadline(w.limits.transferDeadline(w.start, w.limits.write, w.written+int64(len(p))))
+	n, err := w.ResponseWriter.Write(p)
+	w.written += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the server's writer.
+func (w *deadlineWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// limitListener caps the connections a listener keeps open, in total and
+// per remote address. At the total cap the connection idle longest (a
+// keep-alive between requests, or one that has not sent a byte yet) is
+// closed to make room; if none is idle, the one that has been reading a
+// request body longest (a slowloris flood fills the cap with those); if
+// there is none of either, the new connection is closed at once. Over
+// the per-address cap a new connection is closed at once.
+type limitListener struct {
+	net.Listener
+	name    string // for logs: "client", "federation"
+	total   int
+	perAddr int // 0: no per-address cap
+
+	mu     sync.Mutex
+	open   int
+	byAddr map[string]int
+	idle   *list.List // of *limitConn, longest idle first
+	slow   *list.List // of *limitConn reading a request body, longest first
+	shed   int        // connections closed by a cap, for the log
+}
+
+func newLimitListener(ln net.Listener, name string, total, perAddr int) *limitListener {
+	return &limitListener{Listener: ln, name: name, total: total, perAddr: perAddr,
+		byAddr: map[string]int{}, idle: list.New(), slow: list.New()}
+}
+
+// Accept returns the next connection within the caps. Its errors are the
+// inner listener's, unchanged: http.Server backs off on temporary ones
+// such as EMFILE rather than spinning.
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if lc := l.admit(c); lc != nil {
+			return lc, nil
+		}
+		c.Close()
+	}
+}
+
+// admit counts c in, shedding the longest-idle connection at the total
+// cap; nil means c is refused.
+func (l *limitListener) admit(c net.Conn) *limitConn {
+	addr := remoteHost(c)
+	l.mu.Lock()
+	if l.perAddr > 0 && l.byAddr[addr] >= l.perAddr {
+		l.refused("per-address cap", addr)
+		l.mu.Unlock()
+		return nil
+	}
+	var victim *limitConn
+	if l.open >= l.total {
+		why := "connection cap, closed the longest idle"
+		front := l.idle.Front()
+		if front == nil {
+			why, front = "connection cap, none idle: closed the slowest body", l.slow.Front()
+		}
+		if front == nil {
+			l.refused("connection cap, none idle or reading a body", addr)
+			l.mu.Unlock()
+			return nil
+		}
+		victim = front.Value.(*limitConn)
+		l.unlist(victim)
+		l.forget(victim) // counted out now, so the new one fits
+		l.refused(why, victim.addr)
+	}
+	lc := &limitConn{Conn: c, l: l, addr: addr}
+	l.open++
+	l.byAddr[addr]++
+	lc.idleAt = l.idle.PushBack(lc) // sent nothing yet
+	l.mu.Unlock()
+	if victim != nil {
+		victim.Conn.Close()
+	}
+	return lc
+}
+
+// unlist takes lc off the idle and slow lists; the caller holds l.mu.
+func (l *limitListener) unlist(lc *limitConn) {
+	if lc.idleAt != nil {
+		l.idle.Remove(lc.idleAt)
+		lc.idleAt = nil
+	}
+	if lc.slowAt != nil {
+		l.slow.Remove(lc.slowAt)
+		lc.slowAt = nil
+	}
+}
+
+// bodyStarted and bodyEnded bracket the reading of a request body on lc
+// (HTTP/2 may read several at once).
+func (l *limitListener) bodyStarted(lc *limitConn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if lc.bodies++; lc.bodies == 1 && !lc.gone {
+		lc.slowAt = l.slow.PushBack(lc)
+	}
+}
+
+func (l *limitListener) bodyEnded(lc *limitConn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if lc.bodies--; lc.bodies == 0 && lc.slowAt != nil {
+		l.slow.Remove(lc.slowAt)
+		lc.slowAt = nil
+	}
+}
+
+// refused counts a connection closed by a cap and logs the first of a
+// burst, then every 1000th, so a flood cannot flood the log too.
+func (l *limitListener) refused(why, addr string) {
+	l.shed++
+	if l.shed == 1 || l.shed%1000 == 0 {
+		slog.Warn("listener at its cap: closing connections", "listener", l.name, "why", why,
+			"remote", addr, "closed_so_far", l.shed, "cap_total", l.total, "cap_per_address", l.perAddr)
+	}
+}
+
+// forget counts lc out; the caller holds l.mu.
+func (l *limitListener) forget(lc *limitConn) {
+	if lc.gone {
+		return
+	}
+	lc.gone = true
+	l.open--
+	if l.byAddr[lc.addr]--; l.byAddr[lc.addr] <= 0 {
+		delete(l.byAddr, lc.addr)
+	}
+}
+
+// connState is the http.Server hook that tells the listener which
+// connections are idle and may be shed.
+func (l *limitListener) connState(c net.Conn, s http.ConnState) {
+	lc := asLimitConn(c)
+	if lc == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if lc.idleAt != nil {
+		l.idle.Remove(lc.idleAt)
+		lc.idleAt = nil
+	}
+	switch s {
+	case http.StateIdle, http.StateNew:
+		if !lc.gone {
+			lc.idleAt = l.idle.PushBack(lc)
+		}
+	case http.StateClosed, http.StateHijacked:
+		l.unlist(lc)
+		l.forget(lc)
+	}
+}
+
+// asLimitConn finds the *limitConn under what http.Server holds (a
+// *tls.Conn on the federation listener); nil if there is none.
+func asLimitConn(c net.Conn) *limitConn {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	lc, _ := c.(*limitConn)
+	return lc
+}
+
+// counts returns the open connections and how many of them are idle.
+func (l *limitListener) counts() (open, idle int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.open, l.idle.Len()
+}
+
+// limitConn is one admitted connection; closing it counts it out.
+type limitConn struct {
+	net.Conn
+	l    *limitListener
+	addr string
+	// Guarded by l.mu:
+	idleAt *list.Element // its place in l.idle while idle
+	slowAt *list.Element // its place in l.slow while reading a body
+	bodies int           // request bodies being read (HTTP/2: several)
+	gone   bool          // already counted out
+}
+
+func (c *limitConn) Close() error {
+	c.l.mu.Lock()
+	c.l.unlist(c)
+	c.l.forget(c)
+	c.l.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// remoteHost is the connection's remote IP without the port: the unit
+// of the per-address cap.
+func remoteHost(c net.Conn) string {
+	addr := c.RemoteAddr().String()
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
+}
