@@ -447,21 +447,24 @@ func TestClientCapShedsSlowBodies(t *testing.T) {
 		fmt.Fprintf(c, "POST /_matrix/client/v3/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
 		slow = append(slow, c)
 	}
-	for range capacity {
+	// One at a time, each waiting until its request reads its body, so
+	// the order the listener knows them in is the order they were dialled
+	// (concurrent handlers may otherwise start reading in any order).
+	for i := range capacity {
 		stall()
-	}
-	// Every slot holds a request waiting for its body, nothing is idle.
-	for give := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		ll.mu.Lock()
-		reading := ll.slow.Len()
-		ll.mu.Unlock()
-		if reading == capacity {
-			break
+		for give := time.Now().Add(20 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			ll.mu.Lock()
+			reading := ll.slow.Len()
+			ll.mu.Unlock()
+			if reading == i+1 {
+				break
+			}
+			if time.Now().After(give) {
+				t.Fatalf("%d of %d stalled requests reached their handler", reading, i+1)
+			}
 		}
-		if time.Now().After(give) {
-			t.Fatalf("%d of %d stalled requests reached their handler", reading, capacity)
-		}
 	}
+	// Every slot now holds a request waiting for its body, nothing is idle.
 	stall()
 	if err := closedWithin(slow[0], 10*time.Second); err != nil {
 		t.Errorf("the oldest stalled body, one beyond the cap: %v", err)
