@@ -58,12 +58,9 @@ type Config struct {
 
 // Defaults returns the built-in configuration.
 func Defaults() Config {
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		host = "localhost"
-	}
+	host, _ := os.Hostname()
 	return Config{
-		ServerName:      strings.ToLower(strings.SplitN(host, ".", 2)[0]),
+		ServerName:      machineServerName(host),
 		DataDir:         defaultDataDir(),
 		ClientListen:    "127.0.0.1:8008",
 		Registration:    "closed",
@@ -180,6 +177,25 @@ func Load(fs *flag.FlagSet, configFile string, getenv func(string) string) (Conf
 		c.ServerName, c.serverNameDefault = machineName, true
 	}
 	return c, c.Validate()
+}
+
+// machineServerName is the default server name for a new data dir: the
+// machine's name without its domain, lower-cased, with anything a server
+// name may not hold (spec: appendices, server names; e.g. the "_" some
+// machines are named with) turned into "-", so a fresh install starts
+// whatever the machine is called.
+func machineServerName(host string) string {
+	label, _, _ := strings.Cut(strings.ToLower(host), ".")
+	name := strings.Trim(strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' {
+			return r
+		}
+		return '-'
+	}, label), "-")
+	if name == "" {
+		return "localhost"
+	}
+	return name
 }
 
 // RegisterFlags adds a flag for every config key to fs.

@@ -93,3 +93,20 @@ func TestDefaultsRoundTrip(t *testing.T) {
 		t.Fatalf("defaults file reads back as %+v", c)
 	}
 }
+
+// A machine name that is not a valid server name still gives a fresh
+// install one that passes the config checks.
+func TestMachineServerName(t *testing.T) {
+	for host, want := range map[string]string{
+		"laptop": "laptop", "Johns-MacBook-Pro.local": "johns-macbook-pro", "my_box": "my-box",
+		"DESKTOP-ÄB1": "desktop--b1", "": "localhost", "_": "localhost",
+	} {
+		got := machineServerName(host)
+		if got != want {
+			t.Errorf("machineServerName(%q) = %q, want %q", host, got, want)
+		}
+		if err := checkServerName(got); err != nil {
+			t.Errorf("machineServerName(%q) = %q fails the server-name check: %v", host, got, err)
+		}
+	}
+}
