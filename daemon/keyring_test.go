@@ -47,9 +47,10 @@ func secretService(t *testing.T) {
 	t.Cleanup(func() { ring.Process.Kill(); ring.Wait() })
 	// The daemon creates and unlocks the login keyring from the password
 	// shortly after starting; asking before that fails to unlock the
-	// default collection, so wait for the keyring file, then for an answer.
+	// default collection, so wait for the keyring file, then for an answer
+	// (generously: on a loaded machine it once took over 10 s).
 	login := filepath.Join(dir, "data", "keyrings", "login.keyring")
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if _, err := os.Stat(login); err == nil && probeKeyring(dir) == nil {
 			return
 		}
