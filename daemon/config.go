@@ -50,6 +50,14 @@ type Config struct {
 	// named the server: the machine name stands in, and a data dir that
 	// recorded another name keeps its own (daemon/datadir.go).
 	serverNameDefault bool
+	// serverNameLegacy is the machine-name default of the Hearth releases
+	// that did not record the name (legacyMachineName): an upgraded data
+	// dir holds data under it (daemon/datadir.go).
+	serverNameLegacy string
+	// serverNameFromData: the name was read from the data dir, not the
+	// config, and was never checked against the grammar (an upgraded data
+	// dir may hold "my_box"); checkShapes does not refuse it then.
+	serverNameFromData bool
 
 	// net overrides the listeners' deadlines and caps; only tests set it
 	// (zero fields mean the defaults of listen.go).
@@ -174,7 +182,8 @@ func Load(fs *flag.FlagSet, configFile string, getenv func(string) string) (Conf
 		}
 	}
 	if c.ServerName == "" {
-		c.ServerName, c.serverNameDefault = machineName, true
+		host, _ := os.Hostname()
+		c.ServerName, c.serverNameDefault, c.serverNameLegacy = machineName, true, legacyMachineName(host)
 	}
 	return c, c.Validate()
 }
@@ -196,6 +205,17 @@ func machineServerName(host string) string {
 		return "localhost"
 	}
 	return name
+}
+
+// legacyMachineName is the default server name of the Hearth releases
+// before names were checked and recorded: the machine's name without its
+// domain, lower-cased, as it is ("my_box"). Data dirs they made carry it.
+func legacyMachineName(host string) string {
+	label, _, _ := strings.Cut(strings.ToLower(host), ".")
+	if label == "" {
+		return "localhost"
+	}
+	return label
 }
 
 // RegisterFlags adds a flag for every config key to fs.

@@ -127,6 +127,9 @@ func checkShapes(c *Config) error {
 		if i := strings.IndexFunc(s, unicode.IsControl); i >= 0 {
 			return fmt.Errorf("%s: control characters (here %q) are not allowed", f.key, s[i:i+1])
 		}
+		if f.key == "server_name" && c.serverNameFromData {
+			continue // the data dir's own name (datadir.go): not ours to refuse
+		}
 		if check := valueChecks[f.key]; check != nil {
 			if err := check(s); err != nil {
 				return fmt.Errorf("%s: %w", f.key, err)

@@ -85,7 +85,6 @@ func TestSetConfigChecksEachType(t *testing.T) {
 		"room_version":        "11",
 		"max_upload_bytes":    "1048576",
 		"lan_discovery":       "off",
-		"server_name":         "[::1]:8448",
 	}
 	for key, v := range good {
 		if err := c.SetConfig(ctx, key, v); err != nil {
@@ -123,5 +122,29 @@ func TestConfigWriteKeepsModeAndLeavesNoTemp(t *testing.T) {
 	}
 	if fi, _ := os.Stat(fresh); fi.Mode().Perm() != 0o600 {
 		t.Fatalf("new config file mode %v, want 0600", fi.Mode())
+	}
+}
+
+// TestSetConfigKeepsRecordedServerName: the data dir is recorded under the
+// server name it started with and refuses to start under another
+// (datadir.go), so writing another server_name would only make the next
+// start fail. It is refused, naming the key, and the file is unchanged;
+// the name the daemon runs under is taken.
+func TestSetConfigKeepsRecordedServerName(t *testing.T) {
+	c, file := configClient(t)
+	ctx := context.Background()
+	st, err := c.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ce *control.Error
+	if err := c.SetConfig(ctx, "server_name", "other.example"); !errors.As(err, &ce) || ce.Status != 400 || ce.Field != "server_name" {
+		t.Fatalf("set server_name to another name: %v", err)
+	}
+	if after, _ := os.ReadFile(file); string(after) != confBefore {
+		t.Fatalf("hearth.conf changed:\n%s", after)
+	}
+	if err := c.SetConfig(ctx, "server_name", st.ServerName); err != nil {
+		t.Fatalf("set server_name to its own %q: %v", st.ServerName, err)
 	}
 }

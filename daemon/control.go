@@ -261,6 +261,15 @@ func (b *controlBackend) SetConfig(key, value string) error {
 	if err := checkStorable(value); err != nil {
 		return control.BadRequest(key, err.Error())
 	}
+	if key == "server_name" {
+		// The data dir refuses to start under another name than the one
+		// it recorded (datadir.go): writing one would only break the
+		// next start.
+		if value != b.d.cfg.ServerName {
+			return control.BadRequest(key, fmt.Sprintf("the data dir is recorded under %q; a new server name needs a new data dir", b.d.cfg.ServerName))
+		}
+		next.serverNameFromData = false // written to the file, it must pass the checks
+	}
 	if err := setField(target.v, value); err != nil {
 		return control.BadRequest(key, err.Error())
 	}

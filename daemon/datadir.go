@@ -54,19 +54,46 @@ func settleServerName(db *store.DB, cfg *Config) error {
 	}
 	switch {
 	case recorded == "":
-		if _, err := db.RecordServerName(context.Background(), cfg.ServerName); err != nil {
+		name := cfg.ServerName
+		if cfg.serverNameDefault && cfg.serverNameLegacy != "" && cfg.serverNameLegacy != name {
+			// An upgraded data dir's data carries the old default name,
+			// which the machine name no longer maps to when it holds
+			// characters a server name may not ("my_box" → "my-box").
+			upgraded, err := holdsUsers(db)
+			if err != nil {
+				return fmt.Errorf("read the data dir: %w", err)
+			}
+			if upgraded {
+				name = cfg.serverNameLegacy
+			}
+		}
+		if _, err := db.RecordServerName(context.Background(), name); err != nil {
 			return fmt.Errorf("record the server name: %w", err)
 		}
+		cfg.serverNameFromData = name != cfg.ServerName
+		cfg.ServerName = name
 	case recorded == cfg.ServerName:
 	case cfg.serverNameDefault:
 		slog.Debug("using the server name recorded in the data dir", "server_name", recorded, "machine_name", cfg.ServerName)
-		cfg.ServerName = recorded
+		cfg.ServerName, cfg.serverNameFromData = recorded, true
 	default:
 		return &dataDirError{fmt.Errorf("the data dir %s belongs to server %q, not %q: set server_name = %s in %s "+
 			"(and drop any --server-name or HEARTH_SERVER_NAME override), or use a new data dir for a new server",
 			cfg.DataDir, recorded, cfg.ServerName, recorded, cfg.File)}
 	}
 	return nil
+}
+
+// holdsUsers reports whether the file has any account: a data dir that
+// has started once holds its owner's.
+func holdsUsers(db *store.DB) (bool, error) {
+	found := false
+	err := db.View(func(tx *store.Tx) error {
+		k, _ := tx.Cursor(store.Users).First()
+		found = k != nil
+		return nil
+	})
+	return found, err
 }
 
 // CheckData verifies the data dir's hearth.db page by page ('hearth

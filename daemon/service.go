@@ -43,10 +43,11 @@ func serviceArgs(cfg Config) ([]string, error) {
 	return args, nil
 }
 
-// serviceLogFile is the log_file a service without a log collector
-// (launchd, the Windows Run key) runs with: the configured one, else
-// <data dir>/hearth.log, as an absolute path.
-func serviceLogFile(cfg Config) (string, error) {
+// DetachedLogFile is the log_file a daemon that no log collector watches
+// runs with (a launchd or Windows Run-key service, or one the tray starts
+// detached): the configured one, else <data dir>/hearth.log, as an
+// absolute path.
+func DetachedLogFile(cfg Config) (string, error) {
 	if cfg.LogFile != "" {
 		return filepath.Abs(cfg.LogFile)
 	}

@@ -29,7 +29,7 @@ func Service(cfg Config, action ServiceAction, manage bool) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		logFile, err := serviceLogFile(cfg)
+		logFile, err := DetachedLogFile(cfg)
 		if err != nil {
 			return "", err
 		}

@@ -30,7 +30,7 @@ func Service(cfg Config, action ServiceAction, manage bool) (string, error) {
 	}
 	// A Run-key process's standard error goes nowhere: the daemon writes
 	// and rotates its own log file.
-	logFile, err := serviceLogFile(cfg)
+	logFile, err := DetachedLogFile(cfg)
 	if err != nil {
 		return "", err
 	}

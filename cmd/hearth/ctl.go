@@ -231,7 +231,9 @@ func openCmd(args []string, stdout, stderr io.Writer) int {
 		if err := controlclient.OpenInBrowser(link); err != nil {
 			return fmt.Errorf("%w ('hearth open --print' prints the link instead)", err)
 		}
-		fmt.Fprintf(stdout, "Opened the %s in your browser.\n", what)
+		// A snap-packaged browser (Ubuntu's Firefox) cannot read the
+		// launch page in the runtime dir and says so: --print is the way.
+		fmt.Fprintf(stdout, "Opened the %s in your browser. If it cannot read the file it was given, run 'hearth open %s --print' and open the link that prints.\n", what, what)
 		return nil
 	})
 	if err != nil {

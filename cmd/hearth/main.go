@@ -136,6 +136,12 @@ func runDaemon(cfg daemon.Config, stdout, stderr io.Writer) int {
 	defer stop()
 	d, err := daemon.Start(cfg, stdout, logs)
 	if err != nil {
+		if cfg.LogFile != "" {
+			// With a log file, standard error often goes nowhere (a
+			// launchd or Run-key service, the tray's Start Hearth): the
+			// reason must be in the file too.
+			slog.Error("hearth did not start", "err", err)
+		}
 		return fail(stderr, err)
 	}
 	select {
@@ -146,6 +152,9 @@ func runDaemon(cfg daemon.Config, stdout, stderr io.Writer) int {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := d.Stop(sctx); err != nil {
+		if cfg.LogFile != "" {
+			slog.Error("shutdown", "err", err) // into the log file, as above
+		}
 		fmt.Fprintln(stderr, "hearth: shutdown:", err)
 		return 1
 	}

@@ -8,47 +8,20 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hearth-chat/hearth/daemon"
+	"github.com/hearth-chat/hearth/localapi/controlclient/browserspy"
 )
-
-// spyBrowser puts a fake xdg-open first on PATH that records its argv and
-// environment; the returned function waits for that record.
-func spyBrowser(t *testing.T) func() (argv, env string) {
-	t.Helper()
-	if runtime.GOOS != "linux" {
-		t.Skip("the spy is an xdg-open script")
-	}
-	bin, rec := t.TempDir(), t.TempDir()
-	script := "#!/bin/sh\nprintf '%s\\n' \"$@\" > " + rec + "/argv.tmp\nenv > " + rec + "/env\nmv " + rec + "/argv.tmp " + rec + "/argv\n"
-	if err := os.WriteFile(filepath.Join(bin, "xdg-open"), []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
-	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
-	return func() (string, string) {
-		defer os.Remove(filepath.Join(rec, "argv"))
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			if argv, err := os.ReadFile(filepath.Join(rec, "argv")); err == nil {
-				env, _ := os.ReadFile(filepath.Join(rec, "env"))
-				return string(argv), string(env)
-			}
-		}
-		t.Fatal("the browser was never started")
-		return "", ""
-	}
-}
 
 // TestOpenKeepsSecretsOffCommandLine runs 'hearth open console' and
 // 'hearth open chat' against a real daemon with a spy for xdg-open: the
 // console's one-time code and the owner's login token reach the browser
 // only through a 0600 launch page, never its argv or environment.
 func TestOpenKeepsSecretsOffCommandLine(t *testing.T) {
-	record := spyBrowser(t)
+	record := browserspy.Install(t)
 	cfg := daemon.Defaults()
 	cfg.DataDir = t.TempDir()
 	cfg.File = filepath.Join(cfg.DataDir, "hearth.conf")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 
@@ -21,9 +22,32 @@ func trayCmd(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, err)
 	}
-	desktop := tray.SystemDesktop{Args: append([]string{self, "run"}, args...)}
+	daemonArgs, err := trayDaemonArgs(self, cfg, args)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	desktop := tray.SystemDesktop{Args: daemonArgs}
 	tray.New(tray.Systray{}, endpointControl{cfg}, desktop, cfg.ClientListen).Run()
 	return 0
+}
+
+// trayDaemonArgs is the command line of the tray's Start Hearth: this
+// binary, "run" and the tray's own flags, so it starts the same Hearth,
+// plus --log-file <data dir>/hearth.log when no log_file is configured.
+// The daemon runs detached with its standard error going nowhere, and no
+// journal or service manager collects it on any system, so it writes and
+// rotates its own log file, as the launchd and Windows services do
+// (daemon.DetachedLogFile); a configured log_file it reads itself.
+func trayDaemonArgs(self string, cfg daemon.Config, args []string) ([]string, error) {
+	cmd := append([]string{self, "run"}, args...)
+	if cfg.LogFile != "" {
+		return cmd, nil
+	}
+	logFile, err := daemon.DetachedLogFile(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("the log file of a daemon started from the tray: %w", err)
+	}
+	return append(cmd, "--log-file", logFile), nil
 }
 
 // endpointControl looks the control endpoint up on every call: the daemon

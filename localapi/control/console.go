@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	_ "embed"
 	"encoding/base64"
+	"maps"
 	"net/http"
 	"sync"
 	"time"
@@ -97,35 +98,24 @@ func (s *session) expired(now time.Time) bool {
 // prune drops expired entries, then the oldest ones while a map is full.
 // The maps are small (bounded above), so a pass over them is cheap.
 func (s *sessions) prune(now time.Time) {
-	for k, exp := range s.codes {
-		if now.After(exp) {
-			delete(s.codes, k)
-		}
-	}
-	for len(s.codes) >= maxCodes {
+	maps.DeleteFunc(s.codes, func(_ tokenKey, exp time.Time) bool { return now.After(exp) })
+	dropOldest(s.codes, maxCodes, time.Time.Before)
+	maps.DeleteFunc(s.live, func(_ tokenKey, se *session) bool { return se.expired(now) })
+	dropOldest(s.live, maxSessions, func(a, b *session) bool { return a.lastUsed.Before(b.lastUsed) })
+}
+
+// dropOldest deletes the oldest entry of m (by older) until there is room
+// for one more below limit.
+func dropOldest[V any](m map[tokenKey]V, limit int, older func(a, b V) bool) {
+	for len(m) >= limit {
 		var oldest tokenKey
 		first := true
-		for k, exp := range s.codes {
-			if first || exp.Before(s.codes[oldest]) {
+		for k, v := range m {
+			if first || older(v, m[oldest]) {
 				oldest, first = k, false
 			}
 		}
-		delete(s.codes, oldest)
-	}
-	for k, se := range s.live {
-		if se.expired(now) {
-			delete(s.live, k)
-		}
-	}
-	for len(s.live) >= maxSessions {
-		var oldest tokenKey
-		first := true
-		for k, se := range s.live {
-			if first || se.lastUsed.Before(s.live[oldest].lastUsed) {
-				oldest, first = k, false
-			}
-		}
-		delete(s.live, oldest)
+		delete(m, oldest)
 	}
 }
 

@@ -5,44 +5,17 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
-	"time"
-)
 
-// spyBrowser puts a fake xdg-open first on PATH that records its argv and
-// environment, and points XDG_RUNTIME_DIR at a fresh directory. It returns
-// a function that waits for the spy's record.
-func spyBrowser(t *testing.T) func() (argv, env string) {
-	t.Helper()
-	if runtime.GOOS != "linux" {
-		t.Skip("the spy is an xdg-open script")
-	}
-	bin, rec := t.TempDir(), t.TempDir()
-	script := "#!/bin/sh\nprintf '%s\\n' \"$@\" > " + rec + "/argv.tmp\nenv > " + rec + "/env\nmv " + rec + "/argv.tmp " + rec + "/argv\n"
-	if err := os.WriteFile(filepath.Join(bin, "xdg-open"), []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
-	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
-	return func() (string, string) {
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			if argv, err := os.ReadFile(filepath.Join(rec, "argv")); err == nil {
-				env, _ := os.ReadFile(filepath.Join(rec, "env"))
-				return string(argv), string(env)
-			}
-		}
-		t.Fatal("the browser was never started")
-		return "", ""
-	}
-}
+	"github.com/hearth-chat/hearth/localapi/controlclient/browserspy"
+)
 
 // TestOpenInBrowserKeepsSecretOffCommandLine: the browser is handed a
 // 0600 page in a 0700 directory that redirects to the link; neither the
 // link nor its secret is in the child's argv or environment.
 func TestOpenInBrowserKeepsSecretOffCommandLine(t *testing.T) {
-	record := spyBrowser(t)
+	record := browserspy.Install(t)
 	const secret = "s3cr3t-one-time-code"
 	link := "http://127.0.0.1:8008/_hearth/#code=" + secret + "&x=<b>"
 	if err := OpenInBrowser(link); err != nil {
@@ -80,7 +53,7 @@ func TestOpenInBrowserKeepsSecretOffCommandLine(t *testing.T) {
 // TestOpenInBrowserRefusesOtherSchemes: a configured chat client URL of
 // javascript: or file: is not written into a page the browser runs.
 func TestOpenInBrowserRefusesOtherSchemes(t *testing.T) {
-	spyBrowser(t)
+	browserspy.Install(t)
 	for _, link := range []string{"javascript:alert(1)", "file:///etc/passwd", "http://"} {
 		if err := OpenInBrowser(link); err == nil {
 			t.Errorf("opened %q", link)

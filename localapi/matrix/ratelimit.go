@@ -176,6 +176,9 @@ func (g *passwordGuard) reserve(addr, account string) (refund func(), retry time
 }
 
 // hashSlot waits up to slotWait for a hashing slot; release gives it back.
+// A client that hangs up meanwhile is refused as if the wait had run out:
+// its bare context error would be answered and logged as an internal
+// error, at a level the log's repeat limiter lets through.
 func (g *passwordGuard) hashSlot(ctx context.Context) (release func(), err error) {
 	t := time.NewTimer(g.slotWait)
 	defer t.Stop()
@@ -183,10 +186,9 @@ func (g *passwordGuard) hashSlot(ctx context.Context) (release func(), err error
 	case g.slots <- struct{}{}:
 		return func() { <-g.slots }, nil
 	case <-t.C:
-		return nil, matrixerr.LimitExceeded(g.slotWait.Milliseconds())
 	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
+	return nil, matrixerr.LimitExceeded(g.slotWait.Milliseconds())
 }
 
 // hashing runs fn, which hashes a new password, in a hashing slot: the

@@ -2,8 +2,10 @@ package matrix_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -262,5 +264,31 @@ func TestUIASessionsBounded(t *testing.T) {
 	start()
 	if n := ts.API.UIASessions(); n != 1 {
 		t.Fatalf("after %v idle: %d sessions held, want 1", matrix.UIAIdle, n)
+	}
+}
+
+// A guess whose client gives up while it waits for a hashing slot is
+// refused like any guess over the cap, not answered (and logged, at error
+// level, which the log's repeat limiter lets through) as an internal
+// error: a flood of guessers that hang up must not fill the log.
+func TestGuessAbandonedWaitingForSlotNotInternalError(t *testing.T) {
+	ts := newTestServer(t)
+	alice := ts.register(t, "alice")
+	var logged bytes.Buffer
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelError})))
+	t.Cleanup(func() { slog.SetDefault(old) })
+
+	release := ts.API.HoldHashSlots(time.Minute)
+	defer release()
+	body, _ := json.Marshal(passwordLogin("alice", alice.Password))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the client has hung up
+	req := httptest.NewRequest("POST", v3path+"/login", bytes.NewReader(body)).WithContext(ctx)
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	ts.API.ServeHTTP(rec, req)
+	if rec.Code != 429 || logged.Len() != 0 {
+		t.Fatalf("abandoned guess: HTTP %d %s; logged %q", rec.Code, rec.Body, logged.String())
 	}
 }
