@@ -134,7 +134,7 @@ func TestOriginLimiterBounded(t *testing.T) {
 	for i := range 3 * maxLimitedOrigins {
 		l.take(serverNameN(i), now)
 	}
-	if len(l.buckets) > maxLimitedOrigins {
-		t.Fatalf("%d buckets, want at most %d", len(l.buckets), maxLimitedOrigins)
+	if n := l.buckets.Len(); n > maxLimitedOrigins {
+		t.Fatalf("%d buckets, want at most %d", n, maxLimitedOrigins)
 	}
 }
