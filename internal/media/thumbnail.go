@@ -221,26 +221,40 @@ func decodeCost(pixels int64, m color.Model) int64 {
 // jpegCoeffBytes is the extra memory of a progressive JPEG, whose decoder
 // keeps every DCT coefficient (64 int32 per 8×8 block and component, so 4
 // bytes per pixel of each component, less for subsampled ones) until the
-// last scan. It walks the segments from the start of src to the frame
-// header (SOF2) that DecodeConfig accepted; baseline JPEGs cost nothing
-// extra.
+// last scan. It finds the frame header that DecodeConfig accepted the way
+// image/jpeg does (fill bytes before a marker and stray bytes between
+// segments skipped, ITU T.81 §B.1.1.2), so padding cannot make a
+// progressive image look baseline; baseline JPEGs cost nothing extra, and
+// a header it cannot find costs the worst case, four full-size components.
 func jpegCoeffBytes(src io.ReadSeeker, pixels int64) int64 {
+	const worst = 4 * 4
 	if _, err := src.Seek(2, io.SeekStart); err != nil { // after SOI
-		return 0
+		return worst * pixels
 	}
-	var hdr [4]byte
+	br := bufio.NewReader(src)
 	for range 1000 {
-		if _, err := io.ReadFull(src, hdr[:]); err != nil || hdr[0] != 0xff {
-			return 0
+		m, err := nextJPEGMarker(br)
+		if err != nil {
+			return worst * pixels
 		}
-		m, n := hdr[1], int64(hdr[2])<<8|int64(hdr[3])
-		if m == 0xc2 {
-			seg := make([]byte, min(n-2, 6+3*255))
-			if len(seg) < 6 {
-				return 0
-			}
-			if _, err := io.ReadFull(src, seg); err != nil {
-				return 0
+		if m >= 0xd0 && m <= 0xd7 { // RSTn: no length
+			continue
+		}
+		var l [2]byte
+		if _, err := io.ReadFull(br, l[:]); err != nil {
+			return worst * pixels
+		}
+		n := int(l[0])<<8 | int(l[1]) - 2
+		if n < 0 {
+			return worst * pixels
+		}
+		switch m {
+		case 0xc0, 0xc1: // the frame types image/jpeg reads besides SOF2
+			return 0
+		case 0xc2:
+			seg := make([]byte, min(n, 6+3*255))
+			if _, err := io.ReadFull(br, seg); err != nil || len(seg) < 6 {
+				return worst * pixels
 			}
 			comps := seg[6:] // after precision, height, width and the count
 			var hmax, vmax, units int64 = 1, 1, 0
@@ -251,14 +265,41 @@ func jpegCoeffBytes(src io.ReadSeeker, pixels int64) int64 {
 			}
 			return 4 * pixels * units / (hmax * vmax)
 		}
-		if m >= 0xc0 && m <= 0xcf && m != 0xc4 && m != 0xc8 && m != 0xcc {
-			return 0 // another frame type: baseline
-		}
-		if _, err := src.Seek(n-2, io.SeekCurrent); err != nil {
-			return 0
+		if _, err := br.Discard(n); err != nil {
+			return worst * pixels
 		}
 	}
-	return 0
+	return worst * pixels
+}
+
+// nextJPEGMarker reads up to and including the next marker's code, as
+// image/jpeg does: bytes before an 0xff are skipped, "\xff\x00" is data,
+// and repeated 0xff are fill bytes.
+func nextJPEGMarker(br *bufio.Reader) (byte, error) {
+	var a, b byte
+	var err error
+	read := func() byte {
+		var c byte
+		if err == nil {
+			c, err = br.ReadByte()
+		}
+		return c
+	}
+	a, b = read(), read()
+	for err == nil {
+		for a != 0xff && err == nil {
+			a, b = b, read()
+		}
+		if b == 0x00 {
+			a, b = read(), read()
+			continue
+		}
+		for b == 0xff && err == nil {
+			b = read()
+		}
+		return b, err
+	}
+	return 0, err
 }
 
 // decodeThumbnail decodes src (already checked by readHeader) and writes
