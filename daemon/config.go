@@ -50,6 +50,10 @@ type Config struct {
 	// named the server: the machine name stands in, and a data dir that
 	// recorded another name keeps its own (daemon/datadir.go).
 	serverNameDefault bool
+	// legacyServerName is the machine's name as Hearth made it the default
+	// before names were checked (lower-cased, nothing replaced): the name
+	// a data dir from then that never recorded one holds (datadir.go).
+	legacyServerName string
 
 	// net overrides the listeners' deadlines and caps; only tests set it
 	// (zero fields mean the defaults of listen.go).
@@ -60,20 +64,21 @@ type Config struct {
 func Defaults() Config {
 	host, _ := os.Hostname()
 	return Config{
-		ServerName:      machineServerName(host),
-		DataDir:         defaultDataDir(),
-		ClientListen:    "127.0.0.1:8008",
-		Registration:    "closed",
-		KeyStore:        KeyStoreAuto,
-		RoomVersion:     "10",
-		MaxRequestBytes: 1 << 20,
-		MaxUploadBytes:  50 << 20,
-		MaxImagePixels:  32_000_000,
-		ThumbnailMemory: 256 << 20,
-		URLPreviews:     "off",
-		LANDiscovery:    "on",
-		DesktopNotify:   "on",
-		LogLevel:        "info",
+		ServerName:       machineServerName(host),
+		legacyServerName: legacyMachineServerName(host),
+		DataDir:          defaultDataDir(),
+		ClientListen:     "127.0.0.1:8008",
+		Registration:     "closed",
+		KeyStore:         KeyStoreAuto,
+		RoomVersion:      "10",
+		MaxRequestBytes:  1 << 20,
+		MaxUploadBytes:   50 << 20,
+		MaxImagePixels:   32_000_000,
+		ThumbnailMemory:  256 << 20,
+		URLPreviews:      "off",
+		LANDiscovery:     "on",
+		DesktopNotify:    "on",
+		LogLevel:         "info",
 	}
 }
 
@@ -196,6 +201,17 @@ func machineServerName(host string) string {
 		return "localhost"
 	}
 	return name
+}
+
+// legacyMachineServerName is the default server name of Hearth before
+// names were checked at start: the machine's name without its domain,
+// lower-cased, kept as it was ("my_box" stayed "my_box").
+func legacyMachineServerName(host string) string {
+	if host == "" {
+		return "localhost"
+	}
+	label, _, _ := strings.Cut(strings.ToLower(host), ".")
+	return label
 }
 
 // RegisterFlags adds a flag for every config key to fs.

@@ -54,9 +54,18 @@ func settleServerName(db *store.DB, cfg *Config) error {
 	}
 	switch {
 	case recorded == "":
-		if _, err := db.RecordServerName(context.Background(), cfg.ServerName); err != nil {
+		name := cfg.ServerName
+		if cfg.serverNameDefault && cfg.legacyServerName != "" && cfg.legacyServerName != name && holdsData(db) {
+			// Written by a Hearth that took the machine's name as it was
+			// (before server names were checked at start): its user IDs and signatures
+			// carry that name, not today's default.
+			name = cfg.legacyServerName
+			slog.Info("recording the server name this data dir was created under", "server_name", name)
+		}
+		if _, err := db.RecordServerName(context.Background(), name); err != nil {
 			return fmt.Errorf("record the server name: %w", err)
 		}
+		cfg.ServerName = name
 	case recorded == cfg.ServerName:
 	case cfg.serverNameDefault:
 		slog.Debug("using the server name recorded in the data dir", "server_name", recorded, "machine_name", cfg.ServerName)
@@ -67,6 +76,19 @@ func settleServerName(db *store.DB, cfg *Config) error {
 			cfg.DataDir, recorded, cfg.ServerName, recorded, cfg.File)}
 	}
 	return nil
+}
+
+// holdsData reports whether the file holds anything a server name is
+// part of: an account, or a stream position past zero (events, keys,
+// to-device messages…). A new file holds neither.
+func holdsData(db *store.DB) bool {
+	held := false
+	db.View(func(tx *store.Tx) error {
+		k, _ := tx.Cursor(store.Users).First()
+		held = k != nil || tx.Pos() > 0
+		return nil
+	})
+	return held
 }
 
 // CheckData verifies the data dir's hearth.db page by page ('hearth
