@@ -18,6 +18,15 @@ const (
 	defaultOriginRate  = 50  // requests per second, sustained
 	defaultOriginBurst = 200 // requests at once after a quiet spell
 	maxLimitedOrigins  = 4096
+
+	// A request whose signature does not check out may have made us
+	// fetch its origin's keys (any server name the client chose), so
+	// each client address may fail only so often: one a second after a
+	// burst of 30. Honest servers fail rarely (a key rotation we have not
+	// seen yet), and a peer that keeps failing gets 429 instead of 401.
+	failedAuthRate    = 1
+	failedAuthBurst   = 30
+	maxLimitedClients = 4096
 )
 
 // originLimiter is a token bucket per origin server. A token is taken

@@ -6,6 +6,7 @@
 package ratelimit
 
 import (
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -121,4 +122,23 @@ func (l *Buckets[K]) prune(now time.Time) {
 		}
 		delete(l.buckets, k)
 	}
+}
+
+// ClientKey is what a limit per client counts a request's peer by (its
+// http.Request.RemoteAddr): the IPv4 address, or the IPv6 /64, since one
+// host commonly holds a whole /64 and could otherwise take a fresh address
+// per request. An IPv4-mapped IPv6 address counts as the IPv4 one.
+// Anything else (not from a TCP listener) shares one key.
+func ClientKey(remoteAddr string) netip.Prefix {
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return netip.Prefix{}
+	}
+	a := ap.Addr().Unmap().WithZone("")
+	bits := 32
+	if a.Is6() {
+		bits = 64
+	}
+	p, _ := a.Prefix(bits)
+	return p
 }

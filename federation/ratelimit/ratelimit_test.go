@@ -38,3 +38,20 @@ func TestBounded(t *testing.T) {
 		t.Fatalf("%d buckets, want at most 64", n)
 	}
 }
+
+// TestClientKey: an IPv4-mapped address counts as its IPv4 one, and an
+// IPv6 host's /64 is one client.
+func TestClientKey(t *testing.T) {
+	for _, c := range []struct{ a, b string }{
+		{"[::ffff:192.0.2.1]:443", "192.0.2.1:80"},
+		{"[2001:db8::1]:443", "[2001:db8::2]:8448"},
+		{"[fe80::1%eth0]:1", "[fe80::2]:2"},
+	} {
+		if pa, pb := ClientKey(c.a), ClientKey(c.b); pa != pb || !pa.IsValid() {
+			t.Errorf("%s → %v, %s → %v: want one valid prefix", c.a, pa, c.b, pb)
+		}
+	}
+	if ClientKey("192.0.2.1:1") == ClientKey("192.0.2.2:1") {
+		t.Error("two IPv4 hosts share a key")
+	}
+}

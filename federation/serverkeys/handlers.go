@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"sync"
 	"time"
 	"unicode/utf8"
 
+	"github.com/hearth-chat/hearth/federation/ratelimit"
 	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -134,30 +134,12 @@ func (k *Keys) serveQuery(w http.ResponseWriter, r *http.Request) {
 // and reports true. Every server named counts, cached or not, so the
 // limit does not depend on what the cache holds.
 func (k *Keys) overNotaryLimit(w http.ResponseWriter, r *http.Request, servers int) bool {
-	wait := k.notaryLimits.Allow(clientPrefix(r.RemoteAddr), float64(servers), time.Now())
+	wait := k.notaryLimits.Allow(ratelimit.ClientKey(r.RemoteAddr), float64(servers), time.Now())
 	if wait == 0 {
 		return false
 	}
 	matrixerr.Write(w, matrixerr.LimitExceeded(wait.Milliseconds()+1))
 	return true
-}
-
-// clientPrefix is what the notary limit counts a client by: its IPv4
-// address, or its IPv6 /64, since one host commonly holds a whole /64 and
-// could otherwise take a fresh address per query. An IPv4-mapped IPv6
-// address counts as the IPv4 one.
-func clientPrefix(remoteAddr string) netip.Prefix {
-	ap, err := netip.ParseAddrPort(remoteAddr)
-	if err != nil {
-		return netip.Prefix{} // not from a TCP listener: one shared bucket
-	}
-	a := ap.Addr().Unmap().WithZone("")
-	bits := 32
-	if a.Is6() {
-		bits = 64
-	}
-	p, _ := a.Prefix(bits)
-	return p
 }
 
 // readQuery decodes and bounds a POST /key/v2/query body before anything

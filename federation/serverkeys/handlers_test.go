@@ -295,20 +295,3 @@ func TestNotaryLimitPerClient(t *testing.T) {
 		t.Fatalf("refused queries fetched from remote.test %d times", n)
 	}
 }
-
-// TestClientPrefix: an IPv4-mapped address counts as its IPv4 one, and an
-// IPv6 host's /64 is one client.
-func TestClientPrefix(t *testing.T) {
-	for _, c := range []struct{ a, b string }{
-		{"[::ffff:192.0.2.1]:443", "192.0.2.1:80"},
-		{"[2001:db8::1]:443", "[2001:db8::2]:8448"},
-		{"[fe80::1%eth0]:1", "[fe80::2]:2"},
-	} {
-		if pa, pb := clientPrefix(c.a), clientPrefix(c.b); pa != pb || !pa.IsValid() {
-			t.Errorf("%s → %v, %s → %v: want one valid prefix", c.a, pa, c.b, pb)
-		}
-	}
-	if clientPrefix("192.0.2.1:1") == clientPrefix("192.0.2.2:1") {
-		t.Error("two IPv4 hosts share a bucket")
-	}
-}
