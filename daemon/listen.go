@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hearth-chat/hearth/federation/ratelimit"
 )
 
 // This file holds what every listener of the daemon shares against
@@ -451,12 +453,16 @@ func (c *limitConn) Close() error {
 	return c.Conn.Close()
 }
 
-// remoteHost is the connection's remote IP without the port: the unit
-// of the per-address cap.
+// remoteHost is the unit of the per-address cap: the connection's IPv4
+// address or IPv6 /64 (one host commonly holds a whole /64), as
+// federation's own per-client limits count (ratelimit.ClientKey).
 func remoteHost(c net.Conn) string {
 	addr := c.RemoteAddr().String()
-	if host, _, err := net.SplitHostPort(addr); err == nil {
-		return host
+	switch p := ratelimit.ClientKey(addr); {
+	case p.IsValid() && p.Addr().Is4():
+		return p.Addr().String()
+	case p.IsValid():
+		return p.String()
 	}
 	return addr
 }
