@@ -84,13 +84,15 @@ func settleServerName(db *store.DB, cfg *Config) error {
 	return nil
 }
 
-// holdsUsers reports whether the file has any account: a data dir that
-// has started once holds its owner's.
+// holdsUsers reports whether the file holds anything a server name is
+// part of: an account (a data dir that has started once holds its
+// owner's), or a stream position past zero (events, keys, to-device
+// messages). A new file holds neither.
 func holdsUsers(db *store.DB) (bool, error) {
 	found := false
 	err := db.View(func(tx *store.Tx) error {
 		k, _ := tx.Cursor(store.Users).First()
-		found = k != nil
+		found = k != nil || tx.Pos() > 0
 		return nil
 	})
 	return found, err

@@ -477,3 +477,35 @@ func TestClientCapShedsSlowBodies(t *testing.T) {
 		t.Errorf("%d connections open, cap %d", open, capacity)
 	}
 }
+
+// addrConn is a connection that only has a remote address: enough for the
+// listener's admission, which looks at nothing else.
+type addrConn struct {
+	net.Conn
+	remote net.Addr
+}
+
+func (c addrConn) RemoteAddr() net.Addr { return c.remote }
+
+// TestPerAddressCapCountsIPv6By64: one host commonly holds a whole IPv6
+// /64, so the per-address cap counts the /64 (and an IPv4-mapped address
+// as its IPv4 one); otherwise a single host could take the whole
+// federation listener by using a fresh address per connection.
+func TestPerAddressCapCountsIPv6By64(t *testing.T) {
+	l := newLimitListener(nil, "test", 100, 2)
+	admit := func(ip string) bool {
+		return l.admit(addrConn{remote: &net.TCPAddr{IP: net.ParseIP(ip), Port: 8448}}) != nil
+	}
+	if !admit("2001:db8::1") || !admit("2001:db8::2") {
+		t.Fatal("the first two connections of a /64 were refused")
+	}
+	if admit("2001:db8::3") {
+		t.Error("a third address of the same /64 went past the per-address cap")
+	}
+	if !admit("2001:db8:0:1::1") {
+		t.Error("another /64 was refused")
+	}
+	if !admit("192.0.2.1") || !admit("::ffff:192.0.2.1") || admit("192.0.2.1") {
+		t.Error("an IPv4 address and its mapped form are not one client")
+	}
+}

@@ -36,7 +36,9 @@ func SetupLogging(cfg Config, stderr io.Writer) (logs *LogRing, stop func(), err
 		out = file
 	}
 	logs = NewLogRing(1000)
-	text := slog.NewTextHandler(io.MultiWriter(out, logs), &slog.HandlerOptions{Level: level})
+	// The ring first: io.MultiWriter stops at the first error, and the ring
+	// must show what happened when the file cannot take it (a full disk).
+	text := slog.NewTextHandler(io.MultiWriter(logs, out), &slog.HandlerOptions{Level: level})
 	limiter := newRepeatLimiter(text, logRepeatWindow, logRepeatKeys, time.Now)
 	slog.SetDefault(slog.New(limiter))
 	routeLogrus(logrus.StandardLogger(), limiter, level)

@@ -178,3 +178,22 @@ func TestLogFileRotates(t *testing.T) {
 		t.Errorf("the current file does not end with the last line: %q", b)
 	}
 }
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("no space left on device") }
+
+// TestLogRingWhenOutputFails: a line the log's output cannot take (a full
+// disk under log_file, a closed stderr) still reaches the ring the console
+// shows, which is where the owner looks when something is wrong.
+func TestLogRingWhenOutputFails(t *testing.T) {
+	logs, stop, err := SetupLogging(Config{LogLevel: "info"}, failingWriter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slog.Warn("the disk is full")
+	stop()
+	if tail := strings.Join(logs.Tail(10), "\n"); !strings.Contains(tail, "the disk is full") {
+		t.Fatalf("the ring missed the line its output refused: %q", tail)
+	}
+}

@@ -39,11 +39,14 @@ func (p Peer) Routable() bool { return !p.KeyChanged && p.Route(nil) != "" }
 // in one of the local networks (a daemon announces the addresses of all
 // its interfaces, some of which may be unreachable from here, such as a
 // container bridge), else the first IPv4, else the first IPv6 that is not
-// link-local. Empty when there is none.
+// link-local. Never a loopback or multicast address: a route is exempt
+// from federation's address policy (federation/resolve), so a device
+// announcing 127.0.0.1 would otherwise point federation at this
+// computer's own services. Empty when there is none.
 func (p Peer) Route(local []*net.IPNet) string {
 	var usable []net.IP
 	for _, a := range p.Addrs {
-		if ip := net.ParseIP(a); ip != nil && !ip.IsLinkLocalUnicast() && !ip.IsUnspecified() {
+		if ip := net.ParseIP(a); ip != nil && !ip.IsLinkLocalUnicast() && !ip.IsUnspecified() && !ip.IsLoopback() && !ip.IsMulticast() {
 			usable = append(usable, ip)
 		}
 	}

@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/matrix-org/gomatrixserverlib/fclient"
 	"github.com/matrix-org/gomatrixserverlib/spec"
+
+	"github.com/hearth-chat/hearth/federation/ratelimit"
 )
 
 // TestAuthHeaderCheckedBeforeBody: a request without a usable X-Matrix
@@ -134,7 +137,44 @@ func TestOriginLimiterBounded(t *testing.T) {
 	for i := range 3 * maxLimitedOrigins {
 		l.take(serverNameN(i), now)
 	}
-	if len(l.buckets) > maxLimitedOrigins {
-		t.Fatalf("%d buckets, want at most %d", len(l.buckets), maxLimitedOrigins)
+	if n := l.buckets.Len(); n > maxLimitedOrigins {
+		t.Fatalf("%d buckets, want at most %d", n, maxLimitedOrigins)
+	}
+}
+
+// TestForgedOriginsLimitedPerAddress: every request signed in the name of
+// a server whose key we do not hold makes us fetch that server's keys, so
+// a client address whose requests keep failing their signature check is
+// refused with 429 M_LIMIT_EXCEEDED before the body (and before any fetch)
+// once past its allowance, whatever origins it names.
+func TestForgedOriginsLimitedPerAddress(t *testing.T) {
+	n := newUKNet()
+	hs1 := newUKServer(t, n, "hs1.test", false)
+	hs1.svc.authFailures = ratelimit.New[netip.Prefix](0.001, 3, maxLimitedClients)
+	const path = "/_matrix/federation/v1/query/profile?user_id=@alice:hs1.test"
+	_, wrong := newEd25519(t)
+	forge := func(i int) (int, string) {
+		origin := spec.ServerName(fmt.Sprintf("forged%d.test", i))
+		fr := fclient.NewFederationRequest("GET", origin, "hs1.test", path)
+		if err := fr.Sign(origin, "ed25519:t", wrong); err != nil {
+			t.Fatal(err)
+		}
+		req, _ := fr.HTTPRequest()
+		resp, err := n.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct{ Errcode string }
+		json.NewDecoder(resp.Body).Decode(&body)
+		return resp.StatusCode, body.Errcode
+	}
+	for i := range 3 {
+		if status, errcode := forge(i); status != http.StatusUnauthorized {
+			t.Fatalf("forged request %d: %d %s, want 401", i, status, errcode)
+		}
+	}
+	if status, errcode := forge(3); status != http.StatusTooManyRequests || errcode != "M_LIMIT_EXCEEDED" {
+		t.Fatalf("past the allowance: %d %s, want 429 M_LIMIT_EXCEEDED", status, errcode)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/spec"
 	"github.com/tidwall/gjson"
 
+	"github.com/hearth-chat/hearth/federation/ratelimit"
 	"github.com/hearth-chat/hearth/internal/account"
 	"github.com/hearth-chat/hearth/internal/keys"
 	"github.com/hearth-chat/hearth/internal/matrixerr"
@@ -73,6 +75,9 @@ type Service struct {
 	presence remotePresence
 	reach    reachability // the last self-check (reachability.go)
 	limits   *originLimiter
+	// authFailures counts, per client address, the requests whose
+	// signature failed (ratelimit.go).
+	authFailures *ratelimit.Buckets[netip.Prefix]
 }
 
 // New returns the service; Handler serves it.
@@ -80,7 +85,8 @@ func New(cfg Config) *Service {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 8 << 20
 	}
-	s := &Service{cfg: cfg, mux: http.NewServeMux(), now: time.Now, limits: newOriginLimiter(cfg.OriginRate, cfg.OriginBurst)}
+	s := &Service{cfg: cfg, mux: http.NewServeMux(), now: time.Now, limits: newOriginLimiter(cfg.OriginRate, cfg.OriginBurst),
+		authFailures: ratelimit.New[netip.Prefix](failedAuthRate, failedAuthBurst, maxLimitedClients)}
 	s.routes()
 	if j, ok := cfg.Queue.(joinAnnouncer); ok {
 		j.OnLocalJoin(s.announceDevices) // userkeys.go
@@ -142,13 +148,20 @@ type request struct {
 // Everything that can be refused from the headers alone is refused before
 // a byte of the body is read (issue 10): a missing or malformed X-Matrix
 // header, a destination that is not this server, an origin over its rate
-// limit. Only then is the body read, within MaxBodyBytes, and the
-// signature checked (which may fetch the origin's keys).
+// limit, a client address whose requests failed their signature check
+// too often (each may have made us fetch keys from a server it named).
+// Only then is the body read, within MaxBodyBytes, and the signature
+// checked (which may fetch the origin's keys).
 func (s *Service) handle(pattern string, h func(http.ResponseWriter, *request)) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		client := ratelimit.ClientKey(r.RemoteAddr)
 		origin, err := s.checkAuthHeader(r)
 		if err == nil {
-			if wait := s.limits.check(origin, s.now()); wait > 0 {
+			wait := s.limits.check(origin, s.now())
+			if w := s.authFailures.Wait(client, 1, s.now()); w > wait {
+				wait = w
+			}
+			if wait > 0 {
 				err = matrixerr.LimitExceeded(wait.Milliseconds() + 1)
 			}
 		}
@@ -166,6 +179,7 @@ func (s *Service) handle(pattern string, h func(http.ResponseWriter, *request)) 
 		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
 		fr, resp := fclient.VerifyHTTPRequest(r, s.now(), s.cfg.ServerName, nil, s.cfg.KeyRing)
 		if fr == nil {
+			s.authFailures.Take(client, 1, s.now())
 			matrixerr.Write(w, authError(resp.Code, resp.JSON))
 			return
 		}

@@ -183,7 +183,7 @@ func TestPusherURLPolicy(t *testing.T) {
 	g := newGateway(t)
 	for _, u := range []string{g.URL + "/_matrix/push/v1/notify", "http://localhost:8080/x", "http://127.0.0.1/x",
 		"https://[::1]/x", "http://10.1.2.3/x", "http://192.168.1.1/x", "http://169.254.169.254/latest",
-		"http://[fe80::1]/x", "http://0.0.0.0/x", "ftp://push.example.org/x", "push.example.org", "http:///x"} {
+		"http://[fe80::1]/x", "http://0.0.0.0/x", "http://0.1.2.3/x", "http://255.255.255.255/x", "http://[::ffff:127.0.0.1]/x", "ftp://push.example.org/x", "push.example.org", "http:///x"} {
 		req := g.pusher("k")
 		req.Data["url"] = u
 		err := s.SetPusher(context.Background(), user("alice"), req)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hearth-chat/hearth/internal/matrixerr"
+	"github.com/hearth-chat/hearth/internal/media"
 	"github.com/hearth-chat/hearth/internal/store"
 )
 
@@ -192,17 +193,10 @@ func deletePusherTx(tx *store.Tx, key []byte) error {
 	return nil
 }
 
-// publicAddr is the address policy for push gateways: no loopback,
-// private, link-local, unspecified or multicast destinations, so a pusher
-// cannot make the server reach into the user's own network (SSRF).
-func publicAddr(a netip.Addr) bool {
-	a = a.Unmap()
-	return a.IsValid() && !a.IsLoopback() && !a.IsPrivate() && !a.IsLinkLocalUnicast() &&
-		!a.IsLinkLocalMulticast() && !a.IsInterfaceLocalMulticast() && !a.IsMulticast() &&
-		!a.IsUnspecified() && !cgnat.Contains(a)
-}
-
-var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+// publicAddr is the address policy for push gateways, the one URL
+// previews use (media.PublicOnly): globally routable unicast only, so a
+// pusher cannot make the server reach into the user's own network (SSRF).
+var publicAddr = media.PublicOnly
 
 // checkGatewayURL validates a pusher's data.url: http(s), a host, and
 // (unless the options allow private gateways) only public addresses. A

@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/hearth-chat/hearth/federation/ratelimit"
 	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -31,6 +32,15 @@ const (
 	minRefetch       = time.Minute
 	queryParamMinTS  = "minimum_valid_until_ts"
 	serverNamePathID = "serverName"
+	// notaryRate and notaryBurst limit how many servers one client
+	// address may name (issue 10): without them anyone could make us
+	// fetch keys from any public server, at our expense and in our name,
+	// as fast as they can send queries. A burst is two full queries;
+	// the rate is far above what a peer that trusts us as its notary
+	// asks for while joining a room.
+	notaryRate       = 2 // servers named per second, sustained
+	notaryBurst      = 2 * maxQueryServers
+	maxNotaryClients = 4096
 )
 
 // Register adds the key server endpoints to mux. They take no X-Matrix
@@ -101,6 +111,9 @@ func (k *Keys) serveQueryOne(w http.ResponseWriter, r *http.Request) {
 		}
 		q.minValid = spec.Timestamp(ts)
 	}
+	if k.overNotaryLimit(w, r, 1) {
+		return
+	}
 	k.answer(r.Context(), w, []query{q})
 }
 
@@ -110,7 +123,23 @@ func (k *Keys) serveQuery(w http.ResponseWriter, r *http.Request) {
 		matrixerr.Write(w, err)
 		return
 	}
+	if k.overNotaryLimit(w, r, len(qs)) {
+		return
+	}
 	k.answer(r.Context(), w, qs)
+}
+
+// overNotaryLimit spends one token of the client's address per server a
+// query names, or, if it has not that many, answers 429 M_LIMIT_EXCEEDED
+// and reports true. Every server named counts, cached or not, so the
+// limit does not depend on what the cache holds.
+func (k *Keys) overNotaryLimit(w http.ResponseWriter, r *http.Request, servers int) bool {
+	wait := k.notaryLimits.Allow(ratelimit.ClientKey(r.RemoteAddr), float64(servers), time.Now())
+	if wait == 0 {
+		return false
+	}
+	matrixerr.Write(w, matrixerr.LimitExceeded(wait.Milliseconds()+1))
+	return true
 }
 
 // readQuery decodes and bounds a POST /key/v2/query body before anything

@@ -252,3 +252,46 @@ func (k *Keys) ageCache(t *testing.T, server spec.ServerName, age time.Duration)
 		t.Fatal(err)
 	}
 }
+
+// TestNotaryLimitPerClient: the notary endpoints are unauthenticated and
+// every server named may cost an outbound fetch, so one client address may
+// name only notaryBurst servers at once (then notaryRate a second); over
+// that it gets 429 M_LIMIT_EXCEEDED and nothing is fetched.
+func TestNotaryLimitPerClient(t *testing.T) {
+	net := newFakeNet()
+	net.serve(t, "remote.test", New(newDB(t), newIdentity(t, "remote.test", "r1"), net.client(), nil))
+	srv := net.serve(t, "notary.test", New(newDB(t), newIdentity(t, "notary.test", "n1"), net.client(), nil))
+
+	spent := 0
+	for spent+maxQueryServers <= notaryBurst {
+		var q strings.Builder
+		q.WriteString(`{"server_keys":{"gone0.test":{}`)
+		for i := 1; i < maxQueryServers; i++ {
+			fmt.Fprintf(&q, `,"gone%d-%d.test":{}`, spent, i)
+		}
+		q.WriteString(`}}`)
+		if code, body := post(t, srv, "/_matrix/key/v2/query", []byte(q.String())); code != http.StatusOK {
+			t.Fatalf("query within the burst: %d %s", code, body)
+		}
+		spent += maxQueryServers
+	}
+	for _, try := range []func() (int, []byte){
+		func() (int, []byte) {
+			return post(t, srv, "/_matrix/key/v2/query", []byte(`{"server_keys":{"remote.test":{},"gone.test":{}}}`))
+		},
+		func() (int, []byte) { return get(t, srv, "/_matrix/key/v2/query/remote.test") },
+	} {
+		code, body := try()
+		var e struct {
+			Errcode      string `json:"errcode"`
+			RetryAfterMs int64  `json:"retry_after_ms"`
+		}
+		json.Unmarshal(body, &e)
+		if code != http.StatusTooManyRequests || e.Errcode != "M_LIMIT_EXCEEDED" || e.RetryAfterMs <= 0 {
+			t.Fatalf("over the limit: got %d %s, want 429 M_LIMIT_EXCEEDED with retry_after_ms", code, body)
+		}
+	}
+	if n := net.hitCount("remote.test"); n != 0 {
+		t.Fatalf("refused queries fetched from remote.test %d times", n)
+	}
+}

@@ -12,8 +12,10 @@ package serverkeys
 import (
 	"crypto/ed25519"
 	"log/slog"
+	"net/netip"
 	"time"
 
+	"github.com/hearth-chat/hearth/federation/ratelimit"
 	"github.com/hearth-chat/hearth/internal/store"
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -52,6 +54,9 @@ type Keys struct {
 	client gomatrixserverlib.KeyClient
 	ring   *gomatrixserverlib.KeyRing
 	log    *slog.Logger
+	// notaryLimits counts the servers each client address names to the
+	// notary endpoints (handlers.go).
+	notaryLimits *ratelimit.Buckets[netip.Prefix]
 }
 
 // keyValidity is how long our /key/v2/server answers stay valid: long
@@ -71,7 +76,8 @@ const maxCacheValidity = 7 * 24 * time.Hour
 // transport); notaries are asked, in order, when a server cannot be reached
 // directly.
 func New(db *store.DB, id Identity, client gomatrixserverlib.KeyClient, notaries []Notary) *Keys {
-	k := &Keys{db: db, id: id, client: client, log: slog.With("component", "serverkeys")}
+	k := &Keys{db: db, id: id, client: client, log: slog.With("component", "serverkeys"),
+		notaryLimits: ratelimit.New[netip.Prefix](notaryRate, notaryBurst, maxNotaryClients)}
 	direct := &gomatrixserverlib.DirectKeyFetcher{
 		Client:            recordingClient{KeyClient: client, k: k},
 		IsLocalServerName: k.isLocal,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"image"
 	"image/png"
+	"slices"
 	"sync"
 	"testing"
 )
@@ -149,5 +150,28 @@ func TestJPEGCoeffBytes(t *testing.T) {
 	}
 	if got := jpegCoeffBytes(bytes.NewReader(encoded(t, "jpeg")), 300*200); got != 0 {
 		t.Fatalf("baseline: %d extra bytes", got)
+	}
+}
+
+// The frame header is found the way Go's decoder finds it (fill bytes
+// before a marker, stray bytes between segments), so padding cannot make a
+// progressive JPEG look baseline and slip its coefficient buffers past the
+// budget; a header the walk cannot find counts as the worst case.
+func TestJPEGCoeffBytesPadded(t *testing.T) {
+	soiJFIF := []byte{0xff, 0xd8, 0xff, 0xe0, 0, 16, 'J', 'F', 'I', 'F', 0, 1, 1, 0, 0, 1, 0, 1, 0, 0}
+	sof2 := []byte{0xff, 0xc2, 0, 17, 8, 0, 16, 0, 16, 3, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1}
+	for name, img := range map[string][]byte{
+		"fill bytes":  slices.Concat(soiJFIF, []byte{0xff}, sof2),
+		"stray bytes": slices.Concat(soiJFIF, []byte{0x12, 0x34, 0xff, 0x00}, sof2),
+	} {
+		if _, _, err := image.DecodeConfig(bytes.NewReader(img)); err != nil {
+			t.Fatalf("%s: Go's decoder refuses the test image: %v", name, err)
+		}
+		if got := jpegCoeffBytes(bytes.NewReader(img), 256); got != 4*256*6/4 {
+			t.Errorf("%s: %d bytes, want %d", name, got, 4*256*6/4)
+		}
+	}
+	if got := jpegCoeffBytes(bytes.NewReader([]byte{0xff, 0xd8, 0xff, 0xc2, 0, 0}), 256); got < 4*256*3 {
+		t.Errorf("unreadable frame header: %d bytes, want the worst case", got)
 	}
 }

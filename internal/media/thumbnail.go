@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"image"
-	"image/color"
 	"image/gif"
 	"image/jpeg"
 	"image/png"
@@ -168,97 +167,6 @@ func MakeThumbnail(src io.ReadSeeker, dst io.Writer, w, h int, method, outType s
 		return err
 	}
 	return decodeThumbnail(src, dst, w, h, method, outType, info.format)
-}
-
-// imageInfo is what an image's header declares.
-type imageInfo struct {
-	width, height int
-	format        string
-	cost          int64 // estimated bytes of memory its decode takes
-}
-
-// readHeader reads the image's header only, refuses it if it declares
-// more than maxPixels, estimates the memory decoding it takes, and rewinds
-// src for the decode.
-func readHeader(src io.ReadSeeker, maxPixels int64) (info imageInfo, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = errCannotThumbnail(fmt.Sprintf("the image decoder failed: %v", p))
-		}
-	}()
-	cfg, format, err := image.DecodeConfig(bufio.NewReader(src)) // reads the header only
-	if err != nil {
-		return info, errCannotThumbnail("not a readable image")
-	}
-	if cfg.Width <= 0 || cfg.Height <= 0 {
-		return info, errCannotThumbnail("the image has no pixels")
-	}
-	pixels := int64(cfg.Width) * int64(cfg.Height)
-	if pixels > maxPixels {
-		return info, matrixerr.TooLarge(fmt.Sprintf("the image is %d×%d pixels, over the %d pixel limit", cfg.Width, cfg.Height, maxPixels))
-	}
-	info = imageInfo{width: cfg.Width, height: cfg.Height, format: format, cost: decodeCost(pixels, cfg.ColorModel)}
-	if format == "jpeg" {
-		info.cost += jpegCoeffBytes(src, pixels)
-	}
-	if _, err := src.Seek(0, io.SeekStart); err != nil {
-		return info, fmt.Errorf("media: rewind image: %w", err)
-	}
-	return info, nil
-}
-
-// decodeCost estimates the bytes of the decoded image and the thumbnail
-// work on it: 4 per pixel (RGBA, or less for gray, paletted and YCbCr
-// images), 8 for 16-bit-per-channel ones.
-func decodeCost(pixels int64, m color.Model) int64 {
-	switch m {
-	case color.RGBA64Model, color.NRGBA64Model, color.Gray16Model:
-		return 8 * pixels
-	}
-	return 4 * pixels
-}
-
-// jpegCoeffBytes is the extra memory of a progressive JPEG, whose decoder
-// keeps every DCT coefficient (64 int32 per 8×8 block and component, so 4
-// bytes per pixel of each component, less for subsampled ones) until the
-// last scan. It walks the segments from the start of src to the frame
-// header (SOF2) that DecodeConfig accepted; baseline JPEGs cost nothing
-// extra.
-func jpegCoeffBytes(src io.ReadSeeker, pixels int64) int64 {
-	if _, err := src.Seek(2, io.SeekStart); err != nil { // after SOI
-		return 0
-	}
-	var hdr [4]byte
-	for range 1000 {
-		if _, err := io.ReadFull(src, hdr[:]); err != nil || hdr[0] != 0xff {
-			return 0
-		}
-		m, n := hdr[1], int64(hdr[2])<<8|int64(hdr[3])
-		if m == 0xc2 {
-			seg := make([]byte, min(n-2, 6+3*255))
-			if len(seg) < 6 {
-				return 0
-			}
-			if _, err := io.ReadFull(src, seg); err != nil {
-				return 0
-			}
-			comps := seg[6:] // after precision, height, width and the count
-			var hmax, vmax, units int64 = 1, 1, 0
-			for c := 0; c < int(seg[5]) && 3*c+1 < len(comps); c++ {
-				hv := comps[3*c+1]
-				hmax, vmax = max(hmax, int64(hv>>4)), max(vmax, int64(hv&0x0f))
-				units += int64(hv>>4) * int64(hv&0x0f)
-			}
-			return 4 * pixels * units / (hmax * vmax)
-		}
-		if m >= 0xc0 && m <= 0xcf && m != 0xc4 && m != 0xc8 && m != 0xcc {
-			return 0 // another frame type: baseline
-		}
-		if _, err := src.Seek(n-2, io.SeekCurrent); err != nil {
-			return 0
-		}
-	}
-	return 0
 }
 
 // decodeThumbnail decodes src (already checked by readHeader) and writes
