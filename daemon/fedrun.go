@@ -34,6 +34,15 @@ type fed struct {
 	addr      string
 	tlsConf   *tls.Config
 	limits    netLimits // deadlines and connection caps (listen.go)
+	// mode is federation = lan or internet. In lan mode only loopback and
+	// this machine's networks may connect (lanlisten.go), and when addr
+	// is the default and its port is taken, any free port will do: LAN
+	// peers learn the port from the announcement.
+	mode        string
+	defaultAddr bool
+	// certSPKI is the SHA-256 of the listener certificate's public key,
+	// which the LAN announcement binds to the signing key (tlscert.go).
+	certSPKI [32]byte
 
 	mu       sync.Mutex
 	server   *http.Server
@@ -61,8 +70,19 @@ func (f *fed) start() error {
 
 func (f *fed) listen() error {
 	ln, err := net.Listen("tcp", f.addr)
+	if err != nil && f.mode == FederationLAN && f.defaultAddr {
+		// Another Hearth (another user of this machine) may hold 8448.
+		// Keep the port once chosen, so a pause and resume announces the same.
+		slog.Warn("federation: the default port is taken; listening on another one for the LAN", "addr", f.addr, "err", err)
+		if ln, err = net.Listen("tcp", ":0"); err == nil {
+			f.addr, f.defaultAddr = ln.Addr().String(), false
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("federation listener: %w", err)
+	}
+	if f.mode == FederationLAN {
+		ln = newLANListener(ln, nil)
 	}
 	// Anyone on the network can connect here: cap connections per
 	// address and in total, so no one server (or one attacker) holds the
