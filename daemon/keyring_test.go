@@ -1,8 +1,8 @@
 package daemon
 
 import (
-	"bytes"
 	"bufio"
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
