@@ -60,6 +60,12 @@ type Daemon struct {
 
 	lan *discovery.Service // LAN discovery, when lan_discovery is on (daemon/discovery.go)
 
+	// fedModeWanted is the federation mode last written through the
+	// control API ("" until then: cfg.Federation), for the status to say
+	// whether a restart is needed (fedmode.go).
+	fedModeMu     sync.Mutex
+	fedModeWanted string
+
 	limits netLimits // deadlines and connection caps of every listener (listen.go)
 }
 

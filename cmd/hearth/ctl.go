@@ -81,10 +81,14 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 }
 
 func federationState(st *control.Status) string {
+	mode := fedModeWords[st.FederationMode]
 	if st.FederationPaused {
-		return "paused"
+		return "paused (" + mode + ")"
 	}
-	return onOff(st.Federation)
+	if !st.Federation {
+		return "off"
+	}
+	return "on, " + mode
 }
 
 func onOff(b bool) string {
