@@ -8,10 +8,14 @@ import (
 	"github.com/hearth-chat/hearth/localapi/control"
 )
 
-// Addr is the federation listener's configured (or chosen) address.
+// Addr is the federation listener's address: the one it is bound to
+// (port 0 resolved), or the configured one before it first listened.
 func (f *fed) Addr() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.listener != nil {
+		return f.listener.Addr().String()
+	}
 	return f.addr
 }
 

@@ -81,14 +81,13 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 }
 
 func federationState(st *control.Status) string {
-	mode := fedModeWords[st.FederationMode]
 	if st.FederationPaused {
-		return "paused (" + mode + ")"
+		return "paused (" + st.FederationMode + ")"
 	}
 	if !st.Federation {
 		return "off"
 	}
-	return "on, " + mode
+	return "on (" + st.FederationMode + ")"
 }
 
 func onOff(b bool) string {
