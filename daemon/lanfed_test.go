@@ -408,3 +408,26 @@ func stop(t *testing.T, d *Daemon) {
 		t.Fatal(err)
 	}
 }
+
+// TestWipedDataDirWithKeptKey: a data dir whose hearth.db was deleted
+// while its signing key stayed (in the OS keyring, which a deleted
+// directory does not empty; here the file store) is a new install: it is
+// named from that key, so it comes back under the same .local name.
+func TestWipedDataDirWithKeptKey(t *testing.T) {
+	dir := t.TempDir()
+	key, _, err := loadOrCreateSigningKey(fileStore{dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := freshConfig(t, dir)
+	cfg.Federation = FederationOff
+	d, err := Start(cfg, io.Discard, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop(t, d)
+	want := lanServerName(machineServerName(mustHostname(t)), key.Key.Public().(ed25519.PublicKey))
+	if d.cfg.ServerName != want {
+		t.Fatalf("server name %q, want %q", d.cfg.ServerName, want)
+	}
+}
