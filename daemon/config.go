@@ -301,7 +301,7 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("federation must be off, lan or internet, not %q", c.Federation)
 	}
-	if (c.TLSCert == "") != (c.TLSKey == "") {
+	if c.Federation != FederationOff && (c.TLSCert == "") != (c.TLSKey == "") {
 		return fmt.Errorf("tls_cert and tls_key go together: set both or neither")
 	}
 	if c.Federation == FederationInternet && c.TLSCert == "" {

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -429,5 +430,39 @@ func TestWipedDataDirWithKeptKey(t *testing.T) {
 	want := lanServerName(machineServerName(mustHostname(t)), key.Key.Public().(ed25519.PublicKey))
 	if d.cfg.ServerName != want {
 		t.Fatalf("server name %q, want %q", d.cfg.ServerName, want)
+	}
+}
+
+// TestSelfSignedPeerNotTrustedYet: two daemons in lan mode on their own
+// self-signed certificates, one routed to the other (federation_servers),
+// do not federate: outbound TLS still checks the system roots and ca_file
+// for every server, and a self-signed certificate is in neither. Trust in
+// a LAN peer's certificate is to come from the binding to its signing key
+// announced over discovery, never from being on the LAN.
+func TestSelfSignedPeerNotTrustedYet(t *testing.T) {
+	startLAN := func(name, servers string) *Daemon {
+		cfg := freshConfig(t, t.TempDir())
+		cfg.ServerName, cfg.serverNameDefault = name, false
+		cfg.FederationListen, cfg.FederationServers = "127.0.0.1:0", servers
+		d, err := Start(cfg, io.Discard, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { stop(t, d) })
+		return d
+	}
+	a := startLAN("a.local", "")
+	b := startLAN("b.local", "a.local="+a.fed.listener.Addr().String())
+	req, err := http.NewRequest(http.MethodGet, "matrix-federation://a.local/_matrix/federation/v1/version", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := (&http.Client{Transport: b.fed.resolver.Transport(), Timeout: 10 * time.Second}).Do(req)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatal("b reached a over a self-signed certificate nothing vouches for")
+	}
+	if !errors.As(err, new(x509.UnknownAuthorityError)) {
+		t.Fatalf("got %v, want a certificate verification error", err)
 	}
 }
