@@ -137,17 +137,29 @@ func MigrateKeys(cfg Config, to string) (string, error) {
 		if from.where() == dest.where() {
 			return nil
 		}
-		s, err := from.get(signingKeyName)
-		if err != nil {
-			return fmt.Errorf("read signing key from %s: %w", from.where(), err)
+		// The federation certificate goes with the signing key (it is
+		// absent where federation never ran in lan mode).
+		for _, name := range []string{signingKeyName, tlsSecretName} {
+			s, err := from.get(name)
+			if errors.Is(err, errNoSecret) && name != signingKeyName {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("read %s from %s: %w", name, from.where(), err)
+			}
+			if err := dest.set(name, s); err != nil {
+				return err
+			}
+			if back, err := dest.get(name); err != nil || back != s {
+				return fmt.Errorf("%s did not read back from %s: %v", name, dest.where(), err)
+			}
 		}
-		if err := dest.set(signingKeyName, s); err != nil {
-			return err
+		for _, name := range []string{signingKeyName, tlsSecretName} {
+			if err := from.remove(name); err != nil {
+				return err
+			}
 		}
-		if back, err := dest.get(signingKeyName); err != nil || back != s {
-			return fmt.Errorf("signing key did not read back from %s: %v", dest.where(), err)
-		}
-		return from.remove(signingKeyName)
+		return nil
 	})
 	return where, err
 }
@@ -181,7 +193,7 @@ func RotateKeys(cfg Config) (string, error) {
 // It settles cfg's server name as a start does (openStore), so fn must read
 // the name from cfg after the call begins.
 func whileStopped(cfg *Config, fn func(*store.DB) error) error {
-	db, err := openStore(cfg, store.Options{})
+	db, err := openStore(cfg, store.Options{}, nil, false)
 	if errors.Is(err, store.ErrLocked) {
 		return ErrRunning
 	}

@@ -2,6 +2,9 @@ package daemon
 
 import (
 	"bufio"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base32"
 	"flag"
 	"fmt"
 	"os"
@@ -16,12 +19,13 @@ import (
 // (the `key` tag), a flag (--key with _ as -) and an environment variable
 // (HEARTH_KEY), with precedence flag > environment > file > default.
 type Config struct {
-	ServerName         string `key:"server_name" help:"The Matrix server name: the part after ':' in user IDs. Default: this machine's name for a new data dir; the name recorded in an existing one. Recorded at first start: the data dir then refuses to start under another name."`
+	ServerName         string `key:"server_name" help:"The Matrix server name: the part after ':' in user IDs. Default: for a new data dir, this machine's name with a suffix from the signing key, under .local (e.g. laptop-k3x9q2.local), which LAN peers find through discovery; the name recorded in an existing one. Recorded at first start: the data dir then refuses to start under another name, so choose a public domain before the first start if this server is to federate over the internet."`
 	DataDir            string `key:"data_dir" help:"Where the bbolt file and keys live. Default: the OS user data dir (XDG_DATA_HOME/hearth, ~/Library/Application Support/Hearth, %AppData%\\Hearth)."`
 	ClientListen       string `key:"client_listen" help:"Address of the Client-Server API. Keep it on loopback: it is for clients on this computer."`
-	FederationListen   string `key:"federation_listen" help:"Address of the Server-Server API (TLS). Empty keeps federation off."`
-	TLSCert            string `key:"tls_cert" help:"PEM certificate chain for the federation listener."`
-	TLSKey             string `key:"tls_key" help:"PEM private key for the federation listener."`
+	Federation         string `key:"federation" help:"Who may reach this server's Server-Server API: lan (loopback and the networks this machine is on; a self-signed certificate made at first start unless tls_cert is set), internet (anyone; needs tls_cert and tls_key from a CA) or off. Unset in a config that sets federation_listen, it is internet, as before this key existed."`
+	FederationListen   string `key:"federation_listen" help:"Address of the Server-Server API (TLS). Empty: :8448 (in lan mode any free port when 8448 is taken; LAN peers learn the port through discovery)."`
+	TLSCert            string `key:"tls_cert" help:"PEM certificate chain for the federation listener. Needed in internet mode; in lan mode, empty uses the self-signed certificate kept with the signing key."`
+	TLSKey             string `key:"tls_key" help:"PEM private key for the federation listener (with tls_cert)."`
 	CAFile             string `key:"ca_file" help:"Extra PEM CA certificates trusted for outbound federation, besides the system roots."`
 	FederationServers  string `key:"federation_servers" help:"Fixed addresses of other servers, as name=host:port pairs separated by commas; consulted before DNS and .well-known."`
 	FedAllowNetworks   string `key:"federation_allow_networks" help:"Non-public networks outbound federation may connect to, as CIDR prefixes separated by commas (e.g. 10.0.0.0/8). Loopback, private, link-local and CGNAT addresses are refused otherwise, except federation_servers entries and verified LAN peers."`
@@ -71,6 +75,7 @@ func Defaults() Config {
 		ServerName:      machineServerName(host),
 		DataDir:         defaultDataDir(),
 		ClientListen:    "127.0.0.1:8008",
+		Federation:      FederationLAN,
 		Registration:    "closed",
 		KeyStore:        KeyStoreAuto,
 		RoomVersion:     "10",
@@ -166,6 +171,8 @@ func Load(fs *flag.FlagSet, configFile string, getenv func(string) string) (Conf
 	c.File = configFile
 	machineName := c.ServerName
 	c.ServerName = ""
+	// Unset federation is told apart from a chosen one: see legacyFederation.
+	c.Federation = ""
 	if err := c.readFile(configFile, explicit); err != nil {
 		return c, err
 	}
@@ -184,6 +191,9 @@ func Load(fs *flag.FlagSet, configFile string, getenv func(string) string) (Conf
 	if c.ServerName == "" {
 		host, _ := os.Hostname()
 		c.ServerName, c.serverNameDefault, c.serverNameLegacy = machineName, true, legacyMachineName(host)
+	}
+	if c.Federation == "" {
+		c.Federation = legacyFederation(c.FederationListen)
 	}
 	return c, c.Validate()
 }
@@ -306,8 +316,17 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("desktop_notifications must be on, highlights or off, not %q", c.DesktopNotify)
 	}
-	if c.FederationListen != "" && (c.TLSCert == "" || c.TLSKey == "") {
-		return fmt.Errorf("federation_listen needs tls_cert and tls_key (federation is TLS only)")
+	switch c.Federation {
+	case FederationOff, FederationLAN, FederationInternet:
+	default:
+		return fmt.Errorf("federation must be off, lan or internet, not %q", c.Federation)
+	}
+	if c.Federation != FederationOff && (c.TLSCert == "") != (c.TLSKey == "") {
+		return fmt.Errorf("tls_cert and tls_key go together: set both or neither")
+	}
+	if c.Federation == FederationInternet && c.TLSCert == "" {
+		return fmt.Errorf("federation = internet needs tls_cert and tls_key: a certificate other servers trust (from a CA such as Let's Encrypt); " +
+			"federation = lan works without one")
 	}
 	if _, err := parseServerTable(c.FederationServers); err != nil {
 		return err
@@ -336,4 +355,55 @@ func WriteDefaults(w *bufio.Writer) {
 		fmt.Fprintf(w, "\n# %s\n%s = %v\n", f.help, f.key, f.v.Interface())
 	}
 	w.Flush()
+}
+
+// Federation modes (config key federation).
+const (
+	FederationOff      = "off"
+	FederationLAN      = "lan"      // loopback and this machine's own networks; self-signed certificate by default
+	FederationInternet = "internet" // anyone; a CA certificate is required
+)
+
+// legacyFederation is the mode of a config that does not name one. Before
+// the federation key existed, an empty federation_listen meant off and a
+// set one meant federation open to anyone with a CA certificate: such a
+// config keeps that behaviour (internet). Every other config gets the
+// default, lan, so a fresh install federates with people nearby.
+func legacyFederation(federationListen string) string {
+	if federationListen != "" {
+		return FederationInternet
+	}
+	return FederationLAN
+}
+
+// defaultFederationListen is the federation address when
+// federation_listen is empty: the Server-Server API's standard port on
+// every interface (lan mode filters who may connect, lanlisten.go).
+const defaultFederationListen = ":8448"
+
+// fedListenAddr is the address the federation listener binds.
+func (c *Config) fedListenAddr() string {
+	if c.FederationListen != "" {
+		return c.FederationListen
+	}
+	return defaultFederationListen
+}
+
+// lanServerName is the default server name of a new install: the machine
+// name, "-", six base32 characters of the SHA-256 of the signing key's
+// public half, and ".local". Two machines that share a host name still
+// get different names (30 bits: a collision on one LAN is about one in a
+// billion), the name stays the same for the data dir because it is
+// recorded at first start, and .local is reserved for link-local names
+// (RFC 6762), so it never resolves on the internet: peers find it through
+// LAN discovery. The suffix comes from the key rather than from chance so
+// the name itself commits to the key it was made with.
+func lanServerName(machine string, pub ed25519.PublicKey) string {
+	sum := sha256.Sum256(pub)
+	suffix := strings.ToLower(base32.StdEncoding.EncodeToString(sum[:])[:6])
+	// A DNS label holds at most 63 characters (RFC 1035 §2.3.4).
+	if max := 63 - len(suffix) - 1; len(machine) > max {
+		machine = strings.TrimRight(machine[:max], "-")
+	}
+	return machine + "-" + suffix + ".local"
 }

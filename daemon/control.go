@@ -101,8 +101,8 @@ func (b *controlBackend) Status() control.Status {
 	}
 	if f := b.d.fed; f != nil {
 		st.FederationPaused = f.Paused()
-		st.Federation = !st.FederationPaused
-		st.Listeners["federation"] = "https://" + f.addr
+		st.Federation = !st.FederationPaused && f.Mode() != FederationOff
+		st.Listeners["federation"] = "https://" + f.Addr()
 		for _, q := range f.queue.Status() {
 			if q.Queued > 0 {
 				st.QueueDepths[q.Name] = q.Queued
@@ -113,15 +113,17 @@ func (b *controlBackend) Status() control.Status {
 	if b.d.lan != nil {
 		st.Peers = len(b.d.lan.Peers())
 	}
+	st.FederationMode = b.d.federationModeStatus().Mode
 	return st
 }
 
 func (b *controlBackend) Federation() control.FederationStatus {
+	st := b.d.federationModeStatus()
 	f := b.d.fed
 	if f == nil {
-		return control.FederationStatus{Destinations: []control.Destination{}}
+		return st
 	}
-	st := control.FederationStatus{Enabled: true, Paused: f.Paused(), Listen: f.addr, Destinations: []control.Destination{}}
+	st.Paused = f.Paused()
 	if r := f.service.LastReachability(); !r.Checked.IsZero() {
 		st.Reachability = r
 	}
@@ -135,7 +137,7 @@ func (b *controlBackend) Federation() control.FederationStatus {
 func (b *controlBackend) FederationPause(paused bool) error {
 	f := b.d.fed
 	if f == nil {
-		return errors.New("federation is not configured: set federation_listen, tls_cert and tls_key")
+		return errors.New("federation is off: switch it on with 'hearth federation mode lan' (then restart Hearth)")
 	}
 	if paused {
 		f.Pause()

@@ -25,6 +25,7 @@ func startTestDaemon(t *testing.T) (*Daemon, Config) {
 	cfg.File = filepath.Join(cfg.DataDir, "hearth.conf")
 	cfg.ClientListen = "127.0.0.1:0"
 	cfg.KeyStore = KeyStoreFile
+	cfg.Federation = FederationOff // no listener on this machine's networks from a test
 	d, err := Start(cfg, io.Discard, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -206,6 +207,7 @@ func TestStatusCountsOwnerMentions(t *testing.T) {
 	cfg.ClientListen = "127.0.0.1:0"
 	cfg.KeyStore = KeyStoreFile
 	cfg.Registration = "open"
+	cfg.Federation = FederationOff
 	var welcome strings.Builder
 	d, err := Start(cfg, &welcome, nil)
 	if err != nil {

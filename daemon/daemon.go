@@ -60,6 +60,12 @@ type Daemon struct {
 
 	lan *discovery.Service // LAN discovery, when lan_discovery is on (daemon/discovery.go)
 
+	// fedModeWanted is the federation mode last written through the
+	// control API ("" until then: cfg.Federation), for the status to say
+	// whether a restart is needed (fedmode.go).
+	fedModeMu     sync.Mutex
+	fedModeWanted string
+
 	limits netLimits // deadlines and connection caps of every listener (listen.go)
 }
 
@@ -77,7 +83,7 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	if warning != "" {
 		slog.Warn(warning)
 	}
-	key, _, err := loadOrCreateSigningKey(secrets)
+	key, keyCreated, err := loadOrCreateSigningKey(secrets)
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +97,7 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 				notifier.Advance(pos)
 			}
 		},
-	})
+	}, key, keyCreated)
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +139,7 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	d.search = search.New(db, d.rooms, notifier)
 	d.search.Start()
 	api.SetSearch(d.search)
-	if err := d.startFederation(key, notifier, api); err != nil {
+	if err := d.startFederation(key, secrets, notifier, api); err != nil {
 		d.abortStart(db)
 		return nil, err
 	}
@@ -236,7 +242,34 @@ func (d *Daemon) firstStart(out io.Writer) error {
   This password is shown only once. Change it with 'hearth account passwd %s'.
 
 `, d.cfg.ClientListen, d.accounts.UserID(name), password, name)
+	fmt.Fprint(out, nameNotice(d.cfg))
 	return nil
+}
+
+// nameNotice tells the person, at first start, what their server is
+// called and what that means; a name Hearth chose comes with the one
+// chance to choose another, since it is recorded for good.
+func nameNotice(cfg Config) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "  Your server is %s", cfg.ServerName)
+	switch cfg.Federation {
+	case FederationLAN:
+		b.WriteString("; people on this network can reach it (federation = lan).\n")
+	case FederationInternet:
+		b.WriteString("; other servers on the internet can reach it (federation = internet).\n")
+	default:
+		b.WriteString("; it talks to no other server (federation = off).\n")
+	}
+	if cfg.serverNameDefault && strings.HasSuffix(cfg.ServerName, ".local") {
+		b.WriteString(`  Hearth chose this name, and it is part of every user ID for good. A .local
+  name is found by other Hearths nearby, never on the internet. To federate
+  over the internet one day, a server needs a domain you own, chosen before
+  its first start: stop Hearth now and start afresh with
+      hearth run --data-dir <a new dir> --server-name example.org
+`)
+	}
+	b.WriteString("\n")
+	return b.String()
 }
 
 var notLocalpart = regexp.MustCompile(`[^a-z0-9._=\-/+]`)

@@ -2,9 +2,11 @@ package daemon
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 
 	"github.com/hearth-chat/hearth/internal/store"
@@ -23,16 +25,24 @@ func (e *dataDirError) Unwrap() error        { return e.err }
 func (e *dataDirError) Is(target error) bool { return target == ErrDataDir }
 
 // openStore opens the data dir's file and settles the server name with
-// it: every start, and every offline command, goes through here.
-func openStore(cfg *Config, opts store.Options) (*store.DB, error) {
-	db, err := store.Open(filepath.Join(cfg.DataDir, dbFile), opts)
+// it: every start, and every offline command, goes through here. key is
+// the signing key when the caller has it (a start), and keyCreated says
+// that the caller just made it; a nil key is loaded, or made, only if the
+// data dir has no recorded name.
+func openStore(cfg *Config, opts store.Options, key *SigningKey, keyCreated bool) (*store.DB, error) {
+	path := filepath.Join(cfg.DataDir, dbFile)
+	// A new install: no hearth.db yet (a data dir wiped while its key
+	// stayed in the OS keyring is one too), or a signing key made just now.
+	_, statErr := os.Stat(path)
+	newInstall := errors.Is(statErr, os.ErrNotExist) || keyCreated
+	db, err := store.Open(path, opts)
 	if errors.Is(err, store.ErrDamaged) {
 		return nil, &dataDirError{err}
 	}
 	if err != nil {
 		return nil, err
 	}
-	if err := settleServerName(db, cfg); err != nil {
+	if err := settleServerName(db, cfg, key, newInstall); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -47,12 +57,33 @@ func openStore(cfg *Config, opts store.Options) (*store.DB, error) {
 // recorded one, and serving them under another would break every room.
 // When no name was configured the machine name only stood in, so the
 // recorded one wins: renaming the machine does not break the install.
-func settleServerName(db *store.DB, cfg *Config) error {
+//
+// A new install with no configured name records lanServerName: the
+// machine name, a suffix from the signing key, .local. An existing data
+// dir keeps its recorded name, or, from before names were recorded (a
+// hearth.db and a key, no name), the bare machine name it was using.
+func settleServerName(db *store.DB, cfg *Config, key *SigningKey, newInstall bool) error {
 	recorded, err := db.ServerName()
 	if err != nil {
 		return fmt.Errorf("read the recorded server name: %w", err)
 	}
+	if recorded == "" && cfg.serverNameDefault && key == nil {
+		secrets, _, err := openSecrets(*cfg, probeKeyring)
+		if err != nil {
+			return err
+		}
+		var created bool
+		if key, created, err = loadOrCreateSigningKey(secrets); err != nil {
+			return err
+		}
+		newInstall = newInstall || created
+	}
 	switch {
+	case recorded == "" && cfg.serverNameDefault && newInstall:
+		cfg.ServerName = lanServerName(cfg.ServerName, key.Key.Public().(ed25519.PublicKey))
+		if _, err := db.RecordServerName(context.Background(), cfg.ServerName); err != nil {
+			return fmt.Errorf("record the server name: %w", err)
+		}
 	case recorded == "":
 		name := cfg.ServerName
 		if cfg.serverNameDefault && cfg.serverNameLegacy != "" && cfg.serverNameLegacy != name {

@@ -22,14 +22,14 @@ import (
 	"github.com/hearth-chat/hearth/localapi/matrix"
 )
 
-// startFederation starts the Server-Server API when federation_listen is
-// set: keys, discovery, the outbound queue and the TLS listener. Other
+// startFederation starts the Server-Server API unless federation = off:
+// keys, discovery, the outbound queue and the TLS listener. Other
 // servers this one shares rooms with are then nudged, so anything they
 // queued for it while it was away arrives now rather than after their
 // back-off.
-func (d *Daemon) startFederation(key *SigningKey, notifier *stream.Notifier, api *matrix.Server) error {
+func (d *Daemon) startFederation(key *SigningKey, secrets secretStore, notifier *stream.Notifier, api *matrix.Server) error {
 	cfg := d.cfg
-	if cfg.FederationListen == "" {
+	if cfg.Federation == FederationOff {
 		return nil
 	}
 	static, err := parseServerTable(cfg.FederationServers)
@@ -44,9 +44,13 @@ func (d *Daemon) startFederation(key *SigningKey, notifier *stream.Notifier, api
 	if err != nil {
 		return err
 	}
-	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	cert, err := federationCert(cfg, secrets)
 	if err != nil {
-		return fmt.Errorf("federation TLS certificate: %w", err)
+		return err
+	}
+	spki, err := spkiSHA256(cert)
+	if err != nil {
+		return err
 	}
 	res, err := resolve.New(resolve.Config{Static: static, CAFile: cfg.CAFile, AllowNetworks: allow})
 	if err != nil {
@@ -74,12 +78,14 @@ func (d *Daemon) startFederation(key *SigningKey, notifier *stream.Notifier, api
 
 	api.SetFederation(svc)
 	d.fed = &fed{service: svc, queue: q, resolver: res, rooms: d.rooms, keyClient: keyClient, notaries: notaries,
-		addr: cfg.FederationListen, limits: d.limits, tlsConf: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}
+		addr: cfg.fedListenAddr(), limits: d.limits, tlsConf: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		mode: cfg.Federation, defaultAddr: cfg.FederationListen == "", certSPKI: spki}
 	if err := d.fed.start(); err != nil {
 		d.fed = nil
 		return err
 	}
-	slog.Info("federation is on", "listen", d.fed.listener.Addr().String(), "server_name", cfg.ServerName)
+	slog.Info("federation is on", "mode", cfg.Federation, "listen", d.fed.listener.Addr().String(), "server_name", cfg.ServerName,
+		"certificate", certKind(cfg))
 	return nil
 }
 

@@ -34,6 +34,15 @@ type fed struct {
 	addr      string
 	tlsConf   *tls.Config
 	limits    netLimits // deadlines and connection caps (listen.go)
+	// mode is federation = lan or internet. In lan mode only loopback and
+	// this machine's networks may connect (lanlisten.go), and when addr
+	// is the default and its port is taken, any free port will do: LAN
+	// peers learn the port from the announcement.
+	mode        string
+	defaultAddr bool
+	// certSPKI is the SHA-256 of the listener certificate's public key,
+	// which the LAN announcement binds to the signing key (tlscert.go).
+	certSPKI [32]byte
 
 	mu       sync.Mutex
 	server   *http.Server
@@ -60,9 +69,25 @@ func (f *fed) start() error {
 }
 
 func (f *fed) listen() error {
-	ln, err := net.Listen("tcp", f.addr)
+	f.mu.Lock()
+	mode, addr, defaultAddr := f.mode, f.addr, f.defaultAddr
+	f.mu.Unlock()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil && mode == FederationLAN && defaultAddr {
+		// Another Hearth (another user of this machine) may hold 8448.
+		// Keep the port once chosen, so a pause and resume announces the same.
+		slog.Warn("federation: the default port is taken; listening on another one for the LAN", "addr", addr, "err", err)
+		if ln, err = net.Listen("tcp", ":0"); err == nil {
+			f.mu.Lock()
+			f.addr, f.defaultAddr = ln.Addr().String(), false
+			f.mu.Unlock()
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("federation listener: %w", err)
+	}
+	if mode == FederationLAN {
+		ln = newLANListener(ln, nil)
 	}
 	// Anyone on the network can connect here: cap connections per
 	// address and in total, so no one server (or one attacker) holds the
@@ -81,6 +106,10 @@ func (f *fed) listen() error {
 	return nil
 }
 
+// running reports whether the listener and queue are up: federation is
+// neither paused nor switched off. f.mu must be held.
+func (f *fed) running() bool { return !f.paused && f.mode != FederationOff }
+
 // stop stops accepting, then the queue; what it had not sent stays queued
 // in the store for the next start.
 func (f *fed) stop(ctx context.Context) {
@@ -91,7 +120,7 @@ func (f *fed) stop(ctx context.Context) {
 	<-f.done
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if !f.paused {
+	if f.running() {
 		f.server.Shutdown(ctx)
 		f.server.Close()
 		f.queue.Stop()
@@ -106,8 +135,10 @@ func (f *fed) Pause() {
 	if f.paused {
 		return
 	}
-	f.server.Close()
-	f.queue.Stop()
+	if f.running() {
+		f.server.Close()
+		f.queue.Stop()
+	}
 	f.paused = true
 	slog.Info("federation paused")
 }
@@ -119,11 +150,14 @@ func (f *fed) Resume() error {
 		f.mu.Unlock()
 		return nil
 	}
+	off := f.mode == FederationOff
 	f.mu.Unlock()
-	if err := f.listen(); err != nil {
-		return err
+	if !off {
+		if err := f.listen(); err != nil {
+			return err
+		}
+		f.queue.Start()
 	}
-	f.queue.Start()
 	f.mu.Lock()
 	f.paused = false
 	f.mu.Unlock()
@@ -139,12 +173,65 @@ func (f *fed) Paused() bool {
 	return f.paused
 }
 
+// Mode is the federation mode in force: lan, internet or off.
+func (f *fed) Mode() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.mode
+}
+
+// setMode switches between lan, internet and off without a restart. The
+// certificate is the same in every mode (internet needs tls_cert, which
+// lan then uses too), so switching is reopening the listener with or
+// without the LAN filter; off closes it and stops the queue, like a
+// pause, and switching on again resumes and nudges the other servers.
+// While paused only the mode changes; Resume opens what it says.
+func (f *fed) setMode(mode string) error {
+	f.mu.Lock()
+	if mode == f.mode {
+		f.mu.Unlock()
+		return nil
+	}
+	wasRunning, wasOff := f.running(), f.mode == FederationOff
+	if wasRunning {
+		f.server.Close()
+		if mode == FederationOff {
+			f.queue.Stop()
+		}
+	}
+	f.mode = mode
+	paused := f.paused
+	f.mu.Unlock()
+	slog.Info("federation mode changed", "mode", mode)
+	if mode == FederationOff || paused {
+		return nil
+	}
+	if err := f.listen(); err != nil {
+		// Nothing listens now: say so in the mode rather than claim one.
+		f.mu.Lock()
+		if wasRunning {
+			f.queue.Stop()
+		}
+		f.mode = FederationOff
+		f.mu.Unlock()
+		return err
+	}
+	if wasOff {
+		f.queue.Start()
+		f.wake("federation switched on")
+	}
+	return nil
+}
+
 // wake ends every back-off and sends a transaction to each server this
 // one shares a room with, so that their back-off towards this server ends
 // too and what they queued arrives within seconds (the receiving side
 // wakes its queue for any server that sends it a request).
 func (f *fed) wake(reason string) {
-	if f.Paused() {
+	f.mu.Lock()
+	running := f.running()
+	f.mu.Unlock()
+	if !running {
 		return
 	}
 	f.resolver.Forget()
@@ -222,7 +309,10 @@ func interfaceAddrs() []string {
 // checkReachability runs the self-check through the first trusted notary
 // and logs the answer; without a notary there is nothing to ask.
 func (f *fed) checkReachability(ctx context.Context) {
-	if len(f.notaries) == 0 || f.Paused() {
+	f.mu.Lock()
+	running := f.running()
+	f.mu.Unlock()
+	if len(f.notaries) == 0 || !running {
 		return
 	}
 	r := f.service.CheckReachable(ctx, f.keyClient, f.notaries[0].ServerName)

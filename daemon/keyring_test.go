@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bufio"
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -87,8 +88,20 @@ func TestKeysInSecretService(t *testing.T) {
 		t.Fatal("key also written to a file")
 	}
 
+	// The federation certificate lives beside the key and moves with it.
+	cert, _, err := loadOrCreateTLSCert(st, "keyring.local")
+	if err != nil {
+		t.Fatalf("federation certificate in keyring: %v", err)
+	}
 	if _, err := MigrateKeys(cfg, KeyStoreFile); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := (keyringStore{cfg.DataDir}).get(tlsSecretName); err != errNoSecret {
+		t.Fatalf("keyring still holds the federation certificate after migrating to a file: %v", err)
+	}
+	if moved, created, err := loadOrCreateTLSCert(fileStore{cfg.DataDir}, "keyring.local"); err != nil || created ||
+		!bytes.Equal(moved.Certificate[0], cert.Certificate[0]) {
+		t.Fatalf("federation certificate after migrating to a file: created %v, %v", created, err)
 	}
 	if _, err := (keyringStore{cfg.DataDir}).get(signingKeyName); err != errNoSecret {
 		t.Fatalf("keyring still holds the key after migrating to a file: %v", err)

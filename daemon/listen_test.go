@@ -38,6 +38,7 @@ func startNetDaemon(t *testing.T, limits netLimits) (d *Daemon, fedAddr string) 
 	cfg.DataDir = t.TempDir()
 	cfg.File = filepath.Join(cfg.DataDir, "hearth.conf")
 	cfg.ClientListen = "127.0.0.1:0"
+	cfg.Federation = FederationInternet
 	cfg.FederationListen = "127.0.0.1:0"
 	cfg.KeyStore = KeyStoreFile
 	cfg.LANDiscovery = "off"

@@ -40,6 +40,7 @@ type Control interface {
 	ConsoleLink(ctx context.Context) (string, error)
 	Shutdown(ctx context.Context) error
 	PauseFederation(ctx context.Context, paused bool) (*control.FederationStatus, error)
+	SetFederationMode(ctx context.Context, mode string) (*control.FederationStatus, error)
 	OpenChat(ctx context.Context) (string, error)
 }
 
@@ -64,7 +65,10 @@ type Tray struct {
 	stop    Item
 	pause   Item // Pause federation / Resume federation
 	paused  bool // what the last status said, for the pause item's click
-	log     *slog.Logger
+	// modes are the three federation mode items, the one in force
+	// checked and disabled (fedModes gives their order and titles).
+	modes []Item
+	log   *slog.Logger
 }
 
 // New returns a tray for the daemon at addr.
@@ -88,6 +92,9 @@ func (t *Tray) ready() {
 	t.ui.AddItem("Open logs", func() { t.openConsole("#logs") })
 	t.ui.AddItem("Copy my Matrix ID", t.copyID)
 	t.pause = t.ui.AddItem("Pause federation", t.togglePause)
+	for _, m := range fedModes {
+		t.modes = append(t.modes, t.ui.AddItem(m.title, func() { t.setMode(m.mode) }))
+	}
 	t.ui.AddSeparator()
 	t.start = t.ui.AddItem("Start Hearth", t.startDaemon)
 	t.stop = t.ui.AddItem("Stop Hearth", t.stopDaemon)
@@ -116,7 +123,20 @@ func (t *Tray) update() {
 		t.stop.Disable()
 		t.start.Enable()
 		t.pause.Disable()
+		for i, m := range fedModes {
+			t.modes[i].SetTitle(m.title)
+			t.modes[i].Disable()
+		}
 		return
+	}
+	for i, m := range fedModes {
+		if m.mode == st.FederationMode {
+			t.modes[i].SetTitle("✓ " + m.title)
+			t.modes[i].Disable()
+		} else {
+			t.modes[i].SetTitle(m.title)
+			t.modes[i].Enable()
+		}
 	}
 	federation := "federation off"
 	switch {
@@ -125,7 +145,7 @@ func (t *Tray) update() {
 		t.pause.SetTitle("Resume federation")
 		t.pause.Enable()
 	case st.Federation:
-		federation = "federation on"
+		federation = "federation on (" + st.FederationMode + ")"
 		if st.Reachable != nil && !*st.Reachable {
 			federation = "federation on, not reachable"
 		}
@@ -201,6 +221,27 @@ func (t *Tray) togglePause() {
 	defer cancel()
 	if _, err := t.ctl.PauseFederation(ctx, !t.paused); err != nil {
 		t.log.Warn("tray: pause federation", "err", err)
+	}
+	t.update()
+}
+
+// fedModes are the tray's federation mode items.
+var fedModes = []struct{ mode, title string }{
+	{"lan", "Federation: people nearby (LAN)"},
+	{"internet", "Federation: internet"},
+	{"off", "Federation: off"},
+}
+
+// setMode switches the federation mode; internet is refused by the daemon
+// unless a CA certificate is configured, which the log then says.
+func (t *Tray) setMode(mode string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := t.ctl.SetFederationMode(ctx, mode)
+	if err != nil {
+		t.log.Warn("tray: federation mode", "err", err)
+	} else if st.RestartRequired {
+		t.log.Info("tray: federation mode stored; restart Hearth to apply it", "mode", mode)
 	}
 	t.update()
 }

@@ -89,6 +89,11 @@ func (b *bench) start(ctx context.Context, extra ...string) (*daemon, time.Durat
 	args := []string{"run", "--data-dir", d.dataDir,
 		"--client-listen", fmt.Sprintf("127.0.0.1:%d", port), "--registration", "open", "--server-name", "bench.local",
 		"--key-store", "file"} // never the machine's OS keyring
+	if !federates(extra) {
+		// The default, federation = lan, would listen on this machine's
+		// networks: a bench daemon that does not federate listens nowhere.
+		args = append(args, "--federation", "off")
+	}
 	d.cmd = exec.Command(b.cfg.hearth, append(args, extra...)...)
 	d.cmd.Env = childEnv()
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
@@ -260,4 +265,14 @@ func childEnv() []string {
 		}
 	}
 	return env
+}
+
+// federates reports whether a bench daemon's extra flags set up federation.
+func federates(extra []string) bool {
+	for _, a := range extra {
+		if a == "--federation" || a == "--federation-listen" || strings.HasPrefix(a, "--federation=") || strings.HasPrefix(a, "--federation-listen=") {
+			return true
+		}
+	}
+	return false
 }

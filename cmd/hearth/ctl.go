@@ -82,9 +82,12 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 
 func federationState(st *control.Status) string {
 	if st.FederationPaused {
-		return "paused"
+		return "paused (" + st.FederationMode + ")"
 	}
-	return onOff(st.Federation)
+	if !st.Federation {
+		return "off"
+	}
+	return "on (" + st.FederationMode + ")"
 }
 
 func onOff(b bool) string {

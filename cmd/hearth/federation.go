@@ -10,12 +10,20 @@ import (
 	"github.com/hearth-chat/hearth/localapi/control"
 )
 
-// federationCmd is `hearth federation [pause|resume] [--json]`: the
-// federation side's state and the other servers it sends to.
+// federationCmd is `hearth federation [pause|resume|mode off|lan|internet]
+// [--json]`: the federation side's state and the other servers it sends
+// to; pausing; switching the mode.
 func federationCmd(args []string, stdout, stderr io.Writer) int {
-	action := ""
+	action, mode := "", ""
 	if len(args) > 0 && (args[0] == "pause" || args[0] == "resume") {
 		action, args = args[0], args[1:]
+	}
+	if len(args) > 0 && args[0] == "mode" {
+		if len(args) < 2 || fedModeWords[args[1]] == "" {
+			fmt.Fprintln(stderr, "usage: hearth federation mode off|lan|internet")
+			return 2
+		}
+		action, mode, args = "mode", args[1], args[2:]
 	}
 	var asJSON *bool
 	cfg, code := loadConfig("federation", args, stderr, func(fs *flag.FlagSet) {
@@ -31,6 +39,8 @@ func federationCmd(args []string, stdout, stderr io.Writer) int {
 		switch action {
 		case "":
 			st, err = c.Federation(ctx)
+		case "mode":
+			st, err = c.SetFederationMode(ctx, mode)
 		default:
 			st, err = c.PauseFederation(ctx, action == "pause")
 		}
@@ -50,10 +60,24 @@ func federationCmd(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// fedModeWords says what each federation mode means, for people.
+var fedModeWords = map[string]string{
+	"off":      "off: this Hearth talks only to its own users",
+	"lan":      "lan: servers on this machine's networks (self-signed certificate, trusted through the signing key)",
+	"internet": "internet: any server (CA certificate)",
+}
+
 func printFederation(w io.Writer, st *control.FederationStatus) {
+	fmt.Fprintln(w, "mode         "+fedModeWords[st.Mode])
+	if st.RestartRequired {
+		fmt.Fprintf(w, "             the config now says %s: restart Hearth to apply it\n", st.Configured)
+	}
+	if st.CertificateSHA256 != "" {
+		fmt.Fprintln(w, "certificate  sha256 of its public key: "+st.CertificateSHA256)
+	}
 	switch {
 	case !st.Enabled:
-		fmt.Fprintln(w, "federation   off (set federation_listen, tls_cert and tls_key)")
+		fmt.Fprintln(w, "federation   off (switch it on with 'hearth federation mode lan')")
 		return
 	case st.Paused:
 		fmt.Fprintln(w, "federation   paused (resume with 'hearth federation resume')")

@@ -26,6 +26,7 @@ Usage:
   hearth status [--json]                the running daemon's state
   hearth logs [--lines N]               its recent log lines
   hearth federation [pause|resume] [--json]   other servers this one sends to; pause or resume federation
+  hearth federation mode off|lan|internet     who may reach this server: nobody, this network, or the internet
   hearth peers [--json]                 other Hearth daemons on the local network (people nearby)
   hearth open [console|chat] [--print]  open the web console, or the configured chat client (chat_client_url), logged in
   hearth tray                           the system-tray icon (a client of the running daemon)

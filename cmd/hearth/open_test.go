@@ -28,6 +28,7 @@ func TestOpenKeepsSecretsOffCommandLine(t *testing.T) {
 	cfg.ClientListen = "127.0.0.1:0"
 	cfg.KeyStore = daemon.KeyStoreFile
 	cfg.LANDiscovery = "off"
+	cfg.Federation = daemon.FederationOff
 	cfg.ChatClientURL = "http://chat.invalid/#/login?hs={homeserver}&loginToken={login_token}"
 	d, err := daemon.Start(cfg, io.Discard, nil)
 	if err != nil {

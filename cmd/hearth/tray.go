@@ -88,6 +88,12 @@ func (e endpointControl) PauseFederation(ctx context.Context, paused bool) (*con
 	})
 }
 
+func (e endpointControl) SetFederationMode(ctx context.Context, mode string) (*control.FederationStatus, error) {
+	return call(e, func(c *controlclient.Client) (*control.FederationStatus, error) {
+		return c.SetFederationMode(ctx, mode)
+	})
+}
+
 func (e endpointControl) OpenChat(ctx context.Context) (string, error) {
 	return call(e, func(c *controlclient.Client) (string, error) { return c.OpenChat(ctx) })
 }

@@ -90,7 +90,8 @@ func TestRunBadConfig(t *testing.T) {
 		{"log level", []string{"--log-level", "loud"}, "log_level"},
 		{"request size", []string{"--max-request-bytes", "lots"}, "max-request-bytes"},
 	} {
-		args := append([]string{"run", "--data-dir", dir, "--client-listen", freeAddr(t), "--server-name", serverName}, tc.args...)
+		args := append([]string{"run", "--data-dir", dir, "--client-listen", freeAddr(t), "--server-name", serverName,
+			"--federation", "off"}, tc.args...)
 		code, stdout, stderr := runHearth(t, args...)
 		msg := strings.TrimSpace(stderr)
 		if code == 0 {
@@ -107,7 +108,7 @@ func TestRunBadConfig(t *testing.T) {
 	// A second daemon on the same data dir fails instead of sharing the file.
 	d := StartDaemon(t)
 	code, _, stderr := runHearth(t, "run", "--data-dir", d.DataDir, "--client-listen", freeAddr(t),
-		"--registration", "open", "--server-name", serverName)
+		"--registration", "open", "--server-name", serverName, "--federation", "off")
 	if code == 0 || !strings.Contains(stderr, "in use") {
 		t.Errorf("second hearth run on a data dir in use: exit %d, stderr %q", code, stderr)
 	}

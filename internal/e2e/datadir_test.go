@@ -21,7 +21,7 @@ const exitDataDir = 5
 // a fresh port and the server name given (none when name is empty).
 func runArgs(t *testing.T, dataDir, name string) []string {
 	args := []string{"run", "--data-dir", dataDir, "--client-listen", freeAddr(t), "--key-store", "file",
-		"--lan-discovery", "off"}
+		"--lan-discovery", "off", "--federation", "off"}
 	if name != "" {
 		args = append(args, "--server-name", name)
 	}

@@ -220,6 +220,11 @@ func (d *Daemon) launch() error {
 		// Test daemons keep their keys in their temp dir, never in the
 		// developer's OS keyring.
 		"--key-store", "file"}
+	if !federates(d.Extra) {
+		// The default, federation = lan, would listen on this machine's
+		// networks: a test daemon that does not federate listens nowhere.
+		args = append(args, "--federation", "off")
+	}
 	args = append(args, d.Extra...)
 	cmd := exec.Command(hearthBin, args...)
 	fmt.Fprintf(d.logs, "---- run %d: hearth %s\n", run, strings.Join(args, " "))
@@ -670,4 +675,14 @@ func runHearth(t testing.TB, args ...string) (int, string, string) {
 		t.Fatalf("hearth %s did not finish within 30s", strings.Join(args, " "))
 	}
 	return code, stdout.String(), stderr.String()
+}
+
+// federates reports whether a test daemon's extra flags set up federation.
+func federates(extra []string) bool {
+	for _, a := range extra {
+		if a == "--federation" || a == "--federation-listen" || strings.HasPrefix(a, "--federation=") || strings.HasPrefix(a, "--federation-listen=") {
+			return true
+		}
+	}
+	return false
 }

@@ -22,7 +22,8 @@ func noKeyringEnv(t *testing.T) []string {
 func TestKeyFileFallback(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	run := exec.Command(hearthBin, "run", "--data-dir", dir, "--client-listen", freeAddr(t), "--key-store", "auto")
+	run := exec.Command(hearthBin, "run", "--data-dir", dir, "--client-listen", freeAddr(t), "--key-store", "auto",
+		"--federation", "off")
 	run.Env = noKeyringEnv(t)
 	var logs bytes.Buffer
 	run.Stdout, run.Stderr = &logs, &logs
@@ -52,7 +53,8 @@ func TestKeyFileFallback(t *testing.T) {
 		t.Fatalf("keys status: %v\n%s", err, out)
 	}
 
-	strict := exec.Command(hearthBin, "run", "--data-dir", t.TempDir(), "--client-listen", freeAddr(t), "--key-store", "keyring")
+	strict := exec.Command(hearthBin, "run", "--data-dir", t.TempDir(), "--client-listen", freeAddr(t), "--key-store", "keyring",
+		"--federation", "off")
 	strict.Env = noKeyringEnv(t)
 	out, err = strict.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "no OS keyring answers") {

@@ -29,21 +29,26 @@ import (
 //
 // Sessions live in memory only, so a daemon restart ends them all; they
 // end after sessionIdle without use, after sessionMax in any case, and on
-// POST /_hearth/v1/logout. A session may only read what the page shows
-// and log out (consoleCalls): it cannot read the settings, mint login
-// tokens or console codes, change settings or accounts, or stop the daemon.
+// POST /_hearth/v1/logout. A session may only read what the page shows,
+// switch the federation mode, and log out (consoleCalls): it cannot read
+// the settings, mint login tokens or console codes, change other settings
+// or accounts, or stop the daemon. The federation mode is the one switch
+// the issue asks of the console; it exposes nothing new to the internet,
+// since internet mode is refused unless the owner configured a CA
+// certificate (tls_cert), which a session cannot.
 
 // consoleCalls are the requests a console session may make: what the page
 // shows, and logging out. Not the settings (registration tokens are
 // there), login tokens, console links, accounts or shutdown.
 var consoleCalls = map[string]bool{
-	"GET /_hearth/v1/status":     true,
-	"GET /_hearth/v1/accounts":   true,
-	"GET /_hearth/v1/peers":      true,
-	"GET /_hearth/v1/federation": true,
-	"GET /_hearth/v1/logs":       true,
-	"GET /_hearth/qr.png":        true,
-	"POST /_hearth/v1/logout":    true,
+	"GET /_hearth/v1/status":           true,
+	"GET /_hearth/v1/accounts":         true,
+	"GET /_hearth/v1/peers":            true,
+	"GET /_hearth/v1/federation":       true,
+	"POST /_hearth/v1/federation/mode": true,
+	"GET /_hearth/v1/logs":             true,
+	"GET /_hearth/qr.png":              true,
+	"POST /_hearth/v1/logout":          true,
 }
 
 //go:embed console/index.html

@@ -28,6 +28,8 @@ type Status struct {
 	Federation    bool              `json:"federation"`
 	// FederationPaused: federation is configured but paused (tray, CLI).
 	FederationPaused bool `json:"federation_paused,omitempty"`
+	// FederationMode is the mode in force: lan, internet or off.
+	FederationMode string `json:"federation_mode"`
 	// Reachable is the last reachability self-check: nil when none ran.
 	Reachable    *bool          `json:"reachable,omitempty"`
 	Peers        int            `json:"peers"`
@@ -62,6 +64,9 @@ type Backend interface {
 	// resumes it (an error when federation is not configured).
 	Federation() FederationStatus
 	FederationPause(paused bool) error
+	// SetFederationMode stores federation = mode in the config file and
+	// applies it at once where it can (see FederationStatus.RestartRequired).
+	SetFederationMode(mode string) error
 	// Peers lists the Hearth daemons found on the local network.
 	Peers() PeersStatus
 }
@@ -90,9 +95,19 @@ type Peer struct {
 
 // FederationStatus is GET /_hearth/v1/federation.
 type FederationStatus struct {
-	Enabled bool   `json:"enabled"` // federation_listen is set
+	Enabled bool   `json:"enabled"` // the mode in force is not off
 	Paused  bool   `json:"paused"`
 	Listen  string `json:"listen,omitempty"`
+	// Mode is the mode in force (lan, internet or off); Configured is the
+	// one in the config file, and RestartRequired says they differ until
+	// a restart (switching on a federation that was off at start).
+	Mode            string `json:"mode"`
+	Configured      string `json:"configured_mode"`
+	RestartRequired bool   `json:"restart_required,omitempty"`
+	// CertificateSHA256 is the SHA-256 of the federation certificate's
+	// public key (SubjectPublicKeyInfo), unpadded base64: what LAN peers
+	// pin through the signing key.
+	CertificateSHA256 string `json:"certificate_sha256,omitempty"`
 	// Reachability is the last self-check through a trusted notary.
 	Reachability any `json:"reachability,omitempty"`
 	// Destinations are the other servers with an outbound queue.
@@ -148,6 +163,7 @@ func New(b Backend, secret string) *Server {
 	s.mux.HandleFunc("GET /_hearth/v1/federation", s.federation)
 	s.mux.HandleFunc("POST /_hearth/v1/federation/pause", s.federationPause(true))
 	s.mux.HandleFunc("POST /_hearth/v1/federation/resume", s.federationPause(false))
+	s.mux.HandleFunc("POST /_hearth/v1/federation/mode", s.federationMode)
 	s.mux.HandleFunc("GET /_hearth/v1/peers", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.backend.Peers()) })
 	s.mux.HandleFunc("POST /_hearth/v1/logout", s.logout)
 	s.mux.HandleFunc("GET /_hearth/qr.png", s.qrCode)
@@ -381,4 +397,21 @@ func (s *Server) federationPause(paused bool) http.HandlerFunc {
 		}
 		writeJSON(w, s.backend.Federation())
 	}
+}
+
+// federationMode is POST /_hearth/v1/federation/mode {"mode": "lan"}: the
+// tray's, CLI's and console's switch between off, lan and internet.
+func (s *Server) federationMode(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Mode string `json:"mode"`
+	}
+	if err := readBody(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := s.backend.SetFederationMode(req.Mode); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, s.backend.Federation())
 }

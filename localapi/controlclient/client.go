@@ -181,6 +181,13 @@ func (c *Client) PauseFederation(ctx context.Context, paused bool) (*control.Fed
 	return &out, c.do(ctx, http.MethodPost, path, nil, &out)
 }
 
+// SetFederationMode switches federation to off, lan or internet; the
+// answer says whether a restart is needed to apply it.
+func (c *Client) SetFederationMode(ctx context.Context, mode string) (*control.FederationStatus, error) {
+	var out control.FederationStatus
+	return &out, c.do(ctx, http.MethodPost, "/_hearth/v1/federation/mode", map[string]string{"mode": mode}, &out)
+}
+
 // Peers lists the Hearth daemons found on the local network.
 func (c *Client) Peers(ctx context.Context) (*control.PeersStatus, error) {
 	var out control.PeersStatus
