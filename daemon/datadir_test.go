@@ -2,7 +2,10 @@ package daemon
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/hearth-chat/hearth/internal/store"
@@ -12,7 +15,7 @@ import (
 // was recorded, on a machine whose name is not a valid server name
 // ("my_box"), holds users and events under the name Hearth then used
 // ("my_box", the bare lower-cased machine name), not under the cleaned-up
-// default a new data dir gets ("my-box"). Its first start after the
+// default a new data dir gets ("my-box-<key hash>.local"). Its first start after the
 // upgrade records and serves the name its data carries; a new data dir
 // on the same machine gets the cleaned-up one.
 func TestUpgradeRecordsOldDefaultName(t *testing.T) {
@@ -34,7 +37,9 @@ func TestUpgradeRecordsOldDefaultName(t *testing.T) {
 		}
 		cfg := &Config{DataDir: dir, ServerName: machineServerName(host), serverNameDefault: true,
 			serverNameLegacy: legacyMachineName(host)}
-		db, err := openStore(cfg, store.Options{})
+		_, priv, _ := ed25519.GenerateKey(rand.Reader)
+		// The upgraded dir already had its key; a new one's is made now.
+		db, err := openStore(cfg, store.Options{}, &SigningKey{ID: "ed25519:a", Key: priv}, !withUser)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -48,7 +53,8 @@ func TestUpgradeRecordsOldDefaultName(t *testing.T) {
 	if cfg, recorded := open(t, t.TempDir(), true); cfg.ServerName != "my_box" || recorded != "my_box" {
 		t.Errorf("upgraded data dir: serving %q, recorded %q; want the name its data carries, my_box", cfg.ServerName, recorded)
 	}
-	if cfg, recorded := open(t, t.TempDir(), false); cfg.ServerName != "my-box" || recorded != "my-box" {
-		t.Errorf("new data dir: serving %q, recorded %q; want my-box", cfg.ServerName, recorded)
+	if cfg, recorded := open(t, t.TempDir(), false); !strings.HasPrefix(cfg.ServerName, "my-box-") ||
+		!strings.HasSuffix(cfg.ServerName, ".local") || recorded != cfg.ServerName {
+		t.Errorf("new data dir: serving %q, recorded %q; want my-box-<key hash>.local", cfg.ServerName, recorded)
 	}
 }

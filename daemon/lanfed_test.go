@@ -177,13 +177,6 @@ type fakeConnListener struct {
 	remote []net.Conn // the other end, per address
 }
 
-type addrConn struct {
-	net.Conn
-	remote net.Addr
-}
-
-func (c addrConn) RemoteAddr() net.Addr { return c.remote }
-
 func (l *fakeConnListener) Accept() (net.Conn, error) {
 	if len(l.addrs) == 0 {
 		return nil, net.ErrClosed
