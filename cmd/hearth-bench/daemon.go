@@ -88,7 +88,8 @@ func (b *bench) start(ctx context.Context, extra ...string) (*daemon, time.Durat
 	defer logf.Close() // the child keeps its own descriptor
 	args := []string{"run", "--data-dir", d.dataDir,
 		"--client-listen", fmt.Sprintf("127.0.0.1:%d", port), "--registration", "open", "--server-name", "bench.local",
-		"--key-store", "file"} // never the machine's OS keyring
+		"--key-store", "file", // never the machine's OS keyring
+		"--lan-discovery", "off"} // bench traffic stays on loopback: no mDNS on this machine's networks
 	if !federates(extra) {
 		// The default, federation = lan, would listen on this machine's
 		// networks: a bench daemon that does not federate listens nowhere.
