@@ -95,6 +95,12 @@ export class Hearth {
             // Keys stay in the temp data dir, never in the developer's OS keyring.
             "--key-store",
             "file",
+            // Test traffic stays on loopback: no mDNS on this machine's
+            // networks, and no federation listener on them (the default,
+            // federation = lan, listens there) unless a test sets one up.
+            "--lan-discovery",
+            "off",
+            ...(this.extraArgs.some((a) => a.startsWith("--federation")) ? [] : ["--federation", "off"]),
             ...this.extraArgs,
         ];
         this.proc = spawn(HEARTH_BIN, args, { stdio: ["ignore", "pipe", "pipe"] });
