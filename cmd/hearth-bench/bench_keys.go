@@ -30,7 +30,9 @@ func benchKeys(ctx context.Context, b *bench) []row {
 		return fail(err)
 	}
 	ids := make([]string, devices)
-	err = parallel(devices, 8, func(i int) error {
+	// At most 4 at once: password logins from one address are limited to
+	// bursts of 5 attempts in flight (localapi/matrix/ratelimit.go).
+	err = parallel(devices, 4, func(i int) error {
 		var login struct {
 			AccessToken string `json:"access_token"`
 			DeviceID    string `json:"device_id"`
