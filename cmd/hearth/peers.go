@@ -54,7 +54,9 @@ func printPeers(w io.Writer, st *control.PeersStatus) {
 	}
 	fmt.Fprintf(w, "%-30s %-28s %-9s %s\n", "SERVER", "ADDRESS", "SEEN", "STATE")
 	for _, p := range st.Peers {
-		state := "not routed"
+		// Discovery routes only LAN-only names (.local or dotless) at an
+		// address on this machine's networks, with their pinned key.
+		state := "not routed (public name, or no address on this network)"
 		switch {
 		case p.KeyChanged:
 			state = "KEY CHANGED: announces " + p.KeyID + " but another key was pinned; not routed ('hearth peers forget " + p.ServerName + "' accepts the new key)"
