@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/ipv4"
@@ -106,7 +107,8 @@ type Service struct {
 	nextQuery  time.Time
 	respondAt  map[int]time.Time // pending answers per interface index (0: all)
 	lastResp   map[int]time.Time
-	sent       int                     // packets sent, for tests and `make bench`
+	sent       int                     // packets sent (run goroutine), for tests
+	sentTotal  atomic.Uint64           // the same, for PacketsSent
 	sendHook   func(b []byte, i iface) // tests: instead of the socket
 
 	kick   chan struct{}
@@ -142,6 +144,10 @@ func (s *Service) OnChange(fn func(p Peer, gone bool)) {
 
 // Peers returns the peers currently on the network, by server name.
 func (s *Service) Peers() []Peer { return s.table.list() }
+
+// PacketsSent is how many mDNS packets this service has multicast since
+// it started (`make bench` reports a quiet hour's worth).
+func (s *Service) PacketsSent() uint64 { return s.sentTotal.Load() }
 
 // Route is the "ip:port" to dial for a peer, preferring an address in
 // one of the networks discovery runs on.
@@ -266,6 +272,7 @@ func (s *Service) read(out chan<- rx) {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
+			time.Sleep(100 * time.Millisecond) // a network going down: do not spin
 			continue
 		}
 		if n > maxPacket {
@@ -509,6 +516,7 @@ func (s *Service) query(instance string, known []knownAnswer) {
 
 func (s *Service) send(b []byte, i iface) {
 	s.sent++
+	s.sentTotal.Add(1)
 	if s.sendHook != nil {
 		s.sendHook(b, i)
 		return

@@ -141,6 +141,10 @@ type table struct {
 	peers      map[string]*entry
 	selfLogged bool
 	fullLogged bool
+	// pinsFullUntil: the pin table was full of recent pins; until then a
+	// new name is not even tried (each try is a write transaction), so a
+	// flood of new names costs no disk writes.
+	pinsFullUntil time.Time
 }
 
 func newTable(db *store.DB, self string) *table {
@@ -267,6 +271,12 @@ func (t *table) pinKey(ctx context.Context, name, key string, now time.Time) (st
 	if have.Key != "" && (have.Key != key || now.UnixMilli()-have.seen() < pinTouch.Milliseconds()) {
 		return have.Key, nil
 	}
+	t.mu.Lock()
+	full := have.Key == "" && now.Before(t.pinsFullUntil)
+	t.mu.Unlock()
+	if full {
+		return "", nil
+	}
 	err = t.db.Update(ctx, func(tx *store.Tx) error {
 		have = pin{}
 		if cur := tx.Get(store.LANPins, []byte(name)); cur != nil {
@@ -282,6 +292,11 @@ func (t *table) pinKey(ctx context.Context, name, key string, now time.Time) (st
 		default:
 			ok, err := makeRoomForPin(tx, now)
 			if err != nil || !ok {
+				if err == nil {
+					t.mu.Lock()
+					t.pinsFullUntil = now.Add(time.Minute)
+					t.mu.Unlock()
+				}
 				return err
 			}
 			have = pin{Key: key, PinnedTS: now.UnixMilli(), SeenTS: now.UnixMilli()}
