@@ -158,3 +158,39 @@ func hasInterface(name string) bool {
 	_, err := net.InterfaceByName(name)
 	return err == nil
 }
+
+// TestForgetAcceptsNewKey: a reinstalled peer (same name, new key) is
+// listed as a key change and not routed; once the owner forgets the pin,
+// the query Forget sends brings its answer and its new key is pinned,
+// without waiting for it to announce again.
+func TestForgetAcceptsNewKey(t *testing.T) {
+	if !inPrivateLAN(t) {
+		return
+	}
+	a, _ := startService(t, "anna.local", "0.0.0.0:18448")
+	old, _ := startService(t, "bob.local", "10.77.0.2:28448")
+	waitPeer(t, a, "bob.local", true, 3*time.Second)
+	old.Stop()
+	waitPeer(t, a, "bob.local", false, 2*time.Second)
+	_, newKey := startService(t, "bob.local", "10.77.0.2:28448")
+	p, _ := waitPeer(t, a, "bob.local", true, 3*time.Second)
+	if !p.KeyChanged || p.Routable() || p.Key != b64(newKey) {
+		t.Fatalf("a reinstalled peer: %+v", p)
+	}
+	time.Sleep(1500 * time.Millisecond) // past its start announcements
+	if ok, err := a.Forget(t.Context(), "bob.local"); !ok || err != nil {
+		t.Fatalf("forget: %v %v", ok, err)
+	}
+	start := time.Now()
+	for {
+		p, _ = waitPeer(t, a, "bob.local", true, 3*time.Second)
+		if p.Verified && !p.KeyChanged && p.Key == b64(newKey) && p.Routable() {
+			t.Logf("the new key was pinned %v after forget", time.Since(start).Round(time.Millisecond))
+			return
+		}
+		if time.Since(start) > 3*time.Second {
+			t.Fatalf("after forget: %+v", p)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
