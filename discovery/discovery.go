@@ -399,14 +399,18 @@ func (s *Service) setInterfaces(ifs []iface, now time.Time) {
 	s.mu.Lock()
 	s.ifsSnap = ifs
 	s.mu.Unlock()
+	// Join on every change, not only on new interfaces: a link that went
+	// down and up, or was re-created under the same index, may have lost
+	// the membership. Joining twice fails harmlessly (EADDRINUSE).
 	for _, i := range ifs {
-		if !s.joined[i.ifi.Index] && s.conn != nil {
-			if err := s.conn.JoinGroup(&i.ifi, mdnsGroup); err != nil {
-				slog.Debug("LAN discovery: cannot join the mDNS group", "interface", i.ifi.Name, "err", err)
-				continue
-			}
-			s.joined[i.ifi.Index] = true
+		if s.conn == nil {
+			continue
 		}
+		if err := s.conn.JoinGroup(&i.ifi, mdnsGroup); err != nil && !s.joined[i.ifi.Index] {
+			slog.Debug("LAN discovery: cannot join the mDNS group", "interface", i.ifi.Name, "err", err)
+			continue
+		}
+		s.joined[i.ifi.Index] = true
 	}
 	if len(ifs) == 0 {
 		slog.Debug("LAN discovery: no interface to run on")
@@ -452,8 +456,9 @@ func listInterfaces(names []string) []iface {
 	return out
 }
 
-// String makes the fingerprint of checkNetworks.
-func (i iface) String() string { return fmt.Sprint(i.ifi.Index, i.ifi.Name, i.addrs) }
+// String makes the fingerprint of checkNetworks: flags included, so a
+// cable or Wi-Fi link coming back (FlagRunning) announces us again.
+func (i iface) String() string { return fmt.Sprint(i.ifi.Index, i.ifi.Name, i.ifi.Flags, i.addrs) }
 
 // addrsFor is what we announce on an interface: the advertised address
 // if it is on that interface, else (listening everywhere) the
