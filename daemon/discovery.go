@@ -63,9 +63,12 @@ func (d *Daemon) routeLANPeer(svc *discovery.Service) func(discovery.Peer, bool)
 		}
 		if gone {
 			slog.Info("LAN discovery: peer gone", "server_name", p.ServerName)
-		} else {
-			slog.Info("LAN discovery: peer found; federation to it goes over the LAN", "server_name", p.ServerName, "addr", addr)
+			return
 		}
+		slog.Info("LAN discovery: peer found; federation to it goes over the LAN", "server_name", p.ServerName, "addr", addr)
+		// It is back (or moved): what is queued for it goes now, not
+		// when the backoff of the failures while it was away runs out.
+		d.fed.queue.Wake(p.ServerName)
 	}
 }
 
