@@ -111,6 +111,12 @@ type Service struct {
 	sentTotal  atomic.Uint64           // the same, for PacketsSent
 	sendHook   func(b []byte, i iface) // tests: instead of the socket
 
+	// Sleep detection (checkSlept): the clocks at the last tick, and
+	// until when browse queries list no known answers so every peer
+	// still there answers.
+	lastMono, lastWall time.Time
+	askAllUntil        time.Time
+
 	kick   chan struct{}
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -326,6 +332,7 @@ func (s *Service) run(ctx context.Context, pkts <-chan rx, netEvents <-chan stru
 // tick does what is due at now and returns when to wake up next (zero:
 // on the next packet or event only).
 func (s *Service) tick(now time.Time) time.Time {
+	s.checkSlept(now)
 	if !s.nextNet.IsZero() && !now.Before(s.nextNet) {
 		s.checkNetworks(now)
 		s.nextNet = time.Time{}
@@ -347,7 +354,10 @@ func (s *Service) tick(now time.Time) time.Time {
 	if !s.nextQuery.IsZero() && !now.Before(s.nextQuery) {
 		// Our own PTR goes among the known answers, so our responder does
 		// not answer our own query when it loops back.
-		known := s.table.known(now)
+		var known []knownAnswer
+		if !now.Before(s.askAllUntil) {
+			known = s.table.known(now)
+		}
 		if s.announce {
 			known = append([]knownAnswer{{instance: s.me.instance(), ttl: RecordTTL}}, known...)
 		}
@@ -379,6 +389,33 @@ func earliest(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// wakeGrace is how long a peer known before this machine slept stays
+// listed without answering the queries sent on waking.
+const wakeGrace = 5 * time.Second
+
+// checkSlept notices that this machine slept, from a wall clock that ran
+// ahead of the monotonic one (timers stop while asleep; the wall clock
+// does not) at the first tick after waking: the next packet, netlink event
+// or timer. Then everything is suspect: peers may have left and may have
+// dropped us. So we announce again, browse from the shortest interval
+// without known answers (every peer still there answers), and drop the
+// peers that do not answer within wakeGrace.
+func (s *Service) checkSlept(now time.Time) {
+	wall := now.Round(0)
+	slept := !s.lastMono.IsZero() && wall.Sub(s.lastWall)-now.Sub(s.lastMono) > 10*time.Second
+	s.lastMono, s.lastWall = now, wall
+	if !slept {
+		return
+	}
+	slog.Info("LAN discovery: this machine slept; asking the network again")
+	if s.announce {
+		s.annLeft, s.nextAnn = 2, now
+	}
+	s.queryEvery, s.nextQuery = 0, now
+	s.askAllUntil = now.Add(wakeGrace)
+	s.table.suspect(now, wakeGrace)
 }
 
 // checkNetworks reads the interfaces; when they or their addresses

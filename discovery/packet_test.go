@@ -281,3 +281,53 @@ func FuzzHandlePacket(f *testing.F) {
 		}
 	})
 }
+
+// TestWakeFromSleep: after the machine slept (the wall clock ran ahead of
+// the monotonic one), the service announces again, browses at once
+// without known answers, and drops the peers that do not answer within
+// wakeGrace; a peer that answers stays.
+func TestWakeFromSleep(t *testing.T) {
+	s, _ := offline(t, "me.local", "10.77.0.1", 8448)
+	key, _, _ := ed25519.GenerateKey(rand.Reader)
+	var sent [][]byte
+	s.sendHook = func(b []byte, _ iface) { sent = append(sent, b) }
+	now := time.Now()
+	s.tick(now)
+	for _, name := range []string{"stays.local", "left.local"} {
+		s.handlePacket(t.Context(), announcementOf(t, name, key, 8008, RecordTTL, "10.77.0.8"), 7, now)
+	}
+	s.annLeft, s.nextQuery, s.queryEvery = 0, now.Add(time.Hour), time.Hour
+	s.tick(now.Add(time.Second))
+	if len(s.Peers()) != 2 {
+		t.Fatalf("peers %+v", s.Peers())
+	}
+	// Asleep for two hours: the monotonic clock moved a second, the wall clock two hours.
+	s.lastWall = s.lastWall.Add(-2 * time.Hour)
+	sent = nil
+	woke := now.Add(2 * time.Second)
+	s.tick(woke)
+	var announced, queried bool
+	for _, b := range sent {
+		pk, err := parsePacket(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pk.response && len(sightings(pk)) == 1 {
+			announced = true
+		}
+		if !pk.response {
+			queried = true
+			if len(pk.records) != 1 { // only our own PTR, so we do not answer ourselves
+				t.Errorf("the query on waking lists known answers: %+v", pk.records)
+			}
+		}
+	}
+	if !announced || !queried {
+		t.Fatalf("on waking: announced %v, queried %v", announced, queried)
+	}
+	s.handlePacket(t.Context(), announcementOf(t, "stays.local", key, 8008, RecordTTL, "10.77.0.8"), 7, woke.Add(100*time.Millisecond))
+	s.tick(woke.Add(wakeGrace))
+	if ps := s.Peers(); len(ps) != 1 || ps[0].ServerName != "stays.local" {
+		t.Fatalf("after waking: %+v", ps)
+	}
+}

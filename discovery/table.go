@@ -254,6 +254,20 @@ func (t *table) goodbye(name, instance string, now time.Time) {
 	}
 }
 
+// suspect makes every peer expire within grace unless it answers again
+// (after this machine slept), without refresh queries of their own: the
+// browse queries sent meanwhile ask everyone.
+func (t *table) suspect(now time.Time, grace time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, e := range t.peers {
+		if end := now.Add(grace); e.Expires.After(end) {
+			e.Expires = end
+		}
+		e.refreshes = 4
+	}
+}
+
 // pinKey returns the key pinned for name, pinning key if there is none
 // and there is room. An empty result means "no pin" (the table is full of
 // pins seen within PinKeep).
