@@ -30,7 +30,8 @@ type Config struct {
 	FederationServers  string `key:"federation_servers" help:"Fixed addresses of other servers, as name=host:port pairs separated by commas; consulted before DNS and .well-known."`
 	FedAllowNetworks   string `key:"federation_allow_networks" help:"Non-public networks outbound federation may connect to, as CIDR prefixes separated by commas (e.g. 10.0.0.0/8). Loopback, private, link-local and CGNAT addresses are refused otherwise, except federation_servers entries and verified LAN peers."`
 	WellKnownServer    string `key:"well_known_server" help:"If set (host or host:port), served as /.well-known/matrix/server on the federation listener, delegating this server name to that address."`
-	LANDiscovery       string `key:"lan_discovery" help:"on or off: find other Hearth daemons on the local network over mDNS ('hearth peers') and, while federation is on, announce this one to them."`
+	LANDiscovery       string `key:"lan_discovery" help:"on, browse or off: find other Hearth daemons on the local network over mDNS ('hearth peers') and, while federation is on, announce this one to them (browse: find them, never announce)."`
+	LANInterfaces      string `key:"lan_interfaces" help:"Network interfaces LAN discovery runs on, by name, comma-separated (e.g. wlan0,eth0); empty: every up, multicast-capable interface but loopback."`
 	TrustedNotaries    string `key:"trusted_notaries" help:"Servers trusted to vouch for other servers' keys (/key/v2/query), comma-separated, each as name or name=ed25519:keyid:base64key to pin its key."`
 	Registration       string `key:"registration" help:"Who may create accounts: closed (only 'hearth account add'), token (with a registration token) or open."`
 	RegistrationTokens string `key:"registration_tokens" help:"Comma-separated registration tokens accepted when registration = token."`
@@ -308,8 +309,8 @@ func (c *Config) Validate() error {
 	if c.URLPreviews != "on" && c.URLPreviews != "off" {
 		return fmt.Errorf("url_previews must be on or off, not %q", c.URLPreviews)
 	}
-	if c.LANDiscovery != "on" && c.LANDiscovery != "off" {
-		return fmt.Errorf("lan_discovery must be on or off, not %q", c.LANDiscovery)
+	if c.LANDiscovery != "on" && c.LANDiscovery != "browse" && c.LANDiscovery != "off" {
+		return fmt.Errorf("lan_discovery must be on, browse or off, not %q", c.LANDiscovery)
 	}
 	switch c.DesktopNotify {
 	case "on", "highlights", "off":

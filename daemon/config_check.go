@@ -28,6 +28,9 @@ var (
 	// regTokenRE: registration tokens are [A-Za-z0-9._~-], at most 64
 	// (spec: m.login.registration_token).
 	regTokenRE = regexp.MustCompile(`^[A-Za-z0-9._~-]{1,64}$`)
+	// ifaceListRE: lan_interfaces, names as the OS gives them (Linux
+	// allows 15 bytes; Windows friendly names may have spaces).
+	ifaceListRE = regexp.MustCompile(`^[A-Za-z0-9._:@ -]{1,64}(,[A-Za-z0-9._:@ -]{1,64})*$`)
 )
 
 // valueChecks maps a key to the check of its value's shape; keys absent
@@ -41,6 +44,7 @@ var valueChecks = map[string]func(string) error{
 	"chat_client_url":     optional(checkWebURL),
 	"room_version":        matches(roomVersionRE, "a room version: a-z, 0-9, '.' and '-'"),
 	"registration_tokens": optional(checkTokens),
+	"lan_interfaces":      optional(matches(ifaceListRE, "interface names separated by commas")),
 }
 
 func optional(check func(string) error) func(string) error {

@@ -51,7 +51,8 @@ func TestSetConfigChecksEachType(t *testing.T) {
 	c, file := configClient(t)
 	ctx := context.Background()
 	bad := map[string][]string{
-		"lan_discovery":         {"yes", "ON"},                                                // on/off
+		"lan_discovery":         {"yes", "ON"},                                                // on/browse/off
+		"lan_interfaces":        {"eth0;wlan0", "eth0,", "$(x)"},                              // interface names
 		"max_upload_bytes":      {"12abc", "-5", "1e9", "0x10"},                               // integer
 		"client_listen":         {"localhost", "127.0.0.1:99999", "127.0.0.1:http", "a b:80"}, // host:port
 		"federation_listen":     {":::", "0.0.0.0"},
@@ -84,7 +85,8 @@ func TestSetConfigChecksEachType(t *testing.T) {
 		"registration_tokens": "abc,def-1",
 		"room_version":        "11",
 		"max_upload_bytes":    "1048576",
-		"lan_discovery":       "off",
+		"lan_discovery":       "browse",
+		"lan_interfaces":      "eth0,wlan0",
 	}
 	for key, v := range good {
 		if err := c.SetConfig(ctx, key, v); err != nil {

@@ -1,8 +1,10 @@
 package daemon
 
 import (
+	"context"
 	"crypto/ed25519"
 	"log/slog"
+	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
@@ -10,18 +12,24 @@ import (
 	"github.com/hearth-chat/hearth/localapi/control"
 )
 
-// startDiscovery starts LAN discovery when lan_discovery is on: it always
-// browses for other Hearth daemons, and announces this one only while
-// federation is on, since otherwise there is nothing to connect to. A
-// verified peer (its key is the one pinned on first sight) gets a route in
-// the federation resolver, unless federation_servers names it already.
-// Discovery failing is logged, never fatal: it is a convenience.
+// startDiscovery starts LAN discovery when lan_discovery is on or
+// browse: it always looks for other Hearth daemons, and announces this one
+// only when on and while federation is on, since otherwise there is
+// nothing to connect to. A verified peer (a LAN-only name whose key is the
+// one pinned on first sight) gets a route in the federation resolver,
+// unless federation_servers names it already. Discovery failing is
+// logged, never fatal: it is a convenience.
 func (d *Daemon) startDiscovery(key *SigningKey) {
-	if d.cfg.LANDiscovery != "on" {
+	if d.cfg.LANDiscovery != "on" && d.cfg.LANDiscovery != "browse" {
 		return
 	}
 	cfg := discovery.Config{ServerName: d.cfg.ServerName, KeyID: key.ID,
-		Key: key.Key.Public().(ed25519.PublicKey), DB: d.db}
+		Key: key.Key.Public().(ed25519.PublicKey), DB: d.db, BrowseOnly: d.cfg.LANDiscovery == "browse"}
+	for _, name := range strings.Split(d.cfg.LANInterfaces, ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			cfg.Interfaces = append(cfg.Interfaces, name)
+		}
+	}
 	if f := d.fed; f != nil {
 		f.mu.Lock()
 		cfg.Advertise = f.listener.Addr().String()
@@ -55,9 +63,12 @@ func (d *Daemon) routeLANPeer(svc *discovery.Service) func(discovery.Peer, bool)
 		}
 		if gone {
 			slog.Info("LAN discovery: peer gone", "server_name", p.ServerName)
-		} else {
-			slog.Info("LAN discovery: peer found; federation to it goes over the LAN", "server_name", p.ServerName, "addr", addr)
+			return
 		}
+		slog.Info("LAN discovery: peer found; federation to it goes over the LAN", "server_name", p.ServerName, "addr", addr)
+		// It is back (or moved): what is queued for it goes now, not
+		// when the backoff of the failures while it was away runs out.
+		d.fed.queue.Wake(p.ServerName)
 	}
 }
 
@@ -83,4 +94,13 @@ func (b *controlBackend) Peers() control.PeersStatus {
 		st.Peers = append(st.Peers, cp)
 	}
 	return st
+}
+
+// ForgetPeer answers POST /_hearth/v1/peers/{name}/forget: the pin of
+// name is deleted, so its next announcement is trusted on first use.
+func (b *controlBackend) ForgetPeer(ctx context.Context, name string) (bool, error) {
+	if b.d.lan == nil {
+		return false, nil
+	}
+	return b.d.lan.Forget(ctx, name)
 }

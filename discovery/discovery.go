@@ -1,24 +1,28 @@
 // Package discovery finds other Hearth daemons on the local network over
 // mDNS/DNS-SD (RFC 6762, RFC 6763) and announces this one: "people
-// nearby". It owns the peer table and the trust-on-first-use pins of their
-// signing keys (bucket lanpins), and nothing else: the daemon routes
-// federation to verified peers through the OnChange observer, and the
-// control API reads Peers.
+// nearby". It owns its small mDNS responder and browser, the peer table
+// and the trust-on-first-use pins of the peers' signing keys (bucket
+// lanpins), and nothing else: the daemon routes federation to verified
+// peers through the OnChange observer, and the control API reads Peers.
+// It never routes a name that public DNS could answer for.
 package discovery
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
-	"os"
+	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/grandcat/zeroconf"
+	"golang.org/x/net/ipv4"
 
 	"github.com/hearth-chat/hearth/internal/store"
 )
@@ -29,19 +33,32 @@ const (
 	Domain      = "local."
 )
 
-// Browse timing. zeroconf v1.0.0 reports each instance once per browse
-// and stops querying after the first answer, so a browse that ran forever
-// would never refresh a peer; instead each round is a fresh browse (one
-// multicast query; every daemon answers it). A peer is dropped when it has
-// missed two rounds in a row (PeerTTL > 2 rounds): one lost UDP packet, as
-// on Wi-Fi, does not make a neighbour blink out. zeroconf drops goodbye
-// packets (TTL 0) inside its browse loop without reporting them, so a
-// stopped daemon also disappears by this expiry, within PeerTTL plus a
-// sweep.
+// Timing (RFC 6762). Nothing runs on a fixed period: after start the
+// daemon announces twice (§8.3), queries with a doubling interval up to
+// MaxQueryInterval (§5.2), answers queries, and listens: every response
+// on the group updates the table. A peer's records are refreshed by a
+// query at 80, 85, 90 and 95 % of their TTL (§5.2) and dropped when it
+// runs out, or one second after a goodbye (§10.1).
 const (
-	BrowseRound = 10 * time.Second
-	PeerTTL     = 25 * time.Second
+	// RecordTTL is the TTL of our records: how long a daemon that
+	// vanished without a goodbye stays listed. 30 minutes keeps a quiet
+	// LAN quiet (per peer and TTL, one refresh query and one answer in
+	// the usual case, four of each at most: about ten packets an hour
+	// for a daemon with one neighbour, see TestQuietHour) while a laptop
+	// closed without a goodbye leaves the list within half an hour.
+	RecordTTL        = 30 * time.Minute
+	MaxQueryInterval = time.Hour
+	firstQueryDelay  = 20 * time.Millisecond // plus up to 100 ms (§5.2)
+	announceGap      = time.Second           // §8.3
+	minResponseGap   = time.Second           // §6.2: one multicast of a record per second per interface
+	// netPoll is how often interface addresses are compared where the OS
+	// does not tell (no netlink); netSettle lets a burst of netlink
+	// events end before the addresses are read.
+	netPoll   = 3 * time.Second
+	netSettle = 300 * time.Millisecond
 )
+
+var mdnsGroup = &net.UDPAddr{IP: net.IPv4(224, 0, 0, 251), Port: 5353}
 
 // Config is what the service needs to know about this server.
 type Config struct {
@@ -52,36 +69,79 @@ type Config struct {
 	// Advertise is the federation listener's address; empty browses only.
 	// A loopback listener is not advertised: no one else could reach it.
 	Advertise string
+	// BrowseOnly listens and queries but never announces or answers
+	// (lan_discovery = browse).
+	BrowseOnly bool
+	// Interfaces limits discovery to these interface names (lan_interfaces);
+	// empty: every up, multicast-capable interface but loopback.
+	Interfaces []string
+	// TXT adds "key=value" strings to the announcement (newer fields,
+	// e.g. a certificate binding).
+	TXT []string
 }
 
 // Service announces this server and keeps the table of the others.
 type Service struct {
 	cfg   Config
 	table *table
-	local func() []*net.IPNet // this machine's networks, to pick a route
+	me    self
 
 	// What to announce, from cfg.Advertise (set by Start).
 	announce bool
-	port     int
-	ip       net.IP // nil: every interface
+	ip       netip.Addr // invalid: every address of each interface
 
-	mu          sync.Mutex
-	observers   []func(p Peer, gone bool)
-	server      *zeroconf.Server
-	announcedOn string // the local networks when server was registered
-	warned      bool   // announcing failed and was logged
-	cancel      context.CancelFunc
-	done        chan struct{}
+	mu        sync.Mutex
+	observers []func(p Peer, gone bool)
+	ifsSnap   []iface // for Route, read by other goroutines
+
+	// Owned by the run goroutine (and Start/Stop around it).
+	conn       *ipv4.PacketConn
+	joined     map[int]bool
+	ifs        []iface
+	netKey     string
+	nextNet    time.Time // zero: only on a netlink event
+	netEvery   time.Duration
+	annLeft    int
+	nextAnn    time.Time
+	queryEvery time.Duration
+	nextQuery  time.Time
+	respondAt  map[int]time.Time // pending answers per interface index (0: all)
+	lastResp   map[int]time.Time
+	sent       int                     // packets sent (run goroutine), for tests
+	sentTotal  atomic.Uint64           // the same, for PacketsSent
+	sendHook   func(b []byte, i iface) // tests: instead of the socket
+
+	// Sleep detection (checkSlept): the clocks at the last tick, and
+	// until when browse queries list no known answers so every peer
+	// still there answers.
+	lastMono, lastWall time.Time
+	askAllUntil        time.Time
+
+	kick   chan struct{}
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// iface is one interface discovery runs on.
+type iface struct {
+	ifi   net.Interface
+	addrs []netip.Prefix
 }
 
 // New returns a service that has not started.
 func New(cfg Config) *Service {
-	return &Service{cfg: cfg, table: newTable(cfg.DB, cfg.ServerName, PeerTTL), local: localNets}
+	s := &Service{cfg: cfg, table: newTable(cfg.DB, cfg.ServerName), joined: map[int]bool{},
+		respondAt: map[int]time.Time{}, lastResp: map[int]time.Time{}, kick: make(chan struct{}, 1)}
+	extra := slices.Clone(cfg.TXT)
+	slices.Sort(extra)
+	s.me = self{serverName: cfg.ServerName, txt: txtRecords(cfg.ServerName, cfg.KeyID, cfg.Key, extra...)}
+	return s
 }
 
 // OnChange registers fn, called when a verified peer appears or changes
-// address (gone false) and when it expires or announces another key (gone
-// true). Calls come from one goroutine, in order, without locks held.
+// address (gone false) and when it expires, says goodbye, is forgotten
+// or announces another key (gone true). Calls come from one goroutine at
+// a time (the discovery goroutine, or a Forget call), without locks held.
 func (s *Service) OnChange(fn func(p Peer, gone bool)) {
 	s.mu.Lock()
 	s.observers = append(s.observers, fn)
@@ -91,184 +151,533 @@ func (s *Service) OnChange(fn func(p Peer, gone bool)) {
 // Peers returns the peers currently on the network, by server name.
 func (s *Service) Peers() []Peer { return s.table.list() }
 
-// Route is the "ip:port" to dial for a peer, preferring an address in
-// one of this machine's networks.
-func (s *Service) Route(p Peer) string { return p.Route(s.local()) }
+// PacketsSent is how many mDNS packets this service has multicast since
+// it started (`make bench` reports a quiet hour's worth).
+func (s *Service) PacketsSent() uint64 { return s.sentTotal.Load() }
 
-// Start announces this server (if cfg.Advertise is set) and starts
-// browsing. Only a malformed cfg.Advertise is an error: announcing and
-// browsing are retried every round, since on a laptop networks come and
-// go, and the announcement is renewed when the local addresses change.
+// Route is the "ip:port" to dial for a peer, preferring an address in
+// one of the networks discovery runs on.
+func (s *Service) Route(p Peer) string {
+	s.mu.Lock()
+	var nets []*net.IPNet
+	for _, i := range s.ifsSnap {
+		for _, a := range i.addrs {
+			nets = append(nets, &net.IPNet{IP: a.Addr().AsSlice(), Mask: net.CIDRMask(a.Bits(), a.Addr().BitLen())})
+		}
+	}
+	s.mu.Unlock()
+	return p.Route(nets)
+}
+
+// Forget deletes the pin of name and drops it from the table, so the
+// next announcement of that name is trusted on first use again (the
+// owner accepting a new key, or cleaning up). It reports whether there
+// was anything to forget, and asks the network at once.
+func (s *Service) Forget(ctx context.Context, name string) (bool, error) {
+	existed, changes, err := s.table.forget(ctx, name)
+	if err != nil {
+		return false, err
+	}
+	s.apply(changes)
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	return existed, nil
+}
+
+// Start opens the mDNS socket and starts announcing (if cfg.Advertise is
+// set and not BrowseOnly) and listening. A malformed cfg.Advertise or a
+// socket that cannot be opened is an error; interfaces coming and going
+// later are followed.
 func (s *Service) Start() error {
 	if err := s.parseAdvertise(); err != nil {
 		return err
 	}
-	s.keepAnnounced()
+	lc := net.ListenConfig{Control: reuse}
+	c, err := lc.ListenPacket(context.Background(), "udp4", "0.0.0.0:5353")
+	if err != nil {
+		return fmt.Errorf("discovery: open the mDNS port: %w", err)
+	}
+	p := ipv4.NewPacketConn(c)
+	// Where control messages are not supported (Windows), packets carry
+	// no interface and are checked against every interface's subnets.
+	_ = p.SetControlMessage(ipv4.FlagInterface, true)
+	_ = p.SetMulticastTTL(255)       // RFC 6762 §11
+	_ = p.SetMulticastLoopback(true) // other daemons on this machine
+	s.conn = p
+	events, closeWatch, every := watchNet()
+	s.netEvery = every
+	s.nextNet = time.Now()
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel, s.done = cancel, make(chan struct{})
+	pkts := make(chan rx, 32)
+	var readers sync.WaitGroup
+	readers.Add(1)
+	go func() {
+		defer readers.Done()
+		s.read(pkts)
+	}()
 	go func() {
 		defer close(s.done)
-		s.browse(ctx)
+		s.run(ctx, pkts, events)
+		closeWatch()
+		s.goodbye()
+		c.Close()
+		readers.Wait()
 	}()
 	return nil
 }
 
-// Stop ends browsing and withdraws the announcement (a goodbye packet).
+// Stop sends goodbyes for our records and ends discovery.
 func (s *Service) Stop() {
 	if s.cancel != nil {
 		s.cancel()
 		<-s.done
-	}
-	s.mu.Lock()
-	srv := s.server
-	s.server = nil
-	s.mu.Unlock()
-	if srv != nil {
-		srv.Shutdown()
+		s.cancel = nil
 	}
 }
 
 func (s *Service) parseAdvertise() error {
-	if s.cfg.Advertise == "" {
+	if s.cfg.Advertise == "" || s.cfg.BrowseOnly {
 		return nil
 	}
 	host, portStr, err := net.SplitHostPort(s.cfg.Advertise)
 	if err == nil {
-		s.port, err = net.LookupPort("tcp", portStr)
+		s.me.port, err = net.LookupPort("tcp", portStr)
 	}
 	if err != nil {
 		return fmt.Errorf("discovery: advertise %q: %w", s.cfg.Advertise, err)
 	}
-	s.ip = net.ParseIP(host)
-	if host == "localhost" || (s.ip != nil && s.ip.IsLoopback()) {
+	ip, _ := netip.ParseAddr(host)
+	if host == "localhost" || ip.IsLoopback() {
 		slog.Info("LAN discovery: federation listens on loopback only; browsing without announcing this server", "listen", s.cfg.Advertise)
 		return nil
 	}
-	if s.ip != nil && s.ip.IsUnspecified() {
-		s.ip = nil
+	if ip.IsValid() && !ip.IsUnspecified() {
+		s.ip = ip.Unmap()
 	}
 	s.announce = true
 	return nil
 }
 
-// keepAnnounced registers the announcement if it is not, or again if the
-// local networks changed since (zeroconf fixes the addresses and
-// interfaces at registration).
-func (s *Service) keepAnnounced() {
+// rx is one received packet and the interface it came in on (0: unknown).
+type rx struct {
+	b       []byte
+	ifIndex int
+}
+
+// read passes packets to run until the socket closes. When run lags
+// behind (a flood), packets are dropped here rather than queued.
+func (s *Service) read(out chan<- rx) {
+	defer close(out)
+	buf := make([]byte, maxPacket+1)
+	for {
+		n, cm, _, err := s.conn.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(100 * time.Millisecond) // a network going down: do not spin
+			continue
+		}
+		if n > maxPacket {
+			continue
+		}
+		idx := 0
+		if cm != nil {
+			idx = cm.IfIndex
+		}
+		select {
+		case out <- rx{b: bytes.Clone(buf[:n]), ifIndex: idx}:
+		default:
+		}
+	}
+}
+
+// run is the one goroutine that sends and handles packets.
+func (s *Service) run(ctx context.Context, pkts <-chan rx, netEvents <-chan struct{}) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		next := s.tick(time.Now())
+		if !next.IsZero() {
+			timer.Reset(time.Until(next))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case p, ok := <-pkts:
+			if !ok {
+				return
+			}
+			s.handlePacket(ctx, p.b, p.ifIndex, time.Now())
+		case <-netEvents:
+			if s.nextNet.IsZero() {
+				s.nextNet = time.Now().Add(netSettle)
+			}
+		case <-s.kick:
+			s.queryEvery, s.nextQuery = 0, time.Now()
+		case <-timer.C:
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+// tick does what is due at now and returns when to wake up next (zero:
+// on the next packet or event only).
+func (s *Service) tick(now time.Time) time.Time {
+	s.checkSlept(now)
+	if !s.nextNet.IsZero() && !now.Before(s.nextNet) {
+		s.checkNetworks(now)
+		s.nextNet = time.Time{}
+		if s.netEvery > 0 {
+			s.nextNet = now.Add(s.netEvery)
+		}
+	}
+	if s.annLeft > 0 && !now.Before(s.nextAnn) {
+		s.respond(0, RecordTTL, now)
+		s.annLeft--
+		s.nextAnn = now.Add(announceGap)
+	}
+	for idx, at := range s.respondAt {
+		if !now.Before(at) {
+			delete(s.respondAt, idx)
+			s.respond(idx, RecordTTL, now)
+		}
+	}
+	if !s.nextQuery.IsZero() && !now.Before(s.nextQuery) {
+		// Our own PTR goes among the known answers, so our responder does
+		// not answer our own query when it loops back.
+		var known []knownAnswer
+		if !now.Before(s.askAllUntil) {
+			known = s.table.known(now)
+		}
+		if s.announce {
+			known = append([]knownAnswer{{instance: s.me.instance(), ttl: RecordTTL}}, known...)
+		}
+		s.query("", known)
+		s.queryEvery = min(max(2*s.queryEvery, time.Second), MaxQueryInterval)
+		s.nextQuery = now.Add(s.queryEvery)
+	}
+	refresh, changes := s.table.due(now)
+	for _, inst := range refresh {
+		s.query(inst, nil)
+	}
+	s.apply(changes)
+
+	next := s.table.next()
+	for _, t := range []time.Time{s.nextNet, s.nextQuery} {
+		next = earliest(next, t)
+	}
+	if s.annLeft > 0 {
+		next = earliest(next, s.nextAnn)
+	}
+	for _, at := range s.respondAt {
+		next = earliest(next, at)
+	}
+	return next
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
+}
+
+// wakeGrace is how long a peer known before this machine slept stays
+// listed without answering the queries sent on waking.
+const wakeGrace = 5 * time.Second
+
+// checkSlept notices that this machine slept, from a wall clock that ran
+// ahead of the monotonic one (timers stop while asleep; the wall clock
+// does not) at the first tick after waking: the next packet, netlink event
+// or timer. Then everything is suspect: peers may have left and may have
+// dropped us. So we announce again, browse from the shortest interval
+// without known answers (every peer still there answers), and drop the
+// peers that do not answer within wakeGrace.
+func (s *Service) checkSlept(now time.Time) {
+	wall := now.Round(0)
+	slept := !s.lastMono.IsZero() && wall.Sub(s.lastWall)-now.Sub(s.lastMono) > 10*time.Second
+	s.lastMono, s.lastWall = now, wall
+	if !slept {
+		return
+	}
+	slog.Info("LAN discovery: this machine slept; asking the network again")
+	if s.announce {
+		s.annLeft, s.nextAnn = 2, now
+	}
+	s.queryEvery, s.nextQuery = 0, now
+	s.askAllUntil = now.Add(wakeGrace)
+	s.table.suspect(now, wakeGrace)
+}
+
+// checkNetworks reads the interfaces; when they or their addresses
+// changed it joins the group on new ones, announces again (twice, §8.3)
+// and queries again from the shortest interval, since the peers reachable
+// may have changed with the network.
+func (s *Service) checkNetworks(now time.Time) {
+	s.setInterfaces(listInterfaces(s.cfg.Interfaces), now)
+}
+
+// setInterfaces is checkNetworks after reading the interfaces.
+func (s *Service) setInterfaces(ifs []iface, now time.Time) {
+	key := fmt.Sprint(ifs)
+	if key == s.netKey {
+		return
+	}
+	s.netKey, s.ifs = key, ifs
+	s.mu.Lock()
+	s.ifsSnap = ifs
+	s.mu.Unlock()
+	// Join on every change, not only on new interfaces: a link that went
+	// down and up, or was re-created under the same index, may have lost
+	// the membership. Joining twice fails harmlessly (EADDRINUSE).
+	for _, i := range ifs {
+		if s.conn == nil {
+			continue
+		}
+		if err := s.conn.JoinGroup(&i.ifi, mdnsGroup); err != nil && !s.joined[i.ifi.Index] {
+			slog.Debug("LAN discovery: cannot join the mDNS group", "interface", i.ifi.Name, "err", err)
+			continue
+		}
+		s.joined[i.ifi.Index] = true
+	}
+	if len(ifs) == 0 {
+		slog.Debug("LAN discovery: no interface to run on")
+		return
+	}
+	if s.announce {
+		s.annLeft, s.nextAnn = 2, now
+	}
+	s.queryEvery = 0
+	s.nextQuery = now.Add(firstQueryDelay + time.Duration(rand.Int64N(int64(100*time.Millisecond))))
+}
+
+// listInterfaces returns the interfaces to run on and their addresses.
+func listInterfaces(names []string) []iface {
+	all, err := net.Interfaces()
+	if err != nil {
+		return nil
+	}
+	var out []iface
+	for _, ifi := range all {
+		if len(names) > 0 {
+			if !slices.Contains(names, ifi.Name) {
+				continue
+			}
+		} else if ifi.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		if ifi.Flags&net.FlagUp == 0 || ifi.Flags&net.FlagMulticast == 0 {
+			continue
+		}
+		i := iface{ifi: ifi}
+		as, _ := ifi.Addrs()
+		for _, a := range as {
+			if n, ok := a.(*net.IPNet); ok {
+				if p, ok := netip.AddrFromSlice(n.IP); ok {
+					ones, _ := n.Mask.Size()
+					i.addrs = append(i.addrs, netip.PrefixFrom(p.Unmap(), ones))
+				}
+			}
+		}
+		out = append(out, i)
+	}
+	return out
+}
+
+// String makes the fingerprint of checkNetworks: flags included, so a
+// cable or Wi-Fi link coming back (FlagRunning) announces us again.
+func (i iface) String() string { return fmt.Sprint(i.ifi.Index, i.ifi.Name, i.ifi.Flags, i.addrs) }
+
+// addrsFor is what we announce on an interface: the advertised address
+// if it is on that interface, else (listening everywhere) the
+// interface's IPv4 and non-link-local IPv6 addresses (RFC 6762 §15: give
+// each link the addresses valid on it).
+func (s *Service) addrsFor(i iface) []netip.Addr {
+	var out []netip.Addr
+	for _, p := range i.addrs {
+		a := p.Addr()
+		switch {
+		case s.ip.IsValid():
+			if a == s.ip {
+				return []netip.Addr{a}
+			}
+		case a.Is4() || !a.IsLinkLocalUnicast():
+			out = append(out, a)
+		}
+	}
+	if s.ip.IsValid() || len(out) > maxAddrs {
+		return out[:min(len(out), maxAddrs)]
+	}
+	return out
+}
+
+// respond multicasts our records on interface idx (0: all) with ttl.
+func (s *Service) respond(idx int, ttl time.Duration, now time.Time) {
 	if !s.announce {
 		return
 	}
-	nets := fmt.Sprint(s.local())
-	s.mu.Lock()
-	old, same := s.server, s.server != nil && s.announcedOn == nets
-	s.mu.Unlock()
-	if same {
-		return
-	}
-	if old != nil {
-		old.Shutdown()
-	}
-	txt := txtRecords(s.cfg.ServerName, s.cfg.KeyID, s.cfg.Key)
-	var srv *zeroconf.Server
-	var err error
-	if s.ip == nil {
-		// Every interface: zeroconf announces each one's addresses.
-		srv, err = zeroconf.Register(s.cfg.ServerName, ServiceType, Domain, s.port, txt, nil)
-	} else {
-		// One address: announce only it, the one that accepts connections.
-		hostname, _ := os.Hostname()
-		if hostname == "" {
-			hostname = "hearth"
+	for _, i := range s.ifs {
+		if idx != 0 && i.ifi.Index != idx {
+			continue
 		}
-		srv, err = zeroconf.RegisterProxy(s.cfg.ServerName, ServiceType, Domain, s.port, hostname, []string{s.ip.String()}, txt, nil)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.server, s.announcedOn = srv, nets
-	switch {
-	case err != nil && !s.warned:
-		slog.Warn("LAN discovery: cannot announce this server; trying again every round", "err", err)
-		s.warned = true
-	case err == nil:
-		slog.Info("LAN discovery: announcing this server", "service", ServiceType, "port", s.port)
-		s.warned = false
-	}
-}
-
-// browse runs one browse round after another until ctx ends.
-func (s *Service) browse(ctx context.Context) {
-	warned := false
-	for ctx.Err() == nil {
-		s.keepAnnounced()
-		err := s.round(ctx)
-		switch {
-		case err != nil && !warned:
-			slog.Warn("LAN discovery: cannot browse the local network; trying again every round", "err", err)
-			warned = true
-		case err == nil && warned:
-			slog.Info("LAN discovery: browsing the local network again")
-			warned = false
+		addrs := s.addrsFor(i)
+		if len(addrs) == 0 {
+			continue
 		}
-	}
-}
-
-// round is one browse: it records every answer and sweeps expired peers
-// until BrowseRound has passed.
-func (s *Service) round(ctx context.Context) error {
-	rctx, cancel := context.WithTimeout(ctx, BrowseRound)
-	defer cancel()
-	defer func() { s.apply(s.table.expire(time.Now())) }()
-	entries := make(chan *zeroconf.ServiceEntry)
-	r, err := zeroconf.NewResolver()
-	if err == nil {
-		err = r.Browse(rctx, ServiceType, Domain, entries)
+		b, err := buildResponse(s.me, ttl, addrs)
 		if err != nil {
-			for range entries { // its loop ends and closes entries
-			}
+			slog.Warn("LAN discovery: cannot build our announcement", "err", err)
+			return
 		}
-	}
-	if err != nil {
-		<-rctx.Done()
-		return err
-	}
-	sweep := time.NewTicker(BrowseRound / 2)
-	defer sweep.Stop()
-	for {
-		select {
-		case e, ok := <-entries:
-			if !ok {
-				<-rctx.Done()
-				return nil
-			}
-			s.handle(ctx, e)
-		case now := <-sweep.C:
-			s.apply(s.table.expire(now))
-		}
+		s.send(b, i)
+		s.lastResp[i.ifi.Index] = now
 	}
 }
 
-// handle records one answer.
-func (s *Service) handle(ctx context.Context, e *zeroconf.ServiceEntry) {
-	a, err := parseTXT(e.Text)
+// query multicasts a browse query (instance "") or a refresh query on
+// every interface.
+func (s *Service) query(instance string, known []knownAnswer) {
+	b, err := buildQuery(instance, known)
 	if err != nil {
-		slog.Debug("LAN discovery: ignoring an announcement", "instance", e.Instance, "err", err)
+		slog.Debug("LAN discovery: cannot build a query", "err", err)
 		return
 	}
-	a.port = e.Port
-	for _, ip := range e.AddrIPv4 {
-		a.addrs = append(a.addrs, ip.String())
+	for _, i := range s.ifs {
+		s.send(b, i)
 	}
-	for _, ip := range e.AddrIPv6 {
-		a.addrs = append(a.addrs, ip.String())
+}
+
+func (s *Service) send(b []byte, i iface) {
+	s.sent++
+	s.sentTotal.Add(1)
+	if s.sendHook != nil {
+		s.sendHook(b, i)
+		return
 	}
-	a.addrs = slices.Compact(a.addrs)
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	changes, err := s.table.observe(wctx, a, time.Now())
-	if err != nil && !errors.Is(err, context.Canceled) {
-		slog.Warn("LAN discovery", "err", err)
+	if s.conn == nil {
+		return
 	}
-	s.apply(changes)
+	if err := s.conn.SetMulticastInterface(&i.ifi); err != nil {
+		slog.Debug("LAN discovery: cannot send", "interface", i.ifi.Name, "err", err)
+		return
+	}
+	if _, err := s.conn.WriteTo(b, nil, mdnsGroup); err != nil {
+		slog.Debug("LAN discovery: cannot send", "interface", i.ifi.Name, "err", err)
+	}
+}
+
+// goodbye withdraws our records (TTL 0, RFC 6762 §10.1) on every
+// interface, so peers drop us within a second instead of a TTL.
+func (s *Service) goodbye() {
+	s.respond(0, 0, time.Now())
+}
+
+// handlePacket is the entry point of everything received: a query may
+// schedule our answer, a response updates the table. Nothing here
+// trusts the packet's size, counts or names.
+func (s *Service) handlePacket(ctx context.Context, b []byte, ifIndex int, now time.Time) {
+	var in *iface
+	if ifIndex != 0 {
+		for k := range s.ifs {
+			if s.ifs[k].ifi.Index == ifIndex {
+				in = &s.ifs[k]
+			}
+		}
+		if in == nil {
+			return // an interface we do not run on
+		}
+	}
+	pk, err := parsePacket(b)
+	if err != nil {
+		return
+	}
+	if !pk.response {
+		s.onQuery(pk, ifIndex, now)
+		return
+	}
+	for _, sg := range sightings(pk) {
+		if sg.txtErr != nil {
+			if sg.ttl > 0 {
+				continue
+			}
+			sg.ann = announcement{} // a goodbye by instance only
+		}
+		sg.ann.addrs = s.usable(sg.ann.addrs, in)
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		changes, err := s.table.observe(wctx, sg, now)
+		cancel()
+		if err != nil && !errors.Is(err, context.Canceled) {
+			slog.Warn("LAN discovery", "err", err)
+		}
+		s.apply(changes)
+	}
+}
+
+// onQuery schedules our answer: at once for our unique records, after
+// 20–120 ms when the shared PTR is asked (RFC 6762 §6), never sooner than
+// a second after our last answer on that interface (§6.2), and not at
+// all when the asker already holds our PTR with half its TTL (§7.1).
+func (s *Service) onQuery(pk packet, ifIndex int, now time.Time) {
+	if !s.announce {
+		return
+	}
+	ours, shared := asksFor(pk, s.me)
+	if !ours || knowsUs(pk, s.me, RecordTTL) {
+		return
+	}
+	at := now
+	if shared {
+		at = at.Add(20*time.Millisecond + time.Duration(rand.Int64N(int64(100*time.Millisecond))))
+	}
+	if last, ok := s.lastResp[ifIndex]; ok && at.Before(last.Add(minResponseGap)) {
+		at = last.Add(minResponseGap)
+	}
+	if cur, ok := s.respondAt[ifIndex]; !ok || at.Before(cur) {
+		s.respondAt[ifIndex] = at
+	}
+}
+
+// usable keeps the announced addresses federation may dial: on a subnet
+// of the interface the announcement came in on (all our interfaces when
+// unknown), never loopback, multicast or unspecified, and no IPv6
+// link-local (it needs a zone the resolver does not carry). IPv4 first.
+func (s *Service) usable(addrs []netip.Addr, in *iface) []netip.Addr {
+	var nets []netip.Prefix
+	if in != nil {
+		nets = in.addrs
+	} else {
+		for _, i := range s.ifs {
+			nets = append(nets, i.addrs...)
+		}
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		if a.IsLoopback() || a.IsMulticast() || a.IsUnspecified() || (a.Is6() && a.IsLinkLocalUnicast()) {
+			continue
+		}
+		if slices.ContainsFunc(nets, func(p netip.Prefix) bool { return p.Masked().Contains(a) }) && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b netip.Addr) int {
+		switch {
+		case a.Is4() && !b.Is4():
+			return -1
+		case !a.Is4() && b.Is4():
+			return 1
+		}
+		return 0
+	})
+	return out
 }
 
 func (s *Service) apply(changes []Change) {
@@ -283,19 +692,4 @@ func (s *Service) apply(changes []Change) {
 			fn(c.Peer, c.Gone)
 		}
 	}
-}
-
-// localNets lists the networks of this machine's interfaces.
-func localNets() []*net.IPNet {
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return nil
-	}
-	var out []*net.IPNet
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() {
-			out = append(out, n)
-		}
-	}
-	return out
 }

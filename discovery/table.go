@@ -2,14 +2,14 @@ package discovery
 
 import (
 	"context"
-	"crypto/ed25519"
-	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
+	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -17,107 +17,210 @@ import (
 	"github.com/hearth-chat/hearth/internal/store"
 )
 
+// Bounds of what the LAN can make us hold (issue 11, "bad input").
+const (
+	// MaxPeers caps the peer table. When it is full a new name is
+	// refused, unless its key is one we pinned: then it takes the place
+	// of the unverified entry closest to expiry, so a flood of made-up
+	// names cannot push out the people we know.
+	MaxPeers = 256
+	// MaxPins caps the TOFU pins. Pinning a new name when full evicts the
+	// pin seen least recently, but never one seen within PinKeep: a flood
+	// of new names cannot make us forget a neighbour's key and then
+	// accept an impostor's.
+	MaxPins = 1024
+	PinKeep = 24 * time.Hour
+	// MaxTTL bounds the TTL we believe, so a record claiming to live for
+	// ever still expires (RFC 6762 §10 recommends 75 minutes for
+	// non-host records).
+	MaxTTL = 75 * time.Minute
+	// goodbyeGrace: a record received with TTL 0 is dropped one second
+	// later (RFC 6762 §10.1).
+	goodbyeGrace = time.Second
+	// pinTouch: how stale a pin's seen time may get before it is written
+	// again, so that refreshes do not write to disk each time.
+	pinTouch = time.Hour
+)
+
 // Peer is another Hearth daemon seen on the local network.
 type Peer struct {
 	ServerName string
-	Addrs      []string // IP addresses from the answer, IPv4 first
+	Addrs      []string // IP addresses of the answer on the receiving interface's subnets, IPv4 first
 	Port       int      // its federation listener's port
 	KeyID, Key string   // the announced signing key: ed25519:<id>, unpadded base64
 	FirstSeen  time.Time
 	LastSeen   time.Time
+	Expires    time.Time // when its records run out unless refreshed
+	// LAN: the server name is a LAN-only name (".local" or no dot), the
+	// only kind an announcement may route: a public name is resolved by
+	// DNS and its key by the internet, never by whoever shouts on the LAN.
+	LAN bool
+	// Verified: a LAN name whose announced key is the one pinned for it.
+	Verified bool
 	// KeyChanged: the announced key is not the one pinned the first time
 	// this server name was seen. Such a peer is listed, never routed to.
 	KeyChanged bool
+	// TXT holds the announcement's other TXT keys (newer fields).
+	TXT map[string]string
 }
 
-// Routable reports whether federation may be routed to the peer: its key
-// is the pinned one and it announced an address that can be dialled
-// without an interface zone.
-func (p Peer) Routable() bool { return !p.KeyChanged && p.Route(nil) != "" }
+// Routable reports whether federation may be routed to the peer over the
+// LAN: a LAN name with its pinned key and a usable address.
+func (p Peer) Routable() bool { return p.LAN && p.Verified && !p.KeyChanged && p.Route(nil) != "" }
 
 // Route is the "ip:port" federation should dial for p: the first address
-// in one of the local networks (a daemon announces the addresses of all
-// its interfaces, some of which may be unreachable from here, such as a
-// container bridge), else the first IPv4, else the first IPv6 that is not
-// link-local. Never a loopback or multicast address: a route is exempt
-// from federation's address policy (federation/resolve), so a device
-// announcing 127.0.0.1 would otherwise point federation at this
-// computer's own services. Empty when there is none.
+// in one of the given local networks (the addresses were checked against
+// the receiving interface's subnets on arrival, but a network may have
+// gone since), else the first one. Never a loopback, multicast or
+// unspecified address, whatever the table holds: a route is exempt from
+// federation's address policy (federation/resolve), so such an address
+// would point federation at this computer's own services. Empty when
+// there is none.
 func (p Peer) Route(local []*net.IPNet) string {
-	var usable []net.IP
-	for _, a := range p.Addrs {
-		if ip := net.ParseIP(a); ip != nil && !ip.IsLinkLocalUnicast() && !ip.IsUnspecified() && !ip.IsLoopback() && !ip.IsMulticast() {
-			usable = append(usable, ip)
-		}
-	}
-	for _, ip := range usable {
-		for _, n := range local {
-			if n.Contains(ip) {
-				return net.JoinHostPort(ip.String(), fmt.Sprint(p.Port))
-			}
-		}
-	}
-	if len(usable) == 0 || p.Port <= 0 {
+	if p.Port <= 0 {
 		return ""
 	}
-	return net.JoinHostPort(usable[0].String(), fmt.Sprint(p.Port))
+	first := ""
+	for _, a := range p.Addrs {
+		ip := net.ParseIP(a)
+		if ip == nil || ip.IsLoopback() || ip.IsMulticast() || ip.IsUnspecified() {
+			continue
+		}
+		for _, n := range local {
+			if n.Contains(ip) {
+				return net.JoinHostPort(a, strconv.Itoa(p.Port))
+			}
+		}
+		if first == "" {
+			first = a
+		}
+	}
+	if first == "" {
+		return ""
+	}
+	return net.JoinHostPort(first, strconv.Itoa(p.Port))
+}
+
+// isLANName reports whether a server name can only be a LAN name: it
+// ends in ".local" (RFC 6762 §3: names there resolve only over mDNS) or
+// has no dot at all (no public DNS name has none), port aside.
+func isLANName(name string) bool {
+	host := name
+	if h, _, err := net.SplitHostPort(name); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if host == "" || strings.HasPrefix(host, "[") || net.ParseIP(host) != nil {
+		return false
+	}
+	return strings.HasSuffix(host, ".local") || !strings.Contains(host, ".")
 }
 
 // announcement is one parsed DNS-SD answer.
 type announcement struct {
 	name       string
-	addrs      []string
+	addrs      []netip.Addr
 	port       int
 	keyID, key string
+	extra      map[string]string
 }
 
 // Change is one routing-relevant change to the table: a verified peer
-// appeared or moved (Gone false), or it expired or its key changed (Gone
-// true).
+// appeared or moved (Gone false), or it expired, said goodbye, was
+// forgotten or its key changed (Gone true).
 type Change struct {
 	Peer Peer
 	Gone bool
 }
 
+// entry is a peer and what the table needs to keep its records fresh.
+type entry struct {
+	Peer
+	instance  string
+	ttl       time.Duration
+	refreshes int           // refresh queries sent since last heard (RFC 6762 §5.2: at 80, 85, 90, 95 %)
+	jitter    time.Duration // 0–2 % of ttl added to each refresh time
+}
+
+func (e *entry) refreshAt(k int) time.Time {
+	return e.LastSeen.Add(e.ttl*time.Duration(80+5*k)/100 + e.jitter)
+}
+
 // table is the peer table and its TOFU pins (bucket lanpins).
 type table struct {
 	db   *store.DB
-	self string        // own server name: own announcements are ignored
-	ttl  time.Duration // a peer not seen for this long is dropped
+	self string // own server name: own announcements are ignored
 
-	mu    sync.Mutex
-	peers map[string]*Peer
+	mu         sync.Mutex
+	peers      map[string]*entry
+	selfLogged bool
+	fullLogged bool
+	// pinsFullUntil: the pin table was full of recent pins; until then a
+	// new name is not even tried (each try is a write transaction), so a
+	// flood of new names costs no disk writes.
+	pinsFullUntil time.Time
 }
 
-func newTable(db *store.DB, self string, ttl time.Duration) *table {
-	return &table{db: db, self: self, ttl: ttl, peers: map[string]*Peer{}}
+func newTable(db *store.DB, self string) *table {
+	return &table{db: db, self: self, peers: map[string]*entry{}}
 }
 
 // pin is a lanpins value.
 type pin struct {
 	Key      string `json:"key"` // <key ID>:<base64 key>
 	PinnedTS int64  `json:"pinned_ts"`
+	SeenTS   int64  `json:"seen_ts,omitempty"` // last announcement, for eviction (absent: pinned_ts)
 }
 
-// observe records an announcement seen at now and returns the routing
-// change it makes, if any.
-func (t *table) observe(ctx context.Context, a announcement, now time.Time) ([]Change, error) {
+func (p pin) seen() int64 { return max(p.SeenTS, p.PinnedTS) }
+
+// observe records an announcement (ttl > 0) or a goodbye (ttl 0) heard
+// at now and returns the routing changes it makes.
+func (t *table) observe(ctx context.Context, s sighting, now time.Time) ([]Change, error) {
+	a := s.ann
 	if a.name == t.self {
+		t.mu.Lock()
+		if !t.selfLogged {
+			slog.Debug("LAN discovery: ignoring announcements of our own server name", "server_name", a.name)
+			t.selfLogged = true
+		}
+		t.mu.Unlock()
 		return nil, nil
 	}
-	pinned, err := t.pinKey(ctx, a.name, a.keyID+":"+a.key, now)
-	if err != nil {
-		return nil, err
+	if s.ttl <= 0 {
+		t.goodbye(a.name, s.instance, now)
+		return nil, nil
+	}
+	ttl := min(s.ttl, MaxTTL)
+	p := Peer{ServerName: a.name, Port: a.port, KeyID: a.keyID, Key: a.key, FirstSeen: now, LastSeen: now,
+		Expires: now.Add(ttl), LAN: isLANName(a.name), TXT: a.extra}
+	for _, ip := range a.addrs {
+		p.Addrs = append(p.Addrs, ip.String())
+	}
+	var pinned string
+	if p.LAN {
+		var err error
+		if pinned, err = t.pinKey(ctx, a.name, a.keyID+":"+a.key, now); err != nil {
+			return nil, err
+		}
+		p.Verified = pinned == a.keyID+":"+a.key
+		p.KeyChanged = pinned != "" && !p.Verified
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	old, known := t.peers[a.name]
-	p := &Peer{ServerName: a.name, Addrs: a.addrs, Port: a.port, KeyID: a.keyID, Key: a.key,
-		FirstSeen: now, LastSeen: now, KeyChanged: pinned != a.keyID+":"+a.key}
-	if known {
-		p.FirstSeen = old.FirstSeen
+	if !known && len(t.peers) >= MaxPeers && !t.evictFor(p) {
+		if !t.fullLogged {
+			slog.Warn("LAN discovery: the peer table is full; ignoring new names", "max", MaxPeers)
+			t.fullLogged = true
+		}
+		return nil, nil
 	}
-	t.peers[a.name] = p
+	e := &entry{Peer: p, instance: s.instance, ttl: ttl, jitter: time.Duration(rand.Int64N(int64(ttl/50) + 1))}
+	if known {
+		e.FirstSeen = old.FirstSeen
+	}
+	t.peers[a.name] = e
 	if p.KeyChanged && (!known || !old.KeyChanged || old.Key != p.Key) {
 		slog.Warn("LAN discovery: a server announced another key than the one pinned for its name; not routing to it",
 			"server_name", a.name, "key_id", a.keyID, "pinned", pinned)
@@ -125,14 +228,63 @@ func (t *table) observe(ctx context.Context, a announcement, now time.Time) ([]C
 	wasRoutable := known && old.Routable()
 	switch {
 	case p.Routable() && (!wasRoutable || old.Port != p.Port || !slices.Equal(old.Addrs, p.Addrs)):
-		return []Change{{Peer: *p}}, nil
+		return []Change{{Peer: p}}, nil
 	case wasRoutable && !p.Routable():
-		return []Change{{Peer: *p, Gone: true}}, nil
+		return []Change{{Peer: p, Gone: true}}, nil
 	}
 	return nil, nil
 }
 
-// pinKey returns the key pinned for name, pinning key if there is none.
+// evictFor makes room for p in a full table when p is verified, by
+// dropping the unverified entry closest to expiry.
+func (t *table) evictFor(p Peer) bool {
+	if !p.Verified {
+		return false
+	}
+	var victim *entry
+	for _, e := range t.peers {
+		if !e.Verified && (victim == nil || e.Expires.Before(victim.Expires)) {
+			victim = e
+		}
+	}
+	if victim == nil {
+		return false
+	}
+	delete(t.peers, victim.ServerName)
+	return true
+}
+
+// goodbye schedules the end of a peer that withdrew its records.
+func (t *table) goodbye(name, instance string, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, e := range t.peers {
+		if (name != "" && e.ServerName == name) || (name == "" && e.instance == instance) {
+			if end := now.Add(goodbyeGrace); e.Expires.After(end) {
+				e.Expires = end
+			}
+			e.refreshes = 4
+		}
+	}
+}
+
+// suspect makes every peer expire within grace unless it answers again
+// (after this machine slept), without refresh queries of their own: the
+// browse queries sent meanwhile ask everyone.
+func (t *table) suspect(now time.Time, grace time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, e := range t.peers {
+		if end := now.Add(grace); e.Expires.After(end) {
+			e.Expires = end
+		}
+		e.refreshes = 4
+	}
+}
+
+// pinKey returns the key pinned for name, pinning key if there is none
+// and there is room. An empty result means "no pin" (the table is full of
+// pins seen within PinKeep).
 func (t *table) pinKey(ctx context.Context, name, key string, now time.Time) (string, error) {
 	var have pin
 	err := t.db.View(func(tx *store.Tx) error {
@@ -141,16 +293,43 @@ func (t *table) pinKey(ctx context.Context, name, key string, now time.Time) (st
 		}
 		return nil
 	})
-	if err != nil || have.Key != "" {
-		return have.Key, err
+	if err != nil {
+		return "", fmt.Errorf("discovery: read pin of %s: %w", name, err)
 	}
-	v, _ := json.Marshal(pin{Key: key, PinnedTS: now.UnixMilli()})
+	if have.Key != "" && (have.Key != key || now.UnixMilli()-have.seen() < pinTouch.Milliseconds()) {
+		return have.Key, nil
+	}
+	t.mu.Lock()
+	full := have.Key == "" && now.Before(t.pinsFullUntil)
+	t.mu.Unlock()
+	if full {
+		return "", nil
+	}
 	err = t.db.Update(ctx, func(tx *store.Tx) error {
-		// Another announcement may have pinned it since the read.
+		have = pin{}
 		if cur := tx.Get(store.LANPins, []byte(name)); cur != nil {
-			return json.Unmarshal(cur, &have)
+			if err := json.Unmarshal(cur, &have); err != nil {
+				return err
+			}
 		}
-		have.Key = key
+		switch {
+		case have.Key == key: // touch: remember it was seen, for eviction
+			have.SeenTS = now.UnixMilli()
+		case have.Key != "": // pinned meanwhile to another key
+			return nil
+		default:
+			ok, err := makeRoomForPin(tx, now)
+			if err != nil || !ok {
+				if err == nil {
+					t.mu.Lock()
+					t.pinsFullUntil = now.Add(time.Minute)
+					t.mu.Unlock()
+				}
+				return err
+			}
+			have = pin{Key: key, PinnedTS: now.UnixMilli(), SeenTS: now.UnixMilli()}
+		}
+		v, _ := json.Marshal(have)
 		return tx.Put(store.LANPins, []byte(name), v)
 	})
 	if err != nil {
@@ -159,19 +338,112 @@ func (t *table) pinKey(ctx context.Context, name, key string, now time.Time) (st
 	return have.Key, nil
 }
 
-// expire drops the peers not seen since now-ttl.
-func (t *table) expire(now time.Time) []Change {
+// makeRoomForPin keeps the pin table under MaxPins: when full it deletes
+// the pin seen least recently if that was more than PinKeep ago.
+func makeRoomForPin(tx *store.Tx, now time.Time) (bool, error) {
+	n, oldestTS := 0, int64(0)
+	var oldest []byte
+	c := tx.Cursor(store.LANPins)
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		n++
+		var p pin
+		if json.Unmarshal(v, &p) != nil {
+			p = pin{} // unreadable: the first to go
+		}
+		if oldest == nil || p.seen() < oldestTS {
+			oldest, oldestTS = slices.Clone(k), p.seen()
+		}
+	}
+	if n < MaxPins {
+		return true, nil
+	}
+	if now.UnixMilli()-oldestTS < PinKeep.Milliseconds() {
+		slog.Warn("LAN discovery: the pin table is full of recently seen servers; not pinning a new one", "max", MaxPins)
+		return false, nil
+	}
+	return true, tx.Delete(store.LANPins, oldest)
+}
+
+// forget deletes name's pin and its table entry.
+func (t *table) forget(ctx context.Context, name string) (bool, []Change, error) {
+	existed := false
+	err := t.db.Update(ctx, func(tx *store.Tx) error {
+		existed = tx.Get(store.LANPins, []byte(name)) != nil
+		if !existed {
+			return nil
+		}
+		return tx.Delete(store.LANPins, []byte(name))
+	})
+	if err != nil {
+		return false, nil, fmt.Errorf("discovery: forget %s: %w", name, err)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var out []Change
-	for name, p := range t.peers {
-		if now.Sub(p.LastSeen) > t.ttl {
-			delete(t.peers, name)
-			if p.Routable() {
-				out = append(out, Change{Peer: *p, Gone: true})
-			}
+	if e, ok := t.peers[name]; ok {
+		existed = true
+		delete(t.peers, name)
+		if e.Routable() {
+			out = append(out, Change{Peer: e.Peer, Gone: true})
 		}
 	}
+	return existed, out, nil
+}
+
+// due returns the instances whose refresh query is due at now and the
+// changes of the peers that expired.
+func (t *table) due(now time.Time) (refresh []string, changes []Change) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for name, e := range t.peers {
+		if !now.Before(e.Expires) {
+			delete(t.peers, name)
+			if e.Routable() {
+				changes = append(changes, Change{Peer: e.Peer, Gone: true})
+			}
+			continue
+		}
+		if e.refreshes < 4 && !now.Before(e.refreshAt(e.refreshes)) {
+			for e.refreshes < 4 && !now.Before(e.refreshAt(e.refreshes)) {
+				e.refreshes++
+			}
+			refresh = append(refresh, e.instance)
+		}
+	}
+	slices.Sort(refresh)
+	refresh = slices.Compact(refresh)
+	return refresh, changes
+}
+
+// next is the time of the table's next refresh or expiry (zero: none).
+func (t *table) next() time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var at time.Time
+	for _, e := range t.peers {
+		n := e.Expires
+		if e.refreshes < 4 {
+			n = e.refreshAt(e.refreshes)
+		}
+		if at.IsZero() || n.Before(at) {
+			at = n
+		}
+	}
+	return at
+}
+
+// known lists the instances whose records have more than half their TTL
+// left, as known answers for a browse query (RFC 6762 §7.1).
+func (t *table) known(now time.Time) []knownAnswer {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []knownAnswer
+	for _, e := range t.peers {
+		if left := e.Expires.Sub(now); left > e.ttl/2 {
+			out = append(out, knownAnswer{instance: e.instance, ttl: left})
+		}
+	}
+	slices.SortFunc(out, func(a, b knownAnswer) int { return strings.Compare(a.instance, b.instance) })
 	return out
 }
 
@@ -180,42 +452,11 @@ func (t *table) list() []Peer {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := make([]Peer, 0, len(t.peers))
-	for _, p := range t.peers {
-		cp := *p
-		cp.Addrs = slices.Clone(p.Addrs)
+	for _, e := range t.peers {
+		cp := e.Peer
+		cp.Addrs = slices.Clone(e.Addrs)
 		out = append(out, cp)
 	}
 	slices.SortFunc(out, func(a, b Peer) int { return strings.Compare(a.ServerName, b.ServerName) })
 	return out
-}
-
-// parseTXT reads the TXT records of an announcement: v=1, server_name and
-// key=<key ID>:<unpadded base64 ed25519 public key>.
-func parseTXT(txt []string) (a announcement, err error) {
-	kv := map[string]string{}
-	for _, s := range txt {
-		k, v, _ := strings.Cut(s, "=")
-		kv[k] = v
-	}
-	if kv["v"] != "1" {
-		return a, fmt.Errorf("unknown announcement version %q", kv["v"])
-	}
-	if a.name = kv["server_name"]; a.name == "" || strings.ContainsAny(a.name, "/@ ") {
-		return a, fmt.Errorf("bad server_name %q", a.name)
-	}
-	key := kv["key"]
-	i := strings.LastIndex(key, ":")
-	if i < 0 || !strings.HasPrefix(key, "ed25519:") || i == len("ed25519") {
-		return a, errors.New("key is not ed25519:<id>:<base64 key>")
-	}
-	a.keyID, a.key = key[:i], key[i+1:]
-	if pub, err := base64.RawStdEncoding.DecodeString(a.key); err != nil || len(pub) != ed25519.PublicKeySize {
-		return a, fmt.Errorf("key of %s is not an ed25519 public key", a.name)
-	}
-	return a, nil
-}
-
-// txtRecords is the TXT of this server's own announcement.
-func txtRecords(name, keyID string, key ed25519.PublicKey) []string {
-	return []string{"v=1", "server_name=" + name, "key=" + keyID + ":" + base64.RawStdEncoding.EncodeToString(key)}
 }

@@ -12,8 +12,12 @@ import (
 )
 
 // peersCmd is `hearth peers [--json]`: the other Hearth daemons LAN
-// discovery found on the local network ("people nearby").
+// discovery found on the local network ("people nearby"); and
+// `hearth peers forget NAME`: delete a peer's pinned key.
 func peersCmd(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "forget" {
+		return peersForgetCmd(args[1:], stdout, stderr)
+	}
 	var asJSON *bool
 	cfg, code := loadConfig("peers", args, stderr, func(fs *flag.FlagSet) {
 		asJSON = fs.Bool("json", false, "print JSON")
@@ -50,14 +54,40 @@ func printPeers(w io.Writer, st *control.PeersStatus) {
 	}
 	fmt.Fprintf(w, "%-30s %-28s %-9s %s\n", "SERVER", "ADDRESS", "SEEN", "STATE")
 	for _, p := range st.Peers {
-		state := "not routed"
+		// Discovery routes only LAN-only names (.local or dotless) at an
+		// address on this machine's networks, with their pinned key.
+		state := "not routed (public name, or no address on this network)"
 		switch {
 		case p.KeyChanged:
-			state = "KEY CHANGED: announces " + p.KeyID + " but another key was pinned; not routed"
+			state = "KEY CHANGED: announces " + p.KeyID + " but another key was pinned; not routed ('hearth peers forget " + p.ServerName + "' accepts the new key)"
 		case p.Route != "":
 			state = "federation goes to " + p.Route
 		}
 		fmt.Fprintf(w, "%-30s %-28s %-9s %s\n", p.ServerName, strings.Join(p.Addrs, ","),
 			time.Since(p.LastSeen).Round(time.Second).String()+" ago", state)
 	}
+}
+
+// peersForgetCmd is `hearth peers forget NAME`: the pin of NAME's signing
+// key is deleted, so its next announcement is trusted on first use (how
+// to accept a peer's new key after a reinstall).
+func peersForgetCmd(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprintln(stderr, "usage: hearth peers forget SERVER_NAME [flags]")
+		return 2
+	}
+	name := args[0]
+	cfg, code := loadConfig("peers forget", args[1:], stderr, nil)
+	if code != 0 {
+		return code
+	}
+	err := withControl(cfg, func(c ctlClient) error {
+		_, err := c.ForgetPeer(context.Background(), name)
+		return err
+	})
+	if err != nil {
+		return fail(stderr, err)
+	}
+	fmt.Fprintf(stdout, "forgot the key of %s; its next announcement is trusted on first use\n", name)
+	return 0
 }

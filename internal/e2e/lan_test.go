@@ -24,8 +24,9 @@ import (
 func TestLANDiscoveryBetweenNamespaces(t *testing.T) {
 	lan := newVethLAN(t)
 	certs := newFedNet(t) // only its CA: the daemons here are started in the namespaces
-	a := startInNamespace(t, certs, lan.ns[0], "hs-a.lan.test", lan.ip[0]+":8448")
-	b := startInNamespace(t, certs, lan.ns[1], "hs-b.lan.test", "0.0.0.0:8448")
+	// LAN-only names (.local): discovery routes no other kind.
+	a := startInNamespace(t, certs, lan.ns[0], "hs-a.local", lan.ip[0]+":8448")
+	b := startInNamespace(t, certs, lan.ns[1], "hs-b.local", "0.0.0.0:8448")
 
 	for _, c := range []struct {
 		from, other *nsDaemon
@@ -96,7 +97,7 @@ func newVethLAN(t *testing.T) *vethLAN {
 		ip("-n", ns, "addr", "add", l.ip[i]+"/24", "dev", veth[i])
 		ip("-n", ns, "link", "set", veth[i], "up")
 		ip("-n", ns, "link", "set", "lo", "up")
-		// mDNS goes to 224.0.0.251; zeroconf names the interface, but a
+		// mDNS goes to 224.0.0.251; discovery names the interface, but a
 		// multicast route makes that independent of the kernel's choice.
 		ip("-n", ns, "route", "add", "224.0.0.0/4", "dev", veth[i])
 	}
@@ -211,9 +212,10 @@ func (d *nsDaemon) statusPeers(t *testing.T) int {
 	return st.Peers
 }
 
-// lanDeadline covers a peer's appearance (the first browse round) and its
-// expiry after it stopped (discovery.PeerTTL, 25 s, swept every 5 s).
-const lanDeadline = 60 * time.Second
+// lanDeadline covers a peer's appearance (its start announcements, well
+// under a second) and its removal after a clean stop (its goodbye, one
+// second), with room for a loaded machine.
+const lanDeadline = 20 * time.Second
 
 // waitPeer waits until name is listed (present) or no longer (!present).
 func (d *nsDaemon) waitPeer(t *testing.T, name string, present bool) lanPeer {

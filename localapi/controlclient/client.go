@@ -193,3 +193,9 @@ func (c *Client) Peers(ctx context.Context) (*control.PeersStatus, error) {
 	var out control.PeersStatus
 	return &out, c.do(ctx, http.MethodGet, "/_hearth/v1/peers", nil, &out)
 }
+
+// ForgetPeer deletes a LAN peer's pinned key (POST /_hearth/v1/peers/{name}/forget).
+func (c *Client) ForgetPeer(ctx context.Context, name string) (*control.ForgetResult, error) {
+	var out control.ForgetResult
+	return &out, c.do(ctx, http.MethodPost, "/_hearth/v1/peers/"+url.PathEscape(name)+"/forget", nil, &out)
+}

@@ -1,0 +1,5 @@
+//go:build !unix && !windows
+
+package discovery
+
+func setReuseAddr(uintptr) error { return nil }

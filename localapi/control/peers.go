@@ -1,0 +1,50 @@
+package control
+
+import (
+	"context"
+	"net/http"
+)
+
+// PeerForgetter is the part of the backend that forgets a LAN peer's
+// pinned key (discovery.Service.Forget); a backend without it answers
+// 409, as when LAN discovery is off.
+type PeerForgetter interface {
+	// ForgetPeer deletes the pin of name; false when there was none.
+	ForgetPeer(ctx context.Context, name string) (bool, error)
+}
+
+// ForgetResult is POST /_hearth/v1/peers/{name}/forget.
+type ForgetResult struct {
+	ServerName string `json:"server_name"`
+	Forgotten  bool   `json:"forgotten"`
+}
+
+func (s *Server) peersRoutes() {
+	s.mux.HandleFunc("POST /_hearth/v1/peers/{name}/forget", s.forgetPeer)
+}
+
+// forgetPeer deletes a peer's pinned key, so its next announcement is
+// trusted on first use: how the owner accepts a peer's new key, or
+// cleans up a name that will not come back. 404 when nothing is pinned.
+func (s *Server) forgetPeer(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if name == "" || len(name) > 255 {
+		writeError(w, BadRequest("name", "a server name is needed"))
+		return
+	}
+	f, ok := s.backend.(PeerForgetter)
+	if !ok || !s.backend.Peers().Enabled {
+		writeError(w, &Error{Status: http.StatusConflict, Code: "lan_discovery_off", Message: "LAN discovery is off"})
+		return
+	}
+	done, err := f.ForgetPeer(r.Context(), name)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if !done {
+		writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no pinned key or peer named " + name})
+		return
+	}
+	writeJSON(w, ForgetResult{ServerName: name, Forgotten: true})
+}
