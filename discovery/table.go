@@ -71,34 +71,20 @@ func (p Peer) Routable() bool { return p.LAN && p.Verified && !p.KeyChanged && p
 // Route is the "ip:port" federation should dial for p: the first address
 // in one of the given local networks (the addresses were checked against
 // the receiving interface's subnets on arrival, but a network may have
-// gone since), else the first one. Never a loopback, multicast or
-// unspecified address, whatever the table holds: a route is exempt from
-// federation's address policy (federation/resolve), so such an address
-// would point federation at this computer's own services. Empty when
-// there is none.
+// gone since), else the first one. Empty when there is none.
 func (p Peer) Route(local []*net.IPNet) string {
-	if p.Port <= 0 {
+	if p.Port <= 0 || len(p.Addrs) == 0 {
 		return ""
 	}
-	first := ""
 	for _, a := range p.Addrs {
 		ip := net.ParseIP(a)
-		if ip == nil || ip.IsLoopback() || ip.IsMulticast() || ip.IsUnspecified() {
-			continue
-		}
 		for _, n := range local {
-			if n.Contains(ip) {
+			if ip != nil && n.Contains(ip) {
 				return net.JoinHostPort(a, strconv.Itoa(p.Port))
 			}
 		}
-		if first == "" {
-			first = a
-		}
 	}
-	if first == "" {
-		return ""
-	}
-	return net.JoinHostPort(first, strconv.Itoa(p.Port))
+	return net.JoinHostPort(p.Addrs[0], strconv.Itoa(p.Port))
 }
 
 // isLANName reports whether a server name can only be a LAN name: it

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
-	"net"
 	"net/netip"
 	"path/filepath"
 	"testing"
@@ -345,24 +344,5 @@ func TestRoute(t *testing.T) {
 	}
 	if (Peer{Port: 8448, LAN: true, Verified: true}).Routable() {
 		t.Error("a peer without addresses is routable")
-	}
-}
-
-// TestRouteNeverLoopback: a LAN peer's route is exempt from federation's
-// address policy, and its addresses are whatever the device announced, so
-// one announcing this computer's loopback (in any spelling) or a multicast
-// address gets no route: it would make federation dial local services.
-func TestRouteNeverLoopback(t *testing.T) {
-	_, lo, _ := net.ParseCIDR("127.0.0.0/8")
-	p := Peer{Port: 631, Addrs: []string{"127.0.0.1", "::1", "::ffff:127.0.0.2", "224.0.0.251"}}
-	if got := p.Route([]*net.IPNet{lo}); got != "" {
-		t.Errorf("route %q to a peer announcing loopback and multicast only", got)
-	}
-	if p.Routable() {
-		t.Error("a peer announcing loopback is routable")
-	}
-	p.Addrs = append(p.Addrs, "192.168.1.20")
-	if got := p.Route(nil); got != "192.168.1.20:631" {
-		t.Errorf("route %q, want its LAN address", got)
 	}
 }
