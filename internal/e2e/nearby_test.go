@@ -1,0 +1,188 @@
+package e2e
+
+import (
+	"fmt"
+	"os/exec"
+	"slices"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
+)
+
+// "People nearby" (issue 11) on the namespace LAN of netns_test.go.
+//
+// TODO(issue 11, h-lanfed): these daemons still need settings the issue's
+// final test may not pass. Once LAN federation is on by default with a
+// generated self-signed certificate and the default server name is unique
+// on a LAN, remove from todaysLANSettings:
+//   - --federation-listen 0.0.0.0:8448: today federation is off unless
+//     federation_listen is set, and discovery announces only while
+//     federation is on;
+//   - --tls-cert/--tls-key: federation_listen needs a certificate today
+//     (the test makes a throwaway self-signed one per host);
+// and from TestNearbySameHostName:
+//   - --server-name: today the default is the bare host name, so two
+//     machines called "laptop" would both be "laptop".
+// lan_discovery is already on by default and is not passed.
+
+// nearbyListDeadline bounds a peer's appearance in another's list. The
+// issue asks for 3 s (1 s in make bench); today's discovery lists peers
+// well within 3 s on this bridge (the announcement at start is heard by a
+// browse already running), and the tests hold it to that.
+const nearbyListDeadline = 3 * time.Second
+
+// nearbyGoneDeadline bounds a cleanly stopped peer's disappearance.
+// TODO(issue 11, h-mdns): the issue asks for 2 s once mDNS goodbyes are
+// heard; today zeroconf v1.0.0 drops goodbyes and a peer goes only when it
+// expires (discovery.PeerTTL, 25 s, swept every 5 s), so this is generous.
+// Lower it to 2 s with the goodbye work.
+const nearbyGoneDeadline = 60 * time.Second
+
+// todaysLANSettings are the flags a daemon needs today to be found on the
+// LAN (see the TODO above): federation on, with a self-signed certificate.
+func todaysLANSettings(t *testing.T, name string) []string {
+	dir := t.TempDir()
+	cert, key := SelfSignedCert(t, dir, name)
+	return []string{"--federation-listen", "0.0.0.0:8448", "--tls-cert", cert, "--tls-key", key}
+}
+
+// lanDaemon is a daemon on a namespace host with what the tests learn of it.
+type lanDaemon struct {
+	*Daemon
+	host  *Host
+	keyID string
+}
+
+// startLAN starts one daemon per host with the extra flags given by
+// flags(i) on top of todaysLANSettings, all at once, and reads back their
+// server names (chosen by the daemon unless flags set one) and keys.
+func startLAN(t *testing.T, hosts []*Host, flags func(i int) []string) []*lanDaemon {
+	t.Helper()
+	var ds []*Daemon
+	for i, h := range hosts {
+		extra := todaysLANSettings(t, h.Hostname)
+		if flags != nil {
+			extra = append(extra, flags(i)...)
+		}
+		ds = append(ds, h.Daemon(extra...))
+	}
+	start := time.Now()
+	StartAll(t, ds...)
+	t.Logf("%d daemons ready %v after launch", len(ds), time.Since(start))
+	var out []*lanDaemon
+	for i, d := range ds {
+		name, keyID := Ready(t, d)
+		d.Name = name
+		out = append(out, &lanDaemon{Daemon: d, host: hosts[i], keyID: keyID})
+	}
+	return out
+}
+
+// waitListsOthers waits until d lists exactly the others (never itself),
+// each at its host's address, the federation port and its own key.
+func waitListsOthers(t *testing.T, d *lanDaemon, others []*lanDaemon) time.Duration {
+	t.Helper()
+	var want []string
+	for _, o := range others {
+		want = append(want, o.ServerName())
+	}
+	slices.Sort(want)
+	ps, took := WaitPeers(t, d.Daemon, nearbyListDeadline, fmt.Sprintf("lists %v", want), func(ps []nearbyPeer) bool {
+		return slices.Equal(peerNames(ps), want)
+	})
+	for _, o := range others {
+		i := slices.IndexFunc(ps, func(p nearbyPeer) bool { return p.ServerName == o.ServerName() })
+		p := ps[i]
+		if !slices.Contains(p.Addresses, o.host.IP) || p.Port != 8448 || p.KeyID != o.keyID || p.KeyChanged {
+			t.Errorf("%s sees %s as %+v; want address %s, port 8448, key %s, unchanged",
+				d.ServerName(), o.ServerName(), p, o.host.IP, o.keyID)
+		}
+	}
+	return took
+}
+
+// TestNearbyThreeHosts: three machines on a LAN with nothing else, one
+// daemon each, started together. Each lists the other two and not itself;
+// each owner logs in with the password of the welcome banner through the
+// namespace and syncs; a daemon stopped cleanly leaves the others' lists.
+func TestNearbyThreeHosts(t *testing.T) {
+	t.Parallel()
+	lan := NewLAN(t)
+	hosts := []*Host{lan.AddHost("anna-laptop"), lan.AddHost("ben-laptop"), lan.AddHost("cleo-desktop")}
+	ds := startLAN(t, hosts, nil)
+	names := map[string]bool{}
+	for _, d := range ds {
+		names[d.ServerName()] = true
+	}
+	if len(names) != 3 {
+		t.Fatalf("three machines with three host names got server names %v", names)
+	}
+
+	for i, d := range ds {
+		others := slices.Delete(slices.Clone(ds), i, i+1)
+		took := waitListsOthers(t, d, others)
+		t.Logf("%s listed both others %v after all were ready", d.ServerName(), took)
+	}
+
+	// The client path: the owner made at first start logs in with the
+	// printed password, from the test's namespace into the host's.
+	for _, d := range ds {
+		user, password := Owner(t, d.Daemon)
+		c := d.Client("", "")
+		_, err := c.Login(ctx(t), &mautrix.ReqLogin{Type: mautrix.AuthTypePassword,
+			Identifier: mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: user},
+			Password:   password, StoreCredentials: true})
+		noErr(t, err, "log in as %s on %s", user, d.ServerName())
+		who := must(c.Whoami(ctx(t))).get(t)
+		if who.UserID != id.UserID(user) || who.UserID.Homeserver() != d.ServerName() {
+			t.Errorf("whoami on %s: %s, want %s", d.ServerName(), who.UserID, user)
+		}
+		if resp := Sync(t, c, "", "", 0); resp.NextBatch == "" {
+			t.Errorf("sync on %s: no next_batch", d.ServerName())
+		}
+	}
+
+	// A clean stop: the others drop it (eventually today; see
+	// nearbyGoneDeadline), and keep each other.
+	b := ds[1]
+	if err := b.Stop(); err != nil {
+		t.Fatalf("%s did not stop cleanly: %v", b.ServerName(), err)
+	}
+	for _, d := range []*lanDaemon{ds[0], ds[2]} {
+		_, took := WaitPeers(t, d.Daemon, nearbyGoneDeadline, "drops "+b.ServerName(), func(ps []nearbyPeer) bool {
+			return !slices.Contains(peerNames(ps), b.ServerName())
+		})
+		t.Logf("%s dropped %s %v after its clean stop", d.ServerName(), b.ServerName(), took)
+	}
+	other := map[*lanDaemon]*lanDaemon{ds[0]: ds[2], ds[2]: ds[0]}
+	for d, o := range other {
+		if got := peerNames(Peers(t, d.Daemon)); !slices.Equal(got, []string{o.ServerName()}) {
+			t.Errorf("%s lists %v after %s stopped, want only %s", d.ServerName(), got, b.ServerName(), o.ServerName())
+		}
+	}
+}
+
+// TestNearbySameHostName: two machines with the same host name both
+// start and see each other.
+func TestNearbySameHostName(t *testing.T) {
+	t.Parallel()
+	lan := NewLAN(t)
+	hosts := []*Host{lan.AddHost("laptop"), lan.AddHost("laptop")}
+	// TODO(issue 11, h-lanfed): drop --server-name once the default is
+	// unique on a LAN.
+	ds := startLAN(t, hosts, func(i int) []string {
+		return []string{"--server-name", fmt.Sprintf("laptop-%c", 'a'+i)}
+	})
+	for _, d := range ds {
+		// What the daemon itself sees (and announces as its mDNS host).
+		out, err := exec.Command("nsenter", "--target", fmt.Sprint(d.cmd.Process.Pid), "--uts", "hostname").CombinedOutput()
+		noErr(t, err, "host name of %s: %s", d.ServerName(), out)
+		if string(out) != "laptop\n" {
+			t.Fatalf("%s runs with host name %q, want laptop", d.ServerName(), out)
+		}
+	}
+	waitListsOthers(t, ds[0], ds[1:])
+	waitListsOthers(t, ds[1], ds[:1])
+}
