@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os/exec"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,6 +112,11 @@ func TestNearbyThreeHosts(t *testing.T) {
 	t.Parallel()
 	lan := NewLAN(t)
 	hosts := []*Host{lan.AddHost("anna-laptop"), lan.AddHost("ben-laptop"), lan.AddHost("cleo-desktop")}
+	for _, h := range hosts {
+		if out := h.Exec("ip", "route", "show", "default"); out != "" {
+			t.Fatalf("%s has a default route: %s", h.NS, out)
+		}
+	}
 	ds := startLAN(t, hosts, nil)
 	names := map[string]bool{}
 	for _, d := range ds {
@@ -147,6 +153,12 @@ func TestNearbyThreeHosts(t *testing.T) {
 	// A clean stop: the others drop it (eventually today; see
 	// nearbyGoneDeadline), and keep each other.
 	b := ds[1]
+	bKey := ""
+	for _, p := range Peers(t, ds[0].Daemon) {
+		if p.ServerName == b.ServerName() {
+			bKey = p.Key
+		}
+	}
 	if err := b.Stop(); err != nil {
 		t.Fatalf("%s did not stop cleanly: %v", b.ServerName(), err)
 	}
@@ -160,6 +172,29 @@ func TestNearbyThreeHosts(t *testing.T) {
 	for d, o := range other {
 		if got := peerNames(Peers(t, d.Daemon)); !slices.Equal(got, []string{o.ServerName()}) {
 			t.Errorf("%s lists %v after %s stopped, want only %s", d.ServerName(), got, b.ServerName(), o.ServerName())
+		}
+	}
+
+	// An impersonator: a fourth machine announces b's server name with a
+	// signing key of its own (a fresh data dir). The others pinned b's key
+	// when they first saw it, so they list the name as a key change and
+	// route nothing to it.
+	mallory := lan.AddHost("mallory")
+	m := mallory.Daemon(append(todaysLANSettings(t, b.ServerName()), "--server-name", b.ServerName())...)
+	m.Name = b.ServerName()
+	m.Start()
+	for _, d := range []*lanDaemon{ds[0], ds[2]} {
+		ps, _ := WaitPeers(t, d.Daemon, nearbyListDeadline, "lists "+b.ServerName()+" as a key change", func(ps []nearbyPeer) bool {
+			i := slices.IndexFunc(ps, func(p nearbyPeer) bool { return p.ServerName == b.ServerName() })
+			return i >= 0 && ps[i].KeyChanged
+		})
+		p := ps[slices.IndexFunc(ps, func(p nearbyPeer) bool { return p.ServerName == b.ServerName() })]
+		if p.Key == bKey || p.Route != "" || !slices.Contains(p.Addresses, mallory.IP) {
+			t.Errorf("%s lists the impersonator as %+v; want its own key (not %s), no route, address %s",
+				d.ServerName(), p, bKey, mallory.IP)
+		}
+		if !strings.Contains(d.Logs(), "announced another key than the one pinned") {
+			t.Errorf("%s did not log the key change", d.ServerName())
 		}
 	}
 }

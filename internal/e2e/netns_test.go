@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"maunium.net/go/mautrix"
 )
 
 // This file is the "people nearby" harness: a LAN in miniature made of
@@ -371,4 +372,17 @@ func Owner(t testing.TB, d *Daemon) (userID, password string) {
 		t.Fatalf("%s printed no welcome banner with user and password:\n%s", d.DataDir, d.Logs())
 	}
 	return u[1], p[1]
+}
+
+// Account creates a local account on a running daemon the way its owner
+// would, with `hearth account add` through the control socket (so the
+// daemon needs no open registration), and logs it in through the
+// namespace with the harness's password for name.
+func Account(t testing.TB, d *Daemon, name string) *mautrix.Client {
+	t.Helper()
+	code, out, errOut := runHearth(t, "account", "add", name, "--password", Password(name), "--data-dir", d.DataDir)
+	if code != 0 {
+		t.Fatalf("hearth account add %s: exit %d: %s%s", name, code, out, errOut)
+	}
+	return d.Login(name)
 }
