@@ -56,18 +56,17 @@ type lanDaemon struct {
 	keyID string
 }
 
-// startLAN starts one daemon per host with the extra flags given by
-// flags(i) on top of todaysLANSettings, all at once, and reads back their
-// server names (chosen by the daemon unless flags set one) and keys.
+// startLAN starts one daemon per host with the flags given by flags(i)
+// (todaysLANSettings when nil), all at once, and reads back their server
+// names (chosen by the daemon unless flags set one) and keys.
 func startLAN(t *testing.T, hosts []*Host, flags func(i int) []string) []*lanDaemon {
 	t.Helper()
+	if flags == nil {
+		flags = func(i int) []string { return todaysLANSettings(t, hosts[i].Hostname) }
+	}
 	var ds []*Daemon
 	for i, h := range hosts {
-		extra := todaysLANSettings(t, h.Hostname)
-		if flags != nil {
-			extra = append(extra, flags(i)...)
-		}
-		ds = append(ds, h.Daemon(extra...))
+		ds = append(ds, h.Daemon(flags(i)...))
 	}
 	start := time.Now()
 	StartAll(t, ds...)
@@ -208,7 +207,8 @@ func TestNearbySameHostName(t *testing.T) {
 	// TODO(issue 11, h-lanfed): drop --server-name once the default is
 	// unique on a LAN.
 	ds := startLAN(t, hosts, func(i int) []string {
-		return []string{"--server-name", fmt.Sprintf("laptop-%c", 'a'+i)}
+		name := fmt.Sprintf("laptop-%c", 'a'+i)
+		return append(todaysLANSettings(t, name), "--server-name", name)
 	})
 	for _, d := range ds {
 		// What the daemon itself sees (and announces as its mDNS host).
