@@ -1,18 +1,31 @@
+//go:build goolm
+
+// The goolm tag: the encrypted DM uses mautrix's pure-Go Olm (see
+// crypto_test.go). `make test` passes it.
+
 package e2e
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"image"
+	"image/png"
+	"net/http"
+	"net/url"
 	"slices"
 	"testing"
 	"time"
 
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/crypto/attachment"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 )
 
-// todaysFederationSettings are the flags two daemons on the namespace LAN
-// need today to federate, not only to see each other: certificates from a
-// CA the test makes, trusted through ca_file, since today a peer's
+// todaysFederationSettings are the flags daemons on the namespace LAN need
+// today to federate, not only to see each other: certificates from a CA
+// the test makes, trusted through ca_file, since today a LAN peer's
 // self-signed certificate is refused.
 // TODO(issue 11, h-lanfed): with the pinned certificate key bound to the
 // signing key, a LAN peer needs no CA: drop ca_file and the CA, then the
@@ -32,46 +45,79 @@ func todaysFederationSettings(ca *fedNet, name string) []string {
 // back-off); tighten this to a few seconds with that work.
 const nearbyRecoverDeadline = 90 * time.Second
 
-// TestNearbyChatOverLAN: alice on one machine starts a DM with bob on the
-// other, found on the LAN (no federation_servers, no DNS: the route comes
-// from discovery); they write both ways. Then bob's cable is pulled for
-// 20 s while alice writes; once it is back, bob gets every message once,
-// in order.
+// TestNearbyChatOverLAN is issue 11's story over today's LAN federation
+// (routes from discovery; no federation_servers, no DNS), on three
+// machines:
+//   - alice (a) opens an encrypted DM with bob (b); they exchange messages
+//     and an image both ways, each decrypting what the other sent (the
+//     image is fetched from the sender's server over the LAN);
+//   - carol (c) finds a public room of a through a's /publicRooms, joins
+//     it and backfills its history;
+//   - bob's cable is pulled for 20 s while alice writes in that room;
+//     once it is back, bob gets every message once, in order.
 func TestNearbyChatOverLAN(t *testing.T) {
 	t.Parallel()
 	lan := NewLAN(t)
 	ca := newFedNet(t) // only its CA
-	hosts := []*Host{lan.AddHost("anna-laptop"), lan.AddHost("ben-laptop")}
+	hosts := []*Host{lan.AddHost("anna-laptop"), lan.AddHost("ben-laptop"), lan.AddHost("cleo-desktop")}
 	ds := startLAN(t, hosts, func(i int) []string { return todaysFederationSettings(ca, hosts[i].Hostname) })
-	a, b := ds[0], ds[1]
-	for _, p := range [][2]*lanDaemon{{a, b}, {b, a}} {
-		WaitPeers(t, p[0].Daemon, nearbyListDeadline, "routes to "+p[1].ServerName(), func(ps []nearbyPeer) bool {
-			i := slices.IndexFunc(ps, func(x nearbyPeer) bool { return x.ServerName == p[1].ServerName() })
-			return i >= 0 && ps[i].Route == p[1].host.IP+":8448"
-		})
+	a, b, c := ds[0], ds[1], ds[2]
+	for _, d := range ds {
+		for _, o := range ds {
+			if o != d {
+				waitRouted(t, d, o)
+			}
+		}
+	}
+	alice, bob, carol := Account(t, a.Daemon, "alice"), Account(t, b.Daemon, "bob"), Account(t, c.Daemon, "carol")
+
+	// The encrypted DM.
+	dm := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "trusted_private_chat", IsDirect: true,
+		Invite: []id.UserID{bob.UserID},
+		InitialState: []*event.Event{{Type: event.StateEncryption, Content: event.Content{
+			Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}}}}})
+	SyncUntil(t, bob, "", "", "the DM invite on "+b.ServerName(), func(r *mautrix.RespSync) bool {
+		return r.Rooms.Invite[dm] != nil
+	})
+	Join(t, bob, dm)
+	waitMembership(t, alice, dm, bob.UserID, "bob joined the DM, as alice's server sees it", "join")
+	state := &roomState{room: dm}
+	ae, be := newCryptoUser(t, alice, state), newCryptoUser(t, bob, state)
+	members := []id.UserID{alice.UserID, bob.UserID}
+	for _, m := range []struct {
+		from, to *cryptoUser
+		text     string
+	}{{ae, be, "hi bob, it's anna next door"}, {be, ae, "hi anna, no internet here either"}} {
+		ev := m.from.send(t, dm, members, m.text)
+		if got := m.to.decryptEventually(t, dm, ev); got != m.text {
+			t.Fatalf("%s decrypted %q, want %q", m.to.client.UserID, got, m.text)
+		}
+	}
+	for i, m := range []struct{ from, to *cryptoUser }{{ae, be}, {be, ae}} {
+		sendReceiveImage(t, m.from, m.to, dm, members, byte(i))
 	}
 
-	alice, bob := Account(t, a.Daemon, "alice"), Account(t, b.Daemon, "bob")
-	roomID := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "trusted_private_chat", IsDirect: true,
-		Invite: []id.UserID{bob.UserID}})
-	bobTok := SyncUntil(t, bob, "", "", "the DM invite on "+b.ServerName(), func(r *mautrix.RespSync) bool {
-		return r.Rooms.Invite[roomID] != nil
-	}).NextBatch
-	Join(t, bob, roomID)
-	waitMembership(t, alice, roomID, bob.UserID, "bob joined, as alice's server sees it", "join")
-
-	aliceTok := Quiesce(t, alice, Sync(t, alice, "", "", 0).NextBatch)
-	SendText(t, alice, roomID, "hi bob, it's anna next door")
-	var got []string
-	SyncUntil(t, bob, bobTok, "", "alice's message on "+b.ServerName(), collectTexts(roomID, &got, 1))
-	if got[0] != "hi bob, it's anna next door" {
-		t.Fatalf("bob got %q", got)
+	// The public room of a, found through a's directory.
+	lobby := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat", Visibility: "public",
+		Name: "Kitchen table"})
+	var history []string
+	for i := range 3 {
+		history = append(history, fmt.Sprintf("before carol came %d", i))
+		SendText(t, alice, lobby, history[i])
 	}
-	SendText(t, bob, roomID, "hi anna")
-	got = nil // alice's sync has her own message, then bob's
-	SyncUntil(t, alice, aliceTok, "", "bob's message on "+a.ServerName(), collectTexts(roomID, &got, 2))
-	if got[1] != "hi anna" {
-		t.Fatalf("alice got %q", got)
+	found := publicRoomsOf(t, carol, a.ServerName())
+	if !slices.Contains(found, lobby) {
+		t.Fatalf("%s's /publicRooms as carol sees it: %v, want %s", a.ServerName(), found, lobby)
+	}
+	_, err := carol.JoinRoom(ctx(t), lobby.String(), &mautrix.ReqJoinRoom{Via: []string{a.ServerName()}})
+	noErr(t, err, "carol joins %s via %s", lobby, a.ServerName())
+	if got := roomTexts(t, carol, lobby); !slices.Equal(got, history) {
+		t.Fatalf("carol's history of the room: %q, want %q", got, history)
+	}
+	_, err = bob.JoinRoom(ctx(t), lobby.String(), &mautrix.ReqJoinRoom{Via: []string{a.ServerName()}})
+	noErr(t, err, "bob joins %s", lobby)
+	if got := roomTexts(t, bob, lobby); !slices.Equal(got, history) { // backfilled while the cable is in
+		t.Fatalf("bob's history of the room: %q, want %q", got, history)
 	}
 
 	// The cable: out for 20 s while alice writes, then back.
@@ -79,30 +125,94 @@ func TestNearbyChatOverLAN(t *testing.T) {
 	pulled := time.Now()
 	var want []string
 	for i := range 5 {
-		msg := fmt.Sprintf("while your cable was out %d", i)
-		want = append(want, msg)
-		SendText(t, alice, roomID, msg)
+		want = append(want, fmt.Sprintf("while your cable was out %d", i))
+		SendText(t, alice, lobby, want[i])
 	}
 	time.Sleep(20*time.Second - time.Since(pulled)) // the scenario, not an assertion
-	// The cable was really out: nothing of it reached bob.
-	if texts := roomTexts(t, bob, roomID); len(texts) != 2 {
-		t.Fatalf("bob's room with the cable out: %q, want only the first two", texts)
+	// The cable was really out: none of it reached bob.
+	if texts := roomTexts(t, bob, lobby); !slices.Equal(texts, history) {
+		t.Fatalf("bob's room with the cable out: %q, want only %q", texts, history)
 	}
 	b.host.Plug()
 	plugged := time.Now()
-	deadline := plugged.Add(nearbyRecoverDeadline)
+	want = append(slices.Clone(history), want...)
 	for {
-		texts := roomTexts(t, bob, roomID)
-		if len(texts) >= 2+len(want) {
-			if !slices.Equal(texts[2:], want) {
-				t.Fatalf("bob's room after the cable came back: %q, want %q after the first two (loss, duplicates or order)", texts, want)
+		texts := roomTexts(t, bob, lobby)
+		if len(texts) >= len(want) {
+			if !slices.Equal(texts, want) {
+				t.Fatalf("bob's room after the cable came back: %q, want %q (loss, duplicates or order)", texts, want)
 			}
 			t.Logf("the messages sent while the cable was out reached bob %v after it was back", time.Since(plugged))
 			break
 		}
-		if time.Now().After(deadline) {
+		if time.Since(plugged) > nearbyRecoverDeadline {
 			t.Fatalf("bob has %q %v after the cable came back; want %q", texts, nearbyRecoverDeadline, want)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// waitRouted waits until d lists o with a federation route to o's host.
+func waitRouted(t *testing.T, d, o *lanDaemon) {
+	t.Helper()
+	WaitPeers(t, d.Daemon, nearbyListDeadline, "routes to "+o.ServerName(), func(ps []nearbyPeer) bool {
+		i := slices.IndexFunc(ps, func(p nearbyPeer) bool { return p.ServerName == o.ServerName() })
+		return i >= 0 && ps[i].Route == o.host.IP+":8448"
+	})
+}
+
+// sendReceiveImage: from uploads an encrypted PNG to its server and sends
+// it in an encrypted event; to decrypts the event, downloads the file
+// through its own server (which fetches it from from's over federation)
+// and decrypts it to the same bytes.
+func sendReceiveImage(t *testing.T, from, to *cryptoUser, room id.RoomID, members []id.UserID, seed byte) {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, 24, 24))
+	for i := range img.Pix {
+		img.Pix[i] = byte(i*7) + seed
+	}
+	var plain bytes.Buffer
+	noErr(t, png.Encode(&plain, img), "encode png")
+	file := attachment.NewEncryptedFile()
+	upload := must(from.client.UploadBytes(ctx(t), file.Encrypt(plain.Bytes()), "application/octet-stream")).get(t)
+	noErr(t, from.mach.ShareGroupSession(ctx(t), room, members), "share session of %s", from.client.UserID)
+	content, err := from.mach.EncryptMegolmEvent(ctx(t), room, event.EventMessage, &event.MessageEventContent{
+		MsgType: event.MsgImage, Body: "photo.png",
+		File: &event.EncryptedFileInfo{EncryptedFile: *file, URL: upload.ContentURI.CUString()},
+		Info: &event.FileInfo{MimeType: "image/png", Width: 24, Height: 24, Size: plain.Len()},
+	})
+	noErr(t, err, "encrypt the image event of %s", from.client.UserID)
+	ev := must(from.client.SendMessageEvent(ctx(t), room, event.EventEncrypted, content)).get(t).EventID
+
+	got := to.receiveMessage(t, room, ev)
+	if got.MsgType != event.MsgImage || got.File == nil {
+		t.Fatalf("%s decrypted %+v, want an encrypted image", to.client.UserID, got)
+	}
+	uri, err := got.File.URL.Parse()
+	noErr(t, err, "parse the image URI")
+	cipher := must(to.client.DownloadBytes(ctx(t), uri)).get(t)
+	noErr(t, got.File.PrepareForDecryption(), "prepare decryption")
+	clear, err := got.File.Decrypt(cipher)
+	noErr(t, err, "%s decrypts the image", to.client.UserID)
+	if !bytes.Equal(clear, plain.Bytes()) {
+		t.Fatalf("the image %s decrypted differs from the one %s sent", to.client.UserID, from.client.UserID)
+	}
+}
+
+// publicRoomsOf lists the rooms in server's public directory, asked
+// through c's server (GET /publicRooms?server=, as Element's Explore
+// rooms does with a server name).
+func publicRoomsOf(t *testing.T, c *mautrix.Client, server string) []id.RoomID {
+	t.Helper()
+	code, body := Raw(t, c, http.MethodGet, "/_matrix/client/v3/publicRooms?server="+url.QueryEscape(server), nil)
+	if code != http.StatusOK {
+		t.Fatalf("publicRooms of %s: %d %s", server, code, body)
+	}
+	var page mautrix.RespPublicRooms
+	noErr(t, json.Unmarshal(body, &page), "decode publicRooms: %s", body)
+	var out []id.RoomID
+	for _, r := range page.Chunk {
+		out = append(out, r.RoomID)
+	}
+	return out
 }
