@@ -1,7 +1,12 @@
 package e2e
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
+	"net"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -220,4 +225,90 @@ func TestNearbySameHostName(t *testing.T) {
 	}
 	waitListsOthers(t, ds[0], ds[1:])
 	waitListsOthers(t, ds[1], ds[:1])
+
+	// The harness's stop, kill -9 and restart reach hearth itself in its
+	// namespaces (every wrapper execs the next), and a restarted daemon,
+	// with a fresh table, finds its neighbour again.
+	b := ds[1]
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", b.cmd.Process.Pid))
+	noErr(t, err, "read the process name")
+	if string(comm) != "hearth\n" {
+		t.Fatalf("the process the harness signals is %q, not hearth", comm)
+	}
+	b.Restart()
+	waitListsOthers(t, b, ds[:1])
+	b.Kill9()
+	b.Start()
+	waitListsOthers(t, b, ds[:1])
+}
+
+// TestNearbyAnnouncementsFromTheWire: what a daemon makes of mDNS answers
+// that no daemon would send, written raw by another machine on the LAN. A
+// well-formed one is listed with its key (so the raw path works and the
+// refusals below are not for want of hearing); its own server name with
+// another key, unknown versions, bad keys, a missing name, garbage and an
+// oversized packet are not listed, and the daemon carries on. Each bad
+// answer is followed by a well-formed marker: answers are handled in
+// order, so once the marker is listed the bad one has been handled.
+func TestNearbyAnnouncementsFromTheWire(t *testing.T) {
+	t.Parallel()
+	lan := NewLAN(t)
+	hosts := []*Host{lan.AddHost("anna-laptop"), lan.AddHost("elsewhere")}
+	a, w := startLAN(t, hosts[:1], nil)[0], hosts[1]
+	lists := func(name string, key ed25519.PublicKey) func([]nearbyPeer) bool {
+		return func(ps []nearbyPeer) bool {
+			i := slices.IndexFunc(ps, func(p nearbyPeer) bool { return p.ServerName == name })
+			return i >= 0 && ps[i].Key == base64.RawStdEncoding.EncodeToString(key) && slices.Contains(ps[i].Addresses, w.IP)
+		}
+	}
+	key := rawPeer(t, w, "ghost-box")
+	WaitPeers(t, a.Daemon, nearbyListDeadline, "lists ghost-box", lists("ghost-box", key))
+
+	pub, _ := NewSigningKey(t)
+	// Each under an instance name of its own: a browse reports an instance
+	// once, so a repeated one might never reach the daemon.
+	n := 0
+	txt := func(txt ...string) func() {
+		return func() {
+			n++
+			w.Announce(t, Announcement{Instance: fmt.Sprintf("bad-box-%02d", n), HostName: "bad", IP: net.ParseIP(w.IP),
+				Port: 8448, TXT: txt, TTL: 120})
+		}
+	}
+	goodKey := "key=ed25519:raw:" + base64.RawStdEncoding.EncodeToString(pub)
+	junk := func(n int) func() {
+		return func() {
+			b := make([]byte, n)
+			rand.Read(b)
+			w.SendMDNS(t, b)
+		}
+	}
+	want := []string{"ghost-box"}
+	for i, c := range []struct {
+		what string
+		send func()
+	}{
+		{"its own server name with another key", txt(HearthTXT(a.ServerName(), "ed25519:raw", pub)...)},
+		{"an unknown version", txt("v=2", "server_name=bad-box", goodKey)},
+		{"no version", txt("server_name=bad-box", goodKey)},
+		{"no server_name", txt("v=1", goodKey)},
+		{"a server_name with a slash", txt("v=1", "server_name=bad/box", goodKey)},
+		{"a key that is not base64", txt("v=1", "server_name=bad-box", "key=ed25519:raw:***")},
+		{"a key of the wrong length", txt("v=1", "server_name=bad-box", "key=ed25519:raw:AAAA")},
+		{"a key of another algorithm", txt("v=1", "server_name=bad-box", "key=rsa:raw:"+base64.RawStdEncoding.EncodeToString(pub))},
+		{"random bytes", junk(600)},
+		{"an oversized packet (9000 random bytes)", junk(9000)},
+	} {
+		c.send()
+		marker := fmt.Sprintf("marker-%02d", i)
+		mkey := rawPeer(t, w, marker)
+		want = append(want, marker)
+		ps, _ := WaitPeers(t, a.Daemon, nearbyListDeadline, "lists "+marker+" after "+c.what, lists(marker, mkey))
+		if got := peerNames(ps); !slices.Equal(got, want) {
+			t.Errorf("after %s, %s lists %v; want %v", c.what, a.ServerName(), got, want)
+		}
+	}
+	if !a.Running() {
+		t.Fatalf("%s is not running after the bad announcements", a.ServerName())
+	}
 }

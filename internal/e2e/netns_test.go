@@ -175,38 +175,44 @@ func (h *Host) Unplug() { h.lan.ip("-n", h.lan.sw, "link", "set", h.port, "down"
 // Plug puts the cable back.
 func (h *Host) Plug() { h.lan.ip("-n", h.lan.sw, "link", "set", h.port, "up") }
 
-// DialContext opens a connection from inside the host's namespace. A
-// socket stays in the namespace it was made in, so only the dial runs on a
-// thread moved into the namespace; the thread is moved back, or, if that
-// fails, left locked so that it dies with its goroutine instead of serving
-// other goroutines from the wrong namespace.
-func (h *Host) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	type result struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan result, 1)
+// Do runs fn on an OS thread moved into the host's network namespace. A
+// socket stays in the namespace it was made in, so fn may open sockets
+// and return them for use anywhere. The thread is moved back afterwards,
+// or, if that fails, left locked so that it dies with its goroutine
+// instead of serving other goroutines from the wrong namespace.
+func (h *Host) Do(fn func() error) error {
+	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		home, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
 		if err != nil {
-			ch <- result{nil, fmt.Errorf("this thread's network namespace: %w", err)}
+			errc <- fmt.Errorf("this thread's network namespace: %w", err)
 			return
 		}
 		defer home.Close()
 		if err := unix.Setns(int(h.nsfd.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- result{nil, fmt.Errorf("enter namespace %s: %w", h.NS, err)}
+			errc <- fmt.Errorf("enter namespace %s: %w", h.NS, err)
 			return
 		}
-		var d net.Dialer
-		c, err := d.DialContext(ctx, network, addr)
+		err = fn()
 		if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
 			runtime.UnlockOSThread()
 		}
-		ch <- result{c, err}
+		errc <- err
 	}()
-	r := <-ch
-	return r.c, r.err
+	return <-errc
+}
+
+// DialContext opens a connection from inside the host's namespace: the
+// Dial of the host's daemons, so the test's clients reach 127.0.0.1:8008
+// of the host.
+func (h *Host) DialContext(ctx context.Context, network, addr string) (c net.Conn, err error) {
+	err = h.Do(func() (err error) {
+		var d net.Dialer
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
 }
 
 // Daemon prepares (without starting) a hearth daemon on this host on a
