@@ -54,7 +54,9 @@ const nearbyRecoverDeadline = 90 * time.Second
 //   - carol (c) finds a public room of a through a's /publicRooms, joins
 //     it and backfills its history;
 //   - bob's cable is pulled for 20 s while alice writes in that room;
-//     once it is back, bob gets every message once, in order.
+//     once it is back, bob gets every message once, in order;
+//   - bob's daemon stops cleanly while alice writes; after its restart he
+//     gets those too, once each, in order.
 func TestNearbyChatOverLAN(t *testing.T) {
 	t.Parallel()
 	lan := NewLAN(t)
@@ -134,19 +136,39 @@ func TestNearbyChatOverLAN(t *testing.T) {
 		t.Fatalf("bob's room with the cable out: %q, want only %q", texts, history)
 	}
 	b.host.Plug()
-	plugged := time.Now()
 	want = append(slices.Clone(history), want...)
+	waitRoomTexts(t, bob, lobby, want, "the cable came back")
+
+	// A clean stop of b's daemon while alice writes; after its restart bob
+	// gets what he missed, once each, in order.
+	noErr(t, b.Stop(), "stop %s cleanly", b.ServerName())
+	for i := range 3 {
+		msg := fmt.Sprintf("while your server was off %d", i)
+		want = append(want, msg)
+		SendText(t, alice, lobby, msg)
+	}
+	b.Start()
+	bob = b.Login("bob") // the old client would do too; a new device is what a restarted app might be
+	waitRoomTexts(t, bob, lobby, want, "the daemon restarted")
+}
+
+// waitRoomTexts waits until c's server has exactly want as the room's
+// messages, failing at once on anything else once it has as many (loss,
+// duplicates or order) and after nearbyRecoverDeadline.
+func waitRoomTexts(t *testing.T, c *mautrix.Client, room id.RoomID, want []string, after string) {
+	t.Helper()
+	start := time.Now()
 	for {
-		texts := roomTexts(t, bob, lobby)
+		texts := roomTexts(t, c, room)
 		if len(texts) >= len(want) {
 			if !slices.Equal(texts, want) {
-				t.Fatalf("bob's room after the cable came back: %q, want %q (loss, duplicates or order)", texts, want)
+				t.Fatalf("%s's room after %s: %q, want %q (loss, duplicates or order)", c.UserID, after, texts, want)
 			}
-			t.Logf("the messages sent while the cable was out reached bob %v after it was back", time.Since(plugged))
-			break
+			t.Logf("%s had every message %v after %s", c.UserID, time.Since(start), after)
+			return
 		}
-		if time.Since(plugged) > nearbyRecoverDeadline {
-			t.Fatalf("bob has %q %v after the cable came back; want %q", texts, nearbyRecoverDeadline, want)
+		if time.Since(start) > nearbyRecoverDeadline {
+			t.Fatalf("%s has %q %v after %s; want %q", c.UserID, texts, nearbyRecoverDeadline, after, want)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
