@@ -4,18 +4,23 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
+	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
 	"golang.org/x/net/ipv4"
 )
 
-// Raw mDNS from a namespace host, for announcements no daemon would make:
-// impersonations with a chosen key, malformed or oversized records,
-// replays. The test writes the packet; the daemons under test hear it as
-// they would from any machine on the LAN.
+// Raw mDNS on the namespace LAN. Written from a host, for announcements no
+// daemon would make (impersonations with a chosen key, malformed or
+// oversized records, replays): the daemons under test hear them as they
+// would from any machine. Heard by a host (MDNSSniffer), for what daemons
+// send: announcements, goodbyes, how often they query.
 
 // mdnsGroup is the mDNS IPv4 group and port (RFC 6762 §3).
 var mdnsGroup = &net.UDPAddr{IP: net.IPv4(224, 0, 0, 251), Port: 5353}
@@ -127,4 +132,167 @@ func rawPeer(t testing.TB, h *Host, serverName string) ed25519.PublicKey {
 	h.Announce(t, Announcement{Instance: serverName, HostName: fmt.Sprintf("raw%d", h.Index), IP: net.ParseIP(h.IP),
 		Port: 8448, TXT: HearthTXT(serverName, "ed25519:raw", pub), TTL: 120})
 	return pub
+}
+
+// MDNSSniffer records every mDNS packet a host hears: a listener on the
+// LAN, for what daemons send (announcements, goodbyes, how often they
+// query).
+type MDNSSniffer struct {
+	conn net.PacketConn
+	mu   sync.Mutex
+	pkts []MDNSPacket
+}
+
+// MDNSPacket is one packet heard.
+type MDNSPacket struct {
+	At       time.Time
+	From     net.IP
+	Response bool
+	Records  []MDNSRecord // answers, authorities and additionals
+	Bad      error        // set when the packet did not parse
+}
+
+// MDNSRecord is one resource record of a packet.
+type MDNSRecord struct {
+	Name string
+	Type dnsmessage.Type
+	TTL  uint32
+	TXT  []string
+}
+
+// SniffMDNS starts recording the mDNS packets the host hears on eth0 until
+// the test ends. Use a host without a daemon: the sniffer binds port 5353.
+func (h *Host) SniffMDNS(t testing.TB) *MDNSSniffer {
+	t.Helper()
+	s := &MDNSSniffer{}
+	err := h.Do(func() error {
+		c, err := net.ListenPacket("udp4", "0.0.0.0:5353")
+		if err != nil {
+			return err
+		}
+		ifi, err := net.InterfaceByName("eth0")
+		if err == nil {
+			err = ipv4.NewPacketConn(c).JoinGroup(ifi, &net.UDPAddr{IP: mdnsGroup.IP})
+		}
+		if err != nil {
+			c.Close()
+			return err
+		}
+		s.conn = c
+		return nil
+	})
+	noErr(t, err, "listen for mDNS in %s", h.NS)
+	t.Cleanup(func() { s.conn.Close() })
+	go s.read()
+	return s
+}
+
+func (s *MDNSSniffer) read() {
+	buf := make([]byte, 65536)
+	for {
+		n, from, err := s.conn.ReadFrom(buf)
+		if err != nil {
+			return // closed at the end of the test
+		}
+		p := parseMDNS(buf[:n])
+		p.At = time.Now()
+		if ua, ok := from.(*net.UDPAddr); ok {
+			p.From = ua.IP
+		}
+		s.mu.Lock()
+		s.pkts = append(s.pkts, p)
+		s.mu.Unlock()
+	}
+}
+
+func parseMDNS(b []byte) MDNSPacket {
+	var p MDNSPacket
+	var ps dnsmessage.Parser
+	hdr, err := ps.Start(b)
+	if err == nil {
+		p.Response = hdr.Response
+		err = ps.SkipAllQuestions()
+	}
+	if err == nil {
+		p.Records, err = readSection(p.Records, ps.AnswerHeader, ps.SkipAnswer, ps.TXTResource)
+	}
+	if err == nil {
+		err = ps.SkipAllAuthorities()
+	}
+	if err == nil { // the SRV, TXT and A of an answer to a PTR query come here
+		p.Records, err = readSection(p.Records, ps.AdditionalHeader, ps.SkipAdditional, ps.TXTResource)
+	}
+	p.Bad = err
+	return p
+}
+
+// readSection appends the records of one section of a message.
+func readSection(out []MDNSRecord, header func() (dnsmessage.ResourceHeader, error), skip func() error,
+	txt func() (dnsmessage.TXTResource, error)) ([]MDNSRecord, error) {
+	for {
+		rh, err := header()
+		if errors.Is(err, dnsmessage.ErrSectionDone) {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		r := MDNSRecord{Name: rh.Name.String(), Type: rh.Type, TTL: rh.TTL}
+		if rh.Type == dnsmessage.TypeTXT {
+			var t dnsmessage.TXTResource
+			t, err = txt()
+			r.TXT = t.TXT
+		} else {
+			err = skip()
+		}
+		if err != nil {
+			return out, err
+		}
+		out = append(out, r)
+	}
+}
+
+// Packets returns what has been heard so far.
+func (s *MDNSSniffer) Packets() []MDNSPacket {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.pkts)
+}
+
+// WaitPacket waits until a packet heard from ip satisfies pred and
+// returns it; it fails after deadline.
+func (s *MDNSSniffer) WaitPacket(t testing.TB, deadline time.Duration, ip, what string, pred func(MDNSPacket) bool) MDNSPacket {
+	t.Helper()
+	start := time.Now()
+	for {
+		for _, p := range s.Packets() {
+			if p.From.String() == ip && pred(p) {
+				return p
+			}
+		}
+		if time.Since(start) > deadline {
+			t.Fatalf("no mDNS packet from %s %s within %v (heard %d packets)", ip, what, deadline, len(s.Packets()))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Announces reports whether p is a response whose TXT names serverName
+// with a TTL above zero; Goodbye whether it withdraws it (TTL 0, RFC 6762
+// §10.1).
+func (p MDNSPacket) Announces(serverName string) bool { return p.txtFor(serverName, false) }
+
+// Goodbye: see Announces.
+func (p MDNSPacket) Goodbye(serverName string) bool { return p.txtFor(serverName, true) }
+
+func (p MDNSPacket) txtFor(serverName string, goodbye bool) bool {
+	if !p.Response {
+		return false
+	}
+	for _, r := range p.Records {
+		if r.Type == dnsmessage.TypeTXT && slices.Contains(r.TXT, "server_name="+serverName) && (r.TTL == 0) == goodbye {
+			return true
+		}
+	}
+	return false
 }

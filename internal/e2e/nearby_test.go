@@ -312,3 +312,26 @@ func TestNearbyAnnouncementsFromTheWire(t *testing.T) {
 		t.Fatalf("%s is not running after the bad announcements", a.ServerName())
 	}
 }
+
+// TestNearbyGoodbyeOnCleanStop: a daemon that stops cleanly says goodbye
+// on the LAN, a TTL 0 answer for its service (RFC 6762 §10.1), which is
+// what lets its peers drop it at once. A listener on the LAN hears its
+// announcement at start and the goodbye by the time the process has
+// exited. (That peers act on it is h-mdns's part: TestNearbyThreeHosts's
+// nearbyGoneDeadline.)
+func TestNearbyGoodbyeOnCleanStop(t *testing.T) {
+	t.Parallel()
+	lan := NewLAN(t)
+	hosts := []*Host{lan.AddHost("ben-laptop"), lan.AddHost("listener")}
+	sniff := hosts[1].SniffMDNS(t)
+	b := startLAN(t, hosts[:1], nil)[0]
+	name := b.ServerName()
+	sniff.WaitPacket(t, nearbyListDeadline, b.host.IP, "announcing "+name, func(p MDNSPacket) bool { return p.Announces(name) })
+	noErr(t, b.Stop(), "stop %s cleanly", name)
+	sniff.WaitPacket(t, nearbyListDeadline, b.host.IP, "saying goodbye for "+name, func(p MDNSPacket) bool { return p.Goodbye(name) })
+	for _, p := range sniff.Packets() {
+		if p.Bad != nil && p.From.String() == b.host.IP {
+			t.Errorf("%s sent a packet that does not parse: %v", name, p.Bad)
+		}
+	}
+}
