@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"image"
 	"image/png"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -53,6 +54,8 @@ const nearbyRecoverDeadline = 90 * time.Second
 //     image is fetched from the sender's server over the LAN);
 //   - carol (c) finds a public room of a through a's /publicRooms, joins
 //     it and backfills its history;
+//   - a fourth machine announces bob's server name with another key: it
+//     is listed as a key change and gets nothing;
 //   - bob's cable is pulled for 20 s while alice writes in that room;
 //     once it is back, bob gets every message once, in order;
 //   - bob's daemon stops cleanly while alice writes; after its restart he
@@ -120,6 +123,27 @@ func TestNearbyChatOverLAN(t *testing.T) {
 	noErr(t, err, "bob joins %s", lobby)
 	if got := roomTexts(t, bob, lobby); !slices.Equal(got, history) { // backfilled while the cable is in
 		t.Fatalf("bob's history of the room: %q, want %q", got, history)
+	}
+
+	// An impersonator: a fourth machine announces bob's server name with
+	// a key of its own, under another instance name, and listens where it
+	// says its federation is. alice's server lists the name as a key
+	// change and routes nothing to it: alice's next message reaches bob,
+	// and the impersonator gets no connection.
+	mallory := lan.AddHost("mallory")
+	trap := mallory.TrapTCP(t, 8448)
+	fake, _ := NewSigningKey(t)
+	mallory.Announce(t, Announcement{Instance: "ben-laptop-2", HostName: "mallory", IP: net.ParseIP(mallory.IP),
+		Port: 8448, TXT: HearthTXT(b.ServerName(), "ed25519:fake", fake), TTL: 120})
+	WaitPeers(t, a.Daemon, nearbyListDeadline, "lists "+b.ServerName()+" as a key change", func(ps []nearbyPeer) bool {
+		i := slices.IndexFunc(ps, func(p nearbyPeer) bool { return p.ServerName == b.ServerName() })
+		return i >= 0 && ps[i].KeyChanged && ps[i].Route == "" && slices.Contains(ps[i].Addresses, mallory.IP)
+	})
+	history = append(history, "someone else claims to be ben-laptop")
+	SendText(t, alice, lobby, history[len(history)-1])
+	waitRoomTexts(t, bob, lobby, history, "the impersonation")
+	if n := trap.Conns(); n != 0 {
+		t.Fatalf("the impersonator of %s got %d connections", b.ServerName(), n)
 	}
 
 	// The cable: out for 20 s while alice writes, then back.

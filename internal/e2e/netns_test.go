@@ -392,3 +392,38 @@ func Account(t testing.TB, d *Daemon, name string) *mautrix.Client {
 	}
 	return d.Login(name)
 }
+
+// TCPTrap is a listener on a host that accepts connections, counts them
+// and closes them: where an impersonator's federation port would be, to
+// prove that nothing is sent to it.
+type TCPTrap struct {
+	ln    net.Listener
+	conns atomic.Int64
+}
+
+// TrapTCP listens on port on every address of the host until the test
+// ends.
+func (h *Host) TrapTCP(t testing.TB, port int) *TCPTrap {
+	t.Helper()
+	tr := &TCPTrap{}
+	err := h.Do(func() (err error) {
+		tr.ln, err = net.Listen("tcp", fmt.Sprintf(":%d", port))
+		return err
+	})
+	noErr(t, err, "listen on %d in %s", port, h.NS)
+	t.Cleanup(func() { tr.ln.Close() })
+	go func() {
+		for {
+			c, err := tr.ln.Accept()
+			if err != nil {
+				return
+			}
+			tr.conns.Add(1)
+			c.Close()
+		}
+	}()
+	return tr
+}
+
+// Conns is the number of connections accepted so far.
+func (tr *TCPTrap) Conns() int64 { return tr.conns.Load() }
