@@ -201,7 +201,7 @@ func (d *Daemon) Start() {
 	}
 	for attempt := 0; ; attempt++ {
 		old := d.Addr
-		if d.Addr == "" || attempt > 0 {
+		if d.Addr == "" || (attempt > 0 && !d.Bare) { // a bare daemon listens where its defaults say
 			d.Addr = freeAddr(d.t)
 		}
 		err := d.launch()
