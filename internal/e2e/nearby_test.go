@@ -335,3 +335,31 @@ func TestNearbyGoodbyeOnCleanStop(t *testing.T) {
 		}
 	}
 }
+
+// nearbyMoveDeadline bounds how long a peer's new address takes to reach
+// the others. TODO(issue 11, h-mdns): the issue asks for "within a few
+// seconds". Today it takes up to two browse rounds (discovery.BrowseRound,
+// 10 s; 20 s in trials): the moved daemon notices its new address at its
+// next round and announces it then, and the other's browse reports an
+// instance once per round, so it takes the news at its own next round.
+const nearbyMoveDeadline = 45 * time.Second
+
+// TestNearbyAddressChange: a machine that gets another address (Wi-Fi
+// switch, sleep/wake) announces it again, and its peer lists and routes to
+// the new one.
+func TestNearbyAddressChange(t *testing.T) {
+	t.Parallel()
+	lan := NewLAN(t)
+	hosts := []*Host{lan.AddHost("anna-laptop"), lan.AddHost("ben-laptop")}
+	ds := startLAN(t, hosts, nil)
+	a, b := ds[0], ds[1]
+	waitListsOthers(t, a, ds[1:])
+	old := b.host.IP
+	b.host.Readdress(42)
+	_, took := WaitPeers(t, a.Daemon, nearbyMoveDeadline, "lists "+b.ServerName()+" at its new address", func(ps []nearbyPeer) bool {
+		i := slices.IndexFunc(ps, func(p nearbyPeer) bool { return p.ServerName == b.ServerName() })
+		return i >= 0 && slices.Contains(ps[i].Addresses, b.host.IP) && !slices.Contains(ps[i].Addresses, old) &&
+			ps[i].Route == b.host.IP+":8448"
+	})
+	t.Logf("%s listed %s at its new address %v after the change", a.ServerName(), b.ServerName(), took)
+}

@@ -203,6 +203,18 @@ func (h *Host) Do(fn func() error) error {
 	return <-errc
 }
 
+// Readdress moves the host to another address on the LAN (its last
+// octet), as a laptop that changed networks or woke up with a new lease.
+func (h *Host) Readdress(octet int) {
+	h.lan.t.Helper()
+	ip := fmt.Sprintf("%s%d", lanSubnet, octet)
+	// Old first: deleting a primary address deletes the secondaries of its
+	// subnet with it.
+	h.lan.ip("-n", h.NS, "addr", "del", h.IP+"/24", "dev", "eth0")
+	h.lan.ip("-n", h.NS, "addr", "add", ip+"/24", "dev", "eth0")
+	h.IP = ip
+}
+
 // DialContext opens a connection from inside the host's namespace: the
 // Dial of the host's daemons, so the test's clients reach 127.0.0.1:8008
 // of the host.
