@@ -116,6 +116,13 @@ type Daemon struct {
 	Extra   []string // extra flags for hearth run
 	// Name is the server name; serverName when empty.
 	Name string
+	// Hooks for a daemon inside a network namespace (netns_test.go): Wrap
+	// turns hearth's command line into the one that runs it there, Dial
+	// reaches its client API, and Bare passes no flag but --data-dir and
+	// Extra, since the defaults are what such tests are about.
+	Wrap func(argv []string) []string
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	Bare bool
 
 	logs    *logBuffer
 	runs    int
@@ -194,7 +201,7 @@ func (d *Daemon) Start() {
 	}
 	for attempt := 0; ; attempt++ {
 		old := d.Addr
-		if d.Addr == "" || attempt > 0 {
+		if d.Addr == "" || (attempt > 0 && !d.Bare) { // a bare daemon listens where its defaults say
 			d.Addr = freeAddr(d.t)
 		}
 		err := d.launch()
@@ -220,13 +227,20 @@ func (d *Daemon) launch() error {
 		// Test daemons keep their keys in their temp dir, never in the
 		// developer's OS keyring.
 		"--key-store", "file"}
-	if !federates(d.Extra) {
+	switch {
+	case d.Bare:
+		args = args[:3]
+	case !federates(d.Extra):
 		// The default, federation = lan, would listen on this machine's
 		// networks: a test daemon that does not federate listens nowhere.
 		args = append(args, "--federation", "off")
 	}
 	args = append(args, d.Extra...)
-	cmd := exec.Command(hearthBin, args...)
+	argv := append([]string{hearthBin}, args...)
+	if d.Wrap != nil {
+		argv = d.Wrap(argv)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	fmt.Fprintf(d.logs, "---- run %d: hearth %s\n", run, strings.Join(args, " "))
 	startMark := len(d.logs.String())
 	cmd.Stdout, cmd.Stderr = d.logs, d.logs
@@ -243,7 +257,7 @@ func (d *Daemon) launch() error {
 	}()
 
 	// Ready means this process logged that it listens and the API answers.
-	hc := &http.Client{Timeout: 2 * time.Second}
+	hc := d.httpClient(2 * time.Second)
 	deadline := time.Now().Add(startDeadline)
 	for time.Now().Before(deadline) {
 		select {
@@ -365,10 +379,21 @@ func (d *Daemon) Client(userID id.UserID, token string) *mautrix.Client {
 		d.t.Fatalf("mautrix client: %v", err)
 	}
 	c.DefaultHTTPRetries = 0
+	if d.Dial != nil {
+		c.Client = d.httpClient(c.Client.Timeout)
+	}
 	d.mu.Lock()
 	d.clients = append(d.clients, c)
 	d.mu.Unlock()
 	return c
+}
+
+// httpClient is an HTTP client that reaches the daemon's client API.
+func (d *Daemon) httpClient(timeout time.Duration) *http.Client {
+	if d.Dial == nil {
+		return &http.Client{Timeout: timeout}
+	}
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{DialContext: d.Dial}}
 }
 
 // Password is the password the harness gives user name.
@@ -484,7 +509,7 @@ func Raw(t testing.TB, c *mautrix.Client, method, path string, body any) (int, [
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.Client.Do(req) // a namespaced daemon's client dials into its namespace
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
