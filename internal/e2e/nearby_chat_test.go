@@ -31,9 +31,13 @@ import (
 // TODO(issue 11, h-lanfed): with the pinned certificate key bound to the
 // signing key, a LAN peer needs no CA: drop ca_file and the CA, then the
 // whole list (federation on by default with a generated certificate).
-func todaysFederationSettings(ca *fedNet, name string) []string {
+// The server name is given (<host>.local, a LAN name discovery routes)
+// because a CA certificate must name it before the first start, and the
+// default name holds a hash of a key made at that start.
+func todaysFederationSettings(ca *fedNet, host string) []string {
+	name := host + ".local"
 	cert, key := ca.issue(name)
-	return []string{"--federation-listen", "0.0.0.0:8448", "--tls-cert", cert, "--tls-key", key, "--ca-file", ca.caFile}
+	return []string{"--server-name", name, "--federation-listen", "0.0.0.0:8448", "--tls-cert", cert, "--tls-key", key, "--ca-file", ca.caFile}
 }
 
 // nearbyRecoverDeadline bounds delivery after a peer came back (its cable
