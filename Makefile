@@ -17,13 +17,16 @@ test: test-go test-interop
 
 # Debian packages the tests need: a private D-Bus session and GNOME
 # Keyring's Secret Service for the OS keyring test, systemd-analyze to
-# check the service unit, Chromium for the web console test.
+# check the service unit, Chromium for the web console test, iproute2's
+# ip for the LAN tests in network namespaces (looked for in /usr/sbin,
+# which a user's PATH may not hold).
 TEST_TOOLS := dbus-daemon gnome-keyring-daemon secret-tool systemd-analyze chromium
 test-deps:
 	@for t in $(TEST_TOOLS); do command -v $$t >/dev/null || missing=1; done; \
+	[ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing=1; \
 	if [ -n "$$missing" ]; then \
 	  $(SUDO) apt-get update -q && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q dbus gnome-keyring libsecret-tools systemd chromium; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q dbus gnome-keyring libsecret-tools systemd chromium iproute2; \
 	fi
 
 # goolm selects mautrix's pure-Go Olm, so the E2EE test
