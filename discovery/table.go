@@ -55,11 +55,20 @@ type Peer struct {
 	// only kind an announcement may route: a public name is resolved by
 	// DNS and its key by the internet, never by whoever shouts on the LAN.
 	LAN bool
-	// Verified: a LAN name whose announced key is the one pinned for it.
+	// Bound: the announcement binds a TLS certificate key to the
+	// announced signing key (binding.go); TLSKey is that key's SPKI
+	// SHA-256, the only certificate key federation accepts from the peer.
+	Bound  bool
+	TLSKey [32]byte
+	// Verified: a LAN name whose announced key is the one pinned for it
+	// and whose certificate binding that key signed.
 	Verified bool
 	// KeyChanged: the announced key is not the one pinned the first time
 	// this server name was seen. Such a peer is listed, never routed to.
 	KeyChanged bool
+	// KeyRefused: the owner chose to keep refusing this particular new
+	// key (Refuse); it is still refused, just no longer news.
+	KeyRefused bool
 	// TXT holds the announcement's other TXT keys (newer fields).
 	TXT map[string]string
 }
@@ -156,6 +165,9 @@ type pin struct {
 	Key      string `json:"key"` // <key ID>:<base64 key>
 	PinnedTS int64  `json:"pinned_ts"`
 	SeenTS   int64  `json:"seen_ts,omitempty"` // last announcement, for eviction (absent: pinned_ts)
+	// Refused is a new key the owner chose to keep refusing (Refuse), so
+	// it is no longer flagged as news; a third key is flagged again.
+	Refused string `json:"refused,omitempty"`
 }
 
 func (p pin) seen() int64 { return max(p.SeenTS, p.PinnedTS) }
@@ -183,14 +195,21 @@ func (t *table) observe(ctx context.Context, s sighting, now time.Time) ([]Chang
 	for _, ip := range a.addrs {
 		p.Addrs = append(p.Addrs, ip.String())
 	}
-	var pinned string
+	if spki, err := verifyBinding(a.name, a.key, a.extra); err == nil {
+		p.Bound, p.TLSKey = true, spki
+	}
+	announced := a.keyID + ":" + a.key
+	var pinned pin
 	if p.LAN {
 		var err error
-		if pinned, err = t.pinKey(ctx, a.name, a.keyID+":"+a.key, now); err != nil {
+		// Only an announcement with a valid binding is pinned: the pin is
+		// the first accepted name → key binding (issue 11).
+		if pinned, err = t.pinKey(ctx, a.name, announced, now, p.Bound); err != nil {
 			return nil, err
 		}
-		p.Verified = pinned == a.keyID+":"+a.key
-		p.KeyChanged = pinned != "" && !p.Verified
+		p.KeyChanged = pinned.Key != "" && pinned.Key != announced
+		p.Verified = pinned.Key == announced && p.Bound
+		p.KeyRefused = p.KeyChanged && pinned.Refused == announced
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -207,9 +226,9 @@ func (t *table) observe(ctx context.Context, s sighting, now time.Time) ([]Chang
 		e.FirstSeen = old.FirstSeen
 	}
 	t.peers[a.name] = e
-	if p.KeyChanged && (!known || !old.KeyChanged || old.Key != p.Key) {
+	if p.KeyChanged && !p.KeyRefused && (!known || !old.KeyChanged || old.Key != p.Key) {
 		slog.Warn("LAN discovery: a server announced another key than the one pinned for its name; not routing to it",
-			"server_name", a.name, "key_id", a.keyID, "pinned", pinned)
+			"server_name", a.name, "key_id", a.keyID, "pinned", pinned.Key)
 	}
 	wasRoutable := known && old.Routable()
 	switch {
@@ -268,10 +287,10 @@ func (t *table) suspect(now time.Time, grace time.Duration) {
 	}
 }
 
-// pinKey returns the key pinned for name, pinning key if there is none
-// and there is room. An empty result means "no pin" (the table is full of
-// pins seen within PinKeep).
-func (t *table) pinKey(ctx context.Context, name, key string, now time.Time) (string, error) {
+// pinKey returns the pin of name, pinning key if there is none, create
+// is set and there is room. An empty Key means "no pin" (none and create
+// unset, or the table is full of pins seen within PinKeep).
+func (t *table) pinKey(ctx context.Context, name, key string, now time.Time, create bool) (pin, error) {
 	var have pin
 	err := t.db.View(func(tx *store.Tx) error {
 		if v := tx.Get(store.LANPins, []byte(name)); v != nil {
@@ -280,16 +299,16 @@ func (t *table) pinKey(ctx context.Context, name, key string, now time.Time) (st
 		return nil
 	})
 	if err != nil {
-		return "", fmt.Errorf("discovery: read pin of %s: %w", name, err)
+		return pin{}, fmt.Errorf("discovery: read pin of %s: %w", name, err)
 	}
 	if have.Key != "" && (have.Key != key || now.UnixMilli()-have.seen() < pinTouch.Milliseconds()) {
-		return have.Key, nil
+		return have, nil
 	}
 	t.mu.Lock()
-	full := have.Key == "" && now.Before(t.pinsFullUntil)
+	full := have.Key == "" && (!create || now.Before(t.pinsFullUntil))
 	t.mu.Unlock()
 	if full {
-		return "", nil
+		return pin{}, nil
 	}
 	err = t.db.Update(ctx, func(tx *store.Tx) error {
 		have = pin{}
@@ -319,9 +338,68 @@ func (t *table) pinKey(ctx context.Context, name, key string, now time.Time) (st
 		return tx.Put(store.LANPins, []byte(name), v)
 	})
 	if err != nil {
-		return "", fmt.Errorf("discovery: pin key of %s: %w", name, err)
+		return pin{}, fmt.Errorf("discovery: pin key of %s: %w", name, err)
 	}
-	return have.Key, nil
+	return have, nil
+}
+
+// decide records the owner's answer to a key change of name: accept pins
+// the key it announces now (a reinstall); refuse remembers that key as
+// refused, so it stops being flagged as new. It reports false when name
+// is not listed with a changed key.
+func (t *table) decide(ctx context.Context, name string, accept bool, now time.Time) (bool, []Change, error) {
+	t.mu.Lock()
+	e, ok := t.peers[name]
+	var announced string
+	if ok {
+		ok, announced = e.KeyChanged, e.KeyID+":"+e.Key
+	}
+	t.mu.Unlock()
+	if !ok {
+		return false, nil, nil
+	}
+	err := t.db.Update(ctx, func(tx *store.Tx) error {
+		var p pin
+		if cur := tx.Get(store.LANPins, []byte(name)); cur != nil {
+			if err := json.Unmarshal(cur, &p); err != nil {
+				return err
+			}
+		}
+		if accept {
+			p = pin{Key: announced, PinnedTS: now.UnixMilli(), SeenTS: now.UnixMilli()}
+		} else {
+			p.Refused = announced
+		}
+		v, _ := json.Marshal(p)
+		return tx.Put(store.LANPins, []byte(name), v)
+	})
+	if err != nil {
+		return false, nil, fmt.Errorf("discovery: record the decision on %s's key: %w", name, err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []Change
+	if e, ok := t.peers[name]; ok && e.KeyID+":"+e.Key == announced {
+		if accept {
+			e.KeyChanged, e.KeyRefused, e.Verified = false, false, e.Bound
+			if e.Routable() {
+				out = append(out, Change{Peer: e.Peer})
+			}
+		} else {
+			e.KeyRefused = true
+		}
+	}
+	return true, out, nil
+}
+
+// pinnedSPKI is the certificate key bound by name's verified announcement.
+func (t *table) pinnedSPKI(name string) ([32]byte, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e, ok := t.peers[name]; ok && e.Verified && !e.KeyChanged {
+		return e.TLSKey, true
+	}
+	return [32]byte{}, false
 }
 
 // makeRoomForPin keeps the pin table under MaxPins: when full it deletes

@@ -2,7 +2,6 @@ package discovery
 
 import (
 	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/base64"
 	"fmt"
 	"net/netip"
@@ -24,7 +23,7 @@ func openDB(t testing.TB, path string) *store.DB {
 
 func newKey(t testing.TB) string {
 	t.Helper()
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	pub, _, err := genKey()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +34,7 @@ func b64(k ed25519.PublicKey) string { return base64.RawStdEncoding.EncodeToStri
 
 // seen is an announcement of name with key at addrs, with our TTL.
 func seen(name, key string, addrs ...string) sighting {
-	a := announcement{name: name, port: 8448, keyID: "ed25519:a", key: key}
+	a := announcement{name: name, port: 8448, keyID: "ed25519:a", key: key, extra: testBindingExtra(name, key)}
 	for _, s := range addrs {
 		a.addrs = append(a.addrs, netip.MustParseAddr(s))
 	}
@@ -178,7 +177,7 @@ func TestTOFUPinAndKeyChange(t *testing.T) {
 func TestForget(t *testing.T) {
 	db := openDB(t, filepath.Join(t.TempDir(), "h.db"))
 	defer db.Close()
-	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	pub, _, _ := genKey()
 	s := New(Config{ServerName: "me.local", KeyID: "ed25519:a", Key: pub, DB: db})
 	var gone []string
 	s.OnChange(func(p Peer, g bool) {
