@@ -58,6 +58,7 @@ type transport struct {
 type poolKey struct {
 	addr, tlsName string
 	static        bool
+	server        string // static routes: the server name, whose pin the handshake checks
 }
 
 type pool struct {
@@ -99,6 +100,10 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // and dropping transports nobody used for poolUnusedAfter.
 func (t *transport) poolFor(target Target) *http.Transport {
 	key := poolKey{addr: target.Addr, tlsName: target.TLSServerName, static: target.Static}
+	pins := t.r.certPins()
+	if target.Static {
+		key.server = target.Host
+	}
 	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -115,6 +120,9 @@ func (t *transport) poolFor(target Target) *http.Transport {
 		dial := t.r.dialContext
 		if target.Static {
 			dial = t.r.dialStatic
+			if pins != nil {
+				tlsConfig = t.r.pinnedTLSConfig(pins, target.Host, target.TLSServerName)
+			}
 		}
 		p = &pool{rt: &http.Transport{
 			DialContext:           dial,
@@ -139,6 +147,18 @@ func (t *transport) forget() {
 		p.rt.CloseIdleConnections()
 	}
 	t.pools = make(map[poolKey]*pool)
+}
+
+// dropServer closes and drops the static-route pools of server.
+func (t *transport) dropServer(server string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for k, p := range t.pools {
+		if k.static && k.server == server {
+			p.rt.CloseIdleConnections()
+			delete(t.pools, k)
+		}
+	}
 }
 
 func closeBody(req *http.Request) {
