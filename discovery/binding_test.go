@@ -194,3 +194,22 @@ func FuzzBinding(f *testing.F) {
 		}
 	})
 }
+
+// TestHeardAgainAfterSilence: a routable peer heard again after a silence
+// (its cable back, re-announcing) is reported again, so the daemon wakes
+// what federation queued for it; refreshes in quick succession are not.
+func TestHeardAgainAfterSilence(t *testing.T) {
+	tb := newTable(openDB(t, filepath.Join(t.TempDir(), "h.db")), "me.local")
+	t0 := time.Unix(1_800_000_000, 0)
+	key := newKey(t)
+	if ch, _ := tb.observe(t.Context(), seen("peer.local", key, "192.0.2.7"), t0); len(ch) != 1 {
+		t.Fatalf("first: %+v", ch)
+	}
+	if ch, _ := tb.observe(t.Context(), seen("peer.local", key, "192.0.2.7"), t0.Add(time.Second)); len(ch) != 0 {
+		t.Fatalf("its second start announcement: %+v", ch)
+	}
+	ch, _ := tb.observe(t.Context(), seen("peer.local", key, "192.0.2.7"), t0.Add(21*time.Second))
+	if len(ch) != 1 || ch[0].Gone || ch[0].Peer.ServerName != "peer.local" {
+		t.Fatalf("heard again after 20 s: %+v", ch)
+	}
+}

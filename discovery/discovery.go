@@ -138,8 +138,8 @@ func New(cfg Config) *Service {
 	return s
 }
 
-// OnChange registers fn, called when a verified peer appears or changes
-// address (gone false) and when it expires, says goodbye, is forgotten
+// OnChange registers fn, called when a verified peer appears, changes
+// address or is heard again after a silence (gone false) and when it expires, says goodbye, is forgotten
 // or announces another key (gone true). Calls come from one goroutine at
 // a time (the discovery goroutine, or a Forget call), without locks held.
 func (s *Service) OnChange(fn func(p Peer, gone bool)) {

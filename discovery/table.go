@@ -37,6 +37,13 @@ const (
 	// goodbyeGrace: a record received with TTL 0 is dropped one second
 	// later (RFC 6762 §10.1).
 	goodbyeGrace = time.Second
+	// backAfter: a routable peer heard again unasked after this much
+	// silence is reported again (a Change, not Gone), as when it appears: it may be
+	// back from a pulled cable or a Wi-Fi drop without its records having
+	// expired, and what federation queued for it meanwhile should go now,
+	// not when the queue's back-off runs out. A peer re-announces when its
+	// link comes back (checkNetworks), so this is at once.
+	backAfter = 5 * time.Second
 	// pinTouch: how stale a pin's seen time may get before it is written
 	// again, so that refreshes do not write to disk each time.
 	pinTouch = time.Hour
@@ -121,7 +128,7 @@ type announcement struct {
 }
 
 // Change is one routing-relevant change to the table: a verified peer
-// appeared or moved (Gone false), or it expired, said goodbye, was
+// appeared, moved or was heard again after a silence (Gone false), or it expired, said goodbye, was
 // forgotten or its key changed (Gone true).
 type Change struct {
 	Peer Peer
@@ -135,6 +142,13 @@ type entry struct {
 	ttl       time.Duration
 	refreshes int           // refresh queries sent since last heard (RFC 6762 §5.2: at 80, 85, 90, 95 %)
 	jitter    time.Duration // 0–2 % of ttl added to each refresh time
+}
+
+// back reports whether an announcement at now is the peer coming back:
+// unasked (no refresh query of ours outstanding: those answers are
+// routine) after at least backAfter of silence.
+func (e *entry) back(now time.Time) bool {
+	return e.refreshes == 0 && now.Sub(e.LastSeen) >= backAfter
 }
 
 func (e *entry) refreshAt(k int) time.Time {
@@ -232,7 +246,7 @@ func (t *table) observe(ctx context.Context, s sighting, now time.Time) ([]Chang
 	}
 	wasRoutable := known && old.Routable()
 	switch {
-	case p.Routable() && (!wasRoutable || old.Port != p.Port || !slices.Equal(old.Addrs, p.Addrs)):
+	case p.Routable() && (!wasRoutable || old.Port != p.Port || !slices.Equal(old.Addrs, p.Addrs) || old.back(now)):
 		return []Change{{Peer: p}}, nil
 	case wasRoutable && !p.Routable():
 		return []Change{{Peer: p, Gone: true}}, nil
