@@ -135,35 +135,41 @@ func TestAcceptRefuseKeyChange(t *testing.T) {
 	if ok, _ := s.Refuse(t.Context(), "peer.local"); ok {
 		t.Error("refused a peer whose key did not change")
 	}
-	s.table.observe(t.Context(), seen("peer.local", second, "192.0.2.7"), now)
-	if p := s.Peers()[0]; !p.KeyChanged || p.KeyRefused || p.Routable() {
-		t.Fatalf("changed key: %+v", p)
+	s.table.observe(t.Context(), seen("peer.local", second, "192.0.2.9"), now)
+	if p := byKey(s.Peers(), second); !p.KeyChanged || p.KeyRefused || p.Routable() || !byKey(s.Peers(), first).Routable() {
+		t.Fatalf("changed key: %+v", s.Peers())
 	}
 	if ok, err := s.Refuse(t.Context(), "peer.local"); !ok || err != nil {
 		t.Fatalf("refuse: %v %v", ok, err)
 	}
-	if p := s.Peers()[0]; !p.KeyChanged || !p.KeyRefused || p.Routable() {
+	if p := byKey(s.Peers(), second); !p.KeyChanged || !p.KeyRefused || p.Routable() {
 		t.Fatalf("after refuse: %+v", p)
 	}
 	// A restart: the refusal is remembered with the pin.
 	s2 := New(Config{ServerName: "me.local", KeyID: "ed25519:a", Key: pub, DB: db})
-	s2.table.observe(t.Context(), seen("peer.local", second, "192.0.2.7"), now)
-	if p := s2.Peers()[0]; !p.KeyChanged || !p.KeyRefused || p.Routable() {
+	s2.table.observe(t.Context(), seen("peer.local", second, "192.0.2.9"), now)
+	if p := byKey(s2.Peers(), second); !p.KeyChanged || !p.KeyRefused || p.Routable() {
 		t.Fatalf("refused key after a restart: %+v", p)
 	}
-	s.table.observe(t.Context(), seen("peer.local", third, "192.0.2.7"), now)
-	if p := s.Peers()[0]; !p.KeyChanged || p.KeyRefused {
+	s.table.observe(t.Context(), seen("peer.local", third, "192.0.2.10"), now.Add(time.Second))
+	if p := byKey(s.Peers(), third); !p.KeyChanged || p.KeyRefused {
 		t.Fatalf("a third key is not flagged: %+v", p)
 	}
+	// Accept takes the key changed most recently (the third): the peer of
+	// the first key leaves routing, the third's enters it.
 	events = nil
 	if ok, err := s.Accept(t.Context(), "peer.local"); !ok || err != nil {
 		t.Fatalf("accept: %v %v", ok, err)
 	}
-	if p := s.Peers()[0]; p.KeyChanged || !p.Verified || !p.Routable() || p.Key != third || len(events) != 1 || events[0] != "up" {
+	p := byKey(s.Peers(), third)
+	if p.KeyChanged || !p.Verified || !p.Routable() || s.Route(p) != "192.0.2.10:8448" || len(events) != 2 || events[0] != "gone" || events[1] != "up" {
 		t.Fatalf("after accept: %+v, events %v", p, events)
 	}
-	if ch, _ := s.table.observe(t.Context(), seen("peer.local", first, "192.0.2.7"), now.Add(time.Minute)); len(ch) != 1 || !ch[0].Gone || !ch[0].Peer.KeyChanged {
-		t.Errorf("the old key after accepting the new one: %+v", ch)
+	if old := byKey(s.Peers(), first); !old.KeyChanged || old.Routable() {
+		t.Errorf("the old key after accepting the new one: %+v", old)
+	}
+	if got, ok := s.PinnedSPKI("peer.local"); !ok || got != testSPKI("peer.local") {
+		t.Errorf("PinnedSPKI after accept: %v", ok)
 	}
 	if ok, _ := s.Accept(t.Context(), "nobody.local"); ok {
 		t.Error("accepted a name not listed")

@@ -145,10 +145,13 @@ type entry struct {
 }
 
 // back reports whether an announcement at now is the peer coming back:
-// unasked (no refresh query of ours outstanding: those answers are
-// routine) after at least backAfter of silence.
+// after at least backAfter of silence, but well before the refresh
+// queries of 80 % of the TTL, whose answers are routine. (A peer away
+// longer than half its TTL comes back when its entry expires and it
+// appears again.)
 func (e *entry) back(now time.Time) bool {
-	return e.refreshes == 0 && now.Sub(e.LastSeen) >= backAfter
+	silence := now.Sub(e.LastSeen)
+	return e.refreshes == 0 && silence >= backAfter && silence < e.ttl/2
 }
 
 func (e *entry) refreshAt(k int) time.Time {
@@ -227,7 +230,8 @@ func (t *table) observe(ctx context.Context, s sighting, now time.Time) ([]Chang
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	old, known := t.peers[a.name]
+	k := entryKey(p)
+	old, known := t.peers[k]
 	if !known && len(t.peers) >= MaxPeers && !t.evictFor(p) {
 		if !t.fullLogged {
 			slog.Warn("LAN discovery: the peer table is full; ignoring new names", "max", MaxPeers)
@@ -239,7 +243,7 @@ func (t *table) observe(ctx context.Context, s sighting, now time.Time) ([]Chang
 	if known {
 		e.FirstSeen = old.FirstSeen
 	}
-	t.peers[a.name] = e
+	t.peers[k] = e
 	if p.KeyChanged && !p.KeyRefused && (!known || !old.KeyChanged || old.Key != p.Key) {
 		slog.Warn("LAN discovery: a server announced another key than the one pinned for its name; not routing to it",
 			"server_name", a.name, "key_id", a.keyID, "pinned", pinned.Key)
@@ -254,6 +258,17 @@ func (t *table) observe(ctx context.Context, s sighting, now time.Time) ([]Chang
 	return nil, nil
 }
 
+// entryKey is where the table keeps p: under its server name, unless its
+// key is not the pinned one; then under name and key, beside the pinned
+// peer's entry. So an impostor announcing a neighbour's name is listed
+// as a key change without displacing the neighbour, whose route stays.
+func entryKey(p Peer) string {
+	if p.KeyChanged {
+		return p.ServerName + "\x00" + p.KeyID + ":" + p.Key
+	}
+	return p.ServerName
+}
+
 // evictFor makes room for p in a full table when p is verified, by
 // dropping the unverified entry closest to expiry.
 func (t *table) evictFor(p Peer) bool {
@@ -261,15 +276,16 @@ func (t *table) evictFor(p Peer) bool {
 		return false
 	}
 	var victim *entry
-	for _, e := range t.peers {
+	victimKey := ""
+	for k, e := range t.peers {
 		if !e.Verified && (victim == nil || e.Expires.Before(victim.Expires)) {
-			victim = e
+			victim, victimKey = e, k
 		}
 	}
 	if victim == nil {
 		return false
 	}
-	delete(t.peers, victim.ServerName)
+	delete(t.peers, victimKey)
 	return true
 }
 
@@ -363,13 +379,12 @@ func (t *table) pinKey(ctx context.Context, name, key string, now time.Time, cre
 // is not listed with a changed key.
 func (t *table) decide(ctx context.Context, name string, accept bool, now time.Time) (bool, []Change, error) {
 	t.mu.Lock()
-	e, ok := t.peers[name]
 	var announced string
-	if ok {
-		ok, announced = e.KeyChanged, e.KeyID+":"+e.Key
+	if e := t.keyChange(name); e != nil {
+		announced = e.KeyID + ":" + e.Key
 	}
 	t.mu.Unlock()
-	if !ok {
+	if announced == "" {
 		return false, nil, nil
 	}
 	err := t.db.Update(ctx, func(tx *store.Tx) error {
@@ -393,17 +408,43 @@ func (t *table) decide(ctx context.Context, name string, accept bool, now time.T
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var out []Change
-	if e, ok := t.peers[name]; ok && e.KeyID+":"+e.Key == announced {
-		if accept {
-			e.KeyChanged, e.KeyRefused, e.Verified = false, false, e.Bound
-			if e.Routable() {
-				out = append(out, Change{Peer: e.Peer})
-			}
-		} else {
+	for k, e := range t.peers {
+		if e.ServerName != name {
+			continue
+		}
+		mine := e.KeyID+":"+e.Key == announced
+		switch {
+		case mine && !accept:
 			e.KeyRefused = true
+		case mine:
+			e.KeyChanged, e.KeyRefused, e.Verified = false, false, e.Bound
+		case accept: // the key pinned before is now the changed one
+			if e.Routable() {
+				out = append([]Change{{Peer: e.Peer, Gone: true}}, out...)
+			}
+			e.KeyChanged, e.KeyRefused, e.Verified = true, false, false
+		}
+		if nk := entryKey(e.Peer); nk != k {
+			delete(t.peers, k)
+			t.peers[nk] = e
+		}
+		if mine && accept && e.Routable() {
+			out = append(out, Change{Peer: e.Peer})
 		}
 	}
 	return true, out, nil
+}
+
+// keyChange is the most recently heard entry of name whose key is not
+// the pinned one, or nil.
+func (t *table) keyChange(name string) *entry {
+	var found *entry
+	for _, e := range t.peers {
+		if e.ServerName == name && e.KeyChanged && (found == nil || e.LastSeen.After(found.LastSeen)) {
+			found = e
+		}
+	}
+	return found
 }
 
 // pinnedSPKI is the certificate key bound by name's verified announcement.
@@ -458,11 +499,13 @@ func (t *table) forget(ctx context.Context, name string) (bool, []Change, error)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var out []Change
-	if e, ok := t.peers[name]; ok {
-		existed = true
-		delete(t.peers, name)
-		if e.Routable() {
-			out = append(out, Change{Peer: e.Peer, Gone: true})
+	for k, e := range t.peers {
+		if e.ServerName == name {
+			existed = true
+			delete(t.peers, k)
+			if e.Routable() {
+				out = append(out, Change{Peer: e.Peer, Gone: true})
+			}
 		}
 	}
 	return existed, out, nil
