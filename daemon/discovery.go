@@ -79,8 +79,12 @@ func (d *Daemon) routeLANPeer(svc *discovery.Service) func(discovery.Peer, bool)
 			return
 		}
 		slog.Info("LAN discovery: peer found; federation to it goes over the LAN", "server_name", p.ServerName, "addr", addr)
-		// It is back (or moved): what is queued for it goes now, not
-		// when the backoff of the failures while it was away runs out.
+		// It is back (or moved): connections made before may be dead
+		// without anyone knowing (a pulled cable), so they are ended, a
+		// request stuck on one included; and what is queued for it goes
+		// now, not when the backoff of the failures while it was away
+		// runs out.
+		d.fed.resolver.Reconnect(p.ServerName)
 		d.fed.queue.Wake(p.ServerName)
 	}
 }

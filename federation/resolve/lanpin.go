@@ -73,3 +73,12 @@ func (r *Resolver) pinnedTLSConfig(pins CertPins, server, tlsName string) *tls.C
 	}
 	return c
 }
+
+// Reconnect ends every connection of server's static route, requests in
+// flight included, so the next request dials afresh. LAN discovery calls
+// it when a peer comes back (a cable put back, a restart): a connection
+// made before may be dead without either side knowing, and a request
+// stuck on it would wait for its timeout instead of going now.
+func (r *Resolver) Reconnect(server string) {
+	r.tr.dropServer(server)
+}

@@ -1,11 +1,13 @@
 package resolve
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -110,5 +112,56 @@ func TestLANCertPins(t *testing.T) {
 	e.r.SetStatic("public.test", "pub2.lan:8448")
 	if err := get("public.test"); !errors.As(err, new(x509.HostnameError)) && !errors.As(err, new(x509.UnknownAuthorityError)) {
 		t.Fatalf("a public name with an untrusted certificate: got %v", err)
+	}
+}
+
+// TestReconnectEndsBusyConnections: Reconnect ends a static route's
+// connections, a request in flight on one included (it fails at once
+// rather than at its timeout), and the next request dials afresh.
+func TestReconnectEndsBusyConnections(t *testing.T) {
+	e := newEnv(t, nil)
+	cert := e.ca.issue(t, "peer.local")
+	arrived, release := make(chan struct{}, 4), make(chan struct{})
+	var conns atomic.Int32
+	srv := newTLSServer(t, cert, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hang" {
+			arrived <- struct{}{}
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		io.WriteString(w, `{}`)
+	}))
+	defer close(release)
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	e.net.route("peer.lan:8448", srv.Listener.Addr().String())
+	e.r.SetStatic("peer.local", "peer.lan:8448")
+	client := &http.Client{Transport: e.r.Transport()}
+	errc := make(chan error, 1)
+	go func() {
+		resp, err := client.Get("matrix://peer.local/hang")
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	<-arrived
+	e.r.Reconnect("peer.local")
+	if err := <-errc; err == nil || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("the request in flight: %v, want it ended by Reconnect", err)
+	}
+	resp, err := client.Get("matrix://peer.local/ok")
+	if err != nil {
+		t.Fatalf("after Reconnect: %v", err)
+	}
+	resp.Body.Close()
+	if n := conns.Load(); n != 2 {
+		t.Errorf("%d connections, want a new one after Reconnect", n)
 	}
 }

@@ -64,6 +64,55 @@ type poolKey struct {
 type pool struct {
 	rt       *http.Transport
 	lastUsed time.Time
+	// conns are a static route's open connections, busy ones included,
+	// so Reconnect can end them (static pools only).
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+// trackedConn leaves its pool's set when closed.
+type trackedConn struct {
+	net.Conn
+	p    *pool
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.p.mu.Lock()
+		delete(c.p.conns, c.Conn)
+		c.p.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+// track wraps dial so that p knows the connections it makes.
+func (p *pool) track(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		p.mu.Lock()
+		p.conns[c] = struct{}{}
+		p.mu.Unlock()
+		return &trackedConn{Conn: c, p: p}, nil
+	}
+}
+
+// closeAll closes every connection of p, busy ones too.
+func (p *pool) closeAll() {
+	p.rt.CloseIdleConnections()
+	p.mu.Lock()
+	conns := make([]net.Conn, 0, len(p.conns))
+	for c := range p.conns {
+		conns = append(conns, c)
+	}
+	p.conns = map[net.Conn]struct{}{}
+	p.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
 }
 
 func newTransport(r *Resolver) *transport {
@@ -124,7 +173,11 @@ func (t *transport) poolFor(target Target) *http.Transport {
 				tlsConfig = t.r.pinnedTLSConfig(pins, target.Host, target.TLSServerName)
 			}
 		}
-		p = &pool{rt: &http.Transport{
+		p = &pool{conns: map[net.Conn]struct{}{}}
+		if target.Static {
+			dial = p.track(dial)
+		}
+		p.rt = &http.Transport{
 			DialContext:           dial,
 			TLSClientConfig:       tlsConfig,
 			TLSHandshakeTimeout:   10 * time.Second,
@@ -132,7 +185,7 @@ func (t *transport) poolFor(target Target) *http.Transport {
 			IdleConnTimeout:       poolIdleTimeout,
 			MaxIdleConnsPerHost:   8,
 			ForceAttemptHTTP2:     true,
-		}}
+		}
 		t.pools[key] = p
 	}
 	p.lastUsed = now
@@ -149,15 +202,20 @@ func (t *transport) forget() {
 	t.pools = make(map[poolKey]*pool)
 }
 
-// dropServer closes and drops the static-route pools of server.
+// dropServer closes every connection of server's static-route pools,
+// busy ones too, and drops the pools.
 func (t *transport) dropServer(server string) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	var drop []*pool
 	for k, p := range t.pools {
 		if k.static && k.server == server {
-			p.rt.CloseIdleConnections()
+			drop = append(drop, p)
 			delete(t.pools, k)
 		}
+	}
+	t.mu.Unlock()
+	for _, p := range drop {
+		p.closeAll()
 	}
 }
 
