@@ -201,7 +201,18 @@ func TestNearbyThreeHosts(t *testing.T) {
 	// (still not routed, no longer news); on c, "accept the new key" (as
 	// after a reinstall): c pins it and routes to it at once.
 	a2 := ds[0]
+	// The tray (run here, through a's control socket) flags the key
+	// change on its people-nearby item until the owner answers.
+	ui := startTray(t, a2.Daemon)
+	trayNearby := func(label string) {
+		waitFor(t, label+" in the tray menu", func() ([]menuItem, bool) {
+			items := trayMenu(t, ui.menu)
+			return items, hasItem(items, label)
+		})
+	}
+	trayNearby("People nearby: 2 · 1 key changed: accept or refuse…") // c, and the impostor
 	peersCmd(t, a2.Daemon, "refuse", b.ServerName())
+	trayNearby("People nearby: 2")
 	if p := peerNamed(t, a2.Daemon, b.ServerName()); !p.KeyChanged || !p.KeyRefused || p.Route != "" {
 		t.Errorf("%s after refuse: %+v", a2.ServerName(), p)
 	}
