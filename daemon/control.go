@@ -111,7 +111,13 @@ func (b *controlBackend) Status() control.Status {
 		st.Reachable = f.service.LastReachability().Reachable
 	}
 	if b.d.lan != nil {
-		st.Peers = len(b.d.lan.Peers())
+		peers := b.d.lan.Peers()
+		st.Peers = len(peers)
+		for _, p := range peers {
+			if p.KeyChanged && !p.KeyRefused {
+				st.PeerKeyChanges++
+			}
+		}
 	}
 	st.FederationMode = b.d.federationModeStatus().Mode
 	return st

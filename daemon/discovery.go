@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/base64"
 	"log/slog"
 	"strings"
 
@@ -34,6 +35,13 @@ func (d *Daemon) startDiscovery(key *SigningKey) {
 		f.mu.Lock()
 		cfg.Advertise = f.listener.Addr().String()
 		f.mu.Unlock()
+		// The certificate binding: peers trust our self-signed federation
+		// certificate because our signing key vouches for its key
+		// (discovery/binding.go). Federation started first, so the
+		// certificate exists.
+		if spki, ok := d.tlsPublicKey(); ok {
+			cfg.TXT = append(cfg.TXT, discovery.BindingTXT(cfg.ServerName, spki, key.Key)...)
+		}
 	}
 	svc := discovery.New(cfg)
 	if d.fed != nil {
@@ -44,6 +52,11 @@ func (d *Daemon) startDiscovery(key *SigningKey) {
 		return
 	}
 	d.lan = svc
+	if d.fed != nil {
+		// Outbound TLS to a LAN route checks the certificate key the
+		// peer's announcement bound, not the CA roots.
+		d.fed.resolver.SetCertPins(svc)
+	}
 }
 
 // routeLANPeer adds and removes resolver routes as verified peers come and go.
@@ -66,8 +79,12 @@ func (d *Daemon) routeLANPeer(svc *discovery.Service) func(discovery.Peer, bool)
 			return
 		}
 		slog.Info("LAN discovery: peer found; federation to it goes over the LAN", "server_name", p.ServerName, "addr", addr)
-		// It is back (or moved): what is queued for it goes now, not
-		// when the backoff of the failures while it was away runs out.
+		// It is back (or moved): connections made before may be dead
+		// without anyone knowing (a pulled cable), so they are ended, a
+		// request stuck on one included; and what is queued for it goes
+		// now, not when the backoff of the failures while it was away
+		// runs out.
+		d.fed.resolver.Reconnect(p.ServerName)
 		d.fed.queue.Wake(p.ServerName)
 	}
 }
@@ -87,7 +104,10 @@ func (b *controlBackend) Peers() control.PeersStatus {
 	fixed, _ := parseServerTable(b.d.cfg.FederationServers)
 	for _, p := range b.d.lan.Peers() {
 		cp := control.Peer{ServerName: p.ServerName, Addrs: p.Addrs, Port: p.Port, KeyID: p.KeyID, Key: p.Key,
-			FirstSeen: p.FirstSeen, LastSeen: p.LastSeen, KeyChanged: p.KeyChanged}
+			FirstSeen: p.FirstSeen, LastSeen: p.LastSeen, KeyChanged: p.KeyChanged, KeyRefused: p.KeyRefused}
+		if p.Bound {
+			cp.TLSKey = base64.RawStdEncoding.EncodeToString(p.TLSKey[:])
+		}
 		if _, ok := fixed[p.ServerName]; !ok && b.d.fed != nil && p.Routable() {
 			cp.Route = b.d.lan.Route(p)
 		}
@@ -103,4 +123,16 @@ func (b *controlBackend) ForgetPeer(ctx context.Context, name string) (bool, err
 		return false, nil
 	}
 	return b.d.lan.Forget(ctx, name)
+}
+
+// DecidePeerKey answers POST /_hearth/v1/peers/{name}/accept and
+// /refuse: the owner's answer to a peer's key change.
+func (b *controlBackend) DecidePeerKey(ctx context.Context, name string, accept bool) (bool, error) {
+	if b.d.lan == nil {
+		return false, nil
+	}
+	if accept {
+		return b.d.lan.Accept(ctx, name)
+	}
+	return b.d.lan.Refuse(ctx, name)
 }

@@ -427,11 +427,13 @@ func TestWipedDataDirWithKeptKey(t *testing.T) {
 }
 
 // TestSelfSignedPeerNotTrustedYet: two daemons in lan mode on their own
-// self-signed certificates, one routed to the other (federation_servers),
-// do not federate: outbound TLS still checks the system roots and ca_file
-// for every server, and a self-signed certificate is in neither. Trust in
-// a LAN peer's certificate is to come from the binding to its signing key
-// announced over discovery, never from being on the LAN.
+// self-signed certificates, one routed to the other (federation_servers)
+// but not verified by discovery, do not federate: without a certificate
+// key bound by a verified announcement outbound TLS checks the system
+// roots and ca_file, and a self-signed certificate is in neither. Trust
+// in a LAN peer's certificate comes only from the binding to its signing
+// key announced over discovery (resolve.TestLANCertPins, the netns e2e
+// tests), never from being on the LAN.
 func TestSelfSignedPeerNotTrustedYet(t *testing.T) {
 	startLAN := func(name, servers string) *Daemon {
 		cfg := freshConfig(t, t.TempDir())

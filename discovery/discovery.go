@@ -138,8 +138,8 @@ func New(cfg Config) *Service {
 	return s
 }
 
-// OnChange registers fn, called when a verified peer appears or changes
-// address (gone false) and when it expires, says goodbye, is forgotten
+// OnChange registers fn, called when a verified peer appears, changes
+// address or is heard again after a silence (gone false) and when it expires, says goodbye, is forgotten
 // or announces another key (gone true). Calls come from one goroutine at
 // a time (the discovery goroutine, or a Forget call), without locks held.
 func (s *Service) OnChange(fn func(p Peer, gone bool)) {
@@ -184,6 +184,32 @@ func (s *Service) Forget(ctx context.Context, name string) (bool, error) {
 	default:
 	}
 	return existed, nil
+}
+
+// Accept pins the key name announces now in place of the one pinned
+// before (the owner accepting a key change, e.g. after a reinstall); the
+// peer is routed at once if its binding verifies. False when name is not
+// listed with a changed key.
+func (s *Service) Accept(ctx context.Context, name string) (bool, error) {
+	ok, changes, err := s.table.decide(ctx, name, true, time.Now())
+	s.apply(changes)
+	return ok, err
+}
+
+// Refuse keeps refusing the new key name announces and stops flagging it
+// as news; another new key is flagged again. False when name is not
+// listed with a changed key.
+func (s *Service) Refuse(ctx context.Context, name string) (bool, error) {
+	ok, _, err := s.table.decide(ctx, name, false, time.Now())
+	return ok, err
+}
+
+// PinnedSPKI is the SHA-256 of the certificate public key (SPKI) that
+// serverName's verified announcement binds to its pinned signing key:
+// outbound TLS to that LAN peer must present exactly that key
+// (federation/resolve.CertPins). False for every other name.
+func (s *Service) PinnedSPKI(serverName string) ([32]byte, bool) {
+	return s.table.pinnedSPKI(serverName)
 }
 
 // Start opens the mDNS socket and starts announcing (if cfg.Advertise is

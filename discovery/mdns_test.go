@@ -2,7 +2,6 @@ package discovery
 
 import (
 	"crypto/ed25519"
-	"crypto/rand"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -16,10 +15,10 @@ import (
 // advertise (ip:port).
 func startService(t *testing.T, name, advertise string) (*Service, ed25519.PublicKey) {
 	t.Helper()
-	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	pub, _, _ := genKey()
 	db := openDB(t, filepath.Join(t.TempDir(), "h.db"))
 	s := New(Config{ServerName: name, KeyID: "ed25519:k", Key: pub, DB: db, Advertise: advertise,
-		Interfaces: []string{testIface}})
+		Interfaces: []string{testIface}, TXT: testBinding(name, pub)})
 	if err := s.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
@@ -136,7 +135,7 @@ func TestBrowseOnly(t *testing.T) {
 	if !inPrivateLAN(t) {
 		return
 	}
-	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	pub, _, _ := genKey()
 	db := openDB(t, filepath.Join(t.TempDir(), "h.db"))
 	defer db.Close()
 	quiet := New(Config{ServerName: "quiet.local", KeyID: "ed25519:k", Key: pub, DB: db, Advertise: "0.0.0.0:38448",

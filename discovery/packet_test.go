@@ -2,7 +2,6 @@ package discovery
 
 import (
 	"crypto/ed25519"
-	"crypto/rand"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -24,10 +23,11 @@ func fakeIface(addr string) iface {
 // go to hook, packets for it are given to handlePacket.
 func offline(t testing.TB, name, addr string, port int) (*Service, ed25519.PublicKey) {
 	t.Helper()
-	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	pub, _, _ := genKey()
 	db := openDB(t, filepath.Join(t.TempDir(), "h.db"))
 	t.Cleanup(func() { db.Close() })
-	s := New(Config{ServerName: name, KeyID: "ed25519:k", Key: pub, DB: db, Advertise: net.JoinHostPort(addr, itoa(port))})
+	s := New(Config{ServerName: name, KeyID: "ed25519:k", Key: pub, DB: db, Advertise: net.JoinHostPort(addr, itoa(port)),
+		TXT: testBinding(name, pub)})
 	if err := s.parseAdvertise(); err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func announcementOf(t testing.TB, name string, key ed25519.PublicKey, port int, 
 	for _, a := range addrs {
 		as = append(as, netip.MustParseAddr(a))
 	}
-	b, err := buildResponse(self{serverName: name, port: port, txt: txtRecords(name, "ed25519:k", key)}, ttl, as)
+	b, err := buildResponse(self{serverName: name, port: port, txt: txtRecords(name, "ed25519:k", key, testBinding(name, key)...)}, ttl, as)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestNotTooTrusting(t *testing.T) {
 			routed = append(routed, p.ServerName+" "+s.Route(p))
 		}
 	})
-	key, _, _ := ed25519.GenerateKey(rand.Reader)
+	key, _, _ := genKey()
 	now := time.Unix(1_800_000_000, 0)
 	feed := func(name string, ifIndex int, addrs ...string) {
 		s.handlePacket(t.Context(), announcementOf(t, name, key, 8008, RecordTTL, addrs...), ifIndex, now)
@@ -211,7 +211,7 @@ func TestQuietHour(t *testing.T) {
 func TestMalformedPackets(t *testing.T) {
 	s, _ := offline(t, "me.local", "10.77.0.1", 8448)
 	now := time.Unix(1_800_000_000, 0)
-	key, _, _ := ed25519.GenerateKey(rand.Reader)
+	key, _, _ := genKey()
 	good := announcementOf(t, "peer.local", key, 8008, RecordTTL, "10.77.0.8")
 	for i := range good {
 		s.handlePacket(t.Context(), good[:i], 7, now)
@@ -259,7 +259,7 @@ func FuzzParseTXT(f *testing.F) {
 // FuzzHandlePacket: no packet crashes the handler or makes more than the
 // table's caps; whatever is routable is a LAN name at an on-subnet address.
 func FuzzHandlePacket(f *testing.F) {
-	key, _, _ := ed25519.GenerateKey(rand.Reader)
+	key, _, _ := genKey()
 	f.Add(announcementOf(f, "peer.local", key, 8008, RecordTTL, "10.77.0.8", "fd00::1"))
 	f.Add(announcementOf(f, "matrix.org", key, 8008, RecordTTL, "127.0.0.1"))
 	f.Add(announcementOf(f, "peer.local", key, 8008, 0, "10.77.0.8"))
@@ -288,7 +288,7 @@ func FuzzHandlePacket(f *testing.F) {
 // wakeGrace; a peer that answers stays.
 func TestWakeFromSleep(t *testing.T) {
 	s, _ := offline(t, "me.local", "10.77.0.1", 8448)
-	key, _, _ := ed25519.GenerateKey(rand.Reader)
+	key, _, _ := genKey()
 	var sent [][]byte
 	s.sendHook = func(b []byte, _ iface) { sent = append(sent, b) }
 	now := time.Now()

@@ -37,6 +37,13 @@ const (
 	// goodbyeGrace: a record received with TTL 0 is dropped one second
 	// later (RFC 6762 §10.1).
 	goodbyeGrace = time.Second
+	// backAfter: a routable peer heard again unasked after this much
+	// silence is reported again (a Change, not Gone), as when it appears: it may be
+	// back from a pulled cable or a Wi-Fi drop without its records having
+	// expired, and what federation queued for it meanwhile should go now,
+	// not when the queue's back-off runs out. A peer re-announces when its
+	// link comes back (checkNetworks), so this is at once.
+	backAfter = 5 * time.Second
 	// pinTouch: how stale a pin's seen time may get before it is written
 	// again, so that refreshes do not write to disk each time.
 	pinTouch = time.Hour
@@ -55,11 +62,20 @@ type Peer struct {
 	// only kind an announcement may route: a public name is resolved by
 	// DNS and its key by the internet, never by whoever shouts on the LAN.
 	LAN bool
-	// Verified: a LAN name whose announced key is the one pinned for it.
+	// Bound: the announcement binds a TLS certificate key to the
+	// announced signing key (binding.go); TLSKey is that key's SPKI
+	// SHA-256, the only certificate key federation accepts from the peer.
+	Bound  bool
+	TLSKey [32]byte
+	// Verified: a LAN name whose announced key is the one pinned for it
+	// and whose certificate binding that key signed.
 	Verified bool
 	// KeyChanged: the announced key is not the one pinned the first time
 	// this server name was seen. Such a peer is listed, never routed to.
 	KeyChanged bool
+	// KeyRefused: the owner chose to keep refusing this particular new
+	// key (Refuse); it is still refused, just no longer news.
+	KeyRefused bool
 	// TXT holds the announcement's other TXT keys (newer fields).
 	TXT map[string]string
 }
@@ -112,7 +128,7 @@ type announcement struct {
 }
 
 // Change is one routing-relevant change to the table: a verified peer
-// appeared or moved (Gone false), or it expired, said goodbye, was
+// appeared, moved or was heard again after a silence (Gone false), or it expired, said goodbye, was
 // forgotten or its key changed (Gone true).
 type Change struct {
 	Peer Peer
@@ -126,6 +142,16 @@ type entry struct {
 	ttl       time.Duration
 	refreshes int           // refresh queries sent since last heard (RFC 6762 §5.2: at 80, 85, 90, 95 %)
 	jitter    time.Duration // 0–2 % of ttl added to each refresh time
+}
+
+// back reports whether an announcement at now is the peer coming back:
+// after at least backAfter of silence, but well before the refresh
+// queries of 80 % of the TTL, whose answers are routine. (A peer away
+// longer than half its TTL comes back when its entry expires and it
+// appears again.)
+func (e *entry) back(now time.Time) bool {
+	silence := now.Sub(e.LastSeen)
+	return e.refreshes == 0 && silence >= backAfter && silence < e.ttl/2
 }
 
 func (e *entry) refreshAt(k int) time.Time {
@@ -156,6 +182,9 @@ type pin struct {
 	Key      string `json:"key"` // <key ID>:<base64 key>
 	PinnedTS int64  `json:"pinned_ts"`
 	SeenTS   int64  `json:"seen_ts,omitempty"` // last announcement, for eviction (absent: pinned_ts)
+	// Refused is a new key the owner chose to keep refusing (Refuse), so
+	// it is no longer flagged as news; a third key is flagged again.
+	Refused string `json:"refused,omitempty"`
 }
 
 func (p pin) seen() int64 { return max(p.SeenTS, p.PinnedTS) }
@@ -183,18 +212,26 @@ func (t *table) observe(ctx context.Context, s sighting, now time.Time) ([]Chang
 	for _, ip := range a.addrs {
 		p.Addrs = append(p.Addrs, ip.String())
 	}
-	var pinned string
+	if spki, err := verifyBinding(a.name, a.key, a.extra); err == nil {
+		p.Bound, p.TLSKey = true, spki
+	}
+	announced := a.keyID + ":" + a.key
+	var pinned pin
 	if p.LAN {
 		var err error
-		if pinned, err = t.pinKey(ctx, a.name, a.keyID+":"+a.key, now); err != nil {
+		// Only an announcement with a valid binding is pinned: the pin is
+		// the first accepted name → key binding (issue 11).
+		if pinned, err = t.pinKey(ctx, a.name, announced, now, p.Bound); err != nil {
 			return nil, err
 		}
-		p.Verified = pinned == a.keyID+":"+a.key
-		p.KeyChanged = pinned != "" && !p.Verified
+		p.KeyChanged = pinned.Key != "" && pinned.Key != announced
+		p.Verified = pinned.Key == announced && p.Bound
+		p.KeyRefused = p.KeyChanged && pinned.Refused == announced
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	old, known := t.peers[a.name]
+	k := entryKey(p)
+	old, known := t.peers[k]
 	if !known && len(t.peers) >= MaxPeers && !t.evictFor(p) {
 		if !t.fullLogged {
 			slog.Warn("LAN discovery: the peer table is full; ignoring new names", "max", MaxPeers)
@@ -206,19 +243,30 @@ func (t *table) observe(ctx context.Context, s sighting, now time.Time) ([]Chang
 	if known {
 		e.FirstSeen = old.FirstSeen
 	}
-	t.peers[a.name] = e
-	if p.KeyChanged && (!known || !old.KeyChanged || old.Key != p.Key) {
+	t.peers[k] = e
+	if p.KeyChanged && !p.KeyRefused && (!known || !old.KeyChanged || old.Key != p.Key) {
 		slog.Warn("LAN discovery: a server announced another key than the one pinned for its name; not routing to it",
-			"server_name", a.name, "key_id", a.keyID, "pinned", pinned)
+			"server_name", a.name, "key_id", a.keyID, "pinned", pinned.Key)
 	}
 	wasRoutable := known && old.Routable()
 	switch {
-	case p.Routable() && (!wasRoutable || old.Port != p.Port || !slices.Equal(old.Addrs, p.Addrs)):
+	case p.Routable() && (!wasRoutable || old.Port != p.Port || !slices.Equal(old.Addrs, p.Addrs) || old.back(now)):
 		return []Change{{Peer: p}}, nil
 	case wasRoutable && !p.Routable():
 		return []Change{{Peer: p, Gone: true}}, nil
 	}
 	return nil, nil
+}
+
+// entryKey is where the table keeps p: under its server name, unless its
+// key is not the pinned one; then under name and key, beside the pinned
+// peer's entry. So an impostor announcing a neighbour's name is listed
+// as a key change without displacing the neighbour, whose route stays.
+func entryKey(p Peer) string {
+	if p.KeyChanged {
+		return p.ServerName + "\x00" + p.KeyID + ":" + p.Key
+	}
+	return p.ServerName
 }
 
 // evictFor makes room for p in a full table when p is verified, by
@@ -228,15 +276,16 @@ func (t *table) evictFor(p Peer) bool {
 		return false
 	}
 	var victim *entry
-	for _, e := range t.peers {
+	victimKey := ""
+	for k, e := range t.peers {
 		if !e.Verified && (victim == nil || e.Expires.Before(victim.Expires)) {
-			victim = e
+			victim, victimKey = e, k
 		}
 	}
 	if victim == nil {
 		return false
 	}
-	delete(t.peers, victim.ServerName)
+	delete(t.peers, victimKey)
 	return true
 }
 
@@ -268,10 +317,10 @@ func (t *table) suspect(now time.Time, grace time.Duration) {
 	}
 }
 
-// pinKey returns the key pinned for name, pinning key if there is none
-// and there is room. An empty result means "no pin" (the table is full of
-// pins seen within PinKeep).
-func (t *table) pinKey(ctx context.Context, name, key string, now time.Time) (string, error) {
+// pinKey returns the pin of name, pinning key if there is none, create
+// is set and there is room. An empty Key means "no pin" (none and create
+// unset, or the table is full of pins seen within PinKeep).
+func (t *table) pinKey(ctx context.Context, name, key string, now time.Time, create bool) (pin, error) {
 	var have pin
 	err := t.db.View(func(tx *store.Tx) error {
 		if v := tx.Get(store.LANPins, []byte(name)); v != nil {
@@ -280,16 +329,16 @@ func (t *table) pinKey(ctx context.Context, name, key string, now time.Time) (st
 		return nil
 	})
 	if err != nil {
-		return "", fmt.Errorf("discovery: read pin of %s: %w", name, err)
+		return pin{}, fmt.Errorf("discovery: read pin of %s: %w", name, err)
 	}
 	if have.Key != "" && (have.Key != key || now.UnixMilli()-have.seen() < pinTouch.Milliseconds()) {
-		return have.Key, nil
+		return have, nil
 	}
 	t.mu.Lock()
-	full := have.Key == "" && now.Before(t.pinsFullUntil)
+	full := have.Key == "" && (!create || now.Before(t.pinsFullUntil))
 	t.mu.Unlock()
 	if full {
-		return "", nil
+		return pin{}, nil
 	}
 	err = t.db.Update(ctx, func(tx *store.Tx) error {
 		have = pin{}
@@ -319,9 +368,93 @@ func (t *table) pinKey(ctx context.Context, name, key string, now time.Time) (st
 		return tx.Put(store.LANPins, []byte(name), v)
 	})
 	if err != nil {
-		return "", fmt.Errorf("discovery: pin key of %s: %w", name, err)
+		return pin{}, fmt.Errorf("discovery: pin key of %s: %w", name, err)
 	}
-	return have.Key, nil
+	return have, nil
+}
+
+// decide records the owner's answer to a key change of name: accept pins
+// the key it announces now (a reinstall); refuse remembers that key as
+// refused, so it stops being flagged as new. It reports false when name
+// is not listed with a changed key.
+func (t *table) decide(ctx context.Context, name string, accept bool, now time.Time) (bool, []Change, error) {
+	t.mu.Lock()
+	var announced string
+	if e := t.keyChange(name); e != nil {
+		announced = e.KeyID + ":" + e.Key
+	}
+	t.mu.Unlock()
+	if announced == "" {
+		return false, nil, nil
+	}
+	err := t.db.Update(ctx, func(tx *store.Tx) error {
+		var p pin
+		if cur := tx.Get(store.LANPins, []byte(name)); cur != nil {
+			if err := json.Unmarshal(cur, &p); err != nil {
+				return err
+			}
+		}
+		if accept {
+			p = pin{Key: announced, PinnedTS: now.UnixMilli(), SeenTS: now.UnixMilli()}
+		} else {
+			p.Refused = announced
+		}
+		v, _ := json.Marshal(p)
+		return tx.Put(store.LANPins, []byte(name), v)
+	})
+	if err != nil {
+		return false, nil, fmt.Errorf("discovery: record the decision on %s's key: %w", name, err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []Change
+	for k, e := range t.peers {
+		if e.ServerName != name {
+			continue
+		}
+		mine := e.KeyID+":"+e.Key == announced
+		switch {
+		case mine && !accept:
+			e.KeyRefused = true
+		case mine:
+			e.KeyChanged, e.KeyRefused, e.Verified = false, false, e.Bound
+		case accept: // the key pinned before is now the changed one
+			if e.Routable() {
+				out = append([]Change{{Peer: e.Peer, Gone: true}}, out...)
+			}
+			e.KeyChanged, e.KeyRefused, e.Verified = true, false, false
+		}
+		if nk := entryKey(e.Peer); nk != k {
+			delete(t.peers, k)
+			t.peers[nk] = e
+		}
+		if mine && accept && e.Routable() {
+			out = append(out, Change{Peer: e.Peer})
+		}
+	}
+	return true, out, nil
+}
+
+// keyChange is the most recently heard entry of name whose key is not
+// the pinned one, or nil.
+func (t *table) keyChange(name string) *entry {
+	var found *entry
+	for _, e := range t.peers {
+		if e.ServerName == name && e.KeyChanged && (found == nil || e.LastSeen.After(found.LastSeen)) {
+			found = e
+		}
+	}
+	return found
+}
+
+// pinnedSPKI is the certificate key bound by name's verified announcement.
+func (t *table) pinnedSPKI(name string) ([32]byte, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e, ok := t.peers[name]; ok && e.Verified && !e.KeyChanged {
+		return e.TLSKey, true
+	}
+	return [32]byte{}, false
 }
 
 // makeRoomForPin keeps the pin table under MaxPins: when full it deletes
@@ -366,11 +499,13 @@ func (t *table) forget(ctx context.Context, name string) (bool, []Change, error)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var out []Change
-	if e, ok := t.peers[name]; ok {
-		existed = true
-		delete(t.peers, name)
-		if e.Routable() {
-			out = append(out, Change{Peer: e.Peer, Gone: true})
+	for k, e := range t.peers {
+		if e.ServerName == name {
+			existed = true
+			delete(t.peers, k)
+			if e.Routable() {
+				out = append(out, Change{Peer: e.Peer, Gone: true})
+			}
 		}
 	}
 	return existed, out, nil

@@ -84,7 +84,10 @@ func (t *Tray) Run() {
 func (t *Tray) ready() {
 	t.status = t.ui.AddItem("Hearth: …", nil)
 	t.status.Disable()
-	t.nearby = t.ui.AddItem("People nearby: 0", nil)
+	// A label, until a peer's key changes: then a click opens the
+	// console's people-nearby section, where the owner accepts the new key
+	// or keeps refusing it.
+	t.nearby = t.ui.AddItem("People nearby: 0", func() { t.openConsole("#nearby") })
 	t.nearby.Disable()
 	t.ui.AddSeparator()
 	t.ui.AddItem("Open chat", t.openChat)
@@ -156,7 +159,13 @@ func (t *Tray) update() {
 		t.pause.Disable()
 	}
 	t.paused = st.FederationPaused
-	t.nearby.SetTitle(fmt.Sprintf("People nearby: %d", st.Peers))
+	if st.PeerKeyChanges > 0 {
+		t.nearby.SetTitle(fmt.Sprintf("People nearby: %d · %d key changed: accept or refuse…", st.Peers, st.PeerKeyChanges))
+		t.nearby.Enable()
+	} else {
+		t.nearby.SetTitle(fmt.Sprintf("People nearby: %d", st.Peers))
+		t.nearby.Disable()
+	}
 	text := fmt.Sprintf("Hearth on %s · %s · %d nearby", st.ServerName, federation, st.Peers)
 	if st.UnreadHighlights > 0 {
 		text += fmt.Sprintf(" · %d unread mentions", st.UnreadHighlights)

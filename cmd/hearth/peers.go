@@ -12,11 +12,19 @@ import (
 )
 
 // peersCmd is `hearth peers [--json]`: the other Hearth daemons LAN
-// discovery found on the local network ("people nearby"); and
-// `hearth peers forget NAME`: delete a peer's pinned key.
+// discovery found on the local network ("people nearby"); `hearth peers
+// forget NAME`: delete a peer's pinned key; `hearth peers accept NAME` /
+// `hearth peers refuse NAME`: the owner's answer to a key change.
 func peersCmd(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "forget" {
-		return peersForgetCmd(args[1:], stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "forget":
+			return peersForgetCmd(args[1:], stdout, stderr)
+		case "accept":
+			return peersDecideCmd(args[1:], true, stdout, stderr)
+		case "refuse":
+			return peersDecideCmd(args[1:], false, stdout, stderr)
+		}
 	}
 	var asJSON *bool
 	cfg, code := loadConfig("peers", args, stderr, func(fs *flag.FlagSet) {
@@ -58,8 +66,13 @@ func printPeers(w io.Writer, st *control.PeersStatus) {
 		// address on this machine's networks, with their pinned key.
 		state := "not routed (public name, or no address on this network)"
 		switch {
+		case p.KeyChanged && p.KeyRefused:
+			state = "key changed, refused: announces a key you chose to keep refusing; not routed ('hearth peers accept " + p.ServerName + "' accepts it)"
 		case p.KeyChanged:
-			state = "KEY CHANGED: announces " + p.KeyID + " but another key was pinned; not routed ('hearth peers forget " + p.ServerName + "' accepts the new key)"
+			state = "KEY CHANGED: announces " + p.KeyID + " but another key was pinned; not routed. " +
+				"'hearth peers accept " + p.ServerName + "' accepts the new key (a reinstall), 'hearth peers refuse " + p.ServerName + "' keeps refusing it"
+		case p.TLSKey == "" && p.Route == "" && strings.HasSuffix(p.ServerName, ".local"):
+			state = "not routed: its announcement does not bind its certificate to its signing key"
 		case p.Route != "":
 			state = "federation goes to " + p.Route
 		}
@@ -89,5 +102,35 @@ func peersForgetCmd(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, err)
 	}
 	fmt.Fprintf(stdout, "forgot the key of %s; its next announcement is trusted on first use\n", name)
+	return 0
+}
+
+// peersDecideCmd is `hearth peers accept NAME` and `hearth peers refuse
+// NAME`: accept pins the key NAME announces now in place of the old one
+// (after a reinstall); refuse keeps refusing it and stops flagging it,
+// until NAME announces yet another key.
+func peersDecideCmd(args []string, accept bool, stdout, stderr io.Writer) int {
+	verb := map[bool]string{true: "accept", false: "refuse"}[accept]
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprintf(stderr, "usage: hearth peers %s SERVER_NAME [flags]\n", verb)
+		return 2
+	}
+	name := args[0]
+	cfg, code := loadConfig("peers "+verb, args[1:], stderr, nil)
+	if code != 0 {
+		return code
+	}
+	err := withControl(cfg, func(c ctlClient) error {
+		_, err := c.DecidePeerKey(context.Background(), name, accept)
+		return err
+	})
+	if err != nil {
+		return fail(stderr, err)
+	}
+	if accept {
+		fmt.Fprintf(stdout, "accepted the new key of %s; federation to it goes over the LAN again\n", name)
+	} else {
+		fmt.Fprintf(stdout, "still refusing the new key of %s; it will not be flagged again unless its key changes again\n", name)
+	}
 	return 0
 }

@@ -41,4 +41,17 @@ func TestPeersForget(t *testing.T) {
 	if code := peersCmd(append([]string{"forget"}, flags...), &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "usage") {
 		t.Errorf("forget without a name: exit %d, %s", code, stderr.String())
 	}
+	// accept and refuse answer a key change; a name not listed with one
+	// is an error naming it, no name a usage error.
+	for _, verb := range []string{"accept", "refuse"} {
+		stderr.Reset()
+		if code := peersCmd(append([]string{verb, "nobody.local"}, flags...), &stdout, &stderr); code != 1 ||
+			!strings.Contains(stderr.String(), "no peer named nobody.local with a changed key") {
+			t.Errorf("%s an unknown name: exit %d, %s", verb, code, stderr.String())
+		}
+		stderr.Reset()
+		if code := peersCmd(append([]string{verb}, flags...), &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "usage") {
+			t.Errorf("%s without a name: exit %d, %s", verb, code, stderr.String())
+		}
+	}
 }

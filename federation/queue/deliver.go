@@ -48,7 +48,7 @@ func (q *Queue) work(ctx context.Context, d *dest) {
 			break
 		}
 		q.mu.Lock()
-		d.pending = false
+		d.pending, d.woken = false, false
 		nudge := d.nudge
 		d.nudge = false
 		q.mu.Unlock()
@@ -240,6 +240,9 @@ func (q *Queue) failed(d *dest, b *batch, err error) {
 	}
 	d.st.LastError = describe(err)
 	d.st.NextTry = ms(now.Add(q.backoff(d.st.Failures)))
+	if d.woken { // woken during the attempt: try again now (Wake)
+		d.st.NextTry, d.woken = 0, false
+	}
 	st := d.st
 	trim := now.Sub(fromMS(st.FailingSince)) > trimAfter
 	q.mu.Unlock()

@@ -101,6 +101,10 @@ type dest struct {
 	nudge   bool          // send a transaction even if the queue is empty
 	wake    chan struct{} // buffered 1: new work or a reset backoff
 	retry   *batch        // the batch that failed, resent with the same txn ID
+	// woken: Wake was called while an attempt was in flight; if it
+	// fails, the next one goes at once (the reason for the Wake, e.g. a
+	// peer back on the LAN, came after the attempt began).
+	woken bool
 }
 
 // New returns the queue; Start begins consuming and sending. origin is
@@ -240,6 +244,7 @@ func (q *Queue) Wake(destination string) {
 	defer q.mu.Unlock()
 	if d := q.dests[destination]; d != nil {
 		d.st.Failures, d.st.NextTry = 0, 0
+		d.woken = true
 		q.kickLocked(destination)
 	}
 }

@@ -218,6 +218,25 @@ func TestWakeEndsBackoff(t *testing.T) {
 	}
 }
 
+// Wake during an attempt that then fails retries at once instead of
+// backing off: LAN discovery wakes a peer's queue when the peer comes
+// back, possibly while an attempt begun before is still failing.
+func TestWakeDuringAttempt(t *testing.T) {
+	r := newRemote(t)
+	nd, _ := newNode(t, r)
+	r.setReply(func(got) int { return 500 })
+	r.setHang(true)
+	q := nd.queue(t, func(q *Queue) { q.minBackoff = time.Hour })
+	if err := q.SendEDU(context.Background(), []string{remoteHS}, edu(1)); err != nil {
+		t.Fatal(err)
+	}
+	<-r.arrived
+	r.setReply(nil)
+	q.Wake(remoteHS)
+	r.setHang(false) // the attempt in flight fails (500)
+	eventually(t, "delivery after a Wake during the failed attempt", func() bool { _, acc := r.snapshot(); return len(acc) == 1 })
+}
+
 // Stop cancels a send the remote never answers and keeps the item.
 func TestStopWhileDestinationHangs(t *testing.T) {
 	r := newRemote(t)

@@ -93,6 +93,7 @@ type Resolver struct {
 	wkInFlight map[string]*wellKnownCall
 	srv        map[string]srvEntry
 	generation uint64 // bumped by Forget, so results begun before it are not stored
+	pins       CertPins
 }
 
 // New returns a Resolver for cfg. It fails if CAFile cannot be read or holds
@@ -150,17 +151,25 @@ func New(cfg Config) (*Resolver, error) {
 // SetStatic maps server to addr ("host:port") ahead of every other step, or
 // removes the mapping when addr is empty. LAN discovery calls it as peers
 // come and go.
+// The idle connections of a route that went are closed: a peer whose key
+// changed must not keep being reached over a connection made before.
 func (r *Resolver) SetStatic(server spec.ServerName, addr string) error {
+	if addr != "" {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("resolve: static address %q for %s: %w", addr, server, err)
+		}
+	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if addr == "" {
 		delete(r.static, string(server))
-		return nil
+	} else {
+		r.static[string(server)] = addr
 	}
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return fmt.Errorf("resolve: static address %q for %s: %w", addr, server, err)
+	tr := r.tr
+	r.mu.Unlock()
+	if addr == "" && tr != nil {
+		tr.dropServer(string(server))
 	}
-	r.static[string(server)] = addr
 	return nil
 }
 

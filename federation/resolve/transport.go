@@ -58,11 +58,61 @@ type transport struct {
 type poolKey struct {
 	addr, tlsName string
 	static        bool
+	server        string // static routes: the server name, whose pin the handshake checks
 }
 
 type pool struct {
 	rt       *http.Transport
 	lastUsed time.Time
+	// conns are a static route's open connections, busy ones included,
+	// so Reconnect can end them (static pools only).
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+// trackedConn leaves its pool's set when closed.
+type trackedConn struct {
+	net.Conn
+	p    *pool
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.p.mu.Lock()
+		delete(c.p.conns, c.Conn)
+		c.p.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+// track wraps dial so that p knows the connections it makes.
+func (p *pool) track(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		p.mu.Lock()
+		p.conns[c] = struct{}{}
+		p.mu.Unlock()
+		return &trackedConn{Conn: c, p: p}, nil
+	}
+}
+
+// closeAll closes every connection of p, busy ones too.
+func (p *pool) closeAll() {
+	p.rt.CloseIdleConnections()
+	p.mu.Lock()
+	conns := make([]net.Conn, 0, len(p.conns))
+	for c := range p.conns {
+		conns = append(conns, c)
+	}
+	p.conns = map[net.Conn]struct{}{}
+	p.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
 }
 
 func newTransport(r *Resolver) *transport {
@@ -99,6 +149,10 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // and dropping transports nobody used for poolUnusedAfter.
 func (t *transport) poolFor(target Target) *http.Transport {
 	key := poolKey{addr: target.Addr, tlsName: target.TLSServerName, static: target.Static}
+	pins := t.r.certPins()
+	if target.Static {
+		key.server = target.Host
+	}
 	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -115,8 +169,15 @@ func (t *transport) poolFor(target Target) *http.Transport {
 		dial := t.r.dialContext
 		if target.Static {
 			dial = t.r.dialStatic
+			if pins != nil {
+				tlsConfig = t.r.pinnedTLSConfig(pins, target.Host, target.TLSServerName)
+			}
 		}
-		p = &pool{rt: &http.Transport{
+		p = &pool{conns: map[net.Conn]struct{}{}}
+		if target.Static {
+			dial = p.track(dial)
+		}
+		p.rt = &http.Transport{
 			DialContext:           dial,
 			TLSClientConfig:       tlsConfig,
 			TLSHandshakeTimeout:   10 * time.Second,
@@ -124,7 +185,7 @@ func (t *transport) poolFor(target Target) *http.Transport {
 			IdleConnTimeout:       poolIdleTimeout,
 			MaxIdleConnsPerHost:   8,
 			ForceAttemptHTTP2:     true,
-		}}
+		}
 		t.pools[key] = p
 	}
 	p.lastUsed = now
@@ -139,6 +200,23 @@ func (t *transport) forget() {
 		p.rt.CloseIdleConnections()
 	}
 	t.pools = make(map[poolKey]*pool)
+}
+
+// dropServer closes every connection of server's static-route pools,
+// busy ones too, and drops the pools.
+func (t *transport) dropServer(server string) {
+	t.mu.Lock()
+	var drop []*pool
+	for k, p := range t.pools {
+		if k.static && k.server == server {
+			drop = append(drop, p)
+			delete(t.pools, k)
+		}
+	}
+	t.mu.Unlock()
+	for _, p := range drop {
+		p.closeAll()
+	}
 }
 
 func closeBody(req *http.Request) {

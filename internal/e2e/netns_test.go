@@ -2,15 +2,8 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -266,26 +259,6 @@ func (h *Host) Exec(args ...string) string {
 	return string(out)
 }
 
-// SelfSignedCert writes a throwaway self-signed certificate for name
-// into dir and returns its files: what the federation listener needs
-// today.
-func SelfSignedCert(t testing.TB, dir, name string) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	noErr(t, err, "key")
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		DNSNames: []string{name}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	noErr(t, err, "self-signed certificate")
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	noErr(t, err, "marshal key")
-	certFile, keyFile = filepath.Join(dir, "tls.pem"), filepath.Join(dir, "tls.key")
-	noErr(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600), "write cert")
-	noErr(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600), "write key")
-	return certFile, keyFile
-}
-
 // StartAll starts daemons at once (a LAN's machines boot together; it
 // also keeps the tests quick) and returns when all are ready.
 func StartAll(t *testing.T, ds ...*Daemon) {
@@ -308,6 +281,8 @@ type nearbyPeer struct {
 	KeyID      string   `json:"key_id"`
 	Key        string   `json:"key"`
 	KeyChanged bool     `json:"key_changed"`
+	KeyRefused bool     `json:"key_refused"`
+	TLSKey     string   `json:"tls_key"`
 	Route      string   `json:"route"`
 }
 

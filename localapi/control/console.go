@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"maps"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,6 +50,20 @@ var consoleCalls = map[string]bool{
 	"GET /_hearth/v1/logs":             true,
 	"GET /_hearth/qr.png":              true,
 	"POST /_hearth/v1/logout":          true,
+}
+
+// consolePeerDecision reports whether r is the console's answer to a LAN
+// peer's key change (POST /_hearth/v1/peers/{name}/accept or /refuse):
+// the issue asks the console to offer both. Accepting a key routes
+// federation to that peer over the LAN, which a session could not do
+// otherwise, but it is exactly the owner's decision the page exists for.
+func consolePeerDecision(r *http.Request) bool {
+	rest, ok := strings.CutPrefix(r.URL.Path, "/_hearth/v1/peers/")
+	if !ok || r.Method != http.MethodPost {
+		return false
+	}
+	name, verb, ok := strings.Cut(rest, "/")
+	return ok && name != "" && !strings.Contains(name, "/") && (verb == "accept" || verb == "refuse")
 }
 
 //go:embed console/index.html

@@ -31,11 +31,14 @@ type Status struct {
 	// FederationMode is the mode in force: lan, internet or off.
 	FederationMode string `json:"federation_mode"`
 	// Reachable is the last reachability self-check: nil when none ran.
-	Reachable    *bool          `json:"reachable,omitempty"`
-	Peers        int            `json:"peers"`
-	QueueDepths  map[string]int `json:"queue_depths"`
-	StorageBytes int64          `json:"storage_bytes"`
-	Accounts     int            `json:"accounts"`
+	Reachable *bool `json:"reachable,omitempty"`
+	Peers     int   `json:"peers"`
+	// PeerKeyChanges counts the peers whose key changed and that the
+	// owner has neither accepted nor chosen to keep refusing.
+	PeerKeyChanges int            `json:"peer_key_changes,omitempty"`
+	QueueDepths    map[string]int `json:"queue_depths"`
+	StorageBytes   int64          `json:"storage_bytes"`
+	Accounts       int            `json:"accounts"`
 	// UnreadHighlights counts the owner's unread mentions in every room.
 	UnreadHighlights int    `json:"unread_highlights"`
 	KeyStore         string `json:"key_store"`
@@ -89,6 +92,13 @@ type Peer struct {
 	// KeyChanged: it announced another key than the one pinned on first
 	// sight; federation is not routed to it.
 	KeyChanged bool `json:"key_changed,omitempty"`
+	// KeyRefused: the owner chose to keep refusing this new key (POST
+	// .../refuse); still not routed, no longer flagged as news.
+	KeyRefused bool `json:"key_refused,omitempty"`
+	// TLSKey is the SPKI SHA-256 (unpadded base64) of the certificate key
+	// its announcement binds to its signing key; absent: no valid binding,
+	// so it is not trusted.
+	TLSKey string `json:"tls_key,omitempty"`
 	// Route is the ip:port federation to it uses, when it does.
 	Route string `json:"route,omitempty"`
 }
@@ -195,7 +205,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	authed := ok && subtle.ConstantTimeCompare([]byte(token), []byte(s.secret)) == 1
 	// A console session may read what the page shows and log out, nothing
 	// more (console.go).
-	if !authed && !(consoleCalls[r.Method+" "+r.URL.Path] && s.sessions.valid(r.Header.Get(SessionHeader))) {
+	if !authed && !((consoleCalls[r.Method+" "+r.URL.Path] || consolePeerDecision(r)) && s.sessions.valid(r.Header.Get(SessionHeader))) {
 		writeError(w, &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "missing or wrong control credential"})
 		return
 	}

@@ -13,6 +13,20 @@ type PeerForgetter interface {
 	ForgetPeer(ctx context.Context, name string) (bool, error)
 }
 
+// PeerKeyDecider is the part of the backend that records the owner's
+// answer to a LAN peer's key change (discovery.Service.Accept/Refuse).
+type PeerKeyDecider interface {
+	// DecidePeerKey accepts (pins) or keeps refusing the key name
+	// announces now; false when name is not listed with a changed key.
+	DecidePeerKey(ctx context.Context, name string, accept bool) (bool, error)
+}
+
+// DecideResult is POST /_hearth/v1/peers/{name}/accept and /refuse.
+type DecideResult struct {
+	ServerName string `json:"server_name"`
+	Accepted   bool   `json:"accepted"` // false: refused
+}
+
 // ForgetResult is POST /_hearth/v1/peers/{name}/forget.
 type ForgetResult struct {
 	ServerName string `json:"server_name"`
@@ -21,6 +35,35 @@ type ForgetResult struct {
 
 func (s *Server) peersRoutes() {
 	s.mux.HandleFunc("POST /_hearth/v1/peers/{name}/forget", s.forgetPeer)
+	s.mux.HandleFunc("POST /_hearth/v1/peers/{name}/accept", func(w http.ResponseWriter, r *http.Request) { s.decidePeerKey(w, r, true) })
+	s.mux.HandleFunc("POST /_hearth/v1/peers/{name}/refuse", func(w http.ResponseWriter, r *http.Request) { s.decidePeerKey(w, r, false) })
+}
+
+// decidePeerKey is the owner's answer to a peer whose key changed:
+// accept pins the key it announces now (a reinstall), refuse keeps
+// refusing that key without flagging it again. 404 when name is not
+// listed with a changed key.
+func (s *Server) decidePeerKey(w http.ResponseWriter, r *http.Request, accept bool) {
+	name := r.PathValue("name")
+	if name == "" || len(name) > 255 {
+		writeError(w, BadRequest("name", "a server name is needed"))
+		return
+	}
+	f, ok := s.backend.(PeerKeyDecider)
+	if !ok || !s.backend.Peers().Enabled {
+		writeError(w, &Error{Status: http.StatusConflict, Code: "lan_discovery_off", Message: "LAN discovery is off"})
+		return
+	}
+	done, err := f.DecidePeerKey(r.Context(), name, accept)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if !done {
+		writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no peer named " + name + " with a changed key"})
+		return
+	}
+	writeJSON(w, DecideResult{ServerName: name, Accepted: accept})
 }
 
 // forgetPeer deletes a peer's pinned key, so its next announcement is

@@ -194,6 +194,17 @@ func (c *Client) Peers(ctx context.Context) (*control.PeersStatus, error) {
 	return &out, c.do(ctx, http.MethodGet, "/_hearth/v1/peers", nil, &out)
 }
 
+// DecidePeerKey accepts (POST /_hearth/v1/peers/{name}/accept) or keeps
+// refusing (/refuse) the new key a LAN peer announces.
+func (c *Client) DecidePeerKey(ctx context.Context, name string, accept bool) (*control.DecideResult, error) {
+	var out control.DecideResult
+	verb := "refuse"
+	if accept {
+		verb = "accept"
+	}
+	return &out, c.do(ctx, http.MethodPost, "/_hearth/v1/peers/"+url.PathEscape(name)+"/"+verb, nil, &out)
+}
+
 // ForgetPeer deletes a LAN peer's pinned key (POST /_hearth/v1/peers/{name}/forget).
 func (c *Client) ForgetPeer(ctx context.Context, name string) (*control.ForgetResult, error) {
 	var out control.ForgetResult
