@@ -407,16 +407,24 @@ func (t *table) decide(ctx context.Context, name string, accept bool, now time.T
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var out []Change
+	// An entry's map key holds its key state, and accepting swaps the
+	// pinned and the changed entry's keys: take the name's entries out
+	// first and put each back under its new key, so none is decided twice
+	// or lands on another's slot.
+	var mine []*entry
 	for k, e := range t.peers {
-		if e.ServerName != name {
-			continue
+		if e.ServerName == name {
+			mine = append(mine, e)
+			delete(t.peers, k)
 		}
-		mine := e.KeyID+":"+e.Key == announced
+	}
+	var out []Change
+	for _, e := range mine {
+		announcedKey := e.KeyID+":"+e.Key == announced
 		switch {
-		case mine && !accept:
+		case announcedKey && !accept:
 			e.KeyRefused = true
-		case mine:
+		case announcedKey:
 			e.KeyChanged, e.KeyRefused, e.Verified = false, false, e.Bound
 		case accept: // the key pinned before is now the changed one
 			if e.Routable() {
@@ -424,11 +432,8 @@ func (t *table) decide(ctx context.Context, name string, accept bool, now time.T
 			}
 			e.KeyChanged, e.KeyRefused, e.Verified = true, false, false
 		}
-		if nk := entryKey(e.Peer); nk != k {
-			delete(t.peers, k)
-			t.peers[nk] = e
-		}
-		if mine && accept && e.Routable() {
+		t.peers[entryKey(e.Peer)] = e
+		if announcedKey && accept && e.Routable() {
 			out = append(out, Change{Peer: e.Peer})
 		}
 	}
