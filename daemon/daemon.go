@@ -232,6 +232,10 @@ func (d *Daemon) firstStart(out io.Writer) error {
 	if err := d.accounts.Create(context.Background(), name, password, true); err != nil {
 		return fmt.Errorf("create owner account: %w", err)
 	}
+	// The owner installed Hearth to be found by the people nearby.
+	if err := d.accounts.SetNearby(context.Background(), name, true); err != nil {
+		return fmt.Errorf("announce the owner to people nearby: %w", err)
+	}
 	fmt.Fprintf(out, `
   Welcome to Hearth. Your Matrix account is ready:
 
