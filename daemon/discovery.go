@@ -36,6 +36,7 @@ func (d *Daemon) startDiscovery(key *SigningKey) {
 		f.mu.Unlock()
 	}
 	svc := discovery.New(cfg)
+	d.startPeople(svc)
 	if d.fed != nil {
 		svc.OnChange(d.routeLANPeer(svc))
 	}
@@ -87,7 +88,7 @@ func (b *controlBackend) Peers() control.PeersStatus {
 	fixed, _ := parseServerTable(b.d.cfg.FederationServers)
 	for _, p := range b.d.lan.Peers() {
 		cp := control.Peer{ServerName: p.ServerName, Addrs: p.Addrs, Port: p.Port, KeyID: p.KeyID, Key: p.Key,
-			FirstSeen: p.FirstSeen, LastSeen: p.LastSeen, KeyChanged: p.KeyChanged}
+			FirstSeen: p.FirstSeen, LastSeen: p.LastSeen, KeyChanged: p.KeyChanged, People: controlPeople(p)}
 		if _, ok := fixed[p.ServerName]; !ok && b.d.fed != nil && p.Routable() {
 			cp.Route = b.d.lan.Route(p)
 		}

@@ -91,6 +91,15 @@ type Peer struct {
 	KeyChanged bool `json:"key_changed,omitempty"`
 	// Route is the ip:port federation to it uses, when it does.
 	Route string `json:"route,omitempty"`
+	// People are the accounts it announces to people nearby (only for a
+	// peer whose key is the pinned one), as its user directory would.
+	People []Person `json:"people,omitempty"`
+}
+
+// Person is someone a LAN peer announces to people nearby.
+type Person struct {
+	UserID      string `json:"user_id"`
+	DisplayName string `json:"display_name,omitempty"`
 }
 
 // FederationStatus is GET /_hearth/v1/federation.
