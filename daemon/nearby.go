@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"context"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -176,4 +178,47 @@ func (d *Daemon) announcePeople(svc *discovery.Service) {
 		slog.Info("LAN discovery: not everyone opted in to be found nearby fits in the announcement", "opted_in", len(users), "announced", len(txt))
 	}
 	svc.SetTXT(txt)
+}
+
+// SetNearby answers PUT /_hearth/v1/accounts/{name}/nearby: the running
+// daemon re-announces at once (through the account hook).
+func (b *controlBackend) SetNearby(ctx context.Context, name string, on bool) (string, error) {
+	if err := b.d.accounts.SetNearby(ctx, name, on); err != nil {
+		return "", controlError("name", err)
+	}
+	return b.d.accounts.UserID(name), nil
+}
+
+// NearbyAccounts answers GET /_hearth/v1/accounts/nearby.
+func (b *controlBackend) NearbyAccounts() ([]string, error) {
+	return nearbyIDs(b.d.accounts)
+}
+
+func nearbyIDs(a *account.Accounts) ([]string, error) {
+	users, err := a.Nearby()
+	ids := make([]string, 0, len(users))
+	for _, u := range users {
+		ids = append(ids, a.UserID(u.Localpart))
+	}
+	return ids, err
+}
+
+// SetNearby switches an account's opt-in on a stopped daemon's data
+// (hearth account nearby NAME on|off); it is announced at the next start.
+func SetNearby(cfg Config, name string, on bool) error {
+	err := withAccounts(cfg, func(a *account.Accounts) error { return a.SetNearby(context.Background(), name, on) })
+	if err != nil {
+		return fmt.Errorf("set nearby of %s: %w", name, err)
+	}
+	return nil
+}
+
+// NearbyAccounts lists the accounts opted in on a stopped daemon's data.
+func NearbyAccounts(cfg Config) ([]string, error) {
+	var ids []string
+	err := withAccounts(cfg, func(a *account.Accounts) (err error) {
+		ids, err = nearbyIDs(a)
+		return err
+	})
+	return ids, err
 }

@@ -27,6 +27,14 @@ func accountCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		name, rest = rest[0], rest[1:]
 	}
+	var nearbyOn bool
+	if sub == "nearby" {
+		if len(rest) == 0 || (rest[0] != "on" && rest[0] != "off") {
+			fmt.Fprintln(stderr, "hearth account nearby: say on or off after NAME")
+			return 2
+		}
+		nearbyOn, rest = rest[0] == "on", rest[1:]
+	}
 	var password *string
 	cfg, code := loadConfig("account "+sub, rest, stderr, func(fs *flag.FlagSet) {
 		password = fs.String("password", "", "the password (default: a random one, printed)")
@@ -62,6 +70,17 @@ func accountCmd(args []string, stdout, stderr io.Writer) int {
 		for _, id := range ids {
 			fmt.Fprintln(stdout, id)
 		}
+	case "nearby":
+		if err = daemon.SetNearby(cfg, name, nearbyOn); errors.Is(err, daemon.ErrRunning) {
+			err = withControl(cfg, func(c ctlClient) error {
+				_, err := c.SetNearby(context.Background(), name, nearbyOn)
+				return err
+			})
+		}
+		if err == nil {
+			fmt.Fprintln(stdout, nearbyMessage(name, cfg.ServerName, nearbyOn))
+			return 0
+		}
 	default:
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -76,4 +95,12 @@ func accountCmd(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return 0
+}
+
+// nearbyMessage says what switching people nearby did.
+func nearbyMessage(name, serverName string, on bool) string {
+	if on {
+		return fmt.Sprintf("@%s:%s can be found by people on this network (with its display name)", name, serverName)
+	}
+	return fmt.Sprintf("@%s:%s is no longer announced to people on this network", name, serverName)
 }

@@ -1,0 +1,78 @@
+package control
+
+import (
+	"context"
+	"net/http"
+)
+
+// NearbySwitcher is the part of the backend that switches whether an
+// account is announced to people nearby (issue 11); a backend without it
+// answers 404 for these routes.
+type NearbySwitcher interface {
+	// SetNearby switches the opt-in of a local account.
+	SetNearby(ctx context.Context, name string, on bool) (userID string, err error)
+	// NearbyAccounts lists the user IDs of the accounts opted in.
+	NearbyAccounts() ([]string, error)
+}
+
+// NearbyAccount is PUT /_hearth/v1/accounts/{name}/nearby's answer.
+type NearbyAccount struct {
+	UserID string `json:"user_id"`
+	Nearby bool   `json:"nearby"`
+}
+
+func (s *Server) nearbyRoutes() {
+	s.mux.HandleFunc("GET /_hearth/v1/accounts/nearby", s.nearbyAccounts)
+	s.mux.HandleFunc("PUT /_hearth/v1/accounts/{name}/nearby", s.setNearby)
+}
+
+func (s *Server) nearbySwitcher(w http.ResponseWriter) NearbySwitcher {
+	n, ok := s.backend.(NearbySwitcher)
+	if !ok {
+		writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "people nearby are not supported"})
+	}
+	return n
+}
+
+// nearbyAccounts lists the accounts announced to people nearby.
+func (s *Server) nearbyAccounts(w http.ResponseWriter, r *http.Request) {
+	n := s.nearbySwitcher(w)
+	if n == nil {
+		return
+	}
+	ids, err := n.NearbyAccounts()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if ids == nil {
+		ids = []string{}
+	}
+	writeJSON(w, map[string]any{"accounts": ids})
+}
+
+// setNearby switches whether an account is announced to people nearby;
+// the body is {"nearby": true|false}.
+func (s *Server) setNearby(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Nearby *bool `json:"nearby"`
+	}
+	if err := readBody(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if req.Nearby == nil {
+		writeError(w, BadRequest("nearby", "nearby (true or false) is required"))
+		return
+	}
+	n := s.nearbySwitcher(w)
+	if n == nil {
+		return
+	}
+	id, err := n.SetNearby(r.Context(), r.PathValue("name"), *req.Nearby)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, NearbyAccount{UserID: id, Nearby: *req.Nearby})
+}
