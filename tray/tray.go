@@ -60,7 +60,7 @@ type Tray struct {
 	addr    string // the daemon's loopback address, for links
 	refresh time.Duration
 	status  Item
-	nearby  Item // "People nearby: N", a label: LAN peers from the status
+	nearby  Item // "People nearby: N" or the people peers announce, a label (people.go)
 	start   Item
 	stop    Item
 	pause   Item // Pause federation / Resume federation
@@ -156,7 +156,7 @@ func (t *Tray) update() {
 		t.pause.Disable()
 	}
 	t.paused = st.FederationPaused
-	t.nearby.SetTitle(fmt.Sprintf("People nearby: %d", st.Peers))
+	t.nearby.SetTitle(t.nearbyTitle(ctx, st.Peers))
 	text := fmt.Sprintf("Hearth on %s · %s · %d nearby", st.ServerName, federation, st.Peers)
 	if st.UnreadHighlights > 0 {
 		text += fmt.Sprintf(" · %d unread mentions", st.UnreadHighlights)

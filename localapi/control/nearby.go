@@ -2,7 +2,9 @@ package control
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"strings"
 )
 
 // NearbySwitcher is the part of the backend that switches whether an
@@ -75,4 +77,47 @@ func (s *Server) setNearby(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, NearbyAccount{UserID: id, Nearby: *req.Nearby})
+}
+
+// PeopleNearby is the one line the CLI, the tray and the console show for
+// the people trusted peers announce: "People nearby: Anna (anna-laptop-…),
+// Bob Builder (ben-laptop-…)", at most max people and "and N more". It is
+// empty when no peer announces anyone.
+func PeopleNearby(peers []Peer, max int) string {
+	var names []string
+	n := 0
+	for _, p := range peers {
+		for _, who := range p.People {
+			n++
+			if len(names) < max {
+				names = append(names, personName(who)+" ("+shortServerName(p.ServerName)+")")
+			}
+		}
+	}
+	if n == 0 {
+		return ""
+	}
+	s := "People nearby: " + strings.Join(names, ", ")
+	if n > len(names) {
+		s += fmt.Sprintf(" and %d more", n-len(names))
+	}
+	return s
+}
+
+func personName(p Person) string {
+	if p.DisplayName != "" {
+		return p.DisplayName
+	}
+	lp, _, _ := strings.Cut(strings.TrimPrefix(p.UserID, "@"), ":")
+	return lp
+}
+
+// shortServerName shows a default LAN name, <machine>-<6 chars>.local,
+// as "<machine>-…": the suffix only tells apart machines of one name.
+func shortServerName(name string) string {
+	base, ok := strings.CutSuffix(name, ".local")
+	if i := strings.LastIndexByte(base, '-'); ok && i > 0 && len(base)-i-1 == 6 {
+		return base[:i+1] + "…"
+	}
+	return name
 }
