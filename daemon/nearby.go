@@ -180,7 +180,7 @@ func (d *Daemon) announcePeople(svc *discovery.Service) {
 	svc.SetTXT(txt)
 }
 
-// SetNearby answers PUT /_hearth/v1/accounts/{name}/nearby: the running
+// SetNearby answers POST /_hearth/v1/accounts/nearby: the running
 // daemon re-announces at once (through the account hook).
 func (b *controlBackend) SetNearby(ctx context.Context, name string, on bool) (string, error) {
 	if err := b.d.accounts.SetNearby(ctx, name, on); err != nil {
@@ -205,12 +205,18 @@ func nearbyIDs(a *account.Accounts) ([]string, error) {
 
 // SetNearby switches an account's opt-in on a stopped daemon's data
 // (hearth account nearby NAME on|off); it is announced at the next start.
-func SetNearby(cfg Config, name string, on bool) error {
-	err := withAccounts(cfg, func(a *account.Accounts) error { return a.SetNearby(context.Background(), name, on) })
+// It returns the account's user ID, under the server name the data
+// holds.
+func SetNearby(cfg Config, name string, on bool) (string, error) {
+	var userID string
+	err := withAccounts(cfg, func(a *account.Accounts) error {
+		userID = a.UserID(name)
+		return a.SetNearby(context.Background(), name, on)
+	})
 	if err != nil {
-		return fmt.Errorf("set nearby of %s: %w", name, err)
+		return "", fmt.Errorf("set nearby of %s: %w", name, err)
 	}
-	return nil
+	return userID, nil
 }
 
 // NearbyAccounts lists the accounts opted in on a stopped daemon's data.

@@ -71,14 +71,16 @@ func accountCmd(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stdout, id)
 		}
 	case "nearby":
-		if err = daemon.SetNearby(cfg, name, nearbyOn); errors.Is(err, daemon.ErrRunning) {
+		var userID string
+		if userID, err = daemon.SetNearby(cfg, name, nearbyOn); errors.Is(err, daemon.ErrRunning) {
 			err = withControl(cfg, func(c ctlClient) error {
-				_, err := c.SetNearby(context.Background(), name, nearbyOn)
+				res, err := c.SetNearby(context.Background(), name, nearbyOn)
+				userID = res.UserID
 				return err
 			})
 		}
 		if err == nil {
-			fmt.Fprintln(stdout, nearbyMessage(name, cfg.ServerName, nearbyOn))
+			fmt.Fprintln(stdout, nearbyMessage(userID, nearbyOn))
 			return 0
 		}
 	default:
@@ -98,9 +100,9 @@ func accountCmd(args []string, stdout, stderr io.Writer) int {
 }
 
 // nearbyMessage says what switching people nearby did.
-func nearbyMessage(name, serverName string, on bool) string {
+func nearbyMessage(userID string, on bool) string {
 	if on {
-		return fmt.Sprintf("@%s:%s can be found by people on this network (with its display name)", name, serverName)
+		return userID + " can be found by people on this network (with its display name)"
 	}
-	return fmt.Sprintf("@%s:%s is no longer announced to people on this network", name, serverName)
+	return userID + " is no longer announced to people on this network"
 }

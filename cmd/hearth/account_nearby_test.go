@@ -54,7 +54,7 @@ func TestAccountNearbyCommand(t *testing.T) {
 	if code, out := run("add", "zed"); code != 0 {
 		t.Fatalf("add zed: %d %s", code, out)
 	}
-	if code, out := run("nearby", "zed", "on"); code != 0 || !strings.Contains(out, "can be found") {
+	if code, out := run("nearby", "zed", "on"); code != 0 || !strings.Contains(out, "@zed:"+domain+" can be found") {
 		t.Fatalf("nearby zed on (stopped): %d %s", code, out)
 	}
 	if ids, _ := daemon.NearbyAccounts(cfg); !slices.Equal(slices.Sorted(slices.Values(ids)), slices.Sorted(slices.Values([]string{owner, "@zed:" + domain}))) {
@@ -68,7 +68,7 @@ func TestAccountNearbyCommand(t *testing.T) {
 	d := start()
 	defer stop(d)
 	flags = append(flags, "--client-listen", d.Addr())
-	if code, out := run("nearby", lp, "off"); code != 0 || !strings.Contains(out, "no longer") {
+	if code, out := run("nearby", lp, "off"); code != 0 || !strings.Contains(out, owner+" is no longer") {
 		t.Fatalf("nearby %s off (running): %d %s", lp, code, out)
 	}
 	if code, out := run("nearby", "nobody", "on"); code != 1 || !strings.Contains(out, "no such user") {

@@ -17,7 +17,7 @@ type NearbySwitcher interface {
 	NearbyAccounts() ([]string, error)
 }
 
-// NearbyAccount is PUT /_hearth/v1/accounts/{name}/nearby's answer.
+// NearbyAccount is POST /_hearth/v1/accounts/nearby's answer.
 type NearbyAccount struct {
 	UserID string `json:"user_id"`
 	Nearby bool   `json:"nearby"`
@@ -25,7 +25,7 @@ type NearbyAccount struct {
 
 func (s *Server) nearbyRoutes() {
 	s.mux.HandleFunc("GET /_hearth/v1/accounts/nearby", s.nearbyAccounts)
-	s.mux.HandleFunc("PUT /_hearth/v1/accounts/{name}/nearby", s.setNearby)
+	s.mux.HandleFunc("POST /_hearth/v1/accounts/nearby", s.setNearby)
 }
 
 func (s *Server) nearbySwitcher(w http.ResponseWriter) NearbySwitcher {
@@ -54,13 +54,19 @@ func (s *Server) nearbyAccounts(w http.ResponseWriter, r *http.Request) {
 }
 
 // setNearby switches whether an account is announced to people nearby;
-// the body is {"nearby": true|false}.
+// the body is {"name": localpart, "nearby": true|false}. One fixed path,
+// so the console's session may call it (console.go).
 func (s *Server) setNearby(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		Nearby *bool `json:"nearby"`
+		Name   string `json:"name"`
+		Nearby *bool  `json:"nearby"`
 	}
 	if err := readBody(r, &req); err != nil {
 		writeError(w, err)
+		return
+	}
+	if req.Name == "" {
+		writeError(w, BadRequest("name", "name is required"))
 		return
 	}
 	if req.Nearby == nil {
@@ -71,7 +77,7 @@ func (s *Server) setNearby(w http.ResponseWriter, r *http.Request) {
 	if n == nil {
 		return
 	}
-	id, err := n.SetNearby(r.Context(), r.PathValue("name"), *req.Nearby)
+	id, err := n.SetNearby(r.Context(), req.Name, *req.Nearby)
 	if err != nil {
 		writeError(w, err)
 		return

@@ -116,8 +116,7 @@ func (c *Client) SetPassword(ctx context.Context, name, password string) (string
 // SetNearby switches whether an account is announced to people nearby.
 func (c *Client) SetNearby(ctx context.Context, name string, on bool) (*control.NearbyAccount, error) {
 	var out control.NearbyAccount
-	return &out, c.do(ctx, http.MethodPut, "/_hearth/v1/accounts/"+url.PathEscape(name)+"/nearby",
-		map[string]bool{"nearby": on}, &out)
+	return &out, c.do(ctx, http.MethodPost, "/_hearth/v1/accounts/nearby", map[string]any{"name": name, "nearby": on}, &out)
 }
 
 // NearbyAccounts lists the user IDs of the accounts announced to people nearby.
