@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"unicode"
 	"unicode/utf8"
@@ -25,7 +26,8 @@ import (
 //
 // Bounds: discovery's receivers refuse a TXT record over 16 strings or
 // 1300 bytes. Name, key and the certificate binding take five strings and
-// about 270 bytes, so people get at most 8 strings and 600 bytes; display
+// about 270 bytes (under 500 with a 255-byte server name), so people get
+// at most 8 strings and 600 bytes; display
 // names are cut to 48 bytes and a localpart over 64 bytes is not
 // announced. Who does not fit is left out (in localpart order), never the
 // whole record.
@@ -46,7 +48,7 @@ func peopleTXT(users []account.User) []string {
 		if len(out) == maxNearbyPeople {
 			break
 		}
-		if len(u.Localpart) > maxNearbyLocal || strings.ContainsAny(u.Localpart, nearbySeparator+"=") {
+		if len(u.Localpart) > maxNearbyLocal || strings.Contains(u.Localpart, nearbySeparator) {
 			continue
 		}
 		s := nearbyKeyPrefix + strconv.Itoa(len(out)) + "=" + u.Localpart + nearbySeparator + cleanName(u.DisplayName, maxNearbyName)
@@ -123,6 +125,10 @@ func trustedPeer(p discovery.Peer) bool { return p.LAN && p.Verified && !p.KeyCh
 // set once discovery starts, after the client API already serves.
 type nearbyDir struct {
 	lan atomic.Pointer[discovery.Service]
+	// announcing serialises reading the opted-in accounts and setting
+	// the TXT, so two changes committed at once cannot leave the older
+	// list announced.
+	announcing sync.Mutex
 }
 
 // NearbyPeople lists the people that trusted peers announce.
@@ -168,6 +174,8 @@ func controlPeople(p discovery.Peer) []control.Person {
 // changes (account.OnProfileChange). SetTXT re-announces only when the
 // record changed.
 func (d *Daemon) announcePeople(svc *discovery.Service) {
+	d.nearby.announcing.Lock()
+	defer d.nearby.announcing.Unlock()
 	users, err := d.accounts.Nearby()
 	if err != nil {
 		slog.Warn("LAN discovery: cannot list the people to announce", "err", err)

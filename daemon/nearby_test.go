@@ -67,6 +67,9 @@ func TestPeopleTXTBounds(t *testing.T) {
 			DisplayName: strings.Repeat("é", 100)})
 	}
 	users = append([]account.User{{Localpart: strings.Repeat("l", 65), DisplayName: "too long"}}, users...)
+	if got := peopleTXT([]account.User{{Localpart: "a=b", DisplayName: "Equals"}}); len(got) != 1 || got[0] != "u0=a=b\tEquals" {
+		t.Fatalf("a localpart with '=' (allowed by the grammar): %q", got)
+	}
 	txt := peopleTXT(users)
 	total := 0
 	for _, s := range txt {
