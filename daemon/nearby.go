@@ -150,11 +150,16 @@ func (n *nearbyDir) NearbyPeople() []matrix.NearbyPerson {
 }
 
 // startPeople makes svc announce the people who opted in, now and after
-// every change, and list the people of trusted peers in the directory.
+// every change (discovery sends them only while federation is on), and,
+// with federation on, list the people of trusted peers in the directory.
 func (d *Daemon) startPeople(svc *discovery.Service) {
 	d.announcePeople(svc)
 	d.accounts.OnProfileChange(func() { d.announcePeople(svc) })
-	d.nearby.lan.Store(svc)
+	if d.fed != nil {
+		// Without federation no one nearby could be messaged: the
+		// directory would offer people a DM could never reach.
+		d.nearby.lan.Store(svc)
+	}
 }
 
 // controlPeople is a peer's people for the control API's peer list.
