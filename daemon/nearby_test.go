@@ -113,3 +113,16 @@ func TestNearbyOnlyTrustedPeers(t *testing.T) {
 		}
 	}
 }
+
+// TestNoNearbyPeopleWithoutFederation: with federation off, discovery
+// still browses, but its peers' people stay out of the user directory,
+// since no DM could reach them.
+func TestNoNearbyPeopleWithoutFederation(t *testing.T) {
+	d, _ := startTestDaemon(t) // federation off
+	if d.lan == nil {
+		t.Skip("LAN discovery did not start here (no mDNS socket)")
+	}
+	if d.nearby.lan.Load() != nil {
+		t.Fatal("the directory reads discovery's peers while federation is off")
+	}
+}
