@@ -58,7 +58,8 @@ type Daemon struct {
 	// would wait for them.
 	stopRequests context.CancelFunc
 
-	lan *discovery.Service // LAN discovery, when lan_discovery is on (daemon/discovery.go)
+	lan    *discovery.Service // LAN discovery, when lan_discovery is on (daemon/discovery.go)
+	nearby *nearbyDir         // people nearby in the user directory (daemon/nearby.go)
 
 	// fedModeWanted is the federation mode last written through the
 	// control API ("" until then: cfg.Federation), for the status to say
@@ -121,6 +122,8 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 		RegistrationTokens: splitList(cfg.RegistrationTokens),
 	})
 	d.api = api
+	d.nearby = &nearbyDir{}
+	api.SetNearby(d.nearby)
 	mediaRepo, err := media.New(db, media.Config{Dir: filepath.Join(cfg.DataDir, "media"), ServerName: cfg.ServerName,
 		MaxUploadBytes: cfg.MaxUploadBytes, QuotaBytes: cfg.MediaQuotaBytes, Previews: cfg.URLPreviews == "on",
 		MaxPixels: cfg.MaxImagePixels, DecodeBudgetBytes: cfg.ThumbnailMemory})
@@ -231,6 +234,10 @@ func (d *Daemon) firstStart(out io.Writer) error {
 	password := account.RandomString(12)
 	if err := d.accounts.Create(context.Background(), name, password, true); err != nil {
 		return fmt.Errorf("create owner account: %w", err)
+	}
+	// The owner installed Hearth to be found by the people nearby.
+	if err := d.accounts.SetNearby(context.Background(), name, true); err != nil {
+		return fmt.Errorf("announce the owner to people nearby: %w", err)
 	}
 	fmt.Fprintf(out, `
   Welcome to Hearth. Your Matrix account is ready:

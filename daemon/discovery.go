@@ -44,6 +44,7 @@ func (d *Daemon) startDiscovery(key *SigningKey) {
 		}
 	}
 	svc := discovery.New(cfg)
+	d.startPeople(svc)
 	if d.fed != nil {
 		svc.OnChange(d.routeLANPeer(svc))
 	}
@@ -104,7 +105,8 @@ func (b *controlBackend) Peers() control.PeersStatus {
 	fixed, _ := parseServerTable(b.d.cfg.FederationServers)
 	for _, p := range b.d.lan.Peers() {
 		cp := control.Peer{ServerName: p.ServerName, Addrs: p.Addrs, Port: p.Port, KeyID: p.KeyID, Key: p.Key,
-			FirstSeen: p.FirstSeen, LastSeen: p.LastSeen, KeyChanged: p.KeyChanged, KeyRefused: p.KeyRefused}
+			FirstSeen: p.FirstSeen, LastSeen: p.LastSeen, KeyChanged: p.KeyChanged, KeyRefused: p.KeyRefused,
+			People: controlPeople(p)}
 		if p.Bound {
 			cp.TLSKey = base64.RawStdEncoding.EncodeToString(p.TLSKey[:])
 		}

@@ -118,6 +118,8 @@ type Service struct {
 	askAllUntil        time.Time
 
 	kick   chan struct{}
+	retxt  chan struct{} // SetTXT changed txt
+	txt    txtState      // under mu
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -131,10 +133,11 @@ type iface struct {
 // New returns a service that has not started.
 func New(cfg Config) *Service {
 	s := &Service{cfg: cfg, table: newTable(cfg.DB, cfg.ServerName), joined: map[int]bool{},
-		respondAt: map[int]time.Time{}, lastResp: map[int]time.Time{}, kick: make(chan struct{}, 1)}
+		respondAt: map[int]time.Time{}, lastResp: map[int]time.Time{}, kick: make(chan struct{}, 1), retxt: make(chan struct{}, 1)}
 	extra := slices.Clone(cfg.TXT)
 	slices.Sort(extra)
 	s.me = self{serverName: cfg.ServerName, txt: txtRecords(cfg.ServerName, cfg.KeyID, cfg.Key, extra...)}
+	s.txt = txtState{fixed: extra, all: slices.Clone(s.me.txt)}
 	return s
 }
 
@@ -344,6 +347,7 @@ func (s *Service) run(ctx context.Context, pkts <-chan rx, netEvents <-chan stru
 			}
 		case <-s.kick:
 			s.queryEvery, s.nextQuery = 0, time.Now()
+		case <-s.retxt: // tick applies it
 		case <-timer.C:
 		}
 		if !timer.Stop() {
@@ -359,6 +363,9 @@ func (s *Service) run(ctx context.Context, pkts <-chan rx, netEvents <-chan stru
 // on the next packet or event only).
 func (s *Service) tick(now time.Time) time.Time {
 	s.checkSlept(now)
+	if s.applyTXT() && s.announce {
+		s.annLeft, s.nextAnn = 2, now // RFC 6762 §8.4
+	}
 	if !s.nextNet.IsZero() && !now.Before(s.nextNet) {
 		s.checkNetworks(now)
 		s.nextNet = time.Time{}

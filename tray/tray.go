@@ -60,7 +60,7 @@ type Tray struct {
 	addr    string // the daemon's loopback address, for links
 	refresh time.Duration
 	status  Item
-	nearby  Item // "People nearby: N", a label: LAN peers from the status
+	nearby  Item // "People nearby: N" or the people peers announce, a label (people.go)
 	start   Item
 	stop    Item
 	pause   Item // Pause federation / Resume federation
@@ -159,11 +159,12 @@ func (t *Tray) update() {
 		t.pause.Disable()
 	}
 	t.paused = st.FederationPaused
+	title := t.nearbyTitle(ctx, st.Peers)
 	if st.PeerKeyChanges > 0 {
-		t.nearby.SetTitle(fmt.Sprintf("People nearby: %d · %d key changed: accept or refuse…", st.Peers, st.PeerKeyChanges))
+		t.nearby.SetTitle(fmt.Sprintf("%s · %d key changed: accept or refuse…", title, st.PeerKeyChanges))
 		t.nearby.Enable()
 	} else {
-		t.nearby.SetTitle(fmt.Sprintf("People nearby: %d", st.Peers))
+		t.nearby.SetTitle(title)
 		t.nearby.Disable()
 	}
 	text := fmt.Sprintf("Hearth on %s · %s · %d nearby", st.ServerName, federation, st.Peers)

@@ -27,6 +27,14 @@ func accountCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		name, rest = rest[0], rest[1:]
 	}
+	var nearbyOn bool
+	if sub == "nearby" {
+		if len(rest) == 0 || (rest[0] != "on" && rest[0] != "off") {
+			fmt.Fprintln(stderr, "hearth account nearby: say on or off after NAME")
+			return 2
+		}
+		nearbyOn, rest = rest[0] == "on", rest[1:]
+	}
 	var password *string
 	cfg, code := loadConfig("account "+sub, rest, stderr, func(fs *flag.FlagSet) {
 		password = fs.String("password", "", "the password (default: a random one, printed)")
@@ -62,6 +70,19 @@ func accountCmd(args []string, stdout, stderr io.Writer) int {
 		for _, id := range ids {
 			fmt.Fprintln(stdout, id)
 		}
+	case "nearby":
+		var userID string
+		if userID, err = daemon.SetNearby(cfg, name, nearbyOn); errors.Is(err, daemon.ErrRunning) {
+			err = withControl(cfg, func(c ctlClient) error {
+				res, err := c.SetNearby(context.Background(), name, nearbyOn)
+				userID = res.UserID
+				return err
+			})
+		}
+		if err == nil {
+			fmt.Fprintln(stdout, nearbyMessage(userID, nearbyOn))
+			return 0
+		}
 	default:
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -76,4 +97,12 @@ func accountCmd(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return 0
+}
+
+// nearbyMessage says what switching people nearby did.
+func nearbyMessage(userID string, on bool) string {
+	if on {
+		return userID + " can be found by people on this network (with its display name)"
+	}
+	return userID + " is no longer announced to people on this network"
 }

@@ -37,6 +37,7 @@ Usage:
   hearth account add NAME [--password P]
   hearth account passwd NAME [--password P]
   hearth account list
+  hearth account nearby NAME on|off   (be found by people on this network, or not)
   hearth keys status [--json]           where the signing key is, and its ID
   hearth keys migrate --to keyring|file move secrets between OS keyring and file
   hearth keys rotate                    new signing key; the old one is kept as old_verify_keys

@@ -79,6 +79,7 @@ func printPeers(w io.Writer, st *control.PeersStatus) {
 		fmt.Fprintf(w, "%-30s %-28s %-9s %s\n", p.ServerName, strings.Join(p.Addrs, ","),
 			time.Since(p.LastSeen).Round(time.Second).String()+" ago", state)
 	}
+	printPeople(w, st.Peers)
 }
 
 // peersForgetCmd is `hearth peers forget NAME`: the pin of NAME's signing

@@ -42,6 +42,10 @@ type User struct {
 	// position ErasedPos.
 	Erased    bool   `json:"erased,omitempty"`
 	ErasedPos uint64 `json:"erased_pos,omitempty"`
+
+	// Nearby: announced with its display name to people on the local
+	// network (nearby.go). Absent means off.
+	Nearby bool `json:"nearby,omitempty"`
 }
 
 // Device is one login session of a user.
@@ -88,6 +92,7 @@ type Accounts struct {
 	// AccessTokenLifetime, when non-zero, makes tokens issued with a refresh
 	// token expire (spec v1.3 refresh tokens).
 	AccessTokenLifetime time.Duration
+	hooks               profileHooks
 }
 
 // New returns the account service for serverName.

@@ -34,6 +34,7 @@ func (a *Accounts) Deactivate(ctx context.Context, localpart string, erase bool)
 			u.PasswordHash = ""
 			u.DisplayName, u.AvatarURL = "", ""
 			u.Presence, u.StatusMsg = "offline", ""
+			u.Nearby = false
 			return nil
 		}); err != nil {
 			return err
@@ -52,6 +53,9 @@ func (a *Accounts) Deactivate(ctx context.Context, localpart string, erase bool)
 		_, err = deletePrefix(tx, store.AccountData, prefix)
 		return err
 	})
+	if err == nil {
+		a.profileChanged() // no longer announced to people nearby
+	}
 	return devices, err
 }
 

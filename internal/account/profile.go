@@ -19,7 +19,7 @@ func (a *Accounts) SetPresence(ctx context.Context, localpart, state, statusMsg 
 // SetProfile changes displayname and/or avatar_url (nil leaves a field as
 // it is) and logs the change, which presence and the directory read.
 func (a *Accounts) SetProfile(ctx context.Context, localpart string, displayName, avatarURL *string) error {
-	return a.changeAnnounced(ctx, localpart, func(u *User) {
+	err := a.changeAnnounced(ctx, localpart, func(u *User) {
 		if displayName != nil {
 			u.DisplayName = *displayName
 		}
@@ -27,6 +27,10 @@ func (a *Accounts) SetProfile(ctx context.Context, localpart string, displayName
 			u.AvatarURL = *avatarURL
 		}
 	})
+	if err == nil && displayName != nil {
+		a.profileChanged() // the LAN announcement carries display names
+	}
+	return err
 }
 
 // changeAnnounced modifies a user and logs it as a presence change, since

@@ -31,12 +31,16 @@ import (
 // Sessions live in memory only, so a daemon restart ends them all; they
 // end after sessionIdle without use, after sessionMax in any case, and on
 // POST /_hearth/v1/logout. A session may only read what the page shows,
-// switch the federation mode, and log out (consoleCalls): it cannot read
+// switch the federation mode and whether an account is found by people
+// nearby, and log out (consoleCalls): it cannot read
 // the settings, mint login tokens or console codes, change other settings
 // or accounts, or stop the daemon. The federation mode is the one switch
 // the issue asks of the console; it exposes nothing new to the internet,
 // since internet mode is refused unless the owner configured a CA
-// certificate (tls_cert), which a session cannot.
+// certificate (tls_cert), which a session cannot. The people-nearby
+// opt-in (issue 11: "hearth account and the console switch it") shows an
+// account's localpart and display name to this machine's networks, which
+// lan mode already reaches; it touches no password, device or token.
 
 // consoleCalls are the requests a console session may make: what the page
 // shows, and logging out. Not the settings (registration tokens are
@@ -44,6 +48,8 @@ import (
 var consoleCalls = map[string]bool{
 	"GET /_hearth/v1/status":           true,
 	"GET /_hearth/v1/accounts":         true,
+	"GET /_hearth/v1/accounts/nearby":  true,
+	"POST /_hearth/v1/accounts/nearby": true,
 	"GET /_hearth/v1/peers":            true,
 	"GET /_hearth/v1/federation":       true,
 	"POST /_hearth/v1/federation/mode": true,

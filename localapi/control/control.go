@@ -101,6 +101,15 @@ type Peer struct {
 	TLSKey string `json:"tls_key,omitempty"`
 	// Route is the ip:port federation to it uses, when it does.
 	Route string `json:"route,omitempty"`
+	// People are the accounts it announces to people nearby (only for a
+	// peer whose key is the pinned one), as its user directory would.
+	People []Person `json:"people,omitempty"`
+}
+
+// Person is someone a LAN peer announces to people nearby.
+type Person struct {
+	UserID      string `json:"user_id"`
+	DisplayName string `json:"display_name,omitempty"`
 }
 
 // FederationStatus is GET /_hearth/v1/federation.
@@ -176,6 +185,7 @@ func New(b Backend, secret string) *Server {
 	s.mux.HandleFunc("POST /_hearth/v1/federation/mode", s.federationMode)
 	s.mux.HandleFunc("GET /_hearth/v1/peers", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.backend.Peers()) })
 	s.peersRoutes()
+	s.nearbyRoutes()
 	s.mux.HandleFunc("POST /_hearth/v1/logout", s.logout)
 	s.mux.HandleFunc("GET /_hearth/qr.png", s.qrCode)
 	s.mux.HandleFunc("/_hearth/v1/", func(w http.ResponseWriter, r *http.Request) {

@@ -113,6 +113,19 @@ func (c *Client) SetPassword(ctx context.Context, name, password string) (string
 	return out.Password, err
 }
 
+// SetNearby switches whether an account is announced to people nearby.
+func (c *Client) SetNearby(ctx context.Context, name string, on bool) (*control.NearbyAccount, error) {
+	var out control.NearbyAccount
+	return &out, c.do(ctx, http.MethodPost, "/_hearth/v1/accounts/nearby", map[string]any{"name": name, "nearby": on}, &out)
+}
+
+// NearbyAccounts lists the user IDs of the accounts announced to people nearby.
+func (c *Client) NearbyAccounts(ctx context.Context) ([]string, error) {
+	var out struct{ Accounts []string }
+	err := c.do(ctx, http.MethodGet, "/_hearth/v1/accounts/nearby", nil, &out)
+	return out.Accounts, err
+}
+
 // Config returns every setting as the daemon runs with it.
 func (c *Client) Config(ctx context.Context) (map[string]string, error) {
 	out := map[string]string{}

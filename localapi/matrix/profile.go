@@ -155,8 +155,8 @@ func (s *Server) putAccountData(w http.ResponseWriter, r *http.Request, c *calle
 	writeJSON(w, struct{}{})
 }
 
-// userDirectory implements POST /user_directory/search over local users
-// and users who share a room with the searcher.
+// userDirectory implements POST /user_directory/search over local users,
+// users who share a room with the searcher and people nearby (nearby.go).
 func (s *Server) userDirectory(w http.ResponseWriter, r *http.Request, c *caller) {
 	var req struct {
 		SearchTerm string `json:"search_term"`
@@ -201,6 +201,13 @@ func (s *Server) userDirectory(w http.ResponseWriter, r *http.Request, c *caller
 		members, _ := s.rooms.JoinedMembers(c.UserID, id)
 		for uid, m := range members {
 			consider(uid, m.Name(), m.Avatar())
+		}
+	}
+	if s.nearby != nil {
+		// People announced on the local network (issue 11), after room
+		// members so a profile a room knows wins over an announcement.
+		for _, p := range s.nearby.NearbyPeople() {
+			consider(p.UserID, p.DisplayName, "")
 		}
 	}
 	sort.Slice(results, func(i, j int) bool { return results[i].UserID < results[j].UserID })

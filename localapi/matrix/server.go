@@ -59,6 +59,7 @@ type Server struct {
 	push     *push.Service // set by SetPush (pushrules.go)
 	keys     *keys.Service // set by SetKeys (keys.go)
 	fed      Federation    // set by SetFederation (federation.go); nil while federation is off
+	nearby   Nearby        // set by SetNearby (nearby.go); nil without LAN discovery
 
 	spaces hierarchyPages // GET /hierarchy walks between pages (hierarchy.go)
 }

@@ -79,6 +79,22 @@ test("the one-time link opens the console, which shows the server and how to con
     await other.close();
 });
 
+test("the accounts section switches who people nearby can find", async () => {
+    const page = await browser.newPage();
+    await page.goto(await consoleLink());
+    await page.waitForSelector("body[data-loaded=true]", { timeout: 10_000 });
+    // The owner made at first start is found by people nearby by default.
+    const owner = (await page.textContent("#accounts li")).split(" ")[0];
+    assert.match(await page.textContent("#accounts li"), /found by people nearby/);
+    await page.click(`#accounts button[data-nearby="${owner}"]`);
+    await page.waitForFunction((o) => [...document.querySelectorAll("#accounts li")]
+        .some((li) => li.textContent.startsWith(o + " · hidden from people nearby")), owner, { timeout: 10_000 });
+    const { stdout } = await run(HEARTH_BIN, ["account", "nearby", owner.slice(1).split(":")[0], "on", "--data-dir", dataDir,
+        "--client-listen", `127.0.0.1:${hearth.port}`, "--key-store", "file"]);
+    assert.match(stdout, /can be found by people on this network/);
+    await page.close();
+});
+
 test("logging out ends the session, for this page and for anyone holding its token", async () => {
     const context = await browser.newContext();
     const page = await context.newPage();

@@ -1,0 +1,128 @@
+package daemon
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hearth-chat/hearth/discovery"
+	"github.com/hearth-chat/hearth/internal/account"
+)
+
+// TestAnnouncesPeopleNearby: the daemon's announcement carries the owner
+// made at first start (opted in by default), not a later account until it
+// opts in, and follows a display name change and an opt-out at once.
+func TestAnnouncesPeopleNearby(t *testing.T) {
+	d, _ := startTestDaemon(t)
+	if d.lan == nil {
+		t.Skip("LAN discovery did not start here (no mDNS socket)")
+	}
+	ctx := context.Background()
+	owner := ownerName()
+	people := func() []string {
+		var out []string
+		for _, s := range d.lan.TXT() {
+			if strings.HasPrefix(s, "u") && len(s) > 2 && s[2] == '=' {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	if got := people(); !slices.Equal(got, []string{"u0=" + owner + "\t" + owner}) {
+		t.Fatalf("announced at first start: %q, want the owner", got)
+	}
+	if err := d.accounts.Create(ctx, "zed", "pw", false); err != nil {
+		t.Fatal(err)
+	}
+	if got := people(); len(got) != 1 {
+		t.Fatalf("a new account is announced without opting in: %q", got)
+	}
+	if err := d.accounts.SetNearby(ctx, "zed", true); err != nil {
+		t.Fatal(err)
+	}
+	name := "Anna\tBell\n"
+	if err := d.accounts.SetProfile(ctx, owner, &name, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"u0=" + owner + "\tAnna Bell", "u1=zed\tzed"}
+	if got := people(); !slices.Equal(got, want) {
+		t.Fatalf("after zed opted in and the owner was renamed: %q, want %q", got, want)
+	}
+	if err := d.accounts.SetNearby(ctx, owner, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := people(); !slices.Equal(got, []string{"u0=zed\tzed"}) {
+		t.Fatalf("after the owner opted out: %q", got)
+	}
+}
+
+// TestPeopleTXTBounds: however many people opt in and however long their
+// names, the announcement stays within what receivers accept, and what a
+// receiver reads back is what was announced, cleaned.
+func TestPeopleTXTBounds(t *testing.T) {
+	var users []account.User
+	for i := range 40 {
+		users = append(users, account.User{Localpart: strings.Repeat("p", 10) + string(rune('a'+i%26)) + strings.Repeat("x", i),
+			DisplayName: strings.Repeat("é", 100)})
+	}
+	users = append([]account.User{{Localpart: strings.Repeat("l", 65), DisplayName: "too long"}}, users...)
+	if got := peopleTXT([]account.User{{Localpart: "a=b", DisplayName: "Equals"}}); len(got) != 1 || got[0] != "u0=a=b\tEquals" {
+		t.Fatalf("a localpart with '=' (allowed by the grammar): %q", got)
+	}
+	txt := peopleTXT(users)
+	total := 0
+	for _, s := range txt {
+		total += len(s) + 1
+	}
+	if len(txt) != maxNearbyPeople || total > maxNearbyBytes {
+		t.Fatalf("%d strings, %d bytes", len(txt), total)
+	}
+	kv := map[string]string{}
+	for _, s := range txt {
+		k, v, _ := strings.Cut(s, "=")
+		kv[k] = v
+	}
+	got := peopleOf(kv)
+	if len(got) != len(txt) || got[0].Localpart != users[1].Localpart || got[0].DisplayName != strings.Repeat("é", maxNearbyName/2) {
+		t.Fatalf("read back %+v", got)
+	}
+	// What a stranger could send: bad localparts are dropped, names cleaned.
+	got = peopleOf(map[string]string{"u0": "ok\tFine", "u1": "has:colon\tX", "u2": "\tEmpty", "u3": "sp ace\tY",
+		"u4": "ctl\t\x1b[31mRed\x00", "u9": "late\tNine"})
+	want := []Person{{"ok", "Fine"}, {"ctl", "[31mRed"}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("peopleOf = %+v, want %+v", got, want)
+	}
+}
+
+// TestNearbyOnlyTrustedPeers: only a LAN name with its pinned key puts
+// people in the directory or the peer list.
+func TestNearbyOnlyTrustedPeers(t *testing.T) {
+	txt := map[string]string{"u0": "bob\tBob Builder"}
+	for _, c := range []struct {
+		p    discovery.Peer
+		want bool
+	}{
+		{discovery.Peer{ServerName: "bob-x.local", LAN: true, Verified: true, TXT: txt}, true},
+		{discovery.Peer{ServerName: "bob-x.local", LAN: true, KeyChanged: true, TXT: txt}, false},
+		{discovery.Peer{ServerName: "matrix.org", TXT: txt}, false},
+	} {
+		if got := len(controlPeople(c.p)) == 1; got != c.want {
+			t.Errorf("%+v: listed %v, want %v", c.p, got, c.want)
+		}
+	}
+}
+
+// TestNoNearbyPeopleWithoutFederation: with federation off, discovery
+// still browses, but its peers' people stay out of the user directory,
+// since no DM could reach them.
+func TestNoNearbyPeopleWithoutFederation(t *testing.T) {
+	d, _ := startTestDaemon(t) // federation off
+	if d.lan == nil {
+		t.Skip("LAN discovery did not start here (no mDNS socket)")
+	}
+	if d.nearby.lan.Load() != nil {
+		t.Fatal("the directory reads discovery's peers while federation is off")
+	}
+}

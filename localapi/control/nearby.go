@@ -1,0 +1,129 @@
+package control
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// NearbySwitcher is the part of the backend that switches whether an
+// account is announced to people nearby (issue 11); a backend without it
+// answers 404 for these routes.
+type NearbySwitcher interface {
+	// SetNearby switches the opt-in of a local account.
+	SetNearby(ctx context.Context, name string, on bool) (userID string, err error)
+	// NearbyAccounts lists the user IDs of the accounts opted in.
+	NearbyAccounts() ([]string, error)
+}
+
+// NearbyAccount is POST /_hearth/v1/accounts/nearby's answer.
+type NearbyAccount struct {
+	UserID string `json:"user_id"`
+	Nearby bool   `json:"nearby"`
+}
+
+func (s *Server) nearbyRoutes() {
+	s.mux.HandleFunc("GET /_hearth/v1/accounts/nearby", s.nearbyAccounts)
+	s.mux.HandleFunc("POST /_hearth/v1/accounts/nearby", s.setNearby)
+}
+
+func (s *Server) nearbySwitcher(w http.ResponseWriter) NearbySwitcher {
+	n, ok := s.backend.(NearbySwitcher)
+	if !ok {
+		writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "people nearby are not supported"})
+	}
+	return n
+}
+
+// nearbyAccounts lists the accounts announced to people nearby.
+func (s *Server) nearbyAccounts(w http.ResponseWriter, r *http.Request) {
+	n := s.nearbySwitcher(w)
+	if n == nil {
+		return
+	}
+	ids, err := n.NearbyAccounts()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if ids == nil {
+		ids = []string{}
+	}
+	writeJSON(w, map[string]any{"accounts": ids})
+}
+
+// setNearby switches whether an account is announced to people nearby;
+// the body is {"name": localpart, "nearby": true|false}. One fixed path,
+// so the console's session may call it (console.go).
+func (s *Server) setNearby(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Name   string `json:"name"`
+		Nearby *bool  `json:"nearby"`
+	}
+	if err := readBody(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if req.Name == "" {
+		writeError(w, BadRequest("name", "name is required"))
+		return
+	}
+	if req.Nearby == nil {
+		writeError(w, BadRequest("nearby", "nearby (true or false) is required"))
+		return
+	}
+	n := s.nearbySwitcher(w)
+	if n == nil {
+		return
+	}
+	id, err := n.SetNearby(r.Context(), req.Name, *req.Nearby)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, NearbyAccount{UserID: id, Nearby: *req.Nearby})
+}
+
+// PeopleNearby is the one line the CLI, the tray and the console show for
+// the people trusted peers announce: "People nearby: Anna (anna-laptop-…),
+// Bob Builder (ben-laptop-…)", at most max people and "and N more". It is
+// empty when no peer announces anyone.
+func PeopleNearby(peers []Peer, max int) string {
+	var names []string
+	n := 0
+	for _, p := range peers {
+		for _, who := range p.People {
+			n++
+			if len(names) < max {
+				names = append(names, personName(who)+" ("+shortServerName(p.ServerName)+")")
+			}
+		}
+	}
+	if n == 0 {
+		return ""
+	}
+	s := "People nearby: " + strings.Join(names, ", ")
+	if n > len(names) {
+		s += fmt.Sprintf(" and %d more", n-len(names))
+	}
+	return s
+}
+
+func personName(p Person) string {
+	if p.DisplayName != "" {
+		return p.DisplayName
+	}
+	lp, _, _ := strings.Cut(strings.TrimPrefix(p.UserID, "@"), ":")
+	return lp
+}
+
+// shortServerName shows a default LAN name, <machine>-<6 chars>.local,
+// as "<machine>-…": the suffix only tells apart machines of one name.
+func shortServerName(name string) string {
+	base, ok := strings.CutSuffix(name, ".local")
+	if i := strings.LastIndexByte(base, '-'); ok && i > 0 && len(base)-i-1 == 6 {
+		return base[:i+1] + "…"
+	}
+	return name
+}
