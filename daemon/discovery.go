@@ -7,17 +7,32 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/hearth-chat/hearth/discovery"
+	"github.com/hearth-chat/hearth/federation/serverkeys"
 	"github.com/hearth-chat/hearth/localapi/control"
 )
+
+// internetKeys answers discovery's question "which key did the internet
+// give for this public server name?" from federation/serverkeys' cache:
+// keys fetched from the server through DNS resolution or from a notary.
+type internetKeys struct{ k *serverkeys.Keys }
+
+func (i internetKeys) InternetKey(name, keyID string) (ed25519.PublicKey, bool) {
+	if i.k == nil {
+		return nil, false
+	}
+	return i.k.Known(spec.ServerName(name), gomatrixserverlib.KeyID(keyID))
+}
 
 // startDiscovery starts LAN discovery when lan_discovery is on or
 // browse: it always looks for other Hearth daemons, and announces this one
 // only when on and while federation is on, since otherwise there is
 // nothing to connect to. A verified peer (a LAN-only name whose key is the
-// one pinned on first sight) gets a route in the federation resolver,
+// one pinned on first sight, or a public name whose key is the one the
+// internet gave for it) gets a route in the federation resolver,
 // unless federation_servers names it already. Discovery failing is
 // logged, never fatal: it is a convenience.
 func (d *Daemon) startDiscovery(key *SigningKey) {
@@ -42,6 +57,9 @@ func (d *Daemon) startDiscovery(key *SigningKey) {
 		if spki, ok := d.tlsPublicKey(); ok {
 			cfg.TXT = append(cfg.TXT, discovery.BindingTXT(cfg.ServerName, spki, key.Key)...)
 		}
+		// LAN-first routing of public names: one heard on the LAN with
+		// the key the internet gave for it is routed over the LAN.
+		cfg.InternetKeys = internetKeys{f.keys}
 	}
 	svc := discovery.New(cfg)
 	d.startPeople(svc)
@@ -107,6 +125,15 @@ func (b *controlBackend) Peers() control.PeersStatus {
 		cp := control.Peer{ServerName: p.ServerName, Addrs: p.Addrs, Port: p.Port, KeyID: p.KeyID, Key: p.Key,
 			FirstSeen: p.FirstSeen, LastSeen: p.LastSeen, KeyChanged: p.KeyChanged, KeyRefused: p.KeyRefused,
 			People: controlPeople(p)}
+		switch {
+		case p.LAN:
+		case p.KeyMismatch:
+			cp.InternetKey = "mismatch"
+		case p.Verified:
+			cp.InternetKey = "confirmed"
+		default:
+			cp.InternetKey = "unconfirmed"
+		}
 		if p.Bound {
 			cp.TLSKey = base64.RawStdEncoding.EncodeToString(p.TLSKey[:])
 		}

@@ -62,10 +62,15 @@ func printPeers(w io.Writer, st *control.PeersStatus) {
 	}
 	fmt.Fprintf(w, "%-30s %-28s %-9s %s\n", "SERVER", "ADDRESS", "SEEN", "STATE")
 	for _, p := range st.Peers {
-		// Discovery routes only LAN-only names (.local or dotless) at an
-		// address on this machine's networks, with their pinned key.
-		state := "not routed (public name, or no address on this network)"
+		// Discovery routes LAN-only names (.local or dotless) with their
+		// pinned key, and public names with the key the internet gave for
+		// them, at an address on this machine's networks.
+		state := "not routed (no address on this network)"
 		switch {
+		case p.InternetKey == "mismatch":
+			state = "KEY MISMATCH: announces " + p.KeyID + " but the internet gave another key for this name; not routed"
+		case p.InternetKey == "unconfirmed":
+			state = "not routed: public name whose key this server has not learned from the internet yet"
 		case p.KeyChanged && p.KeyRefused:
 			state = "key changed, refused: announces a key you chose to keep refusing; not routed ('hearth peers accept " + p.ServerName + "' accepts it)"
 		case p.KeyChanged:

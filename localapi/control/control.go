@@ -95,6 +95,12 @@ type Peer struct {
 	// KeyRefused: the owner chose to keep refusing this new key (POST
 	// .../refuse); still not routed, no longer flagged as news.
 	KeyRefused bool `json:"key_refused,omitempty"`
+	// InternetKey is, for a public server name (not .local or dotless),
+	// how its announced key compares with the key the internet (the
+	// server itself or a notary) gave for it: "confirmed" (routed over
+	// the LAN first), "unconfirmed" (no such key known yet: not routed)
+	// or "mismatch" (another key: never routed). Absent for LAN names.
+	InternetKey string `json:"internet_key,omitempty"`
 	// TLSKey is the SPKI SHA-256 (unpadded base64) of the certificate key
 	// its announcement binds to its signing key; absent: no valid binding,
 	// so it is not trusted.
