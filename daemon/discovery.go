@@ -35,21 +35,25 @@ func (i internetKeys) InternetKey(name, keyID string) (ed25519.PublicKey, bool) 
 // internet gave for it) gets a route in the federation resolver,
 // unless federation_servers names it already. Discovery failing is
 // logged, never fatal: it is a convenience.
-func (d *Daemon) startDiscovery(key *SigningKey) {
-	if d.cfg.LANDiscovery != "on" && d.cfg.LANDiscovery != "browse" {
+func (d *Daemon) startDiscovery(mode string) {
+	d.lanMu.Lock()
+	d.lanMode = mode
+	d.lanMu.Unlock()
+	if mode != "on" && mode != "browse" {
 		return
 	}
+	key := d.lanKey
 	cfg := discovery.Config{ServerName: d.cfg.ServerName, KeyID: key.ID,
-		Key: key.Key.Public().(ed25519.PublicKey), DB: d.db, BrowseOnly: d.cfg.LANDiscovery == "browse"}
+		Key: key.Key.Public().(ed25519.PublicKey), DB: d.db, BrowseOnly: mode == "browse"}
 	for _, name := range strings.Split(d.cfg.LANInterfaces, ",") {
 		if name = strings.TrimSpace(name); name != "" {
 			cfg.Interfaces = append(cfg.Interfaces, name)
 		}
 	}
 	if f := d.fed; f != nil {
-		f.mu.Lock()
-		cfg.Advertise = f.listener.Addr().String()
-		f.mu.Unlock()
+		// The address it is bound to, or, while federation is switched
+		// off, the configured one (fed.Addr).
+		cfg.Advertise = f.Addr()
 		// The certificate binding: peers trust our self-signed federation
 		// certificate because our signing key vouches for its key
 		// (discovery/binding.go). Federation started first, so the
@@ -70,7 +74,9 @@ func (d *Daemon) startDiscovery(key *SigningKey) {
 		slog.Warn("LAN discovery is off", "err", err)
 		return
 	}
+	d.lanMu.Lock()
 	d.lan = svc
+	d.lanMu.Unlock()
 	if d.fed != nil {
 		// Outbound TLS to a LAN route checks the certificate key the
 		// peer's announcement bound, not the CA roots.
@@ -109,19 +115,27 @@ func (d *Daemon) routeLANPeer(svc *discovery.Service) func(discovery.Peer, bool)
 }
 
 func (d *Daemon) stopDiscovery() {
-	if d.lan != nil {
-		d.lan.Stop()
+	if lan := d.lanService(); lan != nil {
+		lan.Stop()
 	}
+}
+
+// lanService is LAN discovery while it runs, else nil.
+func (d *Daemon) lanService() *discovery.Service {
+	d.lanMu.Lock()
+	defer d.lanMu.Unlock()
+	return d.lan
 }
 
 // Peers answers GET /_hearth/v1/peers.
 func (b *controlBackend) Peers() control.PeersStatus {
-	st := control.PeersStatus{Enabled: b.d.lan != nil, Peers: []control.Peer{}}
-	if b.d.lan == nil {
+	lan := b.d.lanService()
+	st := control.PeersStatus{Enabled: lan != nil, Peers: []control.Peer{}}
+	if lan == nil {
 		return st
 	}
 	fixed, _ := parseServerTable(b.d.cfg.FederationServers)
-	for _, p := range b.d.lan.Peers() {
+	for _, p := range lan.Peers() {
 		cp := control.Peer{ServerName: p.ServerName, Addrs: p.Addrs, Port: p.Port, KeyID: p.KeyID, Key: p.Key,
 			FirstSeen: p.FirstSeen, LastSeen: p.LastSeen, KeyChanged: p.KeyChanged, KeyRefused: p.KeyRefused,
 			People: controlPeople(p)}
@@ -138,7 +152,7 @@ func (b *controlBackend) Peers() control.PeersStatus {
 			cp.TLSKey = base64.RawStdEncoding.EncodeToString(p.TLSKey[:])
 		}
 		if _, ok := fixed[p.ServerName]; !ok && b.d.fed != nil && p.Routable() {
-			cp.Route = b.d.lan.Route(p)
+			cp.Route = lan.Route(p)
 		}
 		st.Peers = append(st.Peers, cp)
 	}
@@ -148,20 +162,22 @@ func (b *controlBackend) Peers() control.PeersStatus {
 // ForgetPeer answers POST /_hearth/v1/peers/{name}/forget: the pin of
 // name is deleted, so its next announcement is trusted on first use.
 func (b *controlBackend) ForgetPeer(ctx context.Context, name string) (bool, error) {
-	if b.d.lan == nil {
+	lan := b.d.lanService()
+	if lan == nil {
 		return false, nil
 	}
-	return b.d.lan.Forget(ctx, name)
+	return lan.Forget(ctx, name)
 }
 
 // DecidePeerKey answers POST /_hearth/v1/peers/{name}/accept and
 // /refuse: the owner's answer to a peer's key change.
 func (b *controlBackend) DecidePeerKey(ctx context.Context, name string, accept bool) (bool, error) {
-	if b.d.lan == nil {
+	lan := b.d.lanService()
+	if lan == nil {
 		return false, nil
 	}
 	if accept {
-		return b.d.lan.Accept(ctx, name)
+		return lan.Accept(ctx, name)
 	}
-	return b.d.lan.Refuse(ctx, name)
+	return lan.Refuse(ctx, name)
 }

@@ -13,7 +13,8 @@ import (
 
 // peersCmd is `hearth peers [--json]`: the other Hearth daemons LAN
 // discovery found on the local network ("people nearby"); `hearth peers
-// forget NAME`: delete a peer's pinned key; `hearth peers accept NAME` /
+// forget NAME`: delete a peer's pinned key; `hearth peers mode
+// on|browse|off`: switch LAN discovery; `hearth peers accept NAME` /
 // `hearth peers refuse NAME`: the owner's answer to a key change.
 func peersCmd(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
@@ -24,6 +25,8 @@ func peersCmd(args []string, stdout, stderr io.Writer) int {
 			return peersDecideCmd(args[1:], true, stdout, stderr)
 		case "refuse":
 			return peersDecideCmd(args[1:], false, stdout, stderr)
+		case "mode":
+			return peersModeCmd(args[1:], stdout, stderr)
 		}
 	}
 	var asJSON *bool

@@ -30,6 +30,8 @@ type Status struct {
 	FederationPaused bool `json:"federation_paused,omitempty"`
 	// FederationMode is the mode in force: lan, internet or off.
 	FederationMode string `json:"federation_mode"`
+	// Discovery is the LAN discovery mode in force: on, browse or off.
+	Discovery string `json:"discovery,omitempty"`
 	// Reachable is the last reachability self-check: nil when none ran.
 	Reachable *bool `json:"reachable,omitempty"`
 	Peers     int   `json:"peers"`
@@ -191,6 +193,7 @@ func New(b Backend, secret string) *Server {
 	s.mux.HandleFunc("POST /_hearth/v1/federation/mode", s.federationMode)
 	s.mux.HandleFunc("GET /_hearth/v1/peers", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.backend.Peers()) })
 	s.peersRoutes()
+	s.discoveryRoutes()
 	s.nearbyRoutes()
 	s.mux.HandleFunc("POST /_hearth/v1/logout", s.logout)
 	s.mux.HandleFunc("GET /_hearth/qr.png", s.qrCode)
