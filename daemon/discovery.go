@@ -32,8 +32,8 @@ func (i internetKeys) InternetKey(name, keyID string) (ed25519.PublicKey, bool) 
 // only when on and while federation is on, since otherwise there is
 // nothing to connect to. A verified peer (a LAN-only name whose key is the
 // one pinned on first sight, or a public name whose key is the one the
-// internet gave for it) gets a route in the federation resolver,
-// unless federation_servers names it already. Discovery failing is
+// internet gave for it) gets a route in the federation resolver, ahead
+// of federation_servers (routeLANPeer). Discovery failing is
 // logged, never fatal: it is a convenience.
 func (d *Daemon) startDiscovery(mode string) {
 	d.lanMu.Lock()
@@ -69,6 +69,14 @@ func (d *Daemon) startDiscovery(mode string) {
 	d.startPeople(svc)
 	if d.fed != nil {
 		svc.OnChange(d.routeLANPeer(svc))
+		// A key learned from the internet may confirm a public name
+		// already heard on the LAN: check it now, not at its next
+		// announcement.
+		d.fed.keys.OnLearn(func(server spec.ServerName) {
+			if lan := d.lanService(); lan != nil {
+				lan.Recheck(string(server))
+			}
+		})
 	}
 	if err := svc.Start(); err != nil {
 		slog.Warn("LAN discovery is off", "err", err)
@@ -84,14 +92,15 @@ func (d *Daemon) startDiscovery(mode string) {
 	}
 }
 
-// routeLANPeer adds and removes resolver routes as verified peers come and go.
+// routeLANPeer adds and removes resolver routes as verified peers come and
+// go. A peer that federation_servers names too is still reached over the
+// LAN while it is verified there (LAN-first: the LAN keeps working when
+// the route of federation_servers does not), and its federation_servers
+// address is put back when it leaves the LAN.
 func (d *Daemon) routeLANPeer(svc *discovery.Service) func(discovery.Peer, bool) {
 	fixed, _ := parseServerTable(d.cfg.FederationServers)
 	return func(p discovery.Peer, gone bool) {
-		if _, ok := fixed[p.ServerName]; ok {
-			return
-		}
-		addr := ""
+		addr := fixed[p.ServerName]
 		if !gone {
 			addr = svc.Route(p)
 		}
@@ -100,7 +109,7 @@ func (d *Daemon) routeLANPeer(svc *discovery.Service) func(discovery.Peer, bool)
 			return
 		}
 		if gone {
-			slog.Info("LAN discovery: peer gone", "server_name", p.ServerName)
+			slog.Info("LAN discovery: peer gone", "server_name", p.ServerName, "fallback", fallbackName(addr))
 			return
 		}
 		slog.Info("LAN discovery: peer found; federation to it goes over the LAN", "server_name", p.ServerName, "addr", addr)
@@ -112,6 +121,15 @@ func (d *Daemon) routeLANPeer(svc *discovery.Service) func(discovery.Peer, bool)
 		d.fed.resolver.Reconnect(p.ServerName)
 		d.fed.queue.Wake(p.ServerName)
 	}
+}
+
+// fallbackName says, for the log, where federation to a peer that left
+// the LAN goes: its federation_servers address, or DNS.
+func fallbackName(fixed string) string {
+	if fixed != "" {
+		return "federation_servers " + fixed
+	}
+	return "DNS"
 }
 
 func (d *Daemon) stopDiscovery() {
@@ -134,7 +152,6 @@ func (b *controlBackend) Peers() control.PeersStatus {
 	if lan == nil {
 		return st
 	}
-	fixed, _ := parseServerTable(b.d.cfg.FederationServers)
 	for _, p := range lan.Peers() {
 		cp := control.Peer{ServerName: p.ServerName, Addrs: p.Addrs, Port: p.Port, KeyID: p.KeyID, Key: p.Key,
 			FirstSeen: p.FirstSeen, LastSeen: p.LastSeen, KeyChanged: p.KeyChanged, KeyRefused: p.KeyRefused,
@@ -151,7 +168,7 @@ func (b *controlBackend) Peers() control.PeersStatus {
 		if p.Bound {
 			cp.TLSKey = base64.RawStdEncoding.EncodeToString(p.TLSKey[:])
 		}
-		if _, ok := fixed[p.ServerName]; !ok && b.d.fed != nil && p.Routable() {
+		if b.d.fed != nil && p.Routable() {
 			cp.Route = lan.Route(p)
 		}
 		st.Peers = append(st.Peers, cp)

@@ -39,8 +39,9 @@ func (b *controlBackend) SetDiscoveryMode(mode string) error {
 
 // setDiscoveryMode stops LAN discovery in place and starts it again in
 // mode. Stopping sends the goodbyes (peers drop us within a second) and
-// takes out the routes discovery gave federation, so a LAN peer is then
-// reached only through federation_servers or DNS, as with discovery off
+// takes out the routes discovery gave federation (putting back those of
+// federation_servers), so a LAN peer is then reached only through
+// federation_servers or DNS, as with discovery off
 // at start; starting announces (on) and browses (on, browse) from
 // scratch, as at start. Pins stay in the store either way.
 func (d *Daemon) setDiscoveryMode(mode string) {
@@ -59,8 +60,8 @@ func (d *Daemon) setDiscoveryMode(mode string) {
 		if d.fed != nil {
 			fixed, _ := parseServerTable(d.cfg.FederationServers)
 			for _, p := range old.Peers() {
-				if _, ok := fixed[p.ServerName]; !ok && p.Routable() {
-					d.fed.resolver.SetStatic(spec.ServerName(p.ServerName), "")
+				if p.Routable() {
+					d.fed.resolver.SetStatic(spec.ServerName(p.ServerName), fixed[p.ServerName])
 				}
 			}
 			d.fed.resolver.SetCertPins(nil)

@@ -211,6 +211,14 @@ func (s *Service) Refuse(ctx context.Context, name string) (bool, error) {
 	return ok, err
 }
 
+// Recheck checks serverName's public-name announcements against
+// Config.InternetKeys again, when that learned one of its keys (the
+// daemon calls it from serverkeys.OnLearn): an unconfirmed peer becomes
+// routable at once rather than at its next announcement.
+func (s *Service) Recheck(serverName string) {
+	s.apply(s.table.recheck(serverName))
+}
+
 // PinnedSPKI is the SHA-256 of the certificate public key (SPKI) that
 // serverName's verified announcement binds to its pinned signing key:
 // outbound TLS to that LAN peer must present exactly that key

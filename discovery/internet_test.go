@@ -108,3 +108,39 @@ func TestLANFirstPublicName(t *testing.T) {
 		t.Fatalf("public name routed without internet keys: %+v", ch)
 	}
 }
+
+// TestLANFirstRecheck: a public name heard before its key was learned
+// from the internet is routed as soon as the key is learned (Recheck,
+// which the daemon calls from serverkeys.OnLearn), not at its next
+// announcement; and loses the route when the internet's key turns out to
+// be another.
+func TestLANFirstRecheck(t *testing.T) {
+	key := newKey(t)
+	pub, _ := base64.RawStdEncoding.DecodeString(key)
+	internet := knownKeys{}
+	tb := newTable(openDB(t, filepath.Join(t.TempDir(), "h.db")), "me.local", internet)
+	t0 := time.Unix(1_800_000_000, 0)
+	if ch, _ := tb.observe(t.Context(), seen("hs-b.test", key, "192.0.2.8"), t0); len(ch) != 0 {
+		t.Fatalf("unconfirmed peer routed: %+v", ch)
+	}
+	if ch := tb.recheck("hs-b.test"); len(ch) != 0 {
+		t.Fatalf("recheck with nothing learned: %+v", ch)
+	}
+	internet["hs-b.test"] = map[string]ed25519.PublicKey{"ed25519:a": pub}
+	ch := tb.recheck("hs-b.test")
+	if len(ch) != 1 || ch[0].Gone || ch[0].Peer.Route(nil) != "192.0.2.8:8448" {
+		t.Fatalf("recheck after the key was learned: %+v", ch)
+	}
+	if ch := tb.recheck("hs-b.test"); len(ch) != 0 {
+		t.Fatalf("a second recheck changed the route again: %+v", ch)
+	}
+	other, _ := base64.RawStdEncoding.DecodeString(newKey(t))
+	internet["hs-b.test"]["ed25519:a"] = other
+	ch = tb.recheck("hs-b.test")
+	if len(ch) != 1 || !ch[0].Gone {
+		t.Fatalf("recheck after the internet's key changed: %+v", ch)
+	}
+	if ps := tb.list(); len(ps) != 1 || !ps[0].KeyMismatch || ps[0].Routable() {
+		t.Fatalf("listed after the mismatch: %+v", ps)
+	}
+}

@@ -639,3 +639,46 @@ func (t *table) list() []Peer {
 	slices.SortFunc(out, func(a, b Peer) int { return strings.Compare(a.ServerName, b.ServerName) })
 	return out
 }
+
+// recheck checks name's public-name entries against the internet's keys
+// again (InternetKeys learned a key of name since they were heard) and
+// returns the routing change. Each entry is taken out and put back under
+// its new key, as in decide; of two landing on one key the one heard
+// last stays. Only the entry under the bare name can be routable.
+func (t *table) recheck(name string) []Change {
+	if t.internet == nil || isLANName(name) {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var mine []*entry
+	var before *Peer
+	for k, e := range t.peers {
+		if e.ServerName == name {
+			if e.Routable() {
+				p := e.Peer
+				before = &p
+			}
+			mine = append(mine, e)
+			delete(t.peers, k)
+		}
+	}
+	for _, e := range mine {
+		if e.Bound {
+			e.Verified, e.KeyMismatch = t.checkInternetKey(e.ServerName, e.KeyID, e.Key)
+		}
+		k := entryKey(e.Peer)
+		if other, ok := t.peers[k]; ok && other.LastSeen.After(e.LastSeen) {
+			continue
+		}
+		t.peers[k] = e
+	}
+	after, ok := t.peers[name]
+	switch {
+	case ok && after.Routable() && (before == nil || before.Key != after.Key):
+		return []Change{{Peer: after.Peer}}
+	case before != nil && (!ok || !after.Routable()):
+		return []Change{{Peer: *before, Gone: true}}
+	}
+	return nil
+}

@@ -208,6 +208,15 @@ func (k *Keys) storeResults(ctx context.Context, results map[gomatrixserverlib.P
 	if err != nil {
 		return fmt.Errorf("serverkeys: write cache: %w", err)
 	}
+	if fn := k.onLearn.Load(); fn != nil {
+		learned := map[spec.ServerName]bool{}
+		for req := range recs {
+			learned[req.ServerName] = true
+		}
+		for server := range learned {
+			(*fn)(server)
+		}
+	}
 	return nil
 }
 
