@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"log/slog"
 	"strings"
+	"sync"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -99,6 +100,8 @@ func (d *Daemon) startDiscovery(mode string) {
 // address is put back when it leaves the LAN.
 func (d *Daemon) routeLANPeer(svc *discovery.Service) func(discovery.Peer, bool) {
 	fixed, _ := parseServerTable(d.cfg.FederationServers)
+	var mu sync.Mutex
+	routed := map[string]bool{} // names this service routed over the LAN
 	return func(p discovery.Peer, gone bool) {
 		addr := fixed[p.ServerName]
 		if !gone {
@@ -108,17 +111,30 @@ func (d *Daemon) routeLANPeer(svc *discovery.Service) func(discovery.Peer, bool)
 			slog.Warn("LAN discovery: cannot route to a peer", "server_name", p.ServerName, "err", err)
 			return
 		}
+		mu.Lock()
+		again := routed[p.ServerName]
+		routed[p.ServerName] = !gone
+		mu.Unlock()
 		if gone {
+			// Connections over the LAN route are of no use now, and may
+			// be dead (a pulled cable): a later route to the same address
+			// must not reuse them. (SetStatic drops them itself only when
+			// the route goes altogether.)
+			d.fed.resolver.Reconnect(p.ServerName)
 			slog.Info("LAN discovery: peer gone", "server_name", p.ServerName, "fallback", fallbackName(addr))
 			return
 		}
 		slog.Info("LAN discovery: peer found; federation to it goes over the LAN", "server_name", p.ServerName, "addr", addr)
-		// It is back (or moved): connections made before may be dead
-		// without anyone knowing (a pulled cable), so they are ended, a
-		// request stuck on one included; and what is queued for it goes
-		// now, not when the backoff of the failures while it was away
-		// runs out.
-		d.fed.resolver.Reconnect(p.ServerName)
+		if again {
+			// It is back (or moved): connections made before may be dead
+			// without anyone knowing (a pulled cable), so they are ended,
+			// a request stuck on one included. Not on a first route: the
+			// connections then are those of the internet route (a public
+			// name just confirmed), alive, and maybe carrying a request.
+			d.fed.resolver.Reconnect(p.ServerName)
+		}
+		// What is queued for it goes now, not when the backoff of the
+		// failures while it was away runs out.
 		d.fed.queue.Wake(p.ServerName)
 	}
 }

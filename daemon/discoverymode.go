@@ -62,6 +62,7 @@ func (d *Daemon) setDiscoveryMode(mode string) {
 			for _, p := range old.Peers() {
 				if p.Routable() {
 					d.fed.resolver.SetStatic(spec.ServerName(p.ServerName), fixed[p.ServerName])
+					d.fed.resolver.Reconnect(p.ServerName)
 				}
 			}
 			d.fed.resolver.SetCertPins(nil)
