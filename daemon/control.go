@@ -110,8 +110,9 @@ func (b *controlBackend) Status() control.Status {
 		}
 		st.Reachable = f.service.LastReachability().Reachable
 	}
-	if b.d.lan != nil {
-		peers := b.d.lan.Peers()
+	st.Discovery = b.d.lanDiscoveryMode()
+	if lan := b.d.lanService(); lan != nil {
+		peers := lan.Peers()
 		st.Peers = len(peers)
 		for _, p := range peers {
 			if p.KeyChanged && !p.KeyRefused {

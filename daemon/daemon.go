@@ -58,8 +58,18 @@ type Daemon struct {
 	// would wait for them.
 	stopRequests context.CancelFunc
 
-	lan    *discovery.Service // LAN discovery, when lan_discovery is on (daemon/discovery.go)
-	nearby *nearbyDir         // people nearby in the user directory (daemon/nearby.go)
+	// lan is LAN discovery while lan_discovery is on or browse (nil
+	// otherwise); lanMode is the mode in force and lanKey what
+	// startDiscovery needs to start it again when the control API
+	// switches it (discoverymode.go). Under lanMu: the switch replaces
+	// them while the control API reads them.
+	lanMu       sync.Mutex
+	lan         *discovery.Service
+	lanMode     string
+	lanKey      *SigningKey
+	lanSwitchMu sync.Mutex // one switch at a time
+	peopleHook  sync.Once  // the OnProfileChange hook is registered once (nearby.go)
+	nearby      *nearbyDir // people nearby in the user directory (daemon/nearby.go)
 
 	// fedModeWanted is the federation mode last written through the
 	// control API ("" until then: cfg.Federation), for the status to say
@@ -172,7 +182,8 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 			slog.Error("client listener stopped", "err", err)
 		}
 	}()
-	d.startDiscovery(key)
+	d.lanKey = key
+	d.startDiscovery(cfg.LANDiscovery)
 	slog.Info("hearth is ready", "server_name", cfg.ServerName, "client_api", "http://"+ln.Addr().String(),
 		"data_dir", cfg.DataDir, "key_id", key.ID)
 	return d, nil

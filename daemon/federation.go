@@ -77,7 +77,7 @@ func (d *Daemon) startFederation(key *SigningKey, secrets secretStore, notifier 
 	}
 
 	api.SetFederation(svc)
-	d.fed = &fed{service: svc, queue: q, resolver: res, rooms: d.rooms, keyClient: keyClient, notaries: notaries,
+	d.fed = &fed{service: svc, queue: q, resolver: res, rooms: d.rooms, keyClient: keyClient, notaries: notaries, keys: keys,
 		addr: cfg.fedListenAddr(), limits: d.limits, tlsConf: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		mode: cfg.Federation, defaultAddr: cfg.FederationListen == "", certSPKI: spki}
 	if err := d.fed.start(); err != nil {

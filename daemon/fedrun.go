@@ -31,6 +31,7 @@ type fed struct {
 	rooms     *room.Engine
 	keyClient gomatrixserverlib.KeyClient
 	notaries  []serverkeys.Notary
+	keys      *serverkeys.Keys // other servers' keys, for LAN-first routing of public names (discovery.go)
 	addr      string
 	tlsConf   *tls.Config
 	limits    netLimits // deadlines and connection caps (listen.go)

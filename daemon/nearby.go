@@ -154,7 +154,15 @@ func (n *nearbyDir) NearbyPeople() []matrix.NearbyPerson {
 // with federation on, list the people of trusted peers in the directory.
 func (d *Daemon) startPeople(svc *discovery.Service) {
 	d.announcePeople(svc)
-	d.accounts.OnProfileChange(func() { d.announcePeople(svc) })
+	// Registered once: discovery may be switched off and on again
+	// (discoverymode.go); the hook announces through whichever runs.
+	d.peopleHook.Do(func() {
+		d.accounts.OnProfileChange(func() {
+			if lan := d.lanService(); lan != nil {
+				d.announcePeople(lan)
+			}
+		})
+	})
 	if d.fed != nil {
 		// Without federation no one nearby could be messaged: the
 		// directory would offer people a DM could never reach.

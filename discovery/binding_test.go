@@ -205,7 +205,7 @@ func FuzzBinding(f *testing.F) {
 // (its cable back, re-announcing) is reported again, so the daemon wakes
 // what federation queued for it; refreshes in quick succession are not.
 func TestHeardAgainAfterSilence(t *testing.T) {
-	tb := newTable(openDB(t, filepath.Join(t.TempDir(), "h.db")), "me.local")
+	tb := newTable(openDB(t, filepath.Join(t.TempDir(), "h.db")), "me.local", nil)
 	t0 := time.Unix(1_800_000_000, 0)
 	key := newKey(t)
 	if ch, _ := tb.observe(t.Context(), seen("peer.local", key, "192.0.2.7"), t0); len(ch) != 1 {

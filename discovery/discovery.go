@@ -78,6 +78,10 @@ type Config struct {
 	// TXT adds "key=value" strings to the announcement (newer fields,
 	// e.g. a certificate binding).
 	TXT []string
+	// InternetKeys, when set, lets a public server name heard on the LAN
+	// be routed over the LAN (LAN-first) when its announced key is the
+	// one the internet gave for it; unset, public names are only listed.
+	InternetKeys InternetKeys
 }
 
 // Service announces this server and keeps the table of the others.
@@ -132,7 +136,7 @@ type iface struct {
 
 // New returns a service that has not started.
 func New(cfg Config) *Service {
-	s := &Service{cfg: cfg, table: newTable(cfg.DB, cfg.ServerName), joined: map[int]bool{},
+	s := &Service{cfg: cfg, table: newTable(cfg.DB, cfg.ServerName, cfg.InternetKeys), joined: map[int]bool{},
 		respondAt: map[int]time.Time{}, lastResp: map[int]time.Time{}, kick: make(chan struct{}, 1), retxt: make(chan struct{}, 1)}
 	extra := slices.Clone(cfg.TXT)
 	slices.Sort(extra)
@@ -205,6 +209,14 @@ func (s *Service) Accept(ctx context.Context, name string) (bool, error) {
 func (s *Service) Refuse(ctx context.Context, name string) (bool, error) {
 	ok, _, err := s.table.decide(ctx, name, false, time.Now())
 	return ok, err
+}
+
+// Recheck checks serverName's public-name announcements against
+// Config.InternetKeys again, when that learned one of its keys (the
+// daemon calls it from serverkeys.OnLearn): an unconfirmed peer becomes
+// routable at once rather than at its next announcement.
+func (s *Service) Recheck(serverName string) {
+	s.apply(s.table.recheck(serverName))
 }
 
 // PinnedSPKI is the SHA-256 of the certificate public key (SPKI) that

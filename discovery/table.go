@@ -1,7 +1,10 @@
 package discovery
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -67,9 +70,15 @@ type Peer struct {
 	// SHA-256, the only certificate key federation accepts from the peer.
 	Bound  bool
 	TLSKey [32]byte
-	// Verified: a LAN name whose announced key is the one pinned for it
-	// and whose certificate binding that key signed.
+	// Verified: a LAN name whose announced key is the one pinned for it,
+	// or a public name whose announced key is the one the internet gave
+	// for it (Config.InternetKeys), and whose certificate binding that
+	// key signed.
 	Verified bool
+	// KeyMismatch: a public name announced with another key than the one
+	// the internet gave for it. Listed, never routed; there is nothing
+	// for the owner to accept (the internet's key is the truth).
+	KeyMismatch bool
 	// KeyChanged: the announced key is not the one pinned the first time
 	// this server name was seen. Such a peer is listed, never routed to.
 	KeyChanged bool
@@ -81,8 +90,27 @@ type Peer struct {
 }
 
 // Routable reports whether federation may be routed to the peer over the
-// LAN: a LAN name with its pinned key and a usable address.
-func (p Peer) Routable() bool { return p.LAN && p.Verified && !p.KeyChanged && p.Route(nil) != "" }
+// LAN: a LAN name with its pinned key, or a public name with the key the
+// internet gave for it (LAN-first routing), and a usable address.
+func (p Peer) Routable() bool {
+	return p.Verified && !p.KeyChanged && !p.KeyMismatch && p.Route(nil) != ""
+}
+
+// Unconfirmed reports whether p is a public name whose key cannot be
+// checked yet: no key of that ID is known from the internet or a notary.
+// Such a peer is listed and not routed until a later announcement can be
+// checked.
+func (p Peer) Unconfirmed() bool { return !p.LAN && !p.Verified && !p.KeyMismatch }
+
+// InternetKeys answers what this server learned about other servers' keys
+// over the internet (federation/serverkeys: keys fetched from the server
+// itself through DNS resolution or through a notary). A LAN announcement
+// of a public name is believed only when its key is one of these (issue
+// 11): anyone on the Wi-Fi can announce "matrix.org".
+type InternetKeys interface {
+	// InternetKey is the current key keyID of serverName, if known.
+	InternetKey(serverName, keyID string) (ed25519.PublicKey, bool)
+}
 
 // Route is the "ip:port" federation should dial for p: the first address
 // in one of the given local networks (the addresses were checked against
@@ -160,8 +188,9 @@ func (e *entry) refreshAt(k int) time.Time {
 
 // table is the peer table and its TOFU pins (bucket lanpins).
 type table struct {
-	db   *store.DB
-	self string // own server name: own announcements are ignored
+	db       *store.DB
+	self     string       // own server name: own announcements are ignored
+	internet InternetKeys // nil: public names are never confirmed
 
 	mu         sync.Mutex
 	peers      map[string]*entry
@@ -173,8 +202,8 @@ type table struct {
 	pinsFullUntil time.Time
 }
 
-func newTable(db *store.DB, self string) *table {
-	return &table{db: db, self: self, peers: map[string]*entry{}}
+func newTable(db *store.DB, self string, internet InternetKeys) *table {
+	return &table{db: db, self: self, internet: internet, peers: map[string]*entry{}}
 }
 
 // pin is a lanpins value.
@@ -227,6 +256,8 @@ func (t *table) observe(ctx context.Context, s sighting, now time.Time) ([]Chang
 		p.KeyChanged = pinned.Key != "" && pinned.Key != announced
 		p.Verified = pinned.Key == announced && p.Bound
 		p.KeyRefused = p.KeyChanged && pinned.Refused == announced
+	} else if p.Bound {
+		p.Verified, p.KeyMismatch = t.checkInternetKey(a.name, a.keyID, a.key)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -248,6 +279,10 @@ func (t *table) observe(ctx context.Context, s sighting, now time.Time) ([]Chang
 		slog.Warn("LAN discovery: a server announced another key than the one pinned for its name; not routing to it",
 			"server_name", a.name, "key_id", a.keyID, "pinned", pinned.Key)
 	}
+	if p.KeyMismatch && !known {
+		slog.Warn("LAN discovery: a server announced another key than the internet's for its name; not routing to it",
+			"server_name", a.name, "key_id", a.keyID)
+	}
 	wasRoutable := known && old.Routable()
 	switch {
 	case p.Routable() && (!wasRoutable || old.Port != p.Port || !slices.Equal(old.Addrs, p.Addrs) || old.back(now)):
@@ -258,12 +293,30 @@ func (t *table) observe(ctx context.Context, s sighting, now time.Time) ([]Chang
 	return nil, nil
 }
 
+// checkInternetKey compares a public name's announced key (unpadded
+// base64) with the key of that ID the internet gave: confirmed when they
+// are equal, mismatch when they differ, neither when none is known.
+func (t *table) checkInternetKey(name, keyID, key string) (confirmed, mismatch bool) {
+	if t.internet == nil {
+		return false, false
+	}
+	known, ok := t.internet.InternetKey(name, keyID)
+	if !ok {
+		return false, false
+	}
+	announced, err := base64.RawStdEncoding.DecodeString(key)
+	if err != nil || !bytes.Equal(announced, known) {
+		return false, true
+	}
+	return true, false
+}
+
 // entryKey is where the table keeps p: under its server name, unless its
 // key is not the pinned one; then under name and key, beside the pinned
 // peer's entry. So an impostor announcing a neighbour's name is listed
 // as a key change without displacing the neighbour, whose route stays.
 func entryKey(p Peer) string {
-	if p.KeyChanged {
+	if p.KeyChanged || p.KeyMismatch {
 		return p.ServerName + "\x00" + p.KeyID + ":" + p.Key
 	}
 	return p.ServerName
@@ -585,4 +638,47 @@ func (t *table) list() []Peer {
 	}
 	slices.SortFunc(out, func(a, b Peer) int { return strings.Compare(a.ServerName, b.ServerName) })
 	return out
+}
+
+// recheck checks name's public-name entries against the internet's keys
+// again (InternetKeys learned a key of name since they were heard) and
+// returns the routing change. Each entry is taken out and put back under
+// its new key, as in decide; of two landing on one key the one heard
+// last stays. Only the entry under the bare name can be routable.
+func (t *table) recheck(name string) []Change {
+	if t.internet == nil || isLANName(name) {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var mine []*entry
+	var before *Peer
+	for k, e := range t.peers {
+		if e.ServerName == name {
+			if e.Routable() {
+				p := e.Peer
+				before = &p
+			}
+			mine = append(mine, e)
+			delete(t.peers, k)
+		}
+	}
+	for _, e := range mine {
+		if e.Bound {
+			e.Verified, e.KeyMismatch = t.checkInternetKey(e.ServerName, e.KeyID, e.Key)
+		}
+		k := entryKey(e.Peer)
+		if other, ok := t.peers[k]; ok && other.LastSeen.After(e.LastSeen) {
+			continue
+		}
+		t.peers[k] = e
+	}
+	after, ok := t.peers[name]
+	switch {
+	case ok && after.Routable() && (before == nil || before.Key != after.Key):
+		return []Change{{Peer: after.Peer}}
+	case before != nil && (!ok || !after.Routable()):
+		return []Change{{Peer: *before, Gone: true}}
+	}
+	return nil
 }

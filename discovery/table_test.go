@@ -58,7 +58,7 @@ func countPins(t testing.TB, db *store.DB) int {
 // 85, 90 and 95 % of their TTL and the peer is dropped when the TTL runs
 // out (RFC 6762 §5.2); an answer in between starts over.
 func TestRefreshAndExpiry(t *testing.T) {
-	tb := newTable(openDB(t, filepath.Join(t.TempDir(), "h.db")), "me.local")
+	tb := newTable(openDB(t, filepath.Join(t.TempDir(), "h.db")), "me.local", nil)
 	t0 := time.Unix(1_800_000_000, 0)
 	ch, err := tb.observe(t.Context(), seen("peer.local", newKey(t), "192.0.2.7"), t0)
 	if err != nil || len(ch) != 1 || ch[0].Gone || ch[0].Peer.ServerName != "peer.local" {
@@ -110,7 +110,7 @@ func TestRefreshAndExpiry(t *testing.T) {
 // TestGoodbye: a goodbye (TTL 0) drops the peer one second later (RFC
 // 6762 §10.1), by server name or, for a bare PTR goodbye, by instance.
 func TestGoodbye(t *testing.T) {
-	tb := newTable(openDB(t, filepath.Join(t.TempDir(), "h.db")), "me.local")
+	tb := newTable(openDB(t, filepath.Join(t.TempDir(), "h.db")), "me.local", nil)
 	t0 := time.Unix(1_800_000_000, 0)
 	for _, byInstance := range []bool{false, true} {
 		a := seen("peer.local", newKey(t), "192.0.2.7")
@@ -137,7 +137,7 @@ func TestGoodbye(t *testing.T) {
 func TestTOFUPinAndKeyChange(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "h.db")
 	db := openDB(t, path)
-	tb := newTable(db, "me.local")
+	tb := newTable(db, "me.local", nil)
 	now := time.Unix(1_800_000_000, 0)
 	first, other := newKey(t), newKey(t)
 	if ch, err := tb.observe(t.Context(), seen("peer.local", first, "192.0.2.7"), now); err != nil || len(ch) != 1 || ch[0].Gone {
@@ -158,7 +158,7 @@ func TestTOFUPinAndKeyChange(t *testing.T) {
 	db.Close()
 	db = openDB(t, path)
 	defer db.Close()
-	tb = newTable(db, "me.local")
+	tb = newTable(db, "me.local", nil)
 	ch, err = tb.observe(t.Context(), seen("peer.local", other, "192.0.2.8"), now.Add(2*time.Second))
 	if err != nil || len(ch) != 0 || !tb.list()[0].KeyChanged {
 		t.Fatalf("changed key after reopening: %+v %v, table %+v", ch, err, tb.list())
@@ -223,7 +223,7 @@ func TestForget(t *testing.T) {
 // whatever address it gives; LAN-only names (.local, no dot) are.
 func TestPublicNamesNeverRouted(t *testing.T) {
 	db := openDB(t, filepath.Join(t.TempDir(), "h.db"))
-	tb := newTable(db, "me.local")
+	tb := newTable(db, "me.local", nil)
 	now := time.Unix(1_800_000_000, 0)
 	for _, name := range []string{"matrix.org", "example.com:8448", "192.0.2.7", "[fd00::1]:8448", "a.b.c"} {
 		ch, err := tb.observe(t.Context(), seen(name, newKey(t), "192.0.2.7"), now)
@@ -251,7 +251,7 @@ func TestPublicNamesNeverRouted(t *testing.T) {
 // when full, a name whose key we pinned still gets in.
 func TestPeerTableBounded(t *testing.T) {
 	db := openDB(t, filepath.Join(t.TempDir(), "h.db"))
-	tb := newTable(db, "me.local")
+	tb := newTable(db, "me.local", nil)
 	now := time.Unix(1_800_000_000, 0)
 	friend := newKey(t)
 	tb.observe(t.Context(), seen("friend.local", friend, "192.0.2.7"), now)
@@ -294,7 +294,7 @@ func TestPinTableBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb := newTable(db, "me.local")
+	tb := newTable(db, "me.local", nil)
 	// Within PinKeep of the last sighting of every pin: nothing evicted, not pinned.
 	ch, _ := tb.observe(t.Context(), seen("new.local", newKey(t), "192.0.2.7"), t0.Add(time.Hour))
 	if len(ch) != 0 || countPins(t, db) != MaxPins || tb.list()[0].Verified {

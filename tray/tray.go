@@ -41,6 +41,7 @@ type Control interface {
 	Shutdown(ctx context.Context) error
 	PauseFederation(ctx context.Context, paused bool) (*control.FederationStatus, error)
 	SetFederationMode(ctx context.Context, mode string) (*control.FederationStatus, error)
+	SetDiscoveryMode(ctx context.Context, mode string) (*control.DiscoveryStatus, error)
 	OpenChat(ctx context.Context) (string, error)
 }
 
@@ -68,7 +69,10 @@ type Tray struct {
 	// modes are the three federation mode items, the one in force
 	// checked and disabled (fedModes gives their order and titles).
 	modes []Item
-	log   *slog.Logger
+	// discovery are the three LAN discovery items (discoveryModes), the
+	// mode in force checked and disabled.
+	discovery []Item
+	log       *slog.Logger
 }
 
 // New returns a tray for the daemon at addr.
@@ -97,6 +101,9 @@ func (t *Tray) ready() {
 	t.pause = t.ui.AddItem("Pause federation", t.togglePause)
 	for _, m := range fedModes {
 		t.modes = append(t.modes, t.ui.AddItem(m.title, func() { t.setMode(m.mode) }))
+	}
+	for _, m := range discoveryModes {
+		t.discovery = append(t.discovery, t.ui.AddItem(m.title, func() { t.setDiscovery(m.mode) }))
 	}
 	t.ui.AddSeparator()
 	t.start = t.ui.AddItem("Start Hearth", t.startDaemon)
@@ -130,7 +137,20 @@ func (t *Tray) update() {
 			t.modes[i].SetTitle(m.title)
 			t.modes[i].Disable()
 		}
+		for i, m := range discoveryModes {
+			t.discovery[i].SetTitle(m.title)
+			t.discovery[i].Disable()
+		}
 		return
+	}
+	for i, m := range discoveryModes {
+		if m.mode == st.Discovery {
+			t.discovery[i].SetTitle("✓ " + m.title)
+			t.discovery[i].Disable()
+		} else {
+			t.discovery[i].SetTitle(m.title)
+			t.discovery[i].Enable()
+		}
 	}
 	for i, m := range fedModes {
 		if m.mode == st.FederationMode {
@@ -252,6 +272,23 @@ func (t *Tray) setMode(mode string) {
 		t.log.Warn("tray: federation mode", "err", err)
 	} else if st.RestartRequired {
 		t.log.Info("tray: federation mode stored; restart Hearth to apply it", "mode", mode)
+	}
+	t.update()
+}
+
+// discoveryModes are the tray's LAN discovery items (lan_discovery).
+var discoveryModes = []struct{ mode, title string }{
+	{"on", "Discovery: find and be found"},
+	{"browse", "Discovery: find others only"},
+	{"off", "Discovery: off"},
+}
+
+// setDiscovery switches LAN discovery; the daemon applies it at once.
+func (t *Tray) setDiscovery(mode string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := t.ctl.SetDiscoveryMode(ctx, mode); err != nil {
+		t.log.Warn("tray: discovery mode", "err", err)
 	}
 	t.update()
 }

@@ -30,6 +30,7 @@ Usage:
   hearth peers [--json]                 other Hearth daemons on the local network (people nearby)
   hearth peers forget NAME              delete NAME's pinned key: its next announcement is trusted on first use
   hearth peers accept|refuse NAME       NAME's key changed: accept the new key (a reinstall) or keep refusing it
+  hearth peers mode [on|browse|off]     show or switch LAN discovery (browse: find others, never announce)
   hearth open [console|chat] [--print]  open the web console, or the configured chat client (chat_client_url), logged in
   hearth tray                           the system-tray icon (a client of the running daemon)
   hearth config get [KEY] [--json]      settings of the running daemon

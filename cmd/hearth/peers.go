@@ -13,7 +13,8 @@ import (
 
 // peersCmd is `hearth peers [--json]`: the other Hearth daemons LAN
 // discovery found on the local network ("people nearby"); `hearth peers
-// forget NAME`: delete a peer's pinned key; `hearth peers accept NAME` /
+// forget NAME`: delete a peer's pinned key; `hearth peers mode
+// on|browse|off`: switch LAN discovery; `hearth peers accept NAME` /
 // `hearth peers refuse NAME`: the owner's answer to a key change.
 func peersCmd(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
@@ -24,6 +25,8 @@ func peersCmd(args []string, stdout, stderr io.Writer) int {
 			return peersDecideCmd(args[1:], true, stdout, stderr)
 		case "refuse":
 			return peersDecideCmd(args[1:], false, stdout, stderr)
+		case "mode":
+			return peersModeCmd(args[1:], stdout, stderr)
 		}
 	}
 	var asJSON *bool
@@ -62,10 +65,15 @@ func printPeers(w io.Writer, st *control.PeersStatus) {
 	}
 	fmt.Fprintf(w, "%-30s %-28s %-9s %s\n", "SERVER", "ADDRESS", "SEEN", "STATE")
 	for _, p := range st.Peers {
-		// Discovery routes only LAN-only names (.local or dotless) at an
-		// address on this machine's networks, with their pinned key.
-		state := "not routed (public name, or no address on this network)"
+		// Discovery routes LAN-only names (.local or dotless) with their
+		// pinned key, and public names with the key the internet gave for
+		// them, at an address on this machine's networks.
+		state := "not routed (no address on this network)"
 		switch {
+		case p.InternetKey == "mismatch":
+			state = "KEY MISMATCH: announces " + p.KeyID + " but the internet gave another key for this name; not routed"
+		case p.InternetKey == "unconfirmed":
+			state = "not routed: public name whose key this server has not learned from the internet yet"
 		case p.KeyChanged && p.KeyRefused:
 			state = "key changed, refused: announces a key you chose to keep refusing; not routed ('hearth peers accept " + p.ServerName + "' accepts it)"
 		case p.KeyChanged:

@@ -94,6 +94,12 @@ func (e endpointControl) SetFederationMode(ctx context.Context, mode string) (*c
 	})
 }
 
+func (e endpointControl) SetDiscoveryMode(ctx context.Context, mode string) (*control.DiscoveryStatus, error) {
+	return call(e, func(c *controlclient.Client) (*control.DiscoveryStatus, error) {
+		return c.SetDiscoveryMode(ctx, mode)
+	})
+}
+
 func (e endpointControl) OpenChat(ctx context.Context) (string, error) {
 	return call(e, func(c *controlclient.Client) (string, error) { return c.OpenChat(ctx) })
 }

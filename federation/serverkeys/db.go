@@ -208,6 +208,15 @@ func (k *Keys) storeResults(ctx context.Context, results map[gomatrixserverlib.P
 	if err != nil {
 		return fmt.Errorf("serverkeys: write cache: %w", err)
 	}
+	if fn := k.onLearn.Load(); fn != nil {
+		learned := map[spec.ServerName]bool{}
+		for req := range recs {
+			learned[req.ServerName] = true
+		}
+		for server := range learned {
+			(*fn)(server)
+		}
+	}
 	return nil
 }
 
@@ -286,4 +295,27 @@ func (k *Keys) currentKeys(server spec.ServerName) map[gomatrixserverlib.KeyID]e
 		return nil
 	})
 	return out
+}
+
+// Known is the cached key keyID of server if the server has not retired
+// it (no expired_ts), whatever its valid_until_ts: a key the server or a
+// notary gave us over the internet. LAN discovery believes an
+// announcement of a public name only with this key (issue 11, LAN-first
+// routing), and must keep doing so when the internet is gone for longer
+// than the key's validity, which is what LAN-first routing is for.
+// Reads the cache only; never fetches.
+func (k *Keys) Known(server spec.ServerName, keyID gomatrixserverlib.KeyID) (ed25519.PublicKey, bool) {
+	if k.isLocal(server) {
+		return nil, false
+	}
+	var rec keyRecord
+	ok := false
+	k.db.View(func(tx *store.Tx) error {
+		rec, ok = decodeKeyRecord(tx.Get(store.ServerKeys, keyKey(server, keyID)))
+		return nil
+	})
+	if !ok || rec.Expired != 0 {
+		return nil, false
+	}
+	return rec.Key, true
 }

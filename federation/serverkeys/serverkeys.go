@@ -13,6 +13,7 @@ import (
 	"crypto/ed25519"
 	"log/slog"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/hearth-chat/hearth/federation/ratelimit"
@@ -57,7 +58,16 @@ type Keys struct {
 	// notaryLimits counts the servers each client address names to the
 	// notary endpoints (handlers.go).
 	notaryLimits *ratelimit.Buckets[netip.Prefix]
+	// onLearn is called with each server whose cached keys changed
+	// (OnLearn), after the commit.
+	onLearn atomic.Pointer[func(spec.ServerName)]
 }
+
+// OnLearn sets fn to be called, after the commit and without locks held,
+// with each server whose cached keys a fetch changed: LAN discovery then
+// checks a public name it heard on the LAN against the key just learned
+// (issue 11, LAN-first routing), rather than at its next announcement.
+func (k *Keys) OnLearn(fn func(spec.ServerName)) { k.onLearn.Store(&fn) }
 
 // keyValidity is how long our /key/v2/server answers stay valid: long
 // enough that peers rarely ask again, short enough that a rotation spreads

@@ -30,6 +30,8 @@ type Status struct {
 	FederationPaused bool `json:"federation_paused,omitempty"`
 	// FederationMode is the mode in force: lan, internet or off.
 	FederationMode string `json:"federation_mode"`
+	// Discovery is the LAN discovery mode in force: on, browse or off.
+	Discovery string `json:"discovery,omitempty"`
 	// Reachable is the last reachability self-check: nil when none ran.
 	Reachable *bool `json:"reachable,omitempty"`
 	Peers     int   `json:"peers"`
@@ -95,6 +97,12 @@ type Peer struct {
 	// KeyRefused: the owner chose to keep refusing this new key (POST
 	// .../refuse); still not routed, no longer flagged as news.
 	KeyRefused bool `json:"key_refused,omitempty"`
+	// InternetKey is, for a public server name (not .local or dotless),
+	// how its announced key compares with the key the internet (the
+	// server itself or a notary) gave for it: "confirmed" (routed over
+	// the LAN first), "unconfirmed" (no such key known yet: not routed)
+	// or "mismatch" (another key: never routed). Absent for LAN names.
+	InternetKey string `json:"internet_key,omitempty"`
 	// TLSKey is the SPKI SHA-256 (unpadded base64) of the certificate key
 	// its announcement binds to its signing key; absent: no valid binding,
 	// so it is not trusted.
@@ -185,6 +193,7 @@ func New(b Backend, secret string) *Server {
 	s.mux.HandleFunc("POST /_hearth/v1/federation/mode", s.federationMode)
 	s.mux.HandleFunc("GET /_hearth/v1/peers", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.backend.Peers()) })
 	s.peersRoutes()
+	s.discoveryRoutes()
 	s.nearbyRoutes()
 	s.mux.HandleFunc("POST /_hearth/v1/logout", s.logout)
 	s.mux.HandleFunc("GET /_hearth/qr.png", s.qrCode)

@@ -201,6 +201,12 @@ func (c *Client) SetFederationMode(ctx context.Context, mode string) (*control.F
 	return &out, c.do(ctx, http.MethodPost, "/_hearth/v1/federation/mode", map[string]string{"mode": mode}, &out)
 }
 
+// SetDiscoveryMode switches LAN discovery to on, browse or off.
+func (c *Client) SetDiscoveryMode(ctx context.Context, mode string) (*control.DiscoveryStatus, error) {
+	var out control.DiscoveryStatus
+	return &out, c.do(ctx, http.MethodPost, "/_hearth/v1/discovery/mode", map[string]string{"mode": mode}, &out)
+}
+
 // Peers lists the Hearth daemons found on the local network.
 func (c *Client) Peers(ctx context.Context) (*control.PeersStatus, error) {
 	var out control.PeersStatus

@@ -1,0 +1,58 @@
+package control
+
+import "net/http"
+
+// DiscoverySwitcher is the part of the backend that switches LAN
+// discovery (lan_discovery = on|browse|off) while the daemon runs; a
+// backend without it answers 404.
+type DiscoverySwitcher interface {
+	// SetDiscoveryMode checks mode, stores lan_discovery = mode in the
+	// config file and applies it at once.
+	SetDiscoveryMode(mode string) error
+	Discovery() DiscoveryStatus
+}
+
+// DiscoveryStatus is GET /_hearth/v1/discovery and the answer to POST
+// /_hearth/v1/discovery/mode.
+type DiscoveryStatus struct {
+	// Mode is the mode in force: on (find peers and announce this
+	// server), browse (find peers, never announce) or off.
+	Mode string `json:"mode"`
+	// Running: discovery runs (on or browse, and its socket opened).
+	Running bool `json:"running"`
+}
+
+func (s *Server) discoveryRoutes() {
+	s.mux.HandleFunc("GET /_hearth/v1/discovery", func(w http.ResponseWriter, r *http.Request) {
+		sw, ok := s.backend.(DiscoverySwitcher)
+		if !ok {
+			writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such control endpoint"})
+			return
+		}
+		writeJSON(w, sw.Discovery())
+	})
+	s.mux.HandleFunc("POST /_hearth/v1/discovery/mode", s.discoveryMode)
+}
+
+// discoveryMode is POST /_hearth/v1/discovery/mode {"mode": "browse"}:
+// the tray's and CLI's switch of LAN discovery (issue 11: "discovery
+// can be set to browse-only or switched off").
+func (s *Server) discoveryMode(w http.ResponseWriter, r *http.Request) {
+	sw, ok := s.backend.(DiscoverySwitcher)
+	if !ok {
+		writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such control endpoint"})
+		return
+	}
+	var req struct {
+		Mode string `json:"mode"`
+	}
+	if err := readBody(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := sw.SetDiscoveryMode(req.Mode); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, sw.Discovery())
+}
