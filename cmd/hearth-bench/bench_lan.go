@@ -33,11 +33,13 @@ import (
 //	listed   host A runs a daemon; exec `hearth run` on host B (fresh
 //	         data dir) and poll A's `hearth peers --json` until it lists
 //	         B; -starts times, B stopped cleanly in between
-//	quiet    a fourth host listens to the bridge's mDNS (224.0.0.251:5353)
+//	quiet    a third host listens to the bridge's mDNS (224.0.0.251:5353)
 //	         and counts the datagrams from each daemon's address: B's
 //	         from exec to the end of a -idle-cpu-window quiet window
-//	         starting 10 s after ready, and within that window (scaled
-//	         to an hour); CPU ticks over the window and VmRSS at its end
+//	         starting 10 s after ready, and within that window; the
+//	         spacing of B's browse queries, and, when it doubles (the
+//	         back-off up to an hour), the first hour's count projected
+//	         from it. CPU ticks over the window and VmRSS at its end
 //	latency  alice on A makes a public room, bob on B joins it over LAN
 //	         federation (B finds A's .local name through discovery and
 //	         trusts it through the certificate binding); alice sends
@@ -56,7 +58,7 @@ var readyName = regexp.MustCompile(`hearth is ready.* server_name="?([^"\s]+)`)
 func benchLAN(ctx context.Context, b *bench) []row {
 	c := b.cfg
 	listMetric := fmt.Sprintf("lan: exec `hearth run` on host B → listed by A's `hearth peers` (median of %d, fresh data dir)", c.starts)
-	pktMetric := fmt.Sprintf("lan: mDNS packets multicast by B: exec → end of a %s quiet window / in that window ×(1 h ÷ window); A's in the same window", c.idleCPUWindow)
+	pktMetric := fmt.Sprintf("lan: mDNS packets multicast by B (counted on the bridge), start-up + %s quiet window; its browse back-off", c.idleCPUWindow)
 	idleMetric := fmt.Sprintf("lan: B idle with discovery and LAN federation on (defaults): VmRSS / CPU ticks over %s; A's", c.idleCPUWindow)
 	latMetric := fmt.Sprintf("lan: send on A → bob's /sync on B over LAN federation, %d msgs %s apart: p50 / p95", c.fedMsgs, c.fedInterval)
 	metrics := []struct{ m, t string }{{listMetric, lanListedTarget}, {pktMetric, lanPacketsTarget}, {idleMetric, lanIdleTarget}, {latMetric, lanLatencyTarget}}
@@ -260,12 +262,17 @@ func lanQuiet(ctx context.Context, b *bench, sn *sniffer, a *daemon, bd *nsDaemo
 	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		return fail(err)
 	}
+	sn.log(b, bd.exec)
 	window := w1.Sub(w0)
-	perHour := func(n int) float64 { return float64(n) * float64(time.Hour) / float64(window) }
 	bTotal := sn.count(hB.IP, bd.exec, w1)
 	bQuiet, aQuiet := sn.count(hB.IP, w0, w1), sn.count(hA.IP, w0, w1)
-	pkt := row{metric: pktMetric, target: lanPacketsTarget, value: fmt.Sprintf("B: %d / %d in %.0f s → ≈ %.0f per hour; A: %d → ≈ %.0f per hour (counted on the bridge)",
-		bTotal, bQuiet, window.Seconds(), perHour(bQuiet), aQuiet, perHour(aQuiet))}
+	gaps, lastQuery := sn.queryGaps(hB.IP, bd.exec, w1)
+	val := fmt.Sprintf("B: %d from exec to the window's end, %d in the %.0f s window (A: %d); B's browse queries %s apart",
+		bTotal, bQuiet, window.Seconds(), aQuiet, gapList(gaps))
+	if more, ok := projectBackoff(gaps, lastQuery); ok {
+		val += fmt.Sprintf(" (doubling): first hour ≈ %d (+ record refreshes near the 30 min TTL), later hours fewer", bTotal+more)
+	}
+	pkt := row{metric: pktMetric, target: lanPacketsTarget, value: val}
 	idle := row{metric: idleMetric, target: lanIdleTarget, value: fmt.Sprintf("B: %s / %d ticks; A: %s / %d ticks", rssB, cb1-cb0, rssA, ca1-ca0)}
 	return pkt, idle
 }
@@ -342,8 +349,10 @@ type sniffer struct {
 }
 
 type heard struct {
-	at  time.Time
-	src string
+	at    time.Time
+	src   string
+	query bool // the DNS header's QR bit is clear
+	size  int
 }
 
 func sniffMDNS(h *netns.Host) (*sniffer, error) {
@@ -371,7 +380,7 @@ func sniffMDNS(h *netns.Host) (*sniffer, error) {
 		defer close(s.done)
 		buf := make([]byte, 9000)
 		for {
-			_, _, src, err := s.conn.ReadFrom(buf)
+			n, _, src, err := s.conn.ReadFrom(buf)
 			if err != nil {
 				return
 			}
@@ -380,7 +389,7 @@ func sniffMDNS(h *netns.Host) (*sniffer, error) {
 				continue
 			}
 			s.mu.Lock()
-			s.seen = append(s.seen, heard{at: time.Now(), src: ua.IP.String()})
+			s.seen = append(s.seen, heard{at: time.Now(), src: ua.IP.String(), query: n > 2 && buf[2]&0x80 == 0, size: n})
 			s.mu.Unlock()
 		}
 	}()
@@ -398,6 +407,77 @@ func (s *sniffer) count(ip string, from, to time.Time) int {
 		}
 	}
 	return n
+}
+
+// queryGaps is the spacing of the queries from ip in [from, to).
+// The second result is the last query's time after from.
+func (s *sniffer) queryGaps(ip string, from, to time.Time) ([]time.Duration, time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var gaps []time.Duration
+	var last time.Time
+	for _, h := range s.seen {
+		if h.src != ip || !h.query || h.at.Before(from) || !h.at.Before(to) {
+			continue
+		}
+		if !last.IsZero() {
+			gaps = append(gaps, h.at.Sub(last))
+		}
+		last = h.at
+	}
+	if last.IsZero() {
+		return nil, 0
+	}
+	return gaps, last.Sub(from)
+}
+
+// gapList prints gaps rounded to the second ("1, 2, 4 s").
+func gapList(gaps []time.Duration) string {
+	if len(gaps) == 0 {
+		return "(none)"
+	}
+	var ss []string
+	for _, g := range gaps {
+		ss = append(ss, fmt.Sprintf("%.0f", g.Seconds()))
+	}
+	return strings.Join(ss, ", ") + " s"
+}
+
+// projectBackoff counts the queries still to come in the first hour
+// after exec if the spacing goes on doubling (discovery's back-off, up to
+// an hour), given the gaps seen and the last query's time after exec; ok
+// is false when the last
+// two gaps do not double (within 20 %), so there is nothing to project
+// from.
+func projectBackoff(gaps []time.Duration, last time.Duration) (int, bool) {
+	if len(gaps) < 2 {
+		return 0, false
+	}
+	g, prev := gaps[len(gaps)-1], gaps[len(gaps)-2]
+	if r := float64(g) / float64(prev); r < 1.6 || r > 2.4 {
+		return 0, false
+	}
+	t, n := last, 0
+	for {
+		g = min(2*g, time.Hour)
+		if t += g; t > time.Hour {
+			return n, true
+		}
+		n++
+	}
+}
+
+// log lists what was heard, with times relative to t0 (for -v).
+func (s *sniffer) log(b *bench, t0 time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, h := range s.seen {
+		kind := "response"
+		if h.query {
+			kind = "query"
+		}
+		b.logf("mDNS from %s at %+.3f s: %s, %d bytes", h.src, h.at.Sub(t0).Seconds(), kind, h.size)
+	}
 }
 
 func (s *sniffer) close() {

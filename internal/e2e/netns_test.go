@@ -28,9 +28,6 @@ import (
 // that opens its sockets in that namespace, and its control API through the
 // socket in the data dir (a file, so it crosses namespaces).
 
-// lanSubnet is every test LAN's /24 (see netns.Subnet).
-const lanSubnet = netns.Subnet
-
 // LAN is a netns.LAN that fails the test on error and is removed when the
 // test ends.
 type LAN struct {
