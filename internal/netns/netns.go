@@ -42,7 +42,8 @@ const prefix = "hlan"
 var seq atomic.Int64
 
 // ErrUnavailable is wrapped by New's error when namespaces cannot be made
-// here (not Linux, not root, no iproute2): callers skip rather than fail.
+// here (not Linux, not root, no iproute2, no bridges): callers skip rather
+// than fail.
 var ErrUnavailable = errors.New("network namespaces unavailable")
 
 // LAN is a bridge in a switch namespace and the hosts plugged into it.
@@ -89,7 +90,7 @@ func New() (*LAN, error) {
 	// IGMP it has (not) seen, as a home switch does.
 	if err := ip("-n", l.sw, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0"); err != nil {
 		l.Close()
-		return nil, err
+		return nil, fmt.Errorf("%w: no bridge: %v", ErrUnavailable, err)
 	}
 	if err := ip("-n", l.sw, "link", "set", "br0", "up"); err != nil {
 		l.Close()
