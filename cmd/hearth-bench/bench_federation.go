@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -126,11 +127,32 @@ func fedLatency(ctx context.Context, b *bench, net *fedNet, metric string) row {
 	if err := b.join(ctx, bob, "#latency:hs1.bench"); err != nil {
 		return fail(fmt.Errorf("bob@hs2 joins #latency:hs1.bench: %w", err))
 	}
-	r, err := b.sync(ctx, bob, "", syncFilter, 0)
+	msgs := b.cfg.fedMsgs
+	lat, cpuUse, err := timeDelivery(ctx, b, alice, bob, roomID, "fed", msgs, b.cfg.fedInterval, hs1.pid)
 	if err != nil {
 		return fail(err)
 	}
-	msgs := b.cfg.fedMsgs
+	v := fmt.Sprintf("%s / %s (max %s; hs1 %s)", msNum(pct(lat, 50)), ms(pct(lat, 95)), ms(lat[len(lat)-1]), strings.TrimPrefix(cpuUse, "CPU: "))
+	out := row{metric: metric, value: v, target: fedLatencyTarget}
+	if missing := msgs - len(lat); missing > 0 {
+		out.value += fmt.Sprintf("; PROBLEM: %d of %d never reached bob", missing, msgs)
+		out.failed = true
+	}
+	return out
+}
+
+// timeDelivery times msgs messages from alice to bob in roomID (both
+// joined): bob long-polls /sync; alice sends "PREFIX N" interval apart.
+// Latency is from just before alice's PUT /send to the moment bob's /sync
+// answer holding it is decoded. One warm-up message (first connection,
+// key fetch) goes first and is not counted. It returns the latencies of
+// the messages that arrived, sorted, and the CPU use of senderPid and the
+// bench while sending; an error if none arrived.
+func timeDelivery(ctx context.Context, b *bench, alice, bob *user, roomID, prefix string, msgs int, interval time.Duration, senderPid int) ([]time.Duration, string, error) {
+	r, err := b.sync(ctx, bob, "", syncFilter, 0)
+	if err != nil {
+		return nil, "", err
+	}
 	recv := make([]time.Time, msgs+1) // index msgs is the warm-up
 	warm := make(chan struct{})
 	pctx, cancel := context.WithCancel(ctx)
@@ -152,7 +174,7 @@ func fedLatency(ctx context.Context, b *bench, net *fedNet, metric string) row {
 			now := time.Now()
 			since = r.NextBatch
 			for _, ev := range r.Rooms.Join[roomID].Timeline.Events {
-				seq, err := strconv.Atoi(strings.TrimPrefix(ev.Content.Body, "fed "))
+				seq, err := strconv.Atoi(strings.TrimPrefix(ev.Content.Body, prefix+" "))
 				if ev.Type != "m.room.message" || err != nil || seq < 0 || seq > msgs || !recv[seq].IsZero() {
 					continue
 				}
@@ -163,25 +185,25 @@ func fedLatency(ctx context.Context, b *bench, net *fedNet, metric string) row {
 			}
 		}
 	}()
-	if _, err := b.send(ctx, alice, roomID, fmt.Sprintf("fed %d", msgs)); err != nil {
-		return fail(err)
+	if _, err := b.send(ctx, alice, roomID, fmt.Sprintf("%s %d", prefix, msgs)); err != nil {
+		return nil, "", err
 	}
 	select {
 	case <-warm:
 	case <-time.After(30 * time.Second):
 		cancel()
 		wg.Wait()
-		return fail(fmt.Errorf("the warm-up message never reached hs2 (%v)", recvErr))
+		return nil, "", fmt.Errorf("the warm-up message never reached %s (%v)", bob.id, recvErr)
 	}
-	cpu := startCPU(hs1.pid)
+	cpu := startCPU(senderPid)
 	sent := make([]time.Time, msgs)
 	for seq := range msgs {
 		sent[seq] = time.Now()
-		if _, err := b.send(ctx, alice, roomID, fmt.Sprintf("fed %d", seq)); err != nil {
-			return fail(err)
+		if _, err := b.send(ctx, alice, roomID, fmt.Sprintf("%s %d", prefix, seq)); err != nil {
+			return nil, "", err
 		}
-		if err := sleep(ctx, b.cfg.fedInterval); err != nil {
-			return fail(err)
+		if err := sleep(ctx, interval); err != nil {
+			return nil, "", err
 		}
 	}
 	cpuUse := cpu.String()
@@ -200,15 +222,10 @@ func fedLatency(ctx context.Context, b *bench, net *fedNet, metric string) row {
 		}
 	}
 	if len(lat) == 0 {
-		return fail(fmt.Errorf("no message reached hs2 (%v)", recvErr))
+		return nil, "", fmt.Errorf("no message reached %s (%v)", bob.id, recvErr)
 	}
-	v := fmt.Sprintf("%s / %s (max %s; hs1 %s)", msNum(pct(lat, 50)), ms(pct(lat, 95)), ms(lat[len(lat)-1]), strings.TrimPrefix(cpuUse, "CPU: "))
-	out := row{metric: metric, value: v, target: fedLatencyTarget}
-	if missing := msgs - len(lat); missing > 0 {
-		out.value += fmt.Sprintf("; PROBLEM: %d of %d never reached bob", missing, msgs)
-		out.failed = true
-	}
-	return out
+	slices.Sort(lat)
+	return lat, cpuUse, nil
 }
 
 // fedIngest: the peer joins @p:peer.bench to a public room of alice's on

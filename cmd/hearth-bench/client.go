@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -23,13 +24,33 @@ func newHTTPClient() *http.Client {
 		Timeout: 60 * time.Second,
 		Transport: &http.Transport{
 			Proxy:               nil,
-			DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+			DialContext:         dialBench,
 			MaxIdleConns:        1024,
 			MaxIdleConnsPerHost: 512,
 			IdleConnTimeout:     90 * time.Second,
 			DisableCompression:  true,
 		},
 	}
+}
+
+// nsDialers maps the host part of a namespaced daemon's base URL (see
+// bench_lan.go) to the dialer into its network namespace.
+var nsDialers sync.Map // string → func(ctx, network, addr string) (net.Conn, error)
+
+// dialBench dials 127.0.0.1, or into a network namespace for the hosts
+// the lan section registered in nsDialers.
+func dialBench(ctx context.Context, network, addr string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	if f, ok := nsDialers.Load(host); ok {
+		return f.(func(context.Context, string, string) (net.Conn, error))(ctx, network, net.JoinHostPort("127.0.0.1", port))
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, addr)
 }
 
 // drain reads and closes a body so the connection can be reused.

@@ -72,16 +72,7 @@ func (b *bench) start(ctx context.Context, extra ...string) (*daemon, time.Durat
 	if err != nil {
 		return nil, 0, err
 	}
-	b.mu.Lock()
-	b.n++
-	dir := filepath.Join(b.root, fmt.Sprintf("d%02d", b.n))
-	b.mu.Unlock()
-	d := &daemon{base: fmt.Sprintf("http://127.0.0.1:%d", port), dataDir: filepath.Join(dir, "data"),
-		logPath: filepath.Join(dir, "hearth.log"), exited: make(chan struct{})}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, 0, err
-	}
-	logf, err := os.Create(d.logPath)
+	d, logf, err := b.newDaemonDir(fmt.Sprintf("http://127.0.0.1:%d", port))
 	if err != nil {
 		return nil, 0, err
 	}
@@ -95,7 +86,33 @@ func (b *bench) start(ctx context.Context, extra ...string) (*daemon, time.Durat
 		// networks: a bench daemon that does not federate listens nowhere.
 		args = append(args, "--federation", "off")
 	}
-	d.cmd = exec.Command(b.cfg.hearth, append(args, extra...)...)
+	return b.launch(ctx, d, logf, append([]string{b.cfg.hearth}, append(args, extra...)...))
+}
+
+// newDaemonDir makes the directory of the next daemon (its data dir and
+// log) and returns the daemon, not started, with its log file open.
+func (b *bench) newDaemonDir(base string) (*daemon, *os.File, error) {
+	b.mu.Lock()
+	b.n++
+	dir := filepath.Join(b.root, fmt.Sprintf("d%02d", b.n))
+	b.mu.Unlock()
+	d := &daemon{base: base, dataDir: filepath.Join(dir, "data"),
+		logPath: filepath.Join(dir, "hearth.log"), exited: make(chan struct{})}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, err
+	}
+	logf, err := os.Create(d.logPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	return d, logf, nil
+}
+
+// launch execs argv (hearth run, possibly behind wrappers that exec it)
+// as daemon d and waits until /versions answers 200, returning the time
+// from exec to that first 200.
+func (b *bench) launch(ctx context.Context, d *daemon, logf *os.File, argv []string) (*daemon, time.Duration, error) {
+	d.cmd = exec.Command(argv[0], argv[1:]...)
 	d.cmd.Env = childEnv()
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	d.cmd.SysProcAttr = childSysProcAttr()

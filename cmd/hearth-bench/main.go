@@ -20,8 +20,10 @@
 //	push        push evaluation per event in a room of 1,000 members (a Go benchmark in package push)
 //	federation  message latency between two daemons, PDU ingest from a peer, joining a 10k-member remote room
 //	abuse       descriptors, RSS and the owner's latency while idle, slowloris and half-open connections flood the listeners
+//	lan         people nearby on a LAN of network namespaces (root): exec → listed by a peer, mDNS packets per quiet hour, idle RSS/CPU, LAN message latency
 //
-// Linux only for the /proc figures; traffic goes only to 127.0.0.1.
+// Linux only for the /proc figures; traffic goes only to 127.0.0.1, except
+// the lan section's, which stays on the bridge of the namespaces it makes.
 package main
 
 import (
@@ -66,7 +68,7 @@ type config struct {
 	timeout       time.Duration // hard limit on the whole run
 }
 
-var allSections = []string{"start", "idle", "send", "throughput", "sync", "presence", "volume", "history", "search", "media", "keys", "push", "federation", "abuse"}
+var allSections = []string{"start", "idle", "send", "throughput", "sync", "presence", "volume", "history", "search", "media", "keys", "push", "federation", "abuse", "lan"}
 
 func parseFlags() (*config, error) {
 	c := &config{}
@@ -187,6 +189,7 @@ func run() int {
 		{"push", benchPush},
 		{"federation", benchFederation},
 		{"abuse", benchAbuse},
+		{"lan", benchLAN},
 	}
 	machine := b.machineLine()
 	load0 := loadAvg()

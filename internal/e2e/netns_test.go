@@ -1,25 +1,19 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/hearth-chat/hearth/internal/netns"
 	"maunium.net/go/mautrix"
 )
 
@@ -34,37 +28,18 @@ import (
 // that opens its sockets in that namespace, and its control API through the
 // socket in the data dir (a file, so it crosses namespaces).
 
-// lanSubnet is every test LAN's /24. Each LAN lives inside its own switch
-// namespace, so parallel tests (and parallel `go test` runs) reuse it
-// without meeting.
-const lanSubnet = "10.47.0."
-
-// lanPrefix starts the name of every namespace this harness makes; the
-// pid of the test process follows, so leftovers of a killed run can be
-// recognised and removed (sweepStaleLANs).
-const lanPrefix = "hlan"
-
-var lanSeq atomic.Int64
-
-// LAN is a bridge in a switch namespace and the hosts plugged into it.
+// LAN is a netns.LAN that fails the test on error and is removed when the
+// test ends.
 type LAN struct {
-	t     *testing.T
-	id    string // unique in this machine: lanPrefix, pid, sequence
-	sw    string // the switch namespace, holding bridge br0
-	mu    sync.Mutex
-	hosts []*Host
+	*netns.LAN
+	t *testing.T
 }
 
-// Host is one machine on a LAN: a network namespace with veth eth0 in
-// the bridge.
+// Host is one machine on a LAN (a netns.Host) that fails the test on
+// error and starts daemons.
 type Host struct {
-	lan      *LAN
-	Index    int
-	NS       string // network namespace name (ip netns)
-	Hostname string // its UTS host name: what os.Hostname says to hearth
-	IP       string // eth0's address
-	port     string // the bridge side of its veth, in the switch namespace
-	nsfd     *os.File
+	*netns.Host
+	lan *LAN
 }
 
 // NewLAN makes an empty LAN, removed (with every host, veth and the
@@ -72,152 +47,41 @@ type Host struct {
 // network namespaces cannot be made: not root, or no iproute2.
 func NewLAN(t *testing.T) *LAN {
 	t.Helper()
-	if runtime.GOOS != "linux" {
-		t.Skip("the LAN harness needs Linux network namespaces")
+	l, err := netns.New()
+	if errors.Is(err, netns.ErrUnavailable) {
+		t.Skipf("the LAN harness cannot run here (make test runs as root in CI): %v", err)
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("the LAN harness needs root to make network namespaces (make test runs as root in CI)")
-	}
-	for _, tool := range []string{"ip", "unshare", "sh"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("the LAN harness needs %s (apt-get install iproute2 util-linux): %v", tool, err)
-		}
-	}
-	sweepStaleLANs()
-	l := &LAN{t: t, id: fmt.Sprintf("%s%d-%d", lanPrefix, os.Getpid(), lanSeq.Add(1))}
-	l.sw = l.id + "-sw"
-	if out, err := exec.Command("ip", "netns", "add", l.sw).CombinedOutput(); err != nil {
-		t.Skipf("cannot make a network namespace here: ip netns add: %v: %s", err, out)
-	}
-	// Deleting a namespace deletes its interfaces, and a veth's end goes
-	// with its peer: removing the namespaces removes everything.
-	t.Cleanup(func() {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		for _, h := range l.hosts {
-			h.nsfd.Close()
-			exec.Command("ip", "netns", "del", h.NS).Run()
-		}
-		exec.Command("ip", "netns", "del", l.sw).Run()
-	})
-	l.ip("-n", l.sw, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
-	l.ip("-n", l.sw, "link", "set", "br0", "up")
-	return l
-}
-
-// sweepStaleLANs removes namespaces left by test processes that are gone
-// (a killed `go test` runs no cleanup).
-func sweepStaleLANs() {
-	ents, _ := os.ReadDir("/run/netns")
-	for _, e := range ents {
-		rest, ok := strings.CutPrefix(e.Name(), lanPrefix)
-		if !ok {
-			continue
-		}
-		pidStr, _, _ := strings.Cut(rest, "-")
-		pid, err := strconv.Atoi(pidStr)
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		if syscall.Kill(pid, 0) == syscall.ESRCH {
-			exec.Command("ip", "netns", "del", e.Name()).Run()
-		}
-	}
-}
-
-// ip runs iproute2 and fails the test on error.
-func (l *LAN) ip(args ...string) {
-	l.t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		l.t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-	}
+	noErr(t, err, "make a LAN")
+	t.Cleanup(l.Close)
+	return &LAN{LAN: l, t: t}
 }
 
 // AddHost plugs a new machine into the LAN, with the UTS host name given
 // (several hosts may share one, as two laptops called "laptop" do).
 func (l *LAN) AddHost(hostname string) *Host {
 	l.t.Helper()
-	l.mu.Lock()
-	i := len(l.hosts)
-	h := &Host{lan: l, Index: i, NS: fmt.Sprintf("%s-h%d", l.id, i), Hostname: hostname,
-		IP: fmt.Sprintf("%s%d", lanSubnet, i+1), port: fmt.Sprintf("p%d", i)}
-	l.hosts = append(l.hosts, h)
-	l.mu.Unlock()
-	if i >= 250 {
-		l.t.Fatal("AddHost: the /24 is full")
-	}
-	l.ip("netns", "add", h.NS)
-	f, err := os.Open(filepath.Join("/run/netns", h.NS))
-	noErr(l.t, err, "open namespace %s", h.NS)
-	h.nsfd = f
-	l.ip("-n", l.sw, "link", "add", h.port, "type", "veth", "peer", "name", "eth0", "netns", h.NS)
-	l.ip("-n", l.sw, "link", "set", h.port, "master", "br0", "up")
-	l.ip("-n", h.NS, "addr", "add", h.IP+"/24", "dev", "eth0")
-	// mDNS is multicast: on by default on a veth, set here so the harness
-	// does not depend on that.
-	l.ip("-n", h.NS, "link", "set", "eth0", "multicast", "on", "up")
-	l.ip("-n", h.NS, "link", "set", "lo", "up")
-	return h
+	h, err := l.LAN.AddHost(hostname)
+	noErr(l.t, err, "add host %s", hostname)
+	return &Host{Host: h, lan: l}
 }
 
-// Unplug takes the host's cable out: the bridge side of its veth goes
-// down, so the host keeps its address but loses carrier, as when a cable
-// is pulled or Wi-Fi drops.
-func (h *Host) Unplug() { h.lan.ip("-n", h.lan.sw, "link", "set", h.port, "down") }
+// Unplug takes the host's cable out (netns.Host.Unplug).
+func (h *Host) Unplug() {
+	h.lan.t.Helper()
+	noErr(h.lan.t, h.Host.Unplug(), "unplug %s", h.NS)
+}
 
 // Plug puts the cable back.
-func (h *Host) Plug() { h.lan.ip("-n", h.lan.sw, "link", "set", h.port, "up") }
-
-// Do runs fn on an OS thread moved into the host's network namespace. A
-// socket stays in the namespace it was made in, so fn may open sockets
-// and return them for use anywhere. The thread is moved back afterwards,
-// or, if that fails, left locked so that it dies with its goroutine
-// instead of serving other goroutines from the wrong namespace.
-func (h *Host) Do(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		home, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
-		if err != nil {
-			errc <- fmt.Errorf("this thread's network namespace: %w", err)
-			return
-		}
-		defer home.Close()
-		if err := unix.Setns(int(h.nsfd.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("enter namespace %s: %w", h.NS, err)
-			return
-		}
-		err = fn()
-		if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
+func (h *Host) Plug() {
+	h.lan.t.Helper()
+	noErr(h.lan.t, h.Host.Plug(), "plug %s", h.NS)
 }
 
 // Readdress moves the host to another address on the LAN (its last
 // octet), as a laptop that changed networks or woke up with a new lease.
 func (h *Host) Readdress(octet int) {
 	h.lan.t.Helper()
-	ip := fmt.Sprintf("%s%d", lanSubnet, octet)
-	// Old first: deleting a primary address deletes the secondaries of its
-	// subnet with it.
-	h.lan.ip("-n", h.NS, "addr", "del", h.IP+"/24", "dev", "eth0")
-	h.lan.ip("-n", h.NS, "addr", "add", ip+"/24", "dev", "eth0")
-	h.IP = ip
-}
-
-// DialContext opens a connection from inside the host's namespace: the
-// Dial of the host's daemons, so the test's clients reach 127.0.0.1:8008
-// of the host.
-func (h *Host) DialContext(ctx context.Context, network, addr string) (c net.Conn, err error) {
-	err = h.Do(func() (err error) {
-		var d net.Dialer
-		c, err = d.DialContext(ctx, network, addr)
-		return err
-	})
-	return c, err
+	noErr(h.lan.t, h.Host.Readdress(octet), "readdress %s", h.NS)
 }
 
 // Daemon prepares (without starting) a hearth daemon on this host on a
@@ -236,27 +100,17 @@ func (h *Host) Daemon(extra ...string) *Daemon {
 	return d
 }
 
-// wrap runs argv in the host: its network namespace (ip netns exec), a UTS
-// namespace of its own with its host name (unshare --uts; the host name
-// must be set from inside it), and an environment without a session bus,
-// so that key_store = auto finds no OS keyring, as on a fresh machine
-// without one, and never writes test keys into the developer's. Every
-// step execs the next, so the process started is hearth itself and
-// signals reach it.
-func (h *Host) wrap(argv []string) []string {
-	return append([]string{"ip", "netns", "exec", h.NS, "unshare", "--uts", "--",
-		"env", "-u", "DBUS_SESSION_BUS_ADDRESS", "-u", "DISPLAY", "-u", "WAYLAND_DISPLAY",
-		"XDG_RUNTIME_DIR=" + h.lan.t.TempDir(),
-		"sh", "-c", `hostname "$0" && exec "$@"`, h.Hostname}, argv...)
-}
+// wrap runs argv in the host under its host name, without a session bus
+// (netns.Host.Wrap), its runtime dir in the test's temp dir.
+func (h *Host) wrap(argv []string) []string { return h.Wrap(argv, h.lan.t.TempDir()) }
 
 // Exec runs a command inside the host's namespace and returns its
 // combined output, failing the test on error.
 func (h *Host) Exec(args ...string) string {
 	h.lan.t.Helper()
-	out, err := exec.Command("ip", append([]string{"netns", "exec", h.NS}, args...)...).CombinedOutput()
-	noErr(h.lan.t, err, "in %s: %s: %s", h.NS, strings.Join(args, " "), out)
-	return string(out)
+	out, err := h.Host.Exec(args...)
+	noErr(h.lan.t, err, "exec")
+	return out
 }
 
 // StartAll starts daemons at once (a LAN's machines boot together; it
