@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
@@ -234,6 +235,68 @@ func TestAcceptNeverTakesAnImpostorsKey(t *testing.T) {
 	}
 	if p := byKey(s.Peers(), k2); p.KeyChanged || !p.Routable() {
 		t.Errorf("the one unrefused key after accept: %+v", p)
+	}
+}
+
+// TestChangesDeliveredInOrder: Accept and Forget run on the control API's
+// goroutines, beside each other and the discovery goroutine. The changes
+// each makes reach the observers in the order the table made them: a
+// Forget that comes while Accept is still delivering its route does not
+// have its "gone" overtaken by that route, which would leave federation
+// routing a forgotten peer.
+func TestChangesDeliveredInOrder(t *testing.T) {
+	db := openDB(t, filepath.Join(t.TempDir(), "h.db"))
+	defer db.Close()
+	pub, _, _ := genKey()
+	s := New(Config{ServerName: "me.local", KeyID: "ed25519:a", Key: pub, DB: db})
+	now := time.Unix(1_800_000_000, 0)
+	first, second := newKey(t), newKey(t)
+	s.table.observe(t.Context(), seen("peer.local", first, "192.0.2.7"), now)
+	s.table.observe(t.Context(), seen("peer.local", second, "192.0.2.8"), now.Add(time.Second))
+
+	var mu sync.Mutex
+	routed := map[string]bool{}
+	inUp, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	s.OnChange(func(p Peer, gone bool) {
+		if !gone && p.Key == second {
+			once.Do(func() { close(inUp); <-release })
+		}
+		mu.Lock()
+		routed[p.ServerName] = !gone
+		mu.Unlock()
+	})
+	accepted := make(chan error, 1)
+	go func() {
+		_, err := s.Accept(context.Background(), "peer.local")
+		accepted <- err
+	}()
+	<-inUp // Accept is delivering the new key's route
+	forgotten := make(chan error, 1)
+	go func() {
+		_, err := s.Forget(context.Background(), "peer.local")
+		forgotten <- err
+	}()
+	// Without ordering, Forget finishes now, before Accept's route is
+	// delivered; with it, Forget waits for Accept. Either way Accept is
+	// let go after a moment (this wait decides only whether the bug
+	// shows, never whether a correct table passes).
+	select {
+	case <-forgotten:
+		forgotten <- nil
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	if err := <-accepted; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-forgotten; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if routed["peer.local"] || len(s.Peers()) != 0 {
+		t.Fatalf("after Accept then Forget: observer routes it %v, table %+v", routed["peer.local"], s.Peers())
 	}
 }
 
