@@ -184,3 +184,26 @@ func TestNoNearbyPeopleWithoutFederation(t *testing.T) {
 		t.Fatal("the directory reads discovery's peers while federation is off")
 	}
 }
+
+// TestSignedPeopleFitTheRecord: with the longest server name, the
+// certificate binding and the most people, the signed list still fits the
+// 16 strings and 1300 bytes every receiver accepts (discovery/wire.go).
+func TestSignedPeopleFitTheRecord(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	name := strings.Repeat("n", 249) + ".local"
+	var users []account.User
+	for i := range 20 {
+		users = append(users, account.User{Localpart: strings.Repeat(string(rune('a'+i)), maxNearbyLocal), DisplayName: strings.Repeat("é", 100)})
+	}
+	txt := []string{"v=1", "server_name=" + name, "key=ed25519:abcdefgh:" + base64.RawStdEncoding.EncodeToString(pub)}
+	txt = append(txt, discovery.BindingTXT(name, [32]byte{}, priv)...)
+	people := signedPeopleTXT(name, priv, users)
+	txt = append(txt, people...)
+	total := 0
+	for _, s := range txt {
+		total += len(s) + 1
+	}
+	if len(txt) > 16 || total > 1300 || len(people) < 2 {
+		t.Fatalf("%d strings, %d bytes (%d people strings)", len(txt), total, len(people))
+	}
+}
