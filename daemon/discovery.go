@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
+	"errors"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 
@@ -209,8 +211,13 @@ func (b *controlBackend) DecidePeerKey(ctx context.Context, name string, accept 
 	if lan == nil {
 		return false, nil
 	}
-	if accept {
-		return lan.Accept(ctx, name)
+	if !accept {
+		return lan.Refuse(ctx, name)
 	}
-	return lan.Refuse(ctx, name)
+	ok, err := lan.Accept(ctx, name)
+	if errors.Is(err, discovery.ErrKeyAmbiguous) {
+		return false, &control.Error{Status: http.StatusConflict, Code: "key_ambiguous",
+			Message: name + " is announced with more than one new key, so it is not clear which to accept; try again once only one is listed"}
+	}
+	return ok, err
 }

@@ -2,6 +2,9 @@ package daemon
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -24,10 +27,17 @@ import (
 // localpart never holds one and a display name loses control characters
 // before it is announced.
 //
+// The list is signed (usig, peopleSig) by the server's signing key: the
+// certificate binding signs only the server name and certificate key, so
+// without this anyone on the LAN could replay a neighbour's name, key and
+// binding with made-up people, and they would be listed under the
+// neighbour's name with names of the impostor's choosing.
+//
 // Bounds: discovery's receivers refuse a TXT record over 16 strings or
 // 1300 bytes. Name, key and the certificate binding take five strings and
 // about 270 bytes (under 500 with a 255-byte server name), so people get
-// at most 8 strings and 600 bytes; display
+// at most 8 strings and 600 bytes, and their signature one string of 91
+// bytes; display
 // names are cut to 48 bytes and a localpart over 64 bytes is not
 // announced. Who does not fit is left out (in localpart order), never the
 // whole record.
@@ -38,9 +48,60 @@ const (
 	maxNearbyLocal  = 64
 	nearbyKeyPrefix = "u"
 	nearbySeparator = "\t"
+	nearbySigKey    = "usig"
+	nearbySigCtx    = "hearth-lan-people-v1"
 )
 
-// peopleTXT is the TXT strings announcing users.
+// peopleMessage is what the signing key signs for a people list: a
+// domain-separated context, the server name and each uN value present
+// in index order, all length-prefixed so no two lists sign alike:
+//
+//	"hearth-lan-people-v1" 0x00 server_name 0x00 (index, len16, value)...
+func peopleMessage(serverName string, txt map[string]string) []byte {
+	m := append([]byte(nearbySigCtx), 0)
+	m = append(append(m, serverName...), 0)
+	for i := range maxNearbyPeople {
+		v, ok := txt[nearbyKeyPrefix+strconv.Itoa(i)]
+		if !ok {
+			continue
+		}
+		m = append(m, byte(i))
+		m = binary.BigEndian.AppendUint16(m, uint16(min(len(v), 0xffff)))
+		m = append(m, v...)
+	}
+	return m
+}
+
+// signedPeopleTXT is peopleTXT with its signature by serverName's key.
+func signedPeopleTXT(serverName string, key ed25519.PrivateKey, users []account.User) []string {
+	txt := peopleTXT(users)
+	if len(txt) == 0 || key == nil {
+		return txt
+	}
+	kv := map[string]string{}
+	for _, s := range txt {
+		k, v, _ := strings.Cut(s, "=")
+		kv[k] = v
+	}
+	sig := ed25519.Sign(key, peopleMessage(serverName, kv))
+	return append(txt, nearbySigKey+"="+base64.RawStdEncoding.EncodeToString(sig))
+}
+
+// peopleSigned reports whether p's people list is signed by the key it
+// announces (which, for a trusted peer, is the one pinned for its name).
+func peopleSigned(p discovery.Peer) bool {
+	pub, err := base64.RawStdEncoding.DecodeString(p.Key)
+	if err != nil || len(pub) != ed25519.PublicKeySize {
+		return false
+	}
+	sig, err := base64.RawStdEncoding.DecodeString(p.TXT[nearbySigKey])
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return false
+	}
+	return ed25519.Verify(ed25519.PublicKey(pub), peopleMessage(p.ServerName, p.TXT), sig)
+}
+
+// peopleTXT is the TXT strings announcing users, unsigned.
 func peopleTXT(users []account.User) []string {
 	var out []string
 	total := 0
@@ -116,10 +177,16 @@ func validRemoteLocalpart(lp string) bool {
 	return true
 }
 
-// trustedPeer reports whether a peer's announcement may put names in the
-// user directory: a LAN-only name whose key is the one pinned for it, as
-// for routing. A public name announced on the LAN is not believed.
-func trustedPeer(p discovery.Peer) bool { return p.LAN && p.Verified && !p.KeyChanged }
+// trustedPeople is the people of a peer's announcement when it may put
+// names in the user directory: a LAN-only name whose key is the one
+// pinned for it, as for routing, and a people list signed by that key
+// (peopleSigned). A public name announced on the LAN is not believed.
+func trustedPeople(p discovery.Peer) []Person {
+	if !p.LAN || !p.Verified || p.KeyChanged || !peopleSigned(p) {
+		return nil
+	}
+	return peopleOf(p.TXT)
+}
 
 // nearbyDir implements matrix.Nearby over LAN discovery. The service is
 // set once discovery starts, after the client API already serves.
@@ -139,10 +206,7 @@ func (n *nearbyDir) NearbyPeople() []matrix.NearbyPerson {
 	}
 	var out []matrix.NearbyPerson
 	for _, p := range svc.Peers() {
-		if !trustedPeer(p) {
-			continue
-		}
-		for _, who := range peopleOf(p.TXT) {
+		for _, who := range trustedPeople(p) {
 			out = append(out, matrix.NearbyPerson{UserID: "@" + who.Localpart + ":" + p.ServerName, DisplayName: who.DisplayName})
 		}
 	}
@@ -172,11 +236,8 @@ func (d *Daemon) startPeople(svc *discovery.Service) {
 
 // controlPeople is a peer's people for the control API's peer list.
 func controlPeople(p discovery.Peer) []control.Person {
-	if !trustedPeer(p) {
-		return nil
-	}
 	var out []control.Person
-	for _, who := range peopleOf(p.TXT) {
+	for _, who := range trustedPeople(p) {
 		out = append(out, control.Person{UserID: "@" + who.Localpart + ":" + p.ServerName, DisplayName: who.DisplayName})
 	}
 	return out
@@ -194,9 +255,9 @@ func (d *Daemon) announcePeople(svc *discovery.Service) {
 		slog.Warn("LAN discovery: cannot list the people to announce", "err", err)
 		return
 	}
-	txt := peopleTXT(users)
-	if len(txt) < len(users) {
-		slog.Info("LAN discovery: not everyone opted in to be found nearby fits in the announcement", "opted_in", len(users), "announced", len(txt))
+	txt := signedPeopleTXT(d.cfg.ServerName, d.lanKey.Key, users)
+	if n := len(txt) - 1; len(users) > 0 && n < len(users) {
+		slog.Info("LAN discovery: not everyone opted in to be found nearby fits in the announcement", "opted_in", len(users), "announced", max(n, 0))
 	}
 	svc.SetTXT(txt)
 }

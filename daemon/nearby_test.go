@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"slices"
 	"strings"
 	"testing"
@@ -96,20 +98,76 @@ func TestPeopleTXTBounds(t *testing.T) {
 	}
 }
 
+// signedPeer is a peer announcing users under name, its list signed by priv.
+func signedPeer(t *testing.T, name string, pub ed25519.PublicKey, priv ed25519.PrivateKey, users ...account.User) discovery.Peer {
+	t.Helper()
+	kv := map[string]string{}
+	for _, s := range signedPeopleTXT(name, priv, users) {
+		k, v, _ := strings.Cut(s, "=")
+		kv[k] = v
+	}
+	return discovery.Peer{ServerName: name, LAN: true, Verified: true, KeyID: "ed25519:a",
+		Key: base64.RawStdEncoding.EncodeToString(pub), TXT: kv}
+}
+
 // TestNearbyOnlyTrustedPeers: only a LAN name with its pinned key puts
 // people in the directory or the peer list.
 func TestNearbyOnlyTrustedPeers(t *testing.T) {
-	txt := map[string]string{"u0": "bob\tBob Builder"}
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	bob := signedPeer(t, "bob-x.local", pub, priv, account.User{Localpart: "bob", DisplayName: "Bob Builder"})
+	changed, public := bob, bob
+	changed.Verified, changed.KeyChanged = false, true
+	public.ServerName, public.LAN = "matrix.org", false
 	for _, c := range []struct {
 		p    discovery.Peer
 		want bool
 	}{
-		{discovery.Peer{ServerName: "bob-x.local", LAN: true, Verified: true, TXT: txt}, true},
-		{discovery.Peer{ServerName: "bob-x.local", LAN: true, KeyChanged: true, TXT: txt}, false},
-		{discovery.Peer{ServerName: "matrix.org", TXT: txt}, false},
+		{bob, true},
+		{changed, false},
+		{public, false},
 	} {
 		if got := len(controlPeople(c.p)) == 1; got != c.want {
 			t.Errorf("%+v: listed %v, want %v", c.p, got, c.want)
+		}
+	}
+}
+
+// TestNearbyPeopleMustBeSigned: the certificate binding signs only the
+// server name and certificate key, so an impostor on the LAN can replay
+// a neighbour's name, key and binding (the table then holds a verified
+// entry with the impostor's TXT). The people it lists must still be the
+// ones the neighbour's signing key signed, for that server name, unaltered.
+func TestNearbyPeopleMustBeSigned(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	_, otherPriv, _ := ed25519.GenerateKey(nil)
+	bob := account.User{Localpart: "bob", DisplayName: "Bob Builder"}
+	good := signedPeer(t, "bob-x.local", pub, priv, bob)
+	if got := controlPeople(good); len(got) != 1 || got[0].UserID != "@bob:bob-x.local" || got[0].DisplayName != "Bob Builder" {
+		t.Fatalf("a signed list from the pinned key: %+v", got)
+	}
+	forged := func(edit func(p *discovery.Peer)) discovery.Peer {
+		p := signedPeer(t, "bob-x.local", pub, priv, bob)
+		edit(&p)
+		return p
+	}
+	for name, p := range map[string]discovery.Peer{
+		"unsigned": forged(func(p *discovery.Peer) { delete(p.TXT, nearbySigKey) }),
+		"replayed binding, made-up people": forged(func(p *discovery.Peer) {
+			p.TXT = map[string]string{"u0": "mallory\tBob's bank"}
+		}),
+		"display name altered":  forged(func(p *discovery.Peer) { p.TXT["u0"] = "bob\tSend money here" }),
+		"person added":          forged(func(p *discovery.Peer) { p.TXT["u1"] = "mallory\tMallory" }),
+		"signed by another key": signedPeer(t, "bob-x.local", pub, otherPriv, bob),
+		"signed for another name": func() discovery.Peer {
+			p := signedPeer(t, "carol.local", pub, priv, bob)
+			p.ServerName = "bob-x.local"
+			return p
+		}(),
+		"bad signature encoding": forged(func(p *discovery.Peer) { p.TXT[nearbySigKey] = "!!" }),
+		"bad key encoding":       forged(func(p *discovery.Peer) { p.Key = "short" }),
+	} {
+		if got := controlPeople(p); len(got) != 0 {
+			t.Errorf("%s: listed %+v", name, got)
 		}
 	}
 }
@@ -124,5 +182,28 @@ func TestNoNearbyPeopleWithoutFederation(t *testing.T) {
 	}
 	if d.nearby.lan.Load() != nil {
 		t.Fatal("the directory reads discovery's peers while federation is off")
+	}
+}
+
+// TestSignedPeopleFitTheRecord: with the longest server name, the
+// certificate binding and the most people, the signed list still fits the
+// 16 strings and 1300 bytes every receiver accepts (discovery/wire.go).
+func TestSignedPeopleFitTheRecord(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	name := strings.Repeat("n", 249) + ".local"
+	var users []account.User
+	for i := range 20 {
+		users = append(users, account.User{Localpart: strings.Repeat(string(rune('a'+i)), maxNearbyLocal), DisplayName: strings.Repeat("é", 100)})
+	}
+	txt := []string{"v=1", "server_name=" + name, "key=ed25519:abcdefgh:" + base64.RawStdEncoding.EncodeToString(pub)}
+	txt = append(txt, discovery.BindingTXT(name, [32]byte{}, priv)...)
+	people := signedPeopleTXT(name, priv, users)
+	txt = append(txt, people...)
+	total := 0
+	for _, s := range txt {
+		total += len(s) + 1
+	}
+	if len(txt) > 16 || total > 1300 || len(people) < 2 {
+		t.Fatalf("%d strings, %d bytes (%d people strings)", len(txt), total, len(people))
 	}
 }

@@ -1,10 +1,12 @@
 package discovery
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -173,6 +175,128 @@ func TestAcceptRefuseKeyChange(t *testing.T) {
 	}
 	if ok, _ := s.Accept(t.Context(), "nobody.local"); ok {
 		t.Error("accepted a name not listed")
+	}
+}
+
+// TestAcceptNeverTakesAnImpostorsKey: Accept names no key, so it must not
+// pin one the owner could not have meant. A key the owner refused (an
+// impostor) that is heard after a reinstalled neighbour's new key is not
+// the one accepted; and with two new unrefused keys for one name, Accept
+// pins neither (ErrKeyAmbiguous): otherwise an impostor announcing the
+// name over and over would be the key "announced now" when the owner
+// accepts the neighbour's reinstall.
+func TestAcceptNeverTakesAnImpostorsKey(t *testing.T) {
+	db := openDB(t, filepath.Join(t.TempDir(), "h.db"))
+	defer db.Close()
+	pub, _, _ := genKey()
+	s := New(Config{ServerName: "me.local", KeyID: "ed25519:a", Key: pub, DB: db})
+	now := time.Unix(1_800_000_000, 0)
+
+	first, impostor, reinstall := newKey(t), newKey(t), newKey(t)
+	s.table.observe(t.Context(), seen("peer.local", first, "192.0.2.7"), now)
+	s.table.observe(t.Context(), seen("peer.local", impostor, "192.0.2.66"), now.Add(time.Second))
+	if ok, err := s.Refuse(t.Context(), "peer.local"); !ok || err != nil {
+		t.Fatalf("refuse: %v %v", ok, err)
+	}
+	s.table.observe(t.Context(), seen("peer.local", reinstall, "192.0.2.8"), now.Add(2*time.Second))
+	s.table.observe(t.Context(), seen("peer.local", impostor, "192.0.2.66"), now.Add(3*time.Second))
+	if ok, err := s.Accept(t.Context(), "peer.local"); !ok || err != nil {
+		t.Fatalf("accept: %v %v", ok, err)
+	}
+	if p := byKey(s.Peers(), reinstall); p.KeyChanged || !p.Routable() {
+		t.Errorf("the reinstalled key after accept: %+v", p)
+	}
+	if p := byKey(s.Peers(), impostor); !p.KeyChanged || p.Routable() {
+		t.Errorf("the refused impostor heard last was accepted: %+v", p)
+	}
+
+	other, k2, k3 := newKey(t), newKey(t), newKey(t)
+	s.table.observe(t.Context(), seen("other.local", other, "192.0.2.20"), now)
+	s.table.observe(t.Context(), seen("other.local", k2, "192.0.2.21"), now.Add(time.Second))
+	s.table.observe(t.Context(), seen("other.local", k3, "192.0.2.22"), now.Add(2*time.Second))
+	ok, err := s.Accept(t.Context(), "other.local")
+	if ok || !errors.Is(err, ErrKeyAmbiguous) {
+		t.Fatalf("accept with two new keys: %v %v, want ErrKeyAmbiguous", ok, err)
+	}
+	if p := byKey(s.Peers(), other); p.KeyChanged || !p.Routable() {
+		t.Errorf("the pinned key after an ambiguous accept: %+v", p)
+	}
+	for _, k := range []string{k2, k3} {
+		if p := byKey(s.Peers(), k); !p.KeyChanged || p.Routable() {
+			t.Errorf("a new key after an ambiguous accept: %+v", p)
+		}
+	}
+	// Refusing one of them leaves one new key: Accept takes it.
+	if ok, err := s.Refuse(t.Context(), "other.local"); !ok || err != nil {
+		t.Fatalf("refuse: %v %v", ok, err)
+	}
+	if ok, err := s.Accept(t.Context(), "other.local"); !ok || err != nil {
+		t.Fatalf("accept after refusing one: %v %v", ok, err)
+	}
+	if p := byKey(s.Peers(), k2); p.KeyChanged || !p.Routable() {
+		t.Errorf("the one unrefused key after accept: %+v", p)
+	}
+}
+
+// TestChangesDeliveredInOrder: Accept and Forget run on the control API's
+// goroutines, beside each other and the discovery goroutine. The changes
+// each makes reach the observers in the order the table made them: a
+// Forget that comes while Accept is still delivering its route does not
+// have its "gone" overtaken by that route, which would leave federation
+// routing a forgotten peer.
+func TestChangesDeliveredInOrder(t *testing.T) {
+	db := openDB(t, filepath.Join(t.TempDir(), "h.db"))
+	defer db.Close()
+	pub, _, _ := genKey()
+	s := New(Config{ServerName: "me.local", KeyID: "ed25519:a", Key: pub, DB: db})
+	now := time.Unix(1_800_000_000, 0)
+	first, second := newKey(t), newKey(t)
+	s.table.observe(t.Context(), seen("peer.local", first, "192.0.2.7"), now)
+	s.table.observe(t.Context(), seen("peer.local", second, "192.0.2.8"), now.Add(time.Second))
+
+	var mu sync.Mutex
+	routed := map[string]bool{}
+	inUp, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	s.OnChange(func(p Peer, gone bool) {
+		if !gone && p.Key == second {
+			once.Do(func() { close(inUp); <-release })
+		}
+		mu.Lock()
+		routed[p.ServerName] = !gone
+		mu.Unlock()
+	})
+	accepted := make(chan error, 1)
+	go func() {
+		_, err := s.Accept(context.Background(), "peer.local")
+		accepted <- err
+	}()
+	<-inUp // Accept is delivering the new key's route
+	forgotten := make(chan error, 1)
+	go func() {
+		_, err := s.Forget(context.Background(), "peer.local")
+		forgotten <- err
+	}()
+	// Without ordering, Forget finishes now, before Accept's route is
+	// delivered; with it, Forget waits for Accept. Either way Accept is
+	// let go after a moment (this wait decides only whether the bug
+	// shows, never whether a correct table passes).
+	select {
+	case <-forgotten:
+		forgotten <- nil
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	if err := <-accepted; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-forgotten; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if routed["peer.local"] || len(s.Peers()) != 0 {
+		t.Fatalf("after Accept then Forget: observer routes it %v, table %+v", routed["peer.local"], s.Peers())
 	}
 }
 

@@ -96,7 +96,13 @@ type Service struct {
 
 	mu        sync.Mutex
 	observers []func(p Peer, gone bool)
-	ifsSnap   []iface // for Route, read by other goroutines
+	// changing serialises each table change with the delivery of its
+	// Changes (the discovery goroutine, Forget, Accept and Recheck run on
+	// different goroutines): otherwise a route computed before a Forget
+	// or an expiry could be delivered after its "gone", and the observer
+	// would keep routing a peer the table no longer holds.
+	changing sync.Mutex
+	ifsSnap  []iface // for Route, read by other goroutines
 
 	// Owned by the run goroutine (and Start/Stop around it).
 	conn       *ipv4.PacketConn
@@ -146,9 +152,11 @@ func New(cfg Config) *Service {
 }
 
 // OnChange registers fn, called when a verified peer appears, changes
-// address or is heard again after a silence (gone false) and when it expires, says goodbye, is forgotten
-// or announces another key (gone true). Calls come from one goroutine at
-// a time (the discovery goroutine, or a Forget call), without locks held.
+// address or is heard again after a silence (gone false) and when it
+// expires, says goodbye, is forgotten or announces another key (gone
+// true). Calls come from one goroutine at a time (the discovery
+// goroutine, or a Forget, Accept or Recheck call), in the order the table
+// made the changes; fn must not call Forget, Accept, Refuse or Recheck.
 func (s *Service) OnChange(fn func(p Peer, gone bool)) {
 	s.mu.Lock()
 	s.observers = append(s.observers, fn)
@@ -181,11 +189,13 @@ func (s *Service) Route(p Peer) string {
 // owner accepting a new key, or cleaning up). It reports whether there
 // was anything to forget, and asks the network at once.
 func (s *Service) Forget(ctx context.Context, name string) (bool, error) {
+	s.changing.Lock()
 	existed, changes, err := s.table.forget(ctx, name)
+	s.apply(changes)
+	s.changing.Unlock()
 	if err != nil {
 		return false, err
 	}
-	s.apply(changes)
 	select {
 	case s.kick <- struct{}{}:
 	default:
@@ -198,6 +208,8 @@ func (s *Service) Forget(ctx context.Context, name string) (bool, error) {
 // peer is routed at once if its binding verifies. False when name is not
 // listed with a changed key.
 func (s *Service) Accept(ctx context.Context, name string) (bool, error) {
+	s.changing.Lock()
+	defer s.changing.Unlock()
 	ok, changes, err := s.table.decide(ctx, name, true, time.Now())
 	s.apply(changes)
 	return ok, err
@@ -207,6 +219,8 @@ func (s *Service) Accept(ctx context.Context, name string) (bool, error) {
 // as news; another new key is flagged again. False when name is not
 // listed with a changed key.
 func (s *Service) Refuse(ctx context.Context, name string) (bool, error) {
+	s.changing.Lock()
+	defer s.changing.Unlock()
 	ok, _, err := s.table.decide(ctx, name, false, time.Now())
 	return ok, err
 }
@@ -216,6 +230,8 @@ func (s *Service) Refuse(ctx context.Context, name string) (bool, error) {
 // daemon calls it from serverkeys.OnLearn): an unconfirmed peer becomes
 // routable at once rather than at its next announcement.
 func (s *Service) Recheck(serverName string) {
+	s.changing.Lock()
+	defer s.changing.Unlock()
 	s.apply(s.table.recheck(serverName))
 }
 
@@ -410,11 +426,13 @@ func (s *Service) tick(now time.Time) time.Time {
 		s.queryEvery = min(max(2*s.queryEvery, time.Second), MaxQueryInterval)
 		s.nextQuery = now.Add(s.queryEvery)
 	}
+	s.changing.Lock()
 	refresh, changes := s.table.due(now)
+	s.apply(changes)
+	s.changing.Unlock()
 	for _, inst := range refresh {
 		s.query(inst, nil)
 	}
-	s.apply(changes)
 
 	next := s.table.next()
 	for _, t := range []time.Time{s.nextNet, s.nextQuery} {
@@ -658,12 +676,14 @@ func (s *Service) handlePacket(ctx context.Context, b []byte, ifIndex int, now t
 		}
 		sg.ann.addrs = s.usable(sg.ann.addrs, in)
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		s.changing.Lock()
 		changes, err := s.table.observe(wctx, sg, now)
+		s.apply(changes)
+		s.changing.Unlock()
 		cancel()
 		if err != nil && !errors.Is(err, context.Canceled) {
 			slog.Warn("LAN discovery", "err", err)
 		}
-		s.apply(changes)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -436,9 +437,17 @@ func (t *table) decide(ctx context.Context, name string, accept bool, now time.T
 	if e := t.keyChange(name); e != nil {
 		announced = e.KeyID + ":" + e.Key
 	}
+	changed := t.changedKeys(name)
 	t.mu.Unlock()
 	if announced == "" {
 		return false, nil, nil
+	}
+	if accept && changed > 1 {
+		// Two new keys for one name: the owner cannot tell which one
+		// they are accepting, and an impostor announcing the name over
+		// and over would be the one heard last when a reinstalled
+		// neighbour is accepted.
+		return false, nil, fmt.Errorf("discovery: %s: %w", name, ErrKeyAmbiguous)
 	}
 	err := t.db.Update(ctx, func(tx *store.Tx) error {
 		var p pin
@@ -493,12 +502,35 @@ func (t *table) decide(ctx context.Context, name string, accept bool, now time.T
 	return true, out, nil
 }
 
+// ErrKeyAmbiguous: Accept was asked for a name announced with more than
+// one key other than the pinned one; none is pinned. The owner can wait
+// for the impostor's entry to expire, or Forget the name.
+var ErrKeyAmbiguous = errors.New("more than one new key is announced for this name; not accepting any")
+
+// changedKeys is how many entries of name announce a key that is not the
+// pinned one and that the owner has not refused (each such key has its
+// own entry).
+func (t *table) changedKeys(name string) int {
+	n := 0
+	for _, e := range t.peers {
+		if e.ServerName == name && e.KeyChanged && !e.KeyRefused {
+			n++
+		}
+	}
+	return n
+}
+
 // keyChange is the most recently heard entry of name whose key is not
-// the pinned one, or nil.
+// the pinned one, preferring one the owner has not refused (a refused
+// impostor heard last must not be what a later Accept pins), or nil.
 func (t *table) keyChange(name string) *entry {
 	var found *entry
 	for _, e := range t.peers {
-		if e.ServerName == name && e.KeyChanged && (found == nil || e.LastSeen.After(found.LastSeen)) {
+		if e.ServerName != name || !e.KeyChanged {
+			continue
+		}
+		if found == nil || (found.KeyRefused && !e.KeyRefused) ||
+			(found.KeyRefused == e.KeyRefused && e.LastSeen.After(found.LastSeen)) {
 			found = e
 		}
 	}

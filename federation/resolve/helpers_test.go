@@ -88,12 +88,17 @@ func (ca *testCA) issue(t *testing.T, names ...string) tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
-// newTLSServer starts an HTTPS server presenting cert.
-func newTLSServer(t *testing.T, cert tls.Certificate, h http.Handler) *httptest.Server {
+// newTLSServer starts an HTTPS server presenting cert. connState, if
+// given, is set before the server starts: setting Config.ConnState on a
+// started server races with its accept loop.
+func newTLSServer(t *testing.T, cert tls.Certificate, h http.Handler, connState ...func(net.Conn, http.ConnState)) *httptest.Server {
 	t.Helper()
 	s := httptest.NewUnstartedServer(h)
 	s.EnableHTTP2 = true
 	s.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	if len(connState) > 0 {
+		s.Config.ConnState = connState[0]
+	}
 	s.StartTLS()
 	t.Cleanup(s.Close)
 	return s

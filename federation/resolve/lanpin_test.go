@@ -133,13 +133,12 @@ func TestReconnectEndsBusyConnections(t *testing.T) {
 			return
 		}
 		io.WriteString(w, `{}`)
-	}))
-	defer close(release)
-	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+	}), func(_ net.Conn, st http.ConnState) {
 		if st == http.StateNew {
 			conns.Add(1)
 		}
-	}
+	})
+	defer close(release)
 	e.net.route("peer.lan:8448", srv.Listener.Addr().String())
 	e.r.SetStatic("peer.local", "peer.lan:8448")
 	client := &http.Client{Transport: e.r.Transport()}

@@ -20,12 +20,11 @@ func TestPolicyRefusesLoopbackUnlessAllowed(t *testing.T) {
 	var conns atomic.Int32
 	srv := newTLSServer(t, ca.issue(t, "127.0.0.1", "static.test"), http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("{}"))
-	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+	}), func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
 			conns.Add(1)
 		}
-	}
+	})
 	addr := srv.Listener.Addr().String() // 127.0.0.1:port, an IP literal server name
 	get := func(r *Resolver, name string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -103,12 +102,11 @@ func TestPolicyChecksResolvedAddress(t *testing.T) {
 	}
 	ca := newTestCA(t)
 	var conns atomic.Int32
-	srv := newTLSServer(t, ca.issue(t, "localhost"), http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+	srv := newTLSServer(t, ca.issue(t, "localhost"), http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}), func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
 			conns.Add(1)
 		}
-	}
+	})
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	r, err := New(Config{CAFile: ca.pemFile})
 	if err != nil {
