@@ -81,6 +81,15 @@ func (d *Daemon) startDiscovery(mode string) {
 			}
 		})
 	}
+	if d.fed != nil {
+		// Outbound TLS to a LAN route checks the certificate key the
+		// peer's announcement bound, not the CA roots. Set before Start,
+		// so no route exists before the resolver knows where its pins are
+		// (a pool built without them would refuse the peer's self-signed
+		// certificate until it next went away). A service that fails to
+		// start pins nothing: every name keeps the CA rules.
+		d.fed.resolver.SetCertPins(svc)
+	}
 	if err := svc.Start(); err != nil {
 		slog.Warn("LAN discovery is off", "err", err)
 		return
@@ -88,11 +97,6 @@ func (d *Daemon) startDiscovery(mode string) {
 	d.lanMu.Lock()
 	d.lan = svc
 	d.lanMu.Unlock()
-	if d.fed != nil {
-		// Outbound TLS to a LAN route checks the certificate key the
-		// peer's announcement bound, not the CA roots.
-		d.fed.resolver.SetCertPins(svc)
-	}
 }
 
 // routeLANPeer adds and removes resolver routes as verified peers come and
