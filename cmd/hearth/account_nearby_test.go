@@ -3,12 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"io"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/hearth-chat/hearth/daemon"
 	"github.com/hearth-chat/hearth/localapi/controlclient"
@@ -19,26 +16,9 @@ import (
 // data and through a running daemon's control API; an unknown account is
 // an error, a missing on|off a usage error.
 func TestAccountNearbyCommand(t *testing.T) {
-	cfg := daemon.Defaults()
-	cfg.DataDir = t.TempDir()
-	cfg.File = filepath.Join(cfg.DataDir, "hearth.conf")
-	cfg.ClientListen = "127.0.0.1:0"
-	cfg.KeyStore = daemon.KeyStoreFile
-	cfg.Federation = daemon.FederationOff
-	cfg.LANDiscovery = "off"
-	start := func() *daemon.Daemon {
-		d, err := daemon.Start(cfg, io.Discard, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return d
-	}
-	stop := func(d *daemon.Daemon) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		d.Stop(ctx)
-	}
-	stop(start()) // the first start makes the owner, opted in
+	cfg := testConfig(t)
+	_, stop := startDaemon(t, cfg)
+	stop() // the first start makes the owner, opted in
 	flags := []string{"--data-dir", cfg.DataDir, "--key-store", "file"}
 	run := func(args ...string) (int, string) {
 		var stdout, stderr bytes.Buffer
@@ -65,8 +45,8 @@ func TestAccountNearbyCommand(t *testing.T) {
 	}
 
 	cfg.ClientListen = "127.0.0.1:0"
-	d := start()
-	defer stop(d)
+	d, stop := startDaemon(t, cfg)
+	defer stop()
 	flags = append(flags, "--client-listen", d.Addr())
 	if code, out := run("nearby", lp, "off"); code != 0 || !strings.Contains(out, owner+" is no longer") {
 		t.Fatalf("nearby %s off (running): %d %s", lp, code, out)

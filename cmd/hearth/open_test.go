@@ -2,17 +2,12 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"io"
 	"net/url"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/hearth-chat/hearth/daemon"
 	"github.com/hearth-chat/hearth/localapi/controlclient/browserspy"
 )
 
@@ -22,23 +17,10 @@ import (
 // only through a 0600 launch page, never its argv or environment.
 func TestOpenKeepsSecretsOffCommandLine(t *testing.T) {
 	record := browserspy.Install(t)
-	cfg := daemon.Defaults()
-	cfg.DataDir = t.TempDir()
-	cfg.File = filepath.Join(cfg.DataDir, "hearth.conf")
-	cfg.ClientListen = "127.0.0.1:0"
-	cfg.KeyStore = daemon.KeyStoreFile
-	cfg.LANDiscovery = "off"
-	cfg.Federation = daemon.FederationOff
+	cfg := testConfig(t)
 	cfg.ChatClientURL = "http://chat.invalid/#/login?hs={homeserver}&loginToken={login_token}"
-	d, err := daemon.Start(cfg, io.Discard, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		d.Stop(ctx)
-	})
+	d, stop := startDaemon(t, cfg)
+	t.Cleanup(stop)
 	flags := []string{"--data-dir", cfg.DataDir, "--client-listen", d.Addr(), "--key-store", "file"}
 	for what, secretRE := range map[string]*regexp.Regexp{
 		"console": regexp.MustCompile(`#code=([A-Za-z0-9_-]+)`),

@@ -2,35 +2,19 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"io"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/hearth-chat/hearth/daemon"
 )
 
 // TestPeersForget runs 'hearth peers forget NAME' against a real daemon
 // with LAN discovery on: a name with no pin is an error naming it (exit
 // 1), no name is a usage error (exit 2).
 func TestPeersForget(t *testing.T) {
-	cfg := daemon.Defaults()
-	cfg.DataDir = t.TempDir()
-	cfg.File = filepath.Join(cfg.DataDir, "hearth.conf")
-	cfg.ClientListen = "127.0.0.1:0"
-	cfg.KeyStore = daemon.KeyStoreFile
+	cfg := testConfig(t)
 	cfg.LANDiscovery = "browse"
-	d, err := daemon.Start(cfg, io.Discard, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		d.Stop(ctx)
-	})
+	cfg.LANInterfaces = "lo" // discovery runs, but not on this machine's networks
+	d, stop := startDaemon(t, cfg)
+	t.Cleanup(stop)
 	flags := []string{"--data-dir", cfg.DataDir, "--client-listen", d.Addr(), "--key-store", "file"}
 	var stdout, stderr bytes.Buffer
 	if code := peersCmd(append([]string{"forget", "nobody.local"}, flags...), &stdout, &stderr); code != 1 ||
