@@ -43,24 +43,7 @@ func SetupLogging(cfg Config, stderr io.Writer) (logs *LogRing, stop func(), err
 	slog.SetDefault(slog.New(limiter))
 	routeLogrus(logrus.StandardLogger(), limiter, level)
 
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		t := time.NewTicker(logRepeatWindow / 2)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				limiter.sweep()
-			case <-done:
-				return
-			}
-		}
-	}()
 	return logs, func() {
-		close(done)
-		<-stopped
 		limiter.flush()
 		// Later lines (the exit) still reach stderr rather than nowhere.
 		slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})))

@@ -197,3 +197,36 @@ func TestLogRingWhenOutputFails(t *testing.T) {
 		t.Fatalf("the ring missed the line its output refused: %q", tail)
 	}
 }
+
+// A burst that stopped is summarised when its window ends, though nothing
+// else is logged: a timer armed only while a swallowed record waits (an
+// idle daemon has none), not a periodic sweep.
+func TestRepeatSummaryWithoutNextRecord(t *testing.T) {
+	ring := NewLogRing(10)
+	lim := newRepeatLimiter(slog.NewTextHandler(ring, nil), 50*time.Millisecond, 8, time.Now)
+	armed := func() bool {
+		lim.st.mu.Lock()
+		defer lim.st.mu.Unlock()
+		return lim.st.timer != nil
+	}
+	log := slog.New(lim)
+	log.Warn("peer unreachable", "destination", "a.example")
+	if armed() {
+		t.Fatal("a timer is armed with nothing swallowed")
+	}
+	log.Warn("peer unreachable", "destination", "a.example")
+	if !armed() {
+		t.Fatal("no timer armed for the swallowed record's summary")
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if tail := strings.Join(ring.Tail(10), "\n"); strings.Contains(tail, "peer unreachable (repeated 1 time)") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no summary after the window ended: %q", ring.Tail(10))
+		}
+	}
+	if armed() {
+		t.Error("the timer is still armed with nothing left to summarise")
+	}
+}

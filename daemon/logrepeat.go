@@ -38,6 +38,10 @@ type repeatState struct {
 	now     func() time.Time
 	entries map[string]*list.Element // of *repeatEntry
 	order   *list.List               // oldest window first
+	// timer is armed only while a swallowed record waits for its summary,
+	// for the end of that window: an idle daemon has no timer to wake it.
+	timer   *time.Timer
+	stopped bool // flushed at shutdown: no more timers
 }
 
 type repeatEntry struct {
@@ -106,6 +110,7 @@ func (l *repeatLimiter) Handle(ctx context.Context, r slog.Record) error {
 	summaries := st.expireLocked(now)
 	if el, ok := st.entries[key]; ok {
 		el.Value.(*repeatEntry).suppressed++
+		st.armLocked(now, l.sweep)
 		st.mu.Unlock()
 		emit(summaries)
 		return nil
@@ -171,12 +176,31 @@ func emit(ss []summary) {
 	}
 }
 
+// armLocked sets the timer for the end of the oldest window that
+// swallowed a record, unless one is set.
+func (st *repeatState) armLocked(now time.Time, sweep func()) {
+	if st.timer != nil || st.stopped {
+		return
+	}
+	for el := st.order.Front(); el != nil; el = el.Next() {
+		if e := el.Value.(*repeatEntry); e.suppressed > 0 {
+			st.timer = time.AfterFunc(e.start.Add(st.window).Sub(now), sweep)
+			return
+		}
+	}
+}
+
 // sweep writes the summaries of windows that have ended, so a burst that
-// stopped is still counted without waiting for the next record.
+// stopped is still counted without waiting for the next record; the
+// timer calls it, then it arms the timer for the next such window.
 func (l *repeatLimiter) sweep() {
-	l.st.mu.Lock()
-	ss := l.st.expireLocked(l.st.now())
-	l.st.mu.Unlock()
+	st := l.st
+	st.mu.Lock()
+	st.timer = nil
+	now := st.now()
+	ss := st.expireLocked(now)
+	st.armLocked(now, l.sweep)
+	st.mu.Unlock()
 	emit(ss)
 }
 
@@ -184,6 +208,11 @@ func (l *repeatLimiter) sweep() {
 func (l *repeatLimiter) flush() {
 	st := l.st
 	st.mu.Lock()
+	st.stopped = true
+	if st.timer != nil {
+		st.timer.Stop()
+		st.timer = nil
+	}
 	var ss []summary
 	for st.order.Len() > 0 {
 		ss = append(ss, st.removeLocked(st.order.Front())...)
