@@ -13,8 +13,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hearth-chat/hearth/internal/netscope"
+
 	"github.com/hearth-chat/hearth/internal/matrixerr"
-	"github.com/hearth-chat/hearth/internal/media"
 	"github.com/hearth-chat/hearth/internal/store"
 )
 
@@ -193,13 +194,9 @@ func deletePusherTx(tx *store.Tx, key []byte) error {
 	return nil
 }
 
-// publicAddr is the address policy for push gateways, the one URL
-// previews use (media.PublicOnly): globally routable unicast only, so a
-// pusher cannot make the server reach into the user's own network (SSRF).
-var publicAddr = media.PublicOnly
-
 // checkGatewayURL validates a pusher's data.url: http(s), a host, and
-// (unless the options allow private gateways) only public addresses. A
+// (unless the options allow private gateways) only public addresses
+// (internal/netscope). A
 // name that does not resolve now is accepted; the dialer checks again at
 // delivery time, which also defeats DNS rebinding.
 func (s *Service) checkGatewayURL(ctx context.Context, raw string) error {
@@ -215,7 +212,7 @@ func (s *Service) checkGatewayURL(ctx context.Context, raw string) error {
 		return matrixerr.InvalidParam("data.url may not point at a loopback address")
 	}
 	if a, err := netip.ParseAddr(host); err == nil {
-		if !publicAddr(a) {
+		if !netscope.Public(a) {
 			return matrixerr.InvalidParam("data.url may not point at a private or loopback address")
 		}
 		return nil
@@ -227,7 +224,7 @@ func (s *Service) checkGatewayURL(ctx context.Context, raw string) error {
 		return nil
 	}
 	for _, a := range addrs {
-		if !publicAddr(a) {
+		if !netscope.Public(a) {
 			return matrixerr.InvalidParam("data.url resolves to a private or loopback address")
 		}
 	}
@@ -242,7 +239,7 @@ func gatewayClient(allowPrivate bool) *http.Client {
 	if !allowPrivate {
 		d.Control = func(_, address string, _ syscall.RawConn) error {
 			ap, err := netip.ParseAddrPort(address)
-			if err != nil || !publicAddr(ap.Addr()) {
+			if err != nil || !netscope.Public(ap.Addr()) {
 				return fmt.Errorf("push: gateway address %s is not public", address)
 			}
 			return nil

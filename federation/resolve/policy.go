@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"syscall"
 	"time"
+
+	"github.com/hearth-chat/hearth/internal/netscope"
 )
 
 // ErrAddressRefused is the error of a dial the address policy refused.
@@ -19,29 +21,15 @@ var ErrAddressRefused = errors.New("resolve: address not allowed for federation"
 // Only globally routable unicast addresses are dialled, plus the networks
 // the owner allowed (federation_allow_networks); static routes (the
 // owner's federation_servers and LAN peers discovery verified) are exempt,
-// since someone this computer trusts chose them.
-var (
-	sharedV4    = netip.MustParsePrefix("100.64.0.0/10") // carrier-grade NAT
-	thisNetV4   = netip.MustParsePrefix("0.0.0.0/8")
-	broadcastV4 = netip.AddrFrom4([4]byte{255, 255, 255, 255})
-)
-
-// publicAddr reports whether a is a globally routable unicast address: not
-// loopback, private (RFC 1918, fc00::/7), shared (100.64/10), link-local
-// (169.254/16, fe80::/10), multicast, unspecified or broadcast.
-func publicAddr(a netip.Addr) bool {
-	a = a.Unmap()
-	return a.IsValid() && a.IsGlobalUnicast() && !a.IsPrivate() && !a.IsLoopback() &&
-		!a.IsLinkLocalUnicast() && !a.IsMulticast() && !a.IsUnspecified() &&
-		!sharedV4.Contains(a) && !thisNetV4.Contains(a) && a != broadcastV4
-}
+// since someone this computer trusts chose them. What counts as public
+// is internal/netscope's one rule, shared with URL previews and pushers.
 
 // addrPolicy admits public addresses and those in its extra networks.
 type addrPolicy []netip.Prefix
 
 func (p addrPolicy) allows(a netip.Addr) bool {
 	a = a.Unmap().WithZone("")
-	if publicAddr(a) {
+	if netscope.Public(a) {
 		return true
 	}
 	for _, n := range p {

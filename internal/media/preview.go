@@ -23,22 +23,6 @@ import (
 // AddrPolicy decides whether a URL preview may connect to an address.
 type AddrPolicy func(netip.Addr) bool
 
-// PublicOnly admits only globally routable unicast addresses: no loopback,
-// private (RFC 1918, fc00::/7), shared (100.64/10), link-local,
-// multicast or unspecified address, so a preview cannot be used to reach
-// this computer or its LAN (SSRF).
-func PublicOnly(a netip.Addr) bool {
-	a = a.Unmap()
-	return a.IsValid() && a.IsGlobalUnicast() && !a.IsPrivate() && !a.IsLoopback() &&
-		!a.IsLinkLocalUnicast() && !a.IsMulticast() && !a.IsUnspecified() &&
-		!sharedV4.Contains(a) && !thisNetV4.Contains(a) && a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
-}
-
-var (
-	sharedV4  = netip.MustParsePrefix("100.64.0.0/10")
-	thisNetV4 = netip.MustParsePrefix("0.0.0.0/8")
-)
-
 // Preview limits.
 const (
 	previewTimeout   = 10 * time.Second

@@ -20,6 +20,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hearth-chat/hearth/internal/netscope"
+
 	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/hearth-chat/hearth/internal/store"
 )
@@ -43,7 +45,7 @@ type Config struct {
 	// Previews enables GET /preview_url.
 	Previews bool
 	// PreviewPolicy decides which addresses previews may connect to; nil
-	// is PublicOnly. Only tests relax it (to reach an httptest server).
+	// is netscope.Public. Only tests relax it (to reach an httptest server).
 	PreviewPolicy AddrPolicy
 }
 
@@ -129,7 +131,7 @@ func New(db *store.DB, cfg Config) (*Repo, error) {
 		budget: newDecodeBudget(cfg.DecodeBudgetBytes)}
 	policy := cfg.PreviewPolicy
 	if policy == nil {
-		policy = PublicOnly
+		policy = netscope.Public
 	}
 	r.previews = newPreviewer(policy)
 	return r, nil
