@@ -45,6 +45,8 @@ type Status struct {
 	UnreadHighlights int    `json:"unread_highlights"`
 	KeyStore         string `json:"key_store"`
 	KeyStoreWarning  string `json:"key_store_warning,omitempty"`
+	// Ringing are the calls ringing for the owner now (ringing.go).
+	Ringing []RingingCall `json:"ringing,omitempty"`
 }
 
 // Backend is what the control API asks of the daemon.
