@@ -27,6 +27,14 @@ func TestStatusListsRingingCalls(t *testing.T) {
 	if _, err := d.rooms.ChangeMembership(ctx, room.MembershipRequest{Sender: owner, Target: owner, RoomID: roomID, Membership: "join"}); err != nil {
 		t.Fatal(err)
 	}
+	settle := func() {
+		t.Helper()
+		pos, _ := d.rooms.Pos()
+		if err := d.push.WaitEvaluated(ctx, pos); err != nil {
+			t.Fatal(err)
+		}
+	}
+	settle() // push has recorded where it starts, before the invite
 	send := func(typ, txn string) {
 		t.Helper()
 		content := `{"call_id":"c1","version":"1","party_id":"P","lifetime":60000,"offer":{"type":"offer","sdp":"v=0\r\n"}}`
@@ -34,10 +42,7 @@ func TestStatusListsRingingCalls(t *testing.T) {
 			Content: json.RawMessage(content), TxnID: txn}); err != nil {
 			t.Fatal(err)
 		}
-		pos, _ := d.rooms.Pos()
-		if err := d.push.WaitEvaluated(ctx, pos); err != nil {
-			t.Fatal(err)
-		}
+		settle()
 	}
 	cfg := d.cfg
 	cfg.ClientListen = d.Addr()
