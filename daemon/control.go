@@ -98,6 +98,7 @@ func (b *controlBackend) Status() control.Status {
 		Listeners:   map[string]string{"client": "http://" + b.d.Addr(), "control_socket": filepath.Join(b.d.cfg.DataDir, controlSocket)},
 		QueueDepths: map[string]int{}, StorageBytes: b.d.db.Size(), Accounts: len(users),
 		KeyStore: b.keys, KeyStoreWarning: b.warning, UnreadHighlights: b.ownerHighlights(users),
+		Ringing: b.ringing(),
 	}
 	if f := b.d.fed; f != nil {
 		st.FederationPaused = f.Paused()
@@ -180,6 +181,15 @@ func (b *controlBackend) ChatClientURL(user, loginToken string) string {
 	}
 	return strings.NewReplacer("{homeserver}", url.QueryEscape("http://"+b.d.Addr()), "{user}", url.QueryEscape(user),
 		"{login_token}", url.QueryEscape(loginToken)).Replace(tmpl)
+}
+
+// ringing lists the calls ringing for the owner, as push follows them.
+func (b *controlBackend) ringing() []control.RingingCall {
+	var out []control.RingingCall
+	for _, c := range b.d.push.Ringing() {
+		out = append(out, control.RingingCall{Caller: c.Caller, DisplayName: c.CallerName, RoomID: c.RoomID, CallID: c.CallID})
+	}
+	return out
 }
 
 // ownerHighlights counts the unread mentions of the admin accounts: what

@@ -178,11 +178,16 @@ func validRemoteLocalpart(lp string) bool {
 }
 
 // trustedPeople is the people of a peer's announcement when it may put
-// names in the user directory: a LAN-only name whose key is the one
-// pinned for it, as for routing, and a people list signed by that key
-// (peopleSigned). A public name announced on the LAN is not believed.
+// names in the user directory: a peer discovery verified as it does for
+// routing — a LAN-only name whose key is the one pinned for it, or a
+// public name whose key is the one the internet gave for it (confirmed,
+// Config.InternetKeys) — with a people list signed by that key
+// (peopleSigned). Both keys are as trusted as the name: the pinned one is
+// the name's on this LAN, the confirmed one is the name's everywhere. An
+// unconfirmed public name (no key known to compare), a key change and a
+// mismatch with the internet's key are never believed.
 func trustedPeople(p discovery.Peer) []Person {
-	if !p.LAN || !p.Verified || p.KeyChanged || !peopleSigned(p) {
+	if !p.Verified || p.KeyChanged || p.KeyMismatch || !peopleSigned(p) {
 		return nil
 	}
 	return peopleOf(p.TXT)

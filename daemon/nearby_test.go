@@ -10,6 +10,7 @@ import (
 
 	"github.com/hearth-chat/hearth/discovery"
 	"github.com/hearth-chat/hearth/internal/account"
+	"github.com/hearth-chat/hearth/localapi/control"
 )
 
 // TestAnnouncesPeopleNearby: the daemon's announcement carries the owner
@@ -115,19 +116,55 @@ func signedPeer(t *testing.T, name string, pub ed25519.PublicKey, priv ed25519.P
 func TestNearbyOnlyTrustedPeers(t *testing.T) {
 	pub, priv, _ := ed25519.GenerateKey(nil)
 	bob := signedPeer(t, "bob-x.local", pub, priv, account.User{Localpart: "bob", DisplayName: "Bob Builder"})
-	changed, public := bob, bob
+	changed, unbound := bob, bob
 	changed.Verified, changed.KeyChanged = false, true
-	public.ServerName, public.LAN = "matrix.org", false
+	unbound.Verified = false // no pin yet: its announcement bound no certificate
 	for _, c := range []struct {
 		p    discovery.Peer
 		want bool
 	}{
 		{bob, true},
 		{changed, false},
-		{public, false},
+		{unbound, false},
 	} {
 		if got := len(controlPeople(c.p)) == 1; got != c.want {
 			t.Errorf("%+v: listed %v, want %v", c.p, got, c.want)
+		}
+	}
+}
+
+// TestNearbyConfirmedPublicNamePeople: a public name discovery confirmed
+// (its announced key is the one the internet gave for it, so it is routed
+// LAN-first) lists its signed people under that server name, in the
+// directory and the peer list; an unconfirmed one (no internet key to
+// compare with) or one whose key differs from the internet's does not.
+// The peers carry the flags discovery's table gives a public name with a
+// valid certificate binding (discovery/table.go, checkInternetKey); each
+// list is signed by the key its peer announces.
+func TestNearbyConfirmedPublicNamePeople(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	otherPub, otherPriv, _ := ed25519.GenerateKey(nil)
+	anna := account.User{Localpart: "anna", DisplayName: "Anna"}
+	confirmed := signedPeer(t, "example.org", pub, priv, anna)
+	confirmed.LAN, confirmed.Bound = false, true
+	unconfirmed := confirmed
+	unconfirmed.Verified = false
+	mismatch := signedPeer(t, "example.org", otherPub, otherPriv, anna)
+	mismatch.LAN, mismatch.Bound, mismatch.Verified, mismatch.KeyMismatch = false, true, false, true
+	if confirmed.Unconfirmed() || !unconfirmed.Unconfirmed() || mismatch.Unconfirmed() {
+		t.Fatalf("the peers do not carry discovery's flags: %+v %+v %+v", confirmed, unconfirmed, mismatch)
+	}
+	for _, c := range []struct {
+		name string
+		p    discovery.Peer
+		want []control.Person
+	}{
+		{"confirmed", confirmed, []control.Person{{UserID: "@anna:example.org", DisplayName: "Anna"}}},
+		{"unconfirmed", unconfirmed, nil},
+		{"key mismatch", mismatch, nil},
+	} {
+		if got := controlPeople(c.p); !slices.Equal(got, c.want) {
+			t.Errorf("%s: controlPeople = %+v, want %+v", c.name, got, c.want)
 		}
 	}
 }

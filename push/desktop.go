@@ -36,26 +36,7 @@ func (s *Service) SetDesktop(d Desktop, opts DesktopOptions) {
 // toDesktop hands the stored results of a batch to the desktop, off the
 // evaluator's goroutine: a slow notification daemon must not delay counts.
 func (s *Service) toDesktop(batch []evaluated) {
-	s.deskMu.Lock()
-	d, opts := s.desktop, s.deskOpts
-	s.deskMu.Unlock()
-	if d == nil {
-		return
-	}
-	mode := opts.Mode()
-	if mode == "off" {
-		return
-	}
-	type note struct{ title, body string }
-	var notes []note
-	for _, e := range batch {
-		for _, r := range e.results {
-			if !r.Notify || (mode == "highlights" && !r.Highlight) || !opts.Owner(r.UserID) || opts.Active(r.UserID) {
-				continue
-			}
-			notes = append(notes, note{desktopTitle(e.pe.SenderName, e.pe.Event.Sender, e.pe.RoomName), desktopBody(e.pe.Event.Type, e.pe.Event.Content)})
-		}
-	}
+	d, notes := s.desktopNotes(batch)
 	if len(notes) == 0 {
 		return
 	}
@@ -66,6 +47,48 @@ func (s *Service) toDesktop(batch []evaluated) {
 			}
 		}
 	}()
+}
+
+// note is one desktop notification.
+type note struct{ title, body string }
+
+// desktopNotes is what a batch shows on the desktop, and where. It first
+// follows the calls ringing for the owner (ringing.go), which the tray
+// shows even in do-not-disturb: a menu line makes no sound.
+func (s *Service) desktopNotes(batch []evaluated) (Desktop, []note) {
+	s.deskMu.Lock()
+	d, opts := s.desktop, s.deskOpts
+	s.deskMu.Unlock()
+	now := s.clock()
+	s.ringing.track(batch, opts.Owner, now)
+	if d == nil {
+		return nil, nil
+	}
+	mode := opts.Mode()
+	if mode == "off" {
+		return nil, nil
+	}
+	var notes []note
+	for _, e := range batch {
+		for _, r := range e.results {
+			if !r.Notify || (mode == "highlights" && !r.Highlight) || !opts.Owner(r.UserID) || opts.Active(r.UserID) {
+				continue
+			}
+			if e.pe.Event.Type == "m.call.invite" {
+				// Only a call that rings: not an invite whose lifetime
+				// passed before we saw it (backfill, a late federation
+				// delivery), nor one for another invitee, nor one already
+				// answered, hung up or rejected in this batch.
+				if c, _ := parseCall(e.pe.Event.Content); !s.ringing.has(e.pe.RoomID, c.CallID, now) {
+					continue
+				}
+				notes = append(notes, note{callTitle(e.pe.SenderName, e.pe.Event.Sender), callBody})
+				continue
+			}
+			notes = append(notes, note{desktopTitle(e.pe.SenderName, e.pe.Event.Sender, e.pe.RoomName), desktopBody(e.pe.Event.Type, e.pe.Event.Content)})
+		}
+	}
+	return d, notes
 }
 
 func desktopTitle(senderName, sender, roomName string) string {
@@ -79,6 +102,19 @@ func desktopTitle(senderName, sender, roomName string) string {
 	return who + " in " + roomName
 }
 
+// callTitle is an incoming call's notification title ("Anna is calling"):
+// the caller's display name in the room, else their user ID.
+func callTitle(senderName, sender string) string {
+	if senderName == "" {
+		senderName = sender
+	}
+	return senderName + " is calling"
+}
+
+// callBody says where to answer: the desktop notification cannot answer
+// a call itself, the owner's Matrix client does.
+const callBody = "Open your chat app to answer"
+
 // desktopBody is what a notification says: the message text, or what kind
 // of thing arrived when there is no text to show.
 func desktopBody(typ string, content json.RawMessage) string {
@@ -87,8 +123,6 @@ func desktopBody(typ string, content json.RawMessage) string {
 		return "Encrypted message"
 	case "m.room.member":
 		return "Invitation"
-	case "m.call.invite":
-		return "Incoming call"
 	}
 	var c struct {
 		Body string `json:"body"`

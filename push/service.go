@@ -55,6 +55,7 @@ type Service struct {
 	deskMu   sync.Mutex
 	desktop  Desktop
 	deskOpts DesktopOptions
+	ringing  ringing // calls ringing for the owner (ringing.go)
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	now      func() time.Time

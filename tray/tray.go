@@ -62,6 +62,7 @@ type Tray struct {
 	refresh time.Duration
 	status  Item
 	nearby  Item // "People nearby: N" or the people peers announce, a label (people.go)
+	ringing Item // "Anna is calling", shown while a call rings (ringing.go)
 	start   Item
 	stop    Item
 	pause   Item // Pause federation / Resume federation
@@ -88,6 +89,7 @@ func (t *Tray) Run() {
 func (t *Tray) ready() {
 	t.status = t.ui.AddItem("Hearth: …", nil)
 	t.status.Disable()
+	t.addRinging()
 	// A label, until a peer's key changes: then a click opens the
 	// console's people-nearby section, where the owner accepts the new key
 	// or keeps refusing it.
@@ -130,6 +132,7 @@ func (t *Tray) update() {
 		}
 		t.status.SetTitle(text)
 		t.ui.SetTooltip(text)
+		t.showRinging(nil)
 		t.stop.Disable()
 		t.start.Enable()
 		t.pause.Disable()
@@ -179,6 +182,7 @@ func (t *Tray) update() {
 		t.pause.Disable()
 	}
 	t.paused = st.FederationPaused
+	t.showRinging(st.Ringing)
 	title := t.nearbyTitle(ctx, st.Peers)
 	if st.PeerKeyChanges > 0 {
 		t.nearby.SetTitle(fmt.Sprintf("%s · %d key changed: accept or refuse…", title, st.PeerKeyChanges))

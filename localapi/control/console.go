@@ -31,8 +31,9 @@ import (
 // Sessions live in memory only, so a daemon restart ends them all; they
 // end after sessionIdle without use, after sessionMax in any case, and on
 // POST /_hearth/v1/logout. A session may only read what the page shows,
-// switch the federation mode and whether an account is found by people
-// nearby, and log out (consoleCalls): it cannot read
+// switch the federation mode, the LAN discovery mode and whether an
+// account is found by people nearby, and log out (consoleCalls): it
+// cannot read
 // the settings, mint login tokens or console codes, change other settings
 // or accounts, or stop the daemon. The federation mode is the one switch
 // the issue asks of the console; it exposes nothing new to the internet,
@@ -41,6 +42,11 @@ import (
 // opt-in (issue 11: "hearth account and the console switch it") shows an
 // account's localpart and display name to this machine's networks, which
 // lan mode already reaches; it touches no password, device or token.
+// The LAN discovery mode (issue 11: "switched off; the settings are in
+// docs/configuration.md and the tray") announces at most what the
+// people-nearby switch already may (on), only listens (browse) or stops
+// (off), on the interfaces lan_interfaces names, which a session cannot
+// change.
 
 // consoleCalls are the requests a console session may make: what the page
 // shows, and logging out. Not the settings (registration tokens are
@@ -53,6 +59,8 @@ var consoleCalls = map[string]bool{
 	"GET /_hearth/v1/peers":            true,
 	"GET /_hearth/v1/federation":       true,
 	"POST /_hearth/v1/federation/mode": true,
+	"GET /_hearth/v1/discovery":        true,
+	"POST /_hearth/v1/discovery/mode":  true,
 	"GET /_hearth/v1/logs":             true,
 	"GET /_hearth/qr.png":              true,
 	"POST /_hearth/v1/logout":          true,

@@ -45,6 +45,8 @@ type Status struct {
 	UnreadHighlights int    `json:"unread_highlights"`
 	KeyStore         string `json:"key_store"`
 	KeyStoreWarning  string `json:"key_store_warning,omitempty"`
+	// Ringing are the calls ringing for the owner now (ringing.go).
+	Ringing []RingingCall `json:"ringing,omitempty"`
 }
 
 // Backend is what the control API asks of the daemon.
@@ -110,7 +112,8 @@ type Peer struct {
 	// Route is the ip:port federation to it uses, when it does.
 	Route string `json:"route,omitempty"`
 	// People are the accounts it announces to people nearby (only for a
-	// peer whose key is the pinned one), as its user directory would.
+	// trusted peer: a LAN name with its pinned key, or a public name whose
+	// key the internet confirmed), as its user directory would.
 	People []Person `json:"people,omitempty"`
 }
 

@@ -25,7 +25,10 @@ let hearth, dataDir, browser;
 
 before(async () => {
     dataDir = await mkdtemp(path.join(os.tmpdir(), "hearth-console-"));
-    hearth = new Hearth(dataDir, await freePort());
+    // LAN discovery starts off; when the console switches it on, it runs
+    // on loopback only (which is not multicast-capable: it sends nothing),
+    // never on this machine's networks.
+    hearth = new Hearth(dataDir, await freePort(), { extraArgs: ["--lan-interfaces", "lo"] });
     await hearth.start();
     // The flags this sandboxed, offline machine needs (see the env notes).
     browser = await chromium.launch({
@@ -92,6 +95,27 @@ test("the accounts section switches who people nearby can find", async () => {
     const { stdout } = await run(HEARTH_BIN, ["account", "nearby", owner.slice(1).split(":")[0], "on", "--data-dir", dataDir,
         "--client-listen", `127.0.0.1:${hearth.port}`, "--key-store", "file"]);
     assert.match(stdout, /can be found by people on this network/);
+    await page.close();
+});
+
+test("the federation section switches LAN discovery, as the CLI then reports", async () => {
+    const page = await browser.newPage();
+    await page.goto(await consoleLink());
+    await page.waitForSelector("body[data-loaded=true]", { timeout: 10_000 });
+    const peersMode = async () => (await run(HEARTH_BIN, ["peers", "mode", "--data-dir", dataDir,
+        "--client-listen", `127.0.0.1:${hearth.port}`, "--key-store", "file"])).stdout;
+    // The daemon was started with discovery off, and the page says so.
+    assert.match(await page.textContent("#discovery-mode"), /^LAN discovery: off/);
+    assert.equal(await page.isDisabled('#discovery-buttons button[data-discovery="off"]'), true);
+    for (const [mode, words] of [["browse", /^LAN discovery browse: /], ["on", /^LAN discovery on: /], ["off", /^LAN discovery off: /]]) {
+        await page.click(`#discovery-buttons button[data-discovery="${mode}"]`);
+        await page.waitForSelector(`#discovery-mode[data-mode="${mode}"]`, { timeout: 10_000 });
+        assert.equal(await page.isVisible("#discovery-error"), false);
+        assert.equal(await page.isDisabled(`#discovery-buttons button[data-discovery="${mode}"]`), true);
+        // The control API (through the CLI, with the owner's secret) sees
+        // the mode the page chose.
+        assert.match(await peersMode(), words);
+    }
     await page.close();
 });
 
