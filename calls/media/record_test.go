@@ -297,3 +297,83 @@ func TestRecordCanceled(t *testing.T) {
 		t.Errorf("path %s not in %s", rec.Path, dir)
 	}
 }
+
+// gated is a replay that closes start after handing out n packets: the
+// greeting ends there.
+type gated struct {
+	replay
+	n     int
+	start chan struct{}
+}
+
+func (g *gated) ReadRTP() (*rtp.Packet, interceptor.Attributes, error) {
+	if g.i == g.n {
+		close(g.start)
+	}
+	return g.replay.ReadRTP()
+}
+
+// TestRecordStartAfter: what the caller says during the greeting is not
+// recorded, and the recording's time starts after it.
+func TestRecordStartAfter(t *testing.T) {
+	src := &gated{replay: replay{pkts: toneRTP(t, 0, 0)}, n: 100, start: make(chan struct{})}
+	rec, err := media.Record(context.Background(), src, media.RecordOptions{Dir: t.TempDir(), MaxDuration: time.Minute, StartAfter: src.start})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := time.Duration(len(src.pkts)-100) * 20 * time.Millisecond; rec.Duration != want || rec.Packets != len(src.pkts)-100 {
+		t.Errorf("recorded %v in %d packets, want %v after the greeting", rec.Duration, rec.Packets, want)
+	}
+}
+
+// TestRecordLatePacketsAndRestart: one packet arriving far too late is
+// dropped without adding time; a sender that restarts its numbering lower
+// down is followed, not dropped for ever.
+func TestRecordLatePacketsAndRestart(t *testing.T) {
+	pkts := toneRTP(t, 1000, 0)
+	// Packet 10 arrives after packet 60 (800 ms late: outside the reorder
+	// window, so its place was filled with silence and it is dropped).
+	var sent []*rtp.Packet
+	for i, p := range pkts[:100] {
+		if i == 10 {
+			continue
+		}
+		sent = append(sent, p)
+		if i == 60 {
+			sent = append(sent, pkts[10])
+		}
+	}
+	// Then the sender restarts: sequence numbers 500 lower, timestamps
+	// continuing.
+	for _, p := range pkts[100:] {
+		p.SequenceNumber -= 500
+		sent = append(sent, p)
+	}
+	rec, _, pcm := record(t, &replay{pkts: sent}, time.Minute)
+	if want := time.Duration(len(pkts)) * 20 * time.Millisecond; rec.Duration != want {
+		t.Errorf("duration %v, want %v", rec.Duration, want)
+	}
+	if want := len(pkts) - 1 - 16 - 1; rec.Packets < want {
+		t.Errorf("%d packets recorded, want at least %d (all but the late one and those that showed the restart)", rec.Packets, want)
+	}
+	if l := media.ToneLevel(pcm[len(pcm)-8000:], 16000, 440); l < 0.3 {
+		t.Errorf("after the restart the 440 Hz level is %.3f", l)
+	}
+}
+
+// TestRecordStereo: a stereo file when asked (or when the sender's packets
+// are stereo), which still decodes.
+func TestRecordStereo(t *testing.T) {
+	rec, err := media.Record(context.Background(), &replay{pkts: toneRTP(t, 0, 0)}, media.RecordOptions{Dir: t.TempDir(), MaxDuration: time.Minute, Channels: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(rec.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := mediatest.CheckTone(data, mediatest.ToneDuration, 50*time.Millisecond)
+	if err != nil || rep.Info.Channels != 2 || rec.Channels != 2 {
+		t.Errorf("stereo recording: %+v, %v", rep, err)
+	}
+}
