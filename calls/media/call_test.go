@@ -253,3 +253,47 @@ func TestEchoVideoKeyframes(t *testing.T) {
 	}
 	waitPLI("relayed request")
 }
+
+// TestRecordCanceledLiveTrack: the call ends while the caller's track is
+// still open (the agent's context is done): Record unblocks the pion track
+// through its read deadline and keeps what it has.
+func TestRecordCanceledLiveTrack(t *testing.T) {
+	ctx := testContext(t)
+	api := loopbackAPI(t)
+	caller, callee := newPC(t, api), newPC(t, api)
+	tone, err := webrtc.NewTrackLocalStaticSample(media.Opus, "audio", "tone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sender, err := caller.AddTrack(tone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drainRTCP(sender)
+	recCtx, hangUp := context.WithCancel(ctx)
+	recorded := recordOnTrack(recCtx, callee, t.TempDir())
+	negotiate(t, ctx, caller, callee, nil)
+
+	// About one second of the tone (its first three pages).
+	short := mediatest.Tone()
+	short = short[:bytes.Index(short[4000:], []byte("OggS"))+4000]
+	info, err := media.Inspect(bytes.NewReader(short))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := media.PlayOgg(ctx, tone, bytes.NewReader(short)); err != nil {
+		t.Fatal(err)
+	}
+	hangUp() // the caller's connection stays up
+	select {
+	case res := <-recorded:
+		if res.err != nil {
+			t.Fatal(res.err)
+		}
+		if res.rec.Stopped != media.StopCanceled || res.rec.Duration > info.PacketDuration || res.rec.Duration < info.PacketDuration/4 {
+			t.Errorf("stopped %v after %v; want canceled, with most of the %v sent", res.rec.Stopped, res.rec.Duration, info.PacketDuration)
+		}
+	case <-ctx.Done():
+		t.Fatal("Record did not return when its context ended")
+	}
+}

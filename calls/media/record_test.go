@@ -21,7 +21,7 @@ import (
 // toneRTP returns the test tone's Opus packets as the RTP packets a sender
 // makes of them: consecutive sequence numbers from seq and timestamps from
 // ts advancing by each packet's 20 ms (960 samples).
-func toneRTP(t *testing.T, seq uint16, ts uint32) []*rtp.Packet {
+func toneRTP(t testing.TB, seq uint16, ts uint32) []*rtp.Packet {
 	t.Helper()
 	r, _, err := oggreader.NewWith(bytes.NewReader(mediatest.Tone()))
 	if err != nil {
