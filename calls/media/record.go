@@ -142,7 +142,8 @@ func Record(ctx context.Context, src RTPReader, opts RecordOptions) (Recording, 
 		defer stop()
 	}
 
-	rec := &recorder{opts: opts, max: int64(opts.MaxDuration) * OpusClockRate / int64(time.Second)}
+	// In samples, through microseconds so a long limit cannot overflow.
+	rec := &recorder{opts: opts, max: opts.MaxDuration.Microseconds() * OpusClockRate / 1e6}
 	defer rec.abort() // removes the file unless finish succeeded
 	rec.pending = make(map[uint16]*rtp.Packet, reorderWindow+1)
 	reason := StopEnded
