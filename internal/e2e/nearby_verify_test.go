@@ -59,13 +59,16 @@ func TestNearbyVerifyOverLAN(t *testing.T) {
 // the one the device holds (the MAC over it fails).
 //
 // The events go to-device (over federation, m.direct_to_device EDUs), not
-// in the DM as Element does for another user: mautrix v0.26.0's helper
-// finds an in-room event's transaction by that event's own ID instead of
-// the request it relates to, so its in-room flow cancels itself after the
-// request (m.unknown_transaction) whatever the server does; and it checks
-// a received master key against its own, so verifying another user's
-// cross-signing identity cancels too. Element's in-room flow with
-// cross-signing is proven with matrix-js-sdk's Rust crypto in
+// in the DM as Element does for another user, because mautrix v0.26.0's
+// helper cannot do the in-room flow: it encrypts the request and then
+// sends it with SendMessageEvent as m.room.message, which encrypts it a
+// second time (the client's crypto helper is set, as the helper requires),
+// so bob's client never sees a request (tried: no request in 20 s); and it
+// looks up an in-room event's transaction by that event's own ID, not the
+// request it relates to. It also checks a received master key against its
+// own, so verifying another user's cross-signing identity cancels; hence
+// device verification here. Element's in-room flow with cross-signing is
+// proven with matrix-js-sdk's Rust crypto in
 // test/interop/verify.test.mjs.
 func verifyBySAS(t *testing.T, ac, bc *mautrix.Client) {
 	t.Helper()
