@@ -53,10 +53,13 @@ func TestNearbyVerifyOverLAN(t *testing.T) {
 // Each step waits for the other side's event; a cancellation from either
 // helper fails the test at once with its code and reason. So the test
 // fails if a server drops a verification event (the flow stops: deadline),
-// delivers one twice (the helper cancels: m.unexpected_message), alters
-// one (the commitment or the MACs no longer match: m.mismatched_commitment,
-// m.mismatched_sas or m.key_mismatch) or serves a device key other than
-// the one the device holds (the MAC over it fails).
+// delivers a step before done twice (the helper cancels:
+// m.unexpected_message), alters one (the commitment or the MACs no longer
+// match, or its content no longer parses and the flow stops) or serves a
+// device key other than the one the device holds (the MAC over it fails).
+// Tried by hand on a server made to drop every m.key.verification.mac, then
+// to put a character into the key of every m.key.verification.key: the
+// test failed both times.
 //
 // The events go to-device (over federation, m.direct_to_device EDUs), not
 // in the DM as Element does for another user, because mautrix v0.26.0's
