@@ -20,7 +20,9 @@ func TestTURNConfigRules(t *testing.T) {
 		{"unknown mode", func(c *Config) { c.TURN = "yes" }, "turn must be auto, on or off"},
 		{"uris without secret", func(c *Config) { c.TURNURIs = "turn:t.example:3478" }, "turn_uris and turn_shared_secret go together"},
 		{"secret without uris", func(c *Config) { c.TURNSharedSecret = "s" }, "turn_uris and turn_shared_secret go together"},
-		{"external", func(c *Config) { c.TURNURIs, c.TURNSharedSecret = "turn:t.example:3478?transport=udp, turns:t.example:5349", "s" }, ""},
+		{"external", func(c *Config) {
+			c.TURNURIs, c.TURNSharedSecret = "turn:t.example:3478?transport=udp, turns:t.example:5349", "s"
+		}, ""},
 		{"not a turn uri", func(c *Config) { c.TURNURIs, c.TURNSharedSecret = "https://t.example", "s" }, "not a turn: or turns: URI"},
 		{"listen on a host name", func(c *Config) { c.TURNListen = "localhost:3478" }, "must be an IP address"},
 		{"listen without port", func(c *Config) { c.TURNListen = "127.0.0.1" }, "not host:port"},
