@@ -1,6 +1,9 @@
 package daemon
 
 import (
+	"context"
+	"fmt"
+	"net"
 	"strings"
 	"testing"
 
@@ -50,15 +53,17 @@ func TestStartTURNModes(t *testing.T) {
 	store := fileStore{t.TempDir()}
 	d := &Daemon{cfg: Defaults()}
 	d.cfg.Federation = FederationOff
-	if r, err := d.startTURN(store); err != nil || r != nil {
-		t.Fatalf("auto with federation off: %v, %v; want no relay", r, err)
+	if r, err := d.startTURN(store); err != nil || r.server != nil || r.ICEServers("@a:test.local") != nil {
+		t.Fatalf("auto with federation off: %+v, %v; want no relay", r, err)
+	} else if _, _, _, _, ok := r.TURNCredentials("@a:test.local", "127.0.0.1"); ok {
+		t.Fatal("credentials without a relay")
 	}
 	d.cfg.TURNURIs, d.cfg.TURNSharedSecret = "turn:t.example:3478?transport=udp", "coturn secret"
 	r, err := d.startTURN(store)
 	if err != nil || r.server != nil {
 		t.Fatalf("external: %+v, %v; want no built-in relay", r, err)
 	}
-	uris, user, pass, _ := r.TURNCredentials("@a:test.local", "127.0.0.1")
+	uris, user, pass, _, _ := r.TURNCredentials("@a:test.local", "127.0.0.1")
 	if len(uris) != 1 || uris[0] != "turn:t.example:3478?transport=udp" || pass != turn.Password([]byte("coturn secret"), user) {
 		t.Fatalf("external credentials: %v %q %q", uris, user, pass)
 	}
@@ -69,7 +74,7 @@ func TestStartTURNModes(t *testing.T) {
 		t.Fatalf("on with federation off: %+v, %v", first, err)
 	}
 	defer first.stop()
-	uris, user, pass, ttl := first.TURNCredentials("@a:test.local", "192.168.1.9")
+	uris, user, pass, ttl, _ := first.TURNCredentials("@a:test.local", "192.168.1.9")
 	if !strings.HasPrefix(uris[0], "turn:127.0.0.1:") || ttl.Seconds() != 86400 {
 		t.Fatalf("built-in on loopback: %v, ttl %v", uris, ttl)
 	}
@@ -79,5 +84,34 @@ func TestStartTURNModes(t *testing.T) {
 	}
 	if again, _ := loadOrCreateTURNSecret(store); string(again) != string(secret) {
 		t.Fatal("the TURN secret changed between two reads")
+	}
+}
+
+// Switching federation through the control API moves the relay with it
+// under turn = auto: off closes its port (and /voip/turnServer has no
+// relay to name), lan opens it again.
+func TestTURNFollowsFederationMode(t *testing.T) {
+	d, c, _, _ := modeDaemon(t, t.TempDir(), "federation = lan\nfederation_listen = 127.0.0.1:0\nturn_listen = 127.0.0.1:0\n")
+	ctx := context.Background()
+	if _, _, _, _, ok := d.turn.TURNCredentials("@a:test.local", "127.0.0.1"); !ok {
+		t.Fatal("no relay with federation = lan")
+	}
+	port := d.turn.server.Port()
+	if _, err := c.SetFederationMode(ctx, FederationOff); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, _, ok := d.turn.TURNCredentials("@a:test.local", "127.0.0.1"); ok {
+		t.Fatal("the relay is still handed out after federation was switched off")
+	}
+	if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
+		t.Fatalf("the relay's TCP port is still held after federation was switched off: %v", err)
+	} else {
+		ln.Close()
+	}
+	if _, err := c.SetFederationMode(ctx, FederationLAN); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, _, ok := d.turn.TURNCredentials("@a:test.local", "127.0.0.1"); !ok {
+		t.Fatal("the relay did not come back with federation = lan")
 	}
 }

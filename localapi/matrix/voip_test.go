@@ -15,9 +15,9 @@ import (
 // calls/turn provider behind the small interface of voip.go.
 type turnProvider struct{ turn.Provider }
 
-func (p turnProvider) TURNCredentials(userID, host string) ([]string, string, string, time.Duration) {
+func (p turnProvider) TURNCredentials(userID, host string) ([]string, string, string, time.Duration, bool) {
 	uris, c := p.Credentials(userID, host)
-	return uris, c.Username, c.Password, c.TTL
+	return uris, c.Username, c.Password, c.TTL, true
 }
 
 // GET /voip/turnServer (Client-Server API §"Voice over IP") with the
