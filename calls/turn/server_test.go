@@ -305,3 +305,25 @@ func TestICEServersForTheAgent(t *testing.T) {
 		t.Fatalf("ICEServers = %+v", ice)
 	}
 }
+
+// An allocation over its bandwidth has its packets dropped by the relay
+// socket (the bucket is wired into the relay, not only tested alone).
+func TestRelayDropsOverBandwidth(t *testing.T) {
+	s := startTest(t, func(c *Config) {
+		c.Scope.Allow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+		c.BandwidthBytes = 2000
+	})
+	a, b := relayPair(t, s)
+	pkt := make([]byte, 1000)
+	for i := 0; i < 20; i++ {
+		if _, err := a.WriteTo(pkt, b.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); s.Dropped() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("20 kB at once through a 2 kB/s allocation: nothing dropped")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
