@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -230,7 +231,7 @@ func TestRelayMovesDataAndKeepsOwnPortsOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	rc := &relayConn{srv: s, checked: map[netip.Addr]bool{}}
+	rc := &relayConn{srv: s, checked: map[netip.Addr]peerVerdict{}}
 	if rc.allowed(udpAddrPort(other.LocalAddr())) {
 		t.Error("the relay may send to a port of this machine that is no relay")
 	}
@@ -325,5 +326,37 @@ func TestRelayDropsOverBandwidth(t *testing.T) {
 			t.Fatal("20 kB at once through a 2 kB/s allocation: nothing dropped")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Close lets go of TCP clients too, not only the listeners.
+func TestCloseEndsTCPClients(t *testing.T) {
+	s := startTest(t, nil)
+	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.Port()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	cl, err := turn.NewClient(&turn.ClientConfig{STUNServerAddr: conn.RemoteAddr().String(), TURNServerAddr: conn.RemoteAddr().String(),
+		Conn: turn.NewSTUNConn(conn), Username: creds("@a:hearth.test").Username, Password: creds("@a:hearth.test").Password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.SendBindingRequest(); err != nil { // the server has accepted it
+		t.Fatal(err)
+	}
+	s.Close()
+	raw, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.Port()))
+	if err == nil {
+		raw.Close()
+		t.Fatal("the TCP listener still accepts after Close")
+	}
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the server kept the TCP client's connection open after Close: %v", err)
 	}
 }
