@@ -1,0 +1,233 @@
+// A 1:1 voice call between two Element-like peers through Hearth: two
+// pages in one headless Chromium (the Debian chromium package, driven by
+// playwright-core) with fake media devices, each running matrix-js-sdk's
+// call support (call/page.mjs, bundled here with esbuild) against one
+// daemon. alice calls bob in their DM; bob's SDK rings (Call.incoming) and
+// he answers; media flows both ways. The test asserts that bob's remote
+// audio track receives packets, and alice's too; then alice hangs up, both
+// ends see the call end, and the room holds m.call.invite, m.call.answer
+// and m.call.hangup.
+//
+// Signalling is the VoIP events in the room (spec: Client-Server API,
+// "Voice over IP"); the peers find the relay through
+// GET /_matrix/client/v3/voip/turnServer, which the SDK fetches on
+// startClient.
+//
+// On failure, a screenshot and the console of each page are kept in
+// artifacts/ (call-alice.png, call-alice.log, ...), next to the daemon's log.
+//
+// Run with the other interop tests: `make test-interop`.
+
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import http from "node:http";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
+import { chromium } from "playwright-core";
+import { Hearth, freePort, sleep, withTimeout } from "./hearth.mjs";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
+const artifacts = path.join(here, "artifacts");
+
+let hearth, dataDir, pageServer, browser;
+const peers = {}; // name -> { page, logs, user }
+let roomId;
+
+/** The page's bundle: call/page.mjs with matrix-js-sdk, built for the browser. */
+async function bundle() {
+    const out = await build({
+        entryPoints: [path.join(here, "call/page.mjs")],
+        bundle: true,
+        format: "esm",
+        platform: "browser",
+        target: "chrome120",
+        write: false,
+        logLevel: "error",
+    });
+    return out.outputFiles[0].contents;
+}
+
+/** Serves the call page and its bundle on 127.0.0.1: a page origin of its own, as Element's is. */
+async function servePage() {
+    const [js, html] = await Promise.all([bundle(), readFile(path.join(here, "call/page.html"))]);
+    const server = http.createServer((req, res) => {
+        const { pathname } = new URL(req.url, "http://x");
+        if (pathname === "/") {
+            res.writeHead(200, { "Content-Type": "text/html; charset=utf-8" });
+            res.end(html);
+        } else if (pathname === "/page.js") {
+            res.writeHead(200, { "Content-Type": "text/javascript; charset=utf-8" });
+            res.end(js);
+        } else {
+            res.writeHead(404);
+            res.end();
+        }
+    });
+    const port = await freePort();
+    await new Promise((r) => server.listen(port, "127.0.0.1", r));
+    server.origin = `http://127.0.0.1:${port}`;
+    return server;
+}
+
+async function api(method, p, token, body) {
+    const res = await fetch(hearth.baseUrl + p, {
+        method,
+        headers: { "Content-Type": "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const json = await res.json();
+    assert.equal(res.status, 200, `${method} ${p}: HTTP ${res.status} ${JSON.stringify(json)}`);
+    return json;
+}
+
+async function register(name) {
+    return api("POST", "/_matrix/client/v3/register", null,
+        { username: name, password: `${name}-pw-123456`, auth: { type: "m.login.dummy" } });
+}
+
+/** A page in a browser context of its own (its own storage, as another person's browser), signed in as `user`. */
+async function openPeer(name, user) {
+    const context = await browser.newContext();
+    await context.grantPermissions(["microphone", "camera"], { origin: pageServer.origin });
+    const page = await context.newPage();
+    const logs = [];
+    page.on("console", (m) => logs.push(`${new Date().toISOString()} ${m.type()} ${m.text()}`));
+    page.on("pageerror", (e) => logs.push(`${new Date().toISOString()} pageerror ${e.stack ?? e}`));
+    peers[name] = { page, logs, user, context };
+    await page.goto(`${pageServer.origin}/?log=debug`);
+    await page.waitForSelector("body[data-ready=true]", { state: "attached", timeout: 10_000 });
+    const started = await page.evaluate((opts) => window.hearthCall.start(opts), {
+        baseUrl: hearth.baseUrl,
+        userId: user.user_id,
+        accessToken: user.access_token,
+        deviceId: user.device_id,
+        forceTURN: false,
+    });
+    assert.equal(started.supportsVoip, true, `${name}: the SDK does not support calls in this browser`);
+    return page;
+}
+
+async function saveArtifacts() {
+    await mkdir(artifacts, { recursive: true });
+    for (const [name, { page, logs }] of Object.entries(peers)) {
+        await page.screenshot({ path: path.join(artifacts, `call-${name}.png`) }).catch(() => {});
+        await writeFile(path.join(artifacts, `call-${name}.log`), logs.join("\n") + "\n");
+    }
+}
+
+before(async () => {
+    dataDir = await mkdtemp(path.join(os.tmpdir(), "hearth-call-"));
+    hearth = new Hearth(dataDir, await freePort());
+    [pageServer] = await Promise.all([servePage(), hearth.start()]);
+    browser = await chromium.launch({
+        executablePath: CHROMIUM,
+        args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--no-first-run", "--disable-sync", "--disable-quic",
+            // getUserMedia gets a generated tone, without asking anyone.
+            "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            "--autoplay-policy=no-user-gesture-required",
+            // Chromium leaves loopback interfaces out of WebRTC unless told.
+            "--allow-loopback-in-peer-connection"],
+    });
+});
+
+after(async () => {
+    for (const { page } of Object.values(peers)) await page.evaluate(() => window.hearthCall.stop()).catch(() => {});
+    await browser?.close();
+    await new Promise((r) => (pageServer ? pageServer.close(r) : r()));
+    await hearth?.stop();
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+});
+
+/** Reads `peer`'s call stats until `cond` holds for them, returning the last ones. */
+async function statsUntil(peer, cond, ms, what) {
+    let last;
+    await withTimeout((async () => {
+        for (;;) {
+            last = await peer.page.evaluate(() => window.hearthCall.stats());
+            if (cond(last)) return;
+            await sleep(200);
+        }
+    })(), ms, `${what} (last stats: ${JSON.stringify(last)})`);
+    return last;
+}
+
+/** Waits until `peer`'s inbound audio has grown past what it was, over a few reads: media is flowing now. */
+async function audioFlows(name) {
+    const peer = peers[name];
+    const first = await statsUntil(peer, (s) => s.inbound?.packetsReceived > 0, 20_000,
+        `${name}'s remote audio track to receive packets`);
+    let prev = first;
+    for (let i = 0; i < 3; i++) {
+        prev = await statsUntil(peer,
+            (s) => s.inbound.packetsReceived > prev.inbound.packetsReceived && s.inbound.bytesReceived > prev.inbound.bytesReceived,
+            10_000, `${name}'s remote audio to keep receiving`);
+    }
+    // Decoded sound, not only packets: the fake microphone's tone at the
+    // other end arrives as audio energy here (silence would add none).
+    return statsUntil(peer, (s) => s.inbound.totalAudioEnergy > 0, 10_000, `${name} to hear the other side's tone`);
+}
+
+test("two browsers call each other through hearth, and each hears the other", async (t) => {
+    try {
+        const [alice, bob] = await Promise.all([register("alice"), register("bob")]);
+        // The DM, as Element makes one: bob invited at creation, then he joins.
+        ({ room_id: roomId } = await api("POST", "/_matrix/client/v3/createRoom", alice.access_token,
+            { preset: "trusted_private_chat", is_direct: true, invite: [bob.user_id] }));
+        await api("POST", `/_matrix/client/v3/join/${encodeURIComponent(roomId)}`, bob.access_token, {});
+
+        const [alicePage, bobPage] = await Promise.all([openPeer("alice", alice), openPeer("bob", bob)]);
+
+        const callId = await alicePage.evaluate(([r, u]) => window.hearthCall.placeVoiceCall(r, u), [roomId, bob.user_id]);
+        const rang = await bobPage.evaluate(() => window.hearthCall.answerIncoming(20_000));
+        assert.equal(rang.callId, callId, "bob's SDK rang with another call");
+        assert.equal(rang.type, "voice");
+        assert.equal(rang.from, alice.user_id);
+        assert.equal(rang.state, "ringing");
+
+        await Promise.all([
+            alicePage.evaluate(() => window.hearthCall.waitState("connected", 30_000)),
+            bobPage.evaluate(() => window.hearthCall.waitState("connected", 30_000)),
+        ]);
+        const [bobStats, aliceStats] = await Promise.all([audioFlows("bob"), audioFlows("alice")]);
+        t.diagnostic(`bob receives ${JSON.stringify(bobStats)}`);
+        t.diagnostic(`alice receives ${JSON.stringify(aliceStats)}`);
+
+        await alicePage.evaluate(() => window.hearthCall.hangup());
+        const [aliceEnd, bobEnd] = await Promise.all([
+            alicePage.evaluate(() => window.hearthCall.waitState("ended", 10_000).then(() => window.hearthCall.status())),
+            bobPage.evaluate(() => window.hearthCall.waitState("ended", 10_000).then(() => window.hearthCall.status())),
+        ]);
+        assert.equal(aliceEnd.hangup?.party, "local");
+        assert.equal(bobEnd.hangup?.party, "remote");
+        assert.equal(bobEnd.hangup?.reason, "user_hangup");
+
+        // The signalling, as the room keeps it for anyone reading it later.
+        const { chunk } = await api("GET",
+            `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/messages?dir=b&limit=100`, bob.access_token);
+        const calls = chunk.filter((e) => e.type.startsWith("m.call.") && e.content.call_id === callId).reverse();
+        const types = calls.map((e) => e.type);
+        for (const t of ["m.call.invite", "m.call.answer", "m.call.hangup"]) {
+            assert.ok(types.includes(t), `${t} is not in the room: ${types.join(", ")}`);
+        }
+        const invite = calls.find((e) => e.type === "m.call.invite");
+        assert.equal(invite.sender, alice.user_id);
+        assert.equal(invite.content.version, "1");
+        assert.equal(invite.content.invitee, bob.user_id);
+        assert.equal(invite.content.offer.type, "offer");
+        assert.match(invite.content.offer.sdp, /m=audio /);
+        const answer = calls.find((e) => e.type === "m.call.answer");
+        assert.equal(answer.sender, bob.user_id);
+        assert.equal(answer.content.answer.type, "answer");
+        assert.equal(calls.find((e) => e.type === "m.call.hangup").sender, alice.user_id);
+        assert.ok(types.indexOf("m.call.invite") < types.indexOf("m.call.answer")
+            && types.indexOf("m.call.answer") < types.indexOf("m.call.hangup"), `out of order: ${types.join(", ")}`);
+    } catch (err) {
+        await saveArtifacts();
+        throw err;
+    }
+});
