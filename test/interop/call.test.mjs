@@ -223,6 +223,17 @@ test("two browsers call each other through hearth, and each hears the other", as
         const answer = calls.find((e) => e.type === "m.call.answer");
         assert.equal(answer.sender, bob.user_id);
         assert.equal(answer.content.answer.type, "answer");
+        // VoIP v1: the caller picks the answer it takes (select_answer names
+        // the answering device's party_id), and each side's ICE candidates
+        // reach the other, trickled in m.call.candidates or in its SDP.
+        const select = calls.find((e) => e.type === "m.call.select_answer");
+        assert.ok(select, `no m.call.select_answer in the room: ${types.join(", ")}`);
+        assert.equal(select.sender, alice.user_id);
+        assert.equal(select.content.selected_party_id, answer.content.party_id);
+        for (const [who, sdp] of [[alice, invite.content.offer.sdp], [bob, answer.content.answer.sdp]]) {
+            assert.ok(/^a=candidate:/m.test(sdp) || calls.some((e) => e.type === "m.call.candidates"
+                && e.sender === who.user_id && e.content.candidates.length > 0), `no ICE candidates from ${who.user_id}`);
+        }
         assert.equal(calls.find((e) => e.type === "m.call.hangup").sender, alice.user_id);
         assert.ok(types.indexOf("m.call.invite") < types.indexOf("m.call.answer")
             && types.indexOf("m.call.answer") < types.indexOf("m.call.hangup"), `out of order: ${types.join(", ")}`);
