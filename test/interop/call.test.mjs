@@ -2,16 +2,21 @@
 // pages in one headless Chromium (the Debian chromium package, driven by
 // playwright-core) with fake media devices, each running matrix-js-sdk's
 // call support (call/page.mjs, bundled here with esbuild) against one
-// daemon. alice calls bob in their DM; bob's SDK rings (Call.incoming) and
-// he answers; media flows both ways. The test asserts that bob's remote
-// audio track receives packets, and alice's too; then alice hangs up, both
-// ends see the call end, and the room holds m.call.invite, m.call.answer
-// and m.call.hangup.
+// daemon. alice calls bob in their DM; bob's SDK rings (Call.incoming)
+// and he answers; media flows both ways through the daemon's built-in TURN
+// relay. The test asserts that bob's remote audio track receives packets
+// and decoded sound, and alice's too, over a relayed candidate pair; then
+// alice hangs up, both ends see the call end, and the room holds the VoIP
+// v1 signalling (m.call.invite, answer, select_answer, hangup).
 //
 // Signalling is the VoIP events in the room (spec: Client-Server API,
-// "Voice over IP"); the peers find the relay through
-// GET /_matrix/client/v3/voip/turnServer, which the SDK fetches on
-// startClient.
+// "Voice over IP"). The clients run with forceTURN, as Element does with
+// "allow peer-to-peer" off: the SDK gives its peer connections
+// iceTransportPolicy "relay" and the servers of
+// GET /_matrix/client/v3/voip/turnServer, which it fetches on startClient,
+// so no media moves unless the relay carries it. The relay listens on
+// loopback and relays between loopback addresses only because the test
+// allows it (turn_allow_networks = 127.0.0.0/8).
 //
 // On failure, a screenshot and the console of each page are kept in
 // artifacts/ (call-alice.png, call-alice.log, ...), next to the daemon's log.
@@ -33,7 +38,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
 const artifacts = path.join(here, "artifacts");
 
-let hearth, dataDir, pageServer, browser;
+let hearth, dataDir, pageServer, browser, turnListen;
 const peers = {}; // name -> { page, logs, user }
 let roomId;
 
@@ -105,9 +110,15 @@ async function openPeer(name, user) {
         userId: user.user_id,
         accessToken: user.access_token,
         deviceId: user.device_id,
-        forceTURN: false,
+        forceTURN: true,
     });
     assert.equal(started.supportsVoip, true, `${name}: the SDK does not support calls in this browser`);
+    // The relay, as the SDK got it from /voip/turnServer on startClient.
+    const servers = await page.evaluate(() => window.hearthCall.turnServers(10_000));
+    assert.equal(servers.length, 1);
+    assert.deepEqual([...servers[0].urls].sort(),
+        [`turn:${turnListen}?transport=tcp`, `turn:${turnListen}?transport=udp`], `${name}'s TURN URIs`);
+    assert.ok(servers[0].username && servers[0].credential, `${name} got no TURN credentials`);
     return page;
 }
 
@@ -121,7 +132,12 @@ async function saveArtifacts() {
 
 before(async () => {
     dataDir = await mkdtemp(path.join(os.tmpdir(), "hearth-call-"));
-    hearth = new Hearth(dataDir, await freePort());
+    // The built-in relay on loopback, allowed to relay between loopback
+    // addresses (it never does unless told: turn_allow_networks).
+    turnListen = `127.0.0.1:${await freePort()}`;
+    hearth = new Hearth(dataDir, await freePort(), {
+        extraArgs: ["--turn", "on", "--turn-listen", turnListen, "--turn-allow-networks", "127.0.0.0/8"],
+    });
     [pageServer] = await Promise.all([servePage(), hearth.start()]);
     browser = await chromium.launch({
         executablePath: CHROMIUM,
@@ -194,17 +210,29 @@ test("two browsers call each other through hearth, and each hears the other", as
             bobPage.evaluate(() => window.hearthCall.waitState("connected", 30_000)),
         ]);
         const [bobStats, aliceStats] = await Promise.all([audioFlows("bob"), audioFlows("alice")]);
-        t.diagnostic(`bob receives ${JSON.stringify(bobStats)}`);
-        t.diagnostic(`alice receives ${JSON.stringify(aliceStats)}`);
+        // forceTURN: both ends sent and received through the relay only.
+        for (const [name, s] of [["bob", bobStats], ["alice", aliceStats]]) {
+            assert.equal(s.pair?.local?.type, "relay", `${name}'s selected local candidate`);
+            // Over UDP or TCP to the relay, whichever pair ICE nominated first.
+            assert.match(s.pair.local.url, new RegExp(`^turn:${turnListen.replaceAll(".", "\\.")}\\?transport=(udp|tcp)$`), `${name}'s relay`);
+            assert.equal(s.pair.remote?.type, "relay", `${name}'s selected remote candidate`);
+        }
+        for (const [name, s] of [["bob", bobStats], ["alice", aliceStats]]) {
+            t.diagnostic(`${name} receives ${JSON.stringify(s.inbound)} over ${JSON.stringify(s.pair)}`);
+        }
 
         await alicePage.evaluate(() => window.hearthCall.hangup());
         const [aliceEnd, bobEnd] = await Promise.all([
-            alicePage.evaluate(() => window.hearthCall.waitState("ended", 10_000).then(() => window.hearthCall.status())),
-            bobPage.evaluate(() => window.hearthCall.waitState("ended", 10_000).then(() => window.hearthCall.status())),
+            alicePage.evaluate(() => window.hearthCall.waitEnded(10_000)),
+            bobPage.evaluate(() => window.hearthCall.waitEnded(10_000)),
         ]);
         assert.equal(aliceEnd.hangup?.party, "local");
         assert.equal(bobEnd.hangup?.party, "remote");
         assert.equal(bobEnd.hangup?.reason, "user_hangup");
+        for (const [name, end] of [["alice", aliceEnd], ["bob", bobEnd]]) {
+            assert.ok(end.states.includes("connected"), `${name}'s call states: ${end.states}`);
+            assert.equal(end.states.at(-1), "ended", `${name}'s call states: ${end.states}`);
+        }
 
         // The signalling, as the room keeps it for anyone reading it later.
         const { chunk } = await api("GET",

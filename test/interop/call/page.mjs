@@ -23,10 +23,19 @@ const states = []; // every CallState this page's call went through
 let hangupInfo = null;
 let incoming; // resolves with the first Call.incoming call
 
+/** What the page shows, for the screenshot a failed test keeps. */
+function show(text) {
+    document.getElementById("status").textContent = text;
+}
+
 function watch(c) {
     call = c;
     states.push(c.state);
-    c.on(CallEvent.State, (state) => states.push(state));
+    show(`${client.getUserId()}: call ${c.callId} ${states.join(" → ")}`);
+    c.on(CallEvent.State, (state) => {
+        states.push(state);
+        show(`${client.getUserId()}: call ${c.callId} ${states.join(" → ")}`);
+    });
     c.on(CallEvent.Hangup, () => {
         hangupInfo = { reason: c.hangupReason, party: c.hangupParty };
     });
@@ -87,6 +96,7 @@ window.hearthCall = {
         await client.startClient({ initialSyncLimit: 10 });
         const [state, error] = await ready;
         if (state !== SyncState.Prepared) throw new Error(`initial sync failed: ${error}`);
+        show(`${userId}: signed in, no call yet`);
         return { supportsVoip: client.supportsVoip() };
     },
 
@@ -164,6 +174,14 @@ window.hearthCall = {
                 relayProtocol: c.relayProtocol, url: c.url };
             out.pair = { state: pair.state, nominated: pair.nominated, local: brief(local), remote: brief(remote) };
         }
+        // Every pair ICE tried, for the record when a call fails.
+        out.pairs = [...byId.values()].filter((s) => s.type === "candidate-pair").map((p) => {
+            const l = byId.get(p.localCandidateId);
+            const r = byId.get(p.remoteCandidateId);
+            return `${l?.candidateType}/${l?.relayProtocol ?? l?.protocol} ${l?.address}:${l?.port} -> `
+                + `${r?.candidateType} ${r?.address}:${r?.port} ${p.state}${p.nominated ? " nominated" : ""}`
+                + ` sent=${p.requestsSent ?? 0} responses=${p.responsesReceived ?? 0}`;
+        });
         // The remote track as the page holds it.
         const receiver = pc.getReceivers().find((r) => r.track?.kind === "audio");
         out.remoteTrack = receiver ? { readyState: receiver.track.readyState, muted: receiver.track.muted } : null;
@@ -174,6 +192,16 @@ window.hearthCall = {
     hangup() {
         call.hangup(CallErrorCode.UserHangup, false);
         return true;
+    },
+
+    /**
+     * Waits for the SDK to say this page's call is over: the Hangup event,
+     * which it emits once the call is Ended and its media stopped.
+     */
+    async waitEnded(ms) {
+        await waitFor(() => hangupInfo && call.state === CallState.Ended, ms,
+            `the call to end (state ${call?.state})`);
+        return window.hearthCall.status();
     },
 
     /** Waits for this page's call to reach `state`. */
