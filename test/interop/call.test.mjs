@@ -7,7 +7,9 @@
 // relay. The test asserts that bob's remote audio track receives packets
 // and decoded sound, and alice's too, over a relayed candidate pair; then
 // alice hangs up, both ends see the call end, and the room holds the VoIP
-// v1 signalling (m.call.invite, answer, select_answer, hangup).
+// v1 signalling (m.call.invite, answer, select_answer, hangup). A second
+// call bob declines: alice's SDK ends it as rejected by the other side, and
+// the room holds m.call.invite and m.call.reject, no answer.
 //
 // Signalling is the VoIP events in the room (spec: Client-Server API,
 // "Voice over IP"). The clients run with forceTURN, as Element does with
@@ -40,7 +42,7 @@ const artifacts = path.join(here, "artifacts");
 
 let hearth, dataDir, pageServer, browser, turnListen;
 const peers = {}; // name -> { page, logs, user }
-let roomId;
+let roomId, alice, bob, alicePage, bobPage;
 
 /** The page's bundle: call/page.mjs with matrix-js-sdk, built for the browser. */
 async function bundle() {
@@ -149,6 +151,17 @@ before(async () => {
             // Chromium leaves loopback interfaces out of WebRTC unless told.
             "--allow-loopback-in-peer-connection"],
     });
+    try {
+        [alice, bob] = await Promise.all([register("alice"), register("bob")]);
+        // The DM, as Element makes one: bob invited at creation, then he joins.
+        ({ room_id: roomId } = await api("POST", "/_matrix/client/v3/createRoom", alice.access_token,
+            { preset: "trusted_private_chat", is_direct: true, invite: [bob.user_id] }));
+        await api("POST", `/_matrix/client/v3/join/${encodeURIComponent(roomId)}`, bob.access_token, {});
+        [alicePage, bobPage] = await Promise.all([openPeer("alice", alice), openPeer("bob", bob)]);
+    } catch (err) {
+        await saveArtifacts();
+        throw err;
+    }
 });
 
 after(async () => {
@@ -188,22 +201,22 @@ async function audioFlows(name) {
     return statsUntil(peer, (s) => s.inbound.totalAudioEnergy > 0, 10_000, `${name} to hear the other side's tone`);
 }
 
+/** The m.call.* events of call `callId` in the DM, oldest first, as bob's /messages gives them. */
+async function callEvents(callId) {
+    const { chunk } = await api("GET",
+        `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/messages?dir=b&limit=100`, bob.access_token);
+    return chunk.filter((e) => e.type.startsWith("m.call.") && e.content.call_id === callId).reverse();
+}
+
 test("two browsers call each other through hearth, and each hears the other", async (t) => {
     try {
-        const [alice, bob] = await Promise.all([register("alice"), register("bob")]);
-        // The DM, as Element makes one: bob invited at creation, then he joins.
-        ({ room_id: roomId } = await api("POST", "/_matrix/client/v3/createRoom", alice.access_token,
-            { preset: "trusted_private_chat", is_direct: true, invite: [bob.user_id] }));
-        await api("POST", `/_matrix/client/v3/join/${encodeURIComponent(roomId)}`, bob.access_token, {});
-
-        const [alicePage, bobPage] = await Promise.all([openPeer("alice", alice), openPeer("bob", bob)]);
-
         const callId = await alicePage.evaluate(([r, u]) => window.hearthCall.placeVoiceCall(r, u), [roomId, bob.user_id]);
-        const rang = await bobPage.evaluate(() => window.hearthCall.answerIncoming(20_000));
+        const rang = await bobPage.evaluate(() => window.hearthCall.ringing(20_000));
         assert.equal(rang.callId, callId, "bob's SDK rang with another call");
         assert.equal(rang.type, "voice");
         assert.equal(rang.from, alice.user_id);
         assert.equal(rang.state, "ringing");
+        await bobPage.evaluate(() => window.hearthCall.answer());
 
         await Promise.all([
             alicePage.evaluate(() => window.hearthCall.waitState("connected", 30_000)),
@@ -235,9 +248,7 @@ test("two browsers call each other through hearth, and each hears the other", as
         }
 
         // The signalling, as the room keeps it for anyone reading it later.
-        const { chunk } = await api("GET",
-            `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/messages?dir=b&limit=100`, bob.access_token);
-        const calls = chunk.filter((e) => e.type.startsWith("m.call.") && e.content.call_id === callId).reverse();
+        const calls = await callEvents(callId);
         const types = calls.map((e) => e.type);
         for (const t of ["m.call.invite", "m.call.answer", "m.call.hangup"]) {
             assert.ok(types.includes(t), `${t} is not in the room: ${types.join(", ")}`);
@@ -265,6 +276,31 @@ test("two browsers call each other through hearth, and each hears the other", as
         assert.equal(calls.find((e) => e.type === "m.call.hangup").sender, alice.user_id);
         assert.ok(types.indexOf("m.call.invite") < types.indexOf("m.call.answer")
             && types.indexOf("m.call.answer") < types.indexOf("m.call.hangup"), `out of order: ${types.join(", ")}`);
+    } catch (err) {
+        await saveArtifacts();
+        throw err;
+    }
+});
+
+test("bob declines the next call: alice's call ends as rejected, and the room says so", async () => {
+    try {
+        const callId = await alicePage.evaluate(([r, u]) => window.hearthCall.placeVoiceCall(r, u), [roomId, bob.user_id]);
+        const rang = await bobPage.evaluate(() => window.hearthCall.ringing(20_000));
+        assert.equal(rang.callId, callId, "bob's SDK rang with another call");
+        await bobPage.evaluate(() => window.hearthCall.reject());
+
+        const [aliceEnd, bobEnd] = await Promise.all([
+            alicePage.evaluate(() => window.hearthCall.waitEnded(20_000)),
+            bobPage.evaluate(() => window.hearthCall.waitEnded(10_000)),
+        ]);
+        assert.deepEqual(aliceEnd.hangup, { party: "remote", reason: "user_hangup" });
+        assert.equal(bobEnd.hangup?.party, "local");
+        assert.ok(!aliceEnd.states.includes("connected"), `alice's call states: ${aliceEnd.states}`);
+
+        // VoIP v1: a decline is m.call.reject, and nothing was answered.
+        const types = (await callEvents(callId)).map((e) => [e.type, e.sender]);
+        assert.deepEqual(types.filter(([t]) => t !== "m.call.candidates"),
+            [["m.call.invite", alice.user_id], ["m.call.reject", bob.user_id]]);
     } catch (err) {
         await saveArtifacts();
         throw err;

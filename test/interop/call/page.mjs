@@ -18,10 +18,10 @@ import { logger as sdkLogger } from "matrix-js-sdk/lib/logger.js";
 sdkLogger.setLevel(new URLSearchParams(location.search).get("log") ?? "info", false);
 
 let client;
-let call; // the one call of this page, placed or answered
-const states = []; // every CallState this page's call went through
-let hangupInfo = null;
-let incoming; // resolves with the first Call.incoming call
+let call; // this page's current call, placed or answered
+let states = []; // every CallState the current call went through
+let hangupInfo = null; // how the current call ended, once the SDK said so
+const incoming = []; // calls the SDK rang with (Call.incoming), oldest first
 
 /** What the page shows, for the screenshot a failed test keeps. */
 function show(text) {
@@ -30,13 +30,15 @@ function show(text) {
 
 function watch(c) {
     call = c;
-    states.push(c.state);
+    states = [c.state];
+    hangupInfo = null;
     show(`${client.getUserId()}: call ${c.callId} ${states.join(" → ")}`);
     c.on(CallEvent.State, (state) => {
         states.push(state);
         show(`${client.getUserId()}: call ${c.callId} ${states.join(" → ")}`);
     });
     c.on(CallEvent.Hangup, () => {
+        if (c !== call) return;
         hangupInfo = { reason: c.hangupReason, party: c.hangupParty };
     });
     // Play the other side's audio as Element does: an <audio> element per
@@ -83,7 +85,7 @@ window.hearthCall = {
      */
     async start({ baseUrl, userId, accessToken, deviceId, forceTURN }) {
         client = createClient({ baseUrl, userId, accessToken, deviceId, forceTURN });
-        incoming = new Promise((resolve) => client.on(CallEventHandlerEvent.Incoming, resolve));
+        client.on(CallEventHandlerEvent.Incoming, (c) => incoming.push(c));
         const ready = new Promise((resolve) => {
             const onSync = (state, _prev, data) => {
                 if (state === SyncState.Prepared || state === SyncState.Error) {
@@ -115,19 +117,24 @@ window.hearthCall = {
         return c.callId;
     },
 
-    /** Waits for the SDK to ring with an incoming call (Call.incoming) and answers it with audio. */
-    async answerIncoming(ms) {
-        let timer;
-        const c = await Promise.race([
-            incoming,
-            new Promise((_, reject) => {
-                timer = setTimeout(() => reject(new Error(`no incoming call within ${ms}ms`)), ms);
-            }),
-        ]).finally(() => clearTimeout(timer));
+    /** Waits for the SDK to ring with an incoming call (Call.incoming); it becomes this page's call. */
+    async ringing(ms) {
+        await waitFor(() => incoming.length > 0, ms, "an incoming call");
+        const c = incoming.shift();
         watch(c);
-        const rang = { callId: c.callId, state: c.state, type: c.type, from: c.getOpponentMember()?.userId };
-        await c.answer(true, false);
-        return rang;
+        return { callId: c.callId, state: c.state, type: c.type, from: c.getOpponentMember()?.userId };
+    },
+
+    /** Answers the ringing call with audio, as the green button does. */
+    async answer() {
+        await call.answer(true, false);
+        return true;
+    },
+
+    /** Declines the ringing call (m.call.reject), as the red button does. */
+    reject() {
+        call.reject();
+        return true;
     },
 
     /** The call's state, the states it went through, and how it ended. */
