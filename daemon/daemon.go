@@ -51,7 +51,7 @@ type Daemon struct {
 	logs     *LogRing     // recent log lines for the control API
 	control  *http.Server // the control API on the unix socket, if any
 	fed      *fed         // the Server-Server API, when federation is on
-	turn     *turnRelay   // TURN for calls (turn.go); nil without
+	turn     *turnRelay   // TURN for calls (turn.go)
 	stopOnce sync.Once
 	stopped  chan struct{} // closed when the control API asks to stop
 	// stopRequests ends the base context of every request, which is what
@@ -160,9 +160,8 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	if d.turn, err = d.startTURN(secrets); err != nil {
 		d.abortStart(db)
 		return nil, err
-	} else if d.turn != nil {
-		api.SetTURN(d.turn)
 	}
+	api.SetTURN(d.turn)
 	ctl, err := d.startControl(secrets, secrets.where(), warning)
 	if err != nil {
 		d.abortStart(db)
