@@ -211,7 +211,9 @@ async function audioFlows(p) {
     }
     // Decoded sound, not only packets: the fake microphone's tone at the
     // other end arrives as audio energy here (silence would add none).
-    return statsUntil(p, (s) => s.inbound.totalAudioEnergy > 0, 10_000, `${p.label} to hear the other side's tone`);
+    // And the page plays it, as Element does, in an <audio> element.
+    return statsUntil(p, (s) => s.inbound.totalAudioEnergy > 0 && s.playing > 0, 10_000,
+        `${p.label} to hear the other side's tone`);
 }
 
 /** The m.call.* events of call `callId` in `roomId`, oldest first, as `p`'s server's /messages gives them. */
