@@ -190,7 +190,8 @@ window.hearthCall = {
                 + ` sent=${p.requestsSent ?? 0} responses=${p.responsesReceived ?? 0}`;
         });
         // The <audio> elements playing the other side, as a person hears it.
-        out.playing = [...document.querySelectorAll("audio")].filter((a) => !a.paused && a.currentTime > 0).length;
+        out.playing = call.getRemoteFeeds().map((f) => document.getElementById(f.stream.id))
+            .filter((a) => a && !a.paused && a.currentTime > 0).length;
         // The remote track as the page holds it.
         const receiver = pc.getReceivers().find((r) => r.track?.kind === "audio");
         out.remoteTrack = receiver ? { readyState: receiver.track.readyState, muted: receiver.track.muted } : null;
