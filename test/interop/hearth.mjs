@@ -175,10 +175,12 @@ const run = promisify(execFile);
  * listener, so no DNS or .well-known is involved. LAN discovery stays off:
  * the listeners are on loopback, where Hearth only browses.
  *
+ * `extraArgs(name)` adds flags of the test's own to that server's daemon.
+ *
  * Returns `{ servers: {name: Hearth}, stop() }`; stop() ends the daemons
  * and removes their files.
  */
-export async function startFederation(names) {
+export async function startFederation(names, { extraArgs = () => [] } = {}) {
     const dir = await mkdtemp(path.join(os.tmpdir(), "hearth-interop-fed-"));
     const openssl = (...args) => run("openssl", args, { cwd: dir });
     const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
@@ -205,6 +207,7 @@ export async function startFederation(names) {
                 "--tls-key", path.join(dir, `${name}.key`),
                 "--ca-file", path.join(dir, "ca.pem"),
                 "--federation-servers", table,
+                ...extraArgs(name),
             ],
         });
     }
