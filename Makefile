@@ -2,7 +2,7 @@
 GO ?= go
 NPM ?= npm
 
-.PHONY: run test test-go test-interop test-deps bench build
+.PHONY: run test test-go test-interop test-deps bench build dist
 
 # Root installs packages directly; anyone else through sudo.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -41,3 +41,7 @@ test-interop: build test-deps
 
 bench: build
 	$(GO) run ./cmd/hearth-bench -hearth bin/hearth
+
+# Release artifacts for every platform into dist/ (packaging/README.md).
+dist:
+	$(GO) run ./cmd/hearth-dist -out dist

@@ -30,8 +30,13 @@ import (
 	"github.com/hearth-chat/hearth/push"
 )
 
-// Version is set at build time with -ldflags "-X ...daemon.Version=...".
-var Version = "dev"
+// Version, Commit and BuildDate are set at build time with -ldflags
+// "-X ...daemon.Version=..." (make dist: cmd/hearth-dist).
+var (
+	Version   = "dev"
+	Commit    = ""
+	BuildDate = ""
+)
 
 // dbFile is the one bbolt file under the data dir.
 const dbFile = "hearth.db"
