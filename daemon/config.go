@@ -30,6 +30,13 @@ type Config struct {
 	FederationServers  string `key:"federation_servers" help:"Fixed addresses of other servers, as name=host:port pairs separated by commas; consulted before DNS and .well-known."`
 	FedAllowNetworks   string `key:"federation_allow_networks" help:"Non-public networks outbound federation may connect to, as CIDR prefixes separated by commas (e.g. 10.0.0.0/8). Loopback, private, link-local and CGNAT addresses are refused otherwise, except federation_servers entries and verified LAN peers."`
 	WellKnownServer    string `key:"well_known_server" help:"If set (host or host:port), served as /.well-known/matrix/server on the federation listener, delegating this server name to that address."`
+	TURN               string `key:"turn" help:"The built-in TURN relay for calls (clients get it from /voip/turnServer): auto (on when federation is not off, where federation listens: the LAN by default), on (always; on loopback when federation is off) or off. Not started when turn_uris names an external server."`
+	TURNListen         string `key:"turn_listen" help:"Address of the built-in TURN relay's UDP and TCP listeners, IP:port. Empty: :3478 on every address (any free port when 3478 is taken), or 127.0.0.1:3478 when federation is off."`
+	TURNAllowNetworks  string `key:"turn_allow_networks" help:"Networks the built-in TURN relay also serves and relays to, as CIDR prefixes separated by commas (e.g. 127.0.0.0/8 for calls on this machine alone). Otherwise it relays only to the networks this machine is on (never loopback or link-local), and to the internet only when federation = internet."`
+	TURNURIs           string `key:"turn_uris" help:"An external TURN server for clients instead of the built-in one, as turn: or turns: URIs separated by commas (e.g. turn:turn.example.org:3478?transport=udp); needs turn_shared_secret (coturn's static-auth-secret)."`
+	TURNSharedSecret   string `key:"turn_shared_secret" help:"The shared secret of the external TURN server in turn_uris (coturn: use-auth-secret, static-auth-secret)."`
+	TURNUserLifetime   int64  `key:"turn_user_lifetime" help:"Seconds the TURN credentials that /voip/turnServer hands out stay valid (its ttl)."`
+	TURNBandwidth      int64  `key:"turn_bandwidth_bytes" help:"Bytes a second one allocation of the built-in TURN relay may relay, both ways together; more is dropped. 0: no limit."`
 	LANDiscovery       string `key:"lan_discovery" help:"on, browse or off: find other Hearth daemons on the local network over mDNS ('hearth peers') and, while federation is on, announce this one to them (browse: find them, never announce)."`
 	LANInterfaces      string `key:"lan_interfaces" help:"Network interfaces LAN discovery runs on, by name, comma-separated (e.g. wlan0,eth0); empty: every up, multicast-capable interface but loopback."`
 	TrustedNotaries    string `key:"trusted_notaries" help:"Servers trusted to vouch for other servers' keys (/key/v2/query), comma-separated, each as name or name=ed25519:keyid:base64key to pin its key."`
@@ -88,6 +95,11 @@ func Defaults() Config {
 		LANDiscovery:    "on",
 		DesktopNotify:   "on",
 		LogLevel:        "info",
+
+		// The TURN relay (daemon/turn.go).
+		TURN:             "auto",
+		TURNUserLifetime: 86400,
+		TURNBandwidth:    512 << 10,
 	}
 }
 
@@ -336,6 +348,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if _, err := parseNotaries(c.TrustedNotaries); err != nil {
+		return err
+	}
+	if err := c.validateTURN(); err != nil {
 		return err
 	}
 	switch c.LogLevel {

@@ -45,6 +45,8 @@ var valueChecks = map[string]func(string) error{
 	"room_version":        matches(roomVersionRE, "a room version: a-z, 0-9, '.' and '-'"),
 	"registration_tokens": optional(checkTokens),
 	"lan_interfaces":      optional(matches(ifaceListRE, "interface names separated by commas")),
+	"turn_listen":         optional(checkIPListen),
+	"turn_uris":           optional(checkTURNURIs),
 }
 
 func optional(check func(string) error) func(string) error {
@@ -151,6 +153,30 @@ func checkStorable(value string) error {
 	}
 	if strings.HasPrefix(value, `"`) || strings.HasSuffix(value, `"`) {
 		return fmt.Errorf("quotes around a value are not kept in the config file")
+	}
+	return nil
+}
+
+// checkIPListen: an IP:port or :port to listen on (the TURN relay binds
+// its relays to that IP, so a host name will not do).
+func checkIPListen(s string) error {
+	if err := checkListen(s); err != nil {
+		return err
+	}
+	host, _, _ := net.SplitHostPort(s)
+	if host != "" && net.ParseIP(host) == nil {
+		return fmt.Errorf("%q: the host must be an IP address", s)
+	}
+	return nil
+}
+
+// checkTURNURIs: turn: or turns: URIs (RFC 7065) separated by commas.
+func checkTURNURIs(s string) error {
+	for _, u := range strings.Split(s, ",") {
+		u = strings.TrimSpace(u)
+		if !strings.HasPrefix(u, "turn:") && !strings.HasPrefix(u, "turns:") || strings.ContainsAny(u, " \"\\") {
+			return fmt.Errorf("%q is not a turn: or turns: URI", u)
+		}
 	}
 	return nil
 }

@@ -51,6 +51,7 @@ type Daemon struct {
 	logs     *LogRing     // recent log lines for the control API
 	control  *http.Server // the control API on the unix socket, if any
 	fed      *fed         // the Server-Server API, when federation is on
+	turn     *turnRelay   // TURN for calls (turn.go); nil without
 	stopOnce sync.Once
 	stopped  chan struct{} // closed when the control API asks to stop
 	// stopRequests ends the base context of every request, which is what
@@ -156,6 +157,12 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 		d.abortStart(db)
 		return nil, err
 	}
+	if d.turn, err = d.startTURN(secrets); err != nil {
+		d.abortStart(db)
+		return nil, err
+	} else if d.turn != nil {
+		api.SetTURN(d.turn)
+	}
 	ctl, err := d.startControl(secrets, secrets.where(), warning)
 	if err != nil {
 		d.abortStart(db)
@@ -199,6 +206,7 @@ func (d *Daemon) abortStart(db *store.DB) {
 		d.control.Close()
 	}
 	d.fed.stop(context.Background())
+	d.turn.stop()
 	if d.push != nil {
 		d.push.Stop()
 	}
@@ -229,6 +237,7 @@ func (d *Daemon) Stop(ctx context.Context) error {
 		d.control.Close()
 	}
 	d.fed.stop(ctx)
+	d.turn.stop()
 	d.push.Stop()
 	d.search.Stop()
 	return d.db.Close()

@@ -14,6 +14,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /_matrix/client/versions", s.versions)
 	m.HandleFunc("GET /.well-known/matrix/client", s.wellKnown)
 	m.HandleFunc("GET "+v3+"/capabilities", a(s.capabilities))
+	s.voipRoutes()
 
 	// Authentication and accounts.
 	m.HandleFunc("GET "+v3+"/login", s.loginFlows)

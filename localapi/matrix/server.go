@@ -60,6 +60,7 @@ type Server struct {
 	keys     *keys.Service // set by SetKeys (keys.go)
 	fed      Federation    // set by SetFederation (federation.go); nil while federation is off
 	nearby   Nearby        // set by SetNearby (nearby.go); nil without LAN discovery
+	voip     *voip         // GET /voip/turnServer (voip.go)
 
 	spaces hierarchyPages // GET /hierarchy walks between pages (hierarchy.go)
 }
@@ -70,7 +71,7 @@ func New(accounts *account.Accounts, rooms *room.Engine, cfg Config) *Server {
 		cfg.MaxBodyBytes = 1 << 20
 	}
 	s := &Server{accounts: accounts, rooms: rooms, cfg: cfg, mux: http.NewServeMux(),
-		uia: newUIASessions(), guard: newPasswordGuard(), presence: newPresence(accounts, rooms, cfg.PresenceTimeout)}
+		uia: newUIASessions(), guard: newPasswordGuard(), voip: newVoip(), presence: newPresence(accounts, rooms, cfg.PresenceTimeout)}
 	s.routes()
 	return s
 }
