@@ -72,9 +72,9 @@ type Config struct {
 	// included (default 8); MaxPerRoom and MaxPerCaller bound one room's
 	// and one caller's (default 2). An invite over a bound is ignored.
 	MaxCalls, MaxPerRoom, MaxPerCaller int
-	// ICEServers returns the STUN/TURN servers for a call (the built-in
+	// ICEServers returns the STUN/TURN servers for a call of a party (the built-in
 	// TURN relay's); nil means host candidates only.
-	ICEServers func() []webrtc.ICEServer
+	ICEServers func(userID string) []webrtc.ICEServer
 	// HostIP says which local addresses may be offered as host
 	// candidates: the interfaces the daemon serves. nil allows all.
 	HostIP func(net.IP) bool

@@ -245,7 +245,7 @@ func (c *call) ring() bool {
 func (c *call) answer() (*webrtc.PeerConnection, error) {
 	cfg := webrtc.Configuration{}
 	if c.a.cfg.ICEServers != nil {
-		cfg.ICEServers = c.a.cfg.ICEServers()
+		cfg.ICEServers = c.a.cfg.ICEServers(c.me.UserID)
 	}
 	pc, err := c.a.api.NewPeerConnection(cfg)
 	if err != nil {
