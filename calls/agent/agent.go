@@ -19,6 +19,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -127,6 +128,8 @@ type Agent struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the follower, every call and every join
 	ctx    context.Context
+	// followed is the stream position handled so far (tests wait on it).
+	followed atomic.Uint64
 }
 
 // New returns an agent; Start runs it. joiner may be nil (echo then joins
@@ -148,6 +151,7 @@ func (a *Agent) SetVoicemail(vm *Voicemail) { a.vm = vm }
 func (a *Agent) Start() {
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	pos, _ := a.rooms.Pos()
+	a.followed.Store(pos)
 	a.wg.Add(1)
 	go func() { defer a.wg.Done(); a.follow(a.ctx, pos) }()
 }
@@ -180,6 +184,7 @@ func (a *Agent) follow(ctx context.Context, pos uint64) {
 				a.log.Error("calls: read events", "from", pos, "err", err)
 			}
 			pos = cur
+			a.followed.Store(pos)
 			continue
 		}
 		if err := a.rooms.Wait(ctx, cur, eph); err != nil {

@@ -93,7 +93,7 @@ func (a *Agent) invite(pe *room.PushEvent, c *callContent) {
 	switch {
 	case joined(a.cfg.Echo.UserID) && (c.Invitee == "" || c.Invitee == a.cfg.Echo.UserID):
 		cl.role, cl.me, cl.media = roleEcho, a.cfg.Echo, &echoMedia{max: a.cfg.EchoMax}
-	case a.vm != nil && pe.Members == 2 && joined(a.cfg.Owner.UserID) && ev.Sender != a.cfg.Owner.UserID &&
+	case a.vm != nil && a.vm.Audio != nil && pe.Members == 2 && joined(a.cfg.Owner.UserID) && ev.Sender != a.cfg.Owner.UserID &&
 		(c.Invitee == "" || c.Invitee == a.cfg.Owner.UserID):
 		cl.role, cl.me, cl.media = roleVoicemail, a.cfg.Owner, a.vm.newRecording(a.cfg.VoicemailMax)
 	default:
@@ -192,6 +192,7 @@ func (c *call) run() {
 	pc, err := c.answer()
 	if pc != nil {
 		defer func() {
+			c.cancel(errStopping) // what runs for the call ends with it
 			pc.GracefulClose()
 			c.media.finished(context.WithoutCancel(c.ctx), c)
 		}()

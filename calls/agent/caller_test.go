@@ -21,27 +21,42 @@ type testCaller struct {
 	callID string
 	party  string
 	pc     *webrtc.PeerConnection
-	audio  *webrtc.TrackLocalStaticRTP
-	got    chan []byte // payloads of the RTP packets received
+	audio  *webrtc.TrackLocalStaticRTP    // for callers that write RTP themselves
+	tone   *webrtc.TrackLocalStaticSample // for callers that play a file
+	got    chan []byte                    // payloads of the RTP packets received
 	pos    uint64      // where the caller reads events from
+	start  uint64      // the position before the call
 }
 
-func newCaller(e *env, user, roomID string) *testCaller {
+func newCaller(e *env, user, roomID string) *testCaller { return newCallerWith(e, user, roomID, false) }
+
+// newCallerWith makes a caller whose audio track takes samples (played
+// from an Ogg/Opus file) when samples is set, RTP packets otherwise.
+func newCallerWith(e *env, user, roomID string, samples bool) *testCaller {
 	e.t.Helper()
 	pc, err := testAPI().NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(func() { pc.GracefulClose() })
-	audio, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "caller")
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if _, err := pc.AddTrack(audio); err != nil {
-		e.t.Fatal(err)
-	}
+	opus := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}
 	c := &testCaller{e: e, user: user, roomID: roomID, callID: "call-" + rand.Text()[:8], party: "CALLERDEV",
-		pc: pc, audio: audio, got: make(chan []byte, 1024)}
+		pc: pc, got: make(chan []byte, 1024)}
+	var track webrtc.TrackLocal
+	var err2 error
+	if samples {
+		c.tone, err2 = webrtc.NewTrackLocalStaticSample(opus, "audio", "caller")
+		track = c.tone
+	} else {
+		c.audio, err2 = webrtc.NewTrackLocalStaticRTP(opus, "audio", "caller")
+		track = c.audio
+	}
+	if err2 != nil {
+		e.t.Fatal(err2)
+	}
+	if _, err := pc.AddTrack(track); err != nil {
+		e.t.Fatal(err)
+	}
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		for {
 			p, _, err := tr.ReadRTP()
@@ -55,6 +70,7 @@ func newCaller(e *env, user, roomID string) *testCaller {
 		}
 	})
 	c.pos, _ = e.rooms.Pos()
+	c.start = c.pos
 	return c
 }
 
@@ -131,4 +147,19 @@ func (c *testCaller) sendAndExpectEcho(d time.Duration) {
 
 func (c *testCaller) hangup() { c.event(evHangup, map[string]any{"reason": "user_hangup"}) }
 
-var _ = room.SendRequest{}
+// noEventFrom says whether no event of type typ for this call was sent
+// by party since the caller started.
+func (c *testCaller) noEventFrom(typ, party string) bool {
+	c.e.t.Helper()
+	none := true
+	cur, _ := c.e.rooms.Pos()
+	c.e.rooms.PushEventsAfter(c.start, cur, func(pe *room.PushEvent) error {
+		if pe.Event.Type == typ {
+			if cc, err := parseCall(pe.Event.Content); err == nil && cc.CallID == c.callID && cc.PartyID == party {
+				none = false
+			}
+		}
+		return nil
+	})
+	return none
+}

@@ -140,3 +140,17 @@ func settle(t *testing.T, a *Agent, base int) {
 
 // testAPI is the caller's pion, host candidates on loopback only.
 func testAPI() *webrtc.API { return newAPI(func(ip net.IP) bool { return ip.IsLoopback() }) }
+
+// handled waits until the agent has followed the stream to where it is
+// now: every event sent so far was seen.
+func (e *env) handled() {
+	e.t.Helper()
+	pos, _ := e.rooms.Pos()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.agent.followed.Load() < pos {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("agent did not reach position %d", pos)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

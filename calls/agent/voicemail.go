@@ -10,28 +10,27 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/hearth-chat/hearth/internal/room"
 )
 
 // Audio is what voicemail needs of calls/media: the greeting played to
-// the caller and a recorder of the caller's Opus into Ogg/Opus.
+// the caller and the caller's Opus recorded into Ogg/Opus.
 type Audio interface {
 	// PlayGreeting writes the greeting to track in real time; it
 	// returns when the greeting ends or ctx does.
 	PlayGreeting(ctx context.Context, track *webrtc.TrackLocalStaticSample) error
-	// NewRecorder starts a recording of at most max.
-	NewRecorder(max time.Duration) Recorder
+	// Record records src until it ends, ctx ends or max of media is
+	// recorded. A caller who sent no audio gives an error.
+	Record(ctx context.Context, src *webrtc.TrackRemote, max time.Duration) (*Recorded, error)
 }
 
-// Recorder turns the caller's Opus RTP into an Ogg/Opus file.
-type Recorder interface {
-	WriteRTP(p *rtp.Packet) error
-	// Finish ends the recording: the file, how long it plays and its
-	// waveform (for org.matrix.msc1767.audio, values 0–1024).
-	Finish() (file []byte, duration time.Duration, waveform []int, err error)
+// Recorded is one voicemail recording.
+type Recorded struct {
+	File     []byte // Ogg/Opus
+	Duration time.Duration
+	Waveform []int // for org.matrix.msc1767.audio: values 0–1024
 }
 
 // Voicemail is what voicemail needs besides the agent: audio, where the
@@ -90,12 +89,15 @@ func (v *Voicemail) newRecording(max time.Duration) callMedia {
 type recording struct {
 	vm      *Voicemail
 	max     time.Duration
-	rec     Recorder
-	packets atomic.Int64
 	wg      sync.WaitGroup
+	started atomic.Bool
+	done    chan struct{} // closed when the recorder returned
+	result  *Recorded
+	err     error
 }
 
-func (r *recording) limit() time.Duration { return r.max }
+// limit lets the recorder, which counts media time, reach max first.
+func (r *recording) limit() time.Duration { return r.max + 2*time.Second }
 
 func (r *recording) prepare(ctx context.Context, c *call, pc *webrtc.PeerConnection, offer string) error {
 	offered, err := sendingMedia(offer)
@@ -114,7 +116,7 @@ func (r *recording) prepare(ctx context.Context, c *call, pc *webrtc.PeerConnect
 	if err != nil {
 		return err
 	}
-	r.rec = r.vm.Audio.NewRecorder(r.max)
+	r.done = make(chan struct{})
 	r.wg.Add(2)
 	go func() { // RTCP must be read for the interceptors; ends with the connection
 		defer r.wg.Done()
@@ -128,45 +130,36 @@ func (r *recording) prepare(ctx context.Context, c *call, pc *webrtc.PeerConnect
 		defer r.wg.Done()
 		select {
 		case <-c.connected:
-			r.vm.Audio.PlayGreeting(ctx, greeting)
+			if err := r.vm.Audio.PlayGreeting(ctx, greeting); err != nil && ctx.Err() == nil {
+				c.a.log.Warn("calls: voicemail greeting", "err", err)
+			}
 		case <-c.failed:
 		case <-ctx.Done():
 		}
 	}()
 	pc.OnTrack(func(remote *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		if remote.Kind() != webrtc.RTPCodecTypeAudio || remote.Codec().MimeType != webrtc.MimeTypeOpus {
+		if remote.Kind() != webrtc.RTPCodecTypeAudio || !r.started.CompareAndSwap(false, true) {
 			return
 		}
-		for {
-			pkt, _, err := remote.ReadRTP()
-			if err != nil {
-				return
-			}
-			if len(pkt.Payload) == 0 {
-				continue
-			}
-			if r.rec.WriteRTP(pkt) == nil {
-				r.packets.Add(1)
-			}
-		}
+		defer close(r.done)
+		r.result, r.err = r.vm.Audio.Record(ctx, remote, r.max)
 	})
 	return nil
 }
 
 // finished stores and posts the recording, if the caller said anything.
 func (r *recording) finished(ctx context.Context, c *call) {
-	c.cancel(errStopping) // the greeting stops with the call
+	c.cancel(errStopping) // the greeting and the recorder stop with the call
 	r.wg.Wait()
-	if r.rec == nil {
-		return
+	if r.done == nil || !r.started.Load() {
+		return // no audio track ever arrived
 	}
-	file, dur, waveform, err := r.rec.Finish()
-	if err != nil || r.packets.Load() == 0 || dur <= 0 {
-		if err != nil {
-			c.a.log.Warn("calls: voicemail recording", "err", err)
-		}
+	<-r.done
+	if r.err != nil || r.result == nil || r.result.Duration <= 0 || len(r.result.File) == 0 {
+		c.a.log.Info("calls: no voicemail recorded", "room", c.roomID, "err", r.err)
 		return // no audio arrived: nothing is posted
 	}
+	file, dur, waveform := r.result.File, r.result.Duration, r.result.Waveform
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	name := "voicemail-" + time.Now().UTC().Format("20060102-150405") + ".ogg"
