@@ -24,8 +24,8 @@ type testCaller struct {
 	audio  *webrtc.TrackLocalStaticRTP    // for callers that write RTP themselves
 	tone   *webrtc.TrackLocalStaticSample // for callers that play a file
 	got    chan []byte                    // payloads of the RTP packets received
-	pos    uint64      // where the caller reads events from
-	start  uint64      // the position before the call
+	pos    uint64                         // where the caller reads events from
+	start  uint64                         // the position before the call
 }
 
 func newCaller(e *env, user, roomID string) *testCaller { return newCallerWith(e, user, roomID, false) }
