@@ -1,14 +1,21 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
+	"time"
 
 	"github.com/pion/webrtc/v4"
 
 	"github.com/hearth-chat/hearth/calls/agent"
+	callmedia "github.com/hearth-chat/hearth/calls/media"
+	"github.com/hearth-chat/hearth/internal/media"
+	"github.com/hearth-chat/hearth/localapi/control"
 )
 
 // The call agent's accounts and devices (calls/agent): the echo test
@@ -70,9 +77,16 @@ func (d *Daemon) startCalls() error {
 	if d.fed != nil {
 		joiner = fedJoiner{d}
 	}
-	d.calls = agent.New(d.rooms, joiner, cfg)
-	if err := d.startVoicemail(ctx, &cfg); err != nil {
+	vm, err := d.voicemail(ctx, &cfg)
+	if err != nil {
 		return err
+	}
+	cfg.VoicemailAfter = time.Duration(d.cfg.VoicemailAfter) * time.Second
+	cfg.VoicemailMax = time.Duration(d.cfg.VoicemailMax) * time.Second
+	d.calls = agent.New(d.rooms, joiner, cfg)
+	if vm != nil {
+		d.calls.SetVoicemail(vm)
+		d.vm = vm
 	}
 	d.calls.Start()
 	return nil
@@ -107,7 +121,85 @@ func (j fedJoiner) JoinRemote(ctx context.Context, userID, roomID string, via []
 	return f.service.JoinRoom(ctx, userID, roomID, via, map[string]any{"membership": "join", "displayname": "Echo test"})
 }
 
-// startVoicemail turns voicemail on for the owner.
-func (d *Daemon) startVoicemail(ctx context.Context, cfg *agent.Config) error {
-	return nil
+// voicemail sets up voicemail for the owner (the admin account made at
+// first start): the device "Hearth voicemail" it answers as, the greeting
+// (voicemail_greeting, else the one that ships), where recordings are
+// made, and how they are stored and told. nil when voicemail is off or
+// there is no owner.
+func (d *Daemon) voicemail(ctx context.Context, cfg *agent.Config) (*agent.Voicemail, error) {
+	if d.cfg.Voicemail != "on" {
+		return nil, nil
+	}
+	owner, err := d.ownerLocalpart()
+	if err != nil || owner == "" {
+		return nil, err
+	}
+	greeting := callmedia.DefaultGreeting()
+	if d.cfg.VoicemailGreeting != "" {
+		if greeting, err = callmedia.LoadGreeting(d.cfg.VoicemailGreeting); err != nil {
+			return nil, err // a config error, not a silent call
+		}
+	}
+	dir := filepath.Join(d.cfg.DataDir, "voicemail")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("voicemail: %w", err)
+	}
+	if err := d.accounts.EnsureDevice(ctx, owner, voicemailDevice, "Hearth voicemail"); err != nil {
+		return nil, fmt.Errorf("voicemail device: %w", err)
+	}
+	cfg.Owner = agent.Party{UserID: d.accounts.UserID(owner), DeviceID: voicemailDevice}
+	repo := d.api.Media()
+	return &agent.Voicemail{
+		Audio: agent.MediaAudio{Greeting: greeting, Dir: dir},
+		Store: func(ctx context.Context, userID string, file []byte, name string) (string, error) {
+			if repo == nil {
+				return "", fmt.Errorf("no media store")
+			}
+			id, err := repo.Store(ctx, userID, media.Upload{Body: bytes.NewReader(file), ContentLength: int64(len(file)),
+				ContentType: "audio/ogg", Filename: name})
+			if err != nil {
+				return "", err
+			}
+			return repo.MXC(id), nil
+		},
+		// Quiet under do-not-disturb; a voicemail is for the owner, so
+		// "highlights" shows it.
+		Notify: func(title, body string) {
+			if d.cfg.DesktopNotify == "off" {
+				return
+			}
+			if err := (desktop{}).Notify(title, body); err != nil {
+				slog.Debug("calls: desktop notification", "err", err)
+			}
+		},
+	}, nil
+}
+
+// ownerLocalpart is the owner: the oldest admin account that is a person's
+// and active ("" if there is none).
+func (d *Daemon) ownerLocalpart() (string, error) {
+	users, err := d.accounts.List()
+	if err != nil {
+		return "", err
+	}
+	owner, oldest := "", int64(0)
+	for _, u := range users {
+		if u.Admin && !u.Service && !u.Deactivated && (owner == "" || u.CreatedTS < oldest) {
+			owner, oldest = u.Localpart, u.CreatedTS
+		}
+	}
+	return owner, nil
+}
+
+// voicemailStatus is the control API status's voicemail list.
+func (d *Daemon) voicemailStatus() []control.Voicemail {
+	if d.vm == nil {
+		return nil
+	}
+	var out []control.Voicemail
+	for _, m := range d.vm.Messages() {
+		out = append(out, control.Voicemail{Caller: m.Caller, CallerName: m.CallerName, RoomID: m.RoomID,
+			EventID: m.EventID, When: m.When, DurationMs: m.DurationMs})
+	}
+	return out
 }

@@ -121,6 +121,7 @@ func (b *controlBackend) Status() control.Status {
 		}
 	}
 	st.FederationMode = b.d.federationModeStatus().Mode
+	st.Voicemail = b.d.voicemailStatus() // calls.go
 	return st
 }
 

@@ -54,6 +54,7 @@ type Daemon struct {
 	fed      *fed         // the Server-Server API, when federation is on
 	turn     *turnRelay   // TURN for calls (turn.go); nil without
 	calls    *agent.Agent // echo test and voicemail (calls.go); follows the stream
+	vm       *agent.Voicemail
 	stopOnce sync.Once
 	stopped  chan struct{} // closed when the control API asks to stop
 	// stopRequests ends the base context of every request, which is what

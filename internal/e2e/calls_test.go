@@ -1,11 +1,18 @@
 package e2e
 
 import (
+	"bytes"
 	"crypto/rand"
+	"encoding/json"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/hearth-chat/hearth/calls/media"
+	"github.com/hearth-chat/hearth/calls/media/mediatest"
+
+	"github.com/godbus/dbus/v5"
 	"github.com/pion/ice/v4"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -24,12 +31,20 @@ type callCaller struct {
 	callID string
 	party  string
 	pc     *webrtc.PeerConnection
-	audio  *webrtc.TrackLocalStaticRTP
-	got    chan *rtp.Packet // what the other party sends
+	audio  *webrtc.TrackLocalStaticRTP    // a caller writing RTP itself
+	tone   *webrtc.TrackLocalStaticSample // a caller playing a file
+	got    chan *rtp.Packet               // what the other party sends
 	since  string
 }
 
 func newCallCaller(t *testing.T, c *mautrix.Client, roomID id.RoomID) *callCaller {
+	t.Helper()
+	return newCallCallerWith(t, c, roomID, false)
+}
+
+// newCallCallerWith makes a caller whose audio takes samples (an Ogg/Opus
+// file played in real time) when samples is set, else RTP packets.
+func newCallCallerWith(t *testing.T, c *mautrix.Client, roomID id.RoomID, samples bool) *callCaller {
 	t.Helper()
 	var se webrtc.SettingEngine
 	se.SetIncludeLoopbackCandidate(true)
@@ -40,12 +55,20 @@ func newCallCaller(t *testing.T, c *mautrix.Client, roomID id.RoomID) *callCalle
 	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m)).NewPeerConnection(webrtc.Configuration{})
 	noErr(t, err, "caller peer connection")
 	t.Cleanup(func() { pc.Close() })
-	audio, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "caller")
-	noErr(t, err, "caller track")
-	_, err = pc.AddTrack(audio)
-	noErr(t, err, "add track")
 	cc := &callCaller{t: t, c: c, roomID: roomID, callID: "e2e-" + rand.Text()[:10], party: string(c.DeviceID),
-		pc: pc, audio: audio, got: make(chan *rtp.Packet, 4096)}
+		pc: pc, got: make(chan *rtp.Packet, 4096)}
+	opus := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}
+	var track webrtc.TrackLocal
+	if samples {
+		cc.tone, err = webrtc.NewTrackLocalStaticSample(opus, "audio", "caller")
+		track = cc.tone
+	} else {
+		cc.audio, err = webrtc.NewTrackLocalStaticRTP(opus, "audio", "caller")
+		track = cc.audio
+	}
+	noErr(t, err, "caller track")
+	_, err = pc.AddTrack(track)
+	noErr(t, err, "add track")
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		for {
 			p, _, err := tr.ReadRTP()
@@ -160,5 +183,119 @@ func TestEchoCall(t *testing.T) {
 			return
 		case <-time.After(20 * time.Millisecond):
 		}
+	}
+}
+
+// TestVoicemailCall: alice calls the owner in their 1:1 room; no device
+// of the owner answers, so after voicemail_after (2 s here) the owner's
+// "Hearth voicemail" device does; alice plays the 3 s test tone and
+// hangs up. The voice message appears in the room as the owner's, with
+// Element's voice-message shape; its file, downloaded through
+// authenticated media, is Ogg/Opus of about 3 s whose decoded signal is
+// the tone; the owner gets a desktop notification and the control API's
+// status lists the voicemail.
+func TestVoicemailCall(t *testing.T) {
+	conn, addr := privateBus(t)
+	server := make(notificationServer, 32)
+	noErr(t, conn.Export(server, "/org/freedesktop/Notifications", "org.freedesktop.Notifications"), "export")
+	reply, err := conn.RequestName("org.freedesktop.Notifications", dbus.NameFlagDoNotQueue)
+	if err != nil || reply != dbus.RequestNameReplyPrimaryOwner {
+		t.Fatalf("own org.freedesktop.Notifications: %v %v", reply, err)
+	}
+	t.Setenv("DBUS_SESSION_BUS_ADDRESS", addr)
+	d := NewDaemon(t, t.TempDir())
+	d.Extra = []string{"--voicemail-after", "2"}
+	d.Start()
+	m := ownerPassword.FindStringSubmatch(d.Logs())
+	if m == nil {
+		t.Fatalf("no owner password in the welcome text:\n%s", d.Logs())
+	}
+	owner := d.Client("", "")
+	_, err = owner.Login(ctx(t), &mautrix.ReqLogin{Type: mautrix.AuthTypePassword,
+		Identifier: mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: "root"}, Password: m[1], StoreCredentials: true})
+	noErr(t, err, "owner login")
+	devices := must(owner.GetDevicesInfo(ctx(t))).get(t)
+	var vmDevice id.DeviceID
+	for _, dev := range devices.Devices {
+		if dev.DisplayName == "Hearth voicemail" {
+			vmDevice = dev.DeviceID
+		}
+	}
+	if vmDevice == "" {
+		t.Fatalf("the owner's devices do not list Hearth voicemail: %+v", devices.Devices)
+	}
+	alice := d.Register("alice")
+	noErr(t, alice.SetDisplayName(ctx(t), "Anna"), "display name")
+	roomID := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "trusted_private_chat", IsDirect: true, Invite: []id.UserID{owner.UserID}})
+	Join(t, owner, roomID)
+
+	cc := newCallCallerWith(t, alice, roomID, true)
+	cc.invite()
+	ans := cc.takeAnswer()
+	if ans.Sender != owner.UserID || ans.Content.Raw["party_id"] != string(vmDevice) {
+		t.Fatalf("answer from %s party %v, want the owner's voicemail device %s", ans.Sender, ans.Content.Raw["party_id"], vmDevice)
+	}
+	waitFor(t, "media connected", func() (bool, bool) {
+		return true, cc.pc.ConnectionState() == webrtc.PeerConnectionStateConnected
+	})
+	noErr(t, media.PlayOgg(ctx(t), cc.tone, bytes.NewReader(mediatest.Tone())), "play the tone")
+	cc.hangup()
+
+	var msg *event.Event
+	SyncUntil(t, alice, cc.since, "", "the voice message", func(r *mautrix.RespSync) bool {
+		if jr := r.Rooms.Join[roomID]; jr != nil {
+			for _, ev := range jr.Timeline.Events {
+				if ev.Type == event.EventMessage && ev.Sender == owner.UserID {
+					msg = ev
+					return true
+				}
+			}
+		}
+		return false
+	})
+	raw := msg.Content.Raw
+	info, _ := raw["info"].(map[string]any)
+	audio, _ := raw["org.matrix.msc1767.audio"].(map[string]any)
+	_, voice := raw["org.matrix.msc3245.voice"].(map[string]any)
+	body, _ := raw["body"].(string)
+	url, _ := raw["url"].(string)
+	if raw["msgtype"] != "m.audio" || !voice || audio == nil || info["mimetype"] != "audio/ogg" ||
+		!strings.HasPrefix(body, "Voicemail from Anna (0:0") || !strings.HasPrefix(url, "mxc://") {
+		t.Fatalf("voice message content: %v", raw)
+	}
+	if wf, _ := audio["waveform"].([]any); len(wf) == 0 {
+		t.Fatalf("no waveform: %v", audio)
+	}
+	status, file := Raw(t, alice, "GET", "/_matrix/client/v1/media/download/"+strings.TrimPrefix(url, "mxc://"), nil)
+	if status != 200 {
+		t.Fatalf("download %s: %d %s", url, status, file)
+	}
+	if size, _ := info["size"].(float64); int(size) != len(file) {
+		t.Fatalf("info.size %v, file %d bytes", info["size"], len(file))
+	}
+	rep, err := mediatest.CheckTone(file, mediatest.ToneDuration, 500*time.Millisecond)
+	if err != nil {
+		t.Fatalf("the voicemail is not the tone: %v (%+v)", err, rep)
+	}
+	waitFor(t, "the voicemail notification", func() (bool, bool) {
+		select {
+		case n := <-server:
+			return true, n[0] == "Voicemail from Anna"
+		default:
+			time.Sleep(20 * time.Millisecond)
+			return false, false
+		}
+	})
+	code, out, errOut := runHearth(t, "status", "--json", "--data-dir", d.DataDir, "--client-listen", d.Addr)
+	var st struct {
+		Voicemail []struct {
+			Caller  string `json:"caller"`
+			RoomID  string `json:"room_id"`
+			EventID string `json:"event_id"`
+		} `json:"voicemail"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || len(st.Voicemail) != 1 ||
+		st.Voicemail[0].EventID != string(msg.ID) || st.Voicemail[0].RoomID != string(roomID) {
+		t.Fatalf("status voicemail list: %d %s %s", code, out, errOut)
 	}
 }
