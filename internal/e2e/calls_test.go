@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"bytes"
+	"context"
+	"os"
 	"crypto/rand"
 	"encoding/json"
 	"net"
@@ -35,6 +37,10 @@ type callCaller struct {
 	tone   *webrtc.TrackLocalStaticSample // a caller playing a file
 	got    chan *rtp.Packet               // what the other party sends
 	since  string
+	// A caller playing a file records what comes back: stopRecording
+	// ends the recording, whose file then arrives on recorded.
+	stopRecording context.CancelFunc
+	recorded      chan []byte
 }
 
 func newCallCaller(t *testing.T, c *mautrix.Client, roomID id.RoomID) *callCaller {
@@ -69,7 +75,20 @@ func newCallCallerWith(t *testing.T, c *mautrix.Client, roomID id.RoomID, sample
 	noErr(t, err, "caller track")
 	_, err = pc.AddTrack(track)
 	noErr(t, err, "add track")
+	recCtx, stop := context.WithCancel(context.Background())
+	cc.stopRecording, cc.recorded = stop, make(chan []byte, 1)
+	t.Cleanup(stop)
+	dir := t.TempDir()
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		if samples {
+			rec, err := media.Record(recCtx, tr, media.RecordOptions{Dir: dir, MaxDuration: time.Minute})
+			var file []byte
+			if err == nil {
+				file, _ = os.ReadFile(rec.Path)
+			}
+			cc.recorded <- file
+			return
+		}
 		for {
 			p, _, err := tr.ReadRTP()
 			if err != nil {
@@ -157,33 +176,27 @@ func TestEchoCall(t *testing.T) {
 		}
 		return false
 	})
-	cc := newCallCaller(t, alice, roomID)
+	cc := newCallCallerWith(t, alice, roomID, true)
 	cc.invite()
 	ans := cc.takeAnswer()
 	if ans.Sender != echo {
 		t.Fatalf("answer from %s, want %s", ans.Sender, echo)
 	}
-	// Send numbered packets until they come back; each must be one sent.
-	sent := map[string]bool{}
-	deadline := time.Now().Add(waitDeadline)
-	for n := 0; ; n++ {
-		if time.Now().After(deadline) {
-			t.Fatalf("nothing echoed within %v", waitDeadline)
-		}
-		payload := []byte("tone-" + time.Now().Format("150405.000000"))
-		sent[string(payload)] = true
-		cc.audio.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: uint16(n),
-			Timestamp: uint32(n * 960), SSRC: 42}, Payload: payload})
-		select {
-		case p := <-cc.got:
-			if !sent[string(p.Payload)] {
-				t.Fatalf("echo sent back %q, which the caller never sent", p.Payload)
-			}
-			cc.hangup()
-			return
-		case <-time.After(20 * time.Millisecond):
-		}
+	waitFor(t, "media connected", func() (bool, bool) {
+		return true, cc.pc.ConnectionState() == webrtc.PeerConnectionStateConnected
+	})
+	noErr(t, media.PlayOgg(ctx(t), cc.tone, bytes.NewReader(mediatest.Tone())), "play the tone")
+	time.Sleep(300 * time.Millisecond) // the echo of the last packets is on its way back
+	cc.stopRecording()
+	file := <-cc.recorded
+	if file == nil {
+		t.Fatal("nothing came back from echo")
 	}
+	rep, err := mediatest.CheckTone(file, mediatest.ToneDuration, 500*time.Millisecond)
+	if err != nil {
+		t.Fatalf("what echo sent back is not the tone: %v (%+v)", err, rep)
+	}
+	cc.hangup()
 }
 
 // TestVoicemailCall: alice calls the owner in their 1:1 room; no device
