@@ -3,10 +3,10 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"os"
 	"crypto/rand"
 	"encoding/json"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
