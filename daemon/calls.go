@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -110,15 +111,22 @@ func (d *Daemon) callHostIP(ip net.IP) bool {
 }
 
 // fedJoiner joins echo to a room on another server with the federation
-// join the client API uses (calls never imports federation).
+// join the client API uses (calls never imports federation), through the
+// server that sent the invite: it was in the room then, and it may be the
+// only server this one knows there.
 type fedJoiner struct{ d *Daemon }
 
-func (j fedJoiner) JoinRemote(ctx context.Context, userID, roomID string, via []string) error {
+func (j fedJoiner) JoinRemote(ctx context.Context, userID, roomID string) error {
 	f := j.d.fed
 	if f == nil {
 		return fmt.Errorf("federation is off")
 	}
-	return f.service.JoinRoom(ctx, userID, roomID, via, map[string]any{"membership": "join", "displayname": "Echo test"})
+	inv := j.d.rooms.CurrentStatePDU(roomID, "m.room.member", userID)
+	if inv == nil {
+		return fmt.Errorf("no invite to %s", roomID)
+	}
+	_, server, _ := strings.Cut(string(inv.SenderID()), ":")
+	return f.service.JoinRoom(ctx, userID, roomID, []string{server}, map[string]any{"membership": "join", "displayname": "Echo test"})
 }
 
 // voicemail sets up voicemail for the owner (the admin account made at

@@ -35,13 +35,14 @@ type Rooms interface {
 	Send(ctx context.Context, req room.SendRequest) (string, error)
 	ChangeMembership(ctx context.Context, req room.MembershipRequest) (string, error)
 	HasLocalJoined(roomID string) bool
+	Memberships(userID string) ([]room.Membership, error)
 }
 
-// RemoteJoiner joins a local user to a room no local user is in, through
-// another server (the daemon implements it with the federation join the
-// client API uses; calls never imports federation).
+// RemoteJoiner joins a local user invited to a room no local user is in,
+// through the inviting server (the daemon implements it with the
+// federation join the client API uses; calls never imports federation).
 type RemoteJoiner interface {
-	JoinRemote(ctx context.Context, userID, roomID string, via []string) error
+	JoinRemote(ctx context.Context, userID, roomID string) error
 }
 
 // Party is a local user and the device the agent speaks as: its device ID
@@ -123,7 +124,8 @@ type Agent struct {
 	calls     map[string]*call // by callKey
 	perRoom   map[string]int
 	perCaller map[string]int
-	joining   map[string]bool // rooms echo is joining through another server
+	joining   map[string]bool   // rooms echo is joining
+	tried     map[string]uint64 // remote invites to echo tried, by room: the invite's position
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the follower, every call and every join
@@ -137,7 +139,8 @@ type Agent struct {
 func New(rooms Rooms, joiner RemoteJoiner, cfg Config) *Agent {
 	cfg = cfg.withDefaults()
 	a := &Agent{cfg: cfg, rooms: rooms, joiner: joiner, log: cfg.Logger,
-		calls: map[string]*call{}, perRoom: map[string]int{}, perCaller: map[string]int{}, joining: map[string]bool{}}
+		calls: map[string]*call{}, perRoom: map[string]int{}, perCaller: map[string]int{}, joining: map[string]bool{},
+		tried: map[string]uint64{}}
 	a.api = newAPI(cfg.HostIP)
 	return a
 }
@@ -184,6 +187,7 @@ func (a *Agent) follow(ctx context.Context, pos uint64) {
 				a.log.Error("calls: read events", "from", pos, "err", err)
 			}
 			pos = cur
+			a.remoteInvites()
 			a.followed.Store(pos)
 			continue
 		}
@@ -242,12 +246,33 @@ func (a *Agent) memberEvent(pe *room.PushEvent) {
 	if json.Unmarshal(ev.Content, &m) != nil || m.Membership != "invite" {
 		return
 	}
-	a.joinEcho(pe.RoomID, ev.Sender)
+	a.joinEcho(pe.RoomID)
+}
+
+// remoteInvites joins echo to the rooms of other servers it was invited
+// to: such an invite arrives over federation as an outlier, which the
+// timeline (and so the stream's events) does not carry, but which sets
+// echo's membership. Each invite is tried once.
+func (a *Agent) remoteInvites() {
+	if a.cfg.Echo.UserID == "" || a.joiner == nil {
+		return
+	}
+	ms, err := a.rooms.Memberships(a.cfg.Echo.UserID)
+	if err != nil {
+		return
+	}
+	for _, m := range ms {
+		if m.Membership != "invite" || a.tried[m.RoomID] == m.Pos {
+			continue
+		}
+		a.tried[m.RoomID] = m.Pos
+		a.joinEcho(m.RoomID)
+	}
 }
 
 // joinEcho joins the echo user to roomID, through the room engine when a
 // local user is in the room, else through the inviter's server.
-func (a *Agent) joinEcho(roomID, inviter string) {
+func (a *Agent) joinEcho(roomID string) {
 	a.mu.Lock()
 	if a.joining[roomID] || a.ctx.Err() != nil {
 		a.mu.Unlock()
@@ -261,26 +286,30 @@ func (a *Agent) joinEcho(roomID, inviter string) {
 		defer func() { a.mu.Lock(); delete(a.joining, roomID); a.mu.Unlock() }()
 		ctx, cancel := context.WithTimeout(a.ctx, time.Minute)
 		defer cancel()
+		// A remote join can race the inviting server, which stores its
+		// invite only after this server countersigned it: a refused join
+		// is tried again a few times.
 		var err error
-		if a.rooms.HasLocalJoined(roomID) || a.joiner == nil {
-			_, err = a.rooms.ChangeMembership(ctx, room.MembershipRequest{Sender: a.cfg.Echo.UserID, RoomID: roomID,
-				Target: a.cfg.Echo.UserID, Membership: "join", Profile: room.Profile{DisplayName: "Echo test"}})
-		} else {
-			_, server, _ := strings.Cut(inviter, ":")
-			err = a.joiner.JoinRemote(ctx, a.cfg.Echo.UserID, roomID, []string{server})
+		for wait := 250 * time.Millisecond; ; wait *= 2 {
+			if a.rooms.HasLocalJoined(roomID) || a.joiner == nil {
+				_, err = a.rooms.ChangeMembership(ctx, room.MembershipRequest{Sender: a.cfg.Echo.UserID, RoomID: roomID,
+					Target: a.cfg.Echo.UserID, Membership: "join", Profile: room.Profile{DisplayName: "Echo test"}})
+			} else {
+				err = a.joiner.JoinRemote(ctx, a.cfg.Echo.UserID, roomID)
+			}
+			if err == nil || wait > 4*time.Second {
+				break
+			}
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return
+			}
 		}
 		if err != nil {
 			a.log.Warn("calls: echo could not join", "room", roomID, "err", err)
 		}
 	}()
-}
-
-// JoinInvited is how the daemon tells the agent of an invite to echo that
-// reached it over federation (an out-of-timeline invite the stream does
-// not carry): echo joins through the inviter's server.
-func (a *Agent) JoinInvited(roomID, inviter string) {
-	if a.ctx == nil || a.cfg.Echo.UserID == "" {
-		return
-	}
-	a.joinEcho(roomID, inviter)
 }

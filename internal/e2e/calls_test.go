@@ -164,19 +164,32 @@ func TestEchoCall(t *testing.T) {
 	alice := d.Register("alice")
 	echo := d.UserID("echo")
 	roomID := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "private_chat", Invite: []id.UserID{echo}})
-	SyncUntil(t, alice, "", "", "echo joins", func(r *mautrix.RespSync) bool {
+	awaitJoin(t, alice, roomID, echo)
+	callEcho(t, alice, roomID, echo)
+}
+
+// awaitJoin waits until user is joined to roomID in c's /sync.
+func awaitJoin(t *testing.T, c *mautrix.Client, roomID id.RoomID, user id.UserID) {
+	t.Helper()
+	SyncUntil(t, c, "", "", string(user)+" joins", func(r *mautrix.RespSync) bool {
 		jr := r.Rooms.Join[roomID]
 		if jr == nil {
 			return false
 		}
 		for _, ev := range jr.Timeline.Events {
-			if ev.Type == event.StateMember && ev.GetStateKey() == string(echo) && ev.Content.Raw["membership"] == "join" {
+			if ev.Type == event.StateMember && ev.GetStateKey() == string(user) && ev.Content.Raw["membership"] == "join" {
 				return true
 			}
 		}
 		return false
 	})
-	cc := newCallCallerWith(t, alice, roomID, true)
+}
+
+// callEcho calls echo from c in roomID, plays the 440 Hz tone and checks
+// that what comes back decodes to the tone.
+func callEcho(t *testing.T, c *mautrix.Client, roomID id.RoomID, echo id.UserID) {
+	t.Helper()
+	cc := newCallCallerWith(t, c, roomID, true)
 	cc.invite()
 	ans := cc.takeAnswer()
 	if ans.Sender != echo {
@@ -197,6 +210,20 @@ func TestEchoCall(t *testing.T) {
 		t.Fatalf("what echo sent back is not the tone: %v (%+v)", err, rep)
 	}
 	cc.hangup()
+}
+
+// TestEchoCallOverFederation: a user of another server invites @echo to
+// a room there; echo joins over federation (through the inviting server)
+// and answers the call, whose signalling crosses federation both ways.
+func TestEchoCallOverFederation(t *testing.T) {
+	t.Parallel()
+	net := startFedNet(t, "hs1.test", "hs2.test")
+	hs1, hs2 := net.Daemons["hs1.test"], net.Daemons["hs2.test"]
+	alice := hs1.Register("alice")
+	echo := hs2.UserID("echo")
+	roomID := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "private_chat", Invite: []id.UserID{echo}})
+	awaitJoin(t, alice, roomID, echo)
+	callEcho(t, alice, roomID, echo)
 }
 
 // TestVoicemailCall: alice calls the owner in their 1:1 room; no device
