@@ -65,10 +65,11 @@ func (d *Daemon) startCalls() error {
 			cfg.Echo = agent.Party{UserID: d.accounts.UserID(echoLocalpart), DeviceID: echoDevice}
 		}
 	}
-	if d.turn != nil && d.turn.provider != nil {
+	if d.turn != nil {
+		// Asked per call: the relay follows the federation mode.
 		cfg.ICEServers = func(userID string) []webrtc.ICEServer {
 			var out []webrtc.ICEServer
-			for _, s := range d.turn.provider.ICEServers(userID) {
+			for _, s := range d.turn.ICEServers(userID) {
 				out = append(out, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
 			}
 			return out

@@ -52,7 +52,7 @@ type Daemon struct {
 	logs     *LogRing     // recent log lines for the control API
 	control  *http.Server // the control API on the unix socket, if any
 	fed      *fed         // the Server-Server API, when federation is on
-	turn     *turnRelay   // TURN for calls (turn.go); nil without
+	turn     *turnRelay   // TURN for calls (turn.go)
 	calls    *agent.Agent // echo test and voicemail (calls.go); follows the stream
 	vm       *agent.Voicemail
 	stopOnce sync.Once
@@ -163,9 +163,8 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	if d.turn, err = d.startTURN(secrets); err != nil {
 		d.abortStart(db)
 		return nil, err
-	} else if d.turn != nil {
-		api.SetTURN(d.turn)
 	}
+	api.SetTURN(d.turn)
 	if err := d.startCalls(); err != nil {
 		d.abortStart(db)
 		return nil, err

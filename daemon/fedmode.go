@@ -62,5 +62,9 @@ func (b *controlBackend) SetFederationMode(mode string) error {
 		}
 		return nil
 	}
-	return b.d.fed.setMode(mode)
+	if err := b.d.fed.setMode(mode); err != nil {
+		return err
+	}
+	b.d.turn.followFederation(mode) // the relay listens where federation does (turn.go)
+	return nil
 }

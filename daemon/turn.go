@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hearth-chat/hearth/calls/turn"
@@ -47,53 +48,118 @@ func (c *Config) validateTURN() error {
 }
 
 // turnRelay is what GET /voip/turnServer and the call agent ask for TURN
-// credentials: the built-in relay, an external server, or nothing.
+// credentials: the built-in relay, an external server, or nothing. The
+// built-in relay follows the federation mode when the control API
+// switches it (followFederation), so closing federation also closes the
+// relay's port.
 type turnRelay struct {
+	cfg     Config
+	secrets secretStore
+
+	mu       sync.Mutex
+	mode     string        // the federation mode the relay was started for
 	provider turn.Provider // nil: no TURN
 	server   *turn.Server  // the built-in relay, when it runs
 }
 
 // TURNCredentials implements matrix.TURN.
-func (t *turnRelay) TURNCredentials(userID, host string) ([]string, string, string, time.Duration) {
-	uris, c := t.provider.Credentials(userID, host)
-	return uris, c.Username, c.Password, c.TTL
+func (t *turnRelay) TURNCredentials(userID, host string) ([]string, string, string, time.Duration, bool) {
+	t.mu.Lock()
+	p := t.provider
+	t.mu.Unlock()
+	if p == nil {
+		return nil, "", "", 0, false
+	}
+	uris, c := p.Credentials(userID, host)
+	return uris, c.Username, c.Password, c.TTL, true
+}
+
+// ICEServers is the relay for a WebRTC peer in this process (the call
+// agent) acting as userID; nil without TURN.
+func (t *turnRelay) ICEServers(userID string) []turn.ICEServer {
+	t.mu.Lock()
+	p := t.provider
+	t.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	return p.ICEServers(userID)
 }
 
 func (t *turnRelay) stop() {
-	if t != nil && t.server != nil {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.server != nil {
 		t.server.Close()
+		t.server, t.provider = nil, nil
 	}
 }
 
-// startTURN starts the built-in relay when the config wants it, or points
-// clients at the external server of turn_uris. The relay serves where
-// federation listens: every address in lan and internet mode (lan admits
-// clients and relays to peers on this machine's networks only, internet
-// also to public addresses), loopback when federation is off and turn =
-// on. It starts with the daemon; a federation mode switched later applies
-// to the relay at the next start.
+// startTURN sets up TURN for the config's federation mode (start).
 func (d *Daemon) startTURN(secrets secretStore) (*turnRelay, error) {
-	cfg := d.cfg
+	t := &turnRelay{cfg: d.cfg, secrets: secrets}
+	if err := t.apply(d.cfg.Federation); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// followFederation restarts the built-in relay for a federation mode the
+// control API switched to: off closes it (under turn = auto), lan and
+// internet open it with their scope. An external server is not touched.
+func (t *turnRelay) followFederation(mode string) {
+	if t == nil || len(splitList(t.cfg.TURNURIs)) > 0 {
+		return
+	}
+	t.mu.Lock()
+	same := t.mode == mode
+	t.mu.Unlock()
+	if same {
+		return
+	}
+	t.stop()
+	if err := t.apply(mode); err != nil {
+		slog.Warn("TURN: the relay did not restart for the new federation mode; calls may need a relay elsewhere", "mode", mode, "err", err)
+	}
+}
+
+// apply starts the built-in relay when the config wants it under the
+// federation mode given, or points clients at the external server of
+// turn_uris. The relay serves where federation listens: every address in
+// lan and internet mode (lan admits clients and relays to peers on this
+// machine's networks only, internet also to public addresses), loopback
+// when federation is off and turn = on.
+func (t *turnRelay) apply(fedMode string) error {
+	cfg := t.cfg
 	ttl := time.Duration(cfg.TURNUserLifetime) * time.Second
+	t.mu.Lock()
+	t.mode = fedMode
+	t.mu.Unlock()
 	if uris := splitList(cfg.TURNURIs); len(uris) > 0 {
 		slog.Info("TURN: clients use the external server", "uris", strings.Join(uris, ","))
-		return &turnRelay{provider: turn.External{URIs: uris, Secret: []byte(cfg.TURNSharedSecret), TTL: ttl}}, nil
+		t.mu.Lock()
+		t.provider = turn.External{URIs: uris, Secret: []byte(cfg.TURNSharedSecret), TTL: ttl}
+		t.mu.Unlock()
+		return nil
 	}
-	if cfg.TURN == TURNOff || cfg.TURN == TURNAuto && cfg.Federation == FederationOff {
-		return nil, nil
+	if cfg.TURN == TURNOff || cfg.TURN == TURNAuto && fedMode == FederationOff {
+		return nil
 	}
-	secret, err := loadOrCreateTURNSecret(secrets)
+	secret, err := loadOrCreateTURNSecret(t.secrets)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	allow, err := resolve.ParseNetworks(splitList(cfg.TURNAllowNetworks))
 	if err != nil {
-		return nil, fmt.Errorf("turn_allow_networks: %w", err)
+		return fmt.Errorf("turn_allow_networks: %w", err)
 	}
 	listen := cfg.TURNListen
 	if listen == "" {
 		listen = fmt.Sprintf(":%d", turn.DefaultPort)
-		if cfg.Federation == FederationOff {
+		if fedMode == FederationOff {
 			listen = fmt.Sprintf("127.0.0.1:%d", turn.DefaultPort)
 		}
 	}
@@ -101,17 +167,20 @@ func (d *Daemon) startTURN(secrets secretStore) (*turnRelay, error) {
 	if bw == 0 {
 		bw = -1 // no limit
 	}
-	scope := turn.Scope{Allow: allow, Internet: cfg.Federation == FederationInternet}
-	if cfg.Federation != FederationOff {
+	scope := turn.Scope{Allow: allow, Internet: fedMode == FederationInternet}
+	if fedMode != FederationOff {
 		scope.LocalNets = interfaceNets
 	}
 	srv, err := turn.Start(turn.Config{Secret: secret, TTL: ttl, Realm: cfg.ServerName, Listen: listen,
 		AnyPortIfTaken: cfg.TURNListen == "", Scope: scope, BandwidthBytes: bw})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	slog.Info("TURN relay is on", "listen", listen, "port", srv.Port(), "federation", cfg.Federation)
-	return &turnRelay{provider: srv, server: srv}, nil
+	slog.Info("TURN relay is on", "listen", listen, "port", srv.Port(), "federation", fedMode)
+	t.mu.Lock()
+	t.provider, t.server = srv, srv
+	t.mu.Unlock()
+	return nil
 }
 
 // loadOrCreateTURNSecret reads the relay's shared secret, making 32

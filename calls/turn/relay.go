@@ -61,29 +61,32 @@ type relayConn struct {
 	bw   *bucket
 
 	mu      sync.Mutex
-	checked map[netip.Addr]bool // peer IP → allowed
+	checked map[netip.Addr]peerVerdict // by peer IP, so the checks (and the read of this machine's addresses) run once per peer
 }
+
+type peerVerdict struct{ allowed, own bool }
 
 var errPeerRefused = errors.New("TURN relay: peer address refused")
 
 func (c *relayConn) allowed(ap netip.AddrPort) bool {
 	ip := ap.Addr().Unmap()
 	c.mu.Lock()
-	ok, seen := c.checked[ip]
+	v, seen := c.checked[ip]
 	c.mu.Unlock()
 	if !seen {
-		ok = c.srv.cfg.Scope.PeerAllowed(ip)
+		v.allowed = c.srv.cfg.Scope.PeerAllowed(ip)
+		v.own = v.allowed && c.srv.ownAddress(ip)
 		c.mu.Lock()
 		if len(c.checked) > 1024 {
 			clear(c.checked)
 		}
-		c.checked[ip] = ok
+		c.checked[ip] = v
 		c.mu.Unlock()
 	}
-	if !ok {
+	if !v.allowed {
 		return false
 	}
-	if c.srv.ownAddress(ip) {
+	if v.own {
 		return c.srv.isRelayPort(int(ap.Port()))
 	}
 	return true
@@ -149,7 +152,7 @@ func (g relayGenerator) AllocatePacketConn(network string, requestedPort int) (n
 	port := pc.LocalAddr().(*net.UDPAddr).Port
 	g.srv.holdPort(port)
 	rc := &relayConn{PacketConn: pc, srv: g.srv, port: port, bw: newBucket(g.srv.cfg.BandwidthBytes),
-		checked: map[netip.Addr]bool{}}
+		checked: map[netip.Addr]peerVerdict{}}
 	return rc, &net.UDPAddr{IP: ip.AsSlice(), Port: port}, nil
 }
 

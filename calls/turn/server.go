@@ -332,20 +332,68 @@ func (c *admitPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	}
 }
 
-// admitListener closes connections from clients outside the scope.
+// admitListener closes connections from clients outside the scope, and
+// on Close the accepted ones too: pion leaves a TCP client's connection
+// open after its listener closes, and a relay switched off must let go
+// of everyone.
 type admitListener struct {
 	net.Listener
 	scope Scope
+
+	mu     sync.Mutex
+	conns  map[*trackedConn]struct{}
+	closed bool
 }
 
 func (l *admitListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
-		if err != nil || l.scope.ClientAllowed(addrIP(c.RemoteAddr())) {
-			return c, err
+		if err != nil {
+			return nil, err
 		}
-		c.Close()
+		if !l.scope.ClientAllowed(addrIP(c.RemoteAddr())) {
+			c.Close()
+			continue
+		}
+		tc := &trackedConn{Conn: c, l: l}
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			c.Close()
+			return nil, net.ErrClosed
+		}
+		if l.conns == nil {
+			l.conns = map[*trackedConn]struct{}{}
+		}
+		l.conns[tc] = struct{}{}
+		l.mu.Unlock()
+		return tc, nil
 	}
+}
+
+func (l *admitListener) Close() error {
+	err := l.Listener.Close()
+	l.mu.Lock()
+	l.closed = true
+	conns := l.conns
+	l.conns = nil
+	l.mu.Unlock()
+	for c := range conns {
+		c.Conn.Close()
+	}
+	return err
+}
+
+type trackedConn struct {
+	net.Conn
+	l *admitListener
+}
+
+func (c *trackedConn) Close() error {
+	c.l.mu.Lock()
+	delete(c.l.conns, c)
+	c.l.mu.Unlock()
+	return c.Conn.Close()
 }
 
 // slogFactory sends pion's warnings and errors to slog; its debug and

@@ -20,6 +20,7 @@
 //	push        push evaluation per event in a room of 1,000 members (a Go benchmark in package push)
 //	federation  message latency between two daemons, PDU ingest from a peer, joining a 10k-member remote room
 //	abuse       descriptors, RSS and the owner's latency while idle, slowloris and half-open connections flood the listeners
+//	turn        the TURN relay: idle wake-ups with no allocation, daemon CPU relaying 1 MB/s
 //	lan         people nearby on a LAN of network namespaces (root): exec → listed by a peer, mDNS packets per quiet hour, idle RSS/CPU, LAN message latency
 //
 // Linux only for the /proc figures; traffic goes only to 127.0.0.1, except
@@ -68,7 +69,7 @@ type config struct {
 	timeout       time.Duration // hard limit on the whole run
 }
 
-var allSections = []string{"start", "idle", "send", "throughput", "sync", "presence", "volume", "history", "search", "media", "keys", "push", "federation", "abuse", "lan"}
+var allSections = []string{"start", "idle", "send", "throughput", "sync", "presence", "volume", "history", "search", "media", "keys", "push", "federation", "abuse", "lan", "turn"}
 
 func parseFlags() (*config, error) {
 	c := &config{}
@@ -190,6 +191,7 @@ func run() int {
 		{"federation", benchFederation},
 		{"abuse", benchAbuse},
 		{"lan", benchLAN},
+		{"turn", benchTURN},
 	}
 	machine := b.machineLine()
 	load0 := loadAvg()

@@ -48,10 +48,12 @@ var ErrUnavailable = errors.New("network namespaces unavailable")
 
 // LAN is a bridge in a switch namespace and the hosts plugged into it.
 type LAN struct {
-	id    string // unique in this machine: prefix, pid, sequence
-	sw    string // the switch namespace, holding bridge br0
-	mu    sync.Mutex
-	hosts []*Host
+	id     string // unique in this machine: prefix, pid, sequence
+	sw     string // the switch namespace, holding bridge br0
+	subnet string // the /24's first three octets and a dot: Subnet unless NewSubnet
+	mu     sync.Mutex
+	hosts  []*Host
+	legs   int // hosts of other LANs plugged in too (AddLeg)
 }
 
 // Host is one machine on a LAN: a network namespace with veth eth0 in the
@@ -64,11 +66,16 @@ type Host struct {
 	IP       string // eth0's address
 	port     string // the bridge side of its veth, in the switch namespace
 	nsfd     *os.File
+	legs     int // interfaces after eth0 (LAN.AddLeg)
 }
 
 // New makes an empty LAN. Close removes it with every host, veth and the
 // bridge. The error wraps ErrUnavailable where namespaces cannot be made.
-func New() (*LAN, error) {
+func New() (*LAN, error) { return NewSubnet(Subnet) }
+
+// NewSubnet makes an empty LAN on another /24 (subnet like "10.48.0."),
+// for a host on two LANs at once (AddLeg): the two must not share one.
+func NewSubnet(subnet string) (*LAN, error) {
 	if runtime.GOOS != "linux" {
 		return nil, fmt.Errorf("%w: needs Linux", ErrUnavailable)
 	}
@@ -81,7 +88,7 @@ func New() (*LAN, error) {
 		}
 	}
 	sweepStale()
-	l := &LAN{id: fmt.Sprintf("%s%d-%d", prefix, os.Getpid(), seq.Add(1))}
+	l := &LAN{id: fmt.Sprintf("%s%d-%d", prefix, os.Getpid(), seq.Add(1)), subnet: subnet}
 	l.sw = l.id + "-sw"
 	if out, err := exec.Command("ip", "netns", "add", l.sw).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("%w: ip netns add: %v: %s", ErrUnavailable, err, out)
@@ -150,7 +157,7 @@ func (l *LAN) AddHost(hostname string) (*Host, error) {
 		return nil, errors.New("AddHost: the /24 is full")
 	}
 	h := &Host{lan: l, Index: i, NS: fmt.Sprintf("%s-h%d", l.id, i), Hostname: hostname,
-		IP: fmt.Sprintf("%s%d", Subnet, i+1), port: fmt.Sprintf("p%d", i)}
+		IP: fmt.Sprintf("%s%d", l.subnet, i+1), port: fmt.Sprintf("p%d", i)}
 	if err := ip("netns", "add", h.NS); err != nil {
 		l.mu.Unlock()
 		return nil, err
@@ -180,6 +187,33 @@ func (l *LAN) AddHost(hostname string) (*Host, error) {
 	return h, nil
 }
 
+// AddLeg plugs a host of another LAN into this one too: a second veth
+// (eth1, eth2, …) into this LAN's bridge, with an address on this LAN's
+// subnet counted down from .254, which it returns. The host then sits on
+// both LANs, as a machine with Wi-Fi and Ethernet; it does not forward
+// between them, so hosts of the two LANs reach it but not each other.
+// The leg goes when this LAN closes (its bridge side with the switch).
+func (l *LAN) AddLeg(h *Host) (string, error) {
+	l.mu.Lock()
+	l.legs++
+	n := l.legs
+	l.mu.Unlock()
+	h.legs++
+	dev, port := fmt.Sprintf("eth%d", h.legs), fmt.Sprintf("q%d", n)
+	addr := fmt.Sprintf("%s%d", l.subnet, 255-n)
+	for _, args := range [][]string{
+		{"-n", l.sw, "link", "add", port, "type", "veth", "peer", "name", dev, "netns", h.NS},
+		{"-n", l.sw, "link", "set", port, "master", "br0", "up"},
+		{"-n", h.NS, "addr", "add", addr + "/24", "dev", dev},
+		{"-n", h.NS, "link", "set", dev, "multicast", "on", "up"},
+	} {
+		if err := ip(args...); err != nil {
+			return "", fmt.Errorf("leg of %s: %w", h.NS, err)
+		}
+	}
+	return addr, nil
+}
+
 // Unplug takes the host's cable out: the bridge side of its veth goes
 // down, so the host keeps its address but loses carrier, as when a cable
 // is pulled or Wi-Fi drops.
@@ -191,7 +225,7 @@ func (h *Host) Plug() error { return ip("-n", h.lan.sw, "link", "set", h.port, "
 // Readdress moves the host to another address on the LAN (its last
 // octet), as a laptop that changed networks or woke up with a new lease.
 func (h *Host) Readdress(octet int) error {
-	addr := fmt.Sprintf("%s%d", Subnet, octet)
+	addr := fmt.Sprintf("%s%d", h.lan.subnet, octet)
 	// Old first: deleting a primary address deletes the secondaries of its
 	// subnet with it.
 	if err := ip("-n", h.NS, "addr", "del", h.IP+"/24", "dev", "eth0"); err != nil {

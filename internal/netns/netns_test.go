@@ -61,3 +61,69 @@ func TestHostsMeetOnlyOnTheBridge(t *testing.T) {
 		t.Fatalf("hostname under Wrap: %q, %v", out, err)
 	}
 }
+
+// TestLegJoinsTwoLANs: a host with a leg in a second LAN is reachable
+// from both, and the hosts of the two LANs cannot reach each other: the
+// layout of a relay between two peers that have no direct path.
+func TestLegJoinsTwoLANs(t *testing.T) {
+	la, err := New()
+	if errors.Is(err, ErrUnavailable) {
+		t.Skipf("cannot make network namespaces here: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer la.Close()
+	lb, err := NewSubnet("10.48.0.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lb.Close()
+	mid, err := la.AddHost("mid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leg, err := lb.AddLeg(mid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := la.AddHost("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := lb.AddHost("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(b.IP, "10.48.0.") || leg != "10.48.0.254" {
+		t.Fatalf("b at %s, the leg at %s: want both on 10.48.0.0/24", b.IP, leg)
+	}
+	var ln net.Listener
+	if err := mid.Do(func() (err error) { ln, err = net.Listen("tcp", ":7001"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	for _, c := range []struct {
+		h  *Host
+		to string
+	}{{a, mid.IP}, {b, leg}} {
+		conn, err := c.h.DialContext(t.Context(), "tcp", c.to+":7001")
+		if err != nil {
+			t.Fatalf("%s cannot reach the middle host at %s: %v", c.h.NS, c.to, err)
+		}
+		conn.Close()
+	}
+	// No route: the error is immediate, not a timeout.
+	if _, err := a.DialContext(t.Context(), "udp", b.IP+":9"); err == nil {
+		t.Fatal("a has a route to b on the other LAN")
+	}
+}

@@ -13,9 +13,10 @@ import (
 // TURN hands out TURN credentials (calls/turn, through the daemon; this
 // package never imports pion). host is the IP the client reached this
 // server at, so the built-in relay can name an address the client can
-// reach; an external TURN server ignores it.
+// reach; an external TURN server ignores it. ok is false while there is
+// no TURN server (the relay is off).
 type TURN interface {
-	TURNCredentials(userID, host string) (uris []string, username, password string, ttl time.Duration)
+	TURNCredentials(userID, host string) (uris []string, username, password string, ttl time.Duration, ok bool)
 }
 
 // turnLimit: a few credentials a minute per user is plenty (a client asks
@@ -68,7 +69,11 @@ func (s *Server) turnServer(w http.ResponseWriter, r *http.Request, c *caller) {
 		writeJSON(w, struct{}{})
 		return
 	}
-	uris, user, pass, ttl := v.turn.TURNCredentials(c.UserID, localHost(r))
+	uris, user, pass, ttl, ok := v.turn.TURNCredentials(c.UserID, localHost(r))
+	if !ok {
+		writeJSON(w, struct{}{})
+		return
+	}
 	writeJSON(w, turnServerResponse{Username: user, Password: pass, URIs: uris, TTL: int64(ttl / time.Second)})
 }
 
