@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/webrtc/v4"
+
 	"github.com/hearth-chat/hearth/internal/room"
 )
 
@@ -179,5 +181,93 @@ func TestInviteFlood(t *testing.T) {
 		c.hangup()
 		c.pc.GracefulClose()
 	}
+	settle(t, e.agent, base)
+}
+
+// TestTrickledCandidates: a caller that sends its invite before gathering
+// (as Element does) and its candidates in m.call.candidates afterwards is
+// answered and connects.
+func TestTrickledCandidates(t *testing.T) {
+	e := newEnv(t, Config{})
+	alice := user("alice")
+	roomID := e.room(alice, echo.UserID)
+	e.agent.Start()
+	c := newCaller(e, alice, roomID)
+	var cands []map[string]any
+	done := make(chan struct{})
+	c.pc.OnICECandidate(func(ic *webrtc.ICECandidate) {
+		if ic == nil {
+			close(done)
+			return
+		}
+		j := ic.ToJSON()
+		cands = append(cands, map[string]any{"candidate": j.Candidate, "sdpMid": j.SDPMid, "sdpMLineIndex": j.SDPMLineIndex})
+	})
+	offer, err := c.pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	c.e.send(alice, roomID, evInvite, map[string]any{"call_id": c.callID, "party_id": c.party, "version": "1",
+		"lifetime": 60000, "offer": map[string]any{"type": "offer", "sdp": offer.SDP}}) // no candidates in it
+	<-done
+	c.event(evCandidates, map[string]any{"candidates": append(cands, map[string]any{"candidate": ""})})
+	c.awaitAnswer(10 * time.Second)
+	waitConnected(t, c.pc)
+	c.hangup()
+}
+
+// TestRenegotiation: an m.call.negotiate offer during the call gets an
+// m.call.negotiate answer from the agent's party.
+func TestRenegotiation(t *testing.T) {
+	e := newEnv(t, Config{})
+	alice := user("alice")
+	roomID := e.room(alice, echo.UserID)
+	e.agent.Start()
+	c := newCaller(e, alice, roomID)
+	c.invite(nil)
+	c.awaitAnswer(10 * time.Second)
+	waitConnected(t, c.pc)
+	offer, err := c.pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(c.pc)
+	if err := c.pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	<-gathered
+	c.event(evNegotiate, map[string]any{"lifetime": 30000,
+		"description": map[string]any{"type": "offer", "sdp": c.pc.LocalDescription().SDP}})
+	ev := e.waitFor(&c.pos, 10*time.Second, "negotiate answer", func(ev *room.ClientEvent) bool {
+		return ev.Type == evNegotiate && ev.Sender == echo.UserID
+	})
+	n, _ := parseCall(ev.Content)
+	if n.Description == nil || n.Description.Type != "answer" || n.PartyID != echo.DeviceID {
+		t.Fatalf("negotiate reply %s", ev.Content)
+	}
+	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: n.Description.SDP}); err != nil {
+		t.Fatalf("the renegotiated answer: %v", err)
+	}
+	c.hangup()
+}
+
+// TestEchoCap: an echo call is hung up (user_hangup) at EchoMax.
+func TestEchoCap(t *testing.T) {
+	e := newEnv(t, Config{EchoMax: 300 * time.Millisecond})
+	alice := user("alice")
+	roomID := e.room(alice, echo.UserID)
+	e.agent.Start()
+	base := runtime.NumGoroutine()
+	c := newCaller(e, alice, roomID)
+	c.invite(nil)
+	c.awaitAnswer(10 * time.Second)
+	ev := e.waitFor(&c.pos, 10*time.Second, "hangup", callEvent(evHangup, c.callID))
+	if h, _ := parseCall(ev.Content); ev.Sender != echo.UserID || h.Reason != reasonUserHangup {
+		t.Fatalf("hangup %s from %s", ev.Content, ev.Sender)
+	}
+	c.pc.GracefulClose()
 	settle(t, e.agent, base)
 }
