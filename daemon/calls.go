@@ -171,6 +171,9 @@ func (d *Daemon) voicemail(ctx context.Context, cfg *agent.Config) (*agent.Voice
 			}
 			return repo.MXC(id), nil
 		},
+		EnsureDevice: func(ctx context.Context) error {
+			return d.accounts.EnsureDevice(ctx, owner, voicemailDevice, "Hearth voicemail")
+		},
 		// Quiet under do-not-disturb; a voicemail is for the owner, so
 		// "highlights" shows it.
 		Notify: func(title, body string) {

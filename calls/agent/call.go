@@ -188,6 +188,12 @@ func (c *call) run() {
 		if !c.ring() {
 			return
 		}
+		if ensure := c.a.vm.EnsureDevice; ensure != nil {
+			if err := ensure(c.ctx); err != nil {
+				log.Warn("calls: voicemail device", "err", err)
+				return
+			}
+		}
 	}
 	pc, err := c.answer()
 	if pc != nil {

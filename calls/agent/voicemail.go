@@ -43,6 +43,10 @@ type Voicemail struct {
 	// Notify shows a desktop notification (nil: none); the daemon's
 	// keeps quiet under do-not-disturb.
 	Notify func(title, body string)
+	// EnsureDevice, if set, makes sure the voicemail device is among the
+	// owner's devices before it answers: logging out the other devices
+	// (a password change) deletes it.
+	EnsureDevice func(ctx context.Context) error
 
 	mu   sync.Mutex
 	list []Message

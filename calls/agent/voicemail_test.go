@@ -19,9 +19,10 @@ import (
 
 // vmStore keeps what voicemail uploaded and the notifications it showed.
 type vmStore struct {
-	mu    sync.Mutex
-	files map[string][]byte
-	notes []string
+	mu      sync.Mutex
+	files   map[string][]byte
+	notes   []string
+	devices int // EnsureDevice calls
 }
 
 func newVoicemailEnv(t *testing.T, cfg Config) (*env, *Voicemail, *vmStore) {
@@ -48,6 +49,12 @@ func newVoicemailEnv(t *testing.T, cfg Config) (*env, *Voicemail, *vmStore) {
 			defer st.mu.Unlock()
 			st.notes = append(st.notes, title)
 		}}
+	vm.EnsureDevice = func(context.Context) error {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		st.devices++
+		return nil
+	}
 	e.agent.SetVoicemail(vm)
 	return e, vm, st
 }
@@ -109,7 +116,11 @@ func TestVoicemailRecordsTone(t *testing.T) {
 	st.mu.Lock()
 	file := st.files[msg.URL]
 	notes := append([]string(nil), st.notes...)
+	devices := st.devices
 	st.mu.Unlock()
+	if devices != 1 {
+		t.Errorf("the voicemail device was ensured %d times before answering, want 1", devices)
+	}
 	if msg.MsgType != "m.audio" || msg.Voice == nil || msg.Audio == nil || len(msg.Audio.Waveform) == 0 ||
 		msg.Info.MimeType != "audio/ogg" || msg.Info.Size != len(file) || msg.Info.Duration != msg.Audio.Duration ||
 		!strings.HasPrefix(msg.Body, "Voicemail from Anna (0:0") {
