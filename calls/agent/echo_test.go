@@ -4,6 +4,10 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
 )
 
 // TestEchoAnswersAndEchoes: echo, in a room with the caller, answers an
@@ -25,4 +29,85 @@ func TestEchoAnswersAndEchoes(t *testing.T) {
 	c.hangup()
 	c.pc.GracefulClose()
 	settle(t, e.agent, base)
+}
+
+// TestEchoVideoAndKeyframes: echo sends video back too, asks the caller
+// for a keyframe as soon as its video arrives, and passes the caller's
+// own keyframe request on the echoed video back to the caller as a PLI.
+func TestEchoVideoAndKeyframes(t *testing.T) {
+	e := newEnv(t, Config{})
+	alice := user("alice")
+	roomID := e.room(alice, echo.UserID)
+	e.agent.Start()
+	c := newCaller(e, alice, roomID)
+	video, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", "caller")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sender, err := c.pc.AddTrack(video)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plis := make(chan struct{}, 16)
+	go func() {
+		for {
+			pkts, _, err := sender.ReadRTCP()
+			if err != nil {
+				return
+			}
+			for _, p := range pkts {
+				if _, ok := p.(*rtcp.PictureLossIndication); ok {
+					select {
+					case plis <- struct{}{}:
+					default:
+					}
+				}
+			}
+		}
+	}()
+	gotVideo := make(chan *webrtc.TrackRemote, 1)
+	c.pc.OnTrack(func(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+		if tr.Kind() != webrtc.RTPCodecTypeVideo {
+			return
+		}
+		gotVideo <- tr
+		for {
+			if _, _, err := tr.ReadRTP(); err != nil {
+				return
+			}
+		}
+	})
+	c.invite(nil)
+	c.awaitAnswer(10 * time.Second)
+	waitConnected(t, c.pc)
+	var remote *webrtc.TrackRemote
+	deadline := time.After(10 * time.Second)
+	for n := 0; remote == nil; n++ {
+		video.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: uint16(n),
+			Timestamp: uint32(n * 3000), SSRC: 777, Marker: true}, Payload: []byte{0x10, 0x00, 0x00, byte(n)}})
+		select {
+		case remote = <-gotVideo:
+		case <-deadline:
+			t.Fatal("no video came back from echo")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	select {
+	case <-plis: // echo's own request when the video started
+	case <-time.After(10 * time.Second):
+		t.Fatal("echo asked for no keyframe when the video started")
+	}
+	for len(plis) > 0 {
+		<-plis
+	}
+	// The caller, as the viewer of the echoed video, asks for a keyframe.
+	if err := c.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(remote.SSRC())}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-plis:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the caller's keyframe request was not passed back to it")
+	}
+	c.hangup()
 }
