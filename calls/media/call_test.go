@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hearth-chat/hearth/calls/media/mediatest"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -152,5 +154,146 @@ func TestEchoAudio(t *testing.T) {
 		checkToneRecording(t, res)
 	case <-ctx.Done():
 		t.Fatal("no recording of the echo")
+	}
+}
+
+// TestEchoVideoKeyframes: video echo forwards the caller's packets back
+// unchanged, asks the caller for a keyframe as soon as it starts, and
+// relays the caller's own keyframe request about the echoed track to the
+// caller's sender as a PLI for the caller's SSRC.
+func TestEchoVideoKeyframes(t *testing.T) {
+	ctx := testContext(t)
+	api := loopbackAPI(t)
+	caller, callee := newPC(t, api), newPC(t, api)
+
+	video, err := webrtc.NewTrackLocalStaticRTP(media.VP8, "video", "cam")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sender, err := caller.AddTrack(video)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Keyframe requests reaching the caller's camera.
+	plis := make(chan uint32, 16)
+	go func() {
+		for {
+			pkts, _, err := sender.ReadRTCP()
+			if err != nil {
+				return
+			}
+			for _, p := range pkts {
+				if pli, ok := p.(*rtcp.PictureLossIndication); ok {
+					plis <- pli.MediaSSRC
+				}
+			}
+		}
+	}()
+	// What comes back.
+	echoed := make(chan *rtp.Packet, 64)
+	echoTrack := make(chan *webrtc.TrackRemote, 1)
+	caller.OnTrack(func(remote *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		echoTrack <- remote
+		for {
+			p, _, err := remote.ReadRTP()
+			if err != nil {
+				return
+			}
+			select {
+			case echoed <- p:
+			default:
+			}
+		}
+	})
+	negotiate(t, ctx, caller, callee, func() {
+		echo, err := media.AddEcho(callee, media.VP8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		callee.OnTrack(func(remote *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+			_ = echo.Run(ctx, remote, uint32(remote.SSRC()), callee, true)
+		})
+	})
+	callerSSRC := uint32(sender.GetParameters().Encodings[0].SSRC)
+
+	// The caller's "camera" sends numbered packets until the echo of one
+	// comes back. The payload is opaque to echo: any bytes do.
+	var first *rtp.Packet
+	for seq := uint16(1); first == nil; seq++ {
+		payload := []byte{0x10, 0, 0, 0, byte(seq >> 8), byte(seq)}
+		if err := video.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, Marker: true}, Payload: payload}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case first = <-echoed:
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			t.Fatal("no echo")
+		}
+	}
+	if len(first.Payload) != 6 || first.Payload[0] != 0x10 || uint16(first.Payload[4])<<8|uint16(first.Payload[5]) != first.SequenceNumber {
+		t.Errorf("echoed packet %v payload %x: not forwarded unchanged", first.Header, first.Payload)
+	}
+
+	waitPLI := func(what string) {
+		select {
+		case ssrc := <-plis:
+			if ssrc != callerSSRC {
+				t.Errorf("%s: PLI for SSRC %d, want the caller's %d", what, ssrc, callerSSRC)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s: no PLI reached the caller's sender", what)
+		}
+	}
+	waitPLI("echo start")
+	// The caller's decoder of the echo asks for a keyframe.
+	remote := <-echoTrack
+	if err := caller.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(remote.SSRC())}}); err != nil {
+		t.Fatal(err)
+	}
+	waitPLI("relayed request")
+}
+
+// TestRecordCanceledLiveTrack: the call ends while the caller's track is
+// still open (the agent's context is done): Record unblocks the pion track
+// through its read deadline and keeps what it has.
+func TestRecordCanceledLiveTrack(t *testing.T) {
+	ctx := testContext(t)
+	api := loopbackAPI(t)
+	caller, callee := newPC(t, api), newPC(t, api)
+	tone, err := webrtc.NewTrackLocalStaticSample(media.Opus, "audio", "tone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sender, err := caller.AddTrack(tone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drainRTCP(sender)
+	recCtx, hangUp := context.WithCancel(ctx)
+	recorded := recordOnTrack(recCtx, callee, t.TempDir())
+	negotiate(t, ctx, caller, callee, nil)
+
+	// About one second of the tone (its first three pages).
+	short := mediatest.Tone()
+	short = short[:bytes.Index(short[4000:], []byte("OggS"))+4000]
+	info, err := media.Inspect(bytes.NewReader(short))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := media.PlayOgg(ctx, tone, bytes.NewReader(short)); err != nil {
+		t.Fatal(err)
+	}
+	hangUp() // the caller's connection stays up
+	select {
+	case res := <-recorded:
+		if res.err != nil {
+			t.Fatal(res.err)
+		}
+		if res.rec.Stopped != media.StopCanceled || res.rec.Duration > info.PacketDuration || res.rec.Duration < info.PacketDuration/4 {
+			t.Errorf("stopped %v after %v; want canceled, with most of the %v sent", res.rec.Stopped, res.rec.Duration, info.PacketDuration)
+		}
+	case <-ctx.Done():
+		t.Fatal("Record did not return when its context ended")
 	}
 }

@@ -17,9 +17,15 @@
 //     timestamps at 48 kHz), never wall time: the maximum length, the
 //     reported duration and the gap filling all count samples. Lost or
 //     silent (DTX) stretches become empty Opus frames that decoders conceal
-//     as silence, so the file keeps the caller's timing; reordered packets
-//     are put back in order through a small window; memory stays bounded
-//     because packets go to disk as they arrive.
+//     (ffmpeg as silence; libopus lets the sound before fade out over a few
+//     tens of milliseconds), so the file keeps the caller's timing;
+//     reordered packets are put back in order through a small window;
+//     memory stays bounded because packets go to disk as they arrive; one
+//     packet per Ogg page (pion's writer) costs about 27% overhead at voice
+//     bitrates. RecordOptions.StartAfter
+//     drops what arrives before a signal (the end of the greeting).
+//     Recording costs about 4–5 ms of CPU per second of audio, decoding
+//     for the waveform included (BenchmarkRecord).
 //   - The waveform (MSC3246, "org.matrix.msc1767.audio".waveform, used by
 //     MSC3245 voice messages): 100 integers 0–1024, each the loudness of one
 //     hundredth of the recording, computed from the decoded signal with

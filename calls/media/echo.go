@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,10 +45,8 @@ type Echo struct {
 // needed; then call Run from pc.OnTrack with the remote track of the same
 // kind.
 func AddEcho(pc *webrtc.PeerConnection, codec webrtc.RTPCodecCapability) (*Echo, error) {
-	kind := "audio"
-	if codec.MimeType == webrtc.MimeTypeVP8 {
-		kind = "video"
-	}
+	kind, _, _ := strings.Cut(codec.MimeType, "/") // "audio" or "video"
+
 	track, err := webrtc.NewTrackLocalStaticRTP(codec, kind, "hearth-echo")
 	if err != nil {
 		return nil, fmt.Errorf("echo %s track: %w", kind, err)

@@ -59,8 +59,9 @@ func packetSamples(p []byte) (int, error) {
 
 // silentFrame returns a one-byte Opus packet (a TOC byte with a zero-length
 // frame) lasting n samples, n one of 120, 240, 480 or 960. RFC 6716 §3.2.1
-// lets a frame be empty; decoders treat it as a lost frame and conceal it,
-// which after silence (or at the start) is silence. The TOC is CELT
+// lets a frame be empty; decoders treat it as a lost frame and conceal it:
+// silence after silence or at the start, otherwise (libopus) a short fade
+// of the sound before; ffmpeg's decoder plays silence. The TOC is CELT
 // fullband mono (configs 28–31), valid in mono and stereo streams.
 func silentFrame(n int) []byte {
 	var config byte

@@ -38,6 +38,12 @@ type RecordOptions struct {
 	// MaxDuration is the longest recording, in media time (RTP timestamps),
 	// not wall time. Required: zero or less is an error.
 	MaxDuration time.Duration
+	// StartAfter, when not nil, delays the recording until it is closed:
+	// packets that arrive before are read and dropped (so nothing old is
+	// buffered), and the recording's time starts at the first packet after.
+	// The voicemail flow closes it when the greeting has played, so the
+	// message starts after the tone.
+	StartAfter <-chan struct{}
 	// Channels forces a mono (1) or stereo (2) file; 0 takes the stereo flag
 	// of the first packet's TOC byte (RFC 6716 §3.1): WebRTC always
 	// negotiates "opus/48000/2", so the packets, not the SDP, say what the
@@ -98,8 +104,14 @@ const reorderWindow = 16
 
 // discontinuity is a sequence-number jump beyond which Record takes the
 // stream as restarted (a new sender state) rather than lossy: it neither
-// fills the gap nor drops the packets as late.
+// fills the gap nor drops the packets as late. A run of more than
+// reorderWindow late packets in a row means the same (a restart to a lower
+// sequence number).
 const discontinuity = 1000
+
+// maxRestartGap is the largest timestamp step (10 s at 48 kHz) across a
+// restart that Record still takes as elapsed time rather than a new clock.
+const maxRestartGap = 10 * OpusClockRate
 
 // Record reads Opus RTP from src and writes it to a new Ogg/Opus file (48
 // kHz, RFC 7845, through pion's oggwriter) until the source ends, ctx is
@@ -130,7 +142,8 @@ func Record(ctx context.Context, src RTPReader, opts RecordOptions) (Recording, 
 		defer stop()
 	}
 
-	rec := &recorder{opts: opts, max: int64(opts.MaxDuration) * OpusClockRate / int64(time.Second)}
+	// In samples, through microseconds so a long limit cannot overflow.
+	rec := &recorder{opts: opts, max: opts.MaxDuration.Microseconds() * OpusClockRate / 1e6}
 	defer rec.abort() // removes the file unless finish succeeded
 	rec.pending = make(map[uint16]*rtp.Packet, reorderWindow+1)
 	reason := StopEnded
@@ -153,6 +166,14 @@ func Record(ctx context.Context, src RTPReader, opts RecordOptions) (Recording, 
 			continue
 		}
 		badReads = 0
+		if opts.StartAfter != nil {
+			select {
+			case <-opts.StartAfter:
+				opts.StartAfter = nil
+			default:
+				continue // still in the greeting
+			}
+		}
 		if err := rec.receive(pkt); err != nil {
 			return Recording{}, err
 		}
@@ -182,6 +203,7 @@ type recorder struct {
 	chans  int
 
 	started  bool
+	late     int    // packets in a row that came after their place was filled
 	next     uint16 // the sequence number written next
 	pending  map[uint16]*rtp.Packet
 	expectTS uint32 // RTP timestamp where the last written packet ended
@@ -204,15 +226,26 @@ func (r *recorder) receive(pkt *rtp.Packet) error {
 		r.expectTS = pkt.Timestamp
 	}
 	diff := int16(pkt.SequenceNumber - r.next)
+	if diff < 0 {
+		r.late++
+	} else {
+		r.late = 0
+	}
 	switch {
-	case diff < -2*reorderWindow || diff > discontinuity:
+	case diff < -discontinuity || diff > discontinuity || r.late > reorderWindow:
 		// The sender restarted its sequence: write what is held, then
 		// continue from this packet without filling a gap.
 		if err := r.flush(); err != nil {
 			return err
 		}
 		r.next = pkt.SequenceNumber
-		r.expectTS = pkt.Timestamp
+		r.late = 0
+		// Keep the timing if the timestamps still run on (a renumbered
+		// stream): the packets dropped while the restart showed become
+		// silence. Otherwise start the clock again from this packet.
+		if gap := int32(pkt.Timestamp - r.expectTS); gap < 0 || gap > maxRestartGap {
+			r.expectTS = pkt.Timestamp
+		}
 	case diff < 0:
 		return nil // late or duplicate: its place was already filled
 	}

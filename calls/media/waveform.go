@@ -69,33 +69,41 @@ func (w *waveform) bars(n int) []int {
 	if total == 0 {
 		return out
 	}
-	energy := make([]float64, n) // sum of power × samples in each slice
+	// Slice b covers samples [b·total/n, (b+1)·total/n). Each packet's
+	// power is spread over the slices it overlaps, weighted by overlap.
+	sliceEnd := func(b int) int64 { return (int64(b) + 1) * total / int64(n) }
+	energy := make([]float64, n)
+	b := 0
 	var pos int64
 	for i, s := range w.samples {
 		start, end := pos, pos+int64(s)
 		pos = end
-		// Spread this packet over the slices it overlaps.
 		for start < end {
-			b := int(start * int64(n) / total)
-			sliceEnd := (int64(b) + 1) * total / int64(n)
-			if sliceEnd <= start { // rounding: move on to the next slice
-				sliceEnd = start + 1
+			for b < n-1 && sliceEnd(b) <= start {
+				b++
 			}
-			part := min(end, sliceEnd) - start
-			energy[min(b, n-1)] += float64(w.power[i]) * float64(part)
+			part := min(end, sliceEnd(b)) - start
+			energy[b] += float64(w.power[i]) * float64(part)
 			start += part
 		}
 	}
+	// A recording shorter than n samples has empty slices: they take the
+	// value of the nearest slice before them (or after, at the start).
+	firstFull := -1
 	for b := range out {
-		sliceLen := float64((int64(b)+1)*total/int64(n) - int64(b)*total/int64(n))
-		if sliceLen <= 0 {
-			// Fewer samples than slices: reuse the previous value.
-			if b > 0 {
-				out[b] = out[b-1]
+		sliceLen := sliceEnd(b) - int64(b)*total/int64(n)
+		switch {
+		case sliceLen > 0:
+			out[b] = loudness(energy[b] / float64(sliceLen))
+			if firstFull < 0 {
+				firstFull = b
 			}
-			continue
+		case b > 0:
+			out[b] = out[b-1]
 		}
-		out[b] = loudness(energy[b] / sliceLen)
+	}
+	for b := 0; b < firstFull; b++ {
+		out[b] = out[firstFull]
 	}
 	return out
 }
