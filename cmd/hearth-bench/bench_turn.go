@@ -45,6 +45,11 @@ func benchTURN(ctx context.Context, b *bench) []row {
 }
 
 func idleRow(ctx context.Context, b *bench, metric, target string, on, off *daemon) row {
+	// Start-up's tail (the first GC, the owner's password hash, freeing
+	// memory) is not the relay's: the window starts once both have settled.
+	if err := sleep(ctx, idleSettle); err != nil {
+		return errRow(metric, target, err)
+	}
 	c0on, e1 := cpuTicks(on.pid)
 	c0off, e2 := cpuTicks(off.pid)
 	s0on, e3 := ctxSwitches(on.pid)
@@ -62,6 +67,9 @@ func idleRow(ctx context.Context, b *bench, metric, target string, on, off *daem
 	return row{metric: metric, target: target,
 		value: fmt.Sprintf("on: %d ticks / %d switches; off: %d ticks / %d switches", c1on-c0on, s1on-s0on, c1off-c0off, s1off-s0off)}
 }
+
+// idleSettle is how long the idle window waits after both daemons are ready.
+const idleSettle = 10 * time.Second
 
 func relayRow(ctx context.Context, b *bench, metric, target string, d *daemon) row {
 	u, err := b.register(ctx, d, "caller")
