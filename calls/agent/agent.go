@@ -249,6 +249,9 @@ func (a *Agent) memberEvent(pe *room.PushEvent) {
 	a.joinEcho(pe.RoomID)
 }
 
+// echoHello is what echo says in a room it joined.
+const echoHello = "Echo test: call me to test your microphone, camera and connection. I answer at once and send back what I receive, for up to 10 minutes."
+
 // remoteInvites joins echo to the rooms of other servers it was invited
 // to: such an invite arrives over federation as an outlier, which the
 // timeline (and so the stream's events) does not carry, but which sets
@@ -310,6 +313,14 @@ func (a *Agent) joinEcho(roomID string) {
 		}
 		if err != nil {
 			a.log.Warn("calls: echo could not join", "room", roomID, "err", err)
+			return
+		}
+		// Say what echo is for; it also tells the inviter that this
+		// server now has the room, so a call placed now reaches echo.
+		content, _ := json.Marshal(map[string]any{"msgtype": "m.notice", "body": echoHello})
+		if _, err := a.rooms.Send(ctx, room.SendRequest{Sender: a.cfg.Echo.UserID, Device: a.cfg.Echo.DeviceID,
+			RoomID: roomID, Type: "m.room.message", Content: content, TxnID: "hearth-echo-hello-" + roomID}); err != nil {
+			a.log.Warn("calls: echo could not say hello", "room", roomID, "err", err)
 		}
 	}()
 }

@@ -1,13 +1,17 @@
 package agent
 
 import (
+	"context"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/hearth-chat/hearth/internal/room"
 )
 
 // TestEchoAnswersAndEchoes: echo, in a room with the caller, answers an
@@ -110,4 +114,28 @@ func TestEchoVideoAndKeyframes(t *testing.T) {
 		t.Fatal("the caller's keyframe request was not passed back to it")
 	}
 	c.hangup()
+}
+
+// TestEchoJoinsWhenInvited: an invite to echo in a local room makes it
+// join, and it says what it is for.
+func TestEchoJoinsWhenInvited(t *testing.T) {
+	e := newEnv(t, Config{})
+	alice := user("alice")
+	roomID := e.room(alice)
+	e.agent.Start()
+	pos, _ := e.rooms.Pos()
+	if _, err := e.rooms.ChangeMembership(context.Background(), room.MembershipRequest{Sender: alice, RoomID: roomID,
+		Target: echo.UserID, Membership: "invite"}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor(&pos, 10*time.Second, "echo's join", func(ev *room.ClientEvent) bool {
+		return ev.Type == "m.room.member" && ev.StateKey != nil && *ev.StateKey == echo.UserID &&
+			strings.Contains(string(ev.Content), `"join"`)
+	})
+	hello := e.waitFor(&pos, 10*time.Second, "echo's hello", func(ev *room.ClientEvent) bool {
+		return ev.Type == "m.room.message" && ev.Sender == echo.UserID
+	})
+	if !strings.Contains(string(hello.Content), "m.notice") {
+		t.Fatalf("hello %s", hello.Content)
+	}
 }
