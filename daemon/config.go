@@ -37,6 +37,11 @@ type Config struct {
 	TURNSharedSecret   string `key:"turn_shared_secret" help:"The shared secret of the external TURN server in turn_uris (coturn: use-auth-secret, static-auth-secret)."`
 	TURNUserLifetime   int64  `key:"turn_user_lifetime" help:"Seconds the TURN credentials that /voip/turnServer hands out stay valid (its ttl)."`
 	TURNBandwidth      int64  `key:"turn_bandwidth_bytes" help:"Bytes a second one allocation of the built-in TURN relay may relay, both ways together; more is dropped. 0: no limit."`
+	EchoTest           string `key:"echo_test" help:"on or off: the echo test user @echo:<server name>, which joins rooms it is invited to and answers any call there by sending the caller's audio and video back, to test a microphone, camera and network (calls/agent; a call lasts at most 10 minutes)."`
+	Voicemail          string `key:"voicemail" help:"on or off: answer a 1:1 call to the owner that none of their devices answers within voicemail_after, as the owner's device 'Hearth voicemail': play the greeting, record the caller and post the recording into the room as a voice message. Not in encrypted rooms, whose call invites the server cannot read."`
+	VoicemailAfter     int64  `key:"voicemail_after" help:"Seconds an unanswered call to the owner rings before voicemail answers (the caller's invite lifetime, usually 60 s, caps it)."`
+	VoicemailMax       int64  `key:"voicemail_max" help:"The longest voicemail recording, in seconds; voicemail hangs up then."`
+	VoicemailGreeting  string `key:"voicemail_greeting" help:"An Ogg/Opus file played to callers before recording. Empty: the greeting that ships with Hearth."`
 	LANDiscovery       string `key:"lan_discovery" help:"on, browse or off: find other Hearth daemons on the local network over mDNS ('hearth peers') and, while federation is on, announce this one to them (browse: find them, never announce)."`
 	LANInterfaces      string `key:"lan_interfaces" help:"Network interfaces LAN discovery runs on, by name, comma-separated (e.g. wlan0,eth0); empty: every up, multicast-capable interface but loopback."`
 	TrustedNotaries    string `key:"trusted_notaries" help:"Servers trusted to vouch for other servers' keys (/key/v2/query), comma-separated, each as name or name=ed25519:keyid:base64key to pin its key."`
@@ -100,6 +105,11 @@ func Defaults() Config {
 		TURN:             "auto",
 		TURNUserLifetime: 86400,
 		TURNBandwidth:    512 << 10,
+		// The call agent (daemon/calls.go).
+		EchoTest:       "on",
+		Voicemail:      "on",
+		VoicemailAfter: 20,
+		VoicemailMax:   120,
 	}
 }
 
@@ -348,6 +358,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if _, err := parseNotaries(c.TrustedNotaries); err != nil {
+		return err
+	}
+	if err := c.validateCalls(); err != nil {
 		return err
 	}
 	if err := c.validateTURN(); err != nil {

@@ -96,7 +96,7 @@ func (b *controlBackend) Status() control.Status {
 	st := control.Status{
 		Version: Version, UptimeSeconds: int64(time.Since(b.started).Seconds()), ServerName: b.d.cfg.ServerName,
 		Listeners:   map[string]string{"client": "http://" + b.d.Addr(), "control_socket": filepath.Join(b.d.cfg.DataDir, controlSocket)},
-		QueueDepths: map[string]int{}, StorageBytes: b.d.db.Size(), Accounts: len(users),
+		QueueDepths: map[string]int{}, StorageBytes: b.d.db.Size(), Accounts: len(people(users)),
 		KeyStore: b.keys, KeyStoreWarning: b.warning, UnreadHighlights: b.ownerHighlights(users),
 		Ringing: b.ringing(),
 	}
@@ -122,6 +122,7 @@ func (b *controlBackend) Status() control.Status {
 		}
 	}
 	st.FederationMode = b.d.federationModeStatus().Mode
+	st.Voicemail = b.d.voicemailStatus() // calls.go
 	return st
 }
 
@@ -213,11 +214,23 @@ func (b *controlBackend) ownerHighlights(users []account.User) int {
 
 func (b *controlBackend) Accounts() ([]string, error) {
 	users, err := b.d.accounts.List()
-	ids := make([]string, len(users))
-	for i, u := range users {
-		ids[i] = b.d.accounts.UserID(u.Localpart)
+	ids := []string{}
+	for _, u := range people(users) {
+		ids = append(ids, b.d.accounts.UserID(u.Localpart))
 	}
 	return ids, err
+}
+
+// people leaves out the service accounts the daemon acts as (the echo
+// test user, calls.go): they are not anyone's account to list or count.
+func people(users []account.User) []account.User {
+	var out []account.User
+	for _, u := range users {
+		if !u.Service {
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 func (b *controlBackend) AddAccount(name, password string) (string, string, error) {

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/hearth-chat/hearth/calls/agent"
 	"github.com/hearth-chat/hearth/discovery"
 	"github.com/hearth-chat/hearth/internal/account"
 	"github.com/hearth-chat/hearth/internal/keys"
@@ -57,6 +58,8 @@ type Daemon struct {
 	control  *http.Server // the control API on the unix socket, if any
 	fed      *fed         // the Server-Server API, when federation is on
 	turn     *turnRelay   // TURN for calls (turn.go)
+	calls    *agent.Agent // echo test and voicemail (calls.go); follows the stream
+	vm       *agent.Voicemail
 	stopOnce sync.Once
 	stopped  chan struct{} // closed when the control API asks to stop
 	// stopRequests ends the base context of every request, which is what
@@ -167,6 +170,10 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 		return nil, err
 	}
 	api.SetTURN(d.turn)
+	if err := d.startCalls(); err != nil {
+		d.abortStart(db)
+		return nil, err
+	}
 	ctl, err := d.startControl(secrets, secrets.where(), warning)
 	if err != nil {
 		d.abortStart(db)
@@ -209,6 +216,7 @@ func (d *Daemon) abortStart(db *store.DB) {
 	if d.control != nil {
 		d.control.Close()
 	}
+	d.stopCalls()
 	d.fed.stop(context.Background())
 	d.turn.stop()
 	if d.push != nil {
@@ -240,6 +248,7 @@ func (d *Daemon) Stop(ctx context.Context) error {
 	if d.control != nil {
 		d.control.Close()
 	}
+	d.stopCalls() // hang-ups go out while the store is open
 	d.fed.stop(ctx)
 	d.turn.stop()
 	d.push.Stop()

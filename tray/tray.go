@@ -55,18 +55,19 @@ type Desktop interface {
 
 // Tray is the running tray.
 type Tray struct {
-	ui      Toolkit
-	ctl     Control
-	desktop Desktop
-	addr    string // the daemon's loopback address, for links
-	refresh time.Duration
-	status  Item
-	nearby  Item // "People nearby: N" or the people peers announce, a label (people.go)
-	ringing Item // "Anna is calling", shown while a call rings (ringing.go)
-	start   Item
-	stop    Item
-	pause   Item // Pause federation / Resume federation
-	paused  bool // what the last status said, for the pause item's click
+	ui        Toolkit
+	ctl       Control
+	desktop   Desktop
+	addr      string // the daemon's loopback address, for links
+	refresh   time.Duration
+	status    Item
+	nearby    Item // "People nearby: N" or the people peers announce, a label (people.go)
+	ringing   Item // "Anna is calling", shown while a call rings (ringing.go)
+	voicemail Item // "Voicemail from Anna"; a click opens the chat (voicemail.go)
+	start     Item
+	stop      Item
+	pause     Item // Pause federation / Resume federation
+	paused    bool // what the last status said, for the pause item's click
 	// modes are the three federation mode items, the one in force
 	// checked and disabled (fedModes gives their order and titles).
 	modes []Item
@@ -95,6 +96,8 @@ func (t *Tray) ready() {
 	// or keeps refusing it.
 	t.nearby = t.ui.AddItem("People nearby: 0", func() { t.openConsole("#nearby") })
 	t.nearby.Disable()
+	t.voicemail = t.ui.AddItem("No voicemail", t.openChat)
+	t.voicemail.Disable()
 	t.ui.AddSeparator()
 	t.ui.AddItem("Open chat", t.openChat)
 	t.ui.AddItem("Open Hearth", func() { t.openConsole("") })
@@ -191,6 +194,7 @@ func (t *Tray) update() {
 		t.nearby.SetTitle(title)
 		t.nearby.Disable()
 	}
+	t.showVoicemail(st)
 	text := fmt.Sprintf("Hearth on %s · %s · %d nearby", st.ServerName, federation, st.Peers)
 	if st.UnreadHighlights > 0 {
 		text += fmt.Sprintf(" · %d unread mentions", st.UnreadHighlights)

@@ -69,7 +69,7 @@ type config struct {
 	timeout       time.Duration // hard limit on the whole run
 }
 
-var allSections = []string{"start", "idle", "send", "throughput", "sync", "presence", "volume", "history", "search", "media", "keys", "push", "federation", "abuse", "lan", "turn"}
+var allSections = []string{"start", "idle", "send", "throughput", "sync", "presence", "volume", "history", "search", "media", "keys", "push", "federation", "abuse", "lan", "turn", "calls"}
 
 func parseFlags() (*config, error) {
 	c := &config{}
@@ -192,6 +192,7 @@ func run() int {
 		{"abuse", benchAbuse},
 		{"lan", benchLAN},
 		{"turn", benchTURN},
+		{"calls", benchCalls},
 	}
 	machine := b.machineLine()
 	load0 := loadAvg()

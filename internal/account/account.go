@@ -46,6 +46,10 @@ type User struct {
 	// Nearby: announced with its display name to people on the local
 	// network (nearby.go). Absent means off.
 	Nearby bool `json:"nearby,omitempty"`
+
+	// Service marks an account the daemon itself acts as (the echo test
+	// user, service.go): no password, never a person's.
+	Service bool `json:"service,omitempty"`
 }
 
 // Device is one login session of a user.

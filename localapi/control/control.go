@@ -47,6 +47,20 @@ type Status struct {
 	KeyStoreWarning  string `json:"key_store_warning,omitempty"`
 	// Ringing are the calls ringing for the owner now (ringing.go).
 	Ringing []RingingCall `json:"ringing,omitempty"`
+	// Voicemail lists the voicemails left for the owner since the daemon
+	// started, newest first (calls/agent).
+	Voicemail []Voicemail `json:"voicemail,omitempty"`
+}
+
+// Voicemail is one voicemail in the status: who called, the room it was
+// posted in, its event and length.
+type Voicemail struct {
+	Caller     string    `json:"caller"`
+	CallerName string    `json:"caller_name"`
+	RoomID     string    `json:"room_id"`
+	EventID    string    `json:"event_id"`
+	When       time.Time `json:"when"`
+	DurationMs int64     `json:"duration_ms"`
 }
 
 // Backend is what the control API asks of the daemon.
