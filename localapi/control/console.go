@@ -64,6 +64,10 @@ var consoleCalls = map[string]bool{
 	"GET /_hearth/v1/logs":             true,
 	"GET /_hearth/qr.png":              true,
 	"POST /_hearth/v1/logout":          true,
+	// The first-run welcome (welcome.go): the owner's user ID and, while
+	// the owner's password is the generated one nobody used, setting it.
+	"GET /_hearth/v1/welcome":           true,
+	"POST /_hearth/v1/welcome/password": true,
 }
 
 // consolePeerDecision reports whether r is the console's answer to a LAN

@@ -47,6 +47,10 @@ type Status struct {
 	KeyStoreWarning  string `json:"key_store_warning,omitempty"`
 	// Ringing are the calls ringing for the owner now (ringing.go).
 	Ringing []RingingCall `json:"ringing,omitempty"`
+	// WelcomePending: the owner's password is still the generated one,
+	// unused, and the tray has not opened the console's welcome yet
+	// (welcome.go).
+	WelcomePending bool `json:"welcome_pending,omitempty"`
 }
 
 // Backend is what the control API asks of the daemon.
@@ -198,6 +202,7 @@ func New(b Backend, secret string) *Server {
 	s.peersRoutes()
 	s.discoveryRoutes()
 	s.nearbyRoutes()
+	s.welcomeRoutes()
 	s.mux.HandleFunc("POST /_hearth/v1/logout", s.logout)
 	s.mux.HandleFunc("GET /_hearth/qr.png", s.qrCode)
 	s.mux.HandleFunc("/_hearth/v1/", func(w http.ResponseWriter, r *http.Request) {
