@@ -112,9 +112,9 @@ func checkPassword(pw string) *Error {
 	weak := func(msg string) *Error {
 		return &Error{Status: http.StatusBadRequest, Code: "weak_password", Message: msg, Field: "password"}
 	}
+	// JSON decoding gives valid UTF-8 (U+FFFD for bad bytes), so counting
+	// runes counts characters.
 	switch {
-	case !utf8.ValidString(pw):
-		return BadRequest("password", "the password is not valid UTF-8")
 	case utf8.RuneCountInString(pw) < minPasswordChars:
 		return weak("choose a password of at least 8 characters")
 	case len(pw) > maxPasswordBytes:

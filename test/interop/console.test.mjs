@@ -1,7 +1,8 @@
 // The web console at /_hearth/, in a real headless Chromium (the Debian
 // chromium package, driven by playwright-core): the CLI's one-time link
 // logs the browser in, the page shows the daemon's state and how to connect
-// a client, and a screenshot is kept in artifacts/console.png. A console
+// a client, and a screenshot is kept in artifacts/console.png; the
+// first-run welcome sets the owner's first password (console-welcome.png). A console
 // session is a header the page's own script sends, never a cookie, so
 // another local user's server on 127.0.0.1 gets nothing it can replay.
 
@@ -80,6 +81,72 @@ test("the one-time link opens the console, which shows the server and how to con
     assert.match(await stranger.textContent("#signed-out"), /used or expired/);
     assert.equal(await stranger.isVisible("main"), false);
     await other.close();
+});
+
+test("the first-run welcome shows the homeserver and user ID, and sets the password a client then logs in with", async () => {
+    // The tray at login opens the console on its welcome (#welcome), as
+    // here; the owner's password is still the one the banner showed, which
+    // an installer-started daemon shows nobody.
+    const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
+    await page.goto((await consoleLink()) + "#welcome");
+    await page.waitForSelector("body[data-loaded=true]", { timeout: 10_000 });
+    assert.equal(await page.isVisible("#welcome"), true);
+    assert.equal(await page.textContent("#welcome-homeserver"), hearth.baseUrl);
+    const userId = await page.textContent("#welcome-user");
+    assert.match(userId, new RegExp(`^@[a-z0-9._=/+-]+:${SERVER_NAME}$`));
+    assert.ok((await page.$eval("#welcome img.qr", (img) => img.naturalWidth)) > 0, "the welcome's QR code did not load");
+    // No chat_client_url configured: Element's web app, which cannot be
+    // handed the homeserver, so the page says what to enter there.
+    assert.equal(await page.getAttribute("#welcome a.open-element", "href"), "https://app.element.io/#/login");
+    assert.ok((await page.textContent("#welcome .element-hint")).includes(hearth.baseUrl));
+
+    const submit = async (a, b) => {
+        await page.fill("#password-1", a);
+        await page.fill("#password-2", b);
+        await page.click('#password-form button[type="submit"]');
+    };
+    await submit("one password here", "another one here");
+    await page.waitForSelector("#password-error:not([hidden])", { timeout: 10_000 });
+    assert.match(await page.textContent("#password-error"), /differ/);
+    await submit("short", "short");
+    await page.waitForFunction(() => /at least 8/.test(document.getElementById("password-error").textContent), null, { timeout: 10_000 });
+    await mkdir(artifacts, { recursive: true });
+    await page.screenshot({ path: path.join(artifacts, "console-welcome.png"), fullPage: true });
+
+    const chosen = "chosen in the console";
+    await submit(chosen, chosen);
+    await page.waitForSelector("body[data-password-set=true]", { timeout: 10_000 });
+    assert.equal(await page.isVisible("#password-form"), false);
+    assert.match(await page.textContent("#password-done"), /Your password is set/);
+
+    // A Matrix client logs in with it; the banner's password no longer works.
+    const login = (password) => fetch(hearth.baseUrl + "/_matrix/client/v3/login", {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ type: "m.login.password", identifier: { type: "m.id.user", user: userId }, password }),
+    });
+    const ok = await login(chosen);
+    assert.equal(ok.status, 200);
+    assert.ok((await ok.json()).access_token);
+    const banner = (await readFile(hearth.logPath, "utf8")).match(/^\s*password\s+(\S+)$/m);
+    assert.ok(banner, "the first start's banner is in the daemon's output");
+    assert.equal((await login(banner[1])).status, 403);
+
+    // The one write was made: the session (and any other) may not make it again.
+    const token = await page.evaluate(() => sessionStorage.getItem("hearth_session"));
+    const again = await fetch(hearth.baseUrl + "/_hearth/v1/welcome/password", {
+        method: "POST", headers: { "X-Hearth-Session": token, "Content-Type": "application/json" },
+        body: JSON.stringify({ password: "taken over later" }),
+    });
+    assert.equal(again.status, 403);
+    assert.equal((await login(chosen)).status, 200);
+    await page.close();
+
+    // A console opened later shows no welcome.
+    const later = await browser.newPage();
+    await later.goto(await consoleLink());
+    await later.waitForSelector("body[data-loaded=true]", { timeout: 10_000 });
+    assert.equal(await later.isVisible("#welcome"), false);
+    await later.close();
 });
 
 test("the accounts section switches who people nearby can find", async () => {
