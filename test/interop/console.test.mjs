@@ -10,6 +10,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import http from "node:http";
+import https from "node:https";
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -147,6 +148,48 @@ test("the first-run welcome shows the homeserver and user ID, and sets the passw
     await later.waitForSelector("body[data-loaded=true]", { timeout: 10_000 });
     assert.equal(await later.isVisible("#welcome"), false);
     await later.close();
+});
+
+test("Element's web app on a public https origin reaches the loopback homeserver once the browser's local network permission is granted", async () => {
+    // The welcome's "Open Element" leads to https://app.element.io, which
+    // then calls http://127.0.0.1:<port>. Not mixed content (loopback is a
+    // potentially trustworthy origin), but Chromium's Local Network Access
+    // asks the person first. Stand-in: an https page on 127.0.0.1 that this
+    // browser is told is on the public internet.
+    const dir = await mkdtemp(path.join(os.tmpdir(), "hearth-lna-"));
+    await run("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", path.join(dir, "key.pem"), "-out", path.join(dir, "cert.pem"), "-days", "1", "-subj", "/CN=element.test"]);
+    const site = https.createServer({ key: await readFile(path.join(dir, "key.pem")), cert: await readFile(path.join(dir, "cert.pem")) },
+        (req, res) => { res.writeHead(200, { "Content-Type": "text/html" }); res.end("<body>a Matrix client</body>"); });
+    const sitePort = await freePort();
+    await new Promise((r) => site.listen(sitePort, "127.0.0.1", r));
+    const publicBrowser = await chromium.launch({
+        executablePath: CHROMIUM,
+        args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--no-first-run", "--disable-sync", "--disable-quic", `--ip-address-space-overrides=127.0.0.1:${sitePort}=public`],
+    });
+    // What the client does first: read the versions, then try a password
+    // login (a JSON POST: a CORS preflight first).
+    const asClient = (base) => Promise.all([
+        fetch(base + "/_matrix/client/versions").then((r) => r.status, (e) => "refused: " + e.message),
+        fetch(base + "/_matrix/client/v3/login", { method: "POST", headers: { "Content-Type": "application/json" },
+            body: JSON.stringify({ type: "m.login.password", identifier: { type: "m.id.user", user: "nobody" }, password: "wrong password" }) })
+            .then((r) => r.status, (e) => "refused: " + e.message),
+    ]);
+    try {
+        for (const [granted, want] of [[false, ["refused: Failed to fetch", "refused: Failed to fetch"]], [true, [200, 403]]]) {
+            const context = await publicBrowser.newContext({ ignoreHTTPSErrors: true });
+            if (granted) await context.grantPermissions(["local-network-access"]);
+            const page = await context.newPage();
+            await page.goto(`https://127.0.0.1:${sitePort}/`);
+            assert.deepEqual(await page.evaluate(asClient, hearth.baseUrl), want, granted ? "permission granted" : "no permission");
+            await context.close();
+        }
+    } finally {
+        await publicBrowser.close();
+        site.close();
+        await rm(dir, { recursive: true, force: true });
+    }
 });
 
 test("the accounts section switches who people nearby can find", async () => {
