@@ -41,10 +41,15 @@ func Control(cfg Config) (ControlEndpoint, error) {
 	}
 	secret, err := store.get(controlSecretName)
 	if errors.Is(err, errNoSecret) {
-		err = fmt.Errorf("no control credential yet: start Hearth once with 'hearth run'")
+		err = ErrNeverStarted
 	}
 	return ControlEndpoint{Addr: cfg.ClientListen, Socket: filepath.Join(cfg.DataDir, controlSocket), Secret: secret}, err
 }
+
+// ErrNeverStarted is Control's error for a data dir no daemon has started
+// in yet: there is no control credential, and certainly no daemon to ask
+// (the tray at login starts one then, cmd/hearth/tray.go).
+var ErrNeverStarted = errors.New("no control credential yet: start Hearth once with 'hearth run'")
 
 // LogRing keeps the last lines the daemon logged, for 'hearth logs' and
 // the console. It is an io.Writer placed beside the log output.
@@ -98,7 +103,7 @@ func (b *controlBackend) Status() control.Status {
 		Listeners:   map[string]string{"client": "http://" + b.d.Addr(), "control_socket": filepath.Join(b.d.cfg.DataDir, controlSocket)},
 		QueueDepths: map[string]int{}, StorageBytes: b.d.db.Size(), Accounts: len(people(users)),
 		KeyStore: b.keys, KeyStoreWarning: b.warning, UnreadHighlights: b.ownerHighlights(users),
-		Ringing: b.ringing(),
+		Ringing: b.ringing(), WelcomePending: b.welcomePending(users),
 	}
 	if f := b.d.fed; f != nil {
 		st.FederationPaused = f.Paused()
@@ -255,6 +260,67 @@ func (b *controlBackend) SetPassword(name, password string) (string, error) {
 		return "", err
 	}
 	return password, nil
+}
+
+// welcomeShownFile in the data dir records that the tray opened the
+// console's welcome (POST /_hearth/v1/welcome/shown): a file, made with
+// O_EXCL, so of two trays exactly one opens it, and its absence (a new
+// data dir) is the state that opens it.
+const welcomeShownFile = "welcome-shown"
+
+// welcomePending: the owner still has the generated, unused password and
+// the welcome was not opened yet (control.Status.WelcomePending).
+func (b *controlBackend) welcomePending(users []account.User) bool {
+	generated := false
+	for _, u := range users {
+		generated = generated || (u.Admin && u.PasswordGenerated && !u.Deactivated)
+	}
+	if !generated {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(b.d.cfg.DataDir, welcomeShownFile))
+	return errors.Is(err, os.ErrNotExist)
+}
+
+// Welcome answers the console's first-run section (control/welcome.go).
+func (b *controlBackend) Welcome() (control.Welcome, error) {
+	lp := b.owner()
+	u, err := b.d.accounts.Get(lp)
+	if err != nil {
+		return control.Welcome{}, err
+	}
+	if u == nil {
+		return control.Welcome{}, &control.Error{Status: http.StatusNotFound, Code: "not_found", Message: "this server has no owner account"}
+	}
+	id := b.d.accounts.UserID(lp)
+	return control.Welcome{UserID: id, Homeserver: "http://" + b.d.Addr(),
+		CanSetPassword: u.PasswordGenerated && !u.Deactivated, ChatClientURL: b.ChatClientURL(id, "")}, nil
+}
+
+// SetFirstPassword sets the owner's first password, which the account
+// service allows only while the generated one is unused (account.SetFirstPassword).
+func (b *controlBackend) SetFirstPassword(password string) (string, error) {
+	lp := b.owner()
+	if lp == "" {
+		return "", &control.Error{Status: http.StatusNotFound, Code: "not_found", Message: "this server has no owner account"}
+	}
+	if err := b.d.accounts.SetFirstPassword(context.Background(), lp, password); err != nil {
+		return "", controlError("password", err)
+	}
+	slog.Info("the owner set the first password in the console", "user", b.d.accounts.UserID(lp))
+	return b.d.accounts.UserID(lp), nil
+}
+
+// WelcomeShown records that the tray opened the welcome; true the first time.
+func (b *controlBackend) WelcomeShown() (bool, error) {
+	f, err := os.OpenFile(filepath.Join(b.d.cfg.DataDir, welcomeShownFile), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("record the welcome as shown: %w", err)
+	}
+	return true, f.Close()
 }
 
 // controlError turns a Matrix error from a service into a control error

@@ -264,8 +264,11 @@ func (d *Daemon) firstStart(out io.Writer) error {
 		return err
 	}
 	name := ownerName()
-	password := account.RandomString(12)
-	if err := d.accounts.Create(context.Background(), name, password, true); err != nil {
+	// Recorded as generated and unused: a daemon an installer or the tray
+	// started has no one reading this banner, so the console's welcome
+	// sets the first password instead (account.SetFirstPassword).
+	password, err := d.accounts.CreateOwner(context.Background(), name)
+	if err != nil {
 		return fmt.Errorf("create owner account: %w", err)
 	}
 	// The owner installed Hearth to be found by the people nearby.
@@ -279,7 +282,8 @@ func (d *Daemon) firstStart(out io.Writer) error {
       user        %s
       password    %s
 
-  This password is shown only once. Change it with 'hearth account passwd %s'.
+  This password is shown only once. Choose your own in the web console
+  ('hearth open', until this one is used) or with 'hearth account passwd %s'.
 
 `, d.cfg.ClientListen, d.accounts.UserID(name), password, name)
 	fmt.Fprint(out, nameNotice(d.cfg))

@@ -2,6 +2,7 @@ package tray
 
 import (
 	"errors"
+	"fmt"
 	"os/exec"
 	"runtime"
 	"strings"
@@ -17,17 +18,53 @@ type SystemDesktop struct {
 	Args []string
 }
 
-// StartDaemon runs Args as a new process that outlives the tray.
-func (d SystemDesktop) StartDaemon() error {
+// StartDaemon runs Args as a new process that outlives the tray; the
+// channel says when and how it ended.
+func (d SystemDesktop) StartDaemon() (<-chan error, error) {
 	if len(d.Args) == 0 {
-		return errors.New("no command to start Hearth with")
+		return nil, errors.New("no command to start Hearth with")
 	}
 	cmd := exec.Command(d.Args[0], d.Args[1:]...)
 	detach(cmd)
 	if err := cmd.Start(); err != nil {
-		return err
+		return nil, err
 	}
-	return cmd.Process.Release()
+	exited := make(chan error, 1)
+	go func() { exited <- daemonExit(cmd.Wait()) }()
+	return exited, nil
+}
+
+// exitRunning is hearth's exit code for "Hearth is running" (cmd/hearth):
+// another daemon (the service manager's, another tray's) got there first,
+// which is what the tray wanted.
+const exitRunning = 3
+
+// daemonExit is what a daemon's exit means to the tray: nil when it ended
+// cleanly or found Hearth already running.
+func daemonExit(err error) error {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() == exitRunning {
+		return nil
+	}
+	return err
+}
+
+// OpenFile opens path with the desktop's default application.
+func (SystemDesktop) OpenFile(path string) error {
+	var cmd *exec.Cmd
+	switch runtime.GOOS {
+	case "darwin":
+		cmd = exec.Command("open", path)
+	case "windows":
+		cmd = exec.Command("rundll32", "url.dll,FileProtocolHandler", path)
+	default:
+		cmd = exec.Command("xdg-open", path)
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	go cmd.Wait()
+	return nil
 }
 
 // OpenURL opens url in the default browser. The links the tray opens

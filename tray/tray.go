@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/hearth-chat/hearth/localapi/control"
@@ -43,14 +44,35 @@ type Control interface {
 	SetFederationMode(ctx context.Context, mode string) (*control.FederationStatus, error)
 	SetDiscoveryMode(ctx context.Context, mode string) (*control.DiscoveryStatus, error)
 	OpenChat(ctx context.Context) (string, error)
+	// WelcomeShown records that the console's first-run welcome was
+	// opened; true only for the first caller (welcome.go).
+	WelcomeShown(ctx context.Context) (bool, error)
 }
 
 // Desktop is what the tray asks of the desktop session.
 type Desktop interface {
 	OpenURL(url string) error
 	CopyText(text string) error
-	// StartDaemon starts Hearth in the background.
-	StartDaemon() error
+	// OpenFile opens a local file with the desktop's default application
+	// (the log file, while no daemon answers to show it in the console).
+	OpenFile(path string) error
+	// StartDaemon starts Hearth in the background. The channel receives
+	// once, when that process ends: nil for a clean exit (or when another
+	// Hearth was already running), else why it failed.
+	StartDaemon() (exited <-chan error, err error)
+}
+
+// Options are how the tray was started (cmd/hearth/tray.go).
+type Options struct {
+	// StartDaemon: the tray runs at login from an installer's autostart
+	// entry (hearth tray --start-daemon). It starts Hearth once if no
+	// daemon answers (never again by itself if that fails: the status
+	// line then says so and Open logs shows the log), and opens the
+	// console's first-run welcome once (welcome.go).
+	StartDaemon bool
+	// LogFile is where a daemon this tray starts logs: Open logs opens it
+	// while no daemon answers to show its log in the console.
+	LogFile string
 }
 
 // Tray is the running tray.
@@ -75,11 +97,36 @@ type Tray struct {
 	// mode in force checked and disabled.
 	discovery []Item
 	log       *slog.Logger
+	opts      Options
+
+	mu sync.Mutex // guards what the click handlers and the refresh share below
+	// down: the last status said no daemon answers.
+	down bool
+	// failure replaces "Hearth is not running" once a daemon this tray
+	// started exited with an error; answered says whether it answered
+	// since it was started ("could not start" or "stopped").
+	failure  string
+	answered bool
+	// welcomeAsked: this tray asked to open the first-run welcome.
+	welcomeAsked bool
+
+	// later runs a refresh after a start or stop has had a moment (a
+	// second); exitHandled is told when a daemon's exit has been shown.
+	// Tests replace both to run without timers.
+	later       func(func())
+	exitHandled func()
 }
 
 // New returns a tray for the daemon at addr.
 func New(ui Toolkit, ctl Control, desktop Desktop, addr string) *Tray {
-	return &Tray{ui: ui, ctl: ctl, desktop: desktop, addr: addr, refresh: 5 * time.Second, log: slog.Default()}
+	return &Tray{ui: ui, ctl: ctl, desktop: desktop, addr: addr, refresh: 5 * time.Second, log: slog.Default(),
+		later: func(f func()) { time.AfterFunc(time.Second, f) }, exitHandled: func() {}}
+}
+
+// WithOptions sets how the tray was started; it returns t.
+func (t *Tray) WithOptions(o Options) *Tray {
+	t.opts = o
+	return t
 }
 
 // Run shows the tray until Quit is chosen.
@@ -101,7 +148,7 @@ func (t *Tray) ready() {
 	t.ui.AddSeparator()
 	t.ui.AddItem("Open chat", t.openChat)
 	t.ui.AddItem("Open Hearth", func() { t.openConsole("") })
-	t.ui.AddItem("Open logs", func() { t.openConsole("#logs") })
+	t.ui.AddItem("Open logs", t.openLogs)
 	t.ui.AddItem("Copy my Matrix ID", t.copyID)
 	t.pause = t.ui.AddItem("Pause federation", t.togglePause)
 	for _, m := range fedModes {
@@ -115,6 +162,7 @@ func (t *Tray) ready() {
 	t.stop = t.ui.AddItem("Stop Hearth", t.stopDaemon)
 	t.ui.AddItem("Quit", t.ui.Quit)
 	t.update()
+	t.startAtLogin()
 	// The daemon may restart or stop at any time; the tray asks again
 	// every few seconds rather than keeping anything of its own.
 	go func() {
@@ -128,9 +176,20 @@ func (t *Tray) update() {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	st, err := t.ctl.Status(ctx)
+	t.mu.Lock()
+	down := errors.Is(err, controlclient.ErrNotRunning)
+	t.down = down
+	failure := t.failure
+	if err == nil {
+		t.failure, t.answered = "", true
+	}
+	t.mu.Unlock()
 	if err != nil {
 		text := "Hearth is not running"
-		if !errors.Is(err, controlclient.ErrNotRunning) {
+		switch {
+		case failure != "" && down:
+			text = failure
+		case !down:
 			text = "Hearth: " + err.Error()
 		}
 		t.status.SetTitle(text)
@@ -203,18 +262,38 @@ func (t *Tray) update() {
 	t.ui.SetTooltip(text)
 	t.stop.Enable()
 	t.start.Disable()
+	if st.WelcomePending {
+		t.openWelcome(ctx)
+	}
 }
 
 // openConsole opens the web console, logged in, at an optional anchor.
 func (t *Tray) openConsole(anchor string) {
+	if err := t.tryConsole(anchor); err != nil {
+		t.log.Warn("tray: open console", "err", err)
+	}
+}
+
+func (t *Tray) tryConsole(anchor string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	path, err := t.ctl.ConsoleLink(ctx)
-	if err == nil {
-		err = t.desktop.OpenURL("http://" + t.addr + path + anchor)
+	if err != nil {
+		return err
+	}
+	return t.desktop.OpenURL("http://" + t.addr + path + anchor)
+}
+
+// openLogs shows the log in the console, or, while no daemon answers (it
+// could not start, or it stopped), the log file a daemon this tray starts
+// writes.
+func (t *Tray) openLogs() {
+	err := t.tryConsole("#logs")
+	if errors.Is(err, controlclient.ErrNotRunning) && t.opts.LogFile != "" {
+		err = t.desktop.OpenFile(t.opts.LogFile)
 	}
 	if err != nil {
-		t.log.Warn("tray: open console", "err", err)
+		t.log.Warn("tray: open logs", "err", err)
 	}
 }
 
@@ -301,11 +380,76 @@ func (t *Tray) setDiscovery(mode string) {
 	t.update()
 }
 
-func (t *Tray) startDaemon() {
-	if err := t.desktop.StartDaemon(); err != nil {
-		t.log.Warn("tray: start Hearth", "err", err)
+// startAtLogin starts Hearth once when the tray runs at login and no
+// daemon answers. Once: if that daemon fails, the status line says so and
+// the tray waits for the person (Start Hearth, Open logs) rather than
+// starting it again and again.
+func (t *Tray) startAtLogin() {
+	t.mu.Lock()
+	down := t.down
+	t.mu.Unlock()
+	if t.opts.StartDaemon && down {
+		t.startDaemon()
 	}
-	time.AfterFunc(time.Second, t.update)
+}
+
+func (t *Tray) startDaemon() {
+	exited, err := t.desktop.StartDaemon()
+	t.mu.Lock()
+	t.failure, t.answered = "", false
+	if err != nil {
+		t.failure = "Hearth could not start: " + err.Error()
+	}
+	t.mu.Unlock()
+	if err != nil {
+		t.log.Warn("tray: start Hearth", "err", err)
+		t.update()
+		return
+	}
+	go func() {
+		if err := <-exited; err != nil {
+			t.daemonFailed(err)
+		}
+		t.exitHandled()
+	}()
+	t.later(t.update)
+}
+
+// daemonFailed is told that a daemon this tray started exited with err.
+func (t *Tray) daemonFailed(err error) {
+	t.mu.Lock()
+	if t.answered {
+		t.failure = fmt.Sprintf("Hearth stopped (%v): see Open logs", err)
+	} else {
+		t.failure = fmt.Sprintf("Hearth could not start (%v): see Open logs", err)
+	}
+	t.mu.Unlock()
+	t.log.Warn("tray: Hearth exited", "err", err)
+	t.update()
+}
+
+// openWelcome opens the console's first-run welcome (the owner's user ID,
+// the homeserver, setting the first password, connecting a client) once:
+// only a tray started at login does, and only the first to ask the daemon.
+func (t *Tray) openWelcome(ctx context.Context) {
+	t.mu.Lock()
+	ask := t.opts.StartDaemon && !t.welcomeAsked
+	t.welcomeAsked = true
+	t.mu.Unlock()
+	if !ask {
+		return
+	}
+	first, err := t.ctl.WelcomeShown(ctx)
+	if err != nil {
+		t.log.Warn("tray: first-run welcome", "err", err)
+		t.mu.Lock()
+		t.welcomeAsked = false // asked again at the next refresh
+		t.mu.Unlock()
+		return
+	}
+	if first {
+		t.openConsole("#welcome")
+	}
 }
 
 func (t *Tray) stopDaemon() {
@@ -314,5 +458,5 @@ func (t *Tray) stopDaemon() {
 	if err := t.ctl.Shutdown(ctx); err != nil {
 		t.log.Warn("tray: stop Hearth", "err", err)
 	}
-	time.AfterFunc(time.Second, t.update)
+	t.later(t.update)
 }

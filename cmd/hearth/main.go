@@ -32,7 +32,8 @@ Usage:
   hearth peers accept|refuse NAME       NAME's key changed: accept the new key (a reinstall) or keep refusing it
   hearth peers mode [on|browse|off]     show or switch LAN discovery (browse: find others, never announce)
   hearth open [console|chat] [--print]  open the web console, or the configured chat client (chat_client_url), logged in
-  hearth tray                           the system-tray icon (a client of the running daemon)
+  hearth tray [--start-daemon]          the system-tray icon (a client of the running daemon); --start-daemon,
+                                        at login: start Hearth once if it is not running, welcome at first start
   hearth config get [KEY] [--json]      settings of the running daemon
   hearth config set KEY VALUE           store a setting (applies on restart)
   hearth account add NAME [--password P]

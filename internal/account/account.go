@@ -50,6 +50,12 @@ type User struct {
 	// Service marks an account the daemon itself acts as (the echo test
 	// user, service.go): no password, never a person's.
 	Service bool `json:"service,omitempty"`
+
+	// PasswordGenerated: the password is the random one Hearth made for
+	// the owner at first start (CreateOwner) and nobody has logged in with
+	// it or changed it since; only then may the web console set the first
+	// password (owner.go). Absent means false, as for every older record.
+	PasswordGenerated bool `json:"password_generated,omitempty"`
 }
 
 // Device is one login session of a user.
@@ -223,7 +229,10 @@ func (a *Accounts) SetPassword(ctx context.Context, localpart, password string, 
 	var dropped []string
 	err = a.db.Update(ctx, func(tx *store.Tx) error {
 		dropped = nil
-		if err := modifyUser(tx, localpart, func(u *User) error { u.PasswordHash = hash; return nil }); err != nil {
+		if err := modifyUser(tx, localpart, func(u *User) error {
+			u.PasswordHash, u.PasswordGenerated = hash, false
+			return nil
+		}); err != nil {
 			return err
 		}
 		if !logoutOthers {
@@ -268,6 +277,15 @@ func (a *Accounts) CheckPassword(localpart, password string) (*User, error) {
 	}
 	if u.Deactivated {
 		return nil, errDeactivated()
+	}
+	if u.PasswordGenerated {
+		// Someone knows the generated password after all (the first
+		// start's banner): from now on it changes only as any password
+		// does, through a Matrix client (owner.go).
+		if err := a.passwordUsed(localpart, u.PasswordHash); err != nil {
+			return nil, err
+		}
+		u.PasswordGenerated = false
 	}
 	return u, nil
 }

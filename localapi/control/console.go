@@ -46,7 +46,10 @@ import (
 // docs/configuration.md and the tray") announces at most what the
 // people-nearby switch already may (on), only listens (browse) or stops
 // (off), on the interfaces lan_interfaces names, which a session cannot
-// change.
+// change. The first-run welcome (welcome.go, issue 13) lets a session set
+// the owner's password once, and only while it is still the random one
+// the first start made and nobody used: the one write to an account a
+// session may make (docs/security.md says why it needs no UIA).
 
 // consoleCalls are the requests a console session may make: what the page
 // shows, and logging out. Not the settings (registration tokens are
@@ -64,6 +67,10 @@ var consoleCalls = map[string]bool{
 	"GET /_hearth/v1/logs":             true,
 	"GET /_hearth/qr.png":              true,
 	"POST /_hearth/v1/logout":          true,
+	// The first-run welcome (welcome.go): the owner's user ID and, while
+	// the owner's password is the generated one nobody used, setting it.
+	"GET /_hearth/v1/welcome":           true,
+	"POST /_hearth/v1/welcome/password": true,
 }
 
 // consolePeerDecision reports whether r is the console's answer to a LAN

@@ -50,6 +50,10 @@ type Status struct {
 	// Voicemail lists the voicemails left for the owner since the daemon
 	// started, newest first (calls/agent).
 	Voicemail []Voicemail `json:"voicemail,omitempty"`
+	// WelcomePending: the owner's password is still the generated one,
+	// unused, and the tray has not opened the console's welcome yet
+	// (welcome.go).
+	WelcomePending bool `json:"welcome_pending,omitempty"`
 }
 
 // Voicemail is one voicemail in the status: who called, the room it was
@@ -212,6 +216,7 @@ func New(b Backend, secret string) *Server {
 	s.peersRoutes()
 	s.discoveryRoutes()
 	s.nearbyRoutes()
+	s.welcomeRoutes()
 	s.mux.HandleFunc("POST /_hearth/v1/logout", s.logout)
 	s.mux.HandleFunc("GET /_hearth/qr.png", s.qrCode)
 	s.mux.HandleFunc("/_hearth/v1/", func(w http.ResponseWriter, r *http.Request) {

@@ -1,7 +1,8 @@
 // The web console at /_hearth/, in a real headless Chromium (the Debian
 // chromium package, driven by playwright-core): the CLI's one-time link
 // logs the browser in, the page shows the daemon's state and how to connect
-// a client, and a screenshot is kept in artifacts/console.png. A console
+// a client, and a screenshot is kept in artifacts/console.png; the
+// first-run welcome sets the owner's first password (console-welcome.png). A console
 // session is a header the page's own script sends, never a cookie, so
 // another local user's server on 127.0.0.1 gets nothing it can replay.
 
@@ -9,6 +10,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import http from "node:http";
+import https from "node:https";
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -80,6 +82,114 @@ test("the one-time link opens the console, which shows the server and how to con
     assert.match(await stranger.textContent("#signed-out"), /used or expired/);
     assert.equal(await stranger.isVisible("main"), false);
     await other.close();
+});
+
+test("the first-run welcome shows the homeserver and user ID, and sets the password a client then logs in with", async () => {
+    // The tray at login opens the console on its welcome (#welcome), as
+    // here; the owner's password is still the one the banner showed, which
+    // an installer-started daemon shows nobody.
+    const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
+    await page.goto((await consoleLink()) + "#welcome");
+    await page.waitForSelector("body[data-loaded=true]", { timeout: 10_000 });
+    assert.equal(await page.isVisible("#welcome"), true);
+    assert.equal(await page.textContent("#welcome-homeserver"), hearth.baseUrl);
+    const userId = await page.textContent("#welcome-user");
+    assert.match(userId, new RegExp(`^@[a-z0-9._=/+-]+:${SERVER_NAME}$`));
+    assert.ok((await page.$eval("#welcome img.qr", (img) => img.naturalWidth)) > 0, "the welcome's QR code did not load");
+    // No chat_client_url configured: Element's web app, which cannot be
+    // handed the homeserver, so the page says what to enter there.
+    assert.equal(await page.getAttribute("#welcome a.open-element", "href"), "https://app.element.io/#/login");
+    assert.ok((await page.textContent("#welcome .element-hint")).includes(hearth.baseUrl));
+
+    const submit = async (a, b) => {
+        await page.fill("#password-1", a);
+        await page.fill("#password-2", b);
+        await page.click('#password-form button[type="submit"]');
+    };
+    await submit("one password here", "another one here");
+    await page.waitForSelector("#password-error:not([hidden])", { timeout: 10_000 });
+    assert.match(await page.textContent("#password-error"), /differ/);
+    await submit("short", "short");
+    await page.waitForFunction(() => /at least 8/.test(document.getElementById("password-error").textContent), null, { timeout: 10_000 });
+    await mkdir(artifacts, { recursive: true });
+    await page.screenshot({ path: path.join(artifacts, "console-welcome.png"), fullPage: true });
+
+    const chosen = "chosen in the console";
+    await submit(chosen, chosen);
+    await page.waitForSelector("body[data-password-set=true]", { timeout: 10_000 });
+    assert.equal(await page.isVisible("#password-form"), false);
+    assert.match(await page.textContent("#password-done"), /Your password is set/);
+
+    // A Matrix client logs in with it; the banner's password no longer works.
+    const login = (password) => fetch(hearth.baseUrl + "/_matrix/client/v3/login", {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ type: "m.login.password", identifier: { type: "m.id.user", user: userId }, password }),
+    });
+    const ok = await login(chosen);
+    assert.equal(ok.status, 200);
+    assert.ok((await ok.json()).access_token);
+    const banner = (await readFile(hearth.logPath, "utf8")).match(/^\s*password\s+(\S+)$/m);
+    assert.ok(banner, "the first start's banner is in the daemon's output");
+    assert.equal((await login(banner[1])).status, 403);
+
+    // The one write was made: the session (and any other) may not make it again.
+    const token = await page.evaluate(() => sessionStorage.getItem("hearth_session"));
+    const again = await fetch(hearth.baseUrl + "/_hearth/v1/welcome/password", {
+        method: "POST", headers: { "X-Hearth-Session": token, "Content-Type": "application/json" },
+        body: JSON.stringify({ password: "taken over later" }),
+    });
+    assert.equal(again.status, 403);
+    assert.equal((await login(chosen)).status, 200);
+    await page.close();
+
+    // A console opened later shows no welcome.
+    const later = await browser.newPage();
+    await later.goto(await consoleLink());
+    await later.waitForSelector("body[data-loaded=true]", { timeout: 10_000 });
+    assert.equal(await later.isVisible("#welcome"), false);
+    await later.close();
+});
+
+test("Element's web app on a public https origin reaches the loopback homeserver once the browser's local network permission is granted", async () => {
+    // The welcome's "Open Element" leads to https://app.element.io, which
+    // then calls http://127.0.0.1:<port>. Not mixed content (loopback is a
+    // potentially trustworthy origin), but Chromium's Local Network Access
+    // asks the person first. Stand-in: an https page on 127.0.0.1 that this
+    // browser is told is on the public internet.
+    const dir = await mkdtemp(path.join(os.tmpdir(), "hearth-lna-"));
+    await run("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", path.join(dir, "key.pem"), "-out", path.join(dir, "cert.pem"), "-days", "1", "-subj", "/CN=element.test"]);
+    const site = https.createServer({ key: await readFile(path.join(dir, "key.pem")), cert: await readFile(path.join(dir, "cert.pem")) },
+        (req, res) => { res.writeHead(200, { "Content-Type": "text/html" }); res.end("<body>a Matrix client</body>"); });
+    const sitePort = await freePort();
+    await new Promise((r) => site.listen(sitePort, "127.0.0.1", r));
+    const publicBrowser = await chromium.launch({
+        executablePath: CHROMIUM,
+        args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--no-first-run", "--disable-sync", "--disable-quic", `--ip-address-space-overrides=127.0.0.1:${sitePort}=public`],
+    });
+    // What the client does first: read the versions, then try a password
+    // login (a JSON POST: a CORS preflight first).
+    const asClient = (base) => Promise.all([
+        fetch(base + "/_matrix/client/versions").then((r) => r.status, (e) => "refused: " + e.message),
+        fetch(base + "/_matrix/client/v3/login", { method: "POST", headers: { "Content-Type": "application/json" },
+            body: JSON.stringify({ type: "m.login.password", identifier: { type: "m.id.user", user: "nobody" }, password: "wrong password" }) })
+            .then((r) => r.status, (e) => "refused: " + e.message),
+    ]);
+    try {
+        for (const [granted, want] of [[false, ["refused: Failed to fetch", "refused: Failed to fetch"]], [true, [200, 403]]]) {
+            const context = await publicBrowser.newContext({ ignoreHTTPSErrors: true });
+            if (granted) await context.grantPermissions(["local-network-access"]);
+            const page = await context.newPage();
+            await page.goto(`https://127.0.0.1:${sitePort}/`);
+            assert.deepEqual(await page.evaluate(asClient, hearth.baseUrl), want, granted ? "permission granted" : "no permission");
+            await context.close();
+        }
+    } finally {
+        await publicBrowser.close();
+        site.close();
+        await rm(dir, { recursive: true, force: true });
+    }
 });
 
 test("the accounts section switches who people nearby can find", async () => {
