@@ -3,6 +3,7 @@ package federation
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,12 +50,23 @@ func (s *Service) JoinRoom(ctx context.Context, userID, roomID string, via []str
 	if len(via) == 0 {
 		return matrixerr.NotFound("no server to join the room through: give via or a room alias")
 	}
+	// The resident server may send the room's events before send_join's
+	// answer is stored: hold them until it is (joining.go).
+	s.joining.begin(roomID)
+	joined := false
+	defer func() {
+		if !joined {
+			s.joining.end(roomID, false)
+		}
+	}()
 	var last error
 	for _, server := range via {
 		if server == string(s.cfg.ServerName) {
 			continue
 		}
 		if last = s.joinVia(ctx, uid, rid, spec.ServerName(server), content); last == nil {
+			joined = true
+			s.receiveHeld(ctx, s.joining.end(roomID, true))
 			return nil
 		}
 		slog.Info("federation: join failed", "room", roomID, "via", server, "err", last)
@@ -73,7 +85,8 @@ func (s *Service) JoinRoom(ctx context.Context, userID, roomID string, via []str
 }
 
 func (s *Service) joinVia(ctx context.Context, uid *spec.UserID, rid *spec.RoomID, server spec.ServerName, content map[string]any) error {
-	res, ferr := gomatrixserverlib.PerformJoin(ctx, joinClient{s.cfg.Client}, gomatrixserverlib.PerformJoinInput{
+	jc := joinClient{c: s.cfg.Client, sending: func(ver gomatrixserverlib.RoomVersion) { s.joining.sendingJoin(rid.String(), ver) }}
+	res, ferr := gomatrixserverlib.PerformJoin(ctx, jc, gomatrixserverlib.PerformJoinInput{
 		UserID: uid, RoomID: rid, ServerName: server, Content: content,
 		PrivateKey: s.cfg.Key, KeyID: s.cfg.KeyID, KeyRing: s.cfg.KeyRing,
 		EventProvider: func(ver gomatrixserverlib.RoomVersion, ids []string) ([]gomatrixserverlib.PDU, error) {
@@ -128,9 +141,42 @@ func (s *Service) fetchEvents(ctx context.Context, server spec.ServerName, ver g
 	return out, nil
 }
 
+// receiveHeld hands the PDUs held while the join was in flight to the
+// receipt path, in the order they arrived, now that the room's state is
+// stored. Events the join's answer already held (its state and auth
+// chain) are known by now, and the room engine takes a known event ID as
+// done. The client's request may end meanwhile; the events are ours to
+// store anyway, within the receipt path's own bounds.
+func (s *Service) receiveHeld(ctx context.Context, held []heldPDU) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
+	defer cancel()
+	for len(held) > 0 {
+		// One batch per run of the same origin, at most a transaction's
+		// worth, so order is kept and each origin is checked as itself.
+		n := 1
+		for n < len(held) && n < maxPDUs && held[n].origin == held[0].origin {
+			n++
+		}
+		raws := make([]json.RawMessage, n)
+		for i := range n {
+			raws[i] = held[i].raw
+		}
+		for id, err := range s.receivePDUs(ctx, held[0].origin, raws) {
+			if err != nil {
+				slog.Info("federation: PDU held for a join refused", "origin", held[0].origin, "event_id", id, "err", err)
+			}
+		}
+		held = held[n:]
+	}
+}
+
 // joinClient adapts fclient's concrete responses to gomatrixserverlib's
-// join interfaces (gomatrixserverlib notes §9).
-type joinClient struct{ c fclient.FederationClient }
+// join interfaces (gomatrixserverlib notes §9); sending is told the
+// room's version as send_join goes out.
+type joinClient struct {
+	c       fclient.FederationClient
+	sending func(gomatrixserverlib.RoomVersion)
+}
 
 func (j joinClient) MakeJoin(ctx context.Context, origin, s spec.ServerName, roomID, userID string) (gomatrixserverlib.MakeJoinResponse, error) {
 	res, err := j.c.MakeJoin(ctx, origin, s, roomID, userID)
@@ -141,6 +187,7 @@ func (j joinClient) MakeJoin(ctx context.Context, origin, s spec.ServerName, roo
 }
 
 func (j joinClient) SendJoin(ctx context.Context, origin, s spec.ServerName, event gomatrixserverlib.PDU) (gomatrixserverlib.SendJoinResponse, error) {
+	j.sending(event.Version())
 	res, err := j.c.SendJoin(ctx, origin, s, event)
 	if err != nil {
 		return nil, err

@@ -99,12 +99,27 @@ func (s *Service) send(w http.ResponseWriter, r *request) {
 // after fetching them.
 func (s *Service) receivePDUs(ctx context.Context, origin spec.ServerName, raws []json.RawMessage) map[string]error {
 	results := map[string]error{}
-	inRoom := map[string]bool{} // rooms a local user is joined to, asked once per transaction
+	inRoom := map[string]bool{}     // rooms a local user is joined to, asked once per transaction
+	notJoining := map[string]bool{} // rooms not joined with no join in flight either
 	var pdus []gomatrixserverlib.PDU
 	for _, raw := range raws {
 		roomID := gjson.GetBytes(raw, "room_id").String()
 		joined, seen := inRoom[roomID]
 		if !seen {
+			joined = s.cfg.Rooms.HasLocalJoined(roomID)
+			inRoom[roomID] = joined
+		}
+		if !joined && !notJoining[roomID] {
+			// A room a local user's join to is in flight for: held until
+			// the join is stored, and accepted (joining.go).
+			if id, err, held := s.joining.hold(roomID, origin, raw); held {
+				if id != "" {
+					results[id] = err
+				}
+				continue
+			}
+			// The join may have been stored since the room was looked up.
+			notJoining[roomID] = true
 			joined = s.cfg.Rooms.HasLocalJoined(roomID)
 			inRoom[roomID] = joined
 		}

@@ -78,6 +78,9 @@ type Service struct {
 	// authFailures counts, per client address, the requests whose
 	// signature failed (ratelimit.go).
 	authFailures *ratelimit.Buckets[netip.Prefix]
+	// joining holds the PDUs of rooms a local user's join to is in
+	// flight for (joining.go).
+	joining joins
 }
 
 // New returns the service; Handler serves it.

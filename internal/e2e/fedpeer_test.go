@@ -57,6 +57,7 @@ type fedPeer struct {
 	// the event, and the state before it.
 	offered map[string]offeredEvent
 	strict  // the strict foreign server's state (federation_interop_peer_test.go)
+	hosting // the resident server's state (federation_joinqueue_test.go)
 }
 
 // peerAnswer is how the peer answers the daemon's callbacks.
@@ -175,6 +176,8 @@ func (p *fedPeer) routes() http.Handler {
 	mux.HandleFunc("GET /_matrix/federation/v1/state_ids/{roomID}", p.callback("state_ids", notFound))
 	mux.HandleFunc("GET /_matrix/federation/v1/event/{eventID}", p.callback("event", p.serveEvent))
 	mux.HandleFunc("GET /_matrix/federation/v1/event_auth/{roomID}/{eventID}", p.callback("event_auth", p.eventAuth))
+	mux.HandleFunc("GET /_matrix/federation/v1/make_join/{roomID}/{userID}", p.callback("make_join", p.makeJoin))
+	mux.HandleFunc("PUT /_matrix/federation/v2/send_join/{roomID}/{eventID}", p.callback("send_join", p.sendJoin))
 	mux.HandleFunc("/", notFound)
 	return mux
 }
