@@ -36,6 +36,7 @@ import (
 //     from anna's /voip/turnServer, asked on anna's loopback as a client
 //     on that laptop does (so the URI names 127.0.0.1, and the relay is
 //     allocated on anna's LAN address); bob's client stays host-only;
+//     then both on their own server's relay (relay to relay);
 //   - alice calls ben's owner, nobody answers: first with an offer whose
 //     SDP is garbage (ben's agent hangs up, nothing is posted), then with
 //     the tone, which ben's voicemail records and posts; the voice
@@ -81,19 +82,7 @@ func TestCallsOverLAN(t *testing.T) {
 	})
 
 	t.Run("Relay", func(t *testing.T) {
-		// alice's client runs on anna's laptop and reaches its server at
-		// 127.0.0.1 (through the namespace's loopback): the relay it is
-		// given is there too, and allocates on the laptop's LAN address.
-		code, body := Raw(t, alice, http.MethodGet, "/_matrix/client/v3/voip/turnServer", nil)
-		var ts turnServer
-		if code != http.StatusOK || json.Unmarshal(body, &ts) != nil || len(ts.URIs) == 0 {
-			t.Fatalf("turnServer: %d %s", code, body)
-		}
-		if !strings.HasPrefix(ts.URIs[0], "turn:127.0.0.1:") {
-			t.Fatalf("turnServer on anna's loopback gave %v, want the relay at 127.0.0.1", ts.URIs)
-		}
-		caller := newCallParty(t, alice, room, true, callNet{Host: ha, Relay: true,
-			ICEServers: []webrtc.ICEServer{{URLs: ts.URIs, Username: ts.Username, Credential: ts.Password}}})
+		caller := newCallParty(t, alice, room, true, relayNet(t, alice, ha))
 		callee := newCallParty(t, bob, room, true, callNet{Host: hb})
 		lanCall(t, caller, callee, bob)
 		p := caller.selectedPair()
@@ -101,6 +90,19 @@ func TestCallsOverLAN(t *testing.T) {
 		if p.Local.Typ != webrtc.ICECandidateTypeRelay || p.Local.Address != ha.IP ||
 			p.Remote.Typ != webrtc.ICECandidateTypeHost || p.Remote.Address != hb.IP {
 			t.Errorf("alice's media went over %s, want a relay on %s to bob's host %s", p, ha.IP, hb.IP)
+		}
+	})
+
+	t.Run("BothRelays", func(t *testing.T) {
+		// Each on their own server's relay: relay to relay across the LAN.
+		caller := newCallParty(t, alice, room, true, relayNet(t, alice, ha))
+		callee := newCallParty(t, bob, room, true, relayNet(t, bob, hb))
+		lanCall(t, caller, callee, bob)
+		p := caller.selectedPair()
+		t.Logf("alice's media went over %s", p)
+		if p.Local.Typ != webrtc.ICECandidateTypeRelay || p.Local.Address != ha.IP ||
+			p.Remote.Typ != webrtc.ICECandidateTypeRelay || p.Remote.Address != hb.IP {
+			t.Errorf("alice's media went over %s, want her relay on %s to bob's on %s", p, ha.IP, hb.IP)
 		}
 	})
 
@@ -172,6 +174,25 @@ func TestCallsOverLAN(t *testing.T) {
 			}
 		}
 	})
+}
+
+// relayNet is the network of c's client on its server's machine h,
+// relay candidates only, with the ICE servers from c's /voip/turnServer.
+// The client reaches its server at 127.0.0.1 (the namespace's loopback),
+// as one on that laptop does: the relay it is given is there too, and
+// allocates on the laptop's LAN address.
+func relayNet(t *testing.T, c *mautrix.Client, h *Host) callNet {
+	t.Helper()
+	code, body := Raw(t, c, http.MethodGet, "/_matrix/client/v3/voip/turnServer", nil)
+	var ts turnServer
+	if code != http.StatusOK || json.Unmarshal(body, &ts) != nil || len(ts.URIs) == 0 {
+		t.Fatalf("turnServer for %s: %d %s", c.UserID, code, body)
+	}
+	if !strings.HasPrefix(ts.URIs[0], "turn:127.0.0.1:") {
+		t.Fatalf("turnServer on %s's loopback gave %v, want the relay at 127.0.0.1", h.NS, ts.URIs)
+	}
+	return callNet{Host: h, Relay: true,
+		ICEServers: []webrtc.ICEServer{{URLs: ts.URIs, Username: ts.Username, Credential: ts.Password}}}
 }
 
 // lanRoom: from opens a room with to (a DM when direct) on another
