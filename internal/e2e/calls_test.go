@@ -23,14 +23,16 @@ import (
 	"maunium.net/go/mautrix/id"
 )
 
-// callCaller is a VoIP v1 caller made of the libraries a real client
+// callCaller is a VoIP v1 party made of the libraries a real client
 // uses: mautrix-go for the m.call.* signalling through the daemon, pion
-// for the media, on loopback.
+// for the media, on loopback unless callNet says otherwise. It calls
+// (invite, takeAnswer) or answers a call (answerInvite) as a person's
+// client would.
 type callCaller struct {
 	t      *testing.T
 	c      *mautrix.Client
 	roomID id.RoomID
-	callID string
+	callID string // set by invite, or learnt from the invite answered
 	party  string
 	pc     *webrtc.PeerConnection
 	audio  *webrtc.TrackLocalStaticRTP    // a caller writing RTP itself
@@ -43,6 +45,17 @@ type callCaller struct {
 	recorded      chan []byte
 }
 
+// callNet is where a call party's media goes: by default host candidates
+// on loopback only. Host puts its sockets in a namespace host
+// (netns_test.go) with host candidates on the host's LAN address only;
+// ICEServers and Relay (ICE transport policy relay: relay candidates
+// only) are the WebRTC configuration's.
+type callNet struct {
+	Host       *Host
+	ICEServers []webrtc.ICEServer
+	Relay      bool
+}
+
 func newCallCaller(t *testing.T, c *mautrix.Client, roomID id.RoomID) *callCaller {
 	t.Helper()
 	return newCallCallerWith(t, c, roomID, false)
@@ -52,13 +65,29 @@ func newCallCaller(t *testing.T, c *mautrix.Client, roomID id.RoomID) *callCalle
 // file played in real time) when samples is set, else RTP packets.
 func newCallCallerWith(t *testing.T, c *mautrix.Client, roomID id.RoomID, samples bool) *callCaller {
 	t.Helper()
+	return newCallParty(t, c, roomID, samples, callNet{})
+}
+
+// newCallParty is newCallCallerWith with the media on the network n.
+func newCallParty(t *testing.T, c *mautrix.Client, roomID id.RoomID, samples bool, n callNet) *callCaller {
+	t.Helper()
 	var se webrtc.SettingEngine
-	se.SetIncludeLoopbackCandidate(true)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	if n.Host == nil {
+		se.SetIncludeLoopbackCandidate(true)
+		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	} else {
+		lan := net.ParseIP(n.Host.IP)
+		se.SetIPFilter(func(ip net.IP) bool { return ip.Equal(lan) })
+		se.SetNet(hostNet(t, n.Host))
+	}
 	m := &webrtc.MediaEngine{}
 	noErr(t, m.RegisterDefaultCodecs(), "codecs")
-	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m)).NewPeerConnection(webrtc.Configuration{})
+	conf := webrtc.Configuration{ICEServers: n.ICEServers}
+	if n.Relay {
+		conf.ICETransportPolicy = webrtc.ICETransportPolicyRelay
+	}
+	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(m)).NewPeerConnection(conf)
 	noErr(t, err, "caller peer connection")
 	t.Cleanup(func() { pc.Close() })
 	cc := &callCaller{t: t, c: c, roomID: roomID, callID: "e2e-" + rand.Text()[:10], party: string(c.DeviceID),
@@ -123,15 +152,16 @@ func (cc *callCaller) invite() {
 		"offer": map[string]any{"type": "offer", "sdp": cc.pc.LocalDescription().SDP}})
 }
 
-// await waits in /sync for an event of this call of type typ not sent by
-// the caller's own device.
+// await waits in /sync for an event of this call (of any call while the
+// call ID is not known) of type typ not sent by the party's own device.
 func (cc *callCaller) await(typ string) *event.Event {
 	cc.t.Helper()
 	var found *event.Event
 	resp := SyncUntil(cc.t, cc.c, cc.since, "", typ, func(r *mautrix.RespSync) bool {
 		if jr := r.Rooms.Join[cc.roomID]; jr != nil {
 			for _, ev := range jr.Timeline.Events {
-				if ev.Type.Type == typ && ev.Content.Raw["call_id"] == cc.callID && ev.Content.Raw["party_id"] != cc.party {
+				if ev.Type.Type == typ && (cc.callID == "" || ev.Content.Raw["call_id"] == cc.callID) &&
+					ev.Content.Raw["party_id"] != cc.party {
 					found = ev
 					return true
 				}
@@ -152,6 +182,55 @@ func (cc *callCaller) takeAnswer() *event.Event {
 	noErr(cc.t, cc.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}), "set answer")
 	cc.send("m.call.select_answer", map[string]any{"selected_party_id": ev.Content.Raw["party_id"]})
 	return ev
+}
+
+// answerInvite is the callee's side: it waits for an m.call.invite
+// whose offer has its SDP complete and answers it with its own party_id
+// and complete SDP (Client-Server API §"Voice over IP": m.call.answer);
+// selected then waits for the caller's m.call.select_answer.
+func (cc *callCaller) answerInvite() (invite *event.Event) {
+	cc.t.Helper()
+	cc.callID = ""
+	invite = cc.await("m.call.invite")
+	cc.callID, _ = invite.Content.Raw["call_id"].(string)
+	offer, _ := invite.Content.Raw["offer"].(map[string]any)
+	sdp, _ := offer["sdp"].(string)
+	noErr(cc.t, cc.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}), "set offer")
+	ans, err := cc.pc.CreateAnswer(nil)
+	noErr(cc.t, err, "answer")
+	gathered := webrtc.GatheringCompletePromise(cc.pc)
+	noErr(cc.t, cc.pc.SetLocalDescription(ans), "set answer")
+	<-gathered
+	cc.send("m.call.answer", map[string]any{"answer": map[string]any{"type": "answer", "sdp": cc.pc.LocalDescription().SDP}})
+	return invite
+}
+
+// selected waits until the caller selects this party's answer.
+func (cc *callCaller) selected() {
+	cc.t.Helper()
+	sel := cc.await("m.call.select_answer")
+	if sel.Content.Raw["selected_party_id"] != cc.party {
+		cc.t.Fatalf("the caller selected %v, not this answer (%s)", sel.Content.Raw["selected_party_id"], cc.party)
+	}
+}
+
+// connected waits until the media is connected.
+func (cc *callCaller) connected() {
+	cc.t.Helper()
+	waitFor(cc.t, string(cc.c.UserID)+"'s media connected", func() (bool, bool) {
+		return true, cc.pc.ConnectionState() == webrtc.PeerConnectionStateConnected
+	})
+}
+
+// selectedPair is the ICE candidate pair the media flows over (the one
+// DTLS transport carries every track: BUNDLE).
+func (cc *callCaller) selectedPair() *webrtc.ICECandidatePair {
+	cc.t.Helper()
+	pair, err := cc.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil {
+		cc.t.Fatalf("%s has no selected candidate pair: %v", cc.c.UserID, err)
+	}
+	return pair
 }
 
 func (cc *callCaller) hangup() { cc.send("m.call.hangup", map[string]any{"reason": "user_hangup"}) }
