@@ -133,15 +133,18 @@ func (m *Monitor) unsubscribe(ch chan Change) {
 }
 
 // start opens the system's watcher and runs the loop until the returned
-// function is called, which waits for the loop to end.
+// function is called, which waits for the loop to end. It returns once
+// the loop has read the state it compares against, so a subscriber that
+// looks at the interfaces after Subscribe misses no change in between.
 func (m *Monitor) start() func() {
 	w := openWatcher()
-	quit, done := make(chan struct{}), make(chan struct{})
+	quit, done, ready := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
 		defer w.close()
-		m.run(w, quit)
+		m.run(w, quit, ready)
 	}()
+	<-ready
 	return func() {
 		close(quit)
 		<-done
@@ -157,11 +160,15 @@ type watcher struct {
 	close  func()
 }
 
-// run waits for events (or polls), lets bursts settle, and reports what
+// run reads the state to compare against (then closes ready, if not
+// nil), waits for events (or polls), lets bursts settle, and reports what
 // changed.
-func (m *Monitor) run(w watcher, quit <-chan struct{}) {
+func (m *Monitor) run(w watcher, quit <-chan struct{}, ready chan<- struct{}) {
 	last := m.readNet()
 	lastAsleep := m.asleep()
+	if ready != nil {
+		close(ready)
+	}
 	check := func() {
 		cur, asleep := m.readNet(), m.asleep()
 		c := Change{Network: cur != last, Slept: asleep-lastAsleep >= minSleep}

@@ -43,7 +43,7 @@ func startLoop(t *testing.T, sys *fakeSystem, w watcher, subs ...chan Change) {
 		asleep: func() time.Duration { return asleep }}
 	go func() {
 		defer close(done)
-		m.run(w, quit)
+		m.run(w, quit, nil)
 	}()
 	t.Cleanup(func() { close(quit); <-done })
 	<-sys.reads
