@@ -23,6 +23,7 @@ import (
 	"github.com/hearth-chat/hearth/internal/account"
 	"github.com/hearth-chat/hearth/internal/keys"
 	"github.com/hearth-chat/hearth/internal/media"
+	"github.com/hearth-chat/hearth/internal/netmon"
 	"github.com/hearth-chat/hearth/internal/room"
 	"github.com/hearth-chat/hearth/internal/search"
 	"github.com/hearth-chat/hearth/internal/store"
@@ -87,6 +88,9 @@ type Daemon struct {
 	fedModeWanted string
 
 	limits netLimits // deadlines and connection caps of every listener (listen.go)
+	// net is the one network monitor (links, addresses, waking from
+	// sleep) that federation and discovery share.
+	net *netmon.Monitor
 }
 
 // Start opens everything and begins serving; it returns once the client
@@ -126,7 +130,7 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	notifier = stream.New(pos)
 
 	d := &Daemon{cfg: cfg, db: db, logs: logs, stopped: make(chan struct{}),
-		limits: cfg.net.withDefaults(raiseFileLimit())}
+		limits: cfg.net.withDefaults(raiseFileLimit()), net: netmon.New()}
 	slog.Debug("listener limits", "client_conns", d.limits.clientConns, "federation_conns", d.limits.fedConns,
 		"federation_conns_per_address", d.limits.fedPerAddr, "idle", d.limits.idle, "body", d.limits.body, "write", d.limits.write)
 	d.accounts = account.New(db, cfg.ServerName)

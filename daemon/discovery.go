@@ -47,7 +47,7 @@ func (d *Daemon) startDiscovery(mode string) {
 	}
 	key := d.lanKey
 	cfg := discovery.Config{ServerName: d.cfg.ServerName, KeyID: key.ID,
-		Key: key.Key.Public().(ed25519.PublicKey), DB: d.db, BrowseOnly: mode == "browse"}
+		Key: key.Key.Public().(ed25519.PublicKey), DB: d.db, BrowseOnly: mode == "browse", Net: d.net}
 	for _, name := range strings.Split(d.cfg.LANInterfaces, ",") {
 		if name = strings.TrimSpace(name); name != "" {
 			cfg.Interfaces = append(cfg.Interfaces, name)

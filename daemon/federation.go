@@ -79,7 +79,7 @@ func (d *Daemon) startFederation(key *SigningKey, secrets secretStore, notifier 
 	api.SetFederation(svc)
 	d.fed = &fed{service: svc, queue: q, resolver: res, rooms: d.rooms, keyClient: keyClient, notaries: notaries, keys: keys,
 		addr: cfg.fedListenAddr(), limits: d.limits, tlsConf: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
-		mode: cfg.Federation, defaultAddr: cfg.FederationListen == "", certSPKI: spki}
+		mode: cfg.Federation, defaultAddr: cfg.FederationListen == "", certSPKI: spki, net: d.net}
 	if err := d.fed.start(); err != nil {
 		d.fed = nil
 		return err

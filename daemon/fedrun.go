@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"slices"
 	"sync"
 	"time"
 
@@ -18,12 +17,14 @@ import (
 	"github.com/hearth-chat/hearth/federation/queue"
 	"github.com/hearth-chat/hearth/federation/resolve"
 	"github.com/hearth-chat/hearth/federation/serverkeys"
+	"github.com/hearth-chat/hearth/internal/netmon"
 	"github.com/hearth-chat/hearth/internal/room"
 )
 
 // fed is the running federation side: the TLS listener of the
-// Server-Server API, the outbound queue, and the watch on the network
-// that a laptop's federation needs (sleep, new networks, reachability).
+// Server-Server API, the outbound queue, and what a laptop's federation
+// does when the network monitor reports sleep or new networks (nudge the
+// other servers, check reachability again).
 type fed struct {
 	service   *federation.Service
 	queue     *queue.Queue
@@ -44,6 +45,9 @@ type fed struct {
 	// certSPKI is the SHA-256 of the listener certificate's public key,
 	// which the LAN announcement binds to the signing key (tlscert.go).
 	certSPKI [32]byte
+	// net reports network changes and waking from sleep; shared with
+	// discovery (one netlink socket). Nil: a monitor of its own.
+	net *netmon.Monitor
 
 	mu       sync.Mutex
 	server   *http.Server
@@ -60,11 +64,16 @@ func (f *fed) start() error {
 	}
 	f.queue.Start()
 	f.wake("start")
+	if f.net == nil {
+		f.net = netmon.New()
+	}
+	changes, unsubscribe := f.net.Subscribe()
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel, f.done = cancel, make(chan struct{})
 	go func() {
 		defer close(f.done)
-		f.watch(ctx)
+		defer unsubscribe()
+		f.watch(ctx, changes)
 	}()
 	return nil
 }
@@ -243,68 +252,31 @@ func (f *fed) wake(reason string) {
 	}
 }
 
-// Intervals of the network watch. Go has no portable notification of
-// sleep or network changes, so the watcher compares clocks and interface
-// addresses on a slow tick: cheap, and within a minute of a change.
-const (
-	watchInterval = 30 * time.Second
-	recheckEvery  = 6 * time.Hour
-)
+// recheckEvery is how often the reachability self-check runs when
+// nothing happens on the network: a timer that long costs nothing while
+// it waits.
+const recheckEvery = 6 * time.Hour
 
-// watch nudges on wake-up and network changes, and re-runs the
-// reachability self-check after those and every few hours.
-func (f *fed) watch(ctx context.Context) {
+// watch nudges on waking and network changes, and re-runs the
+// reachability self-check after those and every recheckEvery. It wakes
+// only when the monitor reports something: nothing here ticks.
+func (f *fed) watch(ctx context.Context, changes <-chan netmon.Change) {
 	f.checkReachability(ctx)
-	addrs := interfaceAddrs()
-	lastCheck := time.Now()
-	tick := time.NewTicker(watchInterval)
-	defer tick.Stop()
-	last := time.Now()
+	recheck := time.NewTimer(recheckEvery)
+	defer recheck.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-tick.C:
-			// Round(0) drops the monotonic reading, leaving wall time.
-			current := interfaceAddrs()
-			reason := changed(now.Round(0).Sub(last.Round(0)), now.Sub(last), addrs, current)
-			last, addrs = now, current
-			if reason != "" {
-				f.wake(reason)
-			}
-			if reason != "" || time.Since(lastCheck) > recheckEvery {
-				f.checkReachability(ctx)
-				lastCheck = time.Now()
-			}
+		case c := <-changes:
+			f.wake(c.String())
+			f.checkReachability(ctx)
+			recheck.Reset(recheckEvery)
+		case <-recheck.C:
+			f.checkReachability(ctx)
+			recheck.Reset(recheckEvery)
 		}
 	}
-}
-
-// changed says why the network may differ between two ticks: the wall
-// clock moved much further than the monotonic one, which stops while the
-// machine sleeps, or the interface addresses changed. Empty means no
-// change.
-func changed(wall, monotonic time.Duration, prevAddrs, addrs []string) string {
-	switch {
-	case wall-monotonic > watchInterval/2:
-		return "woke from sleep"
-	case !slices.Equal(prevAddrs, addrs):
-		return "network changed"
-	}
-	return ""
-}
-
-func interfaceAddrs() []string {
-	as, err := net.InterfaceAddrs()
-	if err != nil {
-		return nil
-	}
-	out := make([]string, 0, len(as))
-	for _, a := range as {
-		out = append(out, a.String())
-	}
-	slices.Sort(out)
-	return out
 }
 
 // checkReachability runs the self-check through the first trusted notary

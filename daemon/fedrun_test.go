@@ -1,27 +1,100 @@
 package daemon
 
 import (
+	"bytes"
+	"io"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/hearth-chat/hearth/federation/queue"
 )
 
-// TestNetworkChange checks the two signs the network watch reads: a wall
-// clock that ran ahead of the monotonic one (the machine slept) and a
-// change in the interface addresses.
-func TestNetworkChange(t *testing.T) {
-	addrs := []string{"10.0.0.2/24", "127.0.0.1/8"}
-	if why := changed(watchInterval, watchInterval, addrs, addrs); why != "" {
-		t.Errorf("an ordinary tick reported %q", why)
+// TestNetworkChangeEndsBackoff: when this machine's network changes (here
+// a new link and address, heard through the network monitor's netlink
+// socket), federation ends every destination's back-off at once, so what
+// waits goes out on the new network. Before, a 30 s tick compared the
+// interface addresses, so the back-off lasted until the next tick; now
+// nothing ticks and the change is heard when it happens. (The monitor's
+// own tests, internal/netmon, check the two signs: changed addresses and
+// time asleep.)
+func TestNetworkChangeEndsBackoff(t *testing.T) {
+	if !inPrivateNet(t) {
+		return
 	}
-	if why := changed(watchInterval+time.Second, watchInterval, addrs, addrs); why != "" {
-		t.Errorf("a tick a second late reported %q", why)
+	if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("lo up: %v: %s", err, out)
 	}
-	// Asleep for the night: the wall clock moved, the monotonic one did not.
-	if why := changed(8*time.Hour, watchInterval, addrs, addrs); why != "woke from sleep" {
-		t.Errorf("a tick after a night asleep reported %q", why)
+	cfg := Defaults()
+	cfg.DataDir = t.TempDir()
+	cfg.ClientListen = "127.0.0.1:0"
+	cfg.KeyStore = KeyStoreFile
+	cfg.LANDiscovery = "off"
+	cfg.Federation = FederationLAN
+	cfg.FederationListen = "127.0.0.1:0"
+	cfg.FederationServers = "far.test=127.0.0.1:9" // nothing listens: every send fails at once
+	d, err := Start(cfg, io.Discard, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	moved := []string{"127.0.0.1/8", "192.168.1.7/24"}
-	if why := changed(watchInterval, watchInterval, addrs, moved); why != "network changed" {
-		t.Errorf("new addresses reported %q", why)
+	defer stop(t, d)
+
+	far := func() queue.Destination {
+		st := d.fed.queue.Status()
+		if i := slices.IndexFunc(st, func(x queue.Destination) bool { return x.Name == "far.test" }); i >= 0 {
+			return st[i]
+		}
+		return queue.Destination{}
 	}
+	waitFor := func(what string, ok func(queue.Destination) bool) {
+		t.Helper()
+		for start := time.Now(); !ok(far()); time.Sleep(20 * time.Millisecond) {
+			if time.Since(start) > 10*time.Second {
+				t.Fatalf("far.test never %s: %+v", what, far())
+			}
+		}
+	}
+	d.fed.queue.Nudge([]string{"far.test"})
+	waitFor("backed off", func(x queue.Destination) bool { return x.Failures > 0 && !x.NextTry.IsZero() })
+
+	for _, args := range [][]string{
+		{"link", "add", "hearth0", "type", "veth", "peer", "name", "hearth0p"},
+		{"addr", "add", "10.79.0.1/24", "dev", "hearth0"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	waitFor("left its back-off after the network changed", func(x queue.Destination) bool { return x.Failures == 0 && x.NextTry.IsZero() })
+}
+
+const netnsEnv = "HEARTH_DAEMON_NETNS"
+
+// inPrivateNet re-runs the calling test in a network namespace of its
+// own (root and unshare(1)), so it can change links and addresses without
+// touching this machine's: true inside, false outside, where the test's
+// outcome is the inner run's.
+func inPrivateNet(t *testing.T) bool {
+	t.Helper()
+	if os.Getenv(netnsEnv) == "1" {
+		return true
+	}
+	if _, err := exec.LookPath("unshare"); err != nil || os.Geteuid() != 0 {
+		t.Skip("needs root and unshare(1) to make a private network namespace")
+	}
+	if err := exec.Command("unshare", "--net", "true").Run(); err != nil {
+		t.Skipf("cannot make a network namespace here: %v", err)
+	}
+	cmd := exec.Command("unshare", "--net", os.Args[0], "-test.run", "^"+t.Name()+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), netnsEnv+"=1")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil || !strings.Contains(out.String(), "--- PASS: "+t.Name()) {
+		t.Fatalf("in the private namespace: %v\n%s", err, out.String())
+	}
+	t.Log(out.String())
+	return false
 }

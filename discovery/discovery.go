@@ -23,6 +23,7 @@ import (
 
 	"golang.org/x/net/ipv4"
 
+	"github.com/hearth-chat/hearth/internal/netmon"
 	"github.com/hearth-chat/hearth/internal/store"
 )
 
@@ -50,11 +51,6 @@ const (
 	firstQueryDelay  = 20 * time.Millisecond // plus up to 100 ms (§5.2)
 	announceGap      = time.Second           // §8.3
 	minResponseGap   = time.Second           // §6.2: one multicast of a record per second per interface
-	// netPoll is how often interface addresses are compared where the OS
-	// does not tell (no netlink); netSettle lets a burst of netlink
-	// events end before the addresses are read.
-	netPoll   = 3 * time.Second
-	netSettle = 300 * time.Millisecond
 )
 
 var mdnsGroup = &net.UDPAddr{IP: net.IPv4(224, 0, 0, 251), Port: 5353}
@@ -81,6 +77,10 @@ type Config struct {
 	// be routed over the LAN (LAN-first) when its announced key is the
 	// one the internet gave for it; unset, public names are only listed.
 	InternetKeys InternetKeys
+	// Net tells of address changes and of waking from sleep; the daemon
+	// shares one between discovery and federation. Nil: the service
+	// watches with a monitor of its own.
+	Net *netmon.Monitor
 }
 
 // Service announces this server and keeps the table of the others.
@@ -108,8 +108,6 @@ type Service struct {
 	joined     map[int]bool
 	ifs        []iface
 	netKey     string
-	nextNet    time.Time // zero: only on a netlink event
-	netEvery   time.Duration
 	annLeft    int
 	nextAnn    time.Time
 	queryEvery time.Duration
@@ -120,11 +118,9 @@ type Service struct {
 	sentTotal  atomic.Uint64           // the same, for PacketsSent
 	sendHook   func(b []byte, i iface) // tests: instead of the socket
 
-	// Sleep detection (checkSlept): the clocks at the last tick, and
-	// until when browse queries list no known answers so every peer
-	// still there answers.
-	lastMono, lastWall time.Time
-	askAllUntil        time.Time
+	// Until when browse queries list no known answers after waking from
+	// sleep, so every peer still there answers (woke).
+	askAllUntil time.Time
 
 	kick   chan struct{}
 	retxt  chan struct{} // SetTXT changed txt
@@ -256,9 +252,13 @@ func (s *Service) Start() error {
 	_ = p.SetMulticastTTL(255)       // RFC 6762 §11
 	_ = p.SetMulticastLoopback(true) // other daemons on this machine
 	s.conn = p
-	events, closeWatch, every := watchNet()
-	s.netEvery = every
-	s.nextNet = time.Now()
+	mon := s.cfg.Net
+	if mon == nil {
+		mon = netmon.New()
+	}
+	// Subscribed before the first look at the interfaces, so no change
+	// falls between the two.
+	netChanges, unsubscribe := mon.Subscribe()
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel, s.done = cancel, make(chan struct{})
 	pkts := make(chan rx, 32)
@@ -270,8 +270,8 @@ func (s *Service) Start() error {
 	}()
 	go func() {
 		defer close(s.done)
-		s.run(ctx, pkts, events)
-		closeWatch()
+		s.run(ctx, pkts, netChanges)
+		unsubscribe()
 		s.goodbye()
 		c.Close()
 		readers.Wait()
@@ -346,9 +346,10 @@ func (s *Service) read(out chan<- rx) {
 }
 
 // run is the one goroutine that sends and handles packets.
-func (s *Service) run(ctx context.Context, pkts <-chan rx, netEvents <-chan struct{}) {
+func (s *Service) run(ctx context.Context, pkts <-chan rx, netChanges <-chan netmon.Change) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	s.checkNetworks(time.Now())
 	for {
 		next := s.tick(time.Now())
 		if !next.IsZero() {
@@ -362,10 +363,8 @@ func (s *Service) run(ctx context.Context, pkts <-chan rx, netEvents <-chan stru
 				return
 			}
 			s.handlePacket(ctx, p.b, p.ifIndex, time.Now())
-		case <-netEvents:
-			if s.nextNet.IsZero() {
-				s.nextNet = time.Now().Add(netSettle)
-			}
+		case c := <-netChanges:
+			s.netChanged(c, time.Now())
 		case <-s.kick:
 			s.queryEvery, s.nextQuery = 0, time.Now()
 		case <-s.retxt: // tick applies it
@@ -383,16 +382,8 @@ func (s *Service) run(ctx context.Context, pkts <-chan rx, netEvents <-chan stru
 // tick does what is due at now and returns when to wake up next (zero:
 // on the next packet or event only).
 func (s *Service) tick(now time.Time) time.Time {
-	s.checkSlept(now)
 	if s.applyTXT() && s.announce {
 		s.annLeft, s.nextAnn = 2, now // RFC 6762 §8.4
-	}
-	if !s.nextNet.IsZero() && !now.Before(s.nextNet) {
-		s.checkNetworks(now)
-		s.nextNet = time.Time{}
-		if s.netEvery > 0 {
-			s.nextNet = now.Add(s.netEvery)
-		}
 	}
 	if s.annLeft > 0 && !now.Before(s.nextAnn) {
 		s.respond(0, RecordTTL, now)
@@ -427,10 +418,7 @@ func (s *Service) tick(now time.Time) time.Time {
 		s.query(inst, nil)
 	}
 
-	next := s.table.next()
-	for _, t := range []time.Time{s.nextNet, s.nextQuery} {
-		next = earliest(next, t)
-	}
+	next := earliest(s.table.next(), s.nextQuery)
 	if s.annLeft > 0 {
 		next = earliest(next, s.nextAnn)
 	}
@@ -451,20 +439,22 @@ func earliest(a, b time.Time) time.Time {
 // listed without answering the queries sent on waking.
 const wakeGrace = 5 * time.Second
 
-// checkSlept notices that this machine slept, from a wall clock that ran
-// ahead of the monotonic one (timers stop while asleep; the wall clock
-// does not) at the first tick after waking: the next packet, netlink event
-// or timer. Then everything is suspect: peers may have left and may have
-// dropped us. So we announce again, browse from the shortest interval
-// without known answers (every peer still there answers), and drop the
-// peers that do not answer within wakeGrace.
-func (s *Service) checkSlept(now time.Time) {
-	wall := now.Round(0)
-	slept := !s.lastMono.IsZero() && wall.Sub(s.lastWall)-now.Sub(s.lastMono) > 10*time.Second
-	s.lastMono, s.lastWall = now, wall
-	if !slept {
-		return
+// netChanged handles what the network monitor reported: new interfaces
+// or addresses are announced at once (checkNetworks); after a sleep
+// everything is suspect, since peers may have left and may have dropped
+// us, so we announce again, browse from the shortest interval without
+// known answers (every peer still there answers), and drop the peers
+// that do not answer within wakeGrace.
+func (s *Service) netChanged(c netmon.Change, now time.Time) {
+	if c.Slept {
+		s.woke(now)
 	}
+	if c.Network {
+		s.checkNetworks(now)
+	}
+}
+
+func (s *Service) woke(now time.Time) {
 	slog.Info("LAN discovery: this machine slept; asking the network again")
 	if s.announce {
 		s.annLeft, s.nextAnn = 2, now
