@@ -130,8 +130,7 @@ func loadConfig(name string, args []string, stderr io.Writer, extra func(*flag.F
 func runDaemon(cfg daemon.Config, stdout, stderr io.Writer) int {
 	logs, stopLogging, err := daemon.SetupLogging(cfg, stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, "hearth:", err)
-		return 1
+		return fail(stderr, asDiskError(cfg.DataDir, err))
 	}
 	defer stopLogging()
 	// Catch signals before Start: once it logs that it is ready a SIGTERM
@@ -140,6 +139,7 @@ func runDaemon(cfg daemon.Config, stdout, stderr io.Writer) int {
 	defer stop()
 	d, err := daemon.Start(cfg, stdout, logs)
 	if err != nil {
+		err = asDiskError(cfg.DataDir, err)
 		if cfg.LogFile != "" {
 			// With a log file, standard error often goes nowhere (a
 			// launchd or Run-key service, the tray's Start Hearth): the
