@@ -71,15 +71,25 @@ func main() {
 }
 
 func run(ctx context.Context, out, version string) error {
-	b, err := newBuild(ctx, out)
+	b, arts, err := build(ctx, out, version)
 	if err != nil {
 		return err
+	}
+	return printTable(b, arts)
+}
+
+// build makes the binaries and every artifact; version, if set, replaces
+// git describe's.
+func build(ctx context.Context, out, version string) (*Build, []Artifact, error) {
+	b, err := newBuild(ctx, out)
+	if err != nil {
+		return nil, nil, err
 	}
 	if version != "" {
 		b.Version = strings.TrimPrefix(version, "v")
 	}
 	if err := buildBinaries(ctx, b); err != nil {
-		return err
+		return nil, nil, err
 	}
 	var arts []Artifact
 	for _, pack := range []func(context.Context, *Build) ([]Artifact, error){
@@ -87,11 +97,11 @@ func run(ctx context.Context, out, version string) error {
 	} {
 		a, err := pack(ctx, b)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		arts = append(arts, a...)
 	}
-	return printTable(b, arts)
+	return b, arts, nil
 }
 
 // selectPlatforms keeps only the listed platforms (a quicker build for a
