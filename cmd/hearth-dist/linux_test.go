@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -433,5 +434,85 @@ func TestDebReadOnlyDataDir(t *testing.T) {
 	}
 	if dirHash(t, r.path("/mnt/disk/anna/hearth")) != sum {
 		t.Error("the refused start changed the data dir")
+	}
+}
+
+// TestRPMInstall installs the .rpm for real with rpm --root into a
+// Debian root (rpm runs the scriptlets chrooted there; --nodeps because
+// that root's rpm database knows no packages): a fresh install asks
+// nothing of anyone's systemd, an upgrade (%post with 2) asks anna's to
+// restart hearth.service, and an erase (%postun with 0) removes the files,
+// keeps anna's data and says where it is. rpm runs scriptlets with its own
+// PATH, so the stand-in replaces /usr/bin/systemctl in this copy.
+func TestRPMInstall(t *testing.T) {
+	if _, err := exec.LookPath("rpm"); err != nil {
+		t.Fatal("rpm is not installed (Debian package rpm; make test-dist installs it)")
+	}
+	_, arts := linuxBuild(t)
+	_, up := distBuild(t, "linux-upgrade", upgradeVersion, "linux/amd64")
+	r := newDebRoot(t)
+	if err := os.WriteFile(r.path("/usr/bin/systemctl"), []byte("#!/bin/sh\necho \"$(id -un) $*\" >> /tmp/systemctl.log\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// anna is logged in: her runtime dir holds her session bus's socket.
+	os.MkdirAll(r.path("/run/user/1000"), 0o700)
+	os.Chown(r.path("/run/user/1000"), 1000, 1000)
+	l, err := net.Listen("unix", r.path("/run/user/1000/bus"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	data := r.path(annaData)
+	os.MkdirAll(data, 0o700)
+	os.WriteFile(filepath.Join(data, "hearth.db"), []byte("anna's"), 0o600)
+	// The shared directories exist, as on an rpm system, where other
+	// packages own them (filesystem, hicolor-icon-theme, xdg-utils): the
+	// .rpm owns only its files, so rpm -e leaves those directories as they
+	// were. (dpkg removes the empty directories it made; the .deb test's
+	// root starts without them.)
+	for _, f := range linuxInstalled {
+		os.MkdirAll(filepath.Dir(r.path(f)), 0o755)
+	}
+	before := r.files()
+	rpm := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("rpm", append([]string{"--root", r.root, "--nodeps"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("rpm %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	rpm("-i", artifact(t, arts, ".x86_64.rpm"))
+	for _, f := range linuxInstalled {
+		if _, err := os.Stat(r.path(f)); err != nil {
+			t.Errorf("not installed: %v", err)
+		}
+	}
+	if calls, _ := os.ReadFile(r.path("/tmp/systemctl.log")); len(calls) > 0 {
+		t.Errorf("a fresh install called systemctl:\n%s", calls)
+	}
+	rpm("-U", artifact(t, up, ".x86_64.rpm"))
+	calls, _ := os.ReadFile(r.path("/tmp/systemctl.log"))
+	if want := "anna --user is-active --quiet hearth.service\nanna --user daemon-reload\nanna --user restart hearth.service\n"; string(calls) != want {
+		t.Errorf("the upgrade's calls:\n%s\nwant:\n%s", calls, want)
+	}
+	out := rpm("-e", "hearth")
+	if !strings.Contains(out, "anna: "+annaData) {
+		t.Errorf("rpm -e does not say where anna's data is:\n%s", out)
+	}
+	if b, _ := os.ReadFile(filepath.Join(data, "hearth.db")); string(b) != "anna's" {
+		t.Error("rpm -e touched anna's data")
+	}
+	after := r.files()
+	for p, typ := range after {
+		// rpm's own database is not Hearth's to remove.
+		if _, ok := before[p]; !ok && !strings.HasPrefix(p, "/root/.rpmdb") && !strings.HasPrefix(p, "/var/lib/rpm") {
+			t.Errorf("left after rpm -e: %s (%s)", p, typ)
+		}
+	}
+	for p := range before {
+		if _, ok := after[p]; !ok {
+			t.Errorf("gone after rpm -e: %s", p)
+		}
 	}
 }
