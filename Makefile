@@ -53,7 +53,7 @@ dist:
 # test-go does not run them; -v shows the measurements they print.
 DIST_TOOLS := debootstrap rpm dpkg desktop-file-validate dbus-daemon dbus-send systemd-analyze
 test-dist-deps:
-	@for t in $(DIST_TOOLS); do command -v $$t >/dev/null || missing=1; done; \
+	@for t in $(DIST_TOOLS); do PATH="$$PATH:/usr/sbin:/sbin" command -v $$t >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  $(SUDO) apt-get update -q && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap rpm dpkg desktop-file-utils dbus systemd; \

@@ -52,6 +52,9 @@ func makeChrootCache(t *testing.T) error {
 	}
 	tmp := fmt.Sprintf("%s.tmp-%d", chrootCache, os.Getpid())
 	os.RemoveAll(tmp)
+	if err := os.MkdirAll(filepath.Dir(chrootCache), 0o755); err != nil {
+		return err
+	}
 	start := time.Now()
 	out, err := exec.Command("debootstrap", "--variant=minbase", "--include=systemd", debianSuite, tmp, debianMirror()).CombinedOutput()
 	if err != nil {
@@ -59,8 +62,14 @@ func makeChrootCache(t *testing.T) error {
 		return fmt.Errorf("debootstrap %s from %s: %v\n%s", debianSuite, debianMirror(), err, lastLines(out, 20))
 	}
 	logf(t, "debootstrap of the test root (cached in %s): %v", chrootCache, time.Since(start).Round(time.Second))
-	os.RemoveAll(chrootCache)
-	return os.Rename(tmp, chrootCache)
+	if err := os.Rename(tmp, chrootCache); err != nil {
+		// Another test run finished its own first: use that one.
+		os.RemoveAll(tmp)
+		if _, statErr := os.Stat(filepath.Join(chrootCache, "usr/bin/systemd-analyze")); statErr != nil {
+			return fmt.Errorf("cache the test root: %w", err)
+		}
+	}
+	return nil
 }
 
 // debRoot is a throwaway Debian root with a user anna (uid 1000).
