@@ -395,7 +395,10 @@ func contains(list []string, s string) bool {
 
 // TestDebReadOnlyDataDir: the installed hearth, first run on a read-only
 // disk, and again on a data dir whose disk went read-only: a clear
-// message, exit code 5, and the data dir unchanged.
+// message, exit code 5, and the data dir unchanged. Then a first run on a
+// full disk: the same, and once space is freed the next start works
+// (it used to find the partial hearth.db the failed start had left and
+// refuse it as damaged).
 func TestDebReadOnlyDataDir(t *testing.T) {
 	_, arts := linuxBuild(t)
 	r := newDebRoot(t)
@@ -439,6 +442,19 @@ func TestDebReadOnlyDataDir(t *testing.T) {
 	if dirHash(t, r.path("/mnt/disk/anna/hearth")) != sum {
 		t.Error("the refused start changed the data dir")
 	}
+
+	// A full disk: 8 KiB holds the signing key, not hearth.db's first
+	// pages.
+	full := r.path("/mnt/full")
+	os.MkdirAll(full, 0o755)
+	mount("-t", "tmpfs", "-o", "size=8k,mode=0777", "tmpfs", full)
+	if code, out := runOn("/mnt/full/hearth"); code != 5 || !strings.Contains(out, "the disk holding the data dir /mnt/full/hearth is full") {
+		t.Errorf("first run on a full disk: exit %d\n%s", code, out)
+	}
+	mount("-o", "remount,size=64m", full)
+	d = r.startHearthAt("/mnt/full/hearth")
+	d.waitVersions(t)
+	d.stop(t)
 }
 
 // TestRPMInstall installs the .rpm for real with rpm --root into a
