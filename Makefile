@@ -2,7 +2,7 @@
 GO ?= go
 NPM ?= npm
 
-.PHONY: run test test-go test-interop test-deps bench build dist
+.PHONY: run test test-go test-interop test-deps bench build dist test-dist test-dist-deps
 
 # Root installs packages directly; anyone else through sudo.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -13,7 +13,7 @@ build:
 run:
 	$(GO) run ./cmd/hearth run
 
-test: test-go test-interop
+test: test-go test-interop test-dist
 
 # Debian packages the tests need: a private D-Bus session and GNOME
 # Keyring's Secret Service for the OS keyring test, systemd-analyze to
@@ -43,5 +43,22 @@ bench: build
 	$(GO) run ./cmd/hearth-bench -hearth bin/hearth
 
 # Release artifacts for every platform into dist/ (packaging/README.md).
+# VERSION=1.2.3 overrides git describe's version.
 dist:
-	$(GO) run ./cmd/hearth-dist -out dist
+	$(GO) run ./cmd/hearth-dist -out dist $(if $(VERSION),-version $(VERSION))
+
+# The dist tests build the artifacts and install them for real (as root:
+# dpkg in a Debian root made with debootstrap and cached under
+# /var/cache/hearth-test-dist, mounts). They carry the dist build tag, so
+# test-go does not run them; -v shows the measurements they print.
+DIST_TOOLS := debootstrap rpm dpkg desktop-file-validate dbus-daemon dbus-send systemd-analyze
+test-dist-deps:
+	@for t in $(DIST_TOOLS); do PATH="$$PATH:/usr/sbin:/sbin" command -v $$t >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  $(SUDO) apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap rpm dpkg desktop-file-utils dbus systemd; \
+	fi
+
+test-dist: test-dist-deps
+	$(GO) vet -tags dist ./cmd/hearth-dist
+	$(SUDO) env PATH="$$PATH" $(if $(SUDO),HOME="$$HOME" GOCACHE="$$($(GO) env GOCACHE)" GOMODCACHE="$$($(GO) env GOMODCACHE)") $(GO) test -tags dist -count=1 -timeout 20m -v ./cmd/hearth-dist

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/hearth-chat/hearth/internal/store"
 )
@@ -34,8 +35,16 @@ func openStore(cfg *Config, opts store.Options, key *SigningKey, keyCreated bool
 	// A new install: no hearth.db yet (a data dir wiped while its key
 	// stayed in the OS keyring is one too), or a signing key made just now.
 	_, statErr := os.Stat(path)
-	newInstall := errors.Is(statErr, os.ErrNotExist) || keyCreated
+	fresh := errors.Is(statErr, os.ErrNotExist)
+	newInstall := fresh || keyCreated
 	db, err := store.Open(path, opts)
+	if fresh && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)) {
+		// A first start on a full disk got as far as creating the file:
+		// left there, the partial file would make the next start, with
+		// space freed, refuse it as a damaged hearth.db. It holds
+		// nothing yet.
+		os.Remove(path)
+	}
 	if errors.Is(err, store.ErrDamaged) {
 		return nil, &dataDirError{err}
 	}

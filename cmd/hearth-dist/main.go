@@ -55,20 +55,41 @@ var Platforms = []Platform{
 
 func main() {
 	out := flag.String("out", "dist", "output directory")
+	version := flag.String("version", "", "release version (default: git describe --tags, without the v)")
+	platforms := flag.String("platforms", "", "only these platforms, comma-separated os/arch (default: all)")
 	flag.Parse()
-	if err := run(context.Background(), *out); err != nil {
+	if *platforms != "" {
+		if err := selectPlatforms(*platforms); err != nil {
+			fmt.Fprintln(os.Stderr, "hearth-dist:", err)
+			os.Exit(2)
+		}
+	}
+	if err := run(context.Background(), *out, *version); err != nil {
 		fmt.Fprintln(os.Stderr, "hearth-dist:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, out string) error {
-	b, err := newBuild(ctx, out)
+func run(ctx context.Context, out, version string) error {
+	b, arts, err := build(ctx, out, version)
 	if err != nil {
 		return err
 	}
+	return printTable(b, arts)
+}
+
+// build makes the binaries and every artifact; version, if set, replaces
+// git describe's.
+func build(ctx context.Context, out, version string) (*Build, []Artifact, error) {
+	b, err := newBuild(ctx, out)
+	if err != nil {
+		return nil, nil, err
+	}
+	if version != "" {
+		b.Version = strings.TrimPrefix(version, "v")
+	}
 	if err := buildBinaries(ctx, b); err != nil {
-		return err
+		return nil, nil, err
 	}
 	var arts []Artifact
 	for _, pack := range []func(context.Context, *Build) ([]Artifact, error){
@@ -76,11 +97,30 @@ func run(ctx context.Context, out string) error {
 	} {
 		a, err := pack(ctx, b)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		arts = append(arts, a...)
 	}
-	return printTable(b, arts)
+	return b, arts, nil
+}
+
+// selectPlatforms keeps only the listed platforms (a quicker build for a
+// test or one system's release); every packager packs only what was built.
+func selectPlatforms(list string) error {
+	var keep []Platform
+	for _, name := range strings.Split(list, ",") {
+		found := false
+		for _, p := range Platforms {
+			if p.OS+"/"+p.Arch == strings.TrimSpace(name) {
+				keep, found = append(keep, p), true
+			}
+		}
+		if !found {
+			return fmt.Errorf("-platforms: no platform %q", name)
+		}
+	}
+	Platforms = keep
+	return nil
 }
 
 // newBuild reads the version, commit and commit time from git.

@@ -45,7 +45,7 @@ Usage:
   hearth keys rotate                    new signing key; the old one is kept as old_verify_keys
   hearth service install|uninstall|start|stop   run Hearth at login (systemd user unit, LaunchAgent, Run key)
   hearth check                          verify hearth.db page by page (stop Hearth first)
-  hearth version
+  hearth version                        version, commit and build date of this binary
 
 Every subcommand takes --data-dir and --config, and every config key as a
 flag (see 'hearth config defaults'). Exit codes: 0 success, 1 failure,
@@ -99,8 +99,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "check":
 		return checkCmd(rest, stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, "hearth", daemon.Version)
-		return 0
+		return versionCmd(stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -132,8 +131,7 @@ func loadConfig(name string, args []string, stderr io.Writer, extra func(*flag.F
 func runDaemon(cfg daemon.Config, stdout, stderr io.Writer) int {
 	logs, stopLogging, err := daemon.SetupLogging(cfg, stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, "hearth:", err)
-		return 1
+		return fail(stderr, asDiskError(cfg.DataDir, err))
 	}
 	defer stopLogging()
 	// Catch signals before Start: once it logs that it is ready a SIGTERM
@@ -142,6 +140,7 @@ func runDaemon(cfg daemon.Config, stdout, stderr io.Writer) int {
 	defer stop()
 	d, err := daemon.Start(cfg, stdout, logs)
 	if err != nil {
+		err = asDiskError(cfg.DataDir, err)
 		if cfg.LogFile != "" {
 			// With a log file, standard error often goes nowhere (a
 			// launchd or Run-key service, the tray's Start Hearth): the
