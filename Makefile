@@ -2,7 +2,7 @@
 GO ?= go
 NPM ?= npm
 
-.PHONY: run test test-go test-interop test-deps bench build dist
+.PHONY: run test test-go test-interop test-deps bench build dist dist-deps test-dist
 
 # Root installs packages directly; anyone else through sudo.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -13,7 +13,7 @@ build:
 run:
 	$(GO) run ./cmd/hearth run
 
-test: test-go test-interop
+test: test-go test-interop test-dist
 
 # Debian packages the tests need: a private D-Bus session and GNOME
 # Keyring's Secret Service for the OS keyring test, systemd-analyze to
@@ -43,5 +43,20 @@ bench: build
 	$(GO) run ./cmd/hearth-bench -hearth bin/hearth
 
 # Release artifacts for every platform into dist/ (packaging/README.md).
-dist:
+dist: dist-deps
 	$(GO) run ./cmd/hearth-dist -out dist
+
+# Debian packages make dist and its test need: NSIS for the Windows
+# installer; 7-Zip to list it and Wine (64-bit, no display needed) to
+# install it for real in the test.
+DIST_PKGS := nsis p7zip-full wine wine64
+dist-deps:
+	@if ! command -v makensis >/dev/null || ! command -v 7z >/dev/null || [ ! -x /usr/lib/wine/wine64 ]; then \
+	  $(SUDO) apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(DIST_PKGS); \
+	fi
+
+# The artifacts of make dist, installed for real (cmd/hearth-dist's tests,
+# which skip unless HEARTH_TEST_DIST is set; packaging/README.md).
+test-dist: dist-deps
+	HEARTH_TEST_DIST=1 $(GO) test -count=1 -timeout 20m ./cmd/hearth-dist
