@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -355,6 +356,40 @@ func wineInstall(t *testing.T, b *Build, inst Artifact, tools map[string]string)
 	daemon = w.startDaemon(exe, dataDir)
 	waitVersions(t, port)
 
+	// A Hearth the uninstaller cannot stop (one on another data dir: its
+	// control API is elsewhere) keeps hearth.exe in use: the uninstall
+	// stops with a message and removes nothing, login entries included.
+	// Run in place (_?=) the uninstaller is synchronous and returns NSIS's
+	// exit code, 2 for "aborted by the script".
+	otherPort := freePort(t)
+	other := w.startDaemon(exe, profile+`\other-hearth`, "--client-listen", fmt.Sprintf("127.0.0.1:%d", otherPort), "--turn", "off")
+	waitVersions(t, otherPort)
+	_, err = w.run(dir+`\uninstall.exe`, "/S", "_?="+dir)
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+		t.Errorf("uninstall while a Hearth it cannot stop runs: %v, want exit code 2 (aborted)", err)
+	}
+	if _, err := os.Stat(w.unix(exe)); err != nil {
+		t.Errorf("the aborted uninstall removed hearth.exe: %v", err)
+	}
+	if _, err := os.Stat(lnk); err != nil {
+		t.Errorf("the aborted uninstall removed the shortcut: %v", err)
+	}
+	if run := w.regValues(runKey); run["Hearth"] == "" || run["Hearth Tray"] == "" {
+		t.Errorf("the aborted uninstall left the Run entries %v, want both back", run)
+	}
+	if un := w.regValues(uninstKey); un["UninstallString"] == "" {
+		t.Errorf("the aborted uninstall removed Uninstall\\Hearth")
+	}
+	// It did stop the daemon it could reach.
+	daemon.wait(t, "the aborted uninstall")
+	if _, err := w.run(exe, "service", "stop", "--data-dir", profile+`\other-hearth`, "--client-listen", fmt.Sprintf("127.0.0.1:%d", otherPort)); err != nil {
+		t.Fatal(err)
+	}
+	other.wait(t, "hearth service stop")
+	daemon = w.startDaemon(exe, dataDir)
+	waitVersions(t, port)
+
 	// The uninstall Apps & features runs silently: it stops Hearth and
 	// removes all but the user's data.
 	quiet := w.regValues(uninstKey)["QuietUninstallString"]
@@ -392,15 +427,23 @@ func wineInstall(t *testing.T, b *Build, inst Artifact, tools map[string]string)
 type runningDaemon struct {
 	cmd  *exec.Cmd
 	done chan error
-	log  *bytes.Buffer
+	log  string // its standard output and error
 }
 
-func (w *wine) startDaemon(exe, dataDir string) *runningDaemon {
+func (w *wine) startDaemon(exe, dataDir string, flags ...string) *runningDaemon {
 	w.t.Helper()
-	cmd := exec.Command(w.loader, exe, "run", "--data-dir", dataDir, "--federation", "off", "--lan-discovery", "off")
+	args := append([]string{exe, "run", "--data-dir", dataDir, "--federation", "off", "--lan-discovery", "off"}, flags...)
+	cmd := exec.Command(w.loader, args...)
 	cmd.Env = w.env
-	d := &runningDaemon{cmd: cmd, done: make(chan error, 1), log: &bytes.Buffer{}}
-	cmd.Stdout, cmd.Stderr = d.log, d.log
+	// A file, not a pipe: the wineserver this process may start inherits
+	// its output and outlives it, and Wait would wait for the pipe.
+	log, err := os.CreateTemp(w.t.TempDir(), "daemon-*.log")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer log.Close()
+	d := &runningDaemon{cmd: cmd, done: make(chan error, 1), log: log.Name()}
+	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		w.t.Fatal(err)
 	}
@@ -416,15 +459,16 @@ func (w *wine) startDaemon(exe, dataDir string) *runningDaemon {
 	return d
 }
 
-// wait checks that the daemon has ended, cleanly. After wineserver -w it
-// has (or never will): the 30 s only cover reaping the process.
+// wait checks that the daemon has ended, cleanly, within 30 s: it was
+// asked to stop before, and stops in well under a second.
 func (d *runningDaemon) wait(t *testing.T, after string) {
 	t.Helper()
 	select {
 	case err := <-d.done:
 		d.done <- err
 		if err != nil {
-			t.Errorf("the daemon ended with %v after %s; its output:\n%s", err, after, d.log)
+			out, _ := os.ReadFile(d.log)
+			t.Errorf("the daemon ended with %v after %s; its output:\n%s", err, after, out)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatalf("the daemon still runs after %s", after)

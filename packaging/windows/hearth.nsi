@@ -159,8 +159,10 @@ Function StartHearth
   Exec '"$INSTDIR\hearth.exe" tray'
   StrCpy $1 0
   ${Do}
-    nsExec::Exec '"$INSTDIR\hearth.exe" open'
-    Pop $0
+    ; ExecWait, not nsExec: nsExec hides the window of what it starts,
+    ; and the browser that 'hearth open' starts must show. hearth.exe is
+    ; a GUI program: no console window flashes.
+    ExecWait '"$INSTDIR\hearth.exe" open' $0
     ${If} $0 == 0
       ${Break}
     ${EndIf}
