@@ -330,7 +330,9 @@ func wineInstall(t *testing.T, b *Build, inst Artifact, tools map[string]string)
 	if err := os.MkdirAll(w.unix(dataDir), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	conf := fmt.Sprintf("client_listen = 127.0.0.1:%d\nturn = off\n", port)
+	// Federation and LAN discovery off here too, for the daemon the Run
+	// entry starts: test traffic stays on loopback.
+	conf := fmt.Sprintf("client_listen = 127.0.0.1:%d\nturn = off\nfederation = off\nlan_discovery = off\n", port)
 	if err := os.WriteFile(filepath.Join(w.unix(dataDir), "hearth.conf"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +355,8 @@ func wineInstall(t *testing.T, b *Build, inst Artifact, tools map[string]string)
 	if _, err := os.Stat(filepath.Join(w.unix(dataDir), "hearth.db")); err != nil {
 		t.Fatalf("the install over a running daemon lost its data: %v", err)
 	}
-	daemon = w.startDaemon(exe, dataDir)
+	// The next login: the daemon as its Run entry starts it.
+	daemon = w.start(splitCommandLine(w.regValues(runKey)["Hearth"]))
 	waitVersions(t, port)
 
 	// A Hearth the uninstaller cannot stop (one on another data dir: its
@@ -432,7 +435,31 @@ type runningDaemon struct {
 
 func (w *wine) startDaemon(exe, dataDir string, flags ...string) *runningDaemon {
 	w.t.Helper()
-	args := append([]string{exe, "run", "--data-dir", dataDir, "--federation", "off", "--lan-discovery", "off"}, flags...)
+	return w.start(append([]string{exe, "run", "--data-dir", dataDir, "--federation", "off", "--lan-discovery", "off"}, flags...))
+}
+
+// splitCommandLine splits a Run-key command line of double-quoted (no
+// quotes inside) or bare arguments, as the daemon and the installer write
+// them.
+func splitCommandLine(s string) []string {
+	var args []string
+	for s = strings.TrimSpace(s); s != ""; s = strings.TrimSpace(s) {
+		if rest, ok := strings.CutPrefix(s, `"`); ok {
+			arg, after, _ := strings.Cut(rest, `"`)
+			args, s = append(args, arg), after
+			continue
+		}
+		arg, after, _ := strings.Cut(s, " ")
+		args, s = append(args, arg), after
+	}
+	return args
+}
+
+func (w *wine) start(args []string) *runningDaemon {
+	w.t.Helper()
+	if len(args) == 0 {
+		w.t.Fatal("no command to start")
+	}
 	cmd := exec.Command(w.loader, args...)
 	cmd.Env = w.env
 	// A file, not a pipe: the wineserver this process may start inherits
