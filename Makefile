@@ -47,11 +47,12 @@ dist: dist-deps
 	$(GO) run ./cmd/hearth-dist -out dist
 
 # Debian packages make dist and its test need: NSIS for the Windows
-# installer; 7-Zip to list it and Wine (64-bit, no display needed) to
-# install it for real in the test.
-DIST_PKGS := nsis p7zip-full wine wine64
+# installer; 7-Zip to list it, Wine (64-bit) to install it for real in
+# the test, and Xvfb for the display Wine's notification area (the tray)
+# needs.
+DIST_PKGS := nsis p7zip-full wine wine64 xvfb
 dist-deps:
-	@if ! command -v makensis >/dev/null || ! command -v 7z >/dev/null || [ ! -x /usr/lib/wine/wine64 ]; then \
+	@if ! command -v makensis >/dev/null || ! command -v 7z >/dev/null || [ ! -x /usr/lib/wine/wine64 ] || ! command -v Xvfb >/dev/null; then \
 	  $(SUDO) apt-get update -q && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(DIST_PKGS); \
 	fi

@@ -104,7 +104,7 @@ func buildWindows(t *testing.T, out string) (*Build, Artifact) {
 // install over the running daemon, and a silent uninstall that stops
 // Hearth and removes everything but the user's data.
 func TestWindowsInstaller(t *testing.T) {
-	tools := distTest(t, "makensis", "7z", "wine64", "wineserver64")
+	tools := distTest(t, "makensis", "7z", "wine64", "wineserver64", "Xvfb")
 	t0 := time.Now()
 	b, inst := buildWindows(t, t.TempDir())
 	t.Logf("built hearth.exe and its installer in %v", time.Since(t0).Round(time.Second))
@@ -183,12 +183,40 @@ func newWine(t *testing.T, tools map[string]string) *wine {
 	w := &wine{t: t, loader: tools["wine64"], server: tools["wineserver64"], prefix: filepath.Join(t.TempDir(), "prefix")}
 	w.env = append(os.Environ(), "WINEPREFIX="+w.prefix, "WINEARCH=win64", "WINEDEBUG=-all",
 		// No Mono or Gecko install prompts: Hearth needs neither.
-		"WINEDLLOVERRIDES=mscoree,mshtml=")
+		"WINEDLLOVERRIDES=mscoree,mshtml=",
+		// The tray needs a notification area, which Wine's explorer draws
+		// only on a display.
+		"DISPLAY="+startXvfb(t, tools["Xvfb"]))
 	t.Cleanup(func() {
 		// Ends this prefix's processes only (a daemon a failed check left).
-		exec.Command(w.server, "-k").Run()
+		cmd := exec.Command(w.server, "-k")
+		cmd.Env = w.env
+		cmd.Run()
 	})
 	return w
+}
+
+// startXvfb starts a virtual X display for the test and returns its
+// name; Xvfb picks a free display number and writes it to fd 3.
+func startXvfb(t *testing.T, xvfb string) string {
+	r, wr, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	cmd := exec.Command(xvfb, "-displayfd", "3", "-nolisten", "tcp", "-screen", "0", "800x600x24")
+	cmd.ExtraFiles = []*os.File{wr}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	wr.Close()
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var num [16]byte
+	n, err := r.Read(num[:])
+	if err != nil {
+		t.Fatalf("Xvfb gave no display: %v", err)
+	}
+	return ":" + strings.TrimSpace(string(num[:n]))
 }
 
 // run runs a Windows command to its end (up to 3 minutes) and returns
@@ -393,8 +421,11 @@ func wineInstall(t *testing.T, b *Build, inst Artifact, tools map[string]string)
 	daemon = w.startDaemon(exe, dataDir)
 	waitVersions(t, port)
 
-	// The uninstall Apps & features runs silently: it stops Hearth and
-	// removes all but the user's data.
+	// The tray too, as the Start menu (or its Run entry) starts it.
+	tray := w.start([]string{exe, "tray"})
+
+	// The uninstall Apps & features runs silently: it stops Hearth, the
+	// tray included, and removes all but the user's data.
 	quiet := w.regValues(uninstKey)["QuietUninstallString"]
 	prog, arg, _ := strings.Cut(strings.TrimPrefix(quiet, `"`), `" `)
 	if _, err := w.run(prog, arg); err != nil {
@@ -402,6 +433,7 @@ func wineInstall(t *testing.T, b *Build, inst Artifact, tools map[string]string)
 	}
 	w.settle()
 	daemon.wait(t, "the uninstall")
+	tray.wait(t, "the uninstall")
 	for _, f := range []string{exe, dir + `\uninstall.exe`, dir} {
 		if _, err := os.Stat(w.unix(f)); err == nil {
 			t.Errorf("the uninstall left %s", f)

@@ -77,11 +77,11 @@ VIAddVersionKey /LANG=${LANG_ENGLISH} "LegalCopyright" "The Hearth authors"
 ; hearth.exe can be replaced or removed (up to 10 s). The daemon stops
 ; through its control API ('hearth service stop'; exit code 4: it was not
 ; running). The tray has no control API: taskkill without /F asks its
-; window to close, and it quits as its Quit item would.
+; window to close, and it quits as its Quit item would; asked again while
+; hearth.exe is in use, for a tray that was still starting. taskkill
+; without /F closes nothing that has no window, such as a daemon.
 !macro StopHearth
   nsExec::Exec '"$INSTDIR\hearth.exe" service stop'
-  Pop $0
-  nsExec::Exec 'taskkill /IM hearth.exe'
   Pop $0
   StrCpy $1 0
   ${Do}
@@ -91,6 +91,8 @@ VIAddVersionKey /LANG=${LANG_ENGLISH} "LegalCopyright" "The Hearth authors"
     ${IfNot} ${Errors}
       ${Break}
     ${EndIf}
+    nsExec::Exec 'taskkill /IM hearth.exe'
+    Pop $0
     IntOp $1 $1 + 1
     ${If} $1 >= 40
       ${Break}
