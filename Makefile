@@ -2,7 +2,7 @@
 GO ?= go
 NPM ?= npm
 
-.PHONY: run test test-go test-interop test-deps bench build dist test-dist test-dist-deps
+.PHONY: run test test-go test-interop test-deps bench build dist dist-deps test-dist test-dist-deps
 
 # Root installs packages directly; anyone else through sudo.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -44,8 +44,19 @@ bench: build
 
 # Release artifacts for every platform into dist/ (packaging/README.md).
 # VERSION=1.2.3 overrides git describe's version.
-dist:
+dist: dist-deps
 	$(GO) run ./cmd/hearth-dist -out dist $(if $(VERSION),-version $(VERSION))
+
+# Debian packages make dist and its test need: NSIS for the Windows
+# installer; 7-Zip to list it, Wine (64-bit) to install it for real in
+# the test, and Xvfb for the display Wine's notification area (the tray)
+# needs.
+DIST_PKGS := nsis p7zip-full wine wine64 xvfb
+dist-deps:
+	@if ! command -v makensis >/dev/null || ! command -v 7z >/dev/null || [ ! -x /usr/lib/wine/wine64 ] || ! command -v Xvfb >/dev/null; then \
+	  $(SUDO) apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(DIST_PKGS); \
+	fi
 
 # The dist tests build the artifacts and install them for real (as root:
 # dpkg in a Debian root made with debootstrap and cached under
@@ -59,6 +70,6 @@ test-dist-deps:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap rpm dpkg desktop-file-utils dbus systemd; \
 	fi
 
-test-dist: test-dist-deps
+test-dist: dist-deps test-dist-deps
 	$(GO) vet -tags dist ./cmd/hearth-dist
-	$(SUDO) env PATH="$$PATH" $(if $(SUDO),HOME="$$HOME" GOCACHE="$$($(GO) env GOCACHE)" GOMODCACHE="$$($(GO) env GOMODCACHE)") $(GO) test -tags dist -count=1 -timeout 20m -v ./cmd/hearth-dist
+	$(SUDO) env PATH="$$PATH" $(if $(SUDO),HOME="$$HOME" GOCACHE="$$($(GO) env GOCACHE)" GOMODCACHE="$$($(GO) env GOMODCACHE)") HEARTH_TEST_DIST=1 $(GO) test -tags dist -count=1 -timeout 20m -v ./cmd/hearth-dist

@@ -22,6 +22,7 @@ require (
 	github.com/pion/webrtc/v4 v4.2.27
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3
 	github.com/sirupsen/logrus v1.9.3
+	github.com/tc-hib/winres v0.3.1
 	github.com/tidwall/gjson v1.18.0
 	github.com/zalando/go-keyring v0.2.8
 	go.etcd.io/bbolt v1.5.0
