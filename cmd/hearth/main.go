@@ -44,7 +44,7 @@ Usage:
   hearth keys rotate                    new signing key; the old one is kept as old_verify_keys
   hearth service install|uninstall|start|stop   run Hearth at login (systemd user unit, LaunchAgent, Run key)
   hearth check                          verify hearth.db page by page (stop Hearth first)
-  hearth version
+  hearth version                        version, commit and build date of this binary
 
 Every subcommand takes --data-dir and --config, and every config key as a
 flag (see 'hearth config defaults'). Exit codes: 0 success, 1 failure,
@@ -98,8 +98,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "check":
 		return checkCmd(rest, stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, "hearth", daemon.Version)
-		return 0
+		return versionCmd(stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -72,6 +72,7 @@ func trayMenu(t *testing.T, obj dbus.BusObject) []menuItem {
 type trayUI struct {
 	t    *testing.T
 	menu dbus.BusObject
+	item dbus.BusObject // the StatusNotifierItem itself (its icon, title)
 }
 
 // startTray starts the tray for daemon d with extra environment and waits
@@ -100,7 +101,7 @@ func startTray(t *testing.T, d *Daemon, env ...string) *trayUI {
 		items := trayMenu(t, conn.Object(name, "/StatusNotifierItem/menu"))
 		return items, len(items) > 0 && strings.Contains(items[0].label, "Hearth on "+d.ServerName())
 	})
-	return &trayUI{t: t, menu: conn.Object(name, "/StatusNotifierItem/menu")}
+	return &trayUI{t: t, menu: conn.Object(name, "/StatusNotifierItem/menu"), item: conn.Object(name, "/StatusNotifierItem")}
 }
 
 // click clicks the menu entry with this label.
