@@ -51,9 +51,11 @@ dist:
 test-dist:
 	HEARTH_TEST_DIST=1 $(GO) test -count=1 ./cmd/hearth-dist
 
-# macOS: xorriso makes the .dmg, 7z reads it back.
+# macOS: xorriso makes the .dmg; the test reads it back with 7z and
+# compares the universal binary with llvm-lipo's.
 dist test-dist: dist-deps-macos
 dist-deps-macos:
-	@command -v xorriso >/dev/null && command -v 7z >/dev/null || { \
+	@command -v xorriso >/dev/null && command -v 7z >/dev/null && \
+	  { command -v llvm-lipo || ls /usr/lib/llvm-*/bin/llvm-lipo; } >/dev/null 2>&1 || { \
 	  $(SUDO) apt-get update -q && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends xorriso p7zip-full; }
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends xorriso p7zip-full llvm; }

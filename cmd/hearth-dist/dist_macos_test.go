@@ -99,6 +99,7 @@ func TestMacOSBundles(t *testing.T) {
 	checkUniversal(t, b, exe.Data)
 	checkIcon(t, files["Hearth.app/Contents/Resources/hearth.icns"].Data)
 	checkDMG(t, dmgPath, files, b.Date)
+	checkRockRidge(t, dmgPath)
 
 	// A second build of the same commit and binaries: the same bytes.
 	again := *b
@@ -215,6 +216,15 @@ func checkUniversal(t *testing.T, b *Build, exe []byte) {
 	if err != nil {
 		t.Fatalf("the app's executable is not a universal Mach-O: %v", err)
 	}
+	// The same bytes as LLVM's lipo makes of the two builds.
+	lipo := llvmLipo(t)
+	ref := filepath.Join(t.TempDir(), "hearth")
+	if out, err := exec.Command(lipo, "-create", "-output", ref, b.Binaries["darwin/amd64"], b.Binaries["darwin/arm64"]).CombinedOutput(); err != nil {
+		t.Fatalf("llvm-lipo: %v\n%s", err, out)
+	}
+	if want, _ := os.ReadFile(ref); !bytes.Equal(exe, want) {
+		t.Errorf("the universal binary differs from llvm-lipo's (%d and %d bytes)", len(exe), len(want))
+	}
 	want := map[string]macho.Cpu{"darwin/amd64": macho.CpuAmd64, "darwin/arm64": macho.CpuArm64}
 	if len(ff.Arches) != len(want) {
 		t.Fatalf("%d slices, want %d", len(ff.Arches), len(want))
@@ -256,6 +266,19 @@ func checkUniversal(t *testing.T, b *Build, exe []byte) {
 			t.Errorf("%s build lacks the no-menu-bar message", platform)
 		}
 	}
+}
+
+// llvmLipo finds llvm-lipo (Debian's llvm package installs it versioned).
+func llvmLipo(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("llvm-lipo"); err == nil {
+		return p
+	}
+	if m, _ := filepath.Glob("/usr/lib/llvm-*/bin/llvm-lipo"); len(m) > 0 {
+		return m[len(m)-1]
+	}
+	t.Fatal("llvm-lipo is missing: make test-dist installs it (Debian package llvm)")
+	return ""
 }
 
 // checkIcon: a valid icns holding every size up to 1024 px.
@@ -332,6 +355,22 @@ func checkDMG(t *testing.T, dmg string, zipped map[string]bundleFile, date time.
 			if !bytes.Equal(out, zipped["Hearth.app/Contents/MacOS/hearth"].Data) {
 				t.Errorf("the .dmg's executable differs from the zip's")
 			}
+		}
+	}
+}
+
+// checkRockRidge: the ISO 9660 side's Rock Ridge records (what macOS's
+// cd9660 reads if it mounts that side) keep the executable bit and the
+// Applications link; 7z does not show them, xorriso does.
+func checkRockRidge(t *testing.T, dmg string) {
+	t.Helper()
+	out, err := exec.Command("xorriso", "-indev", dmg, "-lsl", "/Hearth.app/Contents/MacOS/hearth", "/Applications").Output()
+	if err != nil {
+		t.Fatalf("xorriso -lsl: %v\n%s", err, out)
+	}
+	for _, want := range []string{"-rwxr-xr-x", "lrwxrwxrwx", "-> '/Applications'"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("Rock Ridge listing lacks %q:\n%s", want, out)
 		}
 	}
 }

@@ -200,14 +200,14 @@ func appIconSet() ([]byte, error) {
 // universal joins thin Mach-O binaries into one universal ("fat") binary,
 // as lipo -create does (<mach-o/fat.h>): a big-endian header, one
 // fat_arch record per slice (CPU type and subtype, offset, size, and the
-// alignment as a power of two), then each slice unchanged at an offset
-// aligned to 16 KiB, the page size of Apple silicon. Each slice keeps its
-// own code signature (the Go linker signs arm64 ad hoc).
+// alignment as a power of two), then each slice unchanged at an offset so
+// aligned. The alignment is lipo's, the CPU's page size (4 KiB on Intel,
+// 16 KiB on Apple silicon), and slices go in order of it. Each slice keeps its own code signature (the Go linker signs
+// arm64 ad hoc). The test checks the bytes against llvm-lipo's.
 func universal(thin []string) ([]byte, error) {
-	const align = 14
 	type slice struct {
-		cpu, sub uint32
-		data     []byte
+		cpu, sub, align uint32
+		data            []byte
 	}
 	var slices []slice
 	for _, p := range thin {
@@ -219,16 +219,18 @@ func universal(thin []string) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p, err)
 		}
-		slices = append(slices, slice{uint32(f.Cpu), f.SubCpu, data})
+		slices = append(slices, slice{uint32(f.Cpu), f.SubCpu, pageAlign(f.Cpu), data})
 	}
+	sort.SliceStable(slices, func(i, j int) bool { return slices[i].align < slices[j].align })
 	var out bytes.Buffer
 	binary.Write(&out, binary.BigEndian, [2]uint32{macho.MagicFat, uint32(len(slices))})
 	offset := uint32(8 + 20*len(slices))
 	offsets := make([]uint32, len(slices))
 	for i, s := range slices {
-		offset = (offset + 1<<align - 1) &^ (1<<align - 1)
+		a := uint32(1)<<s.align - 1
+		offset = (offset + a) &^ a
 		offsets[i] = offset
-		binary.Write(&out, binary.BigEndian, [5]uint32{s.cpu, s.sub, offset, uint32(len(s.data)), align})
+		binary.Write(&out, binary.BigEndian, [5]uint32{s.cpu, s.sub, offset, uint32(len(s.data)), s.align})
 		offset += uint32(len(s.data))
 	}
 	for i, s := range slices {
@@ -236,6 +238,15 @@ func universal(thin []string) ([]byte, error) {
 		out.Write(s.data)
 	}
 	return out.Bytes(), nil
+}
+
+// pageAlign is a slice's alignment as a power of two: the CPU's page
+// size, as llvm-lipo and Apple's lipo choose for executables.
+func pageAlign(cpu macho.Cpu) uint32 {
+	if cpu == macho.CpuArm64 || cpu == macho.CpuArm {
+		return 14 // 16 KiB
+	}
+	return 12 // 4 KiB
 }
 
 // minimumMacOS is the newest minimum macOS version of the binary's slices
