@@ -53,17 +53,23 @@ func openApp(app, exe string, stdout, stderr io.Writer) error {
 	if code != 0 {
 		return fmt.Errorf("%s", strings.TrimSpace(cfgErr.String()))
 	}
-	if err := ensureLaunchAgent(cfg, exe); err != nil {
+	step, err := ensureLaunchAgent(cfg, exe)
+	if err != nil {
 		return fmt.Errorf("run Hearth at login: %w", err)
 	}
-	if _, err := trayToolkit(); err == nil {
-		// A build with the menu-bar item: the app is that item.
+	_, trayErr := trayToolkit()
+	c, err := waitForDaemon(cfg, appDaemonWait)
+	if err == nil && step == agentStart {
+		c, err = restartOutdated(cfg, c)
+	}
+	if trayErr == nil {
+		// A build with the menu-bar item: the app is that item, which
+		// shows a daemon that did not start, and can start it.
 		if trayCmd(nil, stdout, stderr) != 0 {
 			return errors.New("the menu-bar item did not start (see hearth.log in Hearth's data folder)")
 		}
 		return nil
 	}
-	c, err := waitForDaemon(cfg, appDaemonWait)
 	if err != nil {
 		log, _ := daemon.DetachedLogFile(cfg)
 		return fmt.Errorf("Hearth did not start: %w. Its log is %s", err, log)
@@ -75,27 +81,59 @@ func openApp(app, exe string, stdout, stderr io.Writer) error {
 	return controlclient.OpenInBrowser(link)
 }
 
-func ensureLaunchAgent(cfg daemon.Config, exe string) error {
+// restartOutdated restarts a daemon that runs another version than this
+// binary: dragging a new Hearth.app over the old one leaves the old
+// daemon running from the replaced file until it is restarted.
+func restartOutdated(cfg daemon.Config, c ctlClient) (ctlClient, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	st, err := c.Status(ctx)
+	cancel()
+	if err != nil || st.Version == daemon.Version {
+		return c, err
+	}
+	if _, err := daemon.Service(cfg, daemon.ServiceStop, true); err != nil {
+		return nil, err
+	}
+	// A stopped daemon exits cleanly, which launchd does not restart.
+	for deadline := time.Now().Add(appDaemonWait); ; {
+		if withControl(cfg, func(cl ctlClient) error { _, err := cl.Status(context.Background()); return err }) != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("Hearth %s did not stop to run %s", st.Version, daemon.Version)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if _, err := daemon.Service(cfg, daemon.ServiceStart, true); err != nil {
+		return nil, err
+	}
+	return waitForDaemon(cfg, appDaemonWait)
+}
+
+// ensureLaunchAgent writes, rewrites or starts the LaunchAgent, and says
+// which it did.
+func ensureLaunchAgent(cfg daemon.Config, exe string) (agentStep, error) {
 	if real, err := filepath.EvalSymlinks(exe); err == nil {
 		exe = real
 	}
 	// With manage false, Service only names the file.
 	path, err := daemon.Service(cfg, daemon.ServiceStart, false)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	agent, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		agent, err = nil, nil
 	}
 	if err != nil {
-		return err
+		return 0, err
 	}
 	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
-	switch launchAgentStep(agent, exe, exists) {
+	step := launchAgentStep(agent, exe, exists)
+	switch step {
 	case agentReinstall:
 		if _, err := daemon.Service(cfg, daemon.ServiceUninstall, true); err != nil {
-			return err
+			return step, err
 		}
 		fallthrough
 	case agentInstall:
@@ -105,7 +143,7 @@ func ensureLaunchAgent(cfg daemon.Config, exe string) error {
 		// cleanly, and KeepAlive restarts only a failed daemon).
 		_, err = daemon.Service(cfg, daemon.ServiceStart, true)
 	}
-	return err
+	return step, err
 }
 
 // waitForDaemon waits until the daemon answers on its control API.
