@@ -146,6 +146,21 @@ func TestMacOSBundlesOneArch(t *testing.T) {
 	}
 }
 
+// TestBundleVersion: Apple wants CFBundleShortVersionString as integers;
+// it is the tag's x.y.z, and 0.0.0 for an untagged commit, whose version
+// is its hash even when that starts with digits.
+func TestBundleVersion(t *testing.T) {
+	for v, want := range map[string]string{
+		"0.4.0": "0.4.0", "0.4.0-12-gabc1234": "0.4.0", "1.2": "1.2.0", "1.2.3-rc1": "1.2.3",
+		"0.4.0-12-gabc1234-dirty": "0.4.0", "10.20.30+meta": "10.20.30",
+		"3cc00f4": "0.0.0", "3cc00f4-dirty": "0.0.0", "1234567": "0.0.0", "1.2.3x": "0.0.0", "": "0.0.0",
+	} {
+		if got := bundleVersion(v); got != want {
+			t.Errorf("bundleVersion(%q) = %q, want %q", v, got, want)
+		}
+	}
+}
+
 // readZip reads every entry of the zip, in its order.
 func readZip(t *testing.T, path string, date time.Time) []bundleFile {
 	t.Helper()

@@ -146,7 +146,10 @@ func infoPlist(b *Build, minOS string) ([]byte, error) {
 	return out.Bytes(), err
 }
 
-var leadingVersion = regexp.MustCompile(`^(\d+)(?:\.(\d+))?(?:\.(\d+))?`)
+// leadingVersion is a tag's x.y or x.y.z, then the end or git describe's
+// "-N-gHASH" (or a pre-release's "-rc1"); an untagged commit's version is
+// its abbreviated hash, which may start with digits ("3cc00f4").
+var leadingVersion = regexp.MustCompile(`^(\d+)\.(\d+)(?:\.(\d+))?(?:$|[-+])`)
 
 // bundleVersion is CFBundleShortVersionString: "1.2.3" of "1.2.3-4-gabc".
 func bundleVersion(v string) string {
@@ -154,10 +157,8 @@ func bundleVersion(v string) string {
 	if m == nil {
 		return "0.0.0"
 	}
-	for i := 2; i <= 3; i++ {
-		if m[i] == "" {
-			m[i] = "0"
-		}
+	if m[3] == "" {
+		m[3] = "0"
 	}
 	return m[1] + "." + m[2] + "." + m[3]
 }
