@@ -2,7 +2,7 @@
 GO ?= go
 NPM ?= npm
 
-.PHONY: run test test-go test-interop test-deps bench build dist dist-deps test-dist test-dist-deps
+.PHONY: run test test-go test-interop test-deps bench build dist dist-deps dist-deps-macos test-dist test-dist-deps
 
 # Root installs packages directly; anyone else through sudo.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -73,3 +73,12 @@ test-dist-deps:
 test-dist: dist-deps test-dist-deps
 	$(GO) vet -tags dist ./cmd/hearth-dist
 	$(SUDO) env PATH="$$PATH" $(if $(SUDO),HOME="$$HOME" GOCACHE="$$($(GO) env GOCACHE)" GOMODCACHE="$$($(GO) env GOMODCACHE)") HEARTH_TEST_DIST=1 $(GO) test -tags dist -count=1 -timeout 20m -v ./cmd/hearth-dist
+
+# macOS: xorriso makes the .dmg; the test reads it back with 7z and
+# compares the universal binary with llvm-lipo's.
+dist test-dist: dist-deps-macos
+dist-deps-macos:
+	@command -v xorriso >/dev/null && command -v 7z >/dev/null && \
+	  { command -v llvm-lipo || ls /usr/lib/llvm-*/bin/llvm-lipo; } >/dev/null 2>&1 || { \
+	  $(SUDO) apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends xorriso p7zip-full llvm; }

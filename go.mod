@@ -7,6 +7,7 @@ require (
 	github.com/gen2brain/beeep v0.11.1
 	github.com/godbus/dbus/v5 v5.2.2
 	github.com/goreleaser/nfpm/v2 v2.48.0
+	github.com/jackmordaunt/icns/v3 v3.0.1
 	github.com/matrix-org/gomatrix v0.0.0-20220926102614-ceba4d9f7530
 	github.com/matrix-org/gomatrixserverlib v0.0.0-20260506075950-c9c468727353
 	github.com/pion/ice/v4 v4.4.9
@@ -31,6 +32,7 @@ require (
 	golang.org/x/image v0.47.0
 	golang.org/x/net v0.60.0
 	golang.org/x/sys v0.49.0
+	howett.net/plist v1.0.1
 	maunium.net/go/mautrix v0.26.0
 	rsc.io/qr v0.2.0
 )
@@ -62,7 +64,6 @@ require (
 	github.com/goreleaser/fileglob v1.4.1 // indirect
 	github.com/hashicorp/go-set/v3 v3.0.0 // indirect
 	github.com/huandu/xstrings v1.5.0 // indirect
-	github.com/jackmordaunt/icns/v3 v3.0.1 // indirect
 	github.com/jbenet/go-context v0.0.0-20150711004518-d14ea06fba99 // indirect
 	github.com/kevinburke/ssh_config v1.6.0 // indirect
 	github.com/klauspost/compress v1.20.1 // indirect

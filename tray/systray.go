@@ -1,3 +1,9 @@
+// fyne.io/systray draws the macOS menu-bar item through Cocoa, which
+// needs cgo; a macOS build without cgo (the cross-built release) has no
+// Systray, and 'hearth tray' says so (cmd/hearth/tray_none.go).
+
+//go:build !darwin || cgo
+
 package tray
 
 import (

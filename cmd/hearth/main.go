@@ -60,6 +60,9 @@ func main() {
 
 // Exit codes: see usage.
 func run(args []string, stdout, stderr io.Writer) int {
+	if code, ok := openedAsApp(args, stdout, stderr); ok { // Hearth.app (app.go)
+		return code
+	}
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2

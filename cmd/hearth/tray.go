@@ -29,6 +29,11 @@ func trayFlags(startDaemon *bool) func(*flag.FlagSet) {
 
 // trayCmd runs the system-tray icon until its Quit item is chosen.
 func trayCmd(args []string, stdout, stderr io.Writer) int {
+	toolkit, err := trayToolkit()
+	if err != nil {
+		fmt.Fprintln(stderr, "hearth tray:", err)
+		return 1
+	}
 	var startDaemon bool
 	cfg, code := loadConfig("tray", args, stderr, trayFlags(&startDaemon))
 	if code != 0 {
@@ -43,7 +48,7 @@ func trayCmd(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, err)
 	}
 	desktop := tray.SystemDesktop{Args: daemonArgs}
-	tray.New(tray.Systray{}, endpointControl{cfg}, desktop, cfg.ClientListen).
+	tray.New(toolkit, endpointControl{cfg}, desktop, cfg.ClientListen).
 		WithOptions(tray.Options{StartDaemon: startDaemon, LogFile: daemonLogFile(cfg)}).Run()
 	return 0
 }
@@ -76,6 +81,16 @@ func runFlags(args []string) []string {
 	}
 	return out
 }
+
+// errNoMenuBar is 'hearth tray' on a macOS build without cgo: the release
+// binaries are cross-built from Linux, where fyne.io/systray's Cocoa code
+// cannot be compiled, so they run the daemon and console but draw no
+// menu-bar item (issue 13).
+var errNoMenuBar = errors.New("this build of Hearth for macOS has no menu-bar item: " +
+	"the menu-bar item needs cgo, and this binary was cross-built without it. " +
+	"Hearth itself runs without it: opening Hearth.app (or 'hearth service install') starts it at login, " +
+	"and 'hearth open' opens the console. For the menu-bar item, build Hearth on a Mac " +
+	"as packaging/README.md (\"macOS\") describes")
 
 // trayDaemonArgs is the command line of the tray's Start Hearth: this
 // binary, "run" and the tray's own flags, so it starts the same Hearth,
