@@ -236,7 +236,7 @@ func TestDebLifecycle(t *testing.T) {
 		t.Errorf("desktop-file-validate: %v\n%s", err, out)
 	}
 	entry, _ := os.ReadFile(r.path("/usr/share/applications/hearth.desktop"))
-	for _, want := range []string{"Name=Hearth\n", "Exec=hearth tray\n", "Icon=hearth\n", "Categories=Network;Chat;InstantMessaging;\n"} {
+	for _, want := range []string{"Name=Hearth\n", "Exec=hearth tray --start-daemon\n", "Icon=hearth\n", "Categories=Network;Chat;InstantMessaging;\n"} {
 		if !strings.Contains(string(entry), want) {
 			t.Errorf("hearth.desktop lacks %q", want)
 		}

@@ -126,7 +126,7 @@ Section "Hearth"
   File "/oname=hearth.exe" "${EXE}"
   WriteUninstaller "$INSTDIR\uninstall.exe"
 
-  CreateShortcut "$SMPROGRAMS\Hearth.lnk" "$INSTDIR\hearth.exe" "tray" "$INSTDIR\hearth.exe" 0 SW_SHOWNORMAL "" "Hearth, your own Matrix homeserver"
+  CreateShortcut "$SMPROGRAMS\Hearth.lnk" "$INSTDIR\hearth.exe" "tray --start-daemon" "$INSTDIR\hearth.exe" 0 SW_SHOWNORMAL "" "Hearth, your own Matrix homeserver"
 
   ; At login, through the Run key: the daemon by Hearth's own entry
   ; ('hearth service install' writes Run\Hearth with the data dir and its
@@ -137,7 +137,7 @@ Section "Hearth"
   ${If} $0 != 0
     DetailPrint "hearth service install failed ($0): Hearth will not start at login"
   ${EndIf}
-  WriteRegStr HKCU "${RUN_KEY}" "Hearth Tray" '"$INSTDIR\hearth.exe" tray'
+  WriteRegStr HKCU "${RUN_KEY}" "Hearth Tray" '"$INSTDIR\hearth.exe" tray --start-daemon'
 
   ; Apps & features lists per-user programs from HKCU's Uninstall key.
   WriteRegStr HKCU "${UNINST_KEY}" "DisplayName" "Hearth"
@@ -189,7 +189,7 @@ Section "Uninstall"
     ; nothing, put the login entries back, and say what to do.
     nsExec::Exec '"$INSTDIR\hearth.exe" service install --files-only'
     Pop $0
-    WriteRegStr HKCU "${RUN_KEY}" "Hearth Tray" '"$INSTDIR\hearth.exe" tray'
+    WriteRegStr HKCU "${RUN_KEY}" "Hearth Tray" '"$INSTDIR\hearth.exe" tray --start-daemon'
     MessageBox MB_ICONSTOP "Hearth is still running. Choose Stop Hearth and then Quit in its tray menu, and uninstall again. Nothing was removed." /SD IDOK
     Abort "Hearth is still running: nothing was removed."
   ${EndIf}
