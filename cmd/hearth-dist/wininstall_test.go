@@ -334,7 +334,7 @@ func wineInstall(t *testing.T, b *Build, inst Artifact, tools map[string]string)
 	if !strings.HasPrefix(run["Hearth"], `"`+exe+`" "run" "--data-dir" "`+dataDir+`"`) {
 		t.Errorf(`Run\Hearth = %q, want the daemon from %s with %s`, run["Hearth"], exe, dataDir)
 	}
-	if run["Hearth Tray"] != `"`+exe+`" tray` {
+	if run["Hearth Tray"] != `"`+exe+`" tray --start-daemon` {
 		t.Errorf(`Run\Hearth Tray = %q, want the tray`, run["Hearth Tray"])
 	}
 	un := w.regValues(uninstKey)
