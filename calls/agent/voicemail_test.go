@@ -34,7 +34,7 @@ func newVoicemailEnv(t *testing.T, cfg Config) (*env, *Voicemail, *vmStore) {
 	e := newEnv(t, cfg)
 	st := &vmStore{files: map[string][]byte{}}
 	vm := &Voicemail{Audio: MediaAudio{Greeting: media.DefaultGreeting(), Dir: t.TempDir()},
-		Store: func(_ context.Context, who string, file []byte, name string) (string, error) {
+		Store: func(_ context.Context, who string, file []byte, name string, _ bool) (string, error) {
 			if who != owner.UserID {
 				t.Errorf("voicemail stored as %s, want the owner", who)
 			}
