@@ -201,3 +201,42 @@ func TestVoicemailCallEncrypted(t *testing.T) {
 		t.Fatalf("the voicemail is not the tone: %v (%+v)", err, rep)
 	}
 }
+
+// TestEchoCallEncrypted: alice, an E2EE client, invites @echo to an
+// encrypted room; echo's device, an E2EE device of its own, says hello
+// encrypted, decrypts alice's encrypted call, answers encrypted and
+// sends her tone back.
+func TestEchoCallEncrypted(t *testing.T) {
+	d := StartDaemon(t)
+	alice := d.Register("alice")
+	echo := d.UserID("echo")
+	roomID := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "private_chat",
+		InitialState: []*event.Event{{Type: event.StateEncryption, Content: event.Content{
+			Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}}}}})
+	ec := newEncryptedCall(t, alice, roomID, []id.UserID{alice.UserID, echo})
+	must(alice.InviteUser(ctx(t), roomID, &mautrix.ReqInviteUser{UserID: echo})).get(t)
+	hello := ec.await("m.room.message")
+	if hello.Sender != echo || hello.Content.Raw["msgtype"] != "m.notice" {
+		t.Fatalf("echo's hello: %s %v", hello.Sender, hello.Content.Raw)
+	}
+
+	ec.invite()
+	ans := ec.takeAnswer()
+	if ans.Sender != echo {
+		t.Fatalf("answer from %s, want %s", ans.Sender, echo)
+	}
+	waitFor(t, "media connected", func() (bool, bool) {
+		return true, ec.pc.ConnectionState() == webrtc.PeerConnectionStateConnected
+	})
+	noErr(t, media.PlayOgg(ctx(t), ec.tone, bytes.NewReader(mediatest.Tone())), "play the tone")
+	time.Sleep(300 * time.Millisecond) // the echo of the last packets is on its way back
+	ec.stopRecording()
+	file := <-ec.recorded
+	if file == nil {
+		t.Fatal("nothing came back from echo")
+	}
+	if rep, err := mediatest.CheckTone(file, mediatest.ToneDuration, 500*time.Millisecond); err != nil {
+		t.Fatalf("what echo sent back is not the tone: %v (%+v)", err, rep)
+	}
+	ec.send("m.call.hangup", map[string]any{"reason": "user_hangup"})
+}
