@@ -134,19 +134,7 @@ func TestVoicemailCallEncrypted(t *testing.T) {
 	if m == nil {
 		t.Fatalf("no owner password in the welcome text:\n%s", d.Logs())
 	}
-	owner := d.Client("", "")
-	_, err := owner.Login(ctx(t), &mautrix.ReqLogin{Type: mautrix.AuthTypePassword,
-		Identifier: mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: "root"}, Password: m[1], StoreCredentials: true})
-	noErr(t, err, "owner login")
-	var vmDevice id.DeviceID
-	for _, dev := range must(owner.GetDevicesInfo(ctx(t))).get(t).Devices {
-		if dev.DisplayName == "Hearth voicemail" {
-			vmDevice = dev.DeviceID
-		}
-	}
-	if vmDevice == "" {
-		t.Fatal("the owner's devices do not list Hearth voicemail")
-	}
+	owner, vmDevice := voicemailDevice(t, d, m[1])
 	// The voicemail device published its keys as any E2EE client does.
 	keys := must(owner.QueryKeys(ctx(t), &mautrix.ReqQueryKeys{DeviceKeys: mautrix.DeviceKeysRequest{owner.UserID: {}}})).get(t)
 	if dk, ok := keys.DeviceKeys[owner.UserID][vmDevice]; !ok || len(dk.Keys) == 0 {
@@ -208,8 +196,24 @@ func TestVoicemailCallEncrypted(t *testing.T) {
 // sends her tone back.
 func TestEchoCallEncrypted(t *testing.T) {
 	d := StartDaemon(t)
-	alice := d.Register("alice")
-	echo := d.UserID("echo")
+	callEchoEncrypted(t, d.Register("alice"), d.UserID("echo"))
+}
+
+// TestEchoCallEncryptedOverFederation: the same with alice on another
+// server, so her client fetches the echo device's keys and claims its
+// one-time keys over federation, and echo's device hers.
+func TestEchoCallEncryptedOverFederation(t *testing.T) {
+	t.Parallel()
+	net := startFedNet(t, "hs1.test", "hs2.test")
+	hs1, hs2 := net.Daemons["hs1.test"], net.Daemons["hs2.test"]
+	callEchoEncrypted(t, hs1.Register("alice"), hs2.UserID("echo"))
+}
+
+// callEchoEncrypted makes alice an E2EE client, invites echo to a new
+// encrypted room, waits for its encrypted hello and calls it with
+// encrypted signalling; the tone must come back.
+func callEchoEncrypted(t *testing.T, alice *mautrix.Client, echo id.UserID) {
+	t.Helper()
 	roomID := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "private_chat",
 		InitialState: []*event.Event{{Type: event.StateEncryption, Content: event.Content{
 			Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}}}}})
@@ -239,4 +243,53 @@ func TestEchoCallEncrypted(t *testing.T) {
 		t.Fatalf("what echo sent back is not the tone: %v (%+v)", err, rep)
 	}
 	ec.send("m.call.hangup", map[string]any{"reason": "user_hangup"})
+}
+
+// voicemailDevice logs in as the owner and returns the client and the ID
+// of the owner's device named "Hearth voicemail" (failing if there is not
+// exactly one).
+func voicemailDevice(t *testing.T, d *Daemon, password string) (*mautrix.Client, id.DeviceID) {
+	t.Helper()
+	owner := d.Client("", "")
+	_, err := owner.Login(ctx(t), &mautrix.ReqLogin{Type: mautrix.AuthTypePassword,
+		Identifier: mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: "root"}, Password: password, StoreCredentials: true})
+	noErr(t, err, "owner login")
+	var found []id.DeviceID
+	for _, dev := range must(owner.GetDevicesInfo(ctx(t))).get(t).Devices {
+		if dev.DisplayName == "Hearth voicemail" {
+			found = append(found, dev.DeviceID)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("the owner has %d Hearth voicemail devices, want 1: %v", len(found), found)
+	}
+	return owner, found[0]
+}
+
+// TestVoicemailDeviceEachStart: the voicemail device's keys live in the
+// daemon's memory, so each start replaces the device: after a restart
+// the owner has one "Hearth voicemail" device, with a new ID and
+// published keys, and the old device and its keys are gone (clients then
+// never encrypt for a device nobody holds the keys of).
+func TestVoicemailDeviceEachStart(t *testing.T) {
+	d := NewDaemon(t, t.TempDir())
+	d.Start()
+	m := ownerPassword.FindStringSubmatch(d.Logs())
+	if m == nil {
+		t.Fatalf("no owner password in the welcome text:\n%s", d.Logs())
+	}
+	owner, before := voicemailDevice(t, d, m[1])
+	d.Restart()
+	_, after := voicemailDevice(t, d, m[1])
+	if after == before {
+		t.Fatalf("the voicemail device is still %s after a restart", before)
+	}
+	keys := must(owner.QueryKeys(ctx(t), &mautrix.ReqQueryKeys{DeviceKeys: mautrix.DeviceKeysRequest{owner.UserID: {}}})).get(t)
+	mine := keys.DeviceKeys[owner.UserID]
+	if _, ok := mine[before]; ok {
+		t.Fatalf("the old voicemail device %s still has keys", before)
+	}
+	if dk, ok := mine[after]; !ok || len(dk.Keys) == 0 {
+		t.Fatalf("no keys for the new voicemail device %s: %+v", after, mine)
+	}
 }
