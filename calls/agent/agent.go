@@ -131,9 +131,10 @@ type Agent struct {
 	calls     map[string]*call // by callKey
 	perRoom   map[string]int
 	perCaller map[string]int
-	joining   map[string]bool   // rooms echo is joining
-	tried     map[string]uint64 // remote invites to echo tried, by room: the invite's position
-	decrypt   chan encryptedEvent
+	joining   map[string]bool     // rooms echo is joining
+	tried     map[string]uint64   // remote invites to echo tried, by room: the invite's position
+	decrypt   chan encryptedEvent // encrypted events to decrypt, in order (crypto.go)
+	dropping  atomic.Bool         // the decrypt queue is full: events are being dropped
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the follower, every call and every join

@@ -70,7 +70,11 @@ func (a *Agent) encrypted(pe *room.PushEvent) {
 	select {
 	case a.decrypt <- encryptedEvent{pe: pe, party: p}:
 	default:
-		a.log.Warn("calls: too many encrypted events to decrypt, one dropped", "room", pe.RoomID)
+		// Said once per flood: the decryptor clears the flag once the
+		// queue is empty again.
+		if a.dropping.CompareAndSwap(false, true) {
+			a.log.Warn("calls: too many encrypted events to decrypt, dropping", "room", pe.RoomID)
+		}
 	}
 }
 
@@ -87,6 +91,9 @@ func (a *Agent) decryptor(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case e := <-a.decrypt:
+			if len(a.decrypt) == 0 {
+				a.dropping.Store(false)
+			}
 			typ, content, err := e.party.Crypto.Decrypt(ctx, e.pe.RoomID, &e.pe.Event)
 			if err != nil {
 				a.log.Debug("calls: cannot decrypt", "room", e.pe.RoomID, "event", e.pe.Event.EventID, "err", err)
