@@ -150,3 +150,41 @@ func TestEncryptedEventsBounded(t *testing.T) {
 		t.Fatalf("%d events decrypted of a flood of %d, want about the queue's %d", n, flood, maxEncryptedQueue)
 	}
 }
+
+// TestEncryptedVoicemailNotWhenOwnerAnswers: in an encrypted 1:1 room the
+// voicemail device decrypts the invite and rings; another device of the
+// owner answers (encrypted too), and voicemail stops ringing without
+// answering.
+func TestEncryptedVoicemailNotWhenOwnerAnswers(t *testing.T) {
+	sc := &sealedCrypto{}
+	e, _, _ := newVoicemailEnv(t, Config{VoicemailAfter: time.Hour, Encrypted: func(string) bool { return true },
+		Owner: Party{UserID: owner.UserID, DeviceID: owner.DeviceID, Crypto: sc}})
+	alice := user("alice")
+	roomID := e.room(alice, owner.UserID)
+	e.agent.Start()
+	base := runtime.NumGoroutine()
+	c := newCaller(e, alice, roomID)
+	e.send(alice, roomID, evEncrypted, seal(evInvite, map[string]any{"call_id": c.callID, "party_id": c.party,
+		"version": "1", "lifetime": 60000, "offer": map[string]any{"type": "offer", "sdp": "v=0"}}))
+	deadline := time.Now().Add(10 * time.Second)
+	for e.agent.Active() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("voicemail is not ringing for the encrypted invite")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	e.send(owner.UserID, roomID, evEncrypted, seal(evAnswer, map[string]any{"call_id": c.callID, "party_id": "PHONE",
+		"version": "1", "answer": map[string]any{"type": "answer", "sdp": "v=0"}}))
+	c.pc.GracefulClose()
+	settle(t, e.agent, base)
+	cur, _ := e.rooms.Pos()
+	e.rooms.PushEventsAfter(c.start, cur, func(pe *room.PushEvent) error {
+		var m sealed
+		if pe.Event.Sender == owner.UserID && json.Unmarshal(pe.Event.Content, &m) == nil && m.Type == evAnswer {
+			if cc, err := parseCall(m.Content); err == nil && cc.PartyID == owner.DeviceID {
+				t.Errorf("voicemail answered a call the owner took")
+			}
+		}
+		return nil
+	})
+}

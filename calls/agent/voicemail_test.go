@@ -27,7 +27,9 @@ type vmStore struct {
 
 func newVoicemailEnv(t *testing.T, cfg Config) (*env, *Voicemail, *vmStore) {
 	t.Helper()
-	cfg.Owner = owner
+	if cfg.Owner.UserID == "" {
+		cfg.Owner = owner
+	}
 	if cfg.VoicemailAfter == 0 {
 		cfg.VoicemailAfter = 300 * time.Millisecond
 	}
