@@ -7,11 +7,13 @@ NPM ?= npm
 # Root installs packages directly; anyone else through sudo.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
+# goolm selects mautrix's pure-Go Olm (no cgo, no libolm): the call
+# agent's voicemail and echo devices are E2EE devices (calls/agent).
 build:
-	$(GO) build -o bin/hearth ./cmd/hearth
+	$(GO) build -tags goolm -o bin/hearth ./cmd/hearth
 
 run:
-	$(GO) run ./cmd/hearth run
+	$(GO) run -tags goolm ./cmd/hearth run
 
 test: test-go test-interop test-dist
 
@@ -29,8 +31,8 @@ test-deps:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q dbus gnome-keyring libsecret-tools systemd chromium iproute2; \
 	fi
 
-# goolm selects mautrix's pure-Go Olm, so the E2EE test
-# (internal/e2e/crypto_test.go) builds without cgo or libolm.
+# goolm selects mautrix's pure-Go Olm, so the E2EE tests
+# (internal/e2e/crypto_test.go, calls/agent) build without cgo or libolm.
 test-go: test-deps
 	$(GO) vet -tags goolm ./...
 	$(GO) test -tags goolm -count=1 ./...

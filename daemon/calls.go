@@ -3,9 +3,13 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,7 +55,7 @@ func (c *Config) validateCalls() error {
 // its calls use, and federation, through which echo joins rooms elsewhere.
 func (d *Daemon) startCalls() error {
 	ctx := context.Background()
-	cfg := agent.Config{HostIP: d.callHostIP}
+	cfg := agent.Config{HostIP: d.callHostIP, Encrypted: func(roomID string) bool { return d.roomEncryption(roomID) != nil }}
 	if d.cfg.EchoTest == "on" {
 		ok, err := d.accounts.EnsureService(ctx, echoLocalpart, "Echo test")
 		if err != nil {
@@ -59,10 +63,8 @@ func (d *Daemon) startCalls() error {
 		}
 		if !ok {
 			slog.Warn("calls: @echo is a person's account here; the echo test is off")
-		} else if err := d.accounts.EnsureDevice(ctx, echoLocalpart, echoDevice, "Hearth echo test"); err != nil {
+		} else if cfg.Echo, err = d.callParty(ctx, echoLocalpart, echoDevice, "Hearth echo test"); err != nil {
 			return fmt.Errorf("echo test device: %w", err)
-		} else {
-			cfg.Echo = agent.Party{UserID: d.accounts.UserID(echoLocalpart), DeviceID: echoDevice}
 		}
 	}
 	if d.turn != nil {
@@ -153,26 +155,33 @@ func (d *Daemon) voicemail(ctx context.Context, cfg *agent.Config) (*agent.Voice
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("voicemail: %w", err)
 	}
-	if err := d.accounts.EnsureDevice(ctx, owner, voicemailDevice, "Hearth voicemail"); err != nil {
+	if cfg.Owner, err = d.callParty(ctx, owner, voicemailDevice, "Hearth voicemail"); err != nil {
 		return nil, fmt.Errorf("voicemail device: %w", err)
 	}
-	cfg.Owner = agent.Party{UserID: d.accounts.UserID(owner), DeviceID: voicemailDevice}
+	deviceID := cfg.Owner.DeviceID
 	repo := d.api.Media()
 	return &agent.Voicemail{
 		Audio: agent.MediaAudio{Greeting: greeting, Dir: dir},
-		Store: func(ctx context.Context, userID string, file []byte, name string) (string, error) {
+		Store: func(ctx context.Context, userID string, file []byte, name string, encrypted bool) (string, error) {
 			if repo == nil {
 				return "", fmt.Errorf("no media store")
 			}
+			typ := "audio/ogg"
+			if encrypted {
+				typ = "application/octet-stream" // what the ciphertext is; the type is in the event
+			}
 			id, err := repo.Store(ctx, userID, media.Upload{Body: bytes.NewReader(file), ContentLength: int64(len(file)),
-				ContentType: "audio/ogg", Filename: name})
+				ContentType: typ, Filename: name})
 			if err != nil {
 				return "", err
 			}
 			return repo.MXC(id), nil
 		},
+		// A device re-made so keeps the device ID but not its keys (they
+		// were deleted with it): until the next start voicemail then
+		// answers in unencrypted rooms only.
 		EnsureDevice: func(ctx context.Context) error {
-			return d.accounts.EnsureDevice(ctx, owner, voicemailDevice, "Hearth voicemail")
+			return d.accounts.EnsureDevice(ctx, owner, deviceID, "Hearth voicemail")
 		},
 		// Quiet under do-not-disturb; a voicemail is for the owner, so
 		// "highlights" shows it.
@@ -185,6 +194,83 @@ func (d *Daemon) voicemail(ctx context.Context, cfg *agent.Config) (*agent.Voice
 			}
 		},
 	}, nil
+}
+
+// callParty makes the device a party of the call agent speaks as. In a
+// build with end-to-end encryption (agent.E2EE) it is an E2EE device
+// whose keys live in memory only, so each start replaces the one before:
+// the old devices of the kind (IDs starting with base) are deleted with
+// their keys, and a new one with a new ID (base and a random suffix: a
+// client refuses a known device ID whose keys changed) logs in and
+// uploads its keys. Clients see it as a new device of the user. Without
+// E2EE it is the device base, with no keys and no token, as before.
+func (d *Daemon) callParty(ctx context.Context, localpart, base, name string) (agent.Party, error) {
+	userID := d.accounts.UserID(localpart)
+	if !agent.E2EE {
+		return agent.Party{UserID: userID, DeviceID: base}, d.accounts.EnsureDevice(ctx, localpart, base, name)
+	}
+	devs, err := d.accounts.Devices(localpart)
+	if err != nil {
+		return agent.Party{}, err
+	}
+	var old []string
+	for _, dev := range devs {
+		if strings.HasPrefix(dev.ID, base) {
+			old = append(old, dev.ID)
+		}
+	}
+	if len(old) > 0 { // an empty list would mean every device to keys.DeleteDevices
+		if err := d.accounts.DeleteDevices(ctx, localpart, old); err != nil {
+			return agent.Party{}, err
+		}
+		if err := d.keys.DeleteDevices(ctx, userID, old); err != nil {
+			return agent.Party{}, err
+		}
+	}
+	deviceID := base + strings.ToUpper(rand.Text()[:8])
+	sess, err := d.accounts.Login(ctx, localpart, deviceID, name, false)
+	if err != nil {
+		return agent.Party{}, err
+	}
+	dev, err := agent.NewDevice(ctx, agent.DeviceConfig{UserID: userID, DeviceID: deviceID, AccessToken: sess.AccessToken,
+		Transport: handlerTransport{d.api}, Inbox: d.keys, Rooms: d.rooms, Encryption: d.roomEncryption,
+		Logger: slog.Default()})
+	if err != nil {
+		// The agent still works in unencrypted rooms.
+		slog.Warn("calls: no end-to-end encryption for the agent's device", "user", userID, "device", deviceID, "err", err)
+		return agent.Party{UserID: userID, DeviceID: deviceID}, nil
+	}
+	return agent.Party{UserID: userID, DeviceID: deviceID, Crypto: dev}, nil
+}
+
+// roomEncryption is the content of a room's m.room.encryption; nil if the
+// room has none (or this server does not have the room).
+func (d *Daemon) roomEncryption(roomID string) json.RawMessage {
+	pdu := d.rooms.CurrentStatePDU(roomID, "m.room.encryption", "")
+	if pdu == nil {
+		return nil
+	}
+	return json.RawMessage(pdu.Content())
+}
+
+// handlerTransport takes the call agent's E2EE devices' client API
+// requests (keys upload, query and claim, to-device sends, joined
+// members) to the client API's handler in process: they need no socket,
+// and the client listener need not be up yet.
+type handlerTransport struct{ h http.Handler }
+
+func (t handlerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	r := req.Clone(req.Context())
+	r.RequestURI = req.URL.RequestURI()
+	r.RemoteAddr = "127.0.0.1:0"
+	if r.Body == nil {
+		r.Body = http.NoBody
+	}
+	rec := httptest.NewRecorder()
+	t.h.ServeHTTP(rec, r)
+	resp := rec.Result()
+	resp.Request = req
+	return resp, nil
 }
 
 // ownerLocalpart is the owner: the oldest admin account that is a person's

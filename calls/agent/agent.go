@@ -7,9 +7,10 @@
 //
 // It follows the stream like push does (woken by the notifier, never
 // polling) and sends its events through the room engine. It never calls
-// anyone, keeps no media or keys after a hang-up but the voicemail file,
-// and cannot take part in encrypted rooms: there the invite is an
-// m.room.encrypted event the server cannot read.
+// anyone and keeps no media or keys after a hang-up but the voicemail
+// file. In encrypted rooms its parties are E2EE devices of their own
+// (crypto.go): they decrypt the call events shared with them and encrypt
+// what they send.
 package agent
 
 import (
@@ -50,6 +51,9 @@ type RemoteJoiner interface {
 type Party struct {
 	UserID   string
 	DeviceID string
+	// Crypto is the device's end-to-end encryption (nil: none; the party
+	// then takes no part in encrypted rooms).
+	Crypto Crypto
 }
 
 // Config says who the agent is and how it bounds its calls. Zero values
@@ -80,7 +84,10 @@ type Config struct {
 	// HostIP says which local addresses may be offered as host
 	// candidates: the interfaces the daemon serves. nil allows all.
 	HostIP func(net.IP) bool
-	Logger *slog.Logger
+	// Encrypted says whether a room has m.room.encryption: there a party
+	// with Crypto encrypts what it sends (nil: no room is).
+	Encrypted func(roomID string) bool
+	Logger    *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -124,8 +131,10 @@ type Agent struct {
 	calls     map[string]*call // by callKey
 	perRoom   map[string]int
 	perCaller map[string]int
-	joining   map[string]bool   // rooms echo is joining
-	tried     map[string]uint64 // remote invites to echo tried, by room: the invite's position
+	joining   map[string]bool     // rooms echo is joining
+	tried     map[string]uint64   // remote invites to echo tried, by room: the invite's position
+	decrypt   chan encryptedEvent // encrypted events to decrypt, in order (crypto.go)
+	dropping  atomic.Bool         // the decrypt queue is full: events are being dropped
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the follower, every call and every join
@@ -140,7 +149,7 @@ func New(rooms Rooms, joiner RemoteJoiner, cfg Config) *Agent {
 	cfg = cfg.withDefaults()
 	a := &Agent{cfg: cfg, rooms: rooms, joiner: joiner, log: cfg.Logger,
 		calls: map[string]*call{}, perRoom: map[string]int{}, perCaller: map[string]int{}, joining: map[string]bool{},
-		tried: map[string]uint64{}}
+		tried: map[string]uint64{}, decrypt: make(chan encryptedEvent, maxEncryptedQueue)}
 	a.api = newAPI(cfg.HostIP)
 	return a
 }
@@ -155,6 +164,16 @@ func (a *Agent) Start() {
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	pos, _ := a.rooms.Pos()
 	a.followed.Store(pos)
+	if a.cfg.Echo.Crypto != nil || a.cfg.Owner.Crypto != nil {
+		a.wg.Add(1)
+		go func() { defer a.wg.Done(); a.decryptor(a.ctx) }()
+	}
+	for _, c := range []Crypto{a.cfg.Echo.Crypto, a.cfg.Owner.Crypto} {
+		if c != nil {
+			a.wg.Add(1)
+			go func() { defer a.wg.Done(); c.Run(a.ctx) }()
+		}
+	}
 	a.wg.Add(1)
 	go func() { defer a.wg.Done(); a.follow(a.ctx, pos) }()
 }
@@ -203,7 +222,9 @@ func (a *Agent) handle(pe *room.PushEvent) {
 	switch {
 	case ev.Type == "m.room.member":
 		a.memberEvent(pe)
-	case strings.HasPrefix(ev.Type, "m.call."):
+	case ev.Type == evEncrypted:
+		a.encrypted(pe)
+	case isCallEvent(ev.Type):
 		if a.isAgent(ev.Sender, ev.Content) {
 			return // our own answer, candidates or hang-up
 		}
@@ -218,6 +239,8 @@ func (a *Agent) handle(pe *room.PushEvent) {
 		a.deliver(pe.RoomID, ev.Type, ev.Sender, c)
 	}
 }
+
+func isCallEvent(typ string) bool { return strings.HasPrefix(typ, "m.call.") }
 
 // isAgent says whether an event was sent by the agent itself.
 func (a *Agent) isAgent(sender string, content json.RawMessage) bool {
@@ -318,8 +341,7 @@ func (a *Agent) joinEcho(roomID string) {
 		// Say what echo is for; it also tells the inviter that this
 		// server now has the room, so a call placed now reaches echo.
 		content, _ := json.Marshal(map[string]any{"msgtype": "m.notice", "body": echoHello})
-		if _, err := a.rooms.Send(ctx, room.SendRequest{Sender: a.cfg.Echo.UserID, Device: a.cfg.Echo.DeviceID,
-			RoomID: roomID, Type: "m.room.message", Content: content, TxnID: "hearth-echo-hello-" + roomID}); err != nil {
+		if _, err := a.sendAs(ctx, a.cfg.Echo, roomID, "m.room.message", content, "hearth-echo-hello-"+roomID); err != nil {
 			a.log.Warn("calls: echo could not say hello", "room", roomID, "err", err)
 		}
 	}()

@@ -403,8 +403,7 @@ func (c *call) send(typ string, fields map[string]any) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), 10*time.Second)
 	defer cancel()
 	txn := "hearth-call-" + rand.Text()
-	_, err = c.a.rooms.Send(ctx, room.SendRequest{Sender: c.me.UserID, Device: c.me.DeviceID, RoomID: c.roomID,
-		Type: typ, Content: content, TxnID: txn})
+	_, err = c.a.sendAs(ctx, c.me, c.roomID, typ, content, txn)
 	if err != nil {
 		c.a.log.Warn("calls: send", "type", typ, "room", c.roomID, "err", err)
 	}

@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4"
-
-	"github.com/hearth-chat/hearth/internal/room"
 )
 
 // Audio is what voicemail needs of calls/media: the greeting played to
@@ -38,8 +36,9 @@ type Recorded struct {
 type Voicemail struct {
 	Audio Audio
 	// Store uploads a recording to the media store as the owner's and
-	// returns its mxc:// URI.
-	Store func(ctx context.Context, owner string, file []byte, name string) (string, error)
+	// returns its mxc:// URI; encrypted says file is an encrypted
+	// attachment (stored as application/octet-stream).
+	Store func(ctx context.Context, owner string, file []byte, name string, encrypted bool) (string, error)
 	// Notify shows a desktop notification (nil: none); the daemon's
 	// keeps quiet under do-not-disturb.
 	Notify func(title, body string)
@@ -167,16 +166,25 @@ func (r *recording) finished(ctx context.Context, c *call) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	name := "voicemail-" + time.Now().UTC().Format("20060102-150405") + ".ogg"
-	mxc, err := r.vm.Store(ctx, c.me.UserID, file, name)
+	// In an encrypted room the file is encrypted too and the message
+	// carries its key in `file` instead of `url`, as Element sends it.
+	upload, fileObj, encrypted := file, func(string) any { return nil }, c.a.encryptedRoom(c.me, c.roomID)
+	if encrypted {
+		upload, fileObj = c.me.Crypto.EncryptFile(file)
+	}
+	mxc, err := r.vm.Store(ctx, c.me.UserID, upload, name, encrypted)
 	if err != nil {
 		c.a.log.Warn("calls: store voicemail", "err", err)
 		return
 	}
 	ms := dur.Milliseconds()
 	body := fmt.Sprintf("Voicemail from %s (%s)", c.callerName, clock(dur))
-	content, _ := json.Marshal(voiceMessage(body, mxc, name, len(file), ms, waveform))
-	eventID, err := c.a.rooms.Send(ctx, room.SendRequest{Sender: c.me.UserID, Device: c.me.DeviceID, RoomID: c.roomID,
-		Type: "m.room.message", Content: content, TxnID: "hearth-voicemail-" + rand.Text()})
+	msg := voiceMessage(body, mxc, name, len(file), ms, waveform)
+	if encrypted {
+		encryptedVoiceMessage(msg, fileObj(mxc))
+	}
+	content, _ := json.Marshal(msg)
+	eventID, err := c.a.sendAs(ctx, c.me, c.roomID, "m.room.message", content, "hearth-voicemail-"+rand.Text())
 	if err != nil {
 		c.a.log.Warn("calls: post voicemail", "room", c.roomID, "err", err)
 		return
@@ -205,6 +213,20 @@ func voiceMessage(body, mxc, name string, size int, ms int64, waveform []int) ma
 		"org.matrix.msc1767.file":  map[string]any{"url": mxc, "name": name, "mimetype": "audio/ogg", "size": size},
 		"org.matrix.msc1767.audio": map[string]any{"duration": ms, "waveform": waveform},
 		"org.matrix.msc3245.voice": map[string]any{},
+	}
+}
+
+// encryptedVoiceMessage turns a voice message's content into that of an
+// encrypted attachment: the file object (key, iv, hashes and the mxc URI
+// of the ciphertext) takes the place of url, in the content and in the
+// extensible-events file (Client-Server API §"Sending encrypted
+// attachments").
+func encryptedVoiceMessage(msg map[string]any, file any) {
+	delete(msg, "url")
+	msg["file"] = file
+	if f, ok := msg["org.matrix.msc1767.file"].(map[string]any); ok {
+		delete(f, "url")
+		f["file"] = file
 	}
 }
 

@@ -27,14 +27,16 @@ type vmStore struct {
 
 func newVoicemailEnv(t *testing.T, cfg Config) (*env, *Voicemail, *vmStore) {
 	t.Helper()
-	cfg.Owner = owner
+	if cfg.Owner.UserID == "" {
+		cfg.Owner = owner
+	}
 	if cfg.VoicemailAfter == 0 {
 		cfg.VoicemailAfter = 300 * time.Millisecond
 	}
 	e := newEnv(t, cfg)
 	st := &vmStore{files: map[string][]byte{}}
 	vm := &Voicemail{Audio: MediaAudio{Greeting: media.DefaultGreeting(), Dir: t.TempDir()},
-		Store: func(_ context.Context, who string, file []byte, name string) (string, error) {
+		Store: func(_ context.Context, who string, file []byte, name string, _ bool) (string, error) {
 			if who != owner.UserID {
 				t.Errorf("voicemail stored as %s, want the owner", who)
 			}

@@ -176,7 +176,9 @@ func buildBinaries(ctx context.Context, b *Build) error {
 		dst := filepath.Join(b.Out, "bin", p.OS+"-"+p.Arch, name)
 		ldflags := fmt.Sprintf("-s -w -buildid= -X github.com/hearth-chat/hearth/daemon.Version=%s -X github.com/hearth-chat/hearth/daemon.Commit=%s -X github.com/hearth-chat/hearth/daemon.BuildDate=%s",
 			b.Version, b.Commit, b.Date.Format(time.RFC3339))
-		args := []string{"build", "-trimpath", "-buildvcs=false", "-ldflags", ldflags}
+		// goolm: mautrix's pure-Go Olm for the call agent's E2EE devices
+		// (CGO_ENABLED=0 could not link libolm anyway).
+		args := []string{"build", "-tags", "goolm", "-trimpath", "-buildvcs=false", "-ldflags", ldflags}
 		if p.OS == "windows" {
 			// The tray runs without a console window on Windows.
 			args[len(args)-1] += " -H windowsgui"

@@ -49,7 +49,8 @@ func runTests(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	hearthBin = filepath.Join(dir, "hearth")
-	args := []string{"build", "-o", hearthBin}
+	// goolm, as Hearth's builds: the call agent's devices are E2EE ones.
+	args := []string{"build", "-tags", "goolm", "-o", hearthBin}
 	if raceEnabled {
 		args = append(args, "-race") // the daemon's races are what this package is for
 	}
