@@ -421,8 +421,13 @@ func wineInstall(t *testing.T, b *Build, inst Artifact, tools map[string]string)
 	daemon = w.startDaemon(exe, dataDir)
 	waitVersions(t, port)
 
-	// The tray too, as the Start menu (or its Run entry) starts it.
+	// The tray too, as the Start menu (or its Run entry) starts it. The
+	// uninstall comes once Wine has mapped its hearth.exe, as it would for
+	// a person (a tray started the same instant, on a loaded machine, could
+	// still be loading when the uninstaller deletes the file, and then it
+	// runs on with nothing left to close it).
 	tray := w.start([]string{exe, "tray"})
+	waitMapped(t, tray.cmd.Process.Pid, w.unix(exe))
 
 	// The uninstall Apps & features runs silently: it stops Hearth, the
 	// tray included, and removes all but the user's data.
@@ -658,4 +663,21 @@ func forwarderDLL(dllName, name, target string) []byte {
 	le.PutUint32(sect[20:], fileAlign)
 	le.PutUint32(sect[36:], 0x40000040) // initialized data, readable
 	return append(append(h, ed...), make([]byte, raw-len(ed))...)
+}
+
+// waitMapped waits until the process has the file mapped (Wine loads an
+// .exe by mapping it), which is when Windows would refuse to delete it.
+func waitMapped(t *testing.T, pid int, hostPath string) {
+	t.Helper()
+	want := strings.ToLower(filepath.Base(filepath.Dir(hostPath)) + "/" + filepath.Base(hostPath))
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+		if err != nil {
+			t.Fatalf("the process ended before it loaded %s: %v", hostPath, err)
+		}
+		if strings.Contains(strings.ToLower(string(maps)), want) {
+			return
+		}
+	}
+	t.Fatalf("process %d did not load %s within a minute", pid, hostPath)
 }
