@@ -1,9 +1,7 @@
 package daemon
 
 import (
-	"bytes"
 	"io"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -11,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hearth-chat/hearth/federation/queue"
+	"github.com/hearth-chat/hearth/internal/netns/netnstest"
 )
 
 // TestNetworkChangeEndsBackoff: when this machine's network changes (here
@@ -22,7 +21,7 @@ import (
 // own tests, internal/netmon, check the two signs: changed addresses and
 // time asleep.)
 func TestNetworkChangeEndsBackoff(t *testing.T) {
-	if !inPrivateNet(t) {
+	if !netnstest.Private(t) {
 		return
 	}
 	if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
@@ -69,32 +68,4 @@ func TestNetworkChangeEndsBackoff(t *testing.T) {
 		}
 	}
 	waitFor("left its back-off after the network changed", func(x queue.Destination) bool { return x.Failures == 0 && x.NextTry.IsZero() })
-}
-
-const netnsEnv = "HEARTH_DAEMON_NETNS"
-
-// inPrivateNet re-runs the calling test in a network namespace of its
-// own (root and unshare(1)), so it can change links and addresses without
-// touching this machine's: true inside, false outside, where the test's
-// outcome is the inner run's.
-func inPrivateNet(t *testing.T) bool {
-	t.Helper()
-	if os.Getenv(netnsEnv) == "1" {
-		return true
-	}
-	if _, err := exec.LookPath("unshare"); err != nil || os.Geteuid() != 0 {
-		t.Skip("needs root and unshare(1) to make a private network namespace")
-	}
-	if err := exec.Command("unshare", "--net", "true").Run(); err != nil {
-		t.Skipf("cannot make a network namespace here: %v", err)
-	}
-	cmd := exec.Command("unshare", "--net", os.Args[0], "-test.run", "^"+t.Name()+"$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), netnsEnv+"=1")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil || !strings.Contains(out.String(), "--- PASS: "+t.Name()) {
-		t.Fatalf("in the private namespace: %v\n%s", err, out.String())
-	}
-	t.Log(out.String())
-	return false
 }

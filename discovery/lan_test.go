@@ -1,13 +1,13 @@
 package discovery
 
 import (
-	"bytes"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/hearth-chat/hearth/internal/netns/netnstest"
 )
 
 // The tests that send real multicast run inside a private network
@@ -18,42 +18,26 @@ import (
 // daemons on one machine do.
 
 const (
-	netnsEnv  = "HEARTH_DISCOVERY_NETNS"
 	testIface = "hd0"
 )
 
 var setupOnce sync.Once
 
-// inPrivateLAN returns true when the calling test runs inside the private
-// namespace (then the interface testIface with 10.77.0.1/24 and
-// 10.77.0.2/24 is up); otherwise it runs the test there, reports its
-// output, and returns false: the caller returns.
+// inPrivateLAN returns true when the calling test runs inside its private
+// namespace (netnstest.Private), where the interface testIface with
+// 10.77.0.1/24 and 10.77.0.2/24 is up; otherwise it has run the test there
+// and returns false: the caller returns.
 func inPrivateLAN(t *testing.T) bool {
 	t.Helper()
-	if os.Getenv(netnsEnv) == "1" {
-		var err error
-		setupOnce.Do(func() { err = setupLAN() })
-		if err != nil {
-			t.Fatalf("set up the private LAN: %v", err)
-		}
-		return true
+	if !netnstest.Private(t) {
+		return false
 	}
-	if _, err := exec.LookPath("unshare"); err != nil || os.Geteuid() != 0 {
-		t.Skip("needs root and unshare(1) to make a private network namespace for multicast tests")
+	var err error
+	setupOnce.Do(func() { err = setupLAN() })
+	if err != nil {
+		t.Fatalf("set up the private LAN: %v", err)
 	}
-	if err := exec.Command("unshare", "--net", "true").Run(); err != nil {
-		t.Skipf("cannot make a network namespace here (%v): the multicast tests need one", err)
-	}
-	cmd := exec.Command("unshare", "--net", os.Args[0], "-test.run", "^"+t.Name()+"$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), netnsEnv+"=1")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	if err != nil || !strings.Contains(out.String(), "--- PASS: "+t.Name()) {
-		t.Fatalf("in the private namespace: %v\n%s", err, out.String())
-	}
-	t.Log(out.String())
-	return false
+	return true
 }
 
 func setupLAN() error {

@@ -1,40 +1,12 @@
 package netmon
 
 import (
-	"bytes"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/hearth-chat/hearth/internal/netns/netnstest"
 )
-
-const netnsEnv = "HEARTH_NETMON_NETNS"
-
-// inPrivateNet re-runs the calling test in a network namespace of its own
-// (root and unshare(1)), so it can add links and addresses without
-// touching this machine's. It returns true inside, false outside (where
-// the test's outcome is the inner run's).
-func inPrivateNet(t *testing.T) bool {
-	t.Helper()
-	if os.Getenv(netnsEnv) == "1" {
-		return true
-	}
-	if _, err := exec.LookPath("unshare"); err != nil || os.Geteuid() != 0 {
-		t.Skip("needs root and unshare(1) to make a private network namespace")
-	}
-	if err := exec.Command("unshare", "--net", "true").Run(); err != nil {
-		t.Skipf("cannot make a network namespace here: %v", err)
-	}
-	cmd := exec.Command("unshare", "--net", os.Args[0], "-test.run", "^"+t.Name()+"$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), netnsEnv+"=1")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil || !strings.Contains(out.String(), "--- PASS: "+t.Name()) {
-		t.Fatalf("in the private namespace: %v\n%s", err, out.String())
-	}
-	t.Log(out.String())
-	return false
-}
 
 func ip(t *testing.T, args ...string) {
 	t.Helper()
@@ -48,7 +20,7 @@ func ip(t *testing.T, args ...string) {
 // of one monitor (one socket between them), as "network changed" and
 // not as a sleep; the last unsubscribe closes the watcher.
 func TestNetlinkTellsEverySubscriber(t *testing.T) {
-	if !inPrivateNet(t) {
+	if !netnstest.Private(t) {
 		return
 	}
 	m := New()
