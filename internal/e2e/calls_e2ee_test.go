@@ -57,13 +57,8 @@ func (ec *encryptedCall) send(typ string, fields map[string]any) {
 
 func (ec *encryptedCall) invite() {
 	ec.t.Helper()
-	offer, err := ec.pc.CreateOffer(nil)
-	noErr(ec.t, err, "offer")
-	gathered := webrtc.GatheringCompletePromise(ec.pc)
-	noErr(ec.t, ec.pc.SetLocalDescription(offer), "set offer")
-	<-gathered
 	ec.send("m.call.invite", map[string]any{"lifetime": 60000,
-		"offer": map[string]any{"type": "offer", "sdp": ec.pc.LocalDescription().SDP}})
+		"offer": map[string]any{"type": "offer", "sdp": gatheredOffer(ec.t, ec.pc)}})
 }
 
 // await syncs until an event of another party decrypts to one of type typ

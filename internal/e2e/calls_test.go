@@ -143,13 +143,20 @@ func (cc *callCaller) send(typ string, fields map[string]any) {
 // invite sends m.call.invite with a complete offer (candidates in the SDP).
 func (cc *callCaller) invite() {
 	cc.t.Helper()
-	offer, err := cc.pc.CreateOffer(nil)
-	noErr(cc.t, err, "offer")
-	gathered := webrtc.GatheringCompletePromise(cc.pc)
-	noErr(cc.t, cc.pc.SetLocalDescription(offer), "set offer")
-	<-gathered
 	cc.send("m.call.invite", map[string]any{"lifetime": 60000,
-		"offer": map[string]any{"type": "offer", "sdp": cc.pc.LocalDescription().SDP}})
+		"offer": map[string]any{"type": "offer", "sdp": gatheredOffer(cc.t, cc.pc)}})
+}
+
+// gatheredOffer makes pc's offer and waits for its ICE candidates, so the
+// SDP holds them all (no trickling needed).
+func gatheredOffer(t *testing.T, pc *webrtc.PeerConnection) string {
+	t.Helper()
+	offer, err := pc.CreateOffer(nil)
+	noErr(t, err, "offer")
+	gathered := webrtc.GatheringCompletePromise(pc)
+	noErr(t, pc.SetLocalDescription(offer), "set offer")
+	<-gathered
+	return pc.LocalDescription().SDP
 }
 
 // await waits in /sync for an event of this call (of any call while the
