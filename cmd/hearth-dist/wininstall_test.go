@@ -307,10 +307,10 @@ func wineInstall(t *testing.T, b *Build, inst Artifact, tools map[string]string)
 	waitVersions(t, port)
 
 	// The tray too, as the Start menu (or its Run entry) starts it. The
-	// uninstall comes once Wine has mapped its hearth.exe, as it would for
-	// a person (a tray started the same instant, on a loaded machine, could
-	// still be loading when the uninstaller deletes the file, and then it
-	// runs on with nothing left to close it).
+	// uninstall comes once Wine has loaded its hearth.exe (a tray not yet
+	// loaded when the uninstaller deletes the file would run on); one
+	// still starting has no window for the close request yet, which the
+	// uninstaller repeats for up to 60 s.
 	tray := w.start([]string{exe, "tray"})
 	waitMapped(t, tray.cmd.Process.Pid, w.unix(exe))
 
