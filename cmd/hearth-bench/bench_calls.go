@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -26,7 +27,8 @@ func benchCalls(ctx context.Context, b *bench) []row {
 	memMetric := "Daemon anonymous RSS (heap, stacks) after 100 echo calls → after 100 more"
 	const setupTarget, memTarget = "≤ 300 ms", "back to baseline (± a few MiB)"
 	fail := func(err error) []row {
-		return []row{errRow(setupMetric, setupTarget, err), errRow(memMetric, memTarget, err)}
+		return []row{errRow(setupMetric, setupTarget, err), errRow(memMetric, memTarget, err),
+			errRow(callMemMetric, "", err), benchVoicemailCPU(ctx, b)}
 	}
 	d, _, err := b.start(ctx)
 	if err != nil {
@@ -94,6 +96,8 @@ func benchCalls(ctx context.Context, b *bench) []row {
 		{metric: setupMetric, target: setupTarget, value: fmt.Sprintf("%v / %v", pct(setups, 50).Round(time.Millisecond), pct(setups, 95).Round(time.Millisecond))},
 		{metric: memMetric, target: memTarget, value: fmt.Sprintf("%s → %s (mapped files: %s → %s)",
 			mb(before), mb(after), mb(file0), mb(file1))},
+		benchCallMemory(ctx, b, d, u, room.RoomID, since),
+		benchVoicemailCPU(ctx, b),
 	}
 }
 
@@ -161,30 +165,67 @@ var callAPI = func() *webrtc.API {
 // echoCall places one audio call to echo and returns the time from the
 // invite to connected media; it hangs up and closes its connection.
 func echoCall(ctx context.Context, b *bench, u *user, roomID, since string, n int) (time.Duration, string, error) {
-	pc, err := callAPI.NewPeerConnection(webrtc.Configuration{})
+	c, since, err := placeCall(ctx, b, u, roomID, since, "bench-"+strconv.Itoa(n), nil, nil)
 	if err != nil {
 		return 0, since, err
 	}
-	defer pc.Close()
-	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio); err != nil {
+	defer c.pc.Close()
+	if err := c.hangup(); err != nil {
 		return 0, since, err
 	}
+	runtime.Gosched()
+	return c.setup, since, nil
+}
+
+// placedCall is a caller's connected call: its peer connection, the time
+// from invite to connected media, and its hang-up.
+type placedCall struct {
+	pc     *webrtc.PeerConnection
+	setup  time.Duration
+	hangup func() error
+}
+
+// placeCall sends an audio call invite in roomID, waits for the answer
+// (onAnswer, if set, runs as it arrives) and for connected media. With a
+// track the caller sends it; otherwise its transceiver is receive-only.
+// The caller closes the returned peer connection.
+func placeCall(ctx context.Context, b *bench, u *user, roomID, since, prefix string,
+	track webrtc.TrackLocal, onAnswer func()) (*placedCall, string, error) {
+	pc, err := callAPI.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, since, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			pc.Close()
+		}
+	}()
+	if track != nil {
+		_, err = pc.AddTrack(track)
+	} else {
+		_, err = pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio)
+	}
+	if err != nil {
+		return nil, since, err
+	}
 	connected := make(chan struct{})
+	var once sync.Once
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		if s == webrtc.PeerConnectionStateConnected {
-			close(connected)
+			once.Do(func() { close(connected) })
 		}
 	})
 	offer, err := pc.CreateOffer(nil)
 	if err != nil {
-		return 0, since, err
+		return nil, since, err
 	}
 	gathered := webrtc.GatheringCompletePromise(pc)
 	if err := pc.SetLocalDescription(offer); err != nil {
-		return 0, since, err
+		return nil, since, err
 	}
 	<-gathered
-	callID := "bench-" + strconv.Itoa(n) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	callID := prefix + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	send := func(typ string, content map[string]any) error {
 		content["call_id"], content["party_id"], content["version"] = callID, "BENCH", "1"
 		txn := "c" + strconv.FormatInt(u.txn.Add(1), 10)
@@ -194,16 +235,16 @@ func echoCall(ctx context.Context, b *bench, u *user, roomID, since string, n in
 	t0 := time.Now()
 	if err := send("m.call.invite", map[string]any{"lifetime": 60000,
 		"offer": map[string]any{"type": "offer", "sdp": pc.LocalDescription().SDP}}); err != nil {
-		return 0, since, err
+		return nil, since, err
 	}
 	var answer string
 	for answer == "" {
 		if time.Since(t0) > 20*time.Second {
-			return 0, since, fmt.Errorf("no answer")
+			return nil, since, fmt.Errorf("no answer")
 		}
 		s, err := callSyncOnce(ctx, b, u, since)
 		if err != nil {
-			return 0, since, err
+			return nil, since, err
 		}
 		since = s.NextBatch
 		for _, ev := range s.Rooms.Join[roomID].Timeline.Events {
@@ -219,20 +260,21 @@ func echoCall(ctx context.Context, b *bench, u *user, roomID, since string, n in
 			}
 		}
 	}
+	if onAnswer != nil {
+		onAnswer()
+	}
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		return 0, since, err
+		return nil, since, err
 	}
 	select {
 	case <-connected:
 	case <-time.After(20 * time.Second):
-		return 0, since, fmt.Errorf("media did not connect")
+		return nil, since, fmt.Errorf("media did not connect")
 	case <-ctx.Done():
-		return 0, since, ctx.Err()
+		return nil, since, ctx.Err()
 	}
-	setup := time.Since(t0)
-	if err := send("m.call.hangup", map[string]any{"reason": "user_hangup"}); err != nil {
-		return 0, since, err
-	}
-	runtime.Gosched()
-	return setup, since, nil
+	ok = true
+	return &placedCall{pc: pc, setup: time.Since(t0), hangup: func() error {
+		return send("m.call.hangup", map[string]any{"reason": "user_hangup"})
+	}}, since, nil
 }
