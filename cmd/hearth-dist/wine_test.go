@@ -333,20 +333,3 @@ func forwarderDLL(dllName, name, target string) []byte {
 	le.PutUint32(sect[36:], 0x40000040) // initialized data, readable
 	return append(append(h, ed...), make([]byte, raw-len(ed))...)
 }
-
-// waitMapped waits until the process has the file mapped (Wine loads an
-// .exe by mapping it), which is when Windows would refuse to delete it.
-func waitMapped(t *testing.T, pid int, hostPath string) {
-	t.Helper()
-	want := strings.ToLower(filepath.Base(filepath.Dir(hostPath)) + "/" + filepath.Base(hostPath))
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
-		if err != nil {
-			t.Fatalf("the process ended before it loaded %s: %v", hostPath, err)
-		}
-		if strings.Contains(strings.ToLower(string(maps)), want) {
-			return
-		}
-	}
-	t.Fatalf("process %d did not load %s within a minute", pid, hostPath)
-}

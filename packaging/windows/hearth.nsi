@@ -74,8 +74,7 @@ VIAddVersionKey /LANG=${LANG_ENGLISH} "CompanyName" "Hearth"
 VIAddVersionKey /LANG=${LANG_ENGLISH} "LegalCopyright" "The Hearth authors"
 
 ; StopHearth stops a Hearth running from $INSTDIR and waits until
-; hearth.exe can be replaced or removed (up to 60 s: a tray that is still
-; starting, on a busy machine, has no window yet to be asked to close). The daemon stops
+; hearth.exe can be replaced or removed (up to 10 s). The daemon stops
 ; through its control API ('hearth service stop'; exit code 4: it was not
 ; running). The tray has no control API: taskkill without /F asks its
 ; window to close, and it quits as its Quit item would; asked again while
@@ -95,7 +94,7 @@ VIAddVersionKey /LANG=${LANG_ENGLISH} "LegalCopyright" "The Hearth authors"
     nsExec::Exec 'taskkill /IM hearth.exe'
     Pop $0
     IntOp $1 $1 + 1
-    ${If} $1 >= 240
+    ${If} $1 >= 40
       ${Break}
     ${EndIf}
     Sleep 250
