@@ -273,24 +273,24 @@ async function callAndHangUp(t, alice, bob, roomId) {
     }
 
     // The signalling, as the room keeps it for anyone reading it later: on
-    // bob's server (where he read it live), and on alice's once bob's
-    // answer and alice's hangup are there too (over federation they may
-    // still be on their way).
-    const checked = [];
-    for (const reader of alice.server === bob.server ? [bob] : [bob, alice]) {
-        let calls;
-        await withTimeout((async () => {
-            for (;;) {
-                calls = await callEvents(reader, roomId, callId);
-                if (calls.some((e) => e.type === "m.call.hangup") && calls.some((e) => e.type === "m.call.answer")) return;
-                await sleep(100);
-            }
-        })(), 10_000, `${reader.label}'s server to hold the call's events`).catch(() => {});
-        checkSignalling(calls, alice, bob);
-        checked.push(calls.map((e) => e.event_id).join());
-    }
+    // bob's server (where he read it live), and on alice's. Over federation
+    // the last events (a candidate, the hangup) may still be on their way,
+    // so both are read until they hold the same events (each in its own
+    // order: arrival over federation may differ) or 10 s have passed.
+    const readers = alice.server === bob.server ? [bob] : [bob, alice];
+    const ids = (calls) => calls.map((e) => e.event_id).sort().join();
+    let held;
+    await withTimeout((async () => {
+        for (;;) {
+            held = await Promise.all(readers.map((r) => callEvents(r, roomId, callId)));
+            const complete = held.every((calls) => calls.some((e) => e.type === "m.call.hangup") && calls.some((e) => e.type === "m.call.answer"));
+            if (complete && held.every((calls) => ids(calls) === ids(held[0]))) return;
+            await sleep(100);
+        }
+    })(), 10_000, "both servers to hold the call's events").catch(() => {});
+    for (const calls of held) checkSignalling(calls, alice, bob);
     // Both servers hold the same events.
-    assert.ok(checked.every((c) => c === checked[0]), "the servers' rooms differ on the call's events");
+    assert.ok(held.every((calls) => ids(calls) === ids(held[0])), "the servers' rooms differ on the call's events");
 }
 
 /** VoIP v1 signalling of a call alice placed, bob answered and alice hung up (spec: "Voice over IP"). */
