@@ -224,19 +224,7 @@ func callEchoEncrypted(t *testing.T, alice *mautrix.Client, echo id.UserID) {
 	if ans.Sender != echo {
 		t.Fatalf("answer from %s, want %s", ans.Sender, echo)
 	}
-	waitFor(t, "media connected", func() (bool, bool) {
-		return true, ec.pc.ConnectionState() == webrtc.PeerConnectionStateConnected
-	})
-	noErr(t, media.PlayOgg(ctx(t), ec.tone, bytes.NewReader(mediatest.Tone())), "play the tone")
-	time.Sleep(300 * time.Millisecond) // the echo of the last packets is on its way back
-	ec.stopRecording()
-	file := <-ec.recorded
-	if file == nil {
-		t.Fatal("nothing came back from echo")
-	}
-	if rep, err := mediatest.CheckTone(file, mediatest.ToneDuration, 500*time.Millisecond); err != nil {
-		t.Fatalf("what echo sent back is not the tone: %v (%+v)", err, rep)
-	}
+	ec.toneComesBack()
 	ec.send("m.call.hangup", map[string]any{"reason": "user_hangup"})
 }
 

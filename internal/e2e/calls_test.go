@@ -282,6 +282,15 @@ func callEcho(t *testing.T, c *mautrix.Client, roomID id.RoomID, echo id.UserID)
 	if ans.Sender != echo {
 		t.Fatalf("answer from %s, want %s", ans.Sender, echo)
 	}
+	cc.toneComesBack()
+	cc.hangup()
+}
+
+// toneComesBack waits for the call's media, plays the 440 Hz tone and
+// checks that what came back (recorded while it played) decodes to it.
+func (cc *callCaller) toneComesBack() {
+	t := cc.t
+	t.Helper()
 	waitFor(t, "media connected", func() (bool, bool) {
 		return true, cc.pc.ConnectionState() == webrtc.PeerConnectionStateConnected
 	})
@@ -292,11 +301,9 @@ func callEcho(t *testing.T, c *mautrix.Client, roomID id.RoomID, echo id.UserID)
 	if file == nil {
 		t.Fatal("nothing came back from echo")
 	}
-	rep, err := mediatest.CheckTone(file, mediatest.ToneDuration, 500*time.Millisecond)
-	if err != nil {
+	if rep, err := mediatest.CheckTone(file, mediatest.ToneDuration, 500*time.Millisecond); err != nil {
 		t.Fatalf("what echo sent back is not the tone: %v (%+v)", err, rep)
 	}
-	cc.hangup()
 }
 
 // TestEchoCallOverFederation: a user of another server invites @echo to
