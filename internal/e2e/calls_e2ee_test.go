@@ -70,26 +70,15 @@ func (ec *encryptedCall) await(typ string) *event.Event {
 	t.Helper()
 	deadline := time.Now().Add(waitDeadline)
 	for time.Now().Before(deadline) {
-		resp := ec.u.sync(t, 2*time.Second)
-		jr := resp.Rooms.Join[ec.roomID]
-		if jr == nil {
-			continue
-		}
-		for _, evt := range jr.Timeline.Events {
+		for _, evt := range ec.u.timeline(t, ec.roomID, 2*time.Second) {
 			if evt.Sender == ec.u.client.UserID {
 				continue
 			}
 			if evt.Type.Type == typ {
 				t.Fatalf("%s sent %s in the clear in an encrypted room: %s", evt.Sender, typ, evt.Content.VeryRaw)
 			}
-			if evt.Type != event.EventEncrypted {
-				continue
-			}
-			evt.RoomID = ec.roomID
-			noErr(t, evt.Content.ParseRaw(evt.Type), "parse encrypted event")
-			dec, err := ec.u.mach.DecryptMegolmEvent(ctx(t), evt)
-			noErr(t, err, "%s decrypting %s", ec.u.client.UserID, evt.ID)
-			if dec.Type.Type != typ {
+			dec := evt.decrypted
+			if dec == nil || dec.Type.Type != typ {
 				continue
 			}
 			if strings.HasPrefix(typ, "m.call.") && dec.Content.Raw["call_id"] != ec.callID {

@@ -5,7 +5,6 @@ package e2e
 import (
 	"slices"
 	"testing"
-	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
@@ -57,12 +56,12 @@ func TestEncryptedMessagesAcrossServers(t *testing.T) {
 
 	const text = "the owl crosses the border at midnight"
 	ev := alice.send(t, room, members, text)
-	if got := bob.decryptEventually(t, room, ev); got != text {
+	if got := bob.receive(t, room, ev); got != text {
 		t.Fatalf("bob decrypted %q, want %q", got, text)
 	}
 	const reply = "understood, from the other side"
 	ev = bob.send(t, room, members, reply)
-	if got := alice.decryptEventually(t, room, ev); got != reply {
+	if got := alice.receive(t, room, ev); got != reply {
 		t.Fatalf("alice decrypted %q, want %q", got, reply)
 	}
 
@@ -101,40 +100,4 @@ func TestEncryptedMessagesAcrossServers(t *testing.T) {
 	if q.MasterKeys[bc.UserID].Signatures[ac.UserID][uskID] == "" {
 		t.Fatalf("bob's master key on hs1 lacks alice's signature: %+v", q.MasterKeys[bc.UserID])
 	}
-}
-
-// decryptEventually syncs until the encrypted event has arrived and its
-// room key too (over federation the key's to-device message and the event
-// travel separately, so either may come first), and returns its body.
-func (u *cryptoUser) decryptEventually(t *testing.T, room id.RoomID, eventID id.EventID) string {
-	t.Helper()
-	var found *event.Event
-	var lastErr error
-	deadline := time.Now().Add(waitDeadline)
-	for time.Now().Before(deadline) {
-		resp := u.sync(t, 2*time.Second)
-		if jr := resp.Rooms.Join[room]; jr != nil && found == nil {
-			for _, evt := range jr.Timeline.Events {
-				if evt.ID == eventID {
-					evt.RoomID = room
-					noErr(t, evt.Content.ParseRaw(evt.Type), "parse encrypted event")
-					found = evt
-				}
-			}
-		}
-		if found == nil {
-			continue
-		}
-		dec, err := u.mach.DecryptMegolmEvent(ctx(t), found)
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		if err := dec.Content.ParseRaw(dec.Type); err != nil && dec.Content.Parsed == nil {
-			t.Fatalf("parse decrypted event: %v", err)
-		}
-		return dec.Content.AsMessage().Body
-	}
-	t.Fatalf("%s could not decrypt %s (found: %v): %v", u.client.UserID, eventID, found != nil, lastErr)
-	return ""
 }

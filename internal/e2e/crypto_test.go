@@ -7,6 +7,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -44,6 +45,9 @@ type cryptoUser struct {
 	client *mautrix.Client
 	mach   *crypto.OlmMachine
 	since  string
+	// held are a room's events waiting for their room key, oldest first
+	// (see timeline).
+	held map[id.RoomID][]*event.Event
 }
 
 func newCryptoUser(t *testing.T, c *mautrix.Client, state *roomState) *cryptoUser {
@@ -52,7 +56,7 @@ func newCryptoUser(t *testing.T, c *mautrix.Client, state *roomState) *cryptoUse
 	noErr(t, mach.Load(ctx(t)), "load olm machine of %s", c.UserID)
 	// Uploads the device keys and a batch of signed one-time keys.
 	noErr(t, mach.ShareKeys(ctx(t), -1), "upload keys of %s", c.UserID)
-	u := &cryptoUser{client: c, mach: mach}
+	u := &cryptoUser{client: c, mach: mach, held: map[id.RoomID][]*event.Event{}}
 	u.sync(t, 0)
 	return u
 }
@@ -94,19 +98,14 @@ func (u *cryptoUser) receiveMessage(t *testing.T, room id.RoomID, eventID id.Eve
 	t.Helper()
 	deadline := time.Now().Add(waitDeadline)
 	for time.Now().Before(deadline) {
-		resp := u.sync(t, 2*time.Second)
-		joined := resp.Rooms.Join[room]
-		if joined == nil {
-			continue // this sync carried other news (keys, to-device)
-		}
-		for _, evt := range joined.Timeline.Events {
-			if evt.ID != eventID {
+		for _, e := range u.timeline(t, room, 2*time.Second) {
+			if e.ID != eventID {
 				continue
 			}
-			evt.RoomID = room
-			noErr(t, evt.Content.ParseRaw(evt.Type), "parse encrypted event")
-			dec, err := u.mach.DecryptMegolmEvent(ctx(t), evt)
-			noErr(t, err, "%s decrypting %s", u.client.UserID, eventID)
+			dec := e.decrypted
+			if dec == nil {
+				t.Fatalf("%s arrived unencrypted", eventID)
+			}
 			if err := dec.Content.ParseRaw(dec.Type); err != nil && dec.Content.Parsed == nil {
 				t.Fatalf("parse decrypted event: %v", err)
 			}
@@ -115,6 +114,48 @@ func (u *cryptoUser) receiveMessage(t *testing.T, room id.RoomID, eventID id.Eve
 	}
 	t.Fatalf("%s never received %s", u.client.UserID, eventID)
 	return nil
+}
+
+// timelineEvent is an event of a room's timeline as the client got it and,
+// when it was encrypted, decrypted.
+type timelineEvent struct {
+	*event.Event
+	decrypted *event.Event
+}
+
+// timeline syncs once and returns the room's new timeline events in order,
+// the encrypted ones decrypted. An event whose Megolm session has not
+// arrived yet is held, with every event after it, until a later sync
+// brings the key: over federation the room key's to-device message (an
+// EDU) may come after the event (a PDU), and clients such as Element wait
+// for the key the same way. A key that never comes fails the test.
+func (u *cryptoUser) timeline(t *testing.T, room id.RoomID, timeout time.Duration) []timelineEvent {
+	t.Helper()
+	resp := u.sync(t, timeout)
+	queue := u.held[room]
+	if jr := resp.Rooms.Join[room]; jr != nil {
+		for _, evt := range jr.Timeline.Events {
+			evt.RoomID = room
+			queue = append(queue, evt)
+		}
+	}
+	var out []timelineEvent
+	for i, evt := range queue {
+		if evt.Type != event.EventEncrypted {
+			out = append(out, timelineEvent{Event: evt})
+			continue
+		}
+		noErr(t, evt.Content.ParseRaw(evt.Type), "parse encrypted event")
+		dec, err := u.mach.DecryptMegolmEvent(ctx(t), evt)
+		if errors.Is(err, crypto.NoSessionFound) && time.Since(time.UnixMilli(evt.Timestamp)) < waitDeadline {
+			u.held[room] = queue[i:]
+			return out
+		}
+		noErr(t, err, "%s decrypting %s", u.client.UserID, evt.ID)
+		out = append(out, timelineEvent{Event: evt, decrypted: dec})
+	}
+	u.held[room] = nil
+	return out
 }
 
 // encryptedRoom starts a daemon where alice and bob, each with an Olm

@@ -83,7 +83,7 @@ func TestNearbyChatOverLAN(t *testing.T) {
 		text     string
 	}{{ae, be, "hi bob, it's anna next door"}, {be, ae, "hi anna, no internet here either"}} {
 		ev := m.from.send(t, dm, members, m.text)
-		if got := m.to.decryptEventually(t, dm, ev); got != m.text {
+		if got := m.to.receive(t, dm, ev); got != m.text {
 			t.Fatalf("%s decrypted %q, want %q", m.to.client.UserID, got, m.text)
 		}
 	}
