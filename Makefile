@@ -2,7 +2,7 @@
 GO ?= go
 NPM ?= npm
 
-.PHONY: run test test-go test-interop test-deps bench build dist dist-deps dist-deps-macos test-dist test-dist-deps
+.PHONY: run test check test-unit test-go test-interop test-deps bench build dist dist-deps dist-deps-macos test-dist test-dist-deps
 
 # Root installs packages directly; anyone else through sudo.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -15,7 +15,21 @@ build:
 run:
 	$(GO) run -tags goolm ./cmd/hearth run
 
-test: test-go test-interop test-dist
+test: check test-go test-interop test-dist
+
+# gofmt, vet (with every build tag the Makefile uses) and staticcheck with
+# the settings in staticcheck.conf; nothing to install but Go.
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt -w these files:"; echo "$$out"; exit 1; fi
+	$(GO) vet -tags goolm ./...
+	$(GO) vet -tags dist ./cmd/hearth-dist
+	$(GO) run $(STATICCHECK) -tags goolm ./...
+
+# Every Go test but the ones that start real hearth processes
+# (internal/e2e) and the Node tests: about a minute.
+test-unit:
+	$(GO) test -tags goolm -count=1 $$($(GO) list ./... | grep -v /internal/e2e)
 
 # Debian packages the tests need: a private D-Bus session and GNOME
 # Keyring's Secret Service for the OS keyring test, systemd-analyze to
@@ -24,8 +38,14 @@ test: test-go test-interop test-dist
 # which a user's PATH may not hold).
 TEST_TOOLS := dbus-daemon gnome-keyring-daemon secret-tool systemd-analyze chromium
 test-deps:
-	@for t in $(TEST_TOOLS); do command -v $$t >/dev/null || missing=1; done; \
-	[ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing=1; \
+	@for t in $(TEST_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	[ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing="$$missing ip"; \
+	if [ -n "$$missing" ] && ! command -v apt-get >/dev/null; then \
+	  echo "make test needs these programs, which are missing:$$missing"; \
+	  echo "This is not a Debian-like system (no apt-get): install them with your package manager"; \
+	  echo "(Debian names: dbus gnome-keyring libsecret-tools systemd chromium iproute2), or run make test-unit."; \
+	  exit 1; \
+	fi; \
 	if [ -n "$$missing" ]; then \
 	  $(SUDO) apt-get update -q && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q dbus gnome-keyring libsecret-tools systemd chromium iproute2; \
@@ -34,7 +54,6 @@ test-deps:
 # goolm selects mautrix's pure-Go Olm, so the E2EE tests
 # (internal/e2e/crypto_test.go, calls/agent) build without cgo or libolm.
 test-go: test-deps
-	$(GO) vet -tags goolm ./...
 	$(GO) test -tags goolm -count=1 ./...
 
 test-interop: build test-deps

@@ -15,6 +15,8 @@ import (
 
 // ErrRunning is returned by offline account commands while the daemon has
 // the data file open.
+//
+//lint:ignore ST1005 "Hearth" is a name, shown to the user as the CLI's message
 var ErrRunning = errors.New("Hearth is running; stop it first (commands through the running daemon arrive with the control API)")
 
 // withAccounts opens the store of a stopped daemon for an account command.

@@ -2,7 +2,6 @@ package discovery
 
 import (
 	"crypto/ed25519"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -150,12 +149,6 @@ func TestBrowseOnly(t *testing.T) {
 	for _, p := range b.Peers() {
 		t.Errorf("a browse-only daemon was announced: %+v", p)
 	}
-}
-
-// hasInterface reports whether name exists (for a test's own checks).
-func hasInterface(name string) bool {
-	_, err := net.InterfaceByName(name)
-	return err == nil
 }
 
 // TestForgetAcceptsNewKey: a reinstalled peer (same name, new key) is

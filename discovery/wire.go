@@ -303,9 +303,7 @@ func sightings(pk packet) []sighting {
 		case i.hasTXT && i.hasSRV:
 			a, err := parseTXT(i.txt)
 			a.port = i.port
-			for _, ip := range addrs[i.target] {
-				a.addrs = append(a.addrs, ip)
-			}
+			a.addrs = append(a.addrs, addrs[i.target]...)
 			ttl := min(i.txtTTL, i.srvTTL)
 			out = append(out, sighting{instance: n, ann: a, ttl: time.Duration(ttl) * time.Second, txtErr: err})
 		}

@@ -159,9 +159,7 @@ func (s *Service) acceptJoin(r *request) (*fclient.RespSendJoin, error) {
 	servers, _ := s.cfg.Rooms.JoinedServers(roomID.String())
 	resp := &fclient.RespSendJoin{StateEvents: gomatrixserverlib.NewEventJSONsFromEvents(state),
 		AuthEvents: gomatrixserverlib.NewEventJSONsFromEvents(chain), Origin: s.cfg.ServerName, Event: join.JSON()}
-	for _, srv := range servers {
-		resp.ServersInRoom = append(resp.ServersInRoom, srv)
-	}
+	resp.ServersInRoom = append(resp.ServersInRoom, servers...)
 	return resp, nil
 }
 

@@ -7,6 +7,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -179,7 +180,8 @@ func (d *Device) Encrypt(ctx context.Context, roomID, typ string, content json.R
 // EncryptFile encrypts an attachment with a new key.
 func (d *Device) EncryptFile(data []byte) ([]byte, func(string) any) {
 	ef := attachment.NewEncryptedFile()
-	out := ef.Encrypt(data)
+	out := bytes.Clone(data)
+	ef.EncryptInPlace(out)
 	return out, func(mxc string) any {
 		return &event.EncryptedFileInfo{EncryptedFile: *ef, URL: id.ContentURIString(mxc)}
 	}

@@ -90,13 +90,6 @@ func federationState(st *control.Status) string {
 	return "on (" + st.FederationMode + ")"
 }
 
-func onOff(b bool) string {
-	if b {
-		return "on"
-	}
-	return "off"
-}
-
 func logsCmd(args []string, stdout, stderr io.Writer) int {
 	var lines *int
 	cfg, code := loadConfig("logs", args, stderr, func(fs *flag.FlagSet) {

@@ -158,7 +158,9 @@ func TestNotaryQuery(t *testing.T) {
 	if net.hitCount("remote.test") != hits {
 		t.Fatal("fresh cached answer fetched again")
 	}
-	code, body = get(t, notarySrv, farQuery)
+	if code, body = get(t, notarySrv, farQuery); code != http.StatusOK {
+		t.Fatalf("GET status %d: %s", code, body)
+	}
 	checkNotaryAnswer(body)
 	if net.hitCount("remote.test") == hits {
 		t.Fatal("minimum_valid_until_ts beyond the cached answer did not trigger a fetch")

@@ -56,11 +56,6 @@ type callNet struct {
 	Relay      bool
 }
 
-func newCallCaller(t *testing.T, c *mautrix.Client, roomID id.RoomID) *callCaller {
-	t.Helper()
-	return newCallCallerWith(t, c, roomID, false)
-}
-
 // newCallCallerWith makes a caller whose audio takes samples (an Ogg/Opus
 // file played in real time) when samples is set, else RTP packets.
 func newCallCallerWith(t *testing.T, c *mautrix.Client, roomID id.RoomID, samples bool) *callCaller {

@@ -37,7 +37,7 @@ func (d *Daemon) Register(name string) *mautrix.Client {
 	if resp.UserID != d.UserID(name) {
 		d.t.Fatalf("register %s: got user ID %s", name, resp.UserID)
 	}
-	c.SetCredentials(resp.UserID, resp.AccessToken)
+	c.UserID, c.AccessToken = resp.UserID, resp.AccessToken
 	c.DeviceID = resp.DeviceID
 	return c
 }

@@ -6,6 +6,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/crypto"
+	"maunium.net/go/mautrix/crypto/attachment"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 )
@@ -266,4 +268,22 @@ func TestCrossSigningTrust(t *testing.T) {
 	if got := resp.MasterKeys[alice].Keys[id.NewKeyID(id.KeyAlgorithmEd25519, keys2.MasterKey.PublicKey().String())]; got != keys2.MasterKey.PublicKey() {
 		t.Fatalf("master key after replacement: %v", resp.MasterKeys[alice])
 	}
+}
+
+// encryptCopy encrypts a copy of plain with file's key (the caller keeps
+// plain to compare with).
+func encryptCopy(file *attachment.EncryptedFile, plain []byte) []byte {
+	out := bytes.Clone(plain)
+	file.EncryptInPlace(out)
+	return out
+}
+
+// decryptCopy decrypts a copy of cipher as a client decrypts an
+// attachment it downloaded: the hash checked first.
+func decryptCopy(file *event.EncryptedFileInfo, cipher []byte) ([]byte, error) {
+	if err := file.PrepareForDecryption(); err != nil {
+		return nil, err
+	}
+	out := bytes.Clone(cipher)
+	return out, file.DecryptInPlace(out)
 }

@@ -68,7 +68,7 @@ func TestFederationJoinAndChat(t *testing.T) {
 
 	// hs2 goes away; hs1 queues what alice sends and delivers it when
 	// hs2 is back.
-	bobTok = Quiesce(t, bob, bobTok)
+	Quiesce(t, bob, bobTok)
 	noErr(t, hs2.Stop(), "stop hs2")
 	var want []string
 	for i := range 200 {

@@ -57,14 +57,6 @@ func newFork(t *testing.T, rnd *rand.Rand) *forker {
 	return f
 }
 
-func (f *forker) membership(br map[stateKey]gomatrixserverlib.PDU, u string) string {
-	if p, ok := br[memberKey(u)]; ok {
-		m, _ := p.Membership()
-		return m
-	}
-	return ""
-}
-
 // step tries one random change in branch i and reports whether it was kept.
 func (f *forker) step(i int) bool {
 	br, rnd := f.branches[i], f.rnd

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // ErrDamaged matches (errors.Is) the error Open returns for a file that is
@@ -76,7 +77,7 @@ func openReadOnly(path string, lockTimeout time.Duration) (b *bolt.DB, err error
 	}()
 	b, err = bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: lockTimeout})
 	switch {
-	case errors.Is(err, bolt.ErrTimeout):
+	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("store: %s: %w", path, ErrLocked)
 	case errors.Is(err, os.ErrPermission):
 		return nil, fmt.Errorf("store: %w", err)

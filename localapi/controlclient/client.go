@@ -21,6 +21,8 @@ import (
 )
 
 // ErrNotRunning means no daemon answered.
+//
+//lint:ignore ST1005 "Hearth" is a name, shown to the user as the CLI's message
 var ErrNotRunning = errors.New("Hearth is not running")
 
 // Client calls one daemon's control API.
