@@ -11,9 +11,9 @@ import (
 
 // resolve merges the states of branches of the room DAG with the room
 // version's state resolution algorithm (Server-Server API §"Room State
-// Resolution"), through gomatrixserverlib. Identical states need no work.
+// Resolution"). Identical states need no work.
 //
-// Package stateres runs v2 (room versions 2–11) and v2.1 (room version 12):
+// Our internal/stateres runs v2 (room versions 2–11) and v2.1 (room version 12):
 // this gomatrixserverlib panics on v2.1 with conflicted power levels and its
 // v2 can authorise an event against itself. Version 1 stays with
 // gomatrixserverlib.

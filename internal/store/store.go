@@ -4,7 +4,8 @@
 //
 // # Layout
 //
-// Top-level buckets (names in keys.go):
+// Top-level buckets (their names are the variables in migrate.go, beside the
+// migrations that create them):
 //
 //	meta          "pos" → u64 last stream position; "schema" → u64 schema version;
 //	              "server_name" → the Matrix server name the data was written under (recorded
@@ -16,7 +17,8 @@
 //	accountdata   localpart 0x00 roomID 0x00 type → content (JSON); roomID empty for global data
 //	filters       localpart 0x00 filterID → filter JSON
 //	rooms         roomID → roomNID (u64)
-//	roominfo      roomNID → room.Info (JSON)
+//	roominfo      roomNID → room.Info (binary record: NID, room ID, version, depth, snapshot, last position,
+//	              joined and invited counts, forward extremities; internal/room/engine.go putRoomInfo)
 //	events        eventNID (u64) → room.storedEvent (binary header + event JSON)
 //	eventids      eventID → eventNID
 //	txns          userID 0x00 session 0x00 txnID 0x00 roomID 0x00 (eventType | "redact " redactedID) → eventNID

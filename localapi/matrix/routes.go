@@ -2,9 +2,13 @@ package matrix
 
 import "net/http"
 
-// routes registers every Client-Server API endpoint. Paths follow the spec
-// (v3 unless the spec puts an endpoint elsewhere); the r0 aliases are
-// mapped onto them in ServeHTTP (routes_legacy.go).
+// routes registers the Client-Server API: the endpoints below, and at its
+// end the modules that register their own in an xxxRoutes function beside
+// their handlers (voip, media, search with /threads, push rules, keys,
+// knock, deactivation, upgrades, the space hierarchy, the legacy
+// endpoints). Paths follow the spec (v3 unless the spec puts an endpoint
+// elsewhere); the r0 aliases are mapped onto them in ServeHTTP
+// (routes_legacy.go).
 func (s *Server) routes() {
 	m := s.mux
 	const v3 = "/_matrix/client/v3"
