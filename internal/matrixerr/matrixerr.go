@@ -21,9 +21,21 @@ type Error struct {
 	RetryAfterMs int64 `json:"retry_after_ms,omitempty"`
 	// Extra fields some errors carry (e.g. soft_logout, UIA flows).
 	Extra map[string]any `json:"-"`
+	// Cause, when set, is a sentinel the error stands for (room.ErrUnknownRoom),
+	// so callers decide with errors.Is instead of reading the message.
+	Cause error `json:"-"`
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Unwrap gives errors.Is and errors.As the cause.
+func (e *Error) Unwrap() error { return e.Cause }
+
+// Because sets the error's cause and returns it.
+func (e *Error) Because(cause error) *Error {
+	e.Cause = cause
+	return e
+}
 
 func newErr(status int, code string) func(msg string) *Error {
 	return func(msg string) *Error { return &Error{Status: status, Code: code, Message: msg} }

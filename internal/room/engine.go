@@ -97,11 +97,16 @@ func roomInfoByNID(tx *store.Tx, nid uint64) (*Info, error) {
 	return info, nil
 }
 
-// roomInfo returns the info of a known room, or M_NOT_FOUND.
+// ErrUnknownRoom is the cause of the M_NOT_FOUND a read or write of a room
+// this server does not know returns: callers tell it apart with errors.Is.
+var ErrUnknownRoom = errors.New("unknown room")
+
+// roomInfo returns the info of a known room, or M_NOT_FOUND caused by
+// ErrUnknownRoom.
 func roomInfo(tx *store.Tx, roomID string) (*Info, error) {
 	nid := store.U64(tx.Get(store.Rooms, []byte(roomID)))
 	if nid == 0 {
-		return nil, matrixerr.NotFound("unknown room " + roomID)
+		return nil, matrixerr.NotFound("unknown room " + roomID).Because(ErrUnknownRoom)
 	}
 	return roomInfoByNID(tx, nid)
 }

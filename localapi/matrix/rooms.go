@@ -2,6 +2,7 @@ package matrix
 
 import (
 	"encoding/json"
+	"errors"
 	"math"
 	"net/http"
 	"strings"
@@ -144,7 +145,7 @@ func (s *Server) redact(w http.ResponseWriter, r *http.Request, c *caller) {
 // roomErr hides whether a room exists from non-members: sending into an
 // unknown room is M_FORBIDDEN, as for a room one is not in.
 func roomErr(err error) error {
-	if me, ok := err.(*matrixerr.Error); ok && me.Code == "M_NOT_FOUND" && strings.HasPrefix(me.Message, "unknown room") {
+	if errors.Is(err, room.ErrUnknownRoom) {
 		return matrixerr.Forbidden("you are not joined to this room")
 	}
 	return err
