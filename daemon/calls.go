@@ -34,12 +34,6 @@ const (
 
 // validateCalls checks the call agent's keys (Validate).
 func (c *Config) validateCalls() error {
-	if c.EchoTest != "on" && c.EchoTest != "off" {
-		return fmt.Errorf("echo_test must be on or off, not %q", c.EchoTest)
-	}
-	if c.Voicemail != "on" && c.Voicemail != "off" {
-		return fmt.Errorf("voicemail must be on or off, not %q", c.Voicemail)
-	}
 	if c.VoicemailAfter < 1 || c.VoicemailAfter > 600 {
 		return fmt.Errorf("voicemail_after must be 1 to 600 seconds")
 	}
@@ -56,7 +50,7 @@ func (c *Config) validateCalls() error {
 func (d *Daemon) startCalls() error {
 	ctx := context.Background()
 	cfg := agent.Config{HostIP: d.callHostIP, Encrypted: func(roomID string) bool { return d.roomEncryption(roomID) != nil }}
-	if d.cfg.EchoTest == "on" {
+	if d.cfg.EchoTest {
 		ok, err := d.accounts.EnsureService(ctx, echoLocalpart, "Echo test")
 		if err != nil {
 			return fmt.Errorf("echo test user: %w", err)
@@ -138,7 +132,7 @@ func (j fedJoiner) JoinRemote(ctx context.Context, userID, roomID string) error 
 // made, and how they are stored and told. nil when voicemail is off or
 // there is no owner.
 func (d *Daemon) voicemail(ctx context.Context, cfg *agent.Config) (*agent.Voicemail, error) {
-	if d.cfg.Voicemail != "on" {
+	if !d.cfg.Voicemail {
 		return nil, nil
 	}
 	owner, err := d.ownerLocalpart()

@@ -14,8 +14,6 @@ func TestCallsConfig(t *testing.T) {
 		t.Fatalf("defaults: %v", err)
 	}
 	for _, bad := range []func(*Config){
-		func(c *Config) { c.EchoTest = "yes" },
-		func(c *Config) { c.Voicemail = "maybe" },
 		func(c *Config) { c.VoicemailAfter = 0 },
 		func(c *Config) { c.VoicemailAfter = 601 },
 		func(c *Config) { c.VoicemailMax = 4 },

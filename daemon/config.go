@@ -22,7 +22,7 @@ type Config struct {
 	ServerName         string `key:"server_name" help:"The Matrix server name: the part after ':' in user IDs. Default: for a new data dir, this machine's name with a suffix from the signing key, under .local (e.g. laptop-k3x9q2.local), which LAN peers find through discovery; the name recorded in an existing one. Recorded at first start: the data dir then refuses to start under another name, so choose a public domain before the first start if this server is to federate over the internet."`
 	DataDir            string `key:"data_dir" help:"Where the bbolt file and keys live. Default: the OS user data dir (XDG_DATA_HOME/hearth, ~/Library/Application Support/Hearth, %AppData%\\Hearth)."`
 	ClientListen       string `key:"client_listen" help:"Address of the Client-Server API. Keep it on loopback: it is for clients on this computer."`
-	Federation         string `key:"federation" help:"Who may reach this server's Server-Server API: lan (loopback and the networks this machine is on; a self-signed certificate made at first start unless tls_cert is set), internet (anyone; needs tls_cert and tls_key from a CA) or off. Unset in a config that sets federation_listen, it is internet, as before this key existed."`
+	Federation         string `key:"federation" enum:"off,lan,internet" help:"Who may reach this server's Server-Server API: lan (loopback and the networks this machine is on; a self-signed certificate made at first start unless tls_cert is set), internet (anyone; needs tls_cert and tls_key from a CA) or off. Unset in a config that sets federation_listen, it is internet, as before this key existed."`
 	FederationListen   string `key:"federation_listen" help:"Address of the Server-Server API (TLS). Empty: :8448 (in lan mode any free port when 8448 is taken; LAN peers learn the port through discovery)."`
 	TLSCert            string `key:"tls_cert" help:"PEM certificate chain for the federation listener. Needed in internet mode; in lan mode, empty uses the self-signed certificate kept with the signing key."`
 	TLSKey             string `key:"tls_key" help:"PEM private key for the federation listener (with tls_cert)."`
@@ -30,34 +30,34 @@ type Config struct {
 	FederationServers  string `key:"federation_servers" help:"Fixed addresses of other servers, as name=host:port pairs separated by commas; consulted before DNS and .well-known."`
 	FedAllowNetworks   string `key:"federation_allow_networks" help:"Non-public networks outbound federation may connect to, as CIDR prefixes separated by commas (e.g. 10.0.0.0/8). Loopback, private, link-local and CGNAT addresses are refused otherwise, except federation_servers entries and verified LAN peers."`
 	WellKnownServer    string `key:"well_known_server" help:"If set (host or host:port), served as /.well-known/matrix/server on the federation listener, delegating this server name to that address."`
-	TURN               string `key:"turn" help:"The built-in TURN relay for calls (clients get it from /voip/turnServer): auto (on when federation is not off, where federation listens: the LAN by default), on (always; on loopback when federation is off) or off. Not started when turn_uris names an external server; follows federation when its mode is switched while Hearth runs."`
+	TURN               string `key:"turn" enum:"auto,on,off" help:"The built-in TURN relay for calls (clients get it from /voip/turnServer): auto (on when federation is not off, where federation listens: the LAN by default), on (always; on loopback when federation is off) or off. Not started when turn_uris names an external server; follows federation when its mode is switched while Hearth runs."`
 	TURNListen         string `key:"turn_listen" help:"Address of the built-in TURN relay's UDP and TCP listeners, IP:port. Empty: :3478 on every address (any free port when 3478 is taken), or 127.0.0.1:3478 when federation is off."`
 	TURNAllowNetworks  string `key:"turn_allow_networks" help:"Networks the built-in TURN relay also serves and relays to, as CIDR prefixes separated by commas (e.g. 127.0.0.0/8 for calls on this machine alone). Otherwise it relays only to the networks this machine is on (never loopback or link-local), and to the internet only when federation = internet."`
 	TURNURIs           string `key:"turn_uris" help:"An external TURN server for clients instead of the built-in one, as turn: or turns: URIs separated by commas (e.g. turn:turn.example.org:3478?transport=udp); needs turn_shared_secret (coturn's static-auth-secret)."`
 	TURNSharedSecret   string `key:"turn_shared_secret" help:"The shared secret of the external TURN server in turn_uris (coturn: use-auth-secret, static-auth-secret)."`
 	TURNUserLifetime   int64  `key:"turn_user_lifetime" help:"Seconds the TURN credentials that /voip/turnServer hands out stay valid (its ttl)."`
 	TURNBandwidth      int64  `key:"turn_bandwidth_bytes" help:"Bytes a second one allocation of the built-in TURN relay may relay, both ways together; more is dropped. 0: no limit."`
-	EchoTest           string `key:"echo_test" help:"on or off: the echo test user @echo:<server name>, which joins rooms it is invited to and answers any call there by sending the caller's audio and video back, to test a microphone, camera and network (calls/agent; a call lasts at most 10 minutes)."`
-	Voicemail          string `key:"voicemail" help:"on or off: answer a 1:1 call to the owner that none of their devices answers within voicemail_after, as the owner's device 'Hearth voicemail': play the greeting, record the caller and post the recording into the room as a voice message. Not in encrypted rooms, whose call invites the server cannot read."`
+	EchoTest           OnOff  `key:"echo_test" help:"on or off: the echo test user @echo:<server name>, which joins rooms it is invited to and answers any call there by sending the caller's audio and video back, to test a microphone, camera and network (calls/agent; a call lasts at most 10 minutes)."`
+	Voicemail          OnOff  `key:"voicemail" help:"on or off: answer a 1:1 call to the owner that none of their devices answers within voicemail_after, as the owner's device 'Hearth voicemail': play the greeting, record the caller and post the recording into the room as a voice message. Not in encrypted rooms, whose call invites the server cannot read."`
 	VoicemailAfter     int64  `key:"voicemail_after" help:"Seconds an unanswered call to the owner rings before voicemail answers (the caller's invite lifetime, usually 60 s, caps it)."`
 	VoicemailMax       int64  `key:"voicemail_max" help:"The longest voicemail recording, in seconds; voicemail hangs up then."`
 	VoicemailGreeting  string `key:"voicemail_greeting" help:"An Ogg/Opus file played to callers before recording. Empty: the greeting that ships with Hearth."`
-	LANDiscovery       string `key:"lan_discovery" help:"on, browse or off: find other Hearth daemons on the local network over mDNS ('hearth peers') and, while federation is on, announce this one to them (browse: find them, never announce)."`
+	LANDiscovery       string `key:"lan_discovery" enum:"on,browse,off" help:"on, browse or off: find other Hearth daemons on the local network over mDNS ('hearth peers') and, while federation is on, announce this one to them (browse: find them, never announce)."`
 	LANInterfaces      string `key:"lan_interfaces" help:"Network interfaces LAN discovery runs on, by name, comma-separated (e.g. wlan0,eth0); empty: every up, multicast-capable interface but loopback."`
 	TrustedNotaries    string `key:"trusted_notaries" help:"Servers trusted to vouch for other servers' keys (/key/v2/query), comma-separated, each as name or name=ed25519:keyid:base64key to pin its key."`
-	Registration       string `key:"registration" help:"Who may create accounts: closed (only 'hearth account add'), token (with a registration token) or open."`
+	Registration       string `key:"registration" enum:"closed,token,open" help:"Who may create accounts: closed (only 'hearth account add'), token (with a registration token) or open."`
 	RegistrationTokens string `key:"registration_tokens" help:"Comma-separated registration tokens accepted when registration = token."`
-	KeyStore           string `key:"key_store" help:"Where secrets (the signing key) live: auto (the OS keyring if one answers, else a 0600 file in the data dir), keyring (refuse to start without one) or file."`
+	KeyStore           string `key:"key_store" enum:"auto,keyring,file" help:"Where secrets (the signing key) live: auto (the OS keyring if one answers, else a 0600 file in the data dir), keyring (refuse to start without one) or file."`
 	RoomVersion        string `key:"room_version" help:"Room version for new rooms when the client names none."`
 	MaxRequestBytes    int64  `key:"max_request_bytes" help:"Largest request body the client API reads; larger ones get M_TOO_LARGE."`
 	MaxUploadBytes     int64  `key:"max_upload_bytes" help:"Largest media upload in bytes; larger ones get M_TOO_LARGE (checked from Content-Length and while reading)."`
 	MediaQuotaBytes    int64  `key:"media_quota_bytes" help:"Total bytes of media one user may upload; 0 means no quota. Over it, uploads get 403 M_FORBIDDEN."`
 	MaxImagePixels     int64  `key:"max_image_pixels" help:"Largest image (width × height, read from its header) that thumbnails are made from; larger ones get M_TOO_LARGE without being decoded."`
 	ThumbnailMemory    int64  `key:"thumbnail_memory_bytes" help:"Memory the image decodes for thumbnails may take together (estimated at 4 bytes a pixel, 8 for 16-bit images); more waits, and one image over it alone gets M_TOO_LARGE."`
-	URLPreviews        string `key:"url_previews" help:"on or off: whether the server fetches web pages for link previews. Private and loopback addresses are always refused."`
-	DesktopNotify      string `key:"desktop_notifications" help:"Desktop notifications for the owner's account: on, highlights (mentions only) or off (do not disturb). None are shown while one of the owner's Matrix clients is active."`
+	URLPreviews        OnOff  `key:"url_previews" help:"on or off: whether the server fetches web pages for link previews. Private and loopback addresses are always refused."`
+	DesktopNotify      string `key:"desktop_notifications" enum:"on,highlights,off" help:"Desktop notifications for the owner's account: on, highlights (mentions only) or off (do not disturb). None are shown while one of the owner's Matrix clients is active."`
 	ChatClientURL      string `key:"chat_client_url" help:"A web Matrix client for 'hearth open chat' and the tray's Open chat, as a URL template: {homeserver}, {user} and {login_token} (a single-use login token for the owner, valid two minutes) are filled in."`
-	LogLevel           string `key:"log_level" help:"debug, info, warn or error."`
+	LogLevel           string `key:"log_level" enum:"debug,info,warn,error" help:"debug, info, warn or error."`
 	LogFile            string `key:"log_file" help:"If set, logs go to this file instead of standard error, rotated at 10 MiB with 3 old files kept (file.1 newest). Empty: standard error, for systemd's journal or a terminal."`
 
 	// File is the config file that was read (or would be): where the
@@ -96,7 +96,7 @@ func Defaults() Config {
 		MaxUploadBytes:  50 << 20,
 		MaxImagePixels:  32_000_000,
 		ThumbnailMemory: 256 << 20,
-		URLPreviews:     "off",
+		URLPreviews:     false,
 		LANDiscovery:    "on",
 		DesktopNotify:   "on",
 		LogLevel:        "info",
@@ -106,8 +106,8 @@ func Defaults() Config {
 		TURNUserLifetime: 86400,
 		TURNBandwidth:    512 << 10,
 		// The call agent (daemon/calls.go).
-		EchoTest:       "on",
-		Voicemail:      "on",
+		EchoTest:       true,
+		Voicemail:      true,
 		VoicemailAfter: 20,
 		VoicemailMax:   120,
 	}
@@ -131,10 +131,22 @@ func defaultDataDir() string {
 	return filepath.Join(home, ".local", "share", "hearth")
 }
 
+// OnOff is a setting written "on" or "off" (setField reads it).
+type OnOff bool
+
+func (o OnOff) String() string {
+	if o {
+		return "on"
+	}
+	return "off"
+}
+
 // field is one settable config key.
 type field struct {
 	key, help string
-	v         reflect.Value
+	// enum, when the key has one, lists the values it may take.
+	enum []string
+	v    reflect.Value
 }
 
 // fields lists the config's settable fields in declaration order; fields
@@ -145,7 +157,11 @@ func fields(c *Config) []field {
 	for i := 0; i < rv.NumField(); i++ {
 		f := rv.Type().Field(i)
 		if key := f.Tag.Get("key"); key != "" {
-			out = append(out, field{key, f.Tag.Get("help"), rv.Field(i)})
+			var enum []string
+			if e := f.Tag.Get("enum"); e != "" {
+				enum = strings.Split(e, ",")
+			}
+			out = append(out, field{key, f.Tag.Get("help"), enum, rv.Field(i)})
 		}
 	}
 	return out
@@ -155,6 +171,11 @@ func setField(v reflect.Value, s string) error {
 	switch v.Kind() {
 	case reflect.String:
 		v.SetString(s)
+	case reflect.Bool: // OnOff
+		if s != "on" && s != "off" {
+			return fmt.Errorf("must be on or off, not %q", s)
+		}
+		v.SetBool(s == "on")
 	case reflect.Int64:
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
@@ -300,18 +321,8 @@ func (c *Config) Validate() error {
 	if err := checkShapes(c); err != nil {
 		return err
 	}
-	switch c.Registration {
-	case "closed", "token", "open":
-	default:
-		return fmt.Errorf("registration must be closed, token or open, not %q", c.Registration)
-	}
 	if c.Registration == "token" && strings.TrimSpace(c.RegistrationTokens) == "" {
 		return fmt.Errorf("registration = token needs registration_tokens")
-	}
-	switch c.KeyStore {
-	case KeyStoreAuto, KeyStoreKeyring, KeyStoreFile:
-	default:
-		return fmt.Errorf("key_store must be auto, keyring or file, not %q", c.KeyStore)
 	}
 	if c.ServerName == "" || strings.ContainsAny(c.ServerName, "/@ ") {
 		return fmt.Errorf("server_name %q is not a valid server name", c.ServerName)
@@ -327,22 +338,6 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxImagePixels < 1 || c.ThumbnailMemory < 1<<20 {
 		return fmt.Errorf("max_image_pixels must be positive and thumbnail_memory_bytes at least 1048576")
-	}
-	if c.URLPreviews != "on" && c.URLPreviews != "off" {
-		return fmt.Errorf("url_previews must be on or off, not %q", c.URLPreviews)
-	}
-	if c.LANDiscovery != "on" && c.LANDiscovery != "browse" && c.LANDiscovery != "off" {
-		return fmt.Errorf("lan_discovery must be on, browse or off, not %q", c.LANDiscovery)
-	}
-	switch c.DesktopNotify {
-	case "on", "highlights", "off":
-	default:
-		return fmt.Errorf("desktop_notifications must be on, highlights or off, not %q", c.DesktopNotify)
-	}
-	switch c.Federation {
-	case FederationOff, FederationLAN, FederationInternet:
-	default:
-		return fmt.Errorf("federation must be off, lan or internet, not %q", c.Federation)
 	}
 	if c.Federation != FederationOff && (c.TLSCert == "") != (c.TLSKey == "") {
 		return fmt.Errorf("tls_cert and tls_key go together: set both or neither")

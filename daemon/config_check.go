@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -135,6 +136,10 @@ func checkShapes(c *Config) error {
 		}
 		if f.key == "server_name" && c.serverNameFromData {
 			continue // the data dir's own name (datadir.go): not ours to refuse
+		}
+		if f.enum != nil && !slices.Contains(f.enum, s) {
+			return fmt.Errorf("%s must be %s or %s, not %q", f.key,
+				strings.Join(f.enum[:len(f.enum)-1], ", "), f.enum[len(f.enum)-1], s)
 		}
 		if check := valueChecks[f.key]; check != nil {
 			if err := check(s); err != nil {

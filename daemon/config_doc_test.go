@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"flag"
 	"os"
 	"reflect"
 	"regexp"
@@ -50,6 +51,35 @@ func TestConfigurationDocs(t *testing.T) {
 	for _, k := range documented {
 		if !slices.Contains(keys, k) {
 			t.Errorf("docs/configuration.md documents %s, which is not a config key", k)
+		}
+	}
+}
+
+// TestTypedValues: on/off keys and keys with a fixed set of values are
+// read by their type wherever they come from: a value outside the set is
+// refused with the key and the choices named, and an on/off key is a
+// boolean to the code.
+func TestTypedValues(t *testing.T) {
+	getenv := func(k string) string {
+		return map[string]string{"HEARTH_DATA_DIR": t.TempDir(), "HEARTH_ECHO_TEST": "off", "HEARTH_URL_PREVIEWS": "on"}[k]
+	}
+	c, err := Load(flag.NewFlagSet("t", flag.ContinueOnError), "", getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.EchoTest || !c.URLPreviews || !c.Voicemail {
+		t.Errorf("echo_test %v url_previews %v voicemail %v, want off, on and the default on", c.EchoTest, c.URLPreviews, c.Voicemail)
+	}
+	for key, bad := range map[string]string{"echo_test": "yes", "lan_discovery": "sometimes", "log_level": "loud"} {
+		env := func(k string) string {
+			if k == "HEARTH_"+strings.ToUpper(key) {
+				return bad
+			}
+			return getenv(k)
+		}
+		_, err := Load(flag.NewFlagSet("t", flag.ContinueOnError), "", env)
+		if err == nil || !strings.Contains(strings.ToLower(err.Error()), key) || !strings.Contains(err.Error(), " or ") {
+			t.Errorf("%s = %s: %v, want a refusal naming the key and the choices", key, bad, err)
 		}
 	}
 }

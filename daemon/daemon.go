@@ -148,7 +148,7 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	d.nearby = &nearbyDir{}
 	api.SetNearby(d.nearby)
 	mediaRepo, err := media.New(db, media.Config{Dir: filepath.Join(cfg.DataDir, "media"), ServerName: cfg.ServerName,
-		MaxUploadBytes: cfg.MaxUploadBytes, QuotaBytes: cfg.MediaQuotaBytes, Previews: cfg.URLPreviews == "on",
+		MaxUploadBytes: cfg.MaxUploadBytes, QuotaBytes: cfg.MediaQuotaBytes, Previews: bool(cfg.URLPreviews),
 		MaxPixels: cfg.MaxImagePixels, DecodeBudgetBytes: cfg.ThumbnailMemory})
 	if err != nil {
 		d.abortStart(db)
