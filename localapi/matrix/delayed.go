@@ -402,14 +402,22 @@ func (s *Server) listDelayedEvents(w http.ResponseWriter, r *http.Request, c *ca
 			return
 		}
 	}
+	// A finalised event's send_ts is when it left the schedule if that
+	// was before its intended time (sent or cancelled early by an
+	// action): its send time is behind it, so the default list — from now
+	// on, in send_ts order — holds the scheduled events alone, which is
+	// what clients of the earlier revision (matrix-js-sdk 36's
+	// _unstable_getDelayedEvents, Synapse) take the list to be.
 	key := func(e *delayed.Event) int64 {
 		switch {
 		case orderBy == "running_since":
 			return e.RunningSince
-		case orderBy == "origin_server_ts" && !e.Scheduled():
+		case e.Scheduled():
+			return e.Due()
+		case orderBy == "origin_server_ts":
 			return e.FinalisedTS
 		}
-		return e.Due()
+		return min(e.Due(), e.FinalisedTS)
 	}
 	var sel []*delayed.Event
 	for _, e := range all {

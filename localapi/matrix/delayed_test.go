@@ -86,6 +86,11 @@ func TestDelayedStateThroughTheAPI(t *testing.T) {
 	if u, _ := got.json(t)["unsigned"].(map[string]any); u["org.matrix.msc4140.delay_id"] != id {
 		t.Errorf("sent event's unsigned: %v", u)
 	}
+	// Sent early, it is no longer in the default list (from now on by
+	// send time), which older clients take for the scheduled events.
+	if evs := ts.do(t, "GET", msc4140+"/delayed_events", alice.Token, nil).json(t)["delayed_events"].([]any); len(evs) != 0 {
+		t.Errorf("default list after sending: %v", evs)
+	}
 
 	// The current MSC's endpoint, then a cancel without a token.
 	r = ts.do(t, "PUT", msc4140+"/rooms/"+url.PathEscape(roomID)+"/delayed_event/m.room.message/t1", alice.Token,
