@@ -548,12 +548,8 @@ func (s *Service) sendDue(e *Event) {
 		slog.Info("delayed event not sent", "delay_id", e.ID, "room", e.RoomID, "user", e.UserID, "err", me.Code+": "+me.Message)
 	}
 	uerr := s.update(context.Background(), "", e.ID, func(cur *Event) error {
-		if !cur.Scheduled() || cur.Due() != e.Due() {
-			// Restarted while it was being sent? It cannot be: actions
-			// wait for the send. Finalised meanwhile: keep that.
-			if !cur.Scheduled() {
-				return errUnchanged
-			}
+		if !cur.Scheduled() {
+			return errUnchanged // cannot happen: actions wait for the send
 		}
 		cur.Reason, cur.FinalisedTS = ReasonDelay, s.nowMs()
 		if err != nil {

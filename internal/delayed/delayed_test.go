@@ -464,3 +464,49 @@ func TestFinalisedRetention(t *testing.T) {
 		}
 	}
 }
+
+// TestOwnNewerStateDoesNotCancel: a state event the owner sends to the
+// same (type, state key) meanwhile leaves their delayed one scheduled
+// (MSC4140: the owner controls their delayed events); it is sent when due
+// and overwrites it.
+func TestOwnNewerStateDoesNotCancel(t *testing.T) {
+	e := newEnv(t, on)
+	alice := user("alice")
+	roomID := e.room(alice)
+	id := e.schedule(stateReq(alice, roomID, "k", "delayed", 300*time.Millisecond))
+	sk := "k"
+	if _, err := e.rooms.Send(context.Background(), room.SendRequest{Sender: alice, Device: "DEV", RoomID: roomID,
+		Type: "org.example.state", StateKey: &sk, Content: json.RawMessage(`{"v":"manual"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	fin := e.waitFinalised(alice, id)
+	if ev := e.state(alice, roomID, "k"); fin.Outcome != OutcomeSend || ev == nil || string(ev.Content) != `{"v":"delayed"}` {
+		t.Fatalf("finalised %+v, state %+v", fin, ev)
+	}
+}
+
+// TestDelayedRedaction: a delayed m.room.redaction (MSC4140's
+// self-destructing message) redacts the event its content names.
+func TestDelayedRedaction(t *testing.T) {
+	e := newEnv(t, on)
+	alice := user("alice")
+	roomID := e.room(alice)
+	ctx := context.Background()
+	msg, err := e.rooms.Send(ctx, room.SendRequest{Sender: alice, Device: "DEV", RoomID: roomID, Type: "m.room.message",
+		Content: json.RawMessage(`{"msgtype":"m.text","body":"self-destructs"}`), TxnID: "m1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := json.Marshal(map[string]string{"redacts": msg})
+	id := e.schedule(Request{UserID: alice, Session: "DEV", TxnID: "r1", RoomID: roomID, Type: "m.room.redaction", Content: c, Delay: 200})
+	if fin := e.waitFinalised(alice, id); fin.Outcome != OutcomeSend {
+		t.Fatalf("finalised as %+v (%s)", fin, fin.Error)
+	}
+	ev, err := e.rooms.Event(alice, roomID, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(ev.Content) != "{}" || ev.Unsigned["redacted_because"] == nil {
+		t.Errorf("not redacted: %s %v", ev.Content, ev.Unsigned)
+	}
+}
