@@ -84,6 +84,10 @@ type Service struct {
 	firingWG sync.WaitGroup           // that goroutine, for Close
 	again    bool                     // the timer fired while firing: look again
 	inflight map[string]chan struct{} // delay IDs being sent, closed when done
+	// pausedUntil holds sending back after an outcome could not be
+	// recorded (a full disk): the event is still due, and sending it
+	// again at once would spin.
+	pausedUntil time.Time
 }
 
 // New makes the service; Start begins sending.
@@ -464,6 +468,7 @@ func (s *Service) rearm() {
 		s.timer.Stop()
 		return
 	}
+	due = max(due, s.pausedUntil.UnixMilli())
 	s.timer.Reset(max(time.Duration(due-s.nowMs())*time.Millisecond, 0))
 }
 
@@ -492,8 +497,15 @@ func (s *Service) fire() {
 			s.mu.Unlock()
 			break
 		}
-		s.sendDue(e)
+		recorded := s.sendDue(e)
 		done()
+		if !recorded {
+			s.mu.Lock()
+			s.pausedUntil = s.cfg.Now().Add(writeRetry)
+			s.firing = false
+			s.mu.Unlock()
+			break
+		}
 	}
 	s.rearm()
 }
@@ -502,7 +514,7 @@ func (s *Service) fire() {
 func (s *Service) takeDue() (*Event, func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	if s.closed || s.cfg.Now().Before(s.pausedUntil) {
 		return nil, nil
 	}
 	var e *Event
@@ -528,14 +540,19 @@ func (s *Service) takeDue() (*Event, func()) {
 	}
 }
 
+// writeRetry is how long sending waits after an outcome could not be
+// stored.
+const writeRetry = 30 * time.Second
+
 // sendDue sends an event whose delay ran out and finalises it: sent, or
 // cancelled with the error that stopped it (never retried: MSC4140
 // "Rate-limiting at the point of sending"). A send cut short by Close
-// leaves it scheduled.
-func (s *Service) sendDue(e *Event) {
+// leaves it scheduled. It reports false if the outcome could not be
+// stored, so the event is still scheduled.
+func (s *Service) sendDue(e *Event) bool {
 	eventID, err := s.deliver(s.ctx, e)
 	if err != nil && s.ctx.Err() != nil {
-		return
+		return true // closing: it stays scheduled for the next start
 	}
 	var errJSON json.RawMessage
 	if err != nil {
@@ -560,8 +577,10 @@ func (s *Service) sendDue(e *Event) {
 		return nil
 	})
 	if uerr != nil {
-		slog.Error("delayed event: recording its outcome", "delay_id", e.ID, "err", uerr)
+		slog.Error("delayed event: recording its outcome; sending pauses", "delay_id", e.ID, "err", uerr, "for", writeRetry)
+		return false
 	}
+	return true
 }
 
 // prune forgets userID's finalised events past the retention limits.
