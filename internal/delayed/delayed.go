@@ -614,24 +614,36 @@ func pruneEvents(tx *store.Tx, evs []*Event, cutoff int64, keep int) error {
 	return nil
 }
 
-// pruneAll applies the retention limits to every user, at start.
+// pruneAll applies the retention limits to every user, at start; it
+// writes only if something is past them.
 func (s *Service) pruneAll() error {
-	return s.db.Update(context.Background(), func(tx *store.Tx) error {
-		byUser := map[string][]*Event{}
+	cutoff := s.nowMs() - s.cfg.KeepFor.Milliseconds()
+	var users []string
+	err := s.db.View(func(tx *store.Tx) error {
+		finalised := map[string]int{}
 		c := tx.Cursor(store.Delayed)
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			var e Event
 			if err := json.Unmarshal(v, &e); err != nil {
 				return fmt.Errorf("delayed: read %s: %w", k, err)
 			}
-			byUser[e.UserID] = append(byUser[e.UserID], &e)
-		}
-		cutoff := s.nowMs() - s.cfg.KeepFor.Milliseconds()
-		for _, evs := range byUser {
-			if err := pruneEvents(tx, evs, cutoff, s.cfg.KeepFinalised); err != nil {
-				return err
+			if e.Scheduled() {
+				continue
+			}
+			finalised[e.UserID]++
+			if e.FinalisedTS < cutoff || finalised[e.UserID] == s.cfg.KeepFinalised+1 {
+				users = append(users, e.UserID)
 			}
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	for _, u := range users {
+		if err := s.prune(u); err != nil {
+			return err
+		}
+	}
+	return nil
 }

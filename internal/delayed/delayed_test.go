@@ -510,3 +510,24 @@ func TestDelayedRedaction(t *testing.T) {
 		t.Errorf("not redacted: %s %v", ev.Content, ev.Unsigned)
 	}
 }
+
+// TestFinalisedExpireAtStart: finalised events older than KeepFor are
+// forgotten when the service starts; scheduled ones are kept.
+func TestFinalisedExpireAtStart(t *testing.T) {
+	e := newEnv(t, Config{MaxDelay: time.Hour, KeepFor: 200 * time.Millisecond})
+	alice := user("alice")
+	roomID := e.room(alice)
+	old := e.schedule(stateReq(alice, roomID, "a", "v", time.Hour))
+	if err := e.svc.Cancel(context.Background(), alice, old); err != nil {
+		t.Fatal(err)
+	}
+	kept := e.schedule(stateReq(alice, roomID, "b", "v", time.Hour))
+	if all, _ := e.svc.List(alice); len(all) != 2 {
+		t.Fatalf("%d before the restart, want 2", len(all))
+	}
+	e.restart(func() { time.Sleep(300 * time.Millisecond) })
+	all, _ := e.svc.List(alice)
+	if len(all) != 1 || all[0].ID != kept {
+		t.Fatalf("after the restart: %+v, want only %s", all, kept)
+	}
+}
