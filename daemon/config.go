@@ -48,6 +48,7 @@ type Config struct {
 	Registration       string `key:"registration" enum:"closed,token,open" help:"Who may create accounts: closed (only 'hearth account add'), token (with a registration token) or open."`
 	RegistrationTokens string `key:"registration_tokens" help:"Comma-separated registration tokens accepted when registration = token."`
 	KeyStore           string `key:"key_store" enum:"auto,keyring,file" help:"Where secrets (the signing key) live: auto (the OS keyring if one answers, else a 0600 file in the data dir), keyring (refuse to start without one) or file."`
+	DelayedMaxDelay    int64  `key:"delayed_events_max_delay" help:"Seconds: the longest delay a client may give a delayed event (MSC4140, which Element Call uses so that a call member who vanishes is shown as gone; a longer delay gets 400 with org.matrix.msc4140.errcode M_MAX_DELAY_EXCEEDED and the maximum). 0 turns delayed events off: /versions no longer offers them and new ones are refused, while those already scheduled are still sent."`
 	RoomVersion        string `key:"room_version" help:"Room version for new rooms when the client names none."`
 	MaxRequestBytes    int64  `key:"max_request_bytes" help:"Largest request body the client API reads; larger ones get M_TOO_LARGE."`
 	MaxUploadBytes     int64  `key:"max_upload_bytes" help:"Largest media upload in bytes; larger ones get M_TOO_LARGE (checked from Content-Length and while reading)."`
@@ -100,6 +101,8 @@ func Defaults() Config {
 		LANDiscovery:    "on",
 		DesktopNotify:   "on",
 		LogLevel:        "info",
+		// Delayed events (internal/delayed): Synapse's setting for Element Call.
+		DelayedMaxDelay: 86400,
 
 		// The TURN relay (daemon/turn.go).
 		TURN:             "auto",
@@ -332,6 +335,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxRequestBytes < 65536 {
 		return fmt.Errorf("max_request_bytes must be at least 65536 (one event)")
+	}
+	if c.DelayedMaxDelay < 0 || c.DelayedMaxDelay > 365*86400 {
+		return fmt.Errorf("delayed_events_max_delay must be 0 (off) to 31536000 seconds")
 	}
 	if c.MaxUploadBytes < 1 || c.MediaQuotaBytes < 0 {
 		return fmt.Errorf("max_upload_bytes must be positive and media_quota_bytes not negative")

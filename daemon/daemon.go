@@ -17,10 +17,12 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hearth-chat/hearth/calls/agent"
 	"github.com/hearth-chat/hearth/discovery"
 	"github.com/hearth-chat/hearth/internal/account"
+	"github.com/hearth-chat/hearth/internal/delayed"
 	"github.com/hearth-chat/hearth/internal/keys"
 	"github.com/hearth-chat/hearth/internal/media"
 	"github.com/hearth-chat/hearth/internal/netmon"
@@ -49,9 +51,10 @@ type Daemon struct {
 	db       *store.DB
 	accounts *account.Accounts
 	rooms    *room.Engine
-	keys     *keys.Service // device keys, to-device queues, backups
-	search   *search.Index // full-text index for /search; follows the stream
-	push     *push.Service // rule evaluation and pushers; follows the stream
+	keys     *keys.Service    // device keys, to-device queues, backups
+	search   *search.Index    // full-text index for /search; follows the stream
+	push     *push.Service    // rule evaluation and pushers; follows the stream
+	delayed  *delayed.Service // MSC4140 delayed events: one timer for the next one due
 	server   *http.Server
 	api      *matrix.Server // closed before the store: presence writes from timers
 	listener net.Listener
@@ -169,6 +172,14 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 		d.abortStart(db)
 		return nil, err
 	}
+	// After federation, so that what came due while Hearth was stopped
+	// goes out to other servers at once.
+	d.delayed = delayed.New(db, d.rooms, delayed.Config{MaxDelay: time.Duration(cfg.DelayedMaxDelay) * time.Second})
+	if err := d.delayed.Start(); err != nil {
+		d.abortStart(db)
+		return nil, err
+	}
+	api.SetDelayed(d.delayed)
 	if d.turn, err = d.startTURN(secrets); err != nil {
 		d.abortStart(db)
 		return nil, err
@@ -221,6 +232,9 @@ func (d *Daemon) abortStart(db *store.DB) {
 		d.control.Close()
 	}
 	d.stopCalls()
+	if d.delayed != nil {
+		d.delayed.Close()
+	}
 	d.fed.stop(context.Background())
 	d.turn.stop()
 	if d.push != nil {
@@ -253,6 +267,7 @@ func (d *Daemon) Stop(ctx context.Context) error {
 		d.control.Close()
 	}
 	d.stopCalls() // hang-ups go out while the store is open
+	d.delayed.Close()
 	d.fed.stop(ctx)
 	d.turn.stop()
 	d.push.Stop()

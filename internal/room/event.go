@@ -3,6 +3,7 @@ package room
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -150,6 +151,10 @@ func (e *Engine) clientEvent(tx *store.Tx, ev *Event, v ClientView) ClientEvent 
 	}
 	if ev.TxnID != "" && v.ViewerDevice == ev.TxnDevice && v.Viewer == ce.Sender {
 		ce.Unsigned["transaction_id"] = ev.TxnID
+	}
+	if ev.TxnDevice == DelayedSession && v.Viewer == ce.Sender {
+		// MSC4140 "delay_id in unsigned event data", for the sender only.
+		ce.Unsigned["org.matrix.msc4140.delay_id"] = strings.TrimPrefix(ev.TxnID, "msc4140 ")
 	}
 	if ev.Replaces != 0 && tx != nil {
 		// unsigned.prev_content lets clients show "changed their name from…".

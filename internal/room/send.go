@@ -345,3 +345,10 @@ func serverOf(userID string) string {
 	_, s, _ := strings.Cut(userID, ":")
 	return s
 }
+
+// DelayedSession is the client session internal/delayed sends delayed
+// events under (MSC4140), with the txn ID "msc4140 " + the delay ID: a
+// resend after a crash is then the same transaction, and the sender sees
+// the delay ID in unsigned. No client session holds a NUL, so no device
+// takes these transactions for its own.
+const DelayedSession = "\x00msc4140"

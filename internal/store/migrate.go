@@ -63,6 +63,11 @@ var (
 	FedTxns    = []byte("fedtxns")
 	// LAN discovery (discovery).
 	LANPins = []byte("lanpins")
+	// Delayed events, MSC4140 (internal/delayed).
+	Delayed     = []byte("delayed")
+	DelayedDue  = []byte("delayeddue")
+	DelayedUser = []byte("delayeduser")
+	DelayedTxns = []byte("delayedtxns")
 
 	buckets = [][]byte{Meta, Users, Devices, Tokens, AccountData, Filters, Rooms, RoomInfo,
 		Events, EventIDs, Txns, Timeline, State, Snapshots, Members, Changes, Receipts,
@@ -73,7 +78,8 @@ var (
 		PushRules, PushLog, PushFeed, Pushers, PushQueue, PushMeta,
 		SearchTerms, SearchDocs, SearchMeta,
 		ServerKeys, FedQueue, FedMeta, FedTxns,
-		LANPins}
+		LANPins,
+		Delayed, DelayedDue, DelayedUser, DelayedTxns}
 
 	keyPos    = []byte("pos")
 	keySchema = []byte("schema")

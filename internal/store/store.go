@@ -65,6 +65,10 @@
 //	fedmeta       "pos" → u64 stream position the outbound queue has consumed; "epoch" → random hex, the txn ID prefix; "d" 0x00 destination → queue.destState (JSON: txn counters reserved, failures, last error, next try, last sent, failing since)
 //	fedtxns       origin 0x00 txnID → the /send response already given (inbound transaction idempotency)
 //	lanpins       serverName → the signing key first announced for it on the LAN, JSON {"key": "ed25519:id:base64", "pinned_ts"} (discovery, TOFU)
+//	delayed       delayID → delayed.Event (JSON: owner, room, type, state key, content, delay, running since; outcome once finalised)
+//	delayeddue    u64 due time (Unix ms) ‖ delayID → nil, for scheduled delayed events only: the first key is the next to send
+//	delayeduser   userID 0x00 delayID → nil (a user's delayed events, scheduled and finalised)
+//	delayedtxns   userID 0x00 session 0x00 txnID 0x00 roomID 0x00 eventType → delayID (a repeated scheduling request)
 //
 // # Damage
 //

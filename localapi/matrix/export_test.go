@@ -39,7 +39,14 @@ func (s *Server) SetClock(now func() time.Time) {
 	s.uia.mu.Lock()
 	s.uia.now = now
 	s.uia.mu.Unlock()
+	s.delayed.mu.Lock()
+	s.delayed.now = now
+	s.delayed.mu.Unlock()
 }
+
+// DelayedMgmtBurst is how many delayed-event management requests a user
+// may make at once (delayed.go).
+const DelayedMgmtBurst = delayedMgmtBurst
 
 // SetHashSlotWait sets how long a password check waits for a hashing
 // slot, so that tests of the guessing limits are not decided by the

@@ -45,7 +45,7 @@ var unstableFeatures = map[string]bool{
 }
 
 func (s *Server) versions(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, map[string]any{"versions": specVersions, "unstable_features": unstableFeatures})
+	writeJSON(w, map[string]any{"versions": specVersions, "unstable_features": s.unstableFeaturesNow()})
 }
 
 func (s *Server) capabilities(w http.ResponseWriter, r *http.Request, c *caller) {

@@ -114,6 +114,9 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request, c *caller) 
 		matrixerr.Write(w, err)
 		return
 	}
+	if s.delayedSend(w, r, c, r.PathValue("eventType"), nil, content) {
+		return
+	}
 	id, err := s.rooms.Send(r.Context(), room.SendRequest{Sender: c.UserID, Device: c.Session,
 		RoomID: r.PathValue("roomId"), Type: r.PathValue("eventType"), Content: content, TxnID: r.PathValue("txnId")})
 	if err != nil {
@@ -175,6 +178,9 @@ func (s *Server) putState(w http.ResponseWriter, r *http.Request, c *caller) {
 			matrixerr.Write(w, err)
 			return
 		}
+	}
+	if s.delayedSend(w, r, c, typ, &sk, content) {
+		return
 	}
 	id, err := s.rooms.Send(r.Context(), room.SendRequest{Sender: c.UserID, Device: c.Session,
 		RoomID: r.PathValue("roomId"), Type: typ, StateKey: &sk, Content: content})

@@ -104,5 +104,6 @@ func (s *Server) routes() {
 	s.deactivateRoutes()
 	s.upgradeRoutes()
 	s.hierarchyRoutes()
+	s.delayedRoutes()
 	s.legacyRoutes()
 }
