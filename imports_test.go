@@ -44,6 +44,7 @@ var mayImport = map[string][]string{
 	"internal/keys":      {"internal/store", "internal/matrixerr"},
 	"internal/media":     {"internal/store", "internal/matrixerr", "internal/netscope"},
 	"internal/search":    {"internal/room", "internal/store", "internal/matrixerr"},
+	"internal/delayed":   {"internal/room", "internal/store", "internal/matrixerr"},
 	"internal/stateres":  nil,
 	"internal/store":     nil,
 	"internal/stream":    nil,
