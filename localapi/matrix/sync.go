@@ -180,7 +180,7 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *caller) {
 func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState bool, mode stateMode) (*syncResponse, bool, error) {
 	req := room.SyncRequest{UserID: c.UserID, Device: c.Session, Since: since.pos, Now: now.pos,
 		SinceEph: since.eph, NowEph: now.eph, FullState: fullState, Ignored: s.ignoredUsers(c.Localpart),
-		StateAfter: mode.any()}
+		StateAfter: mode.any(), HideInvite: s.inviteHider(c.Localpart)}
 	var roomData *roomEventFilter
 	if f.Room != nil {
 		req.Rooms, req.NotRooms, req.IncludeLeave = f.Room.Rooms, f.Room.NotRooms, f.Room.IncludeLeave
