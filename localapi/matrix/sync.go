@@ -59,6 +59,16 @@ type roomState struct {
 	StateAfterUnstable *stateList `json:"org.matrix.msc4222.state_after,omitempty"`
 }
 
+// stateEvents is the events of whichever section is present.
+func (rs roomState) stateEvents() []any {
+	for _, l := range []*stateList{rs.State, rs.StateAfter, rs.StateAfterUnstable} {
+		if l != nil {
+			return l.Events
+		}
+	}
+	return nil
+}
+
 // stateMode is which of roomState's sections a /sync asked for.
 type stateMode struct{ after, afterUnstable bool }
 
