@@ -113,11 +113,17 @@ func (r InviteRules) Action(inviter string) InviteAction {
 func (a *Accounts) InviteRules(localpart string) (InviteRules, error) {
 	var r InviteRules
 	err := a.db.View(func(tx *store.Tx) error {
-		r = ParseInviteRules(GetAccountData(tx, localpart, "", InvitePermissionConfig),
-			GetAccountData(tx, localpart, "", InvitePermissionConfigStable))
+		r = InviteRulesIn(tx, localpart)
 		return nil
 	})
 	return r, err
+}
+
+// InviteRulesIn is InviteRules inside a transaction (push reads it so an
+// ignored invite notifies nobody).
+func InviteRulesIn(tx *store.Tx, localpart string) InviteRules {
+	return ParseInviteRules(GetAccountData(tx, localpart, "", InvitePermissionConfig),
+		GetAccountData(tx, localpart, "", InvitePermissionConfigStable))
 }
 
 // globMatch reports whether s matches the whole glob pattern, where *
