@@ -129,3 +129,36 @@ func TestSyncStateAfterLeftRoom(t *testing.T) {
 		t.Errorf("left room's state without use_state_after = %v, want none (unlimited timeline)", stateOf(lr.State))
 	}
 }
+
+// TestSyncStateAfterLazyMembers: with lazy-loading members, state_after
+// holds the member events of the timeline's senders (and the syncing
+// user's) and not the others': on an initial sync from the state at the
+// end, on an incremental one added for a sender who joined before the
+// token (Client-Server API §"Lazy-loading room members", MSC4222).
+func TestSyncStateAfterLazyMembers(t *testing.T) {
+	e, _ := newEngine(t)
+	const carol = "@carol:test.local"
+	roomID := publicRoom(t, e)
+	mustJoin(t, e, bob, roomID)
+	mustJoin(t, e, carol, roomID)
+	since, _ := e.Pos()
+	mustSend(t, e, message(roomID, carol, "hello"))
+	now, _ := e.Pos()
+	for what, req := range map[string]SyncRequest{
+		"initial":     {Timeline: EventFilter{Limit: 1}},
+		"incremental": {Since: since},
+	} {
+		req.UserID, req.Now, req.StateAfter, req.LazyLoadMembers = bob, now, true, true
+		rooms, err := e.Sync(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := stateOf(rooms.Join[roomID].State)
+		if st["m.room.member|"+carol] == "" {
+			t.Errorf("%s: state_after lacks the member event of carol, the timeline's sender: %v", what, st)
+		}
+		if st["m.room.member|"+alice] != "" {
+			t.Errorf("%s: state_after holds alice's member event, though she sent nothing in the timeline", what)
+		}
+	}
+}
