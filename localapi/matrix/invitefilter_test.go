@@ -101,3 +101,15 @@ func TestInviteFilterIgnoresInvites(t *testing.T) {
 		t.Errorf("with the config removed, bob's invites are not in alice's initial sync")
 	}
 }
+
+// TestInviteFilterAdvertised: MSC4155 says servers tell clients that they
+// enforce the config, through a capability, and /versions lists the MSC.
+func TestInviteFilterAdvertised(t *testing.T) {
+	ts := newTestServer(t)
+	alice := ts.register(t, "alice")
+	caps, _ := ts.do(t, "GET", v3+"/capabilities", alice.Token, nil).json(t)["capabilities"].(map[string]any)
+	enforced, _ := caps["org.matrix.msc4155.invite_permission_config_enforced"].(map[string]any)
+	if enforced["enabled"] != true {
+		t.Errorf("capabilities: org.matrix.msc4155.invite_permission_config_enforced = %v, want enabled", caps["org.matrix.msc4155.invite_permission_config_enforced"])
+	}
+}
