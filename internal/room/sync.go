@@ -196,7 +196,7 @@ func (e *Engine) syncJoined(tx *store.Tx, req SyncRequest, info *Info, m Members
 	// its end (syncStateAfter).
 	var state map[string]uint64
 	if req.StateAfter {
-		state, err = e.syncStateAfter(tx, req, info, initial, stateMoved)
+		state, err = e.syncStateAfter(tx, req, info, tl, initial, stateMoved)
 	} else {
 		state, err = e.syncState(tx, req, info, tl, initial, stateMoved)
 	}

@@ -99,8 +99,14 @@ func (e *Engine) syncState(tx *store.Tx, req SyncRequest, info *Info, tl Timelin
 // Without a state move in the change log every change since the token is
 // an event appended since, so NID > since finds them; with one (stateMoved)
 // the state may have gone back to an older event, and the state at the
-// token is read to compare.
-func (e *Engine) syncStateAfter(tx *store.Tx, req SyncRequest, info *Info, initial, stateMoved bool) (map[string]uint64, error) {
+// token is read to compare. An incremental sync whose timeline shows the
+// whole span since the token, with no state event in it, reads no state
+// at all: most rooms of a sync are like that, and js clients ask for
+// state_after on every sync.
+func (e *Engine) syncStateAfter(tx *store.Tx, req SyncRequest, info *Info, tl Timeline, initial, stateMoved bool) (map[string]uint64, error) {
+	if !initial && !stateMoved && !tl.Limited && !tl.skippedState && !hasStateEvent(tl.Events) {
+		return nil, nil
+	}
 	end, err := e.stateMapAt(tx, info, req.Now)
 	if err != nil {
 		return nil, err
@@ -120,6 +126,15 @@ func (e *Engine) syncStateAfter(tx *store.Tx, req SyncRequest, info *Info, initi
 		}
 	}
 	return out, nil
+}
+
+func hasStateEvent(evs []ClientEvent) bool {
+	for _, ev := range evs {
+		if ev.StateKey != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // roomChanges is what the change log says about rooms between two sync
