@@ -72,6 +72,12 @@ func TestSyncStateAfter(t *testing.T) {
 		t.Errorf("incremental state without use_state_after = %v, want nothing (as before MSC4222)", stateOf(before.State))
 	}
 
+	// full_state: all of the state at the end, though incremental.
+	st = stateOf(sync(SyncRequest{Since: since, FullState: true, StateAfter: true}).State)
+	if st["m.room.topic|"] != `{"topic":"second"}` || st["m.room.create|"] == "" || st["m.room.join_rules|"] == "" {
+		t.Errorf("full_state state_after = %v, want the whole state at the end of the timeline", st)
+	}
+
 	// Initial syncs whose timeline (2 events) starts at the second topic.
 	limit := EventFilter{Limit: 2}
 	st = stateOf(sync(SyncRequest{Timeline: limit, StateAfter: true}).State)
