@@ -11,6 +11,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/fclient"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
+	"github.com/hearth-chat/hearth/internal/account"
 	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/hearth-chat/hearth/internal/room"
 )
@@ -60,6 +61,10 @@ func (s *Service) invite(w http.ResponseWriter, r *request) {
 		matrixerr.Write(w, err)
 		return
 	}
+	if err := s.inviteAllowed(*invitee, string(pdu.SenderID())); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
 	if s.strangerInvitesFull(r.origin, roomID.String(), *invitee) {
 		matrixerr.Write(w, matrixerr.Forbidden("too many unanswered invites from a server that shares no room with this one"))
 		return
@@ -95,6 +100,22 @@ func (s *Service) invite(w http.ResponseWriter, r *request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, fclient.RespInviteV2{Event: signed.JSON()})
+}
+
+// inviteAllowed refuses with 403 M_INVITE_BLOCKED an invite the local
+// invitee's invite permission config blocks (MSC4155; spec v1.18
+// §"Invite permission"), so the inviting server reports it to its user.
+// An ignored invite is countersigned and kept like any other: /sync
+// hides it.
+func (s *Service) inviteAllowed(invitee, inviter string) error {
+	rules, err := s.cfg.Accounts.InviteRules(s.cfg.Accounts.Localpart(invitee))
+	if err != nil {
+		return err
+	}
+	if rules.Action(inviter) == account.InviteBlock {
+		return matrixerr.InviteBlocked(invitee + " does not accept invites from " + inviter)
+	}
+	return nil
 }
 
 // strangerPendingInvites caps the unanswered invites a server that shares

@@ -10,7 +10,9 @@ import (
 	"maunium.net/go/mautrix/id"
 	"maunium.net/go/mautrix/pushrules"
 
+	"github.com/hearth-chat/hearth/internal/account"
 	"github.com/hearth-chat/hearth/internal/room"
+	"github.com/hearth-chat/hearth/internal/store"
 )
 
 // evalRoom is the pushrules.Room (and PowerLevelfulRoom) mautrix's
@@ -81,6 +83,19 @@ func NewEvaluator(r *Rules, serverName string) *Evaluator {
 	return &Evaluator{rules: r, serverName: serverName}
 }
 
+// inviteFiltered reports whether the local invitee's invite permission
+// config ignores (or blocks) invites from inviter: MSC4155 says such an
+// invite must not count for push notifications.
+func (ev *Evaluator) inviteFiltered(invitee, inviter string) bool {
+	lp := strings.TrimSuffix(strings.TrimPrefix(invitee, "@"), ":"+ev.serverName)
+	var rules account.InviteRules
+	ev.rules.db.View(func(tx *store.Tx) error {
+		rules = account.InviteRulesIn(tx, lp)
+		return nil
+	})
+	return rules.Action(inviter) != account.InviteAllow
+}
+
 // Evaluate returns the notifying results for every local recipient of pe:
 // each joined local member but the sender, plus a local user the event
 // invites (for .m.rule.invite_for_me). Client-Server API §"Push Rules".
@@ -98,7 +113,7 @@ func (ev *Evaluator) Evaluate(pe *room.PushEvent) ([]Result, error) {
 	if pe.Event.Type == "m.room.member" && pe.Event.StateKey != nil {
 		invitee := *pe.Event.StateKey
 		if mev.Content.Raw["membership"] == "invite" && strings.HasSuffix(invitee, ":"+ev.serverName) &&
-			invitee != pe.Event.Sender {
+			invitee != pe.Event.Sender && !ev.inviteFiltered(invitee, pe.Event.Sender) {
 			recipients = append(recipients[:len(recipients):len(recipients)], room.PushMember{UserID: invitee})
 		}
 	}

@@ -72,6 +72,9 @@ var (
 	UnableToGrantJoin     = newErr(http.StatusBadRequest, "M_UNABLE_TO_GRANT_JOIN")
 	// Conflict is the spec's 409 for a room alias that already exists.
 	Conflict = newErr(http.StatusConflict, "M_UNKNOWN")
+	// InviteBlocked refuses an invite the invitee's invite permission
+	// config blocks (spec v1.18 §"Invite permission", MSC4155).
+	InviteBlocked = newErr(http.StatusForbidden, "M_INVITE_BLOCKED")
 )
 
 // LimitExceeded is M_LIMIT_EXCEEDED with the wait the client should honour.

@@ -28,6 +28,13 @@ type SyncRequest struct {
 	// invites and their timeline events other than state are not shown
 	// (Client-Server API §"Ignoring Users").
 	Ignored map[string]bool
+	// HideInvite, when set, says whether an invite from sender stays out
+	// of rooms.invite: MSC4155 invite filtering ("ignore", and "block"
+	// for invites stored before the rule), read by the HTTP layer.
+	HideInvite func(sender string) bool
+	// StateAfter asks for a room's state at the end of its timeline
+	// rather than at its start (MSC4222, spec v1.16 use_state_after).
+	StateAfter bool
 }
 
 // Timeline is a room's timeline section.
@@ -44,7 +51,9 @@ type Timeline struct {
 
 // JoinedRoom is one entry of rooms.join.
 type JoinedRoom struct {
-	Timeline  Timeline
+	Timeline Timeline
+	// State is the state section: at the start of the timeline, or at
+	// its end when SyncRequest.StateAfter asked for state_after.
 	State     []ClientEvent
 	Ephemeral []json.RawMessage
 	Summary   map[string]any
@@ -63,7 +72,7 @@ type InvitedRoom struct {
 // LeftRoom is one entry of rooms.leave.
 type LeftRoom struct {
 	Timeline Timeline
-	State    []ClientEvent
+	State    []ClientEvent // as JoinedRoom.State
 }
 
 // SyncRooms is the rooms section of a /sync.
@@ -107,7 +116,7 @@ func (e *Engine) Sync(req SyncRequest) (*SyncRooms, error) {
 				}
 			case "invite", "knock":
 				if req.Since == 0 || m.Pos > req.Since {
-					ir, err := e.syncInvite(tx, req, info)
+					ir, err := e.syncInvite(tx, req, info, m.Membership)
 					if err != nil {
 						return err
 					}
@@ -183,8 +192,14 @@ func (e *Engine) syncJoined(tx *store.Tx, req SyncRequest, info *Info, m Members
 	if l := req.Ephemeral.Limit; l > 0 && len(jr.Ephemeral) > l {
 		jr.Ephemeral = jr.Ephemeral[:l]
 	}
-	// State: the state at the start of the timeline (syncState).
-	state, err := e.syncState(tx, req, info, tl, initial, stateMoved)
+	// State: the state at the start of the timeline (syncState), or at
+	// its end (syncStateAfter).
+	var state map[string]uint64
+	if req.StateAfter {
+		state, err = e.syncStateAfter(tx, req, info, tl, initial, stateMoved)
+	} else {
+		state, err = e.syncState(tx, req, info, tl, initial, stateMoved)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -234,10 +249,16 @@ func (e *Engine) syncJoined(tx *store.Tx, req SyncRequest, info *Info, m Members
 // of every timeline sender whose membership the timeline and state do not
 // already carry: the client may never have seen it (Client-Server API
 // §"Lazy-loading room members"). Hearth does not track which members each
-// device was sent, so these may be redundant, which the spec allows.
+// device was sent, so these may be redundant, which the spec allows. With
+// state_after the timeline's member events do not count: a client takes
+// state from state_after alone (MSC4222).
 func (e *Engine) lazyMembers(tx *store.Tx, req SyncRequest, info *Info, jr *JoinedRoom) error {
 	have := map[string]bool{}
-	for _, l := range [][]ClientEvent{jr.Timeline.Events, jr.State} {
+	lists := [][]ClientEvent{jr.State}
+	if !req.StateAfter {
+		lists = append(lists, jr.Timeline.Events)
+	}
+	for _, l := range lists {
 		for _, ev := range l {
 			if ev.Type == "m.room.member" && ev.StateKey != nil {
 				have[*ev.StateKey] = true

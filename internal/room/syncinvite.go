@@ -2,6 +2,7 @@ package room
 
 import (
 	"encoding/json"
+	"sort"
 
 	"github.com/hearth-chat/hearth/internal/store"
 )
@@ -10,8 +11,8 @@ import (
 // (Client-Server API §"Syncing"); rooms.join is sync.go's.
 
 // syncInvite is a room in rooms.invite, or (the same shape) rooms.knock;
-// nil for an invite from an ignored user.
-func (e *Engine) syncInvite(tx *store.Tx, req SyncRequest, info *Info) (*InvitedRoom, error) {
+// nil for an invite from an ignored user, or one req.HideInvite hides.
+func (e *Engine) syncInvite(tx *store.Tx, req SyncRequest, info *Info, membership string) (*InvitedRoom, error) {
 	ir := &InvitedRoom{}
 	for _, typ := range strippedTypes {
 		ev, err := e.currentStateEvent(tx, info.NID, typ, "")
@@ -29,6 +30,9 @@ func (e *Engine) syncInvite(tx *store.Tx, req SyncRequest, info *Info) (*Invited
 		return nil, err
 	}
 	if inv != nil && req.Ignored[string(inv.PDU.SenderID())] {
+		return nil, nil
+	}
+	if inv != nil && membership == "invite" && req.HideInvite != nil && req.HideInvite(string(inv.PDU.SenderID())) {
 		return nil, nil
 	}
 	if inv != nil {
@@ -65,6 +69,32 @@ func (e *Engine) syncLeft(tx *store.Tx, req SyncRequest, info *Info, m Membershi
 		return nil, err
 	}
 	lr := &LeftRoom{Timeline: tl}
+	if req.StateAfter {
+		// MSC4222: the state at the end of the timeline, the user's leave
+		// included; all of it on an initial sync, else what changed since
+		// the token.
+		end, err := e.stateMapAt(tx, info, m.Pos)
+		if err != nil {
+			return nil, err
+		}
+		for _, nid := range end {
+			if nid > m.Pos || (req.Since != 0 && nid <= req.Since) {
+				continue
+			}
+			ev, err := e.loadEvent(tx, nid)
+			if err != nil {
+				return nil, err
+			}
+			lr.State = append(lr.State, e.clientEvent(tx, ev, ClientView{Viewer: req.UserID, OmitRoomID: true}))
+		}
+		sort.Slice(lr.State, func(i, j int) bool {
+			if lr.State[i].Type != lr.State[j].Type {
+				return lr.State[i].Type < lr.State[j].Type
+			}
+			return *lr.State[i].StateKey < *lr.State[j].StateKey
+		})
+		return lr, nil
+	}
 	if tl.Limited || req.Since == 0 {
 		nids, err := e.stateNIDsAt(tx, info, tl.PrevBatch)
 		if err != nil {

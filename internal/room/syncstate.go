@@ -87,6 +87,56 @@ func (e *Engine) syncState(tx *store.Tx, req SyncRequest, info *Info, tl Timelin
 	return out, nil
 }
 
+// syncStateAfter picks the events of a joined room's state_after section
+// (MSC4222; spec v1.16 use_state_after): the room's state at the end of
+// the timeline, as (type, state_key) → NID. An initial sync (or a room
+// joined since the token) takes all of it; an incremental one what differs
+// from the state at the token, state events the timeline also carries
+// included, since the client must take state from this section alone.
+// A state event of the timeline that did not become current (it lost
+// state resolution) is not in it.
+//
+// Without a state move in the change log every change since the token is
+// an event appended since, so NID > since finds them; with one (stateMoved)
+// the state may have gone back to an older event, and the state at the
+// token is read to compare. An incremental sync whose timeline shows the
+// whole span since the token, with no state event in it, reads no state
+// at all: most rooms of a sync are like that, and js clients ask for
+// state_after on every sync.
+func (e *Engine) syncStateAfter(tx *store.Tx, req SyncRequest, info *Info, tl Timeline, initial, stateMoved bool) (map[string]uint64, error) {
+	if !initial && !stateMoved && !tl.Limited && !tl.skippedState && !hasStateEvent(tl.Events) {
+		return nil, nil
+	}
+	end, err := e.stateMapAt(tx, info, req.Now)
+	if err != nil {
+		return nil, err
+	}
+	var before map[string]uint64
+	if !initial && stateMoved {
+		if before, err = e.stateMapAt(tx, info, req.Since); err != nil {
+			return nil, err
+		}
+	}
+	out := map[string]uint64{}
+	for k, nid := range end {
+		switch {
+		case nid > req.Now:
+		case initial, before != nil && before[k] != nid, before == nil && nid > req.Since:
+			out[k] = nid
+		}
+	}
+	return out, nil
+}
+
+func hasStateEvent(evs []ClientEvent) bool {
+	for _, ev := range evs {
+		if ev.StateKey != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // roomChanges is what the change log says about rooms between two sync
 // tokens: whose receipts changed, and which rooms' state moved.
 type roomChanges struct {

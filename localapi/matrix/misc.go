@@ -35,6 +35,12 @@ var unstableFeatures = map[string]bool{
 	// Intentional mentions: the .m.rule.is_user_mention and
 	// .m.rule.is_room_mention push rules (push/defaults.go).
 	"org.matrix.msc3952_intentional_mentions": true,
+	// state_after in /sync with use_state_after (MSC4222, spec v1.16;
+	// sync.go, internal/room/syncstate.go).
+	"org.matrix.msc4222": true,
+	// Invite filtering by org.matrix.msc4155.invite_permission_config
+	// (internal/account/invitefilter.go, invitefilter.go).
+	"org.matrix.msc4155": true,
 	// Not here: the room_types filter of /publicRooms, label filters.
 	"org.matrix.msc3827.stable":        false,
 	"org.matrix.label_based_filtering": false,
@@ -61,6 +67,8 @@ func (s *Server) capabilities(w http.ResponseWriter, r *http.Request, c *caller)
 		"m.3pid_changes":    map[string]bool{"enabled": false},
 		"m.get_login_token": map[string]bool{"enabled": true},
 		"m.profile_fields":  map[string]any{"enabled": true, "allowed": []string{"displayname", "avatar_url"}},
+		// MSC4155: this server enforces the invite permission config.
+		"org.matrix.msc4155.invite_permission_config_enforced": map[string]bool{"enabled": true},
 	}})
 }
 

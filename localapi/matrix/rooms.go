@@ -29,6 +29,15 @@ func (s *Server) createRoom(w http.ResponseWriter, r *http.Request, c *caller) {
 		matrixerr.Write(w, err)
 		return
 	}
+	for _, u := range req.Invite {
+		// MSC4155: a local invitee who blocks the creator refuses the
+		// whole request, before the room exists (spec v1.18 createRoom
+		// 403 M_INVITE_BLOCKED).
+		if err := s.checkInvite(u, c.UserID); err != nil {
+			matrixerr.Write(w, err)
+			return
+		}
+	}
 	req.RemoteInvitesApart = s.fed != nil
 	req.InviteeProfiles = s.inviteeProfiles(r.Context(), req.Invite)
 	id, err := s.rooms.CreateRoom(r.Context(), c.UserID, s.profileOf(c), req)
@@ -75,6 +84,10 @@ func (s *Server) membership(op string) func(http.ResponseWriter, *http.Request, 
 			}
 		}
 		if op == "invite" {
+			if err := s.checkInvite(mr.Target, c.UserID); err != nil {
+				matrixerr.Write(w, err)
+				return
+			}
 			mr.Extra = profileContent(s.inviteeProfile(r.Context(), mr.Target))
 		}
 		if s.remoteMembership(w, r, op, mr) {
@@ -171,6 +184,12 @@ func (s *Server) putState(w http.ResponseWriter, r *http.Request, c *caller) {
 		if m.Membership != "join" && m.Membership != "leave" && m.Membership != "invite" && m.Membership != "ban" && m.Membership != "knock" {
 			matrixerr.Write(w, matrixerr.BadJSON("invalid membership"))
 			return
+		}
+		if m.Membership == "invite" {
+			if err := s.checkInvite(sk, c.UserID); err != nil {
+				matrixerr.Write(w, err)
+				return
+			}
 		}
 	}
 	if typ == "m.room.canonical_alias" && sk == "" {

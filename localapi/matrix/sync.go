@@ -48,9 +48,50 @@ type stateList struct {
 	Events []any `json:"events"`
 }
 
+// roomState is a room's state section under the name the request asked
+// for: state (the state at the start of the timeline), or with
+// use_state_after state_after, or with the unstable
+// org.matrix.msc4222.use_state_after the unstable name (MSC4222, spec
+// v1.16). Exactly the asked-for ones are present, even when empty.
+type roomState struct {
+	State              *stateList `json:"state,omitempty"`
+	StateAfter         *stateList `json:"state_after,omitempty"`
+	StateAfterUnstable *stateList `json:"org.matrix.msc4222.state_after,omitempty"`
+}
+
+// stateEvents is the events of whichever section is present.
+func (rs roomState) stateEvents() []any {
+	for _, l := range []*stateList{rs.State, rs.StateAfter, rs.StateAfterUnstable} {
+		if l != nil {
+			return l.Events
+		}
+	}
+	return nil
+}
+
+// stateMode is which of roomState's sections a /sync asked for.
+type stateMode struct{ after, afterUnstable bool }
+
+func (m stateMode) any() bool { return m.after || m.afterUnstable }
+
+func (m stateMode) section(evs []any) roomState {
+	l := &stateList{Events: evs}
+	if !m.any() {
+		return roomState{State: l}
+	}
+	var rs roomState
+	if m.after {
+		rs.StateAfter = l
+	}
+	if m.afterUnstable {
+		rs.StateAfterUnstable = l
+	}
+	return rs
+}
+
 type joinedRoom struct {
-	Timeline                  timeline                  `json:"timeline"`
-	State                     stateList                 `json:"state"`
+	Timeline timeline `json:"timeline"`
+	roomState
 	AccountData               eventList                 `json:"account_data"`
 	Ephemeral                 eventList                 `json:"ephemeral"`
 	Summary                   map[string]any            `json:"summary"`
@@ -63,8 +104,8 @@ type invitedRoom struct {
 }
 
 type leftRoom struct {
-	Timeline    timeline  `json:"timeline"`
-	State       stateList `json:"state"`
+	Timeline timeline `json:"timeline"`
+	roomState
 	AccountData eventList `json:"account_data"`
 }
 
@@ -106,6 +147,8 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *caller) {
 		s.presence.touch(r.Context(), c, "online")
 	}
 	fullState := q.Get("full_state") == "true"
+	mode := stateMode{after: q.Get("use_state_after") == "true",
+		afterUnstable: q.Get("org.matrix.msc4222.use_state_after") == "true"}
 	pos, eph := s.rooms.Pos()
 	if since.pos > pos {
 		matrixerr.Write(w, matrixerr.InvalidParam("since token is from the future"))
@@ -118,7 +161,7 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *caller) {
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	for {
-		resp, empty, err := s.buildSync(c, since, syncToken{pos, eph}, f, fullState)
+		resp, empty, err := s.buildSync(c, since, syncToken{pos, eph}, f, fullState, mode)
 		if err != nil {
 			matrixerr.Write(w, err)
 			return
@@ -144,9 +187,10 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *caller) {
 	}
 }
 
-func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState bool) (*syncResponse, bool, error) {
+func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState bool, mode stateMode) (*syncResponse, bool, error) {
 	req := room.SyncRequest{UserID: c.UserID, Device: c.Session, Since: since.pos, Now: now.pos,
-		SinceEph: since.eph, NowEph: now.eph, FullState: fullState, Ignored: s.ignoredUsers(c.Localpart)}
+		SinceEph: since.eph, NowEph: now.eph, FullState: fullState, Ignored: s.ignoredUsers(c.Localpart),
+		StateAfter: mode.any(), HideInvite: s.inviteHider(c.Localpart)}
 	var roomData *roomEventFilter
 	if f.Room != nil {
 		req.Rooms, req.NotRooms, req.IncludeLeave = f.Room.Rooms, f.Room.NotRooms, f.Room.IncludeLeave
@@ -187,7 +231,7 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 	for id, jr := range rooms.Join {
 		resp.Rooms.Join[id] = joinedRoom{
 			Timeline:            f.timeline(jr.Timeline),
-			State:               stateList{Events: f.events(jr.State)},
+			roomState:           mode.section(f.events(jr.State)),
 			AccountData:         eventList{Events: roomData.applyRaw(nonNilRaw(perRoom[id]))},
 			Ephemeral:           eventList{Events: nonNilRaw(jr.Ephemeral)},
 			Summary:             nonNilMap(jr.Summary),
@@ -200,7 +244,7 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 		// Room account data changed in a room with no other news.
 		if evs = roomData.applyRaw(evs); len(evs) > 0 && s.isJoined(c, id) {
 			resp.Rooms.Join[id] = joinedRoom{Timeline: timeline{Events: []any{}},
-				State: stateList{Events: []any{}}, AccountData: eventList{Events: evs},
+				roomState: mode.section([]any{}), AccountData: eventList{Events: evs},
 				Ephemeral: eventList{Events: []json.RawMessage{}}, Summary: map[string]any{},
 				UnreadNotifications: map[string]int{"highlight_count": 0, "notification_count": 0}}
 			empty = false
@@ -216,6 +260,12 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 	} else if news {
 		empty = false
 	}
+	for id, jr := range resp.Rooms.Join {
+		if jr.roomState == (roomState{}) { // a room syncUnread added for its counts
+			jr.roomState = mode.section([]any{})
+			resp.Rooms.Join[id] = jr
+		}
+	}
 	for id, ir := range rooms.Invite {
 		resp.Rooms.Invite[id] = invitedRoom{InviteState: eventList{Events: nonNilRaw(ir.InviteState)}}
 		empty = false
@@ -226,7 +276,7 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 	}
 	for id, lr := range rooms.Leave {
 		resp.Rooms.Leave[id] = leftRoom{Timeline: f.timeline(lr.Timeline),
-			State: stateList{Events: f.events(lr.State)}, AccountData: eventList{Events: []json.RawMessage{}}}
+			roomState: mode.section(f.events(lr.State)), AccountData: eventList{Events: []json.RawMessage{}}}
 		empty = false
 	}
 	return resp, empty, nil

@@ -41,10 +41,10 @@ func (s *Server) syncE2EE(c *caller, since, now syncToken, resp *syncResponse) (
 	}
 	joined, left := map[string][]any{}, [][]any{}
 	for roomID, jr := range resp.Rooms.Join {
-		joined[roomID] = append(append([]any{}, jr.State.Events...), jr.Timeline.Events...)
+		joined[roomID] = append(append([]any{}, jr.stateEvents()...), jr.Timeline.Events...)
 	}
 	for _, lr := range resp.Rooms.Leave {
-		left = append(left, append(append([]any{}, lr.State.Events...), lr.Timeline.Events...))
+		left = append(left, append(append([]any{}, lr.stateEvents()...), lr.Timeline.Events...))
 	}
 	changed, gone, err := s.deviceListChanges(c, since.pos, now.pos, joined, left)
 	if err != nil {

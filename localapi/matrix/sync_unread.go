@@ -43,8 +43,8 @@ func (s *Server) syncUnread(c *caller, since, now syncToken, f *filter, resp *sy
 				continue
 			}
 			resp.Rooms.Join[id] = joinedRoom{Timeline: timeline{Events: []any{}},
-				State: stateList{Events: []any{}}, AccountData: eventList{Events: []json.RawMessage{}},
-				Ephemeral: eventList{Events: []json.RawMessage{}}, Summary: map[string]any{}}
+				AccountData: eventList{Events: []json.RawMessage{}},
+				Ephemeral:   eventList{Events: []json.RawMessage{}}, Summary: map[string]any{}}
 			news = true
 		}
 	}

@@ -17,7 +17,7 @@ func TestVersionsFeatures(t *testing.T) {
 	body := r.json(t)
 	features, _ := body["unstable_features"].(map[string]any)
 	for _, f := range []string{"org.matrix.e2e_cross_signing", "org.matrix.msc2285.stable", "org.matrix.msc3440.stable",
-		"org.matrix.msc3916.stable", "org.matrix.msc3952_intentional_mentions"} {
+		"org.matrix.msc3916.stable", "org.matrix.msc3952_intentional_mentions", "org.matrix.msc4222", "org.matrix.msc4155"} {
 		if features[f] != true {
 			t.Errorf("unstable_features[%q] = %v, want true", f, features[f])
 		}

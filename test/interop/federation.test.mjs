@@ -46,7 +46,12 @@ test("matrix-js-sdk over federation: a user of another server joins an encrypted
     // bob's first /sync that has the room, as hs2 sent it.
     await until(() => bobSyncs.slice(syncsBefore).some((s) => s.rooms?.join?.[roomId]), 20_000, "the room in bob's /sync");
     const first = bobSyncs.slice(syncsBefore).find((s) => s.rooms?.join?.[roomId]).rooms.join[roomId];
-    const state = [...(first.state?.events ?? []), ...(first.timeline?.events ?? [])];
+    // matrix-js-sdk asks for org.matrix.msc4222.state_after (MSC4222),
+    // which replaces state and already holds the state at the timeline's end.
+    const state = first["org.matrix.msc4222.state_after"]
+        ? first["org.matrix.msc4222.state_after"].events
+        : [...(first.state?.events ?? []), ...(first.timeline?.events ?? [])];
+    assert.equal(first.state, undefined, "the sdk asked for state_after, yet the room has a state section");
     const has = (type, key) => state.some((e) => e.type === type && e.state_key === key);
     assert.ok(has("m.room.encryption", ""), `bob's first sync after the join lacks m.room.encryption: ${JSON.stringify(first)}`);
     assert.ok(has("m.room.member", aliceId), "bob's first sync after the join lacks alice's membership");
