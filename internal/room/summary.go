@@ -179,3 +179,17 @@ func (e *Engine) SpaceAccessible(userID string, sr *SpaceRoom) bool {
 	})
 	return ok
 }
+
+// RoomMembership is a user's membership in a room as this server knows it
+// (join, invite, knock, leave, ban), "" when it knows none: the caller's
+// membership in a room summary (Client-Server API GET /room_summary).
+func (e *Engine) RoomMembership(userID, roomID string) string {
+	m := ""
+	e.db.View(func(tx *store.Tx) error {
+		if nid := store.U64(tx.Get(store.Rooms, []byte(roomID))); nid != 0 {
+			m = membershipIn(tx, userID, nid).Membership
+		}
+		return nil
+	})
+	return m
+}

@@ -35,6 +35,10 @@ var unstableFeatures = map[string]bool{
 	// Intentional mentions: the .m.rule.is_user_mention and
 	// .m.rule.is_room_mention push rules (push/defaults.go).
 	"org.matrix.msc3952_intentional_mentions": true,
+	// Room summaries, GET /room_summary and MSC3266's unstable paths
+	// (roomsummary.go).
+	"im.nheko.summary":   true,
+	"org.matrix.msc3266": true,
 	// Not here: the room_types filter of /publicRooms, label filters.
 	"org.matrix.msc3827.stable":        false,
 	"org.matrix.label_based_filtering": false,

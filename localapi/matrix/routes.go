@@ -100,5 +100,6 @@ func (s *Server) routes() {
 	s.deactivateRoutes()
 	s.upgradeRoutes()
 	s.hierarchyRoutes()
+	s.roomSummaryRoutes()
 	s.legacyRoutes()
 }

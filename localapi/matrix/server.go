@@ -63,6 +63,8 @@ type Server struct {
 	voip     *voip         // GET /voip/turnServer (voip.go)
 
 	spaces hierarchyPages // GET /hierarchy walks between pages (hierarchy.go)
+
+	summaryLimits summaryLimits // anonymous GET /room_summary lookups over federation (roomsummary.go)
 }
 
 // New builds the handler.
