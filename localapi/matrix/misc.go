@@ -67,13 +67,3 @@ func (s *Server) capabilities(w http.ResponseWriter, r *http.Request, c *caller)
 		"m.profile_fields":  map[string]any{"enabled": true, "allowed": []string{"displayname", "avatar_url"}},
 	}})
 }
-
-// wellKnown serves /.well-known/matrix/client so clients given only the
-// server name find the API.
-func (s *Server) wellKnown(w http.ResponseWriter, r *http.Request) {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	writeJSON(w, map[string]any{"m.homeserver": map[string]string{"base_url": scheme + "://" + r.Host}})
-}
