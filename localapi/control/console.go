@@ -271,9 +271,16 @@ func (s *Server) consolePage(w http.ResponseWriter, r *http.Request) {
 	w.Write(consolePage)
 }
 
-// qrCode is a QR code of the homeserver address, for phones.
+// qrCode is a QR code of the homeserver address, for phones: the one on
+// the LAN when the client API listens there, else this computer's own
+// (which only shows what to type on this computer).
 func (s *Server) qrCode(w http.ResponseWriter, r *http.Request) {
-	code, err := qr.Encode(s.backend.Status().Listeners["client"], qr.M)
+	l := s.backend.Status().Listeners
+	addr := l["client_lan"]
+	if addr == "" {
+		addr = l["client"]
+	}
+	code, err := qr.Encode(addr, qr.M)
 	if err != nil {
 		writeError(w, err)
 		return
