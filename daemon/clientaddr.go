@@ -3,7 +3,10 @@ package daemon
 import (
 	"net"
 	"net/netip"
+	"os"
+	"regexp"
 	"strconv"
+	"strings"
 )
 
 // The client listener's addresses as its two kinds of clients reach it.
@@ -121,3 +124,30 @@ func (d *Daemon) lanClientURL() string {
 
 // clientURL is the client API's URL on this computer.
 func (d *Daemon) clientURL() string { return "http://" + loopbackDial(d.Addr()) }
+
+// mdnsLabel is a host name the OS can answer for over mDNS.
+var mdnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// lanNameURL is the client API's URL on the LAN by this machine's mDNS
+// name (<host name>.local, which macOS, Windows and Linux with Avahi
+// answer for), given its URL by address: "" without a LAN URL or a host
+// name that is a valid label. Element X on Android refuses plain http to
+// an address given in numbers but allows it to .local names (its network
+// security config), so this is the address a phone is shown first.
+func lanNameURL(lanURL, hostname string) string {
+	if lanURL == "" {
+		return ""
+	}
+	_, port, err := net.SplitHostPort(strings.TrimPrefix(lanURL, "http://"))
+	label, _, _ := strings.Cut(strings.ToLower(hostname), ".")
+	if err != nil || !mdnsLabel.MatchString(label) {
+		return ""
+	}
+	return "http://" + label + ".local:" + port
+}
+
+// lanClientNameURL is lanNameURL for the running listener.
+func (d *Daemon) lanClientNameURL(lanURL string) string {
+	name, _ := os.Hostname()
+	return lanNameURL(lanURL, name)
+}

@@ -94,3 +94,23 @@ func TestControlEndpointEveryInterface(t *testing.T) {
 		t.Fatalf("control endpoint %+v %v, want 127.0.0.1:%s", ep, err, port)
 	}
 }
+
+// TestLANNameURL: the .local name of the machine for phones that refuse
+// plain http to a numeric address, only from a host name that is a valid
+// DNS label.
+func TestLANNameURL(t *testing.T) {
+	for _, c := range []struct{ lan, host, want string }{
+		{"http://192.168.1.23:8008", "mybox", "http://mybox.local:8008"},
+		{"http://192.168.1.23:8008", "MyBox.lan", "http://mybox.local:8008"},
+		{"http://192.168.1.23:8008", "Johns-MacBook.local", "http://johns-macbook.local:8008"},
+		{"http://[fd00::5]:8008", "mybox", "http://mybox.local:8008"},
+		{"http://192.168.1.23:8008", "my_box", ""},
+		{"http://192.168.1.23:8008", "-bad", ""},
+		{"http://192.168.1.23:8008", "", ""},
+		{"", "mybox", ""},
+	} {
+		if got := lanNameURL(c.lan, c.host); got != c.want {
+			t.Errorf("lanNameURL(%q, %q) = %q, want %q", c.lan, c.host, got, c.want)
+		}
+	}
+}

@@ -106,7 +106,11 @@ func (b *controlBackend) Status() control.Status {
 		Ringing: b.ringing(), WelcomePending: b.welcomePending(users),
 	}
 	if lan := b.d.lanClientURL(); lan != "" {
-		st.Listeners["client_lan"] = lan // what the console's QR code shows
+		// What the console shows a phone (its QR code: the name first).
+		st.Listeners["client_lan"] = lan
+		if name := b.d.lanClientNameURL(lan); name != "" {
+			st.Listeners["client_lan_name"] = name
+		}
 	}
 	if f := b.d.fed; f != nil {
 		st.FederationPaused = f.Paused()

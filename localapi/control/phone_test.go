@@ -10,21 +10,31 @@ import (
 	"rsc.io/qr"
 )
 
-// lanBackend is a daemon whose client API listens on the LAN.
+// lanBackend is a daemon whose client API listens on the LAN, and
+// lanNamedBackend one on a machine with an mDNS name.
 type lanBackend struct{ stubBackend }
+type lanNamedBackend struct{ stubBackend }
 
 func (lanBackend) Status() Status {
 	return Status{ServerName: "test", Listeners: map[string]string{"client": "http://127.0.0.1:8008", "client_lan": "http://192.168.1.23:8008"}}
 }
 
+func (lanNamedBackend) Status() Status {
+	return Status{ServerName: "test", Listeners: map[string]string{"client": "http://127.0.0.1:8008",
+		"client_lan": "http://192.168.1.23:8008", "client_lan_name": "http://mybox.local:8008"}}
+}
+
 // TestQRCodeAddress: the console's QR code holds the address a phone on
-// the LAN reaches when the client API listens there, never the loopback
-// one; on loopback only it holds the address of this computer, as before.
+// the LAN reaches when the client API listens there (the machine's .local
+// name when it has one, which Element X on Android accepts over http),
+// never the loopback one; on loopback only it holds the address of this
+// computer, as before.
 func TestQRCodeAddress(t *testing.T) {
 	for _, tc := range []struct {
 		backend Backend
 		want    string
 	}{
+		{lanNamedBackend{}, "http://mybox.local:8008"},
 		{lanBackend{}, "http://192.168.1.23:8008"},
 		{stubBackend{}, "http://127.0.0.1:1"},
 	} {

@@ -78,8 +78,11 @@ func (s *Server) ownHost(host string, localIP netip.Addr) bool {
 		return true
 	}
 	if machine, err := os.Hostname(); err == nil && machine != "" {
+		// The name itself, and the .local name the OS answers over mDNS
+		// (its first label), which the console gives phones.
 		machine = strings.ToLower(machine)
-		return host == machine || host == machine+".local"
+		label, _, _ := strings.Cut(machine, ".")
+		return host == machine || host == label+".local"
 	}
 	return false
 }

@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"strings"
 	"testing"
 )
 
@@ -41,6 +43,12 @@ func (ts *testServer) wellKnownAt(t *testing.T, local, host string) string {
 // own name and the machine's address are kept as the client wrote them.
 func TestWellKnownClientLAN(t *testing.T) {
 	ts := newTestServer(t)
+	// The machine's .local name, which the console shows phones.
+	machine, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	machineLabel, _, _ := strings.Cut(strings.ToLower(machine), ".")
 	for _, c := range []struct{ local, host, want string }{
 		{"192.168.1.23:8008", "192.168.1.23:8008", "http://192.168.1.23:8008"},
 		{"192.168.1.23:8008", "localhost:8008", "http://192.168.1.23:8008"},
@@ -59,6 +67,8 @@ func TestWellKnownClientLAN(t *testing.T) {
 		{"127.0.0.1:8008", "localhost:8008", "http://localhost:8008"},
 		{"127.0.0.1:8008", "127.0.0.1:8008", "http://127.0.0.1:8008"},
 		{"127.0.0.1:8008", "evil.example:8008", "http://127.0.0.1:8008"},
+		{"192.168.1.23:8008", machineLabel + ".local:8008", "http://" + machineLabel + ".local:8008"},
+		{"192.168.1.23:8008", "not-" + machineLabel + ".local:8008", "http://192.168.1.23:8008"},
 	} {
 		if got := ts.wellKnownAt(t, c.local, c.host); got != c.want {
 			t.Errorf("reached at %s with Host %q: base_url %q, want %q", c.local, c.host, got, c.want)
