@@ -13,7 +13,8 @@ import (
 // previews them with GET /room_summary (MSC3266) before joining. hs2 is
 // in none of them, so it asks hs1 through the federation /hierarchy: the
 // public room, by ID with via and by alias, and the knock-only room are
-// described; the private room is the 404 of a room that does not exist.
+// described; the private room is the 404 of a room that does not exist,
+// until bob is invited: then hs2 describes it from the invite's state.
 // Without a token hs2 answers for the public room (without membership)
 // and limits how often such callers make it ask hs1. Once bob has joined,
 // hs2 answers from its own copy of the room.
@@ -64,6 +65,20 @@ func TestFederatedRoomSummary(t *testing.T) {
 		t.Errorf("private room: %d %v, want 404 M_NOT_FOUND", code, m)
 	}
 
+	// Invited, bob sees the private room as the invite described it, as
+	// his /sync does: hs1 would not describe it to hs2.
+	_, err := alice.InviteUser(ctx(t), private, &mautrix.ReqInviteUser{UserID: bob.UserID})
+	noErr(t, err, "alice invites bob to the private room")
+	m = waitFor(t, "bob's summary of the room he is invited to", func() (map[string]any, bool) {
+		code, m := summary(bob, private, "?via=hs1.test")
+		return m, code == 200
+	})
+	want("private room, invited", 200, m, map[string]any{"room_id": string(private), "name": "Den",
+		"join_rule": "invite", "membership": "invite"})
+	if code, m := summary(anon, private, "?via=hs1.test"); code != 404 {
+		t.Errorf("private room without a token after bob's invite: %d %v", code, m)
+	}
+
 	code, m = summary(anon, public, "?via=hs1.test")
 	want("public room without a token", code, m, map[string]any{"room_id": string(public)})
 	if _, ok := m["membership"]; ok {
@@ -91,7 +106,7 @@ func TestFederatedRoomSummary(t *testing.T) {
 	code, m = summary(bob, public, "?via=hs1.test")
 	want("public room as bob after the anonymous flood", code, m, map[string]any{"room_id": string(public)})
 
-	_, err := bob.JoinRoom(ctx(t), string(public), &mautrix.ReqJoinRoom{Via: []string{"hs1.test"}})
+	_, err = bob.JoinRoom(ctx(t), string(public), &mautrix.ReqJoinRoom{Via: []string{"hs1.test"}})
 	noErr(t, err, "bob joins the public room")
 	code, m = summary(bob, public, "")
 	want("public room once joined", code, m, map[string]any{"membership": "join", "num_joined_members": 2.0, "name": "Lobby"})

@@ -15,8 +15,10 @@ import (
 // spec v1.15, MSC3266): a room's name, topic, avatar, join rule, member
 // count and the like, for a room preview before joining. The summary is
 // the one the space hierarchy uses (room.Engine.SpaceSummary) when a
-// local user is in the room, and otherwise what the via servers answer
-// to the federation hierarchy request, as MSC3266 reuses it.
+// local user is in the room; for a caller invited or knocking, the
+// stripped state that came with it (room.Engine.InviteSummary: MSC3266
+// allows partial answers there); otherwise what the via servers answer to
+// the federation hierarchy request, as MSC3266 reuses it.
 //
 // Who sees what: an authenticated user sees a room they have any
 // membership in but leave (the spec's membership enum names invite, knock
@@ -124,17 +126,17 @@ func (s *Server) roomSummary(w http.ResponseWriter, r *http.Request, c *caller) 
 		}
 		return
 	}
-	sr, err := s.summarise(r, c, roomID, via)
-	if err != nil {
-		matrixerr.Write(w, err)
-		return
-	}
 	membership := ""
 	if c != nil {
 		membership = s.rooms.RoomMembership(c.UserID, roomID)
 		if membership == "" {
 			membership = "leave" // required when authenticated
 		}
+	}
+	sr, err := s.summarise(r, c, roomID, via)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
 	}
 	if !s.summaryVisible(c, membership, sr) {
 		matrixerr.Write(w, errSummaryNotFound)
@@ -149,7 +151,10 @@ func (s *Server) roomSummary(w http.ResponseWriter, r *http.Request, c *caller) 
 }
 
 // summarise describes the room from local state when a local user is in
-// it, else asks the via servers over federation.
+// it; else, to a user invited or knocking, from the state that came with
+// the invite or knock, which is what their /sync shows them and needs no
+// other server (the room's servers refuse to describe a private room to
+// this one); else it asks the via servers over federation.
 func (s *Server) summarise(r *http.Request, c *caller, roomID string, via []string) (*room.SpaceRoom, error) {
 	sr, err := s.rooms.SpaceSummary(roomID, true)
 	if err != nil {
@@ -157,6 +162,11 @@ func (s *Server) summarise(r *http.Request, c *caller, roomID string, via []stri
 	}
 	if sr != nil {
 		return sr, nil
+	}
+	if c != nil {
+		if sr, err := s.rooms.InviteSummary(c.UserID, roomID); err != nil || sr != nil {
+			return sr, err
+		}
 	}
 	if s.fed == nil || len(via) == 0 {
 		return nil, errSummaryNotFound
