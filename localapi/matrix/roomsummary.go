@@ -47,6 +47,7 @@ func (s *Server) roomSummaryRoutes() {
 const (
 	summaryAnonBurst = 10
 	summaryAnonLeak  = 3 * time.Second
+	summaryMaxVia    = 10
 )
 
 // summaryLimits holds the per-address budget of anonymous federation
@@ -171,6 +172,10 @@ func (s *Server) summarise(r *http.Request, c *caller, roomID string, via []stri
 	if s.fed == nil || len(via) == 0 {
 		return nil, errSummaryNotFound
 	}
+	// Each via server is a federation request, one after the other: a
+	// client's list is cut where a real one (a matrix.to link's, say)
+	// would end.
+	via = via[:min(len(via), summaryMaxVia)]
 	if c == nil {
 		if err := s.anonLookup(r); err != nil {
 			return nil, err
