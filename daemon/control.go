@@ -43,7 +43,7 @@ func Control(cfg Config) (ControlEndpoint, error) {
 	if errors.Is(err, errNoSecret) {
 		err = ErrNeverStarted
 	}
-	return ControlEndpoint{Addr: cfg.ClientListen, Socket: filepath.Join(cfg.DataDir, controlSocket), Secret: secret}, err
+	return ControlEndpoint{Addr: cfg.ClientAddr(), Socket: filepath.Join(cfg.DataDir, controlSocket), Secret: secret}, err
 }
 
 // ErrNeverStarted is Control's error for a data dir no daemon has started
@@ -100,10 +100,17 @@ func (b *controlBackend) Status() control.Status {
 	users, _ := b.d.accounts.List()
 	st := control.Status{
 		Version: Version, UptimeSeconds: int64(time.Since(b.started).Seconds()), ServerName: b.d.cfg.ServerName,
-		Listeners:   map[string]string{"client": "http://" + b.d.Addr(), "control_socket": filepath.Join(b.d.cfg.DataDir, controlSocket)},
+		Listeners:   map[string]string{"client": b.d.clientURL(), "control_socket": filepath.Join(b.d.cfg.DataDir, controlSocket)},
 		QueueDepths: map[string]int{}, StorageBytes: b.d.db.Size(), Accounts: len(people(users)),
 		KeyStore: b.keys, KeyStoreWarning: b.warning, UnreadHighlights: b.ownerHighlights(users),
 		Ringing: b.ringing(), WelcomePending: b.welcomePending(users),
+	}
+	if lan := b.d.lanClientURL(); lan != "" {
+		// What the console shows a phone (its QR code: the name first).
+		st.Listeners["client_lan"] = lan
+		if name := b.d.lanClientNameURL(lan); name != "" {
+			st.Listeners["client_lan_name"] = name
+		}
 	}
 	if f := b.d.fed; f != nil {
 		st.FederationPaused = f.Paused()
@@ -185,7 +192,7 @@ func (b *controlBackend) ChatClientURL(user, loginToken string) string {
 	if !strings.HasPrefix(user, "@") {
 		user = b.d.accounts.UserID(user)
 	}
-	return strings.NewReplacer("{homeserver}", url.QueryEscape("http://"+b.d.Addr()), "{user}", url.QueryEscape(user),
+	return strings.NewReplacer("{homeserver}", url.QueryEscape(b.d.clientURL()), "{user}", url.QueryEscape(user),
 		"{login_token}", url.QueryEscape(loginToken)).Replace(tmpl)
 }
 
@@ -293,7 +300,7 @@ func (b *controlBackend) Welcome() (control.Welcome, error) {
 		return control.Welcome{}, &control.Error{Status: http.StatusNotFound, Code: "not_found", Message: "this server has no owner account"}
 	}
 	id := b.d.accounts.UserID(lp)
-	return control.Welcome{UserID: id, Homeserver: "http://" + b.d.Addr(),
+	return control.Welcome{UserID: id, Homeserver: b.d.clientURL(),
 		CanSetPassword: u.PasswordGenerated && !u.Deactivated, ChatClientURL: b.ChatClientURL(id, "")}, nil
 }
 

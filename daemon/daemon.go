@@ -304,7 +304,7 @@ func (d *Daemon) firstStart(out io.Writer) error {
   This password is shown only once. Choose your own in the web console
   ('hearth open', until this one is used) or with 'hearth account passwd %s'.
 
-`, d.cfg.ClientListen, d.accounts.UserID(name), password, name)
+`, d.cfg.ClientAddr(), d.accounts.UserID(name), password, name)
 	fmt.Fprint(out, nameNotice(d.cfg))
 	return nil
 }

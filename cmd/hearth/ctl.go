@@ -249,5 +249,5 @@ func openLink(c ctlClient, cfg daemon.Config, what string) (string, error) {
 		return link, err
 	}
 	path, err := c.ConsoleLink(context.Background())
-	return "http://" + cfg.ClientListen + path, err
+	return "http://" + cfg.ClientAddr() + path, err
 }

@@ -48,7 +48,7 @@ func trayCmd(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, err)
 	}
 	desktop := tray.SystemDesktop{Args: daemonArgs}
-	tray.New(toolkit, endpointControl{cfg}, desktop, cfg.ClientListen).
+	tray.New(toolkit, endpointControl{cfg}, desktop, cfg.ClientAddr()).
 		WithOptions(tray.Options{StartDaemon: startDaemon, LogFile: daemonLogFile(cfg)}).Run()
 	return 0
 }

@@ -179,3 +179,102 @@ func (e *Engine) SpaceAccessible(userID string, sr *SpaceRoom) bool {
 	})
 	return ok
 }
+
+// RoomMembership is a user's membership in a room as this server knows it
+// (join, invite, knock, leave, ban), "" when it knows none: the caller's
+// membership in a room summary (Client-Server API GET /room_summary).
+func (e *Engine) RoomMembership(userID, roomID string) string {
+	m := ""
+	e.db.View(func(tx *store.Tx) error {
+		if nid := store.U64(tx.Get(store.Rooms, []byte(roomID))); nid != 0 {
+			m = membershipIn(tx, userID, nid).Membership
+		}
+		return nil
+	})
+	return m
+}
+
+// InviteSummary describes a room no local user is joined to from the
+// stripped state that came with userID's invite or knock
+// (invite_room_state, knock_room_state): nil if they have neither, or no
+// state came with it. It may be partial or out of date, as MSC3266
+// allows for invited and knocking users (GET /room_summary); the member
+// count is that of the joined members the state names, the inviter at
+// least.
+func (e *Engine) InviteSummary(userID, roomID string) (*SpaceRoom, error) {
+	var sr *SpaceRoom
+	err := e.db.View(func(tx *store.Tx) error {
+		info, err := roomInfo(tx, roomID)
+		if err != nil || e.localJoined(tx, info.NID) {
+			return nil
+		}
+		ev, err := e.currentStateEvent(tx, info.NID, "m.room.member", userID)
+		if err != nil || ev == nil {
+			return err
+		}
+		if m, _ := ev.PDU.Membership(); m != "invite" && m != "knock" {
+			return nil
+		}
+		state := remoteRoomState(ev)
+		if len(state) == 0 {
+			return nil
+		}
+		sr = &SpaceRoom{PublicRoom: PublicRoom{RoomID: roomID}, ChildrenState: []SpaceChild{}, RoomVersion: string(info.Version)}
+		for _, raw := range state {
+			sr.addStripped(raw)
+		}
+		return nil
+	})
+	return sr, err
+}
+
+// addStripped takes one stripped state event into the summary.
+func (sr *SpaceRoom) addStripped(raw json.RawMessage) {
+	var ev struct {
+		Type     string          `json:"type"`
+		StateKey *string         `json:"state_key"`
+		Content  json.RawMessage `json:"content"`
+	}
+	if json.Unmarshal(raw, &ev) != nil || ev.StateKey == nil {
+		return
+	}
+	var c struct {
+		Name              string `json:"name"`
+		Topic             string `json:"topic"`
+		Alias             string `json:"alias"`
+		URL               string `json:"url"`
+		Type              string `json:"type"`
+		RoomVersion       string `json:"room_version"`
+		Algorithm         string `json:"algorithm"`
+		HistoryVisibility string `json:"history_visibility"`
+		GuestAccess       string `json:"guest_access"`
+		Membership        string `json:"membership"`
+	}
+	json.Unmarshal(ev.Content, &c)
+	switch {
+	case *ev.StateKey != "" && ev.Type != "m.room.member":
+	case ev.Type == "m.room.name":
+		sr.Name = c.Name
+	case ev.Type == "m.room.topic":
+		sr.Topic = c.Topic
+	case ev.Type == "m.room.canonical_alias":
+		sr.CanonicalAlias = c.Alias
+	case ev.Type == "m.room.avatar":
+		sr.AvatarURL = c.URL
+	case ev.Type == "m.room.create":
+		sr.RoomType = c.Type
+		if c.RoomVersion != "" {
+			sr.RoomVersion = c.RoomVersion
+		}
+	case ev.Type == "m.room.encryption":
+		sr.Encryption = c.Algorithm
+	case ev.Type == "m.room.history_visibility":
+		sr.WorldReadable = c.HistoryVisibility == "world_readable"
+	case ev.Type == "m.room.guest_access":
+		sr.GuestCanJoin = c.GuestAccess == "can_join"
+	case ev.Type == "m.room.join_rules":
+		sr.JoinRule, sr.AllowedRoomIDs = parseJoinRule(ev.Content)
+	case ev.Type == "m.room.member" && c.Membership == "join":
+		sr.NumJoinedMembers++
+	}
+}

@@ -271,9 +271,20 @@ func (s *Server) consolePage(w http.ResponseWriter, r *http.Request) {
 	w.Write(consolePage)
 }
 
-// qrCode is a QR code of the homeserver address, for phones.
+// qrCode is a QR code of the homeserver address, for phones: when the
+// client API listens on the LAN, this machine's .local name there (Element
+// X on Android allows plain http to .local names, not to addresses in
+// numbers), else its LAN address; on loopback, this computer's own
+// address (which only shows what to type on this computer).
 func (s *Server) qrCode(w http.ResponseWriter, r *http.Request) {
-	code, err := qr.Encode(s.backend.Status().Listeners["client"], qr.M)
+	l := s.backend.Status().Listeners
+	addr := l["client"]
+	for _, k := range []string{"client_lan", "client_lan_name"} {
+		if l[k] != "" {
+			addr = l[k]
+		}
+	}
+	code, err := qr.Encode(addr, qr.M)
 	if err != nil {
 		writeError(w, err)
 		return

@@ -26,6 +26,7 @@ const secret = "the-control-secret"
 func call(t *testing.T, srv http.Handler, method, path, body string, header http.Header) *httptest.ResponseRecorder {
 	t.Helper()
 	r := httptest.NewRequest(method, "http://127.0.0.1:8008"+path, strings.NewReader(body))
+	r.RemoteAddr = "127.0.0.1:50000"
 	for k, v := range header {
 		r.Header[k] = v
 	}

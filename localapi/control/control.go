@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -264,12 +265,17 @@ func (s *Server) OverSocket() http.Handler {
 	})
 }
 
-// checkOrigin refuses requests whose Host is not a loopback name — a DNS
-// rebinding page reaches 127.0.0.1 under its own host name — and browser
-// requests from any origin but the daemon's own.
+// checkOrigin refuses requests from other computers (the client listener
+// may be bound to the LAN for phones, client_listen = 0.0.0.0:8008, and
+// the Host header is theirs to choose), requests whose Host is not a
+// loopback name — a DNS rebinding page reaches 127.0.0.1 under its own
+// host name — and browser requests from any origin but the daemon's own.
 func checkOrigin(r *http.Request) *Error {
 	if r.Context().Value(socketKey{}) != nil {
 		return nil
+	}
+	if peer, err := netip.ParseAddrPort(r.RemoteAddr); err != nil || !peer.Addr().Unmap().IsLoopback() {
+		return &Error{Status: http.StatusForbidden, Code: "not_local", Message: "the control API only answers this computer"}
 	}
 	host, _, err := net.SplitHostPort(r.Host)
 	if err != nil {

@@ -41,6 +41,10 @@ var unstableFeatures = map[string]bool{
 	// Invite filtering by org.matrix.msc4155.invite_permission_config
 	// (internal/account/invitefilter.go, invitefilter.go).
 	"org.matrix.msc4155": true,
+	// Room summaries, GET /room_summary and MSC3266's unstable paths
+	// (roomsummary.go).
+	"im.nheko.summary":   true,
+	"org.matrix.msc3266": true,
 	// Not here: the room_types filter of /publicRooms, label filters.
 	"org.matrix.msc3827.stable":        false,
 	"org.matrix.label_based_filtering": false,
@@ -70,14 +74,4 @@ func (s *Server) capabilities(w http.ResponseWriter, r *http.Request, c *caller)
 		// MSC4155: this server enforces the invite permission config.
 		"org.matrix.msc4155.invite_permission_config_enforced": map[string]bool{"enabled": true},
 	}})
-}
-
-// wellKnown serves /.well-known/matrix/client so clients given only the
-// server name find the API.
-func (s *Server) wellKnown(w http.ResponseWriter, r *http.Request) {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	writeJSON(w, map[string]any{"m.homeserver": map[string]string{"base_url": scheme + "://" + r.Host}})
 }

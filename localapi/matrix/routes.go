@@ -105,5 +105,6 @@ func (s *Server) routes() {
 	s.upgradeRoutes()
 	s.hierarchyRoutes()
 	s.delayedRoutes()
+	s.roomSummaryRoutes()
 	s.legacyRoutes()
 }

@@ -64,6 +64,8 @@ type Server struct {
 	delayed  *delayedAPI   // MSC4140 delayed events (delayed.go)
 
 	spaces hierarchyPages // GET /hierarchy walks between pages (hierarchy.go)
+
+	summaryLimits summaryLimits // anonymous GET /room_summary lookups over federation (roomsummary.go)
 }
 
 // New builds the handler.
