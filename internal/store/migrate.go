@@ -63,6 +63,8 @@ var (
 	FedTxns    = []byte("fedtxns")
 	// LAN discovery (discovery).
 	LANPins = []byte("lanpins")
+	// Application services (appservice).
+	Appservices = []byte("appservices")
 
 	buckets = [][]byte{Meta, Users, Devices, Tokens, AccountData, Filters, Rooms, RoomInfo,
 		Events, EventIDs, Txns, Timeline, State, Snapshots, Members, Changes, Receipts,
@@ -73,7 +75,7 @@ var (
 		PushRules, PushLog, PushFeed, Pushers, PushQueue, PushMeta,
 		SearchTerms, SearchDocs, SearchMeta,
 		ServerKeys, FedQueue, FedMeta, FedTxns,
-		LANPins}
+		LANPins, Appservices}
 
 	keyPos    = []byte("pos")
 	keySchema = []byte("schema")
