@@ -57,10 +57,10 @@ type Namespace struct {
 func Parse(data []byte) (*Registration, error) {
 	var r Registration
 	if err := yaml.Unmarshal(data, &r); err != nil {
-		return nil, fmt.Errorf("registration file: %w", err)
+		return nil, fmt.Errorf("%w: not a registration file: %w", ErrInvalid, err)
 	}
 	if err := r.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return &r, nil
 }

@@ -77,6 +77,10 @@ type Registry struct {
 
 	mu   sync.RWMutex
 	byID map[string]*Service
+
+	health healthBook
+	// queued counts what waits for an appservice (set by the queue).
+	queued func(id string) int
 }
 
 // Open loads the registrations; an hs_token missing from the secret store

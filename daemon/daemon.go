@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/hearth-chat/hearth/appservice"
 	"io"
 	"log/slog"
 	"net"
@@ -45,6 +46,7 @@ const dbFile = "hearth.db"
 
 // Daemon is a running Hearth.
 type Daemon struct {
+	appsvc   *appservice.Registry // application services (appservice.go)
 	cfg      Config
 	db       *store.DB
 	accounts *account.Accounts
@@ -145,6 +147,11 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 		RegistrationTokens: splitList(cfg.RegistrationTokens),
 	})
 	d.api = api
+	if d.appsvc, err = appservice.Open(db, d.accounts, appserviceSecrets{secrets}); err != nil {
+		d.abortStart(db)
+		return nil, err
+	}
+	api.SetAppservices(appserviceAPI{d.appsvc})
 	d.nearby = &nearbyDir{}
 	api.SetNearby(d.nearby)
 	mediaRepo, err := media.New(db, media.Config{Dir: filepath.Join(cfg.DataDir, "media"), ServerName: cfg.ServerName,

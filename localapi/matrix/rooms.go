@@ -113,8 +113,13 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request, c *caller) 
 		matrixerr.Write(w, err)
 		return
 	}
+	ts, err := massagedTS(r, c)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
 	id, err := s.rooms.Send(r.Context(), room.SendRequest{Sender: c.UserID, Device: c.Session,
-		RoomID: r.PathValue("roomId"), Type: r.PathValue("eventType"), Content: content, TxnID: r.PathValue("txnId")})
+		RoomID: r.PathValue("roomId"), Type: r.PathValue("eventType"), Content: content, TxnID: r.PathValue("txnId"), TS: ts})
 	if err != nil {
 		matrixerr.Write(w, roomErr(err))
 		return
@@ -175,8 +180,13 @@ func (s *Server) putState(w http.ResponseWriter, r *http.Request, c *caller) {
 			return
 		}
 	}
+	ts, err := massagedTS(r, c)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
 	id, err := s.rooms.Send(r.Context(), room.SendRequest{Sender: c.UserID, Device: c.Session,
-		RoomID: r.PathValue("roomId"), Type: typ, StateKey: &sk, Content: content})
+		RoomID: r.PathValue("roomId"), Type: typ, StateKey: &sk, Content: content, TS: ts})
 	if err != nil {
 		matrixerr.Write(w, roomErr(err))
 		return

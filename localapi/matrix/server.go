@@ -61,6 +61,7 @@ type Server struct {
 	fed      Federation    // set by SetFederation (federation.go); nil while federation is off
 	nearby   Nearby        // set by SetNearby (nearby.go); nil without LAN discovery
 	voip     *voip         // GET /voip/turnServer (voip.go)
+	appsvc   Appservices   // set by SetAppservices (appservice.go); nil without any
 
 	spaces hierarchyPages // GET /hierarchy walks between pages (hierarchy.go)
 }

@@ -1,0 +1,56 @@
+package appservice
+
+import (
+	"sync"
+	"time"
+)
+
+// Health is what the control API shows of an appservice: the last request
+// it answered well, what waits for it, the last failure. It lives in
+// memory; the queue's depth is read from bbolt by the queue.
+type Health struct {
+	LastSuccess time.Time
+	Queued      int
+	LastError   string
+}
+
+type healthBook struct {
+	mu sync.Mutex
+	m  map[string]*Health
+}
+
+func (h *healthBook) get(id string) *Health {
+	if h.m == nil {
+		h.m = map[string]*Health{}
+	}
+	if h.m[id] == nil {
+		h.m[id] = &Health{}
+	}
+	return h.m[id]
+}
+
+// succeeded records an answered request.
+func (h *healthBook) succeeded(id string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	e := h.get(id)
+	e.LastSuccess, e.LastError = time.Now(), ""
+}
+
+// failed records a failed request.
+func (h *healthBook) failed(id string, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.get(id).LastError = err.Error()
+}
+
+// Health reports an appservice's health.
+func (r *Registry) Health(id string) Health {
+	r.health.mu.Lock()
+	h := *r.health.get(id)
+	r.health.mu.Unlock()
+	if r.queued != nil {
+		h.Queued = r.queued(id)
+	}
+	return h
+}
