@@ -23,9 +23,13 @@ func (a appserviceAPI) ByToken(token string) matrix.Appservice {
 	return nil
 }
 
-func (a appserviceAPI) ExclusiveUserOwner(userID string) string { return a.r.ExclusiveUserOwner(userID) }
+func (a appserviceAPI) ExclusiveUserOwner(userID string) string {
+	return a.r.ExclusiveUserOwner(userID)
+}
 
-func (a appserviceAPI) Ping(ctx context.Context, id, txnID string) error { return a.r.Ping(ctx, id, txnID) }
+func (a appserviceAPI) Ping(ctx context.Context, id, txnID string) error {
+	return a.r.Ping(ctx, id, txnID)
+}
 
 // appserviceSecrets gives the appservice registry the daemon's secret
 // store, where hs_tokens live beside the signing key.

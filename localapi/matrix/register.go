@@ -32,7 +32,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		// An application service registers its users whatever the
 		// registration mode (Application Service API §"Server admin
 		// style permissions"); a forged as_token is M_UNKNOWN_TOKEN.
-		s.authed(s.registerAppserviceUser)(w, r)
+		s.registerAppserviceUser(w, r)
 		return
 	}
 	s.registerUser(w, r)
@@ -171,8 +171,17 @@ func (s *Server) checkRegistrationToken(r *http.Request, token string) error {
 // appservice's namespace, without a password, is made (Application
 // Service API §"Server admin style permissions"). Outside its namespace:
 // M_EXCLUSIVE, as Synapse answers.
-func (s *Server) registerAppserviceUser(w http.ResponseWriter, r *http.Request, c *caller) {
-	if c.Appservice == nil {
+//
+// The as_token is checked here rather than by authed: the user_id that
+// mautrix asserts on every request is the user about to exist.
+func (s *Server) registerAppserviceUser(w http.ResponseWriter, r *http.Request) {
+	token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	as := s.appsvc.ByToken(token)
+	if as == nil {
+		if _, err := s.accounts.Authenticate(token); err != nil {
+			matrixerr.Write(w, err) // a forged as_token: M_UNKNOWN_TOKEN
+			return
+		}
 		s.registerUser(w, r) // a signed-in user's token: registration as usual
 		return
 	}
@@ -192,7 +201,7 @@ func (s *Server) registerAppserviceUser(w http.ResponseWriter, r *http.Request, 
 		matrixerr.Write(w, err)
 		return
 	}
-	if !c.Appservice.OwnsUser(s.accounts.UserID(localpart)) {
+	if !as.OwnsUser(s.accounts.UserID(localpart)) {
 		matrixerr.Write(w, matrixerr.Exclusive("this user ID is not in the application service's namespace"))
 		return
 	}
@@ -204,8 +213,10 @@ func (s *Server) registerAppserviceUser(w http.ResponseWriter, r *http.Request, 
 		return
 	}
 	// A service account: no password, so only the appservice (or a
-	// login it asks for) can act as it.
-	if _, err := s.accounts.EnsureService(r.Context(), localpart, ""); err != nil {
+	// login it asks for) can act as it. Its display name starts as its
+	// localpart, as Synapse does: bridges read it before setting theirs
+	// and take a 404 for an error.
+	if _, err := s.accounts.EnsureService(r.Context(), localpart, localpart); err != nil {
 		matrixerr.Write(w, err)
 		return
 	}

@@ -1,0 +1,211 @@
+package e2e
+
+import (
+	"errors"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/appservice"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+)
+
+// testBridge is a mautrix-go appservice registered with a real hearth
+// through `hearth appservice add`, as a bridge's owner would do it.
+type testBridge struct {
+	as   *appservice.AppService
+	reg  *appservice.Registration
+	file string
+}
+
+// newTestBridge writes a registration for id (users @<id>_…, exclusive)
+// and starts the appservice's HTTP server on loopback.
+func newTestBridge(t *testing.T, d *Daemon, name string) *testBridge {
+	t.Helper()
+	addr := freeAddr(t)
+	host, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
+	reg := appservice.CreateRegistration()
+	reg.ID = name
+	reg.URL = "http://" + addr
+	reg.SenderLocalpart = name + "bot"
+	f := false
+	reg.RateLimited = &f
+	reg.EphemeralEvents = true
+	reg.Namespaces.UserIDs = appservice.NamespaceList{{Regex: "^@" + name + "_.+:" + strings.ReplaceAll(serverName, ".", `\.`) + "$", Exclusive: true}}
+	file := filepath.Join(t.TempDir(), name+".yaml")
+	if err := reg.Save(file); err != nil {
+		t.Fatal(err)
+	}
+	as, err := appservice.CreateFull(appservice.CreateOpts{Registration: reg, HomeserverDomain: serverName,
+		HomeserverURL: d.URL(), HostConfig: appservice.HostConfig{Hostname: host, Port: uint16(p)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go as.Start()
+	t.Cleanup(as.Stop)
+	return &testBridge{as: as, reg: reg, file: file}
+}
+
+func (b *testBridge) add(t *testing.T, d *Daemon) {
+	t.Helper()
+	code, stdout, stderr := runHearth(t, "appservice", "add", b.file, "--data-dir", d.DataDir, "--server-name", serverName)
+	if code != 0 {
+		t.Fatalf("appservice add: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+}
+
+func matrixCode(err error) string {
+	var he mautrix.HTTPError
+	if errors.As(err, &he) && he.RespError != nil {
+		return he.RespError.ErrCode
+	}
+	return ""
+}
+
+// TestAppserviceBridge: a mautrix-go appservice registered through the
+// CLI pings the server (which pings it back with the hs_token mautrix
+// checks), registers a ghost with m.login.application_service, joins it
+// to a human's room and sends as it with a massaged timestamp; ordinary
+// users cannot take its exclusive names, forged tokens are refused, and
+// all of it survives a restart of hearth.
+func TestAppserviceBridge(t *testing.T) {
+	d := StartDaemon(t)
+	alice := d.Register("alice")
+	b := newTestBridge(t, d, "bridge")
+	b.add(t, d)
+
+	bot := b.as.BotIntent()
+	if _, err := bot.AppservicePing(ctx(t), "bridge", "ping-1"); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+	if _, err := bot.AppservicePing(ctx(t), "other", "ping-2"); matrixCode(err) != "M_FORBIDDEN" {
+		t.Fatalf("ping of another appservice: %v", err)
+	}
+
+	ghost := b.as.Intent(id.NewUserID("bridge_anna", serverName))
+	if err := ghost.EnsureRegistered(ctx(t)); err != nil {
+		t.Fatalf("register ghost: %v", err)
+	}
+	if err := ghost.SetDisplayName(ctx(t), "Anna (bridged)"); err != nil {
+		t.Fatalf("ghost display name: %v", err)
+	}
+	resp, err := alice.CreateRoom(ctx(t), &mautrix.ReqCreateRoom{Preset: "private_chat", Invite: []id.UserID{ghost.UserID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ghost.JoinRoomByID(ctx(t), resp.RoomID); err != nil {
+		t.Fatalf("ghost join: %v", err)
+	}
+	past := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC).UnixMilli()
+	sent, err := ghost.SendMassagedMessageEvent(ctx(t), resp.RoomID, event.EventMessage,
+		map[string]any{"msgtype": "m.text", "body": "from the other network"}, past)
+	if err != nil {
+		t.Fatalf("ghost send: %v", err)
+	}
+	ev, err := alice.GetEvent(ctx(t), resp.RoomID, sent.EventID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Sender != ghost.UserID || ev.Timestamp != past {
+		t.Fatalf("alice sees sender %s ts %d, want %s %d", ev.Sender, ev.Timestamp, ghost.UserID, past)
+	}
+
+	// Exclusive namespace: a person cannot register a ghost's name.
+	_, err = d.Client("", "").RegisterDummy(ctx(t), &mautrix.ReqRegister{Username: "bridge_bob", Password: "long enough password"})
+	if matrixCode(err) != "M_EXCLUSIVE" {
+		t.Fatalf("ordinary registration of a namespaced name: %v", err)
+	}
+	// The appservice may act only as its own users.
+	asAlice := b.as.Client(alice.UserID)
+	if _, err := asAlice.Whoami(ctx(t)); matrixCode(err) != "M_FORBIDDEN" {
+		t.Fatalf("identity assertion outside the namespace: %v", err)
+	}
+	if err := b.as.Intent(id.NewUserID("alice_x", serverName)).Register(ctx(t)); matrixCode(err) != "M_EXCLUSIVE" {
+		t.Fatalf("appservice registering outside its namespace: %v", err)
+	}
+	forged := d.Client(ghost.UserID, "forged-"+b.reg.AppToken)
+	forged.SetAppServiceUserID = true
+	if _, err := forged.Whoami(ctx(t)); matrixCode(err) != "M_UNKNOWN_TOKEN" {
+		t.Fatalf("forged as_token: %v", err)
+	}
+
+	// A second bridge whose appservice expects another hs_token than the
+	// one registered: mautrix refuses hearth's ping, and hearth says so.
+	b2 := newTestBridge(t, d, "other")
+	b2.add(t, d)
+	b2.as.Registration.ServerToken = "not-what-hearth-sends"
+	if _, err := b2.as.BotIntent().AppservicePing(ctx(t), "other", "p"); matrixCode(err) != "M_BAD_STATUS" {
+		t.Fatalf("ping refused by the appservice: %v", err)
+	}
+
+	code, stdout, stderr := runHearth(t, "appservice", "list", "--data-dir", d.DataDir, "--server-name", serverName)
+	if code != 0 || !strings.Contains(stdout, "bridge\t@bridgebot:"+serverName) || !strings.Contains(stdout, "last ok") ||
+		!strings.Contains(stdout, "other\t") || !strings.Contains(stdout, "last error") {
+		t.Fatalf("appservice list: exit %d\n%s%s", code, stdout, stderr)
+	}
+
+	// The registrations and the ghost survive a restart.
+	d.Restart()
+	who, err := ghost.Whoami(ctx(t))
+	if err != nil || who.UserID != ghost.UserID {
+		t.Fatalf("ghost after restart: %v %v", who, err)
+	}
+	if _, err := bot.AppservicePing(ctx(t), "bridge", "ping-3"); err != nil {
+		t.Fatalf("ping after restart: %v", err)
+	}
+
+	code, stdout, stderr = runHearth(t, "appservice", "remove", "other", "--data-dir", d.DataDir, "--server-name", serverName)
+	if code != 0 {
+		t.Fatalf("appservice remove: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if _, err := b2.as.BotIntent().Whoami(ctx(t)); matrixCode(err) != "M_UNKNOWN_TOKEN" {
+		t.Fatalf("removed appservice's token: %v", err)
+	}
+}
+
+// TestAppserviceBadRegistration: an invalid regex and an exclusive
+// namespace overlapping another registration's are refused with a clear
+// error, through the running daemon and offline, and store nothing.
+func TestAppserviceBadRegistration(t *testing.T) {
+	d := StartDaemon(t)
+	b := newTestBridge(t, d, "tg")
+	b.add(t, d)
+
+	bad := appservice.CreateRegistration()
+	bad.ID, bad.SenderLocalpart, bad.URL = "broken", "brokenbot", "http://127.0.0.1:9"
+	bad.Namespaces.UserIDs = appservice.NamespaceList{{Regex: "^@broken_(+", Exclusive: true}}
+	badFile := filepath.Join(t.TempDir(), "bad.yaml")
+	bad.Save(badFile)
+
+	overlap := appservice.CreateRegistration()
+	overlap.ID, overlap.SenderLocalpart, overlap.URL = "tg2", "tg2bot", "http://127.0.0.1:9"
+	overlap.Namespaces.UserIDs = appservice.NamespaceList{{Regex: "^@tg_.+:" + serverName + "$", Exclusive: true}}
+	overlapFile := filepath.Join(t.TempDir(), "overlap.yaml")
+	overlap.Save(overlapFile)
+
+	check := func(when string) {
+		t.Helper()
+		for file, want := range map[string]string{badFile: "invalid regex", overlapFile: "overlaps appservice \"tg\""} {
+			code, stdout, stderr := runHearth(t, "appservice", "add", file, "--data-dir", d.DataDir, "--server-name", serverName)
+			if code == 0 || !strings.Contains(stderr, want) {
+				t.Errorf("%s: add %s: exit %d, stderr %q, want %q", when, filepath.Base(file), code, stderr, want)
+			}
+			_ = stdout
+		}
+		code, stdout, _ := runHearth(t, "appservice", "list", "--data-dir", d.DataDir, "--server-name", serverName)
+		if code != 0 || strings.Count(stdout, "\n") != 1 || !strings.HasPrefix(stdout, "tg\t") {
+			t.Errorf("%s: list after refusals: %q", when, stdout)
+		}
+	}
+	check("running")
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	check("stopped")
+}
