@@ -100,6 +100,9 @@ func (r *Registry) Ping(ctx context.Context, id, txnID string) error {
 	err := s.call(ctx, http.MethodPost, "/_matrix/app/v1/ping", body, nil)
 	if err == nil {
 		r.health.succeeded(id)
+		if r.onPing != nil {
+			r.onPing(id) // it is up: what waits for it goes now
+		}
 		return nil
 	}
 	r.health.failed(id, err)

@@ -2,6 +2,8 @@ package appservice
 
 import (
 	"sync"
+
+	"github.com/hearth-chat/hearth/internal/store"
 	"time"
 )
 
@@ -52,5 +54,19 @@ func (r *Registry) Health(id string) Health {
 	if r.queued != nil {
 		h.Queued = r.queued(id)
 	}
+	// The queue's stored state outlives a restart.
+	r.db.View(func(tx *store.Tx) error {
+		st, err := loadState(tx, id)
+		if err != nil {
+			return nil
+		}
+		if t := time.UnixMilli(st.LastSuccess); st.LastSuccess != 0 && t.After(h.LastSuccess) {
+			h.LastSuccess = t
+		}
+		if h.LastError == "" {
+			h.LastError = st.LastError
+		}
+		return nil
+	})
 	return h
 }

@@ -1,6 +1,7 @@
 package appservice
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -37,6 +38,9 @@ type record struct {
 	ASTokenHash string       `json:"as_token_sha256"`
 	HSTokenHash string       `json:"hs_token_sha256"`
 	AddedTS     int64        `json:"added_ts"`
+	// AddedPos is the stream position at registration: the queue sends
+	// only later events, even when it catches up after a restart.
+	AddedPos uint64 `json:"added_pos"`
 }
 
 func hashToken(t string) string {
@@ -46,11 +50,12 @@ func hashToken(t string) string {
 
 // Service is one registered appservice as the rest of Hearth sees it.
 type Service struct {
-	Reg     Registration // ASToken is never set; HSToken is loaded from Secrets
-	AddedTS int64
-	asHash  string
-	hsHash  string
-	server  string
+	Reg      Registration // ASToken is never set; HSToken is loaded from Secrets
+	AddedTS  int64
+	AddedPos uint64
+	asHash   string
+	hsHash   string
+	server   string
 }
 
 // ID is the registration's id.
@@ -79,8 +84,10 @@ type Registry struct {
 	byID map[string]*Service
 
 	health healthBook
-	// queued counts what waits for an appservice (set by the queue).
+	// queued counts what waits for an appservice; onPing ends its
+	// back-off after it pinged successfully (both set by the queue).
 	queued func(id string) int
+	onPing func(id string)
 }
 
 // Open loads the registrations; an hs_token missing from the secret store
@@ -110,7 +117,7 @@ func Open(db *store.DB, accounts *account.Accounts, secrets Secrets) (*Registry,
 			return nil, fmt.Errorf("appservice %s: hs_token: %w", rec.Reg.ID, err)
 		}
 		rec.Reg.HSToken = hs
-		r.byID[rec.Reg.ID] = &Service{Reg: rec.Reg, AddedTS: rec.AddedTS, asHash: rec.ASTokenHash, hsHash: rec.HSTokenHash, server: r.server}
+		r.byID[rec.Reg.ID] = &Service{Reg: rec.Reg, AddedTS: rec.AddedTS, AddedPos: rec.AddedPos, asHash: rec.ASTokenHash, hsHash: rec.HSTokenHash, server: r.server}
 	}
 	return r, nil
 }
@@ -148,11 +155,12 @@ func (r *Registry) Add(ctx context.Context, reg *Registration) error {
 	stored := *reg
 	stored.ASToken, stored.HSToken = "", ""
 	rec := record{Reg: stored, ASTokenHash: hashToken(reg.ASToken), HSTokenHash: hashToken(reg.HSToken), AddedTS: time.Now().UnixMilli()}
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("appservice %s: encode: %w", reg.ID, err)
-	}
 	err = r.db.Update(ctx, func(tx *store.Tx) error {
+		rec.AddedPos = tx.Pos()
+		b, err := json.Marshal(rec)
+		if err != nil {
+			return fmt.Errorf("encode: %w", err)
+		}
 		return tx.Put(store.Appservices, []byte(reg.ID), b)
 	})
 	if err != nil {
@@ -162,7 +170,7 @@ func (r *Registry) Add(ctx context.Context, reg *Registration) error {
 	if _, err := r.accounts.EnsureService(ctx, reg.SenderLocalpart, ""); err != nil {
 		return fmt.Errorf("appservice %s: sender user: %w", reg.ID, err)
 	}
-	svc := &Service{Reg: *reg, AddedTS: rec.AddedTS, asHash: rec.ASTokenHash, hsHash: rec.HSTokenHash, server: r.server}
+	svc := &Service{Reg: *reg, AddedTS: rec.AddedTS, AddedPos: rec.AddedPos, asHash: rec.ASTokenHash, hsHash: rec.HSTokenHash, server: r.server}
 	svc.Reg.ASToken = ""
 	r.byID[reg.ID] = svc
 	return nil
@@ -217,6 +225,17 @@ func (r *Registry) Remove(ctx context.Context, id string) error {
 		found = tx.Get(store.Appservices, []byte(id)) != nil
 		if !found {
 			return nil
+		}
+		// Its queue and delivery state go with it.
+		prefix := store.Key(id, "")
+		c := tx.Cursor(store.AppserviceQueue)
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		if err := tx.Delete(store.AppserviceMeta, stateKey(id)); err != nil {
+			return err
 		}
 		return tx.Delete(store.Appservices, []byte(id))
 	})

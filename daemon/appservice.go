@@ -7,14 +7,37 @@ import (
 	"net/http"
 
 	"github.com/hearth-chat/hearth/appservice"
+	"log/slog"
+
 	"github.com/hearth-chat/hearth/internal/account"
+	"github.com/hearth-chat/hearth/internal/room"
 	"github.com/hearth-chat/hearth/internal/store"
 	"github.com/hearth-chat/hearth/localapi/control"
 	"github.com/hearth-chat/hearth/localapi/matrix"
 )
 
 // appserviceAPI is the registry as the client API sees it.
-type appserviceAPI struct{ r *appservice.Registry }
+type appserviceAPI struct {
+	r     *appservice.Registry
+	q     *appservice.Queue
+	rooms *room.Engine
+}
+
+// Ephemeral queues a local user's typing or receipt in roomID for the
+// appservices with a user in that room (MSC2409).
+func (a appserviceAPI) Ephemeral(ctx context.Context, userID, roomID string, ev map[string]any) {
+	members, err := a.rooms.JoinedMembers(userID, roomID)
+	if err != nil {
+		return // not joined (a receipt in a room left meanwhile): nothing to tell
+	}
+	ids := make([]string, 0, len(members))
+	for m := range members {
+		ids = append(ids, m)
+	}
+	if err := a.q.QueueEphemeral(ctx, roomID, ids, ev); err != nil {
+		slog.Info("appservice: queue ephemeral event", "room", roomID, "err", err)
+	}
+}
 
 func (a appserviceAPI) ByToken(token string) matrix.Appservice {
 	if s := a.r.ByToken(token); s != nil {

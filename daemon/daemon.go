@@ -47,6 +47,7 @@ const dbFile = "hearth.db"
 // Daemon is a running Hearth.
 type Daemon struct {
 	appsvc   *appservice.Registry // application services (appservice.go)
+	asQueue  *appservice.Queue    // their transactions (appservice.go)
 	cfg      Config
 	db       *store.DB
 	accounts *account.Accounts
@@ -151,7 +152,12 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 		d.abortStart(db)
 		return nil, err
 	}
-	api.SetAppservices(appserviceAPI{d.appsvc})
+	d.asQueue = appservice.NewQueue(d.appsvc, db, d.rooms, notifier)
+	if err := d.asQueue.Start(); err != nil {
+		d.abortStart(db)
+		return nil, err
+	}
+	api.SetAppservices(appserviceAPI{d.appsvc, d.asQueue, d.rooms})
 	d.nearby = &nearbyDir{}
 	api.SetNearby(d.nearby)
 	mediaRepo, err := media.New(db, media.Config{Dir: filepath.Join(cfg.DataDir, "media"), ServerName: cfg.ServerName,
@@ -236,6 +242,9 @@ func (d *Daemon) abortStart(db *store.DB) {
 	if d.search != nil {
 		d.search.Stop()
 	}
+	if d.asQueue != nil {
+		d.asQueue.Stop()
+	}
 	db.Close()
 }
 
@@ -264,6 +273,7 @@ func (d *Daemon) Stop(ctx context.Context) error {
 	d.turn.stop()
 	d.push.Stop()
 	d.search.Stop()
+	d.asQueue.Stop()
 	return d.db.Close()
 }
 

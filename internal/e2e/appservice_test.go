@@ -60,6 +60,37 @@ func (b *testBridge) add(t *testing.T, d *Daemon) {
 	}
 }
 
+// waitEvent returns the next event the appservice received that match
+// accepts, skipping others; the test fails if none comes within 30 s.
+func (b *testBridge) waitEvent(t *testing.T, what string, match func(*event.Event) bool) *event.Event {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case ev := <-b.as.Events:
+			if match(ev) {
+				return ev
+			}
+		case <-deadline:
+			t.Fatalf("the appservice did not receive %s", what)
+		}
+	}
+}
+
+// pingUntilUp pings the server from the appservice until the server's
+// ping back reaches it: its HTTP server has just been started.
+func (b *testBridge) pingUntilUp(t *testing.T) {
+	t.Helper()
+	var err error
+	for range 100 {
+		if _, err = b.as.BotIntent().AppservicePing(ctx(t), b.reg.ID, "up"); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("the appservice never answered the server's ping: %v", err)
+}
+
 func matrixCode(err error) string {
 	var he mautrix.HTTPError
 	if errors.As(err, &he) && he.RespError != nil {
@@ -114,6 +145,57 @@ func TestAppserviceBridge(t *testing.T) {
 	}
 	if ev.Sender != ghost.UserID || ev.Timestamp != past {
 		t.Fatalf("alice sees sender %s ts %d, want %s %d", ev.Sender, ev.Timestamp, ghost.UserID, past)
+	}
+
+	// A human's messages, typing and receipts reach the appservice in
+	// transactions (and the ghost's own message, which it ignores).
+	hello, err := alice.SendText(ctx(t), resp.RoomID, "hello bridge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.waitEvent(t, "alice's message", func(ev *event.Event) bool {
+		return ev.Type == event.EventMessage && ev.Sender == alice.UserID && ev.ID == hello.EventID && ev.RoomID == resp.RoomID
+	})
+	if _, err := alice.UserTyping(ctx(t), resp.RoomID, true, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	b.waitEvent(t, "alice typing", func(ev *event.Event) bool {
+		return ev.Type == event.EphemeralEventTyping && ev.RoomID == resp.RoomID &&
+			len(ev.Content.AsTyping().UserIDs) == 1 && ev.Content.AsTyping().UserIDs[0] == alice.UserID
+	})
+	if err := alice.SendReceipt(ctx(t), resp.RoomID, sent.EventID, event.ReceiptTypeRead, nil); err != nil {
+		t.Fatal(err)
+	}
+	b.waitEvent(t, "alice's receipt", func(ev *event.Event) bool {
+		if ev.Type != event.EphemeralEventReceipt || ev.RoomID != resp.RoomID {
+			return false
+		}
+		_, ok := (*ev.Content.AsReceipt())[sent.EventID][event.ReceiptTypeRead][alice.UserID]
+		return ok
+	})
+
+	// The appservice goes away; what alice says meanwhile waits in the
+	// queue and arrives once, in order, when it is back and pings.
+	b.as.Stop()
+	for i := 1; i <= 3; i++ {
+		if _, err := alice.SendText(ctx(t), resp.RoomID, "while away "+strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	go b.as.Start()
+	b.pingUntilUp(t)
+	if _, err := alice.SendText(ctx(t), resp.RoomID, "after"); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for len(got) == 0 || got[len(got)-1] != "after" {
+		ev := b.waitEvent(t, "alice's messages after the appservice came back", func(ev *event.Event) bool {
+			return ev.Type == event.EventMessage && ev.Sender == alice.UserID
+		})
+		got = append(got, ev.Content.AsMessage().Body)
+	}
+	if strings.Join(got, "|") != "while away 1|while away 2|while away 3|after" {
+		t.Fatalf("after the appservice came back it got %q", got)
 	}
 
 	// Exclusive namespace: a person cannot register a ghost's name.

@@ -64,7 +64,9 @@ var (
 	// LAN discovery (discovery).
 	LANPins = []byte("lanpins")
 	// Application services (appservice).
-	Appservices = []byte("appservices")
+	Appservices     = []byte("appservices")
+	AppserviceQueue = []byte("asqueue")
+	AppserviceMeta  = []byte("asmeta")
 
 	buckets = [][]byte{Meta, Users, Devices, Tokens, AccountData, Filters, Rooms, RoomInfo,
 		Events, EventIDs, Txns, Timeline, State, Snapshots, Members, Changes, Receipts,
@@ -75,7 +77,7 @@ var (
 		PushRules, PushLog, PushFeed, Pushers, PushQueue, PushMeta,
 		SearchTerms, SearchDocs, SearchMeta,
 		ServerKeys, FedQueue, FedMeta, FedTxns,
-		LANPins, Appservices}
+		LANPins, Appservices, AppserviceQueue, AppserviceMeta}
 
 	keyPos    = []byte("pos")
 	keySchema = []byte("schema")

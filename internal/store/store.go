@@ -64,6 +64,9 @@
 //	fedtxns       origin 0x00 txnID → the /send response already given (inbound transaction idempotency)
 //	appservices   id → appservice.record (JSON: the registration without its tokens, the SHA-256 of as_token and hs_token, added_ts);
 //	              the hs_token itself is in the daemon's secret store (appservice)
+//	asqueue       id 0x00 ‖ seq (u64, the bucket's sequence) → 0x01 ‖ client event JSON, or 0x02 ‖ ephemeral event JSON (appservice transactions)
+//	asmeta        "pos" → u64 stream position the appservice queue has consumed; "s" 0x00 id → appservice.queueState (JSON: next txn,
+//	              the pending txn's last seq, failures, last error, next try, last success)
 //	lanpins       serverName → the signing key first announced for it on the LAN, JSON {"key": "ed25519:id:base64", "pinned_ts"} (discovery, TOFU)
 //
 // # Damage

@@ -22,6 +22,10 @@ type Appservices interface {
 	// Ping calls POST {url}/_matrix/app/v1/ping of appservice id; its
 	// errors are the spec's (M_URL_NOT_SET, M_CONNECTION_FAILED, …).
 	Ping(ctx context.Context, id, txnID string) error
+	// Ephemeral queues a local user's ephemeral event (m.typing,
+	// m.receipt) in roomID for the appservices that asked for them
+	// (MSC2409); best effort.
+	Ephemeral(ctx context.Context, userID, roomID string, ev map[string]any)
 }
 
 // Appservice is one registered application service.
