@@ -14,6 +14,9 @@ type Health struct {
 	LastSuccess time.Time
 	Queued      int
 	LastError   string
+	// Dropped counts events that found the queue full (bounded at
+	// maxQueuedPerAS while the appservice is away).
+	Dropped uint64
 }
 
 type healthBook struct {
@@ -66,6 +69,7 @@ func (r *Registry) Health(id string) Health {
 		if h.LastError == "" {
 			h.LastError = st.LastError
 		}
+		h.Dropped = st.Dropped
 		return nil
 	})
 	return h

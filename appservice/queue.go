@@ -68,7 +68,10 @@ type Queue struct {
 	events Events
 	waiter Waiter
 
+	// Tunables; tests shorten them.
 	minBackoff, maxBackoff time.Duration
+	sendTimeout            time.Duration // one transaction's whole request
+	maxQueued              int           // entries per appservice; beyond, new ones are dropped
 
 	mu      sync.Mutex
 	ctx     context.Context
@@ -81,7 +84,7 @@ type Queue struct {
 // NewQueue returns the queue of reg's appservices; Start runs it.
 func NewQueue(reg *Registry, db *store.DB, events Events, waiter Waiter) *Queue {
 	q := &Queue{reg: reg, db: db, events: events, waiter: waiter, minBackoff: 5 * time.Second, maxBackoff: time.Hour,
-		workers: map[string]chan struct{}{}, counts: map[string]int{}}
+		sendTimeout: requestTimeout, maxQueued: maxQueuedPerAS, workers: map[string]chan struct{}{}, counts: map[string]int{}}
 	reg.queued = q.queued
 	reg.onPing = q.Wake
 	return q
@@ -289,12 +292,13 @@ func (q *Queue) step(ctx context.Context, pos uint64) (done bool, err error) {
 		for id, c := range q.counts {
 			counts[id] = c
 		}
+		maxQueued := q.maxQueued
 		q.mu.Unlock()
 		for _, e := range entries {
 			if q.reg.Get(e.id) == nil {
 				continue // removed meanwhile
 			}
-			if counts[e.id]+added[e.id] >= maxQueuedPerAS {
+			if counts[e.id]+added[e.id] >= maxQueued {
 				dropped[e.id]++
 				continue
 			}
@@ -309,7 +313,6 @@ func (q *Queue) step(ctx context.Context, pos uint64) (done bool, err error) {
 				return err
 			}
 			st.Dropped += d
-			st.LastError = fmt.Sprintf("queue full (%d events): %d events dropped", maxQueuedPerAS, st.Dropped)
 			if err := saveState(tx, id, st); err != nil {
 				return err
 			}
@@ -386,10 +389,13 @@ func (q *Queue) QueueEphemeral(ctx context.Context, roomID string, members []str
 	}
 	v := append([]byte{kindEphemeral}, b...)
 	added := map[string]int{}
+	q.mu.Lock()
+	maxQueued := q.maxQueued
+	q.mu.Unlock()
 	err = q.db.Update(ctx, func(tx *store.Tx) error {
 		clear(added)
 		for _, id := range ids {
-			if q.queued(id)+added[id] >= maxQueuedPerAS {
+			if q.queued(id)+added[id] >= maxQueued {
 				continue
 			}
 			if err := putEntry(tx, id, v); err != nil {
@@ -510,7 +516,9 @@ func (q *Queue) sendOne(ctx context.Context, s *Service) (more bool, wait time.D
 	}
 	txn.MSC2409Ephemeral = txn.Ephemeral
 	txnID := strconv.FormatInt(s.AddedTS, 10) + "." + strconv.FormatUint(st.NextTxn, 10)
-	sendErr := s.call(ctx, http.MethodPut, "/_matrix/app/v1/transactions/"+txnID, txn, nil)
+	sendCtx, cancel := context.WithTimeout(ctx, q.sendTimeout)
+	sendErr := s.call(sendCtx, http.MethodPut, "/_matrix/app/v1/transactions/"+txnID, txn, nil)
+	cancel()
 	if ctx.Err() != nil {
 		return false, 0, ctx.Err()
 	}

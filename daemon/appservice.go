@@ -122,7 +122,7 @@ func appserviceStatus(reg *appservice.Registry, s *appservice.Service, server st
 		out.RoomNamespaces = append(out.RoomNamespaces, ns.Regex)
 	}
 	h := reg.Health(s.ID())
-	out.LastSuccess, out.Queued, out.LastError = h.LastSuccess, h.Queued, h.LastError
+	out.LastSuccess, out.Queued, out.LastError, out.Dropped = h.LastSuccess, h.Queued, h.LastError, h.Dropped
 	return out
 }
 

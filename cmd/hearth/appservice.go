@@ -73,6 +73,9 @@ func appserviceCmd(args []string, stdout, stderr io.Writer) int {
 			if !a.LastSuccess.IsZero() {
 				fmt.Fprintf(stdout, "\tlast ok %s", a.LastSuccess.Format("2006-01-02 15:04:05"))
 			}
+			if a.Dropped > 0 {
+				fmt.Fprintf(stdout, "\tdropped %d (queue full)", a.Dropped)
+			}
 			if a.LastError != "" {
 				fmt.Fprintf(stdout, "\tlast error: %s", a.LastError)
 			}

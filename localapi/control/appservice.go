@@ -30,6 +30,8 @@ type Appservice struct {
 	LastSuccess time.Time `json:"last_success,omitzero"`
 	Queued      int       `json:"queued"`
 	LastError   string    `json:"last_error,omitempty"`
+	// Dropped: events that found the queue full while it was away.
+	Dropped uint64 `json:"dropped,omitempty"`
 }
 
 func (s *Server) appserviceRoutes() {
