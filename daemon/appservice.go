@@ -18,9 +18,9 @@ import (
 
 // appserviceAPI is the registry as the client API sees it.
 type appserviceAPI struct {
-	r     *appservice.Registry
-	q     *appservice.Queue
-	rooms *room.Engine
+	*appservice.Registry // queries and ping
+	q                    *appservice.Queue
+	rooms                *room.Engine
 }
 
 // Ephemeral queues a local user's typing or receipt in roomID for the
@@ -40,18 +40,10 @@ func (a appserviceAPI) Ephemeral(ctx context.Context, userID, roomID string, ev 
 }
 
 func (a appserviceAPI) ByToken(token string) matrix.Appservice {
-	if s := a.r.ByToken(token); s != nil {
+	if s := a.Registry.ByToken(token); s != nil {
 		return s // never a typed nil in the interface
 	}
 	return nil
-}
-
-func (a appserviceAPI) ExclusiveUserOwner(userID string) string {
-	return a.r.ExclusiveUserOwner(userID)
-}
-
-func (a appserviceAPI) Ping(ctx context.Context, id, txnID string) error {
-	return a.r.Ping(ctx, id, txnID)
 }
 
 // appserviceSecrets gives the appservice registry the daemon's secret

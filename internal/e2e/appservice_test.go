@@ -38,6 +38,7 @@ func newTestBridge(t *testing.T, d *Daemon, name string) *testBridge {
 	reg.RateLimited = &f
 	reg.EphemeralEvents = true
 	reg.Namespaces.UserIDs = appservice.NamespaceList{{Regex: "^@" + name + "_.+:" + strings.ReplaceAll(serverName, ".", `\.`) + "$", Exclusive: true}}
+	reg.Namespaces.RoomAliases = appservice.NamespaceList{{Regex: "^#" + name + "_.+:" + strings.ReplaceAll(serverName, ".", `\.`) + "$", Exclusive: true}}
 	file := filepath.Join(t.TempDir(), name+".yaml")
 	if err := reg.Save(file); err != nil {
 		t.Fatal(err)
@@ -89,6 +90,35 @@ func (b *testBridge) pingUntilUp(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("the appservice never answered the server's ping: %v", err)
+}
+
+// bridgeQueries is the bridge's answer to hearth's user and alias
+// queries: it makes the ghost (with a display name) or the portal room.
+type bridgeQueries struct {
+	t  *testing.T
+	as *appservice.AppService
+}
+
+func (q bridgeQueries) QueryUser(userID id.UserID) bool {
+	intent := q.as.Intent(userID)
+	if err := intent.EnsureRegistered(q.t.Context()); err != nil {
+		q.t.Errorf("bridge: register %s: %v", userID, err)
+		return false
+	}
+	if err := intent.SetDisplayName(q.t.Context(), "Newbie (bridged)"); err != nil {
+		q.t.Errorf("bridge: display name of %s: %v", userID, err)
+		return false
+	}
+	return true
+}
+
+func (q bridgeQueries) QueryAlias(alias id.RoomAlias) bool {
+	name := strings.TrimPrefix(strings.Split(alias.String(), ":")[0], "#")
+	_, err := q.as.BotIntent().CreateRoom(q.t.Context(), &mautrix.ReqCreateRoom{RoomAliasName: name, Preset: "public_chat"})
+	if err != nil {
+		q.t.Errorf("bridge: portal for %s: %v", alias, err)
+	}
+	return err == nil
 }
 
 func matrixCode(err error) string {
@@ -196,6 +226,26 @@ func TestAppserviceBridge(t *testing.T) {
 	}
 	if strings.Join(got, "|") != "while away 1|while away 2|while away 3|after" {
 		t.Fatalf("after the appservice came back it got %q", got)
+	}
+
+	// Queries: a human invites a ghost that does not exist yet, and
+	// resolves a portal alias nobody made: hearth asks the bridge, which
+	// makes them; the invite carries the ghost's display name.
+	b.as.QueryHandler = bridgeQueries{t: t, as: b.as}
+	newbie := id.NewUserID("bridge_newbie", serverName)
+	if _, err := alice.InviteUser(ctx(t), resp.RoomID, &mautrix.ReqInviteUser{UserID: newbie}); err != nil {
+		t.Fatalf("invite a ghost made on demand: %v", err)
+	}
+	var member event.MemberEventContent
+	if err := alice.StateEvent(ctx(t), resp.RoomID, event.StateMember, newbie.String(), &member); err != nil {
+		t.Fatal(err)
+	}
+	if member.Membership != event.MembershipInvite || member.Displayname != "Newbie (bridged)" {
+		t.Fatalf("the ghost's invite: %+v", member)
+	}
+	portal, err := alice.ResolveAlias(ctx(t), id.RoomAlias("#bridge_lobby:"+serverName))
+	if err != nil || portal.RoomID == "" {
+		t.Fatalf("portal alias made on demand: %v %v", portal, err)
 	}
 
 	// Exclusive namespace: a person cannot register a ghost's name.

@@ -2,6 +2,8 @@ package matrix
 
 import (
 	"context"
+	"encoding/json"
+	"net/url"
 	"net/http"
 	"strconv"
 	"time"
@@ -26,6 +28,16 @@ type Appservices interface {
 	// m.receipt) in roomID for the appservices that asked for them
 	// (MSC2409); best effort.
 	Ephemeral(ctx context.Context, userID, roomID string, ev map[string]any)
+	// QueryUser and QueryAlias ask the appservices that claim a local
+	// user ID or alias nobody has yet (Application Service API
+	// §"Querying"); true: one made it just now.
+	QueryUser(ctx context.Context, userID string) bool
+	QueryAlias(ctx context.Context, alias string) bool
+	// The third-party lookups, answered by the appservices whose
+	// registrations list protocols (thirdparty.go).
+	ThirdPartyProtocols(ctx context.Context) map[string]json.RawMessage
+	ThirdPartyProtocol(ctx context.Context, protocol string) (json.RawMessage, bool)
+	ThirdPartyLookup(ctx context.Context, kind, protocol string, q url.Values) ([]json.RawMessage, bool)
 }
 
 // Appservice is one registered application service.
@@ -117,4 +129,22 @@ func (s *Server) exclusiveUser(localpart string) error {
 		return matrixerr.Exclusive("this user ID is reserved by an application service")
 	}
 	return nil
+}
+
+// queryLocalUser asks the appservices about a local user ID that has no
+// account (a profile look-up, an invite): a bridge makes its ghosts on
+// demand. It reports whether the account exists afterwards.
+func (s *Server) queryLocalUser(ctx context.Context, userID string) bool {
+	lp := s.accounts.Localpart(userID)
+	if lp == "" {
+		return false
+	}
+	if u, err := s.accounts.Get(lp); err != nil || u != nil {
+		return u != nil
+	}
+	if s.appsvc == nil || !s.appsvc.QueryUser(ctx, userID) {
+		return false
+	}
+	u, err := s.accounts.Get(lp)
+	return err == nil && u != nil
 }

@@ -2,6 +2,8 @@ package matrix_test
 
 import (
 	"context"
+	"encoding/json"
+	"strings"
 	"net/url"
 	"regexp"
 	"sync"
@@ -18,6 +20,9 @@ import (
 type oneAppservice struct {
 	mu        sync.Mutex
 	ephemeral []map[string]any
+	queried   []string
+	// makeGhost is what the bridge does when asked about a user: make it.
+	makeGhost func(localpart string)
 }
 
 type brService struct{}
@@ -49,6 +54,39 @@ func (a *oneAppservice) Ping(ctx context.Context, id, txnID string) error {
 	return &matrixerr.Error{Status: 400, Code: "M_URL_NOT_SET", Message: "no url"}
 }
 
+func (a *oneAppservice) QueryUser(ctx context.Context, userID string) bool {
+	a.mu.Lock()
+	a.queried = append(a.queried, userID)
+	a.mu.Unlock()
+	if !brUsers.MatchString(userID) {
+		return false
+	}
+	a.makeGhost(strings.TrimPrefix(strings.TrimSuffix(userID, ":"+testServerName), "@"))
+	return true
+}
+
+func (a *oneAppservice) QueryAlias(ctx context.Context, alias string) bool {
+	a.mu.Lock()
+	a.queried = append(a.queried, alias)
+	a.mu.Unlock()
+	return false
+}
+
+func (a *oneAppservice) ThirdPartyProtocols(ctx context.Context) map[string]json.RawMessage {
+	return map[string]json.RawMessage{"tele": json.RawMessage(`{"user_fields":["phone"]}`)}
+}
+
+func (a *oneAppservice) ThirdPartyProtocol(ctx context.Context, p string) (json.RawMessage, bool) {
+	return a.ThirdPartyProtocols(ctx)[p], p == "tele"
+}
+
+func (a *oneAppservice) ThirdPartyLookup(ctx context.Context, kind, p string, q url.Values) ([]json.RawMessage, bool) {
+	if p != "" && p != "tele" {
+		return nil, false
+	}
+	return []json.RawMessage{json.RawMessage(`{"userid":"@br_` + q.Get("phone") + `:test.local","protocol":"tele","fields":{}}`)}, true
+}
+
 func (a *oneAppservice) Ephemeral(ctx context.Context, userID, roomID string, ev map[string]any) {
 	a.mu.Lock()
 	a.ephemeral = append(a.ephemeral, ev)
@@ -65,6 +103,7 @@ func TestAppserviceToken(t *testing.T) {
 	ts := newTestServer(t)
 	as := &oneAppservice{}
 	ts.API.SetAppservices(as)
+	as.makeGhost = func(lp string) { ts.Accounts.EnsureService(context.Background(), lp, "Ghost "+lp) }
 	alice := ts.register(t, "alice")
 	ts.Accounts.EnsureService(context.Background(), "brbot", "")
 
@@ -145,6 +184,36 @@ func TestAppserviceToken(t *testing.T) {
 	ts.do(t, "POST", "/_matrix/client/v1/appservice/other/ping", "as-secret", map[string]any{}).wantError(t, 403, "M_FORBIDDEN")
 	ts.do(t, "POST", "/_matrix/client/v1/appservice/br/ping", alice.Token, map[string]any{}).wantError(t, 403, "M_FORBIDDEN")
 	ts.do(t, "POST", "/_matrix/client/v1/appservice/br/ping", "as-secret", map[string]any{}).wantError(t, 400, "M_URL_NOT_SET")
+
+	// Queries: a namespaced user nobody has yet is asked of the
+	// appservice, which makes it (a profile look-up, an invite).
+	r = ts.do(t, "GET", "/_matrix/client/v3/profile/"+url.PathEscape("@br_new:"+testServerName), alice.Token, nil)
+	r.wantStatus(t, 200)
+	if r.json(t)["displayname"] != "Ghost br_new" {
+		t.Errorf("profile of a ghost made on demand: %s", r.Body)
+	}
+	ts.do(t, "POST", "/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/invite", alice.Token,
+		map[string]any{"user_id": "@br_invited:" + testServerName}).wantStatus(t, 200)
+	if u, _ := ts.Accounts.Get("br_invited"); u == nil {
+		t.Error("inviting a namespaced user did not make the appservice create it")
+	}
+	ts.do(t, "GET", "/_matrix/client/v3/directory/room/"+url.PathEscape("#br_x:"+testServerName), alice.Token, nil).
+		wantError(t, 404, "M_NOT_FOUND")
+	as.mu.Lock()
+	if strings.Join(as.queried, ",") != "@br_new:test.local,@br_invited:test.local,#br_x:test.local" {
+		t.Errorf("queried %v", as.queried)
+	}
+	as.mu.Unlock()
+
+	// Third-party look-ups go to the appservices.
+	if r := ts.do(t, "GET", "/_matrix/client/v3/thirdparty/protocols", alice.Token, nil); r.json(t)["tele"] == nil {
+		t.Errorf("protocols: %s", r.Body)
+	}
+	ts.do(t, "GET", "/_matrix/client/v3/thirdparty/protocol/tele", alice.Token, nil).wantStatus(t, 200)
+	ts.do(t, "GET", "/_matrix/client/v3/thirdparty/protocol/irc", alice.Token, nil).wantError(t, 404, "M_NOT_FOUND")
+	if r := ts.do(t, "GET", "/_matrix/client/v3/thirdparty/user/tele?phone=123", alice.Token, nil); !strings.Contains(string(r.Body), "@br_123:test.local") {
+		t.Errorf("user lookup: %s", r.Body)
+	}
 
 	// A human's typing and receipt reach the appservices' queue.
 	ts.do(t, "PUT", "/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/typing/"+url.PathEscape(alice.ID), alice.Token,
