@@ -3,8 +3,8 @@ package matrix
 import (
 	"context"
 	"encoding/json"
-	"net/url"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 

@@ -3,9 +3,9 @@ package matrix_test
 import (
 	"context"
 	"encoding/json"
-	"strings"
 	"net/url"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 
@@ -134,11 +134,11 @@ func TestAppserviceToken(t *testing.T) {
 	if got := who("").str(t, "user_id"); got != "@brbot:"+testServerName {
 		t.Errorf("whoami without user_id: %s", got)
 	}
-	if got := who("@br_anna:" + testServerName).str(t, "user_id"); got != "@br_anna:"+testServerName {
+	if got := who("@br_anna:"+testServerName).str(t, "user_id"); got != "@br_anna:"+testServerName {
 		t.Errorf("whoami as the ghost: %s", got)
 	}
 	who(alice.ID).wantError(t, 403, "M_FORBIDDEN")
-	who("@br_nobody:" + testServerName).wantError(t, 403, "M_FORBIDDEN")
+	who("@br_nobody:"+testServerName).wantError(t, 403, "M_FORBIDDEN")
 	// A user's token ignores user_id.
 	r := ts.do(t, "GET", "/_matrix/client/v3/account/whoami?user_id="+url.QueryEscape("@br_anna:"+testServerName), alice.Token, nil)
 	if got := r.str(t, "user_id"); got != alice.ID {
