@@ -304,3 +304,16 @@ func (r *Registry) ExclusiveUserOwner(userID string) string {
 	}
 	return ""
 }
+
+// ExclusiveAliasOwner returns the id of the appservice that claims alias
+// exclusively, or "".
+func (r *Registry) ExclusiveAliasOwner(alias string) string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, s := range r.byID {
+		if _, ex := matches(s.Reg.Namespaces.Aliases, alias); ex {
+			return s.Reg.ID
+		}
+	}
+	return ""
+}

@@ -152,6 +152,12 @@ func TestRegistryPersistsAndRefuses(t *testing.T) {
 	if got := reg.ExclusiveUserOwner("@tg_5:hearth.test"); got != "tg" {
 		t.Errorf("exclusive owner %q", got)
 	}
+	if got := reg.ExclusiveAliasOwner("#tg_x:hearth.test"); got != "tg" {
+		t.Errorf("exclusive alias owner %q", got)
+	}
+	if got := reg.ExclusiveUserOwner("@alice:hearth.test"); got != "" {
+		t.Errorf("alice is owned by %q", got)
+	}
 	if reg.ByToken("as_tg") == nil || reg.ByToken("hs_tg") != nil || reg.ByToken("nope") != nil {
 		t.Error("ByToken")
 	}

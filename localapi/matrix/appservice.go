@@ -21,6 +21,8 @@ type Appservices interface {
 	// ExclusiveUserOwner is the ID of the appservice that claims userID
 	// exclusively (its sender or an exclusive users namespace), or "".
 	ExclusiveUserOwner(userID string) string
+	// ExclusiveAliasOwner is the same for a room alias.
+	ExclusiveAliasOwner(alias string) string
 	// Ping calls POST {url}/_matrix/app/v1/ping of appservice id; its
 	// errors are the spec's (M_URL_NOT_SET, M_CONNECTION_FAILED, …).
 	Ping(ctx context.Context, id, txnID string) error
@@ -147,4 +149,18 @@ func (s *Server) queryLocalUser(ctx context.Context, userID string) bool {
 	}
 	u, err := s.accounts.Get(lp)
 	return err == nil && u != nil
+}
+
+// exclusiveAlias refuses an alias an appservice claims exclusively to
+// anyone but that appservice (M_EXCLUSIVE, Application Service API
+// §"Registration": exclusive namespaces).
+func (s *Server) exclusiveAlias(c *caller, alias string) error {
+	if s.appsvc == nil {
+		return nil
+	}
+	owner := s.appsvc.ExclusiveAliasOwner(alias)
+	if owner == "" || c.Appservice != nil && c.Appservice.ID() == owner {
+		return nil
+	}
+	return matrixerr.Exclusive("this room alias is reserved by an application service")
 }

@@ -65,6 +65,13 @@ func (a *oneAppservice) QueryUser(ctx context.Context, userID string) bool {
 	return true
 }
 
+func (a *oneAppservice) ExclusiveAliasOwner(alias string) string {
+	if strings.HasPrefix(alias, "#br_") {
+		return "br"
+	}
+	return ""
+}
+
 func (a *oneAppservice) QueryAlias(ctx context.Context, alias string) bool {
 	a.mu.Lock()
 	a.queried = append(a.queried, alias)
@@ -204,6 +211,14 @@ func TestAppserviceToken(t *testing.T) {
 		t.Errorf("queried %v", as.queried)
 	}
 	as.mu.Unlock()
+
+	// Exclusive aliases: a person cannot take one, the appservice can.
+	ts.do(t, "PUT", "/_matrix/client/v3/directory/room/"+url.PathEscape("#br_mine:"+testServerName), alice.Token,
+		map[string]any{"room_id": roomID}).wantError(t, 400, "M_EXCLUSIVE")
+	ts.do(t, "POST", "/_matrix/client/v3/createRoom", alice.Token, map[string]any{"room_alias_name": "br_mine"}).
+		wantError(t, 400, "M_EXCLUSIVE")
+	ts.do(t, "PUT", "/_matrix/client/v3/directory/room/"+url.PathEscape("#br_mine:"+testServerName)+ghost, "as-secret",
+		map[string]any{"room_id": roomID}).wantStatus(t, 200)
 
 	// Third-party look-ups go to the appservices.
 	if r := ts.do(t, "GET", "/_matrix/client/v3/thirdparty/protocols", alice.Token, nil); r.json(t)["tele"] == nil {

@@ -28,6 +28,12 @@ func (s *Server) createRoom(w http.ResponseWriter, r *http.Request, c *caller) {
 		matrixerr.Write(w, err)
 		return
 	}
+	if req.RoomAliasName != "" {
+		if err := s.exclusiveAlias(c, "#"+req.RoomAliasName+":"+s.accounts.ServerName()); err != nil {
+			matrixerr.Write(w, err)
+			return
+		}
+	}
 	req.RemoteInvitesApart = s.fed != nil
 	req.InviteeProfiles = s.inviteeProfiles(r.Context(), req.Invite)
 	id, err := s.rooms.CreateRoom(r.Context(), c.UserID, s.profileOf(c), req)
