@@ -31,8 +31,9 @@ type Registration struct {
 	ReceiveEphemeral     bool `yaml:"receive_ephemeral" json:"receive_ephemeral,omitempty"`
 	SoruReceiveEphemeral bool `yaml:"de.sorunome.msc2409.push_ephemeral" json:"-"`
 	// MSC3202 (device masquerading, E2EE data in transactions) and
-	// MSC4190 (device management for ghosts) are recorded; their
-	// behaviour is not served yet.
+	// MSC4190 (device management for ghosts): either lets the
+	// appservice make, use and delete its users' devices; the E2EE data
+	// in transactions is not sent yet.
 	MSC3202 bool `yaml:"org.matrix.msc3202" json:"org.matrix.msc3202,omitempty"`
 	MSC4190 bool `yaml:"io.element.msc4190" json:"io.element.msc4190,omitempty"`
 }

@@ -67,6 +67,10 @@ func (s *Service) SenderLocalpart() string { return s.Reg.SenderLocalpart }
 // RateLimited is the registration's rate_limited.
 func (s *Service) RateLimited() bool { return s.Reg.IsRateLimited() }
 
+// ManagesDevices: MSC4190 (device management) or MSC3202 (device
+// masquerading) is on in the registration.
+func (s *Service) ManagesDevices() bool { return s.Reg.MSC4190 || s.Reg.MSC3202 }
+
 // OwnsUser reports whether the appservice may act as userID: its sender
 // or a user in its users namespace (Application Service API §"Identity
 // assertion").

@@ -37,6 +37,7 @@ func newTestBridge(t *testing.T, d *Daemon, name string) *testBridge {
 	f := false
 	reg.RateLimited = &f
 	reg.EphemeralEvents = true
+	reg.MSC4190 = true
 	reg.Namespaces.UserIDs = appservice.NamespaceList{{Regex: "^@" + name + "_.+:" + strings.ReplaceAll(serverName, ".", `\.`) + "$", Exclusive: true}}
 	reg.Namespaces.RoomAliases = appservice.NamespaceList{{Regex: "^#" + name + "_.+:" + strings.ReplaceAll(serverName, ".", `\.`) + "$", Exclusive: true}}
 	file := filepath.Join(t.TempDir(), name+".yaml")
@@ -226,6 +227,16 @@ func TestAppserviceBridge(t *testing.T) {
 	}
 	if strings.Join(got, "|") != "while away 1|while away 2|while away 3|after" {
 		t.Fatalf("after the appservice came back it got %q", got)
+	}
+
+	// MSC4190: the bridge makes a device for its ghost (as mautrix's
+	// encrypted bridges do) and acts as it.
+	ghostDev := b.as.NewMautrixClient(ghost.UserID)
+	if err := ghostDev.CreateDeviceMSC4190(ctx(t), "", "Bridge device"); err != nil {
+		t.Fatalf("MSC4190 device: %v", err)
+	}
+	if who, err := ghostDev.Whoami(ctx(t)); err != nil || who.DeviceID != ghostDev.DeviceID {
+		t.Fatalf("whoami as the ghost's device: %+v %v", who, err)
 	}
 
 	// Queries: a human invites a ghost that does not exist yet, and

@@ -49,6 +49,10 @@ type Appservice interface {
 	// OwnsUser: the sender, or a user in its users namespace.
 	OwnsUser(userID string) bool
 	RateLimited() bool
+	// ManagesDevices: the registration's MSC4190 or MSC3202 flag, which
+	// let it create and delete its users' devices without UIA and act
+	// as one of them (org.matrix.msc3202.device_id).
+	ManagesDevices() bool
 }
 
 // SetAppservices enables the as_token: identity assertion, registration
@@ -78,10 +82,21 @@ func (s *Server) appserviceCaller(r *http.Request, as Appservice) (*caller, erro
 	if u == nil || u.Deactivated {
 		return nil, matrixerr.Forbidden(userID + " is not registered")
 	}
-	// Without device_id (MSC3202's device masquerading, not served yet)
-	// the appservice acts without a device; its transaction IDs are
-	// scoped to the appservice and the user.
-	return &caller{Localpart: lp, UserID: userID, Session: "as:" + as.ID(), Appservice: as}, nil
+	c := &caller{Localpart: lp, UserID: userID, Session: "as:" + as.ID(), Appservice: as}
+	// Without a device ID the appservice acts without a device; its
+	// transaction IDs are scoped to the appservice. With MSC3202's
+	// device_id it acts as that device of the user, which must exist
+	// (made with MSC4190's PUT /devices).
+	if dev := r.URL.Query().Get("org.matrix.msc3202.device_id"); dev != "" {
+		if !as.ManagesDevices() {
+			return nil, matrixerr.Forbidden("the application service's registration does not allow device masquerading")
+		}
+		if _, err := s.accounts.Device(lp, dev); err != nil {
+			return nil, matrixerr.Forbidden("no device " + dev + " of " + userID)
+		}
+		c.DeviceID, c.Session = dev, "as:"+as.ID()+":"+dev
+	}
+	return c, nil
 }
 
 // massagedTS is the `ts` query parameter of an appservice's send or state

@@ -32,6 +32,7 @@ var brUsers = regexp.MustCompile(`^@br_.+:test\.local$`)
 func (brService) ID() string              { return "br" }
 func (brService) SenderLocalpart() string { return "brbot" }
 func (brService) RateLimited() bool       { return false }
+func (brService) ManagesDevices() bool    { return true }
 func (brService) OwnsUser(userID string) bool {
 	return userID == "@brbot:"+testServerName || brUsers.MatchString(userID)
 }
@@ -191,6 +192,20 @@ func TestAppserviceToken(t *testing.T) {
 	ts.do(t, "POST", "/_matrix/client/v1/appservice/other/ping", "as-secret", map[string]any{}).wantError(t, 403, "M_FORBIDDEN")
 	ts.do(t, "POST", "/_matrix/client/v1/appservice/br/ping", alice.Token, map[string]any{}).wantError(t, 403, "M_FORBIDDEN")
 	ts.do(t, "POST", "/_matrix/client/v1/appservice/br/ping", "as-secret", map[string]any{}).wantError(t, 400, "M_URL_NOT_SET")
+
+	// MSC4190: the appservice makes a device for its ghost with PUT,
+	// acts as it (MSC3202's device_id) and deletes it without UIA.
+	dev := func(method, path, query string) *response {
+		return ts.do(t, method, "/_matrix/client/v3/"+path+ghost+query, "as-secret", map[string]any{"display_name": "bridge device"})
+	}
+	dev("PUT", "devices/BRDEV", "").wantStatus(t, 200)
+	if got := dev("GET", "account/whoami", "&org.matrix.msc3202.device_id=BRDEV").str(t, "device_id"); got != "BRDEV" {
+		t.Errorf("whoami as the ghost's device: %q", got)
+	}
+	ts.do(t, "DELETE", "/_matrix/client/v3/devices/BRDEV"+ghost, "as-secret", nil).wantStatus(t, 200)
+	dev("GET", "account/whoami", "&org.matrix.msc3202.device_id=BRDEV").wantError(t, 403, "M_FORBIDDEN")
+	// A person still cannot make a device by PUT.
+	ts.do(t, "PUT", "/_matrix/client/v3/devices/NEWDEV", alice.Token, map[string]any{"display_name": "x"}).wantError(t, 404, "M_NOT_FOUND")
 
 	// Queries: a namespaced user nobody has yet is asked of the
 	// appservice, which makes it (a profile look-up, an invite).
