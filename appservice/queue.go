@@ -37,6 +37,7 @@ const (
 const (
 	kindEvent     = 1
 	kindEphemeral = 2
+	kindToDevice  = 3
 )
 
 var keyPos = []byte("pos")
@@ -403,21 +404,77 @@ func (q *Queue) QueueEphemeral(ctx context.Context, roomID string, members []str
 	if err != nil {
 		return err
 	}
-	v := append([]byte{kindEphemeral}, b...)
+	return q.queueFor(ctx, map[string][][]byte{}, ids, append([]byte{kindEphemeral}, b...))
+}
+
+// QueueToDevice queues the to-device messages a local user sent to the
+// devices of appservice users (MSC4203, with receive_ephemeral): each as
+// {type, sender, content, to_user_id, to_device_id}, "*" expanded to the
+// user's devices. The appservice's users never /sync, so this is how
+// their devices receive them.
+func (q *Queue) QueueToDevice(ctx context.Context, sender, evType string, messages map[string]map[string]json.RawMessage,
+	devices func(userID string) ([]string, error)) error {
+	per := map[string][][]byte{}
+	var ids []string
+	for _, s := range q.reg.List() {
+		if !s.Reg.Ephemeral() {
+			continue
+		}
+		for userID, byDevice := range messages {
+			if !s.OwnsUser(userID) {
+				continue
+			}
+			for dev, content := range byDevice {
+				targets := []string{dev}
+				if dev == "*" {
+					var err error
+					if targets, err = devices(userID); err != nil {
+						return err
+					}
+				}
+				for _, d := range targets {
+					b, err := json.Marshal(map[string]any{"type": evType, "sender": sender, "content": content,
+						"to_user_id": userID, "to_device_id": d})
+					if err != nil {
+						return err
+					}
+					if len(per[s.ID()]) == 0 {
+						ids = append(ids, s.ID())
+					}
+					per[s.ID()] = append(per[s.ID()], append([]byte{kindToDevice}, b...))
+				}
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	return q.queueFor(ctx, per, ids, nil)
+}
+
+// queueFor queues per[id]'s entries, or v when per has none for id, for
+// each of ids in one write, within each queue's bound.
+func (q *Queue) queueFor(ctx context.Context, per map[string][][]byte, ids []string, v []byte) error {
 	added := map[string]int{}
 	q.mu.Lock()
 	maxQueued := q.maxQueued
 	q.mu.Unlock()
-	err = q.db.Update(ctx, func(tx *store.Tx) error {
+	err := q.db.Update(ctx, func(tx *store.Tx) error {
 		clear(added)
 		for _, id := range ids {
-			if q.queued(id)+added[id] >= maxQueued {
-				continue
+			vs := per[id]
+			if len(vs) == 0 {
+				vs = [][]byte{v}
 			}
-			if err := putEntry(tx, id, v); err != nil {
-				return err
+			for _, v := range vs {
+				if q.queued(id)+added[id] >= maxQueued {
+					break
+				}
+				if err := putEntry(tx, id, v); err != nil {
+					return err
+				}
+				added[id]++
 			}
-			added[id]++
 		}
 		return nil
 	})
@@ -441,6 +498,10 @@ type transaction struct {
 	Ephemeral []json.RawMessage `json:"ephemeral,omitempty"`
 	// The unstable name MSC2409 used first, which older bridges read.
 	MSC2409Ephemeral []json.RawMessage `json:"de.sorunome.msc2409.ephemeral,omitempty"`
+	// To-device messages for the appservice's users (MSC4203), under
+	// both names too.
+	ToDevice        []json.RawMessage `json:"to_device,omitempty"`
+	MSC2409ToDevice []json.RawMessage `json:"de.sorunome.msc2409.to_device,omitempty"`
 }
 
 // work sends id's queue until it is empty, then waits for a kick; it
@@ -513,6 +574,8 @@ func (q *Queue) sendOne(ctx context.Context, s *Service) (more bool, wait time.D
 				txn.Events = append(txn.Events, json.RawMessage(bytes.Clone(v[1:])))
 			case kindEphemeral:
 				txn.Ephemeral = append(txn.Ephemeral, json.RawMessage(bytes.Clone(v[1:])))
+			case kindToDevice:
+				txn.ToDevice = append(txn.ToDevice, json.RawMessage(bytes.Clone(v[1:])))
 			}
 		}
 		if upTo == 0 || st.PendingUpTo == upTo {
@@ -530,7 +593,7 @@ func (q *Queue) sendOne(ctx context.Context, s *Service) (more bool, wait time.D
 	if txn.Events == nil {
 		txn.Events = []json.RawMessage{}
 	}
-	txn.MSC2409Ephemeral = txn.Ephemeral
+	txn.MSC2409Ephemeral, txn.MSC2409ToDevice = txn.Ephemeral, txn.ToDevice
 	txnID := strconv.FormatInt(s.AddedTS, 10) + "." + strconv.FormatUint(st.NextTxn, 10)
 	sendCtx, cancel := context.WithTimeout(ctx, q.sendTimeout)
 	sendErr := s.call(sendCtx, http.MethodPut, "/_matrix/app/v1/transactions/"+txnID, txn, nil)

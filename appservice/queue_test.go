@@ -35,6 +35,7 @@ type asTxn struct {
 	ID, Auth, Mode string
 	Bodies         []string // the events' content.body, in order
 	Ephemeral      []string // their types
+	ToDevice       []string // type, user, device
 }
 
 func newASServer(t *testing.T) *asServer {
@@ -50,6 +51,11 @@ func newASServer(t *testing.T) *asServer {
 				Content struct{ Body string } `json:"content"`
 			} `json:"events"`
 			Ephemeral []struct{ Type string } `json:"ephemeral"`
+			ToDevice  []struct {
+				Type       string `json:"type"`
+				ToUserID   string `json:"to_user_id"`
+				ToDeviceID string `json:"to_device_id"`
+			} `json:"to_device"`
 		}
 		data, _ := io.ReadAll(r.Body)
 		json.Unmarshal(data, &body)
@@ -61,6 +67,9 @@ func newASServer(t *testing.T) *asServer {
 		}
 		for _, e := range body.Ephemeral {
 			rec.Ephemeral = append(rec.Ephemeral, e.Type)
+		}
+		for _, e := range body.ToDevice {
+			rec.ToDevice = append(rec.ToDevice, e.Type+" "+e.ToUserID+" "+e.ToDeviceID)
 		}
 		a.seen = append(a.seen, rec)
 		a.mu.Unlock()
@@ -366,5 +375,41 @@ func TestQueueBounded(t *testing.T) {
 	w.as.waitFor(t, "delivered", func() bool { return strings.HasSuffix(texts(w.as.delivered()), "q2") })
 	if got := texts(w.as.delivered()); got != "q1|q2" {
 		t.Fatalf("delivered %q", got)
+	}
+}
+
+// TestQueueToDevice: to-device messages for an appservice user's devices
+// go in its transactions (MSC4203), "*" expanded to every device; those
+// for other users do not, and typing in its room goes as ephemeral.
+func TestQueueToDevice(t *testing.T) {
+	w := setupQueueWorld(t, nil)
+	w.settle(t)
+	ghost := "@br_ghost:" + qServer
+	devices := func(userID string) ([]string, error) { return []string{"D1", "D2"}, nil }
+	err := w.q.QueueToDevice(context.Background(), alice, "m.room_key_request", map[string]map[string]json.RawMessage{
+		ghost:             {"*": json.RawMessage(`{}`)},
+		"@bob:" + qServer: {"X": json.RawMessage(`{}`)},
+	}, devices)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.q.QueueEphemeral(context.Background(), w.roomID, []string{alice, ghost},
+		map[string]any{"type": "m.typing", "room_id": w.roomID, "content": map[string]any{"user_ids": []string{alice}}}); err != nil {
+		t.Fatal(err)
+	}
+	var got, eph []string
+	w.as.waitFor(t, "to-device and typing delivered", func() bool {
+		w.as.mu.Lock()
+		defer w.as.mu.Unlock()
+		got, eph = nil, nil
+		for _, s := range w.as.seen {
+			got = append(got, s.ToDevice...)
+			eph = append(eph, s.Ephemeral...)
+		}
+		return len(got) >= 2 && len(eph) >= 1
+	})
+	want := "m.room_key_request " + ghost + " D1|m.room_key_request " + ghost + " D2"
+	if strings.Join(got, "|") != want || strings.Join(eph, "|") != "m.typing" {
+		t.Fatalf("to-device %q (want %q), ephemeral %q", got, want, eph)
 	}
 }

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -44,6 +45,14 @@ func (a appserviceAPI) ByToken(token string) matrix.Appservice {
 		return s // never a typed nil in the interface
 	}
 	return nil
+}
+
+// ToDevice queues to-device messages for appservice users' devices.
+func (a appserviceAPI) ToDevice(ctx context.Context, sender, evType string, messages map[string]map[string]json.RawMessage,
+	devices func(userID string) ([]string, error)) {
+	if err := a.q.QueueToDevice(ctx, sender, evType, messages, devices); err != nil {
+		slog.Info("appservice: queue to-device messages", "err", err)
+	}
 }
 
 // appserviceSecrets gives the appservice registry the daemon's secret

@@ -239,6 +239,22 @@ func TestAppserviceBridge(t *testing.T) {
 		t.Fatalf("whoami as the ghost's device: %+v %v", who, err)
 	}
 
+	// A human's to-device message to the ghost's device arrives in a
+	// transaction (MSC4203): the ghost never syncs.
+	_, err = alice.SendToDevice(ctx(t), event.NewEventType("org.example.hello"), &mautrix.ReqSendToDevice{
+		Messages: map[id.UserID]map[id.DeviceID]*event.Content{ghost.UserID: {ghostDev.DeviceID: {Raw: map[string]any{"hi": "ghost"}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-b.as.ToDeviceEvents:
+		if ev.Sender != alice.UserID || ev.ToUserID != ghost.UserID || ev.ToDeviceID != ghostDev.DeviceID || ev.Type.Type != "org.example.hello" {
+			t.Fatalf("to-device in a transaction: %+v", ev)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the appservice did not receive the to-device message")
+	}
+
 	// Queries: a human invites a ghost that does not exist yet, and
 	// resolves a portal alias nobody made: hearth asks the bridge, which
 	// makes them; the invite carries the ghost's display name.

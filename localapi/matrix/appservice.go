@@ -30,6 +30,11 @@ type Appservices interface {
 	// m.receipt) in roomID for the appservices that asked for them
 	// (MSC2409); best effort.
 	Ephemeral(ctx context.Context, userID, roomID string, ev map[string]any)
+	// ToDevice queues a local user's to-device messages for the devices
+	// of appservice users (MSC4203); devices lists a user's devices, for
+	// "*". Best effort.
+	ToDevice(ctx context.Context, sender, evType string, messages map[string]map[string]json.RawMessage,
+		devices func(userID string) ([]string, error))
 	// QueryUser and QueryAlias ask the appservices that claim a local
 	// user ID or alias nobody has yet (Application Service API
 	// §"Querying"); true: one made it just now.

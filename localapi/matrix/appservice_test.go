@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/hearth-chat/hearth/internal/keys"
 	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/hearth-chat/hearth/localapi/matrix"
 )
@@ -21,6 +22,7 @@ type oneAppservice struct {
 	mu        sync.Mutex
 	ephemeral []map[string]any
 	queried   []string
+	toDevice  []string
 	// makeGhost is what the bridge does when asked about a user: make it.
 	makeGhost func(localpart string)
 }
@@ -95,6 +97,15 @@ func (a *oneAppservice) ThirdPartyLookup(ctx context.Context, kind, p string, q 
 	return []json.RawMessage{json.RawMessage(`{"userid":"@br_` + q.Get("phone") + `:test.local","protocol":"tele","fields":{}}`)}, true
 }
 
+func (a *oneAppservice) ToDevice(ctx context.Context, sender, evType string, messages map[string]map[string]json.RawMessage,
+	devices func(userID string) ([]string, error)) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for userID := range messages {
+		a.toDevice = append(a.toDevice, evType+" "+userID)
+	}
+}
+
 func (a *oneAppservice) Ephemeral(ctx context.Context, userID, roomID string, ev map[string]any) {
 	a.mu.Lock()
 	a.ephemeral = append(a.ephemeral, ev)
@@ -111,6 +122,7 @@ func TestAppserviceToken(t *testing.T) {
 	ts := newTestServer(t)
 	as := &oneAppservice{}
 	ts.API.SetAppservices(as)
+	ts.API.SetKeys(keys.New(ts.DB, testServerName))
 	as.makeGhost = func(lp string) { ts.Accounts.EnsureService(context.Background(), lp, "Ghost "+lp) }
 	alice := ts.register(t, "alice")
 	ts.Accounts.EnsureService(context.Background(), "brbot", "")
@@ -251,8 +263,13 @@ func TestAppserviceToken(t *testing.T) {
 	a1 := send(alice.Token, "", "a2")
 	ts.do(t, "POST", "/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/receipt/m.read/"+url.PathEscape(a1), alice.Token,
 		map[string]any{}).wantStatus(t, 200)
+	ts.do(t, "PUT", "/_matrix/client/v3/sendToDevice/m.test/td1", alice.Token, map[string]any{"messages": map[string]any{
+		"@br_anna:" + testServerName: map[string]any{"*": map[string]any{"hello": "ghost"}}}}).wantStatus(t, 200)
 	as.mu.Lock()
 	defer as.mu.Unlock()
+	if len(as.toDevice) != 1 || as.toDevice[0] != "m.test @br_anna:"+testServerName {
+		t.Errorf("to-device: %v", as.toDevice)
+	}
 	if len(as.ephemeral) != 2 || as.ephemeral[0]["type"] != "m.typing" || as.ephemeral[1]["type"] != "m.receipt" {
 		t.Errorf("ephemeral events: %v", as.ephemeral)
 	}
