@@ -1,6 +1,7 @@
 package appservice
 
 import (
+	"bytes"
 	"sync"
 
 	"github.com/hearth-chat/hearth/internal/store"
@@ -59,6 +60,13 @@ func (r *Registry) Health(id string) Health {
 	}
 	// The queue's stored state outlives a restart.
 	r.db.View(func(tx *store.Tx) error {
+		if r.queued == nil { // no queue running (hearth is stopped): count
+			prefix := store.Key(id, "")
+			c := tx.Cursor(store.AppserviceQueue)
+			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+				h.Queued++
+			}
+		}
 		st, err := loadState(tx, id)
 		if err != nil {
 			return nil

@@ -326,6 +326,10 @@ func TestQueueSurvivesRestart(t *testing.T) {
 
 	w.as.setMode("ok")
 	w2 := newQueueWorld(t, w.path, sec, w.as)
+	// Stopped (no queue running), as `hearth appservice list` sees it.
+	if h := w2.reg.Health("br"); h.Queued != 3 || !strings.Contains(h.LastError, "500") {
+		t.Fatalf("health with no queue running: %+v", h)
+	}
 	w2.start(t, nil)
 	defer w2.close()
 	w.as.waitFor(t, "delivered after restart", func() bool { return strings.HasSuffix(texts(w.as.delivered()), "c") })
