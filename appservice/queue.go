@@ -379,6 +379,17 @@ func saveState(tx *store.Tx, id string, st queueState) error {
 	return tx.Put(store.AppserviceMeta, stateKey(id), b)
 }
 
+// WantsEphemeral reports whether any appservice asked for ephemeral
+// events: callers skip the room's member list otherwise.
+func (q *Queue) WantsEphemeral() bool {
+	for _, s := range q.reg.List() {
+		if s.Reg.Ephemeral() {
+			return true
+		}
+	}
+	return false
+}
+
 // QueueEphemeral queues an ephemeral event (m.typing, m.receipt) of roomID
 // for the appservices that asked for them (MSC2409, receive_ephemeral)
 // and have a user among members or claim the room. Best effort, like

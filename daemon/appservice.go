@@ -27,6 +27,9 @@ type appserviceAPI struct {
 // Ephemeral queues a local user's typing or receipt in roomID for the
 // appservices with a user in that room (MSC2409).
 func (a appserviceAPI) Ephemeral(ctx context.Context, userID, roomID string, ev map[string]any) {
+	if !a.q.WantsEphemeral() {
+		return // no member list read for each typing notification
+	}
 	members, err := a.rooms.JoinedMembers(userID, roomID)
 	if err != nil {
 		return // not joined (a receipt in a room left meanwhile): nothing to tell
