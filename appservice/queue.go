@@ -18,8 +18,19 @@ import (
 
 // Events is the room engine as the queue reads it (*room.Engine).
 type Events interface {
-	PushEventsAfter(from, to uint64, fn func(*room.PushEvent) error) error
+	EventsAfter(from, to uint64, fn func(*room.StreamEvent) error) error
+	LocalJoinedAndAlias(roomID string) (members []string, alias string, err error)
 }
+
+// roomFacts is what interest in a room's events depends on beyond the
+// event: its joined local members and canonical alias.
+type roomFacts struct {
+	members []string
+	alias   string
+}
+
+// maxRoomFacts bounds the follower's cache of room facts.
+const maxRoomFacts = 4096
 
 // Waiter is the stream notifier (*stream.Notifier).
 type Waiter interface {
@@ -44,8 +55,12 @@ var keyPos = []byte("pos")
 
 // queueState is one appservice's delivery state in bucket asmeta.
 type queueState struct {
-	NextTxn     uint64 `json:"next_txn"`
-	PendingUpTo uint64 `json:"pending_up_to,omitempty"` // last seq of the txn in flight: a retry resends exactly it
+	NextTxn uint64 `json:"next_txn"`
+	// PendingUpTo is the last seq of a transaction that failed: its retry
+	// sends exactly those entries under the same ID, even after a
+	// restart. (A first attempt keeps its range in memory only, so no
+	// write precedes it; see Start for a crash during one.)
+	PendingUpTo uint64 `json:"pending_up_to,omitempty"`
 	Failures    int    `json:"failures,omitempty"`
 	LastError   string `json:"last_error,omitempty"`
 	NextTry     int64  `json:"next_try,omitempty"` // unix ms
@@ -87,6 +102,11 @@ type Queue struct {
 	// looks at those events again, and finds nothing again (an
 	// appservice registered meanwhile never gets what came before it).
 	scanned uint64
+	// facts caches each room's facts for the follower (only it touches
+	// this), dropped when a member or canonical alias event of the room
+	// passes: reading them per event would cost a portal of 100 ghosts
+	// more than the delivery itself.
+	facts map[string]*roomFacts
 }
 
 // NewQueue returns the queue of reg's appservices; Start runs it.
@@ -103,7 +123,28 @@ func NewQueue(reg *Registry, db *store.DB, events Events, waiter Waiter) *Queue 
 func (q *Queue) Start() error {
 	err := q.db.Update(context.Background(), func(tx *store.Tx) error {
 		if tx.Get(store.AppserviceMeta, keyPos) == nil {
-			return tx.Put(store.AppserviceMeta, keyPos, store.PutU64(tx.Pos()))
+			if err := tx.Put(store.AppserviceMeta, keyPos, store.PutU64(tx.Pos())); err != nil {
+				return err
+			}
+		}
+		// A transaction may have been in flight when the last process
+		// ended, its range known only in memory: its ID is never used
+		// again for another range (the appservice would take it for a
+		// repeat and drop it). What it carried is sent again under the
+		// next ID; an appservice that had taken it sees those events
+		// twice — the one window, as for federation's queue, where a
+		// crash can repeat rather than lose.
+		for _, s := range q.reg.List() {
+			st, err := loadState(tx, s.ID())
+			if err != nil {
+				return err
+			}
+			if st.PendingUpTo == 0 { // (an ID skipped costs nothing)
+				st.NextTxn++
+				if err := saveState(tx, s.ID(), st); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})
@@ -224,30 +265,47 @@ func (q *Queue) follow(ctx context.Context) {
 
 var errBatchFull = errors.New("batch full")
 
-// interested reports whether appservice s wants pe (Application Service
+// interested reports whether appservice s wants se (Application Service
 // API §"Pushing events": a namespaced sender or member, a member event
 // about a namespaced user, the room ID or its alias).
-func (s *Service) interested(pe *room.PushEvent) bool {
-	if s.OwnsUser(pe.Event.Sender) {
+func (s *Service) interested(se *room.StreamEvent, f *roomFacts) bool {
+	if s.OwnsUser(se.Event.Sender) {
 		return true
 	}
-	if pe.Event.Type == "m.room.member" && pe.Event.StateKey != nil && s.OwnsUser(*pe.Event.StateKey) {
+	if se.Event.Type == "m.room.member" && se.Event.StateKey != nil && s.OwnsUser(*se.Event.StateKey) {
 		return true
 	}
-	for _, m := range pe.Local {
-		if s.OwnsUser(m.UserID) {
+	for _, m := range f.members {
+		if s.OwnsUser(m) {
 			return true
 		}
 	}
-	if m, _ := matches(s.Reg.Namespaces.Rooms, pe.RoomID); m {
+	if m, _ := matches(s.Reg.Namespaces.Rooms, se.RoomID); m {
 		return true
 	}
-	if pe.CanonicalAlias != "" {
-		if m, _ := matches(s.Reg.Namespaces.Aliases, pe.CanonicalAlias); m {
+	if f.alias != "" {
+		if m, _ := matches(s.Reg.Namespaces.Aliases, f.alias); m {
 			return true
 		}
 	}
 	return false
+}
+
+// roomFacts returns roomID's facts, from the cache or the store.
+func (q *Queue) roomFacts(roomID string) (*roomFacts, error) {
+	if f := q.facts[roomID]; f != nil {
+		return f, nil
+	}
+	members, alias, err := q.events.LocalJoinedAndAlias(roomID)
+	if err != nil {
+		return nil, err
+	}
+	if q.facts == nil || len(q.facts) >= maxRoomFacts {
+		q.facts = map[string]*roomFacts{}
+	}
+	f := &roomFacts{members: members, alias: alias}
+	q.facts[roomID] = f
+	return f, nil
 }
 
 // step queues the events after the stored position up to pos (at most
@@ -262,6 +320,7 @@ func (q *Queue) step(ctx context.Context, pos uint64) (done bool, err error) {
 	services := q.reg.List()
 	if len(services) == 0 {
 		q.scanned = pos // nobody to tell: nothing to read
+		q.facts = nil   // nor to keep up to date
 		return true, nil
 	}
 	type entry struct {
@@ -270,19 +329,26 @@ func (q *Queue) step(ctx context.Context, pos uint64) (done bool, err error) {
 	}
 	var entries []entry
 	last, n := pos, 0
-	err = q.events.PushEventsAfter(from, pos, func(pe *room.PushEvent) error {
+	err = q.events.EventsAfter(from, pos, func(se *room.StreamEvent) error {
 		if n == followBatch {
-			last = pe.Pos - 1
+			last = se.Pos - 1
 			return errBatchFull
 		}
 		n++
+		if se.Event.StateKey != nil && (se.Event.Type == "m.room.member" || se.Event.Type == "m.room.canonical_alias") {
+			delete(q.facts, se.RoomID) // read again after this event
+		}
+		f, err := q.roomFacts(se.RoomID)
+		if err != nil {
+			return err
+		}
 		var v []byte
 		for _, s := range services {
-			if pe.Pos <= s.AddedPos || !s.interested(pe) {
+			if se.Pos <= s.AddedPos || !s.interested(se, f) {
 				continue
 			}
 			if v == nil {
-				b, err := json.Marshal(pe.Event)
+				b, err := json.Marshal(se.Event)
 				if err != nil {
 					return fmt.Errorf("encode event: %w", err)
 				}
@@ -518,6 +584,7 @@ type transaction struct {
 // work sends id's queue until it is empty, then waits for a kick; it
 // returns when ctx ends or the appservice is removed.
 func (q *Queue) work(ctx context.Context, id string, wake chan struct{}) {
+	var inFlight uint64 // last seq of the transaction being tried, 0: none
 	for {
 		select {
 		case <-ctx.Done():
@@ -529,7 +596,7 @@ func (q *Queue) work(ctx context.Context, id string, wake chan struct{}) {
 			if s == nil {
 				return
 			}
-			more, wait, err := q.sendOne(ctx, s)
+			more, wait, err := q.sendOne(ctx, s, &inFlight)
 			if ctx.Err() != nil {
 				return
 			}
@@ -559,23 +626,31 @@ func (q *Queue) work(ctx context.Context, id string, wake chan struct{}) {
 
 // sendOne sends the next transaction of s. more: something may be left;
 // wait: the back-off before the next attempt.
-func (q *Queue) sendOne(ctx context.Context, s *Service) (more bool, wait time.Duration, err error) {
+//
+// The range of a first attempt is chosen here and kept in *inFlight (no
+// write before sending: the latency to the appservice is one commit, the
+// follower's); a failure stores it, so that every retry sends the same
+// events under the same ID.
+func (q *Queue) sendOne(ctx context.Context, s *Service, inFlight *uint64) (more bool, wait time.Duration, err error) {
 	id := s.ID()
 	var st queueState
 	var txn transaction
 	var upTo uint64
-	err = q.db.Update(ctx, func(tx *store.Tx) error {
-		txn, upTo = transaction{}, 0
+	err = q.db.View(func(tx *store.Tx) error {
 		var err error
 		if st, err = loadState(tx, id); err != nil {
 			return err
+		}
+		pending := st.PendingUpTo
+		if pending == 0 {
+			pending = *inFlight
 		}
 		prefix := store.Key(id, "")
 		c := tx.Cursor(store.AppserviceQueue)
 		n := 0
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			seq := store.U64(k[len(prefix):])
-			if st.PendingUpTo != 0 && seq > st.PendingUpTo || st.PendingUpTo == 0 && n == maxTxnEvents {
+			if pending != 0 && seq > pending || pending == 0 && n == maxTxnEvents {
 				break
 			}
 			n++
@@ -589,15 +664,13 @@ func (q *Queue) sendOne(ctx context.Context, s *Service) (more bool, wait time.D
 				txn.ToDevice = append(txn.ToDevice, json.RawMessage(bytes.Clone(v[1:])))
 			}
 		}
-		if upTo == 0 || st.PendingUpTo == upTo {
-			return nil
-		}
-		st.PendingUpTo = upTo // a retry sends exactly these under the same txn ID
-		return saveState(tx, id, st)
+		return nil
 	})
 	if err != nil || upTo == 0 {
+		*inFlight = 0
 		return false, 0, err
 	}
+	*inFlight = upTo
 	if d := time.Until(time.UnixMilli(st.NextTry)); st.NextTry != 0 && d > 0 {
 		return true, d, nil
 	}
@@ -620,6 +693,7 @@ func (q *Queue) sendOne(ctx context.Context, s *Service) (more bool, wait time.D
 			return err
 		}
 		if sendErr != nil {
+			st.PendingUpTo = upTo // a retry sends exactly these under the same txn ID
 			st.Failures++
 			st.LastError = sendErr.Error()
 			backoff := q.minBackoff << min(st.Failures-1, 20)
@@ -642,6 +716,9 @@ func (q *Queue) sendOne(ctx context.Context, s *Service) (more bool, wait time.D
 	})
 	if err != nil {
 		return false, q.minBackoff, err
+	}
+	if sendErr == nil {
+		*inFlight = 0
 	}
 	if sendErr != nil {
 		q.reg.health.failed(id, sendErr)

@@ -29,9 +29,6 @@ type PushEvent struct {
 	Event      ClientEvent // with room_id, as push gateways and /notifications show it
 	ThreadRoot string      // "main" or the thread root's event ID
 	RoomName   string
-	// CanonicalAlias is the room's m.room.canonical_alias alias, for
-	// application services' alias namespaces.
-	CanonicalAlias string
 	// SenderName is the sender's display name in the room.
 	SenderName string
 	// Members is the joined member count; Local the joined local members
@@ -54,7 +51,6 @@ func (e *Engine) PushEventsAfter(from, to uint64, fn func(*PushEvent) error) err
 			members []PushMember
 			names   map[string]string
 			name    string
-			alias   string
 			pl      *powerLevels
 		}
 		rooms := map[uint64]*roomFacts{}
@@ -75,9 +71,6 @@ func (e *Engine) PushEventsAfter(from, to uint64, fn func(*PushEvent) error) err
 				if n, _ := e.currentStateEvent(tx, info.NID, "m.room.name", ""); n != nil {
 					rf.name = gjson.GetBytes(n.PDU.Content(), "name").String()
 				}
-				if a, _ := e.currentStateEvent(tx, info.NID, "m.room.canonical_alias", ""); a != nil {
-					rf.alias = gjson.GetBytes(a.PDU.Content(), "alias").String()
-				}
 				if rf.pl, err = e.powerLevels(tx, info); err != nil {
 					return err
 				}
@@ -85,7 +78,7 @@ func (e *Engine) PushEventsAfter(from, to uint64, fn func(*PushEvent) error) err
 			}
 			sender := string(ev.PDU.SenderID())
 			pe := &PushEvent{Pos: pos, RoomID: rf.info.ID, Event: e.clientEvent(tx, ev, ClientView{}),
-				ThreadRoot: threadOf(ev), RoomName: rf.name, CanonicalAlias: rf.alias, Members: rf.info.Joined}
+				ThreadRoot: threadOf(ev), RoomName: rf.name, Members: rf.info.Joined}
 			pe.SenderName = rf.names[sender]
 			if pe.SenderName == "" {
 				pe.SenderName = senderDisplayName(tx, rf.info.NID, sender)
