@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/hearth-chat/hearth/appservice"
 	"time"
 
 	"github.com/hearth-chat/hearth/internal/account"
@@ -124,7 +125,15 @@ func MigrateKeys(cfg Config, to string) (string, error) {
 		return "", fmt.Errorf("migrate to keyring or file, not %q", to)
 	}
 	var where string
-	err := whileStopped(&cfg, func(*store.DB) error {
+	err := whileStopped(&cfg, func(db *store.DB) error {
+		// The appservices' hs_tokens go with the signing key.
+		names := []string{signingKeyName, tlsSecretName}
+		db.View(func(tx *store.Tx) error {
+			return tx.Bucket(store.Appservices).ForEach(func(k, _ []byte) error {
+				names = append(names, appservice.HSTokenSecret(string(k)))
+				return nil
+			})
+		})
 		from, _, err := openSecrets(cfg, probeKeyring)
 		if err != nil {
 			return err
@@ -141,7 +150,7 @@ func MigrateKeys(cfg Config, to string) (string, error) {
 		}
 		// The federation certificate goes with the signing key (it is
 		// absent where federation never ran in lan mode).
-		for _, name := range []string{signingKeyName, tlsSecretName} {
+		for _, name := range names {
 			s, err := from.get(name)
 			if errors.Is(err, errNoSecret) && name != signingKeyName {
 				continue
@@ -156,8 +165,8 @@ func MigrateKeys(cfg Config, to string) (string, error) {
 				return fmt.Errorf("%s did not read back from %s: %v", name, dest.where(), err)
 			}
 		}
-		for _, name := range []string{signingKeyName, tlsSecretName} {
-			if err := from.remove(name); err != nil {
+		for _, name := range names {
+			if err := from.remove(name); err != nil && !errors.Is(err, errNoSecret) {
 				return err
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/hearth-chat/hearth/appservice"
 	"io"
 	"log/slog"
 	"net"
@@ -47,6 +48,8 @@ const dbFile = "hearth.db"
 
 // Daemon is a running Hearth.
 type Daemon struct {
+	appsvc   *appservice.Registry // application services (appservice.go)
+	asQueue  *appservice.Queue    // their transactions (appservice.go)
 	cfg      Config
 	db       *store.DB
 	accounts *account.Accounts
@@ -148,6 +151,16 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 		RegistrationTokens: splitList(cfg.RegistrationTokens),
 	})
 	d.api = api
+	if d.appsvc, err = appservice.Open(db, d.accounts, appserviceSecrets{secrets}); err != nil {
+		d.abortStart(db)
+		return nil, err
+	}
+	d.asQueue = appservice.NewQueue(d.appsvc, db, d.rooms, notifier)
+	if err := d.asQueue.Start(); err != nil {
+		d.abortStart(db)
+		return nil, err
+	}
+	api.SetAppservices(appserviceAPI{d.appsvc, d.asQueue, d.rooms})
 	d.nearby = &nearbyDir{}
 	api.SetNearby(d.nearby)
 	mediaRepo, err := media.New(db, media.Config{Dir: filepath.Join(cfg.DataDir, "media"), ServerName: cfg.ServerName,
@@ -243,6 +256,9 @@ func (d *Daemon) abortStart(db *store.DB) {
 	if d.search != nil {
 		d.search.Stop()
 	}
+	if d.asQueue != nil {
+		d.asQueue.Stop()
+	}
 	db.Close()
 }
 
@@ -272,6 +288,7 @@ func (d *Daemon) Stop(ctx context.Context) error {
 	d.turn.stop()
 	d.push.Stop()
 	d.search.Stop()
+	d.asQueue.Stop()
 	return d.db.Close()
 }
 

@@ -3,6 +3,7 @@ package daemon
 import (
 	"bufio"
 	"bytes"
+	"github.com/hearth-chat/hearth/appservice"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -93,8 +94,22 @@ func TestKeysInSecretService(t *testing.T) {
 	if err != nil {
 		t.Fatalf("federation certificate in keyring: %v", err)
 	}
+	// An appservice's hs_token lives there too, and moves with the key.
+	reg := "id: br\nurl: http://127.0.0.1:9\nas_token: as-br\nhs_token: hs-br\nsender_localpart: brbot\nnamespaces: {}\n"
+	if _, err := AddAppservice(cfg, []byte(reg)); err != nil {
+		t.Fatalf("add appservice: %v", err)
+	}
+	if v, err := (keyringStore{cfg.DataDir}).get(appservice.HSTokenSecret("br")); err != nil || v != "hs-br" {
+		t.Fatalf("hs_token in the keyring: %q %v", v, err)
+	}
 	if _, err := MigrateKeys(cfg, KeyStoreFile); err != nil {
 		t.Fatal(err)
+	}
+	if v, err := (fileStore{cfg.DataDir}).get(appservice.HSTokenSecret("br")); err != nil || v != "hs-br" {
+		t.Fatalf("hs_token after migrating to a file: %q %v", v, err)
+	}
+	if _, err := (keyringStore{cfg.DataDir}).get(appservice.HSTokenSecret("br")); err != errNoSecret {
+		t.Fatalf("keyring still holds the hs_token after migrating to a file: %v", err)
 	}
 	if _, err := (keyringStore{cfg.DataDir}).get(tlsSecretName); err != errNoSecret {
 		t.Fatalf("keyring still holds the federation certificate after migrating to a file: %v", err)

@@ -21,6 +21,7 @@
 //	federation  message latency between two daemons, PDU ingest from a peer, joining a 10k-member remote room
 //	abuse       descriptors, RSS and the owner's latency while idle, slowloris and half-open connections flood the listeners
 //	turn        the TURN relay: idle wake-ups with no allocation, daemon CPU relaying 1 MB/s
+//	appservice  application services: send → transaction latency, 100 ghosts sending, RSS per registered appservice
 //	lan         people nearby on a LAN of network namespaces (root): exec → listed by a peer, mDNS packets per quiet hour, idle RSS/CPU, LAN message latency
 //
 // Linux only for the /proc figures; traffic goes only to 127.0.0.1, except
@@ -69,7 +70,7 @@ type config struct {
 	timeout       time.Duration // hard limit on the whole run
 }
 
-var allSections = []string{"start", "idle", "send", "throughput", "sync", "presence", "volume", "history", "search", "media", "keys", "push", "federation", "abuse", "lan", "turn", "calls"}
+var allSections = []string{"start", "idle", "send", "throughput", "sync", "presence", "volume", "history", "search", "media", "keys", "push", "federation", "abuse", "lan", "turn", "calls", "appservice"}
 
 func parseFlags() (*config, error) {
 	c := &config{}
@@ -193,6 +194,7 @@ func run() int {
 		{"lan", benchLAN},
 		{"turn", benchTURN},
 		{"calls", benchCalls},
+		{"appservice", benchAppservice},
 	}
 	machine := b.machineLine()
 	load0 := loadAvg()

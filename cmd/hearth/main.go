@@ -40,6 +40,9 @@ Usage:
   hearth account passwd NAME [--password P]
   hearth account list
   hearth account nearby NAME on|off   (be found by people on this network, or not)
+  hearth appservice add FILE          (register an application service, e.g. a bridge)
+  hearth appservice list
+  hearth appservice remove ID
   hearth keys status [--json]           where the signing key is, and its ID
   hearth keys migrate --to keyring|file move secrets between OS keyring and file
   hearth keys rotate                    new signing key; the old one is kept as old_verify_keys
@@ -95,6 +98,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return trayCmd(rest, stdout, stderr)
 	case "account":
 		return accountCmd(rest, stdout, stderr)
+	case "appservice":
+		return appserviceCmd(rest, stdout, stderr)
 	case "keys":
 		return keysCmd(rest, stdout, stderr)
 	case "service":

@@ -64,6 +64,9 @@ var (
 	InvalidRoomState       = newErr(http.StatusBadRequest, "M_INVALID_ROOM_STATE")
 	BadAlias               = newErr(http.StatusBadRequest, "M_BAD_ALIAS")
 	Unauthorized           = newErr(http.StatusUnauthorized, "M_UNAUTHORIZED")
+	// Exclusive: a user ID or alias an application service claims
+	// exclusively (Application Service API).
+	Exclusive = newErr(http.StatusBadRequest, "M_EXCLUSIVE")
 	// UnableToAuthoriseJoin and UnableToGrantJoin are a resident server's
 	// answers to a restricted join it cannot decide or cannot vouch for
 	// (Server-Server API §"Restricted rooms"): the joining server tries

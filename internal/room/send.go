@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -26,6 +27,11 @@ type SendRequest struct {
 	Content  json.RawMessage
 	TxnID    string // empty for state events, which have no txn
 	Redacts  string // for m.room.redaction
+	// TS overrides origin_server_ts when not zero: an application
+	// service's `ts` query parameter (Application Service API
+	// §"Timestamp massaging"), which the client API allows only for
+	// appservice callers.
+	TS time.Time
 }
 
 // Send builds, authorises, signs and appends an event, returning its ID once
@@ -218,7 +224,11 @@ func (e *Engine) build(tx *store.Tx, info *Info, req SendRequest) (gomatrixserve
 	if err := eb.AddAuthEvents(provider); err != nil {
 		return nil, badEvent(err)
 	}
-	pdu, err := eb.Build(e.now(), e.serverName, e.keyID, e.key)
+	now := e.now()
+	if !req.TS.IsZero() {
+		now = req.TS
+	}
+	pdu, err := eb.Build(now, e.serverName, e.keyID, e.key)
 	if err != nil {
 		return nil, badEvent(err)
 	}

@@ -68,6 +68,10 @@ var (
 	DelayedDue  = []byte("delayeddue")
 	DelayedUser = []byte("delayeduser")
 	DelayedTxns = []byte("delayedtxns")
+	// Application services (appservice).
+	Appservices     = []byte("appservices")
+	AppserviceQueue = []byte("asqueue")
+	AppserviceMeta  = []byte("asmeta")
 
 	buckets = [][]byte{Meta, Users, Devices, Tokens, AccountData, Filters, Rooms, RoomInfo,
 		Events, EventIDs, Txns, Timeline, State, Snapshots, Members, Changes, Receipts,
@@ -79,7 +83,8 @@ var (
 		SearchTerms, SearchDocs, SearchMeta,
 		ServerKeys, FedQueue, FedMeta, FedTxns,
 		LANPins,
-		Delayed, DelayedDue, DelayedUser, DelayedTxns}
+		Delayed, DelayedDue, DelayedUser, DelayedTxns,
+		Appservices, AppserviceQueue, AppserviceMeta}
 
 	keyPos    = []byte("pos")
 	keySchema = []byte("schema")

@@ -64,6 +64,11 @@
 //	fedqueue      destination 0x00 ‖ seq (u64, the bucket's sequence) → 0x01 ‖ eventNID (u64): a PDU, or 0x02 ‖ {"t": edu_type, "c": content}: an EDU (federation/queue)
 //	fedmeta       "pos" → u64 stream position the outbound queue has consumed; "epoch" → random hex, the txn ID prefix; "d" 0x00 destination → queue.destState (JSON: txn counters reserved, failures, last error, next try, last sent, failing since)
 //	fedtxns       origin 0x00 txnID → the /send response already given (inbound transaction idempotency)
+//	appservices   id → appservice.record (JSON: the registration without its tokens, the SHA-256 of as_token and hs_token, added_ts);
+//	              the hs_token itself is in the daemon's secret store (appservice)
+//	asqueue       id 0x00 ‖ seq (u64, the bucket's sequence) → 0x01 ‖ client event JSON, or 0x02 ‖ ephemeral event JSON (appservice transactions)
+//	asmeta        "pos" → u64 stream position the appservice queue has consumed; "s" 0x00 id → appservice.queueState (JSON: next txn,
+//	              the pending txn's last seq, failures, last error, next try, last success)
 //	lanpins       serverName → the signing key first announced for it on the LAN, JSON {"key": "ed25519:id:base64", "pinned_ts"} (discovery, TOFU)
 //	delayed       delayID → delayed.Event (JSON: owner, room, type, state key, content, delay, running since; outcome once finalised)
 //	delayeddue    u64 due time (Unix ms) ‖ delayID → nil, for scheduled delayed events only: the first key is the next to send

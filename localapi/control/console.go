@@ -65,8 +65,11 @@ var consoleCalls = map[string]bool{
 	"GET /_hearth/v1/discovery":        true,
 	"POST /_hearth/v1/discovery/mode":  true,
 	"GET /_hearth/v1/logs":             true,
-	"GET /_hearth/qr.png":              true,
-	"POST /_hearth/v1/logout":          true,
+	// The bridges' health (no tokens in it); adding and removing them
+	// needs the secret (hearth appservice).
+	"GET /_hearth/v1/appservices": true,
+	"GET /_hearth/qr.png":         true,
+	"POST /_hearth/v1/logout":     true,
 	// The first-run welcome (welcome.go): the owner's user ID and, while
 	// the owner's password is the generated one nobody used, setting it.
 	"GET /_hearth/v1/welcome":           true,

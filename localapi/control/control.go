@@ -217,6 +217,7 @@ func New(b Backend, secret string) *Server {
 	s.peersRoutes()
 	s.discoveryRoutes()
 	s.nearbyRoutes()
+	s.appserviceRoutes()
 	s.welcomeRoutes()
 	s.mux.HandleFunc("POST /_hearth/v1/logout", s.logout)
 	s.mux.HandleFunc("GET /_hearth/qr.png", s.qrCode)

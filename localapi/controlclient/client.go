@@ -231,3 +231,24 @@ func (c *Client) ForgetPeer(ctx context.Context, name string) (*control.ForgetRe
 	var out control.ForgetResult
 	return &out, c.do(ctx, http.MethodPost, "/_hearth/v1/peers/"+url.PathEscape(name)+"/forget", nil, &out)
 }
+
+// Appservices lists the registered application services with their health.
+func (c *Client) Appservices(ctx context.Context) ([]control.Appservice, error) {
+	var out struct {
+		Appservices []control.Appservice `json:"appservices"`
+	}
+	err := c.do(ctx, http.MethodGet, "/_hearth/v1/appservices", nil, &out)
+	return out.Appservices, err
+}
+
+// AddAppservice registers an application service from its registration
+// file's contents.
+func (c *Client) AddAppservice(ctx context.Context, registration string) (*control.Appservice, error) {
+	var out control.Appservice
+	return &out, c.do(ctx, http.MethodPost, "/_hearth/v1/appservices", map[string]string{"registration": registration}, &out)
+}
+
+// RemoveAppservice deletes an application service's registration.
+func (c *Client) RemoveAppservice(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/_hearth/v1/appservices/"+url.PathEscape(id), nil, nil)
+}

@@ -19,6 +19,9 @@ type caller struct {
 	// unsigned.transaction_id (Client-Server API §"Transaction
 	// identifiers").
 	Session string
+	// Appservice is the application service whose as_token made the
+	// request (appservice.go), nil for a user's access token.
+	Appservice Appservice
 }
 
 // authed wraps a handler that needs an access token (Client-Server API
@@ -40,6 +43,17 @@ func (s *Server) authed(h func(w http.ResponseWriter, r *http.Request, c *caller
 		if token == "" {
 			matrixerr.Write(w, matrixerr.MissingToken("missing access token"))
 			return
+		}
+		if s.appsvc != nil {
+			if as := s.appsvc.ByToken(token); as != nil {
+				c, err := s.appserviceCaller(r, as)
+				if err != nil {
+					matrixerr.Write(w, err)
+					return
+				}
+				h(w, r, c)
+				return
+			}
 		}
 		t, err := s.accounts.Authenticate(token)
 		if err != nil {
@@ -65,9 +79,33 @@ type loginRequest struct {
 }
 
 func (s *Server) loginFlows(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, map[string]any{"flows": []map[string]any{
-		{"type": "m.login.password"}, {"type": "m.login.token"},
-	}})
+	flows := []map[string]any{{"type": "m.login.password"}, {"type": "m.login.token"}}
+	if s.appsvc != nil {
+		flows = append(flows, map[string]any{"type": "m.login.application_service"})
+	}
+	writeJSON(w, map[string]any{"flows": flows})
+}
+
+// appserviceLogin is /login with m.login.application_service: the
+// request's as_token must own the user, which must exist (Client-Server
+// API §"Appservice Login").
+func (s *Server) appserviceLogin(r *http.Request, user string) (string, error) {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || token == "" {
+		return "", matrixerr.MissingToken("m.login.application_service needs the as_token")
+	}
+	var as Appservice
+	if s.appsvc != nil {
+		as = s.appsvc.ByToken(token)
+	}
+	if as == nil {
+		return "", matrixerr.UnknownToken("unknown application service token")
+	}
+	lp := s.userLocalpart(user)
+	if !as.OwnsUser(s.accounts.UserID(lp)) {
+		return "", matrixerr.Forbidden("the user is not in the application service's namespace")
+	}
+	return lp, nil
 }
 
 // userLocalpart accepts a bare localpart or a full local user ID, in any
@@ -104,6 +142,13 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 			matrixerr.Write(w, err)
 			return
 		}
+	case "m.login.application_service":
+		lp, err := s.appserviceLogin(r, req.Identifier.User)
+		if err != nil {
+			matrixerr.Write(w, err)
+			return
+		}
+		localpart = lp
 	case "m.login.token":
 		lp, err := s.accounts.RedeemLoginToken(r.Context(), req.Token)
 		if err != nil {

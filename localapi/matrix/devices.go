@@ -33,6 +33,17 @@ func (s *Server) putDevice(w http.ResponseWriter, r *http.Request, c *caller) {
 		matrixerr.Write(w, err)
 		return
 	}
+	if c.Appservice != nil && c.Appservice.ManagesDevices() {
+		// MSC4190: an appservice creates its users' devices with PUT.
+		name := ""
+		if req.DisplayName != nil {
+			name = *req.DisplayName
+		}
+		if err := s.accounts.EnsureDevice(r.Context(), c.Localpart, r.PathValue("deviceId"), name); err != nil {
+			matrixerr.Write(w, err)
+			return
+		}
+	}
 	if req.DisplayName != nil {
 		if err := s.accounts.RenameDevice(r.Context(), c.Localpart, r.PathValue("deviceId"), *req.DisplayName); err != nil {
 			matrixerr.Write(w, err)
@@ -78,9 +89,13 @@ func (s *Server) deleteDevicesUIA(w http.ResponseWriter, r *http.Request, c *cal
 		matrixerr.Write(w, err)
 		return
 	}
-	if err := s.passwordUIA(r, body, c); err != nil {
-		matrixerr.Write(w, err)
-		return
+	// MSC4190: an appservice deletes its users' devices without UIA (its
+	// users have no password to give).
+	if c.Appservice == nil || !c.Appservice.ManagesDevices() {
+		if err := s.passwordUIA(r, body, c); err != nil {
+			matrixerr.Write(w, err)
+			return
+		}
 	}
 	if err := s.accounts.DeleteDevices(r.Context(), c.Localpart, ids); err != nil {
 		matrixerr.Write(w, err)

@@ -27,6 +27,10 @@ func (s *Server) putAlias(w http.ResponseWriter, r *http.Request, c *caller) {
 		matrixerr.Write(w, matrixerr.MissingParam("room_id is required"))
 		return
 	}
+	if err := s.exclusiveAlias(c, r.PathValue("alias")); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
 	if err := s.rooms.SetAlias(r.Context(), c.UserID, r.PathValue("alias"), req.RoomID); err != nil {
 		matrixerr.Write(w, err)
 		return

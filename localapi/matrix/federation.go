@@ -3,6 +3,7 @@ package matrix
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -79,7 +80,14 @@ func (s *Server) roomAndServers(r *http.Request, target string) (string, []strin
 // others.
 func (s *Server) resolveAlias(ctx context.Context, alias string) (string, []string, error) {
 	if serverOf(alias) == s.accounts.ServerName() || s.fed == nil {
-		return s.rooms.ResolveAlias(alias)
+		id, servers, err := s.rooms.ResolveAlias(alias)
+		var me *matrixerr.Error
+		if errors.As(err, &me) && me.Code == "M_NOT_FOUND" && serverOf(alias) == s.accounts.ServerName() &&
+			s.appsvc != nil && s.appsvc.QueryAlias(ctx, alias) {
+			// An appservice claims the alias and made its room just now.
+			return s.rooms.ResolveAlias(alias)
+		}
+		return id, servers, err
 	}
 	return s.fed.ResolveAlias(ctx, alias)
 }

@@ -17,6 +17,7 @@ func (s *Server) getProfile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	lp := s.accounts.Localpart(r.PathValue("userId"))
+	s.queryLocalUser(r.Context(), r.PathValue("userId")) // an appservice's ghost is made on demand
 	u, err := s.accounts.Get(lp)
 	if err != nil {
 		matrixerr.Write(w, err)

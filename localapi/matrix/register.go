@@ -11,6 +11,7 @@ import (
 )
 
 type registerRequest struct {
+	Type                     string `json:"type"` // m.login.application_service
 	Username                 string `json:"username"`
 	Password                 string `json:"password"`
 	DeviceID                 string `json:"device_id"`
@@ -27,6 +28,18 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		matrixerr.Write(w, matrixerr.GuestAccessForbidden("guest access is not enabled"))
 		return
 	}
+	if s.appsvc != nil && strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
+		// An application service registers its users whatever the
+		// registration mode (Application Service API §"Server admin
+		// style permissions"); a forged as_token is M_UNKNOWN_TOKEN.
+		s.registerAppserviceUser(w, r)
+		return
+	}
+	s.registerUser(w, r)
+}
+
+// registerUser is POST /register for a person.
+func (s *Server) registerUser(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Registration != RegistrationOpen && s.cfg.Registration != RegistrationToken {
 		matrixerr.Write(w, matrixerr.Forbidden("registration is disabled on this server"))
 		return
@@ -47,6 +60,10 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		localpart = strings.NewReplacer("_", "x", "-", "y").Replace(localpart)
 	}
 	if err := s.accounts.ValidateLocalpart(localpart); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	if err := s.exclusiveUser(localpart); err != nil {
 		matrixerr.Write(w, err)
 		return
 	}
@@ -99,6 +116,10 @@ func (s *Server) registerAvailable(w http.ResponseWriter, r *http.Request) {
 		matrixerr.Write(w, err)
 		return
 	}
+	if err := s.exclusiveUser(lp); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
 	u, err := s.accounts.Get(lp)
 	if err != nil {
 		matrixerr.Write(w, err)
@@ -143,4 +164,70 @@ func (s *Server) checkRegistrationToken(r *http.Request, token string) error {
 		}
 		return nil
 	})
+}
+
+// registerAppserviceUser is POST /register with type
+// m.login.application_service and the as_token: a user in the
+// appservice's namespace, without a password, is made (Application
+// Service API §"Server admin style permissions"). Outside its namespace:
+// M_EXCLUSIVE, as Synapse answers.
+//
+// The as_token is checked here rather than by authed: the user_id that
+// mautrix asserts on every request is the user about to exist.
+func (s *Server) registerAppserviceUser(w http.ResponseWriter, r *http.Request) {
+	token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	as := s.appsvc.ByToken(token)
+	if as == nil {
+		if _, err := s.accounts.Authenticate(token); err != nil {
+			matrixerr.Write(w, err) // a forged as_token: M_UNKNOWN_TOKEN
+			return
+		}
+		s.registerUser(w, r) // a signed-in user's token: registration as usual
+		return
+	}
+	var req registerRequest
+	if err := readJSON(r, &req); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	if req.Type != "m.login.application_service" {
+		e := matrixerr.Unknown("an application service registers with type m.login.application_service")
+		e.Code, e.Status = "M_APPSERVICE_LOGIN_UNSUPPORTED", http.StatusUnauthorized
+		matrixerr.Write(w, e)
+		return
+	}
+	localpart := strings.ToLower(req.Username)
+	if err := s.accounts.ValidateLocalpart(localpart); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	if !as.OwnsUser(s.accounts.UserID(localpart)) {
+		matrixerr.Write(w, matrixerr.Exclusive("this user ID is not in the application service's namespace"))
+		return
+	}
+	if u, err := s.accounts.Get(localpart); err != nil {
+		matrixerr.Write(w, err)
+		return
+	} else if u != nil {
+		matrixerr.Write(w, matrixerr.UserInUse("that user ID is taken"))
+		return
+	}
+	// A service account: no password, so only the appservice (or a
+	// login it asks for) can act as it. Its display name starts as its
+	// localpart, as Synapse does: bridges read it before setting theirs
+	// and take a 404 for an error.
+	if _, err := s.accounts.EnsureService(r.Context(), localpart, localpart); err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	if req.InhibitLogin {
+		writeJSON(w, map[string]any{"user_id": s.accounts.UserID(localpart)})
+		return
+	}
+	sess, err := s.accounts.Login(r.Context(), localpart, req.DeviceID, req.InitialDeviceDisplayName, req.RefreshToken)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
+	writeSession(w, sess, s.accounts.ServerName())
 }

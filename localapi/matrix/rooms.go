@@ -29,6 +29,12 @@ func (s *Server) createRoom(w http.ResponseWriter, r *http.Request, c *caller) {
 		matrixerr.Write(w, err)
 		return
 	}
+	if req.RoomAliasName != "" {
+		if err := s.exclusiveAlias(c, "#"+req.RoomAliasName+":"+s.accounts.ServerName()); err != nil {
+			matrixerr.Write(w, err)
+			return
+		}
+	}
 	for _, u := range req.Invite {
 		// MSC4155: a local invitee who blocks the creator refuses the
 		// whole request, before the room exists (spec v1.18 createRoom
@@ -127,11 +133,16 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request, c *caller) 
 		matrixerr.Write(w, err)
 		return
 	}
+	ts, err := massagedTS(r, c)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
 	if s.delayedSend(w, r, c, r.PathValue("eventType"), nil, content) {
 		return
 	}
 	id, err := s.rooms.Send(r.Context(), room.SendRequest{Sender: c.UserID, Device: c.Session,
-		RoomID: r.PathValue("roomId"), Type: r.PathValue("eventType"), Content: content, TxnID: r.PathValue("txnId")})
+		RoomID: r.PathValue("roomId"), Type: r.PathValue("eventType"), Content: content, TxnID: r.PathValue("txnId"), TS: ts})
 	if err != nil {
 		matrixerr.Write(w, roomErr(err))
 		return
@@ -198,11 +209,16 @@ func (s *Server) putState(w http.ResponseWriter, r *http.Request, c *caller) {
 			return
 		}
 	}
+	ts, err := massagedTS(r, c)
+	if err != nil {
+		matrixerr.Write(w, err)
+		return
+	}
 	if s.delayedSend(w, r, c, typ, &sk, content) {
 		return
 	}
 	id, err := s.rooms.Send(r.Context(), room.SendRequest{Sender: c.UserID, Device: c.Session,
-		RoomID: r.PathValue("roomId"), Type: typ, StateKey: &sk, Content: content})
+		RoomID: r.PathValue("roomId"), Type: typ, StateKey: &sk, Content: content, TS: ts})
 	if err != nil {
 		matrixerr.Write(w, roomErr(err))
 		return

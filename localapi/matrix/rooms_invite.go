@@ -59,6 +59,9 @@ func (s *Server) inviteeProfiles(ctx context.Context, invite []string) map[strin
 // it, whether made by POST /invite or by createRoom.
 func (s *Server) inviteeProfile(ctx context.Context, userID string) room.Profile {
 	if serverOf(userID) == s.accounts.ServerName() {
+		// Inviting a bridge's ghost that does not exist yet makes the
+		// appservice create it (Application Service API §"Querying").
+		s.queryLocalUser(ctx, userID)
 		return s.localProfile(s.accounts.Localpart(userID))
 	}
 	if s.fed == nil {

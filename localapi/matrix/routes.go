@@ -100,6 +100,7 @@ func (s *Server) routes() {
 	s.searchRoutes()
 	s.pushRoutes()
 	s.keysRoutes()
+	s.appserviceRoutes()
 	s.knockRoutes()
 	s.deactivateRoutes()
 	s.upgradeRoutes()

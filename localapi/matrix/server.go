@@ -62,6 +62,7 @@ type Server struct {
 	nearby   Nearby        // set by SetNearby (nearby.go); nil without LAN discovery
 	voip     *voip         // GET /voip/turnServer (voip.go)
 	delayed  *delayedAPI   // MSC4140 delayed events (delayed.go)
+	appsvc   Appservices   // set by SetAppservices (appservice.go); nil without any
 
 	spaces hierarchyPages // GET /hierarchy walks between pages (hierarchy.go)
 

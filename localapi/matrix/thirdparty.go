@@ -1,6 +1,7 @@
 package matrix
 
 import (
+	"encoding/json"
 	"net/http"
 
 	"github.com/hearth-chat/hearth/internal/matrixerr"
@@ -8,23 +9,63 @@ import (
 
 // thirdPartyRoutes registers the third-party lookup endpoints
 // (Client-Server API §"Third-party Networks"). Third-party networks are
-// reached through application-service bridges, and Hearth runs none, so
-// it knows no protocol: the protocol list is empty, any protocol asked
-// about is unknown (404 M_NOT_FOUND, as the spec answers for an unknown
-// protocol or nothing found), and the reverse lookups by Matrix ID find
-// nothing ([]). Element asks for the protocols on every start.
+// reached through application-service bridges: the protocols are those
+// the registered appservices list, each lookup is passed to the
+// appservices that serve its protocol (Application Service API
+// §"Third-party Networks"), and the reverse lookups by Matrix ID to
+// every appservice with protocols. Without any, the protocol list is
+// empty, any protocol asked about is unknown (404 M_NOT_FOUND, as the
+// spec answers for an unknown protocol or nothing found), and the
+// reverse lookups find nothing ([]). Element asks for the protocols on
+// every start.
 func (s *Server) thirdPartyRoutes() {
 	m, a, v3 := s.mux, s.authed, "/_matrix/client/v3"
 	m.HandleFunc("GET "+v3+"/thirdparty/protocols", a(func(w http.ResponseWriter, r *http.Request, c *caller) {
-		writeJSON(w, map[string]any{})
+		if s.appsvc == nil {
+			writeJSON(w, map[string]any{})
+			return
+		}
+		writeJSON(w, s.appsvc.ThirdPartyProtocols(r.Context()))
 	}))
-	unknown := a(func(w http.ResponseWriter, r *http.Request, c *caller) {
+	unknown := func(w http.ResponseWriter, r *http.Request) {
 		matrixerr.Write(w, matrixerr.NotFound("no bridge here serves the protocol "+r.PathValue("protocol")))
-	})
-	m.HandleFunc("GET "+v3+"/thirdparty/protocol/{protocol}", unknown)
-	m.HandleFunc("GET "+v3+"/thirdparty/location/{protocol}", unknown)
-	m.HandleFunc("GET "+v3+"/thirdparty/user/{protocol}", unknown)
-	none := a(func(w http.ResponseWriter, r *http.Request, c *caller) { writeJSON(w, []any{}) })
-	m.HandleFunc("GET "+v3+"/thirdparty/location", none)
-	m.HandleFunc("GET "+v3+"/thirdparty/user", none)
+	}
+	m.HandleFunc("GET "+v3+"/thirdparty/protocol/{protocol}", a(func(w http.ResponseWriter, r *http.Request, c *caller) {
+		if s.appsvc == nil {
+			unknown(w, r)
+			return
+		}
+		p, ok := s.appsvc.ThirdPartyProtocol(r.Context(), r.PathValue("protocol"))
+		if !ok {
+			unknown(w, r)
+			return
+		}
+		writeJSON(w, p)
+	}))
+	lookup := func(kind string) http.HandlerFunc {
+		return a(func(w http.ResponseWriter, r *http.Request, c *caller) {
+			protocol := r.PathValue("protocol")
+			if s.appsvc == nil {
+				if protocol != "" {
+					unknown(w, r)
+					return
+				}
+				writeJSON(w, []any{})
+				return
+			}
+			list, ok := s.appsvc.ThirdPartyLookup(r.Context(), kind, protocol, r.URL.Query())
+			if !ok {
+				unknown(w, r)
+				return
+			}
+			if list == nil {
+				list = []json.RawMessage{}
+			}
+			writeJSON(w, list)
+		})
+	}
+	m.HandleFunc("GET "+v3+"/thirdparty/location/{protocol}", lookup("location"))
+	m.HandleFunc("GET "+v3+"/thirdparty/user/{protocol}", lookup("user"))
+	m.HandleFunc("GET "+v3+"/thirdparty/location", lookup("location"))
+	m.HandleFunc("GET "+v3+"/thirdparty/user", lookup("user"))
 }

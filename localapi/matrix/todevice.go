@@ -1,6 +1,7 @@
 package matrix
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 
@@ -42,6 +43,11 @@ func (s *Server) sendToDevice(w http.ResponseWriter, r *http.Request, c *caller)
 		r.PathValue("eventType"), req.Messages, devices); err != nil {
 		matrixerr.Write(w, err)
 		return
+	}
+	if s.appsvc != nil {
+		// A bridge's ghosts never /sync: their devices get these in
+		// the appservice's transactions (MSC4203).
+		s.appsvc.ToDevice(context.WithoutCancel(r.Context()), c.UserID, r.PathValue("eventType"), req.Messages, devices)
 	}
 	writeJSON(w, struct{}{})
 }
