@@ -17,6 +17,7 @@ var mayImport = map[string][]string{
 	"cmd/hearth-bench": {"calls/media", "calls/media/mediatest", "internal/netns"},
 	"cmd/hearth-dist":  {"packaging", "packaging/icons"},
 	"daemon":           {"*"},
+	"appservice":       {"internal/room", "internal/store", "internal/account", "internal/matrixerr"},
 
 	"localapi/control":                  nil,
 	"localapi/controlclient":            {"localapi/control"},

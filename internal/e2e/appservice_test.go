@@ -170,8 +170,8 @@ func TestAppserviceBridge(t *testing.T) {
 		t.Fatalf("ghost join: %v", err)
 	}
 	past := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC).UnixMilli()
-	sent, err := ghost.SendMassagedMessageEvent(ctx(t), resp.RoomID, event.EventMessage,
-		map[string]any{"msgtype": "m.text", "body": "from the other network"}, past)
+	sent, err := ghost.SendMessageEvent(ctx(t), resp.RoomID, event.EventMessage,
+		map[string]any{"msgtype": "m.text", "body": "from the other network"}, mautrix.ReqSendEvent{Timestamp: past})
 	if err != nil {
 		t.Fatalf("ghost send: %v", err)
 	}
