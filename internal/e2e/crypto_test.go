@@ -147,7 +147,9 @@ func (u *cryptoUser) timeline(t *testing.T, room id.RoomID, timeout time.Duratio
 			out = append(out, timelineEvent{Event: evt})
 			continue
 		}
-		noErr(t, evt.Content.ParseRaw(evt.Type), "parse encrypted event")
+		if evt.Content.Parsed == nil { // a held event was parsed on its first pass
+			noErr(t, evt.Content.ParseRaw(evt.Type), "parse encrypted event")
+		}
 		dec, err := u.mach.DecryptMegolmEvent(ctx(t), evt)
 		if errors.Is(err, crypto.NoSessionFound) && time.Since(time.UnixMilli(evt.Timestamp)) < waitDeadline {
 			u.held[room] = queue[i:]
