@@ -229,3 +229,39 @@ func TestBatchWithRetriedTxnAndRefusedSend(t *testing.T) {
 		t.Errorf("stored messages %v, want [a b]", bodies)
 	}
 }
+
+// A send whose client has gone before its turn is not sent; the others of
+// its batch are.
+func TestSendWithEndedContextIsNotSent(t *testing.T) {
+	ctx := context.Background()
+	e, db := newEngine(t)
+	roomID, err := e.CreateRoom(ctx, alice, Profile{}, CreateRequest{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	msg := func(c context.Context, txn string) *pendingSend {
+		return &pendingSend{ctx: c, done: make(chan struct{}), req: SendRequest{Sender: alice, Device: "D", RoomID: roomID,
+			Type: "m.room.message", Content: json.RawMessage(`{"body":"` + txn + `"}`), TxnID: txn}}
+	}
+	left, stayed := msg(gone, "left"), msg(ctx, "stayed")
+	e.sendBatch(roomID, []*pendingSend{left, stayed})
+	<-left.done
+	<-stayed.done
+	if left.err == nil || stayed.err != nil {
+		t.Fatalf("ended context: %q %v; live one: %q %v", left.id, left.err, stayed.id, stayed.err)
+	}
+	late := msg(gone, "late").req
+	if _, err := e.Send(gone, late); err == nil {
+		t.Error("Send with an ended context succeeded")
+	}
+	db.View(func(tx *store.Tx) error {
+		for _, req := range []SendRequest{left.req, late} {
+			if nid := store.U64(tx.Get(store.Txns, txnKey(req))); nid != 0 {
+				t.Errorf("transaction %s of an ended context was recorded (event %d)", req.TxnID, nid)
+			}
+		}
+		return nil
+	})
+}
