@@ -49,22 +49,27 @@ func benchSendLatency(ctx context.Context, b *bench) []row {
 // freely), each sending back-to-back for -duration. The rate is successful
 // sends divided by the wall time of the run; the per-send latency under
 // that load is reported alongside.
+// Then the same with every sender in one room (benchOneRoom).
 func benchThroughput(ctx context.Context, b *bench) []row {
+	return []row{benchOwnRooms(ctx, b), benchOneRoom(ctx, b)}
+}
+
+func benchOwnRooms(ctx context.Context, b *bench) row {
 	n := b.cfg.senders
 	metric := fmt.Sprintf("sustained sends, %d concurrent senders, 1 room each, %s", n, b.cfg.duration)
 	const target = "≥ 3000 events/s"
 	d, _, err := b.start(ctx)
 	if err != nil {
-		return []row{errRow(metric, target, err)}
+		return errRow(metric, target, err)
 	}
 	defer b.stop(d)
 	users, err := b.registerMany(ctx, d, "tp", n)
 	if err != nil {
-		return []row{errRow(metric, target, err)}
+		return errRow(metric, target, err)
 	}
 	rooms := make([]string, n)
 	if err := parallel(n, 8, func(i int) (err error) { rooms[i], err = b.createRoom(ctx, users[i]); return }); err != nil {
-		return []row{errRow(metric, target, err)}
+		return errRow(metric, target, err)
 	}
 	cpu := startCPU(d.pid)
 	rate, lat, err := b.sendFor(ctx, users, rooms, b.cfg.duration)
@@ -72,11 +77,51 @@ func benchThroughput(ctx context.Context, b *bench) []row {
 		err = fmt.Errorf("no send completed")
 	}
 	if err != nil {
-		return []row{errRow(metric, target, err)}
+		return errRow(metric, target, err)
 	}
 	v := fmt.Sprintf("%.0f events/s (send p50 %s, p99 %s, max %s; %s)", rate, msNum(pct(lat, 50)), msNum(pct(lat, 99)),
 		ms(lat[len(lat)-1]), cpu)
-	return []row{{metric: metric, value: v, target: target}}
+	return row{metric: metric, value: v, target: target}
+}
+
+// benchOneRoom is benchThroughput with every sender in the same room: the
+// hot-room case, where every send extends one chain of prev_events.
+func benchOneRoom(ctx context.Context, b *bench) row {
+	n := b.cfg.senders
+	metric := fmt.Sprintf("sustained sends, %d concurrent senders, one room, %s", n, b.cfg.duration)
+	const target = "≥ 3000 events/s"
+	d, _, err := b.start(ctx)
+	if err != nil {
+		return errRow(metric, target, err)
+	}
+	defer b.stop(d)
+	users, err := b.registerMany(ctx, d, "hot", n)
+	if err != nil {
+		return errRow(metric, target, err)
+	}
+	roomID, err := b.createRoom(ctx, users[0])
+	if err != nil {
+		return errRow(metric, target, err)
+	}
+	rooms := make([]string, n)
+	rooms[0] = roomID
+	for i := 1; i < n; i++ {
+		if err := b.join(ctx, users[i], roomID); err != nil {
+			return errRow(metric, target, err)
+		}
+		rooms[i] = roomID
+	}
+	cpu := startCPU(d.pid)
+	rate, lat, err := b.sendFor(ctx, users, rooms, b.cfg.duration)
+	if err == nil && len(lat) == 0 {
+		err = fmt.Errorf("no send completed")
+	}
+	if err != nil {
+		return errRow(metric, target, err)
+	}
+	v := fmt.Sprintf("%.0f events/s (send p50 %s, p99 %s, max %s; %s)", rate, msNum(pct(lat, 50)), msNum(pct(lat, 99)),
+		ms(lat[len(lat)-1]), cpu)
+	return row{metric: metric, value: v, target: target}
 }
 
 // sendFor runs one goroutine per user, user i sending into rooms[i]

@@ -127,11 +127,13 @@ func (b *bench) register(ctx context.Context, d *daemon, name string) (*user, er
 	return &user{d: d, id: out.UserID, token: out.AccessToken}, nil
 }
 
-// registerMany registers n users named prefix-0 … with up to 8 requests in
-// flight (each costs a bcrypt hash on the server).
+// registerMany registers n users named prefix-0 … with up to 4 requests in
+// flight (each costs a bcrypt hash on the server, which has 2 per core
+// hashing slots and refuses with 429 a request that waits a second for
+// one: 8 in flight got 429s on a loaded machine).
 func (b *bench) registerMany(ctx context.Context, d *daemon, prefix string, n int) ([]*user, error) {
 	users := make([]*user, n)
-	err := parallel(n, 8, func(i int) error {
+	err := parallel(n, 4, func(i int) error {
 		u, err := b.register(ctx, d, fmt.Sprintf("%s-%d", prefix, i))
 		users[i] = u
 		return err

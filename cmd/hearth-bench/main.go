@@ -9,7 +9,7 @@
 //	start       cold start: exec to first 200 on /versions
 //	idle        RSS and CPU of an idle daemon
 //	send        PUT /send latency, one sequential client
-//	throughput  events/s with many concurrent senders
+//	throughput  events/s with many concurrent senders: one room each, then all in one room
 //	sync        send-to-/sync delivery latency with many long pollers
 //	presence    idle long-poll wake-ups while one user has two sessions (online + unavailable)
 //	volume      RSS after many messages in many rooms

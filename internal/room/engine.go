@@ -36,7 +36,8 @@ type Engine struct {
 	pdus        *pduCache
 	now         func() time.Time
 
-	erased erasures // senders who asked for erasure (erase.go)
+	erased erasures  // senders who asked for erasure (erase.go)
+	seq    sequencer // per-room queues of sends (sequencer.go)
 }
 
 // Config is what the engine needs from the daemon.

@@ -39,64 +39,21 @@ type SendRequest struct {
 // room, request path and txn ID) returns the first event's ID without
 // sending again; so does a state event identical to the current one.
 //
-// The event is built and signed on the caller's goroutine against the
-// room's head as a read transaction sees it, so the store's single writer
-// only has to append it. If another event reached the room in between, the
-// head moved and the writer builds the event again on the new head: local
-// events of a room always form one chain.
+// The request waits in its room's queue; the room's builder builds it on
+// top of the events queued before it and appends them together (see
+// sequencer.go): local events of a room always form one chain. A request
+// whose context ends before its turn is not sent; once its turn has come
+// it waits for the commit.
 func (e *Engine) Send(ctx context.Context, req SendRequest) (string, error) {
 	if len(req.Content) > maxEventBytes {
 		// Refused before building: content this size can never make an
-		// event within the limit, and canonicalising it costs the writer.
+		// event within the limit, and canonicalising it costs the builder.
 		return "", matrixerr.TooLarge("event content is larger than an event may be")
 	}
-	var eventID string
-	var head uint64 // the room's LastPos: every appended event moves it
-	var pre gomatrixserverlib.PDU
-	err := e.db.View(func(tx *store.Tx) error {
-		var err error
-		if eventID, err = e.sentBefore(tx, req); err != nil || eventID != "" {
-			return err
-		}
-		info, err := roomInfo(tx, req.RoomID)
-		if err != nil {
-			return err
-		}
-		if eventID, err = e.unchangedState(tx, info, req); err != nil || eventID != "" {
-			return err
-		}
-		head = info.LastPos
-		pre, err = e.build(tx, info, req)
-		return err
-	})
-	if err != nil || eventID != "" {
-		return eventID, err
-	}
-	err = e.db.Update(ctx, func(tx *store.Tx) error {
-		var err error
-		if eventID, err = e.sentBefore(tx, req); err != nil || eventID != "" {
-			return err
-		}
-		info, err := roomInfo(tx, req.RoomID)
-		if err != nil {
-			return err
-		}
-		if eventID, err = e.unchangedState(tx, info, req); err != nil || eventID != "" {
-			return err
-		}
-		pdu := pre
-		if info.LastPos != head {
-			if pdu, err = e.build(tx, info, req); err != nil {
-				return err
-			}
-		}
-		if _, err := e.append(tx, info, pdu, &req); err != nil {
-			return err
-		}
-		eventID = pdu.EventID()
-		return putRoomInfo(tx, info)
-	})
-	return eventID, err
+	p := &pendingSend{ctx: ctx, req: req, done: make(chan struct{})}
+	e.enqueue(p)
+	<-p.done
+	return p.id, p.err
 }
 
 // sentBefore returns the event a repeated transaction ID already sent.
