@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
@@ -254,16 +255,20 @@ func (s *Service) checkPDUs(ctx context.Context, origin spec.ServerName, cands [
 			c.err, c.badSig = fmt.Errorf("bad signature: %w", err), true
 		}
 	}
-	workers := min(runtime.GOMAXPROCS(0), (len(cands)+9)/10)
-	var wg sync.WaitGroup
-	for w := range workers {
-		lo, hi := w*len(cands)/workers, (w+1)*len(cands)/workers
-		wg.Go(func() {
-			for i := lo; i < hi; i++ {
-				check(&cands[i])
-			}
-		})
+	// Each worker takes the next unchecked event, so a core that is busy
+	// elsewhere (the store's writer, push rules) does not hold back a
+	// fixed share; the handler's own goroutine is one of the workers.
+	var next atomic.Int64
+	work := func() {
+		for i := next.Add(1) - 1; i < int64(len(cands)); i = next.Add(1) - 1 {
+			check(&cands[i])
+		}
 	}
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), (len(cands)+9)/10) - 1 {
+		wg.Go(work)
+	}
+	work()
 	wg.Wait()
 }
 

@@ -375,7 +375,17 @@ func (e *Engine) storeEvent(tx *store.Tx, ev *Event) error {
 	if err := tx.Put(store.Events, store.PutU64(nid), ev.encode()); err != nil {
 		return err
 	}
-	return tx.Put(store.EventIDs, []byte(ev.ID), store.PutU64(nid))
+	if err := tx.Put(store.EventIDs, []byte(ev.ID), store.PutU64(nid)); err != nil {
+		return err
+	}
+	// The next event of a chain names this one as its prev event, often
+	// in the same transaction: keep the parsed event rather than parse
+	// its JSON again. The cache checks the event ID, so an entry left by
+	// a rolled-back commit is never served for another event.
+	if ev.PDU != nil && ev.PDU.Redacted() == (ev.Flags&flagRedacted != 0) {
+		e.pdus.put(nid, ev.ID, ev.Flags&flagRedacted != 0, ev.PDU)
+	}
+	return nil
 }
 
 // appendRemote adds an accepted event to the timeline and moves the
