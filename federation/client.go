@@ -161,7 +161,8 @@ func (s *Service) receiveHeld(ctx context.Context, held []heldPDU) {
 		for i := range n {
 			raws[i] = held[i].raw
 		}
-		for id, err := range s.receivePDUs(ctx, held[0].origin, raws) {
+		results, _ := s.receivePDUs(ctx, held[0].origin, raws, nil)
+		for id, err := range results {
 			if err != nil {
 				slog.Info("federation: PDU held for a join refused", "origin", held[0].origin, "event_id", id, "err", err)
 			}

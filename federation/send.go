@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/matrix-org/gomatrixserverlib"
@@ -63,24 +65,36 @@ func (s *Service) send(w http.ResponseWriter, r *request) {
 		matrixerr.Write(w, matrixerr.Forbidden("transaction origin does not match the request's signer"))
 		return
 	}
-	resp := fclient.RespSend{PDUs: map[string]fclient.PDUResult{}}
-	for id, err := range s.receivePDUs(r.Context(), r.origin, txn.PDUs) {
-		res := fclient.PDUResult{}
+	// The answer is recorded in the commit that stores the events when
+	// nothing else is left to do: no EDUs (handled after the PDUs, so a
+	// crash in between must not leave the retry answered) and no event
+	// that needed a fetch. That saves a commit, and its fsync, per
+	// transaction.
+	var body []byte
+	record := func(tx *store.Tx, results map[string]error) error {
+		body = sendAnswer(results)
+		return tx.Put(store.FedTxns, key, body)
+	}
+	if len(txn.EDUs) > 0 {
+		record = nil
+	}
+	results, recorded := s.receivePDUs(r.Context(), r.origin, txn.PDUs, record)
+	for id, err := range results {
 		if err != nil {
-			res.Error = err.Error()
 			slog.Info("federation: PDU refused", "origin", r.origin, "event_id", id, "err", err)
 		}
-		resp.PDUs[id] = res
 	}
 	for _, edu := range txn.EDUs {
 		s.receiveEDU(r.Context(), r.origin, edu)
 	}
-	body, _ := json.Marshal(resp)
-	if err := s.cfg.DB.Update(r.Context(), func(tx *store.Tx) error {
-		return tx.Put(store.FedTxns, key, body)
-	}); err != nil {
-		matrixerr.Write(w, err)
-		return
+	if !recorded {
+		body = sendAnswer(results)
+		if err := s.cfg.DB.Update(r.Context(), func(tx *store.Tx) error {
+			return tx.Put(store.FedTxns, key, body)
+		}); err != nil {
+			matrixerr.Write(w, err)
+			return
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(body)
@@ -92,16 +106,20 @@ func (s *Service) send(w http.ResponseWriter, r *request) {
 // no room state come first: an event of a room a local user is in, valid
 // for the room's version, sent by its sender's server (or relayed by the
 // resident server of a membership handshake), allowed by the room's
-// server ACL, signed by the servers that must sign it (all signatures in
-// one key-ring call); a hash mismatch leaves the event redacted. The room
-// engine then checks and stores them all in one store transaction; an
-// event that refers to events this server lacks is retried on its own
-// after fetching them.
-func (s *Service) receivePDUs(ctx context.Context, origin spec.ServerName, raws []json.RawMessage) map[string]error {
-	results := map[string]error{}
+// server ACL, signed by the servers that must sign it; a hash mismatch
+// leaves the event redacted. Those checks (parsing, hashing, ed25519)
+// are most of a transaction's cost and need nothing but the event, so
+// each core takes a share of the events (checkPDUs). The room engine
+// then checks and stores them all in one store transaction; an event
+// that refers to events this server lacks is retried on its own after
+// fetching them.
+func (s *Service) receivePDUs(ctx context.Context, origin spec.ServerName, raws []json.RawMessage,
+	record func(*store.Tx, map[string]error) error) (results map[string]error, recorded bool) {
+	results = map[string]error{}
 	inRoom := map[string]bool{}     // rooms a local user is joined to, asked once per transaction
 	notJoining := map[string]bool{} // rooms not joined with no join in flight either
-	var pdus []gomatrixserverlib.PDU
+	versions := map[string]gomatrixserverlib.RoomVersion{}
+	var cands []candidate
 	for _, raw := range raws {
 		roomID := gjson.GetBytes(raw, "room_id").String()
 		joined, seen := inRoom[roomID]
@@ -128,58 +146,130 @@ func (s *Service) receivePDUs(ctx context.Context, origin spec.ServerName, raws 
 			// only invited to): nothing here may take its events.
 			continue
 		}
-		pdu, err := s.parseForRoom(raw)
-		if pdu == nil {
-			continue // not even an event ID: nothing to answer about
+		version, ok := versions[roomID]
+		if !ok {
+			v, err := s.cfg.Rooms.RoomVersion(roomID)
+			if err != nil {
+				continue // not a room known here: no event ID to answer about
+			}
+			version, versions[roomID] = v, v
 		}
-		if err == nil {
-			err = s.checkOrigin(pdu, origin)
-		}
-		if err != nil {
-			results[pdu.EventID()] = err
-			continue
-		}
-		pdus = append(pdus, pdu)
+		cands = append(cands, candidate{raw: raw, roomID: roomID, version: version})
 	}
-	if len(pdus) == 0 {
-		return results
+	s.checkPDUs(ctx, origin, cands)
+	// Results are written in the order the checks run in one at a time:
+	// format and origin, then signatures, then the room's checks.
+	for _, c := range cands {
+		if c.pdu != nil && c.err != nil && !c.badSig {
+			results[c.pdu.EventID()] = c.err
+		}
 	}
 	var signed []gomatrixserverlib.PDU
-	for i, err := range s.verifySignatures(ctx, pdus) {
-		if err != nil {
-			results[pdus[i].EventID()] = fmt.Errorf("bad signature: %w", err)
-			continue
+	for _, c := range cands {
+		switch {
+		case c.pdu == nil:
+			// not even an event ID: nothing to answer about
+		case c.badSig:
+			results[c.pdu.EventID()] = c.err
+		case c.err == nil:
+			signed = append(signed, c.pdu)
 		}
-		signed = append(signed, pdus[i])
 	}
+	if len(signed) == 0 {
+		return results, false
+	}
+	// record runs in the events' commit if none of them needs a fetch:
+	// then their results there are the final ones.
+	var then func(*store.Tx, []error) error
+	wrote := false
+	if record != nil {
+		then = func(tx *store.Tx, batch []error) error {
+			wrote = false
+			all := maps.Clone(results)
+			for i, err := range batch {
+				if isMissing(err) {
+					return nil
+				}
+				all[signed[i].EventID()] = err
+			}
+			wrote = true
+			return record(tx, all)
+		}
+	}
+	batch, committed := s.cfg.Rooms.IngestBatch(ctx, signed, then)
 	// Events with gaps share one deadline for fetching what they miss, so
 	// a peer that never answers cannot hold the transaction for long.
 	fetchCtx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
-	for i, err := range s.cfg.Rooms.IngestBatch(ctx, signed) {
+	for i, err := range batch {
 		if isMissing(err) {
 			err = s.ingest(fetchCtx, origin, signed[i], 0)
 		}
 		results[signed[i].EventID()] = err
 	}
-	return results
+	return results, committed && wrote
 }
 
-// verifySignatures checks the events' signatures, a share of them on each
-// core: ed25519 verification is most of a transaction's cost. The result
-// is aligned with pdus.
-func (s *Service) verifySignatures(ctx context.Context, pdus []gomatrixserverlib.PDU) []error {
-	errs := make([]error, len(pdus))
-	workers := min(runtime.GOMAXPROCS(0), (len(pdus)+9)/10)
-	var wg sync.WaitGroup
-	for w := range workers {
-		lo, hi := w*len(pdus)/workers, (w+1)*len(pdus)/workers
-		wg.Go(func() {
-			copy(errs[lo:hi], gomatrixserverlib.VerifyAllEventSignatures(ctx, pdus[lo:hi], s.cfg.KeyRing, userIDForSender))
-		})
+// sendAnswer is the body of a /send answer: a result per PDU, with the
+// reason of each refused one.
+func sendAnswer(results map[string]error) []byte {
+	resp := fclient.RespSend{PDUs: map[string]fclient.PDUResult{}}
+	for id, err := range results {
+		res := fclient.PDUResult{}
+		if err != nil {
+			res.Error = err.Error()
+		}
+		resp.PDUs[id] = res
 	}
+	body, _ := json.Marshal(resp)
+	return body
+}
+
+// candidate is one PDU of a transaction for a room this server is in,
+// and what checkPDUs found.
+type candidate struct {
+	raw     json.RawMessage
+	roomID  string
+	version gomatrixserverlib.RoomVersion
+
+	pdu    gomatrixserverlib.PDU // nil if it did not even have an event ID
+	err    error
+	badSig bool // err is from the signature check
+}
+
+// checkPDUs parses each candidate for its room's version, checks that
+// origin may send it, and verifies its signatures, a share of the
+// candidates on each core: these checks need no room state, and ed25519
+// verification and the canonical JSON and hashes of parsing are most of
+// a transaction's cost.
+func (s *Service) checkPDUs(ctx context.Context, origin spec.ServerName, cands []candidate) {
+	check := func(c *candidate) {
+		c.pdu, c.err = parseUntrusted(c.version, c.roomID, c.raw)
+		if c.pdu == nil || c.err != nil {
+			return
+		}
+		if c.err = s.checkOrigin(c.pdu, origin); c.err != nil {
+			return
+		}
+		if err := gomatrixserverlib.VerifyEventSignatures(ctx, c.pdu, s.cfg.KeyRing, userIDForSender); err != nil {
+			c.err, c.badSig = fmt.Errorf("bad signature: %w", err), true
+		}
+	}
+	// Each worker takes the next unchecked event, so a core that is busy
+	// elsewhere (the store's writer, push rules) does not hold back a
+	// fixed share; the handler's own goroutine is one of the workers.
+	var next atomic.Int64
+	work := func() {
+		for i := next.Add(1) - 1; i < int64(len(cands)); i = next.Add(1) - 1 {
+			check(&cands[i])
+		}
+	}
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), (len(cands)+9)/10) - 1 {
+		wg.Go(work)
+	}
+	work()
 	wg.Wait()
-	return errs
 }
 
 // checkOrigin checks that origin may send pdu: its sender is a user of

@@ -179,6 +179,17 @@ func TestForgedAfterBanFromPeer(t *testing.T) {
 		t.Fatalf("/send of a backdated join: HTTP %d", code)
 	}
 	t.Logf("backdated join: %+v", res)
+	// "The present" is the peer's view with the ban in it: wait for hs1's
+	// outbound queue to deliver it (alice seeing it is not enough; a
+	// message built before it arrives is backdated too, and soft-failed).
+	waitFor(t, "the peer to receive the ban", func() (string, bool) {
+		m := p.stateEvent(room, "m.room.member", string(mallory))
+		b := ""
+		if m != nil {
+			b = string(m.Content())
+		}
+		return b, strings.Contains(b, `"ban"`)
+	})
 	present := p.message(room, "forged: banned but talking")
 	s.refused(t, "message after the ban", present.JSON(), present.EventID())
 

@@ -52,15 +52,22 @@ func (e *Engine) Ingest(ctx context.Context, pdu gomatrixserverlib.PDU, opts Ing
 
 // IngestBatch is Ingest for the events of one inbound transaction, in
 // order, in one store transaction (one commit instead of one per event):
-// a result per event, as Ingest would return it. If storing fails for
-// any of them, each is ingested on its own instead.
-func (e *Engine) IngestBatch(ctx context.Context, pdus []gomatrixserverlib.PDU) []error {
+// a result per event, as Ingest would return it. If then is not nil it
+// runs in that store transaction after the events, with their results,
+// so that what the caller records about them (the federation
+// transaction's answer) shares their commit; committed reports that it
+// ran and was committed. If storing fails for any of them, each is
+// ingested on its own instead, and then does not run.
+func (e *Engine) IngestBatch(ctx context.Context, pdus []gomatrixserverlib.PDU, then func(tx *store.Tx, results []error) error) (results []error, committed bool) {
 	for _, p := range pdus {
 		p.EventID()
 	}
-	results := make([]error, len(pdus))
+	results = make([]error, len(pdus))
 	err := e.db.Update(ctx, func(tx *store.Tx) error {
+		// The store may run this again after another write of the same
+		// commit failed: start from nothing each time.
 		clear(results)
+		committed = false
 		infos := map[string]*Info{}
 		for i, pdu := range pdus {
 			roomID := pdu.RoomID().String()
@@ -92,14 +99,21 @@ func (e *Engine) IngestBatch(ctx context.Context, pdus []gomatrixserverlib.PDU) 
 				return err
 			}
 		}
+		if then != nil {
+			if err := then(tx, results); err != nil {
+				return err
+			}
+			committed = true
+		}
 		return nil
 	})
 	if err != nil {
+		committed = false
 		for i, p := range pdus {
 			results[i] = e.Ingest(ctx, p, IngestOptions{})
 		}
 	}
-	return results
+	return results, committed
 }
 
 // IngestOptions says how an inbound event reached this server.
@@ -196,9 +210,17 @@ func (e *Engine) ingest(tx *store.Tx, info *Info, pdu gomatrixserverlib.PDU, opt
 		}
 	}
 	if reason == "" {
-		// Check 5: the event is allowed by the state before it.
-		if err := e.allowedAt(tx, pdu, before); err != nil {
+		// Check 5: the event is allowed by the state before it. When that
+		// state holds exactly the event's own auth events (the usual case
+		// of an event on the room's head), the auth rules would see what
+		// check 4 saw and give its answer: they are not run twice.
+		auth, err := e.stateForAuth(tx, pdu, before)
+		if err != nil {
 			reason = err.Error()
+		} else if !sameEvents(auth, authPDUs) {
+			if err := e.allowedBy(pdu, auth); err != nil {
+				reason = err.Error()
+			}
 		}
 	}
 	if ev.StateBefore, err = e.snapshotOf(tx, info, before); err != nil {
@@ -301,22 +323,46 @@ func allowed(pdu gomatrixserverlib.PDU, provider gomatrixserverlib.AuthEventProv
 // allowedAt checks pdu against the state s, loading only the entries the
 // auth rules look at.
 func (e *Engine) allowedAt(tx *store.Tx, pdu gomatrixserverlib.PDU, s *roomState) error {
+	auth, err := e.stateForAuth(tx, pdu, s)
+	if err != nil {
+		return err
+	}
+	return e.allowedBy(pdu, auth)
+}
+
+// stateForAuth loads the entries of the state s that the auth rules look
+// at for pdu.
+func (e *Engine) stateForAuth(tx *store.Tx, pdu gomatrixserverlib.PDU, s *roomState) ([]gomatrixserverlib.PDU, error) {
 	needed := gomatrixserverlib.StateNeededForAuth([]gomatrixserverlib.PDU{pdu})
 	var auth []gomatrixserverlib.PDU
 	for _, t := range needed.Tuples() {
 		nid, err := s.lookup(tx, stateKey(t.EventType, t.StateKey))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if nid != 0 {
 			ev, err := e.loadEvent(tx, nid)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			auth = append(auth, ev.PDU)
 		}
 	}
-	return e.allowedBy(pdu, auth)
+	return auth, nil
+}
+
+// sameEvents reports whether a and b hold the same events (by event ID),
+// in any order; neither lists an event twice.
+func sameEvents(a, b []gomatrixserverlib.PDU) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		if !slices.ContainsFunc(b, func(y gomatrixserverlib.PDU) bool { return y.EventID() == x.EventID() }) {
+			return false
+		}
+	}
+	return true
 }
 
 // storeEvent writes the event record and its ID index, nothing else.
@@ -329,7 +375,17 @@ func (e *Engine) storeEvent(tx *store.Tx, ev *Event) error {
 	if err := tx.Put(store.Events, store.PutU64(nid), ev.encode()); err != nil {
 		return err
 	}
-	return tx.Put(store.EventIDs, []byte(ev.ID), store.PutU64(nid))
+	if err := tx.Put(store.EventIDs, []byte(ev.ID), store.PutU64(nid)); err != nil {
+		return err
+	}
+	// The next event of a chain names this one as its prev event, often
+	// in the same transaction: keep the parsed event rather than parse
+	// its JSON again. The cache checks the event ID, so an entry left by
+	// a rolled-back commit is never served for another event.
+	if ev.PDU != nil && ev.PDU.Redacted() == (ev.Flags&flagRedacted != 0) {
+		e.pdus.put(nid, ev.ID, ev.Flags&flagRedacted != 0, ev.PDU)
+	}
+	return nil
 }
 
 // appendRemote adds an accepted event to the timeline and moves the
