@@ -261,6 +261,7 @@ func (s *Server) buildSliding(ctx context.Context, c *caller, p *parsedSliding, 
 		return nil, nil, false, err
 	}
 	var live *push.Live
+	fresh := map[string]bool{}
 	for _, rr := range batch.Rooms {
 		sr := results[rr.RoomID]
 		if sr == nil || !sr.Changed {
@@ -304,10 +305,13 @@ func (s *Server) buildSliding(ctx context.Context, c *caller, p *parsedSliding, 
 			}
 		}
 		resp.Rooms[rr.RoomID] = out
+		if out.Initial {
+			fresh[rr.RoomID] = true
+		}
 		next.sent[rr.RoomID] = now
 		news = true
 	}
-	if extNews, err := s.slidingExtensions(ctx, c, exts, p, base, next, resp); err != nil {
+	if extNews, err := s.slidingExtensions(ctx, c, exts, p, picks, fresh, base, next, resp); err != nil {
 		return nil, nil, false, err
 	} else if extNews {
 		news = true

@@ -349,6 +349,8 @@ func TestSlidingSyncBadInput(t *testing.T) {
 		{"fractional timeline_limit", lists(map[string]any{"timeline_limit": 1.5}), 400, "M_BAD_JSON"},
 		{"bad required_state", lists(map[string]any{"timeline_limit": 1, "required_state": [][]string{{"a"}}}), 400, "M_BAD_JSON"},
 		{"bad subscription key", map[string]any{"room_subscriptions": map[string]any{"nope": map[string]any{}}}, 400, "M_INVALID_PARAM"},
+		{"bad known extension", map[string]any{"extensions": map[string]any{"typing": 7}}, 400, "M_BAD_JSON"},
+		{"extensions not an object", map[string]any{"extensions": []int{1}}, 400, "M_BAD_JSON"},
 		{"long conn_id", map[string]any{"conn_id": string(make([]byte, 100))}, 400, "M_INVALID_PARAM"},
 	} {
 		r := ts.ss(t, alice, "", -1, tc.body)
@@ -374,7 +376,7 @@ func TestSlidingSyncBadInput(t *testing.T) {
 	// are ignored.
 	out := ts.ssOK(t, alice, "", -1, map[string]any{
 		"lists":      map[string]any{"l": ssList([][2]int{{0, 1 << 40}}, 1<<40, nil)},
-		"extensions": map[string]any{"org.example.nope": map[string]any{"enabled": true}, "typing": 7},
+		"extensions": map[string]any{"org.example.nope": map[string]any{"enabled": true}, "org.example.odd": 7},
 	})
 	if n := len(out.Rooms[roomID].Timeline); n != 100 {
 		t.Fatalf("timeline of %d events, want the clamp of 100", n)
