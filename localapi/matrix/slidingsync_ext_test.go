@@ -132,7 +132,7 @@ func TestSlidingSyncAccountDataReceiptsTyping(t *testing.T) {
 	}
 	var rc struct {
 		Rooms map[string]struct {
-			Type    string                                `json:"type"`
+			Type    string                               `json:"type"`
 			Content map[string]map[string]map[string]any `json:"content"`
 		} `json:"rooms"`
 	}
