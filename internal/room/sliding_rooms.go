@@ -59,6 +59,9 @@ type SlidingRoomRequest struct {
 	RequiredState RequiredState
 	// LivePos: timeline events after it count in num_live (0: none do).
 	LivePos uint64
+	// Expand sends the latest TimelineLimit events even if some were sent
+	// before: the limit grew (MSC4186 §"Changes to timeline_limit").
+	Expand bool
 }
 
 // SlidingBatch asks for several rooms of one user at position Now.
@@ -158,10 +161,14 @@ func (e *Engine) slidingRoomResult(tx *store.Tx, b SlidingBatch, rr SlidingRoomR
 	}
 	req := SyncRequest{UserID: b.UserID, Device: b.Device, Now: to, Ignored: b.Ignored,
 		Timeline: EventFilter{Limit: rr.TimelineLimit}}
+	tlFrom := from
+	if rr.Expand {
+		tlFrom = 0
+	}
 	var tl Timeline
 	if rr.TimelineLimit > 0 {
 		var err error
-		if tl, err = e.syncTimeline(tx, req, info, from, to); err != nil {
+		if tl, err = e.syncTimeline(tx, req, info, tlFrom, to); err != nil {
 			return nil, err
 		}
 	} else {
@@ -181,7 +188,7 @@ func (e *Engine) slidingRoomResult(tx *store.Tx, b SlidingBatch, rr SlidingRoomR
 		}
 	}
 	initial := since == 0
-	sr.Changed = initial || to > since
+	sr.Changed = initial || to > since || rr.Expand
 
 	// required_state: the matching state at the end of the timeline that
 	// changed since the room was last sent (all of it when initial).

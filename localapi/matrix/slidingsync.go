@@ -242,15 +242,18 @@ func (s *Server) buildSliding(ctx context.Context, c *caller, p *parsedSliding, 
 	batch := room.SlidingBatch{UserID: c.UserID, Device: c.Session, Now: now, Ignored: s.ignoredUsers(c.Localpart)}
 	for id, pk := range picks {
 		en := byID[id]
-		sentAt, sent := base.sent[id]
+		was, sent := base.sent[id]
 		rr := room.SlidingRoomRequest{RoomID: id, TimelineLimit: pk.cfg.timelineLimit, RequiredState: pk.cfg.state}
+		// A grown timeline_limit is answered at once with the latest
+		// events (expanded_timeline), not at the room's next event.
+		expand := sent && en.Membership == "join" && pk.cfg.timelineLimit > was.limit
 		switch {
 		case !sent:
 			if base.counter > 0 {
 				rr.LivePos = base.pos
 			}
-		case en.LastPos > sentAt || en.MemberPos > sentAt:
-			rr.Since, rr.LivePos = sentAt, sentAt
+		case en.LastPos > was.pos || en.MemberPos > was.pos || expand:
+			rr.Since, rr.LivePos, rr.Expand = was.pos, was.pos, expand
 		default:
 			continue // nothing new since the connection sent it
 		}
@@ -269,7 +272,7 @@ func (s *Server) buildSliding(ctx context.Context, c *caller, p *parsedSliding, 
 		}
 		en := byID[rr.RoomID]
 		out := &slidingRoomResp{Membership: sr.Membership, Lists: picks[rr.RoomID].lists,
-			Initial: rr.Since == 0, Heroes: sr.Heroes, PrevBatch: ""}
+			Initial: rr.Since == 0, Heroes: sr.Heroes, ExpandedTimeline: rr.Expand}
 		if out.Initial || en.BumpStamp > rr.Since {
 			b := en.BumpStamp
 			out.BumpStamp = &b
@@ -308,7 +311,12 @@ func (s *Server) buildSliding(ctx context.Context, c *caller, p *parsedSliding, 
 		if out.Initial {
 			fresh[rr.RoomID] = true
 		}
-		next.sent[rr.RoomID] = now
+		held := rr.TimelineLimit
+		if !rr.Expand && rr.Since != 0 && !sr.Limited {
+			// No gap: the client still holds what it had, plus these.
+			held = max(held, base.sent[rr.RoomID].limit)
+		}
+		next.sent[rr.RoomID] = sentRoom{pos: now, limit: held}
 		news = true
 	}
 	if extNews, err := s.slidingExtensions(ctx, c, exts, p, picks, fresh, base, next, resp); err != nil {

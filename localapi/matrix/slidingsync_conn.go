@@ -38,10 +38,18 @@ type slidingKey struct{ user, device, connID string }
 type slidingState struct {
 	counter   uint64
 	pos, eph  uint64
-	sent      map[string]uint64 // room ID → position the room was sent up to
+	sent      map[string]sentRoom // room ID → how far the room was sent
 	counts    map[string]int    // list key → count last reported
 	toDevice  uint64            // to-device messages delivered up to here
 	accountDP uint64            // account data sent up to here
+}
+
+// sentRoom is how far a connection sent a room: up to which position, and
+// how many of its latest events the client holds (the largest
+// timeline_limit sent since the last gap), for timeline expansion.
+type sentRoom struct {
+	pos   uint64
+	limit int
 }
 
 type slidingConn struct {
@@ -87,7 +95,7 @@ func (t *slidingConns) start(key slidingKey) (*slidingConn, *slidingState) {
 	t.init()
 	t.nextID++
 	c := &slidingConn{key: key, id: t.nextID, used: time.Now(), next: 1,
-		confirmed: &slidingState{sent: map[string]uint64{}, counts: map[string]int{}}}
+		confirmed: &slidingState{sent: map[string]sentRoom{}, counts: map[string]int{}}}
 	t.conns[key] = c
 	t.bound(key)
 	return c, c.confirmed

@@ -401,3 +401,48 @@ func TestSlidingSyncConnectionsBounded(t *testing.T) {
 		t.Fatalf("dropped connection's pos: %d %s", r.Status, r.Body)
 	}
 }
+
+// TestSlidingSyncExpandedTimeline: raising a room's timeline_limit (here
+// through a subscription, as Element X does when a room is opened) sends
+// the latest events at once with expanded_timeline; the same request
+// again sends nothing new.
+func TestSlidingSyncExpandedTimeline(t *testing.T) {
+	ts := newTestServer(t)
+	alice := ts.register(t, "alice")
+	roomID := ts.createRoom(t, alice, nil)
+	for i := 0; i < 8; i++ {
+		ts.send(t, alice, roomID, fmt.Sprint("e", i), fmt.Sprint("event ", i))
+	}
+	list := map[string]any{"all": ssList([][2]int{{0, 9}}, 1, nil)}
+	r1 := ts.ssOK(t, alice, "", -1, map[string]any{"lists": list})
+	if n := len(r1.Rooms[roomID].Timeline); n != 1 {
+		t.Fatalf("first timeline has %d events", n)
+	}
+	body := map[string]any{"lists": list, "room_subscriptions": map[string]any{
+		roomID: map[string]any{"timeline_limit": 5, "required_state": [][]string{}}}}
+	r2 := ts.ssOK(t, alice, r1.Pos, 0, body)
+	var rm struct {
+		Initial          bool      `json:"initial"`
+		ExpandedTimeline bool      `json:"expanded_timeline"`
+		Timeline         []ssEvent `json:"timeline"`
+		NumLive          int       `json:"num_live"`
+	}
+	resp := ts.ss(t, alice, r1.Pos, 0, body) // a retry with the same pos: the same answer
+	resp.wantStatus(t, 200)
+	var full struct {
+		Pos   string                     `json:"pos"`
+		Rooms map[string]json.RawMessage `json:"rooms"`
+	}
+	json.Unmarshal(resp.Body, &full)
+	json.Unmarshal(full.Rooms[roomID], &rm)
+	if rm.Initial || !rm.ExpandedTimeline || len(rm.Timeline) != 5 || rm.NumLive != 0 {
+		t.Fatalf("expanded room: %s", full.Rooms[roomID])
+	}
+	if len(r2.Rooms[roomID].Timeline) != 5 {
+		t.Fatalf("first expansion had %d events", len(r2.Rooms[roomID].Timeline))
+	}
+	r3 := ts.ssOK(t, alice, full.Pos, 0, body)
+	if len(r3.Rooms) != 0 {
+		t.Fatalf("sent again: %v", r3.Rooms)
+	}
+}
