@@ -39,9 +39,9 @@ type slidingState struct {
 	counter   uint64
 	pos, eph  uint64
 	sent      map[string]sentRoom // room ID → how far the room was sent
-	counts    map[string]int    // list key → count last reported
-	toDevice  uint64            // to-device messages delivered up to here
-	accountDP uint64            // account data sent up to here
+	counts    map[string]int      // list key → count last reported
+	toDevice  uint64              // to-device messages delivered up to here
+	accountDP uint64              // account data sent up to here
 }
 
 // sentRoom is how far a connection sent a room: up to which position, and
