@@ -26,7 +26,7 @@ const (
 	// recently used is dropped first (MSC4186 §"Security considerations").
 	maxConnsPerDevice = 16
 	// maxConns bounds the whole table.
-	maxConns = 4096
+	maxConns = 1024
 )
 
 type slidingKey struct{ user, device, connID string }
