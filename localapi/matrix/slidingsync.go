@@ -239,6 +239,13 @@ func (s *Server) buildSliding(ctx context.Context, c *caller, p *parsedSliding, 
 		}
 	}
 
+	var ownReceipt, stateMoved map[string]bool
+	if base.pos != 0 {
+		if ownReceipt, stateMoved, err = s.rooms.SlidingChanges(c.UserID, base.pos, now); err != nil {
+			return nil, nil, false, err
+		}
+	}
+	var live *push.Live
 	batch := room.SlidingBatch{UserID: c.UserID, Device: c.Session, Now: now, Ignored: s.ignoredUsers(c.Localpart)}
 	for id, pk := range picks {
 		en := byID[id]
@@ -252,8 +259,18 @@ func (s *Server) buildSliding(ctx context.Context, c *caller, p *parsedSliding, 
 			if base.counter > 0 {
 				rr.LivePos = base.pos
 			}
-		case en.LastPos > was.pos || en.MemberPos > was.pos || expand:
+		case en.LastPos > was.pos || en.MemberPos > was.pos || expand || stateMoved[id]:
 			rr.Since, rr.LivePos, rr.Expand = was.pos, was.pos, expand
+		case ownReceipt[id] && en.Membership == "join":
+			// Only the unread counts changed (the user read the room).
+			out := &slidingRoomResp{Lists: pk.lists}
+			if err := s.slidingUnread(ctx, c, id, now, &live, out); err != nil {
+				return nil, nil, false, err
+			}
+			resp.Rooms[id] = out
+			next.sent[id] = sentRoom{pos: now, limit: was.limit}
+			news = true
+			continue
 		default:
 			continue // nothing new since the connection sent it
 		}
@@ -263,7 +280,6 @@ func (s *Server) buildSliding(ctx context.Context, c *caller, p *parsedSliding, 
 	if err != nil {
 		return nil, nil, false, err
 	}
-	var live *push.Live
 	fresh := map[string]bool{}
 	for _, rr := range batch.Rooms {
 		sr := results[rr.RoomID]

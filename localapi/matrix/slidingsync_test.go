@@ -446,3 +446,47 @@ func TestSlidingSyncExpandedTimeline(t *testing.T) {
 		t.Fatalf("sent again: %v", r3.Rooms)
 	}
 }
+
+// TestSlidingSyncUnreadCounts: notification_count counts messages the
+// user has not read, and reading the room (a read receipt) sends the room
+// again with the count at 0, though no event arrived.
+func TestSlidingSyncUnreadCounts(t *testing.T) {
+	ps := newPushServer(t)
+	alice, bob := ps.register(t, "alice"), ps.register(t, "bob")
+	roomID := ps.createRoom(t, alice, map[string]any{"preset": "public_chat"})
+	ps.join(t, bob, roomID)
+	var last string
+	for i := 0; i < 3; i++ {
+		last = ps.send(t, bob, roomID, fmt.Sprint("n", i), fmt.Sprint("news ", i))
+	}
+	ps.settle(t)
+	body := map[string]any{"lists": map[string]any{"all": ssList([][2]int{{0, 9}}, 1, nil)}}
+	type counts struct {
+		Notification *int `json:"notification_count"`
+	}
+	get := func(r *response) (string, *counts) {
+		var out struct {
+			Pos   string            `json:"pos"`
+			Rooms map[string]counts `json:"rooms"`
+		}
+		json.Unmarshal(r.Body, &out)
+		c, ok := out.Rooms[roomID]
+		if !ok {
+			return out.Pos, nil
+		}
+		return out.Pos, &c
+	}
+	r := ps.ss(t, alice, "", -1, body)
+	r.wantStatus(t, 200)
+	pos, c := get(r)
+	if c == nil || c.Notification == nil || *c.Notification != 3 {
+		t.Fatalf("initial counts: %s", r.Body)
+	}
+	ps.do(t, "POST", v3path+"/rooms/"+url.PathEscape(roomID)+"/receipt/m.read/"+url.PathEscape(last), alice.Token,
+		map[string]any{}).wantStatus(t, 200)
+	r = ps.ss(t, alice, pos, 30000, body)
+	r.wantStatus(t, 200)
+	if _, c = get(r); c == nil || c.Notification == nil || *c.Notification != 0 {
+		t.Fatalf("after reading: %s", r.Body)
+	}
+}
