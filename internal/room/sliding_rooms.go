@@ -96,6 +96,10 @@ type SlidingRoom struct {
 	CountsIncluded bool
 	// Changed says the room has anything new for an incremental response.
 	Changed bool
+	// Whole is set when the result is the whole room although the
+	// connection sent it before: the user joined since (an invite
+	// accepted, a room rejoined), so the client must replace what it had.
+	Whole bool
 }
 
 // SlidingRooms builds the requested rooms. A room the user has no
@@ -157,7 +161,7 @@ func (e *Engine) slidingRoomResult(tx *store.Tx, b SlidingBatch, rr SlidingRoomR
 	// events, as /sync does for a room joined since the token.
 	from := since
 	if m.Membership == "join" && m.Pos > since {
-		from = 0
+		from, sr.Whole = 0, since != 0
 	}
 	req := SyncRequest{UserID: b.UserID, Device: b.Device, Now: to, Ignored: b.Ignored,
 		Timeline: EventFilter{Limit: rr.TimelineLimit}}
@@ -187,7 +191,7 @@ func (e *Engine) slidingRoomResult(tx *store.Tx, b SlidingBatch, rr SlidingRoomR
 			}
 		}
 	}
-	initial := since == 0
+	initial := from == 0
 	sr.Changed = initial || to > since || rr.Expand
 
 	// required_state: the matching state at the end of the timeline that

@@ -288,7 +288,7 @@ func (s *Server) buildSliding(ctx context.Context, c *caller, p *parsedSliding, 
 		}
 		en := byID[rr.RoomID]
 		out := &slidingRoomResp{Membership: sr.Membership, Lists: picks[rr.RoomID].lists,
-			Initial: rr.Since == 0, Heroes: sr.Heroes, ExpandedTimeline: rr.Expand}
+			Initial: rr.Since == 0 || sr.Whole, Heroes: sr.Heroes, ExpandedTimeline: rr.Expand && !sr.Whole}
 		if out.Initial || en.BumpStamp > rr.Since {
 			b := en.BumpStamp
 			out.BumpStamp = &b

@@ -206,6 +206,15 @@ func TestSlidingSyncInviteList(t *testing.T) {
 	if !hasName {
 		t.Fatalf("invite_state lacks the room name: %s", rm.InviteState)
 	}
+	// Accepting the invite sends the room whole again (initial), joined,
+	// now in the other list.
+	ts.join(t, bob, roomID)
+	r3 := ts.ssOK(t, bob, r2.Pos, 30000, body)
+	rm, ok = r3.Rooms[roomID]
+	if !ok || !rm.Initial || rm.Membership != "join" || len(rm.InviteState) != 0 || len(rm.Timeline) != 1 ||
+		rm.Name == nil || *rm.Name != "party" || len(rm.Lists) != 1 || rm.Lists[0] != "rooms" {
+		t.Fatalf("joined room: %+v", r3.Rooms)
+	}
 }
 
 // TestSlidingSyncRequiredState: required_state returns what is asked,
