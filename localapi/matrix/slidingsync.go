@@ -261,14 +261,20 @@ func (s *Server) buildSliding(ctx context.Context, c *caller, p *parsedSliding, 
 			}
 		case en.LastPos > was.pos || en.MemberPos > was.pos || expand || stateMoved[id]:
 			rr.Since, rr.LivePos, rr.Expand = was.pos, was.pos, expand
-		case ownReceipt[id] && en.Membership == "join":
-			// Only the unread counts changed (the user read the room).
+		case (ownReceipt[id] && en.Membership == "join") || dms[id] != was.dm:
+			// Only the unread counts changed (the user read the room), or
+			// whether it is a DM, which must then be sent (MSC4186 is_dm).
 			out := &slidingRoomResp{Lists: pk.lists}
-			if err := s.slidingUnread(ctx, c, id, now, &live, out); err != nil {
-				return nil, nil, false, err
+			if en.Membership == "join" {
+				if err := s.slidingUnread(ctx, c, id, now, &live, out); err != nil {
+					return nil, nil, false, err
+				}
+			}
+			if dm := dms[id]; dm != was.dm {
+				out.IsDM = &dm
 			}
 			resp.Rooms[id] = out
-			next.sent[id] = sentRoom{pos: now, limit: was.limit}
+			next.sent[id] = sentRoom{pos: now, limit: was.limit, dm: dms[id]}
 			news = true
 			continue
 		default:
@@ -293,8 +299,7 @@ func (s *Server) buildSliding(ctx context.Context, c *caller, p *parsedSliding, 
 			b := en.BumpStamp
 			out.BumpStamp = &b
 		}
-		if out.Initial {
-			isDM := dms[rr.RoomID]
+		if isDM := dms[rr.RoomID]; out.Initial || isDM != base.sent[rr.RoomID].dm {
 			out.IsDM = &isDM
 		}
 		if sr.InviteState != nil {
@@ -332,7 +337,7 @@ func (s *Server) buildSliding(ctx context.Context, c *caller, p *parsedSliding, 
 			// No gap: the client still holds what it had, plus these.
 			held = max(held, base.sent[rr.RoomID].limit)
 		}
-		next.sent[rr.RoomID] = sentRoom{pos: now, limit: held}
+		next.sent[rr.RoomID] = sentRoom{pos: now, limit: held, dm: dms[rr.RoomID]}
 		news = true
 	}
 	if extNews, err := s.slidingExtensions(ctx, c, exts, p, picks, fresh, base, next, resp); err != nil {

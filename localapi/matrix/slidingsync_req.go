@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/hearth-chat/hearth/internal/room"
@@ -151,6 +153,8 @@ func (req *slidingRequest) parse(userID string) (*parsedSliding, error) {
 		}
 		p.lists = append(p.lists, sl)
 	}
+	// Lists in key order, so a room's `lists` come in a stable order.
+	slices.SortFunc(p.lists, func(a, b slidingList) int { return strings.Compare(a.key, b.key) })
 	for roomID, sub := range req.RoomSubscriptions {
 		if len(roomID) == 0 || roomID[0] != '!' {
 			return nil, matrixerr.InvalidParam("room_subscriptions keys are room IDs")

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"slices"
 	"testing"
 )
 
@@ -497,5 +498,58 @@ func TestSlidingSyncUnreadCounts(t *testing.T) {
 	r.wantStatus(t, 200)
 	if _, c = get(r); c == nil || c.Notification == nil || *c.Notification != 0 {
 		t.Fatalf("after reading: %s", r.Body)
+	}
+}
+
+// TestSlidingSyncFilters: is_dm follows m.direct (and a room that becomes
+// a DM is sent again with is_dm), is_encrypted, room_types with null for
+// untyped rooms, not_room_types, and spaces (the space's m.space.child
+// rooms, not the space itself).
+func TestSlidingSyncFilters(t *testing.T) {
+	ts := newTestServer(t)
+	alice, bob := ts.register(t, "alice"), ts.register(t, "bob")
+	dm := ts.createRoom(t, alice, map[string]any{"is_direct": true, "invite": []string{bob.ID}})
+	plain := ts.createRoom(t, alice, nil)
+	enc := ts.createRoom(t, alice, map[string]any{"initial_state": []any{map[string]any{
+		"type": "m.room.encryption", "state_key": "", "content": map[string]any{"algorithm": "m.megolm.v1.aes-sha2"}}}})
+	space := ts.createRoom(t, alice, map[string]any{"creation_content": map[string]any{"type": "m.space"}})
+	ts.putState(t, alice, space, "m.space.child", plain, map[string]any{"via": []string{testServerName}})
+	direct := func(rooms ...string) {
+		ts.do(t, "PUT", v3path+"/user/"+url.PathEscape(alice.ID)+"/account_data/m.direct", alice.Token,
+			map[string]any{bob.ID: rooms}).wantStatus(t, 200)
+	}
+	direct(dm)
+	f := func(filters map[string]any) map[string]any {
+		return ssList([][2]int{{0, 9}}, 0, map[string]any{"filters": filters})
+	}
+	body := map[string]any{"lists": map[string]any{
+		"dms":       f(map[string]any{"is_dm": true}),
+		"not-dms":   f(map[string]any{"is_dm": false}),
+		"encrypted": f(map[string]any{"is_encrypted": true}),
+		"spaces":    f(map[string]any{"room_types": []any{"m.space"}}),
+		"untyped":   f(map[string]any{"room_types": []any{nil}}),
+		"no-spaces": f(map[string]any{"not_room_types": []any{"m.space"}}),
+		"in-space":  f(map[string]any{"spaces": []string{space}}),
+	}}
+	r1 := ts.ssOK(t, alice, "", -1, body)
+	want := map[string][]string{"dms": {dm}, "not-dms": {plain, enc, space}, "encrypted": {enc}, "spaces": {space},
+		"untyped": {dm, plain, enc}, "no-spaces": {dm, plain, enc}, "in-space": {plain}}
+	for list, rooms := range want {
+		if got := r1.Lists[list].Count; got != len(rooms) {
+			t.Errorf("list %s: count %d, want %d", list, got, len(rooms))
+		}
+		for _, id := range rooms {
+			if !slices.Contains(r1.Rooms[id].Lists, list) {
+				t.Errorf("room %s is not in list %s: %v", id, list, r1.Rooms[id].Lists)
+			}
+		}
+	}
+	if r1.Rooms[dm].IsDM == nil || !*r1.Rooms[dm].IsDM || r1.Rooms[plain].IsDM == nil || *r1.Rooms[plain].IsDM {
+		t.Fatalf("is_dm: dm %v, plain %v", r1.Rooms[dm].IsDM, r1.Rooms[plain].IsDM)
+	}
+	direct(dm, plain)
+	r2 := ts.ssOK(t, alice, r1.Pos, 30000, body)
+	if r2.Lists["dms"].Count != 2 || r2.Rooms[plain].IsDM == nil || !*r2.Rooms[plain].IsDM {
+		t.Fatalf("after m.direct changed: lists %+v, plain %+v", r2.Lists, r2.Rooms[plain])
 	}
 }
