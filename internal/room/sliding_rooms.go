@@ -62,6 +62,10 @@ type SlidingRoomRequest struct {
 	// Expand sends the latest TimelineLimit events even if some were sent
 	// before: the limit grew (MSC4186 §"Changes to timeline_limit").
 	Expand bool
+	// StateExpanded sends every entry required_state matches, not only
+	// those changed since: the config now asks for more than it did when
+	// the room was last sent (MSC4186 §"Changes to required_state").
+	StateExpanded bool
 }
 
 // SlidingBatch asks for several rooms of one user at position Now.
@@ -192,7 +196,7 @@ func (e *Engine) slidingRoomResult(tx *store.Tx, b SlidingBatch, rr SlidingRoomR
 		}
 	}
 	initial := from == 0
-	sr.Changed = initial || to > since || rr.Expand
+	sr.Changed = initial || to > since || rr.Expand || rr.StateExpanded
 
 	// required_state: the matching state at the end of the timeline that
 	// changed since the room was last sent (all of it when initial).
@@ -204,7 +208,7 @@ func (e *Engine) slidingRoomResult(tx *store.Tx, b SlidingBatch, rr SlidingRoomR
 	have := map[uint64]bool{}
 	memberChanged := false
 	for _, nid := range state {
-		if !initial && nid <= from {
+		if !initial && !rr.StateExpanded && nid <= from {
 			continue
 		}
 		ev, err := e.loadEvent(tx, nid)

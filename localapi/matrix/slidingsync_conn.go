@@ -51,7 +51,8 @@ type slidingState struct {
 type sentRoom struct {
 	pos   uint64
 	limit int
-	dm    bool // is_dm as last sent
+	dm    bool   // is_dm as last sent
+	state string // roomConfig.stateKey of the required_state last sent
 }
 
 type slidingConn struct {

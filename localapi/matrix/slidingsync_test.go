@@ -553,3 +553,37 @@ func TestSlidingSyncFilters(t *testing.T) {
 		t.Fatalf("after m.direct changed: lists %+v, plain %+v", r2.Lists, r2.Rooms[plain])
 	}
 }
+
+// TestSlidingSyncRequiredStateExpansion: asking for more state for a room
+// already sent (a subscription with a wider required_state, as a client
+// does when a room is opened) sends it at once, not only at the room's
+// next event; asking for the same again sends nothing.
+func TestSlidingSyncRequiredStateExpansion(t *testing.T) {
+	ts := newTestServer(t)
+	alice := ts.register(t, "alice")
+	roomID := ts.createRoom(t, alice, map[string]any{"name": "n", "topic": "the topic"})
+	list := map[string]any{"all": map[string]any{"ranges": [][2]int{{0, 9}}, "timeline_limit": 1,
+		"required_state": [][]string{{"m.room.name", ""}}}}
+	r1 := ts.ssOK(t, alice, "", -1, map[string]any{"lists": list})
+	if rs := r1.Rooms[roomID].RequiredState; len(rs) != 1 || rs[0].Type != "m.room.name" {
+		t.Fatalf("first required_state: %+v", rs)
+	}
+	body := map[string]any{"lists": list, "room_subscriptions": map[string]any{roomID: map[string]any{
+		"timeline_limit": 1, "required_state": [][]string{{"m.room.topic", ""}}}}}
+	r2 := ts.ssOK(t, alice, r1.Pos, 0, body)
+	rm, ok := r2.Rooms[roomID]
+	hasTopic := false
+	for _, ev := range rm.RequiredState {
+		hasTopic = hasTopic || ev.Type == "m.room.topic"
+	}
+	if !ok || rm.Initial || !hasTopic || len(rm.Timeline) != 0 {
+		t.Fatalf("expanded state: %+v", r2.Rooms)
+	}
+	if r3 := ts.ssOK(t, alice, r2.Pos, 0, body); len(r3.Rooms) != 0 {
+		t.Fatalf("sent again: %+v", r3.Rooms)
+	}
+	// Narrowing again asks for nothing new.
+	if r4 := ts.ssOK(t, alice, r2.Pos, 0, map[string]any{"lists": list}); len(r4.Rooms) != 0 {
+		t.Fatalf("narrowed: %+v", r4.Rooms)
+	}
+}
