@@ -80,8 +80,9 @@ func (c *slidingCache) put(nid uint64, v slidingRoomCache) {
 }
 
 // SlidingList lists the user's rooms at position now, in no order.
-// Forgotten rooms are left out.
-func (e *Engine) SlidingList(userID string, now uint64) ([]SlidingEntry, error) {
+// Forgotten rooms are left out, and invites from users in ignored (the
+// user's m.ignored_user_list: Client-Server API §"Ignoring Users").
+func (e *Engine) SlidingList(userID string, now uint64, ignored map[string]bool) ([]SlidingEntry, error) {
 	var out []SlidingEntry
 	err := e.db.View(func(tx *store.Tx) error {
 		for _, m := range memberships(tx, userID) {
@@ -109,6 +110,13 @@ func (e *Engine) SlidingList(userID string, now uint64) ([]SlidingEntry, error) 
 			case "leave":
 				if ev, err := e.currentStateEvent(tx, info.NID, "m.room.member", userID); err == nil && ev != nil {
 					en.SelfLeft = string(ev.PDU.SenderID()) == userID
+				}
+			case "invite":
+				if len(ignored) > 0 {
+					if ev, err := e.currentStateEvent(tx, info.NID, "m.room.member", userID); err == nil && ev != nil &&
+						ignored[string(ev.PDU.SenderID())] {
+						continue
+					}
 				}
 			}
 			out = append(out, en)

@@ -43,7 +43,7 @@ func TestSlidingListBumpStamp(t *testing.T) {
 	bumps := func(e *Engine) map[string]SlidingEntry {
 		t.Helper()
 		now, _ := e.Pos()
-		list, err := e.SlidingList(alice, now)
+		list, err := e.SlidingList(alice, now, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -90,7 +90,7 @@ func BenchmarkSlidingListCold(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		cold := New(db, stream.New(pos), Config{ServerName: "test.local", KeyID: "ed25519:t", PrivateKey: key})
-		if list, err := cold.SlidingList(alice, pos); err != nil || len(list) != 1000 {
+		if list, err := cold.SlidingList(alice, pos, nil); err != nil || len(list) != 1000 {
 			b.Fatal(err, len(list))
 		}
 	}
