@@ -111,6 +111,16 @@ func (e *Engine) SlidingList(userID string, now uint64, ignored map[string]bool)
 				if ev, err := e.currentStateEvent(tx, info.NID, "m.room.member", userID); err == nil && ev != nil {
 					en.SelfLeft = string(ev.PDU.SenderID()) == userID
 				}
+			case "ban":
+				// A ban of someone who never joined is not listed (MSC4186
+				// §"Lists"): the user never saw the room.
+				joined := false
+				for _, le := range readLog(tx, store.MemberLog, memberLogPrefix(info.NID, userID)) {
+					joined = joined || le.value == "join"
+				}
+				if !joined {
+					continue
+				}
 			case "invite":
 				if len(ignored) > 0 {
 					if ev, err := e.currentStateEvent(tx, info.NID, "m.room.member", userID); err == nil && ev != nil &&

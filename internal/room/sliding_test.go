@@ -95,3 +95,34 @@ func BenchmarkSlidingListCold(b *testing.B) {
 		}
 	}
 }
+
+// TestSlidingListBans: a user banned after joining sees the room (with the
+// ban's position as its bump stamp); one banned without ever joining
+// does not.
+func TestSlidingListBans(t *testing.T) {
+	ctx := context.Background()
+	e, _ := newEngine(t)
+	const carol = "@carol:test.local"
+	roomID, err := e.CreateRoom(ctx, alice, Profile{}, CreateRequest{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ChangeMembership(ctx, MembershipRequest{Sender: bob, RoomID: roomID, Target: bob, Membership: "join"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{bob, carol} {
+		if _, err := e.ChangeMembership(ctx, MembershipRequest{Sender: alice, RoomID: roomID, Target: u, Membership: "ban"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now, _ := e.Pos()
+	for u, want := range map[string]int{bob: 1, carol: 0} {
+		list, err := e.SlidingList(u, now, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) != want || (want == 1 && (list[0].Membership != "ban" || list[0].BumpStamp != list[0].MemberPos)) {
+			t.Errorf("%s: %+v, want %d rooms", u, list, want)
+		}
+	}
+}
