@@ -606,3 +606,19 @@ func TestSlidingSyncIgnoredInvite(t *testing.T) {
 		t.Fatalf("carol's invite is missing: %v", r.Rooms)
 	}
 }
+
+// TestSlidingSyncSubscriptionNotMember: a subscription to a room the user
+// is not in (public or not), or to one that does not exist, returns
+// nothing of it (MSC4186 §"Subscriptions").
+func TestSlidingSyncSubscriptionNotMember(t *testing.T) {
+	ts := newTestServer(t)
+	alice, bob := ts.register(t, "alice"), ts.register(t, "bob")
+	public := ts.createRoom(t, bob, map[string]any{"preset": "public_chat", "name": "secret plans"})
+	ts.send(t, bob, public, "s", "not for alice")
+	sub := map[string]any{"timeline_limit": 5, "required_state": [][]string{{"*", "*"}}}
+	r := ts.ssOK(t, alice, "", -1, map[string]any{"room_subscriptions": map[string]any{
+		public: sub, "!nowhere:test.local": sub}})
+	if len(r.Rooms) != 0 {
+		t.Fatalf("rooms of others: %+v", r.Rooms)
+	}
+}
