@@ -36,8 +36,9 @@ type Engine struct {
 	pdus        *pduCache
 	now         func() time.Time
 
-	erased erasures  // senders who asked for erasure (erase.go)
-	seq    sequencer // per-room queues of sends (sequencer.go)
+	erased  erasures     // senders who asked for erasure (erase.go)
+	seq     sequencer    // per-room queues of sends (sequencer.go)
+	sliding slidingCache // bump stamps and room types for sliding sync (sliding.go)
 }
 
 // Config is what the engine needs from the daemon.

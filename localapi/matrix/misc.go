@@ -45,6 +45,9 @@ var unstableFeatures = map[string]bool{
 	// (roomsummary.go).
 	"im.nheko.summary":   true,
 	"org.matrix.msc3266": true,
+	// Simplified Sliding Sync, MSC4186 (slidingsync.go): Element X and
+	// matrix-rust-sdk look for this flag before using the endpoint.
+	"org.matrix.simplified_msc3575": true,
 	// Not here: the room_types filter of /publicRooms, label filters.
 	"org.matrix.msc3827.stable":        false,
 	"org.matrix.label_based_filtering": false,

@@ -67,6 +67,7 @@ type Server struct {
 	spaces hierarchyPages // GET /hierarchy walks between pages (hierarchy.go)
 
 	summaryLimits summaryLimits // anonymous GET /room_summary lookups over federation (roomsummary.go)
+	sliding       slidingConns  // sliding sync connections (slidingsync_conn.go)
 }
 
 // New builds the handler.
