@@ -36,7 +36,8 @@ type Engine struct {
 	pdus        *pduCache
 	now         func() time.Time
 
-	erased erasures // senders who asked for erasure (erase.go)
+	erased  erasures     // senders who asked for erasure (erase.go)
+	sliding slidingCache // bump stamps and room types for sliding sync (sliding.go)
 }
 
 // Config is what the engine needs from the daemon.

@@ -35,6 +35,9 @@ var unstableFeatures = map[string]bool{
 	// Intentional mentions: the .m.rule.is_user_mention and
 	// .m.rule.is_room_mention push rules (push/defaults.go).
 	"org.matrix.msc3952_intentional_mentions": true,
+	// Simplified Sliding Sync, MSC4186 (slidingsync.go): Element X and
+	// matrix-rust-sdk look for this flag before using the endpoint.
+	"org.matrix.simplified_msc3575": true,
 	// Not here: the room_types filter of /publicRooms, label filters.
 	"org.matrix.msc3827.stable":        false,
 	"org.matrix.label_based_filtering": false,

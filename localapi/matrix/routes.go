@@ -15,6 +15,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /.well-known/matrix/client", s.wellKnown)
 	m.HandleFunc("GET "+v3+"/capabilities", a(s.capabilities))
 	s.voipRoutes()
+	s.slidingSyncRoutes()
 
 	// Authentication and accounts.
 	m.HandleFunc("GET "+v3+"/login", s.loginFlows)

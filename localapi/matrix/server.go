@@ -62,7 +62,8 @@ type Server struct {
 	nearby   Nearby        // set by SetNearby (nearby.go); nil without LAN discovery
 	voip     *voip         // GET /voip/turnServer (voip.go)
 
-	spaces hierarchyPages // GET /hierarchy walks between pages (hierarchy.go)
+	spaces  hierarchyPages // GET /hierarchy walks between pages (hierarchy.go)
+	sliding slidingConns   // sliding sync connections (slidingsync_conn.go)
 }
 
 // New builds the handler.
