@@ -10,6 +10,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,7 +37,7 @@ type ssConfig struct {
 	interval    time.Duration // pause between those messages
 	conns       int           // open connections for the memory row
 	idleClients int           // long-polling clients in the idle row
-	idleWindow  time.Duration // how long the idle row sums CPU over
+	idlePoll    time.Duration // their long-poll timeout
 }
 
 func (c *ssConfig) register(fs *flag.FlagSet) {
@@ -44,7 +47,7 @@ func (c *ssConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.interval, "ss-interval", 10*time.Millisecond, "slidingsync: pause between those messages")
 	fs.IntVar(&c.conns, "ss-conns", 200, "slidingsync: open connections, each holding a window of 20 rooms, for the memory row")
 	fs.IntVar(&c.idleClients, "ss-idle-clients", 10, "slidingsync: clients long-polling (30 s) in the idle CPU row")
-	fs.DurationVar(&c.idleWindow, "ss-idle-window", 30*time.Second, "slidingsync: sum the daemon's CPU over this idle window")
+	fs.DurationVar(&c.idlePoll, "ss-idle-poll", 30*time.Second, "slidingsync: the idle clients' long-poll timeout; CPU is summed from 2 s after they start to 3 s after it")
 }
 
 // quick shortens the slow parts; the account keeps its 1,000 rooms, which
@@ -56,14 +59,14 @@ func (c *ssConfig) quick(set map[string]bool) {
 	if !set["ss-conns"] {
 		c.conns = 50
 	}
-	if !set["ss-idle-window"] {
-		c.idleWindow = 5 * time.Second
+	if !set["ss-idle-poll"] {
+		c.idlePoll = 10 * time.Second
 	}
 }
 
 func (c *ssConfig) valid() error {
-	if c.rooms < 40 || c.fresh < 1 || c.msgs < 1 || c.conns < 1 || c.idleClients < 1 || c.idleWindow <= 0 {
-		return fmt.Errorf("slidingsync: -ss-rooms must be at least 40, the other -ss-* counts at least 1")
+	if c.rooms < 40 || c.fresh < 1 || c.msgs < 1 || c.conns < 1 || c.idleClients < 1 || c.idlePoll < 6*time.Second {
+		return fmt.Errorf("slidingsync: -ss-rooms must be at least 40, the other -ss-* counts at least 1, -ss-idle-poll at least 6s")
 	}
 	return nil
 }
@@ -200,7 +203,7 @@ type ssAccount struct {
 // in that order, so the top 20 by activity are known.
 func (b *bench) ssSetup(ctx context.Context) (*ssAccount, error) {
 	n := b.cfg.ss.rooms
-	d, _, err := b.start(ctx)
+	d, err := b.ssStart(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -244,6 +247,31 @@ func (b *bench) ssSetup(ctx context.Context) (*ssAccount, error) {
 	return a, nil
 }
 
+// ssStart starts a daemon as b.start does (loopback, federation and LAN
+// discovery off), through env(1) so that it runs with GODEBUG=gctrace=1:
+// the Go runtime then writes one line per garbage collection to the
+// daemon's log, which the memory row reads. env execs hearth, so the pid
+// is the daemon's.
+func (b *bench) ssStart(ctx context.Context) (*daemon, error) {
+	envPath, err := exec.LookPath("env")
+	if err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	d, logf, err := b.newDaemonDir(fmt.Sprintf("http://127.0.0.1:%d", port))
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	d, _, err = b.launch(ctx, d, logf, []string{envPath, "GODEBUG=gctrace=1", b.cfg.hearth, "run", "--data-dir", d.dataDir,
+		"--client-listen", fmt.Sprintf("127.0.0.1:%d", port), "--registration", "open", "--server-name", "bench.local",
+		"--key-store", "file", "--lan-discovery", "off", "--federation", "off"})
+	return d, err
+}
+
 // benchSlidingSync measures the sliding sync endpoint on one daemon whose
 // owner is in -ss-rooms rooms; see each ss* function for its row.
 func benchSlidingSync(ctx context.Context, b *bench) []row {
@@ -252,10 +280,10 @@ func benchSlidingSync(ctx context.Context, b *bench) []row {
 		fmt.Sprintf("sliding sync: first window (1 list, range [0,19], timeline_limit 1, 6 required_state entries incl. $LAZY) of an account in %s rooms, %d fresh connections: p50 / p95",
 			count(c.rooms), c.fresh),
 		fmt.Sprintf("sliding sync: send → long-poll response (pos, timeout 30 s, window of 20 + 5 extensions), %d msgs from another user: p50 / p99", c.msgs),
-		fmt.Sprintf("sliding sync: daemon memory per open connection, %d connections (10 per device) each holding a window of 20 rooms: RssAnon growth", c.conns),
-		fmt.Sprintf("sliding sync: daemon CPU, %d clients long-polling (timeout 30 s, re-polling at once), %s idle window", c.idleClients, c.idleWindow),
+		fmt.Sprintf("sliding sync: daemon memory per open connection, %d connections (10 per device) each holding a window of 20 rooms: live heap+stacks (RssAnon)", c.conns),
+		fmt.Sprintf("sliding sync: idle daemon CPU, %d clients long-polling (timeout %s, re-polling at once)", c.idleClients, c.idlePoll),
 	}
-	targets := []string{"≤ 50 ms", "p50 ≤ 5 ms", "measure", "0 ticks beyond the re-polls"}
+	targets := []string{"≤ 50 ms", "p50 ≤ 5 ms", "measure", "0 ticks between re-polls"}
 	fail := func(from int, err error) []row {
 		var rows []row
 		for i := from; i < len(metrics); i++ {
@@ -456,22 +484,39 @@ func ssLatency(ctx context.Context, b *bench, a *ssAccount) (string, error) {
 // ssMemory opens -ss-conns connections on devices of the owner (10
 // conn_ids per device, as the MSC scopes conn_id to a device), each with
 // its first window of 20 rooms, then parks a 30 s long poll on each, as a
-// client always has one in flight. It reads the daemon's RssAnon (heap
-// and stacks; the mapped bbolt file is not counted) before, after the
-// first windows and with the polls parked. The growth includes garbage
-// not yet collected, so it is an upper bound. Afterwards every
-// connection must still be known to the server: its pos, re-sent with
-// timeout 0, must not be refused with M_UNKNOWN_POS.
+// client always has one in flight. At three points (before, after the
+// first windows, with the polls parked) it reads the daemon's RssAnon
+// (heap and stacks; the mapped bbolt file is not counted) and then its
+// live heap and stacks: RssAnon also holds garbage not yet collected and
+// heap the runtime has not returned, so its growth is an upper bound. For
+// the live figure the section's daemon runs with GODEBUG=gctrace=1 and the
+// bench makes it collect (ssChurn) and reads the GC's own report.
+// Afterwards every connection must still be known to the server: its
+// pos, re-sent with timeout 0, must not be refused with M_UNKNOWN_POS.
 func ssMemory(ctx context.Context, b *bench, a *ssAccount) (string, error) {
 	n := b.cfg.ss.conns
-	devices, err := b.ssDevices(ctx, a, (n+9)/10)
+	devices, err := b.ssDevices(ctx, a, (n+9)/10+1)
 	if err != nil {
 		return "", err
+	}
+	churner := devices[len(devices)-1]
+	type point struct {
+		rss         int64 // RssAnon, KiB
+		live, stack int   // MB, from the GC trace
+	}
+	measure := func() (point, error) {
+		var p point
+		var err error
+		if p.rss, err = memKB(a.d.pid, "RssAnon"); err != nil {
+			return p, err
+		}
+		p.live, p.stack, err = b.ssChurn(ctx, a.d, churner)
+		return p, err
 	}
 	if err := sleep(ctx, time.Second); err != nil {
 		return "", err
 	}
-	rss0, err := memKB(a.d.pid, "RssAnon")
+	p0, err := measure()
 	if err != nil {
 		return "", err
 	}
@@ -491,7 +536,7 @@ func ssMemory(ctx context.Context, b *bench, a *ssAccount) (string, error) {
 	if err := sleep(ctx, time.Second); err != nil {
 		return "", err
 	}
-	rss1, err := memKB(a.d.pid, "RssAnon")
+	p1, err := measure()
 	if err != nil {
 		return "", err
 	}
@@ -511,14 +556,14 @@ func ssMemory(ctx context.Context, b *bench, a *ssAccount) (string, error) {
 		}()
 	}
 	err = sleep(ctx, 3*time.Second)
-	rss2, merr := memKB(a.d.pid, "RssAnon")
+	var p2 point
+	if err == nil {
+		p2, err = measure()
+	}
 	cancel()
 	wg.Wait()
 	if err != nil {
 		return "", err
-	}
-	if merr != nil {
-		return "", merr
 	}
 	var unknown atomic.Int64
 	if err := parallel(n, 8, func(i int) error {
@@ -532,13 +577,58 @@ func ssMemory(ctx context.Context, b *bench, a *ssAccount) (string, error) {
 	}); err != nil {
 		return "", err
 	}
-	per := func(kb int64) float64 { return float64(kb) / float64(n) }
-	v := fmt.Sprintf("%.1f KiB per connection after its first window, %.1f KiB with a long poll parked on each (RssAnon %s → %s → %s)",
-		per(rss1-rss0), per(rss2-rss0), mb(rss0), mb(rss1), mb(rss2))
+	rssPer := func(p point) float64 { return float64(p.rss-p0.rss) / float64(n) }
+	livePer := func(p point) float64 { return float64((p.live+p.stack-p0.live-p0.stack)<<10) / float64(n) }
+	res := float64(1<<10) / float64(n) // the GC trace counts whole MB
+	v := fmt.Sprintf("live heap+stacks %.0f ± %.0f KiB per connection after its first window, %.0f ± %.0f KiB with a long poll parked on each "+
+		"(%d → %d → %d MB); RssAnon growth %.0f / %.0f KiB (%s → %s → %s)",
+		livePer(p1), res, livePer(p2), res, p0.live+p0.stack, p1.live+p1.stack, p2.live+p2.stack,
+		rssPer(p1), rssPer(p2), mb(p0.rss), mb(p1.rss), mb(p2.rss))
 	if unknown.Load() > 0 || early.Load() > 0 {
 		v += fmt.Sprintf("; PROBLEM: %d connections forgotten (M_UNKNOWN_POS), %d polls woke with nothing new", unknown.Load(), early.Load())
 	}
 	return v, nil
+}
+
+// gcLine is one line of the Go runtime's GODEBUG=gctrace=1 report; the
+// third heap figure is the live heap the collection marked.
+var gcLine = regexp.MustCompile(`(?m)^gc \d+ @[0-9.]+s .*, \d+->\d+->(\d+) MB, \d+ MB goal, (\d+) MB stacks`)
+
+// ssChurn makes the daemon collect garbage twice (so one collection ran
+// wholly after this call began) by sending it first-window requests on one
+// connection, restarted each time, which leave nothing behind; it returns
+// the live heap and the goroutine stacks the last collection reported.
+func (b *bench) ssChurn(ctx context.Context, d *daemon, u *user) (live, stacks int, err error) {
+	lines := func() ([][]string, error) {
+		data, err := os.ReadFile(d.logPath)
+		if err != nil {
+			return nil, err
+		}
+		return gcLine.FindAllStringSubmatch(string(data), -1), nil
+	}
+	before, err := lines()
+	if err != nil {
+		return 0, 0, err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		for range 10 {
+			if _, err := b.ssSync(ctx, u, "", 0, ssWindow("churn", false)); err != nil {
+				return 0, 0, err
+			}
+		}
+		now, err := lines()
+		if err != nil {
+			return 0, 0, err
+		}
+		if len(now) >= len(before)+2 {
+			last := now[len(now)-1]
+			live, _ = strconv.Atoi(last[1])
+			stacks, _ = strconv.Atoi(last[2])
+			return live, stacks, nil
+		}
+	}
+	return 0, 0, fmt.Errorf("the daemon did not collect garbage in 30 s of requests (is GODEBUG=gctrace=1 set?)")
 }
 
 // ssDevices logs the owner in n times (a device each), two at a time
@@ -554,38 +644,39 @@ func (b *bench) ssDevices(ctx context.Context, a *ssAccount, n int) ([]*user, er
 
 // ssIdle runs -ss-idle-clients clients, one device of the owner each, each
 // a connection with the window of 20 rooms and the 5 extensions that
-// long-polls with timeout 30 s and re-polls with the new pos as soon as a
-// response comes. Nothing else happens. After 2 s of settling, it sums the
-// daemon's utime+stime over -ss-idle-window. Those ticks include the
-// re-polls of the polls that ran their 30 s inside the window (counted and
-// reported: each is one incremental request with nothing to send); any
-// response before ~30 s is an early wake-up, which the idle server should
-// never cause.
+// long-polls with timeout -ss-idle-poll and re-polls with the new pos as
+// soon as a response comes. Nothing else happens. It sums the daemon's
+// utime+stime over two windows: "between", from 2 s after the clients'
+// first long polls began to 3 s before they expire, where nothing should
+// run at all; and "re-polls", the next 6 s, which hold every client's
+// expiry and its re-poll (one incremental request with nothing new each),
+// so those ticks divided by the re-polls are the cost of one. A response
+// well before the poll timeout is an early wake-up, which an idle server
+// should never cause.
 func ssIdle(ctx context.Context, b *bench, a *ssAccount) (string, error) {
-	n := b.cfg.ss.idleClients
+	n, poll := b.cfg.ss.idleClients, b.cfg.ss.idlePoll
 	devices, err := b.ssDevices(ctx, a, n)
 	if err != nil {
 		return "", err
 	}
-	const poll = 30 * time.Second
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var windowOpen atomic.Bool
 	var repolls, early atomic.Int64
-	var pollErr error
-	var errOnce sync.Once
-	var wg sync.WaitGroup
+	var pollErr atomic.Pointer[error] // the first client's error
+	var wg, started sync.WaitGroup
 	for i := range n {
 		wg.Add(1)
+		started.Add(1)
 		go func() {
 			defer wg.Done()
 			req := ssWindow("idle", true)
 			r, err := b.ssSync(pctx, devices[i], "", 0, req)
+			started.Done()
 			for err == nil && pctx.Err() == nil {
 				t := time.Now()
 				r, err = b.ssSync(pctx, devices[i], r.Pos, poll, req)
-				if err == nil && windowOpen.Load() {
-					if time.Since(t) < poll-time.Second {
+				if err == nil {
+					if time.Since(t) < poll-500*time.Millisecond {
 						early.Add(1)
 					} else {
 						repolls.Add(1)
@@ -593,34 +684,41 @@ func ssIdle(ctx context.Context, b *bench, a *ssAccount) (string, error) {
 				}
 			}
 			if err != nil && pctx.Err() == nil {
-				errOnce.Do(func() { pollErr = err })
+				pollErr.CompareAndSwap(nil, &err)
 			}
 		}()
 	}
-	if err := sleep(ctx, 2*time.Second); err != nil {
-		return "", err
-	}
-	c0, err := cpuTicks(a.d.pid)
-	if err != nil {
-		return "", err
-	}
+	started.Wait() // every client's first long poll starts now
 	t0 := time.Now()
-	windowOpen.Store(true)
-	err = sleep(ctx, b.cfg.ss.idleWindow)
-	windowOpen.Store(false)
-	c1, cerr := cpuTicks(a.d.pid)
-	wall := time.Since(t0)
+	ticksAt := func(at time.Time) (int64, error) {
+		if err := sleep(ctx, time.Until(at)); err != nil {
+			return 0, err
+		}
+		if p := pollErr.Load(); p != nil {
+			return 0, *p
+		}
+		return cpuTicks(a.d.pid)
+	}
+	var c [3]int64
+	for i, at := range []time.Time{t0.Add(2 * time.Second), t0.Add(poll - 3*time.Second), t0.Add(poll + 3*time.Second)} {
+		if c[i], err = ticksAt(at); err != nil {
+			return "", err
+		}
+		if i == 1 && repolls.Load() > 0 {
+			return "", fmt.Errorf("%d polls expired before %s", repolls.Load(), poll-3*time.Second)
+		}
+	}
 	cancel()
 	wg.Wait()
-	if err != nil {
-		return "", err
+	rp := repolls.Load()
+	v := fmt.Sprintf("between re-polls: %d ticks of 10 ms in %.0f s; the %d re-polls: %d ticks in 6 s",
+		c[1]-c[0], (poll - 5*time.Second).Seconds(), rp, c[2]-c[1])
+	if rp > 0 {
+		v += fmt.Sprintf(" (≈ %.0f ms CPU each)", float64(c[2]-c[1])*10/float64(rp))
 	}
-	if cerr != nil {
-		return "", cerr
+	v += fmt.Sprintf("; %d early wake-ups", early.Load())
+	if rp != int64(n) {
+		v += fmt.Sprintf("; PROBLEM: %d re-polls, want %d", rp, n)
 	}
-	if pollErr != nil {
-		return "", pollErr
-	}
-	return fmt.Sprintf("%d ticks of 10 ms in %.0f s (%.3f %% of one core), counting %d re-polls of expired 30 s polls; %d early wake-ups",
-		c1-c0, wall.Seconds(), 100*float64(c1-c0)/clockTicks/wall.Seconds(), repolls.Load(), early.Load()), nil
+	return v, nil
 }
