@@ -2,6 +2,7 @@ package room
 
 import (
 	"encoding/json"
+	"fmt"
 	"sync"
 
 	"github.com/hearth-chat/hearth/internal/store"
@@ -126,15 +127,13 @@ func (e *Engine) slidingRoom(tx *store.Tx, info *Info) (slidingRoomCache, error)
 		return rc, nil
 	}
 	if !rc.typeKnown {
-		if ev, err := e.currentStateEvent(tx, info.NID, "m.room.create", ""); err == nil && ev != nil {
-			var c struct {
-				Type *string `json:"type"`
+		if nid := currentStateNID(tx, info.NID, "m.room.create", ""); nid != 0 {
+			if h, err := storedEventHead(tx, nid); err == nil {
+				if h.Content.Type != nil {
+					rc.roomType, rc.hasType = *h.Content.Type, true
+				}
+				rc.typeKnown = true
 			}
-			json.Unmarshal(ev.PDU.Content(), &c)
-			if c.Type != nil {
-				rc.roomType, rc.hasType = *c.Type, true
-			}
-			rc.typeKnown = true
 		}
 	}
 	if rc.scanned < info.LastPos {
@@ -143,11 +142,11 @@ func (e *Engine) slidingRoom(tx *store.Tx, info *Info) (slidingRoomCache, error)
 			if pos <= from {
 				return false, nil
 			}
-			ev, err := e.loadEvent(tx, nid)
+			h, err := storedEventHead(tx, nid)
 			if err != nil {
 				return false, err
 			}
-			if ev.Flags&flagRejected == 0 && bumpTypes[ev.PDU.Type()] {
+			if !h.rejected && bumpTypes[h.Type] {
 				rc.bump = pos
 				return false, nil
 			}
@@ -160,4 +159,50 @@ func (e *Engine) slidingRoom(tx *store.Tx, info *Info) (slidingRoomCache, error)
 	}
 	e.sliding.put(info.NID, rc)
 	return rc, nil
+}
+
+// eventHead is what the room list needs of a stored event.
+type eventHead struct {
+	Type    string `json:"type"`
+	Content struct {
+		Type *string `json:"type"` // a create event's room type
+	} `json:"content"`
+	rejected bool
+}
+
+// storedEventHead reads an event's type (and a create event's room type)
+// from its stored JSON without the full parse loadEvent does: the list
+// reads an event per room, a thousand of them on the first request after
+// a start, where parsing each with gomatrixserverlib cost most of the
+// request.
+func storedEventHead(tx *store.Tx, nid uint64) (eventHead, error) {
+	var h eventHead
+	b := tx.Get(store.Events, store.PutU64(nid))
+	if b == nil {
+		return h, fmt.Errorf("room: event %d missing", nid)
+	}
+	ev, err := decodeEvent(nid, b)
+	if err != nil {
+		return h, err
+	}
+	h.rejected = ev.Flags&flagRejected != 0
+	if typ, ok := jsonString(jsonMember(ev.JSON, "type")); ok {
+		h.Type = typ
+		if typ != "m.room.create" {
+			return h, nil
+		}
+		if content := jsonMember(ev.JSON, "content"); content != nil && content[0] == '{' {
+			raw := jsonMember(content, "type")
+			if rt, ok := jsonString(raw); ok {
+				h.Content.Type = &rt
+				return h, nil
+			} else if raw == nil {
+				return h, nil
+			}
+		}
+	}
+	if err := json.Unmarshal(ev.JSON, &h); err != nil {
+		return h, fmt.Errorf("room: event %d: %w", nid, err)
+	}
+	return h, nil
 }

@@ -130,3 +130,25 @@ func (e *Engine) MemberEventsSince(userID string, since, now uint64) (map[string
 	})
 	return joined, left, err
 }
+
+// SlidingChanges reads the change log in (since, now] for what makes a
+// room already sent worth sending again without a new event: the user's
+// own read receipts (its unread counts drop) and state moved by state
+// resolution (ChangeState).
+func (e *Engine) SlidingChanges(userID string, since, now uint64) (ownReceipt, stateMoved map[string]bool, err error) {
+	ownReceipt = map[string]bool{}
+	err = e.db.View(func(tx *store.Tx) error {
+		changes, err := roomChangesSince(tx, SyncRequest{UserID: userID, Since: since, Now: now})
+		if err != nil {
+			return err
+		}
+		for roomID, users := range changes.receipts {
+			if users[userID] {
+				ownReceipt[roomID] = true
+			}
+		}
+		stateMoved = changes.stateMoved
+		return nil
+	})
+	return ownReceipt, stateMoved, err
+}

@@ -62,6 +62,10 @@ type SlidingRoomRequest struct {
 	// Expand sends the latest TimelineLimit events even if some were sent
 	// before: the limit grew (MSC4186 §"Changes to timeline_limit").
 	Expand bool
+	// StateExpanded sends every entry required_state matches, not only
+	// those changed since: the config now asks for more than it did when
+	// the room was last sent (MSC4186 §"Changes to required_state").
+	StateExpanded bool
 }
 
 // SlidingBatch asks for several rooms of one user at position Now.
@@ -96,6 +100,10 @@ type SlidingRoom struct {
 	CountsIncluded bool
 	// Changed says the room has anything new for an incremental response.
 	Changed bool
+	// Whole is set when the result is the whole room although the
+	// connection sent it before: the user joined since (an invite
+	// accepted, a room rejoined), so the client must replace what it had.
+	Whole bool
 }
 
 // SlidingRooms builds the requested rooms. A room the user has no
@@ -157,7 +165,7 @@ func (e *Engine) slidingRoomResult(tx *store.Tx, b SlidingBatch, rr SlidingRoomR
 	// events, as /sync does for a room joined since the token.
 	from := since
 	if m.Membership == "join" && m.Pos > since {
-		from = 0
+		from, sr.Whole = 0, since != 0
 	}
 	req := SyncRequest{UserID: b.UserID, Device: b.Device, Now: to, Ignored: b.Ignored,
 		Timeline: EventFilter{Limit: rr.TimelineLimit}}
@@ -187,8 +195,8 @@ func (e *Engine) slidingRoomResult(tx *store.Tx, b SlidingBatch, rr SlidingRoomR
 			}
 		}
 	}
-	initial := since == 0
-	sr.Changed = initial || to > since || rr.Expand
+	initial := from == 0
+	sr.Changed = initial || to > since || rr.Expand || rr.StateExpanded
 
 	// required_state: the matching state at the end of the timeline that
 	// changed since the room was last sent (all of it when initial).
@@ -200,7 +208,7 @@ func (e *Engine) slidingRoomResult(tx *store.Tx, b SlidingBatch, rr SlidingRoomR
 	have := map[uint64]bool{}
 	memberChanged := false
 	for _, nid := range state {
-		if !initial && nid <= from {
+		if !initial && !rr.StateExpanded && nid <= from {
 			continue
 		}
 		ev, err := e.loadEvent(tx, nid)

@@ -166,8 +166,9 @@ func (s *Server) sendSliding(w http.ResponseWriter, conn *slidingConn, txnID str
 
 // slidingPick is a room chosen by the lists and subscriptions.
 type slidingPick struct {
-	cfg   roomConfig
-	lists []string
+	cfg      roomConfig
+	lists    []string
+	stateKey string // cfg.stateKey(), interned
 }
 
 // buildSliding builds the response from base's position to now. news says
@@ -239,6 +240,14 @@ func (s *Server) buildSliding(ctx context.Context, c *caller, p *parsedSliding, 
 		}
 	}
 
+	var ownReceipt, stateMoved map[string]bool
+	if base.pos != 0 {
+		if ownReceipt, stateMoved, err = s.rooms.SlidingChanges(c.UserID, base.pos, now); err != nil {
+			return nil, nil, false, err
+		}
+	}
+	var live *push.Live
+	interned := interner{}
 	batch := room.SlidingBatch{UserID: c.UserID, Device: c.Session, Now: now, Ignored: s.ignoredUsers(c.Localpart)}
 	for id, pk := range picks {
 		en := byID[id]
@@ -247,13 +256,31 @@ func (s *Server) buildSliding(ctx context.Context, c *caller, p *parsedSliding, 
 		// A grown timeline_limit is answered at once with the latest
 		// events (expanded_timeline), not at the room's next event.
 		expand := sent && en.Membership == "join" && pk.cfg.timelineLimit > was.limit
+		pk.stateKey = interned.intern(pk.cfg.stateKey())
+		moreState := sent && en.Membership != "invite" && en.Membership != "knock" && stateExpands(was.state, pk.stateKey)
 		switch {
 		case !sent:
 			if base.counter > 0 {
 				rr.LivePos = base.pos
 			}
-		case en.LastPos > was.pos || en.MemberPos > was.pos || expand:
-			rr.Since, rr.LivePos, rr.Expand = was.pos, was.pos, expand
+		case en.LastPos > was.pos || en.MemberPos > was.pos || expand || moreState || stateMoved[id]:
+			rr.Since, rr.LivePos, rr.Expand, rr.StateExpanded = was.pos, was.pos, expand, moreState
+		case (ownReceipt[id] && en.Membership == "join") || dms[id] != was.dm:
+			// Only the unread counts changed (the user read the room), or
+			// whether it is a DM, which must then be sent (MSC4186 is_dm).
+			out := &slidingRoomResp{Lists: pk.lists}
+			if en.Membership == "join" {
+				if err := s.slidingUnread(ctx, c, id, now, &live, out); err != nil {
+					return nil, nil, false, err
+				}
+			}
+			if dm := dms[id]; dm != was.dm {
+				out.IsDM = &dm
+			}
+			resp.Rooms[id] = out
+			next.sent[id] = sentRoom{pos: now, limit: was.limit, dm: dms[id], state: was.state}
+			news = true
+			continue
 		default:
 			continue // nothing new since the connection sent it
 		}
@@ -263,7 +290,6 @@ func (s *Server) buildSliding(ctx context.Context, c *caller, p *parsedSliding, 
 	if err != nil {
 		return nil, nil, false, err
 	}
-	var live *push.Live
 	fresh := map[string]bool{}
 	for _, rr := range batch.Rooms {
 		sr := results[rr.RoomID]
@@ -272,13 +298,12 @@ func (s *Server) buildSliding(ctx context.Context, c *caller, p *parsedSliding, 
 		}
 		en := byID[rr.RoomID]
 		out := &slidingRoomResp{Membership: sr.Membership, Lists: picks[rr.RoomID].lists,
-			Initial: rr.Since == 0, Heroes: sr.Heroes, ExpandedTimeline: rr.Expand}
+			Initial: rr.Since == 0 || sr.Whole, Heroes: sr.Heroes, ExpandedTimeline: rr.Expand && !sr.Whole}
 		if out.Initial || en.BumpStamp > rr.Since {
 			b := en.BumpStamp
 			out.BumpStamp = &b
 		}
-		if out.Initial {
-			isDM := dms[rr.RoomID]
+		if isDM := dms[rr.RoomID]; out.Initial || isDM != base.sent[rr.RoomID].dm {
 			out.IsDM = &isDM
 		}
 		if sr.InviteState != nil {
@@ -316,7 +341,8 @@ func (s *Server) buildSliding(ctx context.Context, c *caller, p *parsedSliding, 
 			// No gap: the client still holds what it had, plus these.
 			held = max(held, base.sent[rr.RoomID].limit)
 		}
-		next.sent[rr.RoomID] = sentRoom{pos: now, limit: held}
+		next.sent[rr.RoomID] = sentRoom{pos: now, limit: held, dm: dms[rr.RoomID],
+			state: picks[rr.RoomID].stateKey}
 		news = true
 	}
 	if extNews, err := s.slidingExtensions(ctx, c, exts, p, picks, fresh, base, next, resp); err != nil {
@@ -350,4 +376,17 @@ func inRanges(i int, ranges [][2]int) bool {
 		}
 	}
 	return false
+}
+
+// interner shares one copy of equal strings (the rooms of a list have the
+// same required_state key), so a connection's memory grows by a pointer
+// per room, not a key.
+type interner map[string]string
+
+func (in interner) intern(s string) string {
+	if v, ok := in[s]; ok {
+		return v
+	}
+	in[s] = s
+	return s
 }

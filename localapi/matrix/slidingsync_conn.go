@@ -46,10 +46,13 @@ type slidingState struct {
 
 // sentRoom is how far a connection sent a room: up to which position, and
 // how many of its latest events the client holds (the largest
-// timeline_limit sent since the last gap), for timeline expansion.
+// timeline_limit sent since the last gap), for timeline expansion, and
+// whether it was a DM.
 type sentRoom struct {
 	pos   uint64
 	limit int
+	dm    bool   // is_dm as last sent
+	state string // roomConfig.stateKey of the required_state last sent
 }
 
 type slidingConn struct {

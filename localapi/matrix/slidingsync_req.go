@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/hearth-chat/hearth/internal/room"
@@ -151,6 +153,8 @@ func (req *slidingRequest) parse(userID string) (*parsedSliding, error) {
 		}
 		p.lists = append(p.lists, sl)
 	}
+	// Lists in key order, so a room's `lists` come in a stable order.
+	slices.SortFunc(p.lists, func(a, b slidingList) int { return strings.Compare(a.key, b.key) })
 	for roomID, sub := range req.RoomSubscriptions {
 		if len(roomID) == 0 || roomID[0] != '!' {
 			return nil, matrixerr.InvalidParam("room_subscriptions keys are room IDs")
@@ -243,4 +247,68 @@ func statePattern(typ, sk *string, userID, wildcard string) room.StatePattern {
 type requiredStateElement struct {
 	Type     *string `json:"type"`
 	StateKey *string `json:"state_key"`
+}
+
+// stateKey is a canonical form of the config's required_state, kept per
+// room sent so a later request can tell whether it asks for more.
+func (rc roomConfig) stateKey() string {
+	enc := func(ps []room.StatePattern) string {
+		out := make([]string, len(ps))
+		for i, p := range ps {
+			out[i] = patternString(p)
+		}
+		slices.Sort(out)
+		return strings.Join(slices.Compact(out), "\n")
+	}
+	k := enc(rc.state.Include) + "\x01" + enc(rc.state.Exclude)
+	if rc.state.LazyMembers {
+		k += "\x01lazy"
+	}
+	return k
+}
+
+func patternString(p room.StatePattern) string {
+	t, k := "="+p.Type, "="+p.StateKey
+	if p.AnyType {
+		t = "*"
+	}
+	if p.AnyKey {
+		k = "*"
+	}
+	return t + "\x00" + k
+}
+
+// stateExpands says whether required_state key now asks for state that
+// key was did not: a new include, an exclusion dropped, or lazy members
+// turned on. A narrower config needs nothing sent.
+func stateExpands(was, now string) bool {
+	if was == now {
+		return false
+	}
+	parts := func(k string) (inc, exc []string, lazy bool) {
+		f := strings.Split(k, "\x01")
+		for len(f) < 3 {
+			f = append(f, "")
+		}
+		split := func(s string) []string {
+			if s == "" {
+				return nil
+			}
+			return strings.Split(s, "\n")
+		}
+		return split(f[0]), split(f[1]), f[2] == "lazy"
+	}
+	wi, we, wl := parts(was)
+	ni, ne, nl := parts(now)
+	for _, p := range ni {
+		if !slices.Contains(wi, p) {
+			return true
+		}
+	}
+	for _, p := range we {
+		if !slices.Contains(ne, p) {
+			return true
+		}
+	}
+	return nl && !wl
 }

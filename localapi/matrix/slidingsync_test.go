@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"slices"
 	"testing"
 )
 
@@ -205,6 +206,15 @@ func TestSlidingSyncInviteList(t *testing.T) {
 	}
 	if !hasName {
 		t.Fatalf("invite_state lacks the room name: %s", rm.InviteState)
+	}
+	// Accepting the invite sends the room whole again (initial), joined,
+	// now in the other list.
+	ts.join(t, bob, roomID)
+	r3 := ts.ssOK(t, bob, r2.Pos, 30000, body)
+	rm, ok = r3.Rooms[roomID]
+	if !ok || !rm.Initial || rm.Membership != "join" || len(rm.InviteState) != 0 || len(rm.Timeline) != 1 ||
+		rm.Name == nil || *rm.Name != "party" || len(rm.Lists) != 1 || rm.Lists[0] != "rooms" {
+		t.Fatalf("joined room: %+v", r3.Rooms)
 	}
 }
 
@@ -444,5 +454,136 @@ func TestSlidingSyncExpandedTimeline(t *testing.T) {
 	r3 := ts.ssOK(t, alice, full.Pos, 0, body)
 	if len(r3.Rooms) != 0 {
 		t.Fatalf("sent again: %v", r3.Rooms)
+	}
+}
+
+// TestSlidingSyncUnreadCounts: notification_count counts messages the
+// user has not read, and reading the room (a read receipt) sends the room
+// again with the count at 0, though no event arrived.
+func TestSlidingSyncUnreadCounts(t *testing.T) {
+	ps := newPushServer(t)
+	alice, bob := ps.register(t, "alice"), ps.register(t, "bob")
+	roomID := ps.createRoom(t, alice, map[string]any{"preset": "public_chat"})
+	ps.join(t, bob, roomID)
+	var last string
+	for i := 0; i < 3; i++ {
+		last = ps.send(t, bob, roomID, fmt.Sprint("n", i), fmt.Sprint("news ", i))
+	}
+	ps.settle(t)
+	body := map[string]any{"lists": map[string]any{"all": ssList([][2]int{{0, 9}}, 1, nil)}}
+	type counts struct {
+		Notification *int `json:"notification_count"`
+	}
+	get := func(r *response) (string, *counts) {
+		var out struct {
+			Pos   string            `json:"pos"`
+			Rooms map[string]counts `json:"rooms"`
+		}
+		json.Unmarshal(r.Body, &out)
+		c, ok := out.Rooms[roomID]
+		if !ok {
+			return out.Pos, nil
+		}
+		return out.Pos, &c
+	}
+	r := ps.ss(t, alice, "", -1, body)
+	r.wantStatus(t, 200)
+	pos, c := get(r)
+	if c == nil || c.Notification == nil || *c.Notification != 3 {
+		t.Fatalf("initial counts: %s", r.Body)
+	}
+	ps.do(t, "POST", v3path+"/rooms/"+url.PathEscape(roomID)+"/receipt/m.read/"+url.PathEscape(last), alice.Token,
+		map[string]any{}).wantStatus(t, 200)
+	r = ps.ss(t, alice, pos, 30000, body)
+	r.wantStatus(t, 200)
+	if _, c = get(r); c == nil || c.Notification == nil || *c.Notification != 0 {
+		t.Fatalf("after reading: %s", r.Body)
+	}
+}
+
+// TestSlidingSyncFilters: is_dm follows m.direct (and a room that becomes
+// a DM is sent again with is_dm), is_encrypted, room_types with null for
+// untyped rooms, not_room_types, and spaces (the space's m.space.child
+// rooms, not the space itself).
+func TestSlidingSyncFilters(t *testing.T) {
+	ts := newTestServer(t)
+	alice, bob := ts.register(t, "alice"), ts.register(t, "bob")
+	dm := ts.createRoom(t, alice, map[string]any{"is_direct": true, "invite": []string{bob.ID}})
+	plain := ts.createRoom(t, alice, nil)
+	enc := ts.createRoom(t, alice, map[string]any{"initial_state": []any{map[string]any{
+		"type": "m.room.encryption", "state_key": "", "content": map[string]any{"algorithm": "m.megolm.v1.aes-sha2"}}}})
+	space := ts.createRoom(t, alice, map[string]any{"creation_content": map[string]any{"type": "m.space"}})
+	ts.putState(t, alice, space, "m.space.child", plain, map[string]any{"via": []string{testServerName}})
+	direct := func(rooms ...string) {
+		ts.do(t, "PUT", v3path+"/user/"+url.PathEscape(alice.ID)+"/account_data/m.direct", alice.Token,
+			map[string]any{bob.ID: rooms}).wantStatus(t, 200)
+	}
+	direct(dm)
+	f := func(filters map[string]any) map[string]any {
+		return ssList([][2]int{{0, 9}}, 0, map[string]any{"filters": filters})
+	}
+	body := map[string]any{"lists": map[string]any{
+		"dms":       f(map[string]any{"is_dm": true}),
+		"not-dms":   f(map[string]any{"is_dm": false}),
+		"encrypted": f(map[string]any{"is_encrypted": true}),
+		"spaces":    f(map[string]any{"room_types": []any{"m.space"}}),
+		"untyped":   f(map[string]any{"room_types": []any{nil}}),
+		"no-spaces": f(map[string]any{"not_room_types": []any{"m.space"}}),
+		"in-space":  f(map[string]any{"spaces": []string{space}}),
+	}}
+	r1 := ts.ssOK(t, alice, "", -1, body)
+	want := map[string][]string{"dms": {dm}, "not-dms": {plain, enc, space}, "encrypted": {enc}, "spaces": {space},
+		"untyped": {dm, plain, enc}, "no-spaces": {dm, plain, enc}, "in-space": {plain}}
+	for list, rooms := range want {
+		if got := r1.Lists[list].Count; got != len(rooms) {
+			t.Errorf("list %s: count %d, want %d", list, got, len(rooms))
+		}
+		for _, id := range rooms {
+			if !slices.Contains(r1.Rooms[id].Lists, list) {
+				t.Errorf("room %s is not in list %s: %v", id, list, r1.Rooms[id].Lists)
+			}
+		}
+	}
+	if r1.Rooms[dm].IsDM == nil || !*r1.Rooms[dm].IsDM || r1.Rooms[plain].IsDM == nil || *r1.Rooms[plain].IsDM {
+		t.Fatalf("is_dm: dm %v, plain %v", r1.Rooms[dm].IsDM, r1.Rooms[plain].IsDM)
+	}
+	direct(dm, plain)
+	r2 := ts.ssOK(t, alice, r1.Pos, 30000, body)
+	if r2.Lists["dms"].Count != 2 || r2.Rooms[plain].IsDM == nil || !*r2.Rooms[plain].IsDM {
+		t.Fatalf("after m.direct changed: lists %+v, plain %+v", r2.Lists, r2.Rooms[plain])
+	}
+}
+
+// TestSlidingSyncRequiredStateExpansion: asking for more state for a room
+// already sent (a subscription with a wider required_state, as a client
+// does when a room is opened) sends it at once, not only at the room's
+// next event; asking for the same again sends nothing.
+func TestSlidingSyncRequiredStateExpansion(t *testing.T) {
+	ts := newTestServer(t)
+	alice := ts.register(t, "alice")
+	roomID := ts.createRoom(t, alice, map[string]any{"name": "n", "topic": "the topic"})
+	list := map[string]any{"all": map[string]any{"ranges": [][2]int{{0, 9}}, "timeline_limit": 1,
+		"required_state": [][]string{{"m.room.name", ""}}}}
+	r1 := ts.ssOK(t, alice, "", -1, map[string]any{"lists": list})
+	if rs := r1.Rooms[roomID].RequiredState; len(rs) != 1 || rs[0].Type != "m.room.name" {
+		t.Fatalf("first required_state: %+v", rs)
+	}
+	body := map[string]any{"lists": list, "room_subscriptions": map[string]any{roomID: map[string]any{
+		"timeline_limit": 1, "required_state": [][]string{{"m.room.topic", ""}}}}}
+	r2 := ts.ssOK(t, alice, r1.Pos, 0, body)
+	rm, ok := r2.Rooms[roomID]
+	hasTopic := false
+	for _, ev := range rm.RequiredState {
+		hasTopic = hasTopic || ev.Type == "m.room.topic"
+	}
+	if !ok || rm.Initial || !hasTopic || len(rm.Timeline) != 0 {
+		t.Fatalf("expanded state: %+v", r2.Rooms)
+	}
+	if r3 := ts.ssOK(t, alice, r2.Pos, 0, body); len(r3.Rooms) != 0 {
+		t.Fatalf("sent again: %+v", r3.Rooms)
+	}
+	// Narrowing again asks for nothing new.
+	if r4 := ts.ssOK(t, alice, r2.Pos, 0, map[string]any{"lists": list}); len(r4.Rooms) != 0 {
+		t.Fatalf("narrowed: %+v", r4.Rooms)
 	}
 }
