@@ -483,7 +483,8 @@ func ssLatency(ctx context.Context, b *bench, a *ssAccount) (string, error) {
 // conn_ids per device, as the MSC scopes conn_id to a device), each with
 // its first window of 20 rooms, then parks a 30 s long poll on each, as a
 // client always has one in flight. At three points (before, after the
-// first windows, with the polls parked) it reads the daemon's RssAnon
+// first windows, with the polls parked), each once the daemon has gone
+// idle (ssSettle), it reads the daemon's RssAnon
 // (heap and stacks; the mapped bbolt file is not counted) and then its
 // live heap and stacks: RssAnon also holds garbage not yet collected and
 // heap the runtime has not returned, so its growth is an upper bound. For
@@ -511,7 +512,7 @@ func ssMemory(ctx context.Context, b *bench, a *ssAccount) (string, error) {
 		p.live, p.stack, err = b.ssChurn(ctx, a.d, churner)
 		return p, err
 	}
-	if err := sleep(ctx, time.Second); err != nil {
+	if err := ssSettle(ctx, a.d); err != nil {
 		return "", err
 	}
 	p0, err := measure()
@@ -531,7 +532,7 @@ func ssMemory(ctx context.Context, b *bench, a *ssAccount) (string, error) {
 	}); err != nil {
 		return "", err
 	}
-	if err := sleep(ctx, time.Second); err != nil {
+	if err := ssSettle(ctx, a.d); err != nil {
 		return "", err
 	}
 	p1, err := measure()
@@ -553,7 +554,7 @@ func ssMemory(ctx context.Context, b *bench, a *ssAccount) (string, error) {
 			}
 		}()
 	}
-	err = sleep(ctx, 3*time.Second)
+	err = ssSettle(ctx, a.d) // every poll has built its (empty) answer and waits
 	var p2 point
 	if err == nil {
 		p2, err = measure()
@@ -579,13 +580,38 @@ func ssMemory(ctx context.Context, b *bench, a *ssAccount) (string, error) {
 	livePer := func(p point) float64 { return float64((p.live+p.stack-p0.live-p0.stack)<<10) / float64(n) }
 	res := float64(1<<10) / float64(n) // the GC trace counts whole MB
 	v := fmt.Sprintf("live heap+stacks %.0f ± %.0f KiB per connection after its first window, %.0f ± %.0f KiB with a long poll parked on each "+
-		"(%d → %d → %d MB); RssAnon growth %.0f / %.0f KiB (%s → %s → %s)",
-		livePer(p1), res, livePer(p2), res, p0.live+p0.stack, p1.live+p1.stack, p2.live+p2.stack,
+		"(heap %d → %d → %d MB, stacks %d → %d → %d MB); RssAnon growth %.0f / %.0f KiB (%s → %s → %s)",
+		livePer(p1), res, livePer(p2), res, p0.live, p1.live, p2.live, p0.stack, p1.stack, p2.stack,
 		rssPer(p1), rssPer(p2), mb(p0.rss), mb(p1.rss), mb(p2.rss))
 	if unknown.Load() > 0 || early.Load() > 0 {
 		v += fmt.Sprintf("; PROBLEM: %d connections forgotten (M_UNKNOWN_POS), %d polls woke with nothing new", unknown.Load(), early.Load())
 	}
 	return v, nil
+}
+
+// ssSettle waits until the daemon has used no CPU for 1 s (two 0.5 s
+// readings without a tick), i.e. every request sent so far is answered or
+// parked, so that a memory reading holds no request still being built.
+func ssSettle(ctx context.Context, d *daemon) error {
+	deadline := time.Now().Add(30 * time.Second)
+	quiet := 0
+	c0, err := cpuTicks(d.pid)
+	for err == nil && quiet < 2 && time.Now().Before(deadline) {
+		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+			return err
+		}
+		var c1 int64
+		if c1, err = cpuTicks(d.pid); c1 == c0 {
+			quiet++
+		} else {
+			quiet = 0
+		}
+		c0 = c1
+	}
+	if err == nil && quiet < 2 {
+		err = fmt.Errorf("the daemon did not go idle in 30 s")
+	}
+	return err
 }
 
 // gcLine is one line of the Go runtime's GODEBUG=gctrace=1 report; the
