@@ -278,7 +278,7 @@ func benchSlidingSync(ctx context.Context, b *bench) []row {
 		fmt.Sprintf("sliding sync: first window (1 list, range [0,19], timeline_limit 1, 6 required_state entries incl. $LAZY) of an account in %s rooms, %d fresh connections: p50 / p95",
 			count(c.rooms), c.fresh),
 		fmt.Sprintf("sliding sync: send → long-poll response (pos, timeout 30 s, window of 20 + 5 extensions), %d msgs from another user: p50 / p99", c.msgs),
-		fmt.Sprintf("sliding sync: daemon memory per open connection, %d connections (10 per device) each holding a window of 20 rooms: live heap+stacks (RssAnon)", c.conns),
+		fmt.Sprintf("sliding sync: daemon memory per open connection, %d connections (10 per device) each holding a window of 20 rooms: live heap (RssAnon growth)", c.conns),
 		fmt.Sprintf("sliding sync: idle daemon CPU, %d clients long-polling (timeout %s, re-polling at once)", c.idleClients, c.idlePoll),
 	}
 	targets := []string{"≤ 50 ms", "p50 ≤ 5 ms", "measure", "0 ticks between re-polls"}
@@ -486,7 +486,7 @@ func ssLatency(ctx context.Context, b *bench, a *ssAccount) (string, error) {
 // first windows, with the polls parked), each once the daemon has gone
 // idle (ssSettle), it reads the daemon's RssAnon
 // (heap and stacks; the mapped bbolt file is not counted) and then its
-// live heap and stacks: RssAnon also holds garbage not yet collected and
+// live heap: RssAnon also holds garbage not yet collected and
 // heap the runtime has not returned, so its growth is an upper bound. For
 // the live figure the section's daemon runs with GODEBUG=gctrace=1 and the
 // bench makes it collect (ssChurn) and reads the GC's own report.
@@ -500,8 +500,8 @@ func ssMemory(ctx context.Context, b *bench, a *ssAccount) (string, error) {
 	}
 	churner := devices[len(devices)-1]
 	type point struct {
-		rss         int64 // RssAnon, KiB
-		live, stack int   // MB, from the GC trace
+		rss  int64 // RssAnon, KiB
+		live int   // MB, from the GC trace
 	}
 	measure := func() (point, error) {
 		var p point
@@ -509,7 +509,7 @@ func ssMemory(ctx context.Context, b *bench, a *ssAccount) (string, error) {
 		if p.rss, err = memKB(a.d.pid, "RssAnon"); err != nil {
 			return p, err
 		}
-		p.live, p.stack, err = b.ssChurn(ctx, a.d, churner)
+		p.live, err = b.ssChurn(ctx, a.d, churner)
 		return p, err
 	}
 	if err := ssSettle(ctx, a.d); err != nil {
@@ -577,11 +577,11 @@ func ssMemory(ctx context.Context, b *bench, a *ssAccount) (string, error) {
 		return "", err
 	}
 	rssPer := func(p point) float64 { return float64(p.rss-p0.rss) / float64(n) }
-	livePer := func(p point) float64 { return float64((p.live+p.stack-p0.live-p0.stack)<<10) / float64(n) }
+	livePer := func(p point) float64 { return float64((p.live-p0.live)<<10) / float64(n) }
 	res := float64(1<<10) / float64(n) // the GC trace counts whole MB
-	v := fmt.Sprintf("live heap+stacks %.0f ± %.0f KiB per connection after its first window, %.0f ± %.0f KiB with a long poll parked on each "+
-		"(heap %d → %d → %d MB, stacks %d → %d → %d MB); RssAnon growth %.0f / %.0f KiB (%s → %s → %s)",
-		livePer(p1), res, livePer(p2), res, p0.live, p1.live, p2.live, p0.stack, p1.stack, p2.stack,
+	v := fmt.Sprintf("live heap %.0f ± %.0f KiB per connection after its first window, %.0f ± %.0f KiB with a long poll parked on each "+
+		"(%d → %d → %d MB); RssAnon growth %.0f / %.0f KiB (%s → %s → %s)",
+		livePer(p1), res, livePer(p2), res, p0.live, p1.live, p2.live,
 		rssPer(p1), rssPer(p2), mb(p0.rss), mb(p1.rss), mb(p2.rss))
 	if unknown.Load() > 0 || early.Load() > 0 {
 		v += fmt.Sprintf("; PROBLEM: %d connections forgotten (M_UNKNOWN_POS), %d polls woke with nothing new", unknown.Load(), early.Load())
@@ -616,13 +616,14 @@ func ssSettle(ctx context.Context, d *daemon) error {
 
 // gcLine is one line of the Go runtime's GODEBUG=gctrace=1 report; the
 // third heap figure is the live heap the collection marked.
-var gcLine = regexp.MustCompile(`(?m)^gc \d+ @[0-9.]+s .*, \d+->\d+->(\d+) MB, \d+ MB goal, (\d+) MB stacks`)
+var gcLine = regexp.MustCompile(`(?m)^gc \d+ @[0-9.]+s .*, \d+->\d+->(\d+) MB, \d+ MB goal`)
 
 // ssChurn makes the daemon collect garbage twice (so one collection ran
 // wholly after this call began) by sending it first-window requests on one
 // connection, restarted each time, which leave nothing behind; it returns
-// the live heap and the goroutine stacks the last collection reported.
-func (b *bench) ssChurn(ctx context.Context, d *daemon, u *user) (live, stacks int, err error) {
+// the live heap the last collection reported (goroutine stacks are not
+// in it: the trace counts only their used bytes, in whole MB).
+func (b *bench) ssChurn(ctx context.Context, d *daemon, u *user) (live int, err error) {
 	lines := func() ([][]string, error) {
 		data, err := os.ReadFile(d.logPath)
 		if err != nil {
@@ -632,27 +633,26 @@ func (b *bench) ssChurn(ctx context.Context, d *daemon, u *user) (live, stacks i
 	}
 	before, err := lines()
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		for range 10 {
 			if _, err := b.ssSync(ctx, u, "", 0, ssWindow("churn", false)); err != nil {
-				return 0, 0, err
+				return 0, err
 			}
 		}
 		now, err := lines()
 		if err != nil {
-			return 0, 0, err
+			return 0, err
 		}
 		if len(now) >= len(before)+2 {
 			last := now[len(now)-1]
 			live, _ = strconv.Atoi(last[1])
-			stacks, _ = strconv.Atoi(last[2])
-			return live, stacks, nil
+			return live, nil
 		}
 	}
-	return 0, 0, fmt.Errorf("the daemon did not collect garbage in 30 s of requests (is GODEBUG=gctrace=1 set?)")
+	return 0, fmt.Errorf("the daemon did not collect garbage in 30 s of requests (is GODEBUG=gctrace=1 set?)")
 }
 
 // ssDevices logs the owner in n times (a device each), two at a time
