@@ -46,7 +46,7 @@ func (c *ssConfig) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.msgs, "ss-msgs", 200, "slidingsync: messages timed from send to the long poll's response")
 	fs.DurationVar(&c.interval, "ss-interval", 10*time.Millisecond, "slidingsync: pause between those messages")
 	fs.IntVar(&c.conns, "ss-conns", 200, "slidingsync: open connections, each holding a window of 20 rooms, for the memory row")
-	fs.IntVar(&c.idleClients, "ss-idle-clients", 10, "slidingsync: clients long-polling (30 s) in the idle CPU row")
+	fs.IntVar(&c.idleClients, "ss-idle-clients", 10, "slidingsync: clients long-polling (timeout -ss-idle-poll) in the idle CPU row")
 	fs.DurationVar(&c.idlePoll, "ss-idle-poll", 30*time.Second, "slidingsync: the idle clients' long-poll timeout; CPU is summed from 2 s after they start to 3 s after it")
 }
 
