@@ -23,6 +23,7 @@
 //	turn        the TURN relay: idle wake-ups with no allocation, daemon CPU relaying 1 MB/s
 //	appservice  application services: send → transaction latency, 100 ghosts sending, RSS per registered appservice
 //	lan         people nearby on a LAN of network namespaces (root): exec → listed by a peer, mDNS packets per quiet hour, idle RSS/CPU, LAN message latency
+//	slidingsync sliding sync (MSC4186), account in 1,000 rooms: first window, send → long-poll latency, memory per connection, idle CPU
 //
 // Linux only for the /proc figures; traffic goes only to 127.0.0.1, except
 // the lan section's, which stays on the bridge of the namespaces it makes.
@@ -67,10 +68,11 @@ type config struct {
 	abuseFed      int           // half-open connections to the federation listener
 	abuseReqs     int           // the owner's timed requests, idle and under abuse
 	abuseHold     time.Duration // how long the abuse is held before counting what the daemon closed
+	ss            ssConfig      // slidingsync section (bench_slidingsync.go)
 	timeout       time.Duration // hard limit on the whole run
 }
 
-var allSections = []string{"start", "idle", "send", "throughput", "sync", "presence", "volume", "history", "search", "media", "keys", "push", "federation", "abuse", "lan", "turn", "calls", "appservice"}
+var allSections = []string{"start", "idle", "send", "throughput", "sync", "presence", "volume", "history", "search", "media", "keys", "push", "federation", "abuse", "lan", "turn", "calls", "appservice", "slidingsync"}
 
 func parseFlags() (*config, error) {
 	c := &config{}
@@ -100,6 +102,7 @@ func parseFlags() (*config, error) {
 	flag.IntVar(&c.abuseFed, "abuse-fed", 2000, "abuse: half-open connections to the federation listener")
 	flag.IntVar(&c.abuseReqs, "abuse-reqs", 200, "abuse: the owner's timed requests, idle and under abuse")
 	flag.DurationVar(&c.abuseHold, "abuse-hold", 35*time.Second, "abuse: hold the flood this long (past the 30 s body deadline) before counting what the daemon closed")
+	c.ss.register(flag.CommandLine)
 	flag.DurationVar(&c.timeout, "timeout", 15*time.Minute, "kill everything and fail after this long")
 	flag.Parse()
 
@@ -120,6 +123,7 @@ func parseFlags() (*config, error) {
 		quickDefault("fed-msgs", func() { c.fedMsgs = 100 })
 		quickDefault("fed-pdus", func() { c.fedPDUs = 1000 })
 		quickDefault("fed-members", func() { c.fedMembers = 2000 })
+		c.ss.quick(set)
 	}
 	c.sections = map[string]bool{}
 	for _, s := range strings.Split(*secs, ",") {
@@ -136,6 +140,9 @@ func parseFlags() (*config, error) {
 		c.volumeMsgs < 1 || c.volumeRooms < 1 || c.historyMsgs < 1 || c.workers < 1 ||
 		c.fedMsgs < 1 || c.fedPDUs < 1 || c.fedMembers < 2 || c.abuseReqs < 1 {
 		return nil, fmt.Errorf("counts must be at least 1")
+	}
+	if err := c.ss.valid(); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -195,6 +202,7 @@ func run() int {
 		{"turn", benchTURN},
 		{"calls", benchCalls},
 		{"appservice", benchAppservice},
+		{"slidingsync", benchSlidingSync},
 	}
 	machine := b.machineLine()
 	load0 := loadAvg()
