@@ -32,6 +32,11 @@ type SyncRequest struct {
 	// of rooms.invite: MSC4155 invite filtering ("ignore", and "block"
 	// for invites stored before the rule), read by the HTTP layer.
 	HideInvite func(sender string) bool
+	// HideInviteIn is HideInvite read inside the sync's own transaction,
+	// only when an invite is there to judge (most syncs have none, and a
+	// nested read transaction could deadlock against bbolt's remap). It
+	// is asked when HideInvite is nil.
+	HideInviteIn func(tx *store.Tx, sender string) bool
 	// StateAfter asks for a room's state at the end of its timeline
 	// rather than at its start (MSC4222, spec v1.16 use_state_after).
 	StateAfter bool

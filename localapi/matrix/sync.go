@@ -193,7 +193,7 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 	}
 	req := room.SyncRequest{UserID: c.UserID, Device: c.Session, Since: since.pos, Now: now.pos,
 		SinceEph: since.eph, NowEph: now.eph, FullState: fullState, Ignored: s.ignoredUsers(c.Localpart),
-		StateAfter: mode.any(), HideInvite: s.inviteHider(c.Localpart)}
+		StateAfter: mode.any(), HideInviteIn: inviteHiderIn(c.Localpart)}
 	var roomData *roomEventFilter
 	if f.Room != nil {
 		req.Rooms, req.NotRooms, req.IncludeLeave = f.Room.Rooms, f.Room.NotRooms, f.Room.IncludeLeave
