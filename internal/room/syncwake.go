@@ -30,7 +30,8 @@ const maxConcernSpan = 256
 // Anything else — positions it cannot classify (to-device messages, remote
 // device keys), a membership of the user's that moved, a span longer than
 // maxConcernSpan — counts as a concern, so a wrong answer only costs a
-// response build, never a missed update.
+// response build, never a missed update. foreign is called outside the
+// store transaction, so it may read the store.
 func (e *Engine) SyncConcerns(userID string, from, to uint64, foreign func(store.Change) bool) (bool, error) {
 	if to <= from {
 		return false, nil
@@ -39,6 +40,7 @@ func (e *Engine) SyncConcerns(userID string, from, to uint64, foreign func(store
 		return true, nil
 	}
 	concerns := false
+	var others []store.Change // change-log entries of other packages' kinds
 	err := e.db.View(func(tx *store.Tx) error {
 		mine := map[uint64]bool{}
 		for _, m := range memberships(tx, userID) {
@@ -49,47 +51,63 @@ func (e *Engine) SyncConcerns(userID string, from, to uint64, foreign func(store
 			mine[m.RoomNID] = true
 		}
 		for p := from + 1; p <= to; p++ {
-			c, err := positionConcerns(tx, userID, p, mine, foreign)
+			c, other, err := positionConcerns(tx, userID, p, mine)
 			if err != nil || c {
 				concerns = c
 				return err
 			}
+			if other != nil {
+				others = append(others, *other)
+			}
 		}
 		return nil
 	})
-	return concerns, err
+	if err != nil || concerns {
+		return concerns, err
+	}
+	// foreign may read the store itself: asked outside the transaction,
+	// as a read transaction opened inside another can deadlock against a
+	// commit that grows the file (bbolt's remap lock).
+	for _, c := range others {
+		if foreign == nil || !foreign(c) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
-// positionConcerns classifies one stream position for SyncConcerns.
-func positionConcerns(tx *store.Tx, userID string, p uint64, mine map[uint64]bool, foreign func(store.Change) bool) (bool, error) {
+// positionConcerns classifies one stream position for SyncConcerns; a
+// change-log entry of a kind it does not know is returned for the caller's
+// foreign.
+func positionConcerns(tx *store.Tx, userID string, p uint64, mine map[uint64]bool) (concerns bool, other *store.Change, err error) {
 	key := store.PutU64(p)
 	if b := tx.Get(store.Events, key); b != nil {
 		ev, err := decodeEvent(p, b)
 		if err != nil {
-			return false, err
+			return false, nil, err
 		}
 		if mine[ev.RoomNID] {
-			return true, nil
+			return true, nil, nil
 		}
 		r := gjson.GetManyBytes(ev.JSON, "type", "state_key")
-		return r[0].String() == "m.room.member" && r[1].String() == userID, nil
+		return r[0].String() == "m.room.member" && r[1].String() == userID, nil, nil
 	}
 	v := tx.Get(store.Changes, key)
 	if v == nil {
-		return true, nil // not a room event nor a change: unknown here
+		return true, nil, nil // not a room event nor a change: unknown here
 	}
 	var c store.Change
 	if err := json.Unmarshal(v, &c); err != nil {
-		return false, fmt.Errorf("room: decode change %d: %w", p, err)
+		return false, nil, fmt.Errorf("room: decode change %d: %w", p, err)
 	}
 	switch c.Kind {
 	case ChangeReceipt:
 		if c.Localpart != "" && c.Localpart != userID {
-			return false, nil // another user's private receipt
+			return false, nil, nil // another user's private receipt
 		}
 		fallthrough
 	case ChangeState:
-		return mine[store.U64(tx.Get(store.Rooms, []byte(c.RoomID)))], nil
+		return mine[store.U64(tx.Get(store.Rooms, []byte(c.RoomID)))], nil, nil
 	}
-	return foreign == nil || !foreign(c), nil
+	return false, &c, nil
 }
