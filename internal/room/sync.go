@@ -28,6 +28,9 @@ type SyncRequest struct {
 	// invites and their timeline events other than state are not shown
 	// (Client-Server API §"Ignoring Users").
 	Ignored map[string]bool
+	// IgnoredIn, when Ignored is nil, reads Ignored inside the sync's own
+	// transaction (one read transaction fewer per /sync).
+	IgnoredIn func(tx *store.Tx) map[string]bool
 	// HideInvite, when set, says whether an invite from sender stays out
 	// of rooms.invite: MSC4155 invite filtering ("ignore", and "block"
 	// for invites stored before the rule), read by the HTTP layer.
@@ -95,6 +98,9 @@ func (e *Engine) Sync(req SyncRequest) (*SyncRooms, error) {
 	out := &SyncRooms{Join: map[string]*JoinedRoom{}, Invite: map[string]*InvitedRoom{}, Leave: map[string]*LeftRoom{},
 		Knock: map[string]*InvitedRoom{}}
 	err := e.db.View(func(tx *store.Tx) error {
+		if req.Ignored == nil && req.IgnoredIn != nil {
+			req.Ignored = req.IgnoredIn(tx)
+		}
 		changes, err := roomChangesSince(tx, req)
 		if err != nil {
 			return err

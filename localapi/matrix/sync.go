@@ -192,7 +192,7 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 		syncWatch(c.UserID, now.pos, true)
 	}
 	req := room.SyncRequest{UserID: c.UserID, Device: c.Session, Since: since.pos, Now: now.pos,
-		SinceEph: since.eph, NowEph: now.eph, FullState: fullState, Ignored: s.ignoredUsers(c.Localpart),
+		SinceEph: since.eph, NowEph: now.eph, FullState: fullState, IgnoredIn: ignoredUsersIn(c.Localpart),
 		StateAfter: mode.any(), HideInviteIn: inviteHiderIn(c.Localpart)}
 	var roomData *roomEventFilter
 	if f.Room != nil {
