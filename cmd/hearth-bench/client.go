@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -121,8 +122,19 @@ func (b *bench) register(ctx context.Context, d *daemon, name string) (*user, er
 	}
 	body := map[string]any{"username": name, "password": "bench-password-" + name,
 		"auth": map[string]string{"type": "m.login.dummy"}}
-	if err := call(ctx, b.hc, d, "POST", "/_matrix/client/v3/register", "", body, &out, reqTimeout); err != nil {
-		return nil, err
+	// A loaded machine can keep every bcrypt slot busy past the server's
+	// wait, and registration then answers 429: retry those a few times.
+	for try := 0; ; try++ {
+		err := call(ctx, b.hc, d, "POST", "/_matrix/client/v3/register", "", body, &out, reqTimeout)
+		if err == nil {
+			break
+		}
+		if try >= 10 || !strings.Contains(err.Error(), "HTTP 429") {
+			return nil, err
+		}
+		if err := sleep(ctx, time.Second); err != nil {
+			return nil, err
+		}
 	}
 	return &user{d: d, id: out.UserID, token: out.AccessToken}, nil
 }

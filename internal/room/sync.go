@@ -28,10 +28,18 @@ type SyncRequest struct {
 	// invites and their timeline events other than state are not shown
 	// (Client-Server API §"Ignoring Users").
 	Ignored map[string]bool
+	// IgnoredIn, when Ignored is nil, reads Ignored inside the sync's own
+	// transaction (one read transaction fewer per /sync).
+	IgnoredIn func(tx *store.Tx) map[string]bool
 	// HideInvite, when set, says whether an invite from sender stays out
 	// of rooms.invite: MSC4155 invite filtering ("ignore", and "block"
 	// for invites stored before the rule), read by the HTTP layer.
 	HideInvite func(sender string) bool
+	// HideInviteIn is HideInvite read inside the sync's own transaction,
+	// only when an invite is there to judge (most syncs have none, and a
+	// nested read transaction could deadlock against bbolt's remap). It
+	// is asked when HideInvite is nil.
+	HideInviteIn func(tx *store.Tx, sender string) bool
 	// StateAfter asks for a room's state at the end of its timeline
 	// rather than at its start (MSC4222, spec v1.16 use_state_after).
 	StateAfter bool
@@ -90,6 +98,9 @@ func (e *Engine) Sync(req SyncRequest) (*SyncRooms, error) {
 	out := &SyncRooms{Join: map[string]*JoinedRoom{}, Invite: map[string]*InvitedRoom{}, Leave: map[string]*LeftRoom{},
 		Knock: map[string]*InvitedRoom{}}
 	err := e.db.View(func(tx *store.Tx) error {
+		if req.Ignored == nil && req.IgnoredIn != nil {
+			req.Ignored = req.IgnoredIn(tx)
+		}
 		changes, err := roomChangesSince(tx, req)
 		if err != nil {
 			return err

@@ -11,7 +11,8 @@ import (
 // (Client-Server API §"Syncing"); rooms.join is sync.go's.
 
 // syncInvite is a room in rooms.invite, or (the same shape) rooms.knock;
-// nil for an invite from an ignored user, or one req.HideInvite hides.
+// nil for an invite from an ignored user, or one req.HideInvite or
+// req.HideInviteIn hides.
 func (e *Engine) syncInvite(tx *store.Tx, req SyncRequest, info *Info, membership string) (*InvitedRoom, error) {
 	ir := &InvitedRoom{}
 	for _, typ := range strippedTypes {
@@ -32,7 +33,7 @@ func (e *Engine) syncInvite(tx *store.Tx, req SyncRequest, info *Info, membershi
 	if inv != nil && req.Ignored[string(inv.PDU.SenderID())] {
 		return nil, nil
 	}
-	if inv != nil && membership == "invite" && req.HideInvite != nil && req.HideInvite(string(inv.PDU.SenderID())) {
+	if inv != nil && membership == "invite" && req.hidesInvite(tx, string(inv.PDU.SenderID())) {
 		return nil, nil
 	}
 	if inv != nil {
@@ -109,4 +110,15 @@ func (e *Engine) syncLeft(tx *store.Tx, req SyncRequest, info *Info, m Membershi
 		}
 	}
 	return lr, nil
+}
+
+// hidesInvite asks HideInvite, else HideInviteIn inside tx.
+func (req SyncRequest) hidesInvite(tx *store.Tx, sender string) bool {
+	switch {
+	case req.HideInvite != nil:
+		return req.HideInvite(sender)
+	case req.HideInviteIn != nil:
+		return req.HideInviteIn(tx, sender)
+	}
+	return false
 }

@@ -1,6 +1,9 @@
 package matrix
 
-import "time"
+import (
+	"sync"
+	"time"
+)
 
 // Exports for the external tests (package matrix_test) of unexported
 // token code.
@@ -78,3 +81,47 @@ func (s *Server) LimiterKeys() (addrs, accounts int) {
 
 // UIASessions is how many UIA sessions are held.
 func (s *Server) UIASessions() int { return s.uia.size() }
+
+// SyncWatch records, per user, how many /sync responses were built and
+// the highest stream position a long poll has dealt with (by building a
+// response or by ruling the positions out).
+type SyncWatch struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	builds  map[string]int
+	handled map[string]uint64
+}
+
+// WatchSyncs installs a SyncWatch for the rest of the test. Tests that use
+// it must not run in parallel with other /sync tests.
+func WatchSyncs(t interface{ Cleanup(func()) }) *SyncWatch {
+	w := &SyncWatch{builds: map[string]int{}, handled: map[string]uint64{}}
+	w.cond = sync.NewCond(&w.mu)
+	syncWatch = func(userID string, now uint64, built bool) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if built {
+			w.builds[userID]++
+		}
+		w.handled[userID] = max(w.handled[userID], now)
+		w.cond.Broadcast()
+	}
+	t.Cleanup(func() { syncWatch = nil })
+	return w
+}
+
+// Builds is how many /sync responses were built for userID.
+func (w *SyncWatch) Builds(userID string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.builds[userID]
+}
+
+// AwaitHandled blocks until a /sync of userID has dealt with position pos.
+func (w *SyncWatch) AwaitHandled(userID string, pos uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for w.handled[userID] < pos {
+		w.cond.Wait()
+	}
+}

@@ -26,14 +26,3 @@ func (s *Server) checkInvite(invitee, inviter string) error {
 	}
 	return nil
 }
-
-// inviteHider is SyncRequest.HideInvite for a local user: invites their
-// config ignores, or blocks (those stored before the rule), stay out of
-// /sync. The config is read once per sync.
-func (s *Server) inviteHider(localpart string) func(sender string) bool {
-	rules, err := s.accounts.InviteRules(localpart)
-	if err != nil {
-		return nil // unreadable: show invites, as without a config
-	}
-	return func(sender string) bool { return rules.Action(sender) != account.InviteAllow }
-}

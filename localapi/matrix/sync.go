@@ -170,7 +170,7 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *caller) {
 			writeJSON(w, resp)
 			return
 		}
-		if err := s.rooms.Wait(ctx, pos, eph); err != nil {
+		if err := s.awaitNews(ctx, c, pos, eph); err != nil {
 			// Timed out, or the daemon is stopping: an empty response that
 			// keeps the client's place. If the client went away instead,
 			// the write fails harmlessly.
@@ -188,9 +188,12 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *caller) {
 }
 
 func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState bool, mode stateMode) (*syncResponse, bool, error) {
+	if syncWatch != nil {
+		syncWatch(c.UserID, now.pos, true)
+	}
 	req := room.SyncRequest{UserID: c.UserID, Device: c.Session, Since: since.pos, Now: now.pos,
-		SinceEph: since.eph, NowEph: now.eph, FullState: fullState, Ignored: s.ignoredUsers(c.Localpart),
-		StateAfter: mode.any(), HideInvite: s.inviteHider(c.Localpart)}
+		SinceEph: since.eph, NowEph: now.eph, FullState: fullState, IgnoredIn: ignoredUsersIn(c.Localpart),
+		StateAfter: mode.any(), HideInviteIn: inviteHiderIn(c.Localpart)}
 	var roomData *roomEventFilter
 	if f.Room != nil {
 		req.Rooms, req.NotRooms, req.IncludeLeave = f.Room.Rooms, f.Room.NotRooms, f.Room.IncludeLeave

@@ -1,23 +1,32 @@
 package matrix
 
-import "encoding/json"
+import (
+	"encoding/json"
 
-// ignoredUsers reads the user's m.ignored_user_list account data
-// (Client-Server API §"Ignoring Users"): /sync hides their invites.
-func (s *Server) ignoredUsers(localpart string) map[string]bool {
-	raw, err := s.accounts.AccountData(localpart, "", "m.ignored_user_list")
-	if err != nil {
-		return nil // none set
+	"github.com/hearth-chat/hearth/internal/account"
+	"github.com/hearth-chat/hearth/internal/store"
+)
+
+// ignoredUsersIn is SyncRequest.IgnoredIn: the users in the user's
+// m.ignored_user_list account data (Client-Server API §"Ignoring Users"),
+// whose invites and non-state timeline events /sync hides. It is read in
+// the sync's own transaction rather than one of its own per /sync.
+func ignoredUsersIn(localpart string) func(tx *store.Tx) map[string]bool {
+	return func(tx *store.Tx) map[string]bool {
+		raw := account.GetAccountData(tx, localpart, "", "m.ignored_user_list")
+		if raw == nil {
+			return nil // none set
+		}
+		var c struct {
+			IgnoredUsers map[string]json.RawMessage `json:"ignored_users"`
+		}
+		if json.Unmarshal(raw, &c) != nil || len(c.IgnoredUsers) == 0 {
+			return nil
+		}
+		out := make(map[string]bool, len(c.IgnoredUsers))
+		for u := range c.IgnoredUsers {
+			out[u] = true
+		}
+		return out
 	}
-	var c struct {
-		IgnoredUsers map[string]json.RawMessage `json:"ignored_users"`
-	}
-	if json.Unmarshal(raw, &c) != nil || len(c.IgnoredUsers) == 0 {
-		return nil
-	}
-	out := make(map[string]bool, len(c.IgnoredUsers))
-	for u := range c.IgnoredUsers {
-		out[u] = true
-	}
-	return out
 }
