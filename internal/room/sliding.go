@@ -85,8 +85,9 @@ func (c *slidingCache) put(nid uint64, v slidingRoomCache) {
 
 // SlidingList lists the user's rooms at position now, in no order.
 // Forgotten rooms are left out, and invites from users in ignored (the
-// user's m.ignored_user_list: Client-Server API §"Ignoring Users").
-func (e *Engine) SlidingList(userID string, now uint64, ignored map[string]bool) ([]SlidingEntry, error) {
+// user's m.ignored_user_list: Client-Server API §"Ignoring Users") or
+// that hideInvite hides (the user's invite filter, MSC4155), when set.
+func (e *Engine) SlidingList(userID string, now uint64, ignored map[string]bool, hideInvite func(tx *store.Tx, sender string) bool) ([]SlidingEntry, error) {
 	var out []SlidingEntry
 	err := e.db.View(func(tx *store.Tx) error {
 		for _, m := range memberships(tx, userID) {
@@ -120,10 +121,12 @@ func (e *Engine) SlidingList(userID string, now uint64, ignored map[string]bool)
 					continue
 				}
 			case "invite":
-				if len(ignored) > 0 {
-					if ev, err := e.currentStateEvent(tx, m.RoomNID, "m.room.member", userID); err == nil && ev != nil &&
-						ignored[string(ev.PDU.SenderID())] {
-						continue
+				if len(ignored) > 0 || hideInvite != nil {
+					if ev, err := e.currentStateEvent(tx, m.RoomNID, "m.room.member", userID); err == nil && ev != nil {
+						sender := string(ev.PDU.SenderID())
+						if ignored[sender] || hideInvite != nil && hideInvite(tx, sender) {
+							continue
+						}
 					}
 				}
 			}

@@ -73,7 +73,9 @@ type SlidingBatch struct {
 	UserID, Device string
 	Now            uint64
 	Ignored        map[string]bool
-	Rooms          []SlidingRoomRequest
+	// HideInviteIn, when set, hides invites as SyncRequest.HideInviteIn.
+	HideInviteIn func(tx *store.Tx, sender string) bool
+	Rooms        []SlidingRoomRequest
 }
 
 // Hero is an entry of a room result's heroes (MSC4186 §"StrippedHero").
@@ -141,7 +143,7 @@ func (e *Engine) slidingRoomResult(tx *store.Tx, b SlidingBatch, rr SlidingRoomR
 	if m.Membership == "invite" || m.Membership == "knock" {
 		// Stripped state only: the user may not read the room yet.
 		sr.Changed = rr.Since == 0 || m.Pos > rr.Since
-		ir, err := e.syncInvite(tx, SyncRequest{UserID: b.UserID, Ignored: b.Ignored}, info, m.Membership)
+		ir, err := e.syncInvite(tx, SyncRequest{UserID: b.UserID, Ignored: b.Ignored, HideInviteIn: b.HideInviteIn}, info, m.Membership)
 		if err != nil {
 			return nil, err
 		}

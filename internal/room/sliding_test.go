@@ -43,7 +43,7 @@ func TestSlidingListBumpStamp(t *testing.T) {
 	bumps := func(e *Engine) map[string]SlidingEntry {
 		t.Helper()
 		now, _ := e.Pos()
-		list, err := e.SlidingList(alice, now, nil)
+		list, err := e.SlidingList(alice, now, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -90,7 +90,7 @@ func BenchmarkSlidingListCold(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		cold := New(db, stream.New(pos), Config{ServerName: "test.local", KeyID: "ed25519:t", PrivateKey: key})
-		if list, err := cold.SlidingList(alice, pos, nil); err != nil || len(list) != 1000 {
+		if list, err := cold.SlidingList(alice, pos, nil, nil); err != nil || len(list) != 1000 {
 			b.Fatal(err, len(list))
 		}
 	}
@@ -117,7 +117,7 @@ func TestSlidingListBans(t *testing.T) {
 	}
 	now, _ := e.Pos()
 	for u, want := range map[string]int{bob: 1, carol: 0} {
-		list, err := e.SlidingList(u, now, nil)
+		list, err := e.SlidingList(u, now, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

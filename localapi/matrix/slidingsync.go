@@ -184,7 +184,7 @@ func (s *Server) buildSliding(ctx context.Context, c *caller, p *parsedSliding, 
 	resp := &slidingResponse{Lists: map[string]slidingListResult{}, Rooms: map[string]*slidingRoomResp{},
 		Extensions: map[string]any{}}
 	ignored := s.ignoredUsers(c.Localpart)
-	entries, err := s.rooms.SlidingList(c.UserID, now, ignored)
+	entries, err := s.rooms.SlidingList(c.UserID, now, ignored, inviteHiderIn(c.Localpart))
 	if err != nil {
 		return nil, nil, false, err
 	}
@@ -252,7 +252,7 @@ func (s *Server) buildSliding(ctx context.Context, c *caller, p *parsedSliding, 
 	}
 	var live *push.Live
 	interned := interner{}
-	batch := room.SlidingBatch{UserID: c.UserID, Device: c.Session, Now: now, Ignored: ignored}
+	batch := room.SlidingBatch{UserID: c.UserID, Device: c.Session, Now: now, Ignored: ignored, HideInviteIn: inviteHiderIn(c.Localpart)}
 	for id, pk := range picks {
 		en := byID[id]
 		was, sent := base.sent[id]

@@ -616,6 +616,25 @@ func TestSlidingSyncIgnoredInvite(t *testing.T) {
 	}
 }
 
+// TestSlidingSyncFilteredInvite: an invite the account's MSC4155 invite
+// filter ignores is not listed, as /sync hides it; another is.
+func TestSlidingSyncFilteredInvite(t *testing.T) {
+	ts := newTestServer(t)
+	alice, bob, carol := ts.register(t, "alice"), ts.register(t, "bob"), ts.register(t, "carol")
+	fromBob := ts.createRoom(t, bob, map[string]any{})
+	ts.setInviteConfig(t, alice, map[string]any{"ignored_users": []string{bob.ID}})
+	ts.do(t, "POST", v3path+"/rooms/"+url.PathEscape(fromBob)+"/invite", bob.Token, map[string]any{"user_id": alice.ID}).wantStatus(t, 200)
+	fromCarol := ts.createRoom(t, carol, map[string]any{"invite": []string{alice.ID}})
+	r := ts.ssOK(t, alice, "", -1, map[string]any{"lists": map[string]any{
+		"invites": ssList([][2]int{{0, 9}}, 1, map[string]any{"filters": map[string]any{"is_invite": true}})}})
+	if _, ok := r.Rooms[fromBob]; ok || r.Lists["invites"].Count != 1 {
+		t.Fatalf("invites: count %d, rooms %v", r.Lists["invites"].Count, r.Rooms)
+	}
+	if _, ok := r.Rooms[fromCarol]; !ok {
+		t.Fatalf("carol's invite is missing: %v", r.Rooms)
+	}
+}
+
 // TestSlidingSyncSubscriptionNotMember: a subscription to a room the user
 // is not in (public or not), or to one that does not exist, returns
 // nothing of it (MSC4186 §"Subscriptions").
