@@ -393,6 +393,11 @@ func (s *Server) listDelayedEvents(w http.ResponseWriter, r *http.Request, c *ca
 		startTS = n
 	default:
 		startTS = s.delayed.now().UnixMilli()
+		if status == nil {
+			// The default list is the scheduled events (see key below); an
+			// event finalised in this very millisecond is not one of them.
+			status = map[string]bool{"scheduled": true}
+		}
 	}
 	var all []*delayed.Event
 	if s.delayed.svc != nil {
