@@ -94,6 +94,8 @@ type Daemon struct {
 	// net is the one network monitor (links, addresses, waking from
 	// sleep) that federation and discovery share.
 	net *netmon.Monitor
+
+	idleGCStop func() // unregisters from theIdleGC (runtime.go); once
 }
 
 // Start opens everything and begins serving; it returns once the client
@@ -217,6 +219,7 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	}()
 	d.lanKey = key
 	d.startDiscovery(cfg.LANDiscovery)
+	d.idleGCStop = theIdleGC.start()
 	slog.Info("hearth is ready", "server_name", cfg.ServerName, "client_api", "http://"+ln.Addr().String(),
 		"data_dir", cfg.DataDir, "key_id", key.ID)
 	return d, nil
@@ -260,6 +263,9 @@ func (d *Daemon) Addr() string { return d.listener.Addr().String() }
 func (d *Daemon) Stop(ctx context.Context) error {
 	d.stopDiscovery() // withdraw the LAN announcement before the listeners close
 	d.stopRequests()
+	if d.idleGCStop != nil {
+		d.idleGCStop()
+	}
 	d.server.Shutdown(ctx)
 	d.server.Close()
 	d.api.Close()
