@@ -122,6 +122,9 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	// the name) commits before the notifier exists and moves no position.
 	db, err := openStore(&cfg, store.Options{
 		OnCommit: func(pos uint64) {
+			// A write is work, whoever made it (a request, a delayed
+			// event's timer, the search indexer): the GC back on.
+			theIdleGC.touch()
 			if notifier != nil {
 				notifier.Advance(pos)
 			}

@@ -17,14 +17,15 @@ import (
 // default configuration"). The runtime skips that forced GC when the GC
 // percent is negative (GOGC=off), but a daemon that never collected would
 // grow without bound under load. So idleGC switches it only while the
-// daemon is idle: once no request has come for idleGCQuiet, it collects
+// daemon is idle: once no request has come and nothing was written to the
+// store for idleGCQuiet (and right after start-up), it collects
 // and returns the free heap to the OS (debug.FreeOSMemory, the cost of
 // the one forced GC it replaces; trimExecutable drops the pages of the
 // binary that are no longer used from the resident set), then turns the GC percent off with a
 // memory limit of what is in use plus idleGCHeadroom, so that whatever
 // does allocate while idle (an mDNS answer, a TURN packet, an outbound
 // federation retry) is still collected when it adds up. The next request
-// restores the percent and the limit before it is handled. The quiet
+// or store write restores the percent and the limit before it is handled. The quiet
 // period is the forced GC's own period: a daemon busy more often than
 // that collects as Go would have anyway.
 //
@@ -97,8 +98,8 @@ func (g *idleGC) stop() {
 	}
 }
 
-// touch records activity (a request); if the daemon was idle it turns
-// the GC back on before the caller goes on to allocate.
+// touch records activity (a request, a store commit); if the daemon was
+// idle it turns the GC back on before the caller goes on to allocate.
 func (g *idleGC) touch() {
 	g.last.Store(int64(time.Since(g.base)))
 	if !g.idle.Load() {

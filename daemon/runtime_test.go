@@ -39,7 +39,8 @@ func waitGC(t *testing.T, want int64) {
 
 // TestIdleDaemonTurnsForcedGCOff: a daemon left alone for the quiet period
 // turns the GC percent off (the runtime then skips its forced GC every
-// 2 min) under a memory limit, and its next request turns it back on;
+// 2 min) under a memory limit, and its next request or store write turns
+// it back on;
 // stopping the last daemon leaves the runtime as it found it.
 func TestIdleDaemonTurnsForcedGCOff(t *testing.T) {
 	if runtimeTuned() {
@@ -78,6 +79,16 @@ func TestIdleDaemonTurnsForcedGCOff(t *testing.T) {
 	// The request turned it on before it was handled, so no wait here.
 	if p, l := gcSettings(); p != p0 || l != l0 {
 		t.Fatalf("after a request: GC percent %d limit %d, want %d %d", p, l, p0, l0)
+	}
+
+	// A store write made by no request (as a delayed event's timer makes
+	// one) is work too.
+	waitGC(t, -1)
+	if err := d.accounts.PutAccountData(context.Background(), ownerName(), "", "org.example.idle", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if p, l := gcSettings(); p != p0 || l != l0 {
+		t.Fatalf("after a store write: GC percent %d limit %d, want %d %d", p, l, p0, l0)
 	}
 
 	waitGC(t, -1) // quiet again
