@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hearth-chat/hearth/internal/netns"
@@ -84,6 +88,7 @@ func idleRows(ctx context.Context, b *bench, rssMetric, rssTarget, cpuMetric, cp
 	defer b.stop(d)
 	t0 := time.Now()
 	c0, err := cpuTicks(d.pid)
+	ns0 := schedNS(d.pid)
 	if err != nil {
 		return []row{errRow(rssMetric, rssTarget, err), errRow(cpuMetric, cpuTarget, err)}
 	}
@@ -108,16 +113,49 @@ func idleRows(ctx context.Context, b *bench, rssMetric, rssTarget, cpuMetric, cp
 		}
 		if ev.Equal(cpuAt) && cpuRow.value == "" {
 			c1, err := cpuTicks(d.pid)
+			ns1 := schedNS(d.pid)
 			wall := time.Since(t0)
 			if err != nil {
 				cpuRow = errRow(cpuMetric, cpuTarget, err)
 				continue
 			}
 			cpuSec := float64(c1-c0) / clockTicks
-			cpuRow.value = fmt.Sprintf("%.3f %% (%d ticks of 10 ms in %.0f s)", 100*cpuSec/wall.Seconds(), c1-c0, wall.Seconds())
+			cpuRow.value = fmt.Sprintf("%.3f %% (%d ticks of 10 ms in %.0f s", 100*cpuSec/wall.Seconds(), c1-c0, wall.Seconds())
+			if ns0 >= 0 && ns1 >= 0 {
+				cpuRow.value += fmt.Sprintf("; %.2f ms by schedstat", float64(ns1-ns0)/1e6)
+			}
+			cpuRow.value += ")"
 		}
 	}
 	return []row{rssRow, cpuRow}
+}
+
+// schedNS is the CPU time of pid's threads in nanoseconds, summed from
+// /proc/PID/task/*/schedstat (which counts nanoseconds, where
+// utime+stime count 10 ms ticks; a thread that exited is missing), or -1
+// where it cannot be read.
+func schedNS(pid int) int64 {
+	files, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	if err != nil || len(files) == 0 {
+		return -1
+	}
+	var ns int64
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue // the thread exited
+		}
+		fields := strings.Fields(string(data))
+		if len(fields) == 0 {
+			return -1
+		}
+		n, err := strconv.ParseInt(fields[0], 10, 64)
+		if err != nil {
+			return -1
+		}
+		ns += n
+	}
+	return ns
 }
 
 func sortedEvents(a, b time.Time) []time.Time {
