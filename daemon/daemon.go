@@ -215,6 +215,9 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	d.stopRequests = cancel
 	d.server = d.limits.server(root, limited)
 	d.server.BaseContext = func(net.Listener) context.Context { return base }
+	// Idle before the first request can be answered: the collection and
+	// the trim are start-up's cost, not the first idle minute's.
+	d.idleGCStop = theIdleGC.start()
 	go func() {
 		if err := d.server.Serve(limited); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			slog.Error("client listener stopped", "err", err)
@@ -222,7 +225,6 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	}()
 	d.lanKey = key
 	d.startDiscovery(cfg.LANDiscovery)
-	d.idleGCStop = theIdleGC.start()
 	slog.Info("hearth is ready", "server_name", cfg.ServerName, "client_api", "http://"+ln.Addr().String(),
 		"data_dir", cfg.DataDir, "key_id", key.ID)
 	return d, nil
