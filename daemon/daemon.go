@@ -97,6 +97,8 @@ type Daemon struct {
 	// net is the one network monitor (links, addresses, waking from
 	// sleep) that federation and discovery share.
 	net *netmon.Monitor
+
+	idleGCStop func() // unregisters from theIdleGC (runtime.go); once
 }
 
 // Start opens everything and begins serving; it returns once the client
@@ -123,6 +125,9 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	// the name) commits before the notifier exists and moves no position.
 	db, err := openStore(&cfg, store.Options{
 		OnCommit: func(pos uint64) {
+			// A write is work, whoever made it (a request, a delayed
+			// event's timer, the search indexer): the GC back on.
+			theIdleGC.touch()
 			if notifier != nil {
 				notifier.Advance(pos)
 			}
@@ -223,6 +228,9 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	d.stopRequests = cancel
 	d.server = d.limits.server(root, limited)
 	d.server.BaseContext = func(net.Listener) context.Context { return base }
+	// Idle before the first request can be answered: the collection and
+	// the trim are start-up's cost, not the first idle minute's.
+	d.idleGCStop = theIdleGC.start()
 	go func() {
 		if err := d.server.Serve(limited); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			slog.Error("client listener stopped", "err", err)
@@ -276,6 +284,9 @@ func (d *Daemon) Addr() string { return d.listener.Addr().String() }
 func (d *Daemon) Stop(ctx context.Context) error {
 	d.stopDiscovery() // withdraw the LAN announcement before the listeners close
 	d.stopRequests()
+	if d.idleGCStop != nil {
+		d.idleGCStop()
+	}
 	d.server.Shutdown(ctx)
 	d.server.Close()
 	d.api.Close()

@@ -139,6 +139,7 @@ func (serverLog) Write(p []byte) (int, error) {
 // away, and a deadline there would cancel a long /sync.
 func (n netLimits) handler(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		theIdleGC.touch() // the GC back on before the request allocates (runtime.go)
 		rc := http.NewResponseController(w)
 		// A keep-alive connection keeps the previous response's write
 		// deadline, which may have passed by now.

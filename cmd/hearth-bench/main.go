@@ -7,7 +7,7 @@
 // Sections (select with -sections, default all):
 //
 //	start       cold start: exec to first 200 on /versions
-//	idle        RSS and CPU of an idle daemon
+//	idle        RSS and CPU of an idle daemon; then of one with the default configuration in a network namespace (root)
 //	send        PUT /send latency, one sequential client
 //	throughput  events/s with many concurrent senders: one room each, then all in one room
 //	sync        send-to-/sync delivery latency with many long pollers
