@@ -39,3 +39,46 @@ func BenchmarkEvaluateRoom1000(b *testing.B) {
 		b.Fatalf("no notifications were stored (%v)", err)
 	}
 }
+
+// BenchmarkEvaluateRoom32 measures push per event in the one-room senders
+// shape (Issue 15, "32 concurrent senders, one room"): 32 joined local
+// members with the default rules, the events a mix of plain messages,
+// user mentions, display-name mentions and notices, evaluated and stored
+// by the evaluator's batches on a real bbolt file.
+func BenchmarkEvaluateRoom32(b *testing.B) {
+	e := openEnv(b, b.TempDir())
+	defer e.db.Close()
+	members := names("m", 31)
+	roomID := e.publicRoom(b, user("owner"), members)
+	s := New(e.db, e.rooms, Options{})
+	from, _ := e.rooms.Pos()
+	for i := range b.N {
+		sender, other := members[i%len(members)], members[(i+1)%len(members)]
+		content := text(fmt.Sprintf("message %d for everyone", i))
+		switch i % 8 {
+		case 3:
+			content["m.mentions"] = map[string]any{"user_ids": []string{other}}
+		case 5:
+			content["body"] = "hello Dr " + other[1:4] + "ington, how are you"
+		case 7:
+			content["msgtype"] = "m.notice"
+		}
+		e.say(b, sender, roomID, fmt.Sprint(i), content)
+	}
+	to, _ := e.rooms.Pos()
+	b.ReportAllocs()
+	b.ResetTimer()
+	pos := from
+	for pos < to {
+		next, err := s.processBatch(context.Background(), pos, to)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pos = next
+	}
+	b.StopTimer()
+	n, err := s.Counts(user("owner"), roomID, nil)
+	if err != nil || n.All.Notifications == 0 {
+		b.Fatalf("no notifications were stored (%v)", err)
+	}
+}
