@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"testing"
+
+	"github.com/hearth-chat/hearth/internal/room"
 )
 
 // BenchmarkEvaluateRoom1000 measures push evaluation per event in a room
@@ -43,16 +45,17 @@ func BenchmarkEvaluateRoom1000(b *testing.B) {
 // BenchmarkEvaluateRoom32 measures push per event in the one-room senders
 // shape (Issue 15, "32 concurrent senders, one room"): 32 joined local
 // members with the default rules, the events a mix of plain messages,
-// user mentions, display-name mentions and notices, evaluated and stored
-// by the evaluator's batches on a real bbolt file.
+// user mentions, display-name mentions and notices. "store" is the
+// evaluator's batches as the daemon runs them (read, evaluate, write the
+// notification log on a real bbolt file); "rules" is the rules alone.
 func BenchmarkEvaluateRoom32(b *testing.B) {
 	e := openEnv(b, b.TempDir())
 	defer e.db.Close()
 	members := names("m", 31)
 	roomID := e.publicRoom(b, user("owner"), members)
-	s := New(e.db, e.rooms, Options{})
+	const events = 4096
 	from, _ := e.rooms.Pos()
-	for i := range b.N {
+	for i := range events {
 		sender, other := members[i%len(members)], members[(i+1)%len(members)]
 		content := text(fmt.Sprintf("message %d for everyone", i))
 		switch i % 8 {
@@ -66,19 +69,37 @@ func BenchmarkEvaluateRoom32(b *testing.B) {
 		e.say(b, sender, roomID, fmt.Sprint(i), content)
 	}
 	to, _ := e.rooms.Pos()
-	b.ReportAllocs()
-	b.ResetTimer()
-	pos := from
-	for pos < to {
-		next, err := s.processBatch(context.Background(), pos, to)
-		if err != nil {
-			b.Fatal(err)
+	var pes []*room.PushEvent
+	if err := e.rooms.PushEventsAfter(from, to, func(pe *room.PushEvent) error { pes = append(pes, pe); return nil }); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("rules", func(b *testing.B) {
+		ev := NewEvaluator(NewRules(e.db), testServer)
+		b.ReportAllocs()
+		for i := range b.N {
+			if _, err := ev.Evaluate(pes[i%len(pes)]); err != nil {
+				b.Fatal(err)
+			}
 		}
-		pos = next
-	}
-	b.StopTimer()
-	n, err := s.Counts(user("owner"), roomID, nil)
-	if err != nil || n.All.Notifications == 0 {
-		b.Fatalf("no notifications were stored (%v)", err)
-	}
+	})
+	b.Run("store", func(b *testing.B) {
+		if b.N > events {
+			b.Skipf("%d events are stored, %d asked", events, b.N)
+		}
+		s := New(e.db, e.rooms, Options{})
+		b.ReportAllocs()
+		pos, end := from, pes[b.N-1].Pos
+		for pos < end {
+			next, err := s.processBatch(context.Background(), pos, end)
+			if err != nil {
+				b.Fatal(err)
+			}
+			pos = next
+		}
+		b.StopTimer()
+		n, err := s.Counts(user("owner"), roomID, nil)
+		if err != nil || n.All.Notifications == 0 {
+			b.Fatalf("no notifications were stored (%v)", err)
+		}
+	})
 }
