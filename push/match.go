@@ -2,6 +2,7 @@ package push
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 
@@ -17,34 +18,75 @@ import (
 // would compile the same globs and read the same fields 31 times
 // (Issue 15's profile: push was ~44% of a hot room's CPU per event).
 //
-// Condition results are remembered by the condition's content. That is
-// exact because, for one event, a condition's outcome depends only on its
-// fields and on the evalRoom, whose member count and power levels are the
-// same for every recipient; only contains_display_name reads the
-// recipient (their display name), so its key carries the name. The
-// recipient's own user ID enters through the condition's fields (the
-// USER_ID in .m.rule.is_user_mention's value, .m.rule.invite_for_me's
-// pattern), so per-user conditions get per-user entries. A matcher is used
-// by one goroutine.
+// Condition results are remembered per condition, and Rules.Ruleset
+// interns conditions (intern below) so that equal conditions of different
+// users are one pointer. That is exact because, for one event, a
+// condition's outcome depends only on its fields and on the evalRoom,
+// whose member count and power levels are the same for every recipient;
+// only contains_display_name reads the recipient (their display name),
+// so it is not remembered. The recipient's own user ID enters through the
+// condition's fields (the USER_ID in .m.rule.is_user_mention's value,
+// .m.rule.invite_for_me's pattern), so those stay per user. A matcher is
+// used by one goroutine.
 type matcher struct {
 	room        *evalRoom
 	evt         *event.Event
 	hasMentions bool // m.mentions present: the legacy mention rules are off
-	conds       map[condKey]bool
+	conds       map[*pushrules.PushCondition]bool
 	content     map[string]bool
 }
 
+// condKey is a condition's content, for interning.
 type condKey struct {
 	kind                      pushrules.PushCondKind
 	key, pattern, is, relType string
 	value                     any
-	displayName               string
+}
+
+// interned maps a condition's content to the one pointer every ruleset
+// uses for it. Bounded: past maxInterned it starts over (rulesets built
+// before keep their pointers and are merely shared less).
+var interned struct {
+	sync.Mutex
+	m map[condKey]*pushrules.PushCondition
+}
+
+const maxInterned = 4096
+
+// intern replaces the conditions of rs's rules by their shared copies.
+// rs must be freshly built (merge): its condition slices are its own.
+func intern(rs *pushrules.PushRuleset) {
+	interned.Lock()
+	defer interned.Unlock()
+	for _, arr := range []pushrules.PushRuleArray{rs.Override, rs.Underride} {
+		for _, rule := range arr {
+			conds := slices.Clone(rule.Conditions)
+			for i, c := range conds {
+				switch c.Value.(type) {
+				case nil, string, bool, float64, int, int64:
+				default:
+					continue // not a comparable scalar (the spec allows none other)
+				}
+				k := condKey{kind: c.Kind, key: c.Key, pattern: c.Pattern, is: c.MemberCountCondition,
+					relType: string(c.RelType), value: c.Value}
+				if shared, ok := interned.m[k]; ok {
+					conds[i] = shared
+					continue
+				}
+				if len(interned.m) >= maxInterned || interned.m == nil {
+					interned.m = map[condKey]*pushrules.PushCondition{}
+				}
+				interned.m[k] = c
+			}
+			rule.Conditions = conds
+		}
+	}
 }
 
 func newMatcher(room *evalRoom, evt *event.Event) *matcher {
 	_, mentions := evt.Content.Raw["m.mentions"]
 	return &matcher{room: room, evt: evt, hasMentions: mentions,
-		conds: map[condKey]bool{}, content: map[string]bool{}}
+		conds: map[*pushrules.PushCondition]bool{}, content: map[string]bool{}}
 }
 
 // actions is PushRuleset.GetActions: the first matching rule of override,
@@ -109,21 +151,13 @@ func (m *matcher) match(rule *pushrules.PushRule) bool {
 }
 
 func (m *matcher) cond(c *pushrules.PushCondition) bool {
-	switch c.Value.(type) {
-	case nil, string, bool, float64, int, int64:
-	default:
-		// Not a comparable scalar (the spec allows none other): no key.
-		return c.Match(m.room, m.evt)
-	}
-	k := condKey{kind: c.Kind, key: c.Key, pattern: c.Pattern, is: c.MemberCountCondition,
-		relType: string(c.RelType), value: c.Value}
 	if c.Kind == pushrules.KindContainsDisplayName {
-		k.displayName = m.room.displayName
+		return c.Match(m.room, m.evt) // the recipient's own name
 	}
-	ok, seen := m.conds[k]
+	ok, seen := m.conds[c]
 	if !seen {
 		ok = c.Match(m.room, m.evt)
-		m.conds[k] = ok
+		m.conds[c] = ok
 	}
 	return ok
 }
