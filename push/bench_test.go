@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"testing"
+
+	"github.com/hearth-chat/hearth/internal/room"
 )
 
 // BenchmarkEvaluateRoom1000 measures push evaluation per event in a room
@@ -38,4 +40,66 @@ func BenchmarkEvaluateRoom1000(b *testing.B) {
 	if err != nil || n.All.Notifications == 0 {
 		b.Fatalf("no notifications were stored (%v)", err)
 	}
+}
+
+// BenchmarkEvaluateRoom32 measures push per event in the one-room senders
+// shape (Issue 15, "32 concurrent senders, one room"): 32 joined local
+// members with the default rules, the events a mix of plain messages,
+// user mentions, display-name mentions and notices. "store" is the
+// evaluator's batches as the daemon runs them (read, evaluate, write the
+// notification log on a real bbolt file); "rules" is the rules alone.
+func BenchmarkEvaluateRoom32(b *testing.B) {
+	e := openEnv(b, b.TempDir())
+	defer e.db.Close()
+	members := names("m", 31)
+	roomID := e.publicRoom(b, user("owner"), members)
+	const events = 4096
+	from, _ := e.rooms.Pos()
+	for i := range events {
+		sender, other := members[i%len(members)], members[(i+1)%len(members)]
+		content := text(fmt.Sprintf("message %d for everyone", i))
+		switch i % 8 {
+		case 3:
+			content["m.mentions"] = map[string]any{"user_ids": []string{other}}
+		case 5:
+			content["body"] = "hello Dr " + other[1:4] + "ington, how are you"
+		case 7:
+			content["msgtype"] = "m.notice"
+		}
+		e.say(b, sender, roomID, fmt.Sprint(i), content)
+	}
+	to, _ := e.rooms.Pos()
+	var pes []*room.PushEvent
+	if err := e.rooms.PushEventsAfter(from, to, func(pe *room.PushEvent) error { pes = append(pes, pe); return nil }); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("rules", func(b *testing.B) {
+		ev := NewEvaluator(NewRules(e.db), testServer)
+		b.ReportAllocs()
+		for i := range b.N {
+			if _, err := ev.Evaluate(pes[i%len(pes)]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("store", func(b *testing.B) {
+		if b.N > events {
+			b.Skipf("%d events are stored, %d asked", events, b.N)
+		}
+		s := New(e.db, e.rooms, Options{})
+		b.ReportAllocs()
+		pos, end := from, pes[b.N-1].Pos
+		for pos < end {
+			next, err := s.processBatch(context.Background(), pos, end)
+			if err != nil {
+				b.Fatal(err)
+			}
+			pos = next
+		}
+		b.StopTimer()
+		n, err := s.Counts(user("owner"), roomID, nil)
+		if err != nil || n.All.Notifications == 0 {
+			b.Fatalf("no notifications were stored (%v)", err)
+		}
+	})
 }

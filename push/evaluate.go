@@ -131,6 +131,7 @@ func (ev *Evaluator) Evaluate(pe *room.PushEvent) ([]Result, error) {
 		go func() {
 			defer wg.Done()
 			er := &evalRoom{members: pe.Members, pl: pl}
+			match := newMatcher(er, mev)
 			for i := p; i < len(recipients); i += parts {
 				m := recipients[i]
 				rs, err := ev.rules.Ruleset(m.UserID)
@@ -139,7 +140,7 @@ func (ev *Evaluator) Evaluate(pe *room.PushEvent) ([]Result, error) {
 					return
 				}
 				er.displayName = m.DisplayName
-				actions := rs.GetActions(er, mev)
+				actions := match.actions(rs)
 				if should := actions.Should(); should.Notify {
 					results[p] = append(results[p], Result{UserID: m.UserID, Actions: actions, Notify: true, Highlight: should.Highlight})
 				}

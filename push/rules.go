@@ -120,6 +120,7 @@ func (r *Rules) Ruleset(userID string) (*pushrules.PushRuleset, error) {
 	if err != nil {
 		return nil, err
 	}
+	intern(rs) // the evaluator's matcher shares results by condition
 	r.mu.Lock()
 	if r.gen == gen {
 		r.cache[userID] = rs

@@ -2,7 +2,6 @@ package push
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -270,9 +269,9 @@ func (s *Service) processBatch(ctx context.Context, from, to uint64) (uint64, er
 	ts := s.now().UnixMilli()
 	err = s.db.Update(ctx, func(tx *store.Tx) error {
 		for _, e := range batch {
+			records := recordEncoder{}
 			for _, r := range e.results {
-				rec, _ := json.Marshal(record{EventID: e.pe.Event.EventID, Actions: r.Actions,
-					Highlight: r.Highlight, Thread: e.pe.ThreadRoot, TS: ts})
+				rec := records.encode(e.pe, r, ts)
 				if err := tx.Put(store.PushLog, logKey(r.UserID, e.pe.RoomID, e.pe.Pos), rec); err != nil {
 					return err
 				}
