@@ -107,3 +107,40 @@ func subset(got map[uint64]bool, want uint64) bool {
 	}
 	return true
 }
+
+// TestRoomIndexOlderSnapshot: a request whose snapshot is older than the
+// index (a newer request moved it on meanwhile) is told to read the
+// store, as the index's positions may be past what it can see; one at
+// the index's position is answered, with the room's LastPos as stored.
+func TestRoomIndexOlderSnapshot(t *testing.T) {
+	ctx := context.Background()
+	e, db := newEngine(t)
+	roomID, err := e.CreateRoom(ctx, alice, Profile{}, CreateRequest{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.View(func(old *store.Tx) error {
+		nid := store.U64(old.Get(store.Rooms, []byte(roomID)))
+		if _, err := e.Send(ctx, SendRequest{Sender: alice, RoomID: roomID, Type: "m.room.message",
+			Content: json.RawMessage(`{"msgtype":"m.text","body":"later"}`), TxnID: "t1"}); err != nil {
+			return err
+		}
+		now, _ := e.Pos()
+		if _, err := e.SlidingList(alice, now, nil, nil); err != nil { // moves the index to now
+			return err
+		}
+		if _, _, _, ok, err := e.roomPositions(old, []uint64{nid}); err != nil || ok {
+			t.Errorf("older snapshot: ok %v, err %v; want not ok", ok, err)
+		}
+		return db.View(func(cur *store.Tx) error {
+			last, _, _, ok, err := e.roomPositions(cur, []uint64{nid})
+			if want, _ := roomLastPos(cur, nid); err != nil || !ok || last[0] != want || want != now {
+				t.Errorf("current snapshot: %v %v %v, want LastPos %d", last, ok, err, now)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
