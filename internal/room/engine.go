@@ -39,6 +39,7 @@ type Engine struct {
 	erased  erasures     // senders who asked for erasure (erase.go)
 	seq     sequencer    // per-room queues of sends (sequencer.go)
 	sliding slidingCache // bump stamps and room types for sliding sync (sliding.go)
+	index   roomIndex    // rooms' last and member-event positions for sliding sync (sliding_index.go)
 }
 
 // Config is what the engine needs from the daemon.
@@ -83,6 +84,7 @@ type Info struct {
 }
 
 func roomInfoByNID(tx *store.Tx, nid uint64) (*Info, error) {
+	noteRoomRecordRead(nid)
 	b := tx.Get(store.RoomInfo, store.PutU64(nid))
 	if b == nil {
 		return nil, fmt.Errorf("room: info %d missing", nid)

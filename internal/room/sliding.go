@@ -65,10 +65,15 @@ type slidingRoomCache struct {
 	hasType       bool
 }
 
-func (c *slidingCache) get(nid uint64) slidingRoomCache {
+// getAll returns the entries of nids, under one lock.
+func (c *slidingCache) getAll(nids []uint64) []slidingRoomCache {
+	out := make([]slidingRoomCache, len(nids))
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.rooms[nid]
+	for i, nid := range nids {
+		out[i] = c.rooms[nid]
+	}
+	return out
 }
 
 func (c *slidingCache) put(nid uint64, v slidingRoomCache) {
@@ -90,11 +95,30 @@ func (c *slidingCache) put(nid uint64, v slidingRoomCache) {
 func (e *Engine) SlidingList(userID string, now uint64, ignored map[string]bool, hideInvite func(tx *store.Tx, sender string) bool) ([]SlidingEntry, error) {
 	var out []SlidingEntry
 	err := e.db.View(func(tx *store.Tx) error {
-		for _, m := range memberships(tx, userID) {
+		ms := memberships(tx, userID)
+		nids := make([]uint64, len(ms))
+		for i, m := range ms {
+			nids[i] = m.RoomNID
+		}
+		// The rooms' last positions from the index: a room with no event
+		// since the last request costs no read of its record.
+		lasts, _, _, indexed, err := e.roomPositions(tx, nids)
+		if err != nil {
+			return err
+		}
+		cached := e.sliding.getAll(nids)
+		out = make([]SlidingEntry, 0, len(ms))
+		for i, m := range ms {
 			if m.Forgotten || m.Pos > now || m.Membership == "" {
 				continue
 			}
-			rc, lastPos, err := e.slidingRoom(tx, m.RoomNID)
+			lastPos, ok := uint64(0), false
+			if indexed {
+				lastPos, ok = lasts[i], lasts[i] != 0
+			} else {
+				lastPos, ok = roomLastPos(tx, m.RoomNID)
+			}
+			rc, lastPos, err := e.slidingRoom(tx, m.RoomNID, cached[i], lastPos, ok)
 			if err != nil {
 				return err
 			}
@@ -138,14 +162,13 @@ func (e *Engine) SlidingList(userID string, now uint64, ignored map[string]bool,
 }
 
 // slidingRoom returns the room's cache entry brought up to its last event,
-// and that event's position. A room with no event since the last request
-// costs one record read; otherwise the timeline is scanned back only over
-// the events appended since the last scan, for the newest bump event, and
+// and that event's position, given its cache entry so far and the room
+// record's LastPos (ok false when it could not be read). A room with no event since the last request
+// costs no read; otherwise the timeline is scanned back only over the
+// events appended since the last scan, for the newest bump event, and
 // encryption is checked again (the m.room.encryption event is one of
 // those events). The room ID and type never change.
-func (e *Engine) slidingRoom(tx *store.Tx, nid uint64) (slidingRoomCache, uint64, error) {
-	rc := e.sliding.get(nid)
-	lastPos, ok := roomLastPos(tx, nid)
+func (e *Engine) slidingRoom(tx *store.Tx, nid uint64, rc slidingRoomCache, lastPos uint64, ok bool) (slidingRoomCache, uint64, error) {
 	if ok && rc.roomID != "" && rc.scanned >= lastPos && rc.typeKnown {
 		return rc, lastPos, nil
 	}
@@ -195,6 +218,7 @@ func (e *Engine) slidingRoom(tx *store.Tx, nid uint64) (slidingRoomCache, uint64
 // roomLastPos reads a room record's LastPos without decoding the rest
 // (putRoomInfo's layout: NID, ID, version, depth, snapshot, LastPos, …).
 func roomLastPos(tx *store.Tx, nid uint64) (uint64, bool) {
+	noteRoomRecordRead(nid)
 	r := recordReader{b: tx.Get(store.RoomInfo, store.PutU64(nid))}
 	r.u64()
 	r.skipStr()

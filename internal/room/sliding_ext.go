@@ -75,13 +75,20 @@ func ownJoin(userID string) ClientEvent {
 func (e *Engine) MemberEventsSince(userID string, since, now uint64) (map[string][]ClientEvent, [][]ClientEvent, error) {
 	joined, left := map[string][]ClientEvent{}, [][]ClientEvent{}
 	err := e.db.View(func(tx *store.Tx) error {
-		for _, m := range memberships(tx, userID) {
+		ms := memberships(tx, userID)
+		nids := make([]uint64, len(ms))
+		for i, m := range ms {
+			nids[i] = m.RoomNID
+		}
+		// Which rooms can have member events after since, from the index,
+		// so that only those rooms are read.
+		lasts, members, memberFrom, indexed, err := e.roomPositions(tx, nids)
+		if err != nil {
+			return err
+		}
+		for i, m := range ms {
 			if m.Pos > now {
 				continue
-			}
-			info, err := roomInfoByNID(tx, m.RoomNID)
-			if err != nil {
-				return err
 			}
 			var to uint64
 			switch {
@@ -91,6 +98,18 @@ func (e *Engine) MemberEventsSince(userID string, since, now uint64) (map[string
 				to = m.Pos
 			default:
 				continue
+			}
+			if indexed && lasts[i] != 0 {
+				if lasts[i] <= since {
+					continue // nothing happened in the room
+				}
+				if since >= memberFrom && members[i] <= since {
+					continue // no member event in the room since
+				}
+			}
+			info, err := roomInfoByNID(tx, m.RoomNID)
+			if err != nil {
+				return err
 			}
 			if info.LastPos <= since {
 				continue // nothing happened in the room
