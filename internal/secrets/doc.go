@@ -10,8 +10,8 @@
 //     go-keyring; the entry's service is "Hearth", its account the data
 //     dir's absolute path, "#" and the secret's name, so two Hearths on one
 //     machine never share one) or a 0600 file named after the secret in the
-//     data dir (made 0700), written to a temporary file and renamed, so a
-//     crash never leaves half a key.
+//     data dir (created 0700 if absent), written to a temporary file and
+//     renamed, so a crash never leaves half a key.
 //   - key_store = auto keeps secrets where the signing key already is, so
 //     keys never move silently; a new install uses the keyring if one
 //     answers, else the file, with a warning. key_store = keyring refuses
