@@ -53,6 +53,7 @@ var mayImport = map[string][]string{
 	"internal/netmon":    nil,
 	"internal/netscope":  nil,
 	"internal/netns":     nil,
+	"internal/secrets":   nil,
 
 	"internal/netns/netnstest": nil,
 	"internal/e2e":             nil,

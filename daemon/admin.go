@@ -11,6 +11,7 @@ import (
 
 	"github.com/hearth-chat/hearth/internal/account"
 	"github.com/hearth-chat/hearth/internal/keys"
+	"github.com/hearth-chat/hearth/internal/secrets"
 	"github.com/hearth-chat/hearth/internal/store"
 )
 
@@ -94,22 +95,18 @@ type KeyStatus struct {
 
 // KeysStatus reads the signing key without changing anything.
 func KeysStatus(cfg Config) (*KeyStatus, error) {
-	store, warning, err := openSecrets(cfg, probeKeyring)
+	store, warning, err := openSecrets(cfg)
 	if err != nil {
 		return nil, err
 	}
-	s, err := store.get(signingKeyName)
-	if errors.Is(err, errNoSecret) {
-		return &KeyStatus{Mode: cfg.KeyStore, Where: store.where(), Warning: "no signing key yet: 'hearth run' makes one"}, nil
+	key, err := secrets.ReadSigningKey(store)
+	if errors.Is(err, secrets.ErrNotFound) {
+		return &KeyStatus{Mode: cfg.KeyStore, Where: store.Where(), Warning: "no signing key yet: 'hearth run' makes one"}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	key, err := decodeSigningKey(s)
-	if err != nil {
-		return nil, err
-	}
-	st := &KeyStatus{Mode: cfg.KeyStore, Where: store.where(), KeyID: key.ID, Warning: warning, OldKeys: []string{},
+	st := &KeyStatus{Mode: cfg.KeyStore, Where: store.Where(), KeyID: key.ID, Warning: warning, OldKeys: []string{},
 		PublicKey: base64.RawStdEncoding.EncodeToString(key.Key.Public().(ed25519.PublicKey))}
 	for _, o := range key.Old {
 		st.OldKeys = append(st.OldKeys, o.ID)
@@ -127,50 +124,25 @@ func MigrateKeys(cfg Config, to string) (string, error) {
 	var where string
 	err := whileStopped(&cfg, func(db *store.DB) error {
 		// The appservices' hs_tokens go with the signing key.
-		names := []string{signingKeyName, tlsSecretName}
+		var hsTokens []string
 		db.View(func(tx *store.Tx) error {
 			return tx.Bucket(store.Appservices).ForEach(func(k, _ []byte) error {
-				names = append(names, appservice.HSTokenSecret(string(k)))
+				hsTokens = append(hsTokens, appservice.HSTokenSecret(string(k)))
 				return nil
 			})
 		})
-		from, _, err := openSecrets(cfg, probeKeyring)
+		from, _, err := openSecrets(cfg)
 		if err != nil {
 			return err
 		}
 		target := cfg
 		target.KeyStore = to
-		dest, _, err := openSecrets(target, probeKeyring)
+		dest, _, err := openSecrets(target)
 		if err != nil {
 			return err
 		}
-		where = dest.where()
-		if from.where() == dest.where() {
-			return nil
-		}
-		// The federation certificate goes with the signing key (it is
-		// absent where federation never ran in lan mode).
-		for _, name := range names {
-			s, err := from.get(name)
-			if errors.Is(err, errNoSecret) && name != signingKeyName {
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("read %s from %s: %w", name, from.where(), err)
-			}
-			if err := dest.set(name, s); err != nil {
-				return err
-			}
-			if back, err := dest.get(name); err != nil || back != s {
-				return fmt.Errorf("%s did not read back from %s: %v", name, dest.where(), err)
-			}
-		}
-		for _, name := range names {
-			if err := from.remove(name); err != nil && !errors.Is(err, errNoSecret) {
-				return err
-			}
-		}
-		return nil
+		where = dest.Where()
+		return secrets.Migrate(from, dest, hsTokens...)
 	})
 	return where, err
 }
@@ -180,19 +152,16 @@ func MigrateKeys(cfg Config, to string) (string, error) {
 func RotateKeys(cfg Config) (string, error) {
 	var id string
 	err := whileStopped(&cfg, func(*store.DB) error {
-		store, _, err := openSecrets(cfg, probeKeyring)
+		store, _, err := openSecrets(cfg)
 		if err != nil {
 			return err
 		}
-		key, _, err := loadOrCreateSigningKey(store)
+		key, err := secrets.RotateSigningKey(store, time.Now())
 		if err != nil {
-			return err
-		}
-		if err := key.rotate(time.Now()); err != nil {
 			return err
 		}
 		id = key.ID
-		return store.set(signingKeyName, key.encode())
+		return nil
 	})
 	return id, err
 }

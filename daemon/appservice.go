@@ -12,6 +12,7 @@ import (
 
 	"github.com/hearth-chat/hearth/internal/account"
 	"github.com/hearth-chat/hearth/internal/room"
+	"github.com/hearth-chat/hearth/internal/secrets"
 	"github.com/hearth-chat/hearth/internal/store"
 	"github.com/hearth-chat/hearth/localapi/control"
 	"github.com/hearth-chat/hearth/localapi/matrix"
@@ -60,12 +61,12 @@ func (a appserviceAPI) ToDevice(ctx context.Context, sender, evType string, mess
 
 // appserviceSecrets gives the appservice registry the daemon's secret
 // store, where hs_tokens live beside the signing key.
-type appserviceSecrets struct{ s secretStore }
+type appserviceSecrets struct{ s secrets.Store }
 
-func (a appserviceSecrets) Get(name string) (string, error) { return a.s.get(name) }
-func (a appserviceSecrets) Set(name, value string) error    { return a.s.set(name, value) }
+func (a appserviceSecrets) Get(name string) (string, error) { return a.s.Get(name) }
+func (a appserviceSecrets) Set(name, value string) error    { return a.s.Set(name, value) }
 func (a appserviceSecrets) Remove(name string) error {
-	if err := a.s.remove(name); err != nil && !errors.Is(err, errNoSecret) {
+	if err := a.s.Remove(name); err != nil && !errors.Is(err, secrets.ErrNotFound) {
 		return err
 	}
 	return nil
@@ -74,11 +75,11 @@ func (a appserviceSecrets) Remove(name string) error {
 // withAppservices opens the registry of a stopped daemon.
 func withAppservices(cfg Config, fn func(*appservice.Registry) error) error {
 	return whileStopped(&cfg, func(db *store.DB) error {
-		secrets, _, err := openSecrets(cfg, probeKeyring)
+		sec, _, err := openSecrets(cfg)
 		if err != nil {
 			return err
 		}
-		reg, err := appservice.Open(db, account.New(db, cfg.ServerName), appserviceSecrets{secrets})
+		reg, err := appservice.Open(db, account.New(db, cfg.ServerName), appserviceSecrets{sec})
 		if err != nil {
 			return err
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hearth-chat/hearth/internal/account"
 	"github.com/hearth-chat/hearth/internal/matrixerr"
+	"github.com/hearth-chat/hearth/internal/secrets"
 	"github.com/hearth-chat/hearth/localapi/control"
 )
 
@@ -35,12 +36,12 @@ type ControlEndpoint struct {
 // Control returns the control endpoint of the daemon configured by cfg
 // (running or not). A daemon that has never started has no secret yet.
 func Control(cfg Config) (ControlEndpoint, error) {
-	store, _, err := openSecrets(cfg, probeKeyring)
+	store, _, err := openSecrets(cfg)
 	if err != nil {
 		return ControlEndpoint{}, err
 	}
-	secret, err := store.get(controlSecretName)
-	if errors.Is(err, errNoSecret) {
+	secret, err := store.Get(controlSecretName)
+	if errors.Is(err, secrets.ErrNotFound) {
 		err = ErrNeverStarted
 	}
 	return ControlEndpoint{Addr: cfg.ClientAddr(), Socket: filepath.Join(cfg.DataDir, controlSocket), Secret: secret}, err
@@ -479,11 +480,11 @@ func replaceFile(path string, data []byte, mode os.FileMode) (err error) {
 // startControl makes the control credential if needed, serves the control
 // API on the unix socket, and returns the handler to mount at /_hearth/ on
 // the loopback listener.
-func (d *Daemon) startControl(secrets secretStore, keysWhere, warning string) (http.Handler, error) {
-	secret, err := secrets.get(controlSecretName)
-	if errors.Is(err, errNoSecret) {
+func (d *Daemon) startControl(sec secrets.Store, keysWhere, warning string) (http.Handler, error) {
+	secret, err := sec.Get(controlSecretName)
+	if errors.Is(err, secrets.ErrNotFound) {
 		secret = account.RandomString(32)
-		err = secrets.set(controlSecretName, secret)
+		err = sec.Set(controlSecretName, secret)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("control credential: %w", err)

@@ -29,6 +29,7 @@ import (
 	"github.com/hearth-chat/hearth/internal/netmon"
 	"github.com/hearth-chat/hearth/internal/room"
 	"github.com/hearth-chat/hearth/internal/search"
+	"github.com/hearth-chat/hearth/internal/secrets"
 	"github.com/hearth-chat/hearth/internal/store"
 	"github.com/hearth-chat/hearth/internal/stream"
 	"github.com/hearth-chat/hearth/localapi/matrix"
@@ -82,7 +83,7 @@ type Daemon struct {
 	lanMu       sync.Mutex
 	lan         *discovery.Service
 	lanMode     string
-	lanKey      *SigningKey
+	lanKey      *secrets.SigningKey
 	lanSwitchMu sync.Mutex // one switch at a time
 	peopleHook  sync.Once  // the OnProfileChange hook is registered once (nearby.go)
 	nearby      *nearbyDir // people nearby in the user directory (daemon/nearby.go)
@@ -108,14 +109,14 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	if logs == nil {
 		logs = NewLogRing(1000)
 	}
-	secrets, warning, err := openSecrets(cfg, probeKeyring)
+	sec, warning, err := openSecrets(cfg)
 	if err != nil {
 		return nil, err
 	}
 	if warning != "" {
 		slog.Warn(warning)
 	}
-	key, keyCreated, err := loadOrCreateSigningKey(secrets)
+	key, keyCreated, err := secrets.LoadOrCreateSigningKey(sec)
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +157,7 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 		RegistrationTokens: splitList(cfg.RegistrationTokens),
 	})
 	d.api = api
-	if d.appsvc, err = appservice.Open(db, d.accounts, appserviceSecrets{secrets}); err != nil {
+	if d.appsvc, err = appservice.Open(db, d.accounts, appserviceSecrets{sec}); err != nil {
 		d.abortStart(db)
 		return nil, err
 	}
@@ -186,7 +187,7 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	d.search = search.New(db, d.rooms, notifier)
 	d.search.Start()
 	api.SetSearch(d.search)
-	if err := d.startFederation(key, secrets, notifier, api); err != nil {
+	if err := d.startFederation(key, sec, notifier, api); err != nil {
 		d.abortStart(db)
 		return nil, err
 	}
@@ -198,7 +199,7 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 		return nil, err
 	}
 	api.SetDelayed(d.delayed)
-	if d.turn, err = d.startTURN(secrets); err != nil {
+	if d.turn, err = d.startTURN(sec); err != nil {
 		d.abortStart(db)
 		return nil, err
 	}
@@ -207,7 +208,7 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 		d.abortStart(db)
 		return nil, err
 	}
-	ctl, err := d.startControl(secrets, secrets.where(), warning)
+	ctl, err := d.startControl(sec, sec.Where(), warning)
 	if err != nil {
 		d.abortStart(db)
 		return nil, err

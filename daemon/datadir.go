@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/hearth-chat/hearth/internal/secrets"
 	"github.com/hearth-chat/hearth/internal/store"
 )
 
@@ -30,7 +31,7 @@ func (e *dataDirError) Is(target error) bool { return target == ErrDataDir }
 // the signing key when the caller has it (a start), and keyCreated says
 // that the caller just made it; a nil key is loaded, or made, only if the
 // data dir has no recorded name.
-func openStore(cfg *Config, opts store.Options, key *SigningKey, keyCreated bool) (*store.DB, error) {
+func openStore(cfg *Config, opts store.Options, key *secrets.SigningKey, keyCreated bool) (*store.DB, error) {
 	path := filepath.Join(cfg.DataDir, dbFile)
 	// A new install: no hearth.db yet (a data dir wiped while its key
 	// stayed in the OS keyring is one too), or a signing key made just now.
@@ -71,18 +72,18 @@ func openStore(cfg *Config, opts store.Options, key *SigningKey, keyCreated bool
 // machine name, a suffix from the signing key, .local. An existing data
 // dir keeps its recorded name, or, from before names were recorded (a
 // hearth.db and a key, no name), the bare machine name it was using.
-func settleServerName(db *store.DB, cfg *Config, key *SigningKey, newInstall bool) error {
+func settleServerName(db *store.DB, cfg *Config, key *secrets.SigningKey, newInstall bool) error {
 	recorded, err := db.ServerName()
 	if err != nil {
 		return fmt.Errorf("read the recorded server name: %w", err)
 	}
 	if recorded == "" && cfg.serverNameDefault && key == nil {
-		secrets, _, err := openSecrets(*cfg, probeKeyring)
+		sec, _, err := openSecrets(*cfg)
 		if err != nil {
 			return err
 		}
 		var created bool
-		if key, created, err = loadOrCreateSigningKey(secrets); err != nil {
+		if key, created, err = secrets.LoadOrCreateSigningKey(sec); err != nil {
 			return err
 		}
 		newInstall = newInstall || created

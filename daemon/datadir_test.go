@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hearth-chat/hearth/internal/secrets"
 	"github.com/hearth-chat/hearth/internal/store"
 )
 
@@ -39,7 +40,7 @@ func TestUpgradeRecordsOldDefaultName(t *testing.T) {
 			serverNameLegacy: legacyMachineName(host)}
 		_, priv, _ := ed25519.GenerateKey(rand.Reader)
 		// The upgraded dir already had its key; a new one's is made now.
-		db, err := openStore(cfg, store.Options{}, &SigningKey{ID: "ed25519:a", Key: priv}, !withUser)
+		db, err := openStore(cfg, store.Options{}, &secrets.SigningKey{ID: "ed25519:a", Key: priv}, !withUser)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/hearth-chat/hearth/federation/queue"
 	"github.com/hearth-chat/hearth/federation/resolve"
 	"github.com/hearth-chat/hearth/federation/serverkeys"
+	"github.com/hearth-chat/hearth/internal/secrets"
 	"github.com/hearth-chat/hearth/internal/stream"
 	"github.com/hearth-chat/hearth/localapi/matrix"
 )
@@ -27,7 +28,7 @@ import (
 // servers this one shares rooms with are then nudged, so anything they
 // queued for it while it was away arrives now rather than after their
 // back-off.
-func (d *Daemon) startFederation(key *SigningKey, secrets secretStore, notifier *stream.Notifier, api *matrix.Server) error {
+func (d *Daemon) startFederation(key *secrets.SigningKey, sec secrets.Store, notifier *stream.Notifier, api *matrix.Server) error {
 	cfg := d.cfg
 	if cfg.Federation == FederationOff {
 		return nil
@@ -44,11 +45,11 @@ func (d *Daemon) startFederation(key *SigningKey, secrets secretStore, notifier 
 	if err != nil {
 		return err
 	}
-	cert, err := federationCert(cfg, secrets)
+	cert, err := federationCert(cfg, sec)
 	if err != nil {
 		return err
 	}
-	spki, err := spkiSHA256(cert)
+	spki, err := secrets.SPKISHA256(cert)
 	if err != nil {
 		return err
 	}

@@ -43,7 +43,7 @@ type fed struct {
 	mode        string
 	defaultAddr bool
 	// certSPKI is the SHA-256 of the listener certificate's public key,
-	// which the LAN announcement binds to the signing key (tlscert.go).
+	// which the LAN announcement binds to the signing key (internal/secrets/tlscert.go).
 	certSPKI [32]byte
 	// net reports network changes and waking from sleep; shared with
 	// discovery (one netlink socket). Nil: a monitor of its own.

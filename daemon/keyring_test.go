@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"github.com/hearth-chat/hearth/appservice"
+	"github.com/hearth-chat/hearth/internal/secrets"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,11 +54,11 @@ func secretService(t *testing.T) {
 	// (generously: on a loaded machine it once took over 10 s).
 	login := filepath.Join(dir, "data", "keyrings", "login.keyring")
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if _, err := os.Stat(login); err == nil && probeKeyring(dir) == nil {
+		if _, err := os.Stat(login); err == nil && secrets.ProbeKeyring(dir) == nil {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("Secret Service did not come up: %v", probeKeyring(dir))
+			t.Fatalf("Secret Service did not come up: %v", secrets.ProbeKeyring(dir))
 		}
 	}
 }
@@ -71,26 +72,26 @@ func TestKeysInSecretService(t *testing.T) {
 	cfg.DataDir = t.TempDir()
 	cfg.KeyStore = KeyStoreAuto
 
-	st, warn, err := openSecrets(cfg, probeKeyring)
-	if _, ok := st.(keyringStore); err != nil || !ok || warn != "" {
+	st, warn, err := openSecrets(cfg)
+	if _, ok := st.(secrets.KeyringStore); err != nil || !ok || warn != "" {
 		t.Fatalf("auto mode with a keyring chose %T (%q, %v)", st, warn, err)
 	}
-	key, created, err := loadOrCreateSigningKey(st)
+	key, created, err := secrets.LoadOrCreateSigningKey(st)
 	if err != nil || !created {
 		t.Fatalf("create in keyring: %v", err)
 	}
 	// Another Secret Service client sees the same secret.
-	out, err := exec.Command("secret-tool", "lookup", "service", keyringService,
-		"username", keyringStore{cfg.DataDir}.account(signingKeyName)).Output()
+	out, err := exec.Command("secret-tool", "lookup", "service", secrets.KeyringService,
+		"username", secrets.KeyringStore{DataDir: cfg.DataDir}.Account(secrets.SigningKeyName)).Output()
 	if err != nil || !strings.HasPrefix(string(out), "ed25519 "+strings.TrimPrefix(key.ID, "ed25519:")) {
 		t.Fatalf("secret-tool lookup: %q %v", out, err)
 	}
-	if _, err := (fileStore{cfg.DataDir}).get(signingKeyName); err == nil {
+	if _, err := (secrets.FileStore{Dir: cfg.DataDir}).Get(secrets.SigningKeyName); err == nil {
 		t.Fatal("key also written to a file")
 	}
 
 	// The federation certificate lives beside the key and moves with it.
-	cert, _, err := loadOrCreateTLSCert(st, "keyring.local")
+	cert, _, err := secrets.LoadOrCreateTLSCert(st, "keyring.local")
 	if err != nil {
 		t.Fatalf("federation certificate in keyring: %v", err)
 	}
@@ -99,30 +100,30 @@ func TestKeysInSecretService(t *testing.T) {
 	if _, err := AddAppservice(cfg, []byte(reg)); err != nil {
 		t.Fatalf("add appservice: %v", err)
 	}
-	if v, err := (keyringStore{cfg.DataDir}).get(appservice.HSTokenSecret("br")); err != nil || v != "hs-br" {
+	if v, err := (secrets.KeyringStore{DataDir: cfg.DataDir}).Get(appservice.HSTokenSecret("br")); err != nil || v != "hs-br" {
 		t.Fatalf("hs_token in the keyring: %q %v", v, err)
 	}
 	if _, err := MigrateKeys(cfg, KeyStoreFile); err != nil {
 		t.Fatal(err)
 	}
-	if v, err := (fileStore{cfg.DataDir}).get(appservice.HSTokenSecret("br")); err != nil || v != "hs-br" {
+	if v, err := (secrets.FileStore{Dir: cfg.DataDir}).Get(appservice.HSTokenSecret("br")); err != nil || v != "hs-br" {
 		t.Fatalf("hs_token after migrating to a file: %q %v", v, err)
 	}
-	if _, err := (keyringStore{cfg.DataDir}).get(appservice.HSTokenSecret("br")); err != errNoSecret {
+	if _, err := (secrets.KeyringStore{DataDir: cfg.DataDir}).Get(appservice.HSTokenSecret("br")); err != secrets.ErrNotFound {
 		t.Fatalf("keyring still holds the hs_token after migrating to a file: %v", err)
 	}
-	if _, err := (keyringStore{cfg.DataDir}).get(tlsSecretName); err != errNoSecret {
+	if _, err := (secrets.KeyringStore{DataDir: cfg.DataDir}).Get(secrets.TLSCertName); err != secrets.ErrNotFound {
 		t.Fatalf("keyring still holds the federation certificate after migrating to a file: %v", err)
 	}
-	if moved, created, err := loadOrCreateTLSCert(fileStore{cfg.DataDir}, "keyring.local"); err != nil || created ||
+	if moved, created, err := secrets.LoadOrCreateTLSCert(secrets.FileStore{Dir: cfg.DataDir}, "keyring.local"); err != nil || created ||
 		!bytes.Equal(moved.Certificate[0], cert.Certificate[0]) {
 		t.Fatalf("federation certificate after migrating to a file: created %v, %v", created, err)
 	}
-	if _, err := (keyringStore{cfg.DataDir}).get(signingKeyName); err != errNoSecret {
+	if _, err := (secrets.KeyringStore{DataDir: cfg.DataDir}).Get(secrets.SigningKeyName); err != secrets.ErrNotFound {
 		t.Fatalf("keyring still holds the key after migrating to a file: %v", err)
 	}
-	st, _, _ = openSecrets(cfg, probeKeyring)
-	if k, _, err := loadOrCreateSigningKey(st); err != nil || k.ID != key.ID {
+	st, _, _ = openSecrets(cfg)
+	if k, _, err := secrets.LoadOrCreateSigningKey(st); err != nil || k.ID != key.ID {
 		t.Fatalf("key after migrating to a file: %v", err)
 	}
 	if _, err := MigrateKeys(cfg, KeyStoreKeyring); err != nil {

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hearth-chat/hearth/internal/secrets"
 	"github.com/hearth-chat/hearth/internal/store"
 )
 
@@ -103,44 +104,6 @@ func TestLANServerName(t *testing.T) {
 		if err := checkServerName(n); err != nil {
 			t.Errorf("%q: %v", n, err)
 		}
-	}
-}
-
-// TestSelfSignedCertKeptWithSecrets: the certificate is made once, in a
-// 0600 file beside the signing key when there is no keyring, names the
-// server, and is the same one on the next load; a damaged one is an error
-// rather than silently replaced (peers pin its key).
-func TestSelfSignedCertKeptWithSecrets(t *testing.T) {
-	st := fileStore{t.TempDir()}
-	cert, created, err := loadOrCreateTLSCert(st, "box-abcdef.local")
-	if err != nil || !created {
-		t.Fatalf("create: %v %v", created, err)
-	}
-	fi, err := os.Stat(filepath.Join(st.dir, tlsSecretName))
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("secret file: %v %v", fi, err)
-	}
-	leaf, err := x509.ParseCertificate(cert.Certificate[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := leaf.VerifyHostname("box-abcdef.local"); err != nil {
-		t.Errorf("certificate does not name the server: %v", err)
-	}
-	if leaf.NotAfter.Before(time.Now().Add(10 * 365 * 24 * time.Hour)) {
-		t.Errorf("certificate expires %v: too soon for a pinned key", leaf.NotAfter)
-	}
-	again, created, err := loadOrCreateTLSCert(st, "box-abcdef.local")
-	if err != nil || created || !bytes.Equal(again.Certificate[0], cert.Certificate[0]) {
-		t.Fatalf("second load made another certificate: created %v, %v", created, err)
-	}
-	h1, _ := spkiSHA256(cert)
-	if h1 != sha256.Sum256(leaf.RawSubjectPublicKeyInfo) {
-		t.Fatal("spkiSHA256 is not the hash of the certificate's public key")
-	}
-	os.WriteFile(filepath.Join(st.dir, tlsSecretName), []byte("-----BEGIN CERTIFICATE-----\nAAAA\n"), 0o600)
-	if _, _, err := loadOrCreateTLSCert(st, "box-abcdef.local"); err == nil {
-		t.Fatal("a damaged certificate loaded")
 	}
 }
 
@@ -344,7 +307,7 @@ func TestExistingDataDirKeepsItsName(t *testing.T) {
 	db.Close()
 
 	unrecorded := t.TempDir()
-	if _, _, err := loadOrCreateSigningKey(fileStore{unrecorded}); err != nil {
+	if _, _, err := secrets.LoadOrCreateSigningKey(secrets.FileStore{Dir: unrecorded}); err != nil {
 		t.Fatal(err)
 	}
 	db, err = store.Open(filepath.Join(unrecorded, dbFile), store.Options{})
@@ -409,7 +372,7 @@ func stop(t *testing.T, d *Daemon) {
 // named from that key, so it comes back under the same .local name.
 func TestWipedDataDirWithKeptKey(t *testing.T) {
 	dir := t.TempDir()
-	key, _, err := loadOrCreateSigningKey(fileStore{dir})
+	key, _, err := secrets.LoadOrCreateSigningKey(secrets.FileStore{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hearth-chat/hearth/calls/turn"
 	"github.com/hearth-chat/hearth/federation/resolve"
+	"github.com/hearth-chat/hearth/internal/secrets"
 )
 
 // TURN modes (config key turn).
@@ -54,7 +55,7 @@ func (c *Config) validateTURN() error {
 // relay's port.
 type turnRelay struct {
 	cfg     Config
-	secrets secretStore
+	secrets secrets.Store
 
 	mu       sync.Mutex
 	mode     string        // the federation mode the relay was started for
@@ -99,8 +100,8 @@ func (t *turnRelay) stop() {
 }
 
 // startTURN sets up TURN for the config's federation mode (start).
-func (d *Daemon) startTURN(secrets secretStore) (*turnRelay, error) {
-	t := &turnRelay{cfg: d.cfg, secrets: secrets}
+func (d *Daemon) startTURN(sec secrets.Store) (*turnRelay, error) {
+	t := &turnRelay{cfg: d.cfg, secrets: sec}
 	if err := t.apply(d.cfg.Federation); err != nil {
 		return nil, err
 	}
@@ -185,21 +186,21 @@ func (t *turnRelay) apply(fedMode string) error {
 
 // loadOrCreateTURNSecret reads the relay's shared secret, making 32
 // random bytes the first time.
-func loadOrCreateTURNSecret(store secretStore) ([]byte, error) {
-	s, err := store.get(turnSecretName)
+func loadOrCreateTURNSecret(store secrets.Store) ([]byte, error) {
+	s, err := store.Get(turnSecretName)
 	if err == nil {
 		b, err := base64.RawStdEncoding.DecodeString(strings.TrimSpace(s))
 		if err != nil || len(b) < 16 {
-			return nil, fmt.Errorf("the TURN secret in %s is damaged; remove it to make a new one", store.where())
+			return nil, fmt.Errorf("the TURN secret in %s is damaged; remove it to make a new one", store.Where())
 		}
 		return b, nil
 	}
-	if !errors.Is(err, errNoSecret) {
+	if !errors.Is(err, secrets.ErrNotFound) {
 		return nil, fmt.Errorf("read the TURN secret: %w", err)
 	}
 	b := make([]byte, 32)
 	rand.Read(b)
-	if err := store.set(turnSecretName, base64.RawStdEncoding.EncodeToString(b)); err != nil {
+	if err := store.Set(turnSecretName, base64.RawStdEncoding.EncodeToString(b)); err != nil {
 		return nil, fmt.Errorf("store the TURN secret: %w", err)
 	}
 	return b, nil

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/hearth-chat/hearth/calls/turn"
+	"github.com/hearth-chat/hearth/internal/secrets"
 )
 
 // The turn keys are checked together and by shape, wherever they come
@@ -50,7 +51,7 @@ func TestTURNConfigRules(t *testing.T) {
 // turn_uris is set, the built-in relay on loopback with turn = on and
 // federation off; its secret is made once and kept in the secret store.
 func TestStartTURNModes(t *testing.T) {
-	store := fileStore{t.TempDir()}
+	store := secrets.FileStore{Dir: t.TempDir()}
 	d := &Daemon{cfg: Defaults()}
 	d.cfg.Federation = FederationOff
 	if r, err := d.startTURN(store); err != nil || r.server != nil || r.ICEServers("@a:test.local") != nil {

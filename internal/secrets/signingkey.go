@@ -1,4 +1,4 @@
-package daemon
+package secrets
 
 import (
 	"crypto/ed25519"
@@ -28,11 +28,11 @@ type OldSigningKey struct {
 	ExpiredTS int64 // milliseconds
 }
 
-// signingKeyName is the secret holding the keys, in the format Synapse
+// SigningKeyName is the secret holding the keys, in the format Synapse
 // and Dendrite read ("ed25519 <version> <unpadded base64 seed>" per line),
 // so a key can move between servers. Lines after the first are retired
 // keys and end with the time they expired, in milliseconds.
-const signingKeyName = "signing.key"
+const SigningKeyName = "signing.key"
 
 func newKey() (string, ed25519.PrivateKey, error) {
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
@@ -91,29 +91,56 @@ func decodeSigningKey(s string) (*SigningKey, error) {
 	return k, nil
 }
 
-// loadOrCreateSigningKey reads the key from the store, making one on first
+// LoadOrCreateSigningKey reads the key from the store, making one on first
 // start; created reports that it did.
-func loadOrCreateSigningKey(store secretStore) (key *SigningKey, created bool, err error) {
-	s, err := store.get(signingKeyName)
-	if errors.Is(err, errNoSecret) {
+func LoadOrCreateSigningKey(store Store) (key *SigningKey, created bool, err error) {
+	s, err := store.Get(SigningKeyName)
+	if errors.Is(err, ErrNotFound) {
 		id, priv, err := newKey()
 		if err != nil {
 			return nil, false, err
 		}
 		key = &SigningKey{ID: id, Key: priv}
-		if err := store.set(signingKeyName, key.encode()); err != nil {
-			return nil, false, fmt.Errorf("store signing key in %s: %w", store.where(), err)
+		if err := store.Set(SigningKeyName, key.encode()); err != nil {
+			return nil, false, fmt.Errorf("store signing key in %s: %w", store.Where(), err)
 		}
 		return key, true, nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("read signing key from %s: %w", store.where(), err)
+		return nil, false, fmt.Errorf("read signing key from %s: %w", store.Where(), err)
 	}
 	key, err = decodeSigningKey(s)
 	if err != nil {
-		return nil, false, fmt.Errorf("signing key in %s: %w", store.where(), err)
+		return nil, false, fmt.Errorf("signing key in %s: %w", store.Where(), err)
 	}
 	return key, false, nil
+}
+
+// ReadSigningKey reads the key without making one: ErrNotFound when there
+// is none yet.
+func ReadSigningKey(store Store) (*SigningKey, error) {
+	s, err := store.Get(SigningKeyName)
+	if err != nil {
+		return nil, err
+	}
+	return decodeSigningKey(s)
+}
+
+// RotateSigningKey makes a new signing key, keeps the current one as a
+// retired key expired at now (making one first if there is none), and
+// stores both.
+func RotateSigningKey(store Store, now time.Time) (*SigningKey, error) {
+	key, _, err := LoadOrCreateSigningKey(store)
+	if err != nil {
+		return nil, err
+	}
+	if err := key.rotate(now); err != nil {
+		return nil, err
+	}
+	if err := store.Set(SigningKeyName, key.encode()); err != nil {
+		return nil, err
+	}
+	return key, nil
 }
 
 // rotate makes a new signing key and retires the current one.

@@ -1,4 +1,4 @@
-package daemon
+package secrets
 
 import (
 	"crypto/ecdsa"
@@ -17,41 +17,41 @@ import (
 	"time"
 )
 
-// tlsSecretName is the secret holding the federation listener's
+// TLSCertName is the secret holding the federation listener's
 // self-signed certificate and its private key, as one PEM bundle. It is
-// kept with the signing key (keyring or 0600 file, secrets.go) because
+// kept with the signing key (keyring or 0600 file, store.go) because
 // the LAN trust scheme binds the two: a peer accepts this certificate's
 // key because the signing key vouches for it.
-const tlsSecretName = "federation-tls.pem"
+const TLSCertName = "federation-tls.pem"
 
 // selfSignedValidity is long on purpose: LAN peers trust the certificate's
 // public key through the signing key, not its dates, and a certificate
 // that expired would change the key peers have pinned.
 const selfSignedValidity = 20 * 365 * 24 * time.Hour
 
-// loadOrCreateTLSCert reads the self-signed federation certificate from
+// LoadOrCreateTLSCert reads the self-signed federation certificate from
 // the secret store, making one for serverName on first use; created
 // reports that it did. A stored bundle that does not parse is an error,
 // not a reason to make a new one: a new key would look to every peer like
 // an impostor.
-func loadOrCreateTLSCert(store secretStore, serverName string) (cert tls.Certificate, created bool, err error) {
-	s, err := store.get(tlsSecretName)
-	if errors.Is(err, errNoSecret) {
+func LoadOrCreateTLSCert(store Store, serverName string) (cert tls.Certificate, created bool, err error) {
+	s, err := store.Get(TLSCertName)
+	if errors.Is(err, ErrNotFound) {
 		bundle, err := newSelfSignedCert(serverName, time.Now())
 		if err != nil {
 			return tls.Certificate{}, false, err
 		}
-		if err := store.set(tlsSecretName, bundle); err != nil {
-			return tls.Certificate{}, false, fmt.Errorf("store the federation certificate in %s: %w", store.where(), err)
+		if err := store.Set(TLSCertName, bundle); err != nil {
+			return tls.Certificate{}, false, fmt.Errorf("store the federation certificate in %s: %w", store.Where(), err)
 		}
 		s = bundle
 		created = true
 	} else if err != nil {
-		return tls.Certificate{}, false, fmt.Errorf("read the federation certificate from %s: %w", store.where(), err)
+		return tls.Certificate{}, false, fmt.Errorf("read the federation certificate from %s: %w", store.Where(), err)
 	}
 	cert, err = tls.X509KeyPair([]byte(s), []byte(s))
 	if err != nil {
-		return tls.Certificate{}, false, fmt.Errorf("federation certificate in %s: %w", store.where(), err)
+		return tls.Certificate{}, false, fmt.Errorf("federation certificate in %s: %w", store.Where(), err)
 	}
 	return cert, created, nil
 }
@@ -99,11 +99,11 @@ func newSelfSignedCert(serverName string, now time.Time) (string, error) {
 		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})), nil
 }
 
-// spkiSHA256 is the SHA-256 of the leaf certificate's SubjectPublicKeyInfo:
+// SPKISHA256 is the SHA-256 of the leaf certificate's SubjectPublicKeyInfo:
 // the value a LAN announcement binds to the signing key, and the one a
 // peer compares with what its TLS handshake presents (the same form as
 // HTTP public key pinning, RFC 7469 §2.4).
-func spkiSHA256(cert tls.Certificate) ([32]byte, error) {
+func SPKISHA256(cert tls.Certificate) ([32]byte, error) {
 	leaf := cert.Leaf
 	if leaf == nil {
 		if len(cert.Certificate) == 0 {
@@ -115,41 +115,4 @@ func spkiSHA256(cert tls.Certificate) ([32]byte, error) {
 		}
 	}
 	return sha256.Sum256(leaf.RawSubjectPublicKeyInfo), nil
-}
-
-// federationCert is the federation listener's certificate: the configured
-// tls_cert/tls_key when set, else (lan mode) the self-signed one from the
-// secret store. Config.Validate has refused internet mode without a
-// configured certificate.
-func federationCert(cfg Config, secrets secretStore) (tls.Certificate, error) {
-	if cfg.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
-		if err != nil {
-			return tls.Certificate{}, fmt.Errorf("federation TLS certificate: %w", err)
-		}
-		return cert, nil
-	}
-	if cfg.Federation != FederationLAN {
-		return tls.Certificate{}, fmt.Errorf("federation = %s needs tls_cert and tls_key", cfg.Federation)
-	}
-	cert, _, err := loadOrCreateTLSCert(secrets, cfg.ServerName)
-	return cert, err
-}
-
-// certKind says, for the start log, which certificate federation serves.
-func certKind(cfg Config) string {
-	if cfg.TLSCert != "" {
-		return cfg.TLSCert
-	}
-	return "self-signed, kept with the signing key (LAN peers trust it through the signing key, not a CA)"
-}
-
-// tlsPublicKey is the SHA-256 of the federation certificate's public key
-// (SubjectPublicKeyInfo), for the LAN announcement to bind to the signing
-// key; ok is false while federation is off.
-func (d *Daemon) tlsPublicKey() (spki [32]byte, ok bool) {
-	if d.fed == nil {
-		return spki, false
-	}
-	return d.fed.certSPKI, true
 }
