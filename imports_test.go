@@ -42,7 +42,7 @@ var mayImport = map[string][]string{
 
 	"internal/room":      {"internal/store", "internal/stream", "internal/matrixerr", "internal/stateres"},
 	"internal/account":   {"internal/store", "internal/matrixerr"},
-	"internal/keys":      {"internal/store", "internal/matrixerr"},
+	"internal/e2ee":      {"internal/store", "internal/matrixerr"},
 	"internal/media":     {"internal/store", "internal/matrixerr", "internal/netscope"},
 	"internal/search":    {"internal/room", "internal/store", "internal/matrixerr"},
 	"internal/delayed":   {"internal/room", "internal/store", "internal/matrixerr"},

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/hearth-chat/hearth/internal/account"
-	"github.com/hearth-chat/hearth/internal/keys"
+	"github.com/hearth-chat/hearth/internal/e2ee"
 	"github.com/hearth-chat/hearth/internal/secrets"
 	"github.com/hearth-chat/hearth/internal/store"
 )
@@ -53,7 +53,7 @@ func SetPassword(cfg Config, name, password string) (string, error) {
 		if err != nil {
 			return err
 		}
-		return dropKeys(keys.New(db, cfg.ServerName), a.UserID(name), dropped)
+		return dropKeys(e2ee.New(db, cfg.ServerName), a.UserID(name), dropped)
 	})
 	if err != nil {
 		return "", fmt.Errorf("set password of %s: %w", name, err)
@@ -63,7 +63,7 @@ func SetPassword(cfg Config, name, password string) (string, error) {
 
 // dropKeys deletes the E2EE keys and to-device queues of logged-out
 // devices.
-func dropKeys(k *keys.Service, userID string, devices []string) error {
+func dropKeys(k *e2ee.Service, userID string, devices []string) error {
 	if len(devices) == 0 {
 		return nil // an empty list would mean every device to DeleteDevices
 	}

@@ -24,7 +24,7 @@ import (
 	"github.com/hearth-chat/hearth/discovery"
 	"github.com/hearth-chat/hearth/internal/account"
 	"github.com/hearth-chat/hearth/internal/delayed"
-	"github.com/hearth-chat/hearth/internal/keys"
+	"github.com/hearth-chat/hearth/internal/e2ee"
 	"github.com/hearth-chat/hearth/internal/media"
 	"github.com/hearth-chat/hearth/internal/netmon"
 	"github.com/hearth-chat/hearth/internal/room"
@@ -55,7 +55,7 @@ type Daemon struct {
 	db       *store.DB
 	accounts *account.Accounts
 	rooms    *room.Engine
-	keys     *keys.Service    // device keys, to-device queues, backups
+	keys     *e2ee.Service    // device keys, to-device queues, backups
 	search   *search.Index    // full-text index for /search; follows the stream
 	push     *push.Service    // rule evaluation and pushers; follows the stream
 	delayed  *delayed.Service // MSC4140 delayed events: one timer for the next one due
@@ -177,7 +177,7 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 		return nil, err
 	}
 	api.SetMedia(mediaRepo)
-	d.keys = keys.New(db, cfg.ServerName)
+	d.keys = e2ee.New(db, cfg.ServerName)
 	api.SetKeys(d.keys)
 	d.push = push.New(db, d.rooms, push.Options{})
 	d.push.SetDesktop(desktop{}, push.DesktopOptions{Owner: d.isOwner, Active: api.ClientActive,

@@ -24,7 +24,7 @@ import (
 
 	"github.com/hearth-chat/hearth/federation/ratelimit"
 	"github.com/hearth-chat/hearth/internal/account"
-	"github.com/hearth-chat/hearth/internal/keys"
+	"github.com/hearth-chat/hearth/internal/e2ee"
 	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/hearth-chat/hearth/internal/media"
 	"github.com/hearth-chat/hearth/internal/room"
@@ -51,7 +51,7 @@ type Config struct {
 	Client     fclient.FederationClient
 	Queue      Queue
 	// Keys is the end-to-end encryption key store (userkeys.go); nil: off.
-	Keys *keys.Service
+	Keys *e2ee.Service
 	// WellKnownServer, when set, is served as /.well-known/matrix/server's
 	// m.server (wellknown.go).
 	WellKnownServer string

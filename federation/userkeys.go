@@ -14,7 +14,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/fclient"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
-	"github.com/hearth-chat/hearth/internal/keys"
+	"github.com/hearth-chat/hearth/internal/e2ee"
 	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/hearth-chat/hearth/internal/store"
 )
@@ -69,13 +69,13 @@ func noDisplayName(string, string) string { return "" }
 // user-signing keys (the requester is no local user), and master keys
 // with their owner's signatures only, since who else signed one (who
 // verified its owner) is for the signer alone to know.
-func (s *Service) localKeys(want map[string][]string) (*keys.QueryResult, error) {
+func (s *Service) localKeys(want map[string][]string) (*e2ee.QueryResult, error) {
 	res, err := s.cfg.Keys.Query("", want, noDisplayName)
 	if err != nil {
 		return nil, err
 	}
 	for user, k := range res.MasterKeys {
-		keys.KeepSignaturesOf(k, user)
+		e2ee.KeepSignaturesOf(k, user)
 	}
 	return res, nil
 }
@@ -197,7 +197,7 @@ func (s *Service) deviceListStreamID() int64 {
 // QueryKeys asks server for its users' keys (POST /user/keys/query). The
 // answer is decoded as plain JSON, not gomatrixserverlib's typed structs,
 // so that every signed field reaches the client unchanged for it to verify.
-func (s *Service) QueryKeys(ctx context.Context, server string, want map[string][]string) (*keys.QueryResult, error) {
+func (s *Service) QueryKeys(ctx context.Context, server string, want map[string][]string) (*e2ee.QueryResult, error) {
 	body := map[string]any{"device_keys": want}
 	for user, devices := range want {
 		if devices == nil {
@@ -208,7 +208,7 @@ func (s *Service) QueryKeys(ctx context.Context, server string, want map[string]
 	if err := s.signedRequest(ctx, http.MethodPost, server, "/_matrix/federation/v1/user/keys/query", body, &raw); err != nil {
 		return nil, err
 	}
-	var res keys.QueryResult
+	var res e2ee.QueryResult
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber() // keep numbers as sent: they may be signed
 	if err := dec.Decode(&res); err != nil {
@@ -256,7 +256,7 @@ func (s *Service) SendToDevice(ctx context.Context, server, sender, evType, mess
 // every server sharing a room with the user. prev_id is left out: this
 // server keeps no per-user update chain, so a receiver that tracks one
 // resyncs through /user/devices, which the spec allows.
-func (s *Service) DeviceListChanged(ctx context.Context, c keys.DeviceListChange) {
+func (s *Service) DeviceListChanged(ctx context.Context, c e2ee.DeviceListChange) {
 	if s.cfg.Keys == nil || s.cfg.Rooms == nil {
 		return
 	}
@@ -289,7 +289,7 @@ func (s *Service) announceDevices(ctx context.Context, userID string, dests []st
 		slog.Warn("federation: devices not announced after a join", "user", userID, "err", err)
 		return
 	}
-	c := keys.DeviceListChange{UserID: userID, CrossSigning: res.MasterKeys[userID] != nil}
+	c := e2ee.DeviceListChange{UserID: userID, CrossSigning: res.MasterKeys[userID] != nil}
 	for dev := range res.DeviceKeys[userID] {
 		c.Devices = append(c.Devices, dev)
 	}
@@ -299,7 +299,7 @@ func (s *Service) announceDevices(ctx context.Context, userID string, dests []st
 
 // sendDeviceList queues the EDUs of a device-list change for dests, from
 // the keys read in res.
-func (s *Service) sendDeviceList(ctx context.Context, c keys.DeviceListChange, res *keys.QueryResult, dests []string) {
+func (s *Service) sendDeviceList(ctx context.Context, c e2ee.DeviceListChange, res *e2ee.QueryResult, dests []string) {
 	streamID := s.deviceListStreamID()
 	var errs []error
 	for _, dev := range c.Devices {

@@ -23,7 +23,7 @@ import (
 	"github.com/hearth-chat/hearth/federation/queue"
 	"github.com/hearth-chat/hearth/federation/serverkeys"
 	"github.com/hearth-chat/hearth/internal/account"
-	"github.com/hearth-chat/hearth/internal/keys"
+	"github.com/hearth-chat/hearth/internal/e2ee"
 	"github.com/hearth-chat/hearth/internal/room"
 	"github.com/hearth-chat/hearth/internal/store"
 	"github.com/hearth-chat/hearth/internal/stream"
@@ -57,7 +57,7 @@ type ukServer struct {
 	db       *store.DB
 	rooms    *room.Engine
 	accounts *account.Accounts
-	keys     *keys.Service
+	keys     *e2ee.Service
 	svc      *Service
 }
 
@@ -75,7 +75,7 @@ func newUKServer(t *testing.T, n *ukNet, name string, withQueue bool) *ukServer 
 	sn, keyID := spec.ServerName(name), gomatrixserverlib.KeyID("ed25519:t")
 	sk := serverkeys.New(db, serverkeys.Identity{ServerName: sn, KeyID: keyID, Key: priv}, fclient.NewClient(fclient.WithTransport(n)), nil)
 	client := fclient.NewFederationClient([]*fclient.SigningIdentity{{ServerName: sn, KeyID: keyID, PrivateKey: priv}}, fclient.WithTransport(n))
-	s := &ukServer{name: name, db: db, accounts: account.New(db, name), keys: keys.New(db, name),
+	s := &ukServer{name: name, db: db, accounts: account.New(db, name), keys: e2ee.New(db, name),
 		usk: map[string]ed25519.PrivateKey{}, uskPub: map[string]string{},
 		rooms: room.New(db, notifier, room.Config{ServerName: name, KeyID: string(keyID), PrivateKey: priv})}
 	cfg := Config{ServerName: sn, KeyID: keyID, Key: priv, DB: db, Rooms: s.rooms, Accounts: s.accounts,
@@ -135,7 +135,7 @@ func (s *ukServer) addUser(t *testing.T, name, device string, crossSign bool) st
 		spub, _ := newEd25519(t)
 		upub, upriv := newEd25519(t)
 		s.usk[user], s.uskPub[user] = upriv, upub
-		up := keys.CrossSigningUpload{Master: cross("master", mpub), SelfSigning: cross("self_signing", spub),
+		up := e2ee.CrossSigningUpload{Master: cross("master", mpub), SelfSigning: cross("self_signing", spub),
 			UserSigning: cross("user_signing", upub)}
 		if err := s.keys.UploadCrossSigning(ctx, user, up, false); err != nil {
 			t.Fatal(err)
@@ -152,7 +152,7 @@ func (s *ukServer) uploadDevice(t *testing.T, user, device string) {
 		"keys":{"curve25519:%s":"curve-%s","ed25519:%s":"ed-%s"},"signatures":{%q:{"ed25519:%s":"sig"}}},
 		"one_time_keys":{"signed_curve25519:AAAA":{"key":"otk-%s","signatures":{%q:{"ed25519:%s":"sig"}}}}}`,
 		user, device, device, device, device, device, user, device, device, user, device)
-	up, err := keys.DecodeUpload([]byte(body), user, device)
+	up, err := e2ee.DecodeUpload([]byte(body), user, device)
 	if err != nil {
 		t.Fatal(err)
 	}

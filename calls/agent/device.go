@@ -8,7 +8,7 @@ import (
 )
 
 // Inbox is where a device's incoming end-to-end encryption traffic waits
-// (the daemon's *keys.Service): what a /sync response would carry, read
+// (the daemon's *e2ee.Service): what a /sync response would carry, read
 // directly rather than through /sync, because a device that long-polls
 // /sync counts as the user's client being open (presence, and desktop
 // notifications, which keep quiet while a client is).

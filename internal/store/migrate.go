@@ -35,7 +35,7 @@ var (
 	Media        = []byte("media")
 	MediaPending = []byte("mediapending")
 	MediaUsage   = []byte("mediausage")
-	// End-to-end encryption buckets (internal/keys).
+	// End-to-end encryption buckets (internal/e2ee).
 	DeviceKeys     = []byte("devicekeys")
 	OneTimeKeys    = []byte("otks")
 	FallbackKeys   = []byte("fallbackkeys")

@@ -39,7 +39,7 @@
 //	              serverName "/" mediaID → media.Record with origin set: the cached copy of another server's media (no uploader, no quota)
 //	mediapending  userID 0x00 mediaID → u64 unused_expires_at (ms) of a created, not yet uploaded mxc URI
 //	mediausage    userID → u64 bytes of media the user uploaded (for media_quota_bytes)
-//	devicekeys    userID 0x00 deviceID → device keys JSON as uploaded (internal/keys)
+//	devicekeys    userID 0x00 deviceID → device keys JSON as uploaded (internal/e2ee)
 //	otks          userID 0x00 deviceID 0x00 algorithm 0x00 uploadSeq(8) keyID → one-time key JSON
 //	              (uploadSeq from the bucket's sequence, so a claim takes the first: the oldest; schema 1
 //	              keyed by key ID, see migrate.go)

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/hearth-chat/hearth/internal/keys"
+	"github.com/hearth-chat/hearth/internal/e2ee"
 	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/hearth-chat/hearth/localapi/matrix"
 )
@@ -122,7 +122,7 @@ func TestAppserviceToken(t *testing.T) {
 	ts := newTestServer(t)
 	as := &oneAppservice{}
 	ts.API.SetAppservices(as)
-	ts.API.SetKeys(keys.New(ts.DB, testServerName))
+	ts.API.SetKeys(e2ee.New(ts.DB, testServerName))
 	as.makeGhost = func(lp string) { ts.Accounts.EnsureService(context.Background(), lp, "Ghost "+lp) }
 	alice := ts.register(t, "alice")
 	ts.Accounts.EnsureService(context.Background(), "brbot", "")

@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 
-	"github.com/hearth-chat/hearth/internal/keys"
+	"github.com/hearth-chat/hearth/internal/e2ee"
 	"github.com/hearth-chat/hearth/internal/matrixerr"
 )
 
@@ -95,18 +95,18 @@ func (s *Server) putBackupKeys(w http.ResponseWriter, r *http.Request, c *caller
 		return
 	}
 	roomID, sessionID := r.PathValue("roomId"), r.PathValue("sessionId")
-	rooms := keys.BackupRooms{}
+	rooms := e2ee.BackupRooms{}
 	switch {
 	case sessionID != "":
-		var d keys.SessionData
+		var d e2ee.SessionData
 		if err := readJSON(r, &d); err != nil {
 			matrixerr.Write(w, err)
 			return
 		}
-		rooms[roomID] = map[string]*keys.SessionData{sessionID: &d}
+		rooms[roomID] = map[string]*e2ee.SessionData{sessionID: &d}
 	case roomID != "":
 		var req struct {
-			Sessions map[string]*keys.SessionData `json:"sessions"`
+			Sessions map[string]*e2ee.SessionData `json:"sessions"`
 		}
 		if err := readJSON(r, &req); err != nil {
 			matrixerr.Write(w, err)
@@ -120,7 +120,7 @@ func (s *Server) putBackupKeys(w http.ResponseWriter, r *http.Request, c *caller
 	default:
 		var req struct {
 			Rooms map[string]struct {
-				Sessions map[string]*keys.SessionData `json:"sessions"`
+				Sessions map[string]*e2ee.SessionData `json:"sessions"`
 			} `json:"rooms"`
 		}
 		if err := readJSON(r, &req); err != nil {
@@ -166,7 +166,7 @@ func (s *Server) getBackupKeys(w http.ResponseWriter, r *http.Request, c *caller
 	case roomID != "":
 		sessions := rooms[roomID]
 		if sessions == nil {
-			sessions = map[string]*keys.SessionData{}
+			sessions = map[string]*e2ee.SessionData{}
 		}
 		writeJSON(w, map[string]any{"sessions": sessions})
 	default:

@@ -5,14 +5,14 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/hearth-chat/hearth/internal/keys"
+	"github.com/hearth-chat/hearth/internal/e2ee"
 	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/hearth-chat/hearth/internal/room"
 )
 
 // SetKeys connects the end-to-end encryption key service; without it the
 // E2EE endpoints answer M_UNRECOGNIZED and /sync leaves its sections empty.
-func (s *Server) SetKeys(k *keys.Service) { s.keys = k }
+func (s *Server) SetKeys(k *e2ee.Service) { s.keys = k }
 
 // keysRoutes registers Client-Server API §"End-to-end encryption".
 func (s *Server) keysRoutes() {
@@ -44,7 +44,7 @@ func (s *Server) keysUpload(w http.ResponseWriter, r *http.Request, c *caller) {
 		matrixerr.Write(w, err)
 		return
 	}
-	up, err := keys.DecodeUpload(body, c.UserID, c.DeviceID)
+	up, err := e2ee.DecodeUpload(body, c.UserID, c.DeviceID)
 	if err != nil {
 		matrixerr.Write(w, err)
 		return
@@ -167,13 +167,13 @@ func (s *Server) crossSigningUpload(w http.ResponseWriter, r *http.Request, c *c
 		matrixerr.Write(w, err)
 		return
 	}
-	var up keys.CrossSigningUpload
+	var up e2ee.CrossSigningUpload
 	if err := decode(body, &up); err != nil {
 		matrixerr.Write(w, err)
 		return
 	}
 	err = s.keys.UploadCrossSigning(r.Context(), c.UserID, up, false)
-	if errors.Is(err, keys.ErrNeedUIA) {
+	if errors.Is(err, e2ee.ErrNeedUIA) {
 		if err = s.passwordUIA(r, body, c); err == nil {
 			err = s.keys.UploadCrossSigning(r.Context(), c.UserID, up, true)
 		}

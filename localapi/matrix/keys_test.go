@@ -12,7 +12,7 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib"
 
-	"github.com/hearth-chat/hearth/internal/keys"
+	"github.com/hearth-chat/hearth/internal/e2ee"
 	"github.com/hearth-chat/hearth/internal/store"
 )
 
@@ -23,7 +23,7 @@ const kv3 = "/_matrix/client/v3"
 func newKeysServer(t *testing.T) (*testServer, specChecker) {
 	t.Helper()
 	ts := newTestServer(t)
-	ts.API.SetKeys(keys.New(ts.DB, testServerName))
+	ts.API.SetKeys(e2ee.New(ts.DB, testServerName))
 	return ts, specChecker{ts, loadSpec(t)}
 }
 

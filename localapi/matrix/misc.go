@@ -20,7 +20,7 @@ var specVersions = []string{"r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r
 // ones are features Element asks about that Hearth does not have (or, for
 // e2ee_forced, policies it does not impose).
 var unstableFeatures = map[string]bool{
-	// Cross-signing keys and signatures (keys.go, internal/keys): without
+	// Cross-signing keys and signatures (keys.go, internal/e2ee): without
 	// it Element hides verification.
 	"org.matrix.e2e_cross_signing": true,
 	// Private read receipts, m.read.private (rooms.go, sync_unread.go).

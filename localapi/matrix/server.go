@@ -17,7 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/hearth-chat/hearth/internal/account"
-	"github.com/hearth-chat/hearth/internal/keys"
+	"github.com/hearth-chat/hearth/internal/e2ee"
 	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/hearth-chat/hearth/internal/media"
 	"github.com/hearth-chat/hearth/internal/room"
@@ -57,7 +57,7 @@ type Server struct {
 	media    *media.Repo   // set by SetMedia (media.go)
 	search   searchIndex   // set by SetSearch (search.go)
 	push     *push.Service // set by SetPush (pushrules.go)
-	keys     *keys.Service // set by SetKeys (keys.go)
+	keys     *e2ee.Service // set by SetKeys (keys.go)
 	fed      Federation    // set by SetFederation (federation.go); nil while federation is off
 	nearby   Nearby        // set by SetNearby (nearby.go); nil without LAN discovery
 	voip     *voip         // GET /voip/turnServer (voip.go)

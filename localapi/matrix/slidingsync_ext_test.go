@@ -6,7 +6,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/hearth-chat/hearth/internal/keys"
+	"github.com/hearth-chat/hearth/internal/e2ee"
 )
 
 // TestSlidingSyncToDeviceAndE2EE: the to_device extension delivers queued
@@ -16,7 +16,7 @@ import (
 // changes /sync would.
 func TestSlidingSyncToDeviceAndE2EE(t *testing.T) {
 	ts := newTestServer(t)
-	ts.API.SetKeys(keys.New(ts.DB, testServerName))
+	ts.API.SetKeys(e2ee.New(ts.DB, testServerName))
 	alice, bob := ts.register(t, "alice"), ts.register(t, "bob")
 	roomID := ts.createRoom(t, alice, map[string]any{"preset": "public_chat"})
 	ts.do(t, "POST", kv3+"/keys/upload", alice.Token, map[string]any{
@@ -174,7 +174,7 @@ func TestSlidingSyncAccountDataReceiptsTyping(t *testing.T) {
 // made since then: they are not lost with the old connection.
 func TestSlidingSyncE2EEAcrossReset(t *testing.T) {
 	ts := newTestServer(t)
-	ts.API.SetKeys(keys.New(ts.DB, testServerName))
+	ts.API.SetKeys(e2ee.New(ts.DB, testServerName))
 	alice, bob := ts.register(t, "alice"), ts.register(t, "bob")
 	roomID := ts.createRoom(t, alice, map[string]any{"preset": "public_chat"})
 	body := func(since string) map[string]any {

@@ -1,4 +1,4 @@
-// Package keys stores and routes what end-to-end encryption needs from a
+// Package e2ee stores and routes what end-to-end encryption needs from a
 // homeserver (Client-Server API §"End-to-end encryption"): device keys,
 // one-time and fallback keys, cross-signing keys and the signatures on
 // them, to-device message queues and server-side key backups. The server
@@ -13,7 +13,7 @@
 // is an entry of kind ChangeDeviceList in the store's change log, and a
 // to-device message is queued under the position it took, so the commit
 // wakes long polls the usual way.
-package keys
+package e2ee
 
 import (
 	"context"
