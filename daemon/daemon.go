@@ -70,10 +70,8 @@ type Daemon struct {
 	vm       *agent.Voicemail
 	stopOnce sync.Once
 	stopped  chan struct{} // closed when the control API asks to stop
-	// stopRequests ends the base context of every request, which is what
-	// cuts /sync long polls short at shutdown; http.Server.Shutdown alone
-	// would wait for them.
-	stopRequests context.CancelFunc
+	// closers stops what Start started, in reverse (closers.go).
+	closers closers
 
 	// lan is LAN discovery while lan_discovery is on or browse (nil
 	// otherwise); lanMode is the mode in force and lanKey what
@@ -98,8 +96,6 @@ type Daemon struct {
 	// net is the one network monitor (links, addresses, waking from
 	// sleep) that federation and discovery share.
 	net *netmon.Monitor
-
-	idleGCStop func() // unregisters from theIdleGC (runtime.go); once
 }
 
 // Start opens everything and begins serving; it returns once the client
@@ -143,29 +139,36 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 
 	d := &Daemon{cfg: cfg, db: db, logs: logs, stopped: make(chan struct{}),
 		limits: cfg.net.withDefaults(raiseFileLimit()), net: netmon.New()}
+	d.closers.push("store", func(context.Context) error { return db.Close() }) // last: after every writer
+	// abort undoes a Start that failed part-way: what started stops.
+	abort := func(err error) (*Daemon, error) {
+		d.closers.close(context.Background())
+		return nil, err
+	}
 	slog.Debug("listener limits", "client_conns", d.limits.clientConns, "federation_conns", d.limits.fedConns,
 		"federation_conns_per_address", d.limits.fedPerAddr, "idle", d.limits.idle, "body", d.limits.body, "write", d.limits.write)
 	d.accounts = account.New(db, cfg.ServerName)
 	d.rooms = room.New(db, notifier, room.Config{ServerName: cfg.ServerName, KeyID: key.ID,
 		PrivateKey: key.Key, DefaultVersion: cfg.RoomVersion})
 	if err := d.firstStart(out); err != nil {
-		db.Close()
-		return nil, err
+		return abort(err)
 	}
 	api := matrix.New(d.accounts, d.rooms, matrix.Config{
 		MaxBodyBytes: cfg.MaxRequestBytes, Registration: cfg.Registration,
 		RegistrationTokens: splitList(cfg.RegistrationTokens),
 	})
 	d.api = api
+	// Its presence timers, armed from the stored presence, write to
+	// the store: closed before it.
+	d.closers.pushFunc("client API", api.Close)
 	if d.appsvc, err = appservice.Open(db, d.accounts, appserviceSecrets{sec}); err != nil {
-		d.abortStart(db)
-		return nil, err
+		return abort(err)
 	}
 	d.asQueue = appservice.NewQueue(d.appsvc, db, d.rooms, notifier)
 	if err := d.asQueue.Start(); err != nil {
-		d.abortStart(db)
-		return nil, err
+		return abort(err)
 	}
+	d.closers.pushFunc("appservice queue", d.asQueue.Stop)
 	api.SetAppservices(appserviceAPI{d.appsvc, d.asQueue, d.rooms})
 	d.nearby = &nearbyDir{}
 	api.SetNearby(d.nearby)
@@ -173,8 +176,7 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 		MaxUploadBytes: cfg.MaxUploadBytes, QuotaBytes: cfg.MediaQuotaBytes, Previews: bool(cfg.URLPreviews),
 		MaxPixels: cfg.MaxImagePixels, DecodeBudgetBytes: cfg.ThumbnailMemory})
 	if err != nil {
-		d.abortStart(db)
-		return nil, err
+		return abort(err)
 	}
 	api.SetMedia(mediaRepo)
 	d.keys = e2ee.New(db, cfg.ServerName)
@@ -187,51 +189,72 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	d.search = search.New(db, d.rooms, notifier)
 	d.search.Start()
 	api.SetSearch(d.search)
-	if err := d.startFederation(key, sec, notifier, api); err != nil {
-		d.abortStart(db)
-		return nil, err
+	// Pushed after both started (nothing fails between): push stops
+	// first, as it always has.
+	d.closers.pushFunc("search", d.search.Stop)
+	d.closers.pushFunc("push", d.push.Stop)
+	// TURN before federation and delayed events, so that it stops after
+	// them, as it always has; it depends on neither (startTURN reads only
+	// the config).
+	if d.turn, err = d.startTURN(sec); err != nil {
+		return abort(err)
 	}
+	d.closers.pushFunc("TURN", d.turn.stop)
+	api.SetTURN(d.turn)
+	if err := d.startFederation(key, sec, notifier, api); err != nil {
+		return abort(err)
+	}
+	d.closers.push("federation", func(ctx context.Context) error { d.fed.stop(ctx); return nil })
 	// After federation, so that what came due while Hearth was stopped
 	// goes out to other servers at once.
 	d.delayed = delayed.New(db, d.rooms, delayed.Config{MaxDelay: time.Duration(cfg.DelayedMaxDelay) * time.Second})
 	if err := d.delayed.Start(); err != nil {
-		d.abortStart(db)
-		return nil, err
+		return abort(err)
 	}
+	d.closers.push("delayed events", func(context.Context) error { d.delayed.Close(); return nil })
 	api.SetDelayed(d.delayed)
-	if d.turn, err = d.startTURN(sec); err != nil {
-		d.abortStart(db)
-		return nil, err
-	}
-	api.SetTURN(d.turn)
 	if err := d.startCalls(); err != nil {
-		d.abortStart(db)
-		return nil, err
+		return abort(err)
 	}
+	d.closers.pushFunc("calls", d.stopCalls) // hang-ups go out while the store is open
 	ctl, err := d.startControl(sec, sec.Where(), warning)
 	if err != nil {
-		d.abortStart(db)
-		return nil, err
+		return abort(err)
 	}
+	d.closers.pushFunc("control socket", func() {
+		if d.control != nil {
+			d.control.Close()
+		}
+	})
+	// The client API's presence timers again (closing twice is harmless):
+	// they stop as soon as no client can sync any more, before the parts
+	// above stop.
+	d.closers.pushFunc("client API", api.Close)
 	root := http.NewServeMux()
 	root.Handle("/_hearth/", ctl)
 	root.Handle("/", api)
 	ln, err := net.Listen("tcp", cfg.ClientListen)
 	if err != nil {
-		d.abortStart(db)
-		return nil, fmt.Errorf("client listener: %w", err)
+		return abort(fmt.Errorf("client listener: %w", err))
 	}
 	// Every client is on this computer, so one address: a total cap is
 	// the only one that means anything here.
 	limited := newLimitListener(ln, "client", d.limits.clientConns, 0)
 	d.listener = limited
-	base, cancel := context.WithCancel(context.Background())
-	d.stopRequests = cancel
+	base, stopRequests := context.WithCancel(context.Background())
 	d.server = d.limits.server(root, limited)
 	d.server.BaseContext = func(net.Listener) context.Context { return base }
+	d.closers.push("client listener", func(ctx context.Context) error {
+		d.server.Shutdown(ctx)
+		d.server.Close()
+		return nil
+	})
 	// Idle before the first request can be answered: the collection and
 	// the trim are start-up's cost, not the first idle minute's.
-	d.idleGCStop = theIdleGC.start()
+	d.closers.pushFunc("idle GC", theIdleGC.start())
+	// Ending the requests' base context is what cuts /sync long polls
+	// short at shutdown; http.Server.Shutdown alone would wait for them.
+	d.closers.pushFunc("long polls", stopRequests)
 	go func() {
 		if err := d.server.Serve(limited); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			slog.Error("client listener stopped", "err", err)
@@ -239,36 +262,10 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	}()
 	d.lanKey = key
 	d.startDiscovery(cfg.LANDiscovery)
+	d.closers.pushFunc("LAN discovery", d.stopDiscovery) // the announcement withdrawn before the listeners close
 	slog.Info("hearth is ready", "server_name", cfg.ServerName, "client_api", "http://"+ln.Addr().String(),
 		"data_dir", cfg.DataDir, "key_id", key.ID)
 	return d, nil
-}
-
-// abortStart undoes a Start that failed once the client API was built:
-// what has started stops, in Stop's order, the client API's presence
-// timers included (they would otherwise fire on the closed store), and
-// the store closes.
-func (d *Daemon) abortStart(db *store.DB) {
-	d.api.Close()
-	if d.control != nil {
-		d.control.Close()
-	}
-	d.stopCalls()
-	if d.delayed != nil {
-		d.delayed.Close()
-	}
-	d.fed.stop(context.Background())
-	d.turn.stop()
-	if d.push != nil {
-		d.push.Stop()
-	}
-	if d.search != nil {
-		d.search.Stop()
-	}
-	if d.asQueue != nil {
-		d.asQueue.Stop()
-	}
-	db.Close()
 }
 
 // StopRequested is closed when someone asked the daemon to stop through the
@@ -281,27 +278,10 @@ func (d *Daemon) requestStop() { d.stopOnce.Do(func() { close(d.stopped) }) }
 func (d *Daemon) Addr() string { return d.listener.Addr().String() }
 
 // Stop stops accepting, answers pending long polls at once, lets other
-// requests finish, and closes the store after its queued writes.
+// requests finish, and closes the store after its queued writes: the
+// parts stop in the reverse of the order Start started them (closers).
 func (d *Daemon) Stop(ctx context.Context) error {
-	d.stopDiscovery() // withdraw the LAN announcement before the listeners close
-	d.stopRequests()
-	if d.idleGCStop != nil {
-		d.idleGCStop()
-	}
-	d.server.Shutdown(ctx)
-	d.server.Close()
-	d.api.Close()
-	if d.control != nil {
-		d.control.Close()
-	}
-	d.stopCalls() // hang-ups go out while the store is open
-	d.delayed.Close()
-	d.fed.stop(ctx)
-	d.turn.stop()
-	d.push.Stop()
-	d.search.Stop()
-	d.asQueue.Stop()
-	return d.db.Close()
+	return d.closers.close(ctx)
 }
 
 // firstStart creates the owner's account when the server has none and

@@ -1,7 +1,10 @@
 // Package packaging holds the files that install Hearth as a per-user
 // service — a systemd user unit on Linux, a LaunchAgent on macOS — and
-// renders them for one binary and data dir. The Windows autostart entry is
-// a registry value and needs no template.
+// renders them for one binary and data dir, and installs them ('hearth
+// service': install.go and its per-OS files), asking the OS's service
+// manager to load, start or stop them. The Windows autostart entry is a
+// registry value and needs no template. It takes what it needs of the
+// configuration as plain values (Installer), so it imports no daemon.
 package packaging
 
 import (

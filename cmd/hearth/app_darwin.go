@@ -16,6 +16,7 @@ import (
 
 	"github.com/hearth-chat/hearth/daemon"
 	"github.com/hearth-chat/hearth/localapi/controlclient"
+	"github.com/hearth-chat/hearth/packaging"
 )
 
 // appDaemonWait bounds how long opening the app waits for the daemon's
@@ -91,7 +92,7 @@ func restartOutdated(cfg daemon.Config, c ctlClient) (ctlClient, error) {
 	if err != nil || st.Version == daemon.Version {
 		return c, err
 	}
-	if _, err := daemon.Service(cfg, daemon.ServiceStop, true); err != nil {
+	if _, err := daemon.Installer(cfg).Do(packaging.Stop, true); err != nil {
 		return nil, err
 	}
 	// A stopped daemon exits cleanly, which launchd does not restart.
@@ -104,7 +105,7 @@ func restartOutdated(cfg daemon.Config, c ctlClient) (ctlClient, error) {
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	if _, err := daemon.Service(cfg, daemon.ServiceStart, true); err != nil {
+	if _, err := daemon.Installer(cfg).Do(packaging.Start, true); err != nil {
 		return nil, err
 	}
 	return waitForDaemon(cfg, appDaemonWait)
@@ -116,8 +117,8 @@ func ensureLaunchAgent(cfg daemon.Config, exe string) (agentStep, error) {
 	if real, err := filepath.EvalSymlinks(exe); err == nil {
 		exe = real
 	}
-	// With manage false, Service only names the file.
-	path, err := daemon.Service(cfg, daemon.ServiceStart, false)
+	// With manage false, starting only names the file.
+	path, err := daemon.Installer(cfg).Do(packaging.Start, false)
 	if err != nil {
 		return 0, err
 	}
@@ -132,16 +133,16 @@ func ensureLaunchAgent(cfg daemon.Config, exe string) (agentStep, error) {
 	step := launchAgentStep(agent, exe, exists)
 	switch step {
 	case agentReinstall:
-		if _, err := daemon.Service(cfg, daemon.ServiceUninstall, true); err != nil {
+		if _, err := daemon.Installer(cfg).Do(packaging.Uninstall, true); err != nil {
 			return step, err
 		}
 		fallthrough
 	case agentInstall:
-		_, err = daemon.Service(cfg, daemon.ServiceInstall, true) // RunAtLoad starts it
+		_, err = daemon.Installer(cfg).Do(packaging.Install, true) // RunAtLoad starts it
 	default:
 		// Started again if it was stopped (Quit from the console exits
 		// cleanly, and KeepAlive restarts only a failed daemon).
-		_, err = daemon.Service(cfg, daemon.ServiceStart, true)
+		_, err = daemon.Installer(cfg).Do(packaging.Start, true)
 	}
 	return step, err
 }

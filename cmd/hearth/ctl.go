@@ -13,6 +13,7 @@ import (
 	"github.com/hearth-chat/hearth/daemon"
 	"github.com/hearth-chat/hearth/localapi/control"
 	"github.com/hearth-chat/hearth/localapi/controlclient"
+	"github.com/hearth-chat/hearth/packaging"
 )
 
 type ctlClient = *controlclient.Client
@@ -177,9 +178,9 @@ func serviceCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	action := daemon.ServiceAction(args[0])
+	action := packaging.Action(args[0])
 	switch action {
-	case daemon.ServiceInstall, daemon.ServiceUninstall, daemon.ServiceStart, daemon.ServiceStop:
+	case packaging.Install, packaging.Uninstall, packaging.Start, packaging.Stop:
 	default:
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -191,7 +192,7 @@ func serviceCmd(args []string, stdout, stderr io.Writer) int {
 	if code != 0 {
 		return code
 	}
-	path, err := daemon.Service(cfg, action, !*noManage)
+	path, err := daemon.Installer(cfg).Do(action, !*noManage)
 	if err != nil {
 		return fail(stderr, err)
 	}

@@ -1,4 +1,4 @@
-package daemon
+package packaging
 
 import (
 	"fmt"
@@ -7,34 +7,37 @@ import (
 	"path/filepath"
 )
 
-// ServiceAction is what 'hearth service' does.
-type ServiceAction string
+// Action is what 'hearth service' does.
+type Action string
 
 const (
-	ServiceInstall   ServiceAction = "install"
-	ServiceUninstall ServiceAction = "uninstall"
-	ServiceStart     ServiceAction = "start"
-	ServiceStop      ServiceAction = "stop"
+	Install   Action = "install"
+	Uninstall Action = "uninstall"
+	Start     Action = "start"
+	Stop      Action = "stop"
 )
 
-// serviceArgs is the command line the service runs: this binary, by its
+// args is the command line the service runs: this binary, by its
 // absolute path, with the data dir and config file made explicit so the
 // service finds the same Hearth the installing user configured.
-func serviceArgs(cfg Config) ([]string, error) {
-	bin, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("find the hearth binary: %w", err)
+func (in Installer) args() ([]string, error) {
+	bin := in.Binary
+	if bin == "" {
+		var err error
+		if bin, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("find the hearth binary: %w", err)
+		}
+		if bin, err = filepath.EvalSymlinks(bin); err != nil {
+			return nil, fmt.Errorf("find the hearth binary: %w", err)
+		}
 	}
-	if bin, err = filepath.EvalSymlinks(bin); err != nil {
-		return nil, fmt.Errorf("find the hearth binary: %w", err)
-	}
-	dir, err := filepath.Abs(cfg.DataDir)
+	dir, err := filepath.Abs(in.DataDir)
 	if err != nil {
 		return nil, err
 	}
 	args := []string{bin, "run", "--data-dir", dir}
-	if cfg.File != "" && cfg.File != filepath.Join(cfg.DataDir, "hearth.conf") {
-		f, err := filepath.Abs(cfg.File)
+	if in.ConfigFile != "" && in.ConfigFile != filepath.Join(in.DataDir, "hearth.conf") {
+		f, err := filepath.Abs(in.ConfigFile)
 		if err != nil {
 			return nil, err
 		}
@@ -47,11 +50,11 @@ func serviceArgs(cfg Config) ([]string, error) {
 // runs with (a launchd or Windows Run-key service, or one the tray starts
 // detached): the configured one, else <data dir>/hearth.log, as an
 // absolute path.
-func DetachedLogFile(cfg Config) (string, error) {
-	if cfg.LogFile != "" {
-		return filepath.Abs(cfg.LogFile)
+func DetachedLogFile(logFile, dataDir string) (string, error) {
+	if logFile != "" {
+		return filepath.Abs(logFile)
 	}
-	dir, err := filepath.Abs(cfg.DataDir)
+	dir, err := filepath.Abs(dataDir)
 	if err != nil {
 		return "", err
 	}

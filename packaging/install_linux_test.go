@@ -1,4 +1,4 @@
-package daemon
+package packaging
 
 import (
 	"os"
@@ -16,9 +16,8 @@ func TestSystemdUnit(t *testing.T) {
 		t.Fatal("systemd-analyze is not installed (Debian package systemd)")
 	}
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-	cfg := Defaults()
-	cfg.DataDir = filepath.Join(t.TempDir(), "data dir with spaces and 100%")
-	path, err := Service(cfg, ServiceInstall, false)
+	in := Installer{DataDir: filepath.Join(t.TempDir(), "data dir with spaces and 100%")}
+	path, err := in.Do(Install, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,14 +25,14 @@ func TestSystemdUnit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(unit), `"run" "--data-dir" "`+strings.ReplaceAll(cfg.DataDir, "%", "%%")+`"`) {
+	if !strings.Contains(string(unit), `"run" "--data-dir" "`+strings.ReplaceAll(in.DataDir, "%", "%%")+`"`) {
 		t.Fatalf("ExecStart does not run this data dir:\n%s", unit)
 	}
 	out, err := exec.Command("systemd-analyze", "verify", path).CombinedOutput()
 	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
 		t.Fatalf("systemd-analyze verify: %v\n%s\n%s", err, out, unit)
 	}
-	if _, err := Service(cfg, ServiceUninstall, false); err != nil {
+	if _, err := in.Do(Uninstall, false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(path); !os.IsNotExist(err) {

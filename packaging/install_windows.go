@@ -1,4 +1,4 @@
-package daemon
+package packaging
 
 import (
 	"context"
@@ -10,33 +10,30 @@ import (
 	"time"
 
 	"golang.org/x/sys/windows/registry"
-
-	"github.com/hearth-chat/hearth/localapi/controlclient"
-	"github.com/hearth-chat/hearth/packaging"
 )
 
 // runKey is where per-user programs that start at login are listed.
 const runKey = `Software\Microsoft\Windows\CurrentVersion\Run`
 
-// Service installs Hearth as a per-user autostart entry in the registry's
+// Do installs Hearth as a per-user autostart entry in the registry's
 // Run key, removes it, starts Hearth in the background, or stops it
 // through the control API (Windows has no SIGTERM to send). With manage
 // false only the Run-key entry is written or removed.
-func Service(cfg Config, action ServiceAction, manage bool) (string, error) {
+func (in Installer) Do(action Action, manage bool) (string, error) {
 	where := `HKCU\` + runKey + `\Hearth`
-	args, err := serviceArgs(cfg)
+	args, err := in.args()
 	if err != nil {
 		return "", err
 	}
 	// A Run-key process's standard error goes nowhere: the daemon writes
 	// and rotates its own log file.
-	logFile, err := DetachedLogFile(cfg)
+	logFile, err := DetachedLogFile(in.LogFile, in.DataDir)
 	if err != nil {
 		return "", err
 	}
-	args = packaging.Service{Args: args, LogFile: logFile}.Command()
+	args = Service{Args: args, LogFile: logFile}.Command()
 	switch action {
-	case ServiceInstall:
+	case Install:
 		k, _, err := registry.CreateKey(registry.CURRENT_USER, runKey, registry.SET_VALUE)
 		if err != nil {
 			return where, fmt.Errorf("open the Run key: %w", err)
@@ -49,9 +46,9 @@ func Service(cfg Config, action ServiceAction, manage bool) (string, error) {
 			return where, nil
 		}
 		return where, startDetached(args)
-	case ServiceUninstall:
+	case Uninstall:
 		if manage {
-			stopThroughControl(cfg)
+			in.stopThroughControl()
 		}
 		k, err := registry.OpenKey(registry.CURRENT_USER, runKey, registry.SET_VALUE)
 		if err != nil {
@@ -62,10 +59,10 @@ func Service(cfg Config, action ServiceAction, manage bool) (string, error) {
 			return where, err
 		}
 		return where, nil
-	case ServiceStart:
+	case Start:
 		return where, startDetached(args)
-	case ServiceStop:
-		return where, stopThroughControl(cfg)
+	case Stop:
+		return where, in.stopThroughControl()
 	}
 	return "", fmt.Errorf("unknown service action %q", action)
 }
@@ -88,12 +85,15 @@ func startDetached(args []string) error {
 	return cmd.Start()
 }
 
-func stopThroughControl(cfg Config) error {
-	ep, err := Control(cfg)
+func (in Installer) stopThroughControl() error {
+	if in.Control == nil {
+		return errors.New("no way to reach Hearth's control API to stop it")
+	}
+	c, err := in.Control()
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return controlclient.New(ep.Addr, ep.Socket, ep.Secret).Shutdown(ctx)
+	return c.Shutdown(ctx)
 }

@@ -1,12 +1,10 @@
-package daemon
+package packaging
 
 import (
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-
-	"github.com/hearth-chat/hearth/packaging"
 )
 
 // systemdUnitPath is where a systemd user unit goes
@@ -23,10 +21,10 @@ func systemdUnitPath() (string, error) {
 	return filepath.Join(dir, "systemd", "user", "hearth.service"), nil
 }
 
-// Service installs, removes, starts or stops Hearth as a systemd user
+// Do installs, removes, starts or stops Hearth as a systemd user
 // service. With manage false only the unit file is written or removed,
 // and systemctl is not called (for packaging and tests).
-func Service(cfg Config, action ServiceAction, manage bool) (string, error) {
+func (in Installer) Do(action Action, manage bool) (string, error) {
 	path, err := systemdUnitPath()
 	if err != nil {
 		return "", err
@@ -38,12 +36,12 @@ func Service(cfg Config, action ServiceAction, manage bool) (string, error) {
 		return runTool("systemctl", append([]string{"--user"}, args...)...)
 	}
 	switch action {
-	case ServiceInstall:
-		args, err := serviceArgs(cfg)
+	case Install:
+		args, err := in.args()
 		if err != nil {
 			return "", err
 		}
-		unit, err := packaging.SystemdUnit(packaging.Service{Args: args})
+		unit, err := SystemdUnit(Service{Args: args})
 		if err != nil {
 			return "", err
 		}
@@ -57,15 +55,15 @@ func Service(cfg Config, action ServiceAction, manage bool) (string, error) {
 			return path, err
 		}
 		return path, ctl("enable", "--now", "hearth.service")
-	case ServiceUninstall:
+	case Uninstall:
 		ctl("disable", "--now", "hearth.service") // not loaded is fine: removing is the point
 		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return path, err
 		}
 		return path, ctl("daemon-reload")
-	case ServiceStart:
+	case Start:
 		return path, ctl("start", "hearth.service")
-	case ServiceStop:
+	case Stop:
 		return path, ctl("stop", "hearth.service")
 	}
 	return "", fmt.Errorf("unknown service action %q", action)

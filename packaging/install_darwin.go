@@ -1,17 +1,15 @@
-package daemon
+package packaging
 
 import (
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-
-	"github.com/hearth-chat/hearth/packaging"
 )
 
-// Service installs, removes, starts or stops Hearth as a LaunchAgent in
+// Do installs, removes, starts or stops Hearth as a LaunchAgent in
 // ~/Library/LaunchAgents. With manage false launchctl is not called.
-func Service(cfg Config, action ServiceAction, manage bool) (string, error) {
+func (in Installer) Do(action Action, manage bool) (string, error) {
 	home, err := os.UserHomeDir()
 	if err != nil {
 		return "", err
@@ -24,16 +22,16 @@ func Service(cfg Config, action ServiceAction, manage bool) (string, error) {
 		return runTool("launchctl", args...)
 	}
 	switch action {
-	case ServiceInstall:
-		args, err := serviceArgs(cfg)
+	case Install:
+		args, err := in.args()
 		if err != nil {
 			return "", err
 		}
-		logFile, err := DetachedLogFile(cfg)
+		logFile, err := DetachedLogFile(in.LogFile, in.DataDir)
 		if err != nil {
 			return "", err
 		}
-		plist, err := packaging.LaunchAgent(packaging.Service{Args: args, LogFile: logFile,
+		plist, err := LaunchAgent(Service{Args: args, LogFile: logFile,
 			Stderr: filepath.Join(filepath.Dir(logFile), "hearth.stderr.log")})
 		if err != nil {
 			return "", err
@@ -45,15 +43,15 @@ func Service(cfg Config, action ServiceAction, manage bool) (string, error) {
 			return "", fmt.Errorf("write %s: %w", path, err)
 		}
 		return path, ctl("load", "-w", path)
-	case ServiceUninstall:
+	case Uninstall:
 		ctl("unload", "-w", path)
 		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return path, err
 		}
 		return path, nil
-	case ServiceStart:
+	case Start:
 		return path, ctl("start", "org.hearth.daemon")
-	case ServiceStop:
+	case Stop:
 		return path, ctl("stop", "org.hearth.daemon")
 	}
 	return "", fmt.Errorf("unknown service action %q", action)
