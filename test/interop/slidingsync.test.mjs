@@ -6,8 +6,9 @@
 // extension configs, no `conn_id`), not MSC4186. So:
 //   - the room list part (an account in 300 rooms: the first window in
 //     bump_stamp order, later windows paging, a new message moving its room
-//     to the top, a new invite in an is_invite list) is a small client
-//     written to the MSC text with plain fetch (`SSS` below);
+//     to the top, a new invite in an is_invite list, M_UNKNOWN_POS, a room
+//     subscription with `$LAZY` members) is a small client written to the
+//     MSC text with plain fetch (`sssRequest` and `SSS` below);
 //   - the E2EE part runs matrix-js-sdk with its Rust crypto through
 //     `client.startClient({ slidingSync })`, as Element Web did: the SDK's
 //     SlidingSyncSdk processes the rooms and the e2ee, to_device,
@@ -544,6 +545,38 @@ test("a forged or unknown pos is answered 400 M_UNKNOWN_POS, and the connection 
     assert.equal(again.status, 200);
     assert.equal(again.body.lists?.all?.count, ROOMS + 1);
     assert.equal(Object.keys(again.body.rooms ?? {}).length, 1, "a new connection sends its window again");
+});
+
+test("a room subscription with $LAZY required_state gets the member events of the timeline's senders only", { timeout: 30_000 }, async () => {
+    assert.ok(list.alice, "needs the previous tests");
+    const { alice, bob } = list;
+    const erin = await register("erin");
+    const { room_id: roomId } = await api(bob, "POST", "/_matrix/client/v3/createRoom", { name: "lazy room", preset: "public_chat" });
+    for (const u of [alice, erin]) await api(u, "POST", `/_matrix/client/v3/join/${encodeURIComponent(roomId)}`, {});
+    // erin joined but never speaks: the last three events are alice's and bob's.
+    await sendText(bob, roomId, "one");
+    await sendText(alice, roomId, "two");
+    await sendText(bob, roomId, "three");
+
+    const body = {
+        conn_id: "ssnode-sub",
+        room_subscriptions: {
+            [roomId]: { timeline_limit: 3, required_state: [["m.room.member", "$LAZY"], ["m.room.name", ""]] },
+        },
+    };
+    const { status, body: resp } = await sssRequest(alice, { timeout: 0, body });
+    assert.equal(status, 200, JSON.stringify(resp));
+    assert.deepEqual(Object.keys(resp.rooms ?? {}), [roomId], "only the subscribed room");
+    const room = resp.rooms[roomId];
+    assert.equal(room.initial, true);
+    assert.ok(!("lists" in room), `a room matched by a subscription only has no lists field: ${room.lists}`);
+    assert.equal(room.name, "lazy room");
+    assert.deepEqual(room.timeline?.map((e) => e.content?.body), ["one", "two", "three"], "timeline_limit 3");
+    assert.equal(room.joined_count, 3);
+    const members = (room.required_state ?? []).filter((e) => e.type === "m.room.member").map((e) => e.state_key).sort();
+    assert.deepEqual(members, [alice.user_id, bob.user_id].sort(),
+        "$LAZY: the member events of the timeline's senders, not erin's");
+    assert.ok((room.required_state ?? []).some((e) => e.type === "m.room.name"), "the rest of required_state");
 });
 
 test("E2EE through the e2ee and to_device extensions: matrix-js-sdk with Rust crypto, synced only by sliding sync", { timeout: 60_000 }, async () => {
