@@ -490,6 +490,7 @@ test("a new message in the oldest room moves it to the top in the next long-poll
         top: { ranges: [[0, 0]], timeline_limit: 1, required_state: [] },
     });
     const first = await fresh.sync();
+    list.top = fresh;
     assert.deepEqual(Object.keys(first.rooms ?? {}), [oldest], "index 0 of a new connection is the room just written to");
     assert.equal(first.rooms[oldest].timeline?.[0]?.event_id, eventId);
     t.diagnostic(`long-poll woke ${wokeAfter} ms after the send returned`);
@@ -639,6 +640,7 @@ test("E2EE through the e2ee and to_device extensions: matrix-js-sdk with Rust cr
     assert.equal(new Set(delivered).size, delivered.length, "no to-device message was delivered twice");
     for (const s of [...sssBodies(daveSyncs), ...sssBodies(carolSyncs)]) checkResponse(s, "matrix-js-sdk over MSC4186");
     assert.equal(transports.carol.resets + transports.dave.resets, 0, "no M_UNKNOWN_POS on a live connection");
+    e2ee.transports = transports;
     e2ee.carol = carol;
     e2ee.dave = dave;
     e2ee.roomId = roomId;
@@ -664,4 +666,31 @@ test("typing, receipts and account_data extensions reach matrix-js-sdk through s
     await carol.setRoomAccountData(roomId, "org.hearth.test.sss.room", { room: true });
     await until(() => carol.getRoom(roomId)?.getAccountData("org.hearth.test.sss.room")?.getContent()?.room === true, 10_000,
         "carol's room account data to come back (account_data extension)");
+});
+
+test("after a daemon restart a connection's pos is still good or answered M_UNKNOWN_POS, and matrix-js-sdk carries on", { timeout: 60_000 }, async () => {
+    const { carol, dave, roomId, transports } = e2ee;
+    assert.ok(carol && list.top?.pos, "needs the previous tests");
+    await hearth.stop();
+    await hearth.start();
+
+    // MSC4186 "Connections": the server may expire a connection, with a 400
+    // M_UNKNOWN_POS; what it may not do is answer anything else.
+    const { pos, connId, lists: topLists } = list.top;
+    const { status, body } = await sssRequest(list.alice, { pos, timeout: 0, body: { conn_id: connId, lists: topLists } });
+    assert.ok(status === 200 || (status === 400 && body.errcode === "M_UNKNOWN_POS"),
+        `a pos from before the restart: ${status} ${JSON.stringify(body)}`);
+
+    // The SDK clients' connections went through the same restart.
+    const body2 = "the oak has fallen, meet at the mill";
+    const { event_id: eventId } = await carol.sendTextMessage(roomId, body2);
+    await until(() => dave.getRoom(roomId)?.findEventById(eventId), 20_000, "carol's message after the restart to reach dave");
+    const ev = dave.getRoom(roomId).findEventById(eventId);
+    await dave.decryptEventIfNeeded(ev);
+    await until(() => ev.getContent()?.body === body2, 15_000, "dave to decrypt it");
+    if (status === 400) {
+        // Each client's retry after the restart carries its old pos.
+        await until(() => transports.dave.resets > 0 && transports.carol.resets > 0, 15_000,
+            "the SDK clients' connections to be reset with M_UNKNOWN_POS as the raw one was");
+    }
 });
