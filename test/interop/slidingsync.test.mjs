@@ -512,6 +512,7 @@ test("a new invite from another user appears in the is_invite list", { timeout: 
     const { room_id: roomId } = await api(bob, "POST", "/_matrix/client/v3/createRoom",
         { name: "invite from bob", invite: [alice.user_id] });
     const resp = await withTimeout(poll, 15_000, "alice's long-poll to bring the invite");
+    list.inviteRoom = roomId;
 
     assert.equal(resp.lists.invites.count, 1, "the is_invite list counts the invite");
     // MSC4186: the server's room list holds invites too, so the unfiltered list grows.
@@ -558,6 +559,7 @@ test("a room subscription with $LAZY required_state gets the member events of th
     await sendText(bob, roomId, "one");
     await sendText(alice, roomId, "two");
     await sendText(bob, roomId, "three");
+    list.lazyRoom = roomId;
 
     const body = {
         conn_id: "ssnode-sub",
@@ -578,6 +580,90 @@ test("a room subscription with $LAZY required_state gets the member events of th
     assert.deepEqual(members, [alice.user_id, bob.user_id].sort(),
         "$LAZY: the member events of the timeline's senders, not erin's");
     assert.ok((room.required_state ?? []).some((e) => e.type === "m.room.name"), "the rest of required_state");
+});
+
+// Element X (matrix-rust-sdk's room list and encryption sync services)
+// keeps two connections per device: "room-list", one list whose range
+// starts at [0,19] and then grows to load the rest, with a long
+// required_state that mixes "", "*", "$LAZY" and "$ME" over many state
+// types, and receipts for every subscribed room; and "encryption", no list
+// at all, only the e2ee and to_device extensions.
+test("Element X's shapes: a growing room-list window and a list-less encryption connection, side by side", { timeout: 30_000 }, async () => {
+    assert.ok(list.lazyRoom && list.inviteRoom, "needs the previous tests");
+    const { alice } = list;
+    const requiredState = [
+        ["m.room.name", ""], ["m.room.encryption", ""], ["m.room.member", "$LAZY"], ["m.room.member", "$ME"],
+        ["m.room.topic", ""], ["m.room.avatar", ""], ["m.room.canonical_alias", ""], ["m.room.power_levels", ""],
+        ["org.matrix.msc3401.call.member", "*"], ["m.room.join_rules", ""], ["m.room.tombstone", ""],
+        ["m.room.create", ""], ["m.room.history_visibility", ""], ["io.element.functional_members", ""],
+        ["m.space.parent", "*"], ["m.space.child", "*"],
+    ];
+    const roomList = new SSS(alice, "room-list", {
+        all_rooms: { ranges: [[0, 19]], timeline_limit: 1, required_state: requiredState, filters: {} },
+    });
+    const extensions = { account_data: { enabled: true }, receipts: { enabled: true, rooms: ["*"] }, typing: { enabled: true } };
+    const sync = async () => {
+        const { status, body } = await sssRequest(alice, {
+            pos: roomList.pos, timeout: 0,
+            body: { conn_id: roomList.connId, lists: roomList.lists, extensions },
+        });
+        assert.equal(status, 200, JSON.stringify(body));
+        roomList.pos = body.pos;
+        return body;
+    };
+    const encryption = { pos: undefined };
+    const syncEncryption = async () => {
+        const { status, body } = await sssRequest(alice, {
+            pos: encryption.pos, timeout: 0,
+            body: { conn_id: "encryption", extensions: { to_device: { enabled: true }, e2ee: { enabled: true } } },
+        });
+        assert.equal(status, 200, JSON.stringify(body));
+        encryption.pos = body.pos;
+        return body;
+    };
+
+    const total = ROOMS + 2; // the rooms alice made, bob's invite, the lazy room
+    let resp = await sync();
+    assert.equal(resp.lists?.all_rooms?.count, total);
+    const first = Object.keys(resp.rooms ?? {});
+    const top3 = [list.lazyRoom, list.inviteRoom, list.rooms[0]];
+    const wantFirst = [...top3, ...list.expected.slice(0, WINDOW - 3)];
+    assert.deepEqual(new Set(first), new Set(wantFirst), "the first window: the 20 most recently active rooms");
+    const byStamp = [...first].sort((a, b) => resp.rooms[b].bump_stamp - resp.rooms[a].bump_stamp);
+    assert.deepEqual(byStamp.slice(0, 3), top3, "bump_stamp order: bob's last message, bob's invite, alice's last message");
+    const joined = resp.rooms[list.rooms[0]];
+    const types = new Set(joined.required_state.map((e) => `${e.type}|${e.state_key}`));
+    for (const t of ["m.room.create|", "m.room.name|", "m.room.power_levels|", "m.room.join_rules|",
+        "m.room.history_visibility|", `m.room.member|${alice.user_id}`]) {
+        assert.ok(types.has(t), `required_state has ${t}: ${[...types]}`);
+    }
+    assert.ok(Array.isArray(resp.rooms[list.inviteRoom].invite_state), "the invite comes with its stripped state");
+
+    // The encryption connection of the same device is independent of it.
+    const enc = await syncEncryption();
+    assert.deepEqual(Object.keys(enc.rooms ?? {}), [], "no list, no subscription: no room");
+    assert.equal(typeof enc.extensions?.to_device?.next_batch, "string", "to_device extension");
+    assert.ok(enc.extensions?.e2ee?.device_one_time_keys_count, "e2ee extension");
+
+    // Growing: [0,99], [0,199], … until the count; each response carries
+    // only the rooms the connection has not been sent yet.
+    const sent = new Set(first);
+    for (let end = 99; ; end += 100) {
+        roomList.lists.all_rooms.ranges = [[0, Math.min(end, total - 1)]];
+        resp = await sync();
+        assert.equal(resp.lists?.all_rooms?.count, total);
+        for (const roomId of Object.keys(resp.rooms ?? {})) {
+            assert.ok(!sent.has(roomId), `${roomId} sent again while growing to ${end}`);
+            assert.equal(resp.rooms[roomId].initial, true);
+            sent.add(roomId);
+        }
+        assert.equal(sent.size, Math.min(end + 1, total), `rooms sent once the range is [0,${end}]`);
+        if (end >= total - 1) break;
+    }
+    // The room-list connection's pos is still good after the other's use.
+    await syncEncryption();
+    resp = await sync();
+    assert.deepEqual(Object.keys(resp.rooms ?? {}), [], "nothing new");
 });
 
 test("E2EE through the e2ee and to_device extensions: matrix-js-sdk with Rust crypto, synced only by sliding sync", { timeout: 60_000 }, async () => {
