@@ -1,6 +1,7 @@
 package room
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -47,15 +48,18 @@ type SlidingEntry struct {
 
 // slidingCache keeps, per room, the bump stamp found so far and the
 // position the timeline was scanned to, so each request scans only the
-// events appended since the last one (no full timeline scans), and the
-// room type, which never changes. Its zero value is ready.
+// events appended since the last one (no full timeline scans), whether it
+// is encrypted, and its ID and type, which never change. Its zero value
+// is ready.
 type slidingCache struct {
 	mu    sync.Mutex
 	rooms map[uint64]slidingRoomCache
 }
 
 type slidingRoomCache struct {
+	roomID        string
 	scanned, bump uint64
+	encrypted     bool // never unset: an m.room.encryption event stays in the state
 	typeKnown     bool
 	roomType      string
 	hasType       bool
@@ -80,35 +84,47 @@ func (c *slidingCache) put(nid uint64, v slidingRoomCache) {
 }
 
 // SlidingList lists the user's rooms at position now, in no order.
-// Forgotten rooms are left out.
-func (e *Engine) SlidingList(userID string, now uint64) ([]SlidingEntry, error) {
+// Forgotten rooms are left out, and invites from users in ignored (the
+// user's m.ignored_user_list: Client-Server API §"Ignoring Users").
+func (e *Engine) SlidingList(userID string, now uint64, ignored map[string]bool) ([]SlidingEntry, error) {
 	var out []SlidingEntry
 	err := e.db.View(func(tx *store.Tx) error {
 		for _, m := range memberships(tx, userID) {
 			if m.Forgotten || m.Pos > now || m.Membership == "" {
 				continue
 			}
-			info, err := roomInfoByNID(tx, m.RoomNID)
+			rc, lastPos, err := e.slidingRoom(tx, m.RoomNID)
 			if err != nil {
 				return err
 			}
-			en := SlidingEntry{RoomID: info.ID, Membership: m.Membership, MemberPos: m.Pos,
-				LastPos: m.Pos, BumpStamp: m.Pos}
-			en.Encrypted = currentStateNID(tx, info.NID, "m.room.encryption", "") != 0
-			rc, err := e.slidingRoom(tx, info)
-			if err != nil {
-				return err
-			}
-			en.RoomType, en.HasType = rc.roomType, rc.hasType
+			en := SlidingEntry{RoomID: rc.roomID, Membership: m.Membership, MemberPos: m.Pos,
+				LastPos: m.Pos, BumpStamp: m.Pos, Encrypted: rc.encrypted, RoomType: rc.roomType, HasType: rc.hasType}
 			switch m.Membership {
 			case "join":
-				en.LastPos = min(info.LastPos, now)
+				en.LastPos = min(lastPos, now)
 				if rc.bump != 0 {
 					en.BumpStamp = rc.bump
 				}
 			case "leave":
-				if ev, err := e.currentStateEvent(tx, info.NID, "m.room.member", userID); err == nil && ev != nil {
+				if ev, err := e.currentStateEvent(tx, m.RoomNID, "m.room.member", userID); err == nil && ev != nil {
 					en.SelfLeft = string(ev.PDU.SenderID()) == userID
+				}
+			case "ban":
+				// A ban of someone who never joined is not listed (MSC4186
+				// §"Lists"): the user never saw the room.
+				joined := false
+				for _, le := range readLog(tx, store.MemberLog, memberLogPrefix(m.RoomNID, userID)) {
+					joined = joined || le.value == "join"
+				}
+				if !joined {
+					continue
+				}
+			case "invite":
+				if len(ignored) > 0 {
+					if ev, err := e.currentStateEvent(tx, m.RoomNID, "m.room.member", userID); err == nil && ev != nil &&
+						ignored[string(ev.PDU.SenderID())] {
+						continue
+					}
 				}
 			}
 			out = append(out, en)
@@ -118,17 +134,29 @@ func (e *Engine) SlidingList(userID string, now uint64) ([]SlidingEntry, error) 
 	return out, err
 }
 
-// slidingRoom brings the room's cache entry up to its last event: the
-// newest bump event, scanning back only over events appended since the
-// last scan, and the room type from the create event.
-func (e *Engine) slidingRoom(tx *store.Tx, info *Info) (slidingRoomCache, error) {
-	rc := e.sliding.get(info.NID)
-	if rc.scanned >= info.LastPos && rc.typeKnown {
-		return rc, nil
+// slidingRoom returns the room's cache entry brought up to its last event,
+// and that event's position. A room with no event since the last request
+// costs one record read; otherwise the timeline is scanned back only over
+// the events appended since the last scan, for the newest bump event, and
+// encryption is checked again (the m.room.encryption event is one of
+// those events). The room ID and type never change.
+func (e *Engine) slidingRoom(tx *store.Tx, nid uint64) (slidingRoomCache, uint64, error) {
+	rc := e.sliding.get(nid)
+	lastPos, ok := roomLastPos(tx, nid)
+	if ok && rc.roomID != "" && rc.scanned >= lastPos && rc.typeKnown {
+		return rc, lastPos, nil
+	}
+	info, err := roomInfoByNID(tx, nid)
+	if err != nil {
+		return rc, 0, err
+	}
+	lastPos, rc.roomID = info.LastPos, info.ID
+	if !rc.encrypted {
+		rc.encrypted = currentStateNID(tx, nid, "m.room.encryption", "") != 0
 	}
 	if !rc.typeKnown {
-		if nid := currentStateNID(tx, info.NID, "m.room.create", ""); nid != 0 {
-			if h, err := storedEventHead(tx, nid); err == nil {
+		if cn := currentStateNID(tx, nid, "m.room.create", ""); cn != 0 {
+			if h, err := storedEventHead(tx, cn); err == nil {
 				if h.Content.Type != nil {
 					rc.roomType, rc.hasType = *h.Content.Type, true
 				}
@@ -136,13 +164,13 @@ func (e *Engine) slidingRoom(tx *store.Tx, info *Info) (slidingRoomCache, error)
 			}
 		}
 	}
-	if rc.scanned < info.LastPos {
+	if rc.scanned < lastPos {
 		from := rc.scanned
-		err := scanTimeline(tx, info.NID, info.LastPos, Backward, func(pos, nid uint64) (bool, error) {
+		err := scanTimeline(tx, nid, lastPos, Backward, func(pos, evNID uint64) (bool, error) {
 			if pos <= from {
 				return false, nil
 			}
-			h, err := storedEventHead(tx, nid)
+			h, err := storedEventHead(tx, evNID)
 			if err != nil {
 				return false, err
 			}
@@ -153,12 +181,25 @@ func (e *Engine) slidingRoom(tx *store.Tx, info *Info) (slidingRoomCache, error)
 			return true, nil
 		})
 		if err != nil {
-			return rc, err
+			return rc, 0, err
 		}
-		rc.scanned = info.LastPos
+		rc.scanned = lastPos
 	}
-	e.sliding.put(info.NID, rc)
-	return rc, nil
+	e.sliding.put(nid, rc)
+	return rc, lastPos, nil
+}
+
+// roomLastPos reads a room record's LastPos without decoding the rest
+// (putRoomInfo's layout: NID, ID, version, depth, snapshot, LastPos, …).
+func roomLastPos(tx *store.Tx, nid uint64) (uint64, bool) {
+	r := recordReader{b: tx.Get(store.RoomInfo, store.PutU64(nid))}
+	r.u64()
+	r.skipStr()
+	r.skipStr()
+	r.u64()
+	r.u64()
+	pos := r.u64()
+	return pos, !r.bad
 }
 
 // eventHead is what the room list needs of a stored event.
@@ -205,4 +246,11 @@ func storedEventHead(tx *store.Tx, nid uint64) (eventHead, error) {
 		return h, fmt.Errorf("room: event %d: %w", nid, err)
 	}
 	return h, nil
+}
+
+// skipStr skips a string of a record without copying it.
+func (r *recordReader) skipStr() {
+	if b := r.take(2); b != nil {
+		r.take(int(binary.BigEndian.Uint16(b)))
+	}
 }

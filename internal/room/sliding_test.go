@@ -43,7 +43,7 @@ func TestSlidingListBumpStamp(t *testing.T) {
 	bumps := func(e *Engine) map[string]SlidingEntry {
 		t.Helper()
 		now, _ := e.Pos()
-		list, err := e.SlidingList(alice, now)
+		list, err := e.SlidingList(alice, now, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -90,8 +90,39 @@ func BenchmarkSlidingListCold(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		cold := New(db, stream.New(pos), Config{ServerName: "test.local", KeyID: "ed25519:t", PrivateKey: key})
-		if list, err := cold.SlidingList(alice, pos); err != nil || len(list) != 1000 {
+		if list, err := cold.SlidingList(alice, pos, nil); err != nil || len(list) != 1000 {
 			b.Fatal(err, len(list))
+		}
+	}
+}
+
+// TestSlidingListBans: a user banned after joining sees the room (with the
+// ban's position as its bump stamp); one banned without ever joining
+// does not.
+func TestSlidingListBans(t *testing.T) {
+	ctx := context.Background()
+	e, _ := newEngine(t)
+	const carol = "@carol:test.local"
+	roomID, err := e.CreateRoom(ctx, alice, Profile{}, CreateRequest{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ChangeMembership(ctx, MembershipRequest{Sender: bob, RoomID: roomID, Target: bob, Membership: "join"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{bob, carol} {
+		if _, err := e.ChangeMembership(ctx, MembershipRequest{Sender: alice, RoomID: roomID, Target: u, Membership: "ban"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now, _ := e.Pos()
+	for u, want := range map[string]int{bob: 1, carol: 0} {
+		list, err := e.SlidingList(u, now, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) != want || (want == 1 && (list[0].Membership != "ban" || list[0].BumpStamp != list[0].MemberPos)) {
+			t.Errorf("%s: %+v, want %d rooms", u, list, want)
 		}
 	}
 }

@@ -180,7 +180,8 @@ func (s *Server) buildSliding(ctx context.Context, c *caller, p *parsedSliding, 
 	next.pos, next.eph = now, eph
 	resp := &slidingResponse{Lists: map[string]slidingListResult{}, Rooms: map[string]*slidingRoomResp{},
 		Extensions: map[string]any{}}
-	entries, err := s.rooms.SlidingList(c.UserID, now)
+	ignored := s.ignoredUsers(c.Localpart)
+	entries, err := s.rooms.SlidingList(c.UserID, now, ignored)
 	if err != nil {
 		return nil, nil, false, err
 	}
@@ -248,7 +249,7 @@ func (s *Server) buildSliding(ctx context.Context, c *caller, p *parsedSliding, 
 	}
 	var live *push.Live
 	interned := interner{}
-	batch := room.SlidingBatch{UserID: c.UserID, Device: c.Session, Now: now, Ignored: s.ignoredUsers(c.Localpart)}
+	batch := room.SlidingBatch{UserID: c.UserID, Device: c.Session, Now: now, Ignored: ignored}
 	for id, pk := range picks {
 		en := byID[id]
 		was, sent := base.sent[id]

@@ -587,3 +587,38 @@ func TestSlidingSyncRequiredStateExpansion(t *testing.T) {
 		t.Fatalf("narrowed: %+v", r4.Rooms)
 	}
 }
+
+// TestSlidingSyncIgnoredInvite: an invite from a user in the account's
+// m.ignored_user_list is not listed; another user's is.
+func TestSlidingSyncIgnoredInvite(t *testing.T) {
+	ts := newTestServer(t)
+	alice, bob, carol := ts.register(t, "alice"), ts.register(t, "bob"), ts.register(t, "carol")
+	ts.do(t, "PUT", v3path+"/user/"+url.PathEscape(alice.ID)+"/account_data/m.ignored_user_list", alice.Token,
+		map[string]any{"ignored_users": map[string]any{bob.ID: map[string]any{}}}).wantStatus(t, 200)
+	fromBob := ts.createRoom(t, bob, map[string]any{"invite": []string{alice.ID}})
+	fromCarol := ts.createRoom(t, carol, map[string]any{"invite": []string{alice.ID}})
+	r := ts.ssOK(t, alice, "", -1, map[string]any{"lists": map[string]any{
+		"invites": ssList([][2]int{{0, 9}}, 1, map[string]any{"filters": map[string]any{"is_invite": true}})}})
+	if _, ok := r.Rooms[fromBob]; ok || r.Lists["invites"].Count != 1 {
+		t.Fatalf("invites: count %d, rooms %v", r.Lists["invites"].Count, r.Rooms)
+	}
+	if _, ok := r.Rooms[fromCarol]; !ok {
+		t.Fatalf("carol's invite is missing: %v", r.Rooms)
+	}
+}
+
+// TestSlidingSyncSubscriptionNotMember: a subscription to a room the user
+// is not in (public or not), or to one that does not exist, returns
+// nothing of it (MSC4186 §"Subscriptions").
+func TestSlidingSyncSubscriptionNotMember(t *testing.T) {
+	ts := newTestServer(t)
+	alice, bob := ts.register(t, "alice"), ts.register(t, "bob")
+	public := ts.createRoom(t, bob, map[string]any{"preset": "public_chat", "name": "secret plans"})
+	ts.send(t, bob, public, "s", "not for alice")
+	sub := map[string]any{"timeline_limit": 5, "required_state": [][]string{{"*", "*"}}}
+	r := ts.ssOK(t, alice, "", -1, map[string]any{"room_subscriptions": map[string]any{
+		public: sub, "!nowhere:test.local": sub}})
+	if len(r.Rooms) != 0 {
+		t.Fatalf("rooms of others: %+v", r.Rooms)
+	}
+}
