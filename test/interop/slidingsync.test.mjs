@@ -666,6 +666,49 @@ test("Element X's shapes: a growing room-list window and a list-less encryption 
     assert.deepEqual(Object.keys(resp.rooms ?? {}), [], "nothing new");
 });
 
+// MSC4186 "Connections": the server cannot assume a response arrived until
+// a request carries its pos, and a client that cancels a request sends the
+// next one with the same pos, maybe with another body. A phone on a flaky
+// network does both.
+test("a request repeated with the same pos (a lost response, a cancelled long-poll) gets the same news again", { timeout: 30_000 }, async () => {
+    assert.ok(list.alice, "needs the previous tests");
+    const { alice } = list;
+    const lists = { top: { ranges: [[0, 2]], timeline_limit: 1, required_state: [] } };
+    const req = (pos, timeout, body = { conn_id: "ssnode-retry", lists }, signal) =>
+        sssRequest(alice, { pos, timeout, body, signal });
+    const start = await req(undefined, 0);
+    assert.equal(start.status, 200);
+    const p1 = start.body.pos;
+
+    const room = list.rooms[7];
+    const { event_id: eventId } = await sendText(alice, room, "said once");
+    const a = await req(p1, 0);
+    assert.equal(a.status, 200, JSON.stringify(a.body));
+    assert.deepEqual(a.body.rooms?.[room]?.timeline?.map((e) => e.event_id), [eventId], "the new message");
+    // That response is lost: the client sends p1 again.
+    const b = await req(p1, 0);
+    assert.equal(b.status, 200, `the same pos again: ${JSON.stringify(b.body)}`);
+    assert.deepEqual(b.body.rooms?.[room]?.timeline?.map((e) => e.event_id), [eventId], "the new message, again");
+
+    // A long-poll the client gives up on (to change its lists) and replaces
+    // with a request of the same pos and another body.
+    const abort = new AbortController();
+    const cancelled = req(b.body.pos, 20_000, undefined, abort.signal).catch((err) => err);
+    await sleep(200);
+    abort.abort();
+    assert.equal((await cancelled)?.name, "AbortError", "the long-poll was still waiting");
+    const wider = { conn_id: "ssnode-retry", lists: { top: { ...lists.top, ranges: [[0, 5]] } } };
+    const c = await req(b.body.pos, 0, wider);
+    assert.equal(c.status, 200, `the same pos after a cancelled request: ${JSON.stringify(c.body)}`);
+    // The rooms the wider range adds, and only those: the top six (as a new
+    // connection sees them) less the rooms this connection was sent.
+    const seen = new Set([...Object.keys(start.body.rooms ?? {}), ...Object.keys(a.body.rooms ?? {})]);
+    const fresh = await sssRequest(alice, { timeout: 0, body: { conn_id: "ssnode-retry-check", lists: wider.lists } });
+    const want = Object.keys(fresh.body.rooms ?? {}).filter((r) => !seen.has(r));
+    assert.ok(want.length > 0, "the wider range covers rooms not sent yet");
+    assert.deepEqual(new Set(Object.keys(c.body.rooms ?? {})), new Set(want), "the rooms the wider range adds");
+});
+
 test("E2EE through the e2ee and to_device extensions: matrix-js-sdk with Rust crypto, synced only by sliding sync", { timeout: 60_000 }, async () => {
     const lists = {
         all: { ranges: [[0, 19]], timeline_limit: 10, required_state: [["*", "*"]] },
