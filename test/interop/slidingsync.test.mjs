@@ -709,6 +709,34 @@ test("a request repeated with the same pos (a lost response, a cancelled long-po
     assert.deepEqual(new Set(Object.keys(c.body.rooms ?? {})), new Set(want), "the rooms the wider range adds");
 });
 
+test("a DM: the is_dm filter follows m.direct, and an unnamed room comes with heroes to name it by", { timeout: 30_000 }, async () => {
+    assert.ok(list.alice, "needs the previous tests");
+    const { alice, bob } = list;
+    await api(bob, "PUT", `/_matrix/client/v3/profile/${encodeURIComponent(bob.user_id)}/displayname`, { displayname: "Bob" });
+    const { room_id: roomId } = await api(bob, "POST", "/_matrix/client/v3/createRoom",
+        { is_direct: true, preset: "trusted_private_chat", invite: [alice.user_id] });
+    await api(alice, "POST", `/_matrix/client/v3/join/${encodeURIComponent(roomId)}`, {});
+    await api(alice, "PUT", `/_matrix/client/v3/user/${encodeURIComponent(alice.user_id)}/account_data/m.direct`,
+        { [bob.user_id]: [roomId] });
+
+    const conn = new SSS(alice, "ssnode-dm", {
+        dms: { ranges: [[0, 9]], timeline_limit: 1, required_state: [], filters: { is_dm: true } },
+        rooms: { ranges: [[0, 0]], timeline_limit: 1, required_state: [], filters: { is_dm: false } },
+    });
+    const resp = await conn.sync();
+    assert.equal(resp.lists?.dms?.count, 1, "one DM");
+    const all = await sssRequest(alice, { timeout: 0, body: { conn_id: "ssnode-dm-all", lists: { all: { ranges: [[0, 0]], timeline_limit: 0, required_state: [] } } } });
+    assert.equal(resp.lists?.rooms?.count, all.body.lists.all.count - 1, "is_dm false: every other room");
+    const room = resp.rooms?.[roomId];
+    assert.ok(room, `the DM is in the response: ${Object.keys(resp.rooms ?? {})}`);
+    assert.equal(room.is_dm, true, "is_dm");
+    assert.ok(room.lists === undefined || room.lists.includes("dms"), `room.lists ${room.lists}`);
+    assert.ok(room.name === undefined || room.name === null, `no name: ${room.name}`);
+    const heroes = room.heroes ?? [];
+    assert.deepEqual(heroes.map((h) => h.user_id), [bob.user_id], `heroes: the other member, not alice: ${JSON.stringify(heroes)}`);
+    assert.equal(heroes[0].displayname, "Bob", "a hero's display name");
+});
+
 test("E2EE through the e2ee and to_device extensions: matrix-js-sdk with Rust crypto, synced only by sliding sync", { timeout: 60_000 }, async () => {
     const lists = {
         all: { ranges: [[0, 19]], timeline_limit: 10, required_state: [["*", "*"]] },
