@@ -7,14 +7,16 @@
 //   - the room list part (an account in 300 rooms: the first window in
 //     bump_stamp order, later windows paging, a new message moving its room
 //     to the top, a new invite in an is_invite list, M_UNKNOWN_POS, a room
-//     subscription with `$LAZY` members) is a small client written to the
-//     MSC text with plain fetch (`sssRequest` and `SSS` below);
+//     subscription with `$LAZY` members, Element X's growing window and
+//     separate encryption connection, a repeated pos, a DM's is_dm and
+//     heroes) is a small client written to the MSC text with plain fetch
+//     (`sssRequest` and `SSS` below);
 //   - the E2EE part runs matrix-js-sdk with its Rust crypto through
 //     `client.startClient({ slidingSync })`, as Element Web did: the SDK's
 //     SlidingSyncSdk processes the rooms and the e2ee, to_device,
 //     account_data, typing and receipts extensions, and `Msc4186Transport`
 //     below stands in for the SDK's SlidingSync class as the part that talks
-//     MSC4186 to the server.
+//     MSC4186 to the server. It also rides through a daemon restart.
 // Request and response field names are those of the MSC's first
 // implementation, which Element X (matrix-rust-sdk) and Synapse speak: list
 // `ranges`, `required_state` as [type, state_key] pairs with `*`, `$ME` and
