@@ -603,7 +603,11 @@ test("Element X's shapes: a growing room-list window and a list-less encryption 
     const roomList = new SSS(alice, "room-list", {
         all_rooms: { ranges: [[0, 19]], timeline_limit: 1, required_state: requiredState, filters: {} },
     });
-    const extensions = { account_data: { enabled: true }, receipts: { enabled: true, rooms: ["*"] }, typing: { enabled: true } };
+    const extensions = {
+        account_data: { enabled: true }, receipts: { enabled: true, rooms: ["*"] }, typing: { enabled: true },
+        // An extension the server does not know is ignored (MSC4186 "Extensions").
+        "org.hearth.test.unknown": { enabled: true },
+    };
     const sync = async () => {
         const { status, body } = await sssRequest(alice, {
             pos: roomList.pos, timeout: 0,
@@ -640,6 +644,8 @@ test("Element X's shapes: a growing room-list window and a list-less encryption 
         assert.ok(types.has(t), `required_state has ${t}: ${[...types]}`);
     }
     assert.ok(Array.isArray(resp.rooms[list.inviteRoom].invite_state), "the invite comes with its stripped state");
+    assert.ok(!("org.hearth.test.unknown" in (resp.extensions ?? {})), "the unknown extension is ignored");
+    assert.ok(resp.extensions?.account_data, "the known ones are answered");
 
     // The encryption connection of the same device is independent of it.
     const enc = await syncEncryption();
