@@ -831,6 +831,15 @@ test("typing, receipts and account_data extensions reach matrix-js-sdk through s
     await carol.setRoomAccountData(roomId, "org.hearth.test.sss.room", { room: true });
     await until(() => carol.getRoom(roomId)?.getAccountData("org.hearth.test.sss.room")?.getContent()?.room === true, 10_000,
         "carol's room account data to come back (account_data extension)");
+
+    // A state change reaches the other client's room state through
+    // required_state (SlidingSyncSdk adds timeline events without applying
+    // them to the state, and fakes an m.room.name event from the room's
+    // `name` when required_state lacks one).
+    const { event_id: nameId } = await carol.setRoomName(roomId, "plans, revised");
+    await until(() => dave.getRoom(roomId)?.name === "plans, revised", 10_000, "dave's client to show the new room name");
+    assert.equal(dave.getRoom(roomId).currentState.getStateEvents("m.room.name", "")?.getId(), nameId,
+        "the m.room.name event came in required_state");
 });
 
 test("after a daemon restart a connection's pos is still good or answered M_UNKNOWN_POS, and matrix-js-sdk carries on", { timeout: 60_000 }, async () => {
