@@ -617,14 +617,18 @@ test("Element X's shapes: a growing room-list window and a list-less encryption 
         roomList.pos = body.pos;
         return body;
     };
-    const encryption = { pos: undefined };
-    const syncEncryption = async () => {
+    const encryption = { pos: undefined, since: undefined };
+    const syncEncryption = async (timeout = 0) => {
         const { status, body } = await sssRequest(alice, {
-            pos: encryption.pos, timeout: 0,
-            body: { conn_id: "encryption", extensions: { to_device: { enabled: true }, e2ee: { enabled: true } } },
+            pos: encryption.pos, timeout,
+            body: {
+                conn_id: "encryption",
+                extensions: { to_device: { enabled: true, since: encryption.since }, e2ee: { enabled: true } },
+            },
         });
         assert.equal(status, 200, JSON.stringify(body));
         encryption.pos = body.pos;
+        encryption.since = body.extensions?.to_device?.next_batch;
         return body;
     };
 
@@ -672,6 +676,20 @@ test("Element X's shapes: a growing room-list window and a list-less encryption 
     await syncEncryption();
     resp = await sync();
     assert.deepEqual(Object.keys(resp.rooms ?? {}), [], "nothing new");
+
+    // The encryption connection's long-poll wakes for a to-device message
+    // (a room key, in real use), which the next request acknowledges.
+    let settled = false;
+    const poll = syncEncryption(20_000).finally(() => (settled = true));
+    await sleep(300);
+    assert.equal(settled, false, "the encryption long-poll answered before anything changed");
+    await api(list.bob, "PUT", `/_matrix/client/v3/sendToDevice/org.hearth.test.key/sss-td-${++txn}`,
+        { messages: { [alice.user_id]: { [alice.device_id]: { secret: 42 } } } });
+    const woke = await withTimeout(poll, 15_000, "the encryption long-poll to wake on a to-device message");
+    assert.deepEqual(woke.extensions?.to_device?.events?.map((e) => [e.type, e.sender, e.content?.secret]),
+        [["org.hearth.test.key", list.bob.user_id, 42]], "the to-device message");
+    const after = await syncEncryption();
+    assert.deepEqual(after.extensions?.to_device?.events ?? [], [], "delivered once: the since acknowledged it");
 });
 
 // MSC4186 "Connections": the server cannot assume a response arrived until
