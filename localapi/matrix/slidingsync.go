@@ -153,7 +153,10 @@ func (s *Server) slidingSync(w http.ResponseWriter, r *http.Request, c *caller) 
 			return
 		}
 		if s.push != nil {
-			s.push.AwaitCounts(ctx, now)
+			// As /sync does: let the push evaluator publish the new
+			// events' counts before building, rather than computing them.
+			woke, _ := s.rooms.Pos()
+			s.push.AwaitCounts(ctx, woke)
 		}
 	}
 }
