@@ -647,6 +647,10 @@ test("Element X's shapes: a growing room-list window and a list-less encryption 
         "m.room.history_visibility|", `m.room.member|${alice.user_id}`]) {
         assert.ok(types.has(t), `required_state has ${t}: ${[...types]}`);
     }
+    // $LAZY with timeline_limit 1 in the lazy room: bob's member event (he
+    // sent its last message), alice's ($ME), not erin's.
+    const lazyMembers = resp.rooms[list.lazyRoom].required_state.filter((e) => e.type === "m.room.member").map((e) => e.state_key);
+    assert.deepEqual(lazyMembers.sort(), [alice.user_id, list.bob.user_id].sort(), "members by $LAZY and $ME");
     assert.ok(Array.isArray(resp.rooms[list.inviteRoom].invite_state), "the invite comes with its stripped state");
     assert.ok(!("org.hearth.test.unknown" in (resp.extensions ?? {})), "the unknown extension is ignored");
     assert.ok(resp.extensions?.account_data, "the known ones are answered");
