@@ -27,6 +27,9 @@ const (
 	maxConnsPerDevice = 16
 	// maxConns bounds the whole table.
 	maxConns = 1024
+	// maxPending bounds the responses a connection keeps that the client
+	// has not acknowledged yet.
+	maxPending = 4
 )
 
 type slidingKey struct{ user, device, connID string }
@@ -58,14 +61,16 @@ type sentRoom struct {
 type slidingConn struct {
 	key slidingKey
 	id  uint64
-	// confirmed is the state of the pos the client last sent; pending is
-	// the state of the last response, which becomes confirmed when the
-	// client sends its pos. A client retrying with the confirmed pos
-	// discards pending (§"Connections": the server must handle several
-	// requests with the latest pos).
-	confirmed, pending *slidingState
-	next               uint64
-	used               time.Time
+	// confirmed is the state of the pos the client last sent; pending are
+	// the states of the responses made from it since (more than one when
+	// the client retried, or cancelled a request whose response was made
+	// anyway), the last few kept: the one whose pos the client sends next
+	// becomes confirmed and the others go (§"Connections": the server
+	// must handle several requests with the latest pos).
+	confirmed *slidingState
+	pending   []*slidingState
+	next      uint64
+	used      time.Time
 }
 
 // slidingConns is the connection table. Its zero value is ready.
@@ -105,7 +110,7 @@ func (t *slidingConns) start(key slidingKey) (*slidingConn, *slidingState) {
 }
 
 // resume finds the state a pos names: the connection's confirmed state or
-// its pending one. Anything else — a pos from before a restart, of a
+// one of its pending ones. Anything else — a pos from before a restart, of a
 // dropped connection, of another device, an older one, or made up — is
 // M_UNKNOWN_POS.
 func (t *slidingConns) resume(key slidingKey, pos string) (*slidingConn, *slidingState, error) {
@@ -125,15 +130,16 @@ func (t *slidingConns) resume(key slidingKey, pos string) (*slidingConn, *slidin
 		return nil, nil, unknown
 	}
 	c.used = time.Now()
-	switch {
-	case c.pending != nil && c.pending.counter == n:
-		c.confirmed, c.pending = c.pending, nil
-	case c.confirmed.counter == n:
-		c.pending = nil
-	default:
-		return nil, nil, unknown
+	if c.confirmed.counter == n {
+		return c, c.confirmed, nil
 	}
-	return c, c.confirmed, nil
+	for _, st := range c.pending {
+		if st.counter == n {
+			c.confirmed, c.pending = st, nil
+			return c, c.confirmed, nil
+		}
+	}
+	return nil, nil, unknown
 }
 
 // commit records the state of a response about to be sent and returns its
@@ -144,7 +150,10 @@ func (t *slidingConns) commit(c *slidingConn, st *slidingState) string {
 	defer t.mu.Unlock()
 	st.counter = c.next
 	c.next++
-	c.pending = st
+	if len(c.pending) == maxPending {
+		c.pending = c.pending[1:]
+	}
+	c.pending = append(c.pending, st)
 	c.used = time.Now()
 	return t.token(c, st)
 }

@@ -111,12 +111,18 @@ func (s *Server) slidingExtensions(ctx context.Context, c *caller, x *slidingExt
 	picks map[string]*slidingPick, fresh map[string]bool, base, next *slidingState, resp *slidingResponse) (bool, error) {
 	news := false
 	now := next.pos
+	// The to_device since the client sends is the position of a response
+	// it processed, kept by the client across connections.
+	var clientSince uint64
+	if x.toDevice != nil && x.toDevice.Since != nil {
+		if v, err := strconv.ParseUint(*x.toDevice.Since, 10, 64); err == nil {
+			clientSince = min(v, now)
+		}
+	}
 	if x.toDevice != nil && s.keys != nil {
 		since := base.toDevice
 		if x.toDevice.Since != nil {
-			if v, err := strconv.ParseUint(*x.toDevice.Since, 10, 64); err == nil {
-				since = v
-			}
+			since = clientSince
 		}
 		// A since from the future would acknowledge messages never sent.
 		since = min(since, now)
@@ -134,7 +140,14 @@ func (s *Server) slidingExtensions(ctx context.Context, c *caller, x *slidingExt
 		news = news || more
 	}
 	if x.e2ee && s.keys != nil {
-		e, more, err := s.slidingE2EE(c, base.pos, now)
+		since := base.pos
+		if since == 0 {
+			// A new connection (after M_UNKNOWN_POS, a restart) still owes
+			// the client the device-list changes since the last response
+			// it processed, or it would keep encrypting to stale devices.
+			since = clientSince
+		}
+		e, more, err := s.slidingE2EE(c, since, now)
 		if err != nil {
 			return false, err
 		}

@@ -167,3 +167,39 @@ func TestSlidingSyncAccountDataReceiptsTyping(t *testing.T) {
 		t.Fatalf("account data sent again: %s", r2.Extensions["account_data"])
 	}
 }
+
+// TestSlidingSyncE2EEAcrossReset: a connection started again (after
+// M_UNKNOWN_POS, e.g. a daemon restart) that sends the to_device since of
+// the last response its client processed gets the device-list changes
+// made since then: they are not lost with the old connection.
+func TestSlidingSyncE2EEAcrossReset(t *testing.T) {
+	ts := newTestServer(t)
+	ts.API.SetKeys(keys.New(ts.DB, testServerName))
+	alice, bob := ts.register(t, "alice"), ts.register(t, "bob")
+	roomID := ts.createRoom(t, alice, map[string]any{"preset": "public_chat"})
+	body := func(since string) map[string]any {
+		td := map[string]any{"enabled": true}
+		if since != "" {
+			td["since"] = since
+		}
+		return map[string]any{"conn_id": "encryption", "extensions": map[string]any{
+			"to_device": td, "e2ee": map[string]any{"enabled": true}}}
+	}
+	r1 := ts.ssOK(t, alice, "", -1, body(""))
+	var td struct {
+		NextBatch string `json:"next_batch"`
+	}
+	json.Unmarshal(r1.Extensions["to_device"], &td)
+	ts.join(t, bob, roomID)
+	ts.do(t, "POST", kv3+"/keys/upload", bob.Token, map[string]any{"device_keys": deviceKeys(bob, "B")}).wantStatus(t, 200)
+	r2 := ts.ssOK(t, alice, "", -1, body(td.NextBatch)) // a new connection
+	var e struct {
+		DeviceLists struct {
+			Changed []string `json:"changed"`
+		} `json:"device_lists"`
+	}
+	json.Unmarshal(r2.Extensions["e2ee"], &e)
+	if !slices.Contains(e.DeviceLists.Changed, bob.ID) {
+		t.Fatalf("device lists after a reset: %s", r2.Extensions["e2ee"])
+	}
+}

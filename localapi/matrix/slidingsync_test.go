@@ -272,7 +272,8 @@ func TestSlidingSyncRequiredState(t *testing.T) {
 // TestSlidingSyncUnknownPos: a pos the connection does not hold — made
 // up, of another conn_id, or superseded — is 400 M_UNKNOWN_POS; the
 // latest pos may be used again (a retry), and so may the one before it
-// while the latest has not been used.
+// while the latest has not been used; of two answers to one pos, the
+// client may use either.
 func TestSlidingSyncUnknownPos(t *testing.T) {
 	ts := newTestServer(t)
 	alice := ts.register(t, "alice")
@@ -300,6 +301,14 @@ func TestSlidingSyncUnknownPos(t *testing.T) {
 	r.wantStatus(t, 400)
 	if code := r.str(t, "errcode"); code != "M_UNKNOWN_POS" {
 		t.Errorf("other conn_id: errcode %s", code)
+	}
+	// Two answers made from one pos (a cancelled request the server still
+	// answered, then the retry): the client may go on from either.
+	ra := ts.ssOK(t, alice, r3.Pos, 0, body)
+	rb := ts.ssOK(t, alice, r3.Pos, 0, body)
+	ts.ssOK(t, alice, ra.Pos, 0, body)
+	if r := ts.ss(t, alice, rb.Pos, 0, body); r.Status != 400 {
+		t.Errorf("the other answer after one was used: %d %s", r.Status, r.Body)
 	}
 	// A pos from another server process (another epoch) is unknown too.
 	ts2 := newTestServer(t)
