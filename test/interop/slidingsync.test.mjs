@@ -867,7 +867,19 @@ test("typing, receipts and account_data extensions reach matrix-js-sdk through s
 test("after a daemon restart a connection's pos is still good or answered M_UNKNOWN_POS, and matrix-js-sdk carries on", { timeout: 60_000 }, async () => {
     const { carol, dave, roomId, transports } = e2ee;
     assert.ok(carol && list.top?.pos, "needs the previous tests");
+    await list.top.sync(); // catch up, so that the long-poll below waits
+    // A long-poll in flight when the daemon stops is answered with a body a
+    // client can read (as /v3/sync's is), or its connection closes; a 200
+    // without a body fails the client's JSON parse (sssRequest checks it).
+    const inflight = sssRequest(list.alice, {
+        pos: list.top.pos, timeout: 20_000, body: { conn_id: list.top.connId, lists: list.top.lists },
+    }).catch((err) => (err instanceof assert.AssertionError ? Promise.reject(err) : { status: "closed", err }));
+    await sleep(300);
     await hearth.stop();
+    const answer = await inflight;
+    if (answer.status !== 200 && answer.status !== "closed") {
+        assert.ok(typeof answer.body?.errcode === "string", `a long-poll cut by the stop: ${answer.status} ${JSON.stringify(answer.body)}`);
+    }
     await hearth.start();
 
     // MSC4186 "Connections": the server may expire a connection, with a 400
