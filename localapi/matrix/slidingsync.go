@@ -147,7 +147,14 @@ func (s *Server) slidingSync(w http.ResponseWriter, r *http.Request, c *caller) 
 		}
 		if err := s.rooms.Wait(ctx, now, eph); err != nil {
 			if r.Context().Err() != nil {
-				return // the client went away: keep the connection's state as it was
+				// The client went away, or the daemon is stopping and ends
+				// every request's context to answer long polls at once.
+				// Either way the connection keeps its state (no new pos),
+				// and the answer is an error a client retries — after a
+				// restart its pos is M_UNKNOWN_POS — never an empty 200.
+				matrixerr.Write(w, matrixerr.Unknown("the request ended before the long poll did: retry").
+					WithStatus(http.StatusServiceUnavailable))
+				return
 			}
 			s.sendSliding(w, conn, req.TxnID, resp, next)
 			return

@@ -68,8 +68,11 @@ export async function until(cond, ms, what) {
  * Registers `name` (dummy UIA stage) on the server at `baseUrl` and returns
  * a started client with Rust crypto, added to `clients` for the caller to
  * stop, and the bodies of the /sync responses it received, in order.
+ * With `slidingSync`, a function of the new client returning the object
+ * that `startClient({ slidingSync })` drives (see slidingsync.test.mjs),
+ * the client syncs through it instead of /sync.
  */
-export async function cryptoClient(baseUrl, name, clients) {
+export async function cryptoClient(baseUrl, name, clients, { slidingSync } = {}) {
     const res = await fetch(`${baseUrl}/_matrix/client/v3/register`, {
         method: "POST",
         headers: { "Content-Type": "application/json" },
@@ -104,7 +107,7 @@ export async function cryptoClient(baseUrl, name, clients) {
         };
         client.on(ClientEvent.Sync, onSync);
     });
-    await client.startClient({ initialSyncLimit: 10 });
+    await client.startClient({ initialSyncLimit: 10, ...(slidingSync ? { slidingSync: slidingSync(client) } : {}) });
     const [state, data] = await withTimeout(ready, 15_000, `${name}: initial sync`);
     assert.equal(state, SyncState.Prepared, `${name}: sync failed: ${data?.error}`);
     return { client, syncs };
