@@ -18,20 +18,10 @@ import (
 func TestSyncStateAfterOverFederationGap(t *testing.T) {
 	t.Parallel()
 	s := startPeerScene(t)
-	p := s.peer
-	room := string(s.roomID)
 	s.since = Quiesce(t, s.alice, s.since)
+	mallory := s.peer.mallory()
 
-	mallory := p.mallory()
-	w := p.build(room, evSpec{Type: "m.room.member", StateKey: &mallory,
-		Content: map[string]any{"membership": "join", "displayname": "Mallory After"}})
-	p.offerStateAt(room, w)
-	pm := p.build(room, evSpec{Type: "m.room.message", Prevs: []string{w.EventID()}, Depth: w.Depth() + 1,
-		Content: map[string]any{"msgtype": "m.text", "body": "after my rename"}})
-	s.sendOK(t, s.roomID, pm)
-	if p.called("state") == 0 {
-		t.Fatal("hs1 did not take the state at the gap from /state; the test does not test what it means to")
-	}
+	pm := s.renameAtGap(t, "Mallory After")
 	SyncUntil(t, s.alice, s.since, "", "mallory's message", func(r *mautrix.RespSync) bool {
 		return TimelineHas(r, s.roomID, id.EventID(pm.EventID()))
 	})

@@ -72,20 +72,10 @@ func (p *fedPeer) serveEvent(w http.ResponseWriter, r *http.Request) {
 func TestSyncStateLearnedWithoutItsEvent(t *testing.T) {
 	t.Parallel()
 	s := startPeerScene(t)
-	p := s.peer
-	room := string(s.roomID)
 	s.since = Quiesce(t, s.alice, s.since)
+	mallory := s.peer.mallory()
 
-	mallory := p.mallory()
-	w := p.build(room, evSpec{Type: "m.room.member", StateKey: &mallory,
-		Content: map[string]any{"membership": "join", "displayname": "Mallory Renamed"}})
-	p.offerStateAt(room, w)
-	pm := p.build(room, evSpec{Type: "m.room.message", Prevs: []string{w.EventID()}, Depth: w.Depth() + 1,
-		Content: map[string]any{"msgtype": "m.text", "body": "after my rename"}})
-	s.sendOK(t, s.roomID, pm)
-	if p.called("state") == 0 {
-		t.Fatal("hs1 did not take the state at the gap from /state; the test does not test what it means to")
-	}
+	pm := s.renameAtGap(t, "Mallory Renamed")
 
 	renamed := func(evs []*event.Event) bool {
 		for _, ev := range evs {
@@ -113,4 +103,24 @@ func TestSyncStateLearnedWithoutItsEvent(t *testing.T) {
 	if jr := full.Rooms.Join[s.roomID]; jr == nil || !renamed(jr.State.Events) {
 		t.Errorf("alice's initial sync does not hold mallory's new name")
 	}
+}
+
+// renameAtGap has mallory@peer rename himself to name in an event (W) hs1
+// never receives, then send a message (P) after it: hs1 cannot get W
+// through get_missing_events and takes the state at W from /state. It
+// returns P once hs1 accepted it.
+func (s *peerScene) renameAtGap(t *testing.T, name string) gomatrixserverlib.PDU {
+	t.Helper()
+	p, room := s.peer, string(s.roomID)
+	mallory := p.mallory()
+	w := p.build(room, evSpec{Type: "m.room.member", StateKey: &mallory,
+		Content: map[string]any{"membership": "join", "displayname": name}})
+	p.offerStateAt(room, w)
+	pm := p.build(room, evSpec{Type: "m.room.message", Prevs: []string{w.EventID()}, Depth: w.Depth() + 1,
+		Content: map[string]any{"msgtype": "m.text", "body": "after my rename"}})
+	s.sendOK(t, s.roomID, pm)
+	if p.called("state") == 0 {
+		t.Fatal("hs1 did not take the state at the gap from /state; the test does not test what it means to")
+	}
+	return pm
 }

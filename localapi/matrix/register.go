@@ -98,16 +98,7 @@ func (s *Server) registerUser(w http.ResponseWriter, r *http.Request) {
 		matrixerr.Write(w, err)
 		return
 	}
-	if req.InhibitLogin {
-		writeJSON(w, map[string]any{"user_id": s.accounts.UserID(localpart)})
-		return
-	}
-	sess, err := s.accounts.Login(r.Context(), localpart, req.DeviceID, req.InitialDeviceDisplayName, req.RefreshToken)
-	if err != nil {
-		matrixerr.Write(w, err)
-		return
-	}
-	writeSession(w, sess, s.accounts.ServerName())
+	s.loginNewUser(w, r, localpart, &req)
 }
 
 func (s *Server) registerAvailable(w http.ResponseWriter, r *http.Request) {
@@ -220,6 +211,12 @@ func (s *Server) registerAppserviceUser(w http.ResponseWriter, r *http.Request) 
 		matrixerr.Write(w, err)
 		return
 	}
+	s.loginNewUser(w, r, localpart, &req)
+}
+
+// loginNewUser ends a registration: the new user's first device and
+// tokens, unless the client asked for none (inhibit_login).
+func (s *Server) loginNewUser(w http.ResponseWriter, r *http.Request, localpart string, req *registerRequest) {
 	if req.InhibitLogin {
 		writeJSON(w, map[string]any{"user_id": s.accounts.UserID(localpart)})
 		return
