@@ -319,84 +319,63 @@ func (s *Service) claim(ctx context.Context, id string) (done func(), err error)
 // unauthenticated form, where knowing the delay ID is the capability
 // (MSC4140 "Managing scheduled delayed events").
 func (s *Service) Cancel(ctx context.Context, owner, id string) error {
-	done, err := s.claim(ctx, id)
-	if err != nil {
-		return err
-	}
-	// The timer is armed again once the claim is released: while it is
-	// held, rearm does not see this event.
-	defer s.rearm()
-	defer done()
-	err = s.update(ctx, owner, id, func(e *Event) error {
-		switch e.Outcome {
-		case OutcomeCancel, OutcomeError:
-			return errUnchanged // already cancelled: success, as a retry would want
-		case OutcomeSend:
-			return conflict("the delayed event was already sent")
-		}
-		e.Outcome, e.Reason, e.FinalisedTS = OutcomeCancel, ReasonAction, s.nowMs()
-		return nil
+	return s.whileClaimed(ctx, id, func() error {
+		return s.update(ctx, owner, id, func(e *Event) error {
+			switch e.Outcome {
+			case OutcomeCancel, OutcomeError:
+				return errUnchanged // already cancelled: success, as a retry would want
+			case OutcomeSend:
+				return conflict("the delayed event was already sent")
+			}
+			e.Outcome, e.Reason, e.FinalisedTS = OutcomeCancel, ReasonAction, s.nowMs()
+			return nil
+		})
 	})
-	return err
 }
 
 // Restart starts a scheduled event's timer again from now.
 func (s *Service) Restart(ctx context.Context, owner, id string) error {
-	done, err := s.claim(ctx, id)
-	if err != nil {
-		return err
-	}
-	// The timer is armed again once the claim is released: while it is
-	// held, rearm does not see this event.
-	defer s.rearm()
-	defer done()
-	err = s.update(ctx, owner, id, func(e *Event) error {
-		switch e.Outcome {
-		case OutcomeCancel, OutcomeError:
-			return conflict("the delayed event was cancelled")
-		case OutcomeSend:
-			return conflict("the delayed event was already sent")
-		}
-		e.RunningSince = s.nowMs()
-		return nil
+	return s.whileClaimed(ctx, id, func() error {
+		return s.update(ctx, owner, id, func(e *Event) error {
+			switch e.Outcome {
+			case OutcomeCancel, OutcomeError:
+				return conflict("the delayed event was cancelled")
+			case OutcomeSend:
+				return conflict("the delayed event was already sent")
+			}
+			e.RunningSince = s.nowMs()
+			return nil
+		})
 	})
-	return err
 }
 
 // SendNow sends a scheduled event at once. If sending fails the error is
 // returned as a send would have returned it and the event stays
 // scheduled (MSC4140: the cause may be gone by its send time).
 func (s *Service) SendNow(ctx context.Context, owner, id string) error {
-	done, err := s.claim(ctx, id)
-	if err != nil {
-		return err
-	}
-	// The timer is armed again once the claim is released: while it is
-	// held, rearm does not see this event.
-	defer s.rearm()
-	defer done()
-	e, err := s.Get(owner, id)
-	if err != nil {
-		return err
-	}
-	switch e.Outcome {
-	case OutcomeSend:
-		return nil
-	case OutcomeCancel, OutcomeError:
-		return conflict("the delayed event was cancelled")
-	}
-	eventID, err := s.deliver(ctx, e)
-	if err != nil {
-		return err
-	}
-	err = s.update(context.WithoutCancel(ctx), "", id, func(e *Event) error {
-		if !e.Scheduled() {
-			return errUnchanged
+	return s.whileClaimed(ctx, id, func() error {
+		e, err := s.Get(owner, id)
+		if err != nil {
+			return err
 		}
-		e.Outcome, e.Reason, e.EventID, e.FinalisedTS = OutcomeSend, ReasonAction, eventID, s.nowMs()
-		return nil
+		switch e.Outcome {
+		case OutcomeSend:
+			return nil
+		case OutcomeCancel, OutcomeError:
+			return conflict("the delayed event was cancelled")
+		}
+		eventID, err := s.deliver(ctx, e)
+		if err != nil {
+			return err
+		}
+		return s.update(context.WithoutCancel(ctx), "", id, func(e *Event) error {
+			if !e.Scheduled() {
+				return errUnchanged
+			}
+			e.Outcome, e.Reason, e.EventID, e.FinalisedTS = OutcomeSend, ReasonAction, eventID, s.nowMs()
+			return nil
+		})
 	})
-	return err
 }
 
 var errUnchanged = errors.New("unchanged")
@@ -646,4 +625,17 @@ func (s *Service) pruneAll() error {
 		}
 	}
 	return nil
+}
+
+// whileClaimed runs fn holding the claim on id (one action at a time per
+// event, and none while its timer sends it), then re-arms the timer: while
+// the claim is held, rearm does not see this event.
+func (s *Service) whileClaimed(ctx context.Context, id string, fn func() error) error {
+	done, err := s.claim(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer s.rearm()
+	defer done()
+	return fn()
 }
