@@ -115,6 +115,7 @@ func NewQueue(reg *Registry, db *store.DB, events Events, waiter Waiter) *Queue 
 		sendTimeout: requestTimeout, maxQueued: maxQueuedPerAS, workers: map[string]chan struct{}{}, counts: map[string]int{}}
 	reg.queued = q.queued
 	reg.onPing = q.Wake
+	reg.reset = q.forget
 	return q
 }
 
@@ -189,6 +190,14 @@ func idOfKey(k []byte) string {
 	return ""
 }
 
+// forget drops the count of an appservice that was removed or added
+// again: its entries went with its registration.
+func (q *Queue) forget(id string) {
+	q.mu.Lock()
+	delete(q.counts, id)
+	q.mu.Unlock()
+}
+
 func (q *Queue) queued(id string) int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -233,6 +242,9 @@ func (q *Queue) kick(id string) {
 		q.mu.Lock()
 		delete(q.workers, id)
 		q.mu.Unlock()
+		if q.reg.Get(id) != nil {
+			q.kick(id) // added again under this id: a new worker, fresh state
+		}
 	}()
 }
 
@@ -582,9 +594,11 @@ type transaction struct {
 }
 
 // work sends id's queue until it is empty, then waits for a kick; it
-// returns when ctx ends or the appservice is removed.
+// returns when ctx ends or the registration it started with is removed
+// (or replaced: the in-flight transaction was the old one's).
 func (q *Queue) work(ctx context.Context, id string, wake chan struct{}) {
 	var inFlight uint64 // last seq of the transaction being tried, 0: none
+	reg := q.reg.Get(id)
 	for {
 		select {
 		case <-ctx.Done():
@@ -593,7 +607,7 @@ func (q *Queue) work(ctx context.Context, id string, wake chan struct{}) {
 		}
 		for {
 			s := q.reg.Get(id)
-			if s == nil {
+			if s == nil || s != reg {
 				return
 			}
 			more, wait, err := q.sendOne(ctx, s, &inFlight)
@@ -688,6 +702,9 @@ func (q *Queue) sendOne(ctx context.Context, s *Service, inFlight *uint64) (more
 	deleted := 0
 	err = q.db.Update(context.WithoutCancel(ctx), func(tx *store.Tx) error {
 		deleted = 0
+		if q.reg.Get(id) != s {
+			return nil // removed (or replaced) while this was sent: its state went with it
+		}
 		st, err := loadState(tx, id)
 		if err != nil {
 			return err

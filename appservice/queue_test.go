@@ -417,3 +417,56 @@ func TestQueueToDevice(t *testing.T) {
 		t.Fatalf("to-device %q (want %q), ephemeral %q", got, want, eph)
 	}
 }
+
+// TestRegistryChangeDuringAWrite: the follower reads the registry inside
+// its store writes, and the store has one writer, so Remove and Add must
+// not hold the registry's lock while they wait for the store: a removal
+// made while such a write runs used to hang every later write.
+func TestRegistryChangeDuringAWrite(t *testing.T) {
+	w := setupQueueWorld(t, nil)
+	removed := make(chan error, 1)
+	wrote := make(chan error, 1)
+	go func() {
+		wrote <- w.db.Update(context.Background(), func(tx *store.Tx) error {
+			go func() { removed <- w.reg.Remove(context.Background(), "br") }()
+			time.Sleep(200 * time.Millisecond) // Remove is waiting for this write now
+			w.reg.Get("br")
+			return nil
+		})
+	}()
+	for _, ch := range []chan error{wrote, removed} {
+		select {
+		case err := <-ch:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a registry change and a store write wait for each other")
+		}
+	}
+}
+
+// TestQueueReaddedStartsEmpty: an appservice removed with a full queue and
+// added again under the same id queues again (its count went with it).
+func TestQueueReaddedStartsEmpty(t *testing.T) {
+	w := setupQueueWorld(t, nil)
+	w.settle(t)
+	w.q.mu.Lock()
+	w.q.maxQueued = 2
+	w.q.mu.Unlock()
+	w.as.setMode("fail")
+	for _, m := range []string{"q1", "q2", "q3"} {
+		w.say(t, m)
+	}
+	w.as.waitFor(t, "the queue full", func() bool { return w.reg.Health("br").Dropped == 1 })
+	if err := w.reg.Remove(context.Background(), "br"); err != nil {
+		t.Fatal(err)
+	}
+	y := strings.Replace(regYAML("br", "br", true), "http://127.0.0.1:29318", w.as.URL, 1)
+	if err := w.reg.Add(context.Background(), mustParse(t, y)); err != nil {
+		t.Fatal(err)
+	}
+	w.as.setMode("ok")
+	w.say(t, "after")
+	w.as.waitFor(t, "delivered after re-adding", func() bool { return strings.HasSuffix(texts(w.as.delivered()), "after") })
+}

@@ -84,14 +84,21 @@ type Registry struct {
 	secrets  Secrets
 	server   string
 
-	mu   sync.RWMutex
-	byID map[string]*Service
+	// change serialises Add and Remove. mu guards byID and is never held
+	// across a store write: the queue's follower reads the registry
+	// inside its writes, and the store has one writer.
+	change sync.Mutex
+	mu     sync.RWMutex
+	byID   map[string]*Service
 
 	health healthBook
 	// queued counts what waits for an appservice; onPing ends its
 	// back-off after it pinged successfully (both set by the queue).
 	queued func(id string) int
 	onPing func(id string)
+	// reset forgets the queue's count of an id that was added or
+	// removed (set by the queue): a re-added id starts with none queued.
+	reset func(id string)
 }
 
 // Open loads the registrations; an hs_token missing from the secret store
@@ -141,9 +148,12 @@ func (r *Registry) Add(ctx context.Context, reg *Registration) error {
 	if err := r.accounts.ValidateLocalpart(reg.SenderLocalpart); err != nil {
 		return fmt.Errorf("%w: sender_localpart: %w", ErrInvalid, err)
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err := r.checkAgainstOthers(reg); err != nil {
+	r.change.Lock()
+	defer r.change.Unlock()
+	r.mu.RLock()
+	err := r.checkAgainstOthers(reg)
+	r.mu.RUnlock()
+	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	u, err := r.accounts.Get(reg.SenderLocalpart)
@@ -160,6 +170,10 @@ func (r *Registry) Add(ctx context.Context, reg *Registration) error {
 	stored.ASToken, stored.HSToken = "", ""
 	rec := record{Reg: stored, ASTokenHash: hashToken(reg.ASToken), HSTokenHash: hashToken(reg.HSToken), AddedTS: time.Now().UnixMilli()}
 	err = r.db.Update(ctx, func(tx *store.Tx) error {
+		// Nothing of an earlier registration under this id is kept.
+		if err := clearQueue(tx, reg.ID); err != nil {
+			return err
+		}
 		rec.AddedPos = tx.Pos()
 		b, err := json.Marshal(rec)
 		if err != nil {
@@ -176,7 +190,12 @@ func (r *Registry) Add(ctx context.Context, reg *Registration) error {
 	}
 	svc := &Service{Reg: *reg, AddedTS: rec.AddedTS, AddedPos: rec.AddedPos, asHash: rec.ASTokenHash, hsHash: rec.HSTokenHash, server: r.server}
 	svc.Reg.ASToken = ""
+	if r.reset != nil {
+		r.reset(reg.ID)
+	}
+	r.mu.Lock()
 	r.byID[reg.ID] = svc
+	r.mu.Unlock()
 	return nil
 }
 
@@ -222,8 +241,14 @@ func exclusiveUser(nss []Namespace, userID string) bool {
 // Remove deletes a registration and its hs_token. Its sender and ghost
 // accounts stay, as deactivated accounts do: their names stay taken.
 func (r *Registry) Remove(ctx context.Context, id string) error {
+	r.change.Lock()
+	defer r.change.Unlock()
+	// Out of the registry first, so the follower queues nothing more for
+	// it; back in if the store refuses.
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	svc := r.byID[id]
+	delete(r.byID, id)
+	r.mu.Unlock()
 	found := false
 	err := r.db.Update(ctx, func(tx *store.Tx) error {
 		found = tx.Get(store.Appservices, []byte(id)) != nil
@@ -231,25 +256,25 @@ func (r *Registry) Remove(ctx context.Context, id string) error {
 			return nil
 		}
 		// Its queue and delivery state go with it.
-		prefix := store.Key(id, "")
-		c := tx.Cursor(store.AppserviceQueue)
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
-			if err := c.Delete(); err != nil {
-				return err
-			}
-		}
-		if err := tx.Delete(store.AppserviceMeta, stateKey(id)); err != nil {
+		if err := clearQueue(tx, id); err != nil {
 			return err
 		}
 		return tx.Delete(store.Appservices, []byte(id))
 	})
 	if err != nil {
+		if svc != nil {
+			r.mu.Lock()
+			r.byID[id] = svc
+			r.mu.Unlock()
+		}
 		return fmt.Errorf("appservice %s: remove: %w", id, err)
 	}
 	if !found {
 		return fmt.Errorf("%w: no appservice %q", ErrNotFound, id)
 	}
-	delete(r.byID, id)
+	if r.reset != nil {
+		r.reset(id)
+	}
 	if err := r.secrets.Remove(HSTokenSecret(id)); err != nil {
 		return fmt.Errorf("appservice %s: remove hs_token: %w", id, err)
 	}
@@ -320,4 +345,16 @@ func (r *Registry) ExclusiveAliasOwner(alias string) string {
 		}
 	}
 	return ""
+}
+
+// clearQueue deletes what is queued for id and its delivery state.
+func clearQueue(tx *store.Tx, id string) error {
+	prefix := store.Key(id, "")
+	c := tx.Cursor(store.AppserviceQueue)
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
+		if err := c.Delete(); err != nil {
+			return err
+		}
+	}
+	return tx.Delete(store.AppserviceMeta, stateKey(id))
 }
