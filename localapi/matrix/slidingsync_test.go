@@ -650,3 +650,37 @@ func TestSlidingSyncSubscriptionNotMember(t *testing.T) {
 		t.Fatalf("rooms of others: %+v", r.Rooms)
 	}
 }
+
+// TestSlidingSyncLeftRoomHeroesAtLeave: for a room the user was kicked
+// from, heroes and the joined count are those of the state at the kick,
+// as its timeline and required_state are: a member who joined after the
+// kick is not shown to the kicked user.
+func TestSlidingSyncLeftRoomHeroesAtLeave(t *testing.T) {
+	ts := newTestServer(t)
+	alice, bob, carol := ts.register(t, "alice"), ts.register(t, "bob"), ts.register(t, "carol")
+	roomID := ts.createRoom(t, bob, map[string]any{"preset": "private_chat", "invite": []string{alice.ID}})
+	rooms := covV3 + "/rooms/" + url.PathEscape(roomID)
+	ts.join(t, alice, roomID)
+	ts.do(t, "POST", rooms+"/kick", bob.Token, map[string]any{"user_id": alice.ID}).wantStatus(t, 200)
+	ts.do(t, "POST", rooms+"/invite", bob.Token, map[string]any{"user_id": carol.ID}).wantStatus(t, 200)
+	ts.join(t, carol, roomID)
+
+	r := ts.ssOK(t, alice, "", -1, map[string]any{"room_subscriptions": map[string]any{
+		roomID: map[string]any{"timeline_limit": 5, "required_state": [][]string{}}}})
+	rm, ok := r.Rooms[roomID]
+	if !ok || rm.Membership != "leave" {
+		t.Fatalf("left room: %+v (present %v)", rm, ok)
+	}
+	var heroes []string
+	for _, h := range rm.Heroes {
+		heroes = append(heroes, h.UserID)
+	}
+	if !slices.Equal(heroes, []string{bob.ID}) {
+		t.Errorf("heroes %v, want only bob (carol joined after the kick)", heroes)
+	}
+	if rm.JoinedCount == nil {
+		t.Errorf("no joined_count")
+	} else if *rm.JoinedCount != 1 {
+		t.Errorf("joined_count %d, want 1 (bob, at the kick)", *rm.JoinedCount)
+	}
+}
