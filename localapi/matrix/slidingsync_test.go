@@ -421,6 +421,36 @@ func TestSlidingSyncConnectionsBounded(t *testing.T) {
 	}
 }
 
+// TestSlidingSyncConnectionsBoundedPerUser: one user's connections from
+// many devices (70, with 15 conn_ids each: more than the whole table
+// holds) keep at most 64 and never push out another user's connection,
+// even an older one; the user's own least recently used go first.
+func TestSlidingSyncConnectionsBoundedPerUser(t *testing.T) {
+	ts := newTestServer(t)
+	alice, bob := ts.register(t, "alice"), ts.register(t, "bob")
+	body := map[string]any{"conn_id": "b"}
+	bobFirst := ts.ssOK(t, bob, "", -1, body)
+	var dev0 *testUser
+	var dev0Pos string
+	for d := 0; d < 70; d++ {
+		dev := ts.login(t, alice, fmt.Sprint("DEV", d))
+		for c := 0; c < 15; c++ {
+			r := ts.ssOK(t, dev, "", -1, map[string]any{"conn_id": fmt.Sprint("c", c)})
+			if d == 0 && c == 0 {
+				dev0, dev0Pos = dev, r.Pos
+			}
+		}
+	}
+	if n := ts.API.SlidingConnCount(); n != 65 {
+		t.Errorf("%d connections kept, want alice's 64 and bob's", n)
+	}
+	ts.ssOK(t, bob, bobFirst.Pos, 0, body)
+	// alice's first connection was her least recently used: it went.
+	if r := ts.ss(t, dev0, dev0Pos, 0, map[string]any{"conn_id": "c0"}); r.Status != 400 {
+		t.Errorf("alice's oldest connection kept: %d %s", r.Status, r.Body)
+	}
+}
+
 // TestSlidingSyncExpandedTimeline: raising a room's timeline_limit (here
 // through a subscription, as Element X does when a room is opened) sends
 // the latest events at once with expanded_timeline; the same request
