@@ -252,10 +252,20 @@ func (e *Engine) slidingRoomResult(tx *store.Tx, b SlidingBatch, rr SlidingRoomR
 		}
 	}
 	if initial || memberChanged || nameNID > from {
-		if name == "" {
-			sr.Heroes = e.heroes(tx, info, b.UserID)
+		// A room the user left shows its members as they were when the
+		// user left, as its timeline and required_state do: a kicked or
+		// banned user must not learn who joined after.
+		members := roomMembers{info: info}
+		if m.Membership != "join" {
+			if members.at, err = e.stateMapAt(tx, info, to); err != nil {
+				return nil, err
+			}
 		}
-		sr.Joined, sr.Invited, sr.CountsIncluded = info.Joined, info.Invited, true
+		if name == "" {
+			sr.Heroes = e.heroes(tx, members, b.UserID)
+		}
+		sr.Joined, sr.Invited = e.memberCounts(tx, members)
+		sr.CountsIncluded = true
 	}
 	if initial {
 		sr.CountsIncluded = true
@@ -372,12 +382,65 @@ func (e *Engine) stateString(tx *store.Tx, roomNID uint64, typ, field string, to
 	return s, nid
 }
 
+// roomMembers is the member state heroes and counts are read from: the
+// room's current state, or the state map at when it is set (the state at
+// the user's leave, from stateMapAt).
+type roomMembers struct {
+	info *Info
+	at   map[string]uint64
+}
+
+// each calls fn for every m.room.member entry, in state key order.
+func (rm roomMembers) each(tx *store.Tx, fn func(sk string, nid uint64) error) error {
+	if rm.at == nil {
+		return eachCurrentState(tx, rm.info.NID, "m.room.member\x00", func(_, sk string, nid uint64) error {
+			return fn(sk, nid)
+		})
+	}
+	var keys []string
+	for k := range rm.at {
+		if typ, _ := splitStateKey(k); typ == "m.room.member" {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		_, sk := splitStateKey(k)
+		if err := fn(sk, rm.at[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// memberCounts is the joined and invited counts: the room's counters for
+// its current state, else counted from the member events of the state.
+func (e *Engine) memberCounts(tx *store.Tx, rm roomMembers) (joined, invited int) {
+	if rm.at == nil {
+		return rm.info.Joined, rm.info.Invited
+	}
+	rm.each(tx, func(_ string, nid uint64) error {
+		ev, err := e.loadEvent(tx, nid)
+		if err != nil {
+			return nil
+		}
+		switch m, _ := ev.PDU.Membership(); m {
+		case "join":
+			joined++
+		case "invite":
+			invited++
+		}
+		return nil
+	})
+	return joined, invited
+}
+
 // heroes are up to five other joined or invited members with their
 // profiles (the same users as /sync's m.heroes).
-func (e *Engine) heroes(tx *store.Tx, info *Info, viewer string) []Hero {
+func (e *Engine) heroes(tx *store.Tx, rm roomMembers, viewer string) []Hero {
 	out := []Hero{}
 	errEnough := errors.New("enough heroes")
-	eachCurrentState(tx, info.NID, "m.room.member\x00", func(_, sk string, nid uint64) error {
+	rm.each(tx, func(sk string, nid uint64) error {
 		if sk == viewer {
 			return nil
 		}

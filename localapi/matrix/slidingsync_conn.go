@@ -25,6 +25,10 @@ const (
 	// maxConnsPerDevice bounds the conn_ids of one device; the least
 	// recently used is dropped first (MSC4186 §"Security considerations").
 	maxConnsPerDevice = 16
+	// maxConnsPerUser bounds the connections of one user across their
+	// devices, so a user with many devices cannot push other users'
+	// connections out of the table; their own least recently used goes.
+	maxConnsPerUser = 64
 	// maxConns bounds the whole table.
 	maxConns = 1024
 	// maxPending bounds the responses a connection keeps that the client
@@ -159,19 +163,26 @@ func (t *slidingConns) commit(c *slidingConn, st *slidingState) string {
 }
 
 // bound drops the least recently used connections of key's device past
-// maxConnsPerDevice, and of the whole table past maxConns. Called with mu
-// held; linear in the table, which is small, and only when a connection
-// starts.
+// maxConnsPerDevice, of key's user past maxConnsPerUser, and of the whole
+// table past maxConns. Called with mu held; linear in the table, which is
+// small, and only when a connection starts.
 func (t *slidingConns) bound(key slidingKey) {
 	for {
-		var dev, all int
-		var oldestDev, oldest *slidingConn
+		var dev, user, all int
+		var oldestDev, oldestUser, oldest *slidingConn
 		for k, c := range t.conns {
 			all++
 			if oldest == nil || c.used.Before(oldest.used) {
 				oldest = c
 			}
-			if k.user == key.user && k.device == key.device {
+			if k.user != key.user {
+				continue
+			}
+			user++
+			if oldestUser == nil || c.used.Before(oldestUser.used) {
+				oldestUser = c
+			}
+			if k.device == key.device {
 				dev++
 				if oldestDev == nil || c.used.Before(oldestDev.used) {
 					oldestDev = c
@@ -181,6 +192,8 @@ func (t *slidingConns) bound(key slidingKey) {
 		switch {
 		case dev > maxConnsPerDevice:
 			delete(t.conns, oldestDev.key)
+		case user > maxConnsPerUser:
+			delete(t.conns, oldestUser.key)
 		case all > maxConns:
 			delete(t.conns, oldest.key)
 		default:

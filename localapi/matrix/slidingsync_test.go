@@ -421,6 +421,36 @@ func TestSlidingSyncConnectionsBounded(t *testing.T) {
 	}
 }
 
+// TestSlidingSyncConnectionsBoundedPerUser: one user's connections from
+// many devices (70, with 15 conn_ids each: more than the whole table
+// holds) keep at most 64 and never push out another user's connection,
+// even an older one; the user's own least recently used go first.
+func TestSlidingSyncConnectionsBoundedPerUser(t *testing.T) {
+	ts := newTestServer(t)
+	alice, bob := ts.register(t, "alice"), ts.register(t, "bob")
+	body := map[string]any{"conn_id": "b"}
+	bobFirst := ts.ssOK(t, bob, "", -1, body)
+	var dev0 *testUser
+	var dev0Pos string
+	for d := 0; d < 70; d++ {
+		dev := ts.login(t, alice, fmt.Sprint("DEV", d))
+		for c := 0; c < 15; c++ {
+			r := ts.ssOK(t, dev, "", -1, map[string]any{"conn_id": fmt.Sprint("c", c)})
+			if d == 0 && c == 0 {
+				dev0, dev0Pos = dev, r.Pos
+			}
+		}
+	}
+	if n := ts.API.SlidingConnCount(); n != 65 {
+		t.Errorf("%d connections kept, want alice's 64 and bob's", n)
+	}
+	ts.ssOK(t, bob, bobFirst.Pos, 0, body)
+	// alice's first connection was her least recently used: it went.
+	if r := ts.ss(t, dev0, dev0Pos, 0, map[string]any{"conn_id": "c0"}); r.Status != 400 {
+		t.Errorf("alice's oldest connection kept: %d %s", r.Status, r.Body)
+	}
+}
+
 // TestSlidingSyncExpandedTimeline: raising a room's timeline_limit (here
 // through a subscription, as Element X does when a room is opened) sends
 // the latest events at once with expanded_timeline; the same request
@@ -648,5 +678,39 @@ func TestSlidingSyncSubscriptionNotMember(t *testing.T) {
 		public: sub, "!nowhere:test.local": sub}})
 	if len(r.Rooms) != 0 {
 		t.Fatalf("rooms of others: %+v", r.Rooms)
+	}
+}
+
+// TestSlidingSyncLeftRoomHeroesAtLeave: for a room the user was kicked
+// from, heroes and the joined count are those of the state at the kick,
+// as its timeline and required_state are: a member who joined after the
+// kick is not shown to the kicked user.
+func TestSlidingSyncLeftRoomHeroesAtLeave(t *testing.T) {
+	ts := newTestServer(t)
+	alice, bob, carol := ts.register(t, "alice"), ts.register(t, "bob"), ts.register(t, "carol")
+	roomID := ts.createRoom(t, bob, map[string]any{"preset": "private_chat", "invite": []string{alice.ID}})
+	rooms := covV3 + "/rooms/" + url.PathEscape(roomID)
+	ts.join(t, alice, roomID)
+	ts.do(t, "POST", rooms+"/kick", bob.Token, map[string]any{"user_id": alice.ID}).wantStatus(t, 200)
+	ts.do(t, "POST", rooms+"/invite", bob.Token, map[string]any{"user_id": carol.ID}).wantStatus(t, 200)
+	ts.join(t, carol, roomID)
+
+	r := ts.ssOK(t, alice, "", -1, map[string]any{"room_subscriptions": map[string]any{
+		roomID: map[string]any{"timeline_limit": 5, "required_state": [][]string{}}}})
+	rm, ok := r.Rooms[roomID]
+	if !ok || rm.Membership != "leave" {
+		t.Fatalf("left room: %+v (present %v)", rm, ok)
+	}
+	var heroes []string
+	for _, h := range rm.Heroes {
+		heroes = append(heroes, h.UserID)
+	}
+	if !slices.Equal(heroes, []string{bob.ID}) {
+		t.Errorf("heroes %v, want only bob (carol joined after the kick)", heroes)
+	}
+	if rm.JoinedCount == nil {
+		t.Errorf("no joined_count")
+	} else if *rm.JoinedCount != 1 {
+		t.Errorf("joined_count %d, want 1 (bob, at the kick)", *rm.JoinedCount)
 	}
 }
