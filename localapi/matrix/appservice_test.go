@@ -220,7 +220,10 @@ func TestAppserviceToken(t *testing.T) {
 	ts.do(t, "PUT", "/_matrix/client/v3/devices/NEWDEV", alice.Token, map[string]any{"display_name": "x"}).wantError(t, 404, "M_NOT_FOUND")
 
 	// Queries: a namespaced user nobody has yet is asked of the
-	// appservice, which makes it (a profile look-up, an invite).
+	// appservice, which makes it (a profile look-up, an invite) — not
+	// for a caller without a token, who could make it create accounts
+	// without limit.
+	ts.do(t, "GET", "/_matrix/client/v3/profile/"+url.PathEscape("@br_anon:"+testServerName), "", nil).wantError(t, 404, "M_NOT_FOUND")
 	r = ts.do(t, "GET", "/_matrix/client/v3/profile/"+url.PathEscape("@br_new:"+testServerName), alice.Token, nil)
 	r.wantStatus(t, 200)
 	if r.json(t)["displayname"] != "Ghost br_new" {

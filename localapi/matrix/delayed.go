@@ -59,8 +59,9 @@ func (s *Server) delayedRoutes() {
 	s.delayed = &delayedAPI{limiter: newLimiter(delayedMgmtBurst, delayedMgmtLeak, maxLimiterKeys), now: time.Now}
 	m, a := s.mux, s.authed
 	m.HandleFunc("PUT "+msc4140+"/rooms/{roomId}/delayed_event/{eventType}/{txnId}", a(s.putDelayedEvent))
-	m.HandleFunc("POST "+msc4140+"/delayed_events/{delayId}", s.updateDelayedEvent)
-	m.HandleFunc("POST "+msc4140+"/delayed_events/{delayId}/{action}", s.updateDelayedEvent)
+	update := s.optionallyAuthed(s.updateDelayedEvent)
+	m.HandleFunc("POST "+msc4140+"/delayed_events/{delayId}", update)
+	m.HandleFunc("POST "+msc4140+"/delayed_events/{delayId}/{action}", update)
 	m.HandleFunc("GET "+msc4140+"/delayed_events", a(s.listDelayedEvents))
 	m.HandleFunc("GET "+msc4140+"/delayed_events/{delayId}", a(s.getDelayedEvent))
 }
@@ -186,36 +187,12 @@ func (s *Server) putDelayedEvent(w http.ResponseWriter, r *http.Request, c *call
 	s.scheduleDelayed(w, r, c, delayed.Request{TxnID: txn, Type: typ, StateKey: body.StateKey, Content: body.Content, Delay: delay})
 }
 
-// optionalCaller authenticates r if it carries an access token: nil
-// without one, an error for a bad one.
-func (s *Server) optionalCaller(r *http.Request) (*caller, error) {
-	token := r.URL.Query().Get("access_token")
-	if auth := r.Header.Get("Authorization"); auth != "" {
-		t, ok := strings.CutPrefix(auth, "Bearer ")
-		if !ok {
-			return nil, matrixerr.MissingToken("Authorization header must be Bearer")
-		}
-		token = t
-	}
-	if token == "" {
-		return nil, nil
-	}
-	t, err := s.accounts.Authenticate(token)
-	if err != nil {
-		return nil, err
-	}
-	return &caller{Localpart: t.Localpart, UserID: s.accounts.UserID(t.Localpart), DeviceID: t.DeviceID, Session: t.TxnScope()}, nil
-}
-
 // updateDelayedEvent: POST /delayed_events/{delay_id} with {"action"},
 // or POST /delayed_events/{delay_id}/{action} (MSC4140 "Managing
 // scheduled delayed events").
-func (s *Server) updateDelayedEvent(w http.ResponseWriter, r *http.Request) {
-	c, err := s.optionalCaller(r)
-	if err != nil {
-		matrixerr.Write(w, err)
-		return
-	}
+// With a token (a user's or an appservice's) it acts only on the caller's
+// events; without one, knowing the delay ID is the capability.
+func (s *Server) updateDelayedEvent(w http.ResponseWriter, r *http.Request, c *caller) {
 	action := r.PathValue("action")
 	if !strings.HasSuffix(r.Pattern, "{action}") {
 		var body struct {
@@ -250,6 +227,7 @@ func (s *Server) updateDelayedEvent(w http.ResponseWriter, r *http.Request) {
 		matrixerr.Write(w, matrixerr.NotFound("no delayed event with this delay_id"))
 		return
 	}
+	var err error
 	switch action {
 	case "cancel":
 		err = svc.Cancel(r.Context(), owner, id)

@@ -248,3 +248,23 @@ func TestDelayedListPages(t *testing.T) {
 		t.Errorf("%d events in %d pages, want %d in 2", len(seen), pages, n)
 	}
 }
+
+// TestDelayedActionsWithAnAppserviceToken: an appservice acting as its
+// ghost manages the ghost's delayed events with its as_token, as it
+// schedules them (the action endpoints used to know only users' tokens).
+func TestDelayedActionsWithAnAppserviceToken(t *testing.T) {
+	ts := newTestServer(t)
+	ts.API.SetAppservices(&oneAppservice{})
+	withDelayed(t, ts, time.Hour)
+	ts.do(t, "POST", "/_matrix/client/v3/register", "as-secret",
+		map[string]any{"type": "m.login.application_service", "username": "br_anna"}).wantStatus(t, 200)
+	ghost := "@br_anna:" + testServerName
+	roomID := ts.createRoom(t, ts.register(t, "alice"), map[string]any{"preset": "public_chat"})
+	asGhost := "?user_id=" + url.QueryEscape(ghost)
+	ts.do(t, "POST", "/_matrix/client/v3/join/"+url.PathEscape(roomID)+asGhost, "as-secret", map[string]any{}).wantStatus(t, 200)
+	r := ts.do(t, "PUT", "/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/send/m.room.message/d1"+asGhost+"&org.matrix.msc4140.delay=600000",
+		"as-secret", map[string]any{"msgtype": "m.text", "body": "later"})
+	r.wantStatus(t, 200)
+	id := r.str(t, "delay_id")
+	ts.do(t, "POST", msc4140+"/delayed_events/"+id+"/cancel"+asGhost, "as-secret", map[string]any{}).wantStatus(t, 200)
+}

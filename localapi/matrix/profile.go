@@ -17,7 +17,12 @@ func (s *Server) getProfile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	lp := s.accounts.Localpart(r.PathValue("userId"))
-	s.queryLocalUser(r.Context(), r.PathValue("userId")) // an appservice's ghost is made on demand
+	if s.hasToken(r) {
+		// An appservice's ghost is made on demand, for a caller with a
+		// token only: anyone could otherwise make a bridge create
+		// accounts without limit.
+		s.queryLocalUser(r.Context(), r.PathValue("userId"))
+	}
 	u, err := s.accounts.Get(lp)
 	if err != nil {
 		matrixerr.Write(w, err)

@@ -78,7 +78,7 @@ func (sl *summaryLimits) take(addr string) time.Duration {
 func (s *Server) optionallyAuthed(h func(w http.ResponseWriter, r *http.Request, c *caller)) http.HandlerFunc {
 	withToken := s.authed(h)
 	return func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") == "" && !r.URL.Query().Has("access_token") {
+		if !s.hasToken(r) {
 			h(w, r, nil)
 			return
 		}
@@ -213,4 +213,9 @@ func (s *Server) summaryVisible(c *caller, membership string, sr *room.SpaceRoom
 		return true
 	}
 	return s.rooms.SpaceAccessible(c.UserID, sr)
+}
+
+// hasToken reports whether r carries an access token (valid or not).
+func (s *Server) hasToken(r *http.Request) bool {
+	return r.Header.Get("Authorization") != "" || r.URL.Query().Has("access_token")
 }
