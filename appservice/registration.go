@@ -71,12 +71,17 @@ func (r *Registration) Validate() error { return r.validate(true) }
 
 // validate checks r; a stored registration has no tokens (withTokens
 // false): they are hashed or in the secret store.
+// idRE is what an appservice id may be.
+var idRE = regexp.MustCompile(`^[A-Za-z0-9._~-]{1,255}$`)
+
 func (r *Registration) validate(withTokens bool) error {
 	var errs []error
 	if r.ID == "" {
 		errs = append(errs, errors.New("id is required"))
-	} else if strings.ContainsAny(r.ID, "\x00/") || len(r.ID) > 255 {
-		errs = append(errs, errors.New("id must not contain / or NUL, and be at most 255 bytes"))
+	} else if !idRE.MatchString(r.ID) {
+		// The id names its hs_token in the secret store (a file name
+		// in the file store, on every system): no separators.
+		errs = append(errs, errors.New("id may hold only letters, digits, '.', '_', '~' and '-', at most 255"))
 	}
 	if withTokens && r.ASToken == "" {
 		errs = append(errs, errors.New("as_token is required"))

@@ -102,6 +102,9 @@ func TestParseRegistrationBadInput(t *testing.T) {
 		"same tokens":   strings.Replace(regYAML("a", "a", true), "hs_token: hs_a", "hs_token: as_a", 1),
 		"bad url":       strings.Replace(regYAML("a", "a", true), "http://127.0.0.1:29318", "ftp://x", 1),
 		"not yaml":      "id: [",
+		"id with \\":    strings.Replace(regYAML("a", "a", true), "id: a\n", `id: 'a\..\x'`+"\n", 1),
+		"id with /":     strings.Replace(regYAML("a", "a", true), "id: a\n", "id: a/b\n", 1),
+		"id with space": strings.Replace(regYAML("a", "a", true), "id: a\n", "id: 'a b'\n", 1),
 	} {
 		if _, err := Parse([]byte(y)); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 
 	"github.com/zalando/go-keyring"
 )
@@ -87,12 +88,16 @@ func (f FileStore) Set(name, value string) error {
 	if err := os.MkdirAll(f.Dir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	// Write then rename, so a crash never leaves half a key.
+	// Write, sync, then rename and sync the directory, so neither a
+	// crash nor a power cut leaves half a key, or an empty one.
 	tmp := filepath.Join(f.Dir, "."+name+".tmp")
-	if err := os.WriteFile(tmp, []byte(value), 0o600); err != nil {
+	if err := writeSynced(tmp, []byte(value)); err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
-	return os.Rename(tmp, filepath.Join(f.Dir, name))
+	if err := os.Rename(tmp, filepath.Join(f.Dir, name)); err != nil {
+		return err
+	}
+	return syncDir(f.Dir)
 }
 
 func (f FileStore) Remove(name string) error {
@@ -148,4 +153,35 @@ func open(dataDir, mode string, probe func(string) error) (store Store, warning 
 		return ring, "", nil
 	}
 	return file, fmt.Sprintf("no OS keyring answered (%v); secrets are kept in a 0600 file in the data dir", perr), nil
+}
+
+// writeSynced writes a new 0600 file and syncs it to the disk.
+func writeSynced(path string, data []byte) error {
+	fh, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := fh.Write(data); err != nil {
+		fh.Close()
+		return err
+	}
+	if err := fh.Sync(); err != nil {
+		fh.Close()
+		return err
+	}
+	return fh.Close()
+}
+
+// syncDir makes a rename in dir durable. Windows cannot open a directory
+// for syncing, and its renames need no such step: there it does nothing.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && runtime.GOOS != "windows" {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
 }
