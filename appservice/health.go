@@ -4,8 +4,9 @@ import (
 	"bytes"
 	"sync"
 
-	"github.com/hearth-chat/hearth/internal/store"
 	"time"
+
+	"github.com/hearth-chat/hearth/internal/store"
 )
 
 // Health is what the control API shows of an appservice: the last request

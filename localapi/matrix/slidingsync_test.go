@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"slices"
 	"testing"
 )
 
@@ -174,50 +173,6 @@ func TestSlidingSyncWindowsByActivity(t *testing.T) {
 	}
 }
 
-// TestSlidingSyncInviteList: an invite appears in an is_invite list with
-// its stripped state, and not in the is_invite: false list.
-func TestSlidingSyncInviteList(t *testing.T) {
-	ts := newTestServer(t)
-	alice, bob := ts.register(t, "alice"), ts.register(t, "bob")
-	ts.createRoom(t, bob, nil)
-	body := map[string]any{"lists": map[string]any{
-		"invites": ssList([][2]int{{0, 9}}, 1, map[string]any{"filters": map[string]any{"is_invite": true}}),
-		"rooms":   ssList([][2]int{{0, 9}}, 1, map[string]any{"filters": map[string]any{"is_invite": false}}),
-	}}
-	r1 := ts.ssOK(t, bob, "", -1, body)
-	if r1.Lists["invites"].Count != 0 || r1.Lists["rooms"].Count != 1 {
-		t.Fatalf("counts before: %+v", r1.Lists)
-	}
-	roomID := ts.createRoom(t, alice, map[string]any{"name": "party", "invite": []string{bob.ID}})
-	r2 := ts.ssOK(t, bob, r1.Pos, 30000, body)
-	if r2.Lists["invites"].Count != 1 || r2.Lists["rooms"].Count != 1 {
-		t.Fatalf("counts after: %+v", r2.Lists)
-	}
-	rm, ok := r2.Rooms[roomID]
-	if !ok || rm.Membership != "invite" || len(rm.InviteState) == 0 || len(rm.Lists) != 1 || rm.Lists[0] != "invites" ||
-		len(rm.Timeline) != 0 {
-		t.Fatalf("invite room: %+v", r2.Rooms)
-	}
-	var hasName bool
-	for _, raw := range rm.InviteState {
-		var ev ssEvent
-		json.Unmarshal(raw, &ev)
-		hasName = hasName || (ev.Type == "m.room.name" && string(ev.Content) != "")
-	}
-	if !hasName {
-		t.Fatalf("invite_state lacks the room name: %s", rm.InviteState)
-	}
-	// Accepting the invite sends the room whole again (initial), joined,
-	// now in the other list.
-	ts.join(t, bob, roomID)
-	r3 := ts.ssOK(t, bob, r2.Pos, 30000, body)
-	rm, ok = r3.Rooms[roomID]
-	if !ok || !rm.Initial || rm.Membership != "join" || len(rm.InviteState) != 0 || len(rm.Timeline) != 1 ||
-		rm.Name == nil || *rm.Name != "party" || len(rm.Lists) != 1 || rm.Lists[0] != "rooms" {
-		t.Fatalf("joined room: %+v", r3.Rooms)
-	}
-}
-
 // TestSlidingSyncRequiredState: required_state returns what is asked,
 // with "*" as a wildcard, "$ME" as the user and "$LAZY" members of the
 // timeline's senders only; the MSC's {include, lazy_members} form too.
@@ -269,57 +224,6 @@ func TestSlidingSyncRequiredState(t *testing.T) {
 	}
 }
 
-// TestSlidingSyncUnknownPos: a pos the connection does not hold — made
-// up, of another conn_id, or superseded — is 400 M_UNKNOWN_POS; the
-// latest pos may be used again (a retry), and so may the one before it
-// while the latest has not been used; of two answers to one pos, the
-// client may use either.
-func TestSlidingSyncUnknownPos(t *testing.T) {
-	ts := newTestServer(t)
-	alice := ts.register(t, "alice")
-	ts.createRoom(t, alice, nil)
-	body := map[string]any{"conn_id": "a", "lists": map[string]any{"l": ssList([][2]int{{0, 0}}, 1, nil)}}
-	r1 := ts.ssOK(t, alice, "", -1, body)
-	r2 := ts.ssOK(t, alice, r1.Pos, 0, body)
-	ts.ssOK(t, alice, r1.Pos, 0, body) // retry of the request that gave r2
-	r3 := ts.ssOK(t, alice, r1.Pos, 0, body)
-	ts.ssOK(t, alice, r3.Pos, 0, body)
-	for name, pos := range map[string]string{
-		"forged":        "nonsense",
-		"forged parts":  "abc_1_1",
-		"superseded":    r1.Pos,
-		"dropped retry": r2.Pos,
-	} {
-		r := ts.ss(t, alice, pos, 0, body)
-		r.wantStatus(t, 400)
-		if code := r.str(t, "errcode"); code != "M_UNKNOWN_POS" {
-			t.Errorf("%s: errcode %s", name, code)
-		}
-	}
-	other := map[string]any{"conn_id": "b"}
-	r := ts.ss(t, alice, r3.Pos, 0, other)
-	r.wantStatus(t, 400)
-	if code := r.str(t, "errcode"); code != "M_UNKNOWN_POS" {
-		t.Errorf("other conn_id: errcode %s", code)
-	}
-	// Two answers made from one pos (a cancelled request the server still
-	// answered, then the retry): the client may go on from either.
-	ra := ts.ssOK(t, alice, r3.Pos, 0, body)
-	rb := ts.ssOK(t, alice, r3.Pos, 0, body)
-	ts.ssOK(t, alice, ra.Pos, 0, body)
-	if r := ts.ss(t, alice, rb.Pos, 0, body); r.Status != 400 {
-		t.Errorf("the other answer after one was used: %d %s", r.Status, r.Body)
-	}
-	// A pos from another server process (another epoch) is unknown too.
-	ts2 := newTestServer(t)
-	bob := ts2.register(t, "alice")
-	r = ts2.ss(t, bob, r3.Pos, 0, body)
-	r.wantStatus(t, 400)
-	if code := r.str(t, "errcode"); code != "M_UNKNOWN_POS" {
-		t.Errorf("other process: errcode %s", code)
-	}
-}
-
 // TestSlidingSyncAdvertised: /versions carries the flag matrix-rust-sdk
 // (Element X) and matrix-js-sdk look for before using sliding sync.
 func TestSlidingSyncAdvertised(t *testing.T) {
@@ -329,125 +233,6 @@ func TestSlidingSyncAdvertised(t *testing.T) {
 	features, _ := r.json(t)["unstable_features"].(map[string]any)
 	if features["org.matrix.simplified_msc3575"] != true {
 		t.Fatalf("org.matrix.simplified_msc3575 = %v", features["org.matrix.simplified_msc3575"])
-	}
-}
-
-// TestSlidingSyncBadInput: malformed requests get the spec's error and
-// change nothing; absurd values are clamped; unknown extensions are
-// ignored.
-func TestSlidingSyncBadInput(t *testing.T) {
-	ts := newTestServer(t)
-	alice := ts.register(t, "alice")
-	roomID := ts.createRoom(t, alice, nil)
-	for i := 0; i < 150; i++ {
-		ts.send(t, alice, roomID, fmt.Sprint("t", i), "x")
-	}
-	lists := func(l map[string]any) map[string]any { return map[string]any{"lists": map[string]any{"l": l}} }
-	many := map[string]any{}
-	for i := 0; i < 101; i++ {
-		many[fmt.Sprint("l", i)] = ssList([][2]int{{0, 1}}, 1, nil)
-	}
-	manyRanges := make([][2]int, 17)
-	for _, tc := range []struct {
-		name   string
-		body   any
-		status int
-		code   string
-	}{
-		{"not JSON", "{", 400, "M_NOT_JSON"},
-		{"not an object", "[]", 400, "M_BAD_JSON"},
-		{"lists not an object", map[string]any{"lists": 3}, 400, "M_BAD_JSON"},
-		{"negative range", lists(map[string]any{"ranges": [][]int{{-1, 3}}, "timeline_limit": 1}), 400, "M_INVALID_PARAM"},
-		{"reversed range", lists(map[string]any{"ranges": [][]int{{5, 3}}, "timeline_limit": 1}), 400, "M_INVALID_PARAM"},
-		{"three-part range", lists(map[string]any{"ranges": [][]int{{1, 2, 3}}, "timeline_limit": 1}), 400, "M_BAD_JSON"},
-		{"non-integer range", lists(map[string]any{"ranges": []any{[]any{0, 1.5}}, "timeline_limit": 1}), 400, "M_BAD_JSON"},
-		{"string range", lists(map[string]any{"ranges": []any{[]any{"0", "1"}}, "timeline_limit": 1}), 400, "M_BAD_JSON"},
-		{"too many ranges", lists(map[string]any{"ranges": manyRanges, "timeline_limit": 1}), 400, "M_INVALID_PARAM"},
-		{"too many lists", map[string]any{"lists": many}, 400, "M_INVALID_PARAM"},
-		{"negative timeline_limit", lists(map[string]any{"timeline_limit": -1}), 400, "M_INVALID_PARAM"},
-		{"fractional timeline_limit", lists(map[string]any{"timeline_limit": 1.5}), 400, "M_BAD_JSON"},
-		{"bad required_state", lists(map[string]any{"timeline_limit": 1, "required_state": [][]string{{"a"}}}), 400, "M_BAD_JSON"},
-		{"bad subscription key", map[string]any{"room_subscriptions": map[string]any{"nope": map[string]any{}}}, 400, "M_INVALID_PARAM"},
-		{"bad known extension", map[string]any{"extensions": map[string]any{"typing": 7}}, 400, "M_BAD_JSON"},
-		{"extensions not an object", map[string]any{"extensions": []int{1}}, 400, "M_BAD_JSON"},
-		{"long conn_id", map[string]any{"conn_id": string(make([]byte, 100))}, 400, "M_INVALID_PARAM"},
-	} {
-		r := ts.ss(t, alice, "", -1, tc.body)
-		if r.Status != tc.status || r.str(t, "errcode") != tc.code {
-			t.Errorf("%s: %d %s, want %d %s", tc.name, r.Status, r.Body, tc.status, tc.code)
-		}
-	}
-	r := ts.ss(t, alice, "", -1, map[string]any{})
-	r.wantStatus(t, 200)
-	if r2 := ts.ss(t, alice, r.str(t, "pos"), 0, map[string]any{}); r2.Status != 200 {
-		t.Fatalf("a bad request must not end the connection: %d %s", r2.Status, r2.Body)
-	}
-	bad := ts.ss(t, alice, "", -1, nil)
-	bad.wantStatus(t, 200) // an empty body is an empty request
-	if r := ts.ss(t, alice, "x", -1, map[string]any{}); r.Status != 400 || r.str(t, "errcode") != "M_UNKNOWN_POS" {
-		t.Errorf("bad pos: %d %s", r.Status, r.Body)
-	}
-	if r := ts.do(t, "POST", ssPath+"?timeout=-5&pos=x", alice.Token, map[string]any{}); r.Status != 400 {
-		t.Errorf("negative timeout: %d %s", r.Status, r.Body)
-	}
-
-	// An absurd timeline_limit and range are clamped; unknown extensions
-	// are ignored.
-	out := ts.ssOK(t, alice, "", -1, map[string]any{
-		"lists":      map[string]any{"l": ssList([][2]int{{0, 1 << 40}}, 1<<40, nil)},
-		"extensions": map[string]any{"org.example.nope": map[string]any{"enabled": true}, "org.example.odd": 7},
-	})
-	if n := len(out.Rooms[roomID].Timeline); n != 100 {
-		t.Fatalf("timeline of %d events, want the clamp of 100", n)
-	}
-}
-
-// TestSlidingSyncConnectionsBounded: thousands of conn_ids from one device
-// keep at most 16 connections; the oldest is dropped and its pos is
-// M_UNKNOWN_POS.
-func TestSlidingSyncConnectionsBounded(t *testing.T) {
-	ts := newTestServer(t)
-	alice := ts.register(t, "alice")
-	first := ts.ssOK(t, alice, "", -1, map[string]any{"conn_id": "c0"})
-	for i := 1; i < 2000; i++ {
-		ts.ssOK(t, alice, "", -1, map[string]any{"conn_id": fmt.Sprint("c", i)})
-	}
-	if n := ts.API.SlidingConnCount(); n != 16 {
-		t.Fatalf("%d connections kept, want 16", n)
-	}
-	r := ts.ss(t, alice, first.Pos, 0, map[string]any{"conn_id": "c0"})
-	if r.Status != 400 || r.str(t, "errcode") != "M_UNKNOWN_POS" {
-		t.Fatalf("dropped connection's pos: %d %s", r.Status, r.Body)
-	}
-}
-
-// TestSlidingSyncConnectionsBoundedPerUser: one user's connections from
-// many devices (70, with 15 conn_ids each: more than the whole table
-// holds) keep at most 64 and never push out another user's connection,
-// even an older one; the user's own least recently used go first.
-func TestSlidingSyncConnectionsBoundedPerUser(t *testing.T) {
-	ts := newTestServer(t)
-	alice, bob := ts.register(t, "alice"), ts.register(t, "bob")
-	body := map[string]any{"conn_id": "b"}
-	bobFirst := ts.ssOK(t, bob, "", -1, body)
-	var dev0 *testUser
-	var dev0Pos string
-	for d := 0; d < 70; d++ {
-		dev := ts.login(t, alice, fmt.Sprint("DEV", d))
-		for c := 0; c < 15; c++ {
-			r := ts.ssOK(t, dev, "", -1, map[string]any{"conn_id": fmt.Sprint("c", c)})
-			if d == 0 && c == 0 {
-				dev0, dev0Pos = dev, r.Pos
-			}
-		}
-	}
-	if n := ts.API.SlidingConnCount(); n != 65 {
-		t.Errorf("%d connections kept, want alice's 64 and bob's", n)
-	}
-	ts.ssOK(t, bob, bobFirst.Pos, 0, body)
-	// alice's first connection was her least recently used: it went.
-	if r := ts.ss(t, dev0, dev0Pos, 0, map[string]any{"conn_id": "c0"}); r.Status != 400 {
-		t.Errorf("alice's oldest connection kept: %d %s", r.Status, r.Body)
 	}
 }
 
@@ -540,59 +325,6 @@ func TestSlidingSyncUnreadCounts(t *testing.T) {
 	}
 }
 
-// TestSlidingSyncFilters: is_dm follows m.direct (and a room that becomes
-// a DM is sent again with is_dm), is_encrypted, room_types with null for
-// untyped rooms, not_room_types, and spaces (the space's m.space.child
-// rooms, not the space itself).
-func TestSlidingSyncFilters(t *testing.T) {
-	ts := newTestServer(t)
-	alice, bob := ts.register(t, "alice"), ts.register(t, "bob")
-	dm := ts.createRoom(t, alice, map[string]any{"is_direct": true, "invite": []string{bob.ID}})
-	plain := ts.createRoom(t, alice, nil)
-	enc := ts.createRoom(t, alice, map[string]any{"initial_state": []any{map[string]any{
-		"type": "m.room.encryption", "state_key": "", "content": map[string]any{"algorithm": "m.megolm.v1.aes-sha2"}}}})
-	space := ts.createRoom(t, alice, map[string]any{"creation_content": map[string]any{"type": "m.space"}})
-	ts.putState(t, alice, space, "m.space.child", plain, map[string]any{"via": []string{testServerName}})
-	direct := func(rooms ...string) {
-		ts.do(t, "PUT", v3path+"/user/"+url.PathEscape(alice.ID)+"/account_data/m.direct", alice.Token,
-			map[string]any{bob.ID: rooms}).wantStatus(t, 200)
-	}
-	direct(dm)
-	f := func(filters map[string]any) map[string]any {
-		return ssList([][2]int{{0, 9}}, 0, map[string]any{"filters": filters})
-	}
-	body := map[string]any{"lists": map[string]any{
-		"dms":       f(map[string]any{"is_dm": true}),
-		"not-dms":   f(map[string]any{"is_dm": false}),
-		"encrypted": f(map[string]any{"is_encrypted": true}),
-		"spaces":    f(map[string]any{"room_types": []any{"m.space"}}),
-		"untyped":   f(map[string]any{"room_types": []any{nil}}),
-		"no-spaces": f(map[string]any{"not_room_types": []any{"m.space"}}),
-		"in-space":  f(map[string]any{"spaces": []string{space}}),
-	}}
-	r1 := ts.ssOK(t, alice, "", -1, body)
-	want := map[string][]string{"dms": {dm}, "not-dms": {plain, enc, space}, "encrypted": {enc}, "spaces": {space},
-		"untyped": {dm, plain, enc}, "no-spaces": {dm, plain, enc}, "in-space": {plain}}
-	for list, rooms := range want {
-		if got := r1.Lists[list].Count; got != len(rooms) {
-			t.Errorf("list %s: count %d, want %d", list, got, len(rooms))
-		}
-		for _, id := range rooms {
-			if !slices.Contains(r1.Rooms[id].Lists, list) {
-				t.Errorf("room %s is not in list %s: %v", id, list, r1.Rooms[id].Lists)
-			}
-		}
-	}
-	if r1.Rooms[dm].IsDM == nil || !*r1.Rooms[dm].IsDM || r1.Rooms[plain].IsDM == nil || *r1.Rooms[plain].IsDM {
-		t.Fatalf("is_dm: dm %v, plain %v", r1.Rooms[dm].IsDM, r1.Rooms[plain].IsDM)
-	}
-	direct(dm, plain)
-	r2 := ts.ssOK(t, alice, r1.Pos, 30000, body)
-	if r2.Lists["dms"].Count != 2 || r2.Rooms[plain].IsDM == nil || !*r2.Rooms[plain].IsDM {
-		t.Fatalf("after m.direct changed: lists %+v, plain %+v", r2.Lists, r2.Rooms[plain])
-	}
-}
-
 // TestSlidingSyncRequiredStateExpansion: asking for more state for a room
 // already sent (a subscription with a wider required_state, as a client
 // does when a room is opened) sends it at once, not only at the room's
@@ -624,93 +356,5 @@ func TestSlidingSyncRequiredStateExpansion(t *testing.T) {
 	// Narrowing again asks for nothing new.
 	if r4 := ts.ssOK(t, alice, r2.Pos, 0, map[string]any{"lists": list}); len(r4.Rooms) != 0 {
 		t.Fatalf("narrowed: %+v", r4.Rooms)
-	}
-}
-
-// TestSlidingSyncIgnoredInvite: an invite from a user in the account's
-// m.ignored_user_list is not listed; another user's is.
-func TestSlidingSyncIgnoredInvite(t *testing.T) {
-	ts := newTestServer(t)
-	alice, bob, carol := ts.register(t, "alice"), ts.register(t, "bob"), ts.register(t, "carol")
-	ts.do(t, "PUT", v3path+"/user/"+url.PathEscape(alice.ID)+"/account_data/m.ignored_user_list", alice.Token,
-		map[string]any{"ignored_users": map[string]any{bob.ID: map[string]any{}}}).wantStatus(t, 200)
-	fromBob := ts.createRoom(t, bob, map[string]any{"invite": []string{alice.ID}})
-	fromCarol := ts.createRoom(t, carol, map[string]any{"invite": []string{alice.ID}})
-	r := ts.ssOK(t, alice, "", -1, map[string]any{"lists": map[string]any{
-		"invites": ssList([][2]int{{0, 9}}, 1, map[string]any{"filters": map[string]any{"is_invite": true}})}})
-	if _, ok := r.Rooms[fromBob]; ok || r.Lists["invites"].Count != 1 {
-		t.Fatalf("invites: count %d, rooms %v", r.Lists["invites"].Count, r.Rooms)
-	}
-	if _, ok := r.Rooms[fromCarol]; !ok {
-		t.Fatalf("carol's invite is missing: %v", r.Rooms)
-	}
-}
-
-// TestSlidingSyncFilteredInvite: an invite the account's MSC4155 invite
-// filter ignores is not listed, as /sync hides it; another is.
-func TestSlidingSyncFilteredInvite(t *testing.T) {
-	ts := newTestServer(t)
-	alice, bob, carol := ts.register(t, "alice"), ts.register(t, "bob"), ts.register(t, "carol")
-	fromBob := ts.createRoom(t, bob, map[string]any{})
-	ts.setInviteConfig(t, alice, map[string]any{"ignored_users": []string{bob.ID}})
-	ts.do(t, "POST", v3path+"/rooms/"+url.PathEscape(fromBob)+"/invite", bob.Token, map[string]any{"user_id": alice.ID}).wantStatus(t, 200)
-	fromCarol := ts.createRoom(t, carol, map[string]any{"invite": []string{alice.ID}})
-	r := ts.ssOK(t, alice, "", -1, map[string]any{"lists": map[string]any{
-		"invites": ssList([][2]int{{0, 9}}, 1, map[string]any{"filters": map[string]any{"is_invite": true}})}})
-	if _, ok := r.Rooms[fromBob]; ok || r.Lists["invites"].Count != 1 {
-		t.Fatalf("invites: count %d, rooms %v", r.Lists["invites"].Count, r.Rooms)
-	}
-	if _, ok := r.Rooms[fromCarol]; !ok {
-		t.Fatalf("carol's invite is missing: %v", r.Rooms)
-	}
-}
-
-// TestSlidingSyncSubscriptionNotMember: a subscription to a room the user
-// is not in (public or not), or to one that does not exist, returns
-// nothing of it (MSC4186 §"Subscriptions").
-func TestSlidingSyncSubscriptionNotMember(t *testing.T) {
-	ts := newTestServer(t)
-	alice, bob := ts.register(t, "alice"), ts.register(t, "bob")
-	public := ts.createRoom(t, bob, map[string]any{"preset": "public_chat", "name": "secret plans"})
-	ts.send(t, bob, public, "s", "not for alice")
-	sub := map[string]any{"timeline_limit": 5, "required_state": [][]string{{"*", "*"}}}
-	r := ts.ssOK(t, alice, "", -1, map[string]any{"room_subscriptions": map[string]any{
-		public: sub, "!nowhere:test.local": sub}})
-	if len(r.Rooms) != 0 {
-		t.Fatalf("rooms of others: %+v", r.Rooms)
-	}
-}
-
-// TestSlidingSyncLeftRoomHeroesAtLeave: for a room the user was kicked
-// from, heroes and the joined count are those of the state at the kick,
-// as its timeline and required_state are: a member who joined after the
-// kick is not shown to the kicked user.
-func TestSlidingSyncLeftRoomHeroesAtLeave(t *testing.T) {
-	ts := newTestServer(t)
-	alice, bob, carol := ts.register(t, "alice"), ts.register(t, "bob"), ts.register(t, "carol")
-	roomID := ts.createRoom(t, bob, map[string]any{"preset": "private_chat", "invite": []string{alice.ID}})
-	rooms := covV3 + "/rooms/" + url.PathEscape(roomID)
-	ts.join(t, alice, roomID)
-	ts.do(t, "POST", rooms+"/kick", bob.Token, map[string]any{"user_id": alice.ID}).wantStatus(t, 200)
-	ts.do(t, "POST", rooms+"/invite", bob.Token, map[string]any{"user_id": carol.ID}).wantStatus(t, 200)
-	ts.join(t, carol, roomID)
-
-	r := ts.ssOK(t, alice, "", -1, map[string]any{"room_subscriptions": map[string]any{
-		roomID: map[string]any{"timeline_limit": 5, "required_state": [][]string{}}}})
-	rm, ok := r.Rooms[roomID]
-	if !ok || rm.Membership != "leave" {
-		t.Fatalf("left room: %+v (present %v)", rm, ok)
-	}
-	var heroes []string
-	for _, h := range rm.Heroes {
-		heroes = append(heroes, h.UserID)
-	}
-	if !slices.Equal(heroes, []string{bob.ID}) {
-		t.Errorf("heroes %v, want only bob (carol joined after the kick)", heroes)
-	}
-	if rm.JoinedCount == nil {
-		t.Errorf("no joined_count")
-	} else if *rm.JoinedCount != 1 {
-		t.Errorf("joined_count %d, want 1 (bob, at the kick)", *rm.JoinedCount)
 	}
 }

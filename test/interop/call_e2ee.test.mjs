@@ -8,33 +8,14 @@
 //
 // Run with the other interop tests: `make test-interop`.
 
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
-import os from "node:os";
-import path from "node:path";
 import { MatrixEventEvent } from "matrix-js-sdk";
 import { logger as sdkLogger } from "matrix-js-sdk/lib/logger.js";
-import { Hearth, SERVER_NAME, freePort, withTimeout } from "./hearth.mjs";
+import { SERVER_NAME, daemonForFile, withTimeout } from "./hearth.mjs";
 import { cryptoClient, until } from "./sdk.mjs";
 
-let hearth;
-let dataDir;
-let baseUrl;
-const clients = [];
-
-before(async () => {
-    dataDir = await mkdtemp(path.join(os.tmpdir(), "hearth-interop-calle2ee-"));
-    hearth = new Hearth(dataDir, await freePort());
-    await hearth.start();
-    baseUrl = hearth.baseUrl;
-});
-
-after(async () => {
-    for (const c of clients) c.stopClient();
-    await hearth?.stop();
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
-});
+const env = daemonForFile("calle2ee");
 
 // An offer the way a browser makes one, for one audio track sent and
 // received (Opus); nothing answers its ICE, which this test does not need.
@@ -77,7 +58,7 @@ function decrypted(client, roomId, match) {
 }
 
 test("matrix-js-sdk with Rust crypto calls @echo in an encrypted room: both sides decrypt", { timeout: 90_000 }, async () => {
-    const { client: carol } = await cryptoClient(baseUrl, "carol", clients);
+    const { client: carol } = await cryptoClient(env.baseUrl, "carol", env.clients);
     const echo = `@echo:${SERVER_NAME}`;
 
     const { room_id: roomId } = await carol.createRoom({

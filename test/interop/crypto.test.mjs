@@ -6,36 +6,17 @@
 //
 // Run with the other interop tests: `make test-interop`.
 
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
-import os from "node:os";
-import path from "node:path";
 import { MatrixEventEvent } from "matrix-js-sdk";
-import { Hearth, freePort, withTimeout } from "./hearth.mjs";
+import { daemonForFile, withTimeout } from "./hearth.mjs";
 import { cryptoClient, until } from "./sdk.mjs";
 
-let hearth;
-let dataDir;
-let baseUrl;
-const clients = [];
-
-before(async () => {
-    dataDir = await mkdtemp(path.join(os.tmpdir(), "hearth-interop-crypto-"));
-    hearth = new Hearth(dataDir, await freePort());
-    await hearth.start();
-    baseUrl = hearth.baseUrl;
-});
-
-after(async () => {
-    for (const c of clients) c.stopClient();
-    await hearth?.stop();
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
-});
+const env = daemonForFile("crypto");
 
 test("matrix-js-sdk with Rust crypto: an encrypted message is decrypted by the other user", { timeout: 60_000 }, async () => {
-    const { client: carol } = await cryptoClient(baseUrl, "carol", clients);
-    const { client: dave } = await cryptoClient(baseUrl, "dave", clients);
+    const { client: carol } = await cryptoClient(env.baseUrl, "carol", env.clients);
+    const { client: dave } = await cryptoClient(env.baseUrl, "dave", env.clients);
     const daveId = dave.getUserId();
 
     const { room_id: roomId } = await carol.createRoom({

@@ -8,6 +8,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { after, before } from "node:test";
 import { promisify } from "node:util";
 
 // Captured before any test file patches the global setTimeout.
@@ -223,4 +224,25 @@ export async function startFederation(names, { extraArgs = () => [] } = {}) {
         throw err;
     }
     return { servers, stop };
+}
+
+/**
+ * One daemon for all the tests of a file: started in a fresh data dir
+ * before them, stopped after them with the SDK clients the tests put in
+ * `env.clients`. `env.hearth` and `env.baseUrl` are set once it runs.
+ */
+export function daemonForFile(name) {
+    const env = { hearth: null, baseUrl: null, clients: [], dataDir: null };
+    before(async () => {
+        env.dataDir = await mkdtemp(path.join(os.tmpdir(), `hearth-interop-${name}-`));
+        env.hearth = new Hearth(env.dataDir, await freePort());
+        await env.hearth.start();
+        env.baseUrl = env.hearth.baseUrl;
+    });
+    after(async () => {
+        for (const c of env.clients) c.stopClient();
+        await env.hearth?.stop();
+        if (env.dataDir) await rm(env.dataDir, { recursive: true, force: true });
+    });
+    return env;
 }

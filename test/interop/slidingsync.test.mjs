@@ -28,38 +28,19 @@
 //
 // Run with the other interop tests: `make test-interop`.
 
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
-import { mkdtemp, rm } from "node:fs/promises";
-import os from "node:os";
-import path from "node:path";
 import { Method } from "matrix-js-sdk";
 import { ExtensionState, SlidingSyncEvent, SlidingSyncState } from "matrix-js-sdk/lib/sliding-sync.js";
-import { Hearth, freePort, sleep, withTimeout } from "./hearth.mjs";
+import { daemonForFile, sleep, withTimeout } from "./hearth.mjs";
 import { cryptoClient, realSetTimeout } from "./sdk.mjs";
 
 const SSS_PREFIX = "/_matrix/client/unstable/org.matrix.simplified_msc3575";
 const ROOMS = 300;
 const WINDOW = 20;
 
-let hearth;
-let dataDir;
-let baseUrl;
-const clients = [];
-
-before(async () => {
-    dataDir = await mkdtemp(path.join(os.tmpdir(), "hearth-interop-sss-"));
-    hearth = new Hearth(dataDir, await freePort());
-    await hearth.start();
-    baseUrl = hearth.baseUrl;
-});
-
-after(async () => {
-    for (const c of clients) c.stopClient();
-    await hearth?.stop();
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
-});
+const env = daemonForFile("sss");
 
 /**
  * Polls `cond` until it is true, failing with `what` (and `detail()`, if
@@ -78,7 +59,7 @@ async function until(cond, ms, what, detail) {
 // Plain HTTP.
 
 async function register(name) {
-    const res = await fetch(`${baseUrl}/_matrix/client/v3/register`, {
+    const res = await fetch(`${env.baseUrl}/_matrix/client/v3/register`, {
         method: "POST",
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ username: name, password: `${name}-pw-123456`, auth: { type: "m.login.dummy" } }),
@@ -89,7 +70,7 @@ async function register(name) {
 
 /** A Client-Server API call as `user`; fails the test unless it answers 200. */
 async function api(user, method, path, body) {
-    const res = await fetch(`${baseUrl}${path}`, {
+    const res = await fetch(`${env.baseUrl}${path}`, {
         method,
         headers: { Authorization: `Bearer ${user.access_token}`, "Content-Type": "application/json" },
         body: body === undefined ? undefined : JSON.stringify(body),
@@ -125,7 +106,7 @@ async function sssRequest(user, { pos, timeout, body, signal }) {
     const q = new URLSearchParams();
     if (pos !== undefined) q.set("pos", pos);
     if (timeout !== undefined) q.set("timeout", String(timeout));
-    const res = await fetch(`${baseUrl}${SSS_PREFIX}/sync?${q}`, {
+    const res = await fetch(`${env.baseUrl}${SSS_PREFIX}/sync?${q}`, {
         method: "POST",
         headers: { Authorization: `Bearer ${user.access_token}`, "Content-Type": "application/json" },
         body: JSON.stringify(body),
@@ -346,7 +327,7 @@ class Msc4186Transport extends EventEmitter {
 // ---------------------------------------------------------------------------
 
 test("/versions advertises org.matrix.simplified_msc3575 as clients look for it", async () => {
-    const res = await fetch(`${baseUrl}/_matrix/client/versions`);
+    const res = await fetch(`${env.baseUrl}/_matrix/client/versions`);
     const versions = await res.json();
     assert.equal(versions.unstable_features?.["org.matrix.simplified_msc3575"], true,
         `unstable_features: ${JSON.stringify(versions.unstable_features)}`);
@@ -773,7 +754,7 @@ test("E2EE through the e2ee and to_device extensions: matrix-js-sdk with Rust cr
     };
     const transports = {};
     const start = async (name) => {
-        const { client, syncs } = await cryptoClient(baseUrl, name, clients, {
+        const { client, syncs } = await cryptoClient(env.baseUrl, name, env.clients, {
             slidingSync: (c) => (transports[name] = new Msc4186Transport(c, { connId: "ssnode-e2ee", lists })),
         });
         return { client, syncs };
@@ -875,12 +856,12 @@ test("after a daemon restart a connection's pos is still good or answered M_UNKN
         pos: list.top.pos, timeout: 20_000, body: { conn_id: list.top.connId, lists: list.top.lists },
     }).catch((err) => (err instanceof assert.AssertionError ? Promise.reject(err) : { status: "closed", err }));
     await sleep(300);
-    await hearth.stop();
+    await env.hearth.stop();
     const answer = await inflight;
     if (answer.status !== 200 && answer.status !== "closed") {
         assert.ok(typeof answer.body?.errcode === "string", `a long-poll cut by the stop: ${answer.status} ${JSON.stringify(answer.body)}`);
     }
-    await hearth.start();
+    await env.hearth.start();
 
     // MSC4186 "Connections": the server may expire a connection, with a 400
     // M_UNKNOWN_POS; what it may not do is answer anything else.

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The memory row: what an open sliding sync connection costs the daemon.
+
+// ssMemory opens -ss-conns connections on devices of the owner (10
+// conn_ids per device, as the MSC scopes conn_id to a device), each with
+// its first window of 20 rooms, then parks a 30 s long poll on each, as a
+// client always has one in flight. At three points (before, after the
+// first windows, with the polls parked), each once the daemon has gone
+// idle (ssSettle), it reads the daemon's RssAnon
+// (heap and stacks; the mapped bbolt file is not counted) and then its
+// live heap: RssAnon also holds garbage not yet collected and
+// heap the runtime has not returned, so its growth is an upper bound. For
+// the live figure the section's daemon runs with GODEBUG=gctrace=1 and the
+// bench makes it collect (ssChurn) and reads the GC's own report.
+// Afterwards every connection must still be known to the server: its
+// pos, re-sent with timeout 0, must not be refused with M_UNKNOWN_POS.
+func ssMemory(ctx context.Context, b *bench, a *ssAccount) (string, error) {
+	n := b.cfg.ss.conns
+	devices, err := b.ssDevices(ctx, a, (n+9)/10+1)
+	if err != nil {
+		return "", err
+	}
+	churner := devices[len(devices)-1]
+	type point struct {
+		rss  int64 // RssAnon, KiB
+		live int   // MB, from the GC trace
+	}
+	measure := func() (point, error) {
+		var p point
+		var err error
+		if p.rss, err = memKB(a.d.pid, "RssAnon"); err != nil {
+			return p, err
+		}
+		p.live, err = b.ssChurn(ctx, a.d, churner)
+		return p, err
+	}
+	if err := ssSettle(ctx, a.d); err != nil {
+		return "", err
+	}
+	p0, err := measure()
+	if err != nil {
+		return "", err
+	}
+	conn := func(i int) (*user, ssRequest) { return devices[i/10], ssWindow(fmt.Sprintf("mem-%d", i%10), true) }
+	pos := make([]string, n)
+	if err := parallel(n, 8, func(i int) error {
+		u, req := conn(i)
+		r, err := b.ssSync(ctx, u, "", 0, req)
+		if err != nil {
+			return err
+		}
+		pos[i] = r.Pos
+		return nil
+	}); err != nil {
+		return "", err
+	}
+	if err := ssSettle(ctx, a.d); err != nil {
+		return "", err
+	}
+	p1, err := measure()
+	if err != nil {
+		return "", err
+	}
+
+	pctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	var early atomic.Int64
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			u, req := conn(i)
+			if r, err := b.ssSync(pctx, u, pos[i], 30*time.Second, req); err == nil {
+				early.Add(1) // nothing changed: a response now is a wake-up
+				pos[i] = r.Pos
+			}
+		}()
+	}
+	err = ssSettle(ctx, a.d) // every poll has built its (empty) answer and waits
+	var p2 point
+	if err == nil {
+		p2, err = measure()
+	}
+	cancel()
+	wg.Wait()
+	if err != nil {
+		return "", err
+	}
+	var unknown atomic.Int64
+	if err := parallel(n, 8, func(i int) error {
+		u, req := conn(i)
+		_, err := b.ssSync(ctx, u, pos[i], 0, req)
+		if err != nil && strings.Contains(err.Error(), "M_UNKNOWN_POS") {
+			unknown.Add(1)
+			return nil
+		}
+		return err
+	}); err != nil {
+		return "", err
+	}
+	rssPer := func(p point) float64 { return float64(p.rss-p0.rss) / float64(n) }
+	livePer := func(p point) float64 { return float64((p.live-p0.live)<<10) / float64(n) }
+	res := float64(1<<10) / float64(n) // the GC trace counts whole MB
+	v := fmt.Sprintf("live heap %.0f ± %.0f KiB per connection after its first window, %.0f ± %.0f KiB with a long poll parked on each "+
+		"(%d → %d → %d MB); RssAnon growth %.0f / %.0f KiB (%s → %s → %s)",
+		livePer(p1), res, livePer(p2), res, p0.live, p1.live, p2.live,
+		rssPer(p1), rssPer(p2), mb(p0.rss), mb(p1.rss), mb(p2.rss))
+	if unknown.Load() > 0 || early.Load() > 0 {
+		v += fmt.Sprintf("; PROBLEM: %d connections forgotten (M_UNKNOWN_POS), %d polls woke with nothing new", unknown.Load(), early.Load())
+	}
+	return v, nil
+}
+
+// ssSettle waits until the daemon has used no CPU for 1 s (two 0.5 s
+// readings without a tick), i.e. every request sent so far is answered or
+// parked, so that a memory reading holds no request still being built.
+func ssSettle(ctx context.Context, d *daemon) error {
+	deadline := time.Now().Add(30 * time.Second)
+	quiet := 0
+	c0, err := cpuTicks(d.pid)
+	for err == nil && quiet < 2 && time.Now().Before(deadline) {
+		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+			return err
+		}
+		var c1 int64
+		if c1, err = cpuTicks(d.pid); c1 == c0 {
+			quiet++
+		} else {
+			quiet = 0
+		}
+		c0 = c1
+	}
+	if err == nil && quiet < 2 {
+		err = fmt.Errorf("the daemon did not go idle in 30 s")
+	}
+	return err
+}
+
+// gcLine is one line of the Go runtime's GODEBUG=gctrace=1 report; the
+// third heap figure is the live heap the collection marked.
+var gcLine = regexp.MustCompile(`(?m)^gc \d+ @[0-9.]+s .*, \d+->\d+->(\d+) MB, \d+ MB goal`)
+
+// ssChurn makes the daemon collect garbage twice (so one collection ran
+// wholly after this call began) by sending it first-window requests on one
+// connection, restarted each time, which leave nothing behind; it returns
+// the live heap the last collection reported (goroutine stacks are not
+// in it: the trace counts only their used bytes, in whole MB).
+func (b *bench) ssChurn(ctx context.Context, d *daemon, u *user) (live int, err error) {
+	lines := func() ([][]string, error) {
+		data, err := os.ReadFile(d.logPath)
+		if err != nil {
+			return nil, err
+		}
+		return gcLine.FindAllStringSubmatch(string(data), -1), nil
+	}
+	before, err := lines()
+	if err != nil {
+		return 0, err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		for range 10 {
+			if _, err := b.ssSync(ctx, u, "", 0, ssWindow("churn", false)); err != nil {
+				return 0, err
+			}
+		}
+		now, err := lines()
+		if err != nil {
+			return 0, err
+		}
+		if len(now) >= len(before)+2 {
+			last := now[len(now)-1]
+			live, _ = strconv.Atoi(last[1])
+			return live, nil
+		}
+	}
+	return 0, fmt.Errorf("the daemon did not collect garbage in 30 s of requests (is GODEBUG=gctrace=1 set?)")
+}
+
+// ssDevices logs the owner in n times (a device each), two at a time
+// (each login is a bcrypt check, and the server refuses a flood of them).
+func (b *bench) ssDevices(ctx context.Context, a *ssAccount, n int) ([]*user, error) {
+	devices := make([]*user, n)
+	err := parallel(n, 2, func(i int) (err error) {
+		devices[i], err = b.login(ctx, a.d, "ss-owner")
+		return err
+	})
+	return devices, err
+}
