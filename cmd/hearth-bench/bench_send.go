@@ -55,61 +55,53 @@ func benchThroughput(ctx context.Context, b *bench) []row {
 }
 
 func benchOwnRooms(ctx context.Context, b *bench) row {
-	n := b.cfg.senders
-	metric := fmt.Sprintf("sustained sends, %d concurrent senders, 1 room each, %s", n, b.cfg.duration)
-	const target = "≥ 3000 events/s"
-	d, _, err := b.start(ctx)
-	if err != nil {
-		return errRow(metric, target, err)
-	}
-	defer b.stop(d)
-	users, err := b.registerMany(ctx, d, "tp", n)
-	if err != nil {
-		return errRow(metric, target, err)
-	}
-	rooms := make([]string, n)
-	if err := parallel(n, 8, func(i int) (err error) { rooms[i], err = b.createRoom(ctx, users[i]); return }); err != nil {
-		return errRow(metric, target, err)
-	}
-	cpu := startCPU(d.pid)
-	rate, lat, err := b.sendFor(ctx, users, rooms, b.cfg.duration)
-	if err == nil && len(lat) == 0 {
-		err = fmt.Errorf("no send completed")
-	}
-	if err != nil {
-		return errRow(metric, target, err)
-	}
-	v := fmt.Sprintf("%.0f events/s (send p50 %s, p99 %s, max %s; %s)", rate, msNum(pct(lat, 50)), msNum(pct(lat, 99)),
-		ms(lat[len(lat)-1]), cpu)
-	return row{metric: metric, value: v, target: target}
+	metric := fmt.Sprintf("sustained sends, %d concurrent senders, 1 room each, %s", b.cfg.senders, b.cfg.duration)
+	return b.throughputRow(ctx, metric, "tp", func(users []*user) ([]string, error) {
+		rooms := make([]string, len(users))
+		err := parallel(len(users), 8, func(i int) (err error) { rooms[i], err = b.createRoom(ctx, users[i]); return })
+		return rooms, err
+	})
 }
 
 // benchOneRoom is benchThroughput with every sender in the same room: the
 // hot-room case, where every send extends one chain of prev_events.
 func benchOneRoom(ctx context.Context, b *bench) row {
-	n := b.cfg.senders
-	metric := fmt.Sprintf("sustained sends, %d concurrent senders, one room, %s", n, b.cfg.duration)
+	metric := fmt.Sprintf("sustained sends, %d concurrent senders, one room, %s", b.cfg.senders, b.cfg.duration)
+	return b.throughputRow(ctx, metric, "hot", func(users []*user) ([]string, error) {
+		roomID, err := b.createRoom(ctx, users[0])
+		if err != nil {
+			return nil, err
+		}
+		rooms := make([]string, len(users))
+		rooms[0] = roomID
+		for i := 1; i < len(users); i++ {
+			if err := b.join(ctx, users[i], roomID); err != nil {
+				return nil, err
+			}
+			rooms[i] = roomID
+		}
+		return rooms, nil
+	})
+}
+
+// throughputRow starts a daemon, registers -senders users (named from
+// prefix), gives each the room roomsFor says, and has them all send
+// back-to-back for -duration: the rate, the per-send latency under that
+// load and the daemon's CPU.
+func (b *bench) throughputRow(ctx context.Context, metric, prefix string, roomsFor func([]*user) ([]string, error)) row {
 	const target = "≥ 3000 events/s"
 	d, _, err := b.start(ctx)
 	if err != nil {
 		return errRow(metric, target, err)
 	}
 	defer b.stop(d)
-	users, err := b.registerMany(ctx, d, "hot", n)
+	users, err := b.registerMany(ctx, d, prefix, b.cfg.senders)
 	if err != nil {
 		return errRow(metric, target, err)
 	}
-	roomID, err := b.createRoom(ctx, users[0])
+	rooms, err := roomsFor(users)
 	if err != nil {
 		return errRow(metric, target, err)
-	}
-	rooms := make([]string, n)
-	rooms[0] = roomID
-	for i := 1; i < n; i++ {
-		if err := b.join(ctx, users[i], roomID); err != nil {
-			return errRow(metric, target, err)
-		}
-		rooms[i] = roomID
 	}
 	cpu := startCPU(d.pid)
 	rate, lat, err := b.sendFor(ctx, users, rooms, b.cfg.duration)
