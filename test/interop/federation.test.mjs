@@ -24,7 +24,7 @@ after(async () => {
 });
 
 test("matrix-js-sdk over federation: a user of another server joins an encrypted room and talks in it without a reload", { timeout: 120_000 }, async () => {
-    federation = await startFederation(["hs1.test", "hs2.test"]);
+    federation ??= await startFederation(["hs1.test", "hs2.test"]);
     const { servers } = federation;
     const { client: alice } = await cryptoClient(servers["hs1.test"].baseUrl, "alice", clients);
     const { client: bob, syncs: bobSyncs } = await cryptoClient(servers["hs2.test"].baseUrl, "bob", clients);
@@ -79,4 +79,29 @@ test("matrix-js-sdk over federation: a user of another server joins an encrypted
     assert.equal(ev.getWireType(), "m.room.encrypted", "the message travelled encrypted");
     assert.equal(ev.isDecryptionFailure(), false);
     assert.equal(ev.getContent().body, body);
+});
+
+// A room preview the way Element shows one before joining (the SDK's
+// getRoomSummary, MSC3266's unstable path): bob@hs2 previews alice's
+// public room on hs1 by its alias and by its ID with via, which hs2 asks
+// hs1 for over federation, and gets nothing of her private room.
+test("matrix-js-sdk over federation: a room summary of another server's room", { timeout: 60_000 }, async () => {
+    federation ??= await startFederation(["hs1.test", "hs2.test"]);
+    const { servers } = federation;
+    const { client: alice } = await cryptoClient(servers["hs1.test"].baseUrl, "anna", clients);
+    const { client: bob } = await cryptoClient(servers["hs2.test"].baseUrl, "ben", clients);
+    const { room_id: roomId } = await alice.createRoom({
+        name: "The harbour", topic: "boats", preset: "public_chat", room_alias_name: "harbour",
+    });
+    for (const [target, via] of [["#harbour:hs1.test", undefined], [roomId, ["hs1.test"]]]) {
+        const summary = await bob.getRoomSummary(target, via);
+        assert.equal(summary.room_id, roomId, `summary of ${target}`);
+        assert.equal(summary.name, "The harbour");
+        assert.equal(summary.topic, "boats");
+        assert.equal(summary.join_rule, "public");
+        assert.equal(summary.num_joined_members, 1);
+    }
+    const { room_id: hidden } = await alice.createRoom({ name: "Private", preset: "private_chat" });
+    await assert.rejects(bob.getRoomSummary(hidden, ["hs1.test"]), (e) => e.errcode === "M_NOT_FOUND",
+        "a private room of another server is not previewed");
 });
