@@ -1,8 +1,3 @@
-// Package room is the room engine and the only writer of room data: it
-// builds, authorises, signs and appends events (with gomatrixserverlib for
-// every format and auth rule), keeps current state and state snapshots, the
-// timeline order, memberships, receipts and typing. It never speaks HTTP;
-// handlers call it with Matrix IDs and get Matrix errors back.
 package room
 
 import (
@@ -36,8 +31,8 @@ type Engine struct {
 	pdus        *pduCache
 	now         func() time.Time
 
-	erased  erasures     // senders who asked for erasure (erase.go)
-	seq     sequencer    // per-room queues of sends (sequencer.go)
+	erased  erasures     // senders who asked for erasure (read_erase.go)
+	seq     sequencer    // per-room queues of sends (perform_sequencer.go)
 	sliding slidingCache // bump stamps and room types for sliding sync (sliding.go)
 	index   roomIndex    // rooms' last and member-event positions for sliding sync (sliding_index.go)
 }
