@@ -23,8 +23,8 @@ type Engine struct {
 	serverName spec.ServerName
 	keyID      gomatrixserverlib.KeyID
 	key        ed25519.PrivateKey
-	// DefaultVersion is used by CreateRoom when the client names none.
-	DefaultVersion gomatrixserverlib.RoomVersion
+	// defaultVersion is used by CreateRoom when the client names none.
+	defaultVersion gomatrixserverlib.RoomVersion
 
 	typingMu    sync.Mutex
 	typingRooms map[string]*typingRoom // roomID → who is typing
@@ -53,12 +53,16 @@ func New(db *store.DB, notifier *stream.Notifier, cfg Config) *Engine {
 		v = gomatrixserverlib.RoomVersionV10
 	}
 	return &Engine{db: db, notifier: notifier, serverName: spec.ServerName(cfg.ServerName),
-		keyID: gomatrixserverlib.KeyID(cfg.KeyID), key: cfg.PrivateKey, DefaultVersion: v,
+		keyID: gomatrixserverlib.KeyID(cfg.KeyID), key: cfg.PrivateKey, defaultVersion: v,
 		typingRooms: map[string]*typingRoom{}, now: time.Now, pdus: newPDUCache(4096)}
 }
 
 // ServerName is the homeserver's name.
 func (e *Engine) ServerName() string { return string(e.serverName) }
+
+// DefaultVersion is the version of a room whose creator names none
+// (Client-Server API §"Capabilities", m.room_versions' default).
+func (e *Engine) DefaultVersion() gomatrixserverlib.RoomVersion { return e.defaultVersion }
 
 // Info is the per-room record, stored in binary (see putRoomInfo).
 type Info struct {

@@ -67,7 +67,7 @@ func (s *Server) capabilities(w http.ResponseWriter, r *http.Request, c *caller)
 		available[string(v)] = "stable"
 	}
 	writeJSON(w, map[string]any{"capabilities": map[string]any{
-		"m.room_versions":   map[string]any{"default": string(s.rooms.DefaultVersion), "available": available},
+		"m.room_versions":   map[string]any{"default": string(s.rooms.DefaultVersion()), "available": available},
 		"m.change_password": map[string]bool{"enabled": true},
 		"m.set_displayname": map[string]bool{"enabled": true},
 		"m.set_avatar_url":  map[string]bool{"enabled": true},
