@@ -4,8 +4,9 @@
 // timeline order, memberships, receipts and typing. It never speaks HTTP;
 // handlers call it with Matrix IDs and get Matrix errors back.
 //
-// Its files are named by who the code serves, so the prefix says where a
-// piece of code runs before its name says what it is about:
+// Its files are named by whom the code serves: the prefix says the
+// direction (local users, other servers, the stream's followers), the
+// rest of the name what the file is about:
 //
 //   - engine.go: the Engine, its constructor and the room record (Info);
 //     open.go: the store, notifier and engine opened together.

@@ -46,6 +46,8 @@ type Config struct {
 }
 
 // New returns the engine over db; notifier receives typing wake-ups.
+// Open builds the store, a notifier its commits advance and the engine
+// together, as the daemon and tests need them.
 func New(db *store.DB, notifier *stream.Notifier, cfg Config) *Engine {
 	v := gomatrixserverlib.RoomVersion(cfg.DefaultVersion)
 	if v == "" {
