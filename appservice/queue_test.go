@@ -146,20 +146,13 @@ const qServer = "hearth.test"
 func newQueueWorld(t *testing.T, path string, sec Secrets, as *asServer) *queueWorld {
 	t.Helper()
 	w := &queueWorld{path: path, as: as}
-	db, err := store.Open(path, store.Options{OnCommit: func(p uint64) {
-		if w.notify != nil {
-			w.notify.Advance(p)
-		}
-	}})
+	_, key, _ := ed25519.GenerateKey(nil)
+	st, err := room.Open(room.Options{Path: path, Engine: room.Config{ServerName: qServer, KeyID: "ed25519:t", PrivateKey: key}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.db = db
-	var pos uint64
-	db.View(func(tx *store.Tx) error { pos = tx.Pos(); return nil })
-	w.notify = stream.New(pos)
-	_, key, _ := ed25519.GenerateKey(nil)
-	w.rooms = room.New(db, w.notify, room.Config{ServerName: qServer, KeyID: "ed25519:t", PrivateKey: key})
+	db := st.DB
+	w.db, w.notify, w.rooms = db, st.Notifier, st.Engine
 	if w.reg, err = Open(db, account.New(db, qServer), sec); err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,6 @@ import (
 	"github.com/hearth-chat/hearth/internal/search"
 	"github.com/hearth-chat/hearth/internal/secrets"
 	"github.com/hearth-chat/hearth/internal/store"
-	"github.com/hearth-chat/hearth/internal/stream"
 	"github.com/hearth-chat/hearth/localapi/matrix"
 	"github.com/hearth-chat/hearth/push"
 )
@@ -116,26 +115,26 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	var notifier *stream.Notifier
 	// openStore may replace a machine-name default with the recorded name,
 	// so nothing reads cfg.ServerName before it. Its one write (recording
 	// the name) commits before the notifier exists and moves no position.
-	db, err := openStore(&cfg, store.Options{
-		OnCommit: func(pos uint64) {
+	stack, err := room.Open(room.Options{
+		Store: store.Options{
 			// A write is work, whoever made it (a request, a delayed
 			// event's timer, the search indexer): the GC back on.
-			theIdleGC.touch()
-			if notifier != nil {
-				notifier.Advance(pos)
-			}
+			OnCommit: func(uint64) { theIdleGC.touch() },
 		},
-	}, key, keyCreated)
+		OpenStore: func(opts store.Options, engine *room.Config) (*store.DB, error) {
+			db, err := openStore(&cfg, opts, key, keyCreated)
+			engine.ServerName = cfg.ServerName
+			return db, err
+		},
+		Engine: room.Config{KeyID: key.ID, PrivateKey: key.Key, DefaultVersion: cfg.RoomVersion},
+	})
 	if err != nil {
 		return nil, err
 	}
-	var pos uint64
-	db.View(func(tx *store.Tx) error { pos = tx.Pos(); return nil })
-	notifier = stream.New(pos)
+	db, notifier := stack.DB, stack.Notifier
 
 	d := &Daemon{cfg: cfg, db: db, logs: logs, stopped: make(chan struct{}),
 		limits: cfg.net.withDefaults(raiseFileLimit()), net: netmon.New()}
@@ -148,8 +147,7 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	slog.Debug("listener limits", "client_conns", d.limits.clientConns, "federation_conns", d.limits.fedConns,
 		"federation_conns_per_address", d.limits.fedPerAddr, "idle", d.limits.idle, "body", d.limits.body, "write", d.limits.write)
 	d.accounts = account.New(db, cfg.ServerName)
-	d.rooms = room.New(db, notifier, room.Config{ServerName: cfg.ServerName, KeyID: key.ID,
-		PrivateKey: key.Key, DefaultVersion: cfg.RoomVersion})
+	d.rooms = stack.Engine
 	if err := d.firstStart(out); err != nil {
 		return abort(err)
 	}

@@ -14,7 +14,7 @@ import (
 // M_FORBIDDEN from every endpoint about that room (make_join, send_join,
 // backfill, state, …), and its PDUs and room EDUs in /send are refused
 // one by one. The rules themselves live with the room state
-// (internal/room/acl.go), which also keeps outbound events from denied
+// (internal/room/state_acl.go), which also keeps outbound events from denied
 // servers.
 
 var errACLDenied = errors.New("the room's server ACL denies this server")

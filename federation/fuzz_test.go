@@ -24,8 +24,6 @@ import (
 	"github.com/hearth-chat/hearth/federation/serverkeys"
 	"github.com/hearth-chat/hearth/internal/account"
 	"github.com/hearth-chat/hearth/internal/room"
-	"github.com/hearth-chat/hearth/internal/store"
-	"github.com/hearth-chat/hearth/internal/stream"
 )
 
 // Fuzz targets for what other servers feed this one: transaction bodies
@@ -54,19 +52,19 @@ type fzServer struct {
 
 func newFzServer(tb testing.TB) *fzServer {
 	tb.Helper()
-	var notifier *stream.Notifier
-	db, err := store.Open(filepath.Join(tb.TempDir(), "hearth.db"), store.Options{OnCommit: func(pos uint64) { notifier.Advance(pos) }})
+	_, homeKey, _ := ed25519.GenerateKey(nil)
+	_, peerKey, _ := ed25519.GenerateKey(nil)
+	keyID := gomatrixserverlib.KeyID("ed25519:h")
+	st, err := room.Open(room.Options{Path: filepath.Join(tb.TempDir(), "hearth.db"),
+		Engine: room.Config{ServerName: fzHome, KeyID: string(keyID), PrivateKey: homeKey}})
 	if err != nil {
 		tb.Fatal(err)
 	}
+	db := st.DB
 	tb.Cleanup(func() { db.Close() })
-	notifier = stream.New(0)
-	_, homeKey, _ := ed25519.GenerateKey(nil)
-	_, peerKey, _ := ed25519.GenerateKey(nil)
 	f := &fzServer{roomV: map[string]gomatrixserverlib.RoomVersion{}, peerID: "ed25519:p", peerSK: peerKey}
 	net := &fzNet{keys: f.peerKeys}
-	keyID := gomatrixserverlib.KeyID("ed25519:h")
-	f.rooms = room.New(db, notifier, room.Config{ServerName: fzHome, KeyID: string(keyID), PrivateKey: homeKey})
+	f.rooms = st.Engine
 	sk := serverkeys.New(db, serverkeys.Identity{ServerName: fzHome, KeyID: keyID, Key: homeKey}, fclient.NewClient(fclient.WithTransport(net)), nil)
 	client := fclient.NewFederationClient([]*fclient.SigningIdentity{{ServerName: fzHome, KeyID: keyID, PrivateKey: homeKey}}, fclient.WithTransport(net))
 	f.svc = New(Config{ServerName: fzHome, KeyID: keyID, Key: homeKey, DB: db, Rooms: f.rooms,

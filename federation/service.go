@@ -27,7 +27,6 @@ import (
 	"github.com/hearth-chat/hearth/internal/e2ee"
 	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/hearth-chat/hearth/internal/media"
-	"github.com/hearth-chat/hearth/internal/room"
 	"github.com/hearth-chat/hearth/internal/store"
 )
 
@@ -45,7 +44,7 @@ type Config struct {
 	KeyID      gomatrixserverlib.KeyID
 	Key        ed25519.PrivateKey
 	DB         *store.DB
-	Rooms      *room.Engine
+	Rooms      roomEngine
 	Accounts   *account.Accounts
 	KeyRing    *gomatrixserverlib.KeyRing
 	Client     fclient.FederationClient

@@ -26,7 +26,6 @@ import (
 	"github.com/hearth-chat/hearth/internal/e2ee"
 	"github.com/hearth-chat/hearth/internal/room"
 	"github.com/hearth-chat/hearth/internal/store"
-	"github.com/hearth-chat/hearth/internal/stream"
 )
 
 // ukNet routes fclient's matrix://name/... requests to TLS test servers
@@ -65,19 +64,18 @@ type ukServer struct {
 // queue (otherwise EDUs it would send are dropped).
 func newUKServer(t *testing.T, n *ukNet, name string, withQueue bool) *ukServer {
 	t.Helper()
-	var notifier *stream.Notifier
-	db, err := store.Open(filepath.Join(t.TempDir(), "hearth.db"), store.Options{OnCommit: func(pos uint64) { notifier.Advance(pos) }})
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	sn, keyID := spec.ServerName(name), gomatrixserverlib.KeyID("ed25519:t")
+	st, err := room.Open(room.Options{Path: filepath.Join(t.TempDir(), "hearth.db"),
+		Engine: room.Config{ServerName: name, KeyID: string(keyID), PrivateKey: priv}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	notifier = stream.New(0)
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	sn, keyID := spec.ServerName(name), gomatrixserverlib.KeyID("ed25519:t")
+	db, notifier := st.DB, st.Notifier
 	sk := serverkeys.New(db, serverkeys.Identity{ServerName: sn, KeyID: keyID, Key: priv}, fclient.NewClient(fclient.WithTransport(n)), nil)
 	client := fclient.NewFederationClient([]*fclient.SigningIdentity{{ServerName: sn, KeyID: keyID, PrivateKey: priv}}, fclient.WithTransport(n))
 	s := &ukServer{name: name, db: db, accounts: account.New(db, name), keys: e2ee.New(db, name),
-		usk: map[string]ed25519.PrivateKey{}, uskPub: map[string]string{},
-		rooms: room.New(db, notifier, room.Config{ServerName: name, KeyID: string(keyID), PrivateKey: priv})}
+		usk: map[string]ed25519.PrivateKey{}, uskPub: map[string]string{}, rooms: st.Engine}
 	cfg := Config{ServerName: sn, KeyID: keyID, Key: priv, DB: db, Rooms: s.rooms, Accounts: s.accounts,
 		KeyRing: sk.KeyRing(), Client: client, Keys: s.keys}
 	var q *queue.Queue

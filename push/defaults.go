@@ -4,7 +4,7 @@
 // rules over each new event (with mautrix's pushrules), the notification
 // log behind unread counts and /notifications, and pushers with their
 // persistent delivery queues. It reads no HTTP and writes no room data:
-// room facts come from the room engine's read API (internal/room/push.go).
+// room facts come from the room engine's read API (internal/room/follow_push.go).
 package push
 
 import (

@@ -12,7 +12,6 @@ import (
 
 	"github.com/hearth-chat/hearth/internal/room"
 	"github.com/hearth-chat/hearth/internal/store"
-	"github.com/hearth-chat/hearth/internal/stream"
 )
 
 const testServer = "push.test"
@@ -28,15 +27,12 @@ var testKey = func() ed25519.PrivateKey { _, k, _ := ed25519.GenerateKey(rand.Re
 
 func openEnv(tb testing.TB, dir string) *env {
 	tb.Helper()
-	var notifier *stream.Notifier
-	db, err := store.Open(filepath.Join(dir, "hearth.db"), store.Options{OnCommit: func(pos uint64) { notifier.Advance(pos) }})
+	st, err := room.Open(room.Options{Path: filepath.Join(dir, "hearth.db"),
+		Engine: room.Config{ServerName: testServer, KeyID: "ed25519:t", PrivateKey: testKey}})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var pos uint64
-	db.View(func(tx *store.Tx) error { pos = tx.Pos(); return nil })
-	notifier = stream.New(pos)
-	return &env{db: db, rooms: room.New(db, notifier, room.Config{ServerName: testServer, KeyID: "ed25519:t", PrivateKey: testKey})}
+	return &env{db: st.DB, rooms: st.Engine}
 }
 
 func user(name string) string { return "@" + name + ":" + testServer }

@@ -33,7 +33,7 @@ type Options struct {
 type Service struct {
 	Rules  *Rules
 	db     *store.DB
-	rooms  *room.Engine
+	rooms  roomEngine
 	eval   *Evaluator
 	opts   Options
 	client *http.Client
@@ -61,7 +61,7 @@ type Service struct {
 }
 
 // New returns the push service; Start runs its background work.
-func New(db *store.DB, rooms *room.Engine, opts Options) *Service {
+func New(db *store.DB, rooms roomEngine, opts Options) *Service {
 	if opts.RetryBase <= 0 {
 		opts.RetryBase = 2 * time.Second
 	}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/hearth-chat/hearth/internal/room"
 	"github.com/hearth-chat/hearth/internal/store"
-	"github.com/hearth-chat/hearth/internal/stream"
 )
 
 const testServer = "calls.test"
@@ -40,15 +39,12 @@ var (
 
 func newEnv(t *testing.T, cfg Config) *env {
 	t.Helper()
-	var notifier *stream.Notifier
-	db, err := store.Open(filepath.Join(t.TempDir(), "hearth.db"), store.Options{OnCommit: func(pos uint64) { notifier.Advance(pos) }})
+	st, err := room.Open(room.Options{Path: filepath.Join(t.TempDir(), "hearth.db"),
+		Engine: room.Config{ServerName: testServer, KeyID: "ed25519:t", PrivateKey: testKey}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pos uint64
-	db.View(func(tx *store.Tx) error { pos = tx.Pos(); return nil })
-	notifier = stream.New(pos)
-	e := &env{t: t, db: db, rooms: room.New(db, notifier, room.Config{ServerName: testServer, KeyID: "ed25519:t", PrivateKey: testKey})}
+	e := &env{t: t, db: st.DB, rooms: st.Engine}
 	if cfg.Echo.UserID == "" {
 		cfg.Echo = echo
 	}
@@ -56,7 +52,7 @@ func newEnv(t *testing.T, cfg Config) *env {
 	e.agent = New(e.rooms, nil, cfg)
 	t.Cleanup(func() {
 		e.agent.Stop()
-		db.Close()
+		e.db.Close()
 	})
 	return e
 }

@@ -41,16 +41,11 @@ type node struct {
 func openNode(t *testing.T, path string, key ed25519.PrivateKey, r *remote) *node {
 	t.Helper()
 	nd := &node{path: path}
-	var n *stream.Notifier
-	db, err := store.Open(path, store.Options{OnCommit: func(p uint64) { n.Advance(p) }})
+	st, err := room.Open(room.Options{Path: path, Engine: room.Config{ServerName: origin, KeyID: keyID, PrivateKey: key}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pos uint64
-	db.View(func(tx *store.Tx) error { pos = tx.Pos(); return nil })
-	n = stream.New(pos)
-	nd.db, nd.n = db, n
-	nd.engine = room.New(db, n, room.Config{ServerName: origin, KeyID: keyID, PrivateKey: key})
+	nd.db, nd.n, nd.engine = st.DB, st.Notifier, st.Engine
 	nd.client = fclient.NewFederationClient(
 		[]*fclient.SigningIdentity{{ServerName: origin, KeyID: keyID, PrivateKey: key}},
 		fclient.WithTransport(r.transport()))

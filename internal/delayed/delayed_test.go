@@ -13,7 +13,6 @@ import (
 	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/hearth-chat/hearth/internal/room"
 	"github.com/hearth-chat/hearth/internal/store"
-	"github.com/hearth-chat/hearth/internal/stream"
 )
 
 const testServer = "delayed.test"
@@ -39,21 +38,12 @@ func newEnv(t *testing.T, cfg Config) *env {
 }
 
 func (e *env) open() {
-	var notifier *stream.Notifier
-	db, err := store.Open(e.path, store.Options{OnCommit: func(pos uint64) {
-		if notifier != nil {
-			notifier.Advance(pos)
-		}
-	}})
+	st, err := room.Open(room.Options{Path: e.path, Engine: room.Config{ServerName: testServer, KeyID: "ed25519:t", PrivateKey: testKey}})
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	var pos uint64
-	db.View(func(tx *store.Tx) error { pos = tx.Pos(); return nil })
-	notifier = stream.New(pos)
-	e.db = db
-	e.rooms = room.New(db, notifier, room.Config{ServerName: testServer, KeyID: "ed25519:t", PrivateKey: testKey})
-	e.svc = New(db, e.rooms, e.cfg)
+	e.db, e.rooms = st.DB, st.Engine
+	e.svc = New(e.db, e.rooms, e.cfg)
 	if err := e.svc.Start(); err != nil {
 		e.t.Fatal(err)
 	}

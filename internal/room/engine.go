@@ -1,8 +1,3 @@
-// Package room is the room engine and the only writer of room data: it
-// builds, authorises, signs and appends events (with gomatrixserverlib for
-// every format and auth rule), keeps current state and state snapshots, the
-// timeline order, memberships, receipts and typing. It never speaks HTTP;
-// handlers call it with Matrix IDs and get Matrix errors back.
 package room
 
 import (
@@ -28,16 +23,16 @@ type Engine struct {
 	serverName spec.ServerName
 	keyID      gomatrixserverlib.KeyID
 	key        ed25519.PrivateKey
-	// DefaultVersion is used by CreateRoom when the client names none.
-	DefaultVersion gomatrixserverlib.RoomVersion
+	// defaultVersion is used by CreateRoom when the client names none.
+	defaultVersion gomatrixserverlib.RoomVersion
 
 	typingMu    sync.Mutex
 	typingRooms map[string]*typingRoom // roomID → who is typing
 	pdus        *pduCache
 	now         func() time.Time
 
-	erased  erasures     // senders who asked for erasure (erase.go)
-	seq     sequencer    // per-room queues of sends (sequencer.go)
+	erased  erasures     // senders who asked for erasure (read_erase.go)
+	seq     sequencer    // per-room queues of sends (perform_sequencer.go)
 	sliding slidingCache // bump stamps and room types for sliding sync (sliding.go)
 	index   roomIndex    // rooms' last and member-event positions for sliding sync (sliding_index.go)
 }
@@ -51,6 +46,8 @@ type Config struct {
 }
 
 // New returns the engine over db; notifier receives typing wake-ups.
+// Open builds the store, a notifier its commits advance and the engine
+// together, as the daemon and tests need them.
 func New(db *store.DB, notifier *stream.Notifier, cfg Config) *Engine {
 	v := gomatrixserverlib.RoomVersion(cfg.DefaultVersion)
 	if v == "" {
@@ -58,12 +55,16 @@ func New(db *store.DB, notifier *stream.Notifier, cfg Config) *Engine {
 		v = gomatrixserverlib.RoomVersionV10
 	}
 	return &Engine{db: db, notifier: notifier, serverName: spec.ServerName(cfg.ServerName),
-		keyID: gomatrixserverlib.KeyID(cfg.KeyID), key: cfg.PrivateKey, DefaultVersion: v,
+		keyID: gomatrixserverlib.KeyID(cfg.KeyID), key: cfg.PrivateKey, defaultVersion: v,
 		typingRooms: map[string]*typingRoom{}, now: time.Now, pdus: newPDUCache(4096)}
 }
 
 // ServerName is the homeserver's name.
 func (e *Engine) ServerName() string { return string(e.serverName) }
+
+// DefaultVersion is the version of a room whose creator names none
+// (Client-Server API §"Capabilities", m.room_versions' default).
+func (e *Engine) DefaultVersion() gomatrixserverlib.RoomVersion { return e.defaultVersion }
 
 // Info is the per-room record, stored in binary (see putRoomInfo).
 type Info struct {

@@ -258,7 +258,7 @@ func (e *Engine) Messages(userID, session, roomID string, from, to uint64, dir D
 // scanTimeline walks a room's timeline from a position in a direction,
 // calling fn with each entry's position and event NID until fn returns
 // false. The two are the same except for backfilled history, which is
-// placed before the room's first event here (see backfill.go).
+// placed before the room's first event here (see ingest_backfill.go).
 func scanTimeline(tx *store.Tx, roomNID, from uint64, dir Direction, fn func(pos, nid uint64) (bool, error)) error {
 	return scan(tx, store.Timeline, store.PutU64(roomNID), from, dir, func(pos uint64, v []byte) (bool, error) {
 		return fn(pos, timelineNID(pos, v))

@@ -10,20 +10,18 @@ import (
 	"testing"
 
 	"github.com/hearth-chat/hearth/internal/store"
-	"github.com/hearth-chat/hearth/internal/stream"
 )
 
 func newEngine(t testing.TB) (*Engine, *store.DB) {
 	t.Helper()
-	var n *stream.Notifier
-	db, err := store.Open(filepath.Join(t.TempDir(), "h.db"), store.Options{OnCommit: func(p uint64) { n.Advance(p) }})
+	_, key, _ := ed25519.GenerateKey(nil)
+	st, err := Open(Options{Path: filepath.Join(t.TempDir(), "h.db"),
+		Engine: Config{ServerName: "test.local", KeyID: "ed25519:t", PrivateKey: key}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	n = stream.New(0)
-	t.Cleanup(func() { db.Close() })
-	_, key, _ := ed25519.GenerateKey(nil)
-	return New(db, n, Config{ServerName: "test.local", KeyID: "ed25519:t", PrivateKey: key}), db
+	t.Cleanup(func() { st.DB.Close() })
+	return st.Engine, st.DB
 }
 
 const alice, bob = "@alice:test.local", "@bob:test.local"

@@ -39,7 +39,7 @@ type Waiter interface {
 // Index is the search index of one store and its consumer.
 type Index struct {
 	db     *store.DB
-	rooms  *room.Engine
+	rooms  roomEngine
 	waiter Waiter
 
 	mu     sync.Mutex
@@ -53,7 +53,7 @@ type Index struct {
 }
 
 // New returns the index over db; Start begins consuming.
-func New(db *store.DB, rooms *room.Engine, waiter Waiter) *Index {
+func New(db *store.DB, rooms roomEngine, waiter Waiter) *Index {
 	return &Index{db: db, rooms: rooms, waiter: waiter, caughtUp: make(chan struct{}), flush: make(chan struct{}, 1)}
 }
 

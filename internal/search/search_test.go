@@ -32,15 +32,12 @@ type env struct {
 func open(t *testing.T, path string, key ed25519.PrivateKey) *env {
 	t.Helper()
 	en := &env{t: t, path: path, key: key}
-	db, err := store.Open(path, store.Options{OnCommit: func(p uint64) { en.n.Advance(p) }})
+	st, err := room.Open(room.Options{Path: path, Engine: room.Config{ServerName: "test.local", KeyID: "ed25519:t", PrivateKey: key}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pos uint64
-	db.View(func(tx *store.Tx) error { pos = tx.Pos(); return nil })
-	en.db, en.n = db, stream.New(pos)
-	en.rooms = room.New(db, en.n, room.Config{ServerName: "test.local", KeyID: "ed25519:t", PrivateKey: key})
-	en.ix = New(db, en.rooms, en.n)
+	en.db, en.n, en.rooms = st.DB, st.Notifier, st.Engine
+	en.ix = New(en.db, en.rooms, en.n)
 	en.ix.Start()
 	return en
 }

@@ -36,7 +36,7 @@ var unstableFeatures = map[string]bool{
 	// .m.rule.is_room_mention push rules (push/defaults.go).
 	"org.matrix.msc3952_intentional_mentions": true,
 	// state_after in /sync with use_state_after (MSC4222, spec v1.16;
-	// sync.go, internal/room/syncstate.go).
+	// sync.go, internal/room/sync_state.go).
 	"org.matrix.msc4222": true,
 	// Invite filtering by org.matrix.msc4155.invite_permission_config
 	// (internal/account/invitefilter.go, invitefilter.go).
@@ -67,7 +67,7 @@ func (s *Server) capabilities(w http.ResponseWriter, r *http.Request, c *caller)
 		available[string(v)] = "stable"
 	}
 	writeJSON(w, map[string]any{"capabilities": map[string]any{
-		"m.room_versions":   map[string]any{"default": string(s.rooms.DefaultVersion), "available": available},
+		"m.room_versions":   map[string]any{"default": string(s.rooms.DefaultVersion()), "available": available},
 		"m.change_password": map[string]bool{"enabled": true},
 		"m.set_displayname": map[string]bool{"enabled": true},
 		"m.set_avatar_url":  map[string]bool{"enabled": true},

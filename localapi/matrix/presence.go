@@ -10,7 +10,6 @@ import (
 
 	"github.com/hearth-chat/hearth/internal/account"
 	"github.com/hearth-chat/hearth/internal/matrixerr"
-	"github.com/hearth-chat/hearth/internal/room"
 )
 
 // presence is basic presence (Client-Server API §"Presence"). Each device
@@ -24,7 +23,7 @@ import (
 // when an m.presence event is built, so refreshing it never wakes anyone.
 type presence struct {
 	accounts *account.Accounts
-	rooms    *room.Engine
+	rooms    roomEngine
 	mu       sync.Mutex
 	users    map[string]*userPresence // localpart → its devices
 	timeout  time.Duration            // deviceTimeout, or the configured one
@@ -118,7 +117,7 @@ func aggregatePresence(devices map[string]*devicePresence, now time.Time, timeou
 	return state, next
 }
 
-func newPresence(a *account.Accounts, r *room.Engine, timeout time.Duration) *presence {
+func newPresence(a *account.Accounts, r roomEngine, timeout time.Duration) *presence {
 	if timeout <= 0 {
 		timeout = deviceTimeout
 	}

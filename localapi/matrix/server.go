@@ -20,7 +20,6 @@ import (
 	"github.com/hearth-chat/hearth/internal/e2ee"
 	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/hearth-chat/hearth/internal/media"
-	"github.com/hearth-chat/hearth/internal/room"
 	"github.com/hearth-chat/hearth/push"
 )
 
@@ -48,7 +47,7 @@ type Config struct {
 // Server is the Client-Server API handler.
 type Server struct {
 	accounts *account.Accounts
-	rooms    *room.Engine
+	rooms    roomEngine
 	cfg      Config
 	mux      *http.ServeMux
 	uia      *uiaSessions
@@ -71,7 +70,7 @@ type Server struct {
 }
 
 // New builds the handler.
-func New(accounts *account.Accounts, rooms *room.Engine, cfg Config) *Server {
+func New(accounts *account.Accounts, rooms roomEngine, cfg Config) *Server {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 1 << 20
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/hearth-chat/hearth/internal/account"
 	"github.com/hearth-chat/hearth/internal/room"
 	"github.com/hearth-chat/hearth/internal/store"
-	"github.com/hearth-chat/hearth/internal/stream"
 	"github.com/hearth-chat/hearth/localapi/matrix"
 )
 
@@ -43,23 +42,18 @@ func newTestServer(t testing.TB, cfg ...matrix.Config) *testServer {
 	if len(cfg) > 0 {
 		c = cfg[0]
 	}
-	var notifier *stream.Notifier
-	db, err := store.Open(filepath.Join(t.TempDir(), "hearth.db"), store.Options{
-		OnCommit: func(pos uint64) { notifier.Advance(pos) },
-	})
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
-	var pos uint64
-	db.View(func(tx *store.Tx) error { pos = tx.Pos(); return nil })
-	notifier = stream.New(pos)
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{DB: db}
+	st, err := room.Open(room.Options{Path: filepath.Join(t.TempDir(), "hearth.db"),
+		Engine: room.Config{ServerName: testServerName, KeyID: "ed25519:test", PrivateKey: key}})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	db := st.DB
+	ts := &testServer{DB: db, Rooms: st.Engine}
 	ts.Accounts = account.New(db, testServerName)
-	ts.Rooms = room.New(db, notifier, room.Config{ServerName: testServerName, KeyID: "ed25519:test", PrivateKey: key})
 	ts.API = matrix.New(ts.Accounts, ts.Rooms, c)
 	ts.http = httptest.NewServer(ts.API)
 	ts.URL = ts.http.URL

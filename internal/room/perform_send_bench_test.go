@@ -11,7 +11,7 @@ import (
 // BenchmarkSendParallel measures the engine's send path with group commit
 // (go test -bench Send -run ^$ ./internal/room): 16 goroutines per core
 // sending into one room, so every send goes through that room's sequencer
-// (sequencer.go). Add -cpuprofile to see where building an event goes.
+// (perform_sequencer.go). Add -cpuprofile to see where building an event goes.
 // Figures for the record go through `make bench`, which measures the
 // whole daemon.
 func BenchmarkSendParallel(b *testing.B) {

@@ -50,7 +50,7 @@ func (e *Engine) JoinRemote(ctx context.Context, join gomatrixserverlib.PDU, sta
 		}
 		if info.LastPos == 0 {
 			// The room's history from before the join can only be placed
-			// below its first timeline entry (backfill.go): leave room.
+			// below its first timeline entry (ingest_backfill.go): leave room.
 			if err := tx.SkipPos(historyGap); err != nil {
 				return err
 			}

@@ -73,7 +73,7 @@ func (p Profile) SetOn(content map[string]any) {
 func (e *Engine) CreateRoom(ctx context.Context, creator string, profile Profile, req CreateRequest) (string, error) {
 	verName := gomatrixserverlib.RoomVersion(req.RoomVersion)
 	if verName == "" {
-		verName = e.DefaultVersion
+		verName = e.defaultVersion
 	}
 	ver, err := gomatrixserverlib.GetRoomVersion(verName)
 	if err != nil || !slices.Contains(SupportedVersions(), verName) {

@@ -225,9 +225,9 @@ type PublicRoom struct {
 	RoomType         string `json:"room_type,omitempty"`
 }
 
-// PublicRooms lists the local directory, largest rooms first, with an
+// publicRooms lists the local directory, largest rooms first, with an
 // optional case-insensitive filter on name, topic and alias.
-func (e *Engine) PublicRooms(filter string) ([]PublicRoom, error) {
+func (e *Engine) publicRooms(filter string) ([]PublicRoom, error) {
 	var out []PublicRoom
 	filter = strings.ToLower(filter)
 	err := e.db.View(func(tx *store.Tx) error {
@@ -261,10 +261,10 @@ type PublicRoomsPage struct {
 	Total     int          `json:"total_room_count_estimate"`
 }
 
-// PublicRoomsPage pages through PublicRooms: since tokens are offsets
+// PublicRoomsPage pages through publicRooms: since tokens are offsets
 // into the sorted list, and limit 0 means all.
 func (e *Engine) PublicRoomsPage(filter, since string, limit int) (*PublicRoomsPage, error) {
-	rooms, err := e.PublicRooms(filter)
+	rooms, err := e.publicRooms(filter)
 	if err != nil {
 		return nil, err
 	}

@@ -87,7 +87,7 @@ func (e *Engine) OutboundEvents(tx *store.Tx, after, upTo uint64, fn func(Outbou
 				dests = append(dests, s)
 			}
 		}
-		// Server ACLs: never send to a denied server (acl.go), except the
+		// Server ACLs: never send to a denied server (state_acl.go), except the
 		// ACL event itself, which goes by the ACL before it so that the
 		// servers it newly denies learn that they are denied.
 		if r[1].String() == "m.room.server_acl" && r[2].String() == "" {

@@ -18,7 +18,7 @@ const (
 	flagOutlier                     // not part of the timeline (federation)
 	flagRelay                       // another server's event this server relays (send_join/leave/knock)
 	flagStateless                   // an outlier whose state before is unknown (StateBefore unset)
-	flagHistorical                  // backfilled: placed before the room's first event (backfill.go)
+	flagHistorical                  // backfilled: placed before the room's first event (ingest_backfill.go)
 	flagDelivered                   // a local event the resident server already has (our send_join): never sent again
 )
 
@@ -175,7 +175,7 @@ func (e *Engine) clientEvent(tx *store.Tx, ev *Event, v ClientView) ClientEvent 
 	}
 	e.eraseFor(tx, ev, v, &ce)
 	if tx != nil && v.Viewer != "" && v.depth < maxBundleDepth {
-		e.bundle(tx, ev, v, &ce) // unsigned["m.relations"], see aggregations.go
+		e.bundle(tx, ev, v, &ce) // unsigned["m.relations"], see read_aggregations.go
 	}
 	if len(ce.Unsigned) == 0 {
 		ce.Unsigned = nil

@@ -56,7 +56,7 @@ func (e *Engine) ChangeMembership(ctx context.Context, req MembershipRequest) (s
 		}
 		if req.Membership == "join" && req.Target == req.Sender {
 			// Who vouches for a join to a restricted room is this server's
-			// decision, never the client's (restricted.go).
+			// decision, never the client's (state_restricted.go).
 			delete(content, "join_authorised_via_users_server")
 			via, err := e.joinAuthoriser(tx, info, req.Sender)
 			if err != nil {

@@ -108,7 +108,7 @@ func (s *Scope) CanSee(roomNID, nid uint64) bool {
 
 // CanMatch reports whether a search may match the event at nid for the
 // user: they may see it, and its content is not erased for them
-// (erase.go), since a match would tell them what it said.
+// (read_erase.go), since a match would tell them what it said.
 func (s *Scope) CanMatch(roomNID, nid uint64) bool {
 	if !s.CanSee(roomNID, nid) {
 		return false

@@ -41,7 +41,7 @@ type SendRequest struct {
 //
 // The request waits in its room's queue; the room's builder builds it on
 // top of the events queued before it and appends them together (see
-// sequencer.go): local events of a room always form one chain. A request
+// perform_sequencer.go): local events of a room always form one chain. A request
 // whose context ends before its turn is not sent; once its turn has come
 // it waits for the commit.
 func (e *Engine) Send(ctx context.Context, req SendRequest) (string, error) {
