@@ -185,7 +185,7 @@ func (e *Engine) build(tx *store.Tx, info *Info, req SendRequest) (gomatrixserve
 	if !req.TS.IsZero() {
 		now = req.TS
 	}
-	pdu, err := eb.Build(now, e.serverName, e.keyID, e.key)
+	pdu, err := e.signEvent(ver, eb, now)
 	if err != nil {
 		return nil, badEvent(err)
 	}
