@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"testing"
+
+	"github.com/hearth-chat/hearth/internal/store"
 )
 
 // TestPushFactsFollowState checks that the room facts PushEventsAfter
@@ -70,5 +72,27 @@ func TestPushFactsFollowState(t *testing.T) {
 	state(bob, "m.room.member", bob, `{"membership":"leave"}`)
 	if pe := lastMessage(alice); len(pe.Local) != 0 || pe.Members != 1 {
 		t.Fatalf("after bob left: local %v, members %d", pe.Local, pe.Members)
+	}
+}
+
+// TestSentEventsCached: the events a batch appends are in the parsed-event
+// cache once committed, so the readers that follow every new event (push,
+// the call agent, /sync) do not parse them again.
+func TestSentEventsCached(t *testing.T) {
+	ctx := context.Background()
+	e, db := newEngine(t)
+	roomID, err := e.CreateRoom(ctx, alice, Profile{}, CreateRequest{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := e.Send(ctx, SendRequest{Sender: alice, Device: "D", RoomID: roomID, Type: "m.room.message",
+		Content: json.RawMessage(`{"msgtype":"m.text","body":"hi"}`), TxnID: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nid uint64
+	db.View(func(tx *store.Tx) error { nid = eventNID(tx, id); return nil })
+	if nid == 0 || e.pdus.get(nid, id, false) == nil {
+		t.Fatalf("event %s (nid %d) is not in the cache after its send", id, nid)
 	}
 }
