@@ -42,6 +42,7 @@ type Engine struct {
 	index   roomIndex    // rooms' last and member-event positions for sliding sync (sliding_index.go)
 
 	pushRooms pushFactsCache // what PushEventsAfter tells of each room (push_facts.go)
+	allowed   allowedCache   // auth decisions for message events (send_allowed.go)
 }
 
 // Config is what the engine needs from the daemon.

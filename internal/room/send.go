@@ -189,7 +189,7 @@ func (e *Engine) build(tx *store.Tx, info *Info, req SendRequest) (gomatrixserve
 	if err != nil {
 		return nil, badEvent(err)
 	}
-	if err := gomatrixserverlib.Allowed(pdu, provider, userIDForSender); err != nil {
+	if err := e.authorise(pdu, provider); err != nil { // send_allowed.go
 		var invalid *gomatrixserverlib.EventValidationError
 		if errors.As(err, &invalid) {
 			// Content the room version forbids whoever sends it, such as
