@@ -49,6 +49,24 @@ func (s *Service) toDesktop(batch []evaluated) {
 	}()
 }
 
+// ownerOncePerBatch asks owner at most once per user over one batch: the
+// daemon answers from the accounts store (a read and a JSON decode), and
+// each message in a room of 32 members has 31 results to ask about.
+func ownerOncePerBatch(owner func(string) bool) func(string) bool {
+	if owner == nil {
+		return nil
+	}
+	known := map[string]bool{}
+	return func(userID string) bool {
+		is, ok := known[userID]
+		if !ok {
+			is = owner(userID)
+			known[userID] = is
+		}
+		return is
+	}
+}
+
 // note is one desktop notification.
 type note struct{ title, body string }
 
@@ -60,7 +78,8 @@ func (s *Service) desktopNotes(batch []evaluated) (Desktop, []note) {
 	d, opts := s.desktop, s.deskOpts
 	s.deskMu.Unlock()
 	now := s.clock()
-	s.ringing.track(batch, opts.Owner, now)
+	owner := ownerOncePerBatch(opts.Owner)
+	s.ringing.track(batch, owner, now)
 	if d == nil {
 		return nil, nil
 	}
@@ -71,7 +90,7 @@ func (s *Service) desktopNotes(batch []evaluated) (Desktop, []note) {
 	var notes []note
 	for _, e := range batch {
 		for _, r := range e.results {
-			if !r.Notify || (mode == "highlights" && !r.Highlight) || !opts.Owner(r.UserID) || opts.Active(r.UserID) {
+			if !r.Notify || (mode == "highlights" && !r.Highlight) || !owner(r.UserID) || opts.Active(r.UserID) {
 				continue
 			}
 			if e.pe.Event.Type == "m.call.invite" {

@@ -55,3 +55,30 @@ func TestDesktopFilter(t *testing.T) {
 		})
 	}
 }
+
+// TestDesktopAsksOwnerOncePerUser: the daemon's Owner reads the accounts
+// store, so a batch asks it once per recipient, not once per result.
+func TestDesktopAsksOwnerOncePerUser(t *testing.T) {
+	const owner, guest = "@owner:x", "@guest:x"
+	var batch []evaluated
+	for range 20 {
+		batch = append(batch, evaluated{
+			pe: &room.PushEvent{RoomName: "Kitchen", SenderName: "Bob",
+				Event: room.ClientEvent{Type: "m.room.message", Sender: "@bob:x", Content: json.RawMessage(`{"body":"dinner?"}`)}},
+			results: []Result{{UserID: owner, Notify: true}, {UserID: guest, Notify: true}},
+		})
+	}
+	asked := map[string]int{}
+	s := &Service{}
+	s.SetDesktop(make(recordingDesktop, len(batch)), DesktopOptions{
+		Owner:  func(u string) bool { asked[u]++; return u == owner },
+		Active: func(string) bool { return false },
+		Mode:   func() string { return "on" },
+	})
+	if _, notes := s.desktopNotes(batch); len(notes) != len(batch) {
+		t.Fatalf("%d notifications, want %d (the owner's)", len(notes), len(batch))
+	}
+	if asked[owner] != 1 || asked[guest] != 1 {
+		t.Fatalf("Owner asked %v, want once each", asked)
+	}
+}

@@ -35,6 +35,9 @@ type Engine struct {
 	seq     sequencer    // per-room queues of sends (perform_sequencer.go)
 	sliding slidingCache // bump stamps and room types for sliding sync (sliding.go)
 	index   roomIndex    // rooms' last and member-event positions for sliding sync (sliding_index.go)
+
+	pushRooms pushFactsCache // what PushEventsAfter tells of each room (follow_push_facts.go)
+	allowed   allowedCache   // auth decisions for message events (perform_send_allowed.go)
 }
 
 // Config is what the engine needs from the daemon.

@@ -47,11 +47,8 @@ type PushEvent struct {
 func (e *Engine) PushEventsAfter(from, to uint64, fn func(*PushEvent) error) error {
 	return e.db.View(func(tx *store.Tx) error {
 		type roomFacts struct {
-			info    *Info
-			members []PushMember
-			names   map[string]string
-			name    string
-			pl      *powerLevels
+			info *Info
+			*pushFacts
 		}
 		rooms := map[uint64]*roomFacts{}
 		return eachPushable(tx, from, to, func(pos uint64, _ []byte) error {
@@ -66,14 +63,11 @@ func (e *Engine) PushEventsAfter(from, to uint64, fn func(*PushEvent) error) err
 				if err != nil {
 					return err
 				}
-				rf = &roomFacts{info: info, names: map[string]string{}}
-				rf.members, rf.names = e.localMembers(tx, info)
-				if n, _ := e.currentStateEvent(tx, info.NID, "m.room.name", ""); n != nil {
-					rf.name = gjson.GetBytes(n.PDU.Content(), "name").String()
-				}
-				if rf.pl, err = e.powerLevels(tx, info); err != nil {
+				facts, err := e.pushFacts(tx, info) // follow_push_facts.go
+				if err != nil {
 					return err
 				}
+				rf = &roomFacts{info: info, pushFacts: facts}
 				rooms[ev.RoomNID] = rf
 			}
 			sender := string(ev.PDU.SenderID())

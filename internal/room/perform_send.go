@@ -185,11 +185,11 @@ func (e *Engine) build(tx *store.Tx, info *Info, req SendRequest) (gomatrixserve
 	if !req.TS.IsZero() {
 		now = req.TS
 	}
-	pdu, err := eb.Build(now, e.serverName, e.keyID, e.key)
+	pdu, err := e.signEvent(ver, eb, now)
 	if err != nil {
 		return nil, badEvent(err)
 	}
-	if err := gomatrixserverlib.Allowed(pdu, provider, userIDForSender); err != nil {
+	if err := e.authorise(pdu, provider); err != nil { // perform_send_allowed.go
 		var invalid *gomatrixserverlib.EventValidationError
 		if errors.As(err, &invalid) {
 			// Content the room version forbids whoever sends it, such as

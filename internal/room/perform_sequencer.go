@@ -181,12 +181,14 @@ func (e *Engine) sendBatch(roomID string, batch []*pendingSend) {
 	}
 	ids := make([]string, len(plan))
 	errs := make([]error, len(plan))
+	var stored []*Event
 	// The batch's senders wait for this commit whatever their contexts do:
 	// once queued the events are sent, and acknowledged only when durable.
 	err = e.db.Update(context.Background(), func(tx *store.Tx) error {
 		// Update may run this more than once: results are reset each time.
 		clear(ids)
 		clear(errs)
+		stored = stored[:0]
 		info, err := roomInfo(tx, roomID)
 		if err != nil {
 			return err
@@ -216,13 +218,22 @@ func (e *Engine) sendBatch(roomID string, batch []*pendingSend) {
 					continue
 				}
 			}
-			if _, err := e.append(tx, info, pdu, &pl.p.req); err != nil {
+			ev, err := e.append(tx, info, pdu, &pl.p.req)
+			if err != nil {
 				return err
 			}
+			stored = append(stored, ev)
 			ids[i] = pdu.EventID()
 		}
 		return putRoomInfo(tx, info)
 	})
+	if err == nil {
+		// Push, the call agent and every woken /sync read these events
+		// next: give them the parsed events rather than the JSON to parse.
+		for _, ev := range stored {
+			e.pdus.put(ev.NID, ev.ID, false, ev.PDU)
+		}
+	}
 	for i, pl := range plan {
 		switch {
 		case err != nil:
