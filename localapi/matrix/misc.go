@@ -57,11 +57,12 @@ var unstableFeatures = map[string]bool{
 	"io.element.e2ee_forced.trusted_private": false,
 }
 
-func (s *Server) versions(w http.ResponseWriter, r *http.Request) {
+func (s *Server) versions(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, map[string]any{"versions": specVersions, "unstable_features": s.unstableFeaturesNow()})
+	return nil
 }
 
-func (s *Server) capabilities(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) capabilities(w http.ResponseWriter, r *http.Request, c *caller) error {
 	available := map[string]string{}
 	for _, v := range room.SupportedVersions() {
 		available[string(v)] = "stable"
@@ -77,4 +78,5 @@ func (s *Server) capabilities(w http.ResponseWriter, r *http.Request, c *caller)
 		// MSC4155: this server enforces the invite permission config.
 		"org.matrix.msc4155.invite_permission_config_enforced": map[string]bool{"enabled": true},
 	}})
+	return nil
 }

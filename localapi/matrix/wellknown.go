@@ -12,8 +12,9 @@ import (
 // wellKnown serves /.well-known/matrix/client (Client-Server API
 // §"Well-known URIs") so a client given only an address finds the API.
 // Its CORS headers come from ServeHTTP, like every client endpoint's.
-func (s *Server) wellKnown(w http.ResponseWriter, r *http.Request) {
+func (s *Server) wellKnown(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, map[string]any{"m.homeserver": map[string]string{"base_url": s.baseURL(r)}})
+	return nil
 }
 
 // baseURL is this API's address as the client of r reached it. The
