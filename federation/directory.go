@@ -50,7 +50,7 @@ func (s *Service) publicRooms(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, page)
+	matrixerr.WriteJSON(w, http.StatusOK, page)
 	return nil
 }
 

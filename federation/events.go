@@ -48,7 +48,7 @@ func (s *Service) writeTransaction(w http.ResponseWriter, pdus []gomatrixserverl
 	for _, p := range pdus {
 		raws = append(raws, p.JSON())
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"origin": s.cfg.ServerName,
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"origin": s.cfg.ServerName,
 		"origin_server_ts": spec.AsTimestamp(s.now()), "pdus": raws})
 }
 
@@ -65,7 +65,7 @@ func (s *Service) state(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, fclient.RespState{StateEvents: gomatrixserverlib.NewEventJSONsFromEvents(state),
+	matrixerr.WriteJSON(w, http.StatusOK, fclient.RespState{StateEvents: gomatrixserverlib.NewEventJSONsFromEvents(state),
 		AuthEvents: gomatrixserverlib.NewEventJSONsFromEvents(chain)})
 	return nil
 }
@@ -75,7 +75,7 @@ func (s *Service) stateIDs(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, fclient.RespStateIDs{StateEventIDs: ids(state), AuthEventIDs: ids(chain)})
+	matrixerr.WriteJSON(w, http.StatusOK, fclient.RespStateIDs{StateEventIDs: ids(state), AuthEventIDs: ids(chain)})
 	return nil
 }
 
@@ -96,7 +96,7 @@ func (s *Service) eventAuth(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, fclient.RespEventAuth{AuthEvents: gomatrixserverlib.NewEventJSONsFromEvents(chain)})
+	matrixerr.WriteJSON(w, http.StatusOK, fclient.RespEventAuth{AuthEvents: gomatrixserverlib.NewEventJSONsFromEvents(chain)})
 	return nil
 }
 
@@ -151,6 +151,6 @@ func (s *Service) missingEvents(w http.ResponseWriter, r *request) error {
 	// order.
 	slices.Reverse(pdus)
 	slices.SortStableFunc(pdus, func(a, b gomatrixserverlib.PDU) int { return cmp.Compare(a.Depth(), b.Depth()) })
-	writeJSON(w, http.StatusOK, fclient.RespMissingEvents{Events: gomatrixserverlib.NewEventJSONsFromEvents(pdus)})
+	matrixerr.WriteJSON(w, http.StatusOK, fclient.RespMissingEvents{Events: gomatrixserverlib.NewEventJSONsFromEvents(pdus)})
 	return nil
 }

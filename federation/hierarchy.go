@@ -45,7 +45,7 @@ func (s *Service) hierarchy(w http.ResponseWriter, r *request) error {
 			res.InaccessibleChildren = append(res.InaccessibleChildren, c.StateKey)
 		}
 	}
-	writeJSON(w, http.StatusOK, res)
+	matrixerr.WriteJSON(w, http.StatusOK, res)
 	return nil
 }
 

@@ -31,7 +31,7 @@ func (s *Service) invite(w http.ResponseWriter, r *request) error {
 	}
 	ver, err := gomatrixserverlib.GetRoomVersion(body.RoomVersion)
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]any{"errcode": "M_INCOMPATIBLE_ROOM_VERSION",
+		matrixerr.WriteJSON(w, http.StatusBadRequest, map[string]any{"errcode": "M_INCOMPATIBLE_ROOM_VERSION",
 			"error": "unsupported room version", "room_version": body.RoomVersion})
 		return nil
 	}
@@ -89,7 +89,7 @@ func (s *Service) invite(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, fclient.RespInviteV2{Event: signed.JSON()})
+	matrixerr.WriteJSON(w, http.StatusOK, fclient.RespInviteV2{Event: signed.JSON()})
 	return nil
 }
 

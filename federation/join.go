@@ -55,7 +55,7 @@ func (s *Service) makeJoin(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return gmslError(err)
 	}
-	writeJSON(w, http.StatusOK, fclient.RespMakeJoin{JoinEvent: res.JoinTemplateEvent, RoomVersion: res.RoomVersion})
+	matrixerr.WriteJSON(w, http.StatusOK, fclient.RespMakeJoin{JoinEvent: res.JoinTemplateEvent, RoomVersion: res.RoomVersion})
 	return nil
 }
 
@@ -72,7 +72,7 @@ func (s *Service) makeLeave(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return gmslError(err)
 	}
-	writeJSON(w, http.StatusOK, fclient.RespMakeLeave{LeaveEvent: res.LeaveTemplateEvent, RoomVersion: version})
+	matrixerr.WriteJSON(w, http.StatusOK, fclient.RespMakeLeave{LeaveEvent: res.LeaveTemplateEvent, RoomVersion: version})
 	return nil
 }
 
@@ -102,7 +102,7 @@ func (s *Service) sendJoin(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return gmslError(err)
 	}
-	writeJSON(w, http.StatusOK, resp)
+	matrixerr.WriteJSON(w, http.StatusOK, resp)
 	return nil
 }
 
@@ -112,7 +112,7 @@ func (s *Service) sendJoinV1(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return gmslError(err)
 	}
-	writeJSON(w, http.StatusOK, []any{200, resp})
+	matrixerr.WriteJSON(w, http.StatusOK, []any{200, resp})
 	return nil
 }
 
@@ -202,7 +202,7 @@ func (s *Service) sendLeave(w http.ResponseWriter, r *request) error {
 	if err := s.acceptLeave(r); err != nil {
 		return gmslError(err)
 	}
-	writeJSON(w, http.StatusOK, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
 	return nil
 }
 
@@ -210,7 +210,7 @@ func (s *Service) sendLeaveV1(w http.ResponseWriter, r *request) error {
 	if err := s.acceptLeave(r); err != nil {
 		return gmslError(err)
 	}
-	writeJSON(w, http.StatusOK, []any{200, struct{}{}})
+	matrixerr.WriteJSON(w, http.StatusOK, []any{200, struct{}{}})
 	return nil
 }
 

@@ -32,7 +32,7 @@ func (s *Service) makeKnock(w http.ResponseWriter, r *request) error {
 		return err
 	}
 	if !slices.Contains(r.URL.Query()["ver"], string(version)) {
-		writeJSON(w, http.StatusBadRequest, map[string]any{"errcode": "M_INCOMPATIBLE_ROOM_VERSION",
+		matrixerr.WriteJSON(w, http.StatusBadRequest, map[string]any{"errcode": "M_INCOMPATIBLE_ROOM_VERSION",
 			"error": "your server does not support this room's version", "room_version": version})
 		return nil
 	}
@@ -58,7 +58,7 @@ func (s *Service) makeKnock(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return gmslError(err)
 	}
-	writeJSON(w, http.StatusOK, fclient.RespMakeKnock{KnockEvent: *proto, RoomVersion: version})
+	matrixerr.WriteJSON(w, http.StatusOK, fclient.RespMakeKnock{KnockEvent: *proto, RoomVersion: version})
 	return nil
 }
 
@@ -98,7 +98,7 @@ func (s *Service) sendKnock(w http.ResponseWriter, r *request) error {
 		return err
 	}
 	// Whole events, not fclient's stripped form (invite_state.go).
-	writeJSON(w, http.StatusOK, map[string]any{"knock_room_state": stripped})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"knock_room_state": stripped})
 	return nil
 }
 

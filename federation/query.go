@@ -34,7 +34,7 @@ func (s *Service) queryDirectory(w http.ResponseWriter, r *request) error {
 	for _, srv := range servers {
 		res.Servers = append(res.Servers, spec.ServerName(srv))
 	}
-	writeJSON(w, http.StatusOK, res)
+	matrixerr.WriteJSON(w, http.StatusOK, res)
 	return nil
 }
 
@@ -73,7 +73,7 @@ func (s *Service) queryProfile(w http.ResponseWriter, r *request) error {
 	case "avatar_url":
 		res.DisplayName = ""
 	}
-	writeJSON(w, http.StatusOK, res)
+	matrixerr.WriteJSON(w, http.StatusOK, res)
 	return nil
 }
 

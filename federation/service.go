@@ -11,7 +11,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -255,16 +254,8 @@ func authError(code int, body any) error {
 }
 
 func (s *Service) version(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, map[string]any{"server": map[string]string{"name": "Hearth", "version": "dev"}})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"server": map[string]string{"name": "Hearth", "version": "dev"}})
 	return nil
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	if err := json.NewEncoder(w).Encode(v); err != nil {
-		slog.Debug("federation: write response", "err", err)
-	}
 }
 
 // userIDForSender maps a sender to its user ID; Hearth has no pseudonymous

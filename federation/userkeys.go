@@ -107,7 +107,7 @@ func (s *Service) userKeysQuery(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"device_keys": res.DeviceKeys, "master_keys": res.MasterKeys,
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"device_keys": res.DeviceKeys, "master_keys": res.MasterKeys,
 		"self_signing_keys": res.SelfSigningKeys})
 	return nil
 }
@@ -137,7 +137,7 @@ func (s *Service) userKeysClaim(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"one_time_keys": otks})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"one_time_keys": otks})
 	return nil
 }
 
@@ -169,7 +169,7 @@ func (s *Service) userDevices(w http.ResponseWriter, r *request) error {
 	if k := res.SelfSigningKeys[userID]; k != nil {
 		out["self_signing_key"] = k
 	}
-	writeJSON(w, http.StatusOK, out)
+	matrixerr.WriteJSON(w, http.StatusOK, out)
 	return nil
 }
 

@@ -3,6 +3,8 @@ package control
 import (
 	"net/http"
 	"time"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
 )
 
 // Appservices is the part of the backend that manages application
@@ -46,7 +48,7 @@ func (s *Server) appserviceRoutes() {
 		}
 	}
 	s.mux.HandleFunc("GET /_hearth/v1/appservices", with(func(a Appservices, w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, map[string]any{"appservices": a.Appservices()})
+		matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"appservices": a.Appservices()})
 	}))
 	s.mux.HandleFunc("POST /_hearth/v1/appservices", with(func(a Appservices, w http.ResponseWriter, r *http.Request) {
 		var req struct {
@@ -61,13 +63,13 @@ func (s *Server) appserviceRoutes() {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, out)
+		matrixerr.WriteJSON(w, http.StatusOK, out)
 	}))
 	s.mux.HandleFunc("DELETE /_hearth/v1/appservices/{id}", with(func(a Appservices, w http.ResponseWriter, r *http.Request) {
 		if err := a.RemoveAppservice(r.PathValue("id")); err != nil {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, struct{}{})
+		matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
 	}))
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"rsc.io/qr"
 )
 
@@ -230,7 +231,7 @@ func (s *sessions) endAll() {
 // consoleLink makes a one-time login link for the console. The code is in
 // the fragment: it never reaches a server or its logs.
 func (s *Server) consoleLink(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, map[string]any{"path": "/_hearth/#code=" + s.sessions.newCode(), "expires_in_ms": linkTTL.Milliseconds()})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"path": "/_hearth/#code=" + s.sessions.newCode(), "expires_in_ms": linkTTL.Milliseconds()})
 }
 
 // consoleSession is POST /_hearth/v1/session: the page trades the code
@@ -249,7 +250,7 @@ func (s *Server) consoleSession(w http.ResponseWriter, r *http.Request) {
 			Message: "this console link is used or expired; run 'hearth open console' for a new one"})
 		return
 	}
-	writeJSON(w, map[string]any{"session": tok, "idle_timeout_ms": sessionIdle.Milliseconds(),
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"session": tok, "idle_timeout_ms": sessionIdle.Milliseconds(),
 		"expires_in_ms": sessionMax.Milliseconds()})
 }
 
@@ -261,7 +262,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	} else {
 		s.sessions.endAll()
 	}
-	writeJSON(w, map[string]any{})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{})
 }
 
 func (s *Server) consolePage(w http.ResponseWriter, r *http.Request) {

@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
 )
 
 // Status is the daemon's state as the CLI and tray show it.
@@ -213,7 +215,7 @@ func New(b Backend, secret string) *Server {
 	s.mux.HandleFunc("POST /_hearth/v1/federation/pause", s.federationPause(true))
 	s.mux.HandleFunc("POST /_hearth/v1/federation/resume", s.federationPause(false))
 	s.mux.HandleFunc("POST /_hearth/v1/federation/mode", s.federationMode)
-	s.mux.HandleFunc("GET /_hearth/v1/peers", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.backend.Peers()) })
+	s.mux.HandleFunc("GET /_hearth/v1/peers", func(w http.ResponseWriter, r *http.Request) { matrixerr.WriteJSON(w, http.StatusOK, s.backend.Peers()) })
 	s.peersRoutes()
 	s.discoveryRoutes()
 	s.nearbyRoutes()
@@ -228,7 +230,10 @@ func New(b Backend, secret string) *Server {
 }
 
 // ServeHTTP checks where the request comes from and its credential.
+// Every answer is for this computer's owner alone and may hold secrets
+// (sessions, config), so none may be cached.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
 	if err := checkOrigin(r); err != nil {
 		writeError(w, err)
 		return
@@ -299,21 +304,13 @@ func isLoopbackName(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	json.NewEncoder(w).Encode(v)
-}
-
 func writeError(w http.ResponseWriter, err error) {
 	var ce *Error
 	if !errors.As(err, &ce) {
 		slog.Error("control API", "err", err)
 		ce = &Error{Status: http.StatusInternalServerError, Code: "internal", Message: err.Error()}
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(ce.Status)
-	json.NewEncoder(w).Encode(ce)
+	matrixerr.WriteJSON(w, ce.Status, ce)
 }
 
 // BadRequest is a control error for invalid input, naming the field.
@@ -330,7 +327,9 @@ func readBody(r *http.Request, v any) error {
 	return nil
 }
 
-func (s *Server) status(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.backend.Status()) }
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	matrixerr.WriteJSON(w, http.StatusOK, s.backend.Status())
+}
 
 func (s *Server) accounts(w http.ResponseWriter, r *http.Request) {
 	ids, err := s.backend.Accounts()
@@ -338,7 +337,7 @@ func (s *Server) accounts(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, map[string]any{"accounts": ids})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"accounts": ids})
 }
 
 func (s *Server) addAccount(w http.ResponseWriter, r *http.Request) {
@@ -363,7 +362,7 @@ func (s *Server) addAccount(w http.ResponseWriter, r *http.Request) {
 	if req.Password == "" {
 		resp["password"] = pw
 	}
-	writeJSON(w, resp)
+	matrixerr.WriteJSON(w, http.StatusOK, resp)
 }
 
 func (s *Server) setPassword(w http.ResponseWriter, r *http.Request) {
@@ -383,10 +382,12 @@ func (s *Server) setPassword(w http.ResponseWriter, r *http.Request) {
 	if req.Password == "" {
 		resp["password"] = pw
 	}
-	writeJSON(w, resp)
+	matrixerr.WriteJSON(w, http.StatusOK, resp)
 }
 
-func (s *Server) config(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.backend.Config()) }
+func (s *Server) config(w http.ResponseWriter, r *http.Request) {
+	matrixerr.WriteJSON(w, http.StatusOK, s.backend.Config())
+}
 
 func (s *Server) setConfig(w http.ResponseWriter, r *http.Request) {
 	var req struct {
@@ -400,7 +401,7 @@ func (s *Server) setConfig(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, map[string]any{"restart_required": true})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"restart_required": true})
 }
 
 func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
@@ -412,7 +413,7 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	writeJSON(w, map[string]any{"lines": s.backend.Logs(n)})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"lines": s.backend.Logs(n)})
 }
 
 // open makes a one-time login token so the CLI or tray can open a client
@@ -434,18 +435,18 @@ func (s *Server) open(w http.ResponseWriter, r *http.Request) {
 	if u := s.backend.ChatClientURL(req.User, tok); u != "" {
 		out["client_url"] = u
 	}
-	writeJSON(w, out)
+	matrixerr.WriteJSON(w, http.StatusOK, out)
 }
 
 // shutdown stops the daemon (the tray's "Stop Hearth", and the stop path
 // where the OS has no signals to send).
 func (s *Server) shutdown(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, map[string]any{"stopping": true})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"stopping": true})
 	s.backend.Shutdown()
 }
 
 func (s *Server) federation(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, s.backend.Federation())
+	matrixerr.WriteJSON(w, http.StatusOK, s.backend.Federation())
 }
 
 func (s *Server) federationPause(paused bool) http.HandlerFunc {
@@ -454,7 +455,7 @@ func (s *Server) federationPause(paused bool) http.HandlerFunc {
 			writeError(w, &Error{Status: http.StatusConflict, Code: "federation_off", Message: err.Error()})
 			return
 		}
-		writeJSON(w, s.backend.Federation())
+		matrixerr.WriteJSON(w, http.StatusOK, s.backend.Federation())
 	}
 }
 
@@ -472,5 +473,5 @@ func (s *Server) federationMode(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, s.backend.Federation())
+	matrixerr.WriteJSON(w, http.StatusOK, s.backend.Federation())
 }

@@ -1,6 +1,10 @@
 package control
 
-import "net/http"
+import (
+	"net/http"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
+)
 
 // DiscoverySwitcher is the part of the backend that switches LAN
 // discovery (lan_discovery = on|browse|off) while the daemon runs; a
@@ -29,7 +33,7 @@ func (s *Server) discoveryRoutes() {
 			writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such control endpoint"})
 			return
 		}
-		writeJSON(w, sw.Discovery())
+		matrixerr.WriteJSON(w, http.StatusOK, sw.Discovery())
 	})
 	s.mux.HandleFunc("POST /_hearth/v1/discovery/mode", s.discoveryMode)
 }
@@ -54,5 +58,5 @@ func (s *Server) discoveryMode(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, sw.Discovery())
+	matrixerr.WriteJSON(w, http.StatusOK, sw.Discovery())
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
 )
 
 // NearbySwitcher is the part of the backend that switches whether an
@@ -50,7 +52,7 @@ func (s *Server) nearbyAccounts(w http.ResponseWriter, r *http.Request) {
 	if ids == nil {
 		ids = []string{}
 	}
-	writeJSON(w, map[string]any{"accounts": ids})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"accounts": ids})
 }
 
 // setNearby switches whether an account is announced to people nearby;
@@ -82,7 +84,7 @@ func (s *Server) setNearby(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, NearbyAccount{UserID: id, Nearby: *req.Nearby})
+	matrixerr.WriteJSON(w, http.StatusOK, NearbyAccount{UserID: id, Nearby: *req.Nearby})
 }
 
 // PeopleNearby is the one line the CLI, the tray and the console show for

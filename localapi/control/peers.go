@@ -3,6 +3,8 @@ package control
 import (
 	"context"
 	"net/http"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
 )
 
 // PeerForgetter is the part of the backend that forgets a LAN peer's
@@ -63,7 +65,7 @@ func (s *Server) decidePeerKey(w http.ResponseWriter, r *http.Request, accept bo
 		writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no peer named " + name + " with a changed key"})
 		return
 	}
-	writeJSON(w, DecideResult{ServerName: name, Accepted: accept})
+	matrixerr.WriteJSON(w, http.StatusOK, DecideResult{ServerName: name, Accepted: accept})
 }
 
 // forgetPeer deletes a peer's pinned key, so its next announcement is
@@ -89,5 +91,5 @@ func (s *Server) forgetPeer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no pinned key or peer named " + name})
 		return
 	}
-	writeJSON(w, ForgetResult{ServerName: name, Forgotten: true})
+	matrixerr.WriteJSON(w, http.StatusOK, ForgetResult{ServerName: name, Forgotten: true})
 }

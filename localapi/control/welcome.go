@@ -3,6 +3,8 @@ package control
 import (
 	"net/http"
 	"unicode/utf8"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
 )
 
 // The console's welcome (issue 13, "first run from an installer"): a
@@ -78,7 +80,7 @@ func (s *Server) welcome(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, wel)
+	matrixerr.WriteJSON(w, http.StatusOK, wel)
 }
 
 // firstPassword is POST /_hearth/v1/welcome/password {"password": "…"}:
@@ -104,7 +106,7 @@ func (s *Server) firstPassword(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, map[string]any{"user_id": id})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"user_id": id})
 }
 
 // checkPassword applies the form's rules.
@@ -135,5 +137,5 @@ func (s *Server) welcomeShown(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, map[string]any{"first": first})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"first": first})
 }

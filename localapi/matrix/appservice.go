@@ -135,7 +135,7 @@ func (s *Server) appservicePing(w http.ResponseWriter, r *http.Request, c *calle
 	if err := s.appsvc.Ping(r.Context(), c.Appservice.ID(), req.TransactionID); err != nil {
 		return err
 	}
-	writeJSON(w, map[string]any{"duration_ms": time.Since(start).Milliseconds()})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"duration_ms": time.Since(start).Milliseconds()})
 	return nil
 }
 

@@ -98,7 +98,7 @@ func (s *Server) loginFlows(w http.ResponseWriter, r *http.Request) error {
 	if s.appsvc != nil {
 		flows = append(flows, map[string]any{"type": "m.login.application_service"})
 	}
-	writeJSON(w, map[string]any{"flows": flows})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"flows": flows})
 	return nil
 }
 
@@ -185,7 +185,7 @@ func writeSession(w http.ResponseWriter, sess *account.Session, serverName strin
 		resp["refresh_token"] = sess.RefreshToken
 		resp["expires_in_ms"] = sess.ExpiresInMs
 	}
-	writeJSON(w, resp)
+	matrixerr.WriteJSON(w, http.StatusOK, resp)
 }
 
 func (s *Server) refresh(w http.ResponseWriter, r *http.Request) error {
@@ -199,7 +199,7 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, map[string]any{"access_token": sess.AccessToken, "refresh_token": sess.RefreshToken,
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"access_token": sess.AccessToken, "refresh_token": sess.RefreshToken,
 		"expires_in_ms": sess.ExpiresInMs})
 	return nil
 }
@@ -211,7 +211,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, c *caller) error
 	if err := s.dropDevices(r.Context(), c, []string{c.DeviceID}); err != nil {
 		return err
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
 	return nil
 }
 
@@ -222,12 +222,12 @@ func (s *Server) logoutAll(w http.ResponseWriter, r *http.Request, c *caller) er
 	if err := s.dropDevices(r.Context(), c, nil); err != nil {
 		return err
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
 	return nil
 }
 
 func (s *Server) whoami(w http.ResponseWriter, r *http.Request, c *caller) error {
-	writeJSON(w, map[string]any{"user_id": c.UserID, "device_id": c.DeviceID, "is_guest": false})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"user_id": c.UserID, "device_id": c.DeviceID, "is_guest": false})
 	return nil
 }
 
@@ -241,7 +241,7 @@ func (s *Server) getLoginToken(w http.ResponseWriter, r *http.Request, c *caller
 	if err != nil {
 		return err
 	}
-	writeJSON(w, map[string]any{"login_token": tok, "expires_in_ms": ttl.Milliseconds()})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"login_token": tok, "expires_in_ms": ttl.Milliseconds()})
 	return nil
 }
 

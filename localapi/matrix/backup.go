@@ -38,7 +38,7 @@ func (s *Server) createBackup(w http.ResponseWriter, r *http.Request, c *caller)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, map[string]string{"version": v})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]string{"version": v})
 	return nil
 }
 
@@ -47,7 +47,7 @@ func (s *Server) getBackup(w http.ResponseWriter, r *http.Request, c *caller) er
 	if err != nil {
 		return err
 	}
-	writeJSON(w, info)
+	matrixerr.WriteJSON(w, http.StatusOK, info)
 	return nil
 }
 
@@ -62,7 +62,7 @@ func (s *Server) updateBackup(w http.ResponseWriter, r *http.Request, c *caller)
 	if err := s.keys.UpdateBackup(r.Context(), c.UserID, r.PathValue("version"), req.Version, req.Algorithm, req.AuthData); err != nil {
 		return err
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
 	return nil
 }
 
@@ -70,7 +70,7 @@ func (s *Server) deleteBackup(w http.ResponseWriter, r *http.Request, c *caller)
 	if err := s.keys.DeleteBackup(r.Context(), c.UserID, r.PathValue("version")); err != nil {
 		return err
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
 	return nil
 }
 
@@ -130,7 +130,7 @@ func (s *Server) putBackupKeys(w http.ResponseWriter, r *http.Request, c *caller
 	if err != nil {
 		return err
 	}
-	writeJSON(w, map[string]any{"count": count, "etag": etag})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"count": count, "etag": etag})
 	return nil
 }
 
@@ -150,19 +150,19 @@ func (s *Server) getBackupKeys(w http.ResponseWriter, r *http.Request, c *caller
 		if d == nil {
 			return matrixerr.NotFound("no key for this session")
 		}
-		writeJSON(w, d)
+		matrixerr.WriteJSON(w, http.StatusOK, d)
 	case roomID != "":
 		sessions := rooms[roomID]
 		if sessions == nil {
 			sessions = map[string]*e2ee.SessionData{}
 		}
-		writeJSON(w, map[string]any{"sessions": sessions})
+		matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"sessions": sessions})
 	default:
 		out := map[string]any{}
 		for id, sessions := range rooms {
 			out[id] = map[string]any{"sessions": sessions}
 		}
-		writeJSON(w, map[string]any{"rooms": out})
+		matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"rooms": out})
 	}
 	return nil
 }
@@ -176,6 +176,6 @@ func (s *Server) deleteBackupKeys(w http.ResponseWriter, r *http.Request, c *cal
 	if err != nil {
 		return err
 	}
-	writeJSON(w, map[string]any{"count": count, "etag": etag})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"count": count, "etag": etag})
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/hearth-chat/hearth/internal/room"
 )
 
@@ -69,7 +70,7 @@ func (s *Server) deactivate(w http.ResponseWriter, r *http.Request, c *caller) e
 	if err := s.leaveAll(ctx, c.UserID); err != nil {
 		slog.Warn("deactivate: leave rooms", "user", c.UserID, "err", err)
 	}
-	writeJSON(w, map[string]any{"id_server_unbind_result": "no-support"})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"id_server_unbind_result": "no-support"})
 	return nil
 }
 

@@ -134,7 +134,7 @@ func (s *Server) scheduleDelayed(w http.ResponseWriter, r *http.Request, c *call
 	if err != nil {
 		return err
 	}
-	writeJSON(w, map[string]string{"delay_id": id})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]string{"delay_id": id})
 	return nil
 }
 
@@ -227,7 +227,7 @@ func (s *Server) updateDelayedEvent(w http.ResponseWriter, r *http.Request, c *c
 	if err != nil {
 		return err
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
 	return nil
 }
 
@@ -265,7 +265,7 @@ func (s *Server) getDelayedEvent(w http.ResponseWriter, r *http.Request, c *call
 	if err != nil {
 		return err
 	}
-	writeJSON(w, viewDelayed(e))
+	matrixerr.WriteJSON(w, http.StatusOK, viewDelayed(e))
 	return nil
 }
 
@@ -430,6 +430,6 @@ func (s *Server) listDelayedEvents(w http.ResponseWriter, r *http.Request, c *ca
 		views = append(views, viewDelayed(e))
 	}
 	resp["delayed_events"] = views
-	writeJSON(w, resp)
+	matrixerr.WriteJSON(w, http.StatusOK, resp)
 	return nil
 }

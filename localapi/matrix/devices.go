@@ -12,7 +12,7 @@ func (s *Server) listDevices(w http.ResponseWriter, r *http.Request, c *caller) 
 	if err != nil {
 		return err
 	}
-	writeJSON(w, map[string]any{"devices": devs})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"devices": devs})
 	return nil
 }
 
@@ -21,7 +21,7 @@ func (s *Server) getDevice(w http.ResponseWriter, r *http.Request, c *caller) er
 	if err != nil {
 		return err
 	}
-	writeJSON(w, d)
+	matrixerr.WriteJSON(w, http.StatusOK, d)
 	return nil
 }
 
@@ -49,7 +49,7 @@ func (s *Server) putDevice(w http.ResponseWriter, r *http.Request, c *caller) er
 	} else if _, err := s.accounts.Device(c.Localpart, r.PathValue("deviceId")); err != nil {
 		return err
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
 	return nil
 }
 
@@ -95,7 +95,7 @@ func (s *Server) deleteDevicesUIA(w http.ResponseWriter, r *http.Request, c *cal
 	if err := s.dropDevices(r.Context(), c, ids); err != nil {
 		return err
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
 	return nil
 }
 
@@ -131,7 +131,7 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, c *calle
 			return err
 		}
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
 	return nil
 }
 

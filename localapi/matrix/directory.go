@@ -11,7 +11,7 @@ func (s *Server) getAlias(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, map[string]any{"room_id": id, "servers": servers})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"room_id": id, "servers": servers})
 	return nil
 }
 
@@ -31,7 +31,7 @@ func (s *Server) putAlias(w http.ResponseWriter, r *http.Request, c *caller) err
 	if err := s.rooms.SetAlias(r.Context(), c.UserID, r.PathValue("alias"), req.RoomID); err != nil {
 		return err
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
 	return nil
 }
 
@@ -39,7 +39,7 @@ func (s *Server) deleteAlias(w http.ResponseWriter, r *http.Request, c *caller) 
 	if err := s.rooms.DeleteAlias(r.Context(), c.UserID, r.PathValue("alias")); err != nil {
 		return err
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
 	return nil
 }
 
@@ -48,7 +48,7 @@ func (s *Server) roomAliases(w http.ResponseWriter, r *http.Request, c *caller) 
 	if err != nil {
 		return err
 	}
-	writeJSON(w, map[string]any{"aliases": aliases})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"aliases": aliases})
 	return nil
 }
 
@@ -61,7 +61,7 @@ func (s *Server) getVisibility(w http.ResponseWriter, r *http.Request) error {
 	if pub {
 		vis = "public"
 	}
-	writeJSON(w, map[string]any{"visibility": vis})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"visibility": vis})
 	return nil
 }
 
@@ -78,7 +78,7 @@ func (s *Server) putVisibility(w http.ResponseWriter, r *http.Request, c *caller
 	if err := s.rooms.SetPublished(r.Context(), c.UserID, r.PathValue("roomId"), req.Visibility == "public"); err != nil {
 		return err
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
 	return nil
 }
 
@@ -116,7 +116,7 @@ func (s *Server) publicRooms(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, page)
+	matrixerr.WriteJSON(w, http.StatusOK, page)
 	return nil
 }
 
@@ -130,6 +130,6 @@ func (s *Server) remotePublicRooms(w http.ResponseWriter, r *http.Request, serve
 	if err != nil {
 		return err
 	}
-	writeJSON(w, page)
+	matrixerr.WriteJSON(w, http.StatusOK, page)
 	return nil
 }

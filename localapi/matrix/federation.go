@@ -129,7 +129,7 @@ func (s *Server) remoteMembership(w http.ResponseWriter, r *http.Request, op str
 	default:
 		return false, nil
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
 	return true, nil
 }
 

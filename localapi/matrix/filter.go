@@ -206,7 +206,7 @@ func (s *Server) putFilter(w http.ResponseWriter, r *http.Request, c *caller) er
 	if err != nil {
 		return err
 	}
-	writeJSON(w, map[string]any{"filter_id": id})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"filter_id": id})
 	return nil
 }
 

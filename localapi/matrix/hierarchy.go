@@ -180,7 +180,7 @@ func (s *Server) spaceHierarchy(w http.ResponseWriter, r *http.Request, c *calle
 	if slices.ContainsFunc(walk.stack, func(e hierarchyEntry) bool { return !walk.seen[e.roomID] }) {
 		res["next_batch"] = s.spaces.put(walk)
 	}
-	writeJSON(w, res)
+	matrixerr.WriteJSON(w, http.StatusOK, res)
 	return nil
 }
 

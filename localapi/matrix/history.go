@@ -46,7 +46,7 @@ func (s *Server) getEvent(w http.ResponseWriter, r *http.Request, c *caller) err
 	if err != nil {
 		return err
 	}
-	writeJSON(w, ev)
+	matrixerr.WriteJSON(w, http.StatusOK, ev)
 	return nil
 }
 
@@ -106,7 +106,7 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request, c *caller) err
 	if len(page.State) > 0 {
 		resp["state"] = page.State
 	}
-	writeJSON(w, resp)
+	matrixerr.WriteJSON(w, http.StatusOK, resp)
 	return nil
 }
 
@@ -125,7 +125,7 @@ func (s *Server) eventContext(w http.ResponseWriter, r *http.Request, c *caller)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, map[string]any{"event": ctx.Event, "events_before": ctx.Before,
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"event": ctx.Event, "events_before": ctx.Before,
 		"events_after": ctx.After, "start": pageToken(ctx.Start), "end": pageToken(ctx.End),
 		"state": ctx.State})
 	return nil
@@ -162,6 +162,6 @@ func writeChunk(w http.ResponseWriter, evs []room.ClientEvent, next uint64, err 
 	if next != 0 {
 		resp["next_batch"] = pageToken(next)
 	}
-	writeJSON(w, resp)
+	matrixerr.WriteJSON(w, http.StatusOK, resp)
 	return nil
 }

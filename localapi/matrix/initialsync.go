@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/hearth-chat/hearth/internal/room"
 )
 
@@ -65,7 +66,7 @@ func (s *Server) roomInitialSync(w http.ResponseWriter, r *http.Request, c *call
 	if m := s.membershipIn(c, roomID); m != "" {
 		resp["membership"] = m
 	}
-	writeJSON(w, resp)
+	matrixerr.WriteJSON(w, http.StatusOK, resp)
 	return nil
 }
 

@@ -50,7 +50,7 @@ func (s *Server) keysUpload(w http.ResponseWriter, r *http.Request, c *caller) e
 	if err != nil {
 		return err
 	}
-	writeJSON(w, map[string]any{"one_time_key_counts": counts})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"one_time_key_counts": counts})
 	return nil
 }
 
@@ -73,7 +73,7 @@ func (s *Server) keysQuery(w http.ResponseWriter, r *http.Request, c *caller) er
 	if err != nil {
 		return err
 	}
-	writeJSON(w, res)
+	matrixerr.WriteJSON(w, http.StatusOK, res)
 	return nil
 }
 
@@ -91,7 +91,7 @@ func (s *Server) keysClaim(w http.ResponseWriter, r *http.Request, c *caller) er
 	if err != nil {
 		return err
 	}
-	writeJSON(w, map[string]any{"one_time_keys": otks, "failures": failures})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"one_time_keys": otks, "failures": failures})
 	return nil
 }
 
@@ -132,7 +132,7 @@ func (s *Server) keysChanges(w http.ResponseWriter, r *http.Request, c *caller) 
 	if err != nil {
 		return err
 	}
-	writeJSON(w, map[string]any{"changed": changed, "left": gone})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"changed": changed, "left": gone})
 	return nil
 }
 
@@ -167,7 +167,7 @@ func (s *Server) crossSigningUpload(w http.ResponseWriter, r *http.Request, c *c
 	if err != nil {
 		return err
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
 	return nil
 }
 
@@ -180,6 +180,6 @@ func (s *Server) signaturesUpload(w http.ResponseWriter, r *http.Request, c *cal
 	if err != nil {
 		return err
 	}
-	writeJSON(w, map[string]any{"failures": failures})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"failures": failures})
 	return nil
 }

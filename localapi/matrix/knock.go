@@ -38,6 +38,6 @@ func (s *Server) knock(w http.ResponseWriter, r *http.Request, c *caller) error 
 	if err != nil {
 		return err
 	}
-	writeJSON(w, map[string]any{"room_id": roomID})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"room_id": roomID})
 	return nil
 }

@@ -78,7 +78,7 @@ func (s *Server) mediaConfig(w http.ResponseWriter, r *http.Request, c *caller) 
 	if err := s.mediaReady(); err != nil {
 		return err
 	}
-	writeJSON(w, map[string]any{"m.upload.size": s.media.MaxUploadBytes()})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"m.upload.size": s.media.MaxUploadBytes()})
 	return nil
 }
 
@@ -100,7 +100,7 @@ func (s *Server) mediaUpload(w http.ResponseWriter, r *http.Request, c *caller) 
 	if err != nil {
 		return err
 	}
-	writeJSON(w, map[string]any{"content_uri": s.media.MXC(id)})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"content_uri": s.media.MXC(id)})
 	return nil
 }
 
@@ -112,7 +112,7 @@ func (s *Server) mediaCreate(w http.ResponseWriter, r *http.Request, c *caller) 
 	if err != nil {
 		return err
 	}
-	writeJSON(w, map[string]any{"content_uri": s.media.MXC(id), "unused_expires_at": expires})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"content_uri": s.media.MXC(id), "unused_expires_at": expires})
 	return nil
 }
 
@@ -126,7 +126,7 @@ func (s *Server) mediaUploadTo(w http.ResponseWriter, r *http.Request, c *caller
 	if err := s.media.StoreTo(r.Context(), c.UserID, r.PathValue("mediaId"), s.upload(w, r)); err != nil {
 		return err
 	}
-	writeJSON(w, map[string]any{})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{})
 	return nil
 }
 
@@ -214,6 +214,6 @@ func (s *Server) mediaPreview(w http.ResponseWriter, r *http.Request, c *caller)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, og)
+	matrixerr.WriteJSON(w, http.StatusOK, og)
 	return nil
 }

@@ -3,6 +3,7 @@ package matrix
 import (
 	"net/http"
 
+	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/hearth-chat/hearth/internal/room"
 )
 
@@ -58,7 +59,7 @@ var unstableFeatures = map[string]bool{
 }
 
 func (s *Server) versions(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, map[string]any{"versions": specVersions, "unstable_features": s.unstableFeaturesNow()})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"versions": specVersions, "unstable_features": s.unstableFeaturesNow()})
 	return nil
 }
 
@@ -67,7 +68,7 @@ func (s *Server) capabilities(w http.ResponseWriter, r *http.Request, c *caller)
 	for _, v := range room.SupportedVersions() {
 		available[string(v)] = "stable"
 	}
-	writeJSON(w, map[string]any{"capabilities": map[string]any{
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"capabilities": map[string]any{
 		"m.room_versions":   map[string]any{"default": string(s.rooms.DefaultVersion), "available": available},
 		"m.change_password": map[string]bool{"enabled": true},
 		"m.set_displayname": map[string]bool{"enabled": true},

@@ -54,6 +54,6 @@ func (s *Server) notifications(w http.ResponseWriter, r *http.Request, c *caller
 	if next != 0 {
 		resp["next_token"] = strconv.FormatUint(next, 10)
 	}
-	writeJSON(w, resp)
+	matrixerr.WriteJSON(w, http.StatusOK, resp)
 	return nil
 }

@@ -309,7 +309,7 @@ func (s *Server) getPresence(w http.ResponseWriter, r *http.Request, c *caller) 
 	if content == nil {
 		return matrixerr.NotFound("no presence known for this user")
 	}
-	writeJSON(w, content)
+	matrixerr.WriteJSON(w, http.StatusOK, content)
 	return nil
 }
 
@@ -330,7 +330,7 @@ func (s *Server) putPresence(w http.ResponseWriter, r *http.Request, c *caller) 
 	if err := s.presence.set(r.Context(), c, req.Presence, req.StatusMsg); err != nil {
 		return err
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
 	return nil
 }
 

@@ -60,10 +60,10 @@ func writeProfile(w http.ResponseWriter, r *http.Request, displayName, avatarURL
 		if !ok {
 			return matrixerr.NotFound("profile field not set")
 		}
-		writeJSON(w, map[string]any{field: v})
+		matrixerr.WriteJSON(w, http.StatusOK, map[string]any{field: v})
 		return nil
 	}
-	writeJSON(w, p)
+	matrixerr.WriteJSON(w, http.StatusOK, p)
 	return nil
 }
 
@@ -106,7 +106,7 @@ func (s *Server) putProfile(w http.ResponseWriter, r *http.Request, c *caller) e
 		s.rooms.ChangeMembership(r.Context(), room.MembershipRequest{Sender: c.UserID, RoomID: id,
 			Target: c.UserID, Membership: "join", Profile: profile})
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
 	return nil
 }
 
@@ -141,7 +141,7 @@ func (s *Server) putAccountData(w http.ResponseWriter, r *http.Request, c *calle
 	if err := s.accounts.PutAccountData(r.Context(), c.Localpart, roomID, typ, body); err != nil {
 		return err
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
 	return nil
 }
 
@@ -203,6 +203,6 @@ func (s *Server) userDirectory(w http.ResponseWriter, r *http.Request, c *caller
 	if limited {
 		results = results[:req.Limit]
 	}
-	writeJSON(w, map[string]any{"results": results, "limited": limited})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"results": results, "limited": limited})
 	return nil
 }

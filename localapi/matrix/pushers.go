@@ -3,6 +3,7 @@ package matrix
 import (
 	"net/http"
 
+	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/hearth-chat/hearth/push"
 )
 
@@ -16,7 +17,7 @@ func (s *Server) getPushers(w http.ResponseWriter, r *http.Request, c *caller) e
 	if err != nil {
 		return err
 	}
-	writeJSON(w, map[string]any{"pushers": list})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"pushers": list})
 	return nil
 }
 
@@ -39,6 +40,6 @@ func (s *Server) setPusher(w http.ResponseWriter, r *http.Request, c *caller) er
 	if err := p.SetPusher(r.Context(), c.UserID, req); err != nil {
 		return err
 	}
-	writeJSON(w, map[string]any{})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{})
 	return nil
 }

@@ -46,10 +46,10 @@ func (s *Server) pushRules(w http.ResponseWriter, r *http.Request, c *caller) er
 		global = push.GlobalOf(rs)
 	}
 	if strings.HasSuffix(r.URL.Path, "/global/") {
-		writeJSON(w, global)
+		matrixerr.WriteJSON(w, http.StatusOK, global)
 		return nil
 	}
-	writeJSON(w, map[string]any{"global": global})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"global": global})
 	return nil
 }
 
@@ -75,7 +75,7 @@ func (s *Server) pushRulesKind(w http.ResponseWriter, r *http.Request, c *caller
 	if !ok {
 		return matrixerr.InvalidParam("unknown push rule kind")
 	}
-	writeJSON(w, rules)
+	matrixerr.WriteJSON(w, http.StatusOK, rules)
 	return nil
 }
 
@@ -88,7 +88,7 @@ func (s *Server) getPushRule(w http.ResponseWriter, r *http.Request, c *caller) 
 	if err != nil {
 		return err
 	}
-	writeJSON(w, (*push.Rule)(rule))
+	matrixerr.WriteJSON(w, http.StatusOK, (*push.Rule)(rule))
 	return nil
 }
 
@@ -111,7 +111,7 @@ func (s *Server) putPushRule(w http.ResponseWriter, r *http.Request, c *caller) 
 	if err := p.Rules.Put(r.Context(), c.UserID, rule, q.Get("before"), q.Get("after")); err != nil {
 		return err
 	}
-	writeJSON(w, map[string]any{})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{})
 	return nil
 }
 
@@ -123,7 +123,7 @@ func (s *Server) deletePushRule(w http.ResponseWriter, r *http.Request, c *calle
 	if err := p.Rules.Delete(r.Context(), c.UserID, r.PathValue("kind"), r.PathValue("ruleId")); err != nil {
 		return err
 	}
-	writeJSON(w, map[string]any{})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{})
 	return nil
 }
 
@@ -142,10 +142,10 @@ func (s *Server) getPushRuleAttr(w http.ResponseWriter, r *http.Request, c *call
 		return err
 	}
 	if attr == "enabled" {
-		writeJSON(w, map[string]any{"enabled": rule.Enabled})
+		matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"enabled": rule.Enabled})
 		return nil
 	}
-	writeJSON(w, map[string]any{"actions": push.Actions(rule.Actions)})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"actions": push.Actions(rule.Actions)})
 	return nil
 }
 
@@ -187,6 +187,6 @@ func (s *Server) putPushRuleAttr(w http.ResponseWriter, r *http.Request, c *call
 	if err != nil {
 		return err
 	}
-	writeJSON(w, map[string]any{})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{})
 	return nil
 }

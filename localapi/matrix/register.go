@@ -104,7 +104,7 @@ func (s *Server) registerAvailable(w http.ResponseWriter, r *http.Request) error
 	if u != nil {
 		return matrixerr.UserInUse("that user ID is taken")
 	}
-	writeJSON(w, map[string]any{"available": true})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"available": true})
 	return nil
 }
 
@@ -118,7 +118,7 @@ func (s *Server) tokenValidity(w http.ResponseWriter, r *http.Request) error {
 	if errors.As(err, &me) && me.Status == http.StatusTooManyRequests {
 		return err
 	}
-	writeJSON(w, map[string]any{"valid": err == nil})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"valid": err == nil})
 	return nil
 }
 
@@ -193,7 +193,7 @@ func (s *Server) registerAppserviceUser(w http.ResponseWriter, r *http.Request) 
 // tokens, unless the client asked for none (inhibit_login).
 func (s *Server) loginNewUser(w http.ResponseWriter, r *http.Request, localpart string, req *registerRequest) error {
 	if req.InhibitLogin {
-		writeJSON(w, map[string]any{"user_id": s.accounts.UserID(localpart)})
+		matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"user_id": s.accounts.UserID(localpart)})
 		return nil
 	}
 	sess, err := s.accounts.Login(r.Context(), localpart, req.DeviceID, req.InitialDeviceDisplayName, req.RefreshToken)

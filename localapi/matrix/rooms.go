@@ -48,7 +48,7 @@ func (s *Server) createRoom(w http.ResponseWriter, r *http.Request, c *caller) e
 		return err
 	}
 	s.inviteRemote(r.Context(), c.UserID, id, req)
-	writeJSON(w, map[string]any{"room_id": id})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"room_id": id})
 	return nil
 }
 
@@ -104,7 +104,7 @@ func (s *Server) membership(op string) authedHandler {
 		if _, err := s.rooms.ChangeMembership(r.Context(), mr); err != nil {
 			return err
 		}
-		writeJSON(w, struct{}{})
+		matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
 		return nil
 	}
 }
@@ -113,7 +113,7 @@ func (s *Server) forget(w http.ResponseWriter, r *http.Request, c *caller) error
 	if err := s.rooms.Forget(r.Context(), c.UserID, r.PathValue("roomId")); err != nil {
 		return err
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
 	return nil
 }
 
@@ -134,7 +134,7 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request, c *caller) 
 	if err != nil {
 		return roomErr(err)
 	}
-	writeJSON(w, map[string]any{"event_id": id})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"event_id": id})
 	return nil
 }
 
@@ -152,7 +152,7 @@ func (s *Server) redact(w http.ResponseWriter, r *http.Request, c *caller) error
 	if err != nil {
 		return roomErr(err)
 	}
-	writeJSON(w, map[string]any{"event_id": id})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"event_id": id})
 	return nil
 }
 
@@ -204,7 +204,7 @@ func (s *Server) putState(w http.ResponseWriter, r *http.Request, c *caller) err
 	if err != nil {
 		return roomErr(err)
 	}
-	writeJSON(w, map[string]any{"event_id": id})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"event_id": id})
 	return nil
 }
 
@@ -213,7 +213,7 @@ func (s *Server) getState(w http.ResponseWriter, r *http.Request, c *caller) err
 	if err != nil {
 		return err
 	}
-	writeJSON(w, evs)
+	matrixerr.WriteJSON(w, http.StatusOK, evs)
 	return nil
 }
 
@@ -225,10 +225,10 @@ func (s *Server) getStateEvent(w http.ResponseWriter, r *http.Request, c *caller
 		return err
 	}
 	if r.URL.Query().Get("format") == "event" {
-		writeJSON(w, ev)
+		matrixerr.WriteJSON(w, http.StatusOK, ev)
 		return nil
 	}
-	writeJSON(w, ev.Content)
+	matrixerr.WriteJSON(w, http.StatusOK, ev.Content)
 	return nil
 }
 
@@ -248,7 +248,7 @@ func (s *Server) members(w http.ResponseWriter, r *http.Request, c *caller) erro
 	if evs == nil {
 		evs = []room.ClientEvent{}
 	}
-	writeJSON(w, map[string]any{"chunk": evs})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"chunk": evs})
 	return nil
 }
 
@@ -257,7 +257,7 @@ func (s *Server) joinedMembers(w http.ResponseWriter, r *http.Request, c *caller
 	if err != nil {
 		return err
 	}
-	writeJSON(w, map[string]any{"joined": m})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"joined": m})
 	return nil
 }
 
@@ -266,7 +266,7 @@ func (s *Server) joinedRooms(w http.ResponseWriter, r *http.Request, c *caller) 
 	if err != nil {
 		return err
 	}
-	writeJSON(w, map[string]any{"joined_rooms": ids})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"joined_rooms": ids})
 	return nil
 }
 

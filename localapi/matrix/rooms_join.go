@@ -39,7 +39,7 @@ func (s *Server) joinRoom(w http.ResponseWriter, r *http.Request, c *caller) err
 			return err
 		}
 		s.carryToUpgraded(r.Context(), c.UserID, roomID) // upgrade.go
-		writeJSON(w, map[string]any{"room_id": roomID})
+		matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"room_id": roomID})
 		return nil
 	}
 	if !s.rooms.RoomExists(roomID) {
@@ -53,7 +53,7 @@ func (s *Server) joinRoom(w http.ResponseWriter, r *http.Request, c *caller) err
 		}
 	}
 	s.carryToUpgraded(r.Context(), c.UserID, roomID) // upgrade.go
-	writeJSON(w, map[string]any{"room_id": roomID})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"room_id": roomID})
 	return nil
 }
 

@@ -30,7 +30,7 @@ func (s *Server) typing(w http.ResponseWriter, r *http.Request, c *caller) error
 		return err
 	}
 	s.federateTyping(r, c, r.PathValue("roomId"), *req.Typing)
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
 	return nil
 }
 
@@ -63,7 +63,7 @@ func (s *Server) receipt(w http.ResponseWriter, r *http.Request, c *caller) erro
 	if typ == "m.read" {
 		s.federateReceipt(r, c, roomID, eventID, threadID)
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
 	return nil
 }
 
@@ -94,7 +94,7 @@ func (s *Server) readMarkers(w http.ResponseWriter, r *http.Request, c *caller) 
 			s.federateReceipt(r, c, roomID, id, "")
 		}
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
 	return nil
 }
 

@@ -141,7 +141,7 @@ func (s *Server) roomSummary(w http.ResponseWriter, r *http.Request, c *caller) 
 	if strings.Contains(r.URL.Path, "/unstable/") {
 		res.UnstableEncryption, res.UnstableRoomVersion, res.UnstableRoomVersionOld = sr.Encryption, sr.RoomVersion, sr.RoomVersion
 	}
-	writeJSON(w, res)
+	matrixerr.WriteJSON(w, http.StatusOK, res)
 	return nil
 }
 

@@ -57,7 +57,7 @@ func (s *Server) searchEvents(w http.ResponseWriter, r *http.Request, c *caller)
 	}
 	re := req.SearchCategories.RoomEvents
 	if re == nil {
-		writeJSON(w, map[string]any{"search_categories": map[string]any{}})
+		matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"search_categories": map[string]any{}})
 		return nil
 	}
 	if re.SearchTerm == nil {
@@ -144,7 +144,7 @@ func (s *Server) searchEvents(w http.ResponseWriter, r *http.Request, c *caller)
 	if len(groupBy) > 0 {
 		out["groups"] = searchGroups(res, groupBy)
 	}
-	writeJSON(w, map[string]any{"search_categories": map[string]any{"room_events": out}})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"search_categories": map[string]any{"room_events": out}})
 	return nil
 }
 

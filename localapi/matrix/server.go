@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"mime"
 	"net/http"
 	"strings"
@@ -121,14 +120,6 @@ func (s *Server) unrecognized(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	return matrixerr.Unrecognized("unrecognized request")
-}
-
-// writeJSON sends a 200 with v as JSON.
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	if err := json.NewEncoder(w).Encode(v); err != nil {
-		slog.Debug("write response", "err", err)
-	}
 }
 
 // readBody reads a body that must be a JSON object. Syntax errors and

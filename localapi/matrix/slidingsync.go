@@ -161,7 +161,7 @@ func (s *Server) slidingSync(w http.ResponseWriter, r *http.Request, c *caller) 
 func (s *Server) sendSliding(w http.ResponseWriter, conn *slidingConn, txnID string, resp *slidingResponse, next *slidingState) {
 	resp.Pos = s.sliding.commit(conn, next)
 	resp.TxnID = txnID
-	writeJSON(w, resp)
+	matrixerr.WriteJSON(w, http.StatusOK, resp)
 }
 
 // slidingPick is a room chosen by the lists and subscriptions.

@@ -22,10 +22,10 @@ func (s *Server) thirdPartyRoutes() {
 	m, a, v3 := s.mux, s.authed, "/_matrix/client/v3"
 	m.HandleFunc("GET "+v3+"/thirdparty/protocols", a(func(w http.ResponseWriter, r *http.Request, c *caller) error {
 		if s.appsvc == nil {
-			writeJSON(w, map[string]any{})
+			matrixerr.WriteJSON(w, http.StatusOK, map[string]any{})
 			return nil
 		}
-		writeJSON(w, s.appsvc.ThirdPartyProtocols(r.Context()))
+		matrixerr.WriteJSON(w, http.StatusOK, s.appsvc.ThirdPartyProtocols(r.Context()))
 		return nil
 	}))
 	unknown := func(r *http.Request) error {
@@ -39,7 +39,7 @@ func (s *Server) thirdPartyRoutes() {
 		if !ok {
 			return unknown(r)
 		}
-		writeJSON(w, p)
+		matrixerr.WriteJSON(w, http.StatusOK, p)
 		return nil
 	}))
 	lookup := func(kind string) http.HandlerFunc {
@@ -49,7 +49,7 @@ func (s *Server) thirdPartyRoutes() {
 				if protocol != "" {
 					return unknown(r)
 				}
-				writeJSON(w, []any{})
+				matrixerr.WriteJSON(w, http.StatusOK, []any{})
 				return nil
 			}
 			list, ok := s.appsvc.ThirdPartyLookup(r.Context(), kind, protocol, r.URL.Query())
@@ -59,7 +59,7 @@ func (s *Server) thirdPartyRoutes() {
 			if list == nil {
 				list = []json.RawMessage{}
 			}
-			writeJSON(w, list)
+			matrixerr.WriteJSON(w, http.StatusOK, list)
 			return nil
 		})
 	}

@@ -45,6 +45,6 @@ func (s *Server) sendToDevice(w http.ResponseWriter, r *http.Request, c *caller)
 		// the appservice's transactions (MSC4203).
 		s.appsvc.ToDevice(context.WithoutCancel(r.Context()), c.UserID, r.PathValue("eventType"), req.Messages, devices)
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
 	return nil
 }

@@ -47,7 +47,7 @@ func (s *Server) upgradeRoom(w http.ResponseWriter, r *http.Request, c *caller) 
 		return err
 	}
 	s.carryPushRules(context.WithoutCancel(r.Context()), r.PathValue("roomId"), id)
-	writeJSON(w, map[string]any{"replacement_room": id})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"replacement_room": id})
 	return nil
 }
 

@@ -65,15 +65,15 @@ func (s *Server) turnServer(w http.ResponseWriter, r *http.Request, c *caller) e
 		return matrixerr.LimitExceeded(wait.Milliseconds())
 	}
 	if v.turn == nil {
-		writeJSON(w, struct{}{})
+		matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
 		return nil
 	}
 	uris, user, pass, ttl, ok := v.turn.TURNCredentials(c.UserID, localHost(r))
 	if !ok {
-		writeJSON(w, struct{}{})
+		matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
 		return nil
 	}
-	writeJSON(w, turnServerResponse{Username: user, Password: pass, URIs: uris, TTL: int64(ttl / time.Second)})
+	matrixerr.WriteJSON(w, http.StatusOK, turnServerResponse{Username: user, Password: pass, URIs: uris, TTL: int64(ttl / time.Second)})
 	return nil
 }
 
