@@ -48,6 +48,7 @@ func (s *Service) send(w http.ResponseWriter, r *request) error {
 		return nil
 	})
 	if prior != nil {
+		// The recorded answer, byte for byte (it is JSON already).
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(prior)
 		return nil

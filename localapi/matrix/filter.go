@@ -218,6 +218,8 @@ func (s *Server) getFilter(w http.ResponseWriter, r *http.Request, c *caller) er
 	if err != nil {
 		return err
 	}
+	// The filter is stored as the JSON the client uploaded: written as it
+	// is, not decoded and encoded again by matrixerr.WriteJSON.
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(f)
 	return nil

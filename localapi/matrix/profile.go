@@ -118,6 +118,7 @@ func (s *Server) getAccountData(w http.ResponseWriter, r *http.Request, c *calle
 	if err != nil {
 		return err
 	}
+	// Account data is stored as the client's JSON: written as it is.
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(b)
 	return nil
