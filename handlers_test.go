@@ -11,19 +11,21 @@ import (
 	"testing"
 )
 
-// writesError lists the functions in the HTTP packages that may call
-// matrixerr.Write themselves, with why. Every handler returns its error
-// instead (matrixerr.HandlerFunc, behind localapi/matrix's authed and
-// public and federation's handle, writes it), so a Matrix error is
-// written in one place (issue 17).
+// writesError lists the functions in the HTTP packages that may write an
+// error themselves (matrixerr.Write; the control API's writeError), with
+// why. Every handler returns its error instead (matrixerr.HandlerFunc,
+// behind localapi/matrix's authed and public and federation's handle,
+// or the control API's handlerFunc, writes it), so an error is written
+// in one place (issue 17).
 var writesError = map[string]string{
-	"localapi/matrix/server.go ServeHTTP": "the body limit is checked before routing, outside any handler",
+	"localapi/matrix/server.go ServeHTTP":   "the body limit is checked before routing, outside any handler",
+	"localapi/control/control.go ServeHTTP": "the origin and credential checks come before routing; handlerFunc's own ServeHTTP",
 }
 
 // TestHandlersReturnErrors: no handler in localapi/ or federation/ writes
-// a Matrix error itself (matrixerr.Write) outside writesError, and no
-// package there has a JSON writer of its own (writeJSON): they use
-// matrixerr.WriteJSON.
+// an error itself (matrixerr.Write, the control API's writeError) outside
+// writesError, and no package there has a JSON writer of its own
+// (writeJSON): they use matrixerr.WriteJSON.
 func TestHandlersReturnErrors(t *testing.T) {
 	fset := token.NewFileSet()
 	for _, root := range []string{"localapi", "federation"} {
@@ -54,7 +56,7 @@ func checkHandlerFile(t *testing.T, fset *token.FileSet, path string, f *ast.Fil
 		if fd.Name.Name == "writeJSON" {
 			t.Errorf("%s: a writeJSON of its own: use matrixerr.WriteJSON", fset.Position(fd.Pos()))
 		}
-		if name == "" || writesError[path+" "+fd.Name.Name] != "" {
+		if writesError[path+" "+fd.Name.Name] != "" {
 			continue
 		}
 		ast.Inspect(fd.Body, func(n ast.Node) bool {
@@ -62,16 +64,25 @@ func checkHandlerFile(t *testing.T, fset *token.FileSet, path string, f *ast.Fil
 			if !ok {
 				return true
 			}
-			sel, ok := call.Fun.(*ast.SelectorExpr)
-			if !ok || sel.Sel.Name != "Write" {
-				return true
-			}
-			if id, ok := sel.X.(*ast.Ident); ok && id.Name == name {
-				t.Errorf("%s: matrixerr.Write in %s: return the error and let the handler's wrapper write it", fset.Position(call.Pos()), fd.Name.Name)
+			if writesErr(call, name) {
+				t.Errorf("%s: an error written in %s: return it and let the handler's wrapper write it", fset.Position(call.Pos()), fd.Name.Name)
 			}
 			return true
 		})
 	}
+}
+
+// writesErr reports whether call is matrixerr.Write (matrixerr imported
+// as name) or the control API's writeError.
+func writesErr(call *ast.CallExpr, name string) bool {
+	switch f := call.Fun.(type) {
+	case *ast.SelectorExpr:
+		id, ok := f.X.(*ast.Ident)
+		return ok && name != "" && id.Name == name && f.Sel.Name == "Write"
+	case *ast.Ident:
+		return f.Name == "writeError"
+	}
+	return false
 }
 
 // matrixerrName is the name f imports internal/matrixerr under, or "".
