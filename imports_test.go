@@ -19,7 +19,7 @@ var mayImport = map[string][]string{
 	"daemon":           {"*"},
 	"appservice":       {"internal/room", "internal/store", "internal/account", "internal/matrixerr"},
 
-	"localapi/control":                  nil,
+	"localapi/control":                  {"internal/matrixerr"},
 	"localapi/controlclient":            {"localapi/control"},
 	"localapi/controlclient/browserspy": nil,
 	"localapi/matrix":                   {"internal/", "push"},

@@ -1,5 +1,6 @@
 // Package hearth holds the repository's own rules as tests: every package
-// says what it is for, and imports only what docs/architecture.md lets it.
+// says what it is for, imports only what docs/architecture.md lets it, and
+// leaves writing a Matrix error to the handlers' wrappers.
 package hearth
 
 import (

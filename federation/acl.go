@@ -19,15 +19,14 @@ import (
 
 var errACLDenied = errors.New("the room's server ACL denies this server")
 
-// deniedByACL writes 403 and reports true when the request's path names a
-// room whose ACL denies origin. Endpoints without a {roomID} pass.
-func (s *Service) deniedByACL(w http.ResponseWriter, r *http.Request, origin spec.ServerName) bool {
+// deniedByACL is 403 when the request's path names a room whose ACL
+// denies origin. Endpoints without a {roomID} pass.
+func (s *Service) deniedByACL(r *http.Request, origin spec.ServerName) error {
 	roomID := r.PathValue("roomID")
 	if roomID == "" || s.aclAllows(roomID, origin) {
-		return false
+		return nil
 	}
-	matrixerr.Write(w, matrixerr.Forbidden("server "+string(origin)+" is denied by the room's server ACL"))
-	return true
+	return matrixerr.Forbidden("server " + string(origin) + " is denied by the room's server ACL")
 }
 
 // aclAllows reports whether the room's ACL lets origin take part.

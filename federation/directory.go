@@ -23,7 +23,7 @@ func (s *Service) directoryRoutes() {
 
 // publicRooms serves this server's directory; since tokens are offsets
 // into the sorted list, as on the client API.
-func (s *Service) publicRooms(w http.ResponseWriter, r *request) {
+func (s *Service) publicRooms(w http.ResponseWriter, r *request) error {
 	var req struct {
 		Limit  int    `json:"limit"`
 		Since  string `json:"since"`
@@ -33,8 +33,7 @@ func (s *Service) publicRooms(w http.ResponseWriter, r *request) {
 	}
 	if r.Method == http.MethodPost {
 		if err := json.Unmarshal(r.body, &req); err != nil {
-			matrixerr.Write(w, matrixerr.BadJSON("body must be a publicRooms request"))
-			return
+			return matrixerr.BadJSON("body must be a publicRooms request")
 		}
 	} else {
 		q := r.URL.Query()
@@ -42,18 +41,17 @@ func (s *Service) publicRooms(w http.ResponseWriter, r *request) {
 		if v := q.Get("limit"); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil {
-				matrixerr.Write(w, matrixerr.InvalidParam("limit must be an integer"))
-				return
+				return matrixerr.InvalidParam("limit must be an integer")
 			}
 			req.Limit = n
 		}
 	}
 	page, err := s.cfg.Rooms.PublicRoomsPage(req.Filter.GenericSearchTerm, req.Since, req.Limit)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, page)
+	matrixerr.WriteJSON(w, http.StatusOK, page)
+	return nil
 }
 
 // PublicRooms fetches a page of another server's directory for a local

@@ -19,30 +19,28 @@ import (
 // asking server to be in the room.
 
 // inRoom checks that the requesting server may read the room.
-func (s *Service) inRoom(w http.ResponseWriter, r *request, roomID string) bool {
+func (s *Service) inRoom(r *request, roomID string) error {
 	if !s.cfg.Rooms.ServerInRoom(roomID, string(r.origin)) {
-		matrixerr.Write(w, matrixerr.Forbidden("your server is not in this room"))
-		return false
+		return matrixerr.Forbidden("your server is not in this room")
 	}
-	return true
+	return nil
 }
 
-func (s *Service) event(w http.ResponseWriter, r *request) {
+func (s *Service) event(w http.ResponseWriter, r *request) error {
 	id := r.PathValue("eventID")
 	roomID, err := s.cfg.Rooms.RoomOfEvent(id)
 	if err != nil {
-		matrixerr.Write(w, matrixerr.NotFound("unknown event"))
-		return
+		return matrixerr.NotFound("unknown event")
 	}
-	if !s.inRoom(w, r, roomID) {
-		return
+	if err := s.inRoom(r, roomID); err != nil {
+		return err
 	}
 	pdu, err := s.cfg.Rooms.PDU(string(r.origin), roomID, id)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	s.writeTransaction(w, []gomatrixserverlib.PDU{pdu})
+	return nil
 }
 
 func (s *Service) writeTransaction(w http.ResponseWriter, pdus []gomatrixserverlib.PDU) {
@@ -50,34 +48,35 @@ func (s *Service) writeTransaction(w http.ResponseWriter, pdus []gomatrixserverl
 	for _, p := range pdus {
 		raws = append(raws, p.JSON())
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"origin": s.cfg.ServerName,
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"origin": s.cfg.ServerName,
 		"origin_server_ts": spec.AsTimestamp(s.now()), "pdus": raws})
 }
 
-func (s *Service) stateAt(w http.ResponseWriter, r *request) ([]gomatrixserverlib.PDU, []gomatrixserverlib.PDU, bool) {
+func (s *Service) stateAt(r *request) ([]gomatrixserverlib.PDU, []gomatrixserverlib.PDU, error) {
 	roomID := r.PathValue("roomID")
-	if !s.inRoom(w, r, roomID) {
-		return nil, nil, false
+	if err := s.inRoom(r, roomID); err != nil {
+		return nil, nil, err
 	}
-	state, chain, err := s.cfg.Rooms.StateBefore(roomID, r.URL.Query().Get("event_id"))
+	return s.cfg.Rooms.StateBefore(roomID, r.URL.Query().Get("event_id"))
+}
+
+func (s *Service) state(w http.ResponseWriter, r *request) error {
+	state, chain, err := s.stateAt(r)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return nil, nil, false
+		return err
 	}
-	return state, chain, true
+	matrixerr.WriteJSON(w, http.StatusOK, fclient.RespState{StateEvents: gomatrixserverlib.NewEventJSONsFromEvents(state),
+		AuthEvents: gomatrixserverlib.NewEventJSONsFromEvents(chain)})
+	return nil
 }
 
-func (s *Service) state(w http.ResponseWriter, r *request) {
-	if state, chain, ok := s.stateAt(w, r); ok {
-		writeJSON(w, http.StatusOK, fclient.RespState{StateEvents: gomatrixserverlib.NewEventJSONsFromEvents(state),
-			AuthEvents: gomatrixserverlib.NewEventJSONsFromEvents(chain)})
+func (s *Service) stateIDs(w http.ResponseWriter, r *request) error {
+	state, chain, err := s.stateAt(r)
+	if err != nil {
+		return err
 	}
-}
-
-func (s *Service) stateIDs(w http.ResponseWriter, r *request) {
-	if state, chain, ok := s.stateAt(w, r); ok {
-		writeJSON(w, http.StatusOK, fclient.RespStateIDs{StateEventIDs: ids(state), AuthEventIDs: ids(chain)})
-	}
+	matrixerr.WriteJSON(w, http.StatusOK, fclient.RespStateIDs{StateEventIDs: ids(state), AuthEventIDs: ids(chain)})
+	return nil
 }
 
 func ids(pdus []gomatrixserverlib.PDU) []string {
@@ -88,54 +87,51 @@ func ids(pdus []gomatrixserverlib.PDU) []string {
 	return out
 }
 
-func (s *Service) eventAuth(w http.ResponseWriter, r *request) {
+func (s *Service) eventAuth(w http.ResponseWriter, r *request) error {
 	roomID := r.PathValue("roomID")
-	if !s.inRoom(w, r, roomID) {
-		return
+	if err := s.inRoom(r, roomID); err != nil {
+		return err
 	}
 	chain, err := s.cfg.Rooms.AuthChain(roomID, r.PathValue("eventID"))
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, fclient.RespEventAuth{AuthEvents: gomatrixserverlib.NewEventJSONsFromEvents(chain)})
+	matrixerr.WriteJSON(w, http.StatusOK, fclient.RespEventAuth{AuthEvents: gomatrixserverlib.NewEventJSONsFromEvents(chain)})
+	return nil
 }
 
 // maxBackfill caps what one /backfill or /get_missing_events returns.
 const maxBackfill = 100
 
-func (s *Service) backfill(w http.ResponseWriter, r *request) {
+func (s *Service) backfill(w http.ResponseWriter, r *request) error {
 	roomID := r.PathValue("roomID")
-	if !s.inRoom(w, r, roomID) {
-		return
+	if err := s.inRoom(r, roomID); err != nil {
+		return err
 	}
 	q := r.URL.Query()
 	limit, err := strconv.Atoi(q.Get("limit"))
 	if err != nil || limit <= 0 {
-		matrixerr.Write(w, matrixerr.InvalidParam("limit must be a positive integer"))
-		return
+		return matrixerr.InvalidParam("limit must be a positive integer")
 	}
 	if len(q["v"]) == 0 {
-		matrixerr.Write(w, matrixerr.MissingParam("v names the events to backfill from"))
-		return
+		return matrixerr.MissingParam("v names the events to backfill from")
 	}
 	pdus, err := s.cfg.Rooms.WalkBack(string(r.origin), roomID, q["v"], nil, min(limit, maxBackfill), 0, true)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	s.writeTransaction(w, pdus)
+	return nil
 }
 
-func (s *Service) missingEvents(w http.ResponseWriter, r *request) {
+func (s *Service) missingEvents(w http.ResponseWriter, r *request) error {
 	roomID := r.PathValue("roomID")
-	if !s.inRoom(w, r, roomID) {
-		return
+	if err := s.inRoom(r, roomID); err != nil {
+		return err
 	}
 	var req fclient.MissingEvents
 	if err := json.Unmarshal(r.body, &req); err != nil {
-		matrixerr.Write(w, matrixerr.NotJSON("body is not valid JSON"))
-		return
+		return matrixerr.NotJSON("body is not valid JSON")
 	}
 	limit := req.Limit
 	if limit <= 0 {
@@ -147,8 +143,7 @@ func (s *Service) missingEvents(w http.ResponseWriter, r *request) {
 	// then ask again from the oldest it got.
 	pdus, err := s.cfg.Rooms.WalkBack(string(r.origin), roomID, req.LatestEvents, req.EarliestEvents, limit, int64(req.MinDepth), false)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	// Oldest first, as the spec's example and every server expects: each
 	// event after the events it points at (a reversed breadth-first walk
@@ -156,5 +151,6 @@ func (s *Service) missingEvents(w http.ResponseWriter, r *request) {
 	// order.
 	slices.Reverse(pdus)
 	slices.SortStableFunc(pdus, func(a, b gomatrixserverlib.PDU) int { return cmp.Compare(a.Depth(), b.Depth()) })
-	writeJSON(w, http.StatusOK, fclient.RespMissingEvents{Events: gomatrixserverlib.NewEventJSONsFromEvents(pdus)})
+	matrixerr.WriteJSON(w, http.StatusOK, fclient.RespMissingEvents{Events: gomatrixserverlib.NewEventJSONsFromEvents(pdus)})
+	return nil
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/hearth-chat/hearth/federation/serverkeys"
 	"github.com/hearth-chat/hearth/internal/account"
+	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/hearth-chat/hearth/internal/room"
 )
 
@@ -225,7 +226,9 @@ func FuzzSendTransaction(f *testing.F) {
 		req := httptest.NewRequestWithContext(c, "PUT", "/_matrix/federation/v1/send/x", nil)
 		req.SetPathValue("txnID", fmt.Sprintf("fuzz%d", s.txns.Add(1)))
 		rec := httptest.NewRecorder()
-		s.svc.send(rec, &request{Request: req, origin: fzPeer, body: body})
+		matrixerr.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error {
+			return s.svc.send(w, &request{Request: req, origin: fzPeer, body: body})
+		}).ServeHTTP(rec, req)
 		switch rec.Code {
 		case http.StatusOK:
 			var res fclient.RespSend

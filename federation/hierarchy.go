@@ -27,12 +27,11 @@ func (s *Service) hierarchyRoutes() {
 	s.handle("GET /_matrix/federation/v1/hierarchy/{roomID}", s.hierarchy)
 }
 
-func (s *Service) hierarchy(w http.ResponseWriter, r *request) {
+func (s *Service) hierarchy(w http.ResponseWriter, r *request) error {
 	suggestedOnly := r.URL.Query().Get("suggested_only") == "true"
 	root, accessible := s.summarise(r.PathValue("roomID"), r.origin, suggestedOnly)
 	if root == nil || !accessible {
-		matrixerr.Write(w, matrixerr.NotFound("room not known here, or not open to your server"))
-		return
+		return matrixerr.NotFound("room not known here, or not open to your server")
 	}
 	res := room.SpaceHierarchy{Room: root, Children: []*room.SpaceRoom{}, InaccessibleChildren: []string{}}
 	for _, c := range root.ChildrenState {
@@ -46,7 +45,8 @@ func (s *Service) hierarchy(w http.ResponseWriter, r *request) {
 			res.InaccessibleChildren = append(res.InaccessibleChildren, c.StateKey)
 		}
 	}
-	writeJSON(w, http.StatusOK, res)
+	matrixerr.WriteJSON(w, http.StatusOK, res)
+	return nil
 }
 
 // summarise describes a room this server is in, and says whether origin

@@ -20,54 +20,46 @@ import (
 
 // invite is PUT /_matrix/federation/v2/invite/{roomId}/{eventId}: another
 // server asks this one to countersign an invite of a local user.
-func (s *Service) invite(w http.ResponseWriter, r *request) {
+func (s *Service) invite(w http.ResponseWriter, r *request) error {
 	var body struct {
 		RoomVersion     gomatrixserverlib.RoomVersion `json:"room_version"`
 		Event           json.RawMessage               `json:"event"`
 		InviteRoomState []json.RawMessage             `json:"invite_room_state"`
 	}
 	if err := json.Unmarshal(r.body, &body); err != nil {
-		matrixerr.Write(w, matrixerr.NotJSON("body is not valid JSON"))
-		return
+		return matrixerr.NotJSON("body is not valid JSON")
 	}
 	ver, err := gomatrixserverlib.GetRoomVersion(body.RoomVersion)
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]any{"errcode": "M_INCOMPATIBLE_ROOM_VERSION",
+		matrixerr.WriteJSON(w, http.StatusBadRequest, map[string]any{"errcode": "M_INCOMPATIBLE_ROOM_VERSION",
 			"error": "unsupported room version", "room_version": body.RoomVersion})
-		return
+		return nil
 	}
 	roomID, err := spec.NewRoomID(r.PathValue("roomID"))
 	if err != nil {
-		matrixerr.Write(w, matrixerr.InvalidParam("invalid room ID"))
-		return
+		return matrixerr.InvalidParam("invalid room ID")
 	}
 	pdu, err := parseUntrusted(ver.Version(), roomID.String(), body.Event)
 	if err != nil || pdu == nil || pdu.EventID() != r.PathValue("eventID") {
-		matrixerr.Write(w, matrixerr.BadJSON("invalid invite event"))
-		return
+		return matrixerr.BadJSON("invalid invite event")
 	}
 	// gomatrixserverlib checks the inviter's signature but not these.
 	m, _ := pdu.Membership()
 	invitee := pdu.StateKey()
 	if pdu.Type() != spec.MRoomMember || m != spec.Invite || invitee == nil || serverOf(*invitee) != string(s.cfg.ServerName) {
-		matrixerr.Write(w, matrixerr.BadJSON("not an invite of a user of this server"))
-		return
+		return matrixerr.BadJSON("not an invite of a user of this server")
 	}
 	if serverOf(string(pdu.SenderID())) != string(r.origin) {
-		matrixerr.Write(w, matrixerr.Forbidden("the invite was not sent by the inviter's server"))
-		return
+		return matrixerr.Forbidden("the invite was not sent by the inviter's server")
 	}
 	if _, err := s.localUser(*invitee); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if err := s.inviteAllowed(*invitee, string(pdu.SenderID())); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if s.strangerInvitesFull(r.origin, roomID.String(), *invitee) {
-		matrixerr.Write(w, matrixerr.Forbidden("too many unanswered invites from a server that shares no room with this one"))
-		return
+		return matrixerr.Forbidden("too many unanswered invites from a server that shares no room with this one")
 	}
 	user, _ := spec.NewUserID(*invitee, true)
 	var stripped []gomatrixserverlib.InviteStrippedState
@@ -84,8 +76,7 @@ func (s *Service) invite(w http.ResponseWriter, r *request) {
 		UserIDQuerier: userIDForSender,
 	})
 	if err != nil {
-		writeGMSLError(w, err)
-		return
+		return gmslError(err)
 	}
 	// Sign returned the embedded v2 event (gomatrixserverlib notes §2).
 	signed, err = ver.NewEventFromTrustedJSON(signed.JSON(), false)
@@ -96,10 +87,10 @@ func (s *Service) invite(w http.ResponseWriter, r *request) {
 		err = s.storeInvite(r.Context(), signed)
 	}
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, fclient.RespInviteV2{Event: signed.JSON()})
+	matrixerr.WriteJSON(w, http.StatusOK, fclient.RespInviteV2{Event: signed.JSON()})
+	return nil
 }
 
 // inviteAllowed refuses with 403 M_INVITE_BLOCKED an invite the local

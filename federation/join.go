@@ -19,10 +19,10 @@ import (
 // (make_*), signs the completed event and sends it back (send_*); this
 // server checks it, appends it and relays it to the rest of the room.
 
-func (s *Service) makeJoin(w http.ResponseWriter, r *request) {
-	roomID, userID, version, ok := s.membershipPath(w, r)
-	if !ok {
-		return
+func (s *Service) makeJoin(w http.ResponseWriter, r *request) error {
+	roomID, userID, version, err := s.membershipPath(r)
+	if err != nil {
+		return err
 	}
 	var remote []gomatrixserverlib.RoomVersion
 	for _, v := range r.URL.Query()["ver"] {
@@ -53,16 +53,16 @@ func (s *Service) makeJoin(w http.ResponseWriter, r *request) {
 		},
 	})
 	if err != nil {
-		writeGMSLError(w, err)
-		return
+		return gmslError(err)
 	}
-	writeJSON(w, http.StatusOK, fclient.RespMakeJoin{JoinEvent: res.JoinTemplateEvent, RoomVersion: res.RoomVersion})
+	matrixerr.WriteJSON(w, http.StatusOK, fclient.RespMakeJoin{JoinEvent: res.JoinTemplateEvent, RoomVersion: res.RoomVersion})
+	return nil
 }
 
-func (s *Service) makeLeave(w http.ResponseWriter, r *request) {
-	roomID, userID, version, ok := s.membershipPath(w, r)
-	if !ok {
-		return
+func (s *Service) makeLeave(w http.ResponseWriter, r *request) error {
+	roomID, userID, version, err := s.membershipPath(r)
+	if err != nil {
+		return err
 	}
 	res, err := gomatrixserverlib.HandleMakeLeave(gomatrixserverlib.HandleMakeLeaveInput{
 		UserID: *userID, SenderID: spec.SenderID(userID.String()), RoomID: *roomID, RoomVersion: version,
@@ -70,53 +70,50 @@ func (s *Service) makeLeave(w http.ResponseWriter, r *request) {
 		UserIDQuerier: userIDForSender, BuildEventTemplate: s.cfg.Rooms.Template,
 	})
 	if err != nil {
-		writeGMSLError(w, err)
-		return
+		return gmslError(err)
 	}
-	writeJSON(w, http.StatusOK, fclient.RespMakeLeave{LeaveEvent: res.LeaveTemplateEvent, RoomVersion: version})
+	matrixerr.WriteJSON(w, http.StatusOK, fclient.RespMakeLeave{LeaveEvent: res.LeaveTemplateEvent, RoomVersion: version})
+	return nil
 }
 
 // membershipPath parses {roomID}/{userID} of make_join and make_leave.
-func (s *Service) membershipPath(w http.ResponseWriter, r *request) (*spec.RoomID, *spec.UserID, gomatrixserverlib.RoomVersion, bool) {
+func (s *Service) membershipPath(r *request) (*spec.RoomID, *spec.UserID, gomatrixserverlib.RoomVersion, error) {
 	roomID, err := spec.NewRoomID(r.PathValue("roomID"))
 	if err != nil {
-		matrixerr.Write(w, matrixerr.InvalidParam("invalid room ID"))
-		return nil, nil, "", false
+		return nil, nil, "", matrixerr.InvalidParam("invalid room ID")
 	}
 	userID, err := spec.NewUserID(r.PathValue("userID"), true)
 	if err != nil {
-		matrixerr.Write(w, matrixerr.InvalidParam("invalid user ID"))
-		return nil, nil, "", false
+		return nil, nil, "", matrixerr.InvalidParam("invalid user ID")
 	}
 	version, err := s.cfg.Rooms.RoomVersion(roomID.String())
 	if err != nil {
-		matrixerr.Write(w, matrixerr.NotFound("this server is not in the room"))
-		return nil, nil, "", false
+		return nil, nil, "", matrixerr.NotFound("this server is not in the room")
 	}
-	return roomID, userID, version, true
+	return roomID, userID, version, nil
 }
 
 // sendJoin is send_join v2: the join is checked by gomatrixserverlib
 // (sender, origin signature, not banned), countersigned, authorised
 // against the room's state here and appended; the answer is the state
 // before it and its auth chain.
-func (s *Service) sendJoin(w http.ResponseWriter, r *request) {
+func (s *Service) sendJoin(w http.ResponseWriter, r *request) error {
 	resp, err := s.acceptJoin(r)
 	if err != nil {
-		writeGMSLError(w, err)
-		return
+		return gmslError(err)
 	}
-	writeJSON(w, http.StatusOK, resp)
+	matrixerr.WriteJSON(w, http.StatusOK, resp)
+	return nil
 }
 
 // sendJoinV1 answers in the deprecated [200, {...}] form.
-func (s *Service) sendJoinV1(w http.ResponseWriter, r *request) {
+func (s *Service) sendJoinV1(w http.ResponseWriter, r *request) error {
 	resp, err := s.acceptJoin(r)
 	if err != nil {
-		writeGMSLError(w, err)
-		return
+		return gmslError(err)
 	}
-	writeJSON(w, http.StatusOK, []any{200, resp})
+	matrixerr.WriteJSON(w, http.StatusOK, []any{200, resp})
+	return nil
 }
 
 func (s *Service) acceptJoin(r *request) (*fclient.RespSendJoin, error) {
@@ -201,20 +198,20 @@ func (restrictedDecidedHere) RestrictedRoomJoinInfo(context.Context, spec.RoomID
 
 // sendLeave is send_leave v2. gomatrixserverlib has no handler for it
 // (notes §9): the checks are here, the auth rules in the room engine.
-func (s *Service) sendLeave(w http.ResponseWriter, r *request) {
+func (s *Service) sendLeave(w http.ResponseWriter, r *request) error {
 	if err := s.acceptLeave(r); err != nil {
-		writeGMSLError(w, err)
-		return
+		return gmslError(err)
 	}
-	writeJSON(w, http.StatusOK, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
+	return nil
 }
 
-func (s *Service) sendLeaveV1(w http.ResponseWriter, r *request) {
+func (s *Service) sendLeaveV1(w http.ResponseWriter, r *request) error {
 	if err := s.acceptLeave(r); err != nil {
-		writeGMSLError(w, err)
-		return
+		return gmslError(err)
 	}
-	writeJSON(w, http.StatusOK, []any{200, struct{}{}})
+	matrixerr.WriteJSON(w, http.StatusOK, []any{200, struct{}{}})
+	return nil
 }
 
 func (s *Service) acceptLeave(r *request) error {
@@ -255,29 +252,29 @@ func forbiddenIfRejected(err error) error {
 	return err
 }
 
-// writeGMSLError writes the errors gomatrixserverlib's handlers return
-// (spec.MatrixError and friends) or ours.
-func writeGMSLError(w http.ResponseWriter, err error) {
+// gmslError turns the errors gomatrixserverlib's handlers return
+// (spec.MatrixError and friends) into ours, for handle to write: the
+// same status, errcode, message and, for an incompatible room version,
+// room_version.
+func gmslError(err error) error {
 	switch e := err.(type) {
 	case spec.MatrixError:
-		writeJSON(w, httpStatus(e), e)
+		return &matrixerr.Error{Status: httpStatus(e), Code: string(e.ErrCode), Message: e.Err}
 	case spec.IncompatibleRoomVersionError:
-		writeJSON(w, http.StatusBadRequest, e)
+		return &matrixerr.Error{Status: http.StatusBadRequest, Code: string(e.ErrCode), Message: e.Err,
+			Extra: map[string]any{"room_version": e.RoomVersion}}
 	case spec.InternalServerError:
-		matrixerr.Write(w, errors.New(e.Error()))
-	default:
-		var me *matrixerr.Error
-		if errors.As(err, &me) {
-			matrixerr.Write(w, me)
-			return
-		}
-		var na *gomatrixserverlib.NotAllowed
-		if errors.As(err, &na) {
-			matrixerr.Write(w, matrixerr.Forbidden(na.Message))
-			return
-		}
-		matrixerr.Write(w, err)
+		return errors.New(e.Error())
 	}
+	var me *matrixerr.Error
+	if errors.As(err, &me) {
+		return me
+	}
+	var na *gomatrixserverlib.NotAllowed
+	if errors.As(err, &na) {
+		return matrixerr.Forbidden(na.Message)
+	}
+	return err
 }
 
 func httpStatus(e spec.MatrixError) int {

@@ -26,44 +26,40 @@ func (s *Service) knockRoutes() {
 	s.handle("PUT /_matrix/federation/v1/send_knock/{roomID}/{eventID}", s.sendKnock)
 }
 
-func (s *Service) makeKnock(w http.ResponseWriter, r *request) {
-	roomID, userID, version, ok := s.membershipPath(w, r)
-	if !ok {
-		return
+func (s *Service) makeKnock(w http.ResponseWriter, r *request) error {
+	roomID, userID, version, err := s.membershipPath(r)
+	if err != nil {
+		return err
 	}
 	if !slices.Contains(r.URL.Query()["ver"], string(version)) {
-		writeJSON(w, http.StatusBadRequest, map[string]any{"errcode": "M_INCOMPATIBLE_ROOM_VERSION",
+		matrixerr.WriteJSON(w, http.StatusBadRequest, map[string]any{"errcode": "M_INCOMPATIBLE_ROOM_VERSION",
 			"error": "your server does not support this room's version", "room_version": version})
-		return
+		return nil
 	}
 	if !knockable(version) {
-		matrixerr.Write(w, matrixerr.Forbidden("this room's version does not allow knocking"))
-		return
+		return matrixerr.Forbidden("this room's version does not allow knocking")
 	}
 	if serverOf(userID.String()) != string(r.origin) {
-		matrixerr.Write(w, matrixerr.Forbidden("you may only knock for your own users"))
-		return
+		return matrixerr.Forbidden("you may only knock for your own users")
 	}
 	sk := userID.String()
 	proto := &gomatrixserverlib.ProtoEvent{SenderID: sk, RoomID: roomID.String(), Type: spec.MRoomMember, StateKey: &sk}
 	if err := proto.SetContent(map[string]any{"membership": spec.Knock}); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	pdu, auth, err := s.cfg.Rooms.Template(proto)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	provider, err := gomatrixserverlib.NewAuthEvents(auth)
 	if err == nil {
 		err = gomatrixserverlib.Allowed(pdu, provider, userIDForSender)
 	}
 	if err != nil {
-		writeGMSLError(w, err)
-		return
+		return gmslError(err)
 	}
-	writeJSON(w, http.StatusOK, fclient.RespMakeKnock{KnockEvent: *proto, RoomVersion: version})
+	matrixerr.WriteJSON(w, http.StatusOK, fclient.RespMakeKnock{KnockEvent: *proto, RoomVersion: version})
+	return nil
 }
 
 func knockable(v gomatrixserverlib.RoomVersion) bool {
@@ -74,42 +70,36 @@ func knockable(v gomatrixserverlib.RoomVersion) bool {
 	return true
 }
 
-func (s *Service) sendKnock(w http.ResponseWriter, r *request) {
+func (s *Service) sendKnock(w http.ResponseWriter, r *request) error {
 	roomID := r.PathValue("roomID")
 	version, err := s.cfg.Rooms.RoomVersion(roomID)
 	if err != nil {
-		matrixerr.Write(w, matrixerr.NotFound("this server is not in the room"))
-		return
+		return matrixerr.NotFound("this server is not in the room")
 	}
 	pdu, err := parseUntrusted(version, roomID, r.body)
 	if err != nil || pdu == nil || pdu.EventID() != r.PathValue("eventID") {
-		matrixerr.Write(w, matrixerr.BadJSON("invalid knock event"))
-		return
+		return matrixerr.BadJSON("invalid knock event")
 	}
 	m, _ := pdu.Membership()
 	if pdu.Type() != spec.MRoomMember || m != spec.Knock || !pdu.StateKeyEquals(string(pdu.SenderID())) {
-		matrixerr.Write(w, matrixerr.BadJSON("not a knock of its sender"))
-		return
+		return matrixerr.BadJSON("not a knock of its sender")
 	}
 	if serverOf(string(pdu.SenderID())) != string(r.origin) {
-		matrixerr.Write(w, matrixerr.Forbidden("the knock was not sent by its sender's server"))
-		return
+		return matrixerr.Forbidden("the knock was not sent by its sender's server")
 	}
 	if err := gomatrixserverlib.VerifyEventSignatures(r.Context(), pdu, s.cfg.KeyRing, userIDForSender); err != nil {
-		matrixerr.Write(w, matrixerr.Forbidden("bad signature: "+err.Error()))
-		return
+		return matrixerr.Forbidden("bad signature: " + err.Error())
 	}
 	if err := s.cfg.Rooms.Ingest(r.Context(), pdu, room.IngestOptions{Relay: true}); err != nil {
-		writeGMSLError(w, forbiddenIfRejected(err))
-		return
+		return gmslError(forbiddenIfRejected(err))
 	}
 	stripped, err := s.cfg.Rooms.StrippedState(roomID, "")
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	// Whole events, not fclient's stripped form (invite_state.go).
-	writeJSON(w, http.StatusOK, map[string]any{"knock_room_state": stripped})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"knock_room_state": stripped})
+	return nil
 }
 
 // Knock knocks on a room this server is not in, through the via servers,

@@ -49,39 +49,36 @@ func (s *Service) localMedia(r *request) (*media.Record, error) {
 	return s.cfg.Media.Ready(r.Context(), r.PathValue("mediaID"), time.Duration(wait)*time.Millisecond)
 }
 
-func (s *Service) mediaDownload(w http.ResponseWriter, r *request) {
+func (s *Service) mediaDownload(w http.ResponseWriter, r *request) error {
 	rec, err := s.localMedia(r)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	f, err := s.cfg.Media.Open(rec)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	defer f.Close()
 	writeMediaParts(w, rec.ContentType, media.Disposition(rec.ContentType, rec.Filename), f)
+	return nil
 }
 
-func (s *Service) mediaThumbnail(w http.ResponseWriter, r *request) {
+func (s *Service) mediaThumbnail(w http.ResponseWriter, r *request) error {
 	width, height, method, err := media.ThumbnailParams(r.URL.Query())
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	rec, err := s.localMedia(r)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	th, err := s.cfg.Media.Thumbnail(r.Context(), rec, width, height, method)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	defer th.File.Close()
 	writeMediaParts(w, th.ContentType, media.Disposition(th.ContentType, ""), th.File)
+	return nil
 }
 
 // writeMediaParts answers with the spec's multipart/mixed body: a JSON

@@ -17,27 +17,25 @@ import (
 // query a local client's GET /profile makes of another server.
 
 // queryDirectory resolves one of this server's aliases.
-func (s *Service) queryDirectory(w http.ResponseWriter, r *request) {
+func (s *Service) queryDirectory(w http.ResponseWriter, r *request) error {
 	alias := r.URL.Query().Get("room_alias")
 	if !strings.HasPrefix(alias, "#") || serverOf(alias) != string(s.cfg.ServerName) {
-		matrixerr.Write(w, matrixerr.NotFound("not an alias of this server"))
-		return
+		return matrixerr.NotFound("not an alias of this server")
 	}
 	roomID, _, err := s.cfg.Rooms.ResolveAlias(alias)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	servers, err := s.cfg.Rooms.JoinedServers(roomID)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	res := fclient.RespDirectory{RoomID: roomID}
 	for _, srv := range servers {
 		res.Servers = append(res.Servers, spec.ServerName(srv))
 	}
-	writeJSON(w, http.StatusOK, res)
+	matrixerr.WriteJSON(w, http.StatusOK, res)
+	return nil
 }
 
 // localUser returns an active user of this server, or M_NOT_FOUND.
@@ -63,11 +61,10 @@ func (s *Service) localUser(userID string) (*account.User, error) {
 }
 
 // queryProfile returns a local user's display name and avatar.
-func (s *Service) queryProfile(w http.ResponseWriter, r *request) {
+func (s *Service) queryProfile(w http.ResponseWriter, r *request) error {
 	u, err := s.localUser(r.URL.Query().Get("user_id"))
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	res := fclient.RespProfile{DisplayName: u.DisplayName, AvatarURL: u.AvatarURL}
 	switch r.URL.Query().Get("field") {
@@ -76,7 +73,8 @@ func (s *Service) queryProfile(w http.ResponseWriter, r *request) {
 	case "avatar_url":
 		res.DisplayName = ""
 	}
-	writeJSON(w, http.StatusOK, res)
+	matrixerr.WriteJSON(w, http.StatusOK, res)
+	return nil
 }
 
 // QueryProfile asks a remote user's server for their profile (GET

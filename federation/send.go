@@ -40,7 +40,7 @@ type transaction struct {
 // before from the same origin gets the first answer again and changes
 // nothing; each PDU is checked and stored on its own, so one bad event
 // does not cost the others.
-func (s *Service) send(w http.ResponseWriter, r *request) {
+func (s *Service) send(w http.ResponseWriter, r *request) error {
 	key := store.Key(string(r.origin), r.PathValue("txnID"))
 	var prior []byte
 	s.cfg.DB.View(func(tx *store.Tx) error {
@@ -48,22 +48,20 @@ func (s *Service) send(w http.ResponseWriter, r *request) {
 		return nil
 	})
 	if prior != nil {
+		// The recorded answer, byte for byte (it is JSON already).
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(prior)
-		return
+		return nil
 	}
 	var txn transaction
 	if err := json.Unmarshal(r.body, &txn); err != nil {
-		matrixerr.Write(w, matrixerr.NotJSON("transaction is not valid JSON"))
-		return
+		return matrixerr.NotJSON("transaction is not valid JSON")
 	}
 	if len(txn.PDUs) > maxPDUs || len(txn.EDUs) > maxEDUs {
-		matrixerr.Write(w, matrixerr.BadJSON(fmt.Sprintf("a transaction holds at most %d PDUs and %d EDUs", maxPDUs, maxEDUs)))
-		return
+		return matrixerr.BadJSON(fmt.Sprintf("a transaction holds at most %d PDUs and %d EDUs", maxPDUs, maxEDUs))
 	}
 	if txn.Origin != "" && txn.Origin != string(r.origin) {
-		matrixerr.Write(w, matrixerr.Forbidden("transaction origin does not match the request's signer"))
-		return
+		return matrixerr.Forbidden("transaction origin does not match the request's signer")
 	}
 	// The answer is recorded in the commit that stores the events when
 	// nothing else is left to do: no EDUs (handled after the PDUs, so a
@@ -92,12 +90,12 @@ func (s *Service) send(w http.ResponseWriter, r *request) {
 		if err := s.cfg.DB.Update(r.Context(), func(tx *store.Tx) error {
 			return tx.Put(store.FedTxns, key, body)
 		}); err != nil {
-			matrixerr.Write(w, err)
-			return
+			return err
 		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(body)
+	return nil
 }
 
 // receivePDUs runs the spec's checks on receipt of a PDU (§"Checks

@@ -16,6 +16,7 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib"
 
+	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/hearth-chat/hearth/internal/room"
 )
 
@@ -98,7 +99,9 @@ func sendTxn(tb testing.TB, f *fzServer, txnID string, pdus []gomatrixserverlib.
 	req := httptest.NewRequestWithContext(context.Background(), "PUT", "/_matrix/federation/v1/send/"+txnID, nil)
 	req.SetPathValue("txnID", txnID)
 	rec := httptest.NewRecorder()
-	f.svc.send(rec, &request{Request: req, origin: fzPeer, body: body})
+	matrixerr.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error {
+		return f.svc.send(w, &request{Request: req, origin: fzPeer, body: body})
+	}).ServeHTTP(rec, req)
 	if rec.Code != http.StatusOK {
 		tb.Fatalf("HTTP %d: %s", rec.Code, rec.Body)
 	}

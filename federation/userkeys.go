@@ -55,12 +55,12 @@ func decodeKeysRequest(body []byte, v any) error {
 	return nil
 }
 
-func (s *Service) keysOff(w http.ResponseWriter) bool {
+// keysOff is M_UNRECOGNIZED when end-to-end encryption is not wired.
+func (s *Service) keysOff() error {
 	if s.cfg.Keys == nil {
-		matrixerr.Write(w, matrixerr.Unrecognized("end-to-end encryption is not enabled"))
-		return true
+		return matrixerr.Unrecognized("end-to-end encryption is not enabled")
 	}
-	return false
+	return nil
 }
 
 func noDisplayName(string, string) string { return "" }
@@ -84,20 +84,18 @@ func (s *Service) localKeys(want map[string][]string) (*e2ee.QueryResult, error)
 // keys of this server's users. Users of other servers are left out (the
 // spec: "Requested users must be local to the receiving homeserver"), and
 // user-signing keys never leave this server.
-func (s *Service) userKeysQuery(w http.ResponseWriter, r *request) {
-	if s.keysOff(w) {
-		return
+func (s *Service) userKeysQuery(w http.ResponseWriter, r *request) error {
+	if err := s.keysOff(); err != nil {
+		return err
 	}
 	var req struct {
 		DeviceKeys map[string][]string `json:"device_keys"`
 	}
 	if err := decodeKeysRequest(r.body, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if req.DeviceKeys == nil {
-		matrixerr.Write(w, matrixerr.MissingParam("device_keys is required"))
-		return
+		return matrixerr.MissingParam("device_keys is required")
 	}
 	local := map[string][]string{}
 	for user, devices := range req.DeviceKeys {
@@ -107,29 +105,27 @@ func (s *Service) userKeysQuery(w http.ResponseWriter, r *request) {
 	}
 	res, err := s.localKeys(local)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"device_keys": res.DeviceKeys, "master_keys": res.MasterKeys,
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"device_keys": res.DeviceKeys, "master_keys": res.MasterKeys,
 		"self_signing_keys": res.SelfSigningKeys})
+	return nil
 }
 
 // userKeysClaim is POST /user/keys/claim: one-time keys of this server's
 // users' devices, each handed out once.
-func (s *Service) userKeysClaim(w http.ResponseWriter, r *request) {
-	if s.keysOff(w) {
-		return
+func (s *Service) userKeysClaim(w http.ResponseWriter, r *request) error {
+	if err := s.keysOff(); err != nil {
+		return err
 	}
 	var req struct {
 		OneTimeKeys map[string]map[string]string `json:"one_time_keys"`
 	}
 	if err := decodeKeysRequest(r.body, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if req.OneTimeKeys == nil {
-		matrixerr.Write(w, matrixerr.MissingParam("one_time_keys is required"))
-		return
+		return matrixerr.MissingParam("one_time_keys is required")
 	}
 	local := map[string]map[string]string{}
 	for user, devices := range req.OneTimeKeys {
@@ -139,29 +135,27 @@ func (s *Service) userKeysClaim(w http.ResponseWriter, r *request) {
 	}
 	otks, _, err := s.cfg.Keys.Claim(r.Context(), local)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"one_time_keys": otks})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"one_time_keys": otks})
+	return nil
 }
 
 // userDevices is GET /user/devices/{userId}: a local user's devices that
 // have keys, their cross-signing keys, and the stream ID the device-list
 // EDUs count from. Other servers' users and unknown users get 404.
-func (s *Service) userDevices(w http.ResponseWriter, r *request) {
-	if s.keysOff(w) {
-		return
+func (s *Service) userDevices(w http.ResponseWriter, r *request) error {
+	if err := s.keysOff(); err != nil {
+		return err
 	}
 	userID := r.PathValue("userID")
 	if _, err := s.localUser(userID); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	streamID := s.deviceListStreamID()
 	res, err := s.localKeys(map[string][]string{userID: {}})
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	devices := []map[string]any{}
 	for id, obj := range res.DeviceKeys[userID] {
@@ -175,7 +169,8 @@ func (s *Service) userDevices(w http.ResponseWriter, r *request) {
 	if k := res.SelfSigningKeys[userID]; k != nil {
 		out["self_signing_key"] = k
 	}
-	writeJSON(w, http.StatusOK, out)
+	matrixerr.WriteJSON(w, http.StatusOK, out)
+	return nil
 }
 
 func (s *Service) isLocalUser(userID string) bool {

@@ -2,6 +2,8 @@ package federation
 
 import (
 	"net/http"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
 )
 
 // wellKnownRoutes serves /.well-known/matrix/server when the config names
@@ -17,6 +19,6 @@ func (s *Service) wellKnownRoutes() {
 		// Other servers cache this for up to 48 h; a day keeps a change
 		// of address from taking longer than that to spread.
 		w.Header().Set("Cache-Control", "max-age=86400")
-		writeJSON(w, http.StatusOK, map[string]string{"m.server": s.cfg.WellKnownServer})
+		matrixerr.WriteJSON(w, http.StatusOK, map[string]string{"m.server": s.cfg.WellKnownServer})
 	})
 }

@@ -43,7 +43,7 @@ func (b *bench) mediaRequest(ctx context.Context, u *user, method, path, content
 		return nil, err
 	}
 	if resp.StatusCode != 200 {
-		return nil, fmt.Errorf("%s %s: HTTP %d: %.300s", method, path, resp.StatusCode, out)
+		return nil, newHTTPError(method+" "+path, resp.StatusCode, out, 300)
 	}
 	return out, nil
 }

@@ -117,7 +117,7 @@ func (b *bench) ssSync(ctx context.Context, u *user, pos string, timeout time.Du
 		return nil, fmt.Errorf("POST sliding sync: read: %w", err)
 	}
 	if resp.StatusCode != 200 {
-		return nil, fmt.Errorf("POST sliding sync: HTTP %d: %.300s", resp.StatusCode, data)
+		return nil, newHTTPError("POST sliding sync", resp.StatusCode, data, 300)
 	}
 	out := &ssResponse{size: len(data)}
 	if err := json.Unmarshal(data, out); err != nil {

@@ -2,11 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -103,7 +103,8 @@ func ssMemory(ctx context.Context, b *bench, a *ssAccount) (string, error) {
 	if err := parallel(n, 8, func(i int) error {
 		u, req := conn(i)
 		_, err := b.ssSync(ctx, u, pos[i], 0, req)
-		if err != nil && strings.Contains(err.Error(), "M_UNKNOWN_POS") {
+		var he *httpError
+		if errors.As(err, &he) && he.errcode == "M_UNKNOWN_POS" {
 			unknown.Add(1)
 			return nil
 		}

@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,7 +102,7 @@ func call(ctx context.Context, hc *http.Client, d *daemon, method, path, token s
 	defer drain(resp)
 	if resp.StatusCode != 200 {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, msg)
+		return newHTTPError(method+" "+path, resp.StatusCode, msg, len(msg))
 	}
 	if out == nil {
 		return nil
@@ -129,7 +129,8 @@ func (b *bench) register(ctx context.Context, d *daemon, name string) (*user, er
 		if err == nil {
 			break
 		}
-		if try >= 10 || !strings.Contains(err.Error(), "HTTP 429") {
+		var he *httpError
+		if try >= 10 || !errors.As(err, &he) || he.status != http.StatusTooManyRequests {
 			return nil, err
 		}
 		if err := sleep(ctx, time.Second); err != nil {

@@ -47,9 +47,9 @@ const (
 // authentication: the answers are signed, and a server that has no keys
 // of ours yet could not authenticate anyway (§"Retrieving server keys").
 func (k *Keys) Register(mux *http.ServeMux) {
-	mux.HandleFunc("GET /_matrix/key/v2/server", k.serveOwn)
-	mux.HandleFunc("GET /_matrix/key/v2/query/{"+serverNamePathID+"}", k.serveQueryOne)
-	mux.HandleFunc("POST /_matrix/key/v2/query", k.serveQuery)
+	mux.Handle("GET /_matrix/key/v2/server", matrixerr.HandlerFunc(k.serveOwn))
+	mux.Handle("GET /_matrix/key/v2/query/{"+serverNamePathID+"}", matrixerr.HandlerFunc(k.serveQueryOne))
+	mux.Handle("POST /_matrix/key/v2/query", matrixerr.HandlerFunc(k.serveQuery))
 }
 
 // ownResponse is our signed key response (§"Publishing Keys"). The
@@ -81,13 +81,13 @@ func (k *Keys) ownResponse(now time.Time) ([]byte, error) {
 	return signed, nil
 }
 
-func (k *Keys) serveOwn(w http.ResponseWriter, r *http.Request) {
+func (k *Keys) serveOwn(w http.ResponseWriter, r *http.Request) error {
 	body, err := k.ownResponse(time.Now())
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, body)
+	writeSigned(w, body)
+	return nil
 }
 
 // query is one server a notary request asks about.
@@ -97,49 +97,45 @@ type query struct {
 	minValid spec.Timestamp
 }
 
-func (k *Keys) serveQueryOne(w http.ResponseWriter, r *http.Request) {
+func (k *Keys) serveQueryOne(w http.ResponseWriter, r *http.Request) error {
 	q := query{server: spec.ServerName(r.PathValue(serverNamePathID))}
 	if !validServerName(q.server) {
-		matrixerr.Write(w, matrixerr.InvalidParam("invalid server name"))
-		return
+		return matrixerr.InvalidParam("invalid server name")
 	}
 	if s := r.URL.Query().Get(queryParamMinTS); s != "" {
 		ts, err := strconv.ParseUint(s, 10, 63)
 		if err != nil {
-			matrixerr.Write(w, matrixerr.InvalidParam(queryParamMinTS+" must be a non-negative integer"))
-			return
+			return matrixerr.InvalidParam(queryParamMinTS + " must be a non-negative integer")
 		}
 		q.minValid = spec.Timestamp(ts)
 	}
-	if k.overNotaryLimit(w, r, 1) {
-		return
+	if err := k.notaryLimit(r, 1); err != nil {
+		return err
 	}
-	k.answer(r.Context(), w, []query{q})
+	return k.answer(r.Context(), w, []query{q})
 }
 
-func (k *Keys) serveQuery(w http.ResponseWriter, r *http.Request) {
+func (k *Keys) serveQuery(w http.ResponseWriter, r *http.Request) error {
 	qs, err := readQuery(w, r)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	if k.overNotaryLimit(w, r, len(qs)) {
-		return
+	if err := k.notaryLimit(r, len(qs)); err != nil {
+		return err
 	}
-	k.answer(r.Context(), w, qs)
+	return k.answer(r.Context(), w, qs)
 }
 
-// overNotaryLimit spends one token of the client's address per server a
-// query names, or, if it has not that many, answers 429 M_LIMIT_EXCEEDED
-// and reports true. Every server named counts, cached or not, so the
-// limit does not depend on what the cache holds.
-func (k *Keys) overNotaryLimit(w http.ResponseWriter, r *http.Request, servers int) bool {
+// notaryLimit spends one token of the client's address per server a
+// query names, or, if it has not that many, is 429 M_LIMIT_EXCEEDED.
+// Every server named counts, cached or not, so the limit does not depend
+// on what the cache holds.
+func (k *Keys) notaryLimit(r *http.Request, servers int) error {
 	wait := k.notaryLimits.Allow(ratelimit.ClientKey(r.RemoteAddr), float64(servers), time.Now())
 	if wait == 0 {
-		return false
+		return nil
 	}
-	matrixerr.Write(w, matrixerr.LimitExceeded(wait.Milliseconds()+1))
-	return true
+	return matrixerr.LimitExceeded(wait.Milliseconds() + 1)
 }
 
 // readQuery decodes and bounds a POST /key/v2/query body before anything
@@ -188,7 +184,7 @@ func readQuery(w http.ResponseWriter, r *http.Request) ([]query, error) {
 // answer looks every query up (in parallel, bounded), adds our signature
 // to each response found and writes {"server_keys": [...]}. Servers we
 // cannot reach and know nothing of are left out, as the spec says.
-func (k *Keys) answer(ctx context.Context, w http.ResponseWriter, qs []query) {
+func (k *Keys) answer(ctx context.Context, w http.ResponseWriter, qs []query) error {
 	found := make([]json.RawMessage, len(qs))
 	sem := make(chan struct{}, parallelFetches)
 	var wg sync.WaitGroup
@@ -219,10 +215,10 @@ func (k *Keys) answer(ctx context.Context, w http.ResponseWriter, qs []query) {
 	}
 	body, err := json.Marshal(out)
 	if err != nil {
-		matrixerr.Write(w, fmt.Errorf("serverkeys: encode query answer: %w", err))
-		return
+		return fmt.Errorf("serverkeys: encode query answer: %w", err)
 	}
-	writeJSON(w, body)
+	writeSigned(w, body)
+	return nil
 }
 
 // lookup returns the self-signed key response of q.server: from the cache
@@ -288,7 +284,11 @@ func validServerName(s spec.ServerName) bool {
 	return ok && len(s) <= 255 && !bytes.ContainsRune([]byte(s), 0)
 }
 
-func writeJSON(w http.ResponseWriter, body []byte) {
+// writeSigned answers 200 with body as it is. It is not
+// matrixerr.WriteJSON because the body is signed JSON already encoded:
+// encoding it again would add a newline, and could change the bytes the
+// signatures cover.
+func writeSigned(w http.ResponseWriter, body []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(body)
 }

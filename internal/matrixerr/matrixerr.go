@@ -5,7 +5,6 @@
 package matrixerr
 
 import (
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -113,9 +112,7 @@ func Write(w http.ResponseWriter, err error) {
 	for k, v := range me.Extra {
 		body[k] = v
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(me.Status)
-	json.NewEncoder(w).Encode(body)
+	WriteJSON(w, me.Status, body)
 }
 
 // WithStatus returns e with a different HTTP status, for the few errcodes

@@ -3,6 +3,8 @@ package control
 import (
 	"net/http"
 	"time"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
 )
 
 // Appservices is the part of the backend that manages application
@@ -35,39 +37,38 @@ type Appservice struct {
 }
 
 func (s *Server) appserviceRoutes() {
-	with := func(fn func(a Appservices, w http.ResponseWriter, r *http.Request)) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
+	with := func(fn func(a Appservices, w http.ResponseWriter, r *http.Request) error) handlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) error {
 			a, ok := s.backend.(Appservices)
 			if !ok {
-				writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such control endpoint"})
-				return
+				return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such control endpoint"}
 			}
-			fn(a, w, r)
+			return fn(a, w, r)
 		}
 	}
-	s.mux.HandleFunc("GET /_hearth/v1/appservices", with(func(a Appservices, w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, map[string]any{"appservices": a.Appservices()})
+	s.mux.Handle("GET /_hearth/v1/appservices", with(func(a Appservices, w http.ResponseWriter, r *http.Request) error {
+		matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"appservices": a.Appservices()})
+		return nil
 	}))
-	s.mux.HandleFunc("POST /_hearth/v1/appservices", with(func(a Appservices, w http.ResponseWriter, r *http.Request) {
+	s.mux.Handle("POST /_hearth/v1/appservices", with(func(a Appservices, w http.ResponseWriter, r *http.Request) error {
 		var req struct {
 			Registration string `json:"registration"`
 		}
 		if err := readBody(r, &req); err != nil {
-			writeError(w, err)
-			return
+			return err
 		}
 		out, err := a.AddAppservice(req.Registration)
 		if err != nil {
-			writeError(w, err)
-			return
+			return err
 		}
-		writeJSON(w, out)
+		matrixerr.WriteJSON(w, http.StatusOK, out)
+		return nil
 	}))
-	s.mux.HandleFunc("DELETE /_hearth/v1/appservices/{id}", with(func(a Appservices, w http.ResponseWriter, r *http.Request) {
+	s.mux.Handle("DELETE /_hearth/v1/appservices/{id}", with(func(a Appservices, w http.ResponseWriter, r *http.Request) error {
 		if err := a.RemoveAppservice(r.PathValue("id")); err != nil {
-			writeError(w, err)
-			return
+			return err
 		}
-		writeJSON(w, struct{}{})
+		matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
+		return nil
 	}))
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"rsc.io/qr"
 )
 
@@ -229,39 +230,40 @@ func (s *sessions) endAll() {
 
 // consoleLink makes a one-time login link for the console. The code is in
 // the fragment: it never reaches a server or its logs.
-func (s *Server) consoleLink(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, map[string]any{"path": "/_hearth/#code=" + s.sessions.newCode(), "expires_in_ms": linkTTL.Milliseconds()})
+func (s *Server) consoleLink(w http.ResponseWriter, r *http.Request) error {
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"path": "/_hearth/#code=" + s.sessions.newCode(), "expires_in_ms": linkTTL.Milliseconds()})
+	return nil
 }
 
 // consoleSession is POST /_hearth/v1/session: the page trades the code
 // from its fragment for a session token.
-func (s *Server) consoleSession(w http.ResponseWriter, r *http.Request) {
+func (s *Server) consoleSession(w http.ResponseWriter, r *http.Request) error {
 	var req struct {
 		Code string `json:"code"`
 	}
 	if err := readBody(r, &req); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	tok, ok := s.sessions.redeem(req.Code)
 	if !ok {
-		writeError(w, &Error{Status: http.StatusUnauthorized, Code: "unauthorized",
-			Message: "this console link is used or expired; run 'hearth open console' for a new one"})
-		return
+		return &Error{Status: http.StatusUnauthorized, Code: "unauthorized",
+			Message: "this console link is used or expired; run 'hearth open console' for a new one"}
 	}
-	writeJSON(w, map[string]any{"session": tok, "idle_timeout_ms": sessionIdle.Milliseconds(),
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"session": tok, "idle_timeout_ms": sessionIdle.Milliseconds(),
 		"expires_in_ms": sessionMax.Milliseconds()})
+	return nil
 }
 
 // logout ends the caller's console session; with the control secret it
 // ends every console session.
-func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 	if tok := r.Header.Get(SessionHeader); tok != "" {
 		s.sessions.end(tok)
 	} else {
 		s.sessions.endAll()
 	}
-	writeJSON(w, map[string]any{})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{})
+	return nil
 }
 
 func (s *Server) consolePage(w http.ResponseWriter, r *http.Request) {
@@ -279,7 +281,7 @@ func (s *Server) consolePage(w http.ResponseWriter, r *http.Request) {
 // X on Android allows plain http to .local names, not to addresses in
 // numbers), else its LAN address; on loopback, this computer's own
 // address (which only shows what to type on this computer).
-func (s *Server) qrCode(w http.ResponseWriter, r *http.Request) {
+func (s *Server) qrCode(w http.ResponseWriter, r *http.Request) error {
 	l := s.backend.Status().Listeners
 	addr := l["client"]
 	for _, k := range []string{"client_lan", "client_lan_name"} {
@@ -289,11 +291,11 @@ func (s *Server) qrCode(w http.ResponseWriter, r *http.Request) {
 	}
 	code, err := qr.Encode(addr, qr.M)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	code.Scale = 6
 	w.Header().Set("Content-Type", "image/png")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Write(code.PNG())
+	return nil
 }

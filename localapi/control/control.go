@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
 )
 
 // Status is the daemon's state as the CLI and tray show it.
@@ -199,36 +201,39 @@ type Server struct {
 // New returns the handler; secret is the per-install credential.
 func New(b Backend, secret string) *Server {
 	s := &Server{backend: b, secret: secret, mux: http.NewServeMux(), sessions: newSessions()}
-	s.mux.HandleFunc("GET /_hearth/v1/status", s.status)
-	s.mux.HandleFunc("GET /_hearth/v1/accounts", s.accounts)
-	s.mux.HandleFunc("POST /_hearth/v1/accounts", s.addAccount)
-	s.mux.HandleFunc("POST /_hearth/v1/accounts/{name}/password", s.setPassword)
-	s.mux.HandleFunc("GET /_hearth/v1/config", s.config)
-	s.mux.HandleFunc("PUT /_hearth/v1/config/{key}", s.setConfig)
-	s.mux.HandleFunc("GET /_hearth/v1/logs", s.logs)
-	s.mux.HandleFunc("POST /_hearth/v1/open", s.open)
-	s.mux.HandleFunc("POST /_hearth/v1/console", s.consoleLink)
-	s.mux.HandleFunc("POST /_hearth/v1/shutdown", s.shutdown)
-	s.mux.HandleFunc("GET /_hearth/v1/federation", s.federation)
-	s.mux.HandleFunc("POST /_hearth/v1/federation/pause", s.federationPause(true))
-	s.mux.HandleFunc("POST /_hearth/v1/federation/resume", s.federationPause(false))
-	s.mux.HandleFunc("POST /_hearth/v1/federation/mode", s.federationMode)
-	s.mux.HandleFunc("GET /_hearth/v1/peers", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.backend.Peers()) })
+	s.mux.Handle("GET /_hearth/v1/status", handlerFunc(s.status))
+	s.mux.Handle("GET /_hearth/v1/accounts", handlerFunc(s.accounts))
+	s.mux.Handle("POST /_hearth/v1/accounts", handlerFunc(s.addAccount))
+	s.mux.Handle("POST /_hearth/v1/accounts/{name}/password", handlerFunc(s.setPassword))
+	s.mux.Handle("GET /_hearth/v1/config", handlerFunc(s.config))
+	s.mux.Handle("PUT /_hearth/v1/config/{key}", handlerFunc(s.setConfig))
+	s.mux.Handle("GET /_hearth/v1/logs", handlerFunc(s.logs))
+	s.mux.Handle("POST /_hearth/v1/open", handlerFunc(s.open))
+	s.mux.Handle("POST /_hearth/v1/console", handlerFunc(s.consoleLink))
+	s.mux.Handle("POST /_hearth/v1/shutdown", handlerFunc(s.shutdown))
+	s.mux.Handle("GET /_hearth/v1/federation", handlerFunc(s.federation))
+	s.mux.Handle("POST /_hearth/v1/federation/pause", handlerFunc(s.federationPause(true)))
+	s.mux.Handle("POST /_hearth/v1/federation/resume", handlerFunc(s.federationPause(false)))
+	s.mux.Handle("POST /_hearth/v1/federation/mode", handlerFunc(s.federationMode))
+	s.mux.HandleFunc("GET /_hearth/v1/peers", func(w http.ResponseWriter, r *http.Request) { matrixerr.WriteJSON(w, http.StatusOK, s.backend.Peers()) })
 	s.peersRoutes()
 	s.discoveryRoutes()
 	s.nearbyRoutes()
 	s.appserviceRoutes()
 	s.welcomeRoutes()
-	s.mux.HandleFunc("POST /_hearth/v1/logout", s.logout)
-	s.mux.HandleFunc("GET /_hearth/qr.png", s.qrCode)
-	s.mux.HandleFunc("/_hearth/v1/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such control endpoint"})
-	})
+	s.mux.Handle("POST /_hearth/v1/logout", handlerFunc(s.logout))
+	s.mux.Handle("GET /_hearth/qr.png", handlerFunc(s.qrCode))
+	s.mux.Handle("/_hearth/v1/", handlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such control endpoint"}
+	}))
 	return s
 }
 
 // ServeHTTP checks where the request comes from and its credential.
+// Every answer is for this computer's owner alone and may hold secrets
+// (sessions, config), so none may be cached.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
 	if err := checkOrigin(r); err != nil {
 		writeError(w, err)
 		return
@@ -241,7 +246,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.consolePage(w, r)
 		return
 	case r.Method == http.MethodPost && r.URL.Path == "/_hearth/v1/session":
-		s.consoleSession(w, r)
+		handlerFunc(s.consoleSession).ServeHTTP(w, r)
 		return
 	}
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -299,10 +304,15 @@ func isLoopbackName(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	json.NewEncoder(w).Encode(v)
+// handlerFunc is a control handler: it writes its answer and returns
+// nil, or returns the error, which ServeHTTP writes with writeError, the
+// one place a handler's error is written.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (h handlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := h(w, r); err != nil {
+		writeError(w, err)
+	}
 }
 
 func writeError(w http.ResponseWriter, err error) {
@@ -311,9 +321,7 @@ func writeError(w http.ResponseWriter, err error) {
 		slog.Error("control API", "err", err)
 		ce = &Error{Status: http.StatusInternalServerError, Code: "internal", Message: err.Error()}
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(ce.Status)
-	json.NewEncoder(w).Encode(ce)
+	matrixerr.WriteJSON(w, ce.Status, ce)
 }
 
 // BadRequest is a control error for invalid input, naming the field.
@@ -330,147 +338,149 @@ func readBody(r *http.Request, v any) error {
 	return nil
 }
 
-func (s *Server) status(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.backend.Status()) }
-
-func (s *Server) accounts(w http.ResponseWriter, r *http.Request) {
-	ids, err := s.backend.Accounts()
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, map[string]any{"accounts": ids})
+func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
+	matrixerr.WriteJSON(w, http.StatusOK, s.backend.Status())
+	return nil
 }
 
-func (s *Server) addAccount(w http.ResponseWriter, r *http.Request) {
+func (s *Server) accounts(w http.ResponseWriter, r *http.Request) error {
+	ids, err := s.backend.Accounts()
+	if err != nil {
+		return err
+	}
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"accounts": ids})
+	return nil
+}
+
+func (s *Server) addAccount(w http.ResponseWriter, r *http.Request) error {
 	var req struct {
 		Name     string `json:"name"`
 		Password string `json:"password"`
 	}
 	if err := readBody(r, &req); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if req.Name == "" {
-		writeError(w, BadRequest("name", "name is required"))
-		return
+		return BadRequest("name", "name is required")
 	}
 	id, pw, err := s.backend.AddAccount(req.Name, req.Password)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	resp := map[string]any{"user_id": id}
 	if req.Password == "" {
 		resp["password"] = pw
 	}
-	writeJSON(w, resp)
+	matrixerr.WriteJSON(w, http.StatusOK, resp)
+	return nil
 }
 
-func (s *Server) setPassword(w http.ResponseWriter, r *http.Request) {
+func (s *Server) setPassword(w http.ResponseWriter, r *http.Request) error {
 	var req struct {
 		Password string `json:"password"`
 	}
 	if err := readBody(r, &req); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	pw, err := s.backend.SetPassword(r.PathValue("name"), req.Password)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	resp := map[string]any{}
 	if req.Password == "" {
 		resp["password"] = pw
 	}
-	writeJSON(w, resp)
+	matrixerr.WriteJSON(w, http.StatusOK, resp)
+	return nil
 }
 
-func (s *Server) config(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.backend.Config()) }
+func (s *Server) config(w http.ResponseWriter, r *http.Request) error {
+	matrixerr.WriteJSON(w, http.StatusOK, s.backend.Config())
+	return nil
+}
 
-func (s *Server) setConfig(w http.ResponseWriter, r *http.Request) {
+func (s *Server) setConfig(w http.ResponseWriter, r *http.Request) error {
 	var req struct {
 		Value string `json:"value"`
 	}
 	if err := readBody(r, &req); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if err := s.backend.SetConfig(r.PathValue("key"), req.Value); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
-	writeJSON(w, map[string]any{"restart_required": true})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"restart_required": true})
+	return nil
 }
 
-func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
+func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
 	n := 100
 	if v := r.URL.Query().Get("lines"); v != "" {
 		var err error
 		if n, err = strconv.Atoi(v); err != nil || n < 1 {
-			writeError(w, BadRequest("lines", "lines must be a positive integer"))
-			return
+			return BadRequest("lines", "lines must be a positive integer")
 		}
 	}
-	writeJSON(w, map[string]any{"lines": s.backend.Logs(n)})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"lines": s.backend.Logs(n)})
+	return nil
 }
 
 // open makes a one-time login token so the CLI or tray can open a client
 // already logged in.
-func (s *Server) open(w http.ResponseWriter, r *http.Request) {
+func (s *Server) open(w http.ResponseWriter, r *http.Request) error {
 	var req struct {
 		User string `json:"user"`
 	}
 	if err := readBody(r, &req); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	tok, err := s.backend.LoginToken(req.User)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	out := map[string]any{"login_token": tok}
 	if u := s.backend.ChatClientURL(req.User, tok); u != "" {
 		out["client_url"] = u
 	}
-	writeJSON(w, out)
+	matrixerr.WriteJSON(w, http.StatusOK, out)
+	return nil
 }
 
 // shutdown stops the daemon (the tray's "Stop Hearth", and the stop path
 // where the OS has no signals to send).
-func (s *Server) shutdown(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, map[string]any{"stopping": true})
+func (s *Server) shutdown(w http.ResponseWriter, r *http.Request) error {
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"stopping": true})
 	s.backend.Shutdown()
+	return nil
 }
 
-func (s *Server) federation(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, s.backend.Federation())
+func (s *Server) federation(w http.ResponseWriter, r *http.Request) error {
+	matrixerr.WriteJSON(w, http.StatusOK, s.backend.Federation())
+	return nil
 }
 
-func (s *Server) federationPause(paused bool) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+func (s *Server) federationPause(paused bool) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
 		if err := s.backend.FederationPause(paused); err != nil {
-			writeError(w, &Error{Status: http.StatusConflict, Code: "federation_off", Message: err.Error()})
-			return
+			return &Error{Status: http.StatusConflict, Code: "federation_off", Message: err.Error()}
 		}
-		writeJSON(w, s.backend.Federation())
+		matrixerr.WriteJSON(w, http.StatusOK, s.backend.Federation())
+		return nil
 	}
 }
 
 // federationMode is POST /_hearth/v1/federation/mode {"mode": "lan"}: the
 // tray's, CLI's and console's switch between off, lan and internet.
-func (s *Server) federationMode(w http.ResponseWriter, r *http.Request) {
+func (s *Server) federationMode(w http.ResponseWriter, r *http.Request) error {
 	var req struct {
 		Mode string `json:"mode"`
 	}
 	if err := readBody(r, &req); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if err := s.backend.SetFederationMode(req.Mode); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
-	writeJSON(w, s.backend.Federation())
+	matrixerr.WriteJSON(w, http.StatusOK, s.backend.Federation())
+	return nil
 }

@@ -1,6 +1,10 @@
 package control
 
-import "net/http"
+import (
+	"net/http"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
+)
 
 // DiscoverySwitcher is the part of the backend that switches LAN
 // discovery (lan_discovery = on|browse|off) while the daemon runs; a
@@ -23,36 +27,34 @@ type DiscoveryStatus struct {
 }
 
 func (s *Server) discoveryRoutes() {
-	s.mux.HandleFunc("GET /_hearth/v1/discovery", func(w http.ResponseWriter, r *http.Request) {
+	s.mux.Handle("GET /_hearth/v1/discovery", handlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		sw, ok := s.backend.(DiscoverySwitcher)
 		if !ok {
-			writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such control endpoint"})
-			return
+			return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such control endpoint"}
 		}
-		writeJSON(w, sw.Discovery())
-	})
-	s.mux.HandleFunc("POST /_hearth/v1/discovery/mode", s.discoveryMode)
+		matrixerr.WriteJSON(w, http.StatusOK, sw.Discovery())
+		return nil
+	}))
+	s.mux.Handle("POST /_hearth/v1/discovery/mode", handlerFunc(s.discoveryMode))
 }
 
 // discoveryMode is POST /_hearth/v1/discovery/mode {"mode": "browse"}:
 // the tray's and CLI's switch of LAN discovery (issue 11: "discovery
 // can be set to browse-only or switched off").
-func (s *Server) discoveryMode(w http.ResponseWriter, r *http.Request) {
+func (s *Server) discoveryMode(w http.ResponseWriter, r *http.Request) error {
 	sw, ok := s.backend.(DiscoverySwitcher)
 	if !ok {
-		writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such control endpoint"})
-		return
+		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such control endpoint"}
 	}
 	var req struct {
 		Mode string `json:"mode"`
 	}
 	if err := readBody(r, &req); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if err := sw.SetDiscoveryMode(req.Mode); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
-	writeJSON(w, sw.Discovery())
+	matrixerr.WriteJSON(w, http.StatusOK, sw.Discovery())
+	return nil
 }

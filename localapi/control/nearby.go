@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
 )
 
 // NearbySwitcher is the part of the backend that switches whether an
@@ -24,65 +26,62 @@ type NearbyAccount struct {
 }
 
 func (s *Server) nearbyRoutes() {
-	s.mux.HandleFunc("GET /_hearth/v1/accounts/nearby", s.nearbyAccounts)
-	s.mux.HandleFunc("POST /_hearth/v1/accounts/nearby", s.setNearby)
+	s.mux.Handle("GET /_hearth/v1/accounts/nearby", handlerFunc(s.nearbyAccounts))
+	s.mux.Handle("POST /_hearth/v1/accounts/nearby", handlerFunc(s.setNearby))
 }
 
-func (s *Server) nearbySwitcher(w http.ResponseWriter) NearbySwitcher {
+func (s *Server) nearbySwitcher() (NearbySwitcher, error) {
 	n, ok := s.backend.(NearbySwitcher)
 	if !ok {
-		writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "people nearby are not supported"})
+		return nil, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "people nearby are not supported"}
 	}
-	return n
+	return n, nil
 }
 
 // nearbyAccounts lists the accounts announced to people nearby.
-func (s *Server) nearbyAccounts(w http.ResponseWriter, r *http.Request) {
-	n := s.nearbySwitcher(w)
-	if n == nil {
-		return
+func (s *Server) nearbyAccounts(w http.ResponseWriter, r *http.Request) error {
+	n, err := s.nearbySwitcher()
+	if err != nil {
+		return err
 	}
 	ids, err := n.NearbyAccounts()
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if ids == nil {
 		ids = []string{}
 	}
-	writeJSON(w, map[string]any{"accounts": ids})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"accounts": ids})
+	return nil
 }
 
 // setNearby switches whether an account is announced to people nearby;
 // the body is {"name": localpart, "nearby": true|false}. One fixed path,
 // so the console's session may call it (console.go).
-func (s *Server) setNearby(w http.ResponseWriter, r *http.Request) {
+func (s *Server) setNearby(w http.ResponseWriter, r *http.Request) error {
 	var req struct {
 		Name   string `json:"name"`
 		Nearby *bool  `json:"nearby"`
 	}
 	if err := readBody(r, &req); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if req.Name == "" {
-		writeError(w, BadRequest("name", "name is required"))
-		return
+		return BadRequest("name", "name is required")
 	}
 	if req.Nearby == nil {
-		writeError(w, BadRequest("nearby", "nearby (true or false) is required"))
-		return
+		return BadRequest("nearby", "nearby (true or false) is required")
 	}
-	n := s.nearbySwitcher(w)
-	if n == nil {
-		return
+	n, err := s.nearbySwitcher()
+	if err != nil {
+		return err
 	}
 	id, err := n.SetNearby(r.Context(), req.Name, *req.Nearby)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
-	writeJSON(w, NearbyAccount{UserID: id, Nearby: *req.Nearby})
+	matrixerr.WriteJSON(w, http.StatusOK, NearbyAccount{UserID: id, Nearby: *req.Nearby})
+	return nil
 }
 
 // PeopleNearby is the one line the CLI, the tray and the console show for

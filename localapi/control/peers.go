@@ -3,6 +3,8 @@ package control
 import (
 	"context"
 	"net/http"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
 )
 
 // PeerForgetter is the part of the backend that forgets a LAN peer's
@@ -34,60 +36,54 @@ type ForgetResult struct {
 }
 
 func (s *Server) peersRoutes() {
-	s.mux.HandleFunc("POST /_hearth/v1/peers/{name}/forget", s.forgetPeer)
-	s.mux.HandleFunc("POST /_hearth/v1/peers/{name}/accept", func(w http.ResponseWriter, r *http.Request) { s.decidePeerKey(w, r, true) })
-	s.mux.HandleFunc("POST /_hearth/v1/peers/{name}/refuse", func(w http.ResponseWriter, r *http.Request) { s.decidePeerKey(w, r, false) })
+	s.mux.Handle("POST /_hearth/v1/peers/{name}/forget", handlerFunc(s.forgetPeer))
+	s.mux.Handle("POST /_hearth/v1/peers/{name}/accept", handlerFunc(func(w http.ResponseWriter, r *http.Request) error { return s.decidePeerKey(w, r, true) }))
+	s.mux.Handle("POST /_hearth/v1/peers/{name}/refuse", handlerFunc(func(w http.ResponseWriter, r *http.Request) error { return s.decidePeerKey(w, r, false) }))
 }
 
 // decidePeerKey is the owner's answer to a peer whose key changed:
 // accept pins the key it announces now (a reinstall), refuse keeps
 // refusing that key without flagging it again. 404 when name is not
 // listed with a changed key.
-func (s *Server) decidePeerKey(w http.ResponseWriter, r *http.Request, accept bool) {
+func (s *Server) decidePeerKey(w http.ResponseWriter, r *http.Request, accept bool) error {
 	name := r.PathValue("name")
 	if name == "" || len(name) > 255 {
-		writeError(w, BadRequest("name", "a server name is needed"))
-		return
+		return BadRequest("name", "a server name is needed")
 	}
 	f, ok := s.backend.(PeerKeyDecider)
 	if !ok || !s.backend.Peers().Enabled {
-		writeError(w, &Error{Status: http.StatusConflict, Code: "lan_discovery_off", Message: "LAN discovery is off"})
-		return
+		return &Error{Status: http.StatusConflict, Code: "lan_discovery_off", Message: "LAN discovery is off"}
 	}
 	done, err := f.DecidePeerKey(r.Context(), name, accept)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if !done {
-		writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no peer named " + name + " with a changed key"})
-		return
+		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no peer named " + name + " with a changed key"}
 	}
-	writeJSON(w, DecideResult{ServerName: name, Accepted: accept})
+	matrixerr.WriteJSON(w, http.StatusOK, DecideResult{ServerName: name, Accepted: accept})
+	return nil
 }
 
 // forgetPeer deletes a peer's pinned key, so its next announcement is
 // trusted on first use: how the owner accepts a peer's new key, or
 // cleans up a name that will not come back. 404 when nothing is pinned.
-func (s *Server) forgetPeer(w http.ResponseWriter, r *http.Request) {
+func (s *Server) forgetPeer(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
 	if name == "" || len(name) > 255 {
-		writeError(w, BadRequest("name", "a server name is needed"))
-		return
+		return BadRequest("name", "a server name is needed")
 	}
 	f, ok := s.backend.(PeerForgetter)
 	if !ok || !s.backend.Peers().Enabled {
-		writeError(w, &Error{Status: http.StatusConflict, Code: "lan_discovery_off", Message: "LAN discovery is off"})
-		return
+		return &Error{Status: http.StatusConflict, Code: "lan_discovery_off", Message: "LAN discovery is off"}
 	}
 	done, err := f.ForgetPeer(r.Context(), name)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if !done {
-		writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no pinned key or peer named " + name})
-		return
+		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no pinned key or peer named " + name}
 	}
-	writeJSON(w, ForgetResult{ServerName: name, Forgotten: true})
+	matrixerr.WriteJSON(w, http.StatusOK, ForgetResult{ServerName: name, Forgotten: true})
+	return nil
 }

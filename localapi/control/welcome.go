@@ -3,6 +3,8 @@ package control
 import (
 	"net/http"
 	"unicode/utf8"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
 )
 
 // The console's welcome (issue 13, "first run from an installer"): a
@@ -55,56 +57,54 @@ const (
 )
 
 func (s *Server) welcomeRoutes() {
-	s.mux.HandleFunc("GET /_hearth/v1/welcome", s.welcome)
-	s.mux.HandleFunc("POST /_hearth/v1/welcome/password", s.firstPassword)
-	s.mux.HandleFunc("POST /_hearth/v1/welcome/shown", s.welcomeShown)
+	s.mux.Handle("GET /_hearth/v1/welcome", handlerFunc(s.welcome))
+	s.mux.Handle("POST /_hearth/v1/welcome/password", handlerFunc(s.firstPassword))
+	s.mux.Handle("POST /_hearth/v1/welcome/shown", handlerFunc(s.welcomeShown))
 }
 
-func (s *Server) firstRun(w http.ResponseWriter) FirstRun {
+func (s *Server) firstRun() (FirstRun, error) {
 	f, ok := s.backend.(FirstRun)
 	if !ok {
-		writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no first-run welcome here"})
+		return nil, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no first-run welcome here"}
 	}
-	return f
+	return f, nil
 }
 
-func (s *Server) welcome(w http.ResponseWriter, r *http.Request) {
-	f := s.firstRun(w)
-	if f == nil {
-		return
+func (s *Server) welcome(w http.ResponseWriter, r *http.Request) error {
+	f, err := s.firstRun()
+	if err != nil {
+		return err
 	}
 	wel, err := f.Welcome()
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
-	writeJSON(w, wel)
+	matrixerr.WriteJSON(w, http.StatusOK, wel)
+	return nil
 }
 
 // firstPassword is POST /_hearth/v1/welcome/password {"password": "…"}:
 // always the owner's, never another account's (no name in the request).
-func (s *Server) firstPassword(w http.ResponseWriter, r *http.Request) {
-	f := s.firstRun(w)
-	if f == nil {
-		return
+func (s *Server) firstPassword(w http.ResponseWriter, r *http.Request) error {
+	f, err := s.firstRun()
+	if err != nil {
+		return err
 	}
 	var req struct {
 		Password string `json:"password"`
 	}
 	if err := readBody(r, &req); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if err := checkPassword(req.Password); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	id, err := f.SetFirstPassword(req.Password)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
-	writeJSON(w, map[string]any{"user_id": id})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"user_id": id})
+	return nil
 }
 
 // checkPassword applies the form's rules.
@@ -125,15 +125,15 @@ func checkPassword(pw string) *Error {
 
 // welcomeShown is POST /_hearth/v1/welcome/shown, the tray's (with the
 // control secret, not a console session): {"first": true} the first time.
-func (s *Server) welcomeShown(w http.ResponseWriter, r *http.Request) {
-	f := s.firstRun(w)
-	if f == nil {
-		return
+func (s *Server) welcomeShown(w http.ResponseWriter, r *http.Request) error {
+	f, err := s.firstRun()
+	if err != nil {
+		return err
 	}
 	first, err := f.WelcomeShown()
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
-	writeJSON(w, map[string]any{"first": first})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"first": first})
+	return nil
 }

@@ -121,24 +121,22 @@ func massagedTS(r *http.Request, c *caller) (time.Time, error) {
 
 // appservicePing is POST /_matrix/client/v1/appservice/{appserviceId}/ping
 // (spec v1.7): the appservice asks the server to ping it back.
-func (s *Server) appservicePing(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) appservicePing(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if c.Appservice == nil || c.Appservice.ID() != r.PathValue("appserviceId") {
-		matrixerr.Write(w, matrixerr.Forbidden("only the application service itself may ping it"))
-		return
+		return matrixerr.Forbidden("only the application service itself may ping it")
 	}
 	var req struct {
 		TransactionID string `json:"transaction_id"`
 	}
 	if err := readJSON(r, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	start := time.Now()
 	if err := s.appsvc.Ping(r.Context(), c.Appservice.ID(), req.TransactionID); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, map[string]any{"duration_ms": time.Since(start).Milliseconds()})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"duration_ms": time.Since(start).Milliseconds()})
+	return nil
 }
 
 // exclusiveUser refuses a name an appservice claims exclusively to

@@ -24,43 +24,58 @@ type caller struct {
 	Appservice Appservice
 }
 
+// authedHandler is a Client-Server handler for an authenticated caller.
+// It writes its response and returns nil, or returns the error for
+// authed to write.
+type authedHandler func(w http.ResponseWriter, r *http.Request, c *caller) error
+
+// publicHandler is a Client-Server handler that needs no access token.
+type publicHandler func(w http.ResponseWriter, r *http.Request) error
+
+// public registers a handler that needs no access token; the error it
+// returns is written by matrixerr.HandlerFunc (Client-Server API
+// §"Standard error response").
+func public(h publicHandler) http.HandlerFunc {
+	return matrixerr.HandlerFunc(h).ServeHTTP
+}
+
 // authed wraps a handler that needs an access token (Client-Server API
 // §"Using access tokens": the Authorization header, or the deprecated
 // access_token query parameter).
-func (s *Server) authed(h func(w http.ResponseWriter, r *http.Request, c *caller)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+func (s *Server) authed(h authedHandler) http.HandlerFunc {
+	return public(s.withCaller(h))
+}
+
+// withCaller authenticates the request and calls h with its caller.
+func (s *Server) withCaller(h authedHandler) publicHandler {
+	return func(w http.ResponseWriter, r *http.Request) error {
 		token := ""
 		if auth := r.Header.Get("Authorization"); auth != "" {
 			t, ok := strings.CutPrefix(auth, "Bearer ")
 			if !ok {
-				matrixerr.Write(w, matrixerr.MissingToken("Authorization header must be Bearer"))
-				return
+				return matrixerr.MissingToken("Authorization header must be Bearer")
 			}
 			token = t
 		} else {
 			token = r.URL.Query().Get("access_token")
 		}
 		if token == "" {
-			matrixerr.Write(w, matrixerr.MissingToken("missing access token"))
-			return
+			return matrixerr.MissingToken("missing access token")
 		}
 		if s.appsvc != nil {
 			if as := s.appsvc.ByToken(token); as != nil {
 				c, err := s.appserviceCaller(r, as)
 				if err != nil {
-					matrixerr.Write(w, err)
-					return
+					return err
 				}
-				h(w, r, c)
-				return
+				return h(w, r, c)
 			}
 		}
 		t, err := s.accounts.Authenticate(token)
 		if err != nil {
-			matrixerr.Write(w, err)
-			return
+			return err
 		}
-		h(w, r, &caller{Localpart: t.Localpart, UserID: s.accounts.UserID(t.Localpart), DeviceID: t.DeviceID, Session: t.TxnScope()})
+		return h(w, r, &caller{Localpart: t.Localpart, UserID: s.accounts.UserID(t.Localpart), DeviceID: t.DeviceID, Session: t.TxnScope()})
 	}
 }
 
@@ -78,12 +93,13 @@ type loginRequest struct {
 	RefreshToken             bool   `json:"refresh_token"`
 }
 
-func (s *Server) loginFlows(w http.ResponseWriter, r *http.Request) {
+func (s *Server) loginFlows(w http.ResponseWriter, r *http.Request) error {
 	flows := []map[string]any{{"type": "m.login.password"}, {"type": "m.login.token"}}
 	if s.appsvc != nil {
 		flows = append(flows, map[string]any{"type": "m.login.application_service"})
 	}
-	writeJSON(w, map[string]any{"flows": flows})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"flows": flows})
+	return nil
 }
 
 // appserviceLogin is /login with m.login.application_service: the
@@ -120,11 +136,10 @@ func (s *Server) userLocalpart(user string) string {
 }
 
 // login implements POST /login for m.login.password and m.login.token.
-func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	var req loginRequest
 	if err := readJSON(r, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	var localpart string
 	switch req.Type {
@@ -134,38 +149,33 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 			user = req.User
 		}
 		if req.Identifier.Type != "" && req.Identifier.Type != "m.id.user" {
-			matrixerr.Write(w, matrixerr.Unknown("only m.id.user identifiers are supported").WithStatus(http.StatusBadRequest))
-			return
+			return matrixerr.Unknown("only m.id.user identifiers are supported").WithStatus(http.StatusBadRequest)
 		}
 		localpart = s.userLocalpart(user)
 		if err := s.checkPassword(r, localpart, req.Password); err != nil {
-			matrixerr.Write(w, err)
-			return
+			return err
 		}
 	case "m.login.application_service":
 		lp, err := s.appserviceLogin(r, req.Identifier.User)
 		if err != nil {
-			matrixerr.Write(w, err)
-			return
+			return err
 		}
 		localpart = lp
 	case "m.login.token":
 		lp, err := s.accounts.RedeemLoginToken(r.Context(), req.Token)
 		if err != nil {
-			matrixerr.Write(w, err)
-			return
+			return err
 		}
 		localpart = lp
 	default:
-		matrixerr.Write(w, matrixerr.Unknown("unsupported login type").WithStatus(http.StatusBadRequest))
-		return
+		return matrixerr.Unknown("unsupported login type").WithStatus(http.StatusBadRequest)
 	}
 	sess, err := s.accounts.Login(r.Context(), localpart, req.DeviceID, req.InitialDeviceDisplayName, req.RefreshToken)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	writeSession(w, sess, s.accounts.ServerName())
+	return nil
 }
 
 func writeSession(w http.ResponseWriter, sess *account.Session, serverName string) {
@@ -175,67 +185,64 @@ func writeSession(w http.ResponseWriter, sess *account.Session, serverName strin
 		resp["refresh_token"] = sess.RefreshToken
 		resp["expires_in_ms"] = sess.ExpiresInMs
 	}
-	writeJSON(w, resp)
+	matrixerr.WriteJSON(w, http.StatusOK, resp)
 }
 
-func (s *Server) refresh(w http.ResponseWriter, r *http.Request) {
+func (s *Server) refresh(w http.ResponseWriter, r *http.Request) error {
 	var req struct {
 		RefreshToken string `json:"refresh_token"`
 	}
 	if err := readJSON(r, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	sess, err := s.accounts.Refresh(r.Context(), req.RefreshToken)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, map[string]any{"access_token": sess.AccessToken, "refresh_token": sess.RefreshToken,
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"access_token": sess.AccessToken, "refresh_token": sess.RefreshToken,
 		"expires_in_ms": sess.ExpiresInMs})
+	return nil
 }
 
-func (s *Server) logout(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) logout(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if err := s.accounts.Logout(r.Context(), c.Localpart, c.DeviceID); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if err := s.dropDevices(r.Context(), c, []string{c.DeviceID}); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
+	return nil
 }
 
-func (s *Server) logoutAll(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) logoutAll(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if err := s.accounts.LogoutAll(r.Context(), c.Localpart); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if err := s.dropDevices(r.Context(), c, nil); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
+	return nil
 }
 
-func (s *Server) whoami(w http.ResponseWriter, r *http.Request, c *caller) {
-	writeJSON(w, map[string]any{"user_id": c.UserID, "device_id": c.DeviceID, "is_guest": false})
+func (s *Server) whoami(w http.ResponseWriter, r *http.Request, c *caller) error {
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"user_id": c.UserID, "device_id": c.DeviceID, "is_guest": false})
+	return nil
 }
 
 // getLoginToken implements POST /login/get_token (spec v1.7), behind UIA.
-func (s *Server) getLoginToken(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) getLoginToken(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if err := s.readWithUIA(r, c, nil); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	const ttl = 2 * time.Minute
 	tok, err := s.accounts.CreateLoginToken(r.Context(), c.Localpart, ttl)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, map[string]any{"login_token": tok, "expires_in_ms": ttl.Milliseconds()})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"login_token": tok, "expires_in_ms": ttl.Milliseconds()})
+	return nil
 }
 
 // readWithUIA reads the body of a request behind password UIA: into req

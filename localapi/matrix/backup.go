@@ -9,7 +9,7 @@ import (
 )
 
 // backupRoutes registers Client-Server API §"Server-side key backups".
-func (s *Server) backupRoutes(v3 string, a func(func(http.ResponseWriter, *http.Request, *caller)) http.HandlerFunc) {
+func (s *Server) backupRoutes(v3 string, a func(authedHandler) http.HandlerFunc) {
 	m := s.mux
 	m.HandleFunc("POST "+v3+"/room_keys/version", a(s.createBackup))
 	m.HandleFunc("GET "+v3+"/room_keys/version", a(s.getBackup))
@@ -29,52 +29,49 @@ type backupVersionBody struct {
 	Version   string          `json:"version"`
 }
 
-func (s *Server) createBackup(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) createBackup(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req backupVersionBody
 	if err := readJSON(r, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	v, err := s.keys.CreateBackup(r.Context(), c.UserID, req.Algorithm, req.AuthData)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, map[string]string{"version": v})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]string{"version": v})
+	return nil
 }
 
-func (s *Server) getBackup(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) getBackup(w http.ResponseWriter, r *http.Request, c *caller) error {
 	info, err := s.keys.Backup(c.UserID, r.PathValue("version"))
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, info)
+	matrixerr.WriteJSON(w, http.StatusOK, info)
+	return nil
 }
 
-func (s *Server) updateBackup(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) updateBackup(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req backupVersionBody
 	if err := readJSON(r, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if req.Algorithm == "" {
-		matrixerr.Write(w, matrixerr.MissingParam("algorithm is required"))
-		return
+		return matrixerr.MissingParam("algorithm is required")
 	}
 	if err := s.keys.UpdateBackup(r.Context(), c.UserID, r.PathValue("version"), req.Version, req.Algorithm, req.AuthData); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
+	return nil
 }
 
-func (s *Server) deleteBackup(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) deleteBackup(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if err := s.keys.DeleteBackup(r.Context(), c.UserID, r.PathValue("version")); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
+	return nil
 }
 
 // backupVersionParam returns the required ?version= of /room_keys/keys.
@@ -88,11 +85,10 @@ func backupVersionParam(r *http.Request) (string, error) {
 
 // putBackupKeys accepts the body of whichever level the path names and
 // folds it into rooms → sessions → key data.
-func (s *Server) putBackupKeys(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) putBackupKeys(w http.ResponseWriter, r *http.Request, c *caller) error {
 	version, err := backupVersionParam(r)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	roomID, sessionID := r.PathValue("roomId"), r.PathValue("sessionId")
 	rooms := e2ee.BackupRooms{}
@@ -100,8 +96,7 @@ func (s *Server) putBackupKeys(w http.ResponseWriter, r *http.Request, c *caller
 	case sessionID != "":
 		var d e2ee.SessionData
 		if err := readJSON(r, &d); err != nil {
-			matrixerr.Write(w, err)
-			return
+			return err
 		}
 		rooms[roomID] = map[string]*e2ee.SessionData{sessionID: &d}
 	case roomID != "":
@@ -109,12 +104,10 @@ func (s *Server) putBackupKeys(w http.ResponseWriter, r *http.Request, c *caller
 			Sessions map[string]*e2ee.SessionData `json:"sessions"`
 		}
 		if err := readJSON(r, &req); err != nil {
-			matrixerr.Write(w, err)
-			return
+			return err
 		}
 		if req.Sessions == nil {
-			matrixerr.Write(w, matrixerr.MissingParam("sessions is required"))
-			return
+			return matrixerr.MissingParam("sessions is required")
 		}
 		rooms[roomID] = req.Sessions
 	default:
@@ -124,12 +117,10 @@ func (s *Server) putBackupKeys(w http.ResponseWriter, r *http.Request, c *caller
 			} `json:"rooms"`
 		}
 		if err := readJSON(r, &req); err != nil {
-			matrixerr.Write(w, err)
-			return
+			return err
 		}
 		if req.Rooms == nil {
-			matrixerr.Write(w, matrixerr.MissingParam("rooms is required"))
-			return
+			return matrixerr.MissingParam("rooms is required")
 		}
 		for id, room := range req.Rooms {
 			rooms[id] = room.Sessions
@@ -137,57 +128,54 @@ func (s *Server) putBackupKeys(w http.ResponseWriter, r *http.Request, c *caller
 	}
 	count, etag, err := s.keys.PutBackupKeys(r.Context(), c.UserID, version, rooms)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, map[string]any{"count": count, "etag": etag})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"count": count, "etag": etag})
+	return nil
 }
 
-func (s *Server) getBackupKeys(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) getBackupKeys(w http.ResponseWriter, r *http.Request, c *caller) error {
 	version, err := backupVersionParam(r)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	roomID, sessionID := r.PathValue("roomId"), r.PathValue("sessionId")
 	rooms, err := s.keys.BackupKeys(c.UserID, version, roomID, sessionID)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	switch {
 	case sessionID != "":
 		d := rooms[roomID][sessionID]
 		if d == nil {
-			matrixerr.Write(w, matrixerr.NotFound("no key for this session"))
-			return
+			return matrixerr.NotFound("no key for this session")
 		}
-		writeJSON(w, d)
+		matrixerr.WriteJSON(w, http.StatusOK, d)
 	case roomID != "":
 		sessions := rooms[roomID]
 		if sessions == nil {
 			sessions = map[string]*e2ee.SessionData{}
 		}
-		writeJSON(w, map[string]any{"sessions": sessions})
+		matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"sessions": sessions})
 	default:
 		out := map[string]any{}
 		for id, sessions := range rooms {
 			out[id] = map[string]any{"sessions": sessions}
 		}
-		writeJSON(w, map[string]any{"rooms": out})
+		matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"rooms": out})
 	}
+	return nil
 }
 
-func (s *Server) deleteBackupKeys(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) deleteBackupKeys(w http.ResponseWriter, r *http.Request, c *caller) error {
 	version, err := backupVersionParam(r)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	count, etag, err := s.keys.DeleteBackupKeys(r.Context(), c.UserID, version, r.PathValue("roomId"), r.PathValue("sessionId"))
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, map[string]any{"count": count, "etag": etag})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"count": count, "etag": etag})
+	return nil
 }

@@ -39,19 +39,17 @@ func (s *Server) deactivateRoutes() {
 //
 // Hearth keeps no third-party identifiers, so there is nothing to unbind
 // on an identity server: id_server_unbind_result is "no-support".
-func (s *Server) deactivate(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) deactivate(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req struct {
 		Erase    bool   `json:"erase"`
 		IDServer string `json:"id_server"`
 	}
 	if err := s.readWithUIA(r, c, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	devices, err := s.accounts.Deactivate(r.Context(), c.Localpart, req.Erase)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	s.presence.reread(c.Localpart) // deactivation stored "offline"
 	if pos, erased := s.accounts.ErasedAt(c.UserID); erased {
@@ -72,7 +70,8 @@ func (s *Server) deactivate(w http.ResponseWriter, r *http.Request, c *caller) {
 	if err := s.leaveAll(ctx, c.UserID); err != nil {
 		slog.Warn("deactivate: leave rooms", "user", c.UserID, "err", err)
 	}
-	writeJSON(w, map[string]any{"id_server_unbind_result": "no-support"})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"id_server_unbind_result": "no-support"})
+	return nil
 }
 
 // leaveAll leaves every room the user is joined to, declines every invite

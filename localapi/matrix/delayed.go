@@ -98,74 +98,66 @@ func parseDelay(v string) (int64, error) {
 
 // delayedSend is the early branch of PUT /send and PUT /state: with the
 // org.matrix.msc4140.delay parameter the event is scheduled instead of
-// sent, and the answer is {"delay_id"}. It reports whether it answered.
-func (s *Server) delayedSend(w http.ResponseWriter, r *http.Request, c *caller, typ string, stateKey *string, content []byte) bool {
+// sent, and the answer is {"delay_id"}. It reports whether it took the
+// request, and the error to answer with.
+func (s *Server) delayedSend(w http.ResponseWriter, r *http.Request, c *caller, typ string, stateKey *string, content []byte) (bool, error) {
 	q := r.URL.Query()
 	if q.Has("org.matrix.msc4140.parent_delay_id") {
 		// An early revision's events sent by another one's action:
 		// Synapse never had them, and sending at once would be wrong.
-		matrixerr.Write(w, matrixerr.InvalidParam("org.matrix.msc4140.parent_delay_id is not supported"))
-		return true
+		return true, matrixerr.InvalidParam("org.matrix.msc4140.parent_delay_id is not supported")
 	}
 	if !q.Has("org.matrix.msc4140.delay") {
-		return false
+		return false, nil
 	}
 	delay, err := parseDelay(q.Get("org.matrix.msc4140.delay"))
 	if err != nil {
-		matrixerr.Write(w, err)
-		return true
+		return true, err
 	}
 	txn := ""
 	if stateKey == nil {
 		txn = r.PathValue("txnId")
 	}
-	s.scheduleDelayed(w, r, c, delayed.Request{TxnID: txn, Type: typ, StateKey: stateKey, Content: content, Delay: delay})
-	return true
+	return true, s.scheduleDelayed(w, r, c, delayed.Request{TxnID: txn, Type: typ, StateKey: stateKey, Content: content, Delay: delay})
 }
 
-func (s *Server) scheduleDelayed(w http.ResponseWriter, r *http.Request, c *caller, req delayed.Request) {
+func (s *Server) scheduleDelayed(w http.ResponseWriter, r *http.Request, c *caller, req delayed.Request) error {
 	svc := s.delayed.svc
 	if !svc.Enabled() {
-		matrixerr.Write(w, matrixerr.Forbidden("delayed events are disabled on this server"))
-		return
+		return matrixerr.Forbidden("delayed events are disabled on this server")
 	}
 	req.UserID, req.Session, req.RoomID = c.UserID, c.Session, r.PathValue("roomId")
 	if !s.rooms.RoomExists(req.RoomID) {
-		matrixerr.Write(w, matrixerr.Forbidden("unknown room"))
-		return
+		return matrixerr.Forbidden("unknown room")
 	}
 	id, err := svc.Schedule(r.Context(), req)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, map[string]string{"delay_id": id})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]string{"delay_id": id})
+	return nil
 }
 
 // putDelayedEvent: PUT /rooms/{roomId}/delayed_event/{eventType}/{txnId}
 // (MSC4140 "Scheduling a delayed event").
-func (s *Server) putDelayedEvent(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) putDelayedEvent(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var body struct {
 		Delay    json.RawMessage `json:"delay"`
 		StateKey *string         `json:"state_key"`
 		Content  json.RawMessage `json:"content"`
 	}
 	if err := readJSON(r, &body); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if body.Delay == nil || body.Content == nil {
-		matrixerr.Write(w, matrixerr.MissingParam("delay and content are required"))
-		return
+		return matrixerr.MissingParam("delay and content are required")
 	}
 	delay, err := parseDelay(string(body.Delay))
 	if err != nil {
-		matrixerr.Write(w, matrixerr.InvalidParam("delay must be a positive integer of milliseconds"))
-		return
+		return matrixerr.InvalidParam("delay must be a positive integer of milliseconds")
 	}
 	if !strings.HasPrefix(strings.TrimSpace(string(body.Content)), "{") {
-		matrixerr.Write(w, matrixerr.BadJSON("content must be an object"))
-		return
+		return matrixerr.BadJSON("content must be an object")
 	}
 	typ := r.PathValue("eventType")
 	if typ == "m.room.member" && body.StateKey != nil {
@@ -176,15 +168,14 @@ func (s *Server) putDelayedEvent(w http.ResponseWriter, r *http.Request, c *call
 		switch m.Membership {
 		case "join", "leave", "invite", "ban", "knock":
 		default:
-			matrixerr.Write(w, matrixerr.BadJSON("invalid membership"))
-			return
+			return matrixerr.BadJSON("invalid membership")
 		}
 	}
 	txn := ""
 	if body.StateKey == nil {
 		txn = r.PathValue("txnId")
 	}
-	s.scheduleDelayed(w, r, c, delayed.Request{TxnID: txn, Type: typ, StateKey: body.StateKey, Content: body.Content, Delay: delay})
+	return s.scheduleDelayed(w, r, c, delayed.Request{TxnID: txn, Type: typ, StateKey: body.StateKey, Content: body.Content, Delay: delay})
 }
 
 // updateDelayedEvent: POST /delayed_events/{delay_id} with {"action"},
@@ -192,19 +183,17 @@ func (s *Server) putDelayedEvent(w http.ResponseWriter, r *http.Request, c *call
 // scheduled delayed events").
 // With a token (a user's or an appservice's) it acts only on the caller's
 // events; without one, knowing the delay ID is the capability.
-func (s *Server) updateDelayedEvent(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) updateDelayedEvent(w http.ResponseWriter, r *http.Request, c *caller) error {
 	action := r.PathValue("action")
 	if !strings.HasSuffix(r.Pattern, "{action}") {
 		var body struct {
 			Action *string `json:"action"`
 		}
 		if err := readJSON(r, &body); err != nil {
-			matrixerr.Write(w, err)
-			return
+			return err
 		}
 		if body.Action == nil {
-			matrixerr.Write(w, matrixerr.MissingParam("action is required"))
-			return
+			return matrixerr.MissingParam("action is required")
 		}
 		action = *body.Action
 	}
@@ -215,17 +204,14 @@ func (s *Server) updateDelayedEvent(w http.ResponseWriter, r *http.Request, c *c
 	switch action {
 	case "cancel", "restart", "send":
 	default:
-		matrixerr.Write(w, matrixerr.InvalidParam("action must be cancel, restart or send"))
-		return
+		return matrixerr.InvalidParam("action must be cancel, restart or send")
 	}
 	if err := s.delayedLimit(key); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	svc, id := s.delayed.svc, r.PathValue("delayId")
 	if svc == nil {
-		matrixerr.Write(w, matrixerr.NotFound("no delayed event with this delay_id"))
-		return
+		return matrixerr.NotFound("no delayed event with this delay_id")
 	}
 	var err error
 	switch action {
@@ -239,10 +225,10 @@ func (s *Server) updateDelayedEvent(w http.ResponseWriter, r *http.Request, c *c
 		}
 	}
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
+	return nil
 }
 
 // delayedView is a delayed event as GET /delayed_events shows it.
@@ -268,21 +254,19 @@ func viewDelayed(e *delayed.Event) delayedView {
 }
 
 // getDelayedEvent: GET /delayed_events/{delay_id}, the caller's own.
-func (s *Server) getDelayedEvent(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) getDelayedEvent(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if err := s.delayedLimit(c.UserID); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if s.delayed.svc == nil {
-		matrixerr.Write(w, matrixerr.NotFound("no delayed event with this delay_id"))
-		return
+		return matrixerr.NotFound("no delayed event with this delay_id")
 	}
 	e, err := s.delayed.svc.Get(c.UserID, r.PathValue("delayId"))
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, viewDelayed(e))
+	matrixerr.WriteJSON(w, http.StatusOK, viewDelayed(e))
+	return nil
 }
 
 // delayedPage is how many delayed events one page of the list holds (the
@@ -294,46 +278,43 @@ const delayedPage = 50
 // by status, room_id, type, outcome and reason, ordered by order_by
 // (send_ts, origin_server_ts or running_since) in direction dir, from
 // since_ts (default now; "end" for the latest) or a from token.
-func (s *Server) listDelayedEvents(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) listDelayedEvents(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if err := s.delayedLimit(c.UserID); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	q := r.URL.Query()
-	bad := func(name string) {
-		matrixerr.Write(w, matrixerr.InvalidParam("unsupported value of "+name))
+	bad := func(name string) error {
+		return matrixerr.InvalidParam("unsupported value of " + name)
 	}
-	oneOf := func(name string, allowed ...string) (map[string]bool, bool) {
+	oneOf := func(name string, allowed ...string) (map[string]bool, error) {
 		vals := q[name]
 		if len(vals) == 0 {
-			return nil, true
+			return nil, nil
 		}
 		set := map[string]bool{}
 		for _, v := range vals {
 			if !slices.Contains(allowed, v) {
-				bad(name)
-				return nil, false
+				return nil, bad(name)
 			}
 			set[v] = true
 		}
-		return set, true
+		return set, nil
 	}
-	status, ok := oneOf("status", "scheduled", "finalised")
-	if !ok {
-		return
+	status, err := oneOf("status", "scheduled", "finalised")
+	if err != nil {
+		return err
 	}
-	outcome, ok := oneOf("outcome", delayed.OutcomeSend, delayed.OutcomeCancel, delayed.OutcomeError)
-	if !ok {
-		return
+	outcome, err := oneOf("outcome", delayed.OutcomeSend, delayed.OutcomeCancel, delayed.OutcomeError)
+	if err != nil {
+		return err
 	}
-	reason, ok := oneOf("reason", delayed.ReasonAction, delayed.ReasonDelay)
-	if !ok {
-		return
+	reason, err := oneOf("reason", delayed.ReasonAction, delayed.ReasonDelay)
+	if err != nil {
+		return err
 	}
 	orderBy := cmp.Or(q.Get("order_by"), "send_ts")
 	if orderBy != "send_ts" && orderBy != "origin_server_ts" && orderBy != "running_since" {
-		bad("order_by")
-		return
+		return bad("order_by")
 	}
 	back := false
 	switch q.Get("dir") {
@@ -341,8 +322,7 @@ func (s *Server) listDelayedEvents(w http.ResponseWriter, r *http.Request, c *ca
 	case "b":
 		back = true
 	default:
-		bad("dir")
-		return
+		return bad("dir")
 	}
 	// The page starts at since_ts (inclusive) or after the from token's
 	// item (exclusive).
@@ -353,8 +333,7 @@ func (s *Server) listDelayedEvents(w http.ResponseWriter, r *http.Request, c *ca
 		ts, id, ok := strings.Cut(q.Get("from"), "_")
 		n, err := strconv.ParseInt(ts, 10, 64)
 		if !ok || err != nil || id == "" {
-			bad("from")
-			return
+			return bad("from")
 		}
 		startTS, startID, haveID = n, id, true
 	case since == "end":
@@ -365,8 +344,7 @@ func (s *Server) listDelayedEvents(w http.ResponseWriter, r *http.Request, c *ca
 	case since != "":
 		n, err := strconv.ParseInt(since, 10, 64)
 		if err != nil {
-			bad("since_ts")
-			return
+			return bad("since_ts")
 		}
 		startTS = n
 	default:
@@ -381,8 +359,7 @@ func (s *Server) listDelayedEvents(w http.ResponseWriter, r *http.Request, c *ca
 	if s.delayed.svc != nil {
 		var err error
 		if all, err = s.delayed.svc.List(c.UserID); err != nil {
-			matrixerr.Write(w, err)
-			return
+			return err
 		}
 	}
 	// A finalised event's send_ts is when it left the schedule if that
@@ -453,5 +430,6 @@ func (s *Server) listDelayedEvents(w http.ResponseWriter, r *http.Request, c *ca
 		views = append(views, viewDelayed(e))
 	}
 	resp["delayed_events"] = views
-	writeJSON(w, resp)
+	matrixerr.WriteJSON(w, http.StatusOK, resp)
+	return nil
 }

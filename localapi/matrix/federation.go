@@ -108,31 +108,29 @@ func (s *Server) joinRemote(r *http.Request, c *caller, roomID string, via []str
 // remoteMembership handles the membership changes that go through another
 // server: inviting a remote user, and declining an invite to or
 // withdrawing a knock on a room no local user is in (leaveRemote). It
-// reports whether it handled the request.
-func (s *Server) remoteMembership(w http.ResponseWriter, r *http.Request, op string, mr room.MembershipRequest) bool {
+// reports whether it handled the request, and the error to answer with.
+func (s *Server) remoteMembership(w http.ResponseWriter, r *http.Request, op string, mr room.MembershipRequest) (bool, error) {
 	if s.fed == nil {
-		return false
+		return false, nil
 	}
 	switch {
 	case op == "invite" && serverOf(mr.Target) != s.accounts.ServerName():
 		if _, err := s.fed.Invite(r.Context(), mr); err != nil {
-			matrixerr.Write(w, err)
-			return true
+			return true, err
 		}
 	case op == "leave":
 		handled, err := s.leaveRemote(r.Context(), mr.Sender, mr.RoomID)
 		if !handled {
-			return false
+			return false, nil
 		}
 		if err != nil {
-			matrixerr.Write(w, err)
-			return true
+			return true, err
 		}
 	default:
-		return false
+		return false, nil
 	}
-	writeJSON(w, struct{}{})
-	return true
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
+	return true, nil
 }
 
 // leaveRemote declines an invite to, or withdraws a knock on, a room no

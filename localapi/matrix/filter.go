@@ -187,43 +187,40 @@ func (s *Server) syncFilter(c *caller, param string) (*filter, error) {
 	return f, f.validate()
 }
 
-func (s *Server) putFilter(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) putFilter(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if r.PathValue("userId") != c.UserID {
-		matrixerr.Write(w, matrixerr.Forbidden("you may only create filters for yourself"))
-		return
+		return matrixerr.Forbidden("you may only create filters for yourself")
 	}
 	body, err := readBody(r)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	var f filter
 	if err := decode(body, &f); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if err := f.validate(); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	id, err := s.accounts.PutFilter(r.Context(), c.Localpart, body)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, map[string]any{"filter_id": id})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"filter_id": id})
+	return nil
 }
 
-func (s *Server) getFilter(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) getFilter(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if r.PathValue("userId") != c.UserID {
-		matrixerr.Write(w, matrixerr.Forbidden("you may only read your own filters"))
-		return
+		return matrixerr.Forbidden("you may only read your own filters")
 	}
 	f, err := s.accounts.Filter(c.Localpart, r.PathValue("filterId"))
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
+	// The filter is stored as the JSON the client uploaded: written as it
+	// is, not decoded and encoded again by matrixerr.WriteJSON.
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(f)
+	return nil
 }

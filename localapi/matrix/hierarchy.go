@@ -109,7 +109,7 @@ func (p *hierarchyPages) take(token string, ok func(*hierarchyWalk) error) (*hie
 // that answer also describes the children the remote server knows. A
 // room nobody can describe, or the user may not see, is left out with
 // its children; the root itself must be visible (else 403).
-func (s *Server) spaceHierarchy(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) spaceHierarchy(w http.ResponseWriter, r *http.Request, c *caller) error {
 	q := r.URL.Query()
 	root := r.PathValue("roomId")
 	suggestedOnly := q.Get("suggested_only") == "true"
@@ -118,14 +118,12 @@ func (s *Server) spaceHierarchy(w http.ResponseWriter, r *http.Request, c *calle
 		err = matrixerr.InvalidParam("limit must be at least 1")
 	}
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	limit = min(limit, hierarchyMaxLimit)
 	maxDepth, err := queryInt(q, "max_depth", hierarchyMaxDepth)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	maxDepth = min(maxDepth, hierarchyMaxDepth)
 
@@ -141,8 +139,7 @@ func (s *Server) spaceHierarchy(w http.ResponseWriter, r *http.Request, c *calle
 			return nil
 		})
 		if err != nil {
-			matrixerr.Write(w, err)
-			return
+			return err
 		}
 	} else {
 		walk = &hierarchyWalk{user: c.UserID, root: root, suggestedOnly: suggestedOnly, maxDepth: maxDepth,
@@ -161,8 +158,7 @@ func (s *Server) spaceHierarchy(w http.ResponseWriter, r *http.Request, c *calle
 		sr := s.describeRoom(r.Context(), walk, e)
 		if sr == nil || !s.rooms.SpaceAccessible(c.UserID, sr) {
 			if e.roomID == root {
-				matrixerr.Write(w, matrixerr.Forbidden("you may not view this space"))
-				return
+				return matrixerr.Forbidden("you may not view this space")
 			}
 			continue
 		}
@@ -184,7 +180,8 @@ func (s *Server) spaceHierarchy(w http.ResponseWriter, r *http.Request, c *calle
 	if slices.ContainsFunc(walk.stack, func(e hierarchyEntry) bool { return !walk.seen[e.roomID] }) {
 		res["next_batch"] = s.spaces.put(walk)
 	}
-	writeJSON(w, res)
+	matrixerr.WriteJSON(w, http.StatusOK, res)
+	return nil
 }
 
 // describeRoom summarises a room: from local state if a local user is in

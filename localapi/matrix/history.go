@@ -41,23 +41,22 @@ func queryDir(q url.Values) (room.Direction, error) {
 	return 0, matrixerr.InvalidParam("dir must be b or f")
 }
 
-func (s *Server) getEvent(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) getEvent(w http.ResponseWriter, r *http.Request, c *caller) error {
 	ev, err := s.rooms.EventForSession(c.UserID, c.Session, r.PathValue("roomId"), r.PathValue("eventId"))
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, ev)
+	matrixerr.WriteJSON(w, http.StatusOK, ev)
+	return nil
 }
 
 // messages implements GET /rooms/{roomId}/messages. Without from, a
 // backward page starts at the newest event and a forward page at the oldest.
-func (s *Server) messages(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) messages(w http.ResponseWriter, r *http.Request, c *caller) error {
 	q := r.URL.Query()
 	dir, err := queryDir(q)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	pos, _ := s.rooms.Pos()
 	if dir == room.Forward {
@@ -65,28 +64,23 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request, c *caller) {
 	}
 	from, err := queryToken(q, "from", pos)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	to, err := queryToken(q, "to", 0)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	filter, err := parseRoomEventFilter(q.Get("filter"))
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if filter.Limit, err = queryInt(q, "limit", 10); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	roomID := r.PathValue("roomId")
 	page, err := s.rooms.Messages(c.UserID, c.Session, roomID, from, to, dir, filter)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	more := page.More
 	if dir == room.Backward && !page.More && to == 0 && s.fed != nil {
@@ -95,8 +89,7 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request, c *caller) {
 		// while some may remain.
 		if n, _ := s.fed.Backfill(r.Context(), roomID, filter.Limit); n > 0 {
 			if page, err = s.rooms.Messages(c.UserID, c.Session, roomID, from, to, dir, filter); err != nil {
-				matrixerr.Write(w, err)
-				return
+				return err
 			}
 		}
 		_, older := s.rooms.BackfillPoint(roomID)
@@ -113,39 +106,37 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request, c *caller) {
 	if len(page.State) > 0 {
 		resp["state"] = page.State
 	}
-	writeJSON(w, resp)
+	matrixerr.WriteJSON(w, http.StatusOK, resp)
+	return nil
 }
 
 // eventContext implements GET /rooms/{roomId}/context/{eventId}.
-func (s *Server) eventContext(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) eventContext(w http.ResponseWriter, r *http.Request, c *caller) error {
 	q := r.URL.Query()
 	limit, err := queryInt(q, "limit", 10)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	f, err := parseRoomEventFilter(q.Get("filter"))
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	ctx, err := s.rooms.Context(c.UserID, c.Session, r.PathValue("roomId"), r.PathValue("eventId"), min(limit, 100), f)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, map[string]any{"event": ctx.Event, "events_before": ctx.Before,
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"event": ctx.Event, "events_before": ctx.Before,
 		"events_after": ctx.After, "start": pageToken(ctx.Start), "end": pageToken(ctx.End),
 		"state": ctx.State})
+	return nil
 }
 
 // relations implements GET /rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]].
-func (s *Server) relations(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) relations(w http.ResponseWriter, r *http.Request, c *caller) error {
 	q := r.URL.Query()
 	dir, err := queryDir(q)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	req := room.RelationsRequest{UserID: c.UserID, RoomID: r.PathValue("roomId"), ParentID: r.PathValue("eventId"),
 		RelType: r.PathValue("relType"), EventType: r.PathValue("eventType"), Dir: dir}
@@ -155,23 +146,22 @@ func (s *Server) relations(w http.ResponseWriter, r *http.Request, c *caller) {
 		}
 	}
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	evs, next, err := s.rooms.Relations(req)
-	writeChunk(w, evs, next, err)
+	return writeChunk(w, evs, next, err)
 }
 
 // writeChunk answers a paginated list (/relations, /threads): the chunk
 // and, if there is more, next_batch.
-func writeChunk(w http.ResponseWriter, evs []room.ClientEvent, next uint64, err error) {
+func writeChunk(w http.ResponseWriter, evs []room.ClientEvent, next uint64, err error) error {
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	resp := map[string]any{"chunk": evs}
 	if next != 0 {
 		resp["next_batch"] = pageToken(next)
 	}
-	writeJSON(w, resp)
+	matrixerr.WriteJSON(w, http.StatusOK, resp)
+	return nil
 }

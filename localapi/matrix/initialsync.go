@@ -23,24 +23,21 @@ const initialSyncLimit, maxInitialSyncLimit = 20, 100
 // and the room's receipts as r0 had them. Everything is read as the caller
 // may see it: a member who left sees the room up to their leave, someone
 // who never joined only a world_readable room.
-func (s *Server) roomInitialSync(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) roomInitialSync(w http.ResponseWriter, r *http.Request, c *caller) error {
 	roomID := r.PathValue("roomId")
 	limit, err := queryInt(r.URL.Query(), "limit", initialSyncLimit)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	limit = min(limit, maxInitialSyncLimit)
 	state, err := s.rooms.State(c.UserID, roomID)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	now, _ := s.rooms.Pos()
 	page, err := s.rooms.Messages(c.UserID, c.Session, roomID, now, 0, room.Backward, room.EventFilter{Limit: limit})
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	chunk := slices.Clone(page.Chunk)
 	slices.Reverse(chunk) // oldest first, as a timeline reads
@@ -50,13 +47,11 @@ func (s *Server) roomInitialSync(w http.ResponseWriter, r *http.Request, c *call
 	}
 	receipts, err := s.rooms.Receipts(c.UserID, roomID)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	public, err := s.rooms.Published(roomID)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	visibility := "private"
 	if public {
@@ -71,7 +66,8 @@ func (s *Server) roomInitialSync(w http.ResponseWriter, r *http.Request, c *call
 	if m := s.membershipIn(c, roomID); m != "" {
 		resp["membership"] = m
 	}
-	writeJSON(w, resp)
+	matrixerr.WriteJSON(w, http.StatusOK, resp)
+	return nil
 }
 
 // membershipIn is the caller's membership in the room, if it is one the

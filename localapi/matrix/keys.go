@@ -18,13 +18,12 @@ func (s *Server) SetKeys(k *e2ee.Service) { s.keys = k }
 func (s *Server) keysRoutes() {
 	m := s.mux
 	const v3 = "/_matrix/client/v3"
-	a := func(h func(w http.ResponseWriter, r *http.Request, c *caller)) http.HandlerFunc {
-		return s.authed(func(w http.ResponseWriter, r *http.Request, c *caller) {
+	a := func(h authedHandler) http.HandlerFunc {
+		return s.authed(func(w http.ResponseWriter, r *http.Request, c *caller) error {
 			if s.keys == nil {
-				matrixerr.Write(w, matrixerr.Unrecognized("end-to-end encryption is not enabled"))
-				return
+				return matrixerr.Unrecognized("end-to-end encryption is not enabled")
 			}
-			h(w, r, c)
+			return h(w, r, c)
 		})
 	}
 	m.HandleFunc("POST "+v3+"/keys/upload", a(s.keysUpload))
@@ -38,36 +37,32 @@ func (s *Server) keysRoutes() {
 	s.backupRoutes(v3, a)
 }
 
-func (s *Server) keysUpload(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) keysUpload(w http.ResponseWriter, r *http.Request, c *caller) error {
 	body, err := readBody(r)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	up, err := e2ee.DecodeUpload(body, c.UserID, c.DeviceID)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	counts, err := s.keys.Store(r.Context(), c.UserID, c.DeviceID, up)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, map[string]any{"one_time_key_counts": counts})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"one_time_key_counts": counts})
+	return nil
 }
 
-func (s *Server) keysQuery(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) keysQuery(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req struct {
 		DeviceKeys map[string][]string `json:"device_keys"`
 	}
 	if err := readJSON(r, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if req.DeviceKeys == nil {
-		matrixerr.Write(w, matrixerr.MissingParam("device_keys is required"))
-		return
+		return matrixerr.MissingParam("device_keys is required")
 	}
 	res, err := s.keys.Query(c.UserID, req.DeviceKeys, func(userID, deviceID string) string {
 		if d, err := s.accounts.Device(s.accounts.Localpart(userID), deviceID); err == nil {
@@ -76,62 +71,55 @@ func (s *Server) keysQuery(w http.ResponseWriter, r *http.Request, c *caller) {
 		return ""
 	})
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, res)
+	matrixerr.WriteJSON(w, http.StatusOK, res)
+	return nil
 }
 
-func (s *Server) keysClaim(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) keysClaim(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req struct {
 		OneTimeKeys map[string]map[string]string `json:"one_time_keys"`
 	}
 	if err := readJSON(r, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if req.OneTimeKeys == nil {
-		matrixerr.Write(w, matrixerr.MissingParam("one_time_keys is required"))
-		return
+		return matrixerr.MissingParam("one_time_keys is required")
 	}
 	otks, failures, err := s.keys.Claim(r.Context(), req.OneTimeKeys)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, map[string]any{"one_time_keys": otks, "failures": failures})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"one_time_keys": otks, "failures": failures})
+	return nil
 }
 
 // keysChanges implements GET /keys/changes: between two sync tokens, users
 // who share a room with the caller (or the caller) whose device lists
 // changed or who started sharing a room, and users who stopped.
-func (s *Server) keysChanges(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) keysChanges(w http.ResponseWriter, r *http.Request, c *caller) error {
 	q := r.URL.Query()
 	if q.Get("from") == "" || q.Get("to") == "" {
-		matrixerr.Write(w, matrixerr.MissingParam("from and to are required"))
-		return
+		return matrixerr.MissingParam("from and to are required")
 	}
 	from, err := parseSyncToken(q.Get("from"))
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	to, err := parseSyncToken(q.Get("to"))
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if from.pos > to.pos {
-		matrixerr.Write(w, matrixerr.InvalidParam("from is after to"))
-		return
+		return matrixerr.InvalidParam("from is after to")
 	}
 	// The member events between the tokens, as a sync would return them,
 	// tell who started or stopped sharing a room with the caller.
 	rooms, err := s.rooms.Sync(room.SyncRequest{UserID: c.UserID, Device: c.Session, Since: from.pos, Now: to.pos,
 		Timeline: room.EventFilter{Types: []string{"m.room.member"}}, Ephemeral: room.EventFilter{Limit: -1}})
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	joined, left := map[string][]any{}, [][]any{}
 	for id, jr := range rooms.Join {
@@ -142,10 +130,10 @@ func (s *Server) keysChanges(w http.ResponseWriter, r *http.Request, c *caller) 
 	}
 	changed, gone, err := s.deviceListChanges(c, from.pos, to.pos, joined, left)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, map[string]any{"changed": changed, "left": gone})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"changed": changed, "left": gone})
+	return nil
 }
 
 func clientEvents(lists ...[]room.ClientEvent) []any {
@@ -161,16 +149,14 @@ func clientEvents(lists ...[]room.ClientEvent) []any {
 // crossSigningUpload implements POST /keys/device_signing/upload. UIA with
 // the password is asked for only when the spec requires it: when the
 // upload would replace a master key already stored.
-func (s *Server) crossSigningUpload(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) crossSigningUpload(w http.ResponseWriter, r *http.Request, c *caller) error {
 	body, err := readBody(r)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	var up e2ee.CrossSigningUpload
 	if err := decode(body, &up); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	err = s.keys.UploadCrossSigning(r.Context(), c.UserID, up, false)
 	if errors.Is(err, e2ee.ErrNeedUIA) {
@@ -179,22 +165,21 @@ func (s *Server) crossSigningUpload(w http.ResponseWriter, r *http.Request, c *c
 		}
 	}
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
+	return nil
 }
 
-func (s *Server) signaturesUpload(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) signaturesUpload(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req map[string]map[string]json.RawMessage
 	if err := readJSON(r, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	failures, err := s.keys.UploadSignatures(r.Context(), c.UserID, req)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, map[string]any{"failures": failures})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"failures": failures})
+	return nil
 }

@@ -15,18 +15,16 @@ func (s *Server) knockRoutes() {
 // on rooms"): asking to be let into a room whose join rule is knock. A
 // room another local user is in gets the knock here; any other goes
 // through a server in the room.
-func (s *Server) knock(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) knock(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req struct {
 		Reason string `json:"reason"`
 	}
 	if err := readJSON(r, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	roomID, via, err := s.roomAndServers(r, r.PathValue("roomIdOrAlias"))
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	switch {
 	case s.rooms.HasLocalJoined(roomID):
@@ -38,8 +36,8 @@ func (s *Server) knock(w http.ResponseWriter, r *http.Request, c *caller) {
 		err = matrixerr.NotFound("no known server can reach that room")
 	}
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, map[string]any{"room_id": roomID})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"room_id": roomID})
+	return nil
 }

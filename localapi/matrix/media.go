@@ -45,9 +45,9 @@ func (s *Server) mediaRoutes() {
 	// from before it, so every request gets that answer.
 	m.HandleFunc("GET "+legacy+"/config", a(s.mediaConfig))
 	m.HandleFunc("GET "+legacy+"/preview_url", a(s.mediaPreview))
-	m.HandleFunc("GET "+legacy+"/download/{serverName}/{mediaId}", s.mediaFrozen)
-	m.HandleFunc("GET "+legacy+"/download/{serverName}/{mediaId}/{fileName}", s.mediaFrozen)
-	m.HandleFunc("GET "+legacy+"/thumbnail/{serverName}/{mediaId}", s.mediaFrozen)
+	m.HandleFunc("GET "+legacy+"/download/{serverName}/{mediaId}", public(s.mediaFrozen))
+	m.HandleFunc("GET "+legacy+"/download/{serverName}/{mediaId}/{fileName}", public(s.mediaFrozen))
+	m.HandleFunc("GET "+legacy+"/thumbnail/{serverName}/{mediaId}", public(s.mediaFrozen))
 }
 
 // isMediaUpload reports whether r is an upload, which has its own size
@@ -61,24 +61,25 @@ func (s *Server) isMediaUpload(r *http.Request) bool {
 		(r.Method == http.MethodPut && strings.HasPrefix(p, "/_matrix/media/v3/upload/"))
 }
 
-// mediaReady checks that the repository is on; handlers return when it is not.
-func (s *Server) mediaReady(w http.ResponseWriter) bool {
+// mediaReady checks that the repository is on; handlers return its error
+// when it is not.
+func (s *Server) mediaReady() error {
 	if s.media == nil {
-		matrixerr.Write(w, matrixerr.Unrecognized("the content repository is not enabled"))
-		return false
+		return matrixerr.Unrecognized("the content repository is not enabled")
 	}
-	return true
+	return nil
 }
 
-func (s *Server) mediaFrozen(w http.ResponseWriter, r *http.Request) {
-	matrixerr.Write(w, matrixerr.NotFound("unauthenticated media is frozen: use /_matrix/client/v1/media"))
+func (s *Server) mediaFrozen(w http.ResponseWriter, r *http.Request) error {
+	return matrixerr.NotFound("unauthenticated media is frozen: use /_matrix/client/v1/media")
 }
 
-func (s *Server) mediaConfig(w http.ResponseWriter, r *http.Request, c *caller) {
-	if !s.mediaReady(w) {
-		return
+func (s *Server) mediaConfig(w http.ResponseWriter, r *http.Request, c *caller) error {
+	if err := s.mediaReady(); err != nil {
+		return err
 	}
-	writeJSON(w, map[string]any{"m.upload.size": s.media.MaxUploadBytes()})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"m.upload.size": s.media.MaxUploadBytes()})
+	return nil
 }
 
 // upload reads what POST and PUT /upload share.
@@ -91,43 +92,42 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) media.Upload {
 	}
 }
 
-func (s *Server) mediaUpload(w http.ResponseWriter, r *http.Request, c *caller) {
-	if !s.mediaReady(w) {
-		return
+func (s *Server) mediaUpload(w http.ResponseWriter, r *http.Request, c *caller) error {
+	if err := s.mediaReady(); err != nil {
+		return err
 	}
 	id, err := s.media.Store(r.Context(), c.UserID, s.upload(w, r))
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, map[string]any{"content_uri": s.media.MXC(id)})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"content_uri": s.media.MXC(id)})
+	return nil
 }
 
-func (s *Server) mediaCreate(w http.ResponseWriter, r *http.Request, c *caller) {
-	if !s.mediaReady(w) {
-		return
+func (s *Server) mediaCreate(w http.ResponseWriter, r *http.Request, c *caller) error {
+	if err := s.mediaReady(); err != nil {
+		return err
 	}
 	id, expires, err := s.media.Create(r.Context(), c.UserID)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, map[string]any{"content_uri": s.media.MXC(id), "unused_expires_at": expires})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"content_uri": s.media.MXC(id), "unused_expires_at": expires})
+	return nil
 }
 
-func (s *Server) mediaUploadTo(w http.ResponseWriter, r *http.Request, c *caller) {
-	if !s.mediaReady(w) {
-		return
+func (s *Server) mediaUploadTo(w http.ResponseWriter, r *http.Request, c *caller) error {
+	if err := s.mediaReady(); err != nil {
+		return err
 	}
 	if r.PathValue("serverName") != s.media.ServerName() {
-		matrixerr.Write(w, matrixerr.NotFound("this media ID was not created here"))
-		return
+		return matrixerr.NotFound("this media ID was not created here")
 	}
 	if err := s.media.StoreTo(r.Context(), c.UserID, r.PathValue("mediaId"), s.upload(w, r)); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, map[string]any{})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{})
+	return nil
 }
 
 // mediaRecord resolves {serverName}/{mediaId} to an uploaded record,
@@ -155,19 +155,17 @@ func setMediaHeaders(h http.Header, contentType, disposition string) {
 	h.Set("Cache-Control", "private, max-age=31536000, immutable")
 }
 
-func (s *Server) mediaDownload(w http.ResponseWriter, r *http.Request, c *caller) {
-	if !s.mediaReady(w) {
-		return
+func (s *Server) mediaDownload(w http.ResponseWriter, r *http.Request, c *caller) error {
+	if err := s.mediaReady(); err != nil {
+		return err
 	}
 	rec, err := s.mediaRecord(r)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	f, err := s.media.Open(rec)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	defer f.Close()
 	name := rec.Filename
@@ -178,46 +176,44 @@ func (s *Server) mediaDownload(w http.ResponseWriter, r *http.Request, c *caller
 	// ServeContent streams the file and answers Range requests; with the
 	// type set it does not sniff.
 	http.ServeContent(w, r, "", time.UnixMilli(rec.Created), f)
+	return nil
 }
 
-func (s *Server) mediaThumbnail(w http.ResponseWriter, r *http.Request, c *caller) {
-	if !s.mediaReady(w) {
-		return
+func (s *Server) mediaThumbnail(w http.ResponseWriter, r *http.Request, c *caller) error {
+	if err := s.mediaReady(); err != nil {
+		return err
 	}
 	width, height, method, err := media.ThumbnailParams(r.URL.Query())
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	rec, err := s.mediaRecord(r)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	th, err := s.media.Thumbnail(r.Context(), rec, width, height, method)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	defer th.File.Close()
 	ext := strings.TrimPrefix(th.ContentType, "image/")
 	setMediaHeaders(w.Header(), th.ContentType, media.Disposition(th.ContentType, "thumbnail."+ext))
 	http.ServeContent(w, r, "", time.UnixMilli(rec.Created), th.File)
+	return nil
 }
 
-func (s *Server) mediaPreview(w http.ResponseWriter, r *http.Request, c *caller) {
-	if !s.mediaReady(w) {
-		return
+func (s *Server) mediaPreview(w http.ResponseWriter, r *http.Request, c *caller) error {
+	if err := s.mediaReady(); err != nil {
+		return err
 	}
 	u := r.URL.Query().Get("url")
 	if u == "" {
-		matrixerr.Write(w, matrixerr.MissingParam("url is required"))
-		return
+		return matrixerr.MissingParam("url is required")
 	}
 	og, err := s.media.Preview(r.Context(), u)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, og)
+	matrixerr.WriteJSON(w, http.StatusOK, og)
+	return nil
 }

@@ -3,6 +3,7 @@ package matrix
 import (
 	"net/http"
 
+	"github.com/hearth-chat/hearth/internal/matrixerr"
 	"github.com/hearth-chat/hearth/internal/room"
 )
 
@@ -57,16 +58,17 @@ var unstableFeatures = map[string]bool{
 	"io.element.e2ee_forced.trusted_private": false,
 }
 
-func (s *Server) versions(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, map[string]any{"versions": specVersions, "unstable_features": s.unstableFeaturesNow()})
+func (s *Server) versions(w http.ResponseWriter, r *http.Request) error {
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"versions": specVersions, "unstable_features": s.unstableFeaturesNow()})
+	return nil
 }
 
-func (s *Server) capabilities(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) capabilities(w http.ResponseWriter, r *http.Request, c *caller) error {
 	available := map[string]string{}
 	for _, v := range room.SupportedVersions() {
 		available[string(v)] = "stable"
 	}
-	writeJSON(w, map[string]any{"capabilities": map[string]any{
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"capabilities": map[string]any{
 		"m.room_versions":   map[string]any{"default": string(s.rooms.DefaultVersion()), "available": available},
 		"m.change_password": map[string]bool{"enabled": true},
 		"m.set_displayname": map[string]bool{"enabled": true},
@@ -77,4 +79,5 @@ func (s *Server) capabilities(w http.ResponseWriter, r *http.Request, c *caller)
 		// MSC4155: this server enforces the invite permission config.
 		"org.matrix.msc4155.invite_permission_config_enforced": map[string]bool{"enabled": true},
 	}})
+	return nil
 }

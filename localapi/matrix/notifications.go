@@ -11,18 +11,17 @@ import (
 // notifications serves GET /notifications (Client-Server API
 // §"GET /notifications"): the events that notified the user, newest
 // first, paginated by stream position.
-func (s *Server) notifications(w http.ResponseWriter, r *http.Request, c *caller) {
-	p := s.pushService(w)
-	if p == nil {
-		return
+func (s *Server) notifications(w http.ResponseWriter, r *http.Request, c *caller) error {
+	p, err := s.pushService()
+	if err != nil {
+		return err
 	}
 	q := r.URL.Query()
 	var from uint64
 	if v := q.Get("from"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			matrixerr.Write(w, matrixerr.InvalidParam("from is not a token from this server"))
-			return
+			return matrixerr.InvalidParam("from is not a token from this server")
 		}
 		from = n
 	}
@@ -30,20 +29,17 @@ func (s *Server) notifications(w http.ResponseWriter, r *http.Request, c *caller
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
-			matrixerr.Write(w, matrixerr.InvalidParam("limit must be a positive integer"))
-			return
+			return matrixerr.InvalidParam("limit must be a positive integer")
 		}
 		limit = min(n, 100)
 	}
 	only := q.Get("only")
 	if only != "" && only != "highlight" {
-		matrixerr.Write(w, matrixerr.InvalidParam("only may be highlight"))
-		return
+		return matrixerr.InvalidParam("only may be highlight")
 	}
 	list, next, err := p.Notifications(c.UserID, from, limit, only == "highlight")
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	out := []map[string]any{}
 	for _, n := range list {
@@ -58,5 +54,6 @@ func (s *Server) notifications(w http.ResponseWriter, r *http.Request, c *caller
 	if next != 0 {
 		resp["next_token"] = strconv.FormatUint(next, 10)
 	}
-	writeJSON(w, resp)
+	matrixerr.WriteJSON(w, http.StatusOK, resp)
+	return nil
 }

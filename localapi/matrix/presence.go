@@ -295,46 +295,42 @@ func (p *presence) announce(ctx context.Context, userID, state, statusMsg string
 	}
 }
 
-func (s *Server) getPresence(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) getPresence(w http.ResponseWriter, r *http.Request, c *caller) error {
 	uid := r.PathValue("userId")
 	lp := s.accounts.Localpart(uid)
 	if lp != c.Localpart && !s.rooms.SharesRoom(c.UserID, uid) {
-		matrixerr.Write(w, matrixerr.Forbidden("you do not share a room with this user"))
-		return
+		return matrixerr.Forbidden("you do not share a room with this user")
 	}
 	// A local user's from the account, another server's user's from what
 	// their server last sent.
 	var remote map[string]json.RawMessage
 	content := s.presence.userContent(uid, &remote)
 	if content == nil {
-		matrixerr.Write(w, matrixerr.NotFound("no presence known for this user"))
-		return
+		return matrixerr.NotFound("no presence known for this user")
 	}
-	writeJSON(w, content)
+	matrixerr.WriteJSON(w, http.StatusOK, content)
+	return nil
 }
 
-func (s *Server) putPresence(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) putPresence(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if r.PathValue("userId") != c.UserID {
-		matrixerr.Write(w, matrixerr.Forbidden("you may only set your own presence"))
-		return
+		return matrixerr.Forbidden("you may only set your own presence")
 	}
 	var req struct {
 		Presence  string `json:"presence"`
 		StatusMsg string `json:"status_msg"`
 	}
 	if err := readJSON(r, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if req.Presence != "online" && req.Presence != "offline" && req.Presence != "unavailable" {
-		matrixerr.Write(w, matrixerr.InvalidParam("presence must be online, offline or unavailable"))
-		return
+		return matrixerr.InvalidParam("presence must be online, offline or unavailable")
 	}
 	if err := s.presence.set(r.Context(), c, req.Presence, req.StatusMsg); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
+	return nil
 }
 
 // Close stops presence's timers and waits for its background writes; the

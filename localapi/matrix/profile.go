@@ -11,10 +11,9 @@ import (
 )
 
 // getProfile serves GET /profile/{userId} and /profile/{userId}/{field}.
-func (s *Server) getProfile(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getProfile(w http.ResponseWriter, r *http.Request) error {
 	if uid := r.PathValue("userId"); s.fed != nil && serverOf(uid) != "" && serverOf(uid) != s.accounts.ServerName() {
-		s.remoteProfile(w, r, uid)
-		return
+		return s.remoteProfile(w, r, uid)
 	}
 	lp := s.accounts.Localpart(r.PathValue("userId"))
 	if s.hasToken(r) {
@@ -25,34 +24,30 @@ func (s *Server) getProfile(w http.ResponseWriter, r *http.Request) {
 	}
 	u, err := s.accounts.Get(lp)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if u == nil || lp == "" || u.Deactivated {
-		matrixerr.Write(w, matrixerr.NotFound("profile not found"))
-		return
+		return matrixerr.NotFound("profile not found")
 	}
-	writeProfile(w, r, u.DisplayName, u.AvatarURL)
+	return writeProfile(w, r, u.DisplayName, u.AvatarURL)
 }
 
 // remoteProfile asks another server for its user's profile
 // (Server-Server API §"Querying for information").
-func (s *Server) remoteProfile(w http.ResponseWriter, r *http.Request, userID string) {
+func (s *Server) remoteProfile(w http.ResponseWriter, r *http.Request, userID string) error {
 	field := r.PathValue("field")
 	if field != "" && field != "displayname" && field != "avatar_url" {
-		matrixerr.Write(w, matrixerr.NotFound("profile field not set"))
-		return
+		return matrixerr.NotFound("profile field not set")
 	}
 	dn, av, err := s.fed.QueryProfile(r.Context(), userID, field)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeProfile(w, r, dn, av)
+	return writeProfile(w, r, dn, av)
 }
 
 // writeProfile answers GET /profile/{userId} or one {field} of it.
-func writeProfile(w http.ResponseWriter, r *http.Request, displayName, avatarURL string) {
+func writeProfile(w http.ResponseWriter, r *http.Request, displayName, avatarURL string) error {
 	p := map[string]any{}
 	if displayName != "" {
 		p["displayname"] = displayName
@@ -63,43 +58,37 @@ func writeProfile(w http.ResponseWriter, r *http.Request, displayName, avatarURL
 	if field := r.PathValue("field"); field != "" {
 		v, ok := p[field]
 		if !ok {
-			matrixerr.Write(w, matrixerr.NotFound("profile field not set"))
-			return
+			return matrixerr.NotFound("profile field not set")
 		}
-		writeJSON(w, map[string]any{field: v})
-		return
+		matrixerr.WriteJSON(w, http.StatusOK, map[string]any{field: v})
+		return nil
 	}
-	writeJSON(w, p)
+	matrixerr.WriteJSON(w, http.StatusOK, p)
+	return nil
 }
 
 // putProfile serves PUT /profile/{userId}/displayname|avatar_url and
 // updates the member event in every joined room, as clients expect.
-func (s *Server) putProfile(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) putProfile(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if r.PathValue("userId") != c.UserID {
-		matrixerr.Write(w, matrixerr.Forbidden("you may only change your own profile"))
-		return
+		return matrixerr.Forbidden("you may only change your own profile")
 	}
 	field := r.PathValue("field")
 	if field != "displayname" && field != "avatar_url" {
-		matrixerr.Write(w, matrixerr.Forbidden("only displayname and avatar_url can be set"))
-		return
+		return matrixerr.Forbidden("only displayname and avatar_url can be set")
 	}
 	var body map[string]json.RawMessage
 	if err := readJSON(r, &body); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	var value string
 	if raw, ok := body[field]; !ok {
-		matrixerr.Write(w, matrixerr.MissingParam(field+" is required"))
-		return
+		return matrixerr.MissingParam(field + " is required")
 	} else if err := json.Unmarshal(raw, &value); err != nil {
-		matrixerr.Write(w, matrixerr.BadJSON(field+" must be a string"))
-		return
+		return matrixerr.BadJSON(field + " must be a string")
 	}
 	if len(value) > 256 && field == "displayname" {
-		matrixerr.Write(w, matrixerr.InvalidParam("displayname is longer than 256 characters"))
-		return
+		return matrixerr.InvalidParam("displayname is longer than 256 characters")
 	}
 	var dn, av *string
 	if field == "displayname" {
@@ -108,8 +97,7 @@ func (s *Server) putProfile(w http.ResponseWriter, r *http.Request, c *caller) {
 		av = &value
 	}
 	if err := s.accounts.SetProfile(r.Context(), c.Localpart, dn, av); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	rooms, _ := s.rooms.JoinedRooms(c.UserID)
 	profile := s.profileOf(c)
@@ -118,59 +106,55 @@ func (s *Server) putProfile(w http.ResponseWriter, r *http.Request, c *caller) {
 		s.rooms.ChangeMembership(r.Context(), room.MembershipRequest{Sender: c.UserID, RoomID: id,
 			Target: c.UserID, Membership: "join", Profile: profile})
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
+	return nil
 }
 
-func (s *Server) getAccountData(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) getAccountData(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if r.PathValue("userId") != c.UserID {
-		matrixerr.Write(w, matrixerr.Forbidden("you may only read your own account data"))
-		return
+		return matrixerr.Forbidden("you may only read your own account data")
 	}
 	b, err := s.accounts.AccountData(c.Localpart, r.PathValue("roomId"), r.PathValue("type"))
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
+	// Account data is stored as the client's JSON: written as it is.
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(b)
+	return nil
 }
 
-func (s *Server) putAccountData(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) putAccountData(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if r.PathValue("userId") != c.UserID {
-		matrixerr.Write(w, matrixerr.Forbidden("you may only set your own account data"))
-		return
+		return matrixerr.Forbidden("you may only set your own account data")
 	}
 	typ, roomID := r.PathValue("type"), r.PathValue("roomId")
 	if typ == "m.fully_read" || typ == "m.push_rules" {
-		matrixerr.Write(w, matrixerr.BadJSON(typ+" is managed by the server").WithStatus(http.StatusMethodNotAllowed))
-		return
+		return matrixerr.BadJSON(typ + " is managed by the server").WithStatus(http.StatusMethodNotAllowed)
 	}
 	if roomID != "" && !strings.HasPrefix(roomID, "!") {
-		matrixerr.Write(w, matrixerr.InvalidParam("invalid room ID"))
-		return
+		return matrixerr.InvalidParam("invalid room ID")
 	}
 	body, err := readBody(r)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if err := s.accounts.PutAccountData(r.Context(), c.Localpart, roomID, typ, body); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
+	return nil
 }
 
 // userDirectory implements POST /user_directory/search over local users,
 // users who share a room with the searcher and people nearby (nearby.go).
-func (s *Server) userDirectory(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) userDirectory(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req struct {
 		SearchTerm string `json:"search_term"`
 		Limit      int    `json:"limit"`
 	}
 	if err := readJSON(r, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if req.Limit <= 0 {
 		req.Limit = 10
@@ -194,8 +178,7 @@ func (s *Server) userDirectory(w http.ResponseWriter, r *http.Request, c *caller
 	}
 	users, err := s.accounts.List()
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	for _, u := range users {
 		if !u.Deactivated {
@@ -221,5 +204,6 @@ func (s *Server) userDirectory(w http.ResponseWriter, r *http.Request, c *caller
 	if limited {
 		results = results[:req.Limit]
 	}
-	writeJSON(w, map[string]any{"results": results, "limited": limited})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"results": results, "limited": limited})
+	return nil
 }

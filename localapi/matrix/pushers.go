@@ -8,40 +8,38 @@ import (
 )
 
 // getPushers serves GET /pushers (Client-Server API §"GET /pushers").
-func (s *Server) getPushers(w http.ResponseWriter, r *http.Request, c *caller) {
-	p := s.pushService(w)
-	if p == nil {
-		return
+func (s *Server) getPushers(w http.ResponseWriter, r *http.Request, c *caller) error {
+	p, err := s.pushService()
+	if err != nil {
+		return err
 	}
 	list, err := p.Pushers(c.UserID)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, map[string]any{"pushers": list})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"pushers": list})
+	return nil
 }
 
 // setPusher serves POST /pushers/set: create, replace or (kind null)
 // delete a pusher. Validation lives in package push.
-func (s *Server) setPusher(w http.ResponseWriter, r *http.Request, c *caller) {
-	p := s.pushService(w)
-	if p == nil {
-		return
+func (s *Server) setPusher(w http.ResponseWriter, r *http.Request, c *caller) error {
+	p, err := s.pushService()
+	if err != nil {
+		return err
 	}
 	body, err := readBody(r)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	var req push.SetRequest
 	if err := decode(body, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	req.Device = c.DeviceID
 	if err := p.SetPusher(r.Context(), c.UserID, req); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, map[string]any{})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{})
+	return nil
 }

@@ -30,174 +30,163 @@ func (s *Server) pushRoutes() {
 
 // pushRules serves GET /pushrules/ and /pushrules/global/ (Client-Server
 // API §"GET /pushrules/"). Clients fetch these before their first sync.
-func (s *Server) pushRules(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) pushRules(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var global any
 	if s.push != nil {
 		g, err := s.push.Rules.Global(c.UserID)
 		if err != nil {
-			matrixerr.Write(w, err)
-			return
+			return err
 		}
 		global = g
 	} else {
 		rs, err := push.Defaults(c.UserID)
 		if err != nil {
-			matrixerr.Write(w, err)
-			return
+			return err
 		}
 		global = push.GlobalOf(rs)
 	}
 	if strings.HasSuffix(r.URL.Path, "/global/") {
-		writeJSON(w, global)
-		return
+		matrixerr.WriteJSON(w, http.StatusOK, global)
+		return nil
 	}
-	writeJSON(w, map[string]any{"global": global})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"global": global})
+	return nil
 }
 
-// pushService returns the service or writes M_UNRECOGNIZED when push is
-// not wired (only in tests that build a bare server).
-func (s *Server) pushService(w http.ResponseWriter) *push.Service {
+// pushService returns the service, or M_UNRECOGNIZED when push is not
+// wired (only in tests that build a bare server).
+func (s *Server) pushService() (*push.Service, error) {
 	if s.push == nil {
-		matrixerr.Write(w, matrixerr.Unrecognized("push is not enabled"))
+		return nil, matrixerr.Unrecognized("push is not enabled")
 	}
-	return s.push
+	return s.push, nil
 }
 
-func (s *Server) pushRulesKind(w http.ResponseWriter, r *http.Request, c *caller) {
-	p := s.pushService(w)
-	if p == nil {
-		return
+func (s *Server) pushRulesKind(w http.ResponseWriter, r *http.Request, c *caller) error {
+	p, err := s.pushService()
+	if err != nil {
+		return err
 	}
 	g, err := p.Rules.Global(c.UserID)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	rules, ok := g[r.PathValue("kind")]
 	if !ok {
-		matrixerr.Write(w, matrixerr.InvalidParam("unknown push rule kind"))
-		return
+		return matrixerr.InvalidParam("unknown push rule kind")
 	}
-	writeJSON(w, rules)
+	matrixerr.WriteJSON(w, http.StatusOK, rules)
+	return nil
 }
 
-func (s *Server) getPushRule(w http.ResponseWriter, r *http.Request, c *caller) {
-	p := s.pushService(w)
-	if p == nil {
-		return
+func (s *Server) getPushRule(w http.ResponseWriter, r *http.Request, c *caller) error {
+	p, err := s.pushService()
+	if err != nil {
+		return err
 	}
 	rule, err := p.Rules.Rule(c.UserID, r.PathValue("kind"), r.PathValue("ruleId"))
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, (*push.Rule)(rule))
+	matrixerr.WriteJSON(w, http.StatusOK, (*push.Rule)(rule))
+	return nil
 }
 
 // putPushRule adds or replaces a user-defined rule (§"PUT
 // /pushrules/global/{kind}/{ruleId}"); before and after place it.
-func (s *Server) putPushRule(w http.ResponseWriter, r *http.Request, c *caller) {
-	p := s.pushService(w)
-	if p == nil {
-		return
+func (s *Server) putPushRule(w http.ResponseWriter, r *http.Request, c *caller) error {
+	p, err := s.pushService()
+	if err != nil {
+		return err
 	}
 	body, err := readBody(r)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	rule, err := push.DecodeRule(r.PathValue("kind"), r.PathValue("ruleId"), body)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	q := r.URL.Query()
 	if err := p.Rules.Put(r.Context(), c.UserID, rule, q.Get("before"), q.Get("after")); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, map[string]any{})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{})
+	return nil
 }
 
-func (s *Server) deletePushRule(w http.ResponseWriter, r *http.Request, c *caller) {
-	p := s.pushService(w)
-	if p == nil {
-		return
+func (s *Server) deletePushRule(w http.ResponseWriter, r *http.Request, c *caller) error {
+	p, err := s.pushService()
+	if err != nil {
+		return err
 	}
 	if err := p.Rules.Delete(r.Context(), c.UserID, r.PathValue("kind"), r.PathValue("ruleId")); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, map[string]any{})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{})
+	return nil
 }
 
 // getPushRuleAttr serves .../enabled and .../actions.
-func (s *Server) getPushRuleAttr(w http.ResponseWriter, r *http.Request, c *caller) {
-	p := s.pushService(w)
-	if p == nil {
-		return
+func (s *Server) getPushRuleAttr(w http.ResponseWriter, r *http.Request, c *caller) error {
+	p, err := s.pushService()
+	if err != nil {
+		return err
 	}
 	attr := r.PathValue("attr")
 	if attr != "enabled" && attr != "actions" {
-		s.unrecognized(w, r)
-		return
+		return s.unrecognized(w, r)
 	}
 	rule, err := p.Rules.Rule(c.UserID, r.PathValue("kind"), r.PathValue("ruleId"))
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if attr == "enabled" {
-		writeJSON(w, map[string]any{"enabled": rule.Enabled})
-		return
+		matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"enabled": rule.Enabled})
+		return nil
 	}
-	writeJSON(w, map[string]any{"actions": push.Actions(rule.Actions)})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"actions": push.Actions(rule.Actions)})
+	return nil
 }
 
 // putPushRuleAttr sets .../enabled ({"enabled": bool}) or .../actions
 // ({"actions": [...]}), for default and user rules alike.
-func (s *Server) putPushRuleAttr(w http.ResponseWriter, r *http.Request, c *caller) {
-	p := s.pushService(w)
-	if p == nil {
-		return
+func (s *Server) putPushRuleAttr(w http.ResponseWriter, r *http.Request, c *caller) error {
+	p, err := s.pushService()
+	if err != nil {
+		return err
 	}
 	attr, kind, id := r.PathValue("attr"), r.PathValue("kind"), r.PathValue("ruleId")
 	if attr != "enabled" && attr != "actions" {
-		s.unrecognized(w, r)
-		return
+		return s.unrecognized(w, r)
 	}
 	body, err := readBody(r)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	var in map[string]json.RawMessage
 	if err := json.Unmarshal(body, &in); err != nil {
-		matrixerr.Write(w, matrixerr.BadJSON("body must be an object"))
-		return
+		return matrixerr.BadJSON("body must be an object")
 	}
 	if attr == "enabled" {
 		var enabled bool
 		if err := json.Unmarshal(in["enabled"], &enabled); err != nil {
-			matrixerr.Write(w, matrixerr.BadJSON("enabled must be a boolean"))
-			return
+			return matrixerr.BadJSON("enabled must be a boolean")
 		}
 		err = p.Rules.SetEnabled(r.Context(), c.UserID, kind, id, enabled)
 	} else {
 		if in["actions"] == nil {
-			matrixerr.Write(w, matrixerr.MissingParam("actions is required"))
-			return
+			return matrixerr.MissingParam("actions is required")
 		}
 		actions, derr := push.DecodeActions(in["actions"])
 		if derr != nil {
-			matrixerr.Write(w, derr)
-			return
+			return derr
 		}
 		err = p.Rules.SetActions(r.Context(), c.UserID, kind, id, actions)
 	}
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, map[string]any{})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{})
+	return nil
 }

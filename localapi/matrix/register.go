@@ -23,36 +23,31 @@ type registerRequest struct {
 // register implements POST /register (Client-Server API §"Account
 // registration"). Hearth is single-user by default: registration is closed
 // unless the owner opens it or hands out registration tokens.
-func (s *Server) register(w http.ResponseWriter, r *http.Request) {
+func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 	if kind := r.URL.Query().Get("kind"); kind == "guest" {
-		matrixerr.Write(w, matrixerr.GuestAccessForbidden("guest access is not enabled"))
-		return
+		return matrixerr.GuestAccessForbidden("guest access is not enabled")
 	}
 	if s.appsvc != nil && strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
 		// An application service registers its users whatever the
 		// registration mode (Application Service API §"Server admin
 		// style permissions"); a forged as_token is M_UNKNOWN_TOKEN.
-		s.registerAppserviceUser(w, r)
-		return
+		return s.registerAppserviceUser(w, r)
 	}
-	s.registerUser(w, r)
+	return s.registerUser(w, r)
 }
 
 // registerUser is POST /register for a person.
-func (s *Server) registerUser(w http.ResponseWriter, r *http.Request) {
+func (s *Server) registerUser(w http.ResponseWriter, r *http.Request) error {
 	if s.cfg.Registration != RegistrationOpen && s.cfg.Registration != RegistrationToken {
-		matrixerr.Write(w, matrixerr.Forbidden("registration is disabled on this server"))
-		return
+		return matrixerr.Forbidden("registration is disabled on this server")
 	}
 	body, err := readBody(r)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	var req registerRequest
 	if err := decode(body, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	localpart := strings.ToLower(req.Username)
 	if localpart == "" {
@@ -60,19 +55,15 @@ func (s *Server) registerUser(w http.ResponseWriter, r *http.Request) {
 		localpart = strings.NewReplacer("_", "x", "-", "y").Replace(localpart)
 	}
 	if err := s.accounts.ValidateLocalpart(localpart); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if err := s.exclusiveUser(localpart); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if u, err := s.accounts.Get(localpart); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	} else if u != nil {
-		matrixerr.Write(w, matrixerr.UserInUse("that user ID is taken"))
-		return
+		return matrixerr.UserInUse("that user ID is taken")
 	}
 	flow := "m.login.dummy"
 	if s.cfg.Registration == RegistrationToken {
@@ -85,57 +76,50 @@ func (s *Server) registerUser(w http.ResponseWriter, r *http.Request) {
 		return nil
 	})
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if req.Password == "" {
-		matrixerr.Write(w, matrixerr.MissingParam("a password is required"))
-		return
+		return matrixerr.MissingParam("a password is required")
 	}
 	if err := s.guard.hashing(r.Context(), func() error {
 		return s.accounts.Create(r.Context(), localpart, req.Password, false)
 	}); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	s.loginNewUser(w, r, localpart, &req)
+	return s.loginNewUser(w, r, localpart, &req)
 }
 
-func (s *Server) registerAvailable(w http.ResponseWriter, r *http.Request) {
+func (s *Server) registerAvailable(w http.ResponseWriter, r *http.Request) error {
 	lp := strings.ToLower(r.URL.Query().Get("username"))
 	if err := s.accounts.ValidateLocalpart(lp); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if err := s.exclusiveUser(lp); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	u, err := s.accounts.Get(lp)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if u != nil {
-		matrixerr.Write(w, matrixerr.UserInUse("that user ID is taken"))
-		return
+		return matrixerr.UserInUse("that user ID is taken")
 	}
-	writeJSON(w, map[string]any{"available": true})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"available": true})
+	return nil
 }
 
 // tokenValidity implements GET /register/m.login.registration_token/validity.
-func (s *Server) tokenValidity(w http.ResponseWriter, r *http.Request) {
+func (s *Server) tokenValidity(w http.ResponseWriter, r *http.Request) error {
 	if s.cfg.Registration != RegistrationToken {
-		matrixerr.Write(w, matrixerr.Forbidden("registration tokens are not in use"))
-		return
+		return matrixerr.Forbidden("registration tokens are not in use")
 	}
 	err := s.checkRegistrationToken(r, r.URL.Query().Get("token"))
 	var me *matrixerr.Error
 	if errors.As(err, &me) && me.Status == http.StatusTooManyRequests {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, map[string]any{"valid": err == nil})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"valid": err == nil})
+	return nil
 }
 
 // checkRegistrationToken checks a registration token under the client
@@ -165,66 +149,57 @@ func (s *Server) checkRegistrationToken(r *http.Request, token string) error {
 //
 // The as_token is checked here rather than by authed: the user_id that
 // mautrix asserts on every request is the user about to exist.
-func (s *Server) registerAppserviceUser(w http.ResponseWriter, r *http.Request) {
+func (s *Server) registerAppserviceUser(w http.ResponseWriter, r *http.Request) error {
 	token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	as := s.appsvc.ByToken(token)
 	if as == nil {
 		if _, err := s.accounts.Authenticate(token); err != nil {
-			matrixerr.Write(w, err) // a forged as_token: M_UNKNOWN_TOKEN
-			return
+			return err
 		}
-		s.registerUser(w, r) // a signed-in user's token: registration as usual
-		return
+		return s.registerUser(w, r)
 	}
 	var req registerRequest
 	if err := readJSON(r, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if req.Type != "m.login.application_service" {
 		e := matrixerr.Unknown("an application service registers with type m.login.application_service")
 		e.Code, e.Status = "M_APPSERVICE_LOGIN_UNSUPPORTED", http.StatusUnauthorized
-		matrixerr.Write(w, e)
-		return
+		return e
 	}
 	localpart := strings.ToLower(req.Username)
 	if err := s.accounts.ValidateLocalpart(localpart); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if !as.OwnsUser(s.accounts.UserID(localpart)) {
-		matrixerr.Write(w, matrixerr.Exclusive("this user ID is not in the application service's namespace"))
-		return
+		return matrixerr.Exclusive("this user ID is not in the application service's namespace")
 	}
 	if u, err := s.accounts.Get(localpart); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	} else if u != nil {
-		matrixerr.Write(w, matrixerr.UserInUse("that user ID is taken"))
-		return
+		return matrixerr.UserInUse("that user ID is taken")
 	}
 	// A service account: no password, so only the appservice (or a
 	// login it asks for) can act as it. Its display name starts as its
 	// localpart, as Synapse does: bridges read it before setting theirs
 	// and take a 404 for an error.
 	if _, err := s.accounts.EnsureService(r.Context(), localpart, localpart); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	s.loginNewUser(w, r, localpart, &req)
+	return s.loginNewUser(w, r, localpart, &req)
 }
 
 // loginNewUser ends a registration: the new user's first device and
 // tokens, unless the client asked for none (inhibit_login).
-func (s *Server) loginNewUser(w http.ResponseWriter, r *http.Request, localpart string, req *registerRequest) {
+func (s *Server) loginNewUser(w http.ResponseWriter, r *http.Request, localpart string, req *registerRequest) error {
 	if req.InhibitLogin {
-		writeJSON(w, map[string]any{"user_id": s.accounts.UserID(localpart)})
-		return
+		matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"user_id": s.accounts.UserID(localpart)})
+		return nil
 	}
 	sess, err := s.accounts.Login(r.Context(), localpart, req.DeviceID, req.InitialDeviceDisplayName, req.RefreshToken)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	writeSession(w, sess, s.accounts.ServerName())
+	return nil
 }

@@ -23,16 +23,14 @@ func (s *Server) localProfile(localpart string) room.Profile {
 	return room.Profile{DisplayName: u.DisplayName, AvatarURL: u.AvatarURL}
 }
 
-func (s *Server) createRoom(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) createRoom(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req room.CreateRequest
 	if err := readJSON(r, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if req.RoomAliasName != "" {
 		if err := s.exclusiveAlias(c, "#"+req.RoomAliasName+":"+s.accounts.ServerName()); err != nil {
-			matrixerr.Write(w, err)
-			return
+			return err
 		}
 	}
 	for _, u := range req.Invite {
@@ -40,31 +38,29 @@ func (s *Server) createRoom(w http.ResponseWriter, r *http.Request, c *caller) {
 		// whole request, before the room exists (spec v1.18 createRoom
 		// 403 M_INVITE_BLOCKED).
 		if err := s.checkInvite(u, c.UserID); err != nil {
-			matrixerr.Write(w, err)
-			return
+			return err
 		}
 	}
 	req.RemoteInvitesApart = s.fed != nil
 	req.InviteeProfiles = s.inviteeProfiles(r.Context(), req.Invite)
 	id, err := s.rooms.CreateRoom(r.Context(), c.UserID, s.profileOf(c), req)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	s.inviteRemote(r.Context(), c.UserID, id, req)
-	writeJSON(w, map[string]any{"room_id": id})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"room_id": id})
+	return nil
 }
 
 // membership serves leave, invite, kick, ban and unban.
-func (s *Server) membership(op string) func(http.ResponseWriter, *http.Request, *caller) {
-	return func(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) membership(op string) authedHandler {
+	return func(w http.ResponseWriter, r *http.Request, c *caller) error {
 		var req struct {
 			UserID string `json:"user_id"`
 			Reason string `json:"reason"`
 		}
 		if err := readJSON(r, &req); err != nil {
-			matrixerr.Write(w, err)
-			return
+			return err
 		}
 		mr := room.MembershipRequest{Sender: c.UserID, RoomID: r.PathValue("roomId"), Target: req.UserID, Reason: req.Reason}
 		switch op {
@@ -81,92 +77,83 @@ func (s *Server) membership(op string) func(http.ResponseWriter, *http.Request, 
 		}
 		if op != "leave" {
 			if mr.Target == "" {
-				matrixerr.Write(w, matrixerr.MissingParam("user_id is required"))
-				return
+				return matrixerr.MissingParam("user_id is required")
 			}
 			if !validUserID(mr.Target) {
-				matrixerr.Write(w, matrixerr.InvalidParam("invalid user_id"))
-				return
+				return matrixerr.InvalidParam("invalid user_id")
 			}
 		}
 		if op == "invite" {
 			if err := s.checkInvite(mr.Target, c.UserID); err != nil {
-				matrixerr.Write(w, err)
-				return
+				return err
 			}
 			mr.Extra = profileContent(s.inviteeProfile(r.Context(), mr.Target))
 		}
-		if s.remoteMembership(w, r, op, mr) {
-			return
+		if handled, err := s.remoteMembership(w, r, op, mr); handled {
+			return err
 		}
 		if op == "invite" && serverOf(mr.Target) != s.accounts.ServerName() {
-			matrixerr.Write(w, matrixerr.Forbidden("inviting users on other servers needs federation, which is not enabled"))
-			return
+			return matrixerr.Forbidden("inviting users on other servers needs federation, which is not enabled")
 		}
 		if !s.rooms.RoomExists(mr.RoomID) {
 			if op == "leave" {
-				matrixerr.Write(w, matrixerr.NotFound("unknown room"))
-			} else {
-				matrixerr.Write(w, matrixerr.Forbidden("unknown room"))
+				return matrixerr.NotFound("unknown room")
 			}
-			return
+			return matrixerr.Forbidden("unknown room")
 		}
 		if _, err := s.rooms.ChangeMembership(r.Context(), mr); err != nil {
-			matrixerr.Write(w, err)
-			return
+			return err
 		}
-		writeJSON(w, struct{}{})
+		matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
+		return nil
 	}
 }
 
-func (s *Server) forget(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) forget(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if err := s.rooms.Forget(r.Context(), c.UserID, r.PathValue("roomId")); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
+	return nil
 }
 
-func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request, c *caller) error {
 	content, err := readBody(r)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	ts, err := massagedTS(r, c)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	if s.delayedSend(w, r, c, r.PathValue("eventType"), nil, content) {
-		return
+	if handled, err := s.delayedSend(w, r, c, r.PathValue("eventType"), nil, content); handled {
+		return err
 	}
 	id, err := s.rooms.Send(r.Context(), room.SendRequest{Sender: c.UserID, Device: c.Session,
 		RoomID: r.PathValue("roomId"), Type: r.PathValue("eventType"), Content: content, TxnID: r.PathValue("txnId"), TS: ts})
 	if err != nil {
-		matrixerr.Write(w, roomErr(err))
-		return
+		return roomErr(err)
 	}
-	writeJSON(w, map[string]any{"event_id": id})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"event_id": id})
+	return nil
 }
 
-func (s *Server) redact(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) redact(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req struct {
 		Reason string `json:"reason,omitempty"`
 	}
 	if err := readJSON(r, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	content, _ := json.Marshal(req)
 	id, err := s.rooms.Send(r.Context(), room.SendRequest{Sender: c.UserID, Device: c.Session,
 		RoomID: r.PathValue("roomId"), Type: "m.room.redaction", Content: content,
 		TxnID: r.PathValue("txnId"), Redacts: r.PathValue("eventId")})
 	if err != nil {
-		matrixerr.Write(w, roomErr(err))
-		return
+		return roomErr(err)
 	}
-	writeJSON(w, map[string]any{"event_id": id})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"event_id": id})
+	return nil
 }
 
 // roomErr hides whether a room exists from non-members: sending into an
@@ -178,11 +165,10 @@ func roomErr(err error) error {
 	return err
 }
 
-func (s *Server) putState(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) putState(w http.ResponseWriter, r *http.Request, c *caller) error {
 	content, err := readBody(r)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	sk := r.PathValue("stateKey")
 	typ := r.PathValue("eventType")
@@ -193,100 +179,95 @@ func (s *Server) putState(w http.ResponseWriter, r *http.Request, c *caller) {
 		}
 		json.Unmarshal(content, &m)
 		if m.Membership != "join" && m.Membership != "leave" && m.Membership != "invite" && m.Membership != "ban" && m.Membership != "knock" {
-			matrixerr.Write(w, matrixerr.BadJSON("invalid membership"))
-			return
+			return matrixerr.BadJSON("invalid membership")
 		}
 		if m.Membership == "invite" {
 			if err := s.checkInvite(sk, c.UserID); err != nil {
-				matrixerr.Write(w, err)
-				return
+				return err
 			}
 		}
 	}
 	if typ == "m.room.canonical_alias" && sk == "" {
 		if err := s.rooms.CheckCanonicalAlias(r.PathValue("roomId"), content); err != nil {
-			matrixerr.Write(w, err)
-			return
+			return err
 		}
 	}
 	ts, err := massagedTS(r, c)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	if s.delayedSend(w, r, c, typ, &sk, content) {
-		return
+	if handled, err := s.delayedSend(w, r, c, typ, &sk, content); handled {
+		return err
 	}
 	id, err := s.rooms.Send(r.Context(), room.SendRequest{Sender: c.UserID, Device: c.Session,
 		RoomID: r.PathValue("roomId"), Type: typ, StateKey: &sk, Content: content, TS: ts})
 	if err != nil {
-		matrixerr.Write(w, roomErr(err))
-		return
+		return roomErr(err)
 	}
-	writeJSON(w, map[string]any{"event_id": id})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"event_id": id})
+	return nil
 }
 
-func (s *Server) getState(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) getState(w http.ResponseWriter, r *http.Request, c *caller) error {
 	evs, err := s.rooms.State(c.UserID, r.PathValue("roomId"))
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, evs)
+	matrixerr.WriteJSON(w, http.StatusOK, evs)
+	return nil
 }
 
 // getStateEvent serves GET /state/{type}/{stateKey}: the content, or with
 // ?format=event the whole event (spec v1.16).
-func (s *Server) getStateEvent(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) getStateEvent(w http.ResponseWriter, r *http.Request, c *caller) error {
 	ev, err := s.rooms.StateEvent(c.UserID, r.PathValue("roomId"), r.PathValue("eventType"), r.PathValue("stateKey"))
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if r.URL.Query().Get("format") == "event" {
-		writeJSON(w, ev)
-		return
+		matrixerr.WriteJSON(w, http.StatusOK, ev)
+		return nil
 	}
-	writeJSON(w, ev.Content)
+	matrixerr.WriteJSON(w, http.StatusOK, ev.Content)
+	return nil
 }
 
 // members implements GET /rooms/{roomId}/members: at (a sync or
 // pagination token) asks for the members as at that point, membership and
 // not_membership filter them.
-func (s *Server) members(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) members(w http.ResponseWriter, r *http.Request, c *caller) error {
 	q := r.URL.Query()
 	at, err := queryToken(q, "at", math.MaxUint64)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	evs, err := s.rooms.MemberEvents(c.UserID, r.PathValue("roomId"), q.Get("membership"), q.Get("not_membership"), at)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if evs == nil {
 		evs = []room.ClientEvent{}
 	}
-	writeJSON(w, map[string]any{"chunk": evs})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"chunk": evs})
+	return nil
 }
 
-func (s *Server) joinedMembers(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) joinedMembers(w http.ResponseWriter, r *http.Request, c *caller) error {
 	m, err := s.rooms.JoinedMembers(c.UserID, r.PathValue("roomId"))
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, map[string]any{"joined": m})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"joined": m})
+	return nil
 }
 
-func (s *Server) joinedRooms(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) joinedRooms(w http.ResponseWriter, r *http.Request, c *caller) error {
 	ids, err := s.rooms.JoinedRooms(c.UserID)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
-	writeJSON(w, map[string]any{"joined_rooms": ids})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"joined_rooms": ids})
+	return nil
 }
 
 func validUserID(id string) bool {

@@ -11,7 +11,7 @@ import (
 )
 
 // joinRoom serves both POST /join/{roomIdOrAlias} and /rooms/{roomId}/join.
-func (s *Server) joinRoom(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) joinRoom(w http.ResponseWriter, r *http.Request, c *caller) error {
 	target := r.PathValue("roomIdOrAlias")
 	if target == "" {
 		target = r.PathValue("roomId")
@@ -21,45 +21,40 @@ func (s *Server) joinRoom(w http.ResponseWriter, r *http.Request, c *caller) {
 	}
 	var body map[string]json.RawMessage
 	if err := readJSON(r, &body); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if raw, ok := body["reason"]; ok {
 		if err := json.Unmarshal(raw, &req.Reason); err != nil {
-			matrixerr.Write(w, matrixerr.BadJSON("reason must be a string"))
-			return
+			return matrixerr.BadJSON("reason must be a string")
 		}
 	}
 	roomID, via, err := s.roomAndServers(r, target)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	via = s.withInviter(c.UserID, roomID, via)
 	if s.fed != nil && !s.rooms.HasLocalJoined(roomID) && s.hasOtherServer(via) {
 		// No one here is in the room: join through another server.
 		if err := s.joinRemote(r, c, roomID, via, req.Reason, joinExtra(body)); err != nil {
-			matrixerr.Write(w, err)
-			return
+			return err
 		}
 		s.carryToUpgraded(r.Context(), c.UserID, roomID) // upgrade.go
-		writeJSON(w, map[string]any{"room_id": roomID})
-		return
+		matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"room_id": roomID})
+		return nil
 	}
 	if !s.rooms.RoomExists(roomID) {
-		matrixerr.Write(w, matrixerr.NotFound("no known server can join that room"))
-		return
+		return matrixerr.NotFound("no known server can join that room")
 	}
 	if _, err := s.rooms.ChangeMembership(r.Context(), room.MembershipRequest{Sender: c.UserID, RoomID: roomID,
 		Target: c.UserID, Membership: "join", Reason: req.Reason, Profile: s.profileOf(c),
 		Extra: joinExtra(body)}); err != nil {
 		if err = s.joinElsewhere(r, c, roomID, via, req.Reason, joinExtra(body), err); err != nil {
-			matrixerr.Write(w, err)
-			return
+			return err
 		}
 	}
 	s.carryToUpgraded(r.Context(), c.UserID, roomID) // upgrade.go
-	writeJSON(w, map[string]any{"room_id": roomID})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"room_id": roomID})
+	return nil
 }
 
 // withInviter adds to via, for a user invited by another server to a room

@@ -12,38 +12,34 @@ import (
 // markers (Client-Server API §"Typing Notifications", §"Receipts",
 // §"Fully read markers").
 
-func (s *Server) typing(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) typing(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if r.PathValue("userId") != c.UserID {
-		matrixerr.Write(w, matrixerr.Forbidden("you may only set your own typing state"))
-		return
+		return matrixerr.Forbidden("you may only set your own typing state")
 	}
 	var req struct {
 		Typing  *bool `json:"typing"`
 		Timeout int64 `json:"timeout"`
 	}
 	if err := readJSON(r, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if req.Typing == nil {
-		matrixerr.Write(w, matrixerr.MissingParam("typing is required"))
-		return
+		return matrixerr.MissingParam("typing is required")
 	}
 	if err := s.rooms.SetTyping(c.UserID, r.PathValue("roomId"), *req.Typing, time.Duration(req.Timeout)*time.Millisecond); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	s.federateTyping(r, c, r.PathValue("roomId"), *req.Typing)
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
+	return nil
 }
 
-func (s *Server) receipt(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) receipt(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req struct {
 		ThreadID *string `json:"thread_id"`
 	}
 	if err := readJSON(r, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	roomID, typ, eventID := r.PathValue("roomId"), r.PathValue("receiptType"), r.PathValue("eventId")
 	threadID := ""
@@ -51,8 +47,7 @@ func (s *Server) receipt(w http.ResponseWriter, r *http.Request, c *caller) {
 		// receipts.yaml: 400 for an empty thread_id, or one given for a
 		// receipt type that has no threads.
 		if *req.ThreadID == "" || typ == "m.fully_read" {
-			matrixerr.Write(w, matrixerr.InvalidParam("thread_id must be a non-empty string on m.read or m.read.private"))
-			return
+			return matrixerr.InvalidParam("thread_id must be a non-empty string on m.read or m.read.private")
 		}
 		threadID = *req.ThreadID
 	}
@@ -63,31 +58,29 @@ func (s *Server) receipt(w http.ResponseWriter, r *http.Request, c *caller) {
 		err = s.rooms.SetReceipt(r.Context(), c.UserID, roomID, typ, eventID, threadID)
 	}
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if typ == "m.read" {
 		s.federateReceipt(r, c, roomID, eventID, threadID)
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
+	return nil
 }
 
 // readMarkers implements POST /rooms/{roomId}/read_markers.
-func (s *Server) readMarkers(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) readMarkers(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req struct {
 		FullyRead   string `json:"m.fully_read"`
 		Read        string `json:"m.read"`
 		ReadPrivate string `json:"m.read.private"`
 	}
 	if err := readJSON(r, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	roomID := r.PathValue("roomId")
 	if req.FullyRead != "" {
 		if err := s.setFullyRead(r, c, roomID, req.FullyRead); err != nil {
-			matrixerr.Write(w, err)
-			return
+			return err
 		}
 	}
 	for typ, id := range map[string]string{"m.read": req.Read, "m.read.private": req.ReadPrivate} {
@@ -95,14 +88,14 @@ func (s *Server) readMarkers(w http.ResponseWriter, r *http.Request, c *caller) 
 			continue
 		}
 		if err := s.rooms.SetReceipt(r.Context(), c.UserID, roomID, typ, id, ""); err != nil {
-			matrixerr.Write(w, err)
-			return
+			return err
 		}
 		if typ == "m.read" {
 			s.federateReceipt(r, c, roomID, id, "")
 		}
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
+	return nil
 }
 
 // setFullyRead stores the fully-read marker, which the spec keeps as room

@@ -75,15 +75,14 @@ func (sl *summaryLimits) take(addr string) time.Duration {
 // optionallyAuthed calls h with the caller when the request carries an
 // access token (a wrong one is refused as anywhere else) and with nil
 // when it carries none.
-func (s *Server) optionallyAuthed(h func(w http.ResponseWriter, r *http.Request, c *caller)) http.HandlerFunc {
-	withToken := s.authed(h)
-	return func(w http.ResponseWriter, r *http.Request) {
+func (s *Server) optionallyAuthed(h authedHandler) http.HandlerFunc {
+	withToken := s.withCaller(h)
+	return public(func(w http.ResponseWriter, r *http.Request) error {
 		if !s.hasToken(r) {
-			h(w, r, nil)
-			return
+			return h(w, r, nil)
 		}
-		withToken(w, r)
-	}
+		return withToken(w, r)
+	})
 }
 
 // roomSummaryResponse is room_summary.yaml's response: the public-room
@@ -103,29 +102,25 @@ type roomSummaryResponse struct {
 
 var errSummaryNotFound = matrixerr.NotFound("room not found")
 
-func (s *Server) roomSummary(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) roomSummary(w http.ResponseWriter, r *http.Request, c *caller) error {
 	target := r.PathValue("roomIdOrAlias")
 	if len(target) > 255 || !(strings.HasPrefix(target, "!") || strings.HasPrefix(target, "#")) {
-		matrixerr.Write(w, matrixerr.InvalidParam("expected a room ID or a room alias"))
-		return
+		return matrixerr.InvalidParam("expected a room ID or a room alias")
 	}
 	// An alias on another server is itself a federation request.
 	if c == nil && strings.HasPrefix(target, "#") && serverOf(target) != s.accounts.ServerName() && s.fed != nil {
 		if err := s.anonLookup(r); err != nil {
-			matrixerr.Write(w, err)
-			return
+			return err
 		}
 	}
 	roomID, via, err := s.roomAndServers(r, target)
 	if err != nil {
 		var me *matrixerr.Error
 		if errors.As(err, &me) && me.Status == http.StatusBadRequest {
-			matrixerr.Write(w, err)
-		} else {
-			// An alias nobody knows, or whose server cannot be reached.
-			matrixerr.Write(w, errSummaryNotFound)
+			return err
 		}
-		return
+		// An alias nobody knows, or whose server cannot be reached.
+		return errSummaryNotFound
 	}
 	membership := ""
 	if c != nil {
@@ -136,19 +131,18 @@ func (s *Server) roomSummary(w http.ResponseWriter, r *http.Request, c *caller) 
 	}
 	sr, err := s.summarise(r, c, roomID, via)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if !s.summaryVisible(c, membership, sr) {
-		matrixerr.Write(w, errSummaryNotFound)
-		return
+		return errSummaryNotFound
 	}
 	res := roomSummaryResponse{PublicRoom: sr.PublicRoom, AllowedRoomIDs: sr.AllowedRoomIDs,
 		Encryption: sr.Encryption, RoomVersion: sr.RoomVersion, Membership: membership}
 	if strings.Contains(r.URL.Path, "/unstable/") {
 		res.UnstableEncryption, res.UnstableRoomVersion, res.UnstableRoomVersionOld = sr.Encryption, sr.RoomVersion, sr.RoomVersion
 	}
-	writeJSON(w, res)
+	matrixerr.WriteJSON(w, http.StatusOK, res)
+	return nil
 }
 
 // summarise describes the room from local state when a local user is in

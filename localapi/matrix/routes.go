@@ -14,25 +14,25 @@ func (s *Server) routes() {
 	const v3 = "/_matrix/client/v3"
 	a := s.authed
 
-	m.HandleFunc("/", s.unrecognized)
-	m.HandleFunc("GET /_matrix/client/versions", s.versions)
-	m.HandleFunc("GET /.well-known/matrix/client", s.wellKnown)
+	m.HandleFunc("/", public(s.unrecognized))
+	m.HandleFunc("GET /_matrix/client/versions", public(s.versions))
+	m.HandleFunc("GET /.well-known/matrix/client", public(s.wellKnown))
 	m.HandleFunc("GET "+v3+"/capabilities", a(s.capabilities))
 	s.voipRoutes()
 	s.slidingSyncRoutes()
 
 	// Authentication and accounts.
-	m.HandleFunc("GET "+v3+"/login", s.loginFlows)
-	m.HandleFunc("POST "+v3+"/login", s.login)
-	m.HandleFunc("POST "+v3+"/refresh", s.refresh)
+	m.HandleFunc("GET "+v3+"/login", public(s.loginFlows))
+	m.HandleFunc("POST "+v3+"/login", public(s.login))
+	m.HandleFunc("POST "+v3+"/refresh", public(s.refresh))
 	m.HandleFunc("POST "+v3+"/logout", a(s.logout))
 	m.HandleFunc("POST "+v3+"/logout/all", a(s.logoutAll))
 	m.HandleFunc("GET "+v3+"/account/whoami", a(s.whoami))
 	m.HandleFunc("POST "+v3+"/account/password", a(s.changePassword))
 	m.HandleFunc("POST /_matrix/client/v1/login/get_token", a(s.getLoginToken))
-	m.HandleFunc("POST "+v3+"/register", s.register)
-	m.HandleFunc("GET "+v3+"/register/available", s.registerAvailable)
-	m.HandleFunc("GET /_matrix/client/v1/register/m.login.registration_token/validity", s.tokenValidity)
+	m.HandleFunc("POST "+v3+"/register", public(s.register))
+	m.HandleFunc("GET "+v3+"/register/available", public(s.registerAvailable))
+	m.HandleFunc("GET /_matrix/client/v1/register/m.login.registration_token/validity", public(s.tokenValidity))
 
 	// Devices.
 	m.HandleFunc("GET "+v3+"/devices", a(s.listDevices))
@@ -42,8 +42,8 @@ func (s *Server) routes() {
 	m.HandleFunc("POST "+v3+"/delete_devices", a(s.deleteDevices))
 
 	// Profiles, presence, account data, filters, the user directory.
-	m.HandleFunc("GET "+v3+"/profile/{userId}", s.getProfile)
-	m.HandleFunc("GET "+v3+"/profile/{userId}/{field}", s.getProfile)
+	m.HandleFunc("GET "+v3+"/profile/{userId}", public(s.getProfile))
+	m.HandleFunc("GET "+v3+"/profile/{userId}/{field}", public(s.getProfile))
 	m.HandleFunc("PUT "+v3+"/profile/{userId}/{field}", a(s.putProfile))
 	m.HandleFunc("GET "+v3+"/presence/{userId}/status", a(s.getPresence))
 	m.HandleFunc("PUT "+v3+"/presence/{userId}/status", a(s.putPresence))
@@ -85,13 +85,13 @@ func (s *Server) routes() {
 	m.HandleFunc("GET "+v3+"/rooms/{roomId}/aliases", a(s.roomAliases))
 
 	// Directory.
-	m.HandleFunc("GET "+v3+"/directory/room/{alias}", s.getAlias)
+	m.HandleFunc("GET "+v3+"/directory/room/{alias}", public(s.getAlias))
 	m.HandleFunc("PUT "+v3+"/directory/room/{alias}", a(s.putAlias))
 	m.HandleFunc("DELETE "+v3+"/directory/room/{alias}", a(s.deleteAlias))
-	m.HandleFunc("GET "+v3+"/directory/list/room/{roomId}", s.getVisibility)
+	m.HandleFunc("GET "+v3+"/directory/list/room/{roomId}", public(s.getVisibility))
 	m.HandleFunc("PUT "+v3+"/directory/list/room/{roomId}", a(s.putVisibility))
-	m.HandleFunc("GET "+v3+"/publicRooms", s.publicRooms)
-	m.HandleFunc("POST "+v3+"/publicRooms", a(func(w http.ResponseWriter, r *http.Request, _ *caller) { s.publicRooms(w, r) }))
+	m.HandleFunc("GET "+v3+"/publicRooms", public(s.publicRooms))
+	m.HandleFunc("POST "+v3+"/publicRooms", a(func(w http.ResponseWriter, r *http.Request, _ *caller) error { return s.publicRooms(w, r) }))
 
 	m.HandleFunc("GET "+v3+"/pushrules/{$}", a(s.pushRules))
 	m.HandleFunc("GET "+v3+"/pushrules/global/{$}", a(s.pushRules))

@@ -103,12 +103,12 @@ func (s *Server) legacyRoutes() {
 	m.HandleFunc("GET /_matrix/client/v3/rooms/{roomId}/initialSync", a(s.roomInitialSync))
 	s.thirdPartyRoutes()
 	for _, p := range federationPaths {
-		m.HandleFunc(p, otherListener)
+		m.HandleFunc(p, public(otherListener))
 	}
 }
 
 // otherListener answers a Server-Server API path asked on the client
 // listener.
-func otherListener(w http.ResponseWriter, r *http.Request) {
-	matrixerr.Write(w, matrixerr.Unrecognized("the federation API is served on the federation listener, not the client one"))
+func otherListener(w http.ResponseWriter, r *http.Request) error {
+	return matrixerr.Unrecognized("the federation API is served on the federation listener, not the client one")
 }

@@ -47,28 +47,24 @@ const maxContext = 20
 
 // searchEvents implements POST /_matrix/client/v3/search for the
 // room_events category (Client-Server API §"Server Side Search").
-func (s *Server) searchEvents(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) searchEvents(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req searchRequest
 	if err := readJSON(r, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if req.SearchCategories == nil {
-		matrixerr.Write(w, matrixerr.BadJSON("search_categories is required"))
-		return
+		return matrixerr.BadJSON("search_categories is required")
 	}
 	re := req.SearchCategories.RoomEvents
 	if re == nil {
-		writeJSON(w, map[string]any{"search_categories": map[string]any{}})
-		return
+		matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"search_categories": map[string]any{}})
+		return nil
 	}
 	if re.SearchTerm == nil {
-		matrixerr.Write(w, matrixerr.BadJSON("search_term is required"))
-		return
+		return matrixerr.BadJSON("search_term is required")
 	}
 	if s.search == nil {
-		matrixerr.Write(w, matrixerr.Unrecognized("search is not enabled on this server"))
-		return
+		return matrixerr.Unrecognized("search is not enabled on this server")
 	}
 	q := search.Query{UserID: c.UserID, Device: c.Session, Term: *re.SearchTerm, Token: r.URL.Query().Get("next_batch")}
 	for _, k := range re.Keys {
@@ -80,8 +76,7 @@ func (s *Server) searchEvents(w http.ResponseWriter, r *http.Request, c *caller)
 		case "content.topic":
 			q.Fields |= search.FieldTopic
 		default:
-			matrixerr.Write(w, matrixerr.InvalidParam("unknown search key "+k))
-			return
+			return matrixerr.InvalidParam("unknown search key " + k)
 		}
 	}
 	switch re.OrderBy {
@@ -89,14 +84,12 @@ func (s *Server) searchEvents(w http.ResponseWriter, r *http.Request, c *caller)
 	case "recent":
 		q.Recent = true
 	default:
-		matrixerr.Write(w, matrixerr.InvalidParam("order_by must be recent or rank"))
-		return
+		return matrixerr.InvalidParam("order_by must be recent or rank")
 	}
 	if f := re.Filter; f != nil {
 		if f.Limit != nil {
 			if *f.Limit < 0 {
-				matrixerr.Write(w, matrixerr.InvalidParam("limit must not be negative"))
-				return
+				return matrixerr.InvalidParam("limit must not be negative")
 			}
 			q.Limit = *f.Limit
 		}
@@ -112,8 +105,7 @@ func (s *Server) searchEvents(w http.ResponseWriter, r *http.Request, c *caller)
 				continue
 			}
 			if *l.v < 0 {
-				matrixerr.Write(w, matrixerr.InvalidParam("event_context limits must not be negative"))
-				return
+				return matrixerr.InvalidParam("event_context limits must not be negative")
 			}
 			*l.dst = min(*l.v, maxContext)
 		}
@@ -122,16 +114,14 @@ func (s *Server) searchEvents(w http.ResponseWriter, r *http.Request, c *caller)
 	if re.Groupings != nil {
 		for _, g := range re.Groupings.GroupBy {
 			if g.Key != "room_id" && g.Key != "sender" {
-				matrixerr.Write(w, matrixerr.InvalidParam("group_by key must be room_id or sender"))
-				return
+				return matrixerr.InvalidParam("group_by key must be room_id or sender")
 			}
 			groupBy = append(groupBy, g.Key)
 		}
 	}
 	res, err := s.search.Search(q)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	out := map[string]any{"count": res.Count, "highlights": res.Highlights, "results": searchResults(res, q.Context)}
 	if res.NextBatch != "" {
@@ -145,8 +135,7 @@ func (s *Server) searchEvents(w http.ResponseWriter, r *http.Request, c *caller)
 			}
 			evs, err := s.rooms.State(c.UserID, h.RoomID)
 			if err != nil {
-				matrixerr.Write(w, err)
-				return
+				return err
 			}
 			state[h.RoomID] = evs
 		}
@@ -155,7 +144,8 @@ func (s *Server) searchEvents(w http.ResponseWriter, r *http.Request, c *caller)
 	if len(groupBy) > 0 {
 		out["groups"] = searchGroups(res, groupBy)
 	}
-	writeJSON(w, map[string]any{"search_categories": map[string]any{"room_events": out}})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"search_categories": map[string]any{"room_events": out}})
+	return nil
 }
 
 func searchResults(res *search.Results, withContext bool) []map[string]any {

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"mime"
 	"net/http"
 	"strings"
@@ -106,7 +105,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // unrecognized answers paths no route matches: 405 if another method would
 // match, else 404, both M_UNRECOGNIZED as the spec asks.
-func (s *Server) unrecognized(w http.ResponseWriter, r *http.Request) {
+func (s *Server) unrecognized(w http.ResponseWriter, r *http.Request) error {
 	for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete} {
 		if m == r.Method {
 			continue
@@ -116,19 +115,10 @@ func (s *Server) unrecognized(w http.ResponseWriter, r *http.Request) {
 		if _, pattern := s.mux.Handler(r2); pattern != "" && pattern != "/" {
 			e := matrixerr.Unrecognized("method not allowed on this endpoint")
 			e.Status = http.StatusMethodNotAllowed
-			matrixerr.Write(w, e)
-			return
+			return e
 		}
 	}
-	matrixerr.Write(w, matrixerr.Unrecognized("unrecognized request"))
-}
-
-// writeJSON sends a 200 with v as JSON.
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	if err := json.NewEncoder(w).Encode(v); err != nil {
-		slog.Debug("write response", "err", err)
-	}
+	return matrixerr.Unrecognized("unrecognized request")
 }
 
 // readBody reads a body that must be a JSON object. Syntax errors and

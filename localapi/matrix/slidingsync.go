@@ -68,16 +68,14 @@ type slidingRoomResp struct {
 // and subscriptions that are new to the connection or changed since its
 // pos, waiting up to timeout (a channel receive on the stream notifier,
 // as /sync does) when there is nothing to say.
-func (s *Server) slidingSync(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) slidingSync(w http.ResponseWriter, r *http.Request, c *caller) error {
 	body, err := readBody(r)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	var req slidingRequest
 	if err := json.Unmarshal(body, &req); err != nil {
-		matrixerr.Write(w, matrixerr.BadJSON("bad sliding sync request: "+err.Error()))
-		return
+		return matrixerr.BadJSON("bad sliding sync request: " + err.Error())
 	}
 	q := r.URL.Query()
 	pos := q.Get("pos")
@@ -88,14 +86,12 @@ func (s *Server) slidingSync(w http.ResponseWriter, r *http.Request, c *caller) 
 	if v := q.Get("timeout"); v != "" {
 		ms, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || ms < 0 {
-			matrixerr.Write(w, matrixerr.InvalidParam("timeout must be a non-negative integer"))
-			return
+			return matrixerr.InvalidParam("timeout must be a non-negative integer")
 		}
 		timeout = min(time.Duration(ms)*time.Millisecond, maxSyncTimeout)
 	} else if req.Timeout != nil {
 		if *req.Timeout < 0 {
-			matrixerr.Write(w, matrixerr.InvalidParam("timeout must be a non-negative integer"))
-			return
+			return matrixerr.InvalidParam("timeout must be a non-negative integer")
 		}
 		timeout = min(time.Duration(min(*req.Timeout, int64(maxSyncTimeout/time.Millisecond)))*time.Millisecond, maxSyncTimeout)
 	}
@@ -107,18 +103,15 @@ func (s *Server) slidingSync(w http.ResponseWriter, r *http.Request, c *caller) 
 		presence = "online"
 	}
 	if presence != "online" && presence != "offline" && presence != "unavailable" {
-		matrixerr.Write(w, matrixerr.InvalidParam("set_presence must be online, offline or unavailable"))
-		return
+		return matrixerr.InvalidParam("set_presence must be online, offline or unavailable")
 	}
 	parsed, err := req.parse(c.UserID)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	exts, err := parseSlidingExtensions(req.Extensions)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	key := slidingKey{user: c.UserID, device: c.DeviceID, connID: req.ConnID}
 	var conn *slidingConn
@@ -127,8 +120,7 @@ func (s *Server) slidingSync(w http.ResponseWriter, r *http.Request, c *caller) 
 		conn, base = s.sliding.start(key)
 		timeout = 0 // MSC4186: timeout is ignored without pos
 	} else if conn, base, err = s.sliding.resume(key, pos); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	s.presence.touch(r.Context(), c, presence)
 
@@ -138,12 +130,11 @@ func (s *Server) slidingSync(w http.ResponseWriter, r *http.Request, c *caller) 
 		now, eph := s.rooms.Pos()
 		resp, next, news, err := s.buildSliding(ctx, c, parsed, exts, base, now, eph)
 		if err != nil {
-			matrixerr.Write(w, err)
-			return
+			return err
 		}
 		if news || timeout == 0 {
 			s.sendSliding(w, conn, req.TxnID, resp, next)
-			return
+			return nil
 		}
 		if err := s.rooms.Wait(ctx, now, eph); err != nil {
 			if r.Context().Err() != nil {
@@ -152,12 +143,11 @@ func (s *Server) slidingSync(w http.ResponseWriter, r *http.Request, c *caller) 
 				// Either way the connection keeps its state (no new pos),
 				// and the answer is an error a client retries — after a
 				// restart its pos is M_UNKNOWN_POS — never an empty 200.
-				matrixerr.Write(w, matrixerr.Unknown("the request ended before the long poll did: retry").
-					WithStatus(http.StatusServiceUnavailable))
-				return
+				return matrixerr.Unknown("the request ended before the long poll did: retry").
+					WithStatus(http.StatusServiceUnavailable)
 			}
 			s.sendSliding(w, conn, req.TxnID, resp, next)
-			return
+			return nil
 		}
 		if s.push != nil {
 			// As /sync does: let the push evaluator publish the new
@@ -171,7 +161,7 @@ func (s *Server) slidingSync(w http.ResponseWriter, r *http.Request, c *caller) 
 func (s *Server) sendSliding(w http.ResponseWriter, conn *slidingConn, txnID string, resp *slidingResponse, next *slidingState) {
 	resp.Pos = s.sliding.commit(conn, next)
 	resp.TxnID = txnID
-	writeJSON(w, resp)
+	matrixerr.WriteJSON(w, http.StatusOK, resp)
 }
 
 // slidingPick is a room chosen by the lists and subscriptions.

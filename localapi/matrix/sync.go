@@ -112,14 +112,13 @@ type leftRoom struct {
 // sync implements GET /sync (Client-Server API §"Syncing"): an initial
 // sync without since, else the changes after since, waiting up to timeout
 // for something to happen. The wait is a channel receive, not a poll.
-func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *caller) error {
 	q := r.URL.Query()
 	var since syncToken
 	if v := q.Get("since"); v != "" {
 		t, err := parseSyncToken(v)
 		if err != nil {
-			matrixerr.Write(w, err)
-			return
+			return err
 		}
 		since = t
 	}
@@ -127,20 +126,17 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *caller) {
 	if v := q.Get("timeout"); v != "" {
 		ms, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || ms < 0 {
-			matrixerr.Write(w, matrixerr.InvalidParam("timeout must be a non-negative integer"))
-			return
+			return matrixerr.InvalidParam("timeout must be a non-negative integer")
 		}
 		timeout = min(time.Duration(ms)*time.Millisecond, maxSyncTimeout)
 	}
 	f, err := s.syncFilter(c, q.Get("filter"))
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if p := q.Get("set_presence"); p != "" {
 		if p != "online" && p != "offline" && p != "unavailable" {
-			matrixerr.Write(w, matrixerr.InvalidParam("set_presence must be online, offline or unavailable"))
-			return
+			return matrixerr.InvalidParam("set_presence must be online, offline or unavailable")
 		}
 		s.presence.touch(r.Context(), c, p)
 	} else {
@@ -151,8 +147,7 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *caller) {
 		afterUnstable: q.Get("org.matrix.msc4222.use_state_after") == "true"}
 	pos, eph := s.rooms.Pos()
 	if since.pos > pos {
-		matrixerr.Write(w, matrixerr.InvalidParam("since token is from the future"))
-		return
+		return matrixerr.InvalidParam("since token is from the future")
 	}
 	if since.eph > eph {
 		// The typing counter restarted with the daemon: resend typing state.
@@ -163,19 +158,18 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *caller) {
 	for {
 		resp, empty, err := s.buildSync(c, since, syncToken{pos, eph}, f, fullState, mode)
 		if err != nil {
-			matrixerr.Write(w, err)
-			return
+			return err
 		}
 		if !empty || since.pos == 0 || fullState || timeout == 0 {
-			writeJSON(w, resp)
-			return
+			matrixerr.WriteJSON(w, http.StatusOK, resp)
+			return nil
 		}
 		if err := s.awaitNews(ctx, c, pos, eph); err != nil {
 			// Timed out, or the daemon is stopping: an empty response that
 			// keeps the client's place. If the client went away instead,
 			// the write fails harmlessly.
-			writeJSON(w, resp)
-			return
+			matrixerr.WriteJSON(w, http.StatusOK, resp)
+			return nil
 		}
 		pos, eph = s.rooms.Pos()
 		if s.push != nil {

@@ -20,48 +20,47 @@ import (
 // every start.
 func (s *Server) thirdPartyRoutes() {
 	m, a, v3 := s.mux, s.authed, "/_matrix/client/v3"
-	m.HandleFunc("GET "+v3+"/thirdparty/protocols", a(func(w http.ResponseWriter, r *http.Request, c *caller) {
+	m.HandleFunc("GET "+v3+"/thirdparty/protocols", a(func(w http.ResponseWriter, r *http.Request, c *caller) error {
 		if s.appsvc == nil {
-			writeJSON(w, map[string]any{})
-			return
+			matrixerr.WriteJSON(w, http.StatusOK, map[string]any{})
+			return nil
 		}
-		writeJSON(w, s.appsvc.ThirdPartyProtocols(r.Context()))
+		matrixerr.WriteJSON(w, http.StatusOK, s.appsvc.ThirdPartyProtocols(r.Context()))
+		return nil
 	}))
-	unknown := func(w http.ResponseWriter, r *http.Request) {
-		matrixerr.Write(w, matrixerr.NotFound("no bridge here serves the protocol "+r.PathValue("protocol")))
+	unknown := func(r *http.Request) error {
+		return matrixerr.NotFound("no bridge here serves the protocol " + r.PathValue("protocol"))
 	}
-	m.HandleFunc("GET "+v3+"/thirdparty/protocol/{protocol}", a(func(w http.ResponseWriter, r *http.Request, c *caller) {
+	m.HandleFunc("GET "+v3+"/thirdparty/protocol/{protocol}", a(func(w http.ResponseWriter, r *http.Request, c *caller) error {
 		if s.appsvc == nil {
-			unknown(w, r)
-			return
+			return unknown(r)
 		}
 		p, ok := s.appsvc.ThirdPartyProtocol(r.Context(), r.PathValue("protocol"))
 		if !ok {
-			unknown(w, r)
-			return
+			return unknown(r)
 		}
-		writeJSON(w, p)
+		matrixerr.WriteJSON(w, http.StatusOK, p)
+		return nil
 	}))
 	lookup := func(kind string) http.HandlerFunc {
-		return a(func(w http.ResponseWriter, r *http.Request, c *caller) {
+		return a(func(w http.ResponseWriter, r *http.Request, c *caller) error {
 			protocol := r.PathValue("protocol")
 			if s.appsvc == nil {
 				if protocol != "" {
-					unknown(w, r)
-					return
+					return unknown(r)
 				}
-				writeJSON(w, []any{})
-				return
+				matrixerr.WriteJSON(w, http.StatusOK, []any{})
+				return nil
 			}
 			list, ok := s.appsvc.ThirdPartyLookup(r.Context(), kind, protocol, r.URL.Query())
 			if !ok {
-				unknown(w, r)
-				return
+				return unknown(r)
 			}
 			if list == nil {
 				list = []json.RawMessage{}
 			}
-			writeJSON(w, list)
+			matrixerr.WriteJSON(w, http.StatusOK, list)
+			return nil
 		})
 	}
 	m.HandleFunc("GET "+v3+"/thirdparty/location/{protocol}", lookup("location"))

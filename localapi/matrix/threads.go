@@ -9,7 +9,7 @@ import (
 
 // threads implements GET /_matrix/client/v1/rooms/{roomId}/threads
 // (Client-Server API §"Threading", threads_list.yaml).
-func (s *Server) threads(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) threads(w http.ResponseWriter, r *http.Request, c *caller) error {
 	q := r.URL.Query()
 	req := room.ThreadsRequest{UserID: c.UserID, Device: c.Session, RoomID: r.PathValue("roomId")}
 	switch q.Get("include") {
@@ -17,8 +17,7 @@ func (s *Server) threads(w http.ResponseWriter, r *http.Request, c *caller) {
 	case "participated":
 		req.Participated = true
 	default:
-		matrixerr.Write(w, matrixerr.InvalidParam("include must be all or participated"))
-		return
+		return matrixerr.InvalidParam("include must be all or participated")
 	}
 	var err error
 	if req.From, err = queryToken(q, "from", 0); err == nil {
@@ -28,9 +27,8 @@ func (s *Server) threads(w http.ResponseWriter, r *http.Request, c *caller) {
 		err = matrixerr.InvalidParam("limit must be greater than zero")
 	}
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	evs, next, err := s.rooms.Threads(req)
-	writeChunk(w, evs, next, err)
+	return writeChunk(w, evs, next, err)
 }

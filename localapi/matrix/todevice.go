@@ -11,23 +11,20 @@ import (
 // sendToDevice implements PUT /sendToDevice/{eventType}/{txnId}
 // (Client-Server API §"Send-to-Device messaging"). The txn ID makes a
 // retry queue nothing twice; "*" addresses every device of a user.
-func (s *Server) sendToDevice(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) sendToDevice(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req struct {
 		Messages map[string]map[string]json.RawMessage `json:"messages"`
 	}
 	if err := readJSON(r, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if req.Messages == nil {
-		matrixerr.Write(w, matrixerr.MissingParam("messages is required"))
-		return
+		return matrixerr.MissingParam("messages is required")
 	}
 	for _, byDevice := range req.Messages {
 		for _, content := range byDevice {
 			if len(content) == 0 || content[0] != '{' {
-				matrixerr.Write(w, matrixerr.BadJSON("each message must be an object"))
-				return
+				return matrixerr.BadJSON("each message must be an object")
 			}
 		}
 	}
@@ -41,13 +38,13 @@ func (s *Server) sendToDevice(w http.ResponseWriter, r *http.Request, c *caller)
 	}
 	if err := s.keys.SendToDevice(r.Context(), c.UserID, c.DeviceID, r.PathValue("txnId"),
 		r.PathValue("eventType"), req.Messages, devices); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if s.appsvc != nil {
 		// A bridge's ghosts never /sync: their devices get these in
 		// the appservice's transactions (MSC4203).
 		s.appsvc.ToDevice(context.WithoutCancel(r.Context()), c.UserID, r.PathValue("eventType"), req.Messages, devices)
 	}
-	writeJSON(w, struct{}{})
+	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
+	return nil
 }

@@ -20,39 +20,35 @@ func (s *Server) upgradeRoutes() {
 
 // upgradeRoom implements POST /rooms/{roomId}/upgrade (Client-Server API
 // §"Room Upgrades"); the room engine does the work in one transaction.
-func (s *Server) upgradeRoom(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) upgradeRoom(w http.ResponseWriter, r *http.Request, c *caller) error {
 	body, err := readBody(r)
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	var req struct {
 		NewVersion         *string         `json:"new_version"`
 		AdditionalCreators json.RawMessage `json:"additional_creators"`
 	}
 	if err := decode(body, &req); err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	if req.NewVersion == nil {
-		matrixerr.Write(w, matrixerr.MissingParam("new_version is required"))
-		return
+		return matrixerr.MissingParam("new_version is required")
 	}
 	var creators []string
 	if len(req.AdditionalCreators) > 0 && string(req.AdditionalCreators) != "null" {
 		if err := json.Unmarshal(req.AdditionalCreators, &creators); err != nil {
-			matrixerr.Write(w, matrixerr.BadJSON("additional_creators must be an array of user IDs"))
-			return
+			return matrixerr.BadJSON("additional_creators must be an array of user IDs")
 		}
 	}
 	id, err := s.rooms.UpgradeRoom(r.Context(), room.UpgradeRequest{Sender: c.UserID, RoomID: r.PathValue("roomId"),
 		NewVersion: *req.NewVersion, AdditionalCreators: creators, Profile: s.profileOf(c)})
 	if err != nil {
-		matrixerr.Write(w, err)
-		return
+		return err
 	}
 	s.carryPushRules(context.WithoutCancel(r.Context()), r.PathValue("roomId"), id)
-	writeJSON(w, map[string]any{"replacement_room": id})
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"replacement_room": id})
+	return nil
 }
 
 // carryPushRules gives every local member of the old room the push rules

@@ -52,7 +52,7 @@ type turnServerResponse struct {
 
 // turnServer: GET /_matrix/client/v3/voip/turnServer (Client-Server API
 // §"Voice over IP", "TURN server information").
-func (s *Server) turnServer(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) turnServer(w http.ResponseWriter, r *http.Request, c *caller) error {
 	v := s.voip
 	now := time.Now()
 	v.mu.Lock()
@@ -62,19 +62,19 @@ func (s *Server) turnServer(w http.ResponseWriter, r *http.Request, c *caller) {
 	}
 	v.mu.Unlock()
 	if wait > 0 {
-		matrixerr.Write(w, matrixerr.LimitExceeded(wait.Milliseconds()))
-		return
+		return matrixerr.LimitExceeded(wait.Milliseconds())
 	}
 	if v.turn == nil {
-		writeJSON(w, struct{}{})
-		return
+		matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
+		return nil
 	}
 	uris, user, pass, ttl, ok := v.turn.TURNCredentials(c.UserID, localHost(r))
 	if !ok {
-		writeJSON(w, struct{}{})
-		return
+		matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
+		return nil
 	}
-	writeJSON(w, turnServerResponse{Username: user, Password: pass, URIs: uris, TTL: int64(ttl / time.Second)})
+	matrixerr.WriteJSON(w, http.StatusOK, turnServerResponse{Username: user, Password: pass, URIs: uris, TTL: int64(ttl / time.Second)})
+	return nil
 }
 
 // localHost is the IP of this end of the client's connection: loopback for

@@ -7,13 +7,16 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/hearth-chat/hearth/internal/matrixerr"
 )
 
 // wellKnown serves /.well-known/matrix/client (Client-Server API
 // §"Well-known URIs") so a client given only an address finds the API.
 // Its CORS headers come from ServeHTTP, like every client endpoint's.
-func (s *Server) wellKnown(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, map[string]any{"m.homeserver": map[string]string{"base_url": s.baseURL(r)}})
+func (s *Server) wellKnown(w http.ResponseWriter, r *http.Request) error {
+	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"m.homeserver": map[string]string{"base_url": s.baseURL(r)}})
+	return nil
 }
 
 // baseURL is this API's address as the client of r reached it. The
