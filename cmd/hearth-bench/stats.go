@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -50,24 +49,7 @@ func errRow(metric, target string, err error) row {
 	return row{metric: metric, value: "ERROR: " + msg, target: target, failed: true}
 }
 
-// printTable prints the rows as a Markdown table, so it pastes into docs.
-func printTable(w io.Writer, rows []row) {
-	wm, wv, wt := len("metric"), len("value"), len("target")
-	for _, r := range rows {
-		wm, wv, wt = max(wm, width(r.metric)), max(wv, width(r.value)), max(wt, width(r.target))
-	}
-	line := func(a, b, c string) {
-		fmt.Fprintf(w, "| %s | %s | %s |\n", pad(a, wm), pad(b, wv), pad(c, wt))
-	}
-	line("metric", "value", "target")
-	fmt.Fprintf(w, "|%s|%s|%s|\n", strings.Repeat("-", wm+2), strings.Repeat("-", wv+2), strings.Repeat("-", wt+2))
-	for _, r := range rows {
-		line(r.metric, r.value, r.target)
-	}
-}
-
 func width(s string) int           { return len([]rune(s)) }
-func pad(s string, n int) string   { return s + strings.Repeat(" ", max(0, n-width(s))) }
 func ms(d time.Duration) string    { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
 func msNum(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d.Microseconds())/1000) }
 
