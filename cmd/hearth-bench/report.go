@@ -102,12 +102,14 @@ func median(vs []float64) float64 {
 	return (vs[n/2-1] + vs[n/2]) / 2
 }
 
-// figures aggregates each figure of a row over the runs that measured it
-// (not failed, not missing); a figure is matched by index, label and unit.
+// figures aggregates each figure of a row over the runs that measured it;
+// a figure is matched by index, label and unit. A run marked failed that
+// still measured (a missed target, a message lost on the way) counts: its
+// failure is named in the detail. An error row has no figures.
 func (r benchRow) figures() []spread {
 	var shape []num
 	for _, rr := range r.Runs {
-		if rr != nil && !rr.Failed && len(rr.Nums) > len(shape) {
+		if rr != nil && len(rr.Nums) > len(shape) {
 			shape = rr.Nums
 		}
 	}
@@ -115,7 +117,7 @@ func (r benchRow) figures() []spread {
 	for i, f := range shape {
 		var vs []float64
 		for _, rr := range r.Runs {
-			if rr != nil && !rr.Failed && i < len(rr.Nums) && rr.Nums[i].Label == f.Label && rr.Nums[i].Unit == f.Unit {
+			if rr != nil && i < len(rr.Nums) && rr.Nums[i].Label == f.Label && rr.Nums[i].Unit == f.Unit {
 				vs = append(vs, rr.Nums[i].V)
 			}
 		}
@@ -129,7 +131,7 @@ func (r benchRow) figures() []spread {
 func (r benchRow) medianRun(fs []spread) int {
 	best, dist := -1, math.Inf(1)
 	for i, rr := range r.Runs {
-		if rr == nil || rr.Failed || len(rr.Nums) == 0 || len(fs) == 0 {
+		if rr == nil || len(rr.Nums) == 0 || len(fs) == 0 || rr.Nums[0].Unit != fs[0].unit {
 			continue
 		}
 		if d := math.Abs(rr.Nums[0].V - fs[0].med); d < dist {
@@ -158,12 +160,15 @@ func (r benchRow) cells() (figures, detail string, failed bool) {
 		case rr == nil:
 			notes = append(notes, fmt.Sprintf("run %d of %d: no row (stopped early)", i+1, len(r.Runs)))
 			failed = true
+		case rr.Failed && len(r.Runs) == 1:
+			notes = append(notes, rr.Value)
+			failed = true
 		case rr.Failed:
 			notes = append(notes, fmt.Sprintf("run %d of %d: %s", i+1, len(r.Runs), rr.Value))
 			failed = true
 		}
 	}
-	if m := r.medianRun(fs); m >= 0 {
+	if m := r.medianRun(fs); m >= 0 && !r.Runs[m].Failed {
 		text := r.Runs[m].Value
 		if len(r.Runs) > 1 {
 			text = fmt.Sprintf("run %d: %s", m+1, text)
