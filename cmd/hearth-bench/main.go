@@ -50,34 +50,35 @@ type config struct {
 	hearth        string
 	sections      map[string]bool
 	verbose       bool
-	starts        int           // cold starts to take the median of
-	idleRSSAfter  time.Duration // when to read idle RSS
-	idleCPUWindow time.Duration // how long to sum idle CPU over
-	sends         int           // sequential sends for the latency section
-	senders       int           // concurrent senders for the throughput section
-	duration      time.Duration // throughput run length
-	syncers       int           // long-polling clients in the sync section
-	syncMsgs      int           // messages sent in the sync section
-	syncInterval  time.Duration // pause between those messages
-	volumeMsgs    int           // messages for the volume section
-	volumeRooms   int           // rooms they are spread over
-	historyMsgs   int           // events in the history section's room
-	workers       int           // concurrency used to fill rooms
-	fedMsgs       int           // messages timed from hs1 to hs2 (federation section)
-	fedInterval   time.Duration // pause between those messages
-	fedPDUs       int           // PDUs the peer sends hs1
-	fedMembers    int           // members of the remote room hs3 joins
-	abuseIdle     int           // idle keep-alives to the client API (abuse section)
-	abuseSlow     int           // slowloris requests to the client API
-	abuseFed      int           // half-open connections to the federation listener
-	abuseReqs     int           // the owner's timed requests, idle and under abuse
-	abuseHold     time.Duration // how long the abuse is held before counting what the daemon closed
-	ss            ssConfig      // slidingsync section (bench_slidingsync.go)
-	timeout       time.Duration // hard limit on the whole run
-	runs          int           // runs of each section (report.go)
-	quick         bool          // -quick, recorded in the report
-	note          string        // free text for the report's header
-	write         string        // docs file whose generated block to regenerate
+	starts        int             // cold starts to take the median of
+	idleRSSAfter  time.Duration   // when to read idle RSS
+	idleCPUWindow time.Duration   // how long to sum idle CPU over
+	sends         int             // sequential sends for the latency section
+	senders       int             // concurrent senders for the throughput section
+	duration      time.Duration   // throughput run length
+	syncers       int             // long-polling clients in the sync section
+	syncMsgs      int             // messages sent in the sync section
+	syncInterval  time.Duration   // pause between those messages
+	volumeMsgs    int             // messages for the volume section
+	volumeRooms   int             // rooms they are spread over
+	historyMsgs   int             // events in the history section's room
+	workers       int             // concurrency used to fill rooms
+	fedMsgs       int             // messages timed from hs1 to hs2 (federation section)
+	fedInterval   time.Duration   // pause between those messages
+	fedPDUs       int             // PDUs the peer sends hs1
+	fedMembers    int             // members of the remote room hs3 joins
+	abuseIdle     int             // idle keep-alives to the client API (abuse section)
+	abuseSlow     int             // slowloris requests to the client API
+	abuseFed      int             // half-open connections to the federation listener
+	abuseReqs     int             // the owner's timed requests, idle and under abuse
+	abuseHold     time.Duration   // how long the abuse is held before counting what the daemon closed
+	ss            ssConfig        // slidingsync section (bench_slidingsync.go)
+	timeout       time.Duration   // hard limit on the whole run
+	runs          int             // runs of each section (report.go)
+	once          map[string]bool // sections to run once whatever runs says
+	quick         bool            // -quick, recorded in the report
+	note          string          // free text for the report's header
+	write         string          // docs file whose generated block to regenerate
 }
 
 var allSections = []string{"start", "idle", "send", "throughput", "sync", "presence", "volume", "history", "search", "media", "keys", "push", "federation", "abuse", "lan", "turn", "calls", "appservice", "slidingsync"}
@@ -111,8 +112,9 @@ func parseFlags() (*config, error) {
 	flag.IntVar(&c.abuseReqs, "abuse-reqs", 200, "abuse: the owner's timed requests, idle and under abuse")
 	flag.DurationVar(&c.abuseHold, "abuse-hold", 35*time.Second, "abuse: hold the flood this long (past the 30 s body deadline) before counting what the daemon closed")
 	c.ss.register(flag.CommandLine)
-	flag.DurationVar(&c.timeout, "timeout", 15*time.Minute, "kill everything and fail after this long (default 15m per run)")
+	flag.DurationVar(&c.timeout, "timeout", 20*time.Minute, "kill everything and fail after this long (unless set: 20m per run, a full run takes 11–16 min on 2 cores)")
 	flag.IntVar(&c.runs, "runs", 3, "runs of each section; rows report the median and min–max (1 with -quick)")
+	onceList := flag.String("once", "", "comma-separated sections to run once whatever -runs says (to shorten a full run; their captions say so)")
 	flag.StringVar(&c.note, "note", "", "free text for the report's header, e.g. what else the machine was doing")
 	flag.StringVar(&c.write, "write", "", "regenerate the block between <!-- bench:begin --> and <!-- bench:end --> of this file (and bench.json beside it)")
 	flag.Parse()
@@ -138,16 +140,12 @@ func parseFlags() (*config, error) {
 		quickDefault("runs", func() { c.runs = 1 })
 		c.ss.quick(set)
 	}
-	c.sections = map[string]bool{}
-	for _, s := range strings.Split(*secs, ",") {
-		s = strings.TrimSpace(s)
-		if s == "" {
-			continue
-		}
-		if !slices.Contains(allSections, s) {
-			return nil, fmt.Errorf("unknown section %q (have %s)", s, strings.Join(allSections, ","))
-		}
-		c.sections[s] = true
+	var err error
+	if c.sections, err = sectionSet(*secs); err != nil {
+		return nil, err
+	}
+	if c.once, err = sectionSet(*onceList); err != nil {
+		return nil, fmt.Errorf("-once: %w", err)
 	}
 	if c.starts < 1 || c.sends < 1 || c.senders < 1 || c.syncers < 1 || c.syncMsgs < 1 ||
 		c.volumeMsgs < 1 || c.volumeRooms < 1 || c.historyMsgs < 1 || c.workers < 1 ||
@@ -164,6 +162,22 @@ func parseFlags() (*config, error) {
 		c.timeout *= time.Duration(c.runs)
 	}
 	return c, nil
+}
+
+// sectionSet parses a comma-separated list of section names.
+func sectionSet(list string) (map[string]bool, error) {
+	set := map[string]bool{}
+	for _, s := range strings.Split(list, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if !slices.Contains(allSections, s) {
+			return nil, fmt.Errorf("unknown section %q (have %s)", s, strings.Join(allSections, ","))
+		}
+		set[s] = true
+	}
+	return set, nil
 }
 
 func main() {
@@ -234,11 +248,14 @@ func run() int {
 		if !cfg.sections[s.name] {
 			continue
 		}
-		n := cfg.runs
-		if s.once != "" {
+		n, once := cfg.runs, s.once
+		if once == "" && cfg.once[s.name] && n > 1 {
+			once = "once: -once"
+		}
+		if once != "" {
 			n = 1
 		}
-		res := sectionResult{Name: s.name, Env: env, Once: s.once}
+		res := sectionResult{Name: s.name, Env: env, Once: once}
 		var runs [][]row
 		for i := range n {
 			if ctx.Err() != nil {
