@@ -60,8 +60,11 @@ test-interop: build test-deps
 	cd test/interop && $(NPM) ci --no-audit --no-fund --loglevel=error
 	cd test/interop && HEARTH_BIN=$(CURDIR)/bin/hearth node --test --test-reporter=spec
 
+# Every section three times (medians with min–max, load and a fsync probe
+# per run), regenerating docs/performance.md's block and docs/bench.json.
+# BENCH_ARGS adds flags, e.g. BENCH_ARGS='-sections throughput,sync'.
 bench: build
-	$(GO) run ./cmd/hearth-bench -hearth bin/hearth
+	$(GO) run ./cmd/hearth-bench -hearth bin/hearth -runs 3 -write docs/performance.md $(BENCH_ARGS)
 
 # Release artifacts for every platform into dist/ (packaging/README.md).
 # VERSION=1.2.3 overrides git describe's version.

@@ -98,6 +98,7 @@ func benchAbuse(ctx context.Context, b *bench) []row {
 	type sample struct {
 		fds int
 		rss string
+		kb  int64
 	}
 	measure := func() (sample, error) {
 		fds, err := openFDs(d.pid)
@@ -105,7 +106,7 @@ func benchAbuse(ctx context.Context, b *bench) []row {
 			return sample{}, err
 		}
 		kb, err := memKB(d.pid, "VmRSS")
-		return sample{fds, mb(kb)}, err
+		return sample{fds, mb(kb), kb}, err
 	}
 
 	if _, _, err := ownerLatency(); err != nil { // warm-up
@@ -159,11 +160,19 @@ func benchAbuse(ctx context.Context, b *bench) []row {
 		value: fmt.Sprintf("idle %d/%d (cap and idle timeout), stalled bodies %d/%d, federation %d/%d (caps and handshake deadline), within %s",
 			idleClosed, c.abuseIdle, slowClosed, c.abuseSlow, fedClosed, c.abuseFed, c.abuseHold)}
 	slowRow.failed = slowClosed < c.abuseSlow
+	slowRow.nums = figs(fig("idle", float64(idleClosed), "closed"), fig("stalled", float64(slowClosed), "closed"),
+		fig("federation", float64(fedClosed), "closed"))
 	return []row{
-		{metric: fdMetric, target: abuseFDTarget, value: fmt.Sprintf("%d → %d → %d → %d", idle.fds, under.fds, held.fds, after.fds)},
-		{metric: rssMetric, value: fmt.Sprintf("%s → %s → %s → %s", idle.rss, under.rss, held.rss, after.rss)},
+		{metric: fdMetric, target: abuseFDTarget, value: fmt.Sprintf("%d → %d → %d → %d", idle.fds, under.fds, held.fds, after.fds),
+			nums: figs(fig("idle", float64(idle.fds), "fds"), fig("abuse", float64(under.fds), "fds"),
+				fig("held", float64(held.fds), "fds"), fig("gone", float64(after.fds), "fds"))},
+		{metric: rssMetric, value: fmt.Sprintf("%s → %s → %s → %s", idle.rss, under.rss, held.rss, after.rss),
+			nums: figs(fig("idle", mibF(idle.kb), "MiB"), fig("abuse", mibF(under.kb), "MiB"),
+				fig("held", mibF(held.kb), "MiB"), fig("gone", mibF(after.kb), "MiB"))},
 		{metric: latMetric, target: abuseLatencyTarget,
-			value: fmt.Sprintf("%s / %s → %s / %s", msNum(idleP50), ms(idleP99), msNum(abuseP50), ms(abuseP99))},
+			value: fmt.Sprintf("%s / %s → %s / %s", msNum(idleP50), ms(idleP99), msNum(abuseP50), ms(abuseP99)),
+			nums: figs(fig("idle p50", msF(idleP50), "ms"), fig("idle p99", msF(idleP99), "ms"),
+				fig("abuse p50", msF(abuseP50), "ms"), fig("abuse p99", msF(abuseP99), "ms"))},
 		slowRow,
 	}
 }

@@ -92,7 +92,7 @@ func benchAppservice(ctx context.Context, b *bench) []row {
 		memRow = errRow(memMetric, "measure", err)
 	} else {
 		memRow = row{metric: memMetric, value: fmt.Sprintf("%.1f KiB (RSS %s → %s)", float64(after-before)/more, mb(before), mb(after)),
-			target: "measure"}
+			target: "measure", nums: figs(fig("", float64(after-before)/more, "KiB"))}
 	}
 	human, err := b.register(ctx, d, "human")
 	if err != nil {
@@ -141,7 +141,7 @@ func benchAppservice(ctx context.Context, b *bench) []row {
 		}
 	}
 	rows := []row{memRow, {metric: latMetric, value: fmt.Sprintf("%s / %s (max %s)", msNum(pct(lat, 50)), ms(pct(lat, 99)),
-		msNum(lat[len(lat)-1])), target: latTarget}}
+		msNum(lat[len(lat)-1])), target: latTarget, nums: figs(fig("p50", msF(pct(lat, 50)), "ms"), fig("p99", msF(pct(lat, 99)), "ms"))}}
 
 	// Ghost-heavy bridge: every ghost sends back-to-back for the run.
 	var sent atomic.Int64
@@ -170,8 +170,9 @@ func benchAppservice(ctx context.Context, b *bench) []row {
 	if first != nil {
 		rows = append(rows, errRow(ghostMetric, "measure", first))
 	} else {
-		rows = append(rows, row{metric: ghostMetric, value: fmt.Sprintf("%.0f events/s (%s)",
-			float64(sent.Load())/time.Since(start).Seconds(), cpu), target: "measure"})
+		rate := float64(sent.Load()) / time.Since(start).Seconds()
+		rows = append(rows, row{metric: ghostMetric, value: fmt.Sprintf("%.0f events/s (%s)", rate, cpu), target: "measure",
+			nums: figs(fig("", rate, "events/s"))})
 	}
 
 	return rows

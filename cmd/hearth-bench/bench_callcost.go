@@ -139,7 +139,8 @@ func benchCallMemory(ctx context.Context, b *bench, d *daemon, first *user, room
 	// voicemail row: each echoes 50 packets/s, decrypting and re-encrypting.
 	perCallSec := float64(cpu1-cpu0) * 1000 / clockTicks / openCalls / window.Seconds()
 	return row{metric: callMemMetric, target: target, value: fmt.Sprintf("%.0f KiB (%s before → %s with %d calls; CPU %.1f ms per call per s)",
-		float64(during-before)/openCalls, mb(before), mb(during), openCalls, perCallSec)}
+		float64(during-before)/openCalls, mb(before), mb(during), openCalls, perCallSec),
+		nums: figs(fig("", float64(during-before)/openCalls, "KiB"))}
 }
 
 var (
@@ -244,5 +245,5 @@ func benchVoicemailCPU(ctx context.Context, b *bench) row {
 	}
 	ms := float64(cpu1-cpu0) * 1000 / clockTicks
 	return row{metric: vmCPUMetric, target: target, value: fmt.Sprintf("%.0f ms / %.1f ms per s (%.1f s recorded)",
-		ms, ms/(dur/1000), dur/1000)}
+		ms, ms/(dur/1000), dur/1000), nums: figs(fig("total", ms, "ms"), fig("per s", ms/(dur/1000), "ms"))}
 }

@@ -93,9 +93,10 @@ func benchCalls(ctx context.Context, b *bench) []row {
 		return fail(err)
 	}
 	return []row{
-		{metric: setupMetric, target: setupTarget, value: fmt.Sprintf("%v / %v", pct(setups, 50).Round(time.Millisecond), pct(setups, 95).Round(time.Millisecond))},
+		{metric: setupMetric, target: setupTarget, value: fmt.Sprintf("%v / %v", pct(setups, 50).Round(time.Millisecond), pct(setups, 95).Round(time.Millisecond)),
+			nums: figs(fig("p50", msF(pct(setups, 50)), "ms"), fig("p95", msF(pct(setups, 95)), "ms"))},
 		{metric: memMetric, target: memTarget, value: fmt.Sprintf("%s → %s (mapped files: %s → %s)",
-			mb(before), mb(after), mb(file0), mb(file1))},
+			mb(before), mb(after), mb(file0), mb(file1)), nums: figs(fig("before", mibF(before), "MiB"), fig("after", mibF(after), "MiB"))},
 		benchCallMemory(ctx, b, d, u, room.RoomID, since),
 		benchVoicemailCPU(ctx, b),
 	}

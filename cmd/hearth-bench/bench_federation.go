@@ -133,7 +133,8 @@ func fedLatency(ctx context.Context, b *bench, net *fedNet, metric string) row {
 		return fail(err)
 	}
 	v := fmt.Sprintf("%s / %s (max %s; hs1 %s)", msNum(pct(lat, 50)), ms(pct(lat, 95)), ms(lat[len(lat)-1]), strings.TrimPrefix(cpuUse, "CPU: "))
-	out := row{metric: metric, value: v, target: fedLatencyTarget}
+	out := row{metric: metric, value: v, target: fedLatencyTarget,
+		nums: figs(fig("p50", msF(pct(lat, 50)), "ms"), fig("p95", msF(pct(lat, 95)), "ms"))}
 	if missing := msgs - len(lat); missing > 0 {
 		out.value += fmt.Sprintf("; PROBLEM: %d of %d never reached bob", missing, msgs)
 		out.failed = true
@@ -285,7 +286,7 @@ func fedIngest(ctx context.Context, b *bench, net *fedNet, metric string) row {
 	}
 	v := fmt.Sprintf("%.0f PDUs/s (%d PDUs in %d txns, %s; txn p50 %s, p95 %s; hs1 %s)", float64(n)/elapsed.Seconds(), n,
 		len(txnLat), elapsed.Round(time.Millisecond), ms(pct(txnLat, 50)), ms(pct(txnLat, 95)), strings.TrimPrefix(cpuUse, "CPU: "))
-	out := row{metric: metric, value: v, target: fedIngestTarget}
+	out := row{metric: metric, value: v, target: fedIngestTarget, nums: figs(fig("", float64(n)/elapsed.Seconds(), "PDUs/s"))}
 	if refused > 0 || got != n {
 		out.value += fmt.Sprintf("; PROBLEM: %d refused, alice reads %d of %d on hs1", refused, got, n)
 		out.failed = true
@@ -375,7 +376,8 @@ func fedJoin(ctx context.Context, b *bench, net *fedNet, metric string) row {
 	}
 	v := fmt.Sprintf("%s / %s (VmHWM; %s before; RSS after %s; hs3 %s)", took.Round(time.Millisecond), mb(hwm1), mb(hwm0),
 		rss, strings.TrimPrefix(cpuUse, "CPU: "))
-	out := row{metric: metric, value: v, target: fedJoinTarget}
+	out := row{metric: metric, value: v, target: fedJoinTarget,
+		nums: figs(fig("time", took.Seconds(), "s"), fig("peak", mibF(hwm1), "MiB"))}
 	_, carolIn := jm.Joined[carol.id]
 	if len(jm.Joined) != members+1 || !carolIn {
 		out.value += fmt.Sprintf("; PROBLEM: hs3 lists %d joined members (want %d, carol in: %v)", len(jm.Joined), members+1, carolIn)

@@ -32,7 +32,7 @@ func benchColdStart(ctx context.Context, b *bench) []row {
 	}
 	slices.Sort(ts)
 	v := fmt.Sprintf("%s (min %s, max %s)", ms(ts[len(ts)/2]), msNum(ts[0]), msNum(ts[len(ts)-1]))
-	return []row{{metric: metric, value: v, target: target}}
+	return []row{{metric: metric, value: v, target: target, nums: figs(fig("", msF(ts[len(ts)/2]), "ms"))}}
 }
 
 // benchIdle starts one fresh daemon and leaves it alone: no client is
@@ -109,6 +109,7 @@ func idleRows(ctx context.Context, b *bench, rssMetric, rssTarget, cpuMetric, cp
 				rssRow = errRow(rssMetric, rssTarget, err)
 			} else {
 				rssRow.value = v
+				rssRow.nums = rssFigs(d.pid)
 			}
 		}
 		if ev.Equal(cpuAt) && cpuRow.value == "" {
@@ -125,6 +126,7 @@ func idleRows(ctx context.Context, b *bench, rssMetric, rssTarget, cpuMetric, cp
 				cpuRow.value += fmt.Sprintf("; %.2f ms by schedstat", float64(ns1-ns0)/1e6)
 			}
 			cpuRow.value += ")"
+			cpuRow.nums = figs(fig("", float64(c1-c0), "ticks"))
 		}
 	}
 	return []row{rssRow, cpuRow}

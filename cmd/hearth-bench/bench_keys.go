@@ -94,7 +94,9 @@ func benchKeys(ctx context.Context, b *bench) []row {
 		}
 	}
 	return []row{
-		{metric: qMetric, value: fmt.Sprintf("%s (p95 %s)", ms(pct(qs, 50)), msNum(pct(qs, 95))), target: "(none)"},
-		{metric: cMetric, value: fmt.Sprintf("%s (p95 %s)", ms(pct(cs, 50)), msNum(pct(cs, 95))), target: "(none)"},
+		{metric: qMetric, value: fmt.Sprintf("%s (p95 %s)", ms(pct(qs, 50)), msNum(pct(qs, 95))), target: "(none)",
+			nums: figs(fig("p50", msF(pct(qs, 50)), "ms"), fig("p95", msF(pct(qs, 95)), "ms"))},
+		{metric: cMetric, value: fmt.Sprintf("%s (p95 %s)", ms(pct(cs, 50)), msNum(pct(cs, 95))), target: "(none)",
+			nums: figs(fig("p50", msF(pct(cs, 50)), "ms"), fig("p95", msF(pct(cs, 95)), "ms"))},
 	}
 }

@@ -234,7 +234,7 @@ func lanListed(ctx context.Context, b *bench, a *daemon, hB *netns.Host, metric 
 	slices.Sort(ts)
 	v := fmt.Sprintf("%s (min %s, max %s; B's exec → /versions median %s; one `hearth peers` poll median %s)",
 		ms(ts[len(ts)/2]), msNum(ts[0]), msNum(ts[len(ts)-1]), ms(pct(readies, 50)), ms(pct(polls, 50)))
-	return last, row{metric: metric, value: v, target: lanListedTarget}
+	return last, row{metric: metric, value: v, target: lanListedTarget, nums: figs(fig("", msF(ts[len(ts)/2]), "ms"))}
 }
 
 // lanQuiet leaves A and B alone: a quiet window of -idle-cpu-window
@@ -277,8 +277,12 @@ func lanQuiet(ctx context.Context, b *bench, sn *sniffer, a *daemon, bd *nsDaemo
 	if more, ok := projectBackoff(gaps, lastQuery); ok {
 		val += fmt.Sprintf(" (doubling): first hour ≈ %d (+ record refreshes near the 30 min TTL), later hours fewer", bTotal+more)
 	}
-	pkt := row{metric: pktMetric, target: lanPacketsTarget, value: val}
+	pkt := row{metric: pktMetric, target: lanPacketsTarget, value: val,
+		nums: figs(fig("B total", float64(bTotal), "packets"), fig("B in window", float64(bQuiet), "packets"))}
 	idle := row{metric: idleMetric, target: lanIdleTarget, value: fmt.Sprintf("B: %s / %d ticks; A: %s / %d ticks", rssB, cb1-cb0, rssA, ca1-ca0)}
+	if kb, err := memKB(bd.d.pid, "VmRSS"); err == nil {
+		idle.nums = figs(fig("B", mibF(kb), "MiB"), fig("B", float64(cb1-cb0), "ticks"), fig("A", float64(ca1-ca0), "ticks"))
+	}
 	return pkt, idle
 }
 
@@ -309,7 +313,8 @@ func lanLatency(ctx context.Context, b *bench, a, bd *daemon, metric string) row
 		return fail(err)
 	}
 	v := fmt.Sprintf("%s / %s (max %s; A %s)", msNum(pct(lat, 50)), ms(pct(lat, 95)), ms(lat[len(lat)-1]), strings.TrimPrefix(cpuUse, "CPU: "))
-	out := row{metric: metric, value: v, target: lanLatencyTarget}
+	out := row{metric: metric, value: v, target: lanLatencyTarget,
+		nums: figs(fig("p50", msF(pct(lat, 50)), "ms"), fig("p95", msF(pct(lat, 95)), "ms"))}
 	if missing := msgs - len(lat); missing > 0 {
 		out.value += fmt.Sprintf("; PROBLEM: %d of %d never reached bob", missing, msgs)
 		out.failed = true

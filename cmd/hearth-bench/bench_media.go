@@ -129,7 +129,8 @@ func benchMedia(ctx context.Context, b *bench) []row {
 		cached = time.Since(t)
 	}
 	thumb := row{metric: thumbMetric, target: thumbTarget,
-		value: fmt.Sprintf("%s / %s (%.1f MB file)", ms(pct(cold, 50)), ms(cached), float64(len(photo))/1e6)}
+		value: fmt.Sprintf("%s / %s (%.1f MB file)", ms(pct(cold, 50)), ms(cached), float64(len(photo))/1e6),
+		nums:  figs(fig("uncached", msF(pct(cold, 50)), "ms"), fig("cached", msF(cached), "ms"))}
 
 	const n, size = 8, 8 << 20
 	var ids []string
@@ -156,7 +157,8 @@ func benchMedia(ctx context.Context, b *bench) []row {
 		}
 	}
 	mbps := func(d time.Duration) string { return fmt.Sprintf("%.0f MB/s", float64(n*size)/1e6/d.Seconds()) }
+	mbpsF := func(d time.Duration) []num { return figs(fig("", float64(n*size)/1e6/d.Seconds(), "MB/s")) }
 	return []row{thumb,
-		{metric: upMetric, value: mbps(upTime), target: tputTarget},
-		{metric: downMetric, value: mbps(downTime), target: tputTarget}}
+		{metric: upMetric, value: mbps(upTime), target: tputTarget, nums: mbpsF(upTime)},
+		{metric: downMetric, value: mbps(downTime), target: tputTarget, nums: mbpsF(downTime)}}
 }

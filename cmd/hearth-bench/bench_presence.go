@@ -95,7 +95,8 @@ func benchPresence(ctx context.Context, b *bench) []row {
 	perMin := func(n int64) float64 { return float64(n) * float64(time.Minute) / float64(presenceWindow) }
 	return []row{{metric: metric, target: target,
 		value: fmt.Sprintf("%.1f / %.1f (%d and %d wake-ups in %s)", perMin(aliceWakes.Load()), perMin(bobWakes.Load()),
-			aliceWakes.Load(), bobWakes.Load(), presenceWindow)}}
+			aliceWakes.Load(), bobWakes.Load(), presenceWindow),
+		nums: figs(fig("hers", perMin(aliceWakes.Load()), "/min"), fig("contact", perMin(bobWakes.Load()), "/min"))}}
 }
 
 // presenceSync is a /sync long poll with set_presence.

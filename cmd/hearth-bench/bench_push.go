@@ -42,5 +42,5 @@ func benchPush(ctx context.Context, b *bench) []row {
 	ns, _ := strconv.ParseFloat(string(m[1]), 64)
 	d := time.Duration(ns)
 	v := fmt.Sprintf("%s (%.1f µs per member)", ms(d), ns/1000/999)
-	return []row{{metric: metric, value: v, target: target}}
+	return []row{{metric: metric, value: v, target: target, nums: figs(fig("", msF(d), "ms"))}}
 }

@@ -124,8 +124,10 @@ func benchSearch(ctx context.Context, b *bench) []row {
 	p50 := pct(ts, 50)
 	return []row{
 		{metric: metric, value: fmt.Sprintf("%s (p95 %s; mean %d hits; filled in %.0f s, index caught up %.1f s later)",
-			ms(p50), msNum(pct(ts, 95)), hits/len(ts), filled.Seconds(), caughtUp.Seconds()), target: target, failed: p50 > 50*time.Millisecond},
-		{metric: cMetric, value: fmt.Sprintf("%s (p95 %s; %d hits)", ms(pct(cts, 50)), msNum(pct(cts, 95)), common), target: "(none)"},
+			ms(p50), msNum(pct(ts, 95)), hits/len(ts), filled.Seconds(), caughtUp.Seconds()), target: target, failed: p50 > 50*time.Millisecond,
+			nums: figs(fig("p50", msF(p50), "ms"), fig("p95", msF(pct(ts, 95)), "ms"))},
+		{metric: cMetric, value: fmt.Sprintf("%s (p95 %s; %d hits)", ms(pct(cts, 50)), msNum(pct(cts, 95)), common), target: "(none)",
+			nums: figs(fig("p50", msF(pct(cts, 50)), "ms"), fig("p95", msF(pct(cts, 95)), "ms"))},
 	}
 }
 

@@ -41,7 +41,8 @@ func benchSendLatency(ctx context.Context, b *bench) []row {
 		}
 	}
 	p50, p99 := pct(lat, 50), pct(lat, 99)
-	return []row{{metric: metric, value: fmt.Sprintf("%s / %s (max %s)", msNum(p50), ms(p99), msNum(lat[len(lat)-1])), target: target}}
+	return []row{{metric: metric, value: fmt.Sprintf("%s / %s (max %s)", msNum(p50), ms(p99), msNum(lat[len(lat)-1])), target: target,
+		nums: figs(fig("p50", msF(p50), "ms"), fig("p99", msF(p99), "ms"))}}
 }
 
 // benchThroughput measures sustained sends: -senders users, each in its
@@ -113,7 +114,7 @@ func (b *bench) throughputRow(ctx context.Context, metric, prefix string, roomsF
 	}
 	v := fmt.Sprintf("%.0f events/s (send p50 %s, p99 %s, max %s; %s)", rate, msNum(pct(lat, 50)), msNum(pct(lat, 99)),
 		ms(lat[len(lat)-1]), cpu)
-	return row{metric: metric, value: v, target: target}
+	return row{metric: metric, value: v, target: target, nums: figs(fig("", rate, "events/s"))}
 }
 
 // sendFor runs one goroutine per user, user i sending into rooms[i]

@@ -176,16 +176,16 @@ func benchSlidingSync(ctx context.Context, b *bench) []row {
 		return fail(0, err)
 	}
 	var rows []row
-	steps := []func(context.Context, *bench, *ssAccount) (string, error){ssFirstWindow, ssLatency, ssMemory, ssIdle}
+	steps := []func(context.Context, *bench, *ssAccount) (string, []num, error){ssFirstWindow, ssLatency, ssMemory, ssIdle}
 	for i, step := range steps {
 		b.logf("slidingsync: row %d", i+1)
-		v, err := step(ctx, b, a)
+		v, nums, err := step(ctx, b, a)
 		if err != nil {
 			// A later row needs the daemon in the state the earlier
 			// ones leave it in; after an error the rest are not taken.
 			return append(rows, fail(i, err)...)
 		}
-		rows = append(rows, row{metric: metrics[i], value: v, target: targets[i]})
+		rows = append(rows, row{metric: metrics[i], value: v, target: targets[i], nums: nums})
 	}
 	return rows
 }
@@ -196,24 +196,25 @@ func benchSlidingSync(ctx context.Context, b *bench) []row {
 // carry exactly the 20 most recently active rooms, each with one timeline
 // event and its create event; where the server gives bump_stamps, they
 // must order those rooms as their activity does.
-func ssFirstWindow(ctx context.Context, b *bench, a *ssAccount) (string, error) {
+func ssFirstWindow(ctx context.Context, b *bench, a *ssAccount) (string, []num, error) {
 	var ts []time.Duration
 	size := 0
 	for i := range b.cfg.ss.fresh {
 		t := time.Now()
 		r, err := b.ssSync(ctx, a.owner, "", 0, ssWindow(fmt.Sprintf("fresh-%d", i), false))
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
 		ts = append(ts, time.Since(t))
 		if err := a.checkWindow(r); err != nil {
-			return "", fmt.Errorf("connection %d: %w", i, err)
+			return "", nil, fmt.Errorf("connection %d: %w", i, err)
 		}
 		size = r.size
 	}
 	first := ts[0]
 	return fmt.Sprintf("%s / %s (first %s, max %s; %.1f KiB response)",
-		msNum(pct(ts, 50)), ms(pct(ts, 95)), msNum(first), msNum(ts[len(ts)-1]), float64(size)/1024), nil
+			msNum(pct(ts, 50)), ms(pct(ts, 95)), msNum(first), msNum(ts[len(ts)-1]), float64(size)/1024),
+		figs(fig("p50", msF(pct(ts, 50)), "ms"), fig("p95", msF(pct(ts, 95)), "ms")), nil
 }
 
 // checkWindow checks a first response against what ssSetup did.
@@ -254,12 +255,12 @@ func (a *ssAccount) checkWindow(r *ssResponse) error {
 // waits for the previous message to arrive, then -ss-interval. Latency is
 // from just before the PUT to the moment the poller has decoded the
 // response holding the message (this process's monotonic clock).
-func ssLatency(ctx context.Context, b *bench, a *ssAccount) (string, error) {
+func ssLatency(ctx context.Context, b *bench, a *ssAccount) (string, []num, error) {
 	msgs := b.cfg.ss.msgs
 	req := ssWindow("latency", true)
 	r, err := b.ssSync(ctx, a.owner, "", 0, req)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -302,7 +303,7 @@ func ssLatency(ctx context.Context, b *bench, a *ssAccount) (string, error) {
 		}
 	}()
 	if err := sleep(ctx, 200*time.Millisecond); err != nil { // let the poll park
-		return "", err
+		return "", nil, err
 	}
 	cpu := startCPU(a.d.pid)
 	var lat, sendLat []time.Duration
@@ -310,7 +311,7 @@ func ssLatency(ctx context.Context, b *bench, a *ssAccount) (string, error) {
 	for seq := 0; seq < msgs; seq++ {
 		t := time.Now()
 		if _, err := b.send(ctx, a.sender, a.target, fmt.Sprintf("ss %d", seq)); err != nil {
-			return "", err
+			return "", nil, err
 		}
 		sendLat = append(sendLat, time.Since(t))
 		wait := time.NewTimer(5 * time.Second)
@@ -329,25 +330,25 @@ func ssLatency(ctx context.Context, b *bench, a *ssAccount) (string, error) {
 				wait.Stop()
 				<-done
 				if pollErr != nil {
-					return "", pollErr
+					return "", nil, pollErr
 				}
-				return "", pctx.Err()
+				return "", nil, pctx.Err()
 			}
 			break recv
 		}
 		wait.Stop()
 		if missing >= 3 {
-			return "", fmt.Errorf("%d messages never reached the long poll in 5 s each", missing)
+			return "", nil, fmt.Errorf("%d messages never reached the long poll in 5 s each", missing)
 		}
 		if err := sleep(ctx, b.cfg.ss.interval); err != nil {
-			return "", err
+			return "", nil, err
 		}
 	}
 	cpuUse := cpu.String()
 	cancel()
 	<-done
 	if len(lat) == 0 {
-		return "", fmt.Errorf("no message reached the long poll")
+		return "", nil, fmt.Errorf("no message reached the long poll")
 	}
 	n := len(lat)
 	v := fmt.Sprintf("%s / %s (%d delivered in %d responses, max %s; sender's PUT p50 %s; %s)",
@@ -355,7 +356,7 @@ func ssLatency(ctx context.Context, b *bench, a *ssAccount) (string, error) {
 	if missing > 0 || stray > 0 || limited.Load() > 0 {
 		v += fmt.Sprintf("; PROBLEM: %d missing, %d duplicate, %d limited timelines", missing, stray, limited.Load())
 	}
-	return v, nil
+	return v, figs(fig("p50", msF(pct(lat, 50)), "ms"), fig("p99", msF(pct(lat, 99)), "ms")), nil
 }
 
 // ssIdle runs -ss-idle-clients clients, one device of the owner each, each
@@ -369,11 +370,11 @@ func ssLatency(ctx context.Context, b *bench, a *ssAccount) (string, error) {
 // so those ticks divided by the re-polls are the cost of one. A response
 // well before the poll timeout is an early wake-up, which an idle server
 // should never cause.
-func ssIdle(ctx context.Context, b *bench, a *ssAccount) (string, error) {
+func ssIdle(ctx context.Context, b *bench, a *ssAccount) (string, []num, error) {
 	n, poll := b.cfg.ss.idleClients, b.cfg.ss.idlePoll
 	devices, err := b.ssDevices(ctx, a, n)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -418,10 +419,10 @@ func ssIdle(ctx context.Context, b *bench, a *ssAccount) (string, error) {
 	var c [3]int64
 	for i, at := range []time.Time{t0.Add(2 * time.Second), t0.Add(poll - 3*time.Second), t0.Add(poll + 3*time.Second)} {
 		if c[i], err = ticksAt(at); err != nil {
-			return "", err
+			return "", nil, err
 		}
 		if i == 1 && repolls.Load() > 0 {
-			return "", fmt.Errorf("%d polls expired before %s", repolls.Load(), poll-3*time.Second)
+			return "", nil, fmt.Errorf("%d polls expired before %s", repolls.Load(), poll-3*time.Second)
 		}
 	}
 	cancel()
@@ -436,5 +437,5 @@ func ssIdle(ctx context.Context, b *bench, a *ssAccount) (string, error) {
 	if rp != int64(n) {
 		v += fmt.Sprintf("; PROBLEM: %d re-polls, want %d", rp, n)
 	}
-	return v, nil
+	return v, figs(fig("between re-polls", float64(c[1]-c[0]), "ticks"), fig("re-polls", float64(c[2]-c[1]), "ticks")), nil
 }

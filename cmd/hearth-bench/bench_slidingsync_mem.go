@@ -27,11 +27,11 @@ import (
 // bench makes it collect (ssChurn) and reads the GC's own report.
 // Afterwards every connection must still be known to the server: its
 // pos, re-sent with timeout 0, must not be refused with M_UNKNOWN_POS.
-func ssMemory(ctx context.Context, b *bench, a *ssAccount) (string, error) {
+func ssMemory(ctx context.Context, b *bench, a *ssAccount) (string, []num, error) {
 	n := b.cfg.ss.conns
 	devices, err := b.ssDevices(ctx, a, (n+9)/10+1)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	churner := devices[len(devices)-1]
 	type point struct {
@@ -48,11 +48,11 @@ func ssMemory(ctx context.Context, b *bench, a *ssAccount) (string, error) {
 		return p, err
 	}
 	if err := ssSettle(ctx, a.d); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	p0, err := measure()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	conn := func(i int) (*user, ssRequest) { return devices[i/10], ssWindow(fmt.Sprintf("mem-%d", i%10), true) }
 	pos := make([]string, n)
@@ -65,14 +65,14 @@ func ssMemory(ctx context.Context, b *bench, a *ssAccount) (string, error) {
 		pos[i] = r.Pos
 		return nil
 	}); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if err := ssSettle(ctx, a.d); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	p1, err := measure()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 
 	pctx, cancel := context.WithCancel(ctx)
@@ -97,7 +97,7 @@ func ssMemory(ctx context.Context, b *bench, a *ssAccount) (string, error) {
 	cancel()
 	wg.Wait()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	var unknown atomic.Int64
 	if err := parallel(n, 8, func(i int) error {
@@ -110,7 +110,7 @@ func ssMemory(ctx context.Context, b *bench, a *ssAccount) (string, error) {
 		}
 		return err
 	}); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	rssPer := func(p point) float64 { return float64(p.rss-p0.rss) / float64(n) }
 	livePer := func(p point) float64 { return float64((p.live-p0.live)<<10) / float64(n) }
@@ -122,7 +122,7 @@ func ssMemory(ctx context.Context, b *bench, a *ssAccount) (string, error) {
 	if unknown.Load() > 0 || early.Load() > 0 {
 		v += fmt.Sprintf("; PROBLEM: %d connections forgotten (M_UNKNOWN_POS), %d polls woke with nothing new", unknown.Load(), early.Load())
 	}
-	return v, nil
+	return v, figs(fig("live heap", livePer(p1), "KiB"), fig("parked", livePer(p2), "KiB")), nil
 }
 
 // ssSettle waits until the daemon has used no CPU for 1 s (two 0.5 s

@@ -154,7 +154,7 @@ func benchSyncDelivery(ctx context.Context, b *bench) []row {
 	}
 	v := fmt.Sprintf("%s / %s (%d deliveries, max %s; sender's PUT p50 %s; %s)",
 		msNum(pct(lat, 50)), ms(pct(lat, 99)), len(lat), msNum(lat[len(lat)-1]), ms(pct(sendLat, 50)), cpuUse)
-	r := row{metric: metric, value: v, target: target}
+	r := row{metric: metric, value: v, target: target, nums: figs(fig("p50", msF(pct(lat, 50)), "ms"), fig("p99", msF(pct(lat, 99)), "ms"))}
 	if missing > 0 || dups.Load() > 0 || limited.Load() > 0 {
 		r.value += fmt.Sprintf("; PROBLEM: %d missing, %d duplicate, %d limited timelines", missing, dups.Load(), limited.Load())
 		r.failed = missing > 0 || dups.Load() > 0

@@ -65,7 +65,9 @@ func idleRow(ctx context.Context, b *bench, metric, target string, on, off *daem
 		return errRow(metric, target, err)
 	}
 	return row{metric: metric, target: target,
-		value: fmt.Sprintf("on: %d ticks / %d switches; off: %d ticks / %d switches", c1on-c0on, s1on-s0on, c1off-c0off, s1off-s0off)}
+		value: fmt.Sprintf("on: %d ticks / %d switches; off: %d ticks / %d switches", c1on-c0on, s1on-s0on, c1off-c0off, s1off-s0off),
+		nums: figs(fig("on", float64(c1on-c0on), "ticks"), fig("off", float64(c1off-c0off), "ticks"),
+			fig("on", float64(s1on-s0on), "switches"), fig("off", float64(s1off-s0off), "switches"))}
 }
 
 // idleSettle is how long the idle window waits after both daemons are ready.
@@ -166,7 +168,8 @@ func relayRow(ctx context.Context, b *bench, metric, target string, d *daemon) r
 	}
 	cpu := time.Duration(c1-c0) * (time.Second / clockTicks)
 	return row{metric: metric, target: target, value: fmt.Sprintf("%d ms CPU in %.1f s (%.1f %% of a core); %d of %d packets (%.2f MB/s) delivered",
-		cpu.Milliseconds(), wall.Seconds(), 100*cpu.Seconds()/wall.Seconds(), got.Load(), sent, float64(got.Load())*1000/wall.Seconds()/1e6)}
+		cpu.Milliseconds(), wall.Seconds(), 100*cpu.Seconds()/wall.Seconds(), got.Load(), sent, float64(got.Load())*1000/wall.Seconds()/1e6),
+		nums: figs(fig("", 100*cpu.Seconds()/wall.Seconds(), "% of a core"))}
 }
 
 // ctxSwitches sums the voluntary and involuntary context switches of every

@@ -76,7 +76,7 @@ func benchVolume(ctx context.Context, b *bench) []row {
 	}
 	v := fmt.Sprintf("%s (file: hearth.db's map %.1f; peak %s; db file %.0f MiB; filled in %.1f s = %.0f events/s; %s)", rss,
 		float64(dbKB)/1024, mb(hwm), float64(d.dbSize())/(1<<20), elapsed.Seconds(), float64(b.cfg.volumeMsgs)/elapsed.Seconds(), cpuUse)
-	return []row{{metric: metric, value: v, target: target}}
+	return []row{{metric: metric, value: v, target: target, nums: rssFigs(d.pid)}}
 }
 
 // mappedKB is the resident KiB of pid's mappings of the file at path
@@ -162,7 +162,9 @@ func benchHistory(ctx context.Context, b *bench) []row {
 	slices.Sort(mts)
 	slices.Sort(sts)
 	return []row{
-		{metric: mMetric, value: fmt.Sprintf("%s (first %s)", ms(mts[len(mts)/2]), msNum(first)), target: target},
-		{metric: sMetric, value: fmt.Sprintf("%s (min %s, max %s)", ms(sts[len(sts)/2]), msNum(sts[0]), msNum(sts[len(sts)-1])), target: target},
+		{metric: mMetric, value: fmt.Sprintf("%s (first %s)", ms(mts[len(mts)/2]), msNum(first)), target: target,
+			nums: figs(fig("", msF(mts[len(mts)/2]), "ms"))},
+		{metric: sMetric, value: fmt.Sprintf("%s (min %s, max %s)", ms(sts[len(sts)/2]), msNum(sts[0]), msNum(sts[len(sts)-1])), target: target,
+			nums: figs(fig("", msF(sts[len(sts)/2]), "ms"))},
 	}
 }

@@ -1,8 +1,12 @@
 // Command hearth-bench measures a built Hearth binary from the outside: it
 // starts real daemons as child processes (fresh temp data dir, free
 // loopback port each), drives them over the Client-Server API and reads
-// their memory and CPU use from /proc. It prints one table of
-// metric | value | target. `make bench` runs it.
+// their memory and CPU use from /proc. Each selected section runs -runs
+// times (fresh daemons each time); every row is reported as the median and
+// min–max of its figures over the runs, with the machine's load and a
+// fsync probe around each run (report*.go). -write regenerates the block
+// of docs/performance.md between its markers. `make bench` runs it with
+// -runs 3 -write docs/performance.md.
 //
 // Sections (select with -sections, default all):
 //
@@ -46,30 +50,35 @@ type config struct {
 	hearth        string
 	sections      map[string]bool
 	verbose       bool
-	starts        int           // cold starts to take the median of
-	idleRSSAfter  time.Duration // when to read idle RSS
-	idleCPUWindow time.Duration // how long to sum idle CPU over
-	sends         int           // sequential sends for the latency section
-	senders       int           // concurrent senders for the throughput section
-	duration      time.Duration // throughput run length
-	syncers       int           // long-polling clients in the sync section
-	syncMsgs      int           // messages sent in the sync section
-	syncInterval  time.Duration // pause between those messages
-	volumeMsgs    int           // messages for the volume section
-	volumeRooms   int           // rooms they are spread over
-	historyMsgs   int           // events in the history section's room
-	workers       int           // concurrency used to fill rooms
-	fedMsgs       int           // messages timed from hs1 to hs2 (federation section)
-	fedInterval   time.Duration // pause between those messages
-	fedPDUs       int           // PDUs the peer sends hs1
-	fedMembers    int           // members of the remote room hs3 joins
-	abuseIdle     int           // idle keep-alives to the client API (abuse section)
-	abuseSlow     int           // slowloris requests to the client API
-	abuseFed      int           // half-open connections to the federation listener
-	abuseReqs     int           // the owner's timed requests, idle and under abuse
-	abuseHold     time.Duration // how long the abuse is held before counting what the daemon closed
-	ss            ssConfig      // slidingsync section (bench_slidingsync.go)
-	timeout       time.Duration // hard limit on the whole run
+	starts        int             // cold starts to take the median of
+	idleRSSAfter  time.Duration   // when to read idle RSS
+	idleCPUWindow time.Duration   // how long to sum idle CPU over
+	sends         int             // sequential sends for the latency section
+	senders       int             // concurrent senders for the throughput section
+	duration      time.Duration   // throughput run length
+	syncers       int             // long-polling clients in the sync section
+	syncMsgs      int             // messages sent in the sync section
+	syncInterval  time.Duration   // pause between those messages
+	volumeMsgs    int             // messages for the volume section
+	volumeRooms   int             // rooms they are spread over
+	historyMsgs   int             // events in the history section's room
+	workers       int             // concurrency used to fill rooms
+	fedMsgs       int             // messages timed from hs1 to hs2 (federation section)
+	fedInterval   time.Duration   // pause between those messages
+	fedPDUs       int             // PDUs the peer sends hs1
+	fedMembers    int             // members of the remote room hs3 joins
+	abuseIdle     int             // idle keep-alives to the client API (abuse section)
+	abuseSlow     int             // slowloris requests to the client API
+	abuseFed      int             // half-open connections to the federation listener
+	abuseReqs     int             // the owner's timed requests, idle and under abuse
+	abuseHold     time.Duration   // how long the abuse is held before counting what the daemon closed
+	ss            ssConfig        // slidingsync section (bench_slidingsync.go)
+	timeout       time.Duration   // hard limit on the whole run
+	runs          int             // runs of each section (report.go)
+	once          map[string]bool // sections to run once whatever runs says
+	quick         bool            // -quick, recorded in the report
+	note          string          // free text for the report's header
+	write         string          // docs file whose generated block to regenerate
 }
 
 var allSections = []string{"start", "idle", "send", "throughput", "sync", "presence", "volume", "history", "search", "media", "keys", "push", "federation", "abuse", "lan", "turn", "calls", "appservice", "slidingsync"}
@@ -103,12 +112,17 @@ func parseFlags() (*config, error) {
 	flag.IntVar(&c.abuseReqs, "abuse-reqs", 200, "abuse: the owner's timed requests, idle and under abuse")
 	flag.DurationVar(&c.abuseHold, "abuse-hold", 35*time.Second, "abuse: hold the flood this long (past the 30 s body deadline) before counting what the daemon closed")
 	c.ss.register(flag.CommandLine)
-	flag.DurationVar(&c.timeout, "timeout", 15*time.Minute, "kill everything and fail after this long")
+	flag.DurationVar(&c.timeout, "timeout", 20*time.Minute, "kill everything and fail after this long (unless set: 20m per run, a full run takes 11–16 min on 2 cores)")
+	flag.IntVar(&c.runs, "runs", 3, "runs of each section; rows report the median and min–max (1 with -quick)")
+	onceList := flag.String("once", "", "comma-separated sections to run once whatever -runs says (to shorten a full run; their captions say so)")
+	flag.StringVar(&c.note, "note", "", "free text for the report's header, e.g. what else the machine was doing")
+	flag.StringVar(&c.write, "write", "", "regenerate the block between <!-- bench:begin --> and <!-- bench:end --> of this file (and bench.json beside it)")
 	flag.Parse()
+	c.quick = *quick
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
 	if *quick {
-		set := map[string]bool{}
-		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		quickDefault := func(name string, apply func()) {
 			if !set[name] {
 				apply()
@@ -123,18 +137,15 @@ func parseFlags() (*config, error) {
 		quickDefault("fed-msgs", func() { c.fedMsgs = 100 })
 		quickDefault("fed-pdus", func() { c.fedPDUs = 1000 })
 		quickDefault("fed-members", func() { c.fedMembers = 2000 })
+		quickDefault("runs", func() { c.runs = 1 })
 		c.ss.quick(set)
 	}
-	c.sections = map[string]bool{}
-	for _, s := range strings.Split(*secs, ",") {
-		s = strings.TrimSpace(s)
-		if s == "" {
-			continue
-		}
-		if !slices.Contains(allSections, s) {
-			return nil, fmt.Errorf("unknown section %q (have %s)", s, strings.Join(allSections, ","))
-		}
-		c.sections[s] = true
+	var err error
+	if c.sections, err = sectionSet(*secs); err != nil {
+		return nil, err
+	}
+	if c.once, err = sectionSet(*onceList); err != nil {
+		return nil, fmt.Errorf("-once: %w", err)
 	}
 	if c.starts < 1 || c.sends < 1 || c.senders < 1 || c.syncers < 1 || c.syncMsgs < 1 ||
 		c.volumeMsgs < 1 || c.volumeRooms < 1 || c.historyMsgs < 1 || c.workers < 1 ||
@@ -144,7 +155,29 @@ func parseFlags() (*config, error) {
 	if err := c.ss.valid(); err != nil {
 		return nil, err
 	}
+	if c.runs < 1 {
+		return nil, fmt.Errorf("-runs must be at least 1")
+	}
+	if !set["timeout"] {
+		c.timeout *= time.Duration(c.runs)
+	}
 	return c, nil
+}
+
+// sectionSet parses a comma-separated list of section names.
+func sectionSet(list string) (map[string]bool, error) {
+	set := map[string]bool{}
+	for _, s := range strings.Split(list, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if !slices.Contains(allSections, s) {
+			return nil, fmt.Errorf("unknown section %q (have %s)", s, strings.Join(allSections, ","))
+		}
+		set[s] = true
+	}
+	return set, nil
 }
 
 func main() {
@@ -180,58 +213,92 @@ func run() int {
 	})
 	defer watchdog.Stop()
 
+	// once: a section that already reports a median of repeated
+	// measurements runs once whatever -runs says, and its caption says so.
 	sections := []struct {
 		name string
 		fn   func(context.Context, *bench) []row
+		once string
 	}{
-		{"start", benchColdStart},
-		{"idle", benchIdle},
-		{"send", benchSendLatency},
-		{"throughput", benchThroughput},
-		{"sync", benchSyncDelivery},
-		{"presence", benchPresence},
-		{"volume", benchVolume},
-		{"history", benchHistory},
-		{"search", benchSearch},
-		{"media", benchMedia},
-		{"keys", benchKeys},
-		{"push", benchPush},
-		{"federation", benchFederation},
-		{"abuse", benchAbuse},
-		{"lan", benchLAN},
-		{"turn", benchTURN},
-		{"calls", benchCalls},
-		{"appservice", benchAppservice},
-		{"slidingsync", benchSlidingSync},
+		{"start", benchColdStart, fmt.Sprintf("once: median of %d cold starts inside", cfg.starts)},
+		{"idle", benchIdle, ""},
+		{"send", benchSendLatency, ""},
+		{"throughput", benchThroughput, ""},
+		{"sync", benchSyncDelivery, ""},
+		{"presence", benchPresence, ""},
+		{"volume", benchVolume, ""},
+		{"history", benchHistory, ""},
+		{"search", benchSearch, ""},
+		{"media", benchMedia, ""},
+		{"keys", benchKeys, ""},
+		{"push", benchPush, ""},
+		{"federation", benchFederation, ""},
+		{"abuse", benchAbuse, ""},
+		{"lan", benchLAN, ""},
+		{"turn", benchTURN, ""},
+		{"calls", benchCalls, ""},
+		{"appservice", benchAppservice, ""},
+		{"slidingsync", benchSlidingSync, ""},
 	}
-	machine := b.machineLine()
-	load0 := loadAvg()
 	start := time.Now()
-	var rows []row
+	env := b.newRunEnv(start)
+	var results []sectionResult
 	failed := false
 	for _, s := range sections {
 		if !cfg.sections[s.name] {
 			continue
 		}
-		if ctx.Err() != nil {
-			rows = append(rows, row{metric: s.name, value: "skipped: " + context.Cause(ctx).Error()})
+		n, once := cfg.runs, s.once
+		if once == "" && cfg.once[s.name] && n > 1 {
+			once = "once: -once"
+		}
+		if once != "" {
+			n = 1
+		}
+		res := sectionResult{Name: s.name, Env: env, Once: once}
+		var runs [][]row
+		for i := range n {
+			if ctx.Err() != nil {
+				// A section never started keeps its earlier results in
+				// -write's file; one cut short says so in its rows.
+				break
+			}
+			b.logf("section %s, run %d of %d", s.name, i+1, n)
+			p := takeProbe(b.root)
+			t := time.Now()
+			out := s.fn(ctx, b)
+			b.stopAll() // no section leaves a daemon behind
+			p.LoadEnd, p.Took = loadNum(), time.Since(t).Seconds()
+			b.logf("section %s, run %d done in %s", s.name, i+1, time.Since(t).Round(time.Millisecond))
+			res.Probes = append(res.Probes, p)
+			runs = append(runs, out)
+		}
+		if len(runs) == 0 {
+			fmt.Fprintf(os.Stderr, "hearth-bench: section %s skipped: %v\n", s.name, context.Cause(ctx))
 			failed = true
 			continue
 		}
-		b.logf("section %s", s.name)
-		t := time.Now()
-		out := s.fn(ctx, b)
-		b.logf("section %s done in %s", s.name, time.Since(t).Round(time.Millisecond))
-		for _, r := range out {
-			failed = failed || r.failed
+		for len(runs) < n { // cut short: the missing runs show as such
+			runs = append(runs, nil)
 		}
-		rows = append(rows, out...)
-		b.stopAll() // no section leaves a daemon behind
+		res.Rows = mergeRuns(runs)
+		for _, r := range res.Rows {
+			if _, _, f := r.cells(); f {
+				failed = true
+			}
+		}
+		results = append(results, res)
 	}
-	printTable(os.Stdout, rows)
-	fmt.Printf("\nmachine: %s\n", machine)
-	fmt.Printf("run: %s total, %d daemons of %s, 1-min load average %s at start, %s at end\n",
-		time.Since(start).Round(time.Second), b.n, cfg.hearth, load0, loadAvg())
+	fmt.Printf("hearth-bench report, %s, commit %s\nmachine: %s, Go %s\ncommand: %s\n%d run(s) per row; %s total, %d daemons of %s\n\n",
+		env.Date, env.Commit, env.Machine, env.Go, env.Command, cfg.runs, time.Since(start).Round(time.Second), b.n, cfg.hearth)
+	renderBlock(os.Stdout, results, true)
+	if cfg.write != "" && len(results) > 0 {
+		if err := writeReport(cfg.write, results); err != nil {
+			fmt.Fprintln(os.Stderr, "hearth-bench: -write:", err)
+			return 1
+		}
+		fmt.Printf("\nwrote %s and %s\n", cfg.write, benchJSONPath(cfg.write))
+	}
 	if failed {
 		return 1
 	}

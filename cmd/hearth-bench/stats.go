@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -11,12 +10,36 @@ import (
 	"time"
 )
 
-// row is one line of the result table. failed marks an error in place of
-// a measurement.
+// row is one line of the result table. value is the free-text detail of
+// one run; nums are its primary figures as numbers, which the report
+// aggregates over runs (median and min–max of each, report.go). A row
+// without nums (skipped, text only) is shown as it is. failed marks an
+// error in place of a measurement.
+//
+// A new row: row{metric: m, target: t, value: v, nums: figs(fig("p50", x, "ms"), ...)}.
 type row struct {
 	metric, value, target string
 	failed                bool
+	nums                  []num
 }
+
+// num is one primary figure of a row: 1.23 "ms" labelled "p50", 3384
+// "events/s" with no label. Figures of one row are aggregated index by
+// index, so every run of a section must list them in the same order.
+type num struct {
+	Label string  `json:"label,omitempty"`
+	V     float64 `json:"v"`
+	Unit  string  `json:"unit"`
+}
+
+func fig(label string, v float64, unit string) num { return num{Label: label, V: v, Unit: unit} }
+func figs(ns ...num) []num                         { return ns }
+
+// msF is d in milliseconds, for a figure.
+func msF(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// mibF is a /proc size in KiB as MiB, for a figure.
+func mibF(kb int64) float64 { return float64(kb) / 1024 }
 
 func errRow(metric, target string, err error) row {
 	msg := strings.ReplaceAll(err.Error(), "\n", " ")
@@ -26,24 +49,7 @@ func errRow(metric, target string, err error) row {
 	return row{metric: metric, value: "ERROR: " + msg, target: target, failed: true}
 }
 
-// printTable prints the rows as a Markdown table, so it pastes into docs.
-func printTable(w io.Writer, rows []row) {
-	wm, wv, wt := len("metric"), len("value"), len("target")
-	for _, r := range rows {
-		wm, wv, wt = max(wm, width(r.metric)), max(wv, width(r.value)), max(wt, width(r.target))
-	}
-	line := func(a, b, c string) {
-		fmt.Fprintf(w, "| %s | %s | %s |\n", pad(a, wm), pad(b, wv), pad(c, wt))
-	}
-	line("metric", "value", "target")
-	fmt.Fprintf(w, "|%s|%s|%s|\n", strings.Repeat("-", wm+2), strings.Repeat("-", wv+2), strings.Repeat("-", wt+2))
-	for _, r := range rows {
-		line(r.metric, r.value, r.target)
-	}
-}
-
 func width(s string) int           { return len([]rune(s)) }
-func pad(s string, n int) string   { return s + strings.Repeat(" ", max(0, n-width(s))) }
 func ms(d time.Duration) string    { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
 func msNum(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d.Microseconds())/1000) }
 
