@@ -200,3 +200,47 @@ func TestQueueMSC3202(t *testing.T) {
 		return slices.ContainsFunc(as.seen, func(s asTxn) bool { return otkCounts(t, s.Raw) != nil && count(s.Raw) == 0 })
 	})
 }
+
+// listsSource is an E2EE whose device lists and shared rooms are given:
+// the merge of several users' lists is this package's own rule.
+type listsSource struct {
+	changed, left map[string][]string // by appservice user
+	shares        map[[2]string]bool
+}
+
+func (l listsSource) CountsOf(own func(string) bool) (map[string]map[string]e2ee.DeviceCounts, error) {
+	out := map[string]map[string]e2ee.DeviceCounts{}
+	for u := range l.changed {
+		out[u] = map[string]e2ee.DeviceCounts{"D": {OneTimeKeys: map[string]int{"signed_curve25519": 1}}}
+	}
+	return out, nil
+}
+func (l listsSource) ChangedUsers(from, to uint64) ([]string, error) { return nil, nil }
+func (l listsSource) SharesRoom(a, b string) bool                    { return l.shares[[2]string{a, b}] }
+func (l listsSource) DeviceListChanges(u string, since, now uint64) ([]string, []string, error) {
+	return l.changed[u], l.left[u], nil
+}
+
+// TestMSC3202ListsMerged: the appservice's device lists are its users'
+// merged: a user one of them stopped sharing a room with is left only
+// if no other still shares one (nor reports it changed).
+func TestMSC3202ListsMerged(t *testing.T) {
+	const g1, g2 = "@br_1:" + qServer, "@br_2:" + qServer
+	src := listsSource{
+		changed: map[string][]string{g1: {g1}, g2: {"@z:x"}},
+		left:    map[string][]string{g1: {"@x:x", "@y:x", "@z:x"}},
+		shares:  map[[2]string]bool{{g2, "@x:x"}: true},
+	}
+	s := &Service{Reg: Registration{ID: "br", SenderLocalpart: "brbot", MSC3202: true,
+		Namespaces: Namespaces{Users: []Namespace{{Regex: "^@br_"}}}}, server: qServer}
+	if err := s.Reg.validate(false); err != nil {
+		t.Fatal(err)
+	}
+	p, err := workOutE2EE(src, s, queueState{}, 1, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p == nil || !slices.Equal(p.Lists.Changed, []string{g1, "@z:x"}) || !slices.Equal(p.Lists.Left, []string{"@y:x"}) {
+		t.Fatalf("merged lists: %+v", p)
+	}
+}
