@@ -67,9 +67,10 @@ type e2eeState struct {
 	// outcome is not stored yet (nil: it had none), for a retry after a
 	// failed write.
 	flight map[*Service]*e2eePart
-	// checked is how far the follower looked for device-list changes
-	// (only it touches this).
+	// checked is how far the follower looked for device-list changes,
+	// looked whether it has (only it touches these).
 	checked uint64
+	looked  bool
 }
 
 // deviceLists is MSC3202's device_lists (as /sync's).
@@ -264,9 +265,9 @@ func sortedKeys(m map[string]bool) []string {
 // response.
 func (q *Queue) kickE2EE(pos uint64) {
 	src := q.e2ee.src.Load()
-	from := q.e2ee.checked
-	q.e2ee.checked = max(from, pos)
-	if src == nil || from == 0 || pos <= from {
+	from, looked := q.e2ee.checked, q.e2ee.looked
+	q.e2ee.checked, q.e2ee.looked = max(from, pos), true
+	if src == nil || !looked || pos <= from {
 		return // (the first look: Start woke every worker)
 	}
 	var ids []string

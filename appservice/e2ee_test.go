@@ -244,3 +244,44 @@ func TestMSC3202ListsMerged(t *testing.T) {
 		t.Fatalf("merged lists: %+v", p)
 	}
 }
+
+// TestQueueMSC3202RetryAfterRestart: a failed transaction that carried
+// only MSC3202 data is retried after a restart under the same ID with the
+// same data, and no event queued meanwhile joins it.
+func TestQueueMSC3202RetryAfterRestart(t *testing.T) {
+	as := newASServer(t)
+	path := filepath.Join(t.TempDir(), "hearth.db")
+	sec := mapSecrets{}
+	w, keys := msc3202World(t, path, as, sec, true)
+	ctx := context.Background()
+	ghost := "@br_ghost:" + qServer
+	as.setMode("fail")
+	up := &e2ee.Upload{DeviceKeys: json.RawMessage(`{"user_id":"` + ghost + `","device_id":"GD"}`)}
+	if _, err := keys.Store(ctx, ghost, "GD", up); err != nil {
+		t.Fatal(err)
+	}
+	as.waitFor(t, "a failed attempt stored", func() bool {
+		var st queueState
+		w.db.View(func(tx *store.Tx) error { st, _ = loadState(tx, "br"); return nil })
+		return st.PendingE2EE != nil
+	})
+	w.close()
+	w.db = nil
+	as.mu.Lock()
+	failed := as.seen[0]
+	as.seen = nil
+	as.mu.Unlock()
+	as.setMode("ok")
+	w, _ = msc3202World(t, path, as, sec, false)
+	defer w.close()
+	as.waitFor(t, "the retry", func() bool {
+		as.mu.Lock()
+		defer as.mu.Unlock()
+		return len(as.seen) > 0
+	})
+	as.mu.Lock()
+	defer as.mu.Unlock()
+	if got := as.seen[0]; got.ID != failed.ID || got.Raw != failed.Raw || len(got.Bodies) != 0 {
+		t.Fatalf("retried as %s %s, first sent as %s %s", got.ID, got.Raw, failed.ID, failed.Raw)
+	}
+}

@@ -141,7 +141,7 @@ func (q *Queue) Start() error {
 			if err != nil {
 				return err
 			}
-			if st.PendingUpTo == 0 { // (an ID skipped costs nothing)
+			if st.PendingUpTo == 0 && st.PendingE2EE == nil { // (an ID skipped costs nothing)
 				st.NextTxn++
 				if err := saveState(tx, s.ID(), st); err != nil {
 					return err
