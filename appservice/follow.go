@@ -33,6 +33,7 @@ func (q *Queue) follow(ctx context.Context) {
 			}
 			continue
 		}
+		q.kickE2EE(pos)
 		if done {
 			if err := q.waiter.Wait(ctx, pos, eph); err != nil {
 				return

@@ -61,6 +61,11 @@ type queueState struct {
 	NextTry     int64  `json:"next_try,omitempty"` // unix ms
 	LastSuccess int64  `json:"last_success,omitempty"`
 	Dropped     uint64 `json:"dropped,omitempty"`
+	// MSC3202 (e2ee.go): device lists sent up to E2EEPos, the counts
+	// last sent per device, the MSC3202 part of a failed transaction.
+	E2EEPos     uint64            `json:"e2ee_pos,omitempty"`
+	E2EESent    map[string]string `json:"e2ee_sent,omitempty"`
+	PendingE2EE *e2eePart         `json:"pending_e2ee,omitempty"`
 }
 
 func stateKey(id string) []byte { return store.Key("s", id) }
@@ -102,6 +107,7 @@ type Queue struct {
 	// passes: reading them per event would cost a portal of 100 ghosts
 	// more than the delivery itself.
 	facts map[string]*roomFacts
+	e2ee  e2eeState // MSC3202 data in transactions (e2ee.go)
 }
 
 // NewQueue returns the queue of reg's appservices; Start runs it.
@@ -135,7 +141,7 @@ func (q *Queue) Start() error {
 			if err != nil {
 				return err
 			}
-			if st.PendingUpTo == 0 { // (an ID skipped costs nothing)
+			if st.PendingUpTo == 0 && st.PendingE2EE == nil { // (an ID skipped costs nothing)
 				st.NextTxn++
 				if err := saveState(tx, s.ID(), st); err != nil {
 					return err

@@ -36,6 +36,7 @@ type asTxn struct {
 	Bodies         []string // the events' content.body, in order
 	Ephemeral      []string // their types
 	ToDevice       []string // type, user, device
+	Raw            string   // the whole body
 }
 
 func newASServer(t *testing.T) *asServer {
@@ -61,7 +62,7 @@ func newASServer(t *testing.T) *asServer {
 		json.Unmarshal(data, &body)
 		a.mu.Lock()
 		mode := a.mode
-		rec := asTxn{ID: id, Auth: r.Header.Get("Authorization"), Mode: mode}
+		rec := asTxn{ID: id, Auth: r.Header.Get("Authorization"), Mode: mode, Raw: string(data)}
 		for _, e := range body.Events {
 			rec.Bodies = append(rec.Bodies, e.Content.Body)
 		}

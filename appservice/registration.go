@@ -32,8 +32,9 @@ type Registration struct {
 	SoruReceiveEphemeral bool `yaml:"de.sorunome.msc2409.push_ephemeral" json:"-"`
 	// MSC3202 (device masquerading, E2EE data in transactions) and
 	// MSC4190 (device management for ghosts): either lets the
-	// appservice make, use and delete its users' devices; the E2EE data
-	// in transactions is not sent yet.
+	// appservice make, use and delete its users' devices; MSC3202 also
+	// puts its users' device lists and key counts in its transactions
+	// (e2ee.go).
 	MSC3202 bool `yaml:"org.matrix.msc3202" json:"org.matrix.msc3202,omitempty"`
 	MSC4190 bool `yaml:"io.element.msc4190" json:"io.element.msc4190,omitempty"`
 }

@@ -24,6 +24,7 @@ type transaction struct {
 	// both names too.
 	ToDevice        []json.RawMessage `json:"to_device,omitempty"`
 	MSC2409ToDevice []json.RawMessage `json:"de.sorunome.msc2409.to_device,omitempty"`
+	msc3202Fields                     // device lists and key counts (e2ee.go)
 }
 
 // work sends id's queue until it is empty, then waits for a kick; it
@@ -92,6 +93,9 @@ func (q *Queue) sendOne(ctx context.Context, s *Service, inFlight *uint64) (more
 		if pending == 0 {
 			pending = *inFlight
 		}
+		if q.e2eeRetry(s, st, *inFlight) {
+			return nil // a retry of MSC3202 data alone
+		}
 		prefix := store.Key(id, "")
 		c := tx.Cursor(store.AppserviceQueue)
 		n := 0
@@ -113,9 +117,17 @@ func (q *Queue) sendOne(ctx context.Context, s *Service, inFlight *uint64) (more
 		}
 		return nil
 	})
-	if err != nil || upTo == 0 {
+	if err != nil {
 		*inFlight = 0
 		return false, 0, err
+	}
+	part, err := q.e2eeFor(s, st)
+	if err != nil {
+		return true, q.minBackoff, err
+	}
+	if upTo == 0 && part == nil {
+		*inFlight = 0
+		return false, 0, nil
 	}
 	*inFlight = upTo
 	if d := time.Until(time.UnixMilli(st.NextTry)); st.NextTry != 0 && d > 0 {
@@ -125,6 +137,8 @@ func (q *Queue) sendOne(ctx context.Context, s *Service, inFlight *uint64) (more
 		txn.Events = []json.RawMessage{}
 	}
 	txn.MSC2409Ephemeral, txn.MSC2409ToDevice = txn.Ephemeral, txn.ToDevice
+	txn.msc3202Fields = part.fields()
+	q.sending(s, part)
 	txnID := strconv.FormatInt(s.AddedTS, 10) + "." + strconv.FormatUint(st.NextTxn, 10)
 	sendCtx, cancel := context.WithTimeout(ctx, q.sendTimeout)
 	sendErr := s.call(sendCtx, http.MethodPut, "/_matrix/app/v1/transactions/"+txnID, txn, nil)
@@ -144,6 +158,7 @@ func (q *Queue) sendOne(ctx context.Context, s *Service, inFlight *uint64) (more
 		}
 		if sendErr != nil {
 			st.PendingUpTo = upTo // a retry sends exactly these under the same txn ID
+			st.PendingE2EE = part
 			st.Failures++
 			st.LastError = sendErr.Error()
 			backoff := q.minBackoff << min(st.Failures-1, 20)
@@ -159,6 +174,7 @@ func (q *Queue) sendOne(ctx context.Context, s *Service, inFlight *uint64) (more
 			deleted++
 		}
 		st.NextTxn++
+		st.delivered(part)
 		st.PendingUpTo, st.Failures, st.NextTry = 0, 0, 0
 		st.LastError = ""
 		st.LastSuccess = time.Now().UnixMilli()
@@ -167,6 +183,7 @@ func (q *Queue) sendOne(ctx context.Context, s *Service, inFlight *uint64) (more
 	if err != nil {
 		return false, q.minBackoff, err
 	}
+	q.settled(s)
 	if sendErr == nil {
 		*inFlight = 0
 	}

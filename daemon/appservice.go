@@ -11,6 +11,7 @@ import (
 	"log/slog"
 
 	"github.com/hearth-chat/hearth/internal/account"
+	"github.com/hearth-chat/hearth/internal/e2ee"
 	"github.com/hearth-chat/hearth/internal/room"
 	"github.com/hearth-chat/hearth/internal/secrets"
 	"github.com/hearth-chat/hearth/internal/store"
@@ -58,6 +59,29 @@ func (a appserviceAPI) ToDevice(ctx context.Context, sender, evType string, mess
 		slog.Info("appservice: queue to-device messages", "err", err)
 	}
 }
+
+// appserviceE2EE is where the appservice queue gets MSC3202's device
+// lists and key counts: the key store, and the client API's own
+// device-list code, so that they are what /sync would say.
+type appserviceE2EE struct {
+	keys  *e2ee.Service
+	api   *matrix.Server
+	rooms *room.Engine
+}
+
+func (a appserviceE2EE) CountsOf(own func(string) bool) (map[string]map[string]e2ee.DeviceCounts, error) {
+	return a.keys.CountsOf(own)
+}
+
+func (a appserviceE2EE) ChangedUsers(from, to uint64) ([]string, error) {
+	return a.keys.ChangedUsers(from, to)
+}
+
+func (a appserviceE2EE) DeviceListChanges(userID string, since, now uint64) ([]string, []string, error) {
+	return a.api.DeviceListChanges(userID, since, now)
+}
+
+func (a appserviceE2EE) SharesRoom(x, y string) bool { return a.rooms.SharesRoom(x, y) }
 
 // appserviceSecrets gives the appservice registry the daemon's secret
 // store, where hs_tokens live beside the signing key.

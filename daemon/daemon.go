@@ -179,6 +179,7 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	api.SetMedia(mediaRepo)
 	d.keys = e2ee.New(db, cfg.ServerName)
 	api.SetKeys(d.keys)
+	d.asQueue.SetE2EE(appserviceE2EE{d.keys, api, d.rooms})
 	d.push = push.New(db, d.rooms, push.Options{})
 	d.push.SetDesktop(desktop{}, push.DesktopOptions{Owner: d.isOwner, Active: api.ClientActive,
 		Mode: func() string { return cfg.DesktopNotify }})

@@ -68,7 +68,8 @@
 //	              the hs_token itself is in the daemon's secret store (appservice)
 //	asqueue       id 0x00 ‖ seq (u64, the bucket's sequence) → 0x01 ‖ client event JSON, or 0x02 ‖ ephemeral event JSON (appservice transactions)
 //	asmeta        "pos" → u64 stream position the appservice queue has consumed; "s" 0x00 id → appservice.queueState (JSON: next txn,
-//	              the pending txn's last seq, failures, last error, next try, last success)
+//	              the pending txn's last seq, failures, last error, next try, last success; MSC3202: device lists sent up to,
+//	              the key counts last sent per user 0x00 device, the pending txn's MSC3202 part)
 //	lanpins       serverName → the signing key first announced for it on the LAN, JSON {"key": "ed25519:id:base64", "pinned_ts"} (discovery, TOFU)
 //	delayed       delayID → delayed.Event (JSON: owner, room, type, state key, content, delay, running since; outcome once finalised)
 //	delayeddue    u64 due time (Unix ms) ‖ delayID → nil, for scheduled delayed events only: the first key is the next to send

@@ -91,8 +91,17 @@ func (s *Server) appserviceCaller(r *http.Request, as Appservice) (*caller, erro
 	// Without a device ID the appservice acts without a device; its
 	// transaction IDs are scoped to the appservice. With MSC3202's
 	// device_id it acts as that device of the user, which must exist
-	// (made with MSC4190's PUT /devices).
-	if dev := r.URL.Query().Get("org.matrix.msc3202.device_id"); dev != "" {
+	// (made with MSC4190's PUT /devices): it uploads, queries and claims
+	// keys as that device.
+	// MSC4326 names the parameter device_id; mautrix sends both names.
+	dev, stable := r.URL.Query().Get("org.matrix.msc3202.device_id"), r.URL.Query().Get("device_id")
+	if dev != "" && stable != "" && dev != stable {
+		return nil, matrixerr.InvalidParam("device_id and org.matrix.msc3202.device_id differ")
+	}
+	if dev == "" {
+		dev = stable
+	}
+	if dev != "" {
 		if !as.ManagesDevices() {
 			return nil, matrixerr.Forbidden("the application service's registration does not allow device masquerading")
 		}

@@ -214,6 +214,22 @@ func TestAppserviceToken(t *testing.T) {
 	if got := dev("GET", "account/whoami", "&org.matrix.msc3202.device_id=BRDEV").str(t, "device_id"); got != "BRDEV" {
 		t.Errorf("whoami as the ghost's device: %q", got)
 	}
+	// MSC4326's stable device_id, which mautrix sends beside the
+	// unstable one; the two must agree. Keys uploaded so are the
+	// device's: another user claims them from it.
+	if got := dev("GET", "account/whoami", "&device_id=BRDEV").str(t, "device_id"); got != "BRDEV" {
+		t.Errorf("whoami with the stable device_id: %q", got)
+	}
+	dev("GET", "account/whoami", "&device_id=BRDEV&org.matrix.msc3202.device_id=OTHER").wantError(t, 400, "M_INVALID_PARAM")
+	ts.do(t, "POST", "/_matrix/client/v3/keys/upload"+ghost+"&device_id=BRDEV&org.matrix.msc3202.device_id=BRDEV", "as-secret",
+		map[string]any{"one_time_keys": map[string]any{"signed_curve25519:K1": map[string]any{"key": "k1",
+			"signatures": map[string]any{"@br_anna:" + testServerName: map[string]any{"ed25519:BRDEV": "sig"}}}}}).wantStatus(t, 200)
+	claimed := ts.do(t, "POST", "/_matrix/client/v3/keys/claim", alice.Token, map[string]any{"one_time_keys": map[string]any{
+		"@br_anna:" + testServerName: map[string]any{"BRDEV": "signed_curve25519"}}})
+	claimed.wantStatus(t, 200)
+	if !strings.Contains(string(claimed.Body), `"signed_curve25519:K1"`) {
+		t.Errorf("claim of the ghost device's key: %s", claimed.Body)
+	}
 	ts.do(t, "DELETE", "/_matrix/client/v3/devices/BRDEV"+ghost, "as-secret", nil).wantStatus(t, 200)
 	dev("GET", "account/whoami", "&org.matrix.msc3202.device_id=BRDEV").wantError(t, 403, "M_FORBIDDEN")
 	// A person still cannot make a device by PUT.

@@ -219,11 +219,28 @@ func (s *Server) slidingE2EE(c *caller, since, now uint64) (map[string]any, bool
 	if since == 0 {
 		return out, false, nil // an initial sync has no device-list changes
 	}
-	joinedEvs, leftEvs, err := s.rooms.MemberEventsSince(c.UserID, since, now)
+	changed, gone, err := s.DeviceListChanges(c.UserID, since, now)
 	if err != nil {
 		return nil, false, err
 	}
-	joined, left := map[string][]any{}, [][]any{}
+	out["device_lists"] = map[string]any{"changed": changed, "left": gone}
+	return out, len(changed) > 0 || len(gone) > 0, nil
+}
+
+// DeviceListChanges is the device_lists of userID between two stream
+// positions, worked out as /sync's (deviceListChanges) from the member
+// events of all the user's rooms: for sliding sync's e2ee extension and
+// for an application service's transactions (MSC3202), whose users never
+// sync.
+func (s *Server) DeviceListChanges(userID string, since, now uint64) (changed, left []string, err error) {
+	if s.keys == nil {
+		return nil, nil, nil
+	}
+	joinedEvs, leftEvs, err := s.rooms.MemberEventsSince(userID, since, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	joined, leftRooms := map[string][]any{}, [][]any{}
 	for id, evs := range joinedEvs {
 		for _, ev := range evs {
 			joined[id] = append(joined[id], ev)
@@ -234,12 +251,7 @@ func (s *Server) slidingE2EE(c *caller, since, now uint64) (map[string]any, bool
 		for i, ev := range evs {
 			l[i] = ev
 		}
-		left = append(left, l)
+		leftRooms = append(leftRooms, l)
 	}
-	changed, gone, err := s.deviceListChanges(c, since, now, joined, left)
-	if err != nil {
-		return nil, false, err
-	}
-	out["device_lists"] = map[string]any{"changed": changed, "left": gone}
-	return out, len(changed) > 0 || len(gone) > 0, nil
+	return s.deviceListChanges(&caller{UserID: userID}, since, now, joined, leftRooms)
 }
