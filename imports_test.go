@@ -17,7 +17,7 @@ var mayImport = map[string][]string{
 	"cmd/hearth-bench": {"calls/media", "calls/media/mediatest", "internal/netns"},
 	"cmd/hearth-dist":  {"packaging", "packaging/icons"},
 	"daemon":           {"*"},
-	"appservice":       {"internal/room", "internal/store", "internal/account", "internal/matrixerr"},
+	"appservice":       {"internal/room", "internal/store", "internal/account", "internal/e2ee", "internal/matrixerr"},
 
 	"localapi/control":                  {"internal/matrixerr"},
 	"localapi/controlclient":            {"localapi/control"},
