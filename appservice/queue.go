@@ -15,6 +15,7 @@ import (
 type Events interface {
 	EventsAfter(from, to uint64, fn func(*room.StreamEvent) error) error
 	LocalJoinedAndAlias(roomID string) (members []string, alias string, err error)
+	JoinedRooms(userID string) ([]string, error)
 }
 
 // roomFacts is what interest in a room's events depends on beyond the
