@@ -11,7 +11,6 @@ import (
 	"log/slog"
 
 	"github.com/hearth-chat/hearth/internal/account"
-	"github.com/hearth-chat/hearth/internal/room"
 	"github.com/hearth-chat/hearth/internal/secrets"
 	"github.com/hearth-chat/hearth/internal/store"
 	"github.com/hearth-chat/hearth/localapi/control"
@@ -22,7 +21,6 @@ import (
 type appserviceAPI struct {
 	*appservice.Registry // queries and ping
 	q                    *appservice.Queue
-	rooms                *room.Engine
 }
 
 // Presence queues a local user's presence change for the appservices

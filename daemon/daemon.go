@@ -172,7 +172,7 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	// from the room engine (MSC2409).
 	d.rooms.OnEphemeral(d.asQueue.Ephemeral)
 	d.closers.pushFunc("appservice queue", func() { d.rooms.OnEphemeral(nil); d.asQueue.Stop() })
-	api.SetAppservices(appserviceAPI{d.appsvc, d.asQueue, d.rooms})
+	api.SetAppservices(appserviceAPI{d.appsvc, d.asQueue})
 	d.nearby = &nearbyDir{}
 	api.SetNearby(d.nearby)
 	mediaRepo, err := media.New(db, media.Config{Dir: filepath.Join(cfg.DataDir, "media"), ServerName: cfg.ServerName,
