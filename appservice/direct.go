@@ -174,6 +174,8 @@ func (q *Queue) queueFor(ctx context.Context, per map[string][][]byte, ids []str
 	q.mu.Lock()
 	maxQueued := q.maxQueued
 	q.mu.Unlock()
+	q.beginWrites(ids)
+	defer q.endWrites(ids)
 	err := q.db.Update(ctx, func(tx *store.Tx) error {
 		clear(added)
 		for _, id := range ids {
@@ -185,7 +187,7 @@ func (q *Queue) queueFor(ctx context.Context, per map[string][][]byte, ids []str
 				if q.queued(id)+added[id] >= maxQueued {
 					break
 				}
-				if err := putEntry(tx, id, v); err != nil {
+				if _, err := putEntry(tx, id, v); err != nil {
 					return err
 				}
 				added[id]++

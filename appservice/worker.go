@@ -83,10 +83,17 @@ func (q *Queue) sendOne(ctx context.Context, s *Service, inFlight *uint64) (more
 	var st queueState
 	var txn transaction
 	var upTo uint64
+	var h *handoff // events the follower is writing now (handoff.go)
 	err = q.db.View(func(tx *store.Tx) error {
 		var err error
 		if st, err = loadState(tx, id); err != nil {
 			return err
+		}
+		// Taken inside the read: a hand-off made later is of entries
+		// this read cannot see, so none is sent both ways.
+		if h = q.takeHandoff(id); h != nil {
+			txn.Events = h.events
+			return nil
 		}
 		pending := st.PendingUpTo
 		if pending == 0 {
@@ -113,7 +120,10 @@ func (q *Queue) sendOne(ctx context.Context, s *Service, inFlight *uint64) (more
 		}
 		return nil
 	})
-	if err != nil || upTo == 0 {
+	if h != nil {
+		defer q.endHandoff(id, h)
+	}
+	if err != nil || upTo == 0 && h == nil {
 		*inFlight = 0
 		return false, 0, err
 	}
@@ -131,6 +141,13 @@ func (q *Queue) sendOne(ctx context.Context, s *Service, inFlight *uint64) (more
 	cancel()
 	if ctx.Err() != nil {
 		return false, 0, ctx.Err()
+	}
+	if h != nil {
+		<-h.written
+		if upTo = h.upTo; upTo == 0 {
+			return true, 0, sendErr // not written: the follower looks at them again
+		}
+		*inFlight = upTo
 	}
 	deleted := 0
 	err = q.db.Update(context.WithoutCancel(ctx), func(tx *store.Tx) error {
