@@ -6,15 +6,15 @@ import (
 
 // The fast path from the follower to a worker. An appservice that is
 // keeping up has nothing queued and a worker waiting; making it wait
-// for the follower's commit as well (an fsync, behind whatever push and
-// search write for the same event) was most of the time from a human's
-// send to the transaction. So for such an appservice the follower hands
-// the events it is about to queue to the worker in memory, and the
-// worker sends them while the follower's write commits; the worker then
-// waits for that write before it records the outcome, exactly as for a
-// transaction read from the store (an acknowledgement deletes the
-// entries and moves the transaction counter; a failure stores the range
-// for the retry). Nothing is lost: the events are in the timeline
+// for the follower's commit as well (an fsync, behind whatever else is
+// written for the same event, push's counts first) put a commit between
+// a human's send and the transaction. So for such an appservice the
+// follower hands the events it is about to queue to the worker in
+// memory, and the worker sends them while the follower's write commits;
+// the worker then waits for that write before it records the outcome,
+// exactly as for a transaction read from the store (an acknowledgement
+// deletes the entries and moves the transaction counter; a failure
+// stores the range for the retry). Nothing is lost: the events are in the timeline
 // before the follower sees them, and a crash before the follower's
 // write leaves its position where it was, so they are queued again
 // after the restart and sent under the next transaction ID — the same
