@@ -51,11 +51,17 @@ func TestAppserviceRemoteEphemeral(t *testing.T) {
 	mallory := id.UserID(peer.mallory())
 	hello := SendText(t, alice, room, "hello everyone")
 
-	peer.sendEDUs(edu("m.typing", map[string]any{"room_id": room, "user_id": mallory, "typing": true}))
-	b.waitEvent(t, "mallory typing", func(ev *event.Event) bool {
-		return ev.Type == event.EphemeralEventTyping && ev.RoomID == room &&
-			len(ev.Content.AsTyping().UserIDs) == 1 && ev.Content.AsTyping().UserIDs[0] == mallory
+	// The peer speaking for alice is dropped before anything reaches the
+	// appservice; the EDUs of one /send apply in order, so the first
+	// typing event it gets is mallory's alone.
+	peer.sendEDUs(edu("m.typing", map[string]any{"room_id": room, "user_id": alice.UserID, "typing": true}),
+		edu("m.typing", map[string]any{"room_id": room, "user_id": mallory, "typing": true}))
+	typing := b.waitEvent(t, "mallory typing", func(ev *event.Event) bool {
+		return ev.Type == event.EphemeralEventTyping && ev.RoomID == room
 	})
+	if u := typing.Content.AsTyping().UserIDs; len(u) != 1 || u[0] != mallory {
+		t.Fatalf("the first typing event at the appservice lists %v, want only %s", u, mallory)
+	}
 	peer.sendEDUs(edu("m.typing", map[string]any{"room_id": room, "user_id": mallory, "typing": false}))
 	b.waitEvent(t, "mallory stopped typing", func(ev *event.Event) bool {
 		return ev.Type == event.EphemeralEventTyping && ev.RoomID == room && len(ev.Content.AsTyping().UserIDs) == 0
@@ -71,13 +77,16 @@ func TestAppserviceRemoteEphemeral(t *testing.T) {
 		return ok
 	})
 
-	peer.sendEDUs(edu("m.presence", map[string]any{"push": []any{map[string]any{"user_id": mallory, "presence": "online",
-		"status_msg": "on the other server", "last_active_ago": 5, "currently_active": true}}}))
-	b.waitEvent(t, "mallory's presence", func(ev *event.Event) bool {
-		p := ev.Content.AsPresence()
-		return ev.Type == event.EphemeralEventPresence && ev.Sender == mallory && p.Presence == event.PresenceOnline &&
-			p.StatusMessage == "on the other server"
-	})
+	// Bad presence first (a state that does not exist, a user of
+	// another server): none of it reaches the appservice.
+	peer.sendEDUs(edu("m.presence", map[string]any{"push": []any{map[string]any{"user_id": mallory, "presence": "dancing"}}}),
+		edu("m.presence", map[string]any{"push": []any{map[string]any{"user_id": alice.UserID, "presence": "offline"}}}),
+		edu("m.presence", map[string]any{"push": []any{map[string]any{"user_id": mallory, "presence": "online",
+			"status_msg": "on the other server", "last_active_ago": 5, "currently_active": true}}}))
+	pres := b.waitEvent(t, "mallory's presence", func(ev *event.Event) bool { return ev.Type == event.EphemeralEventPresence })
+	if p := pres.Content.AsPresence(); pres.Sender != mallory || p.Presence != event.PresenceOnline || p.StatusMessage != "on the other server" {
+		t.Fatalf("the first presence at the appservice: %s %+v", pres.Sender, p)
+	}
 
 	// A local user's presence takes the same way.
 	_, err = alice.MakeRequest(ctx(t), http.MethodPut, alice.BuildClientURL("v3", "presence", alice.UserID, "status"),
