@@ -3,6 +3,7 @@ package appservice
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 
 	"github.com/hearth-chat/hearth/internal/store"
 )
@@ -21,10 +22,27 @@ func (q *Queue) WantsEphemeral() bool {
 	return false
 }
 
+// Ephemeral queues a room's ephemeral event (m.typing, m.receipt) for
+// the appservices that asked for them (MSC2409, receive_ephemeral) and
+// have a user joined to the room or claim it. The room engine calls it
+// for local and remote users' changes alike (room.Engine.OnEphemeral).
+// Best effort, like every ephemeral event: a failure is logged.
+func (q *Queue) Ephemeral(roomID string, ev map[string]any) {
+	if !q.WantsEphemeral() {
+		return // no member list read for each typing notification
+	}
+	members, _, err := q.events.LocalJoinedAndAlias(roomID)
+	if err == nil {
+		err = q.QueueEphemeral(context.Background(), roomID, members, ev)
+	}
+	if err != nil {
+		slog.Info("appservice: queue ephemeral event", "room", roomID, "type", ev["type"], "err", err)
+	}
+}
+
 // QueueEphemeral queues an ephemeral event (m.typing, m.receipt) of roomID
 // for the appservices that asked for them (MSC2409, receive_ephemeral)
-// and have a user among members or claim the room. Best effort, like
-// every ephemeral event.
+// and have a user among members or claim the room.
 func (q *Queue) QueueEphemeral(ctx context.Context, roomID string, members []string, ev map[string]any) error {
 	var ids []string
 	for _, s := range q.reg.List() {
@@ -43,6 +61,61 @@ func (q *Queue) QueueEphemeral(ctx context.Context, roomID string, members []str
 		return nil
 	}
 	b, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	return q.queueFor(ctx, map[string][][]byte{}, ids, append([]byte{kindEphemeral}, b...))
+}
+
+// Presence queues a user's new presence (m.presence, content as /sync
+// shows it) for the appservices that asked for ephemeral events (MSC2409)
+// and have a user joined to a room userID is joined to. Local changes
+// (the client API) and other servers' (federation EDUs) both come here.
+// The appservice's own users' presence is its own doing and is not sent
+// back to it. Best effort: a failure is logged.
+func (q *Queue) Presence(ctx context.Context, userID string, content map[string]any) {
+	if !q.WantsEphemeral() {
+		return
+	}
+	if err := q.queuePresence(ctx, userID, content); err != nil {
+		slog.Info("appservice: queue presence", "user", userID, "err", err)
+	}
+}
+
+func (q *Queue) queuePresence(ctx context.Context, userID string, content map[string]any) error {
+	rooms, err := q.events.JoinedRooms(userID)
+	if err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	services := q.reg.List()
+	for _, roomID := range rooms {
+		members, _, err := q.events.LocalJoinedAndAlias(roomID)
+		if err != nil {
+			continue // left meanwhile
+		}
+		for _, s := range services {
+			if want[s.ID()] || !s.Reg.Ephemeral() || s.OwnsUser(userID) {
+				continue
+			}
+			for _, m := range members {
+				if s.OwnsUser(m) {
+					want[s.ID()] = true
+					break
+				}
+			}
+		}
+	}
+	var ids []string
+	for _, s := range services { // registration order, not the map's
+		if want[s.ID()] {
+			ids = append(ids, s.ID())
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(map[string]any{"type": "m.presence", "sender": userID, "content": content})
 	if err != nil {
 		return err
 	}
@@ -101,6 +174,8 @@ func (q *Queue) queueFor(ctx context.Context, per map[string][][]byte, ids []str
 	q.mu.Lock()
 	maxQueued := q.maxQueued
 	q.mu.Unlock()
+	q.beginWrites(ids)
+	defer q.endWrites(ids)
 	err := q.db.Update(ctx, func(tx *store.Tx) error {
 		clear(added)
 		for _, id := range ids {
@@ -112,7 +187,7 @@ func (q *Queue) queueFor(ctx context.Context, per map[string][][]byte, ids []str
 				if q.queued(id)+added[id] >= maxQueued {
 					break
 				}
-				if err := putEntry(tx, id, v); err != nil {
+				if _, err := putEntry(tx, id, v); err != nil {
 					return err
 				}
 				added[id]++

@@ -54,10 +54,8 @@ func (s *Service) interested(se *room.StreamEvent, f *roomFacts) bool {
 	if se.Event.Type == "m.room.member" && se.Event.StateKey != nil && s.OwnsUser(*se.Event.StateKey) {
 		return true
 	}
-	for _, m := range f.members {
-		if s.OwnsUser(m) {
-			return true
-		}
+	if f.hasMember(s) {
+		return true
 	}
 	if m, _ := matches(s.Reg.Namespaces.Rooms, se.RoomID); m {
 		return true
@@ -144,11 +142,31 @@ func (q *Queue) step(ctx context.Context, pos uint64) (done bool, err error) {
 		q.scanned = last
 		return false, nil
 	}
+	// An appservice that is keeping up gets its events now, while they
+	// are written (handoff.go).
+	perID := map[string][]json.RawMessage{}
+	for _, e := range entries {
+		perID[e.id] = append(perID[e.id], json.RawMessage(e.v[1:]))
+	}
+	handed := map[string]*handoff{}
+	q.mu.Lock()
+	for id, evs := range perID {
+		if q.canHandOff(id, len(evs)) {
+			h := &handoff{events: evs, written: make(chan struct{})}
+			q.handoffs[id], handed[id] = h, h
+		}
+	}
+	q.mu.Unlock()
+	for id := range handed {
+		q.kick(id)
+	}
 	added := map[string]int{}
 	dropped := map[string]uint64{}
+	lastSeq := map[string]uint64{}
 	err = q.db.Update(ctx, func(tx *store.Tx) error {
 		clear(added)
 		clear(dropped)
+		clear(lastSeq)
 		q.mu.Lock()
 		counts := map[string]int{}
 		for id, c := range q.counts {
@@ -164,10 +182,12 @@ func (q *Queue) step(ctx context.Context, pos uint64) (done bool, err error) {
 				dropped[e.id]++
 				continue
 			}
-			if err := putEntry(tx, e.id, e.v); err != nil {
+			seq, err := putEntry(tx, e.id, e.v)
+			if err != nil {
 				return err
 			}
 			added[e.id]++
+			lastSeq[e.id] = seq
 		}
 		for id, d := range dropped {
 			st, err := loadState(tx, id)
@@ -181,16 +201,27 @@ func (q *Queue) step(ctx context.Context, pos uint64) (done bool, err error) {
 		}
 		return tx.Put(store.AppserviceMeta, keyPos, store.PutU64(max(last, from)))
 	})
+	q.mu.Lock()
+	if err == nil {
+		for id, c := range added {
+			q.counts[id] += c
+		}
+	}
+	for id, h := range handed {
+		if err == nil {
+			h.upTo = lastSeq[id]
+		}
+		h.done = true
+		close(h.written)
+	}
+	q.mu.Unlock()
 	if err != nil {
 		return false, err
 	}
-	q.mu.Lock()
-	for id, c := range added {
-		q.counts[id] += c
-	}
-	q.mu.Unlock()
 	for id := range added {
-		q.kick(id)
+		if handed[id] == nil {
+			q.kick(id)
+		}
 	}
 	for id, d := range dropped {
 		slog.Warn("appservice queue full: events dropped", "appservice", id, "dropped", d)
@@ -198,12 +229,12 @@ func (q *Queue) step(ctx context.Context, pos uint64) (done bool, err error) {
 	return false, nil
 }
 
-func putEntry(tx *store.Tx, id string, v []byte) error {
+func putEntry(tx *store.Tx, id string, v []byte) (uint64, error) {
 	seq, err := tx.NextID(store.AppserviceQueue)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return tx.Put(store.AppserviceQueue, append(store.Key(id, ""), store.PutU64(seq)...), v)
+	return seq, tx.Put(store.AppserviceQueue, append(store.Key(id, ""), store.PutU64(seq)...), v)
 }
 
 func loadState(tx *store.Tx, id string) (queueState, error) {

@@ -15,6 +15,7 @@ import (
 type Events interface {
 	EventsAfter(from, to uint64, fn func(*room.StreamEvent) error) error
 	LocalJoinedAndAlias(roomID string) (members []string, alias string, err error)
+	JoinedRooms(userID string) ([]string, error)
 }
 
 // roomFacts is what interest in a room's events depends on beyond the
@@ -22,6 +23,30 @@ type Events interface {
 type roomFacts struct {
 	members []string
 	alias   string
+	// owns says, per appservice, whether one of its users is among
+	// members, worked out on first need: a portal of 100 ghosts with 50
+	// appservices registered would otherwise cost 5,000 regex matches
+	// per event.
+	owns map[*Service]bool
+}
+
+// hasMember reports whether one of s's users is a joined local member.
+func (f *roomFacts) hasMember(s *Service) bool {
+	if v, ok := f.owns[s]; ok {
+		return v
+	}
+	v := false
+	for _, m := range f.members {
+		if s.OwnsUser(m) {
+			v = true
+			break
+		}
+	}
+	if f.owns == nil {
+		f.owns = map[*Service]bool{}
+	}
+	f.owns[s] = v
+	return v
 }
 
 // maxRoomFacts bounds the follower's cache of room facts.
@@ -95,6 +120,11 @@ type Queue struct {
 	wg      sync.WaitGroup
 	workers map[string]chan struct{} // wake channel of each running worker
 	counts  map[string]int           // entries queued per appservice
+	// handoffs are the batches the follower passed to idle workers
+	// (handoff.go), writing the queueFor writes in progress, per
+	// appservice.
+	handoffs map[string]*handoff
+	writing  map[string]int
 	// scanned is how far the follower has looked without finding
 	// anything to queue (only it touches this): the stored position
 	// moves only with entries, so a server without appservices, or
@@ -113,7 +143,8 @@ type Queue struct {
 // NewQueue returns the queue of reg's appservices; Start runs it.
 func NewQueue(reg *Registry, db *store.DB, events Events, waiter Waiter) *Queue {
 	q := &Queue{reg: reg, db: db, events: events, waiter: waiter, minBackoff: 5 * time.Second, maxBackoff: time.Hour,
-		sendTimeout: requestTimeout, maxQueued: maxQueuedPerAS, workers: map[string]chan struct{}{}, counts: map[string]int{}}
+		sendTimeout: requestTimeout, maxQueued: maxQueuedPerAS, workers: map[string]chan struct{}{}, counts: map[string]int{},
+		handoffs: map[string]*handoff{}, writing: map[string]int{}}
 	reg.queued = q.queued
 	reg.onPing = q.Wake
 	reg.reset = q.forget

@@ -84,17 +84,27 @@ func (q *Queue) sendOne(ctx context.Context, s *Service, inFlight *uint64) (more
 	var st queueState
 	var txn transaction
 	var upTo uint64
+	var h *handoff // events the follower is writing now (handoff.go)
 	err = q.db.View(func(tx *store.Tx) error {
 		var err error
 		if st, err = loadState(tx, id); err != nil {
 			return err
 		}
+		// A retry of MSC3202 data alone goes first, under its own
+		// transaction ID and exactly as before; a hand-off waiting
+		// meanwhile is taken by the next call.
+		if q.e2eeRetry(s, st, *inFlight) {
+			return nil
+		}
+		// Taken inside the read: a hand-off made later is of entries
+		// this read cannot see, so none is sent both ways.
+		if h = q.takeHandoff(id); h != nil {
+			txn.Events = h.events
+			return nil
+		}
 		pending := st.PendingUpTo
 		if pending == 0 {
 			pending = *inFlight
-		}
-		if q.e2eeRetry(s, st, *inFlight) {
-			return nil // a retry of MSC3202 data alone
 		}
 		prefix := store.Key(id, "")
 		c := tx.Cursor(store.AppserviceQueue)
@@ -117,6 +127,9 @@ func (q *Queue) sendOne(ctx context.Context, s *Service, inFlight *uint64) (more
 		}
 		return nil
 	})
+	if h != nil {
+		defer q.endHandoff(id, h)
+	}
 	if err != nil {
 		*inFlight = 0
 		return false, 0, err
@@ -125,7 +138,7 @@ func (q *Queue) sendOne(ctx context.Context, s *Service, inFlight *uint64) (more
 	if err != nil {
 		return true, q.minBackoff, err
 	}
-	if upTo == 0 && part == nil {
+	if upTo == 0 && h == nil && part == nil {
 		*inFlight = 0
 		return false, 0, nil
 	}
@@ -145,6 +158,13 @@ func (q *Queue) sendOne(ctx context.Context, s *Service, inFlight *uint64) (more
 	cancel()
 	if ctx.Err() != nil {
 		return false, 0, ctx.Err()
+	}
+	if h != nil {
+		<-h.written
+		if upTo = h.upTo; upTo == 0 {
+			return true, 0, sendErr // not written: the follower looks at them again
+		}
+		*inFlight = upTo
 	}
 	deleted := 0
 	err = q.db.Update(context.WithoutCancel(ctx), func(tx *store.Tx) error {

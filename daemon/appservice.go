@@ -7,8 +7,9 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/hearth-chat/hearth/appservice"
 	"log/slog"
+
+	"github.com/hearth-chat/hearth/appservice"
 
 	"github.com/hearth-chat/hearth/internal/account"
 	"github.com/hearth-chat/hearth/internal/e2ee"
@@ -23,26 +24,12 @@ import (
 type appserviceAPI struct {
 	*appservice.Registry // queries and ping
 	q                    *appservice.Queue
-	rooms                *room.Engine
 }
 
-// Ephemeral queues a local user's typing or receipt in roomID for the
-// appservices with a user in that room (MSC2409).
-func (a appserviceAPI) Ephemeral(ctx context.Context, userID, roomID string, ev map[string]any) {
-	if !a.q.WantsEphemeral() {
-		return // no member list read for each typing notification
-	}
-	members, err := a.rooms.JoinedMembers(userID, roomID)
-	if err != nil {
-		return // not joined (a receipt in a room left meanwhile): nothing to tell
-	}
-	ids := make([]string, 0, len(members))
-	for m := range members {
-		ids = append(ids, m)
-	}
-	if err := a.q.QueueEphemeral(ctx, roomID, ids, ev); err != nil {
-		slog.Info("appservice: queue ephemeral event", "room", roomID, "err", err)
-	}
+// Presence queues a local user's presence change for the appservices
+// (MSC2409).
+func (a appserviceAPI) Presence(ctx context.Context, userID string, content map[string]any) {
+	a.q.Presence(ctx, userID, content)
 }
 
 func (a appserviceAPI) ByToken(token string) matrix.Appservice {

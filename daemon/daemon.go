@@ -166,8 +166,11 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	if err := d.asQueue.Start(); err != nil {
 		return abort(err)
 	}
-	d.closers.pushFunc("appservice queue", d.asQueue.Stop)
-	api.SetAppservices(appserviceAPI{d.appsvc, d.asQueue, d.rooms})
+	// Typing and read receipts, local and remote, reach the appservices
+	// from the room engine (MSC2409).
+	d.rooms.OnEphemeral(d.asQueue.Ephemeral)
+	d.closers.pushFunc("appservice queue", func() { d.rooms.OnEphemeral(nil); d.asQueue.Stop() })
+	api.SetAppservices(appserviceAPI{d.appsvc, d.asQueue})
 	d.nearby = &nearbyDir{}
 	api.SetNearby(d.nearby)
 	mediaRepo, err := media.New(db, media.Config{Dir: filepath.Join(cfg.DataDir, "media"), ServerName: cfg.ServerName,

@@ -70,7 +70,8 @@ func (d *Daemon) startFederation(key *secrets.SigningKey, sec secrets.Store, not
 	keys := serverkeys.New(d.db, id, keyClient, notaries)
 	q := queue.New(d.db, d.rooms, notifier, client, name)
 	svc := federation.New(federation.Config{ServerName: name, KeyID: keyID, Key: key.Key, DB: d.db, Rooms: d.rooms,
-		Accounts: d.accounts, KeyRing: keys.KeyRing(), Client: client, Queue: q, WellKnownServer: cfg.WellKnownServer, Media: api.Media(), Keys: d.keys})
+		Accounts: d.accounts, KeyRing: keys.KeyRing(), Client: client, Queue: q, WellKnownServer: cfg.WellKnownServer, Media: api.Media(), Keys: d.keys,
+		Presence: d.asQueue.Presence})
 	d.keys.SetRemote(svc) // remote users' keys and to-device messages (federation/userkeys.go)
 	keys.Register(svc.Mux())
 	if m := api.Media(); m != nil {

@@ -139,6 +139,13 @@ func (s *Service) receivePresence(ctx context.Context, origin spec.ServerName, c
 		s.presence.set(u.UserID, presenceEntry{presence: u.Presence, statusMsg: u.StatusMsg,
 			lastActive: s.now().Add(-time.Duration(max(u.LastActiveAgo, 0)) * time.Millisecond), currentlyActive: u.CurrentlyActive})
 		changed = append(changed, u.UserID)
+		if s.cfg.Presence != nil {
+			c := map[string]any{"presence": u.Presence, "last_active_ago": max(u.LastActiveAgo, 0), "currently_active": u.CurrentlyActive}
+			if u.StatusMsg != "" {
+				c["status_msg"] = u.StatusMsg
+			}
+			s.cfg.Presence(ctx, u.UserID, c)
+		}
 	}
 	if len(changed) == 0 {
 		return nil

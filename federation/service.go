@@ -61,6 +61,10 @@ type Config struct {
 	// OriginRate and OriginBurst are the per-origin request limit
 	// (ratelimit.go); zero takes the defaults, 50/s with bursts of 200.
 	OriginRate, OriginBurst float64
+	// Presence, when set, hears each remote user's presence this server
+	// keeps (m.presence content as /sync shows it): the application
+	// services' queue, which local changes reach too (MSC2409).
+	Presence func(ctx context.Context, userID string, content map[string]any)
 }
 
 // Service serves the Server-Server API and makes the outbound calls.

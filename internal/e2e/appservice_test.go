@@ -29,6 +29,7 @@ func newTestBridge(t *testing.T, d *Daemon, name string) *testBridge {
 	t.Helper()
 	addr := freeAddr(t)
 	host, port, _ := net.SplitHostPort(addr)
+	serverName := d.ServerName()
 	p, _ := strconv.Atoi(port)
 	reg := appservice.CreateRegistration()
 	reg.ID = name

@@ -36,8 +36,9 @@ type Engine struct {
 	sliding slidingCache // bump stamps and room types for sliding sync (sliding.go)
 	index   roomIndex    // rooms' last and member-event positions for sliding sync (sliding_index.go)
 
-	pushRooms pushFactsCache // what PushEventsAfter tells of each room (follow_push_facts.go)
-	allowed   allowedCache   // auth decisions for message events (perform_send_allowed.go)
+	pushRooms pushFactsCache    // what PushEventsAfter tells of each room (follow_push_facts.go)
+	allowed   allowedCache      // auth decisions for message events (perform_send_allowed.go)
+	observer  ephemeralObserver // who else hears of typing and receipts (perform_ephemeral_observe.go)
 }
 
 // Config is what the engine needs from the daemon.

@@ -41,6 +41,12 @@ func (e *Engine) SetTyping(userID, roomID string, typing bool, timeout time.Dura
 }
 
 func (e *Engine) setTyping(userID, roomID string, typing bool, timeout time.Duration) {
+	changed := false
+	defer func() { // after the unlock below
+		if changed {
+			e.emitTyping(roomID)
+		}
+	}()
 	e.typingMu.Lock()
 	defer e.typingMu.Unlock()
 	r := e.typingRooms[roomID]
@@ -61,6 +67,7 @@ func (e *Engine) setTyping(userID, roomID string, typing bool, timeout time.Dura
 	}
 	if was != typing {
 		r.changedAt = e.notifier.Bump()
+		changed = true
 	}
 }
 
@@ -104,7 +111,8 @@ func (e *Engine) SetReceipt(ctx context.Context, userID, roomID, typ, eventID, t
 	if typ != "m.read" && typ != "m.read.private" && typ != "m.fully_read" {
 		return matrixerr.InvalidParam("unknown receipt type " + typ)
 	}
-	return e.db.Update(ctx, func(tx *store.Tx) error {
+	ts := time.Now().UnixMilli()
+	err := e.db.Update(ctx, func(tx *store.Tx) error {
 		info, err := roomInfo(tx, roomID)
 		if err != nil {
 			return err
@@ -123,7 +131,7 @@ func (e *Engine) SetReceipt(ctx context.Context, userID, roomID, typ, eventID, t
 		if threadID != "" && threadID != threadOf(ev) && threadID != eventID {
 			return matrixerr.InvalidParam("the event is not in thread " + threadID)
 		}
-		b, _ := json.Marshal(receipt{EventID: eventID, TS: time.Now().UnixMilli(), ThreadID: threadID})
+		b, _ := json.Marshal(receipt{EventID: eventID, TS: ts, ThreadID: threadID})
 		if err := tx.Put(store.Receipts, receiptKey(info.NID, typ, threadID, userID), b); err != nil {
 			return err
 		}
@@ -134,6 +142,10 @@ func (e *Engine) SetReceipt(ctx context.Context, userID, roomID, typ, eventID, t
 		_, err = tx.AppendChange(c)
 		return err
 	})
+	if err == nil && typ == "m.read" {
+		e.emitReceipt(roomID, userID, eventID, threadID, ts)
+	}
+	return err
 }
 
 // threadOf is the thread an event belongs to for receipts: its thread

@@ -26,10 +26,11 @@ type Appservices interface {
 	// Ping calls POST {url}/_matrix/app/v1/ping of appservice id; its
 	// errors are the spec's (M_URL_NOT_SET, M_CONNECTION_FAILED, …).
 	Ping(ctx context.Context, id, txnID string) error
-	// Ephemeral queues a local user's ephemeral event (m.typing,
-	// m.receipt) in roomID for the appservices that asked for them
-	// (MSC2409); best effort.
-	Ephemeral(ctx context.Context, userID, roomID string, ev map[string]any)
+	// Presence queues a local user's new presence (m.presence content)
+	// for the appservices that asked for ephemeral events (MSC2409);
+	// best effort. (Typing and receipts reach them from the room
+	// engine, room.Engine.OnEphemeral.)
+	Presence(ctx context.Context, userID string, content map[string]any)
 	// ToDevice queues a local user's to-device messages for the devices
 	// of appservice users (MSC4203); devices lists a user's devices, for
 	// "*". Best effort.
@@ -62,7 +63,7 @@ type Appservice interface {
 
 // SetAppservices enables the as_token: identity assertion, registration
 // of namespaced users and exclusive namespaces.
-func (s *Server) SetAppservices(a Appservices) { s.appsvc = a }
+func (s *Server) SetAppservices(a Appservices) { s.appsvc, s.presence.appsvc = a, a }
 
 func (s *Server) appserviceRoutes() {
 	s.mux.HandleFunc("POST /_matrix/client/v1/appservice/{appserviceId}/ping", s.authed(s.appservicePing))

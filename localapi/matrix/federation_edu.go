@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"time"
 )
 
 // The client API's ephemeral events that other servers in a room must
@@ -13,16 +12,6 @@ import (
 // the EDU is logged, never returned to the client.
 
 func (s *Server) federateTyping(r *http.Request, c *caller, roomID string, typing bool) {
-	if s.appsvc != nil {
-		// One user's change: m.typing lists who types now, which for
-		// this event is them or nobody (MSC2409 in transactions).
-		ids := []string{}
-		if typing {
-			ids = append(ids, c.UserID)
-		}
-		s.appsvc.Ephemeral(context.WithoutCancel(r.Context()), c.UserID, roomID,
-			map[string]any{"type": "m.typing", "room_id": roomID, "content": map[string]any{"user_ids": ids}})
-	}
 	if s.fed == nil {
 		return
 	}
@@ -34,14 +23,6 @@ func (s *Server) federateTyping(r *http.Request, c *caller, roomID string, typin
 // federateReceipt sends a public read receipt (m.read); private receipts
 // and the fully-read marker stay on this server.
 func (s *Server) federateReceipt(r *http.Request, c *caller, roomID, eventID, threadID string) {
-	if s.appsvc != nil {
-		data := map[string]any{"ts": time.Now().UnixMilli()}
-		if threadID != "" {
-			data["thread_id"] = threadID
-		}
-		s.appsvc.Ephemeral(context.WithoutCancel(r.Context()), c.UserID, roomID, map[string]any{"type": "m.receipt", "room_id": roomID,
-			"content": map[string]any{eventID: map[string]any{"m.read": map[string]any{c.UserID: data}}}})
-	}
 	if s.fed == nil {
 		return
 	}

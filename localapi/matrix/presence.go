@@ -30,6 +30,9 @@ type presence struct {
 	// fed announces local users' presence to other servers and knows
 	// theirs; nil while federation is off (set by SetFederation).
 	fed Federation
+	// appsvc hears of each change for the application services
+	// (MSC2409); nil without any (set by SetAppservices).
+	appsvc Appservices
 	// closed stops the settling that runs outside requests (a request's
 	// end, a device's expiry) once the store is about to close; background
 	// counts those running.
@@ -285,8 +288,16 @@ func (p *presence) set(ctx context.Context, c *caller, state, statusMsg string) 
 }
 
 // announce sends a local user's new presence over federation
-// (Server-Server API §"Presence"); a failure costs only the update.
+// (Server-Server API §"Presence") and to the application services; a
+// failure costs only the update.
 func (p *presence) announce(ctx context.Context, userID, state, statusMsg string) {
+	if p.appsvc != nil {
+		c := map[string]any{"presence": state, "last_active_ago": 0, "currently_active": state == "online"}
+		if statusMsg != "" {
+			c["status_msg"] = statusMsg
+		}
+		p.appsvc.Presence(context.WithoutCancel(ctx), userID, c)
+	}
 	if p.fed == nil {
 		return
 	}
