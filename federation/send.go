@@ -241,17 +241,21 @@ type candidate struct {
 // origin may send it, and verifies its signatures, a share of the
 // candidates on each core: these checks need no room state, and ed25519
 // verification and the canonical JSON and hashes of parsing are most of
-// a transaction's cost.
+// a transaction's cost. The bytes an event's signatures cover are made
+// once and give its event ID too, and the senders' keys are read once
+// per transaction (pdu_verify.go).
 func (s *Service) checkPDUs(ctx context.Context, origin spec.ServerName, cands []candidate) {
+	keys := newSigKeys(s.cfg.KeyRing)
 	check := func(c *candidate) {
-		c.pdu, c.err = parseUntrusted(c.version, c.roomID, c.raw)
+		var signed []byte
+		c.pdu, signed, c.err = parseSigned(c.version, c.roomID, c.raw)
 		if c.pdu == nil || c.err != nil {
 			return
 		}
 		if c.err = s.checkOrigin(c.pdu, origin); c.err != nil {
 			return
 		}
-		if err := gomatrixserverlib.VerifyEventSignatures(ctx, c.pdu, s.cfg.KeyRing, userIDForSender); err != nil {
+		if err := s.verifySigned(ctx, gomatrixserverlib.MustGetRoomVersion(c.version), c.pdu, signed, keys); err != nil {
 			c.err, c.badSig = fmt.Errorf("bad signature: %w", err), true
 		}
 	}
@@ -310,29 +314,42 @@ func (s *Service) parsePDU(ctx context.Context, raw json.RawMessage) (gomatrixse
 // returns an event failing its content hash already redacted, as the spec
 // requires, and panics later on a room ID it parsed but cannot use; both
 // are handled here.
-func parseUntrusted(version gomatrixserverlib.RoomVersion, roomID string, raw []byte) (pdu gomatrixserverlib.PDU, err error) {
+func parseUntrusted(version gomatrixserverlib.RoomVersion, roomID string, raw []byte) (gomatrixserverlib.PDU, error) {
+	pdu, _, err := parseSigned(version, roomID, raw)
+	return pdu, err
+}
+
+// parseSigned is parseUntrusted that also returns the bytes the event's
+// signatures cover (signingBytes, pdu_verify.go), from which its event ID
+// was computed.
+func parseSigned(version gomatrixserverlib.RoomVersion, roomID string, raw []byte) (pdu gomatrixserverlib.PDU, signed []byte, err error) {
 	ver, err := gomatrixserverlib.GetRoomVersion(version)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	pdu, err = ver.NewEventFromUntrustedJSON(raw)
 	if err != nil {
 		if pdu != nil {
 			pdu.EventID()
 		}
-		return pdu, fmt.Errorf("invalid event: %w", err)
+		return pdu, nil, fmt.Errorf("invalid event: %w", err)
 	}
 	if _, err := spec.NewRoomID(roomID); err != nil {
-		return nil, fmt.Errorf("invalid room ID: %w", err)
+		return nil, nil, fmt.Errorf("invalid room ID: %w", err)
 	}
 	if pdu.RoomID().String() != roomID {
-		return nil, errors.New("room ID mismatch")
+		return nil, nil, errors.New("room ID mismatch")
+	}
+	if signed, err = signingBytes(ver, pdu.JSON()); err != nil {
+		return nil, nil, fmt.Errorf("invalid event: %w", err)
+	}
+	if pdu, err = withEventID(ver, pdu, signed); err != nil {
+		return nil, nil, fmt.Errorf("invalid event: %w", err)
 	}
 	if pdu.Depth() < 0 || pdu.Depth() > maxDepth {
-		return pdu, errors.New("depth out of range")
+		return pdu, nil, errors.New("depth out of range")
 	}
-	pdu.EventID()
-	return pdu, nil
+	return pdu, signed, nil
 }
 
 // maxDepth is the largest depth the spec's canonical JSON allows.
