@@ -286,25 +286,19 @@ func (s *Service) checkOrigin(pdu gomatrixserverlib.PDU, origin spec.ServerName)
 	return s.checkACL(pdu.RoomID().String(), origin) // Server ACLs (acl.go)
 }
 
-// parseForRoom parses an event of a room this server knows, for that
-// room's version.
-func (s *Service) parseForRoom(raw json.RawMessage) (gomatrixserverlib.PDU, error) {
+// parsePDU parses and signature-checks an event for a room this server is
+// in. It returns the event with an error when only the checks failed.
+func (s *Service) parsePDU(ctx context.Context, raw json.RawMessage) (gomatrixserverlib.PDU, error) {
 	roomID := gjson.GetBytes(raw, "room_id").String()
 	version, err := s.cfg.Rooms.RoomVersion(roomID)
 	if err != nil {
 		return nil, fmt.Errorf("room %q is not known here", roomID)
 	}
-	return parseUntrusted(version, roomID, raw)
-}
-
-// parsePDU parses and signature-checks an event for a room this server is
-// in. It returns the event with an error when only the checks failed.
-func (s *Service) parsePDU(ctx context.Context, raw json.RawMessage) (gomatrixserverlib.PDU, error) {
-	pdu, err := s.parseForRoom(raw)
+	pdu, signed, err := parseSigned(version, roomID, raw)
 	if pdu == nil || err != nil {
 		return pdu, err
 	}
-	if err := gomatrixserverlib.VerifyEventSignatures(ctx, pdu, s.cfg.KeyRing, userIDForSender); err != nil {
+	if err := s.verifySigned(ctx, gomatrixserverlib.MustGetRoomVersion(version), pdu, signed, newSigKeys(s.cfg.KeyRing)); err != nil {
 		return pdu, fmt.Errorf("bad signature: %w", err)
 	}
 	return pdu, nil
