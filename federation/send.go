@@ -246,13 +246,21 @@ type candidate struct {
 // per transaction (pdu_verify.go).
 func (s *Service) checkPDUs(ctx context.Context, origin spec.ServerName, cands []candidate) {
 	keys := newSigKeys(s.cfg.KeyRing)
+	// Each room's server ACL is read once: none of the transaction's
+	// events is stored before all are checked, so all would see the same.
+	acl := map[string]error{}
+	for _, c := range cands {
+		if _, ok := acl[c.roomID]; !ok {
+			acl[c.roomID] = s.checkACL(c.roomID, origin) // Server ACLs (acl.go)
+		}
+	}
 	check := func(c *candidate) {
 		var signed []byte
 		c.pdu, signed, c.err = parseSigned(c.version, c.roomID, c.raw)
 		if c.pdu == nil || c.err != nil {
 			return
 		}
-		if c.err = s.checkOrigin(c.pdu, origin); c.err != nil {
+		if c.err = checkOrigin(c.pdu, origin, acl[c.roomID]); c.err != nil {
 			return
 		}
 		if err := s.verifySigned(ctx, gomatrixserverlib.MustGetRoomVersion(c.version), c.pdu, signed, keys); err != nil {
@@ -278,12 +286,13 @@ func (s *Service) checkPDUs(ctx context.Context, origin spec.ServerName, cands [
 
 // checkOrigin checks that origin may send pdu: its sender is a user of
 // origin (or it is a member event the resident server relays), and the
-// room's server ACL lets origin in.
-func (s *Service) checkOrigin(pdu gomatrixserverlib.PDU, origin spec.ServerName) error {
+// room's server ACL lets origin in (aclErr, checkACL's answer for the
+// room).
+func checkOrigin(pdu gomatrixserverlib.PDU, origin spec.ServerName, aclErr error) error {
 	if serverOf(string(pdu.SenderID())) != string(origin) && pdu.Type() != spec.MRoomMember {
 		return errors.New("event was not sent by its sender's server")
 	}
-	return s.checkACL(pdu.RoomID().String(), origin) // Server ACLs (acl.go)
+	return aclErr
 }
 
 // parsePDU parses and signature-checks an event for a room this server is
