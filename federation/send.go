@@ -239,17 +239,29 @@ type candidate struct {
 // origin may send it, and verifies its signatures, a share of the
 // candidates on each core: these checks need no room state, and ed25519
 // verification and the canonical JSON and hashes of parsing are most of
-// a transaction's cost.
+// a transaction's cost. The bytes an event's signatures cover are made
+// once and give its event ID too, and the senders' keys are read once
+// per transaction (pdu_verify.go).
 func (s *Service) checkPDUs(ctx context.Context, origin spec.ServerName, cands []candidate) {
+	keys := newSigKeys(s.cfg.KeyRing)
+	// Each room's server ACL is read once: none of the transaction's
+	// events is stored before all are checked, so all would see the same.
+	acl := map[string]error{}
+	for _, c := range cands {
+		if _, ok := acl[c.roomID]; !ok {
+			acl[c.roomID] = s.checkACL(c.roomID, origin) // Server ACLs (acl.go)
+		}
+	}
 	check := func(c *candidate) {
-		c.pdu, c.err = parseUntrusted(c.version, c.roomID, c.raw)
+		var signed []byte
+		c.pdu, signed, c.err = parseSigned(c.version, c.roomID, c.raw)
 		if c.pdu == nil || c.err != nil {
 			return
 		}
-		if c.err = s.checkOrigin(c.pdu, origin); c.err != nil {
+		if c.err = checkOrigin(c.pdu, origin, acl[c.roomID]); c.err != nil {
 			return
 		}
-		if err := gomatrixserverlib.VerifyEventSignatures(ctx, c.pdu, s.cfg.KeyRing, userIDForSender); err != nil {
+		if err := s.verifySigned(ctx, gomatrixserverlib.MustGetRoomVersion(c.version), c.pdu, signed, keys); err != nil {
 			c.err, c.badSig = fmt.Errorf("bad signature: %w", err), true
 		}
 	}
@@ -272,33 +284,28 @@ func (s *Service) checkPDUs(ctx context.Context, origin spec.ServerName, cands [
 
 // checkOrigin checks that origin may send pdu: its sender is a user of
 // origin (or it is a member event the resident server relays), and the
-// room's server ACL lets origin in.
-func (s *Service) checkOrigin(pdu gomatrixserverlib.PDU, origin spec.ServerName) error {
+// room's server ACL lets origin in (aclErr, checkACL's answer for the
+// room).
+func checkOrigin(pdu gomatrixserverlib.PDU, origin spec.ServerName, aclErr error) error {
 	if serverOf(string(pdu.SenderID())) != string(origin) && pdu.Type() != spec.MRoomMember {
 		return errors.New("event was not sent by its sender's server")
 	}
-	return s.checkACL(pdu.RoomID().String(), origin) // Server ACLs (acl.go)
-}
-
-// parseForRoom parses an event of a room this server knows, for that
-// room's version.
-func (s *Service) parseForRoom(raw json.RawMessage) (gomatrixserverlib.PDU, error) {
-	roomID := gjson.GetBytes(raw, "room_id").String()
-	version, err := s.cfg.Rooms.RoomVersion(roomID)
-	if err != nil {
-		return nil, fmt.Errorf("room %q is not known here", roomID)
-	}
-	return parseUntrusted(version, roomID, raw)
+	return aclErr
 }
 
 // parsePDU parses and signature-checks an event for a room this server is
 // in. It returns the event with an error when only the checks failed.
 func (s *Service) parsePDU(ctx context.Context, raw json.RawMessage) (gomatrixserverlib.PDU, error) {
-	pdu, err := s.parseForRoom(raw)
+	roomID := gjson.GetBytes(raw, "room_id").String()
+	version, err := s.cfg.Rooms.RoomVersion(roomID)
+	if err != nil {
+		return nil, fmt.Errorf("room %q is not known here", roomID)
+	}
+	pdu, signed, err := parseSigned(version, roomID, raw)
 	if pdu == nil || err != nil {
 		return pdu, err
 	}
-	if err := gomatrixserverlib.VerifyEventSignatures(ctx, pdu, s.cfg.KeyRing, userIDForSender); err != nil {
+	if err := s.verifySigned(ctx, gomatrixserverlib.MustGetRoomVersion(version), pdu, signed, newSigKeys(s.cfg.KeyRing)); err != nil {
 		return pdu, fmt.Errorf("bad signature: %w", err)
 	}
 	return pdu, nil
@@ -308,29 +315,42 @@ func (s *Service) parsePDU(ctx context.Context, raw json.RawMessage) (gomatrixse
 // returns an event failing its content hash already redacted, as the spec
 // requires, and panics later on a room ID it parsed but cannot use; both
 // are handled here.
-func parseUntrusted(version gomatrixserverlib.RoomVersion, roomID string, raw []byte) (pdu gomatrixserverlib.PDU, err error) {
+func parseUntrusted(version gomatrixserverlib.RoomVersion, roomID string, raw []byte) (gomatrixserverlib.PDU, error) {
+	pdu, _, err := parseSigned(version, roomID, raw)
+	return pdu, err
+}
+
+// parseSigned is parseUntrusted that also returns the bytes the event's
+// signatures cover (signingBytes, pdu_verify.go), from which its event ID
+// was computed.
+func parseSigned(version gomatrixserverlib.RoomVersion, roomID string, raw []byte) (pdu gomatrixserverlib.PDU, signed []byte, err error) {
 	ver, err := gomatrixserverlib.GetRoomVersion(version)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	pdu, err = ver.NewEventFromUntrustedJSON(raw)
 	if err != nil {
 		if pdu != nil {
 			pdu.EventID()
 		}
-		return pdu, fmt.Errorf("invalid event: %w", err)
+		return pdu, nil, fmt.Errorf("invalid event: %w", err)
 	}
 	if _, err := spec.NewRoomID(roomID); err != nil {
-		return nil, fmt.Errorf("invalid room ID: %w", err)
+		return nil, nil, fmt.Errorf("invalid room ID: %w", err)
 	}
 	if pdu.RoomID().String() != roomID {
-		return nil, errors.New("room ID mismatch")
+		return nil, nil, errors.New("room ID mismatch")
+	}
+	if signed, err = signingBytes(ver, pdu.JSON()); err != nil {
+		return nil, nil, fmt.Errorf("invalid event: %w", err)
+	}
+	if pdu, err = withEventID(ver, pdu, signed); err != nil {
+		return nil, nil, fmt.Errorf("invalid event: %w", err)
 	}
 	if pdu.Depth() < 0 || pdu.Depth() > maxDepth {
-		return pdu, errors.New("depth out of range")
+		return pdu, nil, errors.New("depth out of range")
 	}
-	pdu.EventID()
-	return pdu, nil
+	return pdu, signed, nil
 }
 
 // maxDepth is the largest depth the spec's canonical JSON allows.
