@@ -19,7 +19,8 @@ type Tx struct {
 	// /sync's CPU (docs/performance.md, "Delivery: one response built
 	// once"). A transaction sees one snapshot, so an opened bucket stays
 	// valid for its whole life.
-	opened []openedBucket
+	opened  []openedBucket
+	opened0 [8]openedBucket // opened's first backing array
 }
 
 type openedBucket struct {
@@ -39,6 +40,9 @@ func (tx *Tx) Bucket(name []byte) *bolt.Bucket {
 	}
 	b := tx.btx.Bucket(name)
 	if b != nil {
+		if tx.opened == nil {
+			tx.opened = tx.opened0[:0]
+		}
 		tx.opened = append(tx.opened, openedBucket{string(name), b})
 	}
 	return b
