@@ -40,6 +40,7 @@ type Engine struct {
 	seq     sequencer    // per-room queues of sends (sequencer.go)
 	sliding slidingCache // bump stamps and room types for sliding sync (sliding.go)
 	index   roomIndex    // rooms' last and member-event positions for sliding sync (sliding_index.go)
+	spans   spanMemo     // change kinds of the spans woken /syncs ask about (syncspan.go)
 }
 
 // Config is what the engine needs from the daemon.
