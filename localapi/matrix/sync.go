@@ -160,6 +160,12 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *caller) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
+	if s.caughtUp(c, since, pos, eph, fullState, timeout) && s.awaitNews(ctx, c, pos, eph) == nil {
+		pos, eph = s.rooms.Pos()
+		if s.push != nil {
+			s.push.AwaitCounts(ctx, pos)
+		}
+	}
 	for {
 		resp, empty, err := s.buildSync(c, since, syncToken{pos, eph}, f, fullState, mode)
 		if err != nil {
