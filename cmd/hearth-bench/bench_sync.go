@@ -59,7 +59,7 @@ func benchSyncDelivery(ctx context.Context, b *bench) []row {
 
 	// Receivers: recv[i][seq] is when client i got message seq.
 	recv := make([][]time.Time, n)
-	var dups, limited atomic.Int64
+	var dups, limited, responses atomic.Int64
 	var recvErr error
 	var errOnce sync.Once
 	pctx, cancel := context.WithCancel(ctx)
@@ -80,6 +80,7 @@ func benchSyncDelivery(ctx context.Context, b *bench) []row {
 					return
 				}
 				now := time.Now()
+				responses.Add(1)
 				since = r.NextBatch
 				jr, ok := r.Rooms.Join[roomID]
 				if !ok {
@@ -108,7 +109,7 @@ func benchSyncDelivery(ctx context.Context, b *bench) []row {
 		return fail(err)
 	}
 
-	cpu := startCPU(d.pid)
+	cpu, resp0 := startCPU(d.pid), responses.Load()
 	sent := make([]time.Time, msgs)
 	var sendLat []time.Duration
 	for seq := range msgs {
@@ -124,6 +125,14 @@ func benchSyncDelivery(ctx context.Context, b *bench) []row {
 		}
 	}
 	cpuUse := cpu.String()
+	// The daemon's CPU per /sync response (the sends' own cost shared
+	// among them): unlike wall-clock latency, barely moved by the load of
+	// other processes on the machine.
+	if t, err := cpu.srvCPU(); err == nil {
+		if n := responses.Load() - resp0; n > 0 {
+			cpuUse += fmt.Sprintf(", %d µs per /sync response", t.Microseconds()/n)
+		}
+	}
 	// Give stragglers up to 30 s, then stop the pollers.
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()

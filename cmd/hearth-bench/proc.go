@@ -92,6 +92,15 @@ func (m *cpuMeter) String() string {
 		100*float64(self-m.self0)/clockTicks/wall)
 }
 
+// srvCPU is the daemon's CPU time (user+system) since startCPU.
+func (m *cpuMeter) srvCPU() (time.Duration, error) {
+	srv, err := cpuTicks(m.pid)
+	if err != nil {
+		return 0, err
+	}
+	return time.Duration(float64(srv-m.srv) / clockTicks * float64(time.Second)), nil
+}
+
 // rssDetail is VmRSS split into RssAnon (heap, stacks: memory the daemon
 // allocated) and RssFile (file pages mapped and resident: the binary's
 // text and bbolt's mmap of hearth.db, which the kernel can drop).

@@ -43,6 +43,10 @@ type SyncRequest struct {
 	// StateAfter asks for a room's state at the end of its timeline
 	// rather than at its start (MSC4222, spec v1.16 use_state_after).
 	StateAfter bool
+	// Kinds, when read (Engine.SpanChangeKinds of Since, Now), lets an
+	// incremental sync skip reading the change log for receipts and state
+	// moves when the span holds neither.
+	Kinds ChangeKinds
 }
 
 // Timeline is a room's timeline section.

@@ -148,7 +148,7 @@ type roomChanges struct {
 // an initial sync, which reports everything anyway).
 func roomChangesSince(tx *store.Tx, req SyncRequest) (roomChanges, error) {
 	rc := roomChanges{receipts: map[string]map[string]bool{}, stateMoved: map[string]bool{}}
-	if req.Since == 0 {
+	if req.Since == 0 || (!req.Kinds.Has(ChangeState) && !req.Kinds.Has(ChangeReceipt)) {
 		return rc, nil
 	}
 	err := tx.ChangesSince(req.Since, req.Now, func(_ uint64, c store.Change) error {

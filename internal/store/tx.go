@@ -12,17 +12,48 @@ import (
 type Tx struct {
 	btx *bolt.Tx
 	pos uint64 // cached stream position once read in this transaction
+	// opened are the top-level buckets a read-only transaction has
+	// opened. bbolt caches a transaction's buckets only when it is
+	// writable: in a read-only one every Get or Cursor looked its bucket
+	// up again from the root and allocated it anew, about a tenth of a
+	// /sync's CPU (docs/performance.md, "Delivery: one response built
+	// once"). A transaction sees one snapshot, so an opened bucket stays
+	// valid for its whole life.
+	opened  []openedBucket
+	opened0 [8]openedBucket // opened's first backing array
+}
+
+type openedBucket struct {
+	name   string
+	bucket *bolt.Bucket
 }
 
 // Bucket returns a top-level bucket; every bucket exists after Open.
-func (tx *Tx) Bucket(name []byte) *bolt.Bucket { return tx.btx.Bucket(name) }
+func (tx *Tx) Bucket(name []byte) *bolt.Bucket {
+	if tx.btx.Writable() {
+		return tx.btx.Bucket(name) // bbolt caches these itself
+	}
+	for _, o := range tx.opened {
+		if o.name == string(name) {
+			return o.bucket
+		}
+	}
+	b := tx.btx.Bucket(name)
+	if b != nil {
+		if tx.opened == nil {
+			tx.opened = tx.opened0[:0]
+		}
+		tx.opened = append(tx.opened, openedBucket{string(name), b})
+	}
+	return b
+}
 
 // Writable reports whether tx may write.
 func (tx *Tx) Writable() bool { return tx.btx.Writable() }
 
 // Get returns the value at key in bucket, or nil. The slice is only valid
 // for the life of the transaction.
-func (tx *Tx) Get(bucket, key []byte) []byte { return tx.btx.Bucket(bucket).Get(key) }
+func (tx *Tx) Get(bucket, key []byte) []byte { return tx.Bucket(bucket).Get(key) }
 
 // Put stores value at key in bucket.
 func (tx *Tx) Put(bucket, key, value []byte) error {
@@ -41,7 +72,7 @@ func (tx *Tx) Delete(bucket, key []byte) error {
 }
 
 // Cursor opens a cursor on bucket.
-func (tx *Tx) Cursor(bucket []byte) *bolt.Cursor { return tx.btx.Bucket(bucket).Cursor() }
+func (tx *Tx) Cursor(bucket []byte) *bolt.Cursor { return tx.Bucket(bucket).Cursor() }
 
 // Pos is the highest stream position in this transaction's view.
 func (tx *Tx) Pos() uint64 {
@@ -84,7 +115,7 @@ func (tx *Tx) NextID(bucket []byte) (uint64, error) {
 	return id, nil
 }
 
-func (tx *Tx) lastPos() uint64 { return U64(tx.btx.Bucket(Meta).Get(keyPos)) }
+func (tx *Tx) lastPos() uint64 { return U64(tx.Bucket(Meta).Get(keyPos)) }
 
 // U64 decodes a big-endian uint64; a nil or short slice is 0.
 func U64(b []byte) uint64 {

@@ -19,6 +19,7 @@ type roomEngine interface {
 	Wait(ctx context.Context, pos, ephemeral uint64) error
 	SyncConcerns(userID string, from, to uint64, foreign func(store.Change) bool) (bool, error)
 	Sync(req room.SyncRequest) (*room.SyncRooms, error)
+	SpanChangeKinds(from, to uint64) (room.ChangeKinds, error)
 
 	// Simplified Sliding Sync's room list, room results and extensions.
 	SlidingList(userID string, now uint64, ignored map[string]bool, hideInvite func(tx *store.Tx, sender string) bool) ([]room.SlidingEntry, error)

@@ -155,6 +155,12 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *caller) error {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
+	if s.caughtUp(c, since, pos, eph, fullState, timeout) && s.awaitNews(ctx, c, pos, eph) == nil {
+		pos, eph = s.rooms.Pos()
+		if s.push != nil {
+			s.push.AwaitCounts(ctx, pos)
+		}
+	}
 	for {
 		resp, empty, err := s.buildSync(c, since, syncToken{pos, eph}, f, fullState, mode)
 		if err != nil {
@@ -188,6 +194,11 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 	req := room.SyncRequest{UserID: c.UserID, Device: c.Session, Since: since.pos, Now: now.pos,
 		SinceEph: since.eph, NowEph: now.eph, FullState: fullState, IgnoredIn: ignoredUsersIn(c.Localpart),
 		StateAfter: mode.any(), HideInviteIn: inviteHiderIn(c.Localpart)}
+	kinds, err := s.spanKinds(since.pos, now.pos)
+	if err != nil {
+		return nil, false, err
+	}
+	req.Kinds = kinds
 	var roomData *roomEventFilter
 	if f.Room != nil {
 		req.Rooms, req.NotRooms, req.IncludeLeave = f.Room.Rooms, f.Room.NotRooms, f.Room.IncludeLeave
@@ -210,12 +221,12 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 		ToDevice:    eventList{Events: []json.RawMessage{}},
 		DeviceLists: map[string]any{"changed": []string{}, "left": []string{}}, OTKCounts: map[string]int{},
 		FallbackKeyTypes: []string{}}
-	global, perRoom, err := s.accounts.AccountDataSince(c.Localpart, since.pos, now.pos)
+	global, perRoom, err := s.accountDataSince(c, since.pos, now.pos, kinds)
 	if err != nil {
 		return nil, false, err
 	}
 	resp.AccountData.Events = f.AccountData.applyRaw(global)
-	pres, err := s.presence.since(c, since.pos, now.pos)
+	pres, err := s.presenceSince(c, since.pos, now.pos, kinds)
 	if err != nil {
 		return nil, false, err
 	}

@@ -10,6 +10,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hearth-chat/hearth/internal/e2ee"
+	"github.com/hearth-chat/hearth/push"
 )
 
 // BenchmarkSyncDelivery is hearth-bench's delivery section in process, for
@@ -24,6 +27,17 @@ func BenchmarkSyncDelivery(b *testing.B) {
 
 func benchDelivery(b *testing.B, members, others int) {
 	ts := newTestServer(b)
+	// Wired as daemon.Start wires them: unread counts and E2EE sections
+	// are part of every response the daemon builds.
+	ts.API.SetKeys(e2ee.New(ts.DB, testServerName))
+	p := push.New(ts.DB, ts.Rooms, push.Options{})
+	p.Start()
+	ts.API.SetPush(p)
+	b.Cleanup(p.Stop)
+	// One kept-alive connection per poller, as real clients have, rather
+	// than a new one per request past the default two idle ones.
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * (members + others + 1)}}
+	defer client.CloseIdleConnections()
 	sender := ts.register(b, "sender")
 	roomID := ts.createRoom(b, sender, map[string]any{"preset": "public_chat"})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -37,7 +51,7 @@ func benchDelivery(b *testing.B, members, others int) {
 			defer wg.Done()
 			for ctx.Err() == nil {
 				req := ts.newRequest(b, "GET", covV3+"/sync?timeout=30000&since="+url.QueryEscape(since), u.Token, nil)
-				res, err := ts.http.Client().Do(req.WithContext(ctx))
+				res, err := client.Do(req.WithContext(ctx))
 				if err != nil {
 					return
 				}

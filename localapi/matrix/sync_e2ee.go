@@ -61,7 +61,7 @@ func (s *Server) syncE2EE(c *caller, since, now syncToken, resp *syncResponse) (
 // left), users who started or stopped sharing a room.
 func (s *Server) deviceListChanges(c *caller, since, now uint64, joined map[string][]any, left [][]any) ([]string, []string, error) {
 	changedSet, leftSet := map[string]bool{}, map[string]bool{}
-	users, err := s.keys.ChangedUsers(since, now)
+	users, err := s.changedDeviceUsers(since, now)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -2,6 +2,7 @@ package matrix
 
 import (
 	"context"
+	"time"
 
 	"github.com/hearth-chat/hearth/internal/account"
 	"github.com/hearth-chat/hearth/internal/store"
@@ -39,6 +40,31 @@ func (s *Server) awaitNews(ctx context.Context, c *caller, pos, eph uint64) erro
 		}
 		pos = now
 	}
+}
+
+// caughtUp reports whether a long poll may wait before building anything:
+// its token is the current position of both counters, so the response
+// would be empty in every section (each reports what happened in the span
+// after the token, and typing what changed after its counter), and waiting
+// is what the loop would do next. Without it every long poll built an
+// empty response first, about as many builds as the ones after a wake-up
+// (docs/performance.md, "Delivery: one response built once"). The one
+// thing that build did besides is done here: the token acknowledges the
+// to-device messages up to it, which are deleted (Client-Server API
+// §"Send-to-Device messaging").
+func (s *Server) caughtUp(c *caller, since syncToken, pos, eph uint64, fullState bool, timeout time.Duration) bool {
+	if since.pos == 0 || fullState || timeout == 0 || since.pos != pos || since.eph != eph {
+		return false
+	}
+	if s.keys != nil {
+		if _, _, err := s.keys.ToDevice(context.Background(), c.UserID, c.DeviceID, since.pos, since.pos); err != nil {
+			return false // build, which reports the error
+		}
+	}
+	if syncWatch != nil {
+		syncWatch(c.UserID, pos, false)
+	}
+	return true
 }
 
 // foreignChange reports change-log entries of account and presence that

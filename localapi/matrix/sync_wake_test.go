@@ -41,19 +41,22 @@ func syncPos(t *testing.T, resp map[string]any) uint64 {
 // A message wakes the long polls of the room's members, and a long poll of
 // a user who is not in the room deals with it without building a /sync
 // response (Client-Server API §"Syncing": the response would be empty);
-// an invite, which concerns that user, still ends the poll.
+// an invite, which concerns that user, still ends the poll. A long poll
+// whose token is current waits before building anything: its response
+// could only be empty.
 func TestLongPollSkipsOtherRoomsMessages(t *testing.T) {
 	watch := matrix.WatchSyncs(t) // before the server, so it outlives it
 	ts := newTestServer(t)
 	alice, bob, carol := ts.register(t, "alice"), ts.register(t, "bob"), ts.register(t, "carol")
 	roomID := ts.createRoom(t, alice, map[string]any{"preset": "public_chat"})
 	ts.do(t, "POST", covV3+"/join/"+url.PathEscape(roomID), carol.Token, map[string]any{}).wantStatus(t, 200)
-	bobSince := covSync(t, ts, bob, "")["next_batch"].(string)
 	carolSince := covSync(t, ts, carol, "")["next_batch"].(string)
+	bobSince := covSync(t, ts, bob, "")["next_batch"].(string) // current: nothing after it
 	start := watch.Builds(bob.ID)
 
 	bobPoll, carolPoll := longPoll(t, ts, bob, bobSince), longPoll(t, ts, carol, carolSince)
-	// Both polls have built their first (empty) response and are waiting.
+	// Both polls are waiting; their tokens are current, so neither built
+	// a response before waiting.
 	pos, _, _ := matrix.ParseSyncToken(bobSince)
 	watch.AwaitHandled(bob.ID, pos)
 	pos, _, _ = matrix.ParseSyncToken(carolSince)
@@ -70,8 +73,8 @@ func TestLongPollSkipsOtherRoomsMessages(t *testing.T) {
 	}
 
 	watch.AwaitHandled(bob.ID, syncPos(t, got))
-	if n := watch.Builds(bob.ID) - start; n != 1 {
-		t.Errorf("bob's long poll built %d responses by the time it dealt with the message in a room he is not in, want 1 (the first)", n)
+	if n := watch.Builds(bob.ID) - start; n != 0 {
+		t.Errorf("bob's long poll built %d responses by the time it dealt with the message in a room he is not in, want 0", n)
 	}
 
 	ts.do(t, "POST", covV3+"/rooms/"+url.PathEscape(roomID)+"/invite", alice.Token,
@@ -85,5 +88,39 @@ func TestLongPollSkipsOtherRoomsMessages(t *testing.T) {
 	}
 	if _, ok := got["rooms"].(map[string]any)["join"].(map[string]any)[roomID]; ok {
 		t.Errorf("bob, only invited, got the room in rooms.join")
+	}
+}
+
+// A long poll whose token is current builds nothing before it waits, yet
+// its token still acknowledges the to-device messages it follows
+// (Client-Server API §"Send-to-Device messaging"): once the poll waits, a
+// sync from an older token no longer gets them.
+func TestLongPollAcknowledgesToDeviceBeforeWaiting(t *testing.T) {
+	watch := matrix.WatchSyncs(t)
+	ts, _ := newKeysServer(t)
+	alice, bob, carol := ts.register(t, "alice"), ts.register(t, "bob"), ts.register(t, "carol")
+	t0 := covSync(t, ts, bob, "")["next_batch"].(string)
+	ts.do(t, "PUT", covV3+"/sendToDevice/m.test/td1", alice.Token, map[string]any{"messages": map[string]any{
+		bob.ID: map[string]any{bob.DeviceID: map[string]any{"n": 1}}}}).wantStatus(t, 200)
+	got := covSync(t, ts, bob, t0)
+	if evs := got["to_device"].(map[string]any)["events"].([]any); len(evs) != 1 {
+		t.Fatalf("bob's sync got %d to-device messages, want 1", len(evs))
+	}
+	start := watch.Builds(bob.ID)
+	poll := longPoll(t, ts, bob, got["next_batch"].(string))
+	// A room of carol's wakes the poll, which rules it out and waits on:
+	// by then it has been through its start.
+	ts.createRoom(t, carol, nil)
+	pos, _ := ts.Rooms.Pos()
+	watch.AwaitHandled(bob.ID, pos)
+	if n := watch.Builds(bob.ID) - start; n != 0 {
+		t.Errorf("the long poll built %d responses before anything concerned bob, want 0", n)
+	}
+	if evs := covSync(t, ts, bob, t0)["to_device"].(map[string]any)["events"].([]any); len(evs) != 0 {
+		t.Errorf("a sync from before the acknowledged message got it again: %v", evs)
+	}
+	roomID := ts.createRoom(t, bob, nil)
+	if resp := <-poll; resp == nil || resp["rooms"].(map[string]any)["join"].(map[string]any)[roomID] == nil {
+		t.Fatalf("the long poll did not end with bob's new room: %v", resp)
 	}
 }
