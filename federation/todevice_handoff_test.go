@@ -1,0 +1,54 @@
+package federation
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+
+	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
+)
+
+// TestToDeviceHandOff: Config.ToDevice (the application services' queue,
+// MSC4203) hears an m.direct_to_device EDU's messages as they were queued
+// for local devices: "*" expanded, nothing of a sender not of the origin,
+// nothing for another server's users, nothing a stranger sends past its
+// cap.
+func TestToDeviceHandOff(t *testing.T) {
+	ctx := context.Background()
+	n := newUKNet()
+	hs1, _, alice, bob, _ := sharedRoom(t, n, true)
+	type heard struct {
+		sender, typ string
+		messages    map[string]map[string]json.RawMessage
+	}
+	var got []heard
+	hs1.svc.cfg.ToDevice = func(_ context.Context, sender, evType string, messages map[string]map[string]json.RawMessage,
+		_ func(string) ([]string, error)) {
+		got = append(got, heard{sender, evType, messages})
+	}
+	send := func(origin, content string) {
+		hs1.svc.receiveEDU(ctx, spec.ServerName(origin), gomatrixserverlib.EDU{Type: spec.MDirectToDevice, Content: spec.RawJSON(content)})
+	}
+
+	send("hs2.test", fmt.Sprintf(`{"sender":"@eve:hs3.test","type":"m.forged","message_id":"f1","messages":{%q:{"*":{}}}}`, alice))
+	send("hs2.test", fmt.Sprintf(`{"sender":%q,"type":"m.elsewhere","message_id":"f2","messages":{"@carol:hs3.test":{"*":{}}}}`, bob))
+	if len(got) != 0 {
+		t.Fatalf("forged or foreign to-device messages were handed on: %+v", got)
+	}
+	send("hs2.test", fmt.Sprintf(`{"sender":%q,"type":"m.test","message_id":"b1","messages":{%q:{"*":{"hi":1},"NODEV":{}},"@carol:hs3.test":{"*":{}}}}`, bob, alice))
+	if len(got) != 1 || got[0].sender != bob || got[0].typ != "m.test" || len(got[0].messages) != 1 ||
+		len(got[0].messages[alice]) != 1 || string(got[0].messages[alice]["ADEV"]) != `{"hi":1}` {
+		t.Fatalf("bob's message to all alice's devices was handed on as %+v", got)
+	}
+
+	got = nil
+	const eve = "@eve:hs3.test"
+	for i := range strangerToDevicePending + 5 {
+		send("hs3.test", fmt.Sprintf(`{"sender":%q,"type":"m.test","message_id":"e%d","messages":{%q:{"ADEV":{}}}}`, eve, i, alice))
+	}
+	if len(got) != strangerToDevicePending {
+		t.Fatalf("a stranger's messages handed on: %d, want the cap %d", len(got), strangerToDevicePending)
+	}
+}
