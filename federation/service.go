@@ -88,6 +88,8 @@ type Service struct {
 	// joining holds the PDUs of rooms a local user's join to is in
 	// flight for (joining.go).
 	joining joins
+	// toDeviceSeen makes m.direct_to_device idempotent (todevice_dedup.go).
+	toDeviceSeen seenMessageIDs
 }
 
 // New returns the service; Handler serves it.

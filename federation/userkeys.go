@@ -328,7 +328,7 @@ func (s *Service) sendDeviceList(ctx context.Context, c e2ee.DeviceListChange, r
 // receiveDirectToDevice delivers an m.direct_to_device EDU into the local
 // users' to-device queues, and hands what it queued to Config.ToDevice.
 // The sender must be a user of the origin.
-func (s *Service) receiveDirectToDevice(ctx context.Context, origin spec.ServerName, content []byte) error {
+func (s *Service) receiveDirectToDevice(ctx context.Context, origin spec.ServerName, content []byte) (err error) {
 	if s.cfg.Keys == nil {
 		return nil
 	}
@@ -348,6 +348,16 @@ func (s *Service) receiveDirectToDevice(ctx context.Context, origin spec.ServerN
 				return errors.New("each to-device message must be an object")
 			}
 		}
+	}
+	if m.MessageID != "" {
+		if !s.toDeviceSeen.claim(m.Sender, m.MessageID) {
+			return nil // a copy of one delivered: not to devices, not to appservices
+		}
+		defer func() {
+			if err != nil {
+				s.toDeviceSeen.release(m.Sender, m.MessageID)
+			}
+		}()
 	}
 	devices := func(userID string) ([]string, error) {
 		devs, err := s.cfg.Accounts.Devices(s.cfg.Accounts.Localpart(userID))
