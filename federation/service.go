@@ -65,6 +65,12 @@ type Config struct {
 	// keeps (m.presence content as /sync shows it): the application
 	// services' queue, which local changes reach too (MSC2409).
 	Presence func(ctx context.Context, userID string, content map[string]any)
+	// ToDevice, when set, hears the to-device messages of each
+	// m.direct_to_device EDU that were queued for local devices (by user
+	// and device, "*" expanded): the application services' queue, which
+	// local senders' messages reach too (MSC4203).
+	ToDevice func(ctx context.Context, sender, evType string, messages map[string]map[string]json.RawMessage,
+		devices func(userID string) ([]string, error))
 }
 
 // Service serves the Server-Server API and makes the outbound calls.
@@ -82,6 +88,8 @@ type Service struct {
 	// joining holds the PDUs of rooms a local user's join to is in
 	// flight for (joining.go).
 	joining joins
+	// toDeviceSeen makes m.direct_to_device idempotent (todevice_dedup.go).
+	toDeviceSeen seenMessageIDs
 }
 
 // New returns the service; Handler serves it.

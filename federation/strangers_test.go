@@ -23,10 +23,12 @@ func TestToDeviceCapForStrangers(t *testing.T) {
 	ctx := context.Background()
 	n := newUKNet()
 	hs1, _, alice, bob, _ := sharedRoom(t, n, false)
+	sent := 0 // each message its own message_id: a repeated one is a copy
 	send := func(origin, sender string, count int) {
 		for i := range count {
+			sent++
 			content := fmt.Sprintf(`{"sender":%q,"type":"m.test","message_id":"m%d","messages":{%q:{"ADEV":{"n":%d}}}}`,
-				sender, i, alice, i)
+				sender, sent, alice, i)
 			hs1.svc.receiveEDU(ctx, spec.ServerName(origin), gomatrixserverlib.EDU{Type: spec.MDirectToDevice, Content: spec.RawJSON(content)})
 		}
 	}

@@ -326,8 +326,9 @@ func (s *Service) sendDeviceList(ctx context.Context, c e2ee.DeviceListChange, r
 }
 
 // receiveDirectToDevice delivers an m.direct_to_device EDU into the local
-// users' to-device queues. The sender must be a user of the origin.
-func (s *Service) receiveDirectToDevice(ctx context.Context, origin spec.ServerName, content []byte) error {
+// users' to-device queues, and hands what it queued to Config.ToDevice.
+// The sender must be a user of the origin.
+func (s *Service) receiveDirectToDevice(ctx context.Context, origin spec.ServerName, content []byte) (err error) {
 	if s.cfg.Keys == nil {
 		return nil
 	}
@@ -348,14 +349,25 @@ func (s *Service) receiveDirectToDevice(ctx context.Context, origin spec.ServerN
 			}
 		}
 	}
-	skipped, err := s.cfg.Keys.DeliverRemote(ctx, m.Sender, m.Type, m.Messages, func(userID string) ([]string, error) {
+	if m.MessageID != "" {
+		if !s.toDeviceSeen.claim(m.Sender, m.MessageID) {
+			return nil // a copy of one delivered: not to devices, not to appservices
+		}
+		defer func() {
+			if err != nil {
+				s.toDeviceSeen.release(m.Sender, m.MessageID)
+			}
+		}()
+	}
+	devices := func(userID string) ([]string, error) {
 		devs, err := s.cfg.Accounts.Devices(s.cfg.Accounts.Localpart(userID))
 		ids := make([]string, len(devs))
 		for i, d := range devs {
 			ids[i] = d.ID
 		}
 		return ids, err
-	}, func(userID string) int {
+	}
+	queued, skipped, err := s.cfg.Keys.DeliverRemote(ctx, m.Sender, m.Type, m.Messages, devices, func(userID string) int {
 		if slices.Contains(s.cfg.Rooms.ServersSharingRoomsWith(userID), string(origin)) {
 			return 0
 		}
@@ -364,6 +376,13 @@ func (s *Service) receiveDirectToDevice(ctx context.Context, origin spec.ServerN
 	if skipped > 0 {
 		slog.Debug("federation: to-device messages from a server sharing no room with the target dropped",
 			"origin", origin, "type", m.Type, "devices", skipped, "cap", strangerToDevicePending)
+	}
+	if err == nil && len(queued) > 0 && s.cfg.ToDevice != nil {
+		// A bridge's ghosts never /sync: what was queued for their
+		// devices goes to the appservice too (MSC4203), after the
+		// checks above and the stranger cap, by the path a local
+		// sender's messages take.
+		s.cfg.ToDevice(context.WithoutCancel(ctx), m.Sender, m.Type, queued, devices)
 	}
 	return err
 }

@@ -54,38 +54,15 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// TestAppserviceEncryptedBridge: a mautrix-go appservice registered with
-// org.matrix.msc3202 runs mautrix's Olm machine in appservice mode for a
-// ghost's device it made with MSC4190, acting as that device
-// (device_id): it never syncs, so its one-time key counts, device lists
-// and to-device messages come only in transactions. A human using mautrix
-// crypto and the ghost share an encrypted room: the human's message is
-// decrypted on the bridge side and the ghost's encrypted reply by the
-// human. A device-list change with no event comes in a transaction of its
-// own.
-func TestAppserviceEncryptedBridge(t *testing.T) {
-	d := StartDaemon(t)
-	b := newTestBridge(t, d, "ebr")
-	b.reg.MSC3202 = true
-	noErr(t, b.reg.Save(b.file), "save registration")
-	b.add(t, d)
-	b.pingUntilUp(t)
-
+// startGhostMachine runs mautrix's Olm machine in appservice mode for the
+// ghost's device gc acts as: its to-device events, one-time key counts
+// and device lists come from the appservice's transactions, the room
+// messages it decrypts go to the returned bridgeCrypto. It uploads the
+// device's keys and waits for their count in a transaction.
+func startGhostMachine(t *testing.T, b *testBridge, gc *mautrix.Client, state *roomState) (*crypto.OlmMachine, *bridgeCrypto) {
+	t.Helper()
 	got := &bridgeCrypto{decrypted: make(chan string, 10)}
 	ep := appservice.NewEventProcessor(b.as)
-	// The ghost and its device, made by the appservice; its Olm machine
-	// uploads keys as that device.
-	ghost := id.UserID("@ebr_ghost:" + serverName)
-	noErr(t, b.as.Intent(ghost).EnsureRegistered(ctx(t)), "register the ghost")
-	gc := b.as.NewMautrixClient(ghost)
-	noErr(t, gc.CreateDeviceMSC4190(ctx(t), "GHOSTDEV", "bridge device"), "make the ghost's device")
-	ac := d.Register("alice")
-	roomID := must(ac.CreateRoom(ctx(t), &mautrix.ReqCreateRoom{
-		Preset: "private_chat", Invite: []id.UserID{ghost},
-		InitialState: []*event.Event{{Type: event.StateEncryption, Content: event.Content{
-			Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}}}},
-	})).get(t).RoomID
-	state := &roomState{room: roomID}
 	mach := crypto.NewOlmMachine(gc, nil, crypto.NewMemoryStore(nil), state)
 	noErr(t, mach.Load(ctx(t)), "load the ghost's Olm machine")
 	// What mach.AddAppserviceListener registers, with a look at the
@@ -126,8 +103,41 @@ func TestAppserviceEncryptedBridge(t *testing.T) {
 	// The upload changed the ghost's device list: a transaction with no
 	// event brings the new device's one-time key count.
 	waitUntil(t, "the ghost device's one-time key count in a transaction", func() bool {
-		return got.sawOTK(ghost, "GHOSTDEV", func(n int) bool { return n > 0 })
+		return got.sawOTK(gc.UserID, gc.DeviceID, func(n int) bool { return n > 0 })
 	})
+	return mach, got
+}
+
+// TestAppserviceEncryptedBridge: a mautrix-go appservice registered with
+// org.matrix.msc3202 runs mautrix's Olm machine in appservice mode for a
+// ghost's device it made with MSC4190, acting as that device
+// (device_id): it never syncs, so its one-time key counts, device lists
+// and to-device messages come only in transactions. A human using mautrix
+// crypto and the ghost share an encrypted room: the human's message is
+// decrypted on the bridge side and the ghost's encrypted reply by the
+// human. A device-list change with no event comes in a transaction of its
+// own.
+func TestAppserviceEncryptedBridge(t *testing.T) {
+	d := StartDaemon(t)
+	b := newTestBridge(t, d, "ebr")
+	b.reg.MSC3202 = true
+	noErr(t, b.reg.Save(b.file), "save registration")
+	b.add(t, d)
+	b.pingUntilUp(t)
+
+	// The ghost and its device, made by the appservice.
+	ghost := id.UserID("@ebr_ghost:" + serverName)
+	noErr(t, b.as.Intent(ghost).EnsureRegistered(ctx(t)), "register the ghost")
+	gc := b.as.NewMautrixClient(ghost)
+	noErr(t, gc.CreateDeviceMSC4190(ctx(t), "GHOSTDEV", "bridge device"), "make the ghost's device")
+	ac := d.Register("alice")
+	roomID := must(ac.CreateRoom(ctx(t), &mautrix.ReqCreateRoom{
+		Preset: "private_chat", Invite: []id.UserID{ghost},
+		InitialState: []*event.Event{{Type: event.StateEncryption, Content: event.Content{
+			Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}}}},
+	})).get(t).RoomID
+	state := &roomState{room: roomID}
+	mach, got := startGhostMachine(t, b, gc, state)
 	var uploaded int
 	got.mu.Lock()
 	uploaded = got.otks[len(got.otks)-1].SignedCurve25519

@@ -98,3 +98,60 @@ func TestAppserviceRemoteEphemeral(t *testing.T) {
 			p.StatusMessage == "away"
 	})
 }
+
+// TestAppserviceRemoteToDevice: a to-device message a user of another
+// server (the gomatrixserverlib test peer) sends to a ghost's device, or
+// to all its devices with "*", reaches the appservice in a transaction
+// (MSC4203), as a local sender's does; an EDU whose sender is not of the
+// origin never does.
+func TestAppserviceRemoteToDevice(t *testing.T) {
+	t.Parallel()
+	peer, hs1 := startWithPeer(t, false)
+	alice := hs1.Register("alice")
+	b := newTestBridge(t, hs1, "bridge")
+	b.add(t, hs1)
+	b.pingUntilUp(t)
+
+	ghost := b.as.Intent(id.NewUserID("bridge_anna", hs1.ServerName()))
+	noErr(t, ghost.EnsureRegistered(ctx(t)), "register the ghost")
+	ghostDev := b.as.NewMautrixClient(ghost.UserID)
+	noErr(t, ghostDev.CreateDeviceMSC4190(ctx(t), "", "Bridge device"), "the ghost's device")
+	room := CreateRoom(t, alice, &mautrix.ReqCreateRoom{Preset: "public_chat", Invite: []id.UserID{ghost.UserID}})
+	_, err := ghost.JoinRoomByID(ctx(t), room)
+	noErr(t, err, "the ghost joins")
+	peer.join("mallory", room.String())
+	mallory := id.UserID(peer.mallory())
+
+	toDevice := func(sender id.UserID, typ, msgID, device string) gomatrixserverlib.EDU {
+		return edu("m.direct_to_device", map[string]any{"sender": sender, "type": typ, "message_id": msgID,
+			"messages": map[string]any{ghost.UserID.String(): map[string]any{device: map[string]any{"n": msgID}}}})
+	}
+	next := func(what string) *event.Event {
+		t.Helper()
+		select {
+		case ev := <-b.as.ToDeviceEvents:
+			return ev
+		case <-time.After(30 * time.Second):
+			t.Fatalf("the appservice did not receive %s", what)
+		}
+		return nil
+	}
+
+	// The peer speaking for alice is dropped before anything reaches the
+	// appservice; the EDUs of one /send apply in order, so the first
+	// to-device message it gets is mallory's.
+	peer.sendEDUs(toDevice(alice.UserID, "org.example.forged", "m1", ghostDev.DeviceID.String()),
+		toDevice(mallory, "org.example.hello", "m2", ghostDev.DeviceID.String()))
+	ev := next("mallory's to-device message")
+	if ev.Sender != mallory || ev.Type.Type != "org.example.hello" || ev.ToUserID != ghost.UserID ||
+		ev.ToDeviceID != ghostDev.DeviceID || ev.Content.Raw["n"] != "m2" {
+		t.Fatalf("the first to-device message at the appservice: %+v", ev)
+	}
+
+	// "*" is every device the ghost has.
+	peer.sendEDUs(toDevice(mallory, "org.example.all", "m3", "*"))
+	ev = next("mallory's message to all the ghost's devices")
+	if ev.Sender != mallory || ev.Type.Type != "org.example.all" || ev.ToDeviceID != ghostDev.DeviceID {
+		t.Fatalf("the message to \"*\" at the appservice: %+v", ev)
+	}
+}

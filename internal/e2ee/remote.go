@@ -238,12 +238,15 @@ func (s *Service) sendRemote(ctx context.Context, sender, senderDevice, txnID, e
 // that sender belongs to the sending server. limit, when not nil, caps
 // what that server may leave waiting: a device already holding
 // limit(userID) or more undelivered messages from users of the sender's
-// server (0: no cap) is skipped. It returns how many devices were skipped.
+// server (0: no cap) is skipped. It returns the messages it queued, by
+// user and device ("*" expanded), and how many devices were skipped: the
+// application services get exactly what was queued (MSC4203), so a
+// stranger's cap holds for a bridge's ghosts too.
 func (s *Service) DeliverRemote(ctx context.Context, sender, evType string, messages map[string]map[string]json.RawMessage,
-	devices func(userID string) ([]string, error), limit func(userID string) int) (int, error) {
+	devices func(userID string) ([]string, error), limit func(userID string) int) (map[string]map[string]json.RawMessage, int, error) {
 	targets, err := s.localTargets(messages, devices)
 	if err != nil || len(targets) == 0 {
-		return 0, err
+		return nil, 0, err
 	}
 	caps := map[string]int{}
 	if limit != nil {
@@ -254,13 +257,11 @@ func (s *Service) DeliverRemote(ctx context.Context, sender, evType string, mess
 		}
 	}
 	server := sender[strings.IndexByte(sender, ':')+1:]
-	skipped := 0
+	var kept []target
 	err = s.db.Update(ctx, func(tx *store.Tx) error {
-		skipped = 0 // the store may re-run this function
-		kept := targets[:0:0]
+		kept = targets[:0:0] // the store may re-run this function
 		for _, t := range targets {
 			if n := caps[t.user]; n > 0 && pendingFrom(tx, t.user, t.device, server, n) >= n {
-				skipped++
 				continue
 			}
 			kept = append(kept, t)
@@ -274,7 +275,17 @@ func (s *Service) DeliverRemote(ctx context.Context, sender, evType string, mess
 		}
 		return putTargets(tx, sender, evType, pos, kept)
 	})
-	return skipped, err
+	if err != nil {
+		return nil, 0, err
+	}
+	queued := map[string]map[string]json.RawMessage{}
+	for _, t := range kept {
+		if queued[t.user] == nil {
+			queued[t.user] = map[string]json.RawMessage{}
+		}
+		queued[t.user][t.device] = t.content
+	}
+	return queued, len(targets) - len(kept), nil
 }
 
 // pendingFrom counts, up to max, the messages queued for a device whose
