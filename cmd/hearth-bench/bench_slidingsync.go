@@ -157,7 +157,7 @@ func benchSlidingSync(ctx context.Context, b *bench) []row {
 		fmt.Sprintf("sliding sync: first window (1 list, range [0,19], timeline_limit 1, 6 required_state entries incl. $LAZY) of an account in %s rooms, %d fresh connections: p50 / p95",
 			count(c.rooms), c.fresh),
 		fmt.Sprintf("sliding sync: send → long-poll response (pos, timeout 30 s, window of 20 + 5 extensions), %d msgs from another user: p50 / p99", c.msgs),
-		fmt.Sprintf("sliding sync: daemon memory per open connection, %d connections (10 per device) each holding a window of 20 rooms: live heap (RssAnon growth)", c.conns),
+		fmt.Sprintf("sliding sync: daemon memory per open connection, %d connections (10 per device, %d per user) each holding a window of 20 rooms: live heap (RssAnon growth)", c.conns, ssConnsPerUser),
 		fmt.Sprintf("sliding sync: idle daemon CPU, %d clients long-polling (timeout %s, re-polling at once)", c.idleClients, c.idlePoll),
 	}
 	targets := []string{"≤ 50 ms", "p50 ≤ 5 ms", "measure", "0 ticks between re-polls"}
@@ -185,7 +185,10 @@ func benchSlidingSync(ctx context.Context, b *bench) []row {
 			// ones leave it in; after an error the rest are not taken.
 			return append(rows, fail(i, err)...)
 		}
-		rows = append(rows, row{metric: metrics[i], value: v, target: targets[i], nums: nums})
+		// A PROBLEM (messages missing, connections forgotten, polls
+		// answered early) means the figures are not what the row says:
+		// the row fails.
+		rows = append(rows, row{metric: metrics[i], value: v, target: targets[i], nums: nums, failed: strings.Contains(v, "; PROBLEM: ")})
 	}
 	return rows
 }

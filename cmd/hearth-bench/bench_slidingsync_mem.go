@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"regexp"
 	"strconv"
@@ -14,26 +15,39 @@ import (
 
 // The memory row: what an open sliding sync connection costs the daemon.
 
-// ssMemory opens -ss-conns connections on devices of the owner (10
-// conn_ids per device, as the MSC scopes conn_id to a device), each with
-// its first window of 20 rooms, then parks a 30 s long poll on each, as a
-// client always has one in flight. At three points (before, after the
+// ssMemory opens -ss-conns connections, each with its first window of 20
+// rooms, then parks a 30 s long poll on each, as a client always has one
+// in flight. The connections belong to users made for this row, each in
+// the owner's rooms (invited, then joined) and holding at most
+// ssConnsPerUser of them: 10 conn_ids per device (the MSC scopes conn_id
+// to a device) on up to 5 devices. The daemon keeps at most 16
+// connections a device, 64 a user and 1,024 in all, dropping the least
+// recently used; until December 2026 all 200 were the owner's, so all
+// but 64 were dropped as they were made (the row's "PROBLEM: 137
+// connections forgotten") and its per-connection figures were those of
+// 64 connections divided by 200. At three points (before, after the
 // first windows, with the polls parked), each once the daemon has gone
 // idle (ssSettle), it reads the daemon's RssAnon
 // (heap and stacks; the mapped bbolt file is not counted) and then its
 // live heap: RssAnon also holds garbage not yet collected and
 // heap the runtime has not returned, so its growth is an upper bound. For
 // the live figure the section's daemon runs with GODEBUG=gctrace=1 and the
-// bench makes it collect (ssChurn) and reads the GC's own report.
-// Afterwards every connection must still be known to the server: its
-// pos, re-sent with timeout 0, must not be refused with M_UNKNOWN_POS.
+// bench makes it collect (ssChurn, on a device of the owner) and reads the
+// GC's own report. Afterwards every connection must still be known to the
+// server: its pos, re-sent with timeout 0, must not be refused with
+// M_UNKNOWN_POS; and no parked poll may have answered early. Either fails
+// the row, as its figures would then not be per open connection.
 func ssMemory(ctx context.Context, b *bench, a *ssAccount) (string, []num, error) {
 	n := b.cfg.ss.conns
-	devices, err := b.ssDevices(ctx, a, (n+9)/10+1)
+	devices, err := b.ssMemDevices(ctx, a, n)
 	if err != nil {
 		return "", nil, err
 	}
-	churner := devices[len(devices)-1]
+	churners, err := b.ssDevices(ctx, a, 1)
+	if err != nil {
+		return "", nil, err
+	}
+	churner := churners[0]
 	type point struct {
 		rss  int64 // RssAnon, KiB
 		live int   // MB, from the GC trace
@@ -54,7 +68,7 @@ func ssMemory(ctx context.Context, b *bench, a *ssAccount) (string, []num, error
 	if err != nil {
 		return "", nil, err
 	}
-	conn := func(i int) (*user, ssRequest) { return devices[i/10], ssWindow(fmt.Sprintf("mem-%d", i%10), true) }
+	conn := func(i int) (*user, ssRequest) { return devices[i/10], ssWindow(fmt.Sprintf("mem-%d", i%10), true) } // 10 a device
 	pos := make([]string, n)
 	if err := parallel(n, 8, func(i int) error {
 		u, req := conn(i)
@@ -189,6 +203,45 @@ func (b *bench) ssChurn(ctx context.Context, d *daemon, u *user) (live int, err 
 		}
 	}
 	return 0, fmt.Errorf("the daemon did not collect garbage in 30 s of requests (is GODEBUG=gctrace=1 set?)")
+}
+
+// ssConnsPerUser is how many of the memory row's connections one user
+// holds: within the daemon's 64 a user with room to spare.
+const ssConnsPerUser = 50
+
+// ssMemDevices makes the devices for n connections, 10 a device and
+// ssConnsPerUser a user: it registers users ss-mem-0, … , each invited
+// to and joined in every room of the owner (so their windows are the
+// owner's, over the same 1,000 rooms), and logs each in again until it
+// has its devices. Device i holds connections 10i … 10i+9.
+func (b *bench) ssMemDevices(ctx context.Context, a *ssAccount, n int) ([]*user, error) {
+	perUser := ssConnsPerUser / 10
+	nDev := (n + 9) / 10
+	nUsers := (nDev + perUser - 1) / perUser
+	users, err := b.registerMany(ctx, a.d, "ss-mem", nUsers)
+	if err != nil {
+		return nil, err
+	}
+	if err := parallel(nUsers*len(a.rooms), 8, func(k int) error {
+		u, room := users[k%nUsers], a.rooms[k/nUsers]
+		if err := call(ctx, b.hc, a.d, "POST", "/_matrix/client/v3/rooms/"+url.PathEscape(room)+"/invite", a.owner.token,
+			map[string]string{"user_id": u.id}, nil, reqTimeout); err != nil {
+			return fmt.Errorf("invite %s to %s: %w", u.id, room, err)
+		}
+		return b.join(ctx, u, room)
+	}); err != nil {
+		return nil, err
+	}
+	devices := make([]*user, nDev)
+	err = parallel(nDev, 2, func(i int) (err error) {
+		if i%perUser == 0 {
+			devices[i] = users[i/perUser] // its registration's device
+			return nil
+		}
+		devices[i], err = b.login(ctx, a.d, fmt.Sprintf("ss-mem-%d", i/perUser))
+		return err
+	})
+	return devices, err
 }
 
 // ssDevices logs the owner in n times (a device each), two at a time

@@ -112,7 +112,7 @@ func parseFlags() (*config, error) {
 	flag.IntVar(&c.abuseReqs, "abuse-reqs", 200, "abuse: the owner's timed requests, idle and under abuse")
 	flag.DurationVar(&c.abuseHold, "abuse-hold", 35*time.Second, "abuse: hold the flood this long (past the 30 s body deadline) before counting what the daemon closed")
 	c.ss.register(flag.CommandLine)
-	flag.DurationVar(&c.timeout, "timeout", 20*time.Minute, "kill everything and fail after this long (unless set: 20m per run, a full run takes 11–16 min on 2 cores)")
+	flag.DurationVar(&c.timeout, "timeout", 20*time.Minute, "kill everything and fail after this long (unless set: 20m per run, one run of every section takes 12–15 min on 2 cores, depending on the load)")
 	flag.IntVar(&c.runs, "runs", 3, "runs of each section; rows report the median and min–max (1 with -quick)")
 	onceList := flag.String("once", "", "comma-separated sections to run once whatever -runs says (to shorten a full run; their captions say so)")
 	flag.StringVar(&c.note, "note", "", "free text for the report's header, e.g. what else the machine was doing")
