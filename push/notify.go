@@ -381,7 +381,12 @@ func newestInRoom(tx *store.Tx, userID, roomID string, from uint64, limit int, o
 		k, v = c.Prev()
 	}
 	for n := 0; n < limit && k != nil && hasPrefix(k, prefix); k, v = c.Prev() {
-		r, err := decodeRecord(v, true)
+		// With only=highlight most records are skipped: their actions
+		// are decoded only once one is kept.
+		r, err := decodeRecord(v, !onlyHighlight)
+		if err == nil && onlyHighlight && r.Highlight {
+			r, err = decodeRecord(v, true)
+		}
 		if err != nil {
 			continue // as before: an unreadable record is skipped
 		}
