@@ -45,8 +45,12 @@ type idleGC struct {
 	mu      sync.Mutex
 	users   int         // started daemons
 	timer   *time.Timer // armed while active; nil while idle or stopped
-	percent int         // the GC percent to restore
+	percent int         // the GC percent found at start, restored at stop
 	limit   int64       // the memory limit to restore
+	busy    int         // the GC percent while busy (runtime_busy.go)
+	saved   bool        // percent and limit hold what start found
+
+	watching bool // a GC sentinel is armed (runtime_busy.go)
 
 	base time.Time
 	last atomic.Int64 // time.Since(base) of the latest activity
@@ -71,6 +75,10 @@ func (g *idleGC) start() (stop func()) {
 	}
 	g.base = time.Now()
 	g.last.Store(0)
+	g.saved = false
+	if !g.watching {
+		g.watchCycles()
+	}
 	// Start-up is over and no client has asked anything yet: idle now,
 	// which also drops start-up's garbage and its pages of the binary
 	// before the first client comes (a millisecond or two of start time).
@@ -93,9 +101,8 @@ func (g *idleGC) stop() {
 		g.timer.Stop()
 		g.timer = nil
 	}
-	if g.idle.Load() {
-		g.restore()
-	}
+	g.restore()
+	debug.SetGCPercent(g.percent) // not the busy percent: as found
 }
 
 // touch records activity (a request, a store commit); if the daemon was
@@ -135,8 +142,10 @@ func (g *idleGC) check() {
 func (g *idleGC) goIdle(last int64) {
 	debug.FreeOSMemory()
 	trimExecutable()
-	g.limit = debug.SetMemoryLimit(-1)
-	g.percent = debug.SetGCPercent(-1)
+	limit, percent := debug.SetMemoryLimit(-1), debug.SetGCPercent(-1)
+	if !g.saved {
+		g.limit, g.percent, g.busy, g.saved = limit, percent, percent, true
+	}
 	debug.SetMemoryLimit(min(g.limit, runtimeInUse()+idleGCHeadroom))
 	g.idle.Store(true)
 	// A touch between reading last and setting idle saw the GC on and
@@ -147,9 +156,10 @@ func (g *idleGC) goIdle(last int64) {
 	}
 }
 
-// restore puts back the GC percent and memory limit; g.mu is held.
+// restore puts back the busy GC percent and the memory limit; g.mu is
+// held.
 func (g *idleGC) restore() {
-	debug.SetGCPercent(g.percent)
+	debug.SetGCPercent(g.busy)
 	debug.SetMemoryLimit(g.limit)
 	g.idle.Store(false)
 }

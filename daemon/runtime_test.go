@@ -76,8 +76,9 @@ func TestIdleDaemonTurnsForcedGCOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	// The request turned it on before it was handled, so no wait here.
-	if p, l := gcSettings(); p != p0 || l != l0 {
+	// The request turned it on before it was handled, so no wait here
+	// (at the busy percent, which is never below the one found).
+	if p, l := gcSettings(); p < p0 || l != l0 {
 		t.Fatalf("after a request: GC percent %d limit %d, want %d %d", p, l, p0, l0)
 	}
 
@@ -87,7 +88,7 @@ func TestIdleDaemonTurnsForcedGCOff(t *testing.T) {
 	if err := d.accounts.PutAccountData(context.Background(), ownerName(), "", "org.example.idle", []byte(`{}`)); err != nil {
 		t.Fatal(err)
 	}
-	if p, l := gcSettings(); p != p0 || l != l0 {
+	if p, l := gcSettings(); p < p0 || l != l0 {
 		t.Fatalf("after a store write: GC percent %d limit %d, want %d %d", p, l, p0, l0)
 	}
 

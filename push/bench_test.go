@@ -82,6 +82,25 @@ func BenchmarkEvaluateRoom32(b *testing.B) {
 			}
 		}
 	})
+	// "commits of 4": the same, a write transaction per 4 events, the
+	// shape of the daemon's evaluator following senders one commit at a
+	// time (Issue 15, "One hot room: the notification log").
+	b.Run("commits of 4", func(b *testing.B) {
+		if b.N > events {
+			b.Skipf("%d events are stored, %d asked", events, b.N)
+		}
+		s := New(e.db, e.rooms, Options{})
+		b.ReportAllocs()
+		for i := 0; i < b.N; i += 4 {
+			var pos uint64 = from
+			if i > 0 {
+				pos = pes[i-1].Pos
+			}
+			if _, err := s.processBatch(context.Background(), pos, pes[min(i+4, b.N)-1].Pos); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("store", func(b *testing.B) {
 		if b.N > events {
 			b.Skipf("%d events are stored, %d asked", events, b.N)

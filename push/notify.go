@@ -1,10 +1,11 @@
 package push
 
 import (
+	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -14,7 +15,9 @@ import (
 	"github.com/hearth-chat/hearth/internal/store"
 )
 
-// record is one entry of the notification log (bucket pushlog).
+// record is one entry of the notification log (bucket pushlog), decoded
+// from either layout (see recordCompact); EventID is set only by records
+// of the first, JSON layout.
 type record struct {
 	EventID   string                    `json:"e"`
 	Actions   pushrules.PushActionArray `json:"a"`
@@ -25,10 +28,6 @@ type record struct {
 
 func logKey(userID, roomID string, pos uint64) []byte {
 	return append(store.Key(userID, roomID, ""), store.PutU64(pos)...)
-}
-
-func feedKey(userID string, pos uint64) []byte {
-	return append(store.Key(userID, ""), store.PutU64(pos)...)
 }
 
 func hasPrefix(b, p []byte) bool { return len(b) >= len(p) && string(b[:len(p)]) == string(p) }
@@ -61,8 +60,8 @@ func countsTx(tx *store.Tx, userID, roomID string, read map[string]uint64, out C
 			break // written after the caller's snapshot of the evaluator
 		}
 		last = pos
-		var r record
-		if err := json.Unmarshal(v, &r); err != nil {
+		r, err := decodeRecord(v, false)
+		if err != nil {
 			return out, last, fmt.Errorf("push: decode notification: %w", err)
 		}
 		if pos <= read[r.Thread] {
@@ -224,14 +223,17 @@ func (s *Service) RoomsNotified(userID string, from uint64, live *Live) ([]strin
 			out = append(out, id)
 		}
 	}
+	// One seek per room the user was ever notified in: the log is keyed
+	// by user and room, and a feed in stream order per user would cost a
+	// second write per recipient of every message (Issue 15).
 	err := s.db.View(func(tx *store.Tx) error {
-		prefix := store.Key(userID, "")
-		c := tx.Cursor(store.PushFeed)
-		for k, v := c.Seek(feedKey(userID, from+1)); k != nil && hasPrefix(k, prefix); k, v = c.Next() {
-			if store.U64(k[len(prefix):]) > live.Evaluated {
-				break
+		c := tx.Cursor(store.PushLog)
+		for _, roomID := range loggedRooms(tx, userID) {
+			prefix := store.Key(userID, roomID, "")
+			k, _ := c.Seek(logKey(userID, roomID, from+1))
+			if k != nil && hasPrefix(k, prefix) && store.U64(k[len(prefix):]) <= live.Evaluated {
+				addRoom(roomID)
 			}
-			addRoom(string(v))
 		}
 		return nil
 	})
@@ -305,45 +307,34 @@ func (s *Service) Notifications(userID string, from uint64, limit int, onlyHighl
 	var next uint64
 	reads := map[string]map[string]uint64{}
 	err := s.db.View(func(tx *store.Tx) error {
-		prefix := store.Key(userID, "")
-		c := tx.Cursor(store.PushFeed)
-		// Seek lands at or past the start point; the entries wanted are
-		// the ones before it.
-		target := append(store.Key(userID, ""), 0xff)
-		if from != 0 {
-			target = feedKey(userID, from)
-		}
-		var v []byte
-		k, _ := c.Seek(target)
-		if k == nil {
-			k, v = c.Last()
-		} else {
-			k, v = c.Prev()
-		}
-		for ; k != nil && hasPrefix(k, prefix); k, v = c.Prev() {
-			pos := store.U64(k[len(prefix):])
-			if from != 0 && pos >= from {
-				continue
+		rooms := loggedRooms(tx, userID)
+		// Each room's newest notifications below from, at most limit of
+		// them (no page can take more from one room), merged by stream
+		// position: positions are unique across rooms.
+		for _, roomID := range rooms {
+			if err := newestInRoom(tx, userID, roomID, from, limit, onlyHighlight, &out); err != nil {
+				return err
 			}
-			if len(out) == limit {
-				next = out[len(out)-1].Pos
+		}
+		slices.SortFunc(out, func(a, b Notification) int { return cmp.Compare(b.Pos, a.Pos) })
+		if len(out) < limit {
+			return nil
+		}
+		out = out[:limit]
+		// A next page exists when any notification, of any kind, is older
+		// than the last one returned.
+		last := out[len(out)-1].Pos
+		c := tx.Cursor(store.PushLog)
+		for _, roomID := range rooms {
+			prefix := store.Key(userID, roomID, "")
+			c.Seek(logKey(userID, roomID, last))
+			if k, _ := c.Prev(); k != nil && hasPrefix(k, prefix) {
+				next = last
 				break
 			}
-			roomID := string(v)
-			var r record
-			if b := tx.Get(store.PushLog, logKey(userID, roomID, pos)); b == nil || json.Unmarshal(b, &r) != nil {
-				continue
-			}
-			if onlyHighlight && !r.Highlight {
-				continue
-			}
-			out = append(out, Notification{Pos: pos, RoomID: roomID, Actions: r.Actions, TS: r.TS, thread: r.Thread})
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, 0, err
-	}
 	// Receipts are read after the log, not inside its transaction: nested
 	// bbolt read transactions can deadlock against a waiting writer.
 	for i := range out {
@@ -356,4 +347,55 @@ func (s *Service) Notifications(userID string, from uint64, limit int, onlyHighl
 		n.Read = n.Pos <= reads[n.RoomID][""] || n.Pos <= reads[n.RoomID][n.thread]
 	}
 	return out, next, nil
+}
+
+// loggedRooms lists the rooms in which userID has notifications in the
+// log, one seek per room.
+func loggedRooms(tx *store.Tx, userID string) []string {
+	var rooms []string
+	prefix := store.Key(userID, "")
+	c := tx.Cursor(store.PushLog)
+	for k, _ := c.Seek(prefix); k != nil && hasPrefix(k, prefix) && len(k) >= len(prefix)+9; {
+		roomID := string(k[len(prefix) : len(k)-9])
+		rooms = append(rooms, roomID)
+		k, _ = c.Seek(store.Key(userID, roomID+"\x01"))
+	}
+	return rooms
+}
+
+// newestInRoom appends to out the user's newest notifications in one room
+// below position from (0: from the newest), at most limit, only
+// highlights if asked.
+func newestInRoom(tx *store.Tx, userID, roomID string, from uint64, limit int, onlyHighlight bool, out *[]Notification) error {
+	prefix := store.Key(userID, roomID, "")
+	c := tx.Cursor(store.PushLog)
+	var k, v []byte
+	if from == 0 {
+		if k, _ = c.Seek(store.Key(userID, roomID+"\x01")); k == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev()
+		}
+	} else {
+		c.Seek(logKey(userID, roomID, from))
+		k, v = c.Prev()
+	}
+	for n := 0; n < limit && k != nil && hasPrefix(k, prefix); k, v = c.Prev() {
+		// With only=highlight most records are skipped: their actions
+		// are decoded only once one is kept.
+		r, err := decodeRecord(v, !onlyHighlight)
+		if err == nil && onlyHighlight && r.Highlight {
+			r, err = decodeRecord(v, true)
+		}
+		if err != nil {
+			continue // as before: an unreadable record is skipped
+		}
+		if onlyHighlight && !r.Highlight {
+			continue
+		}
+		pos := store.U64(k[len(prefix):])
+		*out = append(*out, Notification{Pos: pos, RoomID: roomID, Actions: r.Actions, TS: r.TS, thread: r.Thread})
+		n++
+	}
+	return nil
 }

@@ -275,9 +275,6 @@ func (s *Service) processBatch(ctx context.Context, from, to uint64) (uint64, er
 				if err := tx.Put(store.PushLog, logKey(r.UserID, e.pe.RoomID, e.pe.Pos), rec); err != nil {
 					return err
 				}
-				if err := tx.Put(store.PushFeed, feedKey(r.UserID, e.pe.Pos), []byte(e.pe.RoomID)); err != nil {
-					return err
-				}
 				if _, ok := unread[r.UserID]; ok {
 					unread[r.UserID]++
 					if err := s.enqueueTx(tx, e.pe, r, unread[r.UserID]); err != nil {
@@ -342,13 +339,7 @@ func (s *Service) unreadTotals(batch []evaluated) (map[string]int, error) {
 func (s *Service) unread(userID string) (int, error) {
 	var rooms []string
 	err := s.db.View(func(tx *store.Tx) error {
-		prefix := store.Key(userID, "")
-		c := tx.Cursor(store.PushLog)
-		for k, _ := c.Seek(prefix); k != nil && hasPrefix(k, prefix); {
-			roomID := string(k[len(prefix) : len(k)-9])
-			rooms = append(rooms, roomID)
-			k, _ = c.Seek(store.Key(userID, roomID+"\x01"))
-		}
+		rooms = loggedRooms(tx, userID)
 		return nil
 	})
 	if err != nil {

@@ -48,7 +48,6 @@ var (
 	// Push buckets (push).
 	PushRules = []byte("pushrules")
 	PushLog   = []byte("pushlog")
-	PushFeed  = []byte("pushfeed")
 	Pushers   = []byte("pushers")
 	PushQueue = []byte("pushqueue")
 	PushMeta  = []byte("pushmeta")
@@ -79,7 +78,7 @@ var (
 		Media, MediaPending, MediaUsage,
 		DeviceKeys, OneTimeKeys, FallbackKeys, CrossSigning, KeySignatures, ToDevice, ToDeviceTxns,
 		BackupVersions, BackupKeys,
-		PushRules, PushLog, PushFeed, Pushers, PushQueue, PushMeta,
+		PushRules, PushLog, Pushers, PushQueue, PushMeta,
 		SearchTerms, SearchDocs, SearchMeta,
 		ServerKeys, FedQueue, FedMeta, FedTxns,
 		LANPins,
@@ -92,7 +91,14 @@ var (
 
 // schemaVersion is the layout this code writes. A file with a newer version
 // is refused rather than misread.
-const schemaVersion = 2
+const schemaVersion = 3
+
+// pushFeed is the bucket schemas 1 and 2 kept beside pushlog: userID
+// 0x00 streamPos → roomID, each notification a second time in the
+// user's stream order. Schema 3 answers GET /notifications and /sync's
+// notified rooms from pushlog alone (Issue 15: the second put per
+// recipient of every message was half the log's write cost).
+var pushFeed = []byte("pushfeed")
 
 func migrate(btx *bolt.Tx) error {
 	for _, name := range buckets {
@@ -110,6 +116,13 @@ func migrate(btx *bolt.Tx) error {
 		if have == 1 {
 			if err := orderOneTimeKeys(btx); err != nil {
 				return fmt.Errorf("migrate to schema 2: %w", err)
+			}
+		}
+		// Schema 3: pushlog's records may be in either of push's
+		// layouts (push reads both), and pushfeed is gone.
+		if have >= 1 && btx.Bucket(pushFeed) != nil {
+			if err := btx.DeleteBucket(pushFeed); err != nil {
+				return fmt.Errorf("migrate to schema 3: %w", err)
 			}
 		}
 		return meta.Put(keySchema, PutU64(schemaVersion))
