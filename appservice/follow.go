@@ -163,7 +163,7 @@ func (q *Queue) step(ctx context.Context, pos uint64) (done bool, err error) {
 	added := map[string]int{}
 	dropped := map[string]uint64{}
 	lastSeq := map[string]uint64{}
-	err = q.db.Update(ctx, func(tx *store.Tx) error {
+	err = q.followWrite(ctx, func(tx *store.Tx) error {
 		clear(added)
 		clear(dropped)
 		clear(lastSeq)
@@ -227,6 +227,17 @@ func (q *Queue) step(ctx context.Context, pos uint64) (done bool, err error) {
 		slog.Warn("appservice queue full: events dropped", "appservice", id, "dropped", d)
 	}
 	return false, nil
+}
+
+// followWrite is the follower's write; tests make it fail through
+// q.beforeWrite.
+func (q *Queue) followWrite(ctx context.Context, fn func(*store.Tx) error) error {
+	if q.beforeWrite != nil {
+		if err := q.beforeWrite(); err != nil {
+			return err
+		}
+	}
+	return q.db.Update(ctx, fn)
 }
 
 func putEntry(tx *store.Tx, id string, v []byte) (uint64, error) {

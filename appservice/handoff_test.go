@@ -2,11 +2,17 @@ package appservice
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hearth-chat/hearth/internal/room"
 )
 
 // TestQueueHandoffKeepsGuarantees: messages go to a keeping-up
@@ -69,5 +75,51 @@ func TestQueueHandoffKeepsGuarantees(t *testing.T) {
 			t.Fatalf("transaction %s sent with %q and %q", s.ID, prev, c)
 		}
 		byID[s.ID] = c
+	}
+}
+
+// TestQueueHandoffWriteFails: the follower's write of handed-off events
+// fails after the appservice acknowledged them, and a new message comes
+// before the follower tries again: the next transaction, carrying both,
+// goes under a new ID (the appservice drops a repeated one unread), so
+// no transaction ID is sent with two contents and nothing is lost.
+func TestQueueHandoffWriteFails(t *testing.T) {
+	var w *queueWorld
+	var armed, failed atomic.Bool
+	w = setupQueueWorld(t, func(q *Queue) {
+		q.beforeWrite = func() error {
+			if !armed.Load() || failed.Swap(true) {
+				return nil
+			}
+			// The hand-off of "a" is sent and acknowledged first.
+			for !slices.Contains(w.as.delivered(), "a") {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if _, err := w.rooms.Send(context.Background(), room.SendRequest{Sender: alice, Device: "D", RoomID: w.roomID,
+				Type: "m.room.message", Content: json.RawMessage(`{"msgtype":"m.text","body":"b"}`), TxnID: "b"}); err != nil {
+				t.Error(err)
+			}
+			return errors.New("disk full")
+		}
+	})
+	w.settle(t)
+	armed.Store(true)
+	w.say(t, "a")
+	w.as.waitFor(t, "b delivered", func() bool { return strings.HasSuffix(texts(w.as.delivered()), "b") })
+	if !failed.Load() {
+		t.Fatal("the follower's write never failed")
+	}
+	w.as.mu.Lock()
+	byID := map[string]string{}
+	for _, s := range w.as.seen {
+		c := strings.Join(s.Bodies, ",")
+		if prev, ok := byID[s.ID]; ok && prev != c {
+			t.Errorf("transaction %s sent with %q and %q", s.ID, prev, c)
+		}
+		byID[s.ID] = c
+	}
+	w.as.mu.Unlock()
+	if got := texts(w.as.delivered()); got != "a|a|b" && got != "a|b" {
+		t.Fatalf("delivered %q", got)
 	}
 }

@@ -113,6 +113,9 @@ type Queue struct {
 	minBackoff, maxBackoff time.Duration
 	sendTimeout            time.Duration // one transaction's whole request
 	maxQueued              int           // entries per appservice; beyond, new ones are dropped
+	// beforeWrite, when set (tests), runs before the follower's write;
+	// an error fails that write.
+	beforeWrite func() error
 
 	mu      sync.Mutex
 	ctx     context.Context
