@@ -123,3 +123,49 @@ func TestQueueHandoffWriteFails(t *testing.T) {
 		t.Fatalf("delivered %q", got)
 	}
 }
+
+// TestQueueHandoffReadded: the appservice is removed and added again
+// while a hand-off of an earlier message waits for the follower's write:
+// the new registration gets nothing from before it, neither the handed-
+// off events nor their queue entries, and what comes after arrives.
+func TestQueueHandoffReadded(t *testing.T) {
+	var w *queueWorld
+	var armed, done, readded atomic.Bool
+	y := strings.Replace(regYAML("br", "br", true), "http://127.0.0.1:29318", "AS_URL", 1)
+	w = setupQueueWorld(t, func(q *Queue) {
+		q.beforeWrite = func() error {
+			if !armed.Load() || done.Swap(true) {
+				return nil
+			}
+			if err := w.reg.Remove(context.Background(), "br"); err != nil {
+				t.Error(err)
+			}
+			time.Sleep(2 * time.Millisecond) // a new AddedTS: the new registration's txn IDs differ
+			reg, err := Parse([]byte(strings.Replace(y, "AS_URL", w.as.URL, 1)))
+			if err == nil {
+				err = w.reg.Add(context.Background(), reg)
+			}
+			if err != nil {
+				t.Error(err)
+			}
+			readded.Store(true)
+			return nil
+		}
+	})
+	w.settle(t)
+	armed.Store(true)
+	w.say(t, "old")
+	for !readded.Load() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	prefix := fmt.Sprint(w.reg.Get("br").AddedTS, ".")
+	w.say(t, "new")
+	w.as.waitFor(t, "new delivered", func() bool { return strings.HasSuffix(texts(w.as.delivered()), "new") })
+	w.as.mu.Lock()
+	defer w.as.mu.Unlock()
+	for _, s := range w.as.seen {
+		if strings.HasPrefix(s.ID, prefix) && slices.Contains(s.Bodies, "old") {
+			t.Fatalf("the new registration was sent %q (txn %s), from before it", s.Bodies, s.ID)
+		}
+	}
+}

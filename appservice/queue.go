@@ -225,11 +225,14 @@ func idOfKey(k []byte) string {
 	return ""
 }
 
-// forget drops the count of an appservice that was removed or added
-// again: its entries went with its registration.
+// forget drops the count and hand-off of an appservice that was removed
+// or added again: its entries went with its registration, and a new one
+// gets nothing from before it (a worker that took the hand-off already
+// records nothing for a registration no longer current).
 func (q *Queue) forget(id string) {
 	q.mu.Lock()
 	delete(q.counts, id)
+	delete(q.handoffs, id)
 	q.mu.Unlock()
 }
 
