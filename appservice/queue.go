@@ -116,6 +116,9 @@ type Queue struct {
 	// beforeWrite, when set (tests), runs before the follower's write;
 	// an error fails that write.
 	beforeWrite func() error
+	// onQueueWrite, when set (tests), is told of each write of
+	// ephemeral events and to-device messages (queueFor).
+	onQueueWrite func(ids []string)
 
 	mu      sync.Mutex
 	ctx     context.Context
