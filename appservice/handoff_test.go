@@ -88,9 +88,10 @@ func TestQueueHandoffWriteFails(t *testing.T) {
 	var armed, failed atomic.Bool
 	w = setupQueueWorld(t, func(q *Queue) {
 		q.beforeWrite = func() error {
-			if !armed.Load() || failed.Swap(true) {
+			if !armed.Load() || failed.Load() || !w.handingOff() {
 				return nil
 			}
+			failed.Store(true)
 			// The hand-off of "a" is sent and acknowledged first.
 			for !slices.Contains(w.as.delivered(), "a") {
 				time.Sleep(5 * time.Millisecond)
@@ -103,6 +104,7 @@ func TestQueueHandoffWriteFails(t *testing.T) {
 		}
 	})
 	w.settle(t)
+	w.idle(t)
 	armed.Store(true)
 	w.say(t, "a")
 	w.as.waitFor(t, "b delivered", func() bool { return strings.HasSuffix(texts(w.as.delivered()), "b") })
@@ -153,6 +155,7 @@ func TestQueueHandoffReadded(t *testing.T) {
 		}
 	})
 	w.settle(t)
+	w.idle(t)
 	armed.Store(true)
 	w.say(t, "old")
 	for !readded.Load() {
@@ -168,4 +171,22 @@ func TestQueueHandoffReadded(t *testing.T) {
 			t.Fatalf("the new registration was sent %q (txn %s), from before it", s.Bodies, s.ID)
 		}
 	}
+}
+
+// idle waits until the worker of "br" has finished with its last hand-off,
+// so that the next message is handed off.
+func (w *queueWorld) idle(t *testing.T) {
+	t.Helper()
+	w.as.waitFor(t, "the last hand-off over", func() bool {
+		w.q.mu.Lock()
+		defer w.q.mu.Unlock()
+		return w.q.handoffs["br"] == nil && w.q.writing["br"] == 0 && w.q.counts["br"] == 0
+	})
+}
+
+// handingOff reports whether a hand-off to "br" waits for its write.
+func (w *queueWorld) handingOff() bool {
+	w.q.mu.Lock()
+	defer w.q.mu.Unlock()
+	return w.q.handoffs["br"] != nil
 }
