@@ -3,7 +3,10 @@ package appservice
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
 
 	"github.com/hearth-chat/hearth/internal/store"
 )
@@ -70,56 +73,84 @@ func (q *Queue) QueueEphemeral(ctx context.Context, roomID string, members []str
 // Presence queues a user's new presence (m.presence, content as /sync
 // shows it) for the appservices that asked for ephemeral events (MSC2409)
 // and have a user joined to a room userID is joined to. Local changes
-// (the client API) and other servers' (federation EDUs) both come here.
+// (the client API) come here; PresenceMany takes another server's EDU.
 // The appservice's own users' presence is its own doing and is not sent
 // back to it. Best effort: a failure is logged.
 func (q *Queue) Presence(ctx context.Context, userID string, content map[string]any) {
-	if !q.WantsEphemeral() {
+	q.PresenceMany(ctx, map[string]map[string]any{userID: content})
+}
+
+// PresenceMany is Presence for several users (user ID → content), as one
+// federation m.presence EDU brings them: all are queued in one write, so
+// an EDU costs federation's /send one commit, not one per user.
+func (q *Queue) PresenceMany(ctx context.Context, updates map[string]map[string]any) {
+	if len(updates) == 0 || !q.WantsEphemeral() {
 		return
 	}
-	if err := q.queuePresence(ctx, userID, content); err != nil {
-		slog.Info("appservice: queue presence", "user", userID, "err", err)
+	if err := q.queuePresence(ctx, updates); err != nil {
+		slog.Info("appservice: queue presence", "users", len(updates), "err", err)
 	}
 }
 
-func (q *Queue) queuePresence(ctx context.Context, userID string, content map[string]any) error {
-	rooms, err := q.events.JoinedRooms(userID)
-	if err != nil {
-		return err
+func (q *Queue) queuePresence(ctx context.Context, updates map[string]map[string]any) error {
+	users := make([]string, 0, len(updates))
+	for u := range updates {
+		users = append(users, u)
 	}
-	want := map[string]bool{}
+	slices.Sort(users)
 	services := q.reg.List()
-	for _, roomID := range rooms {
-		members, _, err := q.events.LocalJoinedAndAlias(roomID)
+	members := map[string][]string{} // room → local joined members, read once for the batch
+	per := map[string][][]byte{}
+	var ids []string
+	var errs []error
+	for _, userID := range users {
+		rooms, err := q.events.JoinedRooms(userID)
 		if err != nil {
-			continue // left meanwhile
+			errs = append(errs, fmt.Errorf("%s: %w", userID, err))
+			continue
 		}
-		for _, s := range services {
-			if want[s.ID()] || !s.Reg.Ephemeral() || s.OwnsUser(userID) {
-				continue
+		want := map[string]bool{}
+		for _, roomID := range rooms {
+			ms, ok := members[roomID]
+			if !ok {
+				ms, _, err = q.events.LocalJoinedAndAlias(roomID)
+				if err != nil {
+					continue // left meanwhile
+				}
+				members[roomID] = ms
 			}
-			for _, m := range members {
-				if s.OwnsUser(m) {
-					want[s.ID()] = true
-					break
+			for _, s := range services {
+				if want[s.ID()] || !s.Reg.Ephemeral() || s.OwnsUser(userID) {
+					continue
+				}
+				for _, m := range ms {
+					if s.OwnsUser(m) {
+						want[s.ID()] = true
+						break
+					}
 				}
 			}
 		}
-	}
-	var ids []string
-	for _, s := range services { // registration order, not the map's
-		if want[s.ID()] {
-			ids = append(ids, s.ID())
+		if len(want) == 0 {
+			continue
+		}
+		b, err := json.Marshal(map[string]any{"type": "m.presence", "sender": userID, "content": updates[userID]})
+		if err != nil {
+			return err
+		}
+		for _, s := range services { // registration order, not the map's
+			if id := s.ID(); want[id] {
+				if len(per[id]) == 0 {
+					ids = append(ids, id)
+				}
+				per[id] = append(per[id], append([]byte{kindEphemeral}, b...))
+			}
 		}
 	}
-	if len(ids) == 0 {
-		return nil
+	if len(ids) > 0 {
+		errs = append(errs, q.queueFor(ctx, per, ids, nil))
 	}
-	b, err := json.Marshal(map[string]any{"type": "m.presence", "sender": userID, "content": content})
-	if err != nil {
-		return err
-	}
-	return q.queueFor(ctx, map[string][][]byte{}, ids, append([]byte{kindEphemeral}, b...))
+	return errors.Join(errs...)
 }
 
 // QueueToDevice queues the to-device messages a local user sent to the
@@ -174,6 +205,9 @@ func (q *Queue) queueFor(ctx context.Context, per map[string][][]byte, ids []str
 	q.mu.Lock()
 	maxQueued := q.maxQueued
 	q.mu.Unlock()
+	if q.onQueueWrite != nil {
+		q.onQueueWrite(ids)
+	}
 	q.beginWrites(ids)
 	defer q.endWrites(ids)
 	err := q.db.Update(ctx, func(tx *store.Tx) error {

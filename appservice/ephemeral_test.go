@@ -3,7 +3,9 @@ package appservice
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,6 +92,41 @@ func TestQueueEphemeralFromEngine(t *testing.T) {
 		}
 	}
 	if got := w.as.ephemeralSeen(); got != "m.receipt|m.presence" {
+		t.Fatalf("ephemeral events acknowledged: %q", got)
+	}
+}
+
+// TestQueuePresenceOneWrite: the presence updates of one federation EDU
+// (PresenceMany) are queued in one write, not one per user — each is a
+// commit that federation's /send waits for — and all of them arrive.
+func TestQueuePresenceOneWrite(t *testing.T) {
+	var writes atomic.Int64
+	w := setupQueueWorld(t, func(q *Queue) { q.onQueueWrite = func([]string) { writes.Add(1) } })
+	ctx := context.Background()
+	var users []string
+	for i := range 3 {
+		u := fmt.Sprintf("@u%d:%s", i, qServer)
+		users = append(users, u)
+		if _, err := w.rooms.ChangeMembership(ctx, room.MembershipRequest{Sender: alice, RoomID: w.roomID, Target: u, Membership: "invite"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.rooms.ChangeMembership(ctx, room.MembershipRequest{Sender: u, RoomID: w.roomID, Target: u, Membership: "join"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.settle(t)
+	writes.Store(0)
+	updates := map[string]map[string]any{alice: {"presence": "online"}, "@br_ghost:" + qServer: {"presence": "online"}}
+	for _, u := range users {
+		updates[u] = map[string]any{"presence": "unavailable"}
+	}
+	w.q.PresenceMany(ctx, updates)
+	if n := writes.Load(); n != 1 {
+		t.Fatalf("%d queue writes for one EDU of %d users, want 1", n, len(updates))
+	}
+	// Everyone's but the ghost's own.
+	w.as.waitFor(t, "the presence delivered", func() bool { return strings.Count(w.as.ephemeralSeen(), "m.presence") >= 4 })
+	if got := w.as.ephemeralSeen(); got != "m.presence|m.presence|m.presence|m.presence" {
 		t.Fatalf("ephemeral events acknowledged: %q", got)
 	}
 }

@@ -101,8 +101,9 @@ func (q *Queue) step(ctx context.Context, pos uint64) (done bool, err error) {
 		return true, nil
 	}
 	type entry struct {
-		id string
-		v  []byte
+		id  string
+		v   []byte
+		svc *Service // the registration it is for: one added again meanwhile gets none of it
 	}
 	var entries []entry
 	last, n := pos, 0
@@ -131,7 +132,7 @@ func (q *Queue) step(ctx context.Context, pos uint64) (done bool, err error) {
 				}
 				v = append([]byte{kindEvent}, b...)
 			}
-			entries = append(entries, entry{s.ID(), v})
+			entries = append(entries, entry{s.ID(), v, s})
 		}
 		return nil
 	})
@@ -145,13 +146,15 @@ func (q *Queue) step(ctx context.Context, pos uint64) (done bool, err error) {
 	// An appservice that is keeping up gets its events now, while they
 	// are written (handoff.go).
 	perID := map[string][]json.RawMessage{}
+	svcOf := map[string]*Service{}
 	for _, e := range entries {
 		perID[e.id] = append(perID[e.id], json.RawMessage(e.v[1:]))
+		svcOf[e.id] = e.svc
 	}
 	handed := map[string]*handoff{}
 	q.mu.Lock()
 	for id, evs := range perID {
-		if q.canHandOff(id, len(evs)) {
+		if q.canHandOff(id, len(evs)) && q.reg.Get(id) == svcOf[id] {
 			h := &handoff{events: evs, written: make(chan struct{})}
 			q.handoffs[id], handed[id] = h, h
 		}
@@ -163,7 +166,7 @@ func (q *Queue) step(ctx context.Context, pos uint64) (done bool, err error) {
 	added := map[string]int{}
 	dropped := map[string]uint64{}
 	lastSeq := map[string]uint64{}
-	err = q.db.Update(ctx, func(tx *store.Tx) error {
+	err = q.followWrite(ctx, func(tx *store.Tx) error {
 		clear(added)
 		clear(dropped)
 		clear(lastSeq)
@@ -175,8 +178,8 @@ func (q *Queue) step(ctx context.Context, pos uint64) (done bool, err error) {
 		maxQueued := q.maxQueued
 		q.mu.Unlock()
 		for _, e := range entries {
-			if q.reg.Get(e.id) == nil {
-				continue // removed meanwhile
+			if q.reg.Get(e.id) != e.svc {
+				continue // removed (or added again) meanwhile
 			}
 			if counts[e.id]+added[e.id] >= maxQueued {
 				dropped[e.id]++
@@ -227,6 +230,17 @@ func (q *Queue) step(ctx context.Context, pos uint64) (done bool, err error) {
 		slog.Warn("appservice queue full: events dropped", "appservice", id, "dropped", d)
 	}
 	return false, nil
+}
+
+// followWrite is the follower's write; tests make it fail through
+// q.beforeWrite.
+func (q *Queue) followWrite(ctx context.Context, fn func(*store.Tx) error) error {
+	if q.beforeWrite != nil {
+		if err := q.beforeWrite(); err != nil {
+			return err
+		}
+	}
+	return q.db.Update(ctx, fn)
 }
 
 func putEntry(tx *store.Tx, id string, v []byte) (uint64, error) {

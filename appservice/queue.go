@@ -113,6 +113,12 @@ type Queue struct {
 	minBackoff, maxBackoff time.Duration
 	sendTimeout            time.Duration // one transaction's whole request
 	maxQueued              int           // entries per appservice; beyond, new ones are dropped
+	// beforeWrite, when set (tests), runs before the follower's write;
+	// an error fails that write.
+	beforeWrite func() error
+	// onQueueWrite, when set (tests), is told of each write of
+	// ephemeral events and to-device messages (queueFor).
+	onQueueWrite func(ids []string)
 
 	mu      sync.Mutex
 	ctx     context.Context
@@ -222,11 +228,14 @@ func idOfKey(k []byte) string {
 	return ""
 }
 
-// forget drops the count of an appservice that was removed or added
-// again: its entries went with its registration.
+// forget drops the count and hand-off of an appservice that was removed
+// or added again: its entries went with its registration, and a new one
+// gets nothing from before it (a worker that took the hand-off already
+// records nothing for a registration no longer current).
 func (q *Queue) forget(id string) {
 	q.mu.Lock()
 	delete(q.counts, id)
+	delete(q.handoffs, id)
 	q.mu.Unlock()
 }
 

@@ -162,7 +162,13 @@ func (q *Queue) sendOne(ctx context.Context, s *Service, inFlight *uint64) (more
 	if h != nil {
 		<-h.written
 		if upTo = h.upTo; upTo == 0 {
-			return true, 0, sendErr // not written: the follower looks at them again
+			// Not written: the follower looks at them again, maybe with
+			// more, and they go under a new ID — this one may have been
+			// taken, and an appservice drops a repeated ID unread.
+			if err := q.burnTxn(ctx, s, st.NextTxn); err != nil {
+				return true, q.minBackoff, err
+			}
+			return true, 0, sendErr
 		}
 		*inFlight = upTo
 	}
@@ -229,4 +235,27 @@ func (q *Queue) backoffFor(id string) time.Duration {
 		return nil
 	})
 	return max(d, 0)
+}
+
+// burnTxn moves s's transaction counter past used, which a hand-off was
+// sent under but the follower failed to queue, so that it is never sent
+// again with other contents (Application Service API §"Pushing events":
+// the appservice takes a repeated ID for a retry). Stored, so a restart
+// keeps it too.
+func (q *Queue) burnTxn(ctx context.Context, s *Service, used uint64) error {
+	id := s.ID()
+	return q.db.Update(context.WithoutCancel(ctx), func(tx *store.Tx) error {
+		if q.reg.Get(id) != s {
+			return nil // removed (or replaced): its state went with it
+		}
+		st, err := loadState(tx, id)
+		if err != nil {
+			return err
+		}
+		if st.NextTxn != used {
+			return nil
+		}
+		st.NextTxn++
+		return saveState(tx, id, st)
+	})
 }

@@ -71,7 +71,7 @@ func (d *Daemon) startFederation(key *secrets.SigningKey, sec secrets.Store, not
 	q := queue.New(d.db, d.rooms, notifier, client, name)
 	svc := federation.New(federation.Config{ServerName: name, KeyID: keyID, Key: key.Key, DB: d.db, Rooms: d.rooms,
 		Accounts: d.accounts, KeyRing: keys.KeyRing(), Client: client, Queue: q, WellKnownServer: cfg.WellKnownServer, Media: api.Media(), Keys: d.keys,
-		Presence: d.asQueue.Presence, ToDevice: appserviceAPI{d.appsvc, d.asQueue}.ToDevice})
+		Presence: d.asQueue.PresenceMany, ToDevice: appserviceAPI{d.appsvc, d.asQueue}.ToDevice})
 	d.keys.SetRemote(svc) // remote users' keys and to-device messages (federation/userkeys.go)
 	keys.Register(svc.Mux())
 	if m := api.Media(); m != nil {

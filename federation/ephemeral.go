@@ -126,6 +126,7 @@ func (s *Service) receivePresence(ctx context.Context, origin spec.ServerName, c
 		return err
 	}
 	var changed []string
+	updates := map[string]map[string]any{}
 	for _, u := range p.Push {
 		if serverOf(u.UserID) != string(origin) {
 			return errNotOrigin
@@ -139,16 +140,17 @@ func (s *Service) receivePresence(ctx context.Context, origin spec.ServerName, c
 		s.presence.set(u.UserID, presenceEntry{presence: u.Presence, statusMsg: u.StatusMsg,
 			lastActive: s.now().Add(-time.Duration(max(u.LastActiveAgo, 0)) * time.Millisecond), currentlyActive: u.CurrentlyActive})
 		changed = append(changed, u.UserID)
-		if s.cfg.Presence != nil {
-			c := map[string]any{"presence": u.Presence, "last_active_ago": max(u.LastActiveAgo, 0), "currently_active": u.CurrentlyActive}
-			if u.StatusMsg != "" {
-				c["status_msg"] = u.StatusMsg
-			}
-			s.cfg.Presence(ctx, u.UserID, c)
+		c := map[string]any{"presence": u.Presence, "last_active_ago": max(u.LastActiveAgo, 0), "currently_active": u.CurrentlyActive}
+		if u.StatusMsg != "" {
+			c["status_msg"] = u.StatusMsg
 		}
+		updates[u.UserID] = c
 	}
 	if len(changed) == 0 {
 		return nil
+	}
+	if s.cfg.Presence != nil {
+		s.cfg.Presence(ctx, updates) // one write for the EDU, not one per user
 	}
 	return s.cfg.DB.Update(ctx, func(tx *store.Tx) error {
 		for _, uid := range changed {

@@ -61,10 +61,11 @@ type Config struct {
 	// OriginRate and OriginBurst are the per-origin request limit
 	// (ratelimit.go); zero takes the defaults, 50/s with bursts of 200.
 	OriginRate, OriginBurst float64
-	// Presence, when set, hears each remote user's presence this server
-	// keeps (m.presence content as /sync shows it): the application
-	// services' queue, which local changes reach too (MSC2409).
-	Presence func(ctx context.Context, userID string, content map[string]any)
+	// Presence, when set, hears the remote users' presence this server
+	// keeps (user ID → m.presence content as /sync shows it), all of one
+	// EDU in one call: the application services' queue, which local
+	// changes reach too (MSC2409), and which writes them at once.
+	Presence func(ctx context.Context, updates map[string]map[string]any)
 	// ToDevice, when set, hears the to-device messages of each
 	// m.direct_to_device EDU that were queued for local devices (by user
 	// and device, "*" expanded): the application services' queue, which

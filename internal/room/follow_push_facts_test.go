@@ -75,6 +75,63 @@ func TestPushFactsFollowState(t *testing.T) {
 	}
 }
 
+// TestPushFactsFollowRedaction: redacting a state event rewrites it
+// without a new snapshot; the facts must show the redacted form — no old
+// display name for contains_display_name, no old notifications.room.
+func TestPushFactsFollowRedaction(t *testing.T) {
+	ctx := context.Background()
+	e, _ := newEngine(t)
+	roomID, err := e.CreateRoom(ctx, alice, Profile{}, CreateRequest{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	send := func(req SendRequest) string {
+		t.Helper()
+		n++
+		req.RoomID, req.Device, req.TxnID = roomID, "D", fmt.Sprint(n)
+		id, err := e.Send(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	lastMessage := func(sender string) *PushEvent {
+		t.Helper()
+		from, _ := e.Pos()
+		send(SendRequest{Sender: sender, Type: "m.room.message", Content: json.RawMessage(`{"msgtype":"m.text","body":"hi"}`)})
+		to, _ := e.Pos()
+		var got []*PushEvent
+		if err := e.PushEventsAfter(from, to, func(pe *PushEvent) error { got = append(got, pe); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 {
+			t.Fatalf("%d events after %d, want the message", len(got), from)
+		}
+		return got[0]
+	}
+	bobKey, empty := bob, ""
+	member := send(SendRequest{Sender: bob, Type: "m.room.member", StateKey: &bobKey, Content: json.RawMessage(`{"membership":"join","displayname":"Bob"}`)})
+	pl := send(SendRequest{Sender: alice, Type: "m.room.power_levels", StateKey: &empty,
+		Content: json.RawMessage(`{"users":{"` + alice + `":100,"` + bob + `":50},"notifications":{"room":40}}`)})
+	if pe := lastMessage(alice); len(pe.Local) != 1 || pe.Local[0].DisplayName != "Bob" {
+		t.Fatalf("before: %v", pe.Local)
+	}
+	if pe := lastMessage(bob); pe.RoomNotifLevel != 40 || pe.SenderName != "Bob" {
+		t.Fatalf("before: room notification level %d, name %q", pe.RoomNotifLevel, pe.SenderName)
+	}
+	send(SendRequest{Sender: alice, Type: "m.room.redaction", Redacts: member})
+	if pe := lastMessage(alice); len(pe.Local) != 1 || pe.Local[0].DisplayName != "" {
+		t.Fatalf("after redacting bob's member event: %v", pe.Local)
+	}
+	send(SendRequest{Sender: alice, Type: "m.room.redaction", Redacts: pl})
+	// Redaction keeps users but not notifications: the default 50.
+	if pe := lastMessage(bob); pe.RoomNotifLevel != 50 || pe.SenderLevel != 50 || pe.SenderName != "" {
+		t.Fatalf("after redacting power levels: room notification level %d, bob's level %d, name %q",
+			pe.RoomNotifLevel, pe.SenderLevel, pe.SenderName)
+	}
+}
+
 // TestSentEventsCached: the events a batch appends are in the parsed-event
 // cache once committed, so the readers that follow every new event (push,
 // the call agent, /sync) do not parse them again.

@@ -18,10 +18,20 @@ type EphemeralFunc func(roomID string, ev map[string]any)
 
 type ephemeralObserver struct {
 	fn atomic.Pointer[EphemeralFunc]
-	// typing serialises typing hand-offs, each of which reads the
-	// room's set afresh: concurrent changes are then handed off in an
-	// order whose last one carries the current set.
-	typing sync.Mutex
+	// typing holds the rooms whose typing set is being handed off now.
+	// One hand-off per room at a time, each reading the set afresh, so
+	// the last one carries the current set; a change meanwhile marks the
+	// room and returns at once (the running hand-off goes round again),
+	// and rooms do not wait for each other — a hand-off is a queue write,
+	// an fsync, and a remote typing change waits for it inside
+	// federation's /send.
+	mu     sync.Mutex
+	typing map[string]*typingEmit
+}
+
+// typingEmit is one room's hand-off in progress.
+type typingEmit struct {
+	again bool // the set changed since the running hand-off read it
 }
 
 // OnEphemeral sets the function that receives typing changes and public
@@ -41,13 +51,34 @@ func (e *Engine) emitTyping(roomID string) {
 	if fn == nil {
 		return
 	}
-	e.observer.typing.Lock()
-	defer e.observer.typing.Unlock()
-	users, _ := e.typingSince(roomID, 0, false)
-	if users == nil {
-		users = []string{}
+	o := &e.observer
+	o.mu.Lock()
+	if r := o.typing[roomID]; r != nil {
+		r.again = true // the running hand-off sends the set as it is then
+		o.mu.Unlock()
+		return
 	}
-	(*fn)(roomID, map[string]any{"type": "m.typing", "room_id": roomID, "content": map[string]any{"user_ids": users}})
+	r := &typingEmit{}
+	if o.typing == nil {
+		o.typing = map[string]*typingEmit{}
+	}
+	o.typing[roomID] = r
+	o.mu.Unlock()
+	for {
+		users, _ := e.typingSince(roomID, 0, false)
+		if users == nil {
+			users = []string{}
+		}
+		(*fn)(roomID, map[string]any{"type": "m.typing", "room_id": roomID, "content": map[string]any{"user_ids": users}})
+		o.mu.Lock()
+		if !r.again {
+			delete(o.typing, roomID)
+			o.mu.Unlock()
+			return
+		}
+		r.again = false
+		o.mu.Unlock()
+	}
 }
 
 // emitReceipt hands a public read receipt on, as the one-receipt

@@ -77,5 +77,9 @@ func (e *Engine) applyRedaction(tx *store.Tx, redaction gomatrixserverlib.PDU, r
 	target.JSON = pdu.JSON()
 	target.Flags |= flagRedacted
 	target.RedactedBy = redactionNID
+	if target.PDU.StateKey() != nil {
+		// Its room's push facts may hold what it said (follow_push_facts.go).
+		e.pushRooms.noteStateRedacted(target.RoomNID, redactionNID)
+	}
 	return tx.Put(store.Events, store.PutU64(nid), target.encode())
 }

@@ -49,7 +49,8 @@ var keepsContent = map[string]bool{
 }
 
 // maxSafeInt bounds integers in canonical JSON from room v6 on; Build
-// refuses a depth outside it, so such an event goes through Build.
+// refuses a depth or origin_server_ts outside it, so such an event goes
+// through Build (which refuses it, or accepts it in older versions).
 const maxSafeInt = 1<<53 - 1
 
 // signEvent builds, hashes and signs eb, on the direct path when it
@@ -68,7 +69,7 @@ func buildMessage(ver gomatrixserverlib.IRoomVersion, eb *gomatrixserverlib.Even
 	if eb.StateKey != nil || eb.Redacts != "" || keepsContent[eb.Type] || eb.RoomID == "" ||
 		len(eb.Signature) != 0 || len(eb.Unsigned) != 0 || eb.PrevStateEvents != nil ||
 		ver.EventFormat() != gomatrixserverlib.EventFormatV2 || ver.StateDAGs() ||
-		eb.Depth > maxSafeInt || eb.Depth < -maxSafeInt {
+		eb.Depth > maxSafeInt || eb.Depth < -maxSafeInt || now.UnixMilli() > maxSafeInt || now.UnixMilli() < 0 {
 		return nil, false, nil
 	}
 	var idEnc *base64.Encoding

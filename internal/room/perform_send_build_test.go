@@ -92,6 +92,20 @@ func TestBuildMessageSameAsGomatrixserverlib(t *testing.T) {
 	if fast == 0 {
 		t.Fatal("no event was built directly")
 	}
+	// An origin_server_ts outside canonical JSON's integers (an
+	// appservice's ts): the same outcome as Build, which refuses it from
+	// room v6 on — a remote server would reject the event.
+	for _, ms := range []int64{maxSafeInt + 1, 1<<63 - 1, -1} {
+		for v, ver := range gomatrixserverlib.RoomVersions() {
+			proto := gomatrixserverlib.ProtoEvent{SenderID: "@alice:test.local", RoomID: "!AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_abcde",
+				Type: "m.room.message", PrevEvents: []string{"$prev"}, AuthEvents: []string{"$create"}, Depth: 3, Content: spec.RawJSON(`{}`)}
+			_, wantErr := ver.NewEventBuilderFromProtoEvent(&proto).Build(time.UnixMilli(ms), origin, keyID, key)
+			_, ok, gotErr := buildMessage(ver, ver.NewEventBuilderFromProtoEvent(&proto), time.UnixMilli(ms), origin, keyID, key)
+			if ok && (gotErr != nil) != (wantErr != nil) {
+				t.Errorf("%s ts %d: Build error %v, direct error %v", v, ms, wantErr, gotErr)
+			}
+		}
+	}
 }
 
 // checkSignedEvent has gomatrixserverlib check what a remote server

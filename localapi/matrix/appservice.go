@@ -123,8 +123,10 @@ func massagedTS(r *http.Request, c *caller) (time.Time, error) {
 		return time.Time{}, nil
 	}
 	ms, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || ms <= 0 {
-		return time.Time{}, matrixerr.InvalidParam("ts must be a positive integer of milliseconds")
+	// Above 2^53-1 the event's origin_server_ts is outside canonical
+	// JSON's integer range (Server-Server API §"Canonical JSON").
+	if err != nil || ms <= 0 || ms > 1<<53-1 {
+		return time.Time{}, matrixerr.InvalidParam("ts must be a positive integer of milliseconds, at most 2^53-1")
 	}
 	return time.UnixMilli(ms), nil
 }

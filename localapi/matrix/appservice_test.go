@@ -188,6 +188,13 @@ func TestAppserviceToken(t *testing.T) {
 	}
 	ts.do(t, "PUT", "/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/send/m.room.message/g2"+ghost+"&ts=soon", "as-secret",
 		map[string]any{"msgtype": "m.text", "body": "x"}).wantError(t, 400, "M_INVALID_PARAM")
+	// Canonical JSON's integers end at 2^53-1: an event beyond would be
+	// refused by every other server.
+	if got := tsOf(send("as-secret", ghost+"&ts=9007199254740991", "g3")); got != 9007199254740991 {
+		t.Errorf("appservice ts 2^53-1: %d", got)
+	}
+	ts.do(t, "PUT", "/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/send/m.room.message/g4"+ghost+"&ts=9007199254740992", "as-secret",
+		map[string]any{"msgtype": "m.text", "body": "x"}).wantError(t, 400, "M_INVALID_PARAM")
 
 	// Login as a ghost with the as_token.
 	login := func(token, user string) *response {
