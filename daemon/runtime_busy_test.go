@@ -1,12 +1,8 @@
 package daemon
 
 import (
-	"context"
-	"io"
 	"net/http"
-	"path/filepath"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
 )
@@ -42,19 +38,7 @@ func TestBusyDaemonGivesSmallHeapHeadroom(t *testing.T) {
 		t.Skip("GOGC or GOMEMLIMIT is set: the daemon leaves the GC alone")
 	}
 	p0, _ := gcSettings()
-	cfg := Defaults()
-	cfg.DataDir = t.TempDir()
-	cfg.File = filepath.Join(cfg.DataDir, "hearth.conf")
-	cfg.ClientListen = "127.0.0.1:0"
-	cfg.KeyStore = KeyStoreFile
-	cfg.Federation = FederationOff
-	cfg.LANDiscovery = "off"
-	d, err := Start(cfg, io.Discard, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop := sync.OnceFunc(func() { d.Stop(context.Background()) })
-	t.Cleanup(stop)
+	d, stop := startLoopbackDaemon(t)
 	resp, err := http.Get("http://" + d.Addr() + "/_matrix/client/versions")
 	if err != nil {
 		t.Fatal(err)

@@ -53,19 +53,7 @@ func TestIdleDaemonTurnsForcedGCOff(t *testing.T) {
 		t.Fatalf("test process starts with GC percent %d, limit %d", p0, l0)
 	}
 
-	cfg := Defaults()
-	cfg.DataDir = t.TempDir()
-	cfg.File = filepath.Join(cfg.DataDir, "hearth.conf")
-	cfg.ClientListen = "127.0.0.1:0"
-	cfg.KeyStore = KeyStoreFile
-	cfg.Federation = FederationOff
-	cfg.LANDiscovery = "off"
-	d, err := Start(cfg, io.Discard, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop := sync.OnceFunc(func() { d.Stop(context.Background()) })
-	t.Cleanup(stop)
+	d, stop := startLoopbackDaemon(t)
 	waitGC(t, -1)
 	if _, l := gcSettings(); l == math.MaxInt64 || int64(l) < idleGCHeadroom {
 		t.Fatalf("idle with the GC off and memory limit %d: nothing bounds the heap", l)
@@ -140,4 +128,25 @@ func TestTrimExecutable(t *testing.T) {
 	if n <= 0 || after > before/2 {
 		t.Fatalf("trimmed %d bytes: the executable's resident pages went from %d KiB to %d KiB", n, before>>10, after>>10)
 	}
+}
+
+// startLoopbackDaemon starts a daemon on a fresh data dir with only the
+// client API on loopback (no federation, no LAN discovery, signing key in
+// a file); stop stops it once, and the test's clean-up calls it too.
+func startLoopbackDaemon(t *testing.T) (d *Daemon, stop func()) {
+	t.Helper()
+	cfg := Defaults()
+	cfg.DataDir = t.TempDir()
+	cfg.File = filepath.Join(cfg.DataDir, "hearth.conf")
+	cfg.ClientListen = "127.0.0.1:0"
+	cfg.KeyStore = KeyStoreFile
+	cfg.Federation = FederationOff
+	cfg.LANDiscovery = "off"
+	d, err := Start(cfg, io.Discard, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop = sync.OnceFunc(func() { d.Stop(context.Background()) })
+	t.Cleanup(stop)
+	return d, stop
 }

@@ -335,6 +335,9 @@ func (s *Service) Notifications(userID string, from uint64, limit int, onlyHighl
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, 0, err
+	}
 	// Receipts are read after the log, not inside its transaction: nested
 	// bbolt read transactions can deadlock against a waiting writer.
 	for i := range out {

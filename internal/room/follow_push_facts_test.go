@@ -10,7 +10,7 @@ import (
 )
 
 // TestPushFactsFollowState checks that the room facts PushEventsAfter
-// keeps between calls (push_facts.go) follow every change of state: each
+// keeps between calls (follow_push_facts.go) follow every change of state: each
 // call covers only a message sent after a change, so a stale cache would
 // show through.
 func TestPushFactsFollowState(t *testing.T) {

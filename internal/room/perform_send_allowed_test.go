@@ -8,7 +8,7 @@ import (
 )
 
 // TestAllowedFollowsState: a message sender's "yes" is kept for the next
-// message of the same sender and type (send_allowed.go), and every change
+// message of the same sender and type (perform_send_allowed.go), and every change
 // of what the auth rules read — power levels, the sender's membership —
 // asks gomatrixserverlib again.
 func TestAllowedFollowsState(t *testing.T) {

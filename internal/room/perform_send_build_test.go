@@ -16,7 +16,7 @@ import (
 )
 
 // TestBuildMessageSameAsGomatrixserverlib holds the direct build path
-// (send_build.go) to gomatrixserverlib: for every room version it knows,
+// (perform_send_build.go) to gomatrixserverlib: for every room version it knows,
 // the event built directly must be byte for byte the one EventBuilder.Build
 // makes from the same builder at the same time, and gomatrixserverlib must
 // accept it as an untrusted event (content hash), verify its signature over
