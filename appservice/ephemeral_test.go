@@ -64,28 +64,11 @@ func TestQueueEphemeralFromEngine(t *testing.T) {
 	w.q.Presence(context.Background(), "@br_ghost:"+qServer, map[string]any{"presence": "online"})  // its own: not sent
 	w.q.Presence(context.Background(), "@bob:elsewhere.test", map[string]any{"presence": "online"}) // shares no room: not sent
 	w.q.Presence(context.Background(), alice, map[string]any{"presence": "unavailable"})
-	w.as.waitFor(t, "the presence tried twice", func() bool {
-		w.as.mu.Lock()
-		defer w.as.mu.Unlock()
-		n := 0
-		for _, s := range w.as.seen {
-			if s.Mode == "fail" {
-				n++
-			}
-		}
-		return n >= 2
-	})
+	w.as.waitFor(t, "the presence tried twice", func() bool { return len(w.as.failedIDs()) >= 2 })
 	w.say(t, "meanwhile") // returns although the appservice fails
 	w.as.setMode("ok")
 	w.as.waitFor(t, "presence then the message", func() bool { return strings.HasSuffix(texts(w.as.delivered()), "meanwhile") })
-	w.as.mu.Lock()
-	var ids []string
-	for _, s := range w.as.seen {
-		if s.Mode == "fail" {
-			ids = append(ids, s.ID)
-		}
-	}
-	w.as.mu.Unlock()
+	ids := w.as.failedIDs()
 	for _, id := range ids[1:] {
 		if id != ids[0] {
 			t.Fatalf("retries under other IDs: %v", ids)

@@ -92,6 +92,20 @@ func newASServer(t *testing.T) *asServer {
 
 func (a *asServer) setMode(m string) { a.mu.Lock(); a.mode = m; a.mu.Unlock() }
 
+// failedIDs is the transaction ID of every attempt the appservice
+// failed, in order.
+func (a *asServer) failedIDs() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var ids []string
+	for _, t := range a.seen {
+		if t.Mode == "fail" {
+			ids = append(ids, t.ID)
+		}
+	}
+	return ids
+}
+
 // delivered is the bodies of every acknowledged transaction, in order,
 // each transaction ID counted once as an appservice does (hearth resends
 // an ID whose answer it did not get in time, with the same events).
@@ -255,17 +269,7 @@ func TestQueueRetriesSameTransaction(t *testing.T) {
 	})
 	w.say(t, "m2")
 	w.say(t, "m3")
-	w.as.waitFor(t, "a second failed attempt", func() bool {
-		w.as.mu.Lock()
-		defer w.as.mu.Unlock()
-		n := 0
-		for _, s := range w.as.seen {
-			if s.Mode == "fail" {
-				n++
-			}
-		}
-		return n >= 2
-	})
+	w.as.waitFor(t, "a second failed attempt", func() bool { return len(w.as.failedIDs()) >= 2 })
 	w.as.setMode("ok")
 	w.as.waitFor(t, "all delivered", func() bool { return strings.HasSuffix(texts(w.as.delivered()), "m3") })
 	if got := texts(w.as.delivered()); got != "m1|m2|m3" {

@@ -3,11 +3,10 @@ package federation
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
-	"encoding/base64"
 	"fmt"
 	"sync"
 
+	"github.com/hearth-chat/hearth/internal/room"
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 	"github.com/tidwall/gjson"
@@ -51,19 +50,12 @@ func signingBytes(ver gomatrixserverlib.IRoomVersion, eventJSON []byte) ([]byte,
 // signingBytes returns for it) rather than computed again on first use,
 // for room versions whose event IDs are reference hashes.
 func withEventID(ver gomatrixserverlib.IRoomVersion, pdu gomatrixserverlib.PDU, signed []byte) (gomatrixserverlib.PDU, error) {
-	var enc *base64.Encoding
-	switch ver.EventIDFormat() {
-	case gomatrixserverlib.EventIDFormatV2:
-		enc = base64.RawStdEncoding
-	case gomatrixserverlib.EventIDFormatV3:
-		enc = base64.RawURLEncoding
-	}
-	if enc == nil || ver.EventFormat() != gomatrixserverlib.EventFormatV2 {
+	id, ok := room.ReferenceEventID(ver, signed)
+	if !ok {
 		pdu.EventID() // v1 and v2: the ID is a field of the event
 		return pdu, nil
 	}
-	sum := sha256.Sum256(signed)
-	return ver.NewEventFromTrustedJSONWithEventID("$"+enc.EncodeToString(sum[:]), pdu.JSON(), pdu.Redacted())
+	return ver.NewEventFromTrustedJSONWithEventID(id, pdu.JSON(), pdu.Redacted())
 }
 
 // senderSignatureOnly reports whether the only server that must have

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -153,7 +154,7 @@ func acceptQuery(want map[string][]string, answer, res *QueryResult) {
 	for user, devices := range want {
 		devs := map[string]map[string]any{}
 		for dev, obj := range answer.DeviceKeys[user] {
-			if obj["user_id"] == user && obj["device_id"] == dev && (len(devices) == 0 || contains(devices, dev)) {
+			if obj["user_id"] == user && obj["device_id"] == dev && (len(devices) == 0 || slices.Contains(devices, dev)) {
 				if u, ok := obj["unsigned"].(map[string]any); !ok || u == nil {
 					obj["unsigned"] = map[string]any{} // a missing or null unsigned: see Query
 				}
@@ -198,15 +199,6 @@ func (s *Service) claimRemote(want map[string]map[string]string, keys map[string
 		}
 		return nil
 	})
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // messageID names the m.direct_to_device EDU of one client request: stable

@@ -3,6 +3,7 @@ package e2ee
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"sync"
 
@@ -144,7 +145,7 @@ func (s *Service) mergeLocalSignatures(requester string, masters map[string]map[
 func KeepSignaturesOf(obj map[string]any, users ...string) {
 	sigs, _ := obj["signatures"].(map[string]any)
 	for signer := range sigs {
-		if !contains(users, signer) {
+		if !slices.Contains(users, signer) {
 			delete(sigs, signer)
 		}
 	}

@@ -72,13 +72,7 @@ func buildMessage(ver gomatrixserverlib.IRoomVersion, eb *gomatrixserverlib.Even
 		eb.Depth > maxSafeInt || eb.Depth < -maxSafeInt || now.UnixMilli() > maxSafeInt || now.UnixMilli() < 0 {
 		return nil, false, nil
 	}
-	var idEnc *base64.Encoding
-	switch ver.EventIDFormat() {
-	case gomatrixserverlib.EventIDFormatV2:
-		idEnc = base64.RawStdEncoding
-	case gomatrixserverlib.EventIDFormatV3:
-		idEnc = base64.RawURLEncoding
-	default:
+	if _, ok := ReferenceEventID(ver, nil); !ok {
 		return nil, false, nil
 	}
 	prev, ok1 := idList(eb.PrevEvents)
@@ -153,8 +147,7 @@ func buildMessage(ver gomatrixserverlib.IRoomVersion, eb *gomatrixserverlib.Even
 	// what the event ID hashes.
 	redacted := event([]byte("{}"), hashes, nil, keepOrigin)
 	sig := ed25519.Sign(key, redacted)
-	ref := sha256.Sum256(redacted)
-	eventID := "$" + idEnc.EncodeToString(ref[:])
+	eventID, _ := ReferenceEventID(ver, redacted)
 	signatures := w.signatures(string(origin), string(keyID), base64.RawStdEncoding.EncodeToString(sig))
 	if w.err != nil {
 		return nil, true, w.err
@@ -263,4 +256,26 @@ func (w *canonicalWriter) signatures(origin, keyID, sig string) []byte {
 	b = append(b, ':')
 	b = append(b, w.str(sig)...)
 	return append(b, "}}"...)
+}
+
+// ReferenceEventID is the event ID of an event in a room version whose
+// event IDs are reference hashes (v3 and later): the SHA-256 of signed,
+// the event redacted and without signatures or unsigned data in canonical
+// JSON, in the version's base64 (Server-Server API §"Calculating the
+// reference hash for an event"). ok is false for versions whose event IDs
+// are a field of the event.
+func ReferenceEventID(ver gomatrixserverlib.IRoomVersion, signed []byte) (id string, ok bool) {
+	var enc *base64.Encoding
+	switch {
+	case ver.EventFormat() != gomatrixserverlib.EventFormatV2:
+		return "", false
+	case ver.EventIDFormat() == gomatrixserverlib.EventIDFormatV2:
+		enc = base64.RawStdEncoding
+	case ver.EventIDFormat() == gomatrixserverlib.EventIDFormatV3:
+		enc = base64.RawURLEncoding
+	default:
+		return "", false
+	}
+	sum := sha256.Sum256(signed)
+	return "$" + enc.EncodeToString(sum[:]), true
 }

@@ -2,6 +2,7 @@ package room
 
 import (
 	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/hearth-chat/hearth/internal/matrixerr"
@@ -312,10 +313,10 @@ func (f *EventFilter) Allows(typ, sender string) bool {
 	if matchAny(f.NotTypes, typ) {
 		return false
 	}
-	if len(f.Senders) > 0 && !contains(f.Senders, sender) {
+	if len(f.Senders) > 0 && !slices.Contains(f.Senders, sender) {
 		return false
 	}
-	return !contains(f.NotSenders, sender)
+	return !slices.Contains(f.NotSenders, sender)
 }
 
 func (f *EventFilter) matches(ev *Event) bool {
@@ -338,15 +339,6 @@ func (f *EventFilter) matches(ev *Event) bool {
 func matchAny(patterns []string, s string) bool {
 	for _, p := range patterns {
 		if p == s || (len(p) > 0 && p[len(p)-1] == '*' && len(s) >= len(p)-1 && s[:len(p)-1] == p[:len(p)-1]) {
-			return true
-		}
-	}
-	return false
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
 			return true
 		}
 	}

@@ -3,6 +3,7 @@ package room
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"sort"
 
 	"github.com/hearth-chat/hearth/internal/store"
@@ -160,10 +161,10 @@ func (e *Engine) Sync(req SyncRequest) (*SyncRooms, error) {
 }
 
 func roomWanted(req SyncRequest, roomID string) bool {
-	if len(req.Rooms) > 0 && !contains(req.Rooms, roomID) {
+	if len(req.Rooms) > 0 && !slices.Contains(req.Rooms, roomID) {
 		return false
 	}
-	return !contains(req.NotRooms, roomID)
+	return !slices.Contains(req.NotRooms, roomID)
 }
 
 func (e *Engine) syncJoined(tx *store.Tx, req SyncRequest, info *Info, m Membership, receiptUsers map[string]bool, stateMoved bool) (*JoinedRoom, error) {

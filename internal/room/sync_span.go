@@ -1,6 +1,7 @@
 package room
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/hearth-chat/hearth/internal/store"
@@ -23,7 +24,7 @@ func (k ChangeKinds) Only(kinds ...string) bool {
 		return false
 	}
 	for have := range k.kinds {
-		if !contains(kinds, have) {
+		if !slices.Contains(kinds, have) {
 			return false
 		}
 	}
