@@ -103,11 +103,12 @@ type Accounts struct {
 	// token expire (spec v1.3 refresh tokens).
 	AccessTokenLifetime time.Duration
 	hooks               profileHooks
+	tokens              *tokenCache // Authenticate's answers (tokencache.go)
 }
 
 // New returns the account service for serverName.
 func New(db *store.DB, serverName string) *Accounts {
-	return &Accounts{db: db, serverName: serverName, AccessTokenLifetime: 5 * time.Minute}
+	return &Accounts{db: db, serverName: serverName, AccessTokenLifetime: 5 * time.Minute, tokens: tokenCacheFor(db)}
 }
 
 // ServerName is the domain of local user IDs.
@@ -222,6 +223,7 @@ func modifyUser(tx *store.Tx, localpart string, fn func(*User) error) error {
 // keepDevice is logged out and deleted, as the spec's logout_devices asks;
 // their IDs are returned so the caller can drop what else they own (keys).
 func (a *Accounts) SetPassword(ctx context.Context, localpart, password string, logoutOthers bool, keepDevice string) ([]string, error) {
+	defer a.tokens.revoked() // after the commit: it may delete tokens
 	hash, err := hashPassword(password)
 	if err != nil {
 		return nil, err

@@ -18,6 +18,7 @@ import (
 // so the caller can drop what else they own (keys).
 // Leaving rooms is the caller's job: this package never touches room data.
 func (a *Accounts) Deactivate(ctx context.Context, localpart string, erase bool) ([]string, error) {
+	defer a.tokens.revoked() // after the commit: it may delete tokens
 	var devices []string
 	err := a.db.Update(ctx, func(tx *store.Tx) error {
 		// Presence and the directory read the profile through this log;

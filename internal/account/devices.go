@@ -26,6 +26,7 @@ type Session struct {
 // user) a device and issues tokens for it. Re-using a device ID revokes that
 // device's previous tokens, as the spec requires for /login with device_id.
 func (a *Accounts) Login(ctx context.Context, localpart, deviceID, displayName string, refresh bool) (*Session, error) {
+	defer a.tokens.revoked() // after the commit: it may delete tokens
 	if deviceID == "" {
 		deviceID = RandomString(8)
 	}
@@ -89,8 +90,11 @@ func (a *Accounts) putTokens(tx *store.Tx, localpart, deviceID string, s *Sessio
 // Authenticate resolves an access token. Expired tokens are M_UNKNOWN_TOKEN
 // with soft_logout, so the client refreshes instead of dropping its session.
 func (a *Accounts) Authenticate(token string) (*Token, error) {
-	var t Token
-	found := false
+	t, found := a.tokens.get(token) // tokencache.go
+	epoch := a.tokens.epoch.Load()
+	if found {
+		return checkAccessToken(t, true)
+	}
 	err := a.db.View(func(tx *store.Tx) error {
 		b := tx.Get(store.Tokens, tokenKey(token))
 		if b == nil {
@@ -102,6 +106,14 @@ func (a *Accounts) Authenticate(token string) (*Token, error) {
 	if err != nil {
 		return nil, fmt.Errorf("account: read token: %w", err)
 	}
+	if found && !t.Refresh && !t.Login {
+		a.tokens.put(token, t, epoch)
+	}
+	return checkAccessToken(t, found)
+}
+
+// checkAccessToken is Authenticate's answer for what the token resolved to.
+func checkAccessToken(t Token, found bool) (*Token, error) {
 	if !found || t.Refresh || t.Login {
 		return nil, matrixerr.UnknownToken("unknown access token")
 	}
@@ -116,6 +128,7 @@ func (a *Accounts) Authenticate(token string) (*Token, error) {
 // Refresh swaps a refresh token for a new access/refresh pair and revokes
 // the old pair (spec v1.3 §"Refreshing access tokens").
 func (a *Accounts) Refresh(ctx context.Context, refreshToken string) (*Session, error) {
+	defer a.tokens.revoked() // after the commit: it may delete tokens
 	var s *Session
 	err := a.db.Update(ctx, func(tx *store.Tx) error {
 		key := tokenKey(refreshToken)
@@ -163,6 +176,7 @@ func (a *Accounts) LogoutAll(ctx context.Context, localpart string) error {
 // DeleteDevices removes devices and their tokens; unknown IDs are ignored,
 // as the spec's /delete_devices allows.
 func (a *Accounts) DeleteDevices(ctx context.Context, localpart string, ids []string) error {
+	defer a.tokens.revoked() // after the commit: it may delete tokens
 	drop := make(map[string]bool, len(ids))
 	for _, id := range ids {
 		drop[id] = true

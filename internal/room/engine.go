@@ -38,6 +38,7 @@ type Engine struct {
 
 	pushRooms pushFactsCache    // what PushEventsAfter tells of each room (follow_push_facts.go)
 	allowed   allowedCache      // auth decisions for message events (perform_send_allowed.go)
+	sendAuth  authStateCache    // auth events of message events (perform_send_authcache.go)
 	observer  ephemeralObserver // who else hears of typing and receipts (perform_ephemeral_observe.go)
 	spans     spanMemo          // change kinds of the spans woken /syncs ask about (sync_span.go)
 }

@@ -173,7 +173,7 @@ func (e *Engine) build(tx *store.Tx, info *Info, req SendRequest) (gomatrixserve
 			proto.Content = spec.RawJSON(c)
 		}
 	}
-	provider, err := e.authProvider(tx, info.NID, &proto)
+	provider, err := e.sendAuthProvider(tx, info, &proto) // perform_send_authcache.go
 	if err != nil {
 		return nil, err
 	}

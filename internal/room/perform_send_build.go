@@ -87,9 +87,11 @@ func buildMessage(ver gomatrixserverlib.IRoomVersion, eb *gomatrixserverlib.Even
 	}
 	// The content is the only part a client chose: the version's rules on
 	// numbers apply to it, as Build applies them to the whole event.
-	content, err = gomatrixserverlib.EnforcedCanonicalJSON(content, ver.Version())
-	if err != nil {
-		return nil, true, err
+	if !canonicalAlready(content) { // perform_send_canonical.go
+		content, err = gomatrixserverlib.EnforcedCanonicalJSON(content, ver.Version())
+		if err != nil {
+			return nil, true, err
+		}
 	}
 
 	// The fields every form shares, each a canonical JSON value.

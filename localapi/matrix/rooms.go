@@ -134,7 +134,7 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request, c *caller) 
 	if err != nil {
 		return roomErr(err)
 	}
-	matrixerr.WriteJSON(w, http.StatusOK, map[string]any{"event_id": id})
+	writeEventID(w, id) // send_response.go
 	return nil
 }
 
