@@ -41,6 +41,15 @@ var (
 // least one is started.
 var theIdleGC = &idleGC{}
 
+// idleGCEpoch is what activity times count from. It never changes: touch
+// reads it without g.mu from any goroutine (a store commit's), so a start
+// must not move it (it did, a data race while another daemon of the
+// process was committing).
+var idleGCEpoch = time.Now()
+
+// sinceEpoch is now, as g.last counts it.
+func sinceEpoch() int64 { return int64(time.Since(idleGCEpoch)) }
+
 type idleGC struct {
 	mu      sync.Mutex
 	users   int         // started daemons
@@ -52,8 +61,7 @@ type idleGC struct {
 
 	watching bool // a GC sentinel is armed (runtime_busy.go)
 
-	base time.Time
-	last atomic.Int64 // time.Since(base) of the latest activity
+	last atomic.Int64 // time.Since(idleGCEpoch) of the latest activity
 	idle atomic.Bool  // the GC percent is off
 }
 
@@ -73,8 +81,8 @@ func (g *idleGC) start() (stop func()) {
 	if g.users > 1 {
 		return nil
 	}
-	g.base = time.Now()
-	g.last.Store(0)
+	now := sinceEpoch()
+	g.last.Store(now)
 	g.saved = false
 	if !g.watching {
 		g.watchCycles()
@@ -82,7 +90,7 @@ func (g *idleGC) start() (stop func()) {
 	// Start-up is over and no client has asked anything yet: idle now,
 	// which also drops start-up's garbage and its pages of the binary
 	// before the first client comes (a millisecond or two of start time).
-	g.goIdle(0)
+	g.goIdle(now)
 	return nil
 }
 
@@ -108,7 +116,7 @@ func (g *idleGC) stop() {
 // touch records activity (a request, a store commit); if the daemon was
 // idle it turns the GC back on before the caller goes on to allocate.
 func (g *idleGC) touch() {
-	g.last.Store(int64(time.Since(g.base)))
+	g.last.Store(sinceEpoch())
 	if !g.idle.Load() {
 		return
 	}
@@ -129,7 +137,7 @@ func (g *idleGC) check() {
 		return
 	}
 	last := g.last.Load()
-	if rest := idleGCQuiet - (time.Since(g.base) - time.Duration(last)); rest > 0 {
+	if rest := idleGCQuiet - time.Duration(sinceEpoch()-last); rest > 0 {
 		g.timer = time.AfterFunc(rest, g.check)
 		return
 	}
