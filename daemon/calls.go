@@ -50,17 +50,17 @@ func (c *Config) validateCalls() error {
 func (d *Daemon) startCalls() error {
 	ctx := context.Background()
 	cfg := agent.Config{HostIP: d.callHostIP, Encrypted: func(roomID string) bool { return d.roomEncryption(roomID) != nil }}
-	// Echo's device is made while voicemail's is: in an E2EE build each
-	// generates and signs its one-time keys at every start (about 10 ms
-	// of CPU each), which on two cores need not add up before the client
-	// API answers (docs/performance.md, "Rows slower than 23 November").
-	// The two write different fields of cfg and touch different users.
-	var echoErr error
-	echoDone := make(chan struct{})
-	go func() {
-		defer close(echoDone)
-		echoErr = d.startEcho(ctx, &cfg)
-	}()
+	if d.cfg.EchoTest {
+		ok, err := d.accounts.EnsureService(ctx, echoLocalpart, "Echo test")
+		if err != nil {
+			return fmt.Errorf("echo test user: %w", err)
+		}
+		if !ok {
+			slog.Warn("calls: @echo is a person's account here; the echo test is off")
+		} else if cfg.Echo, err = d.callParty(ctx, echoLocalpart, echoDevice, "Hearth echo test"); err != nil {
+			return fmt.Errorf("echo test device: %w", err)
+		}
+	}
 	if d.turn != nil {
 		// Asked per call: the relay follows the federation mode.
 		cfg.ICEServers = func(userID string) []webrtc.ICEServer {
@@ -76,10 +76,6 @@ func (d *Daemon) startCalls() error {
 		joiner = fedJoiner{d}
 	}
 	vm, err := d.voicemail(ctx, &cfg)
-	<-echoDone
-	if echoErr != nil {
-		return echoErr
-	}
 	if err != nil {
 		return err
 	}
@@ -91,26 +87,6 @@ func (d *Daemon) startCalls() error {
 		d.vm = vm
 	}
 	d.calls.Start()
-	return nil
-}
-
-// startEcho makes the echo test's service account and device into
-// cfg.Echo, unless echo_test = off or a person holds the name @echo.
-func (d *Daemon) startEcho(ctx context.Context, cfg *agent.Config) error {
-	if !d.cfg.EchoTest {
-		return nil
-	}
-	ok, err := d.accounts.EnsureService(ctx, echoLocalpart, "Echo test")
-	if err != nil {
-		return fmt.Errorf("echo test user: %w", err)
-	}
-	if !ok {
-		slog.Warn("calls: @echo is a person's account here; the echo test is off")
-		return nil
-	}
-	if cfg.Echo, err = d.callParty(ctx, echoLocalpart, echoDevice, "Hearth echo test"); err != nil {
-		return fmt.Errorf("echo test device: %w", err)
-	}
 	return nil
 }
 
