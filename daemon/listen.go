@@ -253,5 +253,40 @@ func (w *deadlineWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// ReadFrom keeps net/http's own ReadFrom in the path of a file response
+// (http.ServeContent copies into the writer), which hands the file to the
+// connection's ReadFrom: sendfile(2) on a plain TCP listener instead of a
+// copy through user space. It goes a chunk at a time so the write
+// deadline still moves on with what has been sent. ServeContent's reader
+// is an io.LimitedReader over the file; the chunks are made over the file
+// itself, since the kernel path unwraps only one LimitedReader.
+func (w *deadlineWriter) ReadFrom(src io.Reader) (int64, error) {
+	rf, ok := w.ResponseWriter.(io.ReaderFrom)
+	if !ok {
+		return io.Copy(struct{ io.Writer }{w}, src)
+	}
+	w.begin()
+	const chunk = 1 << 20
+	outer, _ := src.(*io.LimitedReader)
+	var total int64
+	for {
+		part := &io.LimitedReader{R: src, N: chunk}
+		if outer != nil {
+			part = &io.LimitedReader{R: outer.R, N: min(chunk, outer.N)}
+		}
+		want := part.N
+		w.rc.SetWriteDeadline(w.limits.transferDeadline(w.start, w.limits.write, w.written+want))
+		n, err := rf.ReadFrom(part)
+		if outer != nil {
+			outer.N -= n
+		}
+		w.written += n
+		total += n
+		if err != nil || n < want || (outer != nil && outer.N <= 0) {
+			return total, err
+		}
+	}
+}
+
 // Unwrap lets http.ResponseController reach the server's writer.
 func (w *deadlineWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

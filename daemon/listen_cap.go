@@ -3,6 +3,7 @@ package daemon
 import (
 	"container/list"
 	"crypto/tls"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -198,6 +199,16 @@ type limitConn struct {
 	slowAt *list.Element // its place in l.slow while reading a body
 	bodies int           // request bodies being read (HTTP/2: several)
 	gone   bool          // already counted out
+}
+
+// ReadFrom passes a response's file copy on to the TCP connection, which
+// sends it with sendfile(2): net/http looks for io.ReaderFrom on the
+// connection it was given, and an embedded net.Conn alone hides it.
+func (c *limitConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{c.Conn}, r)
 }
 
 func (c *limitConn) Close() error {
