@@ -211,8 +211,18 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 		}
 		roomData = f.Room.AccountData
 	}
+	reads := &syncReads{}
+	if s.push != nil {
+		if reads.live, err = s.push.Live(context.Background(), c.UserID, now.pos); err != nil {
+			return nil, false, err
+		}
+	}
+	req.Also = s.readIn(c, since, now, reads)
 	rooms, err := s.rooms.Sync(req)
 	if err != nil {
+		return nil, false, err
+	}
+	if err := s.ackToDevice(c, since, reads); err != nil {
 		return nil, false, err
 	}
 	resp := &syncResponse{NextBatch: now.String(),
@@ -258,12 +268,12 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 			empty = false
 		}
 	}
-	if news, err := s.syncE2EE(c, since, now, resp); err != nil {
+	if news, err := s.syncE2EE(c, since, now, resp, reads); err != nil {
 		return nil, false, err
 	} else if news {
 		empty = false
 	}
-	if news, err := s.syncUnread(c, since, now, f, resp); err != nil {
+	if news, err := s.syncUnread(c, since, now, f, resp, reads); err != nil {
 		return nil, false, err
 	} else if news {
 		empty = false
