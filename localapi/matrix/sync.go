@@ -192,13 +192,14 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 		syncWatch(c.UserID, now.pos, true)
 	}
 	req := room.SyncRequest{UserID: c.UserID, Device: c.Session, Since: since.pos, Now: now.pos,
-		SinceEph: since.eph, NowEph: now.eph, FullState: fullState, IgnoredIn: ignoredUsersIn(c.Localpart),
+		SinceEph: since.eph, NowEph: now.eph, FullState: fullState,
 		StateAfter: mode.any(), HideInviteIn: inviteHiderIn(c.Localpart)}
 	kinds, err := s.spanKinds(since.pos, now.pos)
 	if err != nil {
 		return nil, false, err
 	}
 	req.Kinds = kinds
+	req.IgnoredIn = s.ignored.in(c.Localpart, since.pos, now.pos, kinds)
 	var roomData *roomEventFilter
 	if f.Room != nil {
 		req.Rooms, req.NotRooms, req.IncludeLeave = f.Room.Rooms, f.Room.NotRooms, f.Room.IncludeLeave
