@@ -3,6 +3,7 @@ package e2ee
 import (
 	"context"
 	"encoding/json"
+	"strings"
 
 	"github.com/hearth-chat/hearth/internal/store"
 )
@@ -37,9 +38,38 @@ func ToDeviceIn(tx *store.Tx, userID, deviceID string, since, now uint64) (msgs 
 // sync that returned since delivered (Client-Server API
 // §"Send-to-Device messaging"): ToDevice's deletion, for a /sync that read
 // with ToDeviceIn.
+// It writes only when such messages are queued: a long poll calls it
+// each time it starts caught up.
 func (s *Service) AckToDevice(ctx context.Context, userID, deviceID string, since uint64) error {
-	_, _, err := s.ToDevice(ctx, userID, deviceID, since, since)
-	return err
+	if since == 0 {
+		return nil
+	}
+	prefix := store.Key(userID, deviceID, "")
+	acked := false
+	s.db.View(func(tx *store.Tx) error {
+		k, _ := tx.Cursor(store.ToDevice).Seek(prefix)
+		acked = k != nil && strings.HasPrefix(string(k), string(prefix)) && store.U64(k[len(prefix):]) <= since
+		return nil
+	})
+	if !acked {
+		return nil
+	}
+	return s.db.Update(ctx, func(tx *store.Tx) error {
+		var doomed [][]byte
+		prefixEach(tx, store.ToDevice, prefix, func(k, _ []byte) error {
+			if store.U64(k[len(prefix):]) > since {
+				return errStop
+			}
+			doomed = append(doomed, append([]byte(nil), k...))
+			return nil
+		})
+		for _, k := range doomed {
+			if err := tx.Delete(store.ToDevice, k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // CountsIn is Counts inside a transaction /sync already holds.

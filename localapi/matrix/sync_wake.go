@@ -65,7 +65,7 @@ func (s *Server) caughtUp(c *caller, since syncToken, pos, eph uint64, fullState
 		return false
 	}
 	if s.keys != nil {
-		if _, _, err := s.keys.ToDevice(context.Background(), c.UserID, c.DeviceID, since.pos, since.pos); err != nil {
+		if err := s.keys.AckToDevice(context.Background(), c.UserID, c.DeviceID, since.pos); err != nil {
 			return false // build, which reports the error
 		}
 	}
