@@ -212,9 +212,20 @@ func (s *Service) AwaitCounts(ctx context.Context, pos uint64) {
 	s.waitInMemory(ctx, pos)
 }
 
-// RoomsNotified lists the rooms in which userID got notifications from
-// events in (from, live's position]: from the log, and from live's hits.
+// RoomsNotified is RoomsNotifiedIn in a read transaction of its own.
 func (s *Service) RoomsNotified(userID string, from uint64, live *Live) ([]string, error) {
+	var out []string
+	err := s.db.View(func(tx *store.Tx) error {
+		out = RoomsNotifiedIn(tx, userID, from, live)
+		return nil
+	})
+	return out, err
+}
+
+// RoomsNotifiedIn lists the rooms in which userID got notifications from
+// events in (from, live's position]: from the log as tx sees it, and from
+// live's hits.
+func RoomsNotifiedIn(tx *store.Tx, userID string, from uint64, live *Live) []string {
 	seen := map[string]bool{}
 	var out []string
 	addRoom := func(id string) {
@@ -226,32 +237,39 @@ func (s *Service) RoomsNotified(userID string, from uint64, live *Live) ([]strin
 	// One seek per room the user was ever notified in: the log is keyed
 	// by user and room, and a feed in stream order per user would cost a
 	// second write per recipient of every message (Issue 15).
-	err := s.db.View(func(tx *store.Tx) error {
-		c := tx.Cursor(store.PushLog)
-		for _, roomID := range loggedRooms(tx, userID) {
-			prefix := store.Key(userID, roomID, "")
-			k, _ := c.Seek(logKey(userID, roomID, from+1))
-			if k != nil && hasPrefix(k, prefix) && store.U64(k[len(prefix):]) <= live.Evaluated {
-				addRoom(roomID)
-			}
+	c := tx.Cursor(store.PushLog)
+	for _, roomID := range loggedRooms(tx, userID) {
+		prefix := store.Key(userID, roomID, "")
+		k, _ := c.Seek(logKey(userID, roomID, from+1))
+		if k != nil && hasPrefix(k, prefix) && store.U64(k[len(prefix):]) <= live.Evaluated {
+			addRoom(roomID)
 		}
-		return nil
-	})
+	}
 	for id, hits := range live.Hits {
 		if len(hits) > 0 && hits[len(hits)-1].Pos > from {
 			addRoom(id)
 		}
 	}
+	return out
+}
+
+// Counts is CountsIn in a read transaction of its own.
+func (s *Service) Counts(userID, roomID string, live *Live) (Counts, error) {
+	var out Counts
+	err := s.db.View(func(tx *store.Tx) error {
+		var err error
+		out, err = s.CountsIn(tx, userID, roomID, live)
+		return err
+	})
 	return out, err
 }
 
-// Counts returns the user's unread counts in a room: the log up to
-// live.Evaluated plus live's hits (nil live: the log as it stands).
-func (s *Service) Counts(userID, roomID string, live *Live) (Counts, error) {
-	read, err := s.rooms.ReadUpTo(userID, roomID)
-	if err != nil {
-		return Counts{}, err
-	}
+// CountsIn returns the user's unread counts in a room as tx sees the
+// receipts and the log: the log up to live.Evaluated plus live's hits
+// (nil live: the log as it stands). /sync calls it inside the
+// transaction that builds the rest of its response.
+func (s *Service) CountsIn(tx *store.Tx, userID, roomID string, live *Live) (Counts, error) {
+	read := room.ReadUpToIn(tx, userID, roomID)
 	limit := uint64(1<<64 - 1)
 	if live != nil {
 		limit = live.Evaluated
@@ -263,12 +281,7 @@ func (s *Service) Counts(userID, roomID string, live *Live) (Counts, error) {
 		start, after = c.counts.clone(), c.upTo
 	}
 	s.counts.mu.Unlock()
-	var out Counts
-	var upTo uint64
-	err = s.db.View(func(tx *store.Tx) error {
-		out, upTo, err = countsTx(tx, userID, roomID, read, start, after, limit)
-		return err
-	})
+	out, upTo, err := countsTx(tx, userID, roomID, read, start, after, limit)
 	if err != nil {
 		return Counts{}, err
 	}

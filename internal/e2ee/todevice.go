@@ -103,34 +103,8 @@ func queueKey(user, device string, pos uint64) []byte {
 // to-device messages by syncing with a later token.
 func (s *Service) ToDevice(ctx context.Context, userID, deviceID string, since, now uint64) ([]json.RawMessage, bool, error) {
 	prefix := store.Key(userID, deviceID, "")
-	if since > 0 {
-		acked := false
-		s.db.View(func(tx *store.Tx) error {
-			k, _ := tx.Cursor(store.ToDevice).Seek(prefix)
-			acked = k != nil && strings.HasPrefix(string(k), string(prefix)) && store.U64(k[len(prefix):]) <= since
-			return nil
-		})
-		if acked {
-			err := s.db.Update(ctx, func(tx *store.Tx) error {
-				var doomed [][]byte
-				prefixEach(tx, store.ToDevice, prefix, func(k, _ []byte) error {
-					if store.U64(k[len(prefix):]) > since {
-						return errStop
-					}
-					doomed = append(doomed, append([]byte(nil), k...))
-					return nil
-				})
-				for _, k := range doomed {
-					if err := tx.Delete(store.ToDevice, k); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				return nil, false, err
-			}
-		}
+	if err := s.AckToDevice(ctx, userID, deviceID, since); err != nil {
+		return nil, false, err
 	}
 	out := []json.RawMessage{}
 	news := false

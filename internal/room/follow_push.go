@@ -1,7 +1,6 @@
 package room
 
 import (
-	"encoding/json"
 	"strings"
 
 	"github.com/tidwall/gjson"
@@ -121,34 +120,11 @@ func senderDisplayName(tx *store.Tx, roomNID uint64, userID string) string {
 	return ""
 }
 
-// ReadUpTo returns, for one user in one room, the stream position of the
-// newest event their m.read or m.read.private receipts cover, per thread:
-// "" for unthreaded receipts (which cover every thread), "main" and thread
-// root IDs for threaded ones (Client-Server API §"Threaded read receipts").
+// ReadUpTo is ReadUpToIn in a read transaction of its own.
 func (e *Engine) ReadUpTo(userID, roomID string) (map[string]uint64, error) {
-	out := map[string]uint64{}
+	var out map[string]uint64
 	err := e.db.View(func(tx *store.Tx) error {
-		nid := store.U64(tx.Get(store.Rooms, []byte(roomID)))
-		if nid == 0 {
-			return nil
-		}
-		for _, typ := range []string{"m.read", "m.read.private"} {
-			prefix := store.NIDKey(nid, store.Key(typ, ""))
-			c := tx.Cursor(store.Receipts)
-			for k, v := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, v = c.Next() {
-				parts := splitKey(string(k[8:]))
-				if len(parts) != 3 || parts[2] != userID {
-					continue
-				}
-				var r receipt
-				if json.Unmarshal(v, &r) != nil {
-					continue
-				}
-				if pos := eventNID(tx, r.EventID); pos > out[parts[1]] {
-					out[parts[1]] = pos
-				}
-			}
-		}
+		out = ReadUpToIn(tx, userID, roomID)
 		return nil
 	})
 	return out, err

@@ -1,6 +1,8 @@
 package room
 
 import (
+	"encoding/json"
+
 	"github.com/hearth-chat/hearth/internal/store"
 )
 
@@ -19,4 +21,35 @@ func (e *Engine) Receipts(userID, roomID string) (map[string]map[string]map[stri
 		return nil
 	})
 	return out, err
+}
+
+// ReadUpToIn returns, for one user in one room, the stream position of the
+// newest event their m.read or m.read.private receipts cover, per thread:
+// "" for unthreaded receipts (which cover every thread), "main" and thread
+// root IDs for threaded ones (Client-Server API §"Threaded read receipts").
+// It reads in tx, so /sync counts against the receipts of its own snapshot.
+func ReadUpToIn(tx *store.Tx, userID, roomID string) map[string]uint64 {
+	out := map[string]uint64{}
+	nid := store.U64(tx.Get(store.Rooms, []byte(roomID)))
+	if nid == 0 {
+		return out
+	}
+	for _, typ := range []string{"m.read", "m.read.private"} {
+		prefix := store.NIDKey(nid, store.Key(typ, ""))
+		c := tx.Cursor(store.Receipts)
+		for k, v := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, v = c.Next() {
+			parts := splitKey(string(k[8:]))
+			if len(parts) != 3 || parts[2] != userID {
+				continue
+			}
+			var r receipt
+			if json.Unmarshal(v, &r) != nil {
+				continue
+			}
+			if pos := eventNID(tx, r.EventID); pos > out[parts[1]] {
+				out[parts[1]] = pos
+			}
+		}
+	}
+	return out
 }

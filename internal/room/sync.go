@@ -48,6 +48,13 @@ type SyncRequest struct {
 	// incremental sync skip reading the change log for receipts and state
 	// moves when the span holds neither.
 	Kinds ChangeKinds
+	// Also, when set, is called at the end of the sync's own read
+	// transaction with the rooms section just built, so the other
+	// sections of the same response (unread counts, to-device messages,
+	// key counts) are read from the same snapshot instead of each opening
+	// a transaction of its own. It must not open a transaction itself: a
+	// nested read transaction can deadlock against bbolt's remap.
+	Also func(tx *store.Tx, rooms *SyncRooms) error
 }
 
 // Timeline is a room's timeline section.
@@ -154,6 +161,9 @@ func (e *Engine) Sync(req SyncRequest) (*SyncRooms, error) {
 					out.Leave[info.ID] = lr
 				}
 			}
+		}
+		if req.Also != nil {
+			return req.Also(tx, out)
 		}
 		return nil
 	})

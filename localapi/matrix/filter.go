@@ -173,15 +173,10 @@ func (s *Server) syncFilter(c *caller, param string) (*filter, error) {
 	if param == "" {
 		return f, nil
 	}
-	raw := []byte(param)
 	if !strings.HasPrefix(strings.TrimSpace(param), "{") {
-		stored, err := s.accounts.Filter(c.Localpart, param)
-		if err != nil {
-			return nil, matrixerr.InvalidParam("unknown filter ID")
-		}
-		raw = stored
+		return s.storedFilter(c.Localpart, param) // sync_filter.go
 	}
-	if err := json.Unmarshal(raw, f); err != nil {
+	if err := json.Unmarshal([]byte(param), f); err != nil {
 		return nil, matrixerr.BadJSON("filter is not a valid Filter")
 	}
 	return f, f.validate()

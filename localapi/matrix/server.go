@@ -66,6 +66,8 @@ type Server struct {
 
 	summaryLimits summaryLimits // anonymous GET /room_summary lookups over federation (roomsummary.go)
 	sliding       slidingConns  // sliding sync connections (slidingsync_conn.go)
+	ignored       ignoredCache  // each user's ignored users for /sync (sync_ignored.go)
+	filters       filterCache   // stored filters /sync was given by ID (sync_filter.go)
 }
 
 // New builds the handler.

@@ -192,13 +192,14 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 		syncWatch(c.UserID, now.pos, true)
 	}
 	req := room.SyncRequest{UserID: c.UserID, Device: c.Session, Since: since.pos, Now: now.pos,
-		SinceEph: since.eph, NowEph: now.eph, FullState: fullState, IgnoredIn: ignoredUsersIn(c.Localpart),
+		SinceEph: since.eph, NowEph: now.eph, FullState: fullState,
 		StateAfter: mode.any(), HideInviteIn: inviteHiderIn(c.Localpart)}
 	kinds, err := s.spanKinds(since.pos, now.pos)
 	if err != nil {
 		return nil, false, err
 	}
 	req.Kinds = kinds
+	req.IgnoredIn = s.ignored.in(c.Localpart, since.pos, now.pos, kinds)
 	var roomData *roomEventFilter
 	if f.Room != nil {
 		req.Rooms, req.NotRooms, req.IncludeLeave = f.Room.Rooms, f.Room.NotRooms, f.Room.IncludeLeave
@@ -211,8 +212,18 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 		}
 		roomData = f.Room.AccountData
 	}
+	reads := &syncReads{}
+	if s.push != nil {
+		if reads.live, err = s.push.Live(context.Background(), c.UserID, now.pos); err != nil {
+			return nil, false, err
+		}
+	}
+	req.Also = s.readIn(c, since, now, reads)
 	rooms, err := s.rooms.Sync(req)
 	if err != nil {
+		return nil, false, err
+	}
+	if err := s.ackToDevice(c, since, reads); err != nil {
 		return nil, false, err
 	}
 	resp := &syncResponse{NextBatch: now.String(),
@@ -258,12 +269,12 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 			empty = false
 		}
 	}
-	if news, err := s.syncE2EE(c, since, now, resp); err != nil {
+	if news, err := s.syncE2EE(c, since, now, resp, reads); err != nil {
 		return nil, false, err
 	} else if news {
 		empty = false
 	}
-	if news, err := s.syncUnread(c, since, now, f, resp); err != nil {
+	if news, err := s.syncUnread(c, since, now, f, resp, reads); err != nil {
 		return nil, false, err
 	} else if news {
 		empty = false

@@ -111,3 +111,35 @@ func cpuTime() time.Duration {
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkIncrementalSync is one woken long poll's build alone: bob's
+// incremental /sync over a span holding one message, with push and E2EE
+// wired as the daemon wires them, on one goroutine (no scheduling of 50
+// pollers in the figure). Every op asks about the same span.
+func BenchmarkIncrementalSync(b *testing.B) {
+	ts := newTestServer(b)
+	ts.API.SetKeys(e2ee.New(ts.DB, testServerName))
+	p := push.New(ts.DB, ts.Rooms, push.Options{})
+	p.Start()
+	ts.API.SetPush(p)
+	b.Cleanup(p.Stop)
+	alice, bob := ts.register(b, "alice"), ts.register(b, "bob")
+	roomID := ts.createRoom(b, alice, map[string]any{"preset": "public_chat"})
+	ts.do(b, "POST", covV3+"/join/"+url.PathEscape(roomID), bob.Token, map[string]any{}).wantStatus(b, 200)
+	since := ts.do(b, "GET", covV3+"/sync?timeout=0", bob.Token, nil).str(b, "next_batch")
+	ts.send(b, alice, roomID, "t", "hello")
+	pos, _ := ts.Rooms.Pos()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.WaitEvaluated(ctx, pos); err != nil {
+		b.Fatal(err)
+	}
+	path := covV3 + "/sync?timeout=0&since=" + url.QueryEscape(since)
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := cpuTime()
+	for i := 0; i < b.N; i++ {
+		ts.do(b, "GET", path, bob.Token, nil)
+	}
+	b.ReportMetric(float64((cpuTime()-cpu).Nanoseconds())/1000/float64(b.N), "cpu-µs/op")
+}

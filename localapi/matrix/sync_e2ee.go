@@ -1,7 +1,6 @@
 package matrix
 
 import (
-	"context"
 	"encoding/json"
 
 	"github.com/hearth-chat/hearth/internal/room"
@@ -20,22 +19,16 @@ import (
 // room the caller left, and now share no room with the caller. Membership
 // changes are read from the rooms section just built, so they follow the
 // same positions as the timelines.
-func (s *Server) syncE2EE(c *caller, since, now syncToken, resp *syncResponse) (bool, error) {
+//
+// The to-device messages and key counts are those r read in the rooms
+// section's transaction (syncReads).
+func (s *Server) syncE2EE(c *caller, since, now syncToken, resp *syncResponse, r *syncReads) (bool, error) {
 	if s.keys == nil {
 		return false, nil
 	}
-	// The sync's own context is not passed down; deleting acknowledged
-	// to-device messages should finish even if the client went away.
-	msgs, news, err := s.keys.ToDevice(context.Background(), c.UserID, c.DeviceID, since.pos, now.pos)
-	if err != nil {
-		return false, err
-	}
-	resp.ToDevice.Events = msgs
-	counts, fallback, err := s.keys.Counts(c.UserID, c.DeviceID)
-	if err != nil {
-		return false, err
-	}
-	resp.OTKCounts, resp.FallbackKeyTypes = counts, fallback
+	news := r.toDeviceNews
+	resp.ToDevice.Events = r.toDevice
+	resp.OTKCounts, resp.FallbackKeyTypes = r.otk, r.fallback
 	if since.pos == 0 {
 		return news, nil // an initial sync has no device-list changes
 	}

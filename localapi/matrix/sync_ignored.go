@@ -2,19 +2,71 @@ package matrix
 
 import (
 	"encoding/json"
+	"sync"
 
 	"github.com/hearth-chat/hearth/internal/account"
+	"github.com/hearth-chat/hearth/internal/room"
 	"github.com/hearth-chat/hearth/internal/store"
 )
 
-// ignoredUsersIn is SyncRequest.IgnoredIn: the users in the user's
-// m.ignored_user_list account data (Client-Server API §"Ignoring Users"),
-// whose invites and non-state timeline events /sync hides. It is read in
-// the sync's own transaction rather than one of its own per /sync.
-func ignoredUsersIn(localpart string) func(tx *store.Tx) map[string]bool {
+// ignoredCache keeps each local user's m.ignored_user_list account data
+// (Client-Server API §"Ignoring Users"), parsed, with the stream position
+// at which it is known to hold. /sync hides the ignored users' invites and
+// non-state timeline events, and reading the list cost the rooms section
+// its most expensive bucket lookup, for every response of every user,
+// while the list almost never changes.
+//
+// Invalidation is exact and needs no hook in the writers: an entry known
+// at position p still holds at now when the change log of (p, now] has no
+// account data entry of anyone (room.ChangeKinds of the /sync's span),
+// since account data is only written with such an entry
+// (account.PutAccountData). A long poll's span starts where its last one
+// ended, so its entry carries forward from response to response; any
+// other span, or one with an account data change, reads the list again.
+type ignoredCache struct {
+	mu      sync.Mutex
+	entries map[string]ignoredEntry // localpart →
+}
+
+type ignoredEntry struct {
+	users map[string]bool // nil: none ignored; never modified once stored
+	at    uint64          // the position at which users is the list
+}
+
+// maxIgnoredEntries bounds the cache (one entry per local user who
+// syncs); past it the cache starts over.
+const maxIgnoredEntries = 4096
+
+// in is SyncRequest.IgnoredIn for a /sync of the span (since, now] with
+// the span's change kinds: the cached list when it provably still holds,
+// else the list read in the sync's own transaction.
+func (c *ignoredCache) in(localpart string, since, now uint64, kinds room.ChangeKinds) func(tx *store.Tx) map[string]bool {
 	return func(tx *store.Tx) map[string]bool {
-		return parseIgnored(account.GetAccountData(tx, localpart, "", "m.ignored_user_list"))
+		c.mu.Lock()
+		e, ok := c.entries[localpart]
+		c.mu.Unlock()
+		if ok && since != 0 && e.at == since && since < now && !kinds.Has(account.ChangeAccountData) {
+			c.put(localpart, e.users, now)
+			return e.users
+		}
+		users := parseIgnored(account.GetAccountData(tx, localpart, "", "m.ignored_user_list"))
+		if tx.Pos() == now {
+			// The snapshot is exactly the response's position: the list
+			// read is the list at now. (A later snapshot may hold a
+			// change after now, which the next span would not show.)
+			c.put(localpart, users, now)
+		}
+		return users
 	}
+}
+
+func (c *ignoredCache) put(localpart string, users map[string]bool, at uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil || len(c.entries) >= maxIgnoredEntries {
+		c.entries = map[string]ignoredEntry{}
+	}
+	c.entries[localpart] = ignoredEntry{users: users, at: at}
 }
 
 // ignoredUsers is the same list read in a transaction of its own, for

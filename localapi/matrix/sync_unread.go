@@ -1,7 +1,6 @@
 package matrix
 
 import (
-	"context"
 	"encoding/json"
 	"slices"
 )
@@ -15,7 +14,10 @@ import (
 // with new notifications are added even when nothing else of theirs is in
 // the response (e.g. a filter hid the event); it reports whether it added
 // any.
-func (s *Server) syncUnread(c *caller, since, now syncToken, f *filter, resp *syncResponse) (bool, error) {
+//
+// The counts, the live hits and the notified rooms are those r read in
+// the rooms section's transaction (syncReads).
+func (s *Server) syncUnread(c *caller, since, now syncToken, f *filter, resp *syncResponse, r *syncReads) (bool, error) {
 	if s.push == nil {
 		return false, nil
 	}
@@ -24,17 +26,9 @@ func (s *Server) syncUnread(c *caller, since, now syncToken, f *filter, resp *sy
 			return false, err
 		}
 	}
-	live, err := s.push.Live(context.Background(), c.UserID, now.pos)
-	if err != nil {
-		return false, err
-	}
 	news := false
 	if since.pos != 0 {
-		notified, err := s.push.RoomsNotified(c.UserID, since.pos, live)
-		if err != nil {
-			return false, err
-		}
-		for _, id := range notified {
+		for _, id := range r.notified {
 			if _, ok := resp.Rooms.Join[id]; ok || !s.isJoined(c, id) {
 				continue
 			}
@@ -50,7 +44,7 @@ func (s *Server) syncUnread(c *caller, since, now syncToken, f *filter, resp *sy
 	}
 	threaded := f.Room != nil && f.Room.Timeline != nil && f.Room.Timeline.UnreadThreadNotifs
 	for id, jr := range resp.Rooms.Join {
-		counts, err := s.push.Counts(c.UserID, id, live)
+		counts, err := s.unreadCounts(c, id, r)
 		if err != nil {
 			return false, err
 		}

@@ -29,6 +29,14 @@ func (s *Server) awaitNews(ctx context.Context, c *caller, pos, eph uint64) erro
 		if nowEph != eph {
 			return nil
 		}
+		if s.push != nil && now > pos {
+			// Park at once until the push evaluator has published the new
+			// events' counts, which the response needs anyway: woken by
+			// the same commit, the 50 long polls of a room used to take
+			// both cores for their SyncConcerns reads before the
+			// evaluator ran, delaying every one of their responses.
+			s.push.AwaitCounts(ctx, now)
+		}
 		concerns, err := s.rooms.SyncConcerns(c.UserID, pos, now, func(ch store.Change) bool {
 			return s.foreignChange(c, ch)
 		})
@@ -57,7 +65,7 @@ func (s *Server) caughtUp(c *caller, since syncToken, pos, eph uint64, fullState
 		return false
 	}
 	if s.keys != nil {
-		if _, _, err := s.keys.ToDevice(context.Background(), c.UserID, c.DeviceID, since.pos, since.pos); err != nil {
+		if err := s.keys.AckToDevice(context.Background(), c.UserID, c.DeviceID, since.pos); err != nil {
 			return false // build, which reports the error
 		}
 	}
