@@ -195,6 +195,7 @@ func (s *Service) receivePDUs(ctx context.Context, origin spec.ServerName, raws 
 		}
 	}
 	var signed []gomatrixserverlib.PDU
+	var pre []*room.AuthPrecheck
 	for _, c := range cands {
 		switch {
 		case c.pdu == nil:
@@ -202,7 +203,7 @@ func (s *Service) receivePDUs(ctx context.Context, origin spec.ServerName, raws 
 		case c.badSig:
 			results[c.pdu.EventID()] = c.err
 		case c.err == nil:
-			signed = append(signed, c.pdu)
+			signed, pre = append(signed, c.pdu), append(pre, c.pre)
 		}
 	}
 	if len(signed) == 0 {
@@ -226,7 +227,7 @@ func (s *Service) receivePDUs(ctx context.Context, origin spec.ServerName, raws 
 			return record(tx, all)
 		}
 	}
-	batch, committed := s.cfg.Rooms.IngestBatch(ctx, signed, then)
+	batch, committed := s.cfg.Rooms.IngestBatch(ctx, signed, pre, then)
 	// Events with gaps share one deadline for fetching what they miss, so
 	// a peer that never answers cannot hold the transaction for long.
 	fetchCtx, cancel := context.WithTimeout(ctx, fetchTimeout)
@@ -264,7 +265,8 @@ type candidate struct {
 
 	pdu    gomatrixserverlib.PDU // nil if it did not even have an event ID
 	err    error
-	badSig bool // err is from the signature check
+	badSig bool               // err is from the signature check
+	pre    *room.AuthPrecheck // check 4 run ahead, if its auth events are stored
 }
 
 // checkPDUs parses each candidate for its room's version, checks that
@@ -300,7 +302,11 @@ func (s *Service) checkPDUs(ctx context.Context, origin spec.ServerName, cands [
 		}
 		if err := s.verifySigned(ctx, gomatrixserverlib.MustGetRoomVersion(c.version), c.pdu, signed, keys); err != nil {
 			c.err, c.badSig = fmt.Errorf("bad signature: %w", err), true
+			return
 		}
+		// Check 4 (auth by the event's own auth events) here, on every
+		// core, rather than in the store's writer (ingest_precheck.go).
+		c.pre = s.cfg.Rooms.PrecheckAuth(c.pdu)
 	}
 	// Each worker takes the next unchecked event, so a core that is busy
 	// elsewhere (the store's writer, push rules) does not hold back a
