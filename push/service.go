@@ -140,31 +140,41 @@ func (s *Service) follow(ctx context.Context) {
 		evalPos  = pos       // the position evaluation has reached
 		since    time.Time   // when the oldest unstored result was evaluated
 		urgent   bool        // an unstored result is to be delivered to a pusher
+		held     int         // results in unstored
 	)
 	for {
 		cur, eph := s.rooms.Pos()
-		if cur > evalPos && len(unstored) < batchSize {
+		full := len(unstored) >= batchSize || held >= batchResults // one commit's worth
+		if cur > evalPos && !full {
 			batch, next, err := s.evaluateBatch(evalPos, cur)
 			if err != nil {
 				if ctx.Err() != nil {
 					return
 				}
 				s.log.Error("push: evaluate", "from", evalPos, "err", err)
-				// The same batch would fail again at once; wait for news.
-				if err := s.rooms.Wait(ctx, cur, eph); err != nil {
-					return
+				if len(unstored) == 0 {
+					// The same batch would fail again at once; wait for news.
+					if err := s.rooms.Wait(ctx, cur, eph); err != nil {
+						return
+					}
+					continue
 				}
-				continue
-			}
-			if len(unstored) == 0 && evalPos == pos {
-				since = time.Now()
-			}
-			unstored, evalPos = append(unstored, batch...), next
-			s.publish(unstored, evalPos)
-			if !urgent {
-				if urgent, err = s.storeNow(batch); err != nil {
-					s.log.Error("push: find recipients with pushers", "err", err)
-					urgent = true
+				urgent = true // store what is held rather than wait with it
+			} else {
+				if len(unstored) == 0 && evalPos == pos {
+					since = time.Now()
+				}
+				unstored, evalPos = append(unstored, batch...), next
+				for _, e := range batch {
+					held += len(e.results)
+				}
+				full = len(unstored) >= batchSize || held >= batchResults
+				s.publish(unstored, evalPos)
+				if !urgent {
+					if urgent, err = s.storeNow(batch); err != nil {
+						s.log.Error("push: find recipients with pushers", "err", err)
+						urgent = true
+					}
 				}
 			}
 		}
@@ -183,7 +193,7 @@ func (s *Service) follow(ctx context.Context) {
 				flushed = true
 			default:
 			}
-			if urgent || flushed || wait <= 0 || len(unstored) >= batchSize {
+			if urgent || flushed || wait <= 0 || full {
 				if err := s.store(ctx, unstored, evalPos); err != nil {
 					if ctx.Err() != nil {
 						return
@@ -194,7 +204,7 @@ func (s *Service) follow(ctx context.Context) {
 					}
 					continue
 				}
-				unstored, pos, urgent = nil, evalPos, false
+				unstored, pos, urgent, held = nil, evalPos, false, 0
 				s.processed(pos)
 				continue
 			}
