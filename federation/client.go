@@ -161,7 +161,7 @@ func (s *Service) receiveHeld(ctx context.Context, held []heldPDU) {
 		for i := range n {
 			raws[i] = held[i].raw
 		}
-		results, _ := s.receivePDUs(ctx, held[0].origin, raws, nil)
+		results, _ := s.receivePDUs(ctx, held[0].origin, raws, nil, nil)
 		for id, err := range results {
 			if err != nil {
 				slog.Info("federation: PDU held for a join refused", "origin", held[0].origin, "event_id", id, "err", err)

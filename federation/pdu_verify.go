@@ -79,6 +79,9 @@ func senderSignatureOnly(ver gomatrixserverlib.IRoomVersion, pdu gomatrixserverl
 // concurrent use by the checking workers.
 type sigKeys struct {
 	db gomatrixserverlib.KeyDatabase
+	// authed, if set, is the check of the request that brought the
+	// events (send_auth.go): nothing may be fetched before it passed.
+	authed func() error
 
 	mu   sync.Mutex
 	keys map[gomatrixserverlib.PublicKeyLookupRequest]keyLookup
@@ -129,6 +132,12 @@ func (k *sigKeys) get(ctx context.Context, req gomatrixserverlib.PublicKeyLookup
 func (s *Service) verifySigned(ctx context.Context, ver gomatrixserverlib.IRoomVersion, pdu gomatrixserverlib.PDU, signed []byte, keys *sigKeys) error {
 	if senderSignatureOnly(ver, pdu) && signedBySender(ctx, ver, pdu, signed, keys) {
 		return nil
+	}
+	if keys.authed != nil {
+		// The key ring may fetch keys from other servers.
+		if err := keys.authed(); err != nil {
+			return err
+		}
 	}
 	return gomatrixserverlib.VerifyEventSignatures(ctx, pdu, s.cfg.KeyRing, userIDForSender)
 }

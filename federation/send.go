@@ -40,7 +40,19 @@ type transaction struct {
 // before from the same origin gets the first answer again and changes
 // nothing; each PDU is checked and stored on its own, so one bad event
 // does not cost the others.
+//
+// The request's X-Matrix signature is checked beside the events' checks
+// (send_auth.go): every answer, and everything but reading and checking,
+// waits for it.
 func (s *Service) send(w http.ResponseWriter, r *request) error {
+	// refuse answers with err once the request is known to be signed
+	// (otherwise with the signature's error, as before the body was read).
+	refuse := func(err error) error {
+		if aerr := r.authenticated(); aerr != nil {
+			return aerr
+		}
+		return err
+	}
 	key := store.Key(string(r.origin), r.PathValue("txnID"))
 	var prior []byte
 	s.cfg.DB.View(func(tx *store.Tx) error {
@@ -48,6 +60,9 @@ func (s *Service) send(w http.ResponseWriter, r *request) error {
 		return nil
 	})
 	if prior != nil {
+		if err := r.authenticated(); err != nil {
+			return err
+		}
 		// The recorded answer, byte for byte (it is JSON already).
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(prior)
@@ -55,13 +70,13 @@ func (s *Service) send(w http.ResponseWriter, r *request) error {
 	}
 	var txn transaction
 	if err := json.Unmarshal(r.body, &txn); err != nil {
-		return matrixerr.NotJSON("transaction is not valid JSON")
+		return refuse(matrixerr.NotJSON("transaction is not valid JSON"))
 	}
 	if len(txn.PDUs) > maxPDUs || len(txn.EDUs) > maxEDUs {
-		return matrixerr.BadJSON(fmt.Sprintf("a transaction holds at most %d PDUs and %d EDUs", maxPDUs, maxEDUs))
+		return refuse(matrixerr.BadJSON(fmt.Sprintf("a transaction holds at most %d PDUs and %d EDUs", maxPDUs, maxEDUs)))
 	}
 	if txn.Origin != "" && txn.Origin != string(r.origin) {
-		return matrixerr.Forbidden("transaction origin does not match the request's signer")
+		return refuse(matrixerr.Forbidden("transaction origin does not match the request's signer"))
 	}
 	// The answer is recorded in the commit that stores the events when
 	// nothing else is left to do: no EDUs (handled after the PDUs, so a
@@ -76,7 +91,10 @@ func (s *Service) send(w http.ResponseWriter, r *request) error {
 	if len(txn.EDUs) > 0 {
 		record = nil
 	}
-	results, recorded := s.receivePDUs(r.Context(), r.origin, txn.PDUs, record)
+	results, recorded := s.receivePDUs(r.Context(), r.origin, txn.PDUs, record, r.authenticated)
+	if err := r.authenticated(); err != nil {
+		return err // receivePDUs stopped before anything but checks
+	}
 	for id, err := range results {
 		if err != nil {
 			slog.Info("federation: PDU refused", "origin", r.origin, "event_id", id, "err", err)
@@ -111,8 +129,16 @@ func (s *Service) send(w http.ResponseWriter, r *request) error {
 // then checks and stores them all in one store transaction; an event
 // that refers to events this server lacks is retried on its own after
 // fetching them.
+//
+// authed is the check of the request that brought the events, which may
+// still be running (send_auth.go; nil: passed): until it has passed,
+// receivePDUs only reads and checks; if it fails, nothing is held,
+// fetched or stored, and the results are to be discarded.
 func (s *Service) receivePDUs(ctx context.Context, origin spec.ServerName, raws []json.RawMessage,
-	record func(*store.Tx, map[string]error) error) (results map[string]error, recorded bool) {
+	record func(*store.Tx, map[string]error) error, authed func() error) (results map[string]error, recorded bool) {
+	if authed == nil {
+		authed = func() error { return nil }
+	}
 	results = map[string]error{}
 	inRoom := map[string]bool{}     // rooms a local user is joined to, asked once per transaction
 	notJoining := map[string]bool{} // rooms not joined with no join in flight either
@@ -126,6 +152,9 @@ func (s *Service) receivePDUs(ctx context.Context, origin spec.ServerName, raws 
 			inRoom[roomID] = joined
 		}
 		if !joined && !notJoining[roomID] {
+			if authed() != nil {
+				return nil, false
+			}
 			// A room a local user's join to is in flight for: held until
 			// the join is stored, and accepted (joining.go).
 			if id, err, held := s.joining.hold(roomID, origin, raw); held {
@@ -154,7 +183,10 @@ func (s *Service) receivePDUs(ctx context.Context, origin spec.ServerName, raws 
 		}
 		cands = append(cands, candidate{raw: raw, roomID: roomID, version: version})
 	}
-	s.checkPDUs(ctx, origin, cands)
+	s.checkPDUs(ctx, origin, cands, authed)
+	if authed() != nil {
+		return nil, false
+	}
 	// Results are written in the order the checks run in one at a time:
 	// format and origin, then signatures, then the room's checks.
 	for _, c := range cands {
@@ -163,6 +195,7 @@ func (s *Service) receivePDUs(ctx context.Context, origin spec.ServerName, raws 
 		}
 	}
 	var signed []gomatrixserverlib.PDU
+	var pre []*room.AuthPrecheck
 	for _, c := range cands {
 		switch {
 		case c.pdu == nil:
@@ -170,7 +203,7 @@ func (s *Service) receivePDUs(ctx context.Context, origin spec.ServerName, raws 
 		case c.badSig:
 			results[c.pdu.EventID()] = c.err
 		case c.err == nil:
-			signed = append(signed, c.pdu)
+			signed, pre = append(signed, c.pdu), append(pre, c.pre)
 		}
 	}
 	if len(signed) == 0 {
@@ -194,7 +227,7 @@ func (s *Service) receivePDUs(ctx context.Context, origin spec.ServerName, raws 
 			return record(tx, all)
 		}
 	}
-	batch, committed := s.cfg.Rooms.IngestBatch(ctx, signed, then)
+	batch, committed := s.cfg.Rooms.IngestBatch(ctx, signed, pre, then)
 	// Events with gaps share one deadline for fetching what they miss, so
 	// a peer that never answers cannot hold the transaction for long.
 	fetchCtx, cancel := context.WithTimeout(ctx, fetchTimeout)
@@ -232,7 +265,8 @@ type candidate struct {
 
 	pdu    gomatrixserverlib.PDU // nil if it did not even have an event ID
 	err    error
-	badSig bool // err is from the signature check
+	badSig bool               // err is from the signature check
+	pre    *room.AuthPrecheck // check 4 run ahead, if its auth events are stored
 }
 
 // checkPDUs parses each candidate for its room's version, checks that
@@ -242,8 +276,13 @@ type candidate struct {
 // a transaction's cost. The bytes an event's signatures cover are made
 // once and give its event ID too, and the senders' keys are read once
 // per transaction (pdu_verify.go).
-func (s *Service) checkPDUs(ctx context.Context, origin spec.ServerName, cands []candidate) {
+//
+// authed is the request's check (receivePDUs): an event whose signature
+// needs more than the cached keys waits for it before anything is
+// fetched.
+func (s *Service) checkPDUs(ctx context.Context, origin spec.ServerName, cands []candidate, authed func() error) {
 	keys := newSigKeys(s.cfg.KeyRing)
+	keys.authed = authed
 	// Each room's server ACL is read once: none of the transaction's
 	// events is stored before all are checked, so all would see the same.
 	acl := map[string]error{}
@@ -263,7 +302,11 @@ func (s *Service) checkPDUs(ctx context.Context, origin spec.ServerName, cands [
 		}
 		if err := s.verifySigned(ctx, gomatrixserverlib.MustGetRoomVersion(c.version), c.pdu, signed, keys); err != nil {
 			c.err, c.badSig = fmt.Errorf("bad signature: %w", err), true
+			return
 		}
+		// Check 4 (auth by the event's own auth events) here, on every
+		// core, rather than in the store's writer (ingest_precheck.go).
+		c.pre = s.cfg.Rooms.PrecheckAuth(c.pdu)
 	}
 	// Each worker takes the next unchecked event, so a core that is busy
 	// elsewhere (the store's writer, push rules) does not hold back a

@@ -123,7 +123,7 @@ func (s *Service) routes() {
 	s.mux.Handle("GET /_matrix/federation/v1/version", matrixerr.HandlerFunc(s.version))
 	s.wellKnownRoutes()
 	s.knockRoutes()
-	s.handle("PUT /_matrix/federation/v1/send/{txnID}", s.send)
+	s.handleBeside("PUT /_matrix/federation/v1/send/{txnID}", s.send) // send_auth.go
 	s.handle("GET /_matrix/federation/v1/make_join/{roomID}/{userID}", s.makeJoin)
 	s.handle("PUT /_matrix/federation/v2/send_join/{roomID}/{eventID}", s.sendJoin)
 	s.handle("PUT /_matrix/federation/v1/send_join/{roomID}/{eventID}", s.sendJoinV1)
@@ -153,6 +153,7 @@ type request struct {
 	*http.Request
 	origin spec.ServerName
 	body   []byte
+	auth   *pendingAuth // set for routes whose signature is checked beside the handler (send_auth.go)
 }
 
 // handle registers a handler behind X-Matrix request authentication
@@ -167,42 +168,61 @@ type request struct {
 // checked (which may fetch the origin's keys).
 func (s *Service) handle(pattern string, h func(http.ResponseWriter, *request) error) {
 	s.mux.Handle(pattern, matrixerr.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
-		client := ratelimit.ClientKey(r.RemoteAddr)
-		origin, err := s.checkAuthHeader(r)
-		if err == nil {
-			wait := s.limits.check(origin, s.now())
-			if w := s.authFailures.Wait(client, 1, s.now()); w > wait {
-				wait = w
-			}
-			if wait > 0 {
-				err = matrixerr.LimitExceeded(wait.Milliseconds() + 1)
-			}
-		}
+		_, client, err := s.admit(w, r)
 		if err != nil {
-			// The body is never read: closing an HTTP/1 connection after
-			// the answer keeps net/http from draining it first. (HTTP/2
-			// just resets the stream; there "close" would end the
-			// peer's other streams too.)
-			if r.ProtoMajor == 1 {
-				w.Header().Set("Connection", "close")
-			}
 			return err
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
 		fr, resp := fclient.VerifyHTTPRequest(r, s.now(), s.cfg.ServerName, nil, s.cfg.KeyRing)
-		if fr == nil {
-			s.authFailures.Take(client, 1, s.now())
-			return authError(resp.Code, resp.JSON)
-		}
-		s.limits.take(fr.Origin(), s.now())
-		if s.cfg.Queue != nil {
-			s.cfg.Queue.Wake(string(fr.Origin()))
-		}
-		if err := s.deniedByACL(r, fr.Origin()); err != nil {
-			return err // Server ACLs (acl.go)
+		if err := s.authenticated(r, client, fr, resp.Code, resp.JSON); err != nil {
+			return err
 		}
 		return h(w, &request{Request: r, origin: fr.Origin(), body: fr.Content()})
 	}))
+}
+
+// admit refuses what can be refused from the headers alone (see handle)
+// and returns the origin the X-Matrix header names (not yet checked) and
+// the client's rate-limit key.
+func (s *Service) admit(w http.ResponseWriter, r *http.Request) (spec.ServerName, netip.Prefix, error) {
+	client := ratelimit.ClientKey(r.RemoteAddr)
+	origin, err := s.checkAuthHeader(r)
+	if err == nil {
+		wait := s.limits.check(origin, s.now())
+		if w := s.authFailures.Wait(client, 1, s.now()); w > wait {
+			wait = w
+		}
+		if wait > 0 {
+			err = matrixerr.LimitExceeded(wait.Milliseconds() + 1)
+		}
+	}
+	if err != nil {
+		// The body is never read: closing an HTTP/1 connection after
+		// the answer keeps net/http from draining it first. (HTTP/2
+		// just resets the stream; there "close" would end the
+		// peer's other streams too.)
+		if r.ProtoMajor == 1 {
+			w.Header().Set("Connection", "close")
+		}
+		return "", netip.Prefix{}, err
+	}
+	return origin, client, nil
+}
+
+// authenticated turns VerifyHTTPRequest's answer into the request's
+// admission: a failed signature counts against the client, a good one
+// against the origin's rate limit and wakes its outbound queue, and the
+// room's server ACL is applied.
+func (s *Service) authenticated(r *http.Request, client netip.Prefix, fr *fclient.FederationRequest, code int, body any) error {
+	if fr == nil {
+		s.authFailures.Take(client, 1, s.now())
+		return authError(code, body)
+	}
+	s.limits.take(fr.Origin(), s.now())
+	if s.cfg.Queue != nil {
+		s.cfg.Queue.Wake(string(fr.Origin()))
+	}
+	return s.deniedByACL(r, fr.Origin()) // Server ACLs (acl.go)
 }
 
 // checkAuthHeader reads the X-Matrix Authorization headers without the

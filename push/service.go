@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -40,6 +41,7 @@ type Service struct {
 	log    *slog.Logger
 
 	wake    chan struct{} // nudges the deliverer
+	flush   chan struct{} // a waiter wants the evaluated results stored now
 	counts  countCache
 	running atomic.Bool
 
@@ -76,7 +78,7 @@ func New(db *store.DB, rooms roomEngine, opts Options) *Service {
 	}
 	rules := NewRules(db)
 	s := &Service{Rules: rules, db: db, rooms: rooms, eval: NewEvaluator(rules, rooms.ServerName()),
-		opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), now: time.Now, doneCh: make(chan struct{})}
+		opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), flush: make(chan struct{}, 1), now: time.Now, doneCh: make(chan struct{})}
 	s.client = gatewayClient(opts.AllowPrivateGateways)
 	return s
 }
@@ -133,26 +135,149 @@ func (s *Service) follow(ctx context.Context) {
 		}
 	}
 	s.processed(pos)
+	var (
+		unstored []evaluated // evaluated and published, not yet stored
+		evalPos  = pos       // the position evaluation has reached
+		since    time.Time   // when the oldest unstored result was evaluated
+		urgent   bool        // an unstored result is to be delivered to a pusher
+		held     int         // results in unstored
+	)
 	for {
 		cur, eph := s.rooms.Pos()
-		if cur > pos {
-			next, err := s.processBatch(ctx, pos, cur)
+		full := len(unstored) >= batchSize || held >= batchResults // one commit's worth
+		if cur > evalPos && !full {
+			batch, next, err := s.evaluateBatch(evalPos, cur)
 			if err != nil {
 				if ctx.Err() != nil {
 					return
 				}
-				s.log.Error("push: evaluate", "from", pos, "err", err)
-				// The same batch would fail again at once; wait for news.
+				s.log.Error("push: evaluate", "from", evalPos, "err", err)
+				if len(unstored) == 0 {
+					// The same batch would fail again at once; wait for news.
+					if err := s.rooms.Wait(ctx, cur, eph); err != nil {
+						return
+					}
+					continue
+				}
+				urgent = true // store what is held rather than wait with it
 			} else {
-				pos = next
+				if len(unstored) == 0 && evalPos == pos {
+					since = time.Now()
+				}
+				unstored, evalPos = append(unstored, batch...), next
+				for _, e := range batch {
+					held += len(e.results)
+				}
+				full = len(unstored) >= batchSize || held >= batchResults
+				s.publish(unstored, evalPos)
+				if !urgent {
+					if urgent, err = s.storeNow(batch); err != nil {
+						s.log.Error("push: find recipients with pushers", "err", err)
+						urgent = true
+					}
+				}
+			}
+		}
+		if evalPos > pos && len(unstored) == 0 {
+			// Nothing evaluated (no event push considers): nothing to
+			// store, and no commit for the position alone.
+			pos = evalPos
+			s.processed(pos)
+			continue
+		}
+		if evalPos > pos {
+			wait := storeDelay - time.Since(since)
+			flushed := false
+			select {
+			case <-s.flush:
+				flushed = true
+			default:
+			}
+			if urgent || flushed || wait <= 0 || full {
+				if err := s.store(ctx, unstored, evalPos); err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					s.log.Error("push: store", "from", pos, "err", err)
+					if err := s.rooms.Wait(ctx, cur, eph); err != nil {
+						return
+					}
+					continue
+				}
+				unstored, pos, urgent, held = nil, evalPos, false, 0
 				s.processed(pos)
 				continue
 			}
+			if cur > evalPos {
+				continue // evaluate what has arrived meanwhile
+			}
+			// Wait for more events, a flush request or the deadline.
+			wctx, cancel := context.WithTimeout(ctx, wait)
+			go func() {
+				select {
+				case <-s.flush:
+					s.flushAgain()
+					cancel()
+				case <-wctx.Done():
+				}
+			}()
+			s.rooms.Wait(wctx, cur, eph)
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			continue
 		}
 		if err := s.rooms.Wait(ctx, cur, eph); err != nil {
 			return
 		}
 	}
+}
+
+// storeDelay is how long evaluated results may wait in memory for more
+// before they are stored, while events keep arriving: a federation peer
+// sends a transaction every few milliseconds, and one commit for several
+// transactions' notifications costs the store's single writer less than
+// one per transaction, which it would spend while the next transaction
+// waits for its own commit (issue 15). Nobody waits for the store as long
+// as results are in memory: /sync reads them there (Live), and whatever
+// needs them stored asks for it (WaitEvaluated, Notifications); a
+// notification to deliver to a pusher is stored, and so queued, at once.
+const storeDelay = 50 * time.Millisecond
+
+// flushAgain re-arms a flush request the waiting goroutine took, for the
+// loop to see.
+func (s *Service) flushAgain() {
+	select {
+	case s.flush <- struct{}{}:
+	default:
+	}
+}
+
+// storeNow reports whether evaluated results must be stored without
+// waiting: one of them is for a user with a pusher (delivery is queued in
+// the same commit).
+func (s *Service) storeNow(batch []evaluated) (bool, error) {
+	found := false
+	err := s.db.View(func(tx *store.Tx) error {
+		c := tx.Cursor(store.Pushers)
+		seen := map[string]bool{}
+		for _, e := range batch {
+			for _, r := range e.results {
+				if seen[r.UserID] {
+					continue
+				}
+				seen[r.UserID] = true
+				prefix := store.Key(r.UserID, "")
+				if k, _ := c.Seek(prefix); k != nil && hasPrefix(k, prefix) {
+					found = true
+					return nil
+				}
+			}
+		}
+		return nil
+	})
+	return found, err
 }
 
 func (s *Service) evaluated() uint64 {
@@ -206,6 +331,7 @@ func (s *Service) WaitEvaluated(ctx context.Context, pos uint64) error {
 	if !s.running.Load() {
 		return nil // nothing would ever advance it
 	}
+	s.flushAgain() // results held for a larger commit are stored now
 	for {
 		s.doneMu.Lock()
 		done, ch := s.donePos, s.doneCh
@@ -236,10 +362,9 @@ type evaluated struct {
 	results []Result
 }
 
-// processBatch evaluates events in (from, to], up to batchSize of them,
-// stores the notifications and queues deliveries; it returns the position
-// it got to.
-func (s *Service) processBatch(ctx context.Context, from, to uint64) (uint64, error) {
+// evaluateBatch evaluates events in (from, to], up to batchSize of them,
+// and returns the results and the position it got to.
+func (s *Service) evaluateBatch(from, to uint64) ([]evaluated, uint64, error) {
 	var batch []evaluated
 	done, results := to, 0
 	err := s.rooms.PushEventsAfter(from, to, func(pe *room.PushEvent) error {
@@ -256,18 +381,23 @@ func (s *Service) processBatch(ctx context.Context, from, to uint64) (uint64, er
 		return nil
 	})
 	if err != nil && !errors.Is(err, errBatchFull) {
-		return from, err
+		return nil, from, err
 	}
-	if len(batch) == 0 {
-		return done, nil
-	}
-	s.publish(batch, done)
+	return batch, done, nil
+}
+
+// store stores the notifications of evaluated events up to pos, queues
+// their deliveries and moves the stored position, in one commit.
+func (s *Service) store(ctx context.Context, batch []evaluated, pos uint64) error {
 	unread, err := s.unreadTotals(batch)
 	if err != nil {
-		return from, err
+		return err
 	}
 	ts := s.now().UnixMilli()
 	err = s.db.Update(ctx, func(tx *store.Tx) error {
+		// unread is counted on from its value before the batch on every
+		// run of this function (the store may run it twice).
+		counts := maps.Clone(unread)
 		for _, e := range batch {
 			records := recordEncoder{}
 			for _, r := range e.results {
@@ -275,25 +405,28 @@ func (s *Service) processBatch(ctx context.Context, from, to uint64) (uint64, er
 				if err := tx.Put(store.PushLog, logKey(r.UserID, e.pe.RoomID, e.pe.Pos), rec); err != nil {
 					return err
 				}
-				if _, ok := unread[r.UserID]; ok {
-					unread[r.UserID]++
-					if err := s.enqueueTx(tx, e.pe, r, unread[r.UserID]); err != nil {
+				if _, ok := counts[r.UserID]; ok {
+					counts[r.UserID]++
+					if err := s.enqueueTx(tx, e.pe, r, counts[r.UserID]); err != nil {
 						return err
 					}
 				}
 			}
 		}
-		return tx.Put(store.PushMeta, keyPos, store.PutU64(done))
+		return tx.Put(store.PushMeta, keyPos, store.PutU64(pos))
 	})
 	if err != nil {
-		return from, fmt.Errorf("push: store notifications: %w", err)
+		return fmt.Errorf("push: store notifications: %w", err)
+	}
+	if len(batch) == 0 {
+		return nil
 	}
 	s.toDesktop(batch)
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
-	return done, nil
+	return nil
 }
 
 // unreadTotals returns, for each recipient in the batch who has pushers,
@@ -354,4 +487,38 @@ func (s *Service) unread(userID string) (int, error) {
 		total += c.All.Notifications
 	}
 	return total, nil
+}
+
+// processBatch evaluates events in (from, to], up to batchSize of them,
+// and stores the results at once; it returns the position it got to.
+// The follower holds results for a larger commit (follow); the
+// benchmarks measure one batch's evaluation and commit with it.
+func (s *Service) processBatch(ctx context.Context, from, to uint64) (uint64, error) {
+	batch, done, err := s.evaluateBatch(from, to)
+	if err != nil || len(batch) == 0 {
+		return done, err
+	}
+	if err := s.store(ctx, batch, done); err != nil {
+		return from, err
+	}
+	return done, nil
+}
+
+// storeEvaluated waits, briefly, until the results evaluated so far are
+// stored, asking the follower to store them now: for readers of the
+// notification log itself (GET /notifications), which would otherwise
+// miss results held in memory for a larger commit.
+func (s *Service) storeEvaluated() {
+	if !s.running.Load() {
+		return
+	}
+	s.doneMu.Lock()
+	mem, done := s.memPos, s.donePos
+	s.doneMu.Unlock()
+	if mem <= done {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	s.WaitEvaluated(ctx, mem)
 }

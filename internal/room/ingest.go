@@ -57,8 +57,11 @@ func (e *Engine) Ingest(ctx context.Context, pdu gomatrixserverlib.PDU, opts Ing
 // so that what the caller records about them (the federation
 // transaction's answer) shares their commit; committed reports that it
 // ran and was committed. If storing fails for any of them, each is
-// ingested on its own instead, and then does not run.
-func (e *Engine) IngestBatch(ctx context.Context, pdus []gomatrixserverlib.PDU, then func(tx *store.Tx, results []error) error) (results []error, committed bool) {
+// ingested on its own instead, and then does not run. pre, if not nil,
+// holds the events' check 4 run ahead (PrecheckAuth; nil entries for
+// none), used where it still applies.
+func (e *Engine) IngestBatch(ctx context.Context, pdus []gomatrixserverlib.PDU, pre []*AuthPrecheck,
+	then func(tx *store.Tx, results []error) error) (results []error, committed bool) {
 	for _, p := range pdus {
 		p.EventID()
 	}
@@ -83,7 +86,11 @@ func (e *Engine) IngestBatch(ctx context.Context, pdus []gomatrixserverlib.PDU, 
 			if eventNID(tx, pdu.EventID()) != 0 {
 				continue
 			}
-			rejected, err := e.ingest(tx, info, pdu, IngestOptions{})
+			opts := IngestOptions{}
+			if i < len(pre) {
+				opts.auth = pre[i]
+			}
+			rejected, err := e.ingest(tx, info, pdu, opts)
 			var missing *MissingError
 			switch {
 			case errors.As(err, &missing):
@@ -121,6 +128,8 @@ type IngestOptions struct {
 	// Relay marks an event accepted through send_join, send_leave or
 	// send_knock: this server sends it on to the rest of the room.
 	Relay bool
+
+	auth *AuthPrecheck // check 4 run ahead (IngestBatch, ingest_precheck.go)
 }
 
 // MissingError lists events an inbound event refers to that this server
@@ -196,7 +205,7 @@ func (e *Engine) ingest(tx *store.Tx, info *Info, pdu gomatrixserverlib.PDU, opt
 	}
 	if reason == "" {
 		// Check 4: the event is allowed by its own auth events.
-		if err := e.allowedBy(pdu, authPDUs); err != nil {
+		if err := e.allowedByOwn(pdu, authPDUs, opts.auth); err != nil {
 			reason = err.Error()
 		}
 	}
