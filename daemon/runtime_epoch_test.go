@@ -1,3 +1,8 @@
+//go:build race
+
+// Only the race detector can see this test fail, so it is built only
+// with it (go test -race ./daemon).
+
 package daemon
 
 import (

@@ -36,13 +36,13 @@ type cachedToken struct {
 // server has a handful of sessions.
 const maxCachedTokens = 1024
 
-// tokenCaches gives every Accounts over one database the same cache, so a
-// revocation through one is seen by all.
-var tokenCaches sync.Map // *store.DB → *tokenCache
+// tokenCacheKey keeps the one tokenCache of a database on it (store.DB's
+// Shared), so every Accounts over one database sees a revocation through
+// any of them, and the cache goes with the DB.
+type tokenCacheKey struct{}
 
 func tokenCacheFor(db *store.DB) *tokenCache {
-	c, _ := tokenCaches.LoadOrStore(db, &tokenCache{})
-	return c.(*tokenCache)
+	return db.Shared(tokenCacheKey{}, func() any { return &tokenCache{} }).(*tokenCache)
 }
 
 // get returns the cached answer for token, if one is current.

@@ -27,9 +27,13 @@ type authStateCache struct {
 	entries map[authStateKey]*authState
 }
 
+// authStateKey has no event type: a message event's auth events are the
+// create event, the power levels and the sender's membership whatever its
+// type (auth rules, "Auth events selection"), so one sender's custom
+// types share an entry.
 type authStateKey struct {
-	room        uint64
-	sender, typ string
+	room   uint64
+	sender string
 }
 
 type authState struct {
@@ -48,7 +52,7 @@ func (e *Engine) sendAuthProvider(tx *store.Tx, info *Info, proto *gomatrixserve
 	if proto.StateKey != nil || keepsContent[proto.Type] {
 		return e.authProvider(tx, info.NID, proto)
 	}
-	key := authStateKey{room: info.NID, sender: proto.SenderID, typ: proto.Type}
+	key := authStateKey{room: info.NID, sender: proto.SenderID}
 	c := &e.sendAuth
 	c.mu.Lock()
 	s := c.entries[key]

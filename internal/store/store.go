@@ -95,6 +95,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -110,6 +111,7 @@ type DB struct {
 	writes   chan *write
 	done     chan struct{}
 	onCommit func(pos uint64)
+	shared   sync.Map // Shared's values (shared.go)
 }
 
 type write struct {
