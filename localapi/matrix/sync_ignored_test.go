@@ -66,7 +66,7 @@ func TestSyncIgnoredListCacheFollowsChanges(t *testing.T) {
 		}
 		return false
 	}
-	if !next() || !next() {
+	if first, second := next(), next(); !first || !second {
 		t.Fatal("bob's message is hidden before alice ignores him")
 	}
 	setIgnored(map[string]any{bob.ID: map[string]any{}})
