@@ -265,3 +265,56 @@ func TestSendWithEndedContextIsNotSent(t *testing.T) {
 		return nil
 	})
 }
+
+// A batch built on a batch still committing (its first event's
+// prev_events is that batch's last event) whose commit then fails: the
+// batch is built again on the room's real head in its write transaction,
+// and the room keeps one chain with no event pointing at the lost one.
+func TestBatchBuiltOnFailedBatchIsBuiltAgain(t *testing.T) {
+	ctx := context.Background()
+	e, db := newEngine(t)
+	roomID, err := e.CreateRoom(ctx, alice, Profile{}, CreateRequest{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := func(txn string) *pendingSend {
+		return &pendingSend{ctx: ctx, done: make(chan struct{}), req: SendRequest{Sender: alice, Device: "D", RoomID: roomID,
+			Type: "m.room.message", Content: json.RawMessage(`{"body":"` + txn + `"}`), TxnID: txn}}
+	}
+	var head string
+	db.View(func(tx *store.Tx) error {
+		info, err := roomInfo(tx, roomID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		head = info.Extremities[0]
+		return nil
+	})
+	lost := msg("lost")
+	lostPlan, _ := e.planBatch(roomID, []*pendingSend{lost}, nil)
+	inflight := newInflight(lostPlan) // never committed: as if its commit failed
+	next := msg("next")
+	plan, base := e.planBatch(roomID, []*pendingSend{next}, inflight)
+	if len(plan) != 1 || fmt.Sprint(plan[0].pdu.PrevEventIDs()) != fmt.Sprint([]string{inflight.tip}) {
+		t.Fatalf("not built on the batch in flight: %v", plan)
+	}
+	e.commitBatch(roomID, plan, base)
+	<-next.done
+	if next.err != nil || next.id == plan[0].pdu.EventID() {
+		t.Fatalf("send: %q %v; the event built on the lost batch was %s", next.id, next.err, plan[0].pdu.EventID())
+	}
+	db.View(func(tx *store.Tx) error {
+		ev, err := e.loadEvent(tx, eventNID(tx, next.id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if prev := ev.PDU.PrevEventIDs(); fmt.Sprint(prev) != fmt.Sprint([]string{head}) {
+			t.Errorf("stored event's prev_events %v, want the room's head %s", prev, head)
+		}
+		if eventNID(tx, inflight.tip) != 0 {
+			t.Error("the lost batch's event is stored")
+		}
+		checkAllowed(t, e, tx, ev)
+		return nil
+	})
+}

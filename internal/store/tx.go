@@ -31,7 +31,7 @@ type openedBucket struct {
 // Bucket returns a top-level bucket; every bucket exists after Open.
 func (tx *Tx) Bucket(name []byte) *bolt.Bucket {
 	if tx.btx.Writable() {
-		return tx.btx.Bucket(name) // bbolt caches these itself
+		return tx.writeBucket(name) // bbolt caches these itself
 	}
 	for _, o := range tx.opened {
 		if o.name == string(name) {
@@ -57,7 +57,7 @@ func (tx *Tx) Get(bucket, key []byte) []byte { return tx.Bucket(bucket).Get(key)
 
 // Put stores value at key in bucket.
 func (tx *Tx) Put(bucket, key, value []byte) error {
-	if err := tx.btx.Bucket(bucket).Put(key, value); err != nil {
+	if err := tx.writeBucket(bucket).Put(key, value); err != nil {
 		return fmt.Errorf("store: put %s: %w", bucket, err)
 	}
 	return nil
@@ -65,7 +65,7 @@ func (tx *Tx) Put(bucket, key, value []byte) error {
 
 // Delete removes key from bucket.
 func (tx *Tx) Delete(bucket, key []byte) error {
-	if err := tx.btx.Bucket(bucket).Delete(key); err != nil {
+	if err := tx.writeBucket(bucket).Delete(key); err != nil {
 		return fmt.Errorf("store: delete %s: %w", bucket, err)
 	}
 	return nil
@@ -108,7 +108,7 @@ func (tx *Tx) SkipPos(n uint64) error {
 // NextID takes the next value of a bucket's own sequence (NIDs that are not
 // stream positions: rooms, snapshots).
 func (tx *Tx) NextID(bucket []byte) (uint64, error) {
-	id, err := tx.btx.Bucket(bucket).NextSequence()
+	id, err := tx.writeBucket(bucket).NextSequence()
 	if err != nil {
 		return 0, fmt.Errorf("store: sequence %s: %w", bucket, err)
 	}
