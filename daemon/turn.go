@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -173,7 +175,8 @@ func (t *turnRelay) apply(fedMode string) error {
 		scope.LocalNets = interfaceNets
 	}
 	srv, err := turn.Start(turn.Config{Secret: secret, TTL: ttl, Realm: cfg.ServerName, Listen: listen,
-		AnyPortIfTaken: cfg.TURNListen == "", Scope: scope, BandwidthBytes: bw})
+		AnyPortIfTaken: cfg.TURNListen == "", Avoid: listenPorts(cfg.ClientListen, cfg.FederationListen),
+		Scope: scope, BandwidthBytes: bw})
 	if err != nil {
 		return err
 	}
@@ -204,4 +207,17 @@ func loadOrCreateTURNSecret(store secrets.Store) ([]byte, error) {
 		return nil, fmt.Errorf("store the TURN secret: %w", err)
 	}
 	return b, nil
+}
+
+// listenPorts are the ports of the given listen addresses that name one.
+func listenPorts(addrs ...string) []int {
+	var ports []int
+	for _, a := range addrs {
+		if _, p, err := net.SplitHostPort(a); err == nil {
+			if n, err := strconv.Atoi(p); err == nil && n != 0 {
+				ports = append(ports, n)
+			}
+		}
+	}
+	return ports
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +37,10 @@ type Config struct {
 	// default address in lan mode, like the federation listener).
 	Listen         string
 	AnyPortIfTaken bool
+	// Avoid lists ports a free port must not be: the daemon's own
+	// listeners' ports, which start after the relay and would otherwise
+	// find a port freed by the daemon's last run taken by its own relay.
+	Avoid          []int
 	Scope          Scope
 	UserQuota      int   // allocations per user at once; DefaultUserQuota when zero
 	TotalQuota     int   // allocations at once; DefaultTotalQuota when zero
@@ -94,7 +99,7 @@ func Start(cfg Config) (*Server, error) {
 	udp, tcp, err := listenPair(cfg.Listen)
 	if err != nil && cfg.AnyPortIfTaken {
 		slog.Warn("TURN: the port is taken; listening on another one", "addr", cfg.Listen, "err", err)
-		udp, tcp, err = listenPair(net.JoinHostPort(host, "0"))
+		udp, tcp, err = listenPair(net.JoinHostPort(host, "0"), cfg.Avoid...)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("TURN listener: %w", err)
@@ -130,8 +135,9 @@ func Start(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// listenPair opens UDP and TCP on one port (for port 0, a port free in both).
-func listenPair(addr string) (net.PacketConn, net.Listener, error) {
+// listenPair opens UDP and TCP on one port (for port 0, a port free in
+// both and not one of avoid).
+func listenPair(addr string, avoid ...int) (net.PacketConn, net.Listener, error) {
 	host, port, _ := net.SplitHostPort(addr)
 	for try := 0; ; try++ {
 		udp, err := net.ListenPacket("udp", addr)
@@ -139,9 +145,13 @@ func listenPair(addr string) (net.PacketConn, net.Listener, error) {
 			return nil, nil, err
 		}
 		p := udp.LocalAddr().(*net.UDPAddr).Port
-		tcp, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p)))
-		if err == nil {
-			return udp, tcp, nil
+		if port == "0" && slices.Contains(avoid, p) {
+			err = fmt.Errorf("port %d is reserved for another listener", p)
+		} else {
+			var tcp net.Listener
+			if tcp, err = net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p))); err == nil {
+				return udp, tcp, nil
+			}
 		}
 		udp.Close()
 		if port != "0" || try == 5 {
