@@ -216,7 +216,7 @@ func (s *Service) follow(ctx context.Context) {
 			go func() {
 				select {
 				case <-s.flush:
-					s.flushAgain()
+					s.askToStore()
 					cancel()
 				case <-wctx.Done():
 				}
@@ -245,9 +245,10 @@ func (s *Service) follow(ctx context.Context) {
 // notification to deliver to a pusher is stored, and so queued, at once.
 const storeDelay = 50 * time.Millisecond
 
-// flushAgain re-arms a flush request the waiting goroutine took, for the
-// loop to see.
-func (s *Service) flushAgain() {
+// askToStore asks the follower to store the results it holds now; the
+// follower's waiting goroutine also uses it to hand a request it took on
+// to the loop.
+func (s *Service) askToStore() {
 	select {
 	case s.flush <- struct{}{}:
 	default:
@@ -331,7 +332,7 @@ func (s *Service) WaitEvaluated(ctx context.Context, pos uint64) error {
 	if !s.running.Load() {
 		return nil // nothing would ever advance it
 	}
-	s.flushAgain() // results held for a larger commit are stored now
+	s.askToStore() // results held for a larger commit are stored now
 	for {
 		s.doneMu.Lock()
 		done, ch := s.donePos, s.doneCh

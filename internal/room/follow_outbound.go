@@ -43,22 +43,17 @@ type Outbound struct {
 func (e *Engine) OutboundEvents(tx *store.Tx, after, upTo uint64, fn func(Outbound) error) error {
 	servers := map[uint64]map[string]uint64{} // roomNID → joined server → since when, re-read after member events
 	roomIDs := map[uint64]string{}
-	c := tx.Cursor(store.Events)
-	for k, v := c.Seek(store.PutU64(after + 1)); k != nil; k, v = c.Next() {
-		nid := store.U64(k)
-		if nid > upTo {
-			break
-		}
+	return eachEventIn(tx, after, upTo, func(nid uint64, v []byte) error {
 		ev, err := decodeEvent(nid, v)
 		if err != nil {
 			return err
 		}
 		if ev.Flags&(flagRejected|flagOutlier|flagHistorical) != 0 {
-			continue
+			return nil
 		}
 		r := gjson.GetManyBytes(ev.JSON, "sender", "type", "state_key")
 		if serverOf(r[0].String()) != string(e.serverName) && ev.Flags&flagRelay == 0 {
-			continue
+			return nil
 		}
 		if r[1].String() == "m.room.member" {
 			delete(servers, ev.RoomNID)
@@ -96,7 +91,7 @@ func (e *Engine) OutboundEvents(tx *store.Tx, after, upTo uint64, fn func(Outbou
 			dests = e.aclFilter(tx, ev.RoomNID, dests)
 		}
 		if len(dests) == 0 {
-			continue
+			return nil
 		}
 		roomID, ok := roomIDs[ev.RoomNID]
 		if !ok {
@@ -114,8 +109,8 @@ func (e *Engine) OutboundEvents(tx *store.Tx, after, upTo uint64, fn func(Outbou
 		if err := fn(o); err != nil {
 			return err
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // wasJoined reports whether the state a member event replaced was a join

@@ -207,20 +207,12 @@ func (e *Engine) PushEventsFor(userID string, from, to uint64, fn func(*PushEven
 // eachPushable calls fn with the position and record of each event in
 // (from, to] that push considers: not rejected, not an outlier.
 func eachPushable(tx *store.Tx, from, to uint64, fn func(pos uint64, record []byte) error) error {
-	c := tx.Cursor(store.Events)
-	for k, v := c.Seek(store.PutU64(from + 1)); k != nil; k, v = c.Next() {
-		pos := store.U64(k)
-		if pos > to {
-			break
-		}
+	return eachEventIn(tx, from, to, func(pos uint64, v []byte) error {
 		if len(v) == 0 || v[0]&(flagRejected|flagOutlier|flagHistorical) != 0 {
-			continue
+			return nil
 		}
-		if err := fn(pos, v); err != nil {
-			return err
-		}
-	}
-	return nil
+		return fn(pos, v)
+	})
 }
 
 // setLevels records the sender's power level and the level @room needs

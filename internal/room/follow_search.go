@@ -28,12 +28,7 @@ type Searchable struct {
 // IndexableEvents calls fn for each event with after < NID ≤ upTo, in
 // stream order, reading only the fields search needs.
 func IndexableEvents(tx *store.Tx, after, upTo uint64, fn func(Searchable) error) error {
-	c := tx.Cursor(store.Events)
-	for k, v := c.Seek(store.PutU64(after + 1)); k != nil; k, v = c.Next() {
-		nid := store.U64(k)
-		if nid > upTo {
-			break
-		}
+	return eachEventIn(tx, after, upTo, func(nid uint64, v []byte) error {
 		ev, err := decodeEvent(nid, v)
 		if err != nil {
 			return err
@@ -55,11 +50,8 @@ func IndexableEvents(tx *store.Tx, after, upTo uint64, fn func(Searchable) error
 			}
 			s.Redacts = eventNID(tx, target)
 		}
-		if err := fn(s); err != nil {
-			return err
-		}
-	}
-	return nil
+		return fn(s)
+	})
 }
 
 // Scope answers, inside one read transaction, what one user may find: the

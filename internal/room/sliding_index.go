@@ -79,12 +79,7 @@ func (e *Engine) roomPositions(tx *store.Tx, nids []uint64) (last, member []uint
 // one has a new LastPos (or may: an outlier does not move it) and, for a
 // member event, a new member position.
 func (ix *roomIndex) walk(tx *store.Tx, s uint64) error {
-	c := tx.Cursor(store.Events)
-	for k, v := c.Seek(store.PutU64(ix.to + 1)); k != nil; k, v = c.Next() {
-		pos := store.U64(k)
-		if pos > s {
-			break
-		}
+	err := eachEventIn(tx, ix.to, s, func(pos uint64, v []byte) error {
 		ev, err := decodeEvent(pos, v)
 		if err != nil {
 			return err
@@ -93,6 +88,10 @@ func (ix *roomIndex) walk(tx *store.Tx, s uint64) error {
 		if typ, _ := jsonString(jsonMember(ev.JSON, "type")); typ == "m.room.member" {
 			ix.member[ev.RoomNID] = pos
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	ix.to = s
 	return nil

@@ -186,3 +186,20 @@ func (e *Engine) clientEvent(tx *store.Tx, ev *Event, v ClientView) ClientEvent 
 func userIDForSender(_ spec.RoomID, s spec.SenderID) (*spec.UserID, error) {
 	return spec.NewUserID(string(s), true)
 }
+
+// eachEventIn calls fn with each stored event record whose NID is in
+// (after, upTo], in stream order: the walk every follower of the stream
+// makes over what was committed since it last looked.
+func eachEventIn(tx *store.Tx, after, upTo uint64, fn func(nid uint64, record []byte) error) error {
+	c := tx.Cursor(store.Events)
+	for k, v := c.Seek(store.PutU64(after + 1)); k != nil; k, v = c.Next() {
+		nid := store.U64(k)
+		if nid > upTo {
+			break
+		}
+		if err := fn(nid, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
