@@ -183,31 +183,28 @@ func (s *Service) receivePDUs(ctx context.Context, origin spec.ServerName, raws 
 		}
 		cands = append(cands, candidate{raw: raw, roomID: roomID, version: version})
 	}
-	s.checkPDUs(ctx, origin, cands, authed)
+	if len(cands) == 0 {
+		return results, false
+	}
+	checked := s.checkPDUs(ctx, origin, cands, authed)
+	// The store's writer starts on the events once half of them are
+	// checked (and the request's signature has passed: nothing is stored
+	// before), storing each as soon as it is checked while the rest are
+	// (room.Engine.IngestStream). Starting later than the first event
+	// keeps the writer, which every local send shares, from waiting on
+	// the checks for long.
+	<-cands[len(cands)/2].done
 	if authed() != nil {
+		checked()
 		return nil, false
 	}
-	// Results are written in the order the checks run in one at a time:
-	// format and origin, then signatures, then the room's checks.
-	for _, c := range cands {
-		if c.pdu != nil && c.err != nil && !c.badSig {
-			results[c.pdu.EventID()] = c.err
+	next := func(i int) (gomatrixserverlib.PDU, *room.AuthPrecheck) {
+		c := &cands[i]
+		<-c.done
+		if c.pdu == nil || c.err != nil {
+			return nil, nil
 		}
-	}
-	var signed []gomatrixserverlib.PDU
-	var pre []*room.AuthPrecheck
-	for _, c := range cands {
-		switch {
-		case c.pdu == nil:
-			// not even an event ID: nothing to answer about
-		case c.badSig:
-			results[c.pdu.EventID()] = c.err
-		case c.err == nil:
-			signed, pre = append(signed, c.pdu), append(pre, c.pre)
-		}
-	}
-	if len(signed) == 0 {
-		return results, false
+		return c.pdu, c.pre
 	}
 	// record runs in the events' commit if none of them needs a fetch:
 	// then their results there are the final ones.
@@ -217,28 +214,54 @@ func (s *Service) receivePDUs(ctx context.Context, origin spec.ServerName, raws 
 		then = func(tx *store.Tx, batch []error) error {
 			wrote = false
 			all := maps.Clone(results)
+			checkResults(cands, all)
 			for i, err := range batch {
 				if isMissing(err) {
 					return nil
 				}
-				all[signed[i].EventID()] = err
+				if pdu, _ := next(i); pdu != nil {
+					all[pdu.EventID()] = err
+				}
 			}
 			wrote = true
 			return record(tx, all)
 		}
 	}
-	batch, committed := s.cfg.Rooms.IngestBatch(ctx, signed, pre, then)
+	batch, committed := s.cfg.Rooms.IngestStream(ctx, len(cands), next, then)
+	checked()
+	checkResults(cands, results)
 	// Events with gaps share one deadline for fetching what they miss, so
 	// a peer that never answers cannot hold the transaction for long.
 	fetchCtx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
 	for i, err := range batch {
-		if isMissing(err) {
-			err = s.ingest(fetchCtx, origin, signed[i], 0)
+		pdu, _ := next(i)
+		if pdu == nil {
+			continue
 		}
-		results[signed[i].EventID()] = err
+		if isMissing(err) {
+			err = s.ingest(fetchCtx, origin, pdu, 0)
+		}
+		results[pdu.EventID()] = err
 	}
 	return results, committed && wrote
+}
+
+// checkResults adds to results the answer for each candidate that failed
+// checkPDUs' checks, in the order the checks run in one at a time: format
+// and origin, then signatures (an event ID answered twice keeps the
+// signature's); the room's checks come later.
+func checkResults(cands []candidate, results map[string]error) {
+	for _, c := range cands {
+		if c.pdu != nil && c.err != nil && !c.badSig {
+			results[c.pdu.EventID()] = c.err
+		}
+	}
+	for _, c := range cands {
+		if c.pdu != nil && c.badSig {
+			results[c.pdu.EventID()] = c.err
+		}
+	}
 }
 
 // sendAnswer is the body of a /send answer: a result per PDU, with the
@@ -267,6 +290,7 @@ type candidate struct {
 	err    error
 	badSig bool               // err is from the signature check
 	pre    *room.AuthPrecheck // check 4 run ahead, if its auth events are stored
+	done   chan struct{}      // closed when the fields above are set
 }
 
 // checkPDUs parses each candidate for its room's version, checks that
@@ -277,21 +301,28 @@ type candidate struct {
 // once and give its event ID too, and the senders' keys are read once
 // per transaction (pdu_verify.go).
 //
+// The checks run in the background, about in the candidates' order;
+// each candidate's done channel is closed when it is checked, and the
+// function returned waits for all of them.
+//
 // authed is the request's check (receivePDUs): an event whose signature
 // needs more than the cached keys waits for it before anything is
 // fetched.
-func (s *Service) checkPDUs(ctx context.Context, origin spec.ServerName, cands []candidate, authed func() error) {
+func (s *Service) checkPDUs(ctx context.Context, origin spec.ServerName, cands []candidate, authed func() error) (wait func()) {
 	keys := newSigKeys(s.cfg.KeyRing)
 	keys.authed = authed
+	prechecker := s.cfg.Rooms.NewAuthPrechecker()
 	// Each room's server ACL is read once: none of the transaction's
 	// events is stored before all are checked, so all would see the same.
 	acl := map[string]error{}
-	for _, c := range cands {
+	for i, c := range cands {
 		if _, ok := acl[c.roomID]; !ok {
 			acl[c.roomID] = s.checkACL(c.roomID, origin) // Server ACLs (acl.go)
 		}
+		cands[i].done = make(chan struct{})
 	}
 	check := func(c *candidate) {
+		defer close(c.done)
 		var signed []byte
 		c.pdu, signed, c.err = parseSigned(c.version, c.roomID, c.raw)
 		if c.pdu == nil || c.err != nil {
@@ -306,11 +337,11 @@ func (s *Service) checkPDUs(ctx context.Context, origin spec.ServerName, cands [
 		}
 		// Check 4 (auth by the event's own auth events) here, on every
 		// core, rather than in the store's writer (ingest_precheck.go).
-		c.pre = s.cfg.Rooms.PrecheckAuth(c.pdu)
+		c.pre = prechecker.Check(c.pdu)
 	}
 	// Each worker takes the next unchecked event, so a core that is busy
 	// elsewhere (the store's writer, push rules) does not hold back a
-	// fixed share; the handler's own goroutine is one of the workers.
+	// fixed share.
 	var next atomic.Int64
 	work := func() {
 		for i := next.Add(1) - 1; i < int64(len(cands)); i = next.Add(1) - 1 {
@@ -318,11 +349,10 @@ func (s *Service) checkPDUs(ctx context.Context, origin spec.ServerName, cands [
 		}
 	}
 	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), (len(cands)+9)/10) - 1 {
+	for range max(1, min(runtime.GOMAXPROCS(0), (len(cands)+9)/10)) {
 		wg.Go(work)
 	}
-	work()
-	wg.Wait()
+	return wg.Wait
 }
 
 // checkOrigin checks that origin may send pdu: its sender is a user of

@@ -62,17 +62,40 @@ func (e *Engine) Ingest(ctx context.Context, pdu gomatrixserverlib.PDU, opts Ing
 // none), used where it still applies.
 func (e *Engine) IngestBatch(ctx context.Context, pdus []gomatrixserverlib.PDU, pre []*AuthPrecheck,
 	then func(tx *store.Tx, results []error) error) (results []error, committed bool) {
-	for _, p := range pdus {
-		p.EventID()
-	}
-	results = make([]error, len(pdus))
+	return e.IngestStream(ctx, len(pdus), func(i int) (gomatrixserverlib.PDU, *AuthPrecheck) {
+		if i < len(pre) {
+			return pdus[i], pre[i]
+		}
+		return pdus[i], nil
+	}, then)
+}
+
+// IngestStream is IngestBatch for n events that may still be being
+// checked when it is called: the store's writer takes event i from
+// next(i), which waits until the event is ready and returns it with its
+// check 4 run ahead (nil: none), or a nil event for one not to store (it
+// failed the caller's checks; its result stays nil). The writer stores
+// event i while later ones are still checked on the other cores, so that
+// a transaction's auth and state work is off its path instead of after
+// every check (Server-Server API §"Transactions": the sender waits for
+// the answer before its next transaction). next may be called more than
+// once for an event, and from another goroutine than the caller's; it
+// must not wait on the store.
+func (e *Engine) IngestStream(ctx context.Context, n int, next func(i int) (gomatrixserverlib.PDU, *AuthPrecheck),
+	then func(tx *store.Tx, results []error) error) (results []error, committed bool) {
+	results = make([]error, n)
 	err := e.db.Update(ctx, func(tx *store.Tx) error {
 		// The store may run this again after another write of the same
 		// commit failed: start from nothing each time.
 		clear(results)
 		committed = false
 		infos := map[string]*Info{}
-		for i, pdu := range pdus {
+		for i := range n {
+			pdu, pre := next(i)
+			if pdu == nil {
+				continue
+			}
+			pdu.EventID()
 			roomID := pdu.RoomID().String()
 			info := infos[roomID]
 			if info == nil {
@@ -86,11 +109,7 @@ func (e *Engine) IngestBatch(ctx context.Context, pdus []gomatrixserverlib.PDU, 
 			if eventNID(tx, pdu.EventID()) != 0 {
 				continue
 			}
-			opts := IngestOptions{}
-			if i < len(pre) {
-				opts.auth = pre[i]
-			}
-			rejected, err := e.ingest(tx, info, pdu, opts)
+			rejected, err := e.ingest(tx, info, pdu, IngestOptions{auth: pre})
 			var missing *MissingError
 			switch {
 			case errors.As(err, &missing):
@@ -116,8 +135,12 @@ func (e *Engine) IngestBatch(ctx context.Context, pdus []gomatrixserverlib.PDU, 
 	})
 	if err != nil {
 		committed = false
-		for i, p := range pdus {
-			results[i] = e.Ingest(ctx, p, IngestOptions{})
+		for i := range n {
+			if pdu, _ := next(i); pdu != nil {
+				results[i] = e.Ingest(ctx, pdu, IngestOptions{})
+			} else {
+				results[i] = nil
+			}
 		}
 	}
 	return results, committed
