@@ -18,7 +18,7 @@ type roomEngine interface {
 	// them, joins made through another server, backfill, invites and
 	// knocks.
 	Ingest(ctx context.Context, pdu gomatrixserverlib.PDU, opts room.IngestOptions) error
-	IngestStream(ctx context.Context, n int, next func(i int) (gomatrixserverlib.PDU, *room.AuthPrecheck), then func(tx *store.Tx, results []error) error) (results []error, committed bool)
+	IngestStream(ctx context.Context, n int, next func(i int) (gomatrixserverlib.PDU, *room.AuthPrecheck, bool), then func(tx *store.Tx, results []error) error) (results []error, done int, committed bool)
 	NewAuthPrechecker() *room.AuthPrechecker
 	IngestWithState(ctx context.Context, pdu gomatrixserverlib.PDU, stateIDs []string) error
 	JoinRemote(ctx context.Context, join gomatrixserverlib.PDU, state, authChain []gomatrixserverlib.PDU) error

@@ -198,28 +198,46 @@ func (s *Service) receivePDUs(ctx context.Context, origin spec.ServerName, raws 
 		checked()
 		return nil, false
 	}
-	next := func(i int) (gomatrixserverlib.PDU, *room.AuthPrecheck) {
+	// next is event i for the writer once checked; ok is false instead
+	// if its check has gone to the key ring, which may fetch keys from
+	// other servers: the writer must not wait on that.
+	next := func(i int) (pdu gomatrixserverlib.PDU, pre *room.AuthPrecheck, ok bool) {
 		c := &cands[i]
-		<-c.done
-		if c.pdu == nil || c.err != nil {
-			return nil, nil
+		select {
+		case <-c.done:
+		case <-c.slow:
+			select {
+			case <-c.done:
+			default:
+				return nil, nil, false
+			}
 		}
-		return c.pdu, c.pre
+		if c.pdu == nil || c.err != nil {
+			return nil, nil, true
+		}
+		return c.pdu, c.pre, true
 	}
+	batch := make([]error, len(cands))
 	// record runs in the events' commit if none of them needs a fetch:
 	// then their results there are the final ones.
-	var then func(*store.Tx, []error) error
 	wrote := false
-	if record != nil {
-		then = func(tx *store.Tx, batch []error) error {
+	thenFrom := func(from int) func(*store.Tx, []error) error {
+		if record == nil {
+			return nil
+		}
+		return func(tx *store.Tx, rest []error) error {
 			wrote = false
 			all := maps.Clone(results)
 			checkResults(cands, all)
-			for i, err := range batch {
+			for i := range cands {
+				err := batch[i]
+				if i >= from {
+					err = rest[i-from]
+				}
 				if isMissing(err) {
 					return nil
 				}
-				if pdu, _ := next(i); pdu != nil {
+				if pdu, _, _ := next(i); pdu != nil {
 					all[pdu.EventID()] = err
 				}
 			}
@@ -227,7 +245,19 @@ func (s *Service) receivePDUs(ctx context.Context, origin spec.ServerName, raws 
 			return record(tx, all)
 		}
 	}
-	batch, committed := s.cfg.Rooms.IngestStream(ctx, len(cands), next, then)
+	committed := false
+	for from := 0; from < len(cands); {
+		res, done, c := s.cfg.Rooms.IngestStream(ctx, len(cands)-from, func(i int) (gomatrixserverlib.PDU, *room.AuthPrecheck, bool) {
+			return next(from + i)
+		}, thenFrom(from))
+		copy(batch[from:], res)
+		from, committed = from+done, c
+		if from < len(cands) {
+			// Stopped before an event whose check may fetch: the rest
+			// once every check has ended, outside the writer.
+			checked()
+		}
+	}
 	checked()
 	checkResults(cands, results)
 	// Events with gaps share one deadline for fetching what they miss, so
@@ -235,7 +265,7 @@ func (s *Service) receivePDUs(ctx context.Context, origin spec.ServerName, raws 
 	fetchCtx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
 	for i, err := range batch {
-		pdu, _ := next(i)
+		pdu, _, _ := next(i)
 		if pdu == nil {
 			continue
 		}
@@ -291,6 +321,7 @@ type candidate struct {
 	badSig bool               // err is from the signature check
 	pre    *room.AuthPrecheck // check 4 run ahead, if its auth events are stored
 	done   chan struct{}      // closed when the fields above are set
+	slow   chan struct{}      // closed if the signature check went to the key ring
 }
 
 // checkPDUs parses each candidate for its room's version, checks that
@@ -319,7 +350,7 @@ func (s *Service) checkPDUs(ctx context.Context, origin spec.ServerName, cands [
 		if _, ok := acl[c.roomID]; !ok {
 			acl[c.roomID] = s.checkACL(c.roomID, origin) // Server ACLs (acl.go)
 		}
-		cands[i].done = make(chan struct{})
+		cands[i].done, cands[i].slow = make(chan struct{}), make(chan struct{})
 	}
 	check := func(c *candidate) {
 		defer close(c.done)
@@ -331,9 +362,14 @@ func (s *Service) checkPDUs(ctx context.Context, origin spec.ServerName, cands [
 		if c.err = checkOrigin(c.pdu, origin, acl[c.roomID]); c.err != nil {
 			return
 		}
-		if err := s.verifySigned(ctx, gomatrixserverlib.MustGetRoomVersion(c.version), c.pdu, signed, keys); err != nil {
-			c.err, c.badSig = fmt.Errorf("bad signature: %w", err), true
-			return
+		if !verifiedBySender(ctx, gomatrixserverlib.MustGetRoomVersion(c.version), c.pdu, signed, keys) {
+			// gomatrixserverlib's check, which may fetch keys: the
+			// store's writer does not wait for it (receivePDUs).
+			close(c.slow)
+			if err := s.verifyByKeyRing(ctx, c.pdu, keys); err != nil {
+				c.err, c.badSig = fmt.Errorf("bad signature: %w", err), true
+				return
+			}
 		}
 		// Check 4 (auth by the event's own auth events) here, on every
 		// core, rather than in the store's writer (ingest_precheck.go).

@@ -62,12 +62,13 @@ func (e *Engine) Ingest(ctx context.Context, pdu gomatrixserverlib.PDU, opts Ing
 // none), used where it still applies.
 func (e *Engine) IngestBatch(ctx context.Context, pdus []gomatrixserverlib.PDU, pre []*AuthPrecheck,
 	then func(tx *store.Tx, results []error) error) (results []error, committed bool) {
-	return e.IngestStream(ctx, len(pdus), func(i int) (gomatrixserverlib.PDU, *AuthPrecheck) {
+	results, _, committed = e.IngestStream(ctx, len(pdus), func(i int) (gomatrixserverlib.PDU, *AuthPrecheck, bool) {
 		if i < len(pre) {
-			return pdus[i], pre[i]
+			return pdus[i], pre[i], true
 		}
-		return pdus[i], nil
+		return pdus[i], nil, true
 	}, then)
+	return results, committed
 }
 
 // IngestStream is IngestBatch for n events that may still be being
@@ -79,19 +80,28 @@ func (e *Engine) IngestBatch(ctx context.Context, pdus []gomatrixserverlib.PDU, 
 // a transaction's auth and state work is off its path instead of after
 // every check (Server-Server API §"Transactions": the sender waits for
 // the answer before its next transaction). next may be called more than
-// once for an event, and from another goroutine than the caller's; it
-// must not wait on the store.
-func (e *Engine) IngestStream(ctx context.Context, n int, next func(i int) (gomatrixserverlib.PDU, *AuthPrecheck),
-	then func(tx *store.Tx, results []error) error) (results []error, committed bool) {
+// once for an event, and from another goroutine than the caller's.
+//
+// The writer, which every local send shares, must never wait on another
+// server: next returns ok false instead of waiting for an event whose
+// check may (a signature that needs a key fetched). The events before it
+// are then stored and committed without it, then does not run, and done
+// (otherwise n) says where to go on once it is checked.
+func (e *Engine) IngestStream(ctx context.Context, n int, next func(i int) (pdu gomatrixserverlib.PDU, pre *AuthPrecheck, ok bool),
+	then func(tx *store.Tx, results []error) error) (results []error, done int, committed bool) {
 	results = make([]error, n)
 	err := e.db.Update(ctx, func(tx *store.Tx) error {
 		// The store may run this again after another write of the same
 		// commit failed: start from nothing each time.
 		clear(results)
-		committed = false
+		committed, done = false, n
 		infos := map[string]*Info{}
 		for i := range n {
-			pdu, pre := next(i)
+			pdu, pre, ok := next(i)
+			if !ok {
+				done = i
+				break
+			}
 			if pdu == nil {
 				continue
 			}
@@ -125,7 +135,7 @@ func (e *Engine) IngestStream(ctx context.Context, n int, next func(i int) (goma
 				return err
 			}
 		}
-		if then != nil {
+		if then != nil && done == n {
 			if err := then(tx, results); err != nil {
 				return err
 			}
@@ -134,16 +144,20 @@ func (e *Engine) IngestStream(ctx context.Context, n int, next func(i int) (goma
 		return nil
 	})
 	if err != nil {
-		committed = false
+		committed, done = false, n
 		for i := range n {
-			if pdu, _ := next(i); pdu != nil {
+			pdu, _, ok := next(i)
+			if !ok {
+				done = i
+				break
+			}
+			results[i] = nil
+			if pdu != nil {
 				results[i] = e.Ingest(ctx, pdu, IngestOptions{})
-			} else {
-				results[i] = nil
 			}
 		}
 	}
-	return results, committed
+	return results[:done], done, committed
 }
 
 // IngestOptions says how an inbound event reached this server.

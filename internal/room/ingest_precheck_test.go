@@ -108,19 +108,22 @@ func TestIngestStreamStoresEventsAsTheyAreChecked(t *testing.T) {
 	}
 	tookFirst := make(chan struct{})
 	var once sync.Once
-	next := func(i int) (gomatrixserverlib.PDU, *AuthPrecheck) {
+	next := func(i int) (gomatrixserverlib.PDU, *AuthPrecheck, bool) {
 		switch i {
 		case 0:
 			once.Do(func() { close(tookFirst) })
-			return msgs[0], nil
+			return msgs[0], nil, true
 		case 1:
-			return nil, nil // refused by the caller's checks
+			return nil, nil, true // refused by the caller's checks
 		default:
 			<-tookFirst // "still being checked" until the writer took the first
-			return msgs[1], nil
+			return msgs[1], nil, true
 		}
 	}
-	res, _ := e.IngestStream(ctx, 3, next, nil)
+	res, done, _ := e.IngestStream(ctx, 3, next, nil)
+	if done != 3 || len(res) != 3 {
+		t.Fatalf("done %d, %d results, want 3", done, len(res))
+	}
 	for i, err := range res {
 		if err != nil {
 			t.Errorf("result %d: %v", i, err)
@@ -130,6 +133,49 @@ func TestIngestStreamStoresEventsAsTheyAreChecked(t *testing.T) {
 		if _, err := e.Event(alice, roomID, m.EventID()); err != nil {
 			t.Errorf("%s not stored: %v", m.EventID(), err)
 		}
+	}
+}
+
+// TestIngestStreamStopsBeforeASlowCheck: an event whose check may wait
+// on another server (next says not ok) is not waited for in the store's
+// writer: the events before it are stored and committed, then does not
+// run (the answer would be incomplete), and IngestStream says where it
+// stopped.
+func TestIngestStreamStopsBeforeASlowCheck(t *testing.T) {
+	e, _ := newEngine(t)
+	ctx := context.Background()
+	roomID, err := e.CreateRoom(ctx, alice, Profile{}, CreateRequest{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bob2 = "@bob:hs2.test"
+	remoteMember(t, e, roomID, bob2, bob2, "join")
+	var msg gomatrixserverlib.PDU
+	if err := e.db.View(func(tx *store.Tx) error {
+		info, err := roomInfo(tx, roomID)
+		if err != nil {
+			return err
+		}
+		msg, err = e.build(tx, info, message(roomID, bob2, "first"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ran := false
+	res, done, committed := e.IngestStream(ctx, 3, func(i int) (gomatrixserverlib.PDU, *AuthPrecheck, bool) {
+		if i == 0 {
+			return msg, nil, true
+		}
+		if i == 2 {
+			t.Errorf("the writer went past the event it was told not to wait for")
+		}
+		return nil, nil, false
+	}, func(*store.Tx, []error) error { ran = true; return nil })
+	if done != 1 || len(res) != 1 || res[0] != nil || committed || ran {
+		t.Fatalf("done %d, results %v, committed %v, then ran %v; want 1, [nil], false, false", done, res, committed, ran)
+	}
+	if _, err := e.Event(alice, roomID, msg.EventID()); err != nil {
+		t.Errorf("the event before the stop was not stored: %v", err)
 	}
 }
 
