@@ -186,30 +186,54 @@ func (s *Service) receivePDUs(ctx context.Context, origin spec.ServerName, raws 
 	if len(cands) == 0 {
 		return results, false
 	}
-	checked := s.checkPDUs(ctx, origin, cands, authed)
-	// The store's writer starts on the events once half of them are
-	// checked (and the request's signature has passed: nothing is stored
-	// before), storing each as soon as it is checked while the rest are
-	// (room.Engine.IngestStream). Starting later than the first event
-	// keeps the writer, which every local send shares, from waiting on
-	// the checks for long.
-	<-cands[len(cands)/2].done
+	ck := s.checkPDUs(ctx, origin, cands, authed)
+	checked := ck.wait
+	// The handler checks events too until half of them are taken; then
+	// the store's writer starts on them (once the request's signature has
+	// passed: nothing is stored before), storing each as soon as it is
+	// checked (room.Engine.IngestStream) and, while the next one is not,
+	// checking another itself. So the writer's work overlaps the checks
+	// on both cores without a goroutine waiting for the scheduler to run
+	// it (the checking goroutines never block), and holds the writer,
+	// which every local send shares, for about the second half's checks.
+	for ck.taken() < (len(cands)+1)/2 && ck.steal(true) {
+	}
 	if authed() != nil {
 		checked()
 		return nil, false
 	}
 	// next is event i for the writer once checked; ok is false instead
-	// if its check has gone to the key ring, which may fetch keys from
-	// other servers: the writer must not wait on that.
+	// if its check has gone (or, checked in the writer, would go) to the
+	// key ring, which may fetch keys from other servers: the writer must
+	// not wait on that.
 	next := func(i int) (pdu gomatrixserverlib.PDU, pre *room.AuthPrecheck, ok bool) {
 		c := &cands[i]
-		select {
-		case <-c.done:
-		case <-c.slow:
+	wait:
+		for {
 			select {
 			case <-c.done:
+				break wait
+			case <-c.slow:
+				select {
+				case <-c.done:
+					break wait
+				default:
+					return nil, nil, false
+				}
 			default:
-				return nil, nil, false
+			}
+			if !ck.steal(false) {
+				// Nothing left to take: the rest are being checked.
+				select {
+				case <-c.done:
+				case <-c.slow:
+					select {
+					case <-c.done:
+					default:
+						return nil, nil, false
+					}
+				}
+				break
 			}
 		}
 		if c.pdu == nil || c.err != nil {
@@ -339,7 +363,7 @@ type candidate struct {
 // authed is the request's check (receivePDUs): an event whose signature
 // needs more than the cached keys waits for it before anything is
 // fetched.
-func (s *Service) checkPDUs(ctx context.Context, origin spec.ServerName, cands []candidate, authed func() error) (wait func()) {
+func (s *Service) checkPDUs(ctx context.Context, origin spec.ServerName, cands []candidate, authed func() error) *checking {
 	keys := newSigKeys(s.cfg.KeyRing)
 	keys.authed = authed
 	prechecker := s.cfg.Rooms.NewAuthPrechecker()
@@ -352,8 +376,17 @@ func (s *Service) checkPDUs(ctx context.Context, origin spec.ServerName, cands [
 		}
 		cands[i].done, cands[i].slow = make(chan struct{}), make(chan struct{})
 	}
-	check := func(c *candidate) {
-		defer close(c.done)
+	ck := &checking{cands: cands}
+	// check checks c; with mayFetch false (in the store's writer) an
+	// event whose signature needs the key ring is left for wait, with
+	// only its slow channel closed.
+	check := func(c *candidate, mayFetch bool) {
+		pending := false
+		defer func() {
+			if !pending {
+				close(c.done)
+			}
+		}()
 		var signed []byte
 		c.pdu, signed, c.err = parseSigned(c.version, c.roomID, c.raw)
 		if c.pdu == nil || c.err != nil {
@@ -364,8 +397,14 @@ func (s *Service) checkPDUs(ctx context.Context, origin spec.ServerName, cands [
 		}
 		if !verifiedBySender(ctx, gomatrixserverlib.MustGetRoomVersion(c.version), c.pdu, signed, keys) {
 			// gomatrixserverlib's check, which may fetch keys: the
-			// store's writer does not wait for it (receivePDUs).
+			// store's writer does not wait for it (receivePDUs), nor
+			// run it.
 			close(c.slow)
+			if !mayFetch {
+				pending = true
+				ck.pend(c)
+				return
+			}
 			if err := s.verifyByKeyRing(ctx, c.pdu, keys); err != nil {
 				c.err, c.badSig = fmt.Errorf("bad signature: %w", err), true
 				return
@@ -375,25 +414,74 @@ func (s *Service) checkPDUs(ctx context.Context, origin spec.ServerName, cands [
 		// core, rather than in the store's writer (ingest_precheck.go).
 		c.pre = prechecker.Check(c.pdu)
 	}
-	// Each worker takes the next unchecked event, so a core that is busy
-	// elsewhere (the store's writer, push rules) does not hold back a
-	// fixed share. After each event a worker yields its core: the
-	// goroutines waiting for checked events (the handler, to start the
-	// store's writer, and the writer) would otherwise wait for the
-	// scheduler's preemption, up to 10 ms, or for the checks to end —
-	// the workers never block.
-	var next atomic.Int64
-	work := func() {
-		for i := next.Add(1) - 1; i < int64(len(cands)); i = next.Add(1) - 1 {
-			check(&cands[i])
-			runtime.Gosched()
+	ck.finish = func(c *candidate) {
+		defer close(c.done)
+		if err := s.verifyByKeyRing(ctx, c.pdu, keys); err != nil {
+			c.err, c.badSig = fmt.Errorf("bad signature: %w", err), true
+			return
 		}
+		c.pre = prechecker.Check(c.pdu)
 	}
-	var wg sync.WaitGroup
-	for range max(1, min(runtime.GOMAXPROCS(0), (len(cands)+9)/10)) {
-		wg.Go(work)
+	// Each checker takes the next unchecked event, so a core that is busy
+	// elsewhere (the store's writer, push rules) does not hold back a
+	// fixed share. The handler's goroutine and then the store's writer
+	// are checkers too (receivePDUs).
+	ck.steal = func(mayFetch bool) bool {
+		i := ck.next.Add(1) - 1
+		if i >= int64(len(cands)) {
+			return false
+		}
+		check(&cands[i], mayFetch)
+		return true
 	}
-	return wg.Wait
+	for range max(1, min(runtime.GOMAXPROCS(0), (len(cands)+9)/10)) - 1 {
+		ck.wg.Go(func() {
+			for ck.steal(true) {
+			}
+		})
+	}
+	return ck
+}
+
+// checking is the checks of one transaction's events in progress
+// (checkPDUs).
+type checking struct {
+	cands []candidate
+	next  atomic.Int64 // the next candidate to take
+	wg    sync.WaitGroup
+	// steal checks the next candidate not yet taken, if any.
+	steal func(mayFetch bool) bool
+	// finish completes the check of a candidate left pending.
+	finish func(*candidate)
+
+	mu       sync.Mutex
+	pending  []*candidate // left by the writer for the key ring
+	waitOnce sync.Once
+}
+
+func (ck *checking) taken() int { return int(min(ck.next.Load(), int64(len(ck.cands)))) }
+
+func (ck *checking) pend(c *candidate) {
+	ck.mu.Lock()
+	ck.pending = append(ck.pending, c)
+	ck.mu.Unlock()
+}
+
+// wait takes and checks every candidate not yet taken, waits for the
+// other checkers, and completes the checks the writer left pending.
+// Not in the store's writer: it may fetch keys.
+func (ck *checking) wait() {
+	ck.waitOnce.Do(func() {
+		for ck.steal(true) {
+		}
+		ck.wg.Wait()
+		ck.mu.Lock()
+		pending := ck.pending
+		ck.mu.Unlock()
+		for _, c := range pending {
+			ck.finish(c)
+		}
+	})
 }
 
 // checkOrigin checks that origin may send pdu: its sender is a user of
