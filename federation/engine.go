@@ -18,8 +18,8 @@ type roomEngine interface {
 	// them, joins made through another server, backfill, invites and
 	// knocks.
 	Ingest(ctx context.Context, pdu gomatrixserverlib.PDU, opts room.IngestOptions) error
-	IngestBatch(ctx context.Context, pdus []gomatrixserverlib.PDU, pre []*room.AuthPrecheck, then func(tx *store.Tx, results []error) error) (results []error, committed bool)
-	PrecheckAuth(pdu gomatrixserverlib.PDU) *room.AuthPrecheck
+	IngestStream(ctx context.Context, n int, next func(i int) (gomatrixserverlib.PDU, *room.AuthPrecheck, bool), then func(tx *store.Tx, results []error) error) (results []error, done int, committed bool)
+	NewAuthPrechecker() *room.AuthPrechecker
 	IngestWithState(ctx context.Context, pdu gomatrixserverlib.PDU, stateIDs []string) error
 	JoinRemote(ctx context.Context, join gomatrixserverlib.PDU, state, authChain []gomatrixserverlib.PDU) error
 	StoreOutliers(ctx context.Context, roomID string, pdus []gomatrixserverlib.PDU) error

@@ -49,6 +49,9 @@ type fzServer struct {
 	peerID gomatrixserverlib.KeyID
 	peerSK ed25519.PrivateKey
 	txns   atomic.Int64
+	// keyGate, if set, runs before peer.test's key server answers (a
+	// test holds a key fetch with it).
+	keyGate func()
 }
 
 func newFzServer(tb testing.TB) *fzServer {
@@ -83,6 +86,9 @@ func newFzServer(tb testing.TB) *fzServer {
 
 // peerKeys is GET /_matrix/key/v2/server of peer.test.
 func (f *fzServer) peerKeys() []byte {
+	if f.keyGate != nil {
+		f.keyGate()
+	}
 	body, _ := json.Marshal(gomatrixserverlib.ServerKeyFields{ServerName: fzPeer,
 		VerifyKeys:    map[gomatrixserverlib.KeyID]gomatrixserverlib.VerifyKey{f.peerID: {Key: spec.Base64Bytes(f.peerSK.Public().(ed25519.PublicKey))}},
 		ValidUntilTS:  spec.AsTimestamp(time.Now().Add(time.Hour)),

@@ -183,62 +183,139 @@ func (s *Service) receivePDUs(ctx context.Context, origin spec.ServerName, raws 
 		}
 		cands = append(cands, candidate{raw: raw, roomID: roomID, version: version})
 	}
-	s.checkPDUs(ctx, origin, cands, authed)
-	if authed() != nil {
-		return nil, false
-	}
-	// Results are written in the order the checks run in one at a time:
-	// format and origin, then signatures, then the room's checks.
-	for _, c := range cands {
-		if c.pdu != nil && c.err != nil && !c.badSig {
-			results[c.pdu.EventID()] = c.err
-		}
-	}
-	var signed []gomatrixserverlib.PDU
-	var pre []*room.AuthPrecheck
-	for _, c := range cands {
-		switch {
-		case c.pdu == nil:
-			// not even an event ID: nothing to answer about
-		case c.badSig:
-			results[c.pdu.EventID()] = c.err
-		case c.err == nil:
-			signed, pre = append(signed, c.pdu), append(pre, c.pre)
-		}
-	}
-	if len(signed) == 0 {
+	if len(cands) == 0 {
 		return results, false
 	}
+	ck := s.checkPDUs(ctx, origin, cands, authed)
+	checked := ck.wait
+	// The handler checks events too until half of them are taken; then
+	// the store's writer starts on them (once the request's signature has
+	// passed: nothing is stored before), storing each as soon as it is
+	// checked (room.Engine.IngestStream) and, while the next one is not,
+	// checking another itself. So the writer's work overlaps the checks
+	// on both cores without a goroutine waiting for the scheduler to run
+	// it (the checking goroutines never block), and holds the writer,
+	// which every local send shares, for about the second half's checks.
+	for ck.taken() < (len(cands)+1)/2 && ck.steal(true) {
+	}
+	if authed() != nil {
+		checked()
+		return nil, false
+	}
+	// next is event i for the writer once checked; ok is false instead
+	// if its check has gone (or, checked in the writer, would go) to the
+	// key ring, which may fetch keys from other servers: the writer must
+	// not wait on that.
+	next := func(i int) (pdu gomatrixserverlib.PDU, pre *room.AuthPrecheck, ok bool) {
+		c := &cands[i]
+	wait:
+		for {
+			select {
+			case <-c.done:
+				break wait
+			case <-c.slow:
+				select {
+				case <-c.done:
+					break wait
+				default:
+					return nil, nil, false
+				}
+			default:
+			}
+			if !ck.steal(false) {
+				// Nothing left to take: the rest are being checked.
+				select {
+				case <-c.done:
+				case <-c.slow:
+					select {
+					case <-c.done:
+					default:
+						return nil, nil, false
+					}
+				}
+				break
+			}
+		}
+		if c.pdu == nil || c.err != nil {
+			return nil, nil, true
+		}
+		return c.pdu, c.pre, true
+	}
+	batch := make([]error, len(cands))
 	// record runs in the events' commit if none of them needs a fetch:
 	// then their results there are the final ones.
-	var then func(*store.Tx, []error) error
 	wrote := false
-	if record != nil {
-		then = func(tx *store.Tx, batch []error) error {
+	thenFrom := func(from int) func(*store.Tx, []error) error {
+		if record == nil {
+			return nil
+		}
+		return func(tx *store.Tx, rest []error) error {
 			wrote = false
 			all := maps.Clone(results)
-			for i, err := range batch {
+			checkResults(cands, all)
+			for i := range cands {
+				err := batch[i]
+				if i >= from {
+					err = rest[i-from]
+				}
 				if isMissing(err) {
 					return nil
 				}
-				all[signed[i].EventID()] = err
+				if pdu, _, _ := next(i); pdu != nil {
+					all[pdu.EventID()] = err
+				}
 			}
 			wrote = true
 			return record(tx, all)
 		}
 	}
-	batch, committed := s.cfg.Rooms.IngestBatch(ctx, signed, pre, then)
+	committed := false
+	for from := 0; from < len(cands); {
+		res, done, c := s.cfg.Rooms.IngestStream(ctx, len(cands)-from, func(i int) (gomatrixserverlib.PDU, *room.AuthPrecheck, bool) {
+			return next(from + i)
+		}, thenFrom(from))
+		copy(batch[from:], res)
+		from, committed = from+done, c
+		if from < len(cands) {
+			// Stopped before an event whose check may fetch: the rest
+			// once every check has ended, outside the writer.
+			checked()
+		}
+	}
+	checked()
+	checkResults(cands, results)
 	// Events with gaps share one deadline for fetching what they miss, so
 	// a peer that never answers cannot hold the transaction for long.
 	fetchCtx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
 	for i, err := range batch {
-		if isMissing(err) {
-			err = s.ingest(fetchCtx, origin, signed[i], 0)
+		pdu, _, _ := next(i)
+		if pdu == nil {
+			continue
 		}
-		results[signed[i].EventID()] = err
+		if isMissing(err) {
+			err = s.ingest(fetchCtx, origin, pdu, 0)
+		}
+		results[pdu.EventID()] = err
 	}
 	return results, committed && wrote
+}
+
+// checkResults adds to results the answer for each candidate that failed
+// checkPDUs' checks, in the order the checks run in one at a time: format
+// and origin, then signatures (an event ID answered twice keeps the
+// signature's); the room's checks come later.
+func checkResults(cands []candidate, results map[string]error) {
+	for _, c := range cands {
+		if c.pdu != nil && c.err != nil && !c.badSig {
+			results[c.pdu.EventID()] = c.err
+		}
+	}
+	for _, c := range cands {
+		if c.pdu != nil && c.badSig {
+			results[c.pdu.EventID()] = c.err
+		}
+	}
 }
 
 // sendAnswer is the body of a /send answer: a result per PDU, with the
@@ -267,6 +344,8 @@ type candidate struct {
 	err    error
 	badSig bool               // err is from the signature check
 	pre    *room.AuthPrecheck // check 4 run ahead, if its auth events are stored
+	done   chan struct{}      // closed when the fields above are set
+	slow   chan struct{}      // closed if the signature check went to the key ring
 }
 
 // checkPDUs parses each candidate for its room's version, checks that
@@ -277,21 +356,37 @@ type candidate struct {
 // once and give its event ID too, and the senders' keys are read once
 // per transaction (pdu_verify.go).
 //
+// The checks run in the background, about in the candidates' order;
+// each candidate's done channel is closed when it is checked, and the
+// function returned waits for all of them.
+//
 // authed is the request's check (receivePDUs): an event whose signature
 // needs more than the cached keys waits for it before anything is
 // fetched.
-func (s *Service) checkPDUs(ctx context.Context, origin spec.ServerName, cands []candidate, authed func() error) {
+func (s *Service) checkPDUs(ctx context.Context, origin spec.ServerName, cands []candidate, authed func() error) *checking {
 	keys := newSigKeys(s.cfg.KeyRing)
 	keys.authed = authed
+	prechecker := s.cfg.Rooms.NewAuthPrechecker()
 	// Each room's server ACL is read once: none of the transaction's
 	// events is stored before all are checked, so all would see the same.
 	acl := map[string]error{}
-	for _, c := range cands {
+	for i, c := range cands {
 		if _, ok := acl[c.roomID]; !ok {
 			acl[c.roomID] = s.checkACL(c.roomID, origin) // Server ACLs (acl.go)
 		}
+		cands[i].done, cands[i].slow = make(chan struct{}), make(chan struct{})
 	}
-	check := func(c *candidate) {
+	ck := &checking{cands: cands}
+	// check checks c; with mayFetch false (in the store's writer) an
+	// event whose signature needs the key ring is left for wait, with
+	// only its slow channel closed.
+	check := func(c *candidate, mayFetch bool) {
+		pending := false
+		defer func() {
+			if !pending {
+				close(c.done)
+			}
+		}()
 		var signed []byte
 		c.pdu, signed, c.err = parseSigned(c.version, c.roomID, c.raw)
 		if c.pdu == nil || c.err != nil {
@@ -300,29 +395,93 @@ func (s *Service) checkPDUs(ctx context.Context, origin spec.ServerName, cands [
 		if c.err = checkOrigin(c.pdu, origin, acl[c.roomID]); c.err != nil {
 			return
 		}
-		if err := s.verifySigned(ctx, gomatrixserverlib.MustGetRoomVersion(c.version), c.pdu, signed, keys); err != nil {
-			c.err, c.badSig = fmt.Errorf("bad signature: %w", err), true
-			return
+		if !verifiedBySender(ctx, gomatrixserverlib.MustGetRoomVersion(c.version), c.pdu, signed, keys) {
+			// gomatrixserverlib's check, which may fetch keys: the
+			// store's writer does not wait for it (receivePDUs), nor
+			// run it.
+			close(c.slow)
+			if !mayFetch {
+				pending = true
+				ck.pend(c)
+				return
+			}
+			if err := s.verifyByKeyRing(ctx, c.pdu, keys); err != nil {
+				c.err, c.badSig = fmt.Errorf("bad signature: %w", err), true
+				return
+			}
 		}
 		// Check 4 (auth by the event's own auth events) here, on every
 		// core, rather than in the store's writer (ingest_precheck.go).
-		c.pre = s.cfg.Rooms.PrecheckAuth(c.pdu)
+		c.pre = prechecker.Check(c.pdu)
 	}
-	// Each worker takes the next unchecked event, so a core that is busy
-	// elsewhere (the store's writer, push rules) does not hold back a
-	// fixed share; the handler's own goroutine is one of the workers.
-	var next atomic.Int64
-	work := func() {
-		for i := next.Add(1) - 1; i < int64(len(cands)); i = next.Add(1) - 1 {
-			check(&cands[i])
+	ck.finish = func(c *candidate) {
+		defer close(c.done)
+		if err := s.verifyByKeyRing(ctx, c.pdu, keys); err != nil {
+			c.err, c.badSig = fmt.Errorf("bad signature: %w", err), true
+			return
 		}
+		c.pre = prechecker.Check(c.pdu)
 	}
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), (len(cands)+9)/10) - 1 {
-		wg.Go(work)
+	// Each checker takes the next unchecked event, so a core that is busy
+	// elsewhere (the store's writer, push rules) does not hold back a
+	// fixed share. The handler's goroutine and then the store's writer
+	// are checkers too (receivePDUs).
+	ck.steal = func(mayFetch bool) bool {
+		i := ck.next.Add(1) - 1
+		if i >= int64(len(cands)) {
+			return false
+		}
+		check(&cands[i], mayFetch)
+		return true
 	}
-	work()
-	wg.Wait()
+	for range max(1, min(runtime.GOMAXPROCS(0), (len(cands)+9)/10)) - 1 {
+		ck.wg.Go(func() {
+			for ck.steal(true) {
+			}
+		})
+	}
+	return ck
+}
+
+// checking is the checks of one transaction's events in progress
+// (checkPDUs).
+type checking struct {
+	cands []candidate
+	next  atomic.Int64 // the next candidate to take
+	wg    sync.WaitGroup
+	// steal checks the next candidate not yet taken, if any.
+	steal func(mayFetch bool) bool
+	// finish completes the check of a candidate left pending.
+	finish func(*candidate)
+
+	mu       sync.Mutex
+	pending  []*candidate // left by the writer for the key ring
+	waitOnce sync.Once
+}
+
+func (ck *checking) taken() int { return int(min(ck.next.Load(), int64(len(ck.cands)))) }
+
+func (ck *checking) pend(c *candidate) {
+	ck.mu.Lock()
+	ck.pending = append(ck.pending, c)
+	ck.mu.Unlock()
+}
+
+// wait takes and checks every candidate not yet taken, waits for the
+// other checkers, and completes the checks the writer left pending.
+// Not in the store's writer: it may fetch keys.
+func (ck *checking) wait() {
+	ck.waitOnce.Do(func() {
+		for ck.steal(true) {
+		}
+		ck.wg.Wait()
+		ck.mu.Lock()
+		pending := ck.pending
+		ck.mu.Unlock()
+		for _, c := range pending {
+			ck.finish(c)
+		}
+	})
 }
 
 // checkOrigin checks that origin may send pdu: its sender is a user of

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -62,6 +63,12 @@ func (r *ingestRoom) chain(tb testing.TB, n int) []gomatrixserverlib.PDU {
 // key ID.
 func (r *ingestRoom) chainSigned(tb testing.TB, n int, key ed25519.PrivateKey) []gomatrixserverlib.PDU {
 	tb.Helper()
+	return r.chainSignedAs(tb, n, r.f.peerID, key)
+}
+
+// chainSignedAs is chain with the events signed by key under keyID.
+func (r *ingestRoom) chainSignedAs(tb testing.TB, n int, keyID gomatrixserverlib.KeyID, key ed25519.PrivateKey) []gomatrixserverlib.PDU {
+	tb.Helper()
 	ver := gomatrixserverlib.MustGetRoomVersion(r.f.roomV[r.id])
 	auth, err := gomatrixserverlib.NewAuthEvents(r.auth)
 	if err != nil {
@@ -79,7 +86,7 @@ func (r *ingestRoom) chainSigned(tb testing.TB, n int, key ed25519.PrivateKey) [
 		if err := eb.AddAuthEvents(auth); err != nil {
 			tb.Fatal(err)
 		}
-		if out[i], err = eb.Build(time.Now(), fzPeer, r.f.peerID, key); err != nil {
+		if out[i], err = eb.Build(time.Now(), fzPeer, keyID, key); err != nil {
 			tb.Fatal(err)
 		}
 		r.prev = out[i].EventID()
@@ -230,5 +237,44 @@ func TestSendTransactionStateBeforeOverAuthEvents(t *testing.T) {
 	}
 	if _, err := r.f.rooms.Event("@alice:"+fzHome, r.id, late.EventID()); err == nil {
 		t.Errorf("the banned sender's message is readable")
+	}
+}
+
+// TestSendWriterNeverWaitsOnAKeyFetch: the store's writer takes a
+// transaction's events as they are checked, but never waits for one
+// whose signature check went to the key ring, which may fetch a key
+// from another server: while that fetch hangs, a local user's send
+// (which needs the writer) completes. The events before it are stored
+// meanwhile; once the fetch answers, the transaction is answered as
+// before (the event signed by a key peer.test does not have refused).
+func TestSendWriterNeverWaitsOnAKeyFetch(t *testing.T) {
+	r := newIngestRoom(t)
+	chain := r.chain(t, 40)
+	_, otherKey, _ := ed25519.GenerateKey(nil)
+	unknown := r.chainSignedAs(t, 1, "ed25519:unknown", otherKey)[0]
+	fetching, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	r.f.keyGate = func() {
+		once.Do(func() { close(fetching) })
+		<-release
+	}
+	pdus := append(slices.Clone(chain), unknown)
+	answered := make(chan map[string]string, 1)
+	go func() { answered <- sendTxn(t, r.f, "slow-key", pdus) }()
+	<-fetching
+	// The key fetch hangs; the writer must still be free.
+	if _, err := r.f.rooms.Send(context.Background(), room.SendRequest{Sender: "@alice:" + fzHome, RoomID: r.id,
+		Type: "m.room.message", Content: json.RawMessage(`{"msgtype":"m.text","body":"still here"}`), TxnID: "t1", Device: "D"}); err != nil {
+		t.Fatalf("a local send while a key fetch hangs: %v", err)
+	}
+	close(release)
+	res := <-answered
+	for _, p := range chain {
+		if e := res[p.EventID()]; e != "" {
+			t.Errorf("%s refused: %s", p.EventID(), e)
+		}
+	}
+	if e := res[unknown.EventID()]; !strings.Contains(e, "bad signature") {
+		t.Errorf("the event signed by an unknown key: %q, want a bad signature", e)
 	}
 }

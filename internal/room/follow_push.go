@@ -48,6 +48,7 @@ func (e *Engine) PushEventsAfter(from, to uint64, fn func(*PushEvent) error) err
 		type roomFacts struct {
 			info *Info
 			*pushFacts
+			senders map[string]string // names of senders not in names, read once
 		}
 		rooms := map[uint64]*roomFacts{}
 		return eachPushable(tx, from, to, func(pos uint64, _ []byte) error {
@@ -74,7 +75,17 @@ func (e *Engine) PushEventsAfter(from, to uint64, fn func(*PushEvent) error) err
 				ThreadRoot: threadOf(ev), RoomName: rf.name, Members: rf.info.Joined}
 			pe.SenderName = rf.names[sender]
 			if pe.SenderName == "" {
-				pe.SenderName = senderDisplayName(tx, rf.info.NID, sender)
+				// A remote sender's name: read once per sender in this
+				// walk, whose read transaction sees one current state.
+				name, ok := rf.senders[sender]
+				if !ok {
+					name = senderDisplayName(tx, rf.info.NID, sender)
+					if rf.senders == nil {
+						rf.senders = map[string]string{}
+					}
+					rf.senders[sender] = name
+				}
+				pe.SenderName = name
 			}
 			for _, m := range rf.members {
 				if m.UserID != sender {

@@ -62,17 +62,50 @@ func (e *Engine) Ingest(ctx context.Context, pdu gomatrixserverlib.PDU, opts Ing
 // none), used where it still applies.
 func (e *Engine) IngestBatch(ctx context.Context, pdus []gomatrixserverlib.PDU, pre []*AuthPrecheck,
 	then func(tx *store.Tx, results []error) error) (results []error, committed bool) {
-	for _, p := range pdus {
-		p.EventID()
-	}
-	results = make([]error, len(pdus))
+	results, _, committed = e.IngestStream(ctx, len(pdus), func(i int) (gomatrixserverlib.PDU, *AuthPrecheck, bool) {
+		if i < len(pre) {
+			return pdus[i], pre[i], true
+		}
+		return pdus[i], nil, true
+	}, then)
+	return results, committed
+}
+
+// IngestStream is IngestBatch for n events that may still be being
+// checked when it is called: the store's writer takes event i from
+// next(i), which waits until the event is ready and returns it with its
+// check 4 run ahead (nil: none), or a nil event for one not to store (it
+// failed the caller's checks; its result stays nil). The writer stores
+// event i while later ones are still checked on the other cores, so that
+// a transaction's auth and state work is off its path instead of after
+// every check (Server-Server API §"Transactions": the sender waits for
+// the answer before its next transaction). next may be called more than
+// once for an event, and from another goroutine than the caller's.
+//
+// The writer, which every local send shares, must never wait on another
+// server: next returns ok false instead of waiting for an event whose
+// check may (a signature that needs a key fetched). The events before it
+// are then stored and committed without it, then does not run, and done
+// (otherwise n) says where to go on once it is checked.
+func (e *Engine) IngestStream(ctx context.Context, n int, next func(i int) (pdu gomatrixserverlib.PDU, pre *AuthPrecheck, ok bool),
+	then func(tx *store.Tx, results []error) error) (results []error, done int, committed bool) {
+	results = make([]error, n)
 	err := e.db.Update(ctx, func(tx *store.Tx) error {
 		// The store may run this again after another write of the same
 		// commit failed: start from nothing each time.
 		clear(results)
-		committed = false
+		committed, done = false, n
 		infos := map[string]*Info{}
-		for i, pdu := range pdus {
+		for i := range n {
+			pdu, pre, ok := next(i)
+			if !ok {
+				done = i
+				break
+			}
+			if pdu == nil {
+				continue
+			}
+			pdu.EventID()
 			roomID := pdu.RoomID().String()
 			info := infos[roomID]
 			if info == nil {
@@ -86,11 +119,7 @@ func (e *Engine) IngestBatch(ctx context.Context, pdus []gomatrixserverlib.PDU, 
 			if eventNID(tx, pdu.EventID()) != 0 {
 				continue
 			}
-			opts := IngestOptions{}
-			if i < len(pre) {
-				opts.auth = pre[i]
-			}
-			rejected, err := e.ingest(tx, info, pdu, opts)
+			rejected, err := e.ingest(tx, info, pdu, IngestOptions{auth: pre})
 			var missing *MissingError
 			switch {
 			case errors.As(err, &missing):
@@ -106,7 +135,7 @@ func (e *Engine) IngestBatch(ctx context.Context, pdus []gomatrixserverlib.PDU, 
 				return err
 			}
 		}
-		if then != nil {
+		if then != nil && done == n {
 			if err := then(tx, results); err != nil {
 				return err
 			}
@@ -115,12 +144,20 @@ func (e *Engine) IngestBatch(ctx context.Context, pdus []gomatrixserverlib.PDU, 
 		return nil
 	})
 	if err != nil {
-		committed = false
-		for i, p := range pdus {
-			results[i] = e.Ingest(ctx, p, IngestOptions{})
+		committed, done = false, n
+		for i := range n {
+			pdu, _, ok := next(i)
+			if !ok {
+				done = i
+				break
+			}
+			results[i] = nil
+			if pdu != nil {
+				results[i] = e.Ingest(ctx, pdu, IngestOptions{})
+			}
 		}
 	}
-	return results, committed
+	return results[:done], done, committed
 }
 
 // IngestOptions says how an inbound event reached this server.

@@ -1,6 +1,8 @@
 package room
 
 import (
+	"sync"
+
 	"github.com/matrix-org/gomatrixserverlib"
 
 	"github.com/hearth-chat/hearth/internal/store"
@@ -30,29 +32,93 @@ type AuthPrecheck struct {
 // nil if any of them is not stored (or is rejected, or of another room:
 // ingest has its own reasons then).
 func (e *Engine) PrecheckAuth(pdu gomatrixserverlib.PDU) *AuthPrecheck {
-	var out *AuthPrecheck
-	e.db.View(func(tx *store.Tx) error {
-		roomNID := store.U64(tx.Get(store.Rooms, []byte(pdu.RoomID().String())))
-		if roomNID == 0 {
+	return e.NewAuthPrechecker().Check(pdu)
+}
+
+// AuthPrechecker is PrecheckAuth for the events of one inbound
+// transaction: the auth events they cite are nearly always the same few
+// (the create event, the power levels, the sender's membership), so each
+// is looked up and loaded once per transaction rather than once per
+// event, and an event whose auth events are all known needs no read
+// transaction. The auth rules still run for every event. Safe for
+// concurrent use by the checking workers.
+type AuthPrechecker struct {
+	e *Engine
+
+	mu     sync.Mutex
+	rooms  map[string]uint64 // room ID → NID (0: not a room here)
+	events map[string]*Event // auth event ID → the stored event
+}
+
+// NewAuthPrechecker returns an AuthPrechecker with nothing read yet.
+func (e *Engine) NewAuthPrechecker() *AuthPrechecker {
+	return &AuthPrechecker{e: e, rooms: map[string]uint64{}, events: map[string]*Event{}}
+}
+
+// Check is PrecheckAuth.
+func (p *AuthPrechecker) Check(pdu gomatrixserverlib.PDU) *AuthPrecheck {
+	roomID := pdu.RoomID().String()
+	ids := pdu.AuthEventIDs()
+	roomNID, evs := p.cached(roomID, ids)
+	if evs == nil {
+		// Something is not read yet: read it all, as one event's check did.
+		p.e.db.View(func(tx *store.Tx) error {
+			roomNID = store.U64(tx.Get(store.Rooms, []byte(roomID)))
+			if roomNID == 0 {
+				return nil
+			}
+			evs = make([]*Event, 0, len(ids))
+			for _, id := range ids {
+				nid := eventNID(tx, id)
+				if nid == 0 {
+					evs = nil
+					return nil
+				}
+				ev, err := p.e.loadEvent(tx, nid)
+				if err != nil {
+					evs = nil
+					return nil
+				}
+				evs = append(evs, ev)
+			}
+			return nil
+		})
+		p.mu.Lock()
+		p.rooms[roomID] = roomNID
+		for i, ev := range evs {
+			p.events[ids[i]] = ev
+		}
+		p.mu.Unlock()
+	}
+	if roomNID == 0 || evs == nil {
+		return nil
+	}
+	auth := make([]gomatrixserverlib.PDU, len(evs))
+	for i, ev := range evs {
+		if ev.Flags&flagRejected != 0 || ev.RoomNID != roomNID {
 			return nil
 		}
-		ids := pdu.AuthEventIDs()
-		auth := make([]gomatrixserverlib.PDU, 0, len(ids))
-		for _, id := range ids {
-			nid := eventNID(tx, id)
-			if nid == 0 {
-				return nil
-			}
-			ev, err := e.loadEvent(tx, nid)
-			if err != nil || ev.Flags&flagRejected != 0 || ev.RoomNID != roomNID {
-				return nil
-			}
-			auth = append(auth, ev.PDU)
+		auth[i] = ev.PDU
+	}
+	return &AuthPrecheck{auth: auth, err: p.e.allowedBy(pdu, auth)}
+}
+
+// cached returns the room's NID and the auth events ids if all were read
+// before (nil events otherwise).
+func (p *AuthPrechecker) cached(roomID string, ids []string) (uint64, []*Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	roomNID, ok := p.rooms[roomID]
+	if !ok {
+		return 0, nil
+	}
+	evs := make([]*Event, len(ids))
+	for i, id := range ids {
+		if evs[i] = p.events[id]; evs[i] == nil {
+			return roomNID, nil
 		}
-		out = &AuthPrecheck{auth: auth, err: e.allowedBy(pdu, auth)}
-		return nil
-	})
-	return out
+	}
+	return roomNID, evs
 }
 
 // allowedByOwn is check 4: pdu allowed by its auth events auth, as pre

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/matrix-org/gomatrixserverlib"
@@ -73,5 +74,159 @@ func TestIngestBatchUsesPrecheckOnlyForSameAuthEvents(t *testing.T) {
 	res, _ = e.IngestBatch(ctx, []gomatrixserverlib.PDU{msg2}, []*AuthPrecheck{{auth: copies, err: errors.New("made-up refusal")}}, nil)
 	if res[0] != nil {
 		t.Fatalf("with a precheck over copies of the auth events: %v, want the writer's own answer (allowed)", res[0])
+	}
+}
+
+// TestIngestStreamStoresEventsAsTheyAreChecked: the store's writer takes
+// a transaction's events one at a time as they are checked, so the
+// first is stored while the next is still being checked (here: the
+// second becomes ready only once the writer has taken the first); an
+// event the caller's checks refused (nil) is skipped with no result.
+func TestIngestStreamStoresEventsAsTheyAreChecked(t *testing.T) {
+	e, _ := newEngine(t)
+	ctx := context.Background()
+	roomID, err := e.CreateRoom(ctx, alice, Profile{}, CreateRequest{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bob2 = "@bob:hs2.test"
+	remoteMember(t, e, roomID, bob2, bob2, "join")
+	var msgs []gomatrixserverlib.PDU
+	for _, body := range []string{"first", "second"} {
+		err := e.db.View(func(tx *store.Tx) error {
+			info, err := roomInfo(tx, roomID)
+			if err != nil {
+				return err
+			}
+			pdu, err := e.build(tx, info, message(roomID, bob2, body))
+			msgs = append(msgs, pdu)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	tookFirst := make(chan struct{})
+	var once sync.Once
+	next := func(i int) (gomatrixserverlib.PDU, *AuthPrecheck, bool) {
+		switch i {
+		case 0:
+			once.Do(func() { close(tookFirst) })
+			return msgs[0], nil, true
+		case 1:
+			return nil, nil, true // refused by the caller's checks
+		default:
+			<-tookFirst // "still being checked" until the writer took the first
+			return msgs[1], nil, true
+		}
+	}
+	res, done, _ := e.IngestStream(ctx, 3, next, nil)
+	if done != 3 || len(res) != 3 {
+		t.Fatalf("done %d, %d results, want 3", done, len(res))
+	}
+	for i, err := range res {
+		if err != nil {
+			t.Errorf("result %d: %v", i, err)
+		}
+	}
+	for _, m := range msgs {
+		if _, err := e.Event(alice, roomID, m.EventID()); err != nil {
+			t.Errorf("%s not stored: %v", m.EventID(), err)
+		}
+	}
+}
+
+// TestIngestStreamStopsBeforeASlowCheck: an event whose check may wait
+// on another server (next says not ok) is not waited for in the store's
+// writer: the events before it are stored and committed, then does not
+// run (the answer would be incomplete), and IngestStream says where it
+// stopped.
+func TestIngestStreamStopsBeforeASlowCheck(t *testing.T) {
+	e, _ := newEngine(t)
+	ctx := context.Background()
+	roomID, err := e.CreateRoom(ctx, alice, Profile{}, CreateRequest{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bob2 = "@bob:hs2.test"
+	remoteMember(t, e, roomID, bob2, bob2, "join")
+	var msg gomatrixserverlib.PDU
+	if err := e.db.View(func(tx *store.Tx) error {
+		info, err := roomInfo(tx, roomID)
+		if err != nil {
+			return err
+		}
+		msg, err = e.build(tx, info, message(roomID, bob2, "first"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ran := false
+	res, done, committed := e.IngestStream(ctx, 3, func(i int) (gomatrixserverlib.PDU, *AuthPrecheck, bool) {
+		if i == 0 {
+			return msg, nil, true
+		}
+		if i == 2 {
+			t.Errorf("the writer went past the event it was told not to wait for")
+		}
+		return nil, nil, false
+	}, func(*store.Tx, []error) error { ran = true; return nil })
+	if done != 1 || len(res) != 1 || res[0] != nil || committed || ran {
+		t.Fatalf("done %d, results %v, committed %v, then ran %v; want 1, [nil], false, false", done, res, committed, ran)
+	}
+	if _, err := e.Event(alice, roomID, msg.EventID()); err != nil {
+		t.Errorf("the event before the stop was not stored: %v", err)
+	}
+}
+
+// TestAuthPrecheckerReadsWhatItLacks: one prechecker serves a
+// transaction's events; an event citing an auth event none before it
+// cited (another sender's membership) still gets its auth events read,
+// and one citing an event this server lacks gets no precheck.
+func TestAuthPrecheckerReadsWhatItLacks(t *testing.T) {
+	e, _ := newEngine(t)
+	ctx := context.Background()
+	roomID, err := e.CreateRoom(ctx, alice, Profile{}, CreateRequest{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bob2, carol2 = "@bob:hs2.test", "@carol:hs2.test"
+	remoteMember(t, e, roomID, bob2, bob2, "join")
+	remoteMember(t, e, roomID, carol2, carol2, "join")
+	build := func(sender string) gomatrixserverlib.PDU {
+		t.Helper()
+		var pdu gomatrixserverlib.PDU
+		err := e.db.View(func(tx *store.Tx) error {
+			info, err := roomInfo(tx, roomID)
+			if err != nil {
+				return err
+			}
+			pdu, err = e.build(tx, info, message(roomID, sender, "hi"))
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pdu
+	}
+	p := e.NewAuthPrechecker()
+	for _, sender := range []string{bob2, carol2, bob2} {
+		pre := p.Check(build(sender))
+		if pre == nil || pre.err != nil || len(pre.auth) != 3 {
+			t.Fatalf("%s's message prechecked as %+v, want allowed over 3 auth events", sender, pre)
+		}
+	}
+	// A message citing an auth event never stored here.
+	msg := build(bob2)
+	forged, err := gomatrixserverlib.MustGetRoomVersion(msg.Version()).NewEventFromTrustedJSON(
+		[]byte(strings.Replace(string(msg.JSON()), `"auth_events":[`, `"auth_events":["$unknown",`, 1)), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(forged.AuthEventIDs()) != 4 {
+		t.Fatalf("auth events %v", forged.AuthEventIDs())
+	}
+	if pre := p.Check(forged); pre != nil {
+		t.Errorf("an event citing an unknown auth event prechecked as %+v, want none", pre)
 	}
 }

@@ -184,22 +184,46 @@ func (ix *Index) Indexed() (uint64, error) {
 }
 
 // indexBatch indexes up to batchSize events after the consumed position
-// and moves it, in one write transaction (which may run more than once:
-// it reads its starting point from the transaction each time).
+// and moves it. The events are read and decoded in a read transaction
+// first: only the postings' writes take the store's single writer, which
+// every commit shares (an inbound federation transaction waiting behind
+// a batch of 512 events' reading waited for all of it). Events up to
+// upTo are committed already and only this goroutine moves the position,
+// so what the read found still holds when the write runs; an event
+// redacted since is unindexed when its redaction's turn comes, as
+// before.
 func (ix *Index) indexBatch(ctx context.Context, upTo uint64) error {
-	return ix.db.Update(ctx, func(tx *store.Tx) error {
-		from := store.U64(tx.Get(store.SearchMeta, keyPos))
-		last, n := upTo, 0
+	var from, last uint64
+	var evs []*entries
+	err := ix.db.View(func(tx *store.Tx) error {
+		from = store.U64(tx.Get(store.SearchMeta, keyPos))
+		last, evs = upTo, nil
 		err := room.IndexableEvents(tx, from, upTo, func(ev room.Searchable) error {
-			if n == batchSize {
+			if len(evs) == batchSize {
 				last = ev.NID - 1
 				return errBatchFull
 			}
-			n++
-			return indexEvent(tx, ev)
+			evs = append(evs, entriesOf(ev))
+			return nil
 		})
 		if err != nil && err != errBatchFull {
 			return fmt.Errorf("search: index after %d: %w", from, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// The write may run more than once (another write of its commit
+	// failed): it does the same each time.
+	return ix.db.Update(ctx, func(tx *store.Tx) error {
+		if store.U64(tx.Get(store.SearchMeta, keyPos)) != from {
+			return nil // moved meanwhile (not by this goroutine: never); read again
+		}
+		for _, en := range evs {
+			if err := en.put(tx); err != nil {
+				return err
+			}
 		}
 		return tx.Put(store.SearchMeta, keyPos, store.PutU64(last))
 	})
@@ -207,12 +231,22 @@ func (ix *Index) indexBatch(ctx context.Context, upTo uint64) error {
 
 var errBatchFull = fmt.Errorf("batch full")
 
-func indexEvent(tx *store.Tx, ev room.Searchable) error {
+// entries is what indexing one event writes: the postings of its terms
+// and its document record, or the removal of a redacted event's. They
+// are made outside the store's writer (indexBatch) and written in it.
+type entries struct {
+	unindex uint64 // the event a redaction removes from the index
+	nid     []byte
+	terms   [][2][]byte // term key, posting
+	doc     []byte      // nil: nothing to index
+}
+
+func entriesOf(ev room.Searchable) *entries {
 	if ev.Redacts != 0 {
-		return unindex(tx, ev.Redacts)
+		return &entries{unindex: ev.Redacts}
 	}
 	if ev.Skip {
-		return nil
+		return &entries{}
 	}
 	field, text := FieldBody, ev.Body
 	switch {
@@ -223,7 +257,7 @@ func indexEvent(tx *store.Tx, ev room.Searchable) error {
 	}
 	terms := tokenize(text)
 	if len(terms) == 0 {
-		return nil
+		return &entries{}
 	}
 	tf := map[string]int{}
 	var distinct []string
@@ -233,15 +267,13 @@ func indexEvent(tx *store.Tx, ev room.Searchable) error {
 		}
 		tf[t]++
 	}
-	nid := store.PutU64(ev.NID)
+	en := &entries{nid: store.PutU64(ev.NID)}
 	for _, t := range distinct {
 		v := binary.AppendUvarint(nil, ev.RoomNID)
 		v = append(v, field)
 		v = binary.AppendUvarint(v, uint64(tf[t]))
 		v = binary.AppendUvarint(v, uint64(len(terms)))
-		if err := tx.Put(store.SearchTerms, termKey(t, nid), v); err != nil {
-			return err
-		}
+		en.terms = append(en.terms, [2][]byte{termKey(t, en.nid), v})
 	}
 	d := binary.AppendUvarint(nil, ev.RoomNID)
 	d = append(d, field)
@@ -250,7 +282,23 @@ func indexEvent(tx *store.Tx, ev room.Searchable) error {
 	for _, t := range distinct {
 		d = appendString(d, t)
 	}
-	return tx.Put(store.SearchDocs, nid, d)
+	en.doc = d
+	return en
+}
+
+func (en *entries) put(tx *store.Tx) error {
+	if en.unindex != 0 {
+		return unindex(tx, en.unindex)
+	}
+	if en.doc == nil {
+		return nil
+	}
+	for _, kv := range en.terms {
+		if err := tx.Put(store.SearchTerms, kv[0], kv[1]); err != nil {
+			return err
+		}
+	}
+	return tx.Put(store.SearchDocs, en.nid, en.doc)
 }
 
 // unindex removes a redacted event's postings, found through its doc.
