@@ -182,6 +182,13 @@ func (e *Engine) sendBatch(roomID string, batch []*pendingSend) {
 	ids := make([]string, len(plan))
 	errs := make([]error, len(plan))
 	var stored []*Event
+	// Once enough transaction IDs are pending, this batch's write moves
+	// them into their index as well (store_txns.go).
+	txns := txnIndexOf(e.db)
+	merge := txns.startMerge()
+	if merge {
+		defer txns.endMerge()
+	}
 	// The batch's senders wait for this commit whatever their contexts do:
 	// once queued the events are sent, and acknowledged only when durable.
 	err = e.db.Update(context.Background(), func(tx *store.Tx) error {
@@ -193,7 +200,19 @@ func (e *Engine) sendBatch(roomID string, batch []*pendingSend) {
 		if err != nil {
 			return err
 		}
-		moved := info.LastPos != head // another writer (a join, federation) appended
+		if merge {
+			if err := txns.merge(tx); err != nil { // store_txns.go
+				return err
+			}
+		}
+		// Another writer (a join, federation) appended, or a transaction
+		// ID the read transaction missed is known now.
+		moved := info.LastPos != head
+		if !moved {
+			if moved, err = sentMeanwhile(tx, txns, plan); err != nil {
+				return err
+			}
+		}
 		for i, pl := range plan {
 			if pl.dupOf >= 0 {
 				continue
@@ -244,4 +263,23 @@ func (e *Engine) sendBatch(roomID string, batch []*pendingSend) {
 			pl.p.finish(ids[i], errs[i])
 		}
 	}
+}
+
+// sentMeanwhile reports whether a planned send's transaction ID has an
+// event now, in the write transaction. The read transaction the batch was
+// built in can miss one: a merge by another room's builder that became
+// durable meanwhile takes keys out of the in-memory index that that
+// read's snapshot of txns does not have yet (store_txns.go). Rare, and
+// then the batch is built again where nothing can move.
+func sentMeanwhile(tx *store.Tx, txns *txnIndex, plan []planned) (bool, error) {
+	for _, pl := range plan {
+		if pl.dupOf >= 0 || pl.p.req.TxnID == "" {
+			continue
+		}
+		nid, err := txns.lookup(tx, txnKey(pl.p.req))
+		if err != nil || nid != 0 {
+			return nid != 0, err
+		}
+	}
+	return false, nil
 }
