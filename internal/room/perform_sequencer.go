@@ -244,15 +244,18 @@ func (e *Engine) sendBatch(roomID string, batch []*pendingSend) {
 			stored = append(stored, ev)
 			ids[i] = pdu.EventID()
 		}
+		// Push, the call agent, search and every woken /sync read these
+		// events next: give them the parsed events rather than the JSON to
+		// parse. On the writer, before the commit wakes them: put after
+		// Update returned, the followers woken by the commit often got
+		// there first and parsed each event again.
+		tx.OnCommit(func() {
+			for _, ev := range stored {
+				e.pdus.put(ev.NID, ev.ID, false, ev.PDU)
+			}
+		})
 		return putRoomInfo(tx, info)
 	})
-	if err == nil {
-		// Push, the call agent and every woken /sync read these events
-		// next: give them the parsed events rather than the JSON to parse.
-		for _, ev := range stored {
-			e.pdus.put(ev.NID, ev.ID, false, ev.PDU)
-		}
-	}
 	for i, pl := range plan {
 		switch {
 		case err != nil:
