@@ -123,6 +123,8 @@ type planned struct {
 func (e *Engine) sendBatch(roomID string, batch []*pendingSend) {
 	var plan []planned
 	var head uint64
+	txns := txnIndexOf(e.db)
+	merges := txns.mergesDone() // before the read: see sentMeanwhile
 	err := e.db.View(func(tx *store.Tx) error {
 		info, err := roomInfo(tx, roomID)
 		if err != nil {
@@ -184,7 +186,6 @@ func (e *Engine) sendBatch(roomID string, batch []*pendingSend) {
 	var stored []*Event
 	// Once enough transaction IDs are pending, this batch's write moves
 	// them into their index as well (store_txns.go).
-	txns := txnIndexOf(e.db)
 	merge := txns.startMerge()
 	if merge {
 		defer txns.endMerge()
@@ -208,7 +209,7 @@ func (e *Engine) sendBatch(roomID string, batch []*pendingSend) {
 		// Another writer (a join, federation) appended, or a transaction
 		// ID the read transaction missed is known now.
 		moved := info.LastPos != head
-		if !moved {
+		if !moved && txns.mergesDone() != merges {
 			if moved, err = sentMeanwhile(tx, txns, plan); err != nil {
 				return err
 			}
@@ -270,10 +271,10 @@ func (e *Engine) sendBatch(roomID string, batch []*pendingSend) {
 
 // sentMeanwhile reports whether a planned send's transaction ID has an
 // event now, in the write transaction. The read transaction the batch was
-// built in can miss one: a merge by another room's builder that became
-// durable meanwhile takes keys out of the in-memory index that that
-// read's snapshot of txns does not have yet (store_txns.go). Rare, and
-// then the batch is built again where nothing can move.
+// built in can miss one when a merge (by another room's builder) became
+// durable meanwhile: it takes keys out of the in-memory index that that
+// read's snapshot of txns does not have yet (store_txns.go). Only then is
+// it asked; the batch is then built again where nothing can move.
 func sentMeanwhile(tx *store.Tx, txns *txnIndex, plan []planned) (bool, error) {
 	for _, pl := range plan {
 		if pl.dupOf >= 0 || pl.p.req.TxnID == "" {

@@ -41,6 +41,7 @@ type txnIndex struct {
 	mu      sync.Mutex
 	recent  map[string]uint64 // txnKey → event NID, for every record in txnlog
 	merging bool              // a builder is merging recent into txns
+	merges  uint64            // merges made durable so far (see mergesDone)
 	err     error             // loading txnlog failed: every lookup reports it
 }
 
@@ -138,7 +139,18 @@ func (x *txnIndex) merge(tx *store.Tx) error {
 				delete(x.recent, k)
 			}
 		}
+		x.merges++
 		x.mu.Unlock()
 	})
 	return nil
+}
+
+// mergesDone counts the merges made durable. A read transaction begun
+// after mergesDone returned n misses no transaction key as long as it
+// still returns n: keys leave recent only when a merge is durable, so
+// every key that left before is in that transaction's txns.
+func (x *txnIndex) mergesDone() uint64 {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.merges
 }

@@ -115,3 +115,56 @@ func TestTxnIDsThroughTheLogAndTheMerge(t *testing.T) {
 		t.Error("the first sends' retries after the merge and a restart made new events")
 	}
 }
+
+// A read transaction begun before a merge became durable can miss a key
+// the merge took out of memory; the count of merges tells the batch to
+// look again in its write transaction, where the key is found.
+func TestTxnMergeDuringABuildIsCaught(t *testing.T) {
+	ctx := context.Background()
+	e, db := newEngine(t)
+	roomID, err := e.CreateRoom(ctx, alice, Profile{}, CreateRequest{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := SendRequest{Sender: alice, Device: "D", RoomID: roomID, Type: "m.room.message",
+		Content: json.RawMessage(`{"msgtype":"m.text","body":"x"}`), TxnID: "x"}
+	first, err := e.Send(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	txns := txnIndexOf(db)
+	before := txns.mergesDone()
+	plan := []planned{{p: &pendingSend{req: req}, dupOf: -1}}
+	// The read transaction of a batch, open across another builder's merge.
+	err = db.View(func(old *store.Tx) error {
+		if err := db.Update(ctx, txns.merge); err != nil {
+			return err
+		}
+		if nid, err := txns.lookup(old, txnKey(req)); nid != 0 || err != nil {
+			t.Fatalf("the read before the merge found the key (%d, %v); this test no longer shows the race", nid, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if txns.mergesDone() == before {
+		t.Fatal("the merge was not counted")
+	}
+	err = db.Update(ctx, func(tx *store.Tx) error {
+		found, err := sentMeanwhile(tx, txns, plan)
+		if err == nil && !found {
+			t.Error("the write transaction did not find the merged key")
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, err := e.Send(ctx, req); err != nil || id != first {
+		t.Fatalf("retry after the merge: %q %v, want %q", id, err, first)
+	}
+	if n := bucketLen(t, db, store.TxnLog); n != 0 {
+		t.Errorf("txnlog holds %d keys after the merge", n)
+	}
+}
