@@ -61,9 +61,9 @@ func (e *Engine) sentBefore(tx *store.Tx, req SendRequest) (string, error) {
 	if req.TxnID == "" {
 		return "", nil
 	}
-	nid := store.U64(tx.Get(store.Txns, txnKey(req)))
-	if nid == 0 {
-		return "", nil
+	nid, err := txnIndexOf(e.db).lookup(tx, txnKey(req)) // store_txns.go
+	if err != nil || nid == 0 {
+		return "", err
 	}
 	ev, err := e.loadEvent(tx, nid)
 	if err != nil {
@@ -214,7 +214,7 @@ func (e *Engine) append(tx *store.Tx, info *Info, pdu gomatrixserverlib.PDU, sen
 	ev := &Event{NID: nid, RoomNID: info.NID, Version: info.Version, ID: pdu.EventID(), StateBefore: info.Snapshot, JSON: pdu.JSON(), PDU: pdu}
 	if sent != nil && sent.TxnID != "" {
 		ev.TxnDevice, ev.TxnID = sent.Device, sent.TxnID
-		if err := tx.Put(store.Txns, txnKey(*sent), store.PutU64(nid)); err != nil {
+		if err := txnIndexOf(e.db).record(tx, txnKey(*sent), nid); err != nil {
 			return nil, err
 		}
 	}

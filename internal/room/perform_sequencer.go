@@ -123,6 +123,8 @@ type planned struct {
 func (e *Engine) sendBatch(roomID string, batch []*pendingSend) {
 	var plan []planned
 	var head uint64
+	txns := txnIndexOf(e.db)
+	merges := txns.mergesDone() // before the read: see sentMeanwhile
 	err := e.db.View(func(tx *store.Tx) error {
 		info, err := roomInfo(tx, roomID)
 		if err != nil {
@@ -182,6 +184,12 @@ func (e *Engine) sendBatch(roomID string, batch []*pendingSend) {
 	ids := make([]string, len(plan))
 	errs := make([]error, len(plan))
 	var stored []*Event
+	// Once enough transaction IDs are pending, this batch's write moves
+	// them into their index as well (store_txns.go).
+	merge := txns.startMerge()
+	if merge {
+		defer txns.endMerge()
+	}
 	// The batch's senders wait for this commit whatever their contexts do:
 	// once queued the events are sent, and acknowledged only when durable.
 	err = e.db.Update(context.Background(), func(tx *store.Tx) error {
@@ -193,7 +201,19 @@ func (e *Engine) sendBatch(roomID string, batch []*pendingSend) {
 		if err != nil {
 			return err
 		}
-		moved := info.LastPos != head // another writer (a join, federation) appended
+		if merge {
+			if err := txns.merge(tx); err != nil { // store_txns.go
+				return err
+			}
+		}
+		// Another writer (a join, federation) appended, or a transaction
+		// ID the read transaction missed is known now.
+		moved := info.LastPos != head
+		if !moved && txns.mergesDone() != merges {
+			if moved, err = sentMeanwhile(tx, txns, plan); err != nil {
+				return err
+			}
+		}
 		for i, pl := range plan {
 			if pl.dupOf >= 0 {
 				continue
@@ -225,15 +245,18 @@ func (e *Engine) sendBatch(roomID string, batch []*pendingSend) {
 			stored = append(stored, ev)
 			ids[i] = pdu.EventID()
 		}
+		// Push, the call agent, search and every woken /sync read these
+		// events next: give them the parsed events rather than the JSON to
+		// parse. On the writer, before the commit wakes them: put after
+		// Update returned, the followers woken by the commit often got
+		// there first and parsed each event again.
+		tx.OnCommit(func() {
+			for _, ev := range stored {
+				e.pdus.put(ev.NID, ev.ID, false, ev.PDU)
+			}
+		})
 		return putRoomInfo(tx, info)
 	})
-	if err == nil {
-		// Push, the call agent and every woken /sync read these events
-		// next: give them the parsed events rather than the JSON to parse.
-		for _, ev := range stored {
-			e.pdus.put(ev.NID, ev.ID, false, ev.PDU)
-		}
-	}
 	for i, pl := range plan {
 		switch {
 		case err != nil:
@@ -244,4 +267,23 @@ func (e *Engine) sendBatch(roomID string, batch []*pendingSend) {
 			pl.p.finish(ids[i], errs[i])
 		}
 	}
+}
+
+// sentMeanwhile reports whether a planned send's transaction ID has an
+// event now, in the write transaction. The read transaction the batch was
+// built in can miss one when a merge (by another room's builder) became
+// durable meanwhile: it takes keys out of the in-memory index that that
+// read's snapshot of txns does not have yet (store_txns.go). Only then is
+// it asked; the batch is then built again where nothing can move.
+func sentMeanwhile(tx *store.Tx, txns *txnIndex, plan []planned) (bool, error) {
+	for _, pl := range plan {
+		if pl.dupOf >= 0 || pl.p.req.TxnID == "" {
+			continue
+		}
+		nid, err := txns.lookup(tx, txnKey(pl.p.req))
+		if err != nil || nid != 0 {
+			return nid != 0, err
+		}
+	}
+	return false, nil
 }

@@ -258,8 +258,8 @@ func TestSendWithEndedContextIsNotSent(t *testing.T) {
 	}
 	db.View(func(tx *store.Tx) error {
 		for _, req := range []SendRequest{left.req, late} {
-			if nid := store.U64(tx.Get(store.Txns, txnKey(req))); nid != 0 {
-				t.Errorf("transaction %s of an ended context was recorded (event %d)", req.TxnID, nid)
+			if id, err := e.sentBefore(tx, req); id != "" || err != nil {
+				t.Errorf("transaction %s of an ended context was recorded (event %s, %v)", req.TxnID, id, err)
 			}
 		}
 		return nil

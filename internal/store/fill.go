@@ -33,6 +33,7 @@ var appendOnly = map[string]bool{
 	string(Changes):    true, // streamPos
 	string(Snapshots):  true, // snapshotNID from the bucket's sequence
 	string(SearchDocs): true, // eventNID
+	string(TxnLog):     true, // eventNID
 }
 
 // appendFill is the FillPercent of the appendOnly buckets.

@@ -20,6 +20,7 @@ var (
 	Events      = []byte("events")
 	EventIDs    = []byte("eventids")
 	Txns        = []byte("txns")
+	TxnLog      = []byte("txnlog")
 	Timeline    = []byte("timeline")
 	State       = []byte("state")
 	Snapshots   = []byte("snapshots")
@@ -73,7 +74,7 @@ var (
 	AppserviceMeta  = []byte("asmeta")
 
 	buckets = [][]byte{Meta, Users, Devices, Tokens, AccountData, Filters, Rooms, RoomInfo,
-		Events, EventIDs, Txns, Timeline, State, Snapshots, Members, Changes, Receipts,
+		Events, EventIDs, Txns, TxnLog, Timeline, State, Snapshots, Members, Changes, Receipts,
 		Aliases, Directory, Relations, MemberLog, HistoryLog,
 		Media, MediaPending, MediaUsage,
 		DeviceKeys, OneTimeKeys, FallbackKeys, CrossSigning, KeySignatures, ToDevice, ToDeviceTxns,

@@ -23,7 +23,10 @@
 //	eventids      eventID → eventNID
 //	txns          userID 0x00 session 0x00 txnID 0x00 roomID 0x00 (eventType | "redact " redactedID) → eventNID
 //	              (keys written before client sessions were localpart 0x00 deviceID 0x00 txnID; they are
-//	              never read again, which only forgets retries in flight across the upgrade)
+//	              never read again, which only forgets retries in flight across the upgrade);
+//	              written in batches from txnlog, not with each event (internal/room/store_txns.go)
+//	txnlog        eventNID → the txns key of a client transaction sent since the last merge into txns
+//	              (append-only, so one commit's sends share a page; files from before have it empty)
 //	timeline      roomNID ‖ streamPos → eventNID   (stream order of a room)
 //	state         roomNID ‖ type 0x00 stateKey → eventNID   (current state)
 //	snapshots     snapshotNID → room.snapshot (parent + delta)
@@ -235,8 +238,10 @@ func (db *DB) commit(group []*write) {
 	var failed *write
 	var failErr error
 	var pos uint64
+	var committed []func()
 	err := db.bolt.Update(func(btx *bolt.Tx) error {
 		tx := &Tx{btx: btx}
+		defer func() { committed = tx.committed }()
 		for _, w := range group {
 			if err := w.fn(tx); err != nil {
 				failed, failErr = w, err
@@ -264,6 +269,9 @@ func (db *DB) commit(group []*write) {
 			w.err <- fmt.Errorf("store: commit: %w", err)
 		}
 		return
+	}
+	for _, fn := range committed {
+		fn()
 	}
 	if db.onCommit != nil {
 		db.onCommit(pos)

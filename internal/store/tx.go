@@ -21,6 +21,9 @@ type Tx struct {
 	// valid for its whole life.
 	opened  []openedBucket
 	opened0 [8]openedBucket // opened's first backing array
+	// committed are OnCommit's functions, run once this write
+	// transaction is durable.
+	committed []func()
 }
 
 type openedBucket struct {
@@ -73,6 +76,15 @@ func (tx *Tx) Delete(bucket, key []byte) error {
 
 // Cursor opens a cursor on bucket.
 func (tx *Tx) Cursor(bucket []byte) *bolt.Cursor { return tx.Bucket(bucket).Cursor() }
+
+// OnCommit registers fn to run once this write transaction is durable:
+// on the store's writer, after the fsync and before any caller of the
+// group is answered or the next commit begins. If the transaction rolls
+// back (its group failed, or the commit did), fn never runs; a re-run of
+// the caller's fn in a new transaction registers again. It is how an
+// in-memory view of recent writes (room's pending transaction IDs) stays
+// exactly what the file holds. fn must be quick and must not call Update.
+func (tx *Tx) OnCommit(fn func()) { tx.committed = append(tx.committed, fn) }
 
 // Pos is the highest stream position in this transaction's view.
 func (tx *Tx) Pos() uint64 {

@@ -1,0 +1,170 @@
+package room
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/hearth-chat/hearth/internal/store"
+)
+
+// openEngineAt opens the store at path with an engine over it.
+func openEngineAt(t *testing.T, path string, key ed25519.PrivateKey) *Stack {
+	t.Helper()
+	st, err := Open(Options{Path: path, Engine: Config{ServerName: "test.local", KeyID: "ed25519:t", PrivateKey: key}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func bucketLen(t *testing.T, db *store.DB, name []byte) int {
+	t.Helper()
+	n := 0
+	db.View(func(tx *store.Tx) error { n = tx.Bucket(name).Stats().KeyN; return nil })
+	return n
+}
+
+// A send's transaction ID goes to the append-only txnlog in the event's
+// own transaction, not to the txns index (whose per-session leaf cost a
+// page write per event); a retry is still answered with the first event,
+// before and after a restart, and before and after the pending IDs are
+// merged into txns.
+func TestTxnIDsThroughTheLogAndTheMerge(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "h.db")
+	_, key, _ := ed25519.GenerateKey(nil)
+	st := openEngineAt(t, path, key)
+	roomID, err := st.Engine.CreateRoom(ctx, alice, Profile{}, CreateRequest{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := func(d string, g, i int) SendRequest {
+		return SendRequest{Sender: alice, Device: fmt.Sprint(d, g), RoomID: roomID, Type: "m.room.message",
+			Content: json.RawMessage(fmt.Sprintf(`{"msgtype":"m.text","body":"%d/%d"}`, g, i)), TxnID: fmt.Sprint("t", i)}
+	}
+	sendAll := func(e *Engine, d string, n int) map[string]string {
+		ids := map[string]string{}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for g := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range n / 4 {
+					id, err := e.Send(ctx, msg(d, g, i))
+					if err != nil {
+						t.Errorf("send %d/%d: %v", g, i, err)
+					}
+					mu.Lock()
+					ids[fmt.Sprint(g, "/", i)] = id
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		return ids
+	}
+	head := func(db *store.DB) uint64 {
+		var pos uint64
+		db.View(func(tx *store.Tx) error { pos = tx.Pos(); return nil })
+		return pos
+	}
+
+	first := sendAll(st.Engine, "A", 200)
+	if n := bucketLen(t, st.DB, store.Txns); n != 0 {
+		t.Errorf("txns holds %d keys after 200 sends; want them in txnlog until a merge", n)
+	}
+	if n := bucketLen(t, st.DB, store.TxnLog); n != 200 {
+		t.Errorf("txnlog holds %d keys, want 200", n)
+	}
+	if again := sendAll(st.Engine, "A", 200); fmt.Sprint(again) != fmt.Sprint(first) {
+		t.Error("retries before a restart made new events")
+	}
+	st.DB.Close()
+
+	st = openEngineAt(t, path, key)
+	pos := head(st.DB)
+	if again := sendAll(st.Engine, "A", 200); fmt.Sprint(again) != fmt.Sprint(first) || head(st.DB) != pos {
+		t.Error("retries after a restart made new events")
+	}
+	// Past txnMergeAt pending IDs a batch merges them into txns.
+	more := sendAll(st.Engine, "B", 2*txnMergeAt)
+	if n := bucketLen(t, st.DB, store.Txns); n < txnMergeAt {
+		t.Errorf("txns holds %d keys after %d sends, want at least %d merged", n, 2*txnMergeAt, txnMergeAt)
+	}
+	if n := bucketLen(t, st.DB, store.TxnLog); n >= txnMergeAt+256 {
+		t.Errorf("txnlog still holds %d keys", n)
+	}
+	pos = head(st.DB)
+	if again := sendAll(st.Engine, "B", 2*txnMergeAt); fmt.Sprint(again) != fmt.Sprint(more) || head(st.DB) != pos {
+		t.Error("retries after the merge made new events")
+	}
+	st.DB.Close()
+
+	st = openEngineAt(t, path, key)
+	defer st.DB.Close()
+	if again := sendAll(st.Engine, "B", 2*txnMergeAt); fmt.Sprint(again) != fmt.Sprint(more) || head(st.DB) != pos {
+		t.Error("retries after the merge and a restart made new events")
+	}
+	if again := sendAll(st.Engine, "A", 200); fmt.Sprint(again) != fmt.Sprint(first) || head(st.DB) != pos {
+		t.Error("the first sends' retries after the merge and a restart made new events")
+	}
+}
+
+// A read transaction begun before a merge became durable can miss a key
+// the merge took out of memory; the count of merges tells the batch to
+// look again in its write transaction, where the key is found.
+func TestTxnMergeDuringABuildIsCaught(t *testing.T) {
+	ctx := context.Background()
+	e, db := newEngine(t)
+	roomID, err := e.CreateRoom(ctx, alice, Profile{}, CreateRequest{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := SendRequest{Sender: alice, Device: "D", RoomID: roomID, Type: "m.room.message",
+		Content: json.RawMessage(`{"msgtype":"m.text","body":"x"}`), TxnID: "x"}
+	first, err := e.Send(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	txns := txnIndexOf(db)
+	before := txns.mergesDone()
+	plan := []planned{{p: &pendingSend{req: req}, dupOf: -1}}
+	// The read transaction of a batch, open across another builder's merge.
+	err = db.View(func(old *store.Tx) error {
+		if err := db.Update(ctx, txns.merge); err != nil {
+			return err
+		}
+		if nid, err := txns.lookup(old, txnKey(req)); nid != 0 || err != nil {
+			t.Fatalf("the read before the merge found the key (%d, %v); this test no longer shows the race", nid, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if txns.mergesDone() == before {
+		t.Fatal("the merge was not counted")
+	}
+	err = db.Update(ctx, func(tx *store.Tx) error {
+		found, err := sentMeanwhile(tx, txns, plan)
+		if err == nil && !found {
+			t.Error("the write transaction did not find the merged key")
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, err := e.Send(ctx, req); err != nil || id != first {
+		t.Fatalf("retry after the merge: %q %v, want %q", id, err, first)
+	}
+	if n := bucketLen(t, db, store.TxnLog); n != 0 {
+		t.Errorf("txnlog holds %d keys after the merge", n)
+	}
+}
