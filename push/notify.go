@@ -140,6 +140,9 @@ const liveLimit = 512
 // of the events it is about to return before computing them itself.
 const liveWait = 20 * time.Millisecond
 
+// LiveWait is liveWait for long polls that wait on Ready.
+const LiveWait = liveWait
+
 // Live returns the log's completeness point and, for the events after it
 // up to pos, userID's notifications computed on the spot with the same
 // rules. With it /sync counts exactly the events its timeline shows

@@ -52,6 +52,10 @@ type Service struct {
 	// (donePos, memPos]: /sync reads them instead of evaluating again.
 	pending []evaluated
 	memPos  uint64
+	// released is a position the follower gave up evaluating for now (an
+	// evaluation or store error): long polls waiting in Ready go on and
+	// count those events themselves (Live).
+	released uint64
 
 	deskMu   sync.Mutex
 	desktop  Desktop
@@ -103,6 +107,7 @@ func (s *Service) Stop() {
 		s.cancel()
 		s.wg.Wait()
 		s.running.Store(false)
+		s.release(0) // waiters in Ready see the evaluator gone
 	}
 }
 
@@ -153,7 +158,9 @@ func (s *Service) follow(ctx context.Context) {
 				}
 				s.log.Error("push: evaluate", "from", evalPos, "err", err)
 				if len(unstored) == 0 {
-					// The same batch would fail again at once; wait for news.
+					// The same batch would fail again at once; wait for
+					// news. Long polls waiting for these results go on.
+					s.release(cur)
 					if err := s.rooms.Wait(ctx, cur, eph); err != nil {
 						return
 					}
@@ -199,6 +206,7 @@ func (s *Service) follow(ctx context.Context) {
 						return
 					}
 					s.log.Error("push: store", "from", pos, "err", err)
+					s.release(cur)
 					if err := s.rooms.Wait(ctx, cur, eph); err != nil {
 						return
 					}
@@ -306,6 +314,35 @@ func (s *Service) publish(batch []evaluated, upto uint64) {
 	s.pending, s.memPos = batch, upto
 	close(s.doneCh)
 	s.doneCh = make(chan struct{})
+}
+
+// release lets long polls waiting in Ready go on up to pos without the
+// results of the events there (after an error: they count them
+// themselves), and wakes every waiter.
+func (s *Service) release(pos uint64) {
+	s.doneMu.Lock()
+	defer s.doneMu.Unlock()
+	s.released = max(s.released, pos)
+	close(s.doneCh)
+	s.doneCh = make(chan struct{})
+}
+
+// Ready returns the stream position up to which the evaluator has
+// published the results of every event (or given up on them, see
+// release), and a channel closed when that may have moved; ok is false
+// when the evaluator is not running, and nothing would move it. A /sync
+// long poll waits on this instead of the commit itself (docs/architecture.md,
+// "/sync"): woken together by the commit, a room's 50 long polls used to
+// take both cores only to park again for these results, delaying the
+// evaluator they were waiting for (docs/performance.md, "Delivery: the
+// critical path").
+func (s *Service) Ready() (pos uint64, changed <-chan struct{}, ok bool) {
+	if !s.running.Load() {
+		return 0, nil, false
+	}
+	s.doneMu.Lock()
+	defer s.doneMu.Unlock()
+	return max(s.donePos, s.memPos, s.released), s.doneCh, true
 }
 
 // waitInMemory waits until results up to pos are stored or published.
