@@ -241,7 +241,14 @@ func RoomsNotifiedIn(tx *store.Tx, userID string, from uint64, live *Live) []str
 	// by user and room, and a feed in stream order per user would cost a
 	// second write per recipient of every message (Issue 15).
 	c := tx.Cursor(store.PushLog)
-	for _, roomID := range loggedRooms(tx, userID) {
+	var logged []string
+	if from < live.Evaluated {
+		// Only then can the log hold an entry in (from, Evaluated]: a long
+		// poll's span is usually past what the evaluator has stored, and
+		// the walk cost the seeks of every room for nothing.
+		logged = loggedRooms(tx, userID)
+	}
+	for _, roomID := range logged {
 		prefix := store.Key(userID, roomID, "")
 		k, _ := c.Seek(logKey(userID, roomID, from+1))
 		if k != nil && hasPrefix(k, prefix) && store.U64(k[len(prefix):]) <= live.Evaluated {
