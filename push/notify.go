@@ -159,12 +159,13 @@ func (s *Service) Live(ctx context.Context, userID string, pos uint64) (*Live, e
 		cancel()
 		done = s.evaluated()
 	}
-	if done < pos {
+	if done < pos && !s.inMemory(pos) {
 		// The evaluator is usually a moment behind the commit that woke
 		// this /sync, and evaluates each event once for every member;
 		// waiting briefly for its results (published before they are
 		// stored) is far cheaper than every woken /sync evaluating the
-		// same events again for its own user.
+		// same events again for its own user. (A long poll woken through
+		// Ready finds them published: no timer for it.)
 		wctx, cancel := context.WithTimeout(ctx, liveWait)
 		s.waitInMemory(wctx, pos)
 		cancel()
@@ -207,7 +208,7 @@ func (s *Service) Live(ctx context.Context, userID string, pos uint64) (*Live, e
 // AwaitCounts waits, briefly, until the evaluator has published the
 // results of every event up to pos.
 func (s *Service) AwaitCounts(ctx context.Context, pos uint64) {
-	if !s.running.Load() {
+	if !s.running.Load() || s.inMemory(pos) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, liveWait)

@@ -345,6 +345,13 @@ func (s *Service) Ready() (pos uint64, changed <-chan struct{}, ok bool) {
 	return max(s.donePos, s.memPos, s.released), s.doneCh, true
 }
 
+// inMemory reports whether results up to pos are stored or published.
+func (s *Service) inMemory(pos uint64) bool {
+	s.doneMu.Lock()
+	defer s.doneMu.Unlock()
+	return s.donePos >= pos || s.memPos >= pos
+}
+
 // waitInMemory waits until results up to pos are stored or published.
 func (s *Service) waitInMemory(ctx context.Context, pos uint64) {
 	for {
