@@ -72,3 +72,35 @@ func TestReadyCoversPublishedResults(t *testing.T) {
 		t.Fatal("Ready says ok after Stop")
 	}
 }
+
+// Storing results that were published already moves nothing Ready
+// reports, so it wakes no long poll (50 of them per room used to wake for
+// nothing every time the follower stored); a position moving past the
+// published one does.
+func TestStoreOfPublishedWakesNoLongPoll(t *testing.T) {
+	e := openEnv(t, t.TempDir())
+	defer e.db.Close()
+	s := New(e.db, e.rooms, Options{})
+	s.running.Store(true) // the follower's bookkeeping, driven by hand
+	defer s.running.Store(false)
+	s.publish(nil, 10)
+	pos, changed, _ := s.Ready()
+	if pos != 10 {
+		t.Fatalf("Ready at %d after publishing up to 10", pos)
+	}
+	s.processed(10) // the held results are stored
+	select {
+	case <-changed:
+		t.Fatal("storing published results woke Ready's waiters")
+	default:
+	}
+	s.processed(11) // a position with nothing to evaluate
+	select {
+	case <-changed:
+	default:
+		t.Fatal("a new position left Ready's waiters asleep")
+	}
+	if pos, _, _ := s.Ready(); pos != 11 {
+		t.Fatalf("Ready at %d, want 11", pos)
+	}
+}

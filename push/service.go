@@ -56,6 +56,11 @@ type Service struct {
 	// evaluation or store error): long polls waiting in Ready go on and
 	// count those events themselves (Live).
 	released uint64
+	// readyPos is Ready's position, and readyCh is closed and replaced
+	// when it moves: a store that only moves donePos past what was
+	// published already wakes no long poll.
+	readyPos uint64
+	readyCh  chan struct{}
 
 	deskMu   sync.Mutex
 	desktop  Desktop
@@ -82,7 +87,7 @@ func New(db *store.DB, rooms roomEngine, opts Options) *Service {
 	}
 	rules := NewRules(db)
 	s := &Service{Rules: rules, db: db, rooms: rooms, eval: NewEvaluator(rules, rooms.ServerName()),
-		opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), flush: make(chan struct{}, 1), now: time.Now, doneCh: make(chan struct{})}
+		opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), flush: make(chan struct{}, 1), now: time.Now, doneCh: make(chan struct{}), readyCh: make(chan struct{})}
 	s.client = gatewayClient(opts.AllowPrivateGateways)
 	return s
 }
@@ -303,6 +308,7 @@ func (s *Service) processed(pos uint64) {
 		s.pending = nil // stored now
 		close(s.doneCh)
 		s.doneCh = make(chan struct{})
+		s.moveReady()
 	}
 }
 
@@ -314,6 +320,16 @@ func (s *Service) publish(batch []evaluated, upto uint64) {
 	s.pending, s.memPos = batch, upto
 	close(s.doneCh)
 	s.doneCh = make(chan struct{})
+	s.moveReady()
+}
+
+// moveReady wakes Ready's waiters if its position moved; doneMu is held.
+func (s *Service) moveReady() {
+	if r := max(s.donePos, s.memPos, s.released); r > s.readyPos {
+		s.readyPos = r
+		close(s.readyCh)
+		s.readyCh = make(chan struct{})
+	}
 }
 
 // release lets long polls waiting in Ready go on up to pos without the
@@ -325,6 +341,9 @@ func (s *Service) release(pos uint64) {
 	s.released = max(s.released, pos)
 	close(s.doneCh)
 	s.doneCh = make(chan struct{})
+	s.readyPos = max(s.readyPos, pos)
+	close(s.readyCh) // always: Stop uses it to say the evaluator is gone
+	s.readyCh = make(chan struct{})
 }
 
 // Ready returns the stream position up to which the evaluator has
@@ -342,7 +361,7 @@ func (s *Service) Ready() (pos uint64, changed <-chan struct{}, ok bool) {
 	}
 	s.doneMu.Lock()
 	defer s.doneMu.Unlock()
-	return max(s.donePos, s.memPos, s.released), s.doneCh, true
+	return s.readyPos, s.readyCh, true
 }
 
 // inMemory reports whether results up to pos are stored or published.
