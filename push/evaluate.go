@@ -96,6 +96,10 @@ func (ev *Evaluator) inviteFiltered(invitee, inviter string) bool {
 	return rules.Action(inviter) != account.InviteAllow
 }
 
+// parallelRecipients is the number of recipients from which Evaluate
+// shares an event's recipients among the cores.
+const parallelRecipients = 256
+
 // Evaluate returns the notifying results for every local recipient of pe:
 // each joined local member but the sender, plus a local user the event
 // invites (for .m.rule.invite_for_me). Client-Server API §"Push Rules".
@@ -118,35 +122,42 @@ func (ev *Evaluator) Evaluate(pe *room.PushEvent) ([]Result, error) {
 		}
 	}
 	// Recipients are independent; in a big room share them among the
-	// cores, since /sync waits for these results before it counts.
+	// cores, since /sync waits for these results before it counts. Not
+	// below parallelRecipients: a member costs a few µs, and waiting for
+	// the helpers to be scheduled cost the follower more than it saved
+	// (docs/performance.md, "Delivery: the critical path").
 	parts := 1
-	if len(recipients) >= 32 {
+	if len(recipients) >= parallelRecipients {
 		parts = min(runtime.GOMAXPROCS(0), 8)
 	}
 	results := make([][]Result, parts)
 	errs := make([]error, parts)
 	var wg sync.WaitGroup
-	for p := range parts {
+	part := func(p int) {
+		er := &evalRoom{members: pe.Members, pl: pl}
+		match := newMatcher(er, mev)
+		for i := p; i < len(recipients); i += parts {
+			m := recipients[i]
+			rs, err := ev.rules.Ruleset(m.UserID)
+			if err != nil {
+				errs[p] = err
+				return
+			}
+			er.displayName = m.DisplayName
+			actions := match.actions(rs)
+			if should := actions.Should(); should.Notify {
+				results[p] = append(results[p], Result{UserID: m.UserID, Actions: actions, Notify: true, Highlight: should.Highlight})
+			}
+		}
+	}
+	for p := 1; p < parts; p++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			er := &evalRoom{members: pe.Members, pl: pl}
-			match := newMatcher(er, mev)
-			for i := p; i < len(recipients); i += parts {
-				m := recipients[i]
-				rs, err := ev.rules.Ruleset(m.UserID)
-				if err != nil {
-					errs[p] = err
-					return
-				}
-				er.displayName = m.DisplayName
-				actions := match.actions(rs)
-				if should := actions.Should(); should.Notify {
-					results[p] = append(results[p], Result{UserID: m.UserID, Actions: actions, Notify: true, Highlight: should.Highlight})
-				}
-			}
+			part(p)
 		}()
 	}
+	part(0) // this goroutine's share: it runs now, whatever the scheduler does
 	wg.Wait()
 	var out []Result
 	for p := range parts {

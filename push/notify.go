@@ -140,6 +140,9 @@ const liveLimit = 512
 // of the events it is about to return before computing them itself.
 const liveWait = 20 * time.Millisecond
 
+// LiveWait is liveWait for long polls that wait on Ready.
+const LiveWait = liveWait
+
 // Live returns the log's completeness point and, for the events after it
 // up to pos, userID's notifications computed on the spot with the same
 // rules. With it /sync counts exactly the events its timeline shows
@@ -156,12 +159,13 @@ func (s *Service) Live(ctx context.Context, userID string, pos uint64) (*Live, e
 		cancel()
 		done = s.evaluated()
 	}
-	if done < pos {
+	if done < pos && !s.inMemory(pos) {
 		// The evaluator is usually a moment behind the commit that woke
 		// this /sync, and evaluates each event once for every member;
 		// waiting briefly for its results (published before they are
 		// stored) is far cheaper than every woken /sync evaluating the
-		// same events again for its own user.
+		// same events again for its own user. (A long poll woken through
+		// Ready finds them published: no timer for it.)
 		wctx, cancel := context.WithTimeout(ctx, liveWait)
 		s.waitInMemory(wctx, pos)
 		cancel()
@@ -204,7 +208,7 @@ func (s *Service) Live(ctx context.Context, userID string, pos uint64) (*Live, e
 // AwaitCounts waits, briefly, until the evaluator has published the
 // results of every event up to pos.
 func (s *Service) AwaitCounts(ctx context.Context, pos uint64) {
-	if !s.running.Load() {
+	if !s.running.Load() || s.inMemory(pos) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, liveWait)
@@ -238,7 +242,14 @@ func RoomsNotifiedIn(tx *store.Tx, userID string, from uint64, live *Live) []str
 	// by user and room, and a feed in stream order per user would cost a
 	// second write per recipient of every message (Issue 15).
 	c := tx.Cursor(store.PushLog)
-	for _, roomID := range loggedRooms(tx, userID) {
+	var logged []string
+	if from < live.Evaluated {
+		// Only then can the log hold an entry in (from, Evaluated]: a long
+		// poll's span is usually past what the evaluator has stored, and
+		// the walk cost the seeks of every room for nothing.
+		logged = loggedRooms(tx, userID)
+	}
+	for _, roomID := range logged {
 		prefix := store.Key(userID, roomID, "")
 		k, _ := c.Seek(logKey(userID, roomID, from+1))
 		if k != nil && hasPrefix(k, prefix) && store.U64(k[len(prefix):]) <= live.Evaluated {

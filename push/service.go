@@ -52,6 +52,15 @@ type Service struct {
 	// (donePos, memPos]: /sync reads them instead of evaluating again.
 	pending []evaluated
 	memPos  uint64
+	// released is a position the follower gave up evaluating for now (an
+	// evaluation or store error): long polls waiting in Ready go on and
+	// count those events themselves (Live).
+	released uint64
+	// readyPos is Ready's position, and readyCh is closed and replaced
+	// when it moves: a store that only moves donePos past what was
+	// published already wakes no long poll.
+	readyPos uint64
+	readyCh  chan struct{}
 
 	deskMu   sync.Mutex
 	desktop  Desktop
@@ -78,7 +87,7 @@ func New(db *store.DB, rooms roomEngine, opts Options) *Service {
 	}
 	rules := NewRules(db)
 	s := &Service{Rules: rules, db: db, rooms: rooms, eval: NewEvaluator(rules, rooms.ServerName()),
-		opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), flush: make(chan struct{}, 1), now: time.Now, doneCh: make(chan struct{})}
+		opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), flush: make(chan struct{}, 1), now: time.Now, doneCh: make(chan struct{}), readyCh: make(chan struct{})}
 	s.client = gatewayClient(opts.AllowPrivateGateways)
 	return s
 }
@@ -103,6 +112,7 @@ func (s *Service) Stop() {
 		s.cancel()
 		s.wg.Wait()
 		s.running.Store(false)
+		s.release(0) // waiters in Ready see the evaluator gone
 	}
 }
 
@@ -153,7 +163,9 @@ func (s *Service) follow(ctx context.Context) {
 				}
 				s.log.Error("push: evaluate", "from", evalPos, "err", err)
 				if len(unstored) == 0 {
-					// The same batch would fail again at once; wait for news.
+					// The same batch would fail again at once; wait for
+					// news. Long polls waiting for these results go on.
+					s.release(cur)
 					if err := s.rooms.Wait(ctx, cur, eph); err != nil {
 						return
 					}
@@ -199,6 +211,7 @@ func (s *Service) follow(ctx context.Context) {
 						return
 					}
 					s.log.Error("push: store", "from", pos, "err", err)
+					s.release(cur)
 					if err := s.rooms.Wait(ctx, cur, eph); err != nil {
 						return
 					}
@@ -295,6 +308,7 @@ func (s *Service) processed(pos uint64) {
 		s.pending = nil // stored now
 		close(s.doneCh)
 		s.doneCh = make(chan struct{})
+		s.moveReady()
 	}
 }
 
@@ -306,6 +320,55 @@ func (s *Service) publish(batch []evaluated, upto uint64) {
 	s.pending, s.memPos = batch, upto
 	close(s.doneCh)
 	s.doneCh = make(chan struct{})
+	s.moveReady()
+}
+
+// moveReady wakes Ready's waiters if its position moved; doneMu is held.
+func (s *Service) moveReady() {
+	if r := max(s.donePos, s.memPos, s.released); r > s.readyPos {
+		s.readyPos = r
+		close(s.readyCh)
+		s.readyCh = make(chan struct{})
+	}
+}
+
+// release lets long polls waiting in Ready go on up to pos without the
+// results of the events there (after an error: they count them
+// themselves), and wakes every waiter.
+func (s *Service) release(pos uint64) {
+	s.doneMu.Lock()
+	defer s.doneMu.Unlock()
+	s.released = max(s.released, pos)
+	close(s.doneCh)
+	s.doneCh = make(chan struct{})
+	s.readyPos = max(s.readyPos, pos)
+	close(s.readyCh) // always: Stop uses it to say the evaluator is gone
+	s.readyCh = make(chan struct{})
+}
+
+// Ready returns the stream position up to which the evaluator has
+// published the results of every event (or given up on them, see
+// release), and a channel closed when that may have moved; ok is false
+// when the evaluator is not running, and nothing would move it. A /sync
+// long poll waits on this instead of the commit itself (docs/architecture.md,
+// "/sync"): woken together by the commit, a room's 50 long polls used to
+// take both cores only to park again for these results, delaying the
+// evaluator they were waiting for (docs/performance.md, "Delivery: the
+// critical path").
+func (s *Service) Ready() (pos uint64, changed <-chan struct{}, ok bool) {
+	if !s.running.Load() {
+		return 0, nil, false
+	}
+	s.doneMu.Lock()
+	defer s.doneMu.Unlock()
+	return s.readyPos, s.readyCh, true
+}
+
+// inMemory reports whether results up to pos are stored or published.
+func (s *Service) inMemory(pos uint64) bool {
+	s.doneMu.Lock()
+	defer s.doneMu.Unlock()
+	return s.donePos >= pos || s.memPos >= pos
 }
 
 // waitInMemory waits until results up to pos are stored or published.

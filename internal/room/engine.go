@@ -174,6 +174,10 @@ func (e *Engine) Wait(ctx context.Context, pos, ephemeral uint64) error {
 // Pos returns the stream position and ephemeral counter.
 func (e *Engine) Pos() (uint64, uint64) { return e.notifier.Pos() }
 
+// EphemeralWatch returns the ephemeral counter and a channel closed when
+// it next moves; commits do not close it (stream.Notifier.EphemeralWatch).
+func (e *Engine) EphemeralWatch() (uint64, <-chan struct{}) { return e.notifier.EphemeralWatch() }
+
 // SupportedVersions are the spec's stable room versions, 1 to 12. The
 // gomatrixserverlib registry also holds MSC versions it marks stable; they
 // are neither created nor advertised.

@@ -16,11 +16,15 @@ type Notifier struct {
 	pos       uint64
 	ephemeral uint64
 	wake      chan struct{}
+	// ephWake is closed when the ephemeral counter moves, and only then:
+	// a long poll that waits for the push evaluator's results of a commit
+	// instead of the commit itself still hears typing at once.
+	ephWake chan struct{}
 }
 
 // New returns a notifier starting at the stored position pos.
 func New(pos uint64) *Notifier {
-	return &Notifier{pos: pos, wake: make(chan struct{})}
+	return &Notifier{pos: pos, wake: make(chan struct{}), ephWake: make(chan struct{})}
 }
 
 // Pos returns the current durable position and ephemeral counter.
@@ -48,7 +52,17 @@ func (n *Notifier) Bump() uint64 {
 	defer n.mu.Unlock()
 	n.ephemeral++
 	n.broadcast()
+	close(n.ephWake)
+	n.ephWake = make(chan struct{})
 	return n.ephemeral
+}
+
+// EphemeralWatch returns the ephemeral counter and a channel closed when
+// it next moves (a durable commit does not close it).
+func (n *Notifier) EphemeralWatch() (uint64, <-chan struct{}) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.ephemeral, n.ephWake
 }
 
 func (n *Notifier) broadcast() {

@@ -42,3 +42,28 @@ func TestWaitHonoursContext(t *testing.T) {
 		t.Fatal("wait returned nil without an advance")
 	}
 }
+
+// EphemeralWatch's channel closes on a typing bump and never on a commit:
+// long polls waiting for the push evaluator rely on both halves.
+func TestEphemeralWatchIgnoresCommits(t *testing.T) {
+	n := New(5)
+	e, ch := n.EphemeralWatch()
+	if e != 0 {
+		t.Fatalf("ephemeral %d, want 0", e)
+	}
+	n.Advance(6)
+	select {
+	case <-ch:
+		t.Fatal("a commit closed the ephemeral channel")
+	default:
+	}
+	n.Bump()
+	select {
+	case <-ch:
+	default:
+		t.Fatal("a bump left the ephemeral channel open")
+	}
+	if e, _ := n.EphemeralWatch(); e != 1 {
+		t.Fatalf("ephemeral %d, want 1", e)
+	}
+}

@@ -17,6 +17,7 @@ type roomEngine interface {
 	// The stream: /sync's long poll and rooms section.
 	Pos() (uint64, uint64)
 	Wait(ctx context.Context, pos, ephemeral uint64) error
+	EphemeralWatch() (uint64, <-chan struct{})
 	SyncConcerns(userID string, from, to uint64, foreign func(store.Change) bool) (bool, error)
 	Sync(req room.SyncRequest) (*room.SyncRooms, error)
 	SpanChangeKinds(from, to uint64) (room.ChangeKinds, error)

@@ -176,10 +176,7 @@ func (s *Server) syncFilter(c *caller, param string) (*filter, error) {
 	if !strings.HasPrefix(strings.TrimSpace(param), "{") {
 		return s.storedFilter(c.Localpart, param) // sync_filter.go
 	}
-	if err := json.Unmarshal([]byte(param), f); err != nil {
-		return nil, matrixerr.BadJSON("filter is not a valid Filter")
-	}
-	return f, f.validate()
+	return s.inlineFilter(param) // sync_filter.go
 }
 
 func (s *Server) putFilter(w http.ResponseWriter, r *http.Request, c *caller) error {

@@ -17,6 +17,40 @@ import (
 type filterCache struct {
 	mu      sync.Mutex
 	entries map[[2]string]*filter // {localpart, id} → never modified once stored
+	// inline are filters given inline as JSON (as hearth-bench and some
+	// bots do on every long poll), keyed by their exact text: the parsed
+	// filter is a function of the text alone, whoever sends it.
+	inline map[string]*filter
+}
+
+// maxInlineFilterText bounds the inline filters kept, by length.
+const maxInlineFilterText = 4096
+
+// inlineFilter is the filter given inline as JSON text, parsed and
+// validated. The caller must not modify it.
+func (s *Server) inlineFilter(text string) (*filter, error) {
+	s.filters.mu.Lock()
+	f := s.filters.inline[text]
+	s.filters.mu.Unlock()
+	if f != nil {
+		return f, nil
+	}
+	f = &filter{}
+	if err := json.Unmarshal([]byte(text), f); err != nil {
+		return nil, matrixerr.BadJSON("filter is not a valid Filter")
+	}
+	if err := f.validate(); err != nil {
+		return nil, err
+	}
+	if len(text) <= maxInlineFilterText {
+		s.filters.mu.Lock()
+		if s.filters.inline == nil || len(s.filters.inline) >= maxCachedFilters {
+			s.filters.inline = map[string]*filter{}
+		}
+		s.filters.inline[text] = f
+		s.filters.mu.Unlock()
+	}
+	return f, nil
 }
 
 // maxCachedFilters bounds the cache; past it the cache starts over.

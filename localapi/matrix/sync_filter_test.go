@@ -32,3 +32,29 @@ func TestSyncFilterIDIsItsOwners(t *testing.T) {
 	ts.do(t, "GET", covV3+"/sync?timeout=0&filter="+url.QueryEscape(id), bob.Token, nil).
 		wantError(t, 400, "M_INVALID_PARAM")
 }
+
+// Inline filters are kept parsed by their exact text (filterCache.inline):
+// alternating two of them, each sync gets its own, from memory after the
+// first; an invalid one is refused every time, never kept.
+func TestSyncInlineFilterKeyedByText(t *testing.T) {
+	ts := newTestServer(t)
+	alice := ts.register(t, "alice")
+	roomID := ts.createRoom(t, alice, map[string]any{"preset": "public_chat"})
+	for i := range 3 {
+		ts.send(t, alice, roomID, fmt.Sprintf("t%d", i), "hello")
+	}
+	for round := range 2 {
+		for _, limit := range []int{1, 2} {
+			f := fmt.Sprintf(`{"room":{"timeline":{"limit":%d}}}`, limit)
+			r := ts.do(t, "GET", covV3+"/sync?timeout=0&filter="+url.QueryEscape(f), alice.Token, nil)
+			r.wantStatus(t, 200)
+			tl := joinedIn(t, r.json(t), roomID)["timeline"].(map[string]any)["events"].([]any)
+			if len(tl) != limit {
+				t.Fatalf("round %d, limit %d: %d timeline events", round, limit, len(tl))
+			}
+		}
+		bad := `{"room":{"timeline":{"limit":-1}}}`
+		ts.do(t, "GET", covV3+"/sync?timeout=0&filter="+url.QueryEscape(bad), alice.Token, nil).
+			wantError(t, 400, "M_BAD_JSON")
+	}
+}

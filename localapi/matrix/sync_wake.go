@@ -6,6 +6,7 @@ import (
 
 	"github.com/hearth-chat/hearth/internal/account"
 	"github.com/hearth-chat/hearth/internal/store"
+	"github.com/hearth-chat/hearth/push"
 )
 
 // syncWatch, when set (by tests), is called each time a /sync builds a
@@ -14,7 +15,7 @@ import (
 var syncWatch func(userID string, now uint64, built bool)
 
 // awaitNews blocks until the stream moves past (pos, eph) in a way that
-// may concern c's /sync, or ctx ends. Every long poll is woken by every
+// may concern c's /sync, or ctx ends. A long poll is woken by every
 // commit; one that only moved positions in rooms the user is not in (the
 // common case on a server with many rooms) goes back to waiting after a
 // look at those positions, instead of building a whole response to find
@@ -22,20 +23,12 @@ var syncWatch func(userID string, now uint64, built bool)
 // change always counts: the ephemeral counter carries no room.
 func (s *Server) awaitNews(ctx context.Context, c *caller, pos, eph uint64) error {
 	for {
-		if err := s.rooms.Wait(ctx, pos, eph); err != nil {
+		now, typing, err := s.awaitMove(ctx, pos, eph)
+		if err != nil {
 			return err
 		}
-		now, nowEph := s.rooms.Pos()
-		if nowEph != eph {
+		if typing {
 			return nil
-		}
-		if s.push != nil && now > pos {
-			// Park at once until the push evaluator has published the new
-			// events' counts, which the response needs anyway: woken by
-			// the same commit, the 50 long polls of a room used to take
-			// both cores for their SyncConcerns reads before the
-			// evaluator ran, delaying every one of their responses.
-			s.push.AwaitCounts(ctx, now)
 		}
 		concerns, err := s.rooms.SyncConcerns(c.UserID, pos, now, func(ch store.Change) bool {
 			return s.foreignChange(c, ch)
@@ -48,6 +41,59 @@ func (s *Server) awaitNews(ctx context.Context, c *caller, pos, eph uint64) erro
 		}
 		pos = now
 	}
+}
+
+// awaitMove blocks until the typing counter moves from eph (typing), or
+// the stream moves past pos; it returns the position to look at up to.
+// With push running it waits for the push evaluator to have published
+// the results of the new events rather than for their commit, and
+// returns the position published: the response needs those counts
+// (Client-Server API §"Receiving notifications": the count in the
+// response that carries the event), and a room's long polls woken by the
+// commit itself each took the CPU only to park again for them, while
+// the evaluator they all waited for sat runnable behind them
+// (docs/performance.md, "Delivery: the critical path").
+func (s *Server) awaitMove(ctx context.Context, pos, eph uint64) (now uint64, typing bool, err error) {
+	for s.push != nil {
+		e, typed := s.rooms.EphemeralWatch()
+		if e != eph {
+			return 0, true, nil
+		}
+		ready, published, ok := s.push.Ready()
+		if !ok {
+			break // no evaluator: wait for the commit
+		}
+		if ready > pos {
+			return ready, false, nil
+		}
+		var late <-chan time.Time
+		var t *time.Timer
+		if cur, _ := s.rooms.Pos(); cur > pos {
+			// Committed but not evaluated yet: wait no longer than /sync
+			// would wait for the counts anyway (Live counts them itself
+			// after that); no timer for a poll with nothing committed, so
+			// idle long polls never wake.
+			t = time.NewTimer(push.LiveWait)
+			late = t.C
+		}
+		select {
+		case <-typed:
+		case <-published:
+		case <-late:
+			now, _ := s.rooms.Pos()
+			return now, false, nil
+		case <-ctx.Done():
+			return 0, false, ctx.Err()
+		}
+		if t != nil {
+			t.Stop()
+		}
+	}
+	if err := s.rooms.Wait(ctx, pos, eph); err != nil {
+		return 0, false, err
+	}
+	now, nowEph := s.rooms.Pos()
+	return now, nowEph != eph, nil
 }
 
 // caughtUp reports whether a long poll may wait before building anything:

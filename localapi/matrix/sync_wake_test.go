@@ -124,3 +124,46 @@ func TestLongPollAcknowledgesToDeviceBeforeWaiting(t *testing.T) {
 		t.Fatalf("the long poll did not end with bob's new room: %v", resp)
 	}
 }
+
+// A long poll woken by a message carries the message and its unread count
+// in the same response (Client-Server API §"Receiving notifications"):
+// the poll waits for the push evaluator's results of the commit, not for
+// the commit alone, and a typing notification still ends it at once.
+func TestLongPollCarriesItsCount(t *testing.T) {
+	ps := newPushServer(t)
+	alice, bob := ps.register(t, "alice"), ps.register(t, "bob")
+	roomID := ps.createRoom(t, alice, map[string]any{"preset": "public_chat"})
+	ps.do(t, "POST", covV3+"/join/"+url.PathEscape(roomID), bob.Token, map[string]any{}).wantStatus(t, 200)
+	ps.settle(t)
+	since := covSync(t, ps.testServer, bob, "")["next_batch"].(string)
+	for i := 1; i <= 3; i++ {
+		poll := longPoll(t, ps.testServer, bob, since)
+		ps.send(t, alice, roomID, "t"+string(rune('0'+i)), "hello bob")
+		resp := <-poll
+		if resp == nil {
+			t.Fatal("long poll failed")
+		}
+		jr, _ := resp["rooms"].(map[string]any)["join"].(map[string]any)[roomID].(map[string]any)
+		if jr == nil {
+			t.Fatalf("message %d: room missing from %v", i, resp)
+		}
+		events := jr["timeline"].(map[string]any)["events"].([]any)
+		unread := jr["unread_notifications"].(map[string]any)["notification_count"].(float64)
+		if len(events) != 1 || int(unread) != i {
+			t.Fatalf("message %d: %d events, notification_count %v, want 1 and %d", i, len(events), unread, i)
+		}
+		since = resp["next_batch"].(string)
+	}
+
+	poll := longPoll(t, ps.testServer, bob, since)
+	ps.do(t, "PUT", covV3+"/rooms/"+url.PathEscape(roomID)+"/typing/"+url.PathEscape(alice.ID), alice.Token,
+		map[string]any{"typing": true, "timeout": 30000}).wantStatus(t, 200)
+	resp := <-poll
+	if resp == nil {
+		t.Fatal("long poll failed")
+	}
+	eph := resp["rooms"].(map[string]any)["join"].(map[string]any)[roomID].(map[string]any)["ephemeral"].(map[string]any)["events"].([]any)
+	if len(eph) != 1 {
+		t.Fatalf("typing: ephemeral %v", eph)
+	}
+}
