@@ -103,6 +103,8 @@ func (s *Service) run(ctx context.Context) {
 	buf := make([]byte, maxPacket+1)
 	oob := ipv4.NewControlMessage(ipv4.FlagInterface)
 	var cm ipv4.ControlMessage
+	al := newAlarm()
+	defer al.close()
 	s.checkNetworks(time.Now())
 	var deadline time.Time
 	for {
@@ -126,6 +128,7 @@ func (s *Service) run(ctx context.Context) {
 		}
 		if !next.Equal(deadline) {
 			s.udp.SetReadDeadline(next)
+			al.set(next)
 			deadline = next
 		}
 		if s.poked.Load() || ctx.Err() != nil {
