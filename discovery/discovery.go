@@ -334,7 +334,7 @@ func (s *Service) tick(now time.Time) time.Time {
 	if s.applyTXT() && s.announce {
 		s.annLeft, s.nextAnn = 2, now // RFC 6762 §8.4
 	}
-	if s.annLeft > 0 && !now.Before(s.nextAnn) {
+	if s.annLeft > 0 && !now.Before(s.annDue()) {
 		s.respond(0, RecordTTL, now)
 		s.annLeft--
 		s.nextAnn = now.Add(announceGap)
@@ -369,12 +369,30 @@ func (s *Service) tick(now time.Time) time.Time {
 
 	next := earliest(s.table.next(), s.nextQuery)
 	if s.annLeft > 0 {
-		next = earliest(next, s.nextAnn)
+		next = earliest(next, s.annDue())
 	}
 	for _, at := range s.respondAt {
 		next = earliest(next, at)
 	}
 	return next
+}
+
+// annAlign is how much later the second announcement may go out to
+// travel with a browse query due just after it.
+const annAlign = 200 * time.Millisecond
+
+// annDue is when the next announcement goes out. The second goes with
+// the browse query due at most annAlign after it (the second query, 1 s
+// after the first, which followed the first announcement by 20–120 ms):
+// one wake-up for both instead of two, still at least a second after the
+// first announcement (RFC 6762 §8.3). Issue 15: an idle daemon's first
+// minute is mostly these wake-ups. The first announcement never waits:
+// it is how peers already running learn of us.
+func (s *Service) annDue() time.Time {
+	if s.annLeft == 1 && !s.nextQuery.IsZero() && s.nextQuery.After(s.nextAnn) && s.nextQuery.Sub(s.nextAnn) <= annAlign {
+		return s.nextQuery
+	}
+	return s.nextAnn
 }
 
 func earliest(a, b time.Time) time.Time {
