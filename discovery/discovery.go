@@ -8,10 +8,8 @@
 package discovery
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -105,6 +103,10 @@ type Service struct {
 
 	// Owned by the run goroutine (and Start/Stop around it).
 	conn       *ipv4.PacketConn
+	udp        *net.UDPConn  // conn's socket, read and written directly (run.go)
+	mcastIf    int           // the interface index multicasts go out on now (0: not set)
+	recent     [][]byte      // the packets sent last, to know their looped-back copies (run.go)
+	heard      atomic.Uint64 // packets handled, not counting our own looped back (tests)
 	joined     map[int]bool
 	ifs        []iface
 	netKey     string
@@ -122,17 +124,22 @@ type Service struct {
 	// sleep, so every peer still there answers (woke).
 	askAllUntil time.Time
 
-	kick   chan struct{}
-	retxt  chan struct{} // SetTXT changed txt
-	txt    txtState      // under mu
+	txt    txtState // under mu
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	// What other goroutines ask of the run goroutine (run.go): set, then
+	// the socket's read deadline is moved to the past to interrupt it.
+	pokeMu   sync.Mutex
+	poked    atomic.Bool
+	pending  pokes
+	pokeConn atomic.Pointer[net.UDPConn] // udp, for other goroutines
 }
 
 // New returns a service that has not started.
 func New(cfg Config) *Service {
 	s := &Service{cfg: cfg, table: newTable(cfg.DB, cfg.ServerName, cfg.InternetKeys), joined: map[int]bool{},
-		respondAt: map[int]time.Time{}, lastResp: map[int]time.Time{}, kick: make(chan struct{}, 1), retxt: make(chan struct{}, 1)}
+		respondAt: map[int]time.Time{}, lastResp: map[int]time.Time{}}
 	extra := slices.Clone(cfg.TXT)
 	slices.Sort(extra)
 	s.me = self{serverName: cfg.ServerName, txt: txtRecords(cfg.ServerName, cfg.KeyID, cfg.Key, extra...)}
@@ -185,10 +192,7 @@ func (s *Service) Forget(ctx context.Context, name string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
+	s.poke(func(p *pokes) { p.kick = true })
 	return existed, nil
 }
 
@@ -251,7 +255,8 @@ func (s *Service) Start() error {
 	_ = p.SetControlMessage(ipv4.FlagInterface, true)
 	_ = p.SetMulticastTTL(255)       // RFC 6762 §11
 	_ = p.SetMulticastLoopback(true) // other daemons on this machine
-	s.conn = p
+	s.conn, s.udp = p, c.(*net.UDPConn)
+	s.pokeConn.Store(s.udp)
 	mon := s.cfg.Net
 	if mon == nil {
 		mon = netmon.New()
@@ -261,20 +266,31 @@ func (s *Service) Start() error {
 	netChanges, unsubscribe := mon.Subscribe()
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel, s.done = cancel, make(chan struct{})
-	pkts := make(chan rx, 32)
-	var readers sync.WaitGroup
-	readers.Add(1)
+	// Network changes reach the run goroutine as pokes: it sleeps in its
+	// socket read, not in a select.
+	forwarded := make(chan struct{})
 	go func() {
-		defer readers.Done()
-		s.read(pkts)
+		defer close(forwarded)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ch := <-netChanges:
+				s.poke(func(p *pokes) {
+					p.net.Network = p.net.Network || ch.Network
+					p.net.Slept = p.net.Slept || ch.Slept
+					p.netChanged = true
+				})
+			}
+		}
 	}()
 	go func() {
 		defer close(s.done)
-		s.run(ctx, pkts, netChanges)
+		s.run(ctx)
 		unsubscribe()
+		<-forwarded
 		s.goodbye()
 		c.Close()
-		readers.Wait()
 	}()
 	return nil
 }
@@ -283,6 +299,7 @@ func (s *Service) Start() error {
 func (s *Service) Stop() {
 	if s.cancel != nil {
 		s.cancel()
+		s.poke(func(*pokes) {})
 		<-s.done
 		s.cancel = nil
 	}
@@ -311,81 +328,13 @@ func (s *Service) parseAdvertise() error {
 	return nil
 }
 
-// rx is one received packet and the interface it came in on (0: unknown).
-type rx struct {
-	b       []byte
-	ifIndex int
-}
-
-// read passes packets to run until the socket closes. When run lags
-// behind (a flood), packets are dropped here rather than queued.
-func (s *Service) read(out chan<- rx) {
-	defer close(out)
-	buf := make([]byte, maxPacket+1)
-	for {
-		n, cm, _, err := s.conn.ReadFrom(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			time.Sleep(100 * time.Millisecond) // a network going down: do not spin
-			continue
-		}
-		if n > maxPacket {
-			continue
-		}
-		idx := 0
-		if cm != nil {
-			idx = cm.IfIndex
-		}
-		select {
-		case out <- rx{b: bytes.Clone(buf[:n]), ifIndex: idx}:
-		default:
-		}
-	}
-}
-
-// run is the one goroutine that sends and handles packets.
-func (s *Service) run(ctx context.Context, pkts <-chan rx, netChanges <-chan netmon.Change) {
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	s.checkNetworks(time.Now())
-	for {
-		next := s.tick(time.Now())
-		if !next.IsZero() {
-			timer.Reset(time.Until(next))
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case p, ok := <-pkts:
-			if !ok {
-				return
-			}
-			s.handlePacket(ctx, p.b, p.ifIndex, time.Now())
-		case c := <-netChanges:
-			s.netChanged(c, time.Now())
-		case <-s.kick:
-			s.queryEvery, s.nextQuery = 0, time.Now()
-		case <-s.retxt: // tick applies it
-		case <-timer.C:
-		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
-	}
-}
-
 // tick does what is due at now and returns when to wake up next (zero:
 // on the next packet or event only).
 func (s *Service) tick(now time.Time) time.Time {
 	if s.applyTXT() && s.announce {
 		s.annLeft, s.nextAnn = 2, now // RFC 6762 §8.4
 	}
-	if s.annLeft > 0 && !now.Before(s.nextAnn) {
+	if s.annLeft > 0 && !now.Before(s.annDue()) {
 		s.respond(0, RecordTTL, now)
 		s.annLeft--
 		s.nextAnn = now.Add(announceGap)
@@ -420,12 +369,30 @@ func (s *Service) tick(now time.Time) time.Time {
 
 	next := earliest(s.table.next(), s.nextQuery)
 	if s.annLeft > 0 {
-		next = earliest(next, s.nextAnn)
+		next = earliest(next, s.annDue())
 	}
 	for _, at := range s.respondAt {
 		next = earliest(next, at)
 	}
 	return next
+}
+
+// annAlign is how much later the second announcement may go out to
+// travel with a browse query due just after it.
+const annAlign = 200 * time.Millisecond
+
+// annDue is when the next announcement goes out. The second goes with
+// the browse query due at most annAlign after it (the second query, 1 s
+// after the first, which followed the first announcement by 20–120 ms):
+// one wake-up for both instead of two, still at least a second after the
+// first announcement (RFC 6762 §8.3). Issue 15: an idle daemon's first
+// minute is mostly these wake-ups. The first announcement never waits:
+// it is how peers already running learn of us.
+func (s *Service) annDue() time.Time {
+	if s.annLeft == 1 && !s.nextQuery.IsZero() && s.nextQuery.After(s.nextAnn) && s.nextQuery.Sub(s.nextAnn) <= annAlign {
+		return s.nextQuery
+	}
+	return s.nextAnn
 }
 
 func earliest(a, b time.Time) time.Time {

@@ -57,11 +57,18 @@ func (s *Service) send(b []byte, i iface) {
 	if s.conn == nil {
 		return
 	}
-	if err := s.conn.SetMulticastInterface(&i.ifi); err != nil {
-		slog.Debug("LAN discovery: cannot send", "interface", i.ifi.Name, "err", err)
-		return
+	// One setsockopt when the interface changes, not one per packet:
+	// each system call of an idle daemon costs (issue 15).
+	if s.mcastIf != i.ifi.Index {
+		if err := s.conn.SetMulticastInterface(&i.ifi); err != nil {
+			s.mcastIf = 0
+			slog.Debug("LAN discovery: cannot send", "interface", i.ifi.Name, "err", err)
+			return
+		}
+		s.mcastIf = i.ifi.Index
 	}
-	if _, err := s.conn.WriteTo(b, nil, mdnsGroup); err != nil {
+	s.remember(b)
+	if _, err := s.udp.WriteToUDPAddrPort(b, mdnsGroupAddr); err != nil {
 		slog.Debug("LAN discovery: cannot send", "interface", i.ifi.Name, "err", err)
 	}
 }

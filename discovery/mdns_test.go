@@ -186,3 +186,31 @@ func TestForgetAcceptsNewKey(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestOwnPacketsNotParsed: a daemon alone on the LAN hears its own
+// announcements and queries come back (multicast loopback, which other
+// daemons on the same machine need) and drops them unparsed. Before, each
+// was parsed and handled: an idle daemon's first minute paid for its
+// packets twice (issue 15, "The first minute after ready"). A peer's
+// packets are still handled.
+func TestOwnPacketsNotParsed(t *testing.T) {
+	if !inPrivateLAN(t) {
+		return
+	}
+	a, _ := startService(t, "anna.local", "0.0.0.0:18448")
+	// Two announcements (at once and a second later) and two queries.
+	for start := time.Now(); a.PacketsSent() < 4; {
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("sent %d packets in 5 s", a.PacketsSent())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := a.heard.Load(); n != 0 {
+		t.Fatalf("alone on the LAN, a handled %d packets after sending %d: its own", n, a.PacketsSent())
+	}
+	startService(t, "bob.local", "0.0.0.0:28448")
+	waitPeer(t, a, "bob.local", true, 3*time.Second)
+	if a.heard.Load() == 0 {
+		t.Fatal("a listed bob without handling a packet")
+	}
+}

@@ -332,3 +332,52 @@ func TestWakeFromSleep(t *testing.T) {
 		t.Fatalf("after waking: %+v", ps)
 	}
 }
+
+// TestSecondAnnouncementWithQuery: at start the second announcement goes
+// out with the second browse query, in one wake-up, at least a second
+// after the first (RFC 6762 §8.3); the first announcement goes at once
+// and the queries keep their schedule (20–120 ms, then 1, 2, 4 s apart).
+// Before, the second announcement woke the daemon on its own, 20–120 ms
+// before the second query.
+func TestSecondAnnouncementWithQuery(t *testing.T) {
+	s, _ := offline(t, "me.local", "10.77.0.1", 8448)
+	t0 := time.Unix(1_800_000_000, 0)
+	now := t0
+	var anns, queries []time.Duration
+	s.sendHook = func(b []byte, _ iface) {
+		pk, err := parsePacket(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pk.response {
+			anns = append(anns, now.Sub(t0))
+		} else {
+			queries = append(queries, now.Sub(t0))
+		}
+	}
+	wakes := 0
+	for now.Before(t0.Add(5 * time.Second)) {
+		next := s.tick(now)
+		wakes++
+		if !next.After(now) {
+			t.Fatalf("at %v the schedule does not advance", now.Sub(t0))
+		}
+		now = next
+	}
+	if len(anns) != 2 || len(queries) != 3 {
+		t.Fatalf("announcements at %v, queries at %v", anns, queries)
+	}
+	if anns[0] != 0 {
+		t.Errorf("first announcement at %v, want at once", anns[0])
+	}
+	if q := queries[0]; q < 20*time.Millisecond || q > 120*time.Millisecond {
+		t.Errorf("first query at %v", q)
+	}
+	if queries[1]-queries[0] != time.Second || queries[2]-queries[1] != 2*time.Second {
+		t.Errorf("queries at %v: want 1 s, then 2 s apart", queries)
+	}
+	if anns[1] != queries[1] || anns[1]-anns[0] < time.Second {
+		t.Errorf("second announcement at %v, second query at %v: want together, ≥ 1 s after the first", anns[1], queries[1])
+	}
+	t.Logf("announcements %v, queries %v, %d wake-ups", anns, queries, wakes)
+}

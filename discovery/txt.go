@@ -35,10 +35,7 @@ func (s *Service) SetTXT(extra []string) {
 	s.txt.all = txtRecords(s.cfg.ServerName, s.cfg.KeyID, s.cfg.Key, append(slices.Clone(s.txt.fixed), extra...)...)
 	s.txt.dirty = true
 	s.mu.Unlock()
-	select {
-	case s.retxt <- struct{}{}:
-	default:
-	}
+	s.poke(func(*pokes) {}) // tick applies it
 }
 
 // TXT is the TXT record this service announces (or will at its next

@@ -1,0 +1,57 @@
+package discovery
+
+import (
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// alarm makes the runtime's poller wake on time for the run goroutine's
+// read deadline.
+//
+// Go's poller sleeps in epoll_wait with a timeout, and Linux lets such a
+// timeout run late by 0.1 % (select_estimate_accuracy: 16 ms after a
+// 16 s wait), while the runtime's monitor thread (sysmon) sleeps on a
+// futex that wakes on time for the same timer. Woken with the timer due
+// but not yet run, sysmon polls every 20 µs until the poller comes:
+// 0.2–1 ms of CPU for each of the long waits of an idle daemon's browse
+// schedule (issue 15, docs/performance.md "The first minute after
+// ready"). A timerfd in the poller's epoll set, armed for the same
+// moment, is an hrtimer with the usual 50 µs slack: the poller wakes
+// with it and runs the deadline's timer at once. Nothing reads the
+// timerfd; re-arming it clears it.
+type alarm struct{ f *os.File }
+
+func newAlarm() *alarm {
+	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+	if err != nil {
+		return nil // deadlines alone still work
+	}
+	// Non-blocking, so os registers it with the runtime's poller.
+	return &alarm{f: os.NewFile(uintptr(fd), "discovery alarm")}
+}
+
+// set arms the alarm for at (slightly after, so that the deadline is due
+// when the poller wakes); zero disarms it.
+func (a *alarm) set(at time.Time) {
+	if a == nil {
+		return
+	}
+	var spec unix.ItimerSpec
+	if !at.IsZero() {
+		d := max(time.Until(at)+50*time.Microsecond, time.Microsecond)
+		spec.Value = unix.NsecToTimespec(int64(d))
+	}
+	rc, err := a.f.SyscallConn()
+	if err != nil {
+		return
+	}
+	rc.Control(func(fd uintptr) { unix.TimerfdSettime(int(fd), 0, &spec, nil) })
+}
+
+func (a *alarm) close() {
+	if a != nil {
+		a.f.Close()
+	}
+}

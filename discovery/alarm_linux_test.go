@@ -1,0 +1,36 @@
+package discovery
+
+import (
+	"encoding/binary"
+	"testing"
+	"time"
+)
+
+// TestAlarmFires: the alarm's timerfd, in the runtime's poller, becomes
+// readable when armed, for the latest time it was set to; disarmed, it
+// stays quiet.
+func TestAlarmFires(t *testing.T) {
+	a := newAlarm()
+	if a == nil {
+		t.Fatal("no timerfd")
+	}
+	defer a.close()
+	read := func(limit time.Duration) (uint64, error) {
+		a.f.SetReadDeadline(time.Now().Add(limit))
+		var b [8]byte
+		if _, err := a.f.Read(b[:]); err != nil {
+			return 0, err
+		}
+		return binary.NativeEndian.Uint64(b[:]), nil
+	}
+	a.set(time.Now().Add(time.Hour))
+	a.set(time.Now().Add(20 * time.Millisecond)) // re-armed sooner
+	if n, err := read(5 * time.Second); err != nil || n != 1 {
+		t.Fatalf("armed for 20 ms: %d expirations, %v", n, err)
+	}
+	a.set(time.Now().Add(20 * time.Millisecond))
+	a.set(time.Time{})
+	if n, err := read(200 * time.Millisecond); err == nil {
+		t.Fatalf("disarmed, yet it fired (%d)", n)
+	}
+}

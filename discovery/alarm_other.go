@@ -1,0 +1,13 @@
+//go:build !linux
+
+package discovery
+
+import "time"
+
+// alarm is a Linux remedy (alarm_linux.go); elsewhere the read deadline
+// alone wakes the run goroutine.
+type alarm struct{}
+
+func newAlarm() *alarm         { return nil }
+func (a *alarm) set(time.Time) {}
+func (a *alarm) close()        {}
