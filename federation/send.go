@@ -367,8 +367,9 @@ func (s *Service) checkPDUs(ctx context.Context, origin spec.ServerName, cands [
 	keys := newSigKeys(s.cfg.KeyRing)
 	keys.authed = authed
 	prechecker := s.cfg.Rooms.NewAuthPrechecker()
-	// Each room's server ACL is read once: none of the transaction's
-	// events is stored before all are checked, so all would see the same.
+	// Each room's server ACL is read once, before any of the
+	// transaction's events is stored: all are judged by the ACL the
+	// transaction arrived under.
 	acl := map[string]error{}
 	for i, c := range cands {
 		if _, ok := acl[c.roomID]; !ok {

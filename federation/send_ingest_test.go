@@ -262,10 +262,23 @@ func TestSendWriterNeverWaitsOnAKeyFetch(t *testing.T) {
 	answered := make(chan map[string]string, 1)
 	go func() { answered <- sendTxn(t, r.f, "slow-key", pdus) }()
 	<-fetching
-	// The key fetch hangs; the writer must still be free.
-	if _, err := r.f.rooms.Send(context.Background(), room.SendRequest{Sender: "@alice:" + fzHome, RoomID: r.id,
-		Type: "m.room.message", Content: json.RawMessage(`{"msgtype":"m.text","body":"still here"}`), TxnID: "t1", Device: "D"}); err != nil {
-		t.Fatalf("a local send while a key fetch hangs: %v", err)
+	// The key fetch hangs; the writer must still be free. (A writer that
+	// waits fails the test here instead of hanging it until go test's
+	// own timeout.)
+	sent := make(chan error, 1)
+	go func() {
+		_, err := r.f.rooms.Send(context.Background(), room.SendRequest{Sender: "@alice:" + fzHome, RoomID: r.id,
+			Type: "m.room.message", Content: json.RawMessage(`{"msgtype":"m.text","body":"still here"}`), TxnID: "t1", Device: "D"})
+		sent <- err
+	}()
+	select {
+	case err := <-sent:
+		if err != nil {
+			t.Fatalf("a local send while a key fetch hangs: %v", err)
+		}
+	case <-time.After(time.Minute):
+		close(release)
+		t.Fatal("a local send waited a minute behind a hanging key fetch: the store's writer waits on it")
 	}
 	close(release)
 	res := <-answered

@@ -104,3 +104,29 @@ func TestStoreOfPublishedWakesNoLongPoll(t *testing.T) {
 		t.Fatalf("Ready at %d, want 11", pos)
 	}
 }
+
+// TestReadyGoneWhenTheFollowerEnds: a follower that stops on an error it
+// cannot get past (here: its first write fails) publishes nothing any
+// more, so Ready must say so; long polls waiting on it would otherwise
+// sleep through every commit until their timeout.
+func TestReadyGoneWhenTheFollowerEnds(t *testing.T) {
+	e := openEnv(t, t.TempDir())
+	s := New(e.db, e.rooms, Options{})
+	e.db.Close() // every write fails: the follower cannot record its start
+	s.Start()
+	defer s.Stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, changed, ok := s.Ready()
+		if !ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the follower ended, yet Ready still says it runs")
+		}
+		select {
+		case <-changed:
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}

@@ -124,6 +124,13 @@ var keyPos = []byte("pos")
 // starts at the current position: history from before push existed is
 // not notified.
 func (s *Service) follow(ctx context.Context) {
+	// However it ends (Stop, or an error it cannot get past), nothing will
+	// publish results any more: long polls waiting in Ready go back to
+	// waiting for the commit, and /sync counts for itself (Live).
+	defer func() {
+		s.running.Store(false)
+		s.release(0)
+	}()
 	var pos uint64
 	s.db.View(func(tx *store.Tx) error {
 		pos = store.U64(tx.Get(store.PushMeta, keyPos))

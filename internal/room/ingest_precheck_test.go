@@ -78,10 +78,11 @@ func TestIngestBatchUsesPrecheckOnlyForSameAuthEvents(t *testing.T) {
 }
 
 // TestIngestStreamStoresEventsAsTheyAreChecked: the store's writer takes
-// a transaction's events one at a time as they are checked, so the
-// first is stored while the next is still being checked (here: the
-// second becomes ready only once the writer has taken the first); an
-// event the caller's checks refused (nil) is skipped with no result.
+// a transaction's events from next one at a time, in order, and may be
+// asked for one before the next is ready (here: the third becomes ready
+// only once the writer has taken the first); an event the caller's
+// checks refused (nil) is skipped with no result. (That the writer
+// stores event i before asking for i+1 is not observable from here.)
 func TestIngestStreamStoresEventsAsTheyAreChecked(t *testing.T) {
 	e, _ := newEngine(t)
 	ctx := context.Background()

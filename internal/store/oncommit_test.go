@@ -40,3 +40,22 @@ func TestOnCommitRunsOnlyAfterADurableCommit(t *testing.T) {
 		t.Fatalf("OnCommit ran for a transaction that rolled back")
 	}
 }
+
+// A write after Close (a background goroutine finishing at shutdown) is
+// refused with ErrClosed; it used to panic on the closed queue.
+func TestUpdateAfterCloseIsRefused(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "hearth.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(context.Background(), func(*Tx) error { return nil })
+	if !errors.Is(err, ErrClosed) {
+		t.Fatalf("Update after Close: %v, want ErrClosed", err)
+	}
+	if err := db.Close(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("second Close: %v, want ErrClosed", err)
+	}
+}

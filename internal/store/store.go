@@ -108,6 +108,9 @@ import (
 // ErrLocked is returned by Open when another process holds the file.
 var ErrLocked = errors.New("the data file is in use by another Hearth process")
 
+// ErrClosed is what a write gets after Close.
+var ErrClosed = errors.New("store: closed")
+
 // DB is the open bbolt file plus the goroutine that commits writes in groups.
 type DB struct {
 	bolt     *bolt.DB
@@ -115,6 +118,11 @@ type DB struct {
 	done     chan struct{}
 	onCommit func(pos uint64)
 	shared   sync.Map // Shared's values (shared.go)
+	// closing guards writes against Close: an Update that comes after it
+	// (a background goroutine still finishing at shutdown) gets ErrClosed
+	// instead of a send on the closed channel.
+	closing sync.RWMutex
+	closed  bool
 }
 
 type write struct {
@@ -175,7 +183,14 @@ func initialMmapSize() int {
 
 // Close stops the writer after the writes already queued and closes the file.
 func (db *DB) Close() error {
+	db.closing.Lock()
+	if db.closed {
+		db.closing.Unlock()
+		return ErrClosed
+	}
+	db.closed = true
 	close(db.writes)
+	db.closing.Unlock()
 	<-db.done
 	return db.bolt.Close()
 }
@@ -201,11 +216,18 @@ func (db *DB) View(fn func(*Tx) error) error {
 // variables it assigns on every run.
 func (db *DB) Update(ctx context.Context, fn func(*Tx) error) error {
 	w := &write{fn: fn, err: make(chan error, 1)}
+	db.closing.RLock()
+	if db.closed {
+		db.closing.RUnlock()
+		return ErrClosed
+	}
 	select {
 	case db.writes <- w:
 	case <-ctx.Done():
+		db.closing.RUnlock()
 		return ctx.Err()
 	}
+	db.closing.RUnlock()
 	// Once queued the write will happen; waiting for it keeps "acknowledged
 	// means durable" true even if the caller's context ends meanwhile.
 	return <-w.err
