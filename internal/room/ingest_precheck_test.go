@@ -20,30 +20,10 @@ import (
 // again) saying "refused" does not keep out a message the auth rules
 // allow.
 func TestIngestBatchUsesPrecheckOnlyForSameAuthEvents(t *testing.T) {
-	e, _ := newEngine(t)
-	ctx := context.Background()
-	roomID, err := e.CreateRoom(ctx, alice, Profile{}, CreateRequest{Preset: "public_chat"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	const bob2 = "@bob:hs2.test"
-	remoteMember(t, e, roomID, bob2, bob2, "join")
-	build := func(sender, body string) gomatrixserverlib.PDU {
-		t.Helper()
-		var pdu gomatrixserverlib.PDU
-		err := e.db.View(func(tx *store.Tx) error {
-			info, err := roomInfo(tx, roomID)
-			if err != nil {
-				return err
-			}
-			pdu, err = e.build(tx, info, message(roomID, sender, body))
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pdu
-	}
+	e, _, build := remoteRoom(t, bob2)
+	ctx := context.Background()
+	var err error
 
 	// The precheck's answer is the one used when its auth events are
 	// the ones found: here one made up, to see that it is.
@@ -84,29 +64,10 @@ func TestIngestBatchUsesPrecheckOnlyForSameAuthEvents(t *testing.T) {
 // checks refused (nil) is skipped with no result. (That the writer
 // stores event i before asking for i+1 is not observable from here.)
 func TestIngestStreamStoresEventsAsTheyAreChecked(t *testing.T) {
-	e, _ := newEngine(t)
-	ctx := context.Background()
-	roomID, err := e.CreateRoom(ctx, alice, Profile{}, CreateRequest{Preset: "public_chat"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	const bob2 = "@bob:hs2.test"
-	remoteMember(t, e, roomID, bob2, bob2, "join")
-	var msgs []gomatrixserverlib.PDU
-	for _, body := range []string{"first", "second"} {
-		err := e.db.View(func(tx *store.Tx) error {
-			info, err := roomInfo(tx, roomID)
-			if err != nil {
-				return err
-			}
-			pdu, err := e.build(tx, info, message(roomID, bob2, body))
-			msgs = append(msgs, pdu)
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	e, roomID, build := remoteRoom(t, bob2)
+	ctx := context.Background()
+	msgs := []gomatrixserverlib.PDU{build(bob2, "first"), build(bob2, "second")}
 	tookFirst := make(chan struct{})
 	var once sync.Once
 	next := func(i int) (gomatrixserverlib.PDU, *AuthPrecheck, bool) {
@@ -143,25 +104,10 @@ func TestIngestStreamStoresEventsAsTheyAreChecked(t *testing.T) {
 // run (the answer would be incomplete), and IngestStream says where it
 // stopped.
 func TestIngestStreamStopsBeforeASlowCheck(t *testing.T) {
-	e, _ := newEngine(t)
-	ctx := context.Background()
-	roomID, err := e.CreateRoom(ctx, alice, Profile{}, CreateRequest{Preset: "public_chat"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	const bob2 = "@bob:hs2.test"
-	remoteMember(t, e, roomID, bob2, bob2, "join")
-	var msg gomatrixserverlib.PDU
-	if err := e.db.View(func(tx *store.Tx) error {
-		info, err := roomInfo(tx, roomID)
-		if err != nil {
-			return err
-		}
-		msg, err = e.build(tx, info, message(roomID, bob2, "first"))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	e, roomID, build := remoteRoom(t, bob2)
+	ctx := context.Background()
+	msg := build(bob2, "first")
 	ran := false
 	res, done, committed := e.IngestStream(ctx, 3, func(i int) (gomatrixserverlib.PDU, *AuthPrecheck, bool) {
 		if i == 0 {
@@ -185,40 +131,17 @@ func TestIngestStreamStopsBeforeASlowCheck(t *testing.T) {
 // cited (another sender's membership) still gets its auth events read,
 // and one citing an event this server lacks gets no precheck.
 func TestAuthPrecheckerReadsWhatItLacks(t *testing.T) {
-	e, _ := newEngine(t)
-	ctx := context.Background()
-	roomID, err := e.CreateRoom(ctx, alice, Profile{}, CreateRequest{Preset: "public_chat"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	const bob2, carol2 = "@bob:hs2.test", "@carol:hs2.test"
-	remoteMember(t, e, roomID, bob2, bob2, "join")
-	remoteMember(t, e, roomID, carol2, carol2, "join")
-	build := func(sender string) gomatrixserverlib.PDU {
-		t.Helper()
-		var pdu gomatrixserverlib.PDU
-		err := e.db.View(func(tx *store.Tx) error {
-			info, err := roomInfo(tx, roomID)
-			if err != nil {
-				return err
-			}
-			pdu, err = e.build(tx, info, message(roomID, sender, "hi"))
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pdu
-	}
+	e, _, build := remoteRoom(t, bob2, carol2)
 	p := e.NewAuthPrechecker()
 	for _, sender := range []string{bob2, carol2, bob2} {
-		pre := p.Check(build(sender))
+		pre := p.Check(build(sender, "hi"))
 		if pre == nil || pre.err != nil || len(pre.auth) != 3 {
 			t.Fatalf("%s's message prechecked as %+v, want allowed over 3 auth events", sender, pre)
 		}
 	}
 	// A message citing an auth event never stored here.
-	msg := build(bob2)
+	msg := build(bob2, "hi")
 	forged, err := gomatrixserverlib.MustGetRoomVersion(msg.Version()).NewEventFromTrustedJSON(
 		[]byte(strings.Replace(string(msg.JSON()), `"auth_events":[`, `"auth_events":["$unknown",`, 1)), false)
 	if err != nil {
@@ -230,4 +153,35 @@ func TestAuthPrecheckerReadsWhatItLacks(t *testing.T) {
 	if pre := p.Check(forged); pre != nil {
 		t.Errorf("an event citing an unknown auth event prechecked as %+v, want none", pre)
 	}
+}
+
+// remoteRoom makes a public room of alice's that the remote users joined,
+// and returns a builder of their messages in it at its current state.
+func remoteRoom(t *testing.T, remote ...string) (*Engine, string, func(sender, body string) gomatrixserverlib.PDU) {
+	t.Helper()
+	e, _ := newEngine(t)
+	roomID, err := e.CreateRoom(context.Background(), alice, Profile{}, CreateRequest{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range remote {
+		remoteMember(t, e, roomID, u, u, "join")
+	}
+	build := func(sender, body string) gomatrixserverlib.PDU {
+		t.Helper()
+		var pdu gomatrixserverlib.PDU
+		err := e.db.View(func(tx *store.Tx) error {
+			info, err := roomInfo(tx, roomID)
+			if err != nil {
+				return err
+			}
+			pdu, err = e.build(tx, info, message(roomID, sender, body))
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pdu
+	}
+	return e, roomID, build
 }
