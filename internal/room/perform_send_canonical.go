@@ -69,17 +69,8 @@ func (p *canonScan) object(depth int) bool {
 		if !p.value(depth + 1) {
 			return false
 		}
-		if p.i >= len(p.b) {
-			return false
-		}
-		switch p.b[p.i] {
-		case ',':
-			p.i++
-		case '}':
-			p.i++
-			return true
-		default:
-			return false
+		if more, ok := p.next('}'); !more {
+			return ok
 		}
 	}
 }
@@ -94,18 +85,27 @@ func (p *canonScan) array(depth int) bool {
 		if !p.value(depth + 1) {
 			return false
 		}
-		if p.i >= len(p.b) {
-			return false
+		if more, ok := p.next(']'); !more {
+			return ok
 		}
-		switch p.b[p.i] {
-		case ',':
-			p.i++
-		case ']':
-			p.i++
-			return true
-		default:
-			return false
-		}
+	}
+}
+
+// next reads what follows a member of an object or array: a ',' (more
+// members follow) or its closing byte (ok, the end).
+func (p *canonScan) next(closing byte) (more, ok bool) {
+	if p.i >= len(p.b) {
+		return false, false
+	}
+	switch p.b[p.i] {
+	case ',':
+		p.i++
+		return true, true
+	case closing:
+		p.i++
+		return false, true
+	default:
+		return false, false
 	}
 }
 

@@ -21,7 +21,7 @@ type pushServer struct {
 	Push *push.Service
 }
 
-func newPushServer(t *testing.T) *pushServer {
+func newPushServer(t testing.TB) *pushServer {
 	t.Helper()
 	ts := newTestServer(t)
 	p := push.New(ts.DB, ts.Rooms, push.Options{AllowPrivateGateways: true, RetryBase: 5 * time.Millisecond})

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/hearth-chat/hearth/internal/e2ee"
-	"github.com/hearth-chat/hearth/push"
 )
 
 // BenchmarkSyncDelivery is hearth-bench's delivery section in process, for
@@ -26,14 +25,10 @@ func BenchmarkSyncDelivery(b *testing.B) {
 }
 
 func benchDelivery(b *testing.B, members, others int) {
-	ts := newTestServer(b)
 	// Wired as daemon.Start wires them: unread counts and E2EE sections
 	// are part of every response the daemon builds.
+	ts := newPushServer(b)
 	ts.API.SetKeys(e2ee.New(ts.DB, testServerName))
-	p := push.New(ts.DB, ts.Rooms, push.Options{})
-	p.Start()
-	ts.API.SetPush(p)
-	b.Cleanup(p.Stop)
 	// One kept-alive connection per poller, as real clients have, rather
 	// than a new one per request past the default two idle ones.
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * (members + others + 1)}}
@@ -117,12 +112,8 @@ func cpuTime() time.Duration {
 // wired as the daemon wires them, on one goroutine (no scheduling of 50
 // pollers in the figure). Every op asks about the same span.
 func BenchmarkIncrementalSync(b *testing.B) {
-	ts := newTestServer(b)
+	ts := newPushServer(b)
 	ts.API.SetKeys(e2ee.New(ts.DB, testServerName))
-	p := push.New(ts.DB, ts.Rooms, push.Options{})
-	p.Start()
-	ts.API.SetPush(p)
-	b.Cleanup(p.Stop)
 	alice, bob := ts.register(b, "alice"), ts.register(b, "bob")
 	roomID := ts.createRoom(b, alice, map[string]any{"preset": "public_chat"})
 	ts.do(b, "POST", covV3+"/join/"+url.PathEscape(roomID), bob.Token, map[string]any{}).wantStatus(b, 200)
@@ -131,7 +122,7 @@ func BenchmarkIncrementalSync(b *testing.B) {
 	pos, _ := ts.Rooms.Pos()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := p.WaitEvaluated(ctx, pos); err != nil {
+	if err := ts.Push.WaitEvaluated(ctx, pos); err != nil {
 		b.Fatal(err)
 	}
 	path := covV3 + "/sync?timeout=0&since=" + url.QueryEscape(since)
