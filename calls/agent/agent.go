@@ -32,7 +32,7 @@ import (
 type Rooms interface {
 	Pos() (uint64, uint64)
 	Wait(ctx context.Context, pos, ephemeral uint64) error
-	PushEventsAfter(from, to uint64, fn func(*room.PushEvent) error) error
+	PushEventsOfType(from, to uint64, wanted func(evType string) bool, fn func(*room.PushEvent) error) error
 	Send(ctx context.Context, req room.SendRequest) (string, error)
 	ChangeMembership(ctx context.Context, req room.MembershipRequest) (string, error)
 	HasLocalJoined(roomID string) bool
@@ -198,7 +198,7 @@ func (a *Agent) follow(ctx context.Context, pos uint64) {
 	for {
 		cur, eph := a.rooms.Pos()
 		if cur > pos {
-			err := a.rooms.PushEventsAfter(pos, cur, func(pe *room.PushEvent) error {
+			err := a.rooms.PushEventsOfType(pos, cur, handled, func(pe *room.PushEvent) error {
 				a.handle(pe)
 				return nil
 			})
@@ -216,7 +216,13 @@ func (a *Agent) follow(ctx context.Context, pos uint64) {
 	}
 }
 
-// handle looks at one new room event.
+// handled says whether handle acts on events of type typ; the follower
+// skips the others unread (most of a busy daemon's events are messages).
+func handled(typ string) bool {
+	return typ == "m.room.member" || typ == evEncrypted || isCallEvent(typ)
+}
+
+// handle looks at one new room event; handled names the types it acts on.
 func (a *Agent) handle(pe *room.PushEvent) {
 	ev := &pe.Event
 	switch {
