@@ -104,6 +104,9 @@ const parallelRecipients = 256
 // each joined local member but the sender, plus a local user the event
 // invites (for .m.rule.invite_for_me). Client-Server API §"Push Rules".
 func (ev *Evaluator) Evaluate(pe *room.PushEvent) ([]Result, error) {
+	if nobodyToNotify(pe) { // evaluate_alone.go
+		return nil, nil
+	}
 	mev := ev.parse(&pe.Event)
 	if mev == nil {
 		// Content mautrix cannot read cannot match content conditions

@@ -51,7 +51,9 @@ func (e *Engine) Send(ctx context.Context, req SendRequest) (string, error) {
 		return "", matrixerr.TooLarge("event content is larger than an event may be")
 	}
 	p := &pendingSend{ctx: ctx, req: req, done: make(chan struct{})}
-	e.enqueue(p)
+	if q := e.enqueue(p); q != nil {
+		e.buildFirst(req.RoomID, q) // perform_sequencer.go
+	}
 	<-p.done
 	return p.id, p.err
 }

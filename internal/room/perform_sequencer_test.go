@@ -265,3 +265,75 @@ func TestSendWithEndedContextIsNotSent(t *testing.T) {
 		return nil
 	})
 }
+
+// The sender who starts a room's queue builds its own batch; sends queued
+// behind a batch that ends early (at a state event) go to a builder
+// goroutine, and every one is sent in queue order. A lone Send leaves no
+// queue behind once it returns.
+func TestFirstSenderBuildsAndHandsOn(t *testing.T) {
+	ctx := context.Background()
+	e, db := newEngine(t)
+	roomID, err := e.CreateRoom(ctx, alice, Profile{}, CreateRequest{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic := ""
+	first := &pendingSend{ctx: ctx, done: make(chan struct{}), req: SendRequest{Sender: alice, Device: "D", RoomID: roomID,
+		Type: "m.room.topic", StateKey: &topic, Content: json.RawMessage(`{"topic":"t"}`)}}
+	q := e.enqueue(first)
+	if q == nil {
+		t.Fatal("the first send of an idle room was not made its builder")
+	}
+	var behind []*pendingSend
+	for _, body := range []string{"a", "b"} {
+		p := &pendingSend{ctx: ctx, done: make(chan struct{}), req: SendRequest{Sender: alice, Device: "D", RoomID: roomID,
+			Type: "m.room.message", Content: json.RawMessage(`{"body":"` + body + `"}`), TxnID: body}}
+		if e.enqueue(p) != nil {
+			t.Fatal("a send queued behind a builder was made a builder too")
+		}
+		behind = append(behind, p)
+	}
+	e.buildFirst(roomID, q)
+	select {
+	case <-first.done:
+	default:
+		t.Fatal("buildFirst returned before the caller's own send was done")
+	}
+	for _, p := range append([]*pendingSend{first}, behind...) {
+		<-p.done // hangs if nobody took over the sends behind
+		if p.err != nil {
+			t.Fatalf("send %s: %v", p.req.TxnID, p.err)
+		}
+	}
+	if _, err := e.Send(ctx, SendRequest{Sender: alice, Device: "D", RoomID: roomID, Type: "m.room.message",
+		Content: json.RawMessage(`{"body":"c"}`), TxnID: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	e.seq.mu.Lock()
+	left := len(e.seq.rooms)
+	e.seq.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d room queues left after the last Send returned", left)
+	}
+	var got []string
+	db.View(func(tx *store.Tx) error {
+		info, _ := roomInfo(tx, roomID)
+		return scanTimeline(tx, info.NID, 0, Forward, func(_, nid uint64) (bool, error) {
+			ev, err := e.loadEvent(tx, nid)
+			if err != nil {
+				return false, err
+			}
+			checkAllowed(t, e, tx, ev)
+			switch ev.PDU.Type() {
+			case "m.room.topic":
+				got = append(got, "topic")
+			case "m.room.message":
+				got = append(got, gjson.GetBytes(ev.PDU.Content(), "body").String())
+			}
+			return true, nil
+		})
+	})
+	if fmt.Sprint(got) != "[topic a b c]" {
+		t.Errorf("timeline %v, want [topic a b c]", got)
+	}
+}
