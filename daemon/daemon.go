@@ -232,6 +232,10 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	// they stop as soon as no client can sync any more, before the parts
 	// above stop.
 	d.closers.pushFunc("client API", api.Close)
+	// Indexed now, not by the index's flush timer after ready.
+	if err := d.indexStartup(); err != nil {
+		return abort(err)
+	}
 	root := http.NewServeMux()
 	root.Handle("/_hearth/", ctl)
 	root.Handle("/", api)
