@@ -116,6 +116,7 @@ type Service struct {
 	// Owned by the run goroutine (and Start/Stop around it).
 	conn       *ipv4.PacketConn
 	udp        *net.UDPConn  // conn's socket, read and written directly (run.go)
+	raw        rawConn       // udp's, for system calls that skip the runtime's bookkeeping (rawsys_linux.go)
 	mcastIf    int           // the interface index multicasts go out on now (0: not set)
 	recent     [][]byte      // the packets sent last, to know their looped-back copies (run.go)
 	heard      atomic.Uint64 // packets handled, not counting our own looped back (tests)
@@ -268,6 +269,9 @@ func (s *Service) Start() error {
 	_ = p.SetMulticastTTL(255)       // RFC 6762 §11
 	_ = p.SetMulticastLoopback(true) // other daemons on this machine
 	s.conn, s.udp = p, c.(*net.UDPConn)
+	if rc, err := s.udp.SyscallConn(); err == nil {
+		s.raw = rc
+	}
 	s.pokeConn.Store(s.udp)
 	mon := s.cfg.Net
 	if mon == nil {
