@@ -232,6 +232,10 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	// they stop as soon as no client can sync any more, before the parts
 	// above stop.
 	d.closers.pushFunc("client API", api.Close)
+	// Indexed now, not by the index's flush timer after ready.
+	if err := d.indexStartup(); err != nil {
+		return abort(err)
+	}
 	root := http.NewServeMux()
 	root.Handle("/_hearth/", ctl)
 	root.Handle("/", api)
@@ -251,24 +255,36 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 		d.server.Close()
 		return nil
 	})
+	// LAN discovery starts before the idle step and before the listener
+	// serves: its set-up (sockets, the interfaces read, the first
+	// announcement) is start-up's cost, not the first idle minute's, and
+	// its garbage goes in the idle step's collection. Nothing below fails
+	// before its closer is pushed where Stop's order wants it.
+	d.lanKey = key
+	d.startDiscovery(cfg.LANDiscovery)
 	// Idle before the first request can be answered: the collection and
 	// the trim are start-up's cost, not the first idle minute's.
 	d.closers.pushFunc("idle GC", theIdleGC.start())
 	// Ending the requests' base context is what cuts /sync long polls
 	// short at shutdown; http.Server.Shutdown alone would wait for them.
 	d.closers.pushFunc("long polls", stopRequests)
+	if serving != nil {
+		serving(d)
+	}
 	go func() {
 		if err := d.server.Serve(limited); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			slog.Error("client listener stopped", "err", err)
 		}
 	}()
-	d.lanKey = key
-	d.startDiscovery(cfg.LANDiscovery)
 	d.closers.pushFunc("LAN discovery", d.stopDiscovery) // the announcement withdrawn before the listeners close
 	slog.Info("hearth is ready", "server_name", cfg.ServerName, "client_api", "http://"+ln.Addr().String(),
 		"data_dir", cfg.DataDir, "key_id", key.ID)
 	return d, nil
 }
+
+// serving, if set (by tests), sees the daemon as its client listener is
+// about to serve: what the first request can find.
+var serving func(*Daemon)
 
 // StopRequested is closed when someone asked the daemon to stop through the
 // control API; the command running the daemon then stops it as on SIGTERM.

@@ -199,16 +199,21 @@ type limitConn struct {
 	slowAt *list.Element // its place in l.slow while reading a body
 	bodies int           // request bodies being read (HTTP/2: several)
 	gone   bool          // already counted out
+
+	w lazyWrite // the write deadline, armed only when a write must wait (lazydeadline.go)
 }
 
 // ReadFrom passes a response's file copy on to the TCP connection, which
 // sends it with sendfile(2): net/http looks for io.ReaderFrom on the
 // connection it was given, and an embedded net.Conn alone hides it.
 func (c *limitConn) ReadFrom(r io.Reader) (int64, error) {
+	if err := c.armWrite(); err != nil { // sendfile waits under the deadline
+		return 0, err
+	}
 	if rf, ok := c.Conn.(io.ReaderFrom); ok {
 		return rf.ReadFrom(r)
 	}
-	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+	return io.Copy(struct{ io.Writer }{c.Conn}, r) // armed above: plain writes
 }
 
 func (c *limitConn) Close() error {

@@ -3,6 +3,7 @@ package discovery
 import (
 	"os"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -47,7 +48,38 @@ func (a *alarm) set(at time.Time) {
 	if err != nil {
 		return
 	}
-	rc.Control(func(fd uintptr) { unix.TimerfdSettime(int(fd), 0, &spec, nil) })
+	// Without entersyscall, which would wake sysmon (rawsys_linux.go).
+	rc.Control(func(fd uintptr) {
+		unix.RawSyscall6(unix.SYS_TIMERFD_SETTIME, fd, 0, uintptr(unsafe.Pointer(&spec)), 0, 0, 0)
+	})
+}
+
+// watch calls fired each time the alarm goes off, from a goroutine of
+// its own, until close. The timerfd is read without entersyscall (see
+// rawsys_linux.go): waiting for it is the runtime poller's work, as for
+// the socket.
+func (a *alarm) watch(fired func()) bool {
+	if a == nil {
+		return false
+	}
+	rc, err := a.f.SyscallConn()
+	if err != nil {
+		return false
+	}
+	go func() {
+		var b [8]byte
+		for {
+			err := rc.Read(func(fd uintptr) bool {
+				_, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+				return e != unix.EAGAIN && e != unix.EINTR // EAGAIN: not yet (or re-armed since), wait
+			})
+			if err != nil {
+				return // closed
+			}
+			fired()
+		}
+	}()
+	return true
 }
 
 func (a *alarm) close() {

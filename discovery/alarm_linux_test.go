@@ -34,3 +34,38 @@ func TestAlarmFires(t *testing.T) {
 		t.Fatalf("disarmed, yet it fired (%d)", n)
 	}
 }
+
+// TestAlarmWatch: a watched alarm calls back each time it goes off (the
+// run goroutine's timer then, with no read deadline on the socket, so no
+// runtime timer wakes the runtime's monitor thread), and not when
+// disarmed before its time.
+func TestAlarmWatch(t *testing.T) {
+	a := newAlarm()
+	if a == nil {
+		t.Fatal("no timerfd")
+	}
+	fired := make(chan struct{}, 4)
+	if !a.watch(func() { fired <- struct{}{} }) {
+		t.Fatal("not watched")
+	}
+	defer a.close()
+	wait := func(limit time.Duration) bool {
+		select {
+		case <-fired:
+			return true
+		case <-time.After(limit):
+			return false
+		}
+	}
+	for i := 0; i < 2; i++ {
+		a.set(time.Now().Add(20 * time.Millisecond))
+		if !wait(5 * time.Second) {
+			t.Fatalf("armed (%d): no call", i)
+		}
+	}
+	a.set(time.Now().Add(50 * time.Millisecond))
+	a.set(time.Time{})
+	if wait(300 * time.Millisecond) {
+		t.Fatal("disarmed, yet it called")
+	}
+}

@@ -32,8 +32,8 @@ const (
 )
 
 // Timing (RFC 6762). Nothing runs on a fixed period: after start the
-// daemon announces twice (§8.3), queries with a doubling interval up to
-// MaxQueryInterval (§5.2), answers queries, and listens: every response
+// daemon announces twice (§8.3), queries with an interval that triples
+// (queryBackoff) up to MaxQueryInterval (§5.2), answers queries, and listens: every response
 // on the group updates the table. A peer's records are refreshed by a
 // query at 80, 85, 90 and 95 % of their TTL (§5.2) and dropped when it
 // runs out, or one second after a goodbye (§10.1).
@@ -49,6 +49,18 @@ const (
 	firstQueryDelay  = 20 * time.Millisecond // plus up to 100 ms (§5.2)
 	announceGap      = time.Second           // §8.3
 	minResponseGap   = time.Second           // §6.2: one multicast of a record per second per interface
+
+	// queryBackoff is the factor between successive browse intervals.
+	// RFC 6762 §5.2: "The interval between the first two queries MUST be
+	// at least one second, the intervals between successive queries MUST
+	// increase by at least a factor of two." Three (as Apple's
+	// mDNSResponder does) is within that: queries at 20–120 ms, then 1,
+	// 3, 9, 27 s apart (five in the first minute where doubling sent six,
+	// each an idle daemon's wake-up) and the hourly ceiling reached
+	// sooner. The first two queries, which find a LAN's daemons, are as
+	// before; a daemon that starts later announces itself (§8.3), so it
+	// is listed without waiting for our next query.
+	queryBackoff = 3
 )
 
 var mdnsGroup = &net.UDPAddr{IP: net.IPv4(224, 0, 0, 251), Port: 5353}
@@ -104,6 +116,7 @@ type Service struct {
 	// Owned by the run goroutine (and Start/Stop around it).
 	conn       *ipv4.PacketConn
 	udp        *net.UDPConn  // conn's socket, read and written directly (run.go)
+	raw        rawConn       // udp's, for system calls that skip the runtime's bookkeeping (rawsys_linux.go)
 	mcastIf    int           // the interface index multicasts go out on now (0: not set)
 	recent     [][]byte      // the packets sent last, to know their looped-back copies (run.go)
 	heard      atomic.Uint64 // packets handled, not counting our own looped back (tests)
@@ -256,6 +269,9 @@ func (s *Service) Start() error {
 	_ = p.SetMulticastTTL(255)       // RFC 6762 §11
 	_ = p.SetMulticastLoopback(true) // other daemons on this machine
 	s.conn, s.udp = p, c.(*net.UDPConn)
+	if rc, err := s.udp.SyscallConn(); err == nil {
+		s.raw = rc
+	}
 	s.pokeConn.Store(s.udp)
 	mon := s.cfg.Net
 	if mon == nil {
@@ -356,7 +372,7 @@ func (s *Service) tick(now time.Time) time.Time {
 			known = append([]knownAnswer{{instance: s.me.instance(), ttl: RecordTTL}}, known...)
 		}
 		s.query("", known)
-		s.queryEvery = min(max(2*s.queryEvery, time.Second), MaxQueryInterval)
+		s.queryEvery = min(max(queryBackoff*s.queryEvery, time.Second), MaxQueryInterval)
 		s.nextQuery = now.Add(s.queryEvery)
 	}
 	s.changing.Lock()

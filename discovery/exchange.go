@@ -68,7 +68,7 @@ func (s *Service) send(b []byte, i iface) {
 		s.mcastIf = i.ifi.Index
 	}
 	s.remember(b)
-	if _, err := s.udp.WriteToUDPAddrPort(b, mdnsGroupAddr); err != nil {
+	if err := writeTo(s.raw, s.udp, b, mdnsGroupAddr); err != nil {
 		slog.Debug("LAN discovery: cannot send", "interface", i.ifi.Name, "err", err)
 	}
 }

@@ -336,7 +336,7 @@ func TestWakeFromSleep(t *testing.T) {
 // TestSecondAnnouncementWithQuery: at start the second announcement goes
 // out with the second browse query, in one wake-up, at least a second
 // after the first (RFC 6762 §8.3); the first announcement goes at once
-// and the queries keep their schedule (20–120 ms, then 1, 2, 4 s apart).
+// and the queries keep their schedule (20–120 ms, then 1, 3 s apart).
 // Before, the second announcement woke the daemon on its own, 20–120 ms
 // before the second query.
 func TestSecondAnnouncementWithQuery(t *testing.T) {
@@ -373,11 +373,58 @@ func TestSecondAnnouncementWithQuery(t *testing.T) {
 	if q := queries[0]; q < 20*time.Millisecond || q > 120*time.Millisecond {
 		t.Errorf("first query at %v", q)
 	}
-	if queries[1]-queries[0] != time.Second || queries[2]-queries[1] != 2*time.Second {
-		t.Errorf("queries at %v: want 1 s, then 2 s apart", queries)
+	if queries[1]-queries[0] != time.Second || queries[2]-queries[1] != 3*time.Second {
+		t.Errorf("queries at %v: want 1 s, then 3 s apart", queries)
 	}
 	if anns[1] != queries[1] || anns[1]-anns[0] < time.Second {
 		t.Errorf("second announcement at %v, second query at %v: want together, ≥ 1 s after the first", anns[1], queries[1])
 	}
 	t.Logf("announcements %v, queries %v, %d wake-ups", anns, queries, wakes)
+}
+
+// TestBrowseBackoff: alone on the LAN, the browse queries go 20–120 ms
+// after start, then 1 s apart, and each interval is three times the one
+// before up to the hour (RFC 6762 §5.2 asks for at least one second, then
+// at least a factor of two): five queries in the first minute, where the
+// doubling schedule sent six, each a wake-up of an idle daemon.
+func TestBrowseBackoff(t *testing.T) {
+	s, _ := offline(t, "me.local", "10.77.0.1", 8448)
+	t0 := time.Unix(1_800_000_000, 0)
+	now := t0
+	var queries []time.Duration
+	s.sendHook = func(b []byte, _ iface) {
+		pk, err := parsePacket(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !pk.response {
+			queries = append(queries, now.Sub(t0))
+		}
+	}
+	for now.Before(t0.Add(3 * time.Hour)) {
+		next := s.tick(now)
+		if !next.After(now) {
+			t.Fatalf("at %v the schedule does not advance", now.Sub(t0))
+		}
+		now = next
+	}
+	if q := queries[0]; q < 20*time.Millisecond || q > 120*time.Millisecond {
+		t.Errorf("first query at %v", q)
+	}
+	inMinute := 0
+	for _, q := range queries {
+		if q < time.Minute {
+			inMinute++
+		}
+	}
+	want := time.Second
+	for i := 1; i < len(queries); i++ {
+		if gap := queries[i] - queries[i-1]; gap != want {
+			t.Fatalf("queries at %v: gap %d is %v, want %v", queries, i, gap, want)
+		}
+		want = min(3*want, MaxQueryInterval)
+	}
+	if inMinute != 5 || want != MaxQueryInterval {
+		t.Errorf("queries at %v: %d in the first minute, want 5 and the hourly ceiling within 3 h", queries, inMinute)
+	}
 }

@@ -1,0 +1,95 @@
+package daemon
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// acceptedPair returns the server side (as the listener's *limitConn) and
+// the client side of one loopback connection.
+func acceptedPair(t *testing.T) (*limitConn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newLimitListener(ln, "test", 4, 0)
+	t.Cleanup(func() { l.Close() })
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			t.Error(err)
+		}
+		accepted <- c
+	}()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	c := <-accepted
+	if c == nil {
+		t.FailNow()
+	}
+	t.Cleanup(func() { c.Close() })
+	return c.(*limitConn), client
+}
+
+// TestWriteDeadlineOnlyWhenWaiting: a response the socket takes at once
+// leaves no deadline (so no runtime timer) on the socket, which is what
+// woke an idle daemon 30 s after its last request; a client that stops
+// reading is still cut off at the deadline.
+func TestWriteDeadlineOnlyWhenWaiting(t *testing.T) {
+	lc, client := acceptedPair(t)
+
+	// A small write under a deadline that then passes: the socket itself
+	// never had it, so a later write straight to the socket goes through.
+	// (Before, the deadline was set on the socket and that write failed.)
+	deadline := time.Now().Add(50 * time.Millisecond)
+	if err := lc.SetWriteDeadline(deadline); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := lc.Write([]byte("hello")); n != 5 || err != nil {
+		t.Fatalf("write: %d, %v", n, err)
+	}
+	for time.Now().Before(deadline.Add(10 * time.Millisecond)) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := lc.Conn.Write([]byte("!")); err != nil {
+		t.Fatalf("the socket kept the write deadline of a write that did not wait: %v", err)
+	}
+	buf := make([]byte, 6)
+	if _, err := io.ReadFull(client, buf); err != nil || string(buf) != "hello!" {
+		t.Fatalf("client read %q, %v", buf, err)
+	}
+
+	// Through the wrapper, the passed deadline still holds.
+	if _, err := lc.Write([]byte("late")); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("write after the deadline: %v, want deadline exceeded", err)
+	}
+
+	// A client that stops reading: the writes fill the socket's buffers,
+	// the deadline is armed, and the write fails when it passes.
+	if err := lc.SetWriteDeadline(time.Now().Add(300 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 64<<10)
+	var err error
+	for i := 0; i < 10000 && err == nil; i++ {
+		_, err = lc.Write(chunk)
+	}
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("writing to a client that does not read: %v, want deadline exceeded", err)
+	}
+	if !lc.w.armed {
+		t.Fatal("a write that waited left the deadline unarmed")
+	}
+	if err := lc.SetWriteDeadline(time.Time{}); err != nil || lc.w.armed {
+		t.Fatalf("clearing the deadline: %v, armed %v", err, lc.w.armed)
+	}
+}
