@@ -26,6 +26,7 @@ func startTestDaemon(t *testing.T) (*Daemon, Config) {
 	cfg.ClientListen = "127.0.0.1:0"
 	cfg.KeyStore = KeyStoreFile
 	cfg.Federation = FederationOff // no listener on this machine's networks from a test
+	cfg.LANInterfaces = "lo"       // discovery (on by default) sends nothing to them either
 	d, err := Start(cfg, io.Discard, nil)
 	if err != nil {
 		t.Fatal(err)

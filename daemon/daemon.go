@@ -233,9 +233,7 @@ func Start(cfg Config, out io.Writer, logs *LogRing) (*Daemon, error) {
 	// above stop.
 	d.closers.pushFunc("client API", api.Close)
 	// Indexed now, not by the index's flush timer after ready.
-	if err := d.indexStartup(); err != nil {
-		return abort(err)
-	}
+	d.indexStartup()
 	root := http.NewServeMux()
 	root.Handle("/_hearth/", ctl)
 	root.Handle("/", api)

@@ -25,9 +25,11 @@ import (
 // cannot complete at once, which is the only time it can cut anything
 // off. A client that stops reading is cut off exactly as before.
 type lazyWrite struct {
+	wmu      sync.Mutex // held for a whole Write: its two steps are one write
 	mu       sync.Mutex
 	deadline time.Time // what the server asked for; zero: none
 	armed    bool      // set on the socket (only once a write had to wait)
+	writing  bool      // a Write is in progress: a deadline set now reaches the socket
 }
 
 // SetWriteDeadline records t; it reaches the socket only if the socket's
@@ -36,7 +38,7 @@ func (c *limitConn) SetWriteDeadline(t time.Time) error {
 	c.w.mu.Lock()
 	defer c.w.mu.Unlock()
 	c.w.deadline = t
-	if !c.w.armed {
+	if !c.w.armed && !c.w.writing {
 		return nil
 	}
 	c.w.armed = !t.IsZero()
@@ -54,7 +56,14 @@ func (c *limitConn) SetDeadline(t time.Time) error {
 
 // Write tries p without waiting first; what the socket cannot take at
 // once is written under the deadline, armed now.
+//
+// A Write is one write for concurrent writers, as net.Conn promises, and
+// a deadline another goroutine sets while it blocks reaches the socket.
 func (c *limitConn) Write(p []byte) (int, error) {
+	c.w.wmu.Lock()
+	defer c.w.wmu.Unlock()
+	c.setWriting(true)
+	defer c.setWriting(false)
 	n := 0
 	if c.wantsDeadline() {
 		var err error
@@ -68,6 +77,12 @@ func (c *limitConn) Write(p []byte) (int, error) {
 	}
 	m, err := c.Conn.Write(p[n:])
 	return n + m, err
+}
+
+func (c *limitConn) setWriting(on bool) {
+	c.w.mu.Lock()
+	c.w.writing = on
+	c.w.mu.Unlock()
 }
 
 // wantsDeadline reports whether a write deadline is asked for and not
@@ -114,8 +129,11 @@ func (c *limitConn) writeNow(p []byte) (int, error) {
 			}
 		}
 	})
-	if errors.Is(werr, syscall.EAGAIN) || n < 0 {
+	switch {
+	case errors.Is(werr, syscall.EAGAIN): // the buffer is full: wait, under the deadline
 		n, werr = 0, nil
+	case n < 0: // an error (EPIPE, ECONNRESET): reported below
+		n = 0
 	}
 	if err != nil {
 		return n, err

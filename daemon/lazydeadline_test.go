@@ -93,3 +93,28 @@ func TestWriteDeadlineOnlyWhenWaiting(t *testing.T) {
 		t.Fatalf("clearing the deadline: %v, armed %v", err, lc.w.armed)
 	}
 }
+
+// TestWriteDeadlineSetDuringABlockedWrite: a write that began with no
+// deadline and blocks on a client that does not read is cut off by a
+// deadline another goroutine sets meanwhile, as net.Conn promises (the
+// server's shutdown does this). Before, the deadline was only recorded.
+func TestWriteDeadlineSetDuringABlockedWrite(t *testing.T) {
+	lc, _ := acceptedPair(t)
+	done := make(chan error, 1)
+	go func() {
+		_, err := lc.Write(make([]byte, 64<<20)) // far more than the socket's buffers
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // the write is blocked by now
+	if err := lc.SetWriteDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("blocked write: %v, want deadline exceeded", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("a deadline set during a blocked write did not end it")
+	}
+}

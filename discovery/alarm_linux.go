@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"os"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -22,7 +23,10 @@ import (
 // moment, is an hrtimer with the usual 50 µs slack: the poller wakes
 // with it and runs the deadline's timer at once. Nothing reads the
 // timerfd; re-arming it clears it.
-type alarm struct{ f *os.File }
+type alarm struct {
+	f        *os.File
+	watching atomic.Bool // watch's goroutine reads the timerfd
+}
 
 func newAlarm() *alarm {
 	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
@@ -34,10 +38,12 @@ func newAlarm() *alarm {
 }
 
 // set arms the alarm for at (slightly after, so that the deadline is due
-// when the poller wakes); zero disarms it.
-func (a *alarm) set(at time.Time) {
+// when the poller wakes); zero disarms it. It reports whether the alarm is
+// armed and watched, so that it alone wakes the run goroutine: if not,
+// the read deadline must.
+func (a *alarm) set(at time.Time) bool {
 	if a == nil {
-		return
+		return false
 	}
 	var spec unix.ItimerSpec
 	if !at.IsZero() {
@@ -46,27 +52,34 @@ func (a *alarm) set(at time.Time) {
 	}
 	rc, err := a.f.SyscallConn()
 	if err != nil {
-		return
+		return false
 	}
+	var e unix.Errno
 	// Without entersyscall, which would wake sysmon (rawsys_linux.go).
-	rc.Control(func(fd uintptr) {
-		unix.RawSyscall6(unix.SYS_TIMERFD_SETTIME, fd, 0, uintptr(unsafe.Pointer(&spec)), 0, 0, 0)
+	err = rc.Control(func(fd uintptr) {
+		_, _, e = unix.RawSyscall6(unix.SYS_TIMERFD_SETTIME, fd, 0, uintptr(unsafe.Pointer(&spec)), 0, 0, 0)
 	})
+	return err == nil && e == 0 && a.watching.Load()
 }
 
 // watch calls fired each time the alarm goes off, from a goroutine of
 // its own, until close. The timerfd is read without entersyscall (see
 // rawsys_linux.go): waiting for it is the runtime poller's work, as for
-// the socket.
-func (a *alarm) watch(fired func()) bool {
+// the socket. If the goroutine ends (the alarm closed or broken), it
+// calls fired once more, so that the run goroutine, which may be waiting
+// with no deadline, sees set report false and sets one.
+func (a *alarm) watch(fired func()) {
 	if a == nil {
-		return false
+		return
 	}
 	rc, err := a.f.SyscallConn()
 	if err != nil {
-		return false
+		return
 	}
+	a.watching.Store(true)
 	go func() {
+		defer fired()
+		defer a.watching.Store(false)
 		var b [8]byte
 		for {
 			err := rc.Read(func(fd uintptr) bool {
@@ -79,7 +92,6 @@ func (a *alarm) watch(fired func()) bool {
 			fired()
 		}
 	}()
-	return true
 }
 
 func (a *alarm) close() {

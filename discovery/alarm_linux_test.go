@@ -38,17 +38,19 @@ func TestAlarmFires(t *testing.T) {
 // TestAlarmWatch: a watched alarm calls back each time it goes off (the
 // run goroutine's timer then, with no read deadline on the socket, so no
 // runtime timer wakes the runtime's monitor thread), and not when
-// disarmed before its time.
+// disarmed before its time; once its watch ends, set says so (the run
+// goroutine then sets a read deadline) and the watch calls back once
+// more, to wake a run goroutine waiting with no deadline.
 func TestAlarmWatch(t *testing.T) {
 	a := newAlarm()
 	if a == nil {
 		t.Fatal("no timerfd")
 	}
-	fired := make(chan struct{}, 4)
-	if !a.watch(func() { fired <- struct{}{} }) {
-		t.Fatal("not watched")
+	if a.set(time.Time{}) {
+		t.Fatal("set reports an alarm nobody watches as the timer")
 	}
-	defer a.close()
+	fired := make(chan struct{}, 4)
+	a.watch(func() { fired <- struct{}{} })
 	wait := func(limit time.Duration) bool {
 		select {
 		case <-fired:
@@ -58,7 +60,9 @@ func TestAlarmWatch(t *testing.T) {
 		}
 	}
 	for i := 0; i < 2; i++ {
-		a.set(time.Now().Add(20 * time.Millisecond))
+		if !a.set(time.Now().Add(20 * time.Millisecond)) {
+			t.Fatalf("armed (%d): set reports no alarm", i)
+		}
 		if !wait(5 * time.Second) {
 			t.Fatalf("armed (%d): no call", i)
 		}
@@ -67,5 +71,12 @@ func TestAlarmWatch(t *testing.T) {
 	a.set(time.Time{})
 	if wait(300 * time.Millisecond) {
 		t.Fatal("disarmed, yet it called")
+	}
+	a.close()
+	if !wait(5 * time.Second) {
+		t.Fatal("the watch ended without a last call")
+	}
+	if a.set(time.Now().Add(time.Second)) {
+		t.Fatal("closed, yet set reports the alarm as the timer")
 	}
 }

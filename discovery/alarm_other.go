@@ -8,7 +8,7 @@ import "time"
 // alone wakes the run goroutine.
 type alarm struct{}
 
-func newAlarm() *alarm             { return nil }
-func (a *alarm) set(time.Time)     {}
-func (a *alarm) close()            {}
-func (a *alarm) watch(func()) bool { return false }
+func newAlarm() *alarm              { return nil }
+func (a *alarm) set(time.Time) bool { return false }
+func (a *alarm) close()             {}
+func (a *alarm) watch(func())       {}

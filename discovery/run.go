@@ -115,8 +115,8 @@ func (s *Service) run(ctx context.Context) {
 	al := newAlarm()
 	defer al.close()
 	// With the alarm, it is the timer: it pokes the read when it goes
-	// off, and the socket has no deadline (see "timers" below).
-	alarmed := al.watch(func() { s.poke(func(*pokes) {}) })
+	// off, and the socket has no deadline (see "Timers" above).
+	al.watch(func() { s.poke(func(*pokes) {}) })
 	s.checkNetworks(time.Now())
 	var deadline time.Time
 	for {
@@ -139,12 +139,11 @@ func (s *Service) run(ctx context.Context) {
 			next = now.Add(MaxQueryInterval) // nothing due: wait for a packet or a poke
 		}
 		if !next.Equal(deadline) {
-			if alarmed {
+			if al.set(next) {
 				s.udp.SetReadDeadline(time.Time{}) // a poke's deadline cleared
 			} else {
-				s.udp.SetReadDeadline(next)
+				s.udp.SetReadDeadline(next) // no alarm, or a broken one
 			}
-			al.set(next)
 			deadline = next
 		}
 		if s.poked.Load() || ctx.Err() != nil {

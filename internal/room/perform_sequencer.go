@@ -2,6 +2,8 @@ package room
 
 import (
 	"context"
+	"log/slog"
+	"runtime/debug"
 	"sync"
 
 	"github.com/matrix-org/gomatrixserverlib"
@@ -84,7 +86,19 @@ func (e *Engine) enqueue(p *pendingSend) *roomQueue {
 // the minimum on every batch, 3% of the daemon's CPU with 32 senders in
 // separate rooms, and cost two more wake-ups per send
 // (docs/performance.md, "Separate rooms: CPU per event").
+//
+// A panic while building must not be recovered by net/http's per-request
+// recover, which would leave the room's queue marked running with no
+// builder, and every later send to the room waiting for ever: it ends the
+// process, as it did when every batch was built in a goroutine of its own.
 func (e *Engine) buildFirst(roomID string, q *roomQueue) {
+	defer func() {
+		if r := recover(); r != nil {
+			slog.Error("room: sequencer", "room_id", roomID, "panic", r, "stack", string(debug.Stack()))
+			go func() { panic(r) }()
+			select {} // the process ends with the panic above
+		}
+	}()
 	batch := e.nextBatch(roomID, q)
 	if batch == nil {
 		return
