@@ -52,6 +52,9 @@ type Service struct {
 	// (donePos, memPos]: /sync reads them instead of evaluating again.
 	pending []evaluated
 	memPos  uint64
+	// early are results published at the commit of a room's batch
+	// (early.go), in stream order, until the follower takes them.
+	early []evaluated
 	// released is a position the follower gave up evaluating for now (an
 	// evaluation or store error): long polls waiting in Ready go on and
 	// count those events themselves (Live).
@@ -100,6 +103,9 @@ func (s *Service) Start() {
 		s.log.Warn("push: repair stored rules", "err", err)
 	}
 	s.running.Store(true)
+	if ep, ok := s.rooms.(earlyPusher); ok {
+		ep.SetEarlyPush(s.earlyEvaluate)
+	}
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); s.follow(ctx) }()
 	go func() { defer s.wg.Done(); s.deliver(ctx) }()
@@ -109,6 +115,9 @@ func (s *Service) Start() {
 // are cancelled and stay queued.
 func (s *Service) Stop() {
 	if s.cancel != nil {
+		if ep, ok := s.rooms.(earlyPusher); ok {
+			ep.SetEarlyPush(nil)
+		}
 		s.cancel()
 		s.wg.Wait()
 		s.running.Store(false)
@@ -283,6 +292,11 @@ func (s *Service) follow(ctx context.Context) {
 // holds a store open to show what the follower does meanwhile.
 var storeGate atomic.Pointer[func()]
 
+// evalGate, when set (by tests), runs at the start of every evaluation by
+// the follower: it holds the follower back to show what is published
+// without it.
+var evalGate atomic.Pointer[func()]
+
 // storeRun is one store of held results, running beside the follower.
 type storeRun struct {
 	pos  uint64
@@ -428,7 +442,9 @@ func (s *Service) processed(pos uint64) {
 func (s *Service) publish(batch []evaluated, upto uint64) {
 	s.doneMu.Lock()
 	defer s.doneMu.Unlock()
-	s.pending, s.memPos = batch, max(s.memPos, upto)
+	// Results published early past upto stay (early.go); the three-index
+	// slice keeps the follower's own slice from being appended to.
+	s.pending, s.memPos = append(batch[:len(batch):len(batch)], s.earlyAfter(upto)...), max(s.memPos, upto)
 	close(s.doneCh)
 	s.doneCh = make(chan struct{})
 	s.moveReady()
@@ -540,6 +556,9 @@ type evaluated struct {
 // evaluateBatch evaluates events in (from, to], up to batchSize of them,
 // and returns the results and the position it got to.
 func (s *Service) evaluateBatch(from, to uint64) ([]evaluated, uint64, error) {
+	if g := evalGate.Load(); g != nil {
+		(*g)()
+	}
 	var batch []evaluated
 	done, results := to, 0
 	err := s.rooms.PushEventsAfter(from, to, func(pe *room.PushEvent) error {
@@ -547,9 +566,12 @@ func (s *Service) evaluateBatch(from, to uint64) ([]evaluated, uint64, error) {
 			done = pe.Pos - 1
 			return errBatchFull
 		}
-		res, err := s.eval.Evaluate(pe)
-		if err != nil {
-			return err
+		res, ok := s.takeEarly(pe)
+		if !ok {
+			var err error
+			if res, err = s.eval.Evaluate(pe); err != nil {
+				return err
+			}
 		}
 		batch = append(batch, evaluated{pe, res})
 		results += len(res)
