@@ -42,6 +42,7 @@ type Engine struct {
 	sendAuth  authStateCache    // auth events of message events (perform_send_authcache.go)
 	observer  ephemeralObserver // who else hears of typing and receipts (perform_ephemeral_observe.go)
 	spans     spanMemo          // change kinds of the spans woken /syncs ask about (sync_span.go)
+	memberOf  memberRooms       // rooms of each user's last /sync build (sync_wake_mem.go)
 }
 
 // Config is what the engine needs from the daemon.

@@ -109,6 +109,7 @@ type SyncRooms struct {
 func (e *Engine) Sync(req SyncRequest) (*SyncRooms, error) {
 	out := &SyncRooms{Join: map[string]*JoinedRoom{}, Invite: map[string]*InvitedRoom{}, Leave: map[string]*LeftRoom{},
 		Knock: map[string]*InvitedRoom{}}
+	memberOf := map[string]struct{}{}
 	err := e.db.View(func(tx *store.Tx) error {
 		if req.Ignored == nil && req.IgnoredIn != nil {
 			req.Ignored = req.IgnoredIn(tx)
@@ -125,6 +126,7 @@ func (e *Engine) Sync(req SyncRequest) (*SyncRooms, error) {
 			if err != nil {
 				return err
 			}
+			memberOf[info.ID] = struct{}{}
 			if !roomWanted(req, info.ID) {
 				continue
 			}
@@ -167,6 +169,9 @@ func (e *Engine) Sync(req SyncRequest) (*SyncRooms, error) {
 		}
 		return nil
 	})
+	if err == nil {
+		e.memberOf.set(req.UserID, memberOf) // sync_wake_mem.go
+	}
 	return out, err
 }
 
