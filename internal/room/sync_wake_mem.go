@@ -31,6 +31,33 @@ func (m *memberRooms) set(userID string, rooms map[string]struct{}) {
 	m.users[userID] = rooms
 }
 
+// same reports whether userID's remembered rooms are exactly ids, so a
+// build that found the same rooms (nearly every one) allocates nothing.
+func (m *memberRooms) same(userID string, ids []string) bool {
+	rooms := m.get(userID)
+	if rooms == nil || len(rooms) != len(ids) {
+		return false
+	}
+	for _, id := range ids {
+		if _, ok := rooms[id]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// note records the rooms of a build just made, unless they are the same.
+func (m *memberRooms) note(userID string, ids []string) {
+	if m.same(userID, ids) {
+		return
+	}
+	rooms := make(map[string]struct{}, len(ids))
+	for _, id := range ids {
+		rooms[id] = struct{}{}
+	}
+	m.set(userID, rooms)
+}
+
 // get returns userID's rooms as last set; the map is never written after
 // set, so callers read it without the lock.
 func (m *memberRooms) get(userID string) map[string]struct{} {

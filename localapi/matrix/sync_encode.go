@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -380,7 +379,12 @@ func encodeMap[V any](e syncEncoder, m map[string]V, val func(V) error) error {
 		return nil
 	}
 	e.b.WriteByte('{')
-	keys := slices.Sorted(maps.Keys(m))
+	var small [8]string // most of the response's maps are this small
+	keys := small[:0]
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
 	for i, k := range keys {
 		if i > 0 {
 			e.b.WriteByte(',')
