@@ -123,6 +123,11 @@ type Live struct {
 	// hits cover (Evaluated, the sync's position].
 	Evaluated uint64
 	Hits      map[string][]Hit // room ID → hits in stream order
+	// stored: Evaluated was read from the evaluator's stored position, so
+	// every transaction begun after Live holds the log complete up to it
+	// (CountsIn may then remember it counted that far). Not so for a
+	// service that is not running, whose Evaluated is the caller's.
+	stored bool
 }
 
 // Hit is one live notification.
@@ -173,7 +178,7 @@ func (s *Service) Live(ctx context.Context, userID string, pos uint64) (*Live, e
 	s.doneMu.Lock()
 	done, mem, pending := s.donePos, s.memPos, s.pending
 	s.doneMu.Unlock()
-	live := &Live{Evaluated: min(done, pos), Hits: map[string][]Hit{}}
+	live := &Live{Evaluated: min(done, pos), Hits: map[string][]Hit{}, stored: true}
 	if done >= pos {
 		return live, nil
 	}
@@ -288,20 +293,37 @@ func (s *Service) CountsIn(tx *store.Tx, userID, roomID string, live *Live) (Cou
 	key := [2]string{userID, roomID}
 	start, after := Counts{Threads: map[string]Count{}}, uint64(0)
 	s.counts.mu.Lock()
-	if c := s.counts.entries[key]; c != nil && maps.Equal(c.read, read) && c.upTo <= limit {
+	c := s.counts.entries[key]
+	if c != nil && maps.Equal(c.read, read) && c.upTo <= limit {
 		start, after = c.counts.clone(), c.upTo
+	} else {
+		c = nil
 	}
 	s.counts.mu.Unlock()
-	out, upTo, err := countsTx(tx, userID, roomID, read, start, after, limit)
-	if err != nil {
-		return Counts{}, err
+	out := start
+	if c == nil || after < limit {
+		// The log past what the cache counted. The scan reads every
+		// entry up to limit; with live.stored the evaluator had stored
+		// its results up to limit before this transaction began, so the
+		// cache may say it counted up to limit, and the next /sync at the
+		// same stored position (every poll of a room between two stores,
+		// 50 ms apart while messages arrive) skips the seek.
+		var upTo uint64
+		var err error
+		out, upTo, err = countsTx(tx, userID, roomID, read, start, after, limit)
+		if err != nil {
+			return Counts{}, err
+		}
+		if live != nil && live.stored {
+			upTo = max(upTo, limit)
+		}
+		s.counts.mu.Lock()
+		if s.counts.entries == nil || len(s.counts.entries) >= maxCachedCounts {
+			s.counts.entries = map[[2]string]*cachedCounts{}
+		}
+		s.counts.entries[key] = &cachedCounts{read: read, upTo: upTo, counts: out.clone()}
+		s.counts.mu.Unlock()
 	}
-	s.counts.mu.Lock()
-	if s.counts.entries == nil || len(s.counts.entries) >= maxCachedCounts {
-		s.counts.entries = map[[2]string]*cachedCounts{}
-	}
-	s.counts.entries[key] = &cachedCounts{read: read, upTo: upTo, counts: out.clone()}
-	s.counts.mu.Unlock()
 	if live != nil {
 		for _, h := range live.Hits[roomID] {
 			if h.Pos > read[""] && h.Pos > read[h.Thread] {

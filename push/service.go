@@ -52,6 +52,9 @@ type Service struct {
 	// (donePos, memPos]: /sync reads them instead of evaluating again.
 	pending []evaluated
 	memPos  uint64
+	// early are results published at the commit of a room's batch
+	// (early.go), in stream order, until the follower takes them.
+	early []evaluated
 	// released is a position the follower gave up evaluating for now (an
 	// evaluation or store error): long polls waiting in Ready go on and
 	// count those events themselves (Live).
@@ -100,6 +103,9 @@ func (s *Service) Start() {
 		s.log.Warn("push: repair stored rules", "err", err)
 	}
 	s.running.Store(true)
+	if ep, ok := s.rooms.(earlyPusher); ok {
+		ep.SetEarlyPush(s.earlyEvaluate)
+	}
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); s.follow(ctx) }()
 	go func() { defer s.wg.Done(); s.deliver(ctx) }()
@@ -109,6 +115,9 @@ func (s *Service) Start() {
 // are cancelled and stay queued.
 func (s *Service) Stop() {
 	if s.cancel != nil {
+		if ep, ok := s.rooms.(earlyPusher); ok {
+			ep.SetEarlyPush(nil)
+		}
 		s.cancel()
 		s.wg.Wait()
 		s.running.Store(false)
@@ -153,15 +162,47 @@ func (s *Service) follow(ctx context.Context) {
 	}
 	s.processed(pos)
 	var (
-		unstored []evaluated // evaluated and published, not yet stored
-		evalPos  = pos       // the position evaluation has reached
-		since    time.Time   // when the oldest unstored result was evaluated
-		urgent   bool        // an unstored result is to be delivered to a pusher
-		held     int         // results in unstored
+		// unstored are the results evaluated and published, not yet
+		// stored; the first inflight of them are being stored now.
+		unstored []evaluated
+		evalPos  = pos     // the position evaluation has reached
+		since    time.Time // when the oldest result not in flight was evaluated
+		urgent   bool      // a result not in flight is to be delivered to a pusher
+		held     int       // results in unstored[inflight:]
+		inflight int
+		storing  *storeRun // the store in flight, nil if none
 	)
+	defer func() {
+		if storing != nil {
+			<-storing.done // Stop waits for the write it started
+		}
+	}()
 	for {
+		if storing != nil && storing.finished() {
+			if err := storing.err; err != nil {
+				storing, inflight, held = nil, 0, countResults(unstored)
+				if ctx.Err() != nil {
+					return
+				}
+				s.log.Error("push: store", "from", pos, "err", err)
+				urgent = true // store them again, after news
+				cur, eph := s.rooms.Pos()
+				s.release(cur)
+				if err := s.rooms.Wait(ctx, cur, eph); err != nil {
+					return
+				}
+				continue
+			}
+			// The store moved the stored position itself (processed), at
+			// its commit; the follower only drops what it held.
+			unstored, pos = unstored[inflight:], storing.pos
+			storing, inflight = nil, 0
+			if len(unstored) > 0 {
+				since = time.Now()
+			}
+		}
 		cur, eph := s.rooms.Pos()
-		full := len(unstored) >= batchSize || held >= batchResults // one commit's worth
+		full := len(unstored)-inflight >= batchSize || held >= batchResults // one commit's worth
 		if cur > evalPos && !full {
 			batch, next, err := s.evaluateBatch(evalPos, cur)
 			if err != nil {
@@ -180,14 +221,12 @@ func (s *Service) follow(ctx context.Context) {
 				}
 				urgent = true // store what is held rather than wait with it
 			} else {
-				if len(unstored) == 0 && evalPos == pos {
+				if len(unstored) == inflight { // the first result not in flight
 					since = time.Now()
 				}
 				unstored, evalPos = append(unstored, batch...), next
-				for _, e := range batch {
-					held += len(e.results)
-				}
-				full = len(unstored) >= batchSize || held >= batchResults
+				held += countResults(batch)
+				full = len(unstored)-inflight >= batchSize || held >= batchResults
 				s.publish(unstored, evalPos)
 				if !urgent {
 					if urgent, err = s.storeNow(batch); err != nil {
@@ -198,10 +237,26 @@ func (s *Service) follow(ctx context.Context) {
 			}
 		}
 		if evalPos > pos && len(unstored) == 0 {
-			// Nothing evaluated (no event push considers): nothing to
-			// store, and no commit for the position alone.
+			// Nothing evaluated (no event push considers) and nothing in
+			// flight: nothing to store, and no commit for the position
+			// alone.
 			pos = evalPos
 			s.processed(pos)
+			continue
+		}
+		if storing != nil {
+			// One store at a time, in order. Meanwhile evaluate what
+			// arrives, so that a message committed during the store's
+			// fsync is published at once: long polls wait for its count
+			// (docs/performance.md, "Delivery: counts at commit and a
+			// shared room section").
+			if cur > evalPos && !full {
+				continue
+			}
+			s.waitFollow(ctx, 0, cur, eph, storing.done, false)
+			if ctx.Err() != nil {
+				return
+			}
 			continue
 		}
 		if evalPos > pos {
@@ -213,36 +268,15 @@ func (s *Service) follow(ctx context.Context) {
 			default:
 			}
 			if urgent || flushed || wait <= 0 || full {
-				if err := s.store(ctx, unstored, evalPos); err != nil {
-					if ctx.Err() != nil {
-						return
-					}
-					s.log.Error("push: store", "from", pos, "err", err)
-					s.release(cur)
-					if err := s.rooms.Wait(ctx, cur, eph); err != nil {
-						return
-					}
-					continue
-				}
-				unstored, pos, urgent, held = nil, evalPos, false, 0
-				s.processed(pos)
+				storing = s.startStore(ctx, unstored[:len(unstored):len(unstored)], evalPos)
+				inflight, held, urgent = len(unstored), 0, false
 				continue
 			}
 			if cur > evalPos {
 				continue // evaluate what has arrived meanwhile
 			}
 			// Wait for more events, a flush request or the deadline.
-			wctx, cancel := context.WithTimeout(ctx, wait)
-			go func() {
-				select {
-				case <-s.flush:
-					s.askToStore()
-					cancel()
-				case <-wctx.Done():
-				}
-			}()
-			s.rooms.Wait(wctx, cur, eph)
-			cancel()
+			s.waitFollow(ctx, wait, cur, eph, nil, true)
 			if ctx.Err() != nil {
 				return
 			}
@@ -252,6 +286,82 @@ func (s *Service) follow(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// storeGate, when set (by tests), runs at the start of every store: it
+// holds a store open to show what the follower does meanwhile.
+var storeGate atomic.Pointer[func()]
+
+// evalGate, when set (by tests), runs at the start of every evaluation by
+// the follower: it holds the follower back to show what is published
+// without it.
+var evalGate atomic.Pointer[func()]
+
+// storeRun is one store of held results, running beside the follower.
+type storeRun struct {
+	pos  uint64
+	done chan struct{} // closed when err is final
+	err  error
+}
+
+func (r *storeRun) finished() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// startStore stores batch up to pos from a goroutine of its own, so that
+// the follower goes on evaluating and publishing while the write and its
+// fsync run: a message committed meanwhile used to wait for the store
+// (docs/performance.md, "Delivery: the critical path", what was left).
+// On success the stored position moves at once (processed), which is
+// what WaitEvaluated's callers wait for.
+func (s *Service) startStore(ctx context.Context, batch []evaluated, pos uint64) *storeRun {
+	r := &storeRun{pos: pos, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		if r.err = s.store(ctx, batch, pos); r.err == nil {
+			s.processed(pos)
+		}
+	}()
+	return r
+}
+
+// waitFollow waits until the stream moves past (cur, eph), ctx ends, the
+// timeout d (if positive) passes, stored is closed (if not nil), or, with
+// flushes, someone asks for the held results to be stored.
+func (s *Service) waitFollow(ctx context.Context, d time.Duration, cur, eph uint64, stored <-chan struct{}, flushes bool) {
+	wctx, cancel := context.WithCancel(ctx)
+	if d > 0 {
+		wctx, cancel = context.WithTimeout(ctx, d)
+	}
+	defer cancel()
+	var flush <-chan struct{}
+	if flushes {
+		flush = s.flush
+	}
+	go func() {
+		select {
+		case <-flush:
+			s.askToStore() // for the loop to see
+			cancel()
+		case <-stored:
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	s.rooms.Wait(wctx, cur, eph)
+}
+
+func countResults(batch []evaluated) int {
+	n := 0
+	for _, e := range batch {
+		n += len(e.results)
+	}
+	return n
 }
 
 // storeDelay is how long evaluated results may wait in memory for more
@@ -312,7 +422,15 @@ func (s *Service) processed(pos uint64) {
 	defer s.doneMu.Unlock()
 	if pos > s.donePos {
 		s.donePos = pos
-		s.pending = nil // stored now
+		// What is stored now leaves pending; results published after the
+		// store began stay (the store runs beside the follower).
+		keep := s.pending[:0:0]
+		for _, e := range s.pending {
+			if e.pe.Pos > pos {
+				keep = append(keep, e)
+			}
+		}
+		s.pending = keep
 		close(s.doneCh)
 		s.doneCh = make(chan struct{})
 		s.moveReady()
@@ -324,7 +442,9 @@ func (s *Service) processed(pos uint64) {
 func (s *Service) publish(batch []evaluated, upto uint64) {
 	s.doneMu.Lock()
 	defer s.doneMu.Unlock()
-	s.pending, s.memPos = batch, upto
+	// Results published early past upto stay (early.go); the three-index
+	// slice keeps the follower's own slice from being appended to.
+	s.pending, s.memPos = append(batch[:len(batch):len(batch)], s.earlyAfter(upto)...), max(s.memPos, upto)
 	close(s.doneCh)
 	s.doneCh = make(chan struct{})
 	s.moveReady()
@@ -436,6 +556,9 @@ type evaluated struct {
 // evaluateBatch evaluates events in (from, to], up to batchSize of them,
 // and returns the results and the position it got to.
 func (s *Service) evaluateBatch(from, to uint64) ([]evaluated, uint64, error) {
+	if g := evalGate.Load(); g != nil {
+		(*g)()
+	}
 	var batch []evaluated
 	done, results := to, 0
 	err := s.rooms.PushEventsAfter(from, to, func(pe *room.PushEvent) error {
@@ -443,9 +566,12 @@ func (s *Service) evaluateBatch(from, to uint64) ([]evaluated, uint64, error) {
 			done = pe.Pos - 1
 			return errBatchFull
 		}
-		res, err := s.eval.Evaluate(pe)
-		if err != nil {
-			return err
+		res, ok := s.takeEarly(pe)
+		if !ok {
+			var err error
+			if res, err = s.eval.Evaluate(pe); err != nil {
+				return err
+			}
 		}
 		batch = append(batch, evaluated{pe, res})
 		results += len(res)
@@ -460,6 +586,9 @@ func (s *Service) evaluateBatch(from, to uint64) ([]evaluated, uint64, error) {
 // store stores the notifications of evaluated events up to pos, queues
 // their deliveries and moves the stored position, in one commit.
 func (s *Service) store(ctx context.Context, batch []evaluated, pos uint64) error {
+	if g := storeGate.Load(); g != nil {
+		(*g)()
+	}
 	unread, err := s.unreadTotals(batch)
 	if err != nil {
 		return err

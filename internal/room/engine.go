@@ -37,10 +37,12 @@ type Engine struct {
 	index   roomIndex    // rooms' last and member-event positions for sliding sync (sliding_index.go)
 
 	pushRooms pushFactsCache    // what PushEventsAfter tells of each room (follow_push_facts.go)
+	earlyPush earlyPushHook     // push's evaluation beside a send's commit (follow_push_early.go)
 	allowed   allowedCache      // auth decisions for message events (perform_send_allowed.go)
 	sendAuth  authStateCache    // auth events of message events (perform_send_authcache.go)
 	observer  ephemeralObserver // who else hears of typing and receipts (perform_ephemeral_observe.go)
 	spans     spanMemo          // change kinds of the spans woken /syncs ask about (sync_span.go)
+	memberOf  memberRooms       // rooms of each user's last /sync build (sync_wake_mem.go)
 }
 
 // Config is what the engine needs from the daemon.

@@ -222,6 +222,8 @@ func (e *Engine) sendBatch(roomID string, batch []*pendingSend) {
 	ids := make([]string, len(plan))
 	errs := make([]error, len(plan))
 	var stored []*Event
+	// Push evaluates the batch while it is committed (follow_push_early.go).
+	early := e.startEarlyPush(roomID, head, plannedPDUs(plan))
 	// Once enough transaction IDs are pending, this batch's write moves
 	// them into their index as well (store_txns.go).
 	merge := txns.startMerge()
@@ -295,6 +297,9 @@ func (e *Engine) sendBatch(roomID string, batch []*pendingSend) {
 		})
 		return putRoomInfo(tx, info)
 	})
+	if err == nil {
+		early.committed(stored) // counts first: every long poll waits for them
+	}
 	for i, pl := range plan {
 		switch {
 		case err != nil:

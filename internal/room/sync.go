@@ -109,6 +109,7 @@ type SyncRooms struct {
 func (e *Engine) Sync(req SyncRequest) (*SyncRooms, error) {
 	out := &SyncRooms{Join: map[string]*JoinedRoom{}, Invite: map[string]*InvitedRoom{}, Leave: map[string]*LeftRoom{},
 		Knock: map[string]*InvitedRoom{}}
+	var memberOf []string // room IDs for memberOf.note (sync_wake_mem.go)
 	err := e.db.View(func(tx *store.Tx) error {
 		if req.Ignored == nil && req.IgnoredIn != nil {
 			req.Ignored = req.IgnoredIn(tx)
@@ -125,6 +126,7 @@ func (e *Engine) Sync(req SyncRequest) (*SyncRooms, error) {
 			if err != nil {
 				return err
 			}
+			memberOf = append(memberOf, info.ID)
 			if !roomWanted(req, info.ID) {
 				continue
 			}
@@ -167,6 +169,9 @@ func (e *Engine) Sync(req SyncRequest) (*SyncRooms, error) {
 		}
 		return nil
 	})
+	if err == nil {
+		e.memberOf.note(req.UserID, memberOf)
+	}
 	return out, err
 }
 

@@ -31,12 +31,14 @@ const maxConcernSpan = 256
 // device keys), a membership of the user's that moved, a span longer than
 // maxConcernSpan — counts as a concern, so a wrong answer only costs a
 // response build, never a missed update. foreign is called outside the
-// store transaction, so it may read the store.
+// store transaction, so it may read the store. The usual wake-up, a
+// message in a room the user's last build found them in, is answered from
+// memory without a transaction (concernsFromMemory, sync_wake_mem.go).
 func (e *Engine) SyncConcerns(userID string, from, to uint64, foreign func(store.Change) bool) (bool, error) {
 	if to <= from {
 		return false, nil
 	}
-	if to-from > maxConcernSpan {
+	if to-from > maxConcernSpan || e.concernsFromMemory(userID, from, to) {
 		return true, nil
 	}
 	concerns := false

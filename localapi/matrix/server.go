@@ -81,13 +81,22 @@ func New(accounts *account.Accounts, rooms roomEngine, cfg Config) *Server {
 	return s
 }
 
+var (
+	corsOrigin  = []string{"*"}
+	corsMethods = []string{"GET, POST, PUT, DELETE, OPTIONS"}
+	corsHeaders = []string{"X-Requested-With, Content-Type, Authorization"}
+)
+
 // ServeHTTP applies CORS (Client-Server API §"Web Browser Clients") and the
 // body limit, then routes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// The CORS headers' keys are canonical already and their values are
+	// shared, read-only, by every response: Header.Set would canonicalise
+	// and allocate them on each request (one /sync per poll adds up).
 	h := w.Header()
-	h.Set("Access-Control-Allow-Origin", "*")
-	h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
-	h.Set("Access-Control-Allow-Headers", "X-Requested-With, Content-Type, Authorization")
+	h["Access-Control-Allow-Origin"] = corsOrigin
+	h["Access-Control-Allow-Methods"] = corsMethods
+	h["Access-Control-Allow-Headers"] = corsHeaders
 	if r.Method == http.MethodOptions {
 		w.WriteHeader(http.StatusOK)
 		return

@@ -167,14 +167,14 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *caller) error {
 			return err
 		}
 		if !empty || since.pos == 0 || fullState || timeout == 0 {
-			matrixerr.WriteJSON(w, http.StatusOK, resp)
+			writeSync(w, resp)
 			return nil
 		}
 		if err := s.awaitNews(ctx, c, pos, eph); err != nil {
 			// Timed out, or the daemon is stopping: an empty response that
 			// keeps the client's place. If the client went away instead,
 			// the write fails harmlessly.
-			matrixerr.WriteJSON(w, http.StatusOK, resp)
+			writeSync(w, resp)
 			return nil
 		}
 		pos, eph = s.rooms.Pos()

@@ -1,0 +1,159 @@
+package room
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+
+	"github.com/matrix-org/gomatrixserverlib"
+
+	"github.com/hearth-chat/hearth/internal/store"
+)
+
+// EarlyPush lets push evaluate a batch of events while the commit that
+// makes them durable runs, so that their counts are published the moment
+// the sequencer learns of the commit instead of after the push follower
+// has been scheduled, read the events back and evaluated them: every
+// long poll of the room waits for those counts (Client-Server API
+// §"Receiving notifications", docs/performance.md "Delivery: counts at
+// commit and a shared room section").
+//
+// It is called from a goroutine of its own with the batch's events, whose
+// Pos is still 0, and returns the function to call once they are durable
+// with Pos set (nil: nothing to publish). That function runs on the
+// sequencer's goroutine or the evaluation's, whichever finishes second,
+// and must not block.
+type EarlyPush func(pes []*PushEvent) (publish func())
+
+// SetEarlyPush installs p (nil removes it).
+func (e *Engine) SetEarlyPush(p EarlyPush) {
+	if p == nil {
+		e.earlyPush.Store(nil)
+		return
+	}
+	e.earlyPush.Store(&p)
+}
+
+// earlyPushHook is the Engine's field type for SetEarlyPush.
+type earlyPushHook = atomic.Pointer[EarlyPush]
+
+var errMoved = errors.New("room: the head moved")
+
+// earlyRun is one batch's early evaluation. Whichever ends second, the
+// evaluation or the commit, publishes: neither waits for the other.
+type earlyRun struct {
+	mu        sync.Mutex
+	evaluated bool     // the evaluation ended (publish nil if it failed)
+	stored    []*Event // the events committed, once committed
+	pes       []*PushEvent
+	publish   func()
+}
+
+// startEarlyPush starts the early evaluation of a batch built on the
+// room's head at position head, or returns nil. Only batches of events
+// that change no state qualify: the room's push facts (members, their
+// names, power levels) read at the head are then the facts at every event
+// of the batch, as PushEventsAfter would read them after the commit.
+func (e *Engine) startEarlyPush(roomID string, head uint64, pdus []gomatrixserverlib.PDU) *earlyRun {
+	hook := e.earlyPush.Load()
+	if hook == nil || len(pdus) == 0 {
+		return nil
+	}
+	for _, pdu := range pdus {
+		if pdu.StateKey() != nil {
+			return nil
+		}
+	}
+	r := &earlyRun{}
+	go func() {
+		var pes []*PushEvent
+		err := e.db.View(func(tx *store.Tx) error {
+			info, err := roomInfo(tx, roomID)
+			if err != nil {
+				return err
+			}
+			if info.LastPos != head {
+				return errMoved // the batch will be built again on the new head
+			}
+			facts, err := e.pushFacts(tx, info)
+			if err != nil {
+				return err
+			}
+			for _, pdu := range pdus {
+				ev := &Event{RoomNID: info.NID, Version: info.Version, ID: pdu.EventID(), StateBefore: info.Snapshot,
+					JSON: pdu.JSON(), PDU: pdu}
+				sender := string(pdu.SenderID())
+				pe := &PushEvent{RoomID: info.ID, Event: e.clientEvent(tx, ev, ClientView{}),
+					ThreadRoot: threadOf(ev), RoomName: facts.name, Members: info.Joined}
+				pe.SenderName = facts.names[sender]
+				if pe.SenderName == "" {
+					pe.SenderName = senderDisplayName(tx, info.NID, sender)
+				}
+				for _, m := range facts.members {
+					if m.UserID != sender {
+						pe.Local = append(pe.Local, m)
+					}
+				}
+				pe.setLevels(facts.pl, sender)
+				pes = append(pes, pe)
+			}
+			return nil
+		})
+		var publish func()
+		if err == nil { // else the follower evaluates them after the commit
+			publish = (*hook)(pes)
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.evaluated, r.pes, r.publish = true, pes, publish
+		if r.stored != nil {
+			r.hand()
+		}
+	}()
+	return r
+}
+
+// committed tells the early evaluation that stored are the events the
+// commit made durable; the results are published now if the evaluation
+// has ended, else when it ends. It does not wait.
+func (r *earlyRun) committed(stored []*Event) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stored = stored
+	if r.evaluated {
+		r.hand()
+	}
+}
+
+// hand publishes the results for the stored events, unless the batch was
+// built again in the write transaction (other event IDs, then the
+// follower evaluates them); r.mu is held.
+func (r *earlyRun) hand() {
+	if r.publish == nil || len(r.stored) != len(r.pes) {
+		return
+	}
+	for i, ev := range r.stored {
+		if ev.ID != r.pes[i].Event.EventID {
+			return
+		}
+	}
+	for i, ev := range r.stored {
+		r.pes[i].Pos = ev.NID
+	}
+	r.publish()
+	r.publish = nil
+}
+
+// plannedPDUs are the events a batch will append, in order.
+func plannedPDUs(plan []planned) []gomatrixserverlib.PDU {
+	var out []gomatrixserverlib.PDU
+	for _, pl := range plan {
+		if pl.dupOf < 0 {
+			out = append(out, pl.pdu)
+		}
+	}
+	return out
+}
