@@ -102,6 +102,11 @@ func (s *Service) Start() {
 	if err := s.Rules.repairStoredJSON(ctx); err != nil {
 		s.log.Warn("push: repair stored rules", "err", err)
 	}
+	// A previous run's published results (Stop, then Start) are not
+	// this run's: it publishes again from the stored position.
+	s.doneMu.Lock()
+	s.pending, s.early, s.memPos = nil, nil, 0
+	s.doneMu.Unlock()
 	s.running.Store(true)
 	if ep, ok := s.rooms.(earlyPusher); ok {
 		ep.SetEarlyPush(s.earlyEvaluate)
@@ -220,6 +225,16 @@ func (s *Service) follow(ctx context.Context) {
 					continue
 				}
 				urgent = true // store what is held rather than wait with it
+				if storing != nil {
+					// The same batch would fail again at once: wait for
+					// the store in flight first, not spin until it ends.
+					select {
+					case <-storing.done:
+					case <-ctx.Done():
+						return
+					}
+					continue
+				}
 			} else {
 				if len(unstored) == inflight { // the first result not in flight
 					since = time.Now()

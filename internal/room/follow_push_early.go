@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/matrix-org/gomatrixserverlib"
+	"github.com/matrix-org/gomatrixserverlib/spec"
 
 	"github.com/hearth-chat/hearth/internal/store"
 )
@@ -51,16 +52,20 @@ type earlyRun struct {
 
 // startEarlyPush starts the early evaluation of a batch built on the
 // room's head at position head, or returns nil. Only batches of events
-// that change no state qualify: the room's push facts (members, their
-// names, power levels) read at the head are then the facts at every event
-// of the batch, as PushEventsAfter would read them after the commit.
+// that change no state and redact nothing qualify: the room's push facts
+// (members, their names, power levels) read at the head are then the
+// facts at every event of the batch, as PushEventsAfter would read them
+// after the commit.
 func (e *Engine) startEarlyPush(roomID string, head uint64, pdus []gomatrixserverlib.PDU) *earlyRun {
 	hook := e.earlyPush.Load()
 	if hook == nil || len(pdus) == 0 {
 		return nil
 	}
 	for _, pdu := range pdus {
-		if pdu.StateKey() != nil {
+		// A redaction rewrites the event it redacts in place (a member
+		// event, power levels, or a message of the same batch), so the
+		// facts read at the head would not be the follower's.
+		if pdu.StateKey() != nil || pdu.Type() == spec.MRoomRedaction {
 			return nil
 		}
 	}

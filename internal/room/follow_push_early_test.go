@@ -1,0 +1,75 @@
+package room
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/matrix-org/gomatrixserverlib"
+
+	"github.com/hearth-chat/hearth/internal/store"
+)
+
+// TestEarlyPushOnlyForBatchesThatChangeNothing: push evaluates a batch
+// early only when the room's facts read at its head hold for every event
+// of it: not for a batch with a state event or a redaction, which
+// rewrites the event it redacts (a member event, power levels, or a
+// message of the same batch) in place.
+func TestEarlyPushOnlyForBatchesThatChangeNothing(t *testing.T) {
+	ctx := context.Background()
+	e, _ := newEngine(t)
+	roomID, err := e.CreateRoom(ctx, alice, Profile{}, CreateRequest{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := e.Send(ctx, SendRequest{Sender: alice, Device: "D", RoomID: roomID, Type: "m.room.message",
+		Content: json.RawMessage(`{"msgtype":"m.text","body":"hi"}`), TxnID: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Send(ctx, SendRequest{Sender: alice, Device: "D", RoomID: roomID, Type: "m.room.redaction",
+		Redacts: msg, TxnID: "2"}); err != nil {
+		t.Fatal(err)
+	}
+	name := ""
+	if _, err := e.Send(ctx, SendRequest{Sender: alice, RoomID: roomID, Type: "m.room.name", StateKey: &name,
+		Content: json.RawMessage(`{"name":"Lounge"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	// The three events as stored: message, redaction, state.
+	var pdus []gomatrixserverlib.PDU
+	var head uint64
+	err = e.db.View(func(tx *store.Tx) error {
+		info, err := roomInfo(tx, roomID)
+		if err != nil {
+			return err
+		}
+		head = info.LastPos
+		for pos := head - 2; pos <= head; pos++ {
+			ev, err := e.loadEvent(tx, pos)
+			if err != nil {
+				return err
+			}
+			pdus = append(pdus, ev.PDU)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.SetEarlyPush(func([]*PushEvent) func() { return nil })
+	defer e.SetEarlyPush(nil)
+	for _, c := range []struct {
+		what  string
+		batch []gomatrixserverlib.PDU
+		early bool
+	}{
+		{"a message", pdus[:1], true},
+		{"a message and its redaction", pdus[:2], false},
+		{"a state event", pdus[2:], false},
+	} {
+		if got := e.startEarlyPush(roomID, head, c.batch) != nil; got != c.early {
+			t.Errorf("%s: evaluated early %v, want %v", c.what, got, c.early)
+		}
+	}
+}
