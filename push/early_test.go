@@ -16,14 +16,7 @@ import (
 // scheduled after the commit. The follower then takes those results and
 // stores them once.
 func TestCountsPublishedAtCommit(t *testing.T) {
-	e := openEnv(t, t.TempDir())
-	defer e.db.Close()
-	owner, bob := user("owner"), user("bob")
-	roomID := e.publicRoom(t, owner, []string{bob})
-	s := New(e.db, e.rooms, Options{})
-	s.Start()
-	defer s.Stop()
-	e.settle(t, s)
+	e, s, owner, bob, roomID := startedInRoom(t, true)
 
 	gate := make(chan struct{})
 	hold := func() { <-gate }
@@ -131,4 +124,23 @@ func TestEarlyResultsOnlyFollowOn(t *testing.T) {
 	if pos, _, _ := s.Ready(); pos != 12 {
 		t.Fatalf("Ready went back to %d", pos)
 	}
+}
+
+// startedInRoom opens a store in which owner and bob share a public room,
+// and starts a push service, with or without the early path, that has
+// caught up with it; both end with the test.
+func startedInRoom(t *testing.T, early bool) (e *env, s *Service, owner, bob, roomID string) {
+	t.Helper()
+	e = openEnv(t, t.TempDir())
+	t.Cleanup(func() { e.db.Close() })
+	owner, bob = user("owner"), user("bob")
+	roomID = e.publicRoom(t, owner, []string{bob})
+	s = New(e.db, e.rooms, Options{})
+	s.Start()
+	t.Cleanup(s.Stop) // before the store closes (cleanups run last first)
+	if !early {
+		e.rooms.SetEarlyPush(nil)
+	}
+	e.settle(t, s)
+	return e, s, owner, bob, roomID
 }

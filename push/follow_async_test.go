@@ -17,17 +17,9 @@ import (
 // follower's own path the second message is never published while the
 // gate is closed.
 func TestEvaluationGoesOnWhileStoring(t *testing.T) {
-	e := openEnv(t, t.TempDir())
-	defer e.db.Close()
-	owner, bob := user("owner"), user("bob")
-	roomID := e.publicRoom(t, owner, []string{bob})
-	s := New(e.db, e.rooms, Options{})
-	s.Start()
-	defer s.Stop()
 	// Only the follower publishes here: the early path (early.go) would
 	// publish the second message whatever the follower does.
-	e.rooms.SetEarlyPush(nil)
-	e.settle(t, s)
+	e, s, owner, bob, roomID := startedInRoom(t, false)
 
 	started, gate := make(chan struct{}, 4), make(chan struct{})
 	hold := func() {
