@@ -55,10 +55,12 @@ type earlyRun struct {
 // that change no state and redact nothing qualify: the room's push facts
 // (members, their names, power levels) read at the head are then the
 // facts at every event of the batch, as PushEventsAfter would read them
-// after the commit.
-func (e *Engine) startEarlyPush(roomID string, head uint64, pdus []gomatrixserverlib.PDU) *earlyRun {
+// after the commit. A room whose only joined member is the sender has
+// nobody to count for: the follower's evaluation is then as good, and
+// the early one would only double the work of making its PushEvents.
+func (e *Engine) startEarlyPush(roomID string, head uint64, joined int, pdus []gomatrixserverlib.PDU) *earlyRun {
 	hook := e.earlyPush.Load()
-	if hook == nil || len(pdus) == 0 {
+	if hook == nil || len(pdus) == 0 || joined < 2 {
 		return nil
 	}
 	for _, pdu := range pdus {

@@ -14,7 +14,8 @@ import (
 // early only when the room's facts read at its head hold for every event
 // of it: not for a batch with a state event or a redaction, which
 // rewrites the event it redacts (a member event, power levels, or a
-// message of the same batch) in place.
+// message of the same batch) in place; and not in a room whose only
+// member is the sender, where there is nobody to count for.
 func TestEarlyPushOnlyForBatchesThatChangeNothing(t *testing.T) {
 	ctx := context.Background()
 	e, _ := newEngine(t)
@@ -22,6 +23,14 @@ func TestEarlyPushOnlyForBatchesThatChangeNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	member := func(who, membership string) {
+		t.Helper()
+		if _, err := e.Send(ctx, SendRequest{Sender: who, RoomID: roomID, Type: "m.room.member", StateKey: &who,
+			Content: json.RawMessage(`{"membership":"` + membership + `"}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	member(bob, "join")
 	msg, err := e.Send(ctx, SendRequest{Sender: alice, Device: "D", RoomID: roomID, Type: "m.room.message",
 		Content: json.RawMessage(`{"msgtype":"m.text","body":"hi"}`), TxnID: "1"})
 	if err != nil {
@@ -60,15 +69,17 @@ func TestEarlyPushOnlyForBatchesThatChangeNothing(t *testing.T) {
 	e.SetEarlyPush(func([]*PushEvent) func() { return nil })
 	defer e.SetEarlyPush(nil)
 	for _, c := range []struct {
-		what  string
-		batch []gomatrixserverlib.PDU
-		early bool
+		what   string
+		joined int
+		batch  []gomatrixserverlib.PDU
+		early  bool
 	}{
-		{"a message", pdus[:1], true},
-		{"a message and its redaction", pdus[:2], false},
-		{"a state event", pdus[2:], false},
+		{"a message", 2, pdus[:1], true},
+		{"a message and its redaction", 2, pdus[:2], false},
+		{"a state event", 2, pdus[2:], false},
+		{"a message, the sender alone", 1, pdus[:1], false},
 	} {
-		if got := e.startEarlyPush(roomID, head, c.batch) != nil; got != c.early {
+		if got := e.startEarlyPush(roomID, head, c.joined, c.batch) != nil; got != c.early {
 			t.Errorf("%s: evaluated early %v, want %v", c.what, got, c.early)
 		}
 	}

@@ -161,6 +161,7 @@ type planned struct {
 func (e *Engine) sendBatch(roomID string, batch []*pendingSend) {
 	var plan []planned
 	var head uint64
+	var joined int
 	txns := txnIndexOf(e.db)
 	merges := txns.mergesDone() // before the read: see sentMeanwhile
 	err := e.db.View(func(tx *store.Tx) error {
@@ -168,7 +169,7 @@ func (e *Engine) sendBatch(roomID string, batch []*pendingSend) {
 		if err != nil {
 			return err
 		}
-		head = info.LastPos
+		head, joined = info.LastPos, info.Joined
 		cur := *info // the head as the batch grows; info itself stays as read
 		seen := map[string]int{}
 		for _, p := range batch {
@@ -223,7 +224,7 @@ func (e *Engine) sendBatch(roomID string, batch []*pendingSend) {
 	errs := make([]error, len(plan))
 	var stored []*Event
 	// Push evaluates the batch while it is committed (follow_push_early.go).
-	early := e.startEarlyPush(roomID, head, plannedPDUs(plan))
+	early := e.startEarlyPush(roomID, head, joined, plannedPDUs(plan))
 	// Once enough transaction IDs are pending, this batch's write moves
 	// them into their index as well (store_txns.go).
 	merge := txns.startMerge()
