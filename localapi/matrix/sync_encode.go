@@ -207,44 +207,10 @@ func (e syncEncoder) list(l eventList) error {
 	return nil
 }
 
-func (e syncEncoder) raws(evs []json.RawMessage) error {
-	if evs == nil {
-		e.b.WriteString("null")
-		return nil
-	}
-	e.b.WriteByte('[')
-	for i, r := range evs {
-		if i > 0 {
-			e.b.WriteByte(',')
-		}
-		if err := e.raw(r); err != nil {
-			return err
-		}
-	}
-	e.b.WriteByte(']')
-	return nil
-}
+func (e syncEncoder) raws(evs []json.RawMessage) error { return encodeSlice(e, evs, e.raw) }
 
-func (e syncEncoder) anys(vs []any) error {
-	if vs == nil {
-		e.b.WriteString("null")
-		return nil
-	}
-	e.b.WriteByte('[')
-	for i, v := range vs {
-		if i > 0 {
-			e.b.WriteByte(',')
-		}
-		if err := e.value(v); err != nil {
-			return err
-		}
-	}
-	e.b.WriteByte(']')
-	return nil
-}
+func (e syncEncoder) anys(vs []any) error { return encodeSlice(e, vs, e.value) }
 
-// raw writes a raw JSON value as encoding/json does: compacted, with <, >,
-// & and U+2028/U+2029 escaped; null for a nil one.
 func (e syncEncoder) raw(r json.RawMessage) error {
 	if r == nil {
 		e.b.WriteString("null")
@@ -340,18 +306,7 @@ func (e syncEncoder) int(n int) error {
 }
 
 func (e syncEncoder) strings(ss []string) {
-	if ss == nil {
-		e.b.WriteString("null")
-		return
-	}
-	e.b.WriteByte('[')
-	for i, s := range ss {
-		if i > 0 {
-			e.b.WriteByte(',')
-		}
-		e.str(s)
-	}
-	e.b.WriteByte(']')
+	encodeSlice(e, ss, func(s string) error { e.str(s); return nil })
 }
 
 // str writes s quoted. Plain printable ASCII, the usual case (IDs,
@@ -369,6 +324,26 @@ func (e syncEncoder) str(s string) {
 	e.b.WriteByte('"')
 	e.b.WriteString(s)
 	e.b.WriteByte('"')
+}
+
+// encodeSlice writes vs as an array, each element by val; null for a nil
+// slice, as encoding/json does.
+func encodeSlice[V any](e syncEncoder, vs []V, val func(V) error) error {
+	if vs == nil {
+		e.b.WriteString("null")
+		return nil
+	}
+	e.b.WriteByte('[')
+	for i, v := range vs {
+		if i > 0 {
+			e.b.WriteByte(',')
+		}
+		if err := val(v); err != nil {
+			return err
+		}
+	}
+	e.b.WriteByte(']')
+	return nil
 }
 
 // encodeMap writes m with its keys sorted, as encoding/json does; null for
