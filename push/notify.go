@@ -349,7 +349,7 @@ type Notification struct {
 // asked (Client-Server API §"GET /notifications"). next is the position to
 // pass as from for the following page, 0 at the end.
 func (s *Service) Notifications(userID string, from uint64, limit int, onlyHighlight bool) ([]Notification, uint64, error) {
-	s.storeEvaluated() // service.go
+	s.storeEvaluated() // store.go
 	var out []Notification
 	var next uint64
 	reads := map[string]map[string]uint64{}
