@@ -100,3 +100,18 @@ func names(prefix string, n int) []string {
 	}
 	return out
 }
+
+// liveNotifications is the notification count /sync shows userID in
+// roomID at pos: the stored log and the published results (Live, Counts).
+func liveNotifications(tb testing.TB, s *Service, userID, roomID string, pos uint64) int {
+	tb.Helper()
+	live, err := s.Live(context.Background(), userID, pos)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := s.Counts(userID, roomID, live)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c.All.Notifications
+}

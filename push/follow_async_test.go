@@ -49,16 +49,8 @@ func TestEvaluationGoesOnWhileStoring(t *testing.T) {
 	if !s.inMemory(second) {
 		t.Fatal("the second message was not published while the first one's results were being stored")
 	}
-	live, err := s.Live(ctx, owner, second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := s.Counts(owner, roomID, live)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.All.Notifications != 2 {
-		t.Fatalf("during the store: %d notifications counted, want 2", c.All.Notifications)
+	if n := liveNotifications(t, s, owner, roomID, second); n != 2 {
+		t.Fatalf("during the store: %d notifications counted, want 2", n)
 	}
 
 	// The first store commits; the next one (the second message's) is
@@ -74,15 +66,8 @@ func TestEvaluationGoesOnWhileStoring(t *testing.T) {
 	if done := s.evaluated(); done < first || done >= second {
 		t.Fatalf("stored up to %d while the second store is held, want [%d, %d)", done, first, second)
 	}
-	live, err = s.Live(ctx, owner, second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c, err = s.Counts(owner, roomID, live); err != nil {
-		t.Fatal(err)
-	}
-	if c.All.Notifications != 2 {
-		t.Fatalf("after the first store: %d notifications counted, want 2", c.All.Notifications)
+	if n := liveNotifications(t, s, owner, roomID, second); n != 2 {
+		t.Fatalf("after the first store: %d notifications counted, want 2", n)
 	}
 	storeGate.Store(nil)
 	open()

@@ -48,16 +48,8 @@ func TestReadyCoversPublishedResults(t *testing.T) {
 		if !covered {
 			t.Fatalf("Ready reached %d before the results were published", pos)
 		}
-		live, err := s.Live(ctx, owner, pos)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := s.Counts(owner, roomID, live)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c.All.Notifications != i+1 {
-			t.Fatalf("after message %d: %d notifications, want %d", i+1, c.All.Notifications, i+1)
+		if n := liveNotifications(t, s, owner, roomID, pos); n != i+1 {
+			t.Fatalf("after message %d: %d notifications, want %d", i+1, n, i+1)
 		}
 	}
 

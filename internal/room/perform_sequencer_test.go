@@ -148,6 +148,30 @@ func TestHotRoomSendsFormOneCheckedChain(t *testing.T) {
 
 const charlie = "@charlie:test.local"
 
+// eachAllowedEvent calls fn with each event of roomID's timeline in
+// order, once checkAllowed has passed it.
+func eachAllowedEvent(t *testing.T, e *Engine, db *store.DB, roomID string, fn func(*Event)) {
+	t.Helper()
+	err := db.View(func(tx *store.Tx) error {
+		info, err := roomInfo(tx, roomID)
+		if err != nil {
+			return err
+		}
+		return scanTimeline(tx, info.NID, 0, Forward, func(_, nid uint64) (bool, error) {
+			ev, err := e.loadEvent(tx, nid)
+			if err != nil {
+				return false, err
+			}
+			checkAllowed(t, e, tx, ev)
+			fn(ev)
+			return true, nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // checkAllowed runs gomatrixserverlib's auth rules for ev against the room
 // state before it, as stored in its snapshot.
 func checkAllowed(t *testing.T, e *Engine, tx *store.Tx, ev *Event) {
@@ -211,19 +235,10 @@ func TestBatchWithRetriedTxnAndRefusedSend(t *testing.T) {
 		t.Errorf("later retry: %q %v, want %s", id, err, first.id)
 	}
 	var bodies []string
-	db.View(func(tx *store.Tx) error {
-		info, _ := roomInfo(tx, roomID)
-		return scanTimeline(tx, info.NID, 0, Forward, func(_, nid uint64) (bool, error) {
-			ev, err := e.loadEvent(tx, nid)
-			if err != nil {
-				return false, err
-			}
-			checkAllowed(t, e, tx, ev)
-			if ev.PDU.Type() == "m.room.message" {
-				bodies = append(bodies, gjson.GetBytes(ev.PDU.Content(), "body").String())
-			}
-			return true, nil
-		})
+	eachAllowedEvent(t, e, db, roomID, func(ev *Event) {
+		if ev.PDU.Type() == "m.room.message" {
+			bodies = append(bodies, gjson.GetBytes(ev.PDU.Content(), "body").String())
+		}
 	})
 	if fmt.Sprint(bodies) != "[a b]" {
 		t.Errorf("stored messages %v, want [a b]", bodies)
@@ -316,22 +331,13 @@ func TestFirstSenderBuildsAndHandsOn(t *testing.T) {
 		t.Errorf("%d room queues left after the last Send returned", left)
 	}
 	var got []string
-	db.View(func(tx *store.Tx) error {
-		info, _ := roomInfo(tx, roomID)
-		return scanTimeline(tx, info.NID, 0, Forward, func(_, nid uint64) (bool, error) {
-			ev, err := e.loadEvent(tx, nid)
-			if err != nil {
-				return false, err
-			}
-			checkAllowed(t, e, tx, ev)
-			switch ev.PDU.Type() {
-			case "m.room.topic":
-				got = append(got, "topic")
-			case "m.room.message":
-				got = append(got, gjson.GetBytes(ev.PDU.Content(), "body").String())
-			}
-			return true, nil
-		})
+	eachAllowedEvent(t, e, db, roomID, func(ev *Event) {
+		switch ev.PDU.Type() {
+		case "m.room.topic":
+			got = append(got, "topic")
+		case "m.room.message":
+			got = append(got, gjson.GetBytes(ev.PDU.Content(), "body").String())
+		}
 	})
 	if fmt.Sprint(got) != "[topic a b c]" {
 		t.Errorf("timeline %v, want [topic a b c]", got)
