@@ -22,8 +22,9 @@ import (
 // It is called from a goroutine of its own with the batch's events, whose
 // Pos is still 0, and returns the function to call once they are durable
 // with Pos set (nil: nothing to publish). That function runs on the
-// sequencer's goroutine or the evaluation's, whichever finishes second,
-// and must not block.
+// store's writer, right after the commit has advanced the stream
+// (store.Tx.AfterCommit), or on the evaluation's goroutine, whichever
+// finishes second, and must not block.
 type EarlyPush func(pes []*PushEvent) (publish func())
 
 // SetEarlyPush installs p (nil removes it).

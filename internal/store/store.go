@@ -260,10 +260,10 @@ func (db *DB) commit(group []*write) {
 	var failed *write
 	var failErr error
 	var pos uint64
-	var committed []func()
+	var committed, advanced []func()
 	err := db.bolt.Update(func(btx *bolt.Tx) error {
 		tx := &Tx{btx: btx}
-		defer func() { committed = tx.committed }()
+		defer func() { committed, advanced = tx.committed, tx.advanced }()
 		for _, w := range group {
 			if err := w.fn(tx); err != nil {
 				failed, failErr = w, err
@@ -297,6 +297,9 @@ func (db *DB) commit(group []*write) {
 	}
 	if db.onCommit != nil {
 		db.onCommit(pos)
+	}
+	for _, fn := range advanced {
+		fn()
 	}
 	for _, w := range group {
 		w.err <- nil
