@@ -207,6 +207,22 @@ func (db *DB) View(fn func(*Tx) error) error {
 	return db.bolt.View(func(btx *bolt.Tx) error { return fn(&Tx{btx: btx}) })
 }
 
+// Snapshot begins a read-only transaction now, for a goroutine to use
+// later: it sees the file as it is at this call, whatever commits
+// meanwhile. The caller must call Done once, from the goroutine that
+// last used it. Keep it short: bbolt cannot remap a file that outgrows
+// its mapping while a read transaction is open.
+func (db *DB) Snapshot() (*Tx, error) {
+	btx, err := db.bolt.Begin(false)
+	if err != nil {
+		return nil, fmt.Errorf("store: begin read: %w", err)
+	}
+	return &Tx{btx: btx}, nil
+}
+
+// Done ends a transaction from Snapshot.
+func (tx *Tx) Done() { tx.btx.Rollback() }
+
 // Update runs fn in a read-write transaction and returns once it is fsynced.
 //
 // Concurrent callers share one transaction and one fsync (group commit). fn
