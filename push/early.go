@@ -11,8 +11,9 @@ import (
 // waited (docs/performance.md, "Delivery: counts at commit and a shared
 // room section"). The room's sequencer instead hands push a batch of
 // message events it built (room.EarlyPush) before committing it; push
-// evaluates them while the write and its fsync run, and the sequencer
-// publishes the results as soon as the commit returns. The follower later
+// evaluates them while the write and its fsync run, and the results are
+// published on the store's writer as soon as the commit has advanced the
+// stream, before the senders are answered. The follower later
 // takes these results rather than evaluating the events again, and
 // stores them as usual.
 

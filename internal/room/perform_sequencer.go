@@ -296,11 +296,14 @@ func (e *Engine) sendBatch(roomID string, batch []*pendingSend) {
 				e.pdus.put(ev.NID, ev.ID, false, ev.PDU)
 			}
 		})
+		if early != nil {
+			// Every long poll of the room waits for these counts: they
+			// are handed on by the writer as soon as the stream has
+			// advanced, not after this goroutine is scheduled again.
+			tx.AfterCommit(func() { early.committed(stored) })
+		}
 		return putRoomInfo(tx, info)
 	})
-	if err == nil {
-		early.committed(stored) // counts first: every long poll waits for them
-	}
 	for i, pl := range plan {
 		switch {
 		case err != nil:

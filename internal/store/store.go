@@ -207,6 +207,22 @@ func (db *DB) View(fn func(*Tx) error) error {
 	return db.bolt.View(func(btx *bolt.Tx) error { return fn(&Tx{btx: btx}) })
 }
 
+// Snapshot begins a read-only transaction now, for a goroutine to use
+// later: it sees the file as it is at this call, whatever commits
+// meanwhile. The caller must call Done once, from the goroutine that
+// last used it. Keep it short: bbolt cannot remap a file that outgrows
+// its mapping while a read transaction is open.
+func (db *DB) Snapshot() (*Tx, error) {
+	btx, err := db.bolt.Begin(false)
+	if err != nil {
+		return nil, fmt.Errorf("store: begin read: %w", err)
+	}
+	return &Tx{btx: btx}, nil
+}
+
+// Done ends a transaction from Snapshot.
+func (tx *Tx) Done() { tx.btx.Rollback() }
+
 // Update runs fn in a read-write transaction and returns once it is fsynced.
 //
 // Concurrent callers share one transaction and one fsync (group commit). fn
@@ -260,10 +276,10 @@ func (db *DB) commit(group []*write) {
 	var failed *write
 	var failErr error
 	var pos uint64
-	var committed []func()
+	var committed, advanced []func()
 	err := db.bolt.Update(func(btx *bolt.Tx) error {
 		tx := &Tx{btx: btx}
-		defer func() { committed = tx.committed }()
+		defer func() { committed, advanced = tx.committed, tx.advanced }()
 		for _, w := range group {
 			if err := w.fn(tx); err != nil {
 				failed, failErr = w, err
@@ -297,6 +313,9 @@ func (db *DB) commit(group []*write) {
 	}
 	if db.onCommit != nil {
 		db.onCommit(pos)
+	}
+	for _, fn := range advanced {
+		fn()
 	}
 	for _, w := range group {
 		w.err <- nil
