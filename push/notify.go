@@ -39,7 +39,8 @@ type Count struct {
 }
 
 // Counts are one user's unread counts in one room: All over every
-// notification, Main over the main timeline, Threads per thread root.
+// notification, Main over the main timeline, Threads per thread root
+// (nil when no thread has one).
 type Counts struct {
 	All, Main Count
 	Threads   map[string]Count
@@ -85,6 +86,9 @@ func (c *Counts) add(thread string, highlight bool) {
 		one(&c.Main)
 		return
 	}
+	if c.Threads == nil {
+		c.Threads = map[string]Count{} // made here: most rooms have no thread
+	}
 	t := c.Threads[thread]
 	one(&t)
 	c.Threads[thread] = t
@@ -108,10 +112,14 @@ type cachedCounts struct {
 // maxCachedCounts bounds the cache; past it the cache starts over.
 const maxCachedCounts = 4096
 
+// clone copies c so that adding to either leaves the other as it was. An
+// empty Threads stays nil (add makes it), so the usual room without a
+// thread costs no map per /sync.
 func (c Counts) clone() Counts {
-	c.Threads = maps.Clone(c.Threads)
-	if c.Threads == nil {
-		c.Threads = map[string]Count{}
+	if len(c.Threads) == 0 {
+		c.Threads = nil
+	} else {
+		c.Threads = maps.Clone(c.Threads)
 	}
 	return c
 }
@@ -291,7 +299,7 @@ func (s *Service) CountsIn(tx *store.Tx, userID, roomID string, live *Live) (Cou
 		limit = live.Evaluated
 	}
 	key := [2]string{userID, roomID}
-	start, after := Counts{Threads: map[string]Count{}}, uint64(0)
+	start, after := Counts{}, uint64(0)
 	s.counts.mu.Lock()
 	c := s.counts.entries[key]
 	if c != nil && maps.Equal(c.read, read) && c.upTo <= limit {

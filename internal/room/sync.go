@@ -234,9 +234,12 @@ func (e *Engine) syncJoined(tx *store.Tx, req SyncRequest, info *Info, m Members
 	if err != nil {
 		return nil, err
 	}
-	senders := map[string]bool{req.UserID: true}
-	for _, ev := range tl.Events {
-		senders[ev.Sender] = true
+	var senders map[string]bool // lazy loading's members to keep
+	if req.LazyLoadMembers && len(state) > 0 {
+		senders = map[string]bool{req.UserID: true}
+		for _, ev := range tl.Events {
+			senders[ev.Sender] = true
+		}
 	}
 	for _, nid := range state {
 		ev, err := e.loadEvent(tx, nid)

@@ -13,7 +13,9 @@ import "sync"
 // read transaction to learn what the publication that woke them already
 // said (docs/performance.md, "Per-response CPU, second cut").
 type memberRooms struct {
-	mu    sync.Mutex
+	// mu is read-locked by every woken poll at once (50 of a room after
+	// each message) and write-locked only when a user's rooms change.
+	mu    sync.RWMutex
 	users map[string]map[string]struct{}
 }
 
@@ -61,8 +63,8 @@ func (m *memberRooms) note(userID string, ids []string) {
 // get returns userID's rooms as last set; the map is never written after
 // set, so callers read it without the lock.
 func (m *memberRooms) get(userID string) map[string]struct{} {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
 	return m.users[userID]
 }
 

@@ -20,7 +20,7 @@ type Tx struct {
 	// once"). A transaction sees one snapshot, so an opened bucket stays
 	// valid for its whole life.
 	opened  []openedBucket
-	opened0 [8]openedBucket // opened's first backing array
+	opened0 [16]openedBucket // opened's first backing array: a /sync opens 15
 	// committed are OnCommit's functions, run once this write
 	// transaction is durable; advanced are AfterCommit's, run after
 	// Options.OnCommit has been told of it.
@@ -29,7 +29,10 @@ type Tx struct {
 }
 
 type openedBucket struct {
-	name   string
+	// name is the caller's slice, not a copy: bucket names are the
+	// package's variables, never modified (a copy cost an allocation per
+	// bucket per transaction).
+	name   []byte
 	bucket *bolt.Bucket
 }
 
@@ -39,7 +42,7 @@ func (tx *Tx) Bucket(name []byte) *bolt.Bucket {
 		return tx.writeBucket(name) // bbolt caches these itself
 	}
 	for _, o := range tx.opened {
-		if o.name == string(name) {
+		if string(o.name) == string(name) {
 			return o.bucket
 		}
 	}
@@ -48,7 +51,7 @@ func (tx *Tx) Bucket(name []byte) *bolt.Bucket {
 		if tx.opened == nil {
 			tx.opened = tx.opened0[:0]
 		}
-		tx.opened = append(tx.opened, openedBucket{string(name), b})
+		tx.opened = append(tx.opened, openedBucket{name, b})
 	}
 	return b
 }

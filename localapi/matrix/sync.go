@@ -254,7 +254,7 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 			AccountData:         eventList{Events: roomData.applyRaw(nonNilRaw(perRoom[id]))},
 			Ephemeral:           eventList{Events: nonNilRaw(jr.Ephemeral)},
 			Summary:             nonNilMap(jr.Summary),
-			UnreadNotifications: map[string]int{"highlight_count": 0, "notification_count": 0},
+			UnreadNotifications: s.zeroUnread(),
 		}
 		delete(perRoom, id)
 		empty = false
@@ -265,7 +265,7 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 			resp.Rooms.Join[id] = joinedRoom{Timeline: timeline{Events: []any{}},
 				roomState: mode.section([]any{}), AccountData: eventList{Events: evs},
 				Ephemeral: eventList{Events: []json.RawMessage{}}, Summary: map[string]any{},
-				UnreadNotifications: map[string]int{"highlight_count": 0, "notification_count": 0}}
+				UnreadNotifications: s.zeroUnread()}
 			empty = false
 		}
 	}
@@ -299,6 +299,16 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 		empty = false
 	}
 	return resp, empty, nil
+}
+
+// zeroUnread is a joined room's unread_notifications before syncUnread
+// fills them: zero without push, and nil with it, since syncUnread then
+// sets every joined room's counts (a map per room less per response).
+func (s *Server) zeroUnread() map[string]int {
+	if s.push != nil {
+		return nil
+	}
+	return map[string]int{"highlight_count": 0, "notification_count": 0}
 }
 
 // timeline shapes a room timeline for the response.

@@ -32,12 +32,18 @@ func (s *Server) syncE2EE(c *caller, since, now syncToken, resp *syncResponse, r
 	if since.pos == 0 {
 		return news, nil // an initial sync has no device-list changes
 	}
+	// Only member events can change device_lists: a room without one is
+	// left out rather than copied (most responses carry a message alone).
 	joined, left := map[string][]any{}, [][]any{}
 	for roomID, jr := range resp.Rooms.Join {
-		joined[roomID] = append(append([]any{}, jr.stateEvents()...), jr.Timeline.Events...)
+		if evs := memberEvents(jr.stateEvents(), jr.Timeline.Events); evs != nil {
+			joined[roomID] = evs
+		}
 	}
 	for _, lr := range resp.Rooms.Leave {
-		left = append(left, append(append([]any{}, lr.stateEvents()...), lr.Timeline.Events...))
+		if evs := memberEvents(lr.stateEvents(), lr.Timeline.Events); evs != nil {
+			left = append(left, evs)
+		}
 	}
 	changed, gone, err := s.deviceListChanges(c, since.pos, now.pos, joined, left)
 	if err != nil {
@@ -102,6 +108,29 @@ func (s *Server) deviceListChanges(c *caller, since, now uint64, joined map[stri
 		changed = append(changed, u)
 	}
 	return changed, gone, nil
+}
+
+// memberEvents returns the events of lists that memberChange may find a
+// membership in (every event not shown as a room.ClientEvent, whose type
+// only memberChange can read), in order, or nil when there is none.
+func memberEvents(lists ...[]any) []any {
+	var out []any
+	for _, l := range lists {
+		for _, ev := range l {
+			switch e := ev.(type) {
+			case room.ClientEvent:
+				if e.Type != "m.room.member" {
+					continue
+				}
+			case *room.ClientEvent:
+				if e == nil || e.Type != "m.room.member" {
+					continue
+				}
+			}
+			out = append(out, ev)
+		}
+	}
+	return out
 }
 
 // memberChange returns the state key and membership of an m.room.member

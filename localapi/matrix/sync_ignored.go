@@ -17,12 +17,16 @@ import (
 // while the list almost never changes.
 //
 // Invalidation is exact and needs no hook in the writers: an entry known
-// at position p still holds at now when the change log of (p, now] has no
-// account data entry of anyone (room.ChangeKinds of the /sync's span),
-// since account data is only written with such an entry
-// (account.PutAccountData). A long poll's span starts where its last one
-// ended, so its entry carries forward from response to response; any
-// other span, or one with an account data change, reads the list again.
+// at position p still holds at now when p lies in the /sync's span
+// [since, now] and the change log of (since, now] has no account data
+// entry of anyone (room.ChangeKinds of the span), since account data is
+// only written with such an entry (account.PutAccountData). A long poll's
+// span starts where its last one ended, so its entry carries forward from
+// response to response; any other span, or one with an account data
+// change, reads the list again. A list read is known at the position of
+// the snapshot it was read in, which is past the response's own when a
+// commit landed meanwhile (as it often does while messages arrive): it
+// then still lies in the next span.
 type ignoredCache struct {
 	mu      sync.Mutex
 	entries map[string]ignoredEntry // localpart →
@@ -45,17 +49,16 @@ func (c *ignoredCache) in(localpart string, since, now uint64, kinds room.Change
 		c.mu.Lock()
 		e, ok := c.entries[localpart]
 		c.mu.Unlock()
-		if ok && since != 0 && e.at == since && since < now && !kinds.Has(account.ChangeAccountData) {
-			c.put(localpart, e.users, now)
+		if ok && since != 0 && since <= e.at && e.at <= now && !kinds.Has(account.ChangeAccountData) {
+			if e.at != now {
+				c.put(localpart, e.users, now)
+			}
 			return e.users
 		}
 		users := parseIgnored(account.GetAccountData(tx, localpart, "", "m.ignored_user_list"))
-		if tx.Pos() == now {
-			// The snapshot is exactly the response's position: the list
-			// read is the list at now. (A later snapshot may hold a
-			// change after now, which the next span would not show.)
-			c.put(localpart, users, now)
-		}
+		// The list read is the list at the snapshot's position, which may
+		// be past now; the span of a later /sync must reach it to use it.
+		c.put(localpart, users, tx.Pos())
 		return users
 	}
 }
