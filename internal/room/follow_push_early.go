@@ -86,12 +86,16 @@ func (e *Engine) startEarlyPush(roomID string, head uint64, joined int, pdus []g
 	}
 	r := &earlyRun{}
 	go func() {
-		defer snap.Done()
 		if g := earlyGate.Load(); g != nil {
 			(*g)()
 		}
 		var pes []*PushEvent
 		err := func(tx *store.Tx) error {
+			// Ended before push's evaluation, which opens read
+			// transactions of its own: a commit that must grow bbolt's
+			// mapping waits for every open read, and a read begun while
+			// it waits queues behind it (so a nested one would deadlock).
+			defer tx.Done()
 			info, err := roomInfo(tx, roomID)
 			if err != nil {
 				return err

@@ -210,8 +210,10 @@ func (db *DB) View(fn func(*Tx) error) error {
 // Snapshot begins a read-only transaction now, for a goroutine to use
 // later: it sees the file as it is at this call, whatever commits
 // meanwhile. The caller must call Done once, from the goroutine that
-// last used it. Keep it short: bbolt cannot remap a file that outgrows
-// its mapping while a read transaction is open.
+// last used it. Keep it short, and while it is open neither begin
+// another transaction nor wait for a commit: a commit that must grow
+// bbolt's mapping waits for every open read transaction, and a read
+// begun meanwhile queues behind that commit.
 func (db *DB) Snapshot() (*Tx, error) {
 	btx, err := db.bolt.Begin(false)
 	if err != nil {
