@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hearth-chat/hearth/internal/account"
@@ -68,6 +69,10 @@ type userPresence struct {
 	// runs twice per /sync, and reading the account record each time cost
 	// a sixth of the daemon's CPU with 50 long-polling clients.
 	stored *storedPresence
+	// settled: the last settle left the stored presence equal to the
+	// aggregate. A request of a device that already counts with the same
+	// state then changes nothing a settle would look at, and skips it.
+	settled atomic.Bool
 }
 
 // storedPresence is what the account record holds of a user's presence.
@@ -82,6 +87,7 @@ func (p *presence) reread(localpart string) {
 	p.mu.Unlock()
 	up.store.Lock()
 	up.stored = nil
+	up.settled.Store(false)
 	up.store.Unlock()
 }
 
@@ -197,11 +203,16 @@ func (p *presence) device(c *caller, state string) *devicePresence {
 func (p *presence) touch(ctx context.Context, c *caller, state string) (done func()) {
 	p.mu.Lock()
 	up := p.user(c.Localpart)
+	prev := up.devices[c.DeviceID]
+	unchanged := prev != nil && prev.state == state &&
+		(prev.inFlight > 0 || time.Since(prev.seen) < p.timeout) && up.settled.Load()
 	d := p.device(c, state)
 	d.inFlight++
 	p.mu.Unlock()
-	if err := p.settle(ctx, c.Localpart, nil); err != nil {
-		slog.Debug("presence: store", "user", c.Localpart, "err", err)
+	if !unchanged {
+		if err := p.settle(ctx, c.Localpart, nil); err != nil {
+			slog.Debug("presence: store", "user", c.Localpart, "err", err)
+		}
 	}
 	return func() {
 		p.mu.Lock()
@@ -264,12 +275,13 @@ func (p *presence) close() {
 // from the stored one (or statusMsg, when not nil, from the stored status
 // message), and arms the timer that settles again when the next device
 // stops counting.
-func (p *presence) settle(ctx context.Context, localpart string, statusMsg *string) error {
+func (p *presence) settle(ctx context.Context, localpart string, statusMsg *string) (err error) {
 	p.mu.Lock()
 	up := p.user(localpart)
 	p.mu.Unlock()
 	up.store.Lock()
 	defer up.store.Unlock()
+	defer func() { up.settled.Store(err == nil) }()
 
 	p.mu.Lock()
 	state, next := aggregatePresence(up.devices, time.Now(), p.timeout)
