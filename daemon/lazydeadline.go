@@ -30,6 +30,16 @@ type lazyWrite struct {
 	deadline time.Time // what the server asked for; zero: none
 	armed    bool      // set on the socket (only once a write had to wait)
 	writing  bool      // a Write is in progress: a deadline set now reaches the socket
+
+	// The try without waiting, made once per connection rather than per
+	// write (every response is one): the socket's RawConn and the
+	// function RawConn.Write calls, with its bytes and results. Guarded
+	// by wmu.
+	raw   syscall.RawConn
+	rawFn func(fd uintptr) bool
+	p     []byte
+	n     int
+	err   error
 }
 
 // SetWriteDeadline records t; it reaches the socket only if the socket's
@@ -62,18 +72,24 @@ func (c *limitConn) SetDeadline(t time.Time) error {
 func (c *limitConn) Write(p []byte) (int, error) {
 	c.w.wmu.Lock()
 	defer c.w.wmu.Unlock()
-	c.setWriting(true)
+	c.w.mu.Lock()
+	c.w.writing = true
+	try := !c.w.armed && !c.w.deadline.IsZero() // a deadline is asked for and not armed yet
+	// Once the deadline has passed nothing is tried: the write then fails
+	// under it, as it would have.
+	try = try && time.Now().Before(c.w.deadline)
+	c.w.mu.Unlock()
 	defer c.setWriting(false)
 	n := 0
-	if c.wantsDeadline() {
+	if try {
 		var err error
 		n, err = c.writeNow(p)
 		if err != nil || n == len(p) {
 			return n, err
 		}
-		if err := c.armWrite(); err != nil {
-			return n, err
-		}
+	}
+	if err := c.armWrite(); err != nil {
+		return n, err
 	}
 	m, err := c.Conn.Write(p[n:])
 	return n + m, err
@@ -85,15 +101,8 @@ func (c *limitConn) setWriting(on bool) {
 	c.w.mu.Unlock()
 }
 
-// wantsDeadline reports whether a write deadline is asked for and not
-// armed yet.
-func (c *limitConn) wantsDeadline() bool {
-	c.w.mu.Lock()
-	defer c.w.mu.Unlock()
-	return !c.w.armed && !c.w.deadline.IsZero()
-}
-
-// armWrite sets the recorded write deadline on the socket.
+// armWrite sets the recorded write deadline on the socket, if one is
+// asked for and not armed yet.
 func (c *limitConn) armWrite() error {
 	c.w.mu.Lock()
 	defer c.w.mu.Unlock()
@@ -105,30 +114,27 @@ func (c *limitConn) armWrite() error {
 }
 
 // writeNow writes what the socket takes without waiting: nothing if the
-// deadline has passed (the write then fails under it, as it would have),
-// the kernel's buffer is full, or the connection is not a socket.
+// kernel's buffer is full or the connection is not a socket. c.w.wmu is
+// held.
 func (c *limitConn) writeNow(p []byte) (int, error) {
-	c.w.mu.Lock()
-	passed := !c.w.deadline.IsZero() && !time.Now().Before(c.w.deadline)
-	c.w.mu.Unlock()
-	sc, ok := c.Conn.(syscall.Conn)
-	if passed || !ok || len(p) == 0 {
+	if len(p) == 0 {
 		return 0, nil
 	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return 0, nil
-	}
-	var n int
-	var werr error
-	err = raw.Write(func(fd uintptr) bool {
-		for {
-			n, werr = writeFD(fd, p)
-			if !errors.Is(werr, syscall.EINTR) {
-				return true // never wait here: the caller arms the deadline first
-			}
+	if c.w.raw == nil {
+		sc, ok := c.Conn.(syscall.Conn)
+		if !ok {
+			return 0, nil
 		}
-	})
+		raw, err := sc.SyscallConn()
+		if err != nil {
+			return 0, nil
+		}
+		c.w.raw, c.w.rawFn = raw, c.tryWrite
+	}
+	c.w.p = p
+	err := c.w.raw.Write(c.w.rawFn)
+	n, werr := c.w.n, c.w.err
+	c.w.p, c.w.err = nil, nil
 	switch {
 	case errors.Is(werr, syscall.EAGAIN): // the buffer is full: wait, under the deadline
 		n, werr = 0, nil
@@ -142,4 +148,15 @@ func (c *limitConn) writeNow(p []byte) (int, error) {
 		return n, &net.OpError{Op: "write", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: werr}
 	}
 	return n, nil
+}
+
+// tryWrite is the RawConn.Write callback of writeNow: one write of c.w.p,
+// never waiting (the caller arms the deadline first).
+func (c *limitConn) tryWrite(fd uintptr) bool {
+	for {
+		c.w.n, c.w.err = writeFD(fd, c.w.p)
+		if !errors.Is(c.w.err, syscall.EINTR) {
+			return true
+		}
+	}
 }

@@ -118,3 +118,26 @@ func TestWriteDeadlineSetDuringABlockedWrite(t *testing.T) {
 		t.Fatal("a deadline set during a blocked write did not end it")
 	}
 }
+
+// TestWriteNowAllocatesNothing: the try without waiting, which every
+// response makes, reuses the connection's RawConn and callback instead of
+// making them per write, and arms nothing.
+func TestWriteNowAllocatesNothing(t *testing.T) {
+	lc, client := acceptedPair(t)
+	go io.Copy(io.Discard, client)
+	if err := lc.SetWriteDeadline(time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	msg := []byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	allocs := testing.AllocsPerRun(100, func() {
+		if n, err := lc.Write(msg); n != len(msg) || err != nil {
+			t.Fatalf("write: %d, %v", n, err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("a write the socket took at once allocated %v times", allocs)
+	}
+	if lc.w.armed {
+		t.Error("writes the socket took at once armed the deadline")
+	}
+}

@@ -125,3 +125,14 @@ func (w *SyncWatch) AwaitHandled(userID string, pos uint64) {
 		w.cond.Wait()
 	}
 }
+
+// PresenceExpiry is when the user's presence expiry timer is due (zero
+// if none was ever armed).
+func (s *Server) PresenceExpiry(localpart string) time.Time {
+	s.presence.mu.Lock()
+	defer s.presence.mu.Unlock()
+	if up := s.presence.users[localpart]; up != nil && up.expiry != nil {
+		return up.expiryAt
+	}
+	return time.Time{}
+}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hearth-chat/hearth/internal/account"
@@ -52,7 +53,14 @@ type userPresence struct {
 	devices    map[string]*devicePresence // device ID → what it last asked for
 	lastActive time.Time                  // last request of a device asking to be online
 	synced     time.Time                  // last request of any device
-	expiry     *time.Timer                // re-aggregates when the next device stops counting
+	// expiry re-aggregates when the next device stops counting, at
+	// expiryAt or earlier: it is moved only to fire sooner, never later,
+	// so a device's requests (a /sync every few milliseconds while
+	// messages flow) do not stop and arm a timer each. Firing early costs
+	// one settle, which arms it again for the device that counts longest
+	// (aggregatePresence's next).
+	expiry   *time.Timer
+	expiryAt time.Time
 	// store serialises reading and writing the stored state, so two
 	// devices' requests cannot both store (and announce) the same change.
 	store sync.Mutex
@@ -61,6 +69,10 @@ type userPresence struct {
 	// runs twice per /sync, and reading the account record each time cost
 	// a sixth of the daemon's CPU with 50 long-polling clients.
 	stored *storedPresence
+	// settled: the last settle left the stored presence equal to the
+	// aggregate. A request of a device that already counts with the same
+	// state then changes nothing a settle would look at, and skips it.
+	settled atomic.Bool
 }
 
 // storedPresence is what the account record holds of a user's presence.
@@ -75,6 +87,7 @@ func (p *presence) reread(localpart string) {
 	p.mu.Unlock()
 	up.store.Lock()
 	up.stored = nil
+	up.settled.Store(false)
 	up.store.Unlock()
 }
 
@@ -145,7 +158,7 @@ func (p *presence) expireStored() {
 			continue
 		}
 		lp := u.Localpart
-		p.user(lp).expiry = time.AfterFunc(p.timeout, func() { p.settleLater(lp) })
+		p.user(lp).armExpiry(p, lp, time.Now().Add(p.timeout))
 	}
 }
 
@@ -179,24 +192,54 @@ func (p *presence) device(c *caller, state string) *devicePresence {
 }
 
 // touch records that a device is making a request (a /sync) that asks for
-// state, for as long as ctx lives, and stores the user's presence if the
-// aggregate over their devices changed. ctx is the request's context, which
-// ends when the handler returns: that is when the device's 30 s begin.
-func (p *presence) touch(ctx context.Context, c *caller, state string) {
+// state until the handler calls the done it returns, and stores the
+// user's presence if the aggregate over their devices changed. done is
+// when the device's 30 s begin; the handler defers it.
+//
+// done runs in the handler rather than from context.AfterFunc on the
+// request's context: that started a goroutine per request to settle again,
+// while a request's end changes no aggregate (the device keeps counting)
+// and only needs the expiry timer armed, which it mostly is already.
+func (p *presence) touch(ctx context.Context, c *caller, state string) (done func()) {
 	p.mu.Lock()
+	up := p.user(c.Localpart)
+	prev := up.devices[c.DeviceID]
+	unchanged := prev != nil && prev.state == state &&
+		(prev.inFlight > 0 || time.Since(prev.seen) < p.timeout) && up.settled.Load()
 	d := p.device(c, state)
 	d.inFlight++
 	p.mu.Unlock()
-	context.AfterFunc(ctx, func() {
+	if !unchanged {
+		if err := p.settle(ctx, c.Localpart, nil); err != nil {
+			slog.Debug("presence: store", "user", c.Localpart, "err", err)
+		}
+	}
+	return func() {
 		p.mu.Lock()
 		d.inFlight--
 		d.seen = time.Now()
+		// The device stops counting at seen + timeout unless it comes back:
+		// settle only if no timer will look at it by then.
+		armed := d.inFlight > 0 || (up.expiry != nil && up.expiryAt.After(d.seen) &&
+			!up.expiryAt.After(d.seen.Add(p.timeout)))
 		p.mu.Unlock()
-		p.settleLater(c.Localpart)
-	})
-	if err := p.settle(ctx, c.Localpart, nil); err != nil {
-		slog.Debug("presence: store", "user", c.Localpart, "err", err)
+		if !armed {
+			p.settleLater(c.Localpart)
+		}
 	}
+}
+
+// armExpiry makes sure the user's expiry timer fires at at or earlier;
+// p.mu must be held.
+func (up *userPresence) armExpiry(p *presence, localpart string, at time.Time) {
+	if up.expiry != nil && up.expiryAt.After(time.Now()) && !up.expiryAt.After(at) {
+		return
+	}
+	if up.expiry != nil {
+		up.expiry.Stop()
+	}
+	up.expiryAt = at
+	up.expiry = time.AfterFunc(time.Until(at), func() { p.settleLater(localpart) })
 }
 
 // settleLater settles outside any request, unless the API is closing.
@@ -232,21 +275,21 @@ func (p *presence) close() {
 // from the stored one (or statusMsg, when not nil, from the stored status
 // message), and arms the timer that settles again when the next device
 // stops counting.
-func (p *presence) settle(ctx context.Context, localpart string, statusMsg *string) error {
+func (p *presence) settle(ctx context.Context, localpart string, statusMsg *string) (err error) {
 	p.mu.Lock()
 	up := p.user(localpart)
 	p.mu.Unlock()
 	up.store.Lock()
 	defer up.store.Unlock()
+	defer func() { up.settled.Store(err == nil) }()
 
 	p.mu.Lock()
 	state, next := aggregatePresence(up.devices, time.Now(), p.timeout)
-	if up.expiry != nil {
-		up.expiry.Stop()
-		up.expiry = nil
-	}
+	// With no next (every device in a request, or none left) a timer
+	// still armed is left to fire: stopping it here and arming it again
+	// at the request's end was two timer operations per /sync.
 	if !next.IsZero() && !p.closed {
-		up.expiry = time.AfterFunc(time.Until(next), func() { p.settleLater(localpart) })
+		up.armExpiry(p, localpart, next)
 	}
 	p.mu.Unlock()
 

@@ -72,3 +72,46 @@ func TestPresenceAfterRestart(t *testing.T) {
 		t.Errorf("alice, who never synced, got presence %q", u.Presence)
 	}
 }
+
+// TestPresenceExpiryNotMovedPerSync: a client's next /sync leaves the
+// expiry timer the previous one armed where it is (it fires before the
+// device could stop counting and re-arms itself then), instead of
+// stopping and arming a timer per request.
+func TestPresenceExpiryNotMovedPerSync(t *testing.T) {
+	ts := newTestServer(t)
+	alice := ts.register(t, "alice")
+	covSync(t, ts, alice, "")
+	first := ts.API.PresenceExpiry("alice")
+	if first.IsZero() {
+		t.Fatal("no expiry timer armed after alice's /sync ended")
+	}
+	for range 3 {
+		covSync(t, ts, alice, "")
+	}
+	if got := ts.API.PresenceExpiry("alice"); !got.Equal(first) {
+		t.Errorf("the expiry timer moved from %v to %v", first, got)
+	}
+}
+
+// TestPresenceExpiryDuringLongPoll: the expiry timer a /sync armed fires
+// while the device's next /sync is still waiting; the device counts while
+// it waits, and when that poll ends a timer is armed again, so the user
+// goes offline one timeout later.
+func TestPresenceExpiryDuringLongPoll(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	ts := newTestServer(t, matrix.Config{Registration: matrix.RegistrationOpen, PresenceTimeout: timeout})
+	alice := ts.register(t, "alice")
+	tok := covSync(t, ts, alice, "")["next_batch"].(string)
+	waitPresence(t, ts, "alice", "online")
+	armed := ts.API.PresenceExpiry("alice")
+	// A long poll with nothing to wake it, ending well after that timer.
+	r := ts.do(t, "GET", covV3+"/sync?timeout=1000&since="+url.QueryEscape(tok), alice.Token, nil)
+	r.wantStatus(t, 200)
+	if time.Now().Before(armed) {
+		t.Fatalf("the long poll ended before the expiry timer was due (%v)", armed)
+	}
+	if u, _ := ts.Accounts.Get("alice"); u.Presence != "online" {
+		t.Fatalf("alice's presence is %q after her long poll, want online", u.Presence)
+	}
+	waitPresence(t, ts, "alice", "offline")
+}

@@ -64,10 +64,12 @@ type Server struct {
 
 	spaces hierarchyPages // GET /hierarchy walks between pages (hierarchy.go)
 
-	summaryLimits summaryLimits // anonymous GET /room_summary lookups over federation (roomsummary.go)
-	sliding       slidingConns  // sliding sync connections (slidingsync_conn.go)
-	ignored       ignoredCache  // each user's ignored users for /sync (sync_ignored.go)
-	filters       filterCache   // stored filters /sync was given by ID (sync_filter.go)
+	summaryLimits summaryLimits   // anonymous GET /room_summary lookups over federation (roomsummary.go)
+	sliding       slidingConns    // sliding sync connections (slidingsync_conn.go)
+	ignored       ignoredCache    // each user's ignored users for /sync (sync_ignored.go)
+	filters       filterCache     // stored filters /sync was given by ID (sync_filter.go)
+	polls         pollDeadlines   // /sync long polls' timeouts (sync_wake.go)
+	drained       drainedToDevice // devices with no to-device message queued up to a position (sync_wake.go)
 }
 
 // New builds the handler.

@@ -122,7 +122,7 @@ func (s *Server) slidingSync(w http.ResponseWriter, r *http.Request, c *caller) 
 	} else if conn, base, err = s.sliding.resume(key, pos); err != nil {
 		return err
 	}
-	s.presence.touch(r.Context(), c, presence)
+	defer s.presence.touch(r.Context(), c, presence)()
 
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()

@@ -113,9 +113,9 @@ type leftRoom struct {
 // sync without since, else the changes after since, waiting up to timeout
 // for something to happen. The wait is a channel receive, not a poll.
 func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *caller) error {
-	q := r.URL.Query()
+	q := parseSyncParams(r.URL.RawQuery)
 	var since syncToken
-	if v := q.Get("since"); v != "" {
+	if v := q[qSince]; v != "" {
 		t, err := parseSyncToken(v)
 		if err != nil {
 			return err
@@ -123,28 +123,27 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *caller) error {
 		since = t
 	}
 	timeout := time.Duration(0)
-	if v := q.Get("timeout"); v != "" {
+	if v := q[qTimeout]; v != "" {
 		ms, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || ms < 0 {
 			return matrixerr.InvalidParam("timeout must be a non-negative integer")
 		}
 		timeout = min(time.Duration(ms)*time.Millisecond, maxSyncTimeout)
 	}
-	f, err := s.syncFilter(c, q.Get("filter"))
+	f, err := s.syncFilter(c, q[qFilter])
 	if err != nil {
 		return err
 	}
-	if p := q.Get("set_presence"); p != "" {
+	if p := q[qSetPresence]; p != "" {
 		if p != "online" && p != "offline" && p != "unavailable" {
 			return matrixerr.InvalidParam("set_presence must be online, offline or unavailable")
 		}
-		s.presence.touch(r.Context(), c, p)
+		defer s.presence.touch(r.Context(), c, p)()
 	} else {
-		s.presence.touch(r.Context(), c, "online")
+		defer s.presence.touch(r.Context(), c, "online")()
 	}
-	fullState := q.Get("full_state") == "true"
-	mode := stateMode{after: q.Get("use_state_after") == "true",
-		afterUnstable: q.Get("org.matrix.msc4222.use_state_after") == "true"}
+	fullState := q[qFullState] == "true"
+	mode := stateMode{after: q[qStateAfter] == "true", afterUnstable: q[qStateAfterUnstable] == "true"}
 	pos, eph := s.rooms.Pos()
 	if since.pos > pos {
 		return matrixerr.InvalidParam("since token is from the future")
@@ -153,12 +152,15 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *caller) error {
 		// The typing counter restarted with the daemon: resend typing state.
 		since.eph = 0
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), timeout)
-	defer cancel()
-	if s.caughtUp(c, since, pos, eph, fullState, timeout) && s.awaitNews(ctx, c, pos, eph) == nil {
+	var poll longPoll
+	if timeout > 0 {
+		poll = s.polls.start(r.Context(), timeout)
+		defer poll.stop()
+	}
+	if s.caughtUp(c, since, pos, eph, fullState, timeout) && s.awaitNews(poll, c, pos, eph) == nil {
 		pos, eph = s.rooms.Pos()
 		if s.push != nil {
-			s.push.AwaitCounts(ctx, pos)
+			s.push.AwaitCounts(r.Context(), pos)
 		}
 	}
 	for {
@@ -166,11 +168,16 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *caller) error {
 		if err != nil {
 			return err
 		}
+		if s.keys != nil && len(resp.ToDevice.Events) == 0 {
+			// The build acknowledged what since did and found nothing
+			// after it: nothing is queued up to pos (caughtUp).
+			s.drained.mark(c, pos)
+		}
 		if !empty || since.pos == 0 || fullState || timeout == 0 {
 			writeSync(w, resp)
 			return nil
 		}
-		if err := s.awaitNews(ctx, c, pos, eph); err != nil {
+		if err := s.awaitNews(poll, c, pos, eph); err != nil {
 			// Timed out, or the daemon is stopping: an empty response that
 			// keeps the client's place. If the client went away instead,
 			// the write fails harmlessly.
@@ -182,7 +189,7 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *caller) error {
 			// Let the push evaluator publish the new events' counts before
 			// this /sync (one of many woken at once) takes the CPU to build
 			// a response that would then wait for them anyway.
-			s.push.AwaitCounts(ctx, pos)
+			s.push.AwaitCounts(r.Context(), pos)
 		}
 	}
 }

@@ -2,6 +2,8 @@ package matrix
 
 import (
 	"context"
+	"errors"
+	"sync"
 	"time"
 
 	"github.com/hearth-chat/hearth/internal/account"
@@ -15,15 +17,16 @@ import (
 var syncWatch func(userID string, now uint64, built bool)
 
 // awaitNews blocks until the stream moves past (pos, eph) in a way that
-// may concern c's /sync, or ctx ends. A long poll is woken by every
-// commit; one that only moved positions in rooms the user is not in (the
-// common case on a server with many rooms) goes back to waiting after a
-// look at those positions, instead of building a whole response to find
-// it empty (room.Engine.SyncConcerns says what it rules out). A typing
-// change always counts: the ephemeral counter carries no room.
-func (s *Server) awaitNews(ctx context.Context, c *caller, pos, eph uint64) error {
+// may concern c's /sync, or the poll ends (its timeout, the client gone).
+// A long poll is woken by every commit; one that only moved positions in
+// rooms the user is not in (the common case on a server with many rooms)
+// goes back to waiting after a look at those positions, instead of
+// building a whole response to find it empty (room.Engine.SyncConcerns
+// says what it rules out). A typing change always counts: the ephemeral
+// counter carries no room.
+func (s *Server) awaitNews(poll longPoll, c *caller, pos, eph uint64) error {
 	for {
-		now, typing, err := s.awaitMove(ctx, pos, eph)
+		now, typing, err := s.awaitMove(poll, pos, eph)
 		if err != nil {
 			return err
 		}
@@ -53,7 +56,10 @@ func (s *Server) awaitNews(ctx context.Context, c *caller, pos, eph uint64) erro
 // commit itself each took the CPU only to park again for them, while
 // the evaluator they all waited for sat runnable behind them
 // (docs/performance.md, "Delivery: the critical path").
-func (s *Server) awaitMove(ctx context.Context, pos, eph uint64) (now uint64, typing bool, err error) {
+func (s *Server) awaitMove(poll longPoll, pos, eph uint64) (now uint64, typing bool, err error) {
+	if poll.ctx == nil {
+		return 0, false, errPollOver // timeout 0: no wait
+	}
 	for s.push != nil {
 		e, typed := s.rooms.EphemeralWatch()
 		if e != eph {
@@ -82,19 +88,87 @@ func (s *Server) awaitMove(ctx context.Context, pos, eph uint64) (now uint64, ty
 		case <-late:
 			now, _ := s.rooms.Pos()
 			return now, false, nil
-		case <-ctx.Done():
-			return 0, false, ctx.Err()
+		case <-poll.expired:
+			return 0, false, errPollOver
+		case <-poll.ctx.Done():
+			return 0, false, poll.ctx.Err()
 		}
 		if t != nil {
 			t.Stop()
 		}
 	}
+	ctx, cancel := context.WithDeadline(poll.ctx, poll.deadline)
+	defer cancel()
 	if err := s.rooms.Wait(ctx, pos, eph); err != nil {
 		return 0, false, err
 	}
 	now, nowEph := s.rooms.Pos()
 	return now, nowEph != eph, nil
 }
+
+// errPollOver ends a long poll whose timeout has passed.
+var errPollOver = errors.New("long poll timed out")
+
+// longPoll is what a /sync waits under: the request's context, which
+// ends when the client goes away or the server stops, and its timeout.
+// The zero value is a poll with timeout 0, which never waits.
+type longPoll struct {
+	ctx      context.Context
+	expired  <-chan struct{} // closed once the timeout has passed
+	deadline time.Time       // no later than when expired closes
+	stop     func()
+}
+
+// pollSlot is how finely long polls' deadlines are told apart. A poll
+// whose timeout is at least pollExactFrom ends at the start of the slot
+// its deadline falls in, at most pollSlot early (the timeout is the
+// longest the server may wait, Client-Server API §"GET /sync"), on a
+// timer shared with every poll due in that slot: 50 clients re-polling
+// after each message made a context and a runtime timer each, per
+// message, where one slot's timer serves them all.
+const (
+	pollSlot      = 100 * time.Millisecond
+	pollExactFrom = time.Second
+)
+
+// pollDeadlines hands out the timeouts of long polls; the zero value is
+// ready.
+type pollDeadlines struct {
+	mu    sync.Mutex
+	base  time.Time               // slots count from here, on the monotonic clock
+	slots map[int64]chan struct{} // slot → closed when it starts
+}
+
+// start returns the poll for a request with ctx and timeout (> 0).
+func (d *pollDeadlines) start(ctx context.Context, timeout time.Duration) longPoll {
+	now := time.Now()
+	if timeout < pollExactFrom {
+		ch := make(chan struct{})
+		t := time.AfterFunc(timeout, func() { close(ch) })
+		return longPoll{ctx: ctx, expired: ch, deadline: now.Add(timeout), stop: func() { t.Stop() }}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.slots == nil {
+		d.base, d.slots = now, map[int64]chan struct{}{}
+	}
+	slot := int64(now.Add(timeout).Sub(d.base) / pollSlot)
+	at := d.base.Add(time.Duration(slot) * pollSlot)
+	ch := d.slots[slot]
+	if ch == nil {
+		ch = make(chan struct{})
+		d.slots[slot] = ch
+		time.AfterFunc(at.Sub(now), func() {
+			d.mu.Lock()
+			delete(d.slots, slot)
+			d.mu.Unlock()
+			close(ch)
+		})
+	}
+	return longPoll{ctx: ctx, expired: ch, deadline: at, stop: noStop}
+}
+
+func noStop() {}
 
 // caughtUp reports whether a long poll may wait before building anything:
 // its token is the current position of both counters, so the response
@@ -105,20 +179,58 @@ func (s *Server) awaitMove(ctx context.Context, pos, eph uint64) (now uint64, ty
 // (docs/performance.md, "Delivery: one response built once"). The one
 // thing that build did besides is done here: the token acknowledges the
 // to-device messages up to it, which are deleted (Client-Server API
-// §"Send-to-Device messaging").
+// §"Send-to-Device messaging"), unless the device is known to have none
+// queued up to it.
 func (s *Server) caughtUp(c *caller, since syncToken, pos, eph uint64, fullState bool, timeout time.Duration) bool {
 	if since.pos == 0 || fullState || timeout == 0 || since.pos != pos || since.eph != eph {
 		return false
 	}
-	if s.keys != nil {
+	if s.keys != nil && !s.drained.upTo(c, since.pos) {
 		if err := s.keys.AckToDevice(context.Background(), c.UserID, c.DeviceID, since.pos); err != nil {
 			return false // build, which reports the error
 		}
+		s.drained.mark(c, since.pos)
 	}
 	if syncWatch != nil {
 		syncWatch(c.UserID, pos, false)
 	}
 	return true
+}
+
+// drainedToDevice remembers, per device, a stream position up to which
+// it has no to-device message queued: a /sync response that carried none
+// (it acknowledged those up to its since, and found none after), or an
+// acknowledgement. A message is queued at a new stream position
+// (e2ee.Service.SendToDevice), after any position a response was built
+// up to, so the fact stays true; a caught-up long poll with a since up to
+// that position skips the read transaction that would look for messages
+// to delete, which every caught-up poll of a room's clients made after
+// every message. The zero value is ready.
+type drainedToDevice struct {
+	mu  sync.Mutex
+	pos map[deviceKey]uint64
+}
+
+type deviceKey struct{ user, device string }
+
+// maxDrained bounds the map; past it, it starts over, which costs each
+// device one read.
+const maxDrained = 4096
+
+func (d *drainedToDevice) mark(c *caller, pos uint64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.pos == nil || len(d.pos) >= maxDrained {
+		d.pos = map[deviceKey]uint64{}
+	}
+	k := deviceKey{c.UserID, c.DeviceID}
+	d.pos[k] = max(d.pos[k], pos)
+}
+
+func (d *drainedToDevice) upTo(c *caller, pos uint64) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.pos[deviceKey{c.UserID, c.DeviceID}] >= pos
 }
 
 // foreignChange reports change-log entries of account and presence that

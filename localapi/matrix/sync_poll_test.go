@@ -1,0 +1,50 @@
+package matrix
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestPollDeadlinesShareSlots: long polls whose deadlines fall in one
+// slot share its timer and channel, and none is woken later than its
+// timeout asks.
+func TestPollDeadlinesShareSlots(t *testing.T) {
+	var d pollDeadlines
+	const timeout = 30 * time.Second
+	polls := map[<-chan struct{}]int{}
+	for range 3 {
+		before := time.Now()
+		p := d.start(context.Background(), timeout)
+		after := time.Now()
+		if p.deadline.After(after.Add(timeout)) || !p.deadline.After(before.Add(timeout-pollSlot)) {
+			t.Errorf("deadline %v for a poll started between %v and %v with timeout %v", p.deadline, before, after, timeout)
+		}
+		polls[p.expired]++
+		p.stop()
+	}
+	// Three starts in a row span at most one slot boundary.
+	if len(polls) > 2 {
+		t.Errorf("three polls started together got %d timers", len(polls))
+	}
+}
+
+// TestPollDeadlineExpires: a poll's channel closes once its timeout has
+// passed, for a slot (and its slot is forgotten) as for a short timeout.
+func TestPollDeadlineExpires(t *testing.T) {
+	var d pollDeadlines
+	for _, timeout := range []time.Duration{50 * time.Millisecond, pollExactFrom} {
+		p := d.start(context.Background(), timeout)
+		select {
+		case <-p.expired:
+		case <-time.After(timeout + 10*time.Second):
+			t.Fatalf("a poll with timeout %v did not expire", timeout)
+		}
+		p.stop()
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.slots) != 0 {
+		t.Errorf("%d slots left after their polls expired", len(d.slots))
+	}
+}
