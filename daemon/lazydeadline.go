@@ -131,7 +131,10 @@ func (c *limitConn) writeNow(p []byte) (int, error) {
 		}
 		c.w.raw, c.w.rawFn = raw, c.tryWrite
 	}
-	c.w.p = p
+	// n and err are reset: RawConn.Write returns without calling back
+	// when the connection is closed or its deadline has passed, and the
+	// previous write's count must not be reported for this one.
+	c.w.p, c.w.n, c.w.err = p, 0, nil
 	err := c.w.raw.Write(c.w.rawFn)
 	n, werr := c.w.n, c.w.err
 	c.w.p, c.w.err = nil, nil

@@ -141,3 +141,27 @@ func TestWriteNowAllocatesNothing(t *testing.T) {
 		t.Error("writes the socket took at once armed the deadline")
 	}
 }
+
+// TestWriteOnClosedConnReportsNothingWritten (review): a Write whose try
+// without waiting never reaches the socket (closed meanwhile, so
+// RawConn.Write fails before calling back) must not report the bytes of
+// the previous write as written (io.Writer: 0 <= n <= len(p)).
+func TestWriteOnClosedConnReportsNothingWritten(t *testing.T) {
+	lc, client := acceptedPair(t)
+	go io.Copy(io.Discard, client)
+	if err := lc.SetWriteDeadline(time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 1000)
+	if n, err := lc.Write(big); n != len(big) || err != nil {
+		t.Fatalf("write: %d, %v", n, err)
+	}
+	lc.Conn.Close() // as the listener's cap or a server Close would, from another goroutine
+	n, err := lc.Write([]byte("x"))
+	if err == nil {
+		t.Fatal("a write on a closed connection succeeded")
+	}
+	if n != 0 {
+		t.Fatalf("a write on a closed connection reported %d bytes of a 1-byte write written", n)
+	}
+}
