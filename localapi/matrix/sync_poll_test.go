@@ -7,25 +7,27 @@ import (
 )
 
 // TestPollDeadlinesShareSlots: long polls whose deadlines fall in one
-// slot share its timer and channel, and none is woken later than its
-// timeout asks.
+// slot share its timer and channel, those in different slots do not, and
+// none is woken later than its timeout asks.
 func TestPollDeadlinesShareSlots(t *testing.T) {
 	var d pollDeadlines
 	const timeout = 30 * time.Second
-	polls := map[<-chan struct{}]int{}
-	for range 3 {
+	byDeadline := map[time.Time]<-chan struct{}{}
+	channels := map[<-chan struct{}]bool{}
+	for range 5 {
 		before := time.Now()
 		p := d.start(context.Background(), timeout)
 		after := time.Now()
 		if p.deadline.After(after.Add(timeout)) || !p.deadline.After(before.Add(timeout-pollSlot)) {
 			t.Errorf("deadline %v for a poll started between %v and %v with timeout %v", p.deadline, before, after, timeout)
 		}
-		polls[p.expired]++
+		if ch, ok := byDeadline[p.deadline]; ok && ch != p.expired {
+			t.Errorf("two polls due at %v got different timers", p.deadline)
+		} else if !ok && channels[p.expired] {
+			t.Errorf("polls due at different times share a timer")
+		}
+		byDeadline[p.deadline], channels[p.expired] = p.expired, true
 		p.stop()
-	}
-	// Three starts in a row span at most one slot boundary.
-	if len(polls) > 2 {
-		t.Errorf("three polls started together got %d timers", len(polls))
 	}
 }
 
