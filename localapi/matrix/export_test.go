@@ -82,20 +82,22 @@ func (s *Server) LimiterKeys() (addrs, accounts int) {
 // UIASessions is how many UIA sessions are held.
 func (s *Server) UIASessions() int { return s.uia.size() }
 
-// SyncWatch records, per user, how many /sync responses were built and
-// the highest stream position a long poll has dealt with (by building a
-// response or by ruling the positions out).
+// SyncWatch records, per user, how many /sync responses were built, how
+// many reports /syncs made in all, and the highest stream position a long
+// poll has dealt with (by building a response or by ruling the positions
+// out).
 type SyncWatch struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
 	builds  map[string]int
+	reports map[string]int
 	handled map[string]uint64
 }
 
 // WatchSyncs installs a SyncWatch for the rest of the test. Tests that use
 // it must not run in parallel with other /sync tests.
 func WatchSyncs(t interface{ Cleanup(func()) }) *SyncWatch {
-	w := &SyncWatch{builds: map[string]int{}, handled: map[string]uint64{}}
+	w := &SyncWatch{builds: map[string]int{}, reports: map[string]int{}, handled: map[string]uint64{}}
 	w.cond = sync.NewCond(&w.mu)
 	syncWatch = func(userID string, now uint64, built bool) {
 		w.mu.Lock()
@@ -103,6 +105,7 @@ func WatchSyncs(t interface{ Cleanup(func()) }) *SyncWatch {
 		if built {
 			w.builds[userID]++
 		}
+		w.reports[userID]++
 		w.handled[userID] = max(w.handled[userID], now)
 		w.cond.Broadcast()
 	}
@@ -115,6 +118,28 @@ func (w *SyncWatch) Builds(userID string) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.builds[userID]
+}
+
+// Reports is how many times /syncs of userID reported: built a response,
+// or ruled positions out (a long poll that waits from a current token, or
+// goes back to waiting after a wake-up).
+func (w *SyncWatch) Reports(userID string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.reports[userID]
+}
+
+// AwaitReports blocks until /syncs of userID have reported n times. A
+// /sync's first report is the sign that it reached the handler: a long
+// poll makes it before it waits, by building or by finding its token
+// current. AwaitHandled cannot tell that for a poll whose token is the
+// position of the user's last build, which has dealt with it already.
+func (w *SyncWatch) AwaitReports(userID string, n int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for w.reports[userID] < n {
+		w.cond.Wait()
+	}
 }
 
 // AwaitHandled blocks until a /sync of userID has dealt with position pos.

@@ -29,6 +29,19 @@ func longPoll(t *testing.T, ts *testServer, u *testUser, since string) <-chan ma
 	return out
 }
 
+// startLongPoll is longPoll, returning once the poll has reached the
+// server's /sync: its first report, made before it waits (by finding its
+// token current, or by building a response). Until then, a commit may
+// land before the poll reads the stream position, and a poll whose token
+// is behind builds a response first, as any /sync from an old token does.
+// No other /sync of u may be running.
+func startLongPoll(t *testing.T, ts *testServer, watch *matrix.SyncWatch, u *testUser, since string) <-chan map[string]any {
+	n := watch.Reports(u.ID)
+	poll := longPoll(t, ts, u, since)
+	watch.AwaitReports(u.ID, n+1)
+	return poll
+}
+
 func syncPos(t *testing.T, resp map[string]any) uint64 {
 	t.Helper()
 	pos, _, err := matrix.ParseSyncToken(resp["next_batch"].(string))
@@ -51,16 +64,18 @@ func TestLongPollSkipsOtherRoomsMessages(t *testing.T) {
 	roomID := ts.createRoom(t, alice, map[string]any{"preset": "public_chat"})
 	ts.do(t, "POST", covV3+"/join/"+url.PathEscape(roomID), carol.Token, map[string]any{}).wantStatus(t, 200)
 	carolSince := covSync(t, ts, carol, "")["next_batch"].(string)
-	bobSince := covSync(t, ts, bob, "")["next_batch"].(string) // current: nothing after it
+	// Bob's first sync stores him online, after carol's token: his token
+	// is current, hers is not (her poll builds an empty response first).
+	bobSince := covSync(t, ts, bob, "")["next_batch"].(string)
 	start := watch.Builds(bob.ID)
 
-	bobPoll, carolPoll := longPoll(t, ts, bob, bobSince), longPoll(t, ts, carol, carolSince)
-	// Both polls are waiting; their tokens are current, so neither built
-	// a response before waiting.
-	pos, _, _ := matrix.ParseSyncToken(bobSince)
-	watch.AwaitHandled(bob.ID, pos)
-	pos, _, _ = matrix.ParseSyncToken(carolSince)
-	watch.AwaitHandled(carol.ID, pos)
+	// Both polls wait before the message is sent: one that read the
+	// stream position only after its commit would start behind and build.
+	bobPoll := startLongPoll(t, ts, watch, bob, bobSince)
+	carolPoll := startLongPoll(t, ts, watch, carol, carolSince)
+	if n := watch.Builds(bob.ID) - start; n != 0 {
+		t.Errorf("bob's long poll from a current token built %d responses before waiting, want 0", n)
+	}
 
 	ts.send(t, alice, roomID, "t1", "hello")
 	got := <-carolPoll
@@ -107,9 +122,9 @@ func TestLongPollAcknowledgesToDeviceBeforeWaiting(t *testing.T) {
 		t.Fatalf("bob's sync got %d to-device messages, want 1", len(evs))
 	}
 	start := watch.Builds(bob.ID)
-	poll := longPoll(t, ts, bob, got["next_batch"].(string))
-	// A room of carol's wakes the poll, which rules it out and waits on:
-	// by then it has been through its start.
+	poll := startLongPoll(t, ts, watch, bob, got["next_batch"].(string))
+	// A room of carol's, created once the poll waits, wakes it; it rules
+	// the room out and waits on.
 	ts.createRoom(t, carol, nil)
 	pos, _ := ts.Rooms.Pos()
 	watch.AwaitHandled(bob.ID, pos)
