@@ -119,15 +119,22 @@ func TestWriteDeadlineSetDuringABlockedWrite(t *testing.T) {
 	}
 }
 
-// TestWriteNowAllocatesNothing: the try without waiting, which every
-// response makes, reuses the connection's RawConn and callback instead of
-// making them per write, and arms nothing.
-func TestWriteNowAllocatesNothing(t *testing.T) {
+// drainedConn is an accepted connection whose peer reads everything, with
+// a write deadline an hour away.
+func drainedConn(t *testing.T) *limitConn {
 	lc, client := acceptedPair(t)
 	go io.Copy(io.Discard, client)
 	if err := lc.SetWriteDeadline(time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
+	return lc
+}
+
+// TestWriteNowAllocatesNothing: the try without waiting, which every
+// response makes, reuses the connection's RawConn and callback instead of
+// making them per write, and arms nothing.
+func TestWriteNowAllocatesNothing(t *testing.T) {
+	lc := drainedConn(t)
 	msg := []byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 	allocs := testing.AllocsPerRun(100, func() {
 		if n, err := lc.Write(msg); n != len(msg) || err != nil {
@@ -147,11 +154,7 @@ func TestWriteNowAllocatesNothing(t *testing.T) {
 // RawConn.Write fails before calling back) must not report the bytes of
 // the previous write as written (io.Writer: 0 <= n <= len(p)).
 func TestWriteOnClosedConnReportsNothingWritten(t *testing.T) {
-	lc, client := acceptedPair(t)
-	go io.Copy(io.Discard, client)
-	if err := lc.SetWriteDeadline(time.Now().Add(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
+	lc := drainedConn(t)
 	big := make([]byte, 1000)
 	if n, err := lc.Write(big); n != len(big) || err != nil {
 		t.Fatalf("write: %d, %v", n, err)
