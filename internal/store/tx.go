@@ -19,8 +19,11 @@ type Tx struct {
 	// /sync's CPU (docs/performance.md, "Delivery: one response built
 	// once"). A transaction sees one snapshot, so an opened bucket stays
 	// valid for its whole life.
-	opened  []openedBucket
-	opened0 [16]openedBucket // opened's first backing array: a /sync opens 15
+	opened []openedBucket
+	// opened's first backing array: most transactions open a few buckets;
+	// a /sync opens 15 and grows it once. Every transaction carries it,
+	// so it stays small.
+	opened0 [8]openedBucket
 	// committed are OnCommit's functions, run once this write
 	// transaction is durable; advanced are AfterCommit's, run after
 	// Options.OnCommit has been told of it.
