@@ -101,10 +101,6 @@ type receipt struct {
 	ThreadID string `json:"thread_id,omitempty"`
 }
 
-func receiptKey(roomNID uint64, typ, threadID, userID string) []byte {
-	return store.NIDKey(roomNID, store.Key(typ, threadID, userID))
-}
-
 // SetReceipt records a receipt (Client-Server API §"Receipts"): m.read and
 // m.read.private, optionally for a thread ("main" or a thread root).
 func (e *Engine) SetReceipt(ctx context.Context, userID, roomID, typ, eventID, threadID string) error {
@@ -132,7 +128,7 @@ func (e *Engine) SetReceipt(ctx context.Context, userID, roomID, typ, eventID, t
 			return matrixerr.InvalidParam("the event is not in thread " + threadID)
 		}
 		b, _ := json.Marshal(receipt{EventID: eventID, TS: ts, ThreadID: threadID})
-		if err := tx.Put(store.Receipts, receiptKey(info.NID, typ, threadID, userID), b); err != nil {
+		if err := tx.Put(store.Receipts, store.ReceiptKey(info.NID, userID, typ, threadID), b); err != nil {
 			return err
 		}
 		c := store.Change{Kind: ChangeReceipt, RoomID: roomID, Key: userID}
@@ -165,20 +161,13 @@ func threadOf(ev *Event) string {
 // shown to their owner alone.
 func receiptContent(tx *store.Tx, roomNID uint64, viewer string, users map[string]bool) map[string]map[string]map[string]any {
 	out := map[string]map[string]map[string]any{}
-	c := tx.Cursor(store.Receipts)
-	prefix := store.PutU64(roomNID)
-	for k, v := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, v = c.Next() {
-		parts := splitKey(string(k[8:]))
-		if len(parts) != 3 {
-			continue
-		}
-		typ, user := parts[0], parts[2]
-		if typ == "m.fully_read" || (users != nil && !users[user]) || (typ == "m.read.private" && user != viewer) {
-			continue
+	add := func(user, typ string, v []byte) {
+		if typ == "m.fully_read" || (typ == "m.read.private" && user != viewer) {
+			return
 		}
 		var r receipt
 		if json.Unmarshal(v, &r) != nil {
-			continue
+			return
 		}
 		if out[r.EventID] == nil {
 			out[r.EventID] = map[string]map[string]any{}
@@ -192,7 +181,26 @@ func receiptContent(tx *store.Tx, roomNID uint64, viewer string, users map[strin
 		}
 		out[r.EventID][typ][user] = entry
 	}
+	if users == nil {
+		eachReceipt(tx, store.PutU64(roomNID), func(user, typ, _ string, v []byte) { add(user, typ, v) })
+		return out
+	}
+	// Only these users' ranges: the room's other receipts are not read.
+	for u := range users {
+		eachReceipt(tx, store.ReceiptsOf(roomNID, u), func(user, typ, _ string, v []byte) { add(user, typ, v) })
+	}
 	return out
+}
+
+// eachReceipt calls fn with every receipt whose key (store.ReceiptKey)
+// starts with prefix.
+func eachReceipt(tx *store.Tx, prefix []byte, fn func(user, typ, thread string, v []byte)) {
+	c := tx.Cursor(store.Receipts)
+	for k, v := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, v = c.Next() {
+		if parts := splitKey(string(k[8:])); len(parts) == 3 {
+			fn(parts[0], parts[1], parts[2], v)
+		}
+	}
 }
 
 func splitKey(k string) []string {

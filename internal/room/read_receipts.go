@@ -34,22 +34,19 @@ func ReadUpToIn(tx *store.Tx, userID, roomID string) map[string]uint64 {
 	if nid == 0 {
 		return out
 	}
-	for _, typ := range []string{"m.read", "m.read.private"} {
-		prefix := store.NIDKey(nid, store.Key(typ, ""))
-		c := tx.Cursor(store.Receipts)
-		for k, v := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, v = c.Next() {
-			parts := splitKey(string(k[8:]))
-			if len(parts) != 3 || parts[2] != userID {
-				continue
-			}
-			var r receipt
-			if json.Unmarshal(v, &r) != nil {
-				continue
-			}
-			if pos := eventNID(tx, r.EventID); pos > out[parts[1]] {
-				out[parts[1]] = pos
-			}
+	// The user's own range: a handful of keys however many members the
+	// room has.
+	eachReceipt(tx, store.ReceiptsOf(nid, userID), func(_, typ, thread string, v []byte) {
+		if typ != "m.read" && typ != "m.read.private" {
+			return
 		}
-	}
+		var r receipt
+		if json.Unmarshal(v, &r) != nil {
+			return
+		}
+		if pos := eventNID(tx, r.EventID); pos > out[thread] {
+			out[thread] = pos
+		}
+	})
 	return out
 }

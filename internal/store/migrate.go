@@ -92,7 +92,7 @@ var (
 
 // schemaVersion is the layout this code writes. A file with a newer version
 // is refused rather than misread.
-const schemaVersion = 3
+const schemaVersion = 4
 
 // pushFeed is the bucket schemas 1 and 2 kept beside pushlog: userID
 // 0x00 streamPos → roomID, each notification a second time in the
@@ -126,7 +126,57 @@ func migrate(btx *bolt.Tx) error {
 				return fmt.Errorf("migrate to schema 3: %w", err)
 			}
 		}
+		if have >= 1 && have < 4 {
+			if err := receiptsByUser(btx); err != nil {
+				return fmt.Errorf("migrate to schema 4: %w", err)
+			}
+		}
 		return meta.Put(keySchema, PutU64(schemaVersion))
+	}
+	return nil
+}
+
+// ReceiptKey is a receipt's key in receipts: the room's NID, then the
+// user, so that one user's receipts in a room are one range. /sync reads
+// each room's receipts of its user for the unread counts; keyed by type
+// first (schemas 1 to 3) that meant walking every member's receipts of
+// the room, in every response (issue 15).
+func ReceiptKey(roomNID uint64, userID, typ, threadID string) []byte {
+	return NIDKey(roomNID, Key(userID, typ, threadID))
+}
+
+// ReceiptsOf is the prefix of one user's receipts in a room.
+func ReceiptsOf(roomNID uint64, userID string) []byte {
+	return NIDKey(roomNID, Key(userID, ""))
+}
+
+// receiptsByUser is the step from schema 3 to 4: receipts keyed by room,
+// type, thread and user are keyed by ReceiptKey.
+func receiptsByUser(btx *bolt.Tx) error {
+	b := btx.Bucket(Receipts)
+	type entry struct{ old, key, value []byte }
+	var all []entry
+	err := b.ForEach(func(k, v []byte) error {
+		parts := bytes.Split(k[min(len(k), 8):], []byte{0})
+		if len(k) < 8 || len(parts) != 3 {
+			return fmt.Errorf("receipt key %q: not room, type, thread and user", k)
+		}
+		key := ReceiptKey(U64(k[:8]), string(parts[2]), string(parts[0]), string(parts[1]))
+		all = append(all, entry{bytes.Clone(k), key, bytes.Clone(v)})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, e := range all {
+		if err := b.Delete(e.old); err != nil {
+			return err
+		}
+	}
+	for _, e := range all {
+		if err := b.Put(e.key, e.value); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -62,3 +62,66 @@ func TestOneTimeKeysOrderedOnUpgrade(t *testing.T) {
 		t.Fatalf("one-time keys after the upgrade: %v, want %v", order, want)
 	}
 }
+
+// TestReceiptsKeyedByUserOnUpgrade opens a schema-3 file, whose receipts
+// were keyed by room, type, thread and user: after the upgrade each is
+// keyed by room, user, type and thread (ReceiptKey), with its value.
+func TestReceiptsKeyedByUserOnUpgrade(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "h.db")
+	old, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type receipt struct {
+		room                     uint64
+		user, typ, thread, value string
+	}
+	all := []receipt{
+		{7, "@a:hs", "m.read", "", `{"event_id":"$1"}`},
+		{7, "@a:hs", "m.read.private", "main", `{"event_id":"$2"}`},
+		{7, "@b:hs", "m.read", "$root", `{"event_id":"$3"}`},
+		{9, "@a:hs", "m.fully_read", "", `{"event_id":"$4"}`},
+	}
+	err = old.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucket(Meta)
+		if err != nil {
+			return err
+		}
+		if err := meta.Put(keySchema, PutU64(3)); err != nil {
+			return err
+		}
+		b, err := tx.CreateBucket(Receipts)
+		if err != nil {
+			return err
+		}
+		for _, r := range all {
+			if err := b.Put(NIDKey(r.room, Key(r.typ, r.thread, r.user)), []byte(r.value)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	old.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	db := open(t, path, nil)
+	defer db.Close()
+	db.View(func(tx *Tx) error {
+		n := 0
+		tx.Bucket(Receipts).ForEach(func(k, v []byte) error { n++; return nil })
+		if n != len(all) {
+			t.Errorf("%d receipts after the upgrade, want %d", n, len(all))
+		}
+		for _, r := range all {
+			if v := tx.Get(Receipts, ReceiptKey(r.room, r.user, r.typ, r.thread)); string(v) != r.value {
+				t.Errorf("%s's %s receipt in room %d: %q, want %q", r.user, r.typ, r.room, v, r.value)
+			}
+		}
+		if v := tx.Get(Meta, keySchema); U64(v) != schemaVersion {
+			t.Errorf("schema %d after the upgrade, want %d", U64(v), schemaVersion)
+		}
+		return nil
+	})
+}

@@ -32,7 +32,7 @@
 //	snapshots     snapshotNID → room.snapshot (parent + delta)
 //	members       localpart 0x00 roomNID → membership ‖ streamPos of that change
 //	changes       streamPos → change record (account data, receipts, profile changes, …)
-//	receipts      roomNID ‖ type 0x00 threadID 0x00 userID → receipt (JSON)
+//	receipts      roomNID ‖ userID 0x00 type 0x00 threadID → receipt (JSON) (ReceiptKey)
 //	aliases       #alias:server → roomID
 //	directory     roomNID → nil (rooms published in the local directory)
 //	relations     roomNID ‖ parentEventNID ‖ eventNID → rel_type

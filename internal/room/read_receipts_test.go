@@ -1,0 +1,110 @@
+package room
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/hearth-chat/hearth/internal/store"
+)
+
+// A user's read positions come from their own receipts only, among other
+// members' (one of them a user ID that starts with theirs), per thread;
+// the receipts of chosen users are theirs alone, a private one shown to
+// its owner only.
+func TestReceiptsReadPerUser(t *testing.T) {
+	ctx := context.Background()
+	e, db := newEngine(t)
+	const al = "@al:test.local" // and "@al:test.local.x", whose ID starts with his
+	roomID, err := e.CreateRoom(ctx, alice, Profile{}, CreateRequest{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{bob, al, al + ".x"} {
+		mustJoin(t, e, u, roomID)
+	}
+	var msgs []string
+	for i := range 4 {
+		msgs = append(msgs, sendJSON(t, e, alice, roomID, fmt.Sprintf(`{"msgtype":"m.text","body":"%d"}`, i)))
+	}
+	receipts := []struct{ user, typ, event, thread string }{
+		{bob, "m.read", msgs[3], ""},
+		{al + ".x", "m.read", msgs[3], ""},
+		{al, "m.read", msgs[0], ""},
+		{al, "m.read.private", msgs[1], "main"},
+		{al, "m.fully_read", msgs[2], ""},
+	}
+	for _, r := range receipts {
+		if err := e.SetReceipt(ctx, r.user, roomID, r.typ, r.event, r.thread); err != nil {
+			t.Fatalf("%s's %s receipt: %v", r.user, r.typ, err)
+		}
+	}
+	nid := func(id string) (n uint64) {
+		db.View(func(tx *store.Tx) error { n = eventNID(tx, id); return nil })
+		return n
+	}
+	got, err := e.ReadUpTo(al, roomID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]uint64{"": nid(msgs[0]), "main": nid(msgs[1])}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("ReadUpTo(%s) = %v, want %v (m.fully_read and the others' receipts do not count)", al, got, want)
+	}
+
+	var content map[string]map[string]map[string]any
+	db.View(func(tx *store.Tx) error {
+		info, err := roomInfo(tx, roomID)
+		if err == nil {
+			content = receiptContent(tx, info.NID, bob, map[string]bool{al: true})
+		}
+		return err
+	})
+	if len(content) != 1 || content[msgs[0]]["m.read"][al] == nil {
+		t.Errorf("al's receipts as bob sees them: %v, want his public m.read of %s alone", content, msgs[0])
+	}
+}
+
+// BenchmarkReadUpToIn reads one member's read positions in a room where
+// 2,000 members have a receipt each: the cost of the unread counts of
+// one /sync response for one room.
+func BenchmarkReadUpToIn(b *testing.B) {
+	ctx := context.Background()
+	e, db := newEngine(b)
+	roomID, err := e.CreateRoom(ctx, alice, Profile{}, CreateRequest{Preset: "public_chat"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg, err := e.Send(ctx, SendRequest{Sender: alice, RoomID: roomID, Type: "m.room.message",
+		Content: []byte(`{"msgtype":"m.text","body":"x"}`), TxnID: "1"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var nid uint64
+	err = db.Update(ctx, func(tx *store.Tx) error {
+		info, err := roomInfo(tx, roomID)
+		nid = info.NID
+		if err != nil {
+			return err
+		}
+		for i := range 2000 {
+			k := store.ReceiptKey(nid, fmt.Sprintf("@u%04d:test.local", i), "m.read", "")
+			if err := tx.Put(store.Receipts, k, []byte(`{"event_id":"`+msg+`","ts":1}`)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		db.View(func(tx *store.Tx) error {
+			if got := ReadUpToIn(tx, "@u1000:test.local", roomID); len(got) != 1 {
+				b.Fatalf("read positions %v", got)
+			}
+			return nil
+		})
+	}
+}
