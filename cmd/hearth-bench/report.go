@@ -32,14 +32,17 @@ type benchRow struct {
 // probe is what the machine looked like around one run: the 1-minute load
 // average at its start and end (runnable tasks; above the core count other
 // work competes with the daemon and the bench) and a 4 KiB write+fsync
-// probe right before it (the floor under every durable commit). Load is
-// -1 where /proc/loadavg could not be read; fsync figures are 0 with
-// FsyncErr set if the probe failed.
+// probe right before it (the floor under every durable commit), then 64
+// scattered 4 KiB writes and one fsync (about one commit of the writer
+// under load, pagesProbe). Load is -1 where /proc/loadavg could not be
+// read; fsync figures are 0 with FsyncErr set if a probe failed (files
+// from before the pages probe have 0 there, and captions leave it out).
 type probe struct {
 	LoadStart float64 `json:"load_start"`
 	LoadEnd   float64 `json:"load_end"`
 	FsyncP50  float64 `json:"fsync_p50_ms"`
 	FsyncP99  float64 `json:"fsync_p99_ms"`
+	PagesP50  float64 `json:"pages64_fsync_p50_ms,omitempty"`
 	FsyncErr  string  `json:"fsync_err,omitempty"`
 	Took      float64 `json:"took_s"` // the run's wall time, seconds
 }
@@ -245,6 +248,14 @@ func probeLine(ps []probe) string {
 	}
 	fsync := fmt.Sprintf("4 KiB write+fsync p50 %s, p99 %s",
 		over(func(p probe) float64 { return p.FsyncP50 }, "ms"), over(func(p probe) float64 { return p.FsyncP99 }, "ms"))
+	if pages := over(func(p probe) float64 {
+		if p.PagesP50 == 0 {
+			return -1
+		}
+		return p.PagesP50
+	}, "ms"); pages != "n/a" {
+		fsync += "; 64 scattered 4 KiB writes+fsync p50 " + pages
+	}
 	for _, p := range ps {
 		if p.FsyncErr != "" {
 			fsync += "; fsync probe failed: " + p.FsyncErr

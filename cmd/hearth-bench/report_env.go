@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -56,8 +57,9 @@ func loadNum() float64 {
 	return v
 }
 
-// takeProbe reads the load and times 100 write+fsync pairs in dir, the
-// disk the daemons' data dirs are on, right before a run.
+// takeProbe reads the load and times 100 write+fsync pairs and 20
+// commit-sized writes in dir, the disk the daemons' data dirs are on,
+// right before a run.
 func takeProbe(dir string) probe {
 	p := probe{LoadStart: loadNum()}
 	p50, p99, err := fsyncProbe(dir, 100)
@@ -66,5 +68,11 @@ func takeProbe(dir string) probe {
 		return p
 	}
 	p.FsyncP50, p.FsyncP99 = msF(p50), msF(p99)
+	pages, err := pagesProbe(filepath.Join(dir, "pages-probe"), 20)
+	if err != nil {
+		p.FsyncErr = err.Error()
+		return p
+	}
+	p.PagesP50 = msF(pages)
 	return p
 }

@@ -216,3 +216,16 @@ func TestWriteReportNeedsMarkers(t *testing.T) {
 		}
 	}
 }
+
+// A caption gives the commit-sized probe when the runs have one, and
+// leaves it out for runs recorded before it existed.
+func TestProbeLinePagesProbe(t *testing.T) {
+	with := probeLine([]probe{{LoadStart: 0.5, LoadEnd: 0.7, FsyncP50: 0.1, FsyncP99: 0.2, PagesP50: 4, Took: 3},
+		{LoadStart: 0.5, LoadEnd: 0.7, FsyncP50: 0.1, FsyncP99: 0.2, PagesP50: 6, Took: 3}})
+	if !strings.Contains(with, "64 scattered 4 KiB writes+fsync p50 ") || !strings.Contains(with, "5 ms (4–6)") {
+		t.Errorf("caption with the pages probe: %q", with)
+	}
+	if without := probeLine([]probe{{LoadStart: 0.5, LoadEnd: 0.7, FsyncP50: 0.1, FsyncP99: 0.2, Took: 3}}); strings.Contains(without, "scattered") {
+		t.Errorf("caption of a run without the pages probe: %q", without)
+	}
+}
