@@ -63,6 +63,17 @@ import (
 // them).
 var strippedKeys = []string{"outlier", "destinations", "age_ts", "unsigned", "event_id"}
 
+// strippedQuoted are strippedKeys as JSON strings: an event without any
+// of them anywhere needs no sjson pass (which reads the whole event once
+// per key).
+var strippedQuoted = func() [][]byte {
+	q := make([][]byte, len(strippedKeys))
+	for i, k := range strippedKeys {
+		q[i] = []byte(`"` + k + `"`)
+	}
+	return q
+}()
+
 // parseCanonical parses raw as an event of version ver, as
 // NewEventFromUntrustedJSON followed by signingBytes and withEventID
 // would; ok is false when it does not apply (or anything fails), and the
@@ -76,8 +87,8 @@ func parseCanonical(ver gomatrixserverlib.IRoomVersion, raw []byte) (pdu gomatri
 		return nil, nil, false
 	}
 	event := raw
-	for _, k := range strippedKeys {
-		if !gjson.GetBytes(event, k).Exists() {
+	for i, k := range strippedKeys {
+		if !bytes.Contains(event, strippedQuoted[i]) {
 			continue
 		}
 		var err error
@@ -100,7 +111,7 @@ func parseCanonical(ver gomatrixserverlib.IRoomVersion, raw []byte) (pdu gomatri
 		b = append(b, ':')
 		return append(b, value...)
 	}
-	var evType string
+	var evType, sha string
 	content, fine := false, true
 	gjson.ParseBytes(event).ForEach(func(key, value gjson.Result) bool {
 		k := key.Str
@@ -112,6 +123,7 @@ func parseCanonical(ver gomatrixserverlib.IRoomVersion, raw []byte) (pdu gomatri
 		case "signatures":
 			return true
 		case "hashes":
+			sha = value.Get("sha256").Str // no duplicate keys: gjson's first is the only one
 		default:
 			hashable = member(hashable, key.Raw, value.Raw)
 		}
@@ -145,7 +157,7 @@ func parseCanonical(ver gomatrixserverlib.IRoomVersion, raw []byte) (pdu gomatri
 	hashable = append(hashable, '}')
 	signed = append(signed, '}')
 	var hash spec.Base64Bytes
-	if hash.Decode(gjson.GetBytes(event, "hashes.sha256").Str) != nil {
+	if hash.Decode(sha) != nil {
 		return nil, nil, false
 	}
 	if sum := sha256.Sum256(hashable); !bytes.Equal(sum[:], hash) {
