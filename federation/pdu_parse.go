@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
+	"slices"
 	"sync"
 
 	"github.com/matrix-org/gomatrixserverlib"
@@ -31,11 +32,12 @@ import (
 // IDs are reference hashes — and answers ok false for anything else,
 // which then takes gomatrixserverlib's path as before:
 //
-//   - gomatrixserverlib's own checks run as they did: the version's
-//     canonical-JSON rules (CheckCanonicalJSON), the keys a server must
-//     strip (removed with sjson as it does), the event parsed once by
-//     NewEventFromTrustedJSONWithEventID on the very bytes its untrusted
-//     parse would have kept, and CheckFields.
+//   - gomatrixserverlib's own checks run as they did: the keys a server
+//     must strip (removed with sjson as it does), the event parsed once
+//     by NewEventFromTrustedJSONWithEventID on the very bytes its
+//     untrusted parse would have kept, and CheckFields. Its canonical-JSON
+//     rules on numbers (CheckCanonicalJSON) hold for any JSON canonical
+//     already (TestCanonicalAlreadyPassesCheckCanonicalJSON).
 //   - With the event canonical already (room.CanonicalAlready: no
 //     whitespace, keys sorted and unique at every depth, no escapes), its
 //     top-level members are the canonical form's, in order. The content
@@ -63,17 +65,6 @@ import (
 // them).
 var strippedKeys = []string{"outlier", "destinations", "age_ts", "unsigned", "event_id"}
 
-// strippedQuoted are strippedKeys as JSON strings: an event without any
-// of them anywhere needs no sjson pass (which reads the whole event once
-// per key).
-var strippedQuoted = func() [][]byte {
-	q := make([][]byte, len(strippedKeys))
-	for i, k := range strippedKeys {
-		q[i] = []byte(`"` + k + `"`)
-	}
-	return q
-}()
-
 // parseCanonical parses raw as an event of version ver, as
 // NewEventFromUntrustedJSON followed by signingBytes and withEventID
 // would; ok is false when it does not apply (or anything fails), and the
@@ -83,81 +74,35 @@ func parseCanonical(ver gomatrixserverlib.IRoomVersion, raw []byte) (pdu gomatri
 	if kept == nil {
 		return nil, nil, false
 	}
-	if ver.CheckCanonicalJSON(raw) != nil {
+	// JSON canonical already passes every version's canonical-JSON check
+	// (integers of at most 15 digits, no fractions or exponents, no -0:
+	// TestCanonicalAlreadyPassesCheckCanonicalJSON), which therefore is
+	// not run again.
+	if len(raw) == 0 || raw[0] != '{' || !room.CanonicalAlready(raw) {
 		return nil, nil, false
 	}
 	event := raw
-	for i, k := range strippedKeys {
-		if !bytes.Contains(event, strippedQuoted[i]) {
-			continue
+	m, ok := walkEvent(event, kept)
+	if !ok {
+		return nil, nil, false
+	}
+	if m.strip {
+		for _, k := range strippedKeys {
+			var err error
+			if event, err = sjson.DeleteBytes(event, k); err != nil {
+				return nil, nil, false
+			}
 		}
-		var err error
-		if event, err = sjson.DeleteBytes(event, k); err != nil {
+		if !room.CanonicalAlready(event) {
+			return nil, nil, false
+		}
+		if m, ok = walkEvent(event, kept); !ok || m.strip {
 			return nil, nil, false
 		}
 	}
-	if len(event) == 0 || event[0] != '{' || !room.CanonicalAlready(event) {
-		return nil, nil, false
-	}
-	hashable := make([]byte, 1, len(event))
-	hashable[0] = '{'
-	signed = make([]byte, 1, len(event))
-	signed[0] = '{'
-	member := func(b []byte, key, value string) []byte {
-		if len(b) > 1 {
-			b = append(b, ',')
-		}
-		b = append(b, key...)
-		b = append(b, ':')
-		return append(b, value...)
-	}
-	var evType, sha string
-	content, fine := false, true
-	gjson.ParseBytes(event).ForEach(func(key, value gjson.Result) bool {
-		k := key.Str
-		if !plainKey(k) || k[0] == '_' {
-			fine = false
-			return false
-		}
-		switch k {
-		case "signatures":
-			return true
-		case "hashes":
-			sha = value.Get("sha256").Str // no duplicate keys: gjson's first is the only one
-		default:
-			hashable = member(hashable, key.Raw, value.Raw)
-		}
-		switch {
-		case k == "content":
-			if !value.IsObject() {
-				fine = false
-				return false
-			}
-			content = true
-			signed = member(signed, key.Raw, "{}")
-		case !kept[k]:
-		case !plainValue(value.Raw):
-			fine = false
-			return false
-		default:
-			if k == "type" {
-				if value.Type != gjson.String {
-					fine = false
-					return false
-				}
-				evType = value.Str
-			}
-			signed = member(signed, key.Raw, value.Raw)
-		}
-		return true
-	})
-	if !fine || !content || evType == "" || room.RedactionKeepsContent(evType) {
-		return nil, nil, false
-	}
-	hashable = append(hashable, '}')
-	signed = append(signed, '}')
+	hashable, signed := m.hashable, m.signed
 	var hash spec.Base64Bytes
-	if hash.Decode(sha) != nil {
+	if hash.Decode(m.sha) != nil {
 		return nil, nil, false
 	}
 	if sum := sha256.Sum256(hashable); !bytes.Equal(sum[:], hash) {
@@ -247,4 +192,80 @@ func probeRedactionKeys(ver gomatrixserverlib.IRoomVersion) map[string]bool {
 		kept[k] = true
 	}
 	return kept
+}
+
+// eventMembers is what walkEvent reads of an event.
+type eventMembers struct {
+	hashable []byte // what the content hash covers
+	signed   []byte // what signatures and the reference hash cover
+	sha      string // hashes.sha256
+	strip    bool   // a top-level key of strippedKeys is present
+}
+
+// walkEvent reads the top-level members of event, canonical JSON already,
+// in order (see parseCanonical); ok is false if the short path does not
+// apply to it.
+func walkEvent(event []byte, kept map[string]bool) (m eventMembers, ok bool) {
+	m.hashable = make([]byte, 1, len(event))
+	m.hashable[0] = '{'
+	m.signed = make([]byte, 1, len(event))
+	m.signed[0] = '{'
+	member := func(b []byte, key, value string) []byte {
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		b = append(b, key...)
+		b = append(b, ':')
+		return append(b, value...)
+	}
+	var evType string
+	content, fine := false, true
+	gjson.ParseBytes(event).ForEach(func(key, value gjson.Result) bool {
+		k := key.Str
+		if !plainKey(k) || k[0] == '_' {
+			fine = false
+			return false
+		}
+		if slices.Contains(strippedKeys, k) {
+			m.strip = true // parseCanonical strips them and walks again
+			return true
+		}
+		switch k {
+		case "signatures":
+			return true
+		case "hashes":
+			m.sha = value.Get("sha256").Str // no duplicate keys: gjson's first is the only one
+		default:
+			m.hashable = member(m.hashable, key.Raw, value.Raw)
+		}
+		switch {
+		case k == "content":
+			if !value.IsObject() {
+				fine = false
+				return false
+			}
+			content = true
+			m.signed = member(m.signed, key.Raw, "{}")
+		case !kept[k]:
+		case !plainValue(value.Raw):
+			fine = false
+			return false
+		default:
+			if k == "type" {
+				if value.Type != gjson.String {
+					fine = false
+					return false
+				}
+				evType = value.Str
+			}
+			m.signed = member(m.signed, key.Raw, value.Raw)
+		}
+		return true
+	})
+	if !fine || !content || evType == "" || room.RedactionKeepsContent(evType) {
+		return m, false
+	}
+	m.hashable = append(m.hashable, '}')
+	m.signed = append(m.signed, '}')
+	return m, true
 }

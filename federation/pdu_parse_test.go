@@ -11,6 +11,8 @@ import (
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/tidwall/sjson"
+
+	"github.com/hearth-chat/hearth/internal/room"
 )
 
 // rehashed returns raw with its content hash computed again (Server-Server
@@ -235,4 +237,43 @@ func FuzzParseCanonical(f *testing.F) {
 	f.Fuzz(func(t *testing.T, vi uint8, raw []byte) {
 		checkParseCanonical(t, gomatrixserverlib.MustGetRoomVersion(versions[int(vi)%len(versions)]), raw)
 	})
+}
+
+// canonicalSeeds are JSON values near the edges of room.CanonicalAlready
+// and of gomatrixserverlib's canonical-JSON check.
+var canonicalSeeds = []string{
+	`{"a":1,"b":[true,false,null],"c":"e.E-0"}`, `{"n":999999999999999}`, `{"n":-999999999999999}`,
+	`{"n":9007199254740992}`, `{"n":1.5}`, `{"n":1e3}`, `{"n":-0}`, `{"n":0}`, `{"n":-1}`, `[0,-0.0]`,
+	`{"a":{"b":{"c":[1,2,{"d":"x"}]}}}`, `{"e":"true","t":true}`, `{"a":1,"a":2}`, `{"b":1,"a":2}`,
+}
+
+// TestCanonicalAlreadyPassesCheckCanonicalJSON: parseCanonical skips
+// gomatrixserverlib's canonical-JSON check for JSON canonical already
+// (room.CanonicalAlready), which that check must then pass in every room
+// version: it only refuses numbers a canonical event cannot hold.
+func TestCanonicalAlreadyPassesCheckCanonicalJSON(t *testing.T) {
+	for _, s := range canonicalSeeds {
+		checkCanonicalAlreadyPasses(t, []byte(s))
+	}
+}
+
+func checkCanonicalAlreadyPasses(t *testing.T, b []byte) {
+	t.Helper()
+	if !room.CanonicalAlready(b) {
+		return
+	}
+	for v, ver := range gomatrixserverlib.RoomVersions() {
+		if err := ver.CheckCanonicalJSON(b); err != nil {
+			t.Fatalf("v%s: %s is canonical already, but the version's check refuses it: %v", v, b, err)
+		}
+	}
+}
+
+// FuzzCanonicalAlreadyPassesCheckCanonicalJSON is
+// TestCanonicalAlreadyPassesCheckCanonicalJSON over any bytes.
+func FuzzCanonicalAlreadyPassesCheckCanonicalJSON(f *testing.F) {
+	for _, s := range canonicalSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) { checkCanonicalAlreadyPasses(t, b) })
 }
