@@ -531,6 +531,31 @@ func parseSigned(version gomatrixserverlib.RoomVersion, roomID string, raw []byt
 	if err != nil {
 		return nil, nil, err
 	}
+	if p, s, ok := parseCanonical(ver, raw); ok { // pdu_parse.go
+		return checkParsed(p, s, roomID)
+	}
+	return parseGeneral(ver, roomID, raw)
+}
+
+// checkParsed is the rest of parseSigned for an event parseCanonical
+// took: the checks parseGeneral makes around gomatrixserverlib's parse.
+func checkParsed(pdu gomatrixserverlib.PDU, signed []byte, roomID string) (gomatrixserverlib.PDU, []byte, error) {
+	if _, err := spec.NewRoomID(roomID); err != nil {
+		return nil, nil, fmt.Errorf("invalid room ID: %w", err)
+	}
+	if pdu.RoomID().String() != roomID {
+		return nil, nil, errors.New("room ID mismatch")
+	}
+	if pdu.Depth() < 0 || pdu.Depth() > maxDepth {
+		return pdu, nil, errors.New("depth out of range")
+	}
+	return pdu, signed, nil
+}
+
+// parseGeneral is parseSigned through gomatrixserverlib alone (its
+// untrusted parse, signingBytes, the event ID set from them), for every
+// event parseCanonical does not take.
+func parseGeneral(ver gomatrixserverlib.IRoomVersion, roomID string, raw []byte) (pdu gomatrixserverlib.PDU, signed []byte, err error) {
 	pdu, err = ver.NewEventFromUntrustedJSON(raw)
 	if err != nil {
 		if pdu != nil {

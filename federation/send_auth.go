@@ -69,6 +69,12 @@ func (s *Service) handleBeside(pattern string, h func(http.ResponseWriter, *requ
 		a := &pendingAuth{done: make(chan struct{})}
 		go func() {
 			defer close(a.done)
+			if readErr == nil {
+				if fr, ok := verifyRequestSig(r.Context(), vr, body, s.now(), s.cfg.ServerName, s.cfg.KeyRing); ok { // send_auth_sig.go
+					a.err = s.authenticated(r, client, fr, http.StatusOK, nil)
+					return
+				}
+			}
 			fr, resp := fclient.VerifyHTTPRequest(vr, s.now(), s.cfg.ServerName, nil, s.cfg.KeyRing)
 			a.err = s.authenticated(r, client, fr, resp.Code, resp.JSON)
 		}()

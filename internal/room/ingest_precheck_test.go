@@ -2,6 +2,7 @@ package room
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
@@ -184,4 +185,71 @@ func remoteRoom(t *testing.T, remote ...string) (*Engine, string, func(sender, b
 		return pdu
 	}
 	return e, roomID, build
+}
+
+// TestAuthPrecheckerAsksOncePerQuestion: the prechecker keeps a "yes" of
+// the default auth rule for a room, sender, event type and auth event
+// objects, and only for those: after bob's messages are allowed (one
+// question kept for both), an event of a type the power levels reserve
+// for level 100, one of carol (not in the room) citing bob's auth
+// events, and a state event of bob's of the same type (state_default
+// 50), each over the same auth event objects, are still refused.
+func TestAuthPrecheckerAsksOncePerQuestion(t *testing.T) {
+	const bob2, carol2 = "@bob:hs2.test", "@carol:hs2.test"
+	e, _ := newEngine(t)
+	ctx := context.Background()
+	roomID, err := e.CreateRoom(ctx, alice, Profile{}, CreateRequest{Preset: "public_chat",
+		PowerLevelContentOverride: json.RawMessage(`{"events":{"m.custom":100}}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	remoteMember(t, e, roomID, bob2, bob2, "join")
+	build := func(body string) gomatrixserverlib.PDU {
+		t.Helper()
+		var pdu gomatrixserverlib.PDU
+		err := e.db.View(func(tx *store.Tx) error {
+			info, err := roomInfo(tx, roomID)
+			if err != nil {
+				return err
+			}
+			pdu, err = e.build(tx, info, message(roomID, bob2, body))
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pdu
+	}
+	p := e.NewAuthPrechecker()
+	for _, body := range []string{"one", "two"} {
+		if pre := p.Check(build(body)); pre == nil || pre.err != nil {
+			t.Fatalf("bob's message %q prechecked as %+v, want allowed", body, pre)
+		}
+	}
+	if len(p.allowed) != 1 {
+		t.Fatalf("%d questions kept for two messages of one sender and type, want 1", len(p.allowed))
+	}
+	msg := build("three")
+	edit := func(from, to string) gomatrixserverlib.PDU {
+		t.Helper()
+		pdu, err := gomatrixserverlib.MustGetRoomVersion(msg.Version()).NewEventFromTrustedJSON(
+			[]byte(strings.Replace(string(msg.JSON()), from, to, 1)), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pdu
+	}
+	for name, pdu := range map[string]gomatrixserverlib.PDU{
+		"a type reserved for level 100":      edit(`"type":"m.room.message"`, `"type":"m.custom"`),
+		"carol's message over bob's members": edit(`"sender":"`+bob2+`"`, `"sender":"`+carol2+`"`),
+		"a state event of the same type":     edit(`"type":"m.room.message"`, `"state_key":"","type":"m.room.message"`),
+	} {
+		pre := p.Check(pdu)
+		if pre == nil || pre.err == nil {
+			t.Errorf("%s prechecked as %+v, want refused", name, pre)
+		}
+		if want := e.allowedBy(pdu, pre.auth); want == nil {
+			t.Errorf("%s: gomatrixserverlib allows it: the test does not test the cache", name)
+		}
+	}
 }

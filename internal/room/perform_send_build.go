@@ -281,3 +281,10 @@ func ReferenceEventID(ver gomatrixserverlib.IRoomVersion, signed []byte) (id str
 	sum := sha256.Sum256(signed)
 	return "$" + enc.EncodeToString(sum[:]), true
 }
+
+// RedactionKeepsContent reports whether some room version's redaction
+// algorithm keeps part of the content of an event of type evType
+// (keepsContent): for any other type the redacted content is {}. The
+// federation package parses inbound events of those other types on its
+// own shorter path (federation/pdu_parse.go).
+func RedactionKeepsContent(evType string) bool { return keepsContent[evType] }

@@ -163,3 +163,8 @@ func (p *canonScan) literal(s string) bool {
 	}
 	return false
 }
+
+// CanonicalAlready is canonicalAlready for other packages: true only if
+// b is a JSON value that gomatrixserverlib's canonical JSON leaves byte
+// for byte as it is (and then it has no duplicate keys at any depth).
+func CanonicalAlready(b []byte) bool { return canonicalAlready(b) }
