@@ -62,6 +62,9 @@ func New(db *store.DB, notifier *stream.Notifier, cfg Config) *Engine {
 		// The spec's recommended default since v1.6.
 		v = gomatrixserverlib.RoomVersionV10
 	}
+	// The event ID index in memory is read back before any write can add
+	// to it (store_eventids.go).
+	db.View(func(tx *store.Tx) error { eventIndexOf(tx); return nil })
 	return &Engine{db: db, notifier: notifier, serverName: spec.ServerName(cfg.ServerName),
 		keyID: gomatrixserverlib.KeyID(cfg.KeyID), key: cfg.PrivateKey, defaultVersion: v,
 		typingRooms: map[string]*typingRoom{}, now: time.Now, pdus: newPDUCache(4096)}

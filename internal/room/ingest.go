@@ -411,7 +411,7 @@ func sameEvents(a, b []gomatrixserverlib.PDU) bool {
 	return true
 }
 
-// storeEvent writes the event record and its ID index, nothing else.
+// storeEvent writes the event record and indexes its ID, nothing else.
 func (e *Engine) storeEvent(tx *store.Tx, ev *Event) error {
 	nid, err := tx.NextPos()
 	if err != nil {
@@ -421,7 +421,7 @@ func (e *Engine) storeEvent(tx *store.Tx, ev *Event) error {
 	if err := tx.Put(store.Events, store.PutU64(nid), ev.encode()); err != nil {
 		return err
 	}
-	if err := tx.Put(store.EventIDs, []byte(ev.ID), store.PutU64(nid)); err != nil {
+	if err := eventIndexOf(tx).add(tx, ev.ID, nid); err != nil { // store_eventids.go
 		return err
 	}
 	// The next event of a chain names this one as its prev event, often

@@ -233,7 +233,7 @@ func (e *Engine) append(tx *store.Tx, info *Info, pdu gomatrixserverlib.PDU, sen
 	if err := tx.Put(store.Events, store.PutU64(nid), ev.encode()); err != nil {
 		return nil, err
 	}
-	if err := tx.Put(store.EventIDs, []byte(pdu.EventID()), store.PutU64(nid)); err != nil {
+	if err := eventIndexOf(tx).add(tx, pdu.EventID(), nid); err != nil { // store_eventids.go
 		return nil, err
 	}
 	if err := tx.Put(store.Timeline, store.NIDKey(info.NID, store.PutU64(nid)), nil); err != nil {

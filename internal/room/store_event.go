@@ -91,11 +91,6 @@ func (e *Engine) loadEvent(tx *store.Tx, nid uint64) (*Event, error) {
 	return ev, nil
 }
 
-// eventNID resolves an event ID to its NID; 0 if unknown.
-func eventNID(tx *store.Tx, eventID string) uint64 {
-	return store.U64(tx.Get(store.EventIDs, []byte(eventID)))
-}
-
 // ClientEvent is the client-facing event format (Client-Server API
 // §"Room Event Format" / ClientEvent).
 type ClientEvent struct {

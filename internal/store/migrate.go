@@ -86,13 +86,18 @@ var (
 		Delayed, DelayedDue, DelayedUser, DelayedTxns,
 		Appservices, AppserviceQueue, AppserviceMeta}
 
-	keyPos    = []byte("pos")
-	keySchema = []byte("schema")
+	keyPos = []byte("pos")
+	// EventIDsTo is the stream position up to which every stored event's
+	// ID is in eventids; the IDs of later events are kept in memory by
+	// the room engine, and found again from events on start
+	// (internal/room/store_eventids.go).
+	EventIDsTo = []byte("eventids_to")
+	keySchema  = []byte("schema")
 )
 
 // schemaVersion is the layout this code writes. A file with a newer version
 // is refused rather than misread.
-const schemaVersion = 4
+const schemaVersion = 5
 
 // pushFeed is the bucket schemas 1 and 2 kept beside pushlog: userID
 // 0x00 streamPos → roomID, each notification a second time in the
@@ -129,6 +134,12 @@ func migrate(btx *bolt.Tx) error {
 		if have >= 1 && have < 4 {
 			if err := receiptsByUser(btx); err != nil {
 				return fmt.Errorf("migrate to schema 4: %w", err)
+			}
+		}
+		// Schema 5: every event stored before has its ID in eventids.
+		if have >= 1 && have < 5 {
+			if err := meta.Put(EventIDsTo, PutU64(U64(meta.Get(keyPos)))); err != nil {
+				return fmt.Errorf("migrate to schema 5: %w", err)
 			}
 		}
 		return meta.Put(keySchema, PutU64(schemaVersion))

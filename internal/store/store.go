@@ -10,7 +10,8 @@
 //	meta          "pos" → u64 last stream position; "schema" → u64 schema version;
 //	              "server_name" → the Matrix server name the data was written under (recorded
 //	              by the daemon at the first start that finds none; files from before have none
-//	              until then, so no schema step is needed)
+//	              until then, so no schema step is needed); "eventids_to" → u64: every event
+//	              at or below it has its ID in eventids (schema 5)
 //	users         localpart → account.User (JSON)
 //	devices       localpart 0x00 deviceID → account.Device (JSON)
 //	tokens        sha256(access or refresh token) → account.Token (JSON)
@@ -20,7 +21,8 @@
 //	roominfo      roomNID → room.Info (binary record: NID, room ID, version, depth, snapshot, last position,
 //	              joined and invited counts, forward extremities; internal/room/engine.go putRoomInfo)
 //	events        eventNID (u64) → room.storedEvent (binary header + event JSON)
-//	eventids      eventID → eventNID
+//	eventids      eventID → eventNID, for events at or below meta "eventids_to" (the later ones
+//	              are indexed in memory: internal/room/store_eventids.go)
 //	txns          userID 0x00 session 0x00 txnID 0x00 roomID 0x00 (eventType | "redact " redactedID) → eventNID
 //	              (keys written before client sessions were localpart 0x00 deviceID 0x00 txnID; they are
 //	              never read again, which only forgets retries in flight across the upgrade);
@@ -204,7 +206,7 @@ func (db *DB) Size() int64 {
 
 // View runs fn in a read-only transaction. Readers never wait for writers.
 func (db *DB) View(fn func(*Tx) error) error {
-	return db.bolt.View(func(btx *bolt.Tx) error { return fn(&Tx{btx: btx}) })
+	return db.bolt.View(func(btx *bolt.Tx) error { return fn(&Tx{btx: btx, db: db}) })
 }
 
 // Snapshot begins a read-only transaction now, for a goroutine to use
@@ -219,7 +221,7 @@ func (db *DB) Snapshot() (*Tx, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: begin read: %w", err)
 	}
-	return &Tx{btx: btx}, nil
+	return &Tx{btx: btx, db: db}, nil
 }
 
 // Done ends a transaction from Snapshot.
@@ -280,7 +282,7 @@ func (db *DB) commit(group []*write) {
 	var pos uint64
 	var committed, advanced []func()
 	err := db.bolt.Update(func(btx *bolt.Tx) error {
-		tx := &Tx{btx: btx}
+		tx := &Tx{btx: btx, db: db}
 		defer func() { committed, advanced = tx.committed, tx.advanced }()
 		for _, w := range group {
 			if err := w.fn(tx); err != nil {
