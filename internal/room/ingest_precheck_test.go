@@ -168,7 +168,12 @@ func remoteRoom(t *testing.T, remote ...string) (*Engine, string, func(sender, b
 	for _, u := range remote {
 		remoteMember(t, e, roomID, u, u, "join")
 	}
-	build := func(sender, body string) gomatrixserverlib.PDU {
+	return e, roomID, messageBuilder(t, e, roomID)
+}
+
+// messageBuilder builds messages of the room at its current state.
+func messageBuilder(t *testing.T, e *Engine, roomID string) func(sender, body string) gomatrixserverlib.PDU {
+	return func(sender, body string) gomatrixserverlib.PDU {
 		t.Helper()
 		var pdu gomatrixserverlib.PDU
 		err := e.db.View(func(tx *store.Tx) error {
@@ -184,7 +189,6 @@ func remoteRoom(t *testing.T, remote ...string) (*Engine, string, func(sender, b
 		}
 		return pdu
 	}
-	return e, roomID, build
 }
 
 // TestAuthPrecheckerAsksOncePerQuestion: the prechecker keeps a "yes" of
@@ -204,22 +208,8 @@ func TestAuthPrecheckerAsksOncePerQuestion(t *testing.T) {
 		t.Fatal(err)
 	}
 	remoteMember(t, e, roomID, bob2, bob2, "join")
-	build := func(body string) gomatrixserverlib.PDU {
-		t.Helper()
-		var pdu gomatrixserverlib.PDU
-		err := e.db.View(func(tx *store.Tx) error {
-			info, err := roomInfo(tx, roomID)
-			if err != nil {
-				return err
-			}
-			pdu, err = e.build(tx, info, message(roomID, bob2, body))
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pdu
-	}
+	builder := messageBuilder(t, e, roomID)
+	build := func(body string) gomatrixserverlib.PDU { return builder(bob2, body) }
 	p := e.NewAuthPrechecker()
 	for _, body := range []string{"one", "two"} {
 		if pre := p.Check(build(body)); pre == nil || pre.err != nil {

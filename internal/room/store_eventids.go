@@ -3,6 +3,7 @@ package room
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 
@@ -145,10 +146,7 @@ func (x *eventIndex) add(tx *store.Tx, id string, nid uint64) error {
 // write is durable the entries leave recent.
 func (x *eventIndex) merge(tx *store.Tx) error {
 	x.mu.Lock()
-	batch := make(map[string]idEntry, len(x.recent))
-	for id, e := range x.recent {
-		batch[id] = e
-	}
+	batch := maps.Clone(x.recent)
 	x.mu.Unlock()
 	ids := make([]string, 0, len(batch))
 	for id := range batch {

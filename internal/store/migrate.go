@@ -164,16 +164,27 @@ func ReceiptsOf(roomNID uint64, userID string) []byte {
 // receiptsByUser is the step from schema 3 to 4: receipts keyed by room,
 // type, thread and user are keyed by ReceiptKey.
 func receiptsByUser(btx *bolt.Tx) error {
-	b := btx.Bucket(Receipts)
+	return rekey(btx.Bucket(Receipts), func(k, v []byte) ([]byte, []byte, error) {
+		parts := bytes.Split(k[min(len(k), 8):], []byte{0})
+		if len(k) < 8 || len(parts) != 3 {
+			return nil, nil, fmt.Errorf("receipt key %q: not room, type, thread and user", k)
+		}
+		return ReceiptKey(U64(k[:8]), string(parts[2]), string(parts[0]), string(parts[1])), v, nil
+	})
+}
+
+// rekey gives every record of b the key (and value) to returns for it:
+// all the old keys are deleted before any new one is put, so a new key
+// may be an old one of another record.
+func rekey(b *bolt.Bucket, to func(k, v []byte) (key, value []byte, err error)) error {
 	type entry struct{ old, key, value []byte }
 	var all []entry
 	err := b.ForEach(func(k, v []byte) error {
-		parts := bytes.Split(k[min(len(k), 8):], []byte{0})
-		if len(k) < 8 || len(parts) != 3 {
-			return fmt.Errorf("receipt key %q: not room, type, thread and user", k)
+		key, value, err := to(k, v)
+		if err != nil {
+			return err
 		}
-		key := ReceiptKey(U64(k[:8]), string(parts[2]), string(parts[0]), string(parts[1]))
-		all = append(all, entry{bytes.Clone(k), key, bytes.Clone(v)})
+		all = append(all, entry{bytes.Clone(k), key, bytes.Clone(value)})
 		return nil
 	})
 	if err != nil {
@@ -199,35 +210,17 @@ func receiptsByUser(btx *bolt.Tx) error {
 // the sequence number (8 bytes) and the JSON, or (before upload order
 // was recorded) the bare JSON: those become sequence 0, the oldest.
 func orderOneTimeKeys(btx *bolt.Tx) error {
-	otks := btx.Bucket(OneTimeKeys)
-	type entry struct{ old, key, value []byte }
-	var all []entry
-	err := otks.ForEach(func(k, v []byte) error {
+	return rekey(btx.Bucket(OneTimeKeys), func(k, v []byte) ([]byte, []byte, error) {
 		cut := bytes.LastIndexByte(k, 0)
 		if cut < 0 {
-			return fmt.Errorf("one-time key %q: no key ID", k)
+			return nil, nil, fmt.Errorf("one-time key %q: no key ID", k)
 		}
 		seq, value := uint64(0), v
 		if len(v) >= 9 && v[0] == 0 {
 			seq, value = U64(v[1:9]), v[9:]
 		}
-		all = append(all, entry{bytes.Clone(k), OTKKey(k[:cut+1], seq, k[cut+1:]), bytes.Clone(value)})
-		return nil
+		return OTKKey(k[:cut+1], seq, k[cut+1:]), value, nil
 	})
-	if err != nil {
-		return err
-	}
-	for _, e := range all {
-		if err := otks.Delete(e.old); err != nil {
-			return err
-		}
-	}
-	for _, e := range all {
-		if err := otks.Put(e.key, e.value); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // OTKKey is a one-time key's key in otks: the user 0x00 device 0x00
