@@ -57,8 +57,14 @@ type eventIndex struct {
 
 // idEntry is where an event is stored; prev, where it was stored before
 // (an outlier stored again with its state, ingest_join.go), for reads
-// older than the move.
-type idEntry struct{ nid, prev uint64 }
+// older than the move. prev is a chain, not one position: a write that
+// moved the event and rolled back (a group commit re-runs the others'
+// writes) leaves a position that holds nothing, and the write run again
+// must not forget the one before it.
+type idEntry struct {
+	nid  uint64
+	prev *idEntry
+}
 
 type eventIndexKey struct{}
 
@@ -93,11 +99,11 @@ func (x *eventIndex) lookup(tx *store.Tx, id string) uint64 {
 	cands := buf[:0]
 	x.mu.Lock()
 	if e, ok := x.recent[id]; ok {
-		cands = append(cands, e.nid, e.prev)
+		cands = e.appendNIDs(cands)
 	}
 	for _, gen := range x.retired {
 		if e, ok := gen[id]; ok {
-			cands = append(cands, e.nid, e.prev)
+			cands = e.appendNIDs(cands)
 		}
 	}
 	x.mu.Unlock()
@@ -107,6 +113,14 @@ func (x *eventIndex) lookup(tx *store.Tx, id string) uint64 {
 		}
 	}
 	return 0
+}
+
+// appendNIDs appends where e says the event is, then where it was.
+func (e idEntry) appendNIDs(to []uint64) []uint64 {
+	for p := &e; p != nil; p = p.prev {
+		to = append(to, p.nid)
+	}
+	return to
 }
 
 // storedAs reports whether tx holds the event id at nid.
@@ -125,10 +139,13 @@ func (x *eventIndex) add(tx *store.Tx, id string, nid uint64) error {
 		return tx.Put(store.EventIDs, []byte(id), store.PutU64(nid))
 	}
 	x.mu.Lock()
-	old := x.recent[id]
-	e := idEntry{nid: nid, prev: old.nid}
-	if old.nid == nid {
-		e.prev = old.prev
+	e := idEntry{nid: nid}
+	if old, had := x.recent[id]; had {
+		if old.nid == nid {
+			e.prev = old.prev
+		} else {
+			e.prev = &old
+		}
 	}
 	x.recent[id] = e
 	merge := len(x.recent) >= eventIDsMergeAt && (x.mergingTo == 0 || to != x.mergingTo)
@@ -155,7 +172,7 @@ func (x *eventIndex) merge(tx *store.Tx) error {
 	slices.Sort(ids)
 	for _, id := range ids {
 		e := batch[id]
-		for _, nid := range []uint64{e.nid, e.prev} {
+		for _, nid := range e.appendNIDs(nil) {
 			if nid != 0 && storedAs(tx, nid, id) {
 				if err := tx.Put(store.EventIDs, []byte(id), store.PutU64(nid)); err != nil {
 					return fmt.Errorf("room: merge event IDs: %w", err)
