@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/tidwall/gjson"
@@ -124,7 +125,11 @@ func (e *Engine) SetReceipt(ctx context.Context, userID, roomID, typ, eventID, t
 		if err != nil || ev.RoomNID != info.NID {
 			return matrixerr.NotFound("event not found")
 		}
-		if threadID != "" && threadID != threadOf(ev) && threadID != eventID {
+		// A 0x00 would split the receipt's key (store.ReceiptKey) into
+		// other parts; a thread root named by an event's content may hold
+		// one.
+		if strings.IndexByte(threadID, 0) >= 0 ||
+			(threadID != "" && threadID != threadOf(ev) && threadID != eventID) {
 			return matrixerr.InvalidParam("the event is not in thread " + threadID)
 		}
 		b, _ := json.Marshal(receipt{EventID: eventID, TS: ts, ThreadID: threadID})

@@ -165,11 +165,16 @@ func ReceiptsOf(roomNID uint64, userID string) []byte {
 // type, thread and user are keyed by ReceiptKey.
 func receiptsByUser(btx *bolt.Tx) error {
 	return rekey(btx.Bucket(Receipts), func(k, v []byte) ([]byte, []byte, error) {
-		parts := bytes.Split(k[min(len(k), 8):], []byte{0})
-		if len(k) < 8 || len(parts) != 3 {
+		// The type is one of a few names and a user ID has no 0x00, but a
+		// thread ID is an event ID named by an event's content and may
+		// hold one: the thread is everything between the first and the
+		// last separator.
+		first, last := bytes.IndexByte(k[min(len(k), 8):], 0), bytes.LastIndexByte(k, 0)
+		if len(k) < 8 || first < 0 || last <= 8+first {
 			return nil, nil, fmt.Errorf("receipt key %q: not room, type, thread and user", k)
 		}
-		return ReceiptKey(U64(k[:8]), string(parts[2]), string(parts[0]), string(parts[1])), v, nil
+		first += 8
+		return ReceiptKey(U64(k[:8]), string(k[last+1:]), string(k[8:first]), string(k[first+1:last])), v, nil
 	})
 }
 
