@@ -101,6 +101,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -120,6 +121,10 @@ type DB struct {
 	done     chan struct{}
 	onCommit func(pos uint64)
 	shared   sync.Map // Shared's values (shared.go)
+	// reads counts the read transactions begun through View and Snapshot
+	// and not yet ended, counted before bbolt takes the read's view and
+	// uncounted after it ends (OpenReads, readtxs.go).
+	reads atomic.Int64
 	// closing guards writes against Close: an Update that comes after it
 	// (a background goroutine still finishing at shutdown) gets ErrClosed
 	// instead of a send on the closed channel.
@@ -206,6 +211,8 @@ func (db *DB) Size() int64 {
 
 // View runs fn in a read-only transaction. Readers never wait for writers.
 func (db *DB) View(fn func(*Tx) error) error {
+	db.reads.Add(1)
+	defer db.reads.Add(-1)
 	return db.bolt.View(func(btx *bolt.Tx) error { return fn(&Tx{btx: btx, db: db}) })
 }
 
@@ -217,15 +224,20 @@ func (db *DB) View(fn func(*Tx) error) error {
 // bbolt's mapping waits for every open read transaction, and a read
 // begun meanwhile queues behind that commit.
 func (db *DB) Snapshot() (*Tx, error) {
+	db.reads.Add(1)
 	btx, err := db.bolt.Begin(false)
 	if err != nil {
+		db.reads.Add(-1)
 		return nil, fmt.Errorf("store: begin read: %w", err)
 	}
 	return &Tx{btx: btx, db: db}, nil
 }
 
 // Done ends a transaction from Snapshot.
-func (tx *Tx) Done() { tx.btx.Rollback() }
+func (tx *Tx) Done() {
+	tx.btx.Rollback()
+	tx.db.reads.Add(-1)
+}
 
 // Update runs fn in a read-write transaction and returns once it is fsynced.
 //
