@@ -35,9 +35,9 @@ import (
 // A merge's write puts every entry into the bucket and moves the
 // watermark; once durable it takes them out of recent. A read that began
 // before that commit sees neither the bucket's new keys nor, then, the
-// entries: so they are kept (retired) until a moment when no read
-// transaction is open (store.DB.OpenReads), and looked up there like
-// recent's.
+// entries: so they are kept (retired) until every read transaction
+// begun before that commit has ended (store.DB.ReadsBefore), and looked
+// up there like recent's.
 
 // eventIDsMergeAt is how many IDs in memory make the next write merge
 // them into eventids (a variable for tests). Memory: about 150 bytes an
@@ -47,12 +47,19 @@ var eventIDsMergeAt = 4096
 type eventIndex struct {
 	db      *store.DB
 	mu      sync.Mutex
-	recent  map[string]idEntry   // event ID → where it is stored, for events past the watermark
-	retired []map[string]idEntry // merged, kept for reads older than the merge (see above)
+	recent  map[string]idEntry // event ID → where it is stored, for events past the watermark
+	retired []retiredIDs       // merged, kept for reads older than the merge (see above)
 	// mergingTo is the watermark a merge wrote and has not yet made
 	// durable (0: none). A write that sees it is the one that merged, and
 	// does not merge again; a write after a rollback sees the old one.
 	mergingTo uint64
+}
+
+// retiredIDs are the entries one merge moved, and the number of the
+// commit that made it visible (store.DB.Commits).
+type retiredIDs struct {
+	ids    map[string]idEntry
+	commit uint64
 }
 
 // idEntry is where an event is stored; prev, where it was stored before
@@ -102,7 +109,7 @@ func (x *eventIndex) lookup(tx *store.Tx, id string) uint64 {
 		cands = e.appendNIDs(cands)
 	}
 	for _, gen := range x.retired {
-		if e, ok := gen[id]; ok {
+		if e, ok := gen.ids[id]; ok {
 			cands = e.appendNIDs(cands)
 		}
 	}
@@ -196,21 +203,19 @@ func (x *eventIndex) merge(tx *store.Tx) error {
 				delete(x.recent, id)
 			}
 		}
-		x.retired = append(x.retired, batch)
+		x.retired = append(x.retired, retiredIDs{batch, x.db.Commits()})
 		x.mu.Unlock()
 		x.release()
 	})
 	return nil
 }
 
-// release forgets the retired entries if no read transaction is open: a
-// read begun from now on sees the merges that retired them.
+// release forgets the retired entries no open read transaction can need:
+// those of merges made visible before every open read began.
 func (x *eventIndex) release() {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if len(x.retired) > 0 && x.db.OpenReads() == 0 {
-		x.retired = nil
-	}
+	x.retired = slices.DeleteFunc(x.retired, func(gen retiredIDs) bool { return !x.db.ReadsBefore(gen.commit) })
 }
 
 // recordEventID reads the event ID out of an events record (Event.encode)

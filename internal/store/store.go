@@ -101,7 +101,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -121,10 +120,9 @@ type DB struct {
 	done     chan struct{}
 	onCommit func(pos uint64)
 	shared   sync.Map // Shared's values (shared.go)
-	// reads counts the read transactions begun through View and Snapshot
-	// and not yet ended, counted before bbolt takes the read's view and
-	// uncounted after it ends (OpenReads, readtxs.go).
-	reads atomic.Int64
+	// readers counts the open read transactions by the commits before
+	// them (ReadsBefore, readtxs.go).
+	readers readers
 	// closing guards writes against Close: an Update that comes after it
 	// (a background goroutine still finishing at shutdown) gets ErrClosed
 	// instead of a send on the closed channel.
@@ -211,8 +209,7 @@ func (db *DB) Size() int64 {
 
 // View runs fn in a read-only transaction. Readers never wait for writers.
 func (db *DB) View(fn func(*Tx) error) error {
-	db.reads.Add(1)
-	defer db.reads.Add(-1)
+	defer db.readers.end(db.readers.begin())
 	return db.bolt.View(func(btx *bolt.Tx) error { return fn(&Tx{btx: btx, db: db}) })
 }
 
@@ -224,19 +221,19 @@ func (db *DB) View(fn func(*Tx) error) error {
 // bbolt's mapping waits for every open read transaction, and a read
 // begun meanwhile queues behind that commit.
 func (db *DB) Snapshot() (*Tx, error) {
-	db.reads.Add(1)
+	epoch := db.readers.begin()
 	btx, err := db.bolt.Begin(false)
 	if err != nil {
-		db.reads.Add(-1)
+		db.readers.end(epoch)
 		return nil, fmt.Errorf("store: begin read: %w", err)
 	}
-	return &Tx{btx: btx, db: db}, nil
+	return &Tx{btx: btx, db: db, epoch: epoch}, nil
 }
 
 // Done ends a transaction from Snapshot.
 func (tx *Tx) Done() {
 	tx.btx.Rollback()
-	tx.db.reads.Add(-1)
+	tx.db.readers.end(tx.epoch)
 }
 
 // Update runs fn in a read-write transaction and returns once it is fsynced.
@@ -324,6 +321,7 @@ func (db *DB) commit(group []*write) {
 		}
 		return
 	}
+	db.readers.committed()
 	for _, fn := range committed {
 		fn()
 	}

@@ -13,6 +13,8 @@ type Tx struct {
 	btx *bolt.Tx
 	db  *DB
 	pos uint64 // cached stream position once read in this transaction
+	// epoch is a Snapshot's count in DB.readers, ended by Done.
+	epoch uint64
 	// opened are the top-level buckets a read-only transaction has
 	// opened. bbolt caches a transaction's buckets only when it is
 	// writable: in a read-only one every Get or Cursor looked its bucket
