@@ -55,8 +55,10 @@ func benchColdStart(ctx context.Context, b *bench) []row {
 // windows a run); they run side by side since, as neither wakes the other
 // (separate processes, no traffic between them: the first is on loopback
 // of the root namespace, the second on a bridge it has alone) and both use
-// about 0 ticks, so neither competes with the other for the CPU. The
-// rows and their figures are unchanged.
+// about 0 ticks, so neither competes with the other for the CPU, and both
+// are stopped after both windows (a stop closes the bench client's idle
+// connections, the other daemon's too). The rows and their figures are
+// unchanged.
 func benchIdle(ctx context.Context, b *bench) []row {
 	rssMetric := fmt.Sprintf("idle RSS, %s after ready (VmRSS)", b.cfg.idleRSSAfter)
 	cpuMetric := fmt.Sprintf("idle CPU over %s (utime+stime, %% of one core)", b.cfg.idleCPUWindow)
