@@ -55,8 +55,10 @@ func benchColdStart(ctx context.Context, b *bench) []row {
 // windows a run); they run side by side since, as neither wakes the other
 // (separate processes, no traffic between them: the first is on loopback
 // of the root namespace, the second on a bridge it has alone) and both use
-// about 0 ticks, so neither competes with the other for the CPU. The
-// rows and their figures are unchanged.
+// about 0 ticks, so neither competes with the other for the CPU, and both
+// are stopped after both windows (a stop closes the bench client's idle
+// connections, the other daemon's too). The rows and their figures are
+// unchanged.
 func benchIdle(ctx context.Context, b *bench) []row {
 	rssMetric := fmt.Sprintf("idle RSS, %s after ready (VmRSS)", b.cfg.idleRSSAfter)
 	cpuMetric := fmt.Sprintf("idle CPU over %s (utime+stime, %% of one core)", b.cfg.idleCPUWindow)
@@ -67,10 +69,11 @@ func benchIdle(ctx context.Context, b *bench) []row {
 
 	var wg sync.WaitGroup
 	var rows, dRows []row
+	var d1, d2 *daemon
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		rows = idleRows(ctx, b, rssMetric, rssTarget, cpuMetric, cpuTarget, func() (*daemon, error) {
+		rows, d1 = idleRows(ctx, b, rssMetric, rssTarget, cpuMetric, cpuTarget, func() (*daemon, error) {
 			d, _, err := b.start(ctx)
 			return d, err
 		})
@@ -83,13 +86,24 @@ func benchIdle(ctx context.Context, b *bench) []row {
 			err = settled(ctx, h)
 		}
 		if err == nil {
-			dRows = idleRows(ctx, b, dRSS, dRSSTarget, dCPU, dCPUTarget, func() (*daemon, error) {
+			dRows, d2 = idleRows(ctx, b, dRSS, dRSSTarget, dCPU, dCPUTarget, func() (*daemon, error) {
 				d, _, err := b.startNS(ctx, h)
 				return d, err
 			})
 		}
 	}
 	wg.Wait()
+	// Both are stopped only once both windows are over: stop closes the
+	// bench client's idle connections, every daemon's, so the first
+	// daemon's stop at the end of its window closed the second's
+	// keep-alive connection (its ready request's) inside the second's
+	// window, a wake-up (an EOF to read and a close) of 0.1–0.3 ms that
+	// was the bench's, not the daemon's.
+	for _, d := range []*daemon{d1, d2} {
+		if d != nil {
+			b.stop(d)
+		}
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, netns.ErrUnavailable) || lan != nil:
@@ -128,17 +142,18 @@ func settled(ctx context.Context, h *netns.Host) error {
 }
 
 // idleRows starts a daemon with start and takes benchIdle's two readings.
-func idleRows(ctx context.Context, b *bench, rssMetric, rssTarget, cpuMetric, cpuTarget string, start func() (*daemon, error)) []row {
+// It returns the daemon still running (nil if it did not start), for the
+// caller to stop.
+func idleRows(ctx context.Context, b *bench, rssMetric, rssTarget, cpuMetric, cpuTarget string, start func() (*daemon, error)) ([]row, *daemon) {
 	d, err := start()
 	if err != nil {
-		return []row{errRow(rssMetric, rssTarget, err), errRow(cpuMetric, cpuTarget, err)}
+		return []row{errRow(rssMetric, rssTarget, err), errRow(cpuMetric, cpuTarget, err)}, nil
 	}
-	defer b.stop(d)
 	t0 := time.Now()
 	c0, err := cpuTicks(d.pid)
 	ns0 := schedNS(d.pid)
 	if err != nil {
-		return []row{errRow(rssMetric, rssTarget, err), errRow(cpuMetric, cpuTarget, err)}
+		return []row{errRow(rssMetric, rssTarget, err), errRow(cpuMetric, cpuTarget, err)}, d
 	}
 	rssRow := row{metric: rssMetric, target: rssTarget}
 	cpuRow := row{metric: cpuMetric, target: cpuTarget}
@@ -147,10 +162,10 @@ func idleRows(ctx context.Context, b *bench, rssMetric, rssTarget, cpuMetric, cp
 	rssAt, cpuAt := t0.Add(b.cfg.idleRSSAfter), t0.Add(b.cfg.idleCPUWindow)
 	for _, ev := range sortedEvents(rssAt, cpuAt) {
 		if err := sleep(ctx, time.Until(ev)); err != nil {
-			return []row{errRow(rssMetric, rssTarget, err), errRow(cpuMetric, cpuTarget, err)}
+			return []row{errRow(rssMetric, rssTarget, err), errRow(cpuMetric, cpuTarget, err)}, d
 		}
 		if err := d.alive(); err != nil {
-			return []row{errRow(rssMetric, rssTarget, err), errRow(cpuMetric, cpuTarget, err)}
+			return []row{errRow(rssMetric, rssTarget, err), errRow(cpuMetric, cpuTarget, err)}, d
 		}
 		if ev.Equal(rssAt) && rssRow.value == "" {
 			if v, err := rssDetail(d.pid); err != nil {
@@ -177,7 +192,7 @@ func idleRows(ctx context.Context, b *bench, rssMetric, rssTarget, cpuMetric, cp
 			cpuRow.nums = figs(fig("", float64(c1-c0), "ticks"))
 		}
 	}
-	return []row{rssRow, cpuRow}
+	return []row{rssRow, cpuRow}, d
 }
 
 // schedNS is the CPU time of pid's threads in nanoseconds, summed from
