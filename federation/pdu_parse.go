@@ -3,9 +3,7 @@ package federation
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/json"
 	"slices"
-	"sync"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/spec"
@@ -147,24 +145,10 @@ func plainValue(v string) bool {
 	return true
 }
 
-// redactionKeysByVersion caches redactionKeys: gomatrixserverlib.RoomVersion →
-// map[string]bool (nil: no short path for the version).
-var redactionKeysByVersion sync.Map
-
 // redactionKeys returns the top-level keys ver's redaction algorithm keeps
-// of an event whose content it empties, asked of gomatrixserverlib with
-// a probe event that has every key some version keeps and one no
-// version does; nil if the version is not one parseCanonical handles.
+// of an event whose content it empties (room.RedactionKeys); nil if the
+// version is not one parseCanonical handles.
 func redactionKeys(ver gomatrixserverlib.IRoomVersion) map[string]bool {
-	if v, ok := redactionKeysByVersion.Load(ver.Version()); ok {
-		return v.(map[string]bool)
-	}
-	kept := probeRedactionKeys(ver)
-	redactionKeysByVersion.Store(ver.Version(), kept)
-	return kept
-}
-
-func probeRedactionKeys(ver gomatrixserverlib.IRoomVersion) map[string]bool {
 	if ver.EventFormat() != gomatrixserverlib.EventFormatV2 || ver.StateDAGs() ||
 		ver.Version() == gomatrixserverlib.RoomVersionPseudoIDs {
 		return nil
@@ -172,26 +156,7 @@ func probeRedactionKeys(ver gomatrixserverlib.IRoomVersion) map[string]bool {
 	if _, ok := room.ReferenceEventID(ver, nil); !ok {
 		return nil
 	}
-	probe := []byte(`{"auth_events":["$a"],"content":{"body":"x"},"depth":2,"event_id":"$e","hashes":{"sha256":"x"},` +
-		`"membership":"join","not_kept":1,"origin":"a.example","origin_server_ts":1,"prev_events":["$p"],` +
-		`"prev_state":["$s"],"prev_state_events":["$t"],"room_id":"!r:a.example","sender":"@u:a.example",` +
-		`"signatures":{"a.example":{"ed25519:1":"x"}},"state_key":"","type":"m.room.message"}`)
-	red, err := ver.RedactEventJSON(probe)
-	if err != nil {
-		return nil
-	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(red, &fields); err != nil {
-		return nil
-	}
-	if _, has := fields["not_kept"]; has || string(fields["content"]) != "{}" {
-		return nil
-	}
-	kept := map[string]bool{}
-	for k := range fields {
-		kept[k] = true
-	}
-	return kept
+	return room.RedactionKeys(ver)
 }
 
 // eventMembers is what walkEvent reads of an event.

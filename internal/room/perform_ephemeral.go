@@ -166,7 +166,7 @@ func threadOf(ev *Event) string {
 // shown to their owner alone.
 func receiptContent(tx *store.Tx, roomNID uint64, viewer string, users map[string]bool) map[string]map[string]map[string]any {
 	out := map[string]map[string]map[string]any{}
-	add := func(user, typ string, v []byte) {
+	add := func(user, typ, _ string, v []byte) {
 		if typ == "m.fully_read" || (typ == "m.read.private" && user != viewer) {
 			return
 		}
@@ -187,12 +187,12 @@ func receiptContent(tx *store.Tx, roomNID uint64, viewer string, users map[strin
 		out[r.EventID][typ][user] = entry
 	}
 	if users == nil {
-		eachReceipt(tx, store.PutU64(roomNID), func(user, typ, _ string, v []byte) { add(user, typ, v) })
+		eachReceipt(tx, store.PutU64(roomNID), add)
 		return out
 	}
 	// Only these users' ranges: the room's other receipts are not read.
 	for u := range users {
-		eachReceipt(tx, store.ReceiptsOf(roomNID, u), func(user, typ, _ string, v []byte) { add(user, typ, v) })
+		eachReceipt(tx, store.ReceiptsOf(roomNID, u), add)
 	}
 	return out
 }

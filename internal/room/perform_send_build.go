@@ -77,10 +77,11 @@ func buildMessage(ver gomatrixserverlib.IRoomVersion, eb *gomatrixserverlib.Even
 	}
 	prev, ok1 := idList(eb.PrevEvents)
 	auth, ok2 := idList(eb.AuthEvents)
-	keepOrigin, ok3 := redactionKeepsOrigin(ver)
-	if !ok1 || !ok2 || !ok3 {
+	kept := RedactionKeys(ver)
+	if !ok1 || !ok2 || kept == nil {
 		return nil, false, nil
 	}
+	keepOrigin := kept["origin"]
 	content := []byte(eb.Content)
 	if len(content) == 0 {
 		content = []byte("{}")
@@ -174,39 +175,56 @@ func idList(v any) ([]string, bool) {
 	return nil, false
 }
 
-// originKept caches, per room version, whether its redaction algorithm
-// keeps the top-level origin key (v11 and later drop it, MSC2176). It is
-// asked of gomatrixserverlib, the authority, with a probe event, rather
-// than kept as a list of versions here.
-var originKept sync.Map // gomatrixserverlib.RoomVersion → bool
+// redactionKeys caches RedactionKeys: gomatrixserverlib.RoomVersion →
+// map[string]bool (nil: not a version the direct paths handle).
+var redactionKeys sync.Map
 
-func redactionKeepsOrigin(ver gomatrixserverlib.IRoomVersion) (keep, ok bool) {
-	if v, found := originKept.Load(ver.Version()); found {
-		return v.(bool), true
+// RedactionKeys returns the top-level keys ver's redaction algorithm
+// keeps of an event whose content it empties (Client-Server API
+// §"Redactions"), or nil if it does not keep every key a message event of
+// the v3+ format has, or keeps content. It is asked of gomatrixserverlib,
+// the authority, with a probe event that has every key some version keeps
+// and one no version does, rather than kept as a list of versions here:
+// buildMessage (whether origin is kept: v11 and later drop it, MSC2176)
+// and the federation package's one-pass parse of inbound events
+// (federation/pdu_parse.go) write the redacted form from it.
+func RedactionKeys(ver gomatrixserverlib.IRoomVersion) map[string]bool {
+	if v, ok := redactionKeys.Load(ver.Version()); ok {
+		return v.(map[string]bool)
 	}
-	probe := []byte(`{"auth_events":[],"content":{"body":"x"},"depth":2,"hashes":{"sha256":"x"},"origin":"a.example",` +
-		`"origin_server_ts":1,"prev_events":[],"room_id":"!r:a.example","sender":"@u:a.example","type":"m.room.message"}`)
+	kept := probeRedactionKeys(ver)
+	redactionKeys.Store(ver.Version(), kept)
+	return kept
+}
+
+func probeRedactionKeys(ver gomatrixserverlib.IRoomVersion) map[string]bool {
+	probe := []byte(`{"auth_events":["$a"],"content":{"body":"x"},"depth":2,"event_id":"$e","hashes":{"sha256":"x"},` +
+		`"membership":"join","not_kept":1,"origin":"a.example","origin_server_ts":1,"prev_events":["$p"],` +
+		`"prev_state":["$s"],"prev_state_events":["$t"],"room_id":"!r:a.example","sender":"@u:a.example",` +
+		`"signatures":{"a.example":{"ed25519:1":"x"}},"state_key":"","type":"m.room.message"}`)
 	red, err := ver.RedactEventJSON(probe)
 	if err != nil {
-		return false, false
+		return nil
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(red, &fields); err != nil {
-		return false, false
+		return nil
 	}
-	// Every other key of the probe must survive, and its content go: the
-	// direct path writes exactly that form.
+	if _, has := fields["not_kept"]; has || string(fields["content"]) != "{}" {
+		return nil
+	}
+	kept := map[string]bool{}
+	for k := range fields {
+		kept[k] = true
+	}
+	// Every key a built message event has must survive: the direct paths
+	// write exactly that form.
 	for _, k := range []string{"auth_events", "depth", "hashes", "origin_server_ts", "prev_events", "room_id", "sender", "type"} {
-		if _, has := fields[k]; !has {
-			return false, false
+		if !kept[k] {
+			return nil
 		}
 	}
-	if string(fields["content"]) != "{}" {
-		return false, false
-	}
-	_, keep = fields["origin"]
-	originKept.Store(ver.Version(), keep)
-	return keep, true
+	return kept
 }
 
 // canonicalWriter encodes the strings of an event as canonical JSON; err

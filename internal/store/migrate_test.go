@@ -9,40 +9,50 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
+// oldFile writes a file as a Hearth of the given schema left it, with
+// records (key → value) in bucket and nothing else, and returns its path.
+func oldFile(t *testing.T, schema uint64, bucket []byte, records map[string][]byte) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "h.db")
+	old, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = old.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucket(Meta)
+		if err != nil {
+			return err
+		}
+		if err := meta.Put(keySchema, PutU64(schema)); err != nil {
+			return err
+		}
+		b, err := tx.CreateBucket(bucket)
+		if err != nil {
+			return err
+		}
+		for k, v := range records {
+			if err := b.Put([]byte(k), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	old.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // TestOneTimeKeysOrderedOnUpgrade opens a schema-1 file, as Hearth wrote
 // it when one-time keys were keyed by key ID: a key stored as bare JSON
 // (before upload order was recorded) and one with its upload sequence in
 // its value. After the upgrade both are keyed by sequence number, the
 // bare one first with sequence 0, and hold their JSON alone.
 func TestOneTimeKeysOrderedOnUpgrade(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "h.db")
-	old, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	prefix := Key("@a:hs", "DEV", "signed_curve25519", "")
 	bare, seqd := []byte(`{"key":"bare"}`), append(append([]byte{0}, PutU64(7)...), `{"key":"new"}`...)
-	err = old.Update(func(tx *bolt.Tx) error {
-		meta, err := tx.CreateBucket(Meta)
-		if err != nil {
-			return err
-		}
-		if err := meta.Put(keySchema, PutU64(1)); err != nil {
-			return err
-		}
-		otks, err := tx.CreateBucket(OneTimeKeys)
-		if err != nil {
-			return err
-		}
-		if err := otks.Put(append(bytes.Clone(prefix), "ZZZ"...), bare); err != nil {
-			return err
-		}
-		return otks.Put(append(bytes.Clone(prefix), "AAA"...), seqd)
-	})
-	old.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	path := oldFile(t, 1, OneTimeKeys, map[string][]byte{string(prefix) + "ZZZ": bare, string(prefix) + "AAA": seqd})
 
 	db := open(t, path, nil)
 	defer db.Close()
@@ -67,11 +77,6 @@ func TestOneTimeKeysOrderedOnUpgrade(t *testing.T) {
 // were keyed by room, type, thread and user: after the upgrade each is
 // keyed by room, user, type and thread (ReceiptKey), with its value.
 func TestReceiptsKeyedByUserOnUpgrade(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "h.db")
-	old, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	type receipt struct {
 		room                     uint64
 		user, typ, thread, value string
@@ -82,29 +87,11 @@ func TestReceiptsKeyedByUserOnUpgrade(t *testing.T) {
 		{7, "@b:hs", "m.read", "$root", `{"event_id":"$3"}`},
 		{9, "@a:hs", "m.fully_read", "", `{"event_id":"$4"}`},
 	}
-	err = old.Update(func(tx *bolt.Tx) error {
-		meta, err := tx.CreateBucket(Meta)
-		if err != nil {
-			return err
-		}
-		if err := meta.Put(keySchema, PutU64(3)); err != nil {
-			return err
-		}
-		b, err := tx.CreateBucket(Receipts)
-		if err != nil {
-			return err
-		}
-		for _, r := range all {
-			if err := b.Put(NIDKey(r.room, Key(r.typ, r.thread, r.user)), []byte(r.value)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	old.Close()
-	if err != nil {
-		t.Fatal(err)
+	records := map[string][]byte{}
+	for _, r := range all {
+		records[string(NIDKey(r.room, Key(r.typ, r.thread, r.user)))] = []byte(r.value)
 	}
+	path := oldFile(t, 3, Receipts, records)
 
 	db := open(t, path, nil)
 	defer db.Close()
@@ -134,34 +121,10 @@ func TestReceiptsKeyedByUserOnUpgrade(t *testing.T) {
 // file: schema 4's step refused the whole migration on it, and the daemon
 // would not start.
 func TestReceiptWithOddThreadUpgraded(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "h.db")
-	old, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	odd := NIDKey(7, Key("m.read", "$root\x00x", "@a:hs"))
-	plain := NIDKey(7, Key("m.read", "", "@b:hs"))
-	err = old.Update(func(tx *bolt.Tx) error {
-		meta, err := tx.CreateBucket(Meta)
-		if err != nil {
-			return err
-		}
-		if err := meta.Put(keySchema, PutU64(3)); err != nil {
-			return err
-		}
-		b, err := tx.CreateBucket(Receipts)
-		if err != nil {
-			return err
-		}
-		if err := b.Put(odd, []byte(`{"event_id":"$1"}`)); err != nil {
-			return err
-		}
-		return b.Put(plain, []byte(`{"event_id":"$2"}`))
+	path := oldFile(t, 3, Receipts, map[string][]byte{
+		string(NIDKey(7, Key("m.read", "$root\x00x", "@a:hs"))): []byte(`{"event_id":"$1"}`),
+		string(NIDKey(7, Key("m.read", "", "@b:hs"))):           []byte(`{"event_id":"$2"}`),
 	})
-	old.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
 	db, err := Open(path, Options{})
 	if err != nil {
 		t.Fatalf("the upgrade refused the file: %v", err)
