@@ -50,7 +50,16 @@ func Open(opts Options) (*Stack, error) {
 			extra(pos)
 		}
 		if n := notifier.Load(); n != nil {
-			n.Advance(pos)
+			n.Move(pos)
+		}
+	}
+	extraWake := so.Wake
+	so.Wake = func() {
+		if extraWake != nil {
+			extraWake()
+		}
+		if n := notifier.Load(); n != nil {
+			n.Wake()
 		}
 	}
 	cfg := opts.Engine

@@ -54,7 +54,7 @@ func TestAfterCommitRunsAfterTheStreamAdvanced(t *testing.T) {
 	var order []string
 	db, err := Open(filepath.Join(t.TempDir(), "h.db"), Options{OnCommit: func(pos uint64) {
 		order = append(order, fmt.Sprint("advanced to ", pos))
-	}})
+	}, Wake: func() { order = append(order, "woken") }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestAfterCommitRunsAfterTheStreamAdvanced(t *testing.T) {
 		t.Fatal(err)
 	}
 	order = append(order, "answered")
-	want := []string{"durable 1", "advanced to 1", "after commit of 1", "answered"}
+	want := []string{"durable 1", "advanced to 1", "after commit of 1", "woken", "answered"}
 	if !slices.Equal(order, want) {
 		t.Fatalf("order %q, want %q", order, want)
 	}
@@ -126,7 +126,7 @@ func TestAfterCommitRunsAfterTheStreamAdvanced(t *testing.T) {
 		t.Fatalf("results %v, want one nil and one refused", errs)
 	}
 	// "advanced to 1" once more for the empty blocking write.
-	want = []string{"advanced to 1", "advanced to 2", "after commit"}
+	want = []string{"advanced to 1", "woken", "advanced to 2", "after commit", "woken"}
 	if !slices.Equal(order, want) {
 		t.Fatalf("order %q, want %q", order, want)
 	}

@@ -119,6 +119,7 @@ type DB struct {
 	writes   chan *write
 	done     chan struct{}
 	onCommit func(pos uint64)
+	wake     func()
 	shared   sync.Map // Shared's values (shared.go)
 	// readers counts the open read transactions by the commits before
 	// them (ReadsBefore, readtxs.go).
@@ -137,9 +138,15 @@ type write struct {
 
 // Options tune Open. OnCommit, when set, is called after every durable commit
 // with the highest stream position now on disk; it is how the stream package
-// learns about new data without the store importing it.
+// learns about new data without the store importing it. Wake, when set, is
+// called after it and after the transaction's AfterCommit functions: the
+// stream wakes its waiters there, so that the long polls an AfterCommit
+// function releases are ready to run before the followers (push, search,
+// the call agent) the same commit wakes (docs/performance.md, "Delivery:
+// long polls first").
 type Options struct {
 	OnCommit func(pos uint64)
+	Wake     func()
 	// LockTimeout bounds the wait for the file lock held by another process.
 	LockTimeout time.Duration
 }
@@ -165,7 +172,7 @@ func Open(path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	db := &DB{bolt: b, writes: make(chan *write, 1024), done: make(chan struct{}), onCommit: opts.OnCommit}
+	db := &DB{bolt: b, writes: make(chan *write, 1024), done: make(chan struct{}), onCommit: opts.OnCommit, wake: opts.Wake}
 	if err := b.Update(migrate); err != nil {
 		b.Close()
 		return nil, fmt.Errorf("store: migrate %s: %w", path, err)
@@ -330,6 +337,9 @@ func (db *DB) commit(group []*write) {
 	}
 	for _, fn := range advanced {
 		fn()
+	}
+	if db.wake != nil {
+		db.wake()
 	}
 	for _, w := range group {
 		w.err <- nil

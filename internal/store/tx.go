@@ -99,8 +99,8 @@ func (tx *Tx) OnCommit(fn func()) { tx.committed = append(tx.committed, fn) }
 
 // AfterCommit registers fn to run once this write transaction is durable
 // and Options.OnCommit has been called with its position (the stream has
-// advanced): on the store's writer, before any caller of the group is
-// answered. Like OnCommit's, fn never runs if the transaction rolls back,
+// advanced): on the store's writer, before Options.Wake and before any
+// caller of the group is answered. Like OnCommit's, fn never runs if the transaction rolls back,
 // must be quick and must not call Update. It lets a writer hand on what
 // only it knows about the commit (room's early push counts, which every
 // long poll of a room waits for) without waiting to be scheduled again

@@ -15,6 +15,7 @@ type Notifier struct {
 	mu        sync.Mutex
 	pos       uint64
 	ephemeral uint64
+	moved     bool // pos moved since the last broadcast (Move, Wake)
 	wake      chan struct{}
 	// ephWake is closed when the ephemeral counter moves, and only then:
 	// a long poll that waits for the push evaluator's results of a commit
@@ -37,13 +38,32 @@ func (n *Notifier) Pos() (pos, ephemeral uint64) {
 // Advance records that everything up to pos is durable and wakes waiters.
 // Positions only move forward.
 func (n *Notifier) Advance(pos uint64) {
+	n.Move(pos)
+	n.Wake()
+}
+
+// Move records that everything up to pos is durable without waking the
+// waiters blocked in Wait: Pos reports it at once, and a Wait that begins
+// now returns, but those already waiting sleep on until Wake. The store
+// calls it, then hands on what long polls wait for, then Wake: a commit's
+// followers are then readied after the long polls, not before them.
+func (n *Notifier) Move(pos uint64) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if pos <= n.pos {
-		return
+	if pos > n.pos {
+		n.pos = pos
+		n.moved = true
 	}
-	n.pos = pos
-	n.broadcast()
+}
+
+// Wake wakes the waiters of Wait if Move moved the position since they
+// were last woken.
+func (n *Notifier) Wake() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.moved {
+		n.broadcast()
+	}
 }
 
 // Bump moves the ephemeral counter and wakes waiters; it returns the new value.
@@ -66,6 +86,7 @@ func (n *Notifier) EphemeralWatch() (uint64, <-chan struct{}) {
 }
 
 func (n *Notifier) broadcast() {
+	n.moved = false
 	close(n.wake)
 	n.wake = make(chan struct{})
 }

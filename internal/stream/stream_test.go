@@ -27,6 +27,49 @@ func TestWaitWakesOnAdvanceAndBump(t *testing.T) {
 	}
 }
 
+// Move makes a new position visible without waking those already
+// waiting; Wake wakes them, once per move (the store moves the position,
+// hands on what long polls wait for, then wakes the followers).
+func TestMoveWakesWaitersOnlyAtWake(t *testing.T) {
+	n := New(5)
+	done := make(chan error, 1)
+	waiting := make(chan struct{})
+	go func() {
+		n.mu.Lock()
+		ch := n.wake
+		n.mu.Unlock()
+		close(waiting)
+		<-ch
+		done <- nil
+	}()
+	<-waiting
+	n.Move(6)
+	if p, _ := n.Pos(); p != 6 {
+		t.Fatalf("Pos %d after Move(6)", p)
+	}
+	if err := n.Wait(context.Background(), 5, 0); err != nil { // begun after the move: at once
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+		t.Fatal("a waiter woke at Move")
+	case <-time.After(20 * time.Millisecond):
+	}
+	n.Wake()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	n.mu.Lock()
+	ch := n.wake
+	n.mu.Unlock()
+	n.Wake() // nothing moved since: no wake-up
+	select {
+	case <-ch:
+		t.Fatal("Wake woke waiters with nothing moved")
+	default:
+	}
+}
+
 func TestWaitReturnsAtOnceWhenBehind(t *testing.T) {
 	n := New(9)
 	if err := n.Wait(context.Background(), 3, 0); err != nil {
