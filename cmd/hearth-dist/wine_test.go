@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -70,15 +71,24 @@ func startXvfb(t *testing.T, xvfb string) string {
 }
 
 // run runs a Windows command to its end (up to 3 minutes) and returns
-// its standard output.
+// its standard output. A process the command started may hold its
+// output open after it ended or was killed: WaitDelay bounds that wait,
+// which otherwise lasted until test-dist's own 20-minute timeout (the
+// aborted uninstall once did, in CI), and a command that ended well
+// while something else held its output counts as ended well.
 func (w *wine) run(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, w.loader, args...)
 	cmd.Env = w.env
+	cmd.WaitDelay = 30 * time.Second
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	o, err := cmd.Output()
+	if errors.Is(err, exec.ErrWaitDelay) {
+		w.t.Logf("wine %s: ended, but its output stayed open %v longer (a process it started)", strings.Join(args, " "), cmd.WaitDelay)
+		err = nil
+	}
 	if err != nil {
 		return string(o), fmt.Errorf("wine %s: %w: %s", strings.Join(args, " "), err, stderr.String())
 	}
