@@ -3,6 +3,7 @@ package push
 import (
 	"encoding/json"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 
@@ -102,7 +103,8 @@ const parallelRecipients = 256
 
 // Evaluate returns the notifying results for every local recipient of pe:
 // each joined local member but the sender, plus a local user the event
-// invites (for .m.rule.invite_for_me). Client-Server API §"Push Rules".
+// invites (for .m.rule.invite_for_me), sorted by user ID (resultFor).
+// Client-Server API §"Push Rules".
 func (ev *Evaluator) Evaluate(pe *room.PushEvent) ([]Result, error) {
 	if nobodyToNotify(pe) { // evaluate_alone.go
 		return nil, nil
@@ -169,5 +171,19 @@ func (ev *Evaluator) Evaluate(pe *room.PushEvent) ([]Result, error) {
 		}
 		out = append(out, results[p]...)
 	}
+	slices.SortFunc(out, func(a, b Result) int { return strings.Compare(a.UserID, b.UserID) })
 	return out, nil
+}
+
+// resultFor returns userID's result among results sorted by user ID
+// (Evaluate's): every /sync response looks up its user's in each event
+// published since the last store, and scanning every recipient's result
+// of each was the most of push's share of a response in a room of 50
+// (docs/performance.md, "Delivery: long polls first").
+func resultFor(results []Result, userID string) (Result, bool) {
+	i, ok := slices.BinarySearchFunc(results, userID, func(r Result, id string) int { return strings.Compare(r.UserID, id) })
+	if !ok {
+		return Result{}, false
+	}
+	return results[i], true
 }

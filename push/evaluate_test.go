@@ -1,6 +1,12 @@
 package push
 
-import "testing"
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hearth-chat/hearth/internal/room"
+)
 
 // @room (m.mentions.room) highlights only when the sender has the power
 // level notifications.room asks (sender_notification_permission, read by
@@ -83,5 +89,44 @@ func TestLiveCountsMatchLog(t *testing.T) {
 	}
 	if fromLive.All != fromLog.All || fromLog.All != (Count{Notifications: 3, Highlights: 1}) {
 		t.Fatalf("live counts %+v, log counts %+v; want both 3 notifications, 1 highlight", fromLive.All, fromLog.All)
+	}
+}
+
+// Evaluate's results are sorted by user ID, also when a big room's
+// recipients are shared among goroutines, and a /sync finds its user's
+// result among the published ones (resultFor): every member of a room
+// past parallelRecipients gets the message's notification, the sender none.
+func TestEvaluateResultsFoundPerUser(t *testing.T) {
+	e := openEnv(t, t.TempDir())
+	defer e.db.Close()
+	owner := user("owner")
+	members := names("m", parallelRecipients+20)
+	roomID := e.publicRoom(t, owner, members)
+	e.say(t, owner, roomID, "1", text("hello all"))
+	pos, _ := e.rooms.Pos()
+	s := New(e.db, e.rooms, Options{}) // not started: results only as published below
+	s.running.Store(true)
+	var batch []evaluated
+	if err := e.rooms.PushEventsAfter(pos-1, pos, func(pe *room.PushEvent) error {
+		res, err := s.eval.Evaluate(pe)
+		batch = append(batch, evaluated{pe, res})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	byUser := func(a, b Result) int { return strings.Compare(a.UserID, b.UserID) }
+	if len(batch) != 1 || len(batch[0].results) != len(members) || !slices.IsSortedFunc(batch[0].results, byUser) {
+		t.Fatalf("results %+v; want one event's %d, sorted by user", batch, len(members))
+	}
+	s.publish(batch, pos)
+	for _, u := range append(members, owner) {
+		want := 1
+		if u == owner {
+			want = 0
+		}
+		live, err := s.Live(t.Context(), u, pos)
+		if err != nil || len(live.Hits[roomID]) != want {
+			t.Fatalf("%s: %d hits, %v; want %d", u, len(live.Hits[roomID]), err, want)
+		}
 	}
 }

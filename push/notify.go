@@ -195,10 +195,8 @@ func (s *Service) Live(ctx context.Context, userID string, pos uint64) (*Live, e
 			if e.pe.Pos <= done || e.pe.Pos > pos {
 				continue
 			}
-			for _, r := range e.results {
-				if r.UserID == userID {
-					live.Hits[e.pe.RoomID] = append(live.Hits[e.pe.RoomID], Hit{Pos: e.pe.Pos, Thread: e.pe.ThreadRoot, Highlight: r.Highlight})
-				}
+			if r, ok := resultFor(e.results, userID); ok {
+				live.Hits[e.pe.RoomID] = append(live.Hits[e.pe.RoomID], Hit{Pos: e.pe.Pos, Thread: e.pe.ThreadRoot, Highlight: r.Highlight})
 			}
 		}
 		return live, nil
@@ -208,10 +206,8 @@ func (s *Service) Live(ctx context.Context, userID string, pos uint64) (*Live, e
 		if err != nil {
 			return err
 		}
-		for _, r := range res {
-			if r.UserID == userID {
-				live.Hits[pe.RoomID] = append(live.Hits[pe.RoomID], Hit{Pos: pe.Pos, Thread: pe.ThreadRoot, Highlight: r.Highlight})
-			}
+		if r, ok := resultFor(res, userID); ok {
+			live.Hits[pe.RoomID] = append(live.Hits[pe.RoomID], Hit{Pos: pe.Pos, Thread: pe.ThreadRoot, Highlight: r.Highlight})
 		}
 		return nil
 	})
