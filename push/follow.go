@@ -223,6 +223,7 @@ func (s *Service) startStore(ctx context.Context, batch []evaluated, pos uint64)
 		defer close(r.done)
 		if r.err = s.store(ctx, batch, pos); r.err == nil {
 			s.processed(pos)
+			s.maybePrune(ctx)
 		}
 	}()
 	return r

@@ -68,6 +68,7 @@ type Service struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	now      func() time.Time
+	prunedAt atomic.Int64 // UnixNano of the log's last prune (prune.go), 0: none yet
 }
 
 // New returns the push service; Start runs its background work.

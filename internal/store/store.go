@@ -57,7 +57,8 @@
 //	backupkeys    userID 0x00 version (u64) 0x00 roomID 0x00 sessionID → KeyBackupData (JSON)
 //	pushrules     userID → push.stored (JSON: the user's own rules, changes to server-default rules)
 //	pushlog       userID 0x00 roomID 0x00 streamPos → push notification record (0x01, flags, ts, thread, actions
-//	              as JSON or a common list's number; before schema 3 also JSON {e,a,h,t,ts}: push reads both)
+//	              as JSON or a common list's number; before schema 3 also JSON {e,a,h,t,ts}: push reads both);
+//	              records their user has read are deleted once 30 days old (push/prune.go)
 //	pushers       userID 0x00 appID 0x00 pushkey → push.Pusher (JSON)
 //	pushqueue     userID 0x00 appID 0x00 pushkey 0x00 ‖ seq (u64) → push.queued (JSON: notification, attempts, next try)
 //	pushmeta      "pos" → u64 stream position the push evaluator has processed
