@@ -35,6 +35,7 @@ func TestPruneDeletesOnlyOldReadNotifications(t *testing.T) {
 	s.Start()
 	defer s.Stop()
 	roomID := e.publicRoom(t, owner, []string{bob, carol})
+	e.settle(t, s) // the follower has its start position: it evaluates every message below
 	ctx := context.Background()
 
 	m1 := e.say(t, bob, roomID, "1", text("plain"))
@@ -124,6 +125,7 @@ func TestPruneAfterStoreOncePerPeriod(t *testing.T) {
 	pruneBatch = 10
 	roomID := e.publicRoom(t, owner, []string{bob, user("carol")})
 	s.Start()
+	e.settle(t, s) // the follower has its start position: it evaluates every message below
 	var last string
 	for i := range 3*pruneBatch + 5 {
 		last = e.say(t, bob, roomID, fmt.Sprint(i), text("x"))
