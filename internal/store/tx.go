@@ -100,13 +100,14 @@ func (tx *Tx) OnCommit(fn func()) { tx.committed = append(tx.committed, fn) }
 // AfterCommit registers fn to run once this write transaction is durable
 // and Options.OnCommit has been called with its position (the stream has
 // advanced): on the store's writer, before Options.Wake and before any
-// caller of the group is answered. Like OnCommit's, fn never runs if the transaction rolls back,
-// must be quick and must not call Update. It lets a writer hand on what
-// only it knows about the commit (room's early push counts, which every
-// long poll of a room waits for) without waiting to be scheduled again
-// after its Update returns: in the /sync bench on a loaded machine that
-// hand-off put 60–70 µs at p50, 0.4 ms at p90, between a message's
-// fsync and its counts (28 µs and 60–70 µs from here).
+// caller of the group is answered. Like OnCommit's, fn never runs if the
+// transaction rolls back, must be quick and must not call Update. It
+// lets a writer hand on what only it knows about the commit (room's early
+// push counts, which every long poll of a room waits for) without
+// waiting to be scheduled again after its Update returns: in the /sync
+// bench on a loaded machine that hand-off put 60–70 µs at p50, 0.4 ms at
+// p90, between a message's fsync and its counts (28 µs and 60–70 µs from
+// here).
 func (tx *Tx) AfterCommit(fn func()) { tx.advanced = append(tx.advanced, fn) }
 
 // DB is the file tx reads, for code that has a transaction in hand and
