@@ -24,7 +24,8 @@ type Options struct {
 	// set.
 	Path string
 	// Store is passed to the store's opening. Its OnCommit, when set,
-	// runs on every commit before the notifier advances.
+	// runs on every commit before the notifier moves, its Wake before
+	// the notifier wakes its waiters.
 	Store store.Options
 	// OpenStore, when set, opens the store in place of store.Open(Path):
 	// the daemon's tells a damaged file or a full disk apart and settles

@@ -35,18 +35,12 @@ func (n *Notifier) Pos() (pos, ephemeral uint64) {
 	return n.pos, n.ephemeral
 }
 
-// Advance records that everything up to pos is durable and wakes waiters.
-// Positions only move forward.
-func (n *Notifier) Advance(pos uint64) {
-	n.Move(pos)
-	n.Wake()
-}
-
-// Move records that everything up to pos is durable without waking the
-// waiters blocked in Wait: Pos reports it at once, and a Wait that begins
-// now returns, but those already waiting sleep on until Wake. The store
-// calls it, then hands on what long polls wait for, then Wake: a commit's
-// followers are then readied after the long polls, not before them.
+// Move records that everything up to pos is durable (positions only move
+// forward) without waking the waiters blocked in Wait: Pos reports it at
+// once, and a Wait that begins now returns, but those already waiting
+// sleep on until Wake. The store calls it, then hands on what long polls
+// wait for, then Wake: a commit's followers are then readied after the
+// long polls, not before them.
 func (n *Notifier) Move(pos uint64) {
 	n.mu.Lock()
 	defer n.mu.Unlock()

@@ -6,12 +6,14 @@ import (
 	"time"
 )
 
-func TestWaitWakesOnAdvanceAndBump(t *testing.T) {
+func TestWaitWakesOnMoveAndBump(t *testing.T) {
 	n := New(5)
 	done := make(chan error, 2)
 	go func() { done <- n.Wait(context.Background(), 5, 0) }()
-	n.Advance(4) // stale: must not wake anyone
-	n.Advance(6)
+	n.Move(4) // stale: must not wake anyone
+	n.Wake()
+	n.Move(6)
+	n.Wake()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +96,8 @@ func TestEphemeralWatchIgnoresCommits(t *testing.T) {
 	if e != 0 {
 		t.Fatalf("ephemeral %d, want 0", e)
 	}
-	n.Advance(6)
+	n.Move(6)
+	n.Wake()
 	select {
 	case <-ch:
 		t.Fatal("a commit closed the ephemeral channel")
