@@ -121,14 +121,11 @@ func BenchmarkReadUpToIn(b *testing.B) {
 func TestReceiptThreadWithZeroByteRefused(t *testing.T) {
 	ctx := context.Background()
 	e, db := newEngine(t)
-	roomID, err := e.CreateRoom(ctx, alice, Profile{}, CreateRequest{Preset: "public_chat"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	roomID := publicRoom(t, e)
 	const root = "$root\x00x"
 	id := sendJSON(t, e, alice, roomID, `{"msgtype":"m.text","body":"in a thread",`+
 		`"m.relates_to":{"rel_type":"m.thread","event_id":"$root\u0000x"}}`)
-	err = e.SetReceipt(ctx, alice, roomID, "m.read", id, root)
+	err := e.SetReceipt(ctx, alice, roomID, "m.read", id, root)
 	stored := false
 	db.View(func(tx *store.Tx) error {
 		return tx.Bucket(store.Receipts).ForEach(func(k, v []byte) error {

@@ -35,7 +35,6 @@ func storedIDs(t *testing.T, db *store.DB) map[string]uint64 {
 func TestEventIDsMergedAndFoundAgain(t *testing.T) {
 	defer func(n int) { eventIDsMergeAt = n }(eventIDsMergeAt)
 	eventIDsMergeAt = 8
-	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "h.db")
 	_, key, _ := ed25519.GenerateKey(nil)
 	open := func() *Stack {
@@ -47,10 +46,7 @@ func TestEventIDsMergedAndFoundAgain(t *testing.T) {
 	}
 	st := open()
 	e, db := st.Engine, st.DB
-	roomID, err := e.CreateRoom(ctx, alice, Profile{}, CreateRequest{Preset: "public_chat"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	roomID := publicRoom(t, e)
 	before := storedIDs(t, db)
 	old, err := db.Snapshot()
 	if err != nil {
@@ -121,14 +117,11 @@ func TestEventIDsMergedAndFoundAgain(t *testing.T) {
 func TestEventIDOfRolledBackWriteNotFound(t *testing.T) {
 	ctx := context.Background()
 	e, db := newEngine(t)
-	roomID, err := e.CreateRoom(ctx, alice, Profile{}, CreateRequest{Preset: "public_chat"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	roomID := publicRoom(t, e)
 	const ghost = "$ghost"
 	var pos uint64
 	errNo := errors.New("rolled back")
-	err = db.Update(ctx, func(tx *store.Tx) error {
+	err := db.Update(ctx, func(tx *store.Tx) error {
 		nid, err := tx.NextPos()
 		if err != nil {
 			return err
@@ -204,10 +197,7 @@ func restore(t *testing.T, e *Engine, tx *store.Tx, id string) (uint64, error) {
 func TestMovedEventFoundByOlderReadAfterRollback(t *testing.T) {
 	ctx := context.Background()
 	e, db := newEngine(t)
-	roomID, err := e.CreateRoom(ctx, alice, Profile{}, CreateRequest{Preset: "public_chat"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	roomID := publicRoom(t, e)
 	id := sendJSON(t, e, alice, roomID, `{"msgtype":"m.text","body":"moved"}`)
 	var was uint64
 	db.View(func(tx *store.Tx) error { was = eventNID(tx, id); return nil })
