@@ -22,32 +22,69 @@ const syncFilter = `{"room":{"timeline":{"limit":100}}}`
 // the time from just before the sender's PUT /send to the moment that
 // client's /sync response containing it has been read and decoded. All
 // clocks are this process's monotonic clock.
+//
+// A second row runs the same clients and messages against the floor
+// server (floor.go): what the machine itself costs for this shape.
 func benchSyncDelivery(ctx context.Context, b *bench) []row {
 	n, msgs := b.cfg.syncers, b.cfg.syncMsgs
 	metric := fmt.Sprintf("send → /sync delivery, %d long-polling clients in 1 room, %d msgs %s apart: p50 / p99", n, msgs, b.cfg.syncInterval)
 	const target = "p50 ≤ 3 ms, p99 ≤ 10 ms" // issue 15
-	fail := func(err error) []row { return []row{errRow(metric, target, err)} }
+	floorMetric := "the same clients and messages against a minimal server (floor.go: one fsynced bbolt commit per message, one shared response per span): p50 / p99"
+	const floorTarget = "reference: the machine's floor for the row above"
+	hearth := b.hearthDelivery(ctx, metric, target)
+	floor := b.floorDelivery(ctx, floorMetric, floorTarget)
+	return []row{hearth, floor}
+}
 
+// hearthDelivery is the delivery row of a Hearth daemon.
+func (b *bench) hearthDelivery(ctx context.Context, metric, target string) row {
+	n := b.cfg.syncers
 	d, _, err := b.start(ctx)
 	if err != nil {
-		return fail(err)
+		return errRow(metric, target, err)
 	}
 	defer b.stop(d)
 	sender, err := b.register(ctx, d, "sync-sender")
 	if err != nil {
-		return fail(err)
+		return errRow(metric, target, err)
 	}
 	users, err := b.registerMany(ctx, d, "sync", n)
 	if err != nil {
-		return fail(err)
+		return errRow(metric, target, err)
 	}
 	roomID, err := b.createRoom(ctx, sender)
 	if err != nil {
-		return fail(err)
+		return errRow(metric, target, err)
 	}
 	if err := parallel(n, 8, func(i int) error { return b.join(ctx, users[i], roomID) }); err != nil {
-		return fail(err)
+		return errRow(metric, target, err)
 	}
+	return b.deliveryRow(ctx, metric, target, d, sender, users, roomID)
+}
+
+// floorDelivery is the delivery row of the floor server, whose users are
+// tokens it takes on trust.
+func (b *bench) floorDelivery(ctx context.Context, metric, target string) row {
+	d, err := b.startFloor(ctx)
+	if err != nil {
+		return errRow(metric, target, err)
+	}
+	defer b.stop(d)
+	users := make([]*user, b.cfg.syncers)
+	for i := range users {
+		users[i] = &user{d: d, id: fmt.Sprintf("@floor%d:bench.local", i), token: fmt.Sprintf("floor%d", i)}
+	}
+	sender := &user{d: d, id: "@floor:bench.local", token: "floor-sender"}
+	r := b.deliveryRow(ctx, metric, target, d, sender, users, floorRoom)
+	r.value = strings.Replace(r.value, "CPU: hearth", "CPU: floor server", 1)
+	return r
+}
+
+// deliveryRow runs the measurement on d: users poll, sender sends into
+// roomID, which they all see.
+func (b *bench) deliveryRow(ctx context.Context, metric, target string, d *daemon, sender *user, users []*user, roomID string) row {
+	n, msgs := len(users), b.cfg.syncMsgs
+	fail := func(err error) row { return errRow(metric, target, err) }
 	tokens := make([]string, n)
 	if err := parallel(n, 8, func(i int) error {
 		r, err := b.sync(ctx, users[i], "", syncFilter, 0)
@@ -168,5 +205,5 @@ func benchSyncDelivery(ctx context.Context, b *bench) []row {
 		r.value += fmt.Sprintf("; PROBLEM: %d missing, %d duplicate, %d limited timelines", missing, dups.Load(), limited.Load())
 		r.failed = missing > 0 || dups.Load() > 0
 	}
-	return []row{r}
+	return r
 }

@@ -14,7 +14,7 @@
 //	idle        RSS and CPU of an idle daemon; then of one with the default configuration in a network namespace (root)
 //	send        PUT /send latency, one sequential client
 //	throughput  events/s with many concurrent senders: one room each, then all in one room
-//	sync        send-to-/sync delivery latency with many long pollers
+//	sync        send-to-/sync delivery latency with many long pollers; the same against a minimal server (floor.go)
 //	presence    idle long-poll wake-ups while one user has two sessions (online + unavailable)
 //	volume      RSS after many messages in many rooms
 //	history     /messages and initial /sync in a room with many events
@@ -181,6 +181,9 @@ func sectionSet(list string) (map[string]bool, error) {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "floor-serve" { // the sync section's reference server
+		os.Exit(floorMain(os.Args[2:]))
+	}
 	os.Exit(run())
 }
 
