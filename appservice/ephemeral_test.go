@@ -52,10 +52,10 @@ func TestQueueEphemeralFromEngine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.rooms.SetReceipt(context.Background(), alice, w.roomID, "m.read.private", last, ""); err != nil {
+	if _, err := w.rooms.SetReceipt(context.Background(), alice, w.roomID, "m.read.private", last, ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.rooms.SetReceipt(context.Background(), alice, w.roomID, "m.read", last, ""); err != nil {
+	if _, err := w.rooms.SetReceipt(context.Background(), alice, w.roomID, "m.read", last, ""); err != nil {
 		t.Fatal(err)
 	}
 	w.as.waitFor(t, "the public receipt", func() bool { return w.as.ephemeralSeen() == "m.receipt" })

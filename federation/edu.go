@@ -81,7 +81,7 @@ func (s *Service) receiveReceipts(ctx context.Context, origin spec.ServerName, c
 				if serverOf(userID) != string(origin) || len(r.EventIDs) == 0 {
 					continue
 				}
-				if err := s.cfg.Rooms.SetReceipt(ctx, userID, roomID, typ, r.EventIDs[0], r.Data.ThreadID); err != nil {
+				if _, err := s.cfg.Rooms.SetReceipt(ctx, userID, roomID, typ, r.EventIDs[0], r.Data.ThreadID); err != nil {
 					slog.Debug("federation: receipt dropped", "user", userID, "room", roomID, "err", err)
 				}
 			}

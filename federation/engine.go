@@ -62,5 +62,5 @@ type roomEngine interface {
 
 	// Typing and receipt EDUs from other servers.
 	SetTyping(userID, roomID string, typing bool, timeout time.Duration) error
-	SetReceipt(ctx context.Context, userID, roomID, typ, eventID, threadID string) error
+	SetReceipt(ctx context.Context, userID, roomID, typ, eventID, threadID string) (bool, error)
 }

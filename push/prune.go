@@ -17,10 +17,10 @@ import (
 // skip them) once they are older than pruneAfter. A month of
 // notifications stays listed by GET /notifications, read or not, as
 // Synapse keeps a month of highlights (it deletes read non-highlights at
-// the receipt); Hearth stores whatever receipt a client sends, even one
-// that moves back, and a month's margin keeps such a move from losing a
-// count. Unread records stay whatever their age: the counts are made
-// from them.
+// the receipt). A read receipt never moves back (room.Engine.SetReceipt
+// ignores an older one), so a record once read stays read; the month is
+// for the listing. Unread records stay whatever their age: the counts
+// are made from them.
 //
 // It runs after a store of the log, at most once per pruneEvery: a
 // daemon that stores nothing (an idle one) never wakes for it.

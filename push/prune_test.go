@@ -46,10 +46,10 @@ func TestPruneDeletesOnlyOldReadNotifications(t *testing.T) {
 		"m.relates_to": map[string]any{"rel_type": "m.thread", "event_id": m1}})
 	e.settle(t, s)
 	// The owner reads the main timeline up to m2, and the thread.
-	if err := e.rooms.SetReceipt(ctx, owner, roomID, "m.read", m2, "main"); err != nil {
+	if _, err := e.rooms.SetReceipt(ctx, owner, roomID, "m.read", m2, "main"); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.rooms.SetReceipt(ctx, owner, roomID, "m.read", reply, m1); err != nil {
+	if _, err := e.rooms.SetReceipt(ctx, owner, roomID, "m.read", reply, m1); err != nil {
 		t.Fatal(err)
 	}
 	listed := func(u string) int {
@@ -101,7 +101,7 @@ func TestPruneDeletesOnlyOldReadNotifications(t *testing.T) {
 	// now: the old one goes, the new one stays a month.
 	m5 := e.say(t, bob, roomID, "5", text("new"))
 	e.settle(t, s)
-	if err := e.rooms.SetReceipt(ctx, owner, roomID, "m.read", m5, ""); err != nil {
+	if _, err := e.rooms.SetReceipt(ctx, owner, roomID, "m.read", m5, ""); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := s.pruneLog(ctx); err != nil || n != 1 {
@@ -133,7 +133,7 @@ func TestPruneAfterStoreOncePerPeriod(t *testing.T) {
 	e.settle(t, s)
 	s.storeEvaluated()
 	s.Stop() // no store of its own from here: the test calls maybePrune as a store would
-	if err := e.rooms.SetReceipt(context.Background(), owner, roomID, "m.read", last, ""); err != nil {
+	if _, err := e.rooms.SetReceipt(context.Background(), owner, roomID, "m.read", last, ""); err != nil {
 		t.Fatal(err)
 	}
 	listed := func() int {

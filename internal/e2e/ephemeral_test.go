@@ -148,3 +148,55 @@ func TestTypingReceiptsReadMarkers(t *testing.T) {
 		}
 	}
 }
+
+// TestReceiptNeverMovesBack: bob reads on his phone, then his laptop,
+// which had not caught up, sends a receipt for an older message. His
+// receipt stays where it was, as alice sees it and as his unread count
+// says, and neither his older public receipt nor his older private one
+// moves anything.
+func TestReceiptNeverMovesBack(t *testing.T) {
+	t.Parallel()
+	d := StartDaemon(t)
+	alice, phone := d.Register("alice"), d.Register("bob")
+	laptop := d.Login("bob")
+	roomID := PublicRoom(t, alice, phone)
+	older := SendText(t, alice, roomID, "the first of two")
+	newer := SendText(t, alice, roomID, "the second of two")
+	unread := func(r *mautrix.RespSync) int {
+		if jr := r.Rooms.Join[roomID]; jr != nil && jr.UnreadNotifications != nil {
+			return jr.UnreadNotifications.NotificationCount
+		}
+		return -1
+	}
+	tok := SyncUntil(t, phone, "", "", "two unread messages", func(r *mautrix.RespSync) bool { return unread(r) == 2 }).NextBatch
+	noErr(t, phone.SendReceipt(ctx(t), roomID, newer, event.ReceiptTypeRead, nil), "the phone reads both")
+	tok = SyncUntil(t, phone, tok, "", "nothing unread", func(r *mautrix.RespSync) bool { return unread(r) == 0 }).NextBatch
+
+	noErr(t, laptop.SendReceipt(ctx(t), roomID, older, event.ReceiptTypeRead, nil), "the laptop's late public receipt")
+	noErr(t, laptop.SendReceipt(ctx(t), roomID, older, event.ReceiptTypeReadPrivate, nil), "the laptop's late private receipt")
+	// The private receipt is not older than any private one: it moves,
+	// and its change is what the next /sync waits for. Nothing becomes
+	// unread: the public receipt still covers both messages.
+	r := SyncUntil(t, phone, tok, "", "the private receipt", func(r *mautrix.RespSync) bool {
+		for _, ev := range ephemeral(r, roomID, event.EphemeralEventReceipt) {
+			if receiptBy(ev, older, "m.read.private", phone.UserID) {
+				return true
+			}
+		}
+		return false
+	})
+	if n := unread(r); n != 0 && n != -1 {
+		t.Errorf("after the late receipts bob has %d unread, want 0", n)
+	}
+	if n := unread(Sync(t, phone, "", "", 0)); n != 0 {
+		t.Errorf("a fresh sync counts %d unread for bob, want 0", n)
+	}
+	for _, ev := range ephemeral(Sync(t, alice, "", "", 0), roomID, event.EphemeralEventReceipt) {
+		if receiptBy(ev, older, "m.read", phone.UserID) {
+			t.Errorf("alice sees bob's receipt moved back to the older message")
+		}
+		if !receiptBy(ev, newer, "m.read", phone.UserID) {
+			t.Errorf("alice no longer sees bob's receipt on the newer message: %v", ev.Content.Raw)
+		}
+	}
+}

@@ -103,13 +103,21 @@ type receipt struct {
 }
 
 // SetReceipt records a receipt (Client-Server API §"Receipts"): m.read and
-// m.read.private, optionally for a thread ("main" or a thread root).
-func (e *Engine) SetReceipt(ctx context.Context, userID, roomID, typ, eventID, threadID string) error {
+// m.read.private, optionally for a thread ("main" or a thread root). It
+// reports whether the receipt moved: an m.read or m.read.private receipt
+// for an event no later in the stream than the one the user's receipt of
+// that type and thread already names is ignored, as Synapse ignores it,
+// so that a client lagging behind another (or a server's late EDU) does
+// not make read messages unread again. m.fully_read, which clients may
+// move back on purpose, always moves.
+func (e *Engine) SetReceipt(ctx context.Context, userID, roomID, typ, eventID, threadID string) (bool, error) {
 	if typ != "m.read" && typ != "m.read.private" && typ != "m.fully_read" {
-		return matrixerr.InvalidParam("unknown receipt type " + typ)
+		return false, matrixerr.InvalidParam("unknown receipt type " + typ)
 	}
 	ts := time.Now().UnixMilli()
+	moved := false
 	err := e.db.Update(ctx, func(tx *store.Tx) error {
+		moved = false // Update may run fn again
 		info, err := roomInfo(tx, roomID)
 		if err != nil {
 			return err
@@ -132,21 +140,34 @@ func (e *Engine) SetReceipt(ctx context.Context, userID, roomID, typ, eventID, t
 			(threadID != "" && threadID != threadOf(ev) && threadID != eventID) {
 			return matrixerr.InvalidParam("the event is not in thread " + threadID)
 		}
+		key := store.ReceiptKey(info.NID, userID, typ, threadID)
+		if typ != "m.fully_read" {
+			var old receipt
+			if v := tx.Get(store.Receipts, key); v != nil && json.Unmarshal(v, &old) == nil && eventNID(tx, old.EventID) >= nid {
+				return nil
+			}
+		}
 		b, _ := json.Marshal(receipt{EventID: eventID, TS: ts, ThreadID: threadID})
-		if err := tx.Put(store.Receipts, store.ReceiptKey(info.NID, userID, typ, threadID), b); err != nil {
+		if err := tx.Put(store.Receipts, key, b); err != nil {
 			return err
 		}
 		c := store.Change{Kind: ChangeReceipt, RoomID: roomID, Key: userID}
 		if typ == "m.read.private" {
 			c.Localpart = userID // only its owner sees it
 		}
-		_, err = tx.AppendChange(c)
-		return err
+		if _, err := tx.AppendChange(c); err != nil {
+			return err
+		}
+		moved = true
+		return nil
 	})
-	if err == nil && typ == "m.read" {
+	if err != nil {
+		return false, err
+	}
+	if moved && typ == "m.read" {
 		e.emitReceipt(roomID, userID, eventID, threadID, ts)
 	}
-	return err
+	return moved, nil
 }
 
 // threadOf is the thread an event belongs to for receipts: its thread

@@ -36,7 +36,7 @@ func TestReceiptsReadPerUser(t *testing.T) {
 		{al, "m.fully_read", msgs[2], ""},
 	}
 	for _, r := range receipts {
-		if err := e.SetReceipt(ctx, r.user, roomID, r.typ, r.event, r.thread); err != nil {
+		if _, err := e.SetReceipt(ctx, r.user, roomID, r.typ, r.event, r.thread); err != nil {
 			t.Fatalf("%s's %s receipt: %v", r.user, r.typ, err)
 		}
 	}
@@ -125,7 +125,7 @@ func TestReceiptThreadWithZeroByteRefused(t *testing.T) {
 	const root = "$root\x00x"
 	id := sendJSON(t, e, alice, roomID, `{"msgtype":"m.text","body":"in a thread",`+
 		`"m.relates_to":{"rel_type":"m.thread","event_id":"$root\u0000x"}}`)
-	err := e.SetReceipt(ctx, alice, roomID, "m.read", id, root)
+	_, err := e.SetReceipt(ctx, alice, roomID, "m.read", id, root)
 	stored := false
 	db.View(func(tx *store.Tx) error {
 		return tx.Bucket(store.Receipts).ForEach(func(k, v []byte) error {
@@ -135,5 +135,48 @@ func TestReceiptThreadWithZeroByteRefused(t *testing.T) {
 	})
 	if err == nil && stored {
 		t.Errorf("a receipt for thread %q was stored under a key that does not split into user, type and thread", root)
+	}
+}
+
+// A receipt moves only forward, per type and thread: one for an event no
+// later than the receipt's own is ignored and appends no change, while
+// m.fully_read moves either way.
+func TestReceiptMovesOnlyForward(t *testing.T) {
+	ctx := context.Background()
+	e, _ := newEngine(t)
+	roomID := publicRoom(t, e)
+	mustJoin(t, e, bob, roomID)
+	older := sendJSON(t, e, alice, roomID, `{"msgtype":"m.text","body":"1"}`)
+	newer := sendJSON(t, e, alice, roomID, `{"msgtype":"m.text","body":"2"}`)
+	steps := []struct {
+		typ, event, thread string
+		moved              bool
+	}{
+		{"m.read", newer, "", true},
+		{"m.read", older, "", false},        // backwards
+		{"m.read", newer, "", false},        // the same again
+		{"m.read", older, "main", true},     // another thread
+		{"m.read.private", older, "", true}, // another type
+		{"m.read.private", newer, "", true}, // forwards
+		{"m.fully_read", newer, "", true},
+		{"m.fully_read", older, "", true}, // read markers may go back
+	}
+	for _, s := range steps {
+		before, _ := e.Pos()
+		moved, err := e.SetReceipt(ctx, bob, roomID, s.typ, s.event, s.thread)
+		if err != nil {
+			t.Fatalf("%s on %s (thread %q): %v", s.typ, s.event, s.thread, err)
+		}
+		after, _ := e.Pos()
+		if moved != s.moved || (after != before) != s.moved {
+			t.Errorf("%s on %s (thread %q): moved %v, stream %d → %d; want moved %v", s.typ, s.event, s.thread, moved, before, after, s.moved)
+		}
+	}
+	got, err := e.ReadUpTo(bob, roomID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[""] == 0 || got["main"] == 0 || got[""] <= got["main"] {
+		t.Errorf("ReadUpTo = %v, want the unthreaded receipt on the newer message, main's on the older", got)
 	}
 }

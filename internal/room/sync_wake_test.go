@@ -45,7 +45,7 @@ func TestSyncConcerns(t *testing.T) {
 	check("state change in a room bob is not in", p, nil, false)
 
 	p = pos()
-	if err := e.SetReceipt(ctx, alice, roomID, "m.read", msg, ""); err != nil {
+	if _, err := e.SetReceipt(ctx, alice, roomID, "m.read", msg, ""); err != nil {
 		t.Fatal(err)
 	}
 	check("public receipt in a room bob is not in", p, nil, false)
@@ -75,7 +75,7 @@ func TestSyncConcerns(t *testing.T) {
 	check("join of carol in a room bob is invited to", p, nil, true)
 
 	p = pos()
-	if err := e.SetReceipt(ctx, carol, roomID, "m.read.private", msg, ""); err != nil {
+	if _, err := e.SetReceipt(ctx, carol, roomID, "m.read.private", msg, ""); err != nil {
 		t.Fatal(err)
 	}
 	check("carol's private receipt", p, nil, false)

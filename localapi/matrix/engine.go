@@ -38,7 +38,7 @@ type roomEngine interface {
 	RejectInviteLocally(ctx context.Context, userID, roomID string) (string, error)
 	UpgradeRoom(ctx context.Context, req room.UpgradeRequest) (string, error)
 	SetTyping(userID, roomID string, typing bool, timeout time.Duration) error
-	SetReceipt(ctx context.Context, userID, roomID, typ, eventID, threadID string) error
+	SetReceipt(ctx context.Context, userID, roomID, typ, eventID, threadID string) (bool, error)
 	SetAlias(ctx context.Context, userID, alias, roomID string) error
 	DeleteAlias(ctx context.Context, userID, alias string) error
 	SetPublished(ctx context.Context, userID, roomID string, public bool) error

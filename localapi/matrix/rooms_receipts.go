@@ -51,17 +51,12 @@ func (s *Server) receipt(w http.ResponseWriter, r *http.Request, c *caller) erro
 		}
 		threadID = *req.ThreadID
 	}
-	var err error
 	if typ == "m.fully_read" {
-		err = s.setFullyRead(r, c, roomID, eventID)
-	} else {
-		err = s.rooms.SetReceipt(r.Context(), c.UserID, roomID, typ, eventID, threadID)
-	}
-	if err != nil {
+		if err := s.setFullyRead(r, c, roomID, eventID); err != nil {
+			return err
+		}
+	} else if err := s.setReceipt(r, c, roomID, typ, eventID, threadID); err != nil {
 		return err
-	}
-	if typ == "m.read" {
-		s.federateReceipt(r, c, roomID, eventID, threadID)
 	}
 	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
 	return nil
@@ -87,14 +82,25 @@ func (s *Server) readMarkers(w http.ResponseWriter, r *http.Request, c *caller) 
 		if id == "" {
 			continue
 		}
-		if err := s.rooms.SetReceipt(r.Context(), c.UserID, roomID, typ, id, ""); err != nil {
+		if err := s.setReceipt(r, c, roomID, typ, id, ""); err != nil {
 			return err
-		}
-		if typ == "m.read" {
-			s.federateReceipt(r, c, roomID, id, "")
 		}
 	}
 	matrixerr.WriteJSON(w, http.StatusOK, struct{}{})
+	return nil
+}
+
+// setReceipt stores an m.read or m.read.private receipt and sends a public
+// one that moved to the room's other servers; one the engine ignored (not
+// newer than the user's receipt) goes nowhere, and is still a success.
+func (s *Server) setReceipt(r *http.Request, c *caller, roomID, typ, eventID, threadID string) error {
+	moved, err := s.rooms.SetReceipt(r.Context(), c.UserID, roomID, typ, eventID, threadID)
+	if err != nil {
+		return err
+	}
+	if moved && typ == "m.read" {
+		s.federateReceipt(r, c, roomID, eventID, threadID)
+	}
 	return nil
 }
 
