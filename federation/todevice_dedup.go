@@ -17,8 +17,13 @@ type seenMessageIDs struct {
 	next int             // where the next key goes in ring once it is full
 }
 
-// maxSeenMessageIDs bounds seenMessageIDs: a few hundred KiB.
-const maxSeenMessageIDs = 8192
+// maxSeenMessageIDs bounds seenMessageIDs: a few hundred KiB, with IDs
+// of at most maxMessageIDRunes code points (Server-Server API
+// §"m.direct_to_device").
+const (
+	maxSeenMessageIDs = 8192
+	maxMessageIDRunes = 32
+)
 
 // claim reports whether sender's messageID is new, and if so records it.
 // The caller delivers the EDU and releases the claim if that fails, so a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/matrix-org/gomatrixserverlib"
@@ -87,6 +88,12 @@ func TestToDeviceMessageIDOnce(t *testing.T) {
 	send("@bobby:hs2.test", "once")
 	if got := queued() - before; got != 3 || handed != 3 {
 		t.Fatalf("other message IDs and senders: %d queued, %d handed on, want 3 and 3", got, handed)
+	}
+	// The schema's limit is 32 code points, not bytes.
+	send(bob, strings.Repeat("é", 32))
+	send(bob, strings.Repeat("x", 33))
+	if got := queued() - before; got != 4 || handed != 4 {
+		t.Fatalf("message IDs of 32 and 33 code points: %d queued, %d handed on, want only the first (4 and 4)", got, handed)
 	}
 }
 

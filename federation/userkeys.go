@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"unicode/utf8"
 
 	"github.com/matrix-org/gomatrixserverlib"
 	"github.com/matrix-org/gomatrixserverlib/fclient"
@@ -341,6 +342,11 @@ func (s *Service) receiveDirectToDevice(ctx context.Context, origin spec.ServerN
 	}
 	if m.Type == "" {
 		return errors.New("to-device message without a type")
+	}
+	// m.direct_to_device: message_id is at most 32 code points; a longer
+	// one would also be kept in toDeviceSeen, at whatever length.
+	if utf8.RuneCountInString(m.MessageID) > maxMessageIDRunes {
+		return errors.New("to-device message_id longer than 32 code points")
 	}
 	for _, byDevice := range m.Messages {
 		for _, c := range byDevice {
