@@ -136,8 +136,7 @@ func (e *Engine) SetReceipt(ctx context.Context, userID, roomID, typ, eventID, t
 		// A 0x00 would split the receipt's key (store.ReceiptKey) into
 		// other parts; a thread root named by an event's content may hold
 		// one.
-		if strings.IndexByte(threadID, 0) >= 0 ||
-			(threadID != "" && threadID != threadOf(ev) && threadID != eventID) {
+		if strings.IndexByte(threadID, 0) >= 0 || (threadID != "" && !e.receiptThreadHolds(tx, ev, threadID)) {
 			return matrixerr.InvalidParam("the event is not in thread " + threadID)
 		}
 		key := store.ReceiptKey(info.NID, userID, typ, threadID)
@@ -170,8 +169,49 @@ func (e *Engine) SetReceipt(ctx context.Context, userID, roomID, typ, eventID, t
 	return moved, nil
 }
 
-// threadOf is the thread an event belongs to for receipts: its thread
-// root, or "main" (Client-Server API §"Threaded read receipts").
+// maxRelationHops bounds the walk up an event's relations in
+// receiptThreadHolds: a reaction to a reply to a thread message is three.
+const maxRelationHops = 8
+
+// receiptThreadHolds reports whether a receipt for ev may name threadID
+// (receipts.yaml: 400 when "the event_id is not related to the
+// thread_id"). "main" holds every event but a thread message, as before
+// threads were followed further. A thread root holds what the walk up
+// ev's relations reaches it by: an m.thread relation names the thread;
+// any other relation leads to its parent (a reaction to a thread message
+// is in the thread); an event with none is the top of the chain, so the
+// root holds itself and what relates to it (a reference to it, a
+// reaction to that), as Synapse accepts them and Complement's threaded
+// receipts test sends them.
+func (e *Engine) receiptThreadHolds(tx *store.Tx, ev *Event, threadID string) bool {
+	if threadID == "main" {
+		return threadOf(ev) == "main"
+	}
+	cur := ev
+	for range maxRelationHops {
+		rel := gjson.GetBytes(cur.PDU.Content(), "m\\.relates_to")
+		parent := rel.Get("event_id").String()
+		if rel.Get("rel_type").String() == "m.thread" && parent != "" {
+			return threadID == parent
+		}
+		if parent == "" {
+			return threadID == cur.ID
+		}
+		nid := eventNID(tx, parent)
+		if nid == 0 {
+			return false // the chain leads out of what this server holds
+		}
+		next, err := e.loadEvent(tx, nid)
+		if err != nil || next.RoomNID != ev.RoomNID {
+			return false
+		}
+		cur = next
+	}
+	return false
+}
+
+// threadOf is the thread an event belongs to for its notification: its
+// thread root, or "main" (Client-Server API §"Threaded read receipts").
 func threadOf(ev *Event) string {
 	rel := gjson.GetBytes(ev.PDU.Content(), "m\\.relates_to")
 	if rel.Get("rel_type").String() == "m.thread" {

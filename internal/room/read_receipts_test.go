@@ -180,3 +180,49 @@ func TestReceiptMovesOnlyForward(t *testing.T) {
 		t.Errorf("ReadUpTo = %v, want the unthreaded receipt on the newer message, main's on the older", got)
 	}
 }
+
+// Which thread a receipt may name (receipts.yaml: 400 when the event is
+// not related to the thread): a thread message and what relates to it
+// are in its thread; a reference to the root, and a reaction to that, are
+// related to the root and may be read under its thread or main; "main"
+// holds all but a thread message itself; another root holds none of them.
+func TestReceiptThreadFollowsRelations(t *testing.T) {
+	ctx := context.Background()
+	e, _ := newEngine(t)
+	roomID := publicRoom(t, e)
+	rel := func(typ, to string) string {
+		return fmt.Sprintf(`"m.relates_to":{"rel_type":%q,"event_id":%q}`, typ, to)
+	}
+	root := sendJSON(t, e, alice, roomID, `{"msgtype":"m.text","body":"root"}`)
+	other := sendJSON(t, e, alice, roomID, `{"msgtype":"m.text","body":"another root"}`)
+	inThread := sendJSON(t, e, alice, roomID, `{"msgtype":"m.text","body":"in the thread",`+rel("m.thread", root)+`}`)
+	react := func(to, key string) string {
+		return fmt.Sprintf(`{"m.relates_to":{"rel_type":"m.annotation","event_id":%q,"key":%q}}`, to, key)
+	}
+	reactInThread := sendJSON(t, e, alice, roomID, react(inThread, "x"))
+	ref := sendJSON(t, e, alice, roomID, `{"msgtype":"m.text","body":"see the root",`+rel("m.reference", root)+`}`)
+	reactToRef := sendJSON(t, e, alice, roomID, react(ref, "y"))
+	cases := []struct {
+		event, thread string
+		ok            bool
+	}{
+		{root, "main", true},
+		{root, root, true},
+		{inThread, root, true},
+		{inThread, "main", false},
+		{inThread, other, false},
+		{reactInThread, root, true},
+		{reactInThread, "main", true},
+		{ref, root, true},
+		{ref, "main", true},
+		{reactToRef, root, true},
+		{reactToRef, other, false},
+		{other, root, false},
+	}
+	for _, c := range cases {
+		_, err := e.SetReceipt(ctx, alice, roomID, "m.read", c.event, c.thread)
+		if (err == nil) != c.ok {
+			t.Errorf("receipt for %s in thread %s: %v, want accepted %v", c.event, c.thread, err, c.ok)
+		}
+	}
+}
