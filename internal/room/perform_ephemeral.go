@@ -170,7 +170,8 @@ func (e *Engine) SetReceipt(ctx context.Context, userID, roomID, typ, eventID, t
 }
 
 // maxRelationHops bounds the walk up an event's relations in
-// receiptThreadHolds: a reaction to a reply to a thread message is three.
+// receiptThreadHolds: a reaction to an edit of a thread message takes two
+// to reach the thread relation.
 const maxRelationHops = 8
 
 // receiptThreadHolds reports whether a receipt for ev may name threadID
