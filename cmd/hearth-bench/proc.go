@@ -69,6 +69,7 @@ func mb(kb int64) string { return fmt.Sprintf("%.1f MiB", float64(kb)/1024) }
 // (the load generator shares them with the server).
 type cpuMeter struct {
 	pid        int
+	name       string // the server's, in String; "" is hearth
 	t0         time.Time
 	srv, self0 int64
 }
@@ -88,7 +89,11 @@ func (m *cpuMeter) String() string {
 	if err1 != nil || err2 != nil || wall <= 0 {
 		return "CPU n/a"
 	}
-	return fmt.Sprintf("CPU: hearth %.0f%%, bench %.0f%% of one core", 100*float64(srv-m.srv)/clockTicks/wall,
+	name := m.name
+	if name == "" {
+		name = "hearth"
+	}
+	return fmt.Sprintf("CPU: %s %.0f%%, bench %.0f%% of one core", name, 100*float64(srv-m.srv)/clockTicks/wall,
 		100*float64(self-m.self0)/clockTicks/wall)
 }
 
