@@ -229,7 +229,7 @@ func (s *Service) AwaitCounts(ctx context.Context, pos uint64) {
 func (s *Service) RoomsNotified(userID string, from uint64, live *Live) ([]string, error) {
 	var out []string
 	err := s.db.View(func(tx *store.Tx) error {
-		out = RoomsNotifiedIn(tx, userID, from, live)
+		out = RoomsNotifiedIn(tx, userID, from, live, nil)
 		return nil
 	})
 	return out, err
@@ -237,8 +237,12 @@ func (s *Service) RoomsNotified(userID string, from uint64, live *Live) ([]strin
 
 // RoomsNotifiedIn lists the rooms in which userID got notifications from
 // events in (from, live's position]: from the log as tx sees it, and from
-// live's hits.
-func RoomsNotifiedIn(tx *store.Tx, userID string, from uint64, live *Live) []string {
+// live's hits. With among non-nil only those rooms' log is read: a /sync
+// passes the rooms whose timeline moved after from (room.SyncRooms'
+// Active), since a notification is logged at its event's position in
+// the room's timeline, and a user in hundreds of rooms is spared a seek
+// in each of the others.
+func RoomsNotifiedIn(tx *store.Tx, userID string, from uint64, live *Live, among []string) []string {
 	seen := map[string]bool{}
 	var out []string
 	addRoom := func(id string) {
@@ -256,7 +260,10 @@ func RoomsNotifiedIn(tx *store.Tx, userID string, from uint64, live *Live) []str
 		// Only then can the log hold an entry in (from, Evaluated]: a long
 		// poll's span is usually past what the evaluator has stored, and
 		// the walk cost the seeks of every room for nothing.
-		logged = loggedRooms(tx, userID)
+		logged = among
+		if among == nil {
+			logged = loggedRooms(tx, userID)
+		}
 	}
 	for _, roomID := range logged {
 		prefix := store.Key(userID, roomID, "")

@@ -113,6 +113,27 @@ func roomInfoByNID(tx *store.Tx, nid uint64) (*Info, error) {
 	return info, nil
 }
 
+// roomHead reads a room record's ID and LastPos without decoding the rest
+// (putRoomInfo's layout: NID, ID, version, depth, snapshot, LastPos, …).
+func roomHead(tx *store.Tx, nid uint64) (string, uint64, error) {
+	noteRoomRecordRead(nid)
+	b := tx.Get(store.RoomInfo, store.PutU64(nid))
+	if b == nil {
+		return "", 0, fmt.Errorf("room: info %d missing", nid)
+	}
+	r := recordReader{b: b}
+	r.u64()
+	id := r.str()
+	r.skipStr()
+	r.u64()
+	r.u64()
+	last := r.u64()
+	if err := r.err(); err != nil {
+		return "", 0, fmt.Errorf("room: decode info %d: %w", nid, err)
+	}
+	return id, last, nil
+}
+
 // ErrUnknownRoom is the cause of the M_NOT_FOUND a read or write of a room
 // this server does not know returns: callers tell it apart with errors.Is.
 var ErrUnknownRoom = errors.New("unknown room")

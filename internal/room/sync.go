@@ -101,6 +101,11 @@ type SyncRooms struct {
 	Invite map[string]*InvitedRoom
 	Leave  map[string]*LeftRoom
 	Knock  map[string]*InvitedRoom // knock_state has invite_state's shape
+	// Active are the wanted rooms the user was joined to at the token
+	// whose timeline moved after it, shown or not (a filter may hide
+	// every new event): only these can hold news for the user's unread
+	// counts on an incremental sync (push.RoomsNotifiedIn's among).
+	Active []string
 }
 
 // Sync assembles the rooms section for the positions in req, reading one
@@ -122,13 +127,23 @@ func (e *Engine) Sync(req SyncRequest) (*SyncRooms, error) {
 			if m.Forgotten || m.Pos > req.Now {
 				continue
 			}
-			info, err := roomInfoByNID(tx, m.RoomNID)
+			roomID, lastPos, err := roomHead(tx, m.RoomNID)
 			if err != nil {
 				return err
 			}
-			memberOf = append(memberOf, info.ID)
-			if !roomWanted(req, info.ID) {
+			memberOf = append(memberOf, roomID)
+			if !roomWanted(req, roomID) {
 				continue
+			}
+			if m.Membership == "join" && lastPos > req.Since {
+				out.Active = append(out.Active, roomID)
+			}
+			if e.quietJoined(req, m, roomID, lastPos, changes) {
+				continue
+			}
+			info, err := roomInfoByNID(tx, m.RoomNID)
+			if err != nil {
+				return err
 			}
 			switch m.Membership {
 			case "join":
@@ -173,6 +188,19 @@ func (e *Engine) Sync(req SyncRequest) (*SyncRooms, error) {
 		e.memberOf.note(req.UserID, memberOf)
 	}
 	return out, err
+}
+
+// quietJoined reports whether a room the user was already joined to at
+// the token has nothing for an incremental sync: no timeline event after
+// the token (the record's LastPos is the room's newest position;
+// backfilled history goes below it), no receipt, no state move and no
+// typing change. syncJoined would find exactly that and return nil; a
+// user in hundreds of rooms, woken by a message in one, skips the others'
+// record decoding, timeline seeks and visibility logs.
+func (e *Engine) quietJoined(req SyncRequest, m Membership, roomID string, lastPos uint64, changes roomChanges) bool {
+	return m.Membership == "join" && req.Since != 0 && m.Pos <= req.Since && !req.FullState &&
+		lastPos <= req.Since && changes.receipts[roomID] == nil && !changes.stateMoved[roomID] &&
+		!e.typingChanged(roomID, req.SinceEph)
 }
 
 func roomWanted(req SyncRequest, roomID string) bool {

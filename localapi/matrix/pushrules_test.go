@@ -307,6 +307,37 @@ func TestUnreadCountsWakeSync(t *testing.T) {
 	t.Fatal("the notification count never reached /sync")
 }
 
+// TestUnreadCountsOfHiddenEventAmongRooms: with the notification already
+// stored (the span reaches back past what push has logged), a room whose
+// new event the filter hides still comes with its count, and the user's
+// quiet rooms stay out.
+func TestUnreadCountsOfHiddenEventAmongRooms(t *testing.T) {
+	ps := newPushServer(t)
+	alice, bob := ps.register(t, "alice"), ps.register(t, "bob")
+	var rooms []string
+	for range 3 {
+		roomID := ps.createRoom(t, alice, map[string]any{"preset": "public_chat"})
+		covJoin(t, ps.testServer, bob, roomID)
+		rooms = append(rooms, roomID)
+	}
+	ps.settle(t)
+	since := covSync(t, ps.testServer, alice, "")["next_batch"].(string)
+	ps.send(t, bob, rooms[1], "t1", "hello")
+	ps.settle(t)
+	filter := url.QueryEscape(`{"room":{"timeline":{"not_types":["m.room.message"]}}}`)
+	r := ps.do(t, "GET", pushV3+"/sync?timeout=0&filter="+filter+"&since="+url.QueryEscape(since), alice.Token, nil)
+	r.wantStatus(t, 200)
+	resp := r.json(t)
+	if n, _, present := unread(t, resp, rooms[1]); !present || n != 1 {
+		t.Fatalf("the room of the hidden message: present %v, count %d; want its count of 1", present, n)
+	}
+	for _, quiet := range []string{rooms[0], rooms[2]} {
+		if _, _, present := unread(t, resp, quiet); present {
+			t.Errorf("quiet room %s is in the response", quiet)
+		}
+	}
+}
+
 // TestUnreadThreadCounts: with unread_thread_notifications in the filter,
 // thread notifications are counted under their root and a threaded
 // receipt clears only its thread.

@@ -110,13 +110,24 @@ func cpuTime() time.Duration {
 // BenchmarkIncrementalSync is one woken long poll's build alone: bob's
 // incremental /sync over a span holding one message, with push and E2EE
 // wired as the daemon wires them, on one goroutine (no scheduling of 50
-// pollers in the figure). Every op asks about the same span.
+// pollers in the figure). Every op asks about the same span. With quiet=N
+// bob is also in N rooms with nothing new, as an account with many rooms
+// is.
 func BenchmarkIncrementalSync(b *testing.B) {
+	for _, quiet := range []int{0, 300} {
+		b.Run(fmt.Sprintf("quiet=%d", quiet), func(b *testing.B) { benchIncrementalSync(b, quiet) })
+	}
+}
+
+func benchIncrementalSync(b *testing.B, quiet int) {
 	ts := newPushServer(b)
 	ts.API.SetKeys(e2ee.New(ts.DB, testServerName))
 	alice, bob := ts.register(b, "alice"), ts.register(b, "bob")
 	roomID := ts.createRoom(b, alice, map[string]any{"preset": "public_chat"})
 	ts.do(b, "POST", covV3+"/join/"+url.PathEscape(roomID), bob.Token, map[string]any{}).wantStatus(b, 200)
+	for range quiet {
+		ts.createRoom(b, bob, map[string]any{"preset": "public_chat"})
+	}
 	since := ts.do(b, "GET", covV3+"/sync?timeout=0", bob.Token, nil).str(b, "next_batch")
 	ts.send(b, alice, roomID, "t", "hello")
 	pos, _ := ts.Rooms.Pos()
