@@ -33,7 +33,45 @@ func benchSyncDelivery(ctx context.Context, b *bench) []row {
 	const floorTarget = "reference: the machine's floor for the row above"
 	hearth := b.hearthDelivery(ctx, metric, target)
 	floor := b.floorDelivery(ctx, floorMetric, floorTarget)
-	return []row{hearth, floor}
+	manyMetric := fmt.Sprintf("send → /sync delivery to one user in %d rooms, %d msgs into one of them %s apart: p50 / p99", manyRooms, msgs, b.cfg.syncInterval)
+	many := b.manyRoomsDelivery(ctx, manyMetric, "measure")
+	return []row{hearth, floor, many}
+}
+
+// manyRooms is how many rooms the user of the third row is in: an
+// ordinary account (Element users commonly have hundreds), whose every
+// long poll is woken by a message in any one of them.
+const manyRooms = 300
+
+// manyRoomsDelivery is the delivery row of one long-polling user in
+// manyRooms rooms, the messages going into one of them: what a woken
+// /sync costs with the user's other rooms quiet.
+func (b *bench) manyRoomsDelivery(ctx context.Context, metric, target string) row {
+	d, _, err := b.start(ctx)
+	if err != nil {
+		return errRow(metric, target, err)
+	}
+	defer b.stop(d)
+	sender, err := b.register(ctx, d, "many-sender")
+	if err != nil {
+		return errRow(metric, target, err)
+	}
+	u, err := b.register(ctx, d, "many")
+	if err != nil {
+		return errRow(metric, target, err)
+	}
+	rooms := make([]string, manyRooms)
+	if err := parallel(manyRooms, 4, func(i int) error {
+		id, err := b.createRoom(ctx, u)
+		rooms[i] = id
+		return err
+	}); err != nil {
+		return errRow(metric, target, err)
+	}
+	if err := b.join(ctx, sender, rooms[0]); err != nil {
+		return errRow(metric, target, err)
+	}
+	return b.deliveryRow(ctx, metric, target, "", d, sender, []*user{u}, rooms[0])
 }
 
 // hearthDelivery is the delivery row of a Hearth daemon.
