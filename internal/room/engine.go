@@ -113,9 +113,10 @@ func roomInfoByNID(tx *store.Tx, nid uint64) (*Info, error) {
 	return info, nil
 }
 
-// roomHead reads a room record's ID and LastPos without decoding the rest
-// (putRoomInfo's layout: NID, ID, version, depth, snapshot, LastPos, …).
-func roomHead(tx *store.Tx, nid uint64) (string, uint64, error) {
+// roomHead reads a room record's ID (if withID) and LastPos without
+// decoding the rest (putRoomInfo's layout: NID, ID, version, depth,
+// snapshot, LastPos, …).
+func roomHead(tx *store.Tx, nid uint64, withID bool) (string, uint64, error) {
 	noteRoomRecordRead(nid)
 	b := tx.Get(store.RoomInfo, store.PutU64(nid))
 	if b == nil {
@@ -123,7 +124,12 @@ func roomHead(tx *store.Tx, nid uint64) (string, uint64, error) {
 	}
 	r := recordReader{b: b}
 	r.u64()
-	id := r.str()
+	var id string
+	if withID {
+		id = r.str()
+	} else {
+		r.skipStr()
+	}
 	r.skipStr()
 	r.u64()
 	r.u64()

@@ -215,18 +215,10 @@ func (e *Engine) slidingRoom(tx *store.Tx, nid uint64, rc slidingRoomCache, last
 	return rc, lastPos, nil
 }
 
-// roomLastPos reads a room record's LastPos without decoding the rest
-// (putRoomInfo's layout: NID, ID, version, depth, snapshot, LastPos, …).
+// roomLastPos reads a room record's LastPos without decoding the rest.
 func roomLastPos(tx *store.Tx, nid uint64) (uint64, bool) {
-	noteRoomRecordRead(nid)
-	r := recordReader{b: tx.Get(store.RoomInfo, store.PutU64(nid))}
-	r.u64()
-	r.skipStr()
-	r.skipStr()
-	r.u64()
-	r.u64()
-	pos := r.u64()
-	return pos, !r.bad
+	_, pos, err := roomHead(tx, nid, false)
+	return pos, err == nil
 }
 
 // eventHead is what the room list needs of a stored event.

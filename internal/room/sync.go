@@ -127,7 +127,7 @@ func (e *Engine) Sync(req SyncRequest) (*SyncRooms, error) {
 			if m.Forgotten || m.Pos > req.Now {
 				continue
 			}
-			roomID, lastPos, err := roomHead(tx, m.RoomNID)
+			roomID, lastPos, err := roomHead(tx, m.RoomNID, true)
 			if err != nil {
 				return err
 			}
