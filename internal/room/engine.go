@@ -1,6 +1,7 @@
 package room
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -117,8 +118,26 @@ func roomInfoByNID(tx *store.Tx, nid uint64) (*Info, error) {
 // decoding the rest (putRoomInfo's layout: NID, ID, version, depth,
 // snapshot, LastPos, …).
 func roomHead(tx *store.Tx, nid uint64, withID bool) (string, uint64, error) {
+	return roomHeadIn(tx.Get, nid, withID)
+}
+
+// roomHeadsOf returns a roomHead for one transaction that reads through
+// one cursor: a /sync reads the head of every room the user is in, and
+// each Get would grow a cursor stack of its own.
+func roomHeadsOf(tx *store.Tx) func(nid uint64) (string, uint64, error) {
+	c := tx.Cursor(store.RoomInfo)
+	get := func(_, key []byte) []byte {
+		if k, v := c.Seek(key); bytes.Equal(k, key) {
+			return v
+		}
+		return nil
+	}
+	return func(nid uint64) (string, uint64, error) { return roomHeadIn(get, nid, true) }
+}
+
+func roomHeadIn(get func(bucket, key []byte) []byte, nid uint64, withID bool) (string, uint64, error) {
 	noteRoomRecordRead(nid)
-	b := tx.Get(store.RoomInfo, store.PutU64(nid))
+	b := get(store.RoomInfo, store.PutU64(nid))
 	if b == nil {
 		return "", 0, fmt.Errorf("room: info %d missing", nid)
 	}

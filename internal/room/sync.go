@@ -123,11 +123,12 @@ func (e *Engine) Sync(req SyncRequest) (*SyncRooms, error) {
 		if err != nil {
 			return err
 		}
+		head := roomHeadsOf(tx)
 		for _, m := range memberships(tx, req.UserID) {
 			if m.Forgotten || m.Pos > req.Now {
 				continue
 			}
-			roomID, lastPos, err := roomHead(tx, m.RoomNID, true)
+			roomID, lastPos, err := head(m.RoomNID)
 			if err != nil {
 				return err
 			}
