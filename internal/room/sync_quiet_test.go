@@ -67,9 +67,9 @@ func TestSyncQuietRoomsCostLittle(t *testing.T) {
 	for range quiet {
 		mustJoin(t, e, bob, publicRoom(t, e))
 	}
-	// 4.4 at the time of writing (the membership and the record's ID as
-	// strings, bbolt's cursor); 24 when each room's timeline, visibility
-	// logs and state were read.
+	// 3.4 at the time of writing (the membership record and the room's
+	// ID); 24 when each room's timeline, visibility logs and state were
+	// read.
 	if per := (allocs() - base) / quiet; per > 8 {
 		t.Errorf("%.1f allocations per quiet room, want at most 8", per)
 	}
