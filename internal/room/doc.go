@@ -11,7 +11,8 @@
 //   - engine.go: the Engine, its constructor and the room record (Info);
 //     open.go: the store, notifier and engine opened together.
 //   - store_*.go: how the engine lays its records out in the store (the
-//     event record, the binary record format, the parsed-PDU cache).
+//     event record, the binary record format, the parsed-PDU cache, the
+//     rooms' heads kept in memory for /sync).
 //   - state_*.go: room state and what derives from it: how current state
 //     and snapshots are stored (state_store.go), a state set as ingest and
 //     resolution compute it (state_set.go), state resolution, power levels,

@@ -121,18 +121,32 @@ func roomHead(tx *store.Tx, nid uint64, withID bool) (string, uint64, error) {
 	return roomHeadIn(tx.Get, nid, withID)
 }
 
-// roomHeadsOf returns a roomHead for one transaction that reads through
-// one cursor: a /sync reads the head of every room the user is in, and
-// each Get would grow a cursor stack of its own.
+// roomHeadsOf returns, for a /sync that reads the head of every room the
+// user is in, the room's ID and a LastPos no lower than tx's: from the
+// memo (store_roomheads.go), else from the record, read through one
+// cursor (each Get would grow a cursor stack of its own).
 func roomHeadsOf(tx *store.Tx) func(nid uint64) (string, uint64, error) {
-	c := tx.Cursor(store.RoomInfo)
+	memo := headMemoOf(tx.DB())
+	var seek func(key []byte) ([]byte, []byte)
 	get := func(_, key []byte) []byte {
-		if k, v := c.Seek(key); bytes.Equal(k, key) {
+		if seek == nil {
+			seek = tx.Cursor(store.RoomInfo).Seek
+		}
+		if k, v := seek(key); bytes.Equal(k, key) {
 			return v
 		}
 		return nil
 	}
-	return func(nid uint64) (string, uint64, error) { return roomHeadIn(get, nid, true) }
+	return func(nid uint64) (string, uint64, error) {
+		if e, ok := memo.get(nid); ok {
+			return e.id, e.last, nil
+		}
+		id, last, err := roomHeadIn(get, nid, true)
+		if err == nil {
+			memo.raise(nid, id, last)
+		}
+		return id, last, err
+	}
 }
 
 func roomHeadIn(get func(bucket, key []byte) []byte, nid uint64, withID bool) (string, uint64, error) {
@@ -187,6 +201,9 @@ func putRoomInfo(tx *store.Tx, info *Info) error {
 	for _, x := range info.Extremities {
 		w.str(x)
 	}
+	// Before the commit, so that no snapshot sees this LastPos above the
+	// memo's (store_roomheads.go).
+	headMemoOf(tx.DB()).raise(info.NID, info.ID, info.LastPos)
 	return tx.Put(store.RoomInfo, store.PutU64(info.NID), w.b)
 }
 

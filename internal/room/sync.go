@@ -101,10 +101,11 @@ type SyncRooms struct {
 	Invite map[string]*InvitedRoom
 	Leave  map[string]*LeftRoom
 	Knock  map[string]*InvitedRoom // knock_state has invite_state's shape
-	// Active are the wanted rooms the user was joined to at the token
-	// whose timeline moved after it, shown or not (a filter may hide
-	// every new event): only these can hold news for the user's unread
-	// counts on an incremental sync (push.RoomsNotifiedIn's among).
+	// Active are the wanted rooms the user is joined to whose timeline
+	// may have moved after the token, shown or not (a filter may hide
+	// every new event): a superset of the rooms that can hold news for
+	// the user's unread counts on an incremental sync
+	// (push.RoomsNotifiedIn's among).
 	Active []string
 }
 

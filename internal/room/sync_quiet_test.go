@@ -86,3 +86,20 @@ func hasEphemeral(jr *JoinedRoom, typ string) bool {
 	}
 	return false
 }
+
+// The memo of room heads a /sync filled keeps up with later writes: a
+// message sent after the memo learnt the room as quiet is reported.
+func TestSyncQuietMemoFollowsWrites(t *testing.T) {
+	e, _ := newEngine(t)
+	roomID := publicRoom(t, e)
+	mustJoin(t, e, bob, roomID)
+	since, sinceEph := e.Pos()
+	if jr, ok := syncFrom(t, e, bob, since, sinceEph, EventFilter{}).Join[roomID]; ok {
+		t.Fatalf("the room has news at the token itself: %+v", jr)
+	}
+	mustSend(t, e, message(roomID, alice, "after the memo"))
+	jr := syncFrom(t, e, bob, since, sinceEph, EventFilter{}).Join[roomID]
+	if jr == nil || len(jr.Timeline.Events) != 1 {
+		t.Fatalf("the message sent after the memo was filled: %+v", jr)
+	}
+}
