@@ -53,15 +53,24 @@ export const quietLogger = {
     getChild: () => quietLogger,
 };
 
-/** Polls `cond` until it is true, failing with `what` after `ms`. */
+/**
+ * Polls `cond` until it is true, failing with `what` after `ms`. The
+ * polling stops then too: left running, it kept a failed test file's
+ * process alive, and `make test` waited for it instead of failing.
+ */
 export async function until(cond, ms, what) {
-    await withTimeout(
-        (async () => {
-            while (!cond()) await new Promise((r) => realSetTimeout(r, 50));
-        })(),
-        ms,
-        what,
-    );
+    let over = false;
+    try {
+        await withTimeout(
+            (async () => {
+                while (!over && !cond()) await new Promise((r) => realSetTimeout(r, 50));
+            })(),
+            ms,
+            what,
+        );
+    } finally {
+        over = true;
+    }
 }
 
 /**
