@@ -114,13 +114,6 @@ func roomInfoByNID(tx *store.Tx, nid uint64) (*Info, error) {
 	return info, nil
 }
 
-// roomHead reads a room record's ID (if withID) and LastPos without
-// decoding the rest (putRoomInfo's layout: NID, ID, version, depth,
-// snapshot, LastPos, …).
-func roomHead(tx *store.Tx, nid uint64, withID bool) (string, uint64, error) {
-	return roomHeadIn(tx.Get, nid, withID)
-}
-
 // roomHeadsOf returns, for a /sync that reads the head of every room the
 // user is in, the room's ID and a LastPos no lower than tx's: from the
 // memo (store_roomheads.go), else from the record, read through one
@@ -149,6 +142,9 @@ func roomHeadsOf(tx *store.Tx) func(nid uint64) (string, uint64, error) {
 	}
 }
 
+// roomHeadIn reads a room record's ID (if withID) and LastPos through get
+// without decoding the rest (putRoomInfo's layout: NID, ID, version,
+// depth, snapshot, LastPos, …).
 func roomHeadIn(get func(bucket, key []byte) []byte, nid uint64, withID bool) (string, uint64, error) {
 	noteRoomRecordRead(nid)
 	b := get(store.RoomInfo, store.PutU64(nid))

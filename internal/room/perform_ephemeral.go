@@ -95,16 +95,6 @@ func (e *Engine) typingSince(roomID string, since uint64, initial bool) ([]strin
 	return users, true
 }
 
-// typingChanged reports whether the room's typing users changed after the
-// ephemeral position since: typingSince's second result for an
-// incremental sync, without the list.
-func (e *Engine) typingChanged(roomID string, since uint64) bool {
-	e.typingMu.Lock()
-	defer e.typingMu.Unlock()
-	r := e.typingRooms[roomID]
-	return r != nil && r.changedAt > since
-}
-
 // Receipt is a stored read receipt.
 type receipt struct {
 	EventID  string `json:"event_id"`

@@ -217,7 +217,7 @@ func (e *Engine) slidingRoom(tx *store.Tx, nid uint64, rc slidingRoomCache, last
 
 // roomLastPos reads a room record's LastPos without decoding the rest.
 func roomLastPos(tx *store.Tx, nid uint64) (uint64, bool) {
-	_, pos, err := roomHead(tx, nid, false)
+	_, pos, err := roomHeadIn(tx.Get, nid, false)
 	return pos, err == nil
 }
 

@@ -113,8 +113,9 @@ type SyncRooms struct {
 // consistent snapshot of the store; events past req.Now are ignored even if
 // they were committed meanwhile, so the next_batch token stays exact.
 func (e *Engine) Sync(req SyncRequest) (*SyncRooms, error) {
+	// Active is never nil: push.RoomsNotifiedIn reads every room for nil.
 	out := &SyncRooms{Join: map[string]*JoinedRoom{}, Invite: map[string]*InvitedRoom{}, Leave: map[string]*LeftRoom{},
-		Knock: map[string]*InvitedRoom{}}
+		Knock: map[string]*InvitedRoom{}, Active: []string{}}
 	var memberOf []string // room IDs for memberOf.note (sync_wake_mem.go)
 	err := e.db.View(func(tx *store.Tx) error {
 		if req.Ignored == nil && req.IgnoredIn != nil {
@@ -200,9 +201,12 @@ func (e *Engine) Sync(req SyncRequest) (*SyncRooms, error) {
 // user in hundreds of rooms, woken by a message in one, skips the others'
 // record decoding, timeline seeks and visibility logs.
 func (e *Engine) quietJoined(req SyncRequest, m Membership, roomID string, lastPos uint64, changes roomChanges) bool {
-	return m.Membership == "join" && req.Since != 0 && m.Pos <= req.Since && !req.FullState &&
-		lastPos <= req.Since && changes.receipts[roomID] == nil && !changes.stateMoved[roomID] &&
-		!e.typingChanged(roomID, req.SinceEph)
+	if m.Membership != "join" || req.Since == 0 || m.Pos > req.Since || req.FullState ||
+		lastPos > req.Since || changes.receipts[roomID] != nil || changes.stateMoved[roomID] {
+		return false
+	}
+	_, typing := e.typingSince(roomID, req.SinceEph, false)
+	return !typing
 }
 
 func roomWanted(req SyncRequest, roomID string) bool {

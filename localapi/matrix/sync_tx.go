@@ -44,7 +44,7 @@ func (s *Server) readIn(c *caller, since, now syncToken, r *syncReads) func(*sto
 			return nil
 		}
 		if since.pos != 0 {
-			r.notified = push.RoomsNotifiedIn(tx, c.UserID, since.pos, r.live, nonNilRooms(rooms.Active))
+			r.notified = push.RoomsNotifiedIn(tx, c.UserID, since.pos, r.live, rooms.Active)
 		}
 		r.counts = map[string]push.Counts{}
 		count := func(id string) error {
@@ -87,13 +87,4 @@ func (s *Server) unreadCounts(c *caller, roomID string, r *syncReads) (push.Coun
 		return n, nil
 	}
 	return s.push.Counts(c.UserID, roomID, r.live)
-}
-
-// nonNilRooms is rooms, or an empty list for none: nil would ask
-// push.RoomsNotifiedIn to read every room's log.
-func nonNilRooms(rooms []string) []string {
-	if rooms == nil {
-		return []string{}
-	}
-	return rooms
 }
