@@ -55,6 +55,9 @@ type SyncRequest struct {
 	// a transaction of its own. It must not open a transaction itself: a
 	// nested read transaction can deadlock against bbolt's remap.
 	Also func(tx *store.Tx, rooms *SyncRooms) error
+	// Share asks whether this user's rooms section is one other users of
+	// the span can be given (SyncRooms.Shape, sync_shape.go).
+	Share bool
 }
 
 // Timeline is a room's timeline section.
@@ -107,6 +110,10 @@ type SyncRooms struct {
 	// the user's unread counts on an incremental sync
 	// (push.RoomsNotifiedIn's among).
 	Active []string
+	// Shape, when SyncRequest.Share asked and the span and user qualify,
+	// is the span's shape: every user SyncShared accepts for it has this
+	// rooms section (sync_shape.go).
+	Shape *SpanShape
 }
 
 // Sync assembles the rooms section for the positions in req, reading one
@@ -180,6 +187,15 @@ func (e *Engine) Sync(req SyncRequest) (*SyncRooms, error) {
 					}
 					out.Leave[info.ID] = lr
 				}
+			}
+		}
+		if req.Share {
+			shape, err := e.shapeIn(tx, req)
+			if err != nil {
+				return err
+			}
+			if shape != nil && shape.sharedWith(tx, req.UserID, req.Since, req.Ignored) {
+				out.Shape = shape
 			}
 		}
 		if req.Also != nil {

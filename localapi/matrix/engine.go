@@ -20,6 +20,7 @@ type roomEngine interface {
 	EphemeralWatch() (uint64, <-chan struct{})
 	SyncConcerns(userID string, from, to uint64, foreign func(store.Change) bool) (bool, error)
 	Sync(req room.SyncRequest) (*room.SyncRooms, error)
+	SyncShared(req room.SyncRequest, shape *room.SpanShape) (bool, error)
 	SpanChangeKinds(from, to uint64) (room.ChangeKinds, error)
 
 	// Simplified Sliding Sync's room list, room results and extensions.

@@ -161,3 +161,12 @@ func (s *Server) PresenceExpiry(localpart string) time.Time {
 	}
 	return time.Time{}
 }
+
+// ShareSyncs turns the sharing of long polls' responses (sync_shared.go)
+// on or off; off, every /sync builds its own response.
+func (s *Server) ShareSyncs(on bool) {
+	s.shared.mu.Lock()
+	defer s.shared.mu.Unlock()
+	s.shared.off = !on
+	s.shared.ring = [len(s.shared.ring)]*sharedSync{}
+}

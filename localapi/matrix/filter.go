@@ -50,6 +50,10 @@ func (f *roomEventFilter) engine() room.EventFilter {
 
 // filter is the spec's Filter, the body of POST /user/{userId}/filter.
 type filter struct {
+	// text is the JSON the filter was read from ("" for none): filters
+	// with the same text are the same filter, whoever uses them
+	// (sync_shared.go).
+	text        string
 	EventFields []string         `json:"event_fields,omitempty"`
 	EventFormat string           `json:"event_format,omitempty"`
 	AccountData *roomEventFilter `json:"account_data,omitempty"`

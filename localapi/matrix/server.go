@@ -70,6 +70,7 @@ type Server struct {
 	filters       filterCache     // stored filters /sync was given by ID (sync_filter.go)
 	polls         pollDeadlines   // /sync long polls' timeouts (sync_wake.go)
 	drained       drainedToDevice // devices with no to-device message queued up to a position (sync_wake.go)
+	shared        sharedSyncs     // responses long polls of one span share (sync_shared.go)
 }
 
 // New builds the handler.

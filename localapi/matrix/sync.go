@@ -25,6 +25,9 @@ type syncResponse struct {
 	OTKCounts   map[string]int `json:"device_one_time_keys_count"`
 	// FallbackKeyTypes is device_unused_fallback_key_types.
 	FallbackKeyTypes []string `json:"device_unused_fallback_key_types"`
+	// shape is set when other users' responses to the same /sync can be
+	// made from this one (sync_shared.go).
+	shape *room.SpanShape
 }
 
 type eventList struct {
@@ -164,7 +167,11 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *caller) error {
 		}
 	}
 	for {
-		resp, empty, err := s.buildSync(c, since, syncToken{pos, eph}, f, fullState, mode)
+		now := syncToken{pos, eph}
+		if done, err := s.writeShared(w, c, since, now, f, fullState, mode); done || err != nil {
+			return err
+		}
+		resp, empty, err := s.buildSync(c, since, now, f, fullState, mode)
 		if err != nil {
 			return err
 		}
@@ -174,14 +181,14 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *caller) error {
 			s.drained.mark(c, pos)
 		}
 		if !empty || since.pos == 0 || fullState || timeout == 0 {
-			writeSync(w, resp)
+			s.writeBuilt(w, since, now, f, mode, resp)
 			return nil
 		}
 		if err := s.awaitNews(poll, c, pos, eph); err != nil {
 			// Timed out, or the daemon is stopping: an empty response that
 			// keeps the client's place. If the client went away instead,
 			// the write fails harmlessly.
-			writeSync(w, resp)
+			writeSync(w, resp, nil)
 			return nil
 		}
 		pos, eph = s.rooms.Pos()
@@ -200,7 +207,8 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 	}
 	req := room.SyncRequest{UserID: c.UserID, Device: c.Session, Since: since.pos, Now: now.pos,
 		SinceEph: since.eph, NowEph: now.eph, FullState: fullState,
-		StateAfter: mode.any(), HideInviteIn: inviteHiderIn(c.Localpart)}
+		StateAfter: mode.any(), HideInviteIn: inviteHiderIn(c.Localpart),
+		Share: s.wantShare(since, now, f, fullState, mode)}
 	kinds, err := s.spanKinds(since.pos, now.pos)
 	if err != nil {
 		return nil, false, err
@@ -233,7 +241,7 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 	if err := s.ackToDevice(c, since, reads); err != nil {
 		return nil, false, err
 	}
-	resp := &syncResponse{NextBatch: now.String(),
+	resp := &syncResponse{NextBatch: now.String(), shape: rooms.Shape,
 		Rooms: syncRooms{Join: map[string]joinedRoom{}, Invite: map[string]invitedRoom{},
 			Leave: map[string]leftRoom{}, Knock: map[string]any{}},
 		ToDevice:    eventList{Events: []json.RawMessage{}},

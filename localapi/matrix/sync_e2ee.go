@@ -2,6 +2,7 @@ package matrix
 
 import (
 	"encoding/json"
+	"slices"
 
 	"github.com/hearth-chat/hearth/internal/room"
 )
@@ -107,6 +108,9 @@ func (s *Server) deviceListChanges(c *caller, since, now uint64, joined map[stri
 	for u := range changedSet {
 		changed = append(changed, u)
 	}
+	// Sorted, so that equal answers are equal bytes (sync_shared.go).
+	slices.Sort(changed)
+	slices.Sort(gone)
 	return changed, gone, nil
 }
 

@@ -35,29 +35,42 @@ const maxPooledSyncBuf = 64 << 10
 var syncContentType = []string{"application/json"}
 
 // writeSync writes resp with status 200 and its length, as
-// matrixerr.WriteJSON would have written its body.
-func writeSync(w http.ResponseWriter, resp *syncResponse) {
-	buf := syncBufs.Get().(*bytes.Buffer)
-	buf.Reset()
-	defer func() {
-		if buf.Cap() <= maxPooledSyncBuf {
-			syncBufs.Put(buf)
-		}
-	}()
-	if err := encodeSync(buf, resp); err != nil {
+// matrixerr.WriteJSON would have written its body. With cuts, it also
+// notes where the encoding holds the per-user parts (sync_shared.go).
+func writeSync(w http.ResponseWriter, resp *syncResponse, cuts *syncCuts) {
+	buf := getSyncBuf()
+	defer putSyncBuf(buf)
+	if err := encodeSync(syncEncoder{b: buf, cuts: cuts}, resp); err != nil {
 		matrixerr.WriteJSON(w, http.StatusOK, resp) // reports the same error encoding/json would
 		return
 	}
-	h := w.Header()
-	h["Content-Type"] = syncContentType
-	h["Content-Length"] = []string{strconv.Itoa(buf.Len())}
-	w.WriteHeader(http.StatusOK)
-	w.Write(buf.Bytes())
+	writeSyncBytes(w, buf.Bytes())
 }
 
-// encodeSync appends resp's JSON and a newline to buf.
-func encodeSync(buf *bytes.Buffer, r *syncResponse) error {
-	e := syncEncoder{buf}
+func getSyncBuf() *bytes.Buffer {
+	buf := syncBufs.Get().(*bytes.Buffer)
+	buf.Reset()
+	return buf
+}
+
+func putSyncBuf(buf *bytes.Buffer) {
+	if buf.Cap() <= maxPooledSyncBuf {
+		syncBufs.Put(buf)
+	}
+}
+
+// writeSyncBytes writes an encoded /sync response.
+func writeSyncBytes(w http.ResponseWriter, body []byte) {
+	h := w.Header()
+	h["Content-Type"] = syncContentType
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(http.StatusOK)
+	w.Write(body)
+}
+
+// encodeSync appends resp's JSON and a newline to e's buffer.
+func encodeSync(e syncEncoder, r *syncResponse) error {
+	buf := e.b
 	buf.WriteString(`{"next_batch":`)
 	e.str(r.NextBatch)
 	buf.WriteString(`,"rooms":{"join":`)
@@ -99,17 +112,33 @@ func encodeSync(buf *bytes.Buffer, r *syncResponse) error {
 	if err := encodeMap(e, r.DeviceLists, e.value); err != nil {
 		return err
 	}
-	buf.WriteString(`,"device_one_time_keys_count":`)
-	if err := encodeMap(e, r.OTKCounts, e.int); err != nil {
+	if e.cuts != nil {
+		e.cuts.keys = buf.Len()
+	}
+	return e.keyCounts(r.OTKCounts, r.FallbackKeyTypes)
+}
+
+// keyCounts writes the response's end from its one-time key counts on.
+func (e syncEncoder) keyCounts(otk map[string]int, fallback []string) error {
+	e.b.WriteString(`,"device_one_time_keys_count":`)
+	if err := encodeMap(e, otk, e.int); err != nil {
 		return err
 	}
-	buf.WriteString(`,"device_unused_fallback_key_types":`)
-	e.strings(r.FallbackKeyTypes)
-	buf.WriteString("}\n")
+	e.b.WriteString(`,"device_unused_fallback_key_types":`)
+	e.strings(fallback)
+	e.b.WriteString("}\n")
 	return nil
 }
 
-type syncEncoder struct{ b *bytes.Buffer }
+type syncEncoder struct {
+	b    *bytes.Buffer
+	cuts *syncCuts // nil unless the response is kept to share
+}
+
+// syncCuts are the offsets of a response's per-user parts in its
+// encoding: its one joined room's unread counts [unreadFrom, unreadTo),
+// and its key counts from keys to the end (sync_shared.go).
+type syncCuts struct{ unreadFrom, unreadTo, keys int }
 
 func (e syncEncoder) joined(v joinedRoom) error {
 	b := e.b
@@ -132,19 +161,33 @@ func (e syncEncoder) joined(v joinedRoom) error {
 	if err := encodeMap(e, v.Summary, e.value); err != nil {
 		return err
 	}
-	b.WriteString(`,"unread_notifications":`)
-	if err := encodeMap(e, v.UnreadNotifications, e.int); err != nil {
+	if e.cuts != nil {
+		e.cuts.unreadFrom = b.Len()
+	}
+	if err := e.unread(v.UnreadNotifications, v.UnreadThreadNotifications); err != nil {
 		return err
 	}
-	if len(v.UnreadThreadNotifications) > 0 {
-		b.WriteString(`,"unread_thread_notifications":`)
-		if err := encodeMap(e, v.UnreadThreadNotifications, func(m map[string]int) error {
+	if e.cuts != nil {
+		e.cuts.unreadTo = b.Len()
+	}
+	b.WriteByte('}')
+	return nil
+}
+
+// unread writes a joined room's unread counts, the last of its fields.
+func (e syncEncoder) unread(counts map[string]int, threads map[string]map[string]int) error {
+	e.b.WriteString(`,"unread_notifications":`)
+	if err := encodeMap(e, counts, e.int); err != nil {
+		return err
+	}
+	if len(threads) > 0 {
+		e.b.WriteString(`,"unread_thread_notifications":`)
+		if err := encodeMap(e, threads, func(m map[string]int) error {
 			return encodeMap(e, m, e.int)
 		}); err != nil {
 			return err
 		}
 	}
-	b.WriteByte('}')
 	return nil
 }
 

@@ -35,7 +35,7 @@ func (s *Server) inlineFilter(text string) (*filter, error) {
 	if f != nil {
 		return f, nil
 	}
-	f = &filter{}
+	f = &filter{text: text}
 	if err := json.Unmarshal([]byte(text), f); err != nil {
 		return nil, matrixerr.BadJSON("filter is not a valid Filter")
 	}
@@ -70,7 +70,7 @@ func (s *Server) storedFilter(localpart, id string) (*filter, error) {
 	if err != nil {
 		return nil, matrixerr.InvalidParam("unknown filter ID")
 	}
-	f = &filter{}
+	f = &filter{text: string(raw)}
 	if err := json.Unmarshal(raw, f); err != nil {
 		return nil, matrixerr.BadJSON("filter is not a valid Filter")
 	}

@@ -3,6 +3,8 @@ package matrix
 import (
 	"encoding/json"
 	"slices"
+
+	"github.com/hearth-chat/hearth/push"
 )
 
 // syncUnread fills unread_notifications (and unread_thread_notifications)
@@ -42,30 +44,40 @@ func (s *Server) syncUnread(c *caller, since, now syncToken, f *filter, resp *sy
 			news = true
 		}
 	}
-	threaded := f.Room != nil && f.Room.Timeline != nil && f.Room.Timeline.UnreadThreadNotifs
 	for id, jr := range resp.Rooms.Join {
 		counts, err := s.unreadCounts(c, id, r)
 		if err != nil {
 			return false, err
 		}
-		total := counts.All
-		if threaded {
-			// With threaded counts, the room's own counts are the main
-			// timeline's; each thread is reported under its root.
-			total = counts.Main
-			if len(counts.Threads) > 0 {
-				jr.UnreadThreadNotifications = map[string]map[string]int{}
-				for root, tc := range counts.Threads {
-					jr.UnreadThreadNotifications[root] = map[string]int{
-						"notification_count": tc.Notifications, "highlight_count": tc.Highlights}
-				}
-			}
-		}
-		jr.UnreadNotifications = map[string]int{"notification_count": total.Notifications,
-			"highlight_count": total.Highlights}
+		jr.UnreadNotifications, jr.UnreadThreadNotifications = roomUnread(counts, f.threaded())
 		resp.Rooms.Join[id] = jr
 	}
 	return news, nil
+}
+
+// threaded reports whether the filter asks for unread counts per thread
+// (MSC3773, unread_thread_notifications).
+func (f *filter) threaded() bool {
+	return f.Room != nil && f.Room.Timeline != nil && f.Room.Timeline.UnreadThreadNotifs
+}
+
+// roomUnread is a joined room's unread_notifications and
+// unread_thread_notifications (nil when there is none to report).
+func roomUnread(counts push.Counts, threaded bool) (map[string]int, map[string]map[string]int) {
+	total := counts.All
+	var threads map[string]map[string]int
+	if threaded {
+		// With threaded counts, the room's own counts are the main
+		// timeline's; each thread is reported under its root.
+		total = counts.Main
+		if len(counts.Threads) > 0 {
+			threads = map[string]map[string]int{}
+			for root, tc := range counts.Threads {
+				threads[root] = map[string]int{"notification_count": tc.Notifications, "highlight_count": tc.Highlights}
+			}
+		}
+	}
+	return map[string]int{"notification_count": total.Notifications, "highlight_count": total.Highlights}, threads
 }
 
 // syncDefaultPushRules adds the m.push_rules account data to an initial

@@ -1,0 +1,193 @@
+package matrix
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"sync"
+
+	"github.com/hearth-chat/hearth/internal/room"
+)
+
+// A message wakes every long poll of its room, and each would build the
+// same response for the same span but for its user's unread counts and
+// its device's key counts (issue 15: "encode a response once per shape
+// and share it"). The first poll whose span and user qualify builds and
+// encodes its response in full, and keeps it cut around those two parts;
+// the polls after it with the same tokens and filter check their user
+// against the span (room.Engine.SyncShared, one read transaction that also
+// reads their counts and to-device queue) and write the kept bytes with
+// their own counts. When the span or the user does not qualify the poll
+// builds its own response, as before. internal/room/sync_shape.go says
+// which spans and users qualify and why the rest of the response is then
+// the same for all of them.
+//
+// A user's response built from another's is the one its own build would
+// have given, the time-dependent parts aside: unsigned.age is the first
+// build's, and a redaction or relation committed after the span's end,
+// between the two builds, shows in the next response rather than this
+// one.
+
+// sharedKey is what a kept response answers: the request's tokens,
+// filter and state mode (full_state is never shared).
+type sharedKey struct {
+	since, now syncToken
+	filter     string
+	mode       stateMode
+}
+
+// sharedSync is one kept response: its bytes up to its room's unread
+// counts (head), and from after them up to the key counts (mid).
+type sharedSync struct {
+	key       sharedKey
+	shape     *room.SpanShape
+	head, mid []byte
+}
+
+// sharedSyncs keeps the last few responses kept to share. Long polls of
+// one span ask within a few milliseconds of each other, so a handful of
+// entries covers the spans and filters in flight.
+type sharedSyncs struct {
+	mu   sync.Mutex
+	ring [8]*sharedSync
+	next int
+	off  bool // every response built (tests compare the two)
+}
+
+func (m *sharedSyncs) find(k sharedKey) *sharedSync {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.off {
+		return nil
+	}
+	for _, s := range m.ring {
+		if s != nil && s.key == k {
+			return s
+		}
+	}
+	return nil
+}
+
+func (m *sharedSyncs) keep(s *sharedSync) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.off {
+		return
+	}
+	m.ring[m.next] = s
+	m.next = (m.next + 1) % len(m.ring)
+}
+
+// sharedKeyOf is the key of a /sync that may be shared, and false for
+// one that never is.
+func sharedKeyOf(since, now syncToken, f *filter, fullState bool, mode stateMode) (sharedKey, bool) {
+	if since.pos == 0 || fullState || since.eph != now.eph {
+		return sharedKey{}, false
+	}
+	return sharedKey{since: since, now: now, filter: f.text, mode: mode}, true
+}
+
+// wantShare reports whether a build of this /sync should find out whether
+// its response can be kept: it may be shared, and none is kept yet.
+func (s *Server) wantShare(since, now syncToken, f *filter, fullState bool, mode stateMode) bool {
+	k, ok := sharedKeyOf(since, now, f, fullState, mode)
+	return ok && s.shared.find(k) == nil
+}
+
+// writeBuilt writes a built response, keeping it to share when its build
+// found the span and user qualify (resp.shape) and it is what the shape
+// says every such user gets: its one room's section and nothing else.
+func (s *Server) writeBuilt(w http.ResponseWriter, since, now syncToken, f *filter, mode stateMode, resp *syncResponse) {
+	sh := resp.shape
+	k, ok := sharedKeyOf(since, now, f, false, mode)
+	if sh == nil || !ok || !keepable(resp, sh.RoomID) {
+		writeSync(w, resp, nil)
+		return
+	}
+	cuts := &syncCuts{}
+	buf := getSyncBuf()
+	defer putSyncBuf(buf)
+	if err := encodeSync(syncEncoder{b: buf, cuts: cuts}, resp); err != nil {
+		writeSync(w, resp, nil) // reports the error
+		return
+	}
+	b := buf.Bytes()
+	s.shared.keep(&sharedSync{key: k, shape: sh,
+		head: bytes.Clone(b[:cuts.unreadFrom]), mid: bytes.Clone(b[cuts.unreadTo:cuts.keys])})
+	writeSyncBytes(w, b)
+}
+
+// keepable reports whether resp holds exactly the shape's room with its
+// new events, and none of the sections a span of that shape leaves empty
+// for every user.
+func keepable(resp *syncResponse, roomID string) bool {
+	jr, ok := resp.Rooms.Join[roomID]
+	return ok && len(resp.Rooms.Join) == 1 && len(jr.Timeline.Events) > 0 &&
+		len(resp.Rooms.Invite) == 0 && len(resp.Rooms.Leave) == 0 && len(resp.Rooms.Knock) == 0 &&
+		len(resp.Presence.Events) == 0 && len(resp.AccountData.Events) == 0 && len(resp.ToDevice.Events) == 0
+}
+
+// writeShared writes c's response from a kept one, if there is one for
+// this /sync and c's user qualifies, and reports whether it did. The
+// to-device messages the token acknowledged are deleted as a build
+// deletes them.
+func (s *Server) writeShared(w http.ResponseWriter, c *caller, since, now syncToken, f *filter, fullState bool, mode stateMode) (bool, error) {
+	k, ok := sharedKeyOf(since, now, f, fullState, mode)
+	if !ok {
+		return false, nil
+	}
+	sh := s.shared.find(k)
+	if sh == nil {
+		return false, nil
+	}
+	kinds, err := s.spanKinds(since.pos, now.pos)
+	if err != nil {
+		return false, err
+	}
+	reads := &syncReads{}
+	if s.push != nil {
+		if reads.live, err = s.push.Live(context.Background(), c.UserID, now.pos); err != nil {
+			return false, err
+		}
+	}
+	req := room.SyncRequest{UserID: c.UserID, Device: c.Session, Since: since.pos, Now: now.pos,
+		SinceEph: since.eph, NowEph: now.eph, IgnoredIn: s.ignored.in(c.Localpart, since.pos, now.pos, kinds),
+		Also: s.readIn(c, since, now, reads)}
+	if ok, err := s.rooms.SyncShared(req, sh.shape); err != nil || !ok {
+		return false, err
+	}
+	if reads.toDeviceNews {
+		return false, nil // not for this shape: its span holds no to-device message
+	}
+	if err := s.ackToDevice(c, since, reads); err != nil {
+		return false, err
+	}
+	if s.keys != nil {
+		s.drained.mark(c, now.pos)
+	}
+	counts, threads := s.zeroUnread(), map[string]map[string]int(nil)
+	if s.push != nil {
+		n, err := s.unreadCounts(c, sh.shape.RoomID, reads)
+		if err != nil {
+			return false, err
+		}
+		counts, threads = roomUnread(n, f.threaded())
+	}
+	otk, fallback := map[string]int{}, []string{}
+	if s.keys != nil {
+		otk, fallback = reads.otk, reads.fallback
+	}
+	buf := getSyncBuf()
+	defer putSyncBuf(buf)
+	e := syncEncoder{b: buf}
+	buf.Write(sh.head)
+	if err := e.unread(counts, threads); err != nil {
+		return false, err
+	}
+	buf.Write(sh.mid)
+	if err := e.keyCounts(otk, fallback); err != nil {
+		return false, err
+	}
+	writeSyncBytes(w, buf.Bytes())
+	return true, nil
+}
