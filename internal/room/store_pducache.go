@@ -24,6 +24,10 @@ type cachedPDU struct {
 	id       string
 	redacted bool
 	pdu      gomatrixserverlib.PDU
+	// roomID is the event's room once roomOf has parsed it: every long
+	// poll a message wakes asks for it, and PDU.RoomID parses and
+	// validates the ID on each call.
+	roomID string
 }
 
 func newPDUCache(size int) *pduCache {

@@ -95,13 +95,19 @@ func (c *pduCache) roomOf(nid uint64) (string, bool) {
 		return "", false
 	}
 	c.mu.Lock()
-	e, ok := c.young[nid]
+	defer c.mu.Unlock()
+	gen := c.young
+	e, ok := gen[nid]
 	if !ok {
-		e, ok = c.old[nid]
+		gen = c.old
+		e, ok = gen[nid]
 	}
-	c.mu.Unlock()
 	if !ok || e.pdu == nil {
 		return "", false
 	}
-	return e.pdu.RoomID().String(), true
+	if e.roomID == "" {
+		e.roomID = e.pdu.RoomID().String()
+		gen[nid] = e
+	}
+	return e.roomID, true
 }
