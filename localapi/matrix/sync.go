@@ -188,7 +188,7 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *caller) error {
 			// Timed out, or the daemon is stopping: an empty response that
 			// keeps the client's place. If the client went away instead,
 			// the write fails harmlessly.
-			writeSync(w, resp, nil)
+			writeSync(w, resp)
 			return nil
 		}
 		pos, eph = s.rooms.Pos()

@@ -35,12 +35,11 @@ const maxPooledSyncBuf = 64 << 10
 var syncContentType = []string{"application/json"}
 
 // writeSync writes resp with status 200 and its length, as
-// matrixerr.WriteJSON would have written its body. With cuts, it also
-// notes where the encoding holds the per-user parts (sync_shared.go).
-func writeSync(w http.ResponseWriter, resp *syncResponse, cuts *syncCuts) {
+// matrixerr.WriteJSON would have written its body.
+func writeSync(w http.ResponseWriter, resp *syncResponse) {
 	buf := getSyncBuf()
 	defer putSyncBuf(buf)
-	if err := encodeSync(syncEncoder{b: buf, cuts: cuts}, resp); err != nil {
+	if err := encodeSync(syncEncoder{b: buf}, resp); err != nil {
 		matrixerr.WriteJSON(w, http.StatusOK, resp) // reports the same error encoding/json would
 		return
 	}

@@ -71,7 +71,7 @@ func TestSyncEncodingMatchesEncodingJSON(t *testing.T) {
 			t.Errorf("%s:\n got %s\nwant %s", name, got.String(), want.String())
 		}
 		w := httptest.NewRecorder()
-		writeSync(w, resp, nil)
+		writeSync(w, resp)
 		if w.Body.String() != want.String() || w.Code != 200 || w.Header().Get("Content-Type") != "application/json" {
 			t.Errorf("%s: writeSync wrote %d %q %s", name, w.Code, w.Header().Get("Content-Type"), w.Body.String())
 		}

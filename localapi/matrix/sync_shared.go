@@ -44,6 +44,11 @@ type sharedSync struct {
 	head, mid []byte
 }
 
+// maxKeptSync bounds a kept response: a long poll's response to one
+// commit is a few KiB, and a larger one (long messages, a client catching
+// up) is not worth holding on to.
+const maxKeptSync = maxPooledSyncBuf
+
 // sharedSyncs keeps the last few responses kept to share. Long polls of
 // one span ask within a few milliseconds of each other, so a handful of
 // entries covers the spans and filters in flight.
@@ -99,21 +104,23 @@ func (s *Server) wantShare(since, now syncToken, f *filter, fullState bool, mode
 // says every such user gets: its one room's section and nothing else.
 func (s *Server) writeBuilt(w http.ResponseWriter, since, now syncToken, f *filter, mode stateMode, resp *syncResponse) {
 	sh := resp.shape
-	k, ok := sharedKeyOf(since, now, f, false, mode)
+	k, ok := sharedKeyOf(since, now, f, false, mode) // a shape was only asked for without full_state
 	if sh == nil || !ok || !keepable(resp, sh.RoomID) {
-		writeSync(w, resp, nil)
+		writeSync(w, resp)
 		return
 	}
 	cuts := &syncCuts{}
 	buf := getSyncBuf()
 	defer putSyncBuf(buf)
 	if err := encodeSync(syncEncoder{b: buf, cuts: cuts}, resp); err != nil {
-		writeSync(w, resp, nil) // reports the error
+		writeSync(w, resp) // reports the error
 		return
 	}
 	b := buf.Bytes()
-	s.shared.keep(&sharedSync{key: k, shape: sh,
-		head: bytes.Clone(b[:cuts.unreadFrom]), mid: bytes.Clone(b[cuts.unreadTo:cuts.keys])})
+	if len(b) <= maxKeptSync {
+		s.shared.keep(&sharedSync{key: k, shape: sh,
+			head: bytes.Clone(b[:cuts.unreadFrom]), mid: bytes.Clone(b[cuts.unreadTo:cuts.keys])})
+	}
 	writeSyncBytes(w, b)
 }
 
