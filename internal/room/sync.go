@@ -85,6 +85,11 @@ type JoinedRoom struct {
 	// joined member of a room joined since, else those whose joins are
 	// in the timeline. /sync sends their presence.
 	NewMembers []string
+	// LazyMembers are the event IDs of the member events State holds only
+	// because lazy loading gives the client each timeline sender's
+	// membership (lazyMembers). They are not changes of the span: a
+	// change is in the timeline too, where device_lists finds it.
+	LazyMembers []string
 }
 
 // InvitedRoom is one entry of rooms.invite.
@@ -360,6 +365,7 @@ func (e *Engine) lazyMembers(tx *store.Tx, req SyncRequest, info *Info, jr *Join
 		}
 		if ev != nil && ev.NID <= req.Now {
 			jr.State = append(jr.State, e.clientEvent(tx, ev, ClientView{Viewer: req.UserID, OmitRoomID: true}))
+			jr.LazyMembers = append(jr.LazyMembers, ev.ID)
 		}
 	}
 	return nil

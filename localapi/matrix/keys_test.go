@@ -197,6 +197,42 @@ func TestToDevice(t *testing.T) {
 	c.call(t, "PUT", kv3+"/sendToDevice/m.test/t4", bob.Token, map[string]any{}).wantError(t, 400, "M_MISSING_PARAM")
 }
 
+// TestDeviceListsOnlyForMembershipChanges: device_lists.changed holds a
+// user who newly shares a room, not one whose member event is in the
+// response for another reason: lazy loading's member event of a message's
+// sender (Element lazy-loads, and re-queried the sender's keys after each
+// message), or a profile change, which keeps the membership.
+func TestDeviceListsOnlyForMembershipChanges(t *testing.T) {
+	ts, _ := newKeysServer(t)
+	alice, bob := ts.register(t, "alice"), ts.register(t, "bob")
+	roomID := ts.createRoom(t, alice, map[string]any{"preset": "public_chat"})
+	covJoin(t, ts, bob, roomID)
+	lazy := url.QueryEscape(`{"room":{"state":{"lazy_load_members":true}}}`)
+	sync := func(since string) map[string]any {
+		r := ts.do(t, "GET", kv3+"/sync?timeout=0&filter="+lazy+"&since="+url.QueryEscape(since), bob.Token, nil)
+		r.wantStatus(t, 200)
+		return r.json(t)
+	}
+	since := covSync(t, ts, bob, "")["next_batch"].(string)
+
+	ts.send(t, alice, roomID, "m1", "hello")
+	resp := sync(since)
+	state := resp["rooms"].(map[string]any)["join"].(map[string]any)[roomID].(map[string]any)["state"].(map[string]any)["events"].([]any)
+	if len(state) != 1 {
+		t.Fatalf("lazy loading gave %d state events, want alice's member event", len(state))
+	}
+	if ch := resp["device_lists"].(map[string]any)["changed"].([]any); len(ch) != 0 {
+		t.Errorf("after a message: device_lists.changed = %v, want none", ch)
+	}
+
+	since = resp["next_batch"].(string)
+	ts.do(t, "PUT", kv3+"/rooms/"+url.PathEscape(roomID)+"/state/m.room.member/"+url.PathEscape(alice.ID), alice.Token,
+		map[string]any{"membership": "join", "displayname": "Alice"}).wantStatus(t, 200)
+	if ch := sync(since)["device_lists"].(map[string]any)["changed"].([]any); len(ch) != 0 {
+		t.Errorf("after a profile change: device_lists.changed = %v, want none", ch)
+	}
+}
+
 func TestDeviceListsInSync(t *testing.T) {
 	ts, c := newKeysServer(t)
 	alice, bob, carol := ts.register(t, "alice"), ts.register(t, "bob"), ts.register(t, "carol")

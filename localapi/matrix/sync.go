@@ -284,7 +284,7 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 			empty = false
 		}
 	}
-	if news, err := s.syncE2EE(c, since, now, resp, reads); err != nil {
+	if news, err := s.syncE2EE(c, since, now, resp, reads, rooms); err != nil {
 		return nil, false, err
 	} else if news {
 		empty = false

@@ -22,8 +22,9 @@ import (
 // same positions as the timelines.
 //
 // The to-device messages and key counts are those r read in the rooms
-// section's transaction (syncReads).
-func (s *Server) syncE2EE(c *caller, since, now syncToken, resp *syncResponse, r *syncReads) (bool, error) {
+// section's transaction (syncReads); rooms is that section as the engine
+// gave it, which says which member events lazy loading added.
+func (s *Server) syncE2EE(c *caller, since, now syncToken, resp *syncResponse, r *syncReads, rooms *room.SyncRooms) (bool, error) {
 	if s.keys == nil {
 		return false, nil
 	}
@@ -37,7 +38,11 @@ func (s *Server) syncE2EE(c *caller, since, now syncToken, resp *syncResponse, r
 	// left out rather than copied (most responses carry a message alone).
 	joined, left := map[string][]any{}, [][]any{}
 	for roomID, jr := range resp.Rooms.Join {
-		if evs := memberEvents(jr.stateEvents(), jr.Timeline.Events); evs != nil {
+		var lazy []string
+		if rj := rooms.Join[roomID]; rj != nil {
+			lazy = rj.LazyMembers
+		}
+		if evs := memberEvents(except(jr.stateEvents(), lazy), jr.Timeline.Events); evs != nil {
 			joined[roomID] = evs
 		}
 	}
@@ -137,32 +142,59 @@ func memberEvents(lists ...[]any) []any {
 	return out
 }
 
-// memberChange returns the state key and membership of an m.room.member
-// event as it appears in a sync response (a room.ClientEvent, or a map
-// when event_fields projected it), or "" for any other event.
-func memberChange(ev any) (string, string) {
-	var typ string
-	var stateKey *string
-	var content json.RawMessage
+// except returns evs without the events whose IDs are in ids (evs
+// itself when ids is empty). An event event_fields left without its ID
+// stays.
+func except(evs []any, ids []string) []any {
+	if len(ids) == 0 {
+		return evs
+	}
+	out := make([]any, 0, len(evs))
+	for _, ev := range evs {
+		if id := clientEventOf(ev).EventID; id == "" || !slices.Contains(ids, id) {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// clientEventOf is an event as it appears in a sync response (a
+// room.ClientEvent, or a map when event_fields projected it) as a
+// room.ClientEvent, with only the fields it kept.
+func clientEventOf(ev any) room.ClientEvent {
 	switch e := ev.(type) {
 	case room.ClientEvent:
-		typ, stateKey, content = e.Type, e.StateKey, e.Content
+		return e
 	case *room.ClientEvent:
-		typ, stateKey, content = e.Type, e.StateKey, e.Content
-	default:
-		b, _ := json.Marshal(ev)
-		var e2 room.ClientEvent
-		if json.Unmarshal(b, &e2) != nil {
-			return "", ""
+		if e != nil {
+			return *e
 		}
-		typ, stateKey, content = e2.Type, e2.StateKey, e2.Content
+		return room.ClientEvent{}
 	}
-	if typ != "m.room.member" || stateKey == nil {
+	b, _ := json.Marshal(ev)
+	var e room.ClientEvent
+	json.Unmarshal(b, &e)
+	return e
+}
+
+// memberChange returns the state key and membership of an m.room.member
+// event as it appears in a sync response, or "" for any other event and
+// for one that keeps its membership (a profile change: nobody joined).
+func memberChange(ev any) (string, string) {
+	e := clientEventOf(ev)
+	if e.Type != "m.room.member" || e.StateKey == nil {
 		return "", ""
 	}
-	var c struct {
-		Membership string `json:"membership"`
+	membership := func(content json.RawMessage) string {
+		var c struct {
+			Membership string `json:"membership"`
+		}
+		json.Unmarshal(content, &c)
+		return c.Membership
 	}
-	json.Unmarshal(content, &c)
-	return *stateKey, c.Membership
+	now := membership(e.Content)
+	if prev, _ := json.Marshal(e.Unsigned["prev_content"]); now == membership(prev) {
+		return "", ""
+	}
+	return *e.StateKey, now
 }
