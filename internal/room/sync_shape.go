@@ -163,9 +163,10 @@ func (s *SpanShape) sharedWith(tx *store.Tx, userID string, since uint64, ignore
 // Sync of the same span and filter found shared (SyncRooms.Shape): it
 // reads only whether the user qualifies, and if so calls req.Also in the
 // same read transaction with the rooms section that user's Sync would
-// have reported (the shape's room, active, its section left to the
-// caller), and returns true. Nothing is read of the user's other rooms:
-// no position of the span is theirs.
+// have reported (the shape's room, its section left to the caller), and
+// returns true. Nothing is read of the user's other rooms: no position of
+// the span is theirs. Active is empty: the one room whose timeline moved
+// is in the section whether or not it notified the user.
 func (e *Engine) SyncShared(req SyncRequest, s *SpanShape) (bool, error) {
 	if !shareable(req) {
 		return false, nil
@@ -183,7 +184,7 @@ func (e *Engine) SyncShared(req SyncRequest, s *SpanShape) (bool, error) {
 		if req.Also == nil {
 			return nil
 		}
-		return req.Also(tx, &SyncRooms{Join: map[string]*JoinedRoom{s.RoomID: {}}, Active: []string{s.RoomID}})
+		return req.Also(tx, &SyncRooms{Join: map[string]*JoinedRoom{s.RoomID: {}}, Active: []string{}})
 	})
 	return ok && err == nil, err
 }
