@@ -228,8 +228,19 @@ func TestDeviceListsOnlyForMembershipChanges(t *testing.T) {
 	since = resp["next_batch"].(string)
 	ts.do(t, "PUT", kv3+"/rooms/"+url.PathEscape(roomID)+"/state/m.room.member/"+url.PathEscape(alice.ID), alice.Token,
 		map[string]any{"membership": "join", "displayname": "Alice"}).wantStatus(t, 200)
-	if ch := sync(since)["device_lists"].(map[string]any)["changed"].([]any); len(ch) != 0 {
+	resp = sync(since)
+	if ch := resp["device_lists"].(map[string]any)["changed"].([]any); len(ch) != 0 {
 		t.Errorf("after a profile change: device_lists.changed = %v, want none", ch)
+	}
+
+	// bob leaves after another profile change of alice's: she shares no
+	// room with him any more, whatever her last member event changed.
+	since = resp["next_batch"].(string)
+	ts.do(t, "PUT", kv3+"/rooms/"+url.PathEscape(roomID)+"/state/m.room.member/"+url.PathEscape(alice.ID), alice.Token,
+		map[string]any{"membership": "join", "displayname": "Alice B."}).wantStatus(t, 200)
+	ts.do(t, "POST", kv3+"/rooms/"+url.PathEscape(roomID)+"/leave", bob.Token, map[string]any{}).wantStatus(t, 200)
+	if left := sync(since)["device_lists"].(map[string]any)["left"].([]any); !slices.Equal(left, []any{alice.ID}) {
+		t.Errorf("after leaving: device_lists.left = %v, want alice", left)
 	}
 }
 

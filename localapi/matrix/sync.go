@@ -284,6 +284,20 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 			empty = false
 		}
 	}
+	for id, ir := range rooms.Invite {
+		resp.Rooms.Invite[id] = invitedRoom{InviteState: eventList{Events: nonNilRaw(ir.InviteState)}}
+		empty = false
+	}
+	for id, kr := range rooms.Knock {
+		resp.Rooms.Knock[id] = map[string]any{"knock_state": eventList{Events: nonNilRaw(kr.InviteState)}}
+		empty = false
+	}
+	// Before syncE2EE: the rooms left are where device_lists.left comes from.
+	for id, lr := range rooms.Leave {
+		resp.Rooms.Leave[id] = leftRoom{Timeline: f.timeline(lr.Timeline),
+			roomState: mode.section(f.events(lr.State)), AccountData: eventList{Events: []json.RawMessage{}}}
+		empty = false
+	}
 	if news, err := s.syncE2EE(c, since, now, resp, reads, rooms); err != nil {
 		return nil, false, err
 	} else if news {
@@ -299,19 +313,6 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 			jr.roomState = mode.section([]any{})
 			resp.Rooms.Join[id] = jr
 		}
-	}
-	for id, ir := range rooms.Invite {
-		resp.Rooms.Invite[id] = invitedRoom{InviteState: eventList{Events: nonNilRaw(ir.InviteState)}}
-		empty = false
-	}
-	for id, kr := range rooms.Knock {
-		resp.Rooms.Knock[id] = map[string]any{"knock_state": eventList{Events: nonNilRaw(kr.InviteState)}}
-		empty = false
-	}
-	for id, lr := range rooms.Leave {
-		resp.Rooms.Leave[id] = leftRoom{Timeline: f.timeline(lr.Timeline),
-			roomState: mode.section(f.events(lr.State)), AccountData: eventList{Events: []json.RawMessage{}}}
-		empty = false
 	}
 	return resp, empty, nil
 }

@@ -97,7 +97,9 @@ func (s *Server) deviceListChanges(c *caller, since, now uint64, joined map[stri
 	}
 	for _, evs := range left {
 		for _, ev := range evs {
-			if userID, membership := memberChange(ev); userID != "" && membership == "join" {
+			// Everyone joined to a room the caller left may be gone from
+			// the caller's rooms, whenever they joined.
+			if userID, m := membershipOf(ev); userID != "" && m == "join" {
 				leftSet[userID] = true
 			}
 		}
@@ -177,24 +179,34 @@ func clientEventOf(ev any) room.ClientEvent {
 	return e
 }
 
-// memberChange returns the state key and membership of an m.room.member
-// event as it appears in a sync response, or "" for any other event and
-// for one that keeps its membership (a profile change: nobody joined).
-func memberChange(ev any) (string, string) {
+// membershipOf returns the state key and membership of an m.room.member
+// event as it appears in a sync response, or "" for any other event.
+func membershipOf(ev any) (string, string) {
 	e := clientEventOf(ev)
 	if e.Type != "m.room.member" || e.StateKey == nil {
 		return "", ""
 	}
-	membership := func(content json.RawMessage) string {
-		var c struct {
-			Membership string `json:"membership"`
-		}
-		json.Unmarshal(content, &c)
-		return c.Membership
-	}
-	now := membership(e.Content)
-	if prev, _ := json.Marshal(e.Unsigned["prev_content"]); now == membership(prev) {
+	return *e.StateKey, membership(e.Content)
+}
+
+// memberChange is membershipOf for an event that changes a membership,
+// "" for one that keeps it (a profile change: nobody joined or left).
+func memberChange(ev any) (string, string) {
+	userID, now := membershipOf(ev)
+	if userID == "" {
 		return "", ""
 	}
-	return *e.StateKey, now
+	prev, _ := json.Marshal(clientEventOf(ev).Unsigned["prev_content"])
+	if now == membership(prev) {
+		return "", ""
+	}
+	return userID, now
+}
+
+func membership(content json.RawMessage) string {
+	var c struct {
+		Membership string `json:"membership"`
+	}
+	json.Unmarshal(content, &c)
+	return c.Membership
 }
