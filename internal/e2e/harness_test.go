@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -339,8 +340,23 @@ func childEnv() []string {
 // freeAddr picks a free loopback port, never one it picked before: the
 // kernel may hand a just-closed port out again, and two daemons of
 // parallel tests were given the same one (one's client API, the other's
-// federation listener).
+// federation listener). It picks below the kernel's ephemeral range,
+// which every outgoing connection takes its local port from: a port
+// from that range, free when picked, was taken by some test's connection
+// before a daemon bound its federation listener to it.
 func freeAddr(t testing.TB) string {
+	if low := ephemeralLow(); low > minPickedPort+1000 {
+		for range 1000 {
+			addr := fmt.Sprintf("127.0.0.1:%d", minPickedPort+rand.IntN(low-minPickedPort))
+			if _, taken := pickedAddrs.LoadOrStore(addr, true); taken {
+				continue
+			}
+			if ln, err := net.Listen("tcp", addr); err == nil {
+				ln.Close()
+				return addr
+			}
+		}
+	}
 	for {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -352,6 +368,24 @@ func freeAddr(t testing.TB) string {
 			return addr
 		}
 	}
+}
+
+// minPickedPort is the lowest port freeAddr picks: above the ports
+// services commonly listen on.
+const minPickedPort = 10000
+
+// ephemeralLow is the lowest port of the kernel's range for outgoing
+// connections (Linux's ip_local_port_range), 0 when unknown.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	var low, high int
+	if _, err := fmt.Sscan(string(b), &low, &high); err != nil {
+		return 0
+	}
+	return low
 }
 
 // pickedAddrs are the addresses freeAddr has handed out in this process.
