@@ -316,17 +316,32 @@ func (t *table) known(now time.Time) []knownAnswer {
 	return out
 }
 
-// list returns the peers sorted by server name.
+// list returns the peers sorted by server name, and the announcements of
+// one name (a server and an impersonator) by instance name, so that the
+// order is the same from call to call.
 func (t *table) list() []Peer {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := make([]Peer, 0, len(t.peers))
+	type named struct {
+		p        Peer
+		instance string
+	}
+	all := make([]named, 0, len(t.peers))
 	for _, e := range t.peers {
 		cp := e.Peer
 		cp.Addrs = slices.Clone(e.Addrs)
-		out = append(out, cp)
+		all = append(all, named{cp, e.instance})
 	}
-	slices.SortFunc(out, func(a, b Peer) int { return strings.Compare(a.ServerName, b.ServerName) })
+	slices.SortFunc(all, func(a, b named) int {
+		if c := strings.Compare(a.p.ServerName, b.p.ServerName); c != 0 {
+			return c
+		}
+		return strings.Compare(a.instance, b.instance)
+	})
+	out := make([]Peer, len(all))
+	for i, n := range all {
+		out[i] = n.p
+	}
 	return out
 }
 
