@@ -182,7 +182,10 @@ func clientEventOf(ev any) room.ClientEvent {
 // membershipOf returns the state key and membership of an m.room.member
 // event as it appears in a sync response, or "" for any other event.
 func membershipOf(ev any) (string, string) {
-	e := clientEventOf(ev)
+	return memberOf(clientEventOf(ev))
+}
+
+func memberOf(e room.ClientEvent) (string, string) {
 	if e.Type != "m.room.member" || e.StateKey == nil {
 		return "", ""
 	}
@@ -192,11 +195,12 @@ func membershipOf(ev any) (string, string) {
 // memberChange is membershipOf for an event that changes a membership,
 // "" for one that keeps it (a profile change: nobody joined or left).
 func memberChange(ev any) (string, string) {
-	userID, now := membershipOf(ev)
+	e := clientEventOf(ev) // once: for an event_fields projection it is a JSON round trip
+	userID, now := memberOf(e)
 	if userID == "" {
 		return "", ""
 	}
-	prev, _ := json.Marshal(clientEventOf(ev).Unsigned["prev_content"])
+	prev, _ := json.Marshal(e.Unsigned["prev_content"])
 	if now == membership(prev) {
 		return "", ""
 	}
