@@ -222,6 +222,7 @@ func (s *Service) startStore(ctx context.Context, batch []evaluated, pos uint64)
 	go func() {
 		defer close(r.done)
 		if r.err = s.store(ctx, batch, pos); r.err == nil {
+			s.counts.advance(batch, s.evaluated(), pos)
 			s.processed(pos)
 			s.maybePrune(ctx)
 		}

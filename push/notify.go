@@ -105,8 +105,37 @@ type countCache struct {
 
 type cachedCounts struct {
 	read   map[string]uint64
+	at     uint64 // a stream position at which read was the user's receipts (CountsMem)
 	upTo   uint64
 	counts Counts
+}
+
+// advance brings the entries counted up to from (the stored position
+// before a store) up to to, with the batch that store wrote: the log's
+// records in (from, to] are exactly the batch's results, so an entry's
+// counts then hold as a scan of the log up to to would give them (as
+// countsTx counts) and the next /sync needs no scan (CountsMem). Entries
+// counted to any other position are left to be read again.
+func (c *countCache) advance(batch []evaluated, from, to uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range batch {
+		if e.pe.Pos <= from || e.pe.Pos > to {
+			continue
+		}
+		for _, r := range e.results {
+			if n := c.entries[[2]string{r.UserID, e.pe.RoomID}]; n != nil && n.upTo == from &&
+				e.pe.Pos > n.read[""] && e.pe.Pos > n.read[e.pe.ThreadRoot] {
+				n.counts = n.counts.clone() // readers hold clones of the old; keep it so
+				n.counts.add(e.pe.ThreadRoot, r.Highlight)
+			}
+		}
+	}
+	for _, n := range c.entries {
+		if n.upTo == from {
+			n.upTo = to
+		}
+	}
 }
 
 // maxCachedCounts bounds the cache; past it the cache starts over.
@@ -307,6 +336,7 @@ func (s *Service) CountsIn(tx *store.Tx, userID, roomID string, live *Live) (Cou
 	c := s.counts.entries[key]
 	if c != nil && maps.Equal(c.read, read) && c.upTo <= limit {
 		start, after = c.counts.clone(), c.upTo
+		c.at = max(c.at, tx.Pos())
 	} else {
 		c = nil
 	}
@@ -332,7 +362,7 @@ func (s *Service) CountsIn(tx *store.Tx, userID, roomID string, live *Live) (Cou
 		if s.counts.entries == nil || len(s.counts.entries) >= maxCachedCounts {
 			s.counts.entries = map[[2]string]*cachedCounts{}
 		}
-		s.counts.entries[key] = &cachedCounts{read: read, upTo: upTo, counts: out.clone()}
+		s.counts.entries[key] = &cachedCounts{read: read, at: tx.Pos(), upTo: upTo, counts: out.clone()}
 		s.counts.mu.Unlock()
 	}
 	if live != nil {
@@ -343,6 +373,31 @@ func (s *Service) CountsIn(tx *store.Tx, userID, roomID string, live *Live) (Cou
 		}
 	}
 	return out, nil
+}
+
+// CountsMem is CountsIn without a transaction, for a /sync of the span
+// (since, now] that holds no receipt (every position of it a message
+// event: room.SpanShape): the user's receipts at now are those CountsIn
+// last read for the room if it read them at a position from since on
+// (receipts take stream positions, so none moved in between), and the
+// log needs no read if CountsIn had counted it up to live's position. It
+// reports false when either does not hold.
+func (s *Service) CountsMem(userID, roomID string, since, now uint64, live *Live) (Counts, bool) {
+	s.counts.mu.Lock()
+	c := s.counts.entries[[2]string{userID, roomID}]
+	if c == nil || c.at < since || live == nil || c.upTo != live.Evaluated {
+		s.counts.mu.Unlock()
+		return Counts{}, false
+	}
+	c.at = max(c.at, now)
+	out, read := c.counts.clone(), c.read
+	s.counts.mu.Unlock()
+	for _, h := range live.Hits[roomID] {
+		if h.Pos > read[""] && h.Pos > read[h.Thread] {
+			out.add(h.Thread, h.Highlight)
+		}
+	}
+	return out, true
 }
 
 // Notification is one entry of GET /notifications.

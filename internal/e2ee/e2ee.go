@@ -130,6 +130,7 @@ func putJSON(tx *store.Tx, bucket, key []byte, v any) error {
 func (s *Service) DeleteDevices(ctx context.Context, userID string, deviceIDs []string) error {
 	var ids []string
 	err := s.db.Update(ctx, func(tx *store.Tx) error {
+		keysWritten(tx)
 		ids = deviceIDs
 		if ids == nil {
 			ids = storedDevices(tx, userID)

@@ -172,6 +172,7 @@ func (s *Service) Claim(ctx context.Context, want map[string]map[string]string) 
 }
 
 func claimOne(tx *store.Tx, user, dev, alg string) (string, json.RawMessage, error) {
+	keysWritten(tx)
 	// The oldest upload first: the device's first key (store.OTKKey).
 	prefix := store.Key(user, dev, alg, "")
 	if k, v := tx.Cursor(store.OneTimeKeys).Seek(prefix); k != nil && len(k) > len(prefix)+8 && strings.HasPrefix(string(k), string(prefix)) {

@@ -72,7 +72,10 @@ func (s *Service) AckToDevice(ctx context.Context, userID, deviceID string, sinc
 	})
 }
 
-// CountsIn is Counts inside a transaction /sync already holds.
+// CountsIn is Counts inside a transaction /sync already holds; it keeps
+// them for CachedCounts. The maps are shared: callers must not modify them.
 func CountsIn(tx *store.Tx, userID, deviceID string) (map[string]int, []string) {
-	return otkCounts(tx, userID, deviceID), unusedFallbackTypes(tx, userID, deviceID)
+	otk, fallback := otkCounts(tx, userID, deviceID), unusedFallbackTypes(tx, userID, deviceID)
+	memoOf(tx.DB()).put(tx, deviceKey{userID, deviceID}, otk, fallback)
+	return otk, fallback
 }

@@ -173,6 +173,7 @@ func (s *Service) Store(ctx context.Context, userID, deviceID string, up *Upload
 	var counts map[string]int
 	newKeys := false
 	err := s.db.Update(ctx, func(tx *store.Tx) error {
+		keysWritten(tx)
 		newKeys = false // the store may re-run this function
 		if up.DeviceKeys != nil {
 			key := store.Key(userID, deviceID)

@@ -44,6 +44,7 @@ type Engine struct {
 	observer  ephemeralObserver // who else hears of typing and receipts (perform_ephemeral_observe.go)
 	spans     spanMemo          // change kinds of the spans woken /syncs ask about (sync_span.go)
 	memberOf  memberRooms       // rooms of each user's last /sync build (sync_wake_mem.go)
+	joined    sharedMembers     // users found joined by shared /syncs (sync_shape_mem.go)
 }
 
 // Config is what the engine needs from the daemon.

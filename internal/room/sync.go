@@ -199,7 +199,7 @@ func (e *Engine) Sync(req SyncRequest) (*SyncRooms, error) {
 			if err != nil {
 				return err
 			}
-			if shape != nil && shape.sharedWith(tx, req.UserID, req.Since, req.Ignored) {
+			if shape != nil && e.sharedWith(tx, shape, req.UserID, req.Since, req.Ignored) {
 				out.Shape = shape
 			}
 		}

@@ -145,8 +145,23 @@ func hasRelations(tx *store.Tx, ev *Event) bool {
 // sharedWith reports, inside tx, whether userID sees the span as every
 // other user sharedWith accepts: joined to its room since at or before
 // since (the position the span starts after), and neither a sender of its
-// events nor ignoring one.
-func (s *SpanShape) sharedWith(tx *store.Tx, userID string, since uint64, ignored map[string]bool) bool {
+// events nor ignoring one. A user found joined is remembered for
+// SharedFromMemory.
+func (e *Engine) sharedWith(tx *store.Tx, s *SpanShape, userID string, since uint64, ignored map[string]bool) bool {
+	if !s.sendersAllow(userID, ignored) {
+		return false
+	}
+	m := decodeMembership(s.roomNID, tx.Get(store.Members, memberKey(userID, s.roomNID)))
+	if m.Membership != "join" || m.Pos > since || m.Forgotten {
+		return false
+	}
+	e.joined.note(userID, s.roomNID, m.Pos, tx.Pos())
+	return true
+}
+
+// sendersAllow reports whether userID is neither a sender of the span's
+// events nor ignores one.
+func (s *SpanShape) sendersAllow(userID string, ignored map[string]bool) bool {
 	if s.senders[userID] {
 		return false
 	}
@@ -155,8 +170,7 @@ func (s *SpanShape) sharedWith(tx *store.Tx, userID string, since uint64, ignore
 			return false
 		}
 	}
-	m := decodeMembership(s.roomNID, tx.Get(store.Members, memberKey(userID, s.roomNID)))
-	return m.Membership == "join" && m.Pos <= since && !m.Forgotten
+	return true
 }
 
 // SyncShared is Sync for a user whose rooms section would be the one a
@@ -177,7 +191,7 @@ func (e *Engine) SyncShared(req SyncRequest, s *SpanShape) (bool, error) {
 		if ignored == nil && req.IgnoredIn != nil {
 			ignored = req.IgnoredIn(tx)
 		}
-		if !s.sharedWith(tx, req.UserID, req.Since, ignored) {
+		if !e.sharedWith(tx, s, req.UserID, req.Since, ignored) {
 			return nil
 		}
 		ok = true

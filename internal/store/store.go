@@ -217,8 +217,9 @@ func (db *DB) Size() int64 {
 
 // View runs fn in a read-only transaction. Readers never wait for writers.
 func (db *DB) View(fn func(*Tx) error) error {
-	defer db.readers.end(db.readers.begin())
-	return db.bolt.View(func(btx *bolt.Tx) error { return fn(&Tx{btx: btx, db: db}) })
+	epoch := db.readers.begin()
+	defer db.readers.end(epoch)
+	return db.bolt.View(func(btx *bolt.Tx) error { return fn(&Tx{btx: btx, db: db, epoch: epoch}) })
 }
 
 // Snapshot begins a read-only transaction now, for a goroutine to use

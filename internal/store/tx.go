@@ -13,7 +13,8 @@ type Tx struct {
 	btx *bolt.Tx
 	db  *DB
 	pos uint64 // cached stream position once read in this transaction
-	// epoch is a Snapshot's count in DB.readers, ended by Done.
+	// epoch is a read's count in DB.readers (Epoch); a Snapshot's is
+	// ended by Done.
 	epoch uint64
 	// opened are the top-level buckets a read-only transaction has
 	// opened. bbolt caches a transaction's buckets only when it is
@@ -113,6 +114,14 @@ func (tx *Tx) AfterCommit(fn func()) { tx.advanced = append(tx.advanced, fn) }
 // DB is the file tx reads, for code that has a transaction in hand and
 // needs what is kept with the open file (DB.Shared).
 func (tx *Tx) DB() *DB { return tx.db }
+
+// Epoch is, for a read-only transaction, the number of commits made
+// visible (DB.Commits) before it began: it sees every one of them, and
+// maybe the next. A value read in it still holds while no commit
+// numbered above Epoch has written what it was read from; an in-memory
+// copy kept with its Epoch can be checked against the Commits number of
+// the last commit that did (see e2ee's key counts).
+func (tx *Tx) Epoch() uint64 { return tx.epoch }
 
 // Pos is the highest stream position in this transaction's view.
 func (tx *Tx) Pos() uint64 {

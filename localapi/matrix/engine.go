@@ -21,6 +21,7 @@ type roomEngine interface {
 	SyncConcerns(userID string, from, to uint64, foreign func(store.Change) bool) (bool, error)
 	Sync(req room.SyncRequest) (*room.SyncRooms, error)
 	SyncShared(req room.SyncRequest, shape *room.SpanShape) (bool, error)
+	SharedFromMemory(userID string, since, now uint64, shape *room.SpanShape, ignored map[string]bool) bool
 	SpanChangeKinds(from, to uint64) (room.ChangeKinds, error)
 
 	// Simplified Sliding Sync's room list, room results and extensions.

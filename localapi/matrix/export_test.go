@@ -170,3 +170,7 @@ func (s *Server) ShareSyncs(on bool) {
 	s.shared.off = !on
 	s.shared.ring = [len(s.shared.ring)]*sharedSync{}
 }
+
+// SharedFromMemory is how many shared responses took their user's part
+// from memory rather than a read transaction (sync_shared.go).
+func (s *Server) SharedFromMemory() int64 { return s.shared.fromMemory.Load() }

@@ -46,14 +46,8 @@ const maxIgnoredEntries = 4096
 // else the list read in the sync's own transaction.
 func (c *ignoredCache) in(localpart string, since, now uint64, kinds room.ChangeKinds) func(tx *store.Tx) map[string]bool {
 	return func(tx *store.Tx) map[string]bool {
-		c.mu.Lock()
-		e, ok := c.entries[localpart]
-		c.mu.Unlock()
-		if ok && since != 0 && since <= e.at && e.at <= now && !kinds.Has(account.ChangeAccountData) {
-			if e.at != now {
-				c.put(localpart, e.users, now)
-			}
-			return e.users
+		if users, ok := c.cached(localpart, since, now, kinds); ok {
+			return users
 		}
 		users := parseIgnored(account.GetAccountData(tx, localpart, "", "m.ignored_user_list"))
 		// The list read is the list at the snapshot's position, which may
@@ -61,6 +55,20 @@ func (c *ignoredCache) in(localpart string, since, now uint64, kinds room.Change
 		c.put(localpart, users, tx.Pos())
 		return users
 	}
+}
+
+// cached is the cached list when it provably holds for the span, as in.
+func (c *ignoredCache) cached(localpart string, since, now uint64, kinds room.ChangeKinds) (map[string]bool, bool) {
+	c.mu.Lock()
+	e, ok := c.entries[localpart]
+	c.mu.Unlock()
+	if !ok || since == 0 || since > e.at || e.at > now || kinds.Has(account.ChangeAccountData) {
+		return nil, false
+	}
+	if e.at != now {
+		c.put(localpart, e.users, now)
+	}
+	return e.users, true
 }
 
 func (c *ignoredCache) put(localpart string, users map[string]bool, at uint64) {

@@ -5,8 +5,10 @@ import (
 	"context"
 	"net/http"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hearth-chat/hearth/internal/room"
+	"github.com/hearth-chat/hearth/push"
 )
 
 // A message wakes every long poll of its room, and each would build the
@@ -57,6 +59,9 @@ type sharedSyncs struct {
 	ring [8]*sharedSync
 	next int
 	off  bool // every response built (tests compare the two)
+	// fromMemory counts the responses whose user part came from memory
+	// (tests check that path ran).
+	fromMemory atomic.Int64
 }
 
 func (m *sharedSyncs) find(k sharedKey) *sharedSync {
@@ -151,22 +156,16 @@ func (s *Server) writeShared(w http.ResponseWriter, c *caller, since, now syncTo
 	if err != nil {
 		return false, err
 	}
-	reads := &syncReads{}
+	var live *push.Live
 	if s.push != nil {
-		if reads.live, err = s.push.Live(context.Background(), c.UserID, now.pos); err != nil {
+		if live, err = s.push.Live(context.Background(), c.UserID, now.pos); err != nil {
 			return false, err
 		}
 	}
-	req := room.SyncRequest{UserID: c.UserID, Device: c.Session, Since: since.pos, Now: now.pos,
-		SinceEph: since.eph, NowEph: now.eph, IgnoredIn: s.ignored.in(c.Localpart, since.pos, now.pos, kinds),
-		Also: s.readIn(c, since, now, reads)}
-	if ok, err := s.rooms.SyncShared(req, sh.shape); err != nil || !ok {
-		return false, err
-	}
-	if reads.toDeviceNews {
-		return false, nil // not for this shape: its span holds no to-device message
-	}
-	if err := s.ackToDevice(c, since, reads); err != nil {
+	part, ok := s.userPartFromMemory(c, since, now, kinds, sh.shape, live)
+	if ok {
+		s.shared.fromMemory.Add(1)
+	} else if part, ok, err = s.userPartFromStore(c, since, now, kinds, sh.shape, live); !ok || err != nil {
 		return false, err
 	}
 	if s.keys != nil {
@@ -174,15 +173,7 @@ func (s *Server) writeShared(w http.ResponseWriter, c *caller, since, now syncTo
 	}
 	counts, threads := s.zeroUnread(), map[string]map[string]int(nil)
 	if s.push != nil {
-		n, err := s.unreadCounts(c, sh.shape.RoomID, reads)
-		if err != nil {
-			return false, err
-		}
-		counts, threads = roomUnread(n, f.threaded())
-	}
-	otk, fallback := map[string]int{}, []string{}
-	if s.keys != nil {
-		otk, fallback = reads.otk, reads.fallback
+		counts, threads = roomUnread(part.counts, f.threaded())
 	}
 	buf := getSyncBuf()
 	defer putSyncBuf(buf)
@@ -192,9 +183,78 @@ func (s *Server) writeShared(w http.ResponseWriter, c *caller, since, now syncTo
 		return false, err
 	}
 	buf.Write(sh.mid)
-	if err := e.keyCounts(otk, fallback); err != nil {
+	if err := e.keyCounts(part.otk, part.fallback); err != nil {
 		return false, err
 	}
 	writeSyncBytes(w, buf.Bytes())
 	return true, nil
+}
+
+// userPart is what a response shared with c holds of c's own: its unread
+// counts in the shape's room and its device's key counts.
+type userPart struct {
+	counts   push.Counts
+	otk      map[string]int
+	fallback []string
+}
+
+// userPartFromMemory is c's part of a kept response, and whether c
+// qualifies, from what earlier /syncs read, without a transaction: each of
+// the memos says when what it kept still holds (room.Engine.SharedFromMemory,
+// e2ee.Service.CachedCounts, push.Service.CountsMem, the ignored list's
+// cache). It reports false when any does not know, and userPartFromStore
+// must read.
+func (s *Server) userPartFromMemory(c *caller, since, now syncToken, kinds room.ChangeKinds, sh *room.SpanShape, live *push.Live) (userPart, bool) {
+	ignored, ok := s.ignored.cached(c.Localpart, since.pos, now.pos, kinds)
+	if !ok || !s.rooms.SharedFromMemory(c.UserID, since.pos, now.pos, sh, ignored) {
+		return userPart{}, false
+	}
+	p := userPart{otk: map[string]int{}, fallback: []string{}}
+	if s.keys != nil {
+		// A shape's span holds no to-device message (each takes a
+		// position of its own): with none queued up to since, there is
+		// none to send and none to acknowledge.
+		if !s.drained.upTo(c, since.pos) {
+			return userPart{}, false
+		}
+		if p.otk, p.fallback, ok = s.keys.CachedCounts(c.UserID, c.DeviceID); !ok {
+			return userPart{}, false
+		}
+	}
+	if s.push != nil {
+		if p.counts, ok = s.push.CountsMem(c.UserID, sh.RoomID, since.pos, now.pos, live); !ok {
+			return userPart{}, false
+		}
+	}
+	return p, true
+}
+
+// userPartFromStore is userPartFromMemory read in one transaction
+// (room.Engine.SyncShared), which also fills the memos for the next span.
+func (s *Server) userPartFromStore(c *caller, since, now syncToken, kinds room.ChangeKinds, sh *room.SpanShape, live *push.Live) (userPart, bool, error) {
+	reads := &syncReads{live: live}
+	req := room.SyncRequest{UserID: c.UserID, Device: c.Session, Since: since.pos, Now: now.pos,
+		SinceEph: since.eph, NowEph: now.eph, IgnoredIn: s.ignored.in(c.Localpart, since.pos, now.pos, kinds),
+		Also: s.readIn(c, since, now, reads)}
+	if ok, err := s.rooms.SyncShared(req, sh); err != nil || !ok {
+		return userPart{}, false, err
+	}
+	if reads.toDeviceNews {
+		return userPart{}, false, nil // not for this shape: its span holds no to-device message
+	}
+	if err := s.ackToDevice(c, since, reads); err != nil {
+		return userPart{}, false, err
+	}
+	p := userPart{otk: map[string]int{}, fallback: []string{}}
+	if s.keys != nil {
+		p.otk, p.fallback = reads.otk, reads.fallback
+	}
+	if s.push != nil {
+		n, err := s.unreadCounts(c, sh.RoomID, reads)
+		if err != nil {
+			return userPart{}, false, err
+		}
+		p.counts = n
+	}
+	return p, true, nil
 }

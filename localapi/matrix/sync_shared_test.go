@@ -168,6 +168,53 @@ func TestSharedSyncOnlyForMessages(t *testing.T) {
 	}
 }
 
+// TestSharedSyncFromMemory: once a shared response's user part has been
+// read for a user, the next span's comes from memory, and it still equals
+// the user's own build after what can move it between two spans: a claim
+// of a one-time key (which takes no stream position) and a read receipt
+// (which does, so the span after it starts past what was remembered).
+func TestSharedSyncFromMemory(t *testing.T) {
+	r := newSharedRoom(t)
+	users := []*testUser{r.bob, r.carol, r.fr}
+	span := func(name string, between func()) (map[string]string, int64) {
+		t.Helper()
+		between()
+		since := r.since(t)
+		r.ps.send(t, r.alice, r.roomID, name, name)
+		r.ps.settle(t)
+		before := r.ps.API.SharedFromMemory()
+		shared, _ := r.syncAll(t, since, "", users)
+		fromMemory := r.ps.API.SharedFromMemory() - before
+		r.ps.API.ShareSyncs(false)
+		own, _ := r.syncAll(t, since, "", users)
+		r.ps.API.ShareSyncs(true)
+		for _, u := range users {
+			if shared[u.ID] != own[u.ID] {
+				t.Errorf("%s: %s's response\nshared: %s\n   own: %s", name, u.ID, shared[u.ID], own[u.ID])
+			}
+		}
+		return shared, fromMemory
+	}
+	span("s1", func() {})
+	if _, n := span("s2", func() {}); n != 2 {
+		t.Errorf("s2: %d responses took their user's part from memory, want 2 (carol's and frank's)", n)
+	}
+	shared, _ := span("s3", func() {
+		r.ps.do(t, "POST", covV3+"/keys/claim", r.bob.Token, map[string]any{"one_time_keys": map[string]any{
+			r.fr.ID: map[string]any{r.fr.DeviceID: "signed_curve25519"}}}).wantStatus(t, 200)
+	})
+	if !strings.Contains(shared[r.fr.ID], `"device_one_time_keys_count":{"signed_curve25519":1}`) {
+		t.Errorf("frank's key count after a claim: %s", shared[r.fr.ID])
+	}
+	last := r.ps.send(t, r.alice, r.roomID, "s4", "read up to here")
+	shared, _ = span("s5", func() {
+		r.ps.do(t, "POST", covRoomPath(r.roomID)+"/receipt/m.read/"+url.PathEscape(last), r.carol.Token, map[string]any{}).wantStatus(t, 200)
+	})
+	if !strings.Contains(shared[r.carol.ID], `"notification_count":1`) {
+		t.Errorf("carol's unread count after her receipt: %s", shared[r.carol.ID])
+	}
+}
+
 // signedKey is a one-time key of u's device as a client uploads it.
 func signedKey(u *testUser, key string) map[string]any {
 	return map[string]any{"key": key, "signatures": map[string]any{u.ID: map[string]any{"ed25519:" + u.DeviceID: "sig"}}}
