@@ -159,12 +159,21 @@ type Live struct {
 	// Evaluated is the position up to which the log is complete; the
 	// hits cover (Evaluated, the sync's position].
 	Evaluated uint64
-	Hits      map[string][]Hit // room ID → hits in stream order
+	Hits      map[string][]Hit // room ID → hits in stream order; nil for none
 	// stored: Evaluated was read from the evaluator's stored position, so
 	// every transaction begun after Live holds the log complete up to it
 	// (CountsIn may then remember it counted that far). Not so for a
 	// service that is not running, whose Evaluated is the caller's.
 	stored bool
+}
+
+// hit adds pe's result r. Hits is made by the first: most Lives of a
+// woken long poll hold one room's hits, many none.
+func (l *Live) hit(pe *room.PushEvent, r Result) {
+	if l.Hits == nil {
+		l.Hits = map[string][]Hit{}
+	}
+	l.Hits[pe.RoomID] = append(l.Hits[pe.RoomID], Hit{Pos: pe.Pos, Thread: pe.ThreadRoot, Highlight: r.Highlight})
 }
 
 // Hit is one live notification.
@@ -215,7 +224,7 @@ func (s *Service) Live(ctx context.Context, userID string, pos uint64) (*Live, e
 	s.doneMu.Lock()
 	done, mem, pending := s.donePos, s.memPos, s.pending
 	s.doneMu.Unlock()
-	live := &Live{Evaluated: min(done, pos), Hits: map[string][]Hit{}, stored: true}
+	live := &Live{Evaluated: min(done, pos), stored: true}
 	if done >= pos {
 		return live, nil
 	}
@@ -225,7 +234,7 @@ func (s *Service) Live(ctx context.Context, userID string, pos uint64) (*Live, e
 				continue
 			}
 			if r, ok := resultFor(e.results, userID); ok {
-				live.Hits[e.pe.RoomID] = append(live.Hits[e.pe.RoomID], Hit{Pos: e.pe.Pos, Thread: e.pe.ThreadRoot, Highlight: r.Highlight})
+				live.hit(e.pe, r)
 			}
 		}
 		return live, nil
@@ -236,7 +245,7 @@ func (s *Service) Live(ctx context.Context, userID string, pos uint64) (*Live, e
 			return err
 		}
 		if r, ok := resultFor(res, userID); ok {
-			live.Hits[pe.RoomID] = append(live.Hits[pe.RoomID], Hit{Pos: pe.Pos, Thread: pe.ThreadRoot, Highlight: r.Highlight})
+			live.hit(pe, r)
 		}
 		return nil
 	})

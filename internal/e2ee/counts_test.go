@@ -43,3 +43,50 @@ func TestCountsOf(t *testing.T) {
 		t.Fatalf("CountsOf = %+v, want %+v", got, want)
 	}
 }
+
+// TestCountsFollowWrites: counts kept in memory between reads are dropped
+// by every write that moves them: an upload, a claim (of a one-time key,
+// then of the fallback key), the device's deletion. Without keysWritten
+// in any one of them the count after it is the one before.
+func TestCountsFollowWrites(t *testing.T) {
+	s := newService(t)
+	ctx := context.Background()
+	check := func(step string, otk int, fallback int) {
+		t.Helper()
+		for range 2 { // the second from memory
+			counts, fb, err := s.Counts(alice, aliceDevice)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if counts["signed_curve25519"] != otk || len(fb) != fallback {
+				t.Fatalf("%s: counts %v, fallback %v; want %d and %d", step, counts, fb, otk, fallback)
+			}
+		}
+	}
+	claim := func() {
+		t.Helper()
+		if _, _, err := s.Claim(ctx, map[string]map[string]string{alice: {aliceDevice: "signed_curve25519"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check("none uploaded", 0, 0)
+	if _, err := s.Store(ctx, alice, aliceDevice, &Upload{
+		OneTimeKeys:  []Key{{Algorithm: "signed_curve25519", ID: "k1", JSON: signedKey("k1")}},
+		FallbackKeys: []Key{{Algorithm: "signed_curve25519", ID: "fb", JSON: signedKey("fb")}}}); err != nil {
+		t.Fatal(err)
+	}
+	check("after an upload", 1, 1)
+	claim()
+	check("after a claim", 0, 1)
+	claim()
+	check("after the fallback key's claim", 0, 0)
+	if _, err := s.Store(ctx, alice, aliceDevice, &Upload{
+		OneTimeKeys: []Key{{Algorithm: "signed_curve25519", ID: "k2", JSON: signedKey("k2")}}}); err != nil {
+		t.Fatal(err)
+	}
+	check("after a second upload", 1, 0)
+	if err := s.DeleteDevices(ctx, alice, []string{aliceDevice}); err != nil {
+		t.Fatal(err)
+	}
+	check("after the device's deletion", 0, 0)
+}

@@ -294,13 +294,17 @@ func unusedFallbackTypes(tx *store.Tx, userID, deviceID string) []string {
 }
 
 // Counts returns the device's one-time key counts and unused fallback key
-// algorithms, as /sync reports them.
+// algorithms, as /sync reports them: from memory while no key was written
+// since they were last read (counts_memo.go). The maps are shared: callers
+// must not modify them.
 func (s *Service) Counts(userID, deviceID string) (map[string]int, []string, error) {
+	if counts, fb, ok := s.CachedCounts(userID, deviceID); ok {
+		return counts, fb, nil
+	}
 	var counts map[string]int
 	var fb []string
 	err := s.db.View(func(tx *store.Tx) error {
-		counts = otkCounts(tx, userID, deviceID)
-		fb = unusedFallbackTypes(tx, userID, deviceID)
+		counts, fb = CountsIn(tx, userID, deviceID)
 		return nil
 	})
 	return counts, fb, err
