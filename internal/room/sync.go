@@ -129,9 +129,19 @@ func (e *Engine) Sync(req SyncRequest) (*SyncRooms, error) {
 	out := &SyncRooms{Join: map[string]*JoinedRoom{}, Invite: map[string]*InvitedRoom{}, Leave: map[string]*LeftRoom{},
 		Knock: map[string]*InvitedRoom{}, Active: []string{}}
 	var memberOf []string // room IDs for memberOf.note (sync_wake_mem.go)
+	shaped := false       // the rooms were not all read: keep the last note
 	err := e.db.View(func(tx *store.Tx) error {
 		if req.Ignored == nil && req.IgnoredIn != nil {
 			req.Ignored = req.IgnoredIn(tx)
+		}
+		if req.Share {
+			var err error
+			if shaped, err = e.syncShaped(tx, req, out); err != nil || shaped {
+				if err != nil || req.Also == nil {
+					return err
+				}
+				return req.Also(tx, out)
+			}
 		}
 		changes, err := roomChangesSince(tx, req)
 		if err != nil {
@@ -194,21 +204,12 @@ func (e *Engine) Sync(req SyncRequest) (*SyncRooms, error) {
 				}
 			}
 		}
-		if req.Share {
-			shape, err := e.shapeIn(tx, req)
-			if err != nil {
-				return err
-			}
-			if shape != nil && e.sharedWith(tx, shape, req.UserID, req.Since, req.Ignored) {
-				out.Shape = shape
-			}
-		}
 		if req.Also != nil {
 			return req.Also(tx, out)
 		}
 		return nil
 	})
-	if err == nil {
+	if err == nil && !shaped {
 		e.memberOf.note(req.UserID, memberOf)
 	}
 	return out, err

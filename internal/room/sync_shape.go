@@ -145,18 +145,18 @@ func hasRelations(tx *store.Tx, ev *Event) bool {
 // sharedWith reports, inside tx, whether userID sees the span as every
 // other user sharedWith accepts: joined to its room since at or before
 // since (the position the span starts after), and neither a sender of its
-// events nor ignoring one. A user found joined is remembered for
-// SharedFromMemory.
-func (e *Engine) sharedWith(tx *store.Tx, s *SpanShape, userID string, since uint64, ignored map[string]bool) bool {
+// events nor ignoring one; and if so, the user's membership record. A
+// user found joined is remembered for SharedFromMemory.
+func (e *Engine) sharedWith(tx *store.Tx, s *SpanShape, userID string, since uint64, ignored map[string]bool) (Membership, bool) {
 	if !s.sendersAllow(userID, ignored) {
-		return false
+		return Membership{}, false
 	}
 	m := decodeMembership(s.roomNID, tx.Get(store.Members, memberKey(userID, s.roomNID)))
 	if m.Membership != "join" || m.Pos > since || m.Forgotten {
-		return false
+		return Membership{}, false
 	}
 	e.joined.note(userID, s.roomNID, m.Pos, tx.Pos())
-	return true
+	return m, true
 }
 
 // sendersAllow reports whether userID is neither a sender of the span's
@@ -191,7 +191,7 @@ func (e *Engine) SyncShared(req SyncRequest, s *SpanShape) (bool, error) {
 		if ignored == nil && req.IgnoredIn != nil {
 			ignored = req.IgnoredIn(tx)
 		}
-		if !e.sharedWith(tx, s, req.UserID, req.Since, ignored) {
+		if _, ok := e.sharedWith(tx, s, req.UserID, req.Since, ignored); !ok {
 			return nil
 		}
 		ok = true
@@ -201,4 +201,42 @@ func (e *Engine) SyncShared(req SyncRequest, s *SpanShape) (bool, error) {
 		return req.Also(tx, &SyncRooms{Join: map[string]*JoinedRoom{s.RoomID: {}}, Active: []string{}})
 	})
 	return ok && err == nil, err
+}
+
+// syncShaped fills out for a span of shape whose user qualifies, and
+// reports whether it did. Every position of the span is a message of the
+// shape's room, and the user was joined to it throughout (see the top of
+// the file), so each other room Sync would look at has nothing for it:
+// a joined room has no event, receipt or state move in the span
+// (quietJoined; a typing change after the token's counter waits for the
+// next /sync, whose token it is after), and an invite, a knock or a leave
+// would be a member event in the span. Only the shape's room is read,
+// as Sync reads it: a user in hundreds of rooms, woken by a message in
+// one, reads that one.
+func (e *Engine) syncShaped(tx *store.Tx, req SyncRequest, out *SyncRooms) (bool, error) {
+	s, err := e.shapeIn(tx, req)
+	if err != nil || s == nil {
+		return false, err
+	}
+	m, ok := e.sharedWith(tx, s, req.UserID, req.Since, req.Ignored)
+	if !ok {
+		return false, nil
+	}
+	out.Shape = s
+	if !roomWanted(req, s.RoomID) {
+		return true, nil
+	}
+	out.Active = append(out.Active, s.RoomID)
+	info, err := roomInfoByNID(tx, s.roomNID)
+	if err != nil {
+		return false, err
+	}
+	jr, err := e.syncJoined(tx, req, info, m, nil, false)
+	if err != nil {
+		return false, err
+	}
+	if jr != nil {
+		out.Join[info.ID] = jr
+	}
+	return true, nil
 }

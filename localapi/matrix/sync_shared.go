@@ -78,6 +78,15 @@ func (m *sharedSyncs) find(k sharedKey) *sharedSync {
 	return nil
 }
 
+// isOff reports whether sharing is off: then no build asks for its
+// span's shape either (room.SyncRequest.Share), and every /sync is built
+// as if there were no sharing at all.
+func (m *sharedSyncs) isOff() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.off
+}
+
 func (m *sharedSyncs) keep(s *sharedSync) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -101,7 +110,7 @@ func sharedKeyOf(since, now syncToken, f *filter, fullState bool, mode stateMode
 // its response can be kept: it may be shared, and none is kept yet.
 func (s *Server) wantShare(since, now syncToken, f *filter, fullState bool, mode stateMode) bool {
 	k, ok := sharedKeyOf(since, now, f, fullState, mode)
-	return ok && s.shared.find(k) == nil
+	return ok && !s.shared.isOff() && s.shared.find(k) == nil
 }
 
 // writeBuilt writes a built response, keeping it to share when its build

@@ -35,6 +35,13 @@ func newSharedRoom(t *testing.T) *sharedRoom {
 		covJoin(t, ps.testServer, u, r.roomID)
 	}
 	ps.do(t, "POST", covRoomPath(r.roomID)+"/leave", r.dave.Token, map[string]any{}).wantStatus(t, 200)
+	// Rooms with nothing in the spans the tests sync: bob is in another
+	// with a message, frank is invited to a third.
+	other := ps.createRoom(t, r.alice, map[string]any{"preset": "public_chat"})
+	covJoin(t, ps.testServer, r.bob, other)
+	ps.send(t, r.alice, other, "o1", "elsewhere")
+	third := ps.createRoom(t, r.alice, nil)
+	ps.do(t, "POST", covRoomPath(third)+"/invite", r.alice.Token, map[string]any{"user_id": r.fr.ID}).wantStatus(t, 200)
 	// carol has read an earlier message: her count is lower than bob's.
 	read := ps.send(t, r.alice, r.roomID, "m0", "before")
 	ps.send(t, r.alice, r.roomID, "m1", "unread")
