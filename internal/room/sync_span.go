@@ -59,7 +59,12 @@ func (e *Engine) SpanChangeKinds(from, to uint64) (ChangeKinds, error) {
 		kinds, err := read()
 		return ChangeKinds{kinds}, err
 	}
-	kinds, err := e.spans.get(from, to, read)
+	kinds, err := e.spans.get(from, to, func() (map[string]bool, error) {
+		if kinds, ok := e.db.RecentChangeKinds(from, to); ok {
+			return kinds, nil // the store's memory of its latest changes
+		}
+		return read()
+	})
 	return ChangeKinds{kinds}, err
 }
 

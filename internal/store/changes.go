@@ -26,7 +26,11 @@ func (tx *Tx) AppendChange(c Change) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("store: encode change: %w", err)
 	}
-	return pos, tx.Put(Changes, PutU64(pos), b)
+	if err := tx.Put(Changes, PutU64(pos), b); err != nil {
+		return 0, err
+	}
+	tx.changes = append(tx.changes, posKind{pos, c.Kind})
+	return pos, nil
 }
 
 // ChangesSince calls fn for each change with from < pos ≤ to, in order.

@@ -130,6 +130,8 @@ type DB struct {
 	// instead of a send on the closed channel.
 	closing sync.RWMutex
 	closed  bool
+	// recent are the kinds of the latest changes (changes_recent.go).
+	recent recentChanges
 }
 
 type write struct {
@@ -177,6 +179,10 @@ func Open(path string, opts Options) (*DB, error) {
 	if err := b.Update(migrate); err != nil {
 		b.Close()
 		return nil, fmt.Errorf("store: migrate %s: %w", path, err)
+	}
+	if err := db.View(func(tx *Tx) error { db.recent.start(tx.Pos()); return nil }); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	go db.writer()
 	return db, nil
@@ -299,9 +305,10 @@ func (db *DB) commit(group []*write) {
 	var failErr error
 	var pos uint64
 	var committed, advanced []func()
+	var changes []posKind
 	err := db.bolt.Update(func(btx *bolt.Tx) error {
 		tx := &Tx{btx: btx, db: db}
-		defer func() { committed, advanced = tx.committed, tx.advanced }()
+		defer func() { committed, advanced, changes = tx.committed, tx.advanced, tx.changes }()
 		for _, w := range group {
 			if err := w.fn(tx); err != nil {
 				failed, failErr = w, err
@@ -330,6 +337,7 @@ func (db *DB) commit(group []*write) {
 		}
 		return
 	}
+	db.recent.committed(changes, pos)
 	db.readers.committed()
 	for _, fn := range committed {
 		fn()

@@ -33,6 +33,9 @@ type Tx struct {
 	// Options.OnCommit has been told of it.
 	committed []func()
 	advanced  []func()
+	// changes are the change log entries this write transaction appended
+	// (for DB.RecentChangeKinds once it commits).
+	changes []posKind
 }
 
 type openedBucket struct {

@@ -227,7 +227,7 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 		}
 		roomData = f.Room.AccountData
 	}
-	reads := &syncReads{}
+	reads := &syncReads{noReceipts: since.pos != 0 && !kinds.Has(room.ChangeReceipt)}
 	if s.push != nil {
 		if reads.live, err = s.push.Live(context.Background(), c.UserID, now.pos); err != nil {
 			return nil, false, err

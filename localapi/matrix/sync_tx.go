@@ -26,9 +26,12 @@ type syncReads struct {
 	fallback []string
 	// live is push.Service.Live at the response's position, read before
 	// the transaction (it may wait briefly for the evaluator).
-	live     *push.Live
-	notified []string
-	counts   map[string]push.Counts // room ID → counts, for the rooms read
+	live *push.Live
+	// noReceipts: the span holds no receipt (its change kinds), so the
+	// counts push remembers may be taken without a read (CountsMem).
+	noReceipts bool
+	notified   []string
+	counts     map[string]push.Counts // room ID → counts, for the rooms read
 }
 
 // readIn returns the room.SyncRequest.Also that fills r inside the
@@ -38,7 +41,10 @@ func (s *Server) readIn(c *caller, since, now syncToken, r *syncReads) func(*sto
 	return func(tx *store.Tx, rooms *room.SyncRooms) error {
 		if s.keys != nil {
 			r.toDevice, r.toDeviceNews, r.acked = e2ee.ToDeviceIn(tx, c.UserID, c.DeviceID, since.pos, now.pos)
-			r.otk, r.fallback = e2ee.CountsIn(tx, c.UserID, c.DeviceID)
+			var ok bool
+			if r.otk, r.fallback, ok = s.keys.CachedCounts(c.UserID, c.DeviceID); !ok {
+				r.otk, r.fallback = e2ee.CountsIn(tx, c.UserID, c.DeviceID)
+			}
 		}
 		if s.push == nil {
 			return nil
@@ -50,6 +56,12 @@ func (s *Server) readIn(c *caller, since, now syncToken, r *syncReads) func(*sto
 		count := func(id string) error {
 			if _, ok := r.counts[id]; ok {
 				return nil
+			}
+			if r.noReceipts {
+				if n, ok := s.push.CountsMem(c.UserID, id, since.pos, now.pos, r.live); ok {
+					r.counts[id] = n
+					return nil
+				}
 			}
 			n, err := s.push.CountsIn(tx, c.UserID, id, r.live)
 			r.counts[id] = n
