@@ -139,6 +139,7 @@ func (s *Service) Claim(ctx context.Context, want map[string]map[string]string) 
 	var keys map[string]map[string]map[string]json.RawMessage
 	var failures map[string]any
 	err := s.db.Update(ctx, func(tx *store.Tx) error {
+		keysWritten(tx)
 		// Reset on every run: the store may re-run this function.
 		keys, failures = map[string]map[string]map[string]json.RawMessage{}, map[string]any{}
 		for user, devices := range want {
@@ -172,7 +173,6 @@ func (s *Service) Claim(ctx context.Context, want map[string]map[string]string) 
 }
 
 func claimOne(tx *store.Tx, user, dev, alg string) (string, json.RawMessage, error) {
-	keysWritten(tx)
 	// The oldest upload first: the device's first key (store.OTKKey).
 	prefix := store.Key(user, dev, alg, "")
 	if k, v := tx.Cursor(store.OneTimeKeys).Seek(prefix); k != nil && len(k) > len(prefix)+8 && strings.HasPrefix(string(k), string(prefix)) {
