@@ -66,13 +66,7 @@ func TestCountsCacheUpToStoredPosition(t *testing.T) {
 // remembered: a receipt there would not be seen (given, they say 3 where
 // the user has read two of the three).
 func TestCountsMem(t *testing.T) {
-	e := openEnv(t, t.TempDir())
-	defer e.db.Close()
-	owner, bob, carol := user("owner"), user("bob"), user("carol")
-	s := New(e.db, e.rooms, Options{})
-	s.Start()
-	defer s.Stop()
-	roomID := e.publicRoom(t, owner, []string{bob, carol})
+	e, s, carol, bob, roomID := startedInRoom(t, true) // carol: the room's owner, who reads
 	ctx := t.Context()
 	mem := func(since uint64) (int, bool) {
 		t.Helper()
