@@ -126,8 +126,7 @@ func (c *countCache) advance(batch []evaluated, from, to uint64) {
 		for _, r := range e.results {
 			if n := c.entries[[2]string{r.UserID, e.pe.RoomID}]; n != nil && n.upTo == from &&
 				e.pe.Pos > n.read[""] && e.pe.Pos > n.read[e.pe.ThreadRoot] {
-				n.counts = n.counts.clone() // readers hold clones of the old; keep it so
-				n.counts.add(e.pe.ThreadRoot, r.Highlight)
+				n.counts.add(e.pe.ThreadRoot, r.Highlight) // readers take clones, under c.mu
 			}
 		}
 	}
@@ -385,12 +384,12 @@ func (s *Service) CountsIn(tx *store.Tx, userID, roomID string, live *Live) (Cou
 }
 
 // CountsMem is CountsIn without a transaction, for a /sync of the span
-// (since, now] that holds no receipt (every position of it a message
-// event: room.SpanShape): the user's receipts at now are those CountsIn
-// last read for the room if it read them at a position from since on
-// (receipts take stream positions, so none moved in between), and the
-// log needs no read if CountsIn had counted it up to live's position. It
-// reports false when either does not hold.
+// (since, now] that holds no receipt (a span of shape, room.SpanShape,
+// or one whose change kinds have none): the user's receipts at now are
+// those CountsIn last read for the room if it read them at a position
+// from since on (receipts take stream positions, so none moved in
+// between), and the log needs no read if CountsIn had counted it up to
+// live's position. It reports false when either does not hold.
 func (s *Service) CountsMem(userID, roomID string, since, now uint64, live *Live) (Counts, bool) {
 	s.counts.mu.Lock()
 	c := s.counts.entries[[2]string{userID, roomID}]

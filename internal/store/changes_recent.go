@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"slices"
 	"sync"
 )
@@ -62,9 +63,7 @@ func (db *DB) RecentChangeKinds(from, to uint64) (map[string]bool, bool) {
 		return nil, false
 	}
 	kinds := map[string]bool{}
-	i, _ := slices.BinarySearchFunc(r.entries, from+1, func(e posKind, pos uint64) int {
-		return cmpU64(e.pos, pos)
-	})
+	i, _ := slices.BinarySearchFunc(r.entries, from+1, func(e posKind, pos uint64) int { return cmp.Compare(e.pos, pos) })
 	for _, e := range r.entries[i:] {
 		if e.pos > to {
 			break
@@ -72,14 +71,4 @@ func (db *DB) RecentChangeKinds(from, to uint64) (map[string]bool, bool) {
 		kinds[e.kind] = true
 	}
 	return kinds, true
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -16,7 +16,6 @@ func TestRecentChangeKinds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
 	ctx := context.Background()
 	app := func(kinds ...string) uint64 {
 		t.Helper()
