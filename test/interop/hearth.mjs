@@ -2,7 +2,7 @@
 // HEARTH_BIN names the binary (default: ../../bin/hearth, as make builds it).
 
 import { execFile, spawn } from "node:child_process";
-import { createWriteStream } from "node:fs";
+import { createWriteStream, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
@@ -31,28 +31,60 @@ function withTimeout(promise, ms, what) {
 }
 
 /**
- * Binds port 0 on loopback to let the kernel pick a free port, then frees
- * it; never a port it picked before (the kernel may hand a freed port out
- * again, to the next daemon of the same test).
+ * A loopback port free when checked, for a daemon to bind; never one it
+ * picked before (the kernel may hand a freed port out again, to the next
+ * daemon of the same test). It picks below the kernel's range for
+ * outgoing connections when it is known: a port from that range, free
+ * when checked, could be taken by some test's outgoing connection before
+ * the daemon binds it (internal/e2e's freeAddr picks the same way).
  */
 export async function freePort() {
+    const low = ephemeralLow();
+    for (let i = 0; low > minPickedPort + 1000 && i < 1000; i++) {
+        const port = minPickedPort + Math.floor(Math.random() * (low - minPickedPort));
+        if (!pickedPorts.has(port) && (await listens(port)) === port) {
+            pickedPorts.add(port);
+            return port;
+        }
+    }
     for (;;) {
-        const port = await new Promise((resolve, reject) => {
-            const srv = net.createServer();
-            srv.unref();
-            srv.on("error", reject);
-            srv.listen(0, "127.0.0.1", () => {
-                const { port } = srv.address();
-                srv.close(() => resolve(port));
-            });
-        });
-        if (!pickedPorts.has(port)) {
+        const port = await listens(0);
+        if (port !== null && !pickedPorts.has(port)) {
             pickedPorts.add(port);
             return port;
         }
     }
 }
 const pickedPorts = new Set();
+
+// minPickedPort is the lowest port freePort picks: above the ports
+// services commonly listen on.
+const minPickedPort = 10000;
+
+// ephemeralLow is the lowest port of Linux's ip_local_port_range, 0 when
+// unknown.
+function ephemeralLow() {
+    try {
+        const [low] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number);
+        return Number.isInteger(low) ? low : 0;
+    } catch {
+        return 0;
+    }
+}
+
+// listens binds port on 127.0.0.1 (0: any) and closes it again, and gives
+// the port bound, or null when it was taken.
+function listens(port) {
+    return new Promise((resolve) => {
+        const srv = net.createServer();
+        srv.unref();
+        srv.on("error", () => resolve(null));
+        srv.listen(port, "127.0.0.1", () => {
+            const bound = srv.address().port;
+            srv.close(() => resolve(bound));
+        });
+    });
+}
 
 export const sleep = (ms) => new Promise((r) => realSetTimeout(r, ms));
 
