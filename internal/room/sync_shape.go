@@ -39,7 +39,8 @@ const maxSharedSpan = 32
 // SpanShape is a span (since, now] every position of which is a message
 // event of one room that all of the room's users joined since before the
 // span see alike (see above). Sync finds it (SyncRequest.Share), and
-// SyncShared checks another user against it.
+// SyncShared, or SharedFromMemory without a read, checks another user
+// against it.
 type SpanShape struct {
 	RoomID  string
 	roomNID uint64

@@ -17,10 +17,11 @@ import (
 // and share it"). The first poll whose span and user qualify builds and
 // encodes its response in full, and keeps it cut around those two parts;
 // the polls after it with the same tokens and filter check their user
-// against the span (room.Engine.SyncShared, one read transaction that also
-// reads their counts and to-device queue) and write the kept bytes with
-// their own counts. When the span or the user does not qualify the poll
-// builds its own response, as before. internal/room/sync_shape.go says
+// against the span and write the kept bytes with their own counts. The
+// check and the counts come from memory when every memo proves it still
+// holds (userPartFromMemory), else from one read transaction
+// (room.Engine.SyncShared), which refills the memos. When the span or the
+// user does not qualify the poll builds its own response, as before. internal/room/sync_shape.go says
 // which spans and users qualify and why the rest of the response is then
 // the same for all of them.
 //
@@ -70,6 +71,11 @@ func (m *sharedSyncs) find(k sharedKey) *sharedSync {
 	if m.off {
 		return nil
 	}
+	return m.kept(k)
+}
+
+// kept is the response kept for k, or nil; m.mu must be held.
+func (m *sharedSyncs) kept(k sharedKey) *sharedSync {
 	for _, s := range m.ring {
 		if s != nil && s.key == k {
 			return s
@@ -78,13 +84,14 @@ func (m *sharedSyncs) find(k sharedKey) *sharedSync {
 	return nil
 }
 
-// isOff reports whether sharing is off: then no build asks for its
-// span's shape either (room.SyncRequest.Share), and every /sync is built
-// as if there were no sharing at all.
-func (m *sharedSyncs) isOff() bool {
+// wanted reports whether a response for k should be kept: sharing is on
+// (off, no build asks for its span's shape either, room.SyncRequest.Share,
+// and every /sync is built as if there were no sharing at all) and none
+// is kept yet.
+func (m *sharedSyncs) wanted(k sharedKey) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.off
+	return !m.off && m.kept(k) == nil
 }
 
 func (m *sharedSyncs) keep(s *sharedSync) {
@@ -110,7 +117,7 @@ func sharedKeyOf(since, now syncToken, f *filter, fullState bool, mode stateMode
 // its response can be kept: it may be shared, and none is kept yet.
 func (s *Server) wantShare(since, now syncToken, f *filter, fullState bool, mode stateMode) bool {
 	k, ok := sharedKeyOf(since, now, f, fullState, mode)
-	return ok && !s.shared.isOff() && s.shared.find(k) == nil
+	return ok && s.shared.wanted(k)
 }
 
 // writeBuilt writes a built response, keeping it to share when its build
