@@ -24,7 +24,8 @@ const syncFilter = `{"room":{"timeline":{"limit":100}}}`
 // clocks are this process's monotonic clock.
 //
 // A second row runs the same clients and messages against the floor
-// server (floor.go): what the machine itself costs for this shape.
+// server (floor.go): what the machine itself costs for this shape; a
+// third is the first minus the second (floorDistance).
 func benchSyncDelivery(ctx context.Context, b *bench) []row {
 	n, msgs := b.cfg.syncers, b.cfg.syncMsgs
 	metric := fmt.Sprintf("send → /sync delivery, %d long-polling clients in 1 room, %d msgs %s apart: p50 / p99", n, msgs, b.cfg.syncInterval)
@@ -35,7 +36,24 @@ func benchSyncDelivery(ctx context.Context, b *bench) []row {
 	floor := b.floorDelivery(ctx, floorMetric, floorTarget)
 	manyMetric := fmt.Sprintf("send → /sync delivery to one user in %d rooms, %d msgs into one of them %s apart: p50 / p99", manyRooms, msgs, b.cfg.syncInterval)
 	many := b.manyRoomsDelivery(ctx, manyMetric, "measure")
-	return []row{hearth, floor, many}
+	return []row{hearth, floor, floorDistance(hearth, floor), many}
+}
+
+// floorDistance is the Hearth row's distance to the floor row of the same
+// run. The two run a few seconds apart, so they share the machine's state,
+// which moves the floor itself by up to a millisecond within minutes
+// (docs/performance.md, "Delivery: inside the commit"): the median of the
+// runs' differences tells a change in Hearth from a change in the machine
+// better than either row's median.
+func floorDistance(hearth, floor row) row {
+	const metric = "the first row minus the floor row, each run: p50 / p99"
+	const target = "measure: what Hearth adds to the machine's floor"
+	if hearth.failed || floor.failed || len(hearth.nums) < 2 || len(floor.nums) < 2 {
+		return row{metric: metric, target: target, value: "no figures: a row above failed", failed: true}
+	}
+	p50, p99 := hearth.nums[0].V-floor.nums[0].V, hearth.nums[1].V-floor.nums[1].V
+	return row{metric: metric, target: target, value: fmt.Sprintf("%.2f / %.2f ms", p50, p99),
+		nums: figs(fig("p50", p50, "ms"), fig("p99", p99, "ms"))}
 }
 
 // manyRooms is how many rooms the user of the third row is in: an

@@ -54,3 +54,24 @@ func TestFloorDelivers(t *testing.T) {
 		t.Fatalf("after the last event: %+v, %v; want nothing", empty, err)
 	}
 }
+
+// TestFloorDistance: the distance row is the first row's figures minus the
+// floor's, and has none when either row failed.
+func TestFloorDistance(t *testing.T) {
+	hearth := row{nums: figs(fig("p50", 3.81, "ms"), fig("p99", 9.36, "ms"))}
+	floor := row{nums: figs(fig("p50", 2.94, "ms"), fig("p99", 6.96, "ms"))}
+	d := floorDistance(hearth, floor)
+	if d.failed || len(d.nums) != 2 || d.value != "0.87 / 2.40 ms" {
+		t.Fatalf("distance = %+v", d)
+	}
+	if d.nums[0].Label != "p50" || d.nums[1].Label != "p99" || d.nums[0].Unit != "ms" {
+		t.Fatalf("figures = %+v", d.nums)
+	}
+	floor.failed = true
+	if d := floorDistance(hearth, floor); !d.failed || len(d.nums) != 0 {
+		t.Fatalf("with the floor failed: %+v", d)
+	}
+	if d := floorDistance(row{failed: true}, row{nums: floor.nums}); !d.failed {
+		t.Fatalf("with the first row failed: %+v", d)
+	}
+}
