@@ -39,6 +39,7 @@ type Engine struct {
 
 	pushRooms pushFactsCache    // what PushEventsAfter tells of each room (follow_push_facts.go)
 	earlyPush earlyPushHook     // push's evaluation beside a send's commit (follow_push_early.go)
+	earlySync earlySyncHook     // /sync's response prepared beside a send's commit (sync_early.go)
 	allowed   allowedCache      // auth decisions for message events (perform_send_allowed.go)
 	sendAuth  authStateCache    // auth events of message events (perform_send_authcache.go)
 	observer  ephemeralObserver // who else hears of typing and receipts (perform_ephemeral_observe.go)

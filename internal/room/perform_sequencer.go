@@ -224,7 +224,10 @@ func (e *Engine) sendBatch(roomID string, batch []*pendingSend) {
 	errs := make([]error, len(plan))
 	var stored []*Event
 	// Push evaluates the batch while it is committed (follow_push_early.go).
-	early := e.startEarlyPush(roomID, head, joined, plannedPDUs(plan))
+	pdus := plannedPDUs(plan)
+	early := e.startEarlyPush(roomID, head, joined, pdus)
+	// So does /sync its room's response (sync_early.go).
+	earlySync := e.startEarlySync(roomID, joined, pdus)
 	// Once enough transaction IDs are pending, this batch's write moves
 	// them into their index as well (store_txns.go).
 	merge := txns.startMerge()
@@ -296,6 +299,10 @@ func (e *Engine) sendBatch(roomID string, batch []*pendingSend) {
 				e.pdus.put(ev.NID, ev.ID, false, ev.PDU)
 			}
 		})
+		if earlySync != nil {
+			// Before the counts below, which wake the room's long polls.
+			tx.AfterCommit(func() { earlySync.committed(stored) })
+		}
 		if early != nil {
 			// Every long poll of the room waits for these counts: they
 			// are handed on by the writer as soon as the stream has

@@ -239,8 +239,6 @@ func roomWanted(req SyncRequest, roomID string) bool {
 }
 
 func (e *Engine) syncJoined(tx *store.Tx, req SyncRequest, info *Info, m Membership, receiptUsers map[string]bool, stateMoved bool) (*JoinedRoom, error) {
-	initial := req.Since == 0 || m.Pos > req.Since || req.FullState
-	jr := &JoinedRoom{}
 	from := req.Since
 	if req.Since == 0 || m.Pos > req.Since {
 		// A room joined since the token is new to the client: its
@@ -252,7 +250,15 @@ func (e *Engine) syncJoined(tx *store.Tx, req SyncRequest, info *Info, m Members
 	if err != nil {
 		return nil, err
 	}
-	jr.Timeline = tl
+	return e.joinedWith(tx, req, info, m, tl, receiptUsers, stateMoved)
+}
+
+// joinedWith is syncJoined given the room's timeline section: the rest of
+// the room's entry, or nil when an incremental sync has nothing for it.
+func (e *Engine) joinedWith(tx *store.Tx, req SyncRequest, info *Info, m Membership, tl Timeline, receiptUsers map[string]bool, stateMoved bool) (*JoinedRoom, error) {
+	initial := req.Since == 0 || m.Pos > req.Since || req.FullState
+	jr := &JoinedRoom{Timeline: tl}
+	var err error
 
 	// Ephemeral: typing and receipts.
 	if req.Ephemeral.Limit >= 0 {

@@ -99,18 +99,8 @@ func (e *Engine) shapeIn(tx *store.Tx, req SyncRequest) (*SpanShape, error) {
 	if err != nil || !ok || next != now+1 {
 		return nil, err
 	}
-	// Lazy loading adds each sender's member event to the state section.
-	for sender := range s.senders {
-		m, err := e.currentStateEvent(tx, s.roomNID, "m.room.member", sender)
-		if err != nil {
-			return nil, err
-		}
-		if m == nil || m.NID > now {
-			continue // lazyMembers leaves it out for everyone
-		}
-		if string(m.PDU.SenderID()) != sender || m.RedactedBy != 0 || hasRelations(tx, m) {
-			return nil, nil
-		}
+	if ok, err := e.sendersShared(tx, s, now); err != nil || !ok {
+		return nil, err
 	}
 	info, err := roomInfoByNID(tx, s.roomNID)
 	if err != nil {
@@ -123,17 +113,42 @@ func (e *Engine) shapeIn(tx *store.Tx, req SyncRequest) (*SpanShape, error) {
 // sharedEvent reports whether ev is served alike to every user joined to
 // its room throughout (see the top of the file), and returns its sender.
 func (e *Engine) sharedEvent(tx *store.Tx, ev *Event) (string, bool) {
-	const notShared = flagRedacted | flagRejected | flagOutlier | flagRelay | flagStateless | flagHistorical
 	p := ev.PDU
 	sender := string(p.SenderID())
-	if ev.Flags&notShared != 0 || ev.RedactedBy != 0 || ev.Replaces != 0 ||
-		p.StateKey() != nil || p.Type() == "m.room.redaction" || hasRelations(tx, ev) {
+	if !storedAlike(ev) || p.StateKey() != nil || p.Type() == "m.room.redaction" || hasRelations(tx, ev) {
 		return "", false
 	}
 	if _, erased := e.erasedAt(tx, sender); erased {
 		return "", false
 	}
 	return sender, true
+}
+
+// storedAlike reports whether ev's record leaves its client form the
+// same for every viewer: not redacted, rejected or held apart from the
+// room's own history, and no state it replaced (prev_content).
+func storedAlike(ev *Event) bool {
+	const notShared = flagRedacted | flagRejected | flagOutlier | flagRelay | flagStateless | flagHistorical
+	return ev.Flags&notShared == 0 && ev.RedactedBy == 0 && ev.Replaces == 0
+}
+
+// sendersShared reports whether the member event lazy loading adds for
+// each of the span's senders is served alike to every user: set by the
+// sender, neither redacted nor related to.
+func (e *Engine) sendersShared(tx *store.Tx, s *SpanShape, now uint64) (bool, error) {
+	for sender := range s.senders {
+		m, err := e.currentStateEvent(tx, s.roomNID, "m.room.member", sender)
+		if err != nil {
+			return false, err
+		}
+		if m == nil || m.NID > now {
+			continue // lazyMembers leaves it out for everyone
+		}
+		if string(m.PDU.SenderID()) != sender || m.RedactedBy != 0 || hasRelations(tx, m) {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // hasRelations reports whether any event relates to ev (bundle's input).

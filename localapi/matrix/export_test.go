@@ -174,3 +174,7 @@ func (s *Server) ShareSyncs(on bool) {
 // SharedFromMemory is how many shared responses took their user's part
 // from memory rather than a read transaction (sync_shared.go).
 func (s *Server) SharedFromMemory() int64 { return s.shared.fromMemory.Load() }
+
+// PreparedSyncs is how many responses were prepared beside their
+// message's commit and kept (sync_early.go).
+func (s *Server) PreparedSyncs() int64 { return s.shared.prepared.Load() }

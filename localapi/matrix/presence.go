@@ -387,9 +387,15 @@ func (s *Server) putPresence(w http.ResponseWriter, r *http.Request, c *caller) 
 	return nil
 }
 
-// Close stops presence's timers and waits for its background writes; the
-// daemon calls it after the listener stops and before the store closes.
-func (s *Server) Close() { s.presence.close() }
+// Close stops presence's timers and waits for its background writes, and
+// stops preparing /sync responses; the daemon calls it after the listener
+// stops and before the store closes.
+func (s *Server) Close() {
+	if es, ok := s.rooms.(earlySyncer); ok {
+		es.SetEarlySync(nil)
+	}
+	s.presence.close()
+}
 
 // clientActiveFor is how recently a client must have synced for the user
 // to count as at a client.

@@ -81,6 +81,9 @@ func New(accounts *account.Accounts, rooms roomEngine, cfg Config) *Server {
 	s := &Server{accounts: accounts, rooms: rooms, cfg: cfg, mux: http.NewServeMux(),
 		uia: newUIASessions(), guard: newPasswordGuard(), voip: newVoip(), presence: newPresence(accounts, rooms, cfg.PresenceTimeout)}
 	s.routes()
+	if es, ok := rooms.(earlySyncer); ok {
+		es.SetEarlySync(s.prepareShared) // sync_early.go
+	}
 	return s
 }
 

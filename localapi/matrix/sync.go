@@ -215,18 +215,7 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 	}
 	req.Kinds = kinds
 	req.IgnoredIn = s.ignored.in(c.Localpart, since.pos, now.pos, kinds)
-	var roomData *roomEventFilter
-	if f.Room != nil {
-		req.Rooms, req.NotRooms, req.IncludeLeave = f.Room.Rooms, f.Room.NotRooms, f.Room.IncludeLeave
-		req.Timeline = f.Room.Timeline.engine()
-		req.State = f.Room.State.engine()
-		req.LazyLoadMembers = f.Room.State != nil && f.Room.State.LazyLoadMembers
-		req.Ephemeral = f.Room.Ephemeral.engine()
-		if f.Room.Ephemeral != nil && f.Room.Ephemeral.Limit != nil && *f.Room.Ephemeral.Limit == 0 {
-			req.Ephemeral.Limit = -1
-		}
-		roomData = f.Room.AccountData
-	}
+	roomData := f.roomRequest(&req)
 	reads := &syncReads{noReceipts: since.pos != 0 && !kinds.Has(room.ChangeReceipt)}
 	if s.push != nil {
 		if reads.live, err = s.push.Live(context.Background(), c.UserID, now.pos); err != nil {
@@ -263,14 +252,7 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 	empty := len(resp.AccountData.Events) == 0 && len(resp.Presence.Events) == 0
 
 	for id, jr := range rooms.Join {
-		resp.Rooms.Join[id] = joinedRoom{
-			Timeline:            f.timeline(jr.Timeline),
-			roomState:           mode.section(f.events(jr.State)),
-			AccountData:         eventList{Events: roomData.applyRaw(nonNilRaw(perRoom[id]))},
-			Ephemeral:           eventList{Events: nonNilRaw(jr.Ephemeral)},
-			Summary:             nonNilMap(jr.Summary),
-			UnreadNotifications: s.zeroUnread(),
-		}
+		resp.Rooms.Join[id] = s.joinedEntry(f, mode, roomData, jr, perRoom[id])
 		delete(perRoom, id)
 		empty = false
 	}
@@ -315,6 +297,36 @@ func (s *Server) buildSync(c *caller, since, now syncToken, f *filter, fullState
 		}
 	}
 	return resp, empty, nil
+}
+
+// roomRequest sets req's room filters from f's, and returns its filter of
+// rooms' account data.
+func (f *filter) roomRequest(req *room.SyncRequest) *roomEventFilter {
+	if f.Room == nil {
+		return nil
+	}
+	req.Rooms, req.NotRooms, req.IncludeLeave = f.Room.Rooms, f.Room.NotRooms, f.Room.IncludeLeave
+	req.Timeline = f.Room.Timeline.engine()
+	req.State = f.Room.State.engine()
+	req.LazyLoadMembers = f.Room.State != nil && f.Room.State.LazyLoadMembers
+	req.Ephemeral = f.Room.Ephemeral.engine()
+	if f.Room.Ephemeral != nil && f.Room.Ephemeral.Limit != nil && *f.Room.Ephemeral.Limit == 0 {
+		req.Ephemeral.Limit = -1
+	}
+	return f.Room.AccountData
+}
+
+// joinedEntry is a joined room's entry in rooms.join, with the room's
+// account data; its unread counts are syncUnread's to fill.
+func (s *Server) joinedEntry(f *filter, mode stateMode, roomData *roomEventFilter, jr *room.JoinedRoom, accountData []json.RawMessage) joinedRoom {
+	return joinedRoom{
+		Timeline:            f.timeline(jr.Timeline),
+		roomState:           mode.section(f.events(jr.State)),
+		AccountData:         eventList{Events: roomData.applyRaw(nonNilRaw(accountData))},
+		Ephemeral:           eventList{Events: nonNilRaw(jr.Ephemeral)},
+		Summary:             nonNilMap(jr.Summary),
+		UnreadNotifications: s.zeroUnread(),
+	}
 }
 
 // zeroUnread is a joined room's unread_notifications before syncUnread

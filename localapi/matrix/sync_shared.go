@@ -40,9 +40,11 @@ type sharedKey struct {
 }
 
 // sharedSync is one kept response: its bytes up to its room's unread
-// counts (head), and from after them up to the key counts (mid).
+// counts (head), and from after them up to the key counts (mid). f is the
+// filter key.filter names, parsed.
 type sharedSync struct {
 	key       sharedKey
+	f         *filter
 	shape     *room.SpanShape
 	head, mid []byte
 }
@@ -63,6 +65,9 @@ type sharedSyncs struct {
 	// fromMemory counts the responses whose user part came from memory
 	// (tests check that path ran).
 	fromMemory atomic.Int64
+	// prepared counts the responses kept before their long polls woke
+	// (sync_early.go).
+	prepared atomic.Int64
 }
 
 func (m *sharedSyncs) find(k sharedKey) *sharedSync {
@@ -94,10 +99,12 @@ func (m *sharedSyncs) wanted(k sharedKey) bool {
 	return !m.off && m.kept(k) == nil
 }
 
+// keep keeps s, unless sharing is off or a response for its key is kept
+// already (a build and a preparation of the same span: sync_early.go).
 func (m *sharedSyncs) keep(s *sharedSync) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.off {
+	if m.off || m.kept(s.key) != nil {
 		return
 	}
 	m.ring[m.next] = s
@@ -139,7 +146,7 @@ func (s *Server) writeBuilt(w http.ResponseWriter, since, now syncToken, f *filt
 	}
 	b := buf.Bytes()
 	if len(b) <= maxKeptSync {
-		s.shared.keep(&sharedSync{key: k, shape: sh,
+		s.shared.keep(&sharedSync{key: k, f: f, shape: sh,
 			head: bytes.Clone(b[:cuts.unreadFrom]), mid: bytes.Clone(b[cuts.unreadTo:cuts.keys])})
 	}
 	writeSyncBytes(w, b)

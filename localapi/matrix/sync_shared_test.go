@@ -75,14 +75,21 @@ func (r *sharedRoom) since(t *testing.T) string {
 // built.
 func (r *sharedRoom) syncAll(t *testing.T, since, filter string, users []*testUser) (map[string]string, map[string]bool) {
 	t.Helper()
+	q := ""
+	if filter != "" {
+		q = "&filter=" + url.QueryEscape(filter)
+	}
+	return r.syncAllQuery(t, since, q, users)
+}
+
+// syncAllQuery is syncAll with the rest of the query given as is.
+func (r *sharedRoom) syncAllQuery(t *testing.T, since, query string, users []*testUser) (map[string]string, map[string]bool) {
+	t.Helper()
 	age := regexp.MustCompile(`"age":\d+`)
 	bodies, built := map[string]string{}, map[string]bool{}
 	for _, u := range users {
 		before := r.watch.Builds(u.ID)
-		p := covV3 + "/sync?timeout=0&since=" + url.QueryEscape(since)
-		if filter != "" {
-			p += "&filter=" + url.QueryEscape(filter)
-		}
+		p := covV3 + "/sync?timeout=0&since=" + url.QueryEscape(since) + query
 		res := r.ps.do(t, "GET", p, u.Token, nil)
 		res.wantStatus(t, 200)
 		bodies[u.ID] = age.ReplaceAllString(string(res.Body), `"age":0`)
