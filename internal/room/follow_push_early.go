@@ -45,14 +45,30 @@ var errMoved = errors.New("room: the head moved")
 // evaluation: it holds one back until its batch has committed.
 var earlyGate atomic.Pointer[func()]
 
-// earlyRun is one batch's early evaluation. Whichever ends second, the
-// evaluation or the commit, publishes: neither waits for the other.
+// meeting is where work done beside a commit (early push, sync_early.go)
+// meets the commit: whichever of the two reports second goes on to hand
+// the work's results over, and neither waits for the other.
+type meeting struct {
+	mu      sync.Mutex
+	arrived int
+}
+
+// arrive records the caller's side with set, under the meeting's lock,
+// and reports whether the other side had already arrived.
+func (m *meeting) arrive(set func()) (second bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	set()
+	m.arrived++
+	return m.arrived == 2
+}
+
+// earlyRun is one batch's early evaluation; it meets the commit.
 type earlyRun struct {
-	mu        sync.Mutex
-	evaluated bool     // the evaluation ended (publish nil if it failed)
-	stored    []*Event // the events committed, once committed
-	pes       []*PushEvent
-	publish   func()
+	meeting
+	stored  []*Event // the events committed
+	pes     []*PushEvent
+	publish func() // nil if the evaluation failed
 }
 
 // startEarlyPush starts the early evaluation of a batch built on the
@@ -131,10 +147,7 @@ func (e *Engine) startEarlyPush(roomID string, head uint64, joined int, pdus []g
 		if err == nil { // else the follower evaluates them after the commit
 			publish = (*hook)(pes)
 		}
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		r.evaluated, r.pes, r.publish = true, pes, publish
-		if r.stored != nil {
+		if r.arrive(func() { r.pes, r.publish = pes, publish }) {
 			r.hand()
 		}
 	}()
@@ -145,20 +158,14 @@ func (e *Engine) startEarlyPush(roomID string, head uint64, joined int, pdus []g
 // commit made durable; the results are published now if the evaluation
 // has ended, else when it ends. It does not wait.
 func (r *earlyRun) committed(stored []*Event) {
-	if r == nil {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.stored = stored
-	if r.evaluated {
+	if r != nil && r.arrive(func() { r.stored = stored }) {
 		r.hand()
 	}
 }
 
 // hand publishes the results for the stored events, unless the batch was
 // built again in the write transaction (other event IDs, then the
-// follower evaluates them); r.mu is held.
+// follower evaluates them); it runs once both sides have arrived.
 func (r *earlyRun) hand() {
 	if r.publish == nil || len(r.stored) != len(r.pes) {
 		return

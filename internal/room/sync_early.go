@@ -1,7 +1,6 @@
 package room
 
 import (
-	"sync"
 	"sync/atomic"
 
 	"github.com/matrix-org/gomatrixserverlib"
@@ -12,10 +11,10 @@ import (
 
 // A message wakes every long poll of its room, and the first of them built
 // the response the others share (sync_shape.go) only once the commit was
-// durable: about 150–200 µs of reads and encoding between the fsync and
-// the first response, on a core the other polls and their clients were
-// waiting for (docs/performance.md, "Delivery: the first response ready at
-// the wake"). Nothing but the new event is missing from a snapshot taken
+// durable: about 110 µs of reads and encoding, on a cold core, between a
+// poll's wake and the first response, which every other poll and client
+// then followed (docs/performance.md, "Delivery: the first response ready
+// at the wake"). Nothing but the new event is missing from a snapshot taken
 // before the commit, so /sync prepares that response while the fsync runs
 // and keeps it once the event is durable at the position it was prepared
 // for.
@@ -86,14 +85,13 @@ func (s *EarlySpan) Joined(req SyncRequest) (*JoinedRoom, error) {
 	return s.e.joinedWith(s.tx, req, s.info, Membership{Membership: "join"}, tl, nil, false)
 }
 
-// earlySpan is one batch's preparation: whichever ends second, the
-// preparation or the commit, keeps it.
+// earlySpan is one batch's preparation; it meets the commit
+// (follow_push_early.go).
 type earlySpan struct {
-	mu       sync.Mutex
-	prepared bool   // the preparation ended (keep nil if it found nothing)
-	stored   *Event // the event committed, once committed
-	want     *Event // the event prepared for, at the position prepared for
-	keep     func()
+	meeting
+	stored *Event // the event committed
+	want   *Event // the event prepared for, at the position prepared for
+	keep   func() // nil if nothing was prepared
 }
 
 // startEarlySync starts preparing the /sync response for a batch of one
@@ -136,10 +134,7 @@ func (e *Engine) startEarlySync(roomID string, joined int, pdus []gomatrixserver
 			}
 			return (*hook)(&EarlySpan{e: e, tx: snap, info: info, ev: ev, shape: shape}), ev
 		}()
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		r.prepared, r.keep, r.want = true, keep, want
-		if r.stored != nil {
+		if r.arrive(func() { r.keep, r.want = keep, want }) {
 			r.hand()
 		}
 	}()
@@ -150,25 +145,18 @@ func (e *Engine) startEarlySync(roomID string, joined int, pdus []gomatrixserver
 // it keeps what was prepared now, or when the preparation ends. It does
 // not wait.
 func (r *earlySpan) committed(stored []*Event) {
-	if r == nil || len(stored) != 1 {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.stored = stored[0]
-	if r.prepared {
+	if r != nil && len(stored) == 1 && r.arrive(func() { r.stored = stored[0] }) {
 		r.hand()
 	}
 }
 
 // hand keeps the preparation if the event committed is the one prepared,
 // at the position prepared for, and stored as it was read (a batch built
-// again in the write transaction has other event IDs); r.mu is held.
+// again in the write transaction has other event IDs); it runs once both
+// sides have arrived.
 func (r *earlySpan) hand() {
 	ev, want := r.stored, r.want
-	if r.keep == nil || want == nil || ev.ID != want.ID || ev.NID != want.NID || !storedAlike(ev) {
-		return
+	if r.keep != nil && want != nil && ev.ID == want.ID && ev.NID == want.NID && storedAlike(ev) {
+		r.keep()
 	}
-	r.keep()
-	r.keep = nil
 }

@@ -34,14 +34,8 @@ func TestPreparedSyncIsOwnBuild(t *testing.T) {
 		r.ps.send(t, r.alice, r.roomID, fmt.Sprintf("p%d", i), "prepared")
 		r.waitPrepared(t, before)
 		r.ps.settle(t)
-		shared, built := r.syncAllQuery(t, next, query, users)
-		r.ps.API.ShareSyncs(false)
-		own, _ := r.syncAllQuery(t, next, query, users)
-		r.ps.API.ShareSyncs(true)
+		_, built := r.sharedAgainstOwn(t, "query "+query, next, query, users)
 		for _, u := range users {
-			if shared[u.ID] != own[u.ID] {
-				t.Errorf("query %q: %s's response\nprepared: %s\n     own: %s", query, u.ID, shared[u.ID], own[u.ID])
-			}
 			if built[u.ID] == sharedWith[u] {
 				t.Errorf("query %q: %s built its own response: %v", query, u.ID, built[u.ID])
 			}
@@ -58,15 +52,7 @@ func TestPreparedSyncIsOwnBuild(t *testing.T) {
 	if n := r.ps.API.PreparedSyncs(); n != before {
 		t.Errorf("a message the filter leaves out prepared %d responses", n-before)
 	}
-	shared, _ := r.syncAllQuery(t, next, query, users)
-	r.ps.API.ShareSyncs(false)
-	own, _ := r.syncAllQuery(t, next, query, users)
-	r.ps.API.ShareSyncs(true)
-	for _, u := range users {
-		if shared[u.ID] != own[u.ID] {
-			t.Errorf("filtered out: %s's response\nshared: %s\n   own: %s", u.ID, shared[u.ID], own[u.ID])
-		}
-	}
+	r.sharedAgainstOwn(t, "filtered out", next, query, users)
 }
 
 // spanKept sends a message and syncs every user over its span with query,
@@ -77,7 +63,7 @@ func (r *sharedRoom) spanKept(t *testing.T, query string, users []*testUser, txn
 	since := r.since(t)
 	r.ps.send(t, r.alice, r.roomID, txn, "before")
 	r.ps.settle(t)
-	bodies, built := r.syncAllQuery(t, since, query, users)
+	bodies, built := r.syncAll(t, since, query, users)
 	if !built[r.bob.ID] || built[r.carol.ID] {
 		t.Fatalf("query %q: the span before was not kept to share (built: %v)", query, built)
 	}
