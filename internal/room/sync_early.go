@@ -23,7 +23,7 @@ import (
 // response its room's long polls will be woken for. It is called from a
 // goroutine of its own and may use span only until it returns; it returns
 // the function that keeps what it prepared (nil: nothing prepared), called
-// once the event is durable at span.Now(), on the store's writer before
+// once the event is durable at span.Since()+1, on the store's writer before
 // anything is woken (store.Tx.AfterCommit) or on the preparing goroutine,
 // whichever comes second. That function must not block.
 type EarlySync func(span *EarlySpan) (keep func())

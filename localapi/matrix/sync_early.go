@@ -19,7 +19,8 @@ import (
 type earlySyncer interface{ SetEarlySync(room.EarlySync) }
 
 // maxPrepared bounds the responses prepared for one message: one per
-// filter and state mode the room's long polls used on the span before.
+// token, filter and state mode the room's long polls used on the span
+// before.
 const maxPrepared = 4
 
 // prepareShared is the room.EarlySync the server installs.
@@ -47,9 +48,10 @@ func (s *Server) prepareShared(span *room.EarlySpan) (keep func()) {
 	}
 	return func() {
 		for _, n := range next {
-			s.shared.keep(n)
+			if s.shared.keep(n) {
+				s.shared.prepared.Add(1)
+			}
 		}
-		s.shared.prepared.Add(int64(len(next)))
 	}
 }
 

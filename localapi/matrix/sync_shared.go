@@ -99,16 +99,18 @@ func (m *sharedSyncs) wanted(k sharedKey) bool {
 	return !m.off && m.kept(k) == nil
 }
 
-// keep keeps s, unless sharing is off or a response for its key is kept
-// already (a build and a preparation of the same span: sync_early.go).
-func (m *sharedSyncs) keep(s *sharedSync) {
+// keep keeps s and reports whether it did: not when sharing is off or a
+// response for its key is kept already (a build and a preparation of the
+// same span: sync_early.go).
+func (m *sharedSyncs) keep(s *sharedSync) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.off || m.kept(s.key) != nil {
-		return
+		return false
 	}
 	m.ring[m.next] = s
 	m.next = (m.next + 1) % len(m.ring)
+	return true
 }
 
 // sharedKeyOf is the key of a /sync that may be shared, and false for
