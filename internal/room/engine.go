@@ -65,9 +65,10 @@ func New(db *store.DB, notifier *stream.Notifier, cfg Config) *Engine {
 		// The spec's recommended default since v1.6.
 		v = gomatrixserverlib.RoomVersionV10
 	}
-	// The event ID index in memory is read back before any write can add
-	// to it (store_eventids.go).
+	// The event ID and transaction ID indexes in memory are read back
+	// before any write can add to them (store_eventids.go, store_txns.go).
 	db.View(func(tx *store.Tx) error { eventIndexOf(tx); return nil })
+	txnIndexOf(db)
 	return &Engine{db: db, notifier: notifier, serverName: spec.ServerName(cfg.ServerName),
 		keyID: gomatrixserverlib.KeyID(cfg.KeyID), key: cfg.PrivateKey, defaultVersion: v,
 		typingRooms: map[string]*typingRoom{}, now: time.Now, pdus: newPDUCache(4096)}

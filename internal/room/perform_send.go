@@ -216,9 +216,7 @@ func (e *Engine) append(tx *store.Tx, info *Info, pdu gomatrixserverlib.PDU, sen
 	ev := &Event{NID: nid, RoomNID: info.NID, Version: info.Version, ID: pdu.EventID(), StateBefore: info.Snapshot, JSON: pdu.JSON(), PDU: pdu}
 	if sent != nil && sent.TxnID != "" {
 		ev.TxnDevice, ev.TxnID = sent.Device, sent.TxnID
-		if err := txnIndexOf(e.db).record(tx, txnKey(*sent), nid); err != nil {
-			return nil, err
-		}
+		txnIndexOf(e.db).record(tx, txnKey(*sent), nid)
 	}
 	if sk := pdu.StateKey(); sk != nil {
 		key := stateKey(pdu.Type(), *sk)

@@ -192,6 +192,11 @@ func (x *eventIndex) merge(tx *store.Tx) error {
 	if err := tx.Put(store.Meta, store.EventIDsTo, store.PutU64(to)); err != nil {
 		return fmt.Errorf("room: merge event IDs: %w", err)
 	}
+	// Transaction IDs are read back on start from the same events: their
+	// watermark keeps up with this one (store_txns.go).
+	if err := txnIndexOf(x.db).merge(tx); err != nil {
+		return fmt.Errorf("room: merge transaction IDs: %w", err)
+	}
 	x.mu.Lock()
 	x.mergingTo = to
 	x.mu.Unlock()

@@ -92,12 +92,18 @@ var (
 	// the room engine, and found again from events on start
 	// (internal/room/store_eventids.go).
 	EventIDsTo = []byte("eventids_to")
+	// TxnsTo is the stream position up to which every event sent under a
+	// client's transaction ID has its key in txns (or, in files from
+	// before schema 6, in txnlog); the keys of later events are kept in
+	// memory by the room engine and found again from events on start
+	// (internal/room/store_txns.go).
+	TxnsTo = []byte("txns_to")
 	keySchema  = []byte("schema")
 )
 
 // schemaVersion is the layout this code writes. A file with a newer version
 // is refused rather than misread.
-const schemaVersion = 5
+const schemaVersion = 6
 
 // pushFeed is the bucket schemas 1 and 2 kept beside pushlog: userID
 // 0x00 streamPos → roomID, each notification a second time in the
@@ -140,6 +146,13 @@ func migrate(btx *bolt.Tx) error {
 		if have >= 1 && have < 5 {
 			if err := meta.Put(EventIDsTo, PutU64(U64(meta.Get(keyPos)))); err != nil {
 				return fmt.Errorf("migrate to schema 5: %w", err)
+			}
+		}
+		// Schema 6: every event stored before has its transaction key in
+		// txns or txnlog.
+		if have >= 1 && have < 6 {
+			if err := meta.Put(TxnsTo, PutU64(U64(meta.Get(keyPos)))); err != nil {
+				return fmt.Errorf("migrate to schema 6: %w", err)
 			}
 		}
 		return meta.Put(keySchema, PutU64(schemaVersion))

@@ -308,6 +308,7 @@ func (db *DB) commit(group []*write) {
 	var changes []posKind
 	err := db.bolt.Update(func(btx *bolt.Tx) error {
 		tx := &Tx{btx: btx, db: db}
+		tx.start = tx.Pos()
 		defer func() { committed, advanced, changes = tx.committed, tx.advanced, tx.changes }()
 		for _, w := range group {
 			if err := w.fn(tx); err != nil {

@@ -13,6 +13,9 @@ type Tx struct {
 	btx *bolt.Tx
 	db  *DB
 	pos uint64 // cached stream position once read in this transaction
+	// start is a write transaction's stream position before its writes
+	// (StartPos).
+	start uint64
 	// epoch is a read's count in DB.readers (Epoch); a Snapshot's is
 	// ended by Done.
 	epoch uint64
@@ -132,6 +135,16 @@ func (tx *Tx) Pos() uint64 {
 		tx.pos = U64(tx.Get(Meta, keyPos))
 	}
 	return tx.pos
+}
+
+// StartPos is the highest stream position of an earlier commit: in a
+// write transaction, the position before any of its writes (a group
+// commit's other writes included), in a read, Pos.
+func (tx *Tx) StartPos() uint64 {
+	if tx.btx.Writable() {
+		return tx.start
+	}
+	return tx.Pos()
 }
 
 // NextPos takes the next stream position. Every event and every change a
