@@ -97,8 +97,8 @@ var (
 	// before schema 6, in txnlog); the keys of later events are kept in
 	// memory by the room engine and found again from events on start
 	// (internal/room/store_txns.go).
-	TxnsTo = []byte("txns_to")
-	keySchema  = []byte("schema")
+	TxnsTo    = []byte("txns_to")
+	keySchema = []byte("schema")
 )
 
 // schemaVersion is the layout this code writes. A file with a newer version
