@@ -141,10 +141,12 @@ func (n netLimits) handler(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		theIdleGC.touch() // the GC back on before the request allocates (runtime.go)
 		rc := http.NewResponseController(w)
-		// A keep-alive connection keeps the previous response's write
-		// deadline, which may have passed by now.
-		rc.SetWriteDeadline(time.Time{})
 		if r.Body != nil && r.Body != http.NoBody {
+			// A keep-alive connection keeps the previous response's write
+			// deadline, which may have passed by now; the server writes
+			// nothing before the response (whose writes set their own)
+			// but the 100 Continue a body read may send.
+			rc.SetWriteDeadline(time.Time{})
 			b := &deadlineBody{ReadCloser: r.Body, rc: rc, limits: n, start: time.Now()}
 			if lc, ok := r.Context().Value(limitConnKey{}).(*limitConn); ok {
 				b.conn = lc
@@ -156,7 +158,7 @@ func (n netLimits) handler(h http.Handler) http.Handler {
 		}
 		dw := &deadlineWriter{ResponseWriter: w, rc: rc, limits: n}
 		h.ServeHTTP(dw, r)
-		if dw.start.IsZero() {
+		if !dw.armed {
 			// Nothing written yet: the server writes the response after
 			// this returns, under this deadline.
 			rc.SetWriteDeadline(time.Now().Add(n.write))
@@ -220,37 +222,58 @@ func (b *deadlineBody) extend(read int64) {
 	b.rc.SetReadDeadline(b.limits.transferDeadline(b.start, b.limits.body, read))
 }
 
-// deadlineWriter sets the write deadline at the response's first byte and
-// moves it on as the response is written. (It hides net/http's unexported
-// hook through which http.MaxBytesReader marks an oversized body's
-// connection for closing; the server then discards at most 256 KiB of the
-// rest, under the read deadline, before closing it anyway.)
+// deadlineWriter sets the write deadline before the response's first
+// byte goes out and moves it on as the response is written. The response
+// starts at its header, but net/http writes a header (other than a 1xx)
+// only with the first bytes of the body, or once the handler returns: so
+// the deadline is set there, once per write, not also at WriteHeader (a
+// long poll's response is a header and one write; each deadline is a
+// change to the runtime's timers). (It hides net/http's unexported hook
+// through which http.MaxBytesReader marks an oversized body's connection
+// for closing; the server then discards at most 256 KiB of the rest,
+// under the read deadline, before closing it anyway.)
 type deadlineWriter struct {
 	http.ResponseWriter
 	rc      *http.ResponseController
 	limits  netLimits
-	start   time.Time
+	start   time.Time // the response's header
+	armed   bool      // a write deadline is set for this response
 	written int64
 }
 
 func (w *deadlineWriter) begin() {
 	if w.start.IsZero() {
 		w.start = time.Now()
-		w.rc.SetWriteDeadline(w.limits.transferDeadline(w.start, w.limits.write, 0))
 	}
+}
+
+// arm sets the write deadline for the response's next n bytes.
+func (w *deadlineWriter) arm(n int64) {
+	w.begin()
+	w.rc.SetWriteDeadline(w.limits.transferDeadline(w.start, w.limits.write, w.written+n))
+	w.armed = true
 }
 
 func (w *deadlineWriter) WriteHeader(code int) {
 	w.begin()
+	if code < http.StatusOK {
+		w.arm(0) // an informational header goes out at once
+	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *deadlineWriter) Write(p []byte) (int, error) {
-	w.begin()
-	w.rc.SetWriteDeadline(w.limits.transferDeadline(w.start, w.limits.write, w.written+int64(len(p))))
+	w.arm(int64(len(p)))
 	n, err := w.ResponseWriter.Write(p)
 	w.written += int64(n)
 	return n, err
+}
+
+// FlushError sends what is buffered, under a deadline (what
+// http.ResponseController.Flush calls).
+func (w *deadlineWriter) FlushError() error {
+	w.arm(0)
+	return http.NewResponseController(w.ResponseWriter).Flush()
 }
 
 // ReadFrom keeps net/http's own ReadFrom in the path of a file response
@@ -265,7 +288,6 @@ func (w *deadlineWriter) ReadFrom(src io.Reader) (int64, error) {
 	if !ok {
 		return io.Copy(struct{ io.Writer }{w}, src)
 	}
-	w.begin()
 	const chunk = 1 << 20
 	outer, _ := src.(*io.LimitedReader)
 	var total int64
@@ -275,7 +297,7 @@ func (w *deadlineWriter) ReadFrom(src io.Reader) (int64, error) {
 			part = &io.LimitedReader{R: outer.R, N: min(chunk, outer.N)}
 		}
 		want := part.N
-		w.rc.SetWriteDeadline(w.limits.transferDeadline(w.start, w.limits.write, w.written+want))
+		w.arm(want)
 		n, err := rf.ReadFrom(part)
 		if outer != nil {
 			outer.N -= n
