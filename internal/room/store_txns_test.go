@@ -22,6 +22,20 @@ func openEngineAt(t *testing.T, path string, key ed25519.PrivateKey) *Stack {
 	return st
 }
 
+// roomOnDisk opens a store in a file of its own with an engine over it,
+// and creates a public room there.
+func roomOnDisk(t *testing.T) (path string, key ed25519.PrivateKey, st *Stack, roomID string) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "h.db")
+	_, key, _ = ed25519.GenerateKey(nil)
+	st = openEngineAt(t, path, key)
+	roomID, err := st.Engine.CreateRoom(context.Background(), alice, Profile{}, CreateRequest{Preset: "public_chat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, key, st, roomID
+}
+
 func bucketLen(t *testing.T, db *store.DB, name []byte) int {
 	t.Helper()
 	n := 0
@@ -36,13 +50,7 @@ func bucketLen(t *testing.T, db *store.DB, name []byte) int {
 // before and after the pending IDs are merged into txns.
 func TestTxnIDsFromTheRecordsAndTheMerge(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "h.db")
-	_, key, _ := ed25519.GenerateKey(nil)
-	st := openEngineAt(t, path, key)
-	roomID, err := st.Engine.CreateRoom(ctx, alice, Profile{}, CreateRequest{Preset: "public_chat"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, key, st, roomID := roomOnDisk(t)
 	msg := func(d string, g, i int) SendRequest {
 		return SendRequest{Sender: alice, Device: fmt.Sprint(d, g), RoomID: roomID, Type: "m.room.message",
 			Content: json.RawMessage(fmt.Sprintf(`{"msgtype":"m.text","body":"%d/%d"}`, g, i)), TxnID: fmt.Sprint("t", i)}
@@ -169,25 +177,21 @@ func TestTxnMergeDuringABuildIsCaught(t *testing.T) {
 // and empties txnlog.
 func TestTxnIDsLeftInTxnlog(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "h.db")
-	_, key, _ := ed25519.GenerateKey(nil)
-	st := openEngineAt(t, path, key)
-	roomID, err := st.Engine.CreateRoom(ctx, alice, Profile{}, CreateRequest{Preset: "public_chat"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, key, st, roomID := roomOnDisk(t)
 	req := func(i int) SendRequest {
 		return SendRequest{Sender: alice, Device: "OLD", RoomID: roomID, Type: "m.room.message",
 			Content: json.RawMessage(fmt.Sprintf(`{"msgtype":"m.text","body":"%d"}`, i)), TxnID: fmt.Sprint("old", i)}
 	}
 	ids := map[int]string{}
 	for i := range 3 {
-		if ids[i], err = st.Engine.Send(ctx, req(i)); err != nil {
+		id, err := st.Engine.Send(ctx, req(i))
+		if err != nil {
 			t.Fatal(err)
 		}
+		ids[i] = id
 	}
 	// What schema 5 left: the keys in txnlog, the watermark past them.
-	err = st.DB.Update(ctx, func(tx *store.Tx) error {
+	err := st.DB.Update(ctx, func(tx *store.Tx) error {
 		for i := range 3 {
 			nid := eventNID(tx, ids[i])
 			if err := tx.Put(store.TxnLog, store.PutU64(nid), txnKey(req(i))); err != nil {
@@ -227,13 +231,7 @@ func TestTxnsToFollowsEventIDMerges(t *testing.T) {
 	defer func(n int) { eventIDsMergeAt = n }(eventIDsMergeAt)
 	eventIDsMergeAt = 8
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "h.db")
-	_, key, _ := ed25519.GenerateKey(nil)
-	st := openEngineAt(t, path, key)
-	roomID, err := st.Engine.CreateRoom(ctx, alice, Profile{}, CreateRequest{Preset: "public_chat"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, key, st, roomID := roomOnDisk(t)
 	send := func(i int, txn string) (string, error) {
 		return st.Engine.Send(ctx, SendRequest{Sender: alice, Device: "D", RoomID: roomID, Type: "m.room.message",
 			Content: json.RawMessage(fmt.Sprintf(`{"msgtype":"m.text","body":"%d"}`, i)), TxnID: txn})
