@@ -40,16 +40,18 @@ import (
 // after its previous commit.
 
 // txnMergeAt is how many pending keys make the next batch merge them
-// into txns. Memory: about 150 bytes a key; start-up reads at most this
-// many txnlog records plus one batch.
+// into txns. Memory: about 150 bytes a key. Start-up reads back the
+// events after txns_to, which the merges of event IDs keep to about
+// eventIDsMergeAt (store_eventids.go), and parses those sent under a
+// transaction ID.
 const txnMergeAt = 1024
 
 type txnIndex struct {
 	mu      sync.Mutex
-	recent  map[string]uint64 // txnKey → event NID, for every record in txnlog
+	recent  map[string]uint64 // txnKey → event NID, for the sends not merged into txns
 	merging bool              // a builder is merging recent into txns
 	merges  uint64            // merges made durable so far (see mergesDone)
-	err     error             // loading txnlog failed: every lookup reports it
+	err     error             // loading failed: every lookup reports it
 }
 
 type txnIndexKey struct{}
