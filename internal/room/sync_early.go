@@ -20,13 +20,20 @@ import (
 // for.
 
 // EarlySync lets /sync prepare, while a message's commit runs, the
-// response its room's long polls will be woken for. It is called from a
-// goroutine of its own and may use span only until it returns; it returns
-// the function that keeps what it prepared (nil: nothing prepared), called
-// once the event is durable at span.Since()+1, on the store's writer before
-// anything is woken (store.Tx.AfterCommit) or on the preparing goroutine,
-// whichever comes second. That function must not block.
-type EarlySync func(span *EarlySpan) (keep func())
+// response its room's long polls will be woken for.
+type EarlySync interface {
+	// Wants reports whether /sync keeps a response of the room to prepare
+	// the next one from; without one the engine reads nothing for it (a
+	// room nobody long-polls, or whose last span was not a shape).
+	Wants(roomID string) bool
+	// Prepare is called from a goroutine of its own and may use span only
+	// until it returns; it returns the function that keeps what it
+	// prepared (nil: nothing prepared), called once the event is durable
+	// at span.Since()+1, on the store's writer before anything is woken
+	// (store.Tx.AfterCommit) or on the preparing goroutine, whichever
+	// comes second. That function must not block.
+	Prepare(span *EarlySpan) (keep func())
+}
 
 // SetEarlySync installs p (nil removes it).
 func (e *Engine) SetEarlySync(p EarlySync) {
@@ -101,7 +108,7 @@ type earlySpan struct {
 // costs nothing but the work.
 func (e *Engine) startEarlySync(roomID string, joined int, pdus []gomatrixserverlib.PDU) *earlySpan {
 	hook := e.earlySync.Load()
-	if hook == nil || len(pdus) != 1 || joined < 2 {
+	if hook == nil || len(pdus) != 1 || joined < 2 || !(*hook).Wants(roomID) {
 		return nil
 	}
 	pdu := pdus[0]
@@ -132,7 +139,7 @@ func (e *Engine) startEarlySync(roomID string, joined int, pdus []gomatrixserver
 			if ok, err := e.sendersShared(snap, shape, ev.NID); err != nil || !ok {
 				return nil, nil
 			}
-			return (*hook)(&EarlySpan{e: e, tx: snap, info: info, ev: ev, shape: shape}), ev
+			return (*hook).Prepare(&EarlySpan{e: e, tx: snap, info: info, ev: ev, shape: shape}), ev
 		}()
 		if r.arrive(func() { r.keep, r.want = keep, want }) {
 			r.hand()

@@ -82,7 +82,7 @@ func New(accounts *account.Accounts, rooms roomEngine, cfg Config) *Server {
 		uia: newUIASessions(), guard: newPasswordGuard(), voip: newVoip(), presence: newPresence(accounts, rooms, cfg.PresenceTimeout)}
 	s.routes()
 	if es, ok := rooms.(earlySyncer); ok {
-		es.SetEarlySync(s.prepareShared) // sync_early.go
+		es.SetEarlySync(preparer{s}) // sync_early.go
 	}
 	return s
 }

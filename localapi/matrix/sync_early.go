@@ -23,7 +23,14 @@ type earlySyncer interface{ SetEarlySync(room.EarlySync) }
 // before.
 const maxPrepared = 4
 
-// prepareShared is the room.EarlySync the server installs.
+// preparer is the room.EarlySync the server installs.
+type preparer struct{ s *Server }
+
+func (p preparer) Wants(roomID string) bool { return p.s.shared.keptFor(roomID) }
+
+func (p preparer) Prepare(span *room.EarlySpan) (keep func()) { return p.s.prepareShared(span) }
+
+// prepareShared prepares the responses for span (room.EarlySync's Prepare).
 func (s *Server) prepareShared(span *room.EarlySpan) (keep func()) {
 	shape := span.Shape()
 	var next []*sharedSync
@@ -66,6 +73,18 @@ func sharedHead(now syncToken, roomID string, entry joinedRoom) ([]byte, bool) {
 		return nil, false
 	}
 	return append([]byte(nil), buf.Bytes()[:cuts.unreadFrom]...), true
+}
+
+// keptFor reports whether a response of roomID's shape is kept.
+func (m *sharedSyncs) keptFor(roomID string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range m.ring {
+		if s != nil && !m.off && s.shape.RoomID == roomID {
+			return true
+		}
+	}
+	return false
 }
 
 // endingAt returns up to n of the responses kept for a span of roomID's
